@@ -1,0 +1,26 @@
+"""lyra2: a C/CUDA inference engine for NVIDIA Lyra 2.0 "zoom".
+
+One image + a prompt -> a camera-controlled, explorable 3D-style video, with the `fal-ai/lyra-2/zoom`
+endpoint's arguments and result shape, on your own machine.
+"""
+from . import _core
+from ._core import Lyra2Error
+
+__version__ = "0.1.0"
+
+
+def backends():
+    """What this build can run: {"cpu": True, "cuda": bool, "devices": [{"index", "name", "memory_bytes"}],
+    "cblas": bool}. "cuda" is True only when the build has the CUDA part and a GPU is visible."""
+    info = _core.build_info()
+    devices = [{"index": i, "name": n, "memory_bytes": b} for i, n, b in _core.cuda_devices()]
+    return {
+        "cpu": True,
+        "cuda": bool(info["cuda"] and devices),
+        "cuda_compiled": bool(info["cuda"]),
+        "devices": devices,
+        "cblas": bool(info["cblas"]),
+    }
+
+
+__all__ = ["Lyra2Error", "backends", "__version__"]
