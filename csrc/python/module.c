@@ -11,6 +11,7 @@
 int lyra_py_add_backend(PyObject *m);
 int lyra_py_add_media(PyObject *m);
 int lyra_py_add_geom(PyObject *m);
+int lyra_py_add_warp(PyObject *m);
 int lyra_py_add_sample(PyObject *m);
 int lyra_py_add_ops(PyObject *m);
 int lyra_py_add_weights(PyObject *m);
@@ -34,6 +35,7 @@ PyMODINIT_FUNC PyInit__core(void) {
         PyExc_RuntimeError, NULL);
     if (!lyra_py_error || PyModule_AddObjectRef(m, "Lyra2Error", lyra_py_error) < 0) goto fail;
     if (lyra_py_add_backend(m) < 0 || lyra_py_add_media(m) < 0 || lyra_py_add_geom(m) < 0 ||
+        lyra_py_add_warp(m) < 0 ||
         lyra_py_add_sample(m) < 0 || lyra_py_add_ops(m) < 0 || lyra_py_add_weights(m) < 0)
         goto fail;
     return m;

@@ -31,6 +31,7 @@ PyArrayObject *lyra_py_array(PyObject *obj, int type, int ndim, const char *what
 int lyra_py_add_backend(PyObject *m);
 int lyra_py_add_media(PyObject *m);
 int lyra_py_add_geom(PyObject *m);
+int lyra_py_add_warp(PyObject *m);
 int lyra_py_add_sample(PyObject *m);
 int lyra_py_add_ops(PyObject *m);
 int lyra_py_add_weights(PyObject *m);
