@@ -1,4 +1,4 @@
-/* The C face of the CUDA part (cuda/*.cu). Only compiled and linked when LYRA2_WITH_CUDA is defined;
+/* The C face of the CUDA part (the .cu files in cuda/). Only compiled and linked when LYRA2_WITH_CUDA is defined;
  * the CPU-only build never includes the CUDA headers. */
 #ifndef LYRA_CUDA_H
 #define LYRA_CUDA_H
