@@ -1,17 +1,21 @@
 """lyra2: a C/CUDA inference engine for NVIDIA Lyra 2.0 "zoom".
 
 One image + a prompt -> a camera-controlled, explorable 3D-style video, with the `fal-ai/lyra-2/zoom`
-endpoint's arguments and result shape, on your own machine.
+endpoint's arguments and result shape, on your own machine. Without weights it renders a preview.
 """
 from . import _core
 from ._core import Lyra2Error
+from .api import zoom
+from .fal import Completed, InProgress, Queued, run, subscribe
+from .video import Video
 
 __version__ = "0.1.0"
 
 
 def backends():
-    """What this build can run: {"cpu": True, "cuda": bool, "devices": [{"index", "name", "memory_bytes"}],
-    "cblas": bool}. "cuda" is True only when the build has the CUDA part and a GPU is visible."""
+    """What this build can run: {"cpu": True, "cuda": bool, "cuda_compiled": bool,
+    "devices": [{"index", "name", "memory_bytes"}], "cblas": bool}.
+    "cuda" is True only when the build has the CUDA part and a GPU is visible."""
     info = _core.build_info()
     devices = [{"index": i, "name": n, "memory_bytes": b} for i, n, b in _core.cuda_devices()]
     return {
@@ -23,4 +27,5 @@ def backends():
     }
 
 
-__all__ = ["Lyra2Error", "backends", "__version__"]
+__all__ = ["Lyra2Error", "Video", "backends", "zoom", "subscribe", "run", "Queued", "InProgress", "Completed",
+           "__version__"]

@@ -1,0 +1,108 @@
+"""lyra2.zoom: the main job as a Python call."""
+import os
+import warnings
+
+import numpy as np
+
+from .fields import validate
+from ._core import Lyra2Error
+
+DEVICES = ("auto", "cpu", "cuda")
+MODES = ("auto", "preview", "generate")
+
+
+def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajectory="orbit_horizontal",
+         zoom_in_strength=0.5, zoom_out_trajectory="horizontal_zoom", zoom_out_strength=1.5, resolution="480p",
+         use_dmd=True, guidance_scale=5.0, num_inference_steps=28, frames_per_second=16, seed=None,
+         checkpoint_dir=None, device="auto", mode="auto", output_path=None, progress=True, depth=None):
+    """One image + a prompt -> a camera-controlled video (lyra2.Video).
+
+    `image`: http(s)/file:// URL, data: URI, local path (str or pathlib.Path), bytes, or a uint8 array (H, W, 3)
+    or (H, W, 4). The endpoint fields keep the endpoint's names, defaults and ranges. lyra2-only options:
+      checkpoint_dir  converted weights folder (default $LYRA2_CHECKPOINT_DIR)
+      device          "auto" | "cpu" | "cuda"
+      mode            "auto" (generate when a Lyra-2 checkpoint is found, else preview with a warning),
+                      "preview" (forward-warped input + classical hole filling; no weights needed), "generate"
+      output_path     also write the MP4 there
+      progress        progress bar on a TTY
+      depth           float (H, W) depth of the input at the output resolution (preview and trajectories use it)
+    """
+    fields = dict(prompt=prompt, zoom_direction=zoom_direction, num_frames=num_frames,
+                  zoom_in_trajectory=zoom_in_trajectory, zoom_in_strength=zoom_in_strength,
+                  zoom_out_trajectory=zoom_out_trajectory, zoom_out_strength=zoom_out_strength,
+                  resolution=resolution, use_dmd=use_dmd, guidance_scale=guidance_scale,
+                  num_inference_steps=num_inference_steps, frames_per_second=frames_per_second, seed=seed)
+    if image is None:
+        raise ValueError("image: this argument is required (URL, data: URI, path, bytes or uint8 array)")
+    args = validate(fields, require_image=False)
+    return _zoom_validated(image, args, checkpoint_dir=checkpoint_dir, device=device, mode=mode,
+                           output_path=output_path, progress=progress, depth=depth)
+
+
+def _check_options(device, mode, output_path, progress):
+    if not isinstance(device, str) or device not in DEVICES:
+        raise ValueError(f"device: {device!r} is not allowed; expected one of {list(DEVICES)}")
+    if not isinstance(mode, str) or mode not in MODES:
+        raise ValueError(f"mode: {mode!r} is not allowed; expected one of {list(MODES)}")
+    if output_path is not None:
+        if not isinstance(output_path, (str, os.PathLike)):
+            raise TypeError(f"output_path: expected a path; got {output_path!r}")
+        if not os.fspath(output_path).lower().endswith(".mp4"):
+            raise ValueError(f"output_path: {os.fspath(output_path)!r} must end in .mp4")
+        parent = os.path.dirname(os.path.abspath(os.fspath(output_path)))
+        if not os.path.isdir(parent):
+            raise ValueError(f"output_path: the folder {parent!r} does not exist")
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress: expected a bool; got {progress!r}")
+
+
+def _check_depth(depth, height, width):
+    if depth is None:
+        return None
+    d = np.asarray(depth)
+    if d.dtype.kind not in "fiu" or d.ndim != 2:
+        raise ValueError(f"depth: expected a float array (H, W); got {d.dtype} {d.shape}")
+    if d.shape != (height, width):
+        raise ValueError(f"depth: expected shape {(height, width)} (the output resolution); got {d.shape}")
+    d = d.astype(np.float32)
+    if not np.isfinite(d).any() or not (d[np.isfinite(d)] > 0).any():
+        raise ValueError("depth: needs at least one finite, positive value")
+    return d
+
+
+def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="auto", output_path=None,
+                    progress=True, on_log=None, depth=None):
+    from . import checkpoint
+    from .progress import Progress
+
+    _check_options(device, mode, output_path, progress)
+    folder = checkpoint.resolve_dir(checkpoint_dir)
+    missing = checkpoint.missing_for_generate(folder) if folder else list(checkpoint.FILES.values())
+    if mode == "generate" and missing:
+        raise Lyra2Error("mode='generate' needs a converted Lyra-2 checkpoint folder; "
+                         + (f"{folder!r} lacks {missing}" if folder else
+                            "none was given (checkpoint_dir= or $LYRA2_CHECKPOINT_DIR)")
+                         + ". Convert the upstream weights with `lyra2 convert SRC DST`.")
+    if mode == "auto":
+        mode = "preview" if missing else "generate"
+        if mode == "preview":
+            msg = ("no Lyra-2 checkpoint found: rendering a PREVIEW (the input image forward-warped along the camera "
+                   "path, holes filled classically), not a generated video. Download nvidia/Lyra-2.0, run "
+                   "`lyra2 convert SRC DST` and pass checkpoint_dir=DST (or set LYRA2_CHECKPOINT_DIR) to generate.")
+            warnings.warn(msg, stacklevel=3)
+    if device == "cuda":
+        from . import backends
+
+        if not backends()["cuda"]:
+            raise Lyra2Error("device='cuda': this build has no usable CUDA GPU "
+                             f"(lyra2.backends() = {backends()})")
+    report = Progress(bar=progress, on_log=on_log)
+    if mode == "generate":
+        raise Lyra2Error("mode='generate': the Lyra-2 generative pipeline (DiT, VAE, encoders, sampler driver) is "
+                         "not built into this version of lyra2 yet; use mode='preview'")
+    from .pipeline import run_preview
+
+    video = run_preview(image, args, report=report, depth=depth, checkpoint_folder=folder)
+    if output_path is not None:
+        video.save(output_path)
+    return video
