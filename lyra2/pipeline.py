@@ -63,10 +63,9 @@ def run_preview(image, args, *, report, depth=None, checkpoint_folder=None):
     if direction == "both":
         # reverse(out) then in, with the shared anchor (input) frame once: 2N - 1 frames.
         frames = np.concatenate([rendered["out"][::-1], rendered["in"][1:]])
-        w2c, K = cams["both"]
     else:
         frames = rendered[direction]
-        w2c, K = cams[direction]
+    w2c, K = cams["w2c"], cams["K"]
     return Video(frames=frames, fps=args["frames_per_second"], seed=args["seed"], timings=timings,
                  w2c=np.ascontiguousarray(w2c, np.float32), intrinsics=np.ascontiguousarray(K, np.float32),
                  depth=d, mode="preview", depth_source=depth_source)
