@@ -15,6 +15,11 @@ int lyra_py_add_warp(PyObject *m);
 int lyra_py_add_sample(PyObject *m);
 int lyra_py_add_ops(PyObject *m);
 int lyra_py_add_weights(PyObject *m);
+int lyra_py_add_tokenizer(PyObject *m);
+int lyra_py_add_vae(PyObject *m);
+int lyra_py_add_text(PyObject *m);
+int lyra_py_add_dit(PyObject *m);
+int lyra_py_add_depth(PyObject *m);
 
 PyObject *lyra_py_error = NULL;
 
@@ -36,7 +41,9 @@ PyMODINIT_FUNC PyInit__core(void) {
     if (!lyra_py_error || PyModule_AddObjectRef(m, "Lyra2Error", lyra_py_error) < 0) goto fail;
     if (lyra_py_add_backend(m) < 0 || lyra_py_add_media(m) < 0 || lyra_py_add_geom(m) < 0 ||
         lyra_py_add_warp(m) < 0 ||
-        lyra_py_add_sample(m) < 0 || lyra_py_add_ops(m) < 0 || lyra_py_add_weights(m) < 0)
+        lyra_py_add_sample(m) < 0 || lyra_py_add_ops(m) < 0 || lyra_py_add_weights(m) < 0 ||
+        lyra_py_add_tokenizer(m) < 0 || lyra_py_add_vae(m) < 0 || lyra_py_add_text(m) < 0 ||
+        lyra_py_add_dit(m) < 0 || lyra_py_add_depth(m) < 0)
         goto fail;
     return m;
 fail:

@@ -35,5 +35,10 @@ int lyra_py_add_warp(PyObject *m);
 int lyra_py_add_sample(PyObject *m);
 int lyra_py_add_ops(PyObject *m);
 int lyra_py_add_weights(PyObject *m);
+int lyra_py_add_tokenizer(PyObject *m);
+int lyra_py_add_vae(PyObject *m);
+int lyra_py_add_text(PyObject *m);
+int lyra_py_add_dit(PyObject *m);
+int lyra_py_add_depth(PyObject *m);
 
 #endif
