@@ -371,3 +371,225 @@ def test_unipc_scalars_match_numpy_reference(n, shift):
             assert co["rinv"][i] == pred[i]["rinv"], i
         if i >= 1:
             assert (co["rho0"][i], co["rho1"][i]) == (rho[i][0] if order[i - 1] == 2 else 0, rho[i][1]), i
+
+
+# ---- UniPC runs --------------------------------------------------------------------------------
+
+# Golden README §4: "UniPC: abs 2e-6 per state" (upstream ran on torch CPU: true division where CUDA
+# multiplies by 1/r, LAPACK solve, SLEEF logs), timesteps/sigmas/orders exact.
+UNIPC_GOLDEN_ATOL = 2e-6
+
+
+def golden_cfg_denoiser(g, calls=None):
+    """The golden toy (README §4): cond/uncond fields combined with CFG g = 5 by sampling.cfg."""
+    P, th = g["toy_P"], g["history"].shape[2]
+    cond = toy_velocity(P, th, 0.5, 0.001)
+    minus_p = -P
+
+    def uncond(x, t):
+        return ((f32(-0.25) * x[:, :, th:]) + (f32(t) * f32(0.0005))) + minus_p  # "− P": exact negation
+
+    def den(x, t):
+        if calls is not None:
+            calls.append((x.copy(), t))
+        return sampling.cfg(cond(x, t), uncond(x, t), 5.0)
+    return den
+
+
+@pytest.mark.parametrize("n", [28, 4, 10])
+def test_unipc_golden_every_intermediate(golden, n):
+    calls = []
+    out, tr = sampling.unipc_sample(golden_cfg_denoiser(golden, calls), golden["history"], 1, n, 5.0, 20,
+                                    return_trace=True)
+    pre = f"unipc_N{n}_"
+    assert np.array_equal(tr["order"], golden[pre + "order"])
+    assert np.array_equal(tr["x"][0][:, 25:], golden["init_noise"][0])  # initial noise: exact
+    assert np.array_equal(tr["x"][0], golden[pre + "x"][0])
+    for key in ("x", "v", "x0", "x_corrected"):
+        err = np.abs(tr[key] - golden[pre + key]).max()
+        assert err <= UNIPC_GOLDEN_ATOL, (key, err)
+    assert np.abs(out - golden[pre + "out"]).max() <= UNIPC_GOLDEN_ATOL
+    assert np.array_equal(out[0], tr["x"][-1][:, 25:])
+    # The denoiser saw the whole state at each step, with the int64 timesteps as Python ints.
+    assert [t for _, t in calls] == golden[pre + "timesteps"].tolist() and all(type(t) is int for _, t in calls)
+    for i, (x, _) in enumerate(calls):
+        assert x.shape == (1, 16, 45, 2, 3) and x.dtype == np.float32 and np.array_equal(x[0], tr["x"][i])
+
+
+def test_unipc_golden_cfg_combination_is_exact(golden):
+    # v on the generated frames = u + 5·(c − u) of the golden's own cond/uncond: bit for bit.
+    for n in (28, 4, 10):
+        pre = f"unipc_N{n}_"
+        v = sampling.cfg(golden[pre + "v_cond"], golden[pre + "v_uncond"], 5.0)
+        assert np.array_equal(v[:, 0], golden[pre + "v"][:, :, 25:])
+        assert not golden[pre + "v"][:, :, :25].any()
+
+
+@pytest.mark.parametrize("n,shift,th", [(1, 5.0, 2), (2, 5.0, 0), (3, 5.0, 1), (7, 1.0, 3), (28, 5.0, 2), (50, 3.0, 1)])
+def test_unipc_matches_numpy_reference_bit_for_bit(n, shift, th):
+    rng = np.random.default_rng(n)
+    C, TN, H, W = 3, 4, 2, 5
+    hist = rng.standard_normal((1, C, th, H, W)).astype(np.float32)
+    P = (0.1 * rng.standard_normal((1, C, TN, H, W))).astype(np.float32)
+    vel = toy_velocity(P, th, 0.3, 0.002)
+    out, tr = sampling.unipc_sample(vel, hist, 11 + n, n, shift, TN, return_trace=True)
+    x_init = np.concatenate([hist, sampling.randn(11 + n, (1, C, TN, H, W)).astype(np.float32)], axis=2)
+    states = ref_unipc(x_init, vel, n, shift, th)
+    assert np.array_equal(tr["x"], np.concatenate(states, axis=0))
+    assert np.array_equal(out, states[-1][:, :, th:])
+
+
+def test_unipc_spec_7_4_toy():
+    # Element 0 is history (v = 0), elements 1..4 generated: v = fl32(fl32(0.5·x) + fl32(t·0.001)).
+    x0 = np.array([0.3, 1.0, -0.5, 0.25, -1.75], np.float32).reshape(1, 1, 5, 1, 1)
+    out, tr = sampling.unipc_sample(toy_velocity(0.0, 1), x0[:, :, :1], 0, 28, 5.0, 4, noise=x0[:, :, 1:],
+                                    return_trace=True)
+    want = {0: ["0x3e99999a", "0x3f7d2d3b", "0xbf016925", "0x3e77882c", "0xbfe01de4"],
+            1: ["0x3e99999a", "0x3f7a38aa", "0xbf02e060", "0x3e6eb094", "0xbfe03a9f"],
+            13: ["0x3e99999a", "0x3f460b42", "0xbf1b3cff", "0x3dab3911", "0xbfe0d1ee"],
+            27: ["0x3e99999c", "0x3e748ae3", "0xbf2b6338", "0xbe5c80fe", "0xbfb69414"]}
+    for step, hx in want.items():
+        assert [bits(v) for v in tr["x"][step + 1].reshape(-1)] == hx, step
+    assert [bits(v) for v in out.reshape(-1)] == want[27][1:]
+
+
+def test_unipc_history_drifts_like_upstream(golden):
+    # Spec §2.4: the history is carried through the solver (v = 0), not frozen; the golden shows
+    # the same drift, so our final history equals upstream's within the state tolerance.
+    _, tr = sampling.unipc_sample(golden_cfg_denoiser(golden), golden["history"], 1, 28, return_trace=True)
+    assert not np.array_equal(tr["x"][-1][:, :25], golden["history"][0])
+    assert np.abs(tr["x"][-1][:, :25] - golden["unipc_N28_x"][-1][:, :25]).max() <= UNIPC_GOLDEN_ATOL
+    assert not tr["v"][:, :, :25].any()
+
+
+def test_cfg_matches_numpy_and_g1_is_cond():
+    rng = np.random.default_rng(0)
+    c = rng.standard_normal((1, 4, 3, 5, 6)).astype(np.float32)
+    u = rng.standard_normal((1, 4, 3, 5, 6)).astype(np.float32)
+    for g in (5.0, 1.5, 0.0, 1.0, 0.3):
+        assert np.array_equal(sampling.cfg(c, u, g), u + f32(g) * (c - u))
+    # g = 1: u + (c − u) equals c up to the one rounding of c − u (<= 1 ulp of max(|c|, |u|)).
+    tol = np.spacing(np.maximum(np.abs(c), np.abs(u)))
+    assert np.all(np.abs(sampling.cfg(c, u, 1.0) - c) <= tol)
+    with pytest.raises(ValueError, match="same shape"):
+        sampling.cfg(c, u[:, :2], 1.0)
+
+
+def test_unipc_cfg_g1_equals_conditional_run():
+    rng = np.random.default_rng(1)
+    hist = rng.standard_normal((1, 2, 1, 3, 3)).astype(np.float32)
+    P = (0.2 * rng.standard_normal((1, 2, 5, 3, 3))).astype(np.float32)
+    cond, uncond = toy_velocity(P, 1, 0.5, 0.001), toy_velocity(-P, 1, -0.25, 0.0005)
+    a = sampling.unipc_sample(cond, hist, 3, 12, num_new=5)
+    b = sampling.unipc_sample(lambda x, t: sampling.cfg(cond(x, t), uncond(x, t), 1.0), hist, 3, 12, num_new=5)
+    # Per-call CFG rounding (<= 1 ulp) carried through 12 steps: 1e-5 absolute on O(1) values.
+    assert np.abs(a - b).max() < 1e-5
+
+
+# ---- denoiser callback contract ----------------------------------------------------------------
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("which", ["unipc", "dmd"])
+def test_denoiser_exception_propagates(which):
+    hist = np.zeros((1, 2, 1, 2, 2), np.float32)
+    seen = []
+
+    def den(x, t):
+        seen.append(t)
+        if len(seen) == 3:
+            raise Boom("from step 3")
+        return np.zeros((1, 2, 4, 2, 2), np.float32)
+    with pytest.raises(Boom, match="from step 3"):
+        if which == "unipc":
+            sampling.unipc_sample(den, hist, 0, 10, num_new=4)
+        else:
+            sampling.dmd_sample(den, hist, 0, num_new=4)
+    assert len(seen) == 3
+    # The module keeps working afterwards (no stale error or GIL state).
+    assert sampling.unipc_sample(lambda x, t: np.zeros((1, 2, 4, 2, 2)), hist, 0, 2, num_new=4).shape == (1, 2, 4, 2, 2)
+
+
+def test_denoiser_bad_results_and_arguments():
+    hist = np.zeros((1, 2, 1, 2, 2), np.float32)
+    with pytest.raises(ValueError, match=r"shape \(1, 2, 4, 2, 2\)"):
+        sampling.unipc_sample(lambda x, t: np.zeros((1, 2, 5, 2, 2), np.float32), hist, 0, 3, num_new=4)
+    with pytest.raises(ValueError, match="shape"):
+        sampling.dmd_sample(lambda x, t: x, hist, 0, num_new=4)  # the whole state, not the generated part
+    with pytest.raises(TypeError):
+        sampling.unipc_sample(lambda x, t: "nope", hist, 0, 3, num_new=4)
+    with pytest.raises(TypeError, match="callable"):
+        sampling.unipc_sample(None, hist, 0, 3, num_new=4)
+    with pytest.raises(ValueError, match="batch"):
+        sampling.unipc_sample(lambda x, t: x, np.zeros((2, 2, 1, 2, 2), np.float32), 0, 3)
+    with pytest.raises(ValueError, match="dimensions"):
+        sampling.unipc_sample(lambda x, t: x, np.zeros((2, 1, 2, 2), np.float32), 0, 3)
+    with pytest.raises(ValueError, match="num_new"):
+        sampling.dmd_sample(lambda x, t: x, hist, 0, num_new=0)
+    with pytest.raises(ValueError, match="num_steps"):
+        sampling.unipc_sample(lambda x, t: x, hist, 0, 0)
+    with pytest.raises(ValueError, match="seed"):
+        sampling.unipc_sample(lambda x, t: x, hist, -1, 3)
+    with pytest.raises(ValueError, match="noise"):
+        sampling.unipc_sample(lambda x, t: x, hist, 0, 3, num_new=4, noise=np.zeros((1, 2, 3, 2, 2)))
+    with pytest.raises(ValueError, match="renoise"):
+        sampling.dmd_sample(lambda x, t: x, hist, 0, num_new=4, renoise=np.zeros((3, 4, 2, 2, 2)))
+    # float64 velocities are accepted and cast to float32, as upstream's .float().
+    out = sampling.unipc_sample(lambda x, t: np.ones((1, 2, 4, 2, 2)), hist, 0, 2, num_new=4)
+    assert out.dtype == np.float32
+
+
+# ---- DMD ---------------------------------------------------------------------------------------
+
+
+def test_dmd_golden_bit_exact(golden):
+    calls = []
+    vel = toy_velocity(golden["toy_P"], 25)
+
+    def den(x, t):
+        calls.append(t)
+        return vel(x, t)
+    out, tr = sampling.dmd_sample(den, golden["history"], 1, 20, return_trace=True)
+    # Golden README §4: "DMD: bit-exact is achievable", including the numpy-stream re-noise.
+    for mine, key in (("x_in", "dmd_x_in"), ("v", "dmd_v"), ("x0", "dmd_x0"), ("eps", "dmd_eps")):
+        assert np.array_equal(tr[mine], golden[key]), mine
+    assert np.array_equal(tr["t_in"], golden["dmd_t_in"].reshape(-1))
+    assert np.array_equal(out, golden["dmd_out"])
+    assert all(type(t) is float for t in calls) and np.array_equal(np.array(calls, np.float32), tr["t_in"])
+    # History is restored exactly at every step (spec §4.2).
+    assert all(np.array_equal(tr["x_in"][k][:, :25], golden["history"][0]) for k in range(4))
+
+
+def test_dmd_spec_7_4_toy():
+    x0 = np.array([0.3, 1.0, -0.5, 0.25, -1.75], np.float32).reshape(1, 1, 5, 1, 1)
+    eps = np.array([[9.0, 0.1, -0.2, 0.3, -0.4], [9.0, -1, 0.5, 0, 2], [9.0, 0.7, 0.7, -0.7, -0.7]],
+                   np.float32).reshape(3, 5, 1, 1, 1)  # (step, T, C, H, W); the history entry is ignored
+    out, tr = sampling.dmd_sample(toy_velocity(0.0, 1), x0[:, :, :1], 0, 4, noise=x0[:, :, 1:], renoise=eps,
+                                  return_trace=True)
+    hx = lambda a: [bits(v) for v in a.reshape(-1)]  # noqa: E731
+    assert hx(tr["x0"][0]) == ["0x3e99999a", "0xbf000000", "0xbfa00000", "0xbf600000", "0xbff00000"]
+    assert hx(tr["x_in"][1]) == ["0x3e99999a", "0x3d800000", "0xbe880000", "0x3e680000", "0xbefc0000"]
+    assert hx(tr["x_in"][2]) == ["0x3e99999a", "0xbf796aab", "0x3e7c9553", "0xbe017556", "0x3fbd0155"]
+    assert hx(tr["x_in"][3]) == ["0x3e99999a", "0xbd13a000", "0x3e6c95ff", "0xbf39bf16", "0xbebff42c"]
+    assert hx(out) == ["0xbed4afc0", "0xbe6d58e1", "0xbf63b35f", "0xbf25fbef"]
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3, 1, 3), (3, 2, 5, 3, 1), (16, 0, 2, 1, 1)])
+def test_dmd_stream_continues_numpy_and_matches_reference(shape):
+    # Odd element counts exercise the cached second normal across the draws (deviation rule, §4.3):
+    # RandomState(seed): standard_normal((1, C, T_new, H, W)), then one (T, C, H, W) block per re-noise.
+    C, th, tn, H, W = shape
+    rng = np.random.default_rng(sum(shape))
+    hist = rng.standard_normal((1, C, th, H, W)).astype(np.float32)
+    vel = toy_velocity((0.1 * rng.standard_normal((1, C, tn, H, W))).astype(np.float32), th, 0.4, 0.003)
+    seed = 1234 + C
+    out, tr = sampling.dmd_sample(vel, hist, seed, tn, return_trace=True)
+    rs = np.random.RandomState(seed)
+    x_init = np.concatenate([hist, rs.standard_normal((1, C, tn, H, W)).astype(np.float32)], axis=2)
+    eps = [rs.standard_normal((th + tn, C, H, W)).astype(np.float32) for _ in range(3)]
+    assert np.array_equal(tr["x_in"][0], x_init[0])
+    assert np.array_equal(tr["eps"], np.stack(eps))
+    assert np.array_equal(out, ref_dmd(x_init, vel, eps, th)[:, :, th:])
