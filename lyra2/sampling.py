@@ -60,16 +60,18 @@ def cfg(cond, uncond, g: float) -> np.ndarray:
 
 
 def unipc_sample(denoise, history, seed, num_steps: int, shift: float = 5.0, num_new: int = 20, *,
-                 noise=None, return_trace: bool = False):
+                 uncond=None, guidance=None, noise=None, return_trace: bool = False):
     """One chunk with the UniPC-2 (bh2, predict-x0) flow solver (spec §2, §5.3).
 
     ``history`` (1, C, T_hist, h, w) float32; the initial noise of the ``num_new`` generated frames is
     ``float32(RandomState(seed).standard_normal((1, C, num_new, h, w)))`` unless ``noise`` (same shape)
-    is given. ``denoise`` is called once per step. Returns the generated latents
+    is given. ``denoise`` is called once per step; with ``uncond`` (a second denoiser) and
+    ``guidance`` the C loop applies CFG itself as upstream does: ``denoise`` (conditional) then
+    ``uncond`` every step, combined as :func:`cfg`. Returns the generated latents
     (1, C, num_new, h, w) float32; with ``return_trace`` also a dict of per-step intermediates:
     ``x`` (N+1, C, T, h, w) states, ``v``, ``x0``, ``x_corrected`` (N, C, T, h, w), ``order`` (N,)."""
     return _core.sample_unipc(denoise, history, seed, int(num_steps), float(shift), int(num_new),
-                              noise, bool(return_trace))
+                              uncond, None if guidance is None else float(guidance), noise, bool(return_trace))
 
 
 def dmd_sample(denoise, history, seed, num_new: int = 20, *, noise=None, renoise=None,

@@ -462,6 +462,30 @@ def test_unipc_history_drifts_like_upstream(golden):
     assert not tr["v"][:, :, :25].any()
 
 
+def test_unipc_cfg_in_c_equals_python_composition(golden):
+    # uncond= + guidance= run lyra_cfg_denoise in C: cond then uncond each step, u + g·(c − u).
+    P, order = golden["toy_P"], []
+    cond_v, uncond_v = toy_velocity(P, 25, 0.5, 0.001), toy_velocity(-P, 25, -0.25, 0.0005)
+
+    def cond(x, t):
+        order.append("c")
+        return cond_v(x, t)
+
+    def uncond(x, t):
+        order.append("u")
+        return uncond_v(x, t)
+    out, tr = sampling.unipc_sample(cond, golden["history"], 1, 10, uncond=uncond, guidance=5.0, return_trace=True)
+    ref, rtr = sampling.unipc_sample(golden_cfg_denoiser(golden), golden["history"], 1, 10, return_trace=True)
+    assert order == ["c", "u"] * 10
+    assert np.array_equal(out, ref) and np.array_equal(tr["v"], rtr["v"])
+    assert np.abs(out - golden["unipc_N10_out"]).max() <= UNIPC_GOLDEN_ATOL
+    with pytest.raises(ValueError, match="guidance"):
+        sampling.unipc_sample(cond, golden["history"], 1, 10, uncond=uncond)
+    with pytest.raises(Boom):
+        sampling.unipc_sample(cond, golden["history"], 1, 10, uncond=lambda x, t: (_ for _ in ()).throw(Boom()),
+                              guidance=2.0)
+
+
 def test_cfg_matches_numpy_and_g1_is_cond():
     rng = np.random.default_rng(0)
     c = rng.standard_normal((1, 4, 3, 5, 6)).astype(np.float32)

@@ -184,7 +184,7 @@ static PyObject *py_sample_dmd_schedule(PyObject *self, PyObject *noargs) {
     return ret;
 }
 
-/* Sets d[key] = a new 1-d array of n values read through `get`; steals nothing. */
+/* Sets d[key] = arr and drops the caller's reference to arr (NULL arr: the allocation failed). */
 static int dict_put_new(PyObject *d, const char *key, PyObject *arr) {
     if (!arr) return -1;
     int r = PyDict_SetItemString(d, key, arr);
@@ -281,18 +281,23 @@ finally:
 
 /* ---- Python denoiser -------------------------------------------------------------------------- */
 
+/* One sampler run: shared by its denoisers (CFG has two). */
+typedef struct py_loop {
+    PyThreadState *ts;  /* the saved thread state while the C loop runs without the GIL */
+    int raised;         /* a callback raised: its exception is pending */
+} py_loop;
+
 typedef struct py_denoiser {
     PyObject *fn;       /* denoise(x, t) -> v */
-    PyThreadState *ts;  /* the saved thread state while the C loop runs without the GIL */
+    py_loop *loop;
     int t_is_int;       /* pass t as a Python int (UniPC's int64 timesteps) rather than a float */
-    int raised;         /* the callback raised: the exception is pending */
     npy_intp xdims[5];  /* (1, C, T, H, W) */
     npy_intp vdims[5];  /* (1, C, t_new, H, W) */
 } py_denoiser;
 
 static lyra_status py_denoise(void *ctx, const lyra_latent_shape *shape, const float *x, float t, float *v_out) {
     py_denoiser *d = ctx;
-    PyEval_RestoreThread(d->ts);
+    PyEval_RestoreThread(d->loop->ts);
     lyra_status st = LYRA_OK;
     PyObject *xa = NULL, *tobj = NULL, *res = NULL;
     PyArrayObject *va = NULL;
@@ -318,14 +323,14 @@ static lyra_status py_denoise(void *ctx, const lyra_latent_shape *shape, const f
     memcpy(v_out, PyArray_DATA(va), (size_t)lyra_latent_gen_numel(shape) * sizeof(float));
     goto finally;
 raised:
-    d->raised = 1;
+    d->loop->raised = 1;
     st = lyra_error(LYRA_ERR_INTERRUPTED, "the denoise callback raised");
 finally:
     Py_XDECREF(xa);
     Py_XDECREF(tobj);
     Py_XDECREF(res);
     Py_XDECREF(va);
-    d->ts = PyEval_SaveThread();
+    d->loop->ts = PyEval_SaveThread();
     return st;
 }
 
@@ -411,16 +416,19 @@ static PyObject *new_stack(npy_intp lead, int nd, const npy_intp *dims, int type
 
 static PyObject *py_sample_unipc(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    static char *kwlist[] = {"denoise", "history", "seed", "num_steps", "shift", "num_new", "noise", "trace", NULL};
-    PyObject *fn, *hist_obj, *seed_obj, *noise_obj = Py_None;
+    static char *kwlist[] = {"denoise", "history", "seed", "num_steps", "shift", "num_new",
+                             "uncond", "guidance", "noise", "trace", NULL};
+    PyObject *fn, *hist_obj, *seed_obj, *uncond_obj = Py_None, *guidance_obj = Py_None, *noise_obj = Py_None;
     int num_steps, want_trace = 0;
     double shift = 5.0;
     long long num_new = 20;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOi|dLOp:unipc_sample", kwlist, &fn, &hist_obj, &seed_obj,
-                                     &num_steps, &shift, &num_new, &noise_obj, &want_trace))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOi|dLOOOp:unipc_sample", kwlist, &fn, &hist_obj, &seed_obj,
+                                     &num_steps, &shift, &num_new, &uncond_obj, &guidance_obj, &noise_obj,
+                                     &want_trace))
         return NULL;
-    py_denoiser d = {0};
-    d.t_is_int = 1;
+    py_loop loop = {0};
+    py_denoiser d = {.fn = NULL, .loop = &loop, .t_is_int = 1}, du;
+    lyra_cfg cfg = {0};
     lyra_latent_shape shape;
     lyra_rng rng;
     PyArrayObject *x = NULL;
@@ -429,6 +437,25 @@ static PyObject *py_sample_unipc(PyObject *self, PyObject *args, PyObject *kwarg
     if (num_steps < 1 || num_steps > LYRA_FLOW_MAX_STEPS) {
         PyErr_Format(PyExc_ValueError, "num_steps must be in [1, %d], got %d", LYRA_FLOW_MAX_STEPS, num_steps);
         goto finally;
+    }
+    if ((uncond_obj == Py_None) != (guidance_obj == Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "uncond and guidance go together: give both for CFG, or neither");
+        goto finally;
+    }
+    if (uncond_obj != Py_None) {
+        if (!PyCallable_Check(uncond_obj)) {
+            PyErr_Format(PyExc_TypeError, "uncond must be callable, got %.100s", Py_TYPE(uncond_obj)->tp_name);
+            goto finally;
+        }
+        double g = PyFloat_AsDouble(guidance_obj);
+        if (g == -1.0 && PyErr_Occurred()) goto finally;
+        du = d;
+        du.fn = uncond_obj;
+        cfg = (lyra_cfg){py_denoise, &d, py_denoise, &du, (float)g, NULL};
+        if (!(cfg.scratch = PyMem_Malloc((size_t)lyra_latent_gen_numel(&shape) * sizeof(float)))) {
+            PyErr_NoMemory();
+            goto finally;
+        }
     }
     lyra_unipc_trace trace = {0};
     if (want_trace) {
@@ -439,12 +466,12 @@ static PyObject *py_sample_unipc(PyObject *self, PyObject *args, PyObject *kwarg
             goto finally;
         trace = (lyra_unipc_trace){ADATA(tx), ADATA(tv), ADATA(tx0), ADATA(txc), ADATA(tord)};
     }
-    d.ts = PyEval_SaveThread();
-    lyra_status st = lyra_unipc_sample(&shape, num_steps, shift, PyArray_DATA(x), py_denoise, &d,
-                                       want_trace ? &trace : NULL);
-    PyEval_RestoreThread(d.ts);
+    loop.ts = PyEval_SaveThread();
+    lyra_status st = lyra_unipc_sample(&shape, num_steps, shift, PyArray_DATA(x), cfg.scratch ? lyra_cfg_denoise : py_denoise,
+                                       cfg.scratch ? (void *)&cfg : (void *)&d, want_trace ? &trace : NULL);
+    PyEval_RestoreThread(loop.ts);
     if (st != LYRA_OK) {
-        if (d.raised)
+        if (loop.raised)
             lyra_error_clear(); /* the callback's own exception is already set */
         else
             lyra_py_raise(st);
@@ -459,6 +486,7 @@ static PyObject *py_sample_unipc(PyObject *self, PyObject *args, PyObject *kwarg
     PyObject *td = Py_BuildValue("{sOsOsOsOsO}", "x", tx, "v", tv, "x0", tx0, "x_corrected", txc, "order", tord);
     if (td) ret = Py_BuildValue("(ON)", out, td);
 finally:
+    PyMem_Free(cfg.scratch);
     Py_XDECREF(x);
     Py_XDECREF(out);
     Py_XDECREF(tx);
@@ -480,8 +508,8 @@ static PyObject *py_sample_dmd(PyObject *self, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|LOOp:dmd_sample", kwlist, &fn, &hist_obj, &seed_obj,
                                      &num_new, &noise_obj, &renoise_obj, &want_trace))
         return NULL;
-    py_denoiser d = {0};
-    d.t_is_int = 0;
+    py_loop loop = {0};
+    py_denoiser d = {.fn = NULL, .loop = &loop, .t_is_int = 0};
     lyra_latent_shape shape;
     lyra_rng rng;
     PyArrayObject *x = NULL, *renoise = NULL;
@@ -508,12 +536,12 @@ static PyObject *py_sample_dmd(PyObject *self, PyObject *args, PyObject *kwargs)
             goto finally;
         trace = (lyra_dmd_trace){ADATA(txin), ADATA(ttin), ADATA(tv), ADATA(tx0), ADATA(teps)};
     }
-    d.ts = PyEval_SaveThread();
+    loop.ts = PyEval_SaveThread();
     lyra_status st = lyra_dmd_sample(&shape, PyArray_DATA(x), &rng, renoise ? PyArray_DATA(renoise) : NULL,
                                      py_denoise, &d, want_trace ? &trace : NULL);
-    PyEval_RestoreThread(d.ts);
+    PyEval_RestoreThread(loop.ts);
     if (st != LYRA_OK) {
-        if (d.raised)
+        if (loop.raised)
             lyra_error_clear();
         else
             lyra_py_raise(st);
@@ -550,7 +578,8 @@ static PyMethodDef sample_methods[] = {
      "sample_unipc_plan(num_steps, shift) -> dict of the UniPC per-step scalars"},
     {"sample_cfg", py_sample_cfg, METH_VARARGS, "sample_cfg(cond, uncond, g) -> uncond + g * (cond - uncond)"},
     {"sample_unipc", (PyCFunction)(void (*)(void))py_sample_unipc, METH_VARARGS | METH_KEYWORDS,
-     "sample_unipc(denoise, history, seed, num_steps, shift=5.0, num_new=20, noise=None, trace=False)"},
+     "sample_unipc(denoise, history, seed, num_steps, shift=5.0, num_new=20, uncond=None, guidance=None, "
+     "noise=None, trace=False)"},
     {"sample_dmd", (PyCFunction)(void (*)(void))py_sample_dmd, METH_VARARGS | METH_KEYWORDS,
      "sample_dmd(denoise, history, seed, num_new=20, noise=None, renoise=None, trace=False)"},
     {NULL, NULL, 0, NULL},
