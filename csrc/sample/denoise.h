@@ -1,0 +1,51 @@
+/* The denoiser callback every sampler calls once per network evaluation, and the latent layout.
+ *
+ * A sampler state is one chunk laid out as upstream's [B=1, C, T, H, W] float32, C order, with
+ * T = t_hist + t_new: the clean history frames first, then the frames being generated (spec §5.2).
+ * The denoiser sees the whole state and returns the velocity v = ε − x0 of the generated frames only
+ * (the network returns only those, spec §3); the samplers put v = 0 on the history themselves.
+ * The AR driver plugs the DiT in here; tests and lyra2.sampling plug in Python callables. */
+#ifndef LYRA_SAMPLE_DENOISE_H
+#define LYRA_SAMPLE_DENOISE_H
+
+#include <stdint.h>
+
+#include "lyra2.h"
+#include "sample/rng.h"
+
+typedef struct lyra_latent_shape {
+    int64_t c;      /* latent channels (16 for Lyra 2) */
+    int64_t t_hist; /* clean history frames (25) */
+    int64_t t_new;  /* generated frames (20) */
+    int64_t h, w;   /* latent height and width (pixels / 8) */
+} lyra_latent_shape;
+
+/* x:     [1, C, t_hist + t_new, H, W] float32, the whole current state (read only)
+ * t:     the network timestep: an integer value 0..999 on the UniPC path, 1000·σ as float32 on DMD
+ * v_out: [1, C, t_new, H, W] float32, to be filled with the velocity of the generated frames
+ * Returns LYRA_OK, or a failing status (with its message set) that the sampler passes back unchanged. */
+typedef lyra_status (*lyra_denoise_fn)(void *ctx, const lyra_latent_shape *shape, const float *x, float t,
+                                       float *v_out);
+
+/* Elements of the full state [C, t_hist + t_new, H, W] and of the generated part [C, t_new, H, W]. */
+int64_t lyra_latent_numel(const lyra_latent_shape *shape);
+int64_t lyra_latent_gen_numel(const lyra_latent_shape *shape);
+
+/* Checks that every size is in range (c, t_new, h, w >= 1, t_hist >= 0) and that the state's
+ * element count fits; `what` names the caller's argument in the message. */
+lyra_status lyra_latent_shape_check(const lyra_latent_shape *shape, const char *what);
+
+/* Copies between the full state and its generated part.
+ * full: [C, t_hist + t_new, H, W]; gen: [C, t_new, H, W]. */
+void lyra_latent_gen_get(const lyra_latent_shape *shape, const float *full, float *gen);
+void lyra_latent_gen_set(const lyra_latent_shape *shape, float *full, const float *gen);
+/* Writes `hist` [C, t_hist, H, W] into the history frames of `full`. */
+void lyra_latent_hist_set(const lyra_latent_shape *shape, float *full, const float *hist);
+
+/* The initial state of a chunk (spec §5.3): x = [history ++ float32(standard_normal((1, C, t_new, H, W)))]
+ * with the normals drawn from `rng` in C order (channel-major: all t_new·H·W values of channel 0
+ * first). Upstream seeds rng with seed + chunk; it is left positioned after the draws.
+ * history: [1, C, t_hist, H, W]; x: [1, C, t_hist + t_new, H, W]. */
+void lyra_latent_init(const lyra_latent_shape *shape, const float *history, lyra_rng *rng, float *x);
+
+#endif
