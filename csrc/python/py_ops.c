@@ -1,8 +1,822 @@
-/* Python glue for the ops area (filled in by its issue). */
+/* lyra2._core._ops: the CPU backend's ops on NumPy float32 arrays, FOR TESTS ONLY (tests/test_ops.py).
+ *
+ * Inputs keep their strides when they already are aligned float32 (so the harness exercises strided
+ * descriptors: transposes, slices, negative strides, broadcasts); anything else is converted. Weights can be
+ * rounded to bf16/f16 first with wdtype="bf16"/"f16" to test the converting GEMM paths. Outputs are new
+ * C-contiguous arrays allocated by NumPy. Each call runs on a fresh CPU backend (no global state). */
 #include "py_common.h"
 
+#include "nn/cpu/cpu_internal.h"
+#include "nn/ops.h"
+
+#define MAX_KEEP 24
+
+typedef struct keep {
+    PyObject *objs[MAX_KEEP];
+    int n;
+    void *bufs[8];
+    int nbufs;
+} keep;
+
+static void keep_release(keep *k) {
+    for (int i = 0; i < k->n; i++) Py_XDECREF(k->objs[i]);
+    for (int i = 0; i < k->nbufs; i++) free(k->bufs[i]);
+    k->n = k->nbufs = 0;
+}
+
+static lyra_tensor desc_of(PyArrayObject *a, lyra_dtype dt) {
+    lyra_tensor t;
+    memset(&t, 0, sizeof t);
+    t.dtype = dt;
+    t.device = LYRA_DEVICE_CPU;
+    t.ndim = PyArray_NDIM(a);
+    t.data = PyArray_DATA(a);
+    for (int i = 0; i < LYRA_MAX_DIMS; i++) { t.ne[i] = 1; t.nb[i] = (int64_t)lyra_dtype_size(dt); }
+    for (int i = 0; i < t.ndim; i++) {
+        t.ne[i] = PyArray_DIMS(a)[i];
+        t.nb[i] = PyArray_STRIDES(a)[i];
+    }
+    return t;
+}
+
+/* Input array of numpy type `npt` -> descriptor (strides kept when no conversion is needed). Returns a pointer
+ * to t, or NULL for an optional None (`*err` stays 0) or on error (`*err` = 1, exception set). */
+static lyra_tensor *in_array(keep *k, PyObject *o, const char *what, lyra_tensor *t, int npt, lyra_dtype dt,
+                             int optional, int *err) {
+    if (o == NULL || o == Py_None) {
+        if (optional) return NULL;
+        PyErr_Format(PyExc_TypeError, "%s is required", what);
+        *err = 1;
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(o, npt, 0, 0, NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST);
+    if (!a) { *err = 1; return NULL; }
+    if (PyArray_NDIM(a) > LYRA_MAX_DIMS) {
+        PyErr_Format(PyExc_ValueError, "%s: at most %d dims", what, LYRA_MAX_DIMS);
+        Py_DECREF(a);
+        *err = 1;
+        return NULL;
+    }
+    k->objs[k->n++] = (PyObject *)a;
+    *t = desc_of(a, dt);
+    return t;
+}
+
+static lyra_tensor *in_f32(keep *k, PyObject *o, const char *what, lyra_tensor *t, int optional, int *err) {
+    return in_array(k, o, what, t, NPY_FLOAT32, LYRA_DTYPE_F32, optional, err);
+}
+
+/* A weight: float32 input, optionally rounded into a contiguous bf16/f16 buffer. */
+static lyra_tensor *in_weight(keep *k, PyObject *o, const char *what, lyra_tensor *t, const char *wdtype,
+                              int optional, int *err) {
+    lyra_tensor *r = in_f32(k, o, what, t, optional, err);
+    if (!r || !wdtype || !strcmp(wdtype, "f32")) return r;
+    lyra_dtype dt;
+    if (!strcmp(wdtype, "bf16")) dt = LYRA_DTYPE_BF16;
+    else if (!strcmp(wdtype, "f16")) dt = LYRA_DTYPE_F16;
+    else {
+        PyErr_Format(PyExc_ValueError, "wdtype must be 'f32', 'bf16' or 'f16', got '%s'", wdtype);
+        *err = 1;
+        return NULL;
+    }
+    lyra_tensor c = lyra_tensor_make(NULL, dt, t->ndim, t->ne);
+    c.data = malloc(lyra_tensor_nbytes(&c) + 2);
+    if (!c.data) { PyErr_NoMemory(); *err = 1; return NULL; }
+    k->bufs[k->nbufs++] = c.data;
+    float *tmp = malloc((size_t)lyra_tensor_numel(t) * 4 + 4);
+    if (!tmp) { PyErr_NoMemory(); *err = 1; return NULL; }
+    cpu_gather_f32(tmp, t);
+    lyra_convert_from_f32(c.data, dt, tmp, lyra_tensor_numel(t));
+    free(tmp);
+    *t = c;
+    return t;
+}
+
+static PyArrayObject *out_f32(keep *k, int ndim, const int64_t *ne, lyra_tensor *t) {
+    npy_intp dims[LYRA_MAX_DIMS];
+    for (int i = 0; i < ndim; i++) {
+        if (ne[i] < 0) { PyErr_SetString(PyExc_ValueError, "output size would be negative"); return NULL; }
+        dims[i] = (npy_intp)ne[i];
+    }
+    PyArrayObject *a = (PyArrayObject *)PyArray_SimpleNew(ndim, dims, NPY_FLOAT32);
+    if (!a) return NULL;
+    k->objs[k->n++] = (PyObject *)a;
+    *t = desc_of(a, LYRA_DTYPE_F32);
+    return a;
+}
+
+/* Runs `call` on a fresh CPU backend with the GIL released; returns the output (new ref) or NULL. */
+#define RUN_OP(k, out, call)                                                                                \
+    do {                                                                                                    \
+        lyra_backend be_;                                                                                   \
+        lyra_status st_ = lyra_backend_cpu_init(&be_, 0);                                                   \
+        lyra_backend *be = &be_;                                                                            \
+        if (st_ == LYRA_OK) {                                                                               \
+            Py_BEGIN_ALLOW_THREADS st_ = (call);                                                            \
+            Py_END_ALLOW_THREADS                                                                            \
+        }                                                                                                   \
+        lyra_backend_free(&be_);                                                                            \
+        if (st_ != LYRA_OK) { lyra_py_raise(st_); keep_release(k); return NULL; }                           \
+        Py_INCREF(out);                                                                                     \
+        keep_release(k);                                                                                    \
+        return (PyObject *)(out);                                                                           \
+    } while (0)
+
+#define FAIL(k) do { keep_release(k); return NULL; } while (0)
+
+static int parse_act(const char *s, lyra_act *a) {
+    static const char *names[] = {"identity", "gelu_erf", "gelu_tanh", "silu", "relu", "sigmoid"};
+    for (int i = 0; i < LYRA_ACT_COUNT; i++)
+        if (!strcmp(s, names[i])) { *a = (lyra_act)i; return 0; }
+    PyErr_Format(PyExc_ValueError, "act must be one of identity, gelu_erf, gelu_tanh, silu, relu, sigmoid; got '%s'", s);
+    return -1;
+}
+
+static int parse_pad_mode(const char *s, lyra_pad_mode *m) {
+    if (!strcmp(s, "zero")) { *m = LYRA_PAD_ZERO; return 0; }
+    if (!strcmp(s, "replicate")) { *m = LYRA_PAD_REPLICATE; return 0; }
+    PyErr_Format(PyExc_ValueError, "pad_mode must be 'zero' or 'replicate', got '%s'", s);
+    return -1;
+}
+
+static int parse_order(const char *s, lyra_patch_order *o) {
+    if (!strcmp(s, "c_slowest")) { *o = LYRA_PATCH_C_SLOWEST; return 0; }
+    if (!strcmp(s, "c_fastest")) { *o = LYRA_PATCH_C_FASTEST; return 0; }
+    PyErr_Format(PyExc_ValueError, "order must be 'c_slowest' or 'c_fastest', got '%s'", s);
+    return -1;
+}
+
+/* ---------------- dtype conversion ---------------- */
+
+static PyObject *py_convert(PyObject *args, int to_half, lyra_dtype dt) {
+    PyObject *xo;
+    if (!PyArg_ParseTuple(args, "O", &xo)) return NULL;
+    PyArrayObject *x = lyra_py_array(xo, to_half ? NPY_FLOAT32 : NPY_UINT16, -1, "x");
+    if (!x) return NULL;
+    PyArrayObject *y = (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(x), PyArray_DIMS(x),
+                                                          to_half ? NPY_UINT16 : NPY_FLOAT32);
+    if (!y) { Py_DECREF(x); return NULL; }
+    npy_intp n = PyArray_SIZE(x);
+    if (to_half) lyra_convert_from_f32(PyArray_DATA(y), dt, PyArray_DATA(x), n);
+    else lyra_convert_to_f32(PyArray_DATA(y), PyArray_DATA(x), dt, n);
+    Py_DECREF(x);
+    return (PyObject *)y;
+}
+static PyObject *py_to_bf16(PyObject *s, PyObject *a) { (void)s; return py_convert(a, 1, LYRA_DTYPE_BF16); }
+static PyObject *py_from_bf16(PyObject *s, PyObject *a) { (void)s; return py_convert(a, 0, LYRA_DTYPE_BF16); }
+static PyObject *py_to_f16(PyObject *s, PyObject *a) { (void)s; return py_convert(a, 1, LYRA_DTYPE_F16); }
+static PyObject *py_from_f16(PyObject *s, PyObject *a) { (void)s; return py_convert(a, 0, LYRA_DTYPE_F16); }
+
+/* ---------------- layout ---------------- */
+
+static PyObject *py_copy(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", NULL};
+    PyObject *xo;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O", kws, &xo)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, y;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (err) FAIL(&k);
+    PyArrayObject *out = out_f32(&k, x.ndim, x.ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_copy(be, &y, &x));
+}
+
+static PyObject *py_concat(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"xs", "dim", NULL};
+    PyObject *lo;
+    int dim = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|i", kws, &lo, &dim)) return NULL;
+    PyObject *seq = PySequence_Fast(lo, "xs must be a sequence of arrays");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n < 1 || n > 16) { Py_DECREF(seq); PyErr_SetString(PyExc_ValueError, "xs: 1 to 16 arrays"); return NULL; }
+    keep k = {0};
+    k.objs[k.n++] = seq;
+    lyra_tensor xs[16], y;
+    const lyra_tensor *xp[16];
+    int err = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        in_f32(&k, PySequence_Fast_GET_ITEM(seq, i), "xs[i]", &xs[i], 0, &err);
+        if (err) FAIL(&k);
+        xp[i] = &xs[i];
+    }
+    int64_t ne[LYRA_MAX_DIMS];
+    memcpy(ne, xs[0].ne, sizeof ne);
+    int d = dim < 0 ? dim + xs[0].ndim : dim;
+    if (d < 0 || d >= xs[0].ndim) { PyErr_SetString(PyExc_ValueError, "dim out of range"); FAIL(&k); }
+    ne[d] = 0;
+    for (Py_ssize_t i = 0; i < n; i++) ne[d] += xs[i].ne[d];
+    PyArrayObject *out = out_f32(&k, xs[0].ndim, ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_concat(be, &y, xp, (int)n, dim));
+}
+
+static int parse_int_list(PyObject *o, int64_t *v, int maxn, const char *what) {
+    PyObject *seq = PySequence_Fast(o, what);
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > maxn) { Py_DECREF(seq); PyErr_Format(PyExc_ValueError, "%s: at most %d values", what, maxn); return -1; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        v[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (v[i] == -1 && PyErr_Occurred()) { Py_DECREF(seq); return -1; }
+    }
+    Py_DECREF(seq);
+    return (int)n;
+}
+
+static PyObject *py_pad(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "pads", "mode", NULL};
+    PyObject *xo, *po;
+    const char *mode_s = "zero";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|s", kws, &xo, &po, &mode_s)) return NULL;
+    lyra_pad_mode mode;
+    if (parse_pad_mode(mode_s, &mode) < 0) return NULL;
+    int64_t pads[2 * LYRA_MAX_DIMS];
+    int np = parse_int_list(po, pads, 2 * LYRA_MAX_DIMS, "pads");
+    if (np < 0) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, y;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (err) FAIL(&k);
+    if (np != 2 * x.ndim) { PyErr_SetString(PyExc_ValueError, "pads needs 2 values per dim"); FAIL(&k); }
+    int64_t ne[LYRA_MAX_DIMS];
+    for (int i = 0; i < x.ndim; i++) ne[i] = x.ne[i] + pads[2 * i] + pads[2 * i + 1];
+    PyArrayObject *out = out_f32(&k, x.ndim, ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_pad(be, &y, &x, pads, mode));
+}
+
+static PyObject *py_patchify(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "kt", "kh", "kw", "order", NULL};
+    PyObject *xo;
+    int kt = 1, kh = 2, kwd = 2;
+    const char *os = "c_slowest";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|iiis", kws, &xo, &kt, &kh, &kwd, &os)) return NULL;
+    lyra_patch_order order;
+    if (parse_order(os, &order) < 0) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, y;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (err) FAIL(&k);
+    if (x.ndim != 5 || kt < 1 || kh < 1 || kwd < 1) { PyErr_SetString(PyExc_ValueError, "x must be (B, C, T, H, W)"); FAIL(&k); }
+    int64_t ne[3] = {x.ne[0], (x.ne[2] / kt) * (x.ne[3] / kh) * (x.ne[4] / kwd), x.ne[1] * kt * kh * kwd};
+    PyArrayObject *out = out_f32(&k, 3, ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_patchify(be, &y, &x, kt, kh, kwd, order));
+}
+
+static PyObject *py_unpatchify(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "shape", "kt", "kh", "kw", "order", NULL};
+    PyObject *xo, *so;
+    int kt = 1, kh = 2, kwd = 2;
+    const char *os = "c_fastest";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|iiis", kws, &xo, &so, &kt, &kh, &kwd, &os)) return NULL;
+    lyra_patch_order order;
+    if (parse_order(os, &order) < 0) return NULL;
+    int64_t ne[5];
+    if (parse_int_list(so, ne, 5, "shape") != 5) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "shape must be (B, C, T, H, W)");
+        return NULL;
+    }
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, y;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (err) FAIL(&k);
+    PyArrayObject *out = out_f32(&k, 5, ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_unpatchify(be, &y, &x, kt, kh, kwd, order));
+}
+
+static PyObject *py_embedding(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"table", "ids", "wdtype", NULL};
+    PyObject *to, *io;
+    const char *wd = "f32";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|s", kws, &to, &io, &wd)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor table, ids, y;
+    in_weight(&k, to, "table", &table, wd, 0, &err);
+    if (!err) in_array(&k, io, "ids", &ids, NPY_INT64, LYRA_DTYPE_I64, 0, &err);
+    if (err) FAIL(&k);
+    if (table.ndim != 2 || ids.ndim >= LYRA_MAX_DIMS) { PyErr_SetString(PyExc_ValueError, "table must be (V, D)"); FAIL(&k); }
+    int64_t ne[LYRA_MAX_DIMS];
+    memcpy(ne, ids.ne, sizeof ne);
+    ne[ids.ndim] = table.ne[1];
+    PyArrayObject *out = out_f32(&k, ids.ndim + 1, ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_embedding(be, &y, &table, &ids));
+}
+
+/* ---------------- GEMM ---------------- */
+
+static PyObject *py_linear(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "w", "b", "wdtype", NULL};
+    PyObject *xo, *wo, *bo = Py_None;
+    const char *wd = "f32";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|Os", kws, &xo, &wo, &bo, &wd)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, w, bt, y, *b = NULL;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (!err) in_weight(&k, wo, "w", &w, wd, 0, &err);
+    if (!err) b = in_f32(&k, bo, "b", &bt, 1, &err);
+    if (err) FAIL(&k);
+    if (x.ndim < 1 || w.ndim != 2) { PyErr_SetString(PyExc_ValueError, "x (..., K), w (N, K)"); FAIL(&k); }
+    int64_t ne[LYRA_MAX_DIMS];
+    memcpy(ne, x.ne, sizeof ne);
+    ne[x.ndim - 1] = w.ne[0];
+    PyArrayObject *out = out_f32(&k, x.ndim, ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_linear(be, &y, &x, &w, b));
+}
+
+static PyObject *py_matmul(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"a", "b", "trans_b", "alpha", NULL};
+    PyObject *ao, *bo;
+    int tb = 0;
+    float alpha = 1.0f;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|pf", kws, &ao, &bo, &tb, &alpha)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor a, b, c;
+    in_f32(&k, ao, "a", &a, 0, &err);
+    if (!err) in_f32(&k, bo, "b", &b, 0, &err);
+    if (err) FAIL(&k);
+    if (a.ndim < 2 || a.ndim > 3 || b.ndim != a.ndim) { PyErr_SetString(PyExc_ValueError, "a, b: both 2-d or 3-d"); FAIL(&k); }
+    int bd = a.ndim - 2;
+    int64_t ne[3];
+    if (bd) ne[0] = a.ne[0] > b.ne[0] ? a.ne[0] : b.ne[0];
+    ne[bd] = a.ne[bd];
+    ne[bd + 1] = tb ? b.ne[bd] : b.ne[bd + 1];
+    PyArrayObject *out = out_f32(&k, a.ndim, ne, &c);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_matmul(be, &c, &a, &b, tb, alpha));
+}
+
+/* The plain C fallback GEMM on contiguous 2-d arrays (always compiled; tested against NumPy). */
+static PyObject *py_sgemm_ref(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"a", "b", "trans_b", NULL};
+    PyObject *ao, *bo;
+    int tb = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|p", kws, &ao, &bo, &tb)) return NULL;
+    keep k = {0};
+    PyArrayObject *a = lyra_py_array(ao, NPY_FLOAT32, 2, "a"), *b = a ? lyra_py_array(bo, NPY_FLOAT32, 2, "b") : NULL;
+    if (a) k.objs[k.n++] = (PyObject *)a;
+    if (b) k.objs[k.n++] = (PyObject *)b;
+    if (!a || !b) FAIL(&k);
+    int64_t M = PyArray_DIMS(a)[0], K = PyArray_DIMS(a)[1];
+    int64_t N = tb ? PyArray_DIMS(b)[0] : PyArray_DIMS(b)[1], Kb = tb ? PyArray_DIMS(b)[1] : PyArray_DIMS(b)[0];
+    if (K != Kb) { PyErr_SetString(PyExc_ValueError, "sgemm_ref: inner sizes differ"); FAIL(&k); }
+    lyra_tensor c;
+    PyArrayObject *out = out_f32(&k, 2, (int64_t[]){M, N}, &c);
+    if (!out) FAIL(&k);
+    Py_BEGIN_ALLOW_THREADS
+    cpu_sgemm_ref(tb, M, N, K, 1.0f, PyArray_DATA(a), K, PyArray_DATA(b), tb ? K : N, 0.0f, c.data, N, 2);
+    Py_END_ALLOW_THREADS
+    Py_INCREF(out);
+    keep_release(&k);
+    return (PyObject *)out;
+}
+
+static PyObject *py_attention(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"q", "k", "v", "scale", "bias", "key_mask", NULL};
+    PyObject *qo, *ko, *vo, *bo = Py_None, *mo = Py_None;
+    float scale;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOf|OO", kws, &qo, &ko, &vo, &scale, &bo, &mo)) return NULL;
+    keep kp = {0};
+    int err = 0;
+    lyra_tensor q, k, v, bt, mt, o, *bias = NULL, *mask = NULL;
+    in_f32(&kp, qo, "q", &q, 0, &err);
+    if (!err) in_f32(&kp, ko, "k", &k, 0, &err);
+    if (!err) in_f32(&kp, vo, "v", &v, 0, &err);
+    if (!err) bias = in_f32(&kp, bo, "bias", &bt, 1, &err);
+    if (!err) mask = in_array(&kp, mo, "key_mask", &mt, NPY_UINT8, LYRA_DTYPE_U8, 1, &err);
+    if (err) FAIL(&kp);
+    if (q.ndim != 4 || v.ndim != 4) { PyErr_SetString(PyExc_ValueError, "q, k, v must be (B, L, H, D)"); FAIL(&kp); }
+    PyArrayObject *out = out_f32(&kp, 4, (int64_t[]){q.ne[0], q.ne[1], q.ne[2], v.ne[3]}, &o);
+    if (!out) FAIL(&kp);
+    RUN_OP(&kp, out, lyra_op_attention(be, &o, &q, &k, &v, bias, mask, scale));
+}
+
+/* ---------------- normalisation ---------------- */
+
+static PyObject *py_norm(PyObject *args, PyObject *kw, int kind) {
+    static char *kws[] = {"x", "w", "b", "eps", "groups", "wdtype", NULL};
+    PyObject *xo, *wo = Py_None, *bo = Py_None;
+    float eps = kind == 2 ? 1e-12f : 1e-6f;
+    int groups = 1;
+    const char *wd = "f32";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOfis", kws, &xo, &wo, &bo, &eps, &groups, &wd)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, wt, bt, y, *w = NULL, *b = NULL;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (!err) w = in_weight(&k, wo, "w", &wt, wd, 1, &err);
+    if (!err) b = in_weight(&k, bo, "b", &bt, wd, 1, &err);
+    if (err) FAIL(&k);
+    PyArrayObject *out = out_f32(&k, x.ndim, x.ne, &y);
+    if (!out) FAIL(&k);
+    switch (kind) {
+    case 0: RUN_OP(&k, out, lyra_op_rms_norm(be, &y, &x, w, eps));
+    case 1: RUN_OP(&k, out, lyra_op_layer_norm(be, &y, &x, w, b, eps));
+    case 2: RUN_OP(&k, out, lyra_op_l2norm_channels(be, &y, &x, w, b, eps));
+    default: RUN_OP(&k, out, lyra_op_group_norm(be, &y, &x, groups, w, b, eps));
+    }
+}
+static PyObject *py_rms_norm(PyObject *s, PyObject *a, PyObject *k) { (void)s; return py_norm(a, k, 0); }
+static PyObject *py_layer_norm(PyObject *s, PyObject *a, PyObject *k) { (void)s; return py_norm(a, k, 1); }
+static PyObject *py_l2norm_channels(PyObject *s, PyObject *a, PyObject *k) { (void)s; return py_norm(a, k, 2); }
+static PyObject *py_group_norm(PyObject *s, PyObject *a, PyObject *k) { (void)s; return py_norm(a, k, 3); }
+
+static PyObject *py_softmax(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "scale", NULL};
+    PyObject *xo;
+    float scale = 1.0f;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|f", kws, &xo, &scale)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, y;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (err) FAIL(&k);
+    PyArrayObject *out = out_f32(&k, x.ndim, x.ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_softmax(be, &y, &x, scale));
+}
+
+/* ---------------- pointwise ---------------- */
+
+static PyObject *py_unary(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "act", NULL};
+    PyObject *xo;
+    const char *as;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Os", kws, &xo, &as)) return NULL;
+    lyra_act act;
+    if (parse_act(as, &act) < 0) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, y;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (err) FAIL(&k);
+    PyArrayObject *out = out_f32(&k, x.ndim, x.ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_unary(be, &y, &x, act));
+}
+
+static PyObject *py_glu(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"a", "g", "act", NULL};
+    PyObject *ao, *go;
+    const char *as;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOs", kws, &ao, &go, &as)) return NULL;
+    lyra_act act;
+    if (parse_act(as, &act) < 0) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor a, g, y;
+    in_f32(&k, ao, "a", &a, 0, &err);
+    if (!err) in_f32(&k, go, "g", &g, 0, &err);
+    if (err) FAIL(&k);
+    PyArrayObject *out = out_f32(&k, a.ndim, a.ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_glu(be, &y, &a, &g, act));
+}
+
+/* Output shape of a broadcast between same-ndim tensors. */
+static int bshape(const lyra_tensor *a, const lyra_tensor *b, int64_t *ne) {
+    if (a->ndim != b->ndim) { PyErr_SetString(PyExc_ValueError, "operands must have the same ndim"); return -1; }
+    for (int i = 0; i < a->ndim; i++) ne[i] = a->ne[i] > b->ne[i] ? a->ne[i] : b->ne[i];
+    return 0;
+}
+
+static PyObject *py_binary(PyObject *args, PyObject *kw, int kind) {
+    static char *kws[] = {"a", "b", NULL};
+    PyObject *ao, *bo;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO", kws, &ao, &bo)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor a, b, y;
+    in_f32(&k, ao, "a", &a, 0, &err);
+    if (!err) in_f32(&k, bo, "b", &b, 0, &err);
+    if (err) FAIL(&k);
+    int64_t ne[LYRA_MAX_DIMS];
+    if (bshape(&a, &b, ne) < 0) FAIL(&k);
+    PyArrayObject *out = out_f32(&k, a.ndim, ne, &y);
+    if (!out) FAIL(&k);
+    if (kind == 0) RUN_OP(&k, out, lyra_op_add(be, &y, &a, &b));
+    RUN_OP(&k, out, lyra_op_mul(be, &y, &a, &b));
+}
+static PyObject *py_add(PyObject *s, PyObject *a, PyObject *k) { (void)s; return py_binary(a, k, 0); }
+static PyObject *py_mul(PyObject *s, PyObject *a, PyObject *k) { (void)s; return py_binary(a, k, 1); }
+
+static PyObject *py_scale(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "alpha", "beta", NULL};
+    PyObject *xo;
+    float alpha = 1.0f, beta = 0.0f;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|ff", kws, &xo, &alpha, &beta)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, y;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (err) FAIL(&k);
+    PyArrayObject *out = out_f32(&k, x.ndim, x.ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_scale(be, &y, &x, alpha, beta));
+}
+
+static PyObject *py_modgate(PyObject *args, PyObject *kw, int gate) {
+    static char *kws_m[] = {"x", "shift", "scale", NULL};
+    static char *kws_g[] = {"x", "g", "a", NULL};
+    PyObject *xo, *p1, *p2;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO", gate ? kws_g : kws_m, &xo, &p1, &p2)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, t1, t2, y;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (!err) in_f32(&k, p1, gate ? "g" : "shift", &t1, 0, &err);
+    if (!err) in_f32(&k, p2, gate ? "a" : "scale", &t2, 0, &err);
+    if (err) FAIL(&k);
+    PyArrayObject *out = out_f32(&k, x.ndim, x.ne, &y);
+    if (!out) FAIL(&k);
+    if (gate) RUN_OP(&k, out, lyra_op_gate(be, &y, &x, &t1, &t2));
+    RUN_OP(&k, out, lyra_op_modulate(be, &y, &x, &t1, &t2));
+}
+static PyObject *py_modulate(PyObject *s, PyObject *a, PyObject *k) { (void)s; return py_modgate(a, k, 0); }
+static PyObject *py_gate(PyObject *s, PyObject *a, PyObject *k) { (void)s; return py_modgate(a, k, 1); }
+
+static PyObject *py_rope(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "angles", "mode", "n_sections", NULL};
+    PyObject *xo, *ao;
+    const char *ms = "interleaved";
+    int ns = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|si", kws, &xo, &ao, &ms, &ns)) return NULL;
+    lyra_rope_mode mode;
+    if (!strcmp(ms, "interleaved")) mode = LYRA_ROPE_INTERLEAVED;
+    else if (!strcmp(ms, "half")) mode = LYRA_ROPE_HALF;
+    else { PyErr_Format(PyExc_ValueError, "mode must be 'interleaved' or 'half', got '%s'", ms); return NULL; }
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, a, y;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (!err) in_f32(&k, ao, "angles", &a, 0, &err);
+    if (err) FAIL(&k);
+    PyArrayObject *out = out_f32(&k, x.ndim, x.ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_rope(be, &y, &x, &a, mode, ns));
+}
+
+static PyObject *py_rope_angles(PyObject *args, PyObject *kw, int video) {
+    static char *kws[] = {"pos", "head_dim", "theta", NULL};
+    PyObject *po;
+    int hd;
+    double theta = video ? 10000.0 : 100.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oi|d", kws, &po, &hd, &theta)) return NULL;
+    PyArrayObject *pos = lyra_py_array(po, NPY_FLOAT32, 2, "pos");
+    if (!pos) return NULL;
+    int want = video ? 3 : 2;
+    if (PyArray_DIMS(pos)[1] != want || hd < 2 || hd % (video ? 2 : 4)) {
+        PyErr_Format(PyExc_ValueError, "pos must be (L, %d) and head_dim a positive multiple of %d", want, video ? 2 : 4);
+        Py_DECREF(pos);
+        return NULL;
+    }
+    npy_intp dims[2] = {PyArray_DIMS(pos)[0], hd / 2};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    if (out) {
+        if (video) lyra_rope_angles_video(PyArray_DATA(out), PyArray_DATA(pos), dims[0], hd, theta);
+        else lyra_rope_angles_2d(PyArray_DATA(out), PyArray_DATA(pos), dims[0], hd, theta);
+    }
+    Py_DECREF(pos);
+    return (PyObject *)out;
+}
+static PyObject *py_rope_angles_video(PyObject *s, PyObject *a, PyObject *k) { (void)s; return py_rope_angles(a, k, 1); }
+static PyObject *py_rope_angles_2d(PyObject *s, PyObject *a, PyObject *k) { (void)s; return py_rope_angles(a, k, 0); }
+
+/* ---------------- convolution and resampling ---------------- */
+
+static PyObject *py_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "w", "b", "stride", "pad", "pad_mode", "wdtype", NULL};
+    PyObject *xo, *wo, *bo = Py_None, *so = NULL, *po = NULL;
+    const char *pm = "zero", *wd = "f32";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OOOss", kws, &xo, &wo, &bo, &so, &po, &pm, &wd)) return NULL;
+    lyra_conv2d_params p = {1, 1, 0, 0, 0, 0, LYRA_PAD_ZERO};
+    int64_t s[2] = {1, 1}, pd[4] = {0, 0, 0, 0};
+    if (so && parse_int_list(so, s, 2, "stride") != 2) { if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "stride: (sh, sw)"); return NULL; }
+    if (po && parse_int_list(po, pd, 4, "pad") != 4) { if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "pad: (top, bottom, left, right)"); return NULL; }
+    if (parse_pad_mode(pm, &p.pad_mode) < 0) return NULL;
+    p.stride_h = (int)s[0]; p.stride_w = (int)s[1];
+    p.pad_top = (int)pd[0]; p.pad_bottom = (int)pd[1]; p.pad_left = (int)pd[2]; p.pad_right = (int)pd[3];
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, w, bt, y, *b = NULL;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (!err) in_weight(&k, wo, "w", &w, wd, 0, &err);
+    if (!err) b = in_f32(&k, bo, "b", &bt, 1, &err);
+    if (err) FAIL(&k);
+    if (x.ndim != 4 || w.ndim != 4 || p.stride_h < 1 || p.stride_w < 1) { PyErr_SetString(PyExc_ValueError, "x (B,C,H,W), w (Co,Ci,kh,kw), stride >= 1"); FAIL(&k); }
+    int64_t ne[4] = {x.ne[0], w.ne[0], (x.ne[2] + pd[0] + pd[1] - w.ne[2]) / p.stride_h + 1,
+                     (x.ne[3] + pd[2] + pd[3] - w.ne[3]) / p.stride_w + 1};
+    PyArrayObject *out = out_f32(&k, 4, ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_conv2d(be, &y, &x, &w, b, &p));
+}
+
+static PyObject *py_conv3d(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "w", "b", "prefix", "stride", "pad", "pad_mode", "wdtype", NULL};
+    PyObject *xo, *wo, *bo = Py_None, *pro = Py_None, *so = NULL, *po = NULL;
+    const char *pm = "zero", *wd = "f32";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OOOOss", kws, &xo, &wo, &bo, &pro, &so, &po, &pm, &wd)) return NULL;
+    lyra_conv3d_params p;
+    memset(&p, 0, sizeof p);
+    int64_t s[3] = {1, 1, 1}, pd[6] = {0, 0, 0, 0, 0, 0};
+    if (so && parse_int_list(so, s, 3, "stride") != 3) { if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "stride: (st, sh, sw)"); return NULL; }
+    if (po && parse_int_list(po, pd, 6, "pad") != 6) { if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "pad: (front, back, top, bottom, left, right)"); return NULL; }
+    if (parse_pad_mode(pm, &p.pad_mode) < 0) return NULL;
+    p.stride_t = (int)s[0]; p.stride_h = (int)s[1]; p.stride_w = (int)s[2];
+    p.pad_front = (int)pd[0]; p.pad_back = (int)pd[1]; p.pad_top = (int)pd[2]; p.pad_bottom = (int)pd[3];
+    p.pad_left = (int)pd[4]; p.pad_right = (int)pd[5];
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, w, bt, prt, y, *b = NULL, *pre = NULL;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (!err) in_weight(&k, wo, "w", &w, wd, 0, &err);
+    if (!err) b = in_f32(&k, bo, "b", &bt, 1, &err);
+    if (!err) pre = in_f32(&k, pro, "prefix", &prt, 1, &err);
+    if (err) FAIL(&k);
+    if (x.ndim != 5 || w.ndim != 5 || p.stride_t < 1 || p.stride_h < 1 || p.stride_w < 1) { PyErr_SetString(PyExc_ValueError, "x (B,C,T,H,W), w (Co,Ci,kt,kh,kw), stride >= 1"); FAIL(&k); }
+    int64_t ne[5] = {x.ne[0], w.ne[0], (x.ne[2] + pd[0] + pd[1] - w.ne[2]) / p.stride_t + 1,
+                     (x.ne[3] + pd[2] + pd[3] - w.ne[3]) / p.stride_h + 1,
+                     (x.ne[4] + pd[4] + pd[5] - w.ne[4]) / p.stride_w + 1};
+    PyArrayObject *out = out_f32(&k, 5, ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_conv3d(be, &y, &x, &w, b, pre, &p));
+}
+
+static PyObject *py_conv_transpose2d(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "w", "b", "stride", "padding", "wdtype", NULL};
+    PyObject *xo, *wo, *bo = Py_None;
+    int stride = 1, padding = 0;
+    const char *wd = "f32";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|Oiis", kws, &xo, &wo, &bo, &stride, &padding, &wd)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, w, bt, y, *b = NULL;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (!err) in_weight(&k, wo, "w", &w, wd, 0, &err);
+    if (!err) b = in_f32(&k, bo, "b", &bt, 1, &err);
+    if (err) FAIL(&k);
+    if (x.ndim != 4 || w.ndim != 4) { PyErr_SetString(PyExc_ValueError, "x (B,Ci,H,W), w (Ci,Co,kh,kw)"); FAIL(&k); }
+    int64_t ne[4] = {x.ne[0], w.ne[1], (x.ne[2] - 1) * stride - 2 * padding + w.ne[2],
+                     (x.ne[3] - 1) * stride - 2 * padding + w.ne[3]};
+    PyArrayObject *out = out_f32(&k, 4, ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_conv_transpose2d(be, &y, &x, &w, b, stride, padding));
+}
+
+static PyObject *py_upsample_nearest2x(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", NULL};
+    PyObject *xo;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O", kws, &xo)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, y;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (err) FAIL(&k);
+    if (x.ndim < 2) { PyErr_SetString(PyExc_ValueError, "x must be (..., H, W)"); FAIL(&k); }
+    int64_t ne[LYRA_MAX_DIMS];
+    memcpy(ne, x.ne, sizeof ne);
+    ne[x.ndim - 2] *= 2;
+    ne[x.ndim - 1] *= 2;
+    PyArrayObject *out = out_f32(&k, x.ndim, ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_upsample_nearest2x(be, &y, &x));
+}
+
+static PyObject *py_resize(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "size", "mode", "align_corners", "antialias", "ratio", NULL};
+    PyObject *xo, *so, *ro = NULL;
+    const char *ms = "bilinear";
+    int ac = 0, aa = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|sppO", kws, &xo, &so, &ms, &ac, &aa, &ro)) return NULL;
+    lyra_resize_params p = {LYRA_RESIZE_BILINEAR, ac, aa, 0.0, 0.0};
+    if (!strcmp(ms, "nearest")) p.mode = LYRA_RESIZE_NEAREST;
+    else if (!strcmp(ms, "bicubic")) p.mode = LYRA_RESIZE_BICUBIC;
+    else if (strcmp(ms, "bilinear")) { PyErr_Format(PyExc_ValueError, "mode must be nearest, bilinear or bicubic, got '%s'", ms); return NULL; }
+    if (ro && ro != Py_None && !PyArg_ParseTuple(ro, "dd", &p.ratio_h, &p.ratio_w)) return NULL;
+    int64_t sz[2];
+    if (parse_int_list(so, sz, 2, "size") != 2) { if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "size: (Ho, Wo)"); return NULL; }
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, y;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (err) FAIL(&k);
+    if (x.ndim < 2) { PyErr_SetString(PyExc_ValueError, "x must be (..., H, W)"); FAIL(&k); }
+    int64_t ne[LYRA_MAX_DIMS];
+    memcpy(ne, x.ne, sizeof ne);
+    ne[x.ndim - 2] = sz[0];
+    ne[x.ndim - 1] = sz[1];
+    PyArrayObject *out = out_f32(&k, x.ndim, ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_resize(be, &y, &x, &p));
+}
+
+static PyObject *py_avg_pool3d(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "kt", "kh", "kw", NULL};
+    PyObject *xo;
+    int kt, kh, kwd;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oiii", kws, &xo, &kt, &kh, &kwd)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, y;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (err) FAIL(&k);
+    if (x.ndim < 3 || kt < 1 || kh < 1 || kwd < 1) { PyErr_SetString(PyExc_ValueError, "x (..., T, H, W), kernel >= 1"); FAIL(&k); }
+    int64_t ne[LYRA_MAX_DIMS];
+    memcpy(ne, x.ne, sizeof ne);
+    ne[x.ndim - 3] /= kt;
+    ne[x.ndim - 2] /= kh;
+    ne[x.ndim - 1] /= kwd;
+    PyArrayObject *out = out_f32(&k, x.ndim, ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_avg_pool3d(be, &y, &x, kt, kh, kwd));
+}
+
+#define KW(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, doc}
+
 static PyMethodDef ops_methods[] = {
+    {"to_bf16", py_to_bf16, METH_VARARGS, "float32 -> bf16 bits (uint16), round to nearest even."},
+    {"from_bf16", py_from_bf16, METH_VARARGS, "bf16 bits (uint16) -> float32."},
+    {"to_f16", py_to_f16, METH_VARARGS, "float32 -> IEEE half bits (uint16), round to nearest even."},
+    {"from_f16", py_from_f16, METH_VARARGS, "IEEE half bits (uint16) -> float32."},
+    KW("copy", py_copy, "copy(x): strided read into a contiguous array."),
+    KW("concat", py_concat, "concat(xs, dim=0)."),
+    KW("pad", py_pad, "pad(x, pads, mode='zero'|'replicate'); pads = (before, after) per dim, outermost first."),
+    KW("patchify", py_patchify, "patchify(x (B,C,T,H,W), kt=1, kh=2, kw=2, order='c_slowest')."),
+    KW("unpatchify", py_unpatchify, "unpatchify(x, shape (B,C,T,H,W), kt=1, kh=2, kw=2, order='c_fastest')."),
+    KW("embedding", py_embedding, "embedding(table (V,D), ids, wdtype='f32')."),
+    KW("linear", py_linear, "linear(x (...,K), w (N,K), b=None, wdtype='f32'|'bf16'|'f16')."),
+    KW("matmul", py_matmul, "matmul(a, b, trans_b=False, alpha=1.0); 2-d or batched 3-d."),
+    KW("sgemm_ref", py_sgemm_ref, "sgemm_ref(a, b, trans_b=False): the plain C fallback GEMM."),
+    KW("attention", py_attention, "attention(q, k, v, scale, bias=None, key_mask=None); (B, L, H, D) layouts."),
+    KW("rms_norm", py_rms_norm, "rms_norm(x, w=None, eps=1e-6, wdtype='f32')."),
+    KW("layer_norm", py_layer_norm, "layer_norm(x, w=None, b=None, eps=1e-6)."),
+    KW("l2norm_channels", py_l2norm_channels, "l2norm_channels(x (B,C,...), w=gamma, b=beta, eps=1e-12): Wan VAE norm."),
+    KW("group_norm", py_group_norm, "group_norm(x (B,C,...), w=None, b=None, eps=1e-6, groups=1)."),
+    KW("softmax", py_softmax, "softmax(x, scale=1.0) over the last dim."),
+    KW("unary", py_unary, "unary(x, act)."),
+    KW("glu", py_glu, "glu(a, g, act): a * act(g)."),
+    KW("add", py_add, "add(a, b) with broadcasting of size-1 dims."),
+    KW("mul", py_mul, "mul(a, b) with broadcasting of size-1 dims."),
+    KW("scale", py_scale, "scale(x, alpha=1, beta=0): alpha*x + beta."),
+    KW("modulate", py_modulate, "modulate(x, shift, scale): x*(1+scale)+shift."),
+    KW("gate", py_gate, "gate(x, g, a): x + g*a."),
+    KW("rope", py_rope, "rope(x (B,L,H,D), angles (L,D/2), mode='interleaved'|'half', n_sections=1)."),
+    KW("rope_angles_video", py_rope_angles_video, "rope_angles_video(pos (L,3), head_dim, theta=10000)."),
+    KW("rope_angles_2d", py_rope_angles_2d, "rope_angles_2d(pos (L,2), head_dim, theta=100)."),
+    KW("conv2d", py_conv2d, "conv2d(x, w, b=None, stride=(1,1), pad=(t,b,l,r), pad_mode='zero', wdtype='f32')."),
+    KW("conv3d", py_conv3d, "conv3d(x, w, b=None, prefix=None, stride=(1,1,1), pad=(front,back,t,b,l,r), pad_mode='zero')."),
+    KW("conv_transpose2d", py_conv_transpose2d, "conv_transpose2d(x, w (Ci,Co,kh,kw), b=None, stride=1, padding=0)."),
+    KW("upsample_nearest2x", py_upsample_nearest2x, "upsample_nearest2x(x (..., H, W))."),
+    KW("resize", py_resize, "resize(x, size, mode='bilinear', align_corners=False, antialias=False, ratio=None)."),
+    KW("avg_pool3d", py_avg_pool3d, "avg_pool3d(x (..., T, H, W), kt, kh, kw)."),
     {NULL, NULL, 0, NULL},
 };
 
-int lyra_py_add_ops(PyObject *m) { return PyModule_AddFunctions(m, ops_methods); }
+static struct PyModuleDef ops_module = {
+    PyModuleDef_HEAD_INIT, "lyra2._core._ops",
+    "CPU backend ops on float32 NumPy arrays, for the op-test harness only (not a public API).", -1, ops_methods,
+    NULL, NULL, NULL, NULL,
+};
+
+int lyra_py_add_ops(PyObject *m) {
+    PyObject *sub = PyModule_Create(&ops_module);
+    if (!sub) return -1;
+    if (PyModule_AddObject(m, "_ops", sub) < 0) {
+        Py_DECREF(sub);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,173 @@
+/* The backend table: every network op goes through a struct of function pointers, so the CPU reference
+ * (csrc/nn/cpu) and the CUDA backend (cuda/) implement exactly the same operations.
+ *
+ * Networks never call a table entry directly: they call the lyra_op_* wrappers of nn/ops.h, which validate
+ * shapes, dtypes and devices ONCE (with messages naming the op and the argument) and then dispatch. A table
+ * entry may therefore assume: shapes are consistent as documented in ops.h, every tensor is on be->device,
+ * optional tensors are NULL or valid. An entry still returns LYRA_ERR_TYPE for a dtype it does not implement
+ * (the CPU backend computes in f32; CUDA adds bf16 activations) and LYRA_ERR_OOM when its scratch cannot grow.
+ *
+ * Dimension order everywhere: outermost first (see core/tensor.h). */
+#ifndef LYRA_BACKEND_H
+#define LYRA_BACKEND_H
+
+#include "core/arena.h"
+#include "core/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Pointwise activations. GELU_TANH is 0.5·x·(1+tanh(√(2/π)(x+0.044715x³))); GELU_ERF is 0.5·x·(1+erf(x/√2)). */
+typedef enum lyra_act {
+    LYRA_ACT_IDENTITY = 0,
+    LYRA_ACT_GELU_ERF,
+    LYRA_ACT_GELU_TANH,
+    LYRA_ACT_SILU,
+    LYRA_ACT_RELU,
+    LYRA_ACT_SIGMOID,
+    LYRA_ACT_COUNT
+} lyra_act;
+
+typedef enum lyra_pad_mode {
+    LYRA_PAD_ZERO = 0,
+    LYRA_PAD_REPLICATE
+} lyra_pad_mode;
+
+/* RoPE pairings. INTERLEAVED: pair p = (x[2p], x[2p+1]) with angle[p] (GPT-J / Wan, network.md §3.5).
+ * HALF: D is split into n_sections sections of size S = D/n_sections; inside section s the pair i is
+ * (x[sS+i], x[sS+i+S/2]) with angle[s·S/2 + i] ("rotate-half" per section; DA3 2-D RoPE uses 2 sections,
+ * y then x, depth.md §1.5.4). Both rotate (a, b) -> (a·cos φ − b·sin φ, a·sin φ + b·cos φ). */
+typedef enum lyra_rope_mode {
+    LYRA_ROPE_INTERLEAVED = 0,
+    LYRA_ROPE_HALF
+} lyra_rope_mode;
+
+typedef enum lyra_resize_mode {
+    LYRA_RESIZE_NEAREST = 0,   /* PyTorch "nearest": src = min(floor(dst·ratio), in−1) */
+    LYRA_RESIZE_BILINEAR,
+    LYRA_RESIZE_BICUBIC        /* Keys A = −0.75 (A = −0.5 with antialias, as PyTorch) */
+} lyra_resize_mode;
+
+typedef struct lyra_resize_params {
+    lyra_resize_mode mode;
+    int align_corners;         /* bilinear/bicubic only; antialias requires 0 */
+    int antialias;             /* PyTorch antialias=True (separable, support widened when shrinking) */
+    double ratio_h, ratio_w;   /* source-per-destination ratio; 0 means in/out. PyTorch uses 1/scale_factor
+                                  when called with scale_factor (the DA3 pos-embed "+0.1" quirk, depth.md §1.5.2) */
+} lyra_resize_params;
+
+/* Patch vector order. C_SLOWEST: p[((c·kt + a)·kh + r)·kw + s] (patch embedding, pixel-shuffle tokens,
+ * network.md §3.2/§3.4). C_FASTEST: p[((a·kh + r)·kw + s)·C + c] (the DiT head's unpatchify, §3.9). */
+typedef enum lyra_patch_order {
+    LYRA_PATCH_C_SLOWEST = 0,
+    LYRA_PATCH_C_FASTEST
+} lyra_patch_order;
+
+typedef struct lyra_conv2d_params {
+    int stride_h, stride_w;                          /* >= 1 */
+    int pad_top, pad_bottom, pad_left, pad_right;    /* >= 0; asymmetric allowed (VAE downsample2d pads 0,1,0,1) */
+    lyra_pad_mode pad_mode;                          /* MoGe convs use replicate padding */
+} lyra_conv2d_params;
+
+/* Time padding is causal in the Wan VAE: pad_front = 2·pt frames before, pad_back = 0 (encoders.md §1.2).
+ * When a cache ("prefix") of m <= pad_front earlier frames is given, it fills the LAST m of the front padding
+ * frames (times −m..−1); the remaining pad_front − m frames are zeros. Spatial padding uses pad_mode. */
+typedef struct lyra_conv3d_params {
+    int stride_t, stride_h, stride_w;
+    int pad_front, pad_back;
+    int pad_top, pad_bottom, pad_left, pad_right;
+    lyra_pad_mode pad_mode;
+} lyra_conv3d_params;
+
+typedef struct lyra_backend lyra_backend;
+
+typedef struct lyra_backend_ops {
+    const char *name;
+    void (*destroy)(lyra_backend *be);
+
+    /* memory (the CPU backend uses host memory; CUDA device memory) */
+    void *(*alloc)(lyra_backend *be, size_t bytes);
+    void (*release)(lyra_backend *be, void *ptr);
+    lyra_status (*upload)(lyra_backend *be, lyra_tensor *dst, const lyra_tensor *host_src);
+    lyra_status (*download)(lyra_backend *be, lyra_tensor *host_dst, const lyra_tensor *src);
+    lyra_status (*synchronize)(lyra_backend *be);
+
+    /* layout */
+    lyra_status (*copy)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x);
+    lyra_status (*fill)(lyra_backend *be, lyra_tensor *y, float value);
+    lyra_status (*concat)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *const *xs, int n, int dim);
+    lyra_status (*pad)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const int64_t *pads,
+                       lyra_pad_mode mode);
+    lyra_status (*patchify)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int kt, int kh, int kw,
+                            lyra_patch_order order);
+    lyra_status (*unpatchify)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int kt, int kh, int kw,
+                              lyra_patch_order order);
+    lyra_status (*embedding)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *table, const lyra_tensor *ids);
+
+    /* GEMM */
+    lyra_status (*linear)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                          const lyra_tensor *b);
+    lyra_status (*matmul)(lyra_backend *be, lyra_tensor *c, const lyra_tensor *a, const lyra_tensor *b,
+                          int trans_b, float alpha);
+    lyra_status (*attention)(lyra_backend *be, lyra_tensor *o, const lyra_tensor *q, const lyra_tensor *k,
+                             const lyra_tensor *v, const lyra_tensor *bias, const lyra_tensor *key_mask,
+                             float scale);
+
+    /* normalisation */
+    lyra_status (*rms_norm)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w, float eps);
+    lyra_status (*layer_norm)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                              const lyra_tensor *b, float eps);
+    lyra_status (*l2norm_channels)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x,
+                                   const lyra_tensor *gamma, const lyra_tensor *beta, float eps);
+    lyra_status (*group_norm)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int groups,
+                              const lyra_tensor *w, const lyra_tensor *b, float eps);
+    lyra_status (*softmax)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, float scale);
+
+    /* pointwise (inputs may broadcast through stride-0 dims) */
+    lyra_status (*unary)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, lyra_act act);
+    lyra_status (*glu)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *a, const lyra_tensor *g, lyra_act act);
+    lyra_status (*add)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *a, const lyra_tensor *b);
+    lyra_status (*mul)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *a, const lyra_tensor *b);
+    lyra_status (*scale)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, float alpha, float beta);
+    lyra_status (*modulate)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *shift,
+                            const lyra_tensor *scale);
+    lyra_status (*gate)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *g,
+                        const lyra_tensor *a);
+    lyra_status (*rope)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *angles,
+                        lyra_rope_mode mode, int n_sections);
+
+    /* convolution and resampling */
+    lyra_status (*conv2d)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                          const lyra_tensor *b, const lyra_conv2d_params *p);
+    lyra_status (*conv3d)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                          const lyra_tensor *b, const lyra_tensor *prefix, const lyra_conv3d_params *p);
+    lyra_status (*conv_transpose2d)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                                    const lyra_tensor *b, int stride, int padding);
+    lyra_status (*upsample_nearest2x)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x);
+    lyra_status (*resize)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_resize_params *p);
+    lyra_status (*avg_pool3d)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int kt, int kh, int kw);
+} lyra_backend_ops;
+
+struct lyra_backend {
+    const lyra_backend_ops *ops;
+    lyra_device device;
+    int n_threads;          /* CPU worker threads (OpenMP); 0 = all available */
+    lyra_arena scratch;     /* backend-internal workspaces (im2col tiles, score tiles, converted weights) */
+    void *impl;             /* backend private state (CUDA stream, cuBLAS handle, ...) */
+};
+
+/* The CPU reference backend. n_threads <= 0 uses every core OpenMP reports. */
+lyra_status lyra_backend_cpu_init(lyra_backend *be, int n_threads);
+/* Frees the backend's scratch and private state; safe on a zeroed struct. */
+void lyra_backend_free(lyra_backend *be);
+
+/* One workspace buffer of at least `bytes` bytes (64-byte aligned), valid until the next call; an op that
+ * needs several workspaces asks once for their sum and partitions it. The buffer only grows (when a call asks
+ * for more than ever before), so steady-state forward passes never allocate. NULL + LYRA_ERR_OOM message. */
+void *lyra_backend_scratch(lyra_backend *be, size_t bytes, const char *what);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,592 @@
+/* Validation and dispatch of the lyra_op_* wrappers (shapes documented in nn/ops.h). */
+#include "nn/ops.h"
+
+#include <math.h>
+#include <stdio.h>
+
+#define SHAPE(t, buf) lyra_tensor_shape_str((t), buf, sizeof buf)
+
+static int is_float(lyra_dtype d) { return d == LYRA_DTYPE_F32 || d == LYRA_DTYPE_BF16 || d == LYRA_DTYPE_F16; }
+
+/* Common checks of one tensor argument: present, on the backend's device, float dtype when asked. */
+static lyra_status check_tensor(lyra_backend *be, const char *op, const char *arg, const lyra_tensor *t,
+                                int want_float) {
+    if (!t || !t->data) return lyra_error(LYRA_ERR_ARG, "%s: %s is missing", op, arg);
+    if (t->ndim < 0 || t->ndim > LYRA_MAX_DIMS)
+        return lyra_error(LYRA_ERR_ARG, "%s: %s has %d dims (0..%d allowed)", op, arg, t->ndim, LYRA_MAX_DIMS);
+    if (t->device != be->device)
+        return lyra_error(LYRA_ERR_ARG, "%s: %s is on the %s but the backend is %s", op, arg,
+                          t->device == LYRA_DEVICE_CPU ? "CPU" : "GPU", be->ops->name);
+    if (want_float && !is_float(t->dtype))
+        return lyra_error(LYRA_ERR_TYPE, "%s: %s has dtype %s, expected f32, bf16 or f16", op, arg,
+                          lyra_dtype_name(t->dtype));
+    for (int i = 0; i < t->ndim; i++)
+        if (t->ne[i] < 0) return lyra_error(LYRA_ERR_ARG, "%s: %s has a negative size", op, arg);
+    return LYRA_OK;
+}
+
+static lyra_status check_shape(const char *op, const char *arg, const lyra_tensor *t, int ndim,
+                               const int64_t *ne) {
+    int ok = t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = t->ne[i] == ne[i];
+    if (!ok) {
+        char got[96], want[96];
+        lyra_tensor w = lyra_tensor_make(NULL, t->dtype, ndim, ne);
+        return lyra_error(LYRA_ERR_ARG, "%s: %s has shape %s, expected %s", op, arg, SHAPE(t, got), SHAPE(&w, want));
+    }
+    return LYRA_OK;
+}
+
+static lyra_status check_contiguous(const char *op, const char *arg, const lyra_tensor *t) {
+    if (!lyra_tensor_is_contiguous(t)) return lyra_error(LYRA_ERR_ARG, "%s: %s must be contiguous", op, arg);
+    return LYRA_OK;
+}
+
+static lyra_status check_rows(const char *op, const char *arg, const lyra_tensor *t) {
+    if (!lyra_tensor_rows_contiguous(t))
+        return lyra_error(LYRA_ERR_ARG, "%s: %s must have a contiguous last dimension", op, arg);
+    return LYRA_OK;
+}
+
+/* Optional per-channel vector (n) of a float dtype. */
+static lyra_status check_vec(lyra_backend *be, const char *op, const char *arg, const lyra_tensor *t, int64_t n) {
+    if (!t) return LYRA_OK;
+    LYRA_TRY(check_tensor(be, op, arg, t, 1));
+    return check_shape(op, arg, t, 1, &n);
+}
+
+/* a broadcastable to y: same ndim, each dim equal or 1. */
+static lyra_status check_broadcast(const char *op, const char *arg, const lyra_tensor *a, const lyra_tensor *y) {
+    int ok = a->ndim == y->ndim;
+    for (int i = 0; ok && i < y->ndim; i++) ok = a->ne[i] == y->ne[i] || a->ne[i] == 1;
+    if (!ok) {
+        char sa[96], sy[96];
+        return lyra_error(LYRA_ERR_ARG, "%s: %s of shape %s does not broadcast to %s (same ndim, dims equal or 1)",
+                          op, arg, SHAPE(a, sa), SHAPE(y, sy));
+    }
+    return LYRA_OK;
+}
+
+static lyra_status check_same(const char *op, const char *arg, const lyra_tensor *t, const lyra_tensor *ref) {
+    return check_shape(op, arg, t, ref->ndim, ref->ne);
+}
+
+/* y == x exactly (in-place) or no byte overlap at all. Overlap of strided views is judged by extents. */
+static void extent(const lyra_tensor *t, const char **lo, const char **hi) {
+    const char *p = (const char *)t->data, *a = p, *b = p;
+    for (int i = 0; i < t->ndim; i++) {
+        if (t->ne[i] == 0) { *lo = *hi = p; return; }
+        int64_t d = (t->ne[i] - 1) * t->nb[i];
+        if (d < 0) a += d; else b += d;
+    }
+    *lo = a;
+    *hi = b + lyra_dtype_size(t->dtype);
+}
+static lyra_status check_alias(const char *op, const char *arg, const lyra_tensor *y, const lyra_tensor *x,
+                               int inplace_ok) {
+    if (!x) return LYRA_OK;
+    if (inplace_ok && x->data == y->data && lyra_tensor_same_shape(x, y) && x->dtype == y->dtype &&
+        !memcmp(x->nb, y->nb, sizeof x->nb[0] * (size_t)x->ndim))
+        return LYRA_OK;
+    const char *xl, *xh, *yl, *yh;
+    extent(x, &xl, &xh);
+    extent(y, &yl, &yh);
+    if (xl < yh && yl < xh)
+        return lyra_error(LYRA_ERR_ARG, "%s: the output overlaps %s%s", op, arg,
+                          inplace_ok ? " (only exact in-place y == x is allowed)" : "");
+    return LYRA_OK;
+}
+
+static lyra_status check_out(lyra_backend *be, const char *op, lyra_tensor *y) {
+    LYRA_TRY(check_tensor(be, op, "y (output)", y, 0));
+    return LYRA_OK;
+}
+
+/* ---------------- layout ---------------- */
+
+lyra_status lyra_op_copy(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x) {
+    const char *op = "copy";
+    LYRA_TRY(check_out(be, op, y));
+    LYRA_TRY(check_tensor(be, op, "x", x, 0));
+    LYRA_TRY(check_same(op, "x", x, y));
+    if (x->dtype != y->dtype && !(is_float(x->dtype) && is_float(y->dtype)))
+        return lyra_error(LYRA_ERR_TYPE, "copy: cannot convert %s to %s", lyra_dtype_name(x->dtype),
+                          lyra_dtype_name(y->dtype));
+    LYRA_TRY(check_alias(op, "x", y, x, 1));
+    return be->ops->copy(be, y, x);
+}
+
+lyra_status lyra_op_fill(lyra_backend *be, lyra_tensor *y, float value) {
+    LYRA_TRY(check_out(be, "fill", y));
+    return be->ops->fill(be, y, value);
+}
+
+lyra_status lyra_op_concat(lyra_backend *be, lyra_tensor *y, const lyra_tensor *const *xs, int n, int dim) {
+    const char *op = "concat";
+    LYRA_TRY(check_out(be, op, y));
+    if (n < 1) return lyra_error(LYRA_ERR_ARG, "concat: needs at least one input");
+    if (dim < 0) dim += y->ndim;
+    if (dim < 0 || dim >= y->ndim) return lyra_error(LYRA_ERR_ARG, "concat: dim out of range for %d-d output", y->ndim);
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        char arg[32];
+        snprintf(arg, sizeof arg, "xs[%d]", i);
+        LYRA_TRY(check_tensor(be, op, arg, xs[i], 0));
+        if (xs[i]->dtype != y->dtype) return lyra_error(LYRA_ERR_TYPE, "concat: %s dtype differs from y", arg);
+        int64_t ne[LYRA_MAX_DIMS];
+        memcpy(ne, y->ne, sizeof ne);
+        ne[dim] = xs[i]->ne[dim];
+        LYRA_TRY(check_shape(op, arg, xs[i], y->ndim, ne));
+        LYRA_TRY(check_alias(op, arg, y, xs[i], 0));
+        total += xs[i]->ne[dim];
+    }
+    if (total != y->ne[dim])
+        return lyra_error(LYRA_ERR_ARG, "concat: inputs sum to %lld along dim %d, y has %lld", (long long)total, dim,
+                          (long long)y->ne[dim]);
+    return be->ops->concat(be, y, xs, n, dim);
+}
+
+lyra_status lyra_op_pad(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const int64_t *pads,
+                        lyra_pad_mode mode) {
+    const char *op = "pad";
+    LYRA_TRY(check_out(be, op, y));
+    LYRA_TRY(check_tensor(be, op, "x", x, 0));
+    if (x->dtype != y->dtype) return lyra_error(LYRA_ERR_TYPE, "pad: x and y dtypes differ");
+    int64_t ne[LYRA_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) {
+        if (pads[2 * i] < 0 || pads[2 * i + 1] < 0) return lyra_error(LYRA_ERR_ARG, "pad: negative padding in dim %d", i);
+        if (mode == LYRA_PAD_REPLICATE && x->ne[i] == 0 && (pads[2 * i] || pads[2 * i + 1]))
+            return lyra_error(LYRA_ERR_ARG, "pad: replicate padding of an empty dim %d", i);
+        ne[i] = x->ne[i] + pads[2 * i] + pads[2 * i + 1];
+    }
+    LYRA_TRY(check_shape(op, "y", y, x->ndim, ne));
+    LYRA_TRY(check_alias(op, "x", y, x, 0));
+    return be->ops->pad(be, y, x, pads, mode);
+}
+
+static lyra_status check_patch(lyra_backend *be, const char *op, const lyra_tensor *vid, const lyra_tensor *tok,
+                               int kt, int kh, int kw) {
+    if (kt < 1 || kh < 1 || kw < 1) return lyra_error(LYRA_ERR_ARG, "%s: patch sizes must be >= 1", op);
+    LYRA_TRY(check_tensor(be, op, "video", vid, 1));
+    LYRA_TRY(check_tensor(be, op, "tokens", tok, 1));
+    if (vid->ndim != 5) return lyra_error(LYRA_ERR_ARG, "%s: video must be (B, C, T, H, W)", op);
+    if (vid->ne[2] % kt || vid->ne[3] % kh || vid->ne[4] % kw)
+        return lyra_error(LYRA_ERR_ARG, "%s: T, H, W (%lld, %lld, %lld) must be multiples of the patch (%d, %d, %d)",
+                          op, (long long)vid->ne[2], (long long)vid->ne[3], (long long)vid->ne[4], kt, kh, kw);
+    int64_t ne[3] = {vid->ne[0], (vid->ne[2] / kt) * (vid->ne[3] / kh) * (vid->ne[4] / kw),
+                     vid->ne[1] * kt * kh * kw};
+    return check_shape(op, "tokens", tok, 3, ne);
+}
+
+lyra_status lyra_op_patchify(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int kt, int kh, int kw,
+                             lyra_patch_order order) {
+    LYRA_TRY(check_out(be, "patchify", y));
+    LYRA_TRY(check_patch(be, "patchify", x, y, kt, kh, kw));
+    LYRA_TRY(check_contiguous("patchify", "y", y));
+    LYRA_TRY(check_alias("patchify", "x", y, x, 0));
+    return be->ops->patchify(be, y, x, kt, kh, kw, order);
+}
+
+lyra_status lyra_op_unpatchify(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int kt, int kh, int kw,
+                               lyra_patch_order order) {
+    LYRA_TRY(check_out(be, "unpatchify", y));
+    LYRA_TRY(check_patch(be, "unpatchify", y, x, kt, kh, kw));
+    LYRA_TRY(check_contiguous("unpatchify", "y", y));
+    LYRA_TRY(check_alias("unpatchify", "x", y, x, 0));
+    return be->ops->unpatchify(be, y, x, kt, kh, kw, order);
+}
+
+lyra_status lyra_op_embedding(lyra_backend *be, lyra_tensor *y, const lyra_tensor *table, const lyra_tensor *ids) {
+    const char *op = "embedding";
+    LYRA_TRY(check_out(be, op, y));
+    LYRA_TRY(check_tensor(be, op, "table", table, 1));
+    LYRA_TRY(check_tensor(be, op, "ids", ids, 0));
+    if (ids->dtype != LYRA_DTYPE_I32 && ids->dtype != LYRA_DTYPE_I64)
+        return lyra_error(LYRA_ERR_TYPE, "embedding: ids must be i32 or i64, got %s", lyra_dtype_name(ids->dtype));
+    if (table->ndim != 2) return lyra_error(LYRA_ERR_ARG, "embedding: table must be (V, D)");
+    if (ids->ndim >= LYRA_MAX_DIMS) return lyra_error(LYRA_ERR_ARG, "embedding: ids has too many dims");
+    int64_t ne[LYRA_MAX_DIMS];
+    memcpy(ne, ids->ne, sizeof ne);
+    ne[ids->ndim] = table->ne[1];
+    LYRA_TRY(check_shape(op, "y", y, ids->ndim + 1, ne));
+    LYRA_TRY(check_contiguous(op, "y", y));
+    return be->ops->embedding(be, y, table, ids);
+}
+
+/* ---------------- GEMM ---------------- */
+
+lyra_status lyra_op_linear(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                           const lyra_tensor *b) {
+    const char *op = "linear";
+    LYRA_TRY(check_out(be, op, y));
+    LYRA_TRY(check_tensor(be, op, "x", x, 1));
+    LYRA_TRY(check_tensor(be, op, "w", w, 1));
+    if (w->ndim != 2) return lyra_error(LYRA_ERR_ARG, "linear: w must be (out, in), got %d dims", w->ndim);
+    if (x->ndim < 1) return lyra_error(LYRA_ERR_ARG, "linear: x must have at least one dim");
+    int64_t K = w->ne[1], N = w->ne[0];
+    if (x->ne[x->ndim - 1] != K) {
+        char sx[96], sw[96];
+        return lyra_error(LYRA_ERR_ARG, "linear: x %s last dim != w %s in-features", SHAPE(x, sx), SHAPE(w, sw));
+    }
+    int64_t ne[LYRA_MAX_DIMS];
+    memcpy(ne, x->ne, sizeof ne);
+    ne[x->ndim - 1] = N;
+    LYRA_TRY(check_shape(op, "y", y, x->ndim, ne));
+    LYRA_TRY(check_rows(op, "y", y));
+    LYRA_TRY(check_vec(be, op, "b", b, N));
+    LYRA_TRY(check_alias(op, "x", y, x, 0));
+    return be->ops->linear(be, y, x, w, b);
+}
+
+lyra_status lyra_op_matmul(lyra_backend *be, lyra_tensor *c, const lyra_tensor *a, const lyra_tensor *b,
+                           int trans_b, float alpha) {
+    const char *op = "matmul";
+    LYRA_TRY(check_out(be, op, c));
+    LYRA_TRY(check_tensor(be, op, "a", a, 1));
+    LYRA_TRY(check_tensor(be, op, "b", b, 1));
+    if (c->ndim < 2 || c->ndim > 3 || a->ndim != c->ndim || b->ndim != c->ndim)
+        return lyra_error(LYRA_ERR_ARG, "matmul: a, b, c must all be 2-d or all 3-d (batch first)");
+    int bd = c->ndim - 2;
+    int64_t M = c->ne[bd], N = c->ne[bd + 1], K = a->ne[bd + 1];
+    int64_t bn = trans_b ? b->ne[bd] : b->ne[bd + 1], bk = trans_b ? b->ne[bd + 1] : b->ne[bd];
+    if (a->ne[bd] != M || bn != N || bk != K) {
+        char sa[96], sb[96], sc[96];
+        return lyra_error(LYRA_ERR_ARG, "matmul: shapes a %s, b %s%s, c %s do not match", SHAPE(a, sa), SHAPE(b, sb),
+                          trans_b ? " (transposed)" : "", SHAPE(c, sc));
+    }
+    if (bd && ((a->ne[0] != c->ne[0] && a->ne[0] != 1) || (b->ne[0] != c->ne[0] && b->ne[0] != 1)))
+        return lyra_error(LYRA_ERR_ARG, "matmul: batch sizes of a and b must equal c's or be 1");
+    LYRA_TRY(check_rows(op, "c", c));
+    LYRA_TRY(check_alias(op, "a", c, a, 0));
+    LYRA_TRY(check_alias(op, "b", c, b, 0));
+    return be->ops->matmul(be, c, a, b, trans_b, alpha);
+}
+
+lyra_status lyra_op_attention(lyra_backend *be, lyra_tensor *o, const lyra_tensor *q, const lyra_tensor *k,
+                              const lyra_tensor *v, const lyra_tensor *bias, const lyra_tensor *key_mask,
+                              float scale) {
+    const char *op = "attention";
+    LYRA_TRY(check_out(be, op, o));
+    LYRA_TRY(check_tensor(be, op, "q", q, 1));
+    LYRA_TRY(check_tensor(be, op, "k", k, 1));
+    LYRA_TRY(check_tensor(be, op, "v", v, 1));
+    if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4 || o->ndim != 4)
+        return lyra_error(LYRA_ERR_ARG, "attention: q, k, v, o must be 4-d (B, L, H, D)");
+    int64_t B = q->ne[0], Lq = q->ne[1], H = q->ne[2], D = q->ne[3];
+    int64_t Lk = k->ne[1], Hk = k->ne[2], Dv = v->ne[3];
+    LYRA_TRY(check_shape(op, "k", k, 4, (int64_t[]){B, Lk, Hk, D}));
+    LYRA_TRY(check_shape(op, "v", v, 4, (int64_t[]){B, Lk, Hk, Dv}));
+    LYRA_TRY(check_shape(op, "o", o, 4, (int64_t[]){B, Lq, H, Dv}));
+    if (Hk < 1 || H % Hk) return lyra_error(LYRA_ERR_ARG, "attention: q heads %lld not a multiple of kv heads %lld",
+                                            (long long)H, (long long)Hk);
+    LYRA_TRY(check_rows(op, "q", q));
+    LYRA_TRY(check_rows(op, "k", k));
+    LYRA_TRY(check_rows(op, "v", v));
+    LYRA_TRY(check_rows(op, "o", o));
+    if (bias) {
+        LYRA_TRY(check_tensor(be, op, "bias", bias, 1));
+        lyra_tensor full = lyra_tensor_make(NULL, LYRA_DTYPE_F32, 4, (int64_t[]){B, H, Lq, Lk});
+        LYRA_TRY(check_broadcast(op, "bias", bias, &full));
+        if (bias->ne[2] != Lq || bias->ne[3] != Lk)
+            return lyra_error(LYRA_ERR_ARG, "attention: bias must be (B|1, H|1, Lq, Lk)");
+    }
+    if (key_mask) {
+        LYRA_TRY(check_tensor(be, op, "key_mask", key_mask, 0));
+        if (key_mask->dtype != LYRA_DTYPE_U8) return lyra_error(LYRA_ERR_TYPE, "attention: key_mask must be u8");
+        LYRA_TRY(check_shape(op, "key_mask", key_mask, 2, (int64_t[]){B, Lk}));
+    }
+    if (!isfinite(scale)) return lyra_error(LYRA_ERR_ARG, "attention: scale must be finite");
+    LYRA_TRY(check_alias(op, "q", o, q, 0));
+    LYRA_TRY(check_alias(op, "k", o, k, 0));
+    LYRA_TRY(check_alias(op, "v", o, v, 0));
+    return be->ops->attention(be, o, q, k, v, bias, key_mask, scale);
+}
+
+/* ---------------- normalisation ---------------- */
+
+static lyra_status check_rowop(lyra_backend *be, const char *op, lyra_tensor *y, const lyra_tensor *x) {
+    LYRA_TRY(check_out(be, op, y));
+    LYRA_TRY(check_tensor(be, op, "x", x, 1));
+    if (x->ndim < 1) return lyra_error(LYRA_ERR_ARG, "%s: x must have at least one dim", op);
+    LYRA_TRY(check_same(op, "y", y, x));
+    return check_alias(op, "x", y, x, 1);
+}
+
+lyra_status lyra_op_rms_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                             float eps) {
+    LYRA_TRY(check_rowop(be, "rms_norm", y, x));
+    LYRA_TRY(check_vec(be, "rms_norm", "w", w, x->ne[x->ndim - 1]));
+    return be->ops->rms_norm(be, y, x, w, eps);
+}
+
+lyra_status lyra_op_layer_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                               const lyra_tensor *b, float eps) {
+    LYRA_TRY(check_rowop(be, "layer_norm", y, x));
+    LYRA_TRY(check_vec(be, "layer_norm", "w", w, x->ne[x->ndim - 1]));
+    LYRA_TRY(check_vec(be, "layer_norm", "b", b, x->ne[x->ndim - 1]));
+    return be->ops->layer_norm(be, y, x, w, b, eps);
+}
+
+lyra_status lyra_op_l2norm_channels(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x,
+                                    const lyra_tensor *gamma, const lyra_tensor *beta, float eps) {
+    const char *op = "l2norm_channels";
+    LYRA_TRY(check_rowop(be, op, y, x));
+    if (x->ndim < 2) return lyra_error(LYRA_ERR_ARG, "%s: x must be (B, C, ...)", op);
+    LYRA_TRY(check_vec(be, op, "gamma", gamma, x->ne[1]));
+    LYRA_TRY(check_vec(be, op, "beta", beta, x->ne[1]));
+    return be->ops->l2norm_channels(be, y, x, gamma, beta, eps);
+}
+
+lyra_status lyra_op_group_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int groups,
+                               const lyra_tensor *w, const lyra_tensor *b, float eps) {
+    const char *op = "group_norm";
+    LYRA_TRY(check_rowop(be, op, y, x));
+    if (x->ndim < 2) return lyra_error(LYRA_ERR_ARG, "%s: x must be (B, C, ...)", op);
+    if (groups < 1 || x->ne[1] % groups)
+        return lyra_error(LYRA_ERR_ARG, "%s: %lld channels not divisible into %d groups", op, (long long)x->ne[1], groups);
+    LYRA_TRY(check_vec(be, op, "w", w, x->ne[1]));
+    LYRA_TRY(check_vec(be, op, "b", b, x->ne[1]));
+    return be->ops->group_norm(be, y, x, groups, w, b, eps);
+}
+
+lyra_status lyra_op_softmax(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, float scale) {
+    LYRA_TRY(check_rowop(be, "softmax", y, x));
+    return be->ops->softmax(be, y, x, scale);
+}
+
+/* ---------------- pointwise ---------------- */
+
+lyra_status lyra_op_unary(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, lyra_act act) {
+    if ((unsigned)act >= LYRA_ACT_COUNT) return lyra_error(LYRA_ERR_ARG, "unary: unknown activation %d", (int)act);
+    LYRA_TRY(check_rowop(be, "unary", y, x));
+    return be->ops->unary(be, y, x, act);
+}
+
+lyra_status lyra_op_glu(lyra_backend *be, lyra_tensor *y, const lyra_tensor *a, const lyra_tensor *g, lyra_act act) {
+    if ((unsigned)act >= LYRA_ACT_COUNT) return lyra_error(LYRA_ERR_ARG, "glu: unknown activation %d", (int)act);
+    LYRA_TRY(check_rowop(be, "glu", y, a));
+    LYRA_TRY(check_tensor(be, "glu", "g", g, 1));
+    LYRA_TRY(check_same("glu", "g", g, y));
+    LYRA_TRY(check_alias("glu", "g", y, g, 1));
+    return be->ops->glu(be, y, a, g, act);
+}
+
+static lyra_status check_binary(lyra_backend *be, const char *op, lyra_tensor *y, const lyra_tensor *a,
+                                const lyra_tensor *b) {
+    LYRA_TRY(check_out(be, op, y));
+    LYRA_TRY(check_tensor(be, op, "a", a, 1));
+    LYRA_TRY(check_tensor(be, op, "b", b, 1));
+    LYRA_TRY(check_broadcast(op, "a", a, y));
+    LYRA_TRY(check_broadcast(op, "b", b, y));
+    LYRA_TRY(check_alias(op, "a", y, a, 1));
+    return check_alias(op, "b", y, b, 1);
+}
+
+lyra_status lyra_op_add(lyra_backend *be, lyra_tensor *y, const lyra_tensor *a, const lyra_tensor *b) {
+    LYRA_TRY(check_binary(be, "add", y, a, b));
+    return be->ops->add(be, y, a, b);
+}
+
+lyra_status lyra_op_mul(lyra_backend *be, lyra_tensor *y, const lyra_tensor *a, const lyra_tensor *b) {
+    LYRA_TRY(check_binary(be, "mul", y, a, b));
+    return be->ops->mul(be, y, a, b);
+}
+
+lyra_status lyra_op_scale(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, float alpha, float beta) {
+    LYRA_TRY(check_rowop(be, "scale", y, x));
+    return be->ops->scale(be, y, x, alpha, beta);
+}
+
+lyra_status lyra_op_modulate(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *shift,
+                             const lyra_tensor *scale) {
+    const char *op = "modulate";
+    LYRA_TRY(check_rowop(be, op, y, x));
+    LYRA_TRY(check_tensor(be, op, "shift", shift, 1));
+    LYRA_TRY(check_tensor(be, op, "scale", scale, 1));
+    LYRA_TRY(check_broadcast(op, "shift", shift, y));
+    LYRA_TRY(check_broadcast(op, "scale", scale, y));
+    LYRA_TRY(check_alias(op, "shift", y, shift, 0));
+    LYRA_TRY(check_alias(op, "scale", y, scale, 0));
+    return be->ops->modulate(be, y, x, shift, scale);
+}
+
+lyra_status lyra_op_gate(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *g,
+                         const lyra_tensor *a) {
+    const char *op = "gate";
+    LYRA_TRY(check_rowop(be, op, y, x));
+    LYRA_TRY(check_tensor(be, op, "g", g, 1));
+    LYRA_TRY(check_tensor(be, op, "a", a, 1));
+    LYRA_TRY(check_broadcast(op, "g", g, y));
+    LYRA_TRY(check_same(op, "a", a, y));
+    LYRA_TRY(check_alias(op, "g", y, g, 0));
+    LYRA_TRY(check_alias(op, "a", y, a, 1));
+    return be->ops->gate(be, y, x, g, a);
+}
+
+lyra_status lyra_op_rope(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *angles,
+                         lyra_rope_mode mode, int n_sections) {
+    const char *op = "rope";
+    LYRA_TRY(check_rowop(be, op, y, x));
+    if (x->ndim != 4) return lyra_error(LYRA_ERR_ARG, "rope: x must be (B, L, H, D)");
+    int64_t D = x->ne[3];
+    if (mode != LYRA_ROPE_INTERLEAVED && mode != LYRA_ROPE_HALF)
+        return lyra_error(LYRA_ERR_ARG, "rope: unknown mode %d", (int)mode);
+    if (mode == LYRA_ROPE_INTERLEAVED) n_sections = 1;
+    if (n_sections < 1 || D % (2 * n_sections))
+        return lyra_error(LYRA_ERR_ARG, "rope: head dim %lld not divisible by 2·n_sections (%d)", (long long)D,
+                          n_sections);
+    LYRA_TRY(check_tensor(be, op, "angles", angles, 1));
+    if (angles->dtype != LYRA_DTYPE_F32) return lyra_error(LYRA_ERR_TYPE, "rope: angles must be f32");
+    LYRA_TRY(check_shape(op, "angles", angles, 2, (int64_t[]){x->ne[1], D / 2}));
+    LYRA_TRY(check_rows(op, "x", x));
+    LYRA_TRY(check_rows(op, "y", y));
+    return be->ops->rope(be, y, x, angles, mode, n_sections);
+}
+
+/* ---------------- convolution and resampling ---------------- */
+
+static lyra_status check_conv_common(lyra_backend *be, const char *op, lyra_tensor *y, const lyra_tensor *x,
+                                     const lyra_tensor *w, int nd) {
+    LYRA_TRY(check_out(be, op, y));
+    LYRA_TRY(check_tensor(be, op, "x", x, 1));
+    LYRA_TRY(check_tensor(be, op, "w", w, 1));
+    if (x->ndim != nd + 2 || w->ndim != nd + 2 || y->ndim != nd + 2)
+        return lyra_error(LYRA_ERR_ARG, "%s: x, w and y must be %d-d", op, nd + 2);
+    LYRA_TRY(check_contiguous(op, "y", y));
+    LYRA_TRY(check_alias(op, "x", y, x, 0));
+    return LYRA_OK;
+}
+
+lyra_status lyra_op_conv2d(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                           const lyra_tensor *b, const lyra_conv2d_params *p) {
+    const char *op = "conv2d";
+    LYRA_TRY(check_conv_common(be, op, y, x, w, 2));
+    if (p->stride_h < 1 || p->stride_w < 1 || p->pad_top < 0 || p->pad_bottom < 0 || p->pad_left < 0 ||
+        p->pad_right < 0)
+        return lyra_error(LYRA_ERR_ARG, "conv2d: strides must be >= 1 and paddings >= 0");
+    if (w->ne[1] != x->ne[1])
+        return lyra_error(LYRA_ERR_ARG, "conv2d: w in-channels %lld != x channels %lld", (long long)w->ne[1],
+                          (long long)x->ne[1]);
+    int64_t Hp = x->ne[2] + p->pad_top + p->pad_bottom, Wp = x->ne[3] + p->pad_left + p->pad_right;
+    if (Hp < w->ne[2] || Wp < w->ne[3]) return lyra_error(LYRA_ERR_ARG, "conv2d: kernel larger than padded input");
+    if (p->pad_mode == LYRA_PAD_REPLICATE && (x->ne[2] == 0 || x->ne[3] == 0))
+        return lyra_error(LYRA_ERR_ARG, "conv2d: replicate padding of an empty input");
+    int64_t ne[4] = {x->ne[0], w->ne[0], (Hp - w->ne[2]) / p->stride_h + 1, (Wp - w->ne[3]) / p->stride_w + 1};
+    LYRA_TRY(check_shape(op, "y", y, 4, ne));
+    LYRA_TRY(check_vec(be, op, "b", b, w->ne[0]));
+    return be->ops->conv2d(be, y, x, w, b, p);
+}
+
+lyra_status lyra_op_conv3d(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                           const lyra_tensor *b, const lyra_tensor *prefix, const lyra_conv3d_params *p) {
+    const char *op = "conv3d";
+    LYRA_TRY(check_conv_common(be, op, y, x, w, 3));
+    if (p->stride_t < 1 || p->stride_h < 1 || p->stride_w < 1 || p->pad_front < 0 || p->pad_back < 0 ||
+        p->pad_top < 0 || p->pad_bottom < 0 || p->pad_left < 0 || p->pad_right < 0)
+        return lyra_error(LYRA_ERR_ARG, "conv3d: strides must be >= 1 and paddings >= 0");
+    if (w->ne[1] != x->ne[1])
+        return lyra_error(LYRA_ERR_ARG, "conv3d: w in-channels %lld != x channels %lld", (long long)w->ne[1],
+                          (long long)x->ne[1]);
+    int64_t Tp = x->ne[2] + p->pad_front + p->pad_back;
+    int64_t Hp = x->ne[3] + p->pad_top + p->pad_bottom, Wp = x->ne[4] + p->pad_left + p->pad_right;
+    if (Tp < w->ne[2] || Hp < w->ne[3] || Wp < w->ne[4])
+        return lyra_error(LYRA_ERR_ARG, "conv3d: kernel larger than padded input");
+    if (p->pad_mode == LYRA_PAD_REPLICATE && (x->ne[3] == 0 || x->ne[4] == 0))
+        return lyra_error(LYRA_ERR_ARG, "conv3d: replicate padding of an empty input");
+    int64_t ne[5] = {x->ne[0], w->ne[0], (Tp - w->ne[2]) / p->stride_t + 1, (Hp - w->ne[3]) / p->stride_h + 1,
+                     (Wp - w->ne[4]) / p->stride_w + 1};
+    LYRA_TRY(check_shape(op, "y", y, 5, ne));
+    LYRA_TRY(check_vec(be, op, "b", b, w->ne[0]));
+    if (prefix) {
+        LYRA_TRY(check_tensor(be, op, "prefix", prefix, 1));
+        if (prefix->ndim != 5 || prefix->ne[0] != x->ne[0] || prefix->ne[1] != x->ne[1] ||
+            prefix->ne[3] != x->ne[3] || prefix->ne[4] != x->ne[4])
+            return lyra_error(LYRA_ERR_ARG, "conv3d: prefix must be (B, Ci, m, H, W) like x");
+        if (prefix->ne[2] > p->pad_front)
+            return lyra_error(LYRA_ERR_ARG, "conv3d: prefix has %lld frames but pad_front is %d",
+                              (long long)prefix->ne[2], p->pad_front);
+        LYRA_TRY(check_alias(op, "prefix", y, prefix, 0));
+    }
+    return be->ops->conv3d(be, y, x, w, b, prefix, p);
+}
+
+lyra_status lyra_op_conv_transpose2d(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                                     const lyra_tensor *b, int stride, int padding) {
+    const char *op = "conv_transpose2d";
+    LYRA_TRY(check_conv_common(be, op, y, x, w, 2));
+    if (stride < 1 || padding < 0) return lyra_error(LYRA_ERR_ARG, "%s: stride must be >= 1, padding >= 0", op);
+    if (w->ne[0] != x->ne[1])
+        return lyra_error(LYRA_ERR_ARG, "%s: w (Ci, Co, kh, kw) in-channels %lld != x channels %lld", op,
+                          (long long)w->ne[0], (long long)x->ne[1]);
+    int64_t Ho = (x->ne[2] - 1) * stride - 2 * padding + w->ne[2];
+    int64_t Wo = (x->ne[3] - 1) * stride - 2 * padding + w->ne[3];
+    if (Ho < 1 || Wo < 1) return lyra_error(LYRA_ERR_ARG, "%s: empty output", op);
+    LYRA_TRY(check_shape(op, "y", y, 4, (int64_t[]){x->ne[0], w->ne[1], Ho, Wo}));
+    LYRA_TRY(check_vec(be, op, "b", b, w->ne[1]));
+    return be->ops->conv_transpose2d(be, y, x, w, b, stride, padding);
+}
+
+static lyra_status check_spatial(lyra_backend *be, const char *op, lyra_tensor *y, const lyra_tensor *x, int nsp,
+                                 const int64_t *out_sp) {
+    LYRA_TRY(check_out(be, op, y));
+    LYRA_TRY(check_tensor(be, op, "x", x, 1));
+    if (x->ndim < nsp) return lyra_error(LYRA_ERR_ARG, "%s: x needs at least %d dims", op, nsp);
+    int64_t ne[LYRA_MAX_DIMS];
+    memcpy(ne, x->ne, sizeof ne);
+    for (int i = 0; i < nsp; i++) ne[x->ndim - nsp + i] = out_sp ? out_sp[i] : y->ne[x->ndim - nsp + i];
+    LYRA_TRY(check_shape(op, "y", y, x->ndim, ne));
+    LYRA_TRY(check_contiguous(op, "y", y));
+    return check_alias(op, "x", y, x, 0);
+}
+
+lyra_status lyra_op_upsample_nearest2x(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x) {
+    if (!x || x->ndim < 2) return lyra_error(LYRA_ERR_ARG, "upsample_nearest2x: x must be (..., H, W)");
+    int64_t sp[2] = {2 * x->ne[x->ndim - 2], 2 * x->ne[x->ndim - 1]};
+    LYRA_TRY(check_spatial(be, "upsample_nearest2x", y, x, 2, sp));
+    return be->ops->upsample_nearest2x(be, y, x);
+}
+
+lyra_status lyra_op_resize(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_resize_params *p) {
+    const char *op = "resize";
+    LYRA_TRY(check_spatial(be, op, y, x, 2, NULL));
+    if (p->mode != LYRA_RESIZE_NEAREST && p->mode != LYRA_RESIZE_BILINEAR && p->mode != LYRA_RESIZE_BICUBIC)
+        return lyra_error(LYRA_ERR_ARG, "resize: unknown mode %d", (int)p->mode);
+    if (p->antialias && (p->align_corners || p->mode == LYRA_RESIZE_NEAREST))
+        return lyra_error(LYRA_ERR_ARG, "resize: antialias needs bilinear/bicubic with align_corners=False");
+    if (!(p->ratio_h >= 0) || !(p->ratio_w >= 0) || !isfinite(p->ratio_h) || !isfinite(p->ratio_w))
+        return lyra_error(LYRA_ERR_ARG, "resize: ratios must be finite and >= 0 (0 = in/out)");
+    for (int i = 2; i >= 1; i--)
+        if (x->ne[x->ndim - i] < 1 || y->ne[y->ndim - i] < 1)
+            return lyra_error(LYRA_ERR_ARG, "resize: empty spatial size");
+    return be->ops->resize(be, y, x, p);
+}
+
+lyra_status lyra_op_avg_pool3d(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int kt, int kh, int kw) {
+    if (kt < 1 || kh < 1 || kw < 1) return lyra_error(LYRA_ERR_ARG, "avg_pool3d: kernel sizes must be >= 1");
+    if (!x || x->ndim < 3) return lyra_error(LYRA_ERR_ARG, "avg_pool3d: x must be (..., T, H, W)");
+    int n = x->ndim;
+    int64_t sp[3] = {x->ne[n - 3] / kt, x->ne[n - 2] / kh, x->ne[n - 1] / kw};
+    LYRA_TRY(check_spatial(be, "avg_pool3d", y, x, 3, sp));
+    return be->ops->avg_pool3d(be, y, x, kt, kh, kw);
+}
+
+/* ---------------- host helpers ---------------- */
+
+void lyra_rope_angles_video(float *phi, const float *pos, int64_t L, int head_dim, double theta) {
+    int d6 = head_dim / 6, dh = 2 * d6, dt = head_dim - 2 * dh; /* 128 -> dt 44, dh = dw 42 */
+    int nt = dt / 2, nh = dh / 2, half = head_dim / 2;
+    for (int64_t l = 0; l < L; l++) {
+        float *o = phi + l * half;
+        for (int j = 0; j < nt; j++) o[j] = (float)(pos[3 * l] * pow(theta, -2.0 * j / dt));
+        for (int j = 0; j < nh; j++) o[nt + j] = (float)(pos[3 * l + 1] * pow(theta, -2.0 * j / dh));
+        for (int j = 0; j < nh; j++) o[nt + nh + j] = (float)(pos[3 * l + 2] * pow(theta, -2.0 * j / dh));
+    }
+}
+
+void lyra_rope_angles_2d(float *phi, const float *pos, int64_t L, int head_dim, double theta) {
+    int q = head_dim / 4, half = head_dim / 2;
+    for (int64_t l = 0; l < L; l++)
+        for (int s = 0; s < 2; s++)
+            for (int k = 0; k < q; k++)
+                phi[l * half + s * q + k] = (float)(pos[2 * l + s] * pow(theta, -4.0 * k / head_dim));
+}

@@ -1,0 +1,160 @@
+/* The ops networks call: validated wrappers over the backend table (nn/backend.h).
+ *
+ * Conventions:
+ * - Shapes are outermost-first (NumPy/PyTorch order, core/tensor.h). "..." is any number of leading dims
+ *   (0 to 4). A tensor written "(B|1, ...)" may have size 1 in that dim and is broadcast.
+ * - The caller allocates every output (arena) with the documented shape; ops never allocate outputs.
+ * - Inputs may be strided views (slices, permutes, stride-0 broadcasts) unless the comment says
+ *   "contiguous"; the CPU backend packs what its GEMMs need into scratch. Outputs must be contiguous unless
+ *   the comment says otherwise (attention and linear accept outputs whose rows are contiguous).
+ * - Output must not alias an input, except for the pointwise ops (unary, glu, add, mul, scale, modulate,
+ *   gate, rope, softmax, rms_norm, layer_norm), where y == x (same data and strides) is allowed.
+ * - Activations are f32 on the CPU backend. Weights (w) of linear / conv / embedding may be f32, bf16 or f16.
+ * - Every wrapper returns LYRA_ERR_ARG (bad shape/value) or LYRA_ERR_TYPE (bad dtype) with a message naming
+ *   the op and the argument, before touching any data. */
+#ifndef LYRA_OPS_H
+#define LYRA_OPS_H
+
+#include "nn/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------- layout ---------------- */
+
+/* y = x with dtype conversion (f32/bf16/f16 among each other; other dtypes only to the same dtype).
+ * y, x: same shape, any strides (y may be a strided view: this is how slices/permutes are materialised). */
+lyra_status lyra_op_copy(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x);
+/* y[...] = value. y: any shape, any strides, f32. */
+lyra_status lyra_op_fill(lyra_backend *be, lyra_tensor *y, float value);
+/* y = concatenate(xs[0..n-1], dim). xs[i]: same shape as y except in `dim`; sum of their sizes = y.ne[dim]. */
+lyra_status lyra_op_concat(lyra_backend *be, lyra_tensor *y, const lyra_tensor *const *xs, int n, int dim);
+/* y = pad(x). pads[2i], pads[2i+1] = elements added before / after dim i (outermost first, i < x.ndim, >= 0).
+ * y.ne[i] = x.ne[i] + pads[2i] + pads[2i+1]. REPLICATE copies the edge element (needs x.ne[i] >= 1). */
+lyra_status lyra_op_pad(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const int64_t *pads,
+                        lyra_pad_mode mode);
+/* Patch tokens, tokens ordered f-major then i then j (network.md §3.2):
+ *   x (B, C, T, H, W) with T % kt == H % kh == W % kw == 0 (replicate-pad first, lyra_op_pad);
+ *   y (B, (T/kt)·(H/kh)·(W/kw), C·kt·kh·kw), vector order per lyra_patch_order. */
+lyra_status lyra_op_patchify(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int kt, int kh, int kw,
+                             lyra_patch_order order);
+/* Inverse of patchify: x (B, (T/kt)·(H/kh)·(W/kw), C·kt·kh·kw) -> y (B, C, T, H, W) (the shape of y gives the grid). */
+lyra_status lyra_op_unpatchify(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int kt, int kh, int kw,
+                               lyra_patch_order order);
+/* y[n, :] = table[ids[n], :]. ids (N) i32/i64 (... leading dims allowed: y (..., D), ids (...)),
+ * table (V, D) f32/bf16/f16; y f32. An id outside [0, V) -> LYRA_ERR_ARG naming the position. */
+lyra_status lyra_op_embedding(lyra_backend *be, lyra_tensor *y, const lyra_tensor *table, const lyra_tensor *ids);
+
+/* ---------------- GEMM ---------------- */
+
+/* y = x·wᵀ + b (PyTorch Linear, w in (out, in) layout). x (..., K), w (N, K), b (N) or NULL, y (..., N);
+ * f32 accumulation. y's rows must be contiguous (a column slice of a wider buffer is fine). */
+lyra_status lyra_op_linear(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                           const lyra_tensor *b);
+/* Batched c = alpha·a·op(b). a (B|1, M, K); b (B|1, K, N), or (B|1, N, K) when trans_b; c (B, M, N).
+ * 2-d a/b/c (no batch) are accepted too. */
+lyra_status lyra_op_matmul(lyra_backend *be, lyra_tensor *c, const lyra_tensor *a, const lyra_tensor *b,
+                           int trans_b, float alpha);
+/* Multi-head attention, O = softmax(Q·Kᵀ·scale + bias + mask)·V per (batch, head), statistics in f32.
+ *   q (B, Lq, H, D), k (B, Lk, Hk, D), v (B, Lk, Hk, Dv), o (B, Lq, H, Dv); H % Hk == 0 (grouped heads:
+ *   head h uses kv head h / (H/Hk)). Strided q/k/v are fine (slices of a fused qkv) if the last dim is
+ *   contiguous.
+ *   bias: NULL or f32 (B|1, H|1, Lq, Lk), added after scaling (T5 relative position bias, encoders.md §2.2).
+ *   key_mask: NULL or u8 (B, Lk), 0 = key masked out (probability exactly 0). A query whose keys are all
+ *   masked gets o = 0.
+ *   No causal mask: nothing in Lyra-2 attends causally (network.md §4). */
+lyra_status lyra_op_attention(lyra_backend *be, lyra_tensor *o, const lyra_tensor *q, const lyra_tensor *k,
+                              const lyra_tensor *v, const lyra_tensor *bias, const lyra_tensor *key_mask,
+                              float scale);
+
+/* ---------------- normalisation ---------------- */
+
+/* y = x / sqrt(mean(x², last dim) + eps) · w. x, y (..., D); w (D) or NULL (f32/bf16/f16).
+ * Per-head RMSNorm: pass x viewed as (B, L, H, Dh) and w (Dh). */
+lyra_status lyra_op_rms_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                             float eps);
+/* y = (x − mean)/sqrt(var_biased + eps)·w + b over the last dim. w, b (D) or NULL (no affine). */
+lyra_status lyra_op_layer_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                               const lyra_tensor *b, float eps);
+/* Wan VAE "RMS_norm" (encoders.md §1.2): over dim 1 (channels) of x (B, C, ...):
+ *   y[b, c, s] = x[b, c, s] / max(‖x[b, :, s]‖₂, eps) · sqrt(C) · gamma[c] (+ beta[c]).
+ * gamma (C) or NULL, beta (C) or NULL; upstream eps = 1e-12. */
+lyra_status lyra_op_l2norm_channels(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x,
+                                    const lyra_tensor *gamma, const lyra_tensor *beta, float eps);
+/* GroupNorm over x (B, C, ...): C % groups == 0, statistics over (C/groups, ...), biased variance.
+ * w, b (C) or NULL. */
+lyra_status lyra_op_group_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int groups,
+                               const lyra_tensor *w, const lyra_tensor *b, float eps);
+/* y = softmax(x·scale) over the last dim. x, y (..., N). */
+lyra_status lyra_op_softmax(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, float scale);
+
+/* ---------------- pointwise ---------------- */
+
+/* y = act(x). x, y same shape. */
+lyra_status lyra_op_unary(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, lyra_act act);
+static inline lyra_status lyra_op_gelu(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int tanh_approx) {
+    return lyra_op_unary(be, y, x, tanh_approx ? LYRA_ACT_GELU_TANH : LYRA_ACT_GELU_ERF);
+}
+static inline lyra_status lyra_op_silu(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x) {
+    return lyra_op_unary(be, y, x, LYRA_ACT_SILU);
+}
+/* Gated unit y = a ⊙ act(g). a, g, y same shape. umT5 FFN: a = fc1(h), g = gate(h), act = GELU_TANH
+ * (encoders.md §2.2); SwiGLU (DA3): a = x2, g = x1, act = SILU. */
+lyra_status lyra_op_glu(lyra_backend *be, lyra_tensor *y, const lyra_tensor *a, const lyra_tensor *g, lyra_act act);
+/* y = a + b, y = a ⊙ b. a, b: same ndim as y, each dim equal to y's or 1 (broadcast). */
+lyra_status lyra_op_add(lyra_backend *be, lyra_tensor *y, const lyra_tensor *a, const lyra_tensor *b);
+lyra_status lyra_op_mul(lyra_backend *be, lyra_tensor *y, const lyra_tensor *a, const lyra_tensor *b);
+/* y = alpha·x + beta. */
+lyra_status lyra_op_scale(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, float alpha, float beta);
+/* adaLN modulate y = x·(1 + scale) + shift (network.md §3.8 step 4). x, y (B, L, D);
+ * shift, scale broadcastable to x (typically (B|1, 1, D)). */
+lyra_status lyra_op_modulate(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *shift,
+                             const lyra_tensor *scale);
+/* Gated residual y = x + g ⊙ a (network.md §3.8 step 7). x, a, y same shape; g broadcastable. */
+lyra_status lyra_op_gate(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *g,
+                         const lyra_tensor *a);
+/* Rotary embedding. x, y (B, L, H, D) (last dim contiguous), angles f32 (L, D/2) shared by all heads and
+ * batches; pairing per lyra_rope_mode (n_sections used by HALF only; D % (2·n_sections) == 0). */
+lyra_status lyra_op_rope(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *angles,
+                         lyra_rope_mode mode, int n_sections);
+
+/* ---------------- convolution and resampling ---------------- */
+
+/* Cross-correlation. x (B, Ci, H, W), w (Co, Ci, kh, kw), b (Co) or NULL, y (B, Co, Ho, Wo) with
+ * Ho = (H + pad_top + pad_bottom − kh)/stride_h + 1 (floor), Wo likewise. Groups = 1, dilation = 1. */
+lyra_status lyra_op_conv2d(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                           const lyra_tensor *b, const lyra_conv2d_params *p);
+/* 3-D cross-correlation with causal time padding (Wan CausalConv3d, encoders.md §1.2).
+ * x (B, Ci, T, H, W), w (Co, Ci, kt, kh, kw), b (Co) or NULL, prefix NULL or (B, Ci, m, H, W) with
+ * m <= pad_front (the streaming cache), y (B, Co, To, Ho, Wo), To = (T + pad_front + pad_back − kt)/stride_t + 1. */
+lyra_status lyra_op_conv3d(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                           const lyra_tensor *b, const lyra_tensor *prefix, const lyra_conv3d_params *p);
+/* PyTorch ConvTranspose2d (no output_padding, groups 1). x (B, Ci, H, W), w (Ci, Co, kh, kw), b (Co) or NULL,
+ * y (B, Co, (H−1)·stride − 2·padding + kh, (W−1)·stride − 2·padding + kw). */
+lyra_status lyra_op_conv_transpose2d(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                                     const lyra_tensor *b, int stride, int padding);
+/* Nearest 2× over the last two dims: y[..., y, x] = x[..., y/2, x/2]. x (..., H, W), y (..., 2H, 2W). */
+lyra_status lyra_op_upsample_nearest2x(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x);
+/* Resize over the last two dims (PyTorch F.interpolate semantics, depth.md §5.2-5.5, encoders.md §3.2).
+ * x (..., H, W), y (..., Ho, Wo). */
+lyra_status lyra_op_resize(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_resize_params *p);
+/* Average pool with kernel = stride over the last three dims, floor (no padding):
+ * x (..., T, H, W), y (..., T/kt, H/kh, W/kw). */
+lyra_status lyra_op_avg_pool3d(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int kt, int kh, int kw);
+
+/* ---------------- host helpers (no backend: they fill small host tables) ---------------- */
+
+/* Wan 3-axis RoPE angles (network.md §3.5). head_dim D (even); the D/2 pair angles split into
+ * dt/2 = (D − 4·(D/6))/2 time, dh/2 = dw/2 = D/6 height and width pairs; ω_axis[j] = theta^(−2j/d_axis).
+ * pos (L, 3) = (t, h, w) per token (fractional for pooled history tokens); phi (L, D/2) f32:
+ *   phi[l] = [t·ω_t | h·ω_h | w·ω_w]. Frequencies in f64, products rounded to f32. */
+void lyra_rope_angles_video(float *phi, const float *pos, int64_t L, int head_dim, double theta);
+/* DA3 2-D RoPE angles for LYRA_ROPE_HALF with 2 sections (depth.md §1.5.4). pos (L, 2) = (y, x);
+ * phi (L, D/2): phi[l, s·D/4 + k] = pos[l, s]·theta^(−4k/D), k < D/4 (= 100^(−2k/32) for D = 64). */
+void lyra_rope_angles_2d(float *phi, const float *pos, int64_t L, int head_dim, double theta);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
