@@ -114,6 +114,8 @@ static int64_t splat_prepare(const lyra_warp_splat_args *a, lyra_warp_scratch *s
             if (!isfinite(ox) || !isfinite(oy)) continue;
             float fx = clampf(floorf(ox), 0.0f, (float)(W + 1)), cx = clampf(ceilf(ox), 0.0f, (float)(W + 1));
             float fy = clampf(floorf(oy), 0.0f, (float)(H + 1)), cy = clampf(ceilf(oy), 0.0f, (float)(H + 1));
+            /* All four corners in the pad (cropped away): nothing visible to add. */
+            if (cx < 1.0f || fx > (float)W || cy < 1.0f || fy > (float)H) continue;
             ox = clampf(ox, 0.0f, (float)(W + 1));
             oy = clampf(oy, 0.0f, (float)(H + 1));
             float e = log1pf(z) / inv_scale * 50.0f;
@@ -142,7 +144,20 @@ void lyra_warp_splat(const lyra_warp_splat_args *a, lyra_warp_scratch *s) {
     int64_t n = splat_prepare(a, s);
     float *canvas = s->canvas;
     memset(canvas, 0, sizeof(float) * (size_t)(H + 2) * Wc * stride);
-    for (int corner = 0; corner < 4; corner++)
+    for (int corner = 0; corner < 4; corner++) {
+        if (C == 3) { /* the RGB case, unrolled (same sums in the same order) */
+            for (int64_t p = 0; p < n; p++) {
+                float w = s->corner_weight[4 * p + corner];
+                float *acc = canvas + (int64_t)s->corner_index[4 * p + corner] * 5;
+                const float *src = a->image + s->source_index[p];
+                acc[0] += src[0] * w;
+                acc[1] += src[HW] * w;
+                acc[2] += src[2 * HW] * w;
+                acc[3] += s->source_depth[p] * w;
+                acc[4] += w;
+            }
+            continue;
+        }
         for (int64_t p = 0; p < n; p++) {
             float w = s->corner_weight[4 * p + corner];
             float *acc = canvas + (int64_t)s->corner_index[4 * p + corner] * stride;
@@ -151,6 +166,7 @@ void lyra_warp_splat(const lyra_warp_splat_args *a, lyra_warp_scratch *s) {
             acc[C] += s->source_depth[p] * w;
             acc[C + 1] += w;
         }
+    }
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++) {
             const float *acc = canvas + ((int64_t)(y + 1) * Wc + (x + 1)) * stride;

@@ -3,8 +3,11 @@
  * lyra2/preview.py hold the documented Python surface; these functions check shapes and dtypes. */
 #include "py_common.h"
 
+#include "geom/depth_prior.h"
+#include "geom/inpaint.h"
 #include "geom/rays.h"
 #include "geom/warp.h"
+#include "geom/warp_preview.h"
 
 #define ANY_SIZE (-1)  /* any size >= 1 */
 #define ANY_COUNT (-2) /* any size >= 0 (a batch that may be empty) */
@@ -197,12 +200,140 @@ finally:
     return result;
 }
 
+/* fill_holes(image (C,H,W) float32, mask (H,W), depth (H,W) or None) -> filled copy (C,H,W) */
+static PyObject *py_fill_holes(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *o_img, *o_mask, *o_dep, *result = NULL;
+    PyArrayObject *img = NULL, *mask = NULL, *dep = NULL, *out = NULL;
+    if (!PyArg_ParseTuple(args, "OOO", &o_img, &o_mask, &o_dep)) return NULL;
+    npy_intp any3[3] = {ANY_SIZE, ANY_SIZE, ANY_SIZE};
+    if (!(img = get_array(o_img, NPY_FLOAT32, 3, any3, "image", "(C, H, W)"))) goto finally;
+    npy_intp hw[2] = {PyArray_DIM(img, 1), PyArray_DIM(img, 2)};
+    if (!(mask = get_array(o_mask, NPY_FLOAT32, 2, hw, "mask", "(H, W) matching image"))) goto finally;
+    if (o_dep != Py_None && !(dep = get_array(o_dep, NPY_FLOAT32, 2, hw, "depth", "(H, W) matching image")))
+        goto finally;
+    if (!(out = (PyArrayObject *)PyArray_NewCopy(img, NPY_CORDER))) goto finally;
+    lyra_status st;
+    lyra_inpaint_scratch scratch = {0, NULL};
+    Py_BEGIN_ALLOW_THREADS
+    st = lyra_inpaint_pushpull(F32(out), F32(mask), dep ? F32(dep) : NULL, (int)PyArray_DIM(img, 0), (int)hw[0],
+                               (int)hw[1], &scratch);
+    lyra_inpaint_scratch_free(&scratch);
+    Py_END_ALLOW_THREADS
+    if (st != LYRA_OK) {
+        lyra_py_raise(st);
+        goto finally;
+    }
+    result = (PyObject *)out;
+    out = NULL;
+finally:
+    Py_XDECREF(img);
+    Py_XDECREF(mask);
+    Py_XDECREF(dep);
+    Py_XDECREF(out);
+    return result;
+}
+
+/* heuristic_depth(rgb (H,W,3) uint8) -> (depth (H,W) float32, mask (H,W) uint8) */
+static PyObject *py_heuristic_depth(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *o_img, *result = NULL;
+    PyArrayObject *img = NULL, *dep = NULL, *mask = NULL;
+    if (!PyArg_ParseTuple(args, "O", &o_img)) return NULL;
+    npy_intp d[3] = {ANY_SIZE, ANY_SIZE, 3};
+    if (!(img = get_array(o_img, NPY_UINT8, 3, d, "image", "(H, W, 3) uint8"))) goto finally;
+    npy_intp hw[2] = {PyArray_DIM(img, 0), PyArray_DIM(img, 1)};
+    if (hw[0] * hw[1] > ((npy_intp)1 << 28)) {
+        PyErr_SetString(PyExc_ValueError, "image: too large");
+        goto finally;
+    }
+    dep = (PyArrayObject *)PyArray_SimpleNew(2, hw, NPY_FLOAT32);
+    mask = (PyArrayObject *)PyArray_SimpleNew(2, hw, NPY_UINT8);
+    if (!dep || !mask) goto finally;
+    lyra_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = lyra_depth_prior_ground((const uint8_t *)PyArray_DATA(img), (int)hw[0], (int)hw[1], F32(dep),
+                                 (uint8_t *)PyArray_DATA(mask));
+    Py_END_ALLOW_THREADS
+    if (st != LYRA_OK) {
+        lyra_py_raise(st);
+        goto finally;
+    }
+    result = Py_BuildValue("(OO)", dep, mask);
+finally:
+    Py_XDECREF(img);
+    Py_XDECREF(dep);
+    Py_XDECREF(mask);
+    return result;
+}
+
+/* render_preview(rgb (H,W,3) uint8, depth (H,W), w2c (T,4,4), K (T,3,3), clean_points, norm_batch, edge_ratio)
+ * -> (T,H,W,3) uint8 */
+static PyObject *py_render_preview(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *o_img, *o_dep, *o_w, *o_k, *result = NULL;
+    int clean = 0, norm_batch = 0;
+    float edge_ratio = 0.0f;
+    PyArrayObject *img = NULL, *dep = NULL, *w = NULL, *k = NULL, *out = NULL;
+    if (!PyArg_ParseTuple(args, "OOOOpif", &o_img, &o_dep, &o_w, &o_k, &clean, &norm_batch, &edge_ratio))
+        return NULL;
+    if (!(edge_ratio >= 0.0f) || !isfinite(edge_ratio)) {
+        PyErr_SetString(PyExc_ValueError, "edge_ratio: must be a finite number >= 0 (0 = off)");
+        return NULL;
+    }
+    npy_intp d[3] = {ANY_SIZE, ANY_SIZE, 3};
+    if (!(img = get_array(o_img, NPY_UINT8, 3, d, "image", "(H, W, 3) uint8"))) goto finally;
+    npy_intp H = PyArray_DIM(img, 0), W = PyArray_DIM(img, 1);
+    npy_intp hw[2] = {H, W}, dw[3] = {ANY_SIZE, 4, 4};
+    if (!(dep = get_array(o_dep, NPY_FLOAT32, 2, hw, "depth", "(H, W) matching image"))) goto finally;
+    if (!(w = get_array(o_w, NPY_FLOAT32, 3, dw, "w2c", "(T, 4, 4) with T >= 1"))) goto finally;
+    npy_intp T = PyArray_DIM(w, 0);
+    npy_intp dk[3] = {T, 3, 3};
+    if (!(k = get_array(o_k, NPY_FLOAT32, 3, dk, "K", "(T, 3, 3) with T = len(w2c)"))) goto finally;
+    if (H * W > ((npy_intp)1 << 28) || T > (1 << 20)) {
+        PyErr_SetString(PyExc_ValueError, "image / w2c: too large");
+        goto finally;
+    }
+    if (norm_batch < 0) {
+        PyErr_SetString(PyExc_ValueError, "norm_batch: must be None or a positive number of frames");
+        goto finally;
+    }
+    npy_intp so[4] = {T, H, W, 3};
+    if (!(out = (PyArrayObject *)PyArray_SimpleNew(4, so, NPY_UINT8))) goto finally;
+    lyra_preview_args pa = {
+        .height = (int)H, .width = (int)W, .frames = (int)T, .rgb = (const uint8_t *)PyArray_DATA(img),
+        .depth = F32(dep), .w2c = F32(w), .K = F32(k), .clean_points = clean, .norm_batch = norm_batch,
+        .edge_ratio = edge_ratio, .out = (uint8_t *)PyArray_DATA(out),
+    };
+    lyra_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = lyra_warp_preview_render(&pa);
+    Py_END_ALLOW_THREADS
+    if (st != LYRA_OK) {
+        lyra_py_raise(st);
+        goto finally;
+    }
+    result = (PyObject *)out;
+    out = NULL;
+finally:
+    Py_XDECREF(img);
+    Py_XDECREF(dep);
+    Py_XDECREF(w);
+    Py_XDECREF(k);
+    Py_XDECREF(out);
+    return result;
+}
+
 static PyMethodDef warp_methods[] = {
     {"forward_warp", py_forward_warp, METH_VARARGS,
      "forward_warp(image, depth, src_w2c, src_K, tgt_w2c, tgt_K, clean_points, norm_batch, intermediates) -> dict "
      "(see lyra2.warp.forward_warp)"},
     {"project_points", py_project_points, METH_VARARGS, "project_points(points, w2c, K) -> K·(w2c·[X;1])[:3]"},
     {"rays", py_rays, METH_VARARGS, "rays(K, c2w, height, width, moment) -> (V, H, W, 6) (see lyra2.warp.rays)"},
+    {"fill_holes", py_fill_holes, METH_VARARGS, "fill_holes(image, mask, depth) -> filled copy (see lyra2.preview)"},
+    {"heuristic_depth", py_heuristic_depth, METH_VARARGS, "heuristic_depth(rgb) -> (depth, mask) (see lyra2.preview)"},
+    {"render_preview", py_render_preview, METH_VARARGS,
+     "render_preview(rgb, depth, w2c, K, clean_points, norm_batch, edge_ratio) -> (T, H, W, 3) uint8 (see lyra2.preview)"},
     {NULL, NULL, 0, NULL},
 };
 
