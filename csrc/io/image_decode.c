@@ -6,6 +6,7 @@
  * PROBE_BYTES, and at most MAX_PACKETS packets are read. */
 #include "media.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,8 +140,22 @@ static void state_free(decode_state *s) {
     }
 }
 
-static lyra_status decode_error(const char *what, int err) {
-    const char *why = lyra_av_last_log();
+static lyra_status decode_error(const char *what, int err, int64_t max_pixels, const AVCodecContext *cc) {
+    const char *why = lyra_av_first_error();
+    /* libavcodec's max_pixels refusal, reworded with the numbers a user can act on */
+    if (strstr(why, "max pixel count")) {
+        if (cc && (int64_t)cc->width * cc->height > max_pixels)
+            return lyra_error(LYRA_ERR_FORMAT, "image: %dx%d is %lld pixels; at most %lld are accepted", cc->width,
+                              cc->height, (long long)cc->width * cc->height, (long long)max_pixels);
+        return lyra_error(LYRA_ERR_FORMAT, "image: the picture has more than the %lld pixels accepted",
+                          (long long)max_pixels);
+    }
+    /* av_image_check_size's hard limit ((w+128)*(h+128) < INT_MAX/8, ~268 M) */
+    const char *size = strstr(why, "Picture size ");
+    unsigned w = 0, h = 0;
+    if (size && strstr(size, "is invalid") && sscanf(size, "Picture size %ux%u", &w, &h) == 2)
+        return lyra_error(LYRA_ERR_FORMAT, "image: a %ux%u picture is too large (at most %lld pixels are accepted)",
+                          w, h, (long long)max_pixels);
     return lyra_error(LYRA_ERR_FORMAT, "image: cannot decode (%s: %s%s%s)", what, lyra_av_errstr(err),
                       why[0] ? "; " : "", why);
 }
@@ -161,7 +176,7 @@ static lyra_status decode_first_frame(decode_state *s, mem_reader *reader, const
     s->fc->pb = s->pb;
     s->fc->flags |= AVFMT_FLAG_CUSTOM_IO;
     int err = avformat_open_input(&s->fc, NULL, fmt, NULL); /* frees fc on failure */
-    if (err < 0) return decode_error(fmt->name, err);
+    if (err < 0) return decode_error(fmt->name, err, max_pixels, s->cc);
 
     int vs = av_find_best_stream(s->fc, AVMEDIA_TYPE_VIDEO, -1, -1, NULL, 0);
     if (vs < 0) return lyra_error(LYRA_ERR_FORMAT, "image: no picture found in the '%s' data", fmt->name);
@@ -177,28 +192,30 @@ static lyra_status decode_first_frame(decode_state *s, mem_reader *reader, const
     s->pkt = av_packet_alloc();
     s->frame = av_frame_alloc();
     if (!s->cc || !s->pkt || !s->frame) return lyra_error(LYRA_ERR_OOM, "image: out of memory");
-    if ((err = avcodec_parameters_to_context(s->cc, par)) < 0) return decode_error(codec->name, err);
-    s->cc->max_pixels = max_pixels; /* libavcodec refuses larger frames before allocating them */
+    if ((err = avcodec_parameters_to_context(s->cc, par)) < 0) return decode_error(codec->name, err, max_pixels, s->cc);
+    /* libavcodec refuses larger frames before allocating them; it checks its padded buffer size (e.g.
+     * 64x16 for a 16x16 PNG), hence the slack. The exact bound is checked on the decoded frame. */
+    s->cc->max_pixels = max_pixels + max_pixels / 8 + 65536;
     s->cc->thread_count = 1;
-    if ((err = avcodec_open2(s->cc, codec, NULL)) < 0) return decode_error(codec->name, err);
+    if ((err = avcodec_open2(s->cc, codec, NULL)) < 0) return decode_error(codec->name, err, max_pixels, s->cc);
 
     int flushing = 0;
     for (int packets = 0; packets < MAX_PACKETS;) {
         err = avcodec_receive_frame(s->cc, s->frame);
         if (err == 0) return LYRA_OK;
-        if (err != AVERROR(EAGAIN) || flushing) return decode_error(codec->name, err);
+        if (err != AVERROR(EAGAIN) || flushing) return decode_error(codec->name, err, max_pixels, s->cc);
         err = av_read_frame(s->fc, s->pkt);
         if (err == AVERROR_EOF) {
             flushing = 1;
             err = avcodec_send_packet(s->cc, NULL);
         } else if (err < 0) {
-            return decode_error(fmt->name, err);
+            return decode_error(fmt->name, err, max_pixels, s->cc);
         } else {
             packets++;
             if (s->pkt->stream_index == vs) err = avcodec_send_packet(s->cc, s->pkt);
             av_packet_unref(s->pkt);
         }
-        if (err < 0 && err != AVERROR(EAGAIN)) return decode_error(codec->name, err);
+        if (err < 0 && err != AVERROR(EAGAIN)) return decode_error(codec->name, err, max_pixels, s->cc);
     }
     return lyra_error(LYRA_ERR_FORMAT, "image: no picture after %d packets of '%s' data", MAX_PACKETS,
                       fmt->name);
@@ -219,10 +236,12 @@ lyra_status lyra_image_decode(const uint8_t *data, size_t size, int64_t max_pixe
     lyra_status st = decode_first_frame(&s, &reader, fmt, max_pixels);
     if (st == LYRA_OK) {
         AVFrame *f = s.frame;
-        if (f->width <= 0 || f->height <= 0 || (int64_t)f->width * f->height > max_pixels ||
-            !av_pix_fmt_desc_get(f->format))
+        if (f->width <= 0 || f->height <= 0 || !av_pix_fmt_desc_get(f->format))
             st = lyra_error(LYRA_ERR_FORMAT, "image: decoder returned an unusable %dx%d frame", f->width,
                             f->height);
+        else if ((int64_t)f->width * f->height > max_pixels)
+            st = lyra_error(LYRA_ERR_FORMAT, "image: %dx%d is %lld pixels; at most %lld are accepted", f->width,
+                            f->height, (long long)f->width * f->height, (long long)max_pixels);
     }
     lyra_image *img = NULL;
     if (st == LYRA_OK && !(img = calloc(1, sizeof *img))) st = lyra_error(LYRA_ERR_OOM, "image: out of memory");

@@ -40,7 +40,7 @@ static void encoder_free(encoder *e) {
 }
 
 static lyra_status codec_error(const char *path, const char *what, int err) {
-    const char *why = lyra_av_last_log();
+    const char *why = lyra_av_first_error();
     return lyra_error(LYRA_ERR_CODEC, "video %s: %s failed (%s%s%s)", path, what, lyra_av_errstr(err),
                       why[0] ? "; " : "", why);
 }
