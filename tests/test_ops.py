@@ -656,3 +656,67 @@ def test_errors_name_the_argument(ops):
         ops.rope(rnd(1, 4, 2, 6), rnd(4, 2))
     with pytest.raises(ValueError, match="patch"):
         ops.patchify(rnd(1, 2, 1, 3, 4))
+
+
+# ---------------------------------------------------------------- torch cross-checks (optional)
+
+class TestAgainstTorch:
+    """A few cross-checks against PyTorch itself (CPU build), skipped when torch is absent. They pin the
+    PyTorch conventions the NumPy references above were written from (resize coordinates, AA kernels,
+    causal padding, SDPA)."""
+
+    @staticmethod
+    def _torch():
+        return pytest.importorskip("torch")
+
+    @pytest.mark.parametrize("mode,ac,aa,size", RESIZE_CASES + [("bilinear", False, True, (23, 31))])
+    def test_resize(self, ops, mode, ac, aa, size):
+        torch = self._torch()
+        x = rnd(2, 3, 10, 12)
+        kw = {} if mode == "nearest" else {"align_corners": ac}
+        ref = torch.nn.functional.interpolate(torch.from_numpy(x), size=size, mode=mode, antialias=aa, **kw).numpy()
+        # tolerance: same float32 coordinates; summation order differs: atol 3e-6, rtol 3e-6
+        check(ops.resize(x, size, mode=mode, align_corners=ac, antialias=aa), ref, 3e-6, 3e-6, f"torch resize {mode}")
+
+    def test_resize_scale_factor(self, ops):
+        torch = self._torch()
+        x = rnd(1, 4, 37, 37)
+        sf = ((476 / 14 + 0.1) / 37, (826 / 14 + 0.1) / 37)
+        ref = torch.nn.functional.interpolate(torch.from_numpy(x), scale_factor=sf, mode="bicubic",
+                                              align_corners=False).numpy()
+        out = ops.resize(x, ref.shape[-2:], mode="bicubic", ratio=(1 / sf[0], 1 / sf[1]))
+        # tolerance: atol 2e-5. With a non-terminating ratio the float32 source coordinate (~31.5, ulp 2e-6)
+        # rounds differently in torch's kernel (FMA contraction), moving a cubic weight by ~3e-6.
+        check(out, ref, 2e-5, 3e-6, "torch resize scale_factor")
+
+    def test_conv3d_causal(self, ops):
+        torch = self._torch()
+        x, w, b = rnd(1, 4, 5, 6, 7), rnd(6, 4, 3, 3, 3), rnd(6)
+        xp = torch.nn.functional.pad(torch.from_numpy(x), (1, 1, 1, 1, 2, 0))  # Wan CausalConv3d padding
+        ref = torch.nn.functional.conv3d(xp, torch.from_numpy(w), torch.from_numpy(b)).numpy()
+        check(ops.conv3d(x, w, b, pad=(2, 0, 1, 1, 1, 1)), ref, 3e-5, 1e-5, "torch conv3d")
+
+    def test_conv_transpose2d(self, ops):
+        torch = self._torch()
+        x, w, b = rnd(2, 5, 4, 3), rnd(5, 6, 3, 3), rnd(6)
+        ref = torch.nn.functional.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                                                   stride=2, padding=1).numpy()
+        check(ops.conv_transpose2d(x, w, b, stride=2, padding=1), ref, 2e-5, 1e-5, "torch conv_transpose2d")
+
+    def test_attention(self, ops):
+        torch = self._torch()
+        q, k, v = rnd(2, 19, 4, 24), rnd(2, 23, 4, 24), rnd(2, 23, 4, 16)
+        bias = rnd(1, 4, 19, 23)
+        t = [torch.from_numpy(a).transpose(1, 2) for a in (q, k, v)]
+        ref = torch.nn.functional.scaled_dot_product_attention(*t, attn_mask=torch.from_numpy(bias), scale=0.2)
+        check(ops.attention(q, k, v, 0.2, bias=bias), ref.transpose(1, 2).numpy(), 1e-5, 1e-4, "torch attention")
+
+    def test_gelu_layer_norm(self, ops):
+        torch = self._torch()
+        x = rnd(4, 33, scale=3.0)
+        tx = torch.from_numpy(x)
+        check(ops.unary(x, "gelu_erf"), torch.nn.functional.gelu(tx).numpy(), 1e-6, 1e-6, "torch gelu")
+        check(ops.unary(x, "gelu_tanh"), torch.nn.functional.gelu(tx, approximate="tanh").numpy(), 1e-6, 1e-6,
+              "torch gelu tanh")
+        check(ops.layer_norm(x, eps=1e-6), torch.nn.functional.layer_norm(tx, (33,), eps=1e-6).numpy(), 2e-6, 2e-6,
+              "torch layer_norm")
