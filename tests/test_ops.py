@@ -129,6 +129,58 @@ def test_f16_conversion_matches_numpy():
     assert same.all()
 
 
+# ---------------------------------------------------------------- descriptor, carving, arena
+
+def test_views_match_numpy():
+    x = rnd(2, 3, 4, 5)
+    np.testing.assert_array_equal(_ops.view(x, "slice", [2, 1, 3]), x[:, :, 1:3])
+    np.testing.assert_array_equal(_ops.view(x, "slice", [-1, 0, 5]), x)
+    np.testing.assert_array_equal(_ops.view(x, "permute", [3, 1, 0, 2]), x.transpose(3, 1, 0, 2))
+    np.testing.assert_array_equal(_ops.view(x, "reshape", [6, -1]), x.reshape(6, -1))
+    np.testing.assert_array_equal(_ops.view(x[:, :1], "expand", [2, 3, 4, 5]), np.broadcast_to(x[:, :1], x.shape))
+    np.testing.assert_array_equal(_ops.view(layout(x, "transposed"), "permute", [1, 0, 2, 3]), x.transpose(1, 0, 2, 3))
+    with pytest.raises(ValueError, match="slice"):
+        _ops.view(x, "slice", [1, 2, 9])
+    with pytest.raises(ValueError, match="permutation"):
+        _ops.view(x, "permute", [0, 0, 1, 2])
+    with pytest.raises(ValueError, match="contiguous"):
+        _ops.view(layout(x, "transposed"), "reshape", [120])
+    with pytest.raises(ValueError, match="broadcast"):
+        _ops.view(x, "expand", [2, 6, 4, 5])
+
+
+def test_carver_layout():
+    specs = [("a.weight", "bf16", [3, 5]), ("a.bias", "f32", [7]), ("b", "u8", [1]), ("c", "i64", [2, 2])]
+    total, offs = _ops.carve(specs)
+    sizes = [30, 28, 1, 32]
+    assert all(o % 64 == 0 for o in offs)  # every tensor 64-byte aligned
+    for i in range(len(offs) - 1):
+        assert offs[i] + sizes[i] <= offs[i + 1]  # no overlap, in order
+    assert total == offs[-1] + sizes[-1]
+    assert _ops.carve(specs, capacity=total)[0] == total  # the carving pass fits exactly
+    with pytest.raises(lyra2.Lyra2Error, match="'c'"):
+        _ops.carve(specs, capacity=total - 1)
+
+
+def test_weights_bind():
+    avail = {"w": [4, 8], "b": [4], "extra": [1]}
+    got = _ops.bind(avail, [("w", [4, -1]), ("b", [4]), ("opt", [3], True)])
+    assert got == {"w": (4, 8), "b": (4,), "opt": None}
+    with pytest.raises(lyra2.Lyra2Error, match="'missing' is missing"):
+        _ops.bind(avail, [("missing", [4])])
+    with pytest.raises(lyra2.Lyra2Error, match=r"'b' has shape \(4,\) f32, expected \(5,\)"):
+        _ops.bind(avail, [("b", [5])])
+
+
+def test_arena_mark_reset():
+    offs, peak = _ops.arena(1024, [100, 200, 50])
+    assert offs == [0, 128, 384] and peak == 434
+    offs, peak = _ops.arena(1024, [100, 200, 50], reset_after=1)
+    assert offs == [0, 128, 128] and peak == 328  # the reset reuses the temporary's space
+    offs, _ = _ops.arena(256, [100, 200])
+    assert offs == [0, None]  # full: NULL, never an overflow
+
+
 # ---------------------------------------------------------------- GEMM
 
 @pytest.mark.parametrize("kind", ALL_LAYOUTS)
@@ -558,9 +610,10 @@ def test_conv_transpose2d(ops):
 # ---------------------------------------------------------------- resampling
 
 def test_upsample_nearest2x(ops):
-    x = rnd(2, 3, 4, 5)
-    ref = x.repeat(2, axis=-2).repeat(2, axis=-1)
-    np.testing.assert_array_equal(ops.upsample_nearest2x(layout(x, "transposed")), ref)
+    # exact; a (B, C, T, H, W) video is upsampled per frame (Wan VAE upsample2d/3d, encoders.md §1.2)
+    for x in (rnd(2, 3, 4, 5), rnd(1, 2, 3, 5, 4)):
+        ref = x.repeat(2, axis=-2).repeat(2, axis=-1)
+        np.testing.assert_array_equal(ops.upsample_nearest2x(layout(x, "transposed")), ref)
 
 
 def _cubic(t, A):
