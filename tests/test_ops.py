@@ -137,6 +137,10 @@ def test_views_match_numpy():
     np.testing.assert_array_equal(_ops.view(x, "slice", [-1, 0, 5]), x)
     np.testing.assert_array_equal(_ops.view(x, "permute", [3, 1, 0, 2]), x.transpose(3, 1, 0, 2))
     np.testing.assert_array_equal(_ops.view(x, "reshape", [6, -1]), x.reshape(6, -1))
+    np.testing.assert_array_equal(_ops.view(x, "select", [2, 3]), x[:, :, 3])
+    np.testing.assert_array_equal(_ops.view(x, "select", [-1, 0]), x[..., 0])
+    np.testing.assert_array_equal(_ops.view(x, "unsqueeze", [1]), x[:, None])
+    np.testing.assert_array_equal(_ops.view(x, "unsqueeze", [4]), x[..., None])
     np.testing.assert_array_equal(_ops.view(x[:, :1], "expand", [2, 3, 4, 5]), np.broadcast_to(x[:, :1], x.shape))
     np.testing.assert_array_equal(_ops.view(layout(x, "transposed"), "permute", [1, 0, 2, 3]), x.transpose(1, 0, 2, 3))
     with pytest.raises(ValueError, match="slice"):
@@ -260,6 +264,10 @@ def test_attention_fused_qkv_views(ops):
     qh = rnd(2, 3, 11, 8)
     qp = qh.transpose(0, 2, 1, 3)
     check(ops.attention(qp, qp, qp, 0.2), attention_ref(qp, qp, qp, 0.2), 1e-5, 1e-4, "attention permuted")
+    # stride-0 keys (a broadcast view) cannot go to BLAS directly and are packed
+    kb = np.broadcast_to(rnd(2, 1, 3, 8), (2, 9, 3, 8))
+    vb = rnd(2, 9, 3, 8)
+    check(ops.attention(qp, kb, vb, 0.2), attention_ref(qp, kb, vb, 0.2), 1e-5, 1e-4, "attention packed keys")
 
 
 def test_attention_bias_mask_gqa(ops):

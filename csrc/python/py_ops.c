@@ -800,6 +800,12 @@ static PyObject *py_view(PyObject *self, PyObject *args, PyObject *kw) {
         if (n != x.ndim) { PyErr_SetString(PyExc_ValueError, "permute needs one entry per dim"); FAIL(&k); }
         for (int i = 0; i < n; i++) perm[i] = (int)v[i];
         st = lyra_tensor_permute(&view, &x, perm);
+    } else if (!strcmp(kind, "select")) {
+        if (n != 2) { PyErr_SetString(PyExc_ValueError, "select args: (dim, index)"); FAIL(&k); }
+        st = lyra_tensor_select(&view, &x, (int)v[0], v[1]);
+    } else if (!strcmp(kind, "unsqueeze")) {
+        if (n != 1) { PyErr_SetString(PyExc_ValueError, "unsqueeze args: (dim,)"); FAIL(&k); }
+        st = lyra_tensor_unsqueeze(&view, &x, (int)v[0]);
     } else if (!strcmp(kind, "reshape")) {
         st = lyra_tensor_reshape(&view, &x, n, v);
     } else if (!strcmp(kind, "expand")) {
