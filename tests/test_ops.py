@@ -719,6 +719,26 @@ def test_errors_name_the_argument(ops):
         ops.patchify(rnd(1, 2, 1, 3, 4))
 
 
+# ---------------------------------------------------------------- composition
+
+def test_attention_block_composition():
+    """The ops.h usage example run for real: LayerNorm -> fused qkv Linear -> strided q/k/v views ->
+    attention -> reshape -> proj -> in-place residual, activations from one arena with mark/reset,
+    applied twice. NumPy reference; tolerance atol 1e-4, rtol 1e-4 (two blocks of f32 GEMMs)."""
+    B, L, C, H = 2, 13, 48, 4
+    x = rnd(B, L, C)
+    ln_w, ln_b = rnd(C), rnd(C)
+    qkv_w, qkv_b, proj_w, proj_b = rnd(3 * C, C, scale=0.2), rnd(3 * C), rnd(C, C, scale=0.2), rnd(C)
+    ref = x.astype(np.float64)
+    for _ in range(2):
+        n = (ref - ref.mean(-1, keepdims=True)) / np.sqrt(ref.var(-1, keepdims=True) + 1e-5) * ln_w + ln_b
+        qkv = (n @ qkv_w.T.astype(np.float64) + qkv_b).reshape(B, L, 3, H, C // H)
+        o = attention_ref(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], 1 / math.sqrt(C // H))
+        ref = ref + o.reshape(B, L, C) @ proj_w.T.astype(np.float64) + proj_b
+    out = _ops.attn_block_demo(x, ln_w, ln_b, qkv_w, qkv_b, proj_w, proj_b, H, repeat=2)
+    check(out, ref, 1e-4, 1e-4, "attention block")
+
+
 # ---------------------------------------------------------------- torch cross-checks (optional)
 
 class TestAgainstTorch:

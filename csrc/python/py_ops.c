@@ -6,6 +6,8 @@
  * C-contiguous arrays allocated by NumPy. Each call runs on a fresh CPU backend (no global state). */
 #include "py_common.h"
 
+#include <math.h>
+
 #include "nn/cpu/cpu_internal.h"
 #include "nn/ops.h"
 
@@ -970,6 +972,74 @@ static PyObject *py_arena(PyObject *self, PyObject *args, PyObject *kw) {
     return r;
 }
 
+/* ---------------- composition check: the ops.h example, for real ---------------- */
+
+typedef struct demo_block {
+    lyra_tensor ln_w, ln_b, qkv_w, qkv_b, proj_w, proj_b;
+} demo_block;
+
+/* Pre-norm attention block x += proj(attn(split_heads(qkv(LN(x))))), all activations from one arena.
+ * x (B, L, C) is updated in place. */
+static lyra_status demo_attn_block(lyra_backend *be, lyra_arena *act, lyra_tensor *x, const demo_block *blk,
+                                   int64_t H) {
+    int64_t B = x->ne[0], L = x->ne[1], C = x->ne[2], Dh = C / H;
+    size_t mark = lyra_arena_mark(act);
+    lyra_tensor h, qkv, qkv3, q, k, v, o, o3, a;
+    LYRA_TRY(lyra_arena_tensor(act, &h, LYRA_DTYPE_F32, 3, x->ne, "ln"));
+    LYRA_TRY(lyra_op_layer_norm(be, &h, x, &blk->ln_w, &blk->ln_b, 1e-5f));
+    LYRA_TRY(lyra_arena_tensor(act, &qkv, LYRA_DTYPE_F32, 5, (int64_t[]){B, L, 3, H, Dh}, "qkv"));
+    LYRA_TRY(lyra_tensor_reshape(&qkv3, &qkv, 3, (int64_t[]){B, L, 3 * C}));
+    LYRA_TRY(lyra_op_linear(be, &qkv3, &h, &blk->qkv_w, &blk->qkv_b));
+    LYRA_TRY(lyra_tensor_select(&q, &qkv, 2, 0));
+    LYRA_TRY(lyra_tensor_select(&k, &qkv, 2, 1));
+    LYRA_TRY(lyra_tensor_select(&v, &qkv, 2, 2));
+    LYRA_TRY(lyra_arena_tensor(act, &o, LYRA_DTYPE_F32, 4, (int64_t[]){B, L, H, Dh}, "attn"));
+    LYRA_TRY(lyra_op_attention(be, &o, &q, &k, &v, NULL, NULL, 1.0f / sqrtf((float)Dh)));
+    LYRA_TRY(lyra_tensor_reshape(&o3, &o, 3, (int64_t[]){B, L, C}));
+    LYRA_TRY(lyra_arena_tensor(act, &a, LYRA_DTYPE_F32, 3, (int64_t[]){B, L, C}, "proj"));
+    LYRA_TRY(lyra_op_linear(be, &a, &o3, &blk->proj_w, &blk->proj_b));
+    LYRA_TRY(lyra_op_add(be, x, x, &a));
+    lyra_arena_reset(act, mark);
+    return LYRA_OK;
+}
+
+static lyra_status demo_run(lyra_backend *be, lyra_tensor *x, const demo_block *blk, int64_t H, int repeat) {
+    lyra_arena act;
+    int64_t B = x->ne[0], L = x->ne[1], C = x->ne[2];
+    size_t bytes = (size_t)(B * L * C * 4 + B * L * C * 3 + B * L * C * 2) * 4 + 8 * LYRA_ARENA_ALIGN;
+    LYRA_TRY(lyra_arena_init(&act, bytes));
+    lyra_status st = LYRA_OK;
+    for (int r = 0; r < repeat && st == LYRA_OK; r++) st = demo_attn_block(be, &act, x, blk, H);
+    lyra_arena_free(&act);
+    return st;
+}
+
+/* attn_block_demo(x, ln_w, ln_b, qkv_w, qkv_b, proj_w, proj_b, heads, repeat=1, wdtype='f32') */
+static PyObject *py_attn_block_demo(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "ln_w", "ln_b", "qkv_w", "qkv_b", "proj_w", "proj_b", "heads", "repeat", "wdtype",
+                          NULL};
+    PyObject *o[7];
+    int heads, repeat = 1;
+    const char *wd = "f32";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOi|is", kws, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6],
+                                     &heads, &repeat, &wd))
+        return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, y;
+    demo_block blk;
+    in_f32(&k, o[0], "x", &x, 0, &err);
+    lyra_tensor *w[6] = {&blk.ln_w, &blk.ln_b, &blk.qkv_w, &blk.qkv_b, &blk.proj_w, &blk.proj_b};
+    for (int i = 0; i < 6 && !err; i++) in_weight(&k, o[i + 1], "weight", w[i], (i == 2 || i == 4) ? wd : "f32", 0, &err);
+    if (err) FAIL(&k);
+    if (x.ndim != 3 || heads < 1 || x.ne[2] % heads) { PyErr_SetString(PyExc_ValueError, "x (B, L, C), C % heads == 0"); FAIL(&k); }
+    PyArrayObject *out = out_f32(&k, 3, x.ne, &y);
+    if (!out) FAIL(&k);
+    lyra_tensor src = x;
+    RUN_OP(&k, out, (lyra_op_copy(be, &y, &src) != LYRA_OK ? LYRA_ERR_INTERNAL : demo_run(be, &y, &blk, heads, repeat)));
+}
+
 #define KW(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, doc}
 
 static PyMethodDef ops_methods[] = {
@@ -981,6 +1051,7 @@ static PyMethodDef ops_methods[] = {
     KW("carve", py_carve, "carve(specs, capacity=None) -> (bytes, offsets): the weight carver's layout."),
     KW("bind", py_bind, "bind(available {name: shape}, slots [(name, shape, optional)]) -> {name: shape}."),
     KW("arena", py_arena, "arena(capacity, sizes, reset_after=-1) -> ([offsets], peak)."),
+    KW("attn_block_demo", py_attn_block_demo, "The ops.h example block (LN, fused qkv, attention, proj, residual)."),
     KW("copy", py_copy, "copy(x): strided read into a contiguous array."),
     KW("concat", py_concat, "concat(xs, dim=0)."),
     KW("pad", py_pad, "pad(x, pads, mode='zero'|'replicate'); pads = (before, after) per dim, outermost first."),
