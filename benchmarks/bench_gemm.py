@@ -45,8 +45,10 @@ def main():
           f"shape M={a.m} N={a.n} K={a.k}")
     t_np = best_time(lambda: x @ w.T, a.repeat)
     print(f"numpy f32 matmul      {t_np * 1e3:8.2f} ms  {flop / t_np / 1e9:7.1f} GFLOP/s")
+    # bf16/f16 weights are passed as raw uint16 bits, converted once here (the linear converts tiles to f32)
+    weights = {"f32": w, "bf16": _core._ops.to_bf16(w), "f16": _core._ops.to_f16(w)}
     for wd in ("f32", "bf16", "f16"):
-        t = best_time(lambda: _core._ops.linear(x, w, None, wdtype=wd), a.repeat)
+        t = best_time(lambda: _core._ops.linear(x, weights[wd], None, wdtype=wd), a.repeat)
         print(f"lyra linear w={wd:<5}   {t * 1e3:8.2f} ms  {flop / t / 1e9:7.1f} GFLOP/s  "
               f"(numpy/lyra time ratio {t_np / t:.2f})")
     # the fallback kernel used by builds without OpenBLAS

@@ -202,10 +202,12 @@ def test_linear(ops, kind, wdtype):
 
 
 def test_linear_big_bf16_tiles(ops):
-    # K large enough that the bf16 weight is converted in several row tiles (tile = 2^20 / K rows)
-    x, w = rnd(7, 8192, scale=0.1), rnd(300, 8192, scale=0.1)
+    # K large enough that the bf16 weight is converted in several row tiles (tile = 2^20 / K rows);
+    # M = 70 >= 64 takes the serial conversion path. Weights passed as raw bf16 bits (uint16).
+    x, w = rnd(70, 8192, scale=0.1), rnd(300, 8192, scale=0.1)
     ref = x.astype(np.float64) @ bf16_round(w).astype(np.float64).T
-    check(ops.linear(x, w, wdtype="bf16"), ref, 1e-4, 1e-4, "linear bf16 tiles")
+    check(ops.linear(x, _ops.to_bf16(w), wdtype="bf16"), ref, 1e-4, 1e-4, "linear bf16 tiles")
+    check(ops.linear(x[:3], w, wdtype="bf16"), ref[:3], 1e-4, 1e-4, "linear bf16 tiles small M")
 
 
 @pytest.mark.parametrize("kind", ALL_LAYOUTS)

@@ -71,6 +71,11 @@ static lyra_tensor *in_f32(keep *k, PyObject *o, const char *what, lyra_tensor *
 /* A weight: float32 input, optionally rounded into a contiguous bf16/f16 buffer. */
 static lyra_tensor *in_weight(keep *k, PyObject *o, const char *what, lyra_tensor *t, const char *wdtype,
                               int optional, int *err) {
+    /* uint16 arrays with wdtype bf16/f16 are taken as raw half-precision bits (no conversion per call) */
+    if (o && PyArray_Check(o) && PyArray_TYPE((PyArrayObject *)o) == NPY_UINT16 && wdtype &&
+        (!strcmp(wdtype, "bf16") || !strcmp(wdtype, "f16")))
+        return in_array(k, o, what, t, NPY_UINT16, !strcmp(wdtype, "bf16") ? LYRA_DTYPE_BF16 : LYRA_DTYPE_F16,
+                        optional, err);
     lyra_tensor *r = in_f32(k, o, what, t, optional, err);
     if (!r || !wdtype || !strcmp(wdtype, "f32")) return r;
     lyra_dtype dt;
