@@ -8,6 +8,7 @@
 /* Fallback kernels: parallel over rows of C; inner loops are unit-stride so -O3 vectorises them. */
 static void sgemm_nt_ref(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                          const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int nt) {
+    (void)nt; /* unused without OpenMP */
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < M; i++) {
         const float *a = A + i * lda;
@@ -27,6 +28,7 @@ static void sgemm_nt_ref(int64_t M, int64_t N, int64_t K, float alpha, const flo
 
 static void sgemm_nn_ref(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                          const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int nt) {
+    (void)nt;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < M; i++) {
         float *c = C + i * ldc;
