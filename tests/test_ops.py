@@ -129,6 +129,62 @@ def test_f16_conversion_matches_numpy():
     assert same.all()
 
 
+# ---------------------------------------------------------------- descriptor, carving, arena
+
+def test_views_match_numpy():
+    x = rnd(2, 3, 4, 5)
+    np.testing.assert_array_equal(_ops.view(x, "slice", [2, 1, 3]), x[:, :, 1:3])
+    np.testing.assert_array_equal(_ops.view(x, "slice", [-1, 0, 5]), x)
+    np.testing.assert_array_equal(_ops.view(x, "permute", [3, 1, 0, 2]), x.transpose(3, 1, 0, 2))
+    np.testing.assert_array_equal(_ops.view(x, "reshape", [6, -1]), x.reshape(6, -1))
+    np.testing.assert_array_equal(_ops.view(x, "select", [2, 3]), x[:, :, 3])
+    np.testing.assert_array_equal(_ops.view(x, "select", [-1, 0]), x[..., 0])
+    np.testing.assert_array_equal(_ops.view(x, "unsqueeze", [1]), x[:, None])
+    np.testing.assert_array_equal(_ops.view(x, "unsqueeze", [4]), x[..., None])
+    np.testing.assert_array_equal(_ops.view(x[:, :1], "expand", [2, 3, 4, 5]), np.broadcast_to(x[:, :1], x.shape))
+    np.testing.assert_array_equal(_ops.view(layout(x, "transposed"), "permute", [1, 0, 2, 3]), x.transpose(1, 0, 2, 3))
+    with pytest.raises(ValueError, match="slice"):
+        _ops.view(x, "slice", [1, 2, 9])
+    with pytest.raises(ValueError, match="permutation"):
+        _ops.view(x, "permute", [0, 0, 1, 2])
+    with pytest.raises(ValueError, match="contiguous"):
+        _ops.view(layout(x, "transposed"), "reshape", [120])
+    with pytest.raises(ValueError, match="broadcast"):
+        _ops.view(x, "expand", [2, 6, 4, 5])
+
+
+def test_carver_layout():
+    specs = [("a.weight", "bf16", [3, 5]), ("a.bias", "f32", [7]), ("b", "u8", [1]), ("c", "i64", [2, 2])]
+    total, offs = _ops.carve(specs)
+    sizes = [30, 28, 1, 32]
+    assert all(o % 64 == 0 for o in offs)  # every tensor 64-byte aligned
+    for i in range(len(offs) - 1):
+        assert offs[i] + sizes[i] <= offs[i + 1]  # no overlap, in order
+    assert total == offs[-1] + sizes[-1]
+    assert _ops.carve(specs, capacity=total)[0] == total  # the carving pass fits exactly
+    with pytest.raises(lyra2.Lyra2Error, match="'c'"):
+        _ops.carve(specs, capacity=total - 1)
+
+
+def test_weights_bind():
+    avail = {"w": [4, 8], "b": [4], "extra": [1]}
+    got = _ops.bind(avail, [("w", [4, -1]), ("b", [4]), ("opt", [3], True)])
+    assert got == {"w": (4, 8), "b": (4,), "opt": None}
+    with pytest.raises(lyra2.Lyra2Error, match="'missing' is missing"):
+        _ops.bind(avail, [("missing", [4])])
+    with pytest.raises(lyra2.Lyra2Error, match=r"'b' has shape \(4,\) f32, expected \(5,\)"):
+        _ops.bind(avail, [("b", [5])])
+
+
+def test_arena_mark_reset():
+    offs, peak = _ops.arena(1024, [100, 200, 50])
+    assert offs == [0, 128, 384] and peak == 434
+    offs, peak = _ops.arena(1024, [100, 200, 50], reset_after=1)
+    assert offs == [0, 128, 128] and peak == 328  # the reset reuses the temporary's space
+    offs, _ = _ops.arena(256, [100, 200])
+    assert offs == [0, None]  # full: NULL, never an overflow
+
+
 # ---------------------------------------------------------------- GEMM
 
 @pytest.mark.parametrize("kind", ALL_LAYOUTS)
@@ -146,10 +202,12 @@ def test_linear(ops, kind, wdtype):
 
 
 def test_linear_big_bf16_tiles(ops):
-    # K large enough that the bf16 weight is converted in several row tiles (tile = 2^20 / K rows)
-    x, w = rnd(7, 8192, scale=0.1), rnd(300, 8192, scale=0.1)
+    # K large enough that the bf16 weight is converted in several row tiles (tile = 2^20 / K rows);
+    # M = 70 >= 64 takes the serial conversion path. Weights passed as raw bf16 bits (uint16).
+    x, w = rnd(70, 8192, scale=0.1), rnd(300, 8192, scale=0.1)
     ref = x.astype(np.float64) @ bf16_round(w).astype(np.float64).T
-    check(ops.linear(x, w, wdtype="bf16"), ref, 1e-4, 1e-4, "linear bf16 tiles")
+    check(ops.linear(x, _ops.to_bf16(w), wdtype="bf16"), ref, 1e-4, 1e-4, "linear bf16 tiles")
+    check(ops.linear(x[:3], w, wdtype="bf16"), ref[:3], 1e-4, 1e-4, "linear bf16 tiles small M")
 
 
 @pytest.mark.parametrize("kind", ALL_LAYOUTS)
@@ -208,6 +266,10 @@ def test_attention_fused_qkv_views(ops):
     qh = rnd(2, 3, 11, 8)
     qp = qh.transpose(0, 2, 1, 3)
     check(ops.attention(qp, qp, qp, 0.2), attention_ref(qp, qp, qp, 0.2), 1e-5, 1e-4, "attention permuted")
+    # stride-0 keys (a broadcast view) cannot go to BLAS directly and are packed
+    kb = np.broadcast_to(rnd(2, 1, 3, 8), (2, 9, 3, 8))
+    vb = rnd(2, 9, 3, 8)
+    check(ops.attention(qp, kb, vb, 0.2), attention_ref(qp, kb, vb, 0.2), 1e-5, 1e-4, "attention packed keys")
 
 
 def test_attention_bias_mask_gqa(ops):
@@ -558,9 +620,10 @@ def test_conv_transpose2d(ops):
 # ---------------------------------------------------------------- resampling
 
 def test_upsample_nearest2x(ops):
-    x = rnd(2, 3, 4, 5)
-    ref = x.repeat(2, axis=-2).repeat(2, axis=-1)
-    np.testing.assert_array_equal(ops.upsample_nearest2x(layout(x, "transposed")), ref)
+    # exact; a (B, C, T, H, W) video is upsampled per frame (Wan VAE upsample2d/3d, encoders.md §1.2)
+    for x in (rnd(2, 3, 4, 5), rnd(1, 2, 3, 5, 4)):
+        ref = x.repeat(2, axis=-2).repeat(2, axis=-1)
+        np.testing.assert_array_equal(ops.upsample_nearest2x(layout(x, "transposed")), ref)
 
 
 def _cubic(t, A):
@@ -656,3 +719,87 @@ def test_errors_name_the_argument(ops):
         ops.rope(rnd(1, 4, 2, 6), rnd(4, 2))
     with pytest.raises(ValueError, match="patch"):
         ops.patchify(rnd(1, 2, 1, 3, 4))
+
+
+# ---------------------------------------------------------------- composition
+
+def test_attention_block_composition():
+    """The ops.h usage example run for real: LayerNorm -> fused qkv Linear -> strided q/k/v views ->
+    attention -> reshape -> proj -> in-place residual, activations from one arena with mark/reset,
+    applied twice. NumPy reference; tolerance atol 1e-4, rtol 1e-4 (two blocks of f32 GEMMs)."""
+    B, L, C, H = 2, 13, 48, 4
+    x = rnd(B, L, C)
+    ln_w, ln_b = rnd(C), rnd(C)
+    qkv_w, qkv_b, proj_w, proj_b = rnd(3 * C, C, scale=0.2), rnd(3 * C), rnd(C, C, scale=0.2), rnd(C)
+    ref = x.astype(np.float64)
+    for _ in range(2):
+        n = (ref - ref.mean(-1, keepdims=True)) / np.sqrt(ref.var(-1, keepdims=True) + 1e-5) * ln_w + ln_b
+        qkv = (n @ qkv_w.T.astype(np.float64) + qkv_b).reshape(B, L, 3, H, C // H)
+        o = attention_ref(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], 1 / math.sqrt(C // H))
+        ref = ref + o.reshape(B, L, C) @ proj_w.T.astype(np.float64) + proj_b
+    out = _ops.attn_block_demo(x, ln_w, ln_b, qkv_w, qkv_b, proj_w, proj_b, H, repeat=2)
+    check(out, ref, 1e-4, 1e-4, "attention block")
+
+
+# ---------------------------------------------------------------- torch cross-checks (optional)
+
+class TestAgainstTorch:
+    """A few cross-checks against PyTorch itself (CPU build), skipped when torch is absent. They pin the
+    PyTorch conventions the NumPy references above were written from (resize coordinates, AA kernels,
+    causal padding, SDPA)."""
+
+    @staticmethod
+    def _torch():
+        return pytest.importorskip("torch")
+
+    @pytest.mark.parametrize("mode,ac,aa,size", RESIZE_CASES + [("bilinear", False, True, (23, 31))])
+    def test_resize(self, ops, mode, ac, aa, size):
+        torch = self._torch()
+        x = rnd(2, 3, 10, 12)
+        kw = {} if mode == "nearest" else {"align_corners": ac}
+        ref = torch.nn.functional.interpolate(torch.from_numpy(x), size=size, mode=mode, antialias=aa, **kw).numpy()
+        # tolerance: same float32 coordinates; summation order differs: atol 3e-6, rtol 3e-6
+        check(ops.resize(x, size, mode=mode, align_corners=ac, antialias=aa), ref, 3e-6, 3e-6, f"torch resize {mode}")
+
+    def test_resize_scale_factor(self, ops):
+        torch = self._torch()
+        x = rnd(1, 4, 37, 37)
+        sf = ((476 / 14 + 0.1) / 37, (826 / 14 + 0.1) / 37)
+        ref = torch.nn.functional.interpolate(torch.from_numpy(x), scale_factor=sf, mode="bicubic",
+                                              align_corners=False).numpy()
+        out = ops.resize(x, ref.shape[-2:], mode="bicubic", ratio=(1 / sf[0], 1 / sf[1]))
+        # tolerance: atol 2e-5. With a non-terminating ratio the float32 source coordinate (~31.5, ulp 2e-6)
+        # rounds differently in torch's kernel (FMA contraction), moving a cubic weight by ~3e-6.
+        check(out, ref, 2e-5, 3e-6, "torch resize scale_factor")
+
+    def test_conv3d_causal(self, ops):
+        torch = self._torch()
+        x, w, b = rnd(1, 4, 5, 6, 7), rnd(6, 4, 3, 3, 3), rnd(6)
+        xp = torch.nn.functional.pad(torch.from_numpy(x), (1, 1, 1, 1, 2, 0))  # Wan CausalConv3d padding
+        ref = torch.nn.functional.conv3d(xp, torch.from_numpy(w), torch.from_numpy(b)).numpy()
+        check(ops.conv3d(x, w, b, pad=(2, 0, 1, 1, 1, 1)), ref, 3e-5, 1e-5, "torch conv3d")
+
+    def test_conv_transpose2d(self, ops):
+        torch = self._torch()
+        x, w, b = rnd(2, 5, 4, 3), rnd(5, 6, 3, 3), rnd(6)
+        ref = torch.nn.functional.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                                                   stride=2, padding=1).numpy()
+        check(ops.conv_transpose2d(x, w, b, stride=2, padding=1), ref, 2e-5, 1e-5, "torch conv_transpose2d")
+
+    def test_attention(self, ops):
+        torch = self._torch()
+        q, k, v = rnd(2, 19, 4, 24), rnd(2, 23, 4, 24), rnd(2, 23, 4, 16)
+        bias = rnd(1, 4, 19, 23)
+        t = [torch.from_numpy(a).transpose(1, 2) for a in (q, k, v)]
+        ref = torch.nn.functional.scaled_dot_product_attention(*t, attn_mask=torch.from_numpy(bias), scale=0.2)
+        check(ops.attention(q, k, v, 0.2, bias=bias), ref.transpose(1, 2).numpy(), 1e-5, 1e-4, "torch attention")
+
+    def test_gelu_layer_norm(self, ops):
+        torch = self._torch()
+        x = rnd(4, 33, scale=3.0)
+        tx = torch.from_numpy(x)
+        check(ops.unary(x, "gelu_erf"), torch.nn.functional.gelu(tx).numpy(), 1e-6, 1e-6, "torch gelu")
+        check(ops.unary(x, "gelu_tanh"), torch.nn.functional.gelu(tx, approximate="tanh").numpy(), 1e-6, 1e-6,
+              "torch gelu tanh")
+        check(ops.layer_norm(x, eps=1e-6), torch.nn.functional.layer_norm(tx, (33,), eps=1e-6).numpy(), 2e-6, 2e-6,
+              "torch layer_norm")

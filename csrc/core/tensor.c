@@ -107,6 +107,43 @@ lyra_status lyra_tensor_slice(lyra_tensor *view, const lyra_tensor *t, int dim, 
     return LYRA_OK;
 }
 
+lyra_status lyra_tensor_select(lyra_tensor *view, const lyra_tensor *t, int dim, int64_t index) {
+    if (dim < 0) dim += t->ndim;
+    if (dim < 0 || dim >= t->ndim)
+        return lyra_error(LYRA_ERR_ARG, "select: dim %d out of range for a %d-d tensor", dim, t->ndim);
+    if (index < 0 || index >= t->ne[dim])
+        return lyra_error(LYRA_ERR_ARG, "select: index %lld out of range for dim %d of size %lld", (long long)index,
+                          dim, (long long)t->ne[dim]);
+    lyra_tensor v = *t;
+    v.data = (char *)t->data + index * t->nb[dim];
+    for (int i = dim; i < t->ndim - 1; i++) {
+        v.ne[i] = t->ne[i + 1];
+        v.nb[i] = t->nb[i + 1];
+    }
+    v.ndim = t->ndim - 1;
+    v.ne[v.ndim] = 1;
+    v.nb[v.ndim] = (int64_t)lyra_dtype_size(t->dtype);
+    *view = v;
+    return LYRA_OK;
+}
+
+lyra_status lyra_tensor_unsqueeze(lyra_tensor *view, const lyra_tensor *t, int dim) {
+    if (t->ndim >= LYRA_MAX_DIMS) return lyra_error(LYRA_ERR_ARG, "unsqueeze: already %d dims", t->ndim);
+    if (dim < 0) dim += t->ndim + 1;
+    if (dim < 0 || dim > t->ndim)
+        return lyra_error(LYRA_ERR_ARG, "unsqueeze: position %d out of range for a %d-d tensor", dim, t->ndim);
+    lyra_tensor v = *t;
+    for (int i = t->ndim; i > dim; i--) {
+        v.ne[i] = t->ne[i - 1];
+        v.nb[i] = t->nb[i - 1];
+    }
+    v.ne[dim] = 1;
+    v.nb[dim] = dim < t->ndim ? t->nb[dim] * t->ne[dim] : (int64_t)lyra_dtype_size(t->dtype);
+    v.ndim = t->ndim + 1;
+    *view = v;
+    return LYRA_OK;
+}
+
 lyra_status lyra_tensor_permute(lyra_tensor *view, const lyra_tensor *t, const int *perm) {
     int seen[LYRA_MAX_DIMS] = {0};
     lyra_tensor v = *t;

@@ -83,6 +83,10 @@ lyra_status lyra_tensor_slice(lyra_tensor *view, const lyra_tensor *t, int dim, 
 lyra_status lyra_tensor_permute(lyra_tensor *view, const lyra_tensor *t, const int *perm);
 /* Same data, new shape; t must be contiguous. One entry of ne may be -1 (inferred). */
 lyra_status lyra_tensor_reshape(lyra_tensor *view, const lyra_tensor *t, int ndim, const int64_t *ne);
+/* view = t[..., index, ...]: dim `dim` removed (a strided view, e.g. q out of a fused (B, L, 3, H, D) qkv). */
+lyra_status lyra_tensor_select(lyra_tensor *view, const lyra_tensor *t, int dim, int64_t index);
+/* view with a new size-1 dim inserted at position `dim` (0..ndim). */
+lyra_status lyra_tensor_unsqueeze(lyra_tensor *view, const lyra_tensor *t, int dim);
 /* Broadcast view: size-1 dims of t get size ne[i] and stride 0. ndim must equal t->ndim. */
 lyra_status lyra_tensor_expand(lyra_tensor *view, const lyra_tensor *t, int ndim, const int64_t *ne);
 

@@ -11,7 +11,30 @@
  *   gate, rope, softmax, rms_norm, layer_norm), where y == x (same data and strides) is allowed.
  * - Activations are f32 on the CPU backend. Weights (w) of linear / conv / embedding may be f32, bf16 or f16.
  * - Every wrapper returns LYRA_ERR_ARG (bad shape/value) or LYRA_ERR_TYPE (bad dtype) with a message naming
- *   the op and the argument, before touching any data. */
+ *   the op and the argument, before touching any data.
+ *
+ * A layer written on this API (CLIP-style attention block; x (B, L, C), weights bound by lyra_weights_bind):
+ *
+ *     size_t mark = lyra_arena_mark(act);
+ *     lyra_tensor h, qkv, o, a, q, k, v;
+ *     LYRA_TRY(lyra_arena_tensor(act, &h, LYRA_DTYPE_F32, 3, x->ne, "ln1"));
+ *     LYRA_TRY(lyra_op_layer_norm(be, &h, x, &blk->ln1_w, &blk->ln1_b, 1e-5f));
+ *     LYRA_TRY(lyra_arena_tensor(act, &qkv, LYRA_DTYPE_F32, 5, (int64_t[]){B, L, 3, H, Dh}, "qkv"));
+ *     lyra_tensor qkv3;                                   // the Linear writes (B, L, 3·C) into the same memory
+ *     LYRA_TRY(lyra_tensor_reshape(&qkv3, &qkv, 3, (int64_t[]){B, L, 3 * C}));
+ *     LYRA_TRY(lyra_op_linear(be, &qkv3, &h, &blk->qkv_w, &blk->qkv_b));
+ *     LYRA_TRY(lyra_tensor_select(&q, &qkv, 2, 0));      // strided (B, L, H, Dh) views, no copy
+ *     LYRA_TRY(lyra_tensor_select(&k, &qkv, 2, 1));
+ *     LYRA_TRY(lyra_tensor_select(&v, &qkv, 2, 2));
+ *     LYRA_TRY(lyra_arena_tensor(act, &o, LYRA_DTYPE_F32, 4, (int64_t[]){B, L, H, Dh}, "attn"));
+ *     LYRA_TRY(lyra_op_attention(be, &o, &q, &k, &v, NULL, NULL, 1.0f / sqrtf((float)Dh)));
+ *     lyra_tensor o3;                                     // merge heads: contiguous, so a reshape
+ *     LYRA_TRY(lyra_tensor_reshape(&o3, &o, 3, (int64_t[]){B, L, C}));
+ *     LYRA_TRY(lyra_arena_tensor(act, &a, LYRA_DTYPE_F32, 3, (int64_t[]){B, L, C}, "proj"));
+ *     LYRA_TRY(lyra_op_linear(be, &a, &o3, &blk->proj_w, &blk->proj_b));
+ *     LYRA_TRY(lyra_op_add(be, x, x, &a));               // in place
+ *     lyra_arena_reset(act, mark);
+ */
 #ifndef LYRA_OPS_H
 #define LYRA_OPS_H
 

@@ -6,6 +6,8 @@
  * C-contiguous arrays allocated by NumPy. Each call runs on a fresh CPU backend (no global state). */
 #include "py_common.h"
 
+#include <math.h>
+
 #include "nn/cpu/cpu_internal.h"
 #include "nn/ops.h"
 
@@ -69,6 +71,11 @@ static lyra_tensor *in_f32(keep *k, PyObject *o, const char *what, lyra_tensor *
 /* A weight: float32 input, optionally rounded into a contiguous bf16/f16 buffer. */
 static lyra_tensor *in_weight(keep *k, PyObject *o, const char *what, lyra_tensor *t, const char *wdtype,
                               int optional, int *err) {
+    /* uint16 arrays with wdtype bf16/f16 are taken as raw half-precision bits (no conversion per call) */
+    if (o && PyArray_Check(o) && PyArray_TYPE((PyArrayObject *)o) == NPY_UINT16 && wdtype &&
+        (!strcmp(wdtype, "bf16") || !strcmp(wdtype, "f16")))
+        return in_array(k, o, what, t, NPY_UINT16, !strcmp(wdtype, "bf16") ? LYRA_DTYPE_BF16 : LYRA_DTYPE_F16,
+                        optional, err);
     lyra_tensor *r = in_f32(k, o, what, t, optional, err);
     if (!r || !wdtype || !strcmp(wdtype, "f32")) return r;
     lyra_dtype dt;
@@ -764,6 +771,280 @@ static PyObject *py_avg_pool3d(PyObject *self, PyObject *args, PyObject *kw) {
     RUN_OP(&k, out, lyra_op_avg_pool3d(be, &y, &x, kt, kh, kwd));
 }
 
+
+/* ---------------- descriptor helpers (core/tensor.h, core/arena.h) ---------------- */
+
+static int parse_dtype(const char *s, lyra_dtype *d) {
+    for (int i = 0; i < LYRA_DTYPE_COUNT; i++)
+        if (!strcmp(s, lyra_dtype_name((lyra_dtype)i))) { *d = (lyra_dtype)i; return 0; }
+    PyErr_Format(PyExc_ValueError, "unknown dtype '%s'", s);
+    return -1;
+}
+
+/* view(x, kind, args): applies lyra_tensor_slice / permute / reshape / expand to x's descriptor and copies the
+ * view out with lyra_op_copy. kind "slice": args (dim, start, end); "permute": the permutation; "reshape" and
+ * "expand": the new shape. */
+static PyObject *py_view(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "kind", "args", NULL};
+    PyObject *xo, *ao;
+    const char *kind;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OsO", kws, &xo, &kind, &ao)) return NULL;
+    int64_t v[LYRA_MAX_DIMS + 1];
+    int n = parse_int_list(ao, v, LYRA_MAX_DIMS + 1, "args");
+    if (n < 0) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, view, y;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (err) FAIL(&k);
+    lyra_status st;
+    if (!strcmp(kind, "slice")) {
+        if (n != 3) { PyErr_SetString(PyExc_ValueError, "slice args: (dim, start, end)"); FAIL(&k); }
+        st = lyra_tensor_slice(&view, &x, (int)v[0], v[1], v[2]);
+    } else if (!strcmp(kind, "permute")) {
+        int perm[LYRA_MAX_DIMS];
+        if (n != x.ndim) { PyErr_SetString(PyExc_ValueError, "permute needs one entry per dim"); FAIL(&k); }
+        for (int i = 0; i < n; i++) perm[i] = (int)v[i];
+        st = lyra_tensor_permute(&view, &x, perm);
+    } else if (!strcmp(kind, "select")) {
+        if (n != 2) { PyErr_SetString(PyExc_ValueError, "select args: (dim, index)"); FAIL(&k); }
+        st = lyra_tensor_select(&view, &x, (int)v[0], v[1]);
+    } else if (!strcmp(kind, "unsqueeze")) {
+        if (n != 1) { PyErr_SetString(PyExc_ValueError, "unsqueeze args: (dim,)"); FAIL(&k); }
+        st = lyra_tensor_unsqueeze(&view, &x, (int)v[0]);
+    } else if (!strcmp(kind, "reshape")) {
+        st = lyra_tensor_reshape(&view, &x, n, v);
+    } else if (!strcmp(kind, "expand")) {
+        st = lyra_tensor_expand(&view, &x, n, v);
+    } else {
+        PyErr_Format(PyExc_ValueError, "unknown view kind '%s'", kind);
+        FAIL(&k);
+    }
+    if (st != LYRA_OK) { lyra_py_raise(st); FAIL(&k); }
+    PyArrayObject *out = out_f32(&k, view.ndim, view.ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_copy(be, &y, &view));
+}
+
+/* carve(specs, capacity=None): measuring pass of lyra_carver over [(name, dtype, shape), ...]; with a
+ * capacity, also the carving pass over a buffer of that size (LYRA_ERR_OOM when too small).
+ * Returns (bytes_needed, [byte offsets]). */
+static PyObject *py_carve(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"specs", "capacity", NULL};
+    PyObject *so;
+    Py_ssize_t cap = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|n", kws, &so, &cap)) return NULL;
+    PyObject *seq = PySequence_Fast(so, "specs must be a sequence");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *offs = PyList_New(0);
+    char *buf = NULL;
+    lyra_carver c;
+    if (!offs) goto fail;
+    for (int pass = 0; pass < (cap >= 0 ? 2 : 1); pass++) {
+        if (pass == 1) {
+            buf = malloc((size_t)cap + 1);
+            if (!buf) { PyErr_NoMemory(); goto fail; }
+        }
+        lyra_carver_init(&c, buf, (size_t)(cap < 0 ? 0 : cap), LYRA_DEVICE_CPU);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            const char *name, *dts;
+            PyObject *shape;
+            if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "ssO", &name, &dts, &shape)) goto fail;
+            lyra_dtype dt;
+            int64_t ne[LYRA_MAX_DIMS];
+            int nd = parse_int_list(shape, ne, LYRA_MAX_DIMS, "shape");
+            if (nd < 0 || parse_dtype(dts, &dt) < 0) goto fail;
+            lyra_tensor t;
+            lyra_status st = lyra_carve(&c, &t, name, dt, nd, ne);
+            if (st != LYRA_OK) { lyra_py_raise(st); goto fail; }
+            if (pass == 0) {
+                PyObject *o = PyLong_FromSsize_t((Py_ssize_t)(c.used - lyra_tensor_nbytes(&t)));
+                if (!o || PyList_Append(offs, o) < 0) { Py_XDECREF(o); goto fail; }
+                Py_DECREF(o);
+            } else if ((char *)t.data - buf != PyLong_AsSsize_t(PyList_GET_ITEM(offs, i))) {
+                PyErr_SetString(PyExc_AssertionError, "carving pass disagrees with the measuring pass");
+                goto fail;
+            }
+        }
+        if (pass == 0 && cap < 0) break;
+    }
+    free(buf);
+    Py_DECREF(seq);
+    PyObject *r = Py_BuildValue("(nO)", (Py_ssize_t)c.used, offs);
+    Py_DECREF(offs);
+    return r;
+fail:
+    free(buf);
+    Py_XDECREF(offs);
+    Py_DECREF(seq);
+    return NULL;
+}
+
+/* bind(available, slots): available {name: shape} (f32 dummies), slots [(name, shape, optional)], -1 = any.
+ * Returns {name: shape or None} as bound by lyra_weights_bind, or raises its error. */
+typedef struct bind_src { int n; const char *names[64]; lyra_tensor t[64]; } bind_src;
+static const lyra_tensor *bind_lookup(void *src, const char *name) {
+    bind_src *s = src;
+    for (int i = 0; i < s->n; i++)
+        if (!strcmp(s->names[i], name)) return &s->t[i];
+    return NULL;
+}
+static PyObject *py_bind(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"available", "slots", NULL};
+    PyObject *ao, *so;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O", kws, &PyDict_Type, &ao, &so)) return NULL;
+    bind_src src = {0};
+    static float dummy;
+    PyObject *key, *val;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(ao, &pos, &key, &val)) {
+        if (src.n >= 64) { PyErr_SetString(PyExc_ValueError, "at most 64 tensors"); return NULL; }
+        const char *nm = PyUnicode_AsUTF8(key);
+        int64_t ne[LYRA_MAX_DIMS];
+        int nd = nm ? parse_int_list(val, ne, LYRA_MAX_DIMS, "shape") : -1;
+        if (nd < 0) return NULL;
+        src.names[src.n] = nm;
+        src.t[src.n] = lyra_tensor_make(&dummy, LYRA_DTYPE_F32, nd, ne);
+        src.n++;
+    }
+    PyObject *seq = PySequence_Fast(so, "slots must be a sequence");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > 64) { Py_DECREF(seq); PyErr_SetString(PyExc_ValueError, "at most 64 slots"); return NULL; }
+    lyra_weight_slot slots[64];
+    lyra_tensor dst[64];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *shape;
+        const char *nm;
+        int opt = 0;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "sO|p", &nm, &shape, &opt)) { Py_DECREF(seq); return NULL; }
+        memset(&slots[i], 0, sizeof slots[i]);
+        slots[i].name = nm;
+        slots[i].dst = &dst[i];
+        slots[i].optional = opt;
+        slots[i].ndim = parse_int_list(shape, slots[i].ne, LYRA_MAX_DIMS, "shape");
+        if (slots[i].ndim < 0) { Py_DECREF(seq); return NULL; }
+    }
+    lyra_status st = lyra_weights_bind(slots, (int)n, bind_lookup, &src);
+    if (st != LYRA_OK) { Py_DECREF(seq); return lyra_py_raise(st); }
+    PyObject *out = PyDict_New();
+    for (Py_ssize_t i = 0; out && i < n; i++) {
+        PyObject *v;
+        if (!dst[i].data) {
+            v = Py_NewRef(Py_None);
+        } else {
+            v = PyTuple_New(dst[i].ndim);
+            for (int d = 0; v && d < dst[i].ndim; d++) PyTuple_SET_ITEM(v, d, PyLong_FromLongLong(dst[i].ne[d]));
+        }
+        if (!v || PyDict_SetItemString(out, slots[i].name, v) < 0) { Py_XDECREF(v); Py_CLEAR(out); break; }
+        Py_DECREF(v);
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
+/* arena(capacity, sizes, reset_after=-1): allocates `sizes` in order from a fresh arena; after allocation
+ * number reset_after, resets to the mark taken before it. Returns ([offset or None], peak). */
+static PyObject *py_arena(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"capacity", "sizes", "reset_after", NULL};
+    Py_ssize_t cap;
+    PyObject *so;
+    int reset_after = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "nO|i", kws, &cap, &so, &reset_after)) return NULL;
+    int64_t sizes[32];
+    int n = parse_int_list(so, sizes, 32, "sizes");
+    if (n < 0) return NULL;
+    lyra_arena a;
+    lyra_status st = lyra_arena_init(&a, (size_t)cap);
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    PyObject *offs = PyList_New(n);
+    size_t mark = 0;
+    for (int i = 0; offs && i < n; i++) {
+        if (i == reset_after) mark = lyra_arena_mark(&a);
+        char *p = lyra_arena_alloc(&a, (size_t)sizes[i], "test");
+        PyList_SET_ITEM(offs, i, p ? PyLong_FromSsize_t(p - a.base) : Py_NewRef(Py_None));
+        if (i == reset_after) lyra_arena_reset(&a, mark);
+    }
+    lyra_error_clear();
+    PyObject *r = offs ? Py_BuildValue("(On)", offs, (Py_ssize_t)a.peak) : NULL;
+    Py_XDECREF(offs);
+    lyra_arena_free(&a);
+    return r;
+}
+
+/* ---------------- composition check: the ops.h example, for real ---------------- */
+
+typedef struct demo_block {
+    lyra_tensor ln_w, ln_b, qkv_w, qkv_b, proj_w, proj_b;
+} demo_block;
+
+/* Pre-norm attention block x += proj(attn(split_heads(qkv(LN(x))))), all activations from one arena.
+ * x (B, L, C) is updated in place. */
+static lyra_status demo_attn_block(lyra_backend *be, lyra_arena *act, lyra_tensor *x, const demo_block *blk,
+                                   int64_t H) {
+    int64_t B = x->ne[0], L = x->ne[1], C = x->ne[2], Dh = C / H;
+    size_t mark = lyra_arena_mark(act);
+    lyra_tensor h, qkv, qkv3, q, k, v, o, o3, a;
+    LYRA_TRY(lyra_arena_tensor(act, &h, LYRA_DTYPE_F32, 3, x->ne, "ln"));
+    LYRA_TRY(lyra_op_layer_norm(be, &h, x, &blk->ln_w, &blk->ln_b, 1e-5f));
+    LYRA_TRY(lyra_arena_tensor(act, &qkv, LYRA_DTYPE_F32, 5, (int64_t[]){B, L, 3, H, Dh}, "qkv"));
+    LYRA_TRY(lyra_tensor_reshape(&qkv3, &qkv, 3, (int64_t[]){B, L, 3 * C}));
+    LYRA_TRY(lyra_op_linear(be, &qkv3, &h, &blk->qkv_w, &blk->qkv_b));
+    LYRA_TRY(lyra_tensor_select(&q, &qkv, 2, 0));
+    LYRA_TRY(lyra_tensor_select(&k, &qkv, 2, 1));
+    LYRA_TRY(lyra_tensor_select(&v, &qkv, 2, 2));
+    LYRA_TRY(lyra_arena_tensor(act, &o, LYRA_DTYPE_F32, 4, (int64_t[]){B, L, H, Dh}, "attn"));
+    LYRA_TRY(lyra_op_attention(be, &o, &q, &k, &v, NULL, NULL, 1.0f / sqrtf((float)Dh)));
+    LYRA_TRY(lyra_tensor_reshape(&o3, &o, 3, (int64_t[]){B, L, C}));
+    LYRA_TRY(lyra_arena_tensor(act, &a, LYRA_DTYPE_F32, 3, (int64_t[]){B, L, C}, "proj"));
+    LYRA_TRY(lyra_op_linear(be, &a, &o3, &blk->proj_w, &blk->proj_b));
+    LYRA_TRY(lyra_op_add(be, x, x, &a));
+    lyra_arena_reset(act, mark);
+    return LYRA_OK;
+}
+
+static lyra_status demo_run(lyra_backend *be, lyra_tensor *x, const demo_block *blk, int64_t H, int repeat) {
+    lyra_arena act;
+    int64_t B = x->ne[0], L = x->ne[1], C = x->ne[2];
+    size_t bytes = (size_t)(B * L * C * 4 + B * L * C * 3 + B * L * C * 2) * 4 + 8 * LYRA_ARENA_ALIGN;
+    LYRA_TRY(lyra_arena_init(&act, bytes));
+    lyra_status st = LYRA_OK;
+    for (int r = 0; r < repeat && st == LYRA_OK; r++) st = demo_attn_block(be, &act, x, blk, H);
+    lyra_arena_free(&act);
+    return st;
+}
+
+/* attn_block_demo(x, ln_w, ln_b, qkv_w, qkv_b, proj_w, proj_b, heads, repeat=1, wdtype='f32') */
+static PyObject *py_attn_block_demo(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "ln_w", "ln_b", "qkv_w", "qkv_b", "proj_w", "proj_b", "heads", "repeat", "wdtype",
+                          NULL};
+    PyObject *o[7];
+    int heads, repeat = 1;
+    const char *wd = "f32";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOi|is", kws, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6],
+                                     &heads, &repeat, &wd))
+        return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, y;
+    demo_block blk;
+    in_f32(&k, o[0], "x", &x, 0, &err);
+    lyra_tensor *w[6] = {&blk.ln_w, &blk.ln_b, &blk.qkv_w, &blk.qkv_b, &blk.proj_w, &blk.proj_b};
+    for (int i = 0; i < 6 && !err; i++) in_weight(&k, o[i + 1], "weight", w[i], (i == 2 || i == 4) ? wd : "f32", 0, &err);
+    if (err) FAIL(&k);
+    if (x.ndim != 3 || heads < 1 || x.ne[2] % heads) { PyErr_SetString(PyExc_ValueError, "x (B, L, C), C % heads == 0"); FAIL(&k); }
+    PyArrayObject *out = out_f32(&k, 3, x.ne, &y);
+    if (!out) FAIL(&k);
+    lyra_tensor src = x;
+    RUN_OP(&k, out, (lyra_op_copy(be, &y, &src) != LYRA_OK ? LYRA_ERR_INTERNAL : demo_run(be, &y, &blk, heads, repeat)));
+}
+
 #define KW(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, doc}
 
 static PyMethodDef ops_methods[] = {
@@ -771,6 +1052,11 @@ static PyMethodDef ops_methods[] = {
     {"from_bf16", py_from_bf16, METH_VARARGS, "bf16 bits (uint16) -> float32."},
     {"to_f16", py_to_f16, METH_VARARGS, "float32 -> IEEE half bits (uint16), round to nearest even."},
     {"from_f16", py_from_f16, METH_VARARGS, "IEEE half bits (uint16) -> float32."},
+    KW("view", py_view, "view(x, kind, args): slice/permute/reshape/expand descriptor view, copied out."),
+    KW("carve", py_carve, "carve(specs, capacity=None) -> (bytes, offsets): the weight carver's layout."),
+    KW("bind", py_bind, "bind(available {name: shape}, slots [(name, shape, optional)]) -> {name: shape}."),
+    KW("arena", py_arena, "arena(capacity, sizes, reset_after=-1) -> ([offsets], peak)."),
+    KW("attn_block_demo", py_attn_block_demo, "The ops.h example block (LN, fused qkv, attention, proj, residual)."),
     KW("copy", py_copy, "copy(x): strided read into a contiguous array."),
     KW("concat", py_concat, "concat(xs, dim=0)."),
     KW("pad", py_pad, "pad(x, pads, mode='zero'|'replicate'); pads = (before, after) per dim, outermost first."),

@@ -5,13 +5,18 @@
 
 #include "nn/cpu/cpu_internal.h"
 
+/* 1 when the (L, D) rows of t can be handed to BLAS directly (positive, aligned row stride >= D). */
+static int rows_direct(const lyra_tensor *t) {
+    return t->ne[1] <= 1 || (t->nb[1] > 0 && t->nb[1] % 4 == 0 && t->nb[1] / 4 >= t->ne[3]);
+}
+
 /* The (L, D) matrix of head h in batch b of a (B, L, H, D) tensor; packed into buf when its row stride is
  * unusable by BLAS (broadcast or unaligned). */
 static const float *head_matrix(const lyra_tensor *t, int64_t b, int64_t h, float *buf, int64_t *ld) {
     int64_t L = t->ne[1], D = t->ne[3];
     const char *base = (const char *)t->data + b * t->nb[0] + h * t->nb[2];
     if (L <= 1) { *ld = D; return (const float *)base; }
-    if (t->nb[1] > 0 && t->nb[1] % 4 == 0 && t->nb[1] / 4 >= D) { *ld = t->nb[1] / 4; return (const float *)base; }
+    if (rows_direct(t)) { *ld = t->nb[1] / 4; return (const float *)base; }
     for (int64_t l = 0; l < L; l++) memcpy(buf + l * D, base + l * t->nb[1], (size_t)D * 4);
     *ld = D;
     return buf;
@@ -27,10 +32,13 @@ lyra_status cpu_attention(lyra_backend *be, lyra_tensor *o, const lyra_tensor *q
     if (tq < 16) tq = 16;
     if (tq > Lq) tq = Lq;
     int o_direct = o->nb[1] > 0 && o->nb[1] % 4 == 0 && o->nb[1] / 4 >= Dv;
-    size_t need = (size_t)(tq * (Lk ? Lk : 1) + Lq * D + Lk * D + Lk * Dv + (o_direct ? 0 : tq * Dv));
+    /* workspace: score tile, then pack buffers only for operands BLAS cannot read in place */
+    int64_t nq_pack = rows_direct(q) ? 0 : Lq * D, nk_pack = rows_direct(k) ? 0 : Lk * D;
+    int64_t nv_pack = rows_direct(v) ? 0 : Lk * Dv;
+    size_t need = (size_t)(tq * (Lk ? Lk : 1) + nq_pack + nk_pack + nv_pack + (o_direct ? 0 : tq * Dv));
     float *ws = lyra_backend_scratch(be, need * sizeof(float), "attention");
     if (!ws) return LYRA_ERR_OOM;
-    float *S = ws, *qb = S + tq * (Lk ? Lk : 1), *kb = qb + Lq * D, *vb = kb + Lk * D, *ob = vb + Lk * Dv;
+    float *S = ws, *qb = S + tq * (Lk ? Lk : 1), *kb = qb + nq_pack, *vb = kb + nk_pack, *ob = vb + nv_pack;
 
     for (int64_t b = 0; b < B; b++) {
         const uint8_t *mask = key_mask ? (const uint8_t *)key_mask->data + b * key_mask->nb[0] : NULL;

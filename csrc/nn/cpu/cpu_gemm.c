@@ -8,6 +8,7 @@
 /* Fallback kernels: parallel over rows of C; inner loops are unit-stride so -O3 vectorises them. */
 static void sgemm_nt_ref(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                          const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int nt) {
+    (void)nt; /* unused without OpenMP */
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < M; i++) {
         const float *a = A + i * lda;
@@ -27,6 +28,7 @@ static void sgemm_nt_ref(int64_t M, int64_t N, int64_t K, float alpha, const flo
 
 static void sgemm_nn_ref(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                          const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int nt) {
+    (void)nt;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < M; i++) {
         float *c = C + i * ldc;
@@ -126,7 +128,10 @@ lyra_status cpu_linear(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, c
         const float *W;
         int64_t ld;
         if (conv_w) {
-#pragma omp parallel for num_threads(cpu_threads(be, nn * K)) schedule(static)
+            /* Converting a tile is O(nn·K) against the GEMM's O(M·nn·K); it is split across threads only for
+             * small M. For large M a parallel region right before sgemm leaves OpenMP workers spin-waiting on
+             * the 2 cores OpenBLAS's own threads need (measured: ~1.5× slower bf16 GEMM). */
+#pragma omp parallel for num_threads(M < 64 ? cpu_threads(be, nn * K) : 1) schedule(static)
             for (int64_t r = 0; r < nn; r++) {
                 const char *src = (const char *)w->data + (n0 + r) * w->nb[0];
                 if (w->nb[1] == (int64_t)lyra_dtype_size(w->dtype)) {

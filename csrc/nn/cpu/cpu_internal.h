@@ -69,7 +69,8 @@ static inline void cpu_store(void *p, lyra_dtype d, float v) {
     }
 }
 
-/* Op entries, grouped by file. */
+/* Op entries, grouped by file. An op holds the single backend workspace (lyra_backend_scratch) for its whole
+ * duration, so it may only call entries that use no workspace (cpu_copy, cpu_fill) while holding it. */
 lyra_status cpu_copy(lyra_backend *, lyra_tensor *, const lyra_tensor *);
 lyra_status cpu_fill(lyra_backend *, lyra_tensor *, float);
 lyra_status cpu_concat(lyra_backend *, lyra_tensor *, const lyra_tensor *const *, int, int);
