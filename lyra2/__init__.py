@@ -3,11 +3,16 @@
 One image + a prompt -> a camera-controlled, explorable 3D-style video, with the `fal-ai/lyra-2/zoom`
 endpoint's arguments and result shape, on your own machine. Without weights it renders a preview.
 """
+from . import _openblas_env  # noqa: F401  (must run before _core loads OpenBLAS)
 from . import _core
 from ._core import Lyra2Error
 from .api import zoom
 from .fal import Completed, InProgress, Queued, run, subscribe
 from .video import Video
+from .media import read_image, write_video
+from .geometry import trajectory
+from .warp import forward_warp, rays
+from . import io, models, sampling
 
 __version__ = "0.1.0"
 
@@ -28,4 +33,5 @@ def backends():
 
 
 __all__ = ["Lyra2Error", "Video", "backends", "zoom", "subscribe", "run", "Queued", "InProgress", "Completed",
+           "read_image", "write_video", "trajectory", "forward_warp", "rays", "io", "models", "sampling",
            "__version__"]
