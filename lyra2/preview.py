@@ -55,7 +55,7 @@ def heuristic_depth(image_u8):
       1. sky: pixels connected to the top row through blue-ish or bright grey pixels, in steps of
          small colour difference (the sky is smooth);
       2. horizon: just below the lowest row that is at least 30 % sky, within [0.25 H, 0.85 H]
-         (0.45 H without sky);
+         (without sky, a virtual horizon 0.6 H above the top row: the camera looks down at the ground);
       3. ground: below the horizon a level camera over a plane sees depth (H − h0) / (y − h0 + 1),
          capped at the backdrop;
       4. pop-up: below the horizon, going up each column, log depth continues from the pixel below

@@ -67,7 +67,10 @@ lyra_status lyra_depth_prior_ground(const uint8_t *rgb, int H, int W, float *dep
         if (10 * n >= 3 * W) h0 = y + 1;
     }
     int lo = (int)(0.25f * H), hi = (int)(0.85f * H);
-    h0 = h0 < 0 ? (int)(0.45f * H) : (h0 < lo ? lo : (h0 > hi ? hi : h0));
+    /* No sky: the camera looks down at the ground (a table, a floor, a field), so the horizon lies
+     * above the frame. A virtual horizon 0.6 H above the top row bounds the depth range to about
+     * 1..2.7: putting it inside the frame would stand the whole upper part up as a far backdrop. */
+    h0 = h0 < 0 ? -(int)(0.6f * H) : (h0 < lo ? lo : (h0 > hi ? hi : h0));
 
     /* 3-4. Ground prior in log depth, continued upward through similar colours. */
     for (int y = H - 1; y >= 0; y--)
@@ -100,7 +103,7 @@ lyra_status lyra_depth_prior_ground(const uint8_t *rgb, int H, int W, float *dep
     }
     /* Edge-aware smoothing below the horizon only: above it, blending an upright object into the
      * backdrop would create pixels at in-between depths that fly apart when the camera moves. */
-    for (int y = h0 + 1; y < H; y++) {
+    for (int y = h0 + 1 > 0 ? h0 + 1 : 0; y < H; y++) {
         float *row = logd + (int64_t)y * W;
         const uint8_t *px = rgb + 3 * (int64_t)y * W;
         for (int x = 1; x < W; x++)

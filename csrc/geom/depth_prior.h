@@ -13,7 +13,8 @@
  *    neighbours a colour difference < 8 (the sky is smooth), within the top 85 % of the rows. They get
  *    the backdrop depth and mask 0.
  * 2. Horizon row h0: just below the lowest row that is at least 30 % sky, clamped to [0.25 H, 0.85 H];
- *    0.45 H when there is no sky.
+ *    with no sky the camera is taken to look down at the ground and the horizon sits 0.6 H above the
+ *    top row (depth then spans about 1 to 2.7).
  * 3. Ground: below the horizon, depth(y) = (H − h0) / (y − h0 + 1) (a plane seen by a level camera),
  *    capped at the backdrop.
  * 4. Pop-up: below the horizon, going up each column, log-depth continues from the pixel below with
