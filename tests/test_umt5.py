@@ -207,12 +207,13 @@ def test_numpy_reference_other_config(shared):
 
 def test_prefix_shortcut_equals_full_length(enc, golden):
     # __call__ computes only max(seq_len) positions for prefix masks; the kept rows must equal the full-length
-    # run (the same ops on the same rows, masked keys at probability 0): float32 rounding only.
+    # run (the same ops on the same rows, masked keys at probability 0): float32 rounding only (GEMM blocking
+    # depends on the row count), a few ulps of outputs of size ~3.
     ids, mask = golden["ids"], golden["mask"]
     short = enc(ids, mask)
     raw = enc.encode_raw(ids, mask)
     for b, n in enumerate(mask.sum(1)):
-        assert np.abs(short[b, :n] - raw[b, :n]).max() <= 1e-6
+        assert np.abs(short[b, :n] - raw[b, :n]).max() <= 1e-5
 
 
 def test_non_prefix_mask_keeps_first_seq_len_rows(enc, golden):
@@ -232,7 +233,7 @@ def test_shorter_sequences_and_batch_independence(enc, golden):
     both = enc(ids)
     one = enc(ids[1:2])
     assert both.shape == (2, 200, 32)
-    assert np.abs(both[1] - one[0]).max() <= 1e-6
+    assert np.abs(both[1] - one[0]).max() <= 1e-5  # float32 rounding of a different GEMM blocking
 
 
 # ---------------------------------------------------------------- errors
