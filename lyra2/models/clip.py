@@ -10,6 +10,9 @@ Weights are the checkpoint's ``visual.*`` names (spec Appendix C), as a safetens
 name -> array; the text tower (``textual.*``), ``log_scale``, the last block, ``visual.post_norm`` and
 ``visual.head`` may be present and are ignored. The head count is not stored in the weights: by default it is
 width / 80 (ViT-H/14: 16 heads of 80); pass ``num_heads`` for other towers.
+
+Cost of ViT-H/14 as Lyra runs it (``clip_cost()``; width 1280, 31 of 32 blocks, 224 px, 257 tokens): 611,086,080
+parameters used = 1.22 GB fp16/bf16 (2.44 GB float32); one frame = 0.324 TFLOP and a 7.9 MB activation arena.
 """
 from __future__ import annotations
 
