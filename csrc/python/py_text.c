@@ -1,7 +1,515 @@
-/* Python glue for the text area (filled in by its issue). */
+/* Python glue for the text area: the umT5 encoder and the CLIP vision tower (private functions of lyra2._core;
+ * the public classes are lyra2/models/umt5.py and lyra2/models/clip.py).
+ *
+ * A loaded network is a capsule owning the weights, a CPU backend and an activation arena. Weights come from a
+ * safetensors path (read by the C reader over an mmap and copied once into the carved allocation, keeping the
+ * file's bf16/f16 storage: the 11 GB bf16 umT5-XXL never exists as float32) or from a mapping name -> array
+ * (float32/float16; float64 is narrowed to float32). Calls on one capsule are serialised by a lock because the
+ * arena and the backend scratch are per network. */
 #include "py_common.h"
 
+#include <pythread.h>
+#include <string.h>
+
+#include "io/safetensors.h"
+#include "models/clip.h"
+#include "models/umt5.h"
+#include "nn/ops.h"
+
+/* ---------------------------------------------------------------- weight sources */
+
+typedef struct pysource {
+    lyra_text_wsource src;
+    Py_ssize_t n;
+    lyra_tensor *tensors;
+    const char **names;
+    PyObject *keep;          /* list of the arrays and keys referenced by tensors/names */
+    lyra_st_file *file;
+} pysource;
+
+static const lyra_tensor *pysource_lookup(void *ctx, const char *name) {
+    pysource *ps = ctx;
+    for (Py_ssize_t i = 0; i < ps->n; i++)
+        if (!strcmp(ps->names[i], name)) return &ps->tensors[i];
+    return NULL;
+}
+
+static void pysource_free(pysource *ps) {
+    PyMem_Free(ps->tensors);
+    PyMem_Free((void *)ps->names);
+    Py_XDECREF(ps->keep);
+    if (ps->file) lyra_st_close(ps->file);
+    memset(ps, 0, sizeof *ps);
+}
+
+static lyra_dtype dtype_of_st(lyra_st_dtype d) {
+    switch (d) {
+    case LYRA_ST_F32: return LYRA_DTYPE_F32;
+    case LYRA_ST_BF16: return LYRA_DTYPE_BF16;
+    case LYRA_ST_F16: return LYRA_DTYPE_F16;
+    case LYRA_ST_I32: return LYRA_DTYPE_I32;
+    case LYRA_ST_I64: return LYRA_DTYPE_I64;
+    case LYRA_ST_U8: return LYRA_DTYPE_U8;
+    default: return LYRA_DTYPE_COUNT; /* reported as an unsupported dtype if the network needs it */
+    }
+}
+
+static lyra_dtype dtype_of_npy(int t) {
+    switch (t) {
+    case NPY_FLOAT32: return LYRA_DTYPE_F32;
+    case NPY_FLOAT16: return LYRA_DTYPE_F16;
+    case NPY_INT32: return LYRA_DTYPE_I32;
+    case NPY_INT64: return LYRA_DTYPE_I64;
+    case NPY_UINT8: return LYRA_DTYPE_U8;
+    default: return LYRA_DTYPE_COUNT;
+    }
+}
+
+/* A descriptor over contiguous data; more than LYRA_MAX_DIMS dims is marked unsupported. */
+static lyra_tensor describe(void *data, lyra_dtype dt, int ndim, const int64_t *shape) {
+    if (ndim > LYRA_MAX_DIMS) return lyra_tensor_make(data, LYRA_DTYPE_COUNT, 0, NULL);
+    if (dt == LYRA_DTYPE_COUNT) {
+        lyra_tensor t = lyra_tensor_make(data, LYRA_DTYPE_F32, ndim, shape);
+        t.dtype = LYRA_DTYPE_COUNT;
+        return t;
+    }
+    return lyra_tensor_make(data, dt, ndim, shape);
+}
+
+static int pysource_alloc(pysource *ps, Py_ssize_t n) {
+    ps->n = n;
+    ps->tensors = PyMem_Calloc((size_t)(n ? n : 1), sizeof *ps->tensors);
+    ps->names = PyMem_Calloc((size_t)(n ? n : 1), sizeof *ps->names);
+    ps->keep = PyList_New(0);
+    if (!ps->tensors || !ps->names || !ps->keep) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static int pysource_from_file(pysource *ps, PyObject *path_obj) {
+    PyObject *bytes = NULL;
+    if (!PyUnicode_FSConverter(path_obj, &bytes)) return -1;
+    lyra_status s;
+    const char *path = PyBytes_AS_STRING(bytes);
+    Py_BEGIN_ALLOW_THREADS
+    s = lyra_st_open(path, &ps->file);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(bytes);
+    if (s != LYRA_OK) {
+        lyra_py_raise(s);
+        return -1;
+    }
+    if (pysource_alloc(ps, (Py_ssize_t)ps->file->n_tensors) < 0) return -1;
+    for (Py_ssize_t i = 0; i < ps->n; i++) {
+        const lyra_st_tensor *t = &ps->file->tensors[i];
+        ps->names[i] = t->name;
+        ps->tensors[i] = describe((void *)t->data, dtype_of_st(t->dtype), t->ndim, t->shape);
+    }
+    return 0;
+}
+
+static int pysource_from_mapping(pysource *ps, PyObject *mapping) {
+    PyObject *items = PyMapping_Items(mapping);
+    if (!items) return -1;
+    int rc = -1;
+    if (pysource_alloc(ps, PyList_GET_SIZE(items)) < 0) goto finally;
+    for (Py_ssize_t i = 0; i < ps->n; i++) {
+        PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
+        PyObject *val = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
+        if (!PyUnicode_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "weights: tensor names must be str");
+            goto finally;
+        }
+        const char *name = PyUnicode_AsUTF8(key);
+        if (!name || PyList_Append(ps->keep, key) < 0) goto finally;
+        PyArrayObject *arr = (PyArrayObject *)PyArray_FROMANY(val, NPY_NOTYPE, 0, 0, NPY_ARRAY_IN_ARRAY);
+        if (!arr) {
+            PyErr_Format(PyExc_TypeError, "weights: tensor '%s' is not an array", name);
+            goto finally;
+        }
+        if (PyArray_TYPE(arr) == NPY_FLOAT64) { /* exact intent, lossless enough: narrow like a bf16 cast would */
+            PyArrayObject *f = (PyArrayObject *)PyArray_FROMANY((PyObject *)arr, NPY_FLOAT32, 0, 0,
+                                                                NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+            Py_DECREF(arr);
+            if (!f) goto finally;
+            arr = f;
+        }
+        int app = PyList_Append(ps->keep, (PyObject *)arr);
+        Py_DECREF(arr);
+        if (app < 0) goto finally;
+        int64_t shape[NPY_MAXDIMS];
+        int nd = PyArray_NDIM(arr);
+        for (int d = 0; d < nd; d++) shape[d] = PyArray_DIMS(arr)[d];
+        ps->names[i] = name;
+        ps->tensors[i] = describe(PyArray_DATA(arr), dtype_of_npy(PyArray_TYPE(arr)), nd, shape);
+    }
+    rc = 0;
+finally:
+    Py_DECREF(items);
+    return rc;
+}
+
+/* weights: a path (str, bytes, os.PathLike) to a safetensors file, or a mapping name -> array. */
+static int pysource_init(pysource *ps, PyObject *weights) {
+    memset(ps, 0, sizeof *ps);
+    int rc;
+    if (PyUnicode_Check(weights) || PyBytes_Check(weights) || PyObject_HasAttrString(weights, "__fspath__"))
+        rc = pysource_from_file(ps, weights);
+    else if (PyMapping_Check(weights))
+        rc = pysource_from_mapping(ps, weights);
+    else {
+        PyErr_SetString(PyExc_TypeError, "weights must be a safetensors path or a mapping name -> array");
+        rc = -1;
+    }
+    if (rc < 0) {
+        pysource_free(ps);
+        return -1;
+    }
+    ps->src.lookup = pysource_lookup;
+    ps->src.ctx = ps;
+    ps->src.n_names = ps->n;
+    ps->src.names = ps->names;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- loaded networks */
+
+enum { NET_UMT5 = 1, NET_CLIP = 2 };
+static const char *CAPSULE = "lyra2._core.text_network";
+
+typedef struct textnet {
+    int kind;
+    lyra_umt5 umt5;
+    lyra_clip clip;
+    lyra_backend be;
+    lyra_arena arena;
+    PyThread_type_lock lock;
+} textnet;
+
+static void textnet_free(textnet *t) {
+    if (!t) return;
+    lyra_umt5_free(&t->umt5);
+    lyra_clip_free(&t->clip);
+    lyra_arena_free(&t->arena);
+    lyra_backend_free(&t->be);
+    if (t->lock) PyThread_free_lock(t->lock);
+    PyMem_Free(t);
+}
+
+static void capsule_destructor(PyObject *cap) { textnet_free(PyCapsule_GetPointer(cap, CAPSULE)); }
+
+static textnet *get_net(PyObject *cap, int kind) {
+    textnet *t = PyCapsule_GetPointer(cap, CAPSULE);
+    if (!t) return NULL;
+    if (t->kind != kind) {
+        PyErr_SetString(PyExc_TypeError, kind == NET_UMT5 ? "expected a umT5 network" : "expected a CLIP network");
+        return NULL;
+    }
+    return t;
+}
+
+static PyObject *load_net(PyObject *weights, int kind, long long heads) {
+    pysource ps;
+    if (pysource_init(&ps, weights) < 0) return NULL;
+    textnet *t = PyMem_Calloc(1, sizeof *t);
+    if (!t) {
+        pysource_free(&ps);
+        return PyErr_NoMemory();
+    }
+    t->kind = kind;
+    t->lock = PyThread_allocate_lock();
+    lyra_status s = t->lock ? lyra_backend_cpu_init(&t->be, 0) : lyra_error(LYRA_ERR_OOM, "cannot allocate a lock");
+    if (s == LYRA_OK) {
+        Py_BEGIN_ALLOW_THREADS
+        s = kind == NET_UMT5 ? lyra_umt5_load(&t->umt5, &ps.src) : lyra_clip_load(&t->clip, &ps.src, heads);
+        Py_END_ALLOW_THREADS
+    }
+    pysource_free(&ps);
+    if (s != LYRA_OK) {
+        textnet_free(t);
+        return lyra_py_raise(s);
+    }
+    PyObject *cap = PyCapsule_New(t, CAPSULE, capsule_destructor);
+    if (!cap) textnet_free(t);
+    return cap;
+}
+
+/* Grows the network's arena when a call needs more than it has (it is empty between calls). */
+static lyra_status ensure_arena(textnet *t, size_t bytes) {
+    if (t->arena.capacity >= bytes) return LYRA_OK;
+    lyra_arena_free(&t->arena);
+    return lyra_arena_init(&t->arena, bytes);
+}
+
+static lyra_tensor host_tensor(PyArrayObject *a, lyra_dtype dt) {
+    int64_t shape[LYRA_MAX_DIMS];
+    for (int d = 0; d < PyArray_NDIM(a); d++) shape[d] = PyArray_DIMS(a)[d];
+    return lyra_tensor_make(PyArray_DATA(a), dt, PyArray_NDIM(a), shape);
+}
+
+#define LOCKED(t, stmt)                                                                                           \
+    do {                                                                                                          \
+        Py_BEGIN_ALLOW_THREADS                                                                                    \
+        PyThread_acquire_lock((t)->lock, WAIT_LOCK);                                                              \
+        stmt;                                                                                                     \
+        PyThread_release_lock((t)->lock);                                                                         \
+        Py_END_ALLOW_THREADS                                                                                      \
+    } while (0)
+
+/* ---------------------------------------------------------------- umT5 */
+
+static PyObject *py_umt5_load(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *weights;
+    if (!PyArg_ParseTuple(args, "O:umt5_load", &weights)) return NULL;
+    return load_net(weights, NET_UMT5, 0);
+}
+
+static PyObject *umt5_config_dict(const lyra_umt5_config *c) {
+    return Py_BuildValue("{s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:O}", "vocab", (long long)c->vocab, "dim",
+                         (long long)c->dim, "dim_attn", (long long)c->dim_attn, "heads", (long long)c->heads, "ffn",
+                         (long long)c->ffn, "layers", (long long)c->layers, "buckets", (long long)c->buckets,
+                         "max_dist", (long long)c->max_dist, "shared_pos", c->shared_pos ? Py_True : Py_False);
+}
+
+static PyObject *py_umt5_config(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    if (!PyArg_ParseTuple(args, "O:umt5_config", &cap)) return NULL;
+    textnet *t = get_net(cap, NET_UMT5);
+    return t ? umt5_config_dict(&t->umt5.cfg) : NULL;
+}
+
+/* umt5_encode(net, ids int64 (B, L), mask uint8 (B, L), zero_padded) -> float32 (B, L, dim) */
+static PyObject *py_umt5_encode(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap, *ids_obj, *mask_obj, *out = NULL;
+    int zero_padded;
+    if (!PyArg_ParseTuple(args, "OOOp:umt5_encode", &cap, &ids_obj, &mask_obj, &zero_padded)) return NULL;
+    textnet *t = get_net(cap, NET_UMT5);
+    if (!t) return NULL;
+    PyArrayObject *ids = lyra_py_array(ids_obj, NPY_INT64, 2, "ids"), *mask = NULL, *ids32 = NULL;
+    if (!ids) return NULL;
+    mask = lyra_py_array(mask_obj, NPY_UINT8, 2, "mask");
+    if (!mask) goto finally;
+    npy_intp B = PyArray_DIMS(ids)[0], L = PyArray_DIMS(ids)[1];
+    if (PyArray_DIMS(mask)[0] != B || PyArray_DIMS(mask)[1] != L) {
+        PyErr_Format(PyExc_ValueError, "mask: shape must equal ids' (%zd, %zd)", (Py_ssize_t)B, (Py_ssize_t)L);
+        goto finally;
+    }
+    if (B < 1 || L < 1) {
+        PyErr_SetString(PyExc_ValueError, "ids: expected (B, L) with B, L >= 1");
+        goto finally;
+    }
+    const int64_t *id64 = PyArray_DATA(ids);
+    for (npy_intp i = 0; i < B * L; i++)
+        if (id64[i] < 0 || id64[i] >= t->umt5.cfg.vocab) {
+            PyErr_Format(PyExc_ValueError, "ids[%zd, %zd] = %lld is outside [0, %lld) (the vocabulary)",
+                         (Py_ssize_t)(i / L), (Py_ssize_t)(i % L), (long long)id64[i], (long long)t->umt5.cfg.vocab);
+            goto finally;
+        }
+    ids32 = (PyArrayObject *)PyArray_FROMANY((PyObject *)ids, NPY_INT32, 2, 2, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+    if (!ids32) goto finally;
+    npy_intp dims[3] = {B, L, t->umt5.cfg.dim};
+    out = PyArray_SimpleNew(3, dims, NPY_FLOAT32);
+    if (!out) goto finally;
+    lyra_tensor o = host_tensor((PyArrayObject *)out, LYRA_DTYPE_F32);
+    const int32_t *id = PyArray_DATA(ids32);
+    const uint8_t *mk = PyArray_DATA(mask);
+    lyra_status s = LYRA_OK;
+    LOCKED(t, {
+        s = ensure_arena(t, lyra_umt5_arena_bytes(&t->umt5.cfg, B, L));
+        if (s == LYRA_OK) s = lyra_umt5_encode(&t->umt5, &t->be, &t->arena, &o, id, mk, B, L, zero_padded);
+    });
+    if (s != LYRA_OK) {
+        Py_CLEAR(out);
+        lyra_py_raise(s);
+    }
+finally:
+    Py_XDECREF(ids);
+    Py_XDECREF(mask);
+    Py_XDECREF(ids32);
+    return out;
+}
+
+static PyObject *py_umt5_position_bias(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    long long layer, lq, lk;
+    if (!PyArg_ParseTuple(args, "OLLL:umt5_position_bias", &cap, &layer, &lq, &lk)) return NULL;
+    textnet *t = get_net(cap, NET_UMT5);
+    if (!t) return NULL;
+    if (lq < 0 || lk < 0 || lq > 65536 || lk > 65536) {
+        PyErr_SetString(PyExc_ValueError, "position_bias: lengths must be in [0, 65536]");
+        return NULL;
+    }
+    npy_intp dims[3] = {t->umt5.cfg.heads, lq, lk};
+    PyObject *out = PyArray_SimpleNew(3, dims, NPY_FLOAT32);
+    if (!out) return NULL;
+    lyra_status s = lyra_umt5_position_bias(&t->umt5, layer, lq, lk, PyArray_DATA((PyArrayObject *)out));
+    if (s != LYRA_OK) {
+        Py_DECREF(out);
+        return lyra_py_raise(s);
+    }
+    return out;
+}
+
+/* umt5_bucket(rel int64 array, num_buckets, max_dist) -> int64 array of buckets (the C formula, for tests). */
+static PyObject *py_umt5_bucket(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *rel_obj;
+    long long nb, max_dist;
+    if (!PyArg_ParseTuple(args, "OLL:umt5_bucket", &rel_obj, &nb, &max_dist)) return NULL;
+    if (nb < 4 || nb % 2 || nb / 4 >= max_dist) {
+        PyErr_SetString(PyExc_ValueError, "num_buckets must be even, >= 4 and num_buckets/4 < max_dist");
+        return NULL;
+    }
+    PyArrayObject *rel = lyra_py_array(rel_obj, NPY_INT64, -1, "rel");
+    if (!rel) return NULL;
+    PyObject *out = PyArray_SimpleNew(PyArray_NDIM(rel), PyArray_DIMS(rel), NPY_INT64);
+    if (out) {
+        const int64_t *r = PyArray_DATA(rel);
+        int64_t *o = PyArray_DATA((PyArrayObject *)out);
+        for (npy_intp i = 0; i < PyArray_SIZE(rel); i++) o[i] = lyra_umt5_bucket(r[i], nb, max_dist);
+    }
+    Py_DECREF(rel);
+    return out;
+}
+
+static int dict_ll(PyObject *d, const char *key, int64_t *v) {
+    PyObject *o = PyDict_GetItemString(d, key);
+    if (!o) {
+        PyErr_Format(PyExc_KeyError, "config: missing '%s'", key);
+        return -1;
+    }
+    long long x = PyLong_AsLongLong(o);
+    if (x == -1 && PyErr_Occurred()) return -1;
+    if (x < 0) {
+        PyErr_Format(PyExc_ValueError, "config: '%s' must be >= 0", key);
+        return -1;
+    }
+    *v = x;
+    return 0;
+}
+
+/* umt5_plan(config dict, batch, tokens) -> {params, flops, arena_bytes} (no weights needed). */
+static PyObject *py_umt5_plan(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *d;
+    long long B, L;
+    if (!PyArg_ParseTuple(args, "O!LL:umt5_plan", &PyDict_Type, &d, &B, &L)) return NULL;
+    lyra_umt5_config c = {0};
+    if (dict_ll(d, "vocab", &c.vocab) || dict_ll(d, "dim", &c.dim) || dict_ll(d, "dim_attn", &c.dim_attn) ||
+        dict_ll(d, "heads", &c.heads) || dict_ll(d, "ffn", &c.ffn) || dict_ll(d, "layers", &c.layers) ||
+        dict_ll(d, "buckets", &c.buckets))
+        return NULL;
+    PyObject *sp = PyDict_GetItemString(d, "shared_pos");
+    c.shared_pos = sp ? PyObject_IsTrue(sp) : 0;
+    return Py_BuildValue("{s:L,s:d,s:n}", "params", (long long)lyra_umt5_params(&c), "flops",
+                         lyra_umt5_flops(&c, B, L), "arena_bytes", (Py_ssize_t)lyra_umt5_arena_bytes(&c, B, L));
+}
+
+/* ---------------------------------------------------------------- CLIP */
+
+static PyObject *py_clip_load(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *weights;
+    long long heads = 0;
+    if (!PyArg_ParseTuple(args, "O|L:clip_load", &weights, &heads)) return NULL;
+    return load_net(weights, NET_CLIP, heads);
+}
+
+static PyObject *clip_config_dict(const lyra_clip_config *c) {
+    return Py_BuildValue("{s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L}", "width", (long long)c->width, "heads",
+                         (long long)c->heads, "layers", (long long)c->layers, "used_layers",
+                         (long long)c->used_layers, "mlp", (long long)c->mlp, "patch", (long long)c->patch, "grid",
+                         (long long)c->grid, "image_size", (long long)c->image_size, "tokens", (long long)c->tokens);
+}
+
+static PyObject *py_clip_config(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    if (!PyArg_ParseTuple(args, "O:clip_config", &cap)) return NULL;
+    textnet *t = get_net(cap, NET_CLIP);
+    return t ? clip_config_dict(&t->clip.cfg) : NULL;
+}
+
+/* clip_run(net, image float32 (B, 3, H, W), preprocess_only) -> (B, 3, S, S) or (B, T, W) */
+static PyObject *py_clip_run(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap, *img_obj;
+    int pre_only;
+    if (!PyArg_ParseTuple(args, "OOp:clip_run", &cap, &img_obj, &pre_only)) return NULL;
+    textnet *t = get_net(cap, NET_CLIP);
+    if (!t) return NULL;
+    PyArrayObject *img = lyra_py_array(img_obj, NPY_FLOAT32, 4, "image");
+    if (!img) return NULL;
+    PyObject *out = NULL;
+    const lyra_clip_config *c = &t->clip.cfg;
+    npy_intp B = PyArray_DIMS(img)[0];
+    if (B < 1 || PyArray_DIMS(img)[1] != 3 || PyArray_DIMS(img)[2] < 1 || PyArray_DIMS(img)[3] < 1) {
+        PyErr_Format(PyExc_ValueError, "image: expected (B, 3, H, W) with B, H, W >= 1, got (%zd, %zd, %zd, %zd)",
+                     (Py_ssize_t)B, (Py_ssize_t)PyArray_DIMS(img)[1], (Py_ssize_t)PyArray_DIMS(img)[2],
+                     (Py_ssize_t)PyArray_DIMS(img)[3]);
+        goto finally;
+    }
+    npy_intp pdims[4] = {B, 3, c->image_size, c->image_size}, tdims[3] = {B, c->tokens, c->width};
+    out = pre_only ? PyArray_SimpleNew(4, pdims, NPY_FLOAT32) : PyArray_SimpleNew(3, tdims, NPY_FLOAT32);
+    if (!out) goto finally;
+    lyra_tensor x = host_tensor(img, LYRA_DTYPE_F32), y = host_tensor((PyArrayObject *)out, LYRA_DTYPE_F32);
+    lyra_status s = LYRA_OK;
+    LOCKED(t, {
+        if (pre_only) {
+            s = lyra_clip_preprocess(&t->clip, &t->be, &y, &x);
+        } else {
+            s = ensure_arena(t, lyra_clip_arena_bytes(c, B));
+            if (s == LYRA_OK) s = lyra_clip_encode(&t->clip, &t->be, &t->arena, &y, &x);
+        }
+    });
+    if (s != LYRA_OK) {
+        Py_CLEAR(out);
+        lyra_py_raise(s);
+    }
+finally:
+    Py_DECREF(img);
+    return out;
+}
+
+/* clip_plan(config dict with width, heads, layers, mlp, patch, image_size; batch) -> {params, flops, arena_bytes} */
+static PyObject *py_clip_plan(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *d;
+    long long B;
+    if (!PyArg_ParseTuple(args, "O!L:clip_plan", &PyDict_Type, &d, &B)) return NULL;
+    lyra_clip_config c = {0};
+    if (dict_ll(d, "width", &c.width) || dict_ll(d, "heads", &c.heads) || dict_ll(d, "layers", &c.layers) ||
+        dict_ll(d, "mlp", &c.mlp) || dict_ll(d, "patch", &c.patch) || dict_ll(d, "image_size", &c.image_size))
+        return NULL;
+    if (c.patch < 1 || c.layers < 2) {
+        PyErr_SetString(PyExc_ValueError, "config: patch must be >= 1 and layers >= 2");
+        return NULL;
+    }
+    c.used_layers = c.layers - 1;
+    c.grid = c.image_size / c.patch;
+    c.tokens = 1 + c.grid * c.grid;
+    return Py_BuildValue("{s:L,s:d,s:n}", "params", (long long)lyra_clip_params(&c), "flops",
+                         lyra_clip_flops(&c, B), "arena_bytes", (Py_ssize_t)lyra_clip_arena_bytes(&c, B));
+}
+
 static PyMethodDef text_methods[] = {
+    {"umt5_load", py_umt5_load, METH_VARARGS, "umt5_load(weights) -> network (private; see lyra2.models.umt5)"},
+    {"umt5_config", py_umt5_config, METH_VARARGS, "umt5_config(net) -> dict"},
+    {"umt5_encode", py_umt5_encode, METH_VARARGS, "umt5_encode(net, ids, mask, zero_padded) -> float32 (B, L, dim)"},
+    {"umt5_position_bias", py_umt5_position_bias, METH_VARARGS,
+     "umt5_position_bias(net, layer, lq, lk) -> float32 (heads, lq, lk)"},
+    {"umt5_bucket", py_umt5_bucket, METH_VARARGS, "umt5_bucket(rel, num_buckets, max_dist) -> int64 buckets"},
+    {"umt5_plan", py_umt5_plan, METH_VARARGS, "umt5_plan(config, batch, tokens) -> {params, flops, arena_bytes}"},
+    {"clip_load", py_clip_load, METH_VARARGS, "clip_load(weights, heads=0) -> network (private; lyra2.models.clip)"},
+    {"clip_config", py_clip_config, METH_VARARGS, "clip_config(net) -> dict"},
+    {"clip_run", py_clip_run, METH_VARARGS, "clip_run(net, image, preprocess_only) -> float32 array"},
+    {"clip_plan", py_clip_plan, METH_VARARGS, "clip_plan(config, batch) -> {params, flops, arena_bytes}"},
     {NULL, NULL, 0, NULL},
 };
 

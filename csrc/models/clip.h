@@ -1,0 +1,66 @@
+/* CLIP ViT vision tower as Lyra-2 uses it (open-clip xlm-roberta-large-vit-huge-14 through Wan's clip.py,
+ * encoders.md §3): the image embedding the DiT cross-attends to, (B, 257, 1280) for ViT-H/14.
+ *
+ *   pixels = Normalize(bicubic_resize(image, S×S)·0.5 + 0.5)         (§3.2, no antialias, align_corners False)
+ *   x = [cls; conv_P×P(pixels) as tokens] + pos; x = LN_pre(x)           (§3.3)
+ *   every block except the last (use_31_block): x += proj(attn(LN1(x))), x += mlp2(gelu_erf(mlp0(LN2(x))))
+ *   no post-norm, no head.
+ *
+ * Configuration from the weights (names as the checkpoint's `visual.*`, encoders.md Appendix C): width from
+ * cls_embedding, patch from patch_embedding.weight, tokens = 1 + G² from pos_embedding (image size S = G·P),
+ * blocks = number of visual.transformer.{i}, mlp width from mlp.0. The head count is not in the weights: the
+ * caller passes it (open-clip ViT-H/14 uses heads of width 80, i.e. 16 heads at width 1280). */
+#ifndef LYRA_CLIP_H
+#define LYRA_CLIP_H
+
+#include "core/arena.h"
+#include "models/text_weights.h"
+#include "nn/backend.h"
+
+typedef struct lyra_clip_config {
+    int64_t width, heads, layers, used_layers, mlp, patch, grid, image_size, tokens;
+} lyra_clip_config;
+
+typedef struct lyra_clip_block {
+    lyra_tensor norm1_w, norm1_b;   /* (W) f32 */
+    lyra_tensor qkv_w;              /* (3W, W): rows [0, W) q, [W, 2W) k, [2W, 3W) v */
+    lyra_tensor qkv_b;              /* (3W) f32 */
+    lyra_tensor proj_w;             /* (W, W) */
+    lyra_tensor proj_b;             /* (W) f32 */
+    lyra_tensor norm2_w, norm2_b;   /* (W) f32 */
+    lyra_tensor fc1_w, fc1_b;       /* mlp.0: (M, W), (M) f32 */
+    lyra_tensor fc2_w, fc2_b;       /* mlp.2: (W, M), (W) f32 */
+} lyra_clip_block;
+
+typedef struct lyra_clip {
+    lyra_clip_config cfg;
+    lyra_tensor patch_w;            /* (W, 3, P, P), no bias (pre_norm models) */
+    lyra_tensor cls;                /* (1, 1, W) f32 */
+    lyra_tensor pos;                /* (1, T, W) f32 */
+    lyra_tensor pre_w, pre_b;       /* (W) f32 */
+    lyra_clip_block *blocks;        /* cfg.used_layers (the last block is not loaded) */
+    char *names;
+    void *mem;
+} lyra_clip;
+
+/* Detects the configuration and loads the used tensors. heads <= 0 means width / 80 (ViT-H/14's head width),
+ * which must divide. Tensors outside `visual.` (the text tower, log_scale) and the unused last block,
+ * post_norm and head are ignored; any other tensor is an error. Free with lyra_clip_free (also after failure). */
+lyra_status lyra_clip_load(lyra_clip *m, const lyra_text_wsource *src, int64_t heads);
+void lyra_clip_free(lyra_clip *m);
+
+/* The tower's input: y (B, 3, S, S) f32 from image (B, 3, H, W) f32 in [−1, 1] (both on be's device). */
+lyra_status lyra_clip_preprocess(const lyra_clip *m, lyra_backend *be, lyra_tensor *y, const lyra_tensor *image);
+
+/* out (B, T, W) f32 contiguous on be's device <- image (B, 3, H, W). The arena must hold
+ * lyra_clip_arena_bytes(&m->cfg, B) free bytes. */
+lyra_status lyra_clip_encode(const lyra_clip *m, lyra_backend *be, lyra_arena *arena, lyra_tensor *out,
+                             const lyra_tensor *image);
+
+size_t lyra_clip_arena_bytes(const lyra_clip_config *cfg, int64_t B);
+/* Parameters of the used part (embeddings, pre-norm, used blocks) and FLOPs (2 per MAC) of one forward:
+ * patch conv, qkv/proj/MLP linears, QKᵀ and PV. The resize and norms are O(pixels + T·W) and left out. */
+int64_t lyra_clip_params(const lyra_clip_config *cfg);
+double lyra_clip_flops(const lyra_clip_config *cfg, int64_t B);
+
+#endif

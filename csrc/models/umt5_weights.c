@@ -1,0 +1,125 @@
+/* umT5 encoder: configuration detection and weight loading (names: encoders.md Appendix B). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/umt5.h"
+
+#define WHAT "umT5 encoder"
+#define NAME_LEN 64
+#define MAX_DIST 128 /* T5RelativeEmbedding's default, never overridden by Wan/Lyra (encoders.md §2.1) */
+
+static lyra_status detect_config(lyra_umt5_config *cfg, const lyra_text_wsource *src) {
+    memset(cfg, 0, sizeof *cfg);
+    const lyra_tensor *t;
+    LYRA_TRY(lyra_text_weights_probe(src, "token_embedding.weight", 2, WHAT, &t));
+    cfg->vocab = t->ne[0];
+    cfg->dim = t->ne[1];
+    char name[NAME_LEN];
+    for (;;) {
+        snprintf(name, sizeof name, "blocks.%lld.norm1.weight", (long long)cfg->layers);
+        if (!src->lookup(src->ctx, name)) break;
+        cfg->layers++;
+    }
+    if (cfg->layers == 0)
+        return lyra_error(LYRA_ERR_FORMAT, WHAT " weights: tensor 'blocks.0.norm1.weight' is missing (no blocks)");
+    LYRA_TRY(lyra_text_weights_probe(src, "blocks.0.attn.q.weight", 2, WHAT, &t));
+    cfg->dim_attn = t->ne[0];
+    LYRA_TRY(lyra_text_weights_probe(src, "blocks.0.ffn.fc1.weight", 2, WHAT, &t));
+    cfg->ffn = t->ne[0];
+
+    /* umT5 (shared_pos=False) has a table per block; plain T5 one at the top (Wan t5.py T5Encoder). */
+    const char *pos_name = "blocks.0.pos_embedding.embedding.weight";
+    if (!src->lookup(src->ctx, pos_name) && src->lookup(src->ctx, "pos_embedding.embedding.weight")) {
+        pos_name = "pos_embedding.embedding.weight";
+        cfg->shared_pos = 1;
+    }
+    LYRA_TRY(lyra_text_weights_probe(src, pos_name, 2, WHAT, &t));
+    cfg->buckets = t->ne[0];
+    cfg->heads = t->ne[1];
+    cfg->max_dist = MAX_DIST;
+    /* Bidirectional buckets: half per direction, half of those exact, the rest logarithmic up to max_dist. */
+    if (cfg->buckets < 4 || cfg->buckets % 2 || cfg->buckets / 4 >= cfg->max_dist)
+        return lyra_error(LYRA_ERR_FORMAT,
+                          WHAT " weights: tensor '%s' has %lld buckets; expected an even number in [4, %d)",
+                          pos_name, (long long)cfg->buckets, 4 * MAX_DIST);
+    if (cfg->heads < 1 || cfg->dim_attn % cfg->heads)
+        return lyra_error(LYRA_ERR_FORMAT,
+                          WHAT " weights: %lld heads (width of '%s') do not divide the attention width %lld of "
+                          "'blocks.0.attn.q.weight'", (long long)cfg->heads, pos_name, (long long)cfg->dim_attn);
+    if (cfg->vocab < 1 || cfg->dim < 1 || cfg->dim_attn < 1 || cfg->ffn < 1)
+        return lyra_error(LYRA_ERR_FORMAT, WHAT " weights: empty tensor among token_embedding / attn.q / ffn.fc1");
+    return LYRA_OK;
+}
+
+typedef struct spec_list {
+    lyra_text_wspec *specs;
+    int n;
+    char *names;
+} spec_list;
+
+static void add(spec_list *l, const char *name, lyra_tensor *dst, int as_f32, int ndim, int64_t n0, int64_t n1) {
+    lyra_text_wspec *s = &l->specs[l->n];
+    char *slot = l->names + (size_t)l->n * NAME_LEN;
+    snprintf(slot, NAME_LEN, "%s", name);
+    memset(s, 0, sizeof *s);
+    s->name = slot;
+    s->dst = dst;
+    s->as_f32 = as_f32;
+    s->ndim = ndim;
+    s->ne[0] = n0;
+    s->ne[1] = n1;
+    l->n++;
+}
+
+lyra_status lyra_umt5_load(lyra_umt5 *m, const lyra_text_wsource *src) {
+    memset(m, 0, sizeof *m);
+    LYRA_TRY(detect_config(&m->cfg, src));
+    const lyra_umt5_config *c = &m->cfg;
+    int cap = 3 + 10 * (int)c->layers;
+    m->blocks = calloc((size_t)c->layers, sizeof *m->blocks);
+    m->names = malloc((size_t)cap * NAME_LEN);
+    spec_list l = {malloc(sizeof *l.specs * (size_t)cap), 0, m->names};
+    if (!m->blocks || !m->names || !l.specs) {
+        free(l.specs);
+        return lyra_error(LYRA_ERR_OOM, WHAT ": out of memory");
+    }
+    int64_t D = c->dim, A = c->dim_attn, F = c->ffn;
+    add(&l, "token_embedding.weight", &m->token_embedding, 0, 2, c->vocab, D);
+    add(&l, "norm.weight", &m->norm, 1, 1, D, 0);
+    if (c->shared_pos) add(&l, "pos_embedding.embedding.weight", &m->shared_pos, 1, 2, c->buckets, c->heads);
+    char name[NAME_LEN];
+#define BLOCK(field, suffix, as_f32, ndim, n0, n1)                                                                \
+    do {                                                                                                          \
+        snprintf(name, sizeof name, "blocks.%d.%s", i, suffix);                                                   \
+        add(&l, name, &b->field, as_f32, ndim, n0, n1);                                                           \
+    } while (0)
+    for (int i = 0; i < (int)c->layers; i++) {
+        lyra_umt5_block *b = &m->blocks[i];
+        BLOCK(norm1, "norm1.weight", 1, 1, D, 0);
+        BLOCK(q, "attn.q.weight", 0, 2, A, D);
+        BLOCK(k, "attn.k.weight", 0, 2, A, D);
+        BLOCK(v, "attn.v.weight", 0, 2, A, D);
+        BLOCK(o, "attn.o.weight", 0, 2, D, A);
+        BLOCK(norm2, "norm2.weight", 1, 1, D, 0);
+        BLOCK(gate, "ffn.gate.0.weight", 0, 2, F, D);
+        BLOCK(fc1, "ffn.fc1.weight", 0, 2, F, D);
+        BLOCK(fc2, "ffn.fc2.weight", 0, 2, D, F);
+        if (!c->shared_pos) BLOCK(pos, "pos_embedding.embedding.weight", 1, 2, c->buckets, c->heads);
+    }
+#undef BLOCK
+    lyra_status s = lyra_text_weights_load(l.specs, l.n, src, NULL, NULL, WHAT, &m->mem);
+    free(l.specs);
+    if (s != LYRA_OK) return s;
+    if (c->shared_pos)
+        for (int i = 0; i < (int)c->layers; i++) m->blocks[i].pos = m->shared_pos;
+    return LYRA_OK;
+}
+
+void lyra_umt5_free(lyra_umt5 *m) {
+    if (!m) return;
+    free(m->mem);
+    free(m->blocks);
+    free(m->names);
+    memset(m, 0, sizeof *m);
+}
