@@ -352,3 +352,49 @@ def test_corrupt_models_raise_not_crash(models, tmp_path):
             continue
         t.tokenize(SEED_PROMPT + " ｶﾞ東京 é👍🏻 <extra_id_3>", clean=False)
     assert n_err >= 9
+
+
+# ----------------------------------------------------------------------------------------------- cleaning
+CLEAN_EXTRA = [
+    "&amp;amp; &AMP; &NTILDE; &ntilde &ampx &#x2019; &#8217 &#12ab; &#0; &#x110000; &#128; &notit; &hellip;x",
+    "a<b &amp; c\nd &amp; e", "x &amp; y\n<tag> &lt;\n&gt;", "\x1b[31mred\x1b[0m \x1b[1;2m", "\x93quoted\x94 \x80",
+    "ǅ ŉ ﬅ ＬＯＵＤ ｶﾞ　x", "a\r\nb\rc\u2028d\u0085e", "\ufeff\u206a\ufff9x", "&#x201c;q&#x201d;", "&lt;b&gt;",
+    "&amp;lt;", " \t spaced \n\n out \u3000 ", "The camera\u2019s \u201cview\u201d", "\u0000\u0007bell\u007f",
+]
+
+
+def _upstream_clean(text, **ftfy_options):
+    """Wan's HuggingfaceTokenizer(clean="whitespace"): basic_clean then whitespace_clean."""
+    ftfy = pytest.importorskip("ftfy")
+    regex = pytest.importorskip("regex")
+    import html
+    text = html.unescape(html.unescape(ftfy.fix_text(text, **ftfy_options))).strip()
+    return regex.sub(r"\s+", " ", text).strip()
+
+
+def test_clean_matches_ftfy_exactly_without_nfc_and_mojibake():
+    """Every fixer we implement is exact: ftfy with the two parts we leave out switched off."""
+    for s in CORPUS + CLEAN_EXTRA:
+        assert Tokenizer.clean(s) == _upstream_clean(s, fix_encoding=False, normalization=None), repr(s)
+
+
+def test_clean_differs_from_default_ftfy_only_by_nfc():
+    """The documented divergence: ftfy's final NFC (mojibake repair does not fire on this corpus)."""
+    n_nfc = 0
+    for s in CORPUS + CLEAN_EXTRA:
+        ours, ref = Tokenizer.clean(s), _upstream_clean(s)
+        assert unicodedata.normalize("NFC", ours) == ref, repr(s)
+        n_nfc += ours != ref
+    print(f"\nclean: {n_nfc}/{len(CORPUS) + len(CLEAN_EXTRA)} strings differ from default ftfy before NFC")
+    assert n_nfc < len(CORPUS) // 5
+
+
+def test_encode_cleans_first(models):
+    tok = Tokenizer(models["plain"])
+    a = tok.encode("The camera\u2019s  \u201cslow\u201d\tzoom &amp; pan ")
+    b = tok.encode("The camera's \"slow\" zoom & pan", clean=False)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    ids, mask = tok.encode_batch([SEED_PROMPT, "x"])
+    assert ids.shape == (2, 512) and mask.shape == (2, 512)
+    np.testing.assert_array_equal(ids[0], tok.encode(SEED_PROMPT)[0])

@@ -12,6 +12,9 @@ cleaning the text (ftfy, html unescape, whitespace collapse). ``Tokenizer(path)`
 * ``encode(text)``: ``(ids, mask)``, int64 arrays of shape (512,): at most 511 tokens, ``</s>``, then pad
   id 0; the mask is 1 on the tokens and ``</s>``. ``encode_batch(texts)`` gives (B, 512) arrays.
 
+``clean`` reproduces ftfy 6.3's default fixes exactly except two, documented in
+``csrc/models/text_clean.h``: the final NFC normalisation and the mojibake repair are not done.
+
 Differences from the ``sentencepiece`` library that come from HF's pipeline and are reproduced on purpose:
 unknown characters become ``<unk>`` even when the model has byte pieces (HF's T5 converter disables byte
 fallback; pass ``byte_fallback=True`` for the sentencepiece behaviour), consecutive unknowns fuse into one
