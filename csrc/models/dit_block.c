@@ -44,7 +44,7 @@ static lyra_status kq_bias(dit_run *r, const lyra_dit_block *blk, lyra_tensor *k
     int64_t L = r->L, S = cfg->buffer_squeeze, E = cfg->buffer_embed_dim, Cb4 = 4 * (int64_t)cfg->buffer_in_dim;
     LYRA_TRY(dit_linear(r, kq, &r->camtok, &blk->cam));
     size_t mark = lyra_arena_mark(r->a);
-    lyra_tensor hb, z, buf, u, val;
+    lyra_tensor hb, z, buf, val;
     int64_t tile = (int64_t)(SINCOS_TILE_BYTES / ((size_t)E * sizeof(float)));
     if (tile < 1) tile = 1;
     if (tile > L) tile = L;
@@ -52,18 +52,17 @@ static lyra_status kq_bias(dit_run *r, const lyra_dit_block *blk, lyra_tensor *k
     LYRA_TRY(dit_alloc(r, &z, 3, (int64_t[]){1, tile, E}, "buffer sin/cos"));
     for (int64_t l0 = 0; l0 < L; l0 += tile) {
         int64_t n = L - l0 < tile ? L - l0 : tile;
-        lyra_tensor zt, ut, ht;
+        lyra_tensor zt, rows, ut, ht;
         LYRA_TRY(lyra_tensor_slice(&zt, &z, 1, 0, n));
-        LYRA_TRY(lyra_tensor_slice(&ut, &r->buftok, 1, l0, l0 + n));
-        LYRA_TRY(lyra_tensor_slice(&ut, &ut, 2, 0, Cb4));
+        LYRA_TRY(lyra_tensor_slice(&rows, &r->buftok, 1, l0, l0 + n));
+        LYRA_TRY(lyra_tensor_slice(&ut, &rows, 2, 0, Cb4));
         LYRA_TRY(lyra_tensor_slice(&ht, &hb, 1, l0, l0 + n));
         LYRA_TRY(sincos_features(r, &zt, &ut, LYRA_DIT_BUFFER_MULTIRES));
         LYRA_TRY(dit_linear(r, &ht, &zt, &blk->buf0));
     }
     LYRA_TRY(dit_alloc(r, &buf, 3, (int64_t[]){1, L, cfg->dim}, "buffer embedding"));
     LYRA_TRY(dit_linear(r, &buf, &hb, &blk->buf1));
-    LYRA_TRY(lyra_tensor_slice(&u, &r->buftok, 2, Cb4, Cb4 + 1));
-    val = u;
+    LYRA_TRY(lyra_tensor_slice(&val, &r->buftok, 2, Cb4, Cb4 + 1)); /* (1, L, 1): 0 on 'k' history tokens */
     LYRA_TRY(lyra_op_mul(r->be, &buf, &buf, &val));
     LYRA_TRY(lyra_op_add(r->be, kq, kq, &buf));
     lyra_arena_reset(r->a, mark);
