@@ -1,7 +1,487 @@
-/* Python glue for the dit area (filled in by its issue). */
+/* Python glue for the Lyra-2 DiT (csrc/models/dit*.c): private functions of lyra2._core used by
+ * lyra2/models/dit.py. The model lives in a capsule; weights and LoRAs come from a safetensors path or a
+ * {name: ndarray} mapping. */
 #include "py_common.h"
 
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/safetensors.h"
+#include "models/dit.h"
+
+#define CAPSULE "lyra2.LyraDiT"
+
+typedef struct py_dit {
+    lyra_dit m;
+    int busy; /* set (with the GIL held) while a call runs without the GIL */
+} py_dit;
+
+static void capsule_free(PyObject *cap) {
+    py_dit *d = PyCapsule_GetPointer(cap, CAPSULE);
+    if (!d) return;
+    lyra_dit_free(&d->m);
+    free(d);
+}
+
+static py_dit *get_model(PyObject *cap) {
+    py_dit *d = PyCapsule_GetPointer(cap, CAPSULE);
+    if (!d) return NULL;
+    if (d->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "LyraDiT: the model is in use by another thread");
+        return NULL;
+    }
+    return d;
+}
+
+/* ---------------- tensor sources: a safetensors file or a mapping ---------------- */
+
+typedef struct source {
+    lyra_dit_named *t;
+    int n;
+    lyra_st_file *file;   /* when read from a path */
+    PyObject *keep;       /* list of arrays / name strings kept alive (mapping) */
+} source;
+
+static void source_free(source *s) {
+    free(s->t);
+    if (s->file) lyra_st_close(s->file);
+    Py_XDECREF(s->keep);
+    memset(s, 0, sizeof *s);
+}
+
+static int dtype_of_st(lyra_st_dtype d, lyra_dtype *out) {
+    switch (d) {
+    case LYRA_ST_F32: *out = LYRA_DTYPE_F32; return 1;
+    case LYRA_ST_BF16: *out = LYRA_DTYPE_BF16; return 1;
+    case LYRA_ST_F16: *out = LYRA_DTYPE_F16; return 1;
+    case LYRA_ST_I32: *out = LYRA_DTYPE_I32; return 1;
+    case LYRA_ST_I64: *out = LYRA_DTYPE_I64; return 1;
+    case LYRA_ST_U8: *out = LYRA_DTYPE_U8; return 1;
+    default: return 0;
+    }
+}
+
+static int source_from_path(source *s, PyObject *path_obj, const char *what) {
+    PyObject *bytes = NULL;
+    if (!PyUnicode_FSConverter(path_obj, &bytes)) return -1;
+    lyra_status st;
+    const char *path = PyBytes_AS_STRING(bytes);
+    Py_BEGIN_ALLOW_THREADS
+    st = lyra_st_open(path, &s->file);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(bytes);
+    if (st != LYRA_OK) { lyra_py_raise(st); return -1; }
+    s->t = calloc(s->file->n_tensors + 1, sizeof *s->t);
+    if (!s->t) { PyErr_NoMemory(); return -1; }
+    for (size_t i = 0; i < s->file->n_tensors; i++) {
+        const lyra_st_tensor *ft = &s->file->tensors[i];
+        lyra_dtype dt;
+        if (!dtype_of_st(ft->dtype, &dt) || ft->ndim > LYRA_MAX_DIMS) {
+            PyErr_Format(lyra_py_error, "%s: tensor '%s' has dtype %s and %d dims; expected F32, BF16 or F16 with at "
+                         "most %d dims", what, ft->name, lyra_st_dtype_name(ft->dtype), ft->ndim, LYRA_MAX_DIMS);
+            return -1;
+        }
+        s->t[i].name = ft->name;
+        s->t[i].t = lyra_tensor_make((void *)ft->data, dt, ft->ndim, ft->shape);
+        s->t[i].t.name = ft->name;
+    }
+    s->n = (int)s->file->n_tensors;
+    return 0;
+}
+
+static int source_from_mapping(source *s, PyObject *map, const char *what) {
+    PyObject *items = PyMapping_Items(map);
+    if (!items) return -1;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    s->keep = PyList_New(0);
+    s->t = calloc((size_t)n + 1, sizeof *s->t);
+    if (!s->keep || !s->t) { Py_DECREF(items); if (!s->t) PyErr_NoMemory(); return -1; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *kv = PyList_GET_ITEM(items, i), *key = PyTuple_GET_ITEM(kv, 0), *val = PyTuple_GET_ITEM(kv, 1);
+        if (!PyUnicode_Check(key)) {
+            PyErr_Format(PyExc_TypeError, "%s: keys must be tensor names (str), got %R", what, key);
+            Py_DECREF(items);
+            return -1;
+        }
+        const char *name = PyUnicode_AsUTF8(key);
+        if (!name || PyList_Append(s->keep, key) < 0) { Py_DECREF(items); return -1; }
+        PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(val, NPY_NOTYPE, 0, 0, 0);
+        if (!a) { Py_DECREF(items); return -1; }
+        int tp = PyArray_TYPE(a);
+        lyra_dtype dt;
+        int want = tp == NPY_FLOAT16 ? NPY_FLOAT16 : NPY_FLOAT32;
+        if (tp != NPY_FLOAT16 && tp != NPY_FLOAT32 && tp != NPY_FLOAT64) {
+            PyErr_Format(PyExc_TypeError, "%s: tensor '%s' has dtype %s, expected a float array", what, name,
+                         PyArray_DESCR(a)->typeobj->tp_name);
+            Py_DECREF(a);
+            Py_DECREF(items);
+            return -1;
+        }
+        dt = want == NPY_FLOAT16 ? LYRA_DTYPE_F16 : LYRA_DTYPE_F32;
+        PyArrayObject *c = (PyArrayObject *)PyArray_FROMANY((PyObject *)a, want, 0, 0, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+        Py_DECREF(a);
+        if (!c) { Py_DECREF(items); return -1; }
+        int rc = PyList_Append(s->keep, (PyObject *)c);
+        Py_DECREF(c);
+        if (rc < 0) { Py_DECREF(items); return -1; }
+        if (PyArray_NDIM(c) > LYRA_MAX_DIMS) {
+            PyErr_Format(PyExc_ValueError, "%s: tensor '%s' has %d dims (at most %d)", what, name, PyArray_NDIM(c),
+                         LYRA_MAX_DIMS);
+            Py_DECREF(items);
+            return -1;
+        }
+        int64_t ne[LYRA_MAX_DIMS];
+        for (int d = 0; d < PyArray_NDIM(c); d++) ne[d] = PyArray_DIMS(c)[d];
+        s->t[i].name = name;
+        s->t[i].t = lyra_tensor_make(PyArray_DATA(c), dt, PyArray_NDIM(c), ne);
+        s->t[i].t.name = name;
+    }
+    Py_DECREF(items);
+    s->n = (int)n;
+    return 0;
+}
+
+static int source_open(source *s, PyObject *obj, const char *what) {
+    memset(s, 0, sizeof *s);
+    int rc;
+    if (PyUnicode_Check(obj) || PyBytes_Check(obj) || PyObject_HasAttrString(obj, "__fspath__"))
+        rc = source_from_path(s, obj, what);
+    else if (PyMapping_Check(obj) && !PyArray_Check(obj))
+        rc = source_from_mapping(s, obj, what);
+    else {
+        PyErr_Format(PyExc_TypeError, "%s: expected a safetensors path or a mapping of name -> array, got %s", what,
+                     Py_TYPE(obj)->tp_name);
+        rc = -1;
+    }
+    if (rc < 0) source_free(s);
+    return rc;
+}
+
+/* ---------------- functions ---------------- */
+
+static PyObject *int_list(const int *v, int n) {
+    PyObject *l = PyList_New(n);
+    for (int i = 0; l && i < n; i++) PyList_SET_ITEM(l, i, PyLong_FromLong(v[i]));
+    return l;
+}
+
+/* dit_framepack(layout, latent_h=0, latent_w=0) -> dict */
+static PyObject *py_dit_framepack(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *layout;
+    long long H = 0, W = 0;
+    if (!PyArg_ParseTuple(args, "s|LL", &layout, &H, &W)) return NULL;
+    lyra_framepack fp;
+    lyra_status st = lyra_framepack_parse(&fp, layout);
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    int splits[LYRA_FP_MAX_SEGMENTS + 1], kernels[LYRA_FP_MAX_SEGMENTS], ids[LYRA_FP_MAX_SEGMENTS + 1];
+    char types[LYRA_FP_MAX_SEGMENTS + 1];
+    for (int i = 0; i < fp.n_segments; i++) {
+        splits[i] = fp.seg[i].frames;
+        kernels[i] = fp.seg[i].kernel;
+        ids[i] = i;
+        types[i] = fp.seg[i].type;
+    }
+    splits[fp.n_segments] = fp.n_new;
+    ids[fp.n_segments] = -1;
+    types[fp.n_segments] = 0;
+    PyObject *d = Py_BuildValue("{s:N,s:N,s:N,s:s,s:i,s:i,s:i,s:i,s:i}", "splits", int_list(splits, fp.n_segments + 1),
+                                "kernel_sizes", int_list(kernels, fp.n_segments), "kernel_ids",
+                                int_list(ids, fp.n_segments + 1), "kernel_types", types, "new_frames", fp.n_new,
+                                "history_frames", fp.n_history, "total_frames", fp.n_total, "spatial_frames",
+                                fp.n_spatial, "temporal_frames", fp.n_temporal);
+    if (!d || (H == 0 && W == 0)) return d;
+    lyra_fp_chunk ch[LYRA_FP_MAX_SEGMENTS + 1];
+    int64_t L, gen_start;
+    st = lyra_framepack_chunks(&fp, H, W, ch, &L, &gen_start);
+    if (st != LYRA_OK) { Py_DECREF(d); return lyra_py_raise(st); }
+    PyObject *chunks = PyList_New(fp.n_segments + 1);
+    for (int i = 0; chunks && i <= fp.n_segments; i++)
+        PyList_SET_ITEM(chunks, i, Py_BuildValue("{s:i,s:C,s:i,s:i,s:i,s:(iii),s:(LLL),s:L,s:L}", "kernel_id",
+                                                 ch[i].kernel_id, "type", ch[i].type, "kernel", ch[i].K, "slot0",
+                                                 ch[i].slot0, "frames", ch[i].frames, "patch", ch[i].pt, ch[i].ph,
+                                                 ch[i].pw, "grid", (long long)ch[i].f, (long long)ch[i].h,
+                                                 (long long)ch[i].w, "token0", (long long)ch[i].token0, "n_tokens",
+                                                 (long long)ch[i].n_tokens));
+    if (!chunks || PyDict_SetItemString(d, "chunks", chunks) < 0 ||
+        PyDict_SetItemString(d, "tokens", PyLong_FromLongLong(L)) < 0 ||
+        PyDict_SetItemString(d, "gen_start", PyLong_FromLongLong(gen_start)) < 0) {
+        Py_XDECREF(chunks);
+        Py_DECREF(d);
+        return NULL;
+    }
+    Py_DECREF(chunks);
+    return d;
+}
+
+/* dit_rope_angles(layout, latent_h, latent_w, head_dim) -> float32 (L, head_dim/2) */
+static PyObject *py_dit_rope_angles(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *layout;
+    long long H, W;
+    int head_dim;
+    if (!PyArg_ParseTuple(args, "sLLi", &layout, &H, &W, &head_dim)) return NULL;
+    int dh = 2 * (head_dim / 6);
+    if (head_dim % 2 || dh <= 2 || head_dim - 2 * dh <= 2 || head_dim > 512)
+        return PyErr_Format(PyExc_ValueError, "head_dim must be even and in 12..512, got %d", head_dim);
+    lyra_framepack fp;
+    lyra_fp_chunk ch[LYRA_FP_MAX_SEGMENTS + 1];
+    int64_t L, gen_start;
+    lyra_status st = lyra_framepack_parse(&fp, layout);
+    if (st == LYRA_OK) st = lyra_framepack_chunks(&fp, H, W, ch, &L, &gen_start);
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    npy_intp dims[2] = {(npy_intp)L, head_dim / 2};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    if (!out) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    lyra_dit_rope_angles(PyArray_DATA(out), ch, fp.n_segments + 1, H / 2, W / 2, head_dim);
+    Py_END_ALLOW_THREADS
+    return (PyObject *)out;
+}
+
+/* dit_load(weights, layout, num_heads, n_threads) -> capsule */
+static PyObject *py_dit_load(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *weights;
+    const char *layout;
+    int num_heads, n_threads;
+    if (!PyArg_ParseTuple(args, "Osii", &weights, &layout, &num_heads, &n_threads)) return NULL;
+    source src;
+    if (source_open(&src, weights, "LyraDiT weights") < 0) return NULL;
+    py_dit *d = calloc(1, sizeof *d);
+    if (!d) { source_free(&src); return PyErr_NoMemory(); }
+    lyra_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = lyra_dit_load(&d->m, src.t, src.n, layout, num_heads, n_threads);
+    Py_END_ALLOW_THREADS
+    source_free(&src);
+    if (st != LYRA_OK) {
+        free(d);
+        return lyra_py_raise(st);
+    }
+    PyObject *cap = PyCapsule_New(d, CAPSULE, capsule_free);
+    if (!cap) { lyra_dit_free(&d->m); free(d); }
+    return cap;
+}
+
+/* dit_config(capsule) -> dict */
+static PyObject *py_dit_config(PyObject *self, PyObject *cap) {
+    (void)self;
+    py_dit *d = get_model(cap);
+    if (!d) return NULL;
+    const lyra_dit_config *c = &d->m.cfg;
+    PyObject *clean = PyList_New(c->n_clean);
+    for (int k = 0; clean && k < c->n_clean; k++) PyList_SET_ITEM(clean, k, PyLong_FromLongLong(c->clean_in[k]));
+    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:N,s:d,s:n}", "dim", c->dim,
+                         "ffn_dim", c->ffn_dim, "num_heads", c->num_heads, "head_dim", c->head_dim, "num_layers",
+                         c->num_layers, "in_dim", c->in_dim, "out_dim", c->out_dim, "text_dim", c->text_dim,
+                         "freq_dim", c->freq_dim, "clip_dim", c->clip_dim, "cam_dim", c->cam_dim, "cam_channels",
+                         c->cam_channels, "buffer_in_dim", c->buffer_in_dim, "buffer_embed_dim", c->buffer_embed_dim,
+                         "buffer_squeeze", c->buffer_squeeze, "n_clean", c->n_clean, "clean_in_features", clean, "eps",
+                         (double)c->eps, "weight_bytes", (Py_ssize_t)d->m.weight_bytes);
+}
+
+/* dit_lora_add(capsule, source, name, weight) -> number of ignored keys */
+static PyObject *py_dit_lora_add(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap, *obj;
+    const char *name;
+    float weight;
+    if (!PyArg_ParseTuple(args, "OOsf", &cap, &obj, &name, &weight)) return NULL;
+    py_dit *d = get_model(cap);
+    if (!d) return NULL;
+    source src;
+    if (source_open(&src, obj, "LoRA") < 0) return NULL;
+    lyra_status st;
+    int ignored = 0;
+    d->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = lyra_dit_lora_add(&d->m, src.t, src.n, name, weight, &ignored);
+    Py_END_ALLOW_THREADS
+    d->busy = 0;
+    source_free(&src);
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    return PyLong_FromLong(ignored);
+}
+
+/* dit_lora_adapters(capsule, weights=None) -> [(name, weight, rank, n_modules)]; sets the weights when given. */
+static PyObject *py_dit_lora_adapters(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap, *weights = Py_None;
+    if (!PyArg_ParseTuple(args, "O|O", &cap, &weights)) return NULL;
+    py_dit *d = get_model(cap);
+    if (!d) return NULL;
+    if (weights != Py_None) {
+        PyObject *seq = PySequence_Fast(weights, "LoRA weights must be a sequence of numbers");
+        if (!seq) return NULL;
+        if (PySequence_Fast_GET_SIZE(seq) != d->m.n_adapters) {
+            Py_DECREF(seq);
+            return PyErr_Format(PyExc_ValueError, "expected %d LoRA weights (one per adapter), got %zd",
+                                d->m.n_adapters, PySequence_Fast_GET_SIZE(seq));
+        }
+        float w[LYRA_DIT_MAX_ADAPTERS];
+        for (int a = 0; a < d->m.n_adapters; a++) {
+            double v = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, a));
+            if (v == -1.0 && PyErr_Occurred()) { Py_DECREF(seq); return NULL; }
+            if (!isfinite(v)) { Py_DECREF(seq); return PyErr_Format(PyExc_ValueError, "LoRA weight %d is not finite", a); }
+            w[a] = (float)v;
+        }
+        Py_DECREF(seq);
+        for (int a = 0; a < d->m.n_adapters; a++) d->m.adapters[a].weight = w[a];
+    }
+    PyObject *l = PyList_New(d->m.n_adapters);
+    for (int a = 0; l && a < d->m.n_adapters; a++) {
+        const lyra_dit_adapter *ad = &d->m.adapters[a];
+        PyList_SET_ITEM(l, a, Py_BuildValue("(sdii)", ad->name, (double)ad->weight, ad->rank, ad->n_modules));
+    }
+    return l;
+}
+
+static PyObject *py_dit_lora_merge(PyObject *self, PyObject *cap) {
+    (void)self;
+    py_dit *d = get_model(cap);
+    if (!d) return NULL;
+    lyra_status st;
+    d->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = lyra_dit_lora_merge(&d->m);
+    Py_END_ALLOW_THREADS
+    d->busy = 0;
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+/* Intermediates recorded by the probe (copied without the GIL, turned into arrays afterwards). */
+typedef struct probe_item {
+    char name[32];
+    int ndim;
+    npy_intp dims[LYRA_MAX_DIMS];
+    float *data;
+    struct probe_item *next;
+} probe_item;
+
+typedef struct probe_list {
+    probe_item *head, **tail;
+    int failed;
+} probe_list;
+
+static void probe_record(void *ctx, const char *name, const lyra_tensor *t) {
+    probe_list *pl = ctx;
+    probe_item *it = calloc(1, sizeof *it);
+    size_t n = (size_t)lyra_tensor_numel(t);
+    if (it) it->data = malloc(n * sizeof(float) + 1);
+    if (!it || !it->data || t->dtype != LYRA_DTYPE_F32 || !lyra_tensor_is_contiguous(t)) {
+        if (it) free(it->data);
+        free(it);
+        pl->failed = 1;
+        return;
+    }
+    snprintf(it->name, sizeof it->name, "%s", name);
+    it->ndim = t->ndim;
+    for (int i = 0; i < t->ndim; i++) it->dims[i] = (npy_intp)t->ne[i];
+    memcpy(it->data, t->data, n * sizeof(float));
+    *pl->tail = it;
+    pl->tail = &it->next;
+}
+
+static void probe_free(probe_list *pl) {
+    for (probe_item *it = pl->head, *nx; it; it = nx) {
+        nx = it->next;
+        free(it->data);
+        free(it);
+    }
+}
+
+static PyObject *probe_dict(probe_list *pl) {
+    PyObject *d = PyDict_New();
+    for (probe_item *it = pl->head; d && it; it = it->next) {
+        PyArrayObject *a = (PyArrayObject *)PyArray_SimpleNew(it->ndim, it->dims, NPY_FLOAT32);
+        if (!a) { Py_CLEAR(d); break; }
+        memcpy(PyArray_DATA(a), it->data, (size_t)PyArray_NBYTES(a));
+        if (PyDict_SetItemString(d, it->name, (PyObject *)a) < 0) Py_CLEAR(d);
+        Py_DECREF(a);
+    }
+    return d;
+}
+
+static lyra_tensor desc(PyArrayObject *a) {
+    int64_t ne[LYRA_MAX_DIMS];
+    for (int i = 0; i < PyArray_NDIM(a); i++) ne[i] = PyArray_DIMS(a)[i];
+    return lyra_tensor_make(PyArray_DATA(a), LYRA_DTYPE_F32, PyArray_NDIM(a), ne);
+}
+
+/* dit_forward(capsule, x, timesteps, crossattn_emb, clip, y, y_buffer, intermediates) -> out | (out, dict) */
+static PyObject *py_dit_forward(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap, *ox, *ot, *otext, *oclip, *oy, *obuf;
+    int want = 0;
+    if (!PyArg_ParseTuple(args, "OOOOOOO|p", &cap, &ox, &ot, &otext, &oclip, &oy, &obuf, &want)) return NULL;
+    py_dit *d = get_model(cap);
+    if (!d) return NULL;
+    PyObject *result = NULL;
+    PyArrayObject *x = NULL, *t = NULL, *text = NULL, *clip = NULL, *y = NULL, *buf = NULL, *out = NULL;
+    probe_list pl = {NULL, NULL, 0};
+    pl.tail = &pl.head;
+    if (!(x = lyra_py_array(ox, NPY_FLOAT32, 5, "x_B_C_T_H_W"))) goto finally;
+    if (!(t = (PyArrayObject *)PyArray_FROMANY(ot, NPY_FLOAT64, 0, 0, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST))) {
+        PyErr_SetString(PyExc_TypeError, "timesteps_B_T: expected a numeric array of shape (1, 1)");
+        goto finally;
+    }
+    if (PyArray_NDIM(t) != 2 || PyArray_DIMS(t)[0] != 1 || PyArray_DIMS(t)[1] != 1) {
+        PyErr_SetString(PyExc_ValueError, "timesteps_B_T: expected shape (1, 1) (batch 1, one time for the sequence)");
+        goto finally;
+    }
+    if (!(text = lyra_py_array(otext, NPY_FLOAT32, 3, "crossattn_emb"))) goto finally;
+    if (!(clip = lyra_py_array(oclip, NPY_FLOAT32, 3, "frame_cond_crossattn_emb_B_L_D"))) goto finally;
+    if (!(y = lyra_py_array(oy, NPY_FLOAT32, 5, "y_B_C_T_H_W"))) goto finally;
+    if (!(buf = lyra_py_array(obuf, NPY_FLOAT32, 5, "y_buffer_B_C_T_H_W"))) goto finally;
+    double tv = *(const double *)PyArray_DATA(t);
+    if (!isfinite(tv)) {
+        PyErr_SetString(PyExc_ValueError, "timesteps_B_T: must be finite");
+        goto finally;
+    }
+    npy_intp od[5] = {1, d->m.cfg.out_dim, d->m.fp.n_new, PyArray_DIMS(x)[3], PyArray_DIMS(x)[4]};
+    if (!(out = (PyArrayObject *)PyArray_SimpleNew(5, od, NPY_FLOAT32))) goto finally;
+    lyra_tensor tx = desc(x), ttext = desc(text), tclip = desc(clip), ty = desc(y), tbuf = desc(buf), tout = desc(out);
+    lyra_dit_inputs in = {&tx, tv, &ttext, &tclip, &ty, &tbuf};
+    lyra_status st;
+    d->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = lyra_dit_forward(&d->m, &in, &tout, want ? probe_record : NULL, &pl);
+    Py_END_ALLOW_THREADS
+    d->busy = 0;
+    if (st != LYRA_OK) { lyra_py_raise(st); goto finally; }
+    if (pl.failed) { PyErr_NoMemory(); goto finally; }
+    if (want) {
+        PyObject *inter = probe_dict(&pl);
+        if (!inter) goto finally;
+        result = Py_BuildValue("(ON)", out, inter);
+    } else {
+        Py_INCREF(out);
+        result = (PyObject *)out;
+    }
+finally:
+    probe_free(&pl);
+    Py_XDECREF(x);
+    Py_XDECREF(t);
+    Py_XDECREF(text);
+    Py_XDECREF(clip);
+    Py_XDECREF(y);
+    Py_XDECREF(buf);
+    Py_XDECREF(out);
+    return result;
+}
+
 static PyMethodDef dit_methods[] = {
+    {"dit_framepack", py_dit_framepack, METH_VARARGS, "Parses a FramePack layout (and its chunks for a latent size)."},
+    {"dit_rope_angles", py_dit_rope_angles, METH_VARARGS, "RoPE angles of a packed sequence."},
+    {"dit_load", py_dit_load, METH_VARARGS, "Loads the Lyra-2 DiT; returns a capsule."},
+    {"dit_config", py_dit_config, METH_O, "Configuration detected from the weights."},
+    {"dit_lora_add", py_dit_lora_add, METH_VARARGS, "Adds a LoRA adapter."},
+    {"dit_lora_adapters", py_dit_lora_adapters, METH_VARARGS, "Lists (and sets the weights of) the adapters."},
+    {"dit_lora_merge", py_dit_lora_merge, METH_O, "Folds the adapters into the base weights."},
+    {"dit_forward", py_dit_forward, METH_VARARGS, "Runs the DiT forward pass."},
     {NULL, NULL, 0, NULL},
 };
 

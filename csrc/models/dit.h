@@ -1,0 +1,172 @@
+/* The Lyra-2 diffusion transformer (Lyra2WanModel, a Wan 2.1 I2V DiT with camera, correspondence-buffer and
+ * FramePack history inputs): configuration detected from the weights, loading, run-time LoRA, forward pass.
+ * Spec: network.md (section numbers below refer to it). Upstream: WL = wan2pt1_lyra2.py, W = wan2pt1.py.
+ *
+ * 14B values (the released checkpoint, network.md §1.1): dim 5120, ffn 13824, 40 heads of 128, 40 layers,
+ * in_dim 36 (16 latent + 4 mask + 16 conditioning), out_dim 16, text_dim 4096, freq_dim 256, CLIP 1280,
+ * camera 1536 (384 Plücker channels unshuffled 2×2), buffer 1280 channels (5 spatial slots × 256) with 2
+ * sin/cos octaves (20480 features) squeezed to 256, 6 clean patch embeddings; patch (1, 2, 2), eps 1e-6.
+ *
+ * Everything runs through the lyra_op_* ops of nn/ops.h on the model's backend (the CPU reference: f32
+ * activations; matrices are kept in the checkpoint's float dtype). Dimension order is outermost first. */
+#ifndef LYRA_MODELS_DIT_H
+#define LYRA_MODELS_DIT_H
+
+#include "core/arena.h"
+#include "models/framepack.h"
+#include "nn/backend.h"
+
+#define LYRA_DIT_MAX_ADAPTERS 8
+#define LYRA_DIT_TEXT_TOKENS 512          /* T5_CONTEXT_TOKEN_NUMBER: the cross-attention split (W:417-419) */
+#define LYRA_DIT_CHANNELS_PER_SLOT 256    /* correspondence channels per spatial slot, 4·8·8 (M:48) */
+#define LYRA_DIT_BUFFER_MULTIRES 2        /* sin/cos octaves of the buffer features (M:46) */
+
+typedef struct lyra_dit_config {
+    int dim;              /* D (5120) */
+    int ffn_dim;          /* 13824 */
+    int num_heads;        /* 40; not stored in the weights: given, else dim / 128 */
+    int head_dim;         /* 128 */
+    int num_layers;       /* 40 */
+    int in_dim;           /* 36: channels per latent pixel entering the patch embedding */
+    int out_dim;          /* 16 */
+    int text_dim;         /* 4096 */
+    int freq_dim;         /* 256 */
+    int clip_dim;         /* 1280 */
+    int cam_dim;          /* 1536 = cam_channels · 4 */
+    int cam_channels;     /* 384: the last channels of y, split off before the patch embedding (§3.1) */
+    int buffer_in_dim;    /* 1280: channels of y_buffer */
+    int buffer_embed_dim; /* 20480 = buffer_in_dim · 4 · 2 · multires */
+    int buffer_squeeze;   /* 256 */
+    int n_clean;          /* clean patch embeddings (= history segments of the layout) */
+    int64_t clean_in[LYRA_FP_MAX_SEGMENTS]; /* their in-features: in_dim · pt · ph · pw */
+    float eps;            /* 1e-6 */
+} lyra_dit_config;
+
+/* One LoRA term of a Linear: y += weight · (b·(a·x) + bias). alpha/rank is already folded into a and b. */
+typedef struct lyra_dit_lora_term {
+    lyra_tensor a;        /* (r, in); data NULL when this adapter does not touch the Linear */
+    lyra_tensor b;        /* (out, r) */
+    lyra_tensor bias;     /* (out) or data NULL (from a ".diff_b" key) */
+} lyra_dit_lora_term;
+
+/* A Linear y = x·wᵀ + b with its LoRA terms (one slot per adapter). */
+typedef struct lyra_dit_linear {
+    lyra_tensor w;        /* (out, in), f32/bf16/f16 */
+    lyra_tensor b;        /* (out) f32, or data NULL when the Linear has no bias */
+    lyra_dit_lora_term lora[LYRA_DIT_MAX_ADAPTERS];
+} lyra_dit_linear;
+
+typedef struct lyra_dit_block {
+    lyra_tensor modulation;                       /* (1, 6, D) */
+    lyra_dit_linear sa_q, sa_k, sa_v, sa_o;       /* (D, D) + (D) */
+    lyra_tensor sa_norm_q, sa_norm_k;             /* (D): RMSNorm over the full width */
+    lyra_tensor norm3_w, norm3_b;                 /* (D) */
+    lyra_dit_linear ca_q, ca_k, ca_v, ca_o, ca_k_img, ca_v_img;
+    lyra_tensor ca_norm_q, ca_norm_k, ca_norm_k_img;
+    lyra_dit_linear ffn0;                         /* (ffn, D) */
+    lyra_dit_linear ffn2;                         /* (D, ffn) */
+    lyra_dit_linear cam;                          /* (D, cam_dim), no bias */
+    lyra_dit_linear buf0;                         /* (squeeze, buffer_embed_dim), no bias */
+    lyra_dit_linear buf1;                         /* (D, squeeze), no bias */
+} lyra_dit_block;
+
+typedef struct lyra_dit_weights {
+    lyra_dit_linear patch;                        /* (D, in_dim·4) */
+    lyra_dit_linear clean[LYRA_FP_MAX_SEGMENTS];  /* (D, clean_in[k]) */
+    lyra_dit_linear text0, text2;                 /* (D, text_dim), (D, D) */
+    lyra_dit_linear time0, time2;                 /* (D, freq_dim), (D, D) */
+    lyra_dit_linear tproj;                        /* (6D, D) */
+    lyra_tensor img_ln0_w, img_ln0_b;             /* (clip) */
+    lyra_dit_linear img1;                         /* (clip, clip) */
+    lyra_dit_linear img3;                         /* (D, clip) */
+    lyra_tensor img_ln4_w, img_ln4_b;             /* (D) */
+    lyra_dit_linear head;                         /* (4·out_dim, D) */
+    lyra_tensor head_modulation;                  /* (1, 2, D) */
+    lyra_dit_block *blocks;                       /* num_layers */
+} lyra_dit_weights;
+
+/* A checkpoint tensor handed to the loader: host memory, contiguous, f32/bf16/f16; data may be unaligned
+ * (safetensors mmap). Names are upstream parameter names; a leading "net." is accepted. */
+typedef struct lyra_dit_named {
+    const char *name;
+    lyra_tensor t;
+} lyra_dit_named;
+
+typedef struct lyra_dit_param lyra_dit_param; /* private: one entry of the parameter table */
+
+typedef struct lyra_dit_adapter {
+    char name[96];
+    float weight;         /* activation weight w_a (PEFT scaling), settable */
+    int rank;
+    int n_modules;
+    void *mem;            /* the adapter's tensors */
+} lyra_dit_adapter;
+
+typedef struct lyra_dit {
+    lyra_dit_config cfg;
+    lyra_framepack fp;
+    lyra_dit_weights w;
+    lyra_dit_param *params;   /* every checkpoint tensor, in checkpoint order */
+    int n_params;
+    void *weight_mem;
+    size_t weight_bytes;
+    lyra_dit_adapter adapters[LYRA_DIT_MAX_ADAPTERS];
+    int n_adapters;
+    lyra_backend be;
+    lyra_arena arena;
+} lyra_dit;
+
+/* Detects the configuration from the tensors (src[0..n-1]) and checks it against the layout: the clean patch
+ * embedding count and shapes must match its history segments, the buffer encoder its sin/cos width.
+ * num_heads <= 0 selects dim / 128 (every released Wan size has head_dim 128). */
+lyra_status lyra_dit_config_detect(lyra_dit_config *cfg, const lyra_dit_named *src, int n, const lyra_framepack *fp,
+                                   int num_heads);
+
+/* Loads a model: config, every tensor copied into one allocation (matrices keep their dtype, vectors become
+ * f32), strict name/shape checks (missing, unexpected and mis-shaped tensors are LYRA_ERR_FORMAT naming the
+ * tensor), CPU backend with n_threads (0 = all). On failure *m is left freed. */
+lyra_status lyra_dit_load(lyra_dit *m, const lyra_dit_named *src, int n, const char *layout, int num_heads,
+                          int n_threads);
+void lyra_dit_free(lyra_dit *m);
+
+/* Adds a LoRA adapter from its tensors (spec §5.3 key formats: lora_A/lora_B or lora_down/lora_up, optional
+ * .alpha and .diff_b, prefixes diffusion_model. / net., musubi lora_unet_*). Full-weight ".diff" deltas are
+ * ignored as upstream does; their count is returned in *n_ignored. Unknown modules, bad shapes and ranks are
+ * LYRA_ERR_FORMAT naming the key. */
+lyra_status lyra_dit_lora_add(lyra_dit *m, const lyra_dit_named *src, int n, const char *name, float weight,
+                              int *n_ignored);
+/* Folds every adapter into the base weights, W += Σ w_a·B_a·A_a and b += Σ w_a·bias_a (computed in f32, stored
+ * in W's dtype), then drops the adapters. Linears without a bias that receive a .diff_b cannot be merged
+ * (LYRA_ERR_UNSUPPORTED). */
+lyra_status lyra_dit_lora_merge(lyra_dit *m);
+
+typedef struct lyra_dit_inputs {
+    const lyra_tensor *x;      /* x_B_C_T_H_W (1, out_dim, T, H, W) */
+    double t;                  /* timesteps_B_T[0, 0], flow time in [0, 1000] */
+    const lyra_tensor *text;   /* crossattn_emb (1, 512, text_dim) */
+    const lyra_tensor *clip;   /* frame_cond_crossattn_emb_B_L_D (1, Lc, clip_dim), Lc = 257 */
+    const lyra_tensor *y;      /* y_B_C_T_H_W (1, in_dim − out_dim + cam_channels, T, H, W) */
+    const lyra_tensor *buffer; /* y_buffer_B_C_T_H_W (1, buffer_in_dim, T, H, W) */
+} lyra_dit_inputs;
+
+/* Called during the forward with intermediate tensors (contiguous, on the backend's device): "tokens" (1, L, D),
+ * "freqs" (L, head_dim/2), "camera_tokens" (1, L, cam_dim), "buffer_tokens" (1, L, 4·buffer_in_dim + 1),
+ * "time_embedding" (1, D), "time_projection" (1, 6D), "text_embedding" (1, 512, D), "img_emb" (1, Lc, D),
+ * "block<i>" (1, L, D), "head" (1, L, 4·out_dim). */
+typedef void (*lyra_dit_probe_fn)(void *ctx, const char *name, const lyra_tensor *t);
+
+/* The velocity of the generated frames: out (1, out_dim, N, H, W) f32 (§3). T = the layout's total frames. */
+lyra_status lyra_dit_forward(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor *out, lyra_dit_probe_fn probe,
+                             void *probe_ctx);
+
+/* RoPE angles of the packed sequence (§3.5), host memory: phi (L, head_dim/2) for the chunks of a latent grid,
+ * pooled history tokens getting the average of their cell's (replicate-padded) angles. */
+void lyra_dit_rope_angles(float *phi, const lyra_fp_chunk *chunks, int n_chunks, int64_t Hb, int64_t Wb,
+                          int head_dim);
+
+/* Upper bound of the activation arena for one forward on an H×W latent grid with Lc CLIP tokens and LoRA rank
+ * up to max_rank (bytes, f32 activations). */
+size_t lyra_dit_arena_bytes(const lyra_dit_config *cfg, const lyra_framepack *fp, int64_t H, int64_t W, int64_t Lc,
+                            int max_rank);
+
+#endif

@@ -1,0 +1,140 @@
+"""The Lyra-2 diffusion transformer (``Lyra2WanModel``): Wan 2.1 I2V with camera, correspondence-buffer and
+FramePack history inputs, run by the C core (``csrc/models/dit*.c``; spec ``network.md``).
+
+>>> dit = LyraDiT("checkpoints/lyra2_dit.safetensors", lora=[("dmd.safetensors", 1.0)])
+>>> v = dit(x_B_C_T_H_W=x, timesteps_B_T=t, crossattn_emb=t5, frame_cond_crossattn_emb_B_L_D=clip,
+...         y_B_C_T_H_W=y, y_buffer_B_C_T_H_W=buf)          # float32 (1, 16, 20, H, W)
+
+The configuration (width, heads, layers, FFN, channels, clean patch embeddings) is read from the weights'
+names and shapes. The head count is not stored in the weights: it defaults to width / 128 (every released Wan
+model has head_dim 128); pass ``num_heads`` for other sizes.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+
+from .. import _core
+
+__all__ = ["LyraDiT", "framepack_layout", "rope_angles", "DEFAULT_FRAMEPACK"]
+
+DEFAULT_FRAMEPACK = "f1k1f4s2f1s1f16k4f2k2f1k1_g20"
+
+
+def framepack_layout(layout: str = DEFAULT_FRAMEPACK, latent_hw=None) -> dict:
+    """Parses a FramePack layout string (``f<n>{k|s}<K>..._g<N>``, spec network.md §1.2).
+
+    Returns ``splits``, ``kernel_sizes``, ``kernel_ids``, ``kernel_types`` (a string, one letter per history
+    segment), ``new_frames``, ``history_frames``, ``total_frames``, ``spatial_frames``, ``temporal_frames``; with
+    ``latent_hw=(h, w)`` also ``chunks`` (per chunk: kernel_id, type, kernel, slot0, frames, patch, grid, token0,
+    n_tokens), ``tokens`` (sequence length) and ``gen_start``."""
+    if not isinstance(layout, str):
+        raise TypeError(f"framepack layout must be a str, got {type(layout).__name__}")
+    if latent_hw is None:
+        return _core.dit_framepack(layout)
+    h, w = (int(v) for v in latent_hw)
+    return _core.dit_framepack(layout, h, w)
+
+
+def rope_angles(layout: str, latent_h: int, latent_w: int, head_dim: int = 128) -> np.ndarray:
+    """RoPE angles (L, head_dim/2) of the packed sequence, t|h|w parts; compressed history tokens get the mean
+    angle of their (replicate-padded) cell (network.md §3.5)."""
+    return _core.dit_rope_angles(layout, int(latent_h), int(latent_w), int(head_dim))
+
+
+def _is_source(obj) -> bool:
+    return isinstance(obj, (str, bytes, os.PathLike, Mapping))
+
+
+def _lora_name(source, index: int) -> str:
+    if isinstance(source, (str, bytes, os.PathLike)):
+        return os.path.basename(os.fsdecode(source))
+    return f"lora{index}"
+
+
+class LyraDiT:
+    """The Lyra-2 DiT on the C core.
+
+    weights: a safetensors path or a mapping name -> array with the upstream parameter names (a leading "net."
+        is accepted). Matrices keep the file's dtype (bf16 stays bf16), everything else is float32.
+    framepack: the FramePack layout string; its history segments must match the clean patch embeddings.
+    lora: adapters applied at run time, unmerged; each item is a source (path or mapping, weight 1.0) or a
+        ``(source, weight)`` pair.
+    device: "cpu" (the CUDA backend for networks is not built yet).
+    num_heads: attention heads (default: width / 128).
+    n_threads: CPU threads (0 = all).
+
+    Missing, unexpected or mis-shaped tensors raise ``lyra2.Lyra2Error`` naming the tensor."""
+
+    def __init__(self, weights, framepack: str = DEFAULT_FRAMEPACK, lora=(), device: str = "cpu", *,
+                 num_heads: int | None = None, n_threads: int = 0):
+        if not isinstance(framepack, str):
+            raise TypeError(f"framepack must be a layout string, got {type(framepack).__name__}")
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if device == "cuda":
+            from .. import Lyra2Error
+            raise Lyra2Error("LyraDiT: the CUDA backend for networks is not built yet; use device='cpu'")
+        if not _is_source(weights):
+            raise TypeError("weights must be a safetensors path or a mapping of name -> array, "
+                            f"got {type(weights).__name__}")
+        if num_heads is not None and (not isinstance(num_heads, int) or num_heads < 1):
+            raise ValueError(f"num_heads must be a positive int, got {num_heads!r}")
+        self.device = device
+        self.framepack = framepack
+        self._model = _core.dit_load(weights, framepack, int(num_heads or 0), int(n_threads))
+        self.config = _core.dit_config(self._model)
+        self.layout = framepack_layout(framepack)
+        self.ignored_lora_keys = 0
+        for i, item in enumerate(lora):
+            if isinstance(item, (tuple, list)) and len(item) == 2 and not _is_source(item[1]):
+                self.add_lora(item[0], float(item[1]))
+            else:
+                self.add_lora(item, 1.0)
+
+    # ---------------- LoRA ----------------
+
+    def add_lora(self, source, weight: float = 1.0, name: str | None = None) -> None:
+        """Adds an adapter (spec network.md §5.3 key formats). Full-weight ``.diff`` deltas and negligible
+        ``.diff_b`` biases are ignored as upstream does; their count accumulates in ``ignored_lora_keys``."""
+        if not _is_source(source):
+            raise TypeError(f"LoRA source must be a safetensors path or a mapping, got {type(source).__name__}")
+        name = name or _lora_name(source, len(self.lora_adapters))
+        self.ignored_lora_keys += _core.dit_lora_add(self._model, source, name, float(weight))
+
+    @property
+    def lora_adapters(self) -> list:
+        """[(name, weight, rank, n_modules)] of the active adapters."""
+        return _core.dit_lora_adapters(self._model)
+
+    def set_lora_weights(self, weights) -> None:
+        """Sets the activation weight of every adapter (in the order they were added)."""
+        _core.dit_lora_adapters(self._model, [float(w) for w in weights])
+
+    def merge_lora(self) -> None:
+        """Folds the adapters into the base weights (W += Σ w_a B_a A_a, in float32, stored in W's dtype) and
+        drops them; faster when the set of adapters is fixed, but the weights can no longer be changed."""
+        _core.dit_lora_merge(self._model)
+
+    # ---------------- forward ----------------
+
+    def __call__(self, x_B_C_T_H_W, timesteps_B_T, crossattn_emb, frame_cond_crossattn_emb_B_L_D, y_B_C_T_H_W,
+                 y_buffer_B_C_T_H_W, *, padding_mask=None, fps=None, return_intermediates: bool = False):
+        """Velocity of the generated frames, float32 (1, out_dim, N, H, W) (N = the layout's new frames).
+
+        Inputs exactly as upstream passes them (spec network.md §2.1): x (1, 16, T, H, W), timesteps (1, 1),
+        crossattn_emb (1, 512, text_dim), CLIP tokens (1, 257, 1280), y (1, 404, T, H, W) = mask | conditioning
+        latent | Plücker, y_buffer (1, 1280, T, H, W). ``padding_mask`` and ``fps`` are accepted and ignored, as
+        upstream ignores them. With ``return_intermediates=True`` returns ``(out, dict)`` with tokens, freqs,
+        camera_tokens, buffer_tokens, time_embedding, time_projection, text_embedding, img_emb, block<i>, head."""
+        del padding_mask, fps
+        return _core.dit_forward(self._model, x_B_C_T_H_W, np.asarray(timesteps_B_T), crossattn_emb,
+                                 frame_cond_crossattn_emb_B_L_D, y_B_C_T_H_W, y_buffer_B_C_T_H_W,
+                                 bool(return_intermediates))
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"LyraDiT(dim={c['dim']}, heads={c['num_heads']}, layers={c['num_layers']}, ffn={c['ffn_dim']}, "
+                f"framepack={self.framepack!r}, lora={len(self.lora_adapters)}, device={self.device!r})")
