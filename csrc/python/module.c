@@ -20,6 +20,8 @@ int lyra_py_add_vae(PyObject *m);
 int lyra_py_add_text(PyObject *m);
 int lyra_py_add_dit(PyObject *m);
 int lyra_py_add_depth(PyObject *m);
+int lyra_py_add_moge(PyObject *m);
+int lyra_py_add_pipeline(PyObject *m);
 
 PyObject *lyra_py_error = NULL;
 
@@ -43,7 +45,8 @@ PyMODINIT_FUNC PyInit__core(void) {
         lyra_py_add_warp(m) < 0 ||
         lyra_py_add_sample(m) < 0 || lyra_py_add_ops(m) < 0 || lyra_py_add_weights(m) < 0 ||
         lyra_py_add_tokenizer(m) < 0 || lyra_py_add_vae(m) < 0 || lyra_py_add_text(m) < 0 ||
-        lyra_py_add_dit(m) < 0 || lyra_py_add_depth(m) < 0)
+        lyra_py_add_dit(m) < 0 || lyra_py_add_depth(m) < 0 ||
+        lyra_py_add_moge(m) < 0 || lyra_py_add_pipeline(m) < 0)
         goto fail;
     return m;
 fail:

@@ -10,7 +10,7 @@ _WHERE = {
     "WanVAE": "vae",
     "LyraDiT": "dit",
     "DepthAnything3": "depth",
-    "MoGe": "depth",
+    "MoGe": "moge",
 }
 
 
