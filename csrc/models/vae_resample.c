@@ -8,7 +8,12 @@
  *                 upsample2d op. First chunk: frame 0 passes without the time conv and the others start a
  *                 separate causal sequence with zeros in front (upstream's 'Rep' marker).
  *   upsample2d:   per frame nearest ×2 (exact replication for factor 2) then Conv2d 3×3 pad 1, C -> C/2.
- * The spatial upsample runs one frame at a time so its 4×-sized temporary is one frame, not the chunk. */
+ * The spatial upsample runs one frame at a time so its 4×-sized temporary is one frame, not the chunk.
+ *
+ * A first push of several frames follows the full-sequence definition (§1.6). Upstream's code, handed such a
+ * first chunk, would skip the time conv for the whole chunk (it caches the chunk, or sets 'Rep', and returns it
+ * unchanged), but it never is: its first chunk is frame 0 alone (encoder) or one latent (decoder), where both
+ * readings agree. */
 #include "models/vae_internal.h"
 
 static lyra_status spatial_down(vae_ctx *c, const vae_layer *L, lyra_tensor *y, const lyra_tensor *x) {

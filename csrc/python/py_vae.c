@@ -205,6 +205,12 @@ static PyObject *py_vae_push(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "vae: constants must be -1 (raw), 0 (bf16) or 1 (fp32)");
         return NULL;
     }
+    if (constants >= 0 && ps->z_dim != 16) {
+        /* Checked before the push: failing after it would leave the caches advanced with no output. */
+        PyErr_Format(PyExc_ValueError, "vae: latent normalisation tables exist for z_dim 16 only, this model has "
+                     "%d; push raw latents", ps->z_dim);
+        return NULL;
+    }
     const char *what = ps->decoder ? "latents" : "video";
     PyArrayObject *in = lyra_py_array(obj, NPY_FLOAT32, 5, what);
     if (!in) return NULL;
@@ -322,7 +328,7 @@ static PyObject *py_vae_stats(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *cap;
     if (!PyArg_ParseTuple(args, "O:vae_stats", &cap)) return NULL;
-    py_session *ps = PyCapsule_GetPointer(cap, SESSION_CAPSULE);
+    py_session *ps = get_session(cap);
     if (!ps) return NULL;
     const lyra_vae_stats *st = lyra_vae_session_stats(ps->s);
     PyObject *d = PyDict_New(), *layers = PyList_New(0);
