@@ -1,0 +1,279 @@
+/* Streaming sessions: frame-count rules, the push driver (two ping-pong stream buffers at the bottom of the
+ * arena, each layer's temporaries above them), cache ownership, copies for undo, and dry planning sessions. */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "models/vae_internal.h"
+
+struct lyra_vae_session {
+    const lyra_vae *vae;
+    int decoder;
+    int dry;
+    lyra_backend be;
+    lyra_arena arena;
+    size_t arena_peak;            /* high-water mark over all pushes */
+    int64_t B, H, W;              /* geometry of the pushed frames, fixed by the first push */
+    int64_t frames_in;            /* frames pushed so far */
+    vae_slot slots[VAE_MAX_SLOTS];
+    lyra_vae_stats stats;
+};
+
+#define FAKE_ARENA_BASE ((void *)(uintptr_t)4096)
+#define FAKE_ARENA_SIZE ((size_t)1 << 50)
+
+static lyra_status session_alloc(lyra_vae_session **out, const lyra_vae *vae, int decoder, int dry, int n_threads) {
+    *out = NULL;
+    lyra_vae_session *s = calloc(1, sizeof *s);
+    if (!s) return lyra_error(LYRA_ERR_OOM, "vae: out of host memory");
+    s->vae = vae;
+    s->decoder = decoder;
+    s->dry = dry;
+    lyra_status st = lyra_backend_cpu_init(&s->be, n_threads);
+    if (st != LYRA_OK) { free(s); return st; }
+    if (dry) lyra_arena_wrap(&s->arena, FAKE_ARENA_BASE, FAKE_ARENA_SIZE, LYRA_DEVICE_CPU);
+    *out = s;
+    return LYRA_OK;
+}
+
+lyra_status lyra_vae_session_new(lyra_vae_session **out, const lyra_vae *vae, int decoder, int n_threads) {
+    if (!vae->block) return lyra_error(LYRA_ERR_ARG, "vae: this model has no weights (shapes only); it can only plan");
+    return session_alloc(out, vae, decoder, 0, n_threads);
+}
+
+lyra_status lyra_vae_plan_session(lyra_vae_session **out, const lyra_vae *vae, int decoder) {
+    return session_alloc(out, vae, decoder, 1, 1);
+}
+
+void lyra_vae_session_free(lyra_vae_session *s) {
+    if (!s) return;
+    if (!s->dry)
+        for (int i = 0; i < VAE_MAX_SLOTS; i++)
+            if (s->slots[i].mem) s->be.ops->release(&s->be, s->slots[i].mem);
+    if (!s->dry) lyra_arena_free(&s->arena);
+    lyra_backend_free(&s->be);
+    free(s);
+}
+
+lyra_status lyra_vae_session_copy(lyra_vae_session **out, const lyra_vae_session *s) {
+    lyra_vae_session *c;
+    LYRA_TRY(session_alloc(&c, s->vae, s->decoder, s->dry, s->be.n_threads));
+    c->B = s->B;
+    c->H = s->H;
+    c->W = s->W;
+    c->frames_in = s->frames_in;
+    for (int i = 0; i < VAE_MAX_SLOTS; i++) {
+        const vae_slot *from = &s->slots[i];
+        vae_slot *to = &c->slots[i];
+        *to = *from;
+        if (!from->mem || s->dry) continue;
+        to->mem = c->be.ops->alloc(&c->be, lyra_tensor_nbytes(&from->t));
+        if (!to->mem) { lyra_vae_session_free(c); return LYRA_ERR_OOM; }
+        to->t.data = to->mem;
+        lyra_status st = lyra_op_copy(&c->be, &to->t, &from->t);
+        if (st != LYRA_OK) { lyra_vae_session_free(c); return st; }
+    }
+    *out = c;
+    return LYRA_OK;
+}
+
+lyra_status lyra_vae_session_out_frames(const lyra_vae_session *s, int64_t n, int64_t *n_out) {
+    int first = s->frames_in == 0;
+    if (s->decoder) {
+        if (n < 1) return lyra_error(LYRA_ERR_ARG, "vae decode: a push needs at least 1 latent frame, got %lld", (long long)n);
+        /* Latent 0 decodes to 1 frame (§1.6), every later latent to 4. */
+        *n_out = first ? 1 + 4 * (n - 1) : 4 * n;
+        return LYRA_OK;
+    }
+    if (first && (n < 1 || (n - 1) % 4 != 0))
+        return lyra_error(LYRA_ERR_ARG,
+                          "vae encode: the first push takes 1 + 4k frames (1, 5, 9, ..., 81), got %lld; the Wan VAE "
+                          "compresses time by 4 after a lone first frame (encoders.md §1.6)", (long long)n);
+    if (!first && (n < 4 || n % 4 != 0))
+        return lyra_error(LYRA_ERR_ARG,
+                          "vae encode: after the first push the encoder takes groups of 4 frames (4, 8, ...), "
+                          "got %lld", (long long)n);
+    *n_out = first ? 1 + (n - 1) / 4 : n / 4;
+    return LYRA_OK;
+}
+
+/* Runs the layer list over batch element b: input already in the arena's first stream buffer (uploaded by
+ * the caller through `load`), output left in *final. */
+typedef struct push_plan {
+    const vae_layer *layers;
+    int n;
+    int first;
+    vae_shape shape[LYRA_VAE_MAX_LAYERS + 1]; /* shape[0] = input, shape[i+1] = output of layer i */
+    size_t stream;                             /* bytes of one stream buffer */
+} push_plan;
+
+static lyra_status plan_shapes(const lyra_vae_session *s, vae_shape in, push_plan *pp) {
+    pp->layers = s->decoder ? s->vae->dec : s->vae->enc;
+    pp->n = s->decoder ? s->vae->n_dec : s->vae->n_enc;
+    pp->first = s->frames_in == 0;
+    pp->shape[0] = in;
+    pp->stream = vae_shape_bytes(in);
+    for (int i = 0; i < pp->n; i++) {
+        LYRA_TRY(vae_layer_out(&pp->layers[i], pp->first, pp->shape[i], &pp->shape[i + 1]));
+        size_t bytes = vae_shape_bytes(pp->shape[i + 1]);
+        if (bytes > pp->stream) pp->stream = bytes;
+    }
+    return LYRA_OK;
+}
+
+static lyra_tensor stream_view(void *data, vae_shape s) {
+    int64_t ne[5] = {1, s.C, s.T, s.H, s.W};
+    lyra_tensor t = lyra_tensor_make(data, LYRA_DTYPE_F32, 5, ne);
+    return t;
+}
+
+/* One batch element through every layer. host_in / host_out are its (1, ...) slices (NULL data when dry). */
+static lyra_status run_element(lyra_vae_session *s, lyra_arena *arena, int dry, int b, const push_plan *pp,
+                               const lyra_tensor *host_in, lyra_tensor *host_out, lyra_vae_stats *stats) {
+    vae_ctx c = {&s->be, arena, dry, b, s->B, s->slots, stats, NULL, 0};
+    arena->used = 0;
+    void *buf[2];
+    for (int i = 0; i < 2; i++) {
+        buf[i] = lyra_arena_alloc(arena, pp->stream, "vae stream buffer");
+        if (!buf[i]) return LYRA_ERR_OOM;
+    }
+    size_t base = lyra_arena_mark(arena);
+    if (stats) stats->stream_bytes = base;
+    lyra_tensor x = stream_view(buf[0], pp->shape[0]);
+    if (!dry) LYRA_TRY(s->be.ops->upload(&s->be, &x, host_in));
+    for (int i = 0; i < pp->n; i++) {
+        const vae_layer *L = &pp->layers[i];
+        lyra_tensor y = stream_view(buf[(i + 1) & 1], pp->shape[i + 1]);
+        if (stats) {
+            lyra_vae_layer_stats *ls = &stats->layer[i];
+            memcpy(ls->name, L->name, sizeof ls->name);
+            ls->kind = vae_kind_name(L->kind);
+            vae_shape a = pp->shape[i], o = pp->shape[i + 1];
+            int64_t in4[4] = {a.C, a.T, a.H, a.W}, out4[4] = {o.C, o.T, o.H, o.W};
+            memcpy(ls->in, in4, sizeof in4);
+            memcpy(ls->out, out4, sizeof out4);
+            ls->out_bytes = vae_shape_bytes(o);
+            c.cur = ls;
+        }
+        c.temp_base = base;
+        LYRA_TRY(vae_layer_run(&c, L, pp->first, &y, &x));
+        lyra_arena_reset(arena, base);
+        x = y;
+    }
+    if (stats) stats->n_layers = pp->n;
+    return dry ? LYRA_OK : s->be.ops->download(&s->be, host_out, &x);
+}
+
+/* Arena bytes a push needs: a dry walk of batch element 0 on a copy of the cache state. */
+static lyra_status measure(lyra_vae_session *s, const push_plan *pp, size_t *need) {
+    vae_slot *saved = malloc(sizeof s->slots);
+    if (!saved) return lyra_error(LYRA_ERR_OOM, "vae: out of host memory");
+    memcpy(saved, s->slots, sizeof s->slots);
+    lyra_arena fake;
+    lyra_arena_wrap(&fake, FAKE_ARENA_BASE, FAKE_ARENA_SIZE, LYRA_DEVICE_CPU);
+    lyra_status st = run_element(s, &fake, 1, 0, pp, NULL, NULL, NULL);
+    memcpy(s->slots, saved, sizeof s->slots); /* the dry walk may have "allocated" slots: drop them */
+    free(saved);
+    *need = fake.peak;
+    return st;
+}
+
+static lyra_status check_geometry(lyra_vae_session *s, const lyra_tensor *x, const char *what) {
+    if (x->ne[0] < 1 || x->ne[0] > VAE_MAX_BATCH)
+        return lyra_error(LYRA_ERR_ARG, "vae: %s batch must be 1..%d, got %lld", what, VAE_MAX_BATCH, (long long)x->ne[0]);
+    if (s->frames_in && (x->ne[0] != s->B || x->ne[3] != s->H || x->ne[4] != s->W))
+        return lyra_error(LYRA_ERR_ARG,
+                          "vae: %s (B=%lld, H=%lld, W=%lld) differs from the stream's first push (B=%lld, H=%lld, "
+                          "W=%lld); start a new stream", what, (long long)x->ne[0], (long long)x->ne[3],
+                          (long long)x->ne[4], (long long)s->B, (long long)s->H, (long long)s->W);
+    return LYRA_OK;
+}
+
+static lyra_status check_host(const lyra_tensor *t, const char *what, int64_t c1, int64_t t2, int64_t h3, int64_t w4,
+                              int dry) {
+    if (t->ndim != 5 || t->dtype != LYRA_DTYPE_F32 || (!dry && !lyra_tensor_is_contiguous(t)))
+        return lyra_error(LYRA_ERR_ARG, "vae: %s must be a contiguous 5-d f32 array", what);
+    if (t->ne[1] != c1 || t->ne[2] != t2 || t->ne[3] != h3 || t->ne[4] != w4) {
+        char got[96];
+        return lyra_error(LYRA_ERR_ARG, "vae: %s has shape %s, expected (B, %lld, %lld, %lld, %lld)", what,
+                          lyra_tensor_shape_str(t, got, sizeof got), (long long)c1, (long long)t2, (long long)h3,
+                          (long long)w4);
+    }
+    return LYRA_OK;
+}
+
+static lyra_status push(lyra_vae_session *s, const lyra_tensor *in, lyra_tensor *out) {
+    push_plan pp;
+    vae_shape sin = {in->ne[1], in->ne[2], in->ne[3], in->ne[4]};
+    LYRA_TRY(plan_shapes(s, sin, &pp));
+    if (!s->dry) {
+        size_t need = 0;
+        LYRA_TRY(measure(s, &pp, &need));
+        if (need > s->arena.capacity) LYRA_TRY(lyra_arena_reserve(&s->arena, need + need / 8));
+    }
+    s->B = in->ne[0];
+    s->H = in->ne[3];
+    s->W = in->ne[4];
+    memset(&s->stats, 0, sizeof s->stats);
+    s->arena.peak = 0;
+    for (int64_t b = 0; b < s->B; b++) {
+        lyra_tensor hi = *in, ho = *out;
+        if (!s->dry) {
+            LYRA_TRY(lyra_tensor_slice(&hi, in, 0, b, b + 1));
+            LYRA_TRY(lyra_tensor_slice(&ho, out, 0, b, b + 1));
+        }
+        lyra_status st = run_element(s, &s->arena, s->dry, (int)b, &pp, &hi, &ho, b == 0 ? &s->stats : NULL);
+        if (st != LYRA_OK) {
+            s->arena.used = 0;
+            /* The caches are now partly advanced: the stream cannot continue consistently. */
+            s->frames_in = -1;
+            return st;
+        }
+    }
+    s->arena.used = 0;
+    s->stats.arena_peak = s->arena.peak;
+    if (s->arena.peak > s->arena_peak) s->arena_peak = s->arena.peak;
+    s->stats.cache_bytes = 0;
+    for (int i = 0; i < VAE_MAX_SLOTS; i++)
+        if (s->slots[i].mem) s->stats.cache_bytes += lyra_tensor_nbytes(&s->slots[i].t);
+    s->frames_in += in->ne[2];
+    return LYRA_OK;
+}
+
+static lyra_status usable(const lyra_vae_session *s, int decoder) {
+    if (s->frames_in < 0)
+        return lyra_error(LYRA_ERR_ARG, "vae: this stream failed in an earlier push and cannot continue; start a new one");
+    if (s->decoder != decoder)
+        return lyra_error(LYRA_ERR_ARG, "vae: this is %s stream", s->decoder ? "a decoder" : "an encoder");
+    return LYRA_OK;
+}
+
+lyra_status lyra_vae_encode_push(lyra_vae_session *s, const lyra_tensor *x, lyra_tensor *mu) {
+    LYRA_TRY(usable(s, 0));
+    int64_t T;
+    if (x->ndim != 5) return lyra_error(LYRA_ERR_ARG, "vae encode: video must be 5-d (B, 3, T, H, W)");
+    LYRA_TRY(lyra_vae_session_out_frames(s, x->ne[2], &T));
+    if (x->ne[3] < 8 || x->ne[4] < 8 || x->ne[3] % 8 || x->ne[4] % 8)
+        return lyra_error(LYRA_ERR_ARG, "vae encode: H and W must be positive multiples of 8, got %lld x %lld",
+                          (long long)x->ne[3], (long long)x->ne[4]);
+    LYRA_TRY(check_host(x, "video", 3, x->ne[2], x->ne[3], x->ne[4], s->dry));
+    LYRA_TRY(check_geometry(s, x, "video"));
+    LYRA_TRY(check_host(mu, "mu (output)", s->vae->z_dim, T, x->ne[3] / 8, x->ne[4] / 8, s->dry));
+    if (mu->ne[0] != x->ne[0]) return lyra_error(LYRA_ERR_ARG, "vae encode: output batch differs from input batch");
+    return push(s, x, mu);
+}
+
+lyra_status lyra_vae_decode_push(lyra_vae_session *s, const lyra_tensor *z, lyra_tensor *video) {
+    LYRA_TRY(usable(s, 1));
+    int64_t T;
+    if (z->ndim != 5) return lyra_error(LYRA_ERR_ARG, "vae decode: latents must be 5-d (B, %d, L, h, w)", s->vae->z_dim);
+    LYRA_TRY(lyra_vae_session_out_frames(s, z->ne[2], &T));
+    if (z->ne[3] < 1 || z->ne[4] < 1) return lyra_error(LYRA_ERR_ARG, "vae decode: empty latent frame");
+    LYRA_TRY(check_host(z, "latents", s->vae->z_dim, z->ne[2], z->ne[3], z->ne[4], s->dry));
+    LYRA_TRY(check_geometry(s, z, "latents"));
+    LYRA_TRY(check_host(video, "video (output)", 3, T, 8 * z->ne[3], 8 * z->ne[4], s->dry));
+    if (video->ne[0] != z->ne[0]) return lyra_error(LYRA_ERR_ARG, "vae decode: output batch differs from input batch");
+    return push(s, z, video);
+}
+
+const lyra_vae_stats *lyra_vae_session_stats(const lyra_vae_session *s) { return &s->stats; }
+size_t lyra_vae_session_arena_peak(const lyra_vae_session *s) { return s->arena_peak; }
