@@ -433,38 +433,51 @@ def detect_config(names_to_shapes, metadata=None):
             return override, "metadata"
         return (width // head_dim, source) if width and width % head_dim == 0 else (None, source)
 
-    try:
-        _fill_config(cfg, family, shapes, names, heads_by)
-    except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as e:
-        # an incomplete checkpoint (or a partial file such as recon/model.pt) still gets a partial config
-        cfg["incomplete"] = f"cannot read the {family} configuration: missing or malformed {e}"
+    missing = []
+
+    def dim(name, axis):
+        """shapes[name][axis], or None (recorded) when the tensor is absent: a partial file still
+        yields every field it can."""
+        shape = shapes.get(name)
+        if shape is None or not -len(shape) <= axis < len(shape):
+            missing.append(name)
+            return None
+        return shape[axis]
+
+    _fill_config(cfg, family, shapes, names, heads_by, dim)
+    if missing:
+        cfg["incomplete"] = "tensors needed for some fields are missing: " + ", ".join(sorted(set(missing)))
     return cfg
 
 
-def _fill_config(cfg, family, shapes, names, heads_by):
+def _div(a, b):
+    return None if a is None else a // b
+
+
+def _fill_config(cfg, family, shapes, names, heads_by, dim):
     if family == "dit":
-        dim, patch_in = shapes["patch_embedding.weight"]
-        cfg.update(dim=dim, layers=_count(names, r"blocks\.(\d+)\..*"),
-                   ffn_dim=shapes["blocks.0.ffn.0.weight"][0],
-                   in_dim=patch_in // 4,  # patch (1, 2, 2) (network.md §1.1)
-                   out_dim=shapes["head.head.weight"][0] // 4,
-                   text_dim=shapes["text_embedding.0.weight"][1],
-                   freq_dim=shapes["time_embedding.0.weight"][1],
+        width = dim("patch_embedding.weight", 0)
+        cfg.update(dim=width, layers=_count(names, r"blocks\.(\d+)\..*"),
+                   ffn_dim=dim("blocks.0.ffn.0.weight", 0),
+                   in_dim=_div(dim("patch_embedding.weight", 1), 4),  # patch (1, 2, 2) (network.md §1.1)
+                   out_dim=_div(dim("head.head.weight", 0), 4),
+                   text_dim=dim("text_embedding.0.weight", 1),
+                   freq_dim=dim("time_embedding.0.weight", 1),
                    model_type="i2v" if "img_emb.proj.1.weight" in names else "t2v")
-        cfg["heads"], cfg["heads_source"] = heads_by(dim, 128)
+        cfg["heads"], cfg["heads_source"] = heads_by(width, 128)
         if "img_emb.proj.1.weight" in names:
-            cfg["clip_dim"] = shapes["img_emb.proj.1.weight"][1]
+            cfg["clip_dim"] = dim("img_emb.proj.1.weight", 1)
         if "blocks.0.cam_encoder.weight" in names:
-            cfg["cam_dim"] = shapes["blocks.0.cam_encoder.weight"][1]
+            cfg["cam_dim"] = dim("blocks.0.cam_encoder.weight", 1)
         if "blocks.0.buffer_encoder.0.weight" in names:
-            squeeze, embed = shapes["blocks.0.buffer_encoder.0.weight"]
-            cfg.update(buffer_squeeze_dim=squeeze, buffer_embed_dim=embed)
+            cfg.update(buffer_squeeze_dim=dim("blocks.0.buffer_encoder.0.weight", 0),
+                       buffer_embed_dim=dim("blocks.0.buffer_encoder.0.weight", 1))
         n_clean = _count(names, r"clean_patch_embeddings\.(\d+)\.weight")
         if n_clean:
             # per history kernel: in_features = in_dim * kt * kh * kw (network.md §5.2)
-            cfg["clean_patch_in_features"] = [shapes[f"clean_patch_embeddings.{i}.weight"][1] for i in range(n_clean)]
+            cfg["clean_patch_in_features"] = [dim(f"clean_patch_embeddings.{i}.weight", 1) for i in range(n_clean)]
     elif family == "vae":
-        dim = shapes["encoder.conv1.weight"][0]
+        base = dim("encoder.conv1.weight", 0)
         stages, current, temporal = [], [], []
         for i in range(_count(names, r"encoder\.downsamples\.(\d+)\..*")):
             if f"encoder.downsamples.{i}.residual.2.weight" in names:
@@ -474,23 +487,25 @@ def _fill_config(cfg, family, shapes, names, heads_by):
                 current = []
                 temporal.append(f"encoder.downsamples.{i}.time_conv.weight" in names)
         stages.append(current)
-        cfg.update(dim=dim, z_dim=shapes["conv2.weight"][0],
-                   dim_mult=[s[-1] // dim for s in stages if s],
+        cfg.update(dim=base, z_dim=dim("conv2.weight", 0),
+                   dim_mult=[s[-1] // base for s in stages if s] if base else None,
                    num_res_blocks=len(stages[0]), temporal_downsample=temporal)
     elif family == "umt5":
-        vocab, dim = shapes["token_embedding.weight"]
-        buckets, heads = shapes["blocks.0.pos_embedding.embedding.weight"]
-        cfg.update(vocab=vocab, dim=dim, layers=_count(names, r"blocks\.(\d+)\..*"),
-                   dim_attn=shapes["blocks.0.attn.q.weight"][0], ffn_dim=shapes["blocks.0.ffn.fc1.weight"][0],
-                   heads=heads, heads_source="weights", num_buckets=buckets)
+        cfg.update(vocab=dim("token_embedding.weight", 0), dim=dim("token_embedding.weight", 1),
+                   layers=_count(names, r"blocks\.(\d+)\..*"),
+                   dim_attn=dim("blocks.0.attn.q.weight", 0), ffn_dim=dim("blocks.0.ffn.fc1.weight", 0),
+                   # the relative-position table is [buckets, heads]: heads are exact here
+                   heads=dim("blocks.0.pos_embedding.embedding.weight", 1), heads_source="weights",
+                   num_buckets=dim("blocks.0.pos_embedding.embedding.weight", 0))
     elif family == "clip":
-        width, _, patch, _ = shapes["visual.patch_embedding.weight"]
-        tokens = shapes["visual.pos_embedding"][1]
-        grid = int(round((tokens - 1) ** 0.5))
+        width, patch = dim("visual.patch_embedding.weight", 0), dim("visual.patch_embedding.weight", 2)
+        tokens = dim("visual.pos_embedding", 1)
+        grid = int(round((tokens - 1) ** 0.5)) if tokens else None
         cfg.update(width=width, patch=patch, layers=_count(names, r"visual\.transformer\.(\d+)\..*"),
-                   mlp_dim=shapes["visual.transformer.0.mlp.0.weight"][0], image_size=grid * patch)
+                   mlp_dim=dim("visual.transformer.0.mlp.0.weight", 0),
+                   image_size=grid * patch if grid and patch else None)
         if "visual.head" in names:
-            cfg["embed_dim"] = shapes["visual.head"][1]
+            cfg["embed_dim"] = dim("visual.head", 1)
         cfg["heads"], cfg["heads_source"] = heads_by(width, 80)
         cfg["has_text_tower"] = any(n.startswith("textual.") for n in names)
     elif family == "da3":
@@ -498,23 +513,26 @@ def _fill_config(cfg, family, shapes, names, heads_by):
             pre = f"{part}.backbone.pretrained."
             if pre + "cls_token" not in names:
                 continue
-            width = shapes[pre + "cls_token"][-1]
+            width = dim(pre + "cls_token", -1)
             sub = {"width": width, "depth": _count(names, re.escape(pre) + r"blocks\.(\d+)\..*"),
-                   "patch": shapes[pre + "patch_embed.proj.weight"][2],
+                   "patch": dim(pre + "patch_embed.proj.weight", 2),
                    "camera_token": pre + "camera_token" in names}
-            qn = sorted(int(m.group(1)) for n in names for m in [re.fullmatch(re.escape(pre) + r"blocks\.(\d+)\.attn\.q_norm\.weight", n)] if m)
-            if qn:
+            rx = re.compile(re.escape(pre) + r"blocks\.(\d+)\.attn\.q_norm\.weight")
+            qn = sorted(int(m.group(1)) for n in names for m in [rx.fullmatch(n)] if m)
+            if qn and width:
+                # q_norm is a LayerNorm over one head: its width is head_dim (depth.md §1.5.1)
                 sub["qknorm_start"] = qn[0]
-                sub["heads"], sub["heads_source"] = width // shapes[f"{pre}blocks.{qn[0]}.attn.q_norm.weight"][0], "weights"
+                sub["heads"], sub["heads_source"] = width // dim(f"{pre}blocks.{qn[0]}.attn.q_norm.weight", 0), "weights"
             else:
                 sub["heads"], sub["heads_source"] = heads_by(width, 64)
             sub["ffn"] = "swiglu" if pre + "blocks.0.mlp.w12.weight" in names else "mlp"
             cfg[part] = sub
     elif family == "moge":
-        width = shapes["backbone.cls_token"][-1]
+        width = dim("backbone.cls_token", -1)
         cfg.update(width=width, depth=_count(names, r"backbone\.blocks\.(\d+)\..*"),
-                   dim_proj=shapes["head.projects.0.weight"][0],
-                   dim_upsample=[shapes[f"head.upsample_blocks.{b}.0.0.weight"][1]
+                   dim_proj=dim("head.projects.0.weight", 0),
+                   # ConvTranspose weights are [in, out, k, k]
+                   dim_upsample=[dim(f"head.upsample_blocks.{b}.0.0.weight", 1)
                                  for b in range(_count(names, r"head\.upsample_blocks\.(\d+)\.0\.0\.weight"))])
         cfg["heads"], cfg["heads_source"] = heads_by(width, 64)
     elif family == "lora":
