@@ -113,6 +113,8 @@ def test_subset_and_missing_names(tmp_path):
     assert list(lio.load_safetensors(p, names=["b"])) == ["b"]
     with pytest.raises(KeyError, match="'c'"):
         lio.load_safetensors(p, names=["c"])
+    with pytest.raises(KeyError, match="'c'"):  # more names than tensors: still checked one by one
+        lio.load_safetensors(p, names=["a", "a", "b", "c"])
     with pytest.raises(TypeError):
         lio.load_safetensors(p, names="a")
 
