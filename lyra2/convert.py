@@ -698,7 +698,26 @@ class _Progress:
 
 def _collect(src, dst_abs):
     """Jobs for every convertible file under src; returns (jobs, tokenizer files, skipped)."""
-    jobs, tok, skipped = [], [], []
+    jobs = []
+    try:
+        return _collect_into(src, dst_abs, jobs)
+    except Lyra2Error as e:
+        for job in jobs:
+            if job.closer:
+                job.closer()
+        if os.path.isdir(src) and not os.path.exists(os.path.join(src, ".metadata")):
+            raise Lyra2Error(f"{e}\n(while scanning the folder {src}; nothing was written - convert the other "
+                             "checkpoints by naming them one by one)") from None
+        raise
+    except BaseException:
+        for job in jobs:
+            if job.closer:
+                job.closer()
+        raise
+
+
+def _collect_into(src, dst_abs, jobs):
+    tok, skipped = [], []
     if os.path.isfile(src):
         jobs.append(_job_for_file(src, explicit=True))
         return jobs, tok, skipped

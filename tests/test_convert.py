@@ -484,3 +484,19 @@ def test_detect_config_full_size_conventions():
     # an incomplete file still yields the family and a clear note instead of an exception
     partial = cv.detect_config({"encoder.conv1.weight": [96, 3, 3, 3, 3], "decoder.conv1.weight": [384, 16, 3, 3, 3]})
     assert partial["family"] == "vae" and "conv2.weight" in partial["incomplete"]
+
+
+def test_folder_with_a_refused_file_writes_nothing(tmp_path):
+    src = tmp_path / "checkpoints"
+    make_checkpoint_tree(src, np.random.default_rng(7))
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    with zipfile.ZipFile(src / "text_encoder" / "negative_prompt.pt", "w") as z:
+        z.writestr("negative_prompt/data.pkl", pickle.dumps({"t5_text_embeddings": Evil()}, protocol=2))
+    with pytest.raises(lyra2.Lyra2Error, match=r"negative_prompt\.pt.*system' is not allowed(.|\n)*nothing was written"):
+        cv.convert(src, tmp_path / "out", progress=False)
+    assert not marker.exists() and not (tmp_path / "out").exists()
