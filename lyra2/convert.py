@@ -219,22 +219,40 @@ def _flatten(obj, prefix, out, extras):
             extras[name] = v
 
 
-def _has_tensor(v):
+def _has_tensor(v, seen=None):
+    """Whether a TensorRef is reachable from v. Shared sub-objects are visited once, so a hostile
+    pickle whose lists share children (a DAG with 2^n paths) is still walked in linear time."""
+    seen = set() if seen is None else seen
     if isinstance(v, TensorRef):
         return True
-    if isinstance(v, dict):
-        return any(_has_tensor(x) for x in v.values())
-    if isinstance(v, (list, tuple)):
-        return any(_has_tensor(x) for x in v)
+    if isinstance(v, (dict, list, tuple)):
+        if id(v) in seen:
+            return False
+        seen.add(id(v))
+        items = v.values() if isinstance(v, dict) else v
+        return any(_has_tensor(x, seen) for x in items)
     return False
 
 
-def _jsonable(v):
-    try:
-        json.dumps(v)
-        return True
-    except (TypeError, ValueError):
+def _jsonable(v, budget=100_000):
+    """Plain data small enough to keep as JSON metadata. The walk counts every path (JSON would
+    expand shared sub-objects), so it stops after `budget` nodes instead of blowing up."""
+    count = 0
+
+    def walk(x):
+        nonlocal count
+        count += 1
+        if count > budget:
+            return False
+        if x is None or isinstance(x, (bool, int, float, str)):
+            return True
+        if isinstance(x, (list, tuple)):
+            return all(walk(y) for y in x)
+        if isinstance(x, dict):
+            return all(isinstance(k, str) and walk(y) for k, y in x.items())
         return False
+
+    return walk(v)
 
 
 def read_torch_file(path):

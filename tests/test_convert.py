@@ -500,3 +500,25 @@ def test_folder_with_a_refused_file_writes_nothing(tmp_path):
     with pytest.raises(lyra2.Lyra2Error, match=r"negative_prompt\.pt.*system' is not allowed(.|\n)*nothing was written"):
         cv.convert(src, tmp_path / "out", progress=False)
     assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_shared_structure_bomb_in_extras_is_fast(tmp_path):
+    # {"model": {...tensors...}, "cfg": L59} where L_i = [L_{i-1}, L_{i-1}]: 2^59 paths, 60 objects
+    ops = bytearray(b"\x80\x02}q\x00X\x03\x00\x00\x00cfg]q\x010")
+    for i in range(2, 62):
+        ops += b"h" + bytes([i - 1]) + b"h" + bytes([i - 1]) + b"\x86q" + bytes([i]) + b"0"
+    ops += b"h\x3ds"  # d["cfg"] = L61
+    st = pb.Storages()
+    model = pb.dumps(pb.state_dict({"a": np.ones(2, np.float32)}, st))
+    # splice: d["model"] = <state dict> (the writer's opcodes minus PROTO and STOP; its memo slots
+    # 0..7 are overwritten, which nothing reads afterwards)
+    ops += b"X\x05\x00\x00\x00model" + model[2:-1] + b"s."
+    with zipfile.ZipFile(tmp_path / "bomb.pth", "w") as z:
+        z.writestr("bomb/data.pkl", bytes(ops))
+        for k, raw in st.data.items():
+            z.writestr(f"bomb/data/{k}", raw)
+    import time
+    t = time.perf_counter()
+    m = cv.convert(tmp_path / "bomb.pth", tmp_path / "o", progress=False)
+    assert time.perf_counter() - t < 10
+    assert m["files"]["bomb.safetensors"]["dropped"]["cfg"] == "non-tensor entry that is not plain data"
