@@ -160,7 +160,10 @@ def write_safetensors(path, entries, *, metadata=None, on_bytes=None) -> str:
             digest.update(head)
             for (name, st, _, produce), nbytes in zip(entries, sizes):
                 data = produce()
-                view = memoryview(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data).cast("B")
+                if isinstance(data, np.ndarray):
+                    view = memoryview(np.ascontiguousarray(data).reshape(-1).view(np.uint8))
+                else:
+                    view = memoryview(data).cast("B")
                 if view.nbytes != nbytes:
                     raise ValueError(f"tensor '{name}': produced {view.nbytes} bytes, header says {nbytes}")
                 f.write(view)

@@ -19,6 +19,7 @@ static const lyra_pk_global allowed[] = {
     {"torch", "Size", LYRA_PK_ROLE_SIZE, -1},
     {"torch", "device", LYRA_PK_ROLE_DEVICE, -1},
     {"torch", "strided", LYRA_PK_ROLE_LAYOUT, -1},
+    {"torch.serialization", "_get_layout", LYRA_PK_ROLE_IDENTITY, -1}, /* _get_layout("torch.strided") */
     {"_codecs", "encode", LYRA_PK_ROLE_CODECS_ENCODE, -1},
     {"torch", "FloatStorage", LYRA_PK_ROLE_STORAGE_CLASS, LYRA_ST_F32},
     {"torch", "DoubleStorage", LYRA_PK_ROLE_STORAGE_CLASS, LYRA_ST_F64},
@@ -692,7 +693,8 @@ static lyra_status step(vm *m, int *done) {
 lyra_status lyra_pk_load(const uint8_t *data, size_t len, const char *what, lyra_pk_result *res) {
     memset(res, 0, sizeof *res);
     vm m = {data, data, data + len, what, 0, res, NULL, 0, 0, NULL, 0, 0, NULL, 0, 0};
-    lyra_status s = LYRA_OK;
+    /* The stack is never NULL, so `m.stack + base` is always a valid pointer, even for empty ranges. */
+    lyra_status s = grow(&m, (void **)&m.stack, &m.stack_cap, 64, sizeof *m.stack);
     int done = 0;
     while (!done && s == LYRA_OK) {
         if (m.p >= m.end) {

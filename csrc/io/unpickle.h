@@ -19,7 +19,8 @@
  *   DCP metadata dataclasses (Metadata, TensorStorageMetadata, ChunkStorageMetadata,
  *   BytesStorageMetadata, MetadataIndex, StorageMeta, TensorProperties, _StorageInfo)
  *                                                -> OBJECT {class, args, state} (NEWOBJ + BUILD)
- *   _MEM_FORMAT_ENCODING(v)                      -> its argument
+ *   _MEM_FORMAT_ENCODING(v), torch.serialization._get_layout(name)
+ *                                                -> its argument
  *   pathlib.PosixPath(...) and friends           -> STR, the parts joined by '/'
  * Limits (all user-causable, all errors): nodes, memo entries, containers and input are bounded;
  * malformed or truncated streams give LYRA_ERR_FORMAT with the byte offset. */

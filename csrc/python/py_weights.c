@@ -113,9 +113,13 @@ static PyObject *py_st_load(PyObject *self, PyObject *args) {
     lyra_status s = open_file(path_obj, &f);
     if (s == LYRA_ERR_TYPE && PyErr_Occurred()) return NULL;
     if (s != LYRA_OK) return lyra_py_raise(s);
-    const lyra_st_tensor **todo = calloc(f->n_tensors + 1, sizeof *todo);
-    PyArrayObject **arrays = calloc(f->n_tensors + 1, sizeof *arrays);
+    Py_ssize_t count = names == Py_None ? (Py_ssize_t)f->n_tensors : PySequence_Size(names);
+    const lyra_st_tensor **todo = NULL;
+    PyArrayObject **arrays = NULL;
     size_t n = 0;
+    if (count < 0) goto finally;
+    todo = calloc((size_t)count + 1, sizeof *todo);
+    arrays = calloc((size_t)count + 1, sizeof *arrays);
     if (!todo || !arrays) {
         PyErr_NoMemory();
         goto finally;
@@ -123,9 +127,7 @@ static PyObject *py_st_load(PyObject *self, PyObject *args) {
     if (names == Py_None) {
         for (size_t i = 0; i < f->n_tensors; i++) todo[n++] = &f->tensors[i];
     } else {
-        Py_ssize_t count = PySequence_Size(names);
-        if (count < 0) goto finally;
-        for (Py_ssize_t i = 0; i < count && (size_t)i < f->n_tensors; i++) {
+        for (Py_ssize_t i = 0; i < count; i++) {
             PyObject *item = PySequence_GetItem(names, i);
             if (!item) goto finally;
             const char *name = PyUnicode_Check(item) ? PyUnicode_AsUTF8(item) : NULL;
