@@ -13,6 +13,9 @@ from .media import read_image, write_video
 from .geometry import trajectory
 from .warp import forward_warp, rays
 from . import io, models, sampling
+from . import convert as _convert_module
+
+convert = _convert_module.convert
 
 __version__ = "0.1.0"
 
@@ -33,5 +36,5 @@ def backends():
 
 
 __all__ = ["Lyra2Error", "Video", "backends", "zoom", "subscribe", "run", "Queued", "InProgress", "Completed",
-           "read_image", "write_video", "trajectory", "forward_warp", "rays", "io", "models", "sampling",
+           "read_image", "write_video", "trajectory", "forward_warp", "rays", "io", "models", "sampling", "convert",
            "__version__"]

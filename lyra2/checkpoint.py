@@ -4,15 +4,17 @@
 folder (argument, then $LYRA2_CHECKPOINT_DIR) and says which components are present."""
 import os
 
-# Component -> file name inside the converted folder.
+# Component -> file name inside the converted folder (the layout `lyra2 convert` writes, lyra2/convert.py).
 FILES = {
-    "dit": "lyra2_dit.safetensors",
-    "vae": "wan_vae.safetensors",
-    "umt5": "umt5_xxl.safetensors",
-    "tokenizer": "spiece.model",
-    "clip": "clip_vision.safetensors",
+    "dit": "dit.safetensors",
+    "vae": "vae.safetensors",
+    "umt5": "umt5.safetensors",
+    "tokenizer": "tokenizer/spiece.model",
+    "clip": "clip.safetensors",
     "negative_prompt": "negative_prompt.safetensors",
-    "lora_dmd": "lora_dmd.safetensors",
+    "lora_dmd": "lora/dmd_distillation.safetensors",
+    "lora_realism": "lora/realism_boost.safetensors",
+    "lora_detail": "lora/detail_enhancer.safetensors",
     "da3": "da3.safetensors",
     "moge": "moge.safetensors",
 }

@@ -63,23 +63,21 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="lyra2", description="lyra2: Lyra 2.0 zoom inference in C/CUDA")
     sub = parser.add_subparsers(dest="command", required=True)
     _zoom_parser(sub)
-    conv = sub.add_parser("convert", help="convert upstream checkpoints (.pth / DCP) to safetensors, without torch")
-    conv.add_argument("src")
-    conv.add_argument("dst")
-    conv.add_argument("--force", action="store_true", help="overwrite existing output")
-    conv.add_argument("--no-progress", action="store_true")
+    sub.add_parser("convert", add_help=False,
+                   help="convert upstream checkpoints (.pth / DCP) to safetensors, without torch "
+                        "(lyra2 convert --help)")
     sub.add_parser("backends", help="print what this build can run")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["convert"]:
+        from .convert import main as convert_main
+
+        return convert_main(argv[1:])
     ns = parser.parse_args(argv)
     from ._core import Lyra2Error
 
     try:
         if ns.command == "zoom":
             return _run_zoom(ns)
-        if ns.command == "convert":
-            from .convert import convert
-
-            convert(ns.src, ns.dst, force=ns.force, progress=not ns.no_progress)
-            return 0
         if ns.command == "backends":
             from . import backends
 

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 import lyra2
-from lyra2 import convert as cv
+import importlib
+
+cv = importlib.import_module("lyra2.convert")  # the module; lyra2.convert itself is the convert() function
 from lyra2 import io as lio
 
 sys.path.insert(0, os.path.dirname(__file__))
