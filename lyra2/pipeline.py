@@ -27,9 +27,9 @@ def _depth_for_preview(img, depth, checkpoint_folder, report):
     from .preview import HEURISTIC_DEPTH_NAME, heuristic_depth
 
     d, mask = heuristic_depth(img)
-    report.log(f"depth: heuristic prior '{HEURISTIC_DEPTH_NAME}' (not a depth model; pass depth= or provide "
+    report.log(f"depth: {HEURISTIC_DEPTH_NAME} prior (not a depth model; pass depth= or provide "
                "converted DA3/MoGe weights for real depth)")
-    return d, mask, f"heuristic:{HEURISTIC_DEPTH_NAME}"
+    return d, mask, HEURISTIC_DEPTH_NAME
 
 
 def run_preview(image, args, *, report, depth=None, checkpoint_folder=None):
