@@ -41,48 +41,21 @@ def load_image(path, H, W):
     return np.asarray(Image.open(path).convert("RGB").resize((W, H), Image.BICUBIC))
 
 
-def synthetic_dolly(T, H, W, subject_depth):
-    K = np.array([[0.9 * W, 0, W / 2], [0, 0.9 * W, H / 2], [0, 0, 1]], np.float32)
-    w2c = np.tile(np.eye(4, dtype=np.float32), (T, 1, 1))
-    for i in range(T):
-        s = i / max(T - 1, 1)
-        yaw = 0.12 * s
-        R = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]], np.float32)
-        C = np.array([0.2 * s, 0, 0.5 * s], np.float32) * subject_depth
-        w2c[i, :3, :3], w2c[i, :3, 3] = R.T, -R.T @ C
-    return w2c, np.repeat(K[None], T, 0)
+def make_trajectory(T, H, W, depth, mask, preset="orbit_horizontal", strength=0.5):
+    """The fal default zoom-in camera path (lyra2.geometry, the C trajectory builder)."""
+    from lyra2.geometry import trajectory
 
-
-def make_trajectory(T, H, W, depth, mask):
-    import lyra2
-    trajectory = None
-    if os.path.exists(os.path.join(os.path.dirname(lyra2.__file__), "geometry.py")):  # this checkout's
-        try:
-            from lyra2.geometry import trajectory  # the trajectory helper's module, when merged
-        except Exception as e:  # noqa: BLE001 - not usable in this checkout
-            print(f"  (lyra2.geometry not usable: {e}; using the synthetic dolly)")
-    if trajectory is not None:
-        try:
-            w2c, K = trajectory("horizontal_zoom", T, 1.0, depth, role="in", mask=mask)
-            return np.asarray(w2c, np.float32), np.asarray(K, np.float32), "lyra2.geometry horizontal_zoom"
-        except Exception as e:  # noqa: BLE001
-            print(f"  (lyra2.geometry.trajectory failed: {e}; using the synthetic dolly)")
-    sub = float(np.quantile(depth[mask > 0], 0.25)) if (mask > 0).any() else float(np.median(depth))
-    w2c, K = synthetic_dolly(T, H, W, sub)
-    return w2c, K, "synthetic dolly + pan"
+    w2c, K = trajectory(preset, T, strength, depth, role="in", mask=mask)
+    return np.asarray(w2c, np.float32), np.asarray(K, np.float32), f"lyra2.geometry {preset} s={strength}"
 
 
 def encode_hook(frames, fps=16):
-    """Video encode, owned by the media helper: used when lyra2 exposes a writer, else skipped."""
+    """H.264 encode of the rendered frames (lyra2.write_video), seconds."""
     import lyra2
-    for mod in (lyra2, getattr(lyra2, "media", None)):
-        fn = getattr(mod, "write_video", None) if mod is not None else None
-        if fn is not None:
-            path = "/tmp/lyra2_preview_bench.mp4"
-            t = time.perf_counter()
-            fn(path, frames, fps=fps)
-            return time.perf_counter() - t
-    return None
+
+    t = time.perf_counter()
+    lyra2.write_video(frames, "/tmp/lyra2_preview_bench.mp4", fps=fps)
+    return time.perf_counter() - t
 
 
 def numpy_splat(image, depth, src_w2c, src_K, tgt_w2c, tgt_K):
