@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import http.client
 import numbers
 import os
 import pathlib
@@ -77,7 +78,7 @@ def _fetch_url(url: str, timeout: float, max_bytes: int) -> bytes:
         raise Lyra2Error(f"image URL {url}: HTTP {e.code} {e.reason}") from None
     except urllib.error.URLError as e:
         raise Lyra2Error(f"image URL {url}: cannot fetch ({e.reason})") from None
-    except (TimeoutError, OSError, ValueError) as e:
+    except (TimeoutError, OSError, ValueError, http.client.HTTPException) as e:
         raise Lyra2Error(f"image URL {url}: cannot fetch ({e})") from None
 
 

@@ -19,9 +19,11 @@
  * are refused: an image source must not make us demux a movie.
  *
  * Orientation: the EXIF Orientation tag (1..8) is applied when libavcodec exposes it, either as the
- * frame metadata key "Orientation" (mjpeg, webp and png eXIf parsers put EXIF IFD0 tags there) or as
- * AV_FRAME_DATA_DISPLAYMATRIX side data. Orientation stored elsewhere (XMP, HEIF irot) is ignored.
- * This matches cv2.imread, which upstream uses and which applies EXIF orientation by default.
+ * frame metadata key "Orientation" (the mjpeg and webp decoders put EXIF IFD0 tags there) or as
+ * AV_FRAME_DATA_DISPLAYMATRIX side data (mjpeg also does). For JPEG this matches cv2.imread, which
+ * upstream uses and which applies EXIF orientation by default (all 8 values tested). Differences:
+ * a PNG eXIf chunk is not exposed by libavcodec 59 (cv2 applies it); WebP EXIF is applied here
+ * (cv2 4.11 ignores it). XMP or HEIF rotation is ignored.
  *
  * Alpha: composited over WHITE, out = round((c*a + 255*(255-a)) / 255). Upstream (cv2.imread with
  * IMREAD_COLOR) instead drops the alpha channel and keeps the colour under it, which turns a cut-out
