@@ -7,21 +7,25 @@
 
 #include "lyra2.h"
 
-/* The registration hooks (declared in py_common.h, which cannot be included here: it sets NO_IMPORT_ARRAY). */
-int lyra_py_add_backend(PyObject *m);
-int lyra_py_add_media(PyObject *m);
-int lyra_py_add_geom(PyObject *m);
-int lyra_py_add_warp(PyObject *m);
-int lyra_py_add_sample(PyObject *m);
-int lyra_py_add_ops(PyObject *m);
-int lyra_py_add_weights(PyObject *m);
-int lyra_py_add_tokenizer(PyObject *m);
-int lyra_py_add_vae(PyObject *m);
-int lyra_py_add_text(PyObject *m);
-int lyra_py_add_dit(PyObject *m);
-int lyra_py_add_depth(PyObject *m);
-int lyra_py_add_moge(PyObject *m);
-int lyra_py_add_pipeline(PyObject *m);
+#include "py_hooks.h"
+
+/* Every glue file's hook, in the order the module is assembled. */
+static int (*const add_hooks[])(PyObject *m) = {
+    lyra_py_add_backend,
+    lyra_py_add_media,
+    lyra_py_add_geom,
+    lyra_py_add_warp,
+    lyra_py_add_sample,
+    lyra_py_add_ops,
+    lyra_py_add_weights,
+    lyra_py_add_tokenizer,
+    lyra_py_add_vae,
+    lyra_py_add_text,
+    lyra_py_add_dit,
+    lyra_py_add_depth,
+    lyra_py_add_moge,
+    lyra_py_add_pipeline,
+};
 
 PyObject *lyra_py_error = NULL;
 
@@ -41,13 +45,8 @@ PyMODINIT_FUNC PyInit__core(void) {
         "or a feature this build cannot run.",
         PyExc_RuntimeError, NULL);
     if (!lyra_py_error || PyModule_AddObjectRef(m, "Lyra2Error", lyra_py_error) < 0) goto fail;
-    if (lyra_py_add_backend(m) < 0 || lyra_py_add_media(m) < 0 || lyra_py_add_geom(m) < 0 ||
-        lyra_py_add_warp(m) < 0 ||
-        lyra_py_add_sample(m) < 0 || lyra_py_add_ops(m) < 0 || lyra_py_add_weights(m) < 0 ||
-        lyra_py_add_tokenizer(m) < 0 || lyra_py_add_vae(m) < 0 || lyra_py_add_text(m) < 0 ||
-        lyra_py_add_dit(m) < 0 || lyra_py_add_depth(m) < 0 ||
-        lyra_py_add_moge(m) < 0 || lyra_py_add_pipeline(m) < 0)
-        goto fail;
+    for (size_t i = 0; i < sizeof add_hooks / sizeof add_hooks[0]; i++)
+        if (add_hooks[i](m) < 0) goto fail;
     return m;
 fail:
     Py_DECREF(m);

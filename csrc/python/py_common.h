@@ -27,20 +27,6 @@ PyObject *lyra_py_raise(lyra_status status);
  * (ndim < 0 accepts any). */
 PyArrayObject *lyra_py_array(PyObject *obj, int type, int ndim, const char *what);
 
-/* Registration hooks, one per glue file. Each adds its functions (and types) to the module. */
-int lyra_py_add_backend(PyObject *m);
-int lyra_py_add_media(PyObject *m);
-int lyra_py_add_geom(PyObject *m);
-int lyra_py_add_warp(PyObject *m);
-int lyra_py_add_sample(PyObject *m);
-int lyra_py_add_ops(PyObject *m);
-int lyra_py_add_weights(PyObject *m);
-int lyra_py_add_tokenizer(PyObject *m);
-int lyra_py_add_vae(PyObject *m);
-int lyra_py_add_text(PyObject *m);
-int lyra_py_add_dit(PyObject *m);
-int lyra_py_add_depth(PyObject *m);
-int lyra_py_add_moge(PyObject *m);
-int lyra_py_add_pipeline(PyObject *m);
+#include "py_hooks.h"
 
 #endif
