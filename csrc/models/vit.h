@@ -77,6 +77,8 @@ typedef struct lyra_vit {
     lyra_tensor pos;                /* (1, 1 + M², C) f32 */
     lyra_tensor norm_w, norm_b;     /* (C) f32 */
     lyra_vit_block *blocks;         /* cfg.depth */
+    int trunk_only;                 /* 1: blocks only (no embedding / final norm), see lyra_vit_detect_trunk */
+    char blocks_name[16];           /* "blocks" ({prefix}blocks.{i}.*) or the trunk's name ("trunk") */
 } lyra_vit;
 
 /* ---- weight lists: several sub-networks (ViT + heads) load into ONE allocation ---- */
@@ -102,6 +104,11 @@ lyra_vit_options lyra_vit_default_options(int64_t heads);
  * in messages. Free with lyra_vit_free. */
 lyra_status lyra_vit_detect(lyra_vit *m, const lyra_text_wsource *src, const char *prefix,
                             const lyra_vit_options *opt, const char *what);
+/* A bare stack of ViT blocks with the same block layout under {prefix}{blocks_name}.{i}. (DA3 CameraEnc
+ * trunk: "da3.cam_enc." + "trunk"): no patch embedding, tokens, pos-embed or final norm; width from norm1.
+ * Run it with lyra_vit_run_block on x (1, L, C) and a run {S = 1, N = L} without RoPE. */
+lyra_status lyra_vit_detect_trunk(lyra_vit *m, const lyra_text_wsource *src, const char *prefix,
+                                  const char *blocks_name, const lyra_vit_options *opt, const char *what);
 /* Lists every tensor of the ViT into l (the descriptors in m are filled by lyra_vit_wlist_load). */
 lyra_status lyra_vit_add_weights(lyra_vit *m, lyra_vit_wlist *l);
 /* 1 for tensors under the prefix a ViT checkpoint carries but no forward uses (DINOv2 mask_token). */

@@ -69,12 +69,65 @@ static lyra_status probe(const lyra_text_wsource *src, const char *prefix, const
     return lyra_text_weights_probe(src, name, ndim, what, t);
 }
 
+/* {prefix}{blocks_name}.{i}.{rel} */
+static const lyra_tensor *findb(const lyra_vit *m, const lyra_text_wsource *src, const char *rel, int i) {
+    char name[NAME_LEN];
+    snprintf(name, sizeof name, "%s%s.%d.%s", m->prefix, m->blocks_name, i, rel);
+    return src->lookup(src->ctx, name);
+}
+
+/* Depth, feed-forward kind, LayerScale and q/k-norm start from the block tensors; heads from the options. */
+static lyra_status detect_blocks(lyra_vit *m, const lyra_text_wsource *src, const char *what) {
+    lyra_vit_config *c = &m->cfg;
+    const lyra_vit_options *opt = &c->opt;
+    const char *prefix = m->prefix, *bn = m->blocks_name;
+    const lyra_tensor *t;
+    while (findb(m, src, "norm1.weight", (int)c->depth)) c->depth++;
+    if (c->depth < 1)
+        return lyra_error(LYRA_ERR_FORMAT, "%s weights: no transformer blocks ('%s%s.0.norm1.weight' is missing)",
+                          what, prefix, bn);
+    if (opt->heads < 1 || c->dim % opt->heads)
+        return lyra_error(LYRA_ERR_ARG, "%s: %lld heads do not divide the width %lld", what, (long long)opt->heads,
+                          (long long)c->dim);
+    c->heads = opt->heads;
+    c->head_dim = c->dim / c->heads;
+    if (opt->rope_start >= 0 && c->head_dim % 4)
+        return lyra_error(LYRA_ERR_ARG, "%s: 2D RoPE needs a head width divisible by 4 (got %lld)", what,
+                          (long long)c->head_dim);
+    if ((t = findb(m, src, "mlp.w12.weight", 0))) {
+        c->ffn = LYRA_VIT_FFN_SWIGLU;
+        c->ffn_hidden = t->ndim == 2 ? t->ne[0] / 2 : 0;
+    } else if ((t = findb(m, src, "mlp.fc1.weight", 0))) {
+        c->ffn = LYRA_VIT_FFN_MLP;
+        c->ffn_hidden = t->ndim == 2 ? t->ne[0] : 0;
+    } else {
+        return lyra_error(LYRA_ERR_FORMAT, "%s weights: neither '%s%s.0.mlp.fc1.weight' (MLP) nor "
+                          "'%s%s.0.mlp.w12.weight' (SwiGLU) exists", what, prefix, bn, prefix, bn);
+    }
+    if (c->ffn_hidden < 1)
+        return lyra_error(LYRA_ERR_FORMAT, "%s weights: bad feed-forward weight shape in block 0", what);
+    c->layer_scale = findb(m, src, "ls1.gamma", 0) != NULL;
+    c->qk_norm_start = -1;
+    for (int i = 0; i < c->depth; i++) {
+        int has = findb(m, src, "attn.q_norm.weight", i) != NULL;
+        if (has && c->qk_norm_start < 0) c->qk_norm_start = i;
+        if (!has && c->qk_norm_start >= 0)
+            return lyra_error(LYRA_ERR_FORMAT, "%s weights: '%s%s.%d.attn.q_norm.weight' is missing (q/k norm "
+                              "starts at block %d and must continue to the last block)", what, prefix, bn, i,
+                              c->qk_norm_start);
+    }
+    m->blocks = calloc((size_t)c->depth, sizeof *m->blocks);
+    if (!m->blocks) return lyra_error(LYRA_ERR_OOM, "%s: out of memory", what);
+    return LYRA_OK;
+}
+
 lyra_status lyra_vit_detect(lyra_vit *m, const lyra_text_wsource *src, const char *prefix,
                             const lyra_vit_options *opt, const char *what) {
     memset(m, 0, sizeof *m);
     if (strlen(prefix) >= sizeof m->prefix)
         return lyra_error(LYRA_ERR_ARG, "%s: weight prefix '%s' is too long", what, prefix);
     snprintf(m->prefix, sizeof m->prefix, "%s", prefix);
+    snprintf(m->blocks_name, sizeof m->blocks_name, "blocks");
     lyra_vit_config *c = &m->cfg;
     c->opt = *opt;
     const lyra_tensor *t;
@@ -96,43 +149,24 @@ lyra_status lyra_vit_detect(lyra_vit *m, const lyra_text_wsource *src, const cha
     if (c->registers < 0 || c->cam_tokens < 0)
         return lyra_error(LYRA_ERR_FORMAT, "%s weights: register_tokens / camera_token must be (1, K, %lld)", what,
                           (long long)c->dim);
-    while (find(src, prefix, "blocks.%d.norm1.weight", (int)c->depth)) c->depth++;
-    if (c->depth < 1)
-        return lyra_error(LYRA_ERR_FORMAT, "%s weights: no transformer blocks ('%sblocks.0.norm1.weight' is missing)",
-                          what, prefix);
-    if (opt->heads < 1 || c->dim % opt->heads)
-        return lyra_error(LYRA_ERR_ARG, "%s: %lld heads do not divide the width %lld", what, (long long)opt->heads,
-                          (long long)c->dim);
-    c->heads = opt->heads;
-    c->head_dim = c->dim / c->heads;
-    if (opt->rope_start >= 0 && c->head_dim % 4)
-        return lyra_error(LYRA_ERR_ARG, "%s: 2D RoPE needs a head width divisible by 4 (got %lld)", what,
-                          (long long)c->head_dim);
-    if ((t = find(src, prefix, "blocks.0.mlp.w12.weight", 0))) {
-        c->ffn = LYRA_VIT_FFN_SWIGLU;
-        c->ffn_hidden = t->ndim == 2 ? t->ne[0] / 2 : 0;
-    } else if ((t = find(src, prefix, "blocks.0.mlp.fc1.weight", 0))) {
-        c->ffn = LYRA_VIT_FFN_MLP;
-        c->ffn_hidden = t->ndim == 2 ? t->ne[0] : 0;
-    } else {
-        return lyra_error(LYRA_ERR_FORMAT, "%s weights: neither '%sblocks.0.mlp.fc1.weight' (MLP) nor "
-                          "'%sblocks.0.mlp.w12.weight' (SwiGLU) exists", what, prefix, prefix);
-    }
-    if (c->ffn_hidden < 1)
-        return lyra_error(LYRA_ERR_FORMAT, "%s weights: bad feed-forward weight shape in block 0", what);
-    c->layer_scale = find(src, prefix, "blocks.0.ls1.gamma", 0) != NULL;
-    c->qk_norm_start = -1;
-    for (int i = 0; i < c->depth; i++) {
-        int has = find(src, prefix, "blocks.%d.attn.q_norm.weight", i) != NULL;
-        if (has && c->qk_norm_start < 0) c->qk_norm_start = i;
-        if (!has && c->qk_norm_start >= 0)
-            return lyra_error(LYRA_ERR_FORMAT, "%s weights: '%sblocks.%d.attn.q_norm.weight' is missing (q/k norm "
-                              "starts at block %d and must continue to the last block)", what, prefix, i,
-                              c->qk_norm_start);
-    }
-    m->blocks = calloc((size_t)c->depth, sizeof *m->blocks);
-    if (!m->blocks) return lyra_error(LYRA_ERR_OOM, "%s: out of memory", what);
-    return LYRA_OK;
+    return detect_blocks(m, src, what);
+}
+
+lyra_status lyra_vit_detect_trunk(lyra_vit *m, const lyra_text_wsource *src, const char *prefix,
+                                  const char *blocks_name, const lyra_vit_options *opt, const char *what) {
+    memset(m, 0, sizeof *m);
+    if (strlen(prefix) >= sizeof m->prefix || strlen(blocks_name) >= sizeof m->blocks_name)
+        return lyra_error(LYRA_ERR_ARG, "%s: weight prefix '%s%s' is too long", what, prefix, blocks_name);
+    snprintf(m->prefix, sizeof m->prefix, "%s", prefix);
+    snprintf(m->blocks_name, sizeof m->blocks_name, "%s", blocks_name);
+    m->trunk_only = 1;
+    m->cfg.opt = *opt;
+    const lyra_tensor *t = findb(m, src, "norm1.weight", 0);
+    if (!t || t->ndim != 1)
+        return lyra_error(LYRA_ERR_FORMAT, "%s weights: tensor '%s%s.0.norm1.weight' is missing or not 1-d", what,
+                          prefix, blocks_name);
+    m->cfg.dim = t->ne[0];
+    return detect_blocks(m, src, what);
 }
 
 lyra_status lyra_vit_add_weights(lyra_vit *m, lyra_vit_wlist *l) {
@@ -141,21 +175,23 @@ lyra_status lyra_vit_add_weights(lyra_vit *m, lyra_vit_wlist *l) {
     char name[NAME_LEN];
 #define ADD(dst, as_f32, ndim, rel, ...)                                                                          \
     do {                                                                                                          \
-        snprintf(name, sizeof name, "%s%s", m->prefix, rel);                                                              \
+        snprintf(name, sizeof name, "%s%s", m->prefix, rel);                                                      \
         LYRA_TRY(lyra_vit_wlist_add(l, name, dst, as_f32, ndim, (int64_t[]){__VA_ARGS__}));                       \
     } while (0)
-    ADD(&m->patch_w, 0, 4, "patch_embed.proj.weight", C, 3, P, P);
-    ADD(&m->patch_b, 1, 1, "patch_embed.proj.bias", C);
-    ADD(&m->cls, 1, 3, "cls_token", 1, 1, C);
-    ADD(&m->pos, 1, 3, "pos_embed", 1, 1 + c->pos_grid * c->pos_grid, C);
-    if (c->registers) ADD(&m->registers, 1, 3, "register_tokens", 1, c->registers, C);
-    if (c->cam_tokens) ADD(&m->camera_token, 1, 3, "camera_token", 1, c->cam_tokens, C);
-    ADD(&m->norm_w, 1, 1, "norm.weight", C);
-    ADD(&m->norm_b, 1, 1, "norm.bias", C);
+    if (!m->trunk_only) {
+        ADD(&m->patch_w, 0, 4, "patch_embed.proj.weight", C, 3, P, P);
+        ADD(&m->patch_b, 1, 1, "patch_embed.proj.bias", C);
+        ADD(&m->cls, 1, 3, "cls_token", 1, 1, C);
+        ADD(&m->pos, 1, 3, "pos_embed", 1, 1 + c->pos_grid * c->pos_grid, C);
+        if (c->registers) ADD(&m->registers, 1, 3, "register_tokens", 1, c->registers, C);
+        if (c->cam_tokens) ADD(&m->camera_token, 1, 3, "camera_token", 1, c->cam_tokens, C);
+        ADD(&m->norm_w, 1, 1, "norm.weight", C);
+        ADD(&m->norm_b, 1, 1, "norm.bias", C);
+    }
     char rel[48];
 #define BLK(dst, as_f32, ndim, suffix, ...)                                                                       \
     do {                                                                                                          \
-        snprintf(rel, sizeof rel, "blocks.%d.%s", i, suffix);                                                     \
+        snprintf(rel, sizeof rel, "%s.%d.%s", m->blocks_name, i, suffix);                                                     \
         ADD(dst, as_f32, ndim, rel, __VA_ARGS__);                                                                 \
     } while (0)
     for (int i = 0; i < (int)c->depth; i++) {
