@@ -38,7 +38,7 @@ int64_t lyra_da3_params(const lyra_da3 *m) {
         for (int k = 0; k < 4; k++) n += hd->oc[k] * hd->dim_in + hd->oc[k] + F * hd->oc[k] * 9;
         n += hd->oc[0] * hd->oc[0] * 16 + hd->oc[0] + hd->oc[1] * hd->oc[1] * 4 + hd->oc[1] + hd->oc[3] * hd->oc[3] * 9 +
              hd->oc[3];
-        n += 7 * (F * F * 9 + F) + 4 * (F * F + F);
+        n += 14 * (F * F * 9 + F) + 4 * (F * F + F); /* 3 fusion blocks x 2 RCUs + 1 x 1 RCU, 2 convs each */
         n += F / 2 * F * 9 + F / 2 + 32 * (F / 2) * 9 + 32 + hd->out_dim * 32 + hd->out_dim;
         if (hd->sky) n += 32 * (F / 2) * 9 + 32 + 32 + 1;
     }

@@ -265,11 +265,14 @@ static PyObject *py_da3_config(PyObject *self, PyObject *args) {
     if (!t) return NULL;
     const lyra_da3 *m = &t->m;
     const int *a = m->opt.anyview_taps, *b = m->opt.metric_taps;
-    return Py_BuildValue("{s:N,s:N,s:(iiii),s:(iiii),s:L,s:L,s:i,s:L}", "anyview", vit_cfg_dict(&m->anyview.cfg),
-                         "metric", vit_cfg_dict(&m->metric.cfg), "taps", a[0], a[1], a[2], a[3], "metric_taps", b[0],
-                         b[1], b[2], b[3], "features", (long long)m->head.features, "metric_features",
-                         (long long)m->metric_head.features, "camera_encoder", m->has_cam_enc, "params",
-                         (long long)lyra_da3_params(m));
+    const int64_t *oc = m->head.oc;
+    return Py_BuildValue("{s:N,s:N,s:(iiii),s:(iiii),s:L,s:L,s:(LLLL),s:i,s:L,s:L,s:L}", "anyview",
+                         vit_cfg_dict(&m->anyview.cfg), "metric", vit_cfg_dict(&m->metric.cfg), "taps", a[0], a[1],
+                         a[2], a[3], "metric_taps", b[0], b[1], b[2], b[3], "features", (long long)m->head.features,
+                         "metric_features", (long long)m->metric_head.features, "out_channels", (long long)oc[0],
+                         (long long)oc[1], (long long)oc[2], (long long)oc[3], "camera_encoder", m->has_cam_enc,
+                         "cam_enc_depth", (long long)m->cam_enc.trunk.cfg.depth, "cam_enc_heads",
+                         (long long)m->cam_enc.trunk.cfg.heads, "params", (long long)lyra_da3_params(m));
 }
 
 static PyObject *py_da3_plan(PyObject *self, PyObject *args) {
@@ -287,6 +290,68 @@ static PyObject *py_da3_plan(PyObject *self, PyObject *args) {
     return Py_BuildValue("{s:L,s:d,s:K}", "params", (long long)lyra_da3_params(&t->m), "flops",
                          lyra_da3_flops(&t->m, S, h, w, poses), "arena_bytes",
                          (unsigned long long)lyra_da3_arena_bytes(&t->m, S, h, w));
+}
+
+static int dict_int(PyObject *d, const char *key, long long *v) {
+    PyObject *o = PyDict_GetItemString(d, key);
+    if (!o) {
+        PyErr_Format(PyExc_KeyError, "da3_cost: missing size '%s'", key);
+        return -1;
+    }
+    *v = PyLong_AsLongLong(o);
+    return (*v == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* The cost model without weights: a lyra_da3 whose configuration is filled from `sizes` (the released layout:
+ * SwiGLU any-view ViT with alternating attention from alt_start, GELU-MLP metric ViT, DualDPT + DPT with sky,
+ * CameraEnc trunk, CameraDec), so lyra_da3_params / _flops / _arena_bytes give the real-size plan. */
+static PyObject *py_da3_cost(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *d;
+    long long S, h, w;
+    int poses;
+    if (!PyArg_ParseTuple(args, "O!LLLp:da3_cost", &PyDict_Type, &d, &S, &h, &w, &poses)) return NULL;
+    static const char *keys[] = {"dim", "depth", "heads", "ffn_hidden", "pos_grid", "alt_start", "metric_dim",
+                                 "metric_depth", "metric_heads", "metric_ffn_hidden", "features", "oc0", "oc1", "oc2",
+                                 "oc3", "cam_enc_depth", "cam_enc_heads", "tap3", "metric_tap3"};
+    long long v[19];
+    for (int i = 0; i < 19; i++)
+        if (dict_int(d, keys[i], &v[i]) < 0) return NULL;
+    if (S < 1 || h < 14 || w < 14 || h % 14 || w % 14 || v[0] < 1 || v[2] < 1 || v[6] < 1 || v[8] < 1 || v[16] < 1) {
+        PyErr_SetString(PyExc_ValueError, "da3_cost: sizes must be positive, h and w multiples of 14");
+        return NULL;
+    }
+    lyra_da3 m;
+    memset(&m, 0, sizeof m);
+    lyra_vit_config *a = &m.anyview.cfg, *mc = &m.metric.cfg, *ce = &m.cam_enc.trunk.cfg;
+    *a = (lyra_vit_config){.dim = v[0], .depth = v[1], .heads = v[2], .head_dim = v[0] / v[2], .patch = 14,
+                           .pos_grid = v[4], .cam_tokens = 2, .ffn_hidden = v[3], .ffn = LYRA_VIT_FFN_SWIGLU,
+                           .qk_norm_start = (int)v[5], .layer_scale = 1};
+    a->opt = lyra_vit_default_options(v[2]);
+    a->opt.rope_start = a->opt.alt_start = (int)v[5];
+    *mc = (lyra_vit_config){.dim = v[6], .depth = v[7], .heads = v[8], .head_dim = v[6] / v[8], .patch = 14,
+                            .pos_grid = v[4], .ffn_hidden = v[9], .ffn = LYRA_VIT_FFN_MLP, .qk_norm_start = -1,
+                            .layer_scale = 1};
+    mc->opt = lyra_vit_default_options(v[8]);
+    *ce = (lyra_vit_config){.dim = v[0], .depth = v[15], .heads = v[16], .head_dim = v[0] / v[16],
+                            .ffn_hidden = 4 * v[0], .ffn = LYRA_VIT_FFN_MLP, .qk_norm_start = -1, .layer_scale = 1};
+    ce->opt = lyra_vit_default_options(v[16]);
+    m.has_cam_enc = 1;
+    m.cam_dec.dim = 2 * v[0];
+    lyra_da3_head *hs[2] = {&m.head, &m.metric_head};
+    for (int i = 0; i < 2; i++) {
+        hs[i]->dim_in = i ? v[6] : 2 * v[0];
+        hs[i]->features = v[10];
+        for (int k = 0; k < 4; k++) hs[i]->oc[k] = v[11 + k];
+        hs[i]->out_dim = i ? 1 : 2;
+        hs[i]->dual = !i;
+        hs[i]->sky = i;
+    }
+    m.opt.anyview_taps[3] = (int)v[17];
+    m.opt.metric_taps[3] = (int)v[18];
+    return Py_BuildValue("{s:L,s:d,s:K}", "params", (long long)lyra_da3_params(&m), "flops",
+                         lyra_da3_flops(&m, S, h, w, poses), "arena_bytes",
+                         (unsigned long long)lyra_da3_arena_bytes(&m, S, h, w));
 }
 
 /* images uint8 (S, H, W, 3), process_res -> (pixels f32 (S, 3, h, w), (h1, w1, h, w)) */
@@ -619,6 +684,7 @@ static PyMethodDef depth_methods[] = {
      "da3_load(weights, anyview_heads=0, metric_heads=0, cam_enc_heads=0, taps=None, metric_taps=None) -> capsule"},
     {"da3_config", py_da3_config, METH_VARARGS, "da3_config(net) -> dict"},
     {"da3_plan", py_da3_plan, METH_VARARGS, "da3_plan(net, S, h, w, poses) -> {params, flops, arena_bytes}"},
+    {"da3_cost", py_da3_cost, METH_VARARGS, "da3_cost(sizes dict, S, h, w, poses) -> {params, flops, arena_bytes}"},
     {"da3_preprocess", py_da3_preprocess, METH_VARARGS,
      "da3_preprocess(images uint8 (V,H,W,3), process_res) -> (pixels (V,3,h,w), (h1, w1, h, w))"},
     {"da3_resize", py_da3_resize, METH_VARARGS, "da3_resize(image uint8 (H,W,3), Ho, Wo, method 1 area | 2 cubic)"},
