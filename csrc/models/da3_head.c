@@ -61,13 +61,17 @@ double lyra_da3_head_flops(const lyra_da3_head *hd, int64_t gh, int64_t gw, int6
 /* 0.1 · UV sin/cos embedding (Cc, ph, pw) of DA3's DualDPT (head_utils create_uv_grid + position_grid_to_embed,
  * depth.md §1.7), in float32 like upstream (linspace as PyTorch's kernel: start + step·i for the first half,
  * end − step·(n−1−i) for the second). aspect = image w / h. */
-static void uv_embed(float *dst, int64_t Cc, int64_t ph, int64_t pw, double aspect) {
+static int uv_embed(float *dst, int64_t Cc, int64_t ph, int64_t pw, double aspect) {
     double diag = sqrt(aspect * aspect + 1.0);
     double sx = aspect / diag, sy = 1.0 / diag;
     int64_t q = Cc / 4;
     float *u = malloc(sizeof *u * (size_t)(pw + ph)), *v = u + pw;
     float *om = malloc(sizeof *om * (size_t)(q > 0 ? q : 1));
-    if (!u || !om) { free(u); free(om); return; } /* callers check the allocation through their own result */
+    if (!u || !om) {
+        free(u);
+        free(om);
+        return -1;
+    }
     struct { float *o; int64_t n; double span; } ax[2] = {{u, pw, sx}, {v, ph, sy}};
     for (int a = 0; a < 2; a++) {
         int64_t n = ax[a].n;
@@ -89,6 +93,7 @@ static void uv_embed(float *dst, int64_t Cc, int64_t ph, int64_t pw, double aspe
     }
     free(u);
     free(om);
+    return 0;
 }
 
 /* x (1, Cc, ph, pw) += 0.1·UV embedding, built on the host and uploaded into the arena. */
@@ -99,9 +104,9 @@ static lyra_status add_uv(lyra_backend *be, lyra_arena *a, lyra_tensor *x, doubl
     LYRA_TRY(lyra_arena_tensor(a, &t, LYRA_DTYPE_F32, 4, (int64_t[]){1, Cc, ph, pw}, "DA3 UV embedding"));
     float *host = malloc(sizeof *host * (size_t)(Cc * ph * pw));
     if (!host) return lyra_error(LYRA_ERR_OOM, "DA3 UV embedding: out of memory");
-    uv_embed(host, Cc, ph, pw, aspect);
     lyra_tensor ht = lyra_tensor_4d(host, LYRA_DTYPE_F32, 1, Cc, ph, pw);
-    lyra_status s = be->ops->upload(be, &t, &ht);
+    lyra_status s = uv_embed(host, Cc, ph, pw, aspect) == 0 ? be->ops->upload(be, &t, &ht)
+                                                           : lyra_error(LYRA_ERR_OOM, "DA3 UV embedding: out of memory");
     free(host);
     if (s == LYRA_OK) s = lyra_op_add(be, x, x, &t);
     lyra_arena_reset(a, mark);

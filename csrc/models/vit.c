@@ -12,7 +12,7 @@ static size_t max2(size_t a, size_t b) { return a > b ? a : b; }
 size_t lyra_vit_arena_bytes(const lyra_vit_config *c, int64_t S, int64_t gh, int64_t gw) {
     int64_t C = c->dim, G = gh * gw, N = 1 + c->registers + G, F = c->ffn_hidden, half = c->head_dim / 2;
     size_t x = al(S * N * C * 4);
-    size_t tables = c->opt.rope_start >= 0 ? al(N * half * 4) + al(S * N * half * 4) + al(S * N * 2 * 4) : 0;
+    size_t tables = c->opt.rope_start >= 0 ? al(N * half * 4) + al(S * N * half * 4) : 0;
     size_t embed = al((1 + G) * C * 4) + al(C * G * 4) + al(S * C * G * 4);
     size_t attn = 5 * al(S * N * C * 4) + al(S * N * 3 * C * 4);
     size_t ffn = 2 * al(S * N * C * 4) + al(S * N * 2 * F * 4) + al(S * N * F * 4);
@@ -96,30 +96,39 @@ lyra_status lyra_vit_pos_embed(const lyra_vit *m, lyra_backend *be, lyra_arena *
 
 /* RoPE angle tables (§1.5.4): local positions (r+1, c+1) per patch, (0, 0) for cls/registers; global
  * ("pos_nodiff") positions (1, 1) per patch and (0, 0) for special tokens, repeated per view. Built on the host
- * (candidate for a device upload once the CUDA backend runs networks). */
-static lyra_status rope_tables(const lyra_vit *m, lyra_arena *a, lyra_vit_run *run) {
+ * and uploaded into the arena (a device copy once the CUDA backend runs networks). */
+static lyra_status rope_tables(const lyra_vit *m, lyra_backend *be, lyra_arena *a, lyra_vit_run *run) {
     const lyra_vit_config *c = &m->cfg;
     int64_t N = run->N, S = run->S, half = c->head_dim / 2, special = 1 + c->registers;
     LYRA_TRY(lyra_arena_tensor(a, &run->rope_local, LYRA_DTYPE_F32, 2, (int64_t[]){N, half}, "ViT RoPE local"));
     LYRA_TRY(lyra_arena_tensor(a, &run->rope_global, LYRA_DTYPE_F32, 2, (int64_t[]){S * N, half},
                                "ViT RoPE global"));
-    lyra_tensor posbuf;
-    LYRA_TRY(lyra_arena_tensor(a, &posbuf, LYRA_DTYPE_F32, 2, (int64_t[]){S * N, 2}, "ViT RoPE positions"));
-    float *p = posbuf.data;
+    float *p = malloc(sizeof *p * (size_t)(S * N * 2)), *phi = malloc(sizeof *phi * (size_t)(S * N * half));
+    if (!p || !phi) {
+        free(p);
+        free(phi);
+        return lyra_error(LYRA_ERR_OOM, "ViT RoPE tables: out of memory");
+    }
     for (int64_t n = 0; n < N; n++) {
         int64_t g = n - special;
         p[2 * n] = g < 0 ? 0.0f : (float)(g / run->gw + 1);
         p[2 * n + 1] = g < 0 ? 0.0f : (float)(g % run->gw + 1);
     }
-    lyra_rope_angles_2d(run->rope_local.data, p, N, (int)c->head_dim, c->opt.rope_theta);
+    lyra_rope_angles_2d(phi, p, N, (int)c->head_dim, c->opt.rope_theta);
+    lyra_tensor host = lyra_tensor_2d(phi, LYRA_DTYPE_F32, N, half);
+    lyra_status s = be->ops->upload(be, &run->rope_local, &host);
     for (int64_t v = 0; v < S; v++)
         for (int64_t n = 0; n < N; n++) {
             float q = n < special ? 0.0f : 1.0f;
             p[2 * (v * N + n)] = q;
             p[2 * (v * N + n) + 1] = q;
         }
-    lyra_rope_angles_2d(run->rope_global.data, p, S * N, (int)c->head_dim, c->opt.rope_theta);
-    return LYRA_OK;
+    lyra_rope_angles_2d(phi, p, S * N, (int)c->head_dim, c->opt.rope_theta);
+    host = lyra_tensor_2d(phi, LYRA_DTYPE_F32, S * N, half);
+    if (s == LYRA_OK) s = be->ops->upload(be, &run->rope_global, &host);
+    free(p);
+    free(phi);
+    return s;
 }
 
 lyra_status lyra_vit_embed(const lyra_vit *m, lyra_backend *be, lyra_arena *a, const lyra_tensor *pixels,
@@ -137,7 +146,7 @@ lyra_status lyra_vit_embed(const lyra_vit *m, lyra_backend *be, lyra_arena *a, c
     int64_t S = run->S, G = run->gh * run->gw, N = 1 + R + G;
     run->N = N;
     LYRA_TRY(lyra_arena_tensor(a, x, LYRA_DTYPE_F32, 3, (int64_t[]){S, N, C}, "ViT tokens"));
-    if (c->opt.rope_start >= 0) LYRA_TRY(rope_tables(m, a, run));
+    if (c->opt.rope_start >= 0) LYRA_TRY(rope_tables(m, be, a, run));
     size_t mark = lyra_arena_mark(a);
     lyra_tensor pos, p, pf, pt, xp, xc, cls, pos_p, pos_c, pos_pe, pos_ce;
     lyra_status s = lyra_arena_tensor(a, &pos, LYRA_DTYPE_F32, 3, (int64_t[]){1, 1 + G, C}, "ViT pos-embed");
