@@ -1,7 +1,697 @@
-/* Python glue for the depth area (filled in by its issue). */
+/* Python glue for the depth area: Depth Anything 3 nested (private functions of lyra2._core; the public class
+ * is lyra2/models/depth.py) and a generic-ViT probe used by the tests.
+ *
+ * A loaded DA3 is a capsule owning the weights (one carved allocation; a safetensors file keeps its bf16/f16
+ * storage for the GEMM matrices), a CPU backend and an activation arena; calls on one capsule are serialised by a
+ * lock. Weight names may carry the HF / Lyra checkpoint prefix "model." (stripped here). */
 #include "py_common.h"
 
+#include <pythread.h>
+#include <string.h>
+
+#include "io/safetensors.h"
+#include "models/da3.h"
+#include "models/vit.h"
+#include "nn/ops.h"
+
+/* ---------------------------------------------------------------- weight sources */
+
+typedef struct dsource {
+    lyra_text_wsource src;
+    Py_ssize_t n;
+    lyra_tensor *tensors;
+    const char **names;     /* with "model." stripped */
+    PyObject *keep;
+    lyra_st_file *file;
+} dsource;
+
+static const char *strip(const char *name) { return strncmp(name, "model.", 6) == 0 ? name + 6 : name; }
+
+static const lyra_tensor *dsource_lookup(void *ctx, const char *name) {
+    dsource *ds = ctx;
+    for (Py_ssize_t i = 0; i < ds->n; i++)
+        if (!strcmp(ds->names[i], name)) return &ds->tensors[i];
+    return NULL;
+}
+
+static void dsource_free(dsource *ds) {
+    PyMem_Free(ds->tensors);
+    PyMem_Free((void *)ds->names);
+    Py_XDECREF(ds->keep);
+    if (ds->file) lyra_st_close(ds->file);
+    memset(ds, 0, sizeof *ds);
+}
+
+static lyra_tensor describe(void *data, lyra_dtype dt, int ndim, const int64_t *shape) {
+    if (ndim > LYRA_MAX_DIMS) return lyra_tensor_make(data, LYRA_DTYPE_COUNT, 0, NULL);
+    lyra_tensor t = lyra_tensor_make(data, dt == LYRA_DTYPE_COUNT ? LYRA_DTYPE_F32 : dt, ndim, shape);
+    t.dtype = dt; /* LYRA_DTYPE_COUNT: reported as an unsupported dtype if the network needs it */
+    return t;
+}
+
+static int dsource_alloc(dsource *ds, Py_ssize_t n) {
+    ds->n = n;
+    ds->tensors = PyMem_Calloc((size_t)(n ? n : 1), sizeof *ds->tensors);
+    ds->names = PyMem_Calloc((size_t)(n ? n : 1), sizeof *ds->names);
+    ds->keep = PyList_New(0);
+    if (!ds->tensors || !ds->names || !ds->keep) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static lyra_dtype dtype_of_st(lyra_st_dtype d) {
+    switch (d) {
+    case LYRA_ST_F32: return LYRA_DTYPE_F32;
+    case LYRA_ST_BF16: return LYRA_DTYPE_BF16;
+    case LYRA_ST_F16: return LYRA_DTYPE_F16;
+    default: return LYRA_DTYPE_COUNT;
+    }
+}
+
+static int dsource_from_file(dsource *ds, PyObject *path_obj) {
+    PyObject *bytes = NULL;
+    if (!PyUnicode_FSConverter(path_obj, &bytes)) return -1;
+    lyra_status s;
+    const char *path = PyBytes_AS_STRING(bytes);
+    Py_BEGIN_ALLOW_THREADS
+    s = lyra_st_open(path, &ds->file);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(bytes);
+    if (s != LYRA_OK) {
+        lyra_py_raise(s);
+        return -1;
+    }
+    if (dsource_alloc(ds, (Py_ssize_t)ds->file->n_tensors) < 0) return -1;
+    for (Py_ssize_t i = 0; i < ds->n; i++) {
+        const lyra_st_tensor *t = &ds->file->tensors[i];
+        ds->names[i] = strip(t->name);
+        ds->tensors[i] = describe((void *)t->data, dtype_of_st(t->dtype), t->ndim, t->shape);
+    }
+    return 0;
+}
+
+static int dsource_from_mapping(dsource *ds, PyObject *mapping) {
+    PyObject *items = PyMapping_Items(mapping);
+    if (!items) return -1;
+    int rc = -1;
+    if (dsource_alloc(ds, PyList_GET_SIZE(items)) < 0) goto finally;
+    for (Py_ssize_t i = 0; i < ds->n; i++) {
+        PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
+        PyObject *val = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
+        if (!PyUnicode_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "weights: tensor names must be str");
+            goto finally;
+        }
+        const char *name = PyUnicode_AsUTF8(key);
+        if (!name || PyList_Append(ds->keep, key) < 0) goto finally;
+        PyArrayObject *arr = (PyArrayObject *)PyArray_FROMANY(val, NPY_NOTYPE, 0, 0, NPY_ARRAY_IN_ARRAY);
+        if (!arr) {
+            PyErr_Format(PyExc_TypeError, "weights: tensor '%s' is not an array", name);
+            goto finally;
+        }
+        int type = PyArray_TYPE(arr);
+        if (type == NPY_FLOAT64) {
+            PyArrayObject *f = (PyArrayObject *)PyArray_FROMANY((PyObject *)arr, NPY_FLOAT32, 0, 0,
+                                                                NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+            Py_DECREF(arr);
+            if (!f) goto finally;
+            arr = f;
+            type = NPY_FLOAT32;
+        }
+        int app = PyList_Append(ds->keep, (PyObject *)arr);
+        Py_DECREF(arr);
+        if (app < 0) goto finally;
+        int64_t shape[NPY_MAXDIMS];
+        int nd = PyArray_NDIM(arr);
+        for (int d = 0; d < nd; d++) shape[d] = PyArray_DIMS(arr)[d];
+        lyra_dtype dt = type == NPY_FLOAT32 ? LYRA_DTYPE_F32 : type == NPY_FLOAT16 ? LYRA_DTYPE_F16 : LYRA_DTYPE_COUNT;
+        ds->names[i] = strip(name);
+        ds->tensors[i] = describe(PyArray_DATA(arr), dt, nd, shape);
+    }
+    rc = 0;
+finally:
+    Py_DECREF(items);
+    return rc;
+}
+
+static int dsource_init(dsource *ds, PyObject *weights) {
+    memset(ds, 0, sizeof *ds);
+    int rc;
+    if (PyUnicode_Check(weights) || PyBytes_Check(weights) || PyObject_HasAttrString(weights, "__fspath__"))
+        rc = dsource_from_file(ds, weights);
+    else if (PyMapping_Check(weights))
+        rc = dsource_from_mapping(ds, weights);
+    else {
+        PyErr_SetString(PyExc_TypeError, "weights must be a safetensors path or a mapping name -> array");
+        rc = -1;
+    }
+    if (rc < 0) {
+        dsource_free(ds);
+        return -1;
+    }
+    ds->src.lookup = dsource_lookup;
+    ds->src.ctx = ds;
+    ds->src.n_names = ds->n;
+    ds->src.names = ds->names;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static PyArrayObject *new_f32(int nd, npy_intp *dims) {
+    return (PyArrayObject *)PyArray_SimpleNew(nd, dims, NPY_FLOAT32);
+}
+
+static float *f32(PyArrayObject *a) { return a ? (float *)PyArray_DATA(a) : NULL; }
+
+static int parse_taps(PyObject *obj, int *taps, const char *what) {
+    memset(taps, 0, 4 * sizeof *taps);
+    if (obj == Py_None) return 0;
+    PyObject *seq = PySequence_Fast(obj, "taps must be a sequence of 4 ints");
+    if (!seq) return -1;
+    int ok = PySequence_Fast_GET_SIZE(seq) == 4;
+    for (int k = 0; ok && k < 4; k++) {
+        long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, k));
+        if (v == -1 && PyErr_Occurred()) ok = 0;
+        taps[k] = (int)v;
+    }
+    Py_DECREF(seq);
+    if (!ok) {
+        if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "%s must be 4 block indices", what);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- DA3 network */
+
+static const char *CAPSULE = "lyra2._core.da3";
+
+typedef struct da3net {
+    lyra_da3 m;
+    lyra_backend be;
+    lyra_arena arena;
+    PyThread_type_lock lock;
+} da3net;
+
+static void da3net_free(da3net *t) {
+    if (!t) return;
+    lyra_da3_free(&t->m);
+    lyra_arena_free(&t->arena);
+    lyra_backend_free(&t->be);
+    if (t->lock) PyThread_free_lock(t->lock);
+    PyMem_Free(t);
+}
+
+static void capsule_destructor(PyObject *cap) { da3net_free(PyCapsule_GetPointer(cap, CAPSULE)); }
+
+#define LOCKED(t, stmt)                                                                                           \
+    do {                                                                                                          \
+        Py_BEGIN_ALLOW_THREADS                                                                                    \
+        PyThread_acquire_lock((t)->lock, WAIT_LOCK);                                                              \
+        stmt;                                                                                                     \
+        PyThread_release_lock((t)->lock);                                                                         \
+        Py_END_ALLOW_THREADS                                                                                      \
+    } while (0)
+
+static PyObject *py_da3_load(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *weights, *av_taps = Py_None, *met_taps = Py_None;
+    long long av_heads = 0, met_heads = 0, ce_heads = 0;
+    if (!PyArg_ParseTuple(args, "O|LLLOO:da3_load", &weights, &av_heads, &met_heads, &ce_heads, &av_taps, &met_taps))
+        return NULL;
+    lyra_da3_options opt = {.anyview_heads = av_heads, .metric_heads = met_heads, .cam_enc_heads = ce_heads};
+    if (parse_taps(av_taps, opt.anyview_taps, "taps") < 0 || parse_taps(met_taps, opt.metric_taps, "metric_taps") < 0)
+        return NULL;
+    dsource ds;
+    if (dsource_init(&ds, weights) < 0) return NULL;
+    da3net *t = PyMem_Calloc(1, sizeof *t);
+    if (!t) {
+        dsource_free(&ds);
+        return PyErr_NoMemory();
+    }
+    t->lock = PyThread_allocate_lock();
+    lyra_status s = t->lock ? lyra_backend_cpu_init(&t->be, 0) : lyra_error(LYRA_ERR_OOM, "cannot allocate a lock");
+    if (s == LYRA_OK) {
+        Py_BEGIN_ALLOW_THREADS
+        s = lyra_da3_load(&t->m, &ds.src, &opt);
+        Py_END_ALLOW_THREADS
+    }
+    dsource_free(&ds);
+    if (s != LYRA_OK) {
+        da3net_free(t);
+        return lyra_py_raise(s);
+    }
+    PyObject *cap = PyCapsule_New(t, CAPSULE, capsule_destructor);
+    if (!cap) da3net_free(t);
+    return cap;
+}
+
+static PyObject *vit_cfg_dict(const lyra_vit_config *c) {
+    return Py_BuildValue("{s:L,s:L,s:L,s:L,s:L,s:L,s:s,s:i,s:i}", "dim", (long long)c->dim, "depth",
+                         (long long)c->depth, "heads", (long long)c->heads, "patch", (long long)c->patch, "pos_grid",
+                         (long long)c->pos_grid, "ffn_hidden", (long long)c->ffn_hidden, "ffn",
+                         c->ffn == LYRA_VIT_FFN_SWIGLU ? "swiglu" : "mlp", "qk_norm_start", c->qk_norm_start,
+                         "alt_start", c->opt.alt_start);
+}
+
+static PyObject *py_da3_config(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    if (!PyArg_ParseTuple(args, "O:da3_config", &cap)) return NULL;
+    da3net *t = PyCapsule_GetPointer(cap, CAPSULE);
+    if (!t) return NULL;
+    const lyra_da3 *m = &t->m;
+    const int *a = m->opt.anyview_taps, *b = m->opt.metric_taps;
+    const int64_t *oc = m->head.oc;
+    return Py_BuildValue("{s:N,s:N,s:(iiii),s:(iiii),s:L,s:L,s:(LLLL),s:i,s:L,s:L,s:L}", "anyview",
+                         vit_cfg_dict(&m->anyview.cfg), "metric", vit_cfg_dict(&m->metric.cfg), "taps", a[0], a[1],
+                         a[2], a[3], "metric_taps", b[0], b[1], b[2], b[3], "features", (long long)m->head.features,
+                         "metric_features", (long long)m->metric_head.features, "out_channels", (long long)oc[0],
+                         (long long)oc[1], (long long)oc[2], (long long)oc[3], "camera_encoder", m->has_cam_enc,
+                         "cam_enc_depth", (long long)m->cam_enc.trunk.cfg.depth, "cam_enc_heads",
+                         (long long)m->cam_enc.trunk.cfg.heads, "params", (long long)lyra_da3_params(m));
+}
+
+static PyObject *py_da3_plan(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    long long S, h, w;
+    int poses;
+    if (!PyArg_ParseTuple(args, "OLLLp:da3_plan", &cap, &S, &h, &w, &poses)) return NULL;
+    da3net *t = PyCapsule_GetPointer(cap, CAPSULE);
+    if (!t) return NULL;
+    if (S < 1 || h < 14 || w < 14 || h % 14 || w % 14) {
+        PyErr_SetString(PyExc_ValueError, "da3_plan: need S >= 1 and h, w positive multiples of 14");
+        return NULL;
+    }
+    return Py_BuildValue("{s:L,s:d,s:K}", "params", (long long)lyra_da3_params(&t->m), "flops",
+                         lyra_da3_flops(&t->m, S, h, w, poses), "arena_bytes",
+                         (unsigned long long)lyra_da3_arena_bytes(&t->m, S, h, w));
+}
+
+static int dict_int(PyObject *d, const char *key, long long *v) {
+    PyObject *o = PyDict_GetItemString(d, key);
+    if (!o) {
+        PyErr_Format(PyExc_KeyError, "da3_cost: missing size '%s'", key);
+        return -1;
+    }
+    *v = PyLong_AsLongLong(o);
+    return (*v == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* The cost model without weights: a lyra_da3 whose configuration is filled from `sizes` (the released layout:
+ * SwiGLU any-view ViT with alternating attention from alt_start, GELU-MLP metric ViT, DualDPT + DPT with sky,
+ * CameraEnc trunk, CameraDec), so lyra_da3_params / _flops / _arena_bytes give the real-size plan. */
+static PyObject *py_da3_cost(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *d;
+    long long S, h, w;
+    int poses;
+    if (!PyArg_ParseTuple(args, "O!LLLp:da3_cost", &PyDict_Type, &d, &S, &h, &w, &poses)) return NULL;
+    static const char *keys[] = {"dim", "depth", "heads", "ffn_hidden", "pos_grid", "alt_start", "metric_dim",
+                                 "metric_depth", "metric_heads", "metric_ffn_hidden", "features", "oc0", "oc1", "oc2",
+                                 "oc3", "cam_enc_depth", "cam_enc_heads", "tap3", "metric_tap3"};
+    long long v[19];
+    for (int i = 0; i < 19; i++)
+        if (dict_int(d, keys[i], &v[i]) < 0) return NULL;
+    if (S < 1 || h < 14 || w < 14 || h % 14 || w % 14 || v[0] < 1 || v[2] < 1 || v[6] < 1 || v[8] < 1 || v[16] < 1) {
+        PyErr_SetString(PyExc_ValueError, "da3_cost: sizes must be positive, h and w multiples of 14");
+        return NULL;
+    }
+    lyra_da3 m;
+    memset(&m, 0, sizeof m);
+    lyra_vit_config *a = &m.anyview.cfg, *mc = &m.metric.cfg, *ce = &m.cam_enc.trunk.cfg;
+    *a = (lyra_vit_config){.dim = v[0], .depth = v[1], .heads = v[2], .head_dim = v[0] / v[2], .patch = 14,
+                           .pos_grid = v[4], .cam_tokens = 2, .ffn_hidden = v[3], .ffn = LYRA_VIT_FFN_SWIGLU,
+                           .qk_norm_start = (int)v[5], .layer_scale = 1};
+    a->opt = lyra_vit_default_options(v[2]);
+    a->opt.rope_start = a->opt.alt_start = (int)v[5];
+    *mc = (lyra_vit_config){.dim = v[6], .depth = v[7], .heads = v[8], .head_dim = v[6] / v[8], .patch = 14,
+                            .pos_grid = v[4], .ffn_hidden = v[9], .ffn = LYRA_VIT_FFN_MLP, .qk_norm_start = -1,
+                            .layer_scale = 1};
+    mc->opt = lyra_vit_default_options(v[8]);
+    *ce = (lyra_vit_config){.dim = v[0], .depth = v[15], .heads = v[16], .head_dim = v[0] / v[16],
+                            .ffn_hidden = 4 * v[0], .ffn = LYRA_VIT_FFN_MLP, .qk_norm_start = -1, .layer_scale = 1};
+    ce->opt = lyra_vit_default_options(v[16]);
+    m.has_cam_enc = 1;
+    m.cam_dec.dim = 2 * v[0];
+    lyra_da3_head *hs[2] = {&m.head, &m.metric_head};
+    for (int i = 0; i < 2; i++) {
+        hs[i]->dim_in = i ? v[6] : 2 * v[0];
+        hs[i]->features = v[10];
+        for (int k = 0; k < 4; k++) hs[i]->oc[k] = v[11 + k];
+        hs[i]->out_dim = i ? 1 : 2;
+        hs[i]->dual = !i;
+        hs[i]->sky = i;
+    }
+    m.opt.anyview_taps[3] = (int)v[17];
+    m.opt.metric_taps[3] = (int)v[18];
+    return Py_BuildValue("{s:L,s:d,s:K}", "params", (long long)lyra_da3_params(&m), "flops",
+                         lyra_da3_flops(&m, S, h, w, poses), "arena_bytes",
+                         (unsigned long long)lyra_da3_arena_bytes(&m, S, h, w));
+}
+
+/* images uint8 (S, H, W, 3), process_res -> (pixels f32 (S, 3, h, w), (h1, w1, h, w)) */
+static PyObject *py_da3_preprocess(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *img_obj;
+    int process_res;
+    if (!PyArg_ParseTuple(args, "Oi:da3_preprocess", &img_obj, &process_res)) return NULL;
+    PyArrayObject *img = lyra_py_array(img_obj, NPY_UINT8, 4, "images");
+    if (!img) return NULL;
+    npy_intp *d = PyArray_DIMS(img);
+    if (d[0] < 1 || d[1] < 1 || d[2] < 1 || d[3] != 3 || process_res < 1) {
+        Py_DECREF(img);
+        PyErr_SetString(PyExc_ValueError, "images must be uint8 (V, H, W, 3) with V, H, W >= 1 and process_res >= 1");
+        return NULL;
+    }
+    int S = (int)d[0], H = (int)d[1], W = (int)d[2], h1, w1, h, w, r1, r2;
+    lyra_da3_processed_size(H, W, process_res, &h1, &w1, &h, &w, &r1, &r2);
+    npy_intp od[4] = {S, 3, h, w};
+    PyArrayObject *out = new_f32(4, od);
+    uint8_t *t1 = PyMem_Malloc((size_t)h1 * w1 * 3 + 1), *t2 = PyMem_Malloc((size_t)h * w * 3 + 1);
+    if (!out || !t1 || !t2) {
+        Py_DECREF(img);
+        Py_XDECREF(out);
+        PyMem_Free(t1);
+        PyMem_Free(t2);
+        return PyErr_NoMemory();
+    }
+    lyra_status s = LYRA_OK;
+    const uint8_t *src = PyArray_DATA(img);
+    Py_BEGIN_ALLOW_THREADS
+    for (int v = 0; v < S && s == LYRA_OK; v++) {
+        const uint8_t *p = src + (size_t)v * H * W * 3;
+        if (r1) s = lyra_da3_resize_u8(t1, h1, w1, p, H, W, r1), p = t1;
+        if (s == LYRA_OK && r2) s = lyra_da3_resize_u8(t2, h, w, p, h1, w1, r2), p = t2;
+        if (s == LYRA_OK) lyra_da3_normalize(f32(out) + (size_t)v * 3 * h * w, p, h, w);
+    }
+    Py_END_ALLOW_THREADS
+    Py_DECREF(img);
+    PyMem_Free(t1);
+    PyMem_Free(t2);
+    if (s != LYRA_OK) {
+        Py_DECREF(out);
+        return lyra_py_raise(s);
+    }
+    return Py_BuildValue("N(iiii)", out, h1, w1, h, w);
+}
+
+/* uint8 (H, W, 3) -> (Ho, Wo, 3), method 1 INTER_AREA / 2 INTER_CUBIC (exposed for the tests). */
+static PyObject *py_da3_resize(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *img_obj;
+    int Ho, Wo, method;
+    if (!PyArg_ParseTuple(args, "Oiii:da3_resize", &img_obj, &Ho, &Wo, &method)) return NULL;
+    PyArrayObject *img = lyra_py_array(img_obj, NPY_UINT8, 3, "image");
+    if (!img) return NULL;
+    if (PyArray_DIMS(img)[2] != 3 || Ho < 1 || Wo < 1) {
+        Py_DECREF(img);
+        PyErr_SetString(PyExc_ValueError, "image must be (H, W, 3) uint8 and the size positive");
+        return NULL;
+    }
+    npy_intp od[3] = {Ho, Wo, 3};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(3, od, NPY_UINT8);
+    if (!out) {
+        Py_DECREF(img);
+        return NULL;
+    }
+    lyra_status s = lyra_da3_resize_u8(PyArray_DATA(out), Ho, Wo, PyArray_DATA(img), (int)PyArray_DIMS(img)[0],
+                                       (int)PyArray_DIMS(img)[1], method);
+    Py_DECREF(img);
+    if (s != LYRA_OK) {
+        Py_DECREF(out);
+        return lyra_py_raise(s);
+    }
+    return (PyObject *)out;
+}
+
+static int set_item(PyObject *d, const char *key, PyObject *v) {
+    if (!v) return -1;
+    int rc = PyDict_SetItemString(d, key, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* da3_forward(cap, pixels (S,3,h,w) f32, ext (S,4,4) | None, K (S,3,3) | None, trace) -> dict */
+static PyObject *py_da3_forward(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap, *px_obj, *ext_obj, *k_obj;
+    int want_trace = 0;
+    if (!PyArg_ParseTuple(args, "OOOO|p:da3_forward", &cap, &px_obj, &ext_obj, &k_obj, &want_trace)) return NULL;
+    da3net *t = PyCapsule_GetPointer(cap, CAPSULE);
+    if (!t) return NULL;
+    PyArrayObject *px = lyra_py_array(px_obj, NPY_FLOAT32, 4, "pixels"), *ext = NULL, *K = NULL;
+    PyObject *result = NULL;
+    PyArrayObject *arr[32] = {0};
+    int na = 0;
+    if (!px) return NULL;
+    npy_intp S = PyArray_DIMS(px)[0], h = PyArray_DIMS(px)[2], w = PyArray_DIMS(px)[3];
+    if (PyArray_DIMS(px)[1] != 3 || S < 1) {
+        PyErr_SetString(PyExc_ValueError, "pixels must be (S, 3, h, w) float32");
+        goto finally;
+    }
+    if (ext_obj != Py_None || k_obj != Py_None) {
+        if (ext_obj == Py_None || k_obj == Py_None) {
+            PyErr_SetString(PyExc_ValueError, "extrinsics and intrinsics must be given together");
+            goto finally;
+        }
+        ext = lyra_py_array(ext_obj, NPY_FLOAT32, 3, "extrinsics");
+        K = lyra_py_array(k_obj, NPY_FLOAT32, 3, "intrinsics");
+        if (!ext || !K) goto finally;
+        if (PyArray_DIMS(ext)[0] != S || PyArray_DIMS(ext)[1] != 4 || PyArray_DIMS(ext)[2] != 4 ||
+            PyArray_DIMS(K)[0] != S || PyArray_DIMS(K)[1] != 3 || PyArray_DIMS(K)[2] != 3) {
+            PyErr_Format(PyExc_ValueError, "extrinsics must be (%ld, 4, 4) and intrinsics (%ld, 3, 3)", (long)S,
+                         (long)S);
+            goto finally;
+        }
+    }
+    const lyra_da3 *m = &t->m;
+    npy_intp G = (h / 14) * (w / 14), C = m->anyview.cfg.dim, Cm = m->metric.cfg.dim, F2 = m->head.features / 2;
+    npy_intp shw[3] = {S, h, w}, s34[3] = {S, 3, 4}, s33[3] = {S, 3, 3};
+#define NEW(var, nd, ...)                                                                                          \
+    do {                                                                                                          \
+        npy_intp dims_[] = {__VA_ARGS__};                                                                         \
+        arr[na] = new_f32(nd, dims_);                                                                             \
+        if (!arr[na]) goto finally;                                                                               \
+        var = arr[na++];                                                                                          \
+    } while (0)
+    PyArrayObject *depth, *conf, *sky, *pe, *pi;
+    NEW(depth, 3, shw[0], shw[1], shw[2]);
+    NEW(conf, 3, shw[0], shw[1], shw[2]);
+    NEW(sky, 3, shw[0], shw[1], shw[2]);
+    NEW(pe, 3, s34[0], s34[1], s34[2]);
+    NEW(pi, 3, s33[0], s33[1], s33[2]);
+    lyra_da3_out out = {.depth = f32(depth), .conf = f32(conf), .sky = f32(sky), .extrinsics = f32(pe),
+                        .intrinsics = f32(pi)};
+    lyra_da3_trace tr;
+    memset(&tr, 0, sizeof tr);
+    PyArrayObject *t_pos = NULL, *t_taps[4] = {0}, *t_cams[4] = {0}, *t_cep = NULL, *t_cet = NULL, *t_c1 = NULL,
+                  *t_avd = NULL, *t_avc = NULL, *t_pose = NULL, *t_mt[4] = {0}, *t_md = NULL, *t_mds = NULL,
+                  *t_ns = NULL, *t_am = NULL;
+    if (want_trace) {
+        NEW(t_pos, 2, 1 + G, C);
+        for (int k = 0; k < 4; k++) {
+            NEW(t_taps[k], 3, S, G, 2 * C);
+            NEW(t_cams[k], 2, S, 2 * C);
+            NEW(t_mt[k], 3, S, G, Cm);
+        }
+        if (ext) {
+            NEW(t_cep, 2, S, 9);
+            NEW(t_cet, 2, S, C);
+        }
+        NEW(t_c1, 4, S, F2, 8 * (h / 14), 8 * (w / 14));
+        NEW(t_avd, 3, S, h, w);
+        NEW(t_avc, 3, S, h, w);
+        NEW(t_pose, 2, S, 9);
+        NEW(t_md, 3, S, h, w);
+        NEW(t_mds, 3, S, h, w);
+        arr[na] = (PyArrayObject *)PyArray_SimpleNew(3, shw, NPY_UINT8);
+        if (!arr[na]) goto finally;
+        t_ns = arr[na++];
+        arr[na] = (PyArrayObject *)PyArray_SimpleNew(3, shw, NPY_UINT8);
+        if (!arr[na]) goto finally;
+        t_am = arr[na++];
+        tr.av_pos_embed = f32(t_pos);
+        for (int k = 0; k < 4; k++) tr.av_taps[k] = f32(t_taps[k]), tr.av_cams[k] = f32(t_cams[k]),
+                                    tr.met_taps[k] = f32(t_mt[k]);
+        tr.cam_enc_pose = f32(t_cep), tr.cam_enc_tokens = f32(t_cet), tr.av_output_conv1 = f32(t_c1);
+        tr.av_depth = f32(t_avd), tr.av_conf = f32(t_avc), tr.pose_enc = f32(t_pose), tr.met_depth = f32(t_md);
+        tr.met_depth_scaled = f32(t_mds);
+        tr.non_sky = PyArray_DATA(t_ns), tr.align_mask = PyArray_DATA(t_am);
+    }
+#undef NEW
+    lyra_status s;
+    size_t need = lyra_da3_arena_bytes(m, S, h, w);
+    lyra_tensor pix = lyra_tensor_4d(PyArray_DATA(px), LYRA_DTYPE_F32, S, 3, h, w);
+    const float *e = ext ? f32(ext) : NULL, *k = K ? f32(K) : NULL;
+    LOCKED(t, {
+        s = LYRA_OK;
+        if (t->arena.capacity < need) {
+            lyra_arena_free(&t->arena);
+            s = lyra_arena_init(&t->arena, need);
+        }
+        if (s == LYRA_OK) s = lyra_da3_forward(m, &t->be, &t->arena, &pix, e, k, &out, want_trace ? &tr : NULL);
+        t->arena.used = 0;
+    });
+    if (s != LYRA_OK) {
+        lyra_py_raise(s);
+        goto finally;
+    }
+    result = PyDict_New();
+    if (!result) goto finally;
+    int bad = set_item(result, "depth", (PyObject *)depth) | set_item(result, "conf", (PyObject *)conf) |
+              set_item(result, "sky", (PyObject *)sky) | set_item(result, "extrinsics", (PyObject *)pe) |
+              set_item(result, "intrinsics", (PyObject *)pi) |
+              set_item(result, "scale_factor", PyFloat_FromDouble(out.scale));
+    for (int i = 0; i < 5; i++) arr[i] = NULL; /* references moved into the dict */
+    if (!bad && want_trace) {
+        PyObject *trd = PyDict_New();
+        char key[32];
+        bad |= set_item(result, "trace", trd);
+        if (trd) {
+            Py_INCREF(trd);
+            bad |= PyDict_SetItemString(trd, "av_pos_embed", (PyObject *)t_pos);
+            for (int k2 = 0; k2 < 4; k2++) {
+                snprintf(key, sizeof key, "av_tap%d_feat", k2);
+                bad |= PyDict_SetItemString(trd, key, (PyObject *)t_taps[k2]);
+                snprintf(key, sizeof key, "av_tap%d_cam", k2);
+                bad |= PyDict_SetItemString(trd, key, (PyObject *)t_cams[k2]);
+                snprintf(key, sizeof key, "met_tap%d_feat", k2);
+                bad |= PyDict_SetItemString(trd, key, (PyObject *)t_mt[k2]);
+            }
+            if (t_cep) bad |= PyDict_SetItemString(trd, "cam_enc_pose_encoding", (PyObject *)t_cep);
+            if (t_cet) bad |= PyDict_SetItemString(trd, "cam_enc_tokens", (PyObject *)t_cet);
+            bad |= PyDict_SetItemString(trd, "av_head_output_conv1", (PyObject *)t_c1);
+            bad |= PyDict_SetItemString(trd, "av_head_depth", (PyObject *)t_avd);
+            bad |= PyDict_SetItemString(trd, "av_head_conf", (PyObject *)t_avc);
+            bad |= PyDict_SetItemString(trd, "av_pose_enc", (PyObject *)t_pose);
+            bad |= PyDict_SetItemString(trd, "met_head_depth", (PyObject *)t_md);
+            bad |= PyDict_SetItemString(trd, "merge_metric_depth_scaled", (PyObject *)t_mds);
+            bad |= PyDict_SetItemString(trd, "merge_non_sky", (PyObject *)t_ns);
+            bad |= PyDict_SetItemString(trd, "merge_align_mask", (PyObject *)t_am);
+            bad |= set_item(trd, "merge_median_conf", PyFloat_FromDouble(tr.median_conf));
+            bad |= set_item(trd, "merge_scale_factor", PyFloat_FromDouble(tr.scale));
+            bad |= set_item(trd, "merge_sky_fill", PyFloat_FromDouble(tr.sky_fill));
+            Py_DECREF(trd);
+        }
+    }
+    if (bad) Py_CLEAR(result);
+finally:
+    for (int i = 0; i < na; i++) Py_XDECREF(arr[i]);
+    Py_XDECREF(px);
+    Py_XDECREF(ext);
+    Py_XDECREF(K);
+    return result;
+}
+
+/* ---------------------------------------------------------------- generic ViT probe (tests) */
+
+static int ignore_outside(const void *ctx, const char *name) {
+    const lyra_vit *v = ctx;
+    return strncmp(name, v->prefix, strlen(v->prefix)) != 0 || lyra_vit_unused_tensor(v, name);
+}
+
+/* vit_taps(weights, prefix, heads, norm_eps, taps, pixels (S,3,h,w) f32, rope_start, alt_start)
+ *   -> (list of (S, G, C) normed taps, cls (n, S, C)) */
+static PyObject *py_vit_taps(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *weights, *taps_obj, *px_obj;
+    const char *prefix;
+    long long heads;
+    double norm_eps;
+    int rope_start = -1, alt_start = -1;
+    if (!PyArg_ParseTuple(args, "OsLdOO|ii:vit_taps", &weights, &prefix, &heads, &norm_eps, &taps_obj, &px_obj,
+                          &rope_start, &alt_start))
+        return NULL;
+    PyObject *seq = PySequence_Fast(taps_obj, "taps must be a sequence of ints");
+    if (!seq) return NULL;
+    int n = (int)PySequence_Fast_GET_SIZE(seq), idx[64];
+    if (n < 1 || n > 64) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "taps: 1 to 64 block indices");
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) idx[i] = (int)PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+    Py_DECREF(seq);
+    if (PyErr_Occurred()) return NULL;
+    PyArrayObject *px = lyra_py_array(px_obj, NPY_FLOAT32, 4, "pixels");
+    if (!px) return NULL;
+    dsource ds;
+    if (dsource_init(&ds, weights) < 0) {
+        Py_DECREF(px);
+        return NULL;
+    }
+    lyra_vit v;
+    lyra_vit_wlist wl = {0};
+    lyra_backend be = {0};
+    lyra_arena ar = {0};
+    void *mem = NULL;
+    lyra_vit_options o = lyra_vit_default_options(heads);
+    o.norm_eps = (float)norm_eps;
+    o.rope_start = rope_start;
+    o.alt_start = alt_start;
+    PyObject *list = NULL, *result = NULL;
+    PyArrayObject *cls = NULL;
+    lyra_status s = lyra_vit_detect(&v, &ds.src, prefix, &o, "ViT");
+    if (s == LYRA_OK) s = lyra_vit_add_weights(&v, &wl);
+    if (s == LYRA_OK) s = lyra_vit_wlist_load(&wl, &ds.src, ignore_outside, &v, "ViT", &mem);
+    int64_t S = PyArray_DIMS(px)[0], h = PyArray_DIMS(px)[2], w = PyArray_DIMS(px)[3];
+    int64_t P = v.cfg.patch > 0 ? v.cfg.patch : 1, G = (h / P) * (w / P), C = v.cfg.dim;
+    list = PyList_New(n);
+    npy_intp cd[3] = {n, S, C};
+    cls = new_f32(3, cd);
+    lyra_tensor tt[64], *tp[64];
+    for (int i = 0; list && cls && i < n; i++) {
+        npy_intp d[3] = {S, G, C};
+        PyArrayObject *a = new_f32(3, d);
+        if (!a) break;
+        PyList_SET_ITEM(list, i, (PyObject *)a);
+        tt[i] = lyra_tensor_3d(PyArray_DATA(a), LYRA_DTYPE_F32, S, G, C);
+        tp[i] = &tt[i];
+    }
+    if (!list || !cls || PyErr_Occurred()) goto finally;
+    lyra_tensor pix = lyra_tensor_4d(PyArray_DATA(px), LYRA_DTYPE_F32, S, 3, h, w);
+    lyra_tensor ct = lyra_tensor_3d(PyArray_DATA(cls), LYRA_DTYPE_F32, n, S, C);
+    Py_BEGIN_ALLOW_THREADS
+    if (s == LYRA_OK) s = lyra_backend_cpu_init(&be, 0);
+    if (s == LYRA_OK) s = lyra_arena_init(&ar, lyra_vit_arena_bytes(&v.cfg, S, h / P, w / P));
+    if (s == LYRA_OK) s = lyra_vit_taps(&v, &be, &ar, &pix, n, idx, tp, &ct);
+    Py_END_ALLOW_THREADS
+    if (s != LYRA_OK) {
+        lyra_py_raise(s);
+        goto finally;
+    }
+    result = Py_BuildValue("OO", list, cls);
+finally:
+    Py_XDECREF(list);
+    Py_XDECREF(cls);
+    Py_DECREF(px);
+    lyra_arena_free(&ar);
+    lyra_backend_free(&be);
+    free(mem);
+    lyra_vit_wlist_free(&wl);
+    lyra_vit_free(&v);
+    dsource_free(&ds);
+    return result;
+}
+
 static PyMethodDef depth_methods[] = {
+    {"da3_load", py_da3_load, METH_VARARGS,
+     "da3_load(weights, anyview_heads=0, metric_heads=0, cam_enc_heads=0, taps=None, metric_taps=None) -> capsule"},
+    {"da3_config", py_da3_config, METH_VARARGS, "da3_config(net) -> dict"},
+    {"da3_plan", py_da3_plan, METH_VARARGS, "da3_plan(net, S, h, w, poses) -> {params, flops, arena_bytes}"},
+    {"da3_cost", py_da3_cost, METH_VARARGS, "da3_cost(sizes dict, S, h, w, poses) -> {params, flops, arena_bytes}"},
+    {"da3_preprocess", py_da3_preprocess, METH_VARARGS,
+     "da3_preprocess(images uint8 (V,H,W,3), process_res) -> (pixels (V,3,h,w), (h1, w1, h, w))"},
+    {"da3_resize", py_da3_resize, METH_VARARGS, "da3_resize(image uint8 (H,W,3), Ho, Wo, method 1 area | 2 cubic)"},
+    {"da3_forward", py_da3_forward, METH_VARARGS,
+     "da3_forward(net, pixels, extrinsics|None, intrinsics|None, trace=False) -> dict"},
+    {"vit_taps", py_vit_taps, METH_VARARGS,
+     "vit_taps(weights, prefix, heads, norm_eps, taps, pixels, rope_start=-1, alt_start=-1) -> (taps, cls)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,0 +1,368 @@
+"""Depth Anything 3 nested (DA3NESTED-GIANT-LARGE, Lyra's fine-tune) on the lyra2 runtime.
+
+``DepthAnything3(weights)`` loads the nested network (any-view ViT-g + DualDPT + camera encoder/decoder, metric
+ViT-L + DPT with sky; spec/depth.md §1) from a safetensors path or a dict ``name -> array`` with the upstream
+``NestedDepthAnything3Net`` names (``da3.*``, ``da3_metric.*``; the HF / Lyra ``model.`` prefix is accepted).
+Calling it reproduces ``DepthAnything3.inference`` as Lyra calls it: preprocessing (upper-bound resize, nearest
+multiple of 14 with OpenCV INTER_AREA / INTER_CUBIC, ImageNet normalisation), extrinsics normalisation, the
+C forward and nested merge, then (with poses) the Umeyama Sim(3) alignment to the input poses and depth / s.
+
+Lyra's two call sites are ``first_frame_depth`` (zoom script, one view, no poses) and ``depth_window`` (AR
+depth-cache update, several views with poses).
+
+Differences from upstream, by design:
+
+* The nested merge's median confidence and 0.99 sky quantile use every qualifying pixel. Upstream draws a random
+  subset of 100 000 (torch RNG) when more qualify, which every 480p/720p call does (depth.md §1.10, pipeline
+  §6); the result differs by that sampling noise only (about 1e-4 relative on the scale).
+* float32 throughout (upstream runs the backbones under bf16 autocast on CUDA; depth.md §4.3 expects ~1e-2
+  relative per-pixel differences from that).
+* Several views without poses (S >= 3) would need upstream's reference-view selection, which Lyra never uses:
+  refused with an error.
+
+Cost at the real sizes (``da3_cost``, the C cost model on REAL_SIZES: ViT-g 1536 wide x 40 blocks / 24 heads
+any-view with SwiGLU 4096, ViT-L 1024 x 24 / 16 heads metric, DualDPT/DPT with 256 features; 1 639 642 349
+parameters used = depth.md §3.3's "needed by Lyra", 6.6 GB in float32, 3.3 GB in bf16; FLOPs 2 per MAC; arena =
+activations in float32 besides the weights and the backend's attention scratch):
+
+* 480p (476x826, 34x59 patches): 1 view 8.05 TFLOP, arena 0.89 GB; 10 views with poses 111.7 TFLOP (global
+  attention over 20 070 tokens in 14 blocks), arena 2.59 GB.
+* 720p (714x1274, 51x91 patches): 1 view 22.8 TFLOP, arena 2.06 GB; 10 views with poses 395 TFLOP, arena 6.0 GB.
+"""
+import numpy as np
+
+from .. import _core
+
+__all__ = ["DepthAnything3", "da3_cost", "REAL_SIZES", "umeyama_alignment", "align_poses_umeyama",
+           "normalize_extrinsics"]
+
+#: The released DA3NESTED-GIANT-LARGE sizes (depth.md §1.5.1, §1.9, §3): any-view ViT-g, metric ViT-L, heads.
+REAL_SIZES = {
+    "dim": 1536, "depth": 40, "heads": 24, "ffn_hidden": 4096, "pos_grid": 37, "alt_start": 13,
+    "metric_dim": 1024, "metric_depth": 24, "metric_heads": 16, "metric_ffn_hidden": 4096,
+    "features": 256, "oc0": 256, "oc1": 512, "oc2": 1024, "oc3": 1024,
+    "cam_enc_depth": 4, "cam_enc_heads": 16, "tap3": 39, "metric_tap3": 23,
+}
+
+
+def da3_cost(views, height, width, poses=True, sizes=None):
+    """Parameters, FLOPs (2 per MAC) and activation-arena bytes of one DA3 call on ``views`` processed images of
+    height x width (multiples of 14), from the C cost model without loading weights. ``sizes`` defaults to
+    REAL_SIZES. Weights take 4 bytes per parameter in float32 (2 in bf16)."""
+    return _core.da3_cost(dict(REAL_SIZES if sizes is None else sizes), int(views), int(height), int(width),
+                          bool(poses))
+
+
+class DepthAnything3:
+    """Depth Anything 3 nested. ``weights``: safetensors path or dict of arrays (upstream names).
+
+    The head counts of the metric ViT and of the camera encoder and the tap blocks are not stored in the weights;
+    the defaults are the released model's (metric width / 64 heads, camera encoder width / 96 heads, taps
+    [19, 27, 33, 39] and [4, 11, 17, 23]). The any-view head count comes from the q/k-norm width."""
+
+    def __init__(self, weights, device="cpu", *, heads=None, metric_heads=None, cam_enc_heads=None, taps=None,
+                 metric_taps=None):
+        if device != "cpu":
+            from .. import Lyra2Error
+            raise Lyra2Error(f"DepthAnything3: device {device!r} is not available: the CUDA backend for networks is "
+                             "not built yet; use device='cpu'")
+        self.device = device
+        self._net = _core.da3_load(weights, int(heads or 0), int(metric_heads or 0), int(cam_enc_heads or 0),
+                                   None if taps is None else tuple(int(t) for t in taps),
+                                   None if metric_taps is None else tuple(int(t) for t in metric_taps))
+        self.config = _core.da3_config(self._net)
+
+    def sizes(self):
+        """This model's sizes in the form da3_cost takes."""
+        c = self.config
+        a, m = c["anyview"], c["metric"]
+        oc = c["out_channels"]
+        return {"dim": a["dim"], "depth": a["depth"], "heads": a["heads"], "ffn_hidden": a["ffn_hidden"],
+                "pos_grid": a["pos_grid"], "alt_start": a["alt_start"], "metric_dim": m["dim"],
+                "metric_depth": m["depth"], "metric_heads": m["heads"], "metric_ffn_hidden": m["ffn_hidden"],
+                "features": c["features"], "oc0": oc[0], "oc1": oc[1], "oc2": oc[2], "oc3": oc[3],
+                "cam_enc_depth": c["cam_enc_depth"], "cam_enc_heads": c["cam_enc_heads"], "tap3": c["taps"][3],
+                "metric_tap3": c["metric_taps"][3]}
+
+    def plan(self, views, height, width, poses=True):
+        """``{"params", "flops", "arena_bytes"}`` for one call on ``views`` images of height x width (processed
+        size, multiples of 14)."""
+        return _core.da3_plan(self._net, int(views), int(height), int(width), bool(poses))
+
+    def preprocess(self, images, intrinsics=None, process_res=None):
+        """(pixels (V,3,h,w) float32, K (V,3,3) at h x w or None) as DA3's InputProcessor makes them."""
+        images = _images(images)
+        V, H, W, _ = images.shape
+        res = int(process_res) if process_res is not None else max(H, W)
+        pixels, (h1, w1, h, w) = _core.da3_preprocess(images, res)
+        K = None
+        if intrinsics is not None:
+            K = np.array(intrinsics, dtype=np.float32, copy=True)
+            if K.shape != (V, 3, 3):
+                raise ValueError(f"intrinsics must be ({V}, 3, 3), got {K.shape}")
+            for (a, b), (c, d) in (((H, W), (h1, w1)), ((h1, w1), (h, w))):
+                K[:, :1] *= np.float32(d / float(b))   # InputProcessor._resize_ixt, per step
+                K[:, 1:2] *= np.float32(c / float(a))
+        return pixels, K
+
+    def __call__(self, images, extrinsics=None, intrinsics=None, *, process_res=None, align_to_input=True,
+                 trace=False):
+        """images uint8 (V,H,W,3); extrinsics w2c (V,4,4) and intrinsics (V,3,3) at H x W, both or neither.
+
+        Returns ``depth`` (V,h,w), ``conf``, ``sky`` (uint8, sky >= 0.5), ``extrinsics`` (V,3,4), ``intrinsics``
+        (V,3,3), ``scale_factor`` (the nested σ), ``sky_prob`` (the metric sky map) and, with poses,
+        ``umeyama`` = (R, t, s) (float64). With poses and ``align_to_input`` (Lyra's setting) the depth is divided
+        by s and the cameras are the inputs (K rescaled to h x w)."""
+        images = _images(images)
+        V = images.shape[0]
+        if (extrinsics is None) != (intrinsics is None):
+            raise ValueError("pass extrinsics and intrinsics together, or neither")
+        pixels, K = self.preprocess(images, intrinsics, process_res)
+        ext = ext_norm = None
+        if extrinsics is not None:
+            ext = np.asarray(extrinsics, dtype=np.float32)
+            if ext.shape != (V, 4, 4):
+                raise ValueError(f"extrinsics must be ({V}, 4, 4) world-to-camera matrices, got {ext.shape}")
+            ext_norm = normalize_extrinsics(ext)
+        elif V >= 3:
+            raise ValueError(f"{V} views without poses would need DA3's reference-view selection, which Lyra never "
+                             "uses and this port does not implement; pass extrinsics and intrinsics")
+        out = _core.da3_forward(self._net, pixels, ext_norm, K, bool(trace))
+        pred = {
+            "depth": out["depth"], "conf": out["conf"], "sky": (out["sky"] >= 0.5).astype(np.uint8),
+            "sky_prob": out["sky"], "extrinsics": out["extrinsics"], "intrinsics": out["intrinsics"],
+            "scale_factor": out["scale_factor"], "ext_norm": ext_norm, "pixels": pixels,
+        }
+        if trace:
+            pred["trace"] = out["trace"]
+        if ext is not None and align_to_input:
+            r, t, s = align_poses_umeyama(out["extrinsics"], ext, ransac=V >= 10, random_state=42)
+            pred["umeyama"] = (r, t, s)
+            pred["depth"] = (out["depth"].astype(np.float64) / s).astype(np.float32)
+            pred["extrinsics"] = ext[:, :3, :].copy()
+            pred["intrinsics"] = K
+        return pred
+
+    # ---- Lyra's call sites ----
+
+    def first_frame_depth(self, orig_rgb, target_hw):
+        """Zoom script ``_da3_infer_depth_intrinsics_single`` (pipeline §2.1): orig_rgb uint8 (H0,W0,3) ->
+        (depth (H,W) float32, mask (H,W) float32 = depth < 999.9, K (3,3) at H x W)."""
+        Ht, Wt = (int(v) for v in target_hw)
+        img = np.ascontiguousarray(orig_rgb, dtype=np.uint8)
+        if img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"orig_rgb must be uint8 (H, W, 3), got {img.shape}")
+        resized = _core.image_resize(img, Ht, Wt)          # cv2.resize INTER_LINEAR, bit-exact
+        pred = self(resized[None])
+        depth = pred["depth"][0]
+        Hd, Wd = depth.shape
+        if (Hd, Wd) != (Ht, Wt):
+            depth = _bilinear(depth, Ht, Wt)
+        depth = np.clip(np.nan_to_num(depth, nan=1e4, posinf=np.float32(3.4028235e38),
+                                      neginf=np.float32(-3.4028235e38)), 0, 1e4).astype(np.float32)
+        mask = (depth < 999.9).astype(np.float32)
+        K = pred["intrinsics"][0].astype(np.float32).copy()
+        sx, sy = np.float32(float(Wt) / float(Wd)), np.float32(float(Ht) / float(Hd))
+        K[0, 0] *= sx
+        K[1, 1] *= sy
+        K[0, 2] *= sx
+        K[1, 2] *= sy
+        return depth, mask, K
+
+    def depth_window(self, history_frames, cam_w2c, intrinsics, frame_interval, max_history_frames, *,
+                     start_index=0, abs_last_idx=None, add_pose_alignment_offsets=True):
+        """AR ``_predict_da3_depth_window`` (pipeline §4.13): history_frames (1,3,T,H,W) in [-1,1], cam_w2c
+        (1,T',4,4), intrinsics (1,T',3,3) -> ``{"frame_indices": [...], "prediction": dict | None}``.
+        Frames last, last - interval, ... (at most max_history_frames, >= 0), sorted ascending."""
+        hist = np.asarray(history_frames, dtype=np.float32)
+        if hist.ndim != 5 or hist.shape[0] != 1 or hist.shape[1] != 3:
+            raise ValueError(f"history_frames must be (1, 3, T, H, W), got {hist.shape}")
+        T = hist.shape[2]
+        last = T - 1 if abs_last_idx is None else int(abs_last_idx)
+        if last < 0:
+            return {"frame_indices": [], "prediction": None}
+        step = max(int(frame_interval), 1)
+        frames = sorted({last - k * step for k in range(int(max_history_frames)) if last - k * step >= 0})
+        w2c = np.asarray(cam_w2c, dtype=np.float32)
+        Ks = np.asarray(intrinsics, dtype=np.float32)
+        images, exts, ixts = [], [], []
+        for f in frames:
+            t = start_index + f
+            if t < 0 or t >= T:
+                continue
+            x = np.clip(hist[0, :, t] * np.float32(0.5) + np.float32(0.5), 0.0, 1.0).transpose(1, 2, 0)
+            images.append(np.clip(x * np.float32(255.0) + np.float32(0.5), 0, 255).astype(np.uint8))
+            exts.append(w2c[0, f])
+            ixts.append(Ks[0, f])
+        if not images:
+            return {"frame_indices": [], "prediction": None}
+        ext = np.stack(exts).astype(np.float32)
+        if add_pose_alignment_offsets:
+            ext = _add_tiny_offsets(ext)
+        pred = self(np.stack(images), ext, np.stack(ixts).astype(np.float32))
+        pred["api_in_images"] = np.stack(images)
+        pred["api_in_extrinsics"] = ext
+        return {"frame_indices": frames, "prediction": pred}
+
+
+def _images(images):
+    a = np.asarray(images)
+    if a.dtype != np.uint8:
+        raise TypeError(f"images must be uint8, got {a.dtype}")
+    if a.ndim == 3:
+        a = a[None]
+    if a.ndim != 4 or a.shape[3] != 3 or min(a.shape[:3]) < 1:
+        raise ValueError(f"images must be uint8 (V, H, W, 3), got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def _affine_inverse(A):
+    """[Rᵀ | −Rᵀt; last row kept] (utils/geometry.py affine_inverse), in A's dtype."""
+    R, T = A[..., :3, :3], A[..., :3, 3:]
+    Rt = np.swapaxes(R, -1, -2)
+    top = np.concatenate([Rt, -(Rt @ T)], axis=-1)
+    return np.concatenate([top, A[..., 3:, :]], axis=-2)
+
+
+def normalize_extrinsics(ext):
+    """DA3api._normalize_extrinsics (depth.md §1.11): E·E₀⁻¹, translations ÷ max(lower median |C|, 0.1)."""
+    ext = np.asarray(ext, dtype=np.float32)
+    norm = (ext @ _affine_inverse(ext[:1])).astype(np.float32)
+    dists = np.linalg.norm(_affine_inverse(norm)[:, :3, 3], axis=-1).astype(np.float32)
+    median = np.sort(dists)[(len(dists) - 1) // 2]         # torch.median: the lower middle element
+    median = max(median, np.float32(0.1))
+    norm[:, :3, 3] = norm[:, :3, 3] / np.float32(median)
+    return norm
+
+
+def _add_tiny_offsets(ext, variance_threshold=1e-10, scale=1e-6, fx=0.00001, fy=0.000013, fz=0.000007):
+    """Lyra AR _add_tiny_offsets_to_extrinsics_for_pose_alignment: t -= R·δ_i when the cameras barely move."""
+    centres = np.stack([-e[:3, :3].T @ e[:3, 3] for e in ext])
+    if np.var(centres, axis=0).sum() >= variance_threshold:
+        return ext
+    out = ext.copy()
+    for i, e in enumerate(out):
+        d = np.array([scale * np.sin(2 * np.pi * i * fx), scale * np.cos(2 * np.pi * i * fy),
+                      scale * np.sin(2 * np.pi * i * fz)])
+        out[i, :3, 3] = e[:3, 3] - e[:3, :3] @ d
+    return out
+
+
+class _Degenerate(Exception):
+    pass
+
+
+def umeyama_alignment(x, y, with_scale=True):
+    """evo geometry.umeyama_alignment: (r, t, c) minimising ‖y − (c·r·x + t)‖ for x, y (3, n)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    m, n = x.shape
+    mean_x, mean_y = x.mean(axis=1), y.mean(axis=1)
+    sigma_x = 1.0 / n * (np.linalg.norm(x - mean_x[:, None]) ** 2)
+    outer = np.zeros((m, m))
+    for i in range(n):
+        outer += np.outer(y[:, i] - mean_y, x[:, i] - mean_x)
+    cov = np.multiply(1.0 / n, outer)
+    u, d, v = np.linalg.svd(cov)
+    if np.count_nonzero(d > np.finfo(d.dtype).eps) < m - 1:
+        raise _Degenerate("degenerate covariance rank, Umeyama alignment is not possible")
+    s = np.eye(m)
+    if np.linalg.det(u) * np.linalg.det(v) < 0.0:
+        s[m - 1, m - 1] = -1
+    r = u.dot(s).dot(v)
+    c = 1 / sigma_x * np.trace(np.diag(d).dot(s)) if with_scale else 1.0
+    t = mean_y - np.multiply(c, r.dot(mean_x))
+    return r, t, c
+
+
+def _to44(ext):
+    if ext.shape[1] == 3:
+        out = np.eye(4)[None].repeat(len(ext), 0)
+        out[:, :3, :4] = ext
+        return out
+    return ext
+
+
+def _apply_sim3(poses, r, t, s):
+    out = poses.copy()
+    out[:, :3, :3] = r @ poses[:, :3, :3]
+    out[:, :3, 3] = (r @ (s * poses[:, :3, 3].T)).T + t
+    return out
+
+
+def _sim3(pose_ref, pose_est):
+    r, t, s = umeyama_alignment(pose_est[:, :3, 3].T, pose_ref[:, :3, 3].T, True)
+    return r, t, s, _apply_sim3(pose_est, r, t, s)
+
+
+def _sim3_robust(pose_ref, pose_est):
+    """pose_align._umeyama_sim3_from_paths_robust: retry a degenerate fit with 1e-6 sinusoidal offsets."""
+    try:
+        return _sim3(pose_ref, pose_est)
+    except (_Degenerate, np.linalg.LinAlgError):
+        def off(p):
+            p = p.copy()
+            for i in range(len(p)):
+                p[i, :3, 3] += np.array([1e-6 * np.sin(2 * np.pi * i * 0.07), 1e-6 * np.cos(2 * np.pi * i * 0.11),
+                                         1e-6 * np.sin(2 * np.pi * i * 0.13)])
+            return p
+        r, t, s, _ = _sim3(off(pose_ref), off(pose_est))
+        return r, t, s, _apply_sim3(pose_est, r, t, s)
+
+
+def align_poses_umeyama(ext_ref, ext_est, ransac=False, random_state=None, max_iters=10):
+    """pose_align.align_poses_umeyama (depth.md §1.11): Sim(3) with s·R·C_est + t ≈ C_ref between the camera
+    centres of two w2c sets; RANSAC (numpy default_rng(random_state), max_iters subsets of max(3, ⌈N/2⌉),
+    inlier threshold = median nearest-neighbour distance after a full pre-fit) when ``ransac``."""
+    pose_ref = _affine_inverse(_to44(np.asarray(ext_ref)))
+    pose_est = _affine_inverse(_to44(np.asarray(ext_est)))
+    if not ransac:
+        r, t, s, _ = _sim3_robust(pose_ref, pose_est)
+        return r, t, s
+    rng = np.random.default_rng(random_state)
+    N = pose_ref.shape[0]
+    idx_all = np.arange(N)
+    sub_n = max(3, (N + 1) // 2)
+    r0, t0, s0, est0 = _sim3_robust(pose_ref, pose_est)
+    P_ref = pose_ref[:, :3, 3]
+    dists = [np.linalg.norm(P_ref - p[None, :], axis=1).min() for p in est0[:, :3, 3]]
+    thresh = float(np.median(dists)) if dists else 0.0
+    best_model, best_inliers, best_score = (r0, t0, s0), None, (-1, np.inf)
+    for _ in range(max_iters):
+        sample = rng.choice(idx_all, size=sub_n, replace=False)
+        try:
+            r, t, s, _ = _sim3_robust(pose_ref[sample], pose_est[sample])
+        except Exception:  # noqa: BLE001 - upstream skips any failing subset
+            continue
+        errs = np.linalg.norm(_apply_sim3(pose_est, r, t, s)[:, :3, 3] - P_ref, axis=1)
+        inliers = errs <= thresh
+        k = int(inliers.sum())
+        mean_err = float(errs[inliers].mean()) if k > 0 else np.inf
+        if k > best_score[0] or (k == best_score[0] and mean_err < best_score[1]):
+            best_score, best_model, best_inliers = (k, mean_err), (r, t, s), inliers
+    if best_inliers is not None and best_inliers.sum() >= 3:
+        r, t, s, _ = _sim3_robust(pose_ref[best_inliers], pose_est[best_inliers])
+    else:
+        r, t, s = best_model
+    return r, t, s
+
+
+def _bilinear(x, Ho, Wo):
+    """F.interpolate(bilinear, align_corners=False) of a float32 (H, W) map, PyTorch's CPU arithmetic."""
+    x = np.asarray(x, dtype=np.float32)
+    H, W = x.shape
+
+    def axis(n_in, n_out):
+        scale = np.float32(n_in) / np.float32(n_out)
+        src = np.maximum(scale * (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5),
+                         np.float32(0))
+        i0 = src.astype(np.int64)
+        i1 = np.minimum(i0 + 1, n_in - 1)
+        lam = (src - i0.astype(np.float32)).astype(np.float32)
+        return i0, i1, lam, (np.float32(1) - lam).astype(np.float32)
+
+    h0, h1, lh, lh0 = axis(H, Ho)
+    w0, w1, lw, lw0 = axis(W, Wo)
+    top = lw0[None, :] * x[h0][:, w0] + lw[None, :] * x[h0][:, w1]
+    bot = lw0[None, :] * x[h1][:, w0] + lw[None, :] * x[h1][:, w1]
+    return (lh0[:, None] * top + lh[:, None] * bot).astype(np.float32)
