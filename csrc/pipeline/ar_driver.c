@@ -102,7 +102,7 @@ static lyra_status fresh_encode(void *ctx, const float *video, int64_t T, int he
     (void)width;
     const int64_t L = 1 + (T - 1) / 4;
     lyra_vae_session *s = NULL;
-    LYRA_TRY(lyra_vae_session_new(&s, d->m->vae, 0, 0));
+    LYRA_TRY(lyra_vae_session_new(&s, d->m->vae, 0, d->m->n_threads));
     float *fm = malloc(sizeof(float) * (size_t)(L * d->C * d->hw));
     lyra_status st = fm ? LYRA_OK : lyra_error(LYRA_ERR_OOM, "VAE encode: out of memory");
     for (int64_t t = 0; st == LYRA_OK && t < T;) {
@@ -153,8 +153,8 @@ done:
 static lyra_status prime(driver *d) {
     lyra_ar_run *r = d->r;
     double t0 = now();
-    LYRA_TRY(lyra_vae_session_new(&d->enc, d->m->vae, 0, 0));
-    LYRA_TRY(lyra_vae_session_new(&d->dec, d->m->vae, 1, 0));
+    LYRA_TRY(lyra_vae_session_new(&d->enc, d->m->vae, 0, d->m->n_threads));
+    LYRA_TRY(lyra_vae_session_new(&d->dec, d->m->vae, 1, d->m->n_threads));
     /* The image repeated 4(n_hist0 − 1) + 1 times through the encoder stream: alone, then groups of 4. */
     const float *fr[4] = {d->frames[0], d->frames[0], d->frames[0], d->frames[0]};
     LYRA_TRY(encode_push(d, d->enc, fr, 1, d->latents));

@@ -115,6 +115,7 @@ done:
 lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p) {
     memset(m, 0, sizeof *m);
     m->dmd_adapter = -1;
+    m->n_threads = p->n_threads;
     st_table s;
     lyra_status st;
 

@@ -35,6 +35,7 @@ typedef struct lyra_ar_models {
     int dmd_adapter;        /* index of the DMD LoRA among dit.adapters, or -1 */
     lyra_backend be;        /* CPU backend of the text and image encoders */
     lyra_arena arena;       /* their activations */
+    int n_threads;          /* CPU threads of every network (0 = all cores) */
     int loaded;
 } lyra_ar_models;
 
