@@ -26,7 +26,8 @@ import numpy as np
 from .checkpoint import FILES
 from .io import save_safetensors
 
-__all__ = ["make_tiny_checkpoint", "TINY", "vae_tensor_shapes", "dit_tensor_shapes", "tiny_spm_model"]
+__all__ = ["make_tiny_checkpoint", "TINY", "vae_tensor_shapes", "dit_tensor_shapes", "umt5_tensor_shapes",
+           "clip_tensor_shapes", "tiny_spm_model"]
 
 LAYOUT = "f1k1f4s2f1s1f16k4f2k2f1k1_g20"
 TINY = {
@@ -149,7 +150,7 @@ def dit_tensor_shapes(c):
     return s
 
 
-def _umt5_shapes(c, vocab):
+def umt5_tensor_shapes(c, vocab):
     s = [("token_embedding.weight", (vocab, c["dim"]))]
     for i in range(c["layers"]):
         b = f"blocks.{i}"
@@ -161,7 +162,7 @@ def _umt5_shapes(c, vocab):
     return s + [("norm.weight", (c["dim"],))]
 
 
-def _clip_shapes(c):
+def clip_tensor_shapes(c):
     W, P, G = c["width"], c["patch"], c["grid"]
     s = [("visual.cls_embedding", (1, 1, W)), ("visual.pos_embedding", (1, 1 + G * G, W)),
          ("visual.patch_embedding.weight", (W, 3, P, P)), ("visual.pre_norm.weight", (W,)),
@@ -255,9 +256,9 @@ def make_tiny_checkpoint(path, seed=0):
 
     dit = _random(dit_tensor_shapes(TINY["dit"]), rng)
     vae = _random(vae_tensor_shapes(**TINY["vae"]), rng)
-    umt5 = _random(_umt5_shapes(TINY["umt5"], vocab), rng)
+    umt5 = _random(umt5_tensor_shapes(TINY["umt5"], vocab), rng)
     umt5["token_embedding.weight"] *= np.sqrt(TINY["umt5"]["dim"])  # embeddings ~ N(0, 1)
-    clip = _random(_clip_shapes(TINY["clip"]), rng)
+    clip = _random(clip_tensor_shapes(TINY["clip"]), rng)
     neg = (0.1 * rng.standard_normal((1, 512, TINY["dit"]["text_dim"]))).astype(np.float32)
     r, D = TINY["lora_rank"], TINY["dit"]["dim"]
     lora = {}
