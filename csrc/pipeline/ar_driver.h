@@ -1,0 +1,72 @@
+/* The autoregressive generator of one direction (spec/pipeline.md §4.1-§4.14, sampling.md §5): one image, its
+ * depth and a camera path of N = 1 + F·k frames in, N frames out, generated k chunks of F = 4G frames.
+ *
+ * State: the pixel history (absolute frames, unclamped decoder output), the history latents (the VAE encoder
+ * stream primed with the image repeated 4(n_hist0 − 1) + 1 times, then the re-encoded chunks), the decoder stream
+ * primed with the prefix latents, the spatial cache seeded with frame 0's depth, and the buffer depth.
+ * Per chunk a: CLIP of the last frame, the chunk inputs (pipeline/prep.h), the sampler (UniPC + CFG against the
+ * negative prompt, or DMD 4 steps with the DMD LoRA at weight 1), streaming decode, re-encode, and (except after
+ * the last chunk) the depth-window update of §4.13 through `depth_window`.
+ *
+ * Callbacks let the caller plug in what is not C here yet and report progress; they are called from the thread
+ * running lyra_ar_generate. */
+#ifndef LYRA_PIPELINE_AR_DRIVER_H
+#define LYRA_PIPELINE_AR_DRIVER_H
+
+#include <stdint.h>
+
+#include "pipeline/ar_models.h"
+
+#define LYRA_AR_DEPTH_INTERVAL 8      /* DA3 window stride and cache insertion stride (Z:213, EXP:59) */
+#define LYRA_AR_DEPTH_WINDOW 10       /* DA3 max history frames (Z:214) */
+#define LYRA_AR_WARP_CHUNK 16         /* targets per soft z-buffer batch (EXP:61) */
+
+/* Depth of a window of generated frames (§4.13): images (n, H, W, 3) uint8, their cameras w2c (n, 4, 4) and
+ * K (n, 3, 3) (pipeline units) -> depth (n, H, W) in pipeline units (DA3 aligned to the input extrinsics). */
+typedef lyra_status (*lyra_ar_depth_fn)(void *ctx, int n, const uint8_t *images, const float *w2c, const float *K,
+                                        int height, int width, float *depth);
+/* Nonzero: stop at the next check (between network evaluations and stages). */
+typedef int (*lyra_ar_interrupt_fn)(void *ctx);
+typedef void (*lyra_ar_progress_fn)(void *ctx, const char *stage, int done, int total);
+typedef void (*lyra_ar_log_fn)(void *ctx, const char *message);
+
+typedef struct lyra_ar_timings {
+    double text, clip, prep, dit, decode, reencode, depth, prime; /* seconds */
+    int dit_calls;
+} lyra_ar_timings;
+
+typedef struct lyra_ar_run {
+    lyra_ar_models *models;
+    int height, width;              /* multiples of 16 */
+    int64_t num_frames;             /* 1 + F·k, k >= 1 */
+    const float *image;             /* (3, H, W) in [−1, 1] */
+    const float *depth;             /* (H, W) first-frame depth (pipeline units) */
+    const float *w2c, *K;           /* (num_frames, 4, 4), (num_frames, 3, 3) */
+    const char *const *captions;    /* (k) caption of each chunk */
+    int use_dmd;
+    float guidance;                 /* CFG scale (UniPC path) */
+    int num_steps;                  /* UniPC steps */
+    double shift;                   /* 5.0 */
+    uint32_t seed;                  /* chunk a draws its noise with seed + a */
+    int warp_chunk;                 /* LYRA_AR_WARP_CHUNK */
+    const char *label;              /* progress stage name, e.g. "zoom-in" */
+
+    lyra_ar_depth_fn depth_window;  /* NULL: no depth model; see lyra_ar_generate */
+    void *depth_ctx;
+    lyra_ar_interrupt_fn interrupted;
+    void *interrupt_ctx;
+    lyra_ar_progress_fn progress;
+    lyra_ar_log_fn log;
+    void *report_ctx;
+
+    uint8_t *out_frames;            /* (num_frames, H, W, 3): (clamp(x, −1, 1) + 1)/2 · 255, truncated (§5) */
+    uint8_t *out_warp;              /* (num_frames, H, W, 3) the buffer warps (frame 0 = the input), or NULL */
+    lyra_ar_timings timings;        /* out */
+} lyra_ar_run;
+
+/* Runs the direction. Without depth_window the cache keeps frame 0 only and each chunk's buffer depth is frame
+ * 0's depth re-rendered into the buffer camera (logged once): a stand-in until the DA3 model is plugged in.
+ * LYRA_ERR_INTERRUPTED when `interrupted` said stop (nothing is written past the last finished chunk). */
+lyra_status lyra_ar_generate(lyra_ar_run *r);
+
+#endif

@@ -1,0 +1,222 @@
+/* Loading the generate-mode networks from a converted folder; text and image encoding for the driver. */
+#include "pipeline/ar_models.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/safetensors.h"
+#include "models/text_clean.h"
+#include "models/text_weights.h"
+
+/* ---- a safetensors file as a named lyra_tensor table ---- */
+
+typedef struct st_table {
+    lyra_st_file *file;
+    lyra_tensor *t;        /* one descriptor per file tensor, header order */
+    const char **names;
+    lyra_dit_named *named; /* the same, for the DiT loader */
+    int n;
+} st_table;
+
+static void st_table_free(st_table *s) {
+    free(s->t);
+    free(s->names);
+    free(s->named);
+    if (s->file) lyra_st_close(s->file);
+    memset(s, 0, sizeof *s);
+}
+
+static lyra_status st_table_open(st_table *s, const char *path, const char *what) {
+    memset(s, 0, sizeof *s);
+    LYRA_TRY(lyra_st_open(path, &s->file));
+    const int n = (int)s->file->n_tensors;
+    s->t = calloc((size_t)n + 1, sizeof *s->t);
+    s->names = calloc((size_t)n + 1, sizeof *s->names);
+    s->named = calloc((size_t)n + 1, sizeof *s->named);
+    if (!s->t || !s->names || !s->named) {
+        st_table_free(s);
+        return lyra_error(LYRA_ERR_OOM, "%s: out of memory for the tensor table of %s", what, path);
+    }
+    for (int i = 0; i < n; i++) {
+        const lyra_st_tensor *ft = &s->file->tensors[i];
+        lyra_dtype dt = LYRA_DTYPE_COUNT;
+        switch (ft->dtype) {
+        case LYRA_ST_F32: dt = LYRA_DTYPE_F32; break;
+        case LYRA_ST_BF16: dt = LYRA_DTYPE_BF16; break;
+        case LYRA_ST_F16: dt = LYRA_DTYPE_F16; break;
+        default: break;
+        }
+        if (dt == LYRA_DTYPE_COUNT || ft->ndim > LYRA_MAX_DIMS) {
+            lyra_status st = lyra_error(LYRA_ERR_FORMAT, "%s: tensor '%s' in %s has dtype %s and %d dims; expected "
+                                        "F32, BF16 or F16 with at most %d dims", what, ft->name, path,
+                                        lyra_st_dtype_name(ft->dtype), ft->ndim, LYRA_MAX_DIMS);
+            st_table_free(s);
+            return st;
+        }
+        s->t[i] = lyra_tensor_make((void *)ft->data, dt, ft->ndim, ft->shape);
+        s->t[i].name = ft->name;
+        s->names[i] = ft->name;
+        s->named[i].name = ft->name;
+        s->named[i].t = s->t[i];
+    }
+    s->n = n;
+    return LYRA_OK;
+}
+
+static const lyra_tensor *st_lookup(void *src, const char *name) {
+    st_table *s = src;
+    const lyra_st_tensor *ft = lyra_st_find(s->file, name);
+    return ft ? &s->t[ft - s->file->tensors] : NULL;
+}
+
+/* ---- loading ---- */
+
+void lyra_ar_models_free(lyra_ar_models *m) {
+    if (m->loaded & 1) lyra_dit_free(&m->dit);
+    if (m->vae) lyra_vae_free(m->vae);
+    lyra_umt5_free(&m->umt5);
+    lyra_clip_free(&m->clip);
+    if (m->tok) lyra_tokenizer_free(m->tok);
+    free(m->negative);
+    lyra_arena_free(&m->arena);
+    if (m->loaded & 2) lyra_backend_free(&m->be);
+    memset(m, 0, sizeof *m);
+}
+
+static lyra_status load_negative(lyra_ar_models *m, const char *path) {
+    st_table s;
+    LYRA_TRY(st_table_open(&s, path, "negative prompt"));
+    lyra_status st = LYRA_OK;
+    const lyra_st_tensor *t = lyra_st_find(s.file, "t5_text_embeddings");
+    if (!t) {
+        st = lyra_error(LYRA_ERR_FORMAT, "%s: tensor 't5_text_embeddings' (the negative-prompt embedding) is missing",
+                        path);
+        goto done;
+    }
+    int64_t lead = 1;
+    for (int d = 0; d + 2 < t->ndim; d++) lead *= t->shape[d];
+    if (t->ndim < 2 || lead != 1 || t->shape[t->ndim - 2] != LYRA_AR_TEXT_LEN ||
+        t->shape[t->ndim - 1] != m->text_dim) {
+        st = lyra_error(LYRA_ERR_FORMAT, "%s: tensor 't5_text_embeddings' must be (1, %d, %d) (the DiT's text width)",
+                        path, LYRA_AR_TEXT_LEN, m->text_dim);
+        goto done;
+    }
+    m->negative = malloc(sizeof(float) * LYRA_AR_TEXT_LEN * (size_t)m->text_dim);
+    if (!m->negative) {
+        st = lyra_error(LYRA_ERR_OOM, "negative prompt: out of memory");
+        goto done;
+    }
+    st = lyra_st_read_f32(s.file, t, m->negative);
+done:
+    st_table_free(&s);
+    return st;
+}
+
+lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p) {
+    memset(m, 0, sizeof *m);
+    m->dmd_adapter = -1;
+    m->n_threads = p->n_threads;
+    st_table s;
+    lyra_status st;
+
+    if ((st = st_table_open(&s, p->dit, "DiT")) != LYRA_OK) goto fail;
+    st = lyra_dit_load(&m->dit, s.named, s.n, p->layout, 0, p->n_threads);
+    st_table_free(&s); /* the loader copied every tensor */
+    if (st != LYRA_OK) goto fail;
+    m->loaded |= 1;
+    m->text_dim = m->dit.cfg.text_dim;
+    if (p->lora_dmd) {
+        int ignored = 0;
+        if ((st = st_table_open(&s, p->lora_dmd, "DMD LoRA")) != LYRA_OK) goto fail;
+        st = lyra_dit_lora_add(&m->dit, s.named, s.n, "dmd", 0.0f, &ignored);
+        st_table_free(&s);
+        if (st != LYRA_OK) goto fail;
+        m->dmd_adapter = m->dit.n_adapters - 1;
+    }
+
+    if ((st = st_table_open(&s, p->vae, "VAE")) != LYRA_OK) goto fail;
+    st = lyra_vae_load(&m->vae, st_lookup, &s, s.names, s.n);
+    st_table_free(&s);
+    if (st != LYRA_OK) goto fail;
+    if (lyra_vae_z_dim(m->vae) != m->dit.cfg.out_dim) {
+        st = lyra_error(LYRA_ERR_FORMAT, "%s: the VAE has %d latent channels, the DiT %d", p->vae,
+                        lyra_vae_z_dim(m->vae), m->dit.cfg.out_dim);
+        goto fail;
+    }
+
+    if ((st = st_table_open(&s, p->umt5, "umT5")) != LYRA_OK) goto fail;
+    {
+        lyra_text_wsource src = {st_lookup, &s, s.n, s.names};
+        st = lyra_umt5_load(&m->umt5, &src);
+    }
+    st_table_free(&s);
+    if (st != LYRA_OK) goto fail;
+    if (m->umt5.cfg.dim != m->text_dim) {
+        st = lyra_error(LYRA_ERR_FORMAT, "%s: umT5 width %lld differs from the DiT's text width %d", p->umt5,
+                        (long long)m->umt5.cfg.dim, m->text_dim);
+        goto fail;
+    }
+
+    if ((st = st_table_open(&s, p->clip, "CLIP")) != LYRA_OK) goto fail;
+    {
+        lyra_text_wsource src = {st_lookup, &s, s.n, s.names};
+        st = lyra_clip_load(&m->clip, &src, 0);
+    }
+    st_table_free(&s);
+    if (st != LYRA_OK) goto fail;
+    if (m->clip.cfg.width != m->dit.cfg.clip_dim) {
+        st = lyra_error(LYRA_ERR_FORMAT, "%s: CLIP width %lld differs from the DiT's image width %d", p->clip,
+                        (long long)m->clip.cfg.width, m->dit.cfg.clip_dim);
+        goto fail;
+    }
+
+    lyra_tokenizer_options opt = {300, 0}; /* umT5: 300 <extra_id_N>, no byte fallback (HF's conversion) */
+    if ((st = lyra_tokenizer_load(p->tokenizer, &opt, &m->tok)) != LYRA_OK) goto fail;
+    if (lyra_tokenizer_vocab_size(m->tok) > m->umt5.cfg.vocab) {
+        st = lyra_error(LYRA_ERR_FORMAT, "%s: the tokenizer has %d ids but the umT5 embedding only %lld rows",
+                        p->tokenizer, lyra_tokenizer_vocab_size(m->tok), (long long)m->umt5.cfg.vocab);
+        goto fail;
+    }
+    if ((st = load_negative(m, p->negative_prompt)) != LYRA_OK) goto fail;
+
+    if ((st = lyra_backend_cpu_init(&m->be, p->n_threads)) != LYRA_OK) goto fail;
+    m->loaded |= 2;
+    size_t a = lyra_umt5_arena_bytes(&m->umt5.cfg, 1, LYRA_AR_TEXT_LEN), b = lyra_clip_arena_bytes(&m->clip.cfg, 1);
+    if ((st = lyra_arena_init(&m->arena, a > b ? a : b)) != LYRA_OK) goto fail;
+    return LYRA_OK;
+fail:
+    lyra_ar_models_free(m);
+    return st;
+}
+
+/* ---- encoders ---- */
+
+lyra_status lyra_ar_encode_text(lyra_ar_models *m, const char *caption, float *out) {
+    char *clean = NULL;
+    size_t clean_len = 0;
+    LYRA_TRY(lyra_text_clean(caption, strlen(caption), &clean, &clean_len));
+    int64_t ids64[LYRA_AR_TEXT_LEN], mask64[LYRA_AR_TEXT_LEN];
+    lyra_status st = lyra_tokenizer_encode(m->tok, clean, clean_len, LYRA_AR_TEXT_LEN, ids64, mask64);
+    free(clean);
+    LYRA_TRY(st);
+    int32_t ids[LYRA_AR_TEXT_LEN];
+    uint8_t mask[LYRA_AR_TEXT_LEN];
+    for (int i = 0; i < LYRA_AR_TEXT_LEN; i++) {
+        ids[i] = (int32_t)ids64[i];
+        mask[i] = (uint8_t)(mask64[i] != 0);
+    }
+    lyra_tensor o = lyra_tensor_3d(out, LYRA_DTYPE_F32, 1, LYRA_AR_TEXT_LEN, m->text_dim);
+    size_t mark = lyra_arena_mark(&m->arena);
+    st = lyra_umt5_encode(&m->umt5, &m->be, &m->arena, &o, ids, mask, 1, LYRA_AR_TEXT_LEN, 1);
+    lyra_arena_reset(&m->arena, mark);
+    return st;
+}
+
+lyra_status lyra_ar_encode_image(lyra_ar_models *m, const float *frame, int height, int width, float *out) {
+    lyra_tensor x = lyra_tensor_4d((void *)frame, LYRA_DTYPE_F32, 1, 3, height, width);
+    lyra_tensor o = lyra_tensor_3d(out, LYRA_DTYPE_F32, 1, m->clip.cfg.tokens, m->clip.cfg.width);
+    size_t mark = lyra_arena_mark(&m->arena);
+    lyra_status st = lyra_clip_encode(&m->clip, &m->be, &m->arena, &o, &x);
+    lyra_arena_reset(&m->arena, mark);
+    return st;
+}

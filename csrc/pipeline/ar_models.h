@@ -1,0 +1,53 @@
+/* The networks of one generate run, loaded from a converted checkpoint folder (lyra2/checkpoint.py FILES), and
+ * the two encoders the driver calls per prompt and per chunk (spec/pipeline.md §4.10).
+ *
+ * Every component is read from its safetensors file through the C loaders (strict name / shape checks, errors
+ * name the file and the tensor). The DiT's FramePack layout is given (the released one unless a test says
+ * otherwise); its LoRA adapters are the optional DMD distillation LoRA (adapter 0, weight set per run). */
+#ifndef LYRA_PIPELINE_AR_MODELS_H
+#define LYRA_PIPELINE_AR_MODELS_H
+
+#include "core/arena.h"
+#include "models/clip.h"
+#include "models/dit.h"
+#include "models/tokenizer.h"
+#include "models/umt5.h"
+#include "models/vae.h"
+#include "nn/backend.h"
+
+#define LYRA_AR_TEXT_LEN 512
+
+typedef struct lyra_ar_paths {
+    const char *dit, *vae, *umt5, *tokenizer, *clip, *negative_prompt;
+    const char *lora_dmd;   /* NULL when the folder has none (use_dmd then fails with a message) */
+    const char *layout;     /* FramePack layout of the DiT */
+    int n_threads;          /* 0 = all cores */
+} lyra_ar_paths;
+
+typedef struct lyra_ar_models {
+    lyra_dit dit;
+    lyra_vae *vae;
+    lyra_umt5 umt5;
+    lyra_clip clip;
+    lyra_tokenizer *tok;
+    float *negative;        /* (512, text_dim) */
+    int text_dim;
+    int dmd_adapter;        /* index of the DMD LoRA among dit.adapters, or -1 */
+    lyra_backend be;        /* CPU backend of the text and image encoders */
+    lyra_arena arena;       /* their activations */
+    int n_threads;          /* CPU threads of every network (0 = all cores) */
+    int loaded;
+} lyra_ar_models;
+
+/* Loads everything; on failure *m is left freed. */
+lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p);
+void lyra_ar_models_free(lyra_ar_models *m);
+
+/* umT5 embedding of a caption as Lyra feeds the DiT (§4.10): cleaned, tokenised to 512 with </s>, rows past
+ * the real tokens zero. out (512, text_dim). */
+lyra_status lyra_ar_encode_text(lyra_ar_models *m, const char *caption, float *out);
+
+/* CLIP tokens of a frame (3, H, W) in [−1, 1] (unclamped, as upstream passes it): out (tokens, width). */
+lyra_status lyra_ar_encode_image(lyra_ar_models *m, const float *frame, int height, int width, float *out);
+
+#endif

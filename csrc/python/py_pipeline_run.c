@@ -1,0 +1,282 @@
+/* Python glue of the autoregressive driver (csrc/pipeline/ar_driver.c), used by lyra2/generate.py.
+ *
+ *   _core.ar_models_load(paths: dict, layout: str, n_threads: int) -> capsule
+ *       paths: {"dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt"[, "lora_dmd"]} file paths.
+ *   _core.ar_models_info(capsule) -> dict (layout sizes, widths, has_dmd)
+ *   _core.ar_generate(models, image (3, H, W) f32 in [-1, 1], depth (H, W) f32, w2c (N, 4, 4), K (N, 3, 3),
+ *                     captions: list[str] (one per chunk), use_dmd, guidance, num_steps, shift, seed, label,
+ *                     depth_window, progress, log, want_warp)
+ *       -> (frames uint8 (N, H, W, 3), warp uint8 (N, H, W, 3) or None, timings dict)
+ *       depth_window(images uint8 (n, H, W, 3), w2c (n, 4, 4), K (n, 3, 3)) -> depth (n, H, W), or None;
+ *       progress(stage: str, done: int, total: int) and log(message: str), or None.
+ * The run releases the GIL; callbacks take it back. Ctrl-C (a pending signal, checked before every network
+ * evaluation and stage) stops the run: the KeyboardInterrupt is raised and nothing is returned. An exception
+ * raised by a callback stops the run the same way and is re-raised. */
+#include "py_common.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline/ar_driver.h"
+
+#define MODELS_CAPSULE "lyra2.ARModels"
+
+typedef struct py_models {
+    lyra_ar_models m;
+    int busy;
+} py_models;
+
+static void models_free(PyObject *cap) {
+    py_models *p = PyCapsule_GetPointer(cap, MODELS_CAPSULE);
+    if (!p) return;
+    lyra_ar_models_free(&p->m);
+    free(p);
+}
+
+static int path_item(PyObject *paths, const char *key, int required, PyObject **keep, const char **out) {
+    *out = NULL;
+    PyObject *v = PyDict_GetItemString(paths, key);
+    if (!v || v == Py_None) {
+        if (required) PyErr_Format(PyExc_ValueError, "paths: missing the %s file", key);
+        return required ? -1 : 0;
+    }
+    PyObject *b = NULL;
+    if (!PyUnicode_FSConverter(v, &b)) return -1;
+    if (PyList_Append(*keep, b) < 0) {
+        Py_DECREF(b);
+        return -1;
+    }
+    Py_DECREF(b);
+    *out = PyBytes_AS_STRING(b);
+    return 0;
+}
+
+static PyObject *py_ar_models_load(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *paths;
+    const char *layout;
+    int n_threads;
+    if (!PyArg_ParseTuple(args, "O!si:ar_models_load", &PyDict_Type, &paths, &layout, &n_threads)) return NULL;
+    PyObject *keep = PyList_New(0);
+    if (!keep) return NULL;
+    lyra_ar_paths p = {.layout = layout, .n_threads = n_threads};
+    if (path_item(paths, "dit", 1, &keep, &p.dit) < 0 || path_item(paths, "vae", 1, &keep, &p.vae) < 0 ||
+        path_item(paths, "umt5", 1, &keep, &p.umt5) < 0 || path_item(paths, "tokenizer", 1, &keep, &p.tokenizer) < 0 ||
+        path_item(paths, "clip", 1, &keep, &p.clip) < 0 ||
+        path_item(paths, "negative_prompt", 1, &keep, &p.negative_prompt) < 0 ||
+        path_item(paths, "lora_dmd", 0, &keep, &p.lora_dmd) < 0) {
+        Py_DECREF(keep);
+        return NULL;
+    }
+    py_models *pm = calloc(1, sizeof *pm);
+    if (!pm) {
+        Py_DECREF(keep);
+        return PyErr_NoMemory();
+    }
+    lyra_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = lyra_ar_models_load(&pm->m, &p);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(keep);
+    if (st != LYRA_OK) {
+        free(pm);
+        return lyra_py_raise(st);
+    }
+    PyObject *cap = PyCapsule_New(pm, MODELS_CAPSULE, models_free);
+    if (!cap) {
+        lyra_ar_models_free(&pm->m);
+        free(pm);
+    }
+    return cap;
+}
+
+static PyObject *py_ar_models_info(PyObject *self, PyObject *cap) {
+    (void)self;
+    py_models *p = PyCapsule_GetPointer(cap, MODELS_CAPSULE);
+    if (!p) return NULL;
+    const lyra_framepack *fp = &p->m.dit.fp;
+    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:O,s:i}", "new_latents", fp->n_new, "history_latents",
+                         fp->n_history, "spatial_slots", fp->n_spatial, "frames_per_chunk", 4 * fp->n_new, "dit_dim",
+                         p->m.dit.cfg.dim, "text_dim", p->m.text_dim, "has_dmd",
+                         p->m.dmd_adapter >= 0 ? Py_True : Py_False, "vae_dim", lyra_vae_dim(p->m.vae));
+}
+
+/* ---- callbacks (run without the GIL; each takes it back) ---- */
+
+typedef struct py_run_ctx {
+    PyObject *depth_fn, *progress_fn, *log_fn;
+    PyObject *exc_type, *exc_value, *exc_tb; /* the first exception, re-raised after the run */
+} py_run_ctx;
+
+/* With the GIL held: keeps the pending exception for after the run. */
+static void stash(py_run_ctx *c) {
+    if (!PyErr_Occurred()) return;
+    if (c->exc_type) {
+        PyErr_Clear();
+        return;
+    }
+    PyErr_Fetch(&c->exc_type, &c->exc_value, &c->exc_tb);
+}
+
+static int cb_interrupted(void *ctx) {
+    py_run_ctx *c = ctx;
+    PyGILState_STATE g = PyGILState_Ensure();
+    if (!c->exc_type && PyErr_CheckSignals() < 0) stash(c);
+    int stop = c->exc_type != NULL;
+    PyGILState_Release(g);
+    return stop;
+}
+
+static void cb_progress(void *ctx, const char *stage, int done, int total) {
+    py_run_ctx *c = ctx;
+    if (!c->progress_fn) return;
+    PyGILState_STATE g = PyGILState_Ensure();
+    if (!c->exc_type) {
+        PyObject *r = PyObject_CallFunction(c->progress_fn, "sii", stage, done, total);
+        if (!r) stash(c);
+        Py_XDECREF(r);
+    }
+    PyGILState_Release(g);
+}
+
+static void cb_log(void *ctx, const char *message) {
+    py_run_ctx *c = ctx;
+    if (!c->log_fn) return;
+    PyGILState_STATE g = PyGILState_Ensure();
+    if (!c->exc_type) {
+        PyObject *r = PyObject_CallFunction(c->log_fn, "s", message);
+        if (!r) stash(c);
+        Py_XDECREF(r);
+    }
+    PyGILState_Release(g);
+}
+
+static lyra_status cb_depth(void *ctx, int n, const uint8_t *images, const float *w2c, const float *K, int height,
+                            int width, float *depth) {
+    py_run_ctx *c = ctx;
+    lyra_status st = LYRA_OK;
+    PyGILState_STATE g = PyGILState_Ensure();
+    npy_intp di[4] = {n, height, width, 3}, dw[3] = {n, 4, 4}, dk[3] = {n, 3, 3};
+    PyObject *ai = PyArray_SimpleNew(4, di, NPY_UINT8), *aw = PyArray_SimpleNew(3, dw, NPY_FLOAT32),
+             *ak = PyArray_SimpleNew(3, dk, NPY_FLOAT32), *res = NULL;
+    PyArrayObject *out = NULL;
+    if (!ai || !aw || !ak) goto fail;
+    memcpy(PyArray_DATA((PyArrayObject *)ai), images, (size_t)n * height * width * 3);
+    memcpy(PyArray_DATA((PyArrayObject *)aw), w2c, sizeof(float) * 16 * (size_t)n);
+    memcpy(PyArray_DATA((PyArrayObject *)ak), K, sizeof(float) * 9 * (size_t)n);
+    if (!(res = PyObject_CallFunctionObjArgs(c->depth_fn, ai, aw, ak, NULL))) goto fail;
+    if (!(out = lyra_py_array(res, NPY_FLOAT32, 3, "depth_window result"))) goto fail;
+    if (PyArray_DIM(out, 0) != n || PyArray_DIM(out, 1) != height || PyArray_DIM(out, 2) != width) {
+        PyErr_Format(PyExc_ValueError, "depth_window: expected a (%d, %d, %d) depth array", n, height, width);
+        goto fail;
+    }
+    memcpy(depth, PyArray_DATA(out), sizeof(float) * (size_t)n * height * width);
+    goto done;
+fail:
+    stash(c);
+    st = lyra_error(LYRA_ERR_INTERRUPTED, "depth_window raised");
+done:
+    Py_XDECREF(ai); Py_XDECREF(aw); Py_XDECREF(ak); Py_XDECREF(res); Py_XDECREF(out);
+    PyGILState_Release(g);
+    return st;
+}
+
+static PyObject *py_ar_generate(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap, *o_img, *o_depth, *o_w2c, *o_K, *captions, *depth_fn, *progress_fn, *log_fn;
+    int use_dmd, num_steps, want_warp;
+    double guidance, shift;
+    unsigned long long seed;
+    const char *label;
+    if (!PyArg_ParseTuple(args, "OOOOOO!pdidKsOOOp:ar_generate", &cap, &o_img, &o_depth, &o_w2c, &o_K, &PyList_Type,
+                          &captions, &use_dmd, &guidance, &num_steps, &shift, &seed, &label, &depth_fn, &progress_fn,
+                          &log_fn, &want_warp))
+        return NULL;
+    py_models *pm = PyCapsule_GetPointer(cap, MODELS_CAPSULE);
+    if (!pm) return NULL;
+    if (pm->busy) return PyErr_Format(PyExc_RuntimeError, "generate: the models are in use by another thread");
+    if (seed > 0xffffffffULL) return PyErr_Format(PyExc_ValueError, "seed: %llu must be in [0, 2**32)", seed);
+    PyArrayObject *img = NULL, *depth = NULL, *w2c = NULL, *K = NULL;
+    PyObject *frames = NULL, *warp = NULL, *result = NULL;
+    const char **caps = NULL;
+    py_run_ctx ctx = {0};
+    if (!(img = lyra_py_array(o_img, NPY_FLOAT32, 3, "image")) || !(depth = lyra_py_array(o_depth, NPY_FLOAT32, 2, "depth")) ||
+        !(w2c = lyra_py_array(o_w2c, NPY_FLOAT32, 3, "w2c")) || !(K = lyra_py_array(o_K, NPY_FLOAT32, 3, "intrinsics")))
+        goto finally;
+    const npy_intp H = PyArray_DIM(img, 1), W = PyArray_DIM(img, 2), N = PyArray_DIM(w2c, 0);
+    if (PyArray_DIM(img, 0) != 3 || PyArray_DIM(depth, 0) != H || PyArray_DIM(depth, 1) != W) {
+        PyErr_SetString(PyExc_ValueError, "image (3, H, W) and depth (H, W) sizes differ");
+        goto finally;
+    }
+    if (PyArray_DIM(w2c, 1) != 4 || PyArray_DIM(w2c, 2) != 4 || PyArray_DIM(K, 0) != N || PyArray_DIM(K, 1) != 3 ||
+        PyArray_DIM(K, 2) != 3) {
+        PyErr_SetString(PyExc_ValueError, "w2c (N, 4, 4) and intrinsics (N, 3, 3): expected matching shapes");
+        goto finally;
+    }
+    const int F = 4 * pm->m.dit.fp.n_new;
+    const Py_ssize_t n_chunks = PyList_GET_SIZE(captions);
+    if (N > 1 && (N - 1) % F == 0 && n_chunks != (N - 1) / F) {
+        PyErr_Format(PyExc_ValueError, "captions: %zd given, %ld chunks need one each", n_chunks, (long)((N - 1) / F));
+        goto finally;
+    }
+    caps = calloc((size_t)n_chunks + 1, sizeof *caps);
+    if (!caps) { PyErr_NoMemory(); goto finally; }
+    for (Py_ssize_t i = 0; i < n_chunks; i++) {
+        PyObject *s = PyList_GET_ITEM(captions, i);
+        if (!PyUnicode_Check(s) || !(caps[i] = PyUnicode_AsUTF8(s))) {
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_TypeError, "captions[%zd]: expected str", i);
+            goto finally;
+        }
+    }
+    npy_intp dims[4] = {N, H, W, 3};
+    if (!(frames = PyArray_ZEROS(4, dims, NPY_UINT8, 0))) goto finally;
+    if (want_warp && !(warp = PyArray_ZEROS(4, dims, NPY_UINT8, 0))) goto finally;
+    ctx.depth_fn = depth_fn == Py_None ? NULL : depth_fn;
+    ctx.progress_fn = progress_fn == Py_None ? NULL : progress_fn;
+    ctx.log_fn = log_fn == Py_None ? NULL : log_fn;
+    lyra_ar_run run = {
+        .models = &pm->m, .height = (int)H, .width = (int)W, .num_frames = N, .image = PyArray_DATA(img),
+        .depth = PyArray_DATA(depth), .w2c = PyArray_DATA(w2c), .K = PyArray_DATA(K), .captions = caps,
+        .use_dmd = use_dmd, .guidance = (float)guidance, .num_steps = num_steps, .shift = shift,
+        .seed = (uint32_t)seed, .warp_chunk = LYRA_AR_WARP_CHUNK, .label = label,
+        .depth_window = ctx.depth_fn ? cb_depth : NULL, .depth_ctx = &ctx, .interrupted = cb_interrupted,
+        .interrupt_ctx = &ctx, .progress = cb_progress, .log = cb_log, .report_ctx = &ctx,
+        .out_frames = PyArray_DATA((PyArrayObject *)frames),
+        .out_warp = warp ? PyArray_DATA((PyArrayObject *)warp) : NULL,
+    };
+    lyra_status st;
+    pm->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = lyra_ar_generate(&run);
+    Py_END_ALLOW_THREADS
+    pm->busy = 0;
+    if (ctx.exc_type) {
+        PyErr_Restore(ctx.exc_type, ctx.exc_value, ctx.exc_tb);
+        goto finally;
+    }
+    if (st != LYRA_OK) {
+        lyra_py_raise(st);
+        goto finally;
+    }
+    const lyra_ar_timings *t = &run.timings;
+    result = Py_BuildValue("(OO{s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:i})", frames, warp ? warp : Py_None, "text_s",
+                           t->text, "clip_s", t->clip, "prep_s", t->prep, "dit_s", t->dit, "decode_s", t->decode,
+                           "reencode_s", t->reencode, "depth_s", t->depth, "prime_s", t->prime, "dit_calls",
+                           t->dit_calls);
+finally:
+    free(caps);
+    Py_XDECREF(img); Py_XDECREF(depth); Py_XDECREF(w2c); Py_XDECREF(K); Py_XDECREF(frames); Py_XDECREF(warp);
+    return result;
+}
+
+static PyMethodDef run_methods[] = {
+    {"ar_models_load", py_ar_models_load, METH_VARARGS,
+     "ar_models_load(paths, layout, n_threads) -> capsule: the generate-mode networks of a converted folder."},
+    {"ar_models_info", py_ar_models_info, METH_O, "ar_models_info(models) -> dict"},
+    {"ar_generate", py_ar_generate, METH_VARARGS,
+     "ar_generate(models, image, depth, w2c, K, captions, use_dmd, guidance, num_steps, shift, seed, label, "
+     "depth_window, progress, log, want_warp) -> (frames, warp, timings)"},
+    {NULL, NULL, 0, NULL},
+};
+
+int lyra_py_add_pipeline_run(PyObject *m) { return PyModule_AddFunctions(m, run_methods); }

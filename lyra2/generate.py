@@ -1,0 +1,336 @@
+"""Generate mode: the Lyra-2 autoregressive pipeline with a converted checkpoint (spec/pipeline.md §4-§7).
+
+Two entry points:
+
+* ``run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=None)``: the zoom job for validated
+  endpoint fields (``lyra2.fields.validate``); ``lyra2.zoom(..., mode="generate")`` calls it.
+* ``generate(image, w2c, intrinsics, captions, ...)``: upstream's custom-trajectory mode (one camera path, one
+  caption per chunk), at any size that is a multiple of 16.
+
+The autoregressive loop runs in C (``csrc/pipeline/ar_driver.c``): text encoding once, then per chunk of 80
+frames CLIP of the last frame, spatial-memory retrieval, the buffer and correspondence warps, the camera latent,
+rays, the sampler (UniPC + CFG against the negative prompt, or DMD in 4 steps with its LoRA), streaming VAE
+decode and re-encode, and the depth-window update. Ctrl-C between network evaluations stops the run with a
+KeyboardInterrupt; no output file is written for an unfinished run.
+
+Depth of the input (§2): the caller's ``depth``, else Depth Anything 3 when ``da3.safetensors`` is in the folder
+and ``lyra2.models.DepthAnything3`` is available (without the MoGe scale alignment, which is
+``lyra2.estimate_depth``'s job), else the preview's heuristic prior, with a warning. The per-chunk depth-window
+updates (§4.13) use DA3 when available; without it every chunk warps with frame 0's depth re-rendered into its
+buffer camera and the spatial memory keeps frame 0 only (logged).
+
+Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core) for the CPU networks.
+"""
+from __future__ import annotations
+
+import numbers
+import os
+import time
+
+import numpy as np
+
+from . import _core
+from ._core import Lyra2Error
+
+__all__ = ["run_generate", "generate", "DEFAULT_LAYOUT"]
+
+DEFAULT_LAYOUT = "f1k1f4s2f1s1f16k4f2k2f1k1_g20"
+SHIFT = 5.0            # FlowUniPC shift (Z:162)
+_MODEL_FILES = ("dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt", "lora_dmd")
+_cache = {}            # (folder, file stamps, threads) -> models capsule (one entry: the last folder used)
+
+
+def _threads():
+    v = os.environ.get("LYRA2_NUM_THREADS", "0").strip() or "0"
+    if not v.isdigit():
+        raise ValueError(f"LYRA2_NUM_THREADS: {v!r} is not a non-negative integer")
+    return int(v)
+
+
+def _check_device(device):
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device: {device!r} is not allowed; expected one of ['auto', 'cpu', 'cuda']")
+    if device == "cuda":
+        raise Lyra2Error("device='cuda': the CUDA backend for the networks is not built into this version yet; "
+                         "use device='cpu' or 'auto'")
+
+
+def load_models(folder):
+    """The C networks of a converted folder (cached: the same folder is loaded once)."""
+    from . import checkpoint, io
+
+    have = checkpoint.components(folder)
+    missing = [checkpoint.FILES[c] for c in checkpoint.GENERATE_NEEDS if c not in have]
+    if missing:
+        raise Lyra2Error(f"generate: the checkpoint folder {folder!r} lacks {missing}; convert the upstream weights "
+                         "with `lyra2 convert SRC DST`")
+    paths = {c: have[c] for c in _MODEL_FILES if c in have}
+    layout = io.safetensors_info(paths["dit"])["metadata"].get("framepack_type", DEFAULT_LAYOUT)
+    key = (os.path.abspath(folder), tuple((c, os.path.getmtime(p), os.path.getsize(p)) for c, p in sorted(paths.items())),
+           _threads(), layout)
+    if key not in _cache:
+        _cache.clear()
+        _cache[key] = _core.ar_models_load(paths, layout, _threads())
+    models = _cache[key]
+    return models, _core.ar_models_info(models)
+
+
+# ---------------------------------------------------------------- depth
+
+def _bilinear(x, h, w):
+    """Bilinear resize (align_corners=False, as F.interpolate) of (n, H, W) float32 to (n, h, w)."""
+    def axis(n_in, n_out):
+        s = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+        s = np.clip(s, 0, None)
+        i0 = np.minimum(np.floor(s).astype(np.int64), n_in - 1)
+        i1 = np.minimum(i0 + 1, n_in - 1)
+        return i0, i1, (s - i0).astype(np.float32)
+
+    y0, y1, fy = axis(x.shape[1], h)
+    x0, x1, fx = axis(x.shape[2], w)
+    top = x[:, y0][:, :, x0] * (1 - fx) + x[:, y0][:, :, x1] * fx
+    bot = x[:, y1][:, :, x0] * (1 - fx) + x[:, y1][:, :, x1] * fx
+    return (top * (1 - fy)[:, None] + bot * fy[:, None]).astype(np.float32)
+
+
+def _da3(folder):
+    from . import checkpoint
+
+    path = checkpoint.components(folder).get("da3")
+    if path is None:
+        return None
+    try:
+        from .models.depth import DepthAnything3
+    except ImportError:
+        return None
+    return DepthAnything3(path)
+
+
+def _first_depth(img, depth, folder, report, da3):
+    """(depth (H, W), mask, K or None, source)."""
+    from .api import _check_depth
+
+    h, w = img.shape[:2]
+    d = _check_depth(depth, h, w)
+    if d is not None:
+        mask = (np.isfinite(d) & (d > 0) & (d < 999.9)).astype(np.float32)
+        return d, mask, None, "user"
+    if da3 is not None:
+        d, mask, K = da3.first_frame_depth(img, (h, w))
+        report.log("depth: Depth Anything 3 (no MoGe scale alignment in this path)")
+        return d, mask, K, "model:da3"
+    from .preview import HEURISTIC_DEPTH_NAME, heuristic_depth
+
+    d, mask = heuristic_depth(img)
+    report.log(f"depth: no depth model in the checkpoint folder; using the heuristic prior '{HEURISTIC_DEPTH_NAME}' "
+               "(pass depth= for real depth)", level="WARNING")
+    return d, mask.astype(np.float32), None, f"heuristic:{HEURISTIC_DEPTH_NAME}"
+
+
+def _depth_window_fn(da3):
+    """The driver's depth_window callback over DepthAnything3 (§4.13): DA3 with poses, aligned to them, depth
+    resized bilinearly to the frames' size."""
+    if da3 is None:
+        return None
+
+    def depth_window(images, w2c, K):
+        pred = da3(images, w2c, K)
+        d = np.asarray(pred["depth"], dtype=np.float32)
+        if d.shape[1:] != images.shape[1:3]:
+            d = _bilinear(d, images.shape[1], images.shape[2])
+        return d
+
+    return depth_window
+
+
+# ---------------------------------------------------------------- the run
+
+def _run_direction(models, img, depth, w2c, K, captions, *, seed, use_dmd, guidance, steps, label, report,
+                   depth_window):
+    x = np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0) * np.float32(2.0) \
+        - np.float32(1.0)
+
+    def progress(stage, done, total):
+        report.update(f"{label} {stage}" if stage == "denoise" else stage, done, total)
+
+    frames, warp, t = _core.ar_generate(
+        models, x, np.ascontiguousarray(depth, np.float32), np.ascontiguousarray(w2c, np.float32),
+        np.ascontiguousarray(K, np.float32), list(captions), bool(use_dmd), float(guidance), int(steps), SHIFT,
+        int(seed), label, depth_window, progress, report.log, True)
+    frames[0] = img  # the anchor frame is the input itself (the float round trip can lose 1 in the last bit)
+    return frames, warp, t
+
+
+def _chunk_captions(captions, n_chunks, frames_per_chunk):
+    """One caption per chunk from a str, a list (one per chunk) or a dict {first frame index: caption}; a chunk
+    takes the caption with the largest key <= its first frame's index (upstream CTI / AR:1489-1520)."""
+    if isinstance(captions, str):
+        out = [captions] * n_chunks
+    elif isinstance(captions, dict):
+        if not captions:
+            raise ValueError("captions: the dict is empty")
+        keys = []
+        for k in captions:
+            try:
+                keys.append((int(k), k))
+            except (TypeError, ValueError):
+                raise ValueError(f"captions: key {k!r} is not a frame index") from None
+        keys.sort()
+        out = []
+        for a in range(n_chunks):
+            first = a * frames_per_chunk + 1
+            sel = keys[0][1]
+            for ik, k in keys:
+                if ik <= first:
+                    sel = k
+            out.append(captions[sel])
+    elif isinstance(captions, (list, tuple)):
+        out = list(captions)
+        if len(out) != n_chunks:
+            raise ValueError(f"captions: {len(out)} given for {n_chunks} chunk(s); give one per chunk "
+                             f"({frames_per_chunk} frames each), a single str, or a dict {{frame: caption}}")
+    else:
+        raise TypeError(f"captions: expected a str, a list of str or a dict; got {type(captions).__name__}")
+    for i, c in enumerate(out):
+        if not isinstance(c, str) or not c.strip():
+            raise ValueError(f"captions[{i}]: expected a non-empty str, got {c!r}")
+    return out
+
+
+def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=None):
+    """The zoom job in generate mode (fields validated by lyra2.fields.validate) -> lyra2.Video."""
+    from .fields import RESOLUTIONS
+    from .geometry import direction_cameras
+    from .media import read_image
+    from .video import Video
+
+    _check_device(device)
+    t0 = time.perf_counter()
+    res = args["resolution"]
+    h, w = RESOLUTIONS[res] if isinstance(res, str) else (int(res[0]), int(res[1]))  # tests pass a tiny (H, W)
+    img = read_image(image_u8, resolution=(h, w))
+    models, info = load_models(checkpoint_folder)
+    da3 = _da3(checkpoint_folder)
+    d, mask, K0, depth_source = _first_depth(img, depth, checkpoint_folder, report, da3)
+    n = args["num_frames"]
+    if (n - 1) % info["frames_per_chunk"]:
+        raise ValueError(f"num_frames: {n} is not 1 + {info['frames_per_chunk']}k for this checkpoint")
+    cams = direction_cameras(args["zoom_direction"], n, d, K0, zoom_in_trajectory=args["zoom_in_trajectory"],
+                             zoom_in_strength=args["zoom_in_strength"], zoom_out_trajectory=args["zoom_out_trajectory"],
+                             zoom_out_strength=args["zoom_out_strength"], mask=mask)
+    timings = {"encode_s": time.perf_counter() - t0}
+    stages = {}
+    rendered = {}
+    n_chunks = (n - 1) // info["frames_per_chunk"]
+    for direction in ("in", "out"):
+        if direction not in cams:
+            continue
+        w2c, K = cams[direction]
+        label = f"zoom-{direction}"
+        report.log(f"{label}: generating {n} frames at {w}x{h} ({n_chunks} chunk(s), "
+                   f"{'DMD 4 steps' if args['use_dmd'] else str(args['num_inference_steps']) + ' UniPC steps + CFG'})")
+        t = time.perf_counter()
+        frames, _, st = _run_direction(models, img, d, w2c, K, [args["prompt"]] * n_chunks, seed=args["seed"],
+                                       use_dmd=args["use_dmd"], guidance=args["guidance_scale"],
+                                       steps=args["num_inference_steps"], label=label, report=report,
+                                       depth_window=_depth_window_fn(da3))
+        rendered[direction] = frames
+        timings["encode_s"] += st["text_s"]
+        timings[f"zoom_{direction}_s"] = time.perf_counter() - t - st["text_s"]
+        stages[direction] = st
+    if args["zoom_direction"] == "both":
+        frames = np.concatenate([rendered["out"][::-1], rendered["in"][1:]])
+    else:
+        frames = rendered[args["zoom_direction"]]
+    video = Video(frames=frames, fps=args["frames_per_second"], seed=args["seed"], timings=timings,
+                  w2c=np.ascontiguousarray(cams["w2c"], np.float32), intrinsics=np.ascontiguousarray(cams["K"], np.float32),
+                  depth=d, mode="generate", depth_source=depth_source)
+    video.stage_timings = stages
+    return video
+
+
+def _as_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {value!r}")
+    return int(value)
+
+
+def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, use_dmd=True, guidance_scale=5.0,
+             num_inference_steps=28, device="auto", progress=True, depth=None, resolution=None, fps=16,
+             output_path=None):
+    """Upstream's custom-trajectory mode: one image, a camera path and captions -> lyra2.Video (mode "generate").
+
+    image: what ``lyra2.read_image`` accepts; used at its own size, or resized to ``resolution`` ((H, W) or
+        "480p" / "720p"). H and W must be multiples of 16.
+    w2c: (N, 4, 4) world-to-camera matrices (OpenCV axes, frame 0 = the image's camera, translations in the depth's
+        units); intrinsics: (N, 3, 3) or one (3, 3) for every frame, in pixels of the image size.
+        N = 1 + 80k (k chunks of 80 frames; the checkpoint's chunk size).
+    captions: one str for every chunk, a list with one str per chunk, or a dict {frame index: str} (a chunk uses
+        the caption with the largest key <= its first frame, as upstream's captions.json).
+    depth: (H, W) depth of the image in the trajectory's units; default: DA3 from the folder, else a heuristic.
+    seed: chunk a draws its initial noise with numpy RandomState(seed + a).
+    use_dmd: DMD 4-step sampling with the DMD LoRA (guidance and steps ignored), else UniPC + CFG.
+    output_path: also write the MP4 there (only after the whole run finished).
+    """
+    from . import checkpoint
+    from .api import _check_options
+    from .media import read_image
+    from .progress import Progress
+    from .video import Video
+
+    _check_device(device)
+    _check_options("cpu", "generate", output_path, progress)
+    seed = _as_int(seed, "seed")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed: {seed} is out of range [0, 2**32)")
+    if not isinstance(use_dmd, bool):
+        raise TypeError(f"use_dmd: expected a bool, got {use_dmd!r}")
+    steps = _as_int(num_inference_steps, "num_inference_steps")
+    if not 1 <= steps <= 1000:
+        raise ValueError(f"num_inference_steps: {steps} is out of range [1, 1000]")
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real) or \
+            not np.isfinite(guidance_scale):
+        raise TypeError(f"guidance_scale: expected a finite number, got {guidance_scale!r}")
+    fps = _as_int(fps, "fps")
+    folder = checkpoint.resolve_dir(checkpoint_dir)
+    if folder is None:
+        raise Lyra2Error("generate: no checkpoint folder (pass checkpoint_dir= or set LYRA2_CHECKPOINT_DIR); "
+                         "convert the upstream weights with `lyra2 convert SRC DST`")
+    img = read_image(image, resolution=resolution)
+    h, w = img.shape[:2]
+    if h % 16 or w % 16:
+        raise ValueError(f"image: size {w}x{h} is not a multiple of 16 in both sides; pass resolution=(H, W)")
+    w2c = np.asarray(w2c)
+    if w2c.dtype.kind not in "fiu" or w2c.ndim != 3 or w2c.shape[1:] != (4, 4):
+        raise ValueError(f"w2c: expected a real (N, 4, 4) array, got {w2c.dtype} {w2c.shape}")
+    N = w2c.shape[0]
+    K = np.asarray(intrinsics)
+    if K.dtype.kind not in "fiu" or K.shape not in ((3, 3), (N, 3, 3)):
+        raise ValueError(f"intrinsics: expected (3, 3) or ({N}, 3, 3), got {K.dtype} {K.shape}")
+    if K.shape == (3, 3):
+        K = np.broadcast_to(K, (N, 3, 3))
+    if not (np.isfinite(w2c).all() and np.isfinite(K).all()):
+        raise ValueError("w2c, intrinsics: must be finite")
+    report = Progress(bar=progress)
+    t0 = time.perf_counter()
+    models, info = load_models(folder)
+    F = info["frames_per_chunk"]
+    if N < 1 + F or (N - 1) % F:
+        raise ValueError(f"w2c: {N} cameras; expected 1 + {F}k (k >= 1 chunks of {F} frames)")
+    n_chunks = (N - 1) // F
+    caps = _chunk_captions(captions, n_chunks, F)
+    da3 = _da3(folder)
+    d, _, _, depth_source = _first_depth(img, depth, folder, report, da3)
+    timings = {"encode_s": time.perf_counter() - t0}
+    t = time.perf_counter()
+    frames, _, st = _run_direction(models, img, d, w2c, K, caps, seed=seed, use_dmd=use_dmd,
+                                   guidance=float(guidance_scale), steps=steps, label="generate", report=report,
+                                   depth_window=_depth_window_fn(da3))
+    timings["encode_s"] += st["text_s"]
+    timings["generate_s"] = time.perf_counter() - t - st["text_s"]
+    video = Video(frames=frames, fps=fps, seed=seed, timings=timings, w2c=np.ascontiguousarray(w2c, np.float32),
+                  intrinsics=np.ascontiguousarray(K, np.float32), depth=d, mode="generate", depth_source=depth_source)
+    video.stage_timings = {"generate": st}
+    if output_path is not None:
+        video.save(output_path)
+    return video

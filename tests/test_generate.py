@@ -1,0 +1,190 @@
+"""Generate mode end to end on a tiny random checkpoint (lyra2.testing), 32x48 pixels, 81 frames = 1 chunk of the
+real FramePack layout (161 = 2 chunks for the multi-chunk paths). The networks are random, so these tests check
+the pipeline's plumbing (shapes, determinism, directions, chunking, captions, the depth hook, interruption), not
+image quality; the chunk inputs have their own golden test (test_pipeline_prep.py)."""
+import os
+import _thread
+
+import numpy as np
+import pytest
+
+import lyra2
+from lyra2 import _core, fields, generate as gen, testing
+from lyra2.geometry import trajectory
+from lyra2.progress import Progress
+
+H, W = 32, 48
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    old = os.environ.get("LYRA2_NUM_THREADS")
+    os.environ["LYRA2_NUM_THREADS"] = "1"  # 2 shared cores: one thread per network is fastest here
+    path = testing.make_tiny_checkpoint(str(tmp_path_factory.mktemp("tiny")), seed=0)
+    yield path
+    if old is None:
+        os.environ.pop("LYRA2_NUM_THREADS", None)
+    else:
+        os.environ["LYRA2_NUM_THREADS"] = old
+
+
+@pytest.fixture(scope="module")
+def image():
+    y, x = np.mgrid[0:H, 0:W]
+    img = np.stack([x * 5, y * 7, (x + y) * 3], -1) % 256
+    return img.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def depth():
+    y = np.arange(H, dtype=np.float32)[:, None]
+    return np.broadcast_to(2.0 + 0.05 * y, (H, W)).astype(np.float32).copy()
+
+
+def zoom_args(**kw):
+    args = fields.validate({"prompt": "a quiet street", "seed": 0, **kw}, require_image=False)
+    args["resolution"] = (H, W)
+    return args
+
+
+def run(ckpt, image, depth, logs=None, **kw):
+    report = Progress(bar=False, on_log=None if logs is None else logs.append)
+    return gen.run_generate(image, zoom_args(**kw), checkpoint_folder=ckpt, device="auto", report=report, depth=depth)
+
+
+@pytest.fixture(scope="module")
+def zoom_in(ckpt, image, depth):
+    return run(ckpt, image, depth)
+
+
+@pytest.fixture(scope="module")
+def zoom_both(ckpt, image, depth):
+    return run(ckpt, image, depth, zoom_direction="both")
+
+
+def test_tiny_checkpoint_files_and_reproducible(tmp_path, ckpt):
+    from lyra2.checkpoint import FILES, missing_for_generate
+    assert missing_for_generate(ckpt) == []
+    again = testing.make_tiny_checkpoint(str(tmp_path / "a"), seed=0)
+    other = testing.make_tiny_checkpoint(str(tmp_path / "b"), seed=1)
+    for name in ("dit", "vae", "tokenizer", "lora_dmd"):
+        a = open(os.path.join(ckpt, FILES[name]), "rb").read()
+        assert a == open(os.path.join(again, FILES[name]), "rb").read()
+        if name != "tokenizer":
+            assert a != open(os.path.join(other, FILES[name]), "rb").read()
+
+
+def test_vae_names_match_golden_layout():
+    # The generated VAE table equals the upstream parameter list of the golden tiny VAE (dim 8, z 16).
+    z = np.load(os.path.join(os.path.dirname(__file__), "data", "vae_tiny_weights.npz"))
+    mine = dict(testing.vae_tensor_shapes(8, 16))
+    assert set(mine) == set(z.files)
+    assert all(tuple(z[k].shape) == mine[k] for k in z.files)
+
+
+def test_tokenizer_model_is_valid(tmp_path):
+    from lyra2.models.tokenizer import Tokenizer
+    data, n = testing.tiny_spm_model()
+    p = tmp_path / "spiece.model"
+    p.write_bytes(data)
+    tok = Tokenizer(str(p))
+    ids, mask = tok.encode("the camera, a street!")
+    assert len(tok) == n + 300
+    assert ids[int(mask.sum()) - 1] == 1 and mask.sum() > 3  # </s> after the tokens
+    assert tok.id_to_piece(int(ids[0])) == "\u2581the"
+
+
+def test_zoom_in_shapes(zoom_in, image):
+    v = zoom_in
+    assert v.mode == "generate" and v.depth_source == "user"
+    assert v.frames.shape == (81, H, W, 3) and v.frames.dtype == np.uint8
+    assert v.w2c.shape == (81, 4, 4) and v.intrinsics.shape == (81, 3, 3)
+    np.testing.assert_array_equal(v.frames[0], image)
+    assert set(v.timings) == {"encode_s", "zoom_in_s"}
+    st = v.stage_timings["in"]
+    assert st["dit_calls"] == 4  # DMD: one conditional call per step
+    assert v.frames[1:].std() > 1.0  # generated frames are not constant
+
+
+def test_both_directions_and_determinism(zoom_in, zoom_both, image):
+    f = zoom_both.frames
+    assert f.shape == (161, H, W, 3)  # reverse(out) ++ in, anchor once
+    np.testing.assert_array_equal(f[80], image)
+    # Same seed, same inputs: the zoom-in half equals the separate zoom-in run bit for bit.
+    np.testing.assert_array_equal(f[80:], zoom_in.frames)
+    assert not np.array_equal(f[:80][::-1], zoom_in.frames[1:])  # zoom-out moves elsewhere
+    assert set(zoom_both.timings) == {"encode_s", "zoom_in_s", "zoom_out_s"}
+
+
+def test_other_seed_differs(ckpt, image, depth, zoom_in):
+    v = run(ckpt, image, depth, seed=1)
+    assert not np.array_equal(v.frames[1:], zoom_in.frames[1:])
+
+
+def test_unipc_cfg_path(ckpt, image, depth, zoom_in):
+    v = run(ckpt, image, depth, use_dmd=False, num_inference_steps=2, guidance_scale=3.0)
+    assert v.stage_timings["in"]["dit_calls"] == 4  # 2 steps x (cond + uncond)
+    assert v.frames.shape == (81, H, W, 3)
+    assert not np.array_equal(v.frames[1:], zoom_in.frames[1:])
+
+
+def test_custom_trajectory_two_chunks_captions_and_depth_hook(ckpt, image, depth):
+    # Two chunks through the C driver directly with a recording depth-window callback: called once (not after
+    # the last chunk) with the 10 frames 8, 16, ..., 80 and their cameras (§4.13).
+    models, info = gen.load_models(ckpt)
+    w2c, K = trajectory("horizontal_zoom", 161, 0.5, depth)
+    calls, logs = [], []
+
+    def depth_window(images, cams, Ks):
+        calls.append((images.copy(), cams.copy(), Ks.copy()))
+        return np.full(images.shape[:3], 2.5, np.float32)
+
+    x = image.transpose(2, 0, 1).astype(np.float32) / 255 * 2 - 1
+    frames, warp, t = _core.ar_generate(models, x, depth, w2c, K, ["first caption", "second caption"], True, 5.0, 28,
+                                        5.0, 0, "custom", depth_window, None, logs.append, True)
+    assert frames.shape == warp.shape == (161, H, W, 3)
+    assert len(calls) == 1
+    images, cams, Ks = calls[0]
+    assert images.shape == (10, H, W, 3)
+    np.testing.assert_allclose(cams, w2c[8:81:8], atol=1e-6)
+    np.testing.assert_array_equal(Ks, K[8:81:8])
+    assert t["dit_calls"] == 8
+    # Chunk 2 retrieves from a cache that now holds frames 8..80.
+    assert any("chunk 2/2: " in m and "0 spatial" not in m for m in logs)
+
+
+def test_generate_public_api(ckpt, image, depth, tmp_path):
+    w2c, K = trajectory("orbit_horizontal", 81, 0.5, depth)
+    out = tmp_path / "custom.mp4"
+    v = lyra2.generate.generate(image, w2c, K[0], {"0": "a street", "40": "unused within chunk 1"},
+                                checkpoint_dir=ckpt, seed=3, depth=depth, output_path=str(out), progress=False)
+    assert v.frames.shape == (81, H, W, 3) and v.mode == "generate"
+    assert out.exists() and v.path == str(out)
+    with pytest.raises(ValueError, match="1 \\+ 80k"):
+        lyra2.generate.generate(image, w2c[:40], K[:40], "x", checkpoint_dir=ckpt, depth=depth, progress=False)
+    with pytest.raises(ValueError, match="one per chunk"):
+        lyra2.generate.generate(image, w2c, K, ["a", "b"], checkpoint_dir=ckpt, depth=depth, progress=False)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        lyra2.generate.generate(image[:30], w2c, K, "x", checkpoint_dir=ckpt, depth=depth[:30], progress=False)
+
+
+def test_interrupt_leaves_no_file(ckpt, image, depth, tmp_path):
+    out = tmp_path / "never.mp4"
+
+    class Interrupting(Progress):
+        def update(self, stage, done, total):
+            if "denoise" in stage and done == 2:
+                _thread.interrupt_main()  # what Ctrl-C does: a pending SIGINT, seen at the next check
+
+    w2c, K = trajectory("horizontal_zoom", 81, 0.5, depth)
+    import lyra2.progress as progress_mod
+    orig = progress_mod.Progress
+    progress_mod.Progress = Interrupting
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            lyra2.generate.generate(image, w2c, K, "a", checkpoint_dir=ckpt, depth=depth, output_path=str(out),
+                                    progress=False)
+    finally:
+        progress_mod.Progress = orig
+    assert not out.exists()
+    assert not list(tmp_path.iterdir())
