@@ -270,6 +270,8 @@ def make_tiny_checkpoint(path, seed=0):
             lora[f"diffusion_model.blocks.{i}.{m}.lora_B.weight"] = (0.5 * rng.standard_normal((o, r)) / np.sqrt(r)).astype(np.float32)
 
     meta = {"lyra2": "tiny random checkpoint", "seed": str(int(seed))}
+    for name in FILES.values():  # some components live in sub-folders (tokenizer/, lora/)
+        os.makedirs(os.path.dirname(os.path.join(path, name)), exist_ok=True)
     save_safetensors(dit, os.path.join(path, FILES["dit"]), metadata=meta, dtype="bf16")
     save_safetensors(vae, os.path.join(path, FILES["vae"]), metadata=meta, dtype="bf16")
     save_safetensors(umt5, os.path.join(path, FILES["umt5"]), metadata=meta, dtype="bf16")
