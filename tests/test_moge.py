@@ -119,3 +119,115 @@ def test_finish_matches_golden_infer_outputs():
     assert np.abs(r["intrinsics"] - G["moge_intrinsics"]).max() < 2e-5 * np.abs(G["moge_intrinsics"]).max()
     lyra = _core.moge_lyra_depth(r["depth"], r["mask"])
     assert rel(lyra, G["lyra_moge_depth"]) < 3e-5
+
+
+# ---------------------------------------------------------------- the network (spec depth.md §2.3-2.6)
+
+W_TINY = dict(np.load(os.path.join(DATA, "moge_tiny_weights.npz")))
+TINY = dict(num_heads=4, num_tokens_range=(30, 60))   # the tiny backbone's heads; golden num_tokens_range
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from lyra2.models import MoGe
+    return MoGe(W_TINY, **TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny):
+    return tiny.run(G["moge_input"], debug=True)
+
+
+def test_config_from_weights(tiny):
+    c = tiny.config
+    assert (c["dim"], c["depth"], c["heads"], c["n_features"], c["dim_proj"]) == (64, 6, 4, 4, 32)
+    assert c["dim_up"] == [32, 16, 16] and c["hidden"] == [64, 32, 32] and c["n_res"] == 2
+    assert (c["last_ch"], c["last_res"], c["last_k"]) == (8, 0, 1)
+
+
+def test_intermediates_match_golden(tiny_run):
+    r = tiny_run
+    assert r["num_tokens"] == int(G["moge_num_tokens"])
+    checks = [("image_resized", G["moge_image_resized"][0], 3e-5), ("image_14", G["moge_image_14"][0], 3e-5),
+              ("taps", np.stack([G[f"moge_tap{k}"][0] for k in range(4)]), 5e-5)]
+    checks += [(f"stages{b}", G[f"moge_head_up{b}"][0], 5e-5) for b in range(3)]
+    checks += [("head", np.concatenate([G["moge_head_points"][0], G["moge_head_mask"][0]]), 1e-4),
+               ("fwd_points", G["moge_fwd_points"][0], 1e-4), ("fwd_mask", G["moge_fwd_mask"][0], 1e-4)]
+    for name, ref, tol in checks:
+        got = r["stages"][int(name[-1])] if name.startswith("stages") else r[name]
+        assert got.shape == ref.shape, name
+        err = np.abs(got - ref).max()
+        assert err <= tol, (name, err)
+
+
+def test_infer_outputs_match_golden(tiny, tiny_run):
+    r = tiny(G["moge_input"])
+    assert set(r) == {"depth", "mask", "intrinsics", "points"}
+    # mask exact except logits within 1e-5 of the threshold (README)
+    near = np.abs(G["moge_fwd_mask"][0] - 0.5) < 1e-5
+    assert np.array_equal(r["mask"][~near], G["moge_mask"].astype(bool)[~near])
+    assert rel(tiny_run["shift"], G["moge_shift"]) < 2e-5 and rel(tiny_run["focal"], G["moge_focal"]) < 2e-5
+    fin = np.isfinite(G["moge_depth"])
+    assert np.array_equal(np.isfinite(r["depth"]), fin)
+    assert rel(r["depth"][fin], G["moge_depth"][fin]) < 3e-5
+    assert np.abs(r["intrinsics"] - G["moge_intrinsics"]).max() < 2e-5 * G["moge_intrinsics"].max()
+    assert rel(r["points"][fin], G["moge_points"][fin]) < 1e-4
+    assert rel(_core.moge_lyra_depth(r["depth"], r["mask"]), G["lyra_moge_depth"]) < 3e-5
+
+
+def test_arena_plan_covers_the_run(tiny_run):
+    assert 0 < tiny_run["arena_peak"] <= tiny_run["arena_bytes"]
+
+
+def test_safetensors_with_model_config(tmp_path):
+    import json
+    from lyra2.io import save_safetensors
+    from lyra2.models import MoGe
+    path = tmp_path / "moge.safetensors"
+    # the golden weights lie on the bf16 grid: storing them as bf16 is lossless
+    save_safetensors(W_TINY, path, dtype="bf16",
+                     metadata={"model_config": json.dumps({"num_tokens_range": [30, 60], "remap_output": "exp"})})
+    m = MoGe(str(path), num_heads=4)
+    assert (m.config["tokens_min"], m.config["tokens_max"]) == (30, 60)
+    r = m(G["moge_input"])
+    fin = np.isfinite(G["moge_depth"])
+    assert rel(r["depth"][fin], G["moge_depth"][fin]) < 3e-5
+
+
+def test_weight_errors():
+    from lyra2 import Lyra2Error
+    from lyra2.models import MoGe
+    w = dict(W_TINY)
+    del w["head.upsample_blocks.1.2.layers.5.bias"]
+    with pytest.raises(Lyra2Error, match="head.upsample_blocks.1.2.layers.5.bias"):
+        MoGe(w, **TINY)
+    w = dict(W_TINY, **{"head.output_block.1.0.weight": np.zeros((8, 17, 3, 3), np.float32)})
+    with pytest.raises(Lyra2Error, match="head.output_block.1.0.weight"):
+        MoGe(w, **TINY)
+    w = dict(W_TINY, **{"head.extra": np.zeros(3, np.float32)})
+    with pytest.raises(Lyra2Error, match="head.extra"):
+        MoGe(w, **TINY)
+    with pytest.raises(Lyra2Error, match="CUDA"):
+        MoGe(W_TINY, device="cuda", **TINY)
+    with pytest.raises(ValueError, match="heads"):
+        MoGe(W_TINY, num_heads=5, num_tokens_range=(30, 60))
+
+
+def test_image_errors(tiny):
+    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+        tiny(np.zeros((72, 128, 3), np.float32))
+    with pytest.raises(TypeError, match="float"):
+        tiny(np.zeros((3, 72, 128), np.uint8))
+    with pytest.raises(ValueError, match="smaller than one 14x14 patch"):
+        tiny(np.zeros((3, 2, 400), np.float32))
+
+
+def test_cost_note_numbers():
+    from lyra2.models.moge import moge_cost
+    c = moge_cost(480, 832)
+    # spec §2.3 sizes and §3.4's parameter count less the unused mask_token (1024)
+    assert (c["h1"], c["w1"], c["h14"], c["w14"], c["tokens"]) == (531, 921, 518, 910, 2500)
+    assert c["params"] == 314_174_020 - 1024
+    c7 = moge_cost(720, 1280)
+    assert (c7["h1"], c7["w1"], c7["h14"], c7["w14"]) == (525, 933, 518, 924)
+    assert 2.0e12 < c["flops"] < c7["flops"] < 2.6e12

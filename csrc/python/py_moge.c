@@ -283,4 +283,9 @@ static PyMethodDef moge_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-int lyra_py_add_moge(PyObject *m) { return PyModule_AddFunctions(m, moge_methods); }
+int lyra_py_add_moge_net(PyObject *m); /* py_moge_net.c */
+
+int lyra_py_add_moge(PyObject *m) {
+    if (PyModule_AddFunctions(m, moge_methods) < 0) return -1;
+    return lyra_py_add_moge_net(m);
+}
