@@ -14,6 +14,9 @@ from .geometry import trajectory
 from .warp import forward_warp, rays
 from . import io, models, sampling
 from . import convert as _convert_module
+from .depth import estimate_depth
+from .generate import generate
+from . import testing
 
 convert = _convert_module.convert
 
@@ -36,5 +39,5 @@ def backends():
 
 
 __all__ = ["Lyra2Error", "Video", "backends", "zoom", "subscribe", "run", "Queued", "InProgress", "Completed",
-           "read_image", "write_video", "trajectory", "forward_warp", "rays", "io", "models", "sampling", "convert",
+           "read_image", "write_video", "trajectory", "forward_warp", "rays", "io", "models", "sampling", "convert", "estimate_depth", "generate", "testing",
            "__version__"]

@@ -98,11 +98,13 @@ def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="au
                              f"(lyra2.backends() = {backends()})")
     report = Progress(bar=progress, on_log=on_log)
     if mode == "generate":
-        raise Lyra2Error("mode='generate': the Lyra-2 generative pipeline (DiT, VAE, encoders, sampler driver) is "
-                         "not built into this version of lyra2 yet; use mode='preview'")
-    from .pipeline import run_preview
+        from .generate import run_generate
 
-    video = run_preview(image, args, report=report, depth=depth, checkpoint_folder=folder)
+        video = run_generate(image, args, checkpoint_folder=folder, device=device, report=report, depth=depth)
+    else:
+        from .pipeline import run_preview
+
+        video = run_preview(image, args, report=report, depth=depth, checkpoint_folder=folder)
     if output_path is not None:
         video.save(output_path)
     return video

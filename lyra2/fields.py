@@ -39,6 +39,13 @@ SCHEMA = {
 REQUIRED = ("image_url", "prompt")
 
 
+def output_size(resolution):
+    """(H, W) of a validated `resolution`: "480p" / "720p", or an (H, W) pair (tests and custom sizes)."""
+    if isinstance(resolution, str):
+        return RESOLUTIONS[resolution]
+    return int(resolution[0]), int(resolution[1])
+
+
 def _type_name(value):
     return type(value).__name__
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from . import _core
 from ._core import Lyra2Error
+from .pipeline import first_frame_depth
 
 __all__ = ["run_generate", "generate", "DEFAULT_LAYOUT"]
 
@@ -106,27 +107,6 @@ def _da3(folder):
     return DepthAnything3(path)
 
 
-def _first_depth(img, depth, folder, report, da3):
-    """(depth (H, W), mask, K or None, source)."""
-    from .api import _check_depth
-
-    h, w = img.shape[:2]
-    d = _check_depth(depth, h, w)
-    if d is not None:
-        mask = (np.isfinite(d) & (d > 0) & (d < 999.9)).astype(np.float32)
-        return d, mask, None, "user"
-    if da3 is not None:
-        d, mask, K = da3.first_frame_depth(img, (h, w))
-        report.log("depth: Depth Anything 3 (no MoGe scale alignment in this path)")
-        return d, mask, K, "model:da3"
-    from .preview import HEURISTIC_DEPTH_NAME, heuristic_depth
-
-    d, mask = heuristic_depth(img)
-    report.log(f"depth: no depth model in the checkpoint folder; using the heuristic prior '{HEURISTIC_DEPTH_NAME}' "
-               "(pass depth= for real depth)", level="WARNING")
-    return d, mask.astype(np.float32), None, f"heuristic:{HEURISTIC_DEPTH_NAME}"
-
-
 def _depth_window_fn(da3):
     """The driver's depth_window callback over DepthAnything3 (§4.13): DA3 with poses, aligned to them, depth
     resized bilinearly to the frames' size."""
@@ -199,19 +179,19 @@ def _chunk_captions(captions, n_chunks, frames_per_chunk):
 
 def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=None):
     """The zoom job in generate mode (fields validated by lyra2.fields.validate) -> lyra2.Video."""
-    from .fields import RESOLUTIONS
+    from .fields import output_size
     from .geometry import direction_cameras
     from .media import read_image
     from .video import Video
 
     _check_device(device)
     t0 = time.perf_counter()
-    res = args["resolution"]
-    h, w = RESOLUTIONS[res] if isinstance(res, str) else (int(res[0]), int(res[1]))  # tests pass a tiny (H, W)
-    img = read_image(image_u8, resolution=(h, w))
+    h, w = output_size(args["resolution"])  # tests pass a tiny (H, W)
+    raw = read_image(image_u8)
+    img = read_image(raw, resolution=(h, w))
     models, info = load_models(checkpoint_folder)
     da3 = _da3(checkpoint_folder)
-    d, mask, K0, depth_source = _first_depth(img, depth, checkpoint_folder, report, da3)
+    d, mask, K0, depth_source = first_frame_depth(raw, img, depth, checkpoint_folder, report, da3=da3)
     n = args["num_frames"]
     if (n - 1) % info["frames_per_chunk"]:
         raise ValueError(f"num_frames: {n} is not 1 + {info['frames_per_chunk']}k for this checkpoint")
@@ -296,7 +276,8 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     if folder is None:
         raise Lyra2Error("generate: no checkpoint folder (pass checkpoint_dir= or set LYRA2_CHECKPOINT_DIR); "
                          "convert the upstream weights with `lyra2 convert SRC DST`")
-    img = read_image(image, resolution=resolution)
+    raw = read_image(image)
+    img = read_image(raw, resolution=resolution)
     h, w = img.shape[:2]
     if h % 16 or w % 16:
         raise ValueError(f"image: size {w}x{h} is not a multiple of 16 in both sides; pass resolution=(H, W)")
@@ -320,7 +301,7 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     n_chunks = (N - 1) // F
     caps = _chunk_captions(captions, n_chunks, F)
     da3 = _da3(folder)
-    d, _, _, depth_source = _first_depth(img, depth, folder, report, da3)
+    d, _, _, depth_source = first_frame_depth(raw, img, depth, folder, report, da3=da3)
     timings = {"encode_s": time.perf_counter() - t0}
     t = time.perf_counter()
     frames, _, st = _run_direction(models, img, d, w2c, K, caps, seed=seed, use_dmd=use_dmd,

@@ -6,12 +6,18 @@ import time
 
 import numpy as np
 
-from .fields import RESOLUTIONS
+from .fields import output_size
 from .video import Video
 
 
-def _depth_for_preview(img, depth, checkpoint_folder, report):
-    """Returns (depth (H, W) float32, valid mask (H, W) float32, source label)."""
+def first_frame_depth(raw, img, depth, checkpoint_folder, report, *, da3=None, device="cpu"):
+    """Depth of the input frame as the job uses it: (depth (H, W) float32, valid mask (H, W) float32,
+    K (3, 3) or None, source label).
+
+    In order: the user's `depth=` array; Depth Anything 3 aligned to MoGe as upstream (pipeline.md §2) when the
+    converted folder has their weights (DA3 alone when only DA3 is there); else the heuristic prior, named in the
+    log so nobody mistakes it for a model. `raw` is the decoded input at its own size (what upstream gives the
+    depth networks), `img` the input at the output size."""
     from .api import _check_depth
     from . import checkpoint
 
@@ -19,17 +25,23 @@ def _depth_for_preview(img, depth, checkpoint_folder, report):
     d = _check_depth(depth, h, w)
     if d is not None:
         mask = (np.isfinite(d) & (d > 0) & (d < 999.9)).astype(np.float32)
-        return d, mask, "user"
+        return d, mask, None, "user"
     have = checkpoint.components(checkpoint_folder)
-    if all(c in have for c in checkpoint.DEPTH_NEEDS):
-        report.log("depth weights found, but the DA3/MoGe depth networks are not built into this version yet; "
-                   "using the heuristic depth prior", level="WARNING")
+    if da3 is not None or "da3" in have:
+        from .depth import estimate_depth
+
+        use_moge = "moge" in have
+        est = estimate_depth(raw, checkpoint_folder, size=(h, w), use_moge_scale=use_moge, da3=da3, device=device)
+        source = "model:da3+moge" if use_moge else "model:da3"
+        report.log(f"depth: Depth Anything 3{' aligned to MoGe' if use_moge else ' (no MoGe weights: no scale alignment)'}")
+        return (np.asarray(est["depth"], np.float32), np.asarray(est["mask"], np.float32),
+                np.asarray(est["intrinsics"], np.float32), source)
     from .preview import HEURISTIC_DEPTH_NAME, heuristic_depth
 
     d, mask = heuristic_depth(img)
     report.log(f"depth: {HEURISTIC_DEPTH_NAME} prior (not a depth model; pass depth= or provide "
-               "converted DA3/MoGe weights for real depth)")
-    return d, mask, HEURISTIC_DEPTH_NAME
+               "converted DA3/MoGe weights for real depth)", level="WARNING")
+    return d, np.asarray(mask, np.float32), None, HEURISTIC_DEPTH_NAME
 
 
 def run_preview(image, args, *, report, depth=None, checkpoint_folder=None):
@@ -38,10 +50,11 @@ def run_preview(image, args, *, report, depth=None, checkpoint_folder=None):
     from .preview import render_frames
 
     t0 = time.perf_counter()
-    h, w = RESOLUTIONS[args["resolution"]]
-    img = read_image(image, resolution=(h, w))
-    d, mask, depth_source = _depth_for_preview(img, depth, checkpoint_folder, report)
-    cams = direction_cameras(args["zoom_direction"], args["num_frames"], d, None,
+    h, w = output_size(args["resolution"])
+    raw = read_image(image)
+    img = read_image(raw, resolution=(h, w))
+    d, mask, K0, depth_source = first_frame_depth(raw, img, depth, checkpoint_folder, report)
+    cams = direction_cameras(args["zoom_direction"], args["num_frames"], d, K0,
                              zoom_in_trajectory=args["zoom_in_trajectory"],
                              zoom_in_strength=args["zoom_in_strength"],
                              zoom_out_trajectory=args["zoom_out_trajectory"],

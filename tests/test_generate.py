@@ -188,3 +188,20 @@ def test_interrupt_leaves_no_file(ckpt, image, depth, tmp_path):
         progress_mod.Progress = orig
     assert not out.exists()
     assert not list(tmp_path.iterdir())
+
+
+def test_zoom_auto_mode_picks_generate_with_a_checkpoint(ckpt, image, depth, monkeypatch):
+    """lyra2.zoom's mode="auto" runs generate mode when the converted folder is complete (via
+    $LYRA2_CHECKPOINT_DIR here), and preview when it is not. The endpoint's 480p is far too slow for a tiny CPU
+    test, so this goes through the validated-arguments entry that zoom() and subscribe() share."""
+    from lyra2.api import _zoom_validated
+
+    monkeypatch.setenv("LYRA2_CHECKPOINT_DIR", ckpt)
+    video = _zoom_validated(image, zoom_args(seed=3), depth=depth, progress=False)
+    assert video.mode == "generate" and video.frames.shape == (81, H, W, 3) and video.seed == 3
+    ref = run(ckpt, image, depth, seed=3)
+    np.testing.assert_array_equal(video.frames, ref.frames)
+    with pytest.warns(UserWarning, match="PREVIEW"):
+        preview = _zoom_validated(image, zoom_args(seed=3), depth=depth, progress=False,
+                                  checkpoint_dir=os.path.dirname(ckpt))
+    assert preview.mode == "preview"
