@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 
 import lyra2
-from lyra2 import _core, fields, generate as gen, testing
+import importlib
+
+from lyra2 import _core, fields, testing
+
+gen = importlib.import_module("lyra2.generate")  # the module; lyra2.generate itself is the generate() function
 from lyra2.geometry import trajectory
 from lyra2.progress import Progress
 
@@ -156,16 +160,16 @@ def test_custom_trajectory_two_chunks_captions_and_depth_hook(ckpt, image, depth
 def test_generate_public_api(ckpt, image, depth, tmp_path):
     w2c, K = trajectory("orbit_horizontal", 81, 0.5, depth)
     out = tmp_path / "custom.mp4"
-    v = lyra2.generate.generate(image, w2c, K[0], {"0": "a street", "40": "unused within chunk 1"},
+    v = lyra2.generate(image, w2c, K[0], {"0": "a street", "40": "unused within chunk 1"},
                                 checkpoint_dir=ckpt, seed=3, depth=depth, output_path=str(out), progress=False)
     assert v.frames.shape == (81, H, W, 3) and v.mode == "generate"
     assert out.exists() and v.path == str(out)
     with pytest.raises(ValueError, match="1 \\+ 80k"):
-        lyra2.generate.generate(image, w2c[:40], K[:40], "x", checkpoint_dir=ckpt, depth=depth, progress=False)
+        lyra2.generate(image, w2c[:40], K[:40], "x", checkpoint_dir=ckpt, depth=depth, progress=False)
     with pytest.raises(ValueError, match="one per chunk"):
-        lyra2.generate.generate(image, w2c, K, ["a", "b"], checkpoint_dir=ckpt, depth=depth, progress=False)
+        lyra2.generate(image, w2c, K, ["a", "b"], checkpoint_dir=ckpt, depth=depth, progress=False)
     with pytest.raises(ValueError, match="multiple of 16"):
-        lyra2.generate.generate(image[:30], w2c, K, "x", checkpoint_dir=ckpt, depth=depth[:30], progress=False)
+        lyra2.generate(image[:30], w2c, K, "x", checkpoint_dir=ckpt, depth=depth[:30], progress=False)
 
 
 def test_interrupt_leaves_no_file(ckpt, image, depth, tmp_path):
@@ -182,7 +186,7 @@ def test_interrupt_leaves_no_file(ckpt, image, depth, tmp_path):
     progress_mod.Progress = Interrupting
     try:
         with pytest.raises(KeyboardInterrupt):
-            lyra2.generate.generate(image, w2c, K, "a", checkpoint_dir=ckpt, depth=depth, output_path=str(out),
+            lyra2.generate(image, w2c, K, "a", checkpoint_dir=ckpt, depth=depth, output_path=str(out),
                                     progress=False)
     finally:
         progress_mod.Progress = orig
