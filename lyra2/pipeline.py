@@ -24,7 +24,11 @@ def first_frame_depth(raw, img, depth, checkpoint_folder, report, *, da3=None, d
     h, w = img.shape[:2]
     d = _check_depth(depth, h, w)
     if d is not None:
+        # Upstream's valid mask (depth < 999.9: DA3 marks sky with 1e4), applied to the user's depth too.
         mask = (np.isfinite(d) & (d > 0) & (d < 999.9)).astype(np.float32)
+        if not mask.any():
+            raise ValueError("depth: no value is finite, positive and below 999.9; lyra2 (like upstream) treats "
+                             "depth >= 999.9 as sky/invalid, so pass depth in metres")
         return d, mask, None, "user"
     have = checkpoint.components(checkpoint_folder)
     if da3 is not None or "da3" in have:

@@ -75,8 +75,12 @@ def test_user_depth_is_used():
     np.testing.assert_array_equal(video.depth, depth)
     # horizontal_zoom moves forward by i*s*c/N with c = the subject depth (3.0 for a constant depth)
     assert video.w2c[-1][2, 3] == pytest.approx(-0.5 * 3.0 * 80 / 81, rel=1e-5)
-    with pytest.raises(ValueError, match="depth"):
-        lyra2.zoom(EXAMPLE, "cup", depth=np.ones((10, 10)), progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="depth"):
+            lyra2.zoom(EXAMPLE, "cup", depth=np.ones((10, 10)), progress=False)
+        with pytest.raises(ValueError, match="depth: no value .* 999.9"):
+            lyra2.zoom(EXAMPLE, "cup", depth=np.full((h, w), 1500.0), progress=False)  # millimetres
 
 
 def test_subscribe_reports_progress_and_fal_shape():
