@@ -57,11 +57,12 @@ class Video:
 
 
 def default_output_path():
-    """A fresh file in $LYRA2_OUTPUT_DIR (default: <tmp>/lyra2)."""
+    """A fresh file in $LYRA2_OUTPUT_DIR (default: <tmp>/lyra2-outputs; not <tmp>/lyra2, which would shadow the
+    package as a namespace package for scripts run from <tmp>)."""
     import tempfile
     import uuid
 
-    folder = os.environ.get("LYRA2_OUTPUT_DIR") or os.path.join(tempfile.gettempdir(), "lyra2")
+    folder = os.environ.get("LYRA2_OUTPUT_DIR") or os.path.join(tempfile.gettempdir(), "lyra2-outputs")
     os.makedirs(folder, exist_ok=True)
     return os.path.join(folder, f"lyra2-zoom-{uuid.uuid4().hex[:12]}.mp4")
 
