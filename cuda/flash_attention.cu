@@ -172,6 +172,8 @@ __global__ void __launch_bounds__(FA_THREADS) fa_kernel(fa_params p) {
 
         /* scale into the log2 domain, bias, masks; online softmax per row */
         const int kbase = t * BN;
+        /* only the last tile and biased/masked calls need per-element work (uniform over the block) */
+        const bool edge = kbase + BN > p.Lk || p.bias || p.mask;
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -184,13 +186,15 @@ __global__ void __launch_bounds__(FA_THREADS) fa_kernel(fa_params p) {
                 for (int nt = 0; nt < NT; nt++)
 #pragma unroll
                     for (int e = 0; e < 2; e++) {
-                        int j = kbase + nt * 8 + tq * 2 + e;
                         float x = s[mt][nt][hr * 2 + e] * p.scale_log2;
-                        if (j >= p.Lk) {
-                            x = -INFINITY;
-                        } else {
-                            if (brow) x += brow[(int64_t)j * p.bias_sk] * FA_LOG2E;
-                            if (p.mask && !p.mask[b * p.mask_sb + (int64_t)j * p.mask_sk]) x = -INFINITY;
+                        if (edge) {
+                            int j = kbase + nt * 8 + tq * 2 + e;
+                            if (j >= p.Lk) {
+                                x = -INFINITY;
+                            } else {
+                                if (brow) x += brow[(int64_t)j * p.bias_sk] * FA_LOG2E;
+                                if (p.mask && !p.mask[b * p.mask_sb + (int64_t)j * p.mask_sk]) x = -INFINITY;
+                            }
                         }
                         s[mt][nt][hr * 2 + e] = x;
                         mx = fmaxf(mx, x);
