@@ -196,4 +196,5 @@ echo "kernels.py exit status $KRC"
 [ $KRC = 0 ] || FAIL=1
 
 stamp "done (failures: $FAIL)"
+sleep 1 # let tee finish device_check.log before the files are collected
 exit $FAIL
