@@ -1,9 +1,11 @@
 /* The C face of the CUDA part (the .cu files in cuda/). Only compiled and linked when LYRA2_WITH_CUDA is defined;
- * the CPU-only build never includes the CUDA headers. */
+ * the CPU-only build never includes the CUDA headers (nn/backend.h's lyra_backend_init reports the missing
+ * backend instead). */
 #ifndef LYRA_CUDA_H
 #define LYRA_CUDA_H
 
 #include "lyra2.h"
+#include "nn/backend.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -15,6 +17,43 @@ int lyra_cuda_device_count(void);
 lyra_status lyra_cuda_device_name(int device, char *buf, size_t size);
 /* Total and free memory of the device, in bytes. */
 lyra_status lyra_cuda_device_memory(int device, size_t *free_bytes, size_t *total_bytes);
+
+/* The CUDA backend on `device` (0-based): one stream, a cuBLASLt handle, a device memory pool. Fills *be like
+ * lyra_backend_cpu_init; release with lyra_backend_free. LYRA_ERR_CUDA when there is no such device. Tensors
+ * passed to its ops live in device memory (be->ops->alloc, or lyra_op_upload). Activations may be f32, bf16 or
+ * f16; f32 GEMMs run in exact fp32 (no TF32) so the backend matches the CPU reference to f32 rounding. */
+lyra_status lyra_backend_cuda_init(lyra_backend *be, int device);
+/* The same backend on the heap; NULL on failure (message in lyra_error_message()). */
+lyra_backend *lyra_backend_cuda_create(int device);
+void lyra_backend_cuda_destroy(lyra_backend *be);
+/* Bytes the backend's pool holds from cudaMalloc (in use or cached). */
+size_t lyra_cuda_pool_bytes(lyra_backend *be);
+
+/* ---- FP8 (e4m3) weights, an optional GEMM path (Hopper tensor cores) ----
+ * Quantises w (N, K) (f32/bf16/f16, on the device) into w8 (N, K) u8 holding e4m3 bits and scale f32:
+ * (1) per tensor or (N) per output channel, scale = amax / 448 (1 where amax = 0); w ≈ w8 · scale. */
+lyra_status lyra_cuda_quantize_fp8(lyra_backend *be, lyra_tensor *w8, lyra_tensor *scale, const lyra_tensor *w);
+/* y = x·(w8·scale)ᵀ + b with x (..., K) bf16/f16/f32 quantised per tensor on the fly (amax / 448), fp32
+ * accumulation. x rows contiguous; y (..., N) bf16 or f32, rows contiguous; b (N) or NULL. K % 16 == 0. */
+lyra_status lyra_cuda_linear_fp8(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w8,
+                                 const lyra_tensor *scale, const lyra_tensor *b);
+
+/* ---- measurements for benchmarks/kernels.py (bench.cu) ----
+ * Each runs on random bf16 device data, flushes the L2 cache before every timed repeat, times with CUDA events
+ * and returns the median milliseconds over `repeat` runs (after one untimed warm-up). */
+/* y (M, N) = x (M, K) · wᵀ; mode 0 bf16, 1 bf16 + bias + GELU epilogue, 2 fp8 per-tensor, 3 fp8 per-channel,
+ * 4 f32 (exact fp32). */
+lyra_status lyra_cuda_bench_linear(lyra_backend *be, int64_t M, int64_t N, int64_t K, int mode, int repeat,
+                                   double *ms);
+/* o = attention(q, k, v) with q (1, Lq, H, D), k/v (1, Lk, H, D), bf16. */
+lyra_status lyra_cuda_bench_attention(lyra_backend *be, int64_t Lq, int64_t Lk, int64_t H, int64_t D, int repeat,
+                                      double *ms);
+/* One full-width DiT block (network.md §3.8 structure, random weights): L tokens of width D = heads·head_dim,
+ * FFN width F, text/image context lengths Lt/Li. ms[0] total; ms[1..6] = self-attention projections, self-
+ * attention, cross-attention projections, cross-attention, FFN, pointwise/norm ops (summed from a second,
+ * phase-timed run). */
+lyra_status lyra_cuda_bench_dit_block(lyra_backend *be, int64_t L, int64_t heads, int64_t head_dim, int64_t F,
+                                      int64_t Lt, int64_t Li, int repeat, double ms[7]);
 
 #ifdef __cplusplus
 }

@@ -663,7 +663,8 @@ def resize_matrix(n_in, n_out, mode, align_corners=False, antialias=False, ratio
             M[int(o), i0] += 1 - lam
             M[int(o), i1] += lam
         else:
-            s = o * scale if align_corners else (o + f32(0.5)) * scale - f32(0.5)
+            # bicubic: PyTorch rounds scale*(o+0.5)-0.5 once (a fused multiply-add), not after each step
+            s = o * scale if align_corners else f32(np.float64(scale) * (np.float64(o) + 0.5) - 0.5)
             i = math.floor(s)
             t = s - i
             for kk, wgt in zip(range(-1, 3), _cubic(np.array([t + 1, t, 1 - t, 2 - t]), -0.75)):

@@ -15,11 +15,9 @@ void dit_probe(dit_run *r, const char *name, const lyra_tensor *t) {
 }
 
 lyra_status dit_upload(dit_run *r, lyra_tensor *dst, const void *host, size_t bytes) {
-    if (r->be->device != LYRA_DEVICE_CPU)
-        return lyra_error(LYRA_ERR_UNSUPPORTED, "dit: host tables can only be placed on the CPU backend for now");
     LYRA_ASSERT(bytes == lyra_tensor_nbytes(dst) && lyra_tensor_is_contiguous(dst));
-    memcpy(dst->data, host, bytes);
-    return LYRA_OK;
+    lyra_tensor h = lyra_tensor_make((void *)host, dst->dtype, dst->ndim, dst->ne);
+    return lyra_op_upload(r->be, dst, &h);
 }
 
 /* Checks one input: f32, on the model's device, shape (want[0..ndim-1]); a want entry of -1 accepts any size >= 1. */

@@ -77,12 +77,10 @@ double lyra_umt5_flops(const lyra_umt5_config *c, int64_t B, int64_t L) {
 
 /* ---------------------------------------------------------------- forward */
 
-/* Host buffer -> tensor on the backend's device (candidate for nn/ops.h, which has no upload wrapper). */
+/* Host buffer -> tensor on the backend's device. */
 static lyra_status upload(lyra_backend *be, lyra_tensor *dst, void *host) {
-    lyra_tensor h = *dst;
-    h.data = host;
-    h.device = LYRA_DEVICE_CPU;
-    return be->ops->upload(be, dst, &h);
+    lyra_tensor h = lyra_tensor_make(host, dst->dtype, dst->ndim, dst->ne);
+    return lyra_op_upload(be, dst, &h);
 }
 
 static lyra_status view4(lyra_tensor *v, const lyra_tensor *t, int64_t B, int64_t L, int64_t H, int64_t Dh) {

@@ -139,7 +139,7 @@ static lyra_status run_element(lyra_vae_session *s, lyra_arena *arena, int dry, 
     size_t base = lyra_arena_mark(arena);
     if (stats) stats->stream_bytes = base;
     lyra_tensor x = stream_view(buf[0], pp->shape[0]);
-    if (!dry) LYRA_TRY(s->be.ops->upload(&s->be, &x, host_in));
+    if (!dry) LYRA_TRY(lyra_op_upload(&s->be, &x, host_in));
     for (int i = 0; i < pp->n; i++) {
         const vae_layer *L = &pp->layers[i];
         lyra_tensor y = stream_view(buf[(i + 1) & 1], pp->shape[i + 1]);
@@ -160,7 +160,7 @@ static lyra_status run_element(lyra_vae_session *s, lyra_arena *arena, int dry, 
         x = y;
     }
     if (stats) stats->n_layers = pp->n;
-    return dry ? LYRA_OK : s->be.ops->download(&s->be, host_out, &x);
+    return dry ? LYRA_OK : lyra_op_download(&s->be, host_out, &x);
 }
 
 /* Arena bytes a push needs: a dry walk of batch element 0 on a copy of the cache state. */

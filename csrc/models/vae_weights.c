@@ -270,7 +270,7 @@ lyra_status lyra_vae_load(lyra_vae **out, lyra_tensor_lookup_fn lookup, void *so
         lyra_tensor *dst = e[i].dst;
         lyra_convert_to_f32(tmp, src[i].data, src[i].dtype, lyra_tensor_numel(&src[i]));
         lyra_tensor host = lyra_tensor_make(tmp, LYRA_DTYPE_F32, dst->ndim, dst->ne);
-        st = vae->be.ops->upload(&vae->be, dst, &host);
+        st = lyra_op_upload(&vae->be, dst, &host);
         if (st != LYRA_OK) goto done;
         dst->name = NULL;
     }

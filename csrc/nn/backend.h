@@ -108,6 +108,9 @@ typedef struct lyra_backend_ops {
     /* GEMM */
     lyra_status (*linear)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
                           const lyra_tensor *b);
+    /* y = act(x·wᵀ + b): CUDA fuses bias + GELU-tanh into the GEMM epilogue for 16-bit outputs */
+    lyra_status (*linear_act)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                              const lyra_tensor *b, lyra_act act);
     lyra_status (*matmul)(lyra_backend *be, lyra_tensor *c, const lyra_tensor *a, const lyra_tensor *b,
                           int trans_b, float alpha);
     lyra_status (*attention)(lyra_backend *be, lyra_tensor *o, const lyra_tensor *q, const lyra_tensor *k,
@@ -153,12 +156,16 @@ struct lyra_backend {
     const lyra_backend_ops *ops;
     lyra_device device;
     int n_threads;          /* CPU worker threads (OpenMP); 0 = all available */
-    lyra_arena scratch;     /* backend-internal workspaces (im2col tiles, score tiles, converted weights) */
+    lyra_arena scratch;     /* CPU backend workspaces (im2col tiles, score tiles, converted weights); the CUDA
+                               backend keeps its temporaries in its device memory pool instead */
     void *impl;             /* backend private state (CUDA stream, cuBLAS handle, ...) */
 };
 
 /* The CPU reference backend. n_threads <= 0 uses every core OpenMP reports. */
 lyra_status lyra_backend_cpu_init(lyra_backend *be, int n_threads);
+/* The backend of `device`: CPU (arg = n_threads) or CUDA (arg = device index, see cuda/lyra_cuda.h).
+ * LYRA_ERR_UNSUPPORTED naming the reason when this build has no CUDA part, LYRA_ERR_CUDA when no GPU answers. */
+lyra_status lyra_backend_init(lyra_backend *be, lyra_device device, int arg);
 /* Frees the backend's scratch and private state; safe on a zeroed struct. */
 void lyra_backend_free(lyra_backend *be);
 

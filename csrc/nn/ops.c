@@ -102,6 +102,33 @@ static lyra_status check_out(lyra_backend *be, const char *op, lyra_tensor *y) {
     return LYRA_OK;
 }
 
+/* ---------------- memory ---------------- */
+
+static lyra_status check_transfer(const char *op, const lyra_tensor *dev, const lyra_tensor *host, lyra_device want,
+                                  lyra_backend *be) {
+    if (!dev || !host || (!dev->data && lyra_tensor_numel(dev)) || (!host->data && lyra_tensor_numel(host)))
+        return lyra_error(LYRA_ERR_ARG, "%s: tensor is missing", op);
+    if (dev->device != be->device) return lyra_error(LYRA_ERR_ARG, "%s: the device tensor is not on %s", op, be->ops->name);
+    if (host->device != want) return lyra_error(LYRA_ERR_ARG, "%s: the host tensor is not in host memory", op);
+    if (!lyra_tensor_same_shape(dev, host) || dev->dtype != host->dtype) {
+        char a[96], b[96];
+        return lyra_error(LYRA_ERR_ARG, "%s: %s and %s differ", op, SHAPE(dev, a), SHAPE(host, b));
+    }
+    return LYRA_OK;
+}
+
+lyra_status lyra_op_upload(lyra_backend *be, lyra_tensor *dst, const lyra_tensor *host_src) {
+    LYRA_TRY(check_transfer("upload", dst, host_src, LYRA_DEVICE_CPU, be));
+    return be->ops->upload(be, dst, host_src);
+}
+
+lyra_status lyra_op_download(lyra_backend *be, lyra_tensor *host_dst, const lyra_tensor *src) {
+    LYRA_TRY(check_transfer("download", src, host_dst, LYRA_DEVICE_CPU, be));
+    return be->ops->download(be, host_dst, src);
+}
+
+lyra_status lyra_op_synchronize(lyra_backend *be) { return be->ops->synchronize(be); }
+
 /* ---------------- layout ---------------- */
 
 lyra_status lyra_op_copy(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x) {
@@ -236,6 +263,30 @@ lyra_status lyra_op_linear(lyra_backend *be, lyra_tensor *y, const lyra_tensor *
     LYRA_TRY(check_vec(be, op, "b", b, N));
     LYRA_TRY(check_alias(op, "x", y, x, 0));
     return be->ops->linear(be, y, x, w, b);
+}
+
+lyra_status lyra_op_linear_act(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                               const lyra_tensor *b, lyra_act act) {
+    if ((unsigned)act >= LYRA_ACT_COUNT) return lyra_error(LYRA_ERR_ARG, "linear_act: unknown activation %d", (int)act);
+    /* lyra_op_linear's checks, then the fused entry */
+    LYRA_TRY(check_out(be, "linear", y));
+    LYRA_TRY(check_tensor(be, "linear", "x", x, 1));
+    LYRA_TRY(check_tensor(be, "linear", "w", w, 1));
+    if (w->ndim != 2) return lyra_error(LYRA_ERR_ARG, "linear: w must be (out, in), got %d dims", w->ndim);
+    if (x->ndim < 1) return lyra_error(LYRA_ERR_ARG, "linear: x must have at least one dim");
+    int64_t K = w->ne[1], N = w->ne[0];
+    if (x->ne[x->ndim - 1] != K) {
+        char sx[96], sw[96];
+        return lyra_error(LYRA_ERR_ARG, "linear: x %s last dim != w %s in-features", SHAPE(x, sx), SHAPE(w, sw));
+    }
+    int64_t ne[LYRA_MAX_DIMS];
+    memcpy(ne, x->ne, sizeof ne);
+    ne[x->ndim - 1] = N;
+    LYRA_TRY(check_shape("linear", "y", y, x->ndim, ne));
+    LYRA_TRY(check_rows("linear", "y", y));
+    LYRA_TRY(check_vec(be, "linear", "b", b, N));
+    LYRA_TRY(check_alias("linear", "x", y, x, 0));
+    return be->ops->linear_act(be, y, x, w, b, act);
 }
 
 lyra_status lyra_op_matmul(lyra_backend *be, lyra_tensor *c, const lyra_tensor *a, const lyra_tensor *b,

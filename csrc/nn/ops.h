@@ -44,6 +44,16 @@
 extern "C" {
 #endif
 
+/* ---------------- memory ---------------- */
+
+/* dst (on be's device) = host_src (host memory, any strides); same shape and dtype. Synchronous: host_src may
+ * be reused on return. On the CPU backend a strided copy. */
+lyra_status lyra_op_upload(lyra_backend *be, lyra_tensor *dst, const lyra_tensor *host_src);
+/* host_dst (host memory) = src (on be's device); waits until the data is there. */
+lyra_status lyra_op_download(lyra_backend *be, lyra_tensor *host_dst, const lyra_tensor *src);
+/* Waits for every queued op (the CUDA backend queues its kernels on a stream). */
+lyra_status lyra_op_synchronize(lyra_backend *be);
+
 /* ---------------- layout ---------------- */
 
 /* y = x with dtype conversion (f32/bf16/f16 among each other; other dtypes only to the same dtype).
@@ -75,6 +85,10 @@ lyra_status lyra_op_embedding(lyra_backend *be, lyra_tensor *y, const lyra_tenso
  * f32 accumulation. y's rows must be contiguous (a column slice of a wider buffer is fine). */
 lyra_status lyra_op_linear(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
                            const lyra_tensor *b);
+/* y = act(x·wᵀ + b): linear followed by an activation, fused where the backend can (CUDA: the GEMM's bias +
+ * GELU-tanh epilogue for bf16/f16 outputs; otherwise a separate pointwise pass). Shapes as lyra_op_linear. */
+lyra_status lyra_op_linear_act(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                               const lyra_tensor *b, lyra_act act);
 /* Batched c = alpha·a·op(b). a (B|1, M, K); b (B|1, K, N), or (B|1, N, K) when trans_b; c (B, M, N).
  * 2-d a/b/c (no batch) are accepted too. */
 lyra_status lyra_op_matmul(lyra_backend *be, lyra_tensor *c, const lyra_tensor *a, const lyra_tensor *b,

@@ -1,15 +1,26 @@
-/* lyra2._core._ops: the CPU backend's ops on NumPy float32 arrays, FOR TESTS ONLY (tests/test_ops.py).
+/* lyra2._core._ops: the backends' ops on NumPy float32 arrays, FOR TESTS ONLY (tests/test_ops.py,
+ * tests/test_cuda_ops.py) and the CUDA measurements of benchmarks/kernels.py.
  *
  * Inputs keep their strides when they already are aligned float32 (so the harness exercises strided
  * descriptors: transposes, slices, negative strides, broadcasts); anything else is converted. Weights can be
  * rounded to bf16/f16 first with wdtype="bf16"/"f16" to test the converting GEMM paths. Outputs are new
- * C-contiguous arrays allocated by NumPy. Each call runs on a fresh CPU backend (no global state). */
+ * C-contiguous arrays allocated by NumPy.
+ *
+ * Every op takes two extra keywords: backend="cpu" (default: a fresh CPU backend per call) or "cuda" (the
+ * process's CUDA backend, created on first use; arrays are staged to the GPU with their strides, see
+ * py_ops_stage.h), and dtype="f32" | "bf16" | "f16", the activation dtype on the device (inputs rounded to it,
+ * outputs widened back to float32; CUDA only). */
 #include "py_common.h"
 
 #include <math.h>
 
 #include "nn/cpu/cpu_internal.h"
 #include "nn/ops.h"
+#include "py_ops_stage.h"
+
+#ifdef LYRA2_WITH_CUDA
+#include "../../cuda/lyra_cuda.h"
+#endif
 
 #define MAX_KEEP 24
 
@@ -18,6 +29,7 @@ typedef struct keep {
     int n;
     void *bufs[8];
     int nbufs;
+    ops_stage stage;
 } keep;
 
 static void keep_release(keep *k) {
@@ -25,6 +37,13 @@ static void keep_release(keep *k) {
     for (int i = 0; i < k->nbufs; i++) free(k->bufs[i]);
     k->n = k->nbufs = 0;
 }
+
+/* The backend and activation dtype of the current call, set by the keyword wrapper (see with_backend). */
+typedef struct call_ctx {
+    int cuda;
+    lyra_dtype act;
+} call_ctx;
+static call_ctx g_ctx = {0, LYRA_DTYPE_F32};
 
 static lyra_tensor desc_of(PyArrayObject *a, lyra_dtype dt) {
     lyra_tensor t;
@@ -41,10 +60,19 @@ static lyra_tensor desc_of(PyArrayObject *a, lyra_dtype dt) {
     return t;
 }
 
+static int stage(keep *k, lyra_tensor *t, ops_role role, int *err) {
+    if (ops_stage_add(&k->stage, t, role) < 0) {
+        PyErr_SetString(PyExc_ValueError, "too many arrays for one op");
+        *err = 1;
+        return -1;
+    }
+    return 0;
+}
+
 /* Input array of numpy type `npt` -> descriptor (strides kept when no conversion is needed). Returns a pointer
- * to t, or NULL for an optional None (`*err` stays 0) or on error (`*err` = 1, exception set). */
-static lyra_tensor *in_array(keep *k, PyObject *o, const char *what, lyra_tensor *t, int npt, lyra_dtype dt,
-                             int optional, int *err) {
+ * to t, or NULL for an optional None (`*err` stays 0) or on error (`*err` = 1, exception set). Not staged. */
+static lyra_tensor *in_raw(keep *k, PyObject *o, const char *what, lyra_tensor *t, int npt, lyra_dtype dt,
+                           int optional, int *err) {
     if (o == NULL || o == Py_None) {
         if (optional) return NULL;
         PyErr_Format(PyExc_TypeError, "%s is required", what);
@@ -64,7 +92,23 @@ static lyra_tensor *in_array(keep *k, PyObject *o, const char *what, lyra_tensor
     return t;
 }
 
+/* An array uploaded with its own dtype (masks, ids). */
+static lyra_tensor *in_array(keep *k, PyObject *o, const char *what, lyra_tensor *t, int npt, lyra_dtype dt,
+                             int optional, int *err) {
+    lyra_tensor *r = in_raw(k, o, what, t, npt, dt, optional, err);
+    if (r && stage(k, r, OPS_IN_KEEP, err) < 0) return NULL;
+    return r;
+}
+
+/* A float32 activation (rounded to the call's activation dtype on the device). */
 static lyra_tensor *in_f32(keep *k, PyObject *o, const char *what, lyra_tensor *t, int optional, int *err) {
+    lyra_tensor *r = in_raw(k, o, what, t, NPY_FLOAT32, LYRA_DTYPE_F32, optional, err);
+    if (r && stage(k, r, OPS_IN_ACT, err) < 0) return NULL;
+    return r;
+}
+
+/* A float32 parameter that stays float32 on the device (biases, RoPE angles, attention bias). */
+static lyra_tensor *in_param(keep *k, PyObject *o, const char *what, lyra_tensor *t, int optional, int *err) {
     return in_array(k, o, what, t, NPY_FLOAT32, LYRA_DTYPE_F32, optional, err);
 }
 
@@ -76,13 +120,21 @@ static lyra_tensor *in_weight(keep *k, PyObject *o, const char *what, lyra_tenso
         (!strcmp(wdtype, "bf16") || !strcmp(wdtype, "f16")))
         return in_array(k, o, what, t, NPY_UINT16, !strcmp(wdtype, "bf16") ? LYRA_DTYPE_BF16 : LYRA_DTYPE_F16,
                         optional, err);
-    lyra_tensor *r = in_f32(k, o, what, t, optional, err);
-    if (!r || !wdtype || !strcmp(wdtype, "f32")) return r;
+    lyra_tensor *r = in_raw(k, o, what, t, NPY_FLOAT32, LYRA_DTYPE_F32, optional, err);
+    if (!r || !wdtype || !strcmp(wdtype, "f32")) {
+        if (r && stage(k, r, OPS_IN_KEEP, err) < 0) return NULL;
+        return r;
+    }
     lyra_dtype dt;
     if (!strcmp(wdtype, "bf16")) dt = LYRA_DTYPE_BF16;
     else if (!strcmp(wdtype, "f16")) dt = LYRA_DTYPE_F16;
     else {
         PyErr_Format(PyExc_ValueError, "wdtype must be 'f32', 'bf16' or 'f16', got '%s'", wdtype);
+        *err = 1;
+        return NULL;
+    }
+    if (k->nbufs == 8) {
+        PyErr_SetString(PyExc_ValueError, "too many converted weights for one op");
         *err = 1;
         return NULL;
     }
@@ -96,6 +148,7 @@ static lyra_tensor *in_weight(keep *k, PyObject *o, const char *what, lyra_tenso
     lyra_convert_from_f32(c.data, dt, tmp, lyra_tensor_numel(t));
     free(tmp);
     *t = c;
+    if (stage(k, t, OPS_IN_KEEP, err) < 0) return NULL;
     return t;
 }
 
@@ -109,20 +162,39 @@ static PyArrayObject *out_f32(keep *k, int ndim, const int64_t *ne, lyra_tensor 
     if (!a) return NULL;
     k->objs[k->n++] = (PyObject *)a;
     *t = desc_of(a, LYRA_DTYPE_F32);
+    int err = 0;
+    if (stage(k, t, OPS_OUT, &err) < 0) return NULL;
     return a;
 }
 
-/* Runs `call` on a fresh CPU backend with the GIL released; returns the output (new ref) or NULL. */
+/* Runs the op expression `call` (which names `be`) on the call's backend; returns the output (new ref) or NULL. */
 #define RUN_OP(k, out, call)                                                                                \
     do {                                                                                                    \
+        call_ctx cx_ = g_ctx;                                                                               \
         lyra_backend be_;                                                                                   \
-        lyra_status st_ = lyra_backend_cpu_init(&be_, 0);                                                   \
         lyra_backend *be = &be_;                                                                            \
-        if (st_ == LYRA_OK) {                                                                               \
-            Py_BEGIN_ALLOW_THREADS st_ = (call);                                                            \
+        lyra_status st_;                                                                                    \
+        if (cx_.cuda) {                                                                                     \
+            be = ops_cuda_backend();                                                                        \
+            if (!be) { keep_release(k); return NULL; }                                                      \
+            Py_BEGIN_ALLOW_THREADS ops_cuda_lock();                                                         \
+            st_ = ops_stage_in(be, &(k)->stage, cx_.act);                                                   \
+            if (st_ == LYRA_OK) st_ = (call);                                                               \
+            if (st_ == LYRA_OK) st_ = ops_stage_out(be, &(k)->stage);                                       \
+            ops_stage_free(be, &(k)->stage);                                                                \
+            ops_cuda_unlock();                                                                              \
             Py_END_ALLOW_THREADS                                                                            \
+        } else {                                                                                            \
+            st_ = cx_.act == LYRA_DTYPE_F32 ? lyra_backend_cpu_init(&be_, 0)                                \
+                                            : lyra_error(LYRA_ERR_ARG, "dtype: the CPU backend computes f32 " \
+                                                                       "activations (dtype='bf16'/'f16' need " \
+                                                                       "backend='cuda')");                \
+            if (st_ == LYRA_OK) {                                                                           \
+                Py_BEGIN_ALLOW_THREADS st_ = (call);                                                        \
+                Py_END_ALLOW_THREADS                                                                        \
+                lyra_backend_free(&be_);                                                                    \
+            }                                                                                               \
         }                                                                                                   \
-        lyra_backend_free(&be_);                                                                            \
         if (st_ != LYRA_OK) { lyra_py_raise(st_); keep_release(k); return NULL; }                           \
         Py_INCREF(out);                                                                                     \
         keep_release(k);                                                                                    \
@@ -338,7 +410,7 @@ static PyObject *py_linear(PyObject *self, PyObject *args, PyObject *kw) {
     lyra_tensor x, w, bt, y, *b = NULL;
     in_f32(&k, xo, "x", &x, 0, &err);
     if (!err) in_weight(&k, wo, "w", &w, wd, 0, &err);
-    if (!err) b = in_f32(&k, bo, "b", &bt, 1, &err);
+    if (!err) b = in_param(&k, bo, "b", &bt, 1, &err);
     if (err) FAIL(&k);
     if (x.ndim < 1 || w.ndim != 2) { PyErr_SetString(PyExc_ValueError, "x (..., K), w (N, K)"); FAIL(&k); }
     int64_t ne[LYRA_MAX_DIMS];
@@ -411,7 +483,7 @@ static PyObject *py_attention(PyObject *self, PyObject *args, PyObject *kw) {
     in_f32(&kp, qo, "q", &q, 0, &err);
     if (!err) in_f32(&kp, ko, "k", &k, 0, &err);
     if (!err) in_f32(&kp, vo, "v", &v, 0, &err);
-    if (!err) bias = in_f32(&kp, bo, "bias", &bt, 1, &err);
+    if (!err) bias = in_param(&kp, bo, "bias", &bt, 1, &err);
     if (!err) mask = in_array(&kp, mo, "key_mask", &mt, NPY_UINT8, LYRA_DTYPE_U8, 1, &err);
     if (err) FAIL(&kp);
     if (q.ndim != 4 || v.ndim != 4) { PyErr_SetString(PyExc_ValueError, "q, k, v must be (B, L, H, D)"); FAIL(&kp); }
@@ -583,7 +655,7 @@ static PyObject *py_rope(PyObject *self, PyObject *args, PyObject *kw) {
     int err = 0;
     lyra_tensor x, a, y;
     in_f32(&k, xo, "x", &x, 0, &err);
-    if (!err) in_f32(&k, ao, "angles", &a, 0, &err);
+    if (!err) in_param(&k, ao, "angles", &a, 0, &err);
     if (err) FAIL(&k);
     PyArrayObject *out = out_f32(&k, x.ndim, x.ne, &y);
     if (!out) FAIL(&k);
@@ -636,7 +708,7 @@ static PyObject *py_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
     lyra_tensor x, w, bt, y, *b = NULL;
     in_f32(&k, xo, "x", &x, 0, &err);
     if (!err) in_weight(&k, wo, "w", &w, wd, 0, &err);
-    if (!err) b = in_f32(&k, bo, "b", &bt, 1, &err);
+    if (!err) b = in_param(&k, bo, "b", &bt, 1, &err);
     if (err) FAIL(&k);
     if (x.ndim != 4 || w.ndim != 4 || p.stride_h < 1 || p.stride_w < 1) { PyErr_SetString(PyExc_ValueError, "x (B,C,H,W), w (Co,Ci,kh,kw), stride >= 1"); FAIL(&k); }
     int64_t ne[4] = {x.ne[0], w.ne[0], (x.ne[2] + pd[0] + pd[1] - w.ne[2]) / p.stride_h + 1,
@@ -666,7 +738,7 @@ static PyObject *py_conv3d(PyObject *self, PyObject *args, PyObject *kw) {
     lyra_tensor x, w, bt, prt, y, *b = NULL, *pre = NULL;
     in_f32(&k, xo, "x", &x, 0, &err);
     if (!err) in_weight(&k, wo, "w", &w, wd, 0, &err);
-    if (!err) b = in_f32(&k, bo, "b", &bt, 1, &err);
+    if (!err) b = in_param(&k, bo, "b", &bt, 1, &err);
     if (!err) pre = in_f32(&k, pro, "prefix", &prt, 1, &err);
     if (err) FAIL(&k);
     if (x.ndim != 5 || w.ndim != 5 || p.stride_t < 1 || p.stride_h < 1 || p.stride_w < 1) { PyErr_SetString(PyExc_ValueError, "x (B,C,T,H,W), w (Co,Ci,kt,kh,kw), stride >= 1"); FAIL(&k); }
@@ -690,7 +762,7 @@ static PyObject *py_conv_transpose2d(PyObject *self, PyObject *args, PyObject *k
     lyra_tensor x, w, bt, y, *b = NULL;
     in_f32(&k, xo, "x", &x, 0, &err);
     if (!err) in_weight(&k, wo, "w", &w, wd, 0, &err);
-    if (!err) b = in_f32(&k, bo, "b", &bt, 1, &err);
+    if (!err) b = in_param(&k, bo, "b", &bt, 1, &err);
     if (err) FAIL(&k);
     if (x.ndim != 4 || w.ndim != 4) { PyErr_SetString(PyExc_ValueError, "x (B,Ci,H,W), w (Ci,Co,kh,kw)"); FAIL(&k); }
     int64_t ne[4] = {x.ne[0], w.ne[1], (x.ne[2] - 1) * stride - 2 * padding + w.ne[2],
@@ -1045,6 +1117,175 @@ static PyObject *py_attn_block_demo(PyObject *self, PyObject *args, PyObject *kw
     RUN_OP(&k, out, (lyra_op_copy(be, &y, &src) != LYRA_OK ? LYRA_ERR_INTERNAL : demo_run(be, &y, &blk, heads, repeat)));
 }
 
+/* ---------------- fused / device-only ops ---------------- */
+
+static PyObject *py_linear_act(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "w", "b", "act", "wdtype", NULL};
+    PyObject *xo, *wo, *bo = Py_None;
+    const char *as = "gelu_tanh", *wd = "f32";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|Oss", kws, &xo, &wo, &bo, &as, &wd)) return NULL;
+    lyra_act act;
+    if (parse_act(as, &act) < 0) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, w, bt, y, *b = NULL;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (!err) in_weight(&k, wo, "w", &w, wd, 0, &err);
+    if (!err) b = in_param(&k, bo, "b", &bt, 1, &err);
+    if (err) FAIL(&k);
+    if (x.ndim < 1 || w.ndim != 2) { PyErr_SetString(PyExc_ValueError, "x (..., K), w (N, K)"); FAIL(&k); }
+    int64_t ne[LYRA_MAX_DIMS];
+    memcpy(ne, x.ne, sizeof ne);
+    ne[x.ndim - 1] = w.ne[0];
+    PyArrayObject *out = out_f32(&k, x.ndim, ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_linear_act(be, &y, &x, &w, b, act));
+}
+
+#ifdef LYRA2_WITH_CUDA
+/* Quantises w to e4m3 on the device (per tensor or per output channel) and runs the FP8 linear. */
+static lyra_status fp8_linear(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                              const lyra_tensor *b, int per_channel) {
+    if (be->device != LYRA_DEVICE_CUDA) return lyra_error(LYRA_ERR_ARG, "linear_fp8: needs backend='cuda'");
+    if (w->ndim != 2) return lyra_error(LYRA_ERR_ARG, "linear_fp8: w must be (N, K)");
+    int64_t N = w->ne[0], ns = per_channel ? N : 1;
+    lyra_tensor w8 = lyra_tensor_make(NULL, LYRA_DTYPE_U8, 2, w->ne), sc = lyra_tensor_make(NULL, LYRA_DTYPE_F32, 1, &ns);
+    w8.device = sc.device = LYRA_DEVICE_CUDA;
+    w8.data = be->ops->alloc(be, lyra_tensor_nbytes(&w8) + 1);
+    sc.data = be->ops->alloc(be, lyra_tensor_nbytes(&sc));
+    lyra_status st = (w8.data && sc.data) ? LYRA_OK : LYRA_ERR_OOM;
+    if (st == LYRA_OK) st = lyra_cuda_quantize_fp8(be, &w8, &sc, w);
+    if (st == LYRA_OK) st = lyra_cuda_linear_fp8(be, y, x, &w8, &sc, b);
+    if (w8.data) be->ops->release(be, w8.data);
+    if (sc.data) be->ops->release(be, sc.data);
+    return st;
+}
+#else
+static lyra_status fp8_linear(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                              const lyra_tensor *b, int per_channel) {
+    (void)be; (void)y; (void)x; (void)w; (void)b; (void)per_channel;
+    return lyra_error(LYRA_ERR_UNSUPPORTED, "linear_fp8: this build has no CUDA backend");
+}
+#endif
+
+/* linear_fp8(x, w, b=None, per_channel=False): FP8 e4m3 weights and activations (backend="cuda" only). */
+static PyObject *py_linear_fp8(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "w", "b", "per_channel", NULL};
+    PyObject *xo, *wo, *bo = Py_None;
+    int pc = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|Op", kws, &xo, &wo, &bo, &pc)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, w, bt, y, *b = NULL;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (!err) in_f32(&k, wo, "w", &w, 0, &err);
+    if (!err) b = in_param(&k, bo, "b", &bt, 1, &err);
+    if (err) FAIL(&k);
+    if (x.ndim < 1 || w.ndim != 2) { PyErr_SetString(PyExc_ValueError, "x (..., K), w (N, K)"); FAIL(&k); }
+    int64_t ne[LYRA_MAX_DIMS];
+    memcpy(ne, x.ne, sizeof ne);
+    ne[x.ndim - 1] = w.ne[0];
+    PyArrayObject *out = out_f32(&k, x.ndim, ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, fp8_linear(be, &y, &x, &w, b, pc));
+}
+
+/* ---------------- CUDA measurements (benchmarks/kernels.py) ---------------- */
+
+#ifdef LYRA2_WITH_CUDA
+#define BENCH_RUN(call)                                                                                     \
+    do {                                                                                                    \
+        lyra_backend *be = ops_cuda_backend();                                                              \
+        if (!be) return NULL;                                                                               \
+        lyra_status st_;                                                                                    \
+        Py_BEGIN_ALLOW_THREADS ops_cuda_lock();                                                             \
+        st_ = (call);                                                                                       \
+        ops_cuda_unlock();                                                                                  \
+        Py_END_ALLOW_THREADS                                                                                \
+        if (st_ != LYRA_OK) return lyra_py_raise(st_);                                                      \
+    } while (0)
+
+static PyObject *py_cuda_bench_linear(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"M", "N", "K", "mode", "repeat", NULL};
+    long long M, N, K;
+    int mode = 0, repeat = 5;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "LLL|ii", kws, &M, &N, &K, &mode, &repeat)) return NULL;
+    double ms = 0.0;
+    BENCH_RUN(lyra_cuda_bench_linear(be, M, N, K, mode, repeat, &ms));
+    return PyFloat_FromDouble(ms);
+}
+
+static PyObject *py_cuda_bench_attention(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"Lq", "Lk", "H", "D", "repeat", NULL};
+    long long Lq, Lk, H, D;
+    int repeat = 3;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "LLLL|i", kws, &Lq, &Lk, &H, &D, &repeat)) return NULL;
+    double ms = 0.0;
+    BENCH_RUN(lyra_cuda_bench_attention(be, Lq, Lk, H, D, repeat, &ms));
+    return PyFloat_FromDouble(ms);
+}
+
+static PyObject *py_cuda_bench_dit_block(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"L", "heads", "head_dim", "ffn", "Lt", "Li", "repeat", NULL};
+    long long L, Hh, hd, F, Lt, Li;
+    int repeat = 3;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "LLLLLL|i", kws, &L, &Hh, &hd, &F, &Lt, &Li, &repeat)) return NULL;
+    double ms[7] = {0};
+    BENCH_RUN(lyra_cuda_bench_dit_block(be, L, Hh, hd, F, Lt, Li, repeat, ms));
+    return Py_BuildValue("{s:d,s:d,s:d,s:d,s:d,s:d,s:d}", "total", ms[0], "self_proj", ms[1], "self_attn", ms[2],
+                         "cross_proj", ms[3], "cross_attn", ms[4], "ffn", ms[5], "pointwise", ms[6]);
+}
+#endif
+
+/* Pops backend= / dtype= from the keywords into g_ctx for the duration of one op call. */
+typedef PyObject *(*kw_fn)(PyObject *, PyObject *, PyObject *);
+
+static PyObject *with_backend(kw_fn fn, PyObject *self, PyObject *args, PyObject *kw) {
+    call_ctx ctx = {0, LYRA_DTYPE_F32};
+    PyObject *kw2 = kw;
+    if (kw && (PyDict_GetItemString(kw, "backend") || PyDict_GetItemString(kw, "dtype"))) {
+        kw2 = PyDict_Copy(kw);
+        if (!kw2) return NULL;
+        PyObject *bo = PyDict_GetItemString(kw2, "backend"), *dobj = PyDict_GetItemString(kw2, "dtype");
+        const char *bs = bo ? PyUnicode_AsUTF8(bo) : "cpu", *ds = dobj ? PyUnicode_AsUTF8(dobj) : "f32";
+        if (!bs || !ds) { Py_DECREF(kw2); return NULL; }
+        if (!strcmp(bs, "cuda")) ctx.cuda = 1;
+        else if (strcmp(bs, "cpu")) {
+            Py_DECREF(kw2);
+            return PyErr_Format(PyExc_ValueError, "backend must be 'cpu' or 'cuda', got '%s'", bs);
+        }
+        if (!strcmp(ds, "bf16")) ctx.act = LYRA_DTYPE_BF16;
+        else if (!strcmp(ds, "f16")) ctx.act = LYRA_DTYPE_F16;
+        else if (strcmp(ds, "f32")) {
+            Py_DECREF(kw2);
+            return PyErr_Format(PyExc_ValueError, "dtype must be 'f32', 'bf16' or 'f16', got '%s'", ds);
+        }
+        if ((bo && PyDict_DelItemString(kw2, "backend") < 0) || (dobj && PyDict_DelItemString(kw2, "dtype") < 0)) {
+            Py_DECREF(kw2);
+            return NULL;
+        }
+    }
+    call_ctx saved = g_ctx;
+    g_ctx = ctx;
+    PyObject *r = fn(self, args, kw2);
+    g_ctx = saved;
+    if (kw2 != kw) Py_DECREF(kw2);
+    return r;
+}
+
+#define BK(fn)                                                                                              \
+    static PyObject *fn##_bk(PyObject *s, PyObject *a, PyObject *k) { return with_backend(fn, s, a, k); }
+BK(py_copy) BK(py_concat) BK(py_pad) BK(py_patchify) BK(py_unpatchify) BK(py_embedding) BK(py_linear)
+BK(py_linear_act) BK(py_linear_fp8) BK(py_matmul) BK(py_attention) BK(py_rms_norm) BK(py_layer_norm)
+BK(py_l2norm_channels) BK(py_group_norm) BK(py_softmax) BK(py_unary) BK(py_glu) BK(py_add) BK(py_mul)
+BK(py_scale) BK(py_modulate) BK(py_gate) BK(py_rope) BK(py_conv2d) BK(py_conv3d) BK(py_conv_transpose2d)
+BK(py_upsample_nearest2x) BK(py_resize) BK(py_avg_pool3d)
+
 #define KW(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, doc}
 
 static PyMethodDef ops_methods[] = {
@@ -1057,43 +1298,51 @@ static PyMethodDef ops_methods[] = {
     KW("bind", py_bind, "bind(available {name: shape}, slots [(name, shape, optional)]) -> {name: shape}."),
     KW("arena", py_arena, "arena(capacity, sizes, reset_after=-1) -> ([offsets], peak)."),
     KW("attn_block_demo", py_attn_block_demo, "The ops.h example block (LN, fused qkv, attention, proj, residual)."),
-    KW("copy", py_copy, "copy(x): strided read into a contiguous array."),
-    KW("concat", py_concat, "concat(xs, dim=0)."),
-    KW("pad", py_pad, "pad(x, pads, mode='zero'|'replicate'); pads = (before, after) per dim, outermost first."),
-    KW("patchify", py_patchify, "patchify(x (B,C,T,H,W), kt=1, kh=2, kw=2, order='c_slowest')."),
-    KW("unpatchify", py_unpatchify, "unpatchify(x, shape (B,C,T,H,W), kt=1, kh=2, kw=2, order='c_fastest')."),
-    KW("embedding", py_embedding, "embedding(table (V,D), ids, wdtype='f32')."),
-    KW("linear", py_linear, "linear(x (...,K), w (N,K), b=None, wdtype='f32'|'bf16'|'f16')."),
-    KW("matmul", py_matmul, "matmul(a, b, trans_b=False, alpha=1.0); 2-d or batched 3-d."),
+    KW("copy", py_copy_bk, "copy(x): strided read into a contiguous array."),
+    KW("concat", py_concat_bk, "concat(xs, dim=0)."),
+    KW("pad", py_pad_bk, "pad(x, pads, mode='zero'|'replicate'); pads = (before, after) per dim, outermost first."),
+    KW("patchify", py_patchify_bk, "patchify(x (B,C,T,H,W), kt=1, kh=2, kw=2, order='c_slowest')."),
+    KW("unpatchify", py_unpatchify_bk, "unpatchify(x, shape (B,C,T,H,W), kt=1, kh=2, kw=2, order='c_fastest')."),
+    KW("embedding", py_embedding_bk, "embedding(table (V,D), ids, wdtype='f32')."),
+    KW("linear", py_linear_bk, "linear(x (...,K), w (N,K), b=None, wdtype='f32'|'bf16'|'f16')."),
+    KW("linear_act", py_linear_act_bk, "linear_act(x, w, b=None, act='gelu_tanh', wdtype='f32'): act(x·wᵀ + b), fused where possible."),
+    KW("linear_fp8", py_linear_fp8_bk, "linear_fp8(x, w, b=None, per_channel=False): e4m3 weights/activations (backend='cuda')."),
+#ifdef LYRA2_WITH_CUDA
+    KW("cuda_bench_linear", py_cuda_bench_linear, "cuda_bench_linear(M, N, K, mode=0, repeat=5) -> median ms."),
+    KW("cuda_bench_attention", py_cuda_bench_attention, "cuda_bench_attention(Lq, Lk, H, D, repeat=3) -> median ms."),
+    KW("cuda_bench_dit_block", py_cuda_bench_dit_block, "cuda_bench_dit_block(L, heads, head_dim, ffn, Lt, Li, repeat=3) -> {phase: ms}."),
+#endif
+    KW("matmul", py_matmul_bk, "matmul(a, b, trans_b=False, alpha=1.0); 2-d or batched 3-d."),
     KW("sgemm_ref", py_sgemm_ref, "sgemm_ref(a, b, trans_b=False): the plain C fallback GEMM."),
-    KW("attention", py_attention, "attention(q, k, v, scale, bias=None, key_mask=None); (B, L, H, D) layouts."),
-    KW("rms_norm", py_rms_norm, "rms_norm(x, w=None, eps=1e-6, wdtype='f32')."),
-    KW("layer_norm", py_layer_norm, "layer_norm(x, w=None, b=None, eps=1e-6)."),
-    KW("l2norm_channels", py_l2norm_channels, "l2norm_channels(x (B,C,...), w=gamma, b=beta, eps=1e-12): Wan VAE norm."),
-    KW("group_norm", py_group_norm, "group_norm(x (B,C,...), w=None, b=None, eps=1e-6, groups=1)."),
-    KW("softmax", py_softmax, "softmax(x, scale=1.0) over the last dim."),
-    KW("unary", py_unary, "unary(x, act)."),
-    KW("glu", py_glu, "glu(a, g, act): a * act(g)."),
-    KW("add", py_add, "add(a, b) with broadcasting of size-1 dims."),
-    KW("mul", py_mul, "mul(a, b) with broadcasting of size-1 dims."),
-    KW("scale", py_scale, "scale(x, alpha=1, beta=0): alpha*x + beta."),
-    KW("modulate", py_modulate, "modulate(x, shift, scale): x*(1+scale)+shift."),
-    KW("gate", py_gate, "gate(x, g, a): x + g*a."),
-    KW("rope", py_rope, "rope(x (B,L,H,D), angles (L,D/2), mode='interleaved'|'half', n_sections=1)."),
+    KW("attention", py_attention_bk, "attention(q, k, v, scale, bias=None, key_mask=None); (B, L, H, D) layouts."),
+    KW("rms_norm", py_rms_norm_bk, "rms_norm(x, w=None, eps=1e-6, wdtype='f32')."),
+    KW("layer_norm", py_layer_norm_bk, "layer_norm(x, w=None, b=None, eps=1e-6)."),
+    KW("l2norm_channels", py_l2norm_channels_bk, "l2norm_channels(x (B,C,...), w=gamma, b=beta, eps=1e-12): Wan VAE norm."),
+    KW("group_norm", py_group_norm_bk, "group_norm(x (B,C,...), w=None, b=None, eps=1e-6, groups=1)."),
+    KW("softmax", py_softmax_bk, "softmax(x, scale=1.0) over the last dim."),
+    KW("unary", py_unary_bk, "unary(x, act)."),
+    KW("glu", py_glu_bk, "glu(a, g, act): a * act(g)."),
+    KW("add", py_add_bk, "add(a, b) with broadcasting of size-1 dims."),
+    KW("mul", py_mul_bk, "mul(a, b) with broadcasting of size-1 dims."),
+    KW("scale", py_scale_bk, "scale(x, alpha=1, beta=0): alpha*x + beta."),
+    KW("modulate", py_modulate_bk, "modulate(x, shift, scale): x*(1+scale)+shift."),
+    KW("gate", py_gate_bk, "gate(x, g, a): x + g*a."),
+    KW("rope", py_rope_bk, "rope(x (B,L,H,D), angles (L,D/2), mode='interleaved'|'half', n_sections=1)."),
     KW("rope_angles_video", py_rope_angles_video, "rope_angles_video(pos (L,3), head_dim, theta=10000)."),
     KW("rope_angles_2d", py_rope_angles_2d, "rope_angles_2d(pos (L,2), head_dim, theta=100)."),
-    KW("conv2d", py_conv2d, "conv2d(x, w, b=None, stride=(1,1), pad=(t,b,l,r), pad_mode='zero', wdtype='f32')."),
-    KW("conv3d", py_conv3d, "conv3d(x, w, b=None, prefix=None, stride=(1,1,1), pad=(front,back,t,b,l,r), pad_mode='zero')."),
-    KW("conv_transpose2d", py_conv_transpose2d, "conv_transpose2d(x, w (Ci,Co,kh,kw), b=None, stride=1, padding=0)."),
-    KW("upsample_nearest2x", py_upsample_nearest2x, "upsample_nearest2x(x (..., H, W))."),
-    KW("resize", py_resize, "resize(x, size, mode='bilinear', align_corners=False, antialias=False, ratio=None)."),
-    KW("avg_pool3d", py_avg_pool3d, "avg_pool3d(x (..., T, H, W), kt, kh, kw)."),
+    KW("conv2d", py_conv2d_bk, "conv2d(x, w, b=None, stride=(1,1), pad=(t,b,l,r), pad_mode='zero', wdtype='f32')."),
+    KW("conv3d", py_conv3d_bk, "conv3d(x, w, b=None, prefix=None, stride=(1,1,1), pad=(front,back,t,b,l,r), pad_mode='zero')."),
+    KW("conv_transpose2d", py_conv_transpose2d_bk, "conv_transpose2d(x, w (Ci,Co,kh,kw), b=None, stride=1, padding=0)."),
+    KW("upsample_nearest2x", py_upsample_nearest2x_bk, "upsample_nearest2x(x (..., H, W))."),
+    KW("resize", py_resize_bk, "resize(x, size, mode='bilinear', align_corners=False, antialias=False, ratio=None)."),
+    KW("avg_pool3d", py_avg_pool3d_bk, "avg_pool3d(x (..., T, H, W), kt, kh, kw)."),
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef ops_module = {
     PyModuleDef_HEAD_INIT, "lyra2._core._ops",
-    "CPU backend ops on float32 NumPy arrays, for the op-test harness only (not a public API).", -1, ops_methods,
+    "Backend ops on float32 NumPy arrays (backend='cpu'|'cuda', dtype='f32'|'bf16'|'f16'), for the op-test harness "
+    "and benchmarks only (not a public API).", -1, ops_methods,
     NULL, NULL, NULL, NULL,
 };
 

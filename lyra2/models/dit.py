@@ -62,7 +62,7 @@ class LyraDiT:
     framepack: the FramePack layout string; its history segments must match the clean patch embeddings.
     lora: adapters applied at run time, unmerged; each item is a source (path or mapping, weight 1.0) or a
         ``(source, weight)`` pair.
-    device: "cpu" (the CUDA backend for networks is not built yet).
+    device: "cpu" ("cuda" raises Lyra2Error until this network's weights are placed on the GPU).
     num_heads: attention heads (default: width / 128).
     n_threads: CPU threads (0 = all).
 
@@ -76,7 +76,8 @@ class LyraDiT:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if device == "cuda":
             from .. import Lyra2Error
-            raise Lyra2Error("LyraDiT: the CUDA backend for networks is not built yet; use device='cpu'")
+            raise Lyra2Error("LyraDiT: device='cuda' is not wired to this network yet: "
+                             "the CUDA backend runs every runtime op (see lyra2.backends()), but this network's glue still keeps its weights and activations in host memory (device placement of the weights and the arena is the remaining step); use device='cpu'")
         if not _is_source(weights):
             raise TypeError("weights must be a safetensors path or a mapping of name -> array, "
                             f"got {type(weights).__name__}")

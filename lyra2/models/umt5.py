@@ -29,13 +29,14 @@ UMT5_XXL = {"vocab": 256384, "dim": 4096, "dim_attn": 4096, "heads": 64, "ffn": 
 
 
 def check_device(device) -> None:
-    """Accepts "cpu"; "cuda"/"cuda:N" raise Lyra2Error until the CUDA backend runs networks."""
+    """Accepts "cpu"; "cuda"/"cuda:N" raise Lyra2Error until the network glue places weights on the GPU."""
     if not isinstance(device, str):
         raise TypeError(f"device must be a str ('cpu' or 'cuda'), got {type(device).__name__}")
     if device == "cpu":
         return
     if device == "cuda" or device.startswith("cuda:"):
-        raise Lyra2Error(f"device={device!r}: the CUDA backend for networks is not built yet; use device='cpu'")
+        raise Lyra2Error(f"device={device!r} is not wired to the text encoders yet: "
+                         "the CUDA backend runs every runtime op (see lyra2.backends()), but this network's glue still keeps its weights and activations in host memory (device placement of the weights and the arena is the remaining step); use device='cpu'")
     raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
 
 

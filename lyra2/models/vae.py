@@ -61,7 +61,8 @@ class WanVAE:
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if device == "cuda":
-            raise Lyra2Error("WanVAE: the CUDA backend for networks is not built yet; use device='cpu'")
+            raise Lyra2Error("WanVAE: device='cuda' is not wired to this network yet: "
+                             "the CUDA backend runs every runtime op (see lyra2.backends()), but this network's glue still keeps its weights and activations in host memory (device placement of the weights and the arena is the remaining step); use device='cpu'")
         self._code = _constants_code(constants)
         self.constants = constants
         self.device = device

@@ -28,6 +28,13 @@ static lyra_status cpu_transfer(lyra_backend *be, lyra_tensor *dst, const lyra_t
     return cpu_copy(be, dst, src);
 }
 
+/* No fusion on the CPU: the GEMM, then the activation in place. */
+static lyra_status cpu_linear_act(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                                  const lyra_tensor *b, lyra_act act) {
+    LYRA_TRY(cpu_linear(be, y, x, w, b));
+    return act == LYRA_ACT_IDENTITY ? LYRA_OK : cpu_unary(be, y, y, act);
+}
+
 static lyra_status cpu_synchronize(lyra_backend *be) {
     (void)be;
     return LYRA_OK;
@@ -51,6 +58,7 @@ static const lyra_backend_ops cpu_ops = {
     .unpatchify = cpu_unpatchify,
     .embedding = cpu_embedding,
     .linear = cpu_linear,
+    .linear_act = cpu_linear_act,
     .matmul = cpu_matmul,
     .attention = cpu_attention,
     .rms_norm = cpu_rms_norm,

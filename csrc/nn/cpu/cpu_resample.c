@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "nn/cpu/cpu_internal.h"
+#include "nn/resize_table.h"
 
 /* Byte offset of plane p (flat index over the dims before the last `nsp`) of t. */
 static inline int64_t plane_offset(const lyra_tensor *t, int nsp, int64_t p) {
@@ -48,16 +49,14 @@ static float aa_filter(lyra_resize_mode mode, float x) {
     return 0.0f;
 }
 
-/* Maximum taps per output along an axis. */
-static int axis_taps(int64_t in, int64_t out, const lyra_resize_params *p, double ratio) {
+int lyra_resize_taps(int64_t in, int64_t out, const lyra_resize_params *p, double ratio) {
     if (!p->antialias) return p->mode == LYRA_RESIZE_NEAREST ? 1 : p->mode == LYRA_RESIZE_BILINEAR ? 2 : 4;
     float scale = ratio > 0 ? (float)ratio : (float)in / (float)out;
     float support = (p->mode == LYRA_RESIZE_BILINEAR ? 1.0f : 2.0f) * (scale >= 1.0f ? scale : 1.0f);
     return (int)ceilf(support) * 2 + 1;
 }
 
-/* Fills idx/wt (out × taps) for one axis. */
-static void axis_table(int64_t in, int64_t out, const lyra_resize_params *p, double ratio, int taps, int64_t *idx,
+void lyra_resize_table(int64_t in, int64_t out, const lyra_resize_params *p, double ratio, int taps, int64_t *idx,
                        float *wt) {
     float scale;
     if (p->align_corners && p->mode != LYRA_RESIZE_NEAREST)
@@ -98,7 +97,9 @@ static void axis_table(int64_t in, int64_t out, const lyra_resize_params *p, dou
             ix[0] = i0; w[0] = 1.0f - l1;
             ix[1] = i1; w[1] = l1;
         } else {
-            float src = p->align_corners ? (float)o * scale : ((float)o + 0.5f) * scale - 0.5f;
+            /* PyTorch forms the half-pixel coordinate scale·(o + 0.5) − 0.5 with one rounding (its kernel's
+             * contracted multiply-add), not two f32 roundings: exact product and difference, then to f32. */
+            float src = p->align_corners ? (float)o * scale : (float)((double)scale * ((double)o + 0.5) - 0.5);
             float fl = floorf(src);
             int64_t i = (int64_t)fl;
             float t = src - fl;
@@ -117,14 +118,14 @@ lyra_status cpu_resize(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, c
     LYRA_TRY(cpu_require_f32("resize", 2, y, x));
     int n = x->ndim;
     int64_t P = n_planes(x, 2), H = x->ne[n - 2], W = x->ne[n - 1], Ho = y->ne[n - 2], Wo = y->ne[n - 1];
-    int th = axis_taps(H, Ho, p, p->ratio_h), tw = axis_taps(W, Wo, p, p->ratio_w);
+    int th = lyra_resize_taps(H, Ho, p, p->ratio_h), tw = lyra_resize_taps(W, Wo, p, p->ratio_w);
     size_t bytes = (size_t)(Ho * th + Wo * tw) * (sizeof(int64_t) + sizeof(float)) + (size_t)(P * H * Wo) * sizeof(float);
     char *ws = lyra_backend_scratch(be, bytes, "resize");
     if (!ws) return LYRA_ERR_OOM;
     int64_t *ih = (int64_t *)ws, *iw = ih + Ho * th;
     float *wh = (float *)(iw + Wo * tw), *ww = wh + Ho * th, *tmp = ww + Wo * tw;
-    axis_table(H, Ho, p, p->ratio_h, th, ih, wh);
-    axis_table(W, Wo, p, p->ratio_w, tw, iw, ww);
+    lyra_resize_table(H, Ho, p, p->ratio_h, th, ih, wh);
+    lyra_resize_table(W, Wo, p, p->ratio_w, tw, iw, ww);
     int64_t sh = x->nb[n - 2], sw = x->nb[n - 1];
     /* pass 1: along W for every input row */
 #pragma omp parallel for num_threads(cpu_threads(be, P * H * Wo * tw)) schedule(static)

@@ -1,0 +1,18 @@
+/* lyra_backend_init: the one place that knows which backends this build has. */
+#include "nn/backend.h"
+
+#ifdef LYRA2_WITH_CUDA
+#include "../../cuda/lyra_cuda.h"
+#endif
+
+lyra_status lyra_backend_init(lyra_backend *be, lyra_device device, int arg) {
+    if (device == LYRA_DEVICE_CPU) return lyra_backend_cpu_init(be, arg);
+    if (device != LYRA_DEVICE_CUDA) return lyra_error(LYRA_ERR_ARG, "backend: unknown device %d", (int)device);
+#ifdef LYRA2_WITH_CUDA
+    return lyra_backend_cuda_init(be, arg);
+#else
+    memset(be, 0, sizeof *be);
+    return lyra_error(LYRA_ERR_UNSUPPORTED, "the CUDA backend is not part of this build (built without nvcc/cuBLAS or "
+                                            "with LYRA2_CUDA=0)");
+#endif
+}

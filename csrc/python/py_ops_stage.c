@@ -1,0 +1,156 @@
+/* Host <-> device staging for the _ops test glue (see py_ops_stage.h). */
+#include "py_common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "nn/ops.h"
+#include "py_ops_stage.h"
+
+#ifdef LYRA2_WITH_CUDA
+#include "../../cuda/lyra_cuda.h"
+#endif
+
+int ops_stage_add(ops_stage *s, lyra_tensor *t, ops_role role) {
+    if (s->n == OPS_MAX_STAGED) return -1;
+    s->t[s->n] = t;
+    s->role[s->n] = role;
+    s->host[s->n] = t->data;
+    s->dev[s->n] = NULL;
+    s->n++;
+    return 0;
+}
+
+/* Byte range [lo, hi) that the strided tensor touches. */
+static void extent(const lyra_tensor *t, char **lo, char **hi) {
+    char *p = (char *)t->data, *a = p, *b = p;
+    for (int i = 0; i < t->ndim; i++) {
+        if (t->ne[i] == 0) {
+            *lo = *hi = p;
+            return;
+        }
+        int64_t d = (t->ne[i] - 1) * t->nb[i];
+        if (d < 0) a += d;
+        else b += d;
+    }
+    *lo = a;
+    *hi = b + lyra_dtype_size(t->dtype);
+}
+
+static lyra_status upload_bytes(lyra_backend *be, void *dev, const void *host, size_t bytes) {
+    if (!bytes) return LYRA_OK;
+    int64_t n = (int64_t)bytes;
+    lyra_tensor d = lyra_tensor_make(dev, LYRA_DTYPE_U8, 1, &n), h = lyra_tensor_make((void *)host, LYRA_DTYPE_U8, 1, &n);
+    d.device = be->device;
+    return lyra_op_upload(be, &d, &h);
+}
+
+static lyra_status download_bytes(lyra_backend *be, void *host, const void *dev, size_t bytes) {
+    if (!bytes) return lyra_op_synchronize(be);
+    int64_t n = (int64_t)bytes;
+    lyra_tensor d = lyra_tensor_make((void *)dev, LYRA_DTYPE_U8, 1, &n), h = lyra_tensor_make(host, LYRA_DTYPE_U8, 1, &n);
+    d.device = be->device;
+    return lyra_op_download(be, &h, &d);
+}
+
+lyra_status ops_stage_in(lyra_backend *be, ops_stage *s, lyra_dtype act) {
+    size_t aes = lyra_dtype_size(act);
+    for (int i = 0; i < s->n; i++) {
+        lyra_tensor *t = s->t[i];
+        int convert = s->role[i] != OPS_IN_KEEP && t->dtype == LYRA_DTYPE_F32 && act != LYRA_DTYPE_F32;
+        if (s->role[i] == OPS_OUT) {
+            /* outputs are fresh contiguous NumPy arrays */
+            lyra_tensor d = lyra_tensor_make(NULL, convert ? act : t->dtype, t->ndim, t->ne);
+            size_t bytes = lyra_tensor_nbytes(&d);
+            s->dev[i] = be->ops->alloc(be, bytes ? bytes : 1);
+            if (!s->dev[i]) return LYRA_ERR_OOM;
+            d.data = s->dev[i];
+            d.device = be->device;
+            d.name = t->name;
+            *t = d;
+            continue;
+        }
+        char *lo, *hi;
+        extent(t, &lo, &hi);
+        size_t bytes = (size_t)(hi - lo), dbytes = convert ? bytes / 4 * aes : bytes;
+        s->dev[i] = be->ops->alloc(be, dbytes ? dbytes : 1);
+        if (!s->dev[i]) return LYRA_ERR_OOM;
+        lyra_status st;
+        if (convert) {
+            /* the whole extent as floats (gaps between rows are converted too, and never read) */
+            void *tmp = malloc(dbytes ? dbytes : 1);
+            if (!tmp) return lyra_error(LYRA_ERR_OOM, "staging: cannot allocate %zu host bytes", dbytes);
+            lyra_convert_from_f32(tmp, act, (const float *)lo, (int64_t)(bytes / 4));
+            st = upload_bytes(be, s->dev[i], tmp, dbytes);
+            free(tmp);
+            for (int d = 0; d < t->ndim; d++) t->nb[d] = t->nb[d] / 4 * (int64_t)aes;
+            t->data = (char *)s->dev[i] + ((char *)t->data - lo) / 4 * (int64_t)aes;
+            t->dtype = act;
+        } else {
+            st = upload_bytes(be, s->dev[i], lo, bytes);
+            t->data = (char *)s->dev[i] + ((char *)t->data - lo);
+        }
+        if (st != LYRA_OK) return st;
+        t->device = be->device;
+    }
+    return LYRA_OK;
+}
+
+lyra_status ops_stage_out(lyra_backend *be, ops_stage *s) {
+    for (int i = 0; i < s->n; i++) {
+        if (s->role[i] != OPS_OUT) continue;
+        lyra_tensor *t = s->t[i];
+        size_t bytes = lyra_tensor_nbytes(t);
+        if (t->dtype == LYRA_DTYPE_F32) {
+            LYRA_TRY(download_bytes(be, s->host[i], t->data, bytes));
+            continue;
+        }
+        void *tmp = malloc(bytes ? bytes : 1);
+        if (!tmp) return lyra_error(LYRA_ERR_OOM, "staging: cannot allocate %zu host bytes", bytes);
+        lyra_status st = download_bytes(be, tmp, t->data, bytes);
+        if (st == LYRA_OK) lyra_convert_to_f32((float *)s->host[i], tmp, t->dtype, lyra_tensor_numel(t));
+        free(tmp);
+        if (st != LYRA_OK) return st;
+    }
+    return LYRA_OK;
+}
+
+void ops_stage_free(lyra_backend *be, ops_stage *s) {
+    for (int i = 0; i < s->n; i++)
+        if (s->dev[i]) be->ops->release(be, s->dev[i]);
+    s->n = 0;
+}
+
+static lyra_backend *g_cuda;
+static PyThread_type_lock g_cuda_lock;
+
+lyra_backend *ops_cuda_backend(void) {
+    if (g_cuda) return g_cuda;
+#ifdef LYRA2_WITH_CUDA
+    if (!g_cuda_lock && !(g_cuda_lock = PyThread_allocate_lock())) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    lyra_backend *be = lyra_backend_cuda_create(0);
+    if (!be) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", lyra_error_message());
+        lyra_py_raise(lyra_error(LYRA_ERR_CUDA, "backend='cuda': %s", why));
+        return NULL;
+    }
+    g_cuda = be;
+    return be;
+#else
+    lyra_py_raise(lyra_error(LYRA_ERR_UNSUPPORTED, "backend='cuda': this build has no CUDA backend (built without "
+                                                   "nvcc/cuBLAS or with LYRA2_CUDA=0)"));
+    return NULL;
+#endif
+}
+
+void ops_cuda_lock(void) {
+    if (g_cuda_lock) PyThread_acquire_lock(g_cuda_lock, WAIT_LOCK);
+}
+
+void ops_cuda_unlock(void) {
+    if (g_cuda_lock) PyThread_release_lock(g_cuda_lock);
+}

@@ -1,0 +1,355 @@
+// The CUDA backend's table, lifetime, error mapping, device memory pool and host <-> device transfers.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_internal.h"
+
+#define LT_WORKSPACE_BYTES ((size_t)32 << 20) /* cuBLASLt's recommended workspace on Hopper */
+
+// ---------------------------------------------------------------- errors
+
+lyra_status cu_error(cudaError_t err, const char *what) {
+    cudaGetLastError(); /* clear a non-sticky error so the next call starts clean */
+    if (err == cudaErrorMemoryAllocation)
+        return lyra_error(LYRA_ERR_OOM, "%s: out of GPU memory (%s)", what, cudaGetErrorString(err));
+    return lyra_error(LYRA_ERR_CUDA, "%s: %s (%s)", what, cudaGetErrorString(err), cudaGetErrorName(err));
+}
+
+lyra_status cu_blas_error(cublasStatus_t st, const char *what) {
+    if (st == CUBLAS_STATUS_ALLOC_FAILED)
+        return lyra_error(LYRA_ERR_OOM, "%s: cuBLAS could not allocate GPU memory", what);
+    return lyra_error(LYRA_ERR_CUDA, "%s: cuBLAS status %d", what, (int)st);
+}
+
+// ---------------------------------------------------------------- pool
+
+/* Sizes are rounded so that blocks can be reused across calls with slightly different sizes. */
+static size_t pool_round(size_t bytes) {
+    if (bytes == 0) bytes = 1;
+    if (bytes <= ((size_t)1 << 20)) return (bytes + 511) & ~(size_t)511;
+    return (bytes + ((size_t)2 << 20) - 1) & ~(((size_t)2 << 20) - 1);
+}
+
+static void pool_trim(cuda_state *st) {
+    /* cudaFree synchronises the device, so freeing blocks still referenced by queued kernels is safe. */
+    int w = 0;
+    for (int i = 0; i < st->n_blocks; i++) {
+        if (!st->blocks[i].used) {
+            cudaFree(st->blocks[i].ptr);
+            st->pool_bytes -= st->blocks[i].size;
+        } else {
+            st->blocks[w++] = st->blocks[i];
+        }
+    }
+    st->n_blocks = w;
+}
+
+void *cu_alloc(lyra_backend *be, size_t bytes, const char *what) {
+    cuda_state *st = cu_st(be);
+    size_t want = pool_round(bytes);
+    int best = -1;
+    for (int i = 0; i < st->n_blocks; i++) {
+        cu_block *b = &st->blocks[i];
+        /* best fit, but never hand out a block more than twice the request (large blocks stay for large asks) */
+        if (!b->used && b->size >= want && b->size <= 2 * want + ((size_t)1 << 20) &&
+            (best < 0 || b->size < st->blocks[best].size))
+            best = i;
+    }
+    if (best >= 0) {
+        st->blocks[best].used = 1;
+        return st->blocks[best].ptr;
+    }
+    if (st->n_blocks == st->cap_blocks) {
+        int cap = st->cap_blocks ? 2 * st->cap_blocks : 64;
+        cu_block *nb = (cu_block *)realloc(st->blocks, (size_t)cap * sizeof *nb);
+        if (!nb) {
+            lyra_error(LYRA_ERR_OOM, "%s: cannot grow the CUDA pool's block table", what ? what : "allocation");
+            return NULL;
+        }
+        st->blocks = nb;
+        st->cap_blocks = cap;
+    }
+    void *p = NULL;
+    cudaError_t err = cudaMalloc(&p, want);
+    if (err == cudaErrorMemoryAllocation) {
+        cudaGetLastError();
+        pool_trim(st); /* give cached blocks back to the driver and try once more */
+        err = cudaMalloc(&p, want);
+    }
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        lyra_error(err == cudaErrorMemoryAllocation ? LYRA_ERR_OOM : LYRA_ERR_CUDA,
+                   "%s: cannot allocate %zu bytes of GPU memory (%s; lyra2 holds %zu MiB, %zu of %zu MiB free)",
+                   what ? what : "allocation", bytes, cudaGetErrorString(err), st->pool_bytes >> 20, fr >> 20,
+                   tot >> 20);
+        return NULL;
+    }
+    st->blocks[st->n_blocks++] = (cu_block){p, want, 1};
+    st->pool_bytes += want;
+    return p;
+}
+
+void cu_free(lyra_backend *be, void *ptr) {
+    if (!ptr) return;
+    cuda_state *st = cu_st(be);
+    for (int i = st->n_blocks - 1; i >= 0; i--)
+        if (st->blocks[i].ptr == ptr) {
+            st->blocks[i].used = 0;
+            return;
+        }
+}
+
+extern "C" size_t lyra_cuda_pool_bytes(lyra_backend *be) { return cu_st(be)->pool_bytes; }
+
+static void *be_alloc(lyra_backend *be, size_t bytes) { return cu_alloc(be, bytes, "cuda backend alloc"); }
+static void be_release(lyra_backend *be, void *ptr) { cu_free(be, ptr); }
+
+cu_tensor cu_tensor_of(const lyra_tensor *t) {
+    cu_tensor c;
+    memset(&c, 0, sizeof c);
+    c.data = (char *)t->data;
+    c.ndim = t->ndim;
+    c.dtype = (int)t->dtype;
+    for (int i = 0; i < LYRA_MAX_DIMS; i++) {
+        c.ne[i] = i < t->ndim ? t->ne[i] : 1;
+        c.nb[i] = i < t->ndim ? t->nb[i] : 0;
+    }
+    return c;
+}
+
+// ---------------------------------------------------------------- transfers
+
+/* Host-side strided copy between two host tensors of equal shape and dtype (element-wise memcpy). */
+static void host_strided_copy(const lyra_tensor *dst, const lyra_tensor *src) {
+    size_t es = lyra_dtype_size(src->dtype);
+    int64_t n = lyra_tensor_numel(src);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t r = i, od = 0, os = 0;
+        for (int d = src->ndim - 1; d >= 0; d--) {
+            int64_t c = r % src->ne[d];
+            r /= src->ne[d];
+            od += c * dst->nb[d];
+            os += c * src->nb[d];
+        }
+        memcpy((char *)dst->data + od, (const char *)src->data + os, es);
+    }
+}
+
+static lyra_status check_transfer(const lyra_tensor *dst, const lyra_tensor *src, const char *what) {
+    if (!lyra_tensor_same_shape(dst, src) || dst->dtype != src->dtype) {
+        char a[96], b[96];
+        return lyra_error(LYRA_ERR_ARG, "%s: shapes/dtypes differ (%s vs %s)", what,
+                          lyra_tensor_shape_str(dst, a, sizeof a), lyra_tensor_shape_str(src, b, sizeof b));
+    }
+    return LYRA_OK;
+}
+
+/* dst (device) <- host_src. Non-contiguous sides go through a packed host buffer and a device copy kernel. */
+static lyra_status be_upload(lyra_backend *be, lyra_tensor *dst, const lyra_tensor *host_src) {
+    LYRA_TRY(check_transfer(dst, host_src, "cuda upload"));
+    size_t bytes = lyra_tensor_nbytes(host_src);
+    if (!bytes) return LYRA_OK;
+    cuda_state *st = cu_st(be);
+    const void *src = host_src->data;
+    void *packed = NULL;
+    if (!lyra_tensor_is_contiguous(host_src)) {
+        packed = malloc(bytes);
+        if (!packed) return lyra_error(LYRA_ERR_OOM, "cuda upload: cannot allocate %zu host bytes", bytes);
+        lyra_tensor p = lyra_tensor_make(packed, host_src->dtype, host_src->ndim, host_src->ne);
+        host_strided_copy(&p, host_src);
+        src = packed;
+    }
+    lyra_status s = LYRA_OK;
+    if (lyra_tensor_is_contiguous(dst)) {
+        cudaError_t e = cudaMemcpyAsync(dst->data, src, bytes, cudaMemcpyHostToDevice, st->stream);
+        if (e != cudaSuccess) s = cu_error(e, "cuda upload");
+        /* pageable sources are staged before cudaMemcpyAsync returns; make that true for every source */
+        if (s == LYRA_OK) {
+            e = cudaStreamSynchronize(st->stream);
+            if (e != cudaSuccess) s = cu_error(e, "cuda upload");
+        }
+    } else {
+        void *tmp = cu_alloc(be, bytes, "cuda upload");
+        if (!tmp) s = LYRA_ERR_OOM;
+        if (s == LYRA_OK) {
+            cudaError_t e = cudaMemcpyAsync(tmp, src, bytes, cudaMemcpyHostToDevice, st->stream);
+            if (e != cudaSuccess) s = cu_error(e, "cuda upload");
+        }
+        if (s == LYRA_OK) {
+            lyra_tensor t = lyra_tensor_make(tmp, dst->dtype, dst->ndim, dst->ne);
+            t.device = LYRA_DEVICE_CUDA;
+            s = cu_copy(be, dst, &t);
+        }
+        if (s == LYRA_OK) {
+            cudaError_t e = cudaStreamSynchronize(st->stream);
+            if (e != cudaSuccess) s = cu_error(e, "cuda upload");
+        }
+        cu_free(be, tmp);
+    }
+    free(packed);
+    return s;
+}
+
+/* host_dst <- src (device); waits for the stream, so the host data is ready on return. */
+static lyra_status be_download(lyra_backend *be, lyra_tensor *host_dst, const lyra_tensor *src) {
+    LYRA_TRY(check_transfer(host_dst, src, "cuda download"));
+    size_t bytes = lyra_tensor_nbytes(src);
+    cuda_state *st = cu_st(be);
+    if (!bytes) {
+        CU_TRY(cudaStreamSynchronize(st->stream), "cuda download");
+        return LYRA_OK;
+    }
+    const void *dsrc = src->data;
+    void *tmp = NULL;
+    lyra_status s = LYRA_OK;
+    if (!lyra_tensor_is_contiguous(src)) {
+        tmp = cu_alloc(be, bytes, "cuda download");
+        if (!tmp) return LYRA_ERR_OOM;
+        lyra_tensor t = lyra_tensor_make(tmp, src->dtype, src->ndim, src->ne);
+        t.device = LYRA_DEVICE_CUDA;
+        s = cu_copy(be, &t, src);
+        dsrc = tmp;
+    }
+    void *hdst = host_dst->data, *packed = NULL;
+    int host_contig = lyra_tensor_is_contiguous(host_dst);
+    if (s == LYRA_OK && !host_contig) {
+        packed = malloc(bytes);
+        if (!packed) s = lyra_error(LYRA_ERR_OOM, "cuda download: cannot allocate %zu host bytes", bytes);
+        hdst = packed;
+    }
+    if (s == LYRA_OK) {
+        cudaError_t e = cudaMemcpyAsync(hdst, dsrc, bytes, cudaMemcpyDeviceToHost, st->stream);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(st->stream);
+        if (e != cudaSuccess) s = cu_error(e, "cuda download");
+    }
+    if (s == LYRA_OK && !host_contig) {
+        lyra_tensor p = lyra_tensor_make(packed, src->dtype, src->ndim, src->ne);
+        host_strided_copy(host_dst, &p);
+    }
+    free(packed);
+    cu_free(be, tmp);
+    return s;
+}
+
+static lyra_status be_synchronize(lyra_backend *be) {
+    CU_TRY(cudaStreamSynchronize(cu_st(be)->stream), "cuda synchronize");
+    return LYRA_OK;
+}
+
+// ---------------------------------------------------------------- lifetime
+
+static void be_destroy(lyra_backend *be) {
+    cuda_state *st = cu_st(be);
+    if (!st) return;
+    cudaSetDevice(st->device);
+    if (st->stream) cudaStreamSynchronize(st->stream);
+    cu_plans_free(st);
+    if (st->lt) cublasLtDestroy(st->lt);
+    for (int i = 0; i < st->n_blocks; i++) cudaFree(st->blocks[i].ptr);
+    free(st->blocks);
+    if (st->stream) cudaStreamDestroy(st->stream);
+    cudaGetLastError();
+    free(st);
+    be->impl = NULL;
+}
+
+static const lyra_backend_ops cuda_ops = {
+    /* .name = */ "cuda",
+    /* .destroy = */ be_destroy,
+    /* .alloc = */ be_alloc,
+    /* .release = */ be_release,
+    /* .upload = */ be_upload,
+    /* .download = */ be_download,
+    /* .synchronize = */ be_synchronize,
+    /* .copy = */ cu_op_copy,
+    /* .fill = */ cu_op_fill,
+    /* .concat = */ cu_op_concat,
+    /* .pad = */ cu_op_pad,
+    /* .patchify = */ cu_op_patchify,
+    /* .unpatchify = */ cu_op_unpatchify,
+    /* .embedding = */ cu_op_embedding,
+    /* .linear = */ cu_op_linear,
+    /* .linear_act = */ cu_op_linear_act,
+    /* .matmul = */ cu_op_matmul,
+    /* .attention = */ cu_op_attention,
+    /* .rms_norm = */ cu_op_rms_norm,
+    /* .layer_norm = */ cu_op_layer_norm,
+    /* .l2norm_channels = */ cu_op_l2norm_channels,
+    /* .group_norm = */ cu_op_group_norm,
+    /* .softmax = */ cu_op_softmax,
+    /* .unary = */ cu_op_unary,
+    /* .glu = */ cu_op_glu,
+    /* .add = */ cu_op_add,
+    /* .mul = */ cu_op_mul,
+    /* .scale = */ cu_op_scale,
+    /* .modulate = */ cu_op_modulate,
+    /* .gate = */ cu_op_gate,
+    /* .rope = */ cu_op_rope,
+    /* .conv2d = */ cu_op_conv2d,
+    /* .conv3d = */ cu_op_conv3d,
+    /* .conv_transpose2d = */ cu_op_conv_transpose2d,
+    /* .upsample_nearest2x = */ cu_op_upsample_nearest2x,
+    /* .resize = */ cu_op_resize,
+    /* .avg_pool3d = */ cu_op_avg_pool3d,
+};
+
+extern "C" lyra_status lyra_backend_cuda_init(lyra_backend *be, int device) {
+    memset(be, 0, sizeof *be);
+    int n = lyra_cuda_device_count();
+    if (device < 0 || device >= n)
+        return lyra_error(LYRA_ERR_CUDA, "cuda backend: device %d does not exist (%d CUDA device%s visible)", device,
+                          n, n == 1 ? "" : "s");
+    cuda_state *st = (cuda_state *)calloc(1, sizeof *st);
+    if (!st) return lyra_error(LYRA_ERR_OOM, "cuda backend: cannot allocate its state");
+    st->device = device;
+    be->ops = &cuda_ops;
+    be->device = LYRA_DEVICE_CUDA;
+    be->n_threads = 1;
+    be->impl = st;
+    lyra_arena_wrap(&be->scratch, NULL, 0, LYRA_DEVICE_CUDA); /* unused: temporaries come from the pool */
+    lyra_status s = LYRA_OK;
+    cudaError_t e = cudaSetDevice(device);
+    int smem = 0;
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&st->sm_count, cudaDevAttrMultiProcessorCount, device);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking);
+    if (e != cudaSuccess) s = cu_error(e, "cuda backend start");
+    st->smem_optin = (size_t)smem;
+    if (s == LYRA_OK) {
+        cublasStatus_t b = cublasLtCreate(&st->lt);
+        if (b != CUBLAS_STATUS_SUCCESS) s = cu_blas_error(b, "cuda backend: cublasLtCreate");
+    }
+    if (s == LYRA_OK) {
+        st->lt_ws = cu_alloc(be, LT_WORKSPACE_BYTES, "cuBLASLt workspace");
+        st->lt_ws_size = LT_WORKSPACE_BYTES;
+        st->d_flag = (int *)cu_alloc(be, sizeof(int), "cuda backend flag");
+        if (!st->lt_ws || !st->d_flag) s = LYRA_ERR_OOM;
+    }
+    if (s != LYRA_OK) {
+        be_destroy(be);
+        memset(be, 0, sizeof *be);
+    }
+    return s;
+}
+
+extern "C" lyra_backend *lyra_backend_cuda_create(int device) {
+    lyra_backend *be = (lyra_backend *)calloc(1, sizeof *be);
+    if (!be) {
+        lyra_error(LYRA_ERR_OOM, "cuda backend: cannot allocate the backend struct");
+        return NULL;
+    }
+    if (lyra_backend_cuda_init(be, device) != LYRA_OK) {
+        free(be);
+        return NULL;
+    }
+    return be;
+}
+
+extern "C" void lyra_backend_cuda_destroy(lyra_backend *be) {
+    if (!be) return;
+    lyra_backend_free(be);
+    free(be);
+}

@@ -1,0 +1,230 @@
+"""CUDA-only op tests: the paths the f32 parity harness (test_ops.py, run there with backend="cuda") does not
+reach: bf16 activations (the fused flash-attention kernel, bf16 cuBLASLt GEMMs with fused bias/GELU epilogues,
+bf16 pointwise/norm/conv kernels), the FP8 weight path, larger odd-shaped fp32 GEMMs, out-of-memory handling
+and the benchmark entry points. Skipped cleanly without a GPU (`pytest -m cuda` runs them on one).
+
+Tolerances follow llm.c: |out - ref| <= atol + rtol·|ref| elementwise, references in float64 from the inputs
+already rounded to bf16 (so only the kernel's own rounding is measured): bf16 outputs carry 2^-8 relative
+rounding, attention adds the bf16 rounding of the probabilities (rtol 0.08 as llm.c's bf16 eps, atol scaled to
+the values' magnitude)."""
+import math
+
+import numpy as np
+import pytest
+
+import lyra2
+from lyra2 import _core
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not lyra2.backends()["cuda"], reason="no CUDA backend in this build or no GPU visible")]
+
+_ops = _core._ops
+RNG = np.random.default_rng(4321)
+
+
+def rnd(*shape, scale=1.0):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def bf16(x):
+    """float32 -> nearest-even bf16 -> float32, written independently of the C helpers."""
+    u = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    return (((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16).astype(np.uint32).view(np.float32)
+
+
+def check(out, ref, atol, rtol, name):
+    out = np.asarray(out, np.float64)
+    ref = np.asarray(ref, np.float64)
+    assert out.shape == ref.shape, f"{name}: shape {out.shape} != {ref.shape}"
+    err = np.abs(out - ref)
+    bad = ~(err <= atol + rtol * np.abs(ref))
+    if bad.any():
+        idx = np.argwhere(bad)[:5]
+        lines = [f"  at {tuple(i)}: got {out[tuple(i)]!r}, want {ref[tuple(i)]!r}" for i in idx]
+        pytest.fail(f"{name}: {bad.sum()} of {bad.size} outside atol={atol} rtol={rtol}; max abs {err.max():.3g}\n"
+                    + "\n".join(lines))
+
+
+def cuda(fn, *a, **k):
+    return getattr(_ops, fn)(*a, backend="cuda", **k)
+
+
+def attention_ref(q, k, v, scale, bias=None, mask=None):
+    q, k, v = (np.asarray(t, np.float64) for t in (q, k, v))
+    H, Hk = q.shape[2], k.shape[2]
+    k = np.repeat(k, H // Hk, axis=2)
+    v = np.repeat(v, H // Hk, axis=2)
+    s = np.einsum("blhd,bmhd->bhlm", q, k) * scale
+    if bias is not None:
+        s = s + bias
+    if mask is not None:
+        s = np.where(mask[:, None, None, :] != 0, s, -np.inf)
+    mx = s.max(-1, keepdims=True)
+    p = np.exp(s - np.where(np.isfinite(mx), mx, 0))
+    den = p.sum(-1, keepdims=True)
+    p = np.where(den > 0, p / np.where(den > 0, den, 1), 0)
+    return np.einsum("bhlm,bmhd->blhd", p, v)
+
+
+# ---------------------------------------------------------------- fused attention (bf16)
+
+@pytest.mark.parametrize("D", [16, 48, 64, 80, 96, 112, 128])
+def test_flash_attention_head_dims(D):
+    # odd lengths: partial query and key tiles; grouped kv heads (4 query heads over 2 kv heads)
+    B, Lq, Lk, H, Hk = 2, 133, 77, 4, 2
+    q, k, v = bf16(rnd(B, Lq, H, D)), bf16(rnd(B, Lk, Hk, D)), bf16(rnd(B, Lk, Hk, D))
+    s = 1 / math.sqrt(D)
+    out = cuda("attention", q, k, v, s, dtype="bf16")
+    check(out, attention_ref(q, k, v, s), 2e-2, 0.08, f"flash attention D={D}")
+
+
+@pytest.mark.parametrize("cfg", ["2x32", "1x64", "2x64"])
+def test_flash_attention_tile_configs(cfg, monkeypatch):
+    # the three tile shapes kernels.py compares for head_dim 128; long keys cross many tiles
+    monkeypatch.setenv("LYRA2_FA_CFG", cfg)
+    q, k, v = bf16(rnd(1, 300, 2, 128)), bf16(rnd(1, 1000, 2, 128)), bf16(rnd(1, 1000, 2, 128))
+    out = cuda("attention", q, k, v, 1 / math.sqrt(128), dtype="bf16")
+    check(out, attention_ref(q, k, v, 1 / math.sqrt(128)), 2e-2, 0.08, f"flash attention {cfg}")
+
+
+def test_flash_attention_bias_mask():
+    # umT5: per-head additive bias (broadcast over batch) and a key mask; a fully masked row gives zeros
+    B, Lq, Lk, H, D = 2, 37, 45, 4, 64
+    q, k, v = bf16(rnd(B, Lq, H, D)), bf16(rnd(B, Lk, H, D)), bf16(rnd(B, Lk, H, D))
+    bias = rnd(1, H, Lq, Lk)
+    mask = (RNG.random((B, Lk)) > 0.3).astype(np.uint8)
+    mask[:, 0] = 1
+    out = cuda("attention", q, k, v, 1.0, bias=bias, key_mask=mask, dtype="bf16")
+    check(out, attention_ref(q, k, v, 1.0, bias, mask), 2e-2, 0.08, "flash attention bias+mask")
+    mask[1] = 0
+    out = cuda("attention", q, k, v, 1.0, key_mask=mask, dtype="bf16")
+    assert np.all(out[1] == 0)
+    check(out[0], attention_ref(q, k, v, 1.0, None, mask)[0], 2e-2, 0.08, "flash attention masked")
+
+
+def test_flash_attention_fused_qkv_views():
+    # q, k, v as strided slices of one (B, L, 3, H, D) projection (rows 16-byte aligned: the fused kernel)
+    qkv = bf16(rnd(2, 70, 3, 5, 64))
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    check(cuda("attention", q, k, v, 0.125, dtype="bf16"), attention_ref(q, k, v, 0.125), 2e-2, 0.08,
+          "flash attention fused qkv")
+
+
+def test_attention_reference_kernel_bf16():
+    # head dims outside the fused kernel (not a multiple of 16, or > 128) take the exact reference kernel
+    for D, Dv in [(24, 24), (8, 16), (160, 160)]:
+        q, k, v = bf16(rnd(1, 19, 2, D)), bf16(rnd(1, 23, 2, D)), bf16(rnd(1, 23, 2, Dv))
+        s = 1 / math.sqrt(D)
+        check(cuda("attention", q, k, v, s, dtype="bf16"), attention_ref(q, k, v, s), 1e-2, 0.02,
+              f"reference attention D={D}")
+
+
+# ---------------------------------------------------------------- GEMMs
+
+def test_linear_bf16_with_epilogues():
+    # bf16 x and w, fp32 accumulation, bf16 out: 2^-8 relative rounding of the output (rtol 1e-2), atol for
+    # cancellations at 1e-2 of the output scale
+    x, w, b = bf16(rnd(3, 67, 320)), bf16(rnd(200, 320, scale=0.05)), bf16(rnd(200))
+    ref = x.astype(np.float64) @ w.astype(np.float64).T + b
+    atol = 1e-2 * np.abs(ref).max()
+    check(cuda("linear", x, w, b, wdtype="bf16", dtype="bf16"), ref, atol, 1e-2, "linear bf16 + bias")
+    g = 0.5 * ref * (1 + np.tanh(math.sqrt(2 / math.pi) * (ref + 0.044715 * ref ** 3)))
+    check(cuda("linear_act", x, w, b, act="gelu_tanh", wdtype="bf16", dtype="bf16"), g, atol, 2e-2,
+          "linear + GELU epilogue bf16")
+    s = ref / (1 + np.exp(-ref))
+    check(cuda("linear_act", x, w, b, act="silu", wdtype="bf16", dtype="bf16"), s, atol, 2e-2, "linear + silu bf16")
+
+
+def test_linear_f32_odd_shapes():
+    # exact fp32 (no TF32) on shapes no tile divides: tolerance as test_ops' linear, scaled for K = 517
+    x, w, b = rnd(333, 517), rnd(259, 517, scale=0.05), rnd(259)
+    ref = x.astype(np.float64) @ w.astype(np.float64).T + b
+    check(cuda("linear", x, w, b), ref, 5e-5, 2e-5, "linear f32 odd")
+    g = 0.5 * ref * (1 + np.tanh(math.sqrt(2 / math.pi) * (ref + 0.044715 * ref ** 3)))
+    check(cuda("linear_act", x, w, b, act="gelu_tanh"), g, 5e-5, 2e-5, "linear_act f32 (unfused)")
+
+
+def test_matmul_bf16():
+    a, b = bf16(rnd(3, 45, 64)), bf16(rnd(3, 29, 64))
+    ref = 0.5 * np.einsum("bmk,bnk->bmn", a.astype(np.float64), b.astype(np.float64))
+    check(cuda("matmul", a, b, trans_b=True, alpha=0.5, dtype="bf16"), ref, 1e-2 * np.abs(ref).max(), 1e-2,
+          "matmul bf16")
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_linear_fp8(per_channel):
+    # e4m3 keeps 3 mantissa bits: each product carries up to 2·2^-4 relative error, averaging out over K;
+    # the check is on the relative Frobenius error (< 5 %), plus a bound on any element
+    x, w, b = rnd(64, 256), rnd(96, 256, scale=0.05), rnd(96)
+    w[:8] *= 20.0  # rows of different magnitude: what per-channel scales are for
+    ref = x.astype(np.float64) @ w.astype(np.float64).T + b
+    out = cuda("linear_fp8", x, w, b, per_channel=per_channel, dtype="bf16")
+    rel = np.linalg.norm(out - ref) / np.linalg.norm(ref)
+    assert rel < 0.05, f"fp8 linear (per_channel={per_channel}): relative error {rel:.3g}"
+    assert np.abs(out - ref).max() < 0.25 * np.abs(ref).max()
+
+
+# ---------------------------------------------------------------- bf16 pointwise, norms, conv
+
+def test_norms_and_pointwise_bf16():
+    # one bf16 rounding of the output on top of f32 math: rtol 1e-2, atol 1e-2 at unit scale
+    x = bf16(rnd(2, 9, 320, scale=2.0) + 1.0)
+    w, b = bf16(rnd(320)), bf16(rnd(320))
+    x64 = x.astype(np.float64)
+    ln = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-6)
+    check(cuda("layer_norm", x, w, b, dtype="bf16"), ln * w + b, 2e-2, 1e-2, "layer_norm bf16")
+    rms = x64 / np.sqrt((x64 ** 2).mean(-1, keepdims=True) + 1e-6) * w
+    check(cuda("rms_norm", x, w, dtype="bf16"), rms, 2e-2, 1e-2, "rms_norm bf16")
+    shift, scl, g = bf16(rnd(2, 1, 320)), bf16(rnd(1, 1, 320)), bf16(rnd(2, 1, 320))
+    check(cuda("modulate", x, shift, scl, dtype="bf16"), x64 * (1 + scl) + shift, 2e-2, 1e-2, "modulate bf16")
+    a = bf16(rnd(2, 9, 320))
+    check(cuda("gate", x, g, a, dtype="bf16"), x64 + g * a, 2e-2, 1e-2, "gate bf16")
+    gt = 0.5 * x64 * (1 + np.tanh(math.sqrt(2 / math.pi) * (x64 + 0.044715 * x64 ** 3)))
+    check(cuda("unary", x, "gelu_tanh", dtype="bf16"), gt, 2e-2, 1e-2, "gelu bf16")
+    sm = np.exp(x64 - x64.max(-1, keepdims=True))
+    check(cuda("softmax", x, dtype="bf16"), sm / sm.sum(-1, keepdims=True), 1e-3, 1e-2, "softmax bf16")
+
+
+def test_rope_bf16():
+    x = bf16(rnd(1, 24, 3, 128))
+    ang = (RNG.random((24, 64)) * 30).astype(np.float32)
+    z = (x[..., 0::2].astype(np.float64) + 1j * x[..., 1::2]) * np.exp(1j * ang.astype(np.float64))[None, :, None]
+    ref = np.empty(x.shape)
+    ref[..., 0::2], ref[..., 1::2] = z.real, z.imag
+    check(cuda("rope", x, ang, dtype="bf16"), ref, 2e-2, 1e-2, "rope bf16")
+
+
+def test_conv3d_causal_bf16():
+    # the Wan VAE's 3x3x3 causal conv with a one-frame cache, bf16 im2col + bf16 GEMM
+    x, w, b = bf16(rnd(1, 8, 3, 6, 7)), bf16(rnd(16, 8, 3, 3, 3, scale=0.2)), bf16(rnd(16))
+    prefix = bf16(rnd(1, 8, 1, 6, 7))
+    full = np.concatenate([np.zeros((1, 8, 1, 6, 7)), prefix, x], axis=2)
+    ref = np.zeros((1, 16, 3, 6, 7))
+    xp = np.pad(full, ((0, 0), (0, 0), (0, 0), (1, 1), (1, 1)))
+    for a in range(3):
+        for i in range(3):
+            for j in range(3):
+                ref += np.einsum("bcthw,oc->bothw", xp[:, :, a:a + 3, i:i + 6, j:j + 7], w[:, :, a, i, j])
+    ref += b.reshape(1, -1, 1, 1, 1)
+    out = cuda("conv3d", x, w, b, prefix=prefix, pad=(2, 0, 1, 1, 1, 1), wdtype="bf16", dtype="bf16")
+    check(out, ref, 2e-2 * np.abs(ref).max(), 1e-2, "conv3d bf16")
+
+
+# ---------------------------------------------------------------- errors and benchmarks
+
+def test_out_of_memory_is_an_error():
+    # a (2^21, 2^20) bf16 activation is 4 TiB: the pool reports it as Lyra2Error naming the size, no crash
+    with pytest.raises(lyra2.Lyra2Error, match="GPU memory"):
+        _ops.cuda_bench_linear(1 << 21, 64, 1 << 20, mode=0, repeat=1)
+    x, w = rnd(4, 8), rnd(3, 8)  # the backend still works afterwards
+    check(cuda("linear", x, w), x.astype(np.float64) @ w.T.astype(np.float64), 2e-5, 1e-5, "linear after OOM")
+
+
+def test_bench_entry_points_small():
+    ms = _ops.cuda_bench_linear(256, 128, 64, mode=0, repeat=2)
+    assert ms > 0
+    for mode in (1, 2, 3, 4):
+        assert _ops.cuda_bench_linear(256, 128, 64, mode=mode, repeat=1) > 0
+    assert _ops.cuda_bench_attention(200, 150, 2, 128, repeat=1) > 0
+    t = _ops.cuda_bench_dit_block(300, 4, 64, 512, 16, 9, repeat=1)
+    assert t["total"] > 0 and t["self_attn"] > 0 and t["ffn"] > 0
