@@ -71,7 +71,7 @@ def test_tiny_checkpoint_files_and_reproducible(tmp_path, ckpt):
     assert missing_for_generate(ckpt) == []
     again = testing.make_tiny_checkpoint(str(tmp_path / "a"), seed=0)
     other = testing.make_tiny_checkpoint(str(tmp_path / "b"), seed=1)
-    for name in ("dit", "vae", "tokenizer", "lora_dmd"):
+    for name in ("dit", "vae", "tokenizer", "lora_dmd", "da3", "moge"):
         a = open(os.path.join(ckpt, FILES[name]), "rb").read()
         assert a == open(os.path.join(again, FILES[name]), "rb").read()
         if name != "tokenizer":
@@ -84,6 +84,40 @@ def test_vae_names_match_golden_layout():
     mine = dict(testing.vae_tensor_shapes(8, 16))
     assert set(mine) == set(z.files)
     assert all(tuple(z[k].shape) == mine[k] for k in z.files)
+
+
+@pytest.mark.parametrize("model, unused", [("da3", "_aux."), ("moge", "mask_token")])
+def test_depth_model_names_match_golden_layout(model, unused):
+    # The generated DA3 / MoGe tables equal the upstream parameter lists of the golden tiny models, less the
+    # tensors Lyra never runs (DualDPT aux branch, DINOv2 mask token), which the loaders ignore.
+    z = np.load(os.path.join(os.path.dirname(__file__), "data", f"{model}_tiny_weights.npz"))
+    mine = dict(getattr(testing, f"{model}_tensor_shapes")(testing.TINY[model]))
+    assert set(mine) <= set(z.files)
+    assert all(unused in k for k in set(z.files) - set(mine))
+    assert all(tuple(z[k].shape) == mine[k] for k in mine)
+
+
+def test_depth_models_take_their_options_from_the_metadata(ckpt):
+    from lyra2.checkpoint import FILES
+    from lyra2.io import save_safetensors, load_safetensors
+    from lyra2.models.depth import DepthAnything3
+    from lyra2.models.moge import MoGe
+
+    da3 = DepthAnything3(os.path.join(ckpt, FILES["da3"]))
+    opt = testing.TINY["da3_options"]
+    assert da3.config["metric"]["heads"] == opt["metric_heads"] and da3.config["cam_enc_heads"] == opt["cam_enc_heads"]
+    assert list(da3.config["taps"]) == opt["taps"] and list(da3.config["metric_taps"]) == opt["metric_taps"]
+    # keyword arguments win over the metadata
+    assert DepthAnything3(os.path.join(ckpt, FILES["da3"]), metric_heads=1).config["metric"]["heads"] == 1
+    moge = MoGe(os.path.join(ckpt, FILES["moge"]))
+    assert moge.config["heads"] == 4
+    assert (moge.config["tokens_min"], moge.config["tokens_max"]) == (30, 60)
+    # an unknown key is an error naming the file
+    w = load_safetensors(os.path.join(ckpt, FILES["moge"]))
+    bad = os.path.join(os.path.dirname(ckpt), "bad_moge.safetensors")
+    save_safetensors(w, bad, metadata={"lyra2_config": '{"heads": 4}'})
+    with pytest.raises(lyra2.Lyra2Error, match="bad_moge.safetensors.*unknown keys \\['heads'\\]"):
+        MoGe(bad)
 
 
 def test_tokenizer_model_is_valid(tmp_path):
@@ -209,3 +243,51 @@ def test_zoom_auto_mode_picks_generate_with_a_checkpoint(ckpt, image, depth, mon
         preview = _zoom_validated(image, zoom_args(seed=3), depth=depth, progress=False,
                                   checkpoint_dir=os.path.dirname(ckpt))
     assert preview.mode == "preview"
+
+
+def test_two_chunks_with_da3_and_moge(ckpt, image, monkeypatch):
+    """No depth=: frame 0's depth is DA3 aligned to MoGe from the tiny folder, and the depth-window update between
+    the two chunks (§4.13) runs DA3 on frames 8, 16, ..., 80 with their cameras, filling the spatial memory."""
+    from lyra2.checkpoint import FILES
+    from lyra2.depth import estimate_depth
+    from lyra2.models.depth import DepthAnything3
+
+    calls = []
+    real = gen._depth_window_fn
+
+    def recording(da3):
+        assert isinstance(da3, DepthAnything3)
+        fn = real(da3)
+
+        def depth_window(images, w2c, K):
+            d = fn(images, w2c, K)
+            calls.append((images.copy(), w2c.copy(), K.copy(), d.copy()))
+            return d
+        return depth_window
+
+    monkeypatch.setattr(gen, "_depth_window_fn", recording)
+    logs = []
+    v = run(ckpt, image, None, logs=logs, num_frames=161)
+    assert v.depth_source == "model:da3+moge"
+    assert any("Depth Anything 3 aligned to MoGe" in m["message"] for m in logs)
+    assert v.frames.shape == (161, H, W, 3)
+    # frame 0's depth is what estimate_depth gives for the input at the output size (same networks, same input)
+    ref = estimate_depth(image, ckpt, size=(H, W))
+    np.testing.assert_array_equal(v.depth, ref["depth"])
+    assert ref["align"]["applied"] and np.all(v.depth > 0) and np.all(np.isfinite(v.depth))
+    # one window update (none after the last chunk), 10 frames; its depth is DA3's, aligned to the given poses
+    assert len(calls) == 1
+    images, w2c, K, d = calls[0]
+    assert images.shape == (10, H, W, 3) and d.shape == (10, H, W)
+    np.testing.assert_allclose(w2c, v.w2c[8:81:8], atol=1e-5)  # up to the tiny pose-alignment offsets
+    own = DepthAnything3(os.path.join(ckpt, FILES["da3"]))(images, w2c, K)["depth"]
+    np.testing.assert_allclose(d, gen._bilinear(own, H, W), rtol=1e-6)  # same network, same float32 path
+    assert np.all(d > 0) and np.all(np.isfinite(d))
+    # the spatial memory grew from frame 0 to frames 0, 8, ..., 80, and chunk 2 retrieves from it
+    assert v.stage_timings["in"]["cache_frames"] == 11
+    assert any("chunk 2/2: " in m["message"] and " 0 spatial" not in m["message"] and " 1 spatial" not in m["message"]
+               for m in logs)
+    # same seed, same files: the same video
+    again = run(ckpt, image, None, num_frames=161)
+    np.testing.assert_array_equal(again.frames, v.frames)
+    np.testing.assert_array_equal(again.depth, v.depth)

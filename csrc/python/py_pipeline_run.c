@@ -6,7 +6,8 @@
  *   _core.ar_generate(models, image (3, H, W) f32 in [-1, 1], depth (H, W) f32, w2c (N, 4, 4), K (N, 3, 3),
  *                     captions: list[str] (one per chunk), use_dmd, guidance, num_steps, shift, seed, label,
  *                     depth_window, progress, log, want_warp)
- *       -> (frames uint8 (N, H, W, 3), warp uint8 (N, H, W, 3) or None, timings dict)
+ *       -> (frames uint8 (N, H, W, 3), warp uint8 (N, H, W, 3) or None, timings dict: stage seconds, dit_calls,
+ *          cache_frames = frames in the spatial memory at the end)
  *       depth_window(images uint8 (n, H, W, 3), w2c (n, 4, 4), K (n, 3, 3)) -> depth (n, H, W), or None;
  *       progress(stage: str, done: int, total: int) and log(message: str), or None.
  * The run releases the GIL; callbacks take it back. Ctrl-C (a pending signal, checked before every network
@@ -259,10 +260,10 @@ static PyObject *py_ar_generate(PyObject *self, PyObject *args) {
         goto finally;
     }
     const lyra_ar_timings *t = &run.timings;
-    result = Py_BuildValue("(OO{s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:i})", frames, warp ? warp : Py_None, "text_s",
+    result = Py_BuildValue("(OO{s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:i,s:i})", frames, warp ? warp : Py_None, "text_s",
                            t->text, "clip_s", t->clip, "prep_s", t->prep, "dit_s", t->dit, "decode_s", t->decode,
                            "reencode_s", t->reencode, "depth_s", t->depth, "prime_s", t->prime, "dit_calls",
-                           t->dit_calls);
+                           t->dit_calls, "cache_frames", t->cache_frames);
 finally:
     free(caps);
     Py_XDECREF(img); Py_XDECREF(depth); Py_XDECREF(w2c); Py_XDECREF(K); Py_XDECREF(frames); Py_XDECREF(warp);
