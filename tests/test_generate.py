@@ -51,9 +51,9 @@ def zoom_args(**kw):
     return args
 
 
-def run(ckpt, image, depth, logs=None, **kw):
+def run(ckpt, image, depth, logs=None, device="auto", **kw):
     report = Progress(bar=False, on_log=None if logs is None else logs.append)
-    return gen.run_generate(image, zoom_args(**kw), checkpoint_folder=ckpt, device="auto", report=report, depth=depth)
+    return gen.run_generate(image, zoom_args(**kw), checkpoint_folder=ckpt, device=device, report=report, depth=depth)
 
 
 @pytest.fixture(scope="module")
@@ -291,3 +291,41 @@ def test_two_chunks_with_da3_and_moge(ckpt, image, monkeypatch):
     again = run(ckpt, image, None, num_frames=161)
     np.testing.assert_array_equal(again.frames, v.frames)
     np.testing.assert_array_equal(again.depth, v.depth)
+
+
+def test_device_is_checked_and_passed_to_the_depth_networks(ckpt, image, depth, monkeypatch):
+    w2c, K = trajectory("horizontal_zoom", 81, 0.5, depth)
+    # "cuda": a Lyra2Error saying why, before any work (no GPU here, or no CUDA networks in this version yet)
+    why = "CUDA backend for the networks is not built" if lyra2.backends()["cuda"] else "no usable CUDA GPU"
+    with pytest.raises(lyra2.Lyra2Error, match=why):
+        lyra2.generate(image, w2c, K, "a", checkpoint_dir=ckpt, device="cuda", progress=False)
+    with pytest.raises(lyra2.Lyra2Error, match=why):
+        run(ckpt, image, depth, device="cuda")
+    for bad in ("gpu", None, 0):
+        with pytest.raises(ValueError, match="device"):
+            lyra2.generate(image, w2c, K, "a", checkpoint_dir=ckpt, device=bad, progress=False)
+    # "auto" resolves to the CPU and that device reaches DA3 and the first-frame depth (DA3 + MoGe)
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    real_da3 = gen._da3
+
+    def da3(folder, device="cpu"):
+        seen.append(("da3", device))
+        return real_da3(folder, device)
+
+    def first_frame_depth(*a, device="cpu", **kw):
+        seen.append(("first_frame_depth", device))
+        raise Stop
+
+    monkeypatch.setattr(gen, "_da3", da3)
+    monkeypatch.setattr(gen, "first_frame_depth", first_frame_depth)
+    for call in (lambda dev: lyra2.generate(image, w2c, K, "a", checkpoint_dir=ckpt, device=dev, progress=False),
+                 lambda dev: run(ckpt, image, None, device=dev)):
+        for dev in ("auto", "cpu"):
+            seen.clear()
+            with pytest.raises(Stop):
+                call(dev)
+            assert seen == [("da3", "cpu"), ("first_frame_depth", "cpu")]
