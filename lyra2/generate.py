@@ -13,6 +13,11 @@ rays, the sampler (UniPC + CFG against the negative prompt, or DMD in 4 steps wi
 decode and re-encode, and the depth-window update. Ctrl-C between network evaluations stops the run with a
 KeyboardInterrupt; no output file is written for an unfinished run.
 
+LoRAs (spec network.md §5.1/§5.3, pipeline.md §4.10-4.11): the style LoRAs ``lora/realism_boost.safetensors``
+and ``lora/detail_enhancer.safetensors`` at weight 0.4 each when the folder has them (upstream's zoom-GS script
+default; fal's choice is unknown, pipeline.md §7), in both samplers, plus the DMD LoRA at 1.0 with ``use_dmd``.
+The active ones are logged.
+
 Depth of the input (§2, ``lyra2.pipeline.first_frame_depth``): the caller's ``depth``, else Depth Anything 3
 aligned to MoGe as upstream when ``da3.safetensors`` and ``moge.safetensors`` are in the folder (DA3 alone
 without MoGe), else the preview's heuristic prior, with a warning. The per-chunk depth-window updates (§4.13)
@@ -34,11 +39,16 @@ from . import _core
 from ._core import Lyra2Error
 from .pipeline import first_frame_depth
 
-__all__ = ["run_generate", "generate", "DEFAULT_LAYOUT"]
+__all__ = ["run_generate", "generate", "DEFAULT_LAYOUT", "STYLE_LORAS"]
 
 DEFAULT_LAYOUT = "f1k1f4s2f1s1f16k4f2k2f1k1_g20"
 SHIFT = 5.0            # FlowUniPC shift (Z:162)
-_MODEL_FILES = ("dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt", "lora_dmd")
+# Style LoRAs applied in every run when their files are in the folder: (component, adapter name, weight). 0.4 each
+# is upstream's zoom-GS script default (Z:173-176, network.md §5.1, pipeline.md §4.11); whether fal's endpoint
+# keeps them is unknown (pipeline.md §7, network.md §8 q2), so a folder without the files runs without them.
+STYLE_LORAS = (("lora_realism", "realism_boost", 0.4), ("lora_detail", "detail_enhancer", 0.4))
+_MODEL_FILES = ("dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt", "lora_dmd") + \
+    tuple(c for c, _, _ in STYLE_LORAS)
 _cache = {}            # (folder, file stamps, threads) -> models capsule (one entry: the last folder used)
 
 
@@ -81,7 +91,8 @@ def load_models(folder):
            _threads(), layout)
     if key not in _cache:
         _cache.clear()
-        _cache[key] = _core.ar_models_load(paths, layout, _threads())
+        styles = [(name, paths[c], w) for c, name, w in STYLE_LORAS if c in paths]
+        _cache[key] = _core.ar_models_load(paths, layout, _threads(), styles)
     models = _cache[key]
     return models, _core.ar_models_info(models)
 
@@ -134,6 +145,14 @@ def _depth_window_fn(da3):
 
 
 # ---------------------------------------------------------------- the run
+
+def _log_loras(info, use_dmd, report):
+    """Names the LoRAs this run applies (the style ones always, DMD with use_dmd)."""
+    active = [f"{name} {w:g}" for name, w in info["style_loras"]] + (["dmd_distillation 1"] if use_dmd else [])
+    report.log("LoRAs: " + (", ".join(active) if active else "none") +
+               ("" if info["style_loras"] else " (no style LoRAs in the folder: lora/realism_boost.safetensors and "
+                "lora/detail_enhancer.safetensors are applied at 0.4 each when present, as upstream's zoom script)"))
+
 
 def _run_direction(models, img, depth, w2c, K, captions, *, seed, use_dmd, guidance, steps, label, report,
                    depth_window):
@@ -212,6 +231,7 @@ def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=Non
     stages = {}
     rendered = {}
     n_chunks = (n - 1) // info["frames_per_chunk"]
+    _log_loras(info, args["use_dmd"], report)
     for direction in ("in", "out"):
         if direction not in cams:
             continue
@@ -313,6 +333,7 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     da3 = _da3(folder, device)
     d, _, _, depth_source = first_frame_depth(raw, img, depth, folder, report, da3=da3, device=device)
     timings = {"encode_s": time.perf_counter() - t0}
+    _log_loras(info, use_dmd, report)
     t = time.perf_counter()
     frames, _, st = _run_direction(models, img, d, w2c, K, caps, seed=seed, use_dmd=use_dmd,
                                    guidance=float(guidance_scale), steps=steps, label="generate", report=report,

@@ -11,6 +11,8 @@ tiny, mutually consistent sizes, so the whole generate pipeline runs on a laptop
 * tokenizer: a hand-written SentencePiece unigram model (pad, </s>, <unk>, "▁", printable ASCII, a few words);
 * CLIP: width 80 (one head of 80), patch 14, image 28 (5 tokens), 3 blocks (2 used);
 * negative prompt (1, 512, 64) and a rank-4 DMD LoRA on every block's attention and FFN Linears;
+* the zoom script's style LoRAs, rank 4: realism_boost (kohya keys, cross-attention and FFN) and
+  detail_enhancer (musubi keys, self-attention and FFN), both with .alpha = rank / 2;
 * Depth Anything 3 nested (any-view ViT 64 wide x 10 blocks, metric ViT 48 x 6, DPT heads with 16 features) and
   MoGe v1 (ViT 64 x 6, head 32 -> [32, 16, 16]) at the sizes of the golden tiny models, their output layers
   set so that the random networks give positive depth, a ~60 degree camera, little sky and a projective MoGe
@@ -440,8 +442,9 @@ def make_tiny_checkpoint(path, seed=0):
     """Writes a tiny converted checkpoint folder at `path` (created if needed) and returns its path.
 
     Every file of `lyra2.checkpoint.FILES` for generate mode is written (DiT, VAE, umT5, tokenizer, CLIP,
-    negative prompt, DMD LoRA) and the depth models (DA3, MoGe), so generate mode without ``depth=`` runs DA3
-    aligned to MoGe for frame 0 and DA3 for the depth-window updates. Same seed -> byte-identical files."""
+    negative prompt, DMD and style LoRAs) and the depth models (DA3, MoGe), so generate mode without ``depth=``
+    runs DA3 aligned to MoGe for frame 0 and DA3 for the depth-window updates. Same seed -> byte-identical
+    files."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**32:
         raise ValueError(f"seed: expected an int in [0, 2**32), got {seed!r}")
     path = os.fspath(path)
@@ -457,6 +460,7 @@ def make_tiny_checkpoint(path, seed=0):
     clip = _random(clip_tensor_shapes(TINY["clip"]), rng)
     neg = (0.1 * rng.standard_normal((1, 512, TINY["dit"]["text_dim"]))).astype(np.float32)
     r, D = TINY["lora_rank"], TINY["dit"]["dim"]
+    dit_shapes = dict(dit_tensor_shapes(TINY["dit"]))
     lora = {}
     for i in range(TINY["dit"]["layers"]):
         for m, (o, n) in {"self_attn.q": (D, D), "self_attn.k": (D, D), "self_attn.v": (D, D),
@@ -483,6 +487,22 @@ def make_tiny_checkpoint(path, seed=0):
     save_safetensors(moge, os.path.join(path, FILES["moge"]), dtype="bf16",
                      metadata={**meta, "lyra2_config": json.dumps(TINY["moge_options"]),
                                "model_config": json.dumps(TINY["moge_model_config"])})
+    # The zoom script's style LoRAs, in the two other key formats upstream converts (spec network.md §5.3):
+    # realism_boost as kohya (diffusion_model.<module>.lora_down / lora_up + .alpha), detail_enhancer as musubi
+    # (lora_unet_<module with underscores>.lora_down / lora_up + .alpha).
+    for comp, mods, key in (("lora_realism", ("cross_attn.q", "cross_attn.k", "cross_attn.v", "cross_attn.o", "ffn.0"),
+                             lambda m: f"diffusion_model.{m}"),
+                            ("lora_detail", ("self_attn.q", "self_attn.v", "self_attn.o", "ffn.2"),
+                             lambda m: "lora_unet_" + m.replace(".", "_"))):
+        style = {}
+        for i in range(TINY["dit"]["layers"]):
+            for m in mods:
+                o, n = dit_shapes[f"blocks.{i}.{m}.weight"]
+                k = key(f"blocks.{i}.{m}")
+                style[f"{k}.lora_down.weight"] = (rng.standard_normal((r, n)) / np.sqrt(n)).astype(np.float32)
+                style[f"{k}.lora_up.weight"] = (rng.standard_normal((o, r)) / np.sqrt(r)).astype(np.float32)
+                style[f"{k}.alpha"] = np.array(r / 2, np.float32)  # B·A scaled by alpha / rank = 0.5
+        save_safetensors(style, os.path.join(path, FILES[comp]), metadata=meta, dtype="bf16")
     with open(os.path.join(path, FILES["tokenizer"]), "wb") as f:
         f.write(spm)
     return path

@@ -1,7 +1,8 @@
 """Generate mode end to end on a tiny random checkpoint (lyra2.testing), 32x48 pixels, 81 frames = 1 chunk of the
 real FramePack layout (161 = 2 chunks for the multi-chunk paths). The networks are random, so these tests check
-the pipeline's plumbing (shapes, determinism, directions, chunking, captions, the depth hook, interruption), not
-image quality; the chunk inputs have their own golden test (test_pipeline_prep.py)."""
+the pipeline's plumbing (shapes, determinism, directions, chunking, captions, the depth hook, DA3 + MoGe depth,
+style LoRAs, devices, interruption), not image quality; the chunk inputs have their own golden test
+(test_pipeline_prep.py)."""
 import os
 import _thread
 
@@ -71,7 +72,7 @@ def test_tiny_checkpoint_files_and_reproducible(tmp_path, ckpt):
     assert missing_for_generate(ckpt) == []
     again = testing.make_tiny_checkpoint(str(tmp_path / "a"), seed=0)
     other = testing.make_tiny_checkpoint(str(tmp_path / "b"), seed=1)
-    for name in ("dit", "vae", "tokenizer", "lora_dmd", "da3", "moge"):
+    for name in ("dit", "vae", "tokenizer", "lora_dmd", "lora_realism", "lora_detail", "da3", "moge"):
         a = open(os.path.join(ckpt, FILES[name]), "rb").read()
         assert a == open(os.path.join(again, FILES[name]), "rb").read()
         if name != "tokenizer":
@@ -329,3 +330,47 @@ def test_device_is_checked_and_passed_to_the_depth_networks(ckpt, image, depth, 
             with pytest.raises(Stop):
                 call(dev)
             assert seen == [("da3", "cpu"), ("first_frame_depth", "cpu")]
+
+
+def test_style_loras_applied_at_0_4_and_removable(ckpt, image, depth, zoom_in, tmp_path):
+    """The tiny folder's realism_boost (kohya keys) and detail_enhancer (musubi keys) are applied at 0.4 each in
+    every run (upstream's zoom-GS default, spec network.md §5.1): the video equals that of a DiT with both folded
+    in by NumPy, and removing the two files gives the no-LoRA video."""
+    import shutil
+    from lyra2 import io as lio
+    from lyra2.checkpoint import FILES
+
+    info = gen.load_models(ckpt)[1]
+    assert [n for n, _ in info["style_loras"]] == ["realism_boost", "detail_enhancer"]
+    assert [w for _, w in info["style_loras"]] == pytest.approx([0.4, 0.4])
+    folder = str(tmp_path / "ck")
+    shutil.copytree(ckpt, folder)
+    dit = lio.load_safetensors(os.path.join(folder, FILES["dit"]))
+    module = {}  # every key prefix the two formats use -> the DiT Linear
+    for k in dit:
+        if k.endswith(".weight"):
+            m = k[:-len(".weight")]
+            module["diffusion_model." + m] = module["lora_unet_" + m.replace(".", "_")] = m
+    for comp in ("lora_realism", "lora_detail"):
+        lora = lio.load_safetensors(os.path.join(folder, FILES[comp]))
+        for k in lora:
+            if k.endswith(".lora_down.weight"):
+                p = k[:-len(".lora_down.weight")]
+                down, up = lora[k].astype(np.float64), lora[p + ".lora_up.weight"].astype(np.float64)
+                w = dit[module[p] + ".weight"].astype(np.float64)
+                dit[module[p] + ".weight"] = (w + 0.4 * float(lora[p + ".alpha"]) / len(down) * (up @ down)).astype(
+                    np.float32)
+        os.remove(os.path.join(folder, FILES[comp]))
+
+    logs = []
+    plain = run(folder, image, depth, logs=logs).frames.astype(np.int32)  # same folder, style files removed
+    assert any("LoRAs: dmd_distillation 1 (no style LoRAs" in m["message"] for m in logs)
+    effect = np.abs(plain - zoom_in.frames).mean()
+    assert effect > 1.0  # the style LoRAs change the video
+    meta = lio.safetensors_info(os.path.join(folder, FILES["dit"]))["metadata"]
+    lio.save_safetensors(dit, os.path.join(folder, FILES["dit"]), metadata=meta)  # float32: no rounding of W'
+    merged = run(folder, image, depth).frames.astype(np.int32)
+    # Unmerged W·x + 0.4·B·(A·x) vs merged W'·x differ by float32 rounding only, which can flip a uint8 level here
+    # and there (measured: mean 4e-5, max 1); the LoRA effect itself is ~5 levels on average.
+    d = np.abs(merged - zoom_in.frames)
+    assert d.max() <= 2 and d.mean() < 1e-3 * effect
