@@ -13,13 +13,19 @@ rays, the sampler (UniPC + CFG against the negative prompt, or DMD in 4 steps wi
 decode and re-encode, and the depth-window update. Ctrl-C between network evaluations stops the run with a
 KeyboardInterrupt; no output file is written for an unfinished run.
 
-Depth of the input (§2): the caller's ``depth``, else Depth Anything 3 when ``da3.safetensors`` is in the folder
-and ``lyra2.models.DepthAnything3`` is available (without the MoGe scale alignment, which is
-``lyra2.estimate_depth``'s job), else the preview's heuristic prior, with a warning. The per-chunk depth-window
-updates (§4.13) use DA3 when available; without it every chunk warps with frame 0's depth re-rendered into its
-buffer camera and the spatial memory keeps frame 0 only (logged).
+LoRAs (spec network.md §5.1/§5.3, pipeline.md §4.10-4.11): the style LoRAs ``lora/realism_boost.safetensors``
+and ``lora/detail_enhancer.safetensors`` at weight 0.4 each when the folder has them (upstream's zoom-GS script
+default; fal's choice is unknown, pipeline.md §7), in both samplers, plus the DMD LoRA at 1.0 with ``use_dmd``.
+The active ones are logged.
 
-Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core) for the CPU networks.
+Depth of the input (§2, ``lyra2.pipeline.first_frame_depth``): the caller's ``depth``, else Depth Anything 3
+aligned to MoGe as upstream when ``da3.safetensors`` and ``moge.safetensors`` are in the folder (DA3 alone
+without MoGe), else the preview's heuristic prior, with a warning. The per-chunk depth-window updates (§4.13)
+use DA3 when available; without it every chunk warps with frame 0's depth re-rendered into its buffer camera
+and the spatial memory keeps frame 0 only (logged).
+
+Device: "auto" and "cpu" run every network on the CPU backend; "cuda" raises Lyra2Error (no usable GPU, or, with
+one, no CUDA networks in this version yet). Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core).
 """
 from __future__ import annotations
 
@@ -33,11 +39,16 @@ from . import _core
 from ._core import Lyra2Error
 from .pipeline import first_frame_depth
 
-__all__ = ["run_generate", "generate", "DEFAULT_LAYOUT"]
+__all__ = ["run_generate", "generate", "DEFAULT_LAYOUT", "STYLE_LORAS"]
 
 DEFAULT_LAYOUT = "f1k1f4s2f1s1f16k4f2k2f1k1_g20"
 SHIFT = 5.0            # FlowUniPC shift (Z:162)
-_MODEL_FILES = ("dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt", "lora_dmd")
+# Style LoRAs applied in every run when their files are in the folder: (component, adapter name, weight). 0.4 each
+# is upstream's zoom-GS script default (Z:173-176, network.md §5.1, pipeline.md §4.11); whether fal's endpoint
+# keeps them is unknown (pipeline.md §7, network.md §8 q2), so a folder without the files runs without them.
+STYLE_LORAS = (("lora_realism", "realism_boost", 0.4), ("lora_detail", "detail_enhancer", 0.4))
+_MODEL_FILES = ("dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt", "lora_dmd") + \
+    tuple(c for c, _, _ in STYLE_LORAS)
 _cache = {}            # (folder, file stamps, threads) -> models capsule (one entry: the last folder used)
 
 
@@ -49,11 +60,20 @@ def _threads():
 
 
 def _check_device(device):
-    if device not in ("auto", "cpu", "cuda"):
+    """The device every network of the run uses: "auto" and "cpu" -> "cpu" (the only backend the networks have
+    yet); "cuda" is a Lyra2Error saying why (no usable GPU, or no CUDA networks in this version)."""
+    if not isinstance(device, str) or device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device: {device!r} is not allowed; expected one of ['auto', 'cpu', 'cuda']")
     if device == "cuda":
+        from . import backends
+
+        b = backends()
+        if not b["cuda"]:
+            raise Lyra2Error(f"device='cuda': no usable CUDA GPU here (lyra2.backends() = {b}); use device='cpu' "
+                             "or 'auto'")
         raise Lyra2Error("device='cuda': the CUDA backend for the networks is not built into this version yet; "
                          "use device='cpu' or 'auto'")
+    return "cpu"
 
 
 def load_models(folder):
@@ -71,7 +91,8 @@ def load_models(folder):
            _threads(), layout)
     if key not in _cache:
         _cache.clear()
-        _cache[key] = _core.ar_models_load(paths, layout, _threads())
+        styles = [(name, paths[c], w) for c, name, w in STYLE_LORAS if c in paths]
+        _cache[key] = _core.ar_models_load(paths, layout, _threads(), styles)
     models = _cache[key]
     return models, _core.ar_models_info(models)
 
@@ -94,7 +115,7 @@ def _bilinear(x, h, w):
     return (top * (1 - fy)[:, None] + bot * fy[:, None]).astype(np.float32)
 
 
-def _da3(folder):
+def _da3(folder, device="cpu"):
     from . import checkpoint
 
     path = checkpoint.components(folder).get("da3")
@@ -104,7 +125,7 @@ def _da3(folder):
         from .models.depth import DepthAnything3
     except ImportError:
         return None
-    return DepthAnything3(path)
+    return DepthAnything3(path, device=device)
 
 
 def _depth_window_fn(da3):
@@ -124,6 +145,14 @@ def _depth_window_fn(da3):
 
 
 # ---------------------------------------------------------------- the run
+
+def _log_loras(info, use_dmd, report):
+    """Names the LoRAs this run applies (the style ones always, DMD with use_dmd)."""
+    active = [f"{name} {w:g}" for name, w in info["style_loras"]] + (["dmd_distillation 1"] if use_dmd else [])
+    report.log("LoRAs: " + (", ".join(active) if active else "none") +
+               ("" if info["style_loras"] else " (no style LoRAs in the folder: lora/realism_boost.safetensors and "
+                "lora/detail_enhancer.safetensors are applied at 0.4 each when present, as upstream's zoom script)"))
+
 
 def _run_direction(models, img, depth, w2c, K, captions, *, seed, use_dmd, guidance, steps, label, report,
                    depth_window):
@@ -184,14 +213,14 @@ def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=Non
     from .media import read_image
     from .video import Video
 
-    _check_device(device)
+    device = _check_device(device)
     t0 = time.perf_counter()
     h, w = output_size(args["resolution"])  # tests pass a tiny (H, W)
     raw = read_image(image_u8)
     img = read_image(raw, resolution=(h, w))
     models, info = load_models(checkpoint_folder)
-    da3 = _da3(checkpoint_folder)
-    d, mask, K0, depth_source = first_frame_depth(raw, img, depth, checkpoint_folder, report, da3=da3)
+    da3 = _da3(checkpoint_folder, device)
+    d, mask, K0, depth_source = first_frame_depth(raw, img, depth, checkpoint_folder, report, da3=da3, device=device)
     n = args["num_frames"]
     if (n - 1) % info["frames_per_chunk"]:
         raise ValueError(f"num_frames: {n} is not 1 + {info['frames_per_chunk']}k for this checkpoint")
@@ -202,6 +231,7 @@ def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=Non
     stages = {}
     rendered = {}
     n_chunks = (n - 1) // info["frames_per_chunk"]
+    _log_loras(info, args["use_dmd"], report)
     for direction in ("in", "out"):
         if direction not in cams:
             continue
@@ -258,8 +288,8 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     from .progress import Progress
     from .video import Video
 
-    _check_device(device)
-    _check_options("cpu", "generate", output_path, progress)
+    device = _check_device(device)
+    _check_options(device, "generate", output_path, progress)
     seed = _as_int(seed, "seed")
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed: {seed} is out of range [0, 2**32)")
@@ -300,9 +330,10 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
         raise ValueError(f"w2c: {N} cameras; expected 1 + {F}k (k >= 1 chunks of {F} frames)")
     n_chunks = (N - 1) // F
     caps = _chunk_captions(captions, n_chunks, F)
-    da3 = _da3(folder)
-    d, _, _, depth_source = first_frame_depth(raw, img, depth, folder, report, da3=da3)
+    da3 = _da3(folder, device)
+    d, _, _, depth_source = first_frame_depth(raw, img, depth, folder, report, da3=da3, device=device)
     timings = {"encode_s": time.perf_counter() - t0}
+    _log_loras(info, use_dmd, report)
     t = time.perf_counter()
     frames, _, st = _run_direction(models, img, d, w2c, K, caps, seed=seed, use_dmd=use_dmd,
                                    guidance=float(guidance_scale), steps=steps, label="generate", report=report,

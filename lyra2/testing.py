@@ -10,7 +10,14 @@ tiny, mutually consistent sizes, so the whole generate pipeline runs on a laptop
 * umT5: width 64, 2 heads, 2 blocks, FFN 96, vocabulary = the tiny tokenizer's ids;
 * tokenizer: a hand-written SentencePiece unigram model (pad, </s>, <unk>, "▁", printable ASCII, a few words);
 * CLIP: width 80 (one head of 80), patch 14, image 28 (5 tokens), 3 blocks (2 used);
-* negative prompt (1, 512, 64) and a rank-4 DMD LoRA on every block's attention and FFN Linears.
+* negative prompt (1, 512, 64) and a rank-4 DMD LoRA on every block's attention and FFN Linears;
+* the zoom script's style LoRAs, rank 4: realism_boost (kohya keys, cross-attention and FFN) and
+  detail_enhancer (musubi keys, self-attention and FFN), both with .alpha = rank / 2;
+* Depth Anything 3 nested (any-view ViT 64 wide x 10 blocks, metric ViT 48 x 6, DPT heads with 16 features) and
+  MoGe v1 (ViT 64 x 6, head 32 -> [32, 16, 16]) at the sizes of the golden tiny models, their output layers
+  set so that the random networks give positive depth, a ~60 degree camera, little sky and a projective MoGe
+  point map (so DA3 -> MoGe alignment and the depth-window updates run as with real weights). Their head
+  counts and taps are in each file's "lyra2_config" metadata, MoGe's token range in its "model_config".
 
 Weights are N(0, 1)/sqrt(fan_in) with LayerNorm/RMSNorm gains near 1, from numpy's RandomState(seed) in a fixed
 order, written as bf16 (the converter's storage dtype). Same seed -> identical files; the run's frames depend on
@@ -18,6 +25,7 @@ them. The models are random: the frames are noise-like, they only exercise the p
 """
 from __future__ import annotations
 
+import json
 import os
 import struct
 
@@ -27,7 +35,7 @@ from .checkpoint import FILES
 from .io import save_safetensors
 
 __all__ = ["make_tiny_checkpoint", "TINY", "vae_tensor_shapes", "dit_tensor_shapes", "umt5_tensor_shapes",
-           "clip_tensor_shapes", "tiny_spm_model"]
+           "clip_tensor_shapes", "da3_tensor_shapes", "moge_tensor_shapes", "tiny_spm_model"]
 
 LAYOUT = "f1k1f4s2f1s1f16k4f2k2f1k1_g20"
 TINY = {
@@ -37,6 +45,14 @@ TINY = {
     "umt5": {"dim": 64, "heads": 2, "ffn": 96, "layers": 2, "buckets": 32},
     "clip": {"width": 80, "patch": 14, "grid": 2, "layers": 3, "mlp": 320, "embed": 24},
     "lora_rank": 4,
+    # DA3 nested and MoGe v1 at the golden tiny sizes (spec golden README: da3_tiny / moge_tiny); the options the
+    # weights do not determine go into each file's "lyra2_config" / "model_config" metadata.
+    "da3": {"dim": 64, "depth": 10, "heads": 2, "ffn_hidden": 176, "grid": 6, "alt_start": 3, "features": 16,
+            "oc": [8, 16, 32, 32], "cam_enc_depth": 4, "metric_dim": 48, "metric_depth": 6},
+    "da3_options": {"metric_heads": 3, "cam_enc_heads": 2, "taps": [3, 5, 7, 9], "metric_taps": [1, 2, 4, 5]},
+    "moge": {"dim": 64, "depth": 6, "grid": 6, "dim_proj": 32, "dim_up": [32, 16, 16], "last_ch": 8},
+    "moge_options": {"num_heads": 4},
+    "moge_model_config": {"num_tokens_range": [30, 60], "mask_threshold": 0.5, "remap_output": "exp"},
 }
 
 
@@ -199,6 +215,188 @@ def _random(shapes, rng):
     return out
 
 
+# ---------------------------------------------------------------- depth networks (DA3 nested, MoGe v1)
+
+def _vit_block(prefix, d, ffn, swiglu=False, qk_norm_dim=0):
+    """[(name, shape)] of one DINOv2 block (LayerScale; GELU MLP, or SwiGLU w12/w3 as DA3's any-view ViT;
+    q/k LayerNorms of width qk_norm_dim when > 0)."""
+    s = [(f"{prefix}.norm1.weight", (d,)), (f"{prefix}.norm1.bias", (d,)), (f"{prefix}.attn.qkv.weight", (3 * d, d)),
+         (f"{prefix}.attn.qkv.bias", (3 * d,)), (f"{prefix}.attn.proj.weight", (d, d)),
+         (f"{prefix}.attn.proj.bias", (d,))]
+    if qk_norm_dim:
+        s += [(f"{prefix}.attn.{n}_norm.{p}", (qk_norm_dim,)) for n in "qk" for p in ("weight", "bias")]
+    s += [(f"{prefix}.ls1.gamma", (d,)), (f"{prefix}.norm2.weight", (d,)), (f"{prefix}.norm2.bias", (d,))]
+    if swiglu:
+        s += [(f"{prefix}.mlp.w12.weight", (2 * ffn, d)), (f"{prefix}.mlp.w12.bias", (2 * ffn,)),
+              (f"{prefix}.mlp.w3.weight", (d, ffn)), (f"{prefix}.mlp.w3.bias", (d,))]
+    else:
+        s += [(f"{prefix}.mlp.fc1.weight", (ffn, d)), (f"{prefix}.mlp.fc1.bias", (ffn,)),
+              (f"{prefix}.mlp.fc2.weight", (d, ffn)), (f"{prefix}.mlp.fc2.bias", (d,))]
+    return s + [(f"{prefix}.ls2.gamma", (d,))]
+
+
+def _dpt_head(prefix, dim_in, features, oc, dual):
+    """[(name, shape)] of DA3's DPT head (dual: the any-view DualDPT's main branch, with its input LayerNorm and
+    (depth, confidence) outputs; else the metric DPT with the sky branch). The DualDPT's aux (ray) branch is
+    not written: Lyra never runs it and the loader ignores it (depth.md §0)."""
+    F = features
+    s = [(f"{prefix}.norm.weight", (dim_in,)), (f"{prefix}.norm.bias", (dim_in,))] if dual else []
+    for k in range(4):
+        s += [(f"{prefix}.projects.{k}.weight", (oc[k], dim_in, 1, 1)), (f"{prefix}.projects.{k}.bias", (oc[k],))]
+    s += [(f"{prefix}.resize_layers.0.weight", (oc[0], oc[0], 4, 4)), (f"{prefix}.resize_layers.0.bias", (oc[0],)),
+          (f"{prefix}.resize_layers.1.weight", (oc[1], oc[1], 2, 2)), (f"{prefix}.resize_layers.1.bias", (oc[1],)),
+          (f"{prefix}.resize_layers.3.weight", (oc[3], oc[3], 3, 3)), (f"{prefix}.resize_layers.3.bias", (oc[3],))]
+    s += [(f"{prefix}.scratch.layer{k + 1}_rn.weight", (F, oc[k], 3, 3)) for k in range(4)]
+    for r in range(1, 5):
+        for u in ((1, 2) if r < 4 else (2,)):
+            for c in (1, 2):
+                b = f"{prefix}.scratch.refinenet{r}.resConfUnit{u}.conv{c}"
+                s += [(f"{b}.weight", (F, F, 3, 3)), (f"{b}.bias", (F,))]
+        s += [(f"{prefix}.scratch.refinenet{r}.out_conv.weight", (F, F, 1, 1)),
+              (f"{prefix}.scratch.refinenet{r}.out_conv.bias", (F,))]
+    s += [(f"{prefix}.scratch.output_conv1.weight", (F // 2, F, 3, 3)), (f"{prefix}.scratch.output_conv1.bias", (F // 2,)),
+          (f"{prefix}.scratch.output_conv2.0.weight", (32, F // 2, 3, 3)), (f"{prefix}.scratch.output_conv2.0.bias", (32,)),
+          (f"{prefix}.scratch.output_conv2.2.weight", (2 if dual else 1, 32, 1, 1)),
+          (f"{prefix}.scratch.output_conv2.2.bias", (2 if dual else 1,))]
+    if not dual:
+        s += [(f"{prefix}.scratch.sky_output_conv2.0.weight", (32, F // 2, 3, 3)),
+              (f"{prefix}.scratch.sky_output_conv2.0.bias", (32,)),
+              (f"{prefix}.scratch.sky_output_conv2.2.weight", (1, 32, 1, 1)),
+              (f"{prefix}.scratch.sky_output_conv2.2.bias", (1,))]
+    return s
+
+
+def da3_tensor_shapes(c):
+    """[(name, shape)] of Depth Anything 3 nested (depth.md §3.1-3.2: any-view ViT with camera tokens, q/k-norm
+    from block `alt_start`, SwiGLU; DualDPT; camera encoder and decoder; metric ViT + DPT with sky) for the
+    config dict `c` (see TINY["da3"]). Unused tensors (DualDPT aux branch, mask tokens, GS head) are left out."""
+    A, M, G = c["dim"], c["metric_dim"], c["grid"]
+    p = "da3.backbone.pretrained"
+    s = [(f"{p}.cls_token", (1, 1, A)), (f"{p}.camera_token", (1, 2, A)), (f"{p}.pos_embed", (1, 1 + G * G, A)),
+         (f"{p}.patch_embed.proj.weight", (A, 3, 14, 14)), (f"{p}.patch_embed.proj.bias", (A,))]
+    for i in range(c["depth"]):
+        s += _vit_block(f"{p}.blocks.{i}", A, c["ffn_hidden"], swiglu=True,
+                        qk_norm_dim=A // c["heads"] if i >= c["alt_start"] else 0)
+    s += [(f"{p}.norm.weight", (A,)), (f"{p}.norm.bias", (A,))]
+    s += _dpt_head("da3.head", 2 * A, c["features"], c["oc"], dual=True)
+    s += [("da3.cam_dec.backbone.0.weight", (2 * A, 2 * A)), ("da3.cam_dec.backbone.0.bias", (2 * A,)),
+          ("da3.cam_dec.backbone.2.weight", (2 * A, 2 * A)), ("da3.cam_dec.backbone.2.bias", (2 * A,)),
+          ("da3.cam_dec.fc_t.weight", (3, 2 * A)), ("da3.cam_dec.fc_t.bias", (3,)),
+          ("da3.cam_dec.fc_qvec.weight", (4, 2 * A)), ("da3.cam_dec.fc_qvec.bias", (4,)),
+          ("da3.cam_dec.fc_fov.0.weight", (2, 2 * A)), ("da3.cam_dec.fc_fov.0.bias", (2,))]
+    for i in range(c["cam_enc_depth"]):
+        s += _vit_block(f"da3.cam_enc.trunk.{i}", A, 4 * A)
+    s += [("da3.cam_enc.token_norm.weight", (A,)), ("da3.cam_enc.token_norm.bias", (A,)),
+          ("da3.cam_enc.trunk_norm.weight", (A,)), ("da3.cam_enc.trunk_norm.bias", (A,)),
+          ("da3.cam_enc.pose_branch.fc1.weight", (A // 2, 9)), ("da3.cam_enc.pose_branch.fc1.bias", (A // 2,)),
+          ("da3.cam_enc.pose_branch.fc2.weight", (A, A // 2)), ("da3.cam_enc.pose_branch.fc2.bias", (A,))]
+    p = "da3_metric.backbone.pretrained"
+    s += [(f"{p}.cls_token", (1, 1, M)), (f"{p}.pos_embed", (1, 1 + G * G, M)),
+          (f"{p}.patch_embed.proj.weight", (M, 3, 14, 14)), (f"{p}.patch_embed.proj.bias", (M,))]
+    for i in range(c["metric_depth"]):
+        s += _vit_block(f"{p}.blocks.{i}", M, 4 * M)
+    s += [(f"{p}.norm.weight", (M,)), (f"{p}.norm.bias", (M,))]
+    return s + _dpt_head("da3_metric.head", M, c["features"], c["oc"], dual=False)
+
+
+def moge_tensor_shapes(c):
+    """[(name, shape)] of MoGe v1 (depth.md §2.1, §2.5: DINOv2 ViT, 4 tapped projections, upsample stages
+    with UV channels concatenated, points and mask output blocks) for the config dict `c` (see TINY["moge"]).
+    The backbone's unused mask token is left out."""
+    D, G, P = c["dim"], c["grid"], c["dim_proj"]
+    s = [("backbone.cls_token", (1, 1, D)), ("backbone.pos_embed", (1, 1 + G * G, D)),
+         ("backbone.patch_embed.proj.weight", (D, 3, 14, 14)), ("backbone.patch_embed.proj.bias", (D,))]
+    for i in range(c["depth"]):
+        s += _vit_block(f"backbone.blocks.{i}", D, 4 * D)
+    s += [("backbone.norm.weight", (D,)), ("backbone.norm.bias", (D,))]
+    for k in range(4):
+        s += [(f"head.projects.{k}.weight", (P, D, 1, 1)), (f"head.projects.{k}.bias", (P,))]
+    cin = P
+    for b, cout in enumerate(c["dim_up"]):
+        u = f"head.upsample_blocks.{b}"
+        s += [(f"{u}.0.0.weight", (cin + 2, cout, 2, 2)), (f"{u}.0.0.bias", (cout,)),
+              (f"{u}.0.1.weight", (cout, cout, 3, 3)), (f"{u}.0.1.bias", (cout,))]
+        for r in range(1, 3):
+            L = f"{u}.{r}.layers"
+            s += [(f"{L}.0.weight", (cout,)), (f"{L}.0.bias", (cout,)), (f"{L}.2.weight", (2 * cout, cout, 3, 3)),
+                  (f"{L}.2.bias", (2 * cout,)), (f"{L}.3.weight", (2 * cout,)), (f"{L}.3.bias", (2 * cout,)),
+                  (f"{L}.5.weight", (cout, 2 * cout, 3, 3)), (f"{L}.5.bias", (cout,))]
+        cin = cout
+    last = c["last_ch"]
+    for k, n in enumerate((3, 1)):
+        s += [(f"head.output_block.{k}.0.weight", (last, cin + 2, 3, 3)), (f"head.output_block.{k}.0.bias", (last,)),
+              (f"head.output_block.{k}.2.weight", (n, last, 1, 1)), (f"head.output_block.{k}.2.bias", (n,))]
+    return s
+
+
+def _transposed(name):
+    """ConvTranspose2d weights (in, out, k, k): DPT resize layers 0 and 1, the first layer of MoGe's stages."""
+    return name.endswith(("resize_layers.0.weight", "resize_layers.1.weight")) or \
+        ("upsample_blocks" in name and name.endswith(".0.0.weight"))
+
+
+def _random_vision(shapes, rng):
+    """DA3 / MoGe init: norm gains 1 + 0.1 N, biases 0.05 N, LayerScale 0.3 + 0.05 N, cls/camera tokens and
+    position tables 0.5 N, conv / linear weights N/sqrt(fan_in) (ConvTranspose: fan_in = its input channels)."""
+    out = {}
+    for name, shape in shapes:
+        x = rng.standard_normal(shape)
+        last = name.rsplit(".", 1)[-1]
+        if last == "gamma":
+            x = 0.3 + 0.05 * x
+        elif last == "bias":
+            x = 0.05 * x
+        elif last in ("cls_token", "camera_token", "pos_embed"):
+            x = 0.5 * x
+        elif len(shape) == 1:
+            x = 1.0 + 0.1 * x
+        else:
+            fan_in = shape[0] if _transposed(name) else int(np.prod(shape[1:]))
+            x = x / np.sqrt(fan_in)
+        out[name] = x.astype(np.float32)
+    return out
+
+
+def _calibrate_da3(w):
+    """Output layers set so that a random DA3 answers like a plausible one: depth exp(small) around 1, a camera
+    decoder near the identity pose with a ~60 degree field of view (fov through a ReLU, so its bias is what keeps
+    it positive), and a sky head (ReLU, sky = >= 0.3 for the nested merge) that marks almost nothing as sky."""
+    for head in ("da3.head", "da3_metric.head"):
+        w[f"{head}.scratch.output_conv2.2.weight"] *= np.float32(0.3)
+    w["da3.cam_dec.fc_t.weight"] *= np.float32(0.1)
+    w["da3.cam_dec.fc_qvec.weight"] *= np.float32(0.05)
+    w["da3.cam_dec.fc_qvec.bias"] = np.array([0, 0, 0, 1], np.float32) + 0.01 * w["da3.cam_dec.fc_qvec.bias"]
+    w["da3.cam_dec.fc_fov.0.weight"] *= np.float32(0.05)
+    w["da3.cam_dec.fc_fov.0.bias"] = np.array([1.0, 1.1], np.float32) + 0.1 * w["da3.cam_dec.fc_fov.0.bias"]
+    w["da3_metric.head.scratch.sky_output_conv2.2.weight"] *= np.float32(0.1)
+    w["da3_metric.head.scratch.sky_output_conv2.2.bias"][:] = -1.0
+    return w
+
+
+def _calibrate_moge(w, c):
+    """MoGe's point head made projective so that the focal/shift recovery (§2.7) is well conditioned: two hidden
+    channels of the points block carry the view-plane UV (the last two input channels) through ReLU(uv + 1),
+    the output is x' = u / f, y' = v / f for f = 1.2 plus a little noise, and log z = 1.4 + small; the mask logits
+    are biased to ~2 so that most pixels are valid."""
+    cin = c["dim_up"][-1] + 2
+    a = w["head.output_block.0.0.weight"]
+    ab = w["head.output_block.0.0.bias"]
+    a[:2] *= np.float32(0.05)
+    ab[:2] = 1.0
+    for ch in range(2):
+        a[ch, cin - 2 + ch, 1, 1] = 1.0
+    b = w["head.output_block.0.2.weight"]
+    bb = w["head.output_block.0.2.bias"]
+    b[:2] *= np.float32(0.05)
+    b[2] *= np.float32(0.2)
+    for ch in range(2):
+        b[ch, ch, 0, 0] = 1.0 / 1.2
+        bb[ch] = -1.0 / 1.2
+    bb[2] = 1.4
+    w["head.output_block.1.2.bias"][:] = 2.0
+    return w
+
+
 # ---------------------------------------------------------------- tokenizer (SentencePiece protobuf by hand)
 
 def _varint(n):
@@ -244,8 +442,9 @@ def make_tiny_checkpoint(path, seed=0):
     """Writes a tiny converted checkpoint folder at `path` (created if needed) and returns its path.
 
     Every file of `lyra2.checkpoint.FILES` for generate mode is written (DiT, VAE, umT5, tokenizer, CLIP,
-    negative prompt, DMD LoRA); the depth models (DA3, MoGe) are not, so depth comes from the caller or the
-    depth module's fallback. Same seed -> byte-identical files."""
+    negative prompt, DMD and style LoRAs) and the depth models (DA3, MoGe), so generate mode without ``depth=``
+    runs DA3 aligned to MoGe for frame 0 and DA3 for the depth-window updates. Same seed -> byte-identical
+    files."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**32:
         raise ValueError(f"seed: expected an int in [0, 2**32), got {seed!r}")
     path = os.fspath(path)
@@ -261,6 +460,7 @@ def make_tiny_checkpoint(path, seed=0):
     clip = _random(clip_tensor_shapes(TINY["clip"]), rng)
     neg = (0.1 * rng.standard_normal((1, 512, TINY["dit"]["text_dim"]))).astype(np.float32)
     r, D = TINY["lora_rank"], TINY["dit"]["dim"]
+    dit_shapes = dict(dit_tensor_shapes(TINY["dit"]))
     lora = {}
     for i in range(TINY["dit"]["layers"]):
         for m, (o, n) in {"self_attn.q": (D, D), "self_attn.k": (D, D), "self_attn.v": (D, D),
@@ -279,6 +479,30 @@ def make_tiny_checkpoint(path, seed=0):
     save_safetensors({"t5_text_embeddings": neg}, os.path.join(path, FILES["negative_prompt"]), metadata=meta,
                      dtype="bf16")
     save_safetensors(lora, os.path.join(path, FILES["lora_dmd"]), metadata=meta, dtype="bf16")
+    # Drawn after the generate networks, so adding the depth models left those files as they were.
+    da3 = _calibrate_da3(_random_vision(da3_tensor_shapes(TINY["da3"]), rng))
+    moge = _calibrate_moge(_random_vision(moge_tensor_shapes(TINY["moge"]), rng), TINY["moge"])
+    save_safetensors(da3, os.path.join(path, FILES["da3"]), dtype="bf16",
+                     metadata={**meta, "lyra2_config": json.dumps(TINY["da3_options"])})
+    save_safetensors(moge, os.path.join(path, FILES["moge"]), dtype="bf16",
+                     metadata={**meta, "lyra2_config": json.dumps(TINY["moge_options"]),
+                               "model_config": json.dumps(TINY["moge_model_config"])})
+    # The zoom script's style LoRAs, in the two other key formats upstream converts (spec network.md §5.3):
+    # realism_boost as kohya (diffusion_model.<module>.lora_down / lora_up + .alpha), detail_enhancer as musubi
+    # (lora_unet_<module with underscores>.lora_down / lora_up + .alpha).
+    for comp, mods, key in (("lora_realism", ("cross_attn.q", "cross_attn.k", "cross_attn.v", "cross_attn.o", "ffn.0"),
+                             lambda m: f"diffusion_model.{m}"),
+                            ("lora_detail", ("self_attn.q", "self_attn.v", "self_attn.o", "ffn.2"),
+                             lambda m: "lora_unet_" + m.replace(".", "_"))):
+        style = {}
+        for i in range(TINY["dit"]["layers"]):
+            for m in mods:
+                o, n = dit_shapes[f"blocks.{i}.{m}.weight"]
+                k = key(f"blocks.{i}.{m}")
+                style[f"{k}.lora_down.weight"] = (rng.standard_normal((r, n)) / np.sqrt(n)).astype(np.float32)
+                style[f"{k}.lora_up.weight"] = (rng.standard_normal((o, r)) / np.sqrt(r)).astype(np.float32)
+                style[f"{k}.alpha"] = np.array(r / 2, np.float32)  # B·A scaled by alpha / rank = 0.5
+        save_safetensors(style, os.path.join(path, FILES[comp]), metadata=meta, dtype="bf16")
     with open(os.path.join(path, FILES["tokenizer"]), "wb") as f:
         f.write(spm)
     return path

@@ -1,7 +1,8 @@
 """Generate mode end to end on a tiny random checkpoint (lyra2.testing), 32x48 pixels, 81 frames = 1 chunk of the
 real FramePack layout (161 = 2 chunks for the multi-chunk paths). The networks are random, so these tests check
-the pipeline's plumbing (shapes, determinism, directions, chunking, captions, the depth hook, interruption), not
-image quality; the chunk inputs have their own golden test (test_pipeline_prep.py)."""
+the pipeline's plumbing (shapes, determinism, directions, chunking, captions, the depth hook, DA3 + MoGe depth,
+style LoRAs, devices, interruption), not image quality; the chunk inputs have their own golden test
+(test_pipeline_prep.py)."""
 import os
 import _thread
 
@@ -51,9 +52,9 @@ def zoom_args(**kw):
     return args
 
 
-def run(ckpt, image, depth, logs=None, **kw):
+def run(ckpt, image, depth, logs=None, device="auto", **kw):
     report = Progress(bar=False, on_log=None if logs is None else logs.append)
-    return gen.run_generate(image, zoom_args(**kw), checkpoint_folder=ckpt, device="auto", report=report, depth=depth)
+    return gen.run_generate(image, zoom_args(**kw), checkpoint_folder=ckpt, device=device, report=report, depth=depth)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def test_tiny_checkpoint_files_and_reproducible(tmp_path, ckpt):
     assert missing_for_generate(ckpt) == []
     again = testing.make_tiny_checkpoint(str(tmp_path / "a"), seed=0)
     other = testing.make_tiny_checkpoint(str(tmp_path / "b"), seed=1)
-    for name in ("dit", "vae", "tokenizer", "lora_dmd"):
+    for name in ("dit", "vae", "tokenizer", "lora_dmd", "lora_realism", "lora_detail", "da3", "moge"):
         a = open(os.path.join(ckpt, FILES[name]), "rb").read()
         assert a == open(os.path.join(again, FILES[name]), "rb").read()
         if name != "tokenizer":
@@ -84,6 +85,40 @@ def test_vae_names_match_golden_layout():
     mine = dict(testing.vae_tensor_shapes(8, 16))
     assert set(mine) == set(z.files)
     assert all(tuple(z[k].shape) == mine[k] for k in z.files)
+
+
+@pytest.mark.parametrize("model, unused", [("da3", "_aux."), ("moge", "mask_token")])
+def test_depth_model_names_match_golden_layout(model, unused):
+    # The generated DA3 / MoGe tables equal the upstream parameter lists of the golden tiny models, less the
+    # tensors Lyra never runs (DualDPT aux branch, DINOv2 mask token), which the loaders ignore.
+    z = np.load(os.path.join(os.path.dirname(__file__), "data", f"{model}_tiny_weights.npz"))
+    mine = dict(getattr(testing, f"{model}_tensor_shapes")(testing.TINY[model]))
+    assert set(mine) <= set(z.files)
+    assert all(unused in k for k in set(z.files) - set(mine))
+    assert all(tuple(z[k].shape) == mine[k] for k in mine)
+
+
+def test_depth_models_take_their_options_from_the_metadata(ckpt):
+    from lyra2.checkpoint import FILES
+    from lyra2.io import save_safetensors, load_safetensors
+    from lyra2.models.depth import DepthAnything3
+    from lyra2.models.moge import MoGe
+
+    da3 = DepthAnything3(os.path.join(ckpt, FILES["da3"]))
+    opt = testing.TINY["da3_options"]
+    assert da3.config["metric"]["heads"] == opt["metric_heads"] and da3.config["cam_enc_heads"] == opt["cam_enc_heads"]
+    assert list(da3.config["taps"]) == opt["taps"] and list(da3.config["metric_taps"]) == opt["metric_taps"]
+    # keyword arguments win over the metadata
+    assert DepthAnything3(os.path.join(ckpt, FILES["da3"]), metric_heads=1).config["metric"]["heads"] == 1
+    moge = MoGe(os.path.join(ckpt, FILES["moge"]))
+    assert moge.config["heads"] == 4
+    assert (moge.config["tokens_min"], moge.config["tokens_max"]) == (30, 60)
+    # an unknown key is an error naming the file
+    w = load_safetensors(os.path.join(ckpt, FILES["moge"]))
+    bad = os.path.join(os.path.dirname(ckpt), "bad_moge.safetensors")
+    save_safetensors(w, bad, metadata={"lyra2_config": '{"heads": 4}'})
+    with pytest.raises(lyra2.Lyra2Error, match="bad_moge.safetensors.*unknown keys \\['heads'\\]"):
+        MoGe(bad)
 
 
 def test_tokenizer_model_is_valid(tmp_path):
@@ -209,3 +244,133 @@ def test_zoom_auto_mode_picks_generate_with_a_checkpoint(ckpt, image, depth, mon
         preview = _zoom_validated(image, zoom_args(seed=3), depth=depth, progress=False,
                                   checkpoint_dir=os.path.dirname(ckpt))
     assert preview.mode == "preview"
+
+
+def test_two_chunks_with_da3_and_moge(ckpt, image, monkeypatch):
+    """No depth=: frame 0's depth is DA3 aligned to MoGe from the tiny folder, and the depth-window update between
+    the two chunks (§4.13) runs DA3 on frames 8, 16, ..., 80 with their cameras, filling the spatial memory."""
+    from lyra2.checkpoint import FILES
+    from lyra2.depth import estimate_depth
+    from lyra2.models.depth import DepthAnything3
+
+    calls = []
+    real = gen._depth_window_fn
+
+    def recording(da3):
+        assert isinstance(da3, DepthAnything3)
+        fn = real(da3)
+
+        def depth_window(images, w2c, K):
+            d = fn(images, w2c, K)
+            calls.append((images.copy(), w2c.copy(), K.copy(), d.copy()))
+            return d
+        return depth_window
+
+    monkeypatch.setattr(gen, "_depth_window_fn", recording)
+    logs = []
+    v = run(ckpt, image, None, logs=logs, num_frames=161)
+    assert v.depth_source == "model:da3+moge"
+    assert any("Depth Anything 3 aligned to MoGe" in m["message"] for m in logs)
+    assert v.frames.shape == (161, H, W, 3)
+    # frame 0's depth is what estimate_depth gives for the input at the output size (same networks, same input)
+    ref = estimate_depth(image, ckpt, size=(H, W))
+    np.testing.assert_array_equal(v.depth, ref["depth"])
+    assert ref["align"]["applied"] and np.all(v.depth > 0) and np.all(np.isfinite(v.depth))
+    # one window update (none after the last chunk), 10 frames; its depth is DA3's, aligned to the given poses
+    assert len(calls) == 1
+    images, w2c, K, d = calls[0]
+    assert images.shape == (10, H, W, 3) and d.shape == (10, H, W)
+    np.testing.assert_allclose(w2c, v.w2c[8:81:8], atol=1e-5)  # up to the tiny pose-alignment offsets
+    own = DepthAnything3(os.path.join(ckpt, FILES["da3"]))(images, w2c, K)["depth"]
+    np.testing.assert_allclose(d, gen._bilinear(own, H, W), rtol=1e-6)  # same network, same float32 path
+    assert np.all(d > 0) and np.all(np.isfinite(d))
+    # the spatial memory grew from frame 0 to frames 0, 8, ..., 80, and chunk 2 retrieves from it
+    assert v.stage_timings["in"]["cache_frames"] == 11
+    assert any("chunk 2/2: " in m["message"] and " 0 spatial" not in m["message"] and " 1 spatial" not in m["message"]
+               for m in logs)
+    # same seed, same files: the same video
+    again = run(ckpt, image, None, num_frames=161)
+    np.testing.assert_array_equal(again.frames, v.frames)
+    np.testing.assert_array_equal(again.depth, v.depth)
+
+
+def test_device_is_checked_and_passed_to_the_depth_networks(ckpt, image, depth, monkeypatch):
+    w2c, K = trajectory("horizontal_zoom", 81, 0.5, depth)
+    # "cuda": a Lyra2Error saying why, before any work (no GPU here, or no CUDA networks in this version yet)
+    why = "CUDA backend for the networks is not built" if lyra2.backends()["cuda"] else "no usable CUDA GPU"
+    with pytest.raises(lyra2.Lyra2Error, match=why):
+        lyra2.generate(image, w2c, K, "a", checkpoint_dir=ckpt, device="cuda", progress=False)
+    with pytest.raises(lyra2.Lyra2Error, match=why):
+        run(ckpt, image, depth, device="cuda")
+    for bad in ("gpu", None, 0):
+        with pytest.raises(ValueError, match="device"):
+            lyra2.generate(image, w2c, K, "a", checkpoint_dir=ckpt, device=bad, progress=False)
+    # "auto" resolves to the CPU and that device reaches DA3 and the first-frame depth (DA3 + MoGe)
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    real_da3 = gen._da3
+
+    def da3(folder, device="cpu"):
+        seen.append(("da3", device))
+        return real_da3(folder, device)
+
+    def first_frame_depth(*a, device="cpu", **kw):
+        seen.append(("first_frame_depth", device))
+        raise Stop
+
+    monkeypatch.setattr(gen, "_da3", da3)
+    monkeypatch.setattr(gen, "first_frame_depth", first_frame_depth)
+    for call in (lambda dev: lyra2.generate(image, w2c, K, "a", checkpoint_dir=ckpt, device=dev, progress=False),
+                 lambda dev: run(ckpt, image, None, device=dev)):
+        for dev in ("auto", "cpu"):
+            seen.clear()
+            with pytest.raises(Stop):
+                call(dev)
+            assert seen == [("da3", "cpu"), ("first_frame_depth", "cpu")]
+
+
+def test_style_loras_applied_at_0_4_and_removable(ckpt, image, depth, zoom_in, tmp_path):
+    """The tiny folder's realism_boost (kohya keys) and detail_enhancer (musubi keys) are applied at 0.4 each in
+    every run (upstream's zoom-GS default, spec network.md §5.1): the video equals that of a DiT with both folded
+    in by NumPy, and removing the two files gives the no-LoRA video."""
+    import shutil
+    from lyra2 import io as lio
+    from lyra2.checkpoint import FILES
+
+    info = gen.load_models(ckpt)[1]
+    assert [n for n, _ in info["style_loras"]] == ["realism_boost", "detail_enhancer"]
+    assert [w for _, w in info["style_loras"]] == pytest.approx([0.4, 0.4])
+    folder = str(tmp_path / "ck")
+    shutil.copytree(ckpt, folder)
+    dit = lio.load_safetensors(os.path.join(folder, FILES["dit"]))
+    module = {}  # every key prefix the two formats use -> the DiT Linear
+    for k in dit:
+        if k.endswith(".weight"):
+            m = k[:-len(".weight")]
+            module["diffusion_model." + m] = module["lora_unet_" + m.replace(".", "_")] = m
+    for comp in ("lora_realism", "lora_detail"):
+        lora = lio.load_safetensors(os.path.join(folder, FILES[comp]))
+        for k in lora:
+            if k.endswith(".lora_down.weight"):
+                p = k[:-len(".lora_down.weight")]
+                down, up = lora[k].astype(np.float64), lora[p + ".lora_up.weight"].astype(np.float64)
+                w = dit[module[p] + ".weight"].astype(np.float64)
+                dit[module[p] + ".weight"] = (w + 0.4 * float(lora[p + ".alpha"]) / len(down) * (up @ down)).astype(
+                    np.float32)
+        os.remove(os.path.join(folder, FILES[comp]))
+
+    logs = []
+    plain = run(folder, image, depth, logs=logs).frames.astype(np.int32)  # same folder, style files removed
+    assert any("LoRAs: dmd_distillation 1 (no style LoRAs" in m["message"] for m in logs)
+    effect = np.abs(plain - zoom_in.frames).mean()
+    assert effect > 1.0  # the style LoRAs change the video
+    meta = lio.safetensors_info(os.path.join(folder, FILES["dit"]))["metadata"]
+    lio.save_safetensors(dit, os.path.join(folder, FILES["dit"]), metadata=meta)  # float32: no rounding of W'
+    merged = run(folder, image, depth).frames.astype(np.int32)
+    # Unmerged W·x + 0.4·B·(A·x) vs merged W'·x differ by float32 rounding only, which can flip a uint8 level here
+    # and there (measured: mean 4e-5, max 1); the LoRA effect itself is ~5 levels on average.
+    d = np.abs(merged - zoom_in.frames)
+    assert d.max() <= 2 and d.mean() < 1e-3 * effect

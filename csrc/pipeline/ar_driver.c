@@ -534,6 +534,7 @@ done:
     free(d->clip);
     if (d->enc) lyra_vae_session_free(d->enc);
     if (d->dec) lyra_vae_session_free(d->dec);
+    r->timings.cache_frames = d->cache.n;
     lyra_scache_free(&d->cache);
     return st;
 }

@@ -33,6 +33,7 @@ typedef void (*lyra_ar_log_fn)(void *ctx, const char *message);
 typedef struct lyra_ar_timings {
     double text, clip, prep, dit, decode, reencode, depth, prime; /* seconds */
     int dit_calls;
+    int cache_frames;   /* frames in the spatial memory at the end (1 + the depth-window insertions) */
 } lyra_ar_timings;
 
 typedef struct lyra_ar_run {

@@ -125,6 +125,17 @@ lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p) {
     if (st != LYRA_OK) goto fail;
     m->loaded |= 1;
     m->text_dim = m->dit.cfg.text_dim;
+    if (p->n_style < 0 || p->n_style > LYRA_AR_MAX_STYLE_LORAS) {
+        st = lyra_error(LYRA_ERR_ARG, "style LoRAs: %d given, at most %d", p->n_style, LYRA_AR_MAX_STYLE_LORAS);
+        goto fail;
+    }
+    for (int i = 0; i < p->n_style; i++) {
+        int ignored = 0;
+        if ((st = st_table_open(&s, p->style[i].path, "style LoRA")) != LYRA_OK) goto fail;
+        st = lyra_dit_lora_add(&m->dit, s.named, s.n, p->style[i].name, p->style[i].weight, &ignored);
+        st_table_free(&s);
+        if (st != LYRA_OK) goto fail;
+    }
     if (p->lora_dmd) {
         int ignored = 0;
         if ((st = st_table_open(&s, p->lora_dmd, "DMD LoRA")) != LYRA_OK) goto fail;

@@ -3,7 +3,9 @@
  *
  * Every component is read from its safetensors file through the C loaders (strict name / shape checks, errors
  * name the file and the tensor). The DiT's FramePack layout is given (the released one unless a test says
- * otherwise); its LoRA adapters are the optional DMD distillation LoRA (adapter 0, weight set per run). */
+ * otherwise). Its LoRA adapters, in upstream's loading order (Z:173-176 then Z:464-486): the style LoRAs with
+ * fixed weights (the zoom-GS script's realism_boost and detail_enhancer at 0.4 each, spec network.md §5.1),
+ * then the optional DMD distillation LoRA (weight set per run: 1 with use_dmd, else 0). */
 #ifndef LYRA_PIPELINE_AR_MODELS_H
 #define LYRA_PIPELINE_AR_MODELS_H
 
@@ -16,10 +18,19 @@
 #include "nn/backend.h"
 
 #define LYRA_AR_TEXT_LEN 512
+#define LYRA_AR_MAX_STYLE_LORAS 4 /* + the DMD LoRA: within LYRA_DIT_MAX_ADAPTERS */
+
+typedef struct lyra_ar_style_lora {
+    const char *path;
+    const char *name;       /* adapter name, e.g. "realism_boost" */
+    float weight;           /* activation weight in every run */
+} lyra_ar_style_lora;
 
 typedef struct lyra_ar_paths {
     const char *dit, *vae, *umt5, *tokenizer, *clip, *negative_prompt;
     const char *lora_dmd;   /* NULL when the folder has none (use_dmd then fails with a message) */
+    lyra_ar_style_lora style[LYRA_AR_MAX_STYLE_LORAS];
+    int n_style;
     const char *layout;     /* FramePack layout of the DiT */
     int n_threads;          /* 0 = all cores */
 } lyra_ar_paths;

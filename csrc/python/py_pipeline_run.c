@@ -1,12 +1,14 @@
 /* Python glue of the autoregressive driver (csrc/pipeline/ar_driver.c), used by lyra2/generate.py.
  *
- *   _core.ar_models_load(paths: dict, layout: str, n_threads: int) -> capsule
- *       paths: {"dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt"[, "lora_dmd"]} file paths.
- *   _core.ar_models_info(capsule) -> dict (layout sizes, widths, has_dmd)
+ *   _core.ar_models_load(paths: dict, layout: str, n_threads: int, styles=()) -> capsule
+ *       paths: {"dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt"[, "lora_dmd"]} file paths;
+ *       styles: (name, path, weight) of each style LoRA applied in every run (at most 4).
+ *   _core.ar_models_info(capsule) -> dict (layout sizes, widths, has_dmd, style_loras [(name, weight)])
  *   _core.ar_generate(models, image (3, H, W) f32 in [-1, 1], depth (H, W) f32, w2c (N, 4, 4), K (N, 3, 3),
  *                     captions: list[str] (one per chunk), use_dmd, guidance, num_steps, shift, seed, label,
  *                     depth_window, progress, log, want_warp)
- *       -> (frames uint8 (N, H, W, 3), warp uint8 (N, H, W, 3) or None, timings dict)
+ *       -> (frames uint8 (N, H, W, 3), warp uint8 (N, H, W, 3) or None, timings dict: stage seconds, dit_calls,
+ *          cache_frames = frames in the spatial memory at the end)
  *       depth_window(images uint8 (n, H, W, 3), w2c (n, 4, 4), K (n, 3, 3)) -> depth (n, H, W), or None;
  *       progress(stage: str, done: int, total: int) and log(message: str), or None.
  * The run releases the GIL; callbacks take it back. Ctrl-C (a pending signal, checked before every network
@@ -51,12 +53,45 @@ static int path_item(PyObject *paths, const char *key, int required, PyObject **
     return 0;
 }
 
+/* styles: a sequence of (name: str, path, weight: float) -> p->style; the strings stay alive in *keep. */
+static int style_items(PyObject *styles, PyObject **keep, lyra_ar_paths *p) {
+    if (!styles || styles == Py_None) return 0;
+    PyObject *seq = PySequence_Fast(styles, "styles: expected a sequence of (name, path, weight)");
+    if (!seq) return -1;
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    int rc = -1;
+    if (n > LYRA_AR_MAX_STYLE_LORAS) {
+        PyErr_Format(PyExc_ValueError, "styles: %zd style LoRAs given, at most %d", n, LYRA_AR_MAX_STYLE_LORAS);
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name, *path, *b = NULL;
+        double w;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "UOd;styles: each item must be (name, path, weight)",
+                              &name, &path, &w))
+            goto done;
+        if (!PyUnicode_FSConverter(path, &b)) goto done;
+        int bad = PyList_Append(*keep, b) < 0 || PyList_Append(*keep, name) < 0;
+        Py_DECREF(b);
+        if (bad) goto done;
+        const char *s = PyUnicode_AsUTF8(name);
+        if (!s) goto done;
+        p->style[i] = (lyra_ar_style_lora){PyBytes_AS_STRING(b), s, (float)w};
+    }
+    p->n_style = (int)n;
+    rc = 0;
+done:
+    Py_DECREF(seq);
+    return rc;
+}
+
 static PyObject *py_ar_models_load(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *paths;
+    PyObject *paths, *styles = NULL;
     const char *layout;
     int n_threads;
-    if (!PyArg_ParseTuple(args, "O!si:ar_models_load", &PyDict_Type, &paths, &layout, &n_threads)) return NULL;
+    if (!PyArg_ParseTuple(args, "O!si|O:ar_models_load", &PyDict_Type, &paths, &layout, &n_threads, &styles))
+        return NULL;
     PyObject *keep = PyList_New(0);
     if (!keep) return NULL;
     lyra_ar_paths p = {.layout = layout, .n_threads = n_threads};
@@ -64,7 +99,7 @@ static PyObject *py_ar_models_load(PyObject *self, PyObject *args) {
         path_item(paths, "umt5", 1, &keep, &p.umt5) < 0 || path_item(paths, "tokenizer", 1, &keep, &p.tokenizer) < 0 ||
         path_item(paths, "clip", 1, &keep, &p.clip) < 0 ||
         path_item(paths, "negative_prompt", 1, &keep, &p.negative_prompt) < 0 ||
-        path_item(paths, "lora_dmd", 0, &keep, &p.lora_dmd) < 0) {
+        path_item(paths, "lora_dmd", 0, &keep, &p.lora_dmd) < 0 || style_items(styles, &keep, &p) < 0) {
         Py_DECREF(keep);
         return NULL;
     }
@@ -95,10 +130,24 @@ static PyObject *py_ar_models_info(PyObject *self, PyObject *cap) {
     py_models *p = PyCapsule_GetPointer(cap, MODELS_CAPSULE);
     if (!p) return NULL;
     const lyra_framepack *fp = &p->m.dit.fp;
-    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:O,s:i}", "new_latents", fp->n_new, "history_latents",
+    PyObject *styles = PyList_New(0);
+    if (!styles) return NULL;
+    for (int a = 0; a < p->m.dit.n_adapters; a++) {
+        if (a == p->m.dmd_adapter) continue;
+        const lyra_dit_adapter *ad = &p->m.dit.adapters[a];
+        PyObject *t = Py_BuildValue("(sd)", ad->name, (double)ad->weight);
+        if (!t || PyList_Append(styles, t) < 0) {
+            Py_XDECREF(t);
+            Py_DECREF(styles);
+            return NULL;
+        }
+        Py_DECREF(t);
+    }
+    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:O,s:i,s:N}", "new_latents", fp->n_new, "history_latents",
                          fp->n_history, "spatial_slots", fp->n_spatial, "frames_per_chunk", 4 * fp->n_new, "dit_dim",
                          p->m.dit.cfg.dim, "text_dim", p->m.text_dim, "has_dmd",
-                         p->m.dmd_adapter >= 0 ? Py_True : Py_False, "vae_dim", lyra_vae_dim(p->m.vae));
+                         p->m.dmd_adapter >= 0 ? Py_True : Py_False, "vae_dim", lyra_vae_dim(p->m.vae),
+                         "style_loras", styles);
 }
 
 /* ---- callbacks (run without the GIL; each takes it back) ---- */
@@ -259,10 +308,10 @@ static PyObject *py_ar_generate(PyObject *self, PyObject *args) {
         goto finally;
     }
     const lyra_ar_timings *t = &run.timings;
-    result = Py_BuildValue("(OO{s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:i})", frames, warp ? warp : Py_None, "text_s",
+    result = Py_BuildValue("(OO{s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:i,s:i})", frames, warp ? warp : Py_None, "text_s",
                            t->text, "clip_s", t->clip, "prep_s", t->prep, "dit_s", t->dit, "decode_s", t->decode,
                            "reencode_s", t->reencode, "depth_s", t->depth, "prime_s", t->prime, "dit_calls",
-                           t->dit_calls);
+                           t->dit_calls, "cache_frames", t->cache_frames);
 finally:
     free(caps);
     Py_XDECREF(img); Py_XDECREF(depth); Py_XDECREF(w2c); Py_XDECREF(K); Py_XDECREF(frames); Py_XDECREF(warp);
@@ -271,7 +320,8 @@ finally:
 
 static PyMethodDef run_methods[] = {
     {"ar_models_load", py_ar_models_load, METH_VARARGS,
-     "ar_models_load(paths, layout, n_threads) -> capsule: the generate-mode networks of a converted folder."},
+     "ar_models_load(paths, layout, n_threads, styles=()) -> capsule: the generate-mode networks of a converted "
+     "folder."},
     {"ar_models_info", py_ar_models_info, METH_O, "ar_models_info(models) -> dict"},
     {"ar_generate", py_ar_generate, METH_VARARGS,
      "ar_generate(models, image, depth, w2c, K, captions, use_dmd, guidance, num_steps, shift, seed, label, "

@@ -58,7 +58,10 @@ class DepthAnything3:
 
     The head counts of the metric ViT and of the camera encoder and the tap blocks are not stored in the weights;
     the defaults are the released model's (metric width / 64 heads, camera encoder width / 96 heads, taps
-    [19, 27, 33, 39] and [4, 11, 17, 23]). The any-view head count comes from the q/k-norm width."""
+    [19, 27, 33, 39] and [4, 11, 17, 23]). The any-view head count comes from the q/k-norm width. A safetensors
+    file may carry other values as the JSON metadata entry ``"lyra2_config"`` (keys ``heads``, ``metric_heads``,
+    ``cam_enc_heads``, ``taps``, ``metric_taps``; ``lyra2.testing.make_tiny_checkpoint`` writes one); the
+    keyword arguments override it."""
 
     def __init__(self, weights, device="cpu", *, heads=None, metric_heads=None, cam_enc_heads=None, taps=None,
                  metric_taps=None):
@@ -66,6 +69,12 @@ class DepthAnything3:
             from .. import Lyra2Error
             raise Lyra2Error(f"DepthAnything3: device {device!r} is not available: the CUDA backend for networks is "
                              "not built yet; use device='cpu'")
+        cfg = lyra2_config(weights, ("heads", "metric_heads", "cam_enc_heads", "taps", "metric_taps"))
+        heads = cfg.get("heads") if heads is None else heads
+        metric_heads = cfg.get("metric_heads") if metric_heads is None else metric_heads
+        cam_enc_heads = cfg.get("cam_enc_heads") if cam_enc_heads is None else cam_enc_heads
+        taps = cfg.get("taps") if taps is None else taps
+        metric_taps = cfg.get("metric_taps") if metric_taps is None else metric_taps
         self.device = device
         self._net = _core.da3_load(weights, int(heads or 0), int(metric_heads or 0), int(cam_enc_heads or 0),
                                    None if taps is None else tuple(int(t) for t in taps),
@@ -203,6 +212,33 @@ class DepthAnything3:
         pred["api_in_images"] = np.stack(images)
         pred["api_in_extrinsics"] = ext
         return {"frame_indices": frames, "prediction": pred}
+
+
+def lyra2_config(weights, allowed):
+    """The ``"lyra2_config"`` JSON object of a safetensors file's metadata ({} for dicts and files without one):
+    constructor options the weights do not determine. Keys outside ``allowed`` are an error naming the file."""
+    import json
+    import os
+
+    if not isinstance(weights, (str, bytes, os.PathLike)):
+        return {}
+    from .. import Lyra2Error
+    from ..io import safetensors_info
+
+    raw = safetensors_info(weights)["metadata"].get("lyra2_config")
+    if not raw:
+        return {}
+    try:
+        cfg = json.loads(raw)
+    except ValueError as e:
+        raise Lyra2Error(f"{os.fspath(weights)!r}: metadata 'lyra2_config' is not JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise Lyra2Error(f"{os.fspath(weights)!r}: metadata 'lyra2_config' must be a JSON object")
+    extra = sorted(set(cfg) - set(allowed))
+    if extra:
+        raise Lyra2Error(f"{os.fspath(weights)!r}: metadata 'lyra2_config' has unknown keys {extra}; "
+                         f"allowed: {list(allowed)}")
+    return cfg
 
 
 def _images(images):

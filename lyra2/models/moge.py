@@ -11,7 +11,8 @@ as a safetensors path or a mapping name -> array. The architecture comes from th
 do not hold comes from the checkpoint's ``model_config``, which a converted ``moge.safetensors`` carries as the
 JSON metadata entry ``"model_config"`` (``num_tokens_range``, ``mask_threshold``, ``remap_output``; legacy
 ``trained_area_range``), else from the keyword arguments, else the released v1 values ([1200, 2500], 0.5).
-The backbone's heads are width / 64 (every DINOv2 size); pass ``num_heads`` for other backbones.
+The backbone's heads are width / 64 (every DINOv2 size); pass ``num_heads`` for other backbones, or store it in
+the file's JSON metadata entry ``"lyra2_config"`` (``{"num_heads": n}``, as ``lyra2.testing`` does).
 
 Focal/shift recovery (§2.7) is MINPACK's lmdif for one unknown, step for step, so the shift matches
 ``scipy.optimize.least_squares(method='lm', ftol=1e-3)`` (scipy <= 1.14 bit for bit): ``solve_focal_shift`` and
@@ -28,6 +29,7 @@ import numpy as np
 
 from .. import _core
 from .._core import Lyra2Error
+from .depth import lyra2_config
 from .umt5 import check_device
 
 __all__ = ["MoGe", "moge_cost", "solve_focal_shift", "recover_focal_shift", "lyra_depth", "MOGE_V1_VITL"]
@@ -120,6 +122,8 @@ class MoGe:
     def __init__(self, weights, device="cpu", *, num_heads=None, num_tokens_range=None, mask_threshold=None):
         check_device(device)
         cfg = _model_config(weights)
+        if num_heads is None:
+            num_heads = lyra2_config(weights, ("num_heads",)).get("num_heads")
         remap = cfg.get("remap_output", "exp")
         if remap != "exp":
             raise Lyra2Error(f"MoGe: remap_output {remap!r} is not supported (MoGe v1 releases use 'exp')")
