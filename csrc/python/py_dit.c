@@ -91,69 +91,44 @@ static int source_from_path(source *s, PyObject *path_obj, const char *what) {
 }
 
 static int source_from_mapping(source *s, PyObject *map, const char *what) {
-    PyObject *items = PyMapping_Items(map);
-    if (!items) return -1;
-    Py_ssize_t n = PyList_GET_SIZE(items);
-    s->keep = PyList_New(0);
+    s->keep = lyra_py_named_arrays(map, 1, what); /* (str, C-contiguous ndarray) pairs, float64 narrowed */
+    if (!s->keep) return -1;
+    Py_ssize_t n = PyList_GET_SIZE(s->keep);
     s->t = calloc((size_t)n + 1, sizeof *s->t);
-    if (!s->keep || !s->t) { Py_DECREF(items); if (!s->t) PyErr_NoMemory(); return -1; }
+    if (!s->t) { PyErr_NoMemory(); return -1; }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *kv = PyList_GET_ITEM(items, i), *key = PyTuple_GET_ITEM(kv, 0), *val = PyTuple_GET_ITEM(kv, 1);
-        if (!PyUnicode_Check(key)) {
-            PyErr_Format(PyExc_TypeError, "%s: keys must be tensor names (str), got %R", what, key);
-            Py_DECREF(items);
-            return -1;
-        }
-        const char *name = PyUnicode_AsUTF8(key);
-        if (!name || PyList_Append(s->keep, key) < 0) { Py_DECREF(items); return -1; }
-        PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(val, NPY_NOTYPE, 0, 0, 0);
-        if (!a) { Py_DECREF(items); return -1; }
-        int tp = PyArray_TYPE(a);
-        lyra_dtype dt;
-        int want = tp == NPY_FLOAT16 ? NPY_FLOAT16 : NPY_FLOAT32;
-        if (tp != NPY_FLOAT16 && tp != NPY_FLOAT32 && tp != NPY_FLOAT64) {
+        PyObject *pair = PyList_GET_ITEM(s->keep, i);
+        PyArrayObject *c = (PyArrayObject *)PyTuple_GET_ITEM(pair, 1);
+        const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(pair, 0));
+        if (!name) return -1;
+        int tp = PyArray_TYPE(c);
+        if (tp != NPY_FLOAT16 && tp != NPY_FLOAT32) {
             PyErr_Format(PyExc_TypeError, "%s: tensor '%s' has dtype %s, expected a float array", what, name,
-                         PyArray_DESCR(a)->typeobj->tp_name);
-            Py_DECREF(a);
-            Py_DECREF(items);
+                         PyArray_DESCR(c)->typeobj->tp_name);
             return -1;
         }
-        dt = want == NPY_FLOAT16 ? LYRA_DTYPE_F16 : LYRA_DTYPE_F32;
-        PyArrayObject *c = (PyArrayObject *)PyArray_FROMANY((PyObject *)a, want, 0, 0, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
-        Py_DECREF(a);
-        if (!c) { Py_DECREF(items); return -1; }
-        int rc = PyList_Append(s->keep, (PyObject *)c);
-        Py_DECREF(c);
-        if (rc < 0) { Py_DECREF(items); return -1; }
         if (PyArray_NDIM(c) > LYRA_MAX_DIMS) {
             PyErr_Format(PyExc_ValueError, "%s: tensor '%s' has %d dims (at most %d)", what, name, PyArray_NDIM(c),
                          LYRA_MAX_DIMS);
-            Py_DECREF(items);
             return -1;
         }
         int64_t ne[LYRA_MAX_DIMS];
         for (int d = 0; d < PyArray_NDIM(c); d++) ne[d] = PyArray_DIMS(c)[d];
         s->t[i].name = name;
-        s->t[i].t = lyra_tensor_make(PyArray_DATA(c), dt, PyArray_NDIM(c), ne);
+        s->t[i].t = lyra_tensor_make(PyArray_DATA(c), tp == NPY_FLOAT16 ? LYRA_DTYPE_F16 : LYRA_DTYPE_F32,
+                                     PyArray_NDIM(c), ne);
         s->t[i].t.name = name;
     }
-    Py_DECREF(items);
     s->n = (int)n;
     return 0;
 }
 
 static int source_open(source *s, PyObject *obj, const char *what) {
     memset(s, 0, sizeof *s);
-    int rc;
-    if (PyUnicode_Check(obj) || PyBytes_Check(obj) || PyObject_HasAttrString(obj, "__fspath__"))
-        rc = source_from_path(s, obj, what);
-    else if (PyMapping_Check(obj) && !PyArray_Check(obj))
-        rc = source_from_mapping(s, obj, what);
-    else {
-        PyErr_Format(PyExc_TypeError, "%s: expected a safetensors path or a mapping of name -> array, got %s", what,
-                     Py_TYPE(obj)->tp_name);
-        rc = -1;
-    }
+    int kind = lyra_py_weights_kind(obj, what);
+    int rc = kind == LYRA_PY_WEIGHTS_PATH      ? source_from_path(s, obj, what)
+             : kind == LYRA_PY_WEIGHTS_MAPPING ? source_from_mapping(s, obj, what)
+                                               : -1;
     if (rc < 0) source_free(s);
     return rc;
 }
