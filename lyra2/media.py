@@ -97,6 +97,9 @@ def _parse_data_uri(uri: str) -> bytes:
 
 
 def _read_file(path: str, max_bytes: int) -> bytes:
+    if ("\0" if isinstance(path, str) else b"\0") in path:
+        raise ValueError(f"image source: the path {_describe(path)} contains a NUL character, which no file name "
+                         "can hold")
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
