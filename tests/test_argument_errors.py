@@ -69,3 +69,8 @@ def test_sampling_integral_floats_still_accepted():
     np.testing.assert_array_equal(a[1], b[1])
     assert len(a[0]) == 3
 
+
+
+def test_resolutions_defined_once():
+    from lyra2 import fields
+    assert media.RESOLUTIONS is fields.RESOLUTIONS
