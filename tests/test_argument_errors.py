@@ -71,6 +71,16 @@ def test_sampling_integral_floats_still_accepted():
 
 
 
+def test_glue_messages_name_the_dimension_count_and_dtype():
+    from lyra2 import _core
+    # py_media: one allowed dimension count reads "expected 3 dimensions", not "expected 3 to 3".
+    with pytest.raises(ValueError, match=r"^image: expected 3 dimensions, got 2$"):
+        _core.image_flatten_alpha(np.zeros((2, 2), np.uint8))
+    # py_common lyra_py_array: the wanted dtype by name for every dtype, not "the required dtype".
+    with pytest.raises(TypeError, match=r"^rel: expected an array convertible to int64$"):
+        _core.umt5_bucket(object(), 32, 128)
+
+
 def test_resolutions_defined_once():
     from lyra2 import fields
     assert media.RESOLUTIONS is fields.RESOLUTIONS

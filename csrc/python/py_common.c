@@ -20,8 +20,14 @@ PyObject *lyra_py_raise(lyra_status status) {
 PyArrayObject *lyra_py_array(PyObject *obj, int type, int ndim, const char *what) {
     PyArrayObject *arr = (PyArrayObject *)PyArray_FROMANY(obj, type, 0, 0, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
     if (!arr) {
-        PyErr_Format(PyExc_TypeError, "%s: expected an array convertible to %s", what,
-                     type == NPY_FLOAT32 ? "float32" : type == NPY_UINT8 ? "uint8" : "the required dtype");
+        PyErr_Clear(); /* replaced by a message naming the argument and the dtype */
+        PyArray_Descr *descr = PyArray_DescrFromType(type);
+        PyObject *name = descr ? PyObject_Str((PyObject *)descr) : NULL; /* "float32", "int64", ... */
+        Py_XDECREF(descr);
+        const char *dt = name ? PyUnicode_AsUTF8(name) : NULL;
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s: expected an array convertible to %s", what, dt ? dt : "a numeric dtype");
+        Py_XDECREF(name);
         return NULL;
     }
     if (ndim >= 0 && PyArray_NDIM(arr) != ndim) {
