@@ -164,6 +164,11 @@ static PyObject *py_vae_plan_session(PyObject *self, PyObject *args) {
     return session_capsule(s, NULL, vae, decoder, z_dim);
 }
 
+/* A stream is ordered state (causal caches advanced by each push, and one Python-level push is several
+ * vae_push calls), so a second thread using the same stream meanwhile is refused rather than made to wait:
+ * waiting would silently interleave two sequences of pushes. Different streams of one model (read-only
+ * weights) run concurrently. (The DiT, text, MoGe and DA3 models instead serialise whole, independent calls
+ * with a lock that waits.) */
 static py_session *get_session(PyObject *cap) {
     py_session *ps = PyCapsule_GetPointer(cap, SESSION_CAPSULE);
     if (ps && ps->busy) {
