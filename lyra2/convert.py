@@ -58,6 +58,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 import zipfile
 
@@ -812,8 +813,9 @@ def convert(src, dst, *, force=False, progress=True, dtype="auto"):
     Lyra-2's ``checkpoints/``) into safetensors under `dst` (see the module docstring for the layout and
     the name mapping). Writes ``manifest.json`` beside the outputs and returns its content.
 
-    Refuses to overwrite an existing output unless ``force=True`` (FileExistsError). Every output is
-    written to a temporary file and renamed, so a failed run leaves no partial file."""
+    Refuses to overwrite an existing output unless ``force=True`` (FileExistsError). The outputs are
+    written into a staging folder inside `dst` and moved into place only when all of them are complete, so
+    a failed run leaves `dst` as it was (no partial file, no earlier output overwritten)."""
     if dtype not in ("auto", "bf16", "keep"):
         raise ValueError(f"dtype={dtype!r} is not allowed (allowed: 'auto', 'bf16', 'keep')")
     src, dst = os.fspath(src), os.fspath(dst)
@@ -859,14 +861,34 @@ def convert(src, dst, *, force=False, progress=True, dtype="auto"):
                     manifest["files"].update(old["files"])
             except (OSError, ValueError):
                 pass  # an unreadable old manifest is simply replaced
-        for i, job in enumerate(jobs):
-            manifest["files"][job.output] = _write_job(job, out_dir, dtype, progress, f"[{i + 1}/{len(jobs)}]")
-        for t in tok:
-            rel = os.path.join("tokenizer", os.path.basename(t))
-            manifest["files"][rel] = _copy_file(t, os.path.join(out_dir, rel), "tokenizer")
-        manifest["skipped"] = {str(p): why for p, why in skipped}
-        manifest["updated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        _write_json_atomic(manifest_path, manifest)
+        # Every output is written into a staging folder inside out_dir and moved into place only once all of
+        # them are written, so a failing job (a corrupt later checkpoint) leaves dst as it was: no
+        # half-converted set without a manifest that a rerun would refuse to overwrite.
+        created = _missing_dirs(out_dir)
+        os.makedirs(out_dir, exist_ok=True)
+        stage = tempfile.mkdtemp(prefix=".lyra2-convert-", dir=out_dir)
+        try:
+            for i, job in enumerate(jobs):
+                manifest["files"][job.output] = _write_job(job, stage, dtype, progress, f"[{i + 1}/{len(jobs)}]")
+            for t in tok:
+                rel = os.path.join("tokenizer", os.path.basename(t))
+                manifest["files"][rel] = _copy_file(t, os.path.join(stage, rel), "tokenizer")
+            manifest["skipped"] = {str(p): why for p, why in skipped}
+            manifest["updated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            for rel in [j.output for j in jobs] + [os.path.join("tokenizer", os.path.basename(t)) for t in tok]:
+                final = os.path.join(out_dir, rel)
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                os.replace(os.path.join(stage, rel), final)
+            _write_json_atomic(manifest_path, manifest)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            for d in reversed(created):  # folders this run created, innermost first, if still empty
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    break
+            raise
+        shutil.rmtree(stage, ignore_errors=True)
         return manifest
     finally:
         for job in jobs:
@@ -876,7 +898,6 @@ def convert(src, dst, *, force=False, progress=True, dtype="auto"):
 
 def _copy_file(src, dst, family, source=None):
     import hashlib
-    import tempfile
 
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(dst) + ".", suffix=".tmp", dir=os.path.dirname(dst))
@@ -900,12 +921,35 @@ def _copy_file(src, dst, family, source=None):
     return {"source": str(source or src), "family": family, "sha256": h.hexdigest(), "bytes": os.path.getsize(dst)}
 
 
+def _missing_dirs(path):
+    """The folders of `path` that do not exist yet, outermost first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing[::-1]
+
+
 def _write_json_atomic(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Writes `obj` as JSON to a unique temporary file beside `path`, then renames it over `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        os.fchmod(fd, lio.default_file_mode())  # mkstemp makes 0600; a manifest is as readable as any file
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _write_job(job, out_dir, policy, progress, tag):

@@ -23,7 +23,8 @@ Upstream quirks kept on purpose (spec §3.2 and §9), so the cameras match the r
 * ``spiral`` has no z motion: two circles (radii 0.15 s c, 0.10 s c) in the image plane, looking at (0,0,c).
 * ``dolly_zoom`` ignores strength and direction; it moves the camera 3 units forward (not depth-scaled)
   toward (0, 0, 0.185 c) with fx, fy scaled by c'/(c' + z). Once the camera passes that point the look-at
-  flips it 180 degrees (R = diag(-1, 1, -1)); if a frame lands on it exactly, that matrix is NaN.
+  flips it 180 degrees (R = diag(-1, 1, -1)); if a frame lands on it exactly, upstream's matrix is NaN:
+  here that raises ValueError (as does any non-finite camera, e.g. from an extreme strength or depth).
 * ``orbit_horizontal`` takes ``strength`` in radians; zoom-in orbits toward +x, zoom-out toward -x; both
   move forward, never backward, so the zoom-out tilt does nothing.
 * ``back`` ignores strength and returns 2N-1 matrices: N identities, then N-1 back-spiral poses whose
@@ -110,7 +111,43 @@ def _intrinsics_array(intrinsics, shape):
         raise TypeError(f"intrinsics: expected a real (3, 3) array, got dtype {arr.dtype}")
     if arr.shape != (3, 3):
         raise ValueError(f"intrinsics: expected shape (3, 3) (K of frame 0), got {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    K = np.ascontiguousarray(arr, dtype=np.float32)
+    _check_intrinsics(K[None], "intrinsics")
+    return K
+
+
+def _check_intrinsics(K, what):
+    """K (N, 3, 3) must be finite and invertible with positive focal lengths: a zero or negative fx, fy
+    projects every point to the principal point or mirrors the image, and the warp divides by them."""
+    finite = np.isfinite(K).all(axis=(1, 2))
+    if not finite.all():
+        i = int(np.argmin(finite))
+        raise ValueError(f"{what}: K[{i}] is not finite (NaN or inf entries)")
+    fx, fy = K[:, 0, 0], K[:, 1, 1]
+    det = np.linalg.det(K.astype(np.float64))
+    bad = ~((fx > 0) & (fy > 0) & (det != 0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{what}: K[{i}] must be invertible with fx, fy > 0; got fx = {float(fx[i]):g}, "
+                         f"fy = {float(fy[i]):g}, det = {float(det[i]):g}")
+
+
+def _check_cameras(preset, w2c, K, strength, c):
+    """Raises when a built camera is not finite: the presets multiply strength by the subject depth c and
+    normalise look-at vectors of length ~c, so extreme values overflow (strength 1e300) or underflow
+    (c = 1e-30) to inf / NaN in float32, which no later stage could use."""
+    finite = np.isfinite(w2c).all(axis=(1, 2)) & np.isfinite(K).all(axis=(1, 2))
+    if finite.all():
+        return
+    i = int(np.argmin(finite))
+    if preset == "dolly_zoom" and finite.sum() == len(finite) - 1:
+        # Upstream quirk (spec §3.2): a frame exactly at the look-at point (0, 0, 0.185 c) has no direction.
+        raise ValueError(f"trajectory 'dolly_zoom': camera {i} lands exactly on the look-at point (0, 0, 0.185 c) "
+                         f"for this depth (subject depth c = {c:g}), where upstream's camera is NaN; perturb the "
+                         "depth slightly or use another preset")
+    raise ValueError(f"trajectory {preset!r}: camera {i} is not finite for strength = {strength:g} and subject depth "
+                     f"c = {c:g} (from depth); strength x c must stay well inside float32 range and depth must "
+                     "not be vanishingly small")
 
 
 def subject_depth(depth, mask=None):
@@ -149,7 +186,9 @@ def trajectory(preset, num_frames, strength, depth, *, role="in", intrinsics=Non
     K0 = _intrinsics_array(intrinsics, d.shape)
     c = _core.traj_subject_depth(d, _mask_array(mask, d.shape))
     ratio = ZOOM_OUT_UPWARD_RATIO if role == "out" else 0.0
-    return _core.traj_build(preset, num_frames, strength, c, K0, direction, ratio)
+    w2c, K = _core.traj_build(preset, num_frames, strength, c, K0, direction, ratio)
+    _check_cameras(preset, w2c, K, strength, c)
+    return w2c, K
 
 
 def load_custom_trajectory(path_or_npz, height, width, *, num_frames=None, pose_scale=CUSTOM_POSE_SCALE):
@@ -172,7 +211,7 @@ def load_custom_trajectory(path_or_npz, height, width, *, num_frames=None, pose_
         try:
             data = np.load(path_or_npz, allow_pickle=False)
         except OSError:
-            raise
+            raise  # missing / unreadable file: keep FileNotFoundError etc. as they are
         except Exception as e:  # not a zip / bad member: a user file problem
             raise ValueError(f"trajectory: cannot read {os.fsdecode(path_or_npz)!r} as .npz: {e}") from e
         if not hasattr(data, "files"):
@@ -206,8 +245,12 @@ def load_custom_trajectory(path_or_npz, height, width, *, num_frames=None, pose_
         if src_h < 1 or src_w < 1:
             raise ValueError(f"image_height, image_width: got {src_h} x {src_w}; must be positive")
     # Upstream casts to float32 before scaling (.astype(np.float32)).
-    return _core.traj_custom(np.ascontiguousarray(w2c, dtype=np.float32), np.ascontiguousarray(K, dtype=np.float32),
-                             pose_scale, src_h, src_w, height, width)
+    w2c, K = _core.traj_custom(np.ascontiguousarray(w2c, dtype=np.float32), np.ascontiguousarray(K, dtype=np.float32),
+                               pose_scale, src_h, src_w, height, width)
+    if not np.isfinite(w2c).all():
+        raise ValueError(f"trajectory: w2c x pose_scale ({pose_scale:g}) is not finite in float32")
+    _check_intrinsics(K, "intrinsics")
+    return w2c, K
 
 
 def direction_cameras(zoom_direction, num_frames, depth, K=None, *, zoom_in_trajectory="orbit_horizontal",

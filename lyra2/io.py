@@ -113,6 +113,37 @@ def _array_producer(a, st):
     return produce
 
 
+def _read_umask():
+    """The process umask without changing it (Linux >= 4.7 reports it in /proc/self/status), or None."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_at_import():
+    # Elsewhere the only portable way to read the umask is to set it and set it back, which races with other
+    # threads creating files; done once here, while the module is imported, rather than on every write.
+    mask = _read_umask()
+    if mask is None:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_AT_IMPORT = _umask_at_import()
+
+
+def default_file_mode() -> int:
+    """0o666 less the umask: the mode open() would give a new file (for files made by mkstemp, 0600)."""
+    mask = _read_umask()
+    return 0o666 & ~(_UMASK_AT_IMPORT if mask is None else mask)
+
+
 def write_safetensors(path, entries, *, metadata=None, on_bytes=None) -> str:
     """Streams tensors into a safetensors file; returns the file's sha256 (hex).
 
@@ -151,9 +182,7 @@ def write_safetensors(path, entries, *, metadata=None, on_bytes=None) -> str:
     digest = hashlib.sha256()
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)  # mkstemp makes 0600; give the file the usual permissions
+        os.fchmod(fd, default_file_mode())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
             head = len(text).to_bytes(8, "little") + text
             f.write(head)

@@ -23,7 +23,6 @@ import binascii
 import http.client
 import numbers
 import os
-import pathlib
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,12 +31,11 @@ import numpy as np
 
 from . import _core
 from ._core import Lyra2Error
+from .fields import RESOLUTIONS  # fal's resolution names -> (H, W), defined once with the other fields
 
 __all__ = ["read_image", "write_video", "load_image_bytes", "RESOLUTIONS", "IMAGE_MAX_PIXELS",
            "MAX_IMAGE_BYTES", "URL_TIMEOUT_S"]
 
-#: fal's resolution names -> (H, W).
-RESOLUTIONS = {"480p": (480, 832), "720p": (720, 1280)}
 #: Decoded images above this many pixels are refused (lyra2.Lyra2Error).
 IMAGE_MAX_PIXELS = _core.IMAGE_MAX_PIXELS
 #: Encoded image files/downloads above this many bytes are refused (lyra2.Lyra2Error).
@@ -97,6 +95,9 @@ def _parse_data_uri(uri: str) -> bytes:
 
 
 def _read_file(path: str, max_bytes: int) -> bytes:
+    if ("\0" if isinstance(path, str) else b"\0") in path:
+        raise ValueError(f"image source: the path {_describe(path)} contains a NUL character, which no file name "
+                         "can hold")
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size

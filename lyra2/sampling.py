@@ -16,11 +16,41 @@ used), so a run is deterministic given ``seed``.
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 from . import _core
 
 __all__ = ["randn", "flow_timesteps", "dmd_timesteps", "unipc_coefficients", "cfg", "unipc_sample", "dmd_sample"]
+
+
+_C_INT_MAX = 2**31 - 1  # the C side takes these counts as int
+
+
+def _int_arg(value, what):
+    """An int count: ints and integral floats (3.0) pass; bools, 2.9, None, strings raise naming `what`."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{what}: expected an int, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        value = int(value)
+    elif isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
+        value = int(value)
+    elif isinstance(value, numbers.Real):
+        raise ValueError(f"{what}: expected a whole number, got {value!r}")
+    else:
+        raise TypeError(f"{what}: expected an int, got {type(value).__name__}")
+    if not -_C_INT_MAX <= value <= _C_INT_MAX:
+        raise ValueError(f"{what}: {value} is out of range")
+    return value
+
+
+def _real_arg(value, what):
+    """A real number (int, float, numpy scalar); bools, None, strings raise naming `what`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what}: expected a real number, got {type(value).__name__}")
+    return float(value)
 
 
 def randn(seed, shape) -> np.ndarray:
@@ -36,7 +66,7 @@ def flow_timesteps(num_steps: int, shift: float = 5.0, return_f64: bool = False)
 
     Returns ``(timesteps, sigmas)``: int64 ``(N,)`` network timesteps and float32 ``(N+1,)`` solver
     sigmas ending in 0; with ``return_f64`` also the float64 sigmas ``(N,)`` before the cast."""
-    ts, sig, sig64 = _core.sample_flow_schedule(int(num_steps), float(shift))
+    ts, sig, sig64 = _core.sample_flow_schedule(_int_arg(num_steps, "num_steps"), _real_arg(shift, "shift"))
     return (ts, sig, sig64) if return_f64 else (ts, sig)
 
 
@@ -50,13 +80,13 @@ def unipc_coefficients(num_steps: int, shift: float = 5.0) -> dict:
     """The UniPC per-step float32 scalars (spec §2.1, tables of §7.1) as a dict of arrays:
     ``sigma``, ``lambda`` (N+1), predictor ``order``, ``c1``, ``c2`` (= c3), ``r``, ``rinv`` (0 where the
     order is 1), corrector ``corr_order`` (0 at step 0), ``rho0``, ``rho1``."""
-    return _core.sample_unipc_plan(int(num_steps), float(shift))
+    return _core.sample_unipc_plan(_int_arg(num_steps, "num_steps"), _real_arg(shift, "shift"))
 
 
 def cfg(cond, uncond, g: float) -> np.ndarray:
     """Classifier-free guidance in velocity space: ``uncond + g * (cond - uncond)`` in float32 with one
     rounding per operation, ``g`` rounded to float32 (spec §3)."""
-    return _core.sample_cfg(cond, uncond, float(g))
+    return _core.sample_cfg(cond, uncond, _real_arg(g, "g"))
 
 
 def unipc_sample(denoise, history, seed, num_steps: int, shift: float = 5.0, num_new: int = 20, *,
@@ -70,8 +100,9 @@ def unipc_sample(denoise, history, seed, num_steps: int, shift: float = 5.0, num
     ``uncond`` every step, combined as :func:`cfg`. Returns the generated latents
     (1, C, num_new, h, w) float32; with ``return_trace`` also a dict of per-step intermediates:
     ``x`` (N+1, C, T, h, w) states, ``v``, ``x0``, ``x_corrected`` (N, C, T, h, w), ``order`` (N,)."""
-    return _core.sample_unipc(denoise, history, seed, int(num_steps), float(shift), int(num_new),
-                              uncond, None if guidance is None else float(guidance), noise, bool(return_trace))
+    return _core.sample_unipc(denoise, history, seed, _int_arg(num_steps, "num_steps"), _real_arg(shift, "shift"),
+                              _int_arg(num_new, "num_new"), uncond,
+                              None if guidance is None else _real_arg(guidance, "guidance"), noise, bool(return_trace))
 
 
 def dmd_sample(denoise, history, seed, num_new: int = 20, *, noise=None, renoise=None,
@@ -83,4 +114,4 @@ def dmd_sample(denoise, history, seed, num_new: int = 20, *, noise=None, renoise
     (see the module docstring) unless ``renoise`` (3, T, C, h, w) is given. Returns the generated
     latents (1, C, num_new, h, w); with ``return_trace`` also ``x_in`` (4, C, T, h, w), ``t_in`` (4,),
     ``v`` (4, C, num_new, h, w), ``x0`` (4, C, T, h, w) and ``eps`` (3, T, C, h, w)."""
-    return _core.sample_dmd(denoise, history, seed, int(num_new), noise, renoise, bool(return_trace))
+    return _core.sample_dmd(denoise, history, seed, _int_arg(num_new, "num_new"), noise, renoise, bool(return_trace))

@@ -11,6 +11,9 @@ from . import _core
 __all__ = ["forward_warp", "rays", "project_points"]
 
 
+_NORM_BATCH_MAX = 2**31 - 1  # the C side takes it as int
+
+
 def forward_warp(image, depth, src_w2c, src_K, tgt_w2c, tgt_K, *, clean_points=True, norm_batch=None,
                  return_intermediates=False):
     """Forward-warps one source view into N target cameras, as upstream `forward_warp_multiframes`
@@ -53,8 +56,8 @@ def forward_warp(image, depth, src_w2c, src_K, tgt_w2c, tgt_K, *, clean_points=T
     if norm_batch is None:
         norm_batch = 0
     elif isinstance(norm_batch, (bool, np.bool_)) or not isinstance(norm_batch, (int, np.integer)) \
-            or norm_batch < 1:
-        raise ValueError(f"norm_batch: expected None or a positive int, got {norm_batch!r}")
+            or not 1 <= norm_batch <= _NORM_BATCH_MAX:
+        raise ValueError(f"norm_batch: expected None or an int in [1, {_NORM_BATCH_MAX}], got {norm_batch!r}")
     return _core.forward_warp(image, depth, src_w2c, src_K, tgt_w2c, tgt_K, bool(clean_points), int(norm_batch),
                               bool(return_intermediates))
 

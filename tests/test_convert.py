@@ -523,3 +523,78 @@ def test_shared_structure_bomb_in_extras_is_fast(tmp_path):
     m = cv.convert(tmp_path / "bomb.pth", tmp_path / "o", progress=False)
     assert time.perf_counter() - t < 10
     assert m["files"]["bomb.safetensors"]["dropped"]["cfg"] == "non-tensor entry that is not plain data"
+
+
+def _vae_and_corrupt_clip(src, rng):
+    """src/vae/vae.pth (good) and src/image_encoder/model.pth whose tensor data fails its zip CRC."""
+    vae = {"encoder.conv1.weight": rng.standard_normal((4, 3, 3, 3, 3)).astype(np.float32),
+           "decoder.conv1.weight": rng.standard_normal((4, 16, 3, 3, 3)).astype(np.float32)}
+    st = pb.Storages()
+    (src / "vae").mkdir(parents=True)
+    write_pth(src / "vae" / "vae.pth", pb.state_dict(vae, st), st)
+    w = rng.standard_normal((8, 3, 14, 14)).astype(np.float32)
+    st = pb.Storages()
+    blob = bytearray(pb.torch_zip_bytes(pb.state_dict({"visual.patch_embedding.weight": w}, st), st))
+    at = bytes(blob).index(w.tobytes())
+    blob[at + 100] ^= 0xFF  # stored (uncompressed) data: the member's CRC-32 no longer matches
+    (src / "image_encoder").mkdir()
+    (src / "image_encoder" / "model.pth").write_bytes(bytes(blob))
+
+
+def _tree(folder):
+    """{relative path: bytes} of every file under folder (hidden ones included)."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for f in files:
+            p = os.path.join(root, f)
+            out[os.path.relpath(p, folder)] = open(p, "rb").read()
+    return out
+
+
+def test_failed_convert_leaves_dst_as_it_was(tmp_path):
+    src = tmp_path / "checkpoints"
+    _vae_and_corrupt_clip(src, np.random.default_rng(11))
+    # A fresh dst: nothing is left, not even the folder.
+    with pytest.raises(lyra2.Lyra2Error, match=r"model\.pth.*corrupt"):
+        cv.convert(src, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    # An existing dst with an earlier conversion: forced rerun fails, the old files and manifest stay.
+    old = tmp_path / "old"
+    good = tmp_path / "good"
+    (good / "vae").mkdir(parents=True)
+    os.replace(src / "vae" / "vae.pth", good / "vae" / "vae.pth")
+    cv.convert(good, old, progress=False)
+    os.replace(good / "vae" / "vae.pth", src / "vae" / "vae.pth")
+    (old / "vae.safetensors").write_bytes(b"earlier output")  # must survive the failed forced run
+    before = _tree(old)
+    assert sorted(before) == ["manifest.json", "vae.safetensors"]
+    with pytest.raises(lyra2.Lyra2Error, match="corrupt"):
+        cv.convert(src, old, progress=False, force=True)
+    assert _tree(old) == before
+    # ... and a rerun without the corrupt file is not refused by leftovers of the failed one.
+    os.unlink(src / "image_encoder" / "model.pth")
+    m = cv.convert(src, tmp_path / "out", progress=False)
+    assert sorted(m["files"]) == ["vae.safetensors"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["manifest.json", "vae.safetensors"]
+
+
+def test_manifest_is_written_atomically_with_unique_temp_and_umask_mode(tmp_path, monkeypatch):
+    st = pb.Storages()
+    write_pth(tmp_path / "x.pth", pb.state_dict({"a": np.arange(3, dtype=np.float32)}, st), st)
+    # A stale "<manifest>.tmp" (the old fixed temp name) must neither be used nor block the write.
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json.tmp").mkdir()
+    old_mask = os.umask(0o027)
+    try:
+        cv.convert(tmp_path / "x.pth", out, progress=False)
+    finally:
+        os.umask(old_mask)
+    assert json.loads((out / "manifest.json").read_text())["format"] == "lyra2-converted-checkpoint"
+    assert (out / "manifest.json").stat().st_mode & 0o777 == 0o640
+    assert (out / "x.safetensors").stat().st_mode & 0o777 == 0o640
+    assert sorted(os.listdir(out)) == ["manifest.json", "manifest.json.tmp", "x.safetensors"]
+    # A failing JSON dump removes its temporary file.
+    with pytest.raises(TypeError):
+        cv._write_json_atomic(str(out / "bad.json"), {"x": object()})
+    assert sorted(os.listdir(out)) == ["manifest.json", "manifest.json.tmp", "x.safetensors"]

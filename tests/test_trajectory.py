@@ -197,16 +197,53 @@ def test_default_intrinsics_is_upstream_fallback():
                                   [[1248.0, 0, 416.0], [0, 1248.0, 240.0]])
 
 
-def test_dolly_zoom_nan_when_camera_reaches_the_look_at_point():
-    # Quirk (spec §3.2): a frame at exactly z == 0.185 c has a NaN look-at. Pick c so frame 1 lands there.
+def test_dolly_zoom_raises_when_camera_reaches_the_look_at_point():
+    # Quirk (spec §3.2): a frame at exactly z == 0.185 c has a NaN look-at upstream; lyra2 refuses to return
+    # that NaN camera. Pick c so frame 1 lands there; a 1 % larger c gives finite cameras.
     n = 81
     z = np.float32(3.0 / (n - 1))
     c = np.float32(z / np.float32(0.185))
     while np.float32(c * np.float32(0.185)) != z:
         c = np.nextafter(c, np.float32(np.inf))
-    w2c, K = geometry.trajectory("dolly_zoom", n, 0.0, np.full((2, 2), c, np.float32))
-    assert np.isnan(w2c[1, :3]).all() and np.isfinite(w2c[[0, 2]]).all()
-    assert np.isfinite(K).all()
+    with pytest.raises(ValueError, match=r"'dolly_zoom': camera 1 lands exactly on the look-at point"):
+        geometry.trajectory("dolly_zoom", n, 0.0, np.full((2, 2), c, np.float32))
+    w2c, K = geometry.trajectory("dolly_zoom", n, 0.0, np.full((2, 2), c * np.float32(1.01)))
+    assert np.isfinite(w2c).all() and np.isfinite(K).all()
+
+
+@pytest.mark.parametrize("preset, strength, depth, words", [
+    ("spiral", 1e300, 1.0, ["'spiral'", "strength = 1e+300", "depth"]),
+    ("horizontal_zoom", 0.5, 1e-30, ["'horizontal_zoom'", "c = 1e-30", "depth"]),
+])
+def test_trajectory_non_finite_cameras_raise(preset, strength, depth, words):
+    with pytest.raises(ValueError) as info:
+        geometry.trajectory(preset, 81, strength, np.full((4, 4), depth))
+    for w in words:
+        assert w in str(info.value), (w, str(info.value))
+
+
+@pytest.mark.parametrize("K, words", [
+    (np.zeros((3, 3)), ["intrinsics", "fx = 0", "invertible"]),
+    (np.diag([-500.0, 500.0, 1.0]), ["intrinsics", "fx = -500"]),
+    (np.array([[500.0, 0, 2], [0, 500.0, 2], [0, 0, 0]]), ["intrinsics", "det = 0"]),
+])
+def test_trajectory_rejects_singular_intrinsics(K, words):
+    with pytest.raises(ValueError) as info:
+        geometry.trajectory("spiral", 81, 0.5, np.ones((4, 4)), intrinsics=K)
+    for w in words:
+        assert w in str(info.value), (w, str(info.value))
+
+
+def test_custom_trajectory_rejects_singular_intrinsics(tmp_path):
+    path = tmp_path / "trajectory.npz"
+    K = np.tile(np.diag([900.0, 900.0, 1.0]), (3, 1, 1))
+    K[2, 1, 1] = 0.0
+    np.savez(path, w2c=np.tile(np.eye(4), (3, 1, 1)), intrinsics=K)
+    with pytest.raises(ValueError, match=r"intrinsics: K\[2\] must be invertible with fx, fy > 0"):
+        geometry.load_custom_trajectory(path, 480, 832)
+    np.savez(path, w2c=np.tile(np.eye(4), (3, 1, 1)), intrinsics=np.tile(np.diag([900.0, 900.0, 1.0]), (3, 1, 1)))
+    with pytest.raises(ValueError, match="pose_scale"):
+        geometry.load_custom_trajectory(path, 480, 832, pose_scale=1e300)
 
 
 # ----------------------------------------------------------------------------------------------------------

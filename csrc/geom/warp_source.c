@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "geom/warp.h"
+#include "geom/warp_w2c.h"
 
 void lyra_warp_sanitize_depth(const float *depth, int64_t count, float *out) {
     for (int64_t i = 0; i < count; i++) {
@@ -70,14 +71,7 @@ void lyra_warp_project(const float *points, int64_t count, const float *w2c, con
     for (int64_t i = 0; i < count; i++) {
         const float *X = points + 3 * i;
         float cam[3];
-        for (int r = 0; r < 3; r++) {
-            float s = 0.0f;
-            s += w2c[4 * r + 0] * X[0];
-            s += w2c[4 * r + 1] * X[1];
-            s += w2c[4 * r + 2] * X[2];
-            s += w2c[4 * r + 3]; /* · 1 */
-            cam[r] = s;
-        }
+        lyra_warp_w2c_apply(w2c, X, cam);
         for (int r = 0; r < 3; r++) {
             float s = 0.0f;
             for (int k = 0; k < 3; k++) s += K[3 * r + k] * cam[k];

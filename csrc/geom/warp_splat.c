@@ -14,20 +14,14 @@
 #include <string.h>
 
 #include "geom/warp.h"
+#include "geom/warp_w2c.h"
 
 float lyra_warp_max_depth(const float *points, int64_t count, const float *w2c, const float *K) {
     float zmax = 0.0f;
     for (int64_t i = 0; i < count; i++) {
         const float *X = points + 3 * i;
         float cam[3];
-        for (int r = 0; r < 3; r++) {
-            float s = 0.0f;
-            s += w2c[4 * r + 0] * X[0];
-            s += w2c[4 * r + 1] * X[1];
-            s += w2c[4 * r + 2] * X[2];
-            s += w2c[4 * r + 3];
-            cam[r] = s;
-        }
+        lyra_warp_w2c_apply(w2c, X, cam);
         float z = 0.0f;
         for (int k = 0; k < 3; k++) z += K[6 + k] * cam[k];
         if (z > zmax) zmax = z;

@@ -27,6 +27,23 @@ PyObject *lyra_py_raise(lyra_status status);
  * (ndim < 0 accepts any). */
 PyArrayObject *lyra_py_array(PyObject *obj, int type, int ndim, const char *what);
 
+/* What a network's `weights` argument is. */
+enum { LYRA_PY_WEIGHTS_PATH = 1, LYRA_PY_WEIGHTS_MAPPING = 2 };
+
+/* LYRA_PY_WEIGHTS_PATH for str / bytes / os.PathLike, LYRA_PY_WEIGHTS_MAPPING for a dict or any
+ * collections.abc.Mapping; otherwise -1 with a TypeError naming `what` and what is allowed. Lists and arrays
+ * are rejected here although they pass PyMapping_Check. */
+int lyra_py_weights_kind(PyObject *obj, const char *what);
+
+/* A snapshot of a mapping name -> array-like: a new list of (str, ndarray) 2-tuples, one per key, in key
+ * order. Each array is a base-class ndarray, C-contiguous and aligned, of a bool/integer/float dtype (float64
+ * narrowed to float32 when narrow_f64). The keys are read once into a list and each value is fetched by its
+ * key, so user code run meanwhile (a mapping's __getitem__, a value's __array__) can neither change what is
+ * iterated nor the size of anything allocated from it; the list is private to the caller, so its tuples can
+ * be read with PyTuple_GET_ITEM. On error returns NULL with a TypeError (a key that is not a str, a value
+ * that is not a numeric array) or ValueError (a name with a NUL, a repeated name) naming `what` and the key. */
+PyObject *lyra_py_named_arrays(PyObject *mapping, int narrow_f64, const char *what);
+
 #include "py_hooks.h"
 
 #endif

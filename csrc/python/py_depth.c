@@ -93,39 +93,19 @@ static int dsource_from_file(dsource *ds, PyObject *path_obj) {
 }
 
 static int dsource_from_mapping(dsource *ds, PyObject *mapping) {
-    PyObject *items = PyMapping_Items(mapping);
+    PyObject *items = lyra_py_named_arrays(mapping, 1, "weights");
     if (!items) return -1;
     int rc = -1;
-    if (dsource_alloc(ds, PyList_GET_SIZE(items)) < 0) goto finally;
+    if (dsource_alloc(ds, PyList_GET_SIZE(items)) < 0 || PyList_Append(ds->keep, items) < 0) goto finally;
     for (Py_ssize_t i = 0; i < ds->n; i++) {
-        PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
-        PyObject *val = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
-        if (!PyUnicode_Check(key)) {
-            PyErr_SetString(PyExc_TypeError, "weights: tensor names must be str");
-            goto finally;
-        }
-        const char *name = PyUnicode_AsUTF8(key);
-        if (!name || PyList_Append(ds->keep, key) < 0) goto finally;
-        PyArrayObject *arr = (PyArrayObject *)PyArray_FROMANY(val, NPY_NOTYPE, 0, 0, NPY_ARRAY_IN_ARRAY);
-        if (!arr) {
-            PyErr_Format(PyExc_TypeError, "weights: tensor '%s' is not an array", name);
-            goto finally;
-        }
-        int type = PyArray_TYPE(arr);
-        if (type == NPY_FLOAT64) {
-            PyArrayObject *f = (PyArrayObject *)PyArray_FROMANY((PyObject *)arr, NPY_FLOAT32, 0, 0,
-                                                                NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
-            Py_DECREF(arr);
-            if (!f) goto finally;
-            arr = f;
-            type = NPY_FLOAT32;
-        }
-        int app = PyList_Append(ds->keep, (PyObject *)arr);
-        Py_DECREF(arr);
-        if (app < 0) goto finally;
+        PyObject *pair = PyList_GET_ITEM(items, i); /* (str, C-contiguous ndarray), see lyra_py_named_arrays */
+        PyArrayObject *arr = (PyArrayObject *)PyTuple_GET_ITEM(pair, 1);
+        const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(pair, 0));
+        if (!name) goto finally;
         int64_t shape[NPY_MAXDIMS];
         int nd = PyArray_NDIM(arr);
         for (int d = 0; d < nd; d++) shape[d] = PyArray_DIMS(arr)[d];
+        int type = PyArray_TYPE(arr);
         lyra_dtype dt = type == NPY_FLOAT32 ? LYRA_DTYPE_F32 : type == NPY_FLOAT16 ? LYRA_DTYPE_F16 : LYRA_DTYPE_COUNT;
         ds->names[i] = strip(name);
         ds->tensors[i] = describe(PyArray_DATA(arr), dt, nd, shape);
@@ -138,15 +118,10 @@ finally:
 
 static int dsource_init(dsource *ds, PyObject *weights) {
     memset(ds, 0, sizeof *ds);
-    int rc;
-    if (PyUnicode_Check(weights) || PyBytes_Check(weights) || PyObject_HasAttrString(weights, "__fspath__"))
-        rc = dsource_from_file(ds, weights);
-    else if (PyMapping_Check(weights))
-        rc = dsource_from_mapping(ds, weights);
-    else {
-        PyErr_SetString(PyExc_TypeError, "weights must be a safetensors path or a mapping name -> array");
-        rc = -1;
-    }
+    int kind = lyra_py_weights_kind(weights, "weights");
+    int rc = kind == LYRA_PY_WEIGHTS_PATH      ? dsource_from_file(ds, weights)
+             : kind == LYRA_PY_WEIGHTS_MAPPING ? dsource_from_mapping(ds, weights)
+                                               : -1;
     if (rc < 0) {
         dsource_free(ds);
         return -1;

@@ -3,6 +3,7 @@
  * {name: ndarray} mapping. */
 #include "py_common.h"
 
+#include <pythread.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,27 +13,35 @@
 
 #define CAPSULE "lyra2.LyraDiT"
 
+/* Calls on one model are serialised by its lock, as for the text, MoGe and DA3 networks: a second thread
+ * waits (without the GIL) for the running forward / LoRA change instead of failing. The lock is only held
+ * around C work, never while Python code can run (which could call back into the same model). */
 typedef struct py_dit {
     lyra_dit m;
-    int busy; /* set (with the GIL held) while a call runs without the GIL */
+    PyThread_type_lock lock;
 } py_dit;
 
-static void capsule_free(PyObject *cap) {
-    py_dit *d = PyCapsule_GetPointer(cap, CAPSULE);
-    if (!d) return;
+#define LOCKED(d, stmt)                                                                                           \
+    do {                                                                                                          \
+        Py_BEGIN_ALLOW_THREADS                                                                                    \
+        PyThread_acquire_lock((d)->lock, WAIT_LOCK);                                                              \
+        stmt;                                                                                                     \
+        PyThread_release_lock((d)->lock);                                                                         \
+        Py_END_ALLOW_THREADS                                                                                      \
+    } while (0)
+
+static void model_free(py_dit *d) {
     lyra_dit_free(&d->m);
+    if (d->lock) PyThread_free_lock(d->lock);
     free(d);
 }
 
-static py_dit *get_model(PyObject *cap) {
+static void capsule_free(PyObject *cap) {
     py_dit *d = PyCapsule_GetPointer(cap, CAPSULE);
-    if (!d) return NULL;
-    if (d->busy) {
-        PyErr_SetString(PyExc_RuntimeError, "LyraDiT: the model is in use by another thread");
-        return NULL;
-    }
-    return d;
+    if (d) model_free(d);
 }
+
+static py_dit *get_model(PyObject *cap) { return PyCapsule_GetPointer(cap, CAPSULE); }
 
 /* ---------------- tensor sources: a safetensors file or a mapping ---------------- */
 
@@ -91,69 +100,44 @@ static int source_from_path(source *s, PyObject *path_obj, const char *what) {
 }
 
 static int source_from_mapping(source *s, PyObject *map, const char *what) {
-    PyObject *items = PyMapping_Items(map);
-    if (!items) return -1;
-    Py_ssize_t n = PyList_GET_SIZE(items);
-    s->keep = PyList_New(0);
+    s->keep = lyra_py_named_arrays(map, 1, what); /* (str, C-contiguous ndarray) pairs, float64 narrowed */
+    if (!s->keep) return -1;
+    Py_ssize_t n = PyList_GET_SIZE(s->keep);
     s->t = calloc((size_t)n + 1, sizeof *s->t);
-    if (!s->keep || !s->t) { Py_DECREF(items); if (!s->t) PyErr_NoMemory(); return -1; }
+    if (!s->t) { PyErr_NoMemory(); return -1; }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *kv = PyList_GET_ITEM(items, i), *key = PyTuple_GET_ITEM(kv, 0), *val = PyTuple_GET_ITEM(kv, 1);
-        if (!PyUnicode_Check(key)) {
-            PyErr_Format(PyExc_TypeError, "%s: keys must be tensor names (str), got %R", what, key);
-            Py_DECREF(items);
-            return -1;
-        }
-        const char *name = PyUnicode_AsUTF8(key);
-        if (!name || PyList_Append(s->keep, key) < 0) { Py_DECREF(items); return -1; }
-        PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(val, NPY_NOTYPE, 0, 0, 0);
-        if (!a) { Py_DECREF(items); return -1; }
-        int tp = PyArray_TYPE(a);
-        lyra_dtype dt;
-        int want = tp == NPY_FLOAT16 ? NPY_FLOAT16 : NPY_FLOAT32;
-        if (tp != NPY_FLOAT16 && tp != NPY_FLOAT32 && tp != NPY_FLOAT64) {
+        PyObject *pair = PyList_GET_ITEM(s->keep, i);
+        PyArrayObject *c = (PyArrayObject *)PyTuple_GET_ITEM(pair, 1);
+        const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(pair, 0));
+        if (!name) return -1;
+        int tp = PyArray_TYPE(c);
+        if (tp != NPY_FLOAT16 && tp != NPY_FLOAT32) {
             PyErr_Format(PyExc_TypeError, "%s: tensor '%s' has dtype %s, expected a float array", what, name,
-                         PyArray_DESCR(a)->typeobj->tp_name);
-            Py_DECREF(a);
-            Py_DECREF(items);
+                         PyArray_DESCR(c)->typeobj->tp_name);
             return -1;
         }
-        dt = want == NPY_FLOAT16 ? LYRA_DTYPE_F16 : LYRA_DTYPE_F32;
-        PyArrayObject *c = (PyArrayObject *)PyArray_FROMANY((PyObject *)a, want, 0, 0, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
-        Py_DECREF(a);
-        if (!c) { Py_DECREF(items); return -1; }
-        int rc = PyList_Append(s->keep, (PyObject *)c);
-        Py_DECREF(c);
-        if (rc < 0) { Py_DECREF(items); return -1; }
         if (PyArray_NDIM(c) > LYRA_MAX_DIMS) {
             PyErr_Format(PyExc_ValueError, "%s: tensor '%s' has %d dims (at most %d)", what, name, PyArray_NDIM(c),
                          LYRA_MAX_DIMS);
-            Py_DECREF(items);
             return -1;
         }
         int64_t ne[LYRA_MAX_DIMS];
         for (int d = 0; d < PyArray_NDIM(c); d++) ne[d] = PyArray_DIMS(c)[d];
         s->t[i].name = name;
-        s->t[i].t = lyra_tensor_make(PyArray_DATA(c), dt, PyArray_NDIM(c), ne);
+        s->t[i].t = lyra_tensor_make(PyArray_DATA(c), tp == NPY_FLOAT16 ? LYRA_DTYPE_F16 : LYRA_DTYPE_F32,
+                                     PyArray_NDIM(c), ne);
         s->t[i].t.name = name;
     }
-    Py_DECREF(items);
     s->n = (int)n;
     return 0;
 }
 
 static int source_open(source *s, PyObject *obj, const char *what) {
     memset(s, 0, sizeof *s);
-    int rc;
-    if (PyUnicode_Check(obj) || PyBytes_Check(obj) || PyObject_HasAttrString(obj, "__fspath__"))
-        rc = source_from_path(s, obj, what);
-    else if (PyMapping_Check(obj) && !PyArray_Check(obj))
-        rc = source_from_mapping(s, obj, what);
-    else {
-        PyErr_Format(PyExc_TypeError, "%s: expected a safetensors path or a mapping of name -> array, got %s", what,
-                     Py_TYPE(obj)->tp_name);
-        rc = -1;
-    }
+    int kind = lyra_py_weights_kind(obj, what);
+    int rc = kind == LYRA_PY_WEIGHTS_PATH      ? source_from_path(s, obj, what)
+             : kind == LYRA_PY_WEIGHTS_MAPPING ? source_from_mapping(s, obj, what)
+                                               : -1;
     if (rc < 0) source_free(s);
     return rc;
 }
@@ -250,18 +234,20 @@ static PyObject *py_dit_load(PyObject *self, PyObject *args) {
     source src;
     if (source_open(&src, weights, "LyraDiT weights") < 0) return NULL;
     py_dit *d = calloc(1, sizeof *d);
-    if (!d) { source_free(&src); return PyErr_NoMemory(); }
+    if (d) d->lock = PyThread_allocate_lock();
+    if (!d || !d->lock) { free(d); source_free(&src); return PyErr_NoMemory(); }
     lyra_status st;
     Py_BEGIN_ALLOW_THREADS
     st = lyra_dit_load(&d->m, src.t, src.n, layout, num_heads, n_threads);
     Py_END_ALLOW_THREADS
     source_free(&src);
     if (st != LYRA_OK) {
+        PyThread_free_lock(d->lock);
         free(d);
         return lyra_py_raise(st);
     }
     PyObject *cap = PyCapsule_New(d, CAPSULE, capsule_free);
-    if (!cap) { lyra_dit_free(&d->m); free(d); }
+    if (!cap) model_free(d);
     return cap;
 }
 
@@ -270,7 +256,10 @@ static PyObject *py_dit_config(PyObject *self, PyObject *cap) {
     (void)self;
     py_dit *d = get_model(cap);
     if (!d) return NULL;
-    const lyra_dit_config *c = &d->m.cfg;
+    lyra_dit_config cfg;
+    size_t weight_bytes;
+    LOCKED(d, { cfg = d->m.cfg; weight_bytes = d->m.weight_bytes; }); /* a LoRA merge may be changing them */
+    const lyra_dit_config *c = &cfg;
     PyObject *clean = PyList_New(c->n_clean);
     for (int k = 0; clean && k < c->n_clean; k++) PyList_SET_ITEM(clean, k, PyLong_FromLongLong(c->clean_in[k]));
     return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:N,s:d,s:n}", "dim", c->dim,
@@ -279,7 +268,7 @@ static PyObject *py_dit_config(PyObject *self, PyObject *cap) {
                          "freq_dim", c->freq_dim, "clip_dim", c->clip_dim, "cam_dim", c->cam_dim, "cam_channels",
                          c->cam_channels, "buffer_in_dim", c->buffer_in_dim, "buffer_embed_dim", c->buffer_embed_dim,
                          "buffer_squeeze", c->buffer_squeeze, "n_clean", c->n_clean, "clean_in_features", clean, "eps",
-                         (double)c->eps, "weight_bytes", (Py_ssize_t)d->m.weight_bytes);
+                         (double)c->eps, "weight_bytes", (Py_ssize_t)weight_bytes);
 }
 
 /* dit_lora_add(capsule, source, name, weight) -> number of ignored keys */
@@ -295,11 +284,7 @@ static PyObject *py_dit_lora_add(PyObject *self, PyObject *args) {
     if (source_open(&src, obj, "LoRA") < 0) return NULL;
     lyra_status st;
     int ignored = 0;
-    d->busy = 1;
-    Py_BEGIN_ALLOW_THREADS
-    st = lyra_dit_lora_add(&d->m, src.t, src.n, name, weight, &ignored);
-    Py_END_ALLOW_THREADS
-    d->busy = 0;
+    LOCKED(d, st = lyra_dit_lora_add(&d->m, src.t, src.n, name, weight, &ignored));
     source_free(&src);
     if (st != LYRA_OK) return lyra_py_raise(st);
     return PyLong_FromLong(ignored);
@@ -312,28 +297,40 @@ static PyObject *py_dit_lora_adapters(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O|O", &cap, &weights)) return NULL;
     py_dit *d = get_model(cap);
     if (!d) return NULL;
-    if (weights != Py_None) {
+    float w[LYRA_DIT_MAX_ADAPTERS];
+    Py_ssize_t n_given = -1;
+    if (weights != Py_None) { /* converted before locking: float() of an element may run Python code */
         PyObject *seq = PySequence_Fast(weights, "LoRA weights must be a sequence of numbers");
         if (!seq) return NULL;
-        if (PySequence_Fast_GET_SIZE(seq) != d->m.n_adapters) {
-            Py_DECREF(seq);
-            return PyErr_Format(PyExc_ValueError, "expected %d LoRA weights (one per adapter), got %zd",
-                                d->m.n_adapters, PySequence_Fast_GET_SIZE(seq));
-        }
-        float w[LYRA_DIT_MAX_ADAPTERS];
-        for (int a = 0; a < d->m.n_adapters; a++) {
+        n_given = PySequence_Fast_GET_SIZE(seq);
+        for (Py_ssize_t a = 0; a < n_given && a < LYRA_DIT_MAX_ADAPTERS; a++) {
             double v = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, a));
             if (v == -1.0 && PyErr_Occurred()) { Py_DECREF(seq); return NULL; }
-            if (!isfinite(v)) { Py_DECREF(seq); return PyErr_Format(PyExc_ValueError, "LoRA weight %d is not finite", a); }
+            if (!isfinite(v)) {
+                Py_DECREF(seq);
+                return PyErr_Format(PyExc_ValueError, "LoRA weight %zd is not finite", a);
+            }
             w[a] = (float)v;
         }
         Py_DECREF(seq);
-        for (int a = 0; a < d->m.n_adapters; a++) d->m.adapters[a].weight = w[a];
     }
-    PyObject *l = PyList_New(d->m.n_adapters);
-    for (int a = 0; l && a < d->m.n_adapters; a++) {
-        const lyra_dit_adapter *ad = &d->m.adapters[a];
-        PyList_SET_ITEM(l, a, Py_BuildValue("(sdii)", ad->name, (double)ad->weight, ad->rank, ad->n_modules));
+    lyra_dit_adapter ad[LYRA_DIT_MAX_ADAPTERS];
+    int n = 0, set = 0;
+    LOCKED(d, {
+        n = d->m.n_adapters;
+        if (n_given == n) {
+            for (int a = 0; a < n; a++) d->m.adapters[a].weight = w[a];
+            set = 1;
+        }
+        memcpy(ad, d->m.adapters, (size_t)n * sizeof *ad);
+    });
+    if (n_given >= 0 && !set)
+        return PyErr_Format(PyExc_ValueError, "expected %d LoRA weights (one per adapter), got %zd", n, n_given);
+    PyObject *l = PyList_New(n);
+    for (int a = 0; l && a < n; a++) {
+        PyObject *item = Py_BuildValue("(sdii)", ad[a].name, (double)ad[a].weight, ad[a].rank, ad[a].n_modules);
+        if (!item) { Py_CLEAR(l); break; }
+        PyList_SET_ITEM(l, a, item);
     }
     return l;
 }
@@ -343,11 +340,7 @@ static PyObject *py_dit_lora_merge(PyObject *self, PyObject *cap) {
     py_dit *d = get_model(cap);
     if (!d) return NULL;
     lyra_status st;
-    d->busy = 1;
-    Py_BEGIN_ALLOW_THREADS
-    st = lyra_dit_lora_merge(&d->m);
-    Py_END_ALLOW_THREADS
-    d->busy = 0;
+    LOCKED(d, st = lyra_dit_lora_merge(&d->m));
     if (st != LYRA_OK) return lyra_py_raise(st);
     Py_RETURN_NONE;
 }
@@ -446,11 +439,7 @@ static PyObject *py_dit_forward(PyObject *self, PyObject *args) {
     lyra_tensor tx = desc(x), ttext = desc(text), tclip = desc(clip), ty = desc(y), tbuf = desc(buf), tout = desc(out);
     lyra_dit_inputs in = {&tx, tv, &ttext, &tclip, &ty, &tbuf};
     lyra_status st;
-    d->busy = 1;
-    Py_BEGIN_ALLOW_THREADS
-    st = lyra_dit_forward(&d->m, &in, &tout, want ? probe_record : NULL, &pl);
-    Py_END_ALLOW_THREADS
-    d->busy = 0;
+    LOCKED(d, st = lyra_dit_forward(&d->m, &in, &tout, want ? probe_record : NULL, &pl));
     if (st != LYRA_OK) { lyra_py_raise(st); goto finally; }
     if (pl.failed) { PyErr_NoMemory(); goto finally; }
     if (want) {

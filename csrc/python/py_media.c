@@ -19,8 +19,11 @@ static PyArrayObject *uint8_array(PyObject *obj, int min_nd, int max_nd, const c
         return NULL;
     }
     if (PyArray_NDIM(a) < min_nd || PyArray_NDIM(a) > max_nd) {
-        PyErr_Format(PyExc_ValueError, "%s: expected %d to %d dimensions, got %d", what, min_nd, max_nd,
-                     PyArray_NDIM(a));
+        if (min_nd == max_nd)
+            PyErr_Format(PyExc_ValueError, "%s: expected %d dimensions, got %d", what, min_nd, PyArray_NDIM(a));
+        else
+            PyErr_Format(PyExc_ValueError, "%s: expected %d to %d dimensions, got %d", what, min_nd, max_nd,
+                         PyArray_NDIM(a));
         return NULL;
     }
     return (PyArrayObject *)PyArray_GETCONTIGUOUS(a);

@@ -2,8 +2,7 @@
  *
  * A loaded network is a capsule owning the weights (one carved allocation), a CPU backend and an activation
  * arena; calls on one capsule are serialised by a lock. Weights come from a safetensors path (mmap, copied once,
- * keeping bf16/f16 storage) or a mapping name -> array. The weight-source code mirrors py_text.c's (static
- * there; a candidate for py_common). */
+ * keeping bf16/f16 storage) or a mapping name -> array (snapshotted by lyra_py_named_arrays). */
 #include "py_common.h"
 
 #include <pythread.h>
@@ -85,39 +84,20 @@ static int ws_from_file(wsource *ws, PyObject *path_obj) {
 }
 
 static int ws_from_mapping(wsource *ws, PyObject *mapping) {
-    PyObject *items = PyMapping_Items(mapping);
+    PyObject *items = lyra_py_named_arrays(mapping, 1, "weights");
     if (!items) return -1;
     int rc = -1;
-    if (ws_alloc(ws, PyList_GET_SIZE(items)) < 0) goto finally;
+    if (ws_alloc(ws, PyList_GET_SIZE(items)) < 0 || PyList_Append(ws->keep, items) < 0) goto finally;
     for (Py_ssize_t i = 0; i < ws->n; i++) {
-        PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
-        PyObject *val = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
-        if (!PyUnicode_Check(key)) {
-            PyErr_SetString(PyExc_TypeError, "weights: tensor names must be str");
-            goto finally;
-        }
-        const char *name = PyUnicode_AsUTF8(key);
-        if (!name || PyList_Append(ws->keep, key) < 0) goto finally;
-        PyArrayObject *arr = (PyArrayObject *)PyArray_FROMANY(val, NPY_NOTYPE, 0, 0, NPY_ARRAY_IN_ARRAY);
-        if (!arr) {
-            PyErr_Format(PyExc_TypeError, "weights: tensor '%s' is not an array", name);
-            goto finally;
-        }
-        if (PyArray_TYPE(arr) == NPY_FLOAT64) { /* narrowed like a checkpoint cast would */
-            PyArrayObject *f = (PyArrayObject *)PyArray_FROMANY((PyObject *)arr, NPY_FLOAT32, 0, 0,
-                                                                NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
-            Py_DECREF(arr);
-            if (!f) goto finally;
-            arr = f;
-        }
-        int app = PyList_Append(ws->keep, (PyObject *)arr);
-        Py_DECREF(arr);
-        if (app < 0) goto finally;
+        PyObject *pair = PyList_GET_ITEM(items, i); /* (str, C-contiguous ndarray), see lyra_py_named_arrays */
+        PyArrayObject *arr = (PyArrayObject *)PyTuple_GET_ITEM(pair, 1);
+        const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(pair, 0));
+        if (!name) goto finally;
         int64_t shape[NPY_MAXDIMS];
         int nd = PyArray_NDIM(arr);
         for (int d = 0; d < nd; d++) shape[d] = PyArray_DIMS(arr)[d];
-        int t = PyArray_TYPE(arr);
-        lyra_dtype dt = t == NPY_FLOAT32 ? LYRA_DTYPE_F32 : t == NPY_FLOAT16 ? LYRA_DTYPE_F16 : LYRA_DTYPE_COUNT;
+        int type = PyArray_TYPE(arr);
+        lyra_dtype dt = type == NPY_FLOAT32 ? LYRA_DTYPE_F32 : type == NPY_FLOAT16 ? LYRA_DTYPE_F16 : LYRA_DTYPE_COUNT;
         ws->names[i] = name;
         ws->tensors[i] = describe(PyArray_DATA(arr), dt, nd, shape);
     }
@@ -129,15 +109,10 @@ finally:
 
 static int ws_init(wsource *ws, PyObject *weights) {
     memset(ws, 0, sizeof *ws);
-    int rc;
-    if (PyUnicode_Check(weights) || PyBytes_Check(weights) || PyObject_HasAttrString(weights, "__fspath__"))
-        rc = ws_from_file(ws, weights);
-    else if (PyMapping_Check(weights))
-        rc = ws_from_mapping(ws, weights);
-    else {
-        PyErr_SetString(PyExc_TypeError, "weights must be a safetensors path or a mapping name -> array");
-        rc = -1;
-    }
+    int kind = lyra_py_weights_kind(weights, "weights");
+    int rc = kind == LYRA_PY_WEIGHTS_PATH      ? ws_from_file(ws, weights)
+             : kind == LYRA_PY_WEIGHTS_MAPPING ? ws_from_mapping(ws, weights)
+                                               : -1;
     if (rc < 0) {
         ws_free(ws);
         return -1;

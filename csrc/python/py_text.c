@@ -111,34 +111,15 @@ static int pysource_from_file(pysource *ps, PyObject *path_obj) {
 }
 
 static int pysource_from_mapping(pysource *ps, PyObject *mapping) {
-    PyObject *items = PyMapping_Items(mapping);
+    PyObject *items = lyra_py_named_arrays(mapping, 1, "weights");
     if (!items) return -1;
     int rc = -1;
-    if (pysource_alloc(ps, PyList_GET_SIZE(items)) < 0) goto finally;
+    if (pysource_alloc(ps, PyList_GET_SIZE(items)) < 0 || PyList_Append(ps->keep, items) < 0) goto finally;
     for (Py_ssize_t i = 0; i < ps->n; i++) {
-        PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
-        PyObject *val = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
-        if (!PyUnicode_Check(key)) {
-            PyErr_SetString(PyExc_TypeError, "weights: tensor names must be str");
-            goto finally;
-        }
-        const char *name = PyUnicode_AsUTF8(key);
-        if (!name || PyList_Append(ps->keep, key) < 0) goto finally;
-        PyArrayObject *arr = (PyArrayObject *)PyArray_FROMANY(val, NPY_NOTYPE, 0, 0, NPY_ARRAY_IN_ARRAY);
-        if (!arr) {
-            PyErr_Format(PyExc_TypeError, "weights: tensor '%s' is not an array", name);
-            goto finally;
-        }
-        if (PyArray_TYPE(arr) == NPY_FLOAT64) { /* exact intent, lossless enough: narrow like a bf16 cast would */
-            PyArrayObject *f = (PyArrayObject *)PyArray_FROMANY((PyObject *)arr, NPY_FLOAT32, 0, 0,
-                                                                NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
-            Py_DECREF(arr);
-            if (!f) goto finally;
-            arr = f;
-        }
-        int app = PyList_Append(ps->keep, (PyObject *)arr);
-        Py_DECREF(arr);
-        if (app < 0) goto finally;
+        PyObject *pair = PyList_GET_ITEM(items, i); /* (str, C-contiguous ndarray), see lyra_py_named_arrays */
+        PyArrayObject *arr = (PyArrayObject *)PyTuple_GET_ITEM(pair, 1);
+        const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(pair, 0));
+        if (!name) goto finally;
         int64_t shape[NPY_MAXDIMS];
         int nd = PyArray_NDIM(arr);
         for (int d = 0; d < nd; d++) shape[d] = PyArray_DIMS(arr)[d];
@@ -154,15 +135,10 @@ finally:
 /* weights: a path (str, bytes, os.PathLike) to a safetensors file, or a mapping name -> array. */
 static int pysource_init(pysource *ps, PyObject *weights) {
     memset(ps, 0, sizeof *ps);
-    int rc;
-    if (PyUnicode_Check(weights) || PyBytes_Check(weights) || PyObject_HasAttrString(weights, "__fspath__"))
-        rc = pysource_from_file(ps, weights);
-    else if (PyMapping_Check(weights))
-        rc = pysource_from_mapping(ps, weights);
-    else {
-        PyErr_SetString(PyExc_TypeError, "weights must be a safetensors path or a mapping name -> array");
-        rc = -1;
-    }
+    int kind = lyra_py_weights_kind(weights, "weights");
+    int rc = kind == LYRA_PY_WEIGHTS_PATH      ? pysource_from_file(ps, weights)
+             : kind == LYRA_PY_WEIGHTS_MAPPING ? pysource_from_mapping(ps, weights)
+                                               : -1;
     if (rc < 0) {
         pysource_free(ps);
         return -1;

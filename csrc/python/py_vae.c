@@ -77,47 +77,38 @@ static const lyra_tensor *dict_lookup(void *src, const char *name) {
 
 static PyObject *py_vae_load(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *dict, *result = NULL, **arrays = NULL;
+    PyObject *dict, *result = NULL;
     if (!PyArg_ParseTuple(args, "O!:vae_load", &PyDict_Type, &dict)) return NULL;
-    Py_ssize_t n = PyDict_Size(dict);
+    /* A snapshot: converting a value may run user code (__array__) that changes the dict. */
+    PyObject *items = lyra_py_named_arrays(dict, 0, "vae weights");
+    if (!items) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
     dict_source src = {0, NULL, NULL};
     src.names = PyMem_Calloc((size_t)n + 1, sizeof(char *));
     src.tensors = PyMem_Calloc((size_t)n + 1, sizeof(lyra_tensor));
-    arrays = PyMem_Calloc((size_t)n + 1, sizeof(PyObject *));
-    if (!src.names || !src.tensors || !arrays) { PyErr_NoMemory(); goto finally; }
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(dict, &pos, &key, &value)) {
-        const char *name = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : NULL;
-        if (!name) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "vae weights: keys must be tensor names (str)");
-            goto finally;
-        }
-        PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(value, NPY_NOTYPE, 0, 0, NPY_ARRAY_IN_ARRAY);
-        if (!a) {
-            PyErr_Format(PyExc_TypeError, "vae weights: '%s' is not an array", name);
-            goto finally;
-        }
-        arrays[src.n] = (PyObject *)a;
+    if (!src.names || !src.tensors) { PyErr_NoMemory(); goto finally; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i); /* (str, C-contiguous ndarray) */
+        PyArrayObject *a = (PyArrayObject *)PyTuple_GET_ITEM(pair, 1);
+        const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(pair, 0));
+        if (!name) goto finally;
         int t = PyArray_TYPE(a);
         lyra_dtype dt = t == NPY_FLOAT32 ? LYRA_DTYPE_F32 : t == NPY_FLOAT16 ? LYRA_DTYPE_F16 : LYRA_DTYPE_COUNT;
         if (dt == LYRA_DTYPE_COUNT) {
             PyErr_Format(lyra_py_error, "vae weights: tensor '%s' has dtype %s, expected float32 or float16 "
                          "(bf16 checkpoints load as float32)", name, PyArray_DESCR(a)->typeobj->tp_name);
-            src.n++;
             goto finally;
         }
         if (PyArray_NDIM(a) > LYRA_MAX_DIMS) {
             PyErr_Format(lyra_py_error, "vae weights: tensor '%s' has %d dims", name, PyArray_NDIM(a));
-            src.n++;
             goto finally;
         }
         int64_t ne[LYRA_MAX_DIMS];
-        for (int i = 0; i < PyArray_NDIM(a); i++) ne[i] = PyArray_DIMS(a)[i];
-        src.tensors[src.n] = lyra_tensor_make(PyArray_DATA(a), dt, PyArray_NDIM(a), ne);
-        src.names[src.n] = name;
-        src.n++;
+        for (int d = 0; d < PyArray_NDIM(a); d++) ne[d] = PyArray_DIMS(a)[d];
+        src.tensors[i] = lyra_tensor_make(PyArray_DATA(a), dt, PyArray_NDIM(a), ne);
+        src.names[i] = name;
     }
+    src.n = (int)n;
     lyra_vae *vae = NULL;
     lyra_status st;
     Py_BEGIN_ALLOW_THREADS
@@ -127,9 +118,7 @@ static PyObject *py_vae_load(PyObject *self, PyObject *args) {
     result = PyCapsule_New(vae, MODEL_CAPSULE, model_destroy);
     if (!result) lyra_vae_free(vae);
 finally:
-    if (arrays)
-        for (int i = 0; i < src.n; i++) Py_XDECREF(arrays[i]);
-    PyMem_Free(arrays);
+    Py_DECREF(items);
     PyMem_Free(src.names);
     PyMem_Free(src.tensors);
     return result;
@@ -175,6 +164,11 @@ static PyObject *py_vae_plan_session(PyObject *self, PyObject *args) {
     return session_capsule(s, NULL, vae, decoder, z_dim);
 }
 
+/* A stream is ordered state (causal caches advanced by each push, and one Python-level push is several
+ * vae_push calls), so a second thread using the same stream meanwhile is refused rather than made to wait:
+ * waiting would silently interleave two sequences of pushes. Different streams of one model (read-only
+ * weights) run concurrently. (The DiT, text, MoGe and DA3 models instead serialise whole, independent calls
+ * with a lock that waits.) */
 static py_session *get_session(PyObject *cap) {
     py_session *ps = PyCapsule_GetPointer(cap, SESSION_CAPSULE);
     if (ps && ps->busy) {

@@ -89,7 +89,7 @@ class LyraDiT:
         self.config = _core.dit_config(self._model)
         self.layout = framepack_layout(framepack)
         self.ignored_lora_keys = 0
-        for i, item in enumerate(lora):
+        for item in lora:
             if isinstance(item, (tuple, list)) and len(item) == 2 and not _is_source(item[1]):
                 self.add_lora(item[0], float(item[1]))
             else:

@@ -20,7 +20,7 @@ import numpy as np
 from .. import _core
 from .._core import Lyra2Error
 
-__all__ = ["UMT5Encoder", "relative_position_bucket", "umt5_cost", "UMT5_XXL", "load_negative_prompt"]
+__all__ = ["UMT5Encoder", "relative_position_bucket", "umt5_cost", "UMT5_XXL"]
 
 PAD_ID = 0
 # Wan's umt5_xxl() configuration (spec §2.1), for cost estimates without weights.
@@ -121,10 +121,3 @@ class UMT5Encoder:
         c = self.config
         return (f"UMT5Encoder(dim={c['dim']}, layers={c['layers']}, heads={c['heads']}, ffn={c['ffn']}, "
                 f"vocab={c['vocab']}, buckets={c['buckets']}, device={self.device!r})")
-
-
-def load_negative_prompt(path, dim=None):
-    """The precomputed negative-prompt embedding; see lyra2.models.negative_prompt."""
-    from .negative_prompt import load_negative_prompt as load
-
-    return load(path, dim=dim)
