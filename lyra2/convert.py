@@ -973,6 +973,10 @@ def _write_job(job, out_dir, policy, progress, tag):
     metadata = {"format": "pt", "lyra2_family": job.family, "lyra2_source": str(job.source)}
     if job.extras:
         metadata["source_extras"] = json.dumps(job.extras, sort_keys=True)
+        if job.family == "moge" and isinstance(job.extras.get("model_config"), dict):
+            # MoGe's settings that are not in the weights (token range, mask threshold, remap): the loader
+            # (lyra2/models/moge.py) reads them from this entry.
+            metadata["model_config"] = json.dumps(job.extras["model_config"], sort_keys=True)
     bar = _Progress(progress, f"{tag} {job.output}", total)
     sha = lio.write_safetensors(target, entries, metadata=metadata, on_bytes=bar.add)
     bar.finish()

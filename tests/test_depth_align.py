@@ -135,3 +135,37 @@ def test_estimate_depth_end_to_end(tmp_path):
     assert rel(r["depth"], G["align_depth"]) < 3e-5
     valid = r["depth"][r["mask"] > 0.5]
     assert abs(r["subject_depth"] - np.quantile(valid, 0.25)) <= 1e-5 * abs(r["subject_depth"])
+
+
+@pytest.mark.skipif(not _da3_available(), reason="lyra2.models.depth.DepthAnything3 is not in this checkout")
+def test_estimate_depth_through_lyra2_convert(tmp_path):
+    """The tiny goldens' weights saved as upstream checkpoints (.pth zips, hand-written pickles: DA3 with the
+    HF/Lyra `model.` prefix, MoGe as {"model_config", "model"}), converted by `lyra2.convert`, then
+    estimate_depth from the converted folder reproduces the golden alignment."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    import pth_builder as pb
+
+    convert = importlib.import_module("lyra2.convert").convert
+    src = tmp_path / "upstream"
+    src.mkdir()
+    da3 = dict(np.load(os.path.join(DATA, "da3_tiny_weights.npz")))
+    st = pb.Storages()
+    with open(src / "da3_model.pt", "wb") as f:
+        f.write(pb.torch_zip_bytes(pb.state_dict({"model." + k: v for k, v in da3.items()}, st), st))
+    moge = dict(np.load(os.path.join(DATA, "moge_tiny_weights.npz")))
+    st = pb.Storages()
+    obj = {"model_config": {"num_tokens_range": [30, 60], "mask_threshold": 0.5, "remap_output": "exp"},
+           "model": pb.state_dict(moge, st)}
+    with open(src / "moge_model.pt", "wb") as f:
+        f.write(pb.torch_zip_bytes(obj, st))
+    dst = tmp_path / "converted"
+    convert(src, dst, progress=False)
+    assert (dst / "da3.safetensors").exists() and (dst / "moge.safetensors").exists()
+    orig = np.load(os.path.join(DATA, "moge_orig_rgb.npy"))
+    r = estimate_depth(orig, dst, size=(72, 128), da3_options=DA3_TINY, moge_options={"num_heads": 4})
+    assert np.array_equal(r["mask"], G["align_da3_mask"])
+    assert rel(r["align"]["scale"], G["align_scale"]) < 3e-5
+    assert rel(r["depth"], G["align_depth"]) < 3e-5
