@@ -59,7 +59,15 @@ def _run_zoom(ns):
     return 0
 
 
+def _cli_warning(message, category, filename, lineno, line=None):
+    """Warnings on the command line read as messages, not as source locations."""
+    return f"lyra2: warning: {message}\n"
+
+
 def main(argv=None):
+    import warnings
+
+    warnings.formatwarning = _cli_warning
     parser = argparse.ArgumentParser(prog="lyra2", description="lyra2: Lyra 2.0 zoom inference in C/CUDA")
     sub = parser.add_subparsers(dest="command", required=True)
     _zoom_parser(sub)
