@@ -6,7 +6,7 @@
 #include "models/clip.h"
 
 #define WHAT "CLIP vision tower"
-#define NAME_LEN 64
+#define NAME_LEN LYRA_TEXT_NAME_LEN
 #define HEAD_WIDTH 80 /* open-clip ViT-H/14: 1280 wide, 16 heads (Wan clip.py vision_heads=16) */
 
 static lyra_status detect_config(lyra_clip_config *c, const lyra_text_wsource *src, int64_t heads) {
@@ -65,48 +65,26 @@ static int ignore_unused(const void *ctx, const char *name) {
     return strncmp(name, last, (size_t)n) == 0;
 }
 
-typedef struct spec_list {
-    lyra_text_wspec *specs;
-    int n;
-    char *names;
-} spec_list;
-
-static void add(spec_list *l, const char *name, lyra_tensor *dst, int as_f32, int ndim, const int64_t *ne) {
-    lyra_text_wspec *s = &l->specs[l->n];
-    char *slot = l->names + (size_t)l->n * NAME_LEN;
-    snprintf(slot, NAME_LEN, "%s", name);
-    memset(s, 0, sizeof *s);
-    s->name = slot;
-    s->dst = dst;
-    s->as_f32 = as_f32;
-    s->ndim = ndim;
-    memcpy(s->ne, ne, sizeof *ne * (size_t)ndim);
-    l->n++;
-}
-
 lyra_status lyra_clip_load(lyra_clip *m, const lyra_text_wsource *src, int64_t heads) {
     memset(m, 0, sizeof *m);
     LYRA_TRY(detect_config(&m->cfg, src, heads));
     const lyra_clip_config *c = &m->cfg;
-    int cap = 5 + 12 * (int)c->used_layers;
     m->blocks = calloc((size_t)c->used_layers, sizeof *m->blocks);
-    m->names = malloc((size_t)cap * NAME_LEN);
-    spec_list l = {malloc(sizeof *l.specs * (size_t)cap), 0, m->names};
-    if (!m->blocks || !m->names || !l.specs) {
-        free(l.specs);
-        return lyra_error(LYRA_ERR_OOM, WHAT ": out of memory");
-    }
+    if (!m->blocks) return lyra_error(LYRA_ERR_OOM, WHAT ": out of memory");
+    lyra_text_wlist l;
+    LYRA_TRY(lyra_text_wlist_init(&l, 5 + 12 * (int)c->used_layers, WHAT));
+    m->names = l.names;
     int64_t W = c->width, M = c->mlp, P = c->patch;
-    add(&l, "visual.patch_embedding.weight", &m->patch_w, 0, 4, (int64_t[]){W, 3, P, P});
-    add(&l, "visual.cls_embedding", &m->cls, 1, 3, (int64_t[]){1, 1, W});
-    add(&l, "visual.pos_embedding", &m->pos, 1, 3, (int64_t[]){1, c->tokens, W});
-    add(&l, "visual.pre_norm.weight", &m->pre_w, 1, 1, (int64_t[]){W});
-    add(&l, "visual.pre_norm.bias", &m->pre_b, 1, 1, (int64_t[]){W});
+    lyra_text_wlist_add(&l, "visual.patch_embedding.weight", &m->patch_w, 0, 4, (int64_t[]){W, 3, P, P});
+    lyra_text_wlist_add(&l, "visual.cls_embedding", &m->cls, 1, 3, (int64_t[]){1, 1, W});
+    lyra_text_wlist_add(&l, "visual.pos_embedding", &m->pos, 1, 3, (int64_t[]){1, c->tokens, W});
+    lyra_text_wlist_add(&l, "visual.pre_norm.weight", &m->pre_w, 1, 1, (int64_t[]){W});
+    lyra_text_wlist_add(&l, "visual.pre_norm.bias", &m->pre_b, 1, 1, (int64_t[]){W});
     char name[NAME_LEN];
 #define BLOCK(field, suffix, as_f32, ndim, ...)                                                                   \
     do {                                                                                                          \
         snprintf(name, sizeof name, "visual.transformer.%d.%s", i, suffix);                                       \
-        add(&l, name, &b->field, as_f32, ndim, (int64_t[]){__VA_ARGS__});                                         \
+        lyra_text_wlist_add(&l, name, &b->field, as_f32, ndim, (int64_t[]){__VA_ARGS__});                         \
     } while (0)
     for (int i = 0; i < (int)c->used_layers; i++) {
         lyra_clip_block *b = &m->blocks[i];
@@ -124,9 +102,7 @@ lyra_status lyra_clip_load(lyra_clip *m, const lyra_text_wsource *src, int64_t h
         BLOCK(fc2_b, "mlp.2.bias", 1, 1, W);
     }
 #undef BLOCK
-    lyra_status s = lyra_text_weights_load(l.specs, l.n, src, ignore_unused, c, WHAT, &m->mem);
-    free(l.specs);
-    return s;
+    return lyra_text_wlist_load(&l, src, ignore_unused, c, WHAT, &m->mem);
 }
 
 void lyra_clip_free(lyra_clip *m) {

@@ -1,6 +1,7 @@
 /* Named checkpoint tensors -> one carved host allocation (see text_weights.h). */
 #include "models/text_weights.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,4 +118,47 @@ lyra_status lyra_text_weights_load(lyra_text_wspec *specs, int n, const lyra_tex
     }
     *mem = base;
     return LYRA_OK;
+}
+
+lyra_status lyra_text_wlist_init(lyra_text_wlist *l, int cap, const char *what) {
+    memset(l, 0, sizeof *l);
+    l->cap = cap;
+    l->specs = malloc(sizeof *l->specs * (size_t)(cap > 0 ? cap : 1));
+    l->names = malloc((size_t)(cap > 0 ? cap : 1) * LYRA_TEXT_NAME_LEN);
+    if (!l->specs || !l->names) {
+        free(l->specs);
+        free(l->names);
+        memset(l, 0, sizeof *l);
+        return lyra_error(LYRA_ERR_OOM, "%s: out of memory", what);
+    }
+    return LYRA_OK;
+}
+
+void lyra_text_wlist_add(lyra_text_wlist *l, const char *name, lyra_tensor *dst, int as_f32, int ndim,
+                         const int64_t *ne) {
+    if (l->n == l->cap || ndim < 0 || ndim > LYRA_MAX_DIMS) {
+        l->overflow = 1;
+        return;
+    }
+    lyra_text_wspec *s = &l->specs[l->n];
+    char *slot = l->names + (size_t)l->n * LYRA_TEXT_NAME_LEN;
+    snprintf(slot, LYRA_TEXT_NAME_LEN, "%s", name);
+    memset(s, 0, sizeof *s);
+    s->name = slot;
+    s->dst = dst;
+    s->as_f32 = as_f32;
+    s->ndim = ndim;
+    memcpy(s->ne, ne, sizeof *ne * (size_t)ndim);
+    l->n++;
+}
+
+lyra_status lyra_text_wlist_load(lyra_text_wlist *l, const lyra_text_wsource *src, lyra_text_ignore_fn ignore,
+                                 const void *ignore_ctx, const char *what, void **mem) {
+    *mem = NULL;
+    lyra_status s = l->overflow ? lyra_error(LYRA_ERR_INTERNAL, "%s weights: internal error: spec list too short",
+                                             what)
+                                : lyra_text_weights_load(l->specs, l->n, src, ignore, ignore_ctx, what, mem);
+    free(l->specs);
+    l->specs = NULL;
+    return s;
 }

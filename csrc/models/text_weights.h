@@ -41,6 +41,29 @@ lyra_status lyra_text_weights_load(lyra_text_wspec *specs, int n, const lyra_tex
                                    lyra_text_ignore_fn ignore, const void *ignore_ctx, const char *what,
                                    void **mem);
 
+/* A spec list of fixed capacity for a network that knows its tensor count up front (umT5, CLIP). Each name is
+ * copied into one of `cap` slots of LYRA_TEXT_NAME_LEN chars in `names`, a block the network keeps for as long
+ * as its weights (the loaded descriptors' names point into it; release with free()). */
+enum { LYRA_TEXT_NAME_LEN = 64 };
+typedef struct lyra_text_wlist {
+    lyra_text_wspec *specs;    /* [cap], freed by lyra_text_wlist_load */
+    int n, cap;
+    int overflow;              /* an add found the list full: the load fails with LYRA_ERR_INTERNAL */
+    char *names;               /* [cap][LYRA_TEXT_NAME_LEN] */
+} lyra_text_wlist;
+
+/* Allocates room for cap specs and names; LYRA_ERR_OOM "<what>: out of memory" with nothing allocated. */
+lyra_status lyra_text_wlist_init(lyra_text_wlist *l, int cap, const char *what);
+
+/* Appends a spec (ne[0..ndim-1]). The caller sized cap for every add: one more (or ndim outside
+ * [0, LYRA_MAX_DIMS]) is a programming error, recorded in l->overflow and reported by lyra_text_wlist_load. */
+void lyra_text_wlist_add(lyra_text_wlist *l, const char *name, lyra_tensor *dst, int as_f32, int ndim,
+                         const int64_t *ne);
+
+/* lyra_text_weights_load over the list, then frees l->specs (l->names stays with the network). */
+lyra_status lyra_text_wlist_load(lyra_text_wlist *l, const lyra_text_wsource *src, lyra_text_ignore_fn ignore,
+                                 const void *ignore_ctx, const char *what, void **mem);
+
 /* The descriptor of `name` in src after checking that it exists, is a float tensor and has ndim dims (used by
  * config detection before the full spec list exists). */
 lyra_status lyra_text_weights_probe(const lyra_text_wsource *src, const char *name, int ndim, const char *what,

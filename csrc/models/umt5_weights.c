@@ -6,7 +6,7 @@
 #include "models/umt5.h"
 
 #define WHAT "umT5 encoder"
-#define NAME_LEN 64
+#define NAME_LEN LYRA_TEXT_NAME_LEN
 #define MAX_DIST 128 /* T5RelativeEmbedding's default, never overridden by Wan/Lyra (encoders.md §2.1) */
 
 static lyra_status detect_config(lyra_umt5_config *cfg, const lyra_text_wsource *src) {
@@ -52,47 +52,26 @@ static lyra_status detect_config(lyra_umt5_config *cfg, const lyra_text_wsource 
     return LYRA_OK;
 }
 
-typedef struct spec_list {
-    lyra_text_wspec *specs;
-    int n;
-    char *names;
-} spec_list;
-
-static void add(spec_list *l, const char *name, lyra_tensor *dst, int as_f32, int ndim, int64_t n0, int64_t n1) {
-    lyra_text_wspec *s = &l->specs[l->n];
-    char *slot = l->names + (size_t)l->n * NAME_LEN;
-    snprintf(slot, NAME_LEN, "%s", name);
-    memset(s, 0, sizeof *s);
-    s->name = slot;
-    s->dst = dst;
-    s->as_f32 = as_f32;
-    s->ndim = ndim;
-    s->ne[0] = n0;
-    s->ne[1] = n1;
-    l->n++;
-}
-
 lyra_status lyra_umt5_load(lyra_umt5 *m, const lyra_text_wsource *src) {
     memset(m, 0, sizeof *m);
     LYRA_TRY(detect_config(&m->cfg, src));
     const lyra_umt5_config *c = &m->cfg;
-    int cap = 3 + 10 * (int)c->layers;
     m->blocks = calloc((size_t)c->layers, sizeof *m->blocks);
-    m->names = malloc((size_t)cap * NAME_LEN);
-    spec_list l = {malloc(sizeof *l.specs * (size_t)cap), 0, m->names};
-    if (!m->blocks || !m->names || !l.specs) {
-        free(l.specs);
-        return lyra_error(LYRA_ERR_OOM, WHAT ": out of memory");
-    }
+    if (!m->blocks) return lyra_error(LYRA_ERR_OOM, WHAT ": out of memory");
+    lyra_text_wlist l;
+    LYRA_TRY(lyra_text_wlist_init(&l, 3 + 10 * (int)c->layers, WHAT));
+    m->names = l.names;
     int64_t D = c->dim, A = c->dim_attn, F = c->ffn;
-    add(&l, "token_embedding.weight", &m->token_embedding, 0, 2, c->vocab, D);
-    add(&l, "norm.weight", &m->norm, 1, 1, D, 0);
-    if (c->shared_pos) add(&l, "pos_embedding.embedding.weight", &m->shared_pos, 1, 2, c->buckets, c->heads);
+    lyra_text_wlist_add(&l, "token_embedding.weight", &m->token_embedding, 0, 2, (int64_t[]){c->vocab, D});
+    lyra_text_wlist_add(&l, "norm.weight", &m->norm, 1, 1, (int64_t[]){D});
+    if (c->shared_pos)
+        lyra_text_wlist_add(&l, "pos_embedding.embedding.weight", &m->shared_pos, 1, 2,
+                            (int64_t[]){c->buckets, c->heads});
     char name[NAME_LEN];
 #define BLOCK(field, suffix, as_f32, ndim, n0, n1)                                                                \
     do {                                                                                                          \
         snprintf(name, sizeof name, "blocks.%d.%s", i, suffix);                                                   \
-        add(&l, name, &b->field, as_f32, ndim, n0, n1);                                                           \
+        lyra_text_wlist_add(&l, name, &b->field, as_f32, ndim, (int64_t[]){n0, n1});                             \
     } while (0)
     for (int i = 0; i < (int)c->layers; i++) {
         lyra_umt5_block *b = &m->blocks[i];
@@ -108,8 +87,7 @@ lyra_status lyra_umt5_load(lyra_umt5 *m, const lyra_text_wsource *src) {
         if (!c->shared_pos) BLOCK(pos, "pos_embedding.embedding.weight", 1, 2, c->buckets, c->heads);
     }
 #undef BLOCK
-    lyra_status s = lyra_text_weights_load(l.specs, l.n, src, NULL, NULL, WHAT, &m->mem);
-    free(l.specs);
+    lyra_status s = lyra_text_wlist_load(&l, src, NULL, NULL, WHAT, &m->mem);
     if (s != LYRA_OK) return s;
     if (c->shared_pos)
         for (int i = 0; i < (int)c->layers; i++) m->blocks[i].pos = m->shared_pos;

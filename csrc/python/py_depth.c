@@ -4,134 +4,14 @@
  * A loaded DA3 is a capsule owning the weights (one carved allocation; a safetensors file keeps its bf16/f16
  * storage for the GEMM matrices), a CPU backend and an activation arena; calls on one capsule are serialised by a
  * lock. Weight names may carry the HF / Lyra checkpoint prefix "model." (stripped here). */
-#include "py_common.h"
+#include "py_weight_source.h"
 
 #include <pythread.h>
 #include <string.h>
 
-#include "io/safetensors.h"
 #include "models/da3.h"
 #include "models/vit.h"
 #include "nn/ops.h"
-
-/* ---------------------------------------------------------------- weight sources */
-
-typedef struct dsource {
-    lyra_text_wsource src;
-    Py_ssize_t n;
-    lyra_tensor *tensors;
-    const char **names;     /* with "model." stripped */
-    PyObject *keep;
-    lyra_st_file *file;
-} dsource;
-
-static const char *strip(const char *name) { return strncmp(name, "model.", 6) == 0 ? name + 6 : name; }
-
-static const lyra_tensor *dsource_lookup(void *ctx, const char *name) {
-    dsource *ds = ctx;
-    for (Py_ssize_t i = 0; i < ds->n; i++)
-        if (!strcmp(ds->names[i], name)) return &ds->tensors[i];
-    return NULL;
-}
-
-static void dsource_free(dsource *ds) {
-    PyMem_Free(ds->tensors);
-    PyMem_Free((void *)ds->names);
-    Py_XDECREF(ds->keep);
-    if (ds->file) lyra_st_close(ds->file);
-    memset(ds, 0, sizeof *ds);
-}
-
-static lyra_tensor describe(void *data, lyra_dtype dt, int ndim, const int64_t *shape) {
-    if (ndim > LYRA_MAX_DIMS) return lyra_tensor_make(data, LYRA_DTYPE_COUNT, 0, NULL);
-    lyra_tensor t = lyra_tensor_make(data, dt == LYRA_DTYPE_COUNT ? LYRA_DTYPE_F32 : dt, ndim, shape);
-    t.dtype = dt; /* LYRA_DTYPE_COUNT: reported as an unsupported dtype if the network needs it */
-    return t;
-}
-
-static int dsource_alloc(dsource *ds, Py_ssize_t n) {
-    ds->n = n;
-    ds->tensors = PyMem_Calloc((size_t)(n ? n : 1), sizeof *ds->tensors);
-    ds->names = PyMem_Calloc((size_t)(n ? n : 1), sizeof *ds->names);
-    ds->keep = PyList_New(0);
-    if (!ds->tensors || !ds->names || !ds->keep) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    return 0;
-}
-
-static lyra_dtype dtype_of_st(lyra_st_dtype d) {
-    switch (d) {
-    case LYRA_ST_F32: return LYRA_DTYPE_F32;
-    case LYRA_ST_BF16: return LYRA_DTYPE_BF16;
-    case LYRA_ST_F16: return LYRA_DTYPE_F16;
-    default: return LYRA_DTYPE_COUNT;
-    }
-}
-
-static int dsource_from_file(dsource *ds, PyObject *path_obj) {
-    PyObject *bytes = NULL;
-    if (!PyUnicode_FSConverter(path_obj, &bytes)) return -1;
-    lyra_status s;
-    const char *path = PyBytes_AS_STRING(bytes);
-    Py_BEGIN_ALLOW_THREADS
-    s = lyra_st_open(path, &ds->file);
-    Py_END_ALLOW_THREADS
-    Py_DECREF(bytes);
-    if (s != LYRA_OK) {
-        lyra_py_raise(s);
-        return -1;
-    }
-    if (dsource_alloc(ds, (Py_ssize_t)ds->file->n_tensors) < 0) return -1;
-    for (Py_ssize_t i = 0; i < ds->n; i++) {
-        const lyra_st_tensor *t = &ds->file->tensors[i];
-        ds->names[i] = strip(t->name);
-        ds->tensors[i] = describe((void *)t->data, dtype_of_st(t->dtype), t->ndim, t->shape);
-    }
-    return 0;
-}
-
-static int dsource_from_mapping(dsource *ds, PyObject *mapping) {
-    PyObject *items = lyra_py_named_arrays(mapping, 1, "weights");
-    if (!items) return -1;
-    int rc = -1;
-    if (dsource_alloc(ds, PyList_GET_SIZE(items)) < 0 || PyList_Append(ds->keep, items) < 0) goto finally;
-    for (Py_ssize_t i = 0; i < ds->n; i++) {
-        PyObject *pair = PyList_GET_ITEM(items, i); /* (str, C-contiguous ndarray), see lyra_py_named_arrays */
-        PyArrayObject *arr = (PyArrayObject *)PyTuple_GET_ITEM(pair, 1);
-        const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(pair, 0));
-        if (!name) goto finally;
-        int64_t shape[NPY_MAXDIMS];
-        int nd = PyArray_NDIM(arr);
-        for (int d = 0; d < nd; d++) shape[d] = PyArray_DIMS(arr)[d];
-        int type = PyArray_TYPE(arr);
-        lyra_dtype dt = type == NPY_FLOAT32 ? LYRA_DTYPE_F32 : type == NPY_FLOAT16 ? LYRA_DTYPE_F16 : LYRA_DTYPE_COUNT;
-        ds->names[i] = strip(name);
-        ds->tensors[i] = describe(PyArray_DATA(arr), dt, nd, shape);
-    }
-    rc = 0;
-finally:
-    Py_DECREF(items);
-    return rc;
-}
-
-static int dsource_init(dsource *ds, PyObject *weights) {
-    memset(ds, 0, sizeof *ds);
-    int kind = lyra_py_weights_kind(weights, "weights");
-    int rc = kind == LYRA_PY_WEIGHTS_PATH      ? dsource_from_file(ds, weights)
-             : kind == LYRA_PY_WEIGHTS_MAPPING ? dsource_from_mapping(ds, weights)
-                                               : -1;
-    if (rc < 0) {
-        dsource_free(ds);
-        return -1;
-    }
-    ds->src.lookup = dsource_lookup;
-    ds->src.ctx = ds;
-    ds->src.n_names = ds->n;
-    ds->src.names = ds->names;
-    return 0;
-}
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -200,21 +80,21 @@ static PyObject *py_da3_load(PyObject *self, PyObject *args) {
     lyra_da3_options opt = {.anyview_heads = av_heads, .metric_heads = met_heads, .cam_enc_heads = ce_heads};
     if (parse_taps(av_taps, opt.anyview_taps, "taps") < 0 || parse_taps(met_taps, opt.metric_taps, "metric_taps") < 0)
         return NULL;
-    dsource ds;
-    if (dsource_init(&ds, weights) < 0) return NULL;
+    lyra_py_wsource ws;
+    if (lyra_py_wsource_open(&ws, weights, "weights", 1, "model.") < 0) return NULL;
     da3net *t = PyMem_Calloc(1, sizeof *t);
     if (!t) {
-        dsource_free(&ds);
+        lyra_py_wsource_free(&ws);
         return PyErr_NoMemory();
     }
     t->lock = PyThread_allocate_lock();
     lyra_status s = t->lock ? lyra_backend_cpu_init(&t->be, 0) : lyra_error(LYRA_ERR_OOM, "cannot allocate a lock");
     if (s == LYRA_OK) {
         Py_BEGIN_ALLOW_THREADS
-        s = lyra_da3_load(&t->m, &ds.src, &opt);
+        s = lyra_da3_load(&t->m, &ws.src, &opt);
         Py_END_ALLOW_THREADS
     }
-    dsource_free(&ds);
+    lyra_py_wsource_free(&ws);
     if (s != LYRA_OK) {
         da3net_free(t);
         return lyra_py_raise(s);
@@ -595,8 +475,8 @@ static PyObject *py_vit_taps(PyObject *self, PyObject *args) {
     if (PyErr_Occurred()) return NULL;
     PyArrayObject *px = lyra_py_array(px_obj, NPY_FLOAT32, 4, "pixels");
     if (!px) return NULL;
-    dsource ds;
-    if (dsource_init(&ds, weights) < 0) {
+    lyra_py_wsource ws;
+    if (lyra_py_wsource_open(&ws, weights, "weights", 1, "model.") < 0) {
         Py_DECREF(px);
         return NULL;
     }
@@ -611,9 +491,9 @@ static PyObject *py_vit_taps(PyObject *self, PyObject *args) {
     o.alt_start = alt_start;
     PyObject *list = NULL, *result = NULL;
     PyArrayObject *cls = NULL;
-    lyra_status s = lyra_vit_detect(&v, &ds.src, prefix, &o, "ViT");
+    lyra_status s = lyra_vit_detect(&v, &ws.src, prefix, &o, "ViT");
     if (s == LYRA_OK) s = lyra_vit_add_weights(&v, &wl);
-    if (s == LYRA_OK) s = lyra_vit_wlist_load(&wl, &ds.src, ignore_outside, &v, "ViT", &mem);
+    if (s == LYRA_OK) s = lyra_vit_wlist_load(&wl, &ws.src, ignore_outside, &v, "ViT", &mem);
     int64_t S = PyArray_DIMS(px)[0], h = PyArray_DIMS(px)[2], w = PyArray_DIMS(px)[3];
     int64_t P = v.cfg.patch > 0 ? v.cfg.patch : 1, G = (h / P) * (w / P), C = v.cfg.dim;
     list = PyList_New(n);
@@ -650,7 +530,7 @@ finally:
     free(mem);
     lyra_vit_wlist_free(&wl);
     lyra_vit_free(&v);
-    dsource_free(&ds);
+    lyra_py_wsource_free(&ws);
     return result;
 }
 

@@ -1,14 +1,13 @@
 /* Python glue for the Lyra-2 DiT (csrc/models/dit*.c): private functions of lyra2._core used by
  * lyra2/models/dit.py. The model lives in a capsule; weights and LoRAs come from a safetensors path or a
  * {name: ndarray} mapping. */
-#include "py_common.h"
+#include "py_weight_source.h"
 
 #include <pythread.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/safetensors.h"
 #include "models/dit.h"
 
 #define CAPSULE "lyra2.LyraDiT"
@@ -45,101 +44,66 @@ static py_dit *get_model(PyObject *cap) { return PyCapsule_GetPointer(cap, CAPSU
 
 /* ---------------- tensor sources: a safetensors file or a mapping ---------------- */
 
+/* The DiT loader takes a (name, descriptor) array; the table itself comes from lyra_py_wsource. */
 typedef struct source {
-    lyra_dit_named *t;
+    lyra_py_wsource ws;
+    lyra_dit_named *t;    /* [ws.n]: names and descriptors of ws */
     int n;
-    lyra_st_file *file;   /* when read from a path */
-    PyObject *keep;       /* list of arrays / name strings kept alive (mapping) */
 } source;
 
 static void source_free(source *s) {
-    free(s->t);
-    if (s->file) lyra_st_close(s->file);
-    Py_XDECREF(s->keep);
+    PyMem_Free(s->t);
+    lyra_py_wsource_free(&s->ws);
     memset(s, 0, sizeof *s);
 }
 
-static int dtype_of_st(lyra_st_dtype d, lyra_dtype *out) {
-    switch (d) {
-    case LYRA_ST_F32: *out = LYRA_DTYPE_F32; return 1;
-    case LYRA_ST_BF16: *out = LYRA_DTYPE_BF16; return 1;
-    case LYRA_ST_F16: *out = LYRA_DTYPE_F16; return 1;
-    case LYRA_ST_I32: *out = LYRA_DTYPE_I32; return 1;
-    case LYRA_ST_I64: *out = LYRA_DTYPE_I64; return 1;
-    case LYRA_ST_U8: *out = LYRA_DTYPE_U8; return 1;
-    default: return 0;
-    }
-}
-
-static int source_from_path(source *s, PyObject *path_obj, const char *what) {
-    PyObject *bytes = NULL;
-    if (!PyUnicode_FSConverter(path_obj, &bytes)) return -1;
-    lyra_status st;
-    const char *path = PyBytes_AS_STRING(bytes);
-    Py_BEGIN_ALLOW_THREADS
-    st = lyra_st_open(path, &s->file);
-    Py_END_ALLOW_THREADS
-    Py_DECREF(bytes);
-    if (st != LYRA_OK) { lyra_py_raise(st); return -1; }
-    s->t = calloc(s->file->n_tensors + 1, sizeof *s->t);
-    if (!s->t) { PyErr_NoMemory(); return -1; }
-    for (size_t i = 0; i < s->file->n_tensors; i++) {
-        const lyra_st_tensor *ft = &s->file->tensors[i];
-        lyra_dtype dt;
-        if (!dtype_of_st(ft->dtype, &dt) || ft->ndim > LYRA_MAX_DIMS) {
+/* Entry i is refused here (with the GIL, before loading) in the words of the argument's kind: from a file, a
+ * dtype the runtime cannot describe or too many dims (the loader checks the rest); from a mapping, anything but
+ * float16/float32 with at most LYRA_MAX_DIMS dims. */
+static int check_entry(const source *s, Py_ssize_t i, const char *what) {
+    if (s->ws.file) {
+        const lyra_st_tensor *ft = &s->ws.file->tensors[i];
+        if (s->ws.tensors[i].dtype == LYRA_DTYPE_COUNT) { /* see lyra_py_wsource: unknown dtype or > MAX dims */
             PyErr_Format(lyra_py_error, "%s: tensor '%s' has dtype %s and %d dims; expected F32, BF16 or F16 with at "
                          "most %d dims", what, ft->name, lyra_st_dtype_name(ft->dtype), ft->ndim, LYRA_MAX_DIMS);
             return -1;
         }
-        s->t[i].name = ft->name;
-        s->t[i].t = lyra_tensor_make((void *)ft->data, dt, ft->ndim, ft->shape);
-        s->t[i].t.name = ft->name;
+        return 0;
     }
-    s->n = (int)s->file->n_tensors;
-    return 0;
-}
-
-static int source_from_mapping(source *s, PyObject *map, const char *what) {
-    s->keep = lyra_py_named_arrays(map, 1, what); /* (str, C-contiguous ndarray) pairs, float64 narrowed */
-    if (!s->keep) return -1;
-    Py_ssize_t n = PyList_GET_SIZE(s->keep);
-    s->t = calloc((size_t)n + 1, sizeof *s->t);
-    if (!s->t) { PyErr_NoMemory(); return -1; }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *pair = PyList_GET_ITEM(s->keep, i);
-        PyArrayObject *c = (PyArrayObject *)PyTuple_GET_ITEM(pair, 1);
-        const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(pair, 0));
-        if (!name) return -1;
-        int tp = PyArray_TYPE(c);
-        if (tp != NPY_FLOAT16 && tp != NPY_FLOAT32) {
-            PyErr_Format(PyExc_TypeError, "%s: tensor '%s' has dtype %s, expected a float array", what, name,
-                         PyArray_DESCR(c)->typeobj->tp_name);
-            return -1;
-        }
-        if (PyArray_NDIM(c) > LYRA_MAX_DIMS) {
-            PyErr_Format(PyExc_ValueError, "%s: tensor '%s' has %d dims (at most %d)", what, name, PyArray_NDIM(c),
-                         LYRA_MAX_DIMS);
-            return -1;
-        }
-        int64_t ne[LYRA_MAX_DIMS];
-        for (int d = 0; d < PyArray_NDIM(c); d++) ne[d] = PyArray_DIMS(c)[d];
-        s->t[i].name = name;
-        s->t[i].t = lyra_tensor_make(PyArray_DATA(c), tp == NPY_FLOAT16 ? LYRA_DTYPE_F16 : LYRA_DTYPE_F32,
-                                     PyArray_NDIM(c), ne);
-        s->t[i].t.name = name;
+    PyArrayObject *c = (PyArrayObject *)PyTuple_GET_ITEM(PyList_GET_ITEM(s->ws.items, i), 1);
+    const char *name = s->ws.names[i];
+    int tp = PyArray_TYPE(c);
+    if (tp != NPY_FLOAT16 && tp != NPY_FLOAT32) {
+        PyErr_Format(PyExc_TypeError, "%s: tensor '%s' has dtype %s, expected a float array", what, name,
+                     PyArray_DESCR(c)->typeobj->tp_name);
+        return -1;
     }
-    s->n = (int)n;
+    if (PyArray_NDIM(c) > LYRA_MAX_DIMS) {
+        PyErr_Format(PyExc_ValueError, "%s: tensor '%s' has %d dims (at most %d)", what, name, PyArray_NDIM(c),
+                     LYRA_MAX_DIMS);
+        return -1;
+    }
     return 0;
 }
 
 static int source_open(source *s, PyObject *obj, const char *what) {
     memset(s, 0, sizeof *s);
-    int kind = lyra_py_weights_kind(obj, what);
-    int rc = kind == LYRA_PY_WEIGHTS_PATH      ? source_from_path(s, obj, what)
-             : kind == LYRA_PY_WEIGHTS_MAPPING ? source_from_mapping(s, obj, what)
-                                               : -1;
-    if (rc < 0) source_free(s);
-    return rc;
+    if (lyra_py_wsource_open(&s->ws, obj, what, 1, NULL) < 0) return -1;
+    s->t = PyMem_Calloc((size_t)s->ws.n + 1, sizeof *s->t);
+    if (!s->t) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < s->ws.n; i++) {
+        if (check_entry(s, i, what) < 0) goto fail;
+        s->t[i].name = s->ws.names[i];
+        s->t[i].t = s->ws.tensors[i]; /* .name is the checkpoint key too */
+    }
+    s->n = (int)s->ws.n;
+    return 0;
+fail:
+    source_free(s);
+    return -1;
 }
 
 /* ---------------- functions ---------------- */

@@ -3,126 +3,14 @@
  * A loaded network is a capsule owning the weights (one carved allocation), a CPU backend and an activation
  * arena; calls on one capsule are serialised by a lock. Weights come from a safetensors path (mmap, copied once,
  * keeping bf16/f16 storage) or a mapping name -> array (snapshotted by lyra_py_named_arrays). */
-#include "py_common.h"
+#include "py_weight_source.h"
 
 #include <pythread.h>
 #include <string.h>
 
-#include "io/safetensors.h"
 #include "models/moge.h"
 
 int lyra_py_add_moge_net(PyObject *m);
-
-/* ---------------------------------------------------------------- weight sources */
-
-typedef struct wsource {
-    lyra_text_wsource src;
-    Py_ssize_t n;
-    lyra_tensor *tensors;
-    const char **names;
-    PyObject *keep;          /* the arrays and keys the descriptors point into */
-    lyra_st_file *file;
-} wsource;
-
-static const lyra_tensor *ws_lookup(void *ctx, const char *name) {
-    wsource *ws = ctx;
-    for (Py_ssize_t i = 0; i < ws->n; i++)
-        if (!strcmp(ws->names[i], name)) return &ws->tensors[i];
-    return NULL;
-}
-
-static void ws_free(wsource *ws) {
-    PyMem_Free(ws->tensors);
-    PyMem_Free((void *)ws->names);
-    Py_XDECREF(ws->keep);
-    if (ws->file) lyra_st_close(ws->file);
-    memset(ws, 0, sizeof *ws);
-}
-
-/* A descriptor; dtypes a network cannot use are marked LYRA_DTYPE_COUNT and reported by name when needed. */
-static lyra_tensor describe(void *data, lyra_dtype dt, int ndim, const int64_t *shape) {
-    if (ndim > LYRA_MAX_DIMS) return lyra_tensor_make(data, LYRA_DTYPE_COUNT, 0, NULL);
-    lyra_tensor t = lyra_tensor_make(data, dt == LYRA_DTYPE_COUNT ? LYRA_DTYPE_F32 : dt, ndim, shape);
-    t.dtype = dt;
-    return t;
-}
-
-static int ws_alloc(wsource *ws, Py_ssize_t n) {
-    ws->n = n;
-    ws->tensors = PyMem_Calloc((size_t)(n ? n : 1), sizeof *ws->tensors);
-    ws->names = PyMem_Calloc((size_t)(n ? n : 1), sizeof *ws->names);
-    ws->keep = PyList_New(0);
-    if (!ws->tensors || !ws->names || !ws->keep) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    return 0;
-}
-
-static int ws_from_file(wsource *ws, PyObject *path_obj) {
-    PyObject *bytes = NULL;
-    if (!PyUnicode_FSConverter(path_obj, &bytes)) return -1;
-    lyra_status s;
-    const char *path = PyBytes_AS_STRING(bytes);
-    Py_BEGIN_ALLOW_THREADS
-    s = lyra_st_open(path, &ws->file);
-    Py_END_ALLOW_THREADS
-    Py_DECREF(bytes);
-    if (s != LYRA_OK) {
-        lyra_py_raise(s);
-        return -1;
-    }
-    if (ws_alloc(ws, (Py_ssize_t)ws->file->n_tensors) < 0) return -1;
-    for (Py_ssize_t i = 0; i < ws->n; i++) {
-        const lyra_st_tensor *t = &ws->file->tensors[i];
-        lyra_dtype dt = t->dtype == LYRA_ST_F32 ? LYRA_DTYPE_F32 : t->dtype == LYRA_ST_BF16 ? LYRA_DTYPE_BF16
-                        : t->dtype == LYRA_ST_F16 ? LYRA_DTYPE_F16 : LYRA_DTYPE_COUNT;
-        ws->names[i] = t->name;
-        ws->tensors[i] = describe((void *)t->data, dt, t->ndim, t->shape);
-    }
-    return 0;
-}
-
-static int ws_from_mapping(wsource *ws, PyObject *mapping) {
-    PyObject *items = lyra_py_named_arrays(mapping, 1, "weights");
-    if (!items) return -1;
-    int rc = -1;
-    if (ws_alloc(ws, PyList_GET_SIZE(items)) < 0 || PyList_Append(ws->keep, items) < 0) goto finally;
-    for (Py_ssize_t i = 0; i < ws->n; i++) {
-        PyObject *pair = PyList_GET_ITEM(items, i); /* (str, C-contiguous ndarray), see lyra_py_named_arrays */
-        PyArrayObject *arr = (PyArrayObject *)PyTuple_GET_ITEM(pair, 1);
-        const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(pair, 0));
-        if (!name) goto finally;
-        int64_t shape[NPY_MAXDIMS];
-        int nd = PyArray_NDIM(arr);
-        for (int d = 0; d < nd; d++) shape[d] = PyArray_DIMS(arr)[d];
-        int type = PyArray_TYPE(arr);
-        lyra_dtype dt = type == NPY_FLOAT32 ? LYRA_DTYPE_F32 : type == NPY_FLOAT16 ? LYRA_DTYPE_F16 : LYRA_DTYPE_COUNT;
-        ws->names[i] = name;
-        ws->tensors[i] = describe(PyArray_DATA(arr), dt, nd, shape);
-    }
-    rc = 0;
-finally:
-    Py_DECREF(items);
-    return rc;
-}
-
-static int ws_init(wsource *ws, PyObject *weights) {
-    memset(ws, 0, sizeof *ws);
-    int kind = lyra_py_weights_kind(weights, "weights");
-    int rc = kind == LYRA_PY_WEIGHTS_PATH      ? ws_from_file(ws, weights)
-             : kind == LYRA_PY_WEIGHTS_MAPPING ? ws_from_mapping(ws, weights)
-                                               : -1;
-    if (rc < 0) {
-        ws_free(ws);
-        return -1;
-    }
-    ws->src.lookup = ws_lookup;
-    ws->src.ctx = ws;
-    ws->src.n_names = ws->n;
-    ws->src.names = ws->names;
-    return 0;
-}
 
 /* ---------------------------------------------------------------- the network capsule */
 
@@ -155,11 +43,11 @@ static PyObject *py_moge_load(PyObject *self, PyObject *args) {
     double thr;
     if (!PyArg_ParseTuple(args, "OLLLd:moge_load", &weights, &heads, &tmin, &tmax, &thr)) return NULL;
     opt.heads = heads, opt.tokens_min = tmin, opt.tokens_max = tmax, opt.mask_threshold = (float)thr;
-    wsource ws;
-    if (ws_init(&ws, weights) < 0) return NULL;
+    lyra_py_wsource ws;
+    if (lyra_py_wsource_open(&ws, weights, "weights", 1, NULL) < 0) return NULL;
     mogenet *t = PyMem_Calloc(1, sizeof *t);
     if (!t) {
-        ws_free(&ws);
+        lyra_py_wsource_free(&ws);
         return PyErr_NoMemory();
     }
     t->lock = PyThread_allocate_lock();
@@ -169,7 +57,7 @@ static PyObject *py_moge_load(PyObject *self, PyObject *args) {
         s = lyra_moge_load(&t->moge, &ws.src, &opt);
         Py_END_ALLOW_THREADS
     }
-    ws_free(&ws);
+    lyra_py_wsource_free(&ws);
     if (s != LYRA_OK) {
         mogenet_free(t);
         return lyra_py_raise(s);

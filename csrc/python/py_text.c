@@ -6,149 +6,13 @@
  * file's bf16/f16 storage: the 11 GB bf16 umT5-XXL never exists as float32) or from a mapping name -> array
  * (float32/float16; float64 is narrowed to float32). Calls on one capsule are serialised by a lock because the
  * arena and the backend scratch are per network. */
-#include "py_common.h"
+#include "py_weight_source.h"
 
 #include <pythread.h>
-#include <string.h>
 
-#include "io/safetensors.h"
 #include "models/clip.h"
 #include "models/umt5.h"
 #include "nn/ops.h"
-
-/* ---------------------------------------------------------------- weight sources */
-
-typedef struct pysource {
-    lyra_text_wsource src;
-    Py_ssize_t n;
-    lyra_tensor *tensors;
-    const char **names;
-    PyObject *keep;          /* list of the arrays and keys referenced by tensors/names */
-    lyra_st_file *file;
-} pysource;
-
-static const lyra_tensor *pysource_lookup(void *ctx, const char *name) {
-    pysource *ps = ctx;
-    for (Py_ssize_t i = 0; i < ps->n; i++)
-        if (!strcmp(ps->names[i], name)) return &ps->tensors[i];
-    return NULL;
-}
-
-static void pysource_free(pysource *ps) {
-    PyMem_Free(ps->tensors);
-    PyMem_Free((void *)ps->names);
-    Py_XDECREF(ps->keep);
-    if (ps->file) lyra_st_close(ps->file);
-    memset(ps, 0, sizeof *ps);
-}
-
-static lyra_dtype dtype_of_st(lyra_st_dtype d) {
-    switch (d) {
-    case LYRA_ST_F32: return LYRA_DTYPE_F32;
-    case LYRA_ST_BF16: return LYRA_DTYPE_BF16;
-    case LYRA_ST_F16: return LYRA_DTYPE_F16;
-    case LYRA_ST_I32: return LYRA_DTYPE_I32;
-    case LYRA_ST_I64: return LYRA_DTYPE_I64;
-    case LYRA_ST_U8: return LYRA_DTYPE_U8;
-    default: return LYRA_DTYPE_COUNT; /* reported as an unsupported dtype if the network needs it */
-    }
-}
-
-static lyra_dtype dtype_of_npy(int t) {
-    switch (t) {
-    case NPY_FLOAT32: return LYRA_DTYPE_F32;
-    case NPY_FLOAT16: return LYRA_DTYPE_F16;
-    case NPY_INT32: return LYRA_DTYPE_I32;
-    case NPY_INT64: return LYRA_DTYPE_I64;
-    case NPY_UINT8: return LYRA_DTYPE_U8;
-    default: return LYRA_DTYPE_COUNT;
-    }
-}
-
-/* A descriptor over contiguous data; more than LYRA_MAX_DIMS dims is marked unsupported. */
-static lyra_tensor describe(void *data, lyra_dtype dt, int ndim, const int64_t *shape) {
-    if (ndim > LYRA_MAX_DIMS) return lyra_tensor_make(data, LYRA_DTYPE_COUNT, 0, NULL);
-    if (dt == LYRA_DTYPE_COUNT) {
-        lyra_tensor t = lyra_tensor_make(data, LYRA_DTYPE_F32, ndim, shape);
-        t.dtype = LYRA_DTYPE_COUNT;
-        return t;
-    }
-    return lyra_tensor_make(data, dt, ndim, shape);
-}
-
-static int pysource_alloc(pysource *ps, Py_ssize_t n) {
-    ps->n = n;
-    ps->tensors = PyMem_Calloc((size_t)(n ? n : 1), sizeof *ps->tensors);
-    ps->names = PyMem_Calloc((size_t)(n ? n : 1), sizeof *ps->names);
-    ps->keep = PyList_New(0);
-    if (!ps->tensors || !ps->names || !ps->keep) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    return 0;
-}
-
-static int pysource_from_file(pysource *ps, PyObject *path_obj) {
-    PyObject *bytes = NULL;
-    if (!PyUnicode_FSConverter(path_obj, &bytes)) return -1;
-    lyra_status s;
-    const char *path = PyBytes_AS_STRING(bytes);
-    Py_BEGIN_ALLOW_THREADS
-    s = lyra_st_open(path, &ps->file);
-    Py_END_ALLOW_THREADS
-    Py_DECREF(bytes);
-    if (s != LYRA_OK) {
-        lyra_py_raise(s);
-        return -1;
-    }
-    if (pysource_alloc(ps, (Py_ssize_t)ps->file->n_tensors) < 0) return -1;
-    for (Py_ssize_t i = 0; i < ps->n; i++) {
-        const lyra_st_tensor *t = &ps->file->tensors[i];
-        ps->names[i] = t->name;
-        ps->tensors[i] = describe((void *)t->data, dtype_of_st(t->dtype), t->ndim, t->shape);
-    }
-    return 0;
-}
-
-static int pysource_from_mapping(pysource *ps, PyObject *mapping) {
-    PyObject *items = lyra_py_named_arrays(mapping, 1, "weights");
-    if (!items) return -1;
-    int rc = -1;
-    if (pysource_alloc(ps, PyList_GET_SIZE(items)) < 0 || PyList_Append(ps->keep, items) < 0) goto finally;
-    for (Py_ssize_t i = 0; i < ps->n; i++) {
-        PyObject *pair = PyList_GET_ITEM(items, i); /* (str, C-contiguous ndarray), see lyra_py_named_arrays */
-        PyArrayObject *arr = (PyArrayObject *)PyTuple_GET_ITEM(pair, 1);
-        const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(pair, 0));
-        if (!name) goto finally;
-        int64_t shape[NPY_MAXDIMS];
-        int nd = PyArray_NDIM(arr);
-        for (int d = 0; d < nd; d++) shape[d] = PyArray_DIMS(arr)[d];
-        ps->names[i] = name;
-        ps->tensors[i] = describe(PyArray_DATA(arr), dtype_of_npy(PyArray_TYPE(arr)), nd, shape);
-    }
-    rc = 0;
-finally:
-    Py_DECREF(items);
-    return rc;
-}
-
-/* weights: a path (str, bytes, os.PathLike) to a safetensors file, or a mapping name -> array. */
-static int pysource_init(pysource *ps, PyObject *weights) {
-    memset(ps, 0, sizeof *ps);
-    int kind = lyra_py_weights_kind(weights, "weights");
-    int rc = kind == LYRA_PY_WEIGHTS_PATH      ? pysource_from_file(ps, weights)
-             : kind == LYRA_PY_WEIGHTS_MAPPING ? pysource_from_mapping(ps, weights)
-                                               : -1;
-    if (rc < 0) {
-        pysource_free(ps);
-        return -1;
-    }
-    ps->src.lookup = pysource_lookup;
-    ps->src.ctx = ps;
-    ps->src.n_names = ps->n;
-    ps->src.names = ps->names;
-    return 0;
-}
 
 /* ---------------------------------------------------------------- loaded networks */
 
@@ -187,11 +51,11 @@ static textnet *get_net(PyObject *cap, int kind) {
 }
 
 static PyObject *load_net(PyObject *weights, int kind, long long heads) {
-    pysource ps;
-    if (pysource_init(&ps, weights) < 0) return NULL;
+    lyra_py_wsource ws;
+    if (lyra_py_wsource_open(&ws, weights, "weights", 1, NULL) < 0) return NULL;
     textnet *t = PyMem_Calloc(1, sizeof *t);
     if (!t) {
-        pysource_free(&ps);
+        lyra_py_wsource_free(&ws);
         return PyErr_NoMemory();
     }
     t->kind = kind;
@@ -199,10 +63,10 @@ static PyObject *load_net(PyObject *weights, int kind, long long heads) {
     lyra_status s = t->lock ? lyra_backend_cpu_init(&t->be, 0) : lyra_error(LYRA_ERR_OOM, "cannot allocate a lock");
     if (s == LYRA_OK) {
         Py_BEGIN_ALLOW_THREADS
-        s = kind == NET_UMT5 ? lyra_umt5_load(&t->umt5, &ps.src) : lyra_clip_load(&t->clip, &ps.src, heads);
+        s = kind == NET_UMT5 ? lyra_umt5_load(&t->umt5, &ws.src) : lyra_clip_load(&t->clip, &ws.src, heads);
         Py_END_ALLOW_THREADS
     }
-    pysource_free(&ps);
+    lyra_py_wsource_free(&ws);
     if (s != LYRA_OK) {
         textnet_free(t);
         return lyra_py_raise(s);

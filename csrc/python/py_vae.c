@@ -10,7 +10,7 @@
  *   vae_copy(session) -> session capsule
  *   vae_stats(session) -> dict of the last push
  *   vae_constants(constants) -> (mean, inv_std) float32 arrays */
-#include "py_common.h"
+#include "py_weight_source.h"
 
 #include "models/vae.h"
 
@@ -62,65 +62,37 @@ static PyObject *session_capsule(lyra_vae_session *s, PyObject *model, lyra_vae 
 
 /* ---- weights ---- */
 
-typedef struct dict_source {
-    int n;
-    const char **names;
-    lyra_tensor *tensors;
-} dict_source;
-
-static const lyra_tensor *dict_lookup(void *src, const char *name) {
-    dict_source *d = src;
-    for (int i = 0; i < d->n; i++)
-        if (!strcmp(d->names[i], name)) return &d->tensors[i];
-    return NULL;
-}
-
 static PyObject *py_vae_load(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *dict, *result = NULL;
     if (!PyArg_ParseTuple(args, "O!:vae_load", &PyDict_Type, &dict)) return NULL;
-    /* A snapshot: converting a value may run user code (__array__) that changes the dict. */
-    PyObject *items = lyra_py_named_arrays(dict, 0, "vae weights");
-    if (!items) return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(items);
-    dict_source src = {0, NULL, NULL};
-    src.names = PyMem_Calloc((size_t)n + 1, sizeof(char *));
-    src.tensors = PyMem_Calloc((size_t)n + 1, sizeof(lyra_tensor));
-    if (!src.names || !src.tensors) { PyErr_NoMemory(); goto finally; }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *pair = PyList_GET_ITEM(items, i); /* (str, C-contiguous ndarray) */
-        PyArrayObject *a = (PyArrayObject *)PyTuple_GET_ITEM(pair, 1);
-        const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(pair, 0));
-        if (!name) goto finally;
+    /* A snapshot: converting a value may run user code (__array__) that changes the dict. float64 is not
+     * narrowed: the VAE takes float32/float16 arrays only. */
+    lyra_py_wsource ws;
+    if (lyra_py_wsource_open(&ws, dict, "vae weights", 0, NULL) < 0) return NULL;
+    for (Py_ssize_t i = 0; i < ws.n; i++) {
+        PyArrayObject *a = (PyArrayObject *)PyTuple_GET_ITEM(PyList_GET_ITEM(ws.items, i), 1);
         int t = PyArray_TYPE(a);
-        lyra_dtype dt = t == NPY_FLOAT32 ? LYRA_DTYPE_F32 : t == NPY_FLOAT16 ? LYRA_DTYPE_F16 : LYRA_DTYPE_COUNT;
-        if (dt == LYRA_DTYPE_COUNT) {
+        if (t != NPY_FLOAT32 && t != NPY_FLOAT16) {
             PyErr_Format(lyra_py_error, "vae weights: tensor '%s' has dtype %s, expected float32 or float16 "
-                         "(bf16 checkpoints load as float32)", name, PyArray_DESCR(a)->typeobj->tp_name);
+                         "(bf16 checkpoints load as float32)", ws.names[i], PyArray_DESCR(a)->typeobj->tp_name);
             goto finally;
         }
         if (PyArray_NDIM(a) > LYRA_MAX_DIMS) {
-            PyErr_Format(lyra_py_error, "vae weights: tensor '%s' has %d dims", name, PyArray_NDIM(a));
+            PyErr_Format(lyra_py_error, "vae weights: tensor '%s' has %d dims", ws.names[i], PyArray_NDIM(a));
             goto finally;
         }
-        int64_t ne[LYRA_MAX_DIMS];
-        for (int d = 0; d < PyArray_NDIM(a); d++) ne[d] = PyArray_DIMS(a)[d];
-        src.tensors[i] = lyra_tensor_make(PyArray_DATA(a), dt, PyArray_NDIM(a), ne);
-        src.names[i] = name;
     }
-    src.n = (int)n;
     lyra_vae *vae = NULL;
     lyra_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = lyra_vae_load(&vae, dict_lookup, &src, src.names, src.n);
+    st = lyra_vae_load(&vae, lyra_py_wsource_lookup, &ws, ws.names, (int)ws.n);
     Py_END_ALLOW_THREADS
     if (st != LYRA_OK) { lyra_py_raise(st); goto finally; }
     result = PyCapsule_New(vae, MODEL_CAPSULE, model_destroy);
     if (!result) lyra_vae_free(vae);
 finally:
-    Py_DECREF(items);
-    PyMem_Free(src.names);
-    PyMem_Free(src.tensors);
+    lyra_py_wsource_free(&ws);
     return result;
 }
 
