@@ -4,9 +4,8 @@
  * A loaded DA3 is a capsule owning the weights (one carved allocation; a safetensors file keeps its bf16/f16
  * storage for the GEMM matrices), a CPU backend and an activation arena; calls on one capsule are serialised by a
  * lock. Weight names may carry the HF / Lyra checkpoint prefix "model." (stripped here). */
-#include "py_weight_source.h"
+#include "py_netcap.h"
 
-#include <pythread.h>
 #include <string.h>
 
 #include "models/da3.h"
@@ -45,31 +44,16 @@ static int parse_taps(PyObject *obj, int *taps, const char *what) {
 static const char *CAPSULE = "lyra2._core.da3";
 
 typedef struct da3net {
+    lyra_py_netcap net; /* first: the capsule glue (lock, backend, arena), see py_netcap.h */
     lyra_da3 m;
-    lyra_backend be;
-    lyra_arena arena;
-    PyThread_type_lock lock;
 } da3net;
 
-static void da3net_free(da3net *t) {
-    if (!t) return;
-    lyra_da3_free(&t->m);
-    lyra_arena_free(&t->arena);
-    lyra_backend_free(&t->be);
-    if (t->lock) PyThread_free_lock(t->lock);
-    PyMem_Free(t);
+static void da3net_free_model(lyra_py_netcap *net) { lyra_da3_free(&((da3net *)net)->m); }
+
+/* arg: the lyra_da3_options. */
+static lyra_status da3net_load(lyra_py_netcap *net, const lyra_text_wsource *src, const void *arg) {
+    return lyra_da3_load(&((da3net *)net)->m, src, arg);
 }
-
-static void capsule_destructor(PyObject *cap) { da3net_free(PyCapsule_GetPointer(cap, CAPSULE)); }
-
-#define LOCKED(t, stmt)                                                                                           \
-    do {                                                                                                          \
-        Py_BEGIN_ALLOW_THREADS                                                                                    \
-        PyThread_acquire_lock((t)->lock, WAIT_LOCK);                                                              \
-        stmt;                                                                                                     \
-        PyThread_release_lock((t)->lock);                                                                         \
-        Py_END_ALLOW_THREADS                                                                                      \
-    } while (0)
 
 static PyObject *py_da3_load(PyObject *self, PyObject *args) {
     (void)self;
@@ -80,28 +64,7 @@ static PyObject *py_da3_load(PyObject *self, PyObject *args) {
     lyra_da3_options opt = {.anyview_heads = av_heads, .metric_heads = met_heads, .cam_enc_heads = ce_heads};
     if (parse_taps(av_taps, opt.anyview_taps, "taps") < 0 || parse_taps(met_taps, opt.metric_taps, "metric_taps") < 0)
         return NULL;
-    lyra_py_wsource ws;
-    if (lyra_py_wsource_open(&ws, weights, "weights", 1, "model.") < 0) return NULL;
-    da3net *t = PyMem_Calloc(1, sizeof *t);
-    if (!t) {
-        lyra_py_wsource_free(&ws);
-        return PyErr_NoMemory();
-    }
-    t->lock = PyThread_allocate_lock();
-    lyra_status s = t->lock ? lyra_backend_cpu_init(&t->be, 0) : lyra_error(LYRA_ERR_OOM, "cannot allocate a lock");
-    if (s == LYRA_OK) {
-        Py_BEGIN_ALLOW_THREADS
-        s = lyra_da3_load(&t->m, &ws.src, &opt);
-        Py_END_ALLOW_THREADS
-    }
-    lyra_py_wsource_free(&ws);
-    if (s != LYRA_OK) {
-        da3net_free(t);
-        return lyra_py_raise(s);
-    }
-    PyObject *cap = PyCapsule_New(t, CAPSULE, capsule_destructor);
-    if (!cap) da3net_free(t);
-    return cap;
+    return lyra_py_netcap_load(weights, "model.", sizeof(da3net), da3net_free_model, da3net_load, &opt, CAPSULE);
 }
 
 static PyObject *vit_cfg_dict(const lyra_vit_config *c) {
@@ -383,14 +346,11 @@ static PyObject *py_da3_forward(PyObject *self, PyObject *args) {
     size_t need = lyra_da3_arena_bytes(m, S, h, w);
     lyra_tensor pix = lyra_tensor_4d(PyArray_DATA(px), LYRA_DTYPE_F32, S, 3, h, w);
     const float *e = ext ? f32(ext) : NULL, *k = K ? f32(K) : NULL;
-    LOCKED(t, {
-        s = LYRA_OK;
-        if (t->arena.capacity < need) {
-            lyra_arena_free(&t->arena);
-            s = lyra_arena_init(&t->arena, need);
-        }
-        if (s == LYRA_OK) s = lyra_da3_forward(m, &t->be, &t->arena, &pix, e, k, &out, want_trace ? &tr : NULL);
-        t->arena.used = 0;
+    LYRA_PY_NETCAP_LOCKED(&t->net, {
+        s = lyra_py_netcap_arena(&t->net, need);
+        if (s == LYRA_OK)
+            s = lyra_da3_forward(m, &t->net.be, &t->net.arena, &pix, e, k, &out, want_trace ? &tr : NULL);
+        t->net.arena.used = 0;
     });
     if (s != LYRA_OK) {
         lyra_py_raise(s);

@@ -1,9 +1,8 @@
 /* Python glue for the Lyra-2 DiT (csrc/models/dit*.c): private functions of lyra2._core used by
  * lyra2/models/dit.py. The model lives in a capsule; weights and LoRAs come from a safetensors path or a
  * {name: ndarray} mapping. */
-#include "py_weight_source.h"
+#include "py_netcap.h"
 
-#include <pythread.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,33 +11,14 @@
 
 #define CAPSULE "lyra2.LyraDiT"
 
-/* Calls on one model are serialised by its lock, as for the text, MoGe and DA3 networks: a second thread
- * waits (without the GIL) for the running forward / LoRA change instead of failing. The lock is only held
- * around C work, never while Python code can run (which could call back into the same model). */
+/* Calls on one model are serialised by its lock, as for the text, MoGe and DA3 networks (py_netcap.h). The
+ * netcap's backend and arena stay unused: the DiT owns its backend (with its thread count) and arena. */
 typedef struct py_dit {
+    lyra_py_netcap net; /* first: the capsule glue, see py_netcap.h */
     lyra_dit m;
-    PyThread_type_lock lock;
 } py_dit;
 
-#define LOCKED(d, stmt)                                                                                           \
-    do {                                                                                                          \
-        Py_BEGIN_ALLOW_THREADS                                                                                    \
-        PyThread_acquire_lock((d)->lock, WAIT_LOCK);                                                              \
-        stmt;                                                                                                     \
-        PyThread_release_lock((d)->lock);                                                                         \
-        Py_END_ALLOW_THREADS                                                                                      \
-    } while (0)
-
-static void model_free(py_dit *d) {
-    lyra_dit_free(&d->m);
-    if (d->lock) PyThread_free_lock(d->lock);
-    free(d);
-}
-
-static void capsule_free(PyObject *cap) {
-    py_dit *d = PyCapsule_GetPointer(cap, CAPSULE);
-    if (d) model_free(d);
-}
+static void dit_free_model(lyra_py_netcap *net) { lyra_dit_free(&((py_dit *)net)->m); }
 
 static py_dit *get_model(PyObject *cap) { return PyCapsule_GetPointer(cap, CAPSULE); }
 
@@ -197,22 +177,21 @@ static PyObject *py_dit_load(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "Osii", &weights, &layout, &num_heads, &n_threads)) return NULL;
     source src;
     if (source_open(&src, weights, "LyraDiT weights") < 0) return NULL;
-    py_dit *d = calloc(1, sizeof *d);
-    if (d) d->lock = PyThread_allocate_lock();
-    if (!d || !d->lock) { free(d); source_free(&src); return PyErr_NoMemory(); }
+    py_dit *d = (py_dit *)lyra_py_netcap_new(sizeof *d, dit_free_model, 0);
+    if (!d) {
+        source_free(&src);
+        return NULL;
+    }
     lyra_status st;
     Py_BEGIN_ALLOW_THREADS
     st = lyra_dit_load(&d->m, src.t, src.n, layout, num_heads, n_threads);
     Py_END_ALLOW_THREADS
     source_free(&src);
     if (st != LYRA_OK) {
-        PyThread_free_lock(d->lock);
-        free(d);
+        lyra_py_netcap_free(&d->net); /* a failed lyra_dit_load leaves d->m zeroed */
         return lyra_py_raise(st);
     }
-    PyObject *cap = PyCapsule_New(d, CAPSULE, capsule_free);
-    if (!cap) model_free(d);
-    return cap;
+    return lyra_py_netcap_capsule(&d->net, CAPSULE);
 }
 
 /* dit_config(capsule) -> dict */
@@ -222,7 +201,8 @@ static PyObject *py_dit_config(PyObject *self, PyObject *cap) {
     if (!d) return NULL;
     lyra_dit_config cfg;
     size_t weight_bytes;
-    LOCKED(d, { cfg = d->m.cfg; weight_bytes = d->m.weight_bytes; }); /* a LoRA merge may be changing them */
+    /* a LoRA merge may be changing them */
+    LYRA_PY_NETCAP_LOCKED(&d->net, { cfg = d->m.cfg; weight_bytes = d->m.weight_bytes; });
     const lyra_dit_config *c = &cfg;
     PyObject *clean = PyList_New(c->n_clean);
     for (int k = 0; clean && k < c->n_clean; k++) PyList_SET_ITEM(clean, k, PyLong_FromLongLong(c->clean_in[k]));
@@ -248,7 +228,7 @@ static PyObject *py_dit_lora_add(PyObject *self, PyObject *args) {
     if (source_open(&src, obj, "LoRA") < 0) return NULL;
     lyra_status st;
     int ignored = 0;
-    LOCKED(d, st = lyra_dit_lora_add(&d->m, src.t, src.n, name, weight, &ignored));
+    LYRA_PY_NETCAP_LOCKED(&d->net, st = lyra_dit_lora_add(&d->m, src.t, src.n, name, weight, &ignored));
     source_free(&src);
     if (st != LYRA_OK) return lyra_py_raise(st);
     return PyLong_FromLong(ignored);
@@ -280,7 +260,7 @@ static PyObject *py_dit_lora_adapters(PyObject *self, PyObject *args) {
     }
     lyra_dit_adapter ad[LYRA_DIT_MAX_ADAPTERS];
     int n = 0, set = 0;
-    LOCKED(d, {
+    LYRA_PY_NETCAP_LOCKED(&d->net, {
         n = d->m.n_adapters;
         if (n_given == n) {
             for (int a = 0; a < n; a++) d->m.adapters[a].weight = w[a];
@@ -304,7 +284,7 @@ static PyObject *py_dit_lora_merge(PyObject *self, PyObject *cap) {
     py_dit *d = get_model(cap);
     if (!d) return NULL;
     lyra_status st;
-    LOCKED(d, st = lyra_dit_lora_merge(&d->m));
+    LYRA_PY_NETCAP_LOCKED(&d->net, st = lyra_dit_lora_merge(&d->m));
     if (st != LYRA_OK) return lyra_py_raise(st);
     Py_RETURN_NONE;
 }
@@ -403,7 +383,7 @@ static PyObject *py_dit_forward(PyObject *self, PyObject *args) {
     lyra_tensor tx = desc(x), ttext = desc(text), tclip = desc(clip), ty = desc(y), tbuf = desc(buf), tout = desc(out);
     lyra_dit_inputs in = {&tx, tv, &ttext, &tclip, &ty, &tbuf};
     lyra_status st;
-    LOCKED(d, st = lyra_dit_forward(&d->m, &in, &tout, want ? probe_record : NULL, &pl));
+    LYRA_PY_NETCAP_LOCKED(&d->net, st = lyra_dit_forward(&d->m, &in, &tout, want ? probe_record : NULL, &pl));
     if (st != LYRA_OK) { lyra_py_raise(st); goto finally; }
     if (pl.failed) { PyErr_NoMemory(); goto finally; }
     if (want) {

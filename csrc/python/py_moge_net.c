@@ -3,9 +3,8 @@
  * A loaded network is a capsule owning the weights (one carved allocation), a CPU backend and an activation
  * arena; calls on one capsule are serialised by a lock. Weights come from a safetensors path (mmap, copied once,
  * keeping bf16/f16 storage) or a mapping name -> array (snapshotted by lyra_py_named_arrays). */
-#include "py_weight_source.h"
+#include "py_netcap.h"
 
-#include <pythread.h>
 #include <string.h>
 
 #include "models/moge.h"
@@ -17,22 +16,16 @@ int lyra_py_add_moge_net(PyObject *m);
 static const char *CAPSULE = "lyra2._core.moge";
 
 typedef struct mogenet {
+    lyra_py_netcap net; /* first: the capsule glue (lock, backend, arena), see py_netcap.h */
     lyra_moge moge;
-    lyra_backend be;
-    lyra_arena arena;
-    PyThread_type_lock lock;
 } mogenet;
 
-static void mogenet_free(mogenet *t) {
-    if (!t) return;
-    lyra_moge_free(&t->moge);
-    lyra_arena_free(&t->arena);
-    lyra_backend_free(&t->be);
-    if (t->lock) PyThread_free_lock(t->lock);
-    PyMem_Free(t);
-}
+static void mogenet_free_model(lyra_py_netcap *net) { lyra_moge_free(&((mogenet *)net)->moge); }
 
-static void capsule_destructor(PyObject *cap) { mogenet_free(PyCapsule_GetPointer(cap, CAPSULE)); }
+/* arg: the lyra_moge_options. */
+static lyra_status mogenet_load(lyra_py_netcap *net, const lyra_text_wsource *src, const void *arg) {
+    return lyra_moge_load(&((mogenet *)net)->moge, src, arg);
+}
 
 /* moge_load(weights, heads, tokens_min, tokens_max, mask_threshold) -> network */
 static PyObject *py_moge_load(PyObject *self, PyObject *args) {
@@ -43,28 +36,7 @@ static PyObject *py_moge_load(PyObject *self, PyObject *args) {
     double thr;
     if (!PyArg_ParseTuple(args, "OLLLd:moge_load", &weights, &heads, &tmin, &tmax, &thr)) return NULL;
     opt.heads = heads, opt.tokens_min = tmin, opt.tokens_max = tmax, opt.mask_threshold = (float)thr;
-    lyra_py_wsource ws;
-    if (lyra_py_wsource_open(&ws, weights, "weights", 1, NULL) < 0) return NULL;
-    mogenet *t = PyMem_Calloc(1, sizeof *t);
-    if (!t) {
-        lyra_py_wsource_free(&ws);
-        return PyErr_NoMemory();
-    }
-    t->lock = PyThread_allocate_lock();
-    lyra_status s = t->lock ? lyra_backend_cpu_init(&t->be, 0) : lyra_error(LYRA_ERR_OOM, "cannot allocate a lock");
-    if (s == LYRA_OK) {
-        Py_BEGIN_ALLOW_THREADS
-        s = lyra_moge_load(&t->moge, &ws.src, &opt);
-        Py_END_ALLOW_THREADS
-    }
-    lyra_py_wsource_free(&ws);
-    if (s != LYRA_OK) {
-        mogenet_free(t);
-        return lyra_py_raise(s);
-    }
-    PyObject *cap = PyCapsule_New(t, CAPSULE, capsule_destructor);
-    if (!cap) mogenet_free(t);
-    return cap;
+    return lyra_py_netcap_load(weights, NULL, sizeof(mogenet), mogenet_free_model, mogenet_load, &opt, CAPSULE);
 }
 
 static PyObject *int_list(const int64_t *v, int64_t n) {
@@ -152,21 +124,19 @@ static PyObject *py_moge_run(PyObject *self, PyObject *args) {
     float focal = 0, shift = 0;
     size_t need = lyra_moge_arena_bytes(c, &t->moge.vit.cfg, H, W), peak = 0;
     const float *image = PyArray_DATA(img);
-    Py_BEGIN_ALLOW_THREADS
-    PyThread_acquire_lock(t->lock, WAIT_LOCK);
-    s = LYRA_OK;
-    if (t->arena.capacity < need) {
-        lyra_arena_free(&t->arena);
-        s = lyra_arena_init(&t->arena, need);
-    }
-    t->arena.peak = 0;
-    if (s == LYRA_OK) s = lyra_moge_forward(&t->moge, &t->be, &t->arena, image, H, W, PyArray_DATA(raw), &capt);
-    peak = t->arena.peak;
-    PyThread_release_lock(t->lock);
-    if (s == LYRA_OK)
+    LYRA_PY_NETCAP_LOCKED(&t->net, {
+        s = lyra_py_netcap_arena(&t->net, need);
+        t->net.arena.peak = 0;
+        if (s == LYRA_OK)
+            s = lyra_moge_forward(&t->moge, &t->net.be, &t->net.arena, image, H, W, PyArray_DATA(raw), &capt);
+        peak = t->net.arena.peak;
+    });
+    if (s == LYRA_OK) { /* post-processing of this call's own arrays: no lock */
+        Py_BEGIN_ALLOW_THREADS
         s = lyra_moge_infer(PyArray_DATA(raw), H, W, c->opt.mask_threshold, PyArray_DATA(fwd), PyArray_DATA(depth),
                             PyArray_DATA(mask), PyArray_DATA(K), PyArray_DATA(pts), &focal, &shift);
-    Py_END_ALLOW_THREADS
+        Py_END_ALLOW_THREADS
+    }
     if (s != LYRA_OK) {
         lyra_py_raise(s);
         goto finally;
@@ -209,22 +179,6 @@ finally:
     return res;
 }
 
-static int dict_ll(PyObject *d, const char *key, int64_t *v) {
-    PyObject *o = PyDict_GetItemString(d, key);
-    if (!o) {
-        PyErr_Format(PyExc_KeyError, "config: missing '%s'", key);
-        return -1;
-    }
-    long long x = PyLong_AsLongLong(o);
-    if (x == -1 && PyErr_Occurred()) return -1;
-    if (x < 0) {
-        PyErr_Format(PyExc_ValueError, "config: '%s' must be >= 0", key);
-        return -1;
-    }
-    *v = x;
-    return 0;
-}
-
 static int dict_list(PyObject *d, const char *key, int64_t *v, int64_t *n) {
     PyObject *o = PyDict_GetItemString(d, key);
     PyObject *seq = o ? PySequence_Fast(o, "config: expected a list") : NULL;
@@ -261,13 +215,15 @@ static PyObject *py_moge_plan(PyObject *self, PyObject *args) {
     memset(&c, 0, sizeof c);
     memset(&v, 0, sizeof v);
     int64_t n_hidden = 0;
-    if (dict_ll(d, "dim", &v.dim) || dict_ll(d, "depth", &v.depth) || dict_ll(d, "heads", &v.heads) ||
-        dict_ll(d, "mlp", &v.ffn_hidden) || dict_ll(d, "patch", &v.patch) || dict_ll(d, "pos_grid", &v.pos_grid) ||
-        dict_ll(d, "n_features", &c.n_features) || dict_ll(d, "dim_proj", &c.dim_proj) ||
+    if (lyra_py_cfg_int(d, "dim", &v.dim) || lyra_py_cfg_int(d, "depth", &v.depth) ||
+        lyra_py_cfg_int(d, "heads", &v.heads) || lyra_py_cfg_int(d, "mlp", &v.ffn_hidden) ||
+        lyra_py_cfg_int(d, "patch", &v.patch) || lyra_py_cfg_int(d, "pos_grid", &v.pos_grid) ||
+        lyra_py_cfg_int(d, "n_features", &c.n_features) || lyra_py_cfg_int(d, "dim_proj", &c.dim_proj) ||
         dict_list(d, "dim_up", c.dim_up, &c.n_stages) || dict_list(d, "hidden", c.hidden, &n_hidden) ||
-        dict_ll(d, "n_res", &c.n_res) || dict_ll(d, "last_ch", &c.last_ch) || dict_ll(d, "last_res", &c.last_res) ||
-        dict_ll(d, "last_hidden", &c.last_hidden) || dict_ll(d, "last_k", &c.last_k) ||
-        dict_ll(d, "tokens_min", &c.opt.tokens_min) || dict_ll(d, "tokens_max", &c.opt.tokens_max))
+        lyra_py_cfg_int(d, "n_res", &c.n_res) || lyra_py_cfg_int(d, "last_ch", &c.last_ch) ||
+        lyra_py_cfg_int(d, "last_res", &c.last_res) || lyra_py_cfg_int(d, "last_hidden", &c.last_hidden) ||
+        lyra_py_cfg_int(d, "last_k", &c.last_k) || lyra_py_cfg_int(d, "tokens_min", &c.opt.tokens_min) ||
+        lyra_py_cfg_int(d, "tokens_max", &c.opt.tokens_max))
         return NULL;
     if (n_hidden != c.n_stages || v.heads < 1 || v.dim % v.heads || v.depth < c.n_features) {
         PyErr_SetString(PyExc_ValueError, "config: 'hidden' must match 'dim_up', heads must divide dim, and "

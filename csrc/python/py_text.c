@@ -6,9 +6,7 @@
  * file's bf16/f16 storage: the 11 GB bf16 umT5-XXL never exists as float32) or from a mapping name -> array
  * (float32/float16; float64 is narrowed to float32). Calls on one capsule are serialised by a lock because the
  * arena and the backend scratch are per network. */
-#include "py_weight_source.h"
-
-#include <pythread.h>
+#include "py_netcap.h"
 
 #include "models/clip.h"
 #include "models/umt5.h"
@@ -20,25 +18,17 @@ enum { NET_UMT5 = 1, NET_CLIP = 2 };
 static const char *CAPSULE = "lyra2._core.text_network";
 
 typedef struct textnet {
+    lyra_py_netcap net; /* first: the capsule glue (lock, backend, arena), see py_netcap.h */
     int kind;
-    lyra_umt5 umt5;
-    lyra_clip clip;
-    lyra_backend be;
-    lyra_arena arena;
-    PyThread_type_lock lock;
+    lyra_umt5 umt5;     /* zeroed unless kind == NET_UMT5 */
+    lyra_clip clip;     /* zeroed unless kind == NET_CLIP */
 } textnet;
 
-static void textnet_free(textnet *t) {
-    if (!t) return;
+static void textnet_free_model(lyra_py_netcap *net) {
+    textnet *t = (textnet *)net;
     lyra_umt5_free(&t->umt5);
     lyra_clip_free(&t->clip);
-    lyra_arena_free(&t->arena);
-    lyra_backend_free(&t->be);
-    if (t->lock) PyThread_free_lock(t->lock);
-    PyMem_Free(t);
 }
-
-static void capsule_destructor(PyObject *cap) { textnet_free(PyCapsule_GetPointer(cap, CAPSULE)); }
 
 static textnet *get_net(PyObject *cap, int kind) {
     textnet *t = PyCapsule_GetPointer(cap, CAPSULE);
@@ -50,37 +40,18 @@ static textnet *get_net(PyObject *cap, int kind) {
     return t;
 }
 
-static PyObject *load_net(PyObject *weights, int kind, long long heads) {
-    lyra_py_wsource ws;
-    if (lyra_py_wsource_open(&ws, weights, "weights", 1, NULL) < 0) return NULL;
-    textnet *t = PyMem_Calloc(1, sizeof *t);
-    if (!t) {
-        lyra_py_wsource_free(&ws);
-        return PyErr_NoMemory();
-    }
-    t->kind = kind;
-    t->lock = PyThread_allocate_lock();
-    lyra_status s = t->lock ? lyra_backend_cpu_init(&t->be, 0) : lyra_error(LYRA_ERR_OOM, "cannot allocate a lock");
-    if (s == LYRA_OK) {
-        Py_BEGIN_ALLOW_THREADS
-        s = kind == NET_UMT5 ? lyra_umt5_load(&t->umt5, &ws.src) : lyra_clip_load(&t->clip, &ws.src, heads);
-        Py_END_ALLOW_THREADS
-    }
-    lyra_py_wsource_free(&ws);
-    if (s != LYRA_OK) {
-        textnet_free(t);
-        return lyra_py_raise(s);
-    }
-    PyObject *cap = PyCapsule_New(t, CAPSULE, capsule_destructor);
-    if (!cap) textnet_free(t);
-    return cap;
+static lyra_status umt5_load(lyra_py_netcap *net, const lyra_text_wsource *src, const void *arg) {
+    (void)arg;
+    textnet *t = (textnet *)net;
+    t->kind = NET_UMT5;
+    return lyra_umt5_load(&t->umt5, src);
 }
 
-/* Grows the network's arena when a call needs more than it has (it is empty between calls). */
-static lyra_status ensure_arena(textnet *t, size_t bytes) {
-    if (t->arena.capacity >= bytes) return LYRA_OK;
-    lyra_arena_free(&t->arena);
-    return lyra_arena_init(&t->arena, bytes);
+/* arg: the long long head count (0: detected). */
+static lyra_status clip_load(lyra_py_netcap *net, const lyra_text_wsource *src, const void *arg) {
+    textnet *t = (textnet *)net;
+    t->kind = NET_CLIP;
+    return lyra_clip_load(&t->clip, src, *(const long long *)arg);
 }
 
 static lyra_tensor host_tensor(PyArrayObject *a, lyra_dtype dt) {
@@ -89,22 +60,13 @@ static lyra_tensor host_tensor(PyArrayObject *a, lyra_dtype dt) {
     return lyra_tensor_make(PyArray_DATA(a), dt, PyArray_NDIM(a), shape);
 }
 
-#define LOCKED(t, stmt)                                                                                           \
-    do {                                                                                                          \
-        Py_BEGIN_ALLOW_THREADS                                                                                    \
-        PyThread_acquire_lock((t)->lock, WAIT_LOCK);                                                              \
-        stmt;                                                                                                     \
-        PyThread_release_lock((t)->lock);                                                                         \
-        Py_END_ALLOW_THREADS                                                                                      \
-    } while (0)
-
 /* ---------------------------------------------------------------- umT5 */
 
 static PyObject *py_umt5_load(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *weights;
     if (!PyArg_ParseTuple(args, "O:umt5_load", &weights)) return NULL;
-    return load_net(weights, NET_UMT5, 0);
+    return lyra_py_netcap_load(weights, NULL, sizeof(textnet), textnet_free_model, umt5_load, NULL, CAPSULE);
 }
 
 static PyObject *umt5_config_dict(const lyra_umt5_config *c) {
@@ -159,9 +121,9 @@ static PyObject *py_umt5_encode(PyObject *self, PyObject *args) {
     const int32_t *id = PyArray_DATA(ids32);
     const uint8_t *mk = PyArray_DATA(mask);
     lyra_status s = LYRA_OK;
-    LOCKED(t, {
-        s = ensure_arena(t, lyra_umt5_arena_bytes(&t->umt5.cfg, B, L));
-        if (s == LYRA_OK) s = lyra_umt5_encode(&t->umt5, &t->be, &t->arena, &o, id, mk, B, L, zero_padded);
+    LYRA_PY_NETCAP_LOCKED(&t->net, {
+        s = lyra_py_netcap_arena(&t->net, lyra_umt5_arena_bytes(&t->umt5.cfg, B, L));
+        if (s == LYRA_OK) s = lyra_umt5_encode(&t->umt5, &t->net.be, &t->net.arena, &o, id, mk, B, L, zero_padded);
     });
     if (s != LYRA_OK) {
         Py_CLEAR(out);
@@ -218,22 +180,6 @@ static PyObject *py_umt5_bucket(PyObject *self, PyObject *args) {
     return out;
 }
 
-static int dict_ll(PyObject *d, const char *key, int64_t *v) {
-    PyObject *o = PyDict_GetItemString(d, key);
-    if (!o) {
-        PyErr_Format(PyExc_KeyError, "config: missing '%s'", key);
-        return -1;
-    }
-    long long x = PyLong_AsLongLong(o);
-    if (x == -1 && PyErr_Occurred()) return -1;
-    if (x < 0) {
-        PyErr_Format(PyExc_ValueError, "config: '%s' must be >= 0", key);
-        return -1;
-    }
-    *v = x;
-    return 0;
-}
-
 /* umt5_plan(config dict, batch, tokens) -> {params, flops, arena_bytes} (no weights needed). */
 static PyObject *py_umt5_plan(PyObject *self, PyObject *args) {
     (void)self;
@@ -241,9 +187,10 @@ static PyObject *py_umt5_plan(PyObject *self, PyObject *args) {
     long long B, L;
     if (!PyArg_ParseTuple(args, "O!LL:umt5_plan", &PyDict_Type, &d, &B, &L)) return NULL;
     lyra_umt5_config c = {0};
-    if (dict_ll(d, "vocab", &c.vocab) || dict_ll(d, "dim", &c.dim) || dict_ll(d, "dim_attn", &c.dim_attn) ||
-        dict_ll(d, "heads", &c.heads) || dict_ll(d, "ffn", &c.ffn) || dict_ll(d, "layers", &c.layers) ||
-        dict_ll(d, "buckets", &c.buckets))
+    if (lyra_py_cfg_int(d, "vocab", &c.vocab) || lyra_py_cfg_int(d, "dim", &c.dim) ||
+        lyra_py_cfg_int(d, "dim_attn", &c.dim_attn) || lyra_py_cfg_int(d, "heads", &c.heads) ||
+        lyra_py_cfg_int(d, "ffn", &c.ffn) || lyra_py_cfg_int(d, "layers", &c.layers) ||
+        lyra_py_cfg_int(d, "buckets", &c.buckets))
         return NULL;
     PyObject *sp = PyDict_GetItemString(d, "shared_pos");
     c.shared_pos = sp ? PyObject_IsTrue(sp) : 0;
@@ -258,7 +205,7 @@ static PyObject *py_clip_load(PyObject *self, PyObject *args) {
     PyObject *weights;
     long long heads = 0;
     if (!PyArg_ParseTuple(args, "O|L:clip_load", &weights, &heads)) return NULL;
-    return load_net(weights, NET_CLIP, heads);
+    return lyra_py_netcap_load(weights, NULL, sizeof(textnet), textnet_free_model, clip_load, &heads, CAPSULE);
 }
 
 static PyObject *clip_config_dict(const lyra_clip_config *c) {
@@ -300,12 +247,12 @@ static PyObject *py_clip_run(PyObject *self, PyObject *args) {
     if (!out) goto finally;
     lyra_tensor x = host_tensor(img, LYRA_DTYPE_F32), y = host_tensor((PyArrayObject *)out, LYRA_DTYPE_F32);
     lyra_status s = LYRA_OK;
-    LOCKED(t, {
+    LYRA_PY_NETCAP_LOCKED(&t->net, {
         if (pre_only) {
-            s = lyra_clip_preprocess(&t->clip, &t->be, &y, &x);
+            s = lyra_clip_preprocess(&t->clip, &t->net.be, &y, &x);
         } else {
-            s = ensure_arena(t, lyra_clip_arena_bytes(c, B));
-            if (s == LYRA_OK) s = lyra_clip_encode(&t->clip, &t->be, &t->arena, &y, &x);
+            s = lyra_py_netcap_arena(&t->net, lyra_clip_arena_bytes(c, B));
+            if (s == LYRA_OK) s = lyra_clip_encode(&t->clip, &t->net.be, &t->net.arena, &y, &x);
         }
     });
     if (s != LYRA_OK) {
@@ -324,8 +271,9 @@ static PyObject *py_clip_plan(PyObject *self, PyObject *args) {
     long long B;
     if (!PyArg_ParseTuple(args, "O!L:clip_plan", &PyDict_Type, &d, &B)) return NULL;
     lyra_clip_config c = {0};
-    if (dict_ll(d, "width", &c.width) || dict_ll(d, "heads", &c.heads) || dict_ll(d, "layers", &c.layers) ||
-        dict_ll(d, "mlp", &c.mlp) || dict_ll(d, "patch", &c.patch) || dict_ll(d, "image_size", &c.image_size))
+    if (lyra_py_cfg_int(d, "width", &c.width) || lyra_py_cfg_int(d, "heads", &c.heads) ||
+        lyra_py_cfg_int(d, "layers", &c.layers) || lyra_py_cfg_int(d, "mlp", &c.mlp) ||
+        lyra_py_cfg_int(d, "patch", &c.patch) || lyra_py_cfg_int(d, "image_size", &c.image_size))
         return NULL;
     if (c.patch < 1 || c.layers < 2) {
         PyErr_SetString(PyExc_ValueError, "config: patch must be >= 1 and layers >= 2");

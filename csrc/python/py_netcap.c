@@ -1,0 +1,79 @@
+/* The network capsule shared by the model glue files (see py_netcap.h). */
+#include "py_netcap.h"
+
+lyra_py_netcap *lyra_py_netcap_new(size_t size, lyra_py_netcap_free_fn free_model, int cpu_backend) {
+    lyra_py_netcap *net = PyMem_Calloc(1, size);
+    if (!net) return (lyra_py_netcap *)PyErr_NoMemory();
+    net->free_model = free_model;
+    net->lock = PyThread_allocate_lock();
+    lyra_status s = net->lock ? LYRA_OK : lyra_error(LYRA_ERR_OOM, "cannot allocate a lock");
+    if (s == LYRA_OK && cpu_backend) s = lyra_backend_cpu_init(&net->be, 0);
+    if (s != LYRA_OK) {
+        lyra_py_netcap_free(net);
+        return (lyra_py_netcap *)lyra_py_raise(s);
+    }
+    return net;
+}
+
+void lyra_py_netcap_free(lyra_py_netcap *net) {
+    if (!net) return;
+    if (net->free_model) net->free_model(net);
+    lyra_arena_free(&net->arena);
+    lyra_backend_free(&net->be);
+    if (net->lock) PyThread_free_lock(net->lock);
+    PyMem_Free(net);
+}
+
+/* The capsule's name is read back from the capsule itself, so one destructor serves every network kind. */
+static void netcap_destructor(PyObject *cap) {
+    lyra_py_netcap_free(PyCapsule_GetPointer(cap, PyCapsule_GetName(cap)));
+}
+
+PyObject *lyra_py_netcap_capsule(lyra_py_netcap *net, const char *name) {
+    PyObject *cap = PyCapsule_New(net, name, netcap_destructor);
+    if (!cap) lyra_py_netcap_free(net);
+    return cap;
+}
+
+PyObject *lyra_py_netcap_load(PyObject *weights, const char *strip_prefix, size_t size,
+                              lyra_py_netcap_free_fn free_model, lyra_py_netcap_load_fn load, const void *arg,
+                              const char *name) {
+    lyra_py_wsource ws;
+    if (lyra_py_wsource_open(&ws, weights, "weights", 1, strip_prefix) < 0) return NULL;
+    lyra_py_netcap *net = lyra_py_netcap_new(size, free_model, 1);
+    lyra_status s = LYRA_OK;
+    if (net) {
+        Py_BEGIN_ALLOW_THREADS
+        s = load(net, &ws.src, arg);
+        Py_END_ALLOW_THREADS
+    }
+    lyra_py_wsource_free(&ws); /* the loader copied what it keeps */
+    if (!net) return NULL;
+    if (s != LYRA_OK) {
+        lyra_py_netcap_free(net);
+        return lyra_py_raise(s);
+    }
+    return lyra_py_netcap_capsule(net, name);
+}
+
+lyra_status lyra_py_netcap_arena(lyra_py_netcap *net, size_t bytes) {
+    if (net->arena.capacity >= bytes) return LYRA_OK;
+    lyra_arena_free(&net->arena);
+    return lyra_arena_init(&net->arena, bytes);
+}
+
+int lyra_py_cfg_int(PyObject *config, const char *key, int64_t *v) {
+    PyObject *o = PyDict_GetItemString(config, key);
+    if (!o) {
+        PyErr_Format(PyExc_KeyError, "config: missing '%s'", key);
+        return -1;
+    }
+    long long x = PyLong_AsLongLong(o);
+    if (x == -1 && PyErr_Occurred()) return -1;
+    if (x < 0) {
+        PyErr_Format(PyExc_ValueError, "config: '%s' must be >= 0", key);
+        return -1;
+    }
+    *v = x;
+    return 0;
+}
