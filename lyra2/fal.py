@@ -37,7 +37,8 @@ def subscribe(application, arguments, *, with_logs=False, on_queue_update=None, 
 
     `on_queue_update(update)` receives Queued, then InProgress (with the new log entries when with_logs=True,
     else logs=None), then Completed. Extra keyword options (lyra2-only): checkpoint_dir, device, mode,
-    output_path, progress, depth."""
+    output_path, progress, depth. Without output_path the MP4 goes to $LYRA2_OUTPUT_DIR (default
+    <tmp>/lyra2-outputs) and stays there, like a hosted result URL: delete it when you are done with it."""
     _check_application(application)
     if on_queue_update is not None and not callable(on_queue_update):
         raise TypeError("on_queue_update: expected a callable or None")
