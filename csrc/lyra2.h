@@ -3,7 +3,7 @@
  * Every function a user can make fail returns lyra_status and, on failure, leaves a message
  * (naming the file, tensor, field or value) that lyra_error_message() returns. The CPython glue
  * (csrc/python) turns these into exceptions: LYRA_ERR_ARG -> ValueError, LYRA_ERR_TYPE -> TypeError,
- * everything else -> lyra2.Lyra2Error. The extension never calls exit()/abort().
+ * everything else -> lyra2.Lyra2Error. Nothing in the extension terminates the process.
  *
  * Programmer errors (violated invariants that tests make unreachable) use LYRA_ASSERT, which in a
  * normal build records the failure and returns LYRA_ERR_INTERNAL from the enclosing function. */
