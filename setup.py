@@ -1,4 +1,5 @@
-"""Build of lyra2._core: the C core in csrc/, plus cuda/ when a CUDA toolkit is found.
+"""Build of lyra2._core: the C core in csrc/, plus the CUDA backend (csrc/nn/cuda/*.cu)
+when a CUDA toolkit is found.
 
 Environment:
   LYRA2_CUDA=0|1      force the CUDA part off / on (default: on when nvcc and cuBLAS are found)
@@ -18,6 +19,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+CUDA_DIR = os.path.join(ROOT, "csrc", "nn", "cuda")
 
 
 def pkg_config(*args):
@@ -78,7 +80,7 @@ def find_cuda():
 
 
 class BuildExt(build_ext):
-    """Compiles cuda/*.cu with nvcc into objects that are linked into _core."""
+    """Compiles csrc/nn/cuda/*.cu with nvcc into objects that are linked into _core."""
 
     def build_extension(self, ext):
         cuda = getattr(ext, "_lyra_cuda", None)
@@ -87,13 +89,13 @@ class BuildExt(build_ext):
             arch = os.environ.get("LYRA2_CUDA_ARCH", "arch=compute_90,code=sm_90")
             objs = []
             os.makedirs(self.build_temp, exist_ok=True)
-            for src in sorted(glob.glob(os.path.join(ROOT, "cuda", "*.cu"))):
+            for src in sorted(glob.glob(os.path.join(CUDA_DIR, "*.cu"))):
                 obj = os.path.join(self.build_temp, os.path.basename(src) + ".o")
                 if not os.path.exists(obj) or os.path.getmtime(obj) < max(
-                        os.path.getmtime(p) for p in [src] + glob.glob(os.path.join(ROOT, "cuda", "*.h"))):
+                        os.path.getmtime(p) for p in [src] + glob.glob(os.path.join(CUDA_DIR, "*.h"))):
                     cmd = [nvcc, "-c", src, "-o", obj, "-O3", "-std=c++17", "-Xcompiler", "-fPIC",
                            "-Xcompiler", "-Wall", "--expt-relaxed-constexpr", "-lineinfo",
-                           "-I" + os.path.join(ROOT, "cuda"), "-I" + os.path.join(ROOT, "csrc")]
+                           "-I" + CUDA_DIR, "-I" + os.path.join(ROOT, "csrc")]
                     for a in arch.split(";"):
                         cmd += ["-gencode", a]
                     for d in inc:

@@ -19,7 +19,7 @@
 #include "py_ops_stage.h"
 
 #ifdef LYRA2_WITH_CUDA
-#include "../../cuda/lyra_cuda.h"
+#include "nn/cuda/lyra_cuda.h"
 #endif
 
 #define MAX_KEEP 24

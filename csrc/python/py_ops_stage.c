@@ -8,7 +8,7 @@
 #include "py_ops_stage.h"
 
 #ifdef LYRA2_WITH_CUDA
-#include "../../cuda/lyra_cuda.h"
+#include "nn/cuda/lyra_cuda.h"
 #endif
 
 int ops_stage_add(ops_stage *s, lyra_tensor *t, ops_role role) {

@@ -1,4 +1,4 @@
-/* The C face of the CUDA part (the .cu files in cuda/). Only compiled and linked when LYRA2_WITH_CUDA is defined;
+/* The C face of the CUDA part (the .cu files in csrc/nn/cuda/). Only compiled and linked when LYRA2_WITH_CUDA is defined;
  * the CPU-only build never includes the CUDA headers (nn/backend.h's lyra_backend_init reports the missing
  * backend instead). */
 #ifndef LYRA_CUDA_H
@@ -38,7 +38,7 @@ lyra_status lyra_cuda_quantize_fp8(lyra_backend *be, lyra_tensor *w8, lyra_tenso
 lyra_status lyra_cuda_linear_fp8(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w8,
                                  const lyra_tensor *scale, const lyra_tensor *b);
 
-/* ---- measurements for benchmarks/kernels.py (bench.cu) ----
+/* ---- measurements for benchmarks/kernels.py (cuda_bench.cu) ----
  * Each runs on random bf16 device data, flushes the L2 cache before every timed repeat, times with CUDA events
  * and returns the median milliseconds over `repeat` runs (after one untimed warm-up). */
 /* y (M, N) = x (M, K) · wᵀ; mode 0 bf16, 1 bf16 + bias + GELU epilogue, 2 fp8 per-tensor, 3 fp8 per-channel,
