@@ -16,7 +16,6 @@ static int (*const add_hooks[])(PyObject *m) = {
     lyra_py_add_geom,
     lyra_py_add_warp,
     lyra_py_add_sample,
-    lyra_py_add_ops,
     lyra_py_add_weights,
     lyra_py_add_tokenizer,
     lyra_py_add_vae,

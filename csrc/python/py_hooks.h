@@ -10,7 +10,6 @@ int lyra_py_add_media(PyObject *m);
 int lyra_py_add_geom(PyObject *m);
 int lyra_py_add_warp(PyObject *m);
 int lyra_py_add_sample(PyObject *m);
-int lyra_py_add_ops(PyObject *m);
 int lyra_py_add_weights(PyObject *m);
 int lyra_py_add_tokenizer(PyObject *m);
 int lyra_py_add_vae(PyObject *m);
