@@ -199,7 +199,8 @@ def make_extensions():
 
     headers = glob.glob(os.path.join("csrc", "**", "*.h"), recursive=True)
     SHARED.update(sources=[s for s in sources if not s.startswith(GLUE_DIRS)], include_dirs=include_dirs,
-                  define_macros=define_macros, extra_compile_args=extra_compile, depends=headers, cuda=cuda)
+                  define_macros=define_macros, extra_compile_args=extra_compile,
+                  depends=[h for h in headers if not h.startswith(GLUE_DIRS)], cuda=cuda)
 
     def extension(name, glue):
         return Extension(name, sources=glue, include_dirs=include_dirs, library_dirs=library_dirs,
@@ -208,9 +209,10 @@ def make_extensions():
 
     python_glue = [s for s in sources if s.startswith(os.path.join("csrc", "python", ""))]
     testing_glue = [s for s in sources if s.startswith(os.path.join("csrc", "testing", ""))]
-    # py_common.c is compiled into each: it uses the NumPy API table and Lyra2Error of the module it is in.
-    common = os.path.join("csrc", "python", "py_common.c")
-    return [extension("lyra2._core", python_glue), extension("lyra2._testops", testing_glue + [common])]
+    # The glue helpers _testops shares are compiled into each: they use the NumPy API table and Lyra2Error of
+    # the module they are in.
+    common = [os.path.join("csrc", "python", f) for f in ("py_common.c", "py_weight_source.c")]
+    return [extension("lyra2._core", python_glue), extension("lyra2._testops", testing_glue + common)]
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ bf16 peak (989 TFLOP/s) for the DiT GEMMs at M = 38,246 tokens, self-attention (
 cross-attention (L × 769 keys) and one full-width DiT block, with the implied time for 40 blocks × 4 DMD steps.
 
 Each number is the median of `--repeat` runs, timed with CUDA events on the backend's stream, after a warm-up,
-with the L2 cache flushed (a 256 MB write) before every timed run (csrc/nn/cuda/cuda_bench.cu). Data are random bf16.
+with the L2 cache flushed (a 256 MB write) before every timed run (csrc/testing/cuda_bench.cu). Data are random bf16.
 Prints a table (and writes it as JSON with --json PATH). Not a test.
 
     python benchmarks/kernels.py [--tokens 38246] [--repeat 5] [--quick] [--json out.json]

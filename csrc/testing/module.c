@@ -1,5 +1,5 @@
 /* lyra2._testops: a separate extension holding the code that only tests and benchmarks use (the backend ops
- * on NumPy arrays, the CUDA measurements), so that lyra2._core ships none of it. It links the same core
+ * on NumPy arrays, the CUDA measurements, the generic-ViT probe), so that lyra2._core ships none of it. It links the same core
  * objects as _core (setup.py builds them once) and raises lyra2._core's Lyra2Error. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -29,7 +29,7 @@ PyMODINIT_FUNC PyInit__testops(void) {
     if (!lyra_py_error) return NULL;
     PyObject *m = PyModule_Create(&testops_module);
     if (!m) return NULL;
-    if (lyra_testops_add_ops(m) < 0) {
+    if (lyra_testops_add_ops(m) < 0 || lyra_testops_add_vit(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

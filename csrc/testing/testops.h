@@ -6,5 +6,7 @@
 
 /* Adds the backend ops on NumPy arrays (py_ops.c) to the module. */
 int lyra_testops_add_ops(PyObject *m);
+/* Adds vit_taps, the generic-ViT probe (py_vit.c). */
+int lyra_testops_add_vit(PyObject *m);
 
 #endif
