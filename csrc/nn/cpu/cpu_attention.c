@@ -1,8 +1,8 @@
 /* CPU attention, flash style: softmax(scale·Q·Kᵀ + bias, masked keys -> -inf)·V without an Lq×Lk matrix.
  *
  * Per (batch, kv head) the keys are packed once, transposed in panels of KP keys (D × KP floats each), so the
- * score kernel streams one panel row per multiply. Then blocks of BQ queries (every head of the kv group)
- * run in parallel, each against blocks of BK keys: S = (scale·Q)·Kᵀ for the block, an online softmax in f32
+ * score kernel streams one panel row per multiply. Then blocks of BQ queries (of every head and batch whose
+ * keys are packed) run in parallel, each against blocks of BK keys: S = (scale·Q)·Kᵀ for the block, an online softmax in f32
  * (running row max m and sum l; O is rescaled by e^(m_old − m_new) when the max grows), O += P·V. The per
  * thread working set (BQ×(D + BK + Dv) floats, ~170 KB at D = 128) stays in L2, where the two-SGEMM version
  * streamed a 4 MB score tile through memory twice and ran a scalar exp. Everything is own code: no BLAS
@@ -85,24 +85,23 @@ static void attend_rows(const attn_head *h, int64_t q0, int64_t nq, const float 
     }
 }
 
-/* Packs the (Lk, D) keys at base (row stride rs bytes) into zero-padded transposed panels. */
-static void pack_keys(float *Kt, const char *base, int64_t rs, int64_t Lk, int64_t D, int nt) {
-    int64_t npanel = round_up(Lk, KP) / KP;
-    (void)nt;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t p = 0; p < npanel; p++) {
-        float *dst = Kt + p * KP * D;
-        for (int64_t j = 0; j < KP; j++) {
-            int64_t key = p * KP + j;
-            if (key < Lk) {
-                const float *row = (const float *)(base + key * rs);
-                for (int64_t d = 0; d < D; d++) dst[d * KP + j] = row[d];
-            } else {
-                for (int64_t d = 0; d < D; d++) dst[d * KP + j] = 0.0f;
-            }
+/* Packs panel p of the (Lk, D) keys at base (row stride rs bytes): keys p·KP.. transposed, zero-padded. */
+static void pack_panel(float *Kt, const char *base, int64_t rs, int64_t Lk, int64_t D, int64_t p) {
+    float *dst = Kt + p * KP * D;
+    for (int64_t j = 0; j < KP; j++) {
+        int64_t key = p * KP + j;
+        if (key < Lk) {
+            const float *row = (const float *)(base + key * rs);
+            for (int64_t d = 0; d < D; d++) dst[d * KP + j] = row[d];
+        } else {
+            for (int64_t d = 0; d < D; d++) dst[d * KP + j] = 0.0f;
         }
     }
 }
+
+/* Packed keys (and values) of several (batch, kv head) units are built at once, up to this many floats, so a
+ * whole attention is usually one OpenMP region with one barrier (between packing and the query tasks). */
+#define PACK_FLOATS ((int64_t)16 << 20)
 
 lyra_status cpu_attention(lyra_backend *be, lyra_tensor *o, const lyra_tensor *q, const lyra_tensor *k,
                           const lyra_tensor *v, const lyra_tensor *bias, const lyra_tensor *key_mask, float scale) {
@@ -113,69 +112,78 @@ lyra_status cpu_attention(lyra_backend *be, lyra_tensor *o, const lyra_tensor *q
     if (Lk == 0) { /* softmax over no keys: defined as zero rows */
         return cpu_fill(be, o, 0.0f);
     }
-    /* V rows are read in place when their stride is usable (aligned, not overlapping), else packed per head. */
+    /* V rows are read in place when their stride is usable (aligned, not overlapping), else packed. */
     int v_direct = Lk <= 1 || (v->nb[1] > 0 && v->nb[1] % 4 == 0 && v->nb[1] / 4 >= Dv);
-    int64_t nblk = (Lq + BQ - 1) / BQ, ntask = group * nblk;
-    int nt = cpu_threads(be, Lq * Lk * D * group);
-    if (nt > ntask) nt = (int)ntask;
     const cpu_flash_kernels *kern = cpu_flash_select();
-    int64_t ldo = round_up(Dv, 16);
-    int64_t kt_n = round_up(round_up(Lk, KP) * D, 16), vp_n = v_direct ? 0 : round_up(Lk * Dv, 16);
+    int64_t nblk = (Lq + BQ - 1) / BQ, npanel = round_up(Lk, KP) / KP, ldo = round_up(Dv, 16);
+    int64_t kt_n = round_up(npanel * KP * D, 16), vp_n = v_direct ? 0 : round_up(Lk * Dv, 16);
+    int64_t units = B * Hk, per_chunk = PACK_FLOATS / (kt_n + vp_n);
+    if (per_chunk < 1) per_chunk = 1;
+    if (per_chunk > units) per_chunk = units;
+    int nt = cpu_threads(be, Lq * Lk * D * H * B);
+    if (nt > per_chunk * group * nblk) nt = (int)(per_chunk * group * nblk);
     int64_t per_thread = round_up(BQ * D, 16) + BQ * BK + BQ * ldo + 2 * BQ;
-    float *ws = lyra_backend_scratch(be, (size_t)(kt_n + vp_n + nt * per_thread) * sizeof(float), "attention");
+    float *ws = lyra_backend_scratch(be, (size_t)(per_chunk * (kt_n + vp_n) + nt * per_thread) * sizeof(float),
+                                     "attention");
     if (!ws) return LYRA_ERR_OOM;
-    float *Kt = ws, *Vp = Kt + kt_n, *tbuf = Vp + vp_n;
+    float *Kt = ws, *Vp = Kt + per_chunk * kt_n, *tbuf = Vp + per_chunk * vp_n;
 
-    for (int64_t b = 0; b < B; b++) {
-        for (int64_t hk = 0; hk < Hk; hk++) {
-            attn_head h = {.kern = kern, .Kt = Kt, .D = D, .Dv = Dv, .Lk = Lk};
-            pack_keys(Kt, (const char *)k->data + b * k->nb[0] + hk * k->nb[2], k->nb[1], Lk, D,
-                      cpu_threads(be, Lk * D * 8));
-            const char *vbase = (const char *)v->data + b * v->nb[0] + hk * v->nb[2];
-            if (v_direct) {
-                h.V = (const float *)vbase;
-                h.ldv = Lk <= 1 ? Dv : v->nb[1] / 4;
-            } else {
-                for (int64_t j = 0; j < Lk; j++) memcpy(Vp + j * Dv, vbase + j * v->nb[1], (size_t)Dv * 4);
-                h.V = Vp;
-                h.ldv = Dv;
-            }
-            if (key_mask) {
-                h.mask = (const uint8_t *)key_mask->data + b * key_mask->nb[0];
-                h.mask_s = key_mask->nb[1];
-            }
+    for (int64_t u0 = 0; u0 < units; u0 += per_chunk) {
+        int64_t nu = units - u0 < per_chunk ? units - u0 : per_chunk, ntask = nu * group * nblk;
 #pragma omp parallel num_threads(nt)
-            {
-                int tid = 0;
+        {
+            int tid = 0;
 #ifdef _OPENMP
-                tid = omp_get_thread_num();
+            tid = omp_get_thread_num();
 #endif
-                float *Qb = tbuf + tid * per_thread, *S = Qb + round_up(BQ * D, 16), *O = S + BQ * BK;
-                float *m = O + BQ * ldo, *l = m + BQ;
-                attn_head th = h;
+#pragma omp for schedule(static)
+            for (int64_t t = 0; t < nu * npanel; t++) {
+                int64_t u = u0 + t / npanel, b = u / Hk, hk = u % Hk;
+                pack_panel(Kt + (t / npanel) * kt_n, (const char *)k->data + b * k->nb[0] + hk * k->nb[2], k->nb[1],
+                           Lk, D, t % npanel);
+                if (!v_direct && t % npanel == 0) {
+                    const char *vb = (const char *)v->data + b * v->nb[0] + hk * v->nb[2];
+                    float *dst = Vp + (t / npanel) * vp_n;
+                    for (int64_t j = 0; j < Lk; j++) memcpy(dst + j * Dv, vb + j * v->nb[1], (size_t)Dv * 4);
+                }
+            }
+            float *Qb = tbuf + tid * per_thread, *S = Qb + round_up(BQ * D, 16), *O = S + BQ * BK;
+            float *m = O + BQ * ldo, *l = m + BQ;
 #pragma omp for schedule(dynamic, 1)
-                for (int64_t t = 0; t < ntask; t++) {
-                    int64_t hh = hk * group + t / nblk, q0 = (t % nblk) * BQ;
-                    int64_t nq = Lq - q0 < BQ ? Lq - q0 : BQ;
-                    if (bias) {
-                        th.bias = (const char *)bias->data + (bias->ne[0] == 1 ? 0 : b * bias->nb[0]) +
-                                  (bias->ne[1] == 1 ? 0 : hh * bias->nb[1]);
-                        th.bias_ri = bias->nb[2];
-                        th.bias_cj = bias->nb[3];
-                    }
-                    const char *qbase = (const char *)q->data + b * q->nb[0] + hh * q->nb[2];
-                    for (int64_t i = 0; i < round_up(nq, MR); i++) {
-                        if (i >= nq) { memset(Qb + i * D, 0, (size_t)D * 4); continue; }
-                        const float *src = (const float *)(qbase + (q0 + i) * q->nb[1]);
-                        for (int64_t d = 0; d < D; d++) Qb[i * D + d] = src[d] * scale;
-                    }
-                    attend_rows(&th, q0, nq, Qb, S, O, ldo, m, l);
-                    char *obase = (char *)o->data + b * o->nb[0] + hh * o->nb[2];
-                    for (int64_t i = 0; i < nq; i++) {
-                        float *dst = (float *)(obase + (q0 + i) * o->nb[1]);
-                        float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f; /* every key masked: a zero row */
-                        for (int64_t d = 0; d < Dv; d++) dst[d] = O[i * ldo + d] * inv;
-                    }
+            for (int64_t t = 0; t < ntask; t++) {
+                int64_t ui = t / (group * nblk), u = u0 + ui, b = u / Hk, hk = u % Hk;
+                int64_t hh = hk * group + (t / nblk) % group, q0 = (t % nblk) * BQ;
+                int64_t nq = Lq - q0 < BQ ? Lq - q0 : BQ;
+                attn_head h = {.kern = kern, .Kt = Kt + ui * kt_n, .D = D, .Dv = Dv, .Lk = Lk};
+                if (v_direct) {
+                    h.V = (const float *)((const char *)v->data + b * v->nb[0] + hk * v->nb[2]);
+                    h.ldv = Lk <= 1 ? Dv : v->nb[1] / 4;
+                } else {
+                    h.V = Vp + ui * vp_n;
+                    h.ldv = Dv;
+                }
+                if (key_mask) {
+                    h.mask = (const uint8_t *)key_mask->data + b * key_mask->nb[0];
+                    h.mask_s = key_mask->nb[1];
+                }
+                if (bias) {
+                    h.bias = (const char *)bias->data + (bias->ne[0] == 1 ? 0 : b * bias->nb[0]) +
+                             (bias->ne[1] == 1 ? 0 : hh * bias->nb[1]);
+                    h.bias_ri = bias->nb[2];
+                    h.bias_cj = bias->nb[3];
+                }
+                const char *qbase = (const char *)q->data + b * q->nb[0] + hh * q->nb[2];
+                for (int64_t i = 0; i < round_up(nq, MR); i++) {
+                    if (i >= nq) { memset(Qb + i * D, 0, (size_t)D * 4); continue; }
+                    const float *src = (const float *)(qbase + (q0 + i) * q->nb[1]);
+                    for (int64_t d = 0; d < D; d++) Qb[i * D + d] = src[d] * scale;
+                }
+                attend_rows(&h, q0, nq, Qb, S, O, ldo, m, l);
+                char *obase = (char *)o->data + b * o->nb[0] + hh * o->nb[2];
+                for (int64_t i = 0; i < nq; i++) {
+                    float *dst = (float *)(obase + (q0 + i) * o->nb[1]);
+                    float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f; /* every key masked: a zero row */
+                    for (int64_t d = 0; d < Dv; d++) dst[d] = O[i * ldo + d] * inv;
                 }
             }
         }

@@ -7,6 +7,8 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 enum { KP = CPU_FLASH_KP, MR = CPU_FLASH_MR };
 
@@ -51,8 +53,6 @@ static float row_max_c(const float *s, int64_t n, float m) {
 }
 
 static const cpu_flash_kernels portable = {"c", scores_c, pv_c, row_max_c, exp_sum_c};
-
-const cpu_flash_kernels *cpu_flash_portable(void) { return &portable; }
 
 /* ---------------- AVX2 + FMA ---------------- */
 
@@ -175,8 +175,10 @@ static const cpu_flash_kernels avx2 = {"avx2", scores_avx2, pv_avx2, row_max_avx
 const cpu_flash_kernels *cpu_flash_select(void) {
     static const cpu_flash_kernels *chosen;
     if (!chosen) { /* a benign race: every thread computes the same answer */
+        const char *env = getenv("LYRA2_CPU_SIMD"); /* "0": the portable kernels (tests compare the sets) */
         __builtin_cpu_init();
-        chosen = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &avx2 : &portable;
+        int simd = !(env && strcmp(env, "0") == 0);
+        chosen = simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &avx2 : &portable;
     }
     return chosen;
 }

@@ -25,9 +25,8 @@ typedef struct {
     float (*exp_sum)(float *s, int64_t n, float m);
 } cpu_flash_kernels;
 
-/* The fastest kernel set this CPU runs (checked once). */
+/* The fastest kernel set this CPU runs, checked once; LYRA2_CPU_SIMD=0 in the environment forces the portable
+ * set (tests/test_ops.py runs the attention tests both ways). */
 const cpu_flash_kernels *cpu_flash_select(void);
-/* The portable set (tests compare the two). */
-const cpu_flash_kernels *cpu_flash_portable(void);
 
 #endif
