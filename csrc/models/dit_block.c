@@ -10,34 +10,6 @@
 /* Rows per tile of the buffer sin/cos features, so the (rows, 20480) feature matrix stays ~16 MB. */
 #define SINCOS_TILE_BYTES ((size_t)16 << 20)
 
-/* z (rows, 2·octaves·C) = [sin(π u), cos(π u), sin(2π u), cos(2π u), ...] of u (rows, C), each block of C in that
- * order, with the argument rounded to f32 as upstream (x.float() * (2^i·π), WL:137-148).
- * Local helper, candidate for csrc/nn (a "sincos features" pointwise op); CPU only for now. */
-static lyra_status sincos_features(dit_run *r, lyra_tensor *z, const lyra_tensor *u, int octaves) {
-    if (r->be->device != LYRA_DEVICE_CPU || u->dtype != LYRA_DTYPE_F32 || z->dtype != LYRA_DTYPE_F32)
-        return lyra_error(LYRA_ERR_UNSUPPORTED, "dit: the buffer sin/cos features exist only on the CPU backend");
-    int64_t rows = u->ne[0] * u->ne[1], C = u->ne[2];
-    LYRA_ASSERT(u->ne[0] == 1 && u->nb[2] == 4 && lyra_tensor_is_contiguous(z) && z->ne[2] == 2 * octaves * C);
-    const char *ub = u->data;
-    float *zb = z->data;
-    int nt = r->be->n_threads > 0 ? r->be->n_threads : 1;
-#pragma omp parallel for num_threads(rows * C > 4096 ? nt : 1) schedule(static)
-    for (int64_t i = 0; i < rows; i++) {
-        const float *ui = (const float *)(ub + i * u->nb[1]);
-        float *zi = zb + i * z->ne[2];
-        for (int o = 0; o < octaves; o++) {
-            float f = (float)(ldexp(M_PI, o));
-            float *zs = zi + 2 * o * C, *zc = zs + C;
-            for (int64_t c = 0; c < C; c++) {
-                float a = ui[c] * f;
-                zs[c] = sinf(a);
-                zc[c] = cosf(a);
-            }
-        }
-    }
-    return LYRA_OK;
-}
-
 /* kq (1, L, D) = cam_encoder(CamTok) + validity · buffer_encoder(sincos(BufTok)) (WL:166-196). */
 static lyra_status kq_bias(dit_run *r, const lyra_dit_block *blk, lyra_tensor *kq) {
     const lyra_dit_config *cfg = &r->m->cfg;
@@ -57,7 +29,7 @@ static lyra_status kq_bias(dit_run *r, const lyra_dit_block *blk, lyra_tensor *k
         LYRA_TRY(lyra_tensor_slice(&rows, &r->buftok, 1, l0, l0 + n));
         LYRA_TRY(lyra_tensor_slice(&ut, &rows, 2, 0, Cb4));
         LYRA_TRY(lyra_tensor_slice(&ht, &hb, 1, l0, l0 + n));
-        LYRA_TRY(sincos_features(r, &zt, &ut, LYRA_DIT_BUFFER_MULTIRES));
+        LYRA_TRY(lyra_op_sincos(r->be, &zt, &ut, LYRA_DIT_BUFFER_MULTIRES));
         LYRA_TRY(dit_linear(r, &ht, &zt, &blk->buf0));
     }
     LYRA_TRY(dit_alloc(r, &buf, 3, (int64_t[]){1, L, cfg->dim}, "buffer embedding"));

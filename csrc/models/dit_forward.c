@@ -118,7 +118,7 @@ lyra_status lyra_dit_forward(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor
     for (int a = 0; a < m->n_adapters; a++) max_rank = m->adapters[a].rank > max_rank ? m->adapters[a].rank : max_rank;
     size_t need = lyra_dit_arena_bytes(cfg, &m->fp, r.H, r.W, r.Lc, max_rank);
     m->arena.used = 0;
-    LYRA_TRY(lyra_arena_reserve(&m->arena, need));
+    LYRA_TRY(lyra_backend_arena_reserve(&m->be, &m->arena, need, "dit forward"));
 
     int64_t L = r.L, D = cfg->dim;
     lyra_status st;

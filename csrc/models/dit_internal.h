@@ -20,6 +20,12 @@ const char *dit_strip_net(const char *name);
 /* The tensor called `name` (after dit_strip_net on the source names), or NULL. */
 const lyra_dit_named *dit_find(const lyra_dit_named *src, int n, const char *name);
 
+/* Uploads adapter a to the model's device when the model is placed (no-op on the CPU); on failure the adapter
+ * is removed again. */
+lyra_status dit_adapter_place(lyra_dit *m, int a);
+/* Frees adapter a's tensors wherever they live. */
+void dit_adapter_free(lyra_dit *m, int a);
+
 /* Fills m->params / m->n_params from m->cfg (the table the loader and the LoRA attacher use). */
 lyra_status dit_params_build(lyra_dit *m);
 /* The Linear whose module path is `module` ("blocks.3.self_attn.q"), or NULL. */

@@ -62,7 +62,10 @@ class LyraDiT:
     framepack: the FramePack layout string; its history segments must match the clean patch embeddings.
     lora: adapters applied at run time, unmerged; each item is a source (path or mapping, weight 1.0) or a
         ``(source, weight)`` pair.
-    device: "cpu" ("cuda" raises Lyra2Error until this network's weights are placed on the GPU).
+    device: "cpu", or "cuda": the weights and adapters are uploaded to the GPU once (after the constructor's
+        LoRAs; later ones are uploaded when added), activations live in device memory, each call uploads its
+        inputs and downloads the output. With ``LYRA2_EMULATED_CUDA=1`` "cuda" is the emulated device
+        (``lyra2.backends()``). Lyra2Error when no device answers.
     num_heads: attention heads (default: width / 128).
     n_threads: CPU threads (0 = all).
 
@@ -74,10 +77,6 @@ class LyraDiT:
             raise TypeError(f"framepack must be a layout string, got {type(framepack).__name__}")
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-        if device == "cuda":
-            from .. import Lyra2Error
-            raise Lyra2Error("LyraDiT: device='cuda' is not wired to this network yet: "
-                             "the CUDA backend runs every runtime op (see lyra2.backends()), but this network's glue still keeps its weights and activations in host memory (device placement of the weights and the arena is the remaining step); use device='cpu'")
         if not _is_source(weights):
             raise TypeError("weights must be a safetensors path or a mapping of name -> array, "
                             f"got {type(weights).__name__}")
@@ -94,6 +93,8 @@ class LyraDiT:
                 self.add_lora(item[0], float(item[1]))
             else:
                 self.add_lora(item, 1.0)
+        if device == "cuda":
+            _core.dit_place(self._model, "cuda")
 
     # ---------------- LoRA ----------------
 
