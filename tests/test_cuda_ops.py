@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 
 import lyra2
-from lyra2 import _core
+from lyra2 import _testops as _ops
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not lyra2.backends()["cuda"], reason="no CUDA backend in this build or no GPU visible")]
 
-_ops = _core._ops
 # FP8 GEMMs, the benchmark entry points and device-OOM handling exist only on a real GPU; the rest of this file
 # also runs on the emulated device (LYRA2_EMULATED_CUDA=1, tests/test_emulated_device.py).
 real_gpu = pytest.mark.skipif(lyra2.backends()["emulated"], reason="needs a real GPU, not the emulated device")

@@ -37,8 +37,8 @@ def test_backends_without_the_variable_are_unchanged():
 
 
 def test_refusals_and_poison():
-    out = json.loads(run_emulated("import json; from lyra2 import _core\n"
-                                  "print(json.dumps(_core._ops.emulated_device_probe()))"))
+    out = json.loads(run_emulated("import json; from lyra2 import _testops\n"
+                                  "print(json.dumps(_testops.emulated_device_probe()))"))
     # a host array labelled as device memory, and a released block: refused, naming the op, argument and tensor
     assert out["host_error"].startswith("cuda-emulated: add: b ('host_array') is not in device memory")
     assert out["freed_error"].startswith("cuda-emulated: scale: x ('released_block') is not in device memory")
@@ -48,10 +48,10 @@ def test_refusals_and_poison():
 
 def test_transfers_are_copies_and_counted():
     out = json.loads(run_emulated(
-        "import json, numpy as np, lyra2\nfrom lyra2 import _core\n"
+        "import json, numpy as np, lyra2\nfrom lyra2 import _testops\n"
         "lyra2.testing.emulated_cuda_reset()\n"
         "x = np.arange(12, dtype=np.float32).reshape(3, 4); w = np.eye(4, dtype=np.float32)\n"
-        "y = _core._ops.linear(x, w, backend='cuda')\n"
+        "y = _testops.linear(x, w, backend='cuda')\n"
         "s = lyra2.testing.emulated_cuda_stats()\n"
         "print(json.dumps({'ok': bool((y == x).all()), 'stats': s, 'log': lyra2.testing.emulated_cuda_transfers()}))"))
     assert out["ok"]
