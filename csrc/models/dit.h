@@ -115,6 +115,7 @@ typedef struct lyra_dit {
     int n_adapters;
     lyra_backend be;
     lyra_arena arena;
+    lyra_dtype act_dtype;     /* activation storage (docs/PRECISION.md): f32, or bf16 on a device backend */
 } lyra_dit;
 
 /* Detects the configuration from the tensors (src[0..n-1]) and checks it against the layout: the clean patch
@@ -137,6 +138,12 @@ void lyra_dit_free(lyra_dit *m);
  * it, lyra_dit_forward takes device tensors; adapters added later are uploaded when added. A no-op when the model
  * is already there; LYRA_DEVICE_CPU after a placement is LYRA_ERR_UNSUPPORTED (the host copy is gone). */
 lyra_status lyra_dit_place(lyra_dit *m, lyra_device device);
+
+/* The activation storage dtype (docs/PRECISION.md): LYRA_DTYPE_F32 (the CPU reference, and a device f32 parity
+ * mode) or LYRA_DTYPE_BF16 (upstream's GPU policy: bf16 residual stream, projections, attention inputs and
+ * context; f32 time embedding/projection, modulation, head, and f32 statistics inside norms and softmax).
+ * bf16 needs a device backend (LYRA_ERR_UNSUPPORTED on the CPU backend, whose kernels compute f32). */
+lyra_status lyra_dit_set_precision(lyra_dit *m, lyra_dtype act);
 
 /* Adds a LoRA adapter from its tensors (spec §5.3 key formats: lora_A/lora_B or lora_down/lora_up, optional
  * .alpha and .diff_b, prefixes diffusion_model. / net., musubi lora_unet_*). Full-weight ".diff" deltas are

@@ -108,3 +108,13 @@ lyra_status lyra_dit_place(lyra_dit *m, lyra_device device) {
     m->be = dev;
     return LYRA_OK;
 }
+
+lyra_status lyra_dit_set_precision(lyra_dit *m, lyra_dtype act) {
+    if (act != LYRA_DTYPE_F32 && act != LYRA_DTYPE_BF16)
+        return lyra_error(LYRA_ERR_ARG, "dit: precision %s is not allowed; expected f32 or bf16", lyra_dtype_name(act));
+    if (act != LYRA_DTYPE_F32 && m->be.device == LYRA_DEVICE_CPU)
+        return lyra_error(LYRA_ERR_UNSUPPORTED, "dit: %s activations need a device (the CPU backend computes f32); "
+                          "place the model on 'cuda' first", lyra_dtype_name(act));
+    m->act_dtype = act;
+    return LYRA_OK;
+}

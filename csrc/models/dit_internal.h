@@ -63,12 +63,17 @@ typedef struct dit_run {
     lyra_tensor e0;       /* (1, 6D) time projection */
     lyra_tensor ctx_txt;  /* (1, 512, D) */
     lyra_tensor ctx_img;  /* (1, Lc, D) */
+    lyra_dtype act;       /* storage dtype of the bf16-policy activations (m->act_dtype) */
 } dit_run;
 
 /* ---- dit_run.c */
 
-/* A contiguous f32 activation of shape ne from the run's arena. */
+/* A contiguous f32 activation of shape ne from the run's arena: what upstream keeps in fp32 (time embedding and
+ * projection, modulation, head, tokenizer temporaries). */
 lyra_status dit_alloc(dit_run *r, lyra_tensor *t, int ndim, const int64_t *ne, const char *what);
+/* The same in the run's activation dtype (r->act): what upstream keeps in bf16 on the GPU (residual stream,
+ * projections, attention inputs/outputs, context, tokens). */
+lyra_status dit_alloc_act(dit_run *r, lyra_tensor *t, int ndim, const int64_t *ne, const char *what);
 /* Reports a tensor to the probe when one is installed. */
 void dit_probe(dit_run *r, const char *name, const lyra_tensor *t);
 

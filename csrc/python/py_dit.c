@@ -280,12 +280,17 @@ static PyObject *py_dit_lora_adapters(PyObject *self, PyObject *args) {
     return l;
 }
 
-/* dit_place(capsule, device) with device "cuda": weights and adapters to the device (lyra_dit_place). */
+/* dit_place(capsule, device, precision) with device "cuda": weights and adapters to the device (lyra_dit_place),
+ * then the activation dtype "f32" or "bf16" (lyra_dit_set_precision). */
 static PyObject *py_dit_place(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *cap;
-    const char *device;
-    if (!PyArg_ParseTuple(args, "Os", &cap, &device)) return NULL;
+    const char *device, *precision = "f32";
+    if (!PyArg_ParseTuple(args, "Os|s", &cap, &device, &precision)) return NULL;
+    lyra_dtype act;
+    if (!strcmp(precision, "f32")) act = LYRA_DTYPE_F32;
+    else if (!strcmp(precision, "bf16")) act = LYRA_DTYPE_BF16;
+    else return PyErr_Format(PyExc_ValueError, "precision: '%s' is not allowed; expected 'bf16' or 'f32'", precision);
     py_dit *d = get_model(cap);
     if (!d) return NULL;
     lyra_device dev;
@@ -293,7 +298,10 @@ static PyObject *py_dit_place(PyObject *self, PyObject *args) {
     else if (!strcmp(device, "cpu")) dev = LYRA_DEVICE_CPU;
     else return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
     lyra_status st;
-    LYRA_PY_NETCAP_LOCKED(&d->net, st = lyra_dit_place(&d->m, dev));
+    LYRA_PY_NETCAP_LOCKED(&d->net, {
+        st = lyra_dit_place(&d->m, dev);
+        if (st == LYRA_OK) st = lyra_dit_set_precision(&d->m, act);
+    });
     if (st != LYRA_OK) return lyra_py_raise(st);
     Py_RETURN_NONE;
 }
@@ -328,13 +336,21 @@ static void probe_record(void *ctx, const char *name, const lyra_tensor *t) {
     probe_item *it = calloc(1, sizeof *it);
     size_t n = (size_t)lyra_tensor_numel(t);
     if (it) it->data = malloc(n * sizeof(float) + 1);
-    lyra_tensor host = lyra_tensor_make(it ? it->data : NULL, LYRA_DTYPE_F32, t->ndim, t->ne);
-    if (!it || !it->data || t->dtype != LYRA_DTYPE_F32 || !lyra_tensor_is_contiguous(t) ||
+    /* downloaded in the tensor's own dtype (bf16 under the device policy) into the front of the f32 buffer,
+     * then widened in place from the back */
+    lyra_tensor host = lyra_tensor_make(it ? it->data : NULL, t->dtype, t->ndim, t->ne);
+    int ok_dtype = t->dtype == LYRA_DTYPE_F32 || t->dtype == LYRA_DTYPE_BF16 || t->dtype == LYRA_DTYPE_F16;
+    if (!it || !it->data || !ok_dtype || !lyra_tensor_is_contiguous(t) ||
         lyra_op_download(pl->be, &host, t) != LYRA_OK) {
         if (it) free(it->data);
         free(it);
         pl->failed = 1;
         return;
+    }
+    if (t->dtype != LYRA_DTYPE_F32) {
+        const uint16_t *h = (const uint16_t *)it->data;
+        for (size_t i = n; i-- > 0;)
+            it->data[i] = t->dtype == LYRA_DTYPE_BF16 ? lyra_bf16_to_f32(h[i]) : lyra_f16_to_f32(h[i]);
     }
     snprintf(it->name, sizeof it->name, "%s", name);
     it->ndim = t->ndim;
