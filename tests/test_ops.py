@@ -296,7 +296,7 @@ def test_attention_long_keys_tiled(ops):
 
 
 def test_attention_flash_block_edges(ops):
-    # The CPU kernel works in blocks of 64 queries x 256 keys, 4-row and 16-key steps, 16-column value steps:
+    # The CPU kernel works in blocks of 60 queries x 256 keys, 6-row and 16-key steps, 16-column value steps:
     # 130 queries (a ragged last block and row step), 600 keys (a ragged key block and panel), Dv = 40 (a
     # column tail), head dim 128 as in the DiT, grouped kv heads, bias and mask. Scores grow from block to
     # block (the running max is raised and earlier partial sums rescaled), and batch 1 masks the whole first

@@ -20,7 +20,7 @@ enum {
     KP = CPU_FLASH_KP, /* keys per packed panel */
     MR = CPU_FLASH_MR, /* query rows per micro-kernel step */
     BK = 256,          /* keys per online-softmax block */
-    BQ = 64,           /* query rows per task */
+    BQ = 60,           /* query rows per task (a multiple of MR) */
 };
 
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }

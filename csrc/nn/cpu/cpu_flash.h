@@ -9,7 +9,7 @@
 /* Keys per packed panel: panel p holds keys [p·16, p·16 + 16) transposed, (D, 16) floats, zero-padded. */
 #define CPU_FLASH_KP 16
 /* Query rows per micro-kernel step; callers pad the query block to a multiple (padding rows are ignored). */
-#define CPU_FLASH_MR 4
+#define CPU_FLASH_MR 6
 
 typedef struct {
     const char *name;
