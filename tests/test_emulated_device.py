@@ -84,3 +84,8 @@ def run_device_checks(*files):
 def test_dit_on_the_emulated_device():
     """tests/device_checks/check_dit.py: LyraDiT(device="cuda") against the f32 golden, LoRAs, transfers."""
     run_device_checks("tests/device_checks/check_dit.py")
+
+
+def test_umt5_on_the_emulated_device():
+    """tests/device_checks/check_umt5.py: UMT5Encoder(device="cuda") against the golden, transfers."""
+    run_device_checks("tests/device_checks/check_umt5.py")
