@@ -89,3 +89,8 @@ def test_dit_on_the_emulated_device():
 def test_umt5_on_the_emulated_device():
     """tests/device_checks/check_umt5.py: UMT5Encoder(device="cuda") against the golden, transfers."""
     run_device_checks("tests/device_checks/check_umt5.py")
+
+
+def test_clip_on_the_emulated_device():
+    """tests/device_checks/check_clip.py: CLIPVision(device="cuda") against the golden, transfers."""
+    run_device_checks("tests/device_checks/check_clip.py")
