@@ -114,6 +114,8 @@ typedef struct lyra_dit {
     int n_adapters;
     lyra_backend be;
     lyra_arena arena;
+    size_t arena_need;        /* measured activation peak for arena_key (H, W, Lc, max LoRA rank, adapters) */
+    int64_t arena_key[5];
 } lyra_dit;
 
 /* Detects the configuration from the tensors (src[0..n-1]) and checks it against the layout: the clean patch
@@ -164,9 +166,25 @@ lyra_status lyra_dit_forward(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor
 void lyra_dit_rope_angles(float *phi, const lyra_fp_chunk *chunks, int n_chunks, int64_t Hb, int64_t Wb,
                           int head_dim);
 
-/* Upper bound of the activation arena for one forward on an H×W latent grid with Lc CLIP tokens and LoRA rank
- * up to max_rank (bytes, f32 activations). */
-size_t lyra_dit_arena_bytes(const lyra_dit_config *cfg, const lyra_framepack *fp, int64_t H, int64_t W, int64_t Lc,
-                            int max_rank);
+/* What one forward costs at full size, from running it on the measuring backend (nn/measure/measure.h) with
+ * weights of the real shapes that occupy no memory: nothing is restated by hand. */
+typedef struct lyra_dit_measurement {
+    int64_t tokens;            /* L: packed sequence length */
+    size_t arena_peak;         /* activation arena high-water mark of one forward (bytes) */
+    size_t io_bytes;           /* the forward's inputs and output (x, text, clip, y, buffer, velocity), f32 */
+    size_t weight_bytes;       /* every parameter as the loader carves it (matrices in matrix_dtype, vectors f32) */
+    size_t block_bytes;        /* one attention block's parameters, carved alike (all blocks have the same shapes) */
+    int64_t matrix_elems, matrix_rows, vector_elems;       /* whole model: Linear weights, their rows, f32 vectors */
+    int64_t block_matrix_elems, block_matrix_rows, block_vector_elems; /* the same for one block */
+    double flops;              /* of the measured forward (GEMMs, attention) */
+    int64_t n_ops;
+} lyra_dit_measurement;
+
+/* Measures one forward of a DiT of configuration cfg (the fields lyra_dit_config_detect reads from weights;
+ * n_clean, clean_in, head_dim, cam_channels and buffer_in_dim are derived here from the layout as detection
+ * does) on an H×W latent grid with Lc CLIP tokens, matrices stored as matrix_dtype, the forward taking the
+ * paths (activation dtypes) it takes on `device`. */
+lyra_status lyra_dit_measure(const lyra_dit_config *cfg, const char *layout, int64_t H, int64_t W, int64_t Lc,
+                             lyra_dtype matrix_dtype, lyra_device device, lyra_dit_measurement *out);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "models/dit_internal.h"
+#include "nn/measure/measure.h"
 
 /* Rows per tile of the buffer sin/cos features, so the (rows, 20480) feature matrix stays ~16 MB. */
 #define SINCOS_TILE_BYTES ((size_t)16 << 20)
@@ -14,6 +15,7 @@
  * order, with the argument rounded to f32 as upstream (x.float() * (2^i·π), WL:137-148).
  * Local helper, candidate for csrc/nn (a "sincos features" pointwise op); CPU only for now. */
 static lyra_status sincos_features(dit_run *r, lyra_tensor *z, const lyra_tensor *u, int octaves) {
+    if (lyra_backend_is_measuring(r->be)) return LYRA_OK; /* host arithmetic: nothing to measure */
     if (r->be->device != LYRA_DEVICE_CPU || u->dtype != LYRA_DTYPE_F32 || z->dtype != LYRA_DTYPE_F32)
         return lyra_error(LYRA_ERR_UNSUPPORTED, "dit: the buffer sin/cos features exist only on the CPU backend");
     int64_t rows = u->ne[0] * u->ne[1], C = u->ne[2];

@@ -67,6 +67,18 @@ lyra_status dit_block_forward(dit_run *r, int i);
 /* §3.9: head + unpatchify of the generated tokens into out (1, out_dim, N, H, W). */
 lyra_status dit_head(dit_run *r, lyra_tensor *out);
 
+/* The forward on m's backend and arena (sized by the caller). */
+lyra_status dit_forward_run(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor *out, lyra_dit_probe_fn probe,
+                            void *probe_ctx);
+/* The activation arena bytes one forward of m on these inputs needs: measured (dit_measure.c) by running
+ * dit_forward_run on the measuring backend, cached per input geometry. */
+lyra_status dit_arena_need(lyra_dit *m, const lyra_dit_inputs *in, const lyra_tensor *out, size_t *need);
+/* In-features of the clean patch embedding of history segment s: in_dim · (K or 1) · 2K · 2K (network.md §3.2). */
+static inline int64_t dit_clean_in_features(int in_dim, const lyra_fp_segment *s) {
+    int64_t pt = s->type == 'k' ? s->kernel : 1, ph = 2 * (int64_t)s->kernel;
+    return (int64_t)in_dim * pt * ph * ph;
+}
+
 /* Host <-> backend copies for small host-built tables. The CPU backend shares host memory; other backends
  * are not wired yet (candidate for csrc/nn: an upload wrapper in ops.h). */
 lyra_status dit_upload(dit_run *r, lyra_tensor *dst, const void *host, size_t bytes);
