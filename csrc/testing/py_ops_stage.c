@@ -1,5 +1,5 @@
-/* Host <-> device staging for the _ops test glue (see py_ops_stage.h). */
-#include "py_common.h"
+/* Host <-> device staging for the lyra2._testops glue (see py_ops_stage.h). */
+#include "python/py_common.h"
 
 #include <stdio.h>
 #include <stdlib.h>
