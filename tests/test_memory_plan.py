@@ -174,3 +174,69 @@ def test_plan_argument_errors(kw, exc, word):
 def test_format_memory_plan_lists_residency():
     text = lyra2.memory.format_memory_plan(lyra2.memory_plan(dit_dtype="fp8", max_gpu_memory=24))
     assert "blocks resident" in text and "streamed" in text and "peak" in text and "dit" in text
+
+
+# ---------------------------------------------------------------- DiT block streaming
+
+
+@pytest.fixture(scope="module")
+def tiny_dit():
+    with np.load(f"{DATA}/dit_tiny_weights.npz") as z:
+        weights = {k: z[k] for k in z.files}
+    with np.load(f"{DATA}/dit_tiny.npz") as z:
+        args = {k: z["caseb_" + k] for k in ("x_B_C_T_H_W", "timesteps_B_T", "crossattn_emb",
+                                             "frame_cond_crossattn_emb_B_L_D", "y_B_C_T_H_W", "y_buffer_B_C_T_H_W")}
+    return weights, args
+
+
+@pytest.mark.parametrize("resident", [0, 1])
+def test_streaming_gives_the_resident_output_bit_for_bit(tiny_dit, resident):
+    weights, args = tiny_dit
+    model = LyraDiT(weights, num_heads=4)
+    ref = model(**args)
+    model.set_streaming(resident)
+    assert model.resident_blocks == resident
+    out = model(**args)
+    np.testing.assert_array_equal(out, ref)
+    st = model.streaming_stats()
+    streamed = model.config["num_layers"] - resident
+    # two block buffers of exactly the planned block bytes; one upload per streamed block per forward
+    c = _core.dit_config(model._model)
+    m = _core.dit_measure({**{k: c[k] for k in DIT_14B if k != "num_heads"}, "num_heads": 4}, DIT_LAYOUT,
+                          *args["x_B_C_T_H_W"].shape[-2:], 257, "f32", "cpu")
+    assert st["buffer_bytes"] == 2 * m["block_bytes"]
+    assert st["uploads"] == streamed and st["upload_bytes"] == streamed * m["block_bytes"]
+    model(**args)
+    assert model.streaming_stats()["uploads"] == 2 * streamed
+    model.set_streaming(model.config["num_layers"])
+    assert model.streaming_stats()["buffer_bytes"] == 0
+    np.testing.assert_array_equal(model(**args), ref)
+
+
+def test_streaming_after_a_lora_merge(tiny_dit):
+    """Streamed blocks are uploaded from the (merged) weights every forward, so a merge made before or after
+    turning streaming on gives the resident model's output."""
+    weights, args = tiny_dit
+    rng = np.random.default_rng(0)
+    D = 48
+    lora = {"blocks.1.ffn.0.lora_A.weight": rng.standard_normal((4, D)).astype(np.float32) * 0.1,
+            "blocks.1.ffn.0.lora_B.weight": rng.standard_normal((weights["blocks.1.ffn.0.weight"].shape[0], 4))
+            .astype(np.float32) * 0.1}
+    a = LyraDiT(weights, num_heads=4, lora=[(lora, 1.0)])
+    a.merge_lora()
+    ref = a(**args)
+    b = LyraDiT(weights, num_heads=4, lora=[(lora, 1.0)])
+    b.set_streaming(0)
+    b.merge_lora()
+    np.testing.assert_array_equal(b(**args), ref)
+
+
+def test_streaming_argument_errors(tiny_dit):
+    weights, _ = tiny_dit
+    model = LyraDiT(weights, num_heads=4)
+    with pytest.raises(ValueError, match="resident_blocks"):
+        model.set_streaming(3)
+    with pytest.raises(ValueError, match="resident_blocks"):
+        model.set_streaming(-1)
+    with pytest.raises(TypeError, match="resident_blocks"):
+        model.set_streaming(1.0)

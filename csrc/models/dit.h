@@ -102,6 +102,16 @@ typedef struct lyra_dit_adapter {
     void *mem;            /* the adapter's tensors */
 } lyra_dit_adapter;
 
+/* Block streaming state (dit_stream.c). */
+typedef struct lyra_dit_stream {
+    int resident;             /* blocks [0, resident) are used in place, the others stream; = num_layers: off */
+    size_t span;              /* bytes of one block's weights (one contiguous span of the weight allocation) */
+    void *slot[2];            /* the two block buffers on the backend (be->ops->alloc) */
+    lyra_dit_block view[2];   /* the streamed block's descriptors rebased into its buffer */
+    int64_t uploads;          /* blocks uploaded since load */
+    size_t upload_bytes;
+} lyra_dit_stream;
+
 typedef struct lyra_dit {
     lyra_dit_config cfg;
     lyra_framepack fp;
@@ -114,6 +124,7 @@ typedef struct lyra_dit {
     int n_adapters;
     lyra_backend be;
     lyra_arena arena;
+    lyra_dit_stream stream;
     size_t arena_need;        /* measured activation peak for arena_key (H, W, Lc, max LoRA rank, adapters) */
     int64_t arena_key[5];
 } lyra_dit;
@@ -141,6 +152,11 @@ lyra_status lyra_dit_lora_add(lyra_dit *m, const lyra_dit_named *src, int n, con
  * in W's dtype), then drops the adapters. Linears without a bias that receive a .diff_b cannot be merged
  * (LYRA_ERR_UNSUPPORTED). */
 lyra_status lyra_dit_lora_merge(lyra_dit *m);
+
+/* Streams the weights of blocks [resident, num_layers) through two block buffers allocated on the model's
+ * backend (resident = num_layers turns streaming off and frees them). Each forward then uploads every streamed
+ * block once, from its place in the weight allocation (host memory). LYRA_ERR_ARG outside 0..num_layers. */
+lyra_status lyra_dit_set_streaming(lyra_dit *m, int resident);
 
 typedef struct lyra_dit_inputs {
     const lyra_tensor *x;      /* x_B_C_T_H_W (1, out_dim, T, H, W) */

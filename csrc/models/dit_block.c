@@ -172,9 +172,8 @@ static lyra_status feed_forward(dit_run *r, const lyra_dit_block *blk, const lyr
     return LYRA_OK;
 }
 
-lyra_status dit_block_forward(dit_run *r, int i) {
+lyra_status dit_block_forward(dit_run *r, int i, const lyra_dit_block *blk) {
     const lyra_dit_config *cfg = &r->m->cfg;
-    const lyra_dit_block *blk = &r->m->w.blocks[i];
     size_t mark = lyra_arena_mark(r->a);
     lyra_tensor mod, e0, kq;
     /* m = modulation + e0, f32; rows: shift1, scale1, gate1, shift2, scale2, gate2 (WL:162-165). */

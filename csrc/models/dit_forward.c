@@ -88,7 +88,11 @@ lyra_status dit_forward_run(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor 
     T(dit_rope_table(&r));
     T(dit_time_embed(&r, in->t));
     T(dit_context(&r, in->text, in->clip));
-    for (int i = 0; i < cfg->num_layers; i++) T(dit_block_forward(&r, i));
+    for (int i = 0; i < cfg->num_layers; i++) {
+        const lyra_dit_block *blk;
+        T(dit_stream_block(&r, i, &blk));
+        T(dit_block_forward(&r, i, blk));
+    }
     T(dit_head(&r, out));
 #undef T
 done:

@@ -62,8 +62,12 @@ lyra_status dit_time_embed(dit_run *r, double t);
 lyra_status dit_context(dit_run *r, const lyra_tensor *text, const lyra_tensor *clip);
 /* §3.5: r->phi (host table copied to the backend). */
 lyra_status dit_rope_table(dit_run *r);
-/* §3.8: block i on r->x, in place. */
-lyra_status dit_block_forward(dit_run *r, int i);
+/* §3.8: block i (weights blk) on r->x, in place. */
+lyra_status dit_block_forward(dit_run *r, int i, const lyra_dit_block *blk);
+/* Block i's weights for this forward: in place when resident, else uploaded into a stream buffer. */
+lyra_status dit_stream_block(dit_run *r, int i, const lyra_dit_block **blk);
+/* Frees the stream buffers (streaming off). */
+void dit_stream_release(lyra_dit *m);
 /* §3.9: head + unpatchify of the generated tokens into out (1, out_dim, N, H, W). */
 lyra_status dit_head(dit_run *r, lyra_tensor *out);
 

@@ -231,6 +231,7 @@ fail:
 }
 
 void lyra_dit_free(lyra_dit *m) {
+    if (m->be.ops) dit_stream_release(m);
     for (int a = 0; a < m->n_adapters; a++) free(m->adapters[a].mem);
     free(m->w.blocks);
     free(m->params);

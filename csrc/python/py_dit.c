@@ -297,6 +297,34 @@ static PyObject *py_dit_lora_merge(PyObject *self, PyObject *cap) {
     Py_RETURN_NONE;
 }
 
+/* dit_streaming(capsule[, resident]) -> {resident, buffer_bytes, uploads, upload_bytes}: with `resident`, streams
+ * blocks [resident, layers) through two block buffers (resident = layers: off); then reports the state. */
+static PyObject *py_dit_streaming(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    int resident = -1;
+    if (!PyArg_ParseTuple(args, "O|i:dit_streaming", &cap, &resident)) return NULL;
+    py_dit *d = get_model(cap);
+    if (!d) return NULL;
+    lyra_status st = LYRA_OK;
+    lyra_dit_stream s;
+    int layers;
+    LYRA_PY_NETCAP_LOCKED(&d->net, {
+        layers = d->m.cfg.num_layers;
+        if (resident >= 0 && resident <= layers) st = lyra_dit_set_streaming(&d->m, resident);
+        s = d->m.stream;
+    });
+    if (resident != -1 && (resident < 0 || resident > layers)) {
+        PyErr_Format(PyExc_ValueError, "resident_blocks: %d is outside 0..%d (the DiT's blocks)", resident, layers);
+        return NULL;
+    }
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    int on = s.slot[0] != NULL;
+    return Py_BuildValue("{s:i,s:n,s:L,s:n}", "resident", on ? s.resident : layers, "buffer_bytes",
+                         (Py_ssize_t)(on ? 2 * s.span : 0), "uploads", (long long)s.uploads, "upload_bytes",
+                         (Py_ssize_t)s.upload_bytes);
+}
+
 /* Intermediates recorded by the probe (copied without the GIL, turned into arrays afterwards). */
 typedef struct probe_item {
     char name[32];
@@ -485,6 +513,7 @@ static PyMethodDef dit_methods[] = {
     {"dit_lora_adapters", py_dit_lora_adapters, METH_VARARGS, "Lists (and sets the weights of) the adapters."},
     {"dit_lora_merge", py_dit_lora_merge, METH_O, "Folds the adapters into the base weights."},
     {"dit_forward", py_dit_forward, METH_VARARGS, "Runs the DiT forward pass."},
+    {"dit_streaming", py_dit_streaming, METH_VARARGS, "Sets / reports DiT block streaming."},
     {"dit_measure", py_dit_measure, METH_VARARGS, "Measures one forward of a DiT configuration (no weights)."},
     {NULL, NULL, 0, NULL},
 };

@@ -119,6 +119,28 @@ class LyraDiT:
         drops them; faster when the set of adapters is fixed, but the weights can no longer be changed."""
         _core.dit_lora_merge(self._model)
 
+    # ---------------- memory ----------------
+
+    @property
+    def resident_blocks(self) -> int:
+        """Attention blocks whose weights are used in place; the others stream (see ``set_streaming``)."""
+        return _core.dit_streaming(self._model)["resident"]
+
+    def set_streaming(self, resident_blocks: int) -> None:
+        """Streams the weights of blocks ``resident_blocks..layers-1`` through two block-sized buffers: each
+        forward uploads every streamed block once, just before it runs (``resident_blocks = layers`` turns
+        streaming off). The output is bit-identical; the device holds only the resident blocks + two buffers
+        (the plan of ``lyra2.memory_plan``)."""
+        if isinstance(resident_blocks, bool) or not isinstance(resident_blocks, int):
+            raise TypeError(f"resident_blocks: expected an int, got {resident_blocks!r}")
+        if resident_blocks < 0:
+            raise ValueError(f"resident_blocks: {resident_blocks} is outside 0..{self.config['num_layers']}")
+        _core.dit_streaming(self._model, resident_blocks)
+
+    def streaming_stats(self) -> dict:
+        """{resident, buffer_bytes, uploads, upload_bytes}: the streaming state and the uploads since load."""
+        return _core.dit_streaming(self._model)
+
     # ---------------- forward ----------------
 
     def __call__(self, x_B_C_T_H_W, timesteps_B_T, crossattn_emb, frame_cond_crossattn_emb_B_L_D, y_B_C_T_H_W,
