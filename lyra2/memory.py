@@ -39,7 +39,7 @@ import numbers
 from . import _core
 from .fields import NUM_FRAMES, RESOLUTIONS
 
-__all__ = ["memory_plan", "format_memory_plan", "DIT_14B", "DIT_LAYOUT"]
+__all__ = ["memory_plan", "format_memory_plan", "log_run_plan", "check_max_gpu_memory", "DIT_14B", "DIT_LAYOUT"]
 
 #: The released Lyra-2 DiT (a Wan 2.1 14B I2V with Lyra's inputs; network.md §1.1), as detection reads it from
 #: the weights' names and shapes.
@@ -50,28 +50,48 @@ DIT_LAYOUT = "f1k1f4s2f1s1f16k4f2k2f1k1_g20"
 CLIP_TOKENS = 257            # ViT-H/14 at 224 px: 16·16 patches + the class token
 TEXT_TOKENS = 512
 DEPTH_WINDOW = 10            # DA3 views per depth update (csrc/pipeline/ar_driver.h LYRA_AR_DEPTH_WINDOW)
-DA3_SIZES = {"480p": (476, 826), "720p": (714, 1274)}   # the largest multiples of 14 inside the frame
 DIT_DTYPES = ("bf16", "fp8")
 BF16 = 2
 GB = 1e9
 
 
+def _frame_size(resolution):
+    """(H, W) of "480p" / "720p" or of an (H, W) pair of multiples of 16 (the DiT's 2x2 patches of 8x latents)."""
+    if isinstance(resolution, str):
+        if resolution not in RESOLUTIONS:
+            raise ValueError(f"resolution: {resolution!r} is not allowed; expected one of {list(RESOLUTIONS)} or "
+                             "an (H, W) pair")
+        return RESOLUTIONS[resolution]
+    if (not isinstance(resolution, (tuple, list)) or len(resolution) != 2
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in resolution)):
+        raise TypeError(f"resolution: expected one of {list(RESOLUTIONS)} or an (H, W) pair of ints; "
+                        f"got {resolution!r}")
+    H, W = int(resolution[0]), int(resolution[1])
+    if H < 16 or W < 16 or H % 16 or W % 16:
+        raise ValueError(f"resolution: {H}x{W} must be positive multiples of 16")
+    return H, W
+
+
+def check_max_gpu_memory(max_gpu_memory):
+    """None or a positive number of GB (1e9 bytes); TypeError / ValueError naming the field otherwise."""
+    if max_gpu_memory is None:
+        return None
+    if isinstance(max_gpu_memory, bool) or not isinstance(max_gpu_memory, numbers.Real):
+        raise TypeError(f"max_gpu_memory: expected a number of GB or None; got {max_gpu_memory!r}")
+    if not max_gpu_memory > 0 or max_gpu_memory != max_gpu_memory or max_gpu_memory == float("inf"):
+        raise ValueError(f"max_gpu_memory: {max_gpu_memory!r} GB is not allowed; expected a positive number")
+    return float(max_gpu_memory)
+
+
 def _check_args(resolution, num_frames, dit_dtype, max_gpu_memory):
-    if not isinstance(resolution, str):
-        raise TypeError(f"resolution: expected a string, one of {list(RESOLUTIONS)}; got {resolution!r}")
-    if resolution not in RESOLUTIONS:
-        raise ValueError(f"resolution: {resolution!r} is not allowed; expected one of {list(RESOLUTIONS)}")
+    _frame_size(resolution)
     if isinstance(num_frames, bool) or not isinstance(num_frames, numbers.Integral):
         raise TypeError(f"num_frames: expected an int, one of {list(NUM_FRAMES)}; got {num_frames!r}")
     if int(num_frames) not in NUM_FRAMES:
         raise ValueError(f"num_frames: {num_frames!r} is not allowed; expected one of {list(NUM_FRAMES)}")
     if not isinstance(dit_dtype, str) or dit_dtype not in DIT_DTYPES:
         raise ValueError(f"dit_dtype: {dit_dtype!r} is not allowed; expected one of {list(DIT_DTYPES)}")
-    if max_gpu_memory is not None:
-        if isinstance(max_gpu_memory, bool) or not isinstance(max_gpu_memory, numbers.Real):
-            raise TypeError(f"max_gpu_memory: expected a number of GB or None; got {max_gpu_memory!r}")
-        if not max_gpu_memory > 0:
-            raise ValueError(f"max_gpu_memory: {max_gpu_memory!r} GB is not allowed; expected a positive number")
+    check_max_gpu_memory(max_gpu_memory)
 
 
 def _dit_weights(m, dtype):
@@ -92,8 +112,8 @@ def _network_costs(resolution):
     from .models.vae import memory_plan as vae_plan
     from .testing import vae_tensor_shapes
 
-    H, W = RESOLUTIONS[resolution]
-    dh, dw = DA3_SIZES[resolution]
+    H, W = resolution
+    dh, dw = H // 14 * 14, W // 14 * 14   # DA3's input: the largest multiples of its 14-pixel patch inside
     t5 = umt5_cost(UMT5_XXL, tokens=TEXT_TOKENS)
     clip = clip_cost()
     da3_one = da3_cost(1, dh, dw, False)
@@ -144,7 +164,8 @@ def _stages(dit_fixed, dit_blocks_resident, net, dit, chunk, keep_da3):
 
 
 def memory_plan(resolution="480p", num_frames=81, dit_dtype="bf16", max_gpu_memory=None) -> dict:
-    """The device memory plan of a run (see the module docstring). Returns a dict:
+    """The device memory plan of a run (see the module docstring) at "480p" / "720p" (or an (H, W) pair of
+    multiples of 16). Returns a dict:
 
     ``peak_bytes`` (the largest stage), ``stage_peaks`` {stage: bytes}, ``stages`` {stage: {what: bytes}},
     ``resident_blocks`` / ``streamed_blocks`` (DiT attention blocks kept on the device / streamed),
@@ -156,12 +177,12 @@ def memory_plan(resolution="480p", num_frames=81, dit_dtype="bf16", max_gpu_memo
     rest; a budget below the smallest plan (every block streamed, DA3 loaded per call) raises ValueError naming
     the minimum."""
     _check_args(resolution, num_frames, dit_dtype, max_gpu_memory)
-    H, W = RESOLUTIONS[resolution]
+    H, W = _frame_size(resolution)
     h, w = H // 8, W // 8
     dit = _core.dit_measure(DIT_14B, DIT_LAYOUT, h, w, CLIP_TOKENS, "bf16", "cuda")
     fixed, block = _dit_weights(dit, dit_dtype)
     layers = DIT_14B["num_layers"]
-    net = _network_costs(resolution)
+    net = _network_costs((H, W))
     # Device state that lives through the chunk loop: the history latents of every generated frame (f32,
     # 16 channels, one latent per 4 frames), the text embeddings of prompt and negative prompt, the velocity
     # pair of CFG and the sampler's latent.
@@ -194,12 +215,12 @@ def memory_plan(resolution="480p", num_frames=81, dit_dtype="bf16", max_gpu_memo
         minimum = max(v[0] for v in stages.values())
         worst = max(stages, key=lambda k: stages[k][0])
         raise ValueError(f"max_gpu_memory: {max_gpu_memory!r} GB is below the minimum of {minimum / GB:.2f} GB for "
-                         f"{resolution} with dit_dtype={dit_dtype!r} (every DiT block streamed, DA3 loaded per call; "
+                         f"{resolution if isinstance(resolution, str) else f'{H}x{W}'} with dit_dtype={dit_dtype!r} (every DiT block streamed, DA3 loaded per call; "
                          f"the largest stage is {worst!r})")
     resident, keep_da3, stages, buffers, peak = choice
     streamed = layers - resident
     return {
-        "resolution": resolution, "num_frames": int(num_frames), "dit_dtype": dit_dtype,
+        "resolution": resolution if isinstance(resolution, str) else (H, W), "num_frames": int(num_frames), "dit_dtype": dit_dtype,
         "max_gpu_memory": max_gpu_memory,
         "peak_bytes": int(peak),
         "stage_peaks": {k: int(v[0]) for k, v in stages.items()},
@@ -218,7 +239,8 @@ def memory_plan(resolution="480p", num_frames=81, dit_dtype="bf16", max_gpu_memo
 def format_memory_plan(plan) -> str:
     """A few log lines: what is resident, what streams, the expected peak and each stage's peak (GB)."""
     g = lambda b: f"{b / GB:.2f} GB"  # noqa: E731
-    lines = [f"memory plan {plan['resolution']}, {plan['num_frames']} frames, DiT {plan['dit_dtype']}"
+    res = plan["resolution"]
+    lines = [f"memory plan {res if isinstance(res, str) else f'{res[0]}x{res[1]}'}, {plan['num_frames']} frames, DiT {plan['dit_dtype']}"
              + (f", budget {plan['max_gpu_memory']} GB" if plan["max_gpu_memory"] is not None else "")
              + f": peak {g(plan['peak_bytes'])}",
              f"  DiT: {plan['resident_blocks']} blocks resident, {plan['streamed_blocks']} streamed from pinned host "
@@ -227,3 +249,15 @@ def format_memory_plan(plan) -> str:
              f"  umT5 runs first and is freed; DA3 {'stays resident' if plan['da3_resident'] else 'loads per depth call'}"]
     lines += [f"  {k:13s} {g(v)}" for k, v in plan["stage_peaks"].items()]
     return "\n".join(lines)
+
+
+def log_run_plan(resolution, num_frames, max_gpu_memory, device, log):
+    """The plan of a generate run, written to `log` line by line, when the run asked for a budget or for the
+    GPU (the plan is of the released network sizes at the run's frame size). Raises ValueError when the budget
+    is below the minimum. Returns the plan or None."""
+    if max_gpu_memory is None and device != "cuda":
+        return None
+    plan = memory_plan(resolution, num_frames, "bf16", max_gpu_memory)
+    for line in format_memory_plan(plan).splitlines():
+        log(line)
+    return plan

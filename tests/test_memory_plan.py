@@ -240,3 +240,63 @@ def test_streaming_argument_errors(tiny_dit):
         model.set_streaming(-1)
     with pytest.raises(TypeError, match="resident_blocks"):
         model.set_streaming(1.0)
+
+
+# ---------------------------------------------------------------- max_gpu_memory on the API and CLI
+
+
+def test_plan_of_a_custom_frame_size_and_its_errors():
+    p = lyra2.memory_plan((32, 48), 81)
+    assert p["resolution"] == (32, 48) and p["dit"]["tokens"] < 1000
+    with pytest.raises(ValueError, match="multiples of 16"):
+        lyra2.memory_plan((30, 48))
+    with pytest.raises(TypeError, match="resolution"):
+        lyra2.memory_plan((32.0, 48))
+
+
+def test_log_run_plan_writes_the_plan_only_when_asked():
+    from lyra2.memory import log_run_plan
+
+    lines = []
+    assert log_run_plan("480p", 81, None, "cpu", lines.append) is None and not lines
+    plan = log_run_plan("480p", 161, 24, "cpu", lines.append)
+    assert plan["num_frames"] == 161 and plan["streamed_blocks"] > 0
+    text = "\n".join(lines)
+    assert "budget 24 GB" in text and f"{plan['resident_blocks']} blocks resident" in text and "peak" in text
+    assert log_run_plan("480p", 81, None, "cuda", lines.append)["resident_blocks"] == 40
+
+
+def test_generate_refuses_a_budget_below_the_minimum_before_loading(tmp_path):
+    import importlib
+
+    from lyra2 import fields
+    gen = importlib.import_module("lyra2.generate")
+    from lyra2.progress import Progress
+
+    args = fields.validate({"prompt": "a street", "seed": 0}, require_image=False)
+    logs = []
+    img = np.zeros((480, 832, 3), np.uint8)
+    # no checkpoint is needed: the budget is checked before any weight is read
+    with pytest.raises(ValueError, match=r"max_gpu_memory: 5 GB is below the minimum"):
+        gen.run_generate(img, args, checkpoint_folder=str(tmp_path), device="cpu",
+                         report=Progress(bar=False, on_log=logs.append), max_gpu_memory=5)
+    with pytest.raises(ValueError, match="max_gpu_memory"):
+        lyra2.zoom(img, "a street", max_gpu_memory=-1, mode="preview", progress=False)
+    with pytest.raises(TypeError, match="max_gpu_memory"):
+        lyra2.generate(img, np.eye(4)[None].repeat(81, 0), np.eye(3), "x", checkpoint_dir=str(tmp_path),
+                       max_gpu_memory="24", progress=False)
+
+
+def test_cli_passes_max_gpu_memory(monkeypatch, capsys):
+    from lyra2 import cli
+
+    seen = {}
+
+    def fake_zoom(image, **kw):   # the CLI's job is the flag -> keyword mapping; zoom() is tested above
+        seen.update(kw)
+        raise ValueError("max_gpu_memory: stop here")
+
+    monkeypatch.setattr(lyra2, "zoom", fake_zoom)
+    assert cli.main(["zoom", "in.png", "--prompt", "p", "-o", "o.mp4", "--max-gpu-memory", "24"]) == 2
+    assert seen["max_gpu_memory"] == 24.0
+    assert "max_gpu_memory" in capsys.readouterr().err
