@@ -139,7 +139,7 @@ def _numel(shape):
     return n
 
 
-def _stages(dit_fixed, dit_blocks_resident, net, dit, chunk, keep_da3):
+def _stages(dit_fixed, dit_blocks_resident, net, dit, chunk, keep_da3, fp8_copy):
     """{stage: (bytes, {what: bytes})} for a DiT whose resident weights are dit_fixed + dit_blocks_resident."""
     umt5_w, umt5_a = net["umt5"]
     clip_w, clip_a = net["clip"]
@@ -156,7 +156,8 @@ def _stages(dit_fixed, dit_blocks_resident, net, dit, chunk, keep_da3):
                   "moge activations": moge_a},
         "clip": dict(loop, **{"clip activations": clip_a}),
         "vae_encode": dict(loop, **{"vae encode activations": vae_enc}),
-        "dit": dict(loop, **{"dit activations": dit["arena_peak"], "dit inputs": dit["io_bytes"]}),
+        "dit": dict(loop, **{"dit activations": dit["arena_peak"], "dit inputs": dit["io_bytes"]},
+                    **({"fp8 activation copy": fp8_copy} if fp8_copy else {})),
         "vae_decode": dict(loop, **{"vae decode activations": vae_dec}),
         "depth_update": dict(loop, **{"da3 weights": da3_w, "da3 activations": da3_aw}),
     }
@@ -189,11 +190,14 @@ def memory_plan(resolution="480p", num_frames=81, dit_dtype="bf16", max_gpu_memo
     latents = 1 + (int(num_frames) - 1) // 4
     new = 16 * 20 * h * w * 4
     chunk = 16 * latents * h * w * 4 + 2 * TEXT_TOKENS * DIT_14B["text_dim"] * 4 + 3 * new
+    # fp8: the GEMM's e4m3 copy of its input, one byte per element of the widest block Linear input (the FFN's
+    # second layer); the activations themselves are the measured (unquantized) forward's.
+    fp8_copy = dit["tokens"] * DIT_14B["ffn_dim"] if dit_dtype == "fp8" else 0
 
     def plan_for(resident, keep_da3):
         streamed = layers - resident
         buffers = 2 * block if streamed else 0
-        stages = _stages(fixed + buffers, resident * block, net, dit, chunk, keep_da3)
+        stages = _stages(fixed + buffers, resident * block, net, dit, chunk, keep_da3, fp8_copy)
         return stages, buffers
 
     # Preference: as many DiT blocks resident as fit (they run 4 to 56 times per chunk), then DA3 resident

@@ -54,6 +54,7 @@ typedef struct lyra_dit_linear {
     lyra_tensor w;        /* (out, in), f32/bf16/f16 */
     lyra_tensor b;        /* (out) f32, or data NULL when the Linear has no bias */
     lyra_dit_lora_term lora[LYRA_DIT_MAX_ADAPTERS];
+    int fp8;              /* 1: e4m3 weights (dequantized in w) and per-token e4m3 activations (dit_fp8.c) */
 } lyra_dit_linear;
 
 typedef struct lyra_dit_block {
@@ -125,6 +126,7 @@ typedef struct lyra_dit {
     lyra_backend be;
     lyra_arena arena;
     lyra_dit_stream stream;
+    int fp8;                  /* the attention blocks' Linears are fp8 (lyra_dit_quantize_fp8) */
     size_t arena_need;        /* measured activation peak for arena_key (H, W, Lc, max LoRA rank, adapters) */
     int64_t arena_key[5];
 } lyra_dit;
@@ -157,6 +159,11 @@ lyra_status lyra_dit_lora_merge(lyra_dit *m);
  * backend (resident = num_layers turns streaming off and frees them). Each forward then uploads every streamed
  * block once, from its place in the weight allocation (host memory). LYRA_ERR_ARG outside 0..num_layers. */
 lyra_status lyra_dit_set_streaming(lyra_dit *m, int resident);
+
+/* Makes the attention blocks' Linears fp8 e4m3 (per-output-channel weight scales, per-token activation scales),
+ * CPU reference numerics, see dit_fp8.c. The weights must still be in host memory and the LoRA adapters merged
+ * (LYRA_ERR_ARG naming merge_lora otherwise). Irreversible; a second call does nothing. */
+lyra_status lyra_dit_quantize_fp8(lyra_dit *m);
 
 typedef struct lyra_dit_inputs {
     const lyra_tensor *x;      /* x_B_C_T_H_W (1, out_dim, T, H, W) */

@@ -85,6 +85,13 @@ lyra_status dit_block_forward(dit_run *r, int i, const lyra_dit_block *blk);
 /* §3.9: head + unpatchify of the generated tokens into out (1, out_dim, N, H, W). */
 lyra_status dit_head(dit_run *r, lyra_tensor *out);
 
+/* ---- dit_fp8.c */
+
+/* The 15 Linears of a block (out[0..14]); returns 15. */
+int dit_block_linears(lyra_dit_block *b, lyra_dit_linear **out);
+/* xq (same shape, f32 from the arena) = x rounded to e4m3 token by token with scale max|row| / 448. */
+lyra_status dit_fp8_activations(dit_run *r, lyra_tensor *xq, const lyra_tensor *x);
+
 /* ---- dit_stream.c: block streaming */
 
 /* Block i's weights for this forward: in place when resident, else uploaded into a stream buffer. */

@@ -14,12 +14,11 @@
 
 /* Every tensor of a block that comes from the checkpoint (not the adapters'), for the span and the rebase. */
 static int block_tensors(lyra_dit_block *b, lyra_tensor **t) {
-    int n = 0;
-    lyra_dit_linear *lin[] = {&b->sa_q, &b->sa_k, &b->sa_v, &b->sa_o, &b->ca_q, &b->ca_k, &b->ca_v, &b->ca_o,
-                              &b->ca_k_img, &b->ca_v_img, &b->ffn0, &b->ffn2, &b->cam, &b->buf0, &b->buf1};
+    lyra_dit_linear *lin[16];
+    int n_lin = dit_block_linears(b, lin), n = 0;
     lyra_tensor *vec[] = {&b->modulation, &b->sa_norm_q, &b->sa_norm_k, &b->norm3_w, &b->norm3_b, &b->ca_norm_q,
                           &b->ca_norm_k, &b->ca_norm_k_img};
-    for (size_t i = 0; i < sizeof lin / sizeof *lin; i++) {
+    for (int i = 0; i < n_lin; i++) {
         t[n++] = &lin[i]->w;
         t[n++] = &lin[i]->b;
     }

@@ -297,6 +297,16 @@ static PyObject *py_dit_lora_merge(PyObject *self, PyObject *cap) {
     Py_RETURN_NONE;
 }
 
+static PyObject *py_dit_quantize_fp8(PyObject *self, PyObject *cap) {
+    (void)self;
+    py_dit *d = get_model(cap);
+    if (!d) return NULL;
+    lyra_status st;
+    LYRA_PY_NETCAP_LOCKED(&d->net, st = lyra_dit_quantize_fp8(&d->m));
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    Py_RETURN_NONE;
+}
+
 /* dit_streaming(capsule[, resident]) -> {resident, buffer_bytes, uploads, upload_bytes}: with `resident`, streams
  * blocks [resident, layers) through two block buffers (resident = layers: off); then reports the state. */
 static PyObject *py_dit_streaming(PyObject *self, PyObject *args) {
@@ -513,6 +523,7 @@ static PyMethodDef dit_methods[] = {
     {"dit_lora_adapters", py_dit_lora_adapters, METH_VARARGS, "Lists (and sets the weights of) the adapters."},
     {"dit_lora_merge", py_dit_lora_merge, METH_O, "Folds the adapters into the base weights."},
     {"dit_forward", py_dit_forward, METH_VARARGS, "Runs the DiT forward pass."},
+    {"dit_quantize_fp8", py_dit_quantize_fp8, METH_O, "Makes the attention blocks fp8 (e4m3)."},
     {"dit_streaming", py_dit_streaming, METH_VARARGS, "Sets / reports DiT block streaming."},
     {"dit_measure", py_dit_measure, METH_VARARGS, "Measures one forward of a DiT configuration (no weights)."},
     {NULL, NULL, 0, NULL},

@@ -121,6 +121,12 @@ class LyraDiT:
 
     # ---------------- memory ----------------
 
+    def quantize_fp8(self) -> None:
+        """Makes the attention blocks' Linear layers fp8 e4m3: a scale per output channel for the weights (max|row|
+        / 448) and per token for the activations, products accumulated in float32 (the CPU reference of the
+        GPU's FP8 GEMM, ``csrc/models/dit_fp8.c``). Merge the LoRA adapters first (``merge_lora``). Irreversible."""
+        _core.dit_quantize_fp8(self._model)
+
     @property
     def resident_blocks(self) -> int:
         """Attention blocks whose weights are used in place; the others stream (see ``set_streaming``)."""
