@@ -211,16 +211,17 @@ def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=Non
     from .fields import output_size
     from .geometry import direction_cameras
     from .media import read_image
-    from .memory import log_run_plan
+    from .memory import apply_dit_streaming, log_run_plan
     from .video import Video
 
     h, w = output_size(args["resolution"])  # tests pass a tiny (H, W)
-    log_run_plan((h, w), args["num_frames"], max_gpu_memory, device, report.log)
+    plan = log_run_plan((h, w), args["num_frames"], max_gpu_memory, device, report.log)
     device = _check_device(device)
     t0 = time.perf_counter()
     raw = read_image(image_u8)
     img = read_image(raw, resolution=(h, w))
     models, info = load_models(checkpoint_folder)
+    apply_dit_streaming(models, info, plan, report.log)
     da3 = _da3(checkpoint_folder, device)
     d, mask, K0, depth_source = first_frame_depth(raw, img, depth, checkpoint_folder, report, da3=da3, device=device)
     n = args["num_frames"]
@@ -289,7 +290,7 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     from . import checkpoint
     from .api import _check_options
     from .media import read_image
-    from .memory import check_max_gpu_memory, log_run_plan
+    from .memory import apply_dit_streaming, check_max_gpu_memory, log_run_plan
     from .progress import Progress
     from .video import Video
 
@@ -330,9 +331,10 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     if not (np.isfinite(w2c).all() and np.isfinite(K).all()):
         raise ValueError("w2c, intrinsics: must be finite")
     report = Progress(bar=progress)
-    log_run_plan((h, w), N, max_gpu_memory, requested_device, report.log)
+    plan = log_run_plan((h, w), N, max_gpu_memory, requested_device, report.log)
     t0 = time.perf_counter()
     models, info = load_models(folder)
+    apply_dit_streaming(models, info, plan, report.log)
     F = info["frames_per_chunk"]
     if N < 1 + F or (N - 1) % F:
         raise ValueError(f"w2c: {N} cameras; expected 1 + {F}k (k >= 1 chunks of {F} frames)")

@@ -39,7 +39,7 @@ import numbers
 from . import _core
 from .fields import NUM_FRAMES, RESOLUTIONS
 
-__all__ = ["memory_plan", "format_memory_plan", "log_run_plan", "check_max_gpu_memory", "DIT_14B", "DIT_LAYOUT"]
+__all__ = ["memory_plan", "format_memory_plan", "log_run_plan", "check_max_gpu_memory", "apply_dit_streaming", "DIT_14B", "DIT_LAYOUT"]
 
 #: The released Lyra-2 DiT (a Wan 2.1 14B I2V with Lyra's inputs; network.md §1.1), as detection reads it from
 #: the weights' names and shapes.
@@ -265,3 +265,19 @@ def log_run_plan(resolution, num_frames, max_gpu_memory, device, log):
     for line in format_memory_plan(plan).splitlines():
         log(line)
     return plan
+
+
+def apply_dit_streaming(models, info, plan, log):
+    """Makes the loaded pipeline's DiT follow `plan` (None: every block resident): its blocks past
+    plan["resident_blocks"] stream through two block buffers. The plan is of the released 40-block DiT; a
+    checkpoint with another block count keeps every block resident (and the log says so)."""
+    layers = info["dit_config"]["num_layers"]
+    resident = layers
+    if plan is not None and plan["streamed_blocks"]:
+        if layers == DIT_14B["num_layers"]:
+            resident = plan["resident_blocks"]
+        else:
+            log(f"memory plan: this checkpoint's DiT has {layers} blocks, not the released "
+                f"{DIT_14B['num_layers']}: every block stays resident")
+    _core.ar_models_dit_streaming(models, resident)
+    return resident

@@ -300,3 +300,50 @@ def test_cli_passes_max_gpu_memory(monkeypatch, capsys):
     assert cli.main(["zoom", "in.png", "--prompt", "p", "-o", "o.mp4", "--max-gpu-memory", "24"]) == 2
     assert seen["max_gpu_memory"] == 24.0
     assert "max_gpu_memory" in capsys.readouterr().err
+
+
+def test_generate_with_every_dit_block_streamed_gives_the_same_frames(tmp_path, monkeypatch):
+    """A tiny generate run (DMD, one chunk) with both DiT blocks streamed equals the resident run bit for bit.
+    The released plan's block counts apply only to a 40-block DiT, so the test forces streaming of the tiny one
+    through the same hook the run uses."""
+    import importlib
+
+    from lyra2 import fields, memory
+    from lyra2.progress import Progress
+    gen = importlib.import_module("lyra2.generate")
+
+    monkeypatch.setenv("LYRA2_NUM_THREADS", "1")
+    ckpt = lyra2.testing.make_tiny_checkpoint(str(tmp_path / "tiny"), seed=0)
+    H, W = 32, 48
+    y, x = np.mgrid[0:H, 0:W]
+    img = (np.stack([x * 5, y * 7, (x + y) * 3], -1) % 256).astype(np.uint8)
+    depth = np.broadcast_to(2.0 + 0.05 * np.arange(H, dtype=np.float32)[:, None], (H, W)).copy()
+    args = fields.validate({"prompt": "a quiet street", "seed": 0}, require_image=False)
+    args["resolution"] = (H, W)
+
+    def run(logs):
+        return gen.run_generate(img, args, checkpoint_folder=ckpt, device="cpu",
+                                report=Progress(bar=False, on_log=logs.append), depth=depth, max_gpu_memory=40)
+
+    logs = []
+    ref = run(logs)
+    messages = [e["message"] for e in logs]
+    assert any("memory plan" in m and "budget 40 GB" in m for m in messages)
+    assert not any("has 2 blocks" in m for m in messages)  # at 40 GB nothing streams
+    calls = []
+
+    def stream_all(models, info, plan, log):
+        calls.append(plan["resident_blocks"])
+        _core.ar_models_dit_streaming(models, 0)
+        return 0
+
+    monkeypatch.setattr(memory, "apply_dit_streaming", stream_all)
+    out = run([])
+    assert calls and out.frames.shape == ref.frames.shape
+    np.testing.assert_array_equal(out.frames, ref.frames)
+    monkeypatch.undo()
+    models, info = gen.load_models(ckpt)
+    lines = []
+    plan = lyra2.memory_plan((H, W), 81, "bf16", 12.5)   # streams most of the released DiT's blocks
+    assert plan["streamed_blocks"] > 0
+    assert memory.apply_dit_streaming(models, info, plan, lines.append) == 2 and "has 2 blocks" in lines[0]
