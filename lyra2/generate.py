@@ -25,7 +25,7 @@ use DA3 when available; without it every chunk warps with frame 0's depth re-ren
 and the spatial memory keeps frame 0 only (logged).
 
 Device: "auto" and "cpu" run every network on the CPU backend; "cuda" raises Lyra2Error (no usable GPU, or, with
-one, no CUDA networks in this version yet). Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core).
+one or the emulated device, because the AR driver and every network but the DiT still live in host memory). Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core).
 """
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ def _threads():
 
 
 def _check_device(device):
-    """The device every network of the run uses: "auto" and "cpu" -> "cpu" (the only backend the networks have
-    yet); "cuda" is a Lyra2Error saying why (no usable GPU, or no CUDA networks in this version)."""
+    """The device every network of the run uses: "auto" and "cpu" -> "cpu" (the only device the whole generate
+    path runs on yet); "cuda" is a Lyra2Error saying why (no usable GPU, or the parts not placed on it yet)."""
     if not isinstance(device, str) or device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device: {device!r} is not allowed; expected one of ['auto', 'cpu', 'cuda']")
     if device == "cuda":
@@ -71,8 +71,10 @@ def _check_device(device):
         if not b["cuda"]:
             raise Lyra2Error(f"device='cuda': no usable CUDA GPU here (lyra2.backends() = {b}); use device='cpu' "
                              "or 'auto'")
-        raise Lyra2Error("device='cuda': the CUDA backend for the networks is not built into this version yet; "
-                         "use device='cpu' or 'auto'")
+        raise Lyra2Error("device='cuda': the generate path does not run on the device yet: the DiT does "
+                         "(lyra2.models.LyraDiT(device='cuda'), docs/PRECISION.md), but the AR driver still keeps its "
+                         "history latents, warps and correspondence buffer, and the VAE, umT5, CLIP, DA3 and MoGe "
+                         "networks, in host memory; use device='cpu' or 'auto'")
     return "cpu"
 
 

@@ -33,8 +33,8 @@ lyra_status dit_arena_need(lyra_dit *m, const lyra_dit_inputs *in, const lyra_te
     int max_rank = 0;
     for (int a = 0; a < m->n_adapters; a++) max_rank = m->adapters[a].rank > max_rank ? m->adapters[a].rank : max_rank;
     /* The geometry is all a forward's allocations depend on; a bad input is reported by the run itself. */
-    int64_t key[5] = {in->x ? in->x->ne[3] : 0, in->x ? in->x->ne[4] : 0, in->clip ? in->clip->ne[1] : 0, max_rank,
-                      m->n_adapters};
+    int64_t key[8] = {in->x ? in->x->ne[3] : 0, in->x ? in->x->ne[4] : 0, in->clip ? in->clip->ne[1] : 0, max_rank,
+                      m->n_adapters, m->act_dtype, m->fp8, m->be.device};
     if (m->arena_need && !memcmp(key, m->arena_key, sizeof key)) {
         *need = m->arena_need;
         return LYRA_OK;
@@ -140,6 +140,8 @@ lyra_status lyra_dit_measure(const lyra_dit_config *cfg, const char *layout, int
     out->io_bytes = lyra_backend_measure_stats(&io)->alloc_live;
     lyra_dit_inputs in = {.x = &x, .t = 500.0, .text = &text, .clip = &clip, .y = &y, .buffer = &buf};
     m.be.device = device; /* measure_forward's backend presents itself as the device being planned for */
+    /* the activation storage a placed model gets by default (lyra_dit_place: bf16 on a device backend) */
+    m.act_dtype = device == LYRA_DEVICE_CPU ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16;
     lyra_measure_stats stats;
     st = measure_forward(&m, &in, &v, &out->arena_peak, &stats);
     lyra_backend_free(&io);

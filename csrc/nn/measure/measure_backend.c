@@ -186,6 +186,10 @@ static lyra_status m_ternary(lyra_backend *be, lyra_tensor *y, const lyra_tensor
     (void)y; (void)x; (void)a; (void)b;
     return count(be, 0);
 }
+static lyra_status m_sincos(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int octaves) {
+    (void)y; (void)x; (void)octaves;
+    return count(be, 0);
+}
 static lyra_status m_rope(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *ang,
                           lyra_rope_mode md, int ns) {
     (void)y; (void)x; (void)ang; (void)md; (void)ns;
@@ -258,6 +262,7 @@ static const lyra_backend_ops measure_ops = {
     .modulate = m_ternary,
     .gate = m_ternary,
     .rope = m_rope,
+    .sincos = m_sincos,
     .conv2d = m_conv2d,
     .conv3d = m_conv3d,
     .conv_transpose2d = m_convt2d,
