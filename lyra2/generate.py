@@ -18,7 +18,7 @@ and ``lora/detail_enhancer.safetensors`` at weight 0.4 each when the folder has 
 default; fal's choice is unknown, pipeline.md §7), in both samplers, plus the DMD LoRA at 1.0 with ``use_dmd``.
 The active ones are logged.
 
-Depth of the input (§2, ``lyra2.pipeline.first_frame_depth``): the caller's ``depth``, else Depth Anything 3
+Depth of the input (§2, ``lyra2.depth.first_frame_depth``): the caller's ``depth``, else Depth Anything 3
 aligned to MoGe as upstream when ``da3.safetensors`` and ``moge.safetensors`` are in the folder (DA3 alone
 without MoGe), else the preview's heuristic prior, with a warning. The per-chunk depth-window updates (§4.13)
 use DA3 when available; without it every chunk warps with frame 0's depth re-rendered into its buffer camera
@@ -37,7 +37,8 @@ import numpy as np
 
 from . import _core
 from ._core import Lyra2Error
-from .pipeline import first_frame_depth
+from .fields import check_options
+from .depth import first_frame_depth
 
 __all__ = ["run_generate", "generate", "DEFAULT_LAYOUT", "STYLE_LORAS"]
 
@@ -290,7 +291,6 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
         logs, and a budget below its minimum is a ValueError.
     """
     from . import checkpoint
-    from .api import _check_options
     from .media import read_image
     from .memory import apply_dit_streaming, check_max_gpu_memory, log_run_plan
     from .progress import Progress
@@ -299,7 +299,7 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     check_max_gpu_memory(max_gpu_memory)
     requested_device = device
     device = _check_device(device)
-    _check_options(device, "generate", output_path, progress)
+    check_options(device, "generate", output_path, progress)
     seed = _as_int(seed, "seed")
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed: {seed} is out of range [0, 2**32)")

@@ -34,6 +34,7 @@ buffers (double buffering: block i+1 is uploaded on a copy stream while block i 
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 from . import _core
@@ -218,7 +219,8 @@ def memory_plan(resolution="480p", num_frames=81, dit_dtype="bf16", max_gpu_memo
         stages, _ = plan_for(0, False)
         minimum = max(v[0] for v in stages.values())
         worst = max(stages, key=lambda k: stages[k][0])
-        raise ValueError(f"max_gpu_memory: {max_gpu_memory!r} GB is below the minimum of {minimum / GB:.2f} GB for "
+        minimum_gb = math.ceil(minimum / GB * 100) / 100   # rounded up: the printed minimum is a valid budget
+        raise ValueError(f"max_gpu_memory: {max_gpu_memory!r} GB is below the minimum of {minimum_gb:.2f} GB for "
                          f"{resolution if isinstance(resolution, str) else f'{H}x{W}'} with dit_dtype={dit_dtype!r} (every DiT block streamed, DA3 loaded per call; "
                          f"the largest stage is {worst!r})")
     resident, keep_da3, stages, buffers, peak = choice

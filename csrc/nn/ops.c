@@ -496,7 +496,7 @@ lyra_status lyra_op_sincos(lyra_backend *be, lyra_tensor *y, const lyra_tensor *
     const char *op = "sincos";
     LYRA_TRY(check_out(be, op, y));
     LYRA_TRY(check_tensor(be, op, "x", x, 1));
-    if (!is_float(y->dtype))
+    if (!lyra_dtype_is_float(y->dtype))
         return lyra_error(LYRA_ERR_TYPE, "sincos: y has dtype %s, expected f32, bf16 or f16", lyra_dtype_name(y->dtype));
     if (octaves < 1 || octaves > 30) return lyra_error(LYRA_ERR_ARG, "sincos: octaves must be in 1..30, got %d", octaves);
     if (x->ndim < 1) return lyra_error(LYRA_ERR_ARG, "sincos: x must have at least one dim");
