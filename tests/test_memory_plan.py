@@ -349,3 +349,44 @@ def test_generate_with_every_dit_block_streamed_gives_the_same_frames(tmp_path, 
     plan = lyra2.memory_plan((H, W), 81, "bf16", 12.5)   # streams most of the released DiT's blocks
     assert plan["streamed_blocks"] > 0
     assert memory.apply_dit_streaming(models, info, plan, lines.append) == 2 and "has 2 blocks" in lines[0]
+
+
+def test_streaming_on_the_emulated_device(tiny_dit, monkeypatch):
+    """On the emulated CUDA device (separate pool, counted copies): a DiT placed with its last block streamed
+    from host memory gives the resident output bit for bit; the pool holds the resident weights plus two block
+    buffers, and a forward adds exactly the measured arena and its inputs/output (pool blocks are 256-aligned)."""
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA", "1")
+    from lyra2 import testing
+
+    weights, args = tiny_dit
+    io = sum(v.astype(np.float32).nbytes for k, v in args.items() if k != "timesteps_B_T") + \
+        4 * 16 * 20 * np.prod(args["x_B_C_T_H_W"].shape[-2:])
+    runs = {}
+    for resident in (None, 1):
+        testing.emulated_cuda_reset()
+        base = testing.emulated_cuda_stats()["live_bytes"]
+        model = LyraDiT(weights, num_heads=4, device="cuda", resident_blocks=resident)
+        placed = testing.emulated_cuda_stats()["live_bytes"] - base
+        out = model(**args)
+        st = testing.emulated_cuda_stats()
+        c = _core.dit_config(model._model)
+        assert st["refused"] == 0 and c["arena_peak"] == c["arena_need"]
+        runs[resident] = (out, placed, st["peak_bytes"] - base - placed, c["arena_need"], model.streaming_stats())
+        del model
+    ref, placed_all, fwd_all, need, _ = runs[None]
+    out, placed_stream, fwd_stream, need_s, stats = runs[1]
+    np.testing.assert_array_equal(out, ref)
+    span = stats["buffer_bytes"] // 2
+    assert stats["uploads"] == 1 and stats["upload_bytes"] == span
+    # one block left the device, two buffers joined it
+    assert abs(placed_stream - (placed_all - span + 2 * span)) <= 3 * 256
+    # a forward: the measured arena + the call's inputs and output, nothing else
+    assert need_s == need and abs(fwd_stream - (need + io)) <= 8 * 256 and abs(fwd_all - (need + io)) <= 8 * 256
+
+
+def test_streaming_is_decided_before_placement(tiny_dit, monkeypatch):
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA", "1")
+    weights, _ = tiny_dit
+    model = LyraDiT(weights, num_heads=4, device="cuda")
+    with pytest.raises(lyra2.Lyra2Error, match="before the model is placed"):
+        model.set_streaming(0)

@@ -109,6 +109,7 @@ typedef struct lyra_dit_stream {
     int resident;             /* blocks [0, resident) are used in place, the others stream; = num_layers: off */
     size_t span;              /* bytes of one block's weights (one contiguous span of the weight allocation) */
     void *slot[2];            /* the two block buffers on the backend (be->ops->alloc) */
+    void *host;               /* after placement: the streamed blocks' weights, in host memory */
     lyra_dit_block view[2];   /* the streamed block's descriptors rebased into its buffer */
     int64_t uploads;          /* blocks uploaded since load */
     size_t upload_bytes;

@@ -112,6 +112,10 @@ lyra_status dit_fp8_activations(dit_run *r, lyra_tensor *xq, const lyra_tensor *
 lyra_status dit_stream_block(dit_run *r, int i, const lyra_dit_block **blk);
 /* Frees the stream buffers (streaming off). */
 void dit_stream_release(lyra_dit *m);
+/* Placement with streaming on: uploads every weight but the streamed blocks into one block on dev (*w), keeps
+ * the streamed blocks in a host copy, moves the two buffers to dev and re-points the weight descriptors. On
+ * failure nothing is re-pointed. */
+lyra_status dit_stream_place(lyra_dit *m, lyra_backend *dev, void **w);
 
 /* ---- dit_forward.c / dit_measure.c: the forward and its arena size */
 

@@ -44,6 +44,7 @@ static void block_span(lyra_dit_block *b, char **lo, char **hi) {
 void dit_stream_release(lyra_dit *m) {
     for (int k = 0; k < 2; k++)
         if (m->stream.slot[k]) m->be.ops->release(&m->be, m->stream.slot[k]);
+    free(m->stream.host);
     memset(&m->stream, 0, sizeof m->stream);
     m->stream.resident = m->cfg.num_layers;
 }
@@ -52,6 +53,9 @@ lyra_status lyra_dit_set_streaming(lyra_dit *m, int resident) {
     int layers = m->cfg.num_layers;
     if (resident < 0 || resident > layers)
         return lyra_error(LYRA_ERR_ARG, "dit: resident blocks %d is outside 0..%d", resident, layers);
+    if (m->be.device != LYRA_DEVICE_CPU)
+        return lyra_error(LYRA_ERR_UNSUPPORTED, "dit: streaming is set before the model is placed on the %s device "
+                          "(placement keeps the streamed blocks in host memory)", m->be.ops->name);
     dit_stream_release(m);
     if (resident == layers) return LYRA_OK;
     size_t span = 0;
@@ -101,5 +105,65 @@ lyra_status dit_stream_block(dit_run *r, int i, const lyra_dit_block **blk) {
         t[j]->device = r->be->device;
     }
     *blk = &s->view[k];
+    return LYRA_OK;
+}
+
+/* Offset of p in the device block of dit_stream_place: the streamed range [lo, hi) is cut out. */
+static size_t placed_offset(const char *p, const char *base, const char *lo, const char *hi) {
+    return p < lo ? (size_t)(p - base) : (size_t)(p - base) - (size_t)(hi - lo);
+}
+
+lyra_status dit_stream_place(lyra_dit *m, lyra_backend *dev, void **w_out) {
+    lyra_dit_stream *s = &m->stream;
+    int layers = m->cfg.num_layers;
+    char *base = m->weight_mem, *lo, *hi, *x, *y;
+    block_span(&m->w.blocks[s->resident], &lo, &x);
+    block_span(&m->w.blocks[layers - 1], &y, &hi);
+    size_t cut = (size_t)(hi - lo), total = m->weight_bytes - cut;
+    /* the streamed blocks stay in host memory (the source of every upload); the device gets the rest */
+    char *host = malloc(cut);
+    void *w = dev->ops->alloc(dev, total ? total : 1);
+    void *slot[2] = {dev->ops->alloc(dev, s->span), dev->ops->alloc(dev, s->span)};
+    lyra_status st = LYRA_OK;
+    if (!host || !w || !slot[0] || !slot[1])
+        st = lyra_error(LYRA_ERR_OOM, "dit: cannot place the weights with %d of %d blocks streamed (%zu bytes on "
+                        "the %s device + two %zu-byte block buffers, %zu bytes of host memory)", layers - s->resident,
+                        layers, total, dev->ops->name, s->span, cut);
+    size_t head = (size_t)(lo - base), tail = m->weight_bytes - (size_t)(hi - base);
+    lyra_tensor h1 = lyra_tensor_1d(base, LYRA_DTYPE_U8, (int64_t)head), d1 = h1;
+    lyra_tensor h2 = lyra_tensor_1d(hi, LYRA_DTYPE_U8, (int64_t)tail), d2 = h2;
+    if (st == LYRA_OK) {
+        d1.data = w;
+        d2.data = (char *)w + head;
+        d1.device = d2.device = dev->device;
+        if (head) st = lyra_op_upload(dev, &d1, &h1);
+        if (st == LYRA_OK && tail) st = lyra_op_upload(dev, &d2, &h2);
+    }
+    if (st != LYRA_OK) {
+        free(host);
+        if (w) dev->ops->release(dev, w);
+        for (int k = 0; k < 2; k++)
+            if (slot[k]) dev->ops->release(dev, slot[k]);
+        return st;
+    }
+    memcpy(host, lo, cut);
+    for (int i = 0; i < m->n_params; i++) {
+        lyra_tensor *t = m->params[i].dst;
+        char *p = t->data;
+        if (!p || p < base || p >= base + m->weight_bytes) continue;
+        if (p >= lo && p < hi) {
+            t->data = host + (p - lo); /* host memory: dit_stream_block uploads it */
+        } else {
+            t->data = (char *)w + placed_offset(p, base, lo, hi);
+            t->device = dev->device;
+        }
+    }
+    /* the CPU slots go with the CPU backend; the device ones replace them */
+    for (int k = 0; k < 2; k++) {
+        m->be.ops->release(&m->be, s->slot[k]);
+        s->slot[k] = slot[k];
+    }
+    s->host = host;
+    *w_out = w;
     return LYRA_OK;
 }

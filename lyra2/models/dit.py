@@ -70,11 +70,14 @@ class LyraDiT:
         (default on "cpu", the only one the CPU backend computes; on "cuda" an f32 parity mode).
     num_heads: attention heads (default: width / 128).
     n_threads: CPU threads (0 = all).
+    resident_blocks: blocks whose weights stay on the device; the others stay in host memory and stream through
+        two block buffers, uploaded just before they run (default: all resident; see ``set_streaming``).
 
     Missing, unexpected or mis-shaped tensors raise ``lyra2.Lyra2Error`` naming the tensor."""
 
     def __init__(self, weights, framepack: str = DEFAULT_FRAMEPACK, lora=(), device: str = "cpu", *,
-                 num_heads: int | None = None, n_threads: int = 0, precision: str | None = None):
+                 num_heads: int | None = None, n_threads: int = 0, precision: str | None = None,
+                 resident_blocks: int | None = None):
         if not isinstance(framepack, str):
             raise TypeError(f"framepack must be a layout string, got {type(framepack).__name__}")
         if device not in ("cpu", "cuda"):
@@ -102,6 +105,8 @@ class LyraDiT:
                 self.add_lora(item[0], float(item[1]))
             else:
                 self.add_lora(item, 1.0)
+        if resident_blocks is not None:
+            self.set_streaming(resident_blocks)   # before the placement: streamed blocks stay in host memory
         if device == "cuda":
             _core.dit_place(self._model, "cuda", precision)
 
@@ -146,7 +151,8 @@ class LyraDiT:
         """Streams the weights of blocks ``resident_blocks..layers-1`` through two block-sized buffers: each
         forward uploads every streamed block once, just before it runs (``resident_blocks = layers`` turns
         streaming off). The output is bit-identical; the device holds only the resident blocks + two buffers
-        (the plan of ``lyra2.memory_plan``)."""
+        (the plan of ``lyra2.memory_plan``). On "cuda" give ``resident_blocks=`` to the constructor instead:
+        streaming is decided before the weights move (Lyra2Error afterwards)."""
         if isinstance(resident_blocks, bool) or not isinstance(resident_blocks, int):
             raise TypeError(f"resident_blocks: expected an int, got {resident_blocks!r}")
         if resident_blocks < 0:
