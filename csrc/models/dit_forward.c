@@ -1,6 +1,6 @@
 /* The forward pass of the Lyra-2 DiT (network.md §3): input checks, then the stages in call order (dit_tokens.c,
- * dit_rope.c, dit_embed.c, dit_block.c with dit_stream.c, dit_head.c, all built on the run helpers of dit_run.c);
- * last the public entry, which sizes the arena by measuring this same forward (dit_measure.c) and runs it. */
+ * dit_rope.c, dit_embed.c, dit_block.c with dit_stream.c, dit_head.c, all built on the run helpers of dit_run.c).
+ * Last the public entry, which sizes the arena by measuring this same forward (dit_measure.c) and runs it. */
 #include <stdio.h>
 #include <string.h>
 
@@ -86,10 +86,11 @@ done:
     return st;
 }
 
+/* The forward sized by measuring itself first (dit_measure.c), then run. */
 lyra_status lyra_dit_forward(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor *out, lyra_dit_probe_fn probe,
                              void *probe_ctx) {
     size_t need;
-    LYRA_TRY(dit_arena_need(m, in, out, &need));
+    LYRA_TRY(dit_arena_need(m, dit_forward_run, in, out, &need));
     m->arena.used = 0;
     LYRA_TRY(lyra_backend_arena_reserve(&m->be, &m->arena, need, "dit forward"));
     return dit_forward_run(m, in, out, probe, probe_ctx);

@@ -103,8 +103,6 @@ lyra_status dit_head(dit_run *r, lyra_tensor *out);
 
 /* The 15 Linears of a block (out[0..14]); returns 15. */
 int dit_block_linears(lyra_dit_block *b, lyra_dit_linear **out);
-/* xq (same shape, f32 from the arena) = x rounded to e4m3 token by token with scale max|row| / 448. */
-lyra_status dit_fp8_activations(dit_run *r, lyra_tensor *xq, const lyra_tensor *x);
 
 /* ---- dit_stream.c: block streaming */
 
@@ -122,9 +120,13 @@ lyra_status dit_stream_place(lyra_dit *m, lyra_backend *dev, void **w);
 /* The forward on m's backend and arena (sized by the caller). */
 lyra_status dit_forward_run(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor *out, lyra_dit_probe_fn probe,
                             void *probe_ctx);
+/* A forward pass over m's backend and arena (dit_forward_run is the one). */
+typedef lyra_status (*dit_forward_fn)(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor *out,
+                                      lyra_dit_probe_fn probe, void *probe_ctx);
 /* The activation arena bytes one forward of m on these inputs needs: measured (dit_measure.c) by running
- * dit_forward_run on the measuring backend, cached per input geometry. */
-lyra_status dit_arena_need(lyra_dit *m, const lyra_dit_inputs *in, const lyra_tensor *out, size_t *need);
+ * `forward` on the measuring backend, cached per input geometry. */
+lyra_status dit_arena_need(lyra_dit *m, dit_forward_fn forward, const lyra_dit_inputs *in, const lyra_tensor *out,
+                           size_t *need);
 /* In-features of the clean patch embedding of history segment s: in_dim · (K or 1) · 2K · 2K (network.md §3.2). */
 static inline int64_t dit_clean_in_features(int in_dim, const lyra_fp_segment *s) {
     int64_t pt = s->type == 'k' ? s->kernel : 1, ph = 2 * (int64_t)s->kernel;
