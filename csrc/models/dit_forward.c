@@ -1,5 +1,6 @@
-/* The forward pass of the Lyra-2 DiT (network.md §3): input checks, arena sizing, then the stages in call order
- * (dit_tokens.c, dit_rope.c, dit_embed.c, dit_block.c, dit_head.c, all built on the run helpers of dit_run.c). */
+/* The forward pass of the Lyra-2 DiT (upstream WL:902-912, WL:555-803, WL:583-584): input checks, arena sizing, then
+ * the stages in call order (dit_tokens.c, dit_rope.c, dit_embed.c, dit_block.c, dit_head.c, all built on the run
+ * helpers of dit_run.c). */
 #include <stdio.h>
 #include <string.h>
 
