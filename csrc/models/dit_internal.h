@@ -125,7 +125,7 @@ lyra_status dit_forward_run(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor 
 /* The activation arena bytes one forward of m on these inputs needs: measured (dit_measure.c) by running
  * dit_forward_run on the measuring backend, cached per input geometry. */
 lyra_status dit_arena_need(lyra_dit *m, const lyra_dit_inputs *in, const lyra_tensor *out, size_t *need);
-/* In-features of the clean patch embedding of history segment s: in_dim · (K or 1) · 2K · 2K (network.md §3.2). */
+/* In-features of the clean patch embedding of history segment s: in_dim · (K or 1) · 2K · 2K (upstream WL:498-534). */
 static inline int64_t dit_clean_in_features(int in_dim, const lyra_fp_segment *s) {
     int64_t pt = s->type == 'k' ? s->kernel : 1, ph = 2 * (int64_t)s->kernel;
     return (int64_t)in_dim * pt * ph * ph;
