@@ -42,7 +42,7 @@ from .fields import NUM_FRAMES, RESOLUTIONS
 
 __all__ = ["memory_plan", "format_memory_plan", "log_run_plan", "check_max_gpu_memory", "apply_dit_streaming", "DIT_14B", "DIT_LAYOUT"]
 
-#: The released Lyra-2 DiT (a Wan 2.1 14B I2V with Lyra's inputs; network.md §1.1), as detection reads it from
+#: The released Lyra-2 DiT (a Wan 2.1 14B I2V with Lyra's inputs; upstream EXP:21-62, NETCFG:30), as detection reads it from
 #: the weights' names and shapes.
 DIT_14B = {"dim": 5120, "ffn_dim": 13824, "num_heads": 40, "num_layers": 40, "in_dim": 36, "out_dim": 16,
            "text_dim": 4096, "freq_dim": 256, "clip_dim": 1280, "cam_dim": 1536, "buffer_embed_dim": 20480,

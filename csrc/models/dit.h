@@ -1,11 +1,11 @@
 /* The Lyra-2 diffusion transformer (Lyra2WanModel, a Wan 2.1 I2V DiT with camera, correspondence-buffer and
  * FramePack history inputs): configuration detected from the weights, loading, run-time LoRA, forward pass.
- * Spec: network.md (section numbers below refer to it). Upstream: WL = wan2pt1_lyra2.py, W = wan2pt1.py.
+ * References are upstream file:line at nv-tlabs/lyra@9fffc9a (tags WL, W, ... in docs/REFERENCES.md).
  *
- * 14B values (the released checkpoint, network.md §1.1): dim 5120, ffn 13824, 40 heads of 128, 40 layers,
- * in_dim 36 (16 latent + 4 mask + 16 conditioning), out_dim 16, text_dim 4096, freq_dim 256, CLIP 1280,
- * camera 1536 (384 Plücker channels unshuffled 2×2), buffer 1280 channels (5 spatial slots × 256) with 2
- * sin/cos octaves (20480 features) squeezed to 256, 6 clean patch embeddings; patch (1, 2, 2), eps 1e-6.
+ * 14B values (the released checkpoint, upstream EXP:21-62, ML:48-50, NETCFG:30): dim 5120, ffn 13824, 40 heads of 128,
+ * 40 layers, in_dim 36 (16 latent + 4 mask + 16 conditioning), out_dim 16, text_dim 4096, freq_dim 256, CLIP 1280,
+ * camera 1536 (384 Plücker channels unshuffled 2×2), buffer 1280 channels (5 spatial slots × 256) with 2 sin/cos
+ * octaves (20480 features) squeezed to 256, 6 clean patch embeddings; patch (1, 2, 2), eps 1e-6.
  *
  * Everything runs through the lyra_op_* ops of nn/ops.h on the model's backend (the CPU reference: f32
  * activations; matrices are kept in the checkpoint's float dtype). Dimension order is outermost first. */
@@ -33,7 +33,7 @@ typedef struct lyra_dit_config {
     int freq_dim;         /* 256 */
     int clip_dim;         /* 1280 */
     int cam_dim;          /* 1536 = cam_channels · 4 */
-    int cam_channels;     /* 384: the last channels of y, split off before the patch embedding (§3.1) */
+    int cam_channels;     /* 384: the last channels of y, split off before the patch embedding (upstream WL:902-912) */
     int buffer_in_dim;    /* 1280: channels of y_buffer */
     int buffer_embed_dim; /* 20480 = buffer_in_dim · 4 · 2 · multires */
     int buffer_squeeze;   /* 256 */
@@ -162,10 +162,10 @@ lyra_status lyra_dit_place(lyra_dit *m, lyra_device device);
  * bf16 needs a device backend (LYRA_ERR_UNSUPPORTED on the CPU backend, whose kernels compute f32). */
 lyra_status lyra_dit_set_precision(lyra_dit *m, lyra_dtype act);
 
-/* Adds a LoRA adapter from its tensors (spec §5.3 key formats: lora_A/lora_B or lora_down/lora_up, optional
- * .alpha and .diff_b, prefixes diffusion_model. / net., musubi lora_unet_*). Full-weight ".diff" deltas are
- * ignored as upstream does; their count is returned in *n_ignored. Unknown modules, bad shapes and ranks are
- * LYRA_ERR_FORMAT naming the key. */
+/* Adds a LoRA adapter from its tensors (upstream T2V:353-432, Z:525-530, T2V:379-380 key formats: lora_A/lora_B or
+ * lora_down/lora_up, optional .alpha and .diff_b, prefixes diffusion_model. / net., musubi lora_unet_*). Full-weight
+ * ".diff" deltas are ignored as upstream does; their count is returned in *n_ignored. Unknown modules, bad shapes and
+ * ranks are LYRA_ERR_FORMAT naming the key. */
 lyra_status lyra_dit_lora_add(lyra_dit *m, const lyra_dit_named *src, int n, const char *name, float weight,
                               int *n_ignored);
 /* Folds every adapter into the base weights, W += Σ w_a·B_a·A_a and b += Σ w_a·bias_a (computed in f32, stored
@@ -198,12 +198,13 @@ typedef struct lyra_dit_inputs {
  * "block<i>" (1, L, D), "head" (1, L, 4·out_dim). */
 typedef void (*lyra_dit_probe_fn)(void *ctx, const char *name, const lyra_tensor *t);
 
-/* The velocity of the generated frames: out (1, out_dim, N, H, W) f32 (§3). T = the layout's total frames. */
+/* The velocity of the generated frames: out (1, out_dim, N, H, W) f32 (upstream WL:902-912, WL:555-803, WL:583-584). T
+ * = the layout's total frames. */
 lyra_status lyra_dit_forward(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor *out, lyra_dit_probe_fn probe,
                              void *probe_ctx);
 
-/* RoPE angles of the packed sequence (§3.5), host memory: phi (L, head_dim/2) for the chunks of a latent grid,
- * pooled history tokens getting the average of their cell's (replicate-padded) angles. */
+/* RoPE angles of the packed sequence (upstream W:93-188, W:203-232, WL:586-596), host memory: phi (L, head_dim/2) for
+ * the chunks of a latent grid, pooled history tokens getting the average of their cell's (replicate-padded) angles. */
 void lyra_dit_rope_angles(float *phi, const lyra_fp_chunk *chunks, int n_chunks, int64_t Hb, int64_t Wb,
                           int head_dim);
 

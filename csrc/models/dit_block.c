@@ -1,4 +1,4 @@
-/* One Lyra-2 attention block (network.md §3.8; upstream WL:150-212, W:280-437):
+/* One Lyra-2 attention block (upstream WL:150-212, W:280-437):
  * adaLN-modulated self-attention whose q/k inputs get the camera and buffer embeddings added (kq_only),
  * q/k RMSNorm over the full width, 3-D RoPE, gated residual; cross-attention to the text and CLIP tokens with two
  * separate softmaxes summed before the output projection; modulated FFN with a gated residual. */

@@ -1,4 +1,5 @@
-/* Configuration of the Lyra-2 DiT read from tensor names and shapes (network.md §1.1, §1.3, §5.2). */
+/* Configuration of the Lyra-2 DiT read from tensor names and shapes (upstream EXP:21-62, ML:48-50, NETCFG:30,
+ * W:109-111). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

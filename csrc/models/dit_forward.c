@@ -1,6 +1,7 @@
-/* The forward pass of the Lyra-2 DiT (network.md §3): input checks, then the stages in call order (dit_tokens.c,
- * dit_rope.c, dit_embed.c, dit_block.c with dit_stream.c, dit_head.c, all built on the run helpers of dit_run.c).
- * Last the public entry, which sizes the arena by measuring this same forward (dit_measure.c) and runs it. */
+/* The forward pass of the Lyra-2 DiT (upstream WL:902-912, WL:555-803, WL:583-584): input checks, then the stages
+ * in call order (dit_tokens.c, dit_rope.c, dit_embed.c, dit_block.c with dit_stream.c, dit_head.c, all built on the
+ * run helpers of dit_run.c); last the public entry, which sizes the arena by measuring this same forward
+ * (dit_measure.c) and runs it. */
 #include <stdio.h>
 #include <string.h>
 

@@ -24,7 +24,7 @@ struct lyra_dit_param {
 
 /* ---- dit_config.c */
 
-/* "net.xxx" -> "xxx" (DCP keys carry the prefix, network.md §5.1); other names unchanged. */
+/* "net.xxx" -> "xxx" (DCP keys carry the prefix, upstream ML:74-92, Z:464-486, CTI:181-199); other names unchanged. */
 const char *dit_strip_net(const char *name);
 /* The tensor called `name` (after dit_strip_net on the source names), or NULL. */
 const lyra_dit_named *dit_find(const lyra_dit_named *src, int n, const char *name);
@@ -86,17 +86,17 @@ lyra_status dit_upload(dit_run *r, lyra_tensor *dst, const void *host, size_t by
 
 /* ---- the stages, in the forward's call order (dit_tokens.c, dit_rope.c, dit_embed.c, dit_block.c, dit_head.c) */
 
-/* §3.1-3.4: r->x, r->camtok, r->buftok from the inputs. */
+/* upstream WL:902-912, WL:555-803, WL:661-667, WL:766-789: r->x, r->camtok, r->buftok from the inputs. */
 lyra_status dit_tokenize(dit_run *r, const lyra_dit_inputs *in);
-/* §3.5: r->phi (host table copied to the backend). */
+/* upstream W:93-188, W:203-232, WL:586-596: r->phi (host table copied to the backend). */
 lyra_status dit_rope_table(dit_run *r);
-/* §3.6: r->e, r->e0. */
+/* upstream W:191-200, WL:962-964: r->e, r->e0. */
 lyra_status dit_time_embed(dit_run *r, double t);
-/* §3.7: r->ctx_txt, r->ctx_img. */
+/* upstream WL:966-971, W:569-598, W:698: r->ctx_txt, r->ctx_img. */
 lyra_status dit_context(dit_run *r, const lyra_tensor *text, const lyra_tensor *clip);
-/* §3.8: block i (weights blk) on r->x, in place. */
+/* upstream WL:150-212, W:280-437: block i (weights blk) on r->x, in place. */
 lyra_status dit_block_forward(dit_run *r, int i, const lyra_dit_block *blk);
-/* §3.9: head + unpatchify of the generated tokens into out (1, out_dim, N, H, W). */
+/* upstream W:532-566, WL:1001-1017: head + unpatchify of the generated tokens into out (1, out_dim, N, H, W). */
 lyra_status dit_head(dit_run *r, lyra_tensor *out);
 
 /* ---- dit_fp8.c */
@@ -127,7 +127,7 @@ typedef lyra_status (*dit_forward_fn)(lyra_dit *m, const lyra_dit_inputs *in, ly
  * `forward` on the measuring backend, cached per input geometry. */
 lyra_status dit_arena_need(lyra_dit *m, dit_forward_fn forward, const lyra_dit_inputs *in, const lyra_tensor *out,
                            size_t *need);
-/* In-features of the clean patch embedding of history segment s: in_dim · (K or 1) · 2K · 2K (network.md §3.2). */
+/* In-features of the clean patch embedding of history segment s: in_dim · (K or 1) · 2K · 2K (upstream WL:498-534). */
 static inline int64_t dit_clean_in_features(int in_dim, const lyra_fp_segment *s) {
     int64_t pt = s->type == 'k' ? s->kernel : 1, ph = 2 * (int64_t)s->kernel;
     return (int64_t)in_dim * pt * ph * ph;

@@ -9,7 +9,7 @@
 /* Address space a measured forward may use: far above any real device, never committed. */
 #define MEASURE_ARENA_SPACE ((size_t)1 << 40)
 
-/* Runs dit_forward_run on a shallow copy of m whose backend measures and whose arena is reserved address space.
+/* Runs `forward` on a shallow copy of m whose backend measures and whose arena is reserved address space.
  * The weights, adapters and inputs are m's own descriptors (only their shapes are read). */
 static lyra_status measure_forward(const lyra_dit *m, dit_forward_fn forward, const lyra_dit_inputs *in,
                                    lyra_tensor *out, size_t *peak) {

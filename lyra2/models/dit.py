@@ -1,5 +1,5 @@
 """The Lyra-2 diffusion transformer (``Lyra2WanModel``): Wan 2.1 I2V with camera, correspondence-buffer and
-FramePack history inputs, run by the C core (``csrc/models/dit*.c``; spec ``network.md``).
+FramePack history inputs, run by the C core (``csrc/models/dit*.c``; upstream WL, W: docs/REFERENCES.md).
 
 >>> dit = LyraDiT("checkpoints/lyra2_dit.safetensors", lora=[("dmd.safetensors", 1.0)])
 >>> v = dit(x_B_C_T_H_W=x, timesteps_B_T=t, crossattn_emb=t5, frame_cond_crossattn_emb_B_L_D=clip,
@@ -24,7 +24,7 @@ DEFAULT_FRAMEPACK = "f1k1f4s2f1s1f16k4f2k2f1k1_g20"
 
 
 def framepack_layout(layout: str = DEFAULT_FRAMEPACK, latent_hw=None) -> dict:
-    """Parses a FramePack layout string (``f<n>{k|s}<K>..._g<N>``, spec network.md §1.2).
+    """Parses a FramePack layout string (``f<n>{k|s}<K>..._g<N>``, upstream M:400-473, M:448-451, M:435-440).
 
     Returns ``splits``, ``kernel_sizes``, ``kernel_ids``, ``kernel_types`` (a string, one letter per history
     segment), ``new_frames``, ``history_frames``, ``total_frames``, ``spatial_frames``, ``temporal_frames``; with
@@ -40,7 +40,7 @@ def framepack_layout(layout: str = DEFAULT_FRAMEPACK, latent_hw=None) -> dict:
 
 def rope_angles(layout: str, latent_h: int, latent_w: int, head_dim: int = 128) -> np.ndarray:
     """RoPE angles (L, head_dim/2) of the packed sequence, t|h|w parts; compressed history tokens get the mean
-    angle of their (replicate-padded) cell (network.md §3.5)."""
+    angle of their (replicate-padded) cell (upstream W:93-188, W:203-232, WL:586-596)."""
     return _core.dit_rope_angles(layout, int(latent_h), int(latent_w), int(head_dim))
 
 
@@ -113,7 +113,8 @@ class LyraDiT:
     # ---------------- LoRA ----------------
 
     def add_lora(self, source, weight: float = 1.0, name: str | None = None) -> None:
-        """Adds an adapter (spec network.md §5.3 key formats). Full-weight ``.diff`` deltas and negligible
+        """Adds an adapter (upstream T2V:353-432, Z:525-530, T2V:379-380 key formats). Full-weight ``.diff`` deltas and
+        negligible
         ``.diff_b`` biases are ignored as upstream does; their count accumulates in ``ignored_lora_keys``."""
         if not _is_source(source):
             raise TypeError(f"LoRA source must be a safetensors path or a mapping, got {type(source).__name__}")
@@ -169,11 +170,12 @@ class LyraDiT:
                  y_buffer_B_C_T_H_W, *, padding_mask=None, fps=None, return_intermediates: bool = False):
         """Velocity of the generated frames, float32 (1, out_dim, N, H, W) (N = the layout's new frames).
 
-        Inputs exactly as upstream passes them (spec network.md §2.1): x (1, 16, T, H, W), timesteps (1, 1),
-        crossattn_emb (1, 512, text_dim), CLIP tokens (1, 257, 1280), y (1, 404, T, H, W) = mask | conditioning
-        latent | Plücker, y_buffer (1, 1280, T, H, W). ``padding_mask`` and ``fps`` are accepted and ignored, as
-        upstream ignores them. With ``return_intermediates=True`` returns ``(out, dict)`` with tokens, freqs,
-        camera_tokens, buffer_tokens, time_embedding, time_projection, text_embedding, img_emb, block<i>, head."""
+        Inputs exactly as upstream passes them (upstream M:986-994, T2V:1033-1053, WL:973): x (1, 16, T, H, W),
+        timesteps (1, 1), crossattn_emb (1, 512, text_dim), CLIP tokens (1, 257, 1280), y (1, 404, T, H, W) = mask |
+        conditioning latent | Plücker, y_buffer (1, 1280, T, H, W). ``padding_mask`` and ``fps`` are accepted and
+        ignored, as upstream ignores them. With ``return_intermediates=True`` returns ``(out, dict)`` with tokens,
+        freqs, camera_tokens, buffer_tokens, time_embedding, time_projection, text_embedding, img_emb, block<i>,
+        head."""
         del padding_mask, fps
         return _core.dit_forward(self._model, x_B_C_T_H_W, np.asarray(timesteps_B_T), crossattn_emb,
                                  frame_cond_crossattn_emb_B_L_D, y_B_C_T_H_W, y_buffer_B_C_T_H_W,
