@@ -213,19 +213,22 @@ def _chunk_captions(captions, n_chunks, frames_per_chunk):
     return out
 
 
-def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=None):
+def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=None, max_gpu_memory=None):
     """The zoom job in generate mode (fields validated by lyra2.fields.validate) -> lyra2.Video."""
     from .fields import output_size
     from .geometry import direction_cameras
     from .media import read_image
+    from .memory import apply_dit_streaming, log_run_plan
     from .video import Video
 
+    h, w = output_size(args["resolution"])  # tests pass a tiny (H, W)
+    plan = log_run_plan((h, w), args["num_frames"], max_gpu_memory, device, report.log)
     device = _check_device(device)
     t0 = time.perf_counter()
-    h, w = output_size(args["resolution"])  # tests pass a tiny (H, W)
     raw = read_image(image_u8)
     img = read_image(raw, resolution=(h, w))
     models, info = load_models(checkpoint_folder)
+    apply_dit_streaming(models, info, plan, report.log)
     da3 = _da3(checkpoint_folder, device)
     d, mask, K0, depth_source = first_frame_depth(raw, img, depth, checkpoint_folder, report, da3=da3, device=device)
     n = args["num_frames"]
@@ -274,7 +277,7 @@ def _as_int(value, name):
 
 def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, use_dmd=True, guidance_scale=5.0,
              num_inference_steps=28, device="auto", progress=True, depth=None, resolution=None, fps=16,
-             output_path=None):
+             output_path=None, max_gpu_memory=None):
     """Upstream's custom-trajectory mode: one image, a camera path and captions -> lyra2.Video (mode "generate").
 
     image: what ``lyra2.read_image`` accepts; used at its own size, or resized to ``resolution`` ((H, W) or
@@ -288,12 +291,17 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     seed: chunk a draws its initial noise with numpy RandomState(seed + a).
     use_dmd: DMD 4-step sampling with the DMD LoRA (guidance and steps ignored), else UniPC + CFG.
     output_path: also write the MP4 there (only after the whole run finished).
+    max_gpu_memory: GPU memory budget in GB; the memory plan (lyra2.memory_plan at the image size) goes to the
+        logs, and a budget below its minimum is a ValueError.
     """
     from . import checkpoint
     from .media import read_image
+    from .memory import apply_dit_streaming, check_max_gpu_memory, log_run_plan
     from .progress import Progress
     from .video import Video
 
+    check_max_gpu_memory(max_gpu_memory)
+    requested_device = device
     device = _check_device(device)
     check_options(device, "generate", output_path, progress)
     seed = _as_int(seed, "seed")
@@ -329,8 +337,10 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     if not (np.isfinite(w2c).all() and np.isfinite(K).all()):
         raise ValueError("w2c, intrinsics: must be finite")
     report = Progress(bar=progress)
+    plan = log_run_plan((h, w), N, max_gpu_memory, requested_device, report.log)
     t0 = time.perf_counter()
     models, info = load_models(folder)
+    apply_dit_streaming(models, info, plan, report.log)
     F = info["frames_per_chunk"]
     if N < 1 + F or (N - 1) % F:
         raise ValueError(f"w2c: {N} cameras; expected 1 + {F}k (k >= 1 chunks of {F} frames)")

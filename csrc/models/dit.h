@@ -54,6 +54,7 @@ typedef struct lyra_dit_linear {
     lyra_tensor w;        /* (out, in), f32/bf16/f16 */
     lyra_tensor b;        /* (out) f32, or data NULL when the Linear has no bias */
     lyra_dit_lora_term lora[LYRA_DIT_MAX_ADAPTERS];
+    int fp8;              /* 1: e4m3 weights (dequantized in w) and per-token e4m3 activations (dit_fp8.c) */
 } lyra_dit_linear;
 
 typedef struct lyra_dit_block {
@@ -103,6 +104,17 @@ typedef struct lyra_dit_adapter {
     size_t bytes;         /* size of mem */
 } lyra_dit_adapter;
 
+/* Block streaming state (dit_stream.c). */
+typedef struct lyra_dit_stream {
+    int resident;             /* blocks [0, resident) are used in place, the others stream; = num_layers: off */
+    size_t span;              /* bytes of one block's weights (one contiguous span of the weight allocation) */
+    void *slot[2];            /* the two block buffers on the backend (be->ops->alloc) */
+    void *host;               /* after placement: the streamed blocks' weights, in host memory */
+    lyra_dit_block view[2];   /* the streamed block's descriptors rebased into its buffer */
+    int64_t uploads;          /* blocks uploaded since load */
+    size_t upload_bytes;
+} lyra_dit_stream;
+
 typedef struct lyra_dit {
     lyra_dit_config cfg;
     lyra_framepack fp;
@@ -115,6 +127,11 @@ typedef struct lyra_dit {
     int n_adapters;
     lyra_backend be;
     lyra_arena arena;
+    lyra_dit_stream stream;
+    int fp8;                  /* the attention blocks' Linears are fp8 (lyra_dit_quantize_fp8) */
+    size_t arena_need;        /* measured activation peak for arena_key (H, W, Lc, max LoRA rank, adapters,
+                                 activation dtype, fp8, device) */
+    int64_t arena_key[8];
     lyra_dtype act_dtype;     /* activation storage (docs/PRECISION.md): f32, or bf16 on a device backend */
 } lyra_dit;
 
@@ -156,6 +173,16 @@ lyra_status lyra_dit_lora_add(lyra_dit *m, const lyra_dit_named *src, int n, con
  * (LYRA_ERR_UNSUPPORTED). */
 lyra_status lyra_dit_lora_merge(lyra_dit *m);
 
+/* Streams the weights of blocks [resident, num_layers) through two block buffers allocated on the model's
+ * backend (resident = num_layers turns streaming off and frees them). Each forward then uploads every streamed
+ * block once, from its place in the weight allocation (host memory). LYRA_ERR_ARG outside 0..num_layers. */
+lyra_status lyra_dit_set_streaming(lyra_dit *m, int resident);
+
+/* Makes the attention blocks' Linears fp8 e4m3 (per-output-channel weight scales, per-token activation scales),
+ * CPU reference numerics, see dit_fp8.c. The weights must still be in host memory and the LoRA adapters merged
+ * (LYRA_ERR_ARG naming merge_lora otherwise). Irreversible; a second call does nothing. */
+lyra_status lyra_dit_quantize_fp8(lyra_dit *m);
+
 typedef struct lyra_dit_inputs {
     const lyra_tensor *x;      /* x_B_C_T_H_W (1, out_dim, T, H, W) */
     double t;                  /* timesteps_B_T[0, 0], flow time in [0, 1000] */
@@ -181,9 +208,25 @@ lyra_status lyra_dit_forward(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor
 void lyra_dit_rope_angles(float *phi, const lyra_fp_chunk *chunks, int n_chunks, int64_t Hb, int64_t Wb,
                           int head_dim);
 
-/* Upper bound of the activation arena for one forward on an H×W latent grid with Lc CLIP tokens and LoRA rank
- * up to max_rank (bytes, f32 activations). */
-size_t lyra_dit_arena_bytes(const lyra_dit_config *cfg, const lyra_framepack *fp, int64_t H, int64_t W, int64_t Lc,
-                            int max_rank);
+/* What one forward costs at full size, from running it on the measuring backend (nn/measure/measure.h) with
+ * weights of the real shapes that occupy no memory: nothing is restated by hand. */
+typedef struct lyra_dit_measurement {
+    int64_t tokens;            /* L: packed sequence length */
+    size_t arena_peak;         /* activation arena high-water mark of one forward (bytes) */
+    size_t io_bytes;           /* the forward's inputs and output (x, text, clip, y, buffer, velocity), f32 */
+    size_t weight_bytes;       /* every parameter as the loader carves it (matrices in matrix_dtype, vectors f32) */
+    size_t block_bytes;        /* one attention block's parameters, carved alike (all blocks have the same shapes) */
+    int64_t matrix_elems, matrix_rows, vector_elems;       /* whole model: Linear weights, their rows, f32 vectors */
+    int64_t block_matrix_elems, block_matrix_rows, block_vector_elems; /* the same for one block */
+    double flops;              /* of the measured forward (GEMMs, attention) */
+    int64_t n_ops;
+} lyra_dit_measurement;
+
+/* Measures one forward of a DiT of configuration cfg (the fields lyra_dit_config_detect reads from weights;
+ * n_clean, clean_in, head_dim, cam_channels and buffer_in_dim are derived here from the layout as detection
+ * does) on an H×W latent grid with Lc CLIP tokens, matrices stored as matrix_dtype, the forward taking the
+ * paths (activation dtypes) it takes on `device`. */
+lyra_status lyra_dit_measure(const lyra_dit_config *cfg, const char *layout, int64_t H, int64_t W, int64_t Lc,
+                             lyra_dtype matrix_dtype, lyra_device device, lyra_dit_measurement *out);
 
 #endif

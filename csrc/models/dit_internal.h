@@ -94,9 +94,41 @@ lyra_status dit_rope_table(dit_run *r);
 lyra_status dit_time_embed(dit_run *r, double t);
 /* upstream WL:966-971, W:569-598, W:698: r->ctx_txt, r->ctx_img. */
 lyra_status dit_context(dit_run *r, const lyra_tensor *text, const lyra_tensor *clip);
-/* upstream WL:150-212, W:280-437: block i on r->x, in place. */
-lyra_status dit_block_forward(dit_run *r, int i);
+/* upstream WL:150-212, W:280-437: block i (weights blk) on r->x, in place. */
+lyra_status dit_block_forward(dit_run *r, int i, const lyra_dit_block *blk);
 /* upstream W:532-566, WL:1001-1017: head + unpatchify of the generated tokens into out (1, out_dim, N, H, W). */
 lyra_status dit_head(dit_run *r, lyra_tensor *out);
+
+/* ---- dit_fp8.c */
+
+/* The 15 Linears of a block (out[0..14]); returns 15. */
+int dit_block_linears(lyra_dit_block *b, lyra_dit_linear **out);
+/* xq (same shape, f32 from the arena) = x rounded to e4m3 token by token with scale max|row| / 448. */
+lyra_status dit_fp8_activations(dit_run *r, lyra_tensor *xq, const lyra_tensor *x);
+
+/* ---- dit_stream.c: block streaming */
+
+/* Block i's weights for this forward: in place when resident, else uploaded into a stream buffer. */
+lyra_status dit_stream_block(dit_run *r, int i, const lyra_dit_block **blk);
+/* Frees the stream buffers (streaming off). */
+void dit_stream_release(lyra_dit *m);
+/* Placement with streaming on: uploads every weight but the streamed blocks into one block on dev (*w), keeps
+ * the streamed blocks in a host copy, moves the two buffers to dev and re-points the weight descriptors. On
+ * failure nothing is re-pointed. */
+lyra_status dit_stream_place(lyra_dit *m, lyra_backend *dev, void **w);
+
+/* ---- dit_forward.c / dit_measure.c: the forward and its arena size */
+
+/* The forward on m's backend and arena (sized by the caller). */
+lyra_status dit_forward_run(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor *out, lyra_dit_probe_fn probe,
+                            void *probe_ctx);
+/* The activation arena bytes one forward of m on these inputs needs: measured (dit_measure.c) by running
+ * dit_forward_run on the measuring backend, cached per input geometry. */
+lyra_status dit_arena_need(lyra_dit *m, const lyra_dit_inputs *in, const lyra_tensor *out, size_t *need);
+/* In-features of the clean patch embedding of history segment s: in_dim · (K or 1) · 2K · 2K (upstream WL:498-534). */
+static inline int64_t dit_clean_in_features(int in_dim, const lyra_fp_segment *s) {
+    int64_t pt = s->type == 'k' ? s->kernel : 1, ph = 2 * (int64_t)s->kernel;
+    return (int64_t)in_dim * pt * ph * ph;
+}
 
 #endif

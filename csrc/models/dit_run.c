@@ -28,6 +28,15 @@ lyra_status dit_upload(dit_run *r, lyra_tensor *dst, const void *host, size_t by
 }
 
 lyra_status dit_linear(dit_run *r, lyra_tensor *y, const lyra_tensor *x, const lyra_dit_linear *lin) {
+    if (lin->fp8) {
+        /* fp8 blocks have no adapters (merged before quantizing), so x is only needed rounded */
+        size_t mark = lyra_arena_mark(r->a);
+        lyra_tensor xq;
+        LYRA_TRY(dit_fp8_activations(r, &xq, x));
+        LYRA_TRY(lyra_op_linear(r->be, y, &xq, &lin->w, lin->b.data ? &lin->b : NULL));
+        lyra_arena_reset(r->a, mark);
+        return LYRA_OK;
+    }
     LYRA_TRY(lyra_op_linear(r->be, y, x, &lin->w, lin->b.data ? &lin->b : NULL));
     for (int a = 0; a < r->m->n_adapters; a++) {
         const lyra_dit_lora_term *t = &lin->lora[a];

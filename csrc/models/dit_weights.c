@@ -229,6 +229,7 @@ fail:
 }
 
 void lyra_dit_free(lyra_dit *m) {
+    if (m->be.ops) dit_stream_release(m);
     for (int a = 0; a < m->n_adapters; a++) dit_adapter_free(m, a);
     free(m->w.blocks);
     free(m->params);

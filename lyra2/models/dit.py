@@ -70,11 +70,14 @@ class LyraDiT:
         (default on "cpu", the only one the CPU backend computes; on "cuda" an f32 parity mode).
     num_heads: attention heads (default: width / 128).
     n_threads: CPU threads (0 = all).
+    resident_blocks: blocks whose weights stay on the device; the others stay in host memory and stream through
+        two block buffers, uploaded just before they run (default: all resident; see ``set_streaming``).
 
     Missing, unexpected or mis-shaped tensors raise ``lyra2.Lyra2Error`` naming the tensor."""
 
     def __init__(self, weights, framepack: str = DEFAULT_FRAMEPACK, lora=(), device: str = "cpu", *,
-                 num_heads: int | None = None, n_threads: int = 0, precision: str | None = None):
+                 num_heads: int | None = None, n_threads: int = 0, precision: str | None = None,
+                 resident_blocks: int | None = None):
         if not isinstance(framepack, str):
             raise TypeError(f"framepack must be a layout string, got {type(framepack).__name__}")
         if device not in ("cpu", "cuda"):
@@ -102,6 +105,8 @@ class LyraDiT:
                 self.add_lora(item[0], float(item[1]))
             else:
                 self.add_lora(item, 1.0)
+        if resident_blocks is not None:
+            self.set_streaming(resident_blocks)   # before the placement: streamed blocks stay in host memory
         if device == "cuda":
             _core.dit_place(self._model, "cuda", precision)
 
@@ -129,6 +134,35 @@ class LyraDiT:
         """Folds the adapters into the base weights (W += Σ w_a B_a A_a, in float32, stored in W's dtype) and
         drops them; faster when the set of adapters is fixed, but the weights can no longer be changed."""
         _core.dit_lora_merge(self._model)
+
+    # ---------------- memory ----------------
+
+    def quantize_fp8(self) -> None:
+        """Makes the attention blocks' Linear layers fp8 e4m3: a scale per output channel for the weights (max|row|
+        / 448) and per token for the activations, products accumulated in float32 (the CPU reference of the
+        GPU's FP8 GEMM, ``csrc/models/dit_fp8.c``). Merge the LoRA adapters first (``merge_lora``). Irreversible."""
+        _core.dit_quantize_fp8(self._model)
+
+    @property
+    def resident_blocks(self) -> int:
+        """Attention blocks whose weights are used in place; the others stream (see ``set_streaming``)."""
+        return _core.dit_streaming(self._model)["resident"]
+
+    def set_streaming(self, resident_blocks: int) -> None:
+        """Streams the weights of blocks ``resident_blocks..layers-1`` through two block-sized buffers: each
+        forward uploads every streamed block once, just before it runs (``resident_blocks = layers`` turns
+        streaming off). The output is bit-identical; the device holds only the resident blocks + two buffers
+        (the plan of ``lyra2.memory_plan``). On "cuda" give ``resident_blocks=`` to the constructor instead:
+        streaming is decided before the weights move (Lyra2Error afterwards)."""
+        if isinstance(resident_blocks, bool) or not isinstance(resident_blocks, int):
+            raise TypeError(f"resident_blocks: expected an int, got {resident_blocks!r}")
+        if resident_blocks < 0:
+            raise ValueError(f"resident_blocks: {resident_blocks} is outside 0..{self.config['num_layers']}")
+        _core.dit_streaming(self._model, resident_blocks)
+
+    def streaming_stats(self) -> dict:
+        """{resident, buffer_bytes, uploads, upload_bytes}: the streaming state and the uploads since load."""
+        return _core.dit_streaming(self._model)
 
     # ---------------- forward ----------------
 

@@ -15,7 +15,8 @@ import lyra2  # noqa: E402
 from conftest import DATA  # noqa: E402
 from lyra2.models.dit import LyraDiT  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not lyra2.backends()["cuda"], reason="no CUDA device (or emulated device) here")
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not lyra2.backends()["cuda"], reason="no CUDA device (or emulated device) here")]
 
 INPUTS = ["x_B_C_T_H_W", "timesteps_B_T", "crossattn_emb", "frame_cond_crossattn_emb_B_L_D", "y_B_C_T_H_W",
           "y_buffer_B_C_T_H_W"]
@@ -144,3 +145,20 @@ def test_bf16_policy_storage_dtypes(weights, golden):
         assert on_bf16_grid(inter[k]), k
     for k in ("time_projection", "head"):
         assert not on_bf16_grid(inter[k]), k
+
+
+@pytest.mark.skipif(not EMULATED, reason="sets the emulated card's size")
+def test_out_of_device_memory_is_a_lyra2_error_with_size_and_stage(weights, golden, monkeypatch):
+    """A card too small for the weights fails the placement, one too small for the activations fails the forward:
+    both as Lyra2Error naming the stage and the size, and the model stays usable once memory is there."""
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA_MEMORY", "64K")
+    with pytest.raises(lyra2.Lyra2Error, match=r"dit: cannot place the weights \(\d+ bytes"):
+        LyraDiT(weights, num_heads=4, device="cuda")
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA_MEMORY", "0")
+    model = LyraDiT(weights, num_heads=4, device="cuda")
+    live = lyra2.testing.emulated_cuda_stats()["live_bytes"]
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA_MEMORY", str(live + (12 << 20)))  # the inputs (9 MB) fit, the arena does not
+    with pytest.raises(lyra2.Lyra2Error, match=r"dit forward: cannot allocate \d+ bytes .* of activations"):
+        model(**case_inputs(golden, "b"))
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA_MEMORY", "0")
+    assert np.isfinite(model(**case_inputs(golden, "b"))).all()
