@@ -86,12 +86,3 @@ done:
     m->arena.used = 0;
     return st;
 }
-
-lyra_status lyra_dit_forward(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor *out, lyra_dit_probe_fn probe,
-                             void *probe_ctx) {
-    size_t need;
-    LYRA_TRY(dit_arena_need(m, in, out, &need));
-    m->arena.used = 0;
-    LYRA_TRY(lyra_backend_arena_reserve(&m->be, &m->arena, need, "dit forward"));
-    return dit_forward_run(m, in, out, probe, probe_ctx);
-}

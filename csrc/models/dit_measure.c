@@ -1,6 +1,6 @@
 /* Sizes of the Lyra-2 DiT taken from running its forward on the measuring backend (nn/measure/measure.h):
- * the activation arena a forward needs (used by lyra_dit_forward instead of a hand-written bound) and the
- * full-size plan of lyra_dit_measure (weights of the real shapes that occupy no memory). */
+ * the activation arena a forward needs, and lyra_dit_forward itself (measure, reserve that arena, run
+ * dit_forward_run), and the full-size plan of lyra_dit_measure (weights of the real shapes that occupy no memory). */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -43,6 +43,15 @@ lyra_status dit_arena_need(lyra_dit *m, const lyra_dit_inputs *in, const lyra_te
     m->arena_need = *need;
     memcpy(m->arena_key, key, sizeof key);
     return LYRA_OK;
+}
+
+lyra_status lyra_dit_forward(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor *out, lyra_dit_probe_fn probe,
+                             void *probe_ctx) {
+    size_t need;
+    LYRA_TRY(dit_arena_need(m, in, out, &need));
+    m->arena.used = 0;
+    LYRA_TRY(lyra_backend_arena_reserve(&m->be, &m->arena, need, "dit forward"));
+    return dit_forward_run(m, in, out, probe, probe_ctx);
 }
 
 /* Bytes the loader's carver gives the parameters whose name starts with prefix ("" = all), and their counts. */
