@@ -1,11 +1,11 @@
-/* umT5 text encoder (Wan 2.1 T5Encoder as Lyra-2 runs it, encoders.md §2).
+/* umT5 text encoder (Wan 2.1 T5Encoder as Lyra-2 runs it, upstream T5:544-577, Z:690-699, CTI:399-482).
  *
  *   x = E[ids]; per block: x += o(attn(RMS1(x))), x += fc2(fc1(h) ⊙ gelu_tanh(gate(h))) with h = RMS2(x);
  *   y = RMS(x). T5 RMS norm (eps 1e-6, no mean subtraction), no 1/sqrt(d) attention scaling, relative position
  *   bias per head from bucket(key − query) with a table per block (umT5) or one shared table (T5), padded
  *   KEYS masked (probability exactly 0), padded queries computed normally.
  *
- * Configuration comes from the weights (names as in the upstream state dict, encoders.md Appendix B):
+ * Configuration comes from the weights (names as in the upstream state dict of T5:130-331):
  * vocab, dim = token_embedding.weight (V, D); layers = number of blocks.{i}; dim_attn = attn.q rows;
  * ffn = ffn.fc1 rows; (buckets, heads) = pos_embedding.embedding.weight. max_dist is upstream's fixed 128. */
 #ifndef LYRA_UMT5_H
@@ -37,15 +37,20 @@ typedef struct lyra_umt5 {
     lyra_tensor shared_pos;      /* (buckets, heads) f32, only when cfg.shared_pos */
     lyra_umt5_block *blocks;     /* cfg.layers */
     char *names;                 /* storage of the tensor names */
-    void *mem;                   /* the one weight allocation */
+    void *mem;                   /* the one weight allocation: host, or device memory of `placed` */
+    lyra_backend *placed;        /* the device backend holding mem after lyra_umt5_place, else NULL */
 } lyra_umt5;
 
 /* Detects the configuration, checks and copies every tensor (see text_weights.h for the checks). *m is
  * zeroed first; free with lyra_umt5_free (also after a failed load). */
 lyra_status lyra_umt5_load(lyra_umt5 *m, const lyra_text_wsource *src);
+/* Frees the weights (a placed model: before its backend is freed). */
 void lyra_umt5_free(lyra_umt5 *m);
+/* Uploads the weights once to be's device (lyra_backend_place_weights); be must outlive the model. Afterwards
+ * lyra_umt5_encode takes that backend, an arena in its memory and a device output. No-op on the CPU. */
+lyra_status lyra_umt5_place(lyra_umt5 *m, lyra_backend *be);
 
-/* Bucket of relative position d = key − query (bidirectional; upstream T5RelativeEmbedding, encoders.md §2.3).
+/* Bucket of relative position d = key − query (bidirectional; upstream T5RelativeEmbedding, T5:259-296).
  * Evaluated in float32 in upstream's operation order so that any (buckets, max_dist) matches torch. */
 int64_t lyra_umt5_bucket(int64_t d, int64_t num_buckets, int64_t max_dist);
 
@@ -56,15 +61,20 @@ lyra_status lyra_umt5_position_bias(const lyra_umt5 *m, int64_t layer, int64_t L
  *   ids (B, L) host int32 in [0, vocab); mask (B, L) host uint8, nonzero = real token (upstream: content + </s>);
  *   out (B, L, dim) f32 on be's device, contiguous.
  * zero_padded = 0: the raw encoder output at every position (padded queries computed, padded keys masked).
- * zero_padded = 1: what Lyra feeds the DiT (encoders.md §2.4): with seq_len = number of nonzero mask entries of
+ * zero_padded = 1: what Lyra feeds the DiT (upstream T5:522-537): with seq_len = number of nonzero mask entries of
  *   a row, rows < seq_len are the encoder output and rows >= seq_len exactly 0. When every mask row is a prefix
  *   (1…1 0…0), only the first max(seq_len) positions are computed: masked keys get probability exactly 0 and
  *   every other op is per token, so the kept rows are the same as with the full length.
- * The arena must hold lyra_umt5_arena_bytes(&m->cfg, B, L) free bytes. */
+ * The arena must hold the bytes lyra_umt5_arena_measure gives for the same inputs. */
 lyra_status lyra_umt5_encode(const lyra_umt5 *m, lyra_backend *be, lyra_arena *arena, lyra_tensor *out,
                              const int32_t *ids, const uint8_t *mask, int64_t B, int64_t L, int zero_padded);
 
-/* Activation arena bytes lyra_umt5_encode needs for (B, L) (an upper bound, alignment included). */
+/* The arena bytes lyra_umt5_encode needs for exactly these inputs, measured by running it on the measuring
+ * backend presenting itself as `device` (umt5_measure.c). The encode's callers size their arena with it. */
+lyra_status lyra_umt5_arena_measure(const lyra_umt5 *m, lyra_device device, const int32_t *ids, const uint8_t *mask,
+                                    int64_t B, int64_t L, int zero_padded, size_t *need);
+/* The no-weights cost model of the same (an upper bound, alignment included; tests compare it with the
+ * measurement). */
 size_t lyra_umt5_arena_bytes(const lyra_umt5_config *cfg, int64_t B, int64_t L);
 /* Parameters of the encoder, and multiply-add FLOPs (2 per MAC) of one forward over (B, L) tokens: the
  * projections, QKᵀ and PV, and the FFN (norms, softmax and bias gathers are O(L·D) and left out). */

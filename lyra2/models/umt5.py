@@ -1,4 +1,4 @@
-"""umT5-XXL text encoder (Wan 2.1 ``T5Encoder`` as Lyra-2 runs it; spec encoders.md §2), in C.
+"""umT5-XXL text encoder (Wan 2.1 ``T5Encoder`` as Lyra-2 runs it; upstream T5:544-577, Z:690-699, CTI:399-482), in C.
 
 ``UMT5Encoder(weights)(ids)`` returns what Lyra feeds the DiT: (B, L, dim) float32 where the rows past each
 sequence's real tokens (content + ``</s>``) are exactly zero. ``encode_raw`` returns the encoder output at every
@@ -23,17 +23,20 @@ from .._core import Lyra2Error
 __all__ = ["UMT5Encoder", "relative_position_bucket", "umt5_cost", "UMT5_XXL"]
 
 PAD_ID = 0
-# Wan's umt5_xxl() configuration (spec §2.1), for cost estimates without weights.
+# Wan's umt5_xxl() configuration (upstream T5:441-455), for cost estimates without weights.
 UMT5_XXL = {"vocab": 256384, "dim": 4096, "dim_attn": 4096, "heads": 64, "ffn": 10240, "layers": 24,
             "buckets": 32, "shared_pos": False}
 
 
-def check_device(device) -> None:
-    """Accepts "cpu"; "cuda"/"cuda:N" raise Lyra2Error until the network glue places weights on the GPU."""
+def check_device(device, placed=False) -> None:
+    """Accepts "cpu", and "cuda" for a network whose glue places its weights on the device (``placed``: umT5);
+    otherwise "cuda"/"cuda:N" raise Lyra2Error saying why."""
     if not isinstance(device, str):
         raise TypeError(f"device must be a str ('cpu' or 'cuda'), got {type(device).__name__}")
-    if device == "cpu":
+    if device == "cpu" or (placed and device == "cuda"):
         return
+    if placed and device.startswith("cuda:"):
+        raise Lyra2Error(f"device={device!r}: only the first GPU is supported; use device='cuda'")
     if device == "cuda" or device.startswith("cuda:"):
         raise Lyra2Error(f"device={device!r} is not wired to the text encoders yet: "
                          "the CUDA backend runs every runtime op (see lyra2.backends()), but this network's glue still keeps its weights and activations in host memory (device placement of the weights and the arena is the remaining step); use device='cpu'")
@@ -52,7 +55,7 @@ def _int_array(value, name) -> np.ndarray:
 
 
 def relative_position_bucket(rel, num_buckets=32, max_dist=128) -> np.ndarray:
-    """Bucket of each relative position ``key − query`` (bidirectional, as T5RelativeEmbedding; spec §2.3),
+    """Bucket of each relative position ``key − query`` (bidirectional, as T5RelativeEmbedding; upstream T5:259-296),
     computed by the C encoder's own function."""
     return _core.umt5_bucket(np.ascontiguousarray(rel, dtype=np.int64), int(num_buckets), int(max_dist))
 
@@ -72,15 +75,17 @@ class UMT5Encoder:
 
     ``enc(ids, mask=None)``: ids int (B, L) (Lyra uses L = 512, padded with 0), mask (B, L) nonzero on the real
     tokens (default ``ids != 0``) -> float32 (B, L, dim); with ``seq_len`` = number of nonzero mask entries of a
-    row, rows >= seq_len are exactly 0 (spec §2.4). When every mask row is a prefix only the first
+    row, rows >= seq_len are exactly 0 (upstream T5:522-537). When every mask row is a prefix only the first
     max(seq_len) positions are computed (identical result: padded keys have probability exactly 0)."""
 
     def __init__(self, weights, device="cpu"):
-        check_device(device)
+        check_device(device, placed=True)
         if isinstance(weights, UMT5Encoder):
             raise TypeError("weights must be a safetensors path or a mapping name -> array")
         self.device = device
-        self._net = _core.umt5_load(weights)
+        # "cuda": weights uploaded once; each call stages ids/mask/buckets and downloads the output (f32
+        # activations on the device for now, docs/PRECISION.md)
+        self._net = _core.umt5_load(weights, device)
         self.config = _core.umt5_config(self._net)
 
     @property
