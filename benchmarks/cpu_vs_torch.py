@@ -1,12 +1,13 @@
 """lyra2's CPU backend against PyTorch's CPU path on the same networks, weights and inputs (issue 19).
 
 For each case the network is built twice: by lyra2 (the C engine) and here in plain PyTorch, written from the
-definitions in the spec (the same float64 NumPy references the tests use, ported to torch), with the same
-random weights. The outputs are compared (max abs error relative to max |torch output|; parity bound 1e-4),
-then both sides are timed interleaved (lyra2, torch, lyra2, torch, ...) after a warm-up, each on the same
-thread count, and the median ratio torch_time / lyra2_time is printed (> 1: lyra2 is faster).
+networks' definitions (the float64 NumPy references of tests/test_umt5.py, test_clip.py and test_vae.py,
+ported to torch), with the same random weights. The outputs are compared (max abs error relative to
+max |torch output|; parity bound 1e-4), then both sides are timed interleaved (lyra2, torch, lyra2, torch,
+...) after a warm-up, each on the same thread count, and the median ratio torch_time / lyra2_time is printed (> 1: lyra2 is faster).
 
     python benchmarks/cpu_vs_torch.py [--threads 2] [--repeat 5] [--only umt5,clip,vae,attention] [--small]
+                                      [--vae-size 5x128x224]
 
 Cases (issue 19): umT5 encoder dim 1024, 4 layers, 512 tokens; CLIP vision tower width 1280, 4 blocks run,
 224 px; Wan VAE real channels (96, z 16) encode 5 frames 128×224 + decode; self-attention of the DiT size of the
@@ -65,7 +66,7 @@ def rnd(rng, *shape, scale=1.0):
     return (scale * rng.standard_normal(shape)).astype(np.float32)
 
 
-# ---------------------------------------------------------------- umT5 (encoders.md §2)
+# ---------------------------------------------------------------- umT5 (Wan 2.1 T5Encoder, lyra2/models/umt5.py)
 
 def umt5_weights(rng, vocab, dim, heads, ffn, layers, buckets):
     w = {"token_embedding.weight": rnd(rng, vocab, dim), "norm.weight": 1 + rnd(rng, dim, scale=0.1)}
@@ -84,7 +85,7 @@ def umt5_weights(rng, vocab, dim, heads, ffn, layers, buckets):
 
 
 def t5_bucket(L, num_buckets=32, max_dist=128):
-    """Bidirectional relative-position bucket of key − query (T5RelativeEmbedding, encoders.md §2.3)."""
+    """Bidirectional relative-position bucket of key − query (T5RelativeEmbedding)."""
     rel = torch.arange(L)[None, :] - torch.arange(L)[:, None]
     half = num_buckets // 2
     exact = half // 2
@@ -117,7 +118,8 @@ class TorchUMT5:
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)  # T5: no 1/sqrt(d)
             x = x + F.linear(o.transpose(1, 2).reshape(B, L, -1), g[p + "attn.o.weight"])
             h = self.rms(x, g[p + "norm2.weight"])
-            u = F.linear(h, g[p + "ffn.fc1.weight"]) * F.gelu(F.linear(h, g[p + "ffn.gate.0.weight"]), approximate="tanh")
+            gate = F.gelu(F.linear(h, g[p + "ffn.gate.0.weight"]), approximate="tanh")
+            u = F.linear(h, g[p + "ffn.fc1.weight"]) * gate
             x = x + F.linear(u, g[p + "ffn.fc2.weight"])
         return self.rms(x, g["norm.weight"])
 
@@ -137,7 +139,7 @@ def case_umt5(a, rng):
     return report(f"umT5 dim {dim}, {layers} layers, {L} tokens", flop, enc(ids), out_t, t)
 
 
-# ---------------------------------------------------------------- CLIP vision (encoders.md §3)
+# ---------------------------------------------------------------- CLIP vision tower (lyra2/models/clip.py)
 
 def clip_weights(rng, width, layers, mlp, patch, grid):
     W = width
@@ -200,7 +202,7 @@ def case_clip(a, rng):
     return report(f"CLIP width {width}, {layers - 1} blocks run, {size} px", net.cost()["flops"], net(img), out_t, t)
 
 
-# ---------------------------------------------------------------- Wan VAE (encoders.md §1, full-sequence form)
+# ---------------------------------------------------------------- Wan VAE (full-sequence form of tests/test_vae.py)
 
 def vae_weights(rng, dim):
     """Random weights of the real architecture at width `dim`: the tiny test checkpoint's names and shapes with
@@ -311,8 +313,11 @@ class TorchVAE:
 
 
 def case_vae(a, rng):
-    from lyra2.models.vae import WanVAE, memory_plan  # noqa: F401
-    dim, T, H, W = (96, 5, 128, 224) if not a.small else (32, 5, 32, 64)
+    from lyra2.models.vae import WanVAE
+    T, H, W = (int(n) for n in a.vae_size.split("x"))
+    dim = 96
+    if a.small:
+        dim, T, H, W = 32, 5, 32, 64
     w = vae_weights(rng, dim)
     vae = WanVAE(w, threads=a.threads)
     ref = TorchVAE(w)
@@ -363,6 +368,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--only", default="attention,umt5,clip,vae")
     ap.add_argument("--small", action="store_true")
+    ap.add_argument("--vae-size", default="5x128x224", help="frames x height x width of the VAE video")
     a = ap.parse_args()
     if torch is None:
         print("cpu_vs_torch: torch is not installed; nothing to compare (pip install torch to run it)")
