@@ -4,7 +4,8 @@ For each case the network is built twice: by lyra2 (the C engine) and here in pl
 networks' definitions (the float64 NumPy references of tests/test_umt5.py, test_clip.py and test_vae.py,
 ported to torch), with the same random weights. The outputs are compared (max abs error relative to
 max |torch output|; parity bound 1e-4), then both sides are timed interleaved (lyra2, torch, lyra2, torch,
-...) after a warm-up, each on the same thread count, and the median ratio torch_time / lyra2_time is printed (> 1: lyra2 is faster).
+...) after a warm-up, each on the same thread count, and the median ratio torch_time / lyra2_time is printed
+(> 1: lyra2 is faster).
 
     python benchmarks/cpu_vs_torch.py [--threads 2] [--repeat 5] [--only umt5,clip,vae,attention] [--small]
                                       [--vae-size 5x128x224]
