@@ -71,7 +71,7 @@ def _check_depth(depth, height, width):
 
 
 def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="auto", output_path=None,
-                    progress=True, on_log=None, depth=None):
+                    progress=True, on_log=None, depth=None, check_stop=None):
     from . import checkpoint
     from .progress import Progress
 
@@ -96,7 +96,7 @@ def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="au
         if not backends()["cuda"]:
             raise Lyra2Error("device='cuda': this build has no usable CUDA GPU "
                              f"(lyra2.backends() = {backends()})")
-    report = Progress(bar=progress, on_log=on_log)
+    report = Progress(bar=progress, on_log=on_log, check_stop=check_stop)
     if mode == "generate":
         from .generate import run_generate
 

@@ -49,7 +49,9 @@ def test_zoom_in_preview_writes_video(tmp_path):
     result = video.to_fal()
     assert result["video"]["url"] == out.resolve().as_uri()
     assert result["video"]["file_size"] == os.path.getsize(out)
-    assert set(result) == {"video", "seed", "timings"} and set(result["timings"]) >= {"encode_s", "zoom_in_s"}
+    assert set(result) == {"video", "seed", "timings", "mode", "preview"}
+    assert set(result["timings"]) >= {"encode_s", "zoom_in_s"}
+    assert result["mode"] == "preview" and "not a generated video" in result["preview"]
 
 
 def test_both_directions_share_the_anchor_once():
