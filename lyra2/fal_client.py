@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import concurrent.futures
 import inspect
 import io
 import mimetypes
@@ -175,11 +174,23 @@ def _validated_job(arguments):
     return args, data
 
 
+def _check_render_size(size):
+    if size is None:
+        return None
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)):
+        raise TypeError(f"render_size: expected None or an (H, W) pair of ints; got {size!r}")
+    if not all(8 <= v <= 4096 for v in size):
+        raise ValueError(f"render_size: {tuple(size)} is out of range; each side must be in 8..4096")
+    return tuple(size)
+
+
 class _LocalQueue:
     """A JobStore in memory with one worker thread, started on first use."""
 
-    def __init__(self, options):
+    def __init__(self, options, render_size=None):
         self.options = options
+        self.render_size = render_size
         self._lock = threading.Lock()
         self.store = None
         self.worker = None
@@ -196,7 +207,8 @@ class _LocalQueue:
                     return path, Path(path).as_uri()
 
                 self.store = JobStore(":memory:")
-                self.worker = Worker(self.store, place, self.options, name="lyra2-fal-client-worker")
+                self.worker = Worker(self.store, place, self.options, name="lyra2-fal-client-worker",
+                                     render_size=self.render_size)
                 self.worker.start()
             return self.store
 
@@ -318,14 +330,16 @@ def _encode_upload(data, content_type, lifecycle=None, repository=None, fallback
 
 class SyncClient:
     """fal_client.SyncClient, run here. `key` and `default_timeout` are accepted for compatibility (nothing is
-    sent over a network). lyra2-only keyword options: checkpoint_dir, device, mode (see lyra2.zoom)."""
+    sent over a network). lyra2-only keyword options: checkpoint_dir, device, mode (see lyra2.zoom), and
+    render_size=(H, W) to render every job at that size instead of its `resolution` (tiny test checkpoints and
+    quick checks; each job's log says so), like `lyra2 serve --render-size`."""
 
     def __init__(self, key: str | None = None, default_timeout: float = 120.0, *, checkpoint_dir=None,
-                 device="auto", mode="auto"):
+                 device="auto", mode="auto", render_size=None):
         self.key = key
         self.default_timeout = default_timeout
         self._options = {"checkpoint_dir": checkpoint_dir, "device": device, "mode": mode}
-        self._queue = _LocalQueue(self._options)
+        self._queue = _LocalQueue(self._options, _check_render_size(render_size))
 
     def _submit(self, application, arguments, path="", start_timeout=None, extras=None):
         app = _check_application(application, path)
@@ -456,8 +470,9 @@ class AsyncClient:
     Awaitable callbacks are awaited."""
 
     def __init__(self, key: str | None = None, default_timeout: float = 120.0, *, checkpoint_dir=None,
-                 device="auto", mode="auto"):
-        self._sync = SyncClient(key, default_timeout, checkpoint_dir=checkpoint_dir, device=device, mode=mode)
+                 device="auto", mode="auto", render_size=None):
+        self._sync = SyncClient(key, default_timeout, checkpoint_dir=checkpoint_dir, device=device, mode=mode,
+                                render_size=render_size)
         self._queue = self._sync._queue
         self.key = key
         self.default_timeout = default_timeout
@@ -531,14 +546,19 @@ class AsyncClient:
     async def cancel(self, application: str, request_id: str) -> None:
         await (await self.get_handle(application, request_id)).cancel()
 
-    async def upload(self, data, content_type: str, file_name: str | None = None, **kw) -> str:
-        return self._sync.upload(data, content_type, file_name, **kw)
+    async def upload(self, data, content_type: str, file_name: str | None = None, *, repository=None,
+                     fallback_repository=None, lifecycle=None) -> str:
+        return self._sync.upload(data, content_type, file_name, repository=repository,
+                                 fallback_repository=fallback_repository, lifecycle=lifecycle)
 
-    async def upload_file(self, path, **kw) -> str:
-        return await asyncio.to_thread(self._sync.upload_file, path, **kw)
+    async def upload_file(self, path, *, repository=None, fallback_repository=None, lifecycle=None) -> str:
+        return await asyncio.to_thread(self._sync.upload_file, path, repository=repository,
+                                       fallback_repository=fallback_repository, lifecycle=lifecycle)
 
-    async def upload_image(self, image, format: str = "jpeg", **kw) -> str:
-        return self._sync.upload_image(image, format, **kw)
+    async def upload_image(self, image, format: str = "jpeg", *, repository=None, fallback_repository=None,
+                           lifecycle=None) -> str:
+        return self._sync.upload_image(image, format, repository=repository,
+                                       fallback_repository=fallback_repository, lifecycle=lifecycle)
 
     async def stream(self, *args, **kwargs):
         _not_local("stream_async()")

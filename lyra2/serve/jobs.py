@@ -384,8 +384,8 @@ class Worker(threading.Thread):
         args = dict(job["arguments"])
         if self.render_size is not None:
             self.store.add_log(request_id, _log_entry(
-                f"rendering at {self.render_size[0]}x{self.render_size[1]} (HxW, the server's --render-size) "
-                f"instead of the requested {args['resolution']}", "WARNING"))
+                f"rendering at {self.render_size[0]}x{self.render_size[1]} (HxW, the render_size / --render-size "
+                f"setting) instead of the requested {args['resolution']}", "WARNING"))
             args["resolution"] = tuple(self.render_size)
         t0 = time.perf_counter()
         try:
