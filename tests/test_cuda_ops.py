@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 
 import lyra2
-from lyra2 import _core
+from lyra2 import _testops as _ops
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not lyra2.backends()["cuda"], reason="no CUDA backend in this build or no GPU visible")]
 
-_ops = _core._ops
 RNG = np.random.default_rng(4321)
 
 

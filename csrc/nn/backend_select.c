@@ -2,7 +2,7 @@
 #include "nn/backend.h"
 
 #ifdef LYRA2_WITH_CUDA
-#include "../../cuda/lyra_cuda.h"
+#include "nn/cuda/lyra_cuda.h"
 #endif
 
 lyra_status lyra_backend_init(lyra_backend *be, lyra_device device, int arg) {

@@ -2,7 +2,7 @@
 #include "py_common.h"
 
 #ifdef LYRA2_WITH_CUDA
-#include "../../cuda/lyra_cuda.h"
+#include "nn/cuda/lyra_cuda.h"
 #endif
 
 static PyObject *py_build_info(PyObject *self, PyObject *noargs) {

@@ -51,6 +51,12 @@ static int is_abc_mapping(PyObject *obj) {
     return PyObject_IsInstance(obj, abc_mapping);
 }
 
+lyra_tensor lyra_py_host_tensor(PyArrayObject *a, lyra_dtype dt) {
+    int64_t shape[LYRA_MAX_DIMS];
+    for (int d = 0; d < PyArray_NDIM(a); d++) shape[d] = PyArray_DIMS(a)[d];
+    return lyra_tensor_make(PyArray_DATA(a), dt, PyArray_NDIM(a), shape);
+}
+
 int lyra_py_weights_kind(PyObject *obj, const char *what) {
     if (PyUnicode_Check(obj) || PyBytes_Check(obj)) return LYRA_PY_WEIGHTS_PATH;
     if (PyDict_Check(obj)) return LYRA_PY_WEIGHTS_MAPPING;

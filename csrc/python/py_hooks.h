@@ -10,14 +10,15 @@ int lyra_py_add_media(PyObject *m);
 int lyra_py_add_geom(PyObject *m);
 int lyra_py_add_warp(PyObject *m);
 int lyra_py_add_sample(PyObject *m);
-int lyra_py_add_ops(PyObject *m);
 int lyra_py_add_weights(PyObject *m);
 int lyra_py_add_tokenizer(PyObject *m);
 int lyra_py_add_vae(PyObject *m);
-int lyra_py_add_text(PyObject *m);
+int lyra_py_add_umt5(PyObject *m);
+int lyra_py_add_clip(PyObject *m);
 int lyra_py_add_dit(PyObject *m);
-int lyra_py_add_depth(PyObject *m);
-int lyra_py_add_moge(PyObject *m);
+int lyra_py_add_da3(PyObject *m);
+int lyra_py_add_moge_net(PyObject *m);
+int lyra_py_add_moge_geom(PyObject *m);
 int lyra_py_add_pipeline(PyObject *m);
 
 #endif

@@ -1,5 +1,6 @@
-/* lyra2._core._ops: the backends' ops on NumPy float32 arrays, FOR TESTS ONLY (tests/test_ops.py,
- * tests/test_cuda_ops.py) and the CUDA measurements of benchmarks/kernels.py.
+/* lyra2._testops: the backends' ops on NumPy float32 arrays, FOR TESTS ONLY (tests/test_ops.py,
+ * tests/test_cuda_ops.py) and the measurements of benchmarks/kernels.py and bench_gemm.py. A separate
+ * extension, so none of this ships in lyra2._core.
  *
  * Inputs keep their strides when they already are aligned float32 (so the harness exercises strided
  * descriptors: transposes, slices, negative strides, broadcasts); anything else is converted. Weights can be
@@ -10,16 +11,18 @@
  * process's CUDA backend, created on first use; arrays are staged to the GPU with their strides, see
  * py_ops_stage.h), and dtype="f32" | "bf16" | "f16", the activation dtype on the device (inputs rounded to it,
  * outputs widened back to float32; CUDA only). */
-#include "py_common.h"
+#include "python/py_common.h"
 
 #include <math.h>
 
 #include "nn/cpu/cpu_internal.h"
 #include "nn/ops.h"
 #include "py_ops_stage.h"
+#include "testops.h"
 
 #ifdef LYRA2_WITH_CUDA
-#include "../../cuda/lyra_cuda.h"
+#include "cuda_bench.h"
+#include "nn/cuda/lyra_cuda.h"
 #endif
 
 #define MAX_KEEP 24
@@ -1339,19 +1342,4 @@ static PyMethodDef ops_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef ops_module = {
-    PyModuleDef_HEAD_INIT, "lyra2._core._ops",
-    "Backend ops on float32 NumPy arrays (backend='cpu'|'cuda', dtype='f32'|'bf16'|'f16'), for the op-test harness "
-    "and benchmarks only (not a public API).", -1, ops_methods,
-    NULL, NULL, NULL, NULL,
-};
-
-int lyra_py_add_ops(PyObject *m) {
-    PyObject *sub = PyModule_Create(&ops_module);
-    if (!sub) return -1;
-    if (PyModule_AddObject(m, "_ops", sub) < 0) {
-        Py_DECREF(sub);
-        return -1;
-    }
-    return 0;
-}
+int lyra_testops_add_ops(PyObject *m) { return PyModule_AddFunctions(m, ops_methods); }

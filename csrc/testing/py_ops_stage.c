@@ -1,5 +1,5 @@
-/* Host <-> device staging for the _ops test glue (see py_ops_stage.h). */
-#include "py_common.h"
+/* Host <-> device staging for the lyra2._testops glue (see py_ops_stage.h). */
+#include "python/py_common.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +8,7 @@
 #include "py_ops_stage.h"
 
 #ifdef LYRA2_WITH_CUDA
-#include "../../cuda/lyra_cuda.h"
+#include "nn/cuda/lyra_cuda.h"
 #endif
 
 int ops_stage_add(ops_stage *s, lyra_tensor *t, ops_role role) {
