@@ -37,9 +37,10 @@ class _GuardedResolver(AbstractResolver):
     async def resolve(self, host, port=0, family=socket.AF_INET):
         infos = await self._inner.resolve(host, port, family)
         good = [i for i in infos if address_allowed(i["host"], self._allow_private)]
-        if not good:
-            raise OSError(f"{host} resolves only to addresses this server does not fetch from "
-                          "(loopback, link-local, private or reserved; the operator can allow private ones)")
+        if not good:  # not an OSError: aiohttp would fold that into a bare "cannot connect"
+            raise ImageSourceError(f"image_url: {host} resolves only to addresses this server does not fetch "
+                                   "from (loopback, link-local, private or reserved; the operator can allow private "
+                                   "addresses with --allow-private-urls)")
         return good
 
     async def close(self):
