@@ -84,7 +84,8 @@ def _serve_parser(sub):
                         "DATA_DIR/tls/cert.pem and key.pem (clients: SSL_CERT_FILE=DATA_DIR/tls/cert.pem)")
     p.add_argument("--tls-key", default=None, metavar="KEY", help="PEM private key of --tls-cert")
     p.add_argument("--workers", type=int, default=None,
-                   help="jobs run at once, one worker each (default: one per visible CUDA GPU, else 1 CPU worker)")
+                   help="jobs run at once, one worker process each (default: one per visible CUDA GPU, each "
+                        "seeing only its GPU; else 1 CPU worker). More workers than GPUs share them round-robin")
     p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default 32; 413)")
     p.add_argument("--max-image-mb", type=float, default=32.0,
                    help="largest input image (fetched or data: URI) in MiB (default 32; 422)")
@@ -151,11 +152,11 @@ def _run_serve(ns):
     if ns.tls_cert is None:
         ns.tls_cert, ns.tls_key = tls.self_signed(os.path.join(data_dir, "tls"), [ns.host])
     context = tls.server_context(ns.tls_cert, ns.tls_key)
-    workers = ns.workers
-    if workers is None:
-        from . import backends
+    from . import backends
 
-        workers = max(1, len(backends()["devices"]))
+    info = backends()
+    gpu_ids = [d["index"] for d in info["devices"]] if info["cuda"] else []
+    workers = ns.workers if ns.workers is not None else max(1, len(gpu_ids))
     if not 1 <= workers <= 64:
         raise ValueError(f"--workers: {workers} is out of range; expected 1 to 64")
     if not 1 <= ns.port <= 65535:
@@ -171,7 +172,7 @@ def _run_serve(ns):
         max_redirects=max(0, ns.max_redirects), allow_private_urls=ns.allow_private_urls,
         retention_hours=max(0.0, ns.retention_hours), shutdown_grace_s=max(0.0, ns.shutdown_grace),
         public_url=ns.public_url, checkpoint_dir=ns.checkpoint_dir, device=ns.device, mode=ns.mode,
-        render_size=render_size)
+        render_size=render_size, gpu_ids=gpu_ids)
     server.serve(config, context, announce=lambda text: print(text, file=sys.stderr, flush=True))
     return 0
 

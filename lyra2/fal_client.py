@@ -341,7 +341,7 @@ class SyncClient:
         self._options = {"checkpoint_dir": checkpoint_dir, "device": device, "mode": mode}
         self._queue = _LocalQueue(self._options, _check_render_size(render_size))
 
-    def _submit(self, application, arguments, path="", start_timeout=None, extras=None):
+    def _submit(self, application, arguments, path="", start_timeout=None, extras=None, priority=None):
         app = _check_application(application, path)
         start_timeout = _check_start_timeout(start_timeout)
         args, image = _validated_job(arguments)
@@ -349,7 +349,8 @@ class SyncClient:
 
         merged = {**self._options, **(extras or {})}
         _check_options(merged["device"], merged["mode"], merged.get("output_path"), False)
-        request_id, _ = self._queue.get().submit(app, args, image, start_timeout=start_timeout, extras=extras)
+        request_id, _ = self._queue.get().submit(app, args, image, start_timeout=start_timeout, extras=extras,
+                                                 priority=priority or "normal")
         return request_id
 
     def run(self, application: str, arguments, *, method: str = "POST", path: str = "", timeout=None,
@@ -367,7 +368,7 @@ class SyncClient:
             _not_local("webhook_url")
         if priority is not None and priority not in ("normal", "low"):
             raise ValueError(f"Priority must be one of ('normal', 'low'), got '{priority}'")
-        request_id = self._submit(application, arguments, path, start_timeout, _extras)
+        request_id = self._submit(application, arguments, path, start_timeout, _extras, priority)
         return SyncRequestHandle.from_request_id(self, application, request_id)
 
     def subscribe(self, application: str, arguments, *, path: str = "", hint: str | None = None,

@@ -4,6 +4,7 @@ but for environment variables, and SIGTERM shuts down cleanly."""
 import ast
 import http.server
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -68,6 +69,31 @@ def job_row(server, request_id):
         db.close()
 
 
+def workers_of(pid):
+    """Process ids of the worker processes a server process `pid` started (read from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"lyra2.serve.worker_main" in argv and f"{pid}".encode() in argv:
+            out.append(int(entry))
+    return out
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
 def wait_in_progress(handle, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -85,7 +111,10 @@ def test_sigkill_mid_job_then_restart_completes_it_once(tiny_server, image_host,
     handle = client.submit(APP, {"image_url": image_host, "prompt": "a quiet street", "seed": 3})
     wait_in_progress(handle)
     time.sleep(1.0)
+    server_pid = tiny_server.proc.pid
+    assert workers_of(server_pid)
     tiny_server.kill()
+    wait_until(lambda: not workers_of(server_pid), 10, "the workers to die with the server")
     assert job_row(tiny_server, handle.request_id)["status"] == "IN_PROGRESS"
     tiny_server.start()
     result = handle.get(interval=0.1)
@@ -100,6 +129,19 @@ def test_sigkill_mid_job_then_restart_completes_it_once(tiny_server, image_host,
     assert videos == [os.path.relpath(row["output_path"], results)]  # the killed attempt left nothing behind
     r = httpx.get(result["video"]["url"], verify=tiny_server.verify())
     assert r.status_code == 200 and len(r.content) == result["video"]["file_size"]
+
+
+def test_a_crashed_worker_is_replaced_and_its_job_rerun(tiny_server, image_host, monkeypatch):
+    patch_fal_client(monkeypatch, tiny_server)
+    client = fal_client.SyncClient(key=KEY)
+    handle = client.submit(APP, {"image_url": image_host, "prompt": "a quiet street", "seed": 4})
+    wait_in_progress(handle)
+    (worker,) = workers_of(tiny_server.proc.pid)
+    os.kill(worker, signal.SIGKILL)  # as a segfault or the OOM killer would
+    result = handle.get(interval=0.1)
+    assert result["seed"] == 4 and job_row(tiny_server, handle.request_id)["attempts"] == 2
+    assert any("worker process died" in e["message"] for e in handle.status(with_logs=True).logs)
+    assert len(workers_of(tiny_server.proc.pid)) == 1
 
 
 def test_client_timeout_cancels_the_running_job(tiny_server, image_host, monkeypatch):

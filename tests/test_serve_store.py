@@ -59,6 +59,16 @@ def test_retention_removes_old_videos_and_answers_410(tmp_path):
     store.close()
 
 
+def test_low_priority_jobs_run_after_normal_ones():
+    store = JobStore()
+    low, p_low = store.submit("fal-ai/lyra-2/zoom", ARGS, b"i", priority="low")
+    first, p_first = store.submit("fal-ai/lyra-2/zoom", ARGS, b"i")
+    second, p_second = store.submit("fal-ai/lyra-2/zoom", ARGS, b"i")
+    assert (p_low, p_first, p_second) == (0, 0, 1)
+    assert store.status(low)["queue_position"] == 2
+    assert [store.claim(timeout=0.1)["id"] for _ in range(3)] == [first, second, low]
+
+
 def test_start_timeout_expires_a_queued_job(tmp_path):
     store = JobStore()
     request_id, _ = store.submit("fal-ai/lyra-2/zoom", ARGS, b"img", start_timeout=-1)

@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     start_deadline REAL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
+    priority INTEGER NOT NULL DEFAULT 0,
+    worker INTEGER,
     output_path TEXT,
     result TEXT,
     http_status INTEGER,
@@ -43,7 +45,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     inference_time REAL,
     expired INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, seq);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, priority, seq);
 CREATE TABLE IF NOT EXISTS logs (
     job_id TEXT NOT NULL,
     n INTEGER NOT NULL,
@@ -71,10 +73,12 @@ class JobStore:
     """Jobs in SQLite. `path` is a database file, or ":memory:" for the in-process client.
 
     All access goes through one lock (SQLite serialises writers anyway; the lock also guards the condition
-    variable workers wait on)."""
+    variable in-process workers wait on). Worker processes of the server open the same file; they cannot be
+    woken across processes, so `claim` re-checks the queue every `poll_s` seconds."""
 
-    def __init__(self, path=":memory:"):
+    def __init__(self, path=":memory:", poll_s=1.0):
         self.path = path
+        self.poll_s = float(poll_s)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30.0)
         self._db.row_factory = sqlite3.Row
         if path != ":memory:":
@@ -93,15 +97,17 @@ class JobStore:
         return _Transaction(self._db)
 
     # ---------------------------------------------------------------- submit / read
-    def submit(self, app, arguments, image, *, start_timeout=None, extras=None):
-        """Queues a job; returns (request_id, queue_position)."""
+    def submit(self, app, arguments, image, *, start_timeout=None, extras=None, priority="normal"):
+        """Queues a job; returns (request_id, queue_position). priority "low" runs after every "normal" job
+        (fal's X-Fal-Queue-Priority)."""
         request_id = str(uuid.uuid4())
         now = time.time()
         deadline = None if start_timeout is None else now + float(start_timeout)
         with self._lock, self._tx():
-            self._db.execute("INSERT INTO jobs (id, app, status, arguments, image, created, start_deadline) "
-                             "VALUES (?, ?, 'IN_QUEUE', ?, ?, ?, ?)",
-                             (request_id, app, json.dumps(arguments), image, now, deadline))
+            self._db.execute("INSERT INTO jobs (id, app, status, arguments, image, created, start_deadline, "
+                             "priority) VALUES (?, ?, 'IN_QUEUE', ?, ?, ?, ?, ?)",
+                             (request_id, app, json.dumps(arguments), image, now, deadline,
+                              1 if priority == "low" else 0))
             if extras:
                 self._extras[request_id] = extras
             position = self._position(request_id)
@@ -112,8 +118,10 @@ class JobStore:
         return self._db.execute("SELECT * FROM jobs WHERE id = ?", (request_id,)).fetchone()
 
     def _position(self, request_id):
-        row = self._db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'IN_QUEUE' AND seq < "
-                               "(SELECT seq FROM jobs WHERE id = ?)", (request_id,)).fetchone()
+        """Jobs that run before this one: queued ones ahead of it in (priority, submission) order."""
+        row = self._db.execute("SELECT COUNT(*) FROM jobs j, jobs me WHERE me.id = ? AND j.status = 'IN_QUEUE' "
+                               "AND (j.priority < me.priority OR (j.priority = me.priority AND j.seq < me.seq))",
+                               (request_id,)).fetchone()
         return int(row[0])
 
     def _logs(self, request_id):
@@ -195,18 +203,19 @@ class JobStore:
             return "CANCELLATION_REQUESTED"
 
     # ---------------------------------------------------------------- workers
-    def claim(self, timeout):
-        """The oldest queued job, now IN_PROGRESS, as a dict; None when none came within `timeout` seconds."""
+    def claim(self, timeout, worker=None):
+        """The next queued job (priority, then submission order), now IN_PROGRESS and marked as `worker`'s
+        (a process id), as a dict; None when none came within `timeout` seconds."""
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:
                 with self._tx():
                     self._expire_start_deadlines()
-                    row = self._db.execute("SELECT * FROM jobs WHERE status = 'IN_QUEUE' ORDER BY seq LIMIT 1"
-                                           ).fetchone()
+                    row = self._db.execute("SELECT * FROM jobs WHERE status = 'IN_QUEUE' "
+                                           "ORDER BY priority, seq LIMIT 1").fetchone()
                     if row is not None:
-                        self._db.execute("UPDATE jobs SET status = 'IN_PROGRESS', started = ?, "
-                                         "attempts = attempts + 1 WHERE id = ?", (time.time(), row["id"]))
+                        self._db.execute("UPDATE jobs SET status = 'IN_PROGRESS', started = ?, worker = ?, "
+                                         "attempts = attempts + 1 WHERE id = ?", (time.time(), worker, row["id"]))
                         job = dict(row)
                         job["arguments"] = json.loads(job["arguments"])
                         job["extras"] = self._extras.get(job["id"], {})
@@ -214,7 +223,7 @@ class JobStore:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
-                self._wake.wait(min(left, 1.0))  # re-check deadlines at least once a second
+                self._wake.wait(min(left, self.poll_s))  # re-check deadlines (and other processes' submits)
 
     def set_output_path(self, request_id, path):
         with self._lock, self._tx():
@@ -278,8 +287,17 @@ class JobStore:
             return
         self._db.execute("INSERT INTO logs (job_id, n, entry) VALUES (?, ?, ?)",
                          (request_id, n, json.dumps(_log_entry(f"{reason}; the job was re-queued", "WARNING"))))
-        self._db.execute("UPDATE jobs SET status = 'IN_QUEUE', started = NULL, output_path = NULL, "
+        self._db.execute("UPDATE jobs SET status = 'IN_QUEUE', started = NULL, output_path = NULL, worker = NULL, "
                          "start_deadline = NULL WHERE id = ?", (request_id,))
+
+    def requeue_worker(self, worker, reason):
+        """Re-queues (or fails) the job a dead worker process left IN_PROGRESS; returns how many."""
+        with self._lock, self._tx():
+            ids = [r[0] for r in self._db.execute("SELECT id FROM jobs WHERE status = 'IN_PROGRESS' AND worker = ?",
+                                                  (worker,)).fetchall()]
+            for request_id in ids:
+                self._requeue(request_id, reason)
+        return len(ids)
 
     def recover(self):
         """At start-up: every job a dead server left IN_PROGRESS is re-queued (or failed); returns how many."""
@@ -340,6 +358,7 @@ class Worker(threading.Thread):
     def __init__(self, store, place_output, options=None, name="lyra2-worker", render_size=None):
         super().__init__(name=name, daemon=True)
         self.render_size = render_size
+        self.alive = None  # worker processes: a callable that is False once the server is gone
         self.store = store
         self.place_output = place_output
         self.options = dict(options or {})
@@ -353,8 +372,13 @@ class Worker(threading.Thread):
             self.interrupt.set()
 
     def run(self):
+        self.run_until_stopped()
+
+    def run_until_stopped(self):
         while not self.stopping.is_set():
-            job = self.store.claim(timeout=0.5)
+            if self.alive is not None and not self.alive():
+                return
+            job = self.store.claim(timeout=0.5, worker=os.getpid())
             if job is None:
                 continue
             self.current = job["id"]
@@ -374,7 +398,7 @@ class Worker(threading.Thread):
         self.store.set_output_path(request_id, path)
 
         def check_stop():
-            if self.interrupt.is_set():
+            if self.interrupt.is_set() or (self.alive is not None and not self.alive()):
                 raise JobInterrupted()
             if self.store.cancel_requested(request_id):
                 raise JobCancelled()
@@ -401,6 +425,8 @@ class Worker(threading.Thread):
             _remove_output(path)
             self.store.fail(request_id, 400, "Request was cancelled", "request_cancelled")
         except JobInterrupted:
+            if self.alive is not None and not self.alive():
+                return  # the server died: it re-queues this job when it starts again
             self.store.requeue(request_id, "the server shut down while this job ran")
         except (ValueError, TypeError) as e:
             _remove_output(path)
@@ -413,6 +439,23 @@ class Worker(threading.Thread):
             _remove_output(path)
             self.store.add_log(request_id, _log_entry(f"{type(e).__name__}: {e}", "ERROR"))
             self.store.fail(request_id, 500, f"internal error: {type(e).__name__}: {e}", "internal_error")
+
+
+class ServerOutputs:
+    """Where the server's workers put videos: RESULTS/<random token>/lyra2-zoom-<id>.mp4, served at
+    /files/<token>/<name> (the token, 192 random bits, is what keeps other people's results private)."""
+
+    def __init__(self, results_dir):
+        self.results_dir = results_dir
+
+    def __call__(self, request_id, _output_path):
+        import secrets
+
+        token = secrets.token_urlsafe(24)
+        folder = os.path.join(self.results_dir, token)
+        os.makedirs(folder, exist_ok=True)
+        name = f"lyra2-zoom-{request_id.replace('-', '')[:16]}.mp4"
+        return os.path.join(folder, name), f"/files/{token}/{name}"
 
 
 def validation_detail(field, error, value=None):

@@ -17,7 +17,8 @@ import hmac
 import json
 import os
 import re
-import secrets
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -26,7 +27,7 @@ from aiohttp import web
 
 from ..fields import APPLICATION, validate
 from .fetch import ImageSourceError, fetch_url
-from .jobs import JobStore, Worker, validation_detail
+from .jobs import JobStore, validation_detail
 from . import openapi
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
@@ -40,7 +41,8 @@ class Config:
     def __init__(self, data_dir, *, host="127.0.0.1", port=8443, api_keys=(), tls_cert=None, tls_key=None,
                  workers=1, max_body_bytes=32 << 20, max_image_bytes=32 << 20, fetch_timeout_s=20.0,
                  max_redirects=3, allow_private_urls=False, retention_hours=168.0, shutdown_grace_s=30.0,
-                 public_url=None, checkpoint_dir=None, device="auto", mode="auto", render_size=None):
+                 public_url=None, checkpoint_dir=None, device="auto", mode="auto", render_size=None,
+                 gpu_ids=()):
         self.data_dir = os.path.abspath(data_dir)
         self.host, self.port = host, int(port)
         self.api_keys = list(api_keys)
@@ -54,6 +56,7 @@ class Config:
         self.public_url = public_url.rstrip("/") if public_url else None
         self.run_options = {"checkpoint_dir": checkpoint_dir, "device": device, "mode": mode}
         self.render_size = render_size
+        self.gpu_ids = list(gpu_ids)  # worker i sees only GPU gpu_ids[i % len] (CUDA_VISIBLE_DEVICES)
 
 
 def _json(body, status=200, headers=None):
@@ -73,8 +76,9 @@ class Server:
         self.cfg = config
         os.makedirs(os.path.join(config.data_dir, "results"), exist_ok=True)
         self.results_dir = os.path.join(config.data_dir, "results")
-        self.store = JobStore(os.path.join(config.data_dir, "jobs.sqlite3"))
-        self.workers = []
+        self.db_path = os.path.join(config.data_dir, "jobs.sqlite3")
+        self.store = JobStore(self.db_path)
+        self.workers = []  # worker processes (lyra2/serve/worker_main.py), one per slot
         self.accepting = False
         self._decode_slots = threading.BoundedSemaphore(2)
         self._keys = [k.encode() for k in config.api_keys]
@@ -128,31 +132,59 @@ class Server:
         if requeued:
             print(f"lyra2 serve: {requeued} job(s) interrupted by the last shutdown were re-queued or failed",
                   file=sys.stderr, flush=True)
-        for i in range(self.cfg.workers):
-            w = Worker(self.store, self._place_output, self.cfg.run_options, name=f"lyra2-serve-worker-{i}",
-                       render_size=self.cfg.render_size)
-            w.start()
-            self.workers.append(w)
+        self.workers = [self._spawn(i) for i in range(self.cfg.workers)]
+        app["monitor"] = asyncio.get_running_loop().create_task(self._monitor_workers())
         if self.cfg.retention_hours > 0:
             app["retention"] = asyncio.get_running_loop().create_task(self._retention_loop())
         self.accepting = True
 
+    def _spawn(self, slot):
+        env = dict(os.environ)
+        if self.cfg.gpu_ids:
+            env["CUDA_VISIBLE_DEVICES"] = str(self.cfg.gpu_ids[slot % len(self.cfg.gpu_ids)])
+        size = "" if self.cfg.render_size is None else "x".join(str(v) for v in self.cfg.render_size)
+        return subprocess.Popen([sys.executable, "-m", "lyra2.serve.worker_main", "--db", self.db_path,
+                                 "--results-dir", self.results_dir, "--options", json.dumps(self.cfg.run_options),
+                                 "--render-size", size, "--parent-pid", str(os.getpid())], env=env)
+
+    async def _monitor_workers(self):
+        """A worker that died (crash, OOM kill) gets its job re-queued (failed after MAX_ATTEMPTS starts) and is
+        replaced."""
+        while True:
+            await asyncio.sleep(0.5)
+            for slot, proc in enumerate(self.workers):
+                code = proc.poll()
+                if code is None:
+                    continue
+                self.store.requeue_worker(proc.pid, f"the worker process died (exit status {code})")
+                print(f"lyra2 serve: worker {slot} (pid {proc.pid}) exited with {code}; starting a new one",
+                      file=sys.stderr, flush=True)
+                self.workers[slot] = self._spawn(slot)
+
+    async def _wait_workers(self, seconds):
+        deadline = time.monotonic() + seconds
+        while any(p.poll() is None for p in self.workers) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+
     async def _shutdown(self, app):
         self.accepting = False
-        task = app.get("retention")
-        if task is not None:
-            task.cancel()
-        for w in self.workers:
-            w.stop()
-        loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + self.cfg.shutdown_grace_s
-        for w in self.workers:
-            await loop.run_in_executor(None, w.join, max(0.0, deadline - time.monotonic()))
-        for w in self.workers:
-            if w.is_alive():  # the grace period is over: stop at the next step and re-queue for the next start
-                w.stop(interrupt=True)
-        for w in self.workers:
-            await loop.run_in_executor(None, w.join, 30.0)
+        for name in ("retention", "monitor"):
+            task = app.get(name)
+            if task is not None:
+                task.cancel()
+        alive = [p for p in self.workers if p.poll() is None]
+        for p in alive:
+            p.send_signal(signal.SIGTERM)  # finish the current job, take no new one
+        await self._wait_workers(self.cfg.shutdown_grace_s)
+        for p in self.workers:
+            if p.poll() is None:  # the grace period is over: stop at the next step and re-queue
+                p.send_signal(signal.SIGUSR1)
+        await self._wait_workers(30.0)
+        for p in self.workers:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            self.store.requeue_worker(p.pid, "the server shut down while this job ran")
         self.store.close()
 
     async def _retention_loop(self):
@@ -160,13 +192,6 @@ class Server:
         while True:
             self.store.expire_results(self.cfg.retention_hours * 3600)
             await asyncio.sleep(period)
-
-    def _place_output(self, request_id, _ignored):
-        token = secrets.token_urlsafe(24)
-        folder = os.path.join(self.results_dir, token)
-        os.makedirs(folder, exist_ok=True)
-        name = f"lyra2-zoom-{request_id.replace('-', '')[:16]}.mp4"
-        return os.path.join(folder, name), f"/files/{token}/{name}"
 
     # ------------------------------------------------------------------ helpers
     def _base_url(self, request):
@@ -245,12 +270,16 @@ class Server:
             except ValueError:
                 raise _Refused(_error(422, f"X-Fal-Request-Timeout: {header!r} is not a positive number of "
                                            "seconds", "validation_error"))
+        priority = request.headers.get("X-Fal-Queue-Priority", "normal")
+        if priority not in ("normal", "low"):
+            raise _Refused(_error(422, f"X-Fal-Queue-Priority: {priority[:40]!r} is not allowed; expected "
+                                       "'normal' or 'low'", "validation_error"))
         try:
             data = await self._image_bytes(args["image_url"])
             await asyncio.get_running_loop().run_in_executor(None, self._check_decodes, data)
         except ImageSourceError as e:
             raise _Refused(_error(422, validation_detail("image_url", e), "validation_error"))
-        return self.store.submit(APPLICATION, args, data, start_timeout=start_timeout)
+        return self.store.submit(APPLICATION, args, data, start_timeout=start_timeout, priority=priority)
 
     def _known(self, request):
         request_id = request.match_info["request_id"]
@@ -262,7 +291,8 @@ class Server:
     async def health(self, request):
         if not self.accepting:
             return _error(503, "starting or stopping", "unavailable")
-        return _json({"status": "ok", "workers": len(self.workers), "jobs": self.store.counts()})
+        alive = sum(p.poll() is None for p in self.workers)
+        return _json({"status": "ok", "workers": alive, "jobs": self.store.counts()})
 
     async def openapi(self, request):
         return _json(openapi.build())
