@@ -211,6 +211,8 @@ def test_openapi_schema_matches_the_endpoint_fields(server):
 
 
 def test_schemathesis_fuzz_finds_no_5xx_and_no_schema_mismatch(server, tmp_path):
+    """Bounded (10 examples an operation, fixed seed): the schema's example runs real jobs, the fuzzer sends
+    random bodies and ids, and the stateful phase follows submit's links to status/result/cancel."""
     pytest.importorskip("schemathesis")
     exe = shutil.which("schemathesis") or shutil.which("st")
     if exe is None:
@@ -218,8 +220,8 @@ def test_schemathesis_fuzz_finds_no_5xx_and_no_schema_mismatch(server, tmp_path)
     out = subprocess.run([exe, "run", server.url + "/openapi.json", "--url", server.url,
                           "--tls-verify", server.cert, "-H", f"Authorization: Key {KEY}",
                           "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,"
-                          "content_type_conformance", "--max-examples", "15", "--seed", "1", "--workers", "1",
-                          "--phases", "examples,coverage,fuzzing",
+                          "content_type_conformance", "--max-examples", "10", "--seed", "1", "--workers", "1",
+                          "--request-timeout", "120", "--phases", "examples,fuzzing,stateful",
                           "--report-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]

@@ -1,5 +1,9 @@
 """The OpenAPI 3 schema `lyra2 serve` publishes at /openapi.json, built from lyra2/fields.py so the field names,
 defaults, ranges and enums are the endpoint's (fal-ai/lyra-2/zoom) by construction."""
+import base64
+import struct
+import zlib
+
 from ..fields import APPLICATION, SCHEMA, SEED_MAX
 
 _ENUM_NAMES = {"zoom_direction": "ZoomDirectionEnum", "num_frames": "NumFramesEnum",
@@ -43,6 +47,20 @@ def _property(name):
     return out
 
 
+def example_image_uri(height=16, width=24):
+    """A small PNG (a colour ramp) as a data: URI: the schema's example input, so API fuzzers and the docs have
+    an image_url that works without network access."""
+    rows = b"".join(b"\0" + bytes(c for x in range(width) for c in (x * 255 // width, y * 255 // height, 96))
+                    for y in range(height))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
 def _error(description):
     return {"description": description, "content": {"application/json": {"schema": {
         "$ref": "#/components/schemas/Error"}}}}
@@ -54,7 +72,12 @@ def build(app=APPLICATION):
     requests = f"/queue/{owner_alias}/requests/{{request_id}}"
     auth_errors = {"401": _error("Missing or wrong API key"), "404": _error("No such request")}
     request_id = {"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    body = {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Input"}}}}
+    example = {"image_url": example_image_uri(), "prompt": "A slow orbit around a quiet street, everything still.",
+               "num_frames": 81, "resolution": "480p", "seed": 1}
+    body = {"required": True, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Input"}, "example": example}}}
+    links = {name: {"operationId": name, "parameters": {"request_id": "$response.body#/request_id"}}
+             for name in ("status", "result", "cancel")}
     submit_errors = {"400": _error("Malformed request body"), "401": _error("Missing or wrong API key"),
                      "413": _error("Request body too large"), "422": _error("Invalid field or image")}
     return {
@@ -103,8 +126,8 @@ def build(app=APPLICATION):
                     "500": _error("The job failed while running")}}},
             queue_prefix: {"post": {
                 "summary": "Submit to the queue (queue.fal.run)", "operationId": "submit", "requestBody": body,
-                "responses": {"200": {"description": "Queued", "content": {"application/json": {"schema": {
-                    "$ref": "#/components/schemas/QueueStatus"}}}}, **submit_errors}}},
+                "responses": {"200": {"description": "Queued", "links": links, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/QueueStatus"}}}}, **submit_errors}}},
             requests + "/status": {"get": {
                 "summary": "Status of a request", "operationId": "status",
                 "parameters": [request_id, {"name": "logs", "in": "query", "required": False,
