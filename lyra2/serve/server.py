@@ -112,6 +112,11 @@ class Server:
             if e.status >= 400:
                 return _error(e.status, e.reason or "error")
             raise
+        except Exception as e:  # noqa: BLE001 - a bug answers 500 with JSON and the server keeps serving
+            import traceback
+
+            traceback.print_exc()
+            return _error(500, f"internal server error ({type(e).__name__})", "internal_error")
 
     @web.middleware
     async def _auth_middleware(self, request, handler):
