@@ -96,22 +96,29 @@ class BuildExt(build_ext):
 
     The C files outside csrc/python/ and csrc/testing/ (and, with CUDA, csrc/nn/cuda/*.cu via nvcc) become one
     set of objects in build_temp, recompiled only when their source or a header changed and compiled -j at a
-    time. lyra2._core links all of them; the test-only lyra2._testops links them as a static archive (only the
-    objects it uses). Each extension compiles just its own glue."""
+    time. lyra2._core links all of them; the test-only lyra2._testops links against _core's shared object
+    ($ORIGIN rpath), so the two modules share ONE runtime: the same backends, device pools and counters (a
+    static copy would give the tests a second CUDA context and counters that _core never sees). Each extension
+    compiles just its own glue."""
 
     def build_extensions(self):
         shared = SHARED
         objs = self._compile_shared(shared)
-        archive = self.compiler.library_filename("lyra2core", output_dir=self.build_temp)
-        if not objs or _stale(archive, objs):
-            if os.path.exists(archive):
-                os.remove(archive)
-            self.compiler.create_static_lib(objs, "lyra2core", output_dir=self.build_temp)
-        for ext in self.extensions:
-            extra = objs if ext.name == "lyra2._core" else self._compile_cuda(shared, CUDA_TEST_SOURCES) + [archive]
+        core_path = self.get_ext_fullpath("lyra2._core")
+        # _core first and alone (not in parallel with _testops, which links against it)
+        for ext in sorted(self.extensions, key=lambda e: e.name != "lyra2._core"):
+            if ext.name == "lyra2._core":
+                extra = objs
+            else:
+                extra = self._compile_cuda(shared, CUDA_TEST_SOURCES)
+                ext.library_dirs = list(ext.library_dirs or []) + [os.path.dirname(core_path)]
+                ext.extra_link_args = list(ext.extra_link_args or []) + [
+                    "-l:" + os.path.basename(core_path), "-Wl,-rpath,$ORIGIN"]
+                extra_deps = [core_path]
+                ext.depends = list(ext.depends or []) + extra_deps
             ext.extra_objects = list(ext.extra_objects or []) + extra
             ext.depends = list(ext.depends or []) + extra  # relink when a shared object changed
-        super().build_extensions()
+            self.build_extension(ext)
 
     def _compile_shared(self, shared):
         jobs = []

@@ -28,8 +28,6 @@ static int (*const add_hooks[])(PyObject *m) = {
     lyra_py_add_pipeline,
 };
 
-PyObject *lyra_py_error = NULL;
-
 static struct PyModuleDef core_module = {
     PyModuleDef_HEAD_INIT, "lyra2._core",
     "C core of lyra2 (trajectories, warping, networks, sampler, media I/O).", -1, NULL,

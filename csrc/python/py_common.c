@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+PyObject *lyra_py_error = NULL;
+
 PyObject *lyra_py_raise(lyra_status status) {
     const char *msg = lyra_error_message();
     if (!msg || !msg[0]) msg = lyra_status_name(status);

@@ -17,8 +17,7 @@
 #include "core/tensor.h"
 #include "lyra2.h"
 
-/* lyra2.Lyra2Error (created in module.c). */
-extern PyObject *lyra_py_error;
+/* lyra2.Lyra2Error is lyra_py_error (py_hooks.h). */
 
 /* Sets the Python exception for a failing status with the thread's last message; returns NULL. */
 PyObject *lyra_py_raise(lyra_status status);

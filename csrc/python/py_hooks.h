@@ -1,9 +1,15 @@
 /* The registration hooks of the glue files: each adds its functions (and types) to lyra2._core.
- * Declared once here for module.c (which calls them) and the glue files (which define them). */
+ * Declared once here for module.c (which calls them) and the glue files (which define them), with the
+ * exception class they all raise. */
 #ifndef LYRA_PY_HOOKS_H
 #define LYRA_PY_HOOKS_H
 
 #include <Python.h>
+
+/* lyra2.Lyra2Error: defined in py_common.c (so the glue files depend on it, not on the module file that calls
+ * their hooks), created by python/module.c; testing/module.c sets it to _core's, so both extensions raise the
+ * one class. */
+extern PyObject *lyra_py_error;
 
 int lyra_py_add_backend(PyObject *m);
 int lyra_py_add_media(PyObject *m);

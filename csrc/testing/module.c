@@ -8,10 +8,8 @@
 #include <numpy/arrayobject.h>
 
 #include "lyra2.h"
+#include "python/py_hooks.h"
 #include "testops.h"
-
-/* Set to lyra2._core.Lyra2Error at import, so both extensions raise the one class (python/py_common.h). */
-PyObject *lyra_py_error = NULL;
 
 static struct PyModuleDef testops_module = {
     PyModuleDef_HEAD_INIT, "lyra2._testops",
@@ -24,7 +22,7 @@ PyMODINIT_FUNC PyInit__testops(void) {
     import_array();
     PyObject *core = PyImport_ImportModule("lyra2._core");
     if (!core) return NULL;
-    lyra_py_error = PyObject_GetAttrString(core, "Lyra2Error");
+    lyra_py_error = PyObject_GetAttrString(core, "Lyra2Error"); /* the one class, shared with _core */
     Py_DECREF(core);
     if (!lyra_py_error) return NULL;
     PyObject *m = PyModule_Create(&testops_module);
