@@ -394,8 +394,12 @@ class Worker(threading.Thread):
 
         request_id = job["id"]
         extras = dict(job["extras"])
-        path, url = self.place_output(request_id, extras.pop("output_path", None))
-        self.store.set_output_path(request_id, path)
+        try:
+            path, url = self.place_output(request_id, extras.pop("output_path", None))
+            self.store.set_output_path(request_id, path)
+        except OSError as e:
+            self.store.fail(request_id, 500, f"cannot create the result file ({e})", "internal_error")
+            return
 
         def check_stop():
             if self.interrupt.is_set() or (self.alive is not None and not self.alive()):
