@@ -260,6 +260,9 @@ class Server:
         """Validates, fetches and checks the image, and queues the job: (request_id, position)."""
         if not self.accepting:
             raise _Refused(_error(503, "the server is shutting down", "unavailable"))
+        if "fal_webhook" in request.query:
+            raise _Refused(_error(422, "fal_webhook: webhooks are not supported by lyra2 serve; poll the status URL "
+                                       "(subscribe / handle.get())", "validation_error"))
         arguments = await self._read_arguments(request)
         try:
             args = validate(arguments)
