@@ -104,7 +104,8 @@ def _serve_parser(sub):
                    help="base URL clients reach this server at (for result and queue URLs behind a proxy); "
                         "default: from each request's Host header")
     p.add_argument("--checkpoint-dir", default=None, help="converted weights folder (default $LYRA2_CHECKPOINT_DIR)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where workers run the networks (default auto: the worker's GPU when there is one)")
     p.add_argument("--mode", choices=("auto", "preview", "generate"), default="auto",
                    help="auto: generate when the checkpoint folder is complete, else preview (results say so)")
     p.add_argument("--render-size", default=None, metavar="HxW",
