@@ -1,14 +1,8 @@
 """lyra2.zoom: the main job as a Python call."""
-import os
 import warnings
 
-import numpy as np
-
-from .fields import validate
+from .fields import check_options, validate
 from ._core import Lyra2Error
-
-DEVICES = ("auto", "cpu", "cuda")
-MODES = ("auto", "preview", "generate")
 
 
 def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajectory="orbit_horizontal",
@@ -39,43 +33,12 @@ def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajector
                            output_path=output_path, progress=progress, depth=depth)
 
 
-def _check_options(device, mode, output_path, progress):
-    if not isinstance(device, str) or device not in DEVICES:
-        raise ValueError(f"device: {device!r} is not allowed; expected one of {list(DEVICES)}")
-    if not isinstance(mode, str) or mode not in MODES:
-        raise ValueError(f"mode: {mode!r} is not allowed; expected one of {list(MODES)}")
-    if output_path is not None:
-        if not isinstance(output_path, (str, os.PathLike)):
-            raise TypeError(f"output_path: expected a path; got {output_path!r}")
-        if not os.fspath(output_path).lower().endswith(".mp4"):
-            raise ValueError(f"output_path: {os.fspath(output_path)!r} must end in .mp4")
-        parent = os.path.dirname(os.path.abspath(os.fspath(output_path)))
-        if not os.path.isdir(parent):
-            raise ValueError(f"output_path: the folder {parent!r} does not exist")
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress: expected a bool; got {progress!r}")
-
-
-def _check_depth(depth, height, width):
-    if depth is None:
-        return None
-    d = np.asarray(depth)
-    if d.dtype.kind not in "fiu" or d.ndim != 2:
-        raise ValueError(f"depth: expected a float array (H, W); got {d.dtype} {d.shape}")
-    if d.shape != (height, width):
-        raise ValueError(f"depth: expected shape {(height, width)} (the output resolution); got {d.shape}")
-    d = d.astype(np.float32)
-    if not np.isfinite(d).any() or not (d[np.isfinite(d)] > 0).any():
-        raise ValueError("depth: needs at least one finite, positive value")
-    return d
-
-
 def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="auto", output_path=None,
                     progress=True, on_log=None, depth=None, check_stop=None):
     from . import checkpoint
     from .progress import Progress
 
-    _check_options(device, mode, output_path, progress)
+    check_options(device, mode, output_path, progress)
     folder = checkpoint.resolve_dir(checkpoint_dir)
     missing = checkpoint.missing_for_generate(folder) if folder else list(checkpoint.FILES.values())
     if mode == "generate" and missing:
@@ -102,7 +65,7 @@ def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="au
 
         video = run_generate(image, args, checkpoint_folder=folder, device=device, report=report, depth=depth)
     else:
-        from .pipeline import run_preview
+        from .preview import run_preview
 
         video = run_preview(image, args, report=report, depth=depth, checkpoint_folder=folder)
     if output_path is not None:

@@ -18,14 +18,14 @@ and ``lora/detail_enhancer.safetensors`` at weight 0.4 each when the folder has 
 default; fal's choice is unknown, pipeline.md §7), in both samplers, plus the DMD LoRA at 1.0 with ``use_dmd``.
 The active ones are logged.
 
-Depth of the input (§2, ``lyra2.pipeline.first_frame_depth``): the caller's ``depth``, else Depth Anything 3
+Depth of the input (§2, ``lyra2.depth.first_frame_depth``): the caller's ``depth``, else Depth Anything 3
 aligned to MoGe as upstream when ``da3.safetensors`` and ``moge.safetensors`` are in the folder (DA3 alone
 without MoGe), else the preview's heuristic prior, with a warning. The per-chunk depth-window updates (§4.13)
 use DA3 when available; without it every chunk warps with frame 0's depth re-rendered into its buffer camera
 and the spatial memory keeps frame 0 only (logged).
 
 Device: "auto" and "cpu" run every network on the CPU backend; "cuda" raises Lyra2Error (no usable GPU, or, with
-one, no CUDA networks in this version yet). Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core).
+one or the emulated device, because the AR driver and every network but the DiT still live in host memory). Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core).
 """
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ import numpy as np
 
 from . import _core
 from ._core import Lyra2Error
-from .pipeline import first_frame_depth
+from .fields import check_options
+from .depth import first_frame_depth
 
 __all__ = ["run_generate", "generate", "DEFAULT_LAYOUT", "STYLE_LORAS"]
 
@@ -60,8 +61,8 @@ def _threads():
 
 
 def _check_device(device):
-    """The device every network of the run uses: "auto" and "cpu" -> "cpu" (the only backend the networks have
-    yet); "cuda" is a Lyra2Error saying why (no usable GPU, or no CUDA networks in this version)."""
+    """The device every network of the run uses: "auto" and "cpu" -> "cpu" (the only device the whole generate
+    path runs on yet); "cuda" is a Lyra2Error saying why (no usable GPU, or the parts not placed on it yet)."""
     if not isinstance(device, str) or device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device: {device!r} is not allowed; expected one of ['auto', 'cpu', 'cuda']")
     if device == "cuda":
@@ -71,8 +72,10 @@ def _check_device(device):
         if not b["cuda"]:
             raise Lyra2Error(f"device='cuda': no usable CUDA GPU here (lyra2.backends() = {b}); use device='cpu' "
                              "or 'auto'")
-        raise Lyra2Error("device='cuda': the CUDA backend for the networks is not built into this version yet; "
-                         "use device='cpu' or 'auto'")
+        raise Lyra2Error("device='cuda': the generate path does not run on the device yet: the DiT does "
+                         "(lyra2.models.LyraDiT(device='cuda'), docs/PRECISION.md), but the AR driver still keeps its "
+                         "history latents, warps and correspondence buffer, and the VAE, umT5, CLIP, DA3 and MoGe "
+                         "networks, in host memory; use device='cpu' or 'auto'")
     return "cpu"
 
 
@@ -283,13 +286,12 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     output_path: also write the MP4 there (only after the whole run finished).
     """
     from . import checkpoint
-    from .api import _check_options
     from .media import read_image
     from .progress import Progress
     from .video import Video
 
     device = _check_device(device)
-    _check_options(device, "generate", output_path, progress)
+    check_options(device, "generate", output_path, progress)
     seed = _as_int(seed, "seed")
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed: {seed} is out of range [0, 2**32)")

@@ -415,6 +415,22 @@ def test_modulate_gate(ops, kind):
     check(ops.gate(layout(x, kind), g, layout(a, kind)), x64 + g * a.astype(np.float64), 1e-6, 3e-7, "gate")
 
 
+@pytest.mark.parametrize("kind", ALL_LAYOUTS)
+def test_sincos_buffer_features(ops, kind):
+    # DiT correspondence-buffer features (wan2pt1_lyra2.py:137-148): per octave o the sin block then the cos block
+    # of x·f32(2^o·π), the product rounded to f32 first; the reference takes that rounded argument in float64, so
+    # only the sin/cos evaluation is measured (|arg| <= 4π·2: a few f32 ulps, atol 2e-6)
+    x = (RNG.random((2, 5, 12)) * 4 - 2).astype(np.float32)
+    ref = []
+    for o in range(2):
+        a = (x * np.float32(np.ldexp(np.pi, o))).astype(np.float32).astype(np.float64)
+        ref += [np.sin(a), np.cos(a)]
+    ref = np.concatenate(ref, axis=-1)
+    check(ops.sincos(layout(x, kind), octaves=2), ref, 2e-6, 0, "sincos")
+    with pytest.raises(ValueError, match="octaves"):
+        ops.sincos(x, octaves=0)
+
+
 def rope_ref(x, ang, mode, n_sections=1):
     x = x.astype(np.float64)
     B, L, H, D = x.shape

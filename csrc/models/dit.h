@@ -99,7 +99,8 @@ typedef struct lyra_dit_adapter {
     float weight;         /* activation weight w_a (PEFT scaling), settable */
     int rank;
     int n_modules;
-    void *mem;            /* the adapter's tensors */
+    void *mem;            /* the adapter's tensors: host memory, or a device block once the model is placed */
+    size_t bytes;         /* size of mem */
 } lyra_dit_adapter;
 
 typedef struct lyra_dit {
@@ -108,12 +109,13 @@ typedef struct lyra_dit {
     lyra_dit_weights w;
     lyra_dit_param *params;   /* every checkpoint tensor, in checkpoint order */
     int n_params;
-    void *weight_mem;
+    void *weight_mem;         /* every weight: host memory, or one device block after lyra_dit_place */
     size_t weight_bytes;
     lyra_dit_adapter adapters[LYRA_DIT_MAX_ADAPTERS];
     int n_adapters;
     lyra_backend be;
     lyra_arena arena;
+    lyra_dtype act_dtype;     /* activation storage (docs/PRECISION.md): f32, or bf16 on a device backend */
 } lyra_dit;
 
 /* Detects the configuration from the tensors (src[0..n-1]) and checks it against the layout: the clean patch
@@ -128,6 +130,20 @@ lyra_status lyra_dit_config_detect(lyra_dit_config *cfg, const lyra_dit_named *s
 lyra_status lyra_dit_load(lyra_dit *m, const lyra_dit_named *src, int n, const char *layout, int num_heads,
                           int n_threads);
 void lyra_dit_free(lyra_dit *m);
+
+/* Moves the model to `device` (LYRA_DEVICE_CUDA: the GPU, or the emulated device under LYRA2_EMULATED_CUDA=1):
+ * a backend of that device, the weights and every LoRA adapter uploaded once (one device block each; the host
+ * copies are freed), the activation arena in device memory from the next forward on. This is the one place
+ * the DiT's weights go to the device (block streaming replaces it for budgets below the resident size). After
+ * it, lyra_dit_forward takes device tensors; adapters added later are uploaded when added. A no-op when the model
+ * is already there; LYRA_DEVICE_CPU after a placement is LYRA_ERR_UNSUPPORTED (the host copy is gone). */
+lyra_status lyra_dit_place(lyra_dit *m, lyra_device device);
+
+/* The activation storage dtype (docs/PRECISION.md): LYRA_DTYPE_F32 (the CPU reference, and a device f32 parity
+ * mode) or LYRA_DTYPE_BF16 (upstream's GPU policy: bf16 residual stream, projections, attention inputs and
+ * context; f32 time embedding/projection, modulation, head, and f32 statistics inside norms and softmax).
+ * bf16 needs a device backend (LYRA_ERR_UNSUPPORTED on the CPU backend, whose kernels compute f32). */
+lyra_status lyra_dit_set_precision(lyra_dit *m, lyra_dtype act);
 
 /* Adds a LoRA adapter from its tensors (spec §5.3 key formats: lora_A/lora_B or lora_down/lora_up, optional
  * .alpha and .diff_b, prefixes diffusion_model. / net., musubi lora_unet_*). Full-weight ".diff" deltas are

@@ -88,6 +88,7 @@ lyra_status lyra_dit_forward(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor
     r.probe_ctx = probe_ctx;
     r.n_chunks = m->fp.n_segments + 1;
     r.T = m->fp.n_total;
+    r.act = m->act_dtype;
 
     LYRA_TRY(check_input(m, in->x, "x_B_C_T_H_W", 5, (int64_t[]){1, cfg->out_dim, r.T, -1, -1}));
     r.H = in->x->ne[3];
@@ -109,19 +110,19 @@ lyra_status lyra_dit_forward(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor
     for (int a = 0; a < m->n_adapters; a++) max_rank = m->adapters[a].rank > max_rank ? m->adapters[a].rank : max_rank;
     size_t need = lyra_dit_arena_bytes(cfg, &m->fp, r.H, r.W, r.Lc, max_rank);
     m->arena.used = 0;
-    LYRA_TRY(lyra_arena_reserve(&m->arena, need));
+    LYRA_TRY(lyra_backend_arena_reserve(&m->be, &m->arena, need, "dit forward"));
 
     int64_t L = r.L, D = cfg->dim;
     lyra_status st;
 #define STEP(call) do { if ((st = (call)) != LYRA_OK) goto done; } while (0)
-    STEP(dit_alloc(&r, &r.x, 3, (int64_t[]){1, L, D}, "residual stream"));
-    STEP(dit_alloc(&r, &r.camtok, 3, (int64_t[]){1, L, cfg->cam_dim}, "camera tokens"));
-    STEP(dit_alloc(&r, &r.buftok, 3, (int64_t[]){1, L, 4 * (int64_t)cfg->buffer_in_dim + 1}, "buffer tokens"));
+    STEP(dit_alloc_act(&r, &r.x, 3, (int64_t[]){1, L, D}, "residual stream"));
+    STEP(dit_alloc_act(&r, &r.camtok, 3, (int64_t[]){1, L, cfg->cam_dim}, "camera tokens"));
+    STEP(dit_alloc_act(&r, &r.buftok, 3, (int64_t[]){1, L, 4 * (int64_t)cfg->buffer_in_dim + 1}, "buffer tokens"));
     STEP(dit_alloc(&r, &r.phi, 2, (int64_t[]){L, cfg->head_dim / 2}, "rope angles"));
     STEP(dit_alloc(&r, &r.e, 2, (int64_t[]){1, D}, "time embedding"));
     STEP(dit_alloc(&r, &r.e0, 2, (int64_t[]){1, 6 * D}, "time projection"));
-    STEP(dit_alloc(&r, &r.ctx_txt, 3, (int64_t[]){1, LYRA_DIT_TEXT_TOKENS, D}, "text context"));
-    STEP(dit_alloc(&r, &r.ctx_img, 3, (int64_t[]){1, r.Lc, D}, "image context"));
+    STEP(dit_alloc_act(&r, &r.ctx_txt, 3, (int64_t[]){1, LYRA_DIT_TEXT_TOKENS, D}, "text context"));
+    STEP(dit_alloc_act(&r, &r.ctx_img, 3, (int64_t[]){1, r.Lc, D}, "image context"));
     STEP(dit_tokenize(&r, in));
     STEP(dit_rope_table(&r));
     STEP(dit_time_embed(&r, in->t));

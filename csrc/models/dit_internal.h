@@ -1,5 +1,6 @@
 /* Private pieces shared by the csrc/models/dit_*.c files. The files depend downward only, in this order:
  *   dit_config.c   names and the configuration detected from the weights
+ *   dit_device.c   placement on a device backend: weights and adapters uploaded once (lyra_dit_place)
  *   dit_weights.c  the parameter table, loading, freeing
  *   dit_lora.c     LoRA adapters: attach, merge
  *   dit_run.c      the helpers of one forward pass (arena tensors, probe, upload, Linear + LoRA terms)
@@ -28,6 +29,14 @@ const char *dit_strip_net(const char *name);
 /* The tensor called `name` (after dit_strip_net on the source names), or NULL. */
 const lyra_dit_named *dit_find(const lyra_dit_named *src, int n, const char *name);
 
+/* ---- dit_device.c */
+
+/* Uploads adapter a to the model's device when the model is placed (no-op on the CPU); on failure the adapter
+ * is removed again. */
+lyra_status dit_adapter_place(lyra_dit *m, int a);
+/* Frees adapter a's tensors wherever they live. */
+void dit_adapter_free(lyra_dit *m, int a);
+
 /* ---- dit_weights.c */
 
 /* Fills m->params / m->n_params from m->cfg (the table the loader and the LoRA attacher use). */
@@ -54,20 +63,25 @@ typedef struct dit_run {
     lyra_tensor e0;       /* (1, 6D) time projection */
     lyra_tensor ctx_txt;  /* (1, 512, D) */
     lyra_tensor ctx_img;  /* (1, Lc, D) */
+    lyra_dtype act;       /* storage dtype of the bf16-policy activations (m->act_dtype) */
 } dit_run;
 
 /* ---- dit_run.c */
 
-/* A contiguous f32 activation of shape ne from the run's arena. */
+/* A contiguous f32 activation of shape ne from the run's arena: what upstream keeps in fp32 (time embedding and
+ * projection, modulation, head, tokenizer temporaries). */
 lyra_status dit_alloc(dit_run *r, lyra_tensor *t, int ndim, const int64_t *ne, const char *what);
+/* The same in the run's activation dtype (r->act): what upstream keeps in bf16 on the GPU (residual stream,
+ * projections, attention inputs/outputs, context, tokens). */
+lyra_status dit_alloc_act(dit_run *r, lyra_tensor *t, int ndim, const int64_t *ne, const char *what);
 /* Reports a tensor to the probe when one is installed. */
 void dit_probe(dit_run *r, const char *name, const lyra_tensor *t);
 
 /* y (..., out) = lin(x (..., in)) including the active LoRA terms (unmerged: y = Wx + b + Σ w_a (B_a A_a x + bias_a)). */
 lyra_status dit_linear(dit_run *r, lyra_tensor *y, const lyra_tensor *x, const lyra_dit_linear *lin);
 
-/* Host <-> backend copies for small host-built tables. The CPU backend shares host memory; other backends
- * are not wired yet (candidate for csrc/nn: an upload wrapper in ops.h). */
+/* Uploads a small host-built table (RoPE angles, time sinusoid) into dst on the model's backend (a copy on
+ * every backend, logged by the emulated device under dst's name). */
 lyra_status dit_upload(dit_run *r, lyra_tensor *dst, const void *host, size_t bytes);
 
 /* ---- the stages, in the forward's call order (dit_tokens.c, dit_rope.c, dit_embed.c, dit_block.c, dit_head.c) */

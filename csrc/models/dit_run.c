@@ -11,6 +11,12 @@ lyra_status dit_alloc(dit_run *r, lyra_tensor *t, int ndim, const int64_t *ne, c
     return LYRA_OK;
 }
 
+lyra_status dit_alloc_act(dit_run *r, lyra_tensor *t, int ndim, const int64_t *ne, const char *what) {
+    LYRA_TRY(lyra_arena_tensor(r->a, t, r->act, ndim, ne, what));
+    t->device = r->be->device;
+    return LYRA_OK;
+}
+
 void dit_probe(dit_run *r, const char *name, const lyra_tensor *t) {
     if (r->probe) r->probe(r->probe_ctx, name, t);
 }
@@ -32,9 +38,9 @@ lyra_status dit_linear(dit_run *r, lyra_tensor *y, const lyra_tensor *x, const l
         memcpy(ne, x->ne, sizeof ne);
         ne[x->ndim - 1] = t->a.ne[0];
         lyra_tensor down, up;
-        LYRA_TRY(dit_alloc(r, &down, x->ndim, ne, "lora down"));
+        LYRA_TRY(lyra_arena_tensor(r->a, &down, y->dtype, x->ndim, ne, "lora down"));
         ne[x->ndim - 1] = t->b.ne[0];
-        LYRA_TRY(dit_alloc(r, &up, x->ndim, ne, "lora up"));
+        LYRA_TRY(lyra_arena_tensor(r->a, &up, y->dtype, x->ndim, ne, "lora up"));
         LYRA_TRY(lyra_op_linear(r->be, &down, x, &t->a, NULL));
         LYRA_TRY(lyra_op_linear(r->be, &up, &down, &t->b, t->bias.data ? &t->bias : NULL));
         LYRA_TRY(lyra_op_scale(r->be, &up, &up, wa, 0.0f));

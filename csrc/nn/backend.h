@@ -139,6 +139,7 @@ typedef struct lyra_backend_ops {
                         const lyra_tensor *a);
     lyra_status (*rope)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *angles,
                         lyra_rope_mode mode, int n_sections);
+    lyra_status (*sincos)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int octaves);
 
     /* convolution and resampling */
     lyra_status (*conv2d)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
@@ -168,6 +169,13 @@ lyra_status lyra_backend_cpu_init(lyra_backend *be, int n_threads);
 lyra_status lyra_backend_init(lyra_backend *be, lyra_device device, int arg);
 /* Frees the backend's scratch and private state; safe on a zeroed struct. */
 void lyra_backend_free(lyra_backend *be);
+
+/* Grows an EMPTY activation arena to at least `bytes` of the backend's memory: host memory on the CPU backend,
+ * one block of the device pool otherwise (the networks' arenas live where their ops run). Contents are not kept.
+ * LYRA_ERR_OOM naming `what` (the network or stage) and the size. Release with lyra_backend_arena_free. */
+lyra_status lyra_backend_arena_reserve(lyra_backend *be, lyra_arena *a, size_t bytes, const char *what);
+/* Frees an arena made by lyra_backend_arena_reserve (or lyra_arena_init) on `be`; safe on a zeroed arena. */
+void lyra_backend_arena_free(lyra_backend *be, lyra_arena *a);
 
 /* One workspace buffer of at least `bytes` bytes (64-byte aligned), valid until the next call; an op that
  * needs several workspaces asks once for their sum and partitions it. The buffer only grows (when a call asks

@@ -156,6 +156,12 @@ lyra_status lyra_op_gate(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x,
 lyra_status lyra_op_rope(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *angles,
                          lyra_rope_mode mode, int n_sections);
 
+/* Sin/cos features (the DiT's correspondence-buffer encoding, upstream
+ * Lyra-2/lyra_2/_src/networks/wan2pt1_lyra2.py:137-148): x (..., C), y (..., 2·octaves·C) contiguous, per octave
+ * o < octaves the blocks y[..., 2oC + c] = sin(x·f_o), y[..., (2o+1)C + c] = cos(x·f_o) with f_o = 2^o·π rounded
+ * to f32 and the product rounded to f32 (upstream's x.float() * (2^o·π)). x: any strides, float dtypes. */
+lyra_status lyra_op_sincos(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int octaves);
+
 /* ---------------- convolution and resampling ---------------- */
 
 /* Cross-correlation. x (B, Ci, H, W), w (Co, Ci, kh, kw), b (Co) or NULL, y (B, Co, Ho, Wo) with

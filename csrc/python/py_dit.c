@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "models/dit.h"
+#include "nn/ops.h"
 
 #define CAPSULE "lyra2.LyraDiT"
 
@@ -279,6 +280,32 @@ static PyObject *py_dit_lora_adapters(PyObject *self, PyObject *args) {
     return l;
 }
 
+/* dit_place(capsule, device, precision) with device "cuda": weights and adapters to the device (lyra_dit_place),
+ * then the activation dtype "f32" or "bf16" (lyra_dit_set_precision). */
+static PyObject *py_dit_place(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    const char *device, *precision = "f32";
+    if (!PyArg_ParseTuple(args, "Os|s", &cap, &device, &precision)) return NULL;
+    lyra_dtype act;
+    if (!strcmp(precision, "f32")) act = LYRA_DTYPE_F32;
+    else if (!strcmp(precision, "bf16")) act = LYRA_DTYPE_BF16;
+    else return PyErr_Format(PyExc_ValueError, "precision: '%s' is not allowed; expected 'bf16' or 'f32'", precision);
+    py_dit *d = get_model(cap);
+    if (!d) return NULL;
+    lyra_device dev;
+    if (!strcmp(device, "cuda")) dev = LYRA_DEVICE_CUDA;
+    else if (!strcmp(device, "cpu")) dev = LYRA_DEVICE_CPU;
+    else return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
+    lyra_status st;
+    LYRA_PY_NETCAP_LOCKED(&d->net, {
+        st = lyra_dit_place(&d->m, dev);
+        if (st == LYRA_OK) st = lyra_dit_set_precision(&d->m, act);
+    });
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_dit_lora_merge(PyObject *self, PyObject *cap) {
     (void)self;
     py_dit *d = get_model(cap);
@@ -301,6 +328,7 @@ typedef struct probe_item {
 typedef struct probe_list {
     probe_item *head, **tail;
     int failed;
+    lyra_backend *be;   /* the model's backend: intermediates are downloaded from its device */
 } probe_list;
 
 static void probe_record(void *ctx, const char *name, const lyra_tensor *t) {
@@ -308,16 +336,25 @@ static void probe_record(void *ctx, const char *name, const lyra_tensor *t) {
     probe_item *it = calloc(1, sizeof *it);
     size_t n = (size_t)lyra_tensor_numel(t);
     if (it) it->data = malloc(n * sizeof(float) + 1);
-    if (!it || !it->data || t->dtype != LYRA_DTYPE_F32 || !lyra_tensor_is_contiguous(t)) {
+    /* downloaded in the tensor's own dtype (bf16 under the device policy) into the front of the f32 buffer,
+     * then widened in place from the back */
+    lyra_tensor host = lyra_tensor_make(it ? it->data : NULL, t->dtype, t->ndim, t->ne);
+    int ok_dtype = t->dtype == LYRA_DTYPE_F32 || t->dtype == LYRA_DTYPE_BF16 || t->dtype == LYRA_DTYPE_F16;
+    if (!it || !it->data || !ok_dtype || !lyra_tensor_is_contiguous(t) ||
+        lyra_op_download(pl->be, &host, t) != LYRA_OK) {
         if (it) free(it->data);
         free(it);
         pl->failed = 1;
         return;
     }
+    if (t->dtype != LYRA_DTYPE_F32) {
+        const uint16_t *h = (const uint16_t *)it->data;
+        for (size_t i = n; i-- > 0;)
+            it->data[i] = t->dtype == LYRA_DTYPE_BF16 ? lyra_bf16_to_f32(h[i]) : lyra_f16_to_f32(h[i]);
+    }
     snprintf(it->name, sizeof it->name, "%s", name);
     it->ndim = t->ndim;
     for (int i = 0; i < t->ndim; i++) it->dims[i] = (npy_intp)t->ne[i];
-    memcpy(it->data, t->data, n * sizeof(float));
     *pl->tail = it;
     pl->tail = &it->next;
 }
@@ -348,6 +385,34 @@ static lyra_tensor desc(PyArrayObject *a) {
     return lyra_tensor_make(PyArray_DATA(a), LYRA_DTYPE_F32, PyArray_NDIM(a), ne);
 }
 
+/* The forward on a model placed on a device: the NumPy inputs are uploaded into device blocks (named as the
+ * upstream arguments), the output downloaded back into `host_out`; every block is released before returning. */
+#define DIT_IO 6
+static lyra_status forward_on_device(py_dit *d, lyra_tensor *host[DIT_IO], const char *const names[DIT_IO],
+                                     double t, probe_list *pl) {
+    lyra_backend *be = &d->m.be;
+    lyra_tensor dev[DIT_IO];
+    void *blk[DIT_IO] = {0};
+    lyra_status st = LYRA_OK;
+    for (int i = 0; i < DIT_IO && st == LYRA_OK; i++) {
+        dev[i] = *host[i];
+        dev[i].device = be->device;
+        dev[i].name = names[i];
+        blk[i] = be->ops->alloc(be, lyra_tensor_nbytes(host[i]) + 1);
+        dev[i].data = blk[i];
+        if (!blk[i]) st = lyra_error(LYRA_ERR_OOM, "dit: cannot allocate %zu bytes on the device for %s",
+                                     lyra_tensor_nbytes(host[i]), names[i]);
+        else if (i < DIT_IO - 1) st = lyra_op_upload(be, &dev[i], host[i]); /* the last one is the output */
+    }
+    if (st == LYRA_OK) {
+        lyra_dit_inputs in = {&dev[0], t, &dev[1], &dev[2], &dev[3], &dev[4]};
+        st = lyra_dit_forward(&d->m, &in, &dev[5], pl ? probe_record : NULL, pl);
+    }
+    if (st == LYRA_OK) st = lyra_op_download(be, host[5], &dev[5]);
+    for (int i = 0; i < DIT_IO; i++) be->ops->release(be, blk[i]);
+    return st;
+}
+
 /* dit_forward(capsule, x, timesteps, crossattn_emb, clip, y, y_buffer, intermediates) -> out | (out, dict) */
 static PyObject *py_dit_forward(PyObject *self, PyObject *args) {
     (void)self;
@@ -358,7 +423,7 @@ static PyObject *py_dit_forward(PyObject *self, PyObject *args) {
     if (!d) return NULL;
     PyObject *result = NULL;
     PyArrayObject *x = NULL, *t = NULL, *text = NULL, *clip = NULL, *y = NULL, *buf = NULL, *out = NULL;
-    probe_list pl = {NULL, NULL, 0};
+    probe_list pl = {NULL, NULL, 0, NULL};
     pl.tail = &pl.head;
     if (!(x = lyra_py_array(ox, NPY_FLOAT32, 5, "x_B_C_T_H_W"))) goto finally;
     if (!(t = (PyArrayObject *)PyArray_FROMANY(ot, NPY_FLOAT64, 0, 0, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST))) {
@@ -382,8 +447,15 @@ static PyObject *py_dit_forward(PyObject *self, PyObject *args) {
     if (!(out = (PyArrayObject *)PyArray_SimpleNew(5, od, NPY_FLOAT32))) goto finally;
     lyra_tensor tx = desc(x), ttext = desc(text), tclip = desc(clip), ty = desc(y), tbuf = desc(buf), tout = desc(out);
     lyra_dit_inputs in = {&tx, tv, &ttext, &tclip, &ty, &tbuf};
+    lyra_tensor *io[DIT_IO] = {&tx, &ttext, &tclip, &ty, &tbuf, &tout};
+    static const char *const io_names[DIT_IO] = {"x_B_C_T_H_W", "crossattn_emb", "frame_cond_crossattn_emb_B_L_D",
+                                                 "y_B_C_T_H_W", "y_buffer_B_C_T_H_W", "dit output"};
     lyra_status st;
-    LYRA_PY_NETCAP_LOCKED(&d->net, st = lyra_dit_forward(&d->m, &in, &tout, want ? probe_record : NULL, &pl));
+    pl.be = &d->m.be;
+    if (d->m.be.device == LYRA_DEVICE_CPU)
+        LYRA_PY_NETCAP_LOCKED(&d->net, st = lyra_dit_forward(&d->m, &in, &tout, want ? probe_record : NULL, &pl));
+    else
+        LYRA_PY_NETCAP_LOCKED(&d->net, st = forward_on_device(d, io, io_names, tv, want ? &pl : NULL));
     if (st != LYRA_OK) { lyra_py_raise(st); goto finally; }
     if (pl.failed) { PyErr_NoMemory(); goto finally; }
     if (want) {
@@ -414,6 +486,7 @@ static PyMethodDef dit_methods[] = {
     {"dit_lora_add", py_dit_lora_add, METH_VARARGS, "Adds a LoRA adapter."},
     {"dit_lora_adapters", py_dit_lora_adapters, METH_VARARGS, "Lists (and sets the weights of) the adapters."},
     {"dit_lora_merge", py_dit_lora_merge, METH_O, "Folds the adapters into the base weights."},
+    {"dit_place", py_dit_place, METH_VARARGS, "Moves the weights and adapters to a device ('cuda')."},
     {"dit_forward", py_dit_forward, METH_VARARGS, "Runs the DiT forward pass."},
     {NULL, NULL, 0, NULL},
 };

@@ -62,22 +62,30 @@ class LyraDiT:
     framepack: the FramePack layout string; its history segments must match the clean patch embeddings.
     lora: adapters applied at run time, unmerged; each item is a source (path or mapping, weight 1.0) or a
         ``(source, weight)`` pair.
-    device: "cpu" ("cuda" raises Lyra2Error until this network's weights are placed on the GPU).
+    device: "cpu", or "cuda": the weights and adapters are uploaded to the GPU once (after the constructor's
+        LoRAs; later ones are uploaded when added), activations live in device memory, each call uploads its
+        inputs and downloads the output. With ``LYRA2_EMULATED_CUDA=1`` "cuda" is the emulated device
+        (``lyra2.backends()``). Lyra2Error when no device answers.
+    precision: activation storage, "bf16" (default on "cuda": upstream's GPU policy, docs/PRECISION.md) or "f32"
+        (default on "cpu", the only one the CPU backend computes; on "cuda" an f32 parity mode).
     num_heads: attention heads (default: width / 128).
     n_threads: CPU threads (0 = all).
 
     Missing, unexpected or mis-shaped tensors raise ``lyra2.Lyra2Error`` naming the tensor."""
 
     def __init__(self, weights, framepack: str = DEFAULT_FRAMEPACK, lora=(), device: str = "cpu", *,
-                 num_heads: int | None = None, n_threads: int = 0):
+                 num_heads: int | None = None, n_threads: int = 0, precision: str | None = None):
         if not isinstance(framepack, str):
             raise TypeError(f"framepack must be a layout string, got {type(framepack).__name__}")
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-        if device == "cuda":
-            from .. import Lyra2Error
-            raise Lyra2Error("LyraDiT: device='cuda' is not wired to this network yet: "
-                             "the CUDA backend runs every runtime op (see lyra2.backends()), but this network's glue still keeps its weights and activations in host memory (device placement of the weights and the arena is the remaining step); use device='cpu'")
+        if precision is None:
+            precision = "bf16" if device == "cuda" else "f32"
+        if precision not in ("bf16", "f32"):
+            raise ValueError(f"precision must be 'bf16' or 'f32', got {precision!r}")
+        if precision == "bf16" and device != "cuda":
+            raise ValueError("precision='bf16' needs device='cuda' (the CPU backend computes f32 activations)")
+        self.precision = precision
         if not _is_source(weights):
             raise TypeError("weights must be a safetensors path or a mapping of name -> array, "
                             f"got {type(weights).__name__}")
@@ -94,6 +102,8 @@ class LyraDiT:
                 self.add_lora(item[0], float(item[1]))
             else:
                 self.add_lora(item, 1.0)
+        if device == "cuda":
+            _core.dit_place(self._model, "cuda", precision)
 
     # ---------------- LoRA ----------------
 
@@ -138,4 +148,5 @@ class LyraDiT:
     def __repr__(self) -> str:
         c = self.config
         return (f"LyraDiT(dim={c['dim']}, heads={c['num_heads']}, layers={c['num_layers']}, ffn={c['ffn_dim']}, "
-                f"framepack={self.framepack!r}, lora={len(self.lora_adapters)}, device={self.device!r})")
+                f"framepack={self.framepack!r}, lora={len(self.lora_adapters)}, device={self.device!r}, "
+                f"precision={self.precision!r})")

@@ -179,6 +179,7 @@ static const lyra_backend_ops cuda_ops = {
     /* .modulate = */ cu_op_modulate,
     /* .gate = */ cu_op_gate,
     /* .rope = */ cu_op_rope,
+    /* .sincos = */ cu_op_sincos,
     /* .conv2d = */ cu_op_conv2d,
     /* .conv3d = */ cu_op_conv3d,
     /* .conv_transpose2d = */ cu_op_conv_transpose2d,
