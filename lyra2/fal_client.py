@@ -345,10 +345,10 @@ class SyncClient:
         app = _check_application(application, path)
         start_timeout = _check_start_timeout(start_timeout)
         args, image = _validated_job(arguments)
-        from .api import _check_options
+        from .fields import check_options
 
         merged = {**self._options, **(extras or {})}
-        _check_options(merged["device"], merged["mode"], merged.get("output_path"), False)
+        check_options(merged["device"], merged["mode"], merged.get("output_path"), False)
         request_id, _ = self._queue.get().submit(app, args, image, start_timeout=start_timeout, extras=extras,
                                                  priority=priority or "normal")
         return request_id
