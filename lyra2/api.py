@@ -8,7 +8,8 @@ from ._core import Lyra2Error
 def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajectory="orbit_horizontal",
          zoom_in_strength=0.5, zoom_out_trajectory="horizontal_zoom", zoom_out_strength=1.5, resolution="480p",
          use_dmd=True, guidance_scale=5.0, num_inference_steps=28, frames_per_second=16, seed=None,
-         checkpoint_dir=None, device="auto", mode="auto", output_path=None, progress=True, depth=None):
+         checkpoint_dir=None, device="auto", mode="auto", output_path=None, progress=True, depth=None,
+         max_gpu_memory=None):
     """One image + a prompt -> a camera-controlled video (lyra2.Video).
 
     `image`: http(s)/file:// URL, data: URI, local path (str or pathlib.Path), bytes, or a uint8 array (H, W, 3)
@@ -20,6 +21,9 @@ def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajector
       output_path     also write the MP4 there
       progress        progress bar on a TTY
       depth           float (H, W) depth of the input at the output resolution (preview and trajectories use it)
+      max_gpu_memory  GPU memory budget in GB (1e9 bytes): the run's memory plan (lyra2.memory_plan: what is
+                      resident, which DiT blocks stream, the expected peak) goes to the logs; a budget below the
+                      plan's minimum is a ValueError naming it
     """
     fields = dict(prompt=prompt, zoom_direction=zoom_direction, num_frames=num_frames,
                   zoom_in_trajectory=zoom_in_trajectory, zoom_in_strength=zoom_in_strength,
@@ -30,15 +34,17 @@ def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajector
         raise ValueError("image: this argument is required (URL, data: URI, path, bytes or uint8 array)")
     args = validate(fields, require_image=False)
     return _zoom_validated(image, args, checkpoint_dir=checkpoint_dir, device=device, mode=mode,
-                           output_path=output_path, progress=progress, depth=depth)
+                           output_path=output_path, progress=progress, depth=depth, max_gpu_memory=max_gpu_memory)
 
 
 def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="auto", output_path=None,
-                    progress=True, on_log=None, depth=None, check_stop=None):
+                    progress=True, on_log=None, depth=None, max_gpu_memory=None, check_stop=None):
     from . import checkpoint
+    from .memory import check_max_gpu_memory
     from .progress import Progress
 
     check_options(device, mode, output_path, progress)
+    check_max_gpu_memory(max_gpu_memory)
     folder = checkpoint.resolve_dir(checkpoint_dir)
     missing = checkpoint.missing_for_generate(folder) if folder else list(checkpoint.FILES.values())
     if mode == "generate" and missing:
@@ -63,7 +69,8 @@ def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="au
     if mode == "generate":
         from .generate import run_generate
 
-        video = run_generate(image, args, checkpoint_folder=folder, device=device, report=report, depth=depth)
+        video = run_generate(image, args, checkpoint_folder=folder, device=device, report=report, depth=depth,
+                             max_gpu_memory=max_gpu_memory)
     else:
         from .preview import run_preview
 

@@ -1,4 +1,5 @@
-"""First-frame depth as Lyra-2's zoom script computes it (spec pipeline.md §2.1-2.3): Depth Anything 3 depth and
+"""First-frame depth as Lyra-2's zoom script computes it (upstream Z:210-212, Z:556-563, DU:149-217, DU:33-89): Depth
+Anything 3 depth and
 intrinsics, rescaled so that its inverse depth matches MoGe v1's in the least-squares sense, and the subject
 depth that scales every trajectory.
 
@@ -21,7 +22,7 @@ HEURISTIC_DEPTH_NAME = "heuristic:ground-plane-popup-v1"
 
 
 def align_to_moge(da3_depth, da3_mask, moge_depth, moge_mask):
-    """Lyra's DA3 -> MoGe scale alignment (Z:634-652, pipeline.md §2.2).
+    """Lyra's DA3 -> MoGe scale alignment (upstream Z:634-652, DU:33-89, MOGE:302-395, Z:624-626).
 
     da3_depth, da3_mask: (H, W) DA3 depth and its float mask (``depth < 999.9``) as ``first_frame_depth`` gives
     them. moge_depth, moge_mask: MoGe's depth (raw ``infer()`` depth or Lyra's post-processed one: the
@@ -76,7 +77,8 @@ def _depth_anything_3():
 
 def estimate_depth(image, weights_dir=None, *, size=None, use_moge_scale=True, device="cpu", da3=None, moge=None,
                    da3_options=None, moge_options=None) -> dict:
-    """Depth of one image as Lyra's zoom script computes it for frame 0 (pipeline.md §2.1-2.3).
+    """Depth of one image as Lyra's zoom script computes it for frame 0 (upstream Z:210-212, Z:556-563, DU:149-217,
+    DU:33-89).
 
     image: uint8 RGB (H0, W0, 3), or anything ``lyra2.read_image`` accepts. size: the working (H, W) (e.g.
     (480, 832)); default the image's size. Both networks see the image resized to it with cv2 INTER_LINEAR.
@@ -183,10 +185,10 @@ def first_frame_depth(raw, img, depth, checkpoint_folder, report, *, da3=None, d
     """Depth of the input frame as the job uses it: (depth (H, W) float32, valid mask (H, W) float32,
     K (3, 3) or None, source label).
 
-    In order: the user's `depth=` array; Depth Anything 3 aligned to MoGe as upstream (pipeline.md §2) when the
-    converted folder has their weights (DA3 alone when only DA3 is there); else the heuristic prior, named in the
-    log so nobody mistakes it for a model. `raw` is the decoded input at its own size (what upstream gives the
-    depth networks), `img` the input at the output size."""
+    In order: the user's `depth=` array; Depth Anything 3 aligned to MoGe as upstream (upstream Z:210-212, Z:556-563,
+    DU:149-217) when the converted folder has their weights (DA3 alone when only DA3 is there); else the heuristic
+    prior, named in the log so nobody mistakes it for a model. `raw` is the decoded input at its own size (what upstream
+    gives the depth networks), `img` the input at the output size."""
     from . import checkpoint
 
     h, w = img.shape[:2]

@@ -2,7 +2,7 @@
 `lyra2.zoom(..., mode="preview")` runs: input -> first-frame depth -> cameras -> frames per direction -> Video).
 
 Frame 0 is the input image; every other frame is the input forward-warped into that frame's camera
-(the same C warp as `lyra2.warp.forward_warp`, spec §4.5), with the holes filled by a depth-aware
+(the same C warp as `lyra2.warp.forward_warp`, upstream M:1601-1822, FW), with the holes filled by a depth-aware
 push-pull pyramid (classical inpainting, in C). Without a depth map or depth model,
 `heuristic_depth` supplies a ground-plane prior; it is a heuristic, not a model, and is named by
 `HEURISTIC_DEPTH_NAME` so logs and `Video.timings` can say which depth was used.

@@ -144,7 +144,8 @@ def test_rope_angle_averaging(layout, hw, head_dim):
 
 
 def test_rope_border_positions():
-    # Spec §3.5: the first h and w frequencies are 1, so those angles are the positions themselves.
+    # Spec upstream W:93-188, W:203-232, WL:586-596: the first h and w frequencies are 1, so those angles are the
+    # positions themselves.
     nt = (128 - 4 * (128 // 6)) // 2
     nh = 128 // 6
     a = rope_angles(DEFAULT_FRAMEPACK, 60, 104, 128)

@@ -1,4 +1,4 @@
-/* One Lyra-2 attention block (network.md §3.8; upstream WL:150-212, W:280-437):
+/* One Lyra-2 attention block (upstream WL:150-212, W:280-437):
  * adaLN-modulated self-attention whose q/k inputs get the camera and buffer embeddings added (kq_only),
  * q/k RMSNorm over the full width, 3-D RoPE, gated residual; cross-attention to the text and CLIP tokens with two
  * separate softmaxes summed before the output projection; modulated FFN with a gated residual. */
@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "models/dit_internal.h"
+#include "nn/measure/measure.h"
 
 /* Rows per tile of the buffer sin/cos features, so the (rows, 20480) feature matrix stays ~16 MB. */
 #define SINCOS_TILE_BYTES ((size_t)16 << 20)
@@ -142,9 +143,8 @@ static lyra_status feed_forward(dit_run *r, const lyra_dit_block *blk, const lyr
     return LYRA_OK;
 }
 
-lyra_status dit_block_forward(dit_run *r, int i) {
+lyra_status dit_block_forward(dit_run *r, int i, const lyra_dit_block *blk) {
     const lyra_dit_config *cfg = &r->m->cfg;
-    const lyra_dit_block *blk = &r->m->w.blocks[i];
     size_t mark = lyra_arena_mark(r->a);
     lyra_tensor mod, e0, kq;
     /* m = modulation + e0, f32; rows: shift1, scale1, gate1, shift2, scale2, gate2 (WL:162-165). */

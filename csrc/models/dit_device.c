@@ -82,20 +82,24 @@ lyra_status lyra_dit_place(lyra_dit *m, lyra_device device) {
     lyra_backend dev;
     LYRA_TRY(lyra_backend_init(&dev, device, 0));
     void *w = NULL;
-    lyra_status st = upload_block(&dev, m->weight_mem, m->weight_bytes, "the weights", &w);
+    int streaming = m->stream.slot[0] != NULL;
+    lyra_status st = streaming ? LYRA_OK : upload_block(&dev, m->weight_mem, m->weight_bytes, "the weights", &w);
     void *ad_dev[LYRA_DIT_MAX_ADAPTERS] = {0};
     for (int a = 0; a < m->n_adapters && st == LYRA_OK; a++) {
         char name[128];
         snprintf(name, sizeof name, "LoRA '%s'", m->adapters[a].name);
         st = upload_block(&dev, m->adapters[a].mem, m->adapters[a].bytes, name, &ad_dev[a]);
     }
+    /* streaming: the streamed blocks stay in host memory (dit_stream.c); last, as it re-points on success */
+    if (st == LYRA_OK && streaming) st = dit_stream_place(m, &dev, &w);
     if (st != LYRA_OK) { /* nothing re-pointed yet: the model stays whole on the CPU */
         for (int a = 0; a < m->n_adapters; a++) dev.ops->release(&dev, ad_dev[a]);
         if (w) dev.ops->release(&dev, w);
         lyra_backend_free(&dev);
         return st;
     }
-    for (int i = 0; i < m->n_params; i++) rebase(m->params[i].dst, m->weight_mem, m->weight_bytes, w, device);
+    if (!streaming)
+        for (int i = 0; i < m->n_params; i++) rebase(m->params[i].dst, m->weight_mem, m->weight_bytes, w, device);
     free(m->weight_mem);
     m->weight_mem = w;
     for (int a = 0; a < m->n_adapters; a++) {

@@ -1,4 +1,4 @@
-/* Time embedding and the context projections (network.md §3.6, §3.7; upstream W:191-200, W:569-598,
+/* Time embedding and the context projections (upstream W:191-200, WL:962-964, WL:966-971, W:569-598,
  * WL:962-971). */
 #include <math.h>
 #include <stdlib.h>
@@ -41,7 +41,8 @@ lyra_status dit_context(dit_run *r, const lyra_tensor *text, const lyra_tensor *
     const lyra_dit_config *cfg = &r->m->cfg;
     const lyra_dit_weights *w = &r->m->w;
     size_t mark = lyra_arena_mark(r->a);
-    /* Text: L2(GELU_tanh(L1(T5))). Padded umT5 rows are zeros and are attended to like the others (§2.3). */
+    /* Text: L2(GELU_tanh(L1(T5))). Padded umT5 rows are zeros and are attended to like the others (upstream T5:441-455,
+     * T5:522-537, W:359-378). */
     lyra_tensor h;
     LYRA_TRY(dit_alloc_act(r, &h, 3, (int64_t[]){1, LYRA_DIT_TEXT_TOKENS, cfg->dim}, "text hidden"));
     LYRA_TRY(dit_linear(r, &h, text, &w->text0));

@@ -1,4 +1,4 @@
-/* Run-time LoRA for the Lyra-2 DiT (network.md §5.3; upstream T2V:353-432, MU:58-457).
+/* Run-time LoRA for the Lyra-2 DiT (upstream T2V:353-432, Z:525-530, T2V:379-380, MU:58-457).
  *
  * Upstream injects PEFT adapters with lora_alpha = rank, so an adapter with activation weight w_a adds
  * w_a·(B_a·(A_a·x) + bias_a) to every Linear it targets, after the per-module ".alpha" has been folded into A

@@ -201,19 +201,27 @@ static PyObject *py_dit_config(PyObject *self, PyObject *cap) {
     py_dit *d = get_model(cap);
     if (!d) return NULL;
     lyra_dit_config cfg;
-    size_t weight_bytes;
+    size_t weight_bytes, arena_need, arena_peak;
     /* a LoRA merge may be changing them */
-    LYRA_PY_NETCAP_LOCKED(&d->net, { cfg = d->m.cfg; weight_bytes = d->m.weight_bytes; });
+    LYRA_PY_NETCAP_LOCKED(&d->net, {
+        cfg = d->m.cfg;
+        weight_bytes = d->m.weight_bytes;
+        arena_need = d->m.arena_need;
+        arena_peak = d->m.arena.peak;
+    });
     const lyra_dit_config *c = &cfg;
     PyObject *clean = PyList_New(c->n_clean);
     for (int k = 0; clean && k < c->n_clean; k++) PyList_SET_ITEM(clean, k, PyLong_FromLongLong(c->clean_in[k]));
-    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:N,s:d,s:n}", "dim", c->dim,
+    /* arena_need: the last measured activation peak (dit_measure.c); arena_peak: the real high-water mark */
+    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:N,s:d,s:n,s:n,s:n}",
+                         "dim", c->dim,
                          "ffn_dim", c->ffn_dim, "num_heads", c->num_heads, "head_dim", c->head_dim, "num_layers",
                          c->num_layers, "in_dim", c->in_dim, "out_dim", c->out_dim, "text_dim", c->text_dim,
                          "freq_dim", c->freq_dim, "clip_dim", c->clip_dim, "cam_dim", c->cam_dim, "cam_channels",
                          c->cam_channels, "buffer_in_dim", c->buffer_in_dim, "buffer_embed_dim", c->buffer_embed_dim,
                          "buffer_squeeze", c->buffer_squeeze, "n_clean", c->n_clean, "clean_in_features", clean, "eps",
-                         (double)c->eps, "weight_bytes", (Py_ssize_t)weight_bytes);
+                         (double)c->eps, "weight_bytes", (Py_ssize_t)weight_bytes, "arena_need",
+                         (Py_ssize_t)arena_need, "arena_peak", (Py_ssize_t)arena_peak);
 }
 
 /* dit_lora_add(capsule, source, name, weight) -> number of ignored keys */
@@ -314,6 +322,44 @@ static PyObject *py_dit_lora_merge(PyObject *self, PyObject *cap) {
     LYRA_PY_NETCAP_LOCKED(&d->net, st = lyra_dit_lora_merge(&d->m));
     if (st != LYRA_OK) return lyra_py_raise(st);
     Py_RETURN_NONE;
+}
+
+static PyObject *py_dit_quantize_fp8(PyObject *self, PyObject *cap) {
+    (void)self;
+    py_dit *d = get_model(cap);
+    if (!d) return NULL;
+    lyra_status st;
+    LYRA_PY_NETCAP_LOCKED(&d->net, st = lyra_dit_quantize_fp8(&d->m));
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+/* dit_streaming(capsule[, resident]) -> {resident, buffer_bytes, uploads, upload_bytes}: with `resident`, streams
+ * blocks [resident, layers) through two block buffers (resident = layers: off); then reports the state. */
+static PyObject *py_dit_streaming(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    int resident = -1;
+    if (!PyArg_ParseTuple(args, "O|i:dit_streaming", &cap, &resident)) return NULL;
+    py_dit *d = get_model(cap);
+    if (!d) return NULL;
+    lyra_status st = LYRA_OK;
+    lyra_dit_stream s;
+    int layers;
+    LYRA_PY_NETCAP_LOCKED(&d->net, {
+        layers = d->m.cfg.num_layers;
+        if (resident >= 0 && resident <= layers) st = lyra_dit_set_streaming(&d->m, resident);
+        s = d->m.stream;
+    });
+    if (resident != -1 && (resident < 0 || resident > layers)) {
+        PyErr_Format(PyExc_ValueError, "resident_blocks: %d is outside 0..%d (the DiT's blocks)", resident, layers);
+        return NULL;
+    }
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    int on = s.slot[0] != NULL;
+    return Py_BuildValue("{s:i,s:n,s:L,s:n}", "resident", on ? s.resident : layers, "buffer_bytes",
+                         (Py_ssize_t)(on ? 2 * s.span : 0), "uploads", (long long)s.uploads, "upload_bytes",
+                         (Py_ssize_t)s.upload_bytes);
 }
 
 /* Intermediates recorded by the probe (copied without the GIL, turned into arrays afterwards). */
@@ -478,6 +524,68 @@ finally:
     return result;
 }
 
+/* dit_measure(config dict, layout, latent_h, latent_w, clip_tokens, matrix dtype "bf16"|"f16"|"f32",
+ *             device "cpu"|"cuda") -> dict:
+ * one forward of a DiT of that configuration measured on the measuring backend (no weights, no memory). The
+ * dict keys are those of dit_config (dim, ffn_dim, num_heads, num_layers, in_dim, out_dim, text_dim, freq_dim,
+ * clip_dim, cam_dim, buffer_embed_dim, buffer_squeeze). */
+static PyObject *py_dit_measure(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *d;
+    const char *layout, *dtype, *device = "cpu";
+    long long H, W, Lc;
+    if (!PyArg_ParseTuple(args, "O!sLLLs|s:dit_measure", &PyDict_Type, &d, &layout, &H, &W, &Lc, &dtype, &device))
+        return NULL;
+    if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
+        PyErr_Format(PyExc_ValueError, "dit_measure: device '%s' is not one of 'cpu', 'cuda'", device);
+        return NULL;
+    }
+    lyra_dtype mdt = !strcmp(dtype, "bf16") ? LYRA_DTYPE_BF16 : !strcmp(dtype, "f16") ? LYRA_DTYPE_F16
+                     : !strcmp(dtype, "f32") ? LYRA_DTYPE_F32 : LYRA_DTYPE_COUNT;
+    if (mdt == LYRA_DTYPE_COUNT) {
+        PyErr_Format(PyExc_ValueError, "dit_measure: matrix dtype '%s' is not one of 'bf16', 'f16', 'f32'", dtype);
+        return NULL;
+    }
+    static const char *keys[] = {"dim", "ffn_dim", "num_heads", "num_layers", "in_dim", "out_dim", "text_dim",
+                                 "freq_dim", "clip_dim", "cam_dim", "buffer_embed_dim", "buffer_squeeze"};
+    lyra_dit_config c;
+    memset(&c, 0, sizeof c);
+    int *dst[] = {&c.dim, &c.ffn_dim, &c.num_heads, &c.num_layers, &c.in_dim, &c.out_dim, &c.text_dim, &c.freq_dim,
+                  &c.clip_dim, &c.cam_dim, &c.buffer_embed_dim, &c.buffer_squeeze};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        PyObject *o = PyDict_GetItemString(d, keys[i]);
+        if (!o) {
+            PyErr_Format(PyExc_KeyError, "dit_measure: the configuration has no '%s'", keys[i]);
+            return NULL;
+        }
+        long v = PyLong_AsLong(o);
+        if (v == -1 && PyErr_Occurred()) return NULL;
+        if (v < 1 || v > (1L << 20)) {
+            PyErr_Format(PyExc_ValueError, "dit_measure: %s = %ld is out of range 1..%ld", keys[i], v, 1L << 20);
+            return NULL;
+        }
+        *dst[i] = (int)v;
+    }
+    if (H < 2 || W < 2 || Lc < 1) {
+        PyErr_Format(PyExc_ValueError, "dit_measure: latent %lldx%lld with %lld clip tokens is too small", H, W, Lc);
+        return NULL;
+    }
+    lyra_dit_measurement r;
+    lyra_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = lyra_dit_measure(&c, layout, H, W, Lc, mdt, strcmp(device, "cuda") ? LYRA_DEVICE_CPU : LYRA_DEVICE_CUDA, &r);
+    Py_END_ALLOW_THREADS
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    return Py_BuildValue("{s:L,s:K,s:K,s:K,s:K,s:L,s:L,s:L,s:L,s:L,s:L,s:d,s:L}", "tokens", (long long)r.tokens,
+                         "arena_peak", (unsigned long long)r.arena_peak, "io_bytes", (unsigned long long)r.io_bytes,
+                         "weight_bytes", (unsigned long long)r.weight_bytes, "block_bytes",
+                         (unsigned long long)r.block_bytes, "matrix_elems", (long long)r.matrix_elems, "matrix_rows",
+                         (long long)r.matrix_rows, "vector_elems", (long long)r.vector_elems, "block_matrix_elems",
+                         (long long)r.block_matrix_elems, "block_matrix_rows", (long long)r.block_matrix_rows,
+                         "block_vector_elems", (long long)r.block_vector_elems, "flops", r.flops, "n_ops",
+                         (long long)r.n_ops);
+}
+
 static PyMethodDef dit_methods[] = {
     {"dit_framepack", py_dit_framepack, METH_VARARGS, "Parses a FramePack layout (and its chunks for a latent size)."},
     {"dit_rope_angles", py_dit_rope_angles, METH_VARARGS, "RoPE angles of a packed sequence."},
@@ -488,6 +596,9 @@ static PyMethodDef dit_methods[] = {
     {"dit_lora_merge", py_dit_lora_merge, METH_O, "Folds the adapters into the base weights."},
     {"dit_place", py_dit_place, METH_VARARGS, "Moves the weights and adapters to a device ('cuda')."},
     {"dit_forward", py_dit_forward, METH_VARARGS, "Runs the DiT forward pass."},
+    {"dit_quantize_fp8", py_dit_quantize_fp8, METH_O, "Makes the attention blocks fp8 (e4m3)."},
+    {"dit_streaming", py_dit_streaming, METH_VARARGS, "Sets / reports DiT block streaming."},
+    {"dit_measure", py_dit_measure, METH_VARARGS, "Measures one forward of a DiT configuration (no weights)."},
     {NULL, NULL, 0, NULL},
 };
 
