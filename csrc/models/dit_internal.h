@@ -1,11 +1,14 @@
 /* Private pieces shared by the csrc/models/dit_*.c files. The files depend downward only, in this order:
  *   dit_config.c   names and the configuration detected from the weights
+ *   dit_fp8.c      fp8 (e4m3) block weights: quantization, the block's Linear list
+ *   dit_stream.c   block streaming (weights of streamed blocks stay in host memory)
  *   dit_device.c   placement on a device backend: weights and adapters uploaded once (lyra_dit_place)
  *   dit_weights.c  the parameter table, loading, freeing
  *   dit_lora.c     LoRA adapters: attach, merge
- *   dit_run.c      the helpers of one forward pass (arena tensors, probe, upload, Linear + LoRA terms)
+ *   dit_run.c      the helpers of one forward pass (arena tensors, probe, upload, Linear + LoRA terms, fp8 input)
  *   dit_tokens.c, dit_rope.c, dit_embed.c, dit_block.c, dit_head.c   the stages, each on dit_run.c only
- *   dit_forward.c  lyra_dit_forward: checks, arena size, the stages in call order */
+ *   dit_forward.c  dit_forward_run: checks, then the stages in call order
+ *   dit_measure.c  the arena a forward needs, measured by running it; lyra_dit_forward (measure, reserve, run) */
 #ifndef LYRA_MODELS_DIT_INTERNAL_H
 #define LYRA_MODELS_DIT_INTERNAL_H
 
@@ -83,6 +86,9 @@ lyra_status dit_linear(dit_run *r, lyra_tensor *y, const lyra_tensor *x, const l
 /* Uploads a small host-built table (RoPE angles, time sinusoid) into dst on the model's backend (a copy on
  * every backend, logged by the emulated device under dst's name). */
 lyra_status dit_upload(dit_run *r, lyra_tensor *dst, const void *host, size_t bytes);
+
+/* xq (same shape, f32 from the arena) = x rounded to e4m3 token by token with scale max|row| / 448. */
+lyra_status dit_fp8_activations(dit_run *r, lyra_tensor *xq, const lyra_tensor *x);
 
 /* ---- the stages, in the forward's call order (dit_tokens.c, dit_rope.c, dit_embed.c, dit_block.c, dit_head.c) */
 
