@@ -3,6 +3,9 @@ when a CUDA toolkit is found.
 
 Environment:
   LYRA2_CUDA=0|1      force the CUDA part off / on (default: on when nvcc and cuBLAS are found)
+  LYRA2_CUDA_EMU=1    compile the CUDA backend's .cu files with the host C++ compiler against the CPU emulation
+                      in csrc/nn/cuda/emu/ (no toolkit, no GPU): device="cuda" runs the real kernels thread by
+                      thread on the CPU, for CI and debugging (slow; see README, developer section)
   LYRA2_CUDA_ARCH     nvcc -gencode list, default "arch=compute_90,code=sm_90" (H100/H200)
   LYRA2_SANITIZE=1    build with -fsanitize=address,undefined (see README, developer section)
   LYRA2_DEBUG=1       -O0 -g
@@ -36,6 +39,8 @@ def pkg_config(*args):
 
 def find_cuda():
     """Returns (nvcc, include_dirs, library_dirs, libraries) or None."""
+    if os.environ.get("LYRA2_CUDA_EMU") == "1":
+        return None
     want = os.environ.get("LYRA2_CUDA")
     if want == "0":
         return None
@@ -79,11 +84,47 @@ def find_cuda():
     return nvcc, inc, libdirs, libs
 
 
+def sanitize_flags():
+    if os.environ.get("LYRA2_SANITIZE") == "1":
+        return ["-O0", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]
+    if os.environ.get("LYRA2_DEBUG") == "1":
+        return ["-O0", "-g", "-fno-omit-frame-pointer"]
+    return ["-O2"]
+
+
+def stale(obj, deps):
+    return not os.path.exists(obj) or os.path.getmtime(obj) < max(os.path.getmtime(p) for p in deps)
+
+
 class BuildExt(build_ext):
-    """Compiles csrc/nn/cuda/*.cu with nvcc into objects that are linked into _core."""
+    """Compiles csrc/nn/cuda/*.cu with nvcc (or, for LYRA2_CUDA_EMU=1, the .cu files and the emulation in
+    csrc/nn/cuda/emu/ with the host C++ compiler) into objects that are linked into _core."""
+
+    def build_emulation(self, ext):
+        cxx = os.environ.get("CXX", "g++")
+        out = os.path.join(self.build_temp, "cuda_emu")
+        os.makedirs(out, exist_ok=True)
+        headers = glob.glob(os.path.join(CUDA_DIR, "*.h")) + glob.glob(os.path.join(CUDA_DIR, "emu", "*.h"))
+        srcs = sorted(glob.glob(os.path.join(CUDA_DIR, "*.cu"))) + sorted(glob.glob(os.path.join(CUDA_DIR, "emu", "*.cpp")))
+        objs = []
+        for src in srcs:
+            obj = os.path.join(out, os.path.basename(src) + ".o")
+            if stale(obj, [src] + headers + glob.glob(os.path.join(ROOT, "csrc", "*.h"))):
+                # -x c++: the .cu files are plain C++ against emu/cuda_emu.h. -ffp-contract=off: no FMA
+                # contraction (documented in emu/emu_device.h); -fno-strict-aliasing: kernels pun registers.
+                cmd = [cxx, "-x", "c++", "-std=c++17", "-c", src, "-o", obj, "-fPIC", "-Wall", "-Wextra",
+                       "-Wno-unknown-pragmas", "-ffp-contract=off", "-fno-strict-aliasing",
+                       "-DLYRA2_CUDA_EMU=1", "-DLYRA2_WITH_CUDA=1", "-I" + CUDA_DIR, "-I" + os.path.join(ROOT, "csrc")]
+                cmd += sanitize_flags()
+                print(" ".join(cmd))
+                subprocess.check_call(cmd)
+            objs.append(obj)
+        ext.extra_objects = list(ext.extra_objects or []) + objs
 
     def build_extension(self, ext):
         cuda = getattr(ext, "_lyra_cuda", None)
+        if os.environ.get("LYRA2_CUDA_EMU") == "1":
+            self.build_emulation(ext)
         if cuda:
             nvcc, inc, _, _ = cuda
             arch = os.environ.get("LYRA2_CUDA_ARCH", "arch=compute_90,code=sm_90")
@@ -141,6 +182,9 @@ def make_extension():
         extra_link += ["-fsanitize=address,undefined"]
 
     cuda = find_cuda()
+    if os.environ.get("LYRA2_CUDA_EMU") == "1":
+        define_macros += [("LYRA2_WITH_CUDA", "1"), ("LYRA2_CUDA_EMU", "1")]
+        libraries += ["stdc++", "pthread"]
     if cuda:
         _, inc, libdirs, libs = cuda
         define_macros.append(("LYRA2_WITH_CUDA", "1"))
