@@ -119,7 +119,13 @@ class BuildExt(build_ext):
                 print(" ".join(cmd))
                 subprocess.check_call(cmd)
             objs.append(obj)
+        self.add_objects(ext, objs)
+
+    @staticmethod
+    def add_objects(ext, objs):
         ext.extra_objects = list(ext.extra_objects or []) + objs
+        # setuptools relinks only when a source or a dependency is newer than _core: the objects are dependencies
+        ext.depends = list(ext.depends or []) + objs
 
     def build_extension(self, ext):
         cuda = getattr(ext, "_lyra_cuda", None)
@@ -144,7 +150,7 @@ class BuildExt(build_ext):
                     print(" ".join(cmd))
                     subprocess.check_call(cmd)
                 objs.append(obj)
-            ext.extra_objects = list(ext.extra_objects or []) + objs
+            self.add_objects(ext, objs)
         super().build_extension(ext)
 
 
