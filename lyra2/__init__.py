@@ -24,15 +24,17 @@ __version__ = "0.1.0"
 
 
 def backends():
-    """What this build can run: {"cpu": True, "cuda": bool, "cuda_compiled": bool,
+    """What this build can run: {"cpu": True, "cuda": bool, "cuda_compiled": bool, "cuda_emulated": bool,
     "devices": [{"index", "name", "memory_bytes"}], "cblas": bool}.
-    "cuda" is True only when the build has the CUDA part and a GPU is visible."""
+    "cuda" is True only when the build has the CUDA part and a GPU is visible. "cuda_emulated" is True in the
+    CPU emulation build (LYRA2_CUDA_EMU=1): its one device runs the CUDA kernels on the CPU, for testing."""
     info = _core.build_info()
     devices = [{"index": i, "name": n, "memory_bytes": b} for i, n, b in _core.cuda_devices()]
     return {
         "cpu": True,
         "cuda": bool(info["cuda"] and devices),
         "cuda_compiled": bool(info["cuda"]),
+        "cuda_emulated": bool(info.get("cuda_emulated", False)),
         "devices": devices,
         "cblas": bool(info["cblas"]),
     }

@@ -7,7 +7,8 @@
 
 static PyObject *py_build_info(PyObject *self, PyObject *noargs) {
     (void)self; (void)noargs;
-    return Py_BuildValue("{s:O,s:O}", "cuda", lyra_build_has_cuda() ? Py_True : Py_False,
+    return Py_BuildValue("{s:O,s:O,s:O}", "cuda", lyra_build_has_cuda() ? Py_True : Py_False,
+                         "cuda_emulated", lyra_build_cuda_emulated() ? Py_True : Py_False,
                          "cblas", lyra_build_has_cblas() ? Py_True : Py_False);
 }
 
