@@ -123,9 +123,10 @@ void lyra_emu_ldmatrix_x4(uint32_t r[4], const void *row, int trans);
  * "Matrix Fragments for mma.m16n8k16" tables; each element of d is c + the 16 products (exact in f32) added in
  * ascending k, in f32. */
 void lyra_emu_mma_m16n8k16_bf16(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
-/* cp.async.cg.shared.global [dst], [src], 16, src_bytes: queued for this thread and performed at the
- * cp.async.wait_group that covers its group (src_bytes copied, the rest of the 16 zero-filled), so a missing
- * wait leaves the destination stale as it may on the GPU. dst must lie in the dynamic shared memory. */
+/* cp.async.cg.shared.global [dst], [src], 16, src_bytes: dst is filled with NaN bytes at issue and the copy
+ * (src_bytes copied, the rest of the 16 zero-filled) is performed at the cp.async.wait_group that covers its
+ * group: the earliest moment the old data may be gone and the latest the new data may arrive, so a reader not
+ * ordered by a wait and a barrier sees the difference. dst must lie in the dynamic shared memory. */
 void lyra_emu_cp_async16(void *dst, const void *src, int src_bytes);
 void lyra_emu_cp_async_commit(void);
 void lyra_emu_cp_async_wait(int newest_pending);

@@ -1,8 +1,10 @@
 // Kernel launches in the CPU emulation build: every block of the grid in turn, each thread of a block a fiber
 // with its own small stack. A fiber runs until it finishes or waits (at __syncthreads or a warp collective);
-// the scheduler then resumes the next runnable fiber in thread order. A waiting thread becomes runnable when the
+// the scheduler then resumes the lowest-numbered runnable fiber. A waiting thread becomes runnable when the
 // block (barrier) or its warp (collective) has fully arrived; the last thread to arrive completes the operation
-// and runs on. No runnable thread while some still wait is a deadlock (divergent barrier), reported as a fault.
+// and runs on. So warp 0 runs from one barrier to the next before warp 1 starts: the widest skew between warps
+// a barrier allows, which makes a missing __syncthreads show as stale or poisoned shared memory. No runnable
+// thread while some still wait is a deadlock (divergent barrier), reported as a fault.
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +59,7 @@ struct fiber {
 
 struct warp_state {
     int lanes;      /* threads of the block in this warp (32 but for a partial last warp) */
+    int exited;     /* lanes that finished the kernel */
     int arrived;
     int kind;
     unsigned mask;
@@ -67,6 +70,7 @@ struct warp_state {
 struct block_run {
     std::vector<fiber> *fibers;
     int n, live, barrier_arrived;
+    int next_runnable; /* no fiber below this index is runnable */
     std::vector<warp_state> warps;
     unsigned char *smem;
     size_t smem_size;
@@ -238,10 +242,16 @@ char g_fault[512];
     __builtin_unreachable();
 }
 
+void make_runnable(fiber &f) {
+    f.state = F_RUNNABLE;
+    int i = (int)(&f - g_block->fibers->data());
+    if (i < g_block->next_runnable) g_block->next_runnable = i;
+}
+
 void wake_warp(int w) {
     std::vector<fiber> &fs = *g_block->fibers;
     for (int i = w * 32; i < w * 32 + g_block->warps[w].lanes; i++)
-        if (fs[i].state == F_WAIT_WARP) fs[i].state = F_RUNNABLE;
+        if (fs[i].state == F_WAIT_WARP) make_runnable(fs[i]);
 }
 
 void release_barrier_if_complete() {
@@ -249,7 +259,7 @@ void release_barrier_if_complete() {
     if (b->barrier_arrived == 0 || b->barrier_arrived < b->live) return;
     b->barrier_arrived = 0;
     for (int i = 0; i < b->n; i++)
-        if ((*b->fibers)[i].state == F_WAIT_BARRIER) (*b->fibers)[i].state = F_RUNNABLE;
+        if ((*b->fibers)[i].state == F_WAIT_BARRIER) make_runnable((*b->fibers)[i]);
 }
 
 void thread_exit() {
@@ -265,6 +275,7 @@ void thread_exit() {
         g_block->aborted = 1;
     }
     f.state = F_DONE;
+    w.exited++;
     g_block->live--;
     release_barrier_if_complete(); /* exited threads count as arrived, as on sm_70+ */
     yield_to_scheduler(true);
@@ -422,6 +433,9 @@ void lyra_emu_warp_collective(int kind, unsigned mask, const void *in, size_t in
     if (mask != all)
         fault_in_kernel("warp collective with mask %#x in a warp of lanes %#x: only whole-warp masks are emulated",
                         mask, all);
+    if (w.exited)
+        fault_in_kernel("warp %d: a collective (kind %d) after %d of its lanes exited: they never arrive", wi, kind,
+                        w.exited);
     if (w.arrived == 0) {
         w.kind = kind;
         w.mask = mask;
@@ -497,6 +511,9 @@ void lyra_emu_cp_async16(void *dst, const void *src, int src_bytes) {
     if (!in_smem(dst, 16))
         fault_in_kernel("cp.async: dst %p..+16 lies outside the block's shared memory (%p, %zu bytes)", dst,
                         (void *)g_block->smem, g_block->smem_size);
+    /* until the wait covering it, the destination holds neither old nor new data: NaN bytes, so a reader that
+     * is not ordered after the wait (a missing __syncthreads or wait_group) sees them */
+    memset(dst, 0xff, 16);
     g_cur->copies.push_back(async_copy{dst, src, src_bytes, g_cur->groups});
 }
 
@@ -542,6 +559,7 @@ void lyra_emu_launch(const void *func, dim3 grid, dim3 block, size_t smem, cudaS
     for (int w = 0; w < (int)b.warps.size(); w++) {
         b.warps[w].lanes = n - 32 * w < 32 ? n - 32 * w : 32;
         b.warps[w].arrived = 0;
+        b.warps[w].exited = 0;
     }
     b.smem_size = smem;
     b.smem = smem ? (unsigned char *)malloc(smem) : nullptr;
@@ -563,34 +581,31 @@ void lyra_emu_launch(const void *func, dim3 grid, dim3 block, size_t smem, cudaS
                 blockIdx = uint3{bx, by, bz};
                 b.live = n;
                 b.barrier_arrived = 0;
-                for (warp_state &w : b.warps) w.arrived = 0;
+                for (warp_state &w : b.warps) w.arrived = w.exited = 0;
                 /* shared memory starts undefined on the GPU: fill with a NaN pattern so reads before writes show */
                 if (b.smem) memset(b.smem, 0xff, smem);
                 for (int i = 0; i < n; i++) fiber_reset(g_fibers[i]);
-                int done = 0;
-                while (done < n && !b.aborted) {
-                    int progress = 0;
-                    done = 0;
-                    for (int i = 0; i < n && !b.aborted; i++) {
-                        if (g_fibers[i].state == F_RUNNABLE) {
-                            resume(g_fibers[i]);
-                            progress = 1;
-                        }
-                        if (g_fibers[i].state == F_DONE) done++;
+                b.next_runnable = 0;
+                while (!b.aborted) {
+                    int i = b.next_runnable;
+                    while (i < n && g_fibers[i].state != F_RUNNABLE) i++;
+                    b.next_runnable = i;
+                    if (i < n) {
+                        resume(g_fibers[i]); /* it comes back waiting or done, never runnable */
+                        continue;
                     }
-                    if (!progress && done < n && !b.aborted) {
-                        int at_bar = 0, at_warp = 0;
-                        for (int i = 0; i < n; i++) {
-                            at_bar += g_fibers[i].state == F_WAIT_BARRIER;
-                            at_warp += g_fibers[i].state == F_WAIT_WARP;
-                        }
-                        snprintf(g_fault, sizeof g_fault,
-                                 "deadlock in block (%u, %u, %u): %d thread(s) at __syncthreads, %d in warp collectives, "
-                                 "%d exited (divergent barrier or collective)",
-                                 bx, by, bz, at_bar, at_warp, done);
-                        lyra_emu_set_error(cudaErrorLaunchFailure, g_fault);
-                        b.aborted = 1;
+                    if (b.live == 0) break;
+                    int at_bar = 0, at_warp = 0;
+                    for (int j = 0; j < n; j++) {
+                        at_bar += g_fibers[j].state == F_WAIT_BARRIER;
+                        at_warp += g_fibers[j].state == F_WAIT_WARP;
                     }
+                    snprintf(g_fault, sizeof g_fault,
+                             "deadlock in block (%u, %u, %u): %d thread(s) at __syncthreads, %d in warp collectives, "
+                             "%d exited (divergent barrier or collective)",
+                             bx, by, bz, at_bar, at_warp, n - b.live);
+                    lyra_emu_set_error(cudaErrorLaunchFailure, g_fault);
+                    b.aborted = 1;
                 }
             }
     g_block = nullptr;

@@ -23,7 +23,7 @@ struct dim3 {
     constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
 
-struct float2 {
+struct __attribute__((aligned(8))) float2 { /* CUDA's float2 is 8-byte aligned: a misaligned one faults */
     float x, y;
 };
 struct __attribute__((aligned(16))) float4 {
