@@ -3,6 +3,8 @@
 One image + a prompt -> a camera-controlled, explorable 3D-style video, with the `fal-ai/lyra-2/zoom`
 endpoint's arguments and result shape, on your own machine. Without weights it renders a preview.
 """
+import os
+
 from . import _openblas_env  # noqa: F401  (must run before _core loads OpenBLAS)
 from . import _core
 from ._core import Lyra2Error
@@ -17,6 +19,8 @@ from . import convert as _convert_module
 from .depth import estimate_depth
 from .generate import generate
 from . import testing
+from . import memory
+from .memory import memory_plan
 
 convert = _convert_module.convert
 
@@ -24,17 +28,26 @@ __version__ = "0.1.0"
 
 
 def backends():
-    """What this build can run: {"cpu": True, "cuda": bool, "cuda_compiled": bool, "cuda_emulated": bool,
-    "devices": [{"index", "name", "memory_bytes"}], "cblas": bool}.
-    "cuda" is True only when the build has the CUDA part and a GPU is visible. "cuda_emulated" is True in the
-    CPU emulation build (LYRA2_CUDA_EMU=1): its one device runs the CUDA kernels on the CPU, for testing."""
+    """What this build can run: {"cpu": True, "cuda": bool, "cuda_compiled": bool, "emulated": bool,
+    "cuda_emulation_build": bool, "devices": [{"index", "name", "memory_bytes"}], "cblas": bool}.
+    "cuda" is True when the build has the CUDA part and a GPU is visible, or when the emulated device is on
+    (``LYRA2_EMULATED_CUDA=1``: device="cuda" then runs the CPU kernels behind a separate memory pool that behaves
+    like a GPU, see ``lyra2.testing.emulated_cuda_stats``); "emulated" says which. "cuda_emulation_build" is True
+    in the CUDA emulation build (``LYRA2_CUDA_EMU=1`` at build time): its one device runs the CUDA backend's own
+    kernels on the CPU, thread by thread, for testing."""
     info = _core.build_info()
-    devices = [{"index": i, "name": n, "memory_bytes": b} for i, n, b in _core.cuda_devices()]
+    emulated = bool(info["emulated_cuda"])
+    if emulated:
+        devices = [{"index": 0, "name": "emulated CUDA device (CPU kernels, LYRA2_EMULATED_CUDA=1)",
+                    "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}]
+    else:
+        devices = [{"index": i, "name": n, "memory_bytes": b} for i, n, b in _core.cuda_devices()]
     return {
         "cpu": True,
-        "cuda": bool(info["cuda"] and devices),
+        "cuda": bool(emulated or (info["cuda"] and devices)),
         "cuda_compiled": bool(info["cuda"]),
-        "cuda_emulated": bool(info.get("cuda_emulated", False)),
+        "emulated": emulated,
+        "cuda_emulation_build": bool(info["cuda_emulation_build"]),
         "devices": devices,
         "cblas": bool(info["cblas"]),
     }
@@ -42,4 +55,4 @@ def backends():
 
 __all__ = ["Lyra2Error", "Video", "backends", "zoom", "subscribe", "run", "Queued", "InProgress", "Completed",
            "read_image", "write_video", "trajectory", "forward_warp", "rays", "io", "models", "sampling", "convert", "estimate_depth", "generate", "testing",
-           "__version__"]
+           "memory", "memory_plan", "__version__"]

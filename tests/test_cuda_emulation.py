@@ -16,7 +16,7 @@ import lyra2
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = [pytest.mark.cuda,
-              pytest.mark.skipif(not lyra2.backends().get("cuda_emulated"),
+              pytest.mark.skipif(not lyra2.backends()["cuda_emulation_build"],
                                  reason="needs the CUDA emulation build (LYRA2_CUDA_EMU=1)")]
 
 

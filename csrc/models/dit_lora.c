@@ -1,4 +1,4 @@
-/* Run-time LoRA for the Lyra-2 DiT (network.md §5.3; upstream T2V:353-432, MU:58-457).
+/* Run-time LoRA for the Lyra-2 DiT (upstream T2V:353-432, Z:525-530, T2V:379-380, MU:58-457).
  *
  * Upstream injects PEFT adapters with lora_alpha = rank, so an adapter with activation weight w_a adds
  * w_a·(B_a·(A_a·x) + bias_a) to every Linear it targets, after the per-module ".alpha" has been folded into A
@@ -21,29 +21,6 @@
 #include <string.h>
 
 #include "models/dit_internal.h"
-
-lyra_status dit_linear(dit_run *r, lyra_tensor *y, const lyra_tensor *x, const lyra_dit_linear *lin) {
-    LYRA_TRY(lyra_op_linear(r->be, y, x, &lin->w, lin->b.data ? &lin->b : NULL));
-    for (int a = 0; a < r->m->n_adapters; a++) {
-        const lyra_dit_lora_term *t = &lin->lora[a];
-        float wa = r->m->adapters[a].weight;
-        if (!t->a.data || wa == 0.0f) continue;
-        size_t mark = lyra_arena_mark(r->a);
-        int64_t ne[LYRA_MAX_DIMS];
-        memcpy(ne, x->ne, sizeof ne);
-        ne[x->ndim - 1] = t->a.ne[0];
-        lyra_tensor down, up;
-        LYRA_TRY(dit_alloc(r, &down, x->ndim, ne, "lora down"));
-        ne[x->ndim - 1] = t->b.ne[0];
-        LYRA_TRY(dit_alloc(r, &up, x->ndim, ne, "lora up"));
-        LYRA_TRY(lyra_op_linear(r->be, &down, x, &t->a, NULL));
-        LYRA_TRY(lyra_op_linear(r->be, &up, &down, &t->b, t->bias.data ? &t->bias : NULL));
-        LYRA_TRY(lyra_op_scale(r->be, &up, &up, wa, 0.0f));
-        LYRA_TRY(lyra_op_add(r->be, y, y, &up));
-        lyra_arena_reset(r->a, mark);
-    }
-    return LYRA_OK;
-}
 
 /* ---------------- parsing ---------------- */
 
@@ -283,8 +260,10 @@ lyra_status lyra_dit_lora_add(lyra_dit *m, const lyra_dit_named *src, int n, con
     ad->rank = rank;
     ad->n_modules = n_used;
     ad->mem = mem;
+    ad->bytes = bytes;
     mem = NULL;
     m->n_adapters++;
+    T(dit_adapter_place(m, slot)); /* on a device model: upload it (a failure drops it again) */
 #undef T
 done:
     if (st != LYRA_OK && mem) {
@@ -349,7 +328,8 @@ lyra_status lyra_dit_lora_merge(lyra_dit *m) {
         if (bytes > need) need = bytes;
     }
     lyra_arena ar;
-    LYRA_TRY(lyra_arena_init(&ar, need));
+    memset(&ar, 0, sizeof ar);
+    LYRA_TRY(lyra_backend_arena_reserve(&m->be, &ar, need, "LoRA merge")); /* where the weights are */
     lyra_status st = LYRA_OK;
     for (int i = 0; i < m->n_params && st == LYRA_OK; i++) {
         lyra_dit_linear *lin = m->params[i].linear;
@@ -357,11 +337,11 @@ lyra_status lyra_dit_lora_merge(lyra_dit *m) {
         lyra_arena_reset(&ar, 0);
         st = merge_linear(m, &ar, lin);
     }
-    lyra_arena_free(&ar);
+    lyra_backend_arena_free(&m->be, &ar);
     if (st != LYRA_OK) return st;
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].linear) memset(m->params[i].linear->lora, 0, sizeof m->params[i].linear->lora);
-    for (int a = 0; a < m->n_adapters; a++) free(m->adapters[a].mem);
+    for (int a = 0; a < m->n_adapters; a++) dit_adapter_free(m, a);
     memset(m->adapters, 0, sizeof m->adapters);
     m->n_adapters = 0;
     return LYRA_OK;

@@ -52,7 +52,7 @@ typedef struct cuda_state {
 
 static inline cuda_state *cu_st(lyra_backend *be) { return (cuda_state *)be->impl; }
 
-/* ---------------- errors ---------------- */
+/* ---------------- errors (cuda_common.cu) ---------------- */
 
 /* Maps a CUDA error to LYRA_ERR_OOM (allocation) or LYRA_ERR_CUDA with "<what>: <cuda message>". */
 lyra_status cu_error(cudaError_t err, const char *what);
@@ -71,7 +71,7 @@ lyra_status cu_blas_error(cublasStatus_t st, const char *what);
         if (cb_s_ != CUBLAS_STATUS_SUCCESS) return cu_blas_error(cb_s_, what);                              \
     } while (0)
 
-/* ---------------- memory ---------------- */
+/* ---------------- memory (cuda_common.cu) ---------------- */
 
 /* Device memory from the pool (256-byte aligned); NULL with a LYRA_ERR_OOM message naming `what`. */
 void *cu_alloc(lyra_backend *be, size_t bytes, const char *what);
@@ -143,10 +143,10 @@ void cu_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStr
             std::apply(c->kernel, c->params); /* by value: each thread gets its own copy, as on the GPU */
         }
     } c{kernel, std::tuple<P...>(args...)};
-    lyra_emu_launch((const void *)kernel, grid, block, smem, stream, &call::run, &c);
+    lyra_cuemu_launch((const void *)kernel, grid, block, smem, stream, &call::run, &c);
 }
 /* Dynamic shared memory: `extern __shared__ T name[]` on the GPU, the launch's per-block buffer here. */
-#define CU_DYNAMIC_SMEM(T, name, align) T *name = (T *)lyra_emu_dynamic_smem(nullptr)
+#define CU_DYNAMIC_SMEM(T, name, align) T *name = (T *)lyra_cuemu_dynamic_smem(nullptr)
 #else
 template <typename... P, typename... A>
 void cu_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const A &...args) {
@@ -252,6 +252,7 @@ lyra_status cu_op_group_norm(lyra_backend *, lyra_tensor *, const lyra_tensor *,
                              const lyra_tensor *, float);
 lyra_status cu_op_softmax(lyra_backend *, lyra_tensor *, const lyra_tensor *, float);
 lyra_status cu_op_rope(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, lyra_rope_mode, int);
+lyra_status cu_op_sincos(lyra_backend *, lyra_tensor *, const lyra_tensor *, int);
 
 lyra_status cu_op_linear(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *,
                          const lyra_tensor *);

@@ -9,11 +9,11 @@
 
 #include "cuda_emu.h"
 
-struct lyra_emu_lt {
+struct lyra_cuemu_lt {
     int unused;
 };
 
-struct lyra_emu_lt_desc {
+struct lyra_cuemu_lt_desc {
     cublasOperation_t transa = CUBLAS_OP_N, transb = CUBLAS_OP_N;
     uint32_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
     const void *bias = nullptr;
@@ -21,7 +21,7 @@ struct lyra_emu_lt_desc {
     const float *a_scale = nullptr, *b_scale = nullptr;
 };
 
-struct lyra_emu_lt_layout {
+struct lyra_cuemu_lt_layout {
     cudaDataType_t type;
     uint64_t rows, cols;
     int64_t ld;
@@ -29,7 +29,7 @@ struct lyra_emu_lt_layout {
     int64_t stride = 0;
 };
 
-struct lyra_emu_lt_pref {
+struct lyra_cuemu_lt_pref {
     uint64_t workspace = 0;
     uint32_t align[4] = {256, 256, 256, 256}; /* A, B, C, D: the library's defaults */
 };
@@ -50,7 +50,7 @@ float load(const void *base, int64_t idx, cudaDataType_t t) {
     case CUDA_R_32F: return ((const float *)base)[idx];
     case CUDA_R_16F: return __half2float(((const __half *)base)[idx]);
     case CUDA_R_16BF: return __bfloat162float(((const __nv_bfloat16 *)base)[idx]);
-    case CUDA_R_8F_E4M3: return lyra_emu_e4m3_to_float(((const uint8_t *)base)[idx]);
+    case CUDA_R_8F_E4M3: return lyra_cuemu_e4m3_to_float(((const uint8_t *)base)[idx]);
     }
     return 0.0f;
 }
@@ -60,7 +60,7 @@ void store(void *base, int64_t idx, cudaDataType_t t, float v) {
     case CUDA_R_32F: ((float *)base)[idx] = v; break;
     case CUDA_R_16F: ((__half *)base)[idx] = __float2half_rn(v); break;
     case CUDA_R_16BF: ((__nv_bfloat16 *)base)[idx] = __float2bfloat16_rn(v); break;
-    case CUDA_R_8F_E4M3: ((uint8_t *)base)[idx] = lyra_emu_float_to_e4m3(v, __NV_SATFINITE); break;
+    case CUDA_R_8F_E4M3: ((uint8_t *)base)[idx] = lyra_cuemu_float_to_e4m3(v, __NV_SATFINITE); break;
     }
 }
 
@@ -76,8 +76,8 @@ bool has_gelu(uint32_t epi) { return epi == CUBLASLT_EPILOGUE_GELU || epi == CUB
 
 /* Shapes that do not fit together are the caller's error (INVALID_VALUE); valid problems the library has no
  * kernel for are NOT_SUPPORTED. */
-cublasStatus_t check_problem(const lyra_emu_lt_desc *d, const lyra_emu_lt_layout *a, const lyra_emu_lt_layout *b,
-                             const lyra_emu_lt_layout *c, const lyra_emu_lt_layout *dl, uint64_t *k_out) {
+cublasStatus_t check_problem(const lyra_cuemu_lt_desc *d, const lyra_cuemu_lt_layout *a, const lyra_cuemu_lt_layout *b,
+                             const lyra_cuemu_lt_layout *c, const lyra_cuemu_lt_layout *dl, uint64_t *k_out) {
     uint64_t m = dl->rows, n = dl->cols;
     uint64_t am = d->transa == CUBLAS_OP_N ? a->rows : a->cols, ak = d->transa == CUBLAS_OP_N ? a->cols : a->rows;
     uint64_t bk = d->transb == CUBLAS_OP_N ? b->rows : b->cols, bn = d->transb == CUBLAS_OP_N ? b->cols : b->rows;
@@ -114,7 +114,7 @@ cublasStatus_t check_problem(const lyra_emu_lt_desc *d, const lyra_emu_lt_layout
 } // namespace
 
 cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) {
-    *h = new lyra_emu_lt{0};
+    *h = new lyra_cuemu_lt{0};
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtDestroy(cublasLtHandle_t h) {
@@ -125,7 +125,7 @@ cublasStatus_t cublasLtDestroy(cublasLtHandle_t h) {
 cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t compute, cudaDataType_t scale) {
     *d = nullptr;
     if (compute != CUBLAS_COMPUTE_32F || scale != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
-    *d = new lyra_emu_lt_desc();
+    *d = new lyra_cuemu_lt_desc();
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) {
@@ -175,7 +175,7 @@ cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataTyp
                                           uint64_t cols, int64_t ld) {
     *l = nullptr;
     if (!type_size(type) || ld < 1) return CUBLAS_STATUS_INVALID_VALUE;
-    *l = new lyra_emu_lt_layout();
+    *l = new lyra_cuemu_lt_layout();
     (*l)->type = type;
     (*l)->rows = rows;
     (*l)->cols = cols;
@@ -202,7 +202,7 @@ cublasStatus_t cublasLtMatrixLayoutSetAttribute(cublasLtMatrixLayout_t l, cublas
 }
 
 cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) {
-    *p = new lyra_emu_lt_pref();
+    *p = new lyra_cuemu_lt_pref();
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) {
@@ -236,7 +236,7 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmul
     uint64_t k;
     cublasStatus_t s = check_problem(d, la, lb, lc, ld, &k);
     if (s != CUBLAS_STATUS_SUCCESS) return s;
-    const lyra_emu_lt_layout *ls[4] = {la, lb, lc, ld};
+    const lyra_cuemu_lt_layout *ls[4] = {la, lb, lc, ld};
     cublasLtMatmulHeuristicResult_t r;
     memset(&r, 0, sizeof r);
     for (int i = 0; i < 4; i++) {
@@ -262,7 +262,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
     cublasStatus_t s = check_problem(d, la, lb, lc, ld, &K);
     if (s != CUBLAS_STATUS_SUCCESS) return s;
     const void *ptrs[4] = {A, B, C, D};
-    const lyra_emu_lt_layout *ls[4] = {la, lb, lc, ld};
+    const lyra_cuemu_lt_layout *ls[4] = {la, lb, lc, ld};
     int64_t M = (int64_t)ld->rows, N = (int64_t)ld->cols;
     for (int bi = 0; bi < ld->batch; bi++)
         for (int i = 0; i < 4; i++) {
@@ -273,7 +273,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
                          "cublasLtMatmul: operand %c of batch %d at %p is less aligned than the %llu bytes the "
                          "algorithm was chosen for (a misaligned-address fault on the GPU)",
                          "ABCD"[i], bi, (const void *)p, (unsigned long long)algo->data[i]);
-                lyra_emu_set_error(cudaErrorLaunchFailure, msg);
+                lyra_cuemu_set_error(cudaErrorLaunchFailure, msg);
                 return CUBLAS_STATUS_EXECUTION_FAILED;
             }
         }

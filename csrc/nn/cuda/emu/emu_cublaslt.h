@@ -4,8 +4,8 @@
  * fallback decision are exercised; cublasLtMatmul computes the column-major operation the descriptors describe
  * with a CPU loop (fp32 accumulation over k in ascending order; FP8 products are exact in f32).
  * LYRA2_EMU_CUBLASLT=0 makes the heuristic find no algorithm, so every GEMM takes the backend's fallback kernel. */
-#ifndef LYRA_EMU_CUBLASLT_H
-#define LYRA_EMU_CUBLASLT_H
+#ifndef LYRA_CUEMU_CUBLASLT_H
+#define LYRA_CUEMU_CUBLASLT_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -62,10 +62,10 @@ typedef enum {
     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8,
 } cublasLtMatmulPreferenceAttributes_t;
 
-typedef struct lyra_emu_lt *cublasLtHandle_t;
-typedef struct lyra_emu_lt_desc *cublasLtMatmulDesc_t;
-typedef struct lyra_emu_lt_layout *cublasLtMatrixLayout_t;
-typedef struct lyra_emu_lt_pref *cublasLtMatmulPreference_t;
+typedef struct lyra_cuemu_lt *cublasLtHandle_t;
+typedef struct lyra_cuemu_lt_desc *cublasLtMatmulDesc_t;
+typedef struct lyra_cuemu_lt_layout *cublasLtMatrixLayout_t;
+typedef struct lyra_cuemu_lt_pref *cublasLtMatmulPreference_t;
 
 /* What the emulated heuristic chose: the alignments the algorithm assumes (checked again at matmul time). */
 typedef struct {

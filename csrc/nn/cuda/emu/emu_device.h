@@ -16,8 +16,8 @@
  * exp2f, erff 2 ulp and tanhf 2 ulp; sqrtf and '/' are IEEE-rounded under nvcc's defaults (-prec-sqrt/-prec-div).
  * nvcc also contracts a*b+c into FMA; the emulation is compiled with -ffp-contract=off, so results can differ
  * from the GPU's in the last bit of an f32 intermediate, never more than the tests' tolerances. */
-#ifndef LYRA_EMU_DEVICE_H
-#define LYRA_EMU_DEVICE_H
+#ifndef LYRA_CUEMU_DEVICE_H
+#define LYRA_CUEMU_DEVICE_H
 
 #include <math.h>
 #include <stddef.h>
@@ -41,73 +41,73 @@ extern uint3 threadIdx, blockIdx;
 extern dim3 blockDim, gridDim;
 
 /* The block's dynamic shared memory (the launch's smem bytes, a malloc'ed buffer of exactly that size). */
-unsigned char *lyra_emu_dynamic_smem(size_t *size);
+unsigned char *lyra_cuemu_dynamic_smem(size_t *size);
 
 /* Reports a kernel fault (the emulation's "illegal instruction"): the launch stops, cudaGetLastError returns
  * cudaErrorLaunchFailure and cudaGetErrorString names the fault. Does not return inside a kernel. */
-void lyra_emu_fault(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void lyra_cuemu_fault(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---------------- barriers and warp collectives ---------------- */
 
 void __syncthreads(void);
 
-enum lyra_emu_collective {
-    LYRA_EMU_SYNCWARP,
-    LYRA_EMU_SHFL_IDX,
-    LYRA_EMU_SHFL_XOR,
-    LYRA_EMU_SHFL_UP,
-    LYRA_EMU_SHFL_DOWN,
-    LYRA_EMU_VOTE,
-    LYRA_EMU_LDMATRIX,
-    LYRA_EMU_MMA_BF16
+enum lyra_cuemu_collective {
+    LYRA_CUEMU_SYNCWARP,
+    LYRA_CUEMU_SHFL_IDX,
+    LYRA_CUEMU_SHFL_XOR,
+    LYRA_CUEMU_SHFL_UP,
+    LYRA_CUEMU_SHFL_DOWN,
+    LYRA_CUEMU_VOTE,
+    LYRA_CUEMU_LDMATRIX,
+    LYRA_CUEMU_MMA_BF16
 };
 
-/* One lane's part in a warp collective: `in` (at most LYRA_EMU_LANE_IN bytes) goes in, the lane's result
- * (at most LYRA_EMU_LANE_OUT bytes) comes back in `out` once the whole warp has arrived. */
-enum { LYRA_EMU_LANE_IN = 48, LYRA_EMU_LANE_OUT = 16 };
-void lyra_emu_warp_collective(int kind, unsigned mask, const void *in, size_t in_size, void *out, size_t out_size);
+/* One lane's part in a warp collective: `in` (at most LYRA_CUEMU_LANE_IN bytes) goes in, the lane's result
+ * (at most LYRA_CUEMU_LANE_OUT bytes) comes back in `out` once the whole warp has arrived. */
+enum { LYRA_CUEMU_LANE_IN = 48, LYRA_CUEMU_LANE_OUT = 16 };
+void lyra_cuemu_warp_collective(int kind, unsigned mask, const void *in, size_t in_size, void *out, size_t out_size);
 
 static inline void __syncwarp(unsigned mask = 0xffffffffu) {
-    lyra_emu_warp_collective(LYRA_EMU_SYNCWARP, mask, nullptr, 0, nullptr, 0);
+    lyra_cuemu_warp_collective(LYRA_CUEMU_SYNCWARP, mask, nullptr, 0, nullptr, 0);
 }
 
-struct lyra_emu_shfl_in {
+struct lyra_cuemu_shfl_in {
     uint64_t value;
     int arg, width;
 };
 
 template <typename T>
-static inline T lyra_emu_shfl(int kind, unsigned mask, T v, int arg, int width) {
+static inline T lyra_cuemu_shfl(int kind, unsigned mask, T v, int arg, int width) {
     static_assert(sizeof(T) <= 8, "shuffles move at most 8 bytes");
-    lyra_emu_shfl_in in = {0, arg, width};
+    lyra_cuemu_shfl_in in = {0, arg, width};
     memcpy(&in.value, &v, sizeof v);
     uint64_t out;
-    lyra_emu_warp_collective(kind, mask, &in, sizeof in, &out, sizeof out);
+    lyra_cuemu_warp_collective(kind, mask, &in, sizeof in, &out, sizeof out);
     T r;
     memcpy(&r, &out, sizeof r);
     return r;
 }
 template <typename T>
 static inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
-    return lyra_emu_shfl(LYRA_EMU_SHFL_IDX, mask, v, src, width);
+    return lyra_cuemu_shfl(LYRA_CUEMU_SHFL_IDX, mask, v, src, width);
 }
 template <typename T>
 static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
-    return lyra_emu_shfl(LYRA_EMU_SHFL_XOR, mask, v, lane_mask, width);
+    return lyra_cuemu_shfl(LYRA_CUEMU_SHFL_XOR, mask, v, lane_mask, width);
 }
 template <typename T>
 static inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-    return lyra_emu_shfl(LYRA_EMU_SHFL_UP, mask, v, (int)delta, width);
+    return lyra_cuemu_shfl(LYRA_CUEMU_SHFL_UP, mask, v, (int)delta, width);
 }
 template <typename T>
 static inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-    return lyra_emu_shfl(LYRA_EMU_SHFL_DOWN, mask, v, (int)delta, width);
+    return lyra_cuemu_shfl(LYRA_CUEMU_SHFL_DOWN, mask, v, (int)delta, width);
 }
 
 static inline unsigned __ballot_sync(unsigned mask, int pred) {
     int in = pred != 0;
     unsigned out;
-    lyra_emu_warp_collective(LYRA_EMU_VOTE, mask, &in, sizeof in, &out, sizeof out);
+    lyra_cuemu_warp_collective(LYRA_CUEMU_VOTE, mask, &in, sizeof in, &out, sizeof out);
     return out;
 }
 static inline int __any_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) != 0; }
@@ -118,18 +118,18 @@ static inline int __all_sync(unsigned mask, int pred) { return __ballot_sync(mas
 /* ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: lane 8i+j gives the address of row j of matrix i (16 bytes,
  * 16-byte aligned, inside the block's dynamic shared memory); r[i] of lane L receives row L/4, elements
  * 2(L%4), 2(L%4)+1 of matrix i (or of its transpose with trans). PTX ISA, "Warp-level matrix load: ldmatrix". */
-void lyra_emu_ldmatrix_x4(uint32_t r[4], const void *row, int trans);
+void lyra_cuemu_ldmatrix_x4(uint32_t r[4], const void *row, int trans);
 /* mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32: d = a·b + c over the warp, fragments per the PTX ISA's
  * "Matrix Fragments for mma.m16n8k16" tables; each element of d is c + the 16 products (exact in f32) added in
  * ascending k, in f32. */
-void lyra_emu_mma_m16n8k16_bf16(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
+void lyra_cuemu_mma_m16n8k16_bf16(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
 /* cp.async.cg.shared.global [dst], [src], 16, src_bytes: dst is filled with NaN bytes at issue and the copy
  * (src_bytes copied, the rest of the 16 zero-filled) is performed at the cp.async.wait_group that covers its
  * group: the earliest moment the old data may be gone and the latest the new data may arrive, so a reader not
  * ordered by a wait and a barrier sees the difference. dst must lie in the dynamic shared memory. */
-void lyra_emu_cp_async16(void *dst, const void *src, int src_bytes);
-void lyra_emu_cp_async_commit(void);
-void lyra_emu_cp_async_wait(int newest_pending);
+void lyra_cuemu_cp_async16(void *dst, const void *src, int src_bytes);
+void lyra_cuemu_cp_async_commit(void);
+void lyra_cuemu_cp_async_wait(int newest_pending);
 
 /* ---------------- atomics (threads never run at once: plain read-modify-write) ---------------- */
 

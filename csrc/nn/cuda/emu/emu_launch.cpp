@@ -63,8 +63,8 @@ struct warp_state {
     int arrived;
     int kind;
     unsigned mask;
-    unsigned char in[32][LYRA_EMU_LANE_IN];
-    unsigned char out[32][LYRA_EMU_LANE_OUT];
+    unsigned char in[32][LYRA_CUEMU_LANE_IN];
+    unsigned char out[32][LYRA_CUEMU_LANE_OUT];
 };
 
 struct block_run {
@@ -97,15 +97,15 @@ size_t g_sched_stack_size;
 /* ---------------------------------------------------------------- context switch */
 
 #if defined(__x86_64__)
-/* lyra_emu_switch(&save_sp, new_sp): saves the callee-saved registers and the FP control words on the current
+/* lyra_cuemu_switch(&save_sp, new_sp): saves the callee-saved registers and the FP control words on the current
  * stack, stores its stack pointer in *save_sp, and resumes the context saved at new_sp (SysV x86-64 ABI). */
-extern "C" void lyra_emu_switch(void **save_sp, void *new_sp);
+extern "C" void lyra_cuemu_switch(void **save_sp, void *new_sp);
 asm(R"(
     .text
-    .globl lyra_emu_switch
-    .hidden lyra_emu_switch
-    .type lyra_emu_switch, @function
-lyra_emu_switch:
+    .globl lyra_cuemu_switch
+    .hidden lyra_cuemu_switch
+    .type lyra_cuemu_switch, @function
+lyra_cuemu_switch:
     pushq %rbp
     pushq %rbx
     pushq %r12
@@ -127,7 +127,7 @@ lyra_emu_switch:
     popq %rbx
     popq %rbp
     ret
-    .size lyra_emu_switch, .-lyra_emu_switch
+    .size lyra_cuemu_switch, .-lyra_cuemu_switch
 )");
 #endif
 
@@ -148,7 +148,7 @@ void fiber_reset(fiber &f) {
     uintptr_t top = ((uintptr_t)f.stack + STACK_BYTES) & ~(uintptr_t)15;
     void **sp = (void **)top;
     *--sp = nullptr;                    /* fiber_main's "return address": it never returns */
-    *--sp = (void *)&fiber_main;        /* where lyra_emu_switch's ret goes */
+    *--sp = (void *)&fiber_main;        /* where lyra_cuemu_switch's ret goes */
     for (int i = 0; i < 6; i++) *--sp = nullptr; /* rbp rbx r12-r15 */
     --sp;
     uint32_t mxcsr = 0x1f80;            /* defaults: round to nearest, exceptions masked */
@@ -191,7 +191,7 @@ void yield_to_scheduler(bool dying) {
     (void)dying;
 #endif
 #if defined(__x86_64__)
-    lyra_emu_switch(&f->sp, g_sched_sp);
+    lyra_cuemu_switch(&f->sp, g_sched_sp);
 #else
     swapcontext(&f->uc, &g_sched_uc);
 #endif
@@ -208,7 +208,7 @@ void resume(fiber &f) {
     __sanitizer_start_switch_fiber(&fake, f.stack, STACK_BYTES);
 #endif
 #if defined(__x86_64__)
-    lyra_emu_switch(&g_sched_sp, f.sp);
+    lyra_cuemu_switch(&g_sched_sp, f.sp);
 #else
     swapcontext(&g_sched_uc, &f.uc);
 #endif
@@ -271,7 +271,7 @@ void thread_exit() {
         snprintf(g_fault, sizeof g_fault,
                  "thread %d exited while %d lane(s) of its warp wait in a warp collective (kind %d)", linear,
                  w.arrived, w.kind);
-        lyra_emu_set_error(cudaErrorLaunchFailure, g_fault);
+        lyra_cuemu_set_error(cudaErrorLaunchFailure, g_fault);
         g_block->aborted = 1;
     }
     f.state = F_DONE;
@@ -298,16 +298,16 @@ void fault_in_kernel(const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(g_fault, sizeof g_fault, fmt, ap);
     va_end(ap);
-    lyra_emu_set_error(cudaErrorLaunchFailure, g_fault);
+    lyra_cuemu_set_error(cudaErrorLaunchFailure, g_fault);
     if (g_cur) kernel_abort();
 }
 
-int lane_of_shfl(int kind, int lane, const lyra_emu_shfl_in &in) {
+int lane_of_shfl(int kind, int lane, const lyra_cuemu_shfl_in &in) {
     int width = in.width, base = lane & ~(width - 1), src;
     switch (kind) {
-    case LYRA_EMU_SHFL_IDX: src = base + (in.arg & (width - 1)); break;
-    case LYRA_EMU_SHFL_XOR: src = lane ^ in.arg; break;
-    case LYRA_EMU_SHFL_UP: src = lane - in.arg; if (src < base) src = lane; break;
+    case LYRA_CUEMU_SHFL_IDX: src = base + (in.arg & (width - 1)); break;
+    case LYRA_CUEMU_SHFL_XOR: src = lane ^ in.arg; break;
+    case LYRA_CUEMU_SHFL_UP: src = lane - in.arg; if (src < base) src = lane; break;
     default: src = lane + in.arg; if (src >= base + width) src = lane; break;
     }
     if (src < base || src >= base + width) src = lane; /* out of the segment: the lane's own value */
@@ -323,10 +323,10 @@ bool in_smem(const void *p, size_t bytes) {
 void collective_run(warp_state &w) {
     int n = w.lanes;
     switch (w.kind) {
-    case LYRA_EMU_SYNCWARP: break;
-    case LYRA_EMU_SHFL_IDX: case LYRA_EMU_SHFL_XOR: case LYRA_EMU_SHFL_UP: case LYRA_EMU_SHFL_DOWN:
+    case LYRA_CUEMU_SYNCWARP: break;
+    case LYRA_CUEMU_SHFL_IDX: case LYRA_CUEMU_SHFL_XOR: case LYRA_CUEMU_SHFL_UP: case LYRA_CUEMU_SHFL_DOWN:
         for (int l = 0; l < n; l++) {
-            lyra_emu_shfl_in in;
+            lyra_cuemu_shfl_in in;
             memcpy(&in, w.in[l], sizeof in);
             if (in.width <= 0 || in.width > 32 || (in.width & (in.width - 1)))
                 fault_in_kernel("shuffle width %d is not a power of two <= 32", in.width);
@@ -335,7 +335,7 @@ void collective_run(warp_state &w) {
             memcpy(w.out[l], w.in[src], 8);
         }
         break;
-    case LYRA_EMU_VOTE: {
+    case LYRA_CUEMU_VOTE: {
         unsigned bits = 0;
         for (int l = 0; l < n; l++) {
             int p;
@@ -345,7 +345,7 @@ void collective_run(warp_state &w) {
         for (int l = 0; l < n; l++) memcpy(w.out[l], &bits, 4);
         break;
     }
-    case LYRA_EMU_LDMATRIX: {
+    case LYRA_CUEMU_LDMATRIX: {
         if (n != 32) fault_in_kernel("ldmatrix in a partial warp");
         const unsigned char *row[32];
         int trans[32];
@@ -376,7 +376,7 @@ void collective_run(warp_state &w) {
         }
         break;
     }
-    case LYRA_EMU_MMA_BF16: {
+    case LYRA_CUEMU_MMA_BF16: {
         if (n != 32) fault_in_kernel("mma.sync in a partial warp");
         float A[16][16], B[16][8], C[16][8];
         auto bf = [](uint32_t reg, int hi) {
@@ -421,7 +421,7 @@ void collective_run(warp_state &w) {
 
 } // namespace
 
-void lyra_emu_warp_collective(int kind, unsigned mask, const void *in, size_t in_size, void *out, size_t out_size) {
+void lyra_cuemu_warp_collective(int kind, unsigned mask, const void *in, size_t in_size, void *out, size_t out_size) {
     if (!g_cur) {
         fault_in_kernel("a warp collective outside a kernel");
         return;
@@ -470,37 +470,37 @@ void __syncthreads(void) {
     yield_to_scheduler(false);
 }
 
-unsigned char *lyra_emu_dynamic_smem(size_t *size) {
+unsigned char *lyra_cuemu_dynamic_smem(size_t *size) {
     if (size) *size = g_block ? g_block->smem_size : 0;
     return g_block ? g_block->smem : nullptr;
 }
 
-void lyra_emu_fault(const char *fmt, ...) {
+void lyra_cuemu_fault(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(g_fault, sizeof g_fault, fmt, ap);
     va_end(ap);
-    lyra_emu_set_error(cudaErrorLaunchFailure, g_fault);
+    lyra_cuemu_set_error(cudaErrorLaunchFailure, g_fault);
     if (g_cur) kernel_abort();
 }
 
-void lyra_emu_ldmatrix_x4(uint32_t r[4], const void *row, int trans) {
+void lyra_cuemu_ldmatrix_x4(uint32_t r[4], const void *row, int trans) {
     unsigned char in[sizeof(void *) + sizeof(int)];
     memcpy(in, &row, sizeof row);
     memcpy(in + sizeof row, &trans, sizeof trans);
-    lyra_emu_warp_collective(LYRA_EMU_LDMATRIX, 0xffffffffu, in, sizeof in, r, 16);
+    lyra_cuemu_warp_collective(LYRA_CUEMU_LDMATRIX, 0xffffffffu, in, sizeof in, r, 16);
 }
 
-void lyra_emu_mma_m16n8k16_bf16(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+void lyra_cuemu_mma_m16n8k16_bf16(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
     unsigned char in[40];
     uint32_t b[2] = {b0, b1};
     memcpy(in, a, 16);
     memcpy(in + 16, b, 8);
     memcpy(in + 24, d, 16);
-    lyra_emu_warp_collective(LYRA_EMU_MMA_BF16, 0xffffffffu, in, sizeof in, d, 16);
+    lyra_cuemu_warp_collective(LYRA_CUEMU_MMA_BF16, 0xffffffffu, in, sizeof in, d, 16);
 }
 
-void lyra_emu_cp_async16(void *dst, const void *src, int src_bytes) {
+void lyra_cuemu_cp_async16(void *dst, const void *src, int src_bytes) {
     if (!g_cur) {
         fault_in_kernel("cp.async outside a kernel");
         return;
@@ -517,17 +517,17 @@ void lyra_emu_cp_async16(void *dst, const void *src, int src_bytes) {
     g_cur->copies.push_back(async_copy{dst, src, src_bytes, g_cur->groups});
 }
 
-void lyra_emu_cp_async_commit(void) {
+void lyra_cuemu_cp_async_commit(void) {
     if (g_cur) g_cur->groups++;
 }
 
-void lyra_emu_cp_async_wait(int newest_pending) {
+void lyra_cuemu_cp_async_wait(int newest_pending) {
     if (g_cur) flush_copies(*g_cur, g_cur->groups - newest_pending);
 }
 
 /* ---------------------------------------------------------------- the launch */
 
-void lyra_emu_launch(const void *func, dim3 grid, dim3 block, size_t smem, cudaStream_t s, void (*body)(void *),
+void lyra_cuemu_launch(const void *func, dim3 grid, dim3 block, size_t smem, cudaStream_t s, void (*body)(void *),
                      void *ctx) {
     (void)s;
     uint64_t nthreads = (uint64_t)block.x * block.y * block.z;
@@ -536,20 +536,20 @@ void lyra_emu_launch(const void *func, dim3 grid, dim3 block, size_t smem, cudaS
         char msg[160];
         snprintf(msg, sizeof msg, "launch configuration grid (%u, %u, %u) block (%u, %u, %u)", grid.x, grid.y,
                  grid.z, block.x, block.y, block.z);
-        lyra_emu_set_error(cudaErrorInvalidConfiguration, msg);
+        lyra_cuemu_set_error(cudaErrorInvalidConfiguration, msg);
         return;
     }
-    if (smem > lyra_emu_func_smem_limit(func)) {
+    if (smem > lyra_cuemu_func_smem_limit(func)) {
         char msg[160];
         snprintf(msg, sizeof msg, "launch asks for %zu bytes of dynamic shared memory, the kernel may use %zu", smem,
-                 lyra_emu_func_smem_limit(func));
-        lyra_emu_set_error(cudaErrorInvalidValue, msg);
+                 lyra_cuemu_func_smem_limit(func));
+        lyra_cuemu_set_error(cudaErrorInvalidValue, msg);
         return;
     }
     std::lock_guard<std::mutex> lock(g_launch_lock);
     int n = (int)nthreads;
     if (!fibers_reserve(n)) {
-        lyra_emu_set_error(cudaErrorMemoryAllocation, "cannot map the emulated threads' stacks");
+        lyra_cuemu_set_error(cudaErrorMemoryAllocation, "cannot map the emulated threads' stacks");
         return;
     }
     block_run b;
@@ -564,7 +564,7 @@ void lyra_emu_launch(const void *func, dim3 grid, dim3 block, size_t smem, cudaS
     b.smem_size = smem;
     b.smem = smem ? (unsigned char *)malloc(smem) : nullptr;
     if (smem && !b.smem) {
-        lyra_emu_set_error(cudaErrorMemoryAllocation, "cannot allocate the emulated shared memory");
+        lyra_cuemu_set_error(cudaErrorMemoryAllocation, "cannot allocate the emulated shared memory");
         return;
     }
     b.body = body;
@@ -604,7 +604,7 @@ void lyra_emu_launch(const void *func, dim3 grid, dim3 block, size_t smem, cudaS
                              "deadlock in block (%u, %u, %u): %d thread(s) at __syncthreads, %d in warp collectives, "
                              "%d exited (divergent barrier or collective)",
                              bx, by, bz, at_bar, at_warp, n - b.live);
-                    lyra_emu_set_error(cudaErrorLaunchFailure, g_fault);
+                    lyra_cuemu_set_error(cudaErrorLaunchFailure, g_fault);
                     b.aborted = 1;
                 }
             }

@@ -40,15 +40,15 @@ double now_ms() {
 
 } // namespace
 
-struct lyra_emu_stream {
+struct lyra_cuemu_stream {
     int unused;
 };
-struct lyra_emu_event {
+struct lyra_cuemu_event {
     double ms;
     int recorded;
 };
 
-void lyra_emu_set_error(cudaError_t err, const char *detail) {
+void lyra_cuemu_set_error(cudaError_t err, const char *detail) {
     std::lock_guard<std::mutex> l(g_lock);
     if (g_error == cudaSuccess) {
         g_error = err;
@@ -196,7 +196,7 @@ cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t s) 
 }
 
 cudaError_t cudaStreamCreate(cudaStream_t *s) {
-    *s = new lyra_emu_stream{0};
+    *s = new lyra_cuemu_stream{0};
     return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
@@ -214,7 +214,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s) {
 }
 
 cudaError_t cudaEventCreate(cudaEvent_t *e) {
-    *e = new lyra_emu_event{0.0, 0};
+    *e = new lyra_cuemu_event{0.0, 0};
     return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
@@ -234,7 +234,7 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) 
     return cudaSuccess;
 }
 
-cudaError_t lyra_emu_func_set_attribute(const void *func, cudaFuncAttribute attr, int value) {
+cudaError_t lyra_cuemu_func_set_attribute(const void *func, cudaFuncAttribute attr, int value) {
     if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || (size_t)value > OPTIN_SMEM)
         return cudaErrorInvalidValue;
     std::lock_guard<std::mutex> l(g_lock);
@@ -242,7 +242,7 @@ cudaError_t lyra_emu_func_set_attribute(const void *func, cudaFuncAttribute attr
     return cudaSuccess;
 }
 
-size_t lyra_emu_func_smem_limit(const void *func) {
+size_t lyra_cuemu_func_smem_limit(const void *func) {
     std::lock_guard<std::mutex> l(g_lock);
     auto it = g_func_smem.find(func);
     return it == g_func_smem.end() ? DEFAULT_SMEM : (it->second > DEFAULT_SMEM ? it->second : DEFAULT_SMEM);

@@ -2,8 +2,8 @@
  * (sm_90 limits: 132 SMs, 227 KiB opt-in shared memory per block), device memory = host heap with a capacity,
  * streams that run everything synchronously at enqueue time, events that read the host clock. Error codes keep
  * the runtime's names and values. */
-#ifndef LYRA_EMU_RUNTIME_H
-#define LYRA_EMU_RUNTIME_H
+#ifndef LYRA_CUEMU_RUNTIME_H
+#define LYRA_CUEMU_RUNTIME_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -22,8 +22,8 @@ typedef enum cudaError {
     cudaErrorLaunchFailure = 719,
 } cudaError_t;
 
-typedef struct lyra_emu_stream *cudaStream_t;
-typedef struct lyra_emu_event *cudaEvent_t;
+typedef struct lyra_cuemu_stream *cudaStream_t;
+typedef struct lyra_cuemu_event *cudaEvent_t;
 
 typedef enum cudaMemcpyKind {
     cudaMemcpyHostToHost = 0,
@@ -86,11 +86,11 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end);
 
 /* Records the kernel's opt-in dynamic shared memory; a launch asking for more than 48 KiB without it fails
  * with cudaErrorInvalidValue, as on the GPU. */
-cudaError_t lyra_emu_func_set_attribute(const void *func, cudaFuncAttribute attr, int value);
-size_t lyra_emu_func_smem_limit(const void *func); /* what a launch of func may ask for */
+cudaError_t lyra_cuemu_func_set_attribute(const void *func, cudaFuncAttribute attr, int value);
+size_t lyra_cuemu_func_smem_limit(const void *func); /* what a launch of func may ask for */
 template <typename F>
 static inline cudaError_t cudaFuncSetAttribute(F *func, cudaFuncAttribute attr, int value) {
-    return lyra_emu_func_set_attribute((const void *)func, attr, value);
+    return lyra_cuemu_func_set_attribute((const void *)func, attr, value);
 }
 
 /* ---------------- launches (emu_launch.cpp) ---------------- */
@@ -98,9 +98,9 @@ static inline cudaError_t cudaFuncSetAttribute(F *func, cudaFuncAttribute attr, 
 /* Runs `body(ctx)` as every thread of every block of the grid, checking the configuration as the runtime does
  * (block <= 1024 threads, grid.y/z <= 65535, shared memory within the limit). Errors are reported through
  * cudaGetLastError. `func` identifies the kernel (for its shared-memory attribute). */
-void lyra_emu_launch(const void *func, dim3 grid, dim3 block, size_t smem, cudaStream_t s, void (*body)(void *),
+void lyra_cuemu_launch(const void *func, dim3 grid, dim3 block, size_t smem, cudaStream_t s, void (*body)(void *),
                      void *ctx);
 /* The error the last launch or emulated library call recorded (internal to the runtime emulation). */
-void lyra_emu_set_error(cudaError_t err, const char *detail);
+void lyra_cuemu_set_error(cudaError_t err, const char *detail);
 
 #endif

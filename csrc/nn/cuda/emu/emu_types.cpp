@@ -1,7 +1,7 @@
 // FP8 e4m3 encoding for the emulation build (see emu_types.h for the rounding and saturation rules).
 #include "cuda_emu.h"
 
-__nv_fp8_storage_t lyra_emu_float_to_e4m3(float f, __nv_saturation_t sat) {
+__nv_fp8_storage_t lyra_cuemu_float_to_e4m3(float f, __nv_saturation_t sat) {
     uint8_t sign = (__float_as_uint(f) >> 24) & 0x80u;
     float a = fabsf(f);
     if (isnan(f)) return (uint8_t)(sign | 0x7f);
@@ -26,7 +26,7 @@ __nv_fp8_storage_t lyra_emu_float_to_e4m3(float f, __nv_saturation_t sat) {
     return (uint8_t)(sign | code);
 }
 
-__nv_fp8_storage_t lyra_emu_fp8_unsupported(const char *what) {
-    lyra_emu_fault("%s is not emulated", what);
+__nv_fp8_storage_t lyra_cuemu_fp8_unsupported(const char *what) {
+    lyra_cuemu_fault("%s is not emulated", what);
     return 0x7f;
 }

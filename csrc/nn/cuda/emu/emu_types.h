@@ -7,8 +7,8 @@
  * 0x7FFF. e4m3 has no infinity (PTX ISA "Alternate Floating Point Data Formats"): with .satfinite (what
  * __NV_SATFINITE selects) a finite or infinite value beyond ±448 becomes ±448 and NaN becomes 0x7F; without it an
  * overflow becomes NaN. */
-#ifndef LYRA_EMU_TYPES_H
-#define LYRA_EMU_TYPES_H
+#ifndef LYRA_CUEMU_TYPES_H
+#define LYRA_CUEMU_TYPES_H
 
 #include <math.h>
 #include <stdint.h>
@@ -111,7 +111,7 @@ typedef unsigned char __nv_fp8_storage_t;
 typedef enum { __NV_NOSAT, __NV_SATFINITE } __nv_saturation_t;
 typedef enum { __NV_E4M3, __NV_E5M2 } __nv_fp8_interpretation_t;
 
-static inline float lyra_emu_e4m3_to_float(uint8_t v) {
+static inline float lyra_cuemu_e4m3_to_float(uint8_t v) {
     uint32_t e = (v >> 3) & 0xfu, m = v & 7u;
     float r;
     if (e == 0xf && m == 7) return __uint_as_float(0x7fffffffu);
@@ -123,18 +123,18 @@ static inline float lyra_emu_e4m3_to_float(uint8_t v) {
 }
 
 /* Defined in emu_types.cpp: E5M2 is not used by the backend and reports an emulation fault. */
-__nv_fp8_storage_t lyra_emu_float_to_e4m3(float f, __nv_saturation_t sat);
-__nv_fp8_storage_t lyra_emu_fp8_unsupported(const char *what);
+__nv_fp8_storage_t lyra_cuemu_float_to_e4m3(float f, __nv_saturation_t sat);
+__nv_fp8_storage_t lyra_cuemu_fp8_unsupported(const char *what);
 
 static inline __nv_fp8_storage_t __nv_cvt_float_to_fp8(float f, __nv_saturation_t sat,
                                                        __nv_fp8_interpretation_t fmt) {
-    if (fmt != __NV_E4M3) return lyra_emu_fp8_unsupported("__nv_cvt_float_to_fp8 to E5M2");
-    return lyra_emu_float_to_e4m3(f, sat);
+    if (fmt != __NV_E4M3) return lyra_cuemu_fp8_unsupported("__nv_cvt_float_to_fp8 to E5M2");
+    return lyra_cuemu_float_to_e4m3(f, sat);
 }
 
 struct __nv_fp8_e4m3 {
     __nv_fp8_storage_t __x;
-    operator float() const { return lyra_emu_e4m3_to_float(__x); }
+    operator float() const { return lyra_cuemu_e4m3_to_float(__x); }
 };
 
 #endif
