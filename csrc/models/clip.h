@@ -42,7 +42,8 @@ typedef struct lyra_clip {
     lyra_tensor pre_w, pre_b;       /* (W) f32 */
     lyra_clip_block *blocks;        /* cfg.used_layers (the last block is not loaded) */
     char *names;
-    void *mem;
+    void *mem;                      /* the one weight allocation: host, or device memory of `placed` */
+    lyra_backend *placed;           /* the device backend holding mem after lyra_clip_place, else NULL */
 } lyra_clip;
 
 /* Detects the configuration and loads the used tensors. heads <= 0 means width / 80 (ViT-H/14's head width),
@@ -50,15 +51,22 @@ typedef struct lyra_clip {
  * post_norm and head are ignored; any other tensor is an error. Free with lyra_clip_free (also after failure). */
 lyra_status lyra_clip_load(lyra_clip *m, const lyra_text_wsource *src, int64_t heads);
 void lyra_clip_free(lyra_clip *m);
+/* Uploads the weights once to be's device (lyra_backend_place_weights); be must outlive the model. Afterwards
+ * lyra_clip_preprocess/encode take that backend, an arena in its memory and device tensors. No-op on the CPU. */
+lyra_status lyra_clip_place(lyra_clip *m, lyra_backend *be);
 
 /* The tower's input: y (B, 3, S, S) f32 from image (B, 3, H, W) f32 in [−1, 1] (both on be's device). */
 lyra_status lyra_clip_preprocess(const lyra_clip *m, lyra_backend *be, lyra_tensor *y, const lyra_tensor *image);
 
-/* out (B, T, W) f32 contiguous on be's device <- image (B, 3, H, W). The arena must hold
- * lyra_clip_arena_bytes(&m->cfg, B) free bytes. */
+/* out (B, T, W) f32 contiguous on be's device <- image (B, 3, H, W). The arena must hold the bytes
+ * lyra_clip_arena_measure gives for an image of this shape. */
 lyra_status lyra_clip_encode(const lyra_clip *m, lyra_backend *be, lyra_arena *arena, lyra_tensor *out,
                              const lyra_tensor *image);
 
+/* The arena bytes lyra_clip_encode needs for an image of image's shape and dtype, measured by running it on the
+ * measuring backend presenting itself as `device` (clip_measure.c). */
+lyra_status lyra_clip_arena_measure(const lyra_clip *m, lyra_device device, const lyra_tensor *image, size_t *need);
+/* The no-weights cost model of the same (an upper bound; tests compare it with the measurement). */
 size_t lyra_clip_arena_bytes(const lyra_clip_config *cfg, int64_t B);
 /* Parameters of the used part (embeddings, pre-norm, used blocks) and FLOPs (2 per MAC) of one forward:
  * patch conv, qkv/proj/MLP linears, QKᵀ and PV. The resize and norms are O(pixels + T·W) and left out. */

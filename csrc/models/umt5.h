@@ -37,13 +37,18 @@ typedef struct lyra_umt5 {
     lyra_tensor shared_pos;      /* (buckets, heads) f32, only when cfg.shared_pos */
     lyra_umt5_block *blocks;     /* cfg.layers */
     char *names;                 /* storage of the tensor names */
-    void *mem;                   /* the one weight allocation */
+    void *mem;                   /* the one weight allocation: host, or device memory of `placed` */
+    lyra_backend *placed;        /* the device backend holding mem after lyra_umt5_place, else NULL */
 } lyra_umt5;
 
 /* Detects the configuration, checks and copies every tensor (see text_weights.h for the checks). *m is
  * zeroed first; free with lyra_umt5_free (also after a failed load). */
 lyra_status lyra_umt5_load(lyra_umt5 *m, const lyra_text_wsource *src);
+/* Frees the weights (a placed model: before its backend is freed). */
 void lyra_umt5_free(lyra_umt5 *m);
+/* Uploads the weights once to be's device (lyra_backend_place_weights); be must outlive the model. Afterwards
+ * lyra_umt5_encode takes that backend, an arena in its memory and a device output. No-op on the CPU. */
+lyra_status lyra_umt5_place(lyra_umt5 *m, lyra_backend *be);
 
 /* Bucket of relative position d = key − query (bidirectional; upstream T5RelativeEmbedding, T5:259-296).
  * Evaluated in float32 in upstream's operation order so that any (buckets, max_dist) matches torch. */
@@ -60,11 +65,16 @@ lyra_status lyra_umt5_position_bias(const lyra_umt5 *m, int64_t layer, int64_t L
  *   a row, rows < seq_len are the encoder output and rows >= seq_len exactly 0. When every mask row is a prefix
  *   (1…1 0…0), only the first max(seq_len) positions are computed: masked keys get probability exactly 0 and
  *   every other op is per token, so the kept rows are the same as with the full length.
- * The arena must hold lyra_umt5_arena_bytes(&m->cfg, B, L) free bytes. */
+ * The arena must hold the bytes lyra_umt5_arena_measure gives for the same inputs. */
 lyra_status lyra_umt5_encode(const lyra_umt5 *m, lyra_backend *be, lyra_arena *arena, lyra_tensor *out,
                              const int32_t *ids, const uint8_t *mask, int64_t B, int64_t L, int zero_padded);
 
-/* Activation arena bytes lyra_umt5_encode needs for (B, L) (an upper bound, alignment included). */
+/* The arena bytes lyra_umt5_encode needs for exactly these inputs, measured by running it on the measuring
+ * backend presenting itself as `device` (umt5_measure.c). The encode's callers size their arena with it. */
+lyra_status lyra_umt5_arena_measure(const lyra_umt5 *m, lyra_device device, const int32_t *ids, const uint8_t *mask,
+                                    int64_t B, int64_t L, int zero_padded, size_t *need);
+/* The no-weights cost model of the same (an upper bound, alignment included; tests compare it with the
+ * measurement). */
 size_t lyra_umt5_arena_bytes(const lyra_umt5_config *cfg, int64_t B, int64_t L);
 /* Parameters of the encoder, and multiply-add FLOPs (2 per MAC) of one forward over (B, L) tokens: the
  * projections, QKᵀ and PV, and the FFN (norms, softmax and bias gathers are O(L·D) and left out). */
