@@ -157,28 +157,35 @@ class BuildExt(build_ext):
     def _compile_emulated(self, sources):
         """The .cu files as C++ against csrc/nn/cuda/emu/cuda_emu.h with the host compiler (LYRA2_CUDA_EMU=1)."""
         cxx = os.environ.get("CXX", "g++")
-        out = os.path.join(self.build_temp, "cuda_emu")
-        os.makedirs(out, exist_ok=True)
-        headers = (glob.glob(os.path.join(CUDA_DIR, "*.h")) + glob.glob(os.path.join(CUDA_DIR, "emu", "*.h"))
-                   + glob.glob(os.path.join(TESTING_DIR, "*.h")) + glob.glob(os.path.join(ROOT, "csrc", "*.h")))
         if os.environ.get("LYRA2_SANITIZE") == "1":
-            opt = ["-O0", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]
+            kind, opt = "asan", ["-O0", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]
         elif os.environ.get("LYRA2_DEBUG") == "1":
-            opt = ["-O0", "-g", "-fno-omit-frame-pointer"]
+            kind, opt = "debug", ["-O0", "-g", "-fno-omit-frame-pointer"]
         else:
-            opt = ["-O2"]
-        objs = []
+            kind, opt = "release", ["-O2"]
+        out = os.path.join(self.build_temp, "cuda_emu_" + kind)  # one folder per flag set: no stale mix
+        os.makedirs(out, exist_ok=True)
+        dirs = (CUDA_DIR, os.path.join(CUDA_DIR, "emu"), TESTING_DIR, os.path.join(ROOT, "csrc", "nn"),
+                os.path.join(ROOT, "csrc", "core"))
+        headers = [h for d in dirs for h in glob.glob(os.path.join(d, "*.h"))] + [os.path.join(ROOT, "csrc", "lyra2.h")]
+        jobs, objs = [], []
         for src in sources:
             obj = os.path.join(out, os.path.basename(src) + ".o")
             if self.force or _stale(obj, [src] + headers):
                 # -ffp-contract=off: no FMA contraction (see emu/emu_device.h); -fno-strict-aliasing: kernels pun
                 # registers through pointer casts as CUDA code does
-                cmd = [cxx, "-x", "c++", "-std=c++17", "-c", src, "-o", obj, "-fPIC", "-Wall", "-Wextra",
-                       "-Wno-unknown-pragmas", "-ffp-contract=off", "-fno-strict-aliasing", "-DLYRA2_CUDA_EMU=1",
-                       "-DLYRA2_WITH_CUDA=1", "-I" + CUDA_DIR, "-I" + os.path.join(ROOT, "csrc")] + opt
-                print(" ".join(cmd))
-                subprocess.check_call(cmd)
+                jobs.append([cxx, "-x", "c++", "-std=c++17", "-c", src, "-o", obj, "-fPIC", "-Wall", "-Wextra",
+                             "-Wno-unknown-pragmas", "-ffp-contract=off", "-fno-strict-aliasing",
+                             "-DLYRA2_CUDA_EMU=1", "-DLYRA2_WITH_CUDA=1", "-I" + CUDA_DIR,
+                             "-I" + os.path.join(ROOT, "csrc")] + opt)
             objs.append(obj)
+
+        def run(cmd):
+            print(" ".join(cmd))
+            subprocess.check_call(cmd)
+
+        with concurrent.futures.ThreadPoolExecutor(max(1, int(self.parallel or 1))) as pool:
+            list(pool.map(run, jobs))
         return objs
 
     def _compile_cuda(self, shared, sources):
