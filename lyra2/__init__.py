@@ -30,10 +30,12 @@ __version__ = "0.1.0"
 
 def backends():
     """What this build can run: {"cpu": True, "cuda": bool, "cuda_compiled": bool, "emulated": bool,
-    "devices": [{"index", "name", "memory_bytes"}], "cblas": bool}.
+    "cuda_emulation_build": bool, "devices": [{"index", "name", "memory_bytes"}], "cblas": bool}.
     "cuda" is True when the build has the CUDA part and a GPU is visible, or when the emulated device is on
     (``LYRA2_EMULATED_CUDA=1``: device="cuda" then runs the CPU kernels behind a separate memory pool that behaves
-    like a GPU, see ``lyra2.testing.emulated_cuda_stats``); "emulated" says which."""
+    like a GPU, see ``lyra2.testing.emulated_cuda_stats``); "emulated" says which. "cuda_emulation_build" is True
+    in the CUDA emulation build (``LYRA2_CUDA_EMU=1`` at build time): its one device runs the CUDA backend's own
+    kernels on the CPU, thread by thread, for testing."""
     info = _core.build_info()
     emulated = bool(info["emulated_cuda"])
     if emulated:
@@ -46,6 +48,7 @@ def backends():
         "cuda": bool(emulated or (info["cuda"] and devices)),
         "cuda_compiled": bool(info["cuda"]),
         "emulated": emulated,
+        "cuda_emulation_build": bool(info["cuda_emulation_build"]),
         "devices": devices,
         "cblas": bool(info["cblas"]),
     }
