@@ -40,6 +40,8 @@ def _zoom_parser(sub):
     p.add_argument("--checkpoint-dir", default=None, help="converted weights folder (default $LYRA2_CHECKPOINT_DIR)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--mode", choices=("auto", "preview", "generate"), default="auto")
+    p.add_argument("--ply", default=None, metavar="OUT.ply",
+                   help="also write the run's point cloud (binary PLY: x y z red green blue)")
     p.add_argument("--json", action="store_true", help="print the fal-shaped result dict as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -52,6 +54,10 @@ def _run_zoom(ns):
     fields = {n: getattr(ns, n) for n in names}
     video = zoom(ns.image, progress=not ns.no_progress, checkpoint_dir=ns.checkpoint_dir, device=ns.device,
                  mode=ns.mode, output_path=ns.output, **fields)
+    if ns.ply is not None:
+        video.save_ply(ns.ply)
+        if not ns.json:
+            print(f"wrote {video.ply_path}")
     if ns.json:
         print(json.dumps(video.to_fal(), indent=2))
     else:
