@@ -23,6 +23,7 @@ static int (*const add_hooks[])(PyObject *m) = {
     lyra_py_add_text,
     lyra_py_add_dit,
     lyra_py_add_depth,
+    lyra_py_add_gs,
     lyra_py_add_moge,
     lyra_py_add_pipeline,
 };
