@@ -24,6 +24,7 @@ static int (*const add_hooks[])(PyObject *m) = {
     lyra_py_add_dit,
     lyra_py_add_depth,
     lyra_py_add_gs,
+    lyra_py_add_render,
     lyra_py_add_moge,
     lyra_py_add_pipeline,
 };

@@ -18,6 +18,7 @@ int lyra_py_add_text(PyObject *m);
 int lyra_py_add_dit(PyObject *m);
 int lyra_py_add_depth(PyObject *m);
 int lyra_py_add_gs(PyObject *m);
+int lyra_py_add_render(PyObject *m);
 int lyra_py_add_moge(PyObject *m);
 int lyra_py_add_pipeline(PyObject *m);
 
