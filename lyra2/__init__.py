@@ -16,6 +16,7 @@ from . import io, models, sampling
 from . import convert as _convert_module
 from .depth import estimate_depth
 from .generate import generate
+from .reconstruct import Gaussians, reconstruct
 from . import testing
 
 convert = _convert_module.convert
@@ -40,4 +41,5 @@ def backends():
 
 __all__ = ["Lyra2Error", "Video", "backends", "zoom", "subscribe", "run", "Queued", "InProgress", "Completed",
            "read_image", "write_video", "trajectory", "forward_warp", "rays", "io", "models", "sampling", "convert", "estimate_depth", "generate", "testing",
+           "reconstruct", "Gaussians",
            "__version__"]

@@ -1,5 +1,6 @@
 """lyra2.zoom: the main job as a Python call."""
 import os
+import time
 import warnings
 
 import numpy as np
@@ -14,7 +15,8 @@ MODES = ("auto", "preview", "generate")
 def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajectory="orbit_horizontal",
          zoom_in_strength=0.5, zoom_out_trajectory="horizontal_zoom", zoom_out_strength=1.5, resolution="480p",
          use_dmd=True, guidance_scale=5.0, num_inference_steps=28, frames_per_second=16, seed=None,
-         checkpoint_dir=None, device="auto", mode="auto", output_path=None, progress=True, depth=None):
+         checkpoint_dir=None, device="auto", mode="auto", output_path=None, progress=True, depth=None,
+         reconstruct=False):
     """One image + a prompt -> a camera-controlled video (lyra2.Video).
 
     `image`: http(s)/file:// URL, data: URI, local path (str or pathlib.Path), bytes, or a uint8 array (H, W, 3)
@@ -26,6 +28,8 @@ def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajector
       output_path     also write the MP4 there
       progress        progress bar on a TTY
       depth           float (H, W) depth of the input at the output resolution (preview and trajectories use it)
+      reconstruct     also lift the video to 3D Gaussian splats (lyra2.reconstruct with the run's cameras and the
+                      folder's DA3 GS head): video.gaussians
     """
     fields = dict(prompt=prompt, zoom_direction=zoom_direction, num_frames=num_frames,
                   zoom_in_trajectory=zoom_in_trajectory, zoom_in_strength=zoom_in_strength,
@@ -35,8 +39,10 @@ def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajector
     if image is None:
         raise ValueError("image: this argument is required (URL, data: URI, path, bytes or uint8 array)")
     args = validate(fields, require_image=False)
+    if not isinstance(reconstruct, bool):
+        raise TypeError(f"reconstruct: expected a bool; got {reconstruct!r}")
     return _zoom_validated(image, args, checkpoint_dir=checkpoint_dir, device=device, mode=mode,
-                           output_path=output_path, progress=progress, depth=depth)
+                           output_path=output_path, progress=progress, depth=depth, reconstruct=reconstruct)
 
 
 def _check_options(device, mode, output_path, progress):
@@ -71,12 +77,16 @@ def _check_depth(depth, height, width):
 
 
 def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="auto", output_path=None,
-                    progress=True, on_log=None, depth=None):
+                    progress=True, on_log=None, depth=None, reconstruct=False):
     from . import checkpoint
     from .progress import Progress
 
     _check_options(device, mode, output_path, progress)
     folder = checkpoint.resolve_dir(checkpoint_dir)
+    if reconstruct:
+        from .reconstruct import _weights_from_folder
+
+        _weights_from_folder(folder)  # fail before the run, not after it
     missing = checkpoint.missing_for_generate(folder) if folder else list(checkpoint.FILES.values())
     if mode == "generate" and missing:
         raise Lyra2Error("mode='generate' needs a converted Lyra-2 checkpoint folder; "
@@ -107,4 +117,11 @@ def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="au
         video = run_preview(image, args, report=report, depth=depth, checkpoint_folder=folder)
     if output_path is not None:
         video.save(output_path)
+    if reconstruct:
+        from .reconstruct import reconstruct as lift
+
+        t = time.perf_counter()
+        report.log(f"reconstruct: 3D Gaussians from {len(video)} frames")
+        video.gaussians = lift(video, checkpoint_dir=folder)
+        video.timings["reconstruct_s"] = time.perf_counter() - t
     return video

@@ -171,9 +171,9 @@ class _Networks:
     def __init__(self, weights, **da3_options):
         from .models.depth import DepthAnything3
 
-        self.da3 = DepthAnything3(weights, **da3_options)
-        self.gs = load_gs_head(weights)
+        self.gs = load_gs_head(weights)  # first: a file without the GS head fails here, before DA3 loads
         self.gs_config = _core.gs_config(self.gs)
+        self.da3 = DepthAnything3(weights, **da3_options)
 
     @classmethod
     def get(cls, weights):

@@ -21,6 +21,7 @@ class Video:
       depth_views   lyra2.scene3d.DepthViews: the depth of the run's other frames (generate mode: every view of the
                     DA3 depth-window updates), or None; point_cloud() fuses them with frame 0's depth
       ply_path      the point-cloud PLY written by save_ply(), or None
+      gaussians     lyra2.Gaussians from zoom(..., reconstruct=True), or None
     """
 
     def __init__(self, frames, fps, seed, timings, w2c, intrinsics, depth, mode, path=None, depth_source=None,
@@ -37,6 +38,7 @@ class Video:
         self.depth_source = depth_source
         self.depth_views = depth_views
         self.ply_path = None
+        self.gaussians = None
 
     def __len__(self):
         return int(self.frames.shape[0])
@@ -94,6 +96,24 @@ class Video:
         xyz, rgb = self.point_cloud(stride=stride, max_points=max_points, voxel_size=voxel_size)
         self.ply_path = write_point_ply(path, xyz, rgb)
         return self.ply_path
+
+    def save_cameras(self, path):
+        """Writes the cameras as upstream's custom-trajectory .npz (w2c (T, 4, 4), intrinsics (T, 3, 3),
+        image_height, image_width), which `lyra2 reconstruct VIDEO --cameras` and lyra2.generate read. Atomic."""
+        path = os.fspath(path)
+        if not path.endswith(".npz"):
+            raise ValueError(f"path: {path!r} must end in .npz")
+        tmp = f"{path[:-4]}.tmp-{os.getpid()}.npz"
+        h, w = self.frames.shape[1:3]
+        try:
+            np.savez(tmp, w2c=np.asarray(self.w2c, np.float32), intrinsics=np.asarray(self.intrinsics, np.float32),
+                     image_height=np.int64(h), image_width=np.int64(w))
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return os.path.abspath(path)
 
     def to_fal(self):
         """The `fal-ai/lyra-2/zoom` result dict. Writes the MP4 to a temporary file first if it was not saved.

@@ -143,6 +143,15 @@ def test_ply_file_reads_back(tmp_path, upstream_gaussians, golden):
     np.testing.assert_array_equal(full["f_rest_8"], g.harmonics[:, 1, 1])
 
 
+def test_tiny_checkpoint_gs_head_has_the_upstream_layout():
+    """lyra2.testing's GS head tensors are named and shaped as upstream's GSDPT at the golden's tiny size."""
+    from lyra2 import testing
+
+    z = np.load(os.path.join(DATA, "gs_tiny_weights.npz"))
+    gs = {k: tuple(z[k].shape) for k in z.files if k.startswith("da3.gs_head.")}
+    assert dict(testing.da3_gs_tensor_shapes(testing.TINY["da3"])) == gs
+
+
 def test_sh_rotation_is_a_representation():
     """D(R1 R2) = D(R1) D(R2), D(I) = I, D orthogonal; band 1 is the 3DGS (-y, z, -x) basis rotated by R."""
     rng = np.random.default_rng(0)

@@ -162,11 +162,17 @@ def test_cli_ply_and_fal_entry_in_preview(tmp_path, no_checkpoint):
     """Preview mode (no weights): frame 0's depth gives the cloud; --ply writes it and the fal dict names it."""
     out, ply = tmp_path / "v.mp4", tmp_path / "v.ply"
     image = os.path.join(ROOT, "examples", "coffee.png")
+    cams = tmp_path / "v.cameras.npz"
     r = subprocess.run([sys.executable, "-m", "lyra2", "zoom", image, "--prompt", "cup", "-o", str(out),
-                        "--ply", str(ply), "--json", "--no-progress"], capture_output=True, text=True, cwd=ROOT,
-                       env={**os.environ, "PYTHONPATH": ROOT})
+                        "--ply", str(ply), "--cameras", str(cams), "--json", "--no-progress"], capture_output=True,
+                       text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
+    from lyra2.geometry import load_custom_trajectory
+
+    w2c, K = load_custom_trajectory(str(cams), 480, 832, pose_scale=1.0)  # the cameras, for `lyra2 reconstruct`
+    assert w2c.shape == (81, 4, 4) and K.shape == (81, 3, 3)
+    np.testing.assert_allclose(w2c[0], np.eye(4), atol=1e-6)
     entry = result["point_cloud"]
     assert entry["url"] == ply.resolve().as_uri() and entry["file_size"] == os.path.getsize(ply)
     assert entry["file_name"] == "v.ply"

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "render/gs_raster.h"
+#include "render/video_read.h"
 
 /* gs_render(means (N,3), scales (N,3), rotations (N,4) wxyz, harmonics (N,3,d_sh), opacities (N), w2c (T,4,4),
  *           K (T,3,3), height, width, background (3 floats), near, threads)
@@ -75,7 +76,35 @@ finally:
     return result;
 }
 
+/* video_read(path, max_frames) -> (frames uint8 (T, H, W, 3), fps float) */
+static PyObject *py_video_read(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *path_obj, *bytes = NULL;
+    long long max_frames = 0;
+    if (!PyArg_ParseTuple(args, "O|L:video_read", &path_obj, &max_frames)) return NULL;
+    if (!PyUnicode_FSConverter(path_obj, &bytes)) return NULL;
+    lyra_video_frames f;
+    lyra_status s;
+    const char *path = PyBytes_AS_STRING(bytes);
+    Py_BEGIN_ALLOW_THREADS
+    s = lyra_video_read(path, max_frames, &f);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(bytes);
+    if (s != LYRA_OK) return lyra_py_raise(s);
+    npy_intp dims[4] = {(npy_intp)f.t, f.h, f.w, 3};
+    PyArrayObject *a = (PyArrayObject *)PyArray_SimpleNew(4, dims, NPY_UINT8);
+    PyObject *result = NULL;
+    if (a) {
+        memcpy(PyArray_DATA(a), f.rgb, (size_t)f.t * (size_t)f.h * (size_t)f.w * 3);
+        result = Py_BuildValue("(Od)", a, f.fps);
+        Py_DECREF(a);
+    }
+    lyra_video_frames_free(&f);
+    return result;
+}
+
 static PyMethodDef render_methods[] = {
+    {"video_read", py_video_read, METH_VARARGS, "video_read(path, max_frames=0) -> (frames uint8 (T,H,W,3), fps)"},
     {"gs_render", py_gs_render, METH_VARARGS,
      "gs_render(means, scales, rotations, harmonics, opacities, w2c, K, height, width, background, near, threads) "
      "-> (rgb, alpha, depth)"},
