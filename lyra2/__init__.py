@@ -3,6 +3,8 @@
 One image + a prompt -> a camera-controlled, explorable 3D-style video, with the `fal-ai/lyra-2/zoom`
 endpoint's arguments and result shape, on your own machine. Without weights it renders a preview.
 """
+import os
+
 from . import _openblas_env  # noqa: F401  (must run before _core loads OpenBLAS)
 from . import _core
 from ._core import Lyra2Error
@@ -25,15 +27,23 @@ __version__ = "0.1.0"
 
 
 def backends():
-    """What this build can run: {"cpu": True, "cuda": bool, "cuda_compiled": bool,
+    """What this build can run: {"cpu": True, "cuda": bool, "cuda_compiled": bool, "emulated": bool,
     "devices": [{"index", "name", "memory_bytes"}], "cblas": bool}.
-    "cuda" is True only when the build has the CUDA part and a GPU is visible."""
+    "cuda" is True when the build has the CUDA part and a GPU is visible, or when the emulated device is on
+    (``LYRA2_EMULATED_CUDA=1``: device="cuda" then runs the CPU kernels behind a separate memory pool that behaves
+    like a GPU, see ``lyra2.testing.emulated_cuda_stats``); "emulated" says which."""
     info = _core.build_info()
-    devices = [{"index": i, "name": n, "memory_bytes": b} for i, n, b in _core.cuda_devices()]
+    emulated = bool(info["emulated_cuda"])
+    if emulated:
+        devices = [{"index": 0, "name": "emulated CUDA device (CPU kernels, LYRA2_EMULATED_CUDA=1)",
+                    "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}]
+    else:
+        devices = [{"index": i, "name": n, "memory_bytes": b} for i, n, b in _core.cuda_devices()]
     return {
         "cpu": True,
-        "cuda": bool(info["cuda"] and devices),
+        "cuda": bool(emulated or (info["cuda"] and devices)),
         "cuda_compiled": bool(info["cuda"]),
+        "emulated": emulated,
         "devices": devices,
         "cblas": bool(info["cblas"]),
     }

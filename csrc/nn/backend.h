@@ -1,5 +1,5 @@
 /* The backend table: every network op goes through a struct of function pointers, so the CPU reference
- * (csrc/nn/cpu) and the CUDA backend (cuda/) implement exactly the same operations.
+ * (csrc/nn/cpu) and the CUDA backend (csrc/nn/cuda) implement exactly the same operations.
  *
  * Networks never call a table entry directly: they call the lyra_op_* wrappers of nn/ops.h, which validate
  * shapes, dtypes and devices ONCE (with messages naming the op and the argument) and then dispatch. A table
@@ -163,7 +163,7 @@ struct lyra_backend {
 
 /* The CPU reference backend. n_threads <= 0 uses every core OpenMP reports. */
 lyra_status lyra_backend_cpu_init(lyra_backend *be, int n_threads);
-/* The backend of `device`: CPU (arg = n_threads) or CUDA (arg = device index, see cuda/lyra_cuda.h).
+/* The backend of `device`: CPU (arg = n_threads) or CUDA (arg = device index, see nn/cuda/lyra_cuda.h).
  * LYRA_ERR_UNSUPPORTED naming the reason when this build has no CUDA part, LYRA_ERR_CUDA when no GPU answers. */
 lyra_status lyra_backend_init(lyra_backend *be, lyra_device device, int arg);
 /* Frees the backend's scratch and private state; safe on a zeroed struct. */

@@ -26,7 +26,7 @@ typedef struct cu_block {
     int used;
 } cu_block;
 
-struct cu_plan; /* cached cuBLASLt descriptors + algorithm (gemm.cu) */
+struct cu_plan; /* cached cuBLASLt descriptors + algorithm (cuda_gemm.cu) */
 
 typedef struct cuda_state {
     int device;
@@ -39,7 +39,7 @@ typedef struct cuda_state {
     cu_block *blocks;           /* the pool: every cudaMalloc this backend made, free or in use */
     int n_blocks, cap_blocks;
     size_t pool_bytes;
-    struct cu_plan *plans;      /* GEMM plan cache (gemm.cu) */
+    struct cu_plan *plans;      /* GEMM plan cache (cuda_gemm.cu) */
     int n_plans, cap_plans;
     int *d_flag;                /* one device int for error flags reported by kernels */
 } cuda_state;
@@ -151,7 +151,7 @@ lyra_status cu_copy(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x);
 lyra_status cu_contiguous(lyra_backend *be, const lyra_tensor *t, lyra_dtype dt, const void **data, void **owned,
                           const char *what);
 
-/* ---------------- GEMM (gemm.cu) ---------------- */
+/* ---------------- GEMM (cuda_gemm.cu) ---------------- */
 
 /* Row-major C[M,N] = alpha·scale_a·scale_b·op(A)[M,K]·op(B)[K,N] + beta·C (+ bias[N]) (then GELU-tanh),
  * batched with element strides sa/sb/sc (batch >= 1). op(A) = A (lda >= K) or Aᵀ for A stored K×M (transa).
@@ -236,7 +236,7 @@ lyra_status cu_op_conv_transpose2d(lyra_backend *, lyra_tensor *, const lyra_ten
                                    const lyra_tensor *, int, int);
 lyra_status cu_op_resize(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_resize_params *);
 
-/* The fused flash-attention kernel (flash_attention.cu): 1 when it handled the call (status in *st),
+/* The fused flash-attention kernel (cuda_attention_flash.cu): 1 when it handled the call (status in *st),
  * 0 when the case is outside what it supports (dtype, head dim, alignment) and the caller falls back. */
 int cu_flash_attention(lyra_backend *be, lyra_tensor *o, const lyra_tensor *q, const lyra_tensor *k,
                        const lyra_tensor *v, const lyra_tensor *bias, const lyra_tensor *key_mask, float scale,

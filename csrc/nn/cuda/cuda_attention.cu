@@ -1,4 +1,4 @@
-// Attention dispatch: the fused bf16 flash kernel (flash_attention.cu) when the case fits it, else this file's
+// Attention dispatch: the fused bf16 flash kernel (cuda_attention_flash.cu) when the case fits it, else this file's
 // reference kernel: exact f32 arithmetic for any float dtype and head dims up to 512, one warp per query with an
 // online softmax over chunks of 32 keys (no L×L matrix either way). The f32 path is what the CPU-parity tests
 // exercise; bf16 models take the flash kernel.
