@@ -112,22 +112,47 @@ def fuse_point_cloud(views, *, stride=4, max_points=2_000_000, voxel_size=None):
     elif isinstance(voxel_size, bool) or not isinstance(voxel_size, (int, float)) or not voxel_size >= 0:
         raise ValueError(f"voxel_size: expected a number >= 0 or None; got {voxel_size!r}")
     xyz_parts, rgb_parts = [], []
-    seen = np.zeros(0, np.int64)
+    seen = np.zeros(0, np.int64)  # sorted voxel keys already taken
+    batch = []                    # (keys, world, colours) of views not yet deduplicated
+
+    def flush():
+        nonlocal seen
+        keys = np.concatenate([b[0] for b in batch])
+        world = np.concatenate([b[1] for b in batch])
+        colours = np.concatenate([b[2] for b in batch])
+        batch.clear()
+        key, first = np.unique(keys, return_index=True)  # first occurrence: the earliest view wins
+        pos = np.searchsorted(seen, key)
+        taken = (pos < len(seen)) & (seen[np.minimum(pos, max(len(seen) - 1, 0))] == key) if len(seen) else \
+            np.zeros(len(key), bool)
+        keep = np.sort(first[~taken])
+        seen = np.sort(np.concatenate([seen, key[~taken]]))
+        xyz_parts.append(world[keep].astype(np.float32))
+        rgb_parts.append(colours[keep])
+
+    pending = 0
     for rgb, depth, w2c, K in views:
         world, flat = _unproject(np.asarray(depth), np.asarray(w2c, np.float64), np.asarray(K, np.float64), stride)
         colours = np.asarray(rgb).reshape(-1, 3)[flat]
-        if voxel_size > 0 and len(world):
+        if voxel_size > 0:
             cell = np.floor(world / voxel_size).astype(np.int64)
             # 21 bits per axis around the origin: +-1M voxels; points beyond are clipped into the border voxels.
             cell = np.clip(cell, -(1 << 20), (1 << 20) - 1) + (1 << 20)
             key = (cell[:, 0] << 42) | (cell[:, 1] << 21) | cell[:, 2]
+            # one view's points first (cheap, keeps the batch small), then the batch against earlier batches
             key, first = np.unique(key, return_index=True)
-            fresh = ~np.isin(key, seen, assume_unique=True)
-            keep = np.sort(first[fresh])
-            seen = np.union1d(seen, key[fresh])
-            world, colours = world[keep], colours[keep]
-        xyz_parts.append(world.astype(np.float32))
-        rgb_parts.append(colours)
+            first.sort()
+            batch.append(((cell[first, 0] << 42) | (cell[first, 1] << 21) | cell[first, 2], world[first],
+                          colours[first]))
+            pending += len(first)
+            if pending >= 2_000_000:  # dedup in batches: O(N log N) overall, memory bounded by the batch
+                flush()
+                pending = 0
+        else:
+            xyz_parts.append(world.astype(np.float32))
+            rgb_parts.append(colours)
+    if batch:
+        flush()
     if not xyz_parts:
         return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
     xyz = np.concatenate(xyz_parts)
