@@ -387,6 +387,8 @@ def reconstruct(video_or_frames, w2c=None, intrinsics=None, checkpoint_dir=None,
     if isinstance(scale_multiplier, bool) or not isinstance(scale_multiplier, (int, float)) or not scale_multiplier > 0:
         raise ValueError(f"scale_multiplier: expected a number > 0; got {scale_multiplier!r}")
     process_res = _int_option(process_res, "process_res", 14, allow_none=True)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress: expected a callable(done, total) or None; got {progress!r}")
     if weights is None:
         weights = _weights_from_folder(checkpoint_dir)
     nets = _Networks.get(weights)

@@ -22,26 +22,37 @@ FAR_DEPTH = 999.9
 
 
 class DepthViews:
-    """Views with depth in the world frame of the run. Each view: rgb uint8 (H, W, 3), depth float (H, W),
-    w2c float (4, 4), K float (3, 3). A later view with the same camera replaces the earlier one (a depth-window
-    update re-estimates frames that an earlier window saw). Depth stays float32 so that fused points lie on their
-    surfaces to 1e-4; the views are few (the frames of the depth windows, not every frame)."""
+    """Views with depth in the world frame of the run: (rgb uint8 (h, w, 3), depth float32 (h, w), w2c (4, 4),
+    K (3, 3), sub) with the view kept at every `sub`-th pixel (K rescaled to match). A later view with the same
+    camera replaces the earlier one (a depth-window update re-estimates frames that an earlier window saw).
 
-    def __init__(self):
+    Memory: views larger than `max_pixels` are kept at every sub-th pixel, sub = ceil(sqrt(H·W / max_pixels)) (the
+    default 480·832 keeps 480p whole and 720p at every 2nd pixel: 1.6 MB a view instead of 6.4 MB; a 481-frame
+    720p run records about a hundred window views). Depth stays float32, so fused points lie on their surfaces."""
+
+    def __init__(self, max_pixels=480 * 832):
         self._views = {}
+        self.max_pixels = max_pixels
 
-    def add(self, rgb, depth, w2c, K):
-        rgb = np.ascontiguousarray(rgb, np.uint8)
-        depth = np.ascontiguousarray(depth, np.float32)
+    def add(self, rgb, depth, w2c, K, sub=1):
+        rgb = np.asarray(rgb)
+        depth = np.asarray(depth)
         w2c = np.ascontiguousarray(w2c, np.float64)
-        K = np.ascontiguousarray(K, np.float64)
+        K = np.array(K, np.float64)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or depth.shape != rgb.shape[:2]:
             raise ValueError(f"DepthViews.add: expected rgb (H, W, 3) and depth (H, W); got {rgb.shape} and {depth.shape}")
         if w2c.shape != (4, 4) or K.shape != (3, 3):
             raise ValueError(f"DepthViews.add: expected w2c (4, 4) and K (3, 3); got {w2c.shape} and {K.shape}")
         key = np.asarray(w2c, np.float32).tobytes() + np.asarray(K, np.float32).tobytes()
+        h, w = depth.shape
+        k = 1
+        if self.max_pixels and h * w > self.max_pixels:
+            k = int(np.ceil(np.sqrt(h * w / self.max_pixels)))
+            rgb, depth = rgb[::k, ::k], depth[::k, ::k]
+            K[:2] /= k  # pixel (k·u', k·v') of the frame is pixel (u', v') of the kept view
         self._views.pop(key, None)
-        self._views[key] = (rgb, depth, w2c, K)
+        self._views[key] = (np.ascontiguousarray(rgb, np.uint8), np.ascontiguousarray(depth, np.float32), w2c, K,
+                            int(sub) * k)
 
     def __len__(self):
         return len(self._views)
@@ -90,16 +101,17 @@ def _unproject(depth, w2c, K, stride):
 
 def _auto_voxel(views, stride):
     """About one strided pixel footprint at the first view's median depth."""
-    for rgb, depth, w2c, K in views:
+    for rgb, depth, w2c, K, *sub in views:
         d = depth[::stride, ::stride]
         d = d[np.isfinite(d) & (d > 0) & (d < FAR_DEPTH)]
-        if d.size:
-            return float(np.median(d)) * stride / float(max(K[0, 0], K[1, 1])) * 0.5
+        if d.size:  # K of a view kept at every sub-th pixel is the frame's K / sub
+            return float(np.median(d)) * stride / (float(max(K[0, 0], K[1, 1])) * (sub[0] if sub else 1)) * 0.5
     return 0.0
 
 
 def fuse_point_cloud(views, *, stride=4, max_points=2_000_000, voxel_size=None):
-    """Fused colored points of `views` (a DepthViews or an iterable of (rgb, depth, w2c, K)).
+    """Fused colored points of `views` (a DepthViews or an iterable of (rgb, depth, w2c, K[, sub]); a view kept at
+    every sub-th pixel is unprojected at every max(1, round(stride / sub))-th of its pixels).
 
     Returns (xyz float32 (N, 3), rgb uint8 (N, 3)) in the world frame. Points in one voxel of `voxel_size` (default:
     half a strided pixel's footprint at the median depth of the first view) are deduplicated: the first view's point
@@ -131,8 +143,9 @@ def fuse_point_cloud(views, *, stride=4, max_points=2_000_000, voxel_size=None):
         rgb_parts.append(colours[keep])
 
     pending = 0
-    for rgb, depth, w2c, K in views:
-        world, flat = _unproject(np.asarray(depth), np.asarray(w2c, np.float64), np.asarray(K, np.float64), stride)
+    for rgb, depth, w2c, K, *sub in views:
+        step = max(1, int(round(stride / sub[0]))) if sub else stride
+        world, flat = _unproject(np.asarray(depth), np.asarray(w2c, np.float64), np.asarray(K, np.float64), step)
         colours = np.asarray(rgb).reshape(-1, 3)[flat]
         if voxel_size > 0:
             cell = np.floor(world / voxel_size).astype(np.int64)

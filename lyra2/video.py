@@ -58,15 +58,10 @@ class Video:
         return self.path
 
     def _views(self):
-        """Frame 0's depth (the input camera) first, then the depth-window views."""
-        from .scene3d import DepthViews
-
-        views = DepthViews()
+        """Frame 0's depth (the input camera, whole) first, then the depth-window views."""
         anchor = self._anchor_index()
-        views.add(self.frames[anchor], self.depth, self.w2c[anchor], self.intrinsics[anchor])
-        for view in (self.depth_views or ()):
-            views.add(*view)
-        return views
+        return [(self.frames[anchor], self.depth, self.w2c[anchor], self.intrinsics[anchor], 1)] + \
+            list(self.depth_views or ())
 
     def _anchor_index(self):
         """The frame shot from the input camera (w2c = I): 0, or the middle of a "both" video."""

@@ -90,6 +90,27 @@ def test_voxel_dedup_and_max_points():
     assert len(few) == 100 and np.abs(few.astype(np.float64) @ PLANE_N - PLANE_C).max() < 1e-4
 
 
+def test_large_views_are_kept_subsampled():
+    """A view over max_pixels is kept at every k-th pixel with K / k: its points stay on the plane with their
+    pixels' colours, and point_cloud's stride counts frame pixels."""
+    w2c = _pose(0.05, [0.1, 0.0, 0.05])
+    depth = _plane_depth(w2c, K)
+    rgb = _frames(2)[1]
+    views = DepthViews(max_pixels=H * W // 5)  # k = ceil(sqrt(5)) = 3
+    views.add(rgb, depth, w2c, K)
+    (kept_rgb, kept_depth, _, kept_K, sub), = list(views)
+    assert sub == 3 and kept_depth.shape == (16, 22)
+    np.testing.assert_array_equal(kept_rgb, rgb[::3, ::3])
+    np.testing.assert_allclose(kept_K[:2], K[:2] / 3, rtol=1e-7)
+    xyz, col = fuse_point_cloud(views, stride=3, voxel_size=0.0)
+    assert len(xyz) == 16 * 22
+    assert np.abs(xyz.astype(np.float64) @ PLANE_N - PLANE_C).max() < 1e-4
+    np.testing.assert_array_equal(col, rgb[::3, ::3].reshape(-1, 3))
+    # the same points as unprojecting the whole view at stride 3
+    full, _ = fuse_point_cloud([(rgb, depth, w2c, K)], stride=3, voxel_size=0.0)
+    np.testing.assert_allclose(xyz, full, atol=1e-5)
+
+
 def test_invalid_depth_is_skipped_and_preview_uses_frame_zero():
     v = _video(with_views=False)
     v.depth = v.depth.copy()
@@ -147,7 +168,7 @@ def test_recording_depth_window_keeps_every_view_and_replaces_repeats():
     assert len(views) == 3
     fn(imgs[1:], w2c[1:], np.repeat(K[None], 2, 0))  # a later window re-estimates frames 1 and 2
     assert len(views) == 3
-    depths = sorted(float(d[0, 0]) for _, d, _, _ in views)
+    depths = sorted(float(d[0, 0]) for _, d, _, _, _ in views)
     assert depths == [3.0, 4.0, 4.0]
     assert recording_depth_window(None, views) is None
 
