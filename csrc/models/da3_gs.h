@@ -35,7 +35,6 @@ void lyra_da3_gs_free(lyra_da3_gs *g);
 lyra_status lyra_da3_gs_head_run(const lyra_da3_gs *g, lyra_backend *be, lyra_arena *a, const float *const *taps,
                                  const float *pixels, int64_t gh, int64_t gw, int down_ratio, float *out);
 size_t lyra_da3_gs_arena_bytes(const lyra_da3_gs *g, int64_t gh, int64_t gw, int down_ratio);
-double lyra_da3_gs_flops(const lyra_da3_gs *g, int64_t gh, int64_t gw, int down_ratio);
 
 /* ---- adapter (host, float32 as upstream) ---- */
 typedef struct lyra_da3_gs_adapt_params {

@@ -97,15 +97,6 @@ size_t lyra_da3_gs_arena_bytes(const lyra_da3_gs *g, int64_t gh, int64_t gw, int
     return taps + neck + merger + tail + 16 * LYRA_ARENA_ALIGN;
 }
 
-double lyra_da3_gs_flops(const lyra_da3_gs *g, int64_t gh, int64_t gw, int down_ratio) {
-    const lyra_da3_head *hd = &g->head;
-    double h = 14.0 * gh, w = 14.0 * gw, F2 = hd->features / 2.0;
-    double ho = h / down_ratio, wo = w / down_ratio;
-    double merger = 2.0 * h * w * 9.0 * (3.0 * F2 / 4 + F2 / 4 * F2 / 2 + F2 / 2 * F2);
-    /* the head cost model counts output_conv2 with 2 or 1 outputs; the GS head has out_dim at ho × wo */
-    return lyra_da3_head_flops(hd, gh, gw, (int64_t)ho, (int64_t)wo) + merger;
-}
-
 static lyra_status conv3(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
                          const lyra_tensor *b, int pad) {
     lyra_conv2d_params p = {.stride_h = 1, .stride_w = 1, .pad_top = pad, .pad_bottom = pad, .pad_left = pad,

@@ -116,25 +116,40 @@ static void project(const lyra_gs_scene *s, const lyra_gs_camera *cam, int64_t i
     o->radius = radius;
 }
 
-static void render_tile(const splat2d *sp, const entry *list, int64_t count, const lyra_gs_camera *cam, int tx,
-                        int ty, float *rgb, float *alpha, float *depth) {
+/* One tile's splats packed front to back (the per-pixel loop then reads memory in order): mean, conic, the
+ * exponent beyond which α < 1/255 (ln(255·o), so no exp is taken there), opacity, colour, depth. */
+typedef struct packed { float mx, my, ca, cb, cc, cut, o, r, g, b, z; } packed;
+
+static int render_tile(const splat2d *sp, const entry *list, int64_t count, const lyra_gs_camera *cam, int tx,
+                       int ty, float *rgb, float *alpha, float *depth) {
+    packed *pk = malloc(sizeof *pk * (size_t)(count > 0 ? count : 1));
+    if (!pk) return -1;
+    int64_t m = 0;
+    for (int64_t k = 0; k < count; k++) {
+        const splat2d *g = sp + list[k].idx;
+        if (!(g->opacity * 255.0f >= 1.0f)) continue; /* can never reach α >= 1/255 */
+        /* the cut-off has a margin: exactly at the edge the α test below decides, as without it */
+        pk[m++] = (packed){g->mx, g->my, g->ca, g->cb, g->cc, logf(255.0f * g->opacity) + 1e-3f, g->opacity,
+                           g->rgb[0], g->rgb[1], g->rgb[2], g->depth};
+    }
     int x0 = tx * TILE, y0 = ty * TILE;
     int x1 = x0 + TILE < cam->width ? x0 + TILE : cam->width, y1 = y0 + TILE < cam->height ? y0 + TILE : cam->height;
     for (int py = y0; py < y1; py++)
         for (int px = x0; px < x1; px++) {
             float T = 1.0f, c[3] = {0, 0, 0}, d = 0;
             float fx = (float)px + 0.5f, fy = (float)py + 0.5f;
-            for (int64_t k = 0; k < count; k++) {
-                const splat2d *g = sp + list[k].idx;
+            for (int64_t k = 0; k < m; k++) {
+                const packed *g = pk + k;
                 float dx = g->mx - fx, dy = g->my - fy;
                 float sigma = 0.5f * (g->ca * dx * dx + g->cc * dy * dy) + g->cb * dx * dy;
-                if (sigma < 0) continue;
-                float a = fminf(ALPHA_MAX, g->opacity * expf(-sigma));
-                if (a < ALPHA_MIN) continue;
+                if (sigma < 0 || sigma > g->cut) continue;
+                float a = fminf(ALPHA_MAX, g->o * expf(-sigma));
+                if (a < ALPHA_MIN) continue; /* at the cut-off's rounding edge */
                 float next = T * (1.0f - a);
                 if (next <= T_MIN) break;
-                for (int ch = 0; ch < 3; ch++) c[ch] += g->rgb[ch] * a * T;
-                d += g->depth * a * T;
+                float w = a * T;
+                c[0] += g->r * w, c[1] += g->g * w, c[2] += g->b * w;
+                d += g->z * w;
                 T = next;
             }
             size_t o = (size_t)py * (size_t)cam->width + (size_t)px;
@@ -142,6 +157,8 @@ static void render_tile(const splat2d *sp, const entry *list, int64_t count, con
             if (alpha) alpha[o] = 1.0f - T;
             if (depth) depth[o] = d;
         }
+    free(pk);
+    return 0;
 }
 
 lyra_status lyra_gs_render(const lyra_gs_scene *s, const lyra_gs_camera *cam, float *rgb, float *alpha,
@@ -189,12 +206,13 @@ lyra_status lyra_gs_render(const lyra_gs_scene *s, const lyra_gs_camera *cam, fl
                     int64_t t = (int64_t)y * tiles_x + x;
                     list[fill[t]++] = (entry){sp[i].depth, (int32_t)i};
                 }
-#pragma omp parallel for schedule(dynamic, 4) num_threads(team(threads))
+    int failed = 0;
+#pragma omp parallel for schedule(dynamic, 4) num_threads(team(threads)) reduction(| : failed)
     for (int64_t t = 0; t < n_tiles; t++) {
         int64_t a = offs[t], c = offs[t + 1] - offs[t];
         qsort(list + a, (size_t)c, sizeof *list, by_depth);
-        render_tile(sp, list + a, c, cam, (int)(t % tiles_x), (int)(t / tiles_x), rgb, alpha, depth);
+        failed |= render_tile(sp, list + a, c, cam, (int)(t % tiles_x), (int)(t / tiles_x), rgb, alpha, depth) != 0;
     }
     free(sp), free(offs), free(list), free(fill);
-    return LYRA_OK;
+    return failed ? lyra_error(LYRA_ERR_OOM, "render: out of memory for a tile's splats") : LYRA_OK;
 }
