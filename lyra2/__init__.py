@@ -20,6 +20,8 @@ from .depth import estimate_depth
 from .generate import generate
 from .reconstruct import Gaussians, reconstruct
 from . import testing
+from . import memory
+from .memory import memory_plan
 
 convert = _convert_module.convert
 
@@ -51,5 +53,4 @@ def backends():
 
 __all__ = ["Lyra2Error", "Video", "backends", "zoom", "subscribe", "run", "Queued", "InProgress", "Completed",
            "read_image", "write_video", "trajectory", "forward_warp", "rays", "io", "models", "sampling", "convert", "estimate_depth", "generate", "testing",
-           "reconstruct", "Gaussians",
-           "__version__"]
+           "reconstruct", "Gaussians", "memory", "memory_plan", "__version__"]

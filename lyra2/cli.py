@@ -40,6 +40,8 @@ def _zoom_parser(sub):
     p.add_argument("-o", "--output", required=True, help="output .mp4 path")
     p.add_argument("--checkpoint-dir", default=None, help="converted weights folder (default $LYRA2_CHECKPOINT_DIR)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--max-gpu-memory", type=float, default=None, metavar="GB",
+                   help="GPU memory budget in GB: DiT blocks beyond it stream from host memory; the plan is logged")
     p.add_argument("--mode", choices=("auto", "preview", "generate"), default="auto")
     p.add_argument("--ply", default=None, metavar="OUT.ply",
                    help="also write the run's point cloud (binary PLY: x y z red green blue)")
@@ -61,7 +63,8 @@ def _run_zoom(ns):
         if value is not None and not value.endswith(ext):
             raise ValueError(f"{flag}: {value!r} must end in {ext}")
     video = zoom(ns.image, progress=not ns.no_progress, checkpoint_dir=ns.checkpoint_dir, device=ns.device,
-                 mode=ns.mode, output_path=ns.output, reconstruct=ns.splats is not None, **fields)
+                 max_gpu_memory=ns.max_gpu_memory, mode=ns.mode, output_path=ns.output,
+                 reconstruct=ns.splats is not None, **fields)
     written = []
     if ns.ply is not None:
         written.append(video.save_ply(ns.ply))

@@ -1,14 +1,12 @@
-/* DA3 DPT heads on the runtime ops: the any-view DualDPT main branch (depth + confidence, depth.md §1.7) and the
- * metric DPT (depth + sky, §1.9). One view at a time: the heads process views independently (upstream chunks of 8
- * have no numeric effect), which bounds the activation memory to one view's pyramid. */
+/* DA3 DPT heads on the runtime ops: the any-view DualDPT main branch (depth + confidence, upstream DA3dual:30-364) and
+ * the metric DPT (depth + sky, upstream DA3net:484). One view at a time: the heads process views independently
+ * (upstream chunks of 8 have no numeric effect), which bounds the activation memory to one view's pyramid. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "models/da3.h"
 #include "nn/ops.h"
-
-static size_t al(int64_t bytes) { return ((size_t)bytes + LYRA_ARENA_ALIGN - 1) & ~(size_t)(LYRA_ARENA_ALIGN - 1); }
 
 /* Pyramid sizes: level k has hk×wk = 4gh×4gw, 2gh×2gw, gh×gw, ceil(gh/2)×ceil(gw/2) (ConvT ×4, ×2, identity,
  * conv stride 2 pad 1). */
@@ -23,14 +21,16 @@ size_t lyra_da3_head_arena_bytes(const lyra_da3_head *hd, int64_t gh, int64_t gw
     for (int k = 0; k < 4; k++) level_size(k, gh, gw, &hk, &wk), A[k] = hk * wk;
     size_t levels = 0, stage = 0;
     for (int k = 0; k < 4; k++) {
-        levels += al(F * A[k] * 4);
-        size_t s = al(G * hd->dim_in * 4) + 2 * al(G * hd->oc[k] * 4) + al(hd->oc[k] * A[k] * 4) +
-                   al(hd->oc[k] * G * 4) /* UV table */;
+        levels += lyra_arena_size(F * A[k] * 4);
+        size_t s = lyra_arena_size(G * hd->dim_in * 4) + 2 * lyra_arena_size(G * hd->oc[k] * 4) +
+                   lyra_arena_size(hd->oc[k] * A[k] * 4) + lyra_arena_size(hd->oc[k] * G * 4) /* UV table */;
         if (s > stage) stage = s;
     }
-    size_t fused = al(F * A[2] * 4) + al(F * A[1] * 4) + al(F * A[0] * 4) + al(F * 4 * A[0] * 4);
-    size_t fuse_tmp = 6 * al(F * A[0] * 4) + al(F * 4 * A[0] * 4);
-    size_t out = al(F / 2 * 4 * A[0] * 4) + 2 * al(F / 2 * h * w * 4) + 2 * al(32 * h * w * 4) + 2 * al(2 * h * w * 4);
+    size_t fused = lyra_arena_size(F * A[2] * 4) + lyra_arena_size(F * A[1] * 4) + lyra_arena_size(F * A[0] * 4) +
+                   lyra_arena_size(F * 4 * A[0] * 4);
+    size_t fuse_tmp = 6 * lyra_arena_size(F * A[0] * 4) + lyra_arena_size(F * 4 * A[0] * 4);
+    size_t out = lyra_arena_size(F / 2 * 4 * A[0] * 4) + 2 * lyra_arena_size(F / 2 * h * w * 4) +
+                 2 * lyra_arena_size(32 * h * w * 4) + 2 * lyra_arena_size(2 * h * w * 4);
     size_t tail = fuse_tmp > out ? fuse_tmp : out;
     return levels + (stage > fused + tail ? stage : fused + tail) + 16 * LYRA_ARENA_ALIGN;
 }
@@ -59,7 +59,7 @@ double lyra_da3_head_flops(const lyra_da3_head *hd, int64_t gh, int64_t gw, int6
 }
 
 /* 0.1 · UV sin/cos embedding (Cc, ph, pw) of DA3's DualDPT (head_utils create_uv_grid + position_grid_to_embed,
- * depth.md §1.7), in float32 like upstream (linspace as PyTorch's kernel: start + step·i for the first half,
+ * upstream DA3dual:30-364), in float32 like upstream (linspace as PyTorch's kernel: start + step·i for the first half,
  * end − step·(n−1−i) for the second). aspect = image w / h. */
 static int uv_embed(float *dst, int64_t Cc, int64_t ph, int64_t pw, double aspect) {
     double diag = sqrt(aspect * aspect + 1.0);

@@ -1,4 +1,4 @@
-/* The parameter table of the Lyra-2 DiT (network.md §5.2) and loading into one allocation. */
+/* The parameter table of the Lyra-2 DiT (upstream WL:86-96, WL:99-115, WL:286) and loading into one allocation. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,8 +141,6 @@ static void convert(void *dst, lyra_dtype to, const void *src, lyra_dtype from, 
     }
 }
 
-static int is_float(lyra_dtype d) { return d == LYRA_DTYPE_F32 || d == LYRA_DTYPE_BF16 || d == LYRA_DTYPE_F16; }
-
 /* Checks names, shapes and dtypes of every source tensor against the table; returns the matching source index
  * of each parameter in idx[]. */
 static lyra_status match(lyra_dit *m, const lyra_dit_named *src, int n, int *idx) {
@@ -165,7 +163,7 @@ static lyra_status match(lyra_dit *m, const lyra_dit_named *src, int n, int *idx
                             lyra_tensor_shape_str(&s->t, got, sizeof got), lyra_tensor_shape_str(&wt, want, sizeof want));
             break;
         }
-        if (!is_float(s->t.dtype)) {
+        if (!lyra_dtype_is_float(s->t.dtype)) {
             st = lyra_error(LYRA_ERR_FORMAT, "dit weights: tensor '%s' has dtype %s, expected f32, bf16 or f16",
                             p->name, lyra_dtype_name(s->t.dtype));
             break;
@@ -231,11 +229,13 @@ fail:
 }
 
 void lyra_dit_free(lyra_dit *m) {
-    for (int a = 0; a < m->n_adapters; a++) free(m->adapters[a].mem);
+    if (m->be.ops) dit_stream_release(m);
+    for (int a = 0; a < m->n_adapters; a++) dit_adapter_free(m, a);
     free(m->w.blocks);
     free(m->params);
-    free(m->weight_mem);
-    lyra_arena_free(&m->arena);
+    if (m->be.ops && m->be.device != LYRA_DEVICE_CPU) m->be.ops->release(&m->be, m->weight_mem);
+    else free(m->weight_mem);
+    lyra_backend_arena_free(&m->be, &m->arena);
     lyra_backend_free(&m->be);
     memset(m, 0, sizeof *m);
 }

@@ -1,16 +1,13 @@
-/* MoGe v1 forward on the runtime ops (depth.md §2.3-2.6): input resizes, DINOv2 taps, the head, the final
- * resize; and its cost model. One image per call (Lyra runs one); every activation is (1, C, h, w), so channel
- * slices of a buffer are contiguous and the UV channels are written straight into the concatenation. */
+/* MoGe v1 forward on the runtime ops (upstream MOGE:269-283, MHUB:18-82, MVIT, MOGE:24-142): input resizes, DINOv2
+ * taps, the head, the final resize; and its cost model. One image per call (Lyra runs one); every activation is (1, C,
+ * h, w), so channel slices of a buffer are contiguous and the UV channels are written straight into the concatenation.
+ * */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "models/moge.h"
 #include "nn/ops.h"
-
-static size_t al(int64_t floats) {
-    return ((size_t)floats * 4 + LYRA_ARENA_ALIGN - 1) & ~(size_t)(LYRA_ARENA_ALIGN - 1);
-}
 
 static lyra_status map(lyra_arena *a, lyra_tensor *t, int64_t c, int64_t h, int64_t w, const char *what) {
     return lyra_arena_tensor(a, t, LYRA_DTYPE_F32, 4, (int64_t[]){1, c, h, w}, what);
@@ -111,7 +108,8 @@ lyra_status lyra_moge_forward(const lyra_moge *m, lyra_backend *be, lyra_arena *
     lyra_arena *a = arena;
     lyra_tensor img, rs, p14, taps, ch;
 
-    /* §2.3: bicubic (a = −0.5) antialias to (h1, w1), ImageNet normalisation, bilinear antialias to ·/14·14. */
+    /* upstream MOGE:269-283: bicubic (a = −0.5) antialias to (h1, w1), ImageNet normalisation, bilinear antialias to
+     * ·/14·14. */
     LYRA_TRY(map(a, &img, 3, H, W, "MoGe image"));
     lyra_tensor host = lyra_tensor_4d((void *)image, LYRA_DTYPE_F32, 1, 3, H, W);
     LYRA_TRY(be->ops->upload(be, &img, &host));
@@ -129,7 +127,7 @@ lyra_status lyra_moge_forward(const lyra_moge *m, lyra_backend *be, lyra_arena *
     LYRA_TRY(lyra_op_resize(be, &p14, &rs, &lin));
     LYRA_TRY(capture(be, cap->image_14, &p14));
 
-    /* §2.4: the last n_features blocks, final-normed, class token dropped. */
+    /* upstream MHUB:18-82, MVIT: the last n_features blocks, final-normed, class token dropped. */
     int64_t F = c->n_features, G = g.gh * g.gw, depth = m->vit.cfg.depth;
     LYRA_TRY(lyra_arena_tensor(a, &taps, LYRA_DTYPE_F32, 3, (int64_t[]){F, G, c->dim}, "MoGe taps"));
     lyra_tensor tap_views[LYRA_MOGE_MAX_FEATURES], *tap_ptrs[LYRA_MOGE_MAX_FEATURES];
@@ -142,7 +140,8 @@ lyra_status lyra_moge_forward(const lyra_moge *m, lyra_backend *be, lyra_arena *
     LYRA_TRY(lyra_vit_taps(&m->vit, be, a, &p14, (int)F, idx, tap_ptrs, NULL));
     LYRA_TRY(capture(be, cap->taps, &taps));
 
-    /* §2.5: head. The UV aspect is that of the resized image the head is given (h1, w1), not of the patch grid. */
+    /* upstream MOGE:24-142: head. The UV aspect is that of the resized image the head is given (h1, w1), not of the
+     * patch grid. */
     double aspect = (double)g.w1 / (double)g.h1;
     lyra_tensor x, y, uv, t;
     int64_t cin = c->dim_proj;
@@ -192,7 +191,8 @@ lyra_status lyra_moge_forward(const lyra_moge *m, lyra_backend *be, lyra_arena *
     }
     LYRA_TRY(capture(be, cap->head, &heads));
 
-    /* §2.6: bilinear (no antialias) back to the input size; the exp remap and the rest happen on the host. */
+    /* upstream MOGE:286-299: bilinear (no antialias) back to the input size; the exp remap and the rest happen on the
+     * host. */
     lyra_tensor outhw;
     LYRA_TRY(map(a, &outhw, 4, H, W, "MoGe outputs at the input size"));
     LYRA_TRY(lyra_op_resize(be, &outhw, &heads, &bil));
@@ -222,33 +222,34 @@ lyra_status lyra_moge_infer(const float *raw, int64_t H, int64_t W, float thresh
 
 /* ---------------------------------------------------------------- cost model */
 
-static size_t res_temps(int64_t c, int64_t hid, int64_t area) { return 2 * al(c * area) + 2 * al(hid * area); }
-
-static size_t max2(size_t a, size_t b) { return a > b ? a : b; }
+static size_t res_temps(int64_t c, int64_t hid, int64_t area) {
+    return 2 * lyra_arena_f32(c * area) + 2 * lyra_arena_f32(hid * area);
+}
 
 size_t lyra_moge_arena_bytes(const lyra_moge_config *c, const lyra_vit_config *vc, int64_t H, int64_t W) {
     lyra_moge_geometry g;
     if (lyra_moge_geometry_of(c, H, W, &g) != LYRA_OK) return 0;
     int64_t G = g.gh * g.gw, P = c->dim_proj, A1 = g.h1 * g.w1;
     /* mirrors lyra_moge_forward's allocation order */
-    size_t cur = al(3 * H * W) + al(3 * A1) + al(3 * g.h14 * g.w14) + al(c->n_features * G * c->dim);
+    size_t cur = lyra_arena_f32(3 * H * W) + lyra_arena_f32(3 * A1) + lyra_arena_f32(3 * g.h14 * g.w14) +
+                 lyra_arena_f32(c->n_features * G * c->dim);
     size_t peak = cur + lyra_vit_arena_bytes(vc, 1, g.gh, g.gw);
-    cur += al((P + 2) * G);
-    peak = max2(peak, cur + 2 * al(G * P));
+    cur += lyra_arena_f32((P + 2) * G);
+    peak = lyra_size_max(peak, cur + 2 * lyra_arena_f32(G * P));
     int64_t h = g.gh, w = g.gw, cin = P;
     for (int b = 0; b < (int)c->n_stages; b++) {
         int64_t out = c->dim_up[b], extra = b + 1 < c->n_stages ? 2 : 0;
         h *= 2, w *= 2;
-        cur += al((out + extra) * h * w);
-        size_t tmp = al(out * h * w);
-        if (c->n_res > 0) tmp = max2(tmp, res_temps(out, c->hidden[b], h * w));
-        peak = max2(peak, cur + tmp);
+        cur += lyra_arena_f32((out + extra) * h * w);
+        size_t tmp = lyra_arena_f32(out * h * w);
+        if (c->n_res > 0) tmp = lyra_size_max(tmp, res_temps(out, c->hidden[b], h * w));
+        peak = lyra_size_max(peak, cur + tmp);
         cin = out;
     }
-    cur += al((cin + 2) * A1) + al(4 * A1);
-    size_t tmp = al(c->last_ch * A1) + (c->last_res > 0 ? res_temps(c->last_ch, c->last_hidden, A1) : 0);
-    peak = max2(peak, cur + tmp);
-    peak = max2(peak, cur + al(4 * H * W));
+    cur += lyra_arena_f32((cin + 2) * A1) + lyra_arena_f32(4 * A1);
+    size_t tmp = lyra_arena_f32(c->last_ch * A1) + (c->last_res > 0 ? res_temps(c->last_ch, c->last_hidden, A1) : 0);
+    peak = lyra_size_max(peak, cur + tmp);
+    peak = lyra_size_max(peak, cur + lyra_arena_f32(4 * H * W));
     return peak + 8 * LYRA_ARENA_ALIGN;
 }
 

@@ -46,7 +46,7 @@ typedef struct cuda_state {
 
 static inline cuda_state *cu_st(lyra_backend *be) { return (cuda_state *)be->impl; }
 
-/* ---------------- errors ---------------- */
+/* ---------------- errors (cuda_common.cu) ---------------- */
 
 /* Maps a CUDA error to LYRA_ERR_OOM (allocation) or LYRA_ERR_CUDA with "<what>: <cuda message>". */
 lyra_status cu_error(cudaError_t err, const char *what);
@@ -65,7 +65,7 @@ lyra_status cu_blas_error(cublasStatus_t st, const char *what);
         if (cb_s_ != CUBLAS_STATUS_SUCCESS) return cu_blas_error(cb_s_, what);                              \
     } while (0)
 
-/* ---------------- memory ---------------- */
+/* ---------------- memory (cuda_common.cu) ---------------- */
 
 /* Device memory from the pool (256-byte aligned); NULL with a LYRA_ERR_OOM message naming `what`. */
 void *cu_alloc(lyra_backend *be, size_t bytes, const char *what);
@@ -219,6 +219,7 @@ lyra_status cu_op_group_norm(lyra_backend *, lyra_tensor *, const lyra_tensor *,
                              const lyra_tensor *, float);
 lyra_status cu_op_softmax(lyra_backend *, lyra_tensor *, const lyra_tensor *, float);
 lyra_status cu_op_rope(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, lyra_rope_mode, int);
+lyra_status cu_op_sincos(lyra_backend *, lyra_tensor *, const lyra_tensor *, int);
 
 lyra_status cu_op_linear(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *,
                          const lyra_tensor *);
