@@ -7,14 +7,16 @@ lyra2 knows every frame's camera, so the cameras go in directly (no VIPE). Per c
 
 1. DA3 nested forward with the cameras (lyra2.models.DepthAnything3, the any-view taps kept);
 2. the GS head (GSDPT, C on the runtime ops, csrc/models/da3_gs_head.c) on the taps and the normalised pixels;
-3. DA3's predicted cameras aligned to the input cameras by a Sim(3) (R, t, s) (da3.py ``_process_gs_head``):
+3. DA3's predicted cameras aligned to the input cameras by a Sim(3) (R, t, s) (upstream DA3net:257-366,
+   ``_process_gs_head``):
    depth and the head's depth offset are divided by s, the predicted cameras mapped into the input frame;
 4. the GaussianAdapter (C, csrc/models/da3_gs_adapter.c): means, scales, rotations, SH (rotated to the world),
    opacities in the input cameras' world frame.
 
-Long videos: at most ``max_views`` frames are used (uniformly, as the recon script's ``--da3_max_frames 128``),
-in chunks of ``chunk_size`` views that share ``chunk_overlap`` views with the previous chunk; the overlapping views'
-Gaussians are kept from the earlier chunk only (the chunked script's ``_chunk_gs_keep_indices``). Every chunk is
+Long videos: at most ``max_views`` frames are used (uniformly, as the recon script's ``--da3_max_frames 128``,
+`vipe_da3_gs_recon.py:656`), in chunks of ``chunk_size`` views that share ``chunk_overlap`` views with the previous
+chunk; the overlapping views' Gaussians are kept from the earlier chunk only (``_chunk_gs_keep_indices``,
+`Lyra-2/lyra_2/_src/inference/vipe_da3_chunked_gs_recon.py:370`). Every chunk is
 aligned to the same known cameras, so the chunks share one frame without the chunked script's point-based
 chunk-to-chunk refinement and frustum-ownership pruning (not implemented: with exact cameras there is no drift
 for them to correct).
@@ -87,8 +89,9 @@ class Gaussians:
         return int(round(self.harmonics.shape[2] ** 0.5)) - 1
 
     def ply_rows(self, prune_border=True, opacity_percentile=None, sh_dc_only=True):
-        """(names, table float32 (M, len(names))): the rows save_ply writes (DA3 utils/gsply_helpers.py
-        save_gaussian_ply + export_ply, as the recon script calls them)."""
+        """(names, table float32 (M, len(names))): the rows save_ply writes (DA3 utils/gsply_helpers.py:109
+        save_gaussian_ply, border trim at :155, opacity k-th value at :186, export_ply at :39, as the recon script
+        calls them)."""
         keep = self._ply_mask(prune_border, opacity_percentile)
         op = self.opacities[keep].astype(np.float32)
         names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]

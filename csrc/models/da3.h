@@ -149,7 +149,7 @@ lyra_status lyra_da3_head_run(const lyra_da3_head *hd, lyra_backend *be, lyra_ar
  * allocated in the arena (the caller resets it). aspect = image w / h (UV embedding). */
 lyra_status lyra_da3_head_neck(const lyra_da3_head *hd, lyra_backend *be, lyra_arena *a,
                                const lyra_tensor *const *feats, int64_t gh, int64_t gw, double aspect, lyra_tensor *c1);
-/* x (1, Cc, ph, pw) += 0.1·UV sin/cos embedding (DA3 head_utils, depth.md §1.7). */
+/* x (1, Cc, ph, pw) += 0.1·UV sin/cos embedding (upstream DA3dpt _add_pos_embed, DA3hu create_uv_grid). */
 lyra_status lyra_da3_add_uv(lyra_backend *be, lyra_arena *a, lyra_tensor *x, double aspect);
 /* Lists the tensors of a DPT-style head under `prefix` (geometry already in *hd) into l. */
 lyra_status lyra_da3_head_add_weights(lyra_da3_head *hd, lyra_vit_wlist *l, const char *prefix);

@@ -1,15 +1,18 @@
-/* DA3 GaussianAdapter (Depth-Anything-3 src/depth_anything_3/model/gs_adapter.py forward) on host arrays, float32
- * as upstream, and the real-SH band rotation it needs.
+/* DA3 GaussianAdapter (Depth-Anything-3 @ 1ed6cb8, src/depth_anything_3/model/gs_adapter.py:58 forward) on host
+ * arrays, float32 as upstream, and the real-SH band rotation it needs (utils/sh_helpers.py:56 rotate_sh).
  *
  * Pitfalls (upstream quirks kept on purpose):
  *   - the mean is origin + unit_ray · depth: DA3's z-depth is used as a distance along the normalised ray
- *     (get_world_rays normalises the direction, gs_adapter.py multiplies it by the depth);
- *   - pixel centres at (x + 0.5)/w in normalised coordinates (geometry.py sample_image_grid), shifted by the raw xy
- *     offset in pixels;
- *   - the quaternion is read as xyzw ("historical issue" in gs_adapter.py), composed with the camera-to-world
- *     rotation and written back by transform.py mat_to_quat, which returns xyzw with w >= 0 although the caller
- *     names it wxyz; the PLY's rot_0..3 are those four numbers in that order;
- *   - opacity = map_pdf_to_opacity(sigmoid(logit)) with exponent 1: 0.5·((1 − (1 − p)) + p). */
+ *     (utils/geometry.py:304 normalises the direction, gs_adapter.py:117 multiplies it by the depth);
+ *   - pixel centres at (x + 0.5)/w in normalised coordinates (utils/geometry.py:218 sample_image_grid), shifted by
+ *     the raw xy offset in pixels;
+ *   - the quaternion is read as xyzw ("historical issue", gs_adapter.py:148), reordered to wxyz and handed to
+ *     model/utils/transform.py:68 quat_to_mat, which reads xyzw (transform.py:184-200), composed with the
+ *     camera-to-world rotation and written back by transform.py:100 mat_to_quat, which returns xyzw with the last
+ *     component >= 0 although the caller names it wxyz; the PLY's rot_0..3 are those four numbers in that order and
+ *     DA3's renderer hands them to gsplat as wxyz (model/utils/gs_renderer.py:131);
+ *   - SH bands scaled by 0.1·0.25^degree (gs_adapter.py:56) before the rotation;
+ *   - opacity = map_pdf_to_opacity(sigmoid(logit)) (utils/geometry.py:333) with exponent 1: 0.5·((1 − (1 − p)) + p). */
 #include <math.h>
 #include <string.h>
 

@@ -1,5 +1,6 @@
-/* DA3 GSDPT head (Depth-Anything-3 src/depth_anything_3/model/gsdpt.py _forward_impl) on the runtime ops: the DPT
- * pyramid of da3_head.c, then at the GS resolution the image features and the final convs. One view at a time. */
+/* DA3 GSDPT head (Depth-Anything-3 @ 1ed6cb8, src/depth_anything_3/model/gsdpt.py:76 _forward_impl) on the runtime
+ * ops: the DPT pyramid of da3_head.c, then at the GS resolution the image features (gsdpt.py:108-118) and the
+ * final convs. One view at a time. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
