@@ -184,7 +184,7 @@ $PY -c "import lyra2; print('backends:', lyra2.backends())" || FAIL=1
 stamp "pytest -m cuda"
 # tests/device_checks/*.py: the networks placed on the device (outside the default collection pattern)
 PYTHONUNBUFFERED=1 timeout 300 $PY -m pytest -m cuda -q -p no:cacheprovider -rs --junitxml="$OUT/pytest.xml" tests \
-    tests/device_checks/check_dit.py \
+    tests/device_checks/check_dit.py tests/device_checks/check_umt5.py tests/device_checks/check_clip.py \
     > "$OUT/pytest.log" 2>&1
 TEST_RC=$?
 tail -40 "$OUT/pytest.log"
