@@ -115,7 +115,7 @@ class Video:
         After save_ply() the dict also has a "point_cloud" file entry (lyra2 extension; fal's has none)."""
         if self.path is None or not os.path.exists(self.path):
             self.save(default_output_path())
-        result = fal_result(self.path, self.seed, self.timings)
+        result = fal_result(self.path, self.seed, self.timings, mode=self.mode)
         if self.ply_path is not None and os.path.exists(self.ply_path):
             result["point_cloud"] = file_entry(self.ply_path, "application/octet-stream")
         return result
@@ -132,6 +132,10 @@ def default_output_path():
     return os.path.join(folder, f"lyra2-zoom-{uuid.uuid4().hex[:12]}.mp4")
 
 
+PREVIEW_NOTE = ("preview: no Lyra-2 checkpoint was used; every frame is the input image forward-warped along the "
+                "camera path with holes filled classically, not a generated video")
+
+
 def file_entry(path, content_type):
     """A fal File dict for a written local file: {"url": file://…, "content_type", "file_name", "file_size"}."""
     from pathlib import Path
@@ -141,13 +145,14 @@ def file_entry(path, content_type):
             "file_size": os.path.getsize(path)}
 
 
-def fal_result(path, seed, timings):
-    """Shapes a written MP4 as the endpoint's output: {"video": {...}, "seed", "timings"}."""
+def fal_result(path, seed, timings, mode=None):
+    """Shapes a written MP4 as the endpoint's output: {"video": {...}, "seed", "timings"}, plus lyra2's "mode"
+    ("generate" | "preview") and, for a preview, a "preview" note, so a preview never passes for a generation."""
     return {
         "video": file_entry(path, "video/mp4"),
         "seed": int(seed),
         "timings": {k: float(v) for k, v in timings.items()},
-    }
+    } | ({} if mode is None else {"mode": mode}) | ({"preview": PREVIEW_NOTE} if mode == "preview" else {})
 
 
 def as_frames(frames):

@@ -4,12 +4,10 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
 
-import lyra2
 from lyra2.scene3d import DepthViews, fuse_point_cloud, recording_depth_window, write_point_ply
 from lyra2.video import Video
 
@@ -202,12 +200,3 @@ def test_cli_ply_and_fal_entry_in_preview(tmp_path, no_checkpoint):
     assert 0 < el.count <= 120 * 208
     z = np.asarray(el["z"])
     assert np.all(z > 0) and np.all(np.isfinite(z))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = lyra2.subscribe("fal-ai/lyra-2/zoom", {"image_url": image, "prompt": "cup"},
-                              ply_path=str(tmp_path / "f.ply"), output_path=str(tmp_path / "f.mp4"))
-    assert res["point_cloud"]["file_size"] == os.path.getsize(tmp_path / "f.ply")
-    assert plyfile.PlyData.read(str(tmp_path / "f.ply"))["vertex"].count == el.count
-    with pytest.raises(ValueError, match="ply_path"):
-        lyra2.subscribe("fal-ai/lyra-2/zoom", {"image_url": image, "prompt": "cup"},
-                        ply_path=str(tmp_path / "nope" / "f.ply"))
