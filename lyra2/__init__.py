@@ -19,6 +19,7 @@ from . import io, models, sampling
 from . import convert as _convert_module
 from .depth import estimate_depth
 from .generate import generate
+from .reconstruct import Gaussians, reconstruct
 from . import testing
 from . import memory
 from .memory import memory_plan
@@ -56,4 +57,4 @@ def backends():
 
 __all__ = ["Lyra2Error", "Video", "backends", "zoom", "fal_client", *fal_client.__all__,
            "read_image", "write_video", "trajectory", "forward_warp", "rays", "io", "models", "sampling", "convert", "estimate_depth", "generate", "testing",
-           "memory", "memory_plan", "__version__"]
+           "reconstruct", "Gaussians", "memory", "memory_plan", "__version__"]

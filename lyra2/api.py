@@ -1,4 +1,5 @@
 """lyra2.zoom: the main job as a Python call."""
+import time
 import warnings
 
 from .fields import check_options, validate
@@ -9,7 +10,7 @@ def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajector
          zoom_in_strength=0.5, zoom_out_trajectory="horizontal_zoom", zoom_out_strength=1.5, resolution="480p",
          use_dmd=True, guidance_scale=5.0, num_inference_steps=28, frames_per_second=16, seed=None,
          checkpoint_dir=None, device="auto", mode="auto", output_path=None, progress=True, depth=None,
-         max_gpu_memory=None):
+         max_gpu_memory=None, reconstruct=False):
     """One image + a prompt -> a camera-controlled video (lyra2.Video).
 
     `image`: http(s)/file:// URL, data: URI, local path (str or pathlib.Path), bytes, or a uint8 array (H, W, 3)
@@ -24,6 +25,8 @@ def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajector
       max_gpu_memory  GPU memory budget in GB (1e9 bytes): the run's memory plan (lyra2.memory_plan: what is
                       resident, which DiT blocks stream, the expected peak) goes to the logs; a budget below the
                       plan's minimum is a ValueError naming it
+      reconstruct     also lift the video to 3D Gaussian splats (lyra2.reconstruct with the run's cameras and the
+                      folder's DA3 GS head): video.gaussians
     """
     fields = dict(prompt=prompt, zoom_direction=zoom_direction, num_frames=num_frames,
                   zoom_in_trajectory=zoom_in_trajectory, zoom_in_strength=zoom_in_strength,
@@ -33,12 +36,16 @@ def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajector
     if image is None:
         raise ValueError("image: this argument is required (URL, data: URI, path, bytes or uint8 array)")
     args = validate(fields, require_image=False)
+    if not isinstance(reconstruct, bool):
+        raise TypeError(f"reconstruct: expected a bool; got {reconstruct!r}")
     return _zoom_validated(image, args, checkpoint_dir=checkpoint_dir, device=device, mode=mode,
-                           output_path=output_path, progress=progress, depth=depth, max_gpu_memory=max_gpu_memory)
+                           output_path=output_path, progress=progress, depth=depth, max_gpu_memory=max_gpu_memory,
+                           reconstruct=reconstruct)
 
 
 def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="auto", output_path=None,
-                    progress=True, on_log=None, depth=None, max_gpu_memory=None, check_stop=None):
+                    progress=True, on_log=None, depth=None, max_gpu_memory=None, check_stop=None,
+                    reconstruct=False):
     from . import checkpoint
     from .memory import check_max_gpu_memory
     from .progress import Progress
@@ -46,6 +53,10 @@ def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="au
     check_options(device, mode, output_path, progress)
     check_max_gpu_memory(max_gpu_memory)
     folder = checkpoint.resolve_dir(checkpoint_dir)
+    if reconstruct:
+        from .reconstruct import _weights_from_folder
+
+        _weights_from_folder(folder)  # fail before the run, not after it
     missing = checkpoint.missing_for_generate(folder) if folder else list(checkpoint.FILES.values())
     if mode == "generate" and missing:
         raise Lyra2Error("mode='generate' needs a converted Lyra-2 checkpoint folder; "
@@ -77,4 +88,11 @@ def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="au
         video = run_preview(image, args, report=report, depth=depth, checkpoint_folder=folder)
     if output_path is not None:
         video.save(output_path)
+    if reconstruct:
+        from .reconstruct import reconstruct as lift
+
+        t = time.perf_counter()
+        report.log(f"reconstruct: 3D Gaussians from {len(video)} frames")
+        video.gaussians = lift(video, checkpoint_dir=folder)
+        video.timings["reconstruct_s"] = time.perf_counter() - t
     return video

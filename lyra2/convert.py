@@ -38,7 +38,8 @@ upstream TOK, T5, CLIP, docs/REFERENCES.md#weight-names):
   order: ``module`` first, then ``model``); other top-level entries that are plain data (e.g. MoGe's
   ``model_config``) are kept as JSON in ``__metadata__["source_extras"]``.
 - DA3 (``recon/model.pt`` and the HF base): only ``model.``-prefixed keys are used, prefix stripped, so
-  names start ``da3.`` / ``da3_metric.`` (upstream Z:212, DU:149-194, DA3api:88-90).
+  names start ``da3.`` / ``da3_metric.`` (upstream Z:212, DU:149-194, DA3api:88-90). The Gaussian head
+  ``da3.gs_head.*`` is kept (lyra2.reconstruct runs it); the manifest's config names its output width and SH degree.
 - A ``module.`` (DDP) or ``_orig_mod.`` (torch.compile) prefix carried by every key is stripped.
 - CLIP: ``textual.*`` (the unused text tower, ~2.2 GB fp32) is dropped; ``visual.*`` is kept whole.
 - VAE, umT5, MoGe, negative prompt: names unchanged.
@@ -549,6 +550,13 @@ def _fill_config(cfg, family, shapes, names, heads_by, dim):
                 sub["heads"], sub["heads_source"] = heads_by(width, 64)
             sub["ffn"] = "swiglu" if pre + "blocks.0.mlp.w12.weight" in names else "mlp"
             cfg[part] = sub
+        gs_out = "da3.gs_head.scratch.output_conv2.2.weight"
+        if gs_out in names:
+            # the GS head lyra2.reconstruct runs: raw channels 2 + 3 + 4 + 3·(deg+1)² + 1 + density 1
+            out_dim = dim(gs_out, 0)
+            deg = next((d for d in range(4) if out_dim == 11 + 3 * (d + 1) ** 2), None)
+            cfg["gs_head"] = {"out_dim": out_dim, "sh_degree": deg,
+                              "features": dim("da3.gs_head.scratch.layer1_rn.weight", 0)}
     elif family == "moge":
         width = dim("backbone.cls_token", -1)
         cfg.update(width=width, depth=_count(names, r"backbone\.blocks\.(\d+)\..*"),

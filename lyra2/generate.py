@@ -41,6 +41,7 @@ from . import _core
 from ._core import Lyra2Error
 from .fields import check_options
 from .depth import first_frame_depth
+from .scene3d import DepthViews, recording_depth_window
 
 __all__ = ["run_generate", "generate", "DEFAULT_LAYOUT", "STYLE_LORAS"]
 
@@ -242,6 +243,7 @@ def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=Non
     stages = {}
     rendered = {}
     n_chunks = (n - 1) // info["frames_per_chunk"]
+    views = DepthViews()  # the depth-window estimates, for Video.point_cloud
     _log_loras(info, args["use_dmd"], report)
     for direction in ("in", "out"):
         if direction not in cams:
@@ -254,7 +256,7 @@ def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=Non
         frames, _, st = _run_direction(models, img, d, w2c, K, [args["prompt"]] * n_chunks, seed=args["seed"],
                                        use_dmd=args["use_dmd"], guidance=args["guidance_scale"],
                                        steps=args["num_inference_steps"], label=label, report=report,
-                                       depth_window=_depth_window_fn(da3))
+                                       depth_window=recording_depth_window(_depth_window_fn(da3), views))
         rendered[direction] = frames
         timings["encode_s"] += st["text_s"]
         timings[f"zoom_{direction}_s"] = time.perf_counter() - t - st["text_s"]
@@ -265,7 +267,7 @@ def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=Non
         frames = rendered[args["zoom_direction"]]
     video = Video(frames=frames, fps=args["frames_per_second"], seed=args["seed"], timings=timings,
                   w2c=np.ascontiguousarray(cams["w2c"], np.float32), intrinsics=np.ascontiguousarray(cams["K"], np.float32),
-                  depth=d, mode="generate", depth_source=depth_source)
+                  depth=d, mode="generate", depth_source=depth_source, depth_views=views)
     video.stage_timings = stages
     return video
 
@@ -352,13 +354,15 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     timings = {"encode_s": time.perf_counter() - t0}
     _log_loras(info, use_dmd, report)
     t = time.perf_counter()
+    views = DepthViews()  # the depth-window estimates, for Video.point_cloud
     frames, _, st = _run_direction(models, img, d, w2c, K, caps, seed=seed, use_dmd=use_dmd,
                                    guidance=float(guidance_scale), steps=steps, label="generate", report=report,
-                                   depth_window=_depth_window_fn(da3))
+                                   depth_window=recording_depth_window(_depth_window_fn(da3), views))
     timings["encode_s"] += st["text_s"]
     timings["generate_s"] = time.perf_counter() - t - st["text_s"]
     video = Video(frames=frames, fps=fps, seed=seed, timings=timings, w2c=np.ascontiguousarray(w2c, np.float32),
-                  intrinsics=np.ascontiguousarray(K, np.float32), depth=d, mode="generate", depth_source=depth_source)
+                  intrinsics=np.ascontiguousarray(K, np.float32), depth=d, mode="generate", depth_source=depth_source,
+                  depth_views=views)
     video.stage_timings = {"generate": st}
     if output_path is not None:
         video.save(output_path)

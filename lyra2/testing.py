@@ -13,7 +13,8 @@ tiny, mutually consistent sizes, so the whole generate pipeline runs on a laptop
 * negative prompt (1, 512, 64) and a rank-4 DMD LoRA on every block's attention and FFN Linears;
 * the zoom script's style LoRAs, rank 4: realism_boost (kohya keys, cross-attention and FFN) and
   detail_enhancer (musubi keys, self-attention and FFN), both with .alpha = rank / 2;
-* Depth Anything 3 nested (any-view ViT 64 wide x 10 blocks, metric ViT 48 x 6, DPT heads with 16 features) and
+* Depth Anything 3 nested (any-view ViT 64 wide x 10 blocks, metric ViT 48 x 6, DPT heads with 16 features, and
+  the Gaussian head of lyra2.reconstruct: GSDPT with 16 features, SH degree 2) and
   MoGe v1 (ViT 64 x 6, head 32 -> [32, 16, 16]) at the sizes of the golden tiny models, their output layers
   set so that the random networks give positive depth, a ~60 degree camera, little sky and a projective MoGe
   point map (so DA3 -> MoGe alignment and the depth-window updates run as with real weights). Their head
@@ -35,7 +36,7 @@ from .checkpoint import FILES
 from .io import save_safetensors
 
 __all__ = ["make_tiny_checkpoint", "TINY", "vae_tensor_shapes", "dit_tensor_shapes", "umt5_tensor_shapes",
-           "clip_tensor_shapes", "da3_tensor_shapes", "moge_tensor_shapes", "tiny_spm_model",
+           "clip_tensor_shapes", "da3_tensor_shapes", "da3_gs_tensor_shapes", "moge_tensor_shapes", "tiny_spm_model",
            "emulated_cuda_stats", "emulated_cuda_reset", "emulated_cuda_transfers"]
 
 LAYOUT = "f1k1f4s2f1s1f16k4f2k2f1k1_g20"
@@ -333,6 +334,31 @@ def moge_tensor_shapes(c):
     return s
 
 
+def da3_gs_tensor_shapes(c, sh_degree=2):
+    """[(name, shape)] of DA3's Gaussian head (GSDPT, Depth-Anything-3 model/gsdpt.py) on the any-view taps of the
+    config `c`: the DPT pyramid without norm and sky branch, output_conv2 with 2 + 3 + 4 + 3·(deg+1)² + 1 raw
+    channels + 1 density (DA3-giant: 38), and the images merger (3 → F/8 → F/4 → F/2 channels, 3×3 convs)."""
+    F = c["features"]
+    out_dim = 11 + 3 * (sh_degree + 1) ** 2
+    s = [(n, shp) for n, shp in _dpt_head("da3.gs_head", 2 * c["dim"], F, c["oc"], dual=False)
+         if ".sky_output_conv2." not in n and ".output_conv2.2." not in n]
+    s += [("da3.gs_head.scratch.output_conv2.2.weight", (out_dim, 32, 1, 1)),
+          ("da3.gs_head.scratch.output_conv2.2.bias", (out_dim,))]
+    ch = [3, F // 8, F // 4, F // 2]
+    for i in range(3):
+        s += [(f"da3.gs_head.images_merger.{2 * i}.weight", (ch[i + 1], ch[i], 3, 3)),
+              (f"da3.gs_head.images_merger.{2 * i}.bias", (ch[i + 1],))]
+    return s
+
+
+def _calibrate_da3_gs(w):
+    """The GS head's last conv scaled down (small xy / depth offsets, scales near the middle of their range) and
+    its density bias raised so that a random head gives mostly opaque splats."""
+    w["da3.gs_head.scratch.output_conv2.2.weight"] *= np.float32(0.1)
+    w["da3.gs_head.scratch.output_conv2.2.bias"][-1] = 2.0
+    return w
+
+
 def _transposed(name):
     """ConvTranspose2d weights (in, out, k, k): DPT resize layers 0 and 1, the first layer of MoGe's stages."""
     return name.endswith(("resize_layers.0.weight", "resize_layers.1.weight")) or \
@@ -487,6 +513,9 @@ def make_tiny_checkpoint(path, seed=0):
     # Drawn after the generate networks, so adding the depth models left those files as they were.
     da3 = _calibrate_da3(_random_vision(da3_tensor_shapes(TINY["da3"]), rng))
     moge = _calibrate_moge(_random_vision(moge_tensor_shapes(TINY["moge"]), rng), TINY["moge"])
+    # DA3's Gaussian head (lyra2.reconstruct), from its own stream so that the other tensors stay as they were
+    da3.update(_calibrate_da3_gs(_random_vision(da3_gs_tensor_shapes(TINY["da3"]),
+                                                np.random.RandomState([int(seed), 3]))))
     save_safetensors(da3, os.path.join(path, FILES["da3"]), dtype="bf16",
                      metadata={**meta, "lyra2_config": json.dumps(TINY["da3_options"])})
     save_safetensors(moge, os.path.join(path, FILES["moge"]), dtype="bf16",

@@ -18,9 +18,14 @@ class Video:
       mode        "generate" | "preview"
       path        the MP4 written for this result, or None until save()/to_fal() writes one
       depth_source  where `depth` came from ("user", "model:<name>", "heuristic:<name>")
+      depth_views   lyra2.scene3d.DepthViews: the depth of the run's other frames (generate mode: every view of the
+                    DA3 depth-window updates), or None; point_cloud() fuses them with frame 0's depth
+      ply_path      the point-cloud PLY written by save_ply(), or None
+      gaussians     lyra2.Gaussians from zoom(..., reconstruct=True), or None
     """
 
-    def __init__(self, frames, fps, seed, timings, w2c, intrinsics, depth, mode, path=None, depth_source=None):
+    def __init__(self, frames, fps, seed, timings, w2c, intrinsics, depth, mode, path=None, depth_source=None,
+                 depth_views=None):
         self.frames = frames
         self.fps = int(fps)
         self.seed = int(seed)
@@ -31,6 +36,9 @@ class Video:
         self.mode = mode
         self.path = path
         self.depth_source = depth_source
+        self.depth_views = depth_views
+        self.ply_path = None
+        self.gaussians = None
 
     def __len__(self):
         return int(self.frames.shape[0])
@@ -49,11 +57,68 @@ class Video:
         self.path = os.path.abspath(path)
         return self.path
 
+    def _views(self):
+        """Frame 0's depth (the input camera, whole) first, then the depth-window views."""
+        anchor = self._anchor_index()
+        return [(self.frames[anchor], self.depth, self.w2c[anchor], self.intrinsics[anchor], 1)] + \
+            list(self.depth_views or ())
+
+    def _anchor_index(self):
+        """The frame shot from the input camera (w2c = I): 0, or the middle of a "both" video."""
+        eye = np.eye(4, dtype=np.float32)
+        for i in (0, len(self) // 2):
+            if np.allclose(self.w2c[i], eye, atol=1e-6):
+                return i
+        return 0
+
+    def point_cloud(self, stride=4, max_points=2_000_000, voxel_size=None):
+        """Coloured points of the scene in the world frame (the input camera, OpenCV axes), fused from the depth
+        this run has: frame 0's depth (every run, preview too) plus, in generate mode, the DA3 depth of the
+        depth-window frames. Every `stride`-th pixel is unprojected; points within one voxel (`voxel_size`, default
+        half a strided pixel at frame 0's median depth) are deduplicated; at most `max_points` are returned.
+        Returns (xyz float32 (N, 3), rgb uint8 (N, 3))."""
+        from .scene3d import fuse_point_cloud
+
+        if self.depth is None:
+            raise ValueError("point_cloud: this Video has no depth (depth is None)")
+        return fuse_point_cloud(self._views(), stride=stride, max_points=max_points, voxel_size=voxel_size)
+
+    def save_ply(self, path, stride=4, max_points=2_000_000, voxel_size=None):
+        """Writes point_cloud(...) as a binary little-endian PLY (x, y, z float; red, green, blue uchar),
+        atomically, and returns the absolute path."""
+        from .scene3d import write_point_ply
+
+        xyz, rgb = self.point_cloud(stride=stride, max_points=max_points, voxel_size=voxel_size)
+        self.ply_path = write_point_ply(path, xyz, rgb)
+        return self.ply_path
+
+    def save_cameras(self, path):
+        """Writes the cameras as upstream's custom-trajectory .npz (w2c (T, 4, 4), intrinsics (T, 3, 3),
+        image_height, image_width), which `lyra2 reconstruct VIDEO --cameras` and lyra2.generate read. Atomic."""
+        path = os.fspath(path)
+        if not path.endswith(".npz"):
+            raise ValueError(f"path: {path!r} must end in .npz")
+        tmp = f"{path[:-4]}.tmp-{os.getpid()}.npz"
+        h, w = self.frames.shape[1:3]
+        try:
+            np.savez(tmp, w2c=np.asarray(self.w2c, np.float32), intrinsics=np.asarray(self.intrinsics, np.float32),
+                     image_height=np.int64(h), image_width=np.int64(w))
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return os.path.abspath(path)
+
     def to_fal(self):
-        """The `fal-ai/lyra-2/zoom` result dict. Writes the MP4 to a temporary file first if it was not saved."""
+        """The `fal-ai/lyra-2/zoom` result dict. Writes the MP4 to a temporary file first if it was not saved.
+        After save_ply() the dict also has a "point_cloud" file entry (lyra2 extension; fal's has none)."""
         if self.path is None or not os.path.exists(self.path):
             self.save(default_output_path())
-        return fal_result(self.path, self.seed, self.timings, mode=self.mode)
+        result = fal_result(self.path, self.seed, self.timings, mode=self.mode)
+        if self.ply_path is not None and os.path.exists(self.ply_path):
+            result["point_cloud"] = file_entry(self.ply_path, "application/octet-stream")
+        return result
 
 
 def default_output_path():
@@ -71,19 +136,20 @@ PREVIEW_NOTE = ("preview: no Lyra-2 checkpoint was used; every frame is the inpu
                 "camera path with holes filled classically, not a generated video")
 
 
+def file_entry(path, content_type):
+    """A fal File dict for a written local file: {"url": file://…, "content_type", "file_name", "file_size"}."""
+    from pathlib import Path
+
+    path = os.path.abspath(path)
+    return {"url": Path(path).as_uri(), "content_type": content_type, "file_name": os.path.basename(path),
+            "file_size": os.path.getsize(path)}
+
+
 def fal_result(path, seed, timings, mode=None):
     """Shapes a written MP4 as the endpoint's output: {"video": {...}, "seed", "timings"}, plus lyra2's "mode"
     ("generate" | "preview") and, for a preview, a "preview" note, so a preview never passes for a generation."""
-    path = os.path.abspath(path)
-    from pathlib import Path
-
     return {
-        "video": {
-            "url": Path(path).as_uri(),
-            "content_type": "video/mp4",
-            "file_name": os.path.basename(path),
-            "file_size": os.path.getsize(path),
-        },
+        "video": file_entry(path, "video/mp4"),
         "seed": int(seed),
         "timings": {k: float(v) for k, v in timings.items()},
     } | ({} if mode is None else {"mode": mode}) | ({"preview": PREVIEW_NOTE} if mode == "preview" else {})

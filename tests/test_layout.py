@@ -1,6 +1,6 @@
 """The layout of csrc/ (docs/ARCHITECTURE.md): files depend downward only.
 
-Layers, bottom to top: core -> nn -> {models, geom, sample, io} -> pipeline -> python (the _core glue) -> testing
+Layers, bottom to top: core -> nn -> {models, geom, sample, io, render} -> pipeline -> python (the _core glue) -> testing
 (the test-only _testops glue). A file may include or call into its own layer or a lower one, never a higher
 one, and no files form a circle, neither through #include lines nor through calls (file A calls a function
 defined in file B and B, perhaps through others, calls back into A). The sources are read as text, so this
@@ -14,7 +14,7 @@ import pytest
 
 CSRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc")
 
-LAYERS = {"core": 0, "lyra2.h": 0, "nn": 1, "models": 2, "geom": 2, "sample": 2, "io": 2, "pipeline": 3,
+LAYERS = {"core": 0, "lyra2.h": 0, "nn": 1, "models": 2, "geom": 2, "sample": 2, "io": 2, "render": 2, "pipeline": 3,
           "python": 4, "testing": 5}
 
 

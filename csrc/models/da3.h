@@ -34,6 +34,7 @@ typedef struct lyra_da3_fusion {
 typedef struct lyra_da3_head {
     int64_t dim_in, features, oc[4], out_dim;
     int dual;                           /* 1: DualDPT (head.norm, UV pos-embed, depth + conf); 0: DPT (+ sky) */
+    int pos_embed;                      /* UV pos-embed after the projects and the upsample (DualDPT, GSDPT) */
     int sky;                            /* DPT sky head present */
     lyra_tensor norm_w, norm_b;         /* (dim_in), DualDPT only */
     lyra_tensor proj_w[4], proj_b[4];   /* (oc, dim_in, 1, 1) */
@@ -144,6 +145,14 @@ double lyra_da3_flops(const lyra_da3 *m, int64_t S, int64_t h, int64_t w, int po
 lyra_status lyra_da3_head_run(const lyra_da3_head *hd, lyra_backend *be, lyra_arena *a, const lyra_tensor *const *feats,
                               int64_t gh, int64_t gw, int64_t h, int64_t w, float *out0, float *out1,
                               float *output_conv1);
+/* The head's first half for one view: levels, top-down fusion and output_conv1 into *c1 (1, F/2, 8gh, 8gw),
+ * allocated in the arena (the caller resets it). aspect = image w / h (UV embedding). */
+lyra_status lyra_da3_head_neck(const lyra_da3_head *hd, lyra_backend *be, lyra_arena *a,
+                               const lyra_tensor *const *feats, int64_t gh, int64_t gw, double aspect, lyra_tensor *c1);
+/* x (1, Cc, ph, pw) += 0.1·UV sin/cos embedding (upstream DA3dpt _add_pos_embed, DA3hu create_uv_grid). */
+lyra_status lyra_da3_add_uv(lyra_backend *be, lyra_arena *a, lyra_tensor *x, double aspect);
+/* Lists the tensors of a DPT-style head under `prefix` (geometry already in *hd) into l. */
+lyra_status lyra_da3_head_add_weights(lyra_da3_head *hd, lyra_vit_wlist *l, const char *prefix);
 size_t lyra_da3_head_arena_bytes(const lyra_da3_head *hd, int64_t gh, int64_t gw, int64_t h, int64_t w);
 double lyra_da3_head_flops(const lyra_da3_head *hd, int64_t gh, int64_t gw, int64_t h, int64_t w);
 lyra_status lyra_da3_cam_enc_run(const lyra_da3 *m, lyra_backend *be, lyra_arena *a, const float *ext,

@@ -97,7 +97,7 @@ static int uv_embed(float *dst, int64_t Cc, int64_t ph, int64_t pw, double aspec
 }
 
 /* x (1, Cc, ph, pw) += 0.1·UV embedding, built on the host and uploaded into the arena. */
-static lyra_status add_uv(lyra_backend *be, lyra_arena *a, lyra_tensor *x, double aspect) {
+lyra_status lyra_da3_add_uv(lyra_backend *be, lyra_arena *a, lyra_tensor *x, double aspect) {
     int64_t Cc = x->ne[1], ph = x->ne[2], pw = x->ne[3];
     size_t mark = lyra_arena_mark(a);
     lyra_tensor t;
@@ -184,7 +184,7 @@ static lyra_status level(const lyra_da3_head *hd, lyra_backend *be, lyra_arena *
     lyra_tensor pc3;
     LYRA_TRY(lyra_tensor_reshape(&pc3, &pc, 3, (int64_t[]){1, oc, G}));
     LYRA_TRY(lyra_op_copy(be, &pc3, &pt));
-    if (hd->dual) LYRA_TRY(add_uv(be, a, &pc, aspect));
+    if (hd->pos_embed) LYRA_TRY(lyra_da3_add_uv(be, a, &pc, aspect));
     const lyra_tensor *r = &pc;
     if (k != 2) {
         LYRA_TRY(new4(a, &rs, oc, hk, wk, "DA3 head resize"));
@@ -203,28 +203,34 @@ static lyra_status to_host(lyra_backend *be, float *dst, const lyra_tensor *src)
     return be->ops->download(be, &h, src);
 }
 
+lyra_status lyra_da3_head_neck(const lyra_da3_head *hd, lyra_backend *be, lyra_arena *a,
+                               const lyra_tensor *const *feats, int64_t gh, int64_t gw, double aspect, lyra_tensor *c1) {
+    int64_t F = hd->features;
+    lyra_tensor l[4], o4, o3, o2, o1;
+    for (int k = 0; k < 4; k++) LYRA_TRY(level(hd, be, a, k, feats[k], gh, gw, aspect, &l[k]));
+    /* top-down fusion: refinenet4 to level-3 size, 3 to level-2, 2 to level-1, 1 to twice level 1 */
+    LYRA_TRY(fuse(&hd->fuse[3], be, a, &o4, &l[3], NULL, l[2].ne[2], l[2].ne[3]));
+    LYRA_TRY(fuse(&hd->fuse[2], be, a, &o3, &o4, &l[2], l[1].ne[2], l[1].ne[3]));
+    LYRA_TRY(fuse(&hd->fuse[1], be, a, &o2, &o3, &l[1], l[0].ne[2], l[0].ne[3]));
+    LYRA_TRY(fuse(&hd->fuse[0], be, a, &o1, &o2, &l[0], 2 * l[0].ne[2], 2 * l[0].ne[3]));
+    LYRA_TRY(new4(a, c1, F / 2, o1.ne[2], o1.ne[3], "DA3 output_conv1"));
+    return conv(be, c1, &o1, &hd->oc1_w, &hd->oc1_b, 1, 1);
+}
+
 lyra_status lyra_da3_head_run(const lyra_da3_head *hd, lyra_backend *be, lyra_arena *a, const lyra_tensor *const *feats,
                               int64_t gh, int64_t gw, int64_t h, int64_t w, float *out0, float *out1,
                               float *output_conv1) {
     int64_t F = hd->features;
     double aspect = (double)w / (double)h;
     size_t mark = lyra_arena_mark(a);
-    lyra_tensor l[4], o4, o3, o2, o1, c1, u, hm, lo, sk, sk2;
-    lyra_status s = LYRA_OK;
-    for (int k = 0; k < 4 && s == LYRA_OK; k++) s = level(hd, be, a, k, feats[k], gh, gw, aspect, &l[k]);
-    /* top-down fusion: refinenet4 to level-3 size, 3 to level-2, 2 to level-1, 1 to twice level 1 */
-    if (s == LYRA_OK) s = fuse(&hd->fuse[3], be, a, &o4, &l[3], NULL, l[2].ne[2], l[2].ne[3]);
-    if (s == LYRA_OK) s = fuse(&hd->fuse[2], be, a, &o3, &o4, &l[2], l[1].ne[2], l[1].ne[3]);
-    if (s == LYRA_OK) s = fuse(&hd->fuse[1], be, a, &o2, &o3, &l[1], l[0].ne[2], l[0].ne[3]);
-    if (s == LYRA_OK) s = fuse(&hd->fuse[0], be, a, &o1, &o2, &l[0], 2 * l[0].ne[2], 2 * l[0].ne[3]);
-    if (s == LYRA_OK) s = new4(a, &c1, F / 2, o1.ne[2], o1.ne[3], "DA3 output_conv1");
-    if (s == LYRA_OK) s = conv(be, &c1, &o1, &hd->oc1_w, &hd->oc1_b, 1, 1);
+    lyra_tensor c1, u, hm, lo, sk, sk2;
+    lyra_status s = lyra_da3_head_neck(hd, be, a, feats, gh, gw, aspect, &c1);
     if (s == LYRA_OK && output_conv1) s = to_host(be, output_conv1, &c1);
     /* to the patch-aligned image size, bilinear align_corners=True (custom_interpolate) */
     if (s == LYRA_OK) s = new4(a, &u, F / 2, h, w, "DA3 head upsample");
     lyra_resize_params rp = {.mode = LYRA_RESIZE_BILINEAR, .align_corners = 1};
     if (s == LYRA_OK) s = lyra_op_resize(be, &u, &c1, &rp);
-    if (s == LYRA_OK && hd->dual) s = add_uv(be, a, &u, aspect);
+    if (s == LYRA_OK && hd->pos_embed) s = lyra_da3_add_uv(be, a, &u, aspect);
     if (s == LYRA_OK) s = new4(a, &hm, 32, h, w, "DA3 output_conv2");
     if (s == LYRA_OK) s = conv(be, &hm, &u, &hd->oc2a_w, &hd->oc2a_b, 1, 1);
     if (s == LYRA_OK) s = lyra_op_unary(be, &hm, &hm, LYRA_ACT_RELU);

@@ -28,7 +28,7 @@ static lyra_status need(const lyra_text_wsource *src, const char *prefix, const 
  * output_conv2.2 the output channels. */
 static lyra_status detect_head(lyra_da3_head *hd, const lyra_text_wsource *src, const char *prefix, int dual) {
     memset(hd, 0, sizeof *hd);
-    hd->dual = dual;
+    hd->dual = hd->pos_embed = dual;
     const lyra_tensor *t;
     char rel[64];
     for (int k = 0; k < 4; k++) {
@@ -76,7 +76,7 @@ static lyra_status add_conv(lyra_vit_wlist *l, const char *prefix, const char *r
     return LYRA_OK;
 }
 
-static lyra_status add_head(lyra_da3_head *hd, lyra_vit_wlist *l, const char *prefix) {
+lyra_status lyra_da3_head_add_weights(lyra_da3_head *hd, lyra_vit_wlist *l, const char *prefix) {
     char name[NAME_LEN], rel[96];
     int64_t F = hd->features, D = hd->dim_in;
     if (hd->dual) {
@@ -223,9 +223,9 @@ lyra_status lyra_da3_load(lyra_da3 *m, const lyra_text_wsource *src, const lyra_
 
     lyra_vit_wlist *l = &m->wlist;
     LYRA_TRY(lyra_vit_add_weights(&m->anyview, l));
-    LYRA_TRY(add_head(&m->head, l, "da3.head."));
+    LYRA_TRY(lyra_da3_head_add_weights(&m->head, l, "da3.head."));
     LYRA_TRY(lyra_vit_add_weights(&m->metric, l));
-    LYRA_TRY(add_head(&m->metric_head, l, "da3_metric.head."));
+    LYRA_TRY(lyra_da3_head_add_weights(&m->metric_head, l, "da3_metric.head."));
     int64_t C = ac->dim, D = 2 * C;
     if (m->has_cam_enc) {
         lyra_da3_cam_enc *e = &m->cam_enc;

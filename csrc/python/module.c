@@ -23,6 +23,8 @@ static int (*const add_hooks[])(PyObject *m) = {
     lyra_py_add_clip,
     lyra_py_add_dit,
     lyra_py_add_da3,
+    lyra_py_add_gs,
+    lyra_py_add_render,
     lyra_py_add_moge_net,
     lyra_py_add_moge_geom,
     lyra_py_add_pipeline,

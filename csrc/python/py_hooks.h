@@ -23,6 +23,8 @@ int lyra_py_add_umt5(PyObject *m);
 int lyra_py_add_clip(PyObject *m);
 int lyra_py_add_dit(PyObject *m);
 int lyra_py_add_da3(PyObject *m);
+int lyra_py_add_gs(PyObject *m);
+int lyra_py_add_render(PyObject *m);
 int lyra_py_add_moge_net(PyObject *m);
 int lyra_py_add_moge_geom(PyObject *m);
 int lyra_py_add_pipeline(PyObject *m);
