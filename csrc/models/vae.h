@@ -34,6 +34,11 @@ lyra_status lyra_vae_load(lyra_vae **out, lyra_tensor_lookup_fn lookup, void *so
                           int n_names);
 /* A weightless model of the given widths, for lyra_vae_plan_session (its weight descriptors have no data). */
 lyra_status lyra_vae_shapes(lyra_vae **out, int dim, int z_dim);
+/* Uploads the weights once to a backend of `device` that the model then owns (lyra_backend_place_weights); its
+ * sessions run there, with their caches and arena in that device's memory, and their pushes take host frames
+ * (uploaded into the arena) and return host frames (downloaded). No-op for the CPU. On failure (LYRA_ERR_OOM
+ * naming the bytes) the model is unchanged and stays usable on the CPU. */
+lyra_status lyra_vae_place(lyra_vae *vae, lyra_device device);
 void lyra_vae_free(lyra_vae *vae);
 int lyra_vae_dim(const lyra_vae *vae);
 int lyra_vae_z_dim(const lyra_vae *vae);

@@ -28,7 +28,9 @@ static lyra_status session_alloc(lyra_vae_session **out, const lyra_vae *vae, in
     s->vae = vae;
     s->decoder = decoder;
     s->dry = dry;
-    lyra_status st = lyra_backend_cpu_init(&s->be, n_threads);
+    /* A placed model's sessions run on its device (caches and arena in device memory); dry sessions only count. */
+    lyra_status st = dry || vae->be.device == LYRA_DEVICE_CPU ? lyra_backend_cpu_init(&s->be, n_threads)
+                                                             : lyra_backend_init(&s->be, vae->be.device, 0);
     if (st != LYRA_OK) { free(s); return st; }
     if (dry) lyra_arena_wrap(&s->arena, FAKE_ARENA_BASE, FAKE_ARENA_SIZE, LYRA_DEVICE_CPU);
     *out = s;
@@ -49,7 +51,7 @@ void lyra_vae_session_free(lyra_vae_session *s) {
     if (!s->dry)
         for (int i = 0; i < VAE_MAX_SLOTS; i++)
             if (s->slots[i].mem) s->be.ops->release(&s->be, s->slots[i].mem);
-    if (!s->dry) lyra_arena_free(&s->arena);
+    if (!s->dry) lyra_backend_arena_free(&s->be, &s->arena);
     lyra_backend_free(&s->be);
     free(s);
 }
@@ -66,8 +68,13 @@ lyra_status lyra_vae_session_copy(lyra_vae_session **out, const lyra_vae_session
         vae_slot *to = &c->slots[i];
         *to = *from;
         if (!from->mem || s->dry) continue;
-        to->mem = c->be.ops->alloc(&c->be, lyra_tensor_nbytes(&from->t));
-        if (!to->mem) { lyra_vae_session_free(c); return LYRA_ERR_OOM; }
+        size_t bytes = lyra_tensor_nbytes(&from->t);
+        to->mem = c->be.ops->alloc(&c->be, bytes);
+        if (!to->mem) {
+            lyra_vae_session_free(c);
+            return lyra_error(LYRA_ERR_OOM, "Wan VAE stream copy: cannot allocate %zu bytes for causal cache slot %d "
+                              "on the %s device", bytes, i, s->be.ops->name);
+        }
         to->t.data = to->mem;
         lyra_status st = lyra_op_copy(&c->be, &to->t, &from->t);
         if (st != LYRA_OK) { lyra_vae_session_free(c); return st; }
@@ -120,16 +127,19 @@ static lyra_status plan_shapes(const lyra_vae_session *s, vae_shape in, push_pla
     return LYRA_OK;
 }
 
-static lyra_tensor stream_view(void *data, vae_shape s) {
+static lyra_tensor stream_view(const lyra_arena *arena, void *data, vae_shape s) {
     int64_t ne[5] = {1, s.C, s.T, s.H, s.W};
     lyra_tensor t = lyra_tensor_make(data, LYRA_DTYPE_F32, 5, ne);
+    t.device = arena->device;
     return t;
 }
+
+static const char *stage_name(const lyra_vae_session *s) { return s->decoder ? "Wan VAE decode" : "Wan VAE encode"; }
 
 /* One batch element through every layer. host_in / host_out are its (1, ...) slices (NULL data when dry). */
 static lyra_status run_element(lyra_vae_session *s, lyra_arena *arena, int dry, int b, const push_plan *pp,
                                const lyra_tensor *host_in, lyra_tensor *host_out, lyra_vae_stats *stats) {
-    vae_ctx c = {&s->be, arena, dry, b, s->B, s->slots, stats, NULL, 0};
+    vae_ctx c = {&s->be, arena, dry, b, s->B, s->slots, stats, NULL, 0, stage_name(s)};
     arena->used = 0;
     void *buf[2];
     for (int i = 0; i < 2; i++) {
@@ -138,11 +148,13 @@ static lyra_status run_element(lyra_vae_session *s, lyra_arena *arena, int dry, 
     }
     size_t base = lyra_arena_mark(arena);
     if (stats) stats->stream_bytes = base;
-    lyra_tensor x = stream_view(buf[0], pp->shape[0]);
+    lyra_tensor x = stream_view(arena, buf[0], pp->shape[0]);
+    /* The one upload of a push (named for the device's transfer log): the host frames into the stream buffer. */
+    x.name = s->decoder ? "Wan VAE latents" : "Wan VAE video";
     if (!dry) LYRA_TRY(lyra_op_upload(&s->be, &x, host_in));
     for (int i = 0; i < pp->n; i++) {
         const vae_layer *L = &pp->layers[i];
-        lyra_tensor y = stream_view(buf[(i + 1) & 1], pp->shape[i + 1]);
+        lyra_tensor y = stream_view(arena, buf[(i + 1) & 1], pp->shape[i + 1]);
         if (stats) {
             lyra_vae_layer_stats *ls = &stats->layer[i];
             memcpy(ls->name, L->name, sizeof ls->name);
@@ -160,6 +172,7 @@ static lyra_status run_element(lyra_vae_session *s, lyra_arena *arena, int dry, 
         x = y;
     }
     if (stats) stats->n_layers = pp->n;
+    x.name = s->decoder ? "Wan VAE frames" : "Wan VAE mu";
     return dry ? LYRA_OK : lyra_op_download(&s->be, host_out, &x);
 }
 
@@ -208,7 +221,9 @@ static lyra_status push(lyra_vae_session *s, const lyra_tensor *in, lyra_tensor 
     if (!s->dry) {
         size_t need = 0;
         LYRA_TRY(measure(s, &pp, &need));
-        if (need > s->arena.capacity) LYRA_TRY(lyra_arena_reserve(&s->arena, need + need / 8));
+        /* Before any cache moves: a failure here leaves the stream (and the model) usable. */
+        if (need > s->arena.capacity)
+            LYRA_TRY(lyra_backend_arena_reserve(&s->be, &s->arena, need + need / 8, stage_name(s)));
     }
     s->B = in->ne[0];
     s->H = in->ne[3];

@@ -1,6 +1,7 @@
 /* Python glue for the Wan VAE (csrc/models/vae.h): private functions of lyra2._core behind lyra2/models/vae.py.
  *
- *   vae_load(weights: dict[str, ndarray]) -> model capsule
+ *   vae_load(weights: dict[str, ndarray], device="cpu") -> model capsule ("cuda": weights placed on the device;
+ *       its sessions keep caches and activations there and stage each push's frames up and its output down)
  *   vae_info(model) -> (dim, z_dim)
  *   vae_session(model, decoder: bool, n_threads) -> session capsule (keeps the model alive)
  *   vae_plan_session(dim, z_dim, decoder) -> session capsule over a weightless model (dry runs only)
@@ -65,7 +66,11 @@ static PyObject *session_capsule(lyra_vae_session *s, PyObject *model, lyra_vae 
 static PyObject *py_vae_load(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *dict, *result = NULL;
-    if (!PyArg_ParseTuple(args, "O!:vae_load", &PyDict_Type, &dict)) return NULL;
+    const char *device = "cpu";
+    if (!PyArg_ParseTuple(args, "O!|s:vae_load", &PyDict_Type, &dict, &device)) return NULL;
+    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
+        return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
+    lyra_device dev = strcmp(device, "cuda") ? LYRA_DEVICE_CPU : LYRA_DEVICE_CUDA;
     /* A snapshot: converting a value may run user code (__array__) that changes the dict. float64 is not
      * narrowed: the VAE takes float32/float16 arrays only. */
     lyra_py_wsource ws;
@@ -87,8 +92,14 @@ static PyObject *py_vae_load(PyObject *self, PyObject *args) {
     lyra_status st;
     Py_BEGIN_ALLOW_THREADS
     st = lyra_vae_load(&vae, lyra_py_wsource_lookup, &ws, ws.names, (int)ws.n);
+    /* device: the weights go up once here; sessions of the model then run there */
+    if (st == LYRA_OK) st = lyra_vae_place(vae, dev);
     Py_END_ALLOW_THREADS
-    if (st != LYRA_OK) { lyra_py_raise(st); goto finally; }
+    if (st != LYRA_OK) {
+        lyra_vae_free(vae);
+        lyra_py_raise(st);
+        goto finally;
+    }
     result = PyCapsule_New(vae, MODEL_CAPSULE, model_destroy);
     if (!result) lyra_vae_free(vae);
 finally:

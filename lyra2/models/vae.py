@@ -56,14 +56,14 @@ def latent_constants(constants="bf16"):
 class WanVAE:
     """Wan 2.1 VAE. `weights`: a safetensors path or a mapping of upstream tensor names (the
     modules of upstream TOK:306-546) to float32/float16 arrays; the width (dim, 96 for the real model) is read from the shapes.
-    `constants`: latent normalisation tables, "bf16" (Lyra) or "fp32". `threads`: CPU threads (0 = all)."""
+    `constants`: latent normalisation tables, "bf16" (Lyra) or "fp32". `threads`: CPU threads (0 = all).
+    `device="cuda"`: the weights are uploaded once; every stream keeps its causal caches and activations in
+    device memory, and a push uploads its input frames and downloads its output only (f32 activations for now,
+    docs/PRECISION.md). A device out-of-memory raises Lyra2Error naming the stage and the bytes."""
 
     def __init__(self, weights, device="cpu", constants="bf16", threads=0):
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-        if device == "cuda":
-            raise Lyra2Error("WanVAE: device='cuda' is not wired to this network yet: "
-                             "the CUDA backend runs every runtime op (see lyra2.backends()), but this network's glue still keeps its weights and activations in host memory (device placement of the weights and the arena is the remaining step); use device='cpu'")
         self._code = _constants_code(constants)
         self.constants = constants
         self.device = device
@@ -73,7 +73,7 @@ class WanVAE:
             weights = load_safetensors(weights)
         if not isinstance(weights, Mapping):
             raise TypeError("weights must be a safetensors path or a mapping {name: array}")
-        self._model = _core.vae_load(dict(weights))
+        self._model = _core.vae_load(dict(weights), device)
         self.dim, self.z_dim = _core.vae_info(self._model)
 
     def encode(self, video, normalize=True, window=4):
