@@ -57,7 +57,9 @@ void lyra_vae_session_free(lyra_vae_session *s);
 /* Frames a push of n_in frames returns, or LYRA_ERR_ARG naming the allowed counts. */
 lyra_status lyra_vae_session_out_frames(const lyra_vae_session *s, int64_t n_in, int64_t *n_out);
 /* Encoder push. x (B, 3, T, H, W) f32 host, H and W multiples of 8, B/H/W equal on every push;
- * mu (B, z_dim, T', H/8, W/8) f32 host (raw encoder mean, conv1 channels [0, z_dim), not normalised). */
+ * mu (B, z_dim, T', H/8, W/8) f32 host (raw encoder mean, conv1 channels [0, z_dim), not normalised).
+ * On a placed model x and mu (here and in the decoder push) may instead be tensors in the session's device memory
+ * (any strides, e.g. frame ranges of one staged block): they are then copied on the device, not transferred. */
 lyra_status lyra_vae_encode_push(lyra_vae_session *s, const lyra_tensor *x, lyra_tensor *mu);
 /* Decoder push. z (B, z_dim, n, h, w) f32 host (un-normalised latents, before conv2);
  * video (B, 3, T', 8h, 8w) f32 host. */
@@ -87,6 +89,12 @@ typedef struct lyra_vae_stats {
 } lyra_vae_stats;
 /* Stats of the session's last push (zeroed before each push). */
 const lyra_vae_stats *lyra_vae_session_stats(const lyra_vae_session *s);
+/* The backend the session runs on (the model's device after lyra_vae_place): where callers stage device inputs. */
+struct lyra_backend;
+struct lyra_backend *lyra_vae_session_backend(lyra_vae_session *s);
+/* Marks the stream unusable (later pushes fail with LYRA_ERR_ARG): for callers whose several pushes form one
+ * call and failed after some of them advanced the caches. */
+void lyra_vae_session_abandon(lyra_vae_session *s);
 /* Bytes of the activation arena the session holds (its high-water mark over all pushes). */
 size_t lyra_vae_session_arena_peak(const lyra_vae_session *s);
 

@@ -151,7 +151,10 @@ static lyra_status run_element(lyra_vae_session *s, lyra_arena *arena, int dry, 
     lyra_tensor x = stream_view(arena, buf[0], pp->shape[0]);
     /* The one upload of a push (named for the device's transfer log): the host frames into the stream buffer. */
     x.name = s->decoder ? "Wan VAE latents" : "Wan VAE video";
-    if (!dry) LYRA_TRY(lyra_op_upload(&s->be, &x, host_in));
+    if (!dry && host_in->device == s->be.device && s->be.device != LYRA_DEVICE_CPU)
+        LYRA_TRY(lyra_op_copy(&s->be, &x, host_in)); /* already staged on the device by the caller */
+    else if (!dry)
+        LYRA_TRY(lyra_op_upload(&s->be, &x, host_in));
     for (int i = 0; i < pp->n; i++) {
         const vae_layer *L = &pp->layers[i];
         lyra_tensor y = stream_view(arena, buf[(i + 1) & 1], pp->shape[i + 1]);
@@ -173,7 +176,9 @@ static lyra_status run_element(lyra_vae_session *s, lyra_arena *arena, int dry, 
     }
     if (stats) stats->n_layers = pp->n;
     x.name = s->decoder ? "Wan VAE frames" : "Wan VAE mu";
-    return dry ? LYRA_OK : lyra_op_download(&s->be, host_out, &x);
+    if (dry) return LYRA_OK;
+    if (host_out->device == s->be.device && s->be.device != LYRA_DEVICE_CPU) return lyra_op_copy(&s->be, host_out, &x);
+    return lyra_op_download(&s->be, host_out, &x);
 }
 
 /* Arena bytes a push needs: a dry walk of batch element 0 on a copy of the cache state. */
@@ -201,9 +206,14 @@ static lyra_status check_geometry(lyra_vae_session *s, const lyra_tensor *x, con
     return LYRA_OK;
 }
 
-static lyra_status check_host(const lyra_tensor *t, const char *what, int64_t c1, int64_t t2, int64_t h3, int64_t w4,
-                              int dry) {
-    if (t->ndim != 5 || t->dtype != LYRA_DTYPE_F32 || (!dry && !lyra_tensor_is_contiguous(t)))
+static lyra_status check_host(const lyra_vae_session *s, const lyra_tensor *t, const char *what, int64_t c1, int64_t t2,
+                              int64_t h3, int64_t w4) {
+    /* Host arrays are contiguous; device tensors (views of the caller's staging block) may be strided. */
+    int on_device = t->device != LYRA_DEVICE_CPU;
+    if (on_device && (s->dry || t->device != s->be.device))
+        return lyra_error(LYRA_ERR_ARG, "vae: %s is in device memory but this stream runs on the %s backend", what,
+                          s->be.ops->name);
+    if (t->ndim != 5 || t->dtype != LYRA_DTYPE_F32 || (!s->dry && !on_device && !lyra_tensor_is_contiguous(t)))
         return lyra_error(LYRA_ERR_ARG, "vae: %s must be a contiguous 5-d f32 array", what);
     if (t->ne[1] != c1 || t->ne[2] != t2 || t->ne[3] != h3 || t->ne[4] != w4) {
         char got[96];
@@ -270,9 +280,9 @@ lyra_status lyra_vae_encode_push(lyra_vae_session *s, const lyra_tensor *x, lyra
     if (x->ne[3] < 8 || x->ne[4] < 8 || x->ne[3] % 8 || x->ne[4] % 8)
         return lyra_error(LYRA_ERR_ARG, "vae encode: H and W must be positive multiples of 8, got %lld x %lld",
                           (long long)x->ne[3], (long long)x->ne[4]);
-    LYRA_TRY(check_host(x, "video", 3, x->ne[2], x->ne[3], x->ne[4], s->dry));
+    LYRA_TRY(check_host(s, x, "video", 3, x->ne[2], x->ne[3], x->ne[4]));
     LYRA_TRY(check_geometry(s, x, "video"));
-    LYRA_TRY(check_host(mu, "mu (output)", s->vae->z_dim, T, x->ne[3] / 8, x->ne[4] / 8, s->dry));
+    LYRA_TRY(check_host(s, mu, "mu (output)", s->vae->z_dim, T, x->ne[3] / 8, x->ne[4] / 8));
     if (mu->ne[0] != x->ne[0]) return lyra_error(LYRA_ERR_ARG, "vae encode: output batch differs from input batch");
     return push(s, x, mu);
 }
@@ -283,12 +293,14 @@ lyra_status lyra_vae_decode_push(lyra_vae_session *s, const lyra_tensor *z, lyra
     if (z->ndim != 5) return lyra_error(LYRA_ERR_ARG, "vae decode: latents must be 5-d (B, %d, L, h, w)", s->vae->z_dim);
     LYRA_TRY(lyra_vae_session_out_frames(s, z->ne[2], &T));
     if (z->ne[3] < 1 || z->ne[4] < 1) return lyra_error(LYRA_ERR_ARG, "vae decode: empty latent frame");
-    LYRA_TRY(check_host(z, "latents", s->vae->z_dim, z->ne[2], z->ne[3], z->ne[4], s->dry));
+    LYRA_TRY(check_host(s, z, "latents", s->vae->z_dim, z->ne[2], z->ne[3], z->ne[4]));
     LYRA_TRY(check_geometry(s, z, "latents"));
-    LYRA_TRY(check_host(video, "video (output)", 3, T, 8 * z->ne[3], 8 * z->ne[4], s->dry));
+    LYRA_TRY(check_host(s, video, "video (output)", 3, T, 8 * z->ne[3], 8 * z->ne[4]));
     if (video->ne[0] != z->ne[0]) return lyra_error(LYRA_ERR_ARG, "vae decode: output batch differs from input batch");
     return push(s, z, video);
 }
 
 const lyra_vae_stats *lyra_vae_session_stats(const lyra_vae_session *s) { return &s->stats; }
 size_t lyra_vae_session_arena_peak(const lyra_vae_session *s) { return s->arena_peak; }
+lyra_backend *lyra_vae_session_backend(lyra_vae_session *s) { return &s->be; }
+void lyra_vae_session_abandon(lyra_vae_session *s) { s->frames_in = -1; }

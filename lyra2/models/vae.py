@@ -58,7 +58,7 @@ class WanVAE:
     modules of upstream TOK:306-546) to float32/float16 arrays; the width (dim, 96 for the real model) is read from the shapes.
     `constants`: latent normalisation tables, "bf16" (Lyra) or "fp32". `threads`: CPU threads (0 = all).
     `device="cuda"`: the weights are uploaded once; every stream keeps its causal caches and activations in
-    device memory, and a push uploads its input frames and downloads its output only (f32 activations for now,
+    device memory, and a call uploads its input frames and downloads its output once (f32 activations for now,
     docs/PRECISION.md). A device out-of-memory raises Lyra2Error naming the stage and the bytes."""
 
     def __init__(self, weights, device="cpu", constants="bf16", threads=0):
@@ -127,6 +127,13 @@ class _Stream:
         if window is not None and not self._decoder and window % 4:
             raise ValueError(f"encoder window must be a multiple of 4 frames, got {window}")
         code = self.vae._code if self._normalized else -1
+        if self.vae.device == "cuda":
+            # the whole call staged on the device once, chunked there: one upload and one download per call
+            first_alone = not self._decoder and self.frames_in == 0 and window is not None
+            out = _core.vae_push(self._session, x, code, first_alone, 0 if window is None else int(window))
+            self.frames_in += n
+            self.frames_out += out.shape[2]
+            return out
         pieces, t = [], 0
         if not self._decoder and self.frames_in == 0 and window is not None:
             pieces.append(_core.vae_push(self._session, x[:, :, :1], code))  # the lone first frame (TOK:605-630)
@@ -202,11 +209,15 @@ class VAEStream:
             a = a[:, :, None]
         if a.ndim != 5 or a.shape[2] != 1:
             raise ValueError(f"anchor must be (B, 3, H, W) or (B, 3, 1, H, W), got shape {np.shape(anchor)}")
-        parts = [self.encoder.push(a)]
-        group = np.ascontiguousarray(np.broadcast_to(a, a.shape[:2] + (4,) + a.shape[3:]))
-        for _ in range(n_latents - 1):
-            parts.append(self.encoder.push(group))
-        history = np.concatenate(parts, axis=2)
+        if self.vae.device == "cuda":
+            # one call: the repeated anchor staged on the device once (same pushes: frame 0, then 4-frame windows)
+            history = self.encoder.push(np.repeat(a, 1 + 4 * (n_latents - 1), axis=2))
+        else:
+            parts = [self.encoder.push(a)]
+            group = np.ascontiguousarray(np.broadcast_to(a, a.shape[:2] + (4,) + a.shape[3:]))
+            for _ in range(n_latents - 1):
+                parts.append(self.encoder.push(group))
+            history = np.concatenate(parts, axis=2)
         frames = self.decoder.push(history, window=1)
         return (history, frames) if return_frames else history
 

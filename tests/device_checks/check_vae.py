@@ -96,8 +96,9 @@ def test_streams_equal_the_cpu(dev, cpu):
 
 @pytest.mark.skipif(not EMULATED, reason="transfer log of the emulated device")
 def test_transfers(weights, golden):
-    """Weights up once at load; each C push uploads its input frames and downloads its output, per batch element,
-    and nothing else (caches, activations, stream copies stay on the device)."""
+    """Weights up once at load; each Python call uploads its input frames once and downloads its output once (the
+    chunked pushes read and write frame ranges of those device blocks), and nothing else moves: caches,
+    activations and stream copies stay on the device."""
     lyra2.testing.emulated_cuda_reset()
     vae = WanVAE(weights, device="cuda", threads=1)
     assert [(d, n) for d, _, n in lyra2.testing.emulated_cuda_transfers()] == [("upload", "Wan VAE weights")]
@@ -107,22 +108,27 @@ def test_transfers(weights, golden):
         lyra2.testing.emulated_cuda_reset()
         return out
 
+    enc = [("upload", "Wan VAE video"), ("download", "Wan VAE mu")]
+    dec = [("upload", "Wan VAE latents"), ("download", "Wan VAE frames")]
     lyra2.testing.emulated_cuda_reset()
     vae.encode(golden["video"])                                # 9 frames: pushes of 1, 4, 4 frames
-    assert log() == [("upload", "Wan VAE video"), ("download", "Wan VAE mu")] * 3
+    assert log() == enc
     vae.decode(golden["latent"])                               # 3 latents, one per push
-    assert log() == [("upload", "Wan VAE latents"), ("download", "Wan VAE frames")] * 3
+    assert log() == dec
     s = vae.stream()
-    s.prime(golden["ar_first_frame"], 3)                       # encode 1 + 4 + 4, decode 3
-    assert log() == ([("upload", "Wan VAE video"), ("download", "Wan VAE mu")] * 3
-                     + [("upload", "Wan VAE latents"), ("download", "Wan VAE frames")] * 3)
+    s.prime(golden["ar_first_frame"], 3)                       # encode 1 + 4 + 4 frames, decode 3 latents
+    assert log() == enc + dec
     snap = s.copy()
     assert log() == []
-    snap.decode(golden["ar_chunk0_latents"])                   # 2 latents
-    assert log() == [("upload", "Wan VAE latents"), ("download", "Wan VAE frames")] * 2
-    two = np.concatenate([golden["video"]] * 2)                # batch 2: each element staged on its own
-    vae.encode(two[:, :, :1])
-    assert log() == [("upload", "Wan VAE video"), ("download", "Wan VAE mu")] * 2
+    frames = snap.decode(golden["ar_chunk0_latents"])          # 2 latents
+    assert log() == dec
+    snap.encode(frames)                                        # 8 frames: 2 pushes
+    assert log() == enc
+    two = np.concatenate([golden["video"]] * 2)                # batch 2: still one block each way
+    vae.encode(two)
+    assert log() == enc
+    s.decoder.push(golden["ar_chunk0_latents"], window=None)   # the one-push path
+    assert log() == dec
     assert lyra2.testing.emulated_cuda_stats()["refused"] == 0
 
 
@@ -137,13 +143,20 @@ def test_out_of_device_memory_is_a_lyra2_error_with_size_and_stage(weights, gold
     gc.collect()
     vae = WanVAE(weights, device="cuda", threads=1)
     live = lyra2.testing.emulated_cuda_stats()["live_bytes"]
-    monkeypatch.setenv("LYRA2_EMULATED_CUDA_MEMORY", str(live + 4096))
     s = vae.encode_stream()
+    d = vae.decode_stream()
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA_MEMORY", str(live + 4096))  # not even the call's staged frames fit
+    with pytest.raises(lyra2.Lyra2Error, match=r"Wan VAE encode: cannot allocate 170496 bytes .* frames of this call"):
+        s.push(golden["video"])
+    with pytest.raises(lyra2.Lyra2Error, match=r"Wan VAE decode: cannot allocate 170496 bytes .* frames of this call"):
+        d.push(golden["latent"])
+    # the staged frames (9 video frames 32x48 + 3 latents 4x6, f32: 170496 bytes) fit, the activation arena does not
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA_MEMORY", str(live + 170496 + 4096))
     with pytest.raises(lyra2.Lyra2Error, match=r"Wan VAE encode: cannot allocate \d+ bytes .* of activations"):
         s.push(golden["video"])
-    d = vae.decode_stream()
     with pytest.raises(lyra2.Lyra2Error, match=r"Wan VAE decode: cannot allocate \d+ bytes .* of activations"):
         d.push(golden["latent"])
     monkeypatch.setenv("LYRA2_EMULATED_CUDA_MEMORY", "0")
     close(s.push(golden["video"]), golden["latent"])
-    close(vae.decode(golden["latent"]), golden["decoded"])
+    close(d.push(golden["latent"]), golden["decoded"])
+    assert lyra2.testing.emulated_cuda_stats()["refused"] == 0
