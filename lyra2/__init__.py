@@ -9,7 +9,8 @@ from . import _openblas_env  # noqa: F401  (must run before _core loads OpenBLAS
 from . import _core
 from ._core import Lyra2Error
 from .api import zoom
-from .fal import Completed, InProgress, Queued, run, subscribe
+from . import fal_client
+from .fal_client import *  # noqa: F401,F403  (fal_client's names on lyra2: subscribe, run, submit, Queued, ...)
 from .video import Video
 from .media import read_image, write_video
 from .geometry import trajectory
@@ -29,10 +30,12 @@ __version__ = "0.1.0"
 
 def backends():
     """What this build can run: {"cpu": True, "cuda": bool, "cuda_compiled": bool, "emulated": bool,
-    "devices": [{"index", "name", "memory_bytes"}], "cblas": bool}.
+    "cuda_emulation_build": bool, "devices": [{"index", "name", "memory_bytes"}], "cblas": bool}.
     "cuda" is True when the build has the CUDA part and a GPU is visible, or when the emulated device is on
     (``LYRA2_EMULATED_CUDA=1``: device="cuda" then runs the CPU kernels behind a separate memory pool that behaves
-    like a GPU, see ``lyra2.testing.emulated_cuda_stats``); "emulated" says which."""
+    like a GPU, see ``lyra2.testing.emulated_cuda_stats``); "emulated" says which. "cuda_emulation_build" is True
+    in the CUDA emulation build (``LYRA2_CUDA_EMU=1`` at build time): its one device runs the CUDA backend's own
+    kernels on the CPU, thread by thread, for testing."""
     info = _core.build_info()
     emulated = bool(info["emulated_cuda"])
     if emulated:
@@ -45,11 +48,12 @@ def backends():
         "cuda": bool(emulated or (info["cuda"] and devices)),
         "cuda_compiled": bool(info["cuda"]),
         "emulated": emulated,
+        "cuda_emulation_build": bool(info["cuda_emulation_build"]),
         "devices": devices,
         "cblas": bool(info["cblas"]),
     }
 
 
-__all__ = ["Lyra2Error", "Video", "backends", "zoom", "subscribe", "run", "Queued", "InProgress", "Completed",
+__all__ = ["Lyra2Error", "Video", "backends", "zoom", "fal_client", *fal_client.__all__,
            "read_image", "write_video", "trajectory", "forward_warp", "rays", "io", "models", "sampling", "convert", "estimate_depth", "generate", "testing",
            "memory", "memory_plan", "__version__"]

@@ -104,6 +104,16 @@ def test_flash_attention_bias_mask():
     check(out[0], attention_ref(q, k, v, 1.0, None, mask)[0], 2e-2, 0.08, "flash attention masked")
 
 
+def test_flash_attention_tail_keys_get_no_weight():
+    # every real key scores far below zero, so a zero-filled key past the end (score 0) would take almost all
+    # the weight if the last tile's tail were not masked; lengths leave partial tiles for BN 32 and 64
+    for D, Lk in [(64, 77), (128, 45)]:
+        q = bf16(np.abs(rnd(1, 20, 2, D)) + 0.5)
+        k, v = bf16(-np.abs(rnd(1, Lk, 2, D)) - 0.5), bf16(rnd(1, Lk, 2, D))
+        out = cuda("attention", q, k, v, 0.5, dtype="bf16")
+        check(out, attention_ref(q, k, v, 0.5), 2e-2, 0.08, f"flash attention tail D={D} Lk={Lk}")
+
+
 def test_flash_attention_fused_qkv_views():
     # q, k, v as strided slices of one (B, L, 3, H, D) projection (rows 16-byte aligned: the fused kernel)
     qkv = bf16(rnd(2, 70, 3, 5, 64))

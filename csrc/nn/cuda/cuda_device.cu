@@ -1,5 +1,9 @@
 // Device discovery: what lyra2.backends() reports.
+#ifdef LYRA2_CUDA_EMU
+#include "emu/cuda_emu.h"
+#else
 #include <cuda_runtime.h>
+#endif
 #include <stdio.h>
 #include <string.h>
 

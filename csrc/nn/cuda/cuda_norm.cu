@@ -194,7 +194,7 @@ lyra_status run_rows(lyra_backend *be, int kind, lyra_tensor *y, const lyra_tens
     if (b) { p.b = (const char *)b->data; p.bnb = b->nb[0]; p.bdt = (int)b->dtype; }
     if (!p.rows) return LYRA_OK;
     unsigned grid = (unsigned)(p.rows < (1 << 20) ? p.rows : (1 << 20));
-    row_kernel<<<grid, row_threads(p.n), 0, cu_st(be)->stream>>>(p);
+    cu_launch(row_kernel, grid, row_threads(p.n), 0, cu_st(be)->stream, p);
     CU_LAUNCHED(what);
     return LYRA_OK;
 }
@@ -221,7 +221,7 @@ lyra_status cu_op_l2norm_channels(lyra_backend *be, lyra_tensor *y, const lyra_t
     for (int i = 2; i < x->ndim; i++) Sp *= x->ne[i];
     int64_t total = x->ne[0] * Sp;
     if (!total) return LYRA_OK;
-    l2norm_kernel<<<cu_blocks(total, 128), 128, 0, cu_st(be)->stream>>>(
+    cu_launch(l2norm_kernel, cu_blocks(total, 128), 128, 0, cu_st(be)->stream,
         cu_tensor_of(y), cu_tensor_of(x), gamma ? (const char *)gamma->data : NULL, gamma ? gamma->nb[0] : 0,
         gamma ? (int)gamma->dtype : 0, beta ? (const char *)beta->data : NULL, beta ? beta->nb[0] : 0,
         beta ? (int)beta->dtype : 0, eps, Sp, total);
@@ -237,7 +237,7 @@ lyra_status cu_op_group_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor
     int64_t nblk = x->ne[0] * groups;
     if (!nblk) return LYRA_OK;
     if (nblk > 0x7fffffff) return lyra_error(LYRA_ERR_ARG, "group_norm: too many (batch, group) pairs");
-    group_norm_kernel<<<(unsigned)nblk, 256, 0, cu_st(be)->stream>>>(
+    cu_launch(group_norm_kernel, (unsigned)nblk, 256, 0, cu_st(be)->stream,
         cu_tensor_of(y), cu_tensor_of(x), groups, w ? (const char *)w->data : NULL, w ? w->nb[0] : 0,
         w ? (int)w->dtype : 0, b ? (const char *)b->data : NULL, b ? b->nb[0] : 0, b ? (int)b->dtype : 0, eps, Sp);
     CU_LAUNCHED("group_norm");
