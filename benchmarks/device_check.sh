@@ -185,6 +185,7 @@ stamp "pytest -m cuda"
 # tests/device_checks/*.py: the networks placed on the device (outside the default collection pattern)
 PYTHONUNBUFFERED=1 timeout 300 $PY -m pytest -m cuda -q -p no:cacheprovider -rs --junitxml="$OUT/pytest.xml" tests \
     tests/device_checks/check_dit.py tests/device_checks/check_umt5.py tests/device_checks/check_clip.py \
+    tests/device_checks/check_vae.py \
     > "$OUT/pytest.log" 2>&1
 TEST_RC=$?
 tail -40 "$OUT/pytest.log"

@@ -34,6 +34,11 @@ lyra_status lyra_vae_load(lyra_vae **out, lyra_tensor_lookup_fn lookup, void *so
                           int n_names);
 /* A weightless model of the given widths, for lyra_vae_plan_session (its weight descriptors have no data). */
 lyra_status lyra_vae_shapes(lyra_vae **out, int dim, int z_dim);
+/* Uploads the weights once to a backend of `device` that the model then owns (lyra_backend_place_weights); its
+ * sessions run there, with their caches and arena in that device's memory, and their pushes take host frames
+ * (uploaded into the arena) and return host frames (downloaded). No-op for the CPU. On failure (LYRA_ERR_OOM
+ * naming the bytes) the model is unchanged and stays usable on the CPU. */
+lyra_status lyra_vae_place(lyra_vae *vae, lyra_device device);
 void lyra_vae_free(lyra_vae *vae);
 int lyra_vae_dim(const lyra_vae *vae);
 int lyra_vae_z_dim(const lyra_vae *vae);
@@ -52,7 +57,9 @@ void lyra_vae_session_free(lyra_vae_session *s);
 /* Frames a push of n_in frames returns, or LYRA_ERR_ARG naming the allowed counts. */
 lyra_status lyra_vae_session_out_frames(const lyra_vae_session *s, int64_t n_in, int64_t *n_out);
 /* Encoder push. x (B, 3, T, H, W) f32 host, H and W multiples of 8, B/H/W equal on every push;
- * mu (B, z_dim, T', H/8, W/8) f32 host (raw encoder mean, conv1 channels [0, z_dim), not normalised). */
+ * mu (B, z_dim, T', H/8, W/8) f32 host (raw encoder mean, conv1 channels [0, z_dim), not normalised).
+ * On a placed model x and mu (here and in the decoder push) may instead be tensors in the session's device memory
+ * (any strides, e.g. frame ranges of one staged block): they are then copied on the device, not transferred. */
 lyra_status lyra_vae_encode_push(lyra_vae_session *s, const lyra_tensor *x, lyra_tensor *mu);
 /* Decoder push. z (B, z_dim, n, h, w) f32 host (un-normalised latents, before conv2);
  * video (B, 3, T', 8h, 8w) f32 host. */
@@ -82,6 +89,12 @@ typedef struct lyra_vae_stats {
 } lyra_vae_stats;
 /* Stats of the session's last push (zeroed before each push). */
 const lyra_vae_stats *lyra_vae_session_stats(const lyra_vae_session *s);
+/* The backend the session runs on (the model's device after lyra_vae_place): where callers stage device inputs. */
+struct lyra_backend;
+struct lyra_backend *lyra_vae_session_backend(lyra_vae_session *s);
+/* Marks the stream unusable (later pushes fail with LYRA_ERR_ARG): for callers whose several pushes form one
+ * call and failed after some of them advanced the caches. */
+void lyra_vae_session_abandon(lyra_vae_session *s);
 /* Bytes of the activation arena the session holds (its high-water mark over all pushes). */
 size_t lyra_vae_session_arena_peak(const lyra_vae_session *s);
 

@@ -1,6 +1,7 @@
 /* Every op the VAE issues, behind one switch: a dry context only counts (FLOPs, bytes) and walks the same code
  * as a real one, so the planner's numbers are those of the forward pass itself. Also the causal cache slots. */
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "models/vae_internal.h"
@@ -50,8 +51,14 @@ lyra_status vx_slot(vae_ctx *c, int i, int cap, const lyra_tensor *like, vae_slo
         s->t = lyra_tensor_make(NULL, LYRA_DTYPE_F32, 5, ne);
         s->t.device = c->be->device;
         s->cap = cap;
-        s->mem = c->dry ? VAE_FAKE_BASE : c->be->ops->alloc(c->be, lyra_tensor_nbytes(&s->t));
-        if (!s->mem) return LYRA_ERR_OOM;
+        size_t bytes = lyra_tensor_nbytes(&s->t);
+        s->mem = c->dry ? VAE_FAKE_BASE : c->be->ops->alloc(c->be, bytes);
+        if (!s->mem) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", lyra_error_message());
+            return lyra_error(LYRA_ERR_OOM, "%s: cannot allocate %zu bytes for causal cache slot %d on the %s device (%s)",
+                              c->stage, bytes, i, c->be->ops->name, why);
+        }
         s->t.data = s->mem;
         memset(s->m, 0, sizeof s->m);
     }

@@ -79,6 +79,7 @@ typedef struct vae_ctx {
     lyra_vae_stats *stats;
     lyra_vae_layer_stats *cur; /* the layer being run (accounting target) */
     size_t temp_base;         /* arena offset where the layer's temporaries start */
+    const char *stage;        /* "Wan VAE encode" / "Wan VAE decode", for out-of-memory messages */
 } vae_ctx;
 
 /* 5-d (1, C, T, H, W) shape helpers. */

@@ -28,7 +28,9 @@ static lyra_status session_alloc(lyra_vae_session **out, const lyra_vae *vae, in
     s->vae = vae;
     s->decoder = decoder;
     s->dry = dry;
-    lyra_status st = lyra_backend_cpu_init(&s->be, n_threads);
+    /* A placed model's sessions run on its device (caches and arena in device memory); dry sessions only count. */
+    lyra_status st = dry || vae->be.device == LYRA_DEVICE_CPU ? lyra_backend_cpu_init(&s->be, n_threads)
+                                                             : lyra_backend_init(&s->be, vae->be.device, 0);
     if (st != LYRA_OK) { free(s); return st; }
     if (dry) lyra_arena_wrap(&s->arena, FAKE_ARENA_BASE, FAKE_ARENA_SIZE, LYRA_DEVICE_CPU);
     *out = s;
@@ -49,7 +51,7 @@ void lyra_vae_session_free(lyra_vae_session *s) {
     if (!s->dry)
         for (int i = 0; i < VAE_MAX_SLOTS; i++)
             if (s->slots[i].mem) s->be.ops->release(&s->be, s->slots[i].mem);
-    if (!s->dry) lyra_arena_free(&s->arena);
+    if (!s->dry) lyra_backend_arena_free(&s->be, &s->arena);
     lyra_backend_free(&s->be);
     free(s);
 }
@@ -66,8 +68,13 @@ lyra_status lyra_vae_session_copy(lyra_vae_session **out, const lyra_vae_session
         vae_slot *to = &c->slots[i];
         *to = *from;
         if (!from->mem || s->dry) continue;
-        to->mem = c->be.ops->alloc(&c->be, lyra_tensor_nbytes(&from->t));
-        if (!to->mem) { lyra_vae_session_free(c); return LYRA_ERR_OOM; }
+        size_t bytes = lyra_tensor_nbytes(&from->t);
+        to->mem = c->be.ops->alloc(&c->be, bytes);
+        if (!to->mem) {
+            lyra_vae_session_free(c);
+            return lyra_error(LYRA_ERR_OOM, "Wan VAE stream copy: cannot allocate %zu bytes for causal cache slot %d "
+                              "on the %s device", bytes, i, s->be.ops->name);
+        }
         to->t.data = to->mem;
         lyra_status st = lyra_op_copy(&c->be, &to->t, &from->t);
         if (st != LYRA_OK) { lyra_vae_session_free(c); return st; }
@@ -120,16 +127,19 @@ static lyra_status plan_shapes(const lyra_vae_session *s, vae_shape in, push_pla
     return LYRA_OK;
 }
 
-static lyra_tensor stream_view(void *data, vae_shape s) {
+static lyra_tensor stream_view(const lyra_arena *arena, void *data, vae_shape s) {
     int64_t ne[5] = {1, s.C, s.T, s.H, s.W};
     lyra_tensor t = lyra_tensor_make(data, LYRA_DTYPE_F32, 5, ne);
+    t.device = arena->device;
     return t;
 }
+
+static const char *stage_name(const lyra_vae_session *s) { return s->decoder ? "Wan VAE decode" : "Wan VAE encode"; }
 
 /* One batch element through every layer. host_in / host_out are its (1, ...) slices (NULL data when dry). */
 static lyra_status run_element(lyra_vae_session *s, lyra_arena *arena, int dry, int b, const push_plan *pp,
                                const lyra_tensor *host_in, lyra_tensor *host_out, lyra_vae_stats *stats) {
-    vae_ctx c = {&s->be, arena, dry, b, s->B, s->slots, stats, NULL, 0};
+    vae_ctx c = {&s->be, arena, dry, b, s->B, s->slots, stats, NULL, 0, stage_name(s)};
     arena->used = 0;
     void *buf[2];
     for (int i = 0; i < 2; i++) {
@@ -138,11 +148,16 @@ static lyra_status run_element(lyra_vae_session *s, lyra_arena *arena, int dry, 
     }
     size_t base = lyra_arena_mark(arena);
     if (stats) stats->stream_bytes = base;
-    lyra_tensor x = stream_view(buf[0], pp->shape[0]);
-    if (!dry) LYRA_TRY(lyra_op_upload(&s->be, &x, host_in));
+    lyra_tensor x = stream_view(arena, buf[0], pp->shape[0]);
+    /* The one upload of a push (named for the device's transfer log): the host frames into the stream buffer. */
+    x.name = s->decoder ? "Wan VAE latents" : "Wan VAE video";
+    if (!dry && host_in->device == s->be.device && s->be.device != LYRA_DEVICE_CPU)
+        LYRA_TRY(lyra_op_copy(&s->be, &x, host_in)); /* already staged on the device by the caller */
+    else if (!dry)
+        LYRA_TRY(lyra_op_upload(&s->be, &x, host_in));
     for (int i = 0; i < pp->n; i++) {
         const vae_layer *L = &pp->layers[i];
-        lyra_tensor y = stream_view(buf[(i + 1) & 1], pp->shape[i + 1]);
+        lyra_tensor y = stream_view(arena, buf[(i + 1) & 1], pp->shape[i + 1]);
         if (stats) {
             lyra_vae_layer_stats *ls = &stats->layer[i];
             memcpy(ls->name, L->name, sizeof ls->name);
@@ -160,7 +175,10 @@ static lyra_status run_element(lyra_vae_session *s, lyra_arena *arena, int dry, 
         x = y;
     }
     if (stats) stats->n_layers = pp->n;
-    return dry ? LYRA_OK : lyra_op_download(&s->be, host_out, &x);
+    x.name = s->decoder ? "Wan VAE frames" : "Wan VAE mu";
+    if (dry) return LYRA_OK;
+    if (host_out->device == s->be.device && s->be.device != LYRA_DEVICE_CPU) return lyra_op_copy(&s->be, host_out, &x);
+    return lyra_op_download(&s->be, host_out, &x);
 }
 
 /* Arena bytes a push needs: a dry walk of batch element 0 on a copy of the cache state. */
@@ -188,9 +206,14 @@ static lyra_status check_geometry(lyra_vae_session *s, const lyra_tensor *x, con
     return LYRA_OK;
 }
 
-static lyra_status check_host(const lyra_tensor *t, const char *what, int64_t c1, int64_t t2, int64_t h3, int64_t w4,
-                              int dry) {
-    if (t->ndim != 5 || t->dtype != LYRA_DTYPE_F32 || (!dry && !lyra_tensor_is_contiguous(t)))
+static lyra_status check_host(const lyra_vae_session *s, const lyra_tensor *t, const char *what, int64_t c1, int64_t t2,
+                              int64_t h3, int64_t w4) {
+    /* Host arrays are contiguous; device tensors (views of the caller's staging block) may be strided. */
+    int on_device = t->device != LYRA_DEVICE_CPU;
+    if (on_device && (s->dry || t->device != s->be.device))
+        return lyra_error(LYRA_ERR_ARG, "vae: %s is in device memory but this stream runs on the %s backend", what,
+                          s->be.ops->name);
+    if (t->ndim != 5 || t->dtype != LYRA_DTYPE_F32 || (!s->dry && !on_device && !lyra_tensor_is_contiguous(t)))
         return lyra_error(LYRA_ERR_ARG, "vae: %s must be a contiguous 5-d f32 array", what);
     if (t->ne[1] != c1 || t->ne[2] != t2 || t->ne[3] != h3 || t->ne[4] != w4) {
         char got[96];
@@ -208,7 +231,9 @@ static lyra_status push(lyra_vae_session *s, const lyra_tensor *in, lyra_tensor 
     if (!s->dry) {
         size_t need = 0;
         LYRA_TRY(measure(s, &pp, &need));
-        if (need > s->arena.capacity) LYRA_TRY(lyra_arena_reserve(&s->arena, need + need / 8));
+        /* Before any cache moves: a failure here leaves the stream (and the model) usable. */
+        if (need > s->arena.capacity)
+            LYRA_TRY(lyra_backend_arena_reserve(&s->be, &s->arena, need + need / 8, stage_name(s)));
     }
     s->B = in->ne[0];
     s->H = in->ne[3];
@@ -255,9 +280,9 @@ lyra_status lyra_vae_encode_push(lyra_vae_session *s, const lyra_tensor *x, lyra
     if (x->ne[3] < 8 || x->ne[4] < 8 || x->ne[3] % 8 || x->ne[4] % 8)
         return lyra_error(LYRA_ERR_ARG, "vae encode: H and W must be positive multiples of 8, got %lld x %lld",
                           (long long)x->ne[3], (long long)x->ne[4]);
-    LYRA_TRY(check_host(x, "video", 3, x->ne[2], x->ne[3], x->ne[4], s->dry));
+    LYRA_TRY(check_host(s, x, "video", 3, x->ne[2], x->ne[3], x->ne[4]));
     LYRA_TRY(check_geometry(s, x, "video"));
-    LYRA_TRY(check_host(mu, "mu (output)", s->vae->z_dim, T, x->ne[3] / 8, x->ne[4] / 8, s->dry));
+    LYRA_TRY(check_host(s, mu, "mu (output)", s->vae->z_dim, T, x->ne[3] / 8, x->ne[4] / 8));
     if (mu->ne[0] != x->ne[0]) return lyra_error(LYRA_ERR_ARG, "vae encode: output batch differs from input batch");
     return push(s, x, mu);
 }
@@ -268,12 +293,14 @@ lyra_status lyra_vae_decode_push(lyra_vae_session *s, const lyra_tensor *z, lyra
     if (z->ndim != 5) return lyra_error(LYRA_ERR_ARG, "vae decode: latents must be 5-d (B, %d, L, h, w)", s->vae->z_dim);
     LYRA_TRY(lyra_vae_session_out_frames(s, z->ne[2], &T));
     if (z->ne[3] < 1 || z->ne[4] < 1) return lyra_error(LYRA_ERR_ARG, "vae decode: empty latent frame");
-    LYRA_TRY(check_host(z, "latents", s->vae->z_dim, z->ne[2], z->ne[3], z->ne[4], s->dry));
+    LYRA_TRY(check_host(s, z, "latents", s->vae->z_dim, z->ne[2], z->ne[3], z->ne[4]));
     LYRA_TRY(check_geometry(s, z, "latents"));
-    LYRA_TRY(check_host(video, "video (output)", 3, T, 8 * z->ne[3], 8 * z->ne[4], s->dry));
+    LYRA_TRY(check_host(s, video, "video (output)", 3, T, 8 * z->ne[3], 8 * z->ne[4]));
     if (video->ne[0] != z->ne[0]) return lyra_error(LYRA_ERR_ARG, "vae decode: output batch differs from input batch");
     return push(s, z, video);
 }
 
 const lyra_vae_stats *lyra_vae_session_stats(const lyra_vae_session *s) { return &s->stats; }
 size_t lyra_vae_session_arena_peak(const lyra_vae_session *s) { return s->arena_peak; }
+lyra_backend *lyra_vae_session_backend(lyra_vae_session *s) { return &s->be; }
+void lyra_vae_session_abandon(lyra_vae_session *s) { s->frames_in = -1; }

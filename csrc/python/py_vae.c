@@ -1,10 +1,13 @@
 /* Python glue for the Wan VAE (csrc/models/vae.h): private functions of lyra2._core behind lyra2/models/vae.py.
  *
- *   vae_load(weights: dict[str, ndarray]) -> model capsule
+ *   vae_load(weights: dict[str, ndarray], device="cpu") -> model capsule ("cuda": weights placed on the device;
+ *       its sessions keep caches and activations there and stage each push's frames up and its output down)
  *   vae_info(model) -> (dim, z_dim)
  *   vae_session(model, decoder: bool, n_threads) -> session capsule (keeps the model alive)
  *   vae_plan_session(dim, z_dim, decoder) -> session capsule over a weightless model (dry runs only)
- *   vae_push(session, array, constants) -> ndarray   constants: -1 raw, 0 bf16 tables, 1 fp32 tables
+ *   vae_push(session, array, constants, first_alone=False, window=-1) -> ndarray
+ *       constants: -1 raw, 0 bf16 tables, 1 fp32 tables; window >= 0 (device streams only): the whole array staged
+ *       on the device once and pushed in chunks (the lone first frame, then window frames; 0 = all at once)
  *   vae_plan_push(session, (B, C, T, H, W)) -> None  (dry walk; read vae_stats afterwards)
  *   vae_out_frames(session, n) -> frames a push of n frames returns (ValueError for a bad n)
  *   vae_copy(session) -> session capsule
@@ -13,6 +16,7 @@
 #include "py_weight_source.h"
 
 #include "models/vae.h"
+#include "nn/ops.h"
 
 #define MODEL_CAPSULE "lyra2.vae.model"
 #define SESSION_CAPSULE "lyra2.vae.session"
@@ -65,7 +69,11 @@ static PyObject *session_capsule(lyra_vae_session *s, PyObject *model, lyra_vae 
 static PyObject *py_vae_load(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *dict, *result = NULL;
-    if (!PyArg_ParseTuple(args, "O!:vae_load", &PyDict_Type, &dict)) return NULL;
+    const char *device = "cpu";
+    if (!PyArg_ParseTuple(args, "O!|s:vae_load", &PyDict_Type, &dict, &device)) return NULL;
+    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
+        return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
+    lyra_device dev = strcmp(device, "cuda") ? LYRA_DEVICE_CPU : LYRA_DEVICE_CUDA;
     /* A snapshot: converting a value may run user code (__array__) that changes the dict. float64 is not
      * narrowed: the VAE takes float32/float16 arrays only. */
     lyra_py_wsource ws;
@@ -87,8 +95,14 @@ static PyObject *py_vae_load(PyObject *self, PyObject *args) {
     lyra_status st;
     Py_BEGIN_ALLOW_THREADS
     st = lyra_vae_load(&vae, lyra_py_wsource_lookup, &ws, ws.names, (int)ws.n);
+    /* device: the weights go up once here; sessions of the model then run there */
+    if (st == LYRA_OK) st = lyra_vae_place(vae, dev);
     Py_END_ALLOW_THREADS
-    if (st != LYRA_OK) { lyra_py_raise(st); goto finally; }
+    if (st != LYRA_OK) {
+        lyra_vae_free(vae);
+        lyra_py_raise(st);
+        goto finally;
+    }
     result = PyCapsule_New(vae, MODEL_CAPSULE, model_destroy);
     if (!result) lyra_vae_free(vae);
 finally:
@@ -156,13 +170,83 @@ static lyra_tensor array_tensor(PyArrayObject *a) {
     return lyra_tensor_make(PyArray_DATA(a), LYRA_DTYPE_F32, PyArray_NDIM(a), ne);
 }
 
+static lyra_status push_one(py_session *ps, const lyra_tensor *x, lyra_tensor *y) {
+    return ps->decoder ? lyra_vae_decode_push(ps->s, x, y) : lyra_vae_encode_push(ps->s, x, y);
+}
+
+/* Frames [t0, t1) of the staged input as one push, its output appended at frame *o of the staged output. */
+static lyra_status push_range(py_session *ps, const lyra_tensor *dx, const lyra_tensor *dy, int64_t t0, int64_t t1,
+                              int64_t *o) {
+    int64_t m;
+    LYRA_TRY(lyra_vae_session_out_frames(ps->s, t1 - t0, &m));
+    lyra_tensor xi, yo;
+    LYRA_TRY(lyra_tensor_slice(&xi, dx, 2, t0, t1));
+    LYRA_TRY(lyra_tensor_slice(&yo, dy, 2, *o, *o + m));
+    *o += m;
+    return push_one(ps, &xi, &yo);
+}
+
+/* A device stream: the call's frames are uploaded once into one device block and pushed as frame ranges of it
+ * (the lone first frame when first_alone, then `window` frames at a time, 0 = the rest at once), the outputs are
+ * gathered in a second device block and downloaded once: transfers only at the Python boundary. */
+static lyra_status push_staged(py_session *ps, const lyra_tensor *x, lyra_tensor *y, int first_alone, int64_t window) {
+    lyra_backend *be = lyra_vae_session_backend(ps->s);
+    const char *stage = ps->decoder ? "Wan VAE decode" : "Wan VAE encode";
+    size_t bx = lyra_tensor_nbytes(x), by = lyra_tensor_nbytes(y);
+    void *mx = be->ops->alloc(be, bx), *my = mx ? be->ops->alloc(be, by) : NULL;
+    lyra_status st = LYRA_OK;
+    if (!mx || !my) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", lyra_error_message());
+        st = lyra_error(LYRA_ERR_OOM, "%s: cannot allocate %zu bytes on the %s device for the frames of this call (%s)",
+                        stage, bx + by, be->ops->name, why);
+        goto done;
+    }
+    lyra_tensor dx = lyra_tensor_make(mx, LYRA_DTYPE_F32, 5, x->ne), dy = lyra_tensor_make(my, LYRA_DTYPE_F32, 5, y->ne);
+    dx.device = dy.device = be->device;
+    dx.name = ps->decoder ? "Wan VAE latents" : "Wan VAE video";
+    dy.name = ps->decoder ? "Wan VAE frames" : "Wan VAE mu";
+    st = lyra_op_upload(be, &dx, x);
+    int64_t n = x->ne[2], t = 0, o = 0, step = window > 0 ? window : n;
+    int pushed = 0;
+    if (st == LYRA_OK && first_alone) {
+        st = push_range(ps, &dx, &dy, 0, 1, &o);
+        pushed += st == LYRA_OK;
+        t = 1;
+    }
+    while (st == LYRA_OK && t < n) {
+        int64_t e = t + step < n ? t + step : n;
+        st = push_range(ps, &dx, &dy, t, e, &o);
+        pushed += st == LYRA_OK;
+        t = e;
+    }
+    if (st == LYRA_OK && o != y->ne[2])
+        st = lyra_error(LYRA_ERR_INTERNAL, "%s: the pushes returned %lld frames, expected %lld", stage, (long long)o,
+                        (long long)y->ne[2]);
+    if (st == LYRA_OK) st = lyra_op_download(be, y, &dy);
+    /* Failed after some pushes advanced the caches: the call cannot be retried on this stream. (A failure in the
+     * first push leaves it usable: sessions reserve their arena before any cache moves.) */
+    if (st != LYRA_OK && pushed) lyra_vae_session_abandon(ps->s);
+done:
+    if (mx) be->ops->release(be, mx);
+    if (my) be->ops->release(be, my);
+    return st;
+}
+
 static PyObject *py_vae_push(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *cap, *obj, *result = NULL;
-    int constants;
-    if (!PyArg_ParseTuple(args, "OOi:vae_push", &cap, &obj, &constants)) return NULL;
+    int constants, first_alone = 0;
+    long long window = -1;
+    if (!PyArg_ParseTuple(args, "OOi|pL:vae_push", &cap, &obj, &constants, &first_alone, &window)) return NULL;
     py_session *ps = get_session(cap);
     if (!ps) return NULL;
+    int staged = window >= 0;
+    if (staged && lyra_vae_session_backend(ps->s)->device == LYRA_DEVICE_CPU) {
+        PyErr_SetString(PyExc_ValueError, "vae: chunked pushes (window) are for device streams; push host chunks "
+                        "one by one");
+        return NULL;
+    }
     if (ps->owned) {
         PyErr_SetString(PyExc_ValueError, "vae: a plan session has no weights; use vae_plan_push");
         return NULL;
@@ -209,7 +293,7 @@ static PyObject *py_vae_push(PyObject *self, PyObject *args) {
     lyra_tensor x = array_tensor(in), y = array_tensor(out);
     ps->busy = 1;
     Py_BEGIN_ALLOW_THREADS
-    st = ps->decoder ? lyra_vae_decode_push(ps->s, &x, &y) : lyra_vae_encode_push(ps->s, &x, &y);
+    st = staged ? push_staged(ps, &x, &y, first_alone, (int64_t)window) : push_one(ps, &x, &y);
     if (st == LYRA_OK && !ps->decoder && constants >= 0) st = lyra_vae_normalize(&y, (lyra_vae_constants)constants);
     Py_END_ALLOW_THREADS
     ps->busy = 0;

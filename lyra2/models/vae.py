@@ -56,14 +56,14 @@ def latent_constants(constants="bf16"):
 class WanVAE:
     """Wan 2.1 VAE. `weights`: a safetensors path or a mapping of upstream tensor names (the
     modules of upstream TOK:306-546) to float32/float16 arrays; the width (dim, 96 for the real model) is read from the shapes.
-    `constants`: latent normalisation tables, "bf16" (Lyra) or "fp32". `threads`: CPU threads (0 = all)."""
+    `constants`: latent normalisation tables, "bf16" (Lyra) or "fp32". `threads`: CPU threads (0 = all).
+    `device="cuda"`: the weights are uploaded once; every stream keeps its causal caches and activations in
+    device memory, and a call uploads its input frames and downloads its output once (f32 activations for now,
+    docs/PRECISION.md). A device out-of-memory raises Lyra2Error naming the stage and the bytes."""
 
     def __init__(self, weights, device="cpu", constants="bf16", threads=0):
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-        if device == "cuda":
-            raise Lyra2Error("WanVAE: device='cuda' is not wired to this network yet: "
-                             "the CUDA backend runs every runtime op (see lyra2.backends()), but this network's glue still keeps its weights and activations in host memory (device placement of the weights and the arena is the remaining step); use device='cpu'")
         self._code = _constants_code(constants)
         self.constants = constants
         self.device = device
@@ -73,7 +73,7 @@ class WanVAE:
             weights = load_safetensors(weights)
         if not isinstance(weights, Mapping):
             raise TypeError("weights must be a safetensors path or a mapping {name: array}")
-        self._model = _core.vae_load(dict(weights))
+        self._model = _core.vae_load(dict(weights), device)
         self.dim, self.z_dim = _core.vae_info(self._model)
 
     def encode(self, video, normalize=True, window=4):
@@ -127,6 +127,13 @@ class _Stream:
         if window is not None and not self._decoder and window % 4:
             raise ValueError(f"encoder window must be a multiple of 4 frames, got {window}")
         code = self.vae._code if self._normalized else -1
+        if self.vae.device == "cuda":
+            # the whole call staged on the device once, chunked there: one upload and one download per call
+            first_alone = not self._decoder and self.frames_in == 0 and window is not None
+            out = _core.vae_push(self._session, x, code, first_alone, 0 if window is None else int(window))
+            self.frames_in += n
+            self.frames_out += out.shape[2]
+            return out
         pieces, t = [], 0
         if not self._decoder and self.frames_in == 0 and window is not None:
             pieces.append(_core.vae_push(self._session, x[:, :, :1], code))  # the lone first frame (TOK:605-630)
@@ -202,11 +209,15 @@ class VAEStream:
             a = a[:, :, None]
         if a.ndim != 5 or a.shape[2] != 1:
             raise ValueError(f"anchor must be (B, 3, H, W) or (B, 3, 1, H, W), got shape {np.shape(anchor)}")
-        parts = [self.encoder.push(a)]
-        group = np.ascontiguousarray(np.broadcast_to(a, a.shape[:2] + (4,) + a.shape[3:]))
-        for _ in range(n_latents - 1):
-            parts.append(self.encoder.push(group))
-        history = np.concatenate(parts, axis=2)
+        if self.vae.device == "cuda":
+            # one call: the repeated anchor staged on the device once (same pushes: frame 0, then 4-frame windows)
+            history = self.encoder.push(np.repeat(a, 1 + 4 * (n_latents - 1), axis=2))
+        else:
+            parts = [self.encoder.push(a)]
+            group = np.ascontiguousarray(np.broadcast_to(a, a.shape[:2] + (4,) + a.shape[3:]))
+            for _ in range(n_latents - 1):
+                parts.append(self.encoder.push(group))
+            history = np.concatenate(parts, axis=2)
         frames = self.decoder.push(history, window=1)
         return (history, frames) if return_frames else history
 

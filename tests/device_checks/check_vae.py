@@ -1,0 +1,162 @@
+"""WanVAE on the device (device="cuda"): run by tests/test_emulated_device.py under LYRA2_EMULATED_CUDA=1 and by
+benchmarks/device_check.sh on a GPU. The device path keeps f32 activations for the VAE today (docs/PRECISION.md),
+so the f32 golden tolerance of tests/test_vae.py holds (abs 1e-4), and streams on the device equal the same streams
+on the CPU within tests/test_vae.py's run-to-run tolerance (2e-5 · max|ref|)."""
+import gc
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import lyra2  # noqa: E402
+from conftest import DATA  # noqa: E402
+from lyra2.models.vae import WanVAE  # noqa: E402
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not lyra2.backends()["cuda"], reason="no CUDA device (or emulated device) here")]
+EMULATED = lyra2.backends()["emulated"]
+GOLDEN_TOL = 1e-4
+REL_TOL = 2e-5
+
+
+def close(a, b, tol=GOLDEN_TOL):
+    assert a.shape == b.shape, (a.shape, b.shape)
+    err = float(np.abs(a.astype(np.float64) - b).max())
+    assert err <= tol, f"max abs error {err:.3g} > {tol:.3g}"
+
+
+def close_rel(a, b):
+    close(a, b, REL_TOL * max(float(np.abs(b).max()), 1e-6))
+
+
+@pytest.fixture(scope="module")
+def golden():
+    with np.load(os.path.join(DATA, "vae_tiny.npz")) as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope="module")
+def weights():
+    with np.load(os.path.join(DATA, "vae_tiny_weights.npz")) as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope="module")
+def dev(weights):
+    return WanVAE(weights, device="cuda", threads=1)
+
+
+@pytest.fixture(scope="module")
+def cpu(weights):
+    return WanVAE(weights, device="cpu", threads=1)
+
+
+def test_golden_on_device(dev, weights, golden):
+    close(dev.encode(golden["video"], normalize=False), golden["mu"])
+    close(dev.encode(golden["video"]), golden["latent"])
+    close(dev.decode(golden["latent"]), golden["decoded"])
+    dev32 = WanVAE(weights, device="cuda", constants="fp32", threads=1)
+    close(dev32.encode(golden["video"]), golden["latent_fp32const"])
+    close(dev32.decode(golden["latent_fp32const"]), golden["decoded_fp32const"])
+
+
+def test_golden_ar_stream_on_device(dev, golden):
+    """prime, then per chunk decode continuing the decoder cache and re-encode continuing the encoder cache, with a
+    copy() snapshot taken on the device continuing the same way."""
+    s = dev.stream()
+    hist, primed = s.prime(golden["ar_first_frame"], 3, return_frames=True)
+    close(hist, golden["ar_history_latents"])
+    close(primed, golden["ar_prime_decoded"])
+    snap = s.copy()
+    for c in range(2):
+        frames = s.decode(golden[f"ar_chunk{c}_latents"])
+        close(frames, golden[f"ar_chunk{c}_decoded"])
+        close(s.encode(frames), golden[f"ar_chunk{c}_reencoded"])
+    frames = snap.decode(golden["ar_chunk0_latents"])
+    close(frames, golden["ar_chunk0_decoded"])
+    close(snap.encode(frames), golden["ar_chunk0_reencoded"])
+
+
+def test_streams_equal_the_cpu(dev, cpu):
+    rng = np.random.default_rng(7)
+    video = rng.uniform(-1, 1, (2, 3, 13, 16, 24)).astype(np.float32)
+    ref = cpu.encode(video, normalize=False, window=None)
+    close_rel(dev.encode(video, normalize=False, window=None), ref)       # one push
+    close_rel(dev.encode(video, normalize=False), ref)                    # 1 + 4 + 4 + 4 (upstream chunks)
+    s = dev.encode_stream(normalize=False)                                # 5 + 8 frames: irregular pushes
+    close_rel(np.concatenate([s.push(video[:, :, :5], window=None), s.push(video[:, :, 5:], window=None)], 2), ref)
+    z = rng.normal(0, 1, (2, 16, 4, 2, 3)).astype(np.float32)
+    zref = cpu.decode(z, normalized=False, window=None)
+    close_rel(dev.decode(z, normalized=False), zref)                      # one latent at a time (upstream)
+    d = dev.decode_stream(normalized=False)
+    close_rel(np.concatenate([d.push(z[:, :, :2], window=None), d.push(z[:, :, 2:], window=None)], 2), zref)
+
+
+@pytest.mark.skipif(not EMULATED, reason="transfer log of the emulated device")
+def test_transfers(weights, golden):
+    """Weights up once at load; each Python call uploads its input frames once and downloads its output once (the
+    chunked pushes read and write frame ranges of those device blocks), and nothing else moves: caches,
+    activations and stream copies stay on the device."""
+    lyra2.testing.emulated_cuda_reset()
+    vae = WanVAE(weights, device="cuda", threads=1)
+    assert [(d, n) for d, _, n in lyra2.testing.emulated_cuda_transfers()] == [("upload", "Wan VAE weights")]
+
+    def log():
+        out = [(d, n) for d, _, n in lyra2.testing.emulated_cuda_transfers()]
+        lyra2.testing.emulated_cuda_reset()
+        return out
+
+    enc = [("upload", "Wan VAE video"), ("download", "Wan VAE mu")]
+    dec = [("upload", "Wan VAE latents"), ("download", "Wan VAE frames")]
+    lyra2.testing.emulated_cuda_reset()
+    vae.encode(golden["video"])                                # 9 frames: pushes of 1, 4, 4 frames
+    assert log() == enc
+    vae.decode(golden["latent"])                               # 3 latents, one per push
+    assert log() == dec
+    s = vae.stream()
+    s.prime(golden["ar_first_frame"], 3)                       # encode 1 + 4 + 4 frames, decode 3 latents
+    assert log() == enc + dec
+    snap = s.copy()
+    assert log() == []
+    frames = snap.decode(golden["ar_chunk0_latents"])          # 2 latents
+    assert log() == dec
+    snap.encode(frames)                                        # 8 frames: 2 pushes
+    assert log() == enc
+    two = np.concatenate([golden["video"]] * 2)                # batch 2: still one block each way
+    vae.encode(two)
+    assert log() == enc
+    s.decoder.push(golden["ar_chunk0_latents"], window=None)   # the one-push path
+    assert log() == dec
+    assert lyra2.testing.emulated_cuda_stats()["refused"] == 0
+
+
+@pytest.mark.skipif(not EMULATED, reason="sets the emulated card's size")
+def test_out_of_device_memory_is_a_lyra2_error_with_size_and_stage(weights, golden, monkeypatch):
+    """A card too small for the weights fails the load, one too small for a push's activations fails that push
+    before any cache moves: both Lyra2Error naming the stage and the bytes; the model and the stream stay usable."""
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA_MEMORY", "64K")
+    with pytest.raises(lyra2.Lyra2Error, match=r"Wan VAE weights: cannot place \d+ bytes"):
+        WanVAE(weights, device="cuda", threads=1)
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA_MEMORY", "0")
+    gc.collect()
+    vae = WanVAE(weights, device="cuda", threads=1)
+    live = lyra2.testing.emulated_cuda_stats()["live_bytes"]
+    s = vae.encode_stream()
+    d = vae.decode_stream()
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA_MEMORY", str(live + 4096))  # not even the call's staged frames fit
+    with pytest.raises(lyra2.Lyra2Error, match=r"Wan VAE encode: cannot allocate 170496 bytes .* frames of this call"):
+        s.push(golden["video"])
+    with pytest.raises(lyra2.Lyra2Error, match=r"Wan VAE decode: cannot allocate 170496 bytes .* frames of this call"):
+        d.push(golden["latent"])
+    # the staged frames (9 video frames 32x48 + 3 latents 4x6, f32: 170496 bytes) fit, the activation arena does not
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA_MEMORY", str(live + 170496 + 4096))
+    with pytest.raises(lyra2.Lyra2Error, match=r"Wan VAE encode: cannot allocate \d+ bytes .* of activations"):
+        s.push(golden["video"])
+    with pytest.raises(lyra2.Lyra2Error, match=r"Wan VAE decode: cannot allocate \d+ bytes .* of activations"):
+        d.push(golden["latent"])
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA_MEMORY", "0")
+    close(s.push(golden["video"]), golden["latent"])
+    close(d.push(golden["latent"]), golden["decoded"])
+    assert lyra2.testing.emulated_cuda_stats()["refused"] == 0
