@@ -69,13 +69,17 @@ typedef struct lyra_da3 {
     lyra_da3_cam_dec cam_dec;
     int has_cam_enc;
     lyra_vit_wlist wlist;
-    void *mem;
+    void *mem;              /* the one weight allocation: host, or device memory of `placed` */
+    lyra_backend *placed;   /* the device backend holding mem after lyra_da3_place, else NULL */
 } lyra_da3;
 
 /* Loads every needed tensor (one allocation). Errors name the tensor (LYRA_ERR_FORMAT) or option (LYRA_ERR_ARG).
  * Free with lyra_da3_free, also after a failure. */
 lyra_status lyra_da3_load(lyra_da3 *m, const lyra_text_wsource *src, const lyra_da3_options *opt);
 void lyra_da3_free(lyra_da3 *m);
+/* Moves the weights into be's device memory once (a no-op on the CPU backend or when already placed); be must
+ * outlive the model. LYRA_ERR_OOM naming the weights and their size when the device has no room. */
+lyra_status lyra_da3_place(lyra_da3 *m, lyra_backend *be);
 
 /* ---- preprocessing (upstream DA3in:219-257) ---- */
 /* Processed size for an h0×w0 image: longest side scaled to process_res (round()), then each side to the nearest

@@ -244,9 +244,17 @@ lyra_status lyra_da3_load(lyra_da3 *m, const lyra_text_wsource *src, const lyra_
     return lyra_vit_wlist_load(l, src, ignore_unused, m, WHAT, &m->mem);
 }
 
+lyra_status lyra_da3_place(lyra_da3 *m, lyra_backend *be) {
+    if (be->device == LYRA_DEVICE_CPU || m->placed) return LYRA_OK;
+    LYRA_TRY(lyra_vit_wlist_place(&m->wlist, be, &m->mem, WHAT " weights"));
+    m->placed = be;
+    return LYRA_OK;
+}
+
 void lyra_da3_free(lyra_da3 *m) {
     if (!m) return;
-    free(m->mem);
+    if (m->placed) m->placed->ops->release(m->placed, m->mem);
+    else free(m->mem);
     lyra_vit_free(&m->anyview);
     lyra_vit_free(&m->metric);
     lyra_vit_free(&m->cam_enc.trunk);

@@ -98,6 +98,10 @@ lyra_status lyra_vit_wlist_add(lyra_vit_wlist *l, const char *name, lyra_tensor 
  * ignored, one allocation in *mem). */
 lyra_status lyra_vit_wlist_load(lyra_vit_wlist *l, const lyra_text_wsource *src, lyra_text_ignore_fn ignore,
                                 const void *ignore_ctx, const char *what, void **mem);
+/* Uploads the loaded weight block *mem (from lyra_vit_wlist_load) into one block of be's device memory and
+ * re-points every listed tensor (lyra_backend_place_weights; *mem becomes the device block, released with
+ * be->ops->release). A no-op on the CPU backend. */
+lyra_status lyra_vit_wlist_place(lyra_vit_wlist *l, lyra_backend *be, void **mem, const char *what);
 /* Frees the spec array and the names (only after the loaded tensors are no longer used). */
 void lyra_vit_wlist_free(lyra_vit_wlist *l);
 

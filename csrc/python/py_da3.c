@@ -59,12 +59,30 @@ static PyObject *py_da3_load(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *weights, *av_taps = Py_None, *met_taps = Py_None;
     long long av_heads = 0, met_heads = 0, ce_heads = 0;
-    if (!PyArg_ParseTuple(args, "O|LLLOO:da3_load", &weights, &av_heads, &met_heads, &ce_heads, &av_taps, &met_taps))
+    const char *device = "cpu";
+    if (!PyArg_ParseTuple(args, "O|LLLOOs:da3_load", &weights, &av_heads, &met_heads, &ce_heads, &av_taps, &met_taps,
+                          &device))
         return NULL;
+    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
+        return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
     lyra_da3_options opt = {.anyview_heads = av_heads, .metric_heads = met_heads, .cam_enc_heads = ce_heads};
     if (parse_taps(av_taps, opt.anyview_taps, "taps") < 0 || parse_taps(met_taps, opt.metric_taps, "metric_taps") < 0)
         return NULL;
-    return lyra_py_netcap_load(weights, "model.", sizeof(da3net), da3net_free_model, da3net_load, &opt, CAPSULE);
+    PyObject *cap = lyra_py_netcap_load(weights, "model.", sizeof(da3net), da3net_free_model, da3net_load, &opt,
+                                        CAPSULE);
+    if (!cap || !strcmp(device, "cpu")) return cap;
+    /* "cuda": the network moves to the device backend and its weights are uploaded once (lyra_da3_place) */
+    da3net *t = PyCapsule_GetPointer(cap, CAPSULE);
+    lyra_status s;
+    LYRA_PY_NETCAP_LOCKED(&t->net, {
+        s = lyra_py_netcap_to_device(&t->net, LYRA_DEVICE_CUDA);
+        if (s == LYRA_OK) s = lyra_da3_place(&t->m, &t->net.be);
+    });
+    if (s != LYRA_OK) {
+        Py_DECREF(cap);
+        return lyra_py_raise(s);
+    }
+    return cap;
 }
 
 static PyObject *vit_cfg_dict(const lyra_vit_config *c) {
@@ -346,11 +364,27 @@ static PyObject *py_da3_forward(PyObject *self, PyObject *args) {
     size_t need = lyra_da3_arena_bytes(m, S, h, w);
     lyra_tensor pix = lyra_tensor_4d(PyArray_DATA(px), LYRA_DTYPE_F32, S, 3, h, w);
     const float *e = ext ? f32(ext) : NULL, *k = K ? f32(K) : NULL;
+    /* on a device: the pixels are uploaded into a device block once; the forward downloads its outputs (the
+     * heads' maps per view, the pose) for the host-side merge */
     LYRA_PY_NETCAP_LOCKED(&t->net, {
-        s = lyra_py_netcap_arena(&t->net, need);
+        lyra_backend *be = &t->net.be;
+        lyra_tensor dpix = pix;
+        void *bpix = NULL;
+        s = LYRA_OK;
+        if (be->device != LYRA_DEVICE_CPU) {
+            bpix = be->ops->alloc(be, lyra_tensor_nbytes(&pix));
+            dpix = lyra_tensor_make(bpix, LYRA_DTYPE_F32, pix.ndim, pix.ne);
+            dpix.device = be->device;
+            dpix.name = "DA3 pixels";
+            s = bpix ? lyra_op_upload(be, &dpix, &pix)
+                     : lyra_error(LYRA_ERR_OOM, "Depth Anything 3: cannot allocate %zu bytes on the device for the "
+                                  "pixels", lyra_tensor_nbytes(&pix));
+        }
+        if (s == LYRA_OK) s = lyra_py_netcap_arena(&t->net, need);
         if (s == LYRA_OK)
-            s = lyra_da3_forward(m, &t->net.be, &t->net.arena, &pix, e, k, &out, want_trace ? &tr : NULL);
+            s = lyra_da3_forward(m, be, &t->net.arena, &dpix, e, k, &out, want_trace ? &tr : NULL);
         t->net.arena.used = 0;
+        if (bpix) be->ops->release(be, bpix);
     });
     if (s != LYRA_OK) {
         lyra_py_raise(s);

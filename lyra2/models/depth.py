@@ -65,14 +65,17 @@ class DepthAnything3:
     [19, 27, 33, 39] and [4, 11, 17, 23]). The any-view head count comes from the q/k-norm width. A safetensors
     file may carry other values as the JSON metadata entry ``"lyra2_config"`` (keys ``heads``, ``metric_heads``,
     ``cam_enc_heads``, ``taps``, ``metric_taps``; ``lyra2.testing.make_tiny_checkpoint`` writes one); the
-    keyword arguments override it."""
+    keyword arguments override it.
+
+    ``device="cuda"``: the weights are uploaded once and the activation arena lives in device memory; a call
+    uploads the processed pixels once and downloads the heads' maps and the pose for the host-side resize and
+    metric merge (f32 activations, docs/PRECISION.md). A device out-of-memory raises Lyra2Error naming the stage
+    and the bytes."""
 
     def __init__(self, weights, device="cpu", *, heads=None, metric_heads=None, cam_enc_heads=None, taps=None,
                  metric_taps=None):
-        if device != "cpu":
-            from .. import Lyra2Error
-            raise Lyra2Error(f"DepthAnything3: device {device!r} is not available: the CUDA backend for networks is "
-                             "not built yet; use device='cpu'")
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         cfg = lyra2_config(weights, ("heads", "metric_heads", "cam_enc_heads", "taps", "metric_taps"))
         heads = cfg.get("heads") if heads is None else heads
         metric_heads = cfg.get("metric_heads") if metric_heads is None else metric_heads
@@ -82,7 +85,7 @@ class DepthAnything3:
         self.device = device
         self._net = _core.da3_load(weights, int(heads or 0), int(metric_heads or 0), int(cam_enc_heads or 0),
                                    None if taps is None else tuple(int(t) for t in taps),
-                                   None if metric_taps is None else tuple(int(t) for t in metric_taps))
+                                   None if metric_taps is None else tuple(int(t) for t in metric_taps), device)
         self.config = _core.da3_config(self._net)
 
     def sizes(self):
