@@ -82,10 +82,10 @@ def run_device_checks(*files):
 
 
 def test_networks_on_the_emulated_device():
-    """tests/device_checks/check_{dit,umt5,clip,vae,da3}.py in one interpreter (start-up is most of their cost): LyraDiT
+    """tests/device_checks/check_{dit,umt5,clip,vae,da3,moge}.py in one interpreter (start-up is most of their cost): LyraDiT
     (f32 golden, upstream's bf16 policy, LoRAs, transfers, device OOM), UMT5Encoder and CLIPVision (goldens,
     transfers), WanVAE and its streams (goldens, AR stream, device == CPU, transfers, device OOM) and
-    DepthAnything3 (goldens, device == CPU, transfers, device OOM) with device="cuda"."""
+    DepthAnything3 and MoGe (goldens, device == CPU, transfers, device OOM) with device="cuda"."""
     run_device_checks("tests/device_checks/check_dit.py", "tests/device_checks/check_umt5.py",
                       "tests/device_checks/check_clip.py", "tests/device_checks/check_vae.py",
-                      "tests/device_checks/check_da3.py")
+                      "tests/device_checks/check_da3.py", "tests/device_checks/check_moge.py")

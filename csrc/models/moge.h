@@ -139,13 +139,17 @@ typedef struct lyra_moge {
     lyra_moge_out out[2];        /* points, mask */
     float mean[3], std[3];       /* image_mean / image_std buffers, ImageNet when absent */
     lyra_vit_wlist wl;           /* the weight names (the loaded descriptors point at them) */
-    void *mem;
+    void *mem;                   /* the one weight allocation: host, or device memory of `placed` */
+    lyra_backend *placed;        /* the device backend holding mem after lyra_moge_place, else NULL */
 } lyra_moge;
 
 /* Detects the configuration from the weights (names as MoGeModel.state_dict(): backbone.*, head.*, optional
  * image_mean / image_std) and loads them into one allocation. Free with lyra_moge_free (also after failure). */
 lyra_status lyra_moge_load(lyra_moge *m, const lyra_text_wsource *src, const lyra_moge_options *opt);
 void lyra_moge_free(lyra_moge *m);
+/* Moves the weights into be's device memory once (a no-op on the CPU backend or when already placed); be must
+ * outlive the model. LYRA_ERR_OOM naming the weights and their size when the device has no room. */
+lyra_status lyra_moge_place(lyra_moge *m, lyra_backend *be);
 
 /* Sizes of one forward on an H×W image (upstream Z:378): tokens, the bicubic size (h1, w1), the backbone input
  * (h14, w14) and its patch grid. */

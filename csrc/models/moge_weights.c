@@ -202,11 +202,19 @@ lyra_status lyra_moge_load(lyra_moge *m, const lyra_text_wsource *src, const lyr
     return LYRA_OK;
 }
 
+lyra_status lyra_moge_place(lyra_moge *m, lyra_backend *be) {
+    if (be->device == LYRA_DEVICE_CPU || m->placed) return LYRA_OK;
+    LYRA_TRY(lyra_vit_wlist_place(&m->wl, be, &m->mem, WHAT " weights"));
+    m->placed = be;
+    return LYRA_OK;
+}
+
 void lyra_moge_free(lyra_moge *m) {
     if (!m) return;
     lyra_vit_free(&m->vit);
     lyra_vit_wlist_free(&m->wl);
-    free(m->mem);
+    if (m->placed) m->placed->ops->release(m->placed, m->mem);
+    else free(m->mem);
     memset(m, 0, sizeof *m);
 }
 

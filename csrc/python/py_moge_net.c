@@ -26,16 +26,33 @@ static lyra_status mogenet_load(lyra_py_netcap *net, const lyra_text_wsource *sr
     return lyra_moge_load(&((mogenet *)net)->moge, src, arg);
 }
 
-/* moge_load(weights, heads, tokens_min, tokens_max, mask_threshold) -> network */
+/* moge_load(weights, heads, tokens_min, tokens_max, mask_threshold, device="cpu") -> network; "cuda" moves the
+ * network to the device backend and uploads its weights once (lyra_moge_place). */
 static PyObject *py_moge_load(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *weights;
     lyra_moge_options opt = {0};
     long long heads, tmin, tmax;
     double thr;
-    if (!PyArg_ParseTuple(args, "OLLLd:moge_load", &weights, &heads, &tmin, &tmax, &thr)) return NULL;
+    const char *device = "cpu";
+    if (!PyArg_ParseTuple(args, "OLLLd|s:moge_load", &weights, &heads, &tmin, &tmax, &thr, &device)) return NULL;
+    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
+        return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
     opt.heads = heads, opt.tokens_min = tmin, opt.tokens_max = tmax, opt.mask_threshold = (float)thr;
-    return lyra_py_netcap_load(weights, NULL, sizeof(mogenet), mogenet_free_model, mogenet_load, &opt, CAPSULE);
+    PyObject *cap = lyra_py_netcap_load(weights, NULL, sizeof(mogenet), mogenet_free_model, mogenet_load, &opt,
+                                        CAPSULE);
+    if (!cap || !strcmp(device, "cpu")) return cap;
+    mogenet *t = PyCapsule_GetPointer(cap, CAPSULE);
+    lyra_status s;
+    LYRA_PY_NETCAP_LOCKED(&t->net, {
+        s = lyra_py_netcap_to_device(&t->net, LYRA_DEVICE_CUDA);
+        if (s == LYRA_OK) s = lyra_moge_place(&t->moge, &t->net.be);
+    });
+    if (s != LYRA_OK) {
+        Py_DECREF(cap);
+        return lyra_py_raise(s);
+    }
+    return cap;
 }
 
 static PyObject *int_list(const int64_t *v, int64_t n) {

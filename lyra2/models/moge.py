@@ -118,10 +118,14 @@ def _image(image) -> np.ndarray:
 
 
 class MoGe:
-    """MoGe v1 on the lyra2 runtime (see the module docstring)."""
+    """MoGe v1 on the lyra2 runtime (see the module docstring).
+
+    ``device="cuda"``: the weights are uploaded once and the activation arena lives in device memory; a call
+    uploads the image once and downloads the head's output once for the host-side focal/shift solve (f32
+    activations, docs/PRECISION.md). A device out-of-memory raises Lyra2Error naming the stage and the bytes."""
 
     def __init__(self, weights, device="cpu", *, num_heads=None, num_tokens_range=None, mask_threshold=None):
-        check_device(device)
+        check_device(device, placed=True)
         cfg = _model_config(weights)
         if num_heads is None:
             num_heads = lyra2_config(weights, ("num_heads",)).get("num_heads")
@@ -142,7 +146,7 @@ class MoGe:
         if num_heads is not None and (not isinstance(num_heads, (int, np.integer)) or num_heads < 1):
             raise ValueError(f"num_heads must be a positive int, got {num_heads!r}")
         self.device = device
-        self._net = _core.moge_load(weights, 0 if num_heads is None else int(num_heads), lo, hi, thr)
+        self._net = _core.moge_load(weights, 0 if num_heads is None else int(num_heads), lo, hi, thr, device)
         self.config = _core.moge_config(self._net)
 
     def __call__(self, image) -> dict:
