@@ -120,13 +120,7 @@ lyra_status lyra_clip_place(lyra_clip *m, lyra_backend *be) {
                                &b->norm2_w, &b->norm2_b, &b->fc1_w, &b->fc1_b, &b->fc2_w, &b->fc2_b};
         for (int j = 0; j < 12; j++) ts[k++] = bt[j];
     }
-    size_t bytes = 0; /* the carved block ends at the last tensor's end */
-    for (int i = 0; i < k; i++)
-        if (ts[i]->data) {
-            size_t end = (size_t)((const char *)ts[i]->data - (const char *)m->mem) + lyra_tensor_nbytes(ts[i]);
-            if (end > bytes) bytes = end;
-        }
-    lyra_status s = lyra_backend_place_weights(be, &m->mem, bytes, ts, k, WHAT " weights");
+    lyra_status s = lyra_backend_place_weights(be, &m->mem, ts, k, WHAT " weights");
     free(ts);
     if (s == LYRA_OK) m->placed = be;
     return s;

@@ -108,14 +108,7 @@ lyra_status lyra_umt5_place(lyra_umt5 *m, lyra_backend *be) {
         lyra_tensor *bt[10] = {&b->norm1, &b->q, &b->k, &b->v, &b->o, &b->norm2, &b->gate, &b->fc1, &b->fc2, &b->pos};
         for (int j = 0; j < 10; j++) ts[k++] = bt[j];
     }
-    /* the carved block ends at the last tensor's end */
-    size_t bytes = 0;
-    for (int i = 0; i < k; i++)
-        if (ts[i]->data) {
-            size_t end = (size_t)((const char *)ts[i]->data - (const char *)m->mem) + lyra_tensor_nbytes(ts[i]);
-            if (end > bytes) bytes = end;
-        }
-    lyra_status s = lyra_backend_place_weights(be, &m->mem, bytes, ts, k, WHAT " weights");
+    lyra_status s = lyra_backend_place_weights(be, &m->mem, ts, k, WHAT " weights");
     free(ts);
     if (s == LYRA_OK) m->placed = be;
     return s;

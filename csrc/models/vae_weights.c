@@ -294,7 +294,6 @@ lyra_status lyra_vae_place(lyra_vae *vae, lyra_device device) {
     if (!vae->block) return lyra_error(LYRA_ERR_ARG, "vae: a shapes-only model has no weights to place");
     lyra_tensor *ts[2 * LYRA_VAE_MAX_LAYERS * VAE_W_MAX];
     int k = 0;
-    size_t bytes = 0; /* the carved block ends at the last tensor's end */
     for (int d = 0; d < 2; d++) {
         vae_layer *layers = d ? vae->dec : vae->enc;
         int n = d ? vae->n_dec : vae->n_enc;
@@ -303,14 +302,12 @@ lyra_status lyra_vae_place(lyra_vae *vae, lyra_device device) {
                 lyra_tensor *t = &layers[i].w[j];
                 if (!t->data) continue;
                 ts[k++] = t;
-                size_t end = (size_t)((const char *)t->data - (const char *)vae->block) + lyra_tensor_nbytes(t);
-                if (end > bytes) bytes = end;
             }
     }
     lyra_backend dev;
     LYRA_TRY(lyra_backend_init(&dev, device, 0));
     /* The host block came from the CPU backend's aligned_alloc, which place_weights may free(). */
-    lyra_status st = lyra_backend_place_weights(&dev, &vae->block, bytes, ts, k, "Wan VAE weights");
+    lyra_status st = lyra_backend_place_weights(&dev, &vae->block, ts, k, "Wan VAE weights");
     if (st != LYRA_OK) {
         lyra_backend_free(&dev);
         return st;

@@ -45,15 +45,9 @@ lyra_status lyra_vit_wlist_place(lyra_vit_wlist *l, lyra_backend *be, void **mem
     lyra_tensor **ts = malloc(sizeof *ts * (size_t)(l->n ? l->n : 1));
     if (!ts) return lyra_error(LYRA_ERR_OOM, "%s: out of memory", what);
     int k = 0;
-    size_t bytes = 0; /* the carved block ends at the last tensor's end */
-    for (int i = 0; i < l->n; i++) {
-        lyra_tensor *t = l->specs[i].dst;
-        if (!t->data) continue;
-        ts[k++] = t;
-        size_t end = (size_t)((const char *)t->data - (const char *)*mem) + lyra_tensor_nbytes(t);
-        if (end > bytes) bytes = end;
-    }
-    lyra_status s = lyra_backend_place_weights(be, mem, bytes, ts, k, what);
+    for (int i = 0; i < l->n; i++)
+        if (l->specs[i].dst->data) ts[k++] = l->specs[i].dst;
+    lyra_status s = lyra_backend_place_weights(be, mem, ts, k, what);
     free(ts);
     return s;
 }

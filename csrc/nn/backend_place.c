@@ -5,9 +5,18 @@
 
 #include "nn/ops.h"
 
-lyra_status lyra_backend_place_weights(lyra_backend *be, void **mem, size_t bytes, lyra_tensor *const *tensors, int n,
+lyra_status lyra_backend_place_weights(lyra_backend *be, void **mem, lyra_tensor *const *tensors, int n,
                                        const char *what) {
     if (be->device == LYRA_DEVICE_CPU) return LYRA_OK;
+    const char *lo = *mem;
+    size_t bytes = 0; /* the carved block ends at the end of its last tensor */
+    for (int i = 0; i < n; i++) {
+        const char *p = tensors[i]->data;
+        if (!p) continue;
+        LYRA_ASSERT(p >= lo);
+        size_t end = (size_t)(p - lo) + lyra_tensor_nbytes(tensors[i]);
+        if (end > bytes) bytes = end;
+    }
     void *dev = be->ops->alloc(be, bytes ? bytes : 1);
     if (!dev) {
         char why[256];
@@ -26,11 +35,10 @@ lyra_status lyra_backend_place_weights(lyra_backend *be, void **mem, size_t byte
             return st;
         }
     }
-    const char *lo = *mem;
     for (int i = 0; i < n; i++) {
         lyra_tensor *t = tensors[i];
         const char *p = t->data;
-        if (!p || p < lo || p >= lo + bytes) continue;
+        if (!p) continue;
         t->data = (char *)dev + (p - lo);
         t->device = be->device;
     }
