@@ -24,16 +24,22 @@ __version__ = "0.1.0"
 
 
 def backends():
-    """What this build can run: {"cpu": True, "cuda": bool, "cuda_compiled": bool,
-    "devices": [{"index", "name", "memory_bytes"}], "cblas": bool}.
-    "cuda" is True only when the build has the CUDA part and a GPU is visible."""
+    """What this build can run: {"cpu": True, "cuda": bool, "cuda_compiled": bool, "cuda_error": str | None,
+    "devices": [{"index", "name", "memory_bytes"}], "cuda_fallbacks": {kind: {"count", "first"}}, "cblas": bool}.
+    "cuda" is True only when the build has the CUDA part and a GPU is usable; otherwise "cuda_error" says why
+    (no CUDA part in the build, or the CUDA error with the driver's and runtime's versions).
+    "cuda_fallbacks" counts the calls, since the process started, that the CUDA backend ran on a slow reference
+    kernel ("gemm": cuBLASLt had no algorithm; "attention": outside the fused kernel), with the first case."""
     info = _core.build_info()
     devices = [{"index": i, "name": n, "memory_bytes": b} for i, n, b in _core.cuda_devices()]
+    fallbacks = {k: {"count": n, "first": first} for k, (n, first) in _core.cuda_fallbacks().items()}
     return {
         "cpu": True,
         "cuda": bool(info["cuda"] and devices),
         "cuda_compiled": bool(info["cuda"]),
+        "cuda_error": None if devices else _core.cuda_unavailable(),
         "devices": devices,
+        "cuda_fallbacks": fallbacks,
         "cblas": bool(info["cblas"]),
     }
 
