@@ -180,10 +180,14 @@ $PY -c "import lyra2; print('backends:', lyra2.backends())" || FAIL=1
 
 # ------------------------------------------------------------------ tests
 stamp "pytest -m cuda"
-PYTHONUNBUFFERED=1 timeout 300 $PY -m pytest -m cuda -q -p no:cacheprovider -rs --junitxml="$OUT/pytest.xml" tests \
-    > "$OUT/pytest.log" 2>&1
+# -m cuda selects the slow-marked device cases too (issue 18: L = 38,246 attention, > 2^31-element add) and, like
+# LYRA2_REQUIRE_CUDA=1, makes a machine without a usable GPU a failure with the reason instead of 0 tests run
+PYTHONUNBUFFERED=1 LYRA2_REQUIRE_CUDA=1 timeout 300 $PY -m pytest -m cuda -q -p no:cacheprovider -rs \
+    --junitxml="$OUT/pytest.xml" tests > "$OUT/pytest.log" 2>&1
 TEST_RC=$?
 tail -40 "$OUT/pytest.log"
+echo "-- device lines (timings, slow-path counters):"
+grep -h "\[device\]" "$OUT/pytest.log"
 echo "pytest exit status $TEST_RC"
 [ $TEST_RC = 0 ] || FAIL=1
 

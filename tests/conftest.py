@@ -51,3 +51,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("cuda"):
             item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter):
+    # a device run's log shows whether anything took the CUDA backend's slow reference kernels
+    if cuda_unavailable():
+        return
+    import lyra2
+
+    for kind, v in lyra2.backends()["cuda_fallbacks"].items():
+        terminalreporter.write_line(f"[device] CUDA slow-path calls, {kind}: {v['count']}"
+                                    + (f" (first: {v['first']})" if v["count"] else ""))

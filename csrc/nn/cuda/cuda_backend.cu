@@ -253,6 +253,7 @@ static void be_destroy(lyra_backend *be) {
     cu_device_scope on(st->device);
     if (st->stream) cudaStreamSynchronize(st->stream);
     cu_plans_free(st);
+    cu_resize_cache_free(be);
     if (st->lt) cublasLtDestroy(st->lt);
     for (int i = 0; i < st->n_blocks; i++) cudaFree(st->blocks[i].ptr);
     free(st->blocks);

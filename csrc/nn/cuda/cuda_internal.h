@@ -40,6 +40,7 @@ typedef struct cuda_state {
     int n_blocks, cap_blocks;
     size_t pool_bytes;
     struct cu_plan_cache *plans; /* GEMM plan cache (cuda_gemm.cu), made on first use */
+    struct cu_resize_cache *resize_tables; /* resize tables on the device (cuda_resample.cu), made on first use */
     int *d_flag;                /* one device int for error flags reported by kernels */
 } cuda_state;
 
@@ -258,6 +259,7 @@ lyra_status cu_op_conv3d(lyra_backend *, lyra_tensor *, const lyra_tensor *, con
 lyra_status cu_op_conv_transpose2d(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *,
                                    const lyra_tensor *, int, int);
 lyra_status cu_op_resize(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_resize_params *);
+void cu_resize_cache_free(lyra_backend *be);
 
 /* The fused flash-attention kernel (cuda_attention_flash.cu): 1 when it handled the call (status in *st),
  * 0 when the case is outside what it supports (dtype, head dim, alignment) and the caller falls back. */

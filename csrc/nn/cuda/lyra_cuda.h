@@ -52,7 +52,9 @@ size_t lyra_cuda_pool_bytes(lyra_backend *be);
  * (1) per tensor or (N) per output channel, scale = amax / 448 (1 where amax = 0); w ≈ w8 · scale. */
 lyra_status lyra_cuda_quantize_fp8(lyra_backend *be, lyra_tensor *w8, lyra_tensor *scale, const lyra_tensor *w);
 /* y = x·(w8·scale)ᵀ + b with x (..., K) bf16/f16/f32 quantised per tensor on the fly (amax / 448), fp32
- * accumulation. x rows contiguous; y (..., N) bf16 or f32, rows contiguous; b (N) or NULL. K % 16 == 0. */
+ * accumulation. x rows contiguous; y (..., N) bf16 or f32, rows contiguous; b (N) or NULL (applied as bf16, what
+ * cuBLASLt's FP8 kernels take). K % 16 == 0, w8 16-byte aligned and, with a per-tensor scale, y's rows 16-byte
+ * aligned (cuBLASLt's FP8 requirements): LYRA_ERR_ARG otherwise, rather than a naive kernel. */
 lyra_status lyra_cuda_linear_fp8(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w8,
                                  const lyra_tensor *scale, const lyra_tensor *b);
 
