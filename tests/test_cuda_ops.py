@@ -291,6 +291,18 @@ def test_norms_and_pointwise_bf16():
     check(cuda("softmax", x, dtype="bf16"), sm / sm.sum(-1, keepdims=True), 1e-3, 1e-2, "softmax bf16")
 
 
+@pytest.mark.parametrize("shape", [(1, 96, 3, 37, 41), (1, 64, 4, 64, 64)])
+def test_group_norm_over_chunks(shape):
+    # groups of 13,653 and 32,768 elements: each group is cut into chunks (4 and 8) whose statistics are merged;
+    # the odd size leaves a short last chunk. f32 in and out: tolerance of test_ops' group_norm, scaled for n
+    x, w, b = rnd(*shape, scale=2.0) + 3.0, rnd(shape[1]), rnd(shape[1])
+    xg = x.astype(np.float64).reshape(shape[0], 32, -1)
+    n = ((xg - xg.mean(-1, keepdims=True)) / np.sqrt(xg.var(-1, keepdims=True) + 1e-6)).reshape(shape)
+    bc = (1, -1) + (1,) * (len(shape) - 2)
+    ref = n * w.reshape(bc) + b.reshape(bc)
+    check(cuda("group_norm", x, w, b, groups=32), ref, 2e-5, 2e-5, f"group_norm {shape}")
+
+
 def test_rope_bf16():
     x = bf16(rnd(1, 24, 3, 128))
     ang = (RNG.random((24, 64)) * 30).astype(np.float32)
