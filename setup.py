@@ -1,5 +1,6 @@
-"""Build of lyra2._core: the C core in csrc/, plus the CUDA backend (csrc/nn/cuda/*.cu)
-when a CUDA toolkit is found.
+"""Build of lyra2._core (the C core in csrc/ with its Python glue in csrc/python/, plus the CUDA backend
+csrc/nn/cuda/*.cu when a CUDA toolkit is found) and of the test-only lyra2._testops (csrc/testing/), which
+links the same core objects.
 
 Environment:
   LYRA2_CUDA=0|1      force the CUDA part off / on (default: on when nvcc and cuBLAS are found)
@@ -7,6 +8,7 @@ Environment:
   LYRA2_SANITIZE=1    build with -fsanitize=address,undefined (see README, developer section)
   LYRA2_DEBUG=1       -O0 -g
 """
+import concurrent.futures
 import glob
 import os
 import shutil
@@ -20,6 +22,12 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 CUDA_DIR = os.path.join(ROOT, "csrc", "nn", "cuda")
+TESTING_DIR = os.path.join(ROOT, "csrc", "testing")
+# Glue compiled per extension; every other csrc/**.c is the shared core (BuildExt compiles it once).
+GLUE_DIRS = (os.path.join("csrc", "python", ""), os.path.join("csrc", "testing", ""))
+SHARED = {}
+CUDA_CORE_SOURCES = sorted(glob.glob(os.path.join(CUDA_DIR, "*.cu")))
+CUDA_TEST_SOURCES = sorted(glob.glob(os.path.join(TESTING_DIR, "*.cu")))
 
 
 def pkg_config(*args):
@@ -79,35 +87,82 @@ def find_cuda():
     return nvcc, inc, libdirs, libs
 
 
+def _stale(obj, deps):
+    return not os.path.exists(obj) or os.path.getmtime(obj) < max(os.path.getmtime(p) for p in deps)
+
+
 class BuildExt(build_ext):
-    """Compiles csrc/nn/cuda/*.cu with nvcc into objects that are linked into _core."""
+    """Compiles the shared core once and links it into both extensions.
 
-    def build_extension(self, ext):
-        cuda = getattr(ext, "_lyra_cuda", None)
-        if cuda:
-            nvcc, inc, _, _ = cuda
-            arch = os.environ.get("LYRA2_CUDA_ARCH", "arch=compute_90,code=sm_90")
-            objs = []
-            os.makedirs(self.build_temp, exist_ok=True)
-            for src in sorted(glob.glob(os.path.join(CUDA_DIR, "*.cu"))):
-                obj = os.path.join(self.build_temp, os.path.basename(src) + ".o")
-                if not os.path.exists(obj) or os.path.getmtime(obj) < max(
-                        os.path.getmtime(p) for p in [src] + glob.glob(os.path.join(CUDA_DIR, "*.h"))):
-                    cmd = [nvcc, "-c", src, "-o", obj, "-O3", "-std=c++17", "-Xcompiler", "-fPIC",
-                           "-Xcompiler", "-Wall", "--expt-relaxed-constexpr", "-lineinfo",
-                           "-I" + CUDA_DIR, "-I" + os.path.join(ROOT, "csrc")]
-                    for a in arch.split(";"):
-                        cmd += ["-gencode", a]
-                    for d in inc:
-                        cmd.append("-I" + d)
-                    print(" ".join(cmd))
-                    subprocess.check_call(cmd)
-                objs.append(obj)
-            ext.extra_objects = list(ext.extra_objects or []) + objs
-        super().build_extension(ext)
+    The C files outside csrc/python/ and csrc/testing/ (and, with CUDA, csrc/nn/cuda/*.cu via nvcc) become one
+    set of objects in build_temp, recompiled only when their source or a header changed and compiled -j at a
+    time. lyra2._core links all of them; the test-only lyra2._testops links against _core's shared object
+    ($ORIGIN rpath), so the two modules share ONE runtime: the same backends, device pools and counters (a
+    static copy would give the tests a second CUDA context and counters that _core never sees). Each extension
+    compiles just its own glue."""
+
+    def build_extensions(self):
+        shared = SHARED
+        objs = self._compile_shared(shared)
+        core_path = self.get_ext_fullpath("lyra2._core")
+        # _core first and alone (not in parallel with _testops, which links against it)
+        for ext in sorted(self.extensions, key=lambda e: e.name != "lyra2._core"):
+            if ext.name == "lyra2._core":
+                extra = objs
+            else:
+                extra = self._compile_cuda(shared, CUDA_TEST_SOURCES)
+                ext.library_dirs = list(ext.library_dirs or []) + [os.path.dirname(core_path)]
+                ext.extra_link_args = list(ext.extra_link_args or []) + [
+                    "-l:" + os.path.basename(core_path), "-Wl,-rpath,$ORIGIN"]
+                extra_deps = [core_path]
+                ext.depends = list(ext.depends or []) + extra_deps
+            ext.extra_objects = list(ext.extra_objects or []) + extra
+            ext.depends = list(ext.depends or []) + extra  # relink when a shared object changed
+            self.build_extension(ext)
+
+    def _compile_shared(self, shared):
+        jobs = []
+        for src in shared["sources"]:
+            obj = os.path.join(self.build_temp, os.path.splitext(src)[0] + ".o")
+            jobs.append((src, obj))
+        headers = shared["depends"]
+        todo = [(s, o) for s, o in jobs if self.force or _stale(o, [s] + headers)]
+
+        def compile_one(job):
+            src, _ = job
+            self.compiler.compile([src], output_dir=self.build_temp, macros=shared["define_macros"],
+                                  include_dirs=shared["include_dirs"], extra_postargs=shared["extra_compile_args"])
+
+        with concurrent.futures.ThreadPoolExecutor(max(1, int(self.parallel or 1))) as pool:
+            list(pool.map(compile_one, todo))
+        return [o for _, o in jobs] + self._compile_cuda(shared, CUDA_CORE_SOURCES)
+
+    def _compile_cuda(self, shared, sources):
+        cuda = shared["cuda"]
+        if not cuda:
+            return []
+        nvcc, inc, _, _ = cuda
+        arch = os.environ.get("LYRA2_CUDA_ARCH", "arch=compute_90,code=sm_90")
+        objs = []
+        os.makedirs(self.build_temp, exist_ok=True)
+        headers = glob.glob(os.path.join(CUDA_DIR, "*.h")) + glob.glob(os.path.join(TESTING_DIR, "*.h"))
+        for src in sources:
+            obj = os.path.join(self.build_temp, os.path.basename(src) + ".o")
+            if self.force or _stale(obj, [src] + headers):
+                cmd = [nvcc, "-c", src, "-o", obj, "-O3", "-std=c++17", "-Xcompiler", "-fPIC",
+                       "-Xcompiler", "-Wall", "--expt-relaxed-constexpr", "-lineinfo",
+                       "-I" + CUDA_DIR, "-I" + os.path.join(ROOT, "csrc")]
+                for a in arch.split(";"):
+                    cmd += ["-gencode", a]
+                for d in inc:
+                    cmd.append("-I" + d)
+                print(" ".join(cmd))
+                subprocess.check_call(cmd)
+            objs.append(obj)
+        return objs
 
 
-def make_extension():
+def make_extensions():
     sources = sorted(glob.glob(os.path.join("csrc", "**", "*.c"), recursive=True))
     av = ["libavcodec", "libavformat", "libswscale", "libavutil"]
     cflags = pkg_config("--cflags", *av)
@@ -149,23 +204,25 @@ def make_extension():
         runtime_dirs += [d for d in libdirs if os.path.isdir(d)]
         libraries += ["cudart_static", "rt", "dl", "pthread"] + libs + ["stdc++"]
 
-    ext = Extension(
-        "lyra2._core",
-        sources=sources,
-        include_dirs=include_dirs,
-        library_dirs=library_dirs,
-        libraries=libraries,
-        runtime_library_dirs=runtime_dirs,
-        define_macros=define_macros,
-        extra_compile_args=extra_compile,
-        extra_link_args=extra_link,
-        depends=glob.glob(os.path.join("csrc", "**", "*.h"), recursive=True),
-    )
-    ext._lyra_cuda = cuda
-    return ext
+    headers = glob.glob(os.path.join("csrc", "**", "*.h"), recursive=True)
+    SHARED.update(sources=[s for s in sources if not s.startswith(GLUE_DIRS)], include_dirs=include_dirs,
+                  define_macros=define_macros, extra_compile_args=extra_compile,
+                  depends=[h for h in headers if not h.startswith(GLUE_DIRS)], cuda=cuda)
+
+    def extension(name, glue):
+        return Extension(name, sources=glue, include_dirs=include_dirs, library_dirs=library_dirs,
+                         libraries=libraries, runtime_library_dirs=runtime_dirs, define_macros=define_macros,
+                         extra_compile_args=extra_compile, extra_link_args=extra_link, depends=headers)
+
+    python_glue = [s for s in sources if s.startswith(os.path.join("csrc", "python", ""))]
+    testing_glue = [s for s in sources if s.startswith(os.path.join("csrc", "testing", ""))]
+    # The glue helpers _testops shares are compiled into each: they use the NumPy API table and Lyra2Error of
+    # the module they are in.
+    common = [os.path.join("csrc", "python", f) for f in ("py_common.c", "py_weight_source.c")]
+    return [extension("lyra2._core", python_glue), extension("lyra2._testops", testing_glue + common)]
 
 
 if __name__ == "__main__":
     if sysconfig.get_platform().startswith("win"):
         raise SystemExit("lyra2 builds on Linux (and other POSIX systems with libav); Windows is not supported")
-    setup(ext_modules=[make_extension()], cmdclass={"build_ext": BuildExt})
+    setup(ext_modules=make_extensions(), cmdclass={"build_ext": BuildExt})

@@ -154,10 +154,10 @@ EOF
 )
 echo "nvcc: $(command -v nvcc); CUDA_HOME=$CUDA_HOME; cublasLt.h in: ${CUBLAS_INC:-NOT FOUND}"
 mkdir -p "$BT"
-rm -f lyra2/_core*.so build/lib*/lyra2/_core*.so # relink against this run's libav (a rerun may have switched it)
+rm -f lyra2/_core*.so lyra2/_testops*.so build/lib*/lyra2/_core*.so build/lib*/lyra2/_testops*.so # relink against this run's libav (a rerun may have switched it)
 {
     # the same flags as setup.py's BuildExt, which then finds the objects up to date
-    ls csrc/nn/cuda/*.cu | xargs -P "$NPROC" -I{} sh -c 'o='"$BT"'/$(basename {}).o; nvcc -c {} -o $o -O3 -std=c++17 \
+    ls csrc/nn/cuda/*.cu csrc/testing/*.cu | xargs -P "$NPROC" -I{} sh -c 'o='"$BT"'/$(basename {}).o; nvcc -c {} -o $o -O3 -std=c++17 \
         -Xcompiler -fPIC -Xcompiler -Wall --expt-relaxed-constexpr -lineinfo -I'"$ROOT"'/csrc/nn/cuda -I'"$ROOT"'/csrc \
         -gencode arch=compute_90,code=sm_90 -I'"$CUDA_HOME"'/include -I'"$CUBLAS_INC"' || echo "nvcc failed: {}"'
     timeout 420 $PY setup.py build_ext --inplace -j "$NPROC"

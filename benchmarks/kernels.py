@@ -3,7 +3,7 @@ bf16 peak (989 TFLOP/s) for the DiT GEMMs at M = 38,246 tokens, self-attention (
 cross-attention (L × 769 keys) and one full-width DiT block, with the implied time for 40 blocks × 4 DMD steps.
 
 Each number is the median of `--repeat` runs, timed with CUDA events on the backend's stream, after a warm-up,
-with the L2 cache flushed (a 256 MB write) before every timed run (csrc/nn/cuda/cuda_bench.cu). Data are random bf16.
+with the L2 cache flushed (a 256 MB write) before every timed run (csrc/testing/cuda_bench.cu). Data are random bf16.
 Prints a table (and writes it as JSON with --json PATH). Not a test.
 
     python benchmarks/kernels.py [--tokens 38246] [--repeat 5] [--quick] [--json out.json]
@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # this checkout's build
 
 import lyra2  # noqa: E402
-from lyra2 import _core  # noqa: E402
+from lyra2 import _testops  # noqa: E402
 
 PEAK_BF16 = 989.0  # TFLOP/s, H100 SXM dense bf16 (datasheet)
 PEAK_FP8 = 1979.0  # TFLOP/s, dense fp8 (datasheet)
@@ -45,7 +45,7 @@ def main():
     dev = info["devices"][0]
     print(f"device: {dev['name']} ({dev['memory_bytes'] / 2**30:.1f} GiB), {time.strftime('%Y-%m-%d %H:%M')}, "
           f"tokens {a.tokens}, repeat {a.repeat}; % of peak = of {PEAK_BF16:.0f} TFLOP/s dense bf16", flush=True)
-    M, ops, rows = a.tokens, _core._ops, []
+    M, ops, rows = a.tokens, _testops, []
     print(f"{'kernel':<44} {'median':>13} {'achieved':>17} {'peak':>8}")
 
     gemms = [("QKV", DIM, 3 * DIM), ("O", DIM, DIM), ("FFN up", DIM, FFN), ("FFN down", FFN, DIM)]

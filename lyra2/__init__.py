@@ -3,6 +3,8 @@
 One image + a prompt -> a camera-controlled, explorable 3D-style video, with the `fal-ai/lyra-2/zoom`
 endpoint's arguments and result shape, on your own machine. Without weights it renders a preview.
 """
+import os
+
 from . import _openblas_env  # noqa: F401  (must run before _core loads OpenBLAS)
 from . import _core
 from ._core import Lyra2Error
@@ -24,19 +26,28 @@ __version__ = "0.1.0"
 
 
 def backends():
-    """What this build can run: {"cpu": True, "cuda": bool, "cuda_compiled": bool, "cuda_error": str | None,
-    "devices": [{"index", "name", "memory_bytes"}], "cuda_fallbacks": {kind: {"count", "first"}}, "cblas": bool}.
-    "cuda" is True only when the build has the CUDA part and a GPU is usable; otherwise "cuda_error" says why
-    (no CUDA part in the build, or the CUDA error with the driver's and runtime's versions).
+    """What this build can run: {"cpu": True, "cuda": bool, "cuda_compiled": bool, "emulated": bool,
+    "cuda_error": str | None, "devices": [{"index", "name", "memory_bytes"}],
+    "cuda_fallbacks": {kind: {"count", "first"}}, "cblas": bool}.
+    "cuda" is True when the build has the CUDA part and a GPU is usable, or when the emulated device is on
+    (``LYRA2_EMULATED_CUDA=1``: device="cuda" then runs the CPU kernels behind a separate memory pool that behaves
+    like a GPU, see ``lyra2.testing.emulated_cuda_stats``); "emulated" says which. Otherwise "cuda_error" says why
+    not (no CUDA part in the build, or the CUDA error with the driver's and runtime's versions).
     "cuda_fallbacks" counts the calls, since the process started, that the CUDA backend ran on a slow reference
     kernel ("gemm": cuBLASLt had no algorithm; "attention": outside the fused kernel), with the first case."""
     info = _core.build_info()
-    devices = [{"index": i, "name": n, "memory_bytes": b} for i, n, b in _core.cuda_devices()]
+    emulated = bool(info["emulated_cuda"])
+    if emulated:
+        devices = [{"index": 0, "name": "emulated CUDA device (CPU kernels, LYRA2_EMULATED_CUDA=1)",
+                    "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}]
+    else:
+        devices = [{"index": i, "name": n, "memory_bytes": b} for i, n, b in _core.cuda_devices()]
     fallbacks = {k: {"count": n, "first": first} for k, (n, first) in _core.cuda_fallbacks().items()}
     return {
         "cpu": True,
-        "cuda": bool(info["cuda"] and devices),
+        "cuda": bool(emulated or (info["cuda"] and devices)),
         "cuda_compiled": bool(info["cuda"]),
+        "emulated": emulated,
         "cuda_error": None if devices else _core.cuda_unavailable(),
         "devices": devices,
         "cuda_fallbacks": fallbacks,

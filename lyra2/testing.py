@@ -35,7 +35,8 @@ from .checkpoint import FILES
 from .io import save_safetensors
 
 __all__ = ["make_tiny_checkpoint", "TINY", "vae_tensor_shapes", "dit_tensor_shapes", "umt5_tensor_shapes",
-           "clip_tensor_shapes", "da3_tensor_shapes", "moge_tensor_shapes", "tiny_spm_model"]
+           "clip_tensor_shapes", "da3_tensor_shapes", "moge_tensor_shapes", "tiny_spm_model",
+           "emulated_cuda_stats", "emulated_cuda_reset", "emulated_cuda_transfers"]
 
 LAYOUT = "f1k1f4s2f1s1f16k4f2k2f1k1_g20"
 TINY = {
@@ -506,3 +507,31 @@ def make_tiny_checkpoint(path, seed=0):
     with open(os.path.join(path, FILES["tokenizer"]), "wb") as f:
         f.write(spm)
     return path
+
+
+# ---------------------------------------------------------------- the emulated CUDA device
+
+def emulated_cuda_stats():
+    """Counters of the emulated CUDA device (``LYRA2_EMULATED_CUDA=1``, see ``lyra2.backends()``), process-wide
+    since the last :func:`emulated_cuda_reset`: ``uploads``/``upload_bytes`` and ``downloads``/``download_bytes``
+    (host <-> device copies), ``allocations``/``releases`` of pool blocks, ``live_bytes`` and ``peak_bytes`` of the
+    pool, ``ops`` run and ``refused`` (ops given a tensor outside the device pool)."""
+    from . import _core
+
+    return _core.emulated_cuda_stats()
+
+
+def emulated_cuda_reset():
+    """Zeroes the emulated device's counters and transfer log (the peak restarts from the live bytes)."""
+    from . import _core
+
+    _core.emulated_cuda_reset()
+
+
+def emulated_cuda_transfers():
+    """The emulated device's transfers since the last reset, oldest first: a list of
+    ``(direction, bytes, tensor_name)`` with direction "upload" or "download" (the first 4096 are kept)."""
+    from . import _core
+
+    log, _ = _core.emulated_cuda_transfers()
+    return log

@@ -10,17 +10,18 @@ the values' magnitude)."""
 import contextlib
 import math
 import sys
-import time
 
 import numpy as np
 import pytest
 
 import lyra2
-from lyra2 import _core
+from lyra2 import _testops as _ops
 
 pytestmark = pytest.mark.cuda  # skipped without a GPU, a failure under -m cuda (tests/conftest.py)
 
-_ops = _core._ops
+# FP8 GEMMs, the benchmark entry points and device-OOM handling exist only on a real GPU; the rest of this file
+# also runs on the emulated device (LYRA2_EMULATED_CUDA=1, tests/test_emulated_device.py).
+real_gpu = pytest.mark.skipif(lyra2.backends()["emulated"], reason="needs a real GPU, not the emulated device")
 RNG = np.random.default_rng(4321)
 
 
@@ -58,7 +59,8 @@ def fallbacks():
 
 @contextlib.contextmanager
 def fast_path(*kinds):
-    """Asserts that the block ran no slow reference kernel of the given kinds (cuBLASLt / the fused attention)."""
+    """Asserts that the block ran no slow reference kernel of the given kinds (cuBLASLt / the fused attention).
+    The emulated device runs CPU kernels and counts nothing: there the block only has to run."""
     before = fallbacks()
     yield
     after = fallbacks()
@@ -130,11 +132,13 @@ def test_attention_misaligned_rows_bf16_is_counted():
     q, k, v = qkv[:, :, 0, :, 1:65], qkv[:, :, 1, :, 1:65], qkv[:, :, 2, :, 1:65]
     before = fallbacks()["attention"]
     out = cuda("attention", q, k, v, 0.125, dtype="bf16")
-    assert fallbacks()["attention"] == before + 1
-    assert "attention" in lyra2.backends()["cuda_fallbacks"] and lyra2.backends()["cuda_fallbacks"]["attention"]["first"]
     check(out, attention_ref(q, k, v, 0.125), 1e-2, 0.02, "attention misaligned bf16 rows")
+    if not lyra2.backends()["emulated"]:  # the counters are the real CUDA backend's
+        assert fallbacks()["attention"] == before + 1
+        assert lyra2.backends()["cuda_fallbacks"]["attention"]["first"]
 
 
+@real_gpu
 @pytest.mark.slow
 def test_attention_full_size_smoke(capsys):
     # the DiT's self-attention at full size: L = 38,246 tokens, 40 heads of 128, bf16, on the fused kernel
@@ -178,7 +182,8 @@ def test_attention_reference_kernel_bf16():
         before = fallbacks()["attention"]
         check(cuda("attention", q, k, v, s, dtype="bf16"), attention_ref(q, k, v, s), 1e-2, 0.02,
               f"reference attention D={D}")
-        assert fallbacks()["attention"] == before + 1, "a reference-kernel call must be counted"
+        if not lyra2.backends()["emulated"]:  # the counters are the real CUDA backend's
+            assert fallbacks()["attention"] == before + 1, "a reference-kernel call must be counted"
 
 
 # ---------------------------------------------------------------- GEMMs
@@ -238,6 +243,7 @@ def test_matmul_bf16():
           "matmul bf16")
 
 
+@real_gpu
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_linear_fp8(per_channel):
     # e4m3 keeps 3 mantissa bits: each product carries up to 2·2^-4 relative error, averaging out over K;
@@ -252,6 +258,7 @@ def test_linear_fp8(per_channel):
     assert np.abs(out - ref).max() < 0.25 * np.abs(ref).max()
 
 
+@real_gpu
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_linear_fp8_f32_output_with_bias(per_channel):
     # f32 activations and output: cuBLASLt's FP8 kernels with an f32 D take a bf16 bias (an f32 one found no
@@ -264,6 +271,7 @@ def test_linear_fp8_f32_output_with_bias(per_channel):
     assert rel < 0.05, f"fp8 linear f32 out (per_channel={per_channel}): relative error {rel:.3g}"
 
 
+@real_gpu
 def test_linear_fp8_rejects_k_not_multiple_of_16():
     x, w = rnd(8, 72), rnd(16, 72)
     with pytest.raises((ValueError, lyra2.Lyra2Error), match="multiple of 16"):
@@ -328,6 +336,7 @@ def test_conv3d_causal_bf16():
     check(out, ref, 2e-2 * np.abs(ref).max(), 1e-2, "conv3d bf16")
 
 
+@real_gpu  # the tiles are the CUDA backend's; on the emulated device this is a 7 s CPU conv
 def test_conv3d_bf16_several_im2col_tiles():
     # 256 channels x 27 taps: the im2col tile holds 9,664 output positions (a multiple of 64), so 24,576
     # positions make two full tiles and a tail of 5,248 that keeps the tiles' leading dimension; reference: the
@@ -339,6 +348,7 @@ def test_conv3d_bf16_several_im2col_tiles():
     check(out, ref, 1e-2 * np.abs(ref).max(), 1e-2, "conv3d bf16 several tiles")
 
 
+@real_gpu  # 8 GiB of output
 @pytest.mark.slow
 def test_pointwise_beyond_2_31_elements():
     # an add whose output has 2^31 + 3072 elements (8 GiB f32): index arithmetic past 32 bits. The inputs
@@ -356,6 +366,7 @@ def test_pointwise_beyond_2_31_elements():
 
 # ---------------------------------------------------------------- errors and benchmarks
 
+@real_gpu
 def test_out_of_memory_is_an_error():
     # a (2^21, 2^20) bf16 activation is 4 TiB: the pool reports it as Lyra2Error naming the size, no crash
     with pytest.raises(lyra2.Lyra2Error, match="GPU memory"):
@@ -364,6 +375,7 @@ def test_out_of_memory_is_an_error():
     check(cuda("linear", x, w), x.astype(np.float64) @ w.T.astype(np.float64), 2e-5, 1e-5, "linear after OOM")
 
 
+@real_gpu
 def test_bench_entry_points_small():
     ms = _ops.cuda_bench_linear(256, 128, 64, mode=0, repeat=2)
     assert ms > 0

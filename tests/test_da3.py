@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA
-from lyra2 import _core
+from lyra2 import _core, _testops
 from lyra2.models.depth import (DepthAnything3, align_poses_umeyama, da3_cost, normalize_extrinsics,
                                 umeyama_alignment)
 
@@ -47,7 +47,7 @@ def case_b(model):
 
 def test_vit_metric_taps():
     """Plain DINOv2 ViT (GELU MLP, LayerScale, final norm eps 1e-5) through the generic vit_taps."""
-    taps, cls = _core.vit_taps(WEIGHTS, "da3_metric.backbone.pretrained.", 3, 1e-5, [1, 2, 4, 5],
+    taps, cls = _testops.vit_taps(WEIGHTS, "da3_metric.backbone.pretrained.", 3, 1e-5, [1, 2, 4, 5],
                                GOLD["a_preproc_images"][0])
     for k in range(4):
         assert absd(taps[k], GOLD[f"a_met_tap{k}_feat"][0]) < 5e-5  # README: taps abs 5e-5
@@ -73,7 +73,7 @@ def test_vit_pos_embed_shortcut_and_registers():
         W[b + n] = rng.normal(size=shape) * (0.3 if "weight" in n and "norm" not in n else 0.1) + ("norm" in n and "weight" in n)
     W = {k: np.asarray(v, np.float32) for k, v in W.items()}
     px = rng.normal(size=(1, 3, 84, 84)).astype(np.float32)
-    taps, _ = _core.vit_taps(W, p, 2, 1e-6, [0], px)
+    taps, _ = _testops.vit_taps(W, p, 2, 1e-6, [0], px)
 
     def ln(x, w, bb, eps):
         m = x.mean(-1, keepdims=True)

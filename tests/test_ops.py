@@ -7,7 +7,7 @@ whose summation order differs from NumPy's). On failure the first mismatches, th
 error are printed.
 
 The `backend` fixture runs every test on "cpu"; "cuda" (the CUDA backend, `pytest -m cuda`) is skipped
-cleanly when the build or the machine has no GPU. CPU ops come from `lyra2._core._ops` (test-only glue).
+cleanly when the build or the machine has no GPU. CPU ops come from `lyra2._testops` (the test-only extension).
 """
 import math
 
@@ -15,9 +15,7 @@ import numpy as np
 import pytest
 
 import lyra2
-from lyra2 import _core
-
-_ops = _core._ops
+from lyra2 import _testops as _ops
 
 try:
     from scipy.special import erf as _erf

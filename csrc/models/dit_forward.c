@@ -1,24 +1,9 @@
-/* The forward pass of the Lyra-2 DiT (network.md §3): input checks, arena sizing, phases in order. */
+/* The forward pass of the Lyra-2 DiT (network.md §3): input checks, arena sizing, then the stages in call order
+ * (dit_tokens.c, dit_rope.c, dit_embed.c, dit_block.c, dit_head.c, all built on the run helpers of dit_run.c). */
 #include <stdio.h>
 #include <string.h>
 
 #include "models/dit_internal.h"
-
-lyra_status dit_alloc(dit_run *r, lyra_tensor *t, int ndim, const int64_t *ne, const char *what) {
-    LYRA_TRY(lyra_arena_tensor(r->a, t, LYRA_DTYPE_F32, ndim, ne, what));
-    t->device = r->be->device;
-    return LYRA_OK;
-}
-
-void dit_probe(dit_run *r, const char *name, const lyra_tensor *t) {
-    if (r->probe) r->probe(r->probe_ctx, name, t);
-}
-
-lyra_status dit_upload(dit_run *r, lyra_tensor *dst, const void *host, size_t bytes) {
-    LYRA_ASSERT(bytes == lyra_tensor_nbytes(dst) && lyra_tensor_is_contiguous(dst));
-    lyra_tensor h = lyra_tensor_make((void *)host, dst->dtype, dst->ndim, dst->ne);
-    return lyra_op_upload(r->be, dst, &h);
-}
 
 /* Checks one input: f32, on the model's device, shape (want[0..ndim-1]); a want entry of -1 accepts any size >= 1. */
 static lyra_status check_input(const lyra_dit *m, const lyra_tensor *t, const char *arg, int ndim, const int64_t *want) {
@@ -122,22 +107,22 @@ lyra_status lyra_dit_forward(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor
 
     int64_t L = r.L, D = cfg->dim;
     lyra_status st;
-#define T(call) do { if ((st = (call)) != LYRA_OK) goto done; } while (0)
-    T(dit_alloc(&r, &r.x, 3, (int64_t[]){1, L, D}, "residual stream"));
-    T(dit_alloc(&r, &r.camtok, 3, (int64_t[]){1, L, cfg->cam_dim}, "camera tokens"));
-    T(dit_alloc(&r, &r.buftok, 3, (int64_t[]){1, L, 4 * (int64_t)cfg->buffer_in_dim + 1}, "buffer tokens"));
-    T(dit_alloc(&r, &r.phi, 2, (int64_t[]){L, cfg->head_dim / 2}, "rope angles"));
-    T(dit_alloc(&r, &r.e, 2, (int64_t[]){1, D}, "time embedding"));
-    T(dit_alloc(&r, &r.e0, 2, (int64_t[]){1, 6 * D}, "time projection"));
-    T(dit_alloc(&r, &r.ctx_txt, 3, (int64_t[]){1, LYRA_DIT_TEXT_TOKENS, D}, "text context"));
-    T(dit_alloc(&r, &r.ctx_img, 3, (int64_t[]){1, r.Lc, D}, "image context"));
-    T(dit_tokenize(&r, in));
-    T(dit_rope_table(&r));
-    T(dit_time_embed(&r, in->t));
-    T(dit_context(&r, in->text, in->clip));
-    for (int i = 0; i < cfg->num_layers; i++) T(dit_block_forward(&r, i));
-    T(dit_head(&r, out));
-#undef T
+#define STEP(call) do { if ((st = (call)) != LYRA_OK) goto done; } while (0)
+    STEP(dit_alloc(&r, &r.x, 3, (int64_t[]){1, L, D}, "residual stream"));
+    STEP(dit_alloc(&r, &r.camtok, 3, (int64_t[]){1, L, cfg->cam_dim}, "camera tokens"));
+    STEP(dit_alloc(&r, &r.buftok, 3, (int64_t[]){1, L, 4 * (int64_t)cfg->buffer_in_dim + 1}, "buffer tokens"));
+    STEP(dit_alloc(&r, &r.phi, 2, (int64_t[]){L, cfg->head_dim / 2}, "rope angles"));
+    STEP(dit_alloc(&r, &r.e, 2, (int64_t[]){1, D}, "time embedding"));
+    STEP(dit_alloc(&r, &r.e0, 2, (int64_t[]){1, 6 * D}, "time projection"));
+    STEP(dit_alloc(&r, &r.ctx_txt, 3, (int64_t[]){1, LYRA_DIT_TEXT_TOKENS, D}, "text context"));
+    STEP(dit_alloc(&r, &r.ctx_img, 3, (int64_t[]){1, r.Lc, D}, "image context"));
+    STEP(dit_tokenize(&r, in));
+    STEP(dit_rope_table(&r));
+    STEP(dit_time_embed(&r, in->t));
+    STEP(dit_context(&r, in->text, in->clip));
+    for (int i = 0; i < cfg->num_layers; i++) STEP(dit_block_forward(&r, i));
+    STEP(dit_head(&r, out));
+#undef STEP
 done:
     m->arena.used = 0;
     return st;

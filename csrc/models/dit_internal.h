@@ -1,4 +1,10 @@
-/* Private pieces shared by the csrc/models/dit_*.c files. */
+/* Private pieces shared by the csrc/models/dit_*.c files. The files depend downward only, in this order:
+ *   dit_config.c   names and the configuration detected from the weights
+ *   dit_weights.c  the parameter table, loading, freeing
+ *   dit_lora.c     LoRA adapters: attach, merge
+ *   dit_run.c      the helpers of one forward pass (arena tensors, probe, upload, Linear + LoRA terms)
+ *   dit_tokens.c, dit_rope.c, dit_embed.c, dit_block.c, dit_head.c   the stages, each on dit_run.c only
+ *   dit_forward.c  lyra_dit_forward: checks, arena size, the stages in call order */
 #ifndef LYRA_MODELS_DIT_INTERNAL_H
 #define LYRA_MODELS_DIT_INTERNAL_H
 
@@ -15,10 +21,14 @@ struct lyra_dit_param {
     lyra_dit_linear *linear;  /* for "<module>.weight" of a Linear: the LoRA target */
 };
 
+/* ---- dit_config.c */
+
 /* "net.xxx" -> "xxx" (DCP keys carry the prefix, network.md §5.1); other names unchanged. */
 const char *dit_strip_net(const char *name);
 /* The tensor called `name` (after dit_strip_net on the source names), or NULL. */
 const lyra_dit_named *dit_find(const lyra_dit_named *src, int n, const char *name);
+
+/* ---- dit_weights.c */
 
 /* Fills m->params / m->n_params from m->cfg (the table the loader and the LoRA attacher use). */
 lyra_status dit_params_build(lyra_dit *m);
@@ -46,6 +56,8 @@ typedef struct dit_run {
     lyra_tensor ctx_img;  /* (1, Lc, D) */
 } dit_run;
 
+/* ---- dit_run.c */
+
 /* A contiguous f32 activation of shape ne from the run's arena. */
 lyra_status dit_alloc(dit_run *r, lyra_tensor *t, int ndim, const int64_t *ne, const char *what);
 /* Reports a tensor to the probe when one is installed. */
@@ -54,21 +66,23 @@ void dit_probe(dit_run *r, const char *name, const lyra_tensor *t);
 /* y (..., out) = lin(x (..., in)) including the active LoRA terms (unmerged: y = Wx + b + Σ w_a (B_a A_a x + bias_a)). */
 lyra_status dit_linear(dit_run *r, lyra_tensor *y, const lyra_tensor *x, const lyra_dit_linear *lin);
 
+/* Host <-> backend copies for small host-built tables. The CPU backend shares host memory; other backends
+ * are not wired yet (candidate for csrc/nn: an upload wrapper in ops.h). */
+lyra_status dit_upload(dit_run *r, lyra_tensor *dst, const void *host, size_t bytes);
+
+/* ---- the stages, in the forward's call order (dit_tokens.c, dit_rope.c, dit_embed.c, dit_block.c, dit_head.c) */
+
 /* §3.1-3.4: r->x, r->camtok, r->buftok from the inputs. */
 lyra_status dit_tokenize(dit_run *r, const lyra_dit_inputs *in);
+/* §3.5: r->phi (host table copied to the backend). */
+lyra_status dit_rope_table(dit_run *r);
 /* §3.6: r->e, r->e0. */
 lyra_status dit_time_embed(dit_run *r, double t);
 /* §3.7: r->ctx_txt, r->ctx_img. */
 lyra_status dit_context(dit_run *r, const lyra_tensor *text, const lyra_tensor *clip);
-/* §3.5: r->phi (host table copied to the backend). */
-lyra_status dit_rope_table(dit_run *r);
 /* §3.8: block i on r->x, in place. */
 lyra_status dit_block_forward(dit_run *r, int i);
 /* §3.9: head + unpatchify of the generated tokens into out (1, out_dim, N, H, W). */
 lyra_status dit_head(dit_run *r, lyra_tensor *out);
-
-/* Host <-> backend copies for small host-built tables. The CPU backend shares host memory; other backends
- * are not wired yet (candidate for csrc/nn: an upload wrapper in ops.h). */
-lyra_status dit_upload(dit_run *r, lyra_tensor *dst, const void *host, size_t bytes);
 
 #endif

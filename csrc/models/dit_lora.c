@@ -22,29 +22,6 @@
 
 #include "models/dit_internal.h"
 
-lyra_status dit_linear(dit_run *r, lyra_tensor *y, const lyra_tensor *x, const lyra_dit_linear *lin) {
-    LYRA_TRY(lyra_op_linear(r->be, y, x, &lin->w, lin->b.data ? &lin->b : NULL));
-    for (int a = 0; a < r->m->n_adapters; a++) {
-        const lyra_dit_lora_term *t = &lin->lora[a];
-        float wa = r->m->adapters[a].weight;
-        if (!t->a.data || wa == 0.0f) continue;
-        size_t mark = lyra_arena_mark(r->a);
-        int64_t ne[LYRA_MAX_DIMS];
-        memcpy(ne, x->ne, sizeof ne);
-        ne[x->ndim - 1] = t->a.ne[0];
-        lyra_tensor down, up;
-        LYRA_TRY(dit_alloc(r, &down, x->ndim, ne, "lora down"));
-        ne[x->ndim - 1] = t->b.ne[0];
-        LYRA_TRY(dit_alloc(r, &up, x->ndim, ne, "lora up"));
-        LYRA_TRY(lyra_op_linear(r->be, &down, x, &t->a, NULL));
-        LYRA_TRY(lyra_op_linear(r->be, &up, &down, &t->b, t->bias.data ? &t->bias : NULL));
-        LYRA_TRY(lyra_op_scale(r->be, &up, &up, wa, 0.0f));
-        LYRA_TRY(lyra_op_add(r->be, y, y, &up));
-        lyra_arena_reset(r->a, mark);
-    }
-    return LYRA_OK;
-}
-
 /* ---------------- parsing ---------------- */
 
 enum { K_A, K_B, K_ALPHA, K_DIFF_B, K_DIFF, K_COUNT };

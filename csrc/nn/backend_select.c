@@ -1,5 +1,6 @@
 /* lyra_backend_init: the one place that knows which backends this build has. */
 #include "nn/backend.h"
+#include "nn/emu/lyra_emu.h"
 
 #ifdef LYRA2_WITH_CUDA
 #include "nn/cuda/lyra_cuda.h"
@@ -8,6 +9,8 @@
 lyra_status lyra_backend_init(lyra_backend *be, lyra_device device, int arg) {
     if (device == LYRA_DEVICE_CPU) return lyra_backend_cpu_init(be, arg);
     if (device != LYRA_DEVICE_CUDA) return lyra_error(LYRA_ERR_ARG, "backend: unknown device %d", (int)device);
+    /* LYRA2_EMULATED_CUDA=1 takes precedence even in a CUDA build, so the same tests run everywhere. */
+    if (lyra_emu_enabled()) return lyra_backend_emu_init(be, 0);
 #ifdef LYRA2_WITH_CUDA
     return lyra_backend_cuda_init(be, arg);
 #else

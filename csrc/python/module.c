@@ -16,18 +16,17 @@ static int (*const add_hooks[])(PyObject *m) = {
     lyra_py_add_geom,
     lyra_py_add_warp,
     lyra_py_add_sample,
-    lyra_py_add_ops,
     lyra_py_add_weights,
     lyra_py_add_tokenizer,
     lyra_py_add_vae,
-    lyra_py_add_text,
+    lyra_py_add_umt5,
+    lyra_py_add_clip,
     lyra_py_add_dit,
-    lyra_py_add_depth,
-    lyra_py_add_moge,
+    lyra_py_add_da3,
+    lyra_py_add_moge_net,
+    lyra_py_add_moge_geom,
     lyra_py_add_pipeline,
 };
-
-PyObject *lyra_py_error = NULL;
 
 static struct PyModuleDef core_module = {
     PyModuleDef_HEAD_INIT, "lyra2._core",

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+PyObject *lyra_py_error = NULL;
+
 PyObject *lyra_py_raise(lyra_status status) {
     const char *msg = lyra_error_message();
     if (!msg || !msg[0]) msg = lyra_status_name(status);
@@ -49,6 +51,12 @@ static int is_abc_mapping(PyObject *obj) {
         if (!abc_mapping) return -1;
     }
     return PyObject_IsInstance(obj, abc_mapping);
+}
+
+lyra_tensor lyra_py_host_tensor(PyArrayObject *a, lyra_dtype dt) {
+    int64_t shape[LYRA_MAX_DIMS];
+    for (int d = 0; d < PyArray_NDIM(a); d++) shape[d] = PyArray_DIMS(a)[d];
+    return lyra_tensor_make(PyArray_DATA(a), dt, PyArray_NDIM(a), shape);
 }
 
 int lyra_py_weights_kind(PyObject *obj, const char *what) {

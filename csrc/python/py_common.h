@@ -14,10 +14,10 @@
 #define PY_ARRAY_UNIQUE_SYMBOL lyra2_ARRAY_API
 #include <numpy/arrayobject.h>
 
+#include "core/tensor.h"
 #include "lyra2.h"
 
-/* lyra2.Lyra2Error (created in module.c). */
-extern PyObject *lyra_py_error;
+/* lyra2.Lyra2Error is lyra_py_error (py_hooks.h). */
 
 /* Sets the Python exception for a failing status with the thread's last message; returns NULL. */
 PyObject *lyra_py_raise(lyra_status status);
@@ -26,6 +26,9 @@ PyObject *lyra_py_raise(lyra_status status);
  * a TypeError/ValueError naming `what` when it cannot be converted or has the wrong number of dims
  * (ndim < 0 accepts any). */
 PyArrayObject *lyra_py_array(PyObject *obj, int type, int ndim, const char *what);
+
+/* A descriptor of the whole of `a` (C-contiguous, as lyra_py_array returns it) with dtype dt. */
+lyra_tensor lyra_py_host_tensor(PyArrayObject *a, lyra_dtype dt);
 
 /* What a network's `weights` argument is. */
 enum { LYRA_PY_WEIGHTS_PATH = 1, LYRA_PY_WEIGHTS_MAPPING = 2 };

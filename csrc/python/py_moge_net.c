@@ -1,4 +1,5 @@
-/* Python glue for the MoGe network (private functions of lyra2._core; public class lyra2.models.moge.MoGe).
+/* Python glue for the MoGe network (models/moge.c; private functions of lyra2._core; public class
+ * lyra2.models.moge.MoGe). The host geometry after it is in py_moge_geom.c.
  *
  * A loaded network is a capsule owning the weights (one carved allocation), a CPU backend and an activation
  * arena; calls on one capsule are serialised by a lock. Weights come from a safetensors path (mmap, copied once,
@@ -8,8 +9,6 @@
 #include <string.h>
 
 #include "models/moge.h"
-
-int lyra_py_add_moge_net(PyObject *m);
 
 /* ---------------------------------------------------------------- the network capsule */
 

@@ -56,6 +56,14 @@ PyObject *lyra_py_netcap_load(PyObject *weights, const char *strip_prefix, size_
     return lyra_py_netcap_capsule(net, name);
 }
 
+void *lyra_py_netcap_get(PyObject *cap, const char *name, const char *what) {
+    if (PyCapsule_CheckExact(cap) && !PyCapsule_IsValid(cap, name)) {
+        PyErr_Format(PyExc_TypeError, "expected a %s network", what);
+        return NULL;
+    }
+    return PyCapsule_GetPointer(cap, name);
+}
+
 lyra_status lyra_py_netcap_arena(lyra_py_netcap *net, size_t bytes) {
     if (net->arena.capacity >= bytes) return LYRA_OK;
     lyra_arena_free(&net->arena);

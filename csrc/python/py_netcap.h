@@ -62,6 +62,10 @@ PyObject *lyra_py_netcap_load(PyObject *weights, const char *strip_prefix, size_
                               lyra_py_netcap_free_fn free_model, lyra_py_netcap_load_fn load, const void *arg,
                               const char *name);
 
+/* The network in capsule `cap` named `name`; NULL with a TypeError "expected a <what> network" when cap is a
+ * capsule of another name (another kind of network), or PyCapsule_GetPointer's error for anything else. */
+void *lyra_py_netcap_get(PyObject *cap, const char *name, const char *what);
+
 /* Grows net's arena to at least `bytes` (call with the lock held; the arena is empty between calls, so its
  * contents need not survive). LYRA_ERR_OOM with a message on failure. */
 lyra_status lyra_py_netcap_arena(lyra_py_netcap *net, size_t bytes);

@@ -1,5 +1,5 @@
-/* The CPU backend's table, lifetime, scratch and the small helpers every CPU op shares. */
-#include <stdarg.h>
+/* The CPU backend's table and lifetime. The ops are in cpu_<family>.c (their CUDA kernels in
+ * nn/cuda/cuda_<family>.cu), the helpers they share in cpu_common.c. */
 #include <stdlib.h>
 
 #ifdef _OPENMP
@@ -26,13 +26,6 @@ static lyra_status cpu_transfer(lyra_backend *be, lyra_tensor *dst, const lyra_t
     if (!lyra_tensor_same_shape(dst, src) || dst->dtype != src->dtype)
         return lyra_error(LYRA_ERR_ARG, "cpu backend: upload/download needs equal shapes and dtypes");
     return cpu_copy(be, dst, src);
-}
-
-/* No fusion on the CPU: the GEMM, then the activation in place. */
-static lyra_status cpu_linear_act(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
-                                  const lyra_tensor *b, lyra_act act) {
-    LYRA_TRY(cpu_linear(be, y, x, w, b));
-    return act == LYRA_ACT_IDENTITY ? LYRA_OK : cpu_unary(be, y, y, act);
 }
 
 static lyra_status cpu_synchronize(lyra_backend *be) {
@@ -93,66 +86,4 @@ lyra_status lyra_backend_cpu_init(lyra_backend *be, int n_threads) {
 #endif
     be->n_threads = n_threads;
     return lyra_arena_init(&be->scratch, 0);
-}
-
-void lyra_backend_free(lyra_backend *be) {
-    if (be->ops && be->ops->destroy) be->ops->destroy(be);
-    lyra_arena_free(&be->scratch);
-    memset(be, 0, sizeof *be);
-}
-
-void *lyra_backend_scratch(lyra_backend *be, size_t bytes, const char *what) {
-    be->scratch.used = 0;
-    if (bytes < 64) bytes = 64;
-    if (bytes > be->scratch.capacity) {
-        /* Grow with headroom so slowly increasing requests do not reallocate every call. */
-        size_t want = bytes + bytes / 4;
-        if (lyra_arena_reserve(&be->scratch, want) != LYRA_OK) {
-            lyra_error(LYRA_ERR_OOM, "%s: cannot allocate %zu bytes of workspace", what ? what : "op", bytes);
-            return NULL;
-        }
-    }
-    return lyra_arena_alloc(&be->scratch, bytes, what);
-}
-
-lyra_status cpu_require_f32(const char *op, int n, ...) {
-    va_list ap;
-    va_start(ap, n);
-    lyra_status st = LYRA_OK;
-    for (int i = 0; i < n; i++) {
-        const lyra_tensor *t = va_arg(ap, const lyra_tensor *);
-        if (t && t->dtype != LYRA_DTYPE_F32) {
-            st = lyra_error(LYRA_ERR_TYPE, "%s: the CPU backend computes f32 activations, got %s%s%s", op,
-                            lyra_dtype_name(t->dtype), t->name ? " for " : "", t->name ? t->name : "");
-            break;
-        }
-    }
-    va_end(ap);
-    return st;
-}
-
-int64_t cpu_f32_need(const lyra_tensor *t) {
-    if (!t) return 0;
-    if (t->dtype == LYRA_DTYPE_F32 && lyra_tensor_is_contiguous(t)) return 0;
-    return lyra_tensor_numel(t);
-}
-
-void cpu_gather_f32(float *dst, const lyra_tensor *t) {
-    int64_t n = cpu_inner(t), rows = cpu_rows(t), s = t->ndim ? t->nb[t->ndim - 1] : 0;
-    for (int64_t r = 0; r < rows; r++) {
-        const char *p = (const char *)t->data + cpu_row_offset(t, t, r);
-        float *d = dst + r * n;
-        if (t->dtype == LYRA_DTYPE_F32 && s == 4) {
-            memcpy(d, p, (size_t)n * 4);
-        } else {
-            for (int64_t i = 0; i < n; i++) d[i] = cpu_load(p + i * s, t->dtype);
-        }
-    }
-}
-
-const float *cpu_as_f32(const lyra_tensor *t, float *buf) {
-    if (!t) return NULL;
-    if (!cpu_f32_need(t)) return (const float *)t->data;
-    cpu_gather_f32(buf, t);
-    return buf;
 }

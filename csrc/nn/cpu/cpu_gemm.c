@@ -207,3 +207,10 @@ lyra_status cpu_matmul(lyra_backend *be, lyra_tensor *c, const lyra_tensor *a, c
     }
     return LYRA_OK;
 }
+
+/* No fusion on the CPU: the GEMM, then the activation in place. */
+lyra_status cpu_linear_act(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
+                           const lyra_tensor *b, lyra_act act) {
+    LYRA_TRY(cpu_linear(be, y, x, w, b));
+    return act == LYRA_ACT_IDENTITY ? LYRA_OK : cpu_unary(be, y, y, act);
+}

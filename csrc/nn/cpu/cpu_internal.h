@@ -42,6 +42,8 @@ static inline int64_t cpu_inner_stride(const lyra_tensor *t, const lyra_tensor *
     return t->nb[t->ndim - 1] / (int64_t)lyra_dtype_size(t->dtype);
 }
 
+/* ---- cpu_common.c */
+
 /* LYRA_ERR_TYPE unless every listed (non-NULL) tensor is f32: the CPU backend's activation dtype. */
 lyra_status cpu_require_f32(const char *op, int n, ...);
 
@@ -69,8 +71,10 @@ static inline void cpu_store(void *p, lyra_dtype d, float v) {
     }
 }
 
-/* Op entries, grouped by file. An op holds the single backend workspace (lyra_backend_scratch) for its whole
- * duration, so it may only call entries that use no workspace (cpu_copy, cpu_fill) while holding it. */
+/* Op entries, grouped by file (cpu_layout.c, cpu_gemm.c, cpu_attention.c, cpu_norm.c, cpu_pointwise.c,
+ * cpu_conv.c, cpu_resample.c); cpu_backend.c's table lists them. An op holds the single backend workspace
+ * (lyra_backend_scratch) for its whole duration, so it may only call entries that use no workspace (cpu_copy,
+ * cpu_fill) while holding it. */
 lyra_status cpu_copy(lyra_backend *, lyra_tensor *, const lyra_tensor *);
 lyra_status cpu_fill(lyra_backend *, lyra_tensor *, float);
 lyra_status cpu_concat(lyra_backend *, lyra_tensor *, const lyra_tensor *const *, int, int);
@@ -80,6 +84,8 @@ lyra_status cpu_unpatchify(lyra_backend *, lyra_tensor *, const lyra_tensor *, i
 lyra_status cpu_embedding(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *);
 
 lyra_status cpu_linear(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, const lyra_tensor *);
+lyra_status cpu_linear_act(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, const lyra_tensor *,
+                           lyra_act);
 lyra_status cpu_matmul(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, int, float);
 lyra_status cpu_attention(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *,
                           const lyra_tensor *, const lyra_tensor *, const lyra_tensor *, float);

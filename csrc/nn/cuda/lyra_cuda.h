@@ -58,23 +58,6 @@ lyra_status lyra_cuda_quantize_fp8(lyra_backend *be, lyra_tensor *w8, lyra_tenso
 lyra_status lyra_cuda_linear_fp8(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w8,
                                  const lyra_tensor *scale, const lyra_tensor *b);
 
-/* ---- measurements for benchmarks/kernels.py (cuda_bench.cu) ----
- * Each runs on random bf16 device data, flushes the L2 cache before every timed repeat, times with CUDA events
- * and returns the median milliseconds over `repeat` runs (after one untimed warm-up). */
-/* y (M, N) = x (M, K) · wᵀ; mode 0 bf16, 1 bf16 + bias + GELU epilogue, 2 fp8 per-tensor, 3 fp8 per-channel,
- * 4 f32 (exact fp32). */
-lyra_status lyra_cuda_bench_linear(lyra_backend *be, int64_t M, int64_t N, int64_t K, int mode, int repeat,
-                                   double *ms);
-/* o = attention(q, k, v) with q (1, Lq, H, D), k/v (1, Lk, H, D), bf16. */
-lyra_status lyra_cuda_bench_attention(lyra_backend *be, int64_t Lq, int64_t Lk, int64_t H, int64_t D, int repeat,
-                                      double *ms);
-/* One full-width DiT block (network.md §3.8 structure, random weights): L tokens of width D = heads·head_dim,
- * FFN width F, text/image context lengths Lt/Li. ms[0] total; ms[1..6] = self-attention projections, self-
- * attention, cross-attention projections, cross-attention, FFN, pointwise/norm ops (summed from a second,
- * phase-timed run). */
-lyra_status lyra_cuda_bench_dit_block(lyra_backend *be, int64_t L, int64_t heads, int64_t head_dim, int64_t F,
-                                      int64_t Lt, int64_t Li, int repeat, double ms[7]);
-
 #ifdef __cplusplus
 }
 #endif

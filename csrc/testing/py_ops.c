@@ -1,5 +1,6 @@
-/* lyra2._core._ops: the backends' ops on NumPy float32 arrays, FOR TESTS ONLY (tests/test_ops.py,
- * tests/test_cuda_ops.py) and the CUDA measurements of benchmarks/kernels.py.
+/* lyra2._testops: the backends' ops on NumPy float32 arrays, FOR TESTS ONLY (tests/test_ops.py,
+ * tests/test_cuda_ops.py) and the measurements of benchmarks/kernels.py and bench_gemm.py. A separate
+ * extension, so none of this ships in lyra2._core.
  *
  * Inputs keep their strides when they already are aligned float32 (so the harness exercises strided
  * descriptors: transposes, slices, negative strides, broadcasts); anything else is converted. Weights can be
@@ -12,15 +13,17 @@
  * outputs widened back to float32; CUDA only). Two more shape the device outputs (CUDA only): out_dtype="f32"
  * keeps them float32 whatever the activation dtype (bf16 in, f32 out), out_pad=P makes each a column slice of
  * rows P elements wider (a leading dimension larger than the width, as when writing into a fused buffer). */
-#include "py_common.h"
+#include "python/py_common.h"
 
 #include <math.h>
 
 #include "nn/cpu/cpu_internal.h"
 #include "nn/ops.h"
 #include "py_ops_stage.h"
+#include "testops.h"
 
 #ifdef LYRA2_WITH_CUDA
+#include "cuda_bench.h"
 #include "nn/cuda/lyra_cuda.h"
 #endif
 
@@ -1249,6 +1252,45 @@ static PyObject *py_cuda_bench_dit_block(PyObject *self, PyObject *args, PyObjec
 }
 #endif
 
+/* emulated_device_probe(): the device behaviours the emulated backend enforces, exercised on the process's
+ * backend="cuda" (LYRA2_EMULATED_CUDA=1): an op given a host pointer labelled as device memory, an op given a
+ * released block, and the NaN poison of fresh and released blocks. Returns {"host_error": message,
+ * "freed_error": message, "fresh_is_nan": bool, "freed_is_nan": bool}. */
+static PyObject *py_emulated_device_probe(PyObject *self, PyObject *noargs) {
+    (void)self; (void)noargs;
+    lyra_backend *be = ops_cuda_backend();
+    if (!be) return NULL;
+    if (strcmp(be->ops->name, "cuda-emulated"))
+        return PyErr_Format(PyExc_RuntimeError, "emulated_device_probe: backend='cuda' is '%s', not the emulated "
+                                                "device (set LYRA2_EMULATED_CUDA=1)", be->ops->name);
+    char host_msg[512] = "", freed_msg[512] = "";
+    int fresh_nan = 0, freed_nan = 0;
+    lyra_status st = LYRA_OK;
+    float host[4] = {1, 2, 3, 4};
+    ops_cuda_lock();
+    float *y = be->ops->alloc(be, sizeof host), *gone = be->ops->alloc(be, sizeof host);
+    if (!y || !gone) st = LYRA_ERR_OOM;
+    if (st == LYRA_OK) {
+        fresh_nan = isnan(y[0]) && isnan(y[3]);
+        lyra_tensor ty = lyra_tensor_1d(y, LYRA_DTYPE_F32, 4), th = lyra_tensor_1d(host, LYRA_DTYPE_F32, 4);
+        ty.device = th.device = LYRA_DEVICE_CUDA; /* a host array wrongly labelled as device memory */
+        th.name = "host_array";
+        if (lyra_op_add(be, &ty, &ty, &th) != LYRA_OK) snprintf(host_msg, sizeof host_msg, "%s", lyra_error_message());
+        be->ops->release(be, gone);
+        freed_nan = isnan(gone[0]) && isnan(gone[3]); /* the quarantine keeps it mapped, poisoned */
+        lyra_tensor tg = lyra_tensor_1d(gone, LYRA_DTYPE_F32, 4);
+        tg.device = LYRA_DEVICE_CUDA;
+        tg.name = "released_block";
+        if (lyra_op_scale(be, &ty, &tg, 1.0f, 0.0f) != LYRA_OK)
+            snprintf(freed_msg, sizeof freed_msg, "%s", lyra_error_message());
+    }
+    if (y) be->ops->release(be, y);
+    ops_cuda_unlock();
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    return Py_BuildValue("{s:s,s:s,s:O,s:O}", "host_error", host_msg, "freed_error", freed_msg, "fresh_is_nan",
+                         fresh_nan ? Py_True : Py_False, "freed_is_nan", freed_nan ? Py_True : Py_False);
+}
+
 /* Pops backend= / dtype= / out_dtype= / out_pad= from the keywords into g_ctx for the duration of one op call. */
 typedef PyObject *(*kw_fn)(PyObject *, PyObject *, PyObject *);
 
@@ -1333,6 +1375,8 @@ BK(py_upsample_nearest2x) BK(py_resize) BK(py_avg_pool3d)
 #define KW(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, doc}
 
 static PyMethodDef ops_methods[] = {
+    {"emulated_device_probe", py_emulated_device_probe, METH_NOARGS,
+     "emulated_device_probe() -> the emulated device's refusals and NaN poison (LYRA2_EMULATED_CUDA=1 only)."},
     {"to_bf16", py_to_bf16, METH_VARARGS, "float32 -> bf16 bits (uint16), round to nearest even."},
     {"from_bf16", py_from_bf16, METH_VARARGS, "bf16 bits (uint16) -> float32."},
     {"to_f16", py_to_f16, METH_VARARGS, "float32 -> IEEE half bits (uint16), round to nearest even."},
@@ -1383,19 +1427,4 @@ static PyMethodDef ops_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef ops_module = {
-    PyModuleDef_HEAD_INIT, "lyra2._core._ops",
-    "Backend ops on float32 NumPy arrays (backend='cpu'|'cuda', dtype='f32'|'bf16'|'f16'), for the op-test harness "
-    "and benchmarks only (not a public API).", -1, ops_methods,
-    NULL, NULL, NULL, NULL,
-};
-
-int lyra_py_add_ops(PyObject *m) {
-    PyObject *sub = PyModule_Create(&ops_module);
-    if (!sub) return -1;
-    if (PyModule_AddObject(m, "_ops", sub) < 0) {
-        Py_DECREF(sub);
-        return -1;
-    }
-    return 0;
-}
+int lyra_testops_add_ops(PyObject *m) { return PyModule_AddFunctions(m, ops_methods); }

@@ -7,7 +7,8 @@
 
 #include <initializer_list>
 
-#include "cuda_internal.h"
+#include "cuda_bench.h"
+#include "nn/cuda/cuda_internal.h"
 #include "nn/ops.h"
 
 namespace {

@@ -1,4 +1,4 @@
-/* Staging of the _ops test glue's arrays onto a device backend (backend="cuda"): host descriptors are uploaded
+/* Staging of the lyra2._testops glue's arrays onto a device backend (backend="cuda"): host descriptors are uploaded
  * with their strides intact (the whole byte extent of a strided array is copied, so slices, transposes,
  * negative strides and broadcasts reach the device kernels as such), float32 activations optionally rounded to
  * bf16/f16 first, and outputs downloaded back into the NumPy arrays (widened to float32). */

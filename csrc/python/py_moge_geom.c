@@ -1,6 +1,6 @@
 /* Python glue for MoGe (private functions of lyra2._core; the public surface is lyra2/models/moge.py and
  * lyra2/depth.py): the focal/shift solver and infer()'s host geometry, Lyra's depth post-processing and the
- * DA3 -> MoGe alignment. The network itself is in py_moge_net.c. */
+ * DA3 -> MoGe alignment (models/moge_geom.c, moge_lm.c). The network itself is in py_moge_net.c. */
 #include "py_common.h"
 
 #include <string.h>
@@ -270,7 +270,7 @@ finally:
     return res;
 }
 
-static PyMethodDef moge_methods[] = {
+static PyMethodDef moge_geom_methods[] = {
     {"moge_lm_solve", py_moge_lm_solve, METH_VARARGS,
      "moge_lm_solve(uv, xyz, trace_cap=0) -> dict (MoGe focal/shift least squares, MINPACK n = 1)"},
     {"moge_samples", py_moge_samples, METH_VARARGS, "moge_samples(points, mask) -> (uv, xyz) nearest 64x64 samples"},
@@ -283,9 +283,4 @@ static PyMethodDef moge_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-int lyra_py_add_moge_net(PyObject *m); /* py_moge_net.c */
-
-int lyra_py_add_moge(PyObject *m) {
-    if (PyModule_AddFunctions(m, moge_methods) < 0) return -1;
-    return lyra_py_add_moge_net(m);
-}
+int lyra_py_add_moge_geom(PyObject *m) { return PyModule_AddFunctions(m, moge_geom_methods); }

@@ -1,0 +1,12 @@
+/* The test-only extension lyra2._testops (module.c): its glue files' registration hooks. */
+#ifndef LYRA_TESTOPS_H
+#define LYRA_TESTOPS_H
+
+#include <Python.h>
+
+/* Adds the backend ops on NumPy arrays (py_ops.c) to the module. */
+int lyra_testops_add_ops(PyObject *m);
+/* Adds vit_taps, the generic-ViT probe (py_vit.c). */
+int lyra_testops_add_vit(PyObject *m);
+
+#endif
