@@ -133,12 +133,14 @@ lyra_status conv_core(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, co
             s = cu_gemm(be, &gd);
         }
     } else if (s == LYRA_OK) {
-        /* tile width a multiple of 64 columns, so that every row of the column matrix starts 128-byte aligned
-         * in bf16 (cuBLASLt's fast kernels); the tail tile keeps the same row stride */
+        /* tile width a multiple of 64 columns and a row stride rounded up to 64, so that every row of the column
+         * matrix starts 128-byte aligned in bf16 (cuBLASLt's fast kernels), a single short tile and the tail
+         * tile included */
         int64_t n = KK > 0 ? COL_ELEMS / KK : vol;
         n = n < 64 ? 64 : n & ~(int64_t)63;
         if (n > vol) n = vol;
-        char *col = (char *)cu_alloc(be, (size_t)(KK * n) * es, "conv im2col");
+        int64_t ld = (n + 63) & ~(int64_t)63;
+        char *col = (char *)cu_alloc(be, (size_t)(KK * ld) * es, "conv im2col");
         own[2] = col;
         if (!col) s = LYRA_ERR_OOM;
         cu_tensor cx = cu_tensor_of(x), cp;
@@ -147,13 +149,13 @@ lyra_status conv_core(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, co
         for (int64_t bi = 0; bi < g.B && s == LYRA_OK; bi++)
             for (int64_t p0 = 0; p0 < vol && s == LYRA_OK; p0 += n) {
                 int64_t nn = vol - p0 < n ? vol - p0 : n, total = KK * nn;
-                im2col_kernel<<<cu_blocks(total, 256), 256, 0, st->stream>>>(col, (int)gt, cx, cp, g, bi, p0, nn, n,
+                im2col_kernel<<<cu_blocks(total, 256), 256, 0, st->stream>>>(col, (int)gt, cx, cp, g, bi, p0, nn, ld,
                                                                              total);
                 cudaError_t e = cudaGetLastError();
                 if (e != cudaSuccess) s = cu_error(e, "conv im2col");
                 gd.N = nn;
                 gd.B = col;
-                gd.ldb = n;
+                gd.ldb = ld;
                 gd.C = Y + (bi * g.Co * vol + p0) * ces;
                 if (s == LYRA_OK) s = cu_gemm(be, &gd);
             }
