@@ -40,6 +40,16 @@ lyra_status lyra_arena_tensor(lyra_arena *a, lyra_tensor *t, lyra_dtype dtype, i
 static inline size_t lyra_arena_mark(const lyra_arena *a) { return a->used; }
 static inline void lyra_arena_reset(lyra_arena *a, size_t mark) { a->used = mark; }
 
+/* What an allocation of `bytes` takes in an arena (rounded up to LYRA_ARENA_ALIGN): the unit of the networks'
+ * closed-form arena bounds (lyra_*_arena_bytes). */
+static inline size_t lyra_arena_size(size_t bytes) {
+    return (bytes + LYRA_ARENA_ALIGN - 1) & ~(size_t)(LYRA_ARENA_ALIGN - 1);
+}
+/* The same for n float32 values. */
+static inline size_t lyra_arena_f32(int64_t n) { return lyra_arena_size((size_t)n * 4); }
+/* The larger of two sizes (the arena bound of phases that reuse the same memory). */
+static inline size_t lyra_size_max(size_t a, size_t b) { return a > b ? a : b; }
+
 /* Grows an owning, EMPTY arena (used == 0) to at least `capacity` bytes; contents are not kept. */
 lyra_status lyra_arena_reserve(lyra_arena *a, size_t capacity);
 

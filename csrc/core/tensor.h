@@ -53,6 +53,10 @@ typedef struct lyra_tensor {
 size_t lyra_dtype_size(lyra_dtype dtype);
 /* "f32", "bf16", "f16", "i32", "i64", "u8" ("?" otherwise). */
 const char *lyra_dtype_name(lyra_dtype dtype);
+/* 1 for the floating-point dtypes (f32, bf16, f16). */
+static inline int lyra_dtype_is_float(lyra_dtype d) {
+    return d == LYRA_DTYPE_F32 || d == LYRA_DTYPE_BF16 || d == LYRA_DTYPE_F16;
+}
 
 /* A contiguous descriptor over `data` with shape ne[0..ndim-1] (outermost first). */
 lyra_tensor lyra_tensor_make(void *data, lyra_dtype dtype, int ndim, const int64_t *ne);

@@ -10,13 +10,12 @@
 static const float CLIP_MEAN[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 static const float CLIP_STD[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
-static size_t al(int64_t bytes) { return ((size_t)bytes + LYRA_ARENA_ALIGN - 1) & ~(size_t)(LYRA_ARENA_ALIGN - 1); }
-
 size_t lyra_clip_arena_bytes(const lyra_clip_config *c, int64_t B) {
     int64_t S = c->image_size, W = c->width, T = c->tokens, M = c->mlp;
-    size_t embed = al(B * 3 * S * S * 4) + al(B * W * c->grid * c->grid * 4);
-    size_t attn = al(B * T * W * 4) + al(B * T * 3 * W * 4) + 2 * al(B * T * W * 4);
-    size_t mlp = al(B * T * W * 4) + al(B * T * M * 4) + al(B * T * W * 4);
+    size_t embed = lyra_arena_size(B * 3 * S * S * 4) + lyra_arena_size(B * W * c->grid * c->grid * 4);
+    size_t attn = lyra_arena_size(B * T * W * 4) + lyra_arena_size(B * T * 3 * W * 4) +
+                  2 * lyra_arena_size(B * T * W * 4);
+    size_t mlp = lyra_arena_size(B * T * W * 4) + lyra_arena_size(B * T * M * 4) + lyra_arena_size(B * T * W * 4);
     size_t peak = embed > attn ? embed : attn;
     return peak > mlp ? peak : mlp;
 }

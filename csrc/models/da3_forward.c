@@ -7,23 +7,24 @@
 #include "models/da3.h"
 #include "nn/ops.h"
 
-static size_t al(int64_t bytes) { return ((size_t)bytes + LYRA_ARENA_ALIGN - 1) & ~(size_t)(LYRA_ARENA_ALIGN - 1); }
-static size_t mx(size_t a, size_t b) { return a > b ? a : b; }
-
 size_t lyra_da3_arena_bytes(const lyra_da3 *m, int64_t S, int64_t h, int64_t w) {
     const lyra_vit_config *ac = &m->anyview.cfg, *mc = &m->metric.cfg;
     int64_t gh = h / ac->patch, gw = w / ac->patch, G = gh * gw, C = ac->dim, N = 1 + ac->registers + G;
-    size_t taps = 4 * al(S * G * 2 * C * 4) + 4 * al(S * 2 * C * 4) + al(S * C * 4);
+    size_t taps = 4 * lyra_arena_size(S * G * 2 * C * 4) + 4 * lyra_arena_size(S * 2 * C * 4) +
+                  lyra_arena_size(S * C * 4);
     size_t cam_enc = 0;
     if (m->has_cam_enc)
-        cam_enc = al(S * 9 * 4) + al(S * C / 2 * 4) + al(S * C * 4) +
+        cam_enc = lyra_arena_size(S * 9 * 4) + lyra_arena_size(S * C / 2 * 4) + lyra_arena_size(S * C * 4) +
                   lyra_vit_arena_bytes(&m->cam_enc.trunk.cfg, 1, 1, S);
-    size_t backbone = al(S * N * C * 4) + al(S * G * C * 4) + lyra_vit_arena_bytes(ac, S, gh, gw);
-    size_t head = lyra_da3_head_arena_bytes(&m->head, gh, gw, h, w) + al(S * 9 * 4) + 2 * al(S * 2 * C * 4);
-    size_t anyview = taps + mx(mx(cam_enc, backbone), head);
-    size_t mtaps = 4 * al(S * G * mc->dim * 4);
-    size_t metric = mtaps + mx(lyra_vit_arena_bytes(mc, S, gh, gw), lyra_da3_head_arena_bytes(&m->metric_head, gh, gw, h, w));
-    return mx(anyview, metric) + 16 * LYRA_ARENA_ALIGN;
+    size_t backbone = lyra_arena_size(S * N * C * 4) + lyra_arena_size(S * G * C * 4) +
+                      lyra_vit_arena_bytes(ac, S, gh, gw);
+    size_t head = lyra_da3_head_arena_bytes(&m->head, gh, gw, h, w) + lyra_arena_size(S * 9 * 4) +
+                  2 * lyra_arena_size(S * 2 * C * 4);
+    size_t anyview = taps + lyra_size_max(lyra_size_max(cam_enc, backbone), head);
+    size_t mtaps = 4 * lyra_arena_size(S * G * mc->dim * 4);
+    size_t metric = mtaps + lyra_size_max(lyra_vit_arena_bytes(mc, S, gh, gw),
+                                          lyra_da3_head_arena_bytes(&m->metric_head, gh, gw, h, w));
+    return lyra_size_max(anyview, metric) + 16 * LYRA_ARENA_ALIGN;
 }
 
 int64_t lyra_da3_params(const lyra_da3 *m) {

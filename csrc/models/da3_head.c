@@ -8,8 +8,6 @@
 #include "models/da3.h"
 #include "nn/ops.h"
 
-static size_t al(int64_t bytes) { return ((size_t)bytes + LYRA_ARENA_ALIGN - 1) & ~(size_t)(LYRA_ARENA_ALIGN - 1); }
-
 /* Pyramid sizes: level k has hk×wk = 4gh×4gw, 2gh×2gw, gh×gw, ceil(gh/2)×ceil(gw/2) (ConvT ×4, ×2, identity,
  * conv stride 2 pad 1). */
 static void level_size(int k, int64_t gh, int64_t gw, int64_t *hk, int64_t *wk) {
@@ -23,14 +21,16 @@ size_t lyra_da3_head_arena_bytes(const lyra_da3_head *hd, int64_t gh, int64_t gw
     for (int k = 0; k < 4; k++) level_size(k, gh, gw, &hk, &wk), A[k] = hk * wk;
     size_t levels = 0, stage = 0;
     for (int k = 0; k < 4; k++) {
-        levels += al(F * A[k] * 4);
-        size_t s = al(G * hd->dim_in * 4) + 2 * al(G * hd->oc[k] * 4) + al(hd->oc[k] * A[k] * 4) +
-                   al(hd->oc[k] * G * 4) /* UV table */;
+        levels += lyra_arena_size(F * A[k] * 4);
+        size_t s = lyra_arena_size(G * hd->dim_in * 4) + 2 * lyra_arena_size(G * hd->oc[k] * 4) +
+                   lyra_arena_size(hd->oc[k] * A[k] * 4) + lyra_arena_size(hd->oc[k] * G * 4) /* UV table */;
         if (s > stage) stage = s;
     }
-    size_t fused = al(F * A[2] * 4) + al(F * A[1] * 4) + al(F * A[0] * 4) + al(F * 4 * A[0] * 4);
-    size_t fuse_tmp = 6 * al(F * A[0] * 4) + al(F * 4 * A[0] * 4);
-    size_t out = al(F / 2 * 4 * A[0] * 4) + 2 * al(F / 2 * h * w * 4) + 2 * al(32 * h * w * 4) + 2 * al(2 * h * w * 4);
+    size_t fused = lyra_arena_size(F * A[2] * 4) + lyra_arena_size(F * A[1] * 4) + lyra_arena_size(F * A[0] * 4) +
+                   lyra_arena_size(F * 4 * A[0] * 4);
+    size_t fuse_tmp = 6 * lyra_arena_size(F * A[0] * 4) + lyra_arena_size(F * 4 * A[0] * 4);
+    size_t out = lyra_arena_size(F / 2 * 4 * A[0] * 4) + 2 * lyra_arena_size(F / 2 * h * w * 4) +
+                 2 * lyra_arena_size(32 * h * w * 4) + 2 * lyra_arena_size(2 * h * w * 4);
     size_t tail = fuse_tmp > out ? fuse_tmp : out;
     return levels + (stage > fused + tail ? stage : fused + tail) + 16 * LYRA_ARENA_ALIGN;
 }

@@ -25,13 +25,9 @@ static lyra_status check_input(const lyra_dit *m, const lyra_tensor *t, const ch
     return LYRA_OK;
 }
 
-#define F32(n) ((((size_t)(n)) * 4 + LYRA_ARENA_ALIGN - 1) / LYRA_ARENA_ALIGN * LYRA_ARENA_ALIGN)
-
-static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
-
 /* The two LoRA temporaries of dit_linear for `rows` rows and `out` outputs. */
 static size_t lora_bytes(int64_t rows, int64_t out, int max_rank) {
-    return max_rank > 0 ? F32(rows * max_rank) + F32(rows * out) : 0;
+    return max_rank > 0 ? lyra_arena_f32(rows * max_rank) + lyra_arena_f32(rows * out) : 0;
 }
 
 size_t lyra_dit_arena_bytes(const lyra_dit_config *c, const lyra_framepack *fp, int64_t H, int64_t W, int64_t Lc,
@@ -41,33 +37,43 @@ size_t lyra_dit_arena_bytes(const lyra_dit_config *c, const lyra_framepack *fp, 
     if (lyra_framepack_chunks(fp, H, W, ch, &L, &gen_start) != LYRA_OK) return 0;
     int64_t D = c->dim, T = fp->n_total, Hb = H / 2, Wb = W / 2, Cb = c->buffer_in_dim, C = c->cam_dim;
     int64_t Lt = LYRA_DIT_TEXT_TOKENS, E = c->buffer_embed_dim;
-    size_t persistent = F32(L * D) + F32(L * C) + F32(L * (4 * Cb + 1)) + F32(L * c->head_dim / 2) + F32(D) +
-                        F32(6 * D) + F32(Lt * D) + F32(Lc * D);
+    size_t persistent = lyra_arena_f32(L * D) + lyra_arena_f32(L * C) + lyra_arena_f32(L * (4 * Cb + 1)) +
+                        lyra_arena_f32(L * c->head_dim / 2) + lyra_arena_f32(D) + lyra_arena_f32(6 * D) +
+                        lyra_arena_f32(Lt * D) + lyra_arena_f32(Lc * D);
     /* Tokenization: x+y, then per chunk the patch, camera and buffer temporaries. */
     size_t chunk = 0;
     for (int k = 0; k <= fp->n_segments; k++) {
         const lyra_fp_chunk *q = &ch[k];
         int64_t in = (int64_t)c->in_dim * q->pt * q->ph * q->pw;
-        size_t b = F32(c->in_dim * q->f * q->pt * q->h * q->ph * q->w * q->pw) + F32(q->n_tokens * in) +
-                   lora_bytes(q->n_tokens, D, max_rank);
-        b += F32(q->frames * Hb * Wb * C) + F32(C * q->f * q->qt * q->h * q->qh * q->w * q->qw) + F32(C * q->n_tokens);
-        b += F32(Cb * q->frames * (H / q->K + 1) * (W / q->K + 1)) * 2 + F32(q->n_tokens * 4 * Cb);
-        chunk = zmax(chunk, b);
+        size_t b = lyra_arena_f32(c->in_dim * q->f * q->pt * q->h * q->ph * q->w * q->pw) +
+                   lyra_arena_f32(q->n_tokens * in) + lora_bytes(q->n_tokens, D, max_rank);
+        b += lyra_arena_f32(q->frames * Hb * Wb * C) + lyra_arena_f32(C * q->f * q->qt * q->h * q->qh * q->w * q->qw) +
+             lyra_arena_f32(C * q->n_tokens);
+        b += lyra_arena_f32(Cb * q->frames * (H / q->K + 1) * (W / q->K + 1)) * 2 +
+             lyra_arena_f32(q->n_tokens * 4 * Cb);
+        chunk = lyra_size_max(chunk, b);
     }
-    size_t tokenize = F32(c->in_dim * T * H * W) + chunk;
-    size_t time = F32(c->freq_dim) + 2 * F32(D) + lora_bytes(1, 6 * D, max_rank);
-    size_t context = zmax(F32(Lt * D) + lora_bytes(Lt, D, max_rank),
-                          2 * F32(Lc * c->clip_dim) + lora_bytes(Lc, zmax((size_t)c->clip_dim, (size_t)D), max_rank));
+    size_t tokenize = lyra_arena_f32(c->in_dim * T * H * W) + chunk;
+    size_t time = lyra_arena_f32(c->freq_dim) + 2 * lyra_arena_f32(D) + lora_bytes(1, 6 * D, max_rank);
+    size_t context = lyra_size_max(lyra_arena_f32(Lt * D) + lora_bytes(Lt, D, max_rank),
+                                   2 * lyra_arena_f32(Lc * c->clip_dim) +
+                                       lora_bytes(Lc, lyra_size_max((size_t)c->clip_dim, (size_t)D), max_rank));
     int64_t tile = (int64_t)(((size_t)16 << 20) / ((size_t)E * 4));
     tile = tile < 1 ? 1 : tile > L ? L : tile;
-    size_t attn_self = 5 * F32(L * D) + lora_bytes(L, D, max_rank);
-    size_t attn_cross = 4 * F32(L * D) + 2 * F32(Lt * D) + 2 * F32(Lc * D) + lora_bytes(L, D, max_rank);
-    size_t ffn = F32(L * D) + F32(L * c->ffn_dim) + lora_bytes(L, zmax((size_t)c->ffn_dim, (size_t)D), max_rank);
-    size_t bufstage = F32(L * c->buffer_squeeze) + F32(tile * E) + F32(L * D) +
-                      lora_bytes(L, zmax((size_t)c->buffer_squeeze, (size_t)D), max_rank);
-    size_t block = F32(6 * D) + F32(L * D) + zmax(zmax(bufstage, attn_self), zmax(attn_cross, ffn));
-    size_t head = F32(2 * D) + F32(L * D) + F32(L * 4 * c->out_dim) + lora_bytes(L, 4 * c->out_dim, max_rank);
-    return persistent + zmax(zmax(tokenize, time), zmax(zmax(context, block), head)) + ((size_t)1 << 16);
+    size_t attn_self = 5 * lyra_arena_f32(L * D) + lora_bytes(L, D, max_rank);
+    size_t attn_cross = 4 * lyra_arena_f32(L * D) + 2 * lyra_arena_f32(Lt * D) + 2 * lyra_arena_f32(Lc * D) +
+                        lora_bytes(L, D, max_rank);
+    size_t ffn = lyra_arena_f32(L * D) + lyra_arena_f32(L * c->ffn_dim) +
+                 lora_bytes(L, lyra_size_max((size_t)c->ffn_dim, (size_t)D), max_rank);
+    size_t bufstage = lyra_arena_f32(L * c->buffer_squeeze) + lyra_arena_f32(tile * E) + lyra_arena_f32(L * D) +
+                      lora_bytes(L, lyra_size_max((size_t)c->buffer_squeeze, (size_t)D), max_rank);
+    size_t block = lyra_arena_f32(6 * D) + lyra_arena_f32(L * D) +
+                   lyra_size_max(lyra_size_max(bufstage, attn_self), lyra_size_max(attn_cross, ffn));
+    size_t head = lyra_arena_f32(2 * D) + lyra_arena_f32(L * D) + lyra_arena_f32(L * 4 * c->out_dim) +
+                  lora_bytes(L, 4 * c->out_dim, max_rank);
+    return persistent +
+           lyra_size_max(lyra_size_max(tokenize, time), lyra_size_max(lyra_size_max(context, block), head)) +
+           ((size_t)1 << 16);
 }
 
 lyra_status lyra_dit_forward(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor *out, lyra_dit_probe_fn probe,

@@ -141,8 +141,6 @@ static void convert(void *dst, lyra_dtype to, const void *src, lyra_dtype from, 
     }
 }
 
-static int is_float(lyra_dtype d) { return d == LYRA_DTYPE_F32 || d == LYRA_DTYPE_BF16 || d == LYRA_DTYPE_F16; }
-
 /* Checks names, shapes and dtypes of every source tensor against the table; returns the matching source index
  * of each parameter in idx[]. */
 static lyra_status match(lyra_dit *m, const lyra_dit_named *src, int n, int *idx) {
@@ -165,7 +163,7 @@ static lyra_status match(lyra_dit *m, const lyra_dit_named *src, int n, int *idx
                             lyra_tensor_shape_str(&s->t, got, sizeof got), lyra_tensor_shape_str(&wt, want, sizeof want));
             break;
         }
-        if (!is_float(s->t.dtype)) {
+        if (!lyra_dtype_is_float(s->t.dtype)) {
             st = lyra_error(LYRA_ERR_FORMAT, "dit weights: tensor '%s' has dtype %s, expected f32, bf16 or f16",
                             p->name, lyra_dtype_name(s->t.dtype));
             break;

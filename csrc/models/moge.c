@@ -8,10 +8,6 @@
 #include "models/moge.h"
 #include "nn/ops.h"
 
-static size_t al(int64_t floats) {
-    return ((size_t)floats * 4 + LYRA_ARENA_ALIGN - 1) & ~(size_t)(LYRA_ARENA_ALIGN - 1);
-}
-
 static lyra_status map(lyra_arena *a, lyra_tensor *t, int64_t c, int64_t h, int64_t w, const char *what) {
     return lyra_arena_tensor(a, t, LYRA_DTYPE_F32, 4, (int64_t[]){1, c, h, w}, what);
 }
@@ -222,33 +218,34 @@ lyra_status lyra_moge_infer(const float *raw, int64_t H, int64_t W, float thresh
 
 /* ---------------------------------------------------------------- cost model */
 
-static size_t res_temps(int64_t c, int64_t hid, int64_t area) { return 2 * al(c * area) + 2 * al(hid * area); }
-
-static size_t max2(size_t a, size_t b) { return a > b ? a : b; }
+static size_t res_temps(int64_t c, int64_t hid, int64_t area) {
+    return 2 * lyra_arena_f32(c * area) + 2 * lyra_arena_f32(hid * area);
+}
 
 size_t lyra_moge_arena_bytes(const lyra_moge_config *c, const lyra_vit_config *vc, int64_t H, int64_t W) {
     lyra_moge_geometry g;
     if (lyra_moge_geometry_of(c, H, W, &g) != LYRA_OK) return 0;
     int64_t G = g.gh * g.gw, P = c->dim_proj, A1 = g.h1 * g.w1;
     /* mirrors lyra_moge_forward's allocation order */
-    size_t cur = al(3 * H * W) + al(3 * A1) + al(3 * g.h14 * g.w14) + al(c->n_features * G * c->dim);
+    size_t cur = lyra_arena_f32(3 * H * W) + lyra_arena_f32(3 * A1) + lyra_arena_f32(3 * g.h14 * g.w14) +
+                 lyra_arena_f32(c->n_features * G * c->dim);
     size_t peak = cur + lyra_vit_arena_bytes(vc, 1, g.gh, g.gw);
-    cur += al((P + 2) * G);
-    peak = max2(peak, cur + 2 * al(G * P));
+    cur += lyra_arena_f32((P + 2) * G);
+    peak = lyra_size_max(peak, cur + 2 * lyra_arena_f32(G * P));
     int64_t h = g.gh, w = g.gw, cin = P;
     for (int b = 0; b < (int)c->n_stages; b++) {
         int64_t out = c->dim_up[b], extra = b + 1 < c->n_stages ? 2 : 0;
         h *= 2, w *= 2;
-        cur += al((out + extra) * h * w);
-        size_t tmp = al(out * h * w);
-        if (c->n_res > 0) tmp = max2(tmp, res_temps(out, c->hidden[b], h * w));
-        peak = max2(peak, cur + tmp);
+        cur += lyra_arena_f32((out + extra) * h * w);
+        size_t tmp = lyra_arena_f32(out * h * w);
+        if (c->n_res > 0) tmp = lyra_size_max(tmp, res_temps(out, c->hidden[b], h * w));
+        peak = lyra_size_max(peak, cur + tmp);
         cin = out;
     }
-    cur += al((cin + 2) * A1) + al(4 * A1);
-    size_t tmp = al(c->last_ch * A1) + (c->last_res > 0 ? res_temps(c->last_ch, c->last_hidden, A1) : 0);
-    peak = max2(peak, cur + tmp);
-    peak = max2(peak, cur + al(4 * H * W));
+    cur += lyra_arena_f32((cin + 2) * A1) + lyra_arena_f32(4 * A1);
+    size_t tmp = lyra_arena_f32(c->last_ch * A1) + (c->last_res > 0 ? res_temps(c->last_ch, c->last_hidden, A1) : 0);
+    peak = lyra_size_max(peak, cur + tmp);
+    peak = lyra_size_max(peak, cur + lyra_arena_f32(4 * H * W));
     return peak + 8 * LYRA_ARENA_ALIGN;
 }
 

@@ -5,15 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int is_float(lyra_dtype d) { return d == LYRA_DTYPE_F32 || d == LYRA_DTYPE_BF16 || d == LYRA_DTYPE_F16; }
-
 static const char *dtype_str(lyra_dtype d) { return d < LYRA_DTYPE_COUNT ? lyra_dtype_name(d) : "unsupported"; }
 
 lyra_status lyra_text_weights_probe(const lyra_text_wsource *src, const char *name, int ndim, const char *what,
                                     const lyra_tensor **out) {
     const lyra_tensor *t = src->lookup(src->ctx, name);
     if (!t) return lyra_error(LYRA_ERR_FORMAT, "%s weights: tensor '%s' is missing", what, name);
-    if (!is_float(t->dtype))
+    if (!lyra_dtype_is_float(t->dtype))
         return lyra_error(LYRA_ERR_FORMAT, "%s weights: tensor '%s' has dtype %s, expected f32, bf16 or f16", what,
                           name, dtype_str(t->dtype));
     if (t->ndim != ndim) {
@@ -27,7 +25,7 @@ lyra_status lyra_text_weights_probe(const lyra_text_wsource *src, const char *na
 
 static lyra_status check_spec(const lyra_text_wspec *s, const lyra_tensor *t, const char *what) {
     if (!t) return lyra_error(LYRA_ERR_FORMAT, "%s weights: tensor '%s' is missing", what, s->name);
-    if (!is_float(t->dtype))
+    if (!lyra_dtype_is_float(t->dtype))
         return lyra_error(LYRA_ERR_FORMAT, "%s weights: tensor '%s' has dtype %s, expected f32, bf16 or f16", what,
                           s->name, dtype_str(t->dtype));
     int ok = t->ndim == s->ndim;

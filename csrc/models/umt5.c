@@ -45,17 +45,16 @@ lyra_status lyra_umt5_position_bias(const lyra_umt5 *m, int64_t layer, int64_t L
 
 /* ---------------------------------------------------------------- cost model */
 
-static size_t al(int64_t bytes) { return ((size_t)bytes + LYRA_ARENA_ALIGN - 1) & ~(size_t)(LYRA_ARENA_ALIGN - 1); }
-
 /* Mirrors the allocations of lyra_umt5_encode (with L for the computed length, its maximum). */
 size_t lyra_umt5_arena_bytes(const lyra_umt5_config *c, int64_t B, int64_t L) {
     int64_t D = c->dim, A = c->dim_attn, F = c->ffn, H = c->heads, BL = B * L;
-    size_t bias = al(H * L * L * 4);
-    size_t persistent = al(BL * 4) + al(BL) + al(L * L * 4) + al(BL * D * 4) + (c->shared_pos ? bias : 0);
-    size_t attn = al(BL * D * 4) + 3 * al(BL * A * 4) + (c->shared_pos ? 0 : bias);
-    size_t attn_tail = al(BL * A * 4) + al(BL * D * 4);
+    size_t bias = lyra_arena_size(H * L * L * 4);
+    size_t persistent = lyra_arena_size(BL * 4) + lyra_arena_size(BL) + lyra_arena_size(L * L * 4) +
+                        lyra_arena_size(BL * D * 4) + (c->shared_pos ? bias : 0);
+    size_t attn = lyra_arena_size(BL * D * 4) + 3 * lyra_arena_size(BL * A * 4) + (c->shared_pos ? 0 : bias);
+    size_t attn_tail = lyra_arena_size(BL * A * 4) + lyra_arena_size(BL * D * 4);
     attn += bias > attn_tail ? bias : attn_tail; /* the bias gather temp, then attention output + projection */
-    size_t ffn = al(BL * D * 4) + 2 * al(BL * F * 4) + al(BL * D * 4);
+    size_t ffn = lyra_arena_size(BL * D * 4) + 2 * lyra_arena_size(BL * F * 4) + lyra_arena_size(BL * D * 4);
     size_t peak = attn > ffn ? attn : ffn;
     if (c->shared_pos && bias > peak) peak = bias;
     return persistent + peak;

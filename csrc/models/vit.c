@@ -6,17 +6,15 @@
 #include "models/vit.h"
 #include "nn/ops.h"
 
-static size_t al(int64_t bytes) { return ((size_t)bytes + LYRA_ARENA_ALIGN - 1) & ~(size_t)(LYRA_ARENA_ALIGN - 1); }
-static size_t max2(size_t a, size_t b) { return a > b ? a : b; }
-
 size_t lyra_vit_arena_bytes(const lyra_vit_config *c, int64_t S, int64_t gh, int64_t gw) {
     int64_t C = c->dim, G = gh * gw, N = 1 + c->registers + G, F = c->ffn_hidden, half = c->head_dim / 2;
-    size_t x = al(S * N * C * 4);
-    size_t tables = c->opt.rope_start >= 0 ? al(N * half * 4) + al(S * N * half * 4) : 0;
-    size_t embed = al((1 + G) * C * 4) + al(C * G * 4) + al(S * C * G * 4);
-    size_t attn = 5 * al(S * N * C * 4) + al(S * N * 3 * C * 4);
-    size_t ffn = 2 * al(S * N * C * 4) + al(S * N * 2 * F * 4) + al(S * N * F * 4);
-    return x + tables + max2(embed, max2(attn, ffn)) + 4 * LYRA_ARENA_ALIGN;
+    size_t x = lyra_arena_size(S * N * C * 4);
+    size_t tables = c->opt.rope_start >= 0 ? lyra_arena_size(N * half * 4) + lyra_arena_size(S * N * half * 4) : 0;
+    size_t embed = lyra_arena_size((1 + G) * C * 4) + lyra_arena_size(C * G * 4) + lyra_arena_size(S * C * G * 4);
+    size_t attn = 5 * lyra_arena_size(S * N * C * 4) + lyra_arena_size(S * N * 3 * C * 4);
+    size_t ffn = 2 * lyra_arena_size(S * N * C * 4) + lyra_arena_size(S * N * 2 * F * 4) +
+                 lyra_arena_size(S * N * F * 4);
+    return x + tables + lyra_size_max(embed, lyra_size_max(attn, ffn)) + 4 * LYRA_ARENA_ALIGN;
 }
 
 double lyra_vit_flops(const lyra_vit_config *c, int64_t S, int64_t gh, int64_t gw, int blocks) {

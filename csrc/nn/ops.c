@@ -6,8 +6,6 @@
 
 #define SHAPE(t, buf) lyra_tensor_shape_str((t), buf, sizeof buf)
 
-static int is_float(lyra_dtype d) { return d == LYRA_DTYPE_F32 || d == LYRA_DTYPE_BF16 || d == LYRA_DTYPE_F16; }
-
 /* Common checks of one tensor argument: present, on the backend's device, float dtype when asked. */
 static lyra_status check_tensor(lyra_backend *be, const char *op, const char *arg, const lyra_tensor *t,
                                 int want_float) {
@@ -17,7 +15,7 @@ static lyra_status check_tensor(lyra_backend *be, const char *op, const char *ar
     if (t->device != be->device)
         return lyra_error(LYRA_ERR_ARG, "%s: %s is on the %s but the backend is %s", op, arg,
                           t->device == LYRA_DEVICE_CPU ? "CPU" : "GPU", be->ops->name);
-    if (want_float && !is_float(t->dtype))
+    if (want_float && !lyra_dtype_is_float(t->dtype))
         return lyra_error(LYRA_ERR_TYPE, "%s: %s has dtype %s, expected f32, bf16 or f16", op, arg,
                           lyra_dtype_name(t->dtype));
     for (int i = 0; i < t->ndim; i++)
@@ -136,7 +134,7 @@ lyra_status lyra_op_copy(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x)
     LYRA_TRY(check_out(be, op, y));
     LYRA_TRY(check_tensor(be, op, "x", x, 0));
     LYRA_TRY(check_same(op, "x", x, y));
-    if (x->dtype != y->dtype && !(is_float(x->dtype) && is_float(y->dtype)))
+    if (x->dtype != y->dtype && !(lyra_dtype_is_float(x->dtype) && lyra_dtype_is_float(y->dtype)))
         return lyra_error(LYRA_ERR_TYPE, "copy: cannot convert %s to %s", lyra_dtype_name(x->dtype),
                           lyra_dtype_name(y->dtype));
     LYRA_TRY(check_alias(op, "x", y, x, 1));

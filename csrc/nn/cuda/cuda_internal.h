@@ -70,7 +70,7 @@ struct cu_device_scope {
  * printf-style description of the case. */
 void cu_note_fallback(lyra_cuda_fallback kind, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* ---------------- errors ---------------- */
+/* ---------------- errors (cuda_common.cu) ---------------- */
 
 /* Maps a CUDA error to LYRA_ERR_OOM (allocation) or LYRA_ERR_CUDA with "<what>: <cuda message>". */
 lyra_status cu_error(cudaError_t err, const char *what);
@@ -89,7 +89,7 @@ lyra_status cu_blas_error(cublasStatus_t st, const char *what);
         if (cb_s_ != CUBLAS_STATUS_SUCCESS) return cu_blas_error(cb_s_, what);                              \
     } while (0)
 
-/* ---------------- memory ---------------- */
+/* ---------------- memory (cuda_common.cu) ---------------- */
 
 /* Device memory from the pool (256-byte aligned); NULL with a LYRA_ERR_OOM message naming `what`. */
 void *cu_alloc(lyra_backend *be, size_t bytes, const char *what);
