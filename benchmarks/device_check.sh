@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The issue-9 device check in one go on a GPU machine: build lyra2 with its CUDA part, run the CUDA tests
 # (`pytest -m cuda`: every op on CUDA against the CPU/NumPy references) and benchmarks/kernels.py, logs to $OUT.
-# Budget: finishes in well under 8 minutes on one H100 (build ~1.5 min, tests ~1-2 min, kernels ~1-2 min).
+# Budget: finishes in well under 9 minutes on one H100 (build ~1.5 min, tests ~1-2 min, kernels ~1-2 min,
+# zoom_e2e plans ~5 s and tiny generate runs on the device <= 2.5 min).
 #
 # HOW TO RUN IT (a session whose task has a device; `status` says can_start_another: true):
 #   1. here, once: the libav packages the build needs travel in the ignored folder .debs/ (already there in
@@ -13,7 +14,8 @@
 #        run(command="bash benchmarks/device_check.sh", carry=[".debs"], timeout_s=560)
 #      (no kind: an H100; name kind="nvidia-h200" only if no H100 opens). Then give_back unless rerunning.
 #   3. read $OUT's files from the reply's files_at: device_check.log (everything), build.log, pytest.log,
-#      pytest.xml, kernels.log, kernels.json, env.txt. Record card, date and numbers in benchmarks/RESULTS.md.
+#      pytest.xml, kernels.log, kernels.json, env.txt, zoom_e2e_*.log, plans/ and tiny/zoom_e2e.json. Record card,
+#      date and numbers in benchmarks/RESULTS.md.
 #
 # WHAT THE GPU IMAGE HAS (see /work/.library/device/KINDS.md): python3 3.12 with numpy, pytest, scipy, torch,
 # nvcc 13 (CUDA toolkit), and the pip package nvidia-cublas (cu13: cublasLt.h + libcublas*.so.13 under
@@ -181,9 +183,10 @@ $PY -c "import lyra2; print('backends:', lyra2.backends())" || FAIL=1
 # ------------------------------------------------------------------ tests
 stamp "pytest -m cuda"
 # -m cuda selects the slow-marked device cases too (issue 18: L = 38,246 attention, > 2^31-element add) and, like
-# LYRA2_REQUIRE_CUDA=1, makes a machine without a usable GPU a failure with the reason instead of 0 tests run
+# LYRA2_REQUIRE_CUDA=1, makes a machine without a usable GPU a failure with the reason instead of 0 tests run;
+# tests/device_checks/*.py: the networks placed on the device (outside the default collection pattern)
 PYTHONUNBUFFERED=1 LYRA2_REQUIRE_CUDA=1 timeout 300 $PY -m pytest -m cuda -q -p no:cacheprovider -rs \
-    --junitxml="$OUT/pytest.xml" tests > "$OUT/pytest.log" 2>&1
+    --junitxml="$OUT/pytest.xml" tests tests/device_checks/check_dit.py > "$OUT/pytest.log" 2>&1
 TEST_RC=$?
 tail -40 "$OUT/pytest.log"
 echo "-- device lines (timings, slow-path counters):"
@@ -198,6 +201,22 @@ KRC=$?
 cat "$OUT/kernels.log"
 echo "kernels.py exit status $KRC"
 [ $KRC = 0 ] || FAIL=1
+
+# ------------------------------------------------------------------ end to end
+# The memory plans of the released sizes (measured DiT forward, no weights), then the whole generate path at tiny
+# size on the device (DMD + one UniPC+CFG step; bf16, fp8 and a 24 GB streaming budget): what must work before a
+# full-size run. A variant the build cannot run yet is recorded in zoom_e2e.json with the error that stopped it.
+stamp "benchmarks/zoom_e2e.py (plans; tiny generate on the device)"
+PYTHONUNBUFFERED=1 timeout 30 $PY benchmarks/zoom_e2e.py --plan-only --out "$OUT/plans" > "$OUT/zoom_e2e_plans.log" 2>&1
+PRC=$?
+cat "$OUT/zoom_e2e_plans.log"
+[ $PRC = 0 ] || FAIL=1
+PYTHONUNBUFFERED=1 timeout 150 $PY benchmarks/zoom_e2e.py --tiny --device cuda --variants bf16,fp8,stream24 \
+    --cfg-steps 1 --out "$OUT/tiny" > "$OUT/zoom_e2e_tiny.log" 2>&1
+ERC=$?
+tail -60 "$OUT/zoom_e2e_tiny.log"
+echo "zoom_e2e.py --tiny exit status $ERC (1 = a variant did not run: see the 'not run' lines)"
+[ $ERC = 0 ] || FAIL=1
 
 stamp "done (failures: $FAIL)"
 sleep 1 # let tee finish device_check.log before the files are collected

@@ -19,6 +19,8 @@ from . import convert as _convert_module
 from .depth import estimate_depth
 from .generate import generate
 from . import testing
+from . import memory
+from .memory import memory_plan
 
 convert = _convert_module.convert
 
@@ -57,4 +59,4 @@ def backends():
 
 __all__ = ["Lyra2Error", "Video", "backends", "zoom", "subscribe", "run", "Queued", "InProgress", "Completed",
            "read_image", "write_video", "trajectory", "forward_warp", "rays", "io", "models", "sampling", "convert", "estimate_depth", "generate", "testing",
-           "__version__"]
+           "memory", "memory_plan", "__version__"]

@@ -1,20 +1,15 @@
 """lyra2.zoom: the main job as a Python call."""
-import os
 import warnings
 
-import numpy as np
-
-from .fields import validate
+from .fields import check_options, validate
 from ._core import Lyra2Error
-
-DEVICES = ("auto", "cpu", "cuda")
-MODES = ("auto", "preview", "generate")
 
 
 def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajectory="orbit_horizontal",
          zoom_in_strength=0.5, zoom_out_trajectory="horizontal_zoom", zoom_out_strength=1.5, resolution="480p",
          use_dmd=True, guidance_scale=5.0, num_inference_steps=28, frames_per_second=16, seed=None,
-         checkpoint_dir=None, device="auto", mode="auto", output_path=None, progress=True, depth=None):
+         checkpoint_dir=None, device="auto", mode="auto", output_path=None, progress=True, depth=None,
+         max_gpu_memory=None):
     """One image + a prompt -> a camera-controlled video (lyra2.Video).
 
     `image`: http(s)/file:// URL, data: URI, local path (str or pathlib.Path), bytes, or a uint8 array (H, W, 3)
@@ -26,6 +21,9 @@ def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajector
       output_path     also write the MP4 there
       progress        progress bar on a TTY
       depth           float (H, W) depth of the input at the output resolution (preview and trajectories use it)
+      max_gpu_memory  GPU memory budget in GB (1e9 bytes): the run's memory plan (lyra2.memory_plan: what is
+                      resident, which DiT blocks stream, the expected peak) goes to the logs; a budget below the
+                      plan's minimum is a ValueError naming it
     """
     fields = dict(prompt=prompt, zoom_direction=zoom_direction, num_frames=num_frames,
                   zoom_in_trajectory=zoom_in_trajectory, zoom_in_strength=zoom_in_strength,
@@ -36,46 +34,17 @@ def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajector
         raise ValueError("image: this argument is required (URL, data: URI, path, bytes or uint8 array)")
     args = validate(fields, require_image=False)
     return _zoom_validated(image, args, checkpoint_dir=checkpoint_dir, device=device, mode=mode,
-                           output_path=output_path, progress=progress, depth=depth)
-
-
-def _check_options(device, mode, output_path, progress):
-    if not isinstance(device, str) or device not in DEVICES:
-        raise ValueError(f"device: {device!r} is not allowed; expected one of {list(DEVICES)}")
-    if not isinstance(mode, str) or mode not in MODES:
-        raise ValueError(f"mode: {mode!r} is not allowed; expected one of {list(MODES)}")
-    if output_path is not None:
-        if not isinstance(output_path, (str, os.PathLike)):
-            raise TypeError(f"output_path: expected a path; got {output_path!r}")
-        if not os.fspath(output_path).lower().endswith(".mp4"):
-            raise ValueError(f"output_path: {os.fspath(output_path)!r} must end in .mp4")
-        parent = os.path.dirname(os.path.abspath(os.fspath(output_path)))
-        if not os.path.isdir(parent):
-            raise ValueError(f"output_path: the folder {parent!r} does not exist")
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress: expected a bool; got {progress!r}")
-
-
-def _check_depth(depth, height, width):
-    if depth is None:
-        return None
-    d = np.asarray(depth)
-    if d.dtype.kind not in "fiu" or d.ndim != 2:
-        raise ValueError(f"depth: expected a float array (H, W); got {d.dtype} {d.shape}")
-    if d.shape != (height, width):
-        raise ValueError(f"depth: expected shape {(height, width)} (the output resolution); got {d.shape}")
-    d = d.astype(np.float32)
-    if not np.isfinite(d).any() or not (d[np.isfinite(d)] > 0).any():
-        raise ValueError("depth: needs at least one finite, positive value")
-    return d
+                           output_path=output_path, progress=progress, depth=depth, max_gpu_memory=max_gpu_memory)
 
 
 def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="auto", output_path=None,
-                    progress=True, on_log=None, depth=None):
+                    progress=True, on_log=None, depth=None, max_gpu_memory=None):
     from . import checkpoint
+    from .memory import check_max_gpu_memory
     from .progress import Progress
 
-    _check_options(device, mode, output_path, progress)
+    check_options(device, mode, output_path, progress)
+    check_max_gpu_memory(max_gpu_memory)
     folder = checkpoint.resolve_dir(checkpoint_dir)
     missing = checkpoint.missing_for_generate(folder) if folder else list(checkpoint.FILES.values())
     if mode == "generate" and missing:
@@ -100,9 +69,10 @@ def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="au
     if mode == "generate":
         from .generate import run_generate
 
-        video = run_generate(image, args, checkpoint_folder=folder, device=device, report=report, depth=depth)
+        video = run_generate(image, args, checkpoint_folder=folder, device=device, report=report, depth=depth,
+                             max_gpu_memory=max_gpu_memory)
     else:
-        from .pipeline import run_preview
+        from .preview import run_preview
 
         video = run_preview(image, args, report=report, depth=depth, checkpoint_folder=folder)
     if output_path is not None:

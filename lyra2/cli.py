@@ -39,6 +39,8 @@ def _zoom_parser(sub):
     p.add_argument("-o", "--output", required=True, help="output .mp4 path")
     p.add_argument("--checkpoint-dir", default=None, help="converted weights folder (default $LYRA2_CHECKPOINT_DIR)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--max-gpu-memory", type=float, default=None, metavar="GB",
+                   help="GPU memory budget in GB: DiT blocks beyond it stream from host memory; the plan is logged")
     p.add_argument("--mode", choices=("auto", "preview", "generate"), default="auto")
     p.add_argument("--json", action="store_true", help="print the fal-shaped result dict as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -51,6 +53,7 @@ def _run_zoom(ns):
     names = [n for n in SCHEMA if n not in ("image_url",)]
     fields = {n: getattr(ns, n) for n in names}
     video = zoom(ns.image, progress=not ns.no_progress, checkpoint_dir=ns.checkpoint_dir, device=ns.device,
+                 max_gpu_memory=ns.max_gpu_memory,
                  mode=ns.mode, output_path=ns.output, **fields)
     if ns.json:
         print(json.dumps(video.to_fal(), indent=2))

@@ -1,7 +1,7 @@
 """lyra2.convert: upstream Lyra 2.0 checkpoints -> one folder of safetensors files, without torch.
 
 ``convert(src, dst)`` (CLI ``lyra2 convert SRC DST [--force]``) reads what ``huggingface-cli download
-nvidia/Lyra-2.0 --include "checkpoints/*"`` puts on disk (spec/checkpoints.md §0), or any single file:
+nvidia/Lyra-2.0 --include "checkpoints/*"`` puts on disk (upstream ML:78-92, T2V:353-432, Z:464), or any single file:
 
 - PyTorch ``torch.save`` zip archives (``.pth`` / ``.pt`` / ``.bin`` / ``.ckpt``): ``data.pkl`` is read by
   the restricted C unpickler (csrc/io/unpickle.c), which only builds tensors, storages, OrderedDicts and
@@ -11,7 +11,8 @@ nvidia/Lyra-2.0 --include "checkpoints/*"`` puts on disk (spec/checkpoints.md §
   same unpickler (DCP dataclasses become plain records), every chunk blob is a small torch zip at
   (file, offset, length); chunks are checked to tile each tensor exactly and stitched.
 - safetensors files: LoRAs are validated and copied byte for byte (their key formats are handled at
-  load time, spec/network.md §5.3); other safetensors (e.g. the Depth Anything 3 base) are re-written.
+  load time, upstream T2V:353-432, Z:525-530, T2V:379-380); other safetensors (e.g. the Depth Anything 3 base) are
+  re-written.
 
 Output layout (DESIGN.md "Weights"; DST is a folder, or a ``.safetensors`` path for one source file):
 
@@ -29,15 +30,15 @@ Output layout (DESIGN.md "Weights"; DST is a folder, or a ``.safetensors`` path 
 
 Files are recognised by their tensor names (``detect_family``), not by their paths.
 
-Name mapping (keys keep their upstream module paths, spec/network.md §5, encoders.md App. A-C,
-depth.md §3):
+Name mapping (keys keep their upstream module paths, upstream ML:74-92, Z:464-486, CTI:181-199, the modules of
+upstream TOK, T5, CLIP, docs/REFERENCES.md#weight-names):
 - DiT: ``net.`` is stripped; ``net_ema.*``, ``*._extra_state``, byte items, the ``net.accum_*`` training
-  counters and keys outside ``net.`` are dropped (checkpoints.md §2.5, network.md §5.1).
+  counters and keys outside ``net.`` are dropped (upstream ML:74-92, Z:464-486, CTI:181-199).
 - A top-level ``module`` / ``model`` / ``state_dict`` sub-dict is taken when present (depth_utils.py
   order: ``module`` first, then ``model``); other top-level entries that are plain data (e.g. MoGe's
   ``model_config``) are kept as JSON in ``__metadata__["source_extras"]``.
 - DA3 (``recon/model.pt`` and the HF base): only ``model.``-prefixed keys are used, prefix stripped, so
-  names start ``da3.`` / ``da3_metric.`` (depth.md §1.2).
+  names start ``da3.`` / ``da3_metric.`` (upstream Z:212, DU:149-194, DA3api:88-90).
 - A ``module.`` (DDP) or ``_orig_mod.`` (torch.compile) prefix carried by every key is stripped.
 - CLIP: ``textual.*`` (the unused text tower, ~2.2 GB fp32) is dropped; ``visual.*`` is kept whole.
 - VAE, umT5, MoGe, negative prompt: names unchanged.
@@ -76,7 +77,7 @@ FAMILY_FILES = {"dit": "dit.safetensors", "vae": "vae.safetensors", "umt5": "umt
 BF16_FAMILIES = {"dit", "vae", "umt5", "clip", "negative_prompt"}
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-# Upstream files that inference never reads (checkpoints.md §4: load_mean_std=False).
+# Upstream files that inference never reads (upstream DU:167-176: load_mean_std=False).
 UNUSED_FILES = ("images_mean_std.pt", "video_mean_std.pt")
 DIT_COUNTERS = ("accum_video_sample_counter", "accum_image_sample_counter", "accum_iteration",
                 "accum_train_in_hours")
@@ -118,7 +119,8 @@ def _object_factory(qualname, args, state):
         for part in state:  # (dict state, slot state)
             fields.update(part or {})
     elif kind == "TensorProperties" and isinstance(state, tuple) and state:
-        fields = {"dtype": state[0]}  # its __getstate__ is a 5-tuple, dtype first (checkpoints.md §2.2)
+        # its __getstate__ is a 5-tuple, dtype first (docs/REFERENCES.md#pytorch-checkpoint-formats)
+        fields = {"dtype": state[0]}
     if kind == "MetadataIndex":
         # used as a dict key; identity is (fqn, offset) - `index` is only a lookup hint
         offset = fields.get("offset")
@@ -326,7 +328,7 @@ def read_dcp(folder):
                                  f"of size {list(sizes)} outside the tensor")
             n = int(np.prod(sizes, dtype=np.int64))
             if n == 0:
-                continue  # FSDP2 gives trailing ranks empty shards (checkpoints.md §2.5 step 3)
+                continue  # FSDP2 gives trailing ranks empty shards (docs/REFERENCES.md#pytorch-checkpoint-formats)
             info = storage.get((fqn, offsets))
             if not isinstance(info, Record):
                 raise Lyra2Error(f"{meta_path}: no storage entry for tensor '{fqn}' chunk at {list(offsets)}")
@@ -478,7 +480,7 @@ def _fill_config(cfg, family, shapes, names, heads_by, dim):
         width = dim("patch_embedding.weight", 0)
         cfg.update(dim=width, layers=_count(names, r"blocks\.(\d+)\..*"),
                    ffn_dim=dim("blocks.0.ffn.0.weight", 0),
-                   in_dim=_div(dim("patch_embedding.weight", 1), 4),  # patch (1, 2, 2) (network.md §1.1)
+                   in_dim=_div(dim("patch_embedding.weight", 1), 4),  # patch (1, 2, 2) (upstream EXP:21-62)
                    out_dim=_div(dim("head.head.weight", 0), 4),
                    text_dim=dim("text_embedding.0.weight", 1),
                    freq_dim=dim("time_embedding.0.weight", 1),
@@ -493,7 +495,7 @@ def _fill_config(cfg, family, shapes, names, heads_by, dim):
                        buffer_embed_dim=dim("blocks.0.buffer_encoder.0.weight", 1))
         n_clean = _count(names, r"clean_patch_embeddings\.(\d+)\.weight")
         if n_clean:
-            # per history kernel: in_features = in_dim * kt * kh * kw (network.md §5.2)
+            # per history kernel: in_features = in_dim * kt * kh * kw (upstream WL:86-96, WL:99-115, WL:286)
             cfg["clean_patch_in_features"] = [dim(f"clean_patch_embeddings.{i}.weight", 1) for i in range(n_clean)]
     elif family == "vae":
         base = dim("encoder.conv1.weight", 0)
@@ -539,7 +541,8 @@ def _fill_config(cfg, family, shapes, names, heads_by, dim):
             rx = re.compile(re.escape(pre) + r"blocks\.(\d+)\.attn\.q_norm\.weight")
             qn = sorted(int(m.group(1)) for n in names for m in [rx.fullmatch(n)] if m)
             if qn and width:
-                # q_norm is a LayerNorm over one head: its width is head_dim (depth.md §1.5.1)
+                # q_norm is a LayerNorm over one head: its width is head_dim (upstream DA3dino:22-64, DA3vit:454-466,
+                # DA3cfg/da3-giant:6-17)
                 sub["qknorm_start"] = qn[0]
                 sub["heads"], sub["heads_source"] = width // dim(f"{pre}blocks.{qn[0]}.attn.q_norm.weight", 0), "weights"
             else:
@@ -652,7 +655,7 @@ def _dcp_job(folder, explicit):
     tensors, byte_items = read_dcp(folder)
     mapping, dropped = _map_names(tensors, "dcp")
     if not explicit and not any(f.startswith("net.") for f in tensors):
-        return None  # optim/, scheduler/, trainer/ siblings of model/ (checkpoints.md §1.2)
+        return None  # optim/, scheduler/, trainer/ siblings of model/ (upstream Z:158, ML:82, DCP:17-36)
     for b in byte_items:
         dropped[b] = "byte item (pickled non-tensor state)"
     reader = _DcpReader(folder)
@@ -786,7 +789,7 @@ def _job_for_file(path, explicit):
 
 def _merge_da3(jobs):
     """Several DA3 sources: the HF base (safetensors) first, then recon/model.pt keys over it
-    (depth.md §1.2: base = HF nested weights; overlay every checkpoint key)."""
+    (upstream Z:212, DU:149-194, DA3api:88-90: base = HF nested weights; overlay every checkpoint key)."""
     da3 = [j for j in jobs if j.family == "da3"]
     if len(da3) < 2:
         return jobs

@@ -1,10 +1,13 @@
-"""First-frame depth as Lyra-2's zoom script computes it (spec pipeline.md §2.1-2.3): Depth Anything 3 depth and
+"""First-frame depth as Lyra-2's zoom script computes it (upstream Z:210-212, Z:556-563, DU:149-217, DU:33-89): Depth
+Anything 3 depth and
 intrinsics, rescaled so that its inverse depth matches MoGe v1's in the least-squares sense, and the subject
 depth that scales every trajectory.
 
 ``estimate_depth(image, weights_dir)`` runs both networks from a converted checkpoint folder
 (``da3.safetensors``, ``moge.safetensors``); ``align_to_moge`` is the alignment alone, for depths computed
-elsewhere."""
+elsewhere. ``heuristic_depth`` is the ground-plane prior used without a depth model, and ``first_frame_depth``
+picks the job's depth (the caller's array, the models, or the prior) for both the generate and the preview
+drivers."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,11 +15,14 @@ import numpy as np
 from . import _core
 from ._core import Lyra2Error
 
-__all__ = ["estimate_depth", "align_to_moge", "moge_input"]
+__all__ = ["estimate_depth", "align_to_moge", "moge_input", "heuristic_depth", "HEURISTIC_DEPTH_NAME"]
+
+#: Name of the heuristic depth prior, for logs and timings (so nobody mistakes it for a depth model).
+HEURISTIC_DEPTH_NAME = "heuristic:ground-plane-popup-v1"
 
 
 def align_to_moge(da3_depth, da3_mask, moge_depth, moge_mask):
-    """Lyra's DA3 -> MoGe scale alignment (Z:634-652, pipeline.md §2.2).
+    """Lyra's DA3 -> MoGe scale alignment (upstream Z:634-652, DU:33-89, MOGE:302-395, Z:624-626).
 
     da3_depth, da3_mask: (H, W) DA3 depth and its float mask (``depth < 999.9``) as ``first_frame_depth`` gives
     them. moge_depth, moge_mask: MoGe's depth (raw ``infer()`` depth or Lyra's post-processed one: the
@@ -71,7 +77,8 @@ def _depth_anything_3():
 
 def estimate_depth(image, weights_dir=None, *, size=None, use_moge_scale=True, device="cpu", da3=None, moge=None,
                    da3_options=None, moge_options=None) -> dict:
-    """Depth of one image as Lyra's zoom script computes it for frame 0 (pipeline.md §2.1-2.3).
+    """Depth of one image as Lyra's zoom script computes it for frame 0 (upstream Z:210-212, Z:556-563, DU:149-217,
+    DU:33-89).
 
     image: uint8 RGB (H0, W0, 3), or anything ``lyra2.read_image`` accepts. size: the working (H, W) (e.g.
     (480, 832)); default the image's size. Both networks see the image resized to it with cv2 INTER_LINEAR.
@@ -121,3 +128,87 @@ def estimate_depth(image, weights_dir=None, *, size=None, use_moge_scale=True, d
         out["scale"] = out["align"]["scale"]
     out["subject_depth"] = float(subject_depth(out["depth"], out["mask"]))
     return out
+
+
+def heuristic_depth(image_u8):
+    """A heuristic depth prior for an RGB image ("heuristic:ground-plane-popup-v1"), computed in C.
+
+    The recipe (units are arbitrary: the bottom row is at depth 1, the far backdrop at 25; the
+    trajectories rescale by the subject depth, so only ratios matter):
+      1. sky: pixels connected to the top row through blue-ish or bright grey pixels, in steps of
+         small colour difference (the sky is smooth);
+      2. horizon: just below the lowest row that is at least 30 % sky, within [0.25 H, 0.85 H]
+         (without sky, a virtual horizon 0.6 H above the top row: the camera looks down at the ground);
+      3. ground: below the horizon a level camera over a plane sees depth (H − h0) / (y − h0 + 1),
+         capped at the backdrop;
+      4. pop-up: below the horizon, going up each column, log depth continues from the pixel below
+         through similar colours (weight 0.9 · exp(−colour difference / 10)), so things standing on
+         the ground keep the depth of their contact row; above the horizon every non-sky pixel keeps
+         the depth below it (upright); an edge-aware horizontal pass removes streaks.
+
+    Args:
+        image_u8: uint8 (H, W, 3) RGB, H, W >= 2.
+
+    Returns:
+        (depth float32 (H, W) > 0, mask uint8 (H, W)): mask is 1 everywhere except sky-like pixels
+        (0), which get the backdrop depth; pass the mask to the trajectory's subject-depth estimate.
+    """
+    return _core.heuristic_depth(check_rgb_u8(image_u8))
+
+
+def check_rgb_u8(image_u8):
+    """image_u8 as a uint8 (H, W, 3) array; TypeError/ValueError naming it otherwise."""
+    arr = np.asarray(image_u8)
+    if arr.dtype != np.uint8:
+        raise TypeError(f"image_u8: expected a uint8 array (H, W, 3), got dtype {arr.dtype}")
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"image_u8: expected shape (H, W, 3), got {arr.shape}")
+    return arr
+
+
+def check_user_depth(depth, height, width):
+    """The caller's `depth=` array as float32 (H, W) at the output size, or None when not given."""
+    if depth is None:
+        return None
+    d = np.asarray(depth)
+    if d.dtype.kind not in "fiu" or d.ndim != 2:
+        raise ValueError(f"depth: expected a float array (H, W); got {d.dtype} {d.shape}")
+    if d.shape != (height, width):
+        raise ValueError(f"depth: expected shape {(height, width)} (the output resolution); got {d.shape}")
+    d = d.astype(np.float32)
+    if not np.isfinite(d).any() or not (d[np.isfinite(d)] > 0).any():
+        raise ValueError("depth: needs at least one finite, positive value")
+    return d
+
+
+def first_frame_depth(raw, img, depth, checkpoint_folder, report, *, da3=None, device="cpu"):
+    """Depth of the input frame as the job uses it: (depth (H, W) float32, valid mask (H, W) float32,
+    K (3, 3) or None, source label).
+
+    In order: the user's `depth=` array; Depth Anything 3 aligned to MoGe as upstream (upstream Z:210-212, Z:556-563,
+    DU:149-217) when the converted folder has their weights (DA3 alone when only DA3 is there); else the heuristic
+    prior, named in the log so nobody mistakes it for a model. `raw` is the decoded input at its own size (what upstream
+    gives the depth networks), `img` the input at the output size."""
+    from . import checkpoint
+
+    h, w = img.shape[:2]
+    d = check_user_depth(depth, h, w)
+    if d is not None:
+        # Upstream's valid mask (depth < 999.9: DA3 marks sky with 1e4), applied to the user's depth too.
+        mask = (np.isfinite(d) & (d > 0) & (d < 999.9)).astype(np.float32)
+        if not mask.any():
+            raise ValueError("depth: no value is finite, positive and below 999.9; lyra2 (like upstream) treats "
+                             "depth >= 999.9 as sky/invalid, so pass depth in metres")
+        return d, mask, None, "user"
+    have = checkpoint.components(checkpoint_folder)
+    if da3 is not None or "da3" in have:
+        use_moge = "moge" in have
+        est = estimate_depth(raw, checkpoint_folder, size=(h, w), use_moge_scale=use_moge, da3=da3, device=device)
+        source = "model:da3+moge" if use_moge else "model:da3"
+        report.log(f"depth: Depth Anything 3{' aligned to MoGe' if use_moge else ' (no MoGe weights: no scale alignment)'}")
+        return (np.asarray(est["depth"], np.float32), np.asarray(est["mask"], np.float32),
+                np.asarray(est["intrinsics"], np.float32), source)
+    d, mask = heuristic_depth(img)
+    report.log(f"depth: {HEURISTIC_DEPTH_NAME} prior (not a depth model; pass depth= or provide "
+               "converted DA3/MoGe weights for real depth)", level="WARNING")
+    return d, np.asarray(mask, np.float32), None, HEURISTIC_DEPTH_NAME

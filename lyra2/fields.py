@@ -5,6 +5,7 @@ TypeError whose message names the field, the value given and what is allowed.
 """
 import math
 import numbers
+import os
 import secrets
 
 APPLICATION = "fal-ai/lyra-2/zoom"
@@ -158,3 +159,28 @@ def validate(arguments, *, require_image=True):
     if out["seed"] is None:
         out["seed"] = secrets.randbelow(2**31)
     return out
+
+
+# ---------------------------------------------------------------- lyra2-only options (not endpoint fields)
+
+DEVICES = ("auto", "cpu", "cuda")
+MODES = ("auto", "preview", "generate")
+
+
+def check_options(device, mode, output_path, progress):
+    """The lyra2-only options of lyra2.zoom and lyra2.generate (not endpoint fields): device, mode, output_path
+    (an .mp4 in an existing folder, or None) and progress (a bool)."""
+    if not isinstance(device, str) or device not in DEVICES:
+        raise ValueError(f"device: {device!r} is not allowed; expected one of {list(DEVICES)}")
+    if not isinstance(mode, str) or mode not in MODES:
+        raise ValueError(f"mode: {mode!r} is not allowed; expected one of {list(MODES)}")
+    if output_path is not None:
+        if not isinstance(output_path, (str, os.PathLike)):
+            raise TypeError(f"output_path: expected a path; got {output_path!r}")
+        if not os.fspath(output_path).lower().endswith(".mp4"):
+            raise ValueError(f"output_path: {os.fspath(output_path)!r} must end in .mp4")
+        parent = os.path.dirname(os.path.abspath(os.fspath(output_path)))
+        if not os.path.isdir(parent):
+            raise ValueError(f"output_path: the folder {parent!r} does not exist")
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress: expected a bool; got {progress!r}")

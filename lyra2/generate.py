@@ -1,4 +1,5 @@
-"""Generate mode: the Lyra-2 autoregressive pipeline with a converted checkpoint (spec/pipeline.md §4-§7).
+"""Generate mode: the Lyra-2 autoregressive pipeline with a converted checkpoint (upstream Z:157, EXP:105-110, EXP:39,
+Z:767-777; docs/REFERENCES.md#the-fal-endpoint-and-the-upstream-script).
 
 Two entry points:
 
@@ -13,19 +14,20 @@ rays, the sampler (UniPC + CFG against the negative prompt, or DMD in 4 steps wi
 decode and re-encode, and the depth-window update. Ctrl-C between network evaluations stops the run with a
 KeyboardInterrupt; no output file is written for an unfinished run.
 
-LoRAs (spec network.md §5.1/§5.3, pipeline.md §4.10-4.11): the style LoRAs ``lora/realism_boost.safetensors``
-and ``lora/detail_enhancer.safetensors`` at weight 0.4 each when the folder has them (upstream's zoom-GS script
-default; fal's choice is unknown, pipeline.md §7), in both samplers, plus the DMD LoRA at 1.0 with ``use_dmd``.
-The active ones are logged.
+LoRAs (upstream ML:74-92, Z:464-486, CTI:181-199, T2V:353-432, Z:525-530): the style LoRAs
+``lora/realism_boost.safetensors`` and ``lora/detail_enhancer.safetensors`` at weight 0.4 each when the folder has them
+(upstream's zoom-GS script default; fal's choice is unknown,
+docs/REFERENCES.md#the-fal-endpoint-and-the-upstream-script), in both samplers, plus the DMD LoRA at 1.0 with
+``use_dmd``. The active ones are logged.
 
-Depth of the input (§2, ``lyra2.pipeline.first_frame_depth``): the caller's ``depth``, else Depth Anything 3
-aligned to MoGe as upstream when ``da3.safetensors`` and ``moge.safetensors`` are in the folder (DA3 alone
-without MoGe), else the preview's heuristic prior, with a warning. The per-chunk depth-window updates (§4.13)
-use DA3 when available; without it every chunk warps with frame 0's depth re-rendered into its buffer camera
-and the spatial memory keeps frame 0 only (logged).
+Depth of the input (upstream Z:210-212, Z:556-563, DU:149-217, ``lyra2.depth.first_frame_depth``): the caller's
+``depth``, else Depth Anything 3 aligned to MoGe as upstream when ``da3.safetensors`` and ``moge.safetensors`` are in
+the folder (DA3 alone without MoGe), else the preview's heuristic prior, with a warning. The per-chunk depth-window
+updates (upstream AR:1059-1060, AR:1071-1393, AR:261-366) use DA3 when available; without it every chunk warps with
+frame 0's depth re-rendered into its buffer camera and the spatial memory keeps frame 0 only (logged).
 
 Device: "auto" and "cpu" run every network on the CPU backend; "cuda" raises Lyra2Error (no usable GPU, or, with
-one, no CUDA networks in this version yet). Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core).
+one or the emulated device, because the AR driver and every network but the DiT still live in host memory). Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core).
 """
 from __future__ import annotations
 
@@ -37,15 +39,17 @@ import numpy as np
 
 from . import _core
 from ._core import Lyra2Error
-from .pipeline import first_frame_depth
+from .fields import check_options
+from .depth import first_frame_depth
 
 __all__ = ["run_generate", "generate", "DEFAULT_LAYOUT", "STYLE_LORAS"]
 
 DEFAULT_LAYOUT = "f1k1f4s2f1s1f16k4f2k2f1k1_g20"
 SHIFT = 5.0            # FlowUniPC shift (Z:162)
 # Style LoRAs applied in every run when their files are in the folder: (component, adapter name, weight). 0.4 each
-# is upstream's zoom-GS script default (Z:173-176, network.md §5.1, pipeline.md §4.11); whether fal's endpoint
-# keeps them is unknown (pipeline.md §7, network.md §8 q2), so a folder without the files runs without them.
+# is upstream's zoom-GS script default (upstream Z:173-176, ML:74-92, Z:464-486, CTI:181-199, M:693-853); whether fal's
+# endpoint keeps them is unknown (docs/REFERENCES.md#the-fal-endpoint-and-the-upstream-script), so a folder without the
+# files runs without them.
 STYLE_LORAS = (("lora_realism", "realism_boost", 0.4), ("lora_detail", "detail_enhancer", 0.4))
 _MODEL_FILES = ("dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt", "lora_dmd") + \
     tuple(c for c, _, _ in STYLE_LORAS)
@@ -60,8 +64,8 @@ def _threads():
 
 
 def _check_device(device):
-    """The device every network of the run uses: "auto" and "cpu" -> "cpu" (the only backend the networks have
-    yet); "cuda" is a Lyra2Error saying why (no usable GPU, or no CUDA networks in this version)."""
+    """The device every network of the run uses: "auto" and "cpu" -> "cpu" (the only device the whole generate
+    path runs on yet); "cuda" is a Lyra2Error saying why (no usable GPU, or the parts not placed on it yet)."""
     if not isinstance(device, str) or device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device: {device!r} is not allowed; expected one of ['auto', 'cpu', 'cuda']")
     if device == "cuda":
@@ -71,8 +75,10 @@ def _check_device(device):
         if not b["cuda"]:
             raise Lyra2Error(f"device='cuda': no usable CUDA GPU here (lyra2.backends() = {b}); use device='cpu' "
                              "or 'auto'")
-        raise Lyra2Error("device='cuda': the CUDA backend for the networks is not built into this version yet; "
-                         "use device='cpu' or 'auto'")
+        raise Lyra2Error("device='cuda': the generate path does not run on the device yet: the DiT does "
+                         "(lyra2.models.LyraDiT(device='cuda'), docs/PRECISION.md), but the AR driver still keeps its "
+                         "history latents, warps and correspondence buffer, and the VAE, umT5, CLIP, DA3 and MoGe "
+                         "networks, in host memory; use device='cpu' or 'auto'")
     return "cpu"
 
 
@@ -129,7 +135,8 @@ def _da3(folder, device="cpu"):
 
 
 def _depth_window_fn(da3):
-    """The driver's depth_window callback over DepthAnything3 (§4.13): DA3 with poses, aligned to them, depth
+    """The driver's depth_window callback over DepthAnything3 (upstream AR:1059-1060, AR:1071-1393, AR:261-366): DA3
+    with poses, aligned to them, depth
     resized bilinearly to the frames' size."""
     if da3 is None:
         return None
@@ -206,19 +213,22 @@ def _chunk_captions(captions, n_chunks, frames_per_chunk):
     return out
 
 
-def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=None):
+def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=None, max_gpu_memory=None):
     """The zoom job in generate mode (fields validated by lyra2.fields.validate) -> lyra2.Video."""
     from .fields import output_size
     from .geometry import direction_cameras
     from .media import read_image
+    from .memory import apply_dit_streaming, log_run_plan
     from .video import Video
 
+    h, w = output_size(args["resolution"])  # tests pass a tiny (H, W)
+    plan = log_run_plan((h, w), args["num_frames"], max_gpu_memory, device, report.log)
     device = _check_device(device)
     t0 = time.perf_counter()
-    h, w = output_size(args["resolution"])  # tests pass a tiny (H, W)
     raw = read_image(image_u8)
     img = read_image(raw, resolution=(h, w))
     models, info = load_models(checkpoint_folder)
+    apply_dit_streaming(models, info, plan, report.log)
     da3 = _da3(checkpoint_folder, device)
     d, mask, K0, depth_source = first_frame_depth(raw, img, depth, checkpoint_folder, report, da3=da3, device=device)
     n = args["num_frames"]
@@ -267,7 +277,7 @@ def _as_int(value, name):
 
 def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, use_dmd=True, guidance_scale=5.0,
              num_inference_steps=28, device="auto", progress=True, depth=None, resolution=None, fps=16,
-             output_path=None):
+             output_path=None, max_gpu_memory=None):
     """Upstream's custom-trajectory mode: one image, a camera path and captions -> lyra2.Video (mode "generate").
 
     image: what ``lyra2.read_image`` accepts; used at its own size, or resized to ``resolution`` ((H, W) or
@@ -281,15 +291,19 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     seed: chunk a draws its initial noise with numpy RandomState(seed + a).
     use_dmd: DMD 4-step sampling with the DMD LoRA (guidance and steps ignored), else UniPC + CFG.
     output_path: also write the MP4 there (only after the whole run finished).
+    max_gpu_memory: GPU memory budget in GB; the memory plan (lyra2.memory_plan at the image size) goes to the
+        logs, and a budget below its minimum is a ValueError.
     """
     from . import checkpoint
-    from .api import _check_options
     from .media import read_image
+    from .memory import apply_dit_streaming, check_max_gpu_memory, log_run_plan
     from .progress import Progress
     from .video import Video
 
+    check_max_gpu_memory(max_gpu_memory)
+    requested_device = device
     device = _check_device(device)
-    _check_options(device, "generate", output_path, progress)
+    check_options(device, "generate", output_path, progress)
     seed = _as_int(seed, "seed")
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed: {seed} is out of range [0, 2**32)")
@@ -323,8 +337,10 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     if not (np.isfinite(w2c).all() and np.isfinite(K).all()):
         raise ValueError("w2c, intrinsics: must be finite")
     report = Progress(bar=progress)
+    plan = log_run_plan((h, w), N, max_gpu_memory, requested_device, report.log)
     t0 = time.perf_counter()
     models, info = load_models(folder)
+    apply_dit_streaming(models, info, plan, report.log)
     F = info["frames_per_chunk"]
     if N < 1 + F or (N - 1) % F:
         raise ValueError(f"w2c: {N} cameras; expected 1 + {F}k (k >= 1 chunks of {F} frames)")

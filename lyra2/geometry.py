@@ -1,20 +1,21 @@
 """Camera trajectories of the Lyra-2 zoom script, built in C (``csrc/geom``) exactly as upstream builds them.
 
-Conventions (``spec/pipeline.md`` §3.1): ``w2c`` are world-to-camera matrices, float32 (N, 4, 4), OpenCV
+Conventions (upstream FW:188-215, Z:377, CU:21-27): ``w2c`` are world-to-camera matrices, float32 (N, 4, 4), OpenCV
 camera axes (+x right, +y down, +z forward), translation in column 3; the world is the camera of frame 0,
 so ``w2c[0]`` is the identity (up to float32 rounding for ``orbit_*``). ``K`` are per-frame intrinsics,
 float32 (N, 3, 3), in pixels of the depth map's size.
 
 Every preset scales with the *subject depth* c: the 25th percentile (linear interpolation, as
-``torch.quantile``) of the depth over its valid pixels (spec §2.3). Upstream's caller sanitises the depth
+``torch.quantile``) of the depth over its valid pixels (upstream Z:378). Upstream's caller sanitises the depth
 first (NaN -> 1e4, clamp to [0, 1e4]) and passes ``mask = depth < 999.9``; do the same when your depth has
 sky or invalid pixels. A NaN inside the mask is rejected (torch would return NaN).
 
 Roles: ``role="in"`` is the zoom script's zoom-in (direction "right", no tilt); ``role="out"`` is its
-zoom-out (direction "left" plus the upward tilt ``zoom_out_upward_ratio = 0.15``, spec §3.3: a camera that
-moves backward also rises by 0.15 x the backward distance).
+zoom-out (direction "left" plus the upward tilt ``zoom_out_upward_ratio = 0.15``, upstream Z:206-209, Z:760, Z:371: a
+camera that moves backward also rises by 0.15 x the backward distance).
 
-Upstream quirks kept on purpose (spec §3.2 and §9), so the cameras match the released model's:
+Upstream quirks kept on purpose (upstream CT:224-234, CU:291-330, CT:248-258;
+docs/REFERENCES.md#upstream-quirks-kept-on-purpose), so the cameras match the released model's:
 
 * ``horizontal_zoom`` / ``horizontal_zoom_bend`` step by i/N, not i/(N-1): the last frame travels
   (N-1)/N of ``strength * c``. Their look-at target is (0, 0, c (strength + 1)).
@@ -141,7 +142,8 @@ def _check_cameras(preset, w2c, K, strength, c):
         return
     i = int(np.argmin(finite))
     if preset == "dolly_zoom" and finite.sum() == len(finite) - 1:
-        # Upstream quirk (spec §3.2): a frame exactly at the look-at point (0, 0, 0.185 c) has no direction.
+        # Upstream quirk (upstream CT:224-234, CU:291-330, CT:248-258): a frame exactly at the look-at point (0, 0,
+        # 0.185 c) has no direction.
         raise ValueError(f"trajectory 'dolly_zoom': camera {i} lands exactly on the look-at point (0, 0, 0.185 c) "
                          f"for this depth (subject depth c = {c:g}), where upstream's camera is NaN; perturb the "
                          "depth slightly or use another preset")
@@ -151,7 +153,7 @@ def _check_cameras(preset, w2c, K, strength, c):
 
 
 def subject_depth(depth, mask=None):
-    """The trajectory scale: ``torch.quantile(depth[mask > 0.5], 0.25)`` (spec §2.3), in float32.
+    """The trajectory scale: ``torch.quantile(depth[mask > 0.5], 0.25)`` (upstream Z:378), in float32.
 
     depth: (H, W) real array. mask: (H, W) valid-depth mask (bool or 0/1), default all pixels valid;
     upstream uses ``depth < 999.9`` on the sanitised depth. Raises ValueError when the mask selects nothing
@@ -161,7 +163,7 @@ def subject_depth(depth, mask=None):
 
 
 def trajectory(preset, num_frames, strength, depth, *, role="in", intrinsics=None, mask=None, direction=None):
-    """Cameras of one zoom direction, as the Lyra-2 zoom script builds them (spec §3).
+    """Cameras of one zoom direction, as the Lyra-2 zoom script builds them (upstream FW:188-215, Z:377, CU:21-27).
 
     preset: one of FAL_PRESETS or another reproducible upstream preset (see the module docstring).
     num_frames: N = 1 + 80k (81, 161, 241, ...): the anchor frame plus 80 frames per autoregressive chunk.
@@ -256,7 +258,8 @@ def load_custom_trajectory(path_or_npz, height, width, *, num_frames=None, pose_
 def direction_cameras(zoom_direction, num_frames, depth, K=None, *, zoom_in_trajectory="orbit_horizontal",
                       zoom_in_strength=0.5, zoom_out_trajectory="horizontal_zoom", zoom_out_strength=1.5,
                       mask=None):
-    """Cameras of the fal endpoint's ``zoom_direction`` (spec §5, §7); defaults are fal's.
+    """Cameras of the fal endpoint's ``zoom_direction`` (upstream Z:767-777, AR:441-463, Z:779-794;
+    docs/REFERENCES.md#the-fal-endpoint-and-the-upstream-script); defaults are fal's.
 
     Each direction is generated separately from the same depth and K (the zoom script's two
     ``_generate_one_direction`` calls): zoom-in with role "in", zoom-out with role "out". Its video has
@@ -271,7 +274,7 @@ def direction_cameras(zoom_direction, num_frames, depth, K=None, *, zoom_in_traj
     view (anchor 0). "both": reverse(out) then in, the shared anchor frame once: 2N-1 frames, anchor N-1
     (its camera is zoom-out's frame 0; zoom-in's frame 0 is the same identity up to float32 rounding).
     (The zoom script's combined video keeps the anchor twice, 2N frames, Z:779-794; fal documents "both"
-    only as "combined out-then-in", spec §7.)
+    only as "combined out-then-in", docs/REFERENCES.md#the-fal-endpoint-and-the-upstream-script.)
     """
     zoom_direction = _str_arg(zoom_direction, "zoom_direction")
     if zoom_direction not in _ZOOM_DIRECTIONS:

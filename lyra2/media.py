@@ -3,7 +3,7 @@
 Decoding, resizing and encoding run in C on libavcodec/libavformat/libswscale (``csrc/io``); this
 module resolves where an image comes from (URL, data URI, path, bytes, array) and validates
 arguments. Behaviour, and how it relates to upstream Lyra 2 (which reads with ``cv2.imread`` and
-resizes with ``cv2.resize(..., INTER_LINEAR)``, spec/pipeline.md §1):
+resizes with ``cv2.resize(..., INTER_LINEAR)``, upstream Z:602-607, Z:67, Z:171):
 
 * Formats: whatever libavformat recognises as a still image from its bytes (PNG, JPEG, WebP, BMP,
   TIFF, GIF/APNG first frame, ...). Images over ``IMAGE_MAX_PIXELS`` (100 MP) are refused.

@@ -1,19 +1,22 @@
-"""Preview rendering: a camera-controlled video without network weights.
+"""Preview mode: a camera-controlled video without network weights, and its driver (`run_preview`, what
+`lyra2.zoom(..., mode="preview")` runs: input -> first-frame depth -> cameras -> frames per direction -> Video).
 
 Frame 0 is the input image; every other frame is the input forward-warped into that frame's camera
-(the same C warp as `lyra2.warp.forward_warp`, spec §4.5), with the holes filled by a depth-aware
+(the same C warp as `lyra2.warp.forward_warp`, upstream M:1601-1822, FW), with the holes filled by a depth-aware
 push-pull pyramid (classical inpainting, in C). Without a depth map or depth model,
 `heuristic_depth` supplies a ground-plane prior; it is a heuristic, not a model, and is named by
 `HEURISTIC_DEPTH_NAME` so logs and `Video.timings` can say which depth was used.
 """
+import time
+
 import numpy as np
 
 from . import _core
+from .depth import HEURISTIC_DEPTH_NAME, check_rgb_u8, first_frame_depth, heuristic_depth
+from .fields import output_size
+from .video import Video
 
-__all__ = ["render_frames", "heuristic_depth", "fill_holes", "HEURISTIC_DEPTH_NAME"]
-
-#: Name of the heuristic depth prior, for logs and timings (so nobody mistakes it for a depth model).
-HEURISTIC_DEPTH_NAME = "heuristic:ground-plane-popup-v1"
+__all__ = ["render_frames", "heuristic_depth", "fill_holes", "HEURISTIC_DEPTH_NAME", "run_preview"]
 
 
 def render_frames(image_u8, depth, w2c, K, *, clean_points=False, edge_ratio=0.15, norm_batch=None):
@@ -43,34 +46,8 @@ def render_frames(image_u8, depth, w2c, K, *, clean_points=False, edge_ratio=0.1
     elif isinstance(norm_batch, (bool, np.bool_)) or not isinstance(norm_batch, (int, np.integer)) \
             or norm_batch < 1:
         raise ValueError(f"norm_batch: expected None or a positive int, got {norm_batch!r}")
-    image_u8 = _as_u8_image(image_u8)
+    image_u8 = check_rgb_u8(image_u8)
     return _core.render_preview(image_u8, depth, w2c, K, bool(clean_points), int(norm_batch), float(edge_ratio))
-
-
-def heuristic_depth(image_u8):
-    """A heuristic depth prior for an RGB image ("heuristic:ground-plane-popup-v1"), computed in C.
-
-    The recipe (units are arbitrary: the bottom row is at depth 1, the far backdrop at 25; the
-    trajectories rescale by the subject depth, so only ratios matter):
-      1. sky: pixels connected to the top row through blue-ish or bright grey pixels, in steps of
-         small colour difference (the sky is smooth);
-      2. horizon: just below the lowest row that is at least 30 % sky, within [0.25 H, 0.85 H]
-         (without sky, a virtual horizon 0.6 H above the top row: the camera looks down at the ground);
-      3. ground: below the horizon a level camera over a plane sees depth (H − h0) / (y − h0 + 1),
-         capped at the backdrop;
-      4. pop-up: below the horizon, going up each column, log depth continues from the pixel below
-         through similar colours (weight 0.9 · exp(−colour difference / 10)), so things standing on
-         the ground keep the depth of their contact row; above the horizon every non-sky pixel keeps
-         the depth below it (upright); an edge-aware horizontal pass removes streaks.
-
-    Args:
-        image_u8: uint8 (H, W, 3) RGB, H, W >= 2.
-
-    Returns:
-        (depth float32 (H, W) > 0, mask uint8 (H, W)): mask is 1 everywhere except sky-like pixels
-        (0), which get the backdrop depth; pass the mask to the trajectory's subject-depth estimate.
-    """
-    return _core.heuristic_depth(_as_u8_image(image_u8))
 
 
 def fill_holes(image, mask, depth=None):
@@ -88,10 +65,43 @@ def fill_holes(image, mask, depth=None):
     return _core.fill_holes(image, mask, depth)
 
 
-def _as_u8_image(image_u8):
-    arr = np.asarray(image_u8)
-    if arr.dtype != np.uint8:
-        raise TypeError(f"image_u8: expected a uint8 array (H, W, 3), got dtype {arr.dtype}")
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"image_u8: expected shape (H, W, 3), got {arr.shape}")
-    return arr
+def run_preview(image, args, *, report, depth=None, checkpoint_folder=None):
+    """The zoom job in preview mode for validated endpoint fields (`lyra2.fields.validate`): every frame is the
+    input forward-warped into that frame's camera (the same C warp the generative loop conditions on), holes
+    filled by the classical inpainting in C. Returns a lyra2.Video with mode "preview"."""
+    from .geometry import direction_cameras
+    from .media import read_image
+
+    t0 = time.perf_counter()
+    h, w = output_size(args["resolution"])
+    raw = read_image(image)
+    img = read_image(raw, resolution=(h, w))
+    d, mask, K0, depth_source = first_frame_depth(raw, img, depth, checkpoint_folder, report)
+    cams = direction_cameras(args["zoom_direction"], args["num_frames"], d, K0,
+                             zoom_in_trajectory=args["zoom_in_trajectory"],
+                             zoom_in_strength=args["zoom_in_strength"],
+                             zoom_out_trajectory=args["zoom_out_trajectory"],
+                             zoom_out_strength=args["zoom_out_strength"], mask=mask)
+    timings = {"encode_s": time.perf_counter() - t0}
+
+    rendered = {}
+    for direction in ("in", "out"):
+        if direction not in cams:
+            continue
+        w2c, K = cams[direction]
+        t = time.perf_counter()
+        report.log(f"zoom-{direction}: rendering {len(w2c)} preview frames at {w}x{h}")
+        rendered[direction] = render_frames(img, d, w2c, K)
+        report.update(f"zoom-{direction}", len(w2c), len(w2c))
+        timings[f"zoom_{direction}_s"] = time.perf_counter() - t
+
+    direction = args["zoom_direction"]
+    if direction == "both":
+        # reverse(out) then in, with the shared anchor (input) frame once: 2N - 1 frames.
+        frames = np.concatenate([rendered["out"][::-1], rendered["in"][1:]])
+    else:
+        frames = rendered[direction]
+    w2c, K = cams["w2c"], cams["K"]
+    return Video(frames=frames, fps=args["frames_per_second"], seed=args["seed"], timings=timings,
+                 w2c=np.ascontiguousarray(w2c, np.float32), intrinsics=np.ascontiguousarray(K, np.float32),
+                 depth=d, mode="preview", depth_source=depth_source)

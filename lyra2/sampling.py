@@ -1,7 +1,7 @@
 """Lyra 2.0 samplers with a Python denoiser: numpy-identical noise, flow schedules, UniPC + CFG, DMD.
 
-The arithmetic runs in C (csrc/sample) exactly in upstream's operation order (spec/sampling.md); this
-module is the thin Python face used by tests and experiments.
+The arithmetic runs in C (csrc/sample) exactly in upstream's operation order (upstream UNI, SF, M; tags in
+docs/REFERENCES.md); this module is the thin Python face used by tests and experiments.
 
 A denoiser is a callable ``denoise(x, t) -> v``: ``x`` is the whole float32 state
 ``(1, C, T_hist + num_new, h, w)`` (a fresh copy each call), ``t`` the network timestep (a Python int
@@ -9,7 +9,7 @@ A denoiser is a callable ``denoise(x, t) -> v``: ``x`` is the whole float32 stat
 generated frames only, shape ``(1, C, num_new, h, w)`` (cast to float32). Exceptions raised by the
 denoiser propagate unchanged. Compose classifier-free guidance in the denoiser with :func:`cfg`.
 
-DMD re-noise is a deliberate deviation from upstream (spec §4.3): upstream draws it from torch's
+DMD re-noise is a deliberate deviation from upstream (upstream M:832, M:816-817, Z:502): upstream draws it from torch's
 global CUDA generator, which no port can reproduce; here it continues the chunk's numpy-legacy stream
 after the initial noise (one ``standard_normal((T, C, h, w))`` block per re-noise, frames T_hist..
 used), so a run is deterministic given ``seed``.
@@ -62,7 +62,7 @@ def randn(seed, shape) -> np.ndarray:
 
 
 def flow_timesteps(num_steps: int, shift: float = 5.0, return_f64: bool = False):
-    """The UniPC grid of upstream's ``set_timesteps(num_steps, shift)`` (spec §1.2).
+    """The UniPC grid of upstream's ``set_timesteps(num_steps, shift)`` (upstream T2V:157-159, M:650, UNI:117-139).
 
     Returns ``(timesteps, sigmas)``: int64 ``(N,)`` network timesteps and float32 ``(N+1,)`` solver
     sigmas ending in 0; with ``return_f64`` also the float64 sigmas ``(N,)`` before the cast."""
@@ -71,13 +71,14 @@ def flow_timesteps(num_steps: int, shift: float = 5.0, return_f64: bool = False)
 
 
 def dmd_timesteps():
-    """The fixed DMD schedule (spec §4.1): ``(timesteps, sigmas)``, float32 ``(4,)`` each:
+    """The fixed DMD schedule (upstream M:710-728, SF:11-49, SF:40-43): ``(timesteps, sigmas)``, float32 ``(4,)`` each:
     ``[1000, 937.5, 833.3333, 625]`` and ``[1, 0.9375, 0.8333333, 0.625]``."""
     return _core.sample_dmd_schedule()
 
 
 def unipc_coefficients(num_steps: int, shift: float = 5.0) -> dict:
-    """The UniPC per-step float32 scalars (spec §2.1, tables of §7.1) as a dict of arrays:
+    """The UniPC per-step float32 scalars (upstream UNI:265-266, UNI:399-400, UNI:422, tables of
+    docs/REFERENCES.md#sampler-test-vectors) as a dict of arrays:
     ``sigma``, ``lambda`` (N+1), predictor ``order``, ``c1``, ``c2`` (= c3), ``r``, ``rinv`` (0 where the
     order is 1), corrector ``corr_order`` (0 at step 0), ``rho0``, ``rho1``."""
     return _core.sample_unipc_plan(_int_arg(num_steps, "num_steps"), _real_arg(shift, "shift"))
@@ -85,13 +86,14 @@ def unipc_coefficients(num_steps: int, shift: float = 5.0) -> dict:
 
 def cfg(cond, uncond, g: float) -> np.ndarray:
     """Classifier-free guidance in velocity space: ``uncond + g * (cond - uncond)`` in float32 with one
-    rounding per operation, ``g`` rounded to float32 (spec §3)."""
+    rounding per operation, ``g`` rounded to float32 (upstream M:641-647, WL:1006-1018, M:986-994)."""
     return _core.sample_cfg(cond, uncond, _real_arg(g, "g"))
 
 
 def unipc_sample(denoise, history, seed, num_steps: int, shift: float = 5.0, num_new: int = 20, *,
                  uncond=None, guidance=None, noise=None, return_trace: bool = False):
-    """One chunk with the UniPC-2 (bh2, predict-x0) flow solver (spec §2, §5.3).
+    """One chunk with the UniPC-2 (bh2, predict-x0) flow solver (upstream UNI:88-107, UNI:265-266, UNI:399-400,
+    M:615-626).
 
     ``history`` (1, C, T_hist, h, w) float32; the initial noise of the ``num_new`` generated frames is
     ``float32(RandomState(seed).standard_normal((1, C, num_new, h, w)))`` unless ``noise`` (same shape)
@@ -107,7 +109,8 @@ def unipc_sample(denoise, history, seed, num_steps: int, shift: float = 5.0, num
 
 def dmd_sample(denoise, history, seed, num_new: int = 20, *, noise=None, renoise=None,
                return_trace: bool = False):
-    """One chunk with the DMD 4-step sampler (spec §4): conditional denoiser only, x0 in float64,
+    """One chunk with the DMD 4-step sampler (upstream M:710-728, SF:11-49, SF:40-43): conditional denoiser only, x0 in
+    float64,
     re-noise to the next σ, history kept exactly.
 
     Initial noise as in :func:`unipc_sample`. Re-noise ε_k continues the same numpy-legacy stream

@@ -75,7 +75,7 @@ def _attn_block(prefix, c):
 
 def vae_tensor_shapes(dim, z_dim):
     """[(name, shape)] of the Wan 2.1 VAE (dim_mult [1, 2, 4, 4], 2 residual blocks per stage, temporal
-    downsampling [False, True, True]; encoders.md Appendix A) at base width `dim`."""
+    downsampling [False, True, True]; upstream TOK:306-546) at base width `dim`."""
     shapes = [("encoder.conv1.weight", (dim, 3, 3, 3, 3)), ("encoder.conv1.bias", (dim,))]
     dims = [dim * m for m in (1, 1, 2, 4, 4)]
     k = 0
@@ -129,7 +129,8 @@ def _layout_segments(layout):
 
 
 def dit_tensor_shapes(c):
-    """[(name, shape)] of the Lyra-2 DiT (network.md §5.2) for the config dict `c` (see TINY["dit"])."""
+    """[(name, shape)] of the Lyra-2 DiT (upstream WL:86-96, WL:99-115, WL:286) for the config dict `c` (see
+    TINY["dit"])."""
     D, ffn, cin = c["dim"], c["ffn"], c["in_dim"]
     s = [("patch_embedding.weight", (D, cin * 4)), ("patch_embedding.bias", (D,)),
          ("text_embedding.0.weight", (D, c["text_dim"])), ("text_embedding.0.bias", (D,)),
@@ -239,7 +240,7 @@ def _vit_block(prefix, d, ffn, swiglu=False, qk_norm_dim=0):
 def _dpt_head(prefix, dim_in, features, oc, dual):
     """[(name, shape)] of DA3's DPT head (dual: the any-view DualDPT's main branch, with its input LayerNorm and
     (depth, confidence) outputs; else the metric DPT with the sky branch). The DualDPT's aux (ray) branch is
-    not written: Lyra never runs it and the loader ignores it (depth.md §0)."""
+    not written: Lyra never runs it and the loader ignores it (upstream DA3net:245-248)."""
     F = features
     s = [(f"{prefix}.norm.weight", (dim_in,)), (f"{prefix}.norm.bias", (dim_in,))] if dual else []
     for k in range(4):
@@ -268,7 +269,8 @@ def _dpt_head(prefix, dim_in, features, oc, dual):
 
 
 def da3_tensor_shapes(c):
-    """[(name, shape)] of Depth Anything 3 nested (depth.md §3.1-3.2: any-view ViT with camera tokens, q/k-norm
+    """[(name, shape)] of Depth Anything 3 nested (docs/REFERENCES.md#weight-names: any-view ViT with camera tokens,
+    q/k-norm
     from block `alt_start`, SwiGLU; DualDPT; camera encoder and decoder; metric ViT + DPT with sky) for the
     config dict `c` (see TINY["da3"]). Unused tensors (DualDPT aux branch, mask tokens, GS head) are left out."""
     A, M, G = c["dim"], c["metric_dim"], c["grid"]
@@ -301,7 +303,8 @@ def da3_tensor_shapes(c):
 
 
 def moge_tensor_shapes(c):
-    """[(name, shape)] of MoGe v1 (depth.md §2.1, §2.5: DINOv2 ViT, 4 tapped projections, upsample stages
+    """[(name, shape)] of MoGe v1 (upstream MOGE:214-242, DU:46, MCFG:25-35, MOGE:24-142: DINOv2 ViT, 4 tapped
+    projections, upsample stages
     with UV channels concatenated, points and mask output blocks) for the config dict `c` (see TINY["moge"]).
     The backbone's unused mask token is left out."""
     D, G, P = c["dim"], c["grid"], c["dim_proj"]
@@ -375,7 +378,8 @@ def _calibrate_da3(w):
 
 
 def _calibrate_moge(w, c):
-    """MoGe's point head made projective so that the focal/shift recovery (§2.7) is well conditioned: two hidden
+    """MoGe's point head made projective so that the focal/shift recovery (upstream MGT:40-52, MGN:79-112) is well
+    conditioned: two hidden
     channels of the points block carry the view-plane UV (the last two input channels) through ReLU(uv + 1),
     the output is x' = u / f, y' = v / f for f = 1.2 plus a little noise, and log z = 1.4 + small; the mask logits
     are biased to ~2 so that most pixels are valid."""
@@ -488,9 +492,9 @@ def make_tiny_checkpoint(path, seed=0):
     save_safetensors(moge, os.path.join(path, FILES["moge"]), dtype="bf16",
                      metadata={**meta, "lyra2_config": json.dumps(TINY["moge_options"]),
                                "model_config": json.dumps(TINY["moge_model_config"])})
-    # The zoom script's style LoRAs, in the two other key formats upstream converts (spec network.md §5.3):
-    # realism_boost as kohya (diffusion_model.<module>.lora_down / lora_up + .alpha), detail_enhancer as musubi
-    # (lora_unet_<module with underscores>.lora_down / lora_up + .alpha).
+    # The zoom script's style LoRAs, in the two other key formats upstream converts (upstream T2V:353-432, Z:525-530,
+    # T2V:379-380): realism_boost as kohya (diffusion_model.<module>.lora_down / lora_up + .alpha), detail_enhancer as
+    # musubi (lora_unet_<module with underscores>.lora_down / lora_up + .alpha).
     for comp, mods, key in (("lora_realism", ("cross_attn.q", "cross_attn.k", "cross_attn.v", "cross_attn.o", "ffn.0"),
                              lambda m: f"diffusion_model.{m}"),
                             ("lora_detail", ("self_attn.q", "self_attn.v", "self_attn.o", "ffn.2"),

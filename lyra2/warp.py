@@ -1,4 +1,4 @@
-"""Forward warping and ray conditioning (spec `pipeline.md` §4.5 and §4.7), computed in C.
+"""Forward warping and ray conditioning (upstream M:1601-1822, FW and upstream M:1830-1888, PL:28-74), computed in C.
 
 Conventions: OpenCV camera axes (x right, y down, z forward), world-to-camera matrices `w2c` (4, 4)
 with the translation in column 3, pixel intrinsics K (3, 3). The warp uses integer pixel coordinates
@@ -34,11 +34,11 @@ def forward_warp(image, depth, src_w2c, src_K, tgt_w2c, tgt_K, *, clean_points=T
             ((max − min) / mean ≥ 0.05), as every warp of upstream's AR loop does (upstream sets both
             `clean_points` and `clean_points_continuity`). False keeps every pixel with depth > 0.
         norm_batch: the depth-weight normaliser max(log1p z) is taken over a whole batch of targets,
-            every source pixel included (an upstream quirk, spec §9 item 6), so a target's result
-            depends on which other targets are warped with it. None (default): all N targets of this
-            call form one batch, exactly as one upstream call. An integer k: consecutive groups of k
-            targets get their own normaliser, as upstream's AR loop warps its 80 targets in chunks of
-            `warp_chunk_size` (16); pass k = 16 there, or call once per chunk.
+            every source pixel included (an upstream quirk, docs/REFERENCES.md#upstream-quirks-kept-on-purpose item 6),
+            so a target's result depends on which other targets are warped with it. None (default): all N targets of
+            this call form one batch, exactly as one upstream call. An integer k: consecutive groups of k targets get
+            their own normaliser, as upstream's AR loop warps its 80 targets in chunks of `warp_chunk_size` (16);
+            pass k = 16 there, or call once per chunk.
         return_intermediates: also return "depth_sanitized" (H, W), "reliable_mask" (H, W) uint8
             (the continuity test, computed even when clean_points is False) and "world_points" (H, W, 3)
             (0 where not splatted).
@@ -50,8 +50,8 @@ def forward_warp(image, depth, src_w2c, src_K, tgt_w2c, tgt_K, *, clean_points=T
         source pixel).
 
     Points whose target coordinate is exactly an integer are splatted with floor = ceil and count two
-    or four times at that pixel (upstream quirk, spec §9 item 13); the inverses of K and w2c are
-    rounded as upstream's torch.linalg.inv so the same points land exactly.
+    or four times at that pixel (upstream quirk, docs/REFERENCES.md#upstream-quirks-kept-on-purpose item 13); the
+    inverses of K and w2c are rounded as upstream's torch.linalg.inv so the same points land exactly.
     """
     if norm_batch is None:
         norm_batch = 0

@@ -47,7 +47,8 @@ def _cubic_weights(t, A=-0.75):
 
 
 def _resize_axis(x, out, axis):
-    """PyTorch bicubic, align_corners=False, no antialias, along one axis (spec §3.2). PyTorch holds the scale
+    """PyTorch bicubic, align_corners=False, no antialias, along one axis (upstream CLIP:519-523). PyTorch holds the
+    scale
     in/out and the source coordinate in float32 (the coordinate rounded once); the rest is float64 here."""
     n = x.shape[axis]
     s = ((np.arange(out) + 0.5) * float(np.float32(n) / np.float32(out)) - 0.5).astype(np.float32).astype(np.float64)
@@ -234,7 +235,7 @@ def test_bad_weights(weights, edit, pattern):
 
 
 def test_unused_tensors_are_ignored(weights, golden):
-    # The real checkpoint holds the text tower, log_scale, the last block, post_norm and head (spec §3.5).
+    # The real checkpoint holds the text tower, log_scale, the last block, post_norm and head (upstream CLIP:309-400).
     w = dict(weights)
     w["textual.blocks.0.attn.q.weight"] = np.zeros((4, 4), np.float32)
     w["log_scale"] = np.zeros((), np.float32)

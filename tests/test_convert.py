@@ -257,7 +257,7 @@ def test_non_torch_files_are_refused(tmp_path):
 # ---- overwrite, folders, CLI ---------------------------------------------------------------------------
 
 def make_checkpoint_tree(root, rng):
-    """A miniature checkpoints/ folder as the HF download lays it out (checkpoints.md §1.2)."""
+    """A miniature checkpoints/ folder as the HF download lays it out (upstream Z:158, ML:82, DCP:17-36)."""
     want = {}
     want["dit"] = make_dcp(root / "model" / "model", rng)
     pb.dcp_folder(root / "model" / "optim", {"state.step": ("int64", np.array([3], np.int64), 1)},
@@ -418,7 +418,7 @@ def test_detect_config_on_golden_weights():
     assert (dit["dim"], dit["ffn_dim"], dit["layers"], dit["in_dim"], dit["out_dim"], dit["text_dim"], dit["freq_dim"]) \
         == (c["dim"], c["ffn_dim"], c["num_layers"], c["in_dim"], c["out_dim"], c["text_dim"], c["freq_dim"])
     assert dit["model_type"] == c["model_type"] and dit["buffer_squeeze_dim"] == c["buffer_mlp_squeeze_dim"]
-    # buffer_embed_dim = buffer_in_dim * 4 (patch) * 2 * multires (network.md §1.1)
+    # buffer_embed_dim = buffer_in_dim * 4 (patch) * 2 * multires (upstream EXP:21-62, ML:48-50, NETCFG:30)
     assert dit["buffer_embed_dim"] == c["buffer_in_dim"] * 4 * 2 * c["buffer_sincos_multires"]
     assert dit["heads"] is None and dit["heads_source"] == "convention"  # 48 is not a multiple of 128
     assert cv.detect_config(GOLDEN["dit"]["shapes"], {"num_heads": "4"})["heads"] == c["num_heads"]
@@ -448,7 +448,8 @@ def test_detect_config_on_golden_weights():
 
 
 def test_detect_config_full_size_conventions():
-    """Full-size key tables from network.md §5.2, encoders.md App. B/C, depth.md §3."""
+    """Full-size key tables from upstream WL:86-96, WL:99-115, WL:286, upstream T5:130-331, CLIP:309-400,
+    docs/REFERENCES.md#weight-names."""
     D = 5120
     dit = {"patch_embedding.weight": [D, 144], "head.head.weight": [64, D], "text_embedding.0.weight": [D, 4096],
            "time_embedding.0.weight": [D, 256], "img_emb.proj.1.weight": [1280, 1280]}

@@ -107,7 +107,7 @@ def test_vit_pos_embed_shortcut_and_registers():
 @pytest.mark.parametrize("hw,expect", [((480, 832), (476, 826, 1)), ((720, 1280), (714, 1274, 1)),
                                        ((448, 768), (448, 770, 2)), ((72, 128), (70, 126, 1))])
 def test_processed_size(hw, expect):
-    """depth.md §1.4: nearest multiple of 14, ties up; AREA when shrinking, CUBIC when a side grows."""
+    """upstream DA3in:219-257: nearest multiple of 14, ties up; AREA when shrinking, CUBIC when a side grows."""
     img = np.zeros((1, hw[0], hw[1], 3), np.uint8)
     px, (h1, w1, h, w) = _core.da3_preprocess(img, max(hw))
     assert (h1, w1) == hw and (h, w) == expect[:2] and px.shape == (1, 3, h, w)
@@ -151,7 +151,8 @@ def test_case_a_intermediates(case_a):
     assert rel(tr["met_head_depth"], GOLD["a_met_head_depth"][0]) < 2e-5
     assert absd(case_a["sky_prob"], GOLD["a_met_head_sky"][0]) < 2e-5
     ns = GOLD["a_merge_non_sky"][0].astype(bool)
-    # the golden's metric map also carries the metric branch's own sky fill (no effect downstream, §1.9): non-sky
+    # the golden's metric map also carries the metric branch's own sky fill (no effect downstream, upstream DA3net:484):
+    # non-sky
     assert rel(tr["merge_metric_depth_scaled"][ns], GOLD["a_merge_metric_depth_scaled"][0][ns]) < 2e-5
     assert (tr["merge_non_sky"] == GOLD["a_merge_non_sky"][0]).all()
     assert (tr["merge_align_mask"] == GOLD["a_merge_align_mask"][0]).all()
@@ -318,7 +319,8 @@ def test_input_errors(model):
 
 
 def test_cost_model(model):
-    """da3_cost (no weights) equals the loaded model's plan; the real sizes give depth.md §3.3's parameter count."""
+    """da3_cost (no weights) equals the loaded model's plan; the real sizes give docs/REFERENCES.md#weight-names's
+    parameter count."""
     for S, poses in [(1, False), (4, True)]:
         assert da3_cost(S, 70, 126, poses, model.sizes()) == model.plan(S, 70, 126, poses)
     assert model.plan(1, 70, 126)["params"] == model.config["params"]

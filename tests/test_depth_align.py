@@ -1,4 +1,5 @@
-"""Lyra's DA3 -> MoGe scale alignment (pipeline.md §2.2) and lyra2.depth.estimate_depth, against the golden
+"""Lyra's DA3 -> MoGe scale alignment (upstream DU:33-89, MOGE:302-395, Z:624-626) and lyra2.depth.estimate_depth,
+against the golden
 (tests/data/moge_tiny.npz "align_*" keys, README §8: rel 3e-5) and a NumPy transcription of the zoom script."""
 import os
 

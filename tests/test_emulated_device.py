@@ -71,3 +71,16 @@ def test_op_harness_on_the_emulated_device():
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
     assert " passed" in r.stdout and "failed" not in r.stdout
+
+
+def run_device_checks(*files):
+    env = dict(os.environ, LYRA2_EMULATED_CUDA="1", LYRA2_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    assert " passed" in r.stdout and "failed" not in r.stdout and "skipped" not in r.stdout
+
+
+def test_dit_on_the_emulated_device():
+    """tests/device_checks/check_dit.py: LyraDiT(device="cuda") against the f32 golden, LoRAs, transfers."""
+    run_device_checks("tests/device_checks/check_dit.py")

@@ -1,7 +1,7 @@
-"""FramePack layout strings (csrc/models/framepack.c; spec network.md §1.2, upstream M:400-473).
+"""FramePack layout strings (csrc/models/framepack.c; upstream M:400-473, M:448-451, M:435-440).
 
-References: the spec §1.2 table for the released layout at 480x832 (latent 60x104), the golden JSON's
-framepack_params (copied below), and a small independent token-count formula written here."""
+References: upstream M:400-473, M:448-451, M:435-440 (the FramePack layout) for the released layout at 480x832 (latent
+60x104), the golden JSON's framepack_params (copied below), and a small independent token-count formula written here."""
 import math
 
 import pytest
@@ -21,11 +21,11 @@ def test_released_layout_matches_upstream_params():
     assert fp["kernel_types"] == GOLDEN_KERNEL_TYPES
     assert fp["kernel_sizes"] == [1, 2, 1, 4, 2, 1]
     assert (fp["new_frames"], fp["history_frames"], fp["total_frames"]) == (20, 25, 45)
-    assert (fp["spatial_frames"], fp["temporal_frames"]) == (5, 20)  # spec §1.2: 5 s-slots, 20 k-slots
+    assert (fp["spatial_frames"], fp["temporal_frames"]) == (5, 20)  # 5 s-slots, 20 k-slots (upstream M:400-473)
 
 
 def test_released_layout_tokens_at_480p():
-    # spec §1.2 table: tokens per chunk at latent 60x104, L = 38246, gen_start = 7046.
+    # tokens per chunk (FramePack layout, upstream M:400-473) at latent 60x104, L = 38246, gen_start = 7046.
     fp = framepack_layout(DEFAULT_FRAMEPACK, (60, 104))
     assert [c["n_tokens"] for c in fp["chunks"]] == [1560, 1560, 1560, 416, 390, 1560, 31200]
     assert [c["slot0"] for c in fp["chunks"]] == [0, 1, 5, 6, 22, 24, 25]

@@ -169,7 +169,8 @@ def test_unipc_cfg_path(ckpt, image, depth, zoom_in):
 
 def test_custom_trajectory_two_chunks_captions_and_depth_hook(ckpt, image, depth):
     # Two chunks through the C driver directly with a recording depth-window callback: called once (not after
-    # the last chunk) with the 10 frames 8, 16, ..., 80 and their cameras (§4.13).
+    # the last chunk) with the 10 frames 8, 16, ..., 80 and their cameras (upstream AR:1059-1060, AR:1071-1393,
+    # AR:261-366).
     models, info = gen.load_models(ckpt)
     w2c, K = trajectory("horizontal_zoom", 161, 0.5, depth)
     calls, logs = [], []
@@ -248,7 +249,8 @@ def test_zoom_auto_mode_picks_generate_with_a_checkpoint(ckpt, image, depth, mon
 
 def test_two_chunks_with_da3_and_moge(ckpt, image, monkeypatch):
     """No depth=: frame 0's depth is DA3 aligned to MoGe from the tiny folder, and the depth-window update between
-    the two chunks (§4.13) runs DA3 on frames 8, 16, ..., 80 with their cameras, filling the spatial memory."""
+    the two chunks (upstream AR:1059-1060, AR:1071-1393, AR:261-366) runs DA3 on frames 8, 16, ..., 80 with their
+    cameras, filling the spatial memory."""
     from lyra2.checkpoint import FILES
     from lyra2.depth import estimate_depth
     from lyra2.models.depth import DepthAnything3
@@ -296,8 +298,8 @@ def test_two_chunks_with_da3_and_moge(ckpt, image, monkeypatch):
 
 def test_device_is_checked_and_passed_to_the_depth_networks(ckpt, image, depth, monkeypatch):
     w2c, K = trajectory("horizontal_zoom", 81, 0.5, depth)
-    # "cuda": a Lyra2Error saying why, before any work (no GPU here, or no CUDA networks in this version yet)
-    why = "CUDA backend for the networks is not built" if lyra2.backends()["cuda"] else "no usable CUDA GPU"
+    # "cuda": a Lyra2Error saying why, before any work (no GPU here, or the AR driver not on the device yet)
+    why = "generate path does not run on the device yet" if lyra2.backends()["cuda"] else "no usable CUDA GPU"
     with pytest.raises(lyra2.Lyra2Error, match=why):
         lyra2.generate(image, w2c, K, "a", checkpoint_dir=ckpt, device="cuda", progress=False)
     with pytest.raises(lyra2.Lyra2Error, match=why):
@@ -334,8 +336,8 @@ def test_device_is_checked_and_passed_to_the_depth_networks(ckpt, image, depth, 
 
 def test_style_loras_applied_at_0_4_and_removable(ckpt, image, depth, zoom_in, tmp_path):
     """The tiny folder's realism_boost (kohya keys) and detail_enhancer (musubi keys) are applied at 0.4 each in
-    every run (upstream's zoom-GS default, spec network.md §5.1): the video equals that of a DiT with both folded
-    in by NumPy, and removing the two files gives the no-LoRA video."""
+    every run (upstream's zoom-GS default, upstream ML:74-92, Z:464-486, CTI:181-199): the video equals that of a DiT
+    with both folded in by NumPy, and removing the two files gives the no-LoRA video."""
     import shutil
     from lyra2 import io as lio
     from lyra2.checkpoint import FILES

@@ -183,3 +183,25 @@ def test_glue_is_not_in_the_core(folder):
         if _layer(f) < LAYERS["python"]:
             assert not re.search(r'#\s*include\s+[<"](Python|numpy/)', _text(f)), f
     assert any(f.startswith(folder + "/") for f in FILES)
+
+
+# ---------------------------------------------------------------- the Python package, one way
+
+LYRA2 = os.path.join(os.path.dirname(CSRC), "lyra2")
+# Who may import whom (also inside functions): the job entry (api) over its two drivers (generate, preview)
+# over what they share (depth, fields). A module not listed here is not checked.
+PY_LAYERS = {"api": 2, "generate": 1, "preview": 1, "depth": 0, "fields": 0}
+
+
+def _py_imports(name):
+    with open(os.path.join(LYRA2, name + ".py"), encoding="utf-8") as f:
+        text = f.read()
+    return set(re.findall(r"^\s*from \.(\w+) import", text, re.M)) | \
+        {m for line in re.findall(r"^\s*from \. import ([\w, ]+)", text, re.M) for m in re.split(r",\s*", line)}
+
+
+def test_python_layers_one_way():
+    bad = [f"lyra2/{a}.py imports lyra2.{b}" for a in PY_LAYERS for b in sorted(_py_imports(a))
+           if b in PY_LAYERS and PY_LAYERS[b] >= PY_LAYERS[a] and b != a]
+    assert not bad, "\n".join(bad)
+    assert not os.path.exists(os.path.join(LYRA2, "pipeline.py"))  # the generate driver is csrc/pipeline/ alone

@@ -1,4 +1,4 @@
-"""Run-time LoRA of the Lyra-2 DiT (csrc/models/dit_lora.c; spec network.md §5.3, upstream T2V:353-432, MU:58-457).
+"""Run-time LoRA of the Lyra-2 DiT (csrc/models/dit_lora.c; upstream T2V:353-432, Z:525-530, T2V:379-380, MU:58-457).
 
 Reference: the LoRA math done in NumPy (float64) on the tiny golden model's weights: W' = W + Σ_a w_a·(alpha_a/r_a)·
 B_a·A_a and b' = b + Σ_a w_a·bias_a, from the tensors this file generates (so the reference never parses a key).
@@ -49,7 +49,8 @@ BLOCKS = (0, 1)
 
 @pytest.fixture(scope="module")
 def adapters(weights, tmp_path_factory):
-    """Three adapters in the three key formats of spec §5.3, and their reference terms
+    """Three adapters in the three key formats of upstream T2V:353-432, Z:525-530, T2V:379-380, and their reference
+    terms
     {module: (A, B, alpha/r, bias or None)} built from exactly the values stored."""
     rng = np.random.default_rng(2024)
     out = {}
@@ -149,7 +150,8 @@ def test_each_adapter_alone(weights, args, adapters, base_out, name):
 
 @pytest.fixture(scope="module")
 def all_three(weights, adapters):
-    # The zoom-GS script's set: DMD 1.0 plus realism_boost and detail_enhancer at 0.4 each (spec §5.1).
+    # The zoom-GS script's set: DMD 1.0 plus realism_boost and detail_enhancer at 0.4 each (upstream ML:74-92,
+    # Z:464-486, CTI:181-199).
     return LyraDiT(weights, num_heads=4, n_threads=1,
                    lora=[(adapters["realism"][0], 0.4), (adapters["detail"][0], 0.4), adapters["dmd"][0]])
 
@@ -175,7 +177,8 @@ def test_weights_are_settable_and_merge(weights, args, adapters, base_out):
 
 
 def test_merge_into_bf16_weights(weights, args, adapters, base_out, tmp_path):
-    # bf16 matrices: the merge is computed in f32 and rounded to bf16 (spec §5.3), so compare loosely.
+    # bf16 matrices: the merge is computed in f32 and rounded to bf16 (upstream T2V:353-432, Z:525-530, T2V:379-380), so
+    # compare loosely.
     path = tmp_path / "dit.safetensors"
     lio.save_safetensors(weights, str(path), dtype="bf16")
     m = LyraDiT(str(path), num_heads=4, n_threads=1, lora=[adapters["dmd"][0]])

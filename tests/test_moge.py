@@ -17,7 +17,7 @@ def rel(a, b):
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-30)))
 
 
-# ---------------------------------------------------------------- focal / shift (spec depth.md §2.7)
+# ---------------------------------------------------------------- focal / shift (upstream MGT:40-52, MGN:79-112)
 
 @pytest.mark.parametrize("case", LM_CASES)
 def test_lm_matches_golden(case):
@@ -121,7 +121,8 @@ def test_finish_matches_golden_infer_outputs():
     assert rel(lyra, G["lyra_moge_depth"]) < 3e-5
 
 
-# ---------------------------------------------------------------- the network (spec depth.md §2.3-2.6)
+# ---------------------------------------------------------------- the network (upstream MOGE:269-283, MHUB:18-82,
+# MVIT, MOGE:24-142)
 
 W_TINY = dict(np.load(os.path.join(DATA, "moge_tiny_weights.npz")))
 TINY = dict(num_heads=4, num_tokens_range=(30, 60))   # the tiny backbone's heads; golden num_tokens_range
@@ -225,7 +226,8 @@ def test_image_errors(tiny):
 def test_cost_note_numbers():
     from lyra2.models.moge import moge_cost
     c = moge_cost(480, 832)
-    # spec §2.3 sizes and §3.4's parameter count less the unused mask_token (1024)
+    # upstream MOGE:269-283 sizes and docs/REFERENCES.md#weight-names's parameter count less the unused mask_token
+    # (1024)
     assert (c["h1"], c["w1"], c["h14"], c["w14"], c["tokens"]) == (531, 921, 518, 910, 2500)
     assert c["params"] == 314_174_020 - 1024
     c7 = moge_cost(720, 1280)

@@ -326,7 +326,8 @@ def test_layer_norm(ops, kind):
 
 @pytest.mark.parametrize("kind", ALL_LAYOUTS)
 def test_l2norm_channels_wan_vae(ops, kind):
-    # encoders.md §1.2: x / max(||x||_2 over C, 1e-12) * sqrt(C) * gamma; tolerance atol 1e-6, rtol 2e-6
+    # upstream TOK:70-94, TOK:97-109, TOK:120-198: x / max(||x||_2 over C, 1e-12) * sqrt(C) * gamma; tolerance atol
+    # 1e-6, rtol 2e-6
     x, g, bta = rnd(2, 12, 3, 5, 7), rnd(12), rnd(12)
     x[0, :, 0, 0, 0] = 0.0  # zero vector: the clamp keeps it 0 instead of NaN
     x64 = x.astype(np.float64)
@@ -415,6 +416,22 @@ def test_modulate_gate(ops, kind):
     check(ops.gate(layout(x, kind), g, layout(a, kind)), x64 + g * a.astype(np.float64), 1e-6, 3e-7, "gate")
 
 
+@pytest.mark.parametrize("kind", ALL_LAYOUTS)
+def test_sincos_buffer_features(ops, kind):
+    # DiT correspondence-buffer features (wan2pt1_lyra2.py:137-148): per octave o the sin block then the cos block
+    # of x·f32(2^o·π), the product rounded to f32 first; the reference takes that rounded argument in float64, so
+    # only the sin/cos evaluation is measured (|arg| <= 4π·2: a few f32 ulps, atol 2e-6)
+    x = (RNG.random((2, 5, 12)) * 4 - 2).astype(np.float32)
+    ref = []
+    for o in range(2):
+        a = (x * np.float32(np.ldexp(np.pi, o))).astype(np.float32).astype(np.float64)
+        ref += [np.sin(a), np.cos(a)]
+    ref = np.concatenate(ref, axis=-1)
+    check(ops.sincos(layout(x, kind), octaves=2), ref, 2e-6, 0, "sincos")
+    with pytest.raises(ValueError, match="octaves"):
+        ops.sincos(x, octaves=0)
+
+
 def rope_ref(x, ang, mode, n_sections=1):
     x = x.astype(np.float64)
     B, L, H, D = x.shape
@@ -435,8 +452,8 @@ def rope_ref(x, ang, mode, n_sections=1):
 
 @pytest.mark.parametrize("kind", ROW_LAYOUTS)
 def test_rope_interleaved_video(ops, kind):
-    # network.md §3.5: pairs (x[2p], x[2p+1]), angles [t*w_t (22) | h*w_h (21) | w*w_w (21)] for D=128.
-    # tolerance: f32 cos/sin of angles up to ~60 rad: atol 2e-5, rtol 1e-5
+    # upstream W:93-188, W:203-232, WL:586-596: pairs (x[2p], x[2p+1]), angles [t*w_t (22) | h*w_h (21) | w*w_w (21)]
+    # for D=128. tolerance: f32 cos/sin of angles up to ~60 rad: atol 2e-5, rtol 1e-5
     L, D = 24, 128
     pos = np.stack(np.meshgrid(np.arange(2), np.arange(3), np.arange(4), indexing="ij"), -1).reshape(-1, 3)
     pos = pos.astype(np.float32) + np.array([25.0, 0.75, 1.25], np.float32)  # fractional: pooled history tokens
@@ -451,7 +468,8 @@ def test_rope_interleaved_video(ops, kind):
 
 
 def test_rope_half_2d(ops):
-    # depth.md §1.5.4: head 64, first 32 dims rotated by y, last 32 by x, rotate-half inside each; theta 100
+    # upstream DA3rope:23-200, DA3vit:282-298: head 64, first 32 dims rotated by y, last 32 by x, rotate-half inside
+    # each; theta 100
     L, D = 10, 64
     pos = np.stack([RNG.integers(0, 8, L), RNG.integers(0, 8, L)], -1).astype(np.float32)
     ang = _ops.rope_angles_2d(pos, D)
@@ -486,7 +504,7 @@ def test_copy_concat_pad(ops, kind):
 @pytest.mark.parametrize("patch", [(1, 2, 2), (2, 3, 1)])
 @pytest.mark.parametrize("order", ["c_slowest", "c_fastest"])
 def test_patchify_unpatchify(ops, patch, order):
-    # network.md §3.2 (c slowest) and §3.9 (channel fastest); pure data movement: exact
+    # upstream WL:555-803 (c slowest) and upstream W:532-566, WL:1001-1017 (channel fastest); pure data movement: exact
     kt, kh, kw = patch
     B, C, T, H, W = 2, 3, 2 * kt, 3 * kh, 2 * kw
     x = rnd(B, C, T, H, W)
@@ -546,7 +564,8 @@ def test_conv2d_pointwise_and_bf16(ops):
 
 
 def conv3d_ref(x, w, b, prefix, stride, pad):
-    """Causal conv3d written from encoders.md §1.2: prefix frames then zeros fill the front padding."""
+    """Causal conv3d written from upstream TOK:70-94, TOK:97-109, TOK:120-198: prefix frames then zeros fill the front
+    padding."""
     x, w = x.astype(np.float64), w.astype(np.float64)
     pf, pb, pt, pbo, pl, pr = pad
     B, Ci, T, H, W = x.shape
@@ -589,7 +608,8 @@ def test_conv3d_causal(ops, kind, cfg):
 
 
 def test_conv3d_streaming_equals_full(ops):
-    # Chunked evaluation with the last two input frames as prefix equals the full causal conv (§1.6)
+    # Chunked evaluation with the last two input frames as prefix equals the full causal conv (upstream TOK:605-630,
+    # M:1007-1046, TOK:623-630)
     x, w = rnd(1, 3, 6, 5, 4), rnd(2, 3, 3, 3, 3)
     pad = (2, 0, 1, 1, 1, 1)
     full = ops.conv3d(x, w, pad=pad)
@@ -618,7 +638,8 @@ def test_conv_transpose2d(ops):
 # ---------------------------------------------------------------- resampling
 
 def test_upsample_nearest2x(ops):
-    # exact; a (B, C, T, H, W) video is upsampled per frame (Wan VAE upsample2d/3d, encoders.md §1.2)
+    # exact; a (B, C, T, H, W) video is upsampled per frame (Wan VAE upsample2d/3d, upstream TOK:70-94, TOK:97-109,
+    # TOK:120-198)
     for x in (rnd(2, 3, 4, 5), rnd(1, 2, 3, 5, 4)):
         ref = x.repeat(2, axis=-2).repeat(2, axis=-1)
         np.testing.assert_array_equal(ops.upsample_nearest2x(layout(x, "transposed")), ref)
@@ -631,7 +652,7 @@ def _cubic(t, A):
 
 
 def resize_matrix(n_in, n_out, mode, align_corners=False, antialias=False, ratio=None):
-    """(n_out, n_in) interpolation matrix written from depth.md §5.2-5.5 and encoders.md §3.2.
+    """(n_out, n_in) interpolation matrix written from docs/REFERENCES.md#resampling and upstream CLIP:519-523.
     Source coordinates are computed in float32, as PyTorch does for float tensors (it matters for
     non-terminating ratios such as 37/34.1: ~1e-5 differences against float64 coordinates)."""
     M = np.zeros((n_out, n_in))
@@ -692,7 +713,7 @@ def test_resize(ops, mode, ac, aa, size):
 
 
 def test_resize_pos_embed_ratio(ops):
-    # DA3 pos-embed: scale_factor (h/14+0.1)/37 gives sampling ratio 37/34.1 with output 34 (depth.md §1.5.2)
+    # DA3 pos-embed: scale_factor (h/14+0.1)/37 gives sampling ratio 37/34.1 with output 34 (upstream DA3vit:220-280)
     x = rnd(1, 4, 37, 37)
     ratio = (37 / 34.1, 37 / 59.1)
     out = ops.resize(x, (34, 59), mode="bicubic", ratio=ratio)

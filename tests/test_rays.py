@@ -1,5 +1,5 @@
 """Ray conditioning: parity with the upstream golden (forward_warp.npz part B, abs 1e-6) and with a NumPy
-reference written here from spec/pipeline.md §4.7."""
+reference written here from upstream M:1830-1888, PL:28-74."""
 import os
 
 import numpy as np

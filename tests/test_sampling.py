@@ -1,8 +1,8 @@
 """Tests of lyra2.sampling (csrc/sample): numpy-legacy noise, schedules, UniPC, CFG, DMD.
 
-References: numpy itself (RNG), the worked tables of spec/sampling.md §7 (copied below), the upstream
-golden run tests/data/sampler.npz (golden README §4), and NumPy re-implementations of spec §1-4
-written here. Convergence properties live in test_sampling_props.py.
+References: numpy itself (RNG), the worked tables of docs/REFERENCES.md#sampler-test-vectors (copied below), the
+upstream golden run tests/data/sampler.npz (golden README §4), and NumPy re-implementations of upstream RF:224,
+M:676-679, RF:225, UNI:88-107 written here. Convergence properties live in test_sampling_props.py.
 """
 import math
 import struct
@@ -32,7 +32,8 @@ def golden():
         return {k: z[k] for k in z.files}
 
 
-# ---- spec §7.1 tables (UniPC, N = 28, shift 5), copied from spec/sampling.md ----------------------
+# ---- worked tables (UniPC, N = 28, shift 5): docs/REFERENCES.md#sampler-test-vectors
+# ----------------------
 
 # (i, sigma_i float64 repr, t_i, sigma_i float32 hex, lambda_i hex)
 SPEC_GRID_N28 = [
@@ -98,11 +99,12 @@ SPEC_STEPS_N28 = [
 ]
 
 
-# ---- NumPy references of spec §1.2 / §2 / §4 ---------------------------------------------------
+# ---- NumPy references of upstream T2V:157-159, M:650, UNI:117-139 / upstream UNI:88-107, UNI:265-266, UNI:399-400 /
+# upstream M:710-728, SF:11-49, SF:40-43 ---------------------------------------------------
 
 
 def ref_flow_schedule(n, shift):
-    """Upstream's set_timesteps in numpy (spec §1.2), float64 until the casts."""
+    """Upstream's set_timesteps in numpy (upstream T2V:157-159, M:650, UNI:117-139), float64 until the casts."""
     a = np.linspace(1, 1 / 1000, 1000)[::-1].copy()
     s_train = (1.0 - a).astype(np.float32)
     u = np.linspace(float(s_train[0]), float(s_train[-1]), n + 1).copy()[:-1]
@@ -120,7 +122,8 @@ def expm1_32(x):
 
 
 def ref_unipc_scalars(n, shift):
-    """Per-step float32 scalars (spec §2.1, §2.3, LAPACK-order 2x2 solve of §2.6)."""
+    """Per-step float32 scalars (upstream UNI:265-266, UNI:399-400, UNI:422, UNI:214-224, LAPACK-order 2x2 solve of
+    upstream UNI:214-224, UNI:636-719, M:656-668)."""
     _, sig, _ = ref_flow_schedule(n, shift)
     lam = [f32(log32(f32(f32(1) - s)) - log32(s)) for s in sig]
     order = [min(2, n - i, i + 1) for i in range(n)]
@@ -156,7 +159,8 @@ def ref_unipc_scalars(n, shift):
 
 
 def ref_unipc(x, velocity, n, shift, t_hist):
-    """UniPC-2 bh2 over the full float32 state (spec §2.3), CUDA's reciprocal-multiply division.
+    """UniPC-2 bh2 over the full float32 state (upstream UNI:214-224, UNI:636-719, M:656-668), CUDA's
+    reciprocal-multiply division.
     x: (1, C, T, H, W); velocity(x, t) -> (1, C, T_new, H, W). Returns the list of states."""
     ts, _, _ = ref_flow_schedule(n, shift)
     sig, _, order, pred, rho = ref_unipc_scalars(n, shift)
@@ -189,7 +193,7 @@ DMD_S = [f32(1.0), f32(0.9375), f32(from_bits("0x3f555555")), f32(0.625)]
 
 
 def ref_dmd(x, velocity, eps, t_hist):
-    """DMD 4 steps (spec §4.2). eps: 3 arrays (T, C, H, W)."""
+    """DMD 4 steps (upstream M:815-850, M:765-769, M:673-691). eps: 3 arrays (T, C, H, W)."""
     x = np.array(x, np.float32)
     for k in range(4):
         v = velocity(x, float(DMD_T[k]))
@@ -298,7 +302,7 @@ def test_flow_schedule_matches_numpy_for_all_step_counts(shift):
     # Bit-exact against upstream's numpy formula for every N in 1..100.
     for n in range(1, 101):
         rts, rsig, rsig64 = ref_flow_schedule(n, shift)
-        if n >= 2 and rts[0] == rts[1]:  # upstream cannot run this grid (spec §1.2 step 3)
+        if n >= 2 and rts[0] == rts[1]:  # upstream cannot run this grid (upstream T2V:157-159, M:650, UNI:117-139)
             with pytest.raises(ValueError, match="equal first timesteps"):
                 sampling.flow_timesteps(n, shift)
             continue
@@ -355,7 +359,7 @@ def test_unipc_scalars_spec_table_n28():
             assert bits(co["rho0"][i]) == rho0 and bits(co["rho1"][i]) == rho1, i
         elif q == 1:
             assert co["rho1"][i] == 0.5
-    # The worked corrector of step 2 (§7.1): ρ = (0.0272088163, 0.532048762).
+    # The worked corrector of step 2 (docs/REFERENCES.md#sampler-test-vectors): ρ = (0.0272088163, 0.532048762).
     assert f"{float(co['rho0'][2]):.9g}" == "0.0272088163" and f"{float(co['rho1'][2]):.9g}" == "0.532048762"
 
 
@@ -454,7 +458,7 @@ def test_unipc_spec_7_4_toy():
 
 
 def test_unipc_history_drifts_like_upstream(golden):
-    # Spec §2.4: the history is carried through the solver (v = 0), not frozen; the golden shows
+    # Spec upstream M:616-626, M:671: the history is carried through the solver (v = 0), not frozen; the golden shows
     # the same drift, so our final history equals upstream's within the state tolerance.
     _, tr = sampling.unipc_sample(golden_cfg_denoiser(golden), golden["history"], 1, 28, return_trace=True)
     assert not np.array_equal(tr["x"][-1][:, :25], golden["history"][0])
@@ -583,7 +587,7 @@ def test_dmd_golden_bit_exact(golden):
     assert np.array_equal(tr["t_in"], golden["dmd_t_in"].reshape(-1))
     assert np.array_equal(out, golden["dmd_out"])
     assert all(type(t) is float for t in calls) and np.array_equal(np.array(calls, np.float32), tr["t_in"])
-    # History is restored exactly at every step (spec §4.2).
+    # History is restored exactly at every step (upstream M:815-850, M:765-769, M:673-691).
     assert all(np.array_equal(tr["x_in"][k][:, :25], golden["history"][0]) for k in range(4))
 
 
@@ -603,8 +607,8 @@ def test_dmd_spec_7_4_toy():
 
 @pytest.mark.parametrize("shape", [(1, 1, 3, 1, 3), (3, 2, 5, 3, 1), (16, 0, 2, 1, 1)])
 def test_dmd_stream_continues_numpy_and_matches_reference(shape):
-    # Odd element counts exercise the cached second normal across the draws (deviation rule, §4.3):
-    # RandomState(seed): standard_normal((1, C, T_new, H, W)), then one (T, C, H, W) block per re-noise.
+    # Odd element counts exercise the cached second normal across the draws (deviation rule, upstream M:832, M:816-817,
+    # Z:502): RandomState(seed): standard_normal((1, C, T_new, H, W)), then one (T, C, H, W) block per re-noise.
     C, th, tn, H, W = shape
     rng = np.random.default_rng(sum(shape))
     hist = rng.standard_normal((1, C, th, H, W)).astype(np.float32)

@@ -2,9 +2,9 @@
 
 The models are trained here (small nmt_nfkc unigram models, one with byte fallback), so no binary is
 committed. The reference that counts is HF's fast T5 tokenizer built from the .model exactly as
-transformers 4.57's T5Converter does (upstream runs AutoTokenizer("google/umt5-xxl"), spec/encoders.md
-§2.7); it must agree on every string. Differences from the sentencepiece library are expected and each
-one must be explained by a known HF-vs-sentencepiece difference, checked, not just named.
+transformers 4.57's T5Converter does (upstream runs AutoTokenizer("google/umt5-xxl"), upstream T5:62-102, T5:77-80,
+T5:36-45); it must agree on every string. Differences from the sentencepiece library are expected and each one must be
+explained by a known HF-vs-sentencepiece difference, checked, not just named.
 
 Test-only dependencies (skipped when absent): sentencepiece, tokenizers, protobuf; transformers (optional)
 cross-checks the hand-built HF pipeline.

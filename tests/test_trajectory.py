@@ -93,7 +93,8 @@ def test_subject_depth_ignores_nan_outside_mask():
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Other upstream presets vs a float64 NumPy reference of the formulas in spec §3 / camera_utils
+# Other upstream presets vs a float64 NumPy reference of the formulas in upstream FW:188-215, Z:377, CU:21-27 /
+# camera_utils
 
 def _look_at(pos, target, invert_pos=True):
     f = np.asarray(target, float) - np.asarray(pos, float)
@@ -171,7 +172,7 @@ def test_other_presets_match_reference(preset, role):
     c = geometry.subject_depth(DEPTH, MASK)
     w2c, K = geometry.trajectory(preset, n, s, DEPTH, role=role, intrinsics=K0, mask=MASK)
     want = np.stack(_reference(preset, n, s, c, 1 if role == "in" else -1))
-    if role == "out":  # the zoom-out upward tilt of spec §3.3, in float64
+    if role == "out":  # the zoom-out upward tilt of upstream Z:206-209, Z:760, Z:371, in float64
         R, t = want[:, :3, :3], want[:, :3, 3]
         C = -np.einsum("nji,nj->ni", R, t)
         C[:, 1] -= 0.15 * np.maximum(-(C[:, 2] - C[0, 2]), 0)
@@ -198,8 +199,8 @@ def test_default_intrinsics_is_upstream_fallback():
 
 
 def test_dolly_zoom_raises_when_camera_reaches_the_look_at_point():
-    # Quirk (spec §3.2): a frame at exactly z == 0.185 c has a NaN look-at upstream; lyra2 refuses to return
-    # that NaN camera. Pick c so frame 1 lands there; a 1 % larger c gives finite cameras.
+    # Quirk (upstream CT:224-234, CU:291-330, CT:248-258): a frame at exactly z == 0.185 c has a NaN look-at upstream;
+    # lyra2 refuses to return that NaN camera. Pick c so frame 1 lands there; a 1 % larger c gives finite cameras.
     n = 81
     z = np.float32(3.0 / (n - 1))
     c = np.float32(z / np.float32(0.185))
@@ -304,7 +305,8 @@ def test_custom_trajectory_mapping_and_num_frames(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Direction assembly (spec §5, §7)
+# Direction assembly (upstream Z:767-777, AR:441-463, Z:779-794;
+# docs/REFERENCES.md#the-fal-endpoint-and-the-upstream-script)
 
 @pytest.mark.parametrize("zoom_in,zoom_out", [("orbit_horizontal", "horizontal_zoom"), ("back", "back"),
                                               ("dolly_zoom", "spiral")])

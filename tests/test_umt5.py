@@ -39,7 +39,8 @@ def enc(weights):
 # ---------------------------------------------------------------- independent NumPy reference (float64)
 
 def np_bucket(rel, num_buckets=32, max_dist=128):
-    """Wan T5RelativeEmbedding._relative_position_bucket, bidirectional, written from the spec (§2.3) with
+    """Wan T5RelativeEmbedding._relative_position_bucket, bidirectional, written from the spec (upstream T5:259-296)
+    with
     torch's float32 evaluation order."""
     rel = np.asarray(rel, dtype=np.int64)
     half = num_buckets // 2
@@ -62,7 +63,7 @@ def np_gelu_tanh(u):
 
 
 def np_umt5(w, ids, mask, heads, buckets, shared=False):
-    """Encoder output at every position (padded keys masked): spec §2.2 in float64."""
+    """Encoder output at every position (padded keys masked): upstream T5:130-331 in float64."""
     g = {k: v.astype(np.float64) for k, v in w.items()}
     B, L = ids.shape
     x = g["token_embedding.weight"][ids]
@@ -156,7 +157,7 @@ def test_bf16_safetensors_weights(tmp_path, weights, golden):
 # ---------------------------------------------------------------- bucket formula
 
 def test_bucket_table_of_the_spec():
-    # encoders.md §2.3 table (32 buckets, max_dist 128), both directions.
+    # buckets as upstream T5:259-296 computes them (32 buckets, max_dist 128), both directions.
     edges = [(0, 7, None), (8, 11, 8), (12, 15, 9), (16, 22, 10), (23, 31, 11), (32, 45, 12), (46, 63, 13),
              (64, 90, 14), (91, 600, 15)]
     for lo, hi, f in edges:
@@ -217,7 +218,7 @@ def test_prefix_shortcut_equals_full_length(enc, golden):
 
 
 def test_non_prefix_mask_keeps_first_seq_len_rows(enc, golden):
-    # Upstream keeps rows < seq_len = mask.sum() whatever the mask's shape (encoders.md §2.4).
+    # Upstream keeps rows < seq_len = mask.sum() whatever the mask's shape (upstream T5:522-537).
     ids = golden["ids"][:1].copy()
     mask = (ids != 0).astype(np.int64)
     mask[0, 5] = 0  # a hole: a key masked inside the prompt
@@ -292,7 +293,8 @@ def test_bad_weights_file(tmp_path):
 
 def test_cost_umt5_xxl():
     c = umt5_cost(UMT5_XXL, tokens=512)
-    # Parameter count of Wan's models_t5_umt5-xxl-enc-bf16.pth as the spec derives it (encoders.md §0).
+    # Parameter count of Wan's models_t5_umt5-xxl-enc-bf16.pth as the spec derives it (upstream TOK:795, TOK:746-760,
+    # TOK:863-864).
     assert c["params"] == 5_680_910_336
     D, A, F, L = 4096, 4096, 10240, 512
     flops = 24 * (2 * L * D * A * 4 + 2 * L * L * A * 2 + 2 * L * D * F * 3)

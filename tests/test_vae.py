@@ -1,6 +1,6 @@
 """Wan 2.1 VAE (lyra2.models.vae): golden parity with the upstream code, streaming == full sequence against an
-independent float64 NumPy implementation of the full-sequence definition (encoders.md §1.6), frame-count rules,
-weight validation, stream copies and the dry-run planner.
+independent float64 NumPy implementation of the full-sequence definition (upstream TOK:605-630, M:1007-1046,
+TOK:623-630), frame-count rules, weight validation, stream copies and the dry-run planner.
 
 Tolerances: abs 1e-4 against the goldens (golden README §5, float32 implementation); 2e-5 · max|ref| for the C
 code against the float64 NumPy reference and for one C run against another with a different chunking (fp32
@@ -48,8 +48,8 @@ def close_rel(a, b):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Independent float64 reference: the full-sequence definition of encoders.md §1.2-1.6, one batch element
-# (C, T, H, W) at a time, written from the spec text.
+# Independent float64 reference: the full-sequence definition of upstream TOK:70-94, TOK:97-109, TOK:120-198,
+# TOK:306-401, one batch element (C, T, H, W) at a time, written from the spec text.
 
 def conv(x, w, b, stride=(1, 1, 1), pad_t=0, pad_hw=(0, 0, 0, 0)):
     """Cross-correlation, x (Ci, T, H, W), w (Co, Ci, kt, kh, kw); pad_t zero frames in front only."""
@@ -175,7 +175,7 @@ def test_constants_bit_exact(golden):
         mean, inv = latent_constants(name)
         assert np.array_equal(mean, golden[key_m]) and np.array_equal(inv, golden[key_s]), name
     mean, inv = latent_constants("bf16")
-    assert mean[0] == -0.7578125 and inv[0] == 0.35546875 and inv[5] == 0.5625  # spec §1.5 table
+    assert mean[0] == -0.7578125 and inv[0] == 0.35546875 and inv[5] == 0.5625  # upstream TOK:810-848
 
 
 def test_golden_encode(vae, weights, golden):

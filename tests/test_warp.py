@@ -1,5 +1,5 @@
 """Forward warp: parity with the upstream golden vectors (forward_warp.npz part A, golden README §2) and
-with an independent NumPy splat written here from spec/pipeline.md §4.5."""
+with an independent NumPy splat written here from upstream M:1601-1822, FW."""
 import os
 
 import numpy as np
@@ -55,8 +55,8 @@ def test_golden_warp(clean):
 
 def test_golden_exact_landings_reproduced():
     """Target 0 of golden A lands the principal row/column exactly on integer pixels (floor = ceil double
-    splat, spec §9 item 13); with a numpy-style inverse the image was off by 0.32 there. Require the
-    strict max error, not just the 99.5 % quota, on that target."""
+    splat, docs/REFERENCES.md#upstream-quirks-kept-on-purpose item 13); with a numpy-style inverse the image was off by
+    0.32 there. Require the strict max error, not just the 99.5 % quota, on that target."""
     out = _golden_call(True)
     both = (out["mask"][0, 0] == 1) & (G["warp_mask"][0, 0] == 1)
     assert np.abs(out["image"][0] - G["warp_image"][0])[:, both].max() <= 1e-4

@@ -1,7 +1,7 @@
 /* Small camera helpers for the trajectory builders: 3-vectors, row-major 3x3 / 4x4 float matrices,
  * and upstream's look-at construction.
  *
- * Conventions (spec/pipeline.md §3.1): matrices are world-to-camera (w2c), row-major, OpenCV camera
+ * Conventions (upstream FW:188-215, Z:377, CU:21-27): matrices are world-to-camera (w2c), row-major, OpenCV camera
  * axes (+x right, +y down, +z forward), translation in column 3 (w2c[r*4 + 3]).
  *
  * Everything is float32 with a fixed operation order: upstream builds its cameras from float32
@@ -32,11 +32,11 @@ void lyra_mat4_rot_apply_t(const float w2c[16], const float v[3], float out[3]);
 /* Camera centre C = -R^T t of a w2c (4,4). */
 void lyra_camera_center(const float w2c[16], float center[3]);
 
-/* Upstream look-at (camera_utils.look_at_matrix, spec §3.1): f = normalize(target - pos),
+/* Upstream look-at (camera_utils.look_at_matrix, upstream FW:188-215, Z:377, CU:21-27): f = normalize(target - pos),
  * r = normalize(cross((0,1,0), f)), u = cross(f, r); rotation rows [r; u; f].
  * Translation t = -R @ pos when invert_pos != 0; with invert_pos == 0 it is t = pos itself (an
- * upstream quirk used by the `back` preset, spec §3.2). pos == target gives NaN rows, as upstream.
- * w2c (4,4) out. */
+ * upstream quirk used by the `back` preset, upstream CT:224-234, CU:291-330, CT:248-258). pos == target gives NaN rows,
+ * as upstream. w2c (4,4) out. */
 void lyra_camera_look_at(const float pos[3], const float target[3], int invert_pos, float w2c[16]);
 
 /* w2c (4,4) = [[c,0,s,0],[0,1,0,0],[-s,0,c,0],[0,0,0,1]] with c, s the float32 roundings of

@@ -1,4 +1,4 @@
-/* Ray conditioning (spec §4.7). Float32 in upstream's op order: (i - cx) / fx, the norm as
+/* Ray conditioning (upstream M:1830-1888, PL:28-74). Float32 in upstream's op order: (i - cx) / fx, the norm as
  * sqrt((x² + y²) + z²), then R·dir as a sequential sum over the inner index. */
 #include <math.h>
 

@@ -1,4 +1,4 @@
-/* Ray conditioning of the network (spec §4.7, upstream PL:28-74 `ray_condition`). */
+/* Ray conditioning of the network (upstream M:1830-1888, PL:28-74 `ray_condition`). */
 #ifndef LYRA_GEOM_RAYS_H
 #define LYRA_GEOM_RAYS_H
 

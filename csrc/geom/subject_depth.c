@@ -1,4 +1,4 @@
-/* Subject depth = torch.quantile(depth[mask > 0.5], 0.25) (Z:378, spec §2.3), the scale of every
+/* Subject depth = torch.quantile(depth[mask > 0.5], 0.25) (upstream Z:378), the scale of every
  * trajectory. Reproduces torch's float32 evaluation: rank = 0.25f * (float)(n - 1), the values at
  * floor(rank) and ceil(rank) of the sorted selection, and torch's lerp
  * (w < 0.5 ? a + w (b - a) : b - (b - a)(1 - w)). The two order statistics come from a quickselect

@@ -23,7 +23,7 @@ void lyra_traj_horizontal(float c, int64_t n, double distance, int sign, int axi
     const float look[3] = {0.0f, 0.0f, axis == 2 ? (float)(distance + 1.0) * c : c};
     for (int64_t i = 0; i < n; i++) {
         /* i * distance * center_depth / n_steps * (1 if right else -1): the step is i/n, so the last
-         * frame stops at (n-1)/n of the distance (spec §9 item 1). */
+         * frame stops at (n-1)/n of the distance (docs/REFERENCES.md#upstream-quirks-kept-on-purpose item 1). */
         float step = (float)((double)i * distance) * c / (float)n * (float)sign;
         float pos[3] = {0.0f, 0.0f, 0.0f};
         pos[axis] = step;
@@ -54,7 +54,7 @@ void lyra_traj_spiral(float c, int64_t n, double rx, double ry, int sign, int st
     const double theta_max = 2.0 * M_PI * (double)circles;
     for (int64_t i = 0; i < n; i++) {
         double theta = theta_max * (double)i / (double)(n - 1);
-        /* radius_z = 0: the spiral has no z motion (spec §9 item 4). */
+        /* radius_z = 0: the spiral has no z motion (docs/REFERENCES.md#upstream-quirks-kept-on-purpose item 4). */
         double x = start_from_zero ? rx * (cos(theta) - 1.0) * (double)sign : rx * cos(theta);
         float pos[3] = {(float)x * c, (float)(ry * sin(theta)) * c, (float)(0.0 * sin(theta)) * c};
         lyra_camera_look_at(pos, look, 1, MAT(w2c, i));
@@ -103,7 +103,8 @@ void lyra_traj_dolly_zoom(float c, int64_t n, const float K0[9], float *w2c, flo
         k[0] = K0[0] * ratio;
         k[4] = K0[4] * ratio;
         /* Once the camera passes z = c' the look-at flips it 180 degrees (R = diag(-1,1,-1)), and at
-         * z == c' exactly the rows are NaN: upstream quirks kept (spec §3.2, §9 item 3). */
+         * z == c' exactly the rows are NaN: upstream quirks kept (upstream CT:224-234, CU:291-330, CT:248-258;
+         * docs/REFERENCES.md#upstream-quirks-kept-on-purpose item 3). */
         lyra_camera_look_at(cam, look, 1, MAT(w2c, i));
     }
 }

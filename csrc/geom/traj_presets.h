@@ -1,5 +1,5 @@
 /* Internal: one builder per upstream camera_utils trajectory function (CU = camera_utils.py,
- * CT = camera_traj_utils.py, spec/pipeline.md §3). Used only by trajectory.c, which validates the
+ * CT = camera_traj_utils.py, upstream FW:188-215, Z:377, CU:21-27). Used only by trajectory.c, which validates the
  * arguments and picks the builder and its parameters for a preset.
  *
  * Common arguments: c = subject depth (float32, as upstream's tensor), n = frames, w2c (n,4,4) out.

@@ -1,6 +1,6 @@
-/* Camera trajectories of the Lyra-2 zoom script (spec/pipeline.md §2.3, §3), built exactly as upstream
- * builds them (lyra_2/_src/inference/camera_traj_utils.py + camera_utils.py), plus the subject depth
- * that scales them and the custom-trajectory (trajectory.npz) rescaling.
+/* Camera trajectories of the Lyra-2 zoom script (upstream Z:378, FW:188-215, Z:377, CU:21-27), built exactly as
+ * upstream builds them (lyra_2/_src/inference/camera_traj_utils.py + camera_utils.py), plus the subject depth that
+ * scales them and the custom-trajectory (trajectory.npz) rescaling.
  *
  * Layouts: w2c (M,4,4) and K (M,3,3), row-major float32; world = camera of frame 0 (initial w2c = I).
  * M = lyra_traj_frame_count(preset, n): n for every preset except `back` / `back_simple` (2n-1).
@@ -60,7 +60,7 @@ typedef enum lyra_traj_direction {
     LYRA_TRAJ_DOWN
 } lyra_traj_direction;
 
-/* The zoom script's zoom-out upward tilt ratio (Z:206-209); zoom-in uses 0 (spec §3.3). */
+/* The zoom script's zoom-out upward tilt ratio (Z:206-209); zoom-in uses 0 (upstream Z:206-209, Z:760, Z:371). */
 #define LYRA_TRAJ_ZOOM_OUT_UPWARD_RATIO 0.15
 
 /* Name <-> preset ("horizontal_zoom", ...). lyra_traj_preset_parse fails with LYRA_ERR_ARG naming
@@ -70,26 +70,29 @@ lyra_status lyra_traj_preset_parse(const char *name, lyra_traj_preset *out);
 lyra_status lyra_traj_direction_parse(const char *name, lyra_traj_direction *out);
 
 /* Matrices the preset returns for n frames: 2n-1 for back / back_simple (upstream appends n-1
- * back-spiral poses after n identities; the AR loop only reads the first n, spec §3.2), else n. */
+ * back-spiral poses after n identities; the AR loop only reads the first n, upstream CT:224-234, CU:291-330,
+ * CT:248-258), else n. */
 int64_t lyra_traj_frame_count(lyra_traj_preset preset, int64_t n);
 
-/* Checks the frame-count rule n = 1 + 80k, 1 <= k <= LYRA_TRAJ_MAX_CHUNKS (AR:1472-1476, spec §3.5). */
+/* Checks the frame-count rule n = 1 + 80k, 1 <= k <= LYRA_TRAJ_MAX_CHUNKS (upstream AR:1472-1476, AR:1478-1479,
+ * AR:1484-1487). */
 #define LYRA_TRAJ_MAX_CHUNKS 10000
 lyra_status lyra_traj_check_frames(int64_t n);
 
 /* Builds preset for n frames (n = 1 + 80k), strength s (finite, >= 0), subject depth c (finite, > 0),
  * frame-0 intrinsics K0 (3,3), direction, then applies the zoom-out upward tilt with upward_ratio
- * (0 for zoom-in, LYRA_TRAJ_ZOOM_OUT_UPWARD_RATIO for zoom-out; spec §3.3).
+ * (0 for zoom-in, LYRA_TRAJ_ZOOM_OUT_UPWARD_RATIO for zoom-out; upstream Z:206-209, Z:760, Z:371).
  * w2c (M,4,4), K (M,3,3) out with M = lyra_traj_frame_count(preset, n). */
 lyra_status lyra_traj_build(lyra_traj_preset preset, lyra_traj_direction direction, int64_t n,
                             double strength, float c, const float K0[9], double upward_ratio,
                             float *w2c, float *K);
 
-/* Zoom-out upward tilt (Z:386-400, spec §3.3), in place on w2c (m,4,4): camera centres C_i = -R^T t;
+/* Zoom-out upward tilt (upstream Z:386-400, Z:206-209, Z:760, Z:371), in place on w2c (m,4,4): camera centres C_i =
+ * -R^T t;
  * back_i = max(-(C_i.z - C_0.z), 0); C_i.y -= ratio * back_i; t_i = -R_i C_i (rotation kept). */
 void lyra_traj_tilt_up(float *w2c, int64_t m, double ratio);
 
-/* Subject depth (Z:378, spec §2.3): torch.quantile(depth[mask > 0.5], 0.25), linear interpolation at
+/* Subject depth (upstream Z:378): torch.quantile(depth[mask > 0.5], 0.25), linear interpolation at
  * rank 0.25 (n - 1) over the selected values, n = count. depth (count), mask (count) or NULL = all
  * selected. Fails with LYRA_ERR_ARG when nothing is selected or a selected value is NaN (torch would
  * return NaN; upstream's caller never passes NaN, it maps NaN to 1e4 first). */

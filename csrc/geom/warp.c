@@ -1,4 +1,4 @@
-/* The forward warp of one source view into N target cameras (spec §4.5), threaded over targets. */
+/* The forward warp of one source view into N target cameras (upstream M:1601-1822, FW), threaded over targets. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

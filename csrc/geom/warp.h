@@ -1,9 +1,10 @@
-/* Forward warping of one source view into N target cameras (spec/pipeline.md §4.5, upstream FW:57-150).
+/* Forward warping of one source view into N target cameras (upstream M:1601-1822, FW, FW:57-150).
  *
  * Conventions: OpenCV camera axes, w2c row-major 4x4 with the translation in column 3, K row-major 3x3,
  * images channel-first (C,H,W), integer pixel coordinates (x = column, y = row) for the warp (rays use
  * pixel centres, see rays.h). All arithmetic is float32 in upstream's op order so that points landing
- * exactly on integer pixels (the floor = ceil double splat, spec §9 item 13) land where upstream's do. */
+ * exactly on integer pixels (the floor = ceil double splat, docs/REFERENCES.md#upstream-quirks-kept-on-purpose item
+ * 13) land where upstream's do. */
 #ifndef LYRA_GEOM_WARP_H
 #define LYRA_GEOM_WARP_H
 
@@ -14,7 +15,7 @@
 /* ---- warp_matrix.c ---- */
 
 /* inv(a) for a row-major n x n float32 matrix (n = 3 or 4), rounded as torch 1.13 CPU `linalg.inv`
- * rounds it (spec §4.5 step 2): LU of aᵀ with partial pivoting (column scaled by the pivot's reciprocal),
+ * rounds it (upstream M:1601-1822, FW): LU of aᵀ with partial pivoting (column scaled by the pivot's reciprocal),
  * then the transposed triangular solves with sequential sums, then the row swaps undone in reverse.
  * a: (n,n), out: (n,n). LYRA_ERR_ARG (message names `what`) when a pivot is 0 or the result not finite. */
 lyra_status lyra_warp_invert(const float *a, int n, float *out, const char *what);
@@ -41,8 +42,9 @@ void lyra_warp_project(const float *points, int64_t count, const float *w2c, con
 /* ---- warp_splat.c ---- */
 
 /* Largest projected depth max(q_z, 0) over all H*W source points, valid or not: upstream's depth-weight
- * normaliser max(log1p(z)) is taken over every point of the batch, masked ones included (spec §9 item 6),
- * and log1p is monotone, so log1p of this max is that normaliser. points: (H*W,3). */
+ * normaliser max(log1p(z)) is taken over every point of the batch, masked ones included
+ * (docs/REFERENCES.md#upstream-quirks-kept-on-purpose item 6), and log1p is monotone, so log1p of this max is that
+ * normaliser. points: (H*W,3). */
 float lyra_warp_max_depth(const float *points, int64_t count, const float *w2c, const float *K);
 
 /* Per-thread scratch of the splat of one target (allocated once per thread and reused). */

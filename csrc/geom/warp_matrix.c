@@ -1,10 +1,11 @@
-/* The float32 matrix inverse of the warp, rounded like upstream's (spec §4.5 step 2).
+/* The float32 matrix inverse of the warp, rounded like upstream's (upstream M:1601-1822, FW).
  *
  * Upstream inverts K and w2c with torch.linalg.inv (FW:34-35). torch 1.13 on CPU computes it as
  * solve(A, I) through LAPACK, which sees the row-major A as its transpose M = Aᵀ: sgetrf(M) then
  * sgetrs('T'). The last bit of the result decides which points land exactly on integer pixels (and
- * are then splatted twice or four times, spec §9 item 13), so the same op order is used here. The file
- * must be compiled without FMA contraction (the build's -std=c11 sets -ffp-contract=off). */
+ * are then splatted twice or four times, docs/REFERENCES.md#upstream-quirks-kept-on-purpose item 13), so the same op
+ * order is used here. The file must be compiled without FMA contraction (the build's -std=c11 sets -ffp-contract=off).
+ * */
 #include <math.h>
 #include <string.h>
 

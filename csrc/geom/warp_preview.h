@@ -1,5 +1,5 @@
 /* Preview rendering without network weights: the input image forward-warped into every camera of a
- * trajectory (the warp of spec §4.5), with holes filled by the push-pull inpainting of inpaint.h. */
+ * trajectory (the warp of upstream M:1601-1822, FW), with holes filled by the push-pull inpainting of inpaint.h. */
 #ifndef LYRA_GEOM_WARP_PREVIEW_H
 #define LYRA_GEOM_WARP_PREVIEW_H
 

@@ -1,5 +1,5 @@
 /* Source side of the forward warp: depth sanitising, the depth-continuity mask, unprojection, and the
- * projection into a target camera (spec §4.5 steps 1-3, FW:38-54, FW:99-124, FW:188-215, FW:280-299). */
+ * projection into a target camera (upstream M:1601-1822, FW:38-54, FW:99-124, FW:188-215, FW:280-299). */
 #include <float.h>
 #include <math.h>
 

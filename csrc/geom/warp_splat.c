@@ -1,12 +1,13 @@
-/* Bilinear splatting with the soft z-buffer, one target camera (spec §4.5 steps 3-4, FW:136-149,
+/* Bilinear splatting with the soft z-buffer, one target camera (upstream M:1601-1822, FW:136-149,
  * FW:302-419).
  *
  * Upstream quirks kept on purpose:
  * - the splat position is recomputed as flow + grid, i.e. fl(fl(u - x) + x), not u (FW:142-143, FW:330-331);
  * - the four corners are floor(o) and ceil(o) per axis, so a coordinate that is exactly an integer puts
  *   two (or four) corners on the same pixel, each with proximity factor 1: the point counts twice (four
- *   times) in that pixel's sums (spec §9 item 13);
- * - the depth-weight normaliser is max(log1p z) over the whole batch the caller warps (spec §9 item 6);
+ *   times) in that pixel's sums (docs/REFERENCES.md#upstream-quirks-kept-on-purpose item 13);
+ * - the depth-weight normaliser is max(log1p z) over the whole batch the caller warps
+ * (docs/REFERENCES.md#upstream-quirks-kept-on-purpose item 6);
  * - the accumulation runs corner by corner (all nw contributions, then sw, ne, se), as upstream's four
  *   index_put_ calls, so each pixel sums its contributions in upstream's order. */
 #include <math.h>

@@ -2,7 +2,7 @@
  *
  * Why not swscale: for a same-size yuv420p -> rgb24 conversion swscale repeats each chroma sample
  * (measured: ~2.4 LSB mean, up to ~17 LSB at colour edges against cv2.imread on a q90 4:2:0 JPEG),
- * while libjpeg(-turbo), which cv2.imread uses upstream (spec/pipeline.md §1), and libwebp
+ * while libjpeg(-turbo), which cv2.imread uses upstream (upstream Z:602-607, Z:67, Z:171), and libwebp
  * interpolate chroma sited at the centre of each 2x2 block. This is the same filter with the same
  * integer rounding as libjpeg-turbo's h2v2/h2v1 fancy upsamplers (jdsample.c): weights 3/4 and 1/4
  * along each subsampled axis, edge samples replicated, alternating +8/+7 (+2/+1) rounding biases. */

@@ -1,5 +1,5 @@
 /* The upstream input resize: cv2.resize(img, (W, H), interpolation=cv2.INTER_LINEAR) on uint8
- * (spec/pipeline.md §1, Z:67), reproduced bit for bit.
+ * (upstream Z:602-607, Z:67, Z:171), reproduced bit for bit.
  *
  * What OpenCV (4.11, x86 SIMD path) does for 8-bit INTER_LINEAR, and therefore what this does:
  *  - source coordinate per output index d: f = (float)((d + 0.5) * scale - 0.5) with

@@ -57,14 +57,15 @@ void lyra_image_flatten_alpha(const uint8_t *rgba, size_t n, uint8_t *rgb);
  *
  * src: uint8 (h0, w0, c) -> dst: uint8 (h, w, c), 1 <= c <= 4. Bilinear with half-pixel centres
  * (align_corners=False), no antialiasing, no crop, reproducing cv2.resize(INTER_LINEAR) on uint8
- * bit for bit, as upstream resizes its input with it (spec/pipeline.md §1, Z:67). */
+ * bit for bit, as upstream resizes its input with it (upstream Z:602-607, Z:67, Z:171). */
 lyra_status lyra_image_resize(const uint8_t *src, int h0, int w0, int c, uint8_t *dst, int h, int w);
 
 /* ---- video encode (video_encode.c) ---- */
 
 #define LYRA_VIDEO_FPS_MIN 8
 #define LYRA_VIDEO_FPS_MAX 24
-#define LYRA_VIDEO_CRF_DEFAULT 25 /* upstream: imageio quality 5 -> -crf 25 (spec/pipeline.md §5) */
+/* upstream: imageio quality 5 -> -crf 25 (upstream Z:767-777, AR:441-463, Z:779-794) */
+#define LYRA_VIDEO_CRF_DEFAULT 25
 #define LYRA_VIDEO_MAX_SIDE 8192
 
 /* frames: uint8 (t, h, w, 3), t >= 1, h and w even in [2, LYRA_VIDEO_MAX_SIDE], fps in [8, 24],

@@ -8,7 +8,8 @@
 #define MAX_NODES ((size_t)1 << 24)
 #define MAX_LINE 256
 
-/* The allow-list (checkpoints.md §2.3 and §3.3). Anything not here is refused at GLOBAL time. */
+/* The allow-list (docs/REFERENCES.md#pytorch-checkpoint-formats and docs/REFERENCES.md#pytorch-checkpoint-formats).
+ * Anything not here is refused at GLOBAL time. */
 static const lyra_pk_global allowed[] = {
     {"collections", "OrderedDict", LYRA_PK_ROLE_DICT, -1},
     {"builtins", "dict", LYRA_PK_ROLE_DICT, -1},

@@ -2,7 +2,7 @@
  *
  * It interprets the binary pickle opcodes (protocols 2-5; the text opcodes of protocol 0/1 and the
  * extension registry are refused) and builds a value graph of plain nodes. GLOBAL / STACK_GLOBAL may
- * only name the (module, name) pairs of the allow-list below (checkpoints.md §2.3, §3.3); any other
+ * only name the (module, name) pairs of the allow-list below (docs/REFERENCES.md#pytorch-checkpoint-formats); any other
  * global - os.system, builtins.eval, numpy's reconstructors - stops the load with LYRA_ERR_FORMAT
  * naming it, before anything else happens. REDUCE / NEWOBJ / BUILD act only on allowed globals, each
  * with a fixed, checked meaning:

@@ -1,9 +1,9 @@
 /* H.264 MP4 writer on libavcodec (libx264) + libavformat (see media.h).
  *
  * Upstream writes with imageio-ffmpeg: libx264, yuv420p, -crf 25, preset medium, no audio
- * (spec/pipeline.md §5). The RGB -> YUV conversion is swscale's BT.601 limited range, as the ffmpeg
- * CLI behind imageio does for untagged RGB input; unlike imageio we tag the stream (matrix BT.601,
- * limited range) so players do not guess BT.709 for HD sizes. */
+ * (upstream Z:767-777, AR:441-463, Z:779-794). The RGB -> YUV conversion is swscale's BT.601 limited range, as the
+ * ffmpeg CLI behind imageio does for untagged RGB input; unlike imageio we tag the stream (matrix BT.601, limited
+ * range) so players do not guess BT.709 for HD sizes. */
 #include "media.h"
 
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* CLIP vision tower forward on the runtime ops (encoders.md §3.2-3.3), plus its cost model. */
+/* CLIP vision tower forward on the runtime ops (upstream CLIP:519-523, CLIP:261-282), plus its cost model. */
 #include <math.h>
 #include <string.h>
 
@@ -6,7 +6,7 @@
 #include "nn/ops.h"
 
 #define LN_EPS 1e-5f
-/* open-clip / OpenAI CLIP normalisation (Wan clip.py transforms, encoders.md §3.2). */
+/* open-clip / OpenAI CLIP normalisation (Wan clip.py transforms, upstream CLIP:519-523). */
 static const float CLIP_MEAN[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 static const float CLIP_STD[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
@@ -43,7 +43,7 @@ lyra_status lyra_clip_preprocess(const lyra_clip *m, lyra_backend *be, lyra_tens
         return lyra_error(LYRA_ERR_ARG, "CLIP: preprocess output must be (B, 3, %lld, %lld)", (long long)S,
                           (long long)S);
     /* Squeeze to S×S whatever the aspect ratio: PyTorch bicubic (A = −0.75), align_corners=False, no
-     * antialias, no clamping of the result (§3.2). */
+     * antialias, no clamping of the result (upstream CLIP:519-523). */
     lyra_resize_params rp = {.mode = LYRA_RESIZE_BICUBIC, .align_corners = 0, .antialias = 0};
     LYRA_TRY(lyra_op_resize(be, y, image, &rp));
     LYRA_TRY(lyra_op_scale(be, y, y, 0.5f, 0.5f)); /* [−1, 1] -> [0, 1] */
@@ -57,7 +57,7 @@ lyra_status lyra_clip_preprocess(const lyra_clip *m, lyra_backend *be, lyra_tens
 }
 
 /* q, k or v (B, T, H, Dh) as a strided view of the fused (B, T, 3W) projection: which = 0, 1, 2 selects the
- * column block [which·W, (which+1)·W); head n uses its columns [n·Dh, (n+1)·Dh) (§3.3). */
+ * column block [which·W, (which+1)·W); head n uses its columns [n·Dh, (n+1)·Dh) (upstream CLIP:261-282). */
 static lyra_tensor qkv_view(const lyra_tensor *qkv, int which, int64_t H) {
     int64_t B = qkv->ne[0], T = qkv->ne[1], W = qkv->ne[2] / 3, Dh = W / H;
     lyra_tensor v = *qkv;
@@ -116,7 +116,7 @@ static lyra_status block(const lyra_clip *m, lyra_backend *be, lyra_arena *a, ly
     LYRA_TRY(lyra_op_layer_norm(be, &h, x, &b->norm2_w, &b->norm2_b, LN_EPS));
     LYRA_TRY(lyra_arena_tensor(a, &u, LYRA_DTYPE_F32, 3, (int64_t[]){B, T, c->mlp}, "CLIP mlp"));
     LYRA_TRY(lyra_op_linear(be, &u, &h, &b->fc1_w, &b->fc1_b));
-    LYRA_TRY(lyra_op_gelu(be, &u, &u, 0)); /* exact erf GELU (activation="gelu", §3.1) */
+    LYRA_TRY(lyra_op_gelu(be, &u, &u, 0)); /* exact erf GELU (activation="gelu", upstream CLIP:453-478) */
     LYRA_TRY(lyra_arena_tensor(a, &t, LYRA_DTYPE_F32, 3, new, "CLIP mlp out"));
     LYRA_TRY(lyra_op_linear(be, &t, &u, &b->fc2_w, &b->fc2_b));
     LYRA_TRY(lyra_op_add(be, x, x, &t));
@@ -136,7 +136,8 @@ lyra_status lyra_clip_encode(const lyra_clip *m, lyra_backend *be, lyra_arena *a
                           (long long)c->tokens, (long long)c->width);
     size_t mark = lyra_arena_mark(arena);
     lyra_status s = embed(m, be, arena, out, image);
-    /* All blocks but the last (use_31_block): the output is the residual stream, no post-norm (§3.3). */
+    /* All blocks but the last (use_31_block): the output is the residual stream, no post-norm (upstream CLIP:261-282).
+     * */
     for (int64_t l = 0; l < c->used_layers && s == LYRA_OK; l++) s = block(m, be, arena, out, &m->blocks[l]);
     lyra_arena_reset(arena, mark);
     return s;

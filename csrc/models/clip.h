@@ -1,12 +1,14 @@
 /* CLIP ViT vision tower as Lyra-2 uses it (open-clip xlm-roberta-large-vit-huge-14 through Wan's clip.py,
- * encoders.md §3): the image embedding the DiT cross-attends to, (B, 257, 1280) for ViT-H/14.
+ * upstream CONDC:68-72, CLIP:453-478, CLIP:277-279): the image embedding the DiT cross-attends to, (B, 257, 1280) for
+ * ViT-H/14.
  *
- *   pixels = Normalize(bicubic_resize(image, S×S)·0.5 + 0.5)         (§3.2, no antialias, align_corners False)
- *   x = [cls; conv_P×P(pixels) as tokens] + pos; x = LN_pre(x)           (§3.3)
+ *   pixels = Normalize(bicubic_resize(image, S×S)·0.5 + 0.5)         (upstream CLIP:519-523, no antialias,
+ * align_corners False)
+ *   x = [cls; conv_P×P(pixels) as tokens] + pos; x = LN_pre(x)           (upstream CLIP:261-282)
  *   every block except the last (use_31_block): x += proj(attn(LN1(x))), x += mlp2(gelu_erf(mlp0(LN2(x))))
  *   no post-norm, no head.
  *
- * Configuration from the weights (names as the checkpoint's `visual.*`, encoders.md Appendix C): width from
+ * Configuration from the weights (names as the checkpoint's `visual.*`, upstream CLIP:309-400): width from
  * cls_embedding, patch from patch_embedding.weight, tokens = 1 + G² from pos_embedding (image size S = G·P),
  * blocks = number of visual.transformer.{i}, mlp width from mlp.0. The head count is not in the weights: the
  * caller passes it (open-clip ViT-H/14 uses heads of width 80, i.e. 16 heads at width 1280). */

@@ -1,4 +1,5 @@
-/* CLIP vision tower: configuration detection and weight loading (names: encoders.md Appendix C). */
+/* CLIP vision tower: configuration detection and weight loading (names: the visual.* modules of upstream CLIP:309-400).
+ * */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,7 @@ static lyra_status detect_config(lyra_clip_config *c, const lyra_text_wsource *s
         if (!src->lookup(src->ctx, name)) break;
         c->layers++;
     }
-    /* use_31_block runs transformer[:-1] (encoders.md §3.1 and Corrections 3). */
+    /* use_31_block runs transformer[:-1] (upstream CLIP:453-478). */
     if (c->layers < 2)
         return lyra_error(LYRA_ERR_FORMAT, WHAT " weights: %lld transformer blocks (visual.transformer.{i}); Lyra "
                           "uses all but the last, so at least 2 are needed", (long long)c->layers);
@@ -53,7 +54,7 @@ static lyra_status detect_config(lyra_clip_config *c, const lyra_text_wsource *s
 }
 
 /* Present in the checkpoint, unused by Lyra: the text tower (`textual.*`), log_scale, the last block, post_norm
- * and head (encoders.md §3.5). */
+ * and head (upstream CLIP:309-400). */
 static int ignore_unused(const void *ctx, const char *name) {
     const lyra_clip_config *c = ctx;
     if (strncmp(name, "visual.", 7) != 0) return 1;

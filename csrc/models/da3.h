@@ -1,6 +1,6 @@
-/* Depth Anything 3 nested (DA3NESTED-GIANT-LARGE as Lyra runs it; depth.md §1): an any-view DINOv2 ViT with
- * alternating attention + DualDPT (depth, confidence) + CameraEnc / CameraDec, and a metric ViT + DPT (depth, sky),
- * merged into scaled depth with the sky filled (§1.10).
+/* Depth Anything 3 nested (DA3NESTED-GIANT-LARGE as Lyra runs it; upstream Z:211, DU:119-146, DU:162): an any-view
+ * DINOv2 ViT with alternating attention + DualDPT (depth, confidence) + CameraEnc / CameraDec, and a metric ViT + DPT
+ * (depth, sky), merged into scaled depth with the sky filled (upstream DA3net:499-567, DA3aln).
  *
  * Weights use the NestedDepthAnything3Net names ("da3.*", "da3_metric.*"; a leading "model." is stripped by the
  * glue). Configuration from names and shapes; what the weights cannot say (heads of the metric ViT and of the
@@ -23,7 +23,7 @@ typedef struct lyra_da3_options {
     int metric_taps[4];      /* all 0: [4, 11, 17, 23] (needs 24 blocks) */
 } lyra_da3_options;
 
-/* One DPT / DualDPT head (depth.md §1.7, §1.9). */
+/* One DPT / DualDPT head (upstream DA3dual:30-364, DA3net:484). */
 typedef struct lyra_da3_rcu { lyra_tensor c1_w, c1_b, c2_w, c2_b; } lyra_da3_rcu;
 typedef struct lyra_da3_fusion {
     int has_rcu1;
@@ -76,7 +76,7 @@ typedef struct lyra_da3 {
 lyra_status lyra_da3_load(lyra_da3 *m, const lyra_text_wsource *src, const lyra_da3_options *opt);
 void lyra_da3_free(lyra_da3 *m);
 
-/* ---- preprocessing (depth.md §1.4) ---- */
+/* ---- preprocessing (upstream DA3in:219-257) ---- */
 /* Processed size for an h0×w0 image: longest side scaled to process_res (round()), then each side to the nearest
  * multiple of 14 (ties up). *resample1/2 (may be NULL) get 0 none, 1 INTER_AREA, 2 INTER_CUBIC per step. */
 void lyra_da3_processed_size(int h0, int w0, int process_res, int *h1, int *w1, int *h, int *w, int *resample1,
@@ -123,8 +123,9 @@ lyra_status lyra_da3_forward(const lyra_da3 *m, lyra_backend *be, lyra_arena *a,
                              const float *ext, const float *K, lyra_da3_out *out, lyra_da3_trace *trace);
 size_t lyra_da3_arena_bytes(const lyra_da3 *m, int64_t S, int64_t h, int64_t w);
 
-/* The nested merge alone (§1.10) on host arrays: scales metric_depth in place by mean focal / 300, fits σ,
- * scales depth and the extrinsics' translations, fills sky. Fails (LYRA_ERR_ARG) with <= 10 non-sky pixels. */
+/* The nested merge alone (upstream DA3net:499-567, DA3aln) on host arrays: scales metric_depth in place by mean focal /
+ * 300, fits σ, scales depth and the extrinsics' translations, fills sky. Fails (LYRA_ERR_ARG) with <= 10 non-sky
+ * pixels. */
 lyra_status lyra_da3_merge(int64_t S, int64_t h, int64_t w, float *depth, float *conf, float *metric_depth,
                            const float *sky, float *extrinsics, const float *intrinsics, lyra_da3_trace *trace,
                            float *scale);

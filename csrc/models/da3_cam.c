@@ -1,7 +1,7 @@
 /* DA3 cameras: the pose encoding (w2c + K -> 9 numbers) and its inverse, the camera encoder (poses -> camera
- * tokens, depth.md §1.6) and the camera decoder (last tap's camera token -> pose encoding, §1.8).
- * The 3×3 geometry runs on the host in float32, in upstream's operation order (model/utils/transform.py,
- * utils/geometry.py affine_inverse). */
+ * tokens, upstream DA3ce:23-80, DA3ub, DA3ua) and the camera decoder (last tap's camera token -> pose encoding,
+ * upstream DA3cd:19-45, DA3tf:41-65, DA3net:238-255). The 3×3 geometry runs on the host in float32, in upstream's
+ * operation order (model/utils/transform.py, utils/geometry.py affine_inverse). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,6 @@
 /* DA3 nested forward: any-view backbone with camera-token injection and concatenated local/global taps
- * (depth.md §1.5.6-1.5.7), DualDPT, CameraDec, metric ViT + DPT, then the nested merge (§1.10). */
+ * (upstream DA3vit:314-342, DA3vit:352-357), DualDPT, CameraDec, metric ViT + DPT, then the nested merge (upstream
+ * DA3net:499-567, DA3aln). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

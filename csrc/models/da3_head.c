@@ -1,6 +1,6 @@
-/* DA3 DPT heads on the runtime ops: the any-view DualDPT main branch (depth + confidence, depth.md §1.7) and the
- * metric DPT (depth + sky, §1.9). One view at a time: the heads process views independently (upstream chunks of 8
- * have no numeric effect), which bounds the activation memory to one view's pyramid. */
+/* DA3 DPT heads on the runtime ops: the any-view DualDPT main branch (depth + confidence, upstream DA3dual:30-364) and
+ * the metric DPT (depth + sky, upstream DA3net:484). One view at a time: the heads process views independently
+ * (upstream chunks of 8 have no numeric effect), which bounds the activation memory to one view's pyramid. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +59,7 @@ double lyra_da3_head_flops(const lyra_da3_head *hd, int64_t gh, int64_t gw, int6
 }
 
 /* 0.1 · UV sin/cos embedding (Cc, ph, pw) of DA3's DualDPT (head_utils create_uv_grid + position_grid_to_embed,
- * depth.md §1.7), in float32 like upstream (linspace as PyTorch's kernel: start + step·i for the first half,
+ * upstream DA3dual:30-364), in float32 like upstream (linspace as PyTorch's kernel: start + step·i for the first half,
  * end − step·(n−1−i) for the second). aspect = image w / h. */
 static int uv_embed(float *dst, int64_t Cc, int64_t ph, int64_t pw, double aspect) {
     double diag = sqrt(aspect * aspect + 1.0);

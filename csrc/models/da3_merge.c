@@ -1,4 +1,4 @@
-/* DA3 nested merge (depth.md §1.10, DA3net:499-567, DA3aln): metric scaling by the predicted focal, the
+/* DA3 nested merge (upstream DA3net:499-567, DA3aln): metric scaling by the predicted focal, the
  * least-squares scale of the any-view depth onto the metric depth, and the sky fill.
  *
  * Upstream draws a random subset of 100 000 values (torch RNG) for the median confidence and the 0.99 depth

@@ -1,4 +1,4 @@
-/* DA3 input preprocessing (depth.md §1.4, DA3in:316-383): upper-bound resize, nearest multiple of 14, and the
+/* DA3 input preprocessing (upstream DA3in:219-257, DA3in:316-383): upper-bound resize, nearest multiple of 14, and the
  * two OpenCV uint8 resamplers it uses (INTER_AREA when shrinking, INTER_CUBIC when a side grows), then
  * ToTensor + ImageNet normalisation. OpenCV's SIMD summation order is not reproduced: results may differ from
  * cv2 by 1 LSB at a few pixels (the golden tolerance allows it, README §7). */

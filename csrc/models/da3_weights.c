@@ -1,4 +1,4 @@
-/* DA3 nested: configuration detection and weight loading (names: depth.md §3.1-3.2). */
+/* DA3 nested: configuration detection and weight loading (names: docs/REFERENCES.md#weight-names). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,7 +136,7 @@ static lyra_status add_vec(lyra_vit_wlist *l, const char *full, lyra_tensor *w, 
     return LYRA_OK;
 }
 
-/* Present in the checkpoints, not used by Lyra's calls (depth.md §0): the DualDPT aux (ray) branch, the GS
+/* Present in the checkpoints, not used by Lyra's calls (upstream DA3net:245-248): the DualDPT aux (ray) branch, the GS
  * head and adapter, DINOv2 mask tokens. Anything else outside the listed tensors is an error. */
 static int ignore_unused(const void *ctx, const char *name) {
     const lyra_da3 *m = ctx;
@@ -187,7 +187,8 @@ lyra_status lyra_da3_load(lyra_da3 *m, const lyra_text_wsource *src, const lyra_
     if (ac->cam_tokens != 2)
         return lyra_error(LYRA_ERR_FORMAT, WHAT " weights: 'da3.backbone.pretrained.camera_token' must be (1, 2, %lld)",
                           (long long)ac->dim);
-    /* alt_start = qknorm_start = rope_start (DA3cfg/da3-giant:13-15, depth.md §1.5.1) */
+    /* alt_start = qknorm_start = rope_start (upstream DA3cfg/da3-giant:13-15, DA3dino:22-64, DA3vit:454-466,
+     * DA3cfg/da3-giant:6-17) */
     ac->opt.rope_start = ac->opt.alt_start = ac->qk_norm_start;
     LYRA_TRY(check_taps(&m->anyview, m->opt.anyview_taps, DEFAULT_AV_TAPS, "any-view"));
     LYRA_TRY(detect_head(&m->head, src, "da3.head.", 1));

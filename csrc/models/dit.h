@@ -1,11 +1,11 @@
 /* The Lyra-2 diffusion transformer (Lyra2WanModel, a Wan 2.1 I2V DiT with camera, correspondence-buffer and
  * FramePack history inputs): configuration detected from the weights, loading, run-time LoRA, forward pass.
- * Spec: network.md (section numbers below refer to it). Upstream: WL = wan2pt1_lyra2.py, W = wan2pt1.py.
+ * References are upstream file:line at nv-tlabs/lyra@9fffc9a (tags WL, W, ... in docs/REFERENCES.md).
  *
- * 14B values (the released checkpoint, network.md §1.1): dim 5120, ffn 13824, 40 heads of 128, 40 layers,
- * in_dim 36 (16 latent + 4 mask + 16 conditioning), out_dim 16, text_dim 4096, freq_dim 256, CLIP 1280,
- * camera 1536 (384 Plücker channels unshuffled 2×2), buffer 1280 channels (5 spatial slots × 256) with 2
- * sin/cos octaves (20480 features) squeezed to 256, 6 clean patch embeddings; patch (1, 2, 2), eps 1e-6.
+ * 14B values (the released checkpoint, upstream EXP:21-62, ML:48-50, NETCFG:30): dim 5120, ffn 13824, 40 heads of 128,
+ * 40 layers, in_dim 36 (16 latent + 4 mask + 16 conditioning), out_dim 16, text_dim 4096, freq_dim 256, CLIP 1280,
+ * camera 1536 (384 Plücker channels unshuffled 2×2), buffer 1280 channels (5 spatial slots × 256) with 2 sin/cos
+ * octaves (20480 features) squeezed to 256, 6 clean patch embeddings; patch (1, 2, 2), eps 1e-6.
  *
  * Everything runs through the lyra_op_* ops of nn/ops.h on the model's backend (the CPU reference: f32
  * activations; matrices are kept in the checkpoint's float dtype). Dimension order is outermost first. */
@@ -33,7 +33,7 @@ typedef struct lyra_dit_config {
     int freq_dim;         /* 256 */
     int clip_dim;         /* 1280 */
     int cam_dim;          /* 1536 = cam_channels · 4 */
-    int cam_channels;     /* 384: the last channels of y, split off before the patch embedding (§3.1) */
+    int cam_channels;     /* 384: the last channels of y, split off before the patch embedding (upstream WL:902-912) */
     int buffer_in_dim;    /* 1280: channels of y_buffer */
     int buffer_embed_dim; /* 20480 = buffer_in_dim · 4 · 2 · multires */
     int buffer_squeeze;   /* 256 */
@@ -54,6 +54,7 @@ typedef struct lyra_dit_linear {
     lyra_tensor w;        /* (out, in), f32/bf16/f16 */
     lyra_tensor b;        /* (out) f32, or data NULL when the Linear has no bias */
     lyra_dit_lora_term lora[LYRA_DIT_MAX_ADAPTERS];
+    int fp8;              /* 1: e4m3 weights (dequantized in w) and per-token e4m3 activations (dit_fp8.c) */
 } lyra_dit_linear;
 
 typedef struct lyra_dit_block {
@@ -99,8 +100,20 @@ typedef struct lyra_dit_adapter {
     float weight;         /* activation weight w_a (PEFT scaling), settable */
     int rank;
     int n_modules;
-    void *mem;            /* the adapter's tensors */
+    void *mem;            /* the adapter's tensors: host memory, or a device block once the model is placed */
+    size_t bytes;         /* size of mem */
 } lyra_dit_adapter;
+
+/* Block streaming state (dit_stream.c). */
+typedef struct lyra_dit_stream {
+    int resident;             /* blocks [0, resident) are used in place, the others stream; = num_layers: off */
+    size_t span;              /* bytes of one block's weights (one contiguous span of the weight allocation) */
+    void *slot[2];            /* the two block buffers on the backend (be->ops->alloc) */
+    void *host;               /* after placement: the streamed blocks' weights, in host memory */
+    lyra_dit_block view[2];   /* the streamed block's descriptors rebased into its buffer */
+    int64_t uploads;          /* blocks uploaded since load */
+    size_t upload_bytes;
+} lyra_dit_stream;
 
 typedef struct lyra_dit {
     lyra_dit_config cfg;
@@ -108,12 +121,18 @@ typedef struct lyra_dit {
     lyra_dit_weights w;
     lyra_dit_param *params;   /* every checkpoint tensor, in checkpoint order */
     int n_params;
-    void *weight_mem;
+    void *weight_mem;         /* every weight: host memory, or one device block after lyra_dit_place */
     size_t weight_bytes;
     lyra_dit_adapter adapters[LYRA_DIT_MAX_ADAPTERS];
     int n_adapters;
     lyra_backend be;
     lyra_arena arena;
+    lyra_dit_stream stream;
+    int fp8;                  /* the attention blocks' Linears are fp8 (lyra_dit_quantize_fp8) */
+    size_t arena_need;        /* measured activation peak for arena_key (H, W, Lc, max LoRA rank, adapters,
+                                 activation dtype, fp8, device) */
+    int64_t arena_key[8];
+    lyra_dtype act_dtype;     /* activation storage (docs/PRECISION.md): f32, or bf16 on a device backend */
 } lyra_dit;
 
 /* Detects the configuration from the tensors (src[0..n-1]) and checks it against the layout: the clean patch
@@ -129,16 +148,40 @@ lyra_status lyra_dit_load(lyra_dit *m, const lyra_dit_named *src, int n, const c
                           int n_threads);
 void lyra_dit_free(lyra_dit *m);
 
-/* Adds a LoRA adapter from its tensors (spec §5.3 key formats: lora_A/lora_B or lora_down/lora_up, optional
- * .alpha and .diff_b, prefixes diffusion_model. / net., musubi lora_unet_*). Full-weight ".diff" deltas are
- * ignored as upstream does; their count is returned in *n_ignored. Unknown modules, bad shapes and ranks are
- * LYRA_ERR_FORMAT naming the key. */
+/* Moves the model to `device` (LYRA_DEVICE_CUDA: the GPU, or the emulated device under LYRA2_EMULATED_CUDA=1):
+ * a backend of that device, the weights and every LoRA adapter uploaded once (one device block each; the host
+ * copies are freed), the activation arena in device memory from the next forward on. This is the one place
+ * the DiT's weights go to the device (block streaming replaces it for budgets below the resident size). After
+ * it, lyra_dit_forward takes device tensors; adapters added later are uploaded when added. A no-op when the model
+ * is already there; LYRA_DEVICE_CPU after a placement is LYRA_ERR_UNSUPPORTED (the host copy is gone). */
+lyra_status lyra_dit_place(lyra_dit *m, lyra_device device);
+
+/* The activation storage dtype (docs/PRECISION.md): LYRA_DTYPE_F32 (the CPU reference, and a device f32 parity
+ * mode) or LYRA_DTYPE_BF16 (upstream's GPU policy: bf16 residual stream, projections, attention inputs and
+ * context; f32 time embedding/projection, modulation, head, and f32 statistics inside norms and softmax).
+ * bf16 needs a device backend (LYRA_ERR_UNSUPPORTED on the CPU backend, whose kernels compute f32). */
+lyra_status lyra_dit_set_precision(lyra_dit *m, lyra_dtype act);
+
+/* Adds a LoRA adapter from its tensors (upstream T2V:353-432, Z:525-530, T2V:379-380 key formats: lora_A/lora_B or
+ * lora_down/lora_up, optional .alpha and .diff_b, prefixes diffusion_model. / net., musubi lora_unet_*). Full-weight
+ * ".diff" deltas are ignored as upstream does; their count is returned in *n_ignored. Unknown modules, bad shapes and
+ * ranks are LYRA_ERR_FORMAT naming the key. */
 lyra_status lyra_dit_lora_add(lyra_dit *m, const lyra_dit_named *src, int n, const char *name, float weight,
                               int *n_ignored);
 /* Folds every adapter into the base weights, W += Σ w_a·B_a·A_a and b += Σ w_a·bias_a (computed in f32, stored
  * in W's dtype), then drops the adapters. Linears without a bias that receive a .diff_b cannot be merged
  * (LYRA_ERR_UNSUPPORTED). */
 lyra_status lyra_dit_lora_merge(lyra_dit *m);
+
+/* Streams the weights of blocks [resident, num_layers) through two block buffers allocated on the model's
+ * backend (resident = num_layers turns streaming off and frees them). Each forward then uploads every streamed
+ * block once, from its place in the weight allocation (host memory). LYRA_ERR_ARG outside 0..num_layers. */
+lyra_status lyra_dit_set_streaming(lyra_dit *m, int resident);
+
+/* Makes the attention blocks' Linears fp8 e4m3 (per-output-channel weight scales, per-token activation scales),
+ * CPU reference numerics, see dit_fp8.c. The weights must still be in host memory and the LoRA adapters merged
+ * (LYRA_ERR_ARG naming merge_lora otherwise). Irreversible; a second call does nothing. */
+lyra_status lyra_dit_quantize_fp8(lyra_dit *m);
 
 typedef struct lyra_dit_inputs {
     const lyra_tensor *x;      /* x_B_C_T_H_W (1, out_dim, T, H, W) */
@@ -155,18 +198,35 @@ typedef struct lyra_dit_inputs {
  * "block<i>" (1, L, D), "head" (1, L, 4·out_dim). */
 typedef void (*lyra_dit_probe_fn)(void *ctx, const char *name, const lyra_tensor *t);
 
-/* The velocity of the generated frames: out (1, out_dim, N, H, W) f32 (§3). T = the layout's total frames. */
+/* The velocity of the generated frames: out (1, out_dim, N, H, W) f32 (upstream WL:902-912, WL:555-803, WL:583-584). T
+ * = the layout's total frames. */
 lyra_status lyra_dit_forward(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor *out, lyra_dit_probe_fn probe,
                              void *probe_ctx);
 
-/* RoPE angles of the packed sequence (§3.5), host memory: phi (L, head_dim/2) for the chunks of a latent grid,
- * pooled history tokens getting the average of their cell's (replicate-padded) angles. */
+/* RoPE angles of the packed sequence (upstream W:93-188, W:203-232, WL:586-596), host memory: phi (L, head_dim/2) for
+ * the chunks of a latent grid, pooled history tokens getting the average of their cell's (replicate-padded) angles. */
 void lyra_dit_rope_angles(float *phi, const lyra_fp_chunk *chunks, int n_chunks, int64_t Hb, int64_t Wb,
                           int head_dim);
 
-/* Upper bound of the activation arena for one forward on an H×W latent grid with Lc CLIP tokens and LoRA rank
- * up to max_rank (bytes, f32 activations). */
-size_t lyra_dit_arena_bytes(const lyra_dit_config *cfg, const lyra_framepack *fp, int64_t H, int64_t W, int64_t Lc,
-                            int max_rank);
+/* What one forward costs at full size, from running it on the measuring backend (nn/measure/measure.h) with
+ * weights of the real shapes that occupy no memory: nothing is restated by hand. */
+typedef struct lyra_dit_measurement {
+    int64_t tokens;            /* L: packed sequence length */
+    size_t arena_peak;         /* activation arena high-water mark of one forward (bytes) */
+    size_t io_bytes;           /* the forward's inputs and output (x, text, clip, y, buffer, velocity), f32 */
+    size_t weight_bytes;       /* every parameter as the loader carves it (matrices in matrix_dtype, vectors f32) */
+    size_t block_bytes;        /* one attention block's parameters, carved alike (all blocks have the same shapes) */
+    int64_t matrix_elems, matrix_rows, vector_elems;       /* whole model: Linear weights, their rows, f32 vectors */
+    int64_t block_matrix_elems, block_matrix_rows, block_vector_elems; /* the same for one block */
+    double flops;              /* of the measured forward (GEMMs, attention) */
+    int64_t n_ops;
+} lyra_dit_measurement;
+
+/* Measures one forward of a DiT of configuration cfg (the fields lyra_dit_config_detect reads from weights;
+ * n_clean, clean_in, head_dim, cam_channels and buffer_in_dim are derived here from the layout as detection
+ * does) on an H×W latent grid with Lc CLIP tokens, matrices stored as matrix_dtype, the forward taking the
+ * paths (activation dtypes) it takes on `device`. */
+lyra_status lyra_dit_measure(const lyra_dit_config *cfg, const char *layout, int64_t H, int64_t W, int64_t Lc,
+                             lyra_dtype matrix_dtype, lyra_device device, lyra_dit_measurement *out);
 
 #endif

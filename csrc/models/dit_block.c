@@ -1,4 +1,4 @@
-/* One Lyra-2 attention block (network.md §3.8; upstream WL:150-212, W:280-437):
+/* One Lyra-2 attention block (upstream WL:150-212, W:280-437):
  * adaLN-modulated self-attention whose q/k inputs get the camera and buffer embeddings added (kq_only),
  * q/k RMSNorm over the full width, 3-D RoPE, gated residual; cross-attention to the text and CLIP tokens with two
  * separate softmaxes summed before the output projection; modulated FFN with a gated residual. */
@@ -6,37 +6,10 @@
 #include <stdio.h>
 
 #include "models/dit_internal.h"
+#include "nn/measure/measure.h"
 
 /* Rows per tile of the buffer sin/cos features, so the (rows, 20480) feature matrix stays ~16 MB. */
 #define SINCOS_TILE_BYTES ((size_t)16 << 20)
-
-/* z (rows, 2·octaves·C) = [sin(π u), cos(π u), sin(2π u), cos(2π u), ...] of u (rows, C), each block of C in that
- * order, with the argument rounded to f32 as upstream (x.float() * (2^i·π), WL:137-148).
- * Local helper, candidate for csrc/nn (a "sincos features" pointwise op); CPU only for now. */
-static lyra_status sincos_features(dit_run *r, lyra_tensor *z, const lyra_tensor *u, int octaves) {
-    if (r->be->device != LYRA_DEVICE_CPU || u->dtype != LYRA_DTYPE_F32 || z->dtype != LYRA_DTYPE_F32)
-        return lyra_error(LYRA_ERR_UNSUPPORTED, "dit: the buffer sin/cos features exist only on the CPU backend");
-    int64_t rows = u->ne[0] * u->ne[1], C = u->ne[2];
-    LYRA_ASSERT(u->ne[0] == 1 && u->nb[2] == 4 && lyra_tensor_is_contiguous(z) && z->ne[2] == 2 * octaves * C);
-    const char *ub = u->data;
-    float *zb = z->data;
-    int nt = r->be->n_threads > 0 ? r->be->n_threads : 1;
-#pragma omp parallel for num_threads(rows * C > 4096 ? nt : 1) schedule(static)
-    for (int64_t i = 0; i < rows; i++) {
-        const float *ui = (const float *)(ub + i * u->nb[1]);
-        float *zi = zb + i * z->ne[2];
-        for (int o = 0; o < octaves; o++) {
-            float f = (float)(ldexp(M_PI, o));
-            float *zs = zi + 2 * o * C, *zc = zs + C;
-            for (int64_t c = 0; c < C; c++) {
-                float a = ui[c] * f;
-                zs[c] = sinf(a);
-                zc[c] = cosf(a);
-            }
-        }
-    }
-    return LYRA_OK;
-}
 
 /* kq (1, L, D) = cam_encoder(CamTok) + validity · buffer_encoder(sincos(BufTok)) (WL:166-196). */
 static lyra_status kq_bias(dit_run *r, const lyra_dit_block *blk, lyra_tensor *kq) {
@@ -48,8 +21,8 @@ static lyra_status kq_bias(dit_run *r, const lyra_dit_block *blk, lyra_tensor *k
     int64_t tile = (int64_t)(SINCOS_TILE_BYTES / ((size_t)E * sizeof(float)));
     if (tile < 1) tile = 1;
     if (tile > L) tile = L;
-    LYRA_TRY(dit_alloc(r, &hb, 3, (int64_t[]){1, L, S}, "buffer squeeze"));
-    LYRA_TRY(dit_alloc(r, &z, 3, (int64_t[]){1, tile, E}, "buffer sin/cos"));
+    LYRA_TRY(dit_alloc_act(r, &hb, 3, (int64_t[]){1, L, S}, "buffer squeeze"));
+    LYRA_TRY(dit_alloc_act(r, &z, 3, (int64_t[]){1, tile, E}, "buffer sin/cos"));
     for (int64_t l0 = 0; l0 < L; l0 += tile) {
         int64_t n = L - l0 < tile ? L - l0 : tile;
         lyra_tensor zt, rows, ut, ht;
@@ -57,10 +30,10 @@ static lyra_status kq_bias(dit_run *r, const lyra_dit_block *blk, lyra_tensor *k
         LYRA_TRY(lyra_tensor_slice(&rows, &r->buftok, 1, l0, l0 + n));
         LYRA_TRY(lyra_tensor_slice(&ut, &rows, 2, 0, Cb4));
         LYRA_TRY(lyra_tensor_slice(&ht, &hb, 1, l0, l0 + n));
-        LYRA_TRY(sincos_features(r, &zt, &ut, LYRA_DIT_BUFFER_MULTIRES));
+        LYRA_TRY(lyra_op_sincos(r->be, &zt, &ut, LYRA_DIT_BUFFER_MULTIRES));
         LYRA_TRY(dit_linear(r, &ht, &zt, &blk->buf0));
     }
-    LYRA_TRY(dit_alloc(r, &buf, 3, (int64_t[]){1, L, cfg->dim}, "buffer embedding"));
+    LYRA_TRY(dit_alloc_act(r, &buf, 3, (int64_t[]){1, L, cfg->dim}, "buffer embedding"));
     LYRA_TRY(dit_linear(r, &buf, &hb, &blk->buf1));
     LYRA_TRY(lyra_tensor_slice(&val, &r->buftok, 2, Cb4, Cb4 + 1)); /* (1, L, 1): 0 on 'k' history tokens */
     LYRA_TRY(lyra_op_mul(r->be, &buf, &buf, &val));
@@ -84,11 +57,11 @@ static lyra_status self_attention(dit_run *r, const lyra_dit_block *blk, lyra_te
     LYRA_TRY(lyra_tensor_slice(&gate, mod, 1, 2, 3));
     size_t mark = lyra_arena_mark(r->a);
     int64_t ne[3] = {1, L, D};
-    LYRA_TRY(dit_alloc(r, &y, 3, ne, "norm1"));
-    LYRA_TRY(dit_alloc(r, &q, 3, ne, "q"));
-    LYRA_TRY(dit_alloc(r, &k, 3, ne, "k"));
-    LYRA_TRY(dit_alloc(r, &v, 3, ne, "v"));
-    LYRA_TRY(dit_alloc(r, &o, 4, (int64_t[]){1, L, cfg->num_heads, cfg->head_dim}, "attention out"));
+    LYRA_TRY(dit_alloc_act(r, &y, 3, ne, "norm1"));
+    LYRA_TRY(dit_alloc_act(r, &q, 3, ne, "q"));
+    LYRA_TRY(dit_alloc_act(r, &k, 3, ne, "k"));
+    LYRA_TRY(dit_alloc_act(r, &v, 3, ne, "v"));
+    LYRA_TRY(dit_alloc_act(r, &o, 4, (int64_t[]){1, L, cfg->num_heads, cfg->head_dim}, "attention out"));
     LYRA_TRY(lyra_op_layer_norm(r->be, &y, &r->x, NULL, NULL, cfg->eps));
     LYRA_TRY(lyra_op_modulate(r->be, &y, &y, &shift, &scale));
     /* kq_only: camera and buffer embeddings enter q and k, not v (W:337-343). */
@@ -117,14 +90,14 @@ static lyra_status cross_attention(dit_run *r, const lyra_dit_block *blk) {
     size_t mark = lyra_arena_mark(r->a);
     int64_t ne[3] = {1, L, D};
     lyra_tensor xn, q, kt, vt, ki, vi, ot, oi, q4, kt4, vt4, ki4, vi4, ot3;
-    LYRA_TRY(dit_alloc(r, &xn, 3, ne, "norm3"));
-    LYRA_TRY(dit_alloc(r, &q, 3, ne, "cross q"));
-    LYRA_TRY(dit_alloc(r, &kt, 3, (int64_t[]){1, Lt, D}, "text k"));
-    LYRA_TRY(dit_alloc(r, &vt, 3, (int64_t[]){1, Lt, D}, "text v"));
-    LYRA_TRY(dit_alloc(r, &ki, 3, (int64_t[]){1, r->Lc, D}, "image k"));
-    LYRA_TRY(dit_alloc(r, &vi, 3, (int64_t[]){1, r->Lc, D}, "image v"));
-    LYRA_TRY(dit_alloc(r, &ot, 4, (int64_t[]){1, L, cfg->num_heads, cfg->head_dim}, "text attention"));
-    LYRA_TRY(dit_alloc(r, &oi, 4, (int64_t[]){1, L, cfg->num_heads, cfg->head_dim}, "image attention"));
+    LYRA_TRY(dit_alloc_act(r, &xn, 3, ne, "norm3"));
+    LYRA_TRY(dit_alloc_act(r, &q, 3, ne, "cross q"));
+    LYRA_TRY(dit_alloc_act(r, &kt, 3, (int64_t[]){1, Lt, D}, "text k"));
+    LYRA_TRY(dit_alloc_act(r, &vt, 3, (int64_t[]){1, Lt, D}, "text v"));
+    LYRA_TRY(dit_alloc_act(r, &ki, 3, (int64_t[]){1, r->Lc, D}, "image k"));
+    LYRA_TRY(dit_alloc_act(r, &vi, 3, (int64_t[]){1, r->Lc, D}, "image v"));
+    LYRA_TRY(dit_alloc_act(r, &ot, 4, (int64_t[]){1, L, cfg->num_heads, cfg->head_dim}, "text attention"));
+    LYRA_TRY(dit_alloc_act(r, &oi, 4, (int64_t[]){1, L, cfg->num_heads, cfg->head_dim}, "image attention"));
     LYRA_TRY(lyra_op_layer_norm(r->be, &xn, &r->x, &blk->norm3_w, &blk->norm3_b, cfg->eps));
     LYRA_TRY(dit_linear(r, &q, &xn, &blk->ca_q));
     LYRA_TRY(lyra_op_rms_norm(r->be, &q, &q, &blk->ca_norm_q, cfg->eps));
@@ -158,8 +131,8 @@ static lyra_status feed_forward(dit_run *r, const lyra_dit_block *blk, const lyr
     LYRA_TRY(lyra_tensor_slice(&scale, mod, 1, 4, 5));
     LYRA_TRY(lyra_tensor_slice(&gate, mod, 1, 5, 6));
     size_t mark = lyra_arena_mark(r->a);
-    LYRA_TRY(dit_alloc(r, &n2, 3, (int64_t[]){1, L, D}, "norm2"));
-    LYRA_TRY(dit_alloc(r, &h, 3, (int64_t[]){1, L, cfg->ffn_dim}, "ffn hidden"));
+    LYRA_TRY(dit_alloc_act(r, &n2, 3, (int64_t[]){1, L, D}, "norm2"));
+    LYRA_TRY(dit_alloc_act(r, &h, 3, (int64_t[]){1, L, cfg->ffn_dim}, "ffn hidden"));
     LYRA_TRY(lyra_op_layer_norm(r->be, &n2, &r->x, NULL, NULL, cfg->eps));
     LYRA_TRY(lyra_op_modulate(r->be, &n2, &n2, &shift, &scale));
     LYRA_TRY(dit_linear(r, &h, &n2, &blk->ffn0));
@@ -170,16 +143,15 @@ static lyra_status feed_forward(dit_run *r, const lyra_dit_block *blk, const lyr
     return LYRA_OK;
 }
 
-lyra_status dit_block_forward(dit_run *r, int i) {
+lyra_status dit_block_forward(dit_run *r, int i, const lyra_dit_block *blk) {
     const lyra_dit_config *cfg = &r->m->cfg;
-    const lyra_dit_block *blk = &r->m->w.blocks[i];
     size_t mark = lyra_arena_mark(r->a);
     lyra_tensor mod, e0, kq;
     /* m = modulation + e0, f32; rows: shift1, scale1, gate1, shift2, scale2, gate2 (WL:162-165). */
     LYRA_TRY(dit_alloc(r, &mod, 3, (int64_t[]){1, 6, cfg->dim}, "modulation"));
     LYRA_TRY(lyra_tensor_reshape(&e0, &r->e0, 3, (int64_t[]){1, 6, cfg->dim}));
     LYRA_TRY(lyra_op_add(r->be, &mod, &blk->modulation, &e0));
-    LYRA_TRY(dit_alloc(r, &kq, 3, (int64_t[]){1, r->L, cfg->dim}, "kq bias"));
+    LYRA_TRY(dit_alloc_act(r, &kq, 3, (int64_t[]){1, r->L, cfg->dim}, "kq bias"));
     LYRA_TRY(kq_bias(r, blk, &kq));
     LYRA_TRY(self_attention(r, blk, &kq, &mod));
     LYRA_TRY(cross_attention(r, blk));

@@ -1,4 +1,5 @@
-/* Configuration of the Lyra-2 DiT read from tensor names and shapes (network.md §1.1, §1.3, §5.2). */
+/* Configuration of the Lyra-2 DiT read from tensor names and shapes (upstream EXP:21-62, ML:48-50, NETCFG:30,
+ * W:109-111). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,7 +111,7 @@ lyra_status lyra_dit_config_detect(lyra_dit_config *cfg, const lyra_dit_named *s
         LYRA_TRY(need(src, n, name, 2, &t));
         const lyra_fp_segment *s = &fp->seg[k];
         int64_t pt = s->type == 'k' ? s->kernel : 1, ph = 2 * (int64_t)s->kernel;
-        cfg->clean_in[k] = (int64_t)cfg->in_dim * pt * ph * ph;
+        cfg->clean_in[k] = dit_clean_in_features(cfg->in_dim, s);
         if (t->ne[1] != cfg->clean_in[k])
             return lyra_error(LYRA_ERR_FORMAT, "dit weights: %s has %lld in-features; layout segment %d ('%c', K=%d) "
                               "needs in_dim·%lld·%lld·%lld = %lld", name, (long long)t->ne[1], k, s->type, s->kernel,

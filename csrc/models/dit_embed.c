@@ -1,4 +1,4 @@
-/* Time embedding and the context projections (network.md §3.6, §3.7; upstream W:191-200, W:569-598,
+/* Time embedding and the context projections (upstream W:191-200, WL:962-964, WL:966-971, W:569-598,
  * WL:962-971). */
 #include <math.h>
 #include <stdlib.h>
@@ -41,17 +41,18 @@ lyra_status dit_context(dit_run *r, const lyra_tensor *text, const lyra_tensor *
     const lyra_dit_config *cfg = &r->m->cfg;
     const lyra_dit_weights *w = &r->m->w;
     size_t mark = lyra_arena_mark(r->a);
-    /* Text: L2(GELU_tanh(L1(T5))). Padded umT5 rows are zeros and are attended to like the others (§2.3). */
+    /* Text: L2(GELU_tanh(L1(T5))). Padded umT5 rows are zeros and are attended to like the others (upstream T5:441-455,
+     * T5:522-537, W:359-378). */
     lyra_tensor h;
-    LYRA_TRY(dit_alloc(r, &h, 3, (int64_t[]){1, LYRA_DIT_TEXT_TOKENS, cfg->dim}, "text hidden"));
+    LYRA_TRY(dit_alloc_act(r, &h, 3, (int64_t[]){1, LYRA_DIT_TEXT_TOKENS, cfg->dim}, "text hidden"));
     LYRA_TRY(dit_linear(r, &h, text, &w->text0));
     LYRA_TRY(lyra_op_gelu(r->be, &h, &h, 1));
     LYRA_TRY(dit_linear(r, &r->ctx_txt, &h, &w->text2));
     lyra_arena_reset(r->a, mark);
     /* CLIP: LN_b(L3(GELU_erf(L1(LN_a(clip))))), torch LayerNorm default eps 1e-5 (W:569-598). */
     lyra_tensor a, b;
-    LYRA_TRY(dit_alloc(r, &a, 3, (int64_t[]){1, r->Lc, cfg->clip_dim}, "clip norm"));
-    LYRA_TRY(dit_alloc(r, &b, 3, (int64_t[]){1, r->Lc, cfg->clip_dim}, "clip hidden"));
+    LYRA_TRY(dit_alloc_act(r, &a, 3, (int64_t[]){1, r->Lc, cfg->clip_dim}, "clip norm"));
+    LYRA_TRY(dit_alloc_act(r, &b, 3, (int64_t[]){1, r->Lc, cfg->clip_dim}, "clip hidden"));
     LYRA_TRY(lyra_op_layer_norm(r->be, &a, clip, &w->img_ln0_w, &w->img_ln0_b, 1e-5f));
     LYRA_TRY(dit_linear(r, &b, &a, &w->img1));
     LYRA_TRY(lyra_op_gelu(r->be, &b, &b, 0));

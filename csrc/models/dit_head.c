@@ -1,4 +1,4 @@
-/* Output head and unpatchify (network.md §3.9; upstream W:532-566, WL:1001-1017). */
+/* Output head and unpatchify (upstream W:532-566, WL:1001-1017). */
 #include "models/dit_internal.h"
 
 lyra_status dit_head(dit_run *r, lyra_tensor *out) {

@@ -1,5 +1,6 @@
 /* Private pieces shared by the csrc/models/dit_*.c files. The files depend downward only, in this order:
  *   dit_config.c   names and the configuration detected from the weights
+ *   dit_device.c   placement on a device backend: weights and adapters uploaded once (lyra_dit_place)
  *   dit_weights.c  the parameter table, loading, freeing
  *   dit_lora.c     LoRA adapters: attach, merge
  *   dit_run.c      the helpers of one forward pass (arena tensors, probe, upload, Linear + LoRA terms)
@@ -23,10 +24,18 @@ struct lyra_dit_param {
 
 /* ---- dit_config.c */
 
-/* "net.xxx" -> "xxx" (DCP keys carry the prefix, network.md §5.1); other names unchanged. */
+/* "net.xxx" -> "xxx" (DCP keys carry the prefix, upstream ML:74-92, Z:464-486, CTI:181-199); other names unchanged. */
 const char *dit_strip_net(const char *name);
 /* The tensor called `name` (after dit_strip_net on the source names), or NULL. */
 const lyra_dit_named *dit_find(const lyra_dit_named *src, int n, const char *name);
+
+/* ---- dit_device.c */
+
+/* Uploads adapter a to the model's device when the model is placed (no-op on the CPU); on failure the adapter
+ * is removed again. */
+lyra_status dit_adapter_place(lyra_dit *m, int a);
+/* Frees adapter a's tensors wherever they live. */
+void dit_adapter_free(lyra_dit *m, int a);
 
 /* ---- dit_weights.c */
 
@@ -54,35 +63,72 @@ typedef struct dit_run {
     lyra_tensor e0;       /* (1, 6D) time projection */
     lyra_tensor ctx_txt;  /* (1, 512, D) */
     lyra_tensor ctx_img;  /* (1, Lc, D) */
+    lyra_dtype act;       /* storage dtype of the bf16-policy activations (m->act_dtype) */
 } dit_run;
 
 /* ---- dit_run.c */
 
-/* A contiguous f32 activation of shape ne from the run's arena. */
+/* A contiguous f32 activation of shape ne from the run's arena: what upstream keeps in fp32 (time embedding and
+ * projection, modulation, head, tokenizer temporaries). */
 lyra_status dit_alloc(dit_run *r, lyra_tensor *t, int ndim, const int64_t *ne, const char *what);
+/* The same in the run's activation dtype (r->act): what upstream keeps in bf16 on the GPU (residual stream,
+ * projections, attention inputs/outputs, context, tokens). */
+lyra_status dit_alloc_act(dit_run *r, lyra_tensor *t, int ndim, const int64_t *ne, const char *what);
 /* Reports a tensor to the probe when one is installed. */
 void dit_probe(dit_run *r, const char *name, const lyra_tensor *t);
 
 /* y (..., out) = lin(x (..., in)) including the active LoRA terms (unmerged: y = Wx + b + Σ w_a (B_a A_a x + bias_a)). */
 lyra_status dit_linear(dit_run *r, lyra_tensor *y, const lyra_tensor *x, const lyra_dit_linear *lin);
 
-/* Host <-> backend copies for small host-built tables. The CPU backend shares host memory; other backends
- * are not wired yet (candidate for csrc/nn: an upload wrapper in ops.h). */
+/* Uploads a small host-built table (RoPE angles, time sinusoid) into dst on the model's backend (a copy on
+ * every backend, logged by the emulated device under dst's name). */
 lyra_status dit_upload(dit_run *r, lyra_tensor *dst, const void *host, size_t bytes);
 
 /* ---- the stages, in the forward's call order (dit_tokens.c, dit_rope.c, dit_embed.c, dit_block.c, dit_head.c) */
 
-/* §3.1-3.4: r->x, r->camtok, r->buftok from the inputs. */
+/* upstream WL:902-912, WL:555-803, WL:661-667, WL:766-789: r->x, r->camtok, r->buftok from the inputs. */
 lyra_status dit_tokenize(dit_run *r, const lyra_dit_inputs *in);
-/* §3.5: r->phi (host table copied to the backend). */
+/* upstream W:93-188, W:203-232, WL:586-596: r->phi (host table copied to the backend). */
 lyra_status dit_rope_table(dit_run *r);
-/* §3.6: r->e, r->e0. */
+/* upstream W:191-200, WL:962-964: r->e, r->e0. */
 lyra_status dit_time_embed(dit_run *r, double t);
-/* §3.7: r->ctx_txt, r->ctx_img. */
+/* upstream WL:966-971, W:569-598, W:698: r->ctx_txt, r->ctx_img. */
 lyra_status dit_context(dit_run *r, const lyra_tensor *text, const lyra_tensor *clip);
-/* §3.8: block i on r->x, in place. */
-lyra_status dit_block_forward(dit_run *r, int i);
-/* §3.9: head + unpatchify of the generated tokens into out (1, out_dim, N, H, W). */
+/* upstream WL:150-212, W:280-437: block i (weights blk) on r->x, in place. */
+lyra_status dit_block_forward(dit_run *r, int i, const lyra_dit_block *blk);
+/* upstream W:532-566, WL:1001-1017: head + unpatchify of the generated tokens into out (1, out_dim, N, H, W). */
 lyra_status dit_head(dit_run *r, lyra_tensor *out);
+
+/* ---- dit_fp8.c */
+
+/* The 15 Linears of a block (out[0..14]); returns 15. */
+int dit_block_linears(lyra_dit_block *b, lyra_dit_linear **out);
+/* xq (same shape, f32 from the arena) = x rounded to e4m3 token by token with scale max|row| / 448. */
+lyra_status dit_fp8_activations(dit_run *r, lyra_tensor *xq, const lyra_tensor *x);
+
+/* ---- dit_stream.c: block streaming */
+
+/* Block i's weights for this forward: in place when resident, else uploaded into a stream buffer. */
+lyra_status dit_stream_block(dit_run *r, int i, const lyra_dit_block **blk);
+/* Frees the stream buffers (streaming off). */
+void dit_stream_release(lyra_dit *m);
+/* Placement with streaming on: uploads every weight but the streamed blocks into one block on dev (*w), keeps
+ * the streamed blocks in a host copy, moves the two buffers to dev and re-points the weight descriptors. On
+ * failure nothing is re-pointed. */
+lyra_status dit_stream_place(lyra_dit *m, lyra_backend *dev, void **w);
+
+/* ---- dit_forward.c / dit_measure.c: the forward and its arena size */
+
+/* The forward on m's backend and arena (sized by the caller). */
+lyra_status dit_forward_run(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor *out, lyra_dit_probe_fn probe,
+                            void *probe_ctx);
+/* The activation arena bytes one forward of m on these inputs needs: measured (dit_measure.c) by running
+ * dit_forward_run on the measuring backend, cached per input geometry. */
+lyra_status dit_arena_need(lyra_dit *m, const lyra_dit_inputs *in, const lyra_tensor *out, size_t *need);
+/* In-features of the clean patch embedding of history segment s: in_dim · (K or 1) · 2K · 2K (upstream WL:498-534). */
+static inline int64_t dit_clean_in_features(int in_dim, const lyra_fp_segment *s) {
+    int64_t pt = s->type == 'k' ? s->kernel : 1, ph = 2 * (int64_t)s->kernel;
+    return (int64_t)in_dim * pt * ph * ph;
+}
 
 #endif

@@ -1,4 +1,4 @@
-/* Run-time LoRA for the Lyra-2 DiT (network.md §5.3; upstream T2V:353-432, MU:58-457).
+/* Run-time LoRA for the Lyra-2 DiT (upstream T2V:353-432, Z:525-530, T2V:379-380, MU:58-457).
  *
  * Upstream injects PEFT adapters with lora_alpha = rank, so an adapter with activation weight w_a adds
  * w_a·(B_a·(A_a·x) + bias_a) to every Linear it targets, after the per-module ".alpha" has been folded into A
@@ -260,8 +260,10 @@ lyra_status lyra_dit_lora_add(lyra_dit *m, const lyra_dit_named *src, int n, con
     ad->rank = rank;
     ad->n_modules = n_used;
     ad->mem = mem;
+    ad->bytes = bytes;
     mem = NULL;
     m->n_adapters++;
+    T(dit_adapter_place(m, slot)); /* on a device model: upload it (a failure drops it again) */
 #undef T
 done:
     if (st != LYRA_OK && mem) {
@@ -326,7 +328,8 @@ lyra_status lyra_dit_lora_merge(lyra_dit *m) {
         if (bytes > need) need = bytes;
     }
     lyra_arena ar;
-    LYRA_TRY(lyra_arena_init(&ar, need));
+    memset(&ar, 0, sizeof ar);
+    LYRA_TRY(lyra_backend_arena_reserve(&m->be, &ar, need, "LoRA merge")); /* where the weights are */
     lyra_status st = LYRA_OK;
     for (int i = 0; i < m->n_params && st == LYRA_OK; i++) {
         lyra_dit_linear *lin = m->params[i].linear;
@@ -334,11 +337,11 @@ lyra_status lyra_dit_lora_merge(lyra_dit *m) {
         lyra_arena_reset(&ar, 0);
         st = merge_linear(m, &ar, lin);
     }
-    lyra_arena_free(&ar);
+    lyra_backend_arena_free(&m->be, &ar);
     if (st != LYRA_OK) return st;
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].linear) memset(m->params[i].linear->lora, 0, sizeof m->params[i].linear->lora);
-    for (int a = 0; a < m->n_adapters; a++) free(m->adapters[a].mem);
+    for (int a = 0; a < m->n_adapters; a++) dit_adapter_free(m, a);
     memset(m->adapters, 0, sizeof m->adapters);
     m->n_adapters = 0;
     return LYRA_OK;

@@ -1,5 +1,5 @@
-/* 3-D RoPE angles of the packed sequence with averaged angles for compressed history tokens (network.md §3.5,
- * upstream W:129-184 for the base table, WL:742-764 for the pooling).
+/* 3-D RoPE angles of the packed sequence with averaged angles for compressed history tokens (upstream W:93-188,
+ * W:203-232, WL:586-596, upstream W:129-184 for the base table, WL:742-764 for the pooling).
  *
  * Upstream builds the angle table of the full base grid (slot t, token row h, token column w), then for a
  * history chunk selects its slots (repeating the last one up to a multiple of the time kernel), replicate-pads

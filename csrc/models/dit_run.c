@@ -11,6 +11,12 @@ lyra_status dit_alloc(dit_run *r, lyra_tensor *t, int ndim, const int64_t *ne, c
     return LYRA_OK;
 }
 
+lyra_status dit_alloc_act(dit_run *r, lyra_tensor *t, int ndim, const int64_t *ne, const char *what) {
+    LYRA_TRY(lyra_arena_tensor(r->a, t, r->act, ndim, ne, what));
+    t->device = r->be->device;
+    return LYRA_OK;
+}
+
 void dit_probe(dit_run *r, const char *name, const lyra_tensor *t) {
     if (r->probe) r->probe(r->probe_ctx, name, t);
 }
@@ -22,6 +28,15 @@ lyra_status dit_upload(dit_run *r, lyra_tensor *dst, const void *host, size_t by
 }
 
 lyra_status dit_linear(dit_run *r, lyra_tensor *y, const lyra_tensor *x, const lyra_dit_linear *lin) {
+    if (lin->fp8) {
+        /* fp8 blocks have no adapters (merged before quantizing), so x is only needed rounded */
+        size_t mark = lyra_arena_mark(r->a);
+        lyra_tensor xq;
+        LYRA_TRY(dit_fp8_activations(r, &xq, x));
+        LYRA_TRY(lyra_op_linear(r->be, y, &xq, &lin->w, lin->b.data ? &lin->b : NULL));
+        lyra_arena_reset(r->a, mark);
+        return LYRA_OK;
+    }
     LYRA_TRY(lyra_op_linear(r->be, y, x, &lin->w, lin->b.data ? &lin->b : NULL));
     for (int a = 0; a < r->m->n_adapters; a++) {
         const lyra_dit_lora_term *t = &lin->lora[a];
@@ -32,9 +47,9 @@ lyra_status dit_linear(dit_run *r, lyra_tensor *y, const lyra_tensor *x, const l
         memcpy(ne, x->ne, sizeof ne);
         ne[x->ndim - 1] = t->a.ne[0];
         lyra_tensor down, up;
-        LYRA_TRY(dit_alloc(r, &down, x->ndim, ne, "lora down"));
+        LYRA_TRY(lyra_arena_tensor(r->a, &down, y->dtype, x->ndim, ne, "lora down"));
         ne[x->ndim - 1] = t->b.ne[0];
-        LYRA_TRY(dit_alloc(r, &up, x->ndim, ne, "lora up"));
+        LYRA_TRY(lyra_arena_tensor(r->a, &up, y->dtype, x->ndim, ne, "lora up"));
         LYRA_TRY(lyra_op_linear(r->be, &down, x, &t->a, NULL));
         LYRA_TRY(lyra_op_linear(r->be, &up, &down, &t->b, t->bias.data ? &t->bias : NULL));
         LYRA_TRY(lyra_op_scale(r->be, &up, &up, wa, 0.0f));

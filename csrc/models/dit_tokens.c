@@ -1,4 +1,4 @@
-/* Tokenization of the packed FramePack sequence (network.md §3.1-§3.4; upstream WL:498-803, WL:902-912):
+/* Tokenization of the packed FramePack sequence (upstream WL:902-912, WL:555-803, WL:661-667, WL:766-789, WL:498-803):
  * patch tokens, camera tokens and correspondence-buffer tokens, chunk by chunk in layout order. */
 #include "models/dit_internal.h"
 
@@ -21,7 +21,7 @@ static lyra_status pad_end(dit_run *r, lyra_tensor *dst, const lyra_tensor *src,
     return lyra_op_pad(r->be, dst, src, pads, LYRA_PAD_REPLICATE);
 }
 
-/* Patch tokens of chunk c (§3.2): replicate-pad to the patch, flatten (c slowest, w fastest), Linear. */
+/* Patch tokens of chunk c (upstream WL:555-803): replicate-pad to the patch, flatten (c slowest, w fastest), Linear. */
 static lyra_status patch_tokens(dit_run *r, const lyra_tensor *X, const lyra_fp_chunk *c) {
     const lyra_dit_linear *lin = c->kernel_id < 0 ? &r->m->w.patch : &r->m->w.clean[c->kernel_id];
     lyra_tensor xc, xp, p, dst;
@@ -33,9 +33,9 @@ static lyra_status patch_tokens(dit_run *r, const lyra_tensor *X, const lyra_fp_
     return dit_linear(r, &dst, &p, lin);
 }
 
-/* Camera tokens of chunk c (§3.3). The 2×2 unshuffle of the Plücker channels is a (1, 2, 2) patchify; history
- * chunks then average-pool the token grid over (qt, qh, qw) after replicate-padding it (the time padding
- * repeats the last slot, WL:766-789). Pooling works channel-first on a permuted view of the tokens. */
+/* Camera tokens of chunk c (upstream WL:661-667, WL:766-789). The 2×2 unshuffle of the Plücker channels is a (1, 2, 2)
+ * patchify; history chunks then average-pool the token grid over (qt, qh, qw) after replicate-padding it (the time
+ * padding repeats the last slot, WL:766-789). Pooling works channel-first on a permuted view of the tokens. */
 static lyra_status camera_tokens(dit_run *r, const lyra_tensor *cam5, const lyra_fp_chunk *c) {
     int64_t C = r->m->cfg.cam_dim;
     lyra_tensor cc, dst;
@@ -56,9 +56,9 @@ static lyra_status camera_tokens(dit_run *r, const lyra_tensor *cam5, const lyra
     return lyra_op_copy(r->be, &dst4, &pooled_t);
 }
 
-/* Buffer tokens of chunk c (§3.4), written into the first 4·Cb channels of r->buftok, validity into the last.
- * Generated and 's' chunks pixel-shuffle their buffer slice ('s' with K > 1 after a floor average pool by K);
- * 'k' chunks get −1 everywhere and validity 0 (WL:700-740). */
+/* Buffer tokens of chunk c (upstream WL:600-619, WL:628-642, WL:700-740), written into the first 4·Cb channels of
+ * r->buftok, validity into the last. Generated and 's' chunks pixel-shuffle their buffer slice ('s' with K > 1 after a
+ * floor average pool by K); 'k' chunks get −1 everywhere and validity 0 (WL:700-740). */
 static lyra_status buffer_tokens(dit_run *r, const lyra_tensor *buf, const lyra_fp_chunk *c) {
     int64_t Cb = r->m->cfg.buffer_in_dim;
     lyra_tensor rows, u, val;
@@ -78,7 +78,7 @@ static lyra_status buffer_tokens(dit_run *r, const lyra_tensor *buf, const lyra_
     }
     int64_t hs = (src.ne[3] + 1) / 2, ws = (src.ne[4] + 1) / 2;
     /* Pooling by K floors while the patch tokens pad up to 2K: for K >= 3 the grids can differ, and upstream
-     * then fails adding the q/k bias (network.md §1.3). */
+     * then fails adding the q/k bias (upstream W:109-111, W:116-118, W:129). */
     if (c->frames * hs * ws != c->n_tokens || src.ne[3] < 1 || src.ne[4] < 1)
         return lyra_error(LYRA_ERR_ARG, "dit: layout segment %d ('s', K=%d) gives %lld x %lld buffer tokens but "
                           "%lld x %lld patch tokens on a %lld x %lld latent; use latent sizes divisible by %d",
@@ -94,7 +94,7 @@ static lyra_status buffer_tokens(dit_run *r, const lyra_tensor *buf, const lyra_
 lyra_status dit_tokenize(dit_run *r, const lyra_dit_inputs *in) {
     const lyra_dit_config *cfg = &r->m->cfg;
     size_t mark = lyra_arena_mark(r->a);
-    /* §3.1: X = [x | y without its last cam_channels channels] (WL:827-828, WL:902-907). */
+    /* upstream WL:902-912: X = [x | y without its last cam_channels channels] (WL:827-828, WL:902-907). */
     int64_t Cy = in->y->ne[1];
     lyra_tensor X, ylat, cam5;
     LYRA_TRY(dit_alloc(r, &X, 5, (int64_t[]){1, cfg->in_dim, r->T, r->H, r->W}, "x+y"));

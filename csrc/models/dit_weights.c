@@ -1,4 +1,4 @@
-/* The parameter table of the Lyra-2 DiT (network.md §5.2) and loading into one allocation. */
+/* The parameter table of the Lyra-2 DiT (upstream WL:86-96, WL:99-115, WL:286) and loading into one allocation. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,11 +229,13 @@ fail:
 }
 
 void lyra_dit_free(lyra_dit *m) {
-    for (int a = 0; a < m->n_adapters; a++) free(m->adapters[a].mem);
+    if (m->be.ops) dit_stream_release(m);
+    for (int a = 0; a < m->n_adapters; a++) dit_adapter_free(m, a);
     free(m->w.blocks);
     free(m->params);
-    free(m->weight_mem);
-    lyra_arena_free(&m->arena);
+    if (m->be.ops && m->be.device != LYRA_DEVICE_CPU) m->be.ops->release(&m->be, m->weight_mem);
+    else free(m->weight_mem);
+    lyra_backend_arena_free(&m->be, &m->arena);
     lyra_backend_free(&m->be);
     memset(m, 0, sizeof *m);
 }

@@ -1,4 +1,4 @@
-/* FramePack layout parser and chunk geometry (network.md §1.2).
+/* FramePack layout parser and chunk geometry (upstream M:400-473, M:448-451, M:435-440).
  *
  * Upstream (M:400-473) splits on "_", requires the first part to start with "f" and the second with "g", splits
  * the first on "f" and skips empty pieces, then reads digits, a type letter and int(rest). It therefore also

@@ -1,4 +1,4 @@
-/* FramePack layout strings and the token geometry they give (network.md §1.2, §3.2; upstream M:400-473).
+/* FramePack layout strings and the token geometry they give (upstream M:400-473, M:448-451, M:435-440, WL:555-803).
  *
  * Grammar (strict; upstream's parser is looser, see framepack.c):
  *     layout   := segment+ "_g" N

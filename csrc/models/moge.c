@@ -1,6 +1,7 @@
-/* MoGe v1 forward on the runtime ops (depth.md §2.3-2.6): input resizes, DINOv2 taps, the head, the final
- * resize; and its cost model. One image per call (Lyra runs one); every activation is (1, C, h, w), so channel
- * slices of a buffer are contiguous and the UV channels are written straight into the concatenation. */
+/* MoGe v1 forward on the runtime ops (upstream MOGE:269-283, MHUB:18-82, MVIT, MOGE:24-142): input resizes, DINOv2
+ * taps, the head, the final resize; and its cost model. One image per call (Lyra runs one); every activation is (1, C,
+ * h, w), so channel slices of a buffer are contiguous and the UV channels are written straight into the concatenation.
+ * */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,7 +108,8 @@ lyra_status lyra_moge_forward(const lyra_moge *m, lyra_backend *be, lyra_arena *
     lyra_arena *a = arena;
     lyra_tensor img, rs, p14, taps, ch;
 
-    /* §2.3: bicubic (a = −0.5) antialias to (h1, w1), ImageNet normalisation, bilinear antialias to ·/14·14. */
+    /* upstream MOGE:269-283: bicubic (a = −0.5) antialias to (h1, w1), ImageNet normalisation, bilinear antialias to
+     * ·/14·14. */
     LYRA_TRY(map(a, &img, 3, H, W, "MoGe image"));
     lyra_tensor host = lyra_tensor_4d((void *)image, LYRA_DTYPE_F32, 1, 3, H, W);
     LYRA_TRY(be->ops->upload(be, &img, &host));
@@ -125,7 +127,7 @@ lyra_status lyra_moge_forward(const lyra_moge *m, lyra_backend *be, lyra_arena *
     LYRA_TRY(lyra_op_resize(be, &p14, &rs, &lin));
     LYRA_TRY(capture(be, cap->image_14, &p14));
 
-    /* §2.4: the last n_features blocks, final-normed, class token dropped. */
+    /* upstream MHUB:18-82, MVIT: the last n_features blocks, final-normed, class token dropped. */
     int64_t F = c->n_features, G = g.gh * g.gw, depth = m->vit.cfg.depth;
     LYRA_TRY(lyra_arena_tensor(a, &taps, LYRA_DTYPE_F32, 3, (int64_t[]){F, G, c->dim}, "MoGe taps"));
     lyra_tensor tap_views[LYRA_MOGE_MAX_FEATURES], *tap_ptrs[LYRA_MOGE_MAX_FEATURES];
@@ -138,7 +140,8 @@ lyra_status lyra_moge_forward(const lyra_moge *m, lyra_backend *be, lyra_arena *
     LYRA_TRY(lyra_vit_taps(&m->vit, be, a, &p14, (int)F, idx, tap_ptrs, NULL));
     LYRA_TRY(capture(be, cap->taps, &taps));
 
-    /* §2.5: head. The UV aspect is that of the resized image the head is given (h1, w1), not of the patch grid. */
+    /* upstream MOGE:24-142: head. The UV aspect is that of the resized image the head is given (h1, w1), not of the
+     * patch grid. */
     double aspect = (double)g.w1 / (double)g.h1;
     lyra_tensor x, y, uv, t;
     int64_t cin = c->dim_proj;
@@ -188,7 +191,8 @@ lyra_status lyra_moge_forward(const lyra_moge *m, lyra_backend *be, lyra_arena *
     }
     LYRA_TRY(capture(be, cap->head, &heads));
 
-    /* §2.6: bilinear (no antialias) back to the input size; the exp remap and the rest happen on the host. */
+    /* upstream MOGE:286-299: bilinear (no antialias) back to the input size; the exp remap and the rest happen on the
+     * host. */
     lyra_tensor outhw;
     LYRA_TRY(map(a, &outhw, 4, H, W, "MoGe outputs at the input size"));
     LYRA_TRY(lyra_op_resize(be, &outhw, &heads, &bil));

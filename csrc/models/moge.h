@@ -1,13 +1,17 @@
-/* MoGe v1 (microsoft/MoGe @ 0744441, moge/model/v1.py; depth.md §2) as Lyra-2 uses it: the affine-invariant
- * point map whose depth gives the first frame's depth its global scale (pipeline.md §2.2).
+/* MoGe v1 (microsoft/MoGe @ 0744441, moge/model/v1.py; upstream MOGE:214-242, DU:46, MCFG:25-35) as Lyra-2 uses it: the
+ * affine-invariant point map whose depth gives the first frame's depth its global scale (upstream DU:33-89,
+ * MOGE:302-395, Z:624-626).
  *
  *   image (3, H, W) in [0, 1]
- *     -> bicubic antialias to (h1, w1) = (int(H·f), int(W·f)), f = sqrt(num_tokens·196/(H·W))   (§2.3)
+ *     -> bicubic antialias to (h1, w1) = (int(H·f), int(W·f)), f = sqrt(num_tokens·196/(H·W))   (upstream Z:378)
  *     -> ImageNet normalisation -> bilinear antialias to (h1/14·14, w1/14·14)
- *     -> DINOv2 ViT backbone, last n_features blocks final-normed (taps)                        (§2.4)
+ *     -> DINOv2 ViT backbone, last n_features blocks final-normed (taps)                        (upstream Z:199,
+ * Z:253-317, Z:320-349)
  *     -> head: summed 1×1 projections, UV-conditioned ConvTranspose upsampling stages with
- *        GroupNorm residual blocks, bilinear to (h1, w1), point (x', y', log z) and mask heads    (§2.5)
- *     -> bilinear to (H, W), exp remap, focal/shift recovery, depth = z + shift                  (§2.6-2.7)
+ *        GroupNorm residual blocks, bilinear to (h1, w1), point (x', y', log z) and mask heads    (upstream
+ * MOGE:24-142)
+ *     -> bilinear to (H, W), exp remap, focal/shift recovery, depth = z + shift                  (upstream
+ * MOGE:286-299, MGT:40-52, MGN:79-112)
  *
  * Files: moge_weights.c (configuration from the weights and loading), moge_head.c (the head on the runtime
  * ops), moge.c (preprocessing, backbone call, forward), moge_geom.c (UV grid, focal/shift recovery, infer()
@@ -24,7 +28,7 @@
 extern "C" {
 #endif
 
-/* ---------------------------------------------------------------- focal / shift (depth.md §2.7) */
+/* ---------------------------------------------------------------- focal / shift (upstream MGT:40-52, MGN:79-112) */
 
 typedef struct lyra_moge_lm_info {
     double shift;   /* the minimiser as MINPACK returns it (float64) */
@@ -58,7 +62,7 @@ lyra_status lyra_moge_recover_focal_shift(const float *points, const uint8_t *ma
 void lyra_moge_samples(const float *points, const uint8_t *mask, int64_t H, int64_t W, float *uv, float *xyz,
                        int64_t *n);
 
-/* ---------------------------------------------------------------- infer() outputs (depth.md §2.6) */
+/* ---------------------------------------------------------------- infer() outputs (upstream MOGE:286-299) */
 
 /* From the forward outputs at the input size: points (H, W, 3) after the exp remap and mask logits (H, W):
  * mask = logit > threshold; (focal, shift) recovered; depth (H, W) = z + shift (+inf where masked);
@@ -72,10 +76,10 @@ lyra_status lyra_moge_finish(const float *points, const float *mask_logit, int64
  * [0, 1e4], 1000 where mask == 0. */
 void lyra_moge_lyra_depth(float *depth, const uint8_t *mask, int64_t n);
 
-/* Lyra's inverse-depth least-squares alignment of the DA3 depth to MoGe (Z:634-652, pipeline.md §2.2):
- * valid = (da3_mask > 0.5) & moge_mask; with more than 10 valid pixels, a = 1/(d_da3 + 1e-6),
- * b = 1/(d_moge + 1e-6), s = Σab / Σa² (float32 sums); out (n) = d_da3 / s when Σa² > 1e-8 and s > 1e-6,
- * else d_da3 unchanged. Returns via *scale the s applied (1 when not applied), *applied 0/1, and the sums. */
+/* Lyra's inverse-depth least-squares alignment of the DA3 depth to MoGe (upstream Z:634-652, DU:33-89, MOGE:302-395,
+ * Z:624-626): valid = (da3_mask > 0.5) & moge_mask; with more than 10 valid pixels, a = 1/(d_da3 + 1e-6), b = 1/(d_moge
+ * + 1e-6), s = Σab / Σa² (float32 sums); out (n) = d_da3 / s when Σa² > 1e-8 and s > 1e-6, else d_da3 unchanged.
+ * Returns via *scale the s applied (1 when not applied), *applied 0/1, and the sums. */
 typedef struct lyra_moge_align_info {
     int64_t n_valid;
     float numerator, denominator, scale;
@@ -143,7 +147,7 @@ typedef struct lyra_moge {
 lyra_status lyra_moge_load(lyra_moge *m, const lyra_text_wsource *src, const lyra_moge_options *opt);
 void lyra_moge_free(lyra_moge *m);
 
-/* Sizes of one forward on an H×W image (§2.3): tokens, the bicubic size (h1, w1), the backbone input
+/* Sizes of one forward on an H×W image (upstream Z:378): tokens, the bicubic size (h1, w1), the backbone input
  * (h14, w14) and its patch grid. */
 typedef struct lyra_moge_geometry {
     int64_t H, W, tokens, h1, w1, h14, w14, gh, gw;

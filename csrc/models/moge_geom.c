@@ -1,6 +1,7 @@
 /* MoGe host-side geometry: the view-plane UV grid, the focal/shift recovery from a point map, infer()'s outputs
- * (depth.md §2.6-2.7), and Lyra's post-processing and DA3 -> MoGe scale alignment (§2.8, pipeline.md §2.2).
- * These run on host float buffers: the point map comes back from the backend once per image. */
+ * (upstream MOGE:286-299, MGT:40-52, MGN:79-112), and Lyra's post-processing and DA3 -> MoGe scale alignment (upstream
+ * DU:75-80, Z:634-652, DU:33-89, MOGE:302-395, Z:624-626). These run on host float buffers: the point map comes back
+ * from the backend once per image. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -38,7 +39,7 @@ void lyra_moge_uv(float *uv, int64_t H, int64_t W, double aspect) {
         for (int64_t j = 1; j < W; j++) uv[(i * W + j) * 2 + 1] = uv[i * W * 2 + 1];
 }
 
-/* PyTorch 'nearest' source index (depth.md §5.5): identity for equal sizes, >> 1 for exact 2×, else
+/* PyTorch 'nearest' source index (docs/REFERENCES.md#resampling): identity for equal sizes, >> 1 for exact 2×, else
  * min(floor(dst·scale), in − 1) with scale = in/out in float32. */
 static int64_t nearest_src(int64_t dst, int64_t in, int64_t out) {
     if (out == in) return dst;

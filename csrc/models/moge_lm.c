@@ -1,6 +1,6 @@
-/* MoGe's focal/shift least squares (depth.md §2.7; MoGe geometry_numpy.solve_optimal_focal_shift, MGN:79-112):
- * scipy.optimize.least_squares(fn, x0=0, ftol=1e-3, method='lm'), which is MINPACK lmdif with n = 1,
- * xtol = gtol = 1e-8, maxfev = 200, epsfcn = machine epsilon, diag = [1] (mode 2) and factor 100.
+/* MoGe's focal/shift least squares (upstream MGT:40-52, MGN:79-112; MoGe geometry_numpy.solve_optimal_focal_shift,
+ * MGN:79-112): scipy.optimize.least_squares(fn, x0=0, ftol=1e-3, method='lm'), which is MINPACK lmdif with n = 1, xtol
+ * = gtol = 1e-8, maxfev = 200, epsfcn = machine epsilon, diag = [1] (mode 2) and factor 100.
  *
  * The loose ftol makes the answer depend on the iteration path, so this follows MINPACK's floating-point
  * operations step by step for n = 1 rather than using a better optimiser: enorm with its three accumulators,

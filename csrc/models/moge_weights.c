@@ -1,4 +1,5 @@
-/* MoGe v1: configuration from the weight names and shapes, and loading (depth.md §2.1, §2.5, §3.4). */
+/* MoGe v1: configuration from the weight names and shapes, and loading (upstream MOGE:214-242, DU:46, MCFG:25-35,
+ * MOGE:24-142; docs/REFERENCES.md#weight-names). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>

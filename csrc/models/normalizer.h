@@ -1,5 +1,5 @@
 /* The umT5 text normaliser as Hugging Face's fast tokenizer builds it from `spiece.model`
- * (transformers' SpmConverter.normalizer, spec/encoders.md §2.7 Step B.2):
+ * (transformers' SpmConverter.normalizer, upstream T5:62-102, T5:77-80, T5:36-45):
  *   Precompiled(precompiled_charsmap) -> Strip(right) -> Replace(" {2,}", "▁").
  *
  * The precompiled charsmap (SentencePiece's nmt_nfkc rules) is a blob: a little-endian uint32 byte size S

@@ -1,7 +1,7 @@
 /* A SentencePiece model file (`spiece.model`, protobuf ModelProto) read without a protobuf library.
  *
  * Only the fields the umT5 tokenizer needs are kept (field numbers from sentencepiece_model.proto,
- * spec/encoders.md §2.7): ModelProto.pieces (1) {piece 1, score 2, type 3}, trainer_spec (2)
+ * upstream T5:62-102, T5:77-80, T5:36-45): ModelProto.pieces (1) {piece 1, score 2, type 3}, trainer_spec (2)
  * {model_type 3, byte_fallback 35, unk_id 40, bos_id 41, eos_id 42, pad_id 43} and normalizer_spec (3)
  * {name 1, precompiled_charsmap 2, add_dummy_prefix 3, remove_extra_whitespaces 4, escape_whitespaces 5}.
  * Every other field is skipped by wire type. Absent fields take the proto2 defaults of that file.

@@ -1,4 +1,4 @@
-/* Upstream's prompt cleaning before tokenisation (spec/encoders.md §2.7 Step A; Wan's
+/* Upstream's prompt cleaning before tokenisation (upstream T5:62-102, T5:77-80, T5:36-45; Wan's
  * HuggingfaceTokenizer(clean="whitespace") in get_t5_emb.py): ftfy.fix_text (ftfy 6.3 defaults),
  * html.unescape twice, strip, every whitespace run -> one space.
  *

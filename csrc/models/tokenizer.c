@@ -395,7 +395,7 @@ lyra_status lyra_tokenizer_encode(const lyra_tokenizer *t, const char *text, siz
     if (seq_len < 1) return lyra_error(LYRA_ERR_ARG, "seq_len must be >= 1, got %lld", (long long)seq_len);
     id_list l = {0};
     LYRA_TRY(tokenize(t, text, len, &l));
-    /* HF truncation reserves room for the EOS the post-processor adds (spec §2.7 Step B.5) */
+    /* HF truncation reserves room for the EOS the post-processor adds (upstream T5:62-102, T5:77-80, T5:36-45) */
     size_t keep = l.n < (size_t)(seq_len - 1) ? l.n : (size_t)(seq_len - 1);
     for (size_t i = 0; i < (size_t)seq_len; i++) {
         ids[i] = i < keep ? l.v[i] : i == keep ? t->model.eos_id : t->model.pad_id;

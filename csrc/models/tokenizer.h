@@ -1,5 +1,5 @@
 /* The umT5 tokenizer as upstream runs it: Hugging Face's T5TokenizerFast converted from `spiece.model`
- * by transformers 4.57 (spec/encoders.md §2.7 Step B), in C.
+ * by transformers 4.57 (upstream T5:62-102, T5:77-80, T5:36-45), in C.
  *
  * Pipeline for one text (valid UTF-8):
  *   1. added tokens (the model's CONTROL and USER_DEFINED pieces, its <unk> piece, and <extra_id_0..N-1>)

@@ -1,4 +1,4 @@
-/* umT5 encoder forward on the runtime ops (encoders.md §2.2-2.4), plus its cost model. */
+/* umT5 encoder forward on the runtime ops (upstream T5:130-331, T5:259-296, T5:522-537), plus its cost model. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +17,7 @@ int64_t lyra_umt5_bucket(int64_t d, int64_t num_buckets, int64_t max_dist) {
     if (n < max_exact) return base + n;
     /* torch evaluates log(float(n) / max_exact) / log(max_dist / max_exact) * (half − max_exact) in float32
      * (the Python-float divisor is rounded to float32) and truncates with .long(). At the real 32 buckets /
-     * 128 the ratios at the bucket edges 16, 32, 64, 128 are exact powers of two in float32 (§2.3). */
+     * 128 the ratios at the bucket edges 16, 32, 64, 128 are exact powers of two in float32 (upstream T5:259-296). */
     float r = logf((float)n / (float)max_exact) / (float)log((double)max_dist / (double)max_exact) *
               (float)(half - max_exact);
     int64_t large = max_exact + (int64_t)r;
@@ -133,13 +133,13 @@ static lyra_status attn_part(run *r, const lyra_umt5_block *b) {
         LYRA_TRY(gather_bias(be, r->a, &bias, &b->pos, &r->buckets));
     }
     LYRA_TRY(lyra_arena_tensor(r->a, &o, LYRA_DTYPE_F32, 3, nea, "umT5 attention"));
-    /* Head n = features [n·Dh, (n+1)·Dh) of q/k/v and of o's input (§2.2 head layout). */
+    /* Head n = features [n·Dh, (n+1)·Dh) of q/k/v and of o's input (upstream T5:130-331 head layout). */
     LYRA_TRY(view4(&q4, &q, B, L, H, A / H));
     LYRA_TRY(view4(&k4, &k, B, L, H, A / H));
     LYRA_TRY(view4(&v4, &v, B, L, H, A / H));
     LYRA_TRY(view4(&o4, &o, B, L, H, A / H));
     /* T5 has no 1/sqrt(d) scaling; padded keys get probability exactly 0, as upstream's finfo.min fill does
-     * (</s> is always a real key, §2.2). */
+     * (</s> is always a real key, upstream T5:130-331). */
     LYRA_TRY(lyra_op_attention(be, &o4, &q4, &k4, &v4, &bias, &r->mask, 1.0f));
     LYRA_TRY(lyra_arena_tensor(r->a, &t, LYRA_DTYPE_F32, 3, ned, "umT5 attention projection"));
     LYRA_TRY(lyra_op_linear(be, &t, &o, &b->o, NULL));
@@ -201,7 +201,7 @@ static lyra_status encode(const lyra_umt5 *m, lyra_backend *be, lyra_arena *a, l
     lyra_tensor tids;
     LYRA_TRY(stage_inputs(&r, &tids, ids, mask, Lfull));
     LYRA_TRY(lyra_arena_tensor(a, &r.x, LYRA_DTYPE_F32, 3, (int64_t[]){B, L, c->dim}, "umT5 residual"));
-    LYRA_TRY(lyra_op_embedding(be, &r.x, &m->token_embedding, &tids)); /* no sqrt(d) scaling (§2.2) */
+    LYRA_TRY(lyra_op_embedding(be, &r.x, &m->token_embedding, &tids)); /* no sqrt(d) scaling (upstream T5:130-331) */
     if (c->shared_pos) {
         LYRA_TRY(lyra_arena_tensor(a, &r.bias, LYRA_DTYPE_F32, 4, (int64_t[]){1, c->heads, L, L}, "umT5 bias"));
         LYRA_TRY(gather_bias(be, a, &r.bias, &m->shared_pos, &r.buckets));

@@ -1,11 +1,11 @@
-/* umT5 text encoder (Wan 2.1 T5Encoder as Lyra-2 runs it, encoders.md §2).
+/* umT5 text encoder (Wan 2.1 T5Encoder as Lyra-2 runs it, upstream T5:544-577, Z:690-699, CTI:399-482).
  *
  *   x = E[ids]; per block: x += o(attn(RMS1(x))), x += fc2(fc1(h) ⊙ gelu_tanh(gate(h))) with h = RMS2(x);
  *   y = RMS(x). T5 RMS norm (eps 1e-6, no mean subtraction), no 1/sqrt(d) attention scaling, relative position
  *   bias per head from bucket(key − query) with a table per block (umT5) or one shared table (T5), padded
  *   KEYS masked (probability exactly 0), padded queries computed normally.
  *
- * Configuration comes from the weights (names as in the upstream state dict, encoders.md Appendix B):
+ * Configuration comes from the weights (names as in the upstream state dict of T5:130-331):
  * vocab, dim = token_embedding.weight (V, D); layers = number of blocks.{i}; dim_attn = attn.q rows;
  * ffn = ffn.fc1 rows; (buckets, heads) = pos_embedding.embedding.weight. max_dist is upstream's fixed 128. */
 #ifndef LYRA_UMT5_H
@@ -45,7 +45,7 @@ typedef struct lyra_umt5 {
 lyra_status lyra_umt5_load(lyra_umt5 *m, const lyra_text_wsource *src);
 void lyra_umt5_free(lyra_umt5 *m);
 
-/* Bucket of relative position d = key − query (bidirectional; upstream T5RelativeEmbedding, encoders.md §2.3).
+/* Bucket of relative position d = key − query (bidirectional; upstream T5RelativeEmbedding, T5:259-296).
  * Evaluated in float32 in upstream's operation order so that any (buckets, max_dist) matches torch. */
 int64_t lyra_umt5_bucket(int64_t d, int64_t num_buckets, int64_t max_dist);
 
@@ -56,7 +56,7 @@ lyra_status lyra_umt5_position_bias(const lyra_umt5 *m, int64_t layer, int64_t L
  *   ids (B, L) host int32 in [0, vocab); mask (B, L) host uint8, nonzero = real token (upstream: content + </s>);
  *   out (B, L, dim) f32 on be's device, contiguous.
  * zero_padded = 0: the raw encoder output at every position (padded queries computed, padded keys masked).
- * zero_padded = 1: what Lyra feeds the DiT (encoders.md §2.4): with seq_len = number of nonzero mask entries of
+ * zero_padded = 1: what Lyra feeds the DiT (upstream T5:522-537): with seq_len = number of nonzero mask entries of
  *   a row, rows < seq_len are the encoder output and rows >= seq_len exactly 0. When every mask row is a prefix
  *   (1…1 0…0), only the first max(seq_len) positions are computed: masked keys get probability exactly 0 and
  *   every other op is per token, so the kept rows are the same as with the full length.

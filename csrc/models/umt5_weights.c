@@ -1,4 +1,4 @@
-/* umT5 encoder: configuration detection and weight loading (names: encoders.md Appendix B). */
+/* umT5 encoder: configuration detection and weight loading (names: the modules of upstream T5:130-331). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,7 +7,7 @@
 
 #define WHAT "umT5 encoder"
 #define NAME_LEN LYRA_TEXT_NAME_LEN
-#define MAX_DIST 128 /* T5RelativeEmbedding's default, never overridden by Wan/Lyra (encoders.md §2.1) */
+#define MAX_DIST 128 /* T5RelativeEmbedding's default, never overridden by Wan/Lyra (upstream T5:441-455) */
 
 static lyra_status detect_config(lyra_umt5_config *cfg, const lyra_text_wsource *src) {
     memset(cfg, 0, sizeof *cfg);

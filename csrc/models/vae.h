@@ -1,13 +1,13 @@
-/* The Wan 2.1 causal 3-D VAE (encoders.md §1) on the lyra2 runtime: weights, streaming sessions, latent
- * normalisation and a dry-run planner.
+/* The Wan 2.1 causal 3-D VAE (upstream TOK:717-725, TOK:974-980, TOK:968-972) on the lyra2 runtime: weights, streaming
+ * sessions, latent normalisation and a dry-run planner.
  *
  * The network only ever runs as a causal stream (upstream does the same, wan2pt1.py:605-677): a session keeps
  * one cache per causal layer and accepts
  *   encoder: pixel frames, 1 + 4k on the first push, 4k (k >= 1) on every later push;
  *   decoder: latent frames, n >= 1 per push (upstream pushes one at a time).
  * A push of several groups at once equals pushing them one group at a time (the full-sequence definition of
- * encoders.md §1.6); only peak memory differs. Frames are float32, video values in [-1, 1]; the decoder output
- * is never clamped (§1.4: Lyra keeps unclamped frames as history).
+ * upstream TOK:605-630, M:1007-1046, TOK:623-630); only peak memory differs. Frames are float32, video values in [-1,
+ * 1]; the decoder output is never clamped (upstream TOK:404-546: Lyra keeps unclamped frames as history).
  *
  * Shapes are outermost first: video (B, 3, T, H, W), latents (B, z_dim, L, H/8, W/8), L = 1 + (T-1)/4. */
 #ifndef LYRA_MODELS_VAE_H
@@ -24,12 +24,12 @@ typedef struct lyra_vae_session lyra_vae_session;
 
 /* ---- weights ---- */
 
-/* Loads the 194 upstream tensors (encoders.md Appendix A) found through `lookup`. `names` lists every tensor
- * the source holds so that an unexpected one is reported. The base width `dim` is read from
- * encoder.conv1.weight (dim, 3, 3, 3, 3) and z_dim from conv2.weight (z, z, 1, 1, 1); dim_mult [1,2,4,4],
- * 2 residual blocks and temporal downsampling [F,T,T] are the fixed Wan 2.1 structure. Tensors may be
- * f32/bf16/f16 host arrays; they are copied into one f32 allocation of the CPU backend.
- * Missing / extra / wrong-shape / wrong-dtype tensors: LYRA_ERR_FORMAT naming the tensor. */
+/* Loads the 194 upstream tensors (named as the encoder and decoder modules of upstream TOK:306-546) found through
+ * `lookup`. `names` lists every tensor the source holds so that an unexpected one is reported. The base width `dim` is
+ * read from encoder.conv1.weight (dim, 3, 3, 3, 3) and z_dim from conv2.weight (z, z, 1, 1, 1); dim_mult [1,2,4,4], 2
+ * residual blocks and temporal downsampling [F,T,T] are the fixed Wan 2.1 structure. Tensors may be f32/bf16/f16 host
+ * arrays; they are copied into one f32 allocation of the CPU backend. Missing / extra / wrong-shape / wrong-dtype
+ * tensors: LYRA_ERR_FORMAT naming the tensor. */
 lyra_status lyra_vae_load(lyra_vae **out, lyra_tensor_lookup_fn lookup, void *source, const char *const *names,
                           int n_names);
 /* A weightless model of the given widths, for lyra_vae_plan_session (its weight descriptors have no data). */
@@ -85,7 +85,7 @@ const lyra_vae_stats *lyra_vae_session_stats(const lyra_vae_session *s);
 /* Bytes of the activation arena the session holds (its high-water mark over all pushes). */
 size_t lyra_vae_session_arena_peak(const lyra_vae_session *s);
 
-/* ---- latent normalisation (host side, encoders.md §1.5) ---- */
+/* ---- latent normalisation (host side, upstream TOK:810-848) ---- */
 
 typedef enum lyra_vae_constants {
     LYRA_VAE_CONST_BF16 = 0, /* what Lyra runs with: mean rounded to bf16, inv_std = bf16(1 / bf16(std)) */

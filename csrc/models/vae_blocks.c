@@ -1,6 +1,6 @@
-/* The VAE's non-resampling layers (encoders.md §1.2): causal stem conv, pointwise convs, residual block,
- * single-head attention block, head. Each writes y (allocated by the driver with vae_layer_out's shape) and
- * allocates its temporaries from the arena above the driver's mark. */
+/* The VAE's non-resampling layers (upstream TOK:70-94, TOK:97-109, TOK:120-198): causal stem conv, pointwise convs,
+ * residual block, single-head attention block, head. Each writes y (allocated by the driver with vae_layer_out's shape)
+ * and allocates its temporaries from the arena above the driver's mark. */
 #include <math.h>
 
 #include "models/vae_internal.h"
@@ -32,7 +32,8 @@ lyra_status vae_layer_out(const vae_layer *L, int first, vae_shape in, vae_shape
     case VAE_UP3D:
         out->H = 2 * in.H;
         out->W = 2 * in.W;
-        /* First chunk: frame 0 passes (no time conv), the rest double; later chunks double (§1.6). */
+        /* First chunk: frame 0 passes (no time conv), the rest double; later chunks double (upstream TOK:605-630,
+         * M:1007-1046, TOK:623-630). */
         if (L->kind == VAE_UP3D) out->T = first ? 1 + 2 * (in.T - 1) : 2 * in.T;
         break;
     default:

@@ -87,7 +87,8 @@ lyra_status vx_slot_push(vae_ctx *c, vae_slot *s, const lyra_tensor *x) {
         return LYRA_OK;
     }
     /* Fewer new frames than the cache holds (a 1-frame chunk): keep the newest old frames in front of them.
-     * Upstream concatenates the previous cache's last frame with the chunk (wan2pt1.py CACHE_T rule, §1.6). */
+     * Upstream concatenates the previous cache's last frame with the chunk (wan2pt1.py CACHE_T rule, upstream
+     * TOK:605-630, M:1007-1046, TOK:623-630). */
     int64_t keep = m < cap - n ? m : cap - n;
     if (keep > 0 && m - keep > 0) {
         lyra_tensor dst = slot_frames(c, s, 0, keep), src = slot_frames(c, s, m - keep, m);

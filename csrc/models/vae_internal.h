@@ -1,9 +1,9 @@
 /* Internals of the Wan VAE: the layer list, the causal cache slots and the execution context.
  *
- * The network is a flat list of layers (encoders.md §1.3/§1.4 tables, in upstream module order). The same list
- * drives the real forward pass and the dry-run planner: every op goes through the vx_* wrappers below, which
- * count FLOPs/bytes and, unless the context is dry, call the lyra_op_* runtime. All activations handled here
- * are one batch element: (1, C, T, H, W) f32, contiguous. */
+ * The network is a flat list of layers (in the module order of upstream TOK:306-401, TOK:404-546). The same list drives
+ * the real forward pass and the dry-run planner: every op goes through the vx_* wrappers below, which count FLOPs/bytes
+ * and, unless the context is dry, call the lyra_op_* runtime. All activations handled here are one batch element: (1,
+ * C, T, H, W) f32, contiguous. */
 #ifndef LYRA_MODELS_VAE_INTERNAL_H
 #define LYRA_MODELS_VAE_INTERNAL_H
 
@@ -38,7 +38,7 @@ enum { VW_HW = 1, VW_HB };
 typedef struct vae_layer {
     vae_kind kind;
     int cin, cout;            /* channels in and out */
-    int slot;                 /* first causal cache slot (upstream feat_idx order, §1.6), -1 when none */
+    int slot;                 /* first causal cache slot (upstream feat_idx order, TOK:605-630), -1 when none */
     int nslots;
     char name[40];            /* upstream key prefix, e.g. "encoder.downsamples.5" */
     lyra_tensor w[VAE_W_MAX];
@@ -58,7 +58,7 @@ struct lyra_vae {
 
 /* A causal cache slot: the last `frames` (<= 2) conv inputs of the sequence seen so far, per batch element.
  * t is (cap, B, C, h, w); m[b] frames of it are valid, oldest first. seen[b]: the slot has had its first chunk
- * (the resample time convs treat the first chunk specially, §1.6). */
+ * (the resample time convs treat the first chunk specially, upstream TOK:605-630, M:1007-1046, TOK:623-630). */
 typedef struct vae_slot {
     lyra_tensor t;
     int cap;
@@ -111,7 +111,8 @@ lyra_status vx_conv3d(vae_ctx *c, lyra_tensor *y, const lyra_tensor *x, const ly
 /* Causal 3×3×3 (or (3,1,1)) conv with slot `i` as the time prefix, then the slot update from x. */
 lyra_status vx_causal_conv(vae_ctx *c, int slot, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
                            const lyra_tensor *b);
-/* y = SiLU(RMS_norm(x)·gamma) (encoders.md §1.2: L2 over channels, ·sqrt(C), eps 1e-12); y may be x. */
+/* y = SiLU(RMS_norm(x)·gamma) (upstream TOK:70-94, TOK:97-109, TOK:120-198: L2 over channels, ·sqrt(C), eps 1e-12); y
+ * may be x. */
 lyra_status vx_norm_silu(vae_ctx *c, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *gamma, int silu);
 lyra_status vx_add(vae_ctx *c, lyra_tensor *y, const lyra_tensor *a, const lyra_tensor *b);
 lyra_status vx_copy(vae_ctx *c, lyra_tensor *y, const lyra_tensor *x);

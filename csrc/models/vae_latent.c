@@ -1,4 +1,4 @@
-/* Latent normalisation (encoders.md §1.5): per-channel mean / inverse std of the Wan 2.1 VAE.
+/* Latent normalisation (upstream TOK:810-848): per-channel mean / inverse std of the Wan 2.1 VAE.
  *
  * Lyra builds the VAE wrapper in bf16 (wan2pt1.py:899-901), so the tables it normalises with are bf16 tensors:
  * mean rounded to bf16 and inv_std = bf16(1 / bf16(std)) (wan2pt1.py:846-848). Those are the latents the Lyra

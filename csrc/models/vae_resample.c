@@ -1,4 +1,5 @@
-/* The four Resample modes (encoders.md §1.2) with their time rules (§1.6).
+/* The four Resample modes (upstream TOK:70-94, TOK:97-109, TOK:120-198) with their time rules (upstream TOK:605-630,
+ * M:1007-1046, TOK:623-630).
  *
  *   downsample2d: per frame ZeroPad2d(0,1,0,1) + Conv2d 3×3 stride 2 (run as a (1,3,3) conv3d over all frames).
  *   downsample3d: the same, then time_conv (3,1,1) stride 2 without padding. First chunk: frame 0 passes
@@ -10,10 +11,10 @@
  *   upsample2d:   per frame nearest ×2 (exact replication for factor 2) then Conv2d 3×3 pad 1, C -> C/2.
  * The spatial upsample runs one frame at a time so its 4×-sized temporary is one frame, not the chunk.
  *
- * A first push of several frames follows the full-sequence definition (§1.6). Upstream's code, handed such a
- * first chunk, would skip the time conv for the whole chunk (it caches the chunk, or sets 'Rep', and returns it
- * unchanged), but it never is: its first chunk is frame 0 alone (encoder) or one latent (decoder), where both
- * readings agree. */
+ * A first push of several frames follows the full-sequence definition (upstream TOK:605-630, M:1007-1046, TOK:623-630).
+ * Upstream's code, handed such a first chunk, would skip the time conv for the whole chunk (it caches the chunk, or
+ * sets 'Rep', and returns it unchanged), but it never is: its first chunk is frame 0 alone (encoder) or one latent
+ * (decoder), where both readings agree. */
 #include "models/vae_internal.h"
 
 static lyra_status spatial_down(vae_ctx *c, const vae_layer *L, lyra_tensor *y, const lyra_tensor *x) {

@@ -80,14 +80,14 @@ lyra_status lyra_vae_session_out_frames(const lyra_vae_session *s, int64_t n, in
     int first = s->frames_in == 0;
     if (s->decoder) {
         if (n < 1) return lyra_error(LYRA_ERR_ARG, "vae decode: a push needs at least 1 latent frame, got %lld", (long long)n);
-        /* Latent 0 decodes to 1 frame (§1.6), every later latent to 4. */
+        /* Latent 0 decodes to 1 frame (upstream TOK:605-630, M:1007-1046, TOK:623-630), every later latent to 4. */
         *n_out = first ? 1 + 4 * (n - 1) : 4 * n;
         return LYRA_OK;
     }
     if (first && (n < 1 || (n - 1) % 4 != 0))
         return lyra_error(LYRA_ERR_ARG,
                           "vae encode: the first push takes 1 + 4k frames (1, 5, 9, ..., 81), got %lld; the Wan VAE "
-                          "compresses time by 4 after a lone first frame (encoders.md §1.6)", (long long)n);
+                          "compresses time by 4 after a lone first frame (upstream TOK:605-630)", (long long)n);
     if (!first && (n < 4 || n % 4 != 0))
         return lyra_error(LYRA_ERR_ARG,
                           "vae encode: after the first push the encoder takes groups of 4 frames (4, 8, ...), "

@@ -1,4 +1,4 @@
-/* The Wan VAE layer list (encoders.md §1.3, §1.4) and its weights: binding the upstream names, carving one
+/* The Wan VAE layer list (upstream TOK:306-401, TOK:404-546) and its weights: binding the upstream names, carving one
  * f32 block. Configuration is read from two shapes (dim, z_dim); everything else is the fixed Wan 2.1 layout,
  * and a checkpoint that differs shows up as a missing, extra or mis-shaped tensor. */
 #include <stdio.h>
@@ -14,7 +14,8 @@ static vae_layer *add_layer(vae_layer *list, int *n, vae_kind kind, int cin, int
     L->cin = cin;
     L->cout = cout;
     snprintf(L->name, sizeof L->name, fmt, idx);
-    /* Causal slots in upstream feat_idx order: one per 3×3×3 conv and per resample time conv (§1.6). */
+    /* Causal slots in upstream feat_idx order: one per 3×3×3 conv and per resample time conv (upstream TOK:605-630,
+     * M:1007-1046, TOK:623-630). */
     int ns = kind == VAE_RES ? 2 : (kind == VAE_CONV || kind == VAE_HEAD || kind == VAE_DOWN3D || kind == VAE_UP3D);
     L->slot = ns ? *slot : -1;
     L->nslots = ns;
@@ -44,7 +45,8 @@ void vae_build_layers(lyra_vae *vae, int d, int z) {
     add_layer(vae->enc, &n, VAE_ATTN, cin, cin, &slot, "encoder.middle.%d", 1);
     add_layer(vae->enc, &n, VAE_RES, cin, cin, &slot, "encoder.middle.%d", 2);
     add_layer(vae->enc, &n, VAE_HEAD, cin, 2 * z, &slot, "encoder.head", 0);
-    /* Top-level conv1 (2z -> 2z); only the mu rows [0, z) are computed, log-variance is discarded (§1.3). */
+    /* Top-level conv1 (2z -> 2z); only the mu rows [0, z) are computed, log-variance is discarded (upstream
+     * TOK:306-401). */
     add_layer(vae->enc, &n, VAE_POINTWISE, 2 * z, z, &slot, "conv1", 0);
     vae->n_enc = n;
     vae->enc_slots = slot;

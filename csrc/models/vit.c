@@ -1,4 +1,5 @@
-/* Generic ViT forward on the runtime ops (vit.h; depth.md §1.5, §1.9, §2.4) and its cost model. */
+/* Generic ViT forward on the runtime ops (vit.h; upstream DA3dino:22-64, DA3vit:454-466, DA3cfg/da3-giant:6-17,
+ * DA3net:484) and its cost model. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,7 +80,7 @@ lyra_status lyra_vit_pos_embed(const lyra_vit *m, lyra_backend *be, lyra_arena *
     size_t mark = lyra_arena_mark(a);
     LYRA_TRY(lyra_arena_tensor(a, &out, LYRA_DTYPE_F32, 3, (int64_t[]){C, gh, gw}, "ViT pos-embed grid"));
     /* F.interpolate(scale_factor=((gh+off)/M, (gw+off)/M), bicubic): PyTorch samples with ratio 1/scale_factor,
-     * not M/g, and the output size floor(M·scale) = g (the "interpolate_offset" kludge, §1.5.2). */
+     * not M/g, and the output size floor(M·scale) = g (the "interpolate_offset" kludge, upstream DA3vit:220-280). */
     lyra_resize_params rp = {.mode = LYRA_RESIZE_BICUBIC, .align_corners = 0, .antialias = c->opt.pos_antialias,
                              .ratio_h = (double)M / ((double)gh + c->opt.pos_offset),
                              .ratio_w = (double)M / ((double)gw + c->opt.pos_offset)};
@@ -92,9 +93,9 @@ lyra_status lyra_vit_pos_embed(const lyra_vit *m, lyra_backend *be, lyra_arena *
     return s;
 }
 
-/* RoPE angle tables (§1.5.4): local positions (r+1, c+1) per patch, (0, 0) for cls/registers; global
- * ("pos_nodiff") positions (1, 1) per patch and (0, 0) for special tokens, repeated per view. Built on the host
- * and uploaded into the arena (a device copy once the CUDA backend runs networks). */
+/* RoPE angle tables (upstream DA3rope:23-200, DA3vit:282-298): local positions (r+1, c+1) per patch, (0, 0) for
+ * cls/registers; global ("pos_nodiff") positions (1, 1) per patch and (0, 0) for special tokens, repeated per view.
+ * Built on the host and uploaded into the arena (a device copy once the CUDA backend runs networks). */
 static lyra_status rope_tables(const lyra_vit *m, lyra_backend *be, lyra_arena *a, lyra_vit_run *run) {
     const lyra_vit_config *c = &m->cfg;
     int64_t N = run->N, S = run->S, half = c->head_dim / 2, special = 1 + c->registers;
@@ -233,7 +234,8 @@ static lyra_status ffn(const lyra_vit *m, lyra_backend *be, lyra_arena *a, lyra_
     lyra_tensor *hidden = &u;
     lyra_tensor g;
     if (c->ffn == LYRA_VIT_FFN_SWIGLU) {
-        /* w3(silu(x1)·x2), [x1 | x2] = w12(h) split in halves (depth.md §1.5.1). */
+        /* w3(silu(x1)·x2), [x1 | x2] = w12(h) split in halves (upstream DA3dino:22-64, DA3vit:454-466,
+         * DA3cfg/da3-giant:6-17). */
         lyra_tensor x1, x2;
         LYRA_TRY(lyra_arena_tensor(a, &u, LYRA_DTYPE_F32, 3, (int64_t[]){S, N, 2 * F}, "ViT w12"));
         LYRA_TRY(lyra_op_linear(be, &u, &h, &b->fc1_w, &b->fc1_b));

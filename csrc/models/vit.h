@@ -1,16 +1,19 @@
-/* A generic DINOv2-style vision transformer on the runtime ops (depth.md §1.5, §1.9, §2.4): the backbone of
- * DA3 (any-view ViT-g with alternating attention, metric ViT-L) and of MoGe v1 (ViT-L).
+/* A generic DINOv2-style vision transformer on the runtime ops (upstream DA3dino:22-64, DA3vit:454-466,
+ * DA3cfg/da3-giant:6-17, DA3net:484): the backbone of DA3 (any-view ViT-g with alternating attention, metric ViT-L) and
+ * of MoGe v1 (ViT-L).
  *
  *   tokens = [cls, registers..., conv_P×P(pixels) as row-major patch tokens]
- *   x[cls, patches] += interpolated pos_embed (registers get none, DINOv2 order)         (§1.5.2, §5.3)
+ *   x[cls, patches] += interpolated pos_embed (registers get none, DINOv2 order)         (upstream DA3vit:220-280;
+ * docs/REFERENCES.md#resampling)
  *   block i: x += ls1 ⊙ proj(attn(qk_norm/rope(qkv(LN1 x))))
  *            x += ls2 ⊙ ffn(LN2 x),  ffn = fc2(gelu_erf(fc1 ·)) or w3(silu(x1)·x2) with [x1|x2] = w12(·)
  *   final norm (separate eps: DA3 1e-5, MoGe 1e-6).
  *
  * Several views run together as x (S, N, C). A "local" block attends within each view; a "global" block
- * (alternating attention, DA3: odd i >= alt_start) attends over all S·N tokens as one sequence (§1.5.3).
- * 2D RoPE (blocks >= rope_start) uses positions (r+1, c+1) for patch (r, c) and (0, 0) for special tokens in
- * local blocks, and (1, 1) for every patch in global blocks ("pos_nodiff", §1.5.4).
+ * (alternating attention, DA3: odd i >= alt_start) attends over all S·N tokens as one sequence (upstream DA3blk:77-103,
+ * DA3att:47-81). 2D RoPE (blocks >= rope_start) uses positions (r+1, c+1) for patch (r, c) and (0, 0) for special
+ * tokens in local blocks, and (1, 1) for every patch in global blocks ("pos_nodiff", upstream DA3rope:23-200,
+ * DA3vit:282-298).
  *
  * Configuration comes from the weight names/shapes under a prefix ("da3.backbone.pretrained.", "backbone."):
  *   {p}cls_token (1,1,C), {p}pos_embed (1,1+M²,C), {p}patch_embed.proj.{weight (C,3,P,P), bias (C)},
@@ -42,7 +45,7 @@ typedef struct lyra_vit_options {
     int rope_start;       /* first block with 2D RoPE on q, k; -1: none */
     double rope_theta;    /* RoPE base frequency (DA3: 100) */
     int alt_start;        /* first block of alternating attention (i >= alt_start and odd -> global); -1 none */
-    double pos_offset;    /* pos-embed interpolate_offset (0.1): ratio M/(g + offset), §1.5.2 */
+    double pos_offset;    /* pos-embed interpolate_offset (0.1): ratio M/(g + offset), upstream DA3vit:220-280 */
     int pos_antialias;    /* 1: antialiased bicubic pos-embed resize (DINOv2 option; DA3 and MoGe: 0) */
 } lyra_vit_options;
 
@@ -115,7 +118,8 @@ lyra_status lyra_vit_add_weights(lyra_vit *m, lyra_vit_wlist *l);
 int lyra_vit_unused_tensor(const lyra_vit *m, const char *name);
 void lyra_vit_free(lyra_vit *m);
 
-/* 1 when block i attends over all views jointly (alternating attention, §1.5.5). */
+/* 1 when block i attends over all views jointly (alternating attention, upstream DA3dino:22-64, DA3vit:454-466,
+ * DA3cfg/da3-giant:6-17). */
 int lyra_vit_block_is_global(const lyra_vit_config *c, int i);
 
 /* Per-run geometry and RoPE tables (allocated in the arena by lyra_vit_embed). */
@@ -126,9 +130,9 @@ typedef struct lyra_vit_run {
     lyra_tensor rope_global;    /* (S·N, Dh/2) angles with pos_nodiff */
 } lyra_vit_run;
 
-/* The interpolated position embedding pos (1, 1 + gh·gw, C) (f32, contiguous; §1.5.2 / §5.3): row 0 is the cls
- * row, the M×M grid is bicubically resized (align_corners False) with ratio M/(g + offset); when gh = gw = M the
- * table is used as is (DINOv2 shortcut). */
+/* The interpolated position embedding pos (1, 1 + gh·gw, C) (f32, contiguous; upstream DA3vit:220-280 /
+ * docs/REFERENCES.md#resampling): row 0 is the cls row, the M×M grid is bicubically resized (align_corners False) with
+ * ratio M/(g + offset); when gh = gw = M the table is used as is (DINOv2 shortcut). */
 lyra_status lyra_vit_pos_embed(const lyra_vit *m, lyra_backend *be, lyra_arena *a, lyra_tensor *pos, int64_t gh,
                                int64_t gw);
 

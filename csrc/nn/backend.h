@@ -34,10 +34,10 @@ typedef enum lyra_pad_mode {
     LYRA_PAD_REPLICATE
 } lyra_pad_mode;
 
-/* RoPE pairings. INTERLEAVED: pair p = (x[2p], x[2p+1]) with angle[p] (GPT-J / Wan, network.md §3.5).
- * HALF: D is split into n_sections sections of size S = D/n_sections; inside section s the pair i is
- * (x[sS+i], x[sS+i+S/2]) with angle[s·S/2 + i] ("rotate-half" per section; DA3 2-D RoPE uses 2 sections,
- * y then x, depth.md §1.5.4). Both rotate (a, b) -> (a·cos φ − b·sin φ, a·sin φ + b·cos φ). */
+/* RoPE pairings. INTERLEAVED: pair p = (x[2p], x[2p+1]) with angle[p] (GPT-J / Wan, upstream W:93-188, W:203-232,
+ * WL:586-596). HALF: D is split into n_sections sections of size S = D/n_sections; inside section s the pair i is
+ * (x[sS+i], x[sS+i+S/2]) with angle[s·S/2 + i] ("rotate-half" per section; DA3 2-D RoPE uses 2 sections, y then x,
+ * upstream DA3rope:23-200, DA3vit:282-298). Both rotate (a, b) -> (a·cos φ − b·sin φ, a·sin φ + b·cos φ). */
 typedef enum lyra_rope_mode {
     LYRA_ROPE_INTERLEAVED = 0,
     LYRA_ROPE_HALF
@@ -54,11 +54,13 @@ typedef struct lyra_resize_params {
     int align_corners;         /* bilinear/bicubic only; antialias requires 0 */
     int antialias;             /* PyTorch antialias=True (separable, support widened when shrinking) */
     double ratio_h, ratio_w;   /* source-per-destination ratio; 0 means in/out. PyTorch uses 1/scale_factor
-                                  when called with scale_factor (the DA3 pos-embed "+0.1" quirk, depth.md §1.5.2) */
+                                  when called with scale_factor (the DA3 pos-embed "+0.1" quirk,
+                                  upstream DA3vit:220-280) */
 } lyra_resize_params;
 
 /* Patch vector order. C_SLOWEST: p[((c·kt + a)·kh + r)·kw + s] (patch embedding, pixel-shuffle tokens,
- * network.md §3.2/§3.4). C_FASTEST: p[((a·kh + r)·kw + s)·C + c] (the DiT head's unpatchify, §3.9). */
+ * upstream WL:555-803, WL:600-619, WL:628-642, WL:700-740). C_FASTEST: p[((a·kh + r)·kw + s)·C + c] (the DiT head's
+ * unpatchify, upstream W:532-566, WL:1001-1017). */
 typedef enum lyra_patch_order {
     LYRA_PATCH_C_SLOWEST = 0,
     LYRA_PATCH_C_FASTEST
@@ -70,9 +72,9 @@ typedef struct lyra_conv2d_params {
     lyra_pad_mode pad_mode;                          /* MoGe convs use replicate padding */
 } lyra_conv2d_params;
 
-/* Time padding is causal in the Wan VAE: pad_front = 2·pt frames before, pad_back = 0 (encoders.md §1.2).
- * When a cache ("prefix") of m <= pad_front earlier frames is given, it fills the LAST m of the front padding
- * frames (times −m..−1); the remaining pad_front − m frames are zeros. Spatial padding uses pad_mode. */
+/* Time padding is causal in the Wan VAE: pad_front = 2·pt frames before, pad_back = 0 (upstream TOK:70-94, TOK:97-109,
+ * TOK:120-198). When a cache ("prefix") of m <= pad_front earlier frames is given, it fills the LAST m of the front
+ * padding frames (times −m..−1); the remaining pad_front − m frames are zeros. Spatial padding uses pad_mode. */
 typedef struct lyra_conv3d_params {
     int stride_t, stride_h, stride_w;
     int pad_front, pad_back;
@@ -139,6 +141,7 @@ typedef struct lyra_backend_ops {
                         const lyra_tensor *a);
     lyra_status (*rope)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *angles,
                         lyra_rope_mode mode, int n_sections);
+    lyra_status (*sincos)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int octaves);
 
     /* convolution and resampling */
     lyra_status (*conv2d)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
@@ -168,6 +171,13 @@ lyra_status lyra_backend_cpu_init(lyra_backend *be, int n_threads);
 lyra_status lyra_backend_init(lyra_backend *be, lyra_device device, int arg);
 /* Frees the backend's scratch and private state; safe on a zeroed struct. */
 void lyra_backend_free(lyra_backend *be);
+
+/* Grows an EMPTY activation arena to at least `bytes` of the backend's memory: host memory on the CPU backend,
+ * one block of the device pool otherwise (the networks' arenas live where their ops run). Contents are not kept.
+ * LYRA_ERR_OOM naming `what` (the network or stage) and the size. Release with lyra_backend_arena_free. */
+lyra_status lyra_backend_arena_reserve(lyra_backend *be, lyra_arena *a, size_t bytes, const char *what);
+/* Frees an arena made by lyra_backend_arena_reserve (or lyra_arena_init) on `be`; safe on a zeroed arena. */
+void lyra_backend_arena_free(lyra_backend *be, lyra_arena *a);
 
 /* One workspace buffer of at least `bytes` bytes (64-byte aligned), valid until the next call; an op that
  * needs several workspaces asks once for their sum and partitions it. The buffer only grows (when a call asks

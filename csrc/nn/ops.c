@@ -492,6 +492,23 @@ lyra_status lyra_op_rope(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x,
     return be->ops->rope(be, y, x, angles, mode, n_sections);
 }
 
+lyra_status lyra_op_sincos(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int octaves) {
+    const char *op = "sincos";
+    LYRA_TRY(check_out(be, op, y));
+    LYRA_TRY(check_tensor(be, op, "x", x, 1));
+    if (!lyra_dtype_is_float(y->dtype))
+        return lyra_error(LYRA_ERR_TYPE, "sincos: y has dtype %s, expected f32, bf16 or f16", lyra_dtype_name(y->dtype));
+    if (octaves < 1 || octaves > 30) return lyra_error(LYRA_ERR_ARG, "sincos: octaves must be in 1..30, got %d", octaves);
+    if (x->ndim < 1) return lyra_error(LYRA_ERR_ARG, "sincos: x must have at least one dim");
+    int64_t ne[LYRA_MAX_DIMS];
+    memcpy(ne, x->ne, sizeof ne);
+    ne[x->ndim - 1] = 2 * (int64_t)octaves * x->ne[x->ndim - 1];
+    LYRA_TRY(check_shape(op, "y", y, x->ndim, ne));
+    LYRA_TRY(check_contiguous(op, "y", y));
+    LYRA_TRY(check_alias(op, "x", y, x, 0));
+    return be->ops->sincos(be, y, x, octaves);
+}
+
 /* ---------------- convolution and resampling ---------------- */
 
 static lyra_status check_conv_common(lyra_backend *be, const char *op, lyra_tensor *y, const lyra_tensor *x,

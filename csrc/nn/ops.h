@@ -67,7 +67,7 @@ lyra_status lyra_op_concat(lyra_backend *be, lyra_tensor *y, const lyra_tensor *
  * y.ne[i] = x.ne[i] + pads[2i] + pads[2i+1]. REPLICATE copies the edge element (needs x.ne[i] >= 1). */
 lyra_status lyra_op_pad(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const int64_t *pads,
                         lyra_pad_mode mode);
-/* Patch tokens, tokens ordered f-major then i then j (network.md §3.2):
+/* Patch tokens, tokens ordered f-major then i then j (upstream WL:555-803):
  *   x (B, C, T, H, W) with T % kt == H % kh == W % kw == 0 (replicate-pad first, lyra_op_pad);
  *   y (B, (T/kt)·(H/kh)·(W/kw), C·kt·kh·kw), vector order per lyra_patch_order. */
 lyra_status lyra_op_patchify(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int kt, int kh, int kw,
@@ -97,10 +97,10 @@ lyra_status lyra_op_matmul(lyra_backend *be, lyra_tensor *c, const lyra_tensor *
  *   q (B, Lq, H, D), k (B, Lk, Hk, D), v (B, Lk, Hk, Dv), o (B, Lq, H, Dv); H % Hk == 0 (grouped heads:
  *   head h uses kv head h / (H/Hk)). Strided q/k/v are fine (slices of a fused qkv) if the last dim is
  *   contiguous.
- *   bias: NULL or f32 (B|1, H|1, Lq, Lk), added after scaling (T5 relative position bias, encoders.md §2.2).
+ *   bias: NULL or f32 (B|1, H|1, Lq, Lk), added after scaling (T5 relative position bias, upstream T5:130-331).
  *   key_mask: NULL or u8 (B, Lk), 0 = key masked out (probability exactly 0). A query whose keys are all
  *   masked gets o = 0.
- *   No causal mask: nothing in Lyra-2 attends causally (network.md §4). */
+ *   No causal mask: nothing in Lyra-2 attends causally (upstream W:300-307, WL:979-999, W:389-396). */
 lyra_status lyra_op_attention(lyra_backend *be, lyra_tensor *o, const lyra_tensor *q, const lyra_tensor *k,
                               const lyra_tensor *v, const lyra_tensor *bias, const lyra_tensor *key_mask,
                               float scale);
@@ -114,7 +114,7 @@ lyra_status lyra_op_rms_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor
 /* y = (x − mean)/sqrt(var_biased + eps)·w + b over the last dim. w, b (D) or NULL (no affine). */
 lyra_status lyra_op_layer_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
                                const lyra_tensor *b, float eps);
-/* Wan VAE "RMS_norm" (encoders.md §1.2): over dim 1 (channels) of x (B, C, ...):
+/* Wan VAE "RMS_norm" (upstream TOK:70-94, TOK:97-109, TOK:120-198): over dim 1 (channels) of x (B, C, ...):
  *   y[b, c, s] = x[b, c, s] / max(‖x[b, :, s]‖₂, eps) · sqrt(C) · gamma[c] (+ beta[c]).
  * gamma (C) or NULL, beta (C) or NULL; upstream eps = 1e-12. */
 lyra_status lyra_op_l2norm_channels(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x,
@@ -137,18 +137,18 @@ static inline lyra_status lyra_op_silu(lyra_backend *be, lyra_tensor *y, const l
     return lyra_op_unary(be, y, x, LYRA_ACT_SILU);
 }
 /* Gated unit y = a ⊙ act(g). a, g, y same shape. umT5 FFN: a = fc1(h), g = gate(h), act = GELU_TANH
- * (encoders.md §2.2); SwiGLU (DA3): a = x2, g = x1, act = SILU. */
+ * (upstream T5:130-331); SwiGLU (DA3): a = x2, g = x1, act = SILU. */
 lyra_status lyra_op_glu(lyra_backend *be, lyra_tensor *y, const lyra_tensor *a, const lyra_tensor *g, lyra_act act);
 /* y = a + b, y = a ⊙ b. a, b: same ndim as y, each dim equal to y's or 1 (broadcast). */
 lyra_status lyra_op_add(lyra_backend *be, lyra_tensor *y, const lyra_tensor *a, const lyra_tensor *b);
 lyra_status lyra_op_mul(lyra_backend *be, lyra_tensor *y, const lyra_tensor *a, const lyra_tensor *b);
 /* y = alpha·x + beta. */
 lyra_status lyra_op_scale(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, float alpha, float beta);
-/* adaLN modulate y = x·(1 + scale) + shift (network.md §3.8 step 4). x, y (B, L, D);
+/* adaLN modulate y = x·(1 + scale) + shift (upstream WL:150-212, W:280-437). x, y (B, L, D);
  * shift, scale broadcastable to x (typically (B|1, 1, D)). */
 lyra_status lyra_op_modulate(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *shift,
                              const lyra_tensor *scale);
-/* Gated residual y = x + g ⊙ a (network.md §3.8 step 7). x, a, y same shape; g broadcastable. */
+/* Gated residual y = x + g ⊙ a (upstream WL:150-212, W:280-437). x, a, y same shape; g broadcastable. */
 lyra_status lyra_op_gate(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *g,
                          const lyra_tensor *a);
 /* Rotary embedding. x, y (B, L, H, D) (last dim contiguous), angles f32 (L, D/2) shared by all heads and
@@ -156,13 +156,19 @@ lyra_status lyra_op_gate(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x,
 lyra_status lyra_op_rope(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *angles,
                          lyra_rope_mode mode, int n_sections);
 
+/* Sin/cos features (the DiT's correspondence-buffer encoding, upstream
+ * Lyra-2/lyra_2/_src/networks/wan2pt1_lyra2.py:137-148): x (..., C), y (..., 2·octaves·C) contiguous, per octave
+ * o < octaves the blocks y[..., 2oC + c] = sin(x·f_o), y[..., (2o+1)C + c] = cos(x·f_o) with f_o = 2^o·π rounded
+ * to f32 and the product rounded to f32 (upstream's x.float() * (2^o·π)). x: any strides, float dtypes. */
+lyra_status lyra_op_sincos(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int octaves);
+
 /* ---------------- convolution and resampling ---------------- */
 
 /* Cross-correlation. x (B, Ci, H, W), w (Co, Ci, kh, kw), b (Co) or NULL, y (B, Co, Ho, Wo) with
  * Ho = (H + pad_top + pad_bottom − kh)/stride_h + 1 (floor), Wo likewise. Groups = 1, dilation = 1. */
 lyra_status lyra_op_conv2d(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
                            const lyra_tensor *b, const lyra_conv2d_params *p);
-/* 3-D cross-correlation with causal time padding (Wan CausalConv3d, encoders.md §1.2).
+/* 3-D cross-correlation with causal time padding (Wan CausalConv3d, upstream TOK:70-94, TOK:97-109, TOK:120-198).
  * x (B, Ci, T, H, W), w (Co, Ci, kt, kh, kw), b (Co) or NULL, prefix NULL or (B, Ci, m, H, W) with
  * m <= pad_front (the streaming cache), y (B, Co, To, Ho, Wo), To = (T + pad_front + pad_back − kt)/stride_t + 1. */
 lyra_status lyra_op_conv3d(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
@@ -173,8 +179,8 @@ lyra_status lyra_op_conv_transpose2d(lyra_backend *be, lyra_tensor *y, const lyr
                                      const lyra_tensor *b, int stride, int padding);
 /* Nearest 2× over the last two dims: y[..., y, x] = x[..., y/2, x/2]. x (..., H, W), y (..., 2H, 2W). */
 lyra_status lyra_op_upsample_nearest2x(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x);
-/* Resize over the last two dims (PyTorch F.interpolate semantics, depth.md §5.2-5.5, encoders.md §3.2).
- * x (..., H, W), y (..., Ho, Wo). */
+/* Resize over the last two dims (PyTorch F.interpolate semantics, docs/REFERENCES.md#resampling, upstream
+ * CLIP:519-523). x (..., H, W), y (..., Ho, Wo). */
 lyra_status lyra_op_resize(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_resize_params *p);
 /* Average pool with kernel = stride over the last three dims, floor (no padding):
  * x (..., T, H, W), y (..., T/kt, H/kh, W/kw). */
@@ -182,13 +188,13 @@ lyra_status lyra_op_avg_pool3d(lyra_backend *be, lyra_tensor *y, const lyra_tens
 
 /* ---------------- host helpers (no backend: they fill small host tables) ---------------- */
 
-/* Wan 3-axis RoPE angles (network.md §3.5). head_dim D (even); the D/2 pair angles split into
+/* Wan 3-axis RoPE angles (upstream W:93-188, W:203-232, WL:586-596). head_dim D (even); the D/2 pair angles split into
  * dt/2 = (D − 4·(D/6))/2 time, dh/2 = dw/2 = D/6 height and width pairs; ω_axis[j] = theta^(−2j/d_axis).
  * pos (L, 3) = (t, h, w) per token (fractional for pooled history tokens); phi (L, D/2) f32:
  *   phi[l] = [t·ω_t | h·ω_h | w·ω_w]. Frequencies in f64, products rounded to f32. */
 void lyra_rope_angles_video(float *phi, const float *pos, int64_t L, int head_dim, double theta);
-/* DA3 2-D RoPE angles for LYRA_ROPE_HALF with 2 sections (depth.md §1.5.4). pos (L, 2) = (y, x);
- * phi (L, D/2): phi[l, s·D/4 + k] = pos[l, s]·theta^(−4k/D), k < D/4 (= 100^(−2k/32) for D = 64). */
+/* DA3 2-D RoPE angles for LYRA_ROPE_HALF with 2 sections (upstream DA3rope:23-200, DA3vit:282-298). pos (L, 2) = (y,
+ * x); phi (L, D/2): phi[l, s·D/4 + k] = pos[l, s]·theta^(−4k/D), k < D/4 (= 100^(−2k/32) for D = 64). */
 void lyra_rope_angles_2d(float *phi, const float *pos, int64_t L, int head_dim, double theta);
 
 #ifdef __cplusplus

@@ -1,5 +1,6 @@
-/* Resize interpolation tables (PyTorch F.interpolate coordinates, depth.md §5.2-5.5, encoders.md §3.2), shared by
- * the CPU backend and the CUDA backend so both sample exactly the same source pixels with the same weights. */
+/* Resize interpolation tables (PyTorch F.interpolate coordinates, docs/REFERENCES.md#resampling, upstream
+ * CLIP:519-523), shared by the CPU backend and the CUDA backend so both sample exactly the same source pixels with the
+ * same weights. */
 #ifndef LYRA_RESIZE_TABLE_H
 #define LYRA_RESIZE_TABLE_H
 

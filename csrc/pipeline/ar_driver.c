@@ -1,4 +1,4 @@
-/* The autoregressive driver (spec §4); see ar_driver.h. */
+/* The autoregressive driver (upstream Z:157, EXP:105-110, EXP:39); see ar_driver.h. */
 #include "pipeline/ar_driver.h"
 
 #include <math.h>
@@ -148,7 +148,7 @@ done:
     return st;
 }
 
-/* ---- state initialisation (§4.1) ---- */
+/* ---- state initialisation (upstream AR:469-677) ---- */
 
 static lyra_status prime(driver *d) {
     lyra_ar_run *r = d->r;
@@ -218,7 +218,7 @@ static void to_u8(const float *f, int64_t HW, uint8_t *out) {
         }
 }
 
-/* ---- depth-cache update (§4.13) ---- */
+/* ---- depth-cache update (upstream AR:1059-1060, AR:1071-1393, AR:261-366) ---- */
 
 /* Tiny translation offsets when the window's camera centres coincide (AR:201-258). w2c (n, 4, 4) in place. */
 static void pose_alignment_offsets(float *w2c, int n) {
@@ -318,7 +318,7 @@ done:
     return st;
 }
 
-/* ---- one chunk (§4.2) ---- */
+/* ---- one chunk (upstream AR:817-1066) ---- */
 
 static lyra_status run_chunk(driver *d, int a) {
     lyra_ar_run *r = d->r;
@@ -337,13 +337,13 @@ static lyra_status run_chunk(driver *d, int a) {
         st = lyra_error(LYRA_ERR_OOM, "chunk %d: out of memory for the network inputs", a);
         goto done;
     }
-    /* CLIP of the last history frame (§4.10) */
+    /* CLIP of the last history frame (upstream M:568-671, CONDM:462-486, CL2:37-55) */
     double t0 = now();
     if ((st = lyra_ar_encode_image(d->m, d->frames[base], d->H, d->W, d->clip)) != LYRA_OK) goto done;
     r->timings.clip += now() - t0;
     if ((st = check_stop(d)) != LYRA_OK) goto done;
 
-    /* inputs (§4.3-§4.9) */
+    /* inputs (upstream M:1488-1493, M:1495-1523, M:2024-2033, M:1955-1999) */
     t0 = now();
     for (int c = 0; c < d->C; c++)
         for (int64_t l = 0; l < t_hist_total; l++)
@@ -363,7 +363,7 @@ static lyra_status run_chunk(driver *d, int a) {
     logf_(d, "%s chunk %d/%d: %d spatial-memory frame(s) retrieved", r->label ? r->label : "generate", a + 1,
           d->n_chunks, pa->n_retrieved);
 
-    /* sampling (§4.10, §4.11) */
+    /* sampling (upstream M:568-671, CONDM:462-486, CL2:37-55, M:693-853) */
     lyra_latent_shape shape = {d->C, d->n_hist0, d->G, d->h, d->w};
     lyra_rng rng;
     lyra_rng_seed(&rng, r->seed + (uint32_t)a);
@@ -385,7 +385,7 @@ static lyra_status run_chunk(driver *d, int a) {
     if (st != LYRA_OK) goto done;
     lyra_latent_gen_get(&shape, x, gen);
 
-    /* decode (§4.12): one latent at a time through the persistent decoder, never clamped */
+    /* decode (upstream AR:989-1057, AR:98-198): one latent at a time through the persistent decoder, never clamped */
     t0 = now();
     for (int j = 0; j < d->G; j++) {
         if ((st = check_stop(d)) != LYRA_OK) goto done;
@@ -418,7 +418,8 @@ static lyra_status run_chunk(driver *d, int a) {
     r->timings.decode += now() - t0;
     for (int f = 1; f <= d->F; f++) to_u8(d->frames[base + f], d->HW, r->out_frames + (base + f) * 3 * d->HW);
 
-    /* re-encode the new frames as history (§4.12): the re-encoded latents, not the sampled ones */
+    /* re-encode the new frames as history (upstream AR:989-1057, AR:98-198): the re-encoded latents, not the sampled
+     * ones */
     t0 = now();
     for (int j = 0; j < d->G; j++) {
         if ((st = check_stop(d)) != LYRA_OK) goto done;
@@ -429,7 +430,7 @@ static lyra_status run_chunk(driver *d, int a) {
     d->n_latents += d->G;
     r->timings.reencode += now() - t0;
 
-    /* depth window (§4.13), not after the last chunk */
+    /* depth window (upstream AR:1059-1060, AR:1071-1393, AR:261-366), not after the last chunk */
     if (a + 1 < d->n_chunks) {
         if ((st = check_stop(d)) != LYRA_OK) goto done;
         st = update_depth(d, (int64_t)d->F * (a + 1));
@@ -502,7 +503,7 @@ lyra_status lyra_ar_generate(lyra_ar_run *r) {
     to_u8(d->frames[0], d->HW, r->out_frames);
     if (r->out_warp) memcpy(r->out_warp, r->out_frames, (size_t)(3 * d->HW));
 
-    /* Text once before the loop: each distinct caption encoded once (§4.10). */
+    /* Text once before the loop: each distinct caption encoded once (upstream M:568-671, CONDM:462-486, CL2:37-55). */
     double t0 = now();
     for (int a = 0; a < d->n_chunks; a++) {
         float *dst = d->texts + (int64_t)a * LYRA_AR_TEXT_LEN * d->m->text_dim;

@@ -1,12 +1,13 @@
-/* The autoregressive generator of one direction (spec/pipeline.md §4.1-§4.14, sampling.md §5): one image, its
- * depth and a camera path of N = 1 + F·k frames in, N frames out, generated k chunks of F = 4G frames.
+/* The autoregressive generator of one direction (upstream AR:469-677, AR:817-1066, M:1488-1493, M:1495-1523,
+ * AR:491-544): one image, its depth and a camera path of N = 1 + F·k frames in, N frames out, generated k chunks of F =
+ * 4G frames.
  *
  * State: the pixel history (absolute frames, unclamped decoder output), the history latents (the VAE encoder
  * stream primed with the image repeated 4(n_hist0 − 1) + 1 times, then the re-encoded chunks), the decoder stream
  * primed with the prefix latents, the spatial cache seeded with frame 0's depth, and the buffer depth.
  * Per chunk a: CLIP of the last frame, the chunk inputs (pipeline/prep.h), the sampler (UniPC + CFG against the
  * negative prompt, or DMD 4 steps with the DMD LoRA at weight 1), streaming decode, re-encode, and (except after
- * the last chunk) the depth-window update of §4.13 through `depth_window`.
+ * the last chunk) the depth-window update of upstream AR:1059-1060, AR:1071-1393, AR:261-366 through `depth_window`.
  *
  * Callbacks let the caller plug in what is not C here yet and report progress; they are called from the thread
  * running lyra_ar_generate. */
@@ -21,8 +22,9 @@
 #define LYRA_AR_DEPTH_WINDOW 10       /* DA3 max history frames (Z:214) */
 #define LYRA_AR_WARP_CHUNK 16         /* targets per soft z-buffer batch (EXP:61) */
 
-/* Depth of a window of generated frames (§4.13): images (n, H, W, 3) uint8, their cameras w2c (n, 4, 4) and
- * K (n, 3, 3) (pipeline units) -> depth (n, H, W) in pipeline units (DA3 aligned to the input extrinsics). */
+/* Depth of a window of generated frames (upstream AR:1059-1060, AR:1071-1393, AR:261-366): images (n, H, W, 3) uint8,
+ * their cameras w2c (n, 4, 4) and K (n, 3, 3) (pipeline units) -> depth (n, H, W) in pipeline units (DA3 aligned to the
+ * input extrinsics). */
 typedef lyra_status (*lyra_ar_depth_fn)(void *ctx, int n, const uint8_t *images, const float *w2c, const float *K,
                                         int height, int width, float *depth);
 /* Nonzero: stop at the next check (between network evaluations and stages). */
@@ -60,7 +62,7 @@ typedef struct lyra_ar_run {
     lyra_ar_log_fn log;
     void *report_ctx;
 
-    uint8_t *out_frames;            /* (num_frames, H, W, 3): (clamp(x, −1, 1) + 1)/2 · 255, truncated (§5) */
+    uint8_t *out_frames;            /* (num_frames, H, W, 3): (clamp(x, −1, 1) + 1)/2 · 255, truncated (upstream Z:767-777) */
     uint8_t *out_warp;              /* (num_frames, H, W, 3) the buffer warps (frame 0 = the input), or NULL */
     lyra_ar_timings timings;        /* out */
 } lyra_ar_run;

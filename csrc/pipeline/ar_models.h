@@ -1,11 +1,11 @@
 /* The networks of one generate run, loaded from a converted checkpoint folder (lyra2/checkpoint.py FILES), and
- * the two encoders the driver calls per prompt and per chunk (spec/pipeline.md §4.10).
+ * the two encoders the driver calls per prompt and per chunk (upstream M:568-671, CONDM:462-486, CL2:37-55).
  *
  * Every component is read from its safetensors file through the C loaders (strict name / shape checks, errors
  * name the file and the tensor). The DiT's FramePack layout is given (the released one unless a test says
  * otherwise). Its LoRA adapters, in upstream's loading order (Z:173-176 then Z:464-486): the style LoRAs with
- * fixed weights (the zoom-GS script's realism_boost and detail_enhancer at 0.4 each, spec network.md §5.1),
- * then the optional DMD distillation LoRA (weight set per run: 1 with use_dmd, else 0). */
+ * fixed weights (the zoom-GS script's realism_boost and detail_enhancer at 0.4 each, upstream ML:74-92, Z:464-486,
+ * CTI:181-199), then the optional DMD distillation LoRA (weight set per run: 1 with use_dmd, else 0). */
 #ifndef LYRA_PIPELINE_AR_MODELS_H
 #define LYRA_PIPELINE_AR_MODELS_H
 
@@ -54,8 +54,8 @@ typedef struct lyra_ar_models {
 lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p);
 void lyra_ar_models_free(lyra_ar_models *m);
 
-/* umT5 embedding of a caption as Lyra feeds the DiT (§4.10): cleaned, tokenised to 512 with </s>, rows past
- * the real tokens zero. out (512, text_dim). */
+/* umT5 embedding of a caption as Lyra feeds the DiT (upstream M:568-671, CONDM:462-486, CL2:37-55): cleaned, tokenised
+ * to 512 with </s>, rows past the real tokens zero. out (512, text_dim). */
 lyra_status lyra_ar_encode_text(lyra_ar_models *m, const char *caption, float *out);
 
 /* CLIP tokens of a frame (3, H, W) in [−1, 1] (unclamped, as upstream passes it): out (tokens, width). */

@@ -1,5 +1,6 @@
-/* One chunk's network inputs (spec §4.3-§4.9); see prep.h. Float32 throughout (the golden is float32; upstream
- * stores the assembled tensors in bf16 on the GPU, the CPU reference keeps float32). */
+/* One chunk's network inputs (upstream M:1488-1493, M:1495-1523, M:2024-2033, M:1955-1999); see prep.h. Float32
+ * throughout (the golden is float32; upstream stores the assembled tensors in bf16 on the GPU, the CPU reference keeps
+ * float32). */
 #include "pipeline/prep.h"
 
 #include <math.h>
@@ -63,8 +64,8 @@ static void copy_latent(const float *src, int64_t C, int64_t Ts, int64_t src_t, 
         memcpy(dst + ((ch0 + c) * T + t) * hw, src + (c * Ts + src_t) * hw, sizeof(float) * (size_t)hw);
 }
 
-/* Rays [origin, direction] of camera (w2c_f, K_f) relative to the reference camera w2c_ref (§4.7):
- * c2w_rel = w2c_ref · inv(w2c_f), written unshuffled into channels ch0 .. ch0+383 of slot t of dst. */
+/* Rays [origin, direction] of camera (w2c_f, K_f) relative to the reference camera w2c_ref (upstream M:1830-1888,
+ * PL:28-74): c2w_rel = w2c_ref · inv(w2c_f), written unshuffled into channels ch0 .. ch0+383 of slot t of dst. */
 static lyra_status ray_slot(const float *w2c_ref, const float *w2c_f, const float *K_f, int H, int W, float *rays,
                             float *plane, float *dst, int64_t ch0, int64_t T, int64_t t) {
     float c2w[16], rel[16];
@@ -143,7 +144,7 @@ lyra_status lyra_prep_chunk(lyra_prep_args *a) {
         goto done;
     }
 
-    /* ---- retrieval (§4.4): target = the chunk's last camera ---- */
+    /* ---- retrieval (upstream M:1955-1999, M:2646-2849): target = the chunk's last camera ---- */
     a->n_retrieved = 0;
     a->n_groups = 0;
     if (S > 0) {
@@ -159,7 +160,7 @@ lyra_status lyra_prep_chunk(lyra_prep_args *a) {
             goto done;
         }
 
-    /* ---- buffer warp of frame F·a into the F target cameras (§4.5 A) ---- */
+    /* ---- buffer warp of frame F·a into the F target cameras (upstream M:1601-1822, FW A) ---- */
     {
         lyra_warp_forward_args wa = {
             .channels = 3, .height = H, .width = W, .n_targets = (int)F, .image = a->frames[buf_frame],
@@ -171,13 +172,15 @@ lyra_status lyra_prep_chunk(lyra_prep_args *a) {
         if (st != LYRA_OK) goto done;
     }
 
-    /* ---- camera latent (§4.6): encode [warp_0, warp_0 .. warp_{F−1}], drop the first latent ---- */
+    /* ---- camera latent (upstream M:1184-1206, M:1823-1828): encode [warp_0, warp_0 .. warp_{F−1}], drop the first
+     * latent ---- */
     memcpy(video, warp_rgb, sizeof(float) * (size_t)(3 * HW));
     memcpy(video + 3 * HW, warp_rgb, sizeof(float) * (size_t)(F * 3 * HW));
     st = a->encode(a->encode_ctx, video, F + 1, H, W, cam_lat);
     if (st != LYRA_OK) goto done;
 
-    /* ---- spatial image latents (§4.8): R left-padded with frame 0, one fresh single-frame encode each ---- */
+    /* ---- spatial image latents (upstream M:2077-2187): R left-padded with frame 0, one fresh single-frame encode
+     * each ---- */
     for (int j = 0; j < S; j++) spatial_ids[j] = j < S - n ? 0 : a->retrieved_frame[j - (S - n)];
     for (int j = 0; j < S; j++) {
         float *one = video; /* reuse: (1, 3, H, W) */
@@ -186,7 +189,7 @@ lyra_status lyra_prep_chunk(lyra_prep_args *a) {
         if (st != LYRA_OK) goto done;
     }
 
-    /* ---- correspondence warps (§4.5 B), buffer tail ---- */
+    /* ---- correspondence warps (upstream M:1601-1822, FW), buffer tail ---- */
     memset(a->buffer, 0, sizeof(float) * (size_t)(Cb * T * hw));
     if (S > 0) {
         /* Distinct frame ids, first occurrence kept with its slot (M:1734-1744). */
@@ -244,9 +247,10 @@ lyra_status lyra_prep_chunk(lyra_prep_args *a) {
         a->n_groups = n_u;
     }
 
-    /* ---- slot assembly (§4.9) ---- */
+    /* ---- slot assembly (upstream M:2046-2265) ---- */
     memset(a->x, 0, sizeof(float) * (size_t)(C * T * hw));
-    fill_channels(a->y, 0, LYRA_PREP_MASK_CHANNELS, 1, 0, T * hw, 1.0f); /* mask: ones everywhere (§9.12) */
+    /* mask: ones everywhere (docs/REFERENCES.md#upstream-quirks-kept-on-purpose) */
+    fill_channels(a->y, 0, LYRA_PREP_MASK_CHANNELS, 1, 0, T * hw, 1.0f);
     {
         int slot = 0, ki = 0, sj = 0;
         for (int s = 0; s < fp->n_segments; s++)

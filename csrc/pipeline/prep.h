@@ -1,5 +1,6 @@
-/* The inputs of one autoregressive chunk: upstream's `_prepare_lyra2_inputs` (spec/pipeline.md §4.3-§4.9,
- * network.md §2.2; upstream M:1488-1599, M:1601-1888, M:1892-2265) for any FramePack layout.
+/* The inputs of one autoregressive chunk: upstream's `_prepare_lyra2_inputs` (upstream M:1488-1493, M:1495-1523,
+ * M:2024-2033, M:1955-1999, upstream WL:827-828, M:616-626, M:595-597, M:1488-1599, M:1601-1888) for any FramePack
+ * layout.
  *
  * With n_k temporal slots, S spatial slots and G generated latents (F = 4G frames), chunk a, T = n_k + S + G:
  *   x      (C, T, h, w)          history latents in slot order (temporal picks and spatial image latents), 0 on
@@ -61,11 +62,12 @@ typedef struct lyra_prep_args {
  * encoder returns. */
 lyra_status lyra_prep_chunk(lyra_prep_args *a);
 
-/* Temporal history picks in k-slot order (§4.3): [0, T−(n_k−1), …, T−1]. out: (n_k). */
+/* Temporal history picks in k-slot order (upstream M:1488-1493, M:1495-1523, M:2024-2033): [0, T−(n_k−1), …, T−1]. out:
+ * (n_k). */
 void lyra_prep_temporal_indices(int64_t t_hist_total, int n_k, int64_t *out);
 
-/* Absolute frame of latent ℓ of the virtual timeline (§4.3): 0 for the n_hist0 prefix latents, then
- * 4(ℓ − n_hist0 + 1). */
+/* Absolute frame of latent ℓ of the virtual timeline (upstream M:1488-1493, M:1495-1523, M:2024-2033): 0 for the
+ * n_hist0 prefix latents, then 4(ℓ − n_hist0 + 1). */
 int64_t lyra_prep_latent_frame(int64_t latent, int n_hist0);
 
 #endif

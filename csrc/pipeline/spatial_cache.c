@@ -1,4 +1,5 @@
-/* Sparse3DCache (spec §4.1, §4.4). Float32 in upstream's op order; see spatial_cache.h. */
+/* Sparse3DCache (upstream AR:469-677, M:1955-1999, M:2646-2849). Float32 in upstream's op order; see spatial_cache.h.
+ * */
 #include "pipeline/spatial_cache.h"
 
 #include <math.h>

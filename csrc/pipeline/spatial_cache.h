@@ -1,15 +1,17 @@
-/* Spatial memory: upstream's Sparse3DCache (spec/pipeline.md §4.1, §4.4; upstream M:2489-2849) in the form the
+/* Spatial memory: upstream's Sparse3DCache (upstream AR:469-677, M:1955-1999, M:2646-2849, M:2489-2849) in the form the
  * autoregressive loop uses it (downsample 4, values stored, max-coverage retrieval from one target view).
  *
  * An entry keeps, for one past frame: its world points from the depth subsampled every 4th row and column
  * (H4 = ceil(H/4), W4 = ceil(W/4)) with K scaled by 1/4, zero where the depth is not > 0; the full-resolution
- * depth (the correspondence warp's source, §4.5 B); its w2c and K; its frame id (= latent index at inference).
+ * depth (the correspondence warp's source, upstream M:1601-1822, FW); its w2c and K; its frame id (= latent index at
+ * inference).
  *
- * Retrieval (§4.4) projects every stored point, the zero points of invalid pixels included (quirk §9.5), into
- * the target camera at 1/4 resolution, rounds to pixels half-to-even, keeps per pixel the points within 0.1 of
- * the nearest one, pre-covers the pixels of the most recent frame (largest frame id, when > 0) and then picks
- * greedily the entry that covers the most new pixels (ties to the oldest), at most n_max times. The result is
- * returned in reverse pick order (the best pick last), as upstream returns it. */
+ * Retrieval (upstream M:1955-1999, M:2646-2849) projects every stored point, the zero points of invalid pixels included
+ * (quirk docs/REFERENCES.md#upstream-quirks-kept-on-purpose), into the target camera at 1/4 resolution, rounds to
+ * pixels half-to-even, keeps per pixel the points within 0.1 of the nearest one, pre-covers the pixels of the most
+ * recent frame (largest frame id, when > 0) and then picks greedily the entry that covers the most new pixels (ties to
+ * the oldest), at most n_max times. The result is returned in reverse pick order (the best pick last), as upstream
+ * returns it. */
 #ifndef LYRA_PIPELINE_SPATIAL_CACHE_H
 #define LYRA_PIPELINE_SPATIAL_CACHE_H
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "models/dit.h"
+#include "nn/ops.h"
 
 #define CAPSULE "lyra2.LyraDiT"
 
@@ -200,19 +201,27 @@ static PyObject *py_dit_config(PyObject *self, PyObject *cap) {
     py_dit *d = get_model(cap);
     if (!d) return NULL;
     lyra_dit_config cfg;
-    size_t weight_bytes;
+    size_t weight_bytes, arena_need, arena_peak;
     /* a LoRA merge may be changing them */
-    LYRA_PY_NETCAP_LOCKED(&d->net, { cfg = d->m.cfg; weight_bytes = d->m.weight_bytes; });
+    LYRA_PY_NETCAP_LOCKED(&d->net, {
+        cfg = d->m.cfg;
+        weight_bytes = d->m.weight_bytes;
+        arena_need = d->m.arena_need;
+        arena_peak = d->m.arena.peak;
+    });
     const lyra_dit_config *c = &cfg;
     PyObject *clean = PyList_New(c->n_clean);
     for (int k = 0; clean && k < c->n_clean; k++) PyList_SET_ITEM(clean, k, PyLong_FromLongLong(c->clean_in[k]));
-    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:N,s:d,s:n}", "dim", c->dim,
+    /* arena_need: the last measured activation peak (dit_measure.c); arena_peak: the real high-water mark */
+    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:N,s:d,s:n,s:n,s:n}",
+                         "dim", c->dim,
                          "ffn_dim", c->ffn_dim, "num_heads", c->num_heads, "head_dim", c->head_dim, "num_layers",
                          c->num_layers, "in_dim", c->in_dim, "out_dim", c->out_dim, "text_dim", c->text_dim,
                          "freq_dim", c->freq_dim, "clip_dim", c->clip_dim, "cam_dim", c->cam_dim, "cam_channels",
                          c->cam_channels, "buffer_in_dim", c->buffer_in_dim, "buffer_embed_dim", c->buffer_embed_dim,
                          "buffer_squeeze", c->buffer_squeeze, "n_clean", c->n_clean, "clean_in_features", clean, "eps",
-                         (double)c->eps, "weight_bytes", (Py_ssize_t)weight_bytes);
+                         (double)c->eps, "weight_bytes", (Py_ssize_t)weight_bytes, "arena_need",
+                         (Py_ssize_t)arena_need, "arena_peak", (Py_ssize_t)arena_peak);
 }
 
 /* dit_lora_add(capsule, source, name, weight) -> number of ignored keys */
@@ -279,6 +288,32 @@ static PyObject *py_dit_lora_adapters(PyObject *self, PyObject *args) {
     return l;
 }
 
+/* dit_place(capsule, device, precision) with device "cuda": weights and adapters to the device (lyra_dit_place),
+ * then the activation dtype "f32" or "bf16" (lyra_dit_set_precision). */
+static PyObject *py_dit_place(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    const char *device, *precision = "f32";
+    if (!PyArg_ParseTuple(args, "Os|s", &cap, &device, &precision)) return NULL;
+    lyra_dtype act;
+    if (!strcmp(precision, "f32")) act = LYRA_DTYPE_F32;
+    else if (!strcmp(precision, "bf16")) act = LYRA_DTYPE_BF16;
+    else return PyErr_Format(PyExc_ValueError, "precision: '%s' is not allowed; expected 'bf16' or 'f32'", precision);
+    py_dit *d = get_model(cap);
+    if (!d) return NULL;
+    lyra_device dev;
+    if (!strcmp(device, "cuda")) dev = LYRA_DEVICE_CUDA;
+    else if (!strcmp(device, "cpu")) dev = LYRA_DEVICE_CPU;
+    else return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
+    lyra_status st;
+    LYRA_PY_NETCAP_LOCKED(&d->net, {
+        st = lyra_dit_place(&d->m, dev);
+        if (st == LYRA_OK) st = lyra_dit_set_precision(&d->m, act);
+    });
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_dit_lora_merge(PyObject *self, PyObject *cap) {
     (void)self;
     py_dit *d = get_model(cap);
@@ -287,6 +322,44 @@ static PyObject *py_dit_lora_merge(PyObject *self, PyObject *cap) {
     LYRA_PY_NETCAP_LOCKED(&d->net, st = lyra_dit_lora_merge(&d->m));
     if (st != LYRA_OK) return lyra_py_raise(st);
     Py_RETURN_NONE;
+}
+
+static PyObject *py_dit_quantize_fp8(PyObject *self, PyObject *cap) {
+    (void)self;
+    py_dit *d = get_model(cap);
+    if (!d) return NULL;
+    lyra_status st;
+    LYRA_PY_NETCAP_LOCKED(&d->net, st = lyra_dit_quantize_fp8(&d->m));
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+/* dit_streaming(capsule[, resident]) -> {resident, buffer_bytes, uploads, upload_bytes}: with `resident`, streams
+ * blocks [resident, layers) through two block buffers (resident = layers: off); then reports the state. */
+static PyObject *py_dit_streaming(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    int resident = -1;
+    if (!PyArg_ParseTuple(args, "O|i:dit_streaming", &cap, &resident)) return NULL;
+    py_dit *d = get_model(cap);
+    if (!d) return NULL;
+    lyra_status st = LYRA_OK;
+    lyra_dit_stream s;
+    int layers;
+    LYRA_PY_NETCAP_LOCKED(&d->net, {
+        layers = d->m.cfg.num_layers;
+        if (resident >= 0 && resident <= layers) st = lyra_dit_set_streaming(&d->m, resident);
+        s = d->m.stream;
+    });
+    if (resident != -1 && (resident < 0 || resident > layers)) {
+        PyErr_Format(PyExc_ValueError, "resident_blocks: %d is outside 0..%d (the DiT's blocks)", resident, layers);
+        return NULL;
+    }
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    int on = s.slot[0] != NULL;
+    return Py_BuildValue("{s:i,s:n,s:L,s:n}", "resident", on ? s.resident : layers, "buffer_bytes",
+                         (Py_ssize_t)(on ? 2 * s.span : 0), "uploads", (long long)s.uploads, "upload_bytes",
+                         (Py_ssize_t)s.upload_bytes);
 }
 
 /* Intermediates recorded by the probe (copied without the GIL, turned into arrays afterwards). */
@@ -301,6 +374,7 @@ typedef struct probe_item {
 typedef struct probe_list {
     probe_item *head, **tail;
     int failed;
+    lyra_backend *be;   /* the model's backend: intermediates are downloaded from its device */
 } probe_list;
 
 static void probe_record(void *ctx, const char *name, const lyra_tensor *t) {
@@ -308,16 +382,25 @@ static void probe_record(void *ctx, const char *name, const lyra_tensor *t) {
     probe_item *it = calloc(1, sizeof *it);
     size_t n = (size_t)lyra_tensor_numel(t);
     if (it) it->data = malloc(n * sizeof(float) + 1);
-    if (!it || !it->data || t->dtype != LYRA_DTYPE_F32 || !lyra_tensor_is_contiguous(t)) {
+    /* downloaded in the tensor's own dtype (bf16 under the device policy) into the front of the f32 buffer,
+     * then widened in place from the back */
+    lyra_tensor host = lyra_tensor_make(it ? it->data : NULL, t->dtype, t->ndim, t->ne);
+    int ok_dtype = t->dtype == LYRA_DTYPE_F32 || t->dtype == LYRA_DTYPE_BF16 || t->dtype == LYRA_DTYPE_F16;
+    if (!it || !it->data || !ok_dtype || !lyra_tensor_is_contiguous(t) ||
+        lyra_op_download(pl->be, &host, t) != LYRA_OK) {
         if (it) free(it->data);
         free(it);
         pl->failed = 1;
         return;
     }
+    if (t->dtype != LYRA_DTYPE_F32) {
+        const uint16_t *h = (const uint16_t *)it->data;
+        for (size_t i = n; i-- > 0;)
+            it->data[i] = t->dtype == LYRA_DTYPE_BF16 ? lyra_bf16_to_f32(h[i]) : lyra_f16_to_f32(h[i]);
+    }
     snprintf(it->name, sizeof it->name, "%s", name);
     it->ndim = t->ndim;
     for (int i = 0; i < t->ndim; i++) it->dims[i] = (npy_intp)t->ne[i];
-    memcpy(it->data, t->data, n * sizeof(float));
     *pl->tail = it;
     pl->tail = &it->next;
 }
@@ -348,6 +431,34 @@ static lyra_tensor desc(PyArrayObject *a) {
     return lyra_tensor_make(PyArray_DATA(a), LYRA_DTYPE_F32, PyArray_NDIM(a), ne);
 }
 
+/* The forward on a model placed on a device: the NumPy inputs are uploaded into device blocks (named as the
+ * upstream arguments), the output downloaded back into `host_out`; every block is released before returning. */
+#define DIT_IO 6
+static lyra_status forward_on_device(py_dit *d, lyra_tensor *host[DIT_IO], const char *const names[DIT_IO],
+                                     double t, probe_list *pl) {
+    lyra_backend *be = &d->m.be;
+    lyra_tensor dev[DIT_IO];
+    void *blk[DIT_IO] = {0};
+    lyra_status st = LYRA_OK;
+    for (int i = 0; i < DIT_IO && st == LYRA_OK; i++) {
+        dev[i] = *host[i];
+        dev[i].device = be->device;
+        dev[i].name = names[i];
+        blk[i] = be->ops->alloc(be, lyra_tensor_nbytes(host[i]) + 1);
+        dev[i].data = blk[i];
+        if (!blk[i]) st = lyra_error(LYRA_ERR_OOM, "dit: cannot allocate %zu bytes on the device for %s",
+                                     lyra_tensor_nbytes(host[i]), names[i]);
+        else if (i < DIT_IO - 1) st = lyra_op_upload(be, &dev[i], host[i]); /* the last one is the output */
+    }
+    if (st == LYRA_OK) {
+        lyra_dit_inputs in = {&dev[0], t, &dev[1], &dev[2], &dev[3], &dev[4]};
+        st = lyra_dit_forward(&d->m, &in, &dev[5], pl ? probe_record : NULL, pl);
+    }
+    if (st == LYRA_OK) st = lyra_op_download(be, host[5], &dev[5]);
+    for (int i = 0; i < DIT_IO; i++) be->ops->release(be, blk[i]);
+    return st;
+}
+
 /* dit_forward(capsule, x, timesteps, crossattn_emb, clip, y, y_buffer, intermediates) -> out | (out, dict) */
 static PyObject *py_dit_forward(PyObject *self, PyObject *args) {
     (void)self;
@@ -358,7 +469,7 @@ static PyObject *py_dit_forward(PyObject *self, PyObject *args) {
     if (!d) return NULL;
     PyObject *result = NULL;
     PyArrayObject *x = NULL, *t = NULL, *text = NULL, *clip = NULL, *y = NULL, *buf = NULL, *out = NULL;
-    probe_list pl = {NULL, NULL, 0};
+    probe_list pl = {NULL, NULL, 0, NULL};
     pl.tail = &pl.head;
     if (!(x = lyra_py_array(ox, NPY_FLOAT32, 5, "x_B_C_T_H_W"))) goto finally;
     if (!(t = (PyArrayObject *)PyArray_FROMANY(ot, NPY_FLOAT64, 0, 0, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST))) {
@@ -382,8 +493,15 @@ static PyObject *py_dit_forward(PyObject *self, PyObject *args) {
     if (!(out = (PyArrayObject *)PyArray_SimpleNew(5, od, NPY_FLOAT32))) goto finally;
     lyra_tensor tx = desc(x), ttext = desc(text), tclip = desc(clip), ty = desc(y), tbuf = desc(buf), tout = desc(out);
     lyra_dit_inputs in = {&tx, tv, &ttext, &tclip, &ty, &tbuf};
+    lyra_tensor *io[DIT_IO] = {&tx, &ttext, &tclip, &ty, &tbuf, &tout};
+    static const char *const io_names[DIT_IO] = {"x_B_C_T_H_W", "crossattn_emb", "frame_cond_crossattn_emb_B_L_D",
+                                                 "y_B_C_T_H_W", "y_buffer_B_C_T_H_W", "dit output"};
     lyra_status st;
-    LYRA_PY_NETCAP_LOCKED(&d->net, st = lyra_dit_forward(&d->m, &in, &tout, want ? probe_record : NULL, &pl));
+    pl.be = &d->m.be;
+    if (d->m.be.device == LYRA_DEVICE_CPU)
+        LYRA_PY_NETCAP_LOCKED(&d->net, st = lyra_dit_forward(&d->m, &in, &tout, want ? probe_record : NULL, &pl));
+    else
+        LYRA_PY_NETCAP_LOCKED(&d->net, st = forward_on_device(d, io, io_names, tv, want ? &pl : NULL));
     if (st != LYRA_OK) { lyra_py_raise(st); goto finally; }
     if (pl.failed) { PyErr_NoMemory(); goto finally; }
     if (want) {
@@ -406,6 +524,68 @@ finally:
     return result;
 }
 
+/* dit_measure(config dict, layout, latent_h, latent_w, clip_tokens, matrix dtype "bf16"|"f16"|"f32",
+ *             device "cpu"|"cuda") -> dict:
+ * one forward of a DiT of that configuration measured on the measuring backend (no weights, no memory). The
+ * dict keys are those of dit_config (dim, ffn_dim, num_heads, num_layers, in_dim, out_dim, text_dim, freq_dim,
+ * clip_dim, cam_dim, buffer_embed_dim, buffer_squeeze). */
+static PyObject *py_dit_measure(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *d;
+    const char *layout, *dtype, *device = "cpu";
+    long long H, W, Lc;
+    if (!PyArg_ParseTuple(args, "O!sLLLs|s:dit_measure", &PyDict_Type, &d, &layout, &H, &W, &Lc, &dtype, &device))
+        return NULL;
+    if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
+        PyErr_Format(PyExc_ValueError, "dit_measure: device '%s' is not one of 'cpu', 'cuda'", device);
+        return NULL;
+    }
+    lyra_dtype mdt = !strcmp(dtype, "bf16") ? LYRA_DTYPE_BF16 : !strcmp(dtype, "f16") ? LYRA_DTYPE_F16
+                     : !strcmp(dtype, "f32") ? LYRA_DTYPE_F32 : LYRA_DTYPE_COUNT;
+    if (mdt == LYRA_DTYPE_COUNT) {
+        PyErr_Format(PyExc_ValueError, "dit_measure: matrix dtype '%s' is not one of 'bf16', 'f16', 'f32'", dtype);
+        return NULL;
+    }
+    static const char *keys[] = {"dim", "ffn_dim", "num_heads", "num_layers", "in_dim", "out_dim", "text_dim",
+                                 "freq_dim", "clip_dim", "cam_dim", "buffer_embed_dim", "buffer_squeeze"};
+    lyra_dit_config c;
+    memset(&c, 0, sizeof c);
+    int *dst[] = {&c.dim, &c.ffn_dim, &c.num_heads, &c.num_layers, &c.in_dim, &c.out_dim, &c.text_dim, &c.freq_dim,
+                  &c.clip_dim, &c.cam_dim, &c.buffer_embed_dim, &c.buffer_squeeze};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        PyObject *o = PyDict_GetItemString(d, keys[i]);
+        if (!o) {
+            PyErr_Format(PyExc_KeyError, "dit_measure: the configuration has no '%s'", keys[i]);
+            return NULL;
+        }
+        long v = PyLong_AsLong(o);
+        if (v == -1 && PyErr_Occurred()) return NULL;
+        if (v < 1 || v > (1L << 20)) {
+            PyErr_Format(PyExc_ValueError, "dit_measure: %s = %ld is out of range 1..%ld", keys[i], v, 1L << 20);
+            return NULL;
+        }
+        *dst[i] = (int)v;
+    }
+    if (H < 2 || W < 2 || Lc < 1) {
+        PyErr_Format(PyExc_ValueError, "dit_measure: latent %lldx%lld with %lld clip tokens is too small", H, W, Lc);
+        return NULL;
+    }
+    lyra_dit_measurement r;
+    lyra_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = lyra_dit_measure(&c, layout, H, W, Lc, mdt, strcmp(device, "cuda") ? LYRA_DEVICE_CPU : LYRA_DEVICE_CUDA, &r);
+    Py_END_ALLOW_THREADS
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    return Py_BuildValue("{s:L,s:K,s:K,s:K,s:K,s:L,s:L,s:L,s:L,s:L,s:L,s:d,s:L}", "tokens", (long long)r.tokens,
+                         "arena_peak", (unsigned long long)r.arena_peak, "io_bytes", (unsigned long long)r.io_bytes,
+                         "weight_bytes", (unsigned long long)r.weight_bytes, "block_bytes",
+                         (unsigned long long)r.block_bytes, "matrix_elems", (long long)r.matrix_elems, "matrix_rows",
+                         (long long)r.matrix_rows, "vector_elems", (long long)r.vector_elems, "block_matrix_elems",
+                         (long long)r.block_matrix_elems, "block_matrix_rows", (long long)r.block_matrix_rows,
+                         "block_vector_elems", (long long)r.block_vector_elems, "flops", r.flops, "n_ops",
+                         (long long)r.n_ops);
+}
+
 static PyMethodDef dit_methods[] = {
     {"dit_framepack", py_dit_framepack, METH_VARARGS, "Parses a FramePack layout (and its chunks for a latent size)."},
     {"dit_rope_angles", py_dit_rope_angles, METH_VARARGS, "RoPE angles of a packed sequence."},
@@ -414,7 +594,11 @@ static PyMethodDef dit_methods[] = {
     {"dit_lora_add", py_dit_lora_add, METH_VARARGS, "Adds a LoRA adapter."},
     {"dit_lora_adapters", py_dit_lora_adapters, METH_VARARGS, "Lists (and sets the weights of) the adapters."},
     {"dit_lora_merge", py_dit_lora_merge, METH_O, "Folds the adapters into the base weights."},
+    {"dit_place", py_dit_place, METH_VARARGS, "Moves the weights and adapters to a device ('cuda')."},
     {"dit_forward", py_dit_forward, METH_VARARGS, "Runs the DiT forward pass."},
+    {"dit_quantize_fp8", py_dit_quantize_fp8, METH_O, "Makes the attention blocks fp8 (e4m3)."},
+    {"dit_streaming", py_dit_streaming, METH_VARARGS, "Sets / reports DiT block streaming."},
+    {"dit_measure", py_dit_measure, METH_VARARGS, "Measures one forward of a DiT configuration (no weights)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -163,7 +163,7 @@ finally:
 static PyMethodDef pipeline_methods[] = {
     {"pipeline_prepare", py_pipeline_prepare, METH_VARARGS,
      "pipeline_prepare(layout, chunk, history, frames, w2c, K, buffer_depth, cache_depths, cache_ids, warp_chunk, "
-     "encode) -> dict: one chunk's network inputs (spec pipeline.md §4.3-§4.9)."},
+     "encode) -> dict: one chunk's network inputs (upstream M:1488-1493, M:1495-1523, M:2024-2033, M:1955-1999)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -125,6 +125,25 @@ static PyObject *py_ar_models_load(PyObject *self, PyObject *args) {
     return cap;
 }
 
+/* ar_models_dit_streaming(models, resident) -> None: streams the DiT's blocks [resident, layers) through two block
+ * buffers (lyra_dit_set_streaming; resident = layers turns it off). */
+static PyObject *py_ar_models_dit_streaming(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    int resident;
+    if (!PyArg_ParseTuple(args, "Oi:ar_models_dit_streaming", &cap, &resident)) return NULL;
+    py_models *p = PyCapsule_GetPointer(cap, MODELS_CAPSULE);
+    if (!p) return NULL;
+    if (resident < 0 || resident > p->m.dit.cfg.num_layers) {
+        PyErr_Format(PyExc_ValueError, "resident_blocks: %d is outside 0..%d (the DiT's blocks)", resident,
+                     p->m.dit.cfg.num_layers);
+        return NULL;
+    }
+    lyra_status st = lyra_dit_set_streaming(&p->m.dit, resident);
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_ar_models_info(PyObject *self, PyObject *cap) {
     (void)self;
     py_models *p = PyCapsule_GetPointer(cap, MODELS_CAPSULE);
@@ -143,11 +162,22 @@ static PyObject *py_ar_models_info(PyObject *self, PyObject *cap) {
         }
         Py_DECREF(t);
     }
-    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:O,s:i,s:N}", "new_latents", fp->n_new, "history_latents",
+    const lyra_dit_config *c = &p->m.dit.cfg;
+    /* the DiT's detected configuration, in the keys of dit_config / dit_measure (benchmarks measure its FLOPs) */
+    PyObject *dcfg = Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "dim", c->dim, "ffn_dim",
+                                   c->ffn_dim, "num_heads", c->num_heads, "num_layers", c->num_layers, "in_dim",
+                                   c->in_dim, "out_dim", c->out_dim, "text_dim", c->text_dim, "freq_dim", c->freq_dim,
+                                   "clip_dim", c->clip_dim, "cam_dim", c->cam_dim, "buffer_embed_dim",
+                                   c->buffer_embed_dim, "buffer_squeeze", c->buffer_squeeze);
+    if (!dcfg) {
+        Py_DECREF(styles);
+        return NULL;
+    }
+    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:O,s:i,s:N,s:N}", "new_latents", fp->n_new, "history_latents",
                          fp->n_history, "spatial_slots", fp->n_spatial, "frames_per_chunk", 4 * fp->n_new, "dit_dim",
                          p->m.dit.cfg.dim, "text_dim", p->m.text_dim, "has_dmd",
                          p->m.dmd_adapter >= 0 ? Py_True : Py_False, "vae_dim", lyra_vae_dim(p->m.vae),
-                         "style_loras", styles);
+                         "style_loras", styles, "dit_config", dcfg);
 }
 
 /* ---- callbacks (run without the GIL; each takes it back) ---- */
@@ -323,6 +353,8 @@ static PyMethodDef run_methods[] = {
      "ar_models_load(paths, layout, n_threads, styles=()) -> capsule: the generate-mode networks of a converted "
      "folder."},
     {"ar_models_info", py_ar_models_info, METH_O, "ar_models_info(models) -> dict"},
+    {"ar_models_dit_streaming", py_ar_models_dit_streaming, METH_VARARGS,
+     "ar_models_dit_streaming(models, resident) -> None"},
     {"ar_generate", py_ar_generate, METH_VARARGS,
      "ar_generate(models, image, depth, w2c, K, captions, use_dmd, guidance, num_steps, shift, seed, label, "
      "depth_window, progress, log, want_warp) -> (frames, warp, timings)"},

@@ -1,4 +1,4 @@
-/* Classifier-free guidance in velocity space (spec/sampling.md §3): v = u + g·(c − u), float32.
+/* Classifier-free guidance in velocity space (upstream M:641-647, WL:1006-1018, M:986-994): v = u + g·(c − u), float32.
  * Upstream's Lyra path always runs both passes, conditional first, with no shortcut for g = 1 or
  * g = 0; the two conditionings differ only in the T5 embedding, which the caller's denoisers carry. */
 #ifndef LYRA_SAMPLE_CFG_H

@@ -1,10 +1,10 @@
 /* The denoiser callback every sampler calls once per network evaluation, and the latent layout.
  *
  * A sampler state is one chunk laid out as upstream's [B=1, C, T, H, W] float32, C order, with
- * T = t_hist + t_new: the clean history frames first, then the frames being generated (spec §5.2).
- * The denoiser sees the whole state and returns the velocity v = ε − x0 of the generated frames only
- * (the network returns only those, spec §3); the samplers put v = 0 on the history themselves.
- * The AR driver plugs the DiT in here; tests and lyra2.sampling plug in Python callables. */
+ * T = t_hist + t_new: the clean history frames first, then the frames being generated (upstream EXP:39, M:400-473,
+ * M:1488-1523). The denoiser sees the whole state and returns the velocity v = ε − x0 of the generated frames only (the
+ * network returns only those, upstream M:641-647, WL:1006-1018, M:986-994); the samplers put v = 0 on the history
+ * themselves. The AR driver plugs the DiT in here; tests and lyra2.sampling plug in Python callables. */
 #ifndef LYRA_SAMPLE_DENOISE_H
 #define LYRA_SAMPLE_DENOISE_H
 
@@ -42,10 +42,10 @@ void lyra_latent_gen_set(const lyra_latent_shape *shape, float *full, const floa
 /* Writes `hist` [C, t_hist, H, W] into the history frames of `full`. */
 void lyra_latent_hist_set(const lyra_latent_shape *shape, float *full, const float *hist);
 
-/* The initial state of a chunk (spec §5.3): x = [history ++ float32(standard_normal((1, C, t_new, H, W)))]
- * with the normals drawn from `rng` in C order (channel-major: all t_new·H·W values of channel 0
- * first). Upstream seeds rng with seed + chunk; it is left positioned after the draws.
- * history: [1, C, t_hist, H, W]; x: [1, C, t_hist + t_new, H, W]. */
+/* The initial state of a chunk (upstream M:615-626, AR:847, AR:922): x = [history ++ float32(standard_normal((1, C,
+ * t_new, H, W)))] with the normals drawn from `rng` in C order (channel-major: all t_new·H·W values of channel 0
+ * first). Upstream seeds rng with seed + chunk; it is left positioned after the draws. history: [1, C, t_hist, H, W];
+ * x: [1, C, t_hist + t_new, H, W]. */
 void lyra_latent_init(const lyra_latent_shape *shape, const float *history, lyra_rng *rng, float *x);
 
 #endif

@@ -1,5 +1,5 @@
-/* DMD 4-step sampler (see dmd.h). Op order per spec §4.2: x0 = float32(fl64(X − fl64(σ·v))), then
- * X = fl32(fl32(fl32(1 − σ')·x0) + fl32(σ'·ε)) on the generated frames only. */
+/* DMD 4-step sampler (see dmd.h). Op order per upstream M:815-850, M:765-769, M:673-691: x0 = float32(fl64(X −
+ * fl64(σ·v))), then X = fl32(fl32(fl32(1 − σ')·x0) + fl32(σ'·ε)) on the generated frames only. */
 #include "sample/dmd.h"
 
 #include <stdlib.h>

@@ -1,12 +1,12 @@
-/* The DMD 4-step sampler of upstream's `--use_dmd` path (spec/sampling.md §4): one conditional
+/* The DMD 4-step sampler of upstream's `--use_dmd` path (upstream M:710-728, SF:11-49, SF:40-43): one conditional
  * denoiser call per step, x0 in float64, re-noise to the next σ, history restored exactly.
  *
- * DELIBERATE DEVIATION (spec §4.3): upstream's re-noise ε_k comes from torch.randn_like on the global
- * CUDA Philox generator, whose state depends on the GPU model and every earlier draw, so it cannot be
- * reproduced. Here ε_k continues the chunk's numpy-legacy stream (seeded with seed + chunk) right
- * after the initial noise: per step it draws a full [T, C, H, W] block (upstream's [B·T, C, H, W]
- * memory order) and uses frames t_hist.. of it. Outputs are therefore deterministic and seedable, and
- * identical to golden/sampler.npz, but not to any particular upstream GPU run. */
+ * DELIBERATE DEVIATION (upstream M:832, M:816-817, Z:502): upstream's re-noise ε_k comes from torch.randn_like on the
+ * global CUDA Philox generator, whose state depends on the GPU model and every earlier draw, so it cannot be
+ * reproduced. Here ε_k continues the chunk's numpy-legacy stream (seeded with seed + chunk) right after the initial
+ * noise: per step it draws a full [T, C, H, W] block (upstream's [B·T, C, H, W] memory order) and uses frames t_hist..
+ * of it. Outputs are therefore deterministic and seedable, and identical to golden/sampler.npz, but not to any
+ * particular upstream GPU run. */
 #ifndef LYRA_SAMPLE_DMD_H
 #define LYRA_SAMPLE_DMD_H
 

@@ -1,7 +1,7 @@
 /* numpy's legacy RandomState normal stream (MT19937 + Marsaglia polar), reproduced bit for bit.
  *
  * Upstream draws the initial noise of every chunk with numpy.random.RandomState(seed + chunk)
- * .standard_normal(shape) (spec/sampling.md §5.3). This file gives the same float64 values for any
+ * .standard_normal(shape) (upstream M:615-626, AR:847, AR:922). This file gives the same float64 values for any
  * seed in [0, 2^32): the generator state, the 53-bit uniform and the polar method's cached second
  * value follow numpy's legacy code path exactly, so odd counts continue the stream as numpy does.
  * No global state: every stream lives in its own lyra_rng. */

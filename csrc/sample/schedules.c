@@ -12,7 +12,7 @@ lyra_status lyra_flow_schedule(int num_steps, double shift, int64_t *timesteps, 
     if (!isfinite(shift) || !(shift > 0.0))
         return lyra_error(LYRA_ERR_ARG, "shift must be finite and > 0, got %g", shift);
     /* σ_max is the float32 training sigma 1 − 1/1000 read back as a double (0x3feff7cee0000000);
-     * σ_min = 0 (spec §1.2 step 1). */
+     * σ_min = 0 (upstream T2V:157-159, M:650, UNI:117-139). */
     const double sigma_max = (double)(float)(1.0 - 1.0 / 1000.0);
     const double sigma_min = 0.0;
     /* numpy.linspace: step = (stop − start)/(num − 1), value_i = i·step + start. */
@@ -29,14 +29,15 @@ lyra_status lyra_flow_schedule(int num_steps, double shift, int64_t *timesteps, 
     if (num_steps >= 2 && timesteps[0] == timesteps[1])
         return lyra_error(LYRA_ERR_ARG,
                           "num_steps=%d with shift=%g gives equal first timesteps (%lld); upstream's "
-                          "scheduler cannot run this grid (spec §1.2 step 3)",
+                          "scheduler cannot run this grid (upstream T2V:157-159, M:650, UNI:117-139)",
                           num_steps, shift, (long long)timesteps[0]);
     return LYRA_OK;
 }
 
 void lyra_dmd_schedule(float *timesteps, float *sigmas) {
     /* torch.linspace(1, 0, 1001) at indices 0, 250, 500, 750 gives s = 1, 0.75, 0.5, 0.25 on the
-     * scalar path; the vector path's 0.49999994 at index 500 shifts to the same σ (spec §4.1). */
+     * scalar path; the vector path's 0.49999994 at index 500 shifts to the same σ (upstream M:710-728, SF:11-49,
+     * SF:40-43). */
     static const float s_raw[LYRA_DMD_STEPS] = {1.0f, 0.75f, 0.5f, 0.25f};
     for (int k = 0; k < LYRA_DMD_STEPS; k++) {
         float num = 5.0f * s_raw[k];

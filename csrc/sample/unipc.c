@@ -1,6 +1,7 @@
-/* UniPC-2 bh2 flow solver (see unipc.h). Scalars follow spec/sampling.md §2.1-2.3 and the tables of
- * §7.1; the elementwise updates mirror upstream's tensor expressions one float32 rounding per op.
- * The build is -std=c11, so GCC keeps fp-contract off: no fused multiply-add changes a rounding. */
+/* UniPC-2 bh2 flow solver (see unipc.h). Scalars follow upstream UNI:265-266, UNI:399-400, UNI:422, UNI:272-324 and the
+ * tables of docs/REFERENCES.md#sampler-test-vectors; the elementwise updates mirror upstream's tensor expressions one
+ * float32 rounding per op. The build is -std=c11, so GCC keeps fp-contract off: no fused multiply-add changes a
+ * rounding. */
 #include "sample/unipc.h"
 
 #include <math.h>
@@ -9,8 +10,9 @@
 
 #include "sample/schedules.h"
 
-/* Correctly rounded float32 log / expm1 via float64 (the convention of the §7 tables; upstream's
- * SLEEF u10 kernels may differ by 1 ulp near a rounding boundary, §2.6). log32(0) = -inf. */
+/* Correctly rounded float32 log / expm1 via float64 (the convention of the docs/REFERENCES.md#sampler-test-vectors
+ * tables; upstream's SLEEF u10 kernels may differ by 1 ulp near a rounding boundary, upstream UNI:214-224, UNI:636-719,
+ * M:656-668). log32(0) = -inf. */
 static float log32(float x) { return (float)log((double)x); }
 static float expm1_32(float x) { return (float)expm1((double)x); }
 
@@ -21,7 +23,7 @@ static float lambda_of(float sigma) {
 
 /* The corrector's 2x2 system [[1, 1], [r, 1]]·ρ = b, solved as LAPACK getrf/getrs would in float32:
  * partial pivoting on column 0, the multiplier through the pivot's reciprocal, back substitution by
- * division (spec §2.6; cuSOLVER's order is undocumented and may differ by 1 ulp). */
+ * division (upstream UNI:214-224, UNI:636-719, M:656-668; cuSOLVER's order is undocumented and may differ by 1 ulp). */
 static void solve_2x2(float r, float b1, float b2, float *rho0, float *rho1) {
     float a11 = 1.0f, a12 = 1.0f, a21 = r, a22 = 1.0f, y1 = b1, y2 = b2;
     if (fabsf(a21) > fabsf(a11)) {
@@ -57,8 +59,9 @@ lyra_status lyra_unipc_plan(const float *sigmas, int n, lyra_unipc_step *steps, 
         st->sigma = sigmas[i];
         st->lambda = lambda_of(sigmas[i]);
 
-        /* Predictor i -> i+1 (§2.1). At the final step σ_{i+1} = 0, λ = +inf, h = +inf and
-         * expm1(−inf) = −1, so c1 = 0 and c2 = −1: the result is the x0 prediction itself (§2.3.8). */
+        /* Predictor i -> i+1 (upstream UNI:265-266, UNI:399-400, UNI:422). At the final step σ_{i+1} = 0, λ = +inf, h =
+         * +inf and expm1(−inf) = −1, so c1 = 0 and c2 = −1: the result is the x0 prediction itself (upstream
+         * UNI:214-224, UNI:636-719, M:656-668). */
         float sigma_t = sigmas[i + 1];
         float alpha_t = 1.0f - sigma_t;
         float h = lambda_of(sigma_t) - st->lambda;
@@ -72,7 +75,7 @@ lyra_status lyra_unipc_plan(const float *sigmas, int n, lyra_unipc_step *steps, 
         }
 
         /* Corrector of step i: order of the previous predictor, over the pair (i−1 -> i), whose
-         * scalars are the ones just stored in steps[i − 1] (§2.3.3). */
+         * scalars are the ones just stored in steps[i − 1] (upstream UNI:214-224, UNI:636-719, M:656-668). */
         if (i == 0) continue;
         const lyra_unipc_step *prev = &steps[i - 1];
         st->corr_order = prev->order;
@@ -95,13 +98,13 @@ lyra_status lyra_unipc_plan(const float *sigmas, int n, lyra_unipc_step *steps, 
     return LYRA_OK;
 }
 
-/* x0 conversion M = X − σ·V over the full state (§2.2). */
+/* x0 conversion M = X − σ·V over the full state (upstream UNI:272-324). */
 static void unipc_x0(const float *x, const float *v, float sigma, int64_t n, float *m) {
     for (int64_t e = 0; e < n; e++) m[e] = x[e] - sigma * v[e];
 }
 
-/* UniC: x (in: X_i, out: X_i^c) from L = X_{i−1}^c, M_i, M_{i−1}, M_{i−2} (§2.3.3). `prev` holds
- * the pair's c1, c2 = c3 and 1/r; `cur` the order and ρ. */
+/* UniC: x (in: X_i, out: X_i^c) from L = X_{i−1}^c, M_i, M_{i−1}, M_{i−2} (upstream UNI:214-224, UNI:636-719,
+ * M:656-668). `prev` holds the pair's c1, c2 = c3 and 1/r; `cur` the order and ρ. */
 static void unipc_correct(const lyra_unipc_step *prev, const lyra_unipc_step *cur, const float *last,
                           const float *m, const float *m1, const float *m2, int64_t n, float *x) {
     const float c1 = prev->c1, c2 = prev->c2, c3 = prev->c2;
@@ -125,7 +128,7 @@ static void unipc_correct(const lyra_unipc_step *prev, const lyra_unipc_step *cu
     }
 }
 
-/* UniP from s = i to i+1: x_next from X_i^c (`xc`), M_i and M_{i−1} (§2.3.7). */
+/* UniP from s = i to i+1: x_next from X_i^c (`xc`), M_i and M_{i−1} (upstream UNI:214-224, UNI:636-719, M:656-668). */
 static void unipc_predict(const lyra_unipc_step *st, const float *xc, const float *m, const float *m1,
                           int64_t n, float *x_next) {
     const float c1 = st->c1, c2 = st->c2, c3 = st->c2;

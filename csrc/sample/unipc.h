@@ -1,9 +1,10 @@
-/* UniPC flow-matching solver of upstream's non-DMD path (spec/sampling.md §2): order 2, bh2,
+/* UniPC flow-matching solver of upstream's non-DMD path (upstream UNI:88-107, UNI:265-266, UNI:399-400): order 2, bh2,
  * predict-x0, lower-order first and final steps, corrector (UniC) on every step after the first.
  *
  * Every per-step scalar is computed once, in float32 host arithmetic in upstream's operation order
  * (lyra_unipc_plan); the run then applies them elementwise to the whole float32 state, history frames
- * included (v = 0 there, and the history drifts by float32 ulps exactly as upstream's does, §2.4). */
+ * included (v = 0 there, and the history drifts by float32 ulps exactly as upstream's does, upstream M:616-626, M:671).
+ * */
 #ifndef LYRA_SAMPLE_UNIPC_H
 #define LYRA_SAMPLE_UNIPC_H
 
@@ -14,15 +15,15 @@
 
 /* Scalars of step i (grid point i -> i+1). */
 typedef struct lyra_unipc_step {
-    float sigma;      /* σ_i: x0 conversion M_i = X_i − σ_i·V_i (§2.2) */
-    float lambda;     /* λ_i = log32(α_i) − log32(σ_i), α_i = 1 − σ_i (§2.1) */
-    int order;        /* predictor order p_i = min(2, N − i, i + 1) (§2.3 step 5) */
+    float sigma;      /* σ_i: x0 conversion M_i = X_i − σ_i·V_i (upstream UNI:272-324) */
+    float lambda;     /* λ_i = log32(α_i) − log32(σ_i), α_i = 1 − σ_i (upstream UNI:265-266, UNI:399-400, UNI:422) */
+    int order;        /* predictor order p_i = min(2, N − i, i + 1) (upstream UNI:214-224, UNI:636-719, M:656-668) */
     float c1;         /* σ_{i+1} / σ_i */
     float c2;         /* α_{i+1}·expm1(−h), h = λ_{i+1} − λ_i; bh2 makes c3 = c2 bit for bit */
     float r;          /* p_i = 2: (λ_{i−1} − λ_i) / h; else 0 */
-    float rinv;       /* p_i = 2: fl32(1/r) (CUDA divides by a host scalar as a multiply, §2.3) */
+    float rinv;       /* p_i = 2: fl32(1/r) (CUDA divides by a host scalar as a multiply, upstream UNI:214-224) */
     int corr_order;   /* q_i = p_{i−1} for i >= 1; 0 at i = 0 (no corrector) */
-    float rho0, rho1; /* corrector weights of step i: q = 1: (0, 0.5); q = 2: the 2x2 solve (§2.6) */
+    float rho0, rho1; /* corrector weights of step i: q = 1: (0, 0.5); q = 2: the 2x2 solve (upstream UNI:636-719) */
 } lyra_unipc_step;
 
 /* Fills the per-step scalars for a solver grid.

@@ -193,7 +193,8 @@ struct dit_block_bench {
         LYRA_TRY(lyra_tensor_slice(&g2, &mod, 1, 5, 6));
         const float eps = 1e-6f, scale = 1.0f / sqrtf((float)hd);
         LYRA_TRY(mark(0));
-        /* self-attention (network.md §3.8): adaLN, kq-bias on q/k only, q/k RMSNorm, RoPE, gated residual */
+        /* self-attention (upstream WL:150-212, W:280-437): adaLN, kq-bias on q/k only, q/k RMSNorm, RoPE, gated
+         * residual */
         LYRA_TRY(lyra_op_layer_norm(b, &n, &x, NULL, NULL, eps));
         LYRA_TRY(lyra_op_modulate(b, &n, &n, &sh1, &sc1));
         LYRA_TRY(lyra_op_add(b, &kq, &kqb, &n));

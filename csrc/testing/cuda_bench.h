@@ -19,9 +19,9 @@ lyra_status lyra_cuda_bench_linear(lyra_backend *be, int64_t M, int64_t N, int64
 /* o = attention(q, k, v) with q (1, Lq, H, D), k/v (1, Lk, H, D), bf16. */
 lyra_status lyra_cuda_bench_attention(lyra_backend *be, int64_t Lq, int64_t Lk, int64_t H, int64_t D, int repeat,
                                       double *ms);
-/* One full-width DiT block (network.md §3.8 structure, random weights): L tokens of width D = heads·head_dim,
- * FFN width F, text/image context lengths Lt/Li. ms[0] total; ms[1..6] = self-attention projections, self-
- * attention, cross-attention projections, cross-attention, FFN, pointwise/norm ops (summed from a second,
+/* One full-width DiT block (upstream WL:150-212, W:280-437 structure, random weights): L tokens of width D =
+ * heads·head_dim, FFN width F, text/image context lengths Lt/Li. ms[0] total; ms[1..6] = self-attention projections,
+ * self- attention, cross-attention projections, cross-attention, FFN, pointwise/norm ops (summed from a second,
  * phase-timed run). */
 lyra_status lyra_cuda_bench_dit_block(lyra_backend *be, int64_t L, int64_t heads, int64_t head_dim, int64_t F,
                                       int64_t Lt, int64_t Li, int repeat, double ms[7]);

@@ -630,6 +630,25 @@ static PyObject *py_scale(PyObject *self, PyObject *args, PyObject *kw) {
     RUN_OP(&k, out, lyra_op_scale(be, &y, &x, alpha, beta));
 }
 
+static PyObject *py_sincos(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "octaves", NULL};
+    PyObject *xo;
+    int octaves = 2;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|i", kws, &xo, &octaves)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, y;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (err) FAIL(&k);
+    int64_t ne[LYRA_MAX_DIMS];
+    memcpy(ne, x.ne, sizeof ne);
+    if (x.ndim >= 1) ne[x.ndim - 1] *= 2 * (int64_t)(octaves > 0 ? octaves : 0);
+    PyArrayObject *out = out_f32(&k, x.ndim, ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_sincos(be, &y, &x, octaves));
+}
+
 static PyObject *py_modgate(PyObject *args, PyObject *kw, int gate) {
     static char *kws_m[] = {"x", "shift", "scale", NULL};
     static char *kws_g[] = {"x", "g", "a", NULL};
@@ -1369,7 +1388,7 @@ static PyObject *with_backend(kw_fn fn, PyObject *self, PyObject *args, PyObject
 BK(py_copy) BK(py_concat) BK(py_pad) BK(py_patchify) BK(py_unpatchify) BK(py_embedding) BK(py_linear)
 BK(py_linear_act) BK(py_linear_fp8) BK(py_matmul) BK(py_attention) BK(py_rms_norm) BK(py_layer_norm)
 BK(py_l2norm_channels) BK(py_group_norm) BK(py_softmax) BK(py_unary) BK(py_glu) BK(py_add) BK(py_mul)
-BK(py_scale) BK(py_modulate) BK(py_gate) BK(py_rope) BK(py_conv2d) BK(py_conv3d) BK(py_conv_transpose2d)
+BK(py_scale) BK(py_sincos) BK(py_modulate) BK(py_gate) BK(py_rope) BK(py_conv2d) BK(py_conv3d) BK(py_conv_transpose2d)
 BK(py_upsample_nearest2x) BK(py_resize) BK(py_avg_pool3d)
 
 #define KW(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, doc}
@@ -1413,6 +1432,7 @@ static PyMethodDef ops_methods[] = {
     KW("add", py_add_bk, "add(a, b) with broadcasting of size-1 dims."),
     KW("mul", py_mul_bk, "mul(a, b) with broadcasting of size-1 dims."),
     KW("scale", py_scale_bk, "scale(x, alpha=1, beta=0): alpha*x + beta."),
+    KW("sincos", py_sincos_bk, "sincos(x (..., C), octaves=2): [sin(2^o·π·x), cos(2^o·π·x)] blocks per octave."),
     KW("modulate", py_modulate_bk, "modulate(x, shift, scale): x*(1+scale)+shift."),
     KW("gate", py_gate_bk, "gate(x, g, a): x + g*a."),
     KW("rope", py_rope_bk, "rope(x (B,L,H,D), angles (L,D/2), mode='interleaved'|'half', n_sections=1)."),

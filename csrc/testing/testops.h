@@ -8,5 +8,7 @@
 int lyra_testops_add_ops(PyObject *m);
 /* Adds vit_taps, the generic-ViT probe (py_vit.c). */
 int lyra_testops_add_vit(PyObject *m);
+/* Adds fp8_e4m3, the e4m3 conversion on arrays (py_fp8.c). */
+int lyra_testops_add_fp8(PyObject *m);
 
 #endif

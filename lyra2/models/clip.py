@@ -1,5 +1,5 @@
 """CLIP ViT-H/14 vision tower as Lyra-2 uses it (open-clip xlm-roberta-large-vit-huge-14 via Wan's clip.py;
-spec encoders.md §3), in C.
+upstream CONDC:68-72, CLIP:453-478, CLIP:277-279), in C.
 
 ``CLIPVision(weights)(image)``: image float32 (B, 3, H, W) in [−1, 1] (any size: it is squeezed to the model's
 square input) -> float32 (B, 1 + patches, width) = (B, 257, 1280) for ViT-H/14: bicubic resize without
@@ -25,7 +25,7 @@ __all__ = ["CLIPVision", "clip_cost", "CLIP_VIT_H14", "CLIP_MEAN", "CLIP_STD"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-# open-clip ViT-H/14 as Wan builds it (spec §3.1), for cost estimates without weights.
+# open-clip ViT-H/14 as Wan builds it (upstream CLIP:453-478), for cost estimates without weights.
 CLIP_VIT_H14 = {"width": 1280, "heads": 16, "layers": 32, "mlp": 5120, "patch": 14, "image_size": 224}
 
 

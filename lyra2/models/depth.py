@@ -1,11 +1,11 @@
 """Depth Anything 3 nested (DA3NESTED-GIANT-LARGE, Lyra's fine-tune) on the lyra2 runtime.
 
 ``DepthAnything3(weights)`` loads the nested network (any-view ViT-g + DualDPT + camera encoder/decoder, metric
-ViT-L + DPT with sky; spec/depth.md §1) from a safetensors path or a dict ``name -> array`` with the upstream
-``NestedDepthAnything3Net`` names (``da3.*``, ``da3_metric.*``; the HF / Lyra ``model.`` prefix is accepted).
-Calling it reproduces ``DepthAnything3.inference`` as Lyra calls it: preprocessing (upper-bound resize, nearest
-multiple of 14 with OpenCV INTER_AREA / INTER_CUBIC, ImageNet normalisation), extrinsics normalisation, the
-C forward and nested merge, then (with poses) the Umeyama Sim(3) alignment to the input poses and depth / s.
+ViT-L + DPT with sky; upstream Z:211, DU:119-146, DU:162) from a safetensors path or a dict ``name -> array`` with the
+upstream ``NestedDepthAnything3Net`` names (``da3.*``, ``da3_metric.*``; the HF / Lyra ``model.`` prefix is accepted).
+Calling it reproduces ``DepthAnything3.inference`` as Lyra calls it: preprocessing (upper-bound resize, nearest multiple
+of 14 with OpenCV INTER_AREA / INTER_CUBIC, ImageNet normalisation), extrinsics normalisation, the C forward and nested
+merge, then (with poses) the Umeyama Sim(3) alignment to the input poses and depth / s.
 
 Lyra's two call sites are ``first_frame_depth`` (zoom script, one view, no poses) and ``depth_window`` (AR
 depth-cache update, several views with poses).
@@ -13,16 +13,19 @@ depth-cache update, several views with poses).
 Differences from upstream, by design:
 
 * The nested merge's median confidence and 0.99 sky quantile use every qualifying pixel. Upstream draws a random
-  subset of 100 000 (torch RNG) when more qualify, which every 480p/720p call does (depth.md §1.10, pipeline
-  §6); the result differs by that sampling noise only (about 1e-4 relative on the scale).
-* float32 throughout (upstream runs the backbones under bf16 autocast on CUDA; depth.md §4.3 expects ~1e-2
+  subset of 100 000 (torch RNG) when more qualify, which every 480p/720p call does (upstream DA3net:499-567, DA3aln,
+  pipeline upstream DA3net:67-81, MOGE:182-198); the result differs by that sampling noise only (about 1e-4 relative on
+  the scale).
+* float32 throughout (upstream runs the backbones under bf16 autocast on CUDA; docs/REFERENCES.md#parity-budgets
+expects ~1e-2
   relative per-pixel differences from that).
 * Several views without poses (S >= 3) would need upstream's reference-view selection, which Lyra never uses:
   refused with an error.
 
 Cost at the real sizes (``da3_cost``, the C cost model on REAL_SIZES: ViT-g 1536 wide x 40 blocks / 24 heads
 any-view with SwiGLU 4096, ViT-L 1024 x 24 / 16 heads metric, DualDPT/DPT with 256 features; 1 639 642 349
-parameters used = depth.md §3.3's "needed by Lyra", 6.6 GB in float32, 3.3 GB in bf16; FLOPs 2 per MAC; arena =
+parameters used = docs/REFERENCES.md#weight-names's "needed by Lyra", 6.6 GB in float32, 3.3 GB in bf16; FLOPs 2 per
+MAC; arena =
 activations in float32 besides the weights and the backend's attention scratch):
 
 * 480p (476x826, 34x59 patches): 1 view 8.05 TFLOP, arena 0.89 GB; 10 views with poses 111.7 TFLOP (global
@@ -36,7 +39,8 @@ from .. import _core
 __all__ = ["DepthAnything3", "da3_cost", "REAL_SIZES", "umeyama_alignment", "align_poses_umeyama",
            "normalize_extrinsics"]
 
-#: The released DA3NESTED-GIANT-LARGE sizes (depth.md §1.5.1, §1.9, §3): any-view ViT-g, metric ViT-L, heads.
+#: The released DA3NESTED-GIANT-LARGE sizes (upstream DA3dino:22-64, DA3vit:454-466, DA3cfg/da3-giant:6-17, DA3net:484;
+# docs/REFERENCES.md#weight-names): any-view ViT-g, metric ViT-L, heads.
 REAL_SIZES = {
     "dim": 1536, "depth": 40, "heads": 24, "ffn_hidden": 4096, "pos_grid": 37, "alt_start": 13,
     "metric_dim": 1024, "metric_depth": 24, "metric_heads": 16, "metric_ffn_hidden": 4096,
@@ -155,7 +159,8 @@ class DepthAnything3:
     # ---- Lyra's call sites ----
 
     def first_frame_depth(self, orig_rgb, target_hw):
-        """Zoom script ``_da3_infer_depth_intrinsics_single`` (pipeline §2.1): orig_rgb uint8 (H0,W0,3) ->
+        """Zoom script ``_da3_infer_depth_intrinsics_single`` (pipeline upstream MOGE:214-242, DU:46, MCFG:25-35):
+        orig_rgb uint8 (H0,W0,3) ->
         (depth (H,W) float32, mask (H,W) float32 = depth < 999.9, K (3,3) at H x W)."""
         Ht, Wt = (int(v) for v in target_hw)
         img = np.ascontiguousarray(orig_rgb, dtype=np.uint8)
@@ -180,7 +185,8 @@ class DepthAnything3:
 
     def depth_window(self, history_frames, cam_w2c, intrinsics, frame_interval, max_history_frames, *,
                      start_index=0, abs_last_idx=None, add_pose_alignment_offsets=True):
-        """AR ``_predict_da3_depth_window`` (pipeline §4.13): history_frames (1,3,T,H,W) in [-1,1], cam_w2c
+        """AR ``_predict_da3_depth_window`` (pipeline upstream AR:1059-1060, AR:1071-1393, AR:261-366): history_frames
+        (1,3,T,H,W) in [-1,1], cam_w2c
         (1,T',4,4), intrinsics (1,T',3,3) -> ``{"frame_indices": [...], "prediction": dict | None}``.
         Frames last, last - interval, ... (at most max_history_frames, >= 0), sorted ascending."""
         hist = np.asarray(history_frames, dtype=np.float32)
@@ -261,7 +267,8 @@ def _affine_inverse(A):
 
 
 def normalize_extrinsics(ext):
-    """DA3api._normalize_extrinsics (depth.md §1.11): E·E₀⁻¹, translations ÷ max(lower median |C|, 0.1)."""
+    """DA3api._normalize_extrinsics (upstream DA3out:42-148, DA3api:397-436): E·E₀⁻¹, translations ÷ max(lower median
+    |C|, 0.1)."""
     ext = np.asarray(ext, dtype=np.float32)
     norm = (ext @ _affine_inverse(ext[:1])).astype(np.float32)
     dists = np.linalg.norm(_affine_inverse(norm)[:, :3, 3], axis=-1).astype(np.float32)
@@ -347,7 +354,8 @@ def _sim3_robust(pose_ref, pose_est):
 
 
 def align_poses_umeyama(ext_ref, ext_est, ransac=False, random_state=None, max_iters=10):
-    """pose_align.align_poses_umeyama (depth.md §1.11): Sim(3) with s·R·C_est + t ≈ C_ref between the camera
+    """pose_align.align_poses_umeyama (upstream DA3out:42-148, DA3api:397-436): Sim(3) with s·R·C_est + t ≈ C_ref
+    between the camera
     centres of two w2c sets; RANSAC (numpy default_rng(random_state), max_iters subsets of max(3, ⌈N/2⌉),
     inlier threshold = median nearest-neighbour distance after a full pre-fit) when ``ransac``."""
     pose_ref = _affine_inverse(_to44(np.asarray(ext_ref)))

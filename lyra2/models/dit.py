@@ -1,5 +1,5 @@
 """The Lyra-2 diffusion transformer (``Lyra2WanModel``): Wan 2.1 I2V with camera, correspondence-buffer and
-FramePack history inputs, run by the C core (``csrc/models/dit*.c``; spec ``network.md``).
+FramePack history inputs, run by the C core (``csrc/models/dit*.c``; upstream WL, W: docs/REFERENCES.md).
 
 >>> dit = LyraDiT("checkpoints/lyra2_dit.safetensors", lora=[("dmd.safetensors", 1.0)])
 >>> v = dit(x_B_C_T_H_W=x, timesteps_B_T=t, crossattn_emb=t5, frame_cond_crossattn_emb_B_L_D=clip,
@@ -24,7 +24,7 @@ DEFAULT_FRAMEPACK = "f1k1f4s2f1s1f16k4f2k2f1k1_g20"
 
 
 def framepack_layout(layout: str = DEFAULT_FRAMEPACK, latent_hw=None) -> dict:
-    """Parses a FramePack layout string (``f<n>{k|s}<K>..._g<N>``, spec network.md §1.2).
+    """Parses a FramePack layout string (``f<n>{k|s}<K>..._g<N>``, upstream M:400-473, M:448-451, M:435-440).
 
     Returns ``splits``, ``kernel_sizes``, ``kernel_ids``, ``kernel_types`` (a string, one letter per history
     segment), ``new_frames``, ``history_frames``, ``total_frames``, ``spatial_frames``, ``temporal_frames``; with
@@ -40,7 +40,7 @@ def framepack_layout(layout: str = DEFAULT_FRAMEPACK, latent_hw=None) -> dict:
 
 def rope_angles(layout: str, latent_h: int, latent_w: int, head_dim: int = 128) -> np.ndarray:
     """RoPE angles (L, head_dim/2) of the packed sequence, t|h|w parts; compressed history tokens get the mean
-    angle of their (replicate-padded) cell (network.md §3.5)."""
+    angle of their (replicate-padded) cell (upstream W:93-188, W:203-232, WL:586-596)."""
     return _core.dit_rope_angles(layout, int(latent_h), int(latent_w), int(head_dim))
 
 
@@ -62,22 +62,33 @@ class LyraDiT:
     framepack: the FramePack layout string; its history segments must match the clean patch embeddings.
     lora: adapters applied at run time, unmerged; each item is a source (path or mapping, weight 1.0) or a
         ``(source, weight)`` pair.
-    device: "cpu" ("cuda" raises Lyra2Error until this network's weights are placed on the GPU).
+    device: "cpu", or "cuda": the weights and adapters are uploaded to the GPU once (after the constructor's
+        LoRAs; later ones are uploaded when added), activations live in device memory, each call uploads its
+        inputs and downloads the output. With ``LYRA2_EMULATED_CUDA=1`` "cuda" is the emulated device
+        (``lyra2.backends()``). Lyra2Error when no device answers.
+    precision: activation storage, "bf16" (default on "cuda": upstream's GPU policy, docs/PRECISION.md) or "f32"
+        (default on "cpu", the only one the CPU backend computes; on "cuda" an f32 parity mode).
     num_heads: attention heads (default: width / 128).
     n_threads: CPU threads (0 = all).
+    resident_blocks: blocks whose weights stay on the device; the others stay in host memory and stream through
+        two block buffers, uploaded just before they run (default: all resident; see ``set_streaming``).
 
     Missing, unexpected or mis-shaped tensors raise ``lyra2.Lyra2Error`` naming the tensor."""
 
     def __init__(self, weights, framepack: str = DEFAULT_FRAMEPACK, lora=(), device: str = "cpu", *,
-                 num_heads: int | None = None, n_threads: int = 0):
+                 num_heads: int | None = None, n_threads: int = 0, precision: str | None = None,
+                 resident_blocks: int | None = None):
         if not isinstance(framepack, str):
             raise TypeError(f"framepack must be a layout string, got {type(framepack).__name__}")
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-        if device == "cuda":
-            from .. import Lyra2Error
-            raise Lyra2Error("LyraDiT: device='cuda' is not wired to this network yet: "
-                             "the CUDA backend runs every runtime op (see lyra2.backends()), but this network's glue still keeps its weights and activations in host memory (device placement of the weights and the arena is the remaining step); use device='cpu'")
+        if precision is None:
+            precision = "bf16" if device == "cuda" else "f32"
+        if precision not in ("bf16", "f32"):
+            raise ValueError(f"precision must be 'bf16' or 'f32', got {precision!r}")
+        if precision == "bf16" and device != "cuda":
+            raise ValueError("precision='bf16' needs device='cuda' (the CPU backend computes f32 activations)")
+        self.precision = precision
         if not _is_source(weights):
             raise TypeError("weights must be a safetensors path or a mapping of name -> array, "
                             f"got {type(weights).__name__}")
@@ -94,11 +105,16 @@ class LyraDiT:
                 self.add_lora(item[0], float(item[1]))
             else:
                 self.add_lora(item, 1.0)
+        if resident_blocks is not None:
+            self.set_streaming(resident_blocks)   # before the placement: streamed blocks stay in host memory
+        if device == "cuda":
+            _core.dit_place(self._model, "cuda", precision)
 
     # ---------------- LoRA ----------------
 
     def add_lora(self, source, weight: float = 1.0, name: str | None = None) -> None:
-        """Adds an adapter (spec network.md §5.3 key formats). Full-weight ``.diff`` deltas and negligible
+        """Adds an adapter (upstream T2V:353-432, Z:525-530, T2V:379-380 key formats). Full-weight ``.diff`` deltas and
+        negligible
         ``.diff_b`` biases are ignored as upstream does; their count accumulates in ``ignored_lora_keys``."""
         if not _is_source(source):
             raise TypeError(f"LoRA source must be a safetensors path or a mapping, got {type(source).__name__}")
@@ -119,17 +135,47 @@ class LyraDiT:
         drops them; faster when the set of adapters is fixed, but the weights can no longer be changed."""
         _core.dit_lora_merge(self._model)
 
+    # ---------------- memory ----------------
+
+    def quantize_fp8(self) -> None:
+        """Makes the attention blocks' Linear layers fp8 e4m3: a scale per output channel for the weights (max|row|
+        / 448) and per token for the activations, products accumulated in float32 (the CPU reference of the
+        GPU's FP8 GEMM, ``csrc/models/dit_fp8.c``). Merge the LoRA adapters first (``merge_lora``). Irreversible."""
+        _core.dit_quantize_fp8(self._model)
+
+    @property
+    def resident_blocks(self) -> int:
+        """Attention blocks whose weights are used in place; the others stream (see ``set_streaming``)."""
+        return _core.dit_streaming(self._model)["resident"]
+
+    def set_streaming(self, resident_blocks: int) -> None:
+        """Streams the weights of blocks ``resident_blocks..layers-1`` through two block-sized buffers: each
+        forward uploads every streamed block once, just before it runs (``resident_blocks = layers`` turns
+        streaming off). The output is bit-identical; the device holds only the resident blocks + two buffers
+        (the plan of ``lyra2.memory_plan``). On "cuda" give ``resident_blocks=`` to the constructor instead:
+        streaming is decided before the weights move (Lyra2Error afterwards)."""
+        if isinstance(resident_blocks, bool) or not isinstance(resident_blocks, int):
+            raise TypeError(f"resident_blocks: expected an int, got {resident_blocks!r}")
+        if resident_blocks < 0:
+            raise ValueError(f"resident_blocks: {resident_blocks} is outside 0..{self.config['num_layers']}")
+        _core.dit_streaming(self._model, resident_blocks)
+
+    def streaming_stats(self) -> dict:
+        """{resident, buffer_bytes, uploads, upload_bytes}: the streaming state and the uploads since load."""
+        return _core.dit_streaming(self._model)
+
     # ---------------- forward ----------------
 
     def __call__(self, x_B_C_T_H_W, timesteps_B_T, crossattn_emb, frame_cond_crossattn_emb_B_L_D, y_B_C_T_H_W,
                  y_buffer_B_C_T_H_W, *, padding_mask=None, fps=None, return_intermediates: bool = False):
         """Velocity of the generated frames, float32 (1, out_dim, N, H, W) (N = the layout's new frames).
 
-        Inputs exactly as upstream passes them (spec network.md §2.1): x (1, 16, T, H, W), timesteps (1, 1),
-        crossattn_emb (1, 512, text_dim), CLIP tokens (1, 257, 1280), y (1, 404, T, H, W) = mask | conditioning
-        latent | Plücker, y_buffer (1, 1280, T, H, W). ``padding_mask`` and ``fps`` are accepted and ignored, as
-        upstream ignores them. With ``return_intermediates=True`` returns ``(out, dict)`` with tokens, freqs,
-        camera_tokens, buffer_tokens, time_embedding, time_projection, text_embedding, img_emb, block<i>, head."""
+        Inputs exactly as upstream passes them (upstream M:986-994, T2V:1033-1053, WL:973): x (1, 16, T, H, W),
+        timesteps (1, 1), crossattn_emb (1, 512, text_dim), CLIP tokens (1, 257, 1280), y (1, 404, T, H, W) = mask |
+        conditioning latent | Plücker, y_buffer (1, 1280, T, H, W). ``padding_mask`` and ``fps`` are accepted and
+        ignored, as upstream ignores them. With ``return_intermediates=True`` returns ``(out, dict)`` with tokens,
+        freqs, camera_tokens, buffer_tokens, time_embedding, time_projection, text_embedding, img_emb, block<i>,
+        head."""
         del padding_mask, fps
         return _core.dit_forward(self._model, x_B_C_T_H_W, np.asarray(timesteps_B_T), crossattn_emb,
                                  frame_cond_crossattn_emb_B_L_D, y_B_C_T_H_W, y_buffer_B_C_T_H_W,
@@ -138,4 +184,5 @@ class LyraDiT:
     def __repr__(self) -> str:
         c = self.config
         return (f"LyraDiT(dim={c['dim']}, heads={c['num_heads']}, layers={c['num_layers']}, ffn={c['ffn_dim']}, "
-                f"framepack={self.framepack!r}, lora={len(self.lora_adapters)}, device={self.device!r})")
+                f"framepack={self.framepack!r}, lora={len(self.lora_adapters)}, device={self.device!r}, "
+                f"precision={self.precision!r})")

@@ -1,4 +1,5 @@
-"""MoGe v1 ("Ruicheng/moge-vitl", microsoft/MoGe @ 0744441) as Lyra-2 uses it, in C (spec depth.md §2).
+"""MoGe v1 ("Ruicheng/moge-vitl", microsoft/MoGe @ 0744441) as Lyra-2 uses it, in C (upstream MOGE:214-242, DU:46,
+MCFG:25-35).
 
 ``MoGe(weights)(image)``: image float32 (3, H, W) in [0, 1] -> ``{"depth", "mask", "intrinsics", "points"}``,
 upstream ``MoGeModel.infer(image)`` with its defaults (resolution level 9, free focal, mask applied, forced
@@ -14,8 +15,8 @@ JSON metadata entry ``"model_config"`` (``num_tokens_range``, ``mask_threshold``
 The backbone's heads are width / 64 (every DINOv2 size); pass ``num_heads`` for other backbones, or store it in
 the file's JSON metadata entry ``"lyra2_config"`` (``{"num_heads": n}``, as ``lyra2.testing`` does).
 
-Focal/shift recovery (§2.7) is MINPACK's lmdif for one unknown, step for step, so the shift matches
-``scipy.optimize.least_squares(method='lm', ftol=1e-3)`` (scipy <= 1.14 bit for bit): ``solve_focal_shift`` and
+Focal/shift recovery (upstream MGT:40-52, MGN:79-112) is MINPACK's lmdif for one unknown, step for step, so the shift
+matches ``scipy.optimize.least_squares(method='lm', ftol=1e-3)`` (scipy <= 1.14 bit for bit): ``solve_focal_shift`` and
 ``recover_focal_shift`` expose it.
 
 Cost at Lyra's sizes with the released ViT-L: ``COST_NOTE`` below (computed by ``moge_cost()``).
@@ -34,7 +35,7 @@ from .umt5 import check_device
 
 __all__ = ["MoGe", "moge_cost", "solve_focal_shift", "recover_focal_shift", "lyra_depth", "MOGE_V1_VITL"]
 
-# The released "Ruicheng/moge-vitl" (spec §2.1, MCFG v1): DINOv2 ViT-L/14 + the v1 head.
+# The released "Ruicheng/moge-vitl" (upstream MOGE:214-242, DU:46, MCFG:25-35, MCFG v1): DINOv2 ViT-L/14 + the v1 head.
 MOGE_V1_VITL = {"dim": 1024, "depth": 24, "heads": 16, "mlp": 4096, "patch": 14, "pos_grid": 37, "n_features": 4,
                 "dim_proj": 512, "dim_up": [256, 128, 64], "hidden": [512, 256, 128], "n_res": 2, "last_ch": 32,
                 "last_res": 0, "last_hidden": 32, "last_k": 1, "tokens_min": 1200, "tokens_max": 2500}
@@ -87,8 +88,8 @@ def recover_focal_shift(points, mask=None):
 
 
 def lyra_depth(depth, mask) -> np.ndarray:
-    """Lyra's post-processing of the MoGe depth (depth_utils, spec §2.8): NaN -> 1e4, clamp to [0, 1e4],
-    1000 where the mask is 0."""
+    """Lyra's post-processing of the MoGe depth (depth_utils, upstream DU:75-80, Z:634-652): NaN -> 1e4, clamp to
+    [0, 1e4], 1000 where the mask is 0."""
     return _core.moge_lyra_depth(np.ascontiguousarray(depth, dtype=np.float32), mask)
 
 

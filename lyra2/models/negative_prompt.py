@@ -1,4 +1,5 @@
-"""The precomputed negative-prompt umT5 embedding used by the unconditional CFG branch (spec encoders.md §4).
+"""The precomputed negative-prompt umT5 embedding used by the unconditional CFG branch (upstream Z:504-507,
+CTI:227-230, PERS:146-153).
 
 Upstream ships ``checkpoints/text_encoder/negative_prompt.pt``, a pickled dict whose key ``"t5_text_embeddings"``
 holds the tensor (loaded with ``torch.load`` at ``lyra2_zoomgs_inference.py:504-507``; expected (1, 512, 4096),

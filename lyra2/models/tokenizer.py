@@ -2,8 +2,8 @@
 Hugging Face at run time.
 
 Upstream tokenises each prompt with ``transformers.AutoTokenizer("google/umt5-xxl")``, i.e. the *fast*
-``T5TokenizerFast`` that transformers 4.57 converts from ``spiece.model`` (spec/encoders.md §2.7), after
-cleaning the text (ftfy, html unescape, whitespace collapse). ``Tokenizer(path)`` loads that
+``T5TokenizerFast`` that transformers 4.57 converts from ``spiece.model`` (upstream T5:62-102, T5:77-80, T5:36-45),
+after cleaning the text (ftfy, html unescape, whitespace collapse). ``Tokenizer(path)`` loads that
 ``spiece.model`` and reproduces both steps:
 
 * ``clean(text)``: the prompt cleaning (Step A);
@@ -94,7 +94,8 @@ class Tokenizer:
         return _core.tokenizer_encode(self._tok, texts, self.seq_len)
 
     def encode(self, text: str, *, clean: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """``(ids, mask)``, int64 (seq_len,) each: tokens, ``</s>``, padding (spec §2.7 Step B.5)."""
+        """``(ids, mask)``, int64 (seq_len,) each: tokens, ``</s>``, padding (upstream T5:62-102, T5:77-80,
+        T5:36-45)."""
         if not isinstance(text, str):
             raise TypeError(f"text: expected str, got {type(text).__name__}")
         ids, mask = self.encode_batch([text], clean=clean)

@@ -1,4 +1,4 @@
-"""umT5-XXL text encoder (Wan 2.1 ``T5Encoder`` as Lyra-2 runs it; spec encoders.md §2), in C.
+"""umT5-XXL text encoder (Wan 2.1 ``T5Encoder`` as Lyra-2 runs it; upstream T5:544-577, Z:690-699, CTI:399-482), in C.
 
 ``UMT5Encoder(weights)(ids)`` returns what Lyra feeds the DiT: (B, L, dim) float32 where the rows past each
 sequence's real tokens (content + ``</s>``) are exactly zero. ``encode_raw`` returns the encoder output at every
@@ -23,7 +23,7 @@ from .._core import Lyra2Error
 __all__ = ["UMT5Encoder", "relative_position_bucket", "umt5_cost", "UMT5_XXL"]
 
 PAD_ID = 0
-# Wan's umt5_xxl() configuration (spec §2.1), for cost estimates without weights.
+# Wan's umt5_xxl() configuration (upstream T5:441-455), for cost estimates without weights.
 UMT5_XXL = {"vocab": 256384, "dim": 4096, "dim_attn": 4096, "heads": 64, "ffn": 10240, "layers": 24,
             "buckets": 32, "shared_pos": False}
 
@@ -52,7 +52,7 @@ def _int_array(value, name) -> np.ndarray:
 
 
 def relative_position_bucket(rel, num_buckets=32, max_dist=128) -> np.ndarray:
-    """Bucket of each relative position ``key − query`` (bidirectional, as T5RelativeEmbedding; spec §2.3),
+    """Bucket of each relative position ``key − query`` (bidirectional, as T5RelativeEmbedding; upstream T5:259-296),
     computed by the C encoder's own function."""
     return _core.umt5_bucket(np.ascontiguousarray(rel, dtype=np.int64), int(num_buckets), int(max_dist))
 
@@ -72,7 +72,7 @@ class UMT5Encoder:
 
     ``enc(ids, mask=None)``: ids int (B, L) (Lyra uses L = 512, padded with 0), mask (B, L) nonzero on the real
     tokens (default ``ids != 0``) -> float32 (B, L, dim); with ``seq_len`` = number of nonzero mask entries of a
-    row, rows >= seq_len are exactly 0 (spec §2.4). When every mask row is a prefix only the first
+    row, rows >= seq_len are exactly 0 (upstream T5:522-537). When every mask row is a prefix only the first
     max(seq_len) positions are computed (identical result: padded keys have probability exactly 0)."""
 
     def __init__(self, weights, device="cpu"):

@@ -1,4 +1,5 @@
-"""The Wan 2.1 causal 3-D VAE of Lyra-2 (spec encoders.md §1), running on the lyra2 C runtime.
+"""The Wan 2.1 causal 3-D VAE of Lyra-2 (upstream TOK:717-725, TOK:974-980, TOK:968-972), running on the lyra2 C
+runtime.
 
     vae = WanVAE("vae.safetensors")             # or a dict {upstream name: ndarray}
     latents = vae.encode(video)                 # (B, 3, T, H, W) in [-1, 1] -> (B, 16, 1 + (T-1)/4, H/8, W/8)
@@ -53,8 +54,8 @@ def latent_constants(constants="bf16"):
 
 
 class WanVAE:
-    """Wan 2.1 VAE. `weights`: a safetensors path or a mapping of upstream tensor names (encoders.md
-    Appendix A) to float32/float16 arrays; the width (dim, 96 for the real model) is read from the shapes.
+    """Wan 2.1 VAE. `weights`: a safetensors path or a mapping of upstream tensor names (the
+    modules of upstream TOK:306-546) to float32/float16 arrays; the width (dim, 96 for the real model) is read from the shapes.
     `constants`: latent normalisation tables, "bf16" (Lyra) or "fp32". `threads`: CPU threads (0 = all)."""
 
     def __init__(self, weights, device="cpu", constants="bf16", threads=0):
@@ -128,7 +129,7 @@ class _Stream:
         code = self.vae._code if self._normalized else -1
         pieces, t = [], 0
         if not self._decoder and self.frames_in == 0 and window is not None:
-            pieces.append(_core.vae_push(self._session, x[:, :, :1], code))  # the lone first frame (§1.6)
+            pieces.append(_core.vae_push(self._session, x[:, :, :1], code))  # the lone first frame (TOK:605-630)
             t = 1
         step = n if window is None else window
         while t < n:

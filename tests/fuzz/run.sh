@@ -8,7 +8,7 @@ target=${1:?usage: tests/fuzz/run.sh TARGET [RUNS]}
 runs=${2:-1000000}
 shift $(( $# >= 2 ? 2 : 1 ))
 mkdir -p tests/fuzz/bin "tests/fuzz/corpus_$target"
-srcs=$(find csrc -name '*.c' -not -path 'csrc/python/*')
+srcs=$(find csrc -name '*.c' -not -path 'csrc/python/*' -not -path 'csrc/testing/*')
 flags="-O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc $(pkg-config --cflags libavcodec libavformat libswscale libavutil openblas)"
 libs="$(pkg-config --libs libavcodec libavformat libswscale libavutil openblas) -lm -fopenmp"
 clang $flags -D_GNU_SOURCE -fopenmp "tests/fuzz/fuzz_$target.c" $srcs $libs -o "tests/fuzz/bin/fuzz_$target"

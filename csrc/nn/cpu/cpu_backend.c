@@ -67,6 +67,7 @@ static const lyra_backend_ops cpu_ops = {
     .modulate = cpu_modulate,
     .gate = cpu_gate,
     .rope = cpu_rope,
+    .sincos = cpu_sincos,
     .conv2d = cpu_conv2d,
     .conv3d = cpu_conv3d,
     .conv_transpose2d = cpu_conv_transpose2d,

@@ -107,6 +107,7 @@ lyra_status cpu_scale(lyra_backend *, lyra_tensor *, const lyra_tensor *, float,
 lyra_status cpu_modulate(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, const lyra_tensor *);
 lyra_status cpu_gate(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, const lyra_tensor *);
 lyra_status cpu_rope(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, lyra_rope_mode, int);
+lyra_status cpu_sincos(lyra_backend *, lyra_tensor *, const lyra_tensor *, int);
 
 lyra_status cpu_conv2d(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, const lyra_tensor *,
                        const lyra_conv2d_params *);

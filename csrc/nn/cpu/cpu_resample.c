@@ -1,5 +1,6 @@
 /* CPU resampling: nearest 2× upsample, separable resize (nearest / bilinear / bicubic, align_corners, PyTorch
- * antialias), average pooling. Coordinates follow PyTorch's float arithmetic (depth.md §5, encoders.md §3.2). */
+ * antialias), average pooling. Coordinates follow PyTorch's float arithmetic (docs/REFERENCES.md#resampling, upstream
+ * CLIP:519-523). */
 #include <math.h>
 
 #include "nn/cpu/cpu_internal.h"

@@ -195,6 +195,7 @@ static const lyra_backend_ops cuda_ops = {
     /* .modulate = */ ON_DEVICE(cu_op_modulate),
     /* .gate = */ ON_DEVICE(cu_op_gate),
     /* .rope = */ ON_DEVICE(cu_op_rope),
+    /* .sincos = */ ON_DEVICE(cu_op_sincos),
     /* .conv2d = */ ON_DEVICE(cu_op_conv2d),
     /* .conv3d = */ ON_DEVICE(cu_op_conv3d),
     /* .conv_transpose2d = */ ON_DEVICE(cu_op_conv_transpose2d),

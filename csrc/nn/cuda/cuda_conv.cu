@@ -1,7 +1,7 @@
 // Convolutions as GEMMs on cuBLASLt: conv3d (conv2d is the T = 1 case) through im2col tiles over the flat output
-// positions, with the Wan VAE's causal time padding (cached prefix frames, then zeros; encoders.md §1.2);
-// 1×1×1 convolutions straight on the input; ConvTranspose2d as one GEMM into columns plus a gather (col2im
-// without atomics: each output pixel sums the taps that land on it).
+// positions, with the Wan VAE's causal time padding (cached prefix frames, then zeros; upstream TOK:70-94, TOK:97-109,
+// TOK:120-198); 1×1×1 convolutions straight on the input; ConvTranspose2d as one GEMM into columns plus a gather
+// (col2im without atomics: each output pixel sums the taps that land on it).
 #include <string.h>
 
 #include "cuda_internal.h"

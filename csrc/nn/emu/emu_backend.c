@@ -433,6 +433,14 @@ static lyra_status emu_rope(lyra_backend *be, lyra_tensor *y, const lyra_tensor 
     return RUN(c.cpu->ops->rope(c.cpu, Y, X, A, mode, n_sections));
 }
 
+static lyra_status emu_sincos(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int octaves) {
+    emu_call c;
+    begin(&c, be, "sincos");
+    const lyra_tensor *X = in(&c, "x", x, 0);
+    lyra_tensor *Y = out(&c, y, 0);
+    return RUN(c.cpu->ops->sincos(c.cpu, Y, X, octaves));
+}
+
 /* ---------------------------------------------------------------- convolution and resampling */
 
 static lyra_status emu_conv2d(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
@@ -529,6 +537,7 @@ static const lyra_backend_ops emu_ops = {
     .modulate = emu_modulate,
     .gate = emu_gate,
     .rope = emu_rope,
+    .sincos = emu_sincos,
     .conv2d = emu_conv2d,
     .conv3d = emu_conv3d,
     .conv_transpose2d = emu_conv_transpose2d,

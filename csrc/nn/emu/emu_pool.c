@@ -54,9 +54,32 @@ static int grow(block **arr, int *cap, int need) {
     return 1;
 }
 
+/* The emulated card's memory: LYRA2_EMULATED_CUDA_MEMORY bytes (a K/M/G suffix allowed), 0 = host memory only.
+ * Read at every allocation, so a test can shrink the card between steps. */
+static size_t card_bytes(void) {
+    const char *v = getenv("LYRA2_EMULATED_CUDA_MEMORY");
+    if (!v || !*v) return 0;
+    char *end;
+    double x = strtod(v, &end);
+    double unit = *end == 'K' || *end == 'k' ? 1024.0 : *end == 'M' || *end == 'm' ? 1048576.0
+                : *end == 'G' || *end == 'g' ? 1073741824.0 : 1.0;
+    return x > 0 ? (size_t)(x * unit) : 0;
+}
+
 void *emu_pool_alloc(size_t bytes, const char *what) {
     size_t rounded = (bytes + 255) & ~(size_t)255; /* cudaMalloc alignment */
     if (!rounded) rounded = 256;
+    size_t cap = card_bytes();
+    if (cap) {
+        pthread_mutex_lock(&pool.mu);
+        size_t live = (size_t)pool.stats.live_bytes;
+        pthread_mutex_unlock(&pool.mu);
+        if (live + rounded > cap) { /* the CUDA backend's words for cudaErrorMemoryAllocation */
+            lyra_error(LYRA_ERR_OOM, "%s: cannot allocate %zu bytes of GPU memory (out of memory on the emulated "
+                       "device; %zu of %zu MiB in use)", what, bytes, live >> 20, cap >> 20);
+            return NULL;
+        }
+    }
     char *p = aligned_alloc(256, rounded);
     if (!p) {
         lyra_error(LYRA_ERR_OOM, "%s: cannot allocate %zu bytes of (emulated) GPU memory", what, bytes);

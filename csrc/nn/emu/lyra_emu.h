@@ -11,6 +11,8 @@
  * - Fresh and freed blocks are filled with 0xFF bytes, a NaN in f32, bf16 and f16 (cudaMalloc hands out garbage;
  *   a kernel reading memory it never wrote, or memory already released, then poisons the result). Freed blocks
  *   stay mapped (poisoned, outside the pool) in a bounded quarantine so a stale pointer reads NaN, not a crash.
+ * - LYRA2_EMULATED_CUDA_MEMORY=<bytes>[K|M|G] gives the card a size: an allocation past it fails with
+ *   LYRA_ERR_OOM as cudaMalloc would, so out-of-memory handling can be tested.
  * - Activations stored in bf16/f16 stay in that dtype in the pool: each op converts them to f32 around the CPU
  *   kernel and rounds its output back, as the CUDA kernels store bf16 with f32 arithmetic inside. Weights of
  *   linear/conv/embedding/norm ops are read in their own dtype (as the CPU kernels and cuBLAS do). */

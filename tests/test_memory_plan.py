@@ -1,0 +1,392 @@
+"""The measuring backend (csrc/nn/measure) and the memory plan built on it (lyra2.memory_plan).
+
+Independent references: parameter counts from lyra2.testing's shape tables (written from the checkpoint layout,
+not from the loader's table); the DiT's activation peak from a hand count of what is live in one block; the
+tiny DiT's real forward, whose arena high-water mark must equal the measured one."""
+import numpy as np
+import pytest
+
+import lyra2
+from conftest import DATA
+from lyra2 import _core
+from lyra2.memory import DIT_14B, DIT_LAYOUT, GB
+from lyra2.models.dit import LyraDiT
+from lyra2.testing import dit_tensor_shapes
+
+A = 64  # LYRA_ARENA_ALIGN: every arena allocation starts on it
+
+
+def f32(n):
+    return (n * 4 + A - 1) // A * A
+
+
+def full_shapes():
+    c = DIT_14B
+    return dit_tensor_shapes({"dim": c["dim"], "ffn": c["ffn_dim"], "layers": c["num_layers"],
+                              "text_dim": c["text_dim"], "freq_dim": c["freq_dim"], "clip_dim": c["clip_dim"],
+                              "squeeze": c["buffer_squeeze"], "in_dim": c["in_dim"], "out_dim": c["out_dim"],
+                              "cam_dim": c["cam_dim"], "buffer_in": c["buffer_embed_dim"] // 16,
+                              "layout": DIT_LAYOUT})
+
+
+def test_full_size_dit_parameters_match_the_checkpoint_layout():
+    m = _core.dit_measure(DIT_14B, DIT_LAYOUT, 60, 104, 257, "bf16", "cpu")
+    shapes = full_shapes()
+    numel = {n: int(np.prod(s)) for n, s in shapes}
+    assert m["matrix_elems"] + m["vector_elems"] == sum(numel.values())
+    assert 17.0e9 < sum(numel.values()) < 17.1e9            # the "17B-parameter DiT"
+    block = [n for n in numel if n.startswith("blocks.0.")]
+    matrices = [n for n in block if len(dict(shapes)[n]) == 2]
+    assert m["block_matrix_elems"] == sum(numel[n] for n in matrices)
+    assert m["block_matrix_rows"] == sum(dict(shapes)[n][0] for n in matrices)
+    # bf16 matrices, f32 vectors, every tensor 64-byte aligned by the carver: within 64 bytes per tensor
+    raw = 2 * m["matrix_elems"] + 4 * m["vector_elems"]
+    assert raw <= m["weight_bytes"] <= raw + 64 * len(shapes)
+    # the 14B-parameter Wan backbone alone: 2·D·D·10 attention matrices + 2·D·ffn per block
+    D, F = DIT_14B["dim"], DIT_14B["ffn_dim"]
+    assert m["block_matrix_elems"] > 10 * D * D + 2 * D * F
+
+
+@pytest.mark.parametrize("hw", [(60, 104), (90, 160)])
+def test_full_size_dit_activation_peak_equals_a_hand_count(hw):
+    """The peak is the persistent activations plus one block's self-attention: modulation (6D), the q/k bias kq
+    (L, D) and five (L, D) temporaries (norm1, q, k, v, attention output), all f32 on the CPU path."""
+    h, w = hw
+    m = _core.dit_measure(DIT_14B, DIT_LAYOUT, h, w, 257, "bf16", "cpu")
+    fp = lyra2.models.dit.framepack_layout(DIT_LAYOUT, (h, w))
+    L, D, C = fp["tokens"], DIT_14B["dim"], DIT_14B["cam_dim"]
+    Cb = DIT_14B["buffer_embed_dim"] // 16
+    assert m["tokens"] == L == {(60, 104): 38246, (90, 160): 88360}[hw]
+    persistent = (f32(L * D) + f32(L * C) + f32(L * (4 * Cb + 1)) + f32(L * 64) + f32(D) + f32(6 * D)
+                  + f32(512 * D) + f32(257 * D))
+    block = f32(6 * D) + 6 * f32(L * D)
+    assert m["arena_peak"] == persistent + block
+    T = fp["total_frames"]
+    assert m["io_bytes"] == 4 * (16 * T * h * w + 512 * 4096 + 257 * 1280 + (36 - 16 + 384) * T * h * w
+                                 + Cb * T * h * w + 16 * 20 * h * w)
+    # FLOPs per block: the linears over L tokens (all but the cross-attention k/v pairs, which act on the 512
+    # text and 257 CLIP tokens), self-attention 4·L²·D, cross-attention 4·L·D·(512 + 257); the embeddings and
+    # the head add well under 1 %
+    per_block = (2 * L * (m["block_matrix_elems"] - 4 * D * D) + 2 * (512 + 257) * 2 * D * D + 4 * L * L * D
+                 + 4 * L * D * (512 + 257))
+    assert 40 * per_block <= m["flops"] <= 1.01 * 40 * per_block
+
+
+def test_measured_arena_is_the_real_forward_peak():
+    """The tiny DiT's forward runs in an arena sized by measuring the same forward: its real high-water mark
+    equals the measured bytes, and the full-size measurement takes milliseconds."""
+    with np.load(f"{DATA}/dit_tiny_weights.npz") as z:
+        weights = {k: z[k] for k in z.files}
+    with np.load(f"{DATA}/dit_tiny.npz") as z:
+        g = {k: z[k] for k in z.files}
+    model = LyraDiT(weights, num_heads=4)  # tiny: dim 48, 4 heads of 12
+    args = {k: g["caseb_" + k] for k in ("x_B_C_T_H_W", "timesteps_B_T", "crossattn_emb", "frame_cond_crossattn_emb_B_L_D",
+                              "y_B_C_T_H_W", "y_buffer_B_C_T_H_W")}
+    model(**args)
+    c = _core.dit_config(model._model)
+    assert c["arena_need"] > 0 and c["arena_peak"] == c["arena_need"]
+    cfg = {k: c[k] for k in DIT_14B if k != "num_heads"}
+    cfg["num_heads"] = 4
+    H, W = args["x_B_C_T_H_W"].shape[-2:]
+    m = _core.dit_measure(cfg, DIT_LAYOUT, H, W, args["frame_cond_crossattn_emb_B_L_D"].shape[1], "f32", "cpu")
+    assert m["arena_peak"] == c["arena_need"]
+
+
+def test_measure_validates_the_configuration():
+    bad = dict(DIT_14B, num_heads=7)
+    with pytest.raises(ValueError, match="heads 7"):
+        _core.dit_measure(bad, DIT_LAYOUT, 60, 104, 257, "bf16", "cpu")
+    with pytest.raises(KeyError, match="ffn_dim"):
+        _core.dit_measure({k: v for k, v in DIT_14B.items() if k != "ffn_dim"}, DIT_LAYOUT, 60, 104, 257, "bf16")
+    with pytest.raises(ValueError, match="device"):
+        _core.dit_measure(DIT_14B, DIT_LAYOUT, 60, 104, 257, "bf16", "tpu")
+    with pytest.raises(ValueError, match="latent_h"):
+        _core.dit_measure(DIT_14B, DIT_LAYOUT, 61, 104, 257, "bf16", "cpu")
+
+
+# ---------------------------------------------------------------- lyra2.memory_plan
+
+
+def test_plan_fully_resident_480p():
+    p = lyra2.memory_plan()
+    assert p["resident_blocks"] == 40 and p["streamed_blocks"] == 0 and p["stream_buffer_bytes"] == 0
+    assert set(p["stage_peaks"]) == {"text", "depth", "clip", "vae_encode", "dit", "vae_decode", "depth_update"}
+    assert p["peak_bytes"] == max(p["stage_peaks"].values())
+    for k, parts in p["stages"].items():
+        assert p["stage_peaks"][k] == sum(parts.values())
+    # umT5 is never resident beside the DiT
+    assert "umt5 weights" in p["stages"]["text"] and "dit weights" not in p["stages"]["text"]
+    assert all("umt5 weights" not in p["stages"][k] for k in p["stages"] if k != "text")
+    dit = p["stages"]["dit"]
+    m = _core.dit_measure(DIT_14B, DIT_LAYOUT, 60, 104, 257, "bf16", "cuda")
+    assert dit["dit weights"] == m["weight_bytes"] and dit["dit activations"] == m["arena_peak"]
+    assert p["dit"]["tokens"] == 38246
+    assert 30e9 < p["peak_bytes"] < 48e9
+
+
+def test_plan_720p_is_reported():
+    p = lyra2.memory_plan(resolution="720p")
+    assert p["dit"]["tokens"] == 88360
+    assert p["peak_bytes"] > lyra2.memory_plan()["peak_bytes"]
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp8"])
+def test_plan_streams_within_24_gb(dtype):
+    p = lyra2.memory_plan(dit_dtype=dtype, max_gpu_memory=24)
+    assert p["peak_bytes"] <= 24 * GB
+    assert p["streamed_blocks"] > 0 and p["resident_blocks"] + p["streamed_blocks"] == 40
+    blk = p["dit"]["block_bytes"]
+    assert p["stream_buffer_bytes"] == 2 * blk and p["pinned_host_bytes"] == p["streamed_blocks"] * blk
+    # one more resident block would not fit: the plan keeps as many as the budget allows
+    dit = p["stages"]["dit"]
+    assert max(p["stage_peaks"][k] for k, parts in p["stages"].items() if "dit weights" in parts) + blk > 24 * GB
+    assert dit["dit weights"] == p["weights"]["dit"] - p["pinned_host_bytes"] + 2 * blk
+
+
+def test_fp8_weights_count_one_byte_per_matrix_element_plus_scales():
+    m = _core.dit_measure(DIT_14B, DIT_LAYOUT, 60, 104, 257, "bf16", "cuda")
+    b16, f8 = lyra2.memory_plan(), lyra2.memory_plan(dit_dtype="fp8")
+    saved = 40 * (m["block_bytes"] - (m["block_matrix_elems"] + 4 * m["block_matrix_rows"]
+                                      + 4 * m["block_vector_elems"]))
+    assert b16["weights"]["dit"] - f8["weights"]["dit"] == saved
+    assert 16e9 < saved < 17.5e9
+
+
+def test_too_small_budget_names_max_gpu_memory_and_the_minimum():
+    with pytest.raises(ValueError, match=r"max_gpu_memory: 8 GB is below the minimum of \d+\.\d\d GB"):
+        lyra2.memory_plan(max_gpu_memory=8)
+    minimum = float(str(pytest.raises(ValueError, lyra2.memory_plan, max_gpu_memory=1).value).split("minimum of ")[1]
+                    .split(" GB")[0])
+    p = lyra2.memory_plan(max_gpu_memory=minimum)          # the printed minimum is itself a valid budget
+    assert p["peak_bytes"] <= minimum * GB and p["streamed_blocks"] > 0
+    with pytest.raises(ValueError, match="minimum"):
+        lyra2.memory_plan(max_gpu_memory=minimum - 0.02)
+
+
+@pytest.mark.parametrize("kw, exc, word", [
+    ({"resolution": "1080p"}, ValueError, "resolution"), ({"resolution": 480}, TypeError, "resolution"),
+    ({"num_frames": 80}, ValueError, "num_frames"), ({"num_frames": 81.0}, TypeError, "num_frames"),
+    ({"dit_dtype": "int4"}, ValueError, "dit_dtype"), ({"max_gpu_memory": 0}, ValueError, "max_gpu_memory"),
+    ({"max_gpu_memory": "24"}, TypeError, "max_gpu_memory")])
+def test_plan_argument_errors(kw, exc, word):
+    with pytest.raises(exc, match=word):
+        lyra2.memory_plan(**kw)
+
+
+def test_format_memory_plan_lists_residency():
+    text = lyra2.memory.format_memory_plan(lyra2.memory_plan(dit_dtype="fp8", max_gpu_memory=24))
+    assert "blocks resident" in text and "streamed" in text and "peak" in text and "dit" in text
+
+
+# ---------------------------------------------------------------- DiT block streaming
+
+
+@pytest.fixture(scope="module")
+def tiny_dit():
+    with np.load(f"{DATA}/dit_tiny_weights.npz") as z:
+        weights = {k: z[k] for k in z.files}
+    with np.load(f"{DATA}/dit_tiny.npz") as z:
+        args = {k: z["caseb_" + k] for k in ("x_B_C_T_H_W", "timesteps_B_T", "crossattn_emb",
+                                             "frame_cond_crossattn_emb_B_L_D", "y_B_C_T_H_W", "y_buffer_B_C_T_H_W")}
+    return weights, args
+
+
+@pytest.mark.parametrize("resident", [0, 1])
+def test_streaming_gives_the_resident_output_bit_for_bit(tiny_dit, resident):
+    weights, args = tiny_dit
+    model = LyraDiT(weights, num_heads=4)
+    ref = model(**args)
+    model.set_streaming(resident)
+    assert model.resident_blocks == resident
+    out = model(**args)
+    np.testing.assert_array_equal(out, ref)
+    st = model.streaming_stats()
+    streamed = model.config["num_layers"] - resident
+    # two block buffers of exactly the planned block bytes; one upload per streamed block per forward
+    c = _core.dit_config(model._model)
+    m = _core.dit_measure({**{k: c[k] for k in DIT_14B if k != "num_heads"}, "num_heads": 4}, DIT_LAYOUT,
+                          *args["x_B_C_T_H_W"].shape[-2:], 257, "f32", "cpu")
+    assert st["buffer_bytes"] == 2 * m["block_bytes"]
+    assert st["uploads"] == streamed and st["upload_bytes"] == streamed * m["block_bytes"]
+    model(**args)
+    assert model.streaming_stats()["uploads"] == 2 * streamed
+    model.set_streaming(model.config["num_layers"])
+    assert model.streaming_stats()["buffer_bytes"] == 0
+    np.testing.assert_array_equal(model(**args), ref)
+
+
+def test_streaming_after_a_lora_merge(tiny_dit):
+    """Streamed blocks are uploaded from the (merged) weights every forward, so a merge made before or after
+    turning streaming on gives the resident model's output."""
+    weights, args = tiny_dit
+    rng = np.random.default_rng(0)
+    D = 48
+    lora = {"blocks.1.ffn.0.lora_A.weight": rng.standard_normal((4, D)).astype(np.float32) * 0.1,
+            "blocks.1.ffn.0.lora_B.weight": rng.standard_normal((weights["blocks.1.ffn.0.weight"].shape[0], 4))
+            .astype(np.float32) * 0.1}
+    a = LyraDiT(weights, num_heads=4, lora=[(lora, 1.0)])
+    a.merge_lora()
+    ref = a(**args)
+    b = LyraDiT(weights, num_heads=4, lora=[(lora, 1.0)])
+    b.set_streaming(0)
+    b.merge_lora()
+    np.testing.assert_array_equal(b(**args), ref)
+
+
+def test_streaming_argument_errors(tiny_dit):
+    weights, _ = tiny_dit
+    model = LyraDiT(weights, num_heads=4)
+    with pytest.raises(ValueError, match="resident_blocks"):
+        model.set_streaming(3)
+    with pytest.raises(ValueError, match="resident_blocks"):
+        model.set_streaming(-1)
+    with pytest.raises(TypeError, match="resident_blocks"):
+        model.set_streaming(1.0)
+
+
+# ---------------------------------------------------------------- max_gpu_memory on the API and CLI
+
+
+def test_plan_of_a_custom_frame_size_and_its_errors():
+    p = lyra2.memory_plan((32, 48), 81)
+    assert p["resolution"] == (32, 48) and p["dit"]["tokens"] < 1000
+    with pytest.raises(ValueError, match="multiples of 16"):
+        lyra2.memory_plan((30, 48))
+    with pytest.raises(TypeError, match="resolution"):
+        lyra2.memory_plan((32.0, 48))
+
+
+def test_log_run_plan_writes_the_plan_only_when_asked():
+    from lyra2.memory import log_run_plan
+
+    lines = []
+    assert log_run_plan("480p", 81, None, "cpu", lines.append) is None and not lines
+    plan = log_run_plan("480p", 161, 24, "cpu", lines.append)
+    assert plan["num_frames"] == 161 and plan["streamed_blocks"] > 0
+    text = "\n".join(lines)
+    assert "budget 24 GB" in text and f"{plan['resident_blocks']} blocks resident" in text and "peak" in text
+    assert log_run_plan("480p", 81, None, "cuda", lines.append)["resident_blocks"] == 40
+
+
+def test_generate_refuses_a_budget_below_the_minimum_before_loading(tmp_path):
+    import importlib
+
+    from lyra2 import fields
+    gen = importlib.import_module("lyra2.generate")
+    from lyra2.progress import Progress
+
+    args = fields.validate({"prompt": "a street", "seed": 0}, require_image=False)
+    logs = []
+    img = np.zeros((480, 832, 3), np.uint8)
+    # no checkpoint is needed: the budget is checked before any weight is read
+    with pytest.raises(ValueError, match=r"max_gpu_memory: 5 GB is below the minimum"):
+        gen.run_generate(img, args, checkpoint_folder=str(tmp_path), device="cpu",
+                         report=Progress(bar=False, on_log=logs.append), max_gpu_memory=5)
+    with pytest.raises(ValueError, match="max_gpu_memory"):
+        lyra2.zoom(img, "a street", max_gpu_memory=-1, mode="preview", progress=False)
+    with pytest.raises(TypeError, match="max_gpu_memory"):
+        lyra2.generate(img, np.eye(4)[None].repeat(81, 0), np.eye(3), "x", checkpoint_dir=str(tmp_path),
+                       max_gpu_memory="24", progress=False)
+
+
+def test_cli_passes_max_gpu_memory(monkeypatch, capsys):
+    from lyra2 import cli
+
+    seen = {}
+
+    def fake_zoom(image, **kw):   # the CLI's job is the flag -> keyword mapping; zoom() is tested above
+        seen.update(kw)
+        raise ValueError("max_gpu_memory: stop here")
+
+    monkeypatch.setattr(lyra2, "zoom", fake_zoom)
+    assert cli.main(["zoom", "in.png", "--prompt", "p", "-o", "o.mp4", "--max-gpu-memory", "24"]) == 2
+    assert seen["max_gpu_memory"] == 24.0
+    assert "max_gpu_memory" in capsys.readouterr().err
+
+
+def test_generate_with_every_dit_block_streamed_gives_the_same_frames(tmp_path, monkeypatch):
+    """A tiny generate run (DMD, one chunk) with both DiT blocks streamed equals the resident run bit for bit.
+    The released plan's block counts apply only to a 40-block DiT, so the test forces streaming of the tiny one
+    through the same hook the run uses."""
+    import importlib
+
+    from lyra2 import fields, memory
+    from lyra2.progress import Progress
+    gen = importlib.import_module("lyra2.generate")
+
+    monkeypatch.setenv("LYRA2_NUM_THREADS", "1")
+    ckpt = lyra2.testing.make_tiny_checkpoint(str(tmp_path / "tiny"), seed=0)
+    H, W = 32, 48
+    y, x = np.mgrid[0:H, 0:W]
+    img = (np.stack([x * 5, y * 7, (x + y) * 3], -1) % 256).astype(np.uint8)
+    depth = np.broadcast_to(2.0 + 0.05 * np.arange(H, dtype=np.float32)[:, None], (H, W)).copy()
+    args = fields.validate({"prompt": "a quiet street", "seed": 0}, require_image=False)
+    args["resolution"] = (H, W)
+
+    def run(logs):
+        return gen.run_generate(img, args, checkpoint_folder=ckpt, device="cpu",
+                                report=Progress(bar=False, on_log=logs.append), depth=depth, max_gpu_memory=40)
+
+    logs = []
+    ref = run(logs)
+    messages = [e["message"] for e in logs]
+    assert any("memory plan" in m and "budget 40 GB" in m for m in messages)
+    assert not any("has 2 blocks" in m for m in messages)  # at 40 GB nothing streams
+    calls = []
+
+    def stream_all(models, info, plan, log):
+        calls.append(plan["resident_blocks"])
+        _core.ar_models_dit_streaming(models, 0)
+        return 0
+
+    monkeypatch.setattr(memory, "apply_dit_streaming", stream_all)
+    out = run([])
+    assert calls and out.frames.shape == ref.frames.shape
+    np.testing.assert_array_equal(out.frames, ref.frames)
+    monkeypatch.undo()
+    models, info = gen.load_models(ckpt)
+    lines = []
+    plan = lyra2.memory_plan((H, W), 81, "bf16", 12.5)   # streams most of the released DiT's blocks
+    assert plan["streamed_blocks"] > 0
+    assert memory.apply_dit_streaming(models, info, plan, lines.append) == 2 and "has 2 blocks" in lines[0]
+
+
+def test_streaming_on_the_emulated_device(tiny_dit, monkeypatch):
+    """On the emulated CUDA device (separate pool, counted copies): a DiT placed with its last block streamed
+    from host memory gives the resident output bit for bit; the pool holds the resident weights plus two block
+    buffers, and a forward adds exactly the measured arena and its inputs/output (pool blocks are 256-aligned)."""
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA", "1")
+    from lyra2 import testing
+
+    weights, args = tiny_dit
+    io = sum(v.astype(np.float32).nbytes for k, v in args.items() if k != "timesteps_B_T") + \
+        4 * 16 * 20 * np.prod(args["x_B_C_T_H_W"].shape[-2:])
+    runs = {}
+    for resident in (None, 1):
+        testing.emulated_cuda_reset()
+        base = testing.emulated_cuda_stats()["live_bytes"]
+        model = LyraDiT(weights, num_heads=4, device="cuda", resident_blocks=resident)
+        placed = testing.emulated_cuda_stats()["live_bytes"] - base
+        out = model(**args)
+        st = testing.emulated_cuda_stats()
+        c = _core.dit_config(model._model)
+        assert st["refused"] == 0 and c["arena_peak"] == c["arena_need"]
+        runs[resident] = (out, placed, st["peak_bytes"] - base - placed, c["arena_need"], model.streaming_stats())
+        del model
+    ref, placed_all, fwd_all, need, _ = runs[None]
+    out, placed_stream, fwd_stream, need_s, stats = runs[1]
+    np.testing.assert_array_equal(out, ref)
+    span = stats["buffer_bytes"] // 2
+    assert stats["uploads"] == 1 and stats["upload_bytes"] == span
+    # one block left the device, two buffers joined it
+    assert abs(placed_stream - (placed_all - span + 2 * span)) <= 3 * 256
+    # a forward: the measured arena + the call's inputs and output, nothing else
+    assert need_s == need and abs(fwd_stream - (need + io)) <= 8 * 256 and abs(fwd_all - (need + io)) <= 8 * 256
+
+
+def test_streaming_is_decided_before_placement(tiny_dit, monkeypatch):
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA", "1")
+    weights, _ = tiny_dit
+    model = LyraDiT(weights, num_heads=4, device="cuda")
+    with pytest.raises(lyra2.Lyra2Error, match="before the model is placed"):
+        model.set_streaming(0)
