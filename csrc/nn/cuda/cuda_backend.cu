@@ -207,8 +207,13 @@ static const lyra_backend_ops cuda_ops = {
 extern "C" lyra_status lyra_backend_cuda_init(lyra_backend *be, int device) {
     memset(be, 0, sizeof *be);
     int n = lyra_cuda_device_count();
+    if (n == 0) {
+        char why[384];
+        lyra_cuda_unavailable_reason(why, sizeof why);
+        return lyra_error(LYRA_ERR_CUDA, "CUDA backend: no usable CUDA device (%s)", why);
+    }
     if (device < 0 || device >= n)
-        return lyra_error(LYRA_ERR_CUDA, "cuda backend: device %d does not exist (%d CUDA device%s visible)", device,
+        return lyra_error(LYRA_ERR_CUDA, "CUDA backend: device %d does not exist (%d CUDA device%s visible)", device,
                           n, n == 1 ? "" : "s");
     cuda_state *st = (cuda_state *)calloc(1, sizeof *st);
     if (!st) return lyra_error(LYRA_ERR_OOM, "cuda backend: cannot allocate its state");
