@@ -126,7 +126,13 @@ class BuildExt(build_ext):
             obj = os.path.join(self.build_temp, os.path.splitext(src)[0] + ".o")
             jobs.append((src, obj))
         headers = shared["depends"]
-        todo = [(s, o) for s, o in jobs if self.force or _stale(o, [s] + headers)]
+        os.makedirs(self.build_temp, exist_ok=True)
+        # Objects built with other flags (LYRA2_CUDA, LYRA2_DEBUG, another compiler) are not reused.
+        stamp = os.path.join(self.build_temp, "lyra2_core_flags.txt")
+        flags = repr((self.compiler.compiler_so, shared["define_macros"], shared["include_dirs"],
+                      shared["extra_compile_args"], bool(shared["cuda"])))
+        same = os.path.exists(stamp) and open(stamp).read() == flags
+        todo = [(s, o) for s, o in jobs if self.force or not same or _stale(o, [s] + headers)]
 
         def compile_one(job):
             src, _ = job
@@ -135,6 +141,8 @@ class BuildExt(build_ext):
 
         with concurrent.futures.ThreadPoolExecutor(max(1, int(self.parallel or 1))) as pool:
             list(pool.map(compile_one, todo))
+        with open(stamp, "w") as f:
+            f.write(flags)
         return [o for _, o in jobs] + self._compile_cuda(shared, CUDA_CORE_SOURCES)
 
     def _compile_cuda(self, shared, sources):
@@ -145,7 +153,10 @@ class BuildExt(build_ext):
         arch = os.environ.get("LYRA2_CUDA_ARCH", "arch=compute_90,code=sm_90")
         objs = []
         os.makedirs(self.build_temp, exist_ok=True)
-        headers = glob.glob(os.path.join(CUDA_DIR, "*.h")) + glob.glob(os.path.join(TESTING_DIR, "*.h"))
+        # what the .cu files include: their own headers, the op contract (nn/*.h) and the core
+        dirs = (CUDA_DIR, TESTING_DIR, os.path.join(ROOT, "csrc", "nn"), os.path.join(ROOT, "csrc", "core"))
+        headers = [h for d in dirs for h in glob.glob(os.path.join(d, "*.h"))] + [os.path.join(ROOT, "csrc", "lyra2.h")]
+        jobs = []
         for src in sources:
             obj = os.path.join(self.build_temp, os.path.basename(src) + ".o")
             if self.force or _stale(obj, [src] + headers):
@@ -156,9 +167,15 @@ class BuildExt(build_ext):
                     cmd += ["-gencode", a]
                 for d in inc:
                     cmd.append("-I" + d)
-                print(" ".join(cmd))
-                subprocess.check_call(cmd)
+                jobs.append(cmd)
             objs.append(obj)
+
+        def run(cmd):
+            print(" ".join(cmd))
+            subprocess.check_call(cmd)
+
+        with concurrent.futures.ThreadPoolExecutor(max(1, int(self.parallel or 1))) as pool:
+            list(pool.map(run, jobs))
         return objs
 
 

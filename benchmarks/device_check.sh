@@ -186,7 +186,8 @@ stamp "pytest -m cuda"
 # LYRA2_REQUIRE_CUDA=1, makes a machine without a usable GPU a failure with the reason instead of 0 tests run;
 # tests/device_checks/*.py: the networks placed on the device (outside the default collection pattern)
 PYTHONUNBUFFERED=1 LYRA2_REQUIRE_CUDA=1 timeout 300 $PY -m pytest -m cuda -q -p no:cacheprovider -rs \
-    --junitxml="$OUT/pytest.xml" tests tests/device_checks/check_dit.py > "$OUT/pytest.log" 2>&1
+    --junitxml="$OUT/pytest.xml" tests tests/device_checks/check_dit.py tests/device_checks/check_umt5.py \
+    tests/device_checks/check_clip.py > "$OUT/pytest.log" 2>&1
 TEST_RC=$?
 tail -40 "$OUT/pytest.log"
 echo "-- device lines (timings, slow-path counters):"

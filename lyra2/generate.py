@@ -27,7 +27,7 @@ updates (upstream AR:1059-1060, AR:1071-1393, AR:261-366) use DA3 when available
 frame 0's depth re-rendered into its buffer camera and the spatial memory keeps frame 0 only (logged).
 
 Device: "auto" and "cpu" run every network on the CPU backend; "cuda" raises Lyra2Error (no usable GPU, or, with
-one or the emulated device, because the AR driver and every network but the DiT still live in host memory). Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core).
+one or the emulated device, because the AR driver, the VAE, DA3 and MoGe still live in host memory). Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core).
 """
 from __future__ import annotations
 
@@ -75,10 +75,11 @@ def _check_device(device):
         if not b["cuda"]:
             raise Lyra2Error(f"device='cuda': no usable CUDA GPU here (lyra2.backends() = {b}); use device='cpu' "
                              "or 'auto'")
-        raise Lyra2Error("device='cuda': the generate path does not run on the device yet: the DiT does "
-                         "(lyra2.models.LyraDiT(device='cuda'), docs/PRECISION.md), but the AR driver still keeps its "
-                         "history latents, warps and correspondence buffer, and the VAE, umT5, CLIP, DA3 and MoGe "
-                         "networks, in host memory; use device='cpu' or 'auto'")
+        raise Lyra2Error("device='cuda': the generate path does not run on the device yet: the DiT, umT5 and CLIP "
+                         "networks do (lyra2.models.LyraDiT / UMT5Encoder / CLIPVision with device='cuda', "
+                         "docs/PRECISION.md), but the AR driver still keeps its history latents, warps and "
+                         "correspondence buffer, and the VAE, DA3 and MoGe networks, in host memory; use device='cpu' "
+                         "or 'auto'")
     return "cpu"
 
 

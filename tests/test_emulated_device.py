@@ -81,6 +81,9 @@ def run_device_checks(*files):
     assert " passed" in r.stdout and "failed" not in r.stdout and "skipped" not in r.stdout
 
 
-def test_dit_on_the_emulated_device():
-    """tests/device_checks/check_dit.py: LyraDiT(device="cuda") against the f32 golden, LoRAs, transfers."""
-    run_device_checks("tests/device_checks/check_dit.py")
+def test_networks_on_the_emulated_device():
+    """tests/device_checks/check_{dit,umt5,clip}.py in one interpreter (start-up is most of their cost): LyraDiT
+    (f32 golden, upstream's bf16 policy, LoRAs, transfers, device OOM), UMT5Encoder and CLIPVision (goldens,
+    transfers) with device="cuda"."""
+    run_device_checks("tests/device_checks/check_dit.py", "tests/device_checks/check_umt5.py",
+                      "tests/device_checks/check_clip.py")

@@ -161,7 +161,7 @@ def test_no_call_circles():
 def test_call_graph_sees_known_edges():
     # The reader above must see the edges the layout relies on, or the two checks before prove nothing.
     graph, defined = _call_graph(FILES)
-    assert defined["lyra_dit_forward"] == "models/dit_forward.c"
+    assert defined["dit_forward_run"] == "models/dit_forward.c"
     assert defined["dit_linear"] == "models/dit_run.c"
     assert "models/dit_block.c" in graph["models/dit_forward.c"]
     assert "models/dit_run.c" in graph["models/dit_block.c"]

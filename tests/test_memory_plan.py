@@ -390,3 +390,18 @@ def test_streaming_is_decided_before_placement(tiny_dit, monkeypatch):
     model = LyraDiT(weights, num_heads=4, device="cuda")
     with pytest.raises(lyra2.Lyra2Error, match="before the model is placed"):
         model.set_streaming(0)
+
+
+def test_measuring_backend_sets_every_op_of_the_table():
+    """A backend op added to csrc/nn/backend.h must be given to the measuring backend too (a NULL entry would be
+    called by the op wrappers during a measured forward): read from the sources."""
+    import os
+    import re
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc", "nn")
+    with open(os.path.join(root, "backend.h"), encoding="utf-8") as f:
+        table = f.read().split("typedef struct lyra_backend_ops {")[1].split("} lyra_backend_ops;")[0]
+    ops = set(re.findall(r"\(\*(\w+)\)\(", table))
+    with open(os.path.join(root, "measure", "measure_backend.c"), encoding="utf-8") as f:
+        given = set(re.findall(r"^\s+\.(\w+) = ", f.read(), re.M))
+    assert len(ops) > 30 and ops - given == set()

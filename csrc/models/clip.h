@@ -42,7 +42,8 @@ typedef struct lyra_clip {
     lyra_tensor pre_w, pre_b;       /* (W) f32 */
     lyra_clip_block *blocks;        /* cfg.used_layers (the last block is not loaded) */
     char *names;
-    void *mem;
+    void *mem;                      /* the one weight allocation: host, or device memory of `placed` */
+    lyra_backend *placed;           /* the device backend holding mem after lyra_clip_place, else NULL */
 } lyra_clip;
 
 /* Detects the configuration and loads the used tensors. heads <= 0 means width / 80 (ViT-H/14's head width),
@@ -50,6 +51,9 @@ typedef struct lyra_clip {
  * post_norm and head are ignored; any other tensor is an error. Free with lyra_clip_free (also after failure). */
 lyra_status lyra_clip_load(lyra_clip *m, const lyra_text_wsource *src, int64_t heads);
 void lyra_clip_free(lyra_clip *m);
+/* Uploads the weights once to be's device (lyra_backend_place_weights); be must outlive the model. Afterwards
+ * lyra_clip_preprocess/encode take that backend, an arena in its memory and device tensors. No-op on the CPU. */
+lyra_status lyra_clip_place(lyra_clip *m, lyra_backend *be);
 
 /* The tower's input: y (B, 3, S, S) f32 from image (B, 3, H, W) f32 in [−1, 1] (both on be's device). */
 lyra_status lyra_clip_preprocess(const lyra_clip *m, lyra_backend *be, lyra_tensor *y, const lyra_tensor *image);

@@ -106,9 +106,36 @@ lyra_status lyra_clip_load(lyra_clip *m, const lyra_text_wsource *src, int64_t h
     return lyra_text_wlist_load(&l, src, ignore_unused, c, WHAT, &m->mem);
 }
 
+lyra_status lyra_clip_place(lyra_clip *m, lyra_backend *be) {
+    if (be->device == LYRA_DEVICE_CPU || m->placed) return LYRA_OK;
+    int64_t n = 5 + 12 * m->cfg.used_layers;
+    lyra_tensor **ts = malloc(sizeof *ts * (size_t)n);
+    if (!ts) return lyra_error(LYRA_ERR_OOM, WHAT ": out of memory");
+    int k = 0;
+    lyra_tensor *top[5] = {&m->patch_w, &m->cls, &m->pos, &m->pre_w, &m->pre_b};
+    for (int j = 0; j < 5; j++) ts[k++] = top[j];
+    for (int64_t i = 0; i < m->cfg.used_layers; i++) {
+        lyra_clip_block *b = &m->blocks[i];
+        lyra_tensor *bt[12] = {&b->norm1_w, &b->norm1_b, &b->qkv_w, &b->qkv_b, &b->proj_w, &b->proj_b,
+                               &b->norm2_w, &b->norm2_b, &b->fc1_w, &b->fc1_b, &b->fc2_w, &b->fc2_b};
+        for (int j = 0; j < 12; j++) ts[k++] = bt[j];
+    }
+    size_t bytes = 0; /* the carved block ends at the last tensor's end */
+    for (int i = 0; i < k; i++)
+        if (ts[i]->data) {
+            size_t end = (size_t)((const char *)ts[i]->data - (const char *)m->mem) + lyra_tensor_nbytes(ts[i]);
+            if (end > bytes) bytes = end;
+        }
+    lyra_status s = lyra_backend_place_weights(be, &m->mem, bytes, ts, k, WHAT " weights");
+    free(ts);
+    if (s == LYRA_OK) m->placed = be;
+    return s;
+}
+
 void lyra_clip_free(lyra_clip *m) {
     if (!m) return;
-    free(m->mem);
+    if (m->placed) m->placed->ops->release(m->placed, m->mem);
+    else free(m->mem);
     free(m->blocks);
     free(m->names);
     memset(m, 0, sizeof *m);

@@ -87,10 +87,11 @@ done:
     return st;
 }
 
+/* The forward sized by measuring itself first (dit_measure.c), then run. */
 lyra_status lyra_dit_forward(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor *out, lyra_dit_probe_fn probe,
                              void *probe_ctx) {
     size_t need;
-    LYRA_TRY(dit_arena_need(m, in, out, &need));
+    LYRA_TRY(dit_arena_need(m, dit_forward_run, in, out, &need));
     m->arena.used = 0;
     LYRA_TRY(lyra_backend_arena_reserve(&m->be, &m->arena, need, "dit forward"));
     return dit_forward_run(m, in, out, probe, probe_ctx);

@@ -12,7 +12,6 @@
 
 #include "core/fp8.h"
 #include "models/dit_internal.h"
-#include "nn/measure/measure.h"
 
 int dit_block_linears(lyra_dit_block *b, lyra_dit_linear **out) {
     lyra_dit_linear *lin[] = {&b->sa_q, &b->sa_k, &b->sa_v, &b->sa_o, &b->ca_q, &b->ca_k, &b->ca_v, &b->ca_o,
@@ -57,25 +56,5 @@ lyra_status lyra_dit_quantize_fp8(lyra_dit *m) {
         }
     }
     m->fp8 = 1;
-    return LYRA_OK;
-}
-
-lyra_status dit_fp8_activations(dit_run *r, lyra_tensor *xq, const lyra_tensor *x) {
-    int64_t ne[LYRA_MAX_DIMS];
-    memcpy(ne, x->ne, sizeof ne);
-    LYRA_TRY(dit_alloc(r, xq, x->ndim, ne, "fp8 activations"));
-    if (lyra_backend_is_measuring(r->be)) return LYRA_OK; /* host arithmetic: nothing to measure */
-    if (r->be->device != LYRA_DEVICE_CPU || x->dtype != LYRA_DTYPE_F32)
-        return lyra_error(LYRA_ERR_UNSUPPORTED, "dit: the per-token fp8 activation rounding exists only on the CPU "
-                          "backend (the reference); the device path quantizes inside its FP8 GEMM");
-    LYRA_TRY(lyra_op_copy(r->be, xq, x)); /* contiguous f32 rows */
-    int64_t cols = x->ne[x->ndim - 1], rows = lyra_tensor_numel(x) / cols;
-    float *p = xq->data;
-    for (int64_t t = 0; t < rows; t++, p += cols) {
-        float mx = 0.0f;
-        for (int64_t c = 0; c < cols; c++) mx = fmaxf(mx, fabsf(p[c]));
-        float s = mx > 0.0f ? mx / LYRA_E4M3_MAX : 1.0f;
-        for (int64_t c = 0; c < cols; c++) p[c] = lyra_e4m3_round(p[c] / s) * s;
-    }
     return LYRA_OK;
 }

@@ -1,11 +1,14 @@
 /* Private pieces shared by the csrc/models/dit_*.c files. The files depend downward only, in this order:
  *   dit_config.c   names and the configuration detected from the weights
+ *   dit_fp8.c      fp8 (e4m3) block weights: quantization, the block's Linear list
+ *   dit_stream.c   block streaming (weights of streamed blocks stay in host memory)
  *   dit_device.c   placement on a device backend: weights and adapters uploaded once (lyra_dit_place)
  *   dit_weights.c  the parameter table, loading, freeing
  *   dit_lora.c     LoRA adapters: attach, merge
- *   dit_run.c      the helpers of one forward pass (arena tensors, probe, upload, Linear + LoRA terms)
+ *   dit_run.c      the helpers of one forward pass (arena tensors, probe, upload, Linear + LoRA terms, fp8 input)
  *   dit_tokens.c, dit_rope.c, dit_embed.c, dit_block.c, dit_head.c   the stages, each on dit_run.c only
- *   dit_forward.c  lyra_dit_forward: checks, arena size, the stages in call order */
+ *   dit_forward.c  dit_forward_run: checks, then the stages in call order
+ *   dit_measure.c  the arena a forward needs, measured by running it; lyra_dit_forward (measure, reserve, run) */
 #ifndef LYRA_MODELS_DIT_INTERNAL_H
 #define LYRA_MODELS_DIT_INTERNAL_H
 
@@ -84,6 +87,9 @@ lyra_status dit_linear(dit_run *r, lyra_tensor *y, const lyra_tensor *x, const l
  * every backend, logged by the emulated device under dst's name). */
 lyra_status dit_upload(dit_run *r, lyra_tensor *dst, const void *host, size_t bytes);
 
+/* xq (same shape, f32 from the arena) = x rounded to e4m3 token by token with scale max|row| / 448. */
+lyra_status dit_fp8_activations(dit_run *r, lyra_tensor *xq, const lyra_tensor *x);
+
 /* ---- the stages, in the forward's call order (dit_tokens.c, dit_rope.c, dit_embed.c, dit_block.c, dit_head.c) */
 
 /* upstream WL:902-912, WL:555-803, WL:661-667, WL:766-789: r->x, r->camtok, r->buftok from the inputs. */
@@ -103,8 +109,6 @@ lyra_status dit_head(dit_run *r, lyra_tensor *out);
 
 /* The 15 Linears of a block (out[0..14]); returns 15. */
 int dit_block_linears(lyra_dit_block *b, lyra_dit_linear **out);
-/* xq (same shape, f32 from the arena) = x rounded to e4m3 token by token with scale max|row| / 448. */
-lyra_status dit_fp8_activations(dit_run *r, lyra_tensor *xq, const lyra_tensor *x);
 
 /* ---- dit_stream.c: block streaming */
 
@@ -122,9 +126,13 @@ lyra_status dit_stream_place(lyra_dit *m, lyra_backend *dev, void **w);
 /* The forward on m's backend and arena (sized by the caller). */
 lyra_status dit_forward_run(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor *out, lyra_dit_probe_fn probe,
                             void *probe_ctx);
+/* A forward pass over m's backend and arena (dit_forward_run is the one). */
+typedef lyra_status (*dit_forward_fn)(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor *out,
+                                      lyra_dit_probe_fn probe, void *probe_ctx);
 /* The activation arena bytes one forward of m on these inputs needs: measured (dit_measure.c) by running
- * dit_forward_run on the measuring backend, cached per input geometry. */
-lyra_status dit_arena_need(lyra_dit *m, const lyra_dit_inputs *in, const lyra_tensor *out, size_t *need);
+ * `forward` on the measuring backend, cached per input geometry. */
+lyra_status dit_arena_need(lyra_dit *m, dit_forward_fn forward, const lyra_dit_inputs *in, const lyra_tensor *out,
+                           size_t *need);
 /* In-features of the clean patch embedding of history segment s: in_dim · (K or 1) · 2K · 2K (upstream WL:498-534). */
 static inline int64_t dit_clean_in_features(int in_dim, const lyra_fp_segment *s) {
     int64_t pt = s->type == 'k' ? s->kernel : 1, ph = 2 * (int64_t)s->kernel;

@@ -37,13 +37,18 @@ typedef struct lyra_umt5 {
     lyra_tensor shared_pos;      /* (buckets, heads) f32, only when cfg.shared_pos */
     lyra_umt5_block *blocks;     /* cfg.layers */
     char *names;                 /* storage of the tensor names */
-    void *mem;                   /* the one weight allocation */
+    void *mem;                   /* the one weight allocation: host, or device memory of `placed` */
+    lyra_backend *placed;        /* the device backend holding mem after lyra_umt5_place, else NULL */
 } lyra_umt5;
 
 /* Detects the configuration, checks and copies every tensor (see text_weights.h for the checks). *m is
  * zeroed first; free with lyra_umt5_free (also after a failed load). */
 lyra_status lyra_umt5_load(lyra_umt5 *m, const lyra_text_wsource *src);
+/* Frees the weights (a placed model: before its backend is freed). */
 void lyra_umt5_free(lyra_umt5 *m);
+/* Uploads the weights once to be's device (lyra_backend_place_weights); be must outlive the model. Afterwards
+ * lyra_umt5_encode takes that backend, an arena in its memory and a device output. No-op on the CPU. */
+lyra_status lyra_umt5_place(lyra_umt5 *m, lyra_backend *be);
 
 /* Bucket of relative position d = key − query (bidirectional; upstream T5RelativeEmbedding, T5:259-296).
  * Evaluated in float32 in upstream's operation order so that any (buckets, max_dist) matches torch. */

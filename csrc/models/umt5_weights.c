@@ -94,9 +94,37 @@ lyra_status lyra_umt5_load(lyra_umt5 *m, const lyra_text_wsource *src) {
     return LYRA_OK;
 }
 
+lyra_status lyra_umt5_place(lyra_umt5 *m, lyra_backend *be) {
+    if (be->device == LYRA_DEVICE_CPU || m->placed) return LYRA_OK;
+    int64_t n = 3 + 10 * m->cfg.layers;
+    lyra_tensor **ts = malloc(sizeof *ts * (size_t)n);
+    if (!ts) return lyra_error(LYRA_ERR_OOM, WHAT ": out of memory");
+    int k = 0;
+    ts[k++] = &m->token_embedding;
+    ts[k++] = &m->norm;
+    ts[k++] = &m->shared_pos;
+    for (int64_t i = 0; i < m->cfg.layers; i++) {
+        lyra_umt5_block *b = &m->blocks[i];
+        lyra_tensor *bt[10] = {&b->norm1, &b->q, &b->k, &b->v, &b->o, &b->norm2, &b->gate, &b->fc1, &b->fc2, &b->pos};
+        for (int j = 0; j < 10; j++) ts[k++] = bt[j];
+    }
+    /* the carved block ends at the last tensor's end */
+    size_t bytes = 0;
+    for (int i = 0; i < k; i++)
+        if (ts[i]->data) {
+            size_t end = (size_t)((const char *)ts[i]->data - (const char *)m->mem) + lyra_tensor_nbytes(ts[i]);
+            if (end > bytes) bytes = end;
+        }
+    lyra_status s = lyra_backend_place_weights(be, &m->mem, bytes, ts, k, WHAT " weights");
+    free(ts);
+    if (s == LYRA_OK) m->placed = be;
+    return s;
+}
+
 void lyra_umt5_free(lyra_umt5 *m) {
     if (!m) return;
-    free(m->mem);
+    if (m->placed) m->placed->ops->release(m->placed, m->mem);
+    else free(m->mem);
     free(m->blocks);
     free(m->names);
     memset(m, 0, sizeof *m);

@@ -179,6 +179,13 @@ lyra_status lyra_backend_arena_reserve(lyra_backend *be, lyra_arena *a, size_t b
 /* Frees an arena made by lyra_backend_arena_reserve (or lyra_arena_init) on `be`; safe on a zeroed arena. */
 void lyra_backend_arena_free(lyra_backend *be, lyra_arena *a);
 
+/* Weight placement: uploads the host weight block [*mem, *mem + bytes) of a network into one block of be's
+ * device memory, re-points each of the n descriptors that lie inside it (data and device), frees the host block
+ * (free()) and sets *mem to the device block (release with be->ops->release). On failure nothing changed.
+ * LYRA_ERR_OOM naming `what` and the size when the device has no room. A no-op on the CPU backend. */
+lyra_status lyra_backend_place_weights(lyra_backend *be, void **mem, size_t bytes, lyra_tensor *const *tensors, int n,
+                                       const char *what);
+
 /* One workspace buffer of at least `bytes` bytes (64-byte aligned), valid until the next call; an op that
  * needs several workspaces asks once for their sum and partitions it. The buffer only grows (when a call asks
  * for more than ever before), so steady-state forward passes never allocate. NULL + LYRA_ERR_OOM message. */

@@ -28,12 +28,29 @@ static lyra_status clip_load(lyra_py_netcap *net, const lyra_text_wsource *src, 
     return lyra_clip_load(&((clipnet *)net)->clip, src, *(const long long *)arg);
 }
 
+/* clip_load(weights, heads=0, device="cpu"): "cuda" moves the network to the device backend and uploads its
+ * weights once (lyra_clip_place). */
 static PyObject *py_clip_load(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *weights;
     long long heads = 0;
-    if (!PyArg_ParseTuple(args, "O|L:clip_load", &weights, &heads)) return NULL;
-    return lyra_py_netcap_load(weights, NULL, sizeof(clipnet), clipnet_free_model, clip_load, &heads, CAPSULE);
+    const char *device = "cpu";
+    if (!PyArg_ParseTuple(args, "O|Ls:clip_load", &weights, &heads, &device)) return NULL;
+    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
+        return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
+    PyObject *cap = lyra_py_netcap_load(weights, NULL, sizeof(clipnet), clipnet_free_model, clip_load, &heads, CAPSULE);
+    if (!cap || !strcmp(device, "cpu")) return cap;
+    clipnet *t = get_net(cap);
+    lyra_status s;
+    LYRA_PY_NETCAP_LOCKED(&t->net, {
+        s = lyra_py_netcap_to_device(&t->net, LYRA_DEVICE_CUDA);
+        if (s == LYRA_OK) s = lyra_clip_place(&t->clip, &t->net.be);
+    });
+    if (s != LYRA_OK) {
+        Py_DECREF(cap);
+        return lyra_py_raise(s);
+    }
+    return cap;
 }
 
 static PyObject *clip_config_dict(const lyra_clip_config *c) {
@@ -75,13 +92,34 @@ static PyObject *py_clip_run(PyObject *self, PyObject *args) {
     if (!out) goto finally;
     lyra_tensor x = lyra_py_host_tensor(img, LYRA_DTYPE_F32), y = lyra_py_host_tensor((PyArrayObject *)out, LYRA_DTYPE_F32);
     lyra_status s = LYRA_OK;
+    /* on a device: the image is uploaded into a device block and the result downloaded from another */
     LYRA_PY_NETCAP_LOCKED(&t->net, {
-        if (pre_only) {
-            s = lyra_clip_preprocess(&t->clip, &t->net.be, &y, &x);
-        } else {
-            s = lyra_py_netcap_arena(&t->net, lyra_clip_arena_bytes(c, B));
-            if (s == LYRA_OK) s = lyra_clip_encode(&t->clip, &t->net.be, &t->net.arena, &y, &x);
+        lyra_backend *be = &t->net.be;
+        lyra_tensor dx = x;
+        lyra_tensor dy = y;
+        void *bx = NULL;
+        void *by = NULL;
+        if (be->device != LYRA_DEVICE_CPU) {
+            bx = be->ops->alloc(be, lyra_tensor_nbytes(&x));
+            by = be->ops->alloc(be, lyra_tensor_nbytes(&y));
+            dx = lyra_tensor_make(bx, LYRA_DTYPE_F32, x.ndim, x.ne);
+            dy = lyra_tensor_make(by, LYRA_DTYPE_F32, y.ndim, y.ne);
+            dx.device = dy.device = be->device;
+            dx.name = "CLIP image";
+            dy.name = "CLIP output";
+            s = bx && by ? lyra_op_upload(be, &dx, &x)
+                         : lyra_error(LYRA_ERR_OOM, "CLIP: cannot allocate %zu bytes on the device for the image and "
+                                      "output", lyra_tensor_nbytes(&x) + lyra_tensor_nbytes(&y));
         }
+        if (s == LYRA_OK && pre_only) {
+            s = lyra_clip_preprocess(&t->clip, be, &dy, &dx);
+        } else if (s == LYRA_OK) {
+            s = lyra_py_netcap_arena(&t->net, lyra_clip_arena_bytes(c, B));
+            if (s == LYRA_OK) s = lyra_clip_encode(&t->clip, be, &t->net.arena, &dy, &dx);
+        }
+        if (s == LYRA_OK && by) s = lyra_op_download(be, &y, &dy);
+        if (bx) be->ops->release(be, bx);
+        if (by) be->ops->release(be, by);
     });
     if (s != LYRA_OK) {
         Py_CLEAR(out);

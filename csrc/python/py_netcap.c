@@ -18,7 +18,7 @@ lyra_py_netcap *lyra_py_netcap_new(size_t size, lyra_py_netcap_free_fn free_mode
 void lyra_py_netcap_free(lyra_py_netcap *net) {
     if (!net) return;
     if (net->free_model) net->free_model(net);
-    lyra_arena_free(&net->arena);
+    lyra_backend_arena_free(&net->be, &net->arena);
     lyra_backend_free(&net->be);
     if (net->lock) PyThread_free_lock(net->lock);
     PyMem_Free(net);
@@ -65,9 +65,17 @@ void *lyra_py_netcap_get(PyObject *cap, const char *name, const char *what) {
 }
 
 lyra_status lyra_py_netcap_arena(lyra_py_netcap *net, size_t bytes) {
-    if (net->arena.capacity >= bytes) return LYRA_OK;
-    lyra_arena_free(&net->arena);
-    return lyra_arena_init(&net->arena, bytes);
+    return lyra_backend_arena_reserve(&net->be, &net->arena, bytes, "activations");
+}
+
+lyra_status lyra_py_netcap_to_device(lyra_py_netcap *net, lyra_device device) {
+    if (net->be.device == device) return LYRA_OK;
+    lyra_backend dev;
+    LYRA_TRY(lyra_backend_init(&dev, device, 0));
+    lyra_backend_arena_free(&net->be, &net->arena);
+    lyra_backend_free(&net->be);
+    net->be = dev;
+    return LYRA_OK;
 }
 
 int lyra_py_cfg_int(PyObject *config, const char *key, int64_t *v) {

@@ -70,6 +70,11 @@ void *lyra_py_netcap_get(PyObject *cap, const char *name, const char *what);
  * contents need not survive). LYRA_ERR_OOM with a message on failure. */
 lyra_status lyra_py_netcap_arena(lyra_py_netcap *net, size_t bytes);
 
+/* Replaces net's CPU backend by a backend of `device` (the arena is freed; the next lyra_py_netcap_arena
+ * reserves device memory). The model's weights must then be placed on it (the network's *_place function).
+ * Call with the lock held or before the capsule is shared. */
+lyra_status lyra_py_netcap_to_device(lyra_py_netcap *net, lyra_device device);
+
 /* The non-negative integer config[key] of a *_plan function's config dict (as the *_config functions return it)
  * into *v: 0, or -1 with KeyError "config: missing 'key'", ValueError "config: 'key' must be >= 0", or the
  * conversion's error. */

@@ -29,11 +29,28 @@ static lyra_status umt5_load(lyra_py_netcap *net, const lyra_text_wsource *src, 
     return lyra_umt5_load(&((umt5net *)net)->umt5, src);
 }
 
+/* umt5_load(weights, device="cpu"): "cuda" moves the network to the device backend and uploads its weights
+ * once (lyra_umt5_place). */
 static PyObject *py_umt5_load(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *weights;
-    if (!PyArg_ParseTuple(args, "O:umt5_load", &weights)) return NULL;
-    return lyra_py_netcap_load(weights, NULL, sizeof(umt5net), umt5net_free_model, umt5_load, NULL, CAPSULE);
+    const char *device = "cpu";
+    if (!PyArg_ParseTuple(args, "O|s:umt5_load", &weights, &device)) return NULL;
+    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
+        return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
+    PyObject *cap = lyra_py_netcap_load(weights, NULL, sizeof(umt5net), umt5net_free_model, umt5_load, NULL, CAPSULE);
+    if (!cap || !strcmp(device, "cpu")) return cap;
+    umt5net *t = get_net(cap);
+    lyra_status s;
+    LYRA_PY_NETCAP_LOCKED(&t->net, {
+        s = lyra_py_netcap_to_device(&t->net, LYRA_DEVICE_CUDA);
+        if (s == LYRA_OK) s = lyra_umt5_place(&t->umt5, &t->net.be);
+    });
+    if (s != LYRA_OK) {
+        Py_DECREF(cap);
+        return lyra_py_raise(s);
+    }
+    return cap;
 }
 
 static PyObject *umt5_config_dict(const lyra_umt5_config *c) {
@@ -88,9 +105,23 @@ static PyObject *py_umt5_encode(PyObject *self, PyObject *args) {
     const int32_t *id = PyArray_DATA(ids32);
     const uint8_t *mk = PyArray_DATA(mask);
     lyra_status s = LYRA_OK;
+    /* on a device: the output is a device block downloaded at the end (ids and mask are staged by the encoder) */
     LYRA_PY_NETCAP_LOCKED(&t->net, {
-        s = lyra_py_netcap_arena(&t->net, lyra_umt5_arena_bytes(&t->umt5.cfg, B, L));
-        if (s == LYRA_OK) s = lyra_umt5_encode(&t->umt5, &t->net.be, &t->net.arena, &o, id, mk, B, L, zero_padded);
+        lyra_backend *be = &t->net.be;
+        lyra_tensor d = o;
+        void *blk = NULL;
+        if (be->device != LYRA_DEVICE_CPU) {
+            blk = be->ops->alloc(be, lyra_tensor_nbytes(&o));
+            d.data = blk;
+            d.device = be->device;
+            d.name = "umT5 output";
+            if (!blk) s = lyra_error(LYRA_ERR_OOM, "umT5: cannot allocate %zu bytes on the device for the output",
+                                     lyra_tensor_nbytes(&o));
+        }
+        if (s == LYRA_OK) s = lyra_py_netcap_arena(&t->net, lyra_umt5_arena_bytes(&t->umt5.cfg, B, L));
+        if (s == LYRA_OK) s = lyra_umt5_encode(&t->umt5, be, &t->net.arena, &d, id, mk, B, L, zero_padded);
+        if (s == LYRA_OK && blk) s = lyra_op_download(be, &o, &d);
+        if (blk) be->ops->release(be, blk);
     });
     if (s != LYRA_OK) {
         Py_CLEAR(out);

@@ -51,11 +51,11 @@ class CLIPVision:
     """The CLIP vision tower on the lyra2 runtime (see the module docstring)."""
 
     def __init__(self, weights, device="cpu", num_heads=None):
-        check_device(device)
+        check_device(device, placed=True)
         if num_heads is not None and (not isinstance(num_heads, (int, np.integer)) or num_heads < 1):
             raise ValueError(f"num_heads must be a positive int, got {num_heads!r}")
         self.device = device
-        self._net = _core.clip_load(weights, 0 if num_heads is None else int(num_heads))
+        self._net = _core.clip_load(weights, 0 if num_heads is None else int(num_heads), device)
         self.config = _core.clip_config(self._net)
 
     def preprocess(self, image) -> np.ndarray:

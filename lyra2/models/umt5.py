@@ -28,12 +28,15 @@ UMT5_XXL = {"vocab": 256384, "dim": 4096, "dim_attn": 4096, "heads": 64, "ffn": 
             "buckets": 32, "shared_pos": False}
 
 
-def check_device(device) -> None:
-    """Accepts "cpu"; "cuda"/"cuda:N" raise Lyra2Error until the network glue places weights on the GPU."""
+def check_device(device, placed=False) -> None:
+    """Accepts "cpu", and "cuda" for a network whose glue places its weights on the device (``placed``: umT5);
+    otherwise "cuda"/"cuda:N" raise Lyra2Error saying why."""
     if not isinstance(device, str):
         raise TypeError(f"device must be a str ('cpu' or 'cuda'), got {type(device).__name__}")
-    if device == "cpu":
+    if device == "cpu" or (placed and device == "cuda"):
         return
+    if placed and device.startswith("cuda:"):
+        raise Lyra2Error(f"device={device!r}: only the first GPU is supported; use device='cuda'")
     if device == "cuda" or device.startswith("cuda:"):
         raise Lyra2Error(f"device={device!r} is not wired to the text encoders yet: "
                          "the CUDA backend runs every runtime op (see lyra2.backends()), but this network's glue still keeps its weights and activations in host memory (device placement of the weights and the arena is the remaining step); use device='cpu'")
@@ -76,11 +79,13 @@ class UMT5Encoder:
     max(seq_len) positions are computed (identical result: padded keys have probability exactly 0)."""
 
     def __init__(self, weights, device="cpu"):
-        check_device(device)
+        check_device(device, placed=True)
         if isinstance(weights, UMT5Encoder):
             raise TypeError("weights must be a safetensors path or a mapping name -> array")
         self.device = device
-        self._net = _core.umt5_load(weights)
+        # "cuda": weights uploaded once; each call stages ids/mask/buckets and downloads the output (f32
+        # activations on the device for now, docs/PRECISION.md)
+        self._net = _core.umt5_load(weights, device)
         self.config = _core.umt5_config(self._net)
 
     @property
