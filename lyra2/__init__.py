@@ -9,7 +9,8 @@ from . import _openblas_env  # noqa: F401  (must run before _core loads OpenBLAS
 from . import _core
 from ._core import Lyra2Error
 from .api import zoom
-from .fal import Completed, InProgress, Queued, run, subscribe
+from . import fal_client
+from .fal_client import *  # noqa: F401,F403  (fal_client's names on lyra2: subscribe, run, submit, Queued, ...)
 from .video import Video
 from .media import read_image, write_video
 from .geometry import trajectory
@@ -57,6 +58,6 @@ def backends():
     }
 
 
-__all__ = ["Lyra2Error", "Video", "backends", "zoom", "subscribe", "run", "Queued", "InProgress", "Completed",
+__all__ = ["Lyra2Error", "Video", "backends", "zoom", "fal_client", *fal_client.__all__,
            "read_image", "write_video", "trajectory", "forward_warp", "rays", "io", "models", "sampling", "convert", "estimate_depth", "generate", "testing",
            "memory", "memory_plan", "__version__"]

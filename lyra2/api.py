@@ -38,7 +38,7 @@ def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajector
 
 
 def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="auto", output_path=None,
-                    progress=True, on_log=None, depth=None, max_gpu_memory=None):
+                    progress=True, on_log=None, depth=None, max_gpu_memory=None, check_stop=None):
     from . import checkpoint
     from .memory import check_max_gpu_memory
     from .progress import Progress
@@ -65,7 +65,7 @@ def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="au
         if not backends()["cuda"]:
             raise Lyra2Error("device='cuda': this build has no usable CUDA GPU "
                              f"(lyra2.backends() = {backends()})")
-    report = Progress(bar=progress, on_log=on_log)
+    report = Progress(bar=progress, on_log=on_log, check_stop=check_stop)
     if mode == "generate":
         from .generate import run_generate
 

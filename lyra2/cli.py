@@ -1,4 +1,5 @@
-"""Command line: `lyra2 zoom IMAGE --prompt TEXT [fields...] -o out.mp4` and `lyra2 convert SRC DST`.
+"""Command line: `lyra2 zoom IMAGE --prompt TEXT [fields...] -o out.mp4`, `lyra2 convert SRC DST` and
+`lyra2 serve` (your own fal endpoint, lyra2/serve/).
 
 `python -m lyra2` is the same program. Every endpoint field is a flag (underscores become dashes)."""
 import argparse
@@ -62,6 +63,124 @@ def _run_zoom(ns):
     return 0
 
 
+def _serve_parser(sub):
+    p = sub.add_parser(
+        "serve", help="run your own fal endpoint: fal's queue protocol over HTTPS for fal_client scripts",
+        description="Serve fal-ai/lyra-2/zoom with fal's queue protocol over HTTPS, so unmodified fal_client "
+                    "scripts run against this machine. Point a script here with FAL_RUN_HOST=HOST:PORT, "
+                    "FAL_QUEUE_RUN_HOST=HOST:PORT/queue, SSL_CERT_FILE=<the certificate> and FAL_KEY=<a key>. "
+                    "Jobs live in DATA_DIR/jobs.sqlite3 and survive restarts; videos in DATA_DIR/results. "
+                    "Needs the serve extra: pip install 'lyra2[serve]'.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=8443, help="port to listen on (default 8443)")
+    p.add_argument("--data-dir", default=os.environ.get("LYRA2_SERVE_DIR", "lyra2-serve-data"),
+                   help="folder for the job database, results, TLS pair and generated key "
+                        "(default $LYRA2_SERVE_DIR or ./lyra2-serve-data)")
+    p.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                   help="an accepted API key (clients send 'Authorization: Key KEY', fal_client's FAL_KEY); "
+                        "repeatable. Without --api-key/--api-keys-file a random key is generated once into "
+                        "DATA_DIR/api_keys and printed")
+    p.add_argument("--api-keys-file", default=None, metavar="FILE",
+                   help="file with one accepted key per line ('#' starts a comment)")
+    p.add_argument("--tls-cert", default=None, metavar="CERT",
+                   help="PEM certificate (chain); without --tls-cert/--tls-key a self-signed pair is made once in "
+                        "DATA_DIR/tls/cert.pem and key.pem (clients: SSL_CERT_FILE=DATA_DIR/tls/cert.pem)")
+    p.add_argument("--tls-key", default=None, metavar="KEY", help="PEM private key of --tls-cert")
+    p.add_argument("--workers", type=int, default=None,
+                   help="jobs run at once, one worker process each (default: one per visible CUDA GPU, each "
+                        "seeing only its GPU; else 1 CPU worker). More workers than GPUs share them round-robin")
+    p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default 32; 413)")
+    p.add_argument("--max-image-mb", type=float, default=32.0,
+                   help="largest input image (fetched or data: URI) in MiB (default 32; 422)")
+    p.add_argument("--fetch-timeout", type=float, default=20.0, help="seconds to fetch an image URL (default 20)")
+    p.add_argument("--max-redirects", type=int, default=3, help="redirects followed for an image URL (default 3)")
+    p.add_argument("--allow-private-urls", action="store_true",
+                   help="allow image URLs on loopback, link-local and private addresses (off: no server-side "
+                        "request forgery into your network)")
+    p.add_argument("--retention-hours", type=float, default=168.0,
+                   help="delete result videos this long after their job completed (default 168 = 7 days; 0 keeps "
+                        "them); the result then answers 410")
+    p.add_argument("--shutdown-grace", type=float, default=30.0,
+                   help="on SIGTERM/SIGINT, seconds running jobs get to finish before they are stopped and "
+                        "re-queued for the next start (default 30)")
+    p.add_argument("--public-url", default=None,
+                   help="base URL clients reach this server at (for result and queue URLs behind a proxy); "
+                        "default: from each request's Host header")
+    p.add_argument("--checkpoint-dir", default=None, help="converted weights folder (default $LYRA2_CHECKPOINT_DIR)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where workers run the networks (default auto: the worker's GPU when there is one)")
+    p.add_argument("--mode", choices=("auto", "preview", "generate"), default="auto",
+                   help="auto: generate when the checkpoint folder is complete, else preview (results say so)")
+    p.add_argument("--render-size", default=None, metavar="HxW",
+                   help="render every job at HxW instead of its resolution (smoke tests, tiny test checkpoints); "
+                        "each job's log says so")
+    return p
+
+
+def _read_keys(path):
+    with open(path, encoding="utf-8") as f:
+        return [line.split("#", 1)[0].strip() for line in f if line.split("#", 1)[0].strip()]
+
+
+def _run_serve(ns):
+    try:
+        import aiohttp  # noqa: F401
+        import cryptography  # noqa: F401
+    except ImportError as e:
+        raise ValueError(f"lyra2 serve needs the serve extra ({e.name} is missing): pip install 'lyra2[serve]'")
+    from .serve import server, tls
+
+    data_dir = os.path.abspath(ns.data_dir)
+    os.makedirs(data_dir, exist_ok=True)
+    keys = list(ns.api_key)
+    if ns.api_keys_file:
+        try:
+            keys += _read_keys(ns.api_keys_file)
+        except OSError as e:
+            raise ValueError(f"--api-keys-file: cannot read {ns.api_keys_file!r} ({e.strerror})") from None
+    if any(not k or any(c.isspace() for c in k) for k in keys):
+        raise ValueError("--api-key: keys must be non-empty and contain no spaces")
+    if not keys:
+        key_file = os.path.join(data_dir, "api_keys")
+        if not os.path.exists(key_file):
+            import secrets
+
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32) + "\n")
+        keys = _read_keys(key_file)
+        print(f"lyra2 serve: no --api-key given; accepted keys are in {key_file} "
+              f"(export FAL_KEY=$(head -1 {key_file}))", file=sys.stderr)
+    if (ns.tls_cert is None) != (ns.tls_key is None):
+        raise ValueError("--tls-cert and --tls-key go together (or neither, for a self-signed pair)")
+    if ns.tls_cert is None:
+        ns.tls_cert, ns.tls_key = tls.self_signed(os.path.join(data_dir, "tls"), [ns.host])
+    context = tls.server_context(ns.tls_cert, ns.tls_key)
+    from . import backends
+
+    info = backends()
+    gpu_ids = [d["index"] for d in info["devices"]] if info["cuda"] else []
+    workers = ns.workers if ns.workers is not None else max(1, len(gpu_ids))
+    if not 1 <= workers <= 64:
+        raise ValueError(f"--workers: {workers} is out of range; expected 1 to 64")
+    if not 1 <= ns.port <= 65535:
+        raise ValueError(f"--port: {ns.port} is out of range; expected 1 to 65535")
+    for name in ("max_body_mb", "max_image_mb", "fetch_timeout"):
+        if not getattr(ns, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')}: {getattr(ns, name)} must be positive")
+    render_size = server.parse_size(ns.render_size) if ns.render_size else None
+    config = server.Config(
+        data_dir, host=ns.host, port=ns.port, api_keys=keys, tls_cert=ns.tls_cert, tls_key=ns.tls_key,
+        workers=workers, max_body_bytes=int(ns.max_body_mb * (1 << 20)),
+        max_image_bytes=int(ns.max_image_mb * (1 << 20)), fetch_timeout_s=ns.fetch_timeout,
+        max_redirects=max(0, ns.max_redirects), allow_private_urls=ns.allow_private_urls,
+        retention_hours=max(0.0, ns.retention_hours), shutdown_grace_s=max(0.0, ns.shutdown_grace),
+        public_url=ns.public_url, checkpoint_dir=ns.checkpoint_dir, device=ns.device, mode=ns.mode,
+        render_size=render_size, gpu_ids=gpu_ids)
+    server.serve(config, context, announce=lambda text: print(text, file=sys.stderr, flush=True))
+    return 0
+
+
 def _cli_warning(message, category, filename, lineno, line=None):
     """Warnings on the command line read as messages, not as source locations."""
     return f"lyra2: warning: {message}\n"
@@ -78,6 +197,7 @@ def main(argv=None):
                    help="convert upstream checkpoints (.pth / DCP) to safetensors, without torch "
                         "(lyra2 convert --help)")
     sub.add_parser("backends", help="print what this build can run")
+    _serve_parser(sub)
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["convert"]:
         from .convert import main as convert_main
@@ -89,6 +209,8 @@ def main(argv=None):
     try:
         if ns.command == "zoom":
             return _run_zoom(ns)
+        if ns.command == "serve":
+            return _run_serve(ns)
         if ns.command == "backends":
             from . import backends
 

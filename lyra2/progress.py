@@ -7,15 +7,20 @@ class Progress:
     """Collects log entries and stage progress for one run.
 
     `bar`: draw a progress bar on stderr (only when stderr is a TTY). `on_log(entry)`: called with each fal-style
-    log entry {"message", "level", "timestamp", "source"}."""
+    log entry {"message", "level", "timestamp", "source"}. `check_stop()`: called at every log entry and progress
+    step (between network evaluations in generate mode); an exception it raises stops the run there (the queue
+    server and lyra2.fal_client cancel jobs this way)."""
 
-    def __init__(self, bar=True, on_log=None):
+    def __init__(self, bar=True, on_log=None, check_stop=None):
         self.bar = bool(bar) and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
         self.on_log = on_log
+        self.check_stop = check_stop
         self.logs = []
         self._last_draw = 0.0
 
     def log(self, message, level="INFO"):
+        if self.check_stop is not None:
+            self.check_stop()
         entry = {
             "message": str(message),
             "level": level,
@@ -31,6 +36,8 @@ class Progress:
 
     def update(self, stage, done, total):
         """Reports `done` of `total` units of `stage` (drawn at most 10 times a second)."""
+        if self.check_stop is not None:
+            self.check_stop()
         if not self.bar:
             return
         now = time.monotonic()

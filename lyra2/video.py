@@ -53,7 +53,7 @@ class Video:
         """The `fal-ai/lyra-2/zoom` result dict. Writes the MP4 to a temporary file first if it was not saved."""
         if self.path is None or not os.path.exists(self.path):
             self.save(default_output_path())
-        return fal_result(self.path, self.seed, self.timings)
+        return fal_result(self.path, self.seed, self.timings, mode=self.mode)
 
 
 def default_output_path():
@@ -67,8 +67,13 @@ def default_output_path():
     return os.path.join(folder, f"lyra2-zoom-{uuid.uuid4().hex[:12]}.mp4")
 
 
-def fal_result(path, seed, timings):
-    """Shapes a written MP4 as the endpoint's output: {"video": {...}, "seed", "timings"}."""
+PREVIEW_NOTE = ("preview: no Lyra-2 checkpoint was used; every frame is the input image forward-warped along the "
+                "camera path with holes filled classically, not a generated video")
+
+
+def fal_result(path, seed, timings, mode=None):
+    """Shapes a written MP4 as the endpoint's output: {"video": {...}, "seed", "timings"}, plus lyra2's "mode"
+    ("generate" | "preview") and, for a preview, a "preview" note, so a preview never passes for a generation."""
     path = os.path.abspath(path)
     from pathlib import Path
 
@@ -81,7 +86,7 @@ def fal_result(path, seed, timings):
         },
         "seed": int(seed),
         "timings": {k: float(v) for k, v in timings.items()},
-    }
+    } | ({} if mode is None else {"mode": mode}) | ({"preview": PREVIEW_NOTE} if mode == "preview" else {})
 
 
 def as_frames(frames):

@@ -405,3 +405,36 @@ def test_measuring_backend_sets_every_op_of_the_table():
     with open(os.path.join(root, "measure", "measure_backend.c"), encoding="utf-8") as f:
         given = set(re.findall(r"^\s+\.(\w+) = ", f.read(), re.M))
     assert len(ops) > 30 and ops - given == set()
+
+
+def test_umt5_arena_is_measured_and_the_cost_model_bounds_it():
+    """The umT5 encode sizes its arena by measuring itself on these inputs: the real high-water mark is the
+    measured size, and the no-weights cost model (umt5_plan) is an upper bound of it."""
+    from lyra2.models.umt5 import UMT5Encoder
+
+    enc = UMT5Encoder(dict(np.load(f"{DATA}/umt5_tiny_weights.npz")))
+    cfg = enc.config
+    rng = np.random.default_rng(0)
+    B, L = 2, 24
+    ids = rng.integers(0, cfg["vocab"], (B, L))
+    enc.encode_raw(ids, np.ones((B, L), np.uint8))
+    cap, peak = _core.umt5_arena(enc._net)
+    assert 0 < peak <= cap < peak + 64          # the arena is exactly the measured peak (64-byte rounding)
+    bound = _core.umt5_plan(cfg, B, L)["arena_bytes"]
+    assert peak <= bound
+    print(f"umT5 tiny B={B} L={L}: measured arena {peak} bytes, cost model {bound} bytes")
+
+
+def test_clip_arena_is_measured_and_the_cost_model_bounds_it():
+    """CLIP sizes its arena by measuring its encode: the real high-water mark is the measured size, and the
+    no-weights cost model (clip_plan) is an upper bound of it."""
+    from lyra2.models.clip import CLIPVision
+
+    clip = CLIPVision(dict(np.load(f"{DATA}/clip_tiny_weights.npz")), num_heads=4)
+    img = np.random.default_rng(0).uniform(-1, 1, (2, 3, 40, 52)).astype(np.float32)
+    clip(img)
+    cap, peak = _core.clip_arena(clip._net)
+    assert 0 < peak <= cap < peak + 64
+    bound = _core.clip_plan(clip.config, 2)["arena_bytes"]
+    assert peak <= bound
+    print(f"CLIP tiny B=2: measured arena {peak} bytes, cost model {bound} bytes")

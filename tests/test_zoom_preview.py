@@ -49,7 +49,9 @@ def test_zoom_in_preview_writes_video(tmp_path):
     result = video.to_fal()
     assert result["video"]["url"] == out.resolve().as_uri()
     assert result["video"]["file_size"] == os.path.getsize(out)
-    assert set(result) == {"video", "seed", "timings"} and set(result["timings"]) >= {"encode_s", "zoom_in_s"}
+    assert set(result) == {"video", "seed", "timings", "mode", "preview"}
+    assert set(result["timings"]) >= {"encode_s", "zoom_in_s"}
+    assert result["mode"] == "preview" and "not a generated video" in result["preview"]
 
 
 def test_both_directions_share_the_anchor_once():
@@ -94,7 +96,10 @@ def test_subscribe_reports_progress_and_fal_shape():
     assert result["video"]["content_type"] == "video/mp4" and result["video"]["url"].startswith("file://")
     assert os.path.getsize(result["video"]["url"][len("file://"):]) == result["video"]["file_size"]
     kinds = [type(u).__name__ for u in updates]
-    assert kinds[0] == "Queued" and kinds[-1] == "Completed" and "InProgress" in kinds
+    # one event per poll, as fal_client's subscribe: Queued (unless the worker took the job before the first
+    # poll), then InProgress, then one Completed
+    assert kinds[-1] == "Completed" and kinds.count("Completed") == 1 and "InProgress" in kinds
+    assert kinds == sorted(kinds, key=["Queued", "InProgress", "Completed"].index)
     logs = [entry for u in updates if isinstance(u, lyra2.InProgress) for entry in u.logs]
     assert logs and all(set(e) == {"message", "level", "timestamp", "source"} for e in logs)
     assert any("heuristic" in e["message"] for e in logs)

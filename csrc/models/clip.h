@@ -58,11 +58,15 @@ lyra_status lyra_clip_place(lyra_clip *m, lyra_backend *be);
 /* The tower's input: y (B, 3, S, S) f32 from image (B, 3, H, W) f32 in [−1, 1] (both on be's device). */
 lyra_status lyra_clip_preprocess(const lyra_clip *m, lyra_backend *be, lyra_tensor *y, const lyra_tensor *image);
 
-/* out (B, T, W) f32 contiguous on be's device <- image (B, 3, H, W). The arena must hold
- * lyra_clip_arena_bytes(&m->cfg, B) free bytes. */
+/* out (B, T, W) f32 contiguous on be's device <- image (B, 3, H, W). The arena must hold the bytes
+ * lyra_clip_arena_measure gives for an image of this shape. */
 lyra_status lyra_clip_encode(const lyra_clip *m, lyra_backend *be, lyra_arena *arena, lyra_tensor *out,
                              const lyra_tensor *image);
 
+/* The arena bytes lyra_clip_encode needs for an image of image's shape and dtype, measured by running it on the
+ * measuring backend presenting itself as `device` (clip_measure.c). */
+lyra_status lyra_clip_arena_measure(const lyra_clip *m, lyra_device device, const lyra_tensor *image, size_t *need);
+/* The no-weights cost model of the same (an upper bound; tests compare it with the measurement). */
 size_t lyra_clip_arena_bytes(const lyra_clip_config *cfg, int64_t B);
 /* Parameters of the used part (embeddings, pre-norm, used blocks) and FLOPs (2 per MAC) of one forward:
  * patch conv, qkv/proj/MLP linears, QKᵀ and PV. The resize and norms are O(pixels + T·W) and left out. */

@@ -7,8 +7,10 @@
  *   dit_lora.c     LoRA adapters: attach, merge
  *   dit_run.c      the helpers of one forward pass (arena tensors, probe, upload, Linear + LoRA terms, fp8 input)
  *   dit_tokens.c, dit_rope.c, dit_embed.c, dit_block.c, dit_head.c   the stages, each on dit_run.c only
- *   dit_forward.c  dit_forward_run: checks, then the stages in call order
- *   dit_measure.c  the arena a forward needs, measured by running it; lyra_dit_forward (measure, reserve, run) */
+ *   dit_measure.c  the arena a forward needs, measured by running the forward it is given on a measuring backend
+ *   dit_forward.c  dit_forward_run (checks, then the stages in call order) and lyra_dit_forward (measure, reserve,
+ *                  run)
+ *   dit_plan.c     the full-size plan without weights (lyra_dit_measure), through the public forward */
 #ifndef LYRA_MODELS_DIT_INTERNAL_H
 #define LYRA_MODELS_DIT_INTERNAL_H
 

@@ -65,11 +65,16 @@ lyra_status lyra_umt5_position_bias(const lyra_umt5 *m, int64_t layer, int64_t L
  *   a row, rows < seq_len are the encoder output and rows >= seq_len exactly 0. When every mask row is a prefix
  *   (1…1 0…0), only the first max(seq_len) positions are computed: masked keys get probability exactly 0 and
  *   every other op is per token, so the kept rows are the same as with the full length.
- * The arena must hold lyra_umt5_arena_bytes(&m->cfg, B, L) free bytes. */
+ * The arena must hold the bytes lyra_umt5_arena_measure gives for the same inputs. */
 lyra_status lyra_umt5_encode(const lyra_umt5 *m, lyra_backend *be, lyra_arena *arena, lyra_tensor *out,
                              const int32_t *ids, const uint8_t *mask, int64_t B, int64_t L, int zero_padded);
 
-/* Activation arena bytes lyra_umt5_encode needs for (B, L) (an upper bound, alignment included). */
+/* The arena bytes lyra_umt5_encode needs for exactly these inputs, measured by running it on the measuring
+ * backend presenting itself as `device` (umt5_measure.c). The encode's callers size their arena with it. */
+lyra_status lyra_umt5_arena_measure(const lyra_umt5 *m, lyra_device device, const int32_t *ids, const uint8_t *mask,
+                                    int64_t B, int64_t L, int zero_padded, size_t *need);
+/* The no-weights cost model of the same (an upper bound, alignment included; tests compare it with the
+ * measurement). */
 size_t lyra_umt5_arena_bytes(const lyra_umt5_config *cfg, int64_t B, int64_t L);
 /* Parameters of the encoder, and multiply-add FLOPs (2 per MAC) of one forward over (B, L) tokens: the
  * projections, QKᵀ and PV, and the FFN (norms, softmax and bias gathers are O(L·D) and left out). */

@@ -114,7 +114,9 @@ static PyObject *py_clip_run(PyObject *self, PyObject *args) {
         if (s == LYRA_OK && pre_only) {
             s = lyra_clip_preprocess(&t->clip, be, &dy, &dx);
         } else if (s == LYRA_OK) {
-            s = lyra_py_netcap_arena(&t->net, lyra_clip_arena_bytes(c, B));
+            size_t need = 0;
+            s = lyra_clip_arena_measure(&t->clip, be->device, &dx, &need);
+            if (s == LYRA_OK) s = lyra_py_netcap_arena(&t->net, need);
             if (s == LYRA_OK) s = lyra_clip_encode(&t->clip, be, &t->net.arena, &dy, &dx);
         }
         if (s == LYRA_OK && by) s = lyra_op_download(be, &y, &dy);
@@ -152,10 +154,27 @@ static PyObject *py_clip_plan(PyObject *self, PyObject *args) {
                          lyra_clip_flops(&c, B), "arena_bytes", (Py_ssize_t)lyra_clip_arena_bytes(&c, B));
 }
 
+/* clip_arena(net) -> (capacity, peak): the activation arena (sized by measuring each encode) and its real
+ * high-water mark. */
+static PyObject *py_clip_arena(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    if (!PyArg_ParseTuple(args, "O:clip_arena", &cap)) return NULL;
+    clipnet *t = get_net(cap);
+    if (!t) return NULL;
+    size_t c, p;
+    LYRA_PY_NETCAP_LOCKED(&t->net, {
+        c = t->net.arena.capacity;
+        p = t->net.arena.peak;
+    });
+    return Py_BuildValue("(nn)", (Py_ssize_t)c, (Py_ssize_t)p);
+}
+
 static PyMethodDef clip_methods[] = {
     {"clip_load", py_clip_load, METH_VARARGS, "clip_load(weights, heads=0) -> network (private; lyra2.models.clip)"},
     {"clip_config", py_clip_config, METH_VARARGS, "clip_config(net) -> dict"},
     {"clip_run", py_clip_run, METH_VARARGS, "clip_run(net, image, preprocess_only) -> float32 array"},
+    {"clip_arena", py_clip_arena, METH_VARARGS, "clip_arena(net) -> (capacity, peak) of the activation arena"},
     {"clip_plan", py_clip_plan, METH_VARARGS, "clip_plan(config, batch) -> {params, flops, arena_bytes}"},
     {NULL, NULL, 0, NULL},
 };

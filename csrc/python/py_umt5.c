@@ -118,7 +118,9 @@ static PyObject *py_umt5_encode(PyObject *self, PyObject *args) {
             if (!blk) s = lyra_error(LYRA_ERR_OOM, "umT5: cannot allocate %zu bytes on the device for the output",
                                      lyra_tensor_nbytes(&o));
         }
-        if (s == LYRA_OK) s = lyra_py_netcap_arena(&t->net, lyra_umt5_arena_bytes(&t->umt5.cfg, B, L));
+        size_t need = 0;
+        if (s == LYRA_OK) s = lyra_umt5_arena_measure(&t->umt5, be->device, id, mk, B, L, zero_padded, &need);
+        if (s == LYRA_OK) s = lyra_py_netcap_arena(&t->net, need);
         if (s == LYRA_OK) s = lyra_umt5_encode(&t->umt5, be, &t->net.arena, &d, id, mk, B, L, zero_padded);
         if (s == LYRA_OK && blk) s = lyra_op_download(be, &o, &d);
         if (blk) be->ops->release(be, blk);
@@ -196,6 +198,22 @@ static PyObject *py_umt5_plan(PyObject *self, PyObject *args) {
                          lyra_umt5_flops(&c, B, L), "arena_bytes", (Py_ssize_t)lyra_umt5_arena_bytes(&c, B, L));
 }
 
+/* umt5_arena(net) -> (capacity, peak): the activation arena (sized by measuring each encode) and its real
+ * high-water mark. */
+static PyObject *py_umt5_arena(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    if (!PyArg_ParseTuple(args, "O:umt5_arena", &cap)) return NULL;
+    umt5net *t = get_net(cap);
+    if (!t) return NULL;
+    size_t c, p;
+    LYRA_PY_NETCAP_LOCKED(&t->net, {
+        c = t->net.arena.capacity;
+        p = t->net.arena.peak;
+    });
+    return Py_BuildValue("(nn)", (Py_ssize_t)c, (Py_ssize_t)p);
+}
+
 static PyMethodDef umt5_methods[] = {
     {"umt5_load", py_umt5_load, METH_VARARGS, "umt5_load(weights) -> network (private; see lyra2.models.umt5)"},
     {"umt5_config", py_umt5_config, METH_VARARGS, "umt5_config(net) -> dict"},
@@ -203,6 +221,7 @@ static PyMethodDef umt5_methods[] = {
     {"umt5_position_bias", py_umt5_position_bias, METH_VARARGS,
      "umt5_position_bias(net, layer, lq, lk) -> float32 (heads, lq, lk)"},
     {"umt5_bucket", py_umt5_bucket, METH_VARARGS, "umt5_bucket(rel, num_buckets, max_dist) -> int64 buckets"},
+    {"umt5_arena", py_umt5_arena, METH_VARARGS, "umt5_arena(net) -> (capacity, peak) of the activation arena"},
     {"umt5_plan", py_umt5_plan, METH_VARARGS, "umt5_plan(config, batch, tokens) -> {params, flops, arena_bytes}"},
     {NULL, NULL, 0, NULL},
 };
