@@ -4,6 +4,9 @@ links the same core objects.
 
 Environment:
   LYRA2_CUDA=0|1      force the CUDA part off / on (default: on when nvcc and cuBLAS are found)
+  LYRA2_CUDA_EMU=1    compile the CUDA backend's .cu files with the host C++ compiler against the CPU emulation
+                      in csrc/nn/cuda/emu/ (no toolkit, no GPU): device="cuda" runs the real kernels thread by
+                      thread on the CPU, for CI and debugging (slow; see README, developer section)
   LYRA2_CUDA_ARCH     nvcc -gencode list, default "arch=compute_90,code=sm_90" (H100/H200)
   LYRA2_SANITIZE=1    build with -fsanitize=address,undefined (see README, developer section)
   LYRA2_DEBUG=1       -O0 -g
@@ -44,6 +47,8 @@ def pkg_config(*args):
 
 def find_cuda():
     """Returns (nvcc, include_dirs, library_dirs, libraries) or None."""
+    if emulation():
+        return None
     want = os.environ.get("LYRA2_CUDA")
     if want == "0":
         return None
@@ -85,6 +90,10 @@ def find_cuda():
             print(f"lyra2 build: lib{name}.so not found; building CPU only", file=sys.stderr)
             return None
     return nvcc, inc, libdirs, libs
+
+
+def emulation():
+    return os.environ.get("LYRA2_CUDA_EMU") == "1"
 
 
 def _stale(obj, deps):
@@ -145,7 +154,45 @@ class BuildExt(build_ext):
             f.write(flags)
         return [o for _, o in jobs] + self._compile_cuda(shared, CUDA_CORE_SOURCES)
 
+    def _compile_emulated(self, sources):
+        """The .cu files as C++ against csrc/nn/cuda/emu/cuda_emu.h with the host compiler (LYRA2_CUDA_EMU=1)."""
+        cxx = os.environ.get("CXX", "g++")
+        if os.environ.get("LYRA2_SANITIZE") == "1":
+            kind, opt = "asan", ["-O0", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]
+        elif os.environ.get("LYRA2_DEBUG") == "1":
+            kind, opt = "debug", ["-O0", "-g", "-fno-omit-frame-pointer"]
+        else:
+            kind, opt = "release", ["-O2"]
+        out = os.path.join(self.build_temp, "cuda_emu_" + kind)  # one folder per flag set: no stale mix
+        os.makedirs(out, exist_ok=True)
+        dirs = (CUDA_DIR, os.path.join(CUDA_DIR, "emu"), TESTING_DIR, os.path.join(ROOT, "csrc", "nn"),
+                os.path.join(ROOT, "csrc", "core"))
+        headers = [h for d in dirs for h in glob.glob(os.path.join(d, "*.h"))] + [os.path.join(ROOT, "csrc", "lyra2.h")]
+        jobs, objs = [], []
+        for src in sources:
+            obj = os.path.join(out, os.path.basename(src) + ".o")
+            if self.force or _stale(obj, [src] + headers):
+                # -ffp-contract=off: no FMA contraction (see emu/emu_device.h); -fno-strict-aliasing: kernels pun
+                # registers through pointer casts as CUDA code does
+                jobs.append([cxx, "-x", "c++", "-std=c++17", "-c", src, "-o", obj, "-fPIC", "-Wall", "-Wextra",
+                             "-Wno-unknown-pragmas", "-ffp-contract=off", "-fno-strict-aliasing",
+                             "-DLYRA2_CUDA_EMU=1", "-DLYRA2_WITH_CUDA=1", "-I" + CUDA_DIR,
+                             "-I" + os.path.join(ROOT, "csrc")] + opt)
+            objs.append(obj)
+
+        def run(cmd):
+            print(" ".join(cmd))
+            subprocess.check_call(cmd)
+
+        with concurrent.futures.ThreadPoolExecutor(max(1, int(self.parallel or 1))) as pool:
+            list(pool.map(run, jobs))
+        return objs
+
     def _compile_cuda(self, shared, sources):
+        if emulation():
+            if sources is CUDA_CORE_SOURCES:
+                sources = sources + sorted(glob.glob(os.path.join(CUDA_DIR, "emu", "*.cpp")))
+            return self._compile_emulated(sources)
         cuda = shared["cuda"]
         if not cuda:
             return []
@@ -213,6 +260,9 @@ def make_extensions():
         extra_link += ["-fsanitize=address,undefined"]
 
     cuda = find_cuda()
+    if emulation():
+        define_macros += [("LYRA2_WITH_CUDA", "1"), ("LYRA2_CUDA_EMU", "1")]
+        libraries += ["stdc++", "pthread"]
     if cuda:
         _, inc, libdirs, libs = cuda
         define_macros.append(("LYRA2_WITH_CUDA", "1"))

@@ -58,6 +58,8 @@ const char *lyra_status_name(lyra_status status);
 
 /* Build information. */
 int lyra_build_has_cuda(void);
+/* 1 in the CPU emulation build (LYRA2_CUDA_EMU): the CUDA backend's kernels run on the host, thread by thread. */
+int lyra_build_cuda_emulated(void);
 int lyra_build_has_cblas(void);
 
 #ifdef __cplusplus

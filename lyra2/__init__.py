@@ -30,14 +30,16 @@ __version__ = "0.1.0"
 
 def backends():
     """What this build can run: {"cpu": True, "cuda": bool, "cuda_compiled": bool, "emulated": bool,
-    "cuda_error": str | None, "devices": [{"index", "name", "memory_bytes"}],
+    "cuda_error": str | None, "cuda_emulation_build": bool, "devices": [{"index", "name", "memory_bytes"}],
     "cuda_fallbacks": {kind: {"count", "first"}}, "cblas": bool}.
     "cuda" is True when the build has the CUDA part and a GPU is usable, or when the emulated device is on
     (``LYRA2_EMULATED_CUDA=1``: device="cuda" then runs the CPU kernels behind a separate memory pool that behaves
     like a GPU, see ``lyra2.testing.emulated_cuda_stats``); "emulated" says which. Otherwise "cuda_error" says why
     not (no CUDA part in the build, or the CUDA error with the driver's and runtime's versions).
     "cuda_fallbacks" counts the calls, since the process started, that the CUDA backend ran on a slow reference
-    kernel ("gemm": cuBLASLt had no algorithm; "attention": outside the fused kernel), with the first case."""
+    kernel ("gemm": cuBLASLt had no algorithm; "attention": outside the fused kernel), with the first case.
+    "cuda_emulation_build" is True in the CUDA emulation build (``LYRA2_CUDA_EMU=1`` at build time): its one
+    device runs the CUDA backend's own kernels on the CPU, thread by thread, for testing."""
     info = _core.build_info()
     emulated = bool(info["emulated_cuda"])
     if emulated:
@@ -52,6 +54,7 @@ def backends():
         "cuda_compiled": bool(info["cuda"]),
         "emulated": emulated,
         "cuda_error": None if devices else _core.cuda_unavailable(),
+        "cuda_emulation_build": bool(info["cuda_emulation_build"]),
         "devices": devices,
         "cuda_fallbacks": fallbacks,
         "cblas": bool(info["cblas"]),

@@ -11,6 +11,9 @@ def test_backends_shape():
     assert isinstance(b["devices"], list)
     if not b["cuda_compiled"]:
         assert b["cuda"] is False and b["devices"] == []
+    assert isinstance(b["cuda_emulation_build"], bool)
+    if b["cuda_emulation_build"]:  # the emulation build: exactly one device, named as emulated
+        assert b["cuda"] and len(b["devices"]) == 1 and "emulation" in b["devices"][0]["name"]
     for d in b["devices"]:
         assert set(d) == {"index", "name", "memory_bytes"}
 

@@ -10,6 +10,9 @@ The `backend` fixture runs every test on "cpu"; "cuda" (the CUDA backend, `pytes
 cleanly when the build or the machine has no GPU. CPU ops come from `lyra2._testops` (the test-only extension).
 """
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -287,9 +290,41 @@ def test_attention_bias_mask_gqa(ops):
 
 
 def test_attention_long_keys_tiled(ops):
-    # Lq * Lk > the 2^20-float score tile, so the query loop runs in several tiles
+    # thousands of keys: the CPU kernel's online softmax runs over 36 key blocks
     q, k, v = rnd(1, 200, 1, 16, scale=0.5), rnd(1, 9000, 1, 16, scale=0.5), rnd(1, 9000, 1, 8)
     check(ops.attention(q, k, v, 0.25), attention_ref(q, k, v, 0.25), 1e-5, 1e-4, "attention tiled")
+
+
+def test_attention_flash_block_edges(ops):
+    # The CPU kernel works in blocks of 60 queries x 256 keys, 6-row and 16-key steps, 16-column value steps:
+    # 130 queries (a ragged last block and row step), 600 keys (a ragged key block and panel), Dv = 40 (a
+    # column tail), head dim 128 as in the DiT, grouped kv heads, bias and mask. Scores grow from block to
+    # block (the running max is raised and earlier partial sums rescaled), and batch 1 masks the whole first
+    # key block (the running max starts at -inf there).
+    B, Lq, Lk, H, Hk, D, Dv = 2, 130, 600, 4, 2, 128, 40
+    q = rnd(B, Lq, H, D, scale=0.3)
+    k = rnd(B, Lk, Hk, D, scale=0.3) + np.linspace(0, 0.4, Lk, dtype=np.float32)[None, :, None, None]
+    v = rnd(B, Lk, Hk, Dv)
+    q[:, :, :, :] += 0.5
+    bias = rnd(B, 1, Lq, Lk, scale=0.5)
+    mask = np.ones((B, Lk), np.uint8)
+    mask[1, :300] = 0
+    mask[0, ::7] = 0
+    s = 1 / math.sqrt(D)
+    check(ops.attention(q, k, v, s, bias=bias, key_mask=mask), attention_ref(q, k, v, s, bias, mask), 1e-5, 1e-4,
+          "attention flash edges")
+    check(ops.attention(q, k, v, s), attention_ref(q, k, v, s), 1e-5, 1e-4, "attention flash edges, no bias")
+
+
+def test_attention_portable_kernels():
+    # The CPU attention's portable C kernels (used where AVX2+FMA is missing; LYRA2_CPU_SIMD=0 forces them)
+    # pass the same attention tests, in a fresh process since the choice is made once per process.
+    env = dict(os.environ, LYRA2_CPU_SIMD="0")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+                        "attention and not portable and not torch and not cuda"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert " passed" in r.stdout
 
 
 def test_attention_rejects_bad_shapes(ops):

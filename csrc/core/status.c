@@ -43,6 +43,14 @@ int lyra_build_has_cuda(void) {
 #endif
 }
 
+int lyra_build_cuda_emulated(void) {
+#ifdef LYRA2_CUDA_EMU
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 int lyra_build_has_cblas(void) {
 #ifdef LYRA2_HAVE_CBLAS
     return 1;

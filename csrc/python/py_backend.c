@@ -9,9 +9,10 @@
 
 static PyObject *py_build_info(PyObject *self, PyObject *noargs) {
     (void)self; (void)noargs;
-    return Py_BuildValue("{s:O,s:O,s:O}", "cuda", lyra_build_has_cuda() ? Py_True : Py_False,
+    return Py_BuildValue("{s:O,s:O,s:O,s:O}", "cuda", lyra_build_has_cuda() ? Py_True : Py_False,
                          "cblas", lyra_build_has_cblas() ? Py_True : Py_False,
-                         "emulated_cuda", lyra_emu_enabled() ? Py_True : Py_False);
+                         "emulated_cuda", lyra_emu_enabled() ? Py_True : Py_False,
+                         "cuda_emulation_build", lyra_build_cuda_emulated() ? Py_True : Py_False);
 }
 
 /* List of (index, name, total_bytes) of visible CUDA devices; empty for CPU-only builds or no GPU. */

@@ -48,7 +48,7 @@ struct bench_mem {
         ptrs[n++] = t->data;
         int64_t cnt = lyra_tensor_numel(t);
         if (scale > 0.0f && cnt) {
-            random_kernel<<<cu_blocks(cnt, 256), 256, 0, cu_st(be)->stream>>>((char *)t->data, (int)dt, cnt, scale,
+            cu_launch(random_kernel, cu_blocks(cnt, 256), 256, 0, cu_st(be)->stream, (char *)t->data, (int)dt, cnt, scale,
                                                                              seed += 0x1234567ull);
             CU_LAUNCHED("bench random");
         }

@@ -70,16 +70,19 @@ def test_lora_on_device_equals_cpu(weights, golden):
     """Adapters given to the constructor, added after placement, and merged on the device: as on the CPU."""
     lora = lora_weights(weights)
     args = case_inputs(golden, "a")
+    # the emulated device runs the CPU kernels (same sums: 2e-6); the CUDA kernels (a GPU, or the CUDA emulation
+    # build) sum in another order, measured 5.2e-6 off after merge_lora: the f32 golden's 5e-5 applies
+    atol = 2e-6 if EMULATED else 5e-5
     cpu = LyraDiT(weights, num_heads=4, lora=[(lora, 0.7)])
     ref = cpu(**args)
     dev = LyraDiT(weights, num_heads=4, lora=[(lora, 0.7)], device="cuda", precision="f32")
-    np.testing.assert_allclose(dev(**args), ref, atol=2e-6, rtol=0)
+    np.testing.assert_allclose(dev(**args), ref, atol=atol, rtol=0)
     late = LyraDiT(weights, num_heads=4, device="cuda", precision="f32")
     late.add_lora(lora, 0.7)
-    np.testing.assert_allclose(late(**args), ref, atol=2e-6, rtol=0)
+    np.testing.assert_allclose(late(**args), ref, atol=atol, rtol=0)
     late.merge_lora()
     cpu.merge_lora()
-    np.testing.assert_allclose(late(**args), cpu(**args), atol=2e-6, rtol=0)
+    np.testing.assert_allclose(late(**args), cpu(**args), atol=atol, rtol=0)
 
 
 @pytest.mark.skipif(not EMULATED, reason="transfer log of the emulated device")

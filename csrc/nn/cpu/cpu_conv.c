@@ -47,6 +47,21 @@ static void im2col(float *col, const conv_geom *g, const lyra_tensor *x, const l
                 iy = iy < 0 ? 0 : g->H - 1;
             }
             const char *row = plane + iy * src->nb[3];
+            if (g->sw == 1 && src->nb[4] == 4) {
+                /* unit stride (every 3×3 conv): the in-bounds span is one memcpy and the padded edges are
+                 * fills, instead of a bounds check and a strided load per element */
+                int64_t lo = g->pl - s, hi = g->W + g->pl - s; /* ox with 0 <= ox + s - pl < W */
+                if (lo < 0) lo = 0;
+                if (hi > g->Wo) hi = g->Wo;
+                if (hi < lo) hi = lo;
+                const float *rf = (const float *)row;
+                float left = g->mode == LYRA_PAD_ZERO ? 0.0f : rf[0];
+                float right = g->mode == LYRA_PAD_ZERO ? 0.0f : rf[g->W - 1];
+                for (int64_t ox = 0; ox < lo; ox++) d[ox] = left;
+                if (hi > lo) memcpy(d + lo, rf + lo + s - g->pl, (size_t)(hi - lo) * sizeof(float));
+                for (int64_t ox = hi; ox < g->Wo; ox++) d[ox] = right;
+                continue;
+            }
             for (int64_t ox = 0; ox < g->Wo; ox++) {
                 int64_t ix = ox * g->sw + s - g->pl;
                 if (ix < 0 || ix >= g->W) {

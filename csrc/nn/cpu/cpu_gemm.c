@@ -54,6 +54,31 @@ void cpu_sgemm_ref(int trans_b, int64_t M, int64_t N, int64_t K, float alpha, co
         sgemm_nn_ref(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nt);
 }
 
+#ifdef LYRA2_HAVE_CBLAS
+/* One thread pool. OpenBLAS's own pthreads and the backend's OpenMP team used to share the cores: after every
+ * OpenMP region (norms, pointwise ops, attention) its workers keep spinning while OpenBLAS's threads wait for
+ * a core, and OpenBLAS's threads yield-spin while the OpenMP ops run (measured: 2-thread networks 2–3× behind
+ * PyTorch at equal single-thread GEMM speed). So OpenBLAS runs single-threaded and cpu_sgemm splits C into
+ * n_threads blocks computed by the OpenMP team, each a single-threaded sgemm. */
+static void blas_one_thread(void) {
+    static int done;
+    if (!__atomic_load_n(&done, __ATOMIC_ACQUIRE)) {
+        openblas_set_num_threads(1);
+        __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
+    }
+}
+
+static void blas_sgemm(int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                       const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (lda < K) lda = K; /* only reached for M == 1, where lda is irrelevant but BLAS checks it */
+    int64_t bcols = trans_b ? K : N;
+    if (ldb < bcols) ldb = bcols;
+    if (ldc < N) ldc = N;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A,
+                (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+#endif
+
 void cpu_sgemm(int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int n_threads) {
     if (M <= 0 || N <= 0) return;
@@ -63,13 +88,27 @@ void cpu_sgemm(int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const 
         return;
     }
 #ifdef LYRA2_HAVE_CBLAS
-    (void)n_threads; /* OpenBLAS runs its own thread pool */
-    if (lda < K) lda = K; /* only reached for M == 1, where lda is irrelevant but BLAS checks it */
-    int64_t bcols = trans_b ? K : N;
-    if (ldb < bcols) ldb = bcols;
-    if (ldc < N) ldc = N;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A,
-                (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    blas_one_thread();
+    int nt = n_threads > 1 && M * N * K >= ((int64_t)1 << 21) ? n_threads : 1;
+    if (nt == 1) {
+        blas_sgemm(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    /* Split the longer side of C; blocks are multiples of the micro-kernel sizes (16 rows, 64 columns) so
+     * no thread gets a ragged kernel edge it would not have had anyway. The other operand is packed by every
+     * thread: O(K·N) copies against O(M·N·K / nt) multiply-adds. */
+    int split_rows = M >= N;
+    int64_t len = split_rows ? M : N, unit = split_rows ? 16 : 64;
+    int64_t chunk = ((len + nt - 1) / nt + unit - 1) / unit * unit;
+    int nblk = (int)((len + chunk - 1) / chunk);
+#pragma omp parallel for num_threads(nblk) schedule(static)
+    for (int t = 0; t < nblk; t++) {
+        int64_t s0 = t * chunk, n = len - s0 < chunk ? len - s0 : chunk;
+        if (split_rows)
+            blas_sgemm(trans_b, n, N, K, alpha, A + s0 * lda, lda, B, ldb, beta, C + s0 * ldc, ldc);
+        else
+            blas_sgemm(trans_b, M, n, K, alpha, A, lda, trans_b ? B + s0 * ldb : B + s0, ldb, beta, C + s0, ldc);
+    }
 #else
     cpu_sgemm_ref(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, n_threads);
 #endif
@@ -128,10 +167,9 @@ lyra_status cpu_linear(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, c
         const float *W;
         int64_t ld;
         if (conv_w) {
-            /* Converting a tile is O(nn·K) against the GEMM's O(M·nn·K); it is split across threads only for
-             * small M. For large M a parallel region right before sgemm leaves OpenMP workers spin-waiting on
-             * the 2 cores OpenBLAS's own threads need (measured: ~1.5× slower bf16 GEMM). */
-#pragma omp parallel for num_threads(M < 64 ? cpu_threads(be, nn * K) : 1) schedule(static)
+            /* Converting a tile is O(nn·K) against the GEMM's O(M·nn·K); the same OpenMP team then runs the
+             * sgemm (cpu_sgemm), so splitting it costs no thread hand-over. */
+#pragma omp parallel for num_threads(cpu_threads(be, nn * K)) schedule(static)
             for (int64_t r = 0; r < nn; r++) {
                 const char *src = (const char *)w->data + (n0 + r) * w->nb[0];
                 if (w->nb[1] == (int64_t)lyra_dtype_size(w->dtype)) {

@@ -139,7 +139,7 @@ lyra_status cu_op_attention(lyra_backend *be, lyra_tensor *o, const lyra_tensor 
     p.scale = scale;
     int64_t nq = B * H * Lq, blocks = (nq + REF_WARPS - 1) / REF_WARPS;
     if (blocks > 0x7fffffff) return lyra_error(LYRA_ERR_ARG, "attention: too many queries for one launch");
-    attn_ref_kernel<<<(unsigned)blocks, REF_WARPS * 32, 0, cu_st(be)->stream>>>(p);
+    cu_launch(attn_ref_kernel, (unsigned)blocks, REF_WARPS * 32, 0, cu_st(be)->stream, p);
     CU_LAUNCHED("attention (reference kernel)");
     return LYRA_OK;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cuda_internal.h"
+#include "cuda_ptx.h"
 
 namespace {
 
@@ -33,38 +34,6 @@ struct fa_params {
     int Lq, Lk, group;
     float scale_log2;
 };
-
-__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-
-/* 16-byte global -> shared copy; src_bytes = 0 writes zeros (rows past the end of q/k/v). */
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_u32(p)));
-}
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t r[4], const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_u32(p)));
-}
-
-/* c += a·b on one 16×8×16 tile. */
-__device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 /* Two floats as a bf16x2 register, lo in the low half (the lower column index). */
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
@@ -85,7 +54,7 @@ __global__ void __launch_bounds__(FA_THREADS) fa_kernel(fa_params p) {
     constexpr int CH = D / 8;  /* 16-byte chunks per row */
     constexpr int NT = BN / 8; /* score tiles per 16 rows */
     constexpr int DT = D / 8;  /* output tiles per 16 rows */
-    extern __shared__ __align__(128) unsigned char fa_smem[];
+    CU_DYNAMIC_SMEM(unsigned char, fa_smem, 128);
     __nv_bfloat16 *sQ = reinterpret_cast<__nv_bfloat16 *>(fa_smem);
     __nv_bfloat16 *sK = sQ + BM * PITCH;
     __nv_bfloat16 *sV = sK + 2 * BN * PITCH;
@@ -281,7 +250,7 @@ lyra_status fa_launch(lyra_backend *be, const fa_params &p, int64_t B, int64_t H
                           SMEM, st->smem_optin);
     CU_TRY(cudaFuncSetAttribute(fa_kernel<D, MT, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM), "attention");
     dim3 grid((unsigned)((p.Lq + BM - 1) / BM), (unsigned)H, (unsigned)B);
-    fa_kernel<D, MT, BN><<<grid, FA_THREADS, SMEM, st->stream>>>(p);
+    cu_launch(fa_kernel<D, MT, BN>, grid, FA_THREADS, SMEM, st->stream, p);
     CU_LAUNCHED("attention (fused kernel)");
     return LYRA_OK;
 }

@@ -149,8 +149,8 @@ lyra_status conv_core(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, co
         for (int64_t bi = 0; bi < g.B && s == LYRA_OK; bi++)
             for (int64_t p0 = 0; p0 < vol && s == LYRA_OK; p0 += n) {
                 int64_t nn = vol - p0 < n ? vol - p0 : n, total = KK * nn;
-                im2col_kernel<<<cu_blocks(total, 256), 256, 0, st->stream>>>(col, (int)gt, cx, cp, g, bi, p0, nn, ld,
-                                                                             total);
+                cu_launch(im2col_kernel, cu_blocks(total, 256), 256, 0, st->stream, col, (int)gt, cx, cp, g, bi, p0, nn,
+                          ld, total);
                 cudaError_t e = cudaGetLastError();
                 if (e != cudaSuccess) s = cu_error(e, "conv im2col");
                 gd.N = nn;
@@ -162,7 +162,7 @@ lyra_status conv_core(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, co
     }
     if (s == LYRA_OK && b) {
         int64_t total = g.B * g.Co * vol;
-        bias_kernel<<<cu_blocks(total, 256), 256, 0, st->stream>>>(Y, (int)tc, (const char *)b->data, (int)b->dtype,
+        cu_launch(bias_kernel, cu_blocks(total, 256), 256, 0, st->stream, Y, (int)tc, (const char *)b->data, (int)b->dtype,
                                                                   b->nb[0], g.Co, vol, total);
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess) s = cu_error(e, "conv bias");
@@ -241,7 +241,7 @@ lyra_status cu_op_conv_transpose2d(lyra_backend *be, lyra_tensor *y, const lyra_
         s = cu_gemm(be, &gd);
         if (s != LYRA_OK) break;
         int64_t total = Co * Ho * Wo;
-        col2im_kernel<<<cu_blocks(total, 256), 256, 0, st->stream>>>(
+        cu_launch(col2im_kernel, cu_blocks(total, 256), 256, 0, st->stream,
             (char *)y->data + bi * total * yes, (int)y->dtype, col, b ? (const char *)b->data : NULL,
             b ? (int)b->dtype : 0, b ? b->nb[0] : 0, Co, kh, kw, H, Wd, Ho, Wo, stride, padding, total);
         cudaError_t e = cudaGetLastError();

@@ -1,7 +1,11 @@
 // Device discovery and the backend's run-time counters: what lyra2.backends() reports. The one answer to "is
 // there a usable CUDA device" is lyra_cuda_device_count(); everything else (the backend's init, the Python
 // device list, the test fixtures' REQUIRE check) asks it, so a build with another device layer answers here.
+#ifdef LYRA2_CUDA_EMU
+#include "emu/cuda_emu.h"
+#else
 #include <cuda_runtime.h>
+#endif
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>

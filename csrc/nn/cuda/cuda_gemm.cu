@@ -315,7 +315,7 @@ lyra_status cu_gemm(lyra_backend *be, const cu_gemm_desc *g) {
     int64_t mt = (g->M + 15) / 16, nt = (g->N + 15) / 16;
     if (nt > 0x7fffffff || g->batch > 65535) return lyra_error(LYRA_ERR_ARG, "gemm: problem too large for the fallback kernel");
     dim3 grid((unsigned)nt, (unsigned)(mt < 65535 ? mt : 65535), (unsigned)g->batch);
-    gemm_ref_kernel<<<grid, block, 0, st->stream>>>(*g);
+    cu_launch(gemm_ref_kernel, grid, block, 0, st->stream, *g);
     CU_LAUNCHED("gemm (fallback kernel)");
     return LYRA_OK;
 }
@@ -679,14 +679,14 @@ extern "C" lyra_status lyra_cuda_quantize_fp8(lyra_backend *be, lyra_tensor *w8,
     if (!total) return LYRA_OK;
     cu_tensor t = cu_tensor_of(w);
     if (per_row) {
-        row_scale_kernel<<<(unsigned)N, 256, 0, st->stream>>>(t, (float *)scale->data);
+        cu_launch(row_scale_kernel, (unsigned)N, 256, 0, st->stream, t, (float *)scale->data);
     } else {
         CU_TRY(cudaMemsetAsync(st->d_flag, 0, sizeof(unsigned), st->stream), "quantize_fp8");
-        amax_kernel<<<cu_blocks(total, 256) > 1024 ? 1024 : cu_blocks(total, 256), 256, 0, st->stream>>>(
+        cu_launch(amax_kernel, cu_blocks(total, 256) > 1024 ? 1024 : cu_blocks(total, 256), 256, 0, st->stream,
             t, total, (unsigned *)st->d_flag);
-        amax_to_scale_kernel<<<1, 1, 0, st->stream>>>((const unsigned *)st->d_flag, (float *)scale->data);
+        cu_launch(amax_to_scale_kernel, 1, 1, 0, st->stream, (const unsigned *)st->d_flag, (float *)scale->data);
     }
-    quantize_kernel<<<cu_blocks(total, 256), 256, 0, st->stream>>>((__nv_fp8_storage_t *)w8->data, t,
+    cu_launch(quantize_kernel, cu_blocks(total, 256), 256, 0, st->stream, (__nv_fp8_storage_t *)w8->data, t,
                                                                   (const float *)scale->data, per_row, K, total);
     CU_LAUNCHED("quantize_fp8");
     return LYRA_OK;
@@ -740,16 +740,16 @@ extern "C" lyra_status lyra_cuda_linear_fp8(lyra_backend *be, lyra_tensor *y, co
     if (s == LYRA_OK && total) {
         unsigned nb = cu_blocks(contig ? total / 8 : total, 256);
         if (contig)
-            amax_contig_kernel<<<nb > 1024 ? 1024 : nb, 256, 0, st->stream>>>((const char *)x->data, (int)x->dtype,
-                                                                            total / 8, (unsigned *)st->d_flag);
+            cu_launch(amax_contig_kernel, nb > 1024 ? 1024 : nb, 256, 0, st->stream, (const char *)x->data,
+                      (int)x->dtype, total / 8, (unsigned *)st->d_flag);
         else
-            amax_kernel<<<nb > 1024 ? 1024 : nb, 256, 0, st->stream>>>(t, total, (unsigned *)st->d_flag);
-        amax_to_scale_kernel<<<1, 1, 0, st->stream>>>((const unsigned *)st->d_flag, xs);
+            cu_launch(amax_kernel, nb > 1024 ? 1024 : nb, 256, 0, st->stream, t, total, (unsigned *)st->d_flag);
+        cu_launch(amax_to_scale_kernel, 1, 1, 0, st->stream, (const unsigned *)st->d_flag, xs);
         if (contig)
-            quantize_contig_kernel<<<nb, 256, 0, st->stream>>>((uint2 *)buf, (const char *)x->data, (int)x->dtype, xs,
-                                                               total / 8);
+            cu_launch(quantize_contig_kernel, nb, 256, 0, st->stream, (uint2 *)buf, (const char *)x->data,
+                      (int)x->dtype, xs, total / 8);
         else
-            quantize_kernel<<<nb, 256, 0, st->stream>>>((__nv_fp8_storage_t *)buf, t, xs, 0, K, total);
+            cu_launch(quantize_kernel, nb, 256, 0, st->stream, (__nv_fp8_storage_t *)buf, t, xs, 0, K, total);
         e = cudaGetLastError();
         if (e != cudaSuccess) s = cu_error(e, "linear_fp8 quantize");
     }
@@ -783,7 +783,7 @@ extern "C" lyra_status lyra_cuda_linear_fp8(lyra_backend *be, lyra_tensor *y, co
         g.C = acc; g.tc = CUDA_R_32F; g.ldc = lda;
         if (s == LYRA_OK) s = cu_gemm(be, &g);
         if (s == LYRA_OK) {
-            channel_scale_kernel<<<cu_blocks(M * N, 256), 256, 0, st->stream>>>(
+            cu_launch(channel_scale_kernel, cu_blocks(M * N, 256), 256, 0, st->stream,
                 (char *)y->data, (int)y->dtype, ldy, acc, lda, (const float *)scale->data,
                 b ? (const char *)b->data : NULL, b ? (int)b->dtype : 0, b ? b->nb[0] : 0, M, N);
             e = cudaGetLastError();

@@ -8,12 +8,18 @@
 #ifndef LYRA_CUDA_INTERNAL_H
 #define LYRA_CUDA_INTERNAL_H
 
+#ifdef LYRA2_CUDA_EMU
+#include "emu/cuda_emu.h" /* the CPU emulation build: the same kernels, run thread by thread on the host */
+#else
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
+#endif
 #include <stdint.h>
+
+#include <tuple>
 
 #include "lyra_cuda.h"
 #include "nn/backend.h"
@@ -145,6 +151,33 @@ __device__ __forceinline__ float cu_act(int act, float x) {
     default: return x;
     }
 }
+
+/* ---------------- launches ----------------
+ * Every kernel launch goes through cu_launch(kernel, grid, block, smem, stream, args...): the <<<>>> launch under
+ * nvcc; in the emulation build (LYRA2_CUDA_EMU) the kernel's parameters are copied once, as the launch does,
+ * and every thread of every block runs the kernel body (emu/emu_launch.cpp). */
+#ifdef LYRA2_CUDA_EMU
+template <typename... P, typename... A>
+void cu_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const A &...args) {
+    struct call {
+        void (*kernel)(P...);
+        std::tuple<P...> params;
+        static void run(void *self) {
+            call *c = (call *)self;
+            std::apply(c->kernel, c->params); /* by value: each thread gets its own copy, as on the GPU */
+        }
+    } c{kernel, std::tuple<P...>(args...)};
+    lyra_cuemu_launch((const void *)kernel, grid, block, smem, stream, &call::run, &c);
+}
+/* Dynamic shared memory: `extern __shared__ T name[]` on the GPU, the launch's per-block buffer here. */
+#define CU_DYNAMIC_SMEM(T, name, align) T *name = (T *)lyra_cuemu_dynamic_smem(nullptr)
+#else
+template <typename... P, typename... A>
+void cu_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const A &...args) {
+    kernel<<<grid, block, smem, stream>>>(args...);
+}
+#define CU_DYNAMIC_SMEM(T, name, align) extern __shared__ __align__(align) T name[]
+#endif
 
 /* Blocks for a grid-stride loop over n items with `threads` per block. */
 static inline unsigned cu_blocks(int64_t n, int threads) {

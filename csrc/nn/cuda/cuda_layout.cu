@@ -155,7 +155,7 @@ lyra_status cu_op_pad(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, co
     p.es = (int)lyra_dtype_size(y->dtype);
     p.total = lyra_tensor_numel(y);
     if (!p.total) return LYRA_OK;
-    pad_kernel<<<cu_blocks(p.total, 256), 256, 0, cu_st(be)->stream>>>(p);
+    cu_launch(pad_kernel, cu_blocks(p.total, 256), 256, 0, cu_st(be)->stream, p);
     CU_LAUNCHED("pad");
     return LYRA_OK;
 }
@@ -165,7 +165,7 @@ lyra_status cu_op_patchify(lyra_backend *be, lyra_tensor *y, const lyra_tensor *
     LYRA_TRY(need_float("patchify", y, x));
     int64_t total = lyra_tensor_numel(y);
     if (!total) return LYRA_OK;
-    patch_kernel<<<cu_blocks(total, 256), 256, 0, cu_st(be)->stream>>>(cu_tensor_of(y), cu_tensor_of(x), kt, kh, kw,
+    cu_launch(patch_kernel, cu_blocks(total, 256), 256, 0, cu_st(be)->stream, cu_tensor_of(y), cu_tensor_of(x), kt, kh, kw,
                                                                        (int)order, 1, total);
     CU_LAUNCHED("patchify");
     return LYRA_OK;
@@ -176,7 +176,7 @@ lyra_status cu_op_unpatchify(lyra_backend *be, lyra_tensor *y, const lyra_tensor
     LYRA_TRY(need_float("unpatchify", y, x));
     int64_t total = lyra_tensor_numel(x);
     if (!total) return LYRA_OK;
-    patch_kernel<<<cu_blocks(total, 256), 256, 0, cu_st(be)->stream>>>(cu_tensor_of(x), cu_tensor_of(y), kt, kh, kw,
+    cu_launch(patch_kernel, cu_blocks(total, 256), 256, 0, cu_st(be)->stream, cu_tensor_of(x), cu_tensor_of(y), kt, kh, kw,
                                                                        (int)order, 0, total);
     CU_LAUNCHED("unpatchify");
     return LYRA_OK;
@@ -189,7 +189,7 @@ lyra_status cu_op_embedding(lyra_backend *be, lyra_tensor *y, const lyra_tensor 
     if (!N || !D) return LYRA_OK;
     const int none = 0x7fffffff;
     CU_TRY(cudaMemcpyAsync(st->d_flag, &none, sizeof none, cudaMemcpyHostToDevice, st->stream), "embedding");
-    embedding_kernel<<<cu_blocks(N * D, 256), 256, 0, st->stream>>>((char *)y->data, (int)y->dtype,
+    cu_launch(embedding_kernel, cu_blocks(N * D, 256), 256, 0, st->stream, (char *)y->data, (int)y->dtype,
                                                                    cu_tensor_of(table), cu_tensor_of(ids), N, D,
                                                                    st->d_flag);
     CU_LAUNCHED("embedding");
@@ -216,7 +216,7 @@ lyra_status cu_op_upsample_nearest2x(lyra_backend *be, lyra_tensor *y, const lyr
     LYRA_TRY(need_float("upsample_nearest2x", y, x));
     int64_t total = lyra_tensor_numel(y);
     if (!total) return LYRA_OK;
-    upsample2x_kernel<<<cu_blocks(total, 256), 256, 0, cu_st(be)->stream>>>(cu_tensor_of(y), cu_tensor_of(x), total);
+    cu_launch(upsample2x_kernel, cu_blocks(total, 256), 256, 0, cu_st(be)->stream, cu_tensor_of(y), cu_tensor_of(x), total);
     CU_LAUNCHED("upsample_nearest2x");
     return LYRA_OK;
 }
@@ -225,7 +225,7 @@ lyra_status cu_op_avg_pool3d(lyra_backend *be, lyra_tensor *y, const lyra_tensor
     LYRA_TRY(need_float("avg_pool3d", y, x));
     int64_t total = lyra_tensor_numel(y);
     if (!total) return LYRA_OK;
-    avg_pool3d_kernel<<<cu_blocks(total, 256), 256, 0, cu_st(be)->stream>>>(cu_tensor_of(y), cu_tensor_of(x), kt, kh,
+    cu_launch(avg_pool3d_kernel, cu_blocks(total, 256), 256, 0, cu_st(be)->stream, cu_tensor_of(y), cu_tensor_of(x), kt, kh,
                                                                            kw, total);
     CU_LAUNCHED("avg_pool3d");
     return LYRA_OK;

@@ -238,7 +238,7 @@ lyra_status run_rows(lyra_backend *be, int kind, lyra_tensor *y, const lyra_tens
     if (b) { p.b = (const char *)b->data; p.bnb = b->nb[0]; p.bdt = (int)b->dtype; }
     if (!p.rows) return LYRA_OK;
     unsigned grid = (unsigned)(p.rows < (1 << 20) ? p.rows : (1 << 20));
-    row_kernel<<<grid, row_threads(p.n), 0, cu_st(be)->stream>>>(p);
+    cu_launch(row_kernel, grid, row_threads(p.n), 0, cu_st(be)->stream, p);
     CU_LAUNCHED(what);
     return LYRA_OK;
 }
@@ -265,7 +265,7 @@ lyra_status cu_op_l2norm_channels(lyra_backend *be, lyra_tensor *y, const lyra_t
     for (int i = 2; i < x->ndim; i++) Sp *= x->ne[i];
     int64_t total = x->ne[0] * Sp;
     if (!total) return LYRA_OK;
-    l2norm_kernel<<<cu_blocks(total, 128), 128, 0, cu_st(be)->stream>>>(
+    cu_launch(l2norm_kernel, cu_blocks(total, 128), 128, 0, cu_st(be)->stream,
         cu_tensor_of(y), cu_tensor_of(x), gamma ? (const char *)gamma->data : NULL, gamma ? gamma->nb[0] : 0,
         gamma ? (int)gamma->dtype : 0, beta ? (const char *)beta->data : NULL, beta ? beta->nb[0] : 0,
         beta ? (int)beta->dtype : 0, eps, Sp, total);
@@ -301,11 +301,12 @@ lyra_status cu_op_group_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor
     if (!buf) return LYRA_ERR_OOM;
     float *part = buf, *stats = buf + pairs * 3 * g.splits;
     dim3 grid((unsigned)pairs, (unsigned)g.splits); /* splits <= 4·SMs, within gridDim.y's 65535 */
-    gn_partial_kernel<<<grid, 256, 0, st->stream>>>(g, part);
-    gn_finalize_kernel<<<cu_blocks(pairs, 128), 128, 0, st->stream>>>(part, stats, pairs, g.splits, eps);
-    gn_apply_kernel<<<grid, 256, 0, st->stream>>>(g, stats, w ? (const char *)w->data : NULL, w ? w->nb[0] : 0,
-                                                  w ? (int)w->dtype : 0, b ? (const char *)b->data : NULL,
-                                                  b ? b->nb[0] : 0, b ? (int)b->dtype : 0);
+    cu_launch(gn_partial_kernel, grid, 256, 0, st->stream, g, part);
+    cu_launch(gn_finalize_kernel, cu_blocks(pairs, 128), 128, 0, st->stream, (const float *)part, stats, pairs,
+              g.splits, eps);
+    cu_launch(gn_apply_kernel, grid, 256, 0, st->stream, g, (const float *)stats, w ? (const char *)w->data : NULL,
+              w ? w->nb[0] : 0, w ? (int)w->dtype : 0, b ? (const char *)b->data : NULL, b ? b->nb[0] : 0,
+              b ? (int)b->dtype : 0);
     cudaError_t e = cudaGetLastError();
     cu_free(be, buf);
     return e == cudaSuccess ? LYRA_OK : cu_error(e, "group_norm");

@@ -77,9 +77,9 @@ template <int ND>
 void ew_launch(const ew_params &p, cudaStream_t s) {
     unsigned blocks = cu_blocks(p.total, 256);
     if (p.total < ((int64_t)1 << 31))
-        ew_kernel<ND, uint32_t><<<blocks, 256, 0, s>>>(p);
+        cu_launch(ew_kernel<ND, uint32_t>, blocks, 256, 0, s, p);
     else
-        ew_kernel<ND, int64_t><<<blocks, 256, 0, s>>>(p);
+        cu_launch(ew_kernel<ND, int64_t>, blocks, 256, 0, s, p);
 }
 
 /* Runs op over y's shape. ins[i] have y's ndim with each dim equal to y's or 1 (broadcast, stride forced 0). */

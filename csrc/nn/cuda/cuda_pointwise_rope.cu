@@ -37,7 +37,7 @@ lyra_status cu_op_rope(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, c
     int64_t D = x->ne[3], total = x->ne[0] * x->ne[1] * x->ne[2] * (D / 2);
     if (!total) return LYRA_OK;
     if (mode == LYRA_ROPE_INTERLEAVED) n_sections = 1;
-    rope_kernel<<<cu_blocks(total, 256), 256, 0, cu_st(be)->stream>>>(
+    cu_launch(rope_kernel, cu_blocks(total, 256), 256, 0, cu_st(be)->stream,
         cu_tensor_of(y), cu_tensor_of(x), (const float *)angles->data, angles->nb[0] / 4, angles->nb[1] / 4,
         mode == LYRA_ROPE_HALF, D / n_sections, total);
     CU_LAUNCHED("rope");

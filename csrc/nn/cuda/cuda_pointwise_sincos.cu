@@ -29,7 +29,7 @@ lyra_status cu_op_sincos(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x,
         return lyra_error(LYRA_ERR_TYPE, "sincos: the CUDA backend computes f32/bf16/f16 tensors");
     int64_t C = x->ne[x->ndim - 1], total = lyra_tensor_numel(x) * octaves;
     if (!total) return LYRA_OK;
-    sincos_kernel<<<cu_blocks(total, 256), 256, 0, cu_st(be)->stream>>>((char *)y->data, (int)y->dtype,
+    cu_launch(sincos_kernel, cu_blocks(total, 256), 256, 0, cu_st(be)->stream, (char *)y->data, (int)y->dtype,
                                                                           cu_tensor_of(x), octaves, C, total);
     CU_LAUNCHED("sincos");
     return LYRA_OK;

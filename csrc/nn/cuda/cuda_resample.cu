@@ -155,8 +155,9 @@ lyra_status cu_op_resize(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x,
     const int64_t *dih = (const int64_t *)dev, *diw = dih + Ho * th;
     const float *dwh = (const float *)(diw + Wo * tw), *dww = dwh + Ho * th;
     int64_t t1 = P * H * Wo, t2 = P * Ho * Wo;
-    resize_w_kernel<<<cu_blocks(t1, 256), 256, 0, st->stream>>>(tmp, cu_tensor_of(x), diw, dww, tw, Wo, t1);
-    resize_h_kernel<<<cu_blocks(t2, 256), 256, 0, st->stream>>>(cu_tensor_of(y), tmp, dih, dwh, th, H, Ho, Wo, t2);
+    cu_launch(resize_w_kernel, cu_blocks(t1, 256), 256, 0, st->stream, tmp, cu_tensor_of(x), diw, dww, tw, Wo, t1);
+    cu_launch(resize_h_kernel, cu_blocks(t2, 256), 256, 0, st->stream, cu_tensor_of(y), tmp, dih, dwh, th, H, Ho, Wo,
+              t2);
     cudaError_t e = cudaGetLastError();
     cu_free(be, tmp);
     return e == cudaSuccess ? LYRA_OK : cu_error(e, "resize");

@@ -1,0 +1,185 @@
+/* Flash-attention inner kernels (contracts in cpu_flash.h): portable C, and AVX2+FMA intrinsics on x86-64.
+ *
+ * The AVX2 kernels keep their accumulators in registers: scores are 6 query rows × 16 keys (12 ymm), P·V is
+ * 6 rows × 16 value columns (12 ymm); each loaded vector feeds 6 FMAs, so the 2 loads + 6 broadcasts per step
+ * stay under the FMA time (with 4 rows the loads were the limit). */
+#include "nn/cpu/cpu_flash.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { KP = CPU_FLASH_KP, MR = CPU_FLASH_MR };
+
+/* ---------------- portable C ---------------- */
+
+static void scores_c(const float *Q, int64_t nr, int64_t D, const float *Kt, int64_t nkp, float *S, int64_t lds) {
+    for (int64_t p = 0; p < nkp; p += KP) {
+        const float *K = Kt + p * D;
+        for (int64_t i = 0; i < nr; i++) {
+            float acc[KP] = {0};
+            for (int64_t d = 0; d < D; d++) {
+                float q = Q[i * D + d];
+                for (int j = 0; j < KP; j++) acc[j] += q * K[d * KP + j];
+            }
+            for (int j = 0; j < KP; j++) S[i * lds + p + j] = acc[j];
+        }
+    }
+}
+
+static void pv_c(const float *P, int64_t ldp, int64_t nr, int64_t nk, const float *V, int64_t ldv, int64_t Dv,
+                 float *O, int64_t ldo) {
+    for (int64_t i = 0; i < nr; i++)
+        for (int64_t j = 0; j < nk; j++) {
+            float p = P[i * ldp + j];
+            if (p == 0.0f) continue;
+            for (int64_t c = 0; c < Dv; c++) O[i * ldo + c] += p * V[j * ldv + c];
+        }
+}
+
+static float exp_sum_c(float *s, int64_t n, float m) {
+    float sum = 0.0f;
+    for (int64_t j = 0; j < n; j++) {
+        s[j] = expf(s[j] - m);
+        sum += s[j];
+    }
+    return sum;
+}
+
+static float row_max_c(const float *s, int64_t n, float m) {
+    for (int64_t j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
+    return m;
+}
+
+static const cpu_flash_kernels portable = {"c", scores_c, pv_c, row_max_c, exp_sum_c};
+
+/* ---------------- AVX2 + FMA ---------------- */
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2,fma")))
+
+/* One score step: rows i..i+5 against the 16 keys of panel K. */
+#define ROWS6(X) X(0) X(1) X(2) X(3) X(4) X(5)
+
+AVX2 static void scores_avx2(const float *Q, int64_t nr, int64_t D, const float *Kt, int64_t nkp, float *S,
+                             int64_t lds) {
+    for (int64_t p = 0; p < nkp; p += KP) {
+        const float *K = Kt + p * D;
+        for (int64_t i = 0; i < nr; i += MR) {
+#define DECL(r) const float *q##r = Q + (i + r) * D; __m256 a##r##0 = _mm256_setzero_ps(), a##r##1 = a##r##0;
+            ROWS6(DECL)
+#undef DECL
+            for (int64_t d = 0; d < D; d++) {
+                __m256 k0 = _mm256_loadu_ps(K + d * KP), k1 = _mm256_loadu_ps(K + d * KP + 8), b;
+#define FMA(r) b = _mm256_broadcast_ss(q##r + d); a##r##0 = _mm256_fmadd_ps(k0, b, a##r##0); \
+               a##r##1 = _mm256_fmadd_ps(k1, b, a##r##1);
+                ROWS6(FMA)
+#undef FMA
+            }
+#define STORE(r) _mm256_storeu_ps(S + (i + r) * lds + p, a##r##0); _mm256_storeu_ps(S + (i + r) * lds + p + 8, a##r##1);
+            ROWS6(STORE)
+#undef STORE
+        }
+    }
+}
+
+AVX2 static void pv_avx2(const float *P, int64_t ldp, int64_t nr, int64_t nk, const float *V, int64_t ldv,
+                         int64_t Dv, float *O, int64_t ldo) {
+    int64_t c = 0;
+    for (; c + 16 <= Dv; c += 16)
+        for (int64_t i = 0; i < nr; i += MR) {
+#define DECL(r) float *o##r = O + (i + r) * ldo + c; const float *p##r = P + (i + r) * ldp; \
+                __m256 a##r##0 = _mm256_loadu_ps(o##r), a##r##1 = _mm256_loadu_ps(o##r + 8);
+            ROWS6(DECL)
+#undef DECL
+            for (int64_t j = 0; j < nk; j++) {
+                const float *v = V + j * ldv + c;
+                __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8), b;
+#define FMA(r) b = _mm256_broadcast_ss(p##r + j); a##r##0 = _mm256_fmadd_ps(v0, b, a##r##0); \
+               a##r##1 = _mm256_fmadd_ps(v1, b, a##r##1);
+                ROWS6(FMA)
+#undef FMA
+            }
+#define STORE(r) _mm256_storeu_ps(o##r, a##r##0); _mm256_storeu_ps(o##r + 8, a##r##1);
+            ROWS6(STORE)
+#undef STORE
+        }
+    if (c < Dv) /* column tail (Dv not a multiple of 16) */
+        for (int64_t i = 0; i < nr; i++)
+            for (int64_t j = 0; j < nk; j++) {
+                float p = P[i * ldp + j];
+                for (int64_t cc = c; cc < Dv; cc++) O[i * ldo + cc] += p * V[j * ldv + cc];
+            }
+}
+
+/* e^x on 8 lanes, ~2 ulp: x = n·ln2 + r (two-constant Cody–Waite), e^r by the degree-6 polynomial of Cephes
+ * expf, 2^n as two exponent-bit factors so that n = 128 (x near 88.7) stays finite. x < −87.34 (and −inf)
+ * gives 0; x > 88.72 gives +inf; NaN stays NaN. */
+AVX2 static inline __m256 exp8(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.33654f), hi = _mm256_set1_ps(88.72283f);
+    const __m256 magic = _mm256_set1_ps(12582912.0f); /* 1.5·2^23: adding it rounds to the nearest integer */
+    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ), over = _mm256_cmp_ps(x, hi, _CMP_GT_OQ);
+    __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), magic);
+    __m256 n = _mm256_sub_ps(t, magic);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i ni = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(magic));
+    __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1), bias = _mm256_set1_epi32(127);
+    __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23)));
+    y = _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23)));
+    y = _mm256_andnot_ps(under, y);
+    y = _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), over);
+    return _mm256_blendv_ps(y, x, nan);
+}
+
+AVX2 static float exp_sum_avx2(float *s, int64_t n, float m) {
+    __m256 mv = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n; j += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv));
+        _mm256_storeu_ps(s + j, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, acc);
+    return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
+AVX2 static float row_max_avx2(const float *s, int64_t n, float m) {
+    __m256 a = _mm256_set1_ps(m), b = a;
+    for (int64_t j = 0; j < n; j += 16) {
+        a = _mm256_max_ps(a, _mm256_loadu_ps(s + j));
+        b = _mm256_max_ps(b, _mm256_loadu_ps(s + j + 8));
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, _mm256_max_ps(a, b));
+    for (int i = 0; i < 8; i++) m = lanes[i] > m ? lanes[i] : m;
+    return m;
+}
+
+static const cpu_flash_kernels avx2 = {"avx2", scores_avx2, pv_avx2, row_max_avx2, exp_sum_avx2};
+
+const cpu_flash_kernels *cpu_flash_select(void) {
+    static const cpu_flash_kernels *chosen;
+    if (!chosen) { /* a benign race: every thread computes the same answer */
+        const char *env = getenv("LYRA2_CPU_SIMD"); /* "0": the portable kernels (tests compare the sets) */
+        __builtin_cpu_init();
+        int simd = !(env && strcmp(env, "0") == 0);
+        chosen = simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &avx2 : &portable;
+    }
+    return chosen;
+}
+#else
+const cpu_flash_kernels *cpu_flash_select(void) { return &portable; }
+#endif
