@@ -182,13 +182,17 @@ $PY -c "import lyra2; print('backends:', lyra2.backends())" || FAIL=1
 
 # ------------------------------------------------------------------ tests
 stamp "pytest -m cuda"
+# -m cuda selects the slow-marked device cases too (issue 18: L = 38,246 attention, > 2^31-element add) and, like
+# LYRA2_REQUIRE_CUDA=1, makes a machine without a usable GPU a failure with the reason instead of 0 tests run;
 # tests/device_checks/*.py: the networks placed on the device (outside the default collection pattern)
-PYTHONUNBUFFERED=1 timeout 300 $PY -m pytest -m cuda -q -p no:cacheprovider -rs --junitxml="$OUT/pytest.xml" tests \
-    tests/device_checks/check_dit.py tests/device_checks/check_umt5.py tests/device_checks/check_clip.py \
-    tests/device_checks/check_vae.py \
-    > "$OUT/pytest.log" 2>&1
+PYTHONUNBUFFERED=1 LYRA2_REQUIRE_CUDA=1 timeout 300 $PY -m pytest -m cuda -q -p no:cacheprovider -rs \
+    --junitxml="$OUT/pytest.xml" tests tests/device_checks/check_dit.py tests/device_checks/check_umt5.py \
+    tests/device_checks/check_clip.py tests/device_checks/check_vae.py tests/device_checks/check_da3.py \
+    tests/device_checks/check_moge.py > "$OUT/pytest.log" 2>&1
 TEST_RC=$?
 tail -40 "$OUT/pytest.log"
+echo "-- device lines (timings, slow-path counters):"
+grep -h "\[device\]" "$OUT/pytest.log"
 echo "pytest exit status $TEST_RC"
 [ $TEST_RC = 0 ] || FAIL=1
 

@@ -31,12 +31,16 @@ __version__ = "0.1.0"
 
 def backends():
     """What this build can run: {"cpu": True, "cuda": bool, "cuda_compiled": bool, "emulated": bool,
-    "cuda_emulation_build": bool, "devices": [{"index", "name", "memory_bytes"}], "cblas": bool}.
-    "cuda" is True when the build has the CUDA part and a GPU is visible, or when the emulated device is on
+    "cuda_error": str | None, "cuda_emulation_build": bool, "devices": [{"index", "name", "memory_bytes"}],
+    "cuda_fallbacks": {kind: {"count", "first"}}, "cblas": bool}.
+    "cuda" is True when the build has the CUDA part and a GPU is usable, or when the emulated device is on
     (``LYRA2_EMULATED_CUDA=1``: device="cuda" then runs the CPU kernels behind a separate memory pool that behaves
-    like a GPU, see ``lyra2.testing.emulated_cuda_stats``); "emulated" says which. "cuda_emulation_build" is True
-    in the CUDA emulation build (``LYRA2_CUDA_EMU=1`` at build time): its one device runs the CUDA backend's own
-    kernels on the CPU, thread by thread, for testing."""
+    like a GPU, see ``lyra2.testing.emulated_cuda_stats``); "emulated" says which. Otherwise "cuda_error" says why
+    not (no CUDA part in the build, or the CUDA error with the driver's and runtime's versions).
+    "cuda_fallbacks" counts the calls, since the process started, that the CUDA backend ran on a slow reference
+    kernel ("gemm": cuBLASLt had no algorithm; "attention": outside the fused kernel), with the first case.
+    "cuda_emulation_build" is True in the CUDA emulation build (``LYRA2_CUDA_EMU=1`` at build time): its one
+    device runs the CUDA backend's own kernels on the CPU, thread by thread, for testing."""
     info = _core.build_info()
     emulated = bool(info["emulated_cuda"])
     if emulated:
@@ -44,13 +48,16 @@ def backends():
                     "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}]
     else:
         devices = [{"index": i, "name": n, "memory_bytes": b} for i, n, b in _core.cuda_devices()]
+    fallbacks = {k: {"count": n, "first": first} for k, (n, first) in _core.cuda_fallbacks().items()}
     return {
         "cpu": True,
         "cuda": bool(emulated or (info["cuda"] and devices)),
         "cuda_compiled": bool(info["cuda"]),
         "emulated": emulated,
+        "cuda_error": None if devices else _core.cuda_unavailable(),
         "cuda_emulation_build": bool(info["cuda_emulation_build"]),
         "devices": devices,
+        "cuda_fallbacks": fallbacks,
         "cblas": bool(info["cblas"]),
     }
 

@@ -24,15 +24,51 @@ static PyObject *py_cuda_devices(PyObject *self, PyObject *noargs) {
     int n = lyra_cuda_device_count();
     for (int i = 0; i < n; i++) {
         char name[256];
-        size_t free_b = 0, total_b = 0;
+        size_t total_b = 0;
         if (lyra_cuda_device_name(i, name, sizeof name) != LYRA_OK) continue;
-        lyra_cuda_device_memory(i, &free_b, &total_b);
+        lyra_cuda_device_memory(i, NULL, &total_b); /* no free bytes: that would make a context on every GPU */
         PyObject *t = Py_BuildValue("(isn)", i, name, (Py_ssize_t)total_b);
         if (!t || PyList_Append(list, t) < 0) { Py_XDECREF(t); Py_DECREF(list); return NULL; }
         Py_DECREF(t);
     }
 #endif
     return list;
+}
+
+/* Why the CUDA backend cannot run here: None when it can; else the reason (a CPU-only build, or the CUDA error
+ * with the driver's and the runtime's versions). */
+static PyObject *py_cuda_unavailable(PyObject *self, PyObject *noargs) {
+    (void)self; (void)noargs;
+#ifdef LYRA2_WITH_CUDA
+    char why[512];
+    if (!lyra_cuda_unavailable_reason(why, sizeof why)) Py_RETURN_NONE;
+    return PyUnicode_FromString(why);
+#else
+    return PyUnicode_FromString("this build of lyra2 has no CUDA part (nvcc or cuBLAS was not found when it was "
+                                "built, or LYRA2_CUDA=0)");
+#endif
+}
+
+/* {kind: (calls that took the slow reference kernel, description of the first)} for the CUDA backend; empty
+ * for CPU-only builds. */
+static PyObject *py_cuda_fallbacks(PyObject *self, PyObject *noargs) {
+    (void)self; (void)noargs;
+    PyObject *d = PyDict_New();
+    if (!d) return NULL;
+#ifdef LYRA2_WITH_CUDA
+    for (int k = 0; k < LYRA_CUDA_FALLBACK_KINDS; k++) {
+        const char *first = NULL;
+        unsigned long long n = lyra_cuda_fallback_count((lyra_cuda_fallback)k, &first);
+        PyObject *t = Py_BuildValue("(Ks)", n, first);
+        if (!t || PyDict_SetItemString(d, lyra_cuda_fallback_name((lyra_cuda_fallback)k), t) < 0) {
+            Py_XDECREF(t);
+            Py_DECREF(d);
+            return NULL;
+        }
+        Py_DECREF(t);
+    }
+#endif
+    return d;
 }
 
 /* The emulated device's counters (nn/emu/lyra_emu.h) as a dict. */
@@ -77,6 +113,9 @@ static PyObject *py_emulated_cuda_transfers(PyObject *self, PyObject *noargs) {
 static PyMethodDef backend_methods[] = {
     {"build_info", py_build_info, METH_NOARGS, "Features compiled into this build."},
     {"cuda_devices", py_cuda_devices, METH_NOARGS, "Visible CUDA devices as (index, name, total_bytes)."},
+    {"cuda_unavailable", py_cuda_unavailable, METH_NOARGS, "Why the CUDA backend cannot run here, or None."},
+    {"cuda_fallbacks", py_cuda_fallbacks, METH_NOARGS,
+     "CUDA slow-path counters: {kind: (count, first case)} for kinds 'gemm' and 'attention'."},
     {"emulated_cuda_stats", py_emulated_cuda_stats, METH_NOARGS,
      "Counters of the emulated CUDA device: transfers, pool allocations, live/peak bytes, ops, refusals."},
     {"emulated_cuda_reset", py_emulated_cuda_reset, METH_NOARGS, "Zeroes the emulated device's counters and log."},

@@ -125,6 +125,7 @@ lyra_status need_cuda(lyra_backend *be) {
 extern "C" lyra_status lyra_cuda_bench_linear(lyra_backend *be, int64_t M, int64_t N, int64_t K, int mode, int repeat,
                                               double *ms) {
     LYRA_TRY(need_cuda(be));
+    cu_device_scope on(cu_st(be)->device); /* its events and timings belong to the backend's device */
     if (mode < 0 || mode > 4) return lyra_error(LYRA_ERR_ARG, "bench_linear: mode must be 0..4");
     bench_mem mem{be, {}, 0, 1};
     lyra_dtype dt = mode == 4 ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16;
@@ -148,6 +149,7 @@ extern "C" lyra_status lyra_cuda_bench_linear(lyra_backend *be, int64_t M, int64
 extern "C" lyra_status lyra_cuda_bench_attention(lyra_backend *be, int64_t Lq, int64_t Lk, int64_t H, int64_t D,
                                                  int repeat, double *ms) {
     LYRA_TRY(need_cuda(be));
+    cu_device_scope on(cu_st(be)->device); /* its events and timings belong to the backend's device */
     bench_mem mem{be, {}, 0, 2};
     lyra_tensor q, k, v, o;
     LYRA_TRY(mem.tensor(&q, LYRA_DTYPE_BF16, {1, Lq, H, D}, 1.0f));
@@ -264,6 +266,7 @@ struct dit_block_bench {
 extern "C" lyra_status lyra_cuda_bench_dit_block(lyra_backend *be, int64_t L, int64_t heads, int64_t head_dim,
                                                  int64_t F, int64_t Lt, int64_t Li, int repeat, double ms[7]) {
     LYRA_TRY(need_cuda(be));
+    cu_device_scope on(cu_st(be)->device); /* its events and timings belong to the backend's device */
     if (L < 1 || heads < 1 || head_dim < 2 || head_dim % 2 || F < 1 || Lt < 1 || Li < 1)
         return lyra_error(LYRA_ERR_ARG, "bench_dit_block: sizes must be positive (head_dim even)");
     bench_mem mem{be, {}, 0, 3};

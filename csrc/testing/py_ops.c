@@ -10,7 +10,9 @@
  * Every op takes two extra keywords: backend="cpu" (default: a fresh CPU backend per call) or "cuda" (the
  * process's CUDA backend, created on first use; arrays are staged to the GPU with their strides, see
  * py_ops_stage.h), and dtype="f32" | "bf16" | "f16", the activation dtype on the device (inputs rounded to it,
- * outputs widened back to float32; CUDA only). */
+ * outputs widened back to float32; CUDA only). Two more shape the device outputs (CUDA only): out_dtype="f32"
+ * keeps them float32 whatever the activation dtype (bf16 in, f32 out), out_pad=P makes each a column slice of
+ * rows P elements wider (a leading dimension larger than the width, as when writing into a fused buffer). */
 #include "python/py_common.h"
 
 #include <math.h>
@@ -45,8 +47,10 @@ static void keep_release(keep *k) {
 typedef struct call_ctx {
     int cuda;
     lyra_dtype act;
+    int out_f32;     /* out_dtype="f32": outputs stay float32 on the device (CUDA only) */
+    int64_t out_pad; /* out_pad=P: device outputs are column slices of rows P elements wider (CUDA only) */
 } call_ctx;
-static call_ctx g_ctx = {0, LYRA_DTYPE_F32};
+static call_ctx g_ctx = {0, LYRA_DTYPE_F32, 0, 0};
 
 static lyra_tensor desc_of(PyArrayObject *a, lyra_dtype dt) {
     lyra_tensor t;
@@ -180,6 +184,8 @@ static PyArrayObject *out_f32(keep *k, int ndim, const int64_t *ne, lyra_tensor 
         if (cx_.cuda) {                                                                                     \
             be = ops_cuda_backend();                                                                        \
             if (!be) { keep_release(k); return NULL; }                                                      \
+            (k)->stage.out_f32 = cx_.out_f32;                                                               \
+            (k)->stage.out_pad = cx_.out_pad;                                                               \
             Py_BEGIN_ALLOW_THREADS ops_cuda_lock();                                                         \
             st_ = ops_stage_in(be, &(k)->stage, cx_.act);                                                   \
             if (st_ == LYRA_OK) st_ = (call);                                                               \
@@ -188,10 +194,11 @@ static PyArrayObject *out_f32(keep *k, int ndim, const int64_t *ne, lyra_tensor 
             ops_cuda_unlock();                                                                              \
             Py_END_ALLOW_THREADS                                                                            \
         } else {                                                                                            \
-            st_ = cx_.act == LYRA_DTYPE_F32 ? lyra_backend_cpu_init(&be_, 0)                                \
-                                            : lyra_error(LYRA_ERR_ARG, "dtype: the CPU backend computes f32 " \
-                                                                       "activations (dtype='bf16'/'f16' need " \
-                                                                       "backend='cuda')");                \
+            st_ = cx_.act == LYRA_DTYPE_F32 && !cx_.out_pad ? lyra_backend_cpu_init(&be_, 0)                \
+                                            : lyra_error(LYRA_ERR_ARG, "dtype/out_pad: the CPU backend computes " \
+                                                                       "f32 activations into its arrays " \
+                                                                       "(dtype='bf16'/'f16' and out_pad " \
+                                                                       "need backend='cuda')");           \
             if (st_ == LYRA_OK) {                                                                           \
                 Py_BEGIN_ALLOW_THREADS st_ = (call);                                                        \
                 Py_END_ALLOW_THREADS                                                                        \
@@ -1303,15 +1310,52 @@ static PyObject *py_emulated_device_probe(PyObject *self, PyObject *noargs) {
                          fresh_nan ? Py_True : Py_False, "freed_is_nan", freed_nan ? Py_True : Py_False);
 }
 
-/* Pops backend= / dtype= from the keywords into g_ctx for the duration of one op call. */
+/* Pops backend= / dtype= / out_dtype= / out_pad= from the keywords into g_ctx for the duration of one op call. */
 typedef PyObject *(*kw_fn)(PyObject *, PyObject *, PyObject *);
 
+/* Pops out_dtype= ("f32" keeps outputs float32 on the device; the default is the activation dtype) and
+ * out_pad= (a non-negative int) from kw2 into ctx; -1 with an exception set on bad values. */
+static int pop_out_options(PyObject *kw2, call_ctx *ctx) {
+    PyObject *od = PyDict_GetItemString(kw2, "out_dtype"), *op = PyDict_GetItemString(kw2, "out_pad");
+    if (od) {
+        const char *s = PyUnicode_AsUTF8(od);
+        if (!s) return -1;
+        if (strcmp(s, "f32") && strcmp(s, "act")) {
+            PyErr_Format(PyExc_ValueError, "out_dtype must be 'f32' or 'act', got '%s'", s);
+            return -1;
+        }
+        ctx->out_f32 = !strcmp(s, "f32");
+        if (PyDict_DelItemString(kw2, "out_dtype") < 0) return -1;
+    }
+    if (op) {
+        long long v = PyLong_AsLongLong(op);
+        if (v == -1 && PyErr_Occurred()) return -1;
+        if (v < 0) {
+            PyErr_Format(PyExc_ValueError, "out_pad must be >= 0, got %lld", v);
+            return -1;
+        }
+        ctx->out_pad = v;
+        if (PyDict_DelItemString(kw2, "out_pad") < 0) return -1;
+    }
+    return 0;
+}
+
 static PyObject *with_backend(kw_fn fn, PyObject *self, PyObject *args, PyObject *kw) {
-    call_ctx ctx = {0, LYRA_DTYPE_F32};
+    call_ctx ctx = {0, LYRA_DTYPE_F32, 0, 0};
     PyObject *kw2 = kw;
-    if (kw && (PyDict_GetItemString(kw, "backend") || PyDict_GetItemString(kw, "dtype"))) {
+    if (kw && (PyDict_GetItemString(kw, "out_dtype") || PyDict_GetItemString(kw, "out_pad"))) {
         kw2 = PyDict_Copy(kw);
         if (!kw2) return NULL;
+        if (pop_out_options(kw2, &ctx) < 0) {
+            Py_DECREF(kw2);
+            return NULL;
+        }
+    }
+    if (kw2 && (PyDict_GetItemString(kw2, "backend") || PyDict_GetItemString(kw2, "dtype"))) {
+        if (kw2 == kw) {
+            kw2 = PyDict_Copy(kw);
+            if (!kw2) return NULL;
+        }
         PyObject *bo = PyDict_GetItemString(kw2, "backend"), *dobj = PyDict_GetItemString(kw2, "dtype");
         const char *bs = bo ? PyUnicode_AsUTF8(bo) : "cpu", *ds = dobj ? PyUnicode_AsUTF8(dobj) : "f32";
         if (!bs || !ds) { Py_DECREF(kw2); return NULL; }

@@ -55,9 +55,18 @@ lyra_status ops_stage_in(lyra_backend *be, ops_stage *s, lyra_dtype act) {
         lyra_tensor *t = s->t[i];
         int convert = s->role[i] != OPS_IN_KEEP && t->dtype == LYRA_DTYPE_F32 && act != LYRA_DTYPE_F32;
         if (s->role[i] == OPS_OUT) {
-            /* outputs are fresh contiguous NumPy arrays */
-            lyra_tensor d = lyra_tensor_make(NULL, convert ? act : t->dtype, t->ndim, t->ne);
+            /* outputs are fresh contiguous NumPy arrays; on the device, contiguous or a column slice */
+            lyra_dtype odt = convert && !s->out_f32 ? act : t->dtype;
+            lyra_tensor d = lyra_tensor_make(NULL, odt, t->ndim, t->ne);
             size_t bytes = lyra_tensor_nbytes(&d);
+            if (s->out_pad > 0 && t->ndim >= 1) {
+                int64_t wide[LYRA_MAX_DIMS];
+                memcpy(wide, t->ne, sizeof wide);
+                wide[t->ndim - 1] += s->out_pad;
+                lyra_tensor w = lyra_tensor_make(NULL, odt, t->ndim, wide);
+                bytes = lyra_tensor_nbytes(&w);
+                memcpy(d.nb, w.nb, sizeof d.nb);
+            }
             s->dev[i] = be->ops->alloc(be, bytes ? bytes : 1);
             if (!s->dev[i]) return LYRA_ERR_OOM;
             d.data = s->dev[i];
@@ -96,14 +105,20 @@ lyra_status ops_stage_out(lyra_backend *be, ops_stage *s) {
     for (int i = 0; i < s->n; i++) {
         if (s->role[i] != OPS_OUT) continue;
         lyra_tensor *t = s->t[i];
-        size_t bytes = lyra_tensor_nbytes(t);
-        if (t->dtype == LYRA_DTYPE_F32) {
+        size_t bytes = (size_t)lyra_tensor_numel(t) * lyra_dtype_size(t->dtype);
+        if (t->dtype == LYRA_DTYPE_F32 && lyra_tensor_is_contiguous(t)) {
             LYRA_TRY(download_bytes(be, s->host[i], t->data, bytes));
             continue;
         }
-        void *tmp = malloc(bytes ? bytes : 1);
+        void *tmp = t->dtype == LYRA_DTYPE_F32 ? s->host[i] : malloc(bytes ? bytes : 1);
         if (!tmp) return lyra_error(LYRA_ERR_OOM, "staging: cannot allocate %zu host bytes", bytes);
-        lyra_status st = download_bytes(be, tmp, t->data, bytes);
+        /* a column slice: the backend's download packs its rows */
+        lyra_tensor h = lyra_tensor_make(tmp, t->dtype, t->ndim, t->ne);
+        lyra_status st = lyra_op_download(be, &h, t);
+        if (t->dtype == LYRA_DTYPE_F32) {
+            if (st != LYRA_OK) return st;
+            continue;
+        }
         if (st == LYRA_OK) lyra_convert_to_f32((float *)s->host[i], tmp, t->dtype, lyra_tensor_numel(t));
         free(tmp);
         if (st != LYRA_OK) return st;

@@ -21,6 +21,9 @@ typedef struct ops_stage {
     ops_role role[OPS_MAX_STAGED];
     void *host[OPS_MAX_STAGED];       /* outputs: the NumPy (float32) destination */
     void *dev[OPS_MAX_STAGED];        /* device blocks to release */
+    int out_f32;                      /* outputs stay float32 on the device whatever the activation dtype */
+    int64_t out_pad;                  /* > 0: outputs are column slices of rows out_pad elements wider (their
+                                         leading dimension exceeds their width, as a slice of a fused output) */
 } ops_stage;
 
 /* Remembers t (its host descriptor must stay valid until ops_stage_out). 0, or -1 when full. */

@@ -107,6 +107,14 @@ lyra_status cu_op_attention(lyra_backend *be, lyra_tensor *o, const lyra_tensor 
                           "attention: head dims %lld/%lld: the CUDA backend supports up to %d (and any multiple of 16 "
                           "up to 128 with bf16 inputs in its fused kernel)",
                           (long long)D, (long long)Dv, REF_MAX_D);
+    cu_note_fallback(LYRA_CUDA_FALLBACK_ATTENTION,
+                     "q/k/v/o %s/%s/%s/%s, head dims %lld/%lld, Lq=%lld Lk=%lld, q/k/v row strides %lld/%lld/%lld "
+                     "bytes at alignments %d/%d/%d: the fused kernel takes bf16 q/k/v, head dims 16..128 in steps of "
+                     "16 and 16-byte aligned rows",
+                     lyra_dtype_name(q->dtype), lyra_dtype_name(k->dtype), lyra_dtype_name(v->dtype),
+                     lyra_dtype_name(o->dtype), (long long)D, (long long)Dv, (long long)Lq, (long long)Lk,
+                     (long long)q->nb[1], (long long)k->nb[1], (long long)v->nb[1], cu_align_of(q->data),
+                     cu_align_of(k->data), cu_align_of(v->data));
     ref_params p;
     memset(&p, 0, sizeof p);
     p.o = cu_tensor_of(o);

@@ -12,7 +12,6 @@
 // fragment of P (FA2's register reuse), so P never touches shared memory.
 // Shared rows are padded by 16 bytes: a pitch of 4·odd words puts the 8 rows of every ldmatrix on distinct banks.
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cuda_internal.h"
@@ -256,31 +255,49 @@ lyra_status fa_launch(lyra_backend *be, const fa_params &p, int64_t B, int64_t H
     return LYRA_OK;
 }
 
-/* Tile configuration "MTxBN" for head dims above 64: LYRA2_FA_CFG=1x64 | 2x32 | 2x64 (default 2x32), so a GPU
- * session can compare them without rebuilding (benchmarks/kernels.py does). */
-int fa_config(void) {
-    const char *c = getenv("LYRA2_FA_CFG");
-    if (c && !strcmp(c, "1x64")) return 1;
-    if (c && !strcmp(c, "2x64")) return 2;
-    return 0;
+/* The tile shape per head dim, fixed at compile time: MT 16-row query tiles per warp (BM = 64·MT queries per
+ * block) and BN keys per K/V tile. Larger tiles reuse more of what shared memory holds, but every thread keeps
+ * MT·D/2 output and MT·BN/2 score accumulators in registers: `nvcc --resource-usage` (sm_90) gives 2×64 at
+ * D = 128 255 registers and 328 bytes of spill stores, so 128 takes 2×32 (1×64 halves the queries per block
+ * and the K/V reuse). FA_ACC_BUDGET is the most accumulators a thread holds among the entries that ptxas
+ * compiles without spills; the static_asserts keep a later edit of the table inside it. */
+struct fa_tiles {
+    int D, MT, BN;
+};
+constexpr fa_tiles FA_TILES[] = {{16, 2, 64}, {32, 2, 64},  {48, 2, 64},  {64, 2, 64},
+                                 {80, 2, 32}, {96, 2, 32}, {112, 2, 32}, {128, 2, 32}};
+constexpr int FA_N_TILES = (int)(sizeof FA_TILES / sizeof FA_TILES[0]);
+constexpr int FA_ACC_BUDGET = 160;
+constexpr int FA_SMEM_MAX = 227 * 1024; /* Hopper's opt-in shared memory per block */
+
+constexpr bool fa_tiles_ok(int i) {
+    return i == FA_N_TILES ||
+           (FA_TILES[i].D % 16 == 0 && FA_TILES[i].BN % 16 == 0 && FA_TILES[i].MT >= 1 &&
+            FA_TILES[i].MT * FA_TILES[i].D / 2 + FA_TILES[i].MT * FA_TILES[i].BN / 2 <= FA_ACC_BUDGET &&
+            (4 * 16 * FA_TILES[i].MT + 4 * FA_TILES[i].BN) * (FA_TILES[i].D + 8) * 2 <= FA_SMEM_MAX &&
+            (i == 0 || FA_TILES[i].D > FA_TILES[i - 1].D) && fa_tiles_ok(i + 1));
+}
+static_assert(fa_tiles_ok(0), "FA_TILES: head dims multiples of 16 in increasing order, BN a multiple of 16, "
+                              "accumulators within FA_ACC_BUDGET registers, shared memory within Hopper's 227 KiB");
+static_assert(FA_TILES[FA_N_TILES - 1].D == 128, "cu_flash_attention admits head dims up to 128");
+
+template <int I = 0>
+lyra_status fa_dispatch(lyra_backend *be, const fa_params &p, int64_t D, int64_t B, int64_t H) {
+    if constexpr (I == FA_N_TILES) {
+        return lyra_error(LYRA_ERR_UNSUPPORTED, "attention: no fused-kernel tile shape for head dim %lld",
+                          (long long)D);
+    } else {
+        constexpr fa_tiles t = FA_TILES[I];
+        if (D == t.D) return fa_launch<t.D, t.MT, t.BN>(be, p, B, H);
+        return fa_dispatch<I + 1>(be, p, D, B, H);
+    }
 }
 
-lyra_status fa_dispatch(lyra_backend *be, const fa_params &p, int64_t D, int64_t B, int64_t H) {
-    switch (D) {
-    case 16: return fa_launch<16, 2, 64>(be, p, B, H);
-    case 32: return fa_launch<32, 2, 64>(be, p, B, H);
-    case 48: return fa_launch<48, 2, 64>(be, p, B, H);
-    case 64: return fa_launch<64, 2, 64>(be, p, B, H);
-    case 80: return fa_launch<80, 2, 32>(be, p, B, H);
-    case 96: return fa_launch<96, 2, 32>(be, p, B, H);
-    case 112: return fa_launch<112, 2, 32>(be, p, B, H);
-    default:
-        switch (fa_config()) {
-        case 1: return fa_launch<128, 1, 64>(be, p, B, H);
-        case 2: return fa_launch<128, 2, 64>(be, p, B, H);
-        default: return fa_launch<128, 2, 32>(be, p, B, H);
-        }
-    }
+/* 1 when D has an entry in FA_TILES. */
+int fa_has_tiles(int64_t D) {
+    for (int i = 0; i < FA_N_TILES; i++)
+        if (FA_TILES[i].D == D) return 1;
+    return 0;
 }
 
 /* 16-byte aligned base and strides (in bytes) that keep every row start 16-byte aligned (size-1 dims free). */
@@ -301,7 +318,7 @@ int cu_flash_attention(lyra_backend *be, lyra_tensor *o, const lyra_tensor *q, c
     int64_t B = q->ne[0], Lq = q->ne[1], H = q->ne[2], D = q->ne[3], Lk = k->ne[1];
     if (q->dtype != LYRA_DTYPE_BF16 || k->dtype != LYRA_DTYPE_BF16 || v->dtype != LYRA_DTYPE_BF16) return 0;
     if (o->dtype != LYRA_DTYPE_BF16 && o->dtype != LYRA_DTYPE_F32) return 0;
-    if (v->ne[3] != D || D % 16 || D < 16 || D > 128) return 0;
+    if (v->ne[3] != D || !fa_has_tiles(D)) return 0;
     if (bias && bias->dtype != LYRA_DTYPE_F32) return 0;
     if (!rows16(q) || !rows16(k) || !rows16(v)) return 0;
     int oes = (int)lyra_dtype_size(o->dtype);

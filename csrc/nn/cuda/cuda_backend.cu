@@ -135,9 +135,10 @@ static lyra_status be_synchronize(lyra_backend *be) {
 static void be_destroy(lyra_backend *be) {
     cuda_state *st = cu_st(be);
     if (!st) return;
-    cudaSetDevice(st->device);
+    cu_device_scope on(st->device);
     if (st->stream) cudaStreamSynchronize(st->stream);
     cu_plans_free(st);
+    cu_resize_cache_free(be);
     if (st->lt) cublasLtDestroy(st->lt);
     for (int i = 0; i < st->n_blocks; i++) cudaFree(st->blocks[i].ptr);
     free(st->blocks);
@@ -147,52 +148,72 @@ static void be_destroy(lyra_backend *be) {
     be->impl = NULL;
 }
 
+// ---------------------------------------------------------------- entry points
+
+/* Every function of the table runs with the backend's device current (cu_device_scope), whatever device the
+ * calling thread was on: on_device<F, f>::call wraps f(be, args...). */
+template <typename F, F f>
+struct on_device;
+template <typename R, typename... A, R (*f)(lyra_backend *, A...)>
+struct on_device<R (*)(lyra_backend *, A...), f> {
+    static R call(lyra_backend *be, A... a) {
+        cu_device_scope on(cu_st(be)->device);
+        return f(be, a...);
+    }
+};
+#define ON_DEVICE(f) (&on_device<decltype(&f), &f>::call)
+
 static const lyra_backend_ops cuda_ops = {
     /* .name = */ "cuda",
-    /* .destroy = */ be_destroy,
-    /* .alloc = */ be_alloc,
-    /* .release = */ be_release,
-    /* .upload = */ be_upload,
-    /* .download = */ be_download,
-    /* .synchronize = */ be_synchronize,
-    /* .copy = */ cu_op_copy,
-    /* .fill = */ cu_op_fill,
-    /* .concat = */ cu_op_concat,
-    /* .pad = */ cu_op_pad,
-    /* .patchify = */ cu_op_patchify,
-    /* .unpatchify = */ cu_op_unpatchify,
-    /* .embedding = */ cu_op_embedding,
-    /* .linear = */ cu_op_linear,
-    /* .linear_act = */ cu_op_linear_act,
-    /* .matmul = */ cu_op_matmul,
-    /* .attention = */ cu_op_attention,
-    /* .rms_norm = */ cu_op_rms_norm,
-    /* .layer_norm = */ cu_op_layer_norm,
-    /* .l2norm_channels = */ cu_op_l2norm_channels,
-    /* .group_norm = */ cu_op_group_norm,
-    /* .softmax = */ cu_op_softmax,
-    /* .unary = */ cu_op_unary,
-    /* .glu = */ cu_op_glu,
-    /* .add = */ cu_op_add,
-    /* .mul = */ cu_op_mul,
-    /* .scale = */ cu_op_scale,
-    /* .modulate = */ cu_op_modulate,
-    /* .gate = */ cu_op_gate,
-    /* .rope = */ cu_op_rope,
-    /* .sincos = */ cu_op_sincos,
-    /* .conv2d = */ cu_op_conv2d,
-    /* .conv3d = */ cu_op_conv3d,
-    /* .conv_transpose2d = */ cu_op_conv_transpose2d,
-    /* .upsample_nearest2x = */ cu_op_upsample_nearest2x,
-    /* .resize = */ cu_op_resize,
-    /* .avg_pool3d = */ cu_op_avg_pool3d,
+    /* .destroy = */ be_destroy, /* selects the device itself (it also runs on a failed init) */
+    /* .alloc = */ ON_DEVICE(be_alloc),
+    /* .release = */ ON_DEVICE(be_release),
+    /* .upload = */ ON_DEVICE(be_upload),
+    /* .download = */ ON_DEVICE(be_download),
+    /* .synchronize = */ ON_DEVICE(be_synchronize),
+    /* .copy = */ ON_DEVICE(cu_op_copy),
+    /* .fill = */ ON_DEVICE(cu_op_fill),
+    /* .concat = */ ON_DEVICE(cu_op_concat),
+    /* .pad = */ ON_DEVICE(cu_op_pad),
+    /* .patchify = */ ON_DEVICE(cu_op_patchify),
+    /* .unpatchify = */ ON_DEVICE(cu_op_unpatchify),
+    /* .embedding = */ ON_DEVICE(cu_op_embedding),
+    /* .linear = */ ON_DEVICE(cu_op_linear),
+    /* .linear_act = */ ON_DEVICE(cu_op_linear_act),
+    /* .matmul = */ ON_DEVICE(cu_op_matmul),
+    /* .attention = */ ON_DEVICE(cu_op_attention),
+    /* .rms_norm = */ ON_DEVICE(cu_op_rms_norm),
+    /* .layer_norm = */ ON_DEVICE(cu_op_layer_norm),
+    /* .l2norm_channels = */ ON_DEVICE(cu_op_l2norm_channels),
+    /* .group_norm = */ ON_DEVICE(cu_op_group_norm),
+    /* .softmax = */ ON_DEVICE(cu_op_softmax),
+    /* .unary = */ ON_DEVICE(cu_op_unary),
+    /* .glu = */ ON_DEVICE(cu_op_glu),
+    /* .add = */ ON_DEVICE(cu_op_add),
+    /* .mul = */ ON_DEVICE(cu_op_mul),
+    /* .scale = */ ON_DEVICE(cu_op_scale),
+    /* .modulate = */ ON_DEVICE(cu_op_modulate),
+    /* .gate = */ ON_DEVICE(cu_op_gate),
+    /* .rope = */ ON_DEVICE(cu_op_rope),
+    /* .sincos = */ ON_DEVICE(cu_op_sincos),
+    /* .conv2d = */ ON_DEVICE(cu_op_conv2d),
+    /* .conv3d = */ ON_DEVICE(cu_op_conv3d),
+    /* .conv_transpose2d = */ ON_DEVICE(cu_op_conv_transpose2d),
+    /* .upsample_nearest2x = */ ON_DEVICE(cu_op_upsample_nearest2x),
+    /* .resize = */ ON_DEVICE(cu_op_resize),
+    /* .avg_pool3d = */ ON_DEVICE(cu_op_avg_pool3d),
 };
 
 extern "C" lyra_status lyra_backend_cuda_init(lyra_backend *be, int device) {
     memset(be, 0, sizeof *be);
     int n = lyra_cuda_device_count();
+    if (n == 0) {
+        char why[384];
+        lyra_cuda_unavailable_reason(why, sizeof why);
+        return lyra_error(LYRA_ERR_CUDA, "CUDA backend: no usable CUDA device (%s)", why);
+    }
     if (device < 0 || device >= n)
-        return lyra_error(LYRA_ERR_CUDA, "cuda backend: device %d does not exist (%d CUDA device%s visible)", device,
+        return lyra_error(LYRA_ERR_CUDA, "CUDA backend: device %d does not exist (%d CUDA device%s visible)", device,
                           n, n == 1 ? "" : "s");
     cuda_state *st = (cuda_state *)calloc(1, sizeof *st);
     if (!st) return lyra_error(LYRA_ERR_OOM, "cuda backend: cannot allocate its state");
@@ -203,8 +224,11 @@ extern "C" lyra_status lyra_backend_cuda_init(lyra_backend *be, int device) {
     be->impl = st;
     lyra_arena_wrap(&be->scratch, NULL, 0, LYRA_DEVICE_CUDA); /* unused: temporaries come from the pool */
     lyra_status s = LYRA_OK;
-    cudaError_t e = cudaSetDevice(device);
     int smem = 0;
+    /* the stream, the cuBLASLt handle and the pool's first blocks belong to `device`; the explicit set reports
+     * a device that exists but cannot be used (the scope only restores the caller's device on return) */
+    cu_device_scope on(device);
+    cudaError_t e = cudaSetDevice(device);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&st->sm_count, cudaDevAttrMultiProcessorCount, device);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking);

@@ -30,7 +30,13 @@ static size_t pool_round(size_t bytes) {
 }
 
 static void pool_trim(cuda_state *st) {
-    /* cudaFree synchronises the device, so freeing blocks still referenced by queued kernels is safe. */
+    /* A cached block may still be read or written by kernels queued before its cu_free (stream-ordered reuse):
+     * wait for them explicitly rather than rely on cudaFree's implicit synchronisation, which the CUDA
+     * documentation does not promise for every allocator configuration. */
+    if (cudaStreamSynchronize(st->stream) != cudaSuccess) {
+        cudaGetLastError(); /* a fault in an earlier kernel: keep every block, the next sync reports it */
+        return;
+    }
     int w = 0;
     for (int i = 0; i < st->n_blocks; i++) {
         if (!st->blocks[i].used) {

@@ -15,13 +15,14 @@ struct conv_geom {
     int st, sh, sw, pf, pt, pl, replicate;
 };
 
-/* col (KK, n) row-major, entry (kk, q) = the input sample tap kk of output position p0 + q (flat over To·Ho·Wo). */
+/* col (KK, n) row-major with row stride ld >= n, entry (kk, q) = the input sample tap kk of output position
+ * p0 + q (flat over To·Ho·Wo). */
 __global__ void im2col_kernel(char *col, int cdt, cu_tensor x, cu_tensor prefix, conv_geom g, int64_t b, int64_t p0,
-                              int64_t n, int64_t total) {
+                              int64_t n, int64_t ld, int64_t total) {
     int64_t m = prefix.data ? prefix.ne[2] : 0;
     int ces = cu_esize(cdt);
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t kk = i / n, pos = p0 + i % n;
+        int64_t kk = i / n, q = i % n, pos = p0 + q;
         int64_t s = kk % g.kw, r = (kk / g.kw) % g.kh, a = (kk / (g.kw * g.kh)) % g.kt, ci = kk / (g.kw * g.kh * g.kt);
         int64_t ox = pos % g.Wo, oy = (pos / g.Wo) % g.Ho, to = pos / (g.Wo * g.Ho);
         int64_t ti = to * g.st + a - g.pf;
@@ -48,7 +49,7 @@ __global__ void im2col_kernel(char *col, int cdt, cu_tensor x, cu_tensor prefix,
             }
             if (in) v = cu_load(plane + iy * src->nb[3] + ix * src->nb[4], src->dtype);
         }
-        cu_store(col + i * ces, cdt, v);
+        cu_store(col + (kk * ld + q) * ces, cdt, v);
     }
 }
 
@@ -132,10 +133,14 @@ lyra_status conv_core(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, co
             s = cu_gemm(be, &gd);
         }
     } else if (s == LYRA_OK) {
+        /* tile width a multiple of 64 columns and a row stride rounded up to 64, so that every row of the column
+         * matrix starts 128-byte aligned in bf16 (cuBLASLt's fast kernels), a single short tile and the tail
+         * tile included */
         int64_t n = KK > 0 ? COL_ELEMS / KK : vol;
-        if (n < 1) n = 1;
+        n = n < 64 ? 64 : n & ~(int64_t)63;
         if (n > vol) n = vol;
-        char *col = (char *)cu_alloc(be, (size_t)(KK * n) * es, "conv im2col");
+        int64_t ld = (n + 63) & ~(int64_t)63;
+        char *col = (char *)cu_alloc(be, (size_t)(KK * ld) * es, "conv im2col");
         own[2] = col;
         if (!col) s = LYRA_ERR_OOM;
         cu_tensor cx = cu_tensor_of(x), cp;
@@ -144,12 +149,13 @@ lyra_status conv_core(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, co
         for (int64_t bi = 0; bi < g.B && s == LYRA_OK; bi++)
             for (int64_t p0 = 0; p0 < vol && s == LYRA_OK; p0 += n) {
                 int64_t nn = vol - p0 < n ? vol - p0 : n, total = KK * nn;
-                cu_launch(im2col_kernel, cu_blocks(total, 256), 256, 0, st->stream, col, (int)gt, cx, cp, g, bi, p0, nn, total);
+                cu_launch(im2col_kernel, cu_blocks(total, 256), 256, 0, st->stream, col, (int)gt, cx, cp, g, bi, p0, nn,
+                          ld, total);
                 cudaError_t e = cudaGetLastError();
                 if (e != cudaSuccess) s = cu_error(e, "conv im2col");
                 gd.N = nn;
                 gd.B = col;
-                gd.ldb = nn;
+                gd.ldb = ld;
                 gd.C = Y + (bi * g.Co * vol + p0) * ces;
                 if (s == LYRA_OK) s = cu_gemm(be, &gd);
             }

@@ -19,9 +19,22 @@ typedef struct plan_key {
 struct cu_plan {
     plan_key key;
     int ok; /* 1: cuBLASLt found an algorithm; 0: use the fallback kernel */
+    int next; /* next plan in the same hash bucket, -1 at the end */
+    unsigned long long used; /* cache tick of the last lookup: the least recent is evicted when full */
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
+};
+
+/* A bounded hash map from plan_key to plan: a network has a few dozen GEMM shapes, but a caller that varies a
+ * length (tokens, frames) makes a new shape per call, so the cache keeps the PLAN_CAP most recently used. */
+enum { PLAN_CAP = 256, PLAN_BUCKETS = 512 };
+
+struct cu_plan_cache {
+    cu_plan plans[PLAN_CAP];
+    int n;
+    int bucket[PLAN_BUCKETS]; /* first plan of each bucket, -1 when empty */
+    unsigned long long tick;
 };
 
 static void plan_destroy(cu_plan *p) {
@@ -33,10 +46,25 @@ static void plan_destroy(cu_plan *p) {
 }
 
 void cu_plans_free(cuda_state *st) {
-    for (int i = 0; i < st->n_plans; i++) plan_destroy(&st->plans[i]);
-    free(st->plans);
+    cu_plan_cache *c = st->plans;
+    if (!c) return;
+    for (int i = 0; i < c->n; i++) plan_destroy(&c->plans[i]);
+    free(c);
     st->plans = NULL;
-    st->n_plans = st->cap_plans = 0;
+}
+
+/* FNV-1a over the key's bytes (keys are memset before filling, so padding bytes are zero). */
+static unsigned plan_hash(const plan_key *k) {
+    const unsigned char *b = (const unsigned char *)k;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < sizeof *k; i++) h = (h ^ b[i]) * 16777619u;
+    return h % PLAN_BUCKETS;
+}
+
+static void plan_unlink(cu_plan_cache *c, int i) {
+    int *link = &c->bucket[plan_hash(&c->plans[i].key)];
+    while (*link != i) link = &c->plans[*link].next;
+    *link = c->plans[i].next;
 }
 
 static int batch_align(const void *p, int64_t stride, int es, int batch) {
@@ -149,27 +177,49 @@ static lyra_status plan_get(cuda_state *st, const cu_gemm_desc *g, cu_plan **out
     k.align_b = batch_align(g->B, g->sb, dt_size(g->tb), g->batch);
     k.align_c = batch_align(g->C, g->sc, dt_size(g->tc), g->batch);
     k.align_bias = g->bias ? cu_align_of(g->bias) : 0;
-    for (int i = 0; i < st->n_plans; i++)
-        if (!memcmp(&st->plans[i].key, &k, sizeof k)) {
-            *out = &st->plans[i];
+    if (!st->plans) {
+        st->plans = (cu_plan_cache *)calloc(1, sizeof *st->plans);
+        if (!st->plans) return lyra_error(LYRA_ERR_OOM, "gemm: cannot allocate the plan cache");
+        for (int i = 0; i < PLAN_BUCKETS; i++) st->plans->bucket[i] = -1;
+    }
+    cu_plan_cache *c = st->plans;
+    unsigned h = plan_hash(&k);
+    for (int i = c->bucket[h]; i >= 0; i = c->plans[i].next)
+        if (!memcmp(&c->plans[i].key, &k, sizeof k)) {
+            c->plans[i].used = ++c->tick;
+            *out = &c->plans[i];
             return LYRA_OK;
         }
-    if (st->n_plans == st->cap_plans) {
-        int cap = st->cap_plans ? 2 * st->cap_plans : 32;
-        cu_plan *np = (cu_plan *)realloc(st->plans, (size_t)cap * sizeof *np);
-        if (!np) return lyra_error(LYRA_ERR_OOM, "gemm: cannot grow the plan cache");
-        st->plans = np;
-        st->cap_plans = cap;
+    int slot = c->n;
+    if (slot == PLAN_CAP) { /* full: evict the least recently used (a miss builds a plan, which costs far more) */
+        slot = 0;
+        for (int i = 1; i < PLAN_CAP; i++)
+            if (c->plans[i].used < c->plans[slot].used) slot = i;
+        plan_unlink(c, slot);
+        plan_destroy(&c->plans[slot]);
     }
-    cu_plan *p = &st->plans[st->n_plans];
+    cu_plan *p = &c->plans[slot];
     memset(p, 0, sizeof *p);
     p->key = k;
     lyra_status s = plan_build(st, p, g);
     if (s != LYRA_OK) {
         plan_destroy(p);
+        if (slot < c->n) { /* an evicted slot in the middle: move the last plan into it to keep 0..n-1 filled */
+            c->n--;
+            if (slot != c->n) {
+                plan_unlink(c, c->n);
+                c->plans[slot] = c->plans[c->n];
+                memset(&c->plans[c->n], 0, sizeof c->plans[c->n]);
+                c->plans[slot].next = c->bucket[plan_hash(&c->plans[slot].key)];
+                c->bucket[plan_hash(&c->plans[slot].key)] = slot;
+            }
+        }
         return s;
     }
-    st->n_plans++;
+    p->used = ++c->tick;
+    p->next = c->bucket[h];
+    c->bucket[h] = slot;
+    if (slot == c->n) c->n++;
     *out = p;
     return LYRA_OK;
 }
@@ -254,6 +304,13 @@ lyra_status cu_gemm(lyra_backend *be, const cu_gemm_desc *g) {
                    "gemm (cuBLASLt)");
         return LYRA_OK;
     }
+    if (g->K > 0)
+        cu_note_fallback(LYRA_CUDA_FALLBACK_GEMM,
+                         "M=%lld N=%lld K=%lld batch=%d, types A/B/C %d/%d/%d, lda/ldb/ldc %lld/%lld/%lld, alignments "
+                         "A/B/C %d/%d/%d bytes: cuBLASLt offered no algorithm",
+                         (long long)g->M, (long long)g->N, (long long)g->K, g->batch, (int)g->ta, (int)g->tb,
+                         (int)g->tc, (long long)g->lda, (long long)g->ldb, (long long)g->ldc, p->key.align_a,
+                         p->key.align_b, p->key.align_c);
     dim3 block(16, 16);
     int64_t mt = (g->M + 15) / 16, nt = (g->N + 15) / 16;
     if (nt > 0x7fffffff || g->batch > 65535) return lyra_error(LYRA_ERR_ARG, "gemm: problem too large for the fallback kernel");
@@ -531,13 +588,73 @@ __global__ void quantize_kernel(__nv_fp8_storage_t *q, cu_tensor t, const float 
     }
 }
 
+/* Eight consecutive elements from a 16-byte aligned address as floats (one 16-byte load for bf16/f16, two
+ * for f32): the contiguous activation path of linear_fp8 reads each byte once, in full 16-byte transactions. */
+__device__ __forceinline__ void load8(const char *p, int dt, float v[8]) {
+    if (dt == LYRA_DTYPE_F32) {
+        float4 a = reinterpret_cast<const float4 *>(p)[0], b = reinterpret_cast<const float4 *>(p)[1];
+        v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+        return;
+    }
+    uint4 r = *reinterpret_cast<const uint4 *>(p);
+    const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        uint16_t lo = (uint16_t)(w[i] & 0xffffu), hi = (uint16_t)(w[i] >> 16);
+        if (dt == LYRA_DTYPE_BF16) {
+            v[2 * i] = __uint_as_float((uint32_t)lo << 16);
+            v[2 * i + 1] = __uint_as_float((uint32_t)hi << 16);
+        } else {
+            v[2 * i] = __half2float(__ushort_as_half(lo));
+            v[2 * i + 1] = __half2float(__ushort_as_half(hi));
+        }
+    }
+}
+
+/* *amax = max |x| over n8 groups of 8 contiguous elements. */
+__global__ void amax_contig_kernel(const char *x, int dt, int64_t n8, unsigned *amax) {
+    __shared__ float sh[32];
+    int step = 8 * cu_esize(dt);
+    float m = 0.0f;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
+        float v[8];
+        load8(x + i * step, dt, v);
+#pragma unroll
+        for (int e = 0; e < 8; e++) m = fmaxf(m, fabsf(v[e]));
+    }
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = m;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        m = threadIdx.x < (blockDim.x >> 5) ? sh[threadIdx.x] : 0.0f;
+        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        if (threadIdx.x == 0) atomicMax(amax, __float_as_uint(m));
+    }
+}
+
+/* q = x / scale[0] as e4m3 (saturating), 8 contiguous elements per step, one 8-byte store each. */
+__global__ void quantize_contig_kernel(uint2 *q, const char *x, int dt, const float *scale, int64_t n8) {
+    int step = 8 * cu_esize(dt);
+    float inv = 1.0f / scale[0];
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
+        float v[8];
+        load8(x + i * step, dt, v);
+        uint32_t w[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            w[e] = __nv_cvt_float2_to_fp8x2(make_float2(v[2 * e] * inv, v[2 * e + 1] * inv), __NV_SATFINITE,
+                                            __NV_E4M3);
+        q[i] = make_uint2(w[0] | (w[1] << 16), w[2] | (w[3] << 16));
+    }
+}
+
 /* y[m, n] = acc[m, n]·scale[n] + b[n] (per-channel dequantisation after an unscaled FP8 GEMM). */
-__global__ void channel_scale_kernel(char *y, int ydt, int64_t ldy, const float *acc, const float *scale,
-                                     const char *b, int bdt, int64_t bnb, int64_t M, int64_t N) {
+__global__ void channel_scale_kernel(char *y, int ydt, int64_t ldy, const float *acc, int64_t ldacc,
+                                     const float *scale, const char *b, int bdt, int64_t bnb, int64_t M, int64_t N) {
     int64_t total = M * N;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t m = i / N, n = i % N;
-        float v = acc[i] * scale[n];
+        float v = acc[m * ldacc + n] * scale[n];
         if (b) v += cu_load(b + n * bnb, bdt);
         cu_store(y + (m * ldy + n) * cu_esize(ydt), ydt, v);
     }
@@ -548,6 +665,7 @@ __global__ void channel_scale_kernel(char *y, int ydt, int64_t ldy, const float 
 extern "C" lyra_status lyra_cuda_quantize_fp8(lyra_backend *be, lyra_tensor *w8, lyra_tensor *scale,
                                              const lyra_tensor *w) {
     if (!be || be->device != LYRA_DEVICE_CUDA) return lyra_error(LYRA_ERR_ARG, "quantize_fp8: needs the CUDA backend");
+    cu_device_scope on(cu_st(be)->device);
     if (w->ndim != 2 || !cu_is_float(w->dtype)) return lyra_error(LYRA_ERR_ARG, "quantize_fp8: w must be (N, K) float");
     int64_t N = w->ne[0], K = w->ne[1];
     if (w8->dtype != LYRA_DTYPE_U8 || !lyra_tensor_same_shape(w8, w) || !lyra_tensor_is_contiguous(w8))
@@ -577,6 +695,7 @@ extern "C" lyra_status lyra_cuda_quantize_fp8(lyra_backend *be, lyra_tensor *w8,
 extern "C" lyra_status lyra_cuda_linear_fp8(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x,
                                            const lyra_tensor *w8, const lyra_tensor *scale, const lyra_tensor *b) {
     if (!be || be->device != LYRA_DEVICE_CUDA) return lyra_error(LYRA_ERR_ARG, "linear_fp8: needs the CUDA backend");
+    cu_device_scope on(cu_st(be)->device);
     if (w8->ndim != 2 || w8->dtype != LYRA_DTYPE_U8 || !lyra_tensor_is_contiguous(w8))
         return lyra_error(LYRA_ERR_ARG, "linear_fp8: w8 must be a contiguous (N, K) u8 (e4m3) tensor");
     int64_t N = w8->ne[0], K = w8->ne[1], M = rows_of(x), ldy;
@@ -589,8 +708,21 @@ extern "C" lyra_status lyra_cuda_linear_fp8(lyra_backend *be, lyra_tensor *y, co
         return lyra_error(LYRA_ERR_ARG, "linear_fp8: scale must be f32 (1) or (N)");
     if (b && (b->ndim != 1 || b->ne[0] != N || !cu_is_float(b->dtype)))
         return lyra_error(LYRA_ERR_ARG, "linear_fp8: b must be (N) float");
-    if (!M || !N) return LYRA_OK;
+    /* cuBLASLt's FP8 kernels need K % 16 == 0 and 16-byte aligned matrices and leading dimensions; outside
+     * that no algorithm exists and only the naive kernel could run, hundreds of times slower */
+    if (K % 16)
+        return lyra_error(LYRA_ERR_ARG, "linear_fp8: K = %lld must be a multiple of 16 (cuBLASLt's FP8 kernels)",
+                          (long long)K);
+    if ((uintptr_t)w8->data % 16)
+        return lyra_error(LYRA_ERR_ARG, "linear_fp8: w8 must start at a 16-byte aligned address");
     int per_channel = scale->ne[0] == N && N > 1;
+    int yes = (int)lyra_dtype_size(y->dtype);
+    if (!per_channel && M && N && ((uintptr_t)y->data % 16 || (M > 1 && (ldy * yes) % 16)))
+        return lyra_error(LYRA_ERR_ARG,
+                          "linear_fp8: y's rows must start 16-byte aligned for cuBLASLt's FP8 kernels (row stride "
+                          "%lld bytes)",
+                          (long long)(ldy * yes));
+    if (!M || !N) return LYRA_OK;
     cuda_state *st = cu_st(be);
     /* x8 (M, K) e4m3, then the per-tensor activation scale (one float after it, 256-byte aligned) */
     size_t xbytes = ((size_t)(M * K) + 255) & ~(size_t)255;
@@ -603,11 +735,21 @@ extern "C" lyra_status lyra_cuda_linear_fp8(lyra_backend *be, lyra_tensor *y, co
     int64_t total = M * K;
     cudaError_t e = cudaMemsetAsync(st->d_flag, 0, sizeof(unsigned), st->stream);
     if (e != cudaSuccess) s = cu_error(e, "linear_fp8");
+    /* contiguous 16-byte aligned x (the usual case; total is a multiple of 16 since K is): 8 elements per step */
+    int contig = lyra_tensor_is_contiguous(x) && (uintptr_t)x->data % 16 == 0;
     if (s == LYRA_OK && total) {
-        unsigned nb = cu_blocks(total, 256);
-        cu_launch(amax_kernel, nb > 1024 ? 1024 : nb, 256, 0, st->stream, t, total, (unsigned *)st->d_flag);
+        unsigned nb = cu_blocks(contig ? total / 8 : total, 256);
+        if (contig)
+            cu_launch(amax_contig_kernel, nb > 1024 ? 1024 : nb, 256, 0, st->stream, (const char *)x->data,
+                      (int)x->dtype, total / 8, (unsigned *)st->d_flag);
+        else
+            cu_launch(amax_kernel, nb > 1024 ? 1024 : nb, 256, 0, st->stream, t, total, (unsigned *)st->d_flag);
         cu_launch(amax_to_scale_kernel, 1, 1, 0, st->stream, (const unsigned *)st->d_flag, xs);
-        cu_launch(quantize_kernel, nb, 256, 0, st->stream, (__nv_fp8_storage_t *)buf, t, xs, 0, K, total);
+        if (contig)
+            cu_launch(quantize_contig_kernel, nb, 256, 0, st->stream, (uint2 *)buf, (const char *)x->data,
+                      (int)x->dtype, xs, total / 8);
+        else
+            cu_launch(quantize_kernel, nb, 256, 0, st->stream, (__nv_fp8_storage_t *)buf, t, xs, 0, K, total);
         e = cudaGetLastError();
         if (e != cudaSuccess) s = cu_error(e, "linear_fp8 quantize");
     }
@@ -625,21 +767,24 @@ extern "C" lyra_status lyra_cuda_linear_fp8(lyra_backend *be, lyra_tensor *y, co
         g.scale_b = (const float *)scale->data;
         g.C = y->data; g.tc = cu_dt(y->dtype); g.ldc = ldy;
         if (b) {
+            /* cuBLASLt's FP8 kernels take a bf16 bias for bf16 and for f32 outputs (an f32 bias finds no
+             * algorithm) */
             const void *bias;
-            s = vector_as(be, b, y->dtype, &bias, &own[0]);
+            s = vector_as(be, b, LYRA_DTYPE_BF16, &bias, &own[0]);
             g.bias = bias;
-            g.tbias = cu_dt(y->dtype);
+            g.tbias = CUDA_R_16BF;
         }
         if (s == LYRA_OK) s = cu_gemm(be, &g);
     } else if (s == LYRA_OK) {
-        float *acc = (float *)cu_alloc(be, (size_t)(M * N) * sizeof(float), "linear_fp8 accumulator");
+        int64_t lda = (N + 3) & ~(int64_t)3; /* rows 16-byte aligned, as cuBLASLt's FP8 kernels need */
+        float *acc = (float *)cu_alloc(be, (size_t)(M * lda) * sizeof(float), "linear_fp8 accumulator");
         own[1] = acc;
         if (!acc) s = LYRA_ERR_OOM;
-        g.C = acc; g.tc = CUDA_R_32F; g.ldc = N;
+        g.C = acc; g.tc = CUDA_R_32F; g.ldc = lda;
         if (s == LYRA_OK) s = cu_gemm(be, &g);
         if (s == LYRA_OK) {
             cu_launch(channel_scale_kernel, cu_blocks(M * N, 256), 256, 0, st->stream,
-                (char *)y->data, (int)y->dtype, ldy, acc, (const float *)scale->data,
+                (char *)y->data, (int)y->dtype, ldy, acc, lda, (const float *)scale->data,
                 b ? (const char *)b->data : NULL, b ? (int)b->dtype : 0, b ? b->nb[0] : 0, M, N);
             e = cudaGetLastError();
             if (e != cudaSuccess) s = cu_error(e, "linear_fp8 channel scale");

@@ -32,7 +32,7 @@ typedef struct cu_block {
     int used;
 } cu_block;
 
-struct cu_plan; /* cached cuBLASLt descriptors + algorithm (cuda_gemm.cu) */
+struct cu_plan_cache; /* cached cuBLASLt descriptors + algorithm per GEMM shape (cuda_gemm.cu) */
 
 typedef struct cuda_state {
     int device;
@@ -45,12 +45,36 @@ typedef struct cuda_state {
     cu_block *blocks;           /* the pool: every cudaMalloc this backend made, free or in use */
     int n_blocks, cap_blocks;
     size_t pool_bytes;
-    struct cu_plan *plans;      /* GEMM plan cache (cuda_gemm.cu) */
-    int n_plans, cap_plans;
+    struct cu_plan_cache *plans; /* GEMM plan cache (cuda_gemm.cu), made on first use */
+    struct cu_resize_cache *resize_tables; /* resize tables on the device (cuda_resample.cu), made on first use */
     int *d_flag;                /* one device int for error flags reported by kernels */
 } cuda_state;
 
 static inline cuda_state *cu_st(lyra_backend *be) { return (cuda_state *)be->impl; }
+
+/* Makes `device` current for one entry point and gives the calling thread its previous device back on return:
+ * a backend's stream, pool and cuBLASLt handle belong to its device, while the thread may have been moved by
+ * another backend, by lyra2.backends() or by other CUDA code in the process. Cheap when already current. */
+struct cu_device_scope {
+    int prev;
+    explicit cu_device_scope(int device) : prev(-1) {
+        int cur = -1;
+        if (cudaGetDevice(&cur) != cudaSuccess || cur == device) return;
+        if (cudaSetDevice(device) == cudaSuccess)
+            prev = cur;
+        else
+            cudaGetLastError(); /* the entry point's own calls report the failure with their context */
+    }
+    ~cu_device_scope() {
+        if (prev >= 0) cudaSetDevice(prev);
+    }
+    cu_device_scope(const cu_device_scope &) = delete;
+    cu_device_scope &operator=(const cu_device_scope &) = delete;
+};
+
+/* Counts a slow-path call of `kind` (lyra_cuda_fallback_count) and warns on stderr the first time, with the
+ * printf-style description of the case. */
+void cu_note_fallback(lyra_cuda_fallback kind, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---------------- errors (cuda_common.cu) ---------------- */
 
@@ -269,6 +293,7 @@ lyra_status cu_op_conv3d(lyra_backend *, lyra_tensor *, const lyra_tensor *, con
 lyra_status cu_op_conv_transpose2d(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *,
                                    const lyra_tensor *, int, int);
 lyra_status cu_op_resize(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_resize_params *);
+void cu_resize_cache_free(lyra_backend *be);
 
 /* The fused flash-attention kernel (cuda_attention_flash.cu): 1 when it handled the call (status in *st),
  * 0 when the case is outside what it supports (dtype, head dim, alignment) and the caller falls back. */

@@ -1,5 +1,5 @@
-// Normalisations and softmax: one block per row (RMSNorm, LayerNorm, softmax over the last dim; GroupNorm per
-// (batch, group)), one thread per position for the Wan VAE channel L2 norm. Statistics in f32, two passes
+// Normalisations and softmax: one block per row (RMSNorm, LayerNorm, softmax over the last dim; GroupNorm over
+// chunks of each (batch, group), merged), one thread per position for the Wan VAE channel L2 norm. Statistics in f32, two passes
 // (mean, then variance), the same formulas as the CPU backend (nn/cpu/cpu_norm.c).
 #include <math.h>
 #include <string.h>
@@ -139,29 +139,73 @@ __global__ void l2norm_kernel(cu_tensor y, cu_tensor x, const char *g, int64_t g
     }
 }
 
-__global__ void group_norm_kernel(cu_tensor y, cu_tensor x, int groups, const char *w, int64_t wnb, int wdt,
-                                  const char *b, int64_t bnb, int bdt, float eps, int64_t Sp) {
+/* GroupNorm in three steps so that a few (batch, group) pairs still fill the GPU (the VAE has 32 groups and
+ * batch 1: one block per pair left most of 132 SMs idle). Each group's cg·Sp elements are cut into `splits`
+ * chunks; gn_partial_kernel gives each chunk its count, mean and sum of squared deviations (two passes over the
+ * chunk, as the CPU's two-pass formula), gn_finalize_kernel merges a group's chunks (Chan et al.'s pairwise
+ * update, stable where sum/sum-of-squares would cancel) into mean and 1/sqrt(var + eps), and gn_apply_kernel
+ * normalises each chunk. Block (bg, c) works on chunk c of pair bg: elements [c·chunk, min(n, (c+1)·chunk)). */
+struct gn_geom {
+    cu_tensor x, y;
+    int groups, splits;
+    int64_t cg, Sp, n, chunk;
+};
+
+__device__ __forceinline__ const char *gn_elem(const cu_tensor &t, const gn_geom &g, int64_t bg, int64_t e) {
+    int64_t bi = bg / g.groups, gi = bg % g.groups, c = gi * g.cg + e / g.Sp;
+    return t.data + bi * t.nb[0] + c * t.nb[1] + spatial_offset(t, e % g.Sp);
+}
+
+__global__ void gn_partial_kernel(gn_geom g, float *part) {
     __shared__ float sh[32];
-    int64_t C = x.ne[1], cg = C / groups, n = cg * Sp;
-    int64_t bi = blockIdx.x / groups, g = blockIdx.x % groups;
-    const char *xb = x.data + bi * x.nb[0] + g * cg * x.nb[1];
-    char *yb = y.data + bi * y.nb[0] + g * cg * y.nb[1];
+    int64_t bg = blockIdx.x, e0 = (int64_t)blockIdx.y * g.chunk, e1 = e0 + g.chunk < g.n ? e0 + g.chunk : g.n;
     float s = 0.0f;
-    for (int64_t e = threadIdx.x; e < n; e += blockDim.x)
-        s += cu_load(xb + (e / Sp) * x.nb[1] + spatial_offset(x, e % Sp), x.dtype);
-    float mean = block_reduce<false>(s, sh) / (float)(n ? n : 1);
+    for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) s += cu_load(gn_elem(g.x, g, bg, e), g.x.dtype);
+    int64_t cnt = e1 > e0 ? e1 - e0 : 0;
+    float mean = block_reduce<false>(s, sh) / (float)(cnt ? cnt : 1);
     float q = 0.0f;
-    for (int64_t e = threadIdx.x; e < n; e += blockDim.x) {
-        float d = cu_load(xb + (e / Sp) * x.nb[1] + spatial_offset(x, e % Sp), x.dtype) - mean;
+    for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
+        float d = cu_load(gn_elem(g.x, g, bg, e), g.x.dtype) - mean;
         q += d * d;
     }
-    float var = block_reduce<false>(q, sh) / (float)(n ? n : 1);
-    float inv = 1.0f / sqrtf(var + eps);
-    for (int64_t e = threadIdx.x; e < n; e += blockDim.x) {
-        int64_t c = e / Sp, sp = e % Sp;
-        float sc = inv * (w ? cu_load(w + (g * cg + c) * wnb, wdt) : 1.0f), shf = b ? cu_load(b + (g * cg + c) * bnb, bdt) : 0.0f;
-        float v = cu_load(xb + c * x.nb[1] + spatial_offset(x, sp), x.dtype);
-        cu_store(yb + c * y.nb[1] + spatial_offset(y, sp), y.dtype, (v - mean) * sc + shf);
+    q = block_reduce<false>(q, sh);
+    if (threadIdx.x == 0) {
+        float *o = part + (bg * g.splits + blockIdx.y) * 3;
+        o[0] = (float)cnt;
+        o[1] = mean;
+        o[2] = q;
+    }
+}
+
+/* stats[bg] = (mean, 1/sqrt(var + eps)) from the group's chunks; one thread per (batch, group). */
+__global__ void gn_finalize_kernel(const float *part, float *stats, int64_t pairs, int splits, float eps) {
+    int64_t bg = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (bg >= pairs) return;
+    double n = 0.0, mean = 0.0, m2 = 0.0; /* once per group: double costs nothing here */
+    for (int c = 0; c < splits; c++) {
+        const float *p = part + (bg * splits + c) * 3;
+        double nb = p[0];
+        if (nb == 0.0) continue;
+        double d = p[1] - mean, tot = n + nb;
+        mean += d * nb / tot;
+        m2 += p[2] + d * d * n * nb / tot;
+        n = tot;
+    }
+    float var = n > 0.0 ? (float)(m2 / n) : 0.0f;
+    stats[2 * bg] = (float)mean;
+    stats[2 * bg + 1] = 1.0f / sqrtf(var + eps);
+}
+
+__global__ void gn_apply_kernel(gn_geom g, const float *stats, const char *w, int64_t wnb, int wdt, const char *b,
+                                int64_t bnb, int bdt) {
+    int64_t bg = blockIdx.x, e0 = (int64_t)blockIdx.y * g.chunk, e1 = e0 + g.chunk < g.n ? e0 + g.chunk : g.n;
+    float mean = stats[2 * bg], inv = stats[2 * bg + 1];
+    int64_t gi = bg % g.groups;
+    for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
+        int64_t c = gi * g.cg + e / g.Sp;
+        float sc = inv * (w ? cu_load(w + c * wnb, wdt) : 1.0f), shf = b ? cu_load(b + c * bnb, bdt) : 0.0f;
+        float v = cu_load(gn_elem(g.x, g, bg, e), g.x.dtype);
+        cu_store((char *)gn_elem(g.y, g, bg, e), g.y.dtype, (v - mean) * sc + shf);
     }
 }
 
@@ -234,12 +278,36 @@ lyra_status cu_op_group_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor
     LYRA_TRY(floats("group_norm", y, x, w, b));
     int64_t Sp = 1;
     for (int i = 2; i < x->ndim; i++) Sp *= x->ne[i];
-    int64_t nblk = x->ne[0] * groups;
-    if (!nblk) return LYRA_OK;
-    if (nblk > 0x7fffffff) return lyra_error(LYRA_ERR_ARG, "group_norm: too many (batch, group) pairs");
-    cu_launch(group_norm_kernel, (unsigned)nblk, 256, 0, cu_st(be)->stream,
-        cu_tensor_of(y), cu_tensor_of(x), groups, w ? (const char *)w->data : NULL, w ? w->nb[0] : 0,
-        w ? (int)w->dtype : 0, b ? (const char *)b->data : NULL, b ? b->nb[0] : 0, b ? (int)b->dtype : 0, eps, Sp);
-    CU_LAUNCHED("group_norm");
-    return LYRA_OK;
+    int64_t pairs = x->ne[0] * groups;
+    if (!pairs) return LYRA_OK;
+    if (pairs > 0x7fffffff) return lyra_error(LYRA_ERR_ARG, "group_norm: too many (batch, group) pairs");
+    cuda_state *st = cu_st(be);
+    gn_geom g;
+    memset(&g, 0, sizeof g);
+    g.x = cu_tensor_of(x);
+    g.y = cu_tensor_of(y);
+    g.groups = groups;
+    g.cg = x->ne[1] / groups;
+    g.Sp = Sp;
+    g.n = g.cg * Sp;
+    /* about four blocks per SM in all, but no chunk under 4096 elements (the block's reductions would dominate) */
+    int64_t want = ((int64_t)4 * st->sm_count + pairs - 1) / pairs, most = (g.n + 4095) / 4096;
+    int64_t splits = want < most ? want : most;
+    if (splits < 1) splits = 1;
+    g.chunk = (g.n + splits - 1) / splits;
+    g.splits = (int)((g.n + g.chunk - 1) / g.chunk);
+    if (g.splits < 1) g.splits = 1;
+    float *buf = (float *)cu_alloc(be, (size_t)(pairs * (3 * g.splits + 2)) * sizeof(float), "group_norm");
+    if (!buf) return LYRA_ERR_OOM;
+    float *part = buf, *stats = buf + pairs * 3 * g.splits;
+    dim3 grid((unsigned)pairs, (unsigned)g.splits); /* splits <= 4·SMs, within gridDim.y's 65535 */
+    cu_launch(gn_partial_kernel, grid, 256, 0, st->stream, g, part);
+    cu_launch(gn_finalize_kernel, cu_blocks(pairs, 128), 128, 0, st->stream, (const float *)part, stats, pairs,
+              g.splits, eps);
+    cu_launch(gn_apply_kernel, grid, 256, 0, st->stream, g, (const float *)stats, w ? (const char *)w->data : NULL,
+              w ? w->nb[0] : 0, w ? (int)w->dtype : 0, b ? (const char *)b->data : NULL, b ? b->nb[0] : 0,
+              b ? (int)b->dtype : 0);
+    cudaError_t e = cudaGetLastError();
+    cu_free(be, buf);
+    return e == cudaSuccess ? LYRA_OK : cu_error(e, "group_norm");
 }

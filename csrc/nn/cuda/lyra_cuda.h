@@ -11,12 +11,30 @@
 extern "C" {
 #endif
 
-/* Number of visible CUDA devices; 0 when there is no driver or no GPU (never an error). */
+/* Number of usable CUDA devices; 0 when there is no driver, a driver too old for the runtime, or no GPU (never
+ * an error). The single place that decides whether the CUDA backend can run. */
 int lyra_cuda_device_count(void);
+/* When lyra_cuda_device_count() is 0: returns 1 and writes why into buf (the CUDA error, the driver's and the
+ * runtime's versions); else returns 0 and writes "". */
+int lyra_cuda_unavailable_reason(char *buf, size_t size);
 /* Writes the device's name into buf (NUL-terminated). */
 lyra_status lyra_cuda_device_name(int device, char *buf, size_t size);
-/* Total and free memory of the device, in bytes. */
+/* Total (from the device properties, no context) and free memory of the device, in bytes; free_bytes may be
+ * NULL, and only a non-NULL one creates a context on `device`. The calling thread's current device is kept. */
 lyra_status lyra_cuda_device_memory(int device, size_t *free_bytes, size_t *total_bytes);
+
+/* Slow paths that give right numbers but run far below the fast kernels' speed: counted per process (every
+ * CUDA backend together) and reported once on stderr, so a run and the device tests can see them. */
+typedef enum lyra_cuda_fallback {
+    LYRA_CUDA_FALLBACK_GEMM,      /* cuBLASLt had no algorithm: the tiled reference GEMM ran */
+    LYRA_CUDA_FALLBACK_ATTENTION, /* outside the fused kernel (dtype, head dim, alignment): the reference ran */
+    LYRA_CUDA_FALLBACK_KINDS
+} lyra_cuda_fallback;
+/* "gemm", "attention". */
+const char *lyra_cuda_fallback_name(lyra_cuda_fallback kind);
+/* Calls of `kind` that took the slow path since the process started; *first (if given) describes the first
+ * one ("" before it is recorded). */
+unsigned long long lyra_cuda_fallback_count(lyra_cuda_fallback kind, const char **first);
 
 /* The CUDA backend on `device` (0-based): one stream, a cuBLASLt handle, a device memory pool. Fills *be like
  * lyra_backend_cpu_init; release with lyra_backend_free. LYRA_ERR_CUDA when there is no such device. Tensors
@@ -34,7 +52,9 @@ size_t lyra_cuda_pool_bytes(lyra_backend *be);
  * (1) per tensor or (N) per output channel, scale = amax / 448 (1 where amax = 0); w ≈ w8 · scale. */
 lyra_status lyra_cuda_quantize_fp8(lyra_backend *be, lyra_tensor *w8, lyra_tensor *scale, const lyra_tensor *w);
 /* y = x·(w8·scale)ᵀ + b with x (..., K) bf16/f16/f32 quantised per tensor on the fly (amax / 448), fp32
- * accumulation. x rows contiguous; y (..., N) bf16 or f32, rows contiguous; b (N) or NULL. K % 16 == 0. */
+ * accumulation. x rows contiguous; y (..., N) bf16 or f32, rows contiguous; b (N) or NULL (applied as bf16, what
+ * cuBLASLt's FP8 kernels take). K % 16 == 0, w8 16-byte aligned and, with a per-tensor scale, y's rows 16-byte
+ * aligned (cuBLASLt's FP8 requirements): LYRA_ERR_ARG otherwise, rather than a naive kernel. */
 lyra_status lyra_cuda_linear_fp8(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w8,
                                  const lyra_tensor *scale, const lyra_tensor *b);
 

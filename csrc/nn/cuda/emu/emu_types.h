@@ -29,7 +29,14 @@ struct __attribute__((aligned(8))) float2 { /* CUDA's float2 is 8-byte aligned: 
 struct __attribute__((aligned(16))) float4 {
     float x, y, z, w;
 };
+struct __attribute__((aligned(16))) uint4 { /* a 16-byte vector load: 16-byte aligned, as CUDA's */
+    unsigned x, y, z, w;
+};
+struct __attribute__((aligned(8))) uint2 { /* 8-byte aligned, as CUDA's: an 8-byte vector store */
+    unsigned x, y;
+};
 static inline float2 make_float2(float x, float y) { return float2{x, y}; }
+static inline uint2 make_uint2(unsigned x, unsigned y) { return uint2{x, y}; }
 static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 
 static inline unsigned __float_as_uint(float f) {
@@ -73,6 +80,7 @@ static inline __nv_bfloat162 __floats2bfloat162_rn(float lo, float hi) {
 struct __half {
     uint16_t __x;
 };
+static inline __half __ushort_as_half(unsigned short u) { return __half{u}; } /* the bits, unchanged */
 
 static inline __half __float2half_rn(float f) {
     uint32_t u = __float_as_uint(f);
@@ -130,6 +138,15 @@ static inline __nv_fp8_storage_t __nv_cvt_float_to_fp8(float f, __nv_saturation_
                                                        __nv_fp8_interpretation_t fmt) {
     if (fmt != __NV_E4M3) return lyra_cuemu_fp8_unsupported("__nv_cvt_float_to_fp8 to E5M2");
     return lyra_cuemu_float_to_e4m3(f, sat);
+}
+
+/* Two conversions packed as cuda_fp8.h does: .x in the low byte, .y in the high byte, each rounded like
+ * __nv_cvt_float_to_fp8 (round to nearest even, saturating to +-448 under __NV_SATFINITE). */
+typedef unsigned short __nv_fp8x2_storage_t;
+static inline __nv_fp8x2_storage_t __nv_cvt_float2_to_fp8x2(float2 v, __nv_saturation_t sat,
+                                                            __nv_fp8_interpretation_t fmt) {
+    __nv_fp8_storage_t lo = __nv_cvt_float_to_fp8(v.x, sat, fmt), hi = __nv_cvt_float_to_fp8(v.y, sat, fmt);
+    return (__nv_fp8x2_storage_t)(lo | (hi << 8));
 }
 
 struct __nv_fp8_e4m3 {
