@@ -150,8 +150,9 @@ def test_client_timeout_cancels_the_running_job(tiny_server, image_host, monkeyp
     ids = []
     t0 = time.monotonic()
     with pytest.raises(fal_client.FalClientTimeoutError) as info:
-        client.subscribe(APP, {"image_url": image_host, "prompt": "a quiet street"}, client_timeout=2.5,
-                         on_enqueue=ids.append)
+        # 481 frames = 6 chunks: on an idle machine one 81-frame tiny job can finish inside the timeout
+        client.subscribe(APP, {"image_url": image_host, "prompt": "a quiet street", "num_frames": 481},
+                         client_timeout=2.5, on_enqueue=ids.append)
     assert time.monotonic() - t0 < 30 and info.value.request_id == ids[0]
     handle = client.get_handle(APP, ids[0])
     events = list(handle.iter_events(interval=0.1))
