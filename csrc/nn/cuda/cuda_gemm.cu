@@ -97,6 +97,23 @@ static lyra_status layout_make(cublasLtMatrixLayout_t *l, cudaDataType_t t, int6
     return LYRA_OK;
 }
 
+/* The descriptor's per-call pointers (bias, FP8 scales): not part of the plan key, so set when the plan is built
+ * and again on every call that reuses it. cuBLASLt's A scale is our B's and its B scale our A's (see below). */
+static lyra_status desc_set_pointers(cu_plan *p, const cu_gemm_desc *g, const char *what) {
+    if (g->bias)
+        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof g->bias),
+                   what);
+    if (g->scale_b)
+        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &g->scale_b,
+                                                  sizeof g->scale_b),
+                   what);
+    if (g->scale_a)
+        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &g->scale_a,
+                                                  sizeof g->scale_a),
+                   what);
+    return LYRA_OK;
+}
+
 /* Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: cuBLAS's A is our B and its B our A, with
  * m = N, n = M. A row-major r×c matrix is the column-major c×r matrix with the same ld. */
 static lyra_status plan_build(cuda_state *st, cu_plan *p, const cu_gemm_desc *g) {
@@ -113,17 +130,8 @@ static lyra_status plan_build(cuda_state *st, cu_plan *p, const cu_gemm_desc *g)
         int32_t bt = (int32_t)g->tbias;
         CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt),
                    "gemm descriptor");
-        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof g->bias),
-                   "gemm descriptor");
     }
-    if (g->scale_b)
-        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &g->scale_b,
-                                                  sizeof g->scale_b),
-                   "gemm descriptor");
-    if (g->scale_a)
-        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &g->scale_a,
-                                                  sizeof g->scale_a),
-                   "gemm descriptor");
+    LYRA_TRY(desc_set_pointers(p, g, "gemm descriptor"));
     if (g->transb)
         LYRA_TRY(layout_make(&p->la, g->tb, g->K, g->N, g->ldb, g->batch, g->sb));
     else
@@ -286,18 +294,7 @@ lyra_status cu_gemm(lyra_backend *be, const cu_gemm_desc *g) {
     if (g->K > 0) LYRA_TRY(plan_get(st, g, &p));
     if (p && p->ok) {
         /* pointers that are not part of the key change per call */
-        if (g->bias)
-            CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias,
-                                                      sizeof g->bias),
-                       "gemm");
-        if (g->scale_b)
-            CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &g->scale_b,
-                                                      sizeof g->scale_b),
-                       "gemm");
-        if (g->scale_a)
-            CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &g->scale_a,
-                                                      sizeof g->scale_a),
-                       "gemm");
+        LYRA_TRY(desc_set_pointers(p, g, "gemm"));
         float alpha = g->alpha, beta = g->beta;
         CUBLAS_TRY(cublasLtMatmul(st->lt, p->desc, &alpha, g->B, p->la, g->A, p->lb, &beta, g->C, p->lc, g->C, p->lc,
                                   &p->algo, st->lt_ws, st->lt_ws_size, st->stream),
