@@ -62,8 +62,11 @@ def cuda(fn, *a, **k):
 
 
 def fallbacks():
-    """Calls that took the CUDA backend's slow reference kernels so far, per kind ("gemm", "attention")."""
-    return {k: v["count"] for k, v in lyra2.backends()["cuda_fallbacks"].items()}
+    """Calls that took the CUDA backend's slow reference kernels so far, per kind ("gemm", "attention"); zero in a
+    CPU-only build, which has no CUDA backend to count (its emulated device runs the CPU kernels)."""
+    counts = {"gemm": 0, "attention": 0}
+    counts.update({k: v["count"] for k, v in lyra2.backends()["cuda_fallbacks"].items()})
+    return counts
 
 
 @contextlib.contextmanager
