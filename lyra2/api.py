@@ -93,6 +93,6 @@ def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="au
 
         t = time.perf_counter()
         report.log(f"reconstruct: 3D Gaussians from {len(video)} frames")
-        video.gaussians = lift(video, checkpoint_dir=folder)
+        video.gaussians = lift(video, checkpoint_dir=folder, device=device)
         video.timings["reconstruct_s"] = time.perf_counter() - t
     return video
