@@ -37,11 +37,6 @@ DA3_CONFIG = {"metric_heads": 3, "cam_enc_heads": 2, "taps": [3, 5, 7, 9], "metr
 MOGE_CONFIG = {"num_heads": 4}
 MOGE_MODEL_CONFIG = {"num_tokens_range": [30, 60]}
 
-GENERATE_ON_DEVICE = pytest.mark.xfail(
-    strict=True, raises=lyra2.Lyra2Error,
-    reason="the generate path does not run on the device yet (lyra2.generate(device='cuda') raises Lyra2Error: the "
-           "AR driver keeps its state in host memory); the coordinator moves it onto the device")
-
 
 # ---------------------------------------------------------------- data, checkpoint, device
 
@@ -198,18 +193,17 @@ def frame_diffs(video, g):
 
 
 def device_frames_ok(c0, c1):
-    """Frames of a device run vs upstream's f32 ones (uint8 level differences of chunk 0 and chunk 1). Chunk 0: the
-    bounds of test_chunk0_from_the_public_pieces, the same computation (mean 1.5, 99.9th percentile 10; measured
-    there 0.73 and 4 with the DiT's bf16 activations, docs/PRECISION.md). Chunk 1 starts from chunk 0's frames and
-    DA3 window, so it drifts further: provisional bounds mean 4, 99.9th percentile 48, to be set from the
-    measurement once the AR driver runs on the device."""
+    """Frames of a device run vs upstream's f32 ones (uint8 level differences of chunk 0 and chunk 1), the DiT's
+    activations in bf16 (docs/PRECISION.md: ~5e-3 rms-relative per call, through CFG 5 and two solver steps). Chunk
+    0: the bounds of test_chunk0_from_the_public_pieces, the same computation (mean 1.5, 99.9th percentile 10;
+    measured on the emulated device 0.72 and 4, max 9). Chunk 1 starts from chunk 0's frames, history latents and
+    DA3 window, so it drifts a little further: mean 2.5, 99.9th percentile 20 (measured 1.08 and 7, max 16)."""
     print(f"device frames: chunk0 mean {c0.mean():.3f} p99.9 {np.percentile(c0, 99.9)}, chunk1 mean {c1.mean():.3f} "
           f"p99.9 {np.percentile(c1, 99.9)}")
-    return (c0.mean() <= 1.5 and np.percentile(c0, 99.9) <= 10 and c1.mean() <= 4
-            and np.percentile(c1, 99.9) <= 48)
+    return (c0.mean() <= 1.5 and np.percentile(c0, 99.9) <= 10 and c1.mean() <= 2.5
+            and np.percentile(c1, 99.9) <= 20)
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda-emulated", marks=GENERATE_ON_DEVICE)], indirect=True)
 def test_generate_replays_upstream(ckpt, g, device):
     """lyra2.generate with upstream's cameras and first-frame depth gives upstream's frames to rounding.
 
@@ -235,13 +229,13 @@ def test_generate_replays_upstream(ckpt, g, device):
 
 
 @pytest.mark.slow  # a second 161-frame run (~20 s on 2 cores); its parts are checked by the always-on tests
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda-emulated", marks=GENERATE_ON_DEVICE)], indirect=True)
 def test_generate_with_own_first_frame_depth(ckpt, g, device):
     """No depth=: frame 0's depth is our DA3 aligned to our MoGe (within 1e-6 relative of upstream's depth0, see
     test_first_frame_depth_and_trajectory), the rest as above. Chunk 0 stays at rounding level (bound mean 0.1,
     max 2; measured 0.039, 1); chunk 1 moves more because the 1e-6 depth change flips discrete steps (z-tests,
     retrieval, RANSAC): bound mean 0.5, max 12, at most 1 % of values off by more than 2 levels (measured mean
-    0.21, max 5; the golden README expects ~0.1-0.2 on average). Device: as test_generate_replays_upstream."""
+    0.21, max 5; the golden README expects ~0.1-0.2 on average). Device: device_frames_ok (measured chunk 0 mean
+    0.73, chunk 1 1.08: the bf16 drift dominates the depth's)."""
     if device is None:
         return
     v = generate(ckpt, g, device, None)
