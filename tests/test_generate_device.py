@@ -114,12 +114,12 @@ def test_bf16_policy_within_its_tolerance(ckpt, image, depth, cpu_runs, emulated
 # give them to the emulated device's transfer log), per run, per chunk or per DiT call. Everything else that goes
 # up is a weight upload, which happens at placement only.
 PER_CALL = {("upload", "latent x"), ("download", "velocity"),
-            ("upload", "rope angles"), ("upload", "time sinusoid")}   # the DiT's two small host-built features
+            ("upload", "time sinusoid")}   # the DiT's host-built time features (1 KB)
 PER_CHUNK = {("upload", "condition y"), ("upload", "correspondence buffer"), ("upload", "clip frame")}
 PER_RUN = {("upload", "umT5 ids"), ("upload", "umT5 mask"), ("upload", "umT5 buckets")}
 # The VAE streams take host frames (their pushes upload the frames, download latents/frames); the depth window
 # runs DA3 through its Python class on the device (pixels and a few per-call tensors).
-VAE = {("upload", "Wan VAE video"), ("upload", "Wan VAE latents"), ("download", "Wan VAE mu"),
+VAE = {("upload", "Wan VAE video"), ("upload", "Wan VAE latents"), ("download", "Wan VAE mu"), ("download", "decoded frames"),
        ("download", "Wan VAE frames")}
 
 
@@ -139,14 +139,23 @@ def test_transfers_of_a_run(ckpt, image, depth, emulated):
         assert count[k] == chunks, (k, count[k])
     for k in PER_RUN:
         assert count[k] == 1, (k, count[k])
+    # the RoPE table is built once per latent grid and stays in the DiT's arena (none in a second run)
+    assert count[("upload", "rope angles")] == 0
+    # the re-encode reads the decoded frames in the VAE's memory: frames go up only for the fresh encodes of the
+    # chunk inputs (the buffer warp and the spatial images), never the decoded ones
+    assert count[("download", "decoded frames")] == chunks * info_new_latents(ckpt), count
+    assert count[("download", "Wan VAE frames")] == 0  # the decoder's priming output stays on the device
     assert not [k for k in count if "weights" in k[1] or "LoRA" in k[1] or "negative" in k[1]], count
     unexplained = {k for k in count if k not in PER_CALL | PER_CHUNK | PER_RUN | VAE and not k[1].startswith("DA3")
                    and not k[1].startswith("ViT")}
     assert not unexplained, unexplained
     # the per-call latent is the sampler's state only: (C, T, h, w) f32 up, (C, G, h, w) down
     sizes = {(d, name): b for d, b, name in log}
-    info = gen.load_models(ckpt, "cuda")[1]
-    assert sizes[("download", "velocity")] == 4 * 16 * info["new_latents"] * (H // 8) * (W // 8)
+    assert sizes[("download", "velocity")] == 4 * 16 * info_new_latents(ckpt) * (H // 8) * (W // 8)
+
+
+def info_new_latents(ckpt):
+    return gen.load_models(ckpt, "cuda")[1]["new_latents"]
 
 
 def test_out_of_device_memory_is_a_lyra2error_and_writes_nothing(ckpt, image, depth, emulated, monkeypatch, tmp_path):

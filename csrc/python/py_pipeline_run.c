@@ -4,8 +4,8 @@
  *       paths: {"dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt"[, "lora_dmd"]} file paths;
  *       styles: (name, path, weight) of each style LoRA applied in every run (at most 4).
  *   _core.ar_models_place(capsule, device: "cpu" | "cuda", precision="bf16") -> None: every network to the device
- *       (irreversible; block streaming is set before, with ar_models_dit_streaming); precision: the DiT's
- *       activations on the device, "bf16" (upstream's policy) or "f32" (parity mode)
+ *       (irreversible; block streaming is set before, with ar_models_dit_streaming); precision: "bf16" =
+ *       upstream's GPU precision of every network (docs/PRECISION.md), "f32" = everything f32 (parity mode)
  *   _core.ar_models_info(capsule) -> dict (layout sizes, widths, has_dmd, style_loras [(name, weight)])
  *   _core.ar_generate(models, image (3, H, W) f32 in [-1, 1], depth (H, W) f32, w2c (N, 4, 4), K (N, 3, 3),
  *                     captions: list[str] (one per chunk), use_dmd, guidance, num_steps, shift, seed, label,
