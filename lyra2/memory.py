@@ -117,16 +117,16 @@ def _network_costs(resolution):
     dh, dw = H // 14 * 14, W // 14 * 14   # DA3's input: the largest multiples of its 14-pixel patch inside
     t5 = umt5_cost(UMT5_XXL, tokens=TEXT_TOKENS, precision="bf16")
     clip = clip_cost(precision="f16")
-    da3_one = da3_cost(1, dh, dw, False)
-    da3_win = da3_cost(DEPTH_WINDOW, dh, dw, True)
-    moge = moge_cost(H, W)
+    da3_one = da3_cost(1, dh, dw, False, precision="bf16")
+    da3_win = da3_cost(DEPTH_WINDOW, dh, dw, True, precision="bf16")
+    moge = moge_cost(H, W, precision="f16")
     vae = vae_plan(dim=96, height=H, width=W, frames=81, precision="bf16")
     vae_params = sum(_numel(shape) for _, shape in vae_tensor_shapes(96, 16))
     return {
         "umt5": (t5["params"] * BF16, t5["arena_bytes"]),
         "clip": (clip["params"] * BF16, clip["arena_bytes"]),
-        "da3": (da3_one["params"] * BF16, da3_one["arena_bytes"], da3_win["arena_bytes"]),
-        "moge": (moge["params"] * BF16, moge["arena_bytes"]),
+        "da3": (da3_one["weight_bytes"], da3_one["arena_bytes"], da3_win["arena_bytes"]),
+        "moge": (moge["weight_bytes"], moge["arena_bytes"]),
         "vae": (vae_params * BF16,
                 vae["encode_stream"]["arena_peak"] + vae["encode_stream"]["cache_bytes"],
                 vae["decode_stream"]["arena_peak"] + vae["decode_stream"]["cache_bytes"]),
