@@ -134,7 +134,8 @@ lyra_status lyra_moge_forward(const lyra_moge *m, lyra_backend *be, lyra_arena *
 
     /* upstream MHUB:18-82, MVIT: the last n_features blocks, final-normed, class token dropped. */
     int64_t F = c->n_features, G = g.gh * g.gw, depth = m->vit.cfg.depth;
-    LYRA_TRY(lyra_arena_tensor(a, &taps, LYRA_DTYPE_F32, 3, (int64_t[]){F, G, c->dim}, "MoGe taps"));
+    /* the taps feed only the head's projections: stored in their dtype (autocast's one rounding) */
+    LYRA_TRY(lyra_arena_tensor(a, &taps, act, 3, (int64_t[]){F, G, c->dim}, "MoGe taps"));
     lyra_tensor tap_views[LYRA_MOGE_MAX_FEATURES], *tap_ptrs[LYRA_MOGE_MAX_FEATURES];
     int idx[LYRA_MOGE_MAX_FEATURES];
     for (int k = 0; k < (int)F; k++) {
@@ -237,7 +238,7 @@ size_t lyra_moge_arena_bytes(const lyra_moge_config *c, const lyra_vit_config *v
     int64_t G = g.gh * g.gw, P = c->dim_proj, A1 = g.h1 * g.w1, e = (int64_t)lyra_dtype_size(vc->gemm);
     /* mirrors lyra_moge_forward's allocation order; the head's maps in the autocast dtype (vc->gemm) */
     size_t cur = lyra_arena_f32(3 * H * W) + lyra_arena_f32(3 * A1) + lyra_arena_f32(3 * g.h14 * g.w14) +
-                 lyra_arena_f32(c->n_features * G * c->dim);
+                 lyra_arena_size(c->n_features * G * c->dim * e);
     size_t peak = cur + lyra_vit_arena_bytes(vc, 1, g.gh, g.gw);
     cur += lyra_arena_size((P + 2) * G * e);
     peak = lyra_size_max(peak, cur + 2 * lyra_arena_size(G * P * e));

@@ -16,12 +16,11 @@ size_t lyra_vit_arena_bytes(const lyra_vit_config *c, int64_t S, int64_t gh, int
     /* pos-embed, its resized grid, the patch conv's output, and under autocast the pixels cast for the conv */
     size_t embed = lyra_arena_size((1 + G) * C * 4) + lyra_arena_size(C * G * 4) + lyra_arena_size(S * C * G * e) +
                    (cast ? lyra_arena_size(S * 3 * gh * P * gw * P * e) : 0);
-    /* norm1 (f32), qkv, q and k (f32 for the q/k norm and RoPE, then cast), attention output, projection */
-    size_t attn = lyra_arena_size(S * N * C * 4) + lyra_arena_size(S * N * 3 * C * e) +
+    /* norm1, qkv, q and k (f32 for the q/k norm and RoPE, then cast), attention output, projection */
+    size_t attn = lyra_arena_size(S * N * C * e) + lyra_arena_size(S * N * 3 * C * e) +
                   2 * lyra_arena_size(S * N * C * 4) + (cast ? 2 * lyra_arena_size(S * N * C * e) : 0) +
                   2 * lyra_arena_size(S * N * C * e);
-    size_t ffn = lyra_arena_size(S * N * C * 4) + lyra_arena_size(S * N * C * e) + lyra_arena_size(S * N * 2 * F * e) +
-                 lyra_arena_size(S * N * F * e);
+    size_t ffn = 2 * lyra_arena_size(S * N * C * e) + lyra_arena_size(S * N * 2 * F * e) + lyra_arena_size(S * N * F * e);
     return x + tables + lyra_size_max(embed, lyra_size_max(attn, ffn)) + 4 * LYRA_ARENA_ALIGN;
 }
 
@@ -215,7 +214,8 @@ static lyra_status attention(const lyra_vit *m, lyra_backend *be, lyra_arena *a,
     int64_t B = joined ? 1 : S, L = joined ? S * N : N;
     int rope = c->opt.rope_start >= 0 && i >= c->opt.rope_start;
     lyra_tensor h, qkv, o, t, q, k;
-    LYRA_TRY(lyra_arena_tensor(a, &h, LYRA_DTYPE_F32, 3, x->ne, "ViT norm1"));
+    /* the LayerNorm output feeds a GEMM only: stored in its dtype, the one rounding autocast applies there */
+    LYRA_TRY(lyra_arena_tensor(a, &h, c->gemm, 3, x->ne, "ViT norm1"));
     LYRA_TRY(lyra_op_layer_norm(be, &h, x, &b->norm1_w, &b->norm1_b, c->opt.ln_eps));
     LYRA_TRY(lyra_arena_tensor(a, &qkv, c->gemm, 3, (int64_t[]){S, N, 3 * C}, "ViT qkv"));
     LYRA_TRY(lyra_op_linear(be, &qkv, &h, &b->qkv_w, &b->qkv_b));
@@ -253,7 +253,7 @@ static lyra_status ffn(const lyra_vit *m, lyra_backend *be, lyra_arena *a, lyra_
     const lyra_vit_block *b = &m->blocks[i];
     int64_t S = x->ne[0], N = x->ne[1], F = c->ffn_hidden;
     lyra_tensor h, u, t;
-    LYRA_TRY(lyra_arena_tensor(a, &h, LYRA_DTYPE_F32, 3, x->ne, "ViT norm2"));
+    LYRA_TRY(lyra_arena_tensor(a, &h, c->gemm, 3, x->ne, "ViT norm2"));
     LYRA_TRY(lyra_op_layer_norm(be, &h, x, &b->norm2_w, &b->norm2_b, c->opt.ln_eps));
     lyra_tensor *hidden = &u;
     lyra_tensor g;

@@ -59,10 +59,11 @@ typedef struct lyra_vit_config {
     lyra_vit_ffn ffn;
     int qk_norm_start;    /* first block with q_norm/k_norm (all later blocks must have them); -1 none */
     int layer_scale;      /* 1 when ls1/ls2 gammas exist */
-    lyra_dtype gemm;      /* storage of the GEMM weights and outputs (patch conv, qkv, proj, FFN) and of the
-                             attention's q/k/v: f32, or the autocast dtype of upstream's GPU run (bf16 for DA3,
-                             f16 for MoGe; lyra_vit_set_autocast). The residual stream, LayerNorm outputs and
-                             RoPE stay f32, as autocast keeps them. */
+    lyra_dtype gemm;      /* storage of the GEMM weights, inputs and outputs (patch conv, qkv, proj, FFN) and of
+                             the attention's q/k/v: f32, or the autocast dtype of upstream's GPU run (bf16 for DA3,
+                             f16 for MoGe; lyra_vit_set_autocast). The block LayerNorms compute in f32 and store
+                             their output in it (autocast's one cast at the GEMM); the residual stream, the q/k
+                             norms, RoPE and the final norm (the taps) stay f32, as autocast keeps them. */
 } lyra_vit_config;
 
 typedef struct lyra_vit_block {
