@@ -82,6 +82,14 @@ typedef struct lyra_conv3d_params {
     lyra_pad_mode pad_mode;
 } lyra_conv3d_params;
 
+/* The camera of a Gaussian-splat render (op gs_rasterize; the model is in nn/splat_math.h). */
+typedef struct lyra_splat_camera {
+    float w2c[16];           /* row-major world-to-camera (OpenCV axes) */
+    float K[9];              /* row-major pixel intrinsics; skew is ignored (gsplat's pinhole) */
+    float near_plane;        /* > 0; gsplat's default is 0.01 */
+    float background[3];
+} lyra_splat_camera;
+
 typedef struct lyra_backend lyra_backend;
 
 typedef struct lyra_backend_ops {
@@ -153,6 +161,14 @@ typedef struct lyra_backend_ops {
     lyra_status (*upsample_nearest2x)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x);
     lyra_status (*resize)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_resize_params *p);
     lyra_status (*avg_pool3d)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int kt, int kh, int kw);
+
+    /* rendering: y (H, W, 5) f32 = (r, g, b, alpha, depth) of the Gaussian splats means (N, 3), scales (N, 3),
+     * rotations (N, 4) wxyz, harmonics (N, 3, d_sh) with d_sh 1, 4 or 9, opacities (N), all contiguous f32,
+     * seen by cam (nn/splat_math.h). Deterministic: each tile's splats in the total order (depth, index). */
+    lyra_status (*gs_rasterize)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *means,
+                                const lyra_tensor *scales, const lyra_tensor *rotations,
+                                const lyra_tensor *harmonics, const lyra_tensor *opacities,
+                                const lyra_splat_camera *cam);
 } lyra_backend_ops;
 
 struct lyra_backend {

@@ -7,6 +7,7 @@
 #include "io/safetensors.h"
 #include "models/text_clean.h"
 #include "models/text_weights.h"
+#include "nn/ops.h"
 
 /* ---- a safetensors file as a named lyra_tensor table ---- */
 
@@ -71,15 +72,27 @@ static const lyra_tensor *st_lookup(void *src, const char *name) {
 
 /* ---- loading ---- */
 
+#define LOADED_DIT 1
+#define LOADED_BACKEND 2
+#define LOADED_PLACED 4 /* the encoders, their arena and the negative embedding live on the DiT's device backend */
+
+lyra_backend *lyra_ar_backend(lyra_ar_models *m) { return (m->loaded & LOADED_PLACED) ? &m->dit.be : &m->be; }
+
 void lyra_ar_models_free(lyra_ar_models *m) {
-    if (m->loaded & 1) lyra_dit_free(&m->dit);
-    if (m->vae) lyra_vae_free(m->vae);
+    /* the placed encoders and buffers belong to the DiT's backend: released before it */
     lyra_umt5_free(&m->umt5);
     lyra_clip_free(&m->clip);
+    if (m->loaded & LOADED_PLACED) {
+        if (m->negative) m->dit.be.ops->release(&m->dit.be, m->negative);
+        lyra_backend_arena_free(&m->dit.be, &m->arena);
+    } else {
+        free(m->negative);
+        lyra_arena_free(&m->arena);
+    }
+    if (m->loaded & LOADED_DIT) lyra_dit_free(&m->dit);
+    if (m->vae) lyra_vae_free(m->vae);
     if (m->tok) lyra_tokenizer_free(m->tok);
-    free(m->negative);
-    lyra_arena_free(&m->arena);
-    if (m->loaded & 2) lyra_backend_free(&m->be);
+    if (m->loaded & LOADED_BACKEND) lyra_backend_free(&m->be);
     memset(m, 0, sizeof *m);
 }
 
@@ -123,7 +136,7 @@ lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p) {
     st = lyra_dit_load(&m->dit, s.named, s.n, p->layout, 0, p->n_threads);
     st_table_free(&s); /* the loader copied every tensor */
     if (st != LYRA_OK) goto fail;
-    m->loaded |= 1;
+    m->loaded |= LOADED_DIT;
     m->text_dim = m->dit.cfg.text_dim;
     if (p->n_style < 0 || p->n_style > LYRA_AR_MAX_STYLE_LORAS) {
         st = lyra_error(LYRA_ERR_ARG, "style LoRAs: %d given, at most %d", p->n_style, LYRA_AR_MAX_STYLE_LORAS);
@@ -191,7 +204,7 @@ lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p) {
     if ((st = load_negative(m, p->negative_prompt)) != LYRA_OK) goto fail;
 
     if ((st = lyra_backend_cpu_init(&m->be, p->n_threads)) != LYRA_OK) goto fail;
-    m->loaded |= 2;
+    m->loaded |= LOADED_BACKEND;
     size_t a = lyra_umt5_arena_bytes(&m->umt5.cfg, 1, LYRA_AR_TEXT_LEN), b = lyra_clip_arena_bytes(&m->clip.cfg, 1);
     if ((st = lyra_arena_init(&m->arena, a > b ? a : b)) != LYRA_OK) goto fail;
     return LYRA_OK;
@@ -200,9 +213,56 @@ fail:
     return st;
 }
 
+/* ---- placement ---- */
+
+lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dtype policy) {
+    if (device == LYRA_DEVICE_CPU) {
+        if (m->loaded & LOADED_PLACED)
+            return lyra_error(LYRA_ERR_UNSUPPORTED, "generate models: placed on the %s device, their host weights "
+                              "are gone; load them again for the CPU", m->dit.be.ops->name);
+        return LYRA_OK;
+    }
+    if (m->loaded & LOADED_PLACED) return LYRA_OK;
+    LYRA_TRY(lyra_dit_place(&m->dit, device));
+    const int f32 = policy == LYRA_DTYPE_F32; /* the parity mode: every network in f32 */
+    LYRA_TRY(lyra_dit_set_precision(&m->dit, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16));
+    lyra_backend *be = &m->dit.be;
+    /* From here the encoders' arena and the negative embedding move to the device: mark first so that a failure
+     * below releases what was placed through the right backend. */
+    float *neg_host = m->negative;
+    m->negative = NULL;
+    lyra_arena_free(&m->arena);
+    m->loaded |= LOADED_PLACED;
+    lyra_status st = lyra_umt5_place(&m->umt5, be, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16);
+    if (st == LYRA_OK) st = lyra_clip_place(&m->clip, be, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_F16);
+    if (st == LYRA_OK) {
+        const size_t bytes = sizeof(float) * LYRA_AR_TEXT_LEN * (size_t)m->text_dim;
+        m->negative = be->ops->alloc(be, bytes);
+        if (!m->negative)
+            st = lyra_error(LYRA_ERR_OOM, "negative prompt: cannot place %zu bytes on the %s device", bytes,
+                            be->ops->name);
+    }
+    if (st == LYRA_OK) {
+        lyra_tensor h = lyra_tensor_2d(neg_host, LYRA_DTYPE_F32, LYRA_AR_TEXT_LEN, m->text_dim), d = h;
+        h.name = d.name = "negative prompt embedding";
+        d.data = m->negative;
+        d.device = be->device;
+        st = lyra_op_upload(be, &d, &h);
+    }
+    free(neg_host);
+    if (st == LYRA_OK) st = lyra_vae_place(m->vae, device, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16);
+    return st;
+}
+
+/* Grows the encoders' arena to the bytes an encode measured (device) or the load sized (CPU: the cost model). */
+static lyra_status encoder_arena(lyra_ar_models *m, size_t need) {
+    if (!(m->loaded & LOADED_PLACED)) return LYRA_OK;
+    return lyra_backend_arena_reserve(&m->dit.be, &m->arena, need, "text/image encoder activations");
+}
+
 /* ---- encoders ---- */
 
-lyra_status lyra_ar_encode_text(lyra_ar_models *m, const char *caption, float *out) {
+lyra_status lyra_ar_encode_text(lyra_ar_models *m, const char *caption, lyra_tensor *out) {
     char *clean = NULL;
     size_t clean_len = 0;
     LYRA_TRY(lyra_text_clean(caption, strlen(caption), &clean, &clean_len));
@@ -216,18 +276,27 @@ lyra_status lyra_ar_encode_text(lyra_ar_models *m, const char *caption, float *o
         ids[i] = (int32_t)ids64[i];
         mask[i] = (uint8_t)(mask64[i] != 0);
     }
-    lyra_tensor o = lyra_tensor_3d(out, LYRA_DTYPE_F32, 1, LYRA_AR_TEXT_LEN, m->text_dim);
+    lyra_backend *be = lyra_ar_backend(m);
+    if (m->loaded & LOADED_PLACED) {
+        size_t need = 0;
+        LYRA_TRY(lyra_umt5_arena_measure(&m->umt5, be->device, ids, mask, 1, LYRA_AR_TEXT_LEN, 1, &need));
+        LYRA_TRY(encoder_arena(m, need));
+    }
     size_t mark = lyra_arena_mark(&m->arena);
-    st = lyra_umt5_encode(&m->umt5, &m->be, &m->arena, &o, ids, mask, 1, LYRA_AR_TEXT_LEN, 1);
+    st = lyra_umt5_encode(&m->umt5, be, &m->arena, out, ids, mask, 1, LYRA_AR_TEXT_LEN, 1);
     lyra_arena_reset(&m->arena, mark);
     return st;
 }
 
-lyra_status lyra_ar_encode_image(lyra_ar_models *m, const float *frame, int height, int width, float *out) {
-    lyra_tensor x = lyra_tensor_4d((void *)frame, LYRA_DTYPE_F32, 1, 3, height, width);
-    lyra_tensor o = lyra_tensor_3d(out, LYRA_DTYPE_F32, 1, m->clip.cfg.tokens, m->clip.cfg.width);
+lyra_status lyra_ar_encode_image(lyra_ar_models *m, const lyra_tensor *frame, lyra_tensor *out) {
+    lyra_backend *be = lyra_ar_backend(m);
+    if (m->loaded & LOADED_PLACED) {
+        size_t need = 0;
+        LYRA_TRY(lyra_clip_arena_measure(&m->clip, be->device, frame, &need));
+        LYRA_TRY(encoder_arena(m, need));
+    }
     size_t mark = lyra_arena_mark(&m->arena);
-    lyra_status st = lyra_clip_encode(&m->clip, &m->be, &m->arena, &o, &x);
+    lyra_status st = lyra_clip_encode(&m->clip, be, &m->arena, out, frame);
     lyra_arena_reset(&m->arena, mark);
     return st;
 }

@@ -41,24 +41,40 @@ typedef struct lyra_ar_models {
     lyra_umt5 umt5;
     lyra_clip clip;
     lyra_tokenizer *tok;
-    float *negative;        /* (512, text_dim) */
+    float *negative;        /* (512, text_dim) f32 in the memory of lyra_ar_backend(m) */
     int text_dim;
     int dmd_adapter;        /* index of the DMD LoRA among dit.adapters, or -1 */
-    lyra_backend be;        /* CPU backend of the text and image encoders */
-    lyra_arena arena;       /* their activations */
+    lyra_backend be;        /* CPU backend of the text and image encoders until placement */
+    lyra_arena arena;       /* their activations, in the memory of lyra_ar_backend(m) */
     int n_threads;          /* CPU threads of every network (0 = all cores) */
     int loaded;
 } lyra_ar_models;
 
-/* Loads everything; on failure *m is left freed. */
+/* Loads everything on the CPU; on failure *m is left freed. */
 lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p);
 void lyra_ar_models_free(lyra_ar_models *m);
 
-/* umT5 embedding of a caption as Lyra feeds the DiT (upstream M:568-671, CONDM:462-486, CL2:37-55): cleaned, tokenised
- * to 512 with </s>, rows past the real tokens zero. out (512, text_dim). */
-lyra_status lyra_ar_encode_text(lyra_ar_models *m, const char *caption, float *out);
+/* Moves every network to `device` (LYRA_DEVICE_CUDA: the GPU, or the emulated device under
+ * LYRA2_EMULATED_CUDA=1), each in upstream's GPU precision when `policy` is LYRA_DTYPE_BF16 (docs/PRECISION.md: the
+ * DiT's bf16 policy, the Wan VAE and umT5 in bf16, CLIP in f16) or everything in f32 with LYRA_DTYPE_F32 (the parity
+ * mode that isolates the placement from the precision). The DiT gets its own backend, which the umT5 and CLIP
+ * encoders then share (one stream: their outputs feed the DiT with no synchronisation), the negative-prompt
+ * embedding is uploaded once, the Wan VAE gets its backend (lyra_vae_place). Block streaming
+ * (lyra_dit_set_streaming) is set before. Irreversible (the host weights are freed); a no-op when already there.
+ * On failure the models are unusable (the caller frees them): LYRA_ERR_OOM names the network. */
+lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dtype policy);
 
-/* CLIP tokens of a frame (3, H, W) in [−1, 1] (unclamped, as upstream passes it): out (tokens, width). */
-lyra_status lyra_ar_encode_image(lyra_ar_models *m, const float *frame, int height, int width, float *out);
+/* The backend whose memory holds the DiT's inputs (and the encoders' outputs): the CPU backend before placement,
+ * the device backend after. */
+lyra_backend *lyra_ar_backend(lyra_ar_models *m);
+
+/* umT5 embedding of a caption as Lyra feeds the DiT (upstream M:568-671, CONDM:462-486, CL2:37-55): cleaned, tokenised
+ * to 512 with </s>, rows past the real tokens zero. out (1, 512, text_dim) f32 contiguous in lyra_ar_backend's
+ * memory. */
+lyra_status lyra_ar_encode_text(lyra_ar_models *m, const char *caption, lyra_tensor *out);
+
+/* CLIP tokens of a frame (1, 3, H, W) f32 in [−1, 1] (unclamped, as upstream passes it): out (1, tokens, width); both
+ * in lyra_ar_backend's memory. */
+lyra_status lyra_ar_encode_image(lyra_ar_models *m, const lyra_tensor *frame, lyra_tensor *out);
 
 #endif
