@@ -12,9 +12,13 @@ on the device in each stage of the job, what streams, and the expected peak. Its
 * umT5-XXL, CLIP ViT-H, DA3 and MoGe: the C cost models of their loaders (``umt5_cost``, ``clip_cost``,
   ``da3_cost``, ``moge_cost``: parameters from the real shapes, activation arenas as the forwards reserve them).
 
-Activation bytes are those of the current forwards (f32 activations); weights are counted as the converted
-checkpoint stores them (bf16; the DiT's vectors f32 as its loader keeps them; ``dit_dtype="fp8"`` stores the
-attention blocks' Linear weights as e4m3 with one f32 scale per output channel).
+Every network is counted in the precision it runs in on the device (docs/PRECISION.md, upstream's GPU policy): the
+DiT's measured forward with bf16 activations; the VAE's dry walk and umT5's cost model with bf16 activations
+and caches; CLIP's cost model with f16 activations; DA3's (bf16 backbone GEMMs, f32 residual stream and heads) and
+MoGe's (f16 backbone GEMMs and head) cost models. Weights are counted as they are placed: the DiT as its loader
+carves them (bf16 matrices, f32 vectors; ``dit_dtype="fp8"`` stores the attention blocks' Linear weights as e4m3
+with one f32 scale per output channel), umT5, CLIP and the VAE at 2 bytes per parameter, DA3 and MoGe from their
+cost models' ``weight_bytes`` (GEMM and head-conv weights 2 bytes, the rest f32).
 
 The schedule (stages in run order):
 

@@ -160,7 +160,8 @@ def vae_session(ckpt, g):
 
     def get(device):
         if device not in primed:
-            vae = WanVAE(os.path.join(ckpt, FILES["vae"]), device=device, threads=1)
+            # f32 on both devices: the parity mode (the bf16 policy is checked in tests/device_checks/check_vae.py)
+            vae = WanVAE(os.path.join(ckpt, FILES["vae"]), device=device, threads=1, precision="f32")
             stream = vae.stream()
             history = stream.prime(g["image_chw01"] * np.float32(2) - np.float32(1), 25)
             primed[device] = (vae, stream, history)
@@ -262,7 +263,7 @@ def test_generate_with_own_first_frame_depth(ckpt, g, device):
 
 def test_text_encoder(ckpt, g, device):
     """Tokenizer ids exact; umT5 of the caption and of the negative string vs t5 / neg_t5: abs 1e-5 (|ref| <= 4;
-    measured 9.5e-7 on both devices: umT5 keeps f32 activations there, docs/PRECISION.md)."""
+    measured 9.5e-7 on both devices: umT5 in its f32 parity mode there, docs/PRECISION.md)."""
     if device is None:
         return
     from lyra2.models import Tokenizer, UMT5Encoder
@@ -270,7 +271,7 @@ def test_text_encoder(ckpt, g, device):
     ids, mask = Tokenizer(os.path.join(ckpt, FILES["tokenizer"])).encode(CAPTION)
     np.testing.assert_array_equal(ids, g["caption_ids"][0])
     np.testing.assert_array_equal(mask, g["caption_mask"][0])
-    enc = UMT5Encoder(os.path.join(ckpt, FILES["umt5"]), device=device)
+    enc = UMT5Encoder(os.path.join(ckpt, FILES["umt5"]), device=device, precision="f32")  # parity mode
     for name, key in (("caption_ids", "t5"), ("neg_ids", "neg_t5")):
         s = stats(enc(g[name], g[name.replace("ids", "mask")]), g[key])
         print(key, s)
@@ -279,12 +280,12 @@ def test_text_encoder(ckpt, g, device):
 
 def test_clip(ckpt, g, device):
     """CLIP tokens of each chunk's last history frame (the input image, then the last decoded frame) vs
-    chunk{c}_clip_tokens: abs 1e-5 · max|ref| (measured 6e-7 relative on both devices: f32 there)."""
+    chunk{c}_clip_tokens: abs 1e-5 · max|ref| (measured 6e-7 relative on both devices: the f32 parity mode there)."""
     if device is None:
         return
     from lyra2.models import CLIPVision
 
-    clip = CLIPVision(os.path.join(ckpt, FILES["clip"]), device=device)
+    clip = CLIPVision(os.path.join(ckpt, FILES["clip"]), device=device, precision="f32")  # parity mode
     for c in (0, 1):
         s = stats(clip(g[f"chunk{c}_inf_last_hist_frame"]), g[f"chunk{c}_clip_tokens"])
         print(f"chunk {c}", s)
@@ -356,7 +357,10 @@ def test_first_frame_depth_and_trajectory(ckpt, g, device):
     from lyra2.depth import estimate_depth
     from lyra2.geometry import trajectory
 
-    est = estimate_depth(g["input_rgb"], ckpt, size=(H, W), device=device)
+    # f32 on both devices (the networks' parity mode; their 16-bit device policy is checked against their goldens
+    # in tests/device_checks/check_da3.py and check_moge.py)
+    est = estimate_depth(g["input_rgb"], ckpt, size=(H, W), device=device, da3_options={"precision": "f32"},
+                         moge_options={"precision": "f32"})
     np.testing.assert_array_equal(est["mask"], g["da3_mask"])
     np.testing.assert_array_equal(est["moge_mask"], g["moge_mask"].astype(bool))
     np.testing.assert_allclose(est["intrinsics"], g["K"], rtol=1e-6)
@@ -386,7 +390,7 @@ def test_depth_window(ckpt, g, device):
     pick = np.searchsorted(g["frames_index"], g["da3win0_frames"])
     x = g["frames_float"][pick].transpose(0, 2, 3, 1) * np.float32(0.5) + np.float32(0.5)
     images = (np.clip(x, np.float32(0), np.float32(1)) * np.float32(255) + np.float32(0.5)).astype(np.uint8)
-    da3 = DepthAnything3(os.path.join(ckpt, FILES["da3"]), device=device)
+    da3 = DepthAnything3(os.path.join(ckpt, FILES["da3"]), device=device, precision="f32")
     pred = da3(images, g["w2c"][g["da3win0_frames"]], g["Ks"][g["da3win0_frames"]])
     s = stats(pred["depth"], g["da3win0_depth"])
     print("window depth", s)
