@@ -197,9 +197,11 @@ def memory_plan(resolution="480p", num_frames=81, dit_dtype="bf16", max_gpu_memo
     latents = 1 + (int(num_frames) - 1) // 4
     new = 16 * 20 * h * w * 4
     chunk = 16 * latents * h * w * 4 + 2 * TEXT_TOKENS * DIT_14B["text_dim"] * 4 + 3 * new
-    # fp8: the GEMM's e4m3 copy of its input, one byte per element of the widest block Linear input (the FFN's
-    # second layer); the activations themselves are the measured (unquantized) forward's.
-    fp8_copy = dit["tokens"] * DIT_14B["ffn_dim"] if dit_dtype == "fp8" else 0
+    # fp8: the e4m3 codes of a block Linear's input (one byte per element of the widest input, the FFN's second
+    # layer) with one f32 scale per token (lyra_op_quantize_fp8_rows, in the DiT's arena), and the f32 sums tile
+    # of the CUDA FP8 GEMM (64 MiB at most, csrc/nn/cuda/cuda_fp8.cu); the activations themselves are the
+    # measured (unquantized) forward's.
+    fp8_copy = dit["tokens"] * (DIT_14B["ffn_dim"] + 4) + (64 << 20) if dit_dtype == "fp8" else 0
 
     def plan_for(resident, keep_da3):
         streamed = layers - resident
