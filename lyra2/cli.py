@@ -42,6 +42,9 @@ def _zoom_parser(sub):
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--max-gpu-memory", type=float, default=None, metavar="GB",
                    help="GPU memory budget in GB: DiT blocks beyond it stream from host memory; the plan is logged")
+    p.add_argument("--dit-dtype", choices=("bf16", "fp8"), default="bf16",
+                   help="the DiT's attention-block weights: bf16 as converted, or fp8 e4m3 (per-channel and "
+                        "per-token scales; about half the DiT's memory)")
     p.add_argument("--mode", choices=("auto", "preview", "generate"), default="auto")
     p.add_argument("--ply", default=None, metavar="OUT.ply",
                    help="also write the run's point cloud (binary PLY: x y z red green blue)")
@@ -63,7 +66,7 @@ def _run_zoom(ns):
         if value is not None and not value.endswith(ext):
             raise ValueError(f"{flag}: {value!r} must end in {ext}")
     video = zoom(ns.image, progress=not ns.no_progress, checkpoint_dir=ns.checkpoint_dir, device=ns.device,
-                 max_gpu_memory=ns.max_gpu_memory, mode=ns.mode, output_path=ns.output,
+                 max_gpu_memory=ns.max_gpu_memory, dit_dtype=ns.dit_dtype, mode=ns.mode, output_path=ns.output,
                  reconstruct=ns.splats is not None, **fields)
     written = []
     if ns.ply is not None:
@@ -102,6 +105,8 @@ def _reconstruct_parser(sub):
                    help="drop this fraction of the least opaque splats from the PLY (e.g. 0.1)")
     p.add_argument("--no-border-prune", action="store_true", help="keep the splats of each view's outer 8/256")
     p.add_argument("--sh-rest", action="store_true", help="write f_rest_* (SH bands above DC) too")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where DA3, the GS head and the flythrough render run (auto: the GPU when one is usable)")
     p.add_argument("--json", action="store_true", help="print a result dict as JSON")
     return p
 
@@ -125,14 +130,14 @@ def _run_reconstruct(ns):
     if len(w2c) != len(frames):
         raise ValueError(f"--cameras: {len(w2c)} cameras for {len(frames)} frames of {ns.video!r}")
     g = reconstruct(frames, w2c, K, ns.checkpoint_dir, max_views=ns.max_views, chunk_size=ns.chunk_size,
-                    chunk_overlap=ns.chunk_overlap, down_ratio=ns.down_ratio)
+                    chunk_overlap=ns.chunk_overlap, down_ratio=ns.down_ratio, device=ns.device)
     path = g.save_ply(ns.output, prune_border=not ns.no_border_prune, opacity_percentile=ns.opacity_percentile,
                       sh_dc_only=not ns.sh_rest)
     rows = int(g._ply_mask(not ns.no_border_prune, ns.opacity_percentile).sum())
     result = {"ply": path, "ply_rows": rows, "gaussians": len(g), "frames": len(frames)}
     if ns.render is not None:
         result["render"] = g.render_video(ns.render, w2c, K, frames.shape[1:3],
-                                          fps=int(np.clip(round(fps or 16), 8, 24)))
+                                          fps=int(np.clip(round(fps or 16), 8, 24)), device=ns.device)
     if ns.json:
         print(json.dumps(result, indent=2))
     else:

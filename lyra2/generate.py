@@ -26,8 +26,14 @@ the folder (DA3 alone without MoGe), else the preview's heuristic prior, with a 
 updates (upstream AR:1059-1060, AR:1071-1393, AR:261-366) use DA3 when available; without it every chunk warps with
 frame 0's depth re-rendered into its buffer camera and the spatial memory keeps frame 0 only (logged).
 
-Device: "auto" and "cpu" run every network on the CPU backend; "cuda" raises Lyra2Error (no usable GPU, or, with
-one or the emulated device, because the AR driver still lives in host memory). Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core).
+Device: "cuda" runs every network on the GPU (or the emulated device under ``LYRA2_EMULATED_CUDA=1``) in upstream's
+precision (docs/PRECISION.md): the captions first, through umT5 loaded onto the device for them and freed (cached
+per caption), then the DiT, CLIP, the Wan VAE, DA3 and MoGe, placed once per folder. The caption and
+negative-prompt embeddings, the CLIP tokens, each chunk's conditioning and correspondence buffer stay in device
+memory; per network call only the sampler's latent goes up and the velocity comes back. The chunk inputs
+(retrieval, warps) are still assembled on the host and uploaded once per chunk
+(docs/PRECISION.md#generate-on-the-device lists the transfers). "auto" is "cuda" when a real GPU answers, else
+"cpu". Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core).
 """
 from __future__ import annotations
 
@@ -54,7 +60,11 @@ SHIFT = 5.0            # FlowUniPC shift (Z:162)
 STYLE_LORAS = (("lora_realism", "realism_boost", 0.4), ("lora_detail", "detail_enhancer", 0.4))
 _MODEL_FILES = ("dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt", "lora_dmd") + \
     tuple(c for c, _, _ in STYLE_LORAS)
-_cache = {}            # (folder, file stamps, threads) -> models capsule (one entry: the last folder used)
+_cache = {}            # (folder, file stamps, threads, layout, device, ...) -> models capsule (one entry: the last used)
+_da3_cache = {}        # (file, stamps, device) -> DepthAnything3 of the depth-window updates
+# The networks' precision on a device: "bf16" is upstream's inference policy for each (docs/PRECISION.md: DiT, VAE and
+# umT5 bf16, CLIP f16); tests set "f32" to check the placement and the transfers apart from the precision.
+DIT_DEVICE_PRECISION = "bf16"
 
 
 def _threads():
@@ -65,28 +75,33 @@ def _threads():
 
 
 def _check_device(device):
-    """The device every network of the run uses: "auto" and "cpu" -> "cpu" (the only device the whole generate
-    path runs on yet); "cuda" is a Lyra2Error saying why (no usable GPU, or the parts not placed on it yet)."""
+    """The device every network of the run uses: "cpu", "cuda" (a Lyra2Error saying why when no GPU, real or
+    emulated, answers) or, for "auto", "cuda" when a real GPU answers, else "cpu"."""
     if not isinstance(device, str) or device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device: {device!r} is not allowed; expected one of ['auto', 'cpu', 'cuda']")
-    if device == "cuda":
-        from . import backends
+    if device == "cpu":
+        return "cpu"
+    from . import backends
 
-        b = backends()
-        if not b["cuda"]:
-            raise Lyra2Error(f"device='cuda': no usable CUDA GPU here (lyra2.backends() = {b}); use device='cpu' "
-                             "or 'auto'")
-        raise Lyra2Error("device='cuda': the generate path does not run on the device yet: the DiT, umT5, CLIP, "
-                         "Wan VAE, Depth Anything 3 and MoGe networks do (lyra2.models.LyraDiT / UMT5Encoder / "
-                         "CLIPVision / WanVAE and its streams / DepthAnything3 / MoGe with device='cuda', "
-                         "docs/PRECISION.md), but the AR driver still keeps its history latents, warps and "
-                         "correspondence buffer in host memory; use device='cpu' or 'auto'")
-    return "cpu"
+    b = backends()
+    if device == "auto":
+        return "cuda" if b["cuda"] and not b["emulated"] else "cpu"
+    if not b["cuda"]:
+        raise Lyra2Error(f"device='cuda': no usable CUDA GPU here (lyra2.backends() = {b}); use device='cpu' "
+                         "or 'auto'")
+    return "cuda"
 
 
-def load_models(folder):
-    """The C networks of a converted folder (cached: the same folder is loaded once)."""
+def load_models(folder, device="cpu", plan=None, log=print, dit_dtype="bf16", use_dmd=True):
+    """The C networks of a converted folder for runs on `device`, with the DiT's block streaming of `plan` (None:
+    every block resident): set for every CPU run, and on a device once, before the first run places the models
+    (the streamed blocks stay in host memory). dit_dtype="fp8": the LoRAs merged (the DMD LoRA at 1 for use_dmd
+    runs, left out otherwise) and the attention blocks quantized to e4m3 before placement, on the CPU too (the CPU
+    reference of the device's fp8 path, docs/PRECISION.md). Cached: the same folder, device, (on a device)
+    streaming and (fp8) use_dmd are loaded once; the first device run embeds its captions with umT5 alone on the
+    device, then places the rest."""
     from . import checkpoint, io
+    from .memory import apply_dit_streaming
 
     have = checkpoint.components(folder)
     missing = [checkpoint.FILES[c] for c in checkpoint.GENERATE_NEEDS if c not in have]
@@ -95,14 +110,22 @@ def load_models(folder):
                          "with `lyra2 convert SRC DST`")
     paths = {c: have[c] for c in _MODEL_FILES if c in have}
     layout = io.safetensors_info(paths["dit"])["metadata"].get("framepack_type", DEFAULT_LAYOUT)
+    streamed = plan["resident_blocks"] if device != "cpu" and plan is not None and plan["streamed_blocks"] else None
     key = (os.path.abspath(folder), tuple((c, os.path.getmtime(p), os.path.getsize(p)) for c, p in sorted(paths.items())),
-           _threads(), layout)
+           _threads(), layout, device, streamed, DIT_DEVICE_PRECISION if device != "cpu" else None,
+           dit_dtype, bool(use_dmd) if dit_dtype == "fp8" else None)
     if key not in _cache:
-        _cache.clear()
+        _cache.clear()  # one set of models at a time: a placed set holds the device memory
         styles = [(name, paths[c], w) for c, name, w in STYLE_LORAS if c in paths]
-        _cache[key] = _core.ar_models_load(paths, layout, _threads(), styles)
+        models = _core.ar_models_load(paths, layout, _threads(), styles)
+        if dit_dtype == "fp8":
+            _core.ar_models_dit_fp8(models, bool(use_dmd))  # an fp8 DiT is specific to use_dmd (its LoRAs merged)
+        _cache[key] = models
     models = _cache[key]
-    return models, _core.ar_models_info(models)
+    info = _core.ar_models_info(models)
+    if info["device"] == "cpu":  # not placed yet
+        apply_dit_streaming(models, info, plan, log)
+    return models, info
 
 
 # ---------------------------------------------------------------- depth
@@ -124,6 +147,8 @@ def _bilinear(x, h, w):
 
 
 def _da3(folder, device="cpu"):
+    """The folder's Depth Anything 3 on `device`, or None. Cached like the generate models (one at a time): a
+    placed DA3 keeps its device weights between runs instead of uploading them again."""
     from . import checkpoint
 
     path = checkpoint.components(folder).get("da3")
@@ -133,7 +158,17 @@ def _da3(folder, device="cpu"):
         from .models.depth import DepthAnything3
     except ImportError:
         return None
-    return DepthAnything3(path, device=device)
+    key = (os.path.abspath(path), os.path.getmtime(path), os.path.getsize(path), device)
+    if key not in _da3_cache:
+        _da3_cache.clear()
+        _da3_cache[key] = DepthAnything3(path, device=device)
+    return _da3_cache[key]
+
+
+def release_models():
+    """Frees the cached generate models and DA3 (their host or device memory); the next run loads them again."""
+    _cache.clear()
+    _da3_cache.clear()
 
 
 def _depth_window_fn(da3):
@@ -164,17 +199,22 @@ def _log_loras(info, use_dmd, report):
 
 
 def _run_direction(models, img, depth, w2c, K, captions, *, seed, use_dmd, guidance, steps, label, report,
-                   depth_window):
+                   depth_window, device="cpu"):
     x = np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0) * np.float32(2.0) \
         - np.float32(1.0)
 
     def progress(stage, done, total):
         report.update(f"{label} {stage}" if stage == "denoise" else stage, done, total)
 
-    frames, warp, t = _core.ar_generate(
-        models, x, np.ascontiguousarray(depth, np.float32), np.ascontiguousarray(w2c, np.float32),
-        np.ascontiguousarray(K, np.float32), list(captions), bool(use_dmd), float(guidance), int(steps), SHIFT,
-        int(seed), label, depth_window, progress, report.log, True)
+    try:
+        frames, warp, t = _core.ar_generate(
+            models, x, np.ascontiguousarray(depth, np.float32), np.ascontiguousarray(w2c, np.float32),
+            np.ascontiguousarray(K, np.float32), list(captions), bool(use_dmd), float(guidance), int(steps), SHIFT,
+            int(seed), label, depth_window, progress, report.log, True, device, DIT_DEVICE_PRECISION)
+    except Lyra2Error:
+        if device != "cpu":
+            release_models()  # a failed placement may have left the models half on the device: load them again
+        raise
     frames[0] = img  # the anchor frame is the input itself (the float round trip can lose 1 in the last bit)
     return frames, warp, t
 
@@ -215,22 +255,22 @@ def _chunk_captions(captions, n_chunks, frames_per_chunk):
     return out
 
 
-def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=None, max_gpu_memory=None):
+def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=None, max_gpu_memory=None,
+                 dit_dtype="bf16"):
     """The zoom job in generate mode (fields validated by lyra2.fields.validate) -> lyra2.Video."""
     from .fields import output_size
     from .geometry import direction_cameras
     from .media import read_image
-    from .memory import apply_dit_streaming, log_run_plan
+    from .memory import log_run_plan
     from .video import Video
 
     h, w = output_size(args["resolution"])  # tests pass a tiny (H, W)
-    plan = log_run_plan((h, w), args["num_frames"], max_gpu_memory, device, report.log)
     device = _check_device(device)
+    plan = log_run_plan((h, w), args["num_frames"], max_gpu_memory, device, report.log, dit_dtype)
     t0 = time.perf_counter()
     raw = read_image(image_u8)
     img = read_image(raw, resolution=(h, w))
-    models, info = load_models(checkpoint_folder)
-    apply_dit_streaming(models, info, plan, report.log)
+    models, info = load_models(checkpoint_folder, device, plan, report.log, dit_dtype, args["use_dmd"])
     da3 = _da3(checkpoint_folder, device)
     d, mask, K0, depth_source = first_frame_depth(raw, img, depth, checkpoint_folder, report, da3=da3, device=device)
     n = args["num_frames"]
@@ -256,7 +296,8 @@ def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=Non
         frames, _, st = _run_direction(models, img, d, w2c, K, [args["prompt"]] * n_chunks, seed=args["seed"],
                                        use_dmd=args["use_dmd"], guidance=args["guidance_scale"],
                                        steps=args["num_inference_steps"], label=label, report=report,
-                                       depth_window=recording_depth_window(_depth_window_fn(da3), views))
+                                       depth_window=recording_depth_window(_depth_window_fn(da3), views),
+                                       device=device)
         rendered[direction] = frames
         timings["encode_s"] += st["text_s"]
         timings[f"zoom_{direction}_s"] = time.perf_counter() - t - st["text_s"]
@@ -280,7 +321,7 @@ def _as_int(value, name):
 
 def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, use_dmd=True, guidance_scale=5.0,
              num_inference_steps=28, device="auto", progress=True, depth=None, resolution=None, fps=16,
-             output_path=None, max_gpu_memory=None):
+             output_path=None, max_gpu_memory=None, dit_dtype="bf16"):
     """Upstream's custom-trajectory mode: one image, a camera path and captions -> lyra2.Video (mode "generate").
 
     image: what ``lyra2.read_image`` accepts; used at its own size, or resized to ``resolution`` ((H, W) or
@@ -296,15 +337,17 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     output_path: also write the MP4 there (only after the whole run finished).
     max_gpu_memory: GPU memory budget in GB; the memory plan (lyra2.memory_plan at the image size) goes to the
         logs, and a budget below its minimum is a ValueError.
+    dit_dtype: "bf16" (the checkpoint's weights) or "fp8": the DiT's attention-block Linears as e4m3 codes with
+        per-channel and per-token scales (docs/PRECISION.md), the LoRAs merged for this use_dmd.
     """
     from . import checkpoint
     from .media import read_image
-    from .memory import apply_dit_streaming, check_max_gpu_memory, log_run_plan
+    from .memory import check_dit_dtype, check_max_gpu_memory, log_run_plan
     from .progress import Progress
     from .video import Video
 
     check_max_gpu_memory(max_gpu_memory)
-    requested_device = device
+    check_dit_dtype(dit_dtype)
     device = _check_device(device)
     check_options(device, "generate", output_path, progress)
     seed = _as_int(seed, "seed")
@@ -340,10 +383,9 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     if not (np.isfinite(w2c).all() and np.isfinite(K).all()):
         raise ValueError("w2c, intrinsics: must be finite")
     report = Progress(bar=progress)
-    plan = log_run_plan((h, w), N, max_gpu_memory, requested_device, report.log)
+    plan = log_run_plan((h, w), N, max_gpu_memory, device, report.log, dit_dtype)
     t0 = time.perf_counter()
-    models, info = load_models(folder)
-    apply_dit_streaming(models, info, plan, report.log)
+    models, info = load_models(folder, device, plan, report.log, dit_dtype, use_dmd)
     F = info["frames_per_chunk"]
     if N < 1 + F or (N - 1) % F:
         raise ValueError(f"w2c: {N} cameras; expected 1 + {F}k (k >= 1 chunks of {F} frames)")
@@ -357,7 +399,7 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     views = DepthViews()  # the depth-window estimates, for Video.point_cloud
     frames, _, st = _run_direction(models, img, d, w2c, K, caps, seed=seed, use_dmd=use_dmd,
                                    guidance=float(guidance_scale), steps=steps, label="generate", report=report,
-                                   depth_window=recording_depth_window(_depth_window_fn(da3), views))
+                                   depth_window=recording_depth_window(_depth_window_fn(da3), views), device=device)
     timings["encode_s"] += st["text_s"]
     timings["generate_s"] = time.perf_counter() - t - st["text_s"]
     video = Video(frames=frames, fps=fps, seed=seed, timings=timings, w2c=np.ascontiguousarray(w2c, np.float32),

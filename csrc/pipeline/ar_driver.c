@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "geom/camera.h"
+#include "nn/ops.h"
 #include "geom/warp.h"
 #include "pipeline/prep.h"
 #include "sample/cfg.h"
@@ -35,8 +36,15 @@ typedef struct driver {
     lyra_vae_session *enc, *dec;
     lyra_scache cache;
     float *buffer_depth;    /* (H, W) */
-    float *texts;           /* (k, 512, text_dim): per-chunk caption embeddings */
-    float *clip;            /* (tokens, clip width) */
+    /* The DiT's inputs live where it runs (lyra_ar_backend: host memory on the CPU, the device pool after
+     * placement); each is written once per run, chunk or network call, see dev_buffers. */
+    lyra_backend *be;
+    float *texts;           /* (k, 512, text_dim): per-chunk caption embeddings (once per run) */
+    float *clip;            /* (tokens, clip width): CLIP of the chunk's last history frame (once per chunk) */
+    float *frame;           /* (3, H, W): that frame, the CLIP input */
+    float *x, *y, *buf;     /* the chunk's latent (per network call), conditioning and correspondence buffer */
+    float *v;               /* (C, G, h, w): the velocity of one network call */
+    float *pix;             /* (3, 4, H, W) in the VAE's memory: one latent's decoded frames, re-encoded from there */
     int depth_logged;
     /* per-network-call progress */
     int calls_done, calls_total;
@@ -61,6 +69,41 @@ static void logf_(driver *d, const char *fmt, ...) {
     d->r->log(d->r->report_ctx, buf);
 }
 
+/* ---- the DiT's inputs in its backend's memory ---- */
+
+/* A contiguous f32 descriptor of dims ne over `data` in the memory of d->be. */
+static lyra_tensor dev_tensor(driver *d, void *data, int ndim, const int64_t *ne, const char *name) {
+    lyra_tensor t = lyra_tensor_make(data, LYRA_DTYPE_F32, ndim, ne);
+    t.device = d->be->device;
+    t.name = name;
+    return t;
+}
+
+/* dst (in d->be's memory, contiguous f32 of dst's shape) <- host f32 array of the same size. */
+static lyra_status upload(driver *d, const lyra_tensor *dst, const float *host) {
+    lyra_tensor h = lyra_tensor_make((void *)host, LYRA_DTYPE_F32, dst->ndim, dst->ne), t = *dst;
+    h.name = dst->name;
+    return lyra_op_upload(d->be, &t, &h);
+}
+
+/* One buffer of the DiT's backend for `elems` floats; NULL with the error set. */
+static float *dev_alloc(driver *d, int64_t elems, const char *what) {
+    const size_t bytes = sizeof(float) * (size_t)(elems > 0 ? elems : 1);
+    float *p = d->be->ops->alloc(d->be, bytes);
+    if (!p) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", lyra_error_message());
+        (void)lyra_error(LYRA_ERR_OOM, "generate: cannot allocate %s (%zu bytes, %.2f GiB) on the %s device (%s)", what,
+                   bytes, (double)bytes / (1 << 30), d->be->ops->name, why);
+    }
+    return p;
+}
+
+static void dev_free(driver *d, float **p) {
+    if (*p) d->be->ops->release(d->be, *p);
+    *p = NULL;
+}
+
 /* ---- VAE streams ---- */
 
 /* Packs frames[0..n) (3, H, W) into x (1, 3, n, H, W). */
@@ -69,28 +112,32 @@ static void pack_video(const float *const *frames, int n, int64_t HW, float *x) 
         for (int t = 0; t < n; t++) memcpy(x + ((int64_t)c * n + t) * HW, frames[t] + c * HW, sizeof(float) * (size_t)HW);
 }
 
-/* One encoder push of n frames -> L latents, normalised, written frame-major to out (L, C, h, w). */
-static lyra_status encode_push(driver *d, lyra_vae_session *s, const float *const *frames, int n, float *out) {
+/* One encoder push of x (1, 3, n, H, W): host frames, or the decoder's frames in the VAE's memory -> L latents,
+ * normalised, written frame-major to out (L, C, h, w). */
+static lyra_status encode_tensor(driver *d, lyra_vae_session *s, const lyra_tensor *x, float *out) {
     int64_t L = 0;
-    LYRA_TRY(lyra_vae_session_out_frames(s, n, &L));
-    float *x = malloc(sizeof(float) * (size_t)(3 * n * d->HW));
+    LYRA_TRY(lyra_vae_session_out_frames(s, x->ne[2], &L));
     float *mu = malloc(sizeof(float) * (size_t)(d->C * L * d->hw));
-    lyra_status st = LYRA_OK;
-    if (!x || !mu) {
-        st = lyra_error(LYRA_ERR_OOM, "VAE encode: out of memory");
-        goto done;
-    }
+    if (!mu) return lyra_error(LYRA_ERR_OOM, "VAE encode: out of memory");
+    lyra_tensor tm = lyra_tensor_5d(mu, LYRA_DTYPE_F32, 1, d->C, L, d->h, d->w);
+    lyra_status st = lyra_vae_encode_push(s, x, &tm);
+    if (st == LYRA_OK) st = lyra_vae_normalize(&tm, LYRA_VAE_CONST_BF16);
+    if (st == LYRA_OK)
+        for (int64_t l = 0; l < L; l++)
+            for (int c = 0; c < d->C; c++)
+                memcpy(out + (l * d->C + c) * d->hw, mu + ((int64_t)c * L + l) * d->hw, sizeof(float) * (size_t)d->hw);
+    free(mu);
+    return st;
+}
+
+/* One encoder push of host frames[0..n) (3, H, W) -> L latents, frame-major to out (L, C, h, w). */
+static lyra_status encode_push(driver *d, lyra_vae_session *s, const float *const *frames, int n, float *out) {
+    float *x = malloc(sizeof(float) * (size_t)(3 * n * d->HW));
+    if (!x) return lyra_error(LYRA_ERR_OOM, "VAE encode: out of memory");
     pack_video(frames, n, d->HW, x);
     lyra_tensor tx = lyra_tensor_5d(x, LYRA_DTYPE_F32, 1, 3, n, d->H, d->W);
-    lyra_tensor tm = lyra_tensor_5d(mu, LYRA_DTYPE_F32, 1, d->C, L, d->h, d->w);
-    if ((st = lyra_vae_encode_push(s, &tx, &tm)) != LYRA_OK) goto done;
-    if ((st = lyra_vae_normalize(&tm, LYRA_VAE_CONST_BF16)) != LYRA_OK) goto done;
-    for (int64_t l = 0; l < L; l++)
-        for (int c = 0; c < d->C; c++)
-            memcpy(out + (l * d->C + c) * d->hw, mu + ((int64_t)c * L + l) * d->hw, sizeof(float) * (size_t)d->hw);
-done:
+    lyra_status st = encode_tensor(d, s, &tx, out);
     free(x);
-    free(mu);
     return st;
 }
 
@@ -122,8 +169,9 @@ static lyra_status fresh_encode(void *ctx, const float *video, int64_t T, int he
 }
 
 /* Decodes one normalised latent (C, h, w) through the persistent decoder: frames out[0..n) (3, H, W) or NULL
- * (priming discards them). */
-static lyra_status decode_push(driver *d, const float *latent, float **out, int *n_out) {
+ * (priming discards them). With `keep` (1, 3, 4, H, W) in the VAE's memory the frames are decoded there (and
+ * downloaded for out), so the re-encode reads them without another upload. */
+static lyra_status decode_push(driver *d, const float *latent, float **out, int *n_out, lyra_tensor *keep) {
     int64_t T = 0;
     LYRA_TRY(lyra_vae_session_out_frames(d->dec, 1, &T));
     float *z = malloc(sizeof(float) * (size_t)(d->C * d->hw));
@@ -136,8 +184,17 @@ static lyra_status decode_push(driver *d, const float *latent, float **out, int 
     memcpy(z, latent, sizeof(float) * (size_t)(d->C * d->hw));
     lyra_tensor tz = lyra_tensor_5d(z, LYRA_DTYPE_F32, 1, d->C, 1, d->h, d->w);
     lyra_tensor tv = lyra_tensor_5d(v, LYRA_DTYPE_F32, 1, 3, T, d->H, d->W);
+    if (keep && (keep->ne[2] != T || T > LYRA_PREP_FRAMES_PER_LATENT)) {
+        st = lyra_error(LYRA_ERR_INTERNAL, "decode: %lld frames from one latent, expected %lld", (long long)T,
+                        (long long)keep->ne[2]);
+        goto done;
+    }
     if ((st = lyra_vae_denormalize(&tz, LYRA_VAE_CONST_BF16)) != LYRA_OK) goto done;
-    if ((st = lyra_vae_decode_push(d->dec, &tz, &tv)) != LYRA_OK) goto done;
+    if ((st = lyra_vae_decode_push(d->dec, &tz, keep ? keep : &tv)) != LYRA_OK) goto done;
+    if (keep && out) {
+        tv.name = "decoded frames";
+        if ((st = lyra_op_download(lyra_vae_session_backend(d->dec), &tv, keep)) != LYRA_OK) goto done;
+    }
     if (out)
         for (int64_t t = 0; t < T; t++)
             for (int c = 0; c < 3; c++) memcpy(out[t] + c * d->HW, v + ((int64_t)c * T + t) * d->HW, sizeof(float) * (size_t)d->HW);
@@ -155,6 +212,14 @@ static lyra_status prime(driver *d) {
     double t0 = now();
     LYRA_TRY(lyra_vae_session_new(&d->enc, d->m->vae, 0, d->m->n_threads));
     LYRA_TRY(lyra_vae_session_new(&d->dec, d->m->vae, 1, d->m->n_threads));
+    lyra_backend *vb = lyra_vae_session_backend(d->dec);
+    const size_t pix_bytes = sizeof(float) * (size_t)(3 * LYRA_PREP_FRAMES_PER_LATENT * d->HW);
+    if (!(d->pix = vb->ops->alloc(vb, pix_bytes))) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", lyra_error_message());
+        return lyra_error(LYRA_ERR_OOM, "generate: cannot allocate the decoded frames (%zu bytes) on the %s device (%s)",
+                          pix_bytes, vb->ops->name, why);
+    }
     /* The image repeated 4(n_hist0 − 1) + 1 times through the encoder stream: alone, then groups of 4. */
     const float *fr[4] = {d->frames[0], d->frames[0], d->frames[0], d->frames[0]};
     LYRA_TRY(encode_push(d, d->enc, fr, 1, d->latents));
@@ -163,10 +228,17 @@ static lyra_status prime(driver *d) {
         LYRA_TRY(encode_push(d, d->enc, fr, 4, d->latents + (int64_t)l * d->C * d->hw));
     }
     d->n_latents = d->n_hist0;
-    /* Decoder priming with those latents, output discarded (AR:517-527). */
+    /* Decoder priming with those latents, output discarded (AR:517-527): decoded into the VAE's memory and left
+     * there. */
     for (int l = 0; l < d->n_hist0; l++) {
         LYRA_TRY(check_stop(d));
-        LYRA_TRY(decode_push(d, d->latents + (int64_t)l * d->C * d->hw, NULL, NULL));
+        int64_t T = 0;
+        LYRA_TRY(lyra_vae_session_out_frames(d->dec, 1, &T));
+        const int64_t np[5] = {1, 3, T, d->H, d->W};
+        lyra_tensor keep = lyra_tensor_make(d->pix, LYRA_DTYPE_F32, 5, np);
+        keep.device = vb->device;
+        keep.name = "decoded frames";
+        LYRA_TRY(decode_push(d, d->latents + (int64_t)l * d->C * d->hw, NULL, NULL, &keep));
     }
     LYRA_TRY(lyra_scache_init(&d->cache, d->H, d->W));
     LYRA_TRY(lyra_scache_add(&d->cache, r->depth, r->w2c, r->K, 0, 0));
@@ -179,26 +251,34 @@ static lyra_status prime(driver *d) {
 
 typedef struct dit_ctx {
     driver *d;
-    const float *y, *buffer, *text;
+    float *text;            /* (512, text_dim) in d->be's memory: the caption's or the negative prompt's */
 } dit_ctx;
 
+/* One network call: the sampler's latent (host, a few MB) goes up, the velocity comes back; the conditioning
+ * (y, buffer, text, CLIP) is already in the DiT's memory. */
 static lyra_status dit_denoise(void *ctx, const lyra_latent_shape *shape, const float *x, float t, float *v_out) {
     dit_ctx *c = ctx;
     driver *d = c->d;
     LYRA_TRY(check_stop(d));
     const int64_t T = shape->t_hist + shape->t_new;
     const lyra_dit_config *cfg = &d->m->dit.cfg;
-    lyra_tensor tx = lyra_tensor_5d((void *)x, LYRA_DTYPE_F32, 1, d->C, T, d->h, d->w);
-    lyra_tensor ty = lyra_tensor_5d((void *)c->y, LYRA_DTYPE_F32, 1, LYRA_PREP_MASK_CHANNELS + d->C + LYRA_PREP_RAY_CHANNELS,
-                                    T, d->h, d->w);
-    lyra_tensor tb = lyra_tensor_5d((void *)c->buffer, LYRA_DTYPE_F32, 1, (int64_t)LYRA_PREP_SLOT_CHANNELS * d->S, T,
-                                    d->h, d->w);
-    lyra_tensor tt = lyra_tensor_3d((void *)c->text, LYRA_DTYPE_F32, 1, LYRA_AR_TEXT_LEN, cfg->text_dim);
-    lyra_tensor tc = lyra_tensor_3d(d->clip, LYRA_DTYPE_F32, 1, d->m->clip.cfg.tokens, d->m->clip.cfg.width);
-    lyra_tensor to = lyra_tensor_5d(v_out, LYRA_DTYPE_F32, 1, d->C, shape->t_new, d->h, d->w);
+    const int64_t nx[5] = {1, d->C, T, d->h, d->w}, ny[5] = {1, LYRA_PREP_MASK_CHANNELS + d->C + LYRA_PREP_RAY_CHANNELS, T, d->h, d->w};
+    const int64_t nb[5] = {1, (int64_t)LYRA_PREP_SLOT_CHANNELS * d->S, T, d->h, d->w};
+    const int64_t nt[3] = {1, LYRA_AR_TEXT_LEN, cfg->text_dim}, nc[3] = {1, d->m->clip.cfg.tokens, d->m->clip.cfg.width};
+    const int64_t nv[5] = {1, d->C, shape->t_new, d->h, d->w};
+    lyra_tensor tx = dev_tensor(d, d->x, 5, nx, "latent x"), ty = dev_tensor(d, d->y, 5, ny, "condition y");
+    lyra_tensor tb = dev_tensor(d, d->buf, 5, nb, "correspondence buffer");
+    lyra_tensor tt = dev_tensor(d, c->text, 3, nt, "text embedding"), tc = dev_tensor(d, d->clip, 3, nc, "clip tokens");
+    lyra_tensor to = dev_tensor(d, d->v, 5, nv, "velocity");
     lyra_dit_inputs in = {&tx, (double)t, &tt, &tc, &ty, &tb};
     double t0 = now();
-    lyra_status st = lyra_dit_forward(&d->m->dit, &in, &to, NULL, NULL);
+    lyra_status st = upload(d, &tx, x);
+    if (st == LYRA_OK) st = lyra_dit_forward(&d->m->dit, &in, &to, NULL, NULL);
+    if (st == LYRA_OK) {
+        lyra_tensor h = lyra_tensor_make(v_out, LYRA_DTYPE_F32, 5, nv);
+        h.name = "velocity";
+        st = lyra_op_download(d->be, &h, &to);
+    }
     d->r->timings.dit += now() - t0;
     d->r->timings.dit_calls++;
     d->calls_done++;
@@ -325,10 +405,11 @@ static lyra_status run_chunk(driver *d, int a) {
     const int64_t T = d->fp->n_total, Ty = LYRA_PREP_MASK_CHANNELS + d->C + LYRA_PREP_RAY_CHANNELS;
     const int64_t t_hist_total = d->n_latents, base = (int64_t)d->F * a;
     lyra_status st = LYRA_OK;
+    const int64_t Tb = (int64_t)LYRA_PREP_SLOT_CHANNELS * d->S;
     float *hist = malloc(sizeof(float) * (size_t)(d->C * t_hist_total * d->hw));
     float *x = malloc(sizeof(float) * (size_t)(d->C * T * d->hw));
     float *y = malloc(sizeof(float) * (size_t)(Ty * T * d->hw));
-    float *buf = malloc(sizeof(float) * (size_t)((int64_t)LYRA_PREP_SLOT_CHANNELS * d->S * T * d->hw));
+    float *buf = malloc(sizeof(float) * (size_t)(Tb * T * d->hw));
     float *warp = malloc(sizeof(float) * (size_t)((int64_t)d->F * 3 * d->HW));
     float *gen = malloc(sizeof(float) * (size_t)(d->C * d->G * d->hw));
     float *scratch = malloc(sizeof(float) * (size_t)(d->C * d->G * d->hw));
@@ -339,7 +420,12 @@ static lyra_status run_chunk(driver *d, int a) {
     }
     /* CLIP of the last history frame (upstream M:568-671, CONDM:462-486, CL2:37-55) */
     double t0 = now();
-    if ((st = lyra_ar_encode_image(d->m, d->frames[base], d->H, d->W, d->clip)) != LYRA_OK) goto done;
+    {
+        const int64_t nf[4] = {1, 3, d->H, d->W}, nc[3] = {1, d->m->clip.cfg.tokens, d->m->clip.cfg.width};
+        lyra_tensor tf = dev_tensor(d, d->frame, 4, nf, "clip frame"), tc = dev_tensor(d, d->clip, 3, nc, "clip tokens");
+        if ((st = upload(d, &tf, d->frames[base])) != LYRA_OK) goto done;
+        if ((st = lyra_ar_encode_image(d->m, &tf, &tc)) != LYRA_OK) goto done;
+    }
     r->timings.clip += now() - t0;
     if ((st = check_stop(d)) != LYRA_OK) goto done;
 
@@ -356,6 +442,11 @@ static lyra_status run_chunk(driver *d, int a) {
         .encode_ctx = d, .x = x, .y = y, .buffer = buf, .warp_rgb = warp,
     };
     if ((st = lyra_prep_chunk(pa)) != LYRA_OK) goto done;
+    {   /* the conditioning, once per chunk (the latent x goes up with every network call) */
+        const int64_t ny[4] = {Ty, T, d->h, d->w}, nb[4] = {Tb, T, d->h, d->w};
+        lyra_tensor ty = dev_tensor(d, d->y, 4, ny, "condition y"), tb = dev_tensor(d, d->buf, 4, nb, "correspondence buffer");
+        if ((st = upload(d, &ty, y)) != LYRA_OK || (st = upload(d, &tb, buf)) != LYRA_OK) goto done;
+    }
     r->timings.prep += now() - t0;
     if (r->out_warp)
         for (int f = 0; f < d->F; f++)
@@ -369,11 +460,10 @@ static lyra_status run_chunk(driver *d, int a) {
     lyra_rng_seed(&rng, r->seed + (uint32_t)a);
     lyra_rng_fill_normal_f32(&rng, gen, d->C * d->G * d->hw);
     lyra_latent_gen_set(&shape, x, gen);
-    const float *text = d->texts + (int64_t)a * LYRA_AR_TEXT_LEN * d->m->text_dim;
-    dit_ctx cond = {d, y, buf, text}, uncond = {d, y, buf, d->m->negative};
+    dit_ctx cond = {d, d->texts + (int64_t)a * LYRA_AR_TEXT_LEN * d->m->text_dim}, uncond = {d, d->m->negative};
     d->calls_done = 0;
     if (r->use_dmd) {
-        d->m->dit.adapters[d->m->dmd_adapter].weight = 1.0f;
+        if (d->m->dmd_adapter >= 0) d->m->dit.adapters[d->m->dmd_adapter].weight = 1.0f; /* else merged (fp8) */
         d->calls_total = LYRA_DMD_STEPS;
         st = lyra_dmd_sample(&shape, x, &rng, NULL, dit_denoise, &cond, NULL);
     } else {
@@ -385,10 +475,13 @@ static lyra_status run_chunk(driver *d, int a) {
     if (st != LYRA_OK) goto done;
     lyra_latent_gen_get(&shape, x, gen);
 
-    /* decode (upstream AR:989-1057, AR:98-198): one latent at a time through the persistent decoder, never clamped */
-    t0 = now();
+    /* decode (upstream AR:989-1057, AR:98-198): one latent at a time through the persistent decoder, never clamped,
+     * and the re-encode of its 4 frames as history (the re-encoded latents, not the sampled ones). Upstream decodes
+     * the whole chunk first; the two streams have separate caches, so interleaving them per latent gives the same
+     * numbers and lets the re-encode read the frames where the decoder left them (the VAE's memory). */
     for (int j = 0; j < d->G; j++) {
         if ((st = check_stop(d)) != LYRA_OK) goto done;
+        t0 = now();
         float *out[LYRA_PREP_FRAMES_PER_LATENT];
         for (int i = 0; i < LYRA_PREP_FRAMES_PER_LATENT; i++) {
             int64_t f = base + 1 + (int64_t)LYRA_PREP_FRAMES_PER_LATENT * j + i;
@@ -406,29 +499,21 @@ static lyra_status run_chunk(driver *d, int a) {
         }
         for (int c = 0; c < d->C; c++)
             memcpy(lat + (int64_t)c * d->hw, gen + ((int64_t)c * d->G + j) * d->hw, sizeof(float) * (size_t)d->hw);
+        const int64_t np[5] = {1, 3, LYRA_PREP_FRAMES_PER_LATENT, d->H, d->W};
+        lyra_tensor keep = lyra_tensor_make(d->pix, LYRA_DTYPE_F32, 5, np);
+        keep.device = lyra_vae_session_backend(d->dec)->device;
+        keep.name = "decoded frames";
         int n_out = 0;
-        st = decode_push(d, lat, out, &n_out);
+        st = decode_push(d, lat, out, &n_out, &keep);
         free(lat);
         if (st != LYRA_OK) goto done;
-        if (n_out != LYRA_PREP_FRAMES_PER_LATENT) {
-            st = lyra_error(LYRA_ERR_INTERNAL, "decode: %d frames from one latent, expected 4", n_out);
-            goto done;
-        }
-    }
-    r->timings.decode += now() - t0;
-    for (int f = 1; f <= d->F; f++) to_u8(d->frames[base + f], d->HW, r->out_frames + (base + f) * 3 * d->HW);
-
-    /* re-encode the new frames as history (upstream AR:989-1057, AR:98-198): the re-encoded latents, not the sampled
-     * ones */
-    t0 = now();
-    for (int j = 0; j < d->G; j++) {
-        if ((st = check_stop(d)) != LYRA_OK) goto done;
-        const float *fr[4];
-        for (int i = 0; i < 4; i++) fr[i] = d->frames[base + 1 + 4 * j + i];
-        if ((st = encode_push(d, d->enc, fr, 4, d->latents + (d->n_latents + j) * d->C * d->hw)) != LYRA_OK) goto done;
+        r->timings.decode += now() - t0;
+        t0 = now();
+        if ((st = encode_tensor(d, d->enc, &keep, d->latents + (d->n_latents + j) * d->C * d->hw)) != LYRA_OK) goto done;
+        r->timings.reencode += now() - t0;
     }
     d->n_latents += d->G;
-    r->timings.reencode += now() - t0;
+    for (int f = 1; f <= d->F; f++) to_u8(d->frames[base + f], d->HW, r->out_frames + (base + f) * 3 * d->HW);
 
     /* depth window (upstream AR:1059-1060, AR:1071-1393, AR:261-366), not after the last chunk */
     if (a + 1 < d->n_chunks) {
@@ -447,6 +532,23 @@ done:
     return st;
 }
 
+/* The run's buffers in the DiT's memory (sizes fixed for the run: the layout's T slots every chunk). */
+static lyra_status dev_buffers(driver *d) {
+    const int64_t T = d->fp->n_total, hw = d->hw;
+    struct { float **p; int64_t n; const char *what; } b[] = {
+        {&d->texts, (int64_t)d->n_chunks * LYRA_AR_TEXT_LEN * d->m->text_dim, "the caption embeddings"},
+        {&d->clip, (int64_t)d->m->clip.cfg.tokens * d->m->clip.cfg.width, "the CLIP tokens"},
+        {&d->frame, 3 * d->HW, "the CLIP frame"},
+        {&d->x, d->C * T * hw, "the latent"},
+        {&d->y, (LYRA_PREP_MASK_CHANNELS + d->C + LYRA_PREP_RAY_CHANNELS) * T * hw, "the condition"},
+        {&d->buf, (int64_t)LYRA_PREP_SLOT_CHANNELS * d->S * T * hw, "the correspondence buffer"},
+        {&d->v, d->C * (int64_t)d->G * hw, "the velocity"},
+    };
+    for (size_t i = 0; i < sizeof b / sizeof *b; i++)
+        if (!(*b[i].p = dev_alloc(d, b[i].n, b[i].what))) return LYRA_ERR_OOM;
+    return LYRA_OK;
+}
+
 static lyra_status check_run(const lyra_ar_run *r) {
     const lyra_framepack *fp = &r->models->dit.fp;
     const int F = 4 * fp->n_new;
@@ -456,7 +558,10 @@ static lyra_status check_run(const lyra_ar_run *r) {
     if (r->num_frames < 1 + F || (r->num_frames - 1) % F)
         return lyra_error(LYRA_ERR_ARG, "num_frames %lld: must be 1 + %d·k with k >= 1 (%d frames per chunk)",
                           (long long)r->num_frames, F, F);
-    if (r->use_dmd && r->models->dmd_adapter < 0)
+    if (r->models->fp8_dmd >= 0 && r->models->fp8_dmd != !!r->use_dmd) /* the DMD LoRA is in its fp8 codes, or not */
+        return lyra_error(LYRA_ERR_ARG, "use_dmd=%s: the fp8 DiT was quantized for use_dmd=%s", r->use_dmd ? "True" :
+                          "False", r->models->fp8_dmd ? "True" : "False");
+    if (r->use_dmd && r->models->dmd_adapter < 0 && r->models->fp8_dmd != 1)
         return lyra_error(LYRA_ERR_UNSUPPORTED, "use_dmd: the checkpoint folder has no DMD LoRA (lora_dmd.safetensors);"
                           " pass use_dmd=False or convert the LoRA");
     if (!r->use_dmd && (r->num_steps < 1 || r->num_steps > LYRA_FLOW_MAX_STEPS))
@@ -472,6 +577,7 @@ lyra_status lyra_ar_generate(lyra_ar_run *r) {
     memset(d, 0, sizeof D);
     d->r = r;
     d->m = r->models;
+    d->be = lyra_ar_backend(d->m); /* until the placement below */
     d->fp = &d->m->dit.fp;
     d->H = r->height;
     d->W = r->width;
@@ -492,10 +598,7 @@ lyra_status lyra_ar_generate(lyra_ar_run *r) {
     d->frames = calloc((size_t)r->num_frames, sizeof *d->frames);
     d->latents = malloc(sizeof(float) * (size_t)(n_lat_max * d->C * d->hw));
     d->buffer_depth = malloc(sizeof(float) * (size_t)d->HW);
-    d->texts = malloc(sizeof(float) * (size_t)d->n_chunks * LYRA_AR_TEXT_LEN * (size_t)d->m->text_dim);
-    d->clip = malloc(sizeof(float) * (size_t)(d->m->clip.cfg.tokens * d->m->clip.cfg.width));
-    if (!d->frames || !d->latents || !d->buffer_depth || !d->texts || !d->clip ||
-        !(d->frames[0] = malloc(sizeof(float) * (size_t)(3 * d->HW)))) {
+    if (!d->frames || !d->latents || !d->buffer_depth || !(d->frames[0] = malloc(sizeof(float) * (size_t)(3 * d->HW)))) {
         st = lyra_error(LYRA_ERR_OOM, "generate: out of memory for the %dx%d history", d->H, d->W);
         goto done;
     }
@@ -503,18 +606,31 @@ lyra_status lyra_ar_generate(lyra_ar_run *r) {
     to_u8(d->frames[0], d->HW, r->out_frames);
     if (r->out_warp) memcpy(r->out_warp, r->out_frames, (size_t)(3 * d->HW));
 
-    /* Text once before the loop: each distinct caption encoded once (upstream M:568-671, CONDM:462-486, CL2:37-55). */
+    /* Text once before the loop, each distinct caption once (upstream M:568-671, CONDM:462-486, CL2:37-55), before
+     * the models are placed: on a device umT5 runs alone and is freed (lyra_ar_encode_texts). */
     double t0 = now();
-    for (int a = 0; a < d->n_chunks; a++) {
-        float *dst = d->texts + (int64_t)a * LYRA_AR_TEXT_LEN * d->m->text_dim;
-        int same = -1;
-        for (int b = 0; b < a && same < 0; b++)
-            if (strcmp(r->captions[a], r->captions[b]) == 0) same = b;
-        if (same >= 0)
-            memcpy(dst, d->texts + (int64_t)same * LYRA_AR_TEXT_LEN * d->m->text_dim,
-                   sizeof(float) * LYRA_AR_TEXT_LEN * (size_t)d->m->text_dim);
-        else if ((st = lyra_ar_encode_text(d->m, r->captions[a], dst)) != LYRA_OK)
-            goto done;
+    {
+        const int64_t per = (int64_t)LYRA_AR_TEXT_LEN * d->m->text_dim;
+        float *texts = malloc(sizeof(float) * (size_t)(d->n_chunks * per));
+        int n_encoded = 0;
+        st = texts ? lyra_ar_encode_texts(d->m, r->device, r->policy, d->n_chunks, r->captions, texts, &n_encoded)
+                   : lyra_error(LYRA_ERR_OOM, "generate: out of memory for the caption embeddings");
+        if (st == LYRA_OK && r->device != LYRA_DEVICE_CPU) {
+            if (n_encoded) logf_(d, "text: %d new caption(s) through umT5 on the device (loaded for them, then freed)",
+                                 n_encoded);
+            else logf_(d, "text: every caption embedded before (cached), umT5 not loaded");
+        }
+        if (st == LYRA_OK) st = lyra_ar_models_place(d->m, r->device, r->policy);
+        d->be = lyra_ar_backend(d->m);
+        if (st == LYRA_OK) logf_(d, "generate: networks on the %s backend", d->be->ops->name);
+        if (st == LYRA_OK) st = dev_buffers(d);
+        if (st == LYRA_OK) {
+            const int64_t nt[3] = {d->n_chunks, LYRA_AR_TEXT_LEN, d->m->text_dim};
+            lyra_tensor t = dev_tensor(d, d->texts, 3, nt, "text embeddings");
+            st = upload(d, &t, texts);
+        }
+        free(texts);
+        if (st != LYRA_OK) goto done;
     }
     r->timings.text += now() - t0;
 
@@ -531,8 +647,14 @@ done:
     free(d->frames);
     free(d->latents);
     free(d->buffer_depth);
-    free(d->texts);
-    free(d->clip);
+    dev_free(d, &d->texts);
+    dev_free(d, &d->clip);
+    dev_free(d, &d->frame);
+    dev_free(d, &d->x);
+    dev_free(d, &d->y);
+    dev_free(d, &d->buf);
+    dev_free(d, &d->v);
+    if (d->pix) lyra_vae_session_backend(d->dec)->ops->release(lyra_vae_session_backend(d->dec), d->pix);
     if (d->enc) lyra_vae_session_free(d->enc);
     if (d->dec) lyra_vae_session_free(d->dec);
     r->timings.cache_frames = d->cache.n;

@@ -7,6 +7,7 @@
 #include "io/safetensors.h"
 #include "models/text_clean.h"
 #include "models/text_weights.h"
+#include "nn/ops.h"
 
 /* ---- a safetensors file as a named lyra_tensor table ---- */
 
@@ -71,15 +72,41 @@ static const lyra_tensor *st_lookup(void *src, const char *name) {
 
 /* ---- loading ---- */
 
+lyra_status lyra_ar_umt5_load(lyra_umt5 *u, const char *path) {
+    st_table s;
+    LYRA_TRY(st_table_open(&s, path, "umT5"));
+    lyra_text_wsource src = {st_lookup, &s, s.n, s.names};
+    lyra_status st = lyra_umt5_load(u, &src);
+    st_table_free(&s);
+    return st;
+}
+
+#define LOADED_DIT 1
+#define LOADED_BACKEND 2
+#define LOADED_PLACED 4 /* the encoders, their arena and the negative embedding live on the DiT's device backend */
+
+lyra_backend *lyra_ar_backend(lyra_ar_models *m) { return (m->loaded & LOADED_PLACED) ? &m->dit.be : &m->be; }
+
 void lyra_ar_models_free(lyra_ar_models *m) {
-    if (m->loaded & 1) lyra_dit_free(&m->dit);
-    if (m->vae) lyra_vae_free(m->vae);
+    /* the placed encoders and buffers belong to the DiT's backend: released before it */
     lyra_umt5_free(&m->umt5);
     lyra_clip_free(&m->clip);
+    if (m->loaded & LOADED_PLACED) {
+        if (m->negative) m->dit.be.ops->release(&m->dit.be, m->negative);
+        lyra_backend_arena_free(&m->dit.be, &m->arena);
+    } else {
+        free(m->negative);
+        lyra_arena_free(&m->arena);
+    }
+    if (m->loaded & LOADED_DIT) lyra_dit_free(&m->dit);
+    if (m->vae) lyra_vae_free(m->vae);
     if (m->tok) lyra_tokenizer_free(m->tok);
-    free(m->negative);
-    lyra_arena_free(&m->arena);
-    if (m->loaded & 2) lyra_backend_free(&m->be);
+    if (m->loaded & LOADED_BACKEND) lyra_backend_free(&m->be);
+    free(m->umt5_path);
+    for (int i = 0; i < LYRA_AR_TEXT_CACHE; i++) {
+        free(m->text_cache[i].caption);
+        free(m->text_cache[i].emb);
+    }
     memset(m, 0, sizeof *m);
 }
 
@@ -115,6 +142,7 @@ done:
 lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p) {
     memset(m, 0, sizeof *m);
     m->dmd_adapter = -1;
+    m->fp8_dmd = -1;
     m->n_threads = p->n_threads;
     st_table s;
     lyra_status st;
@@ -123,7 +151,7 @@ lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p) {
     st = lyra_dit_load(&m->dit, s.named, s.n, p->layout, 0, p->n_threads);
     st_table_free(&s); /* the loader copied every tensor */
     if (st != LYRA_OK) goto fail;
-    m->loaded |= 1;
+    m->loaded |= LOADED_DIT;
     m->text_dim = m->dit.cfg.text_dim;
     if (p->n_style < 0 || p->n_style > LYRA_AR_MAX_STYLE_LORAS) {
         st = lyra_error(LYRA_ERR_ARG, "style LoRAs: %d given, at most %d", p->n_style, LYRA_AR_MAX_STYLE_LORAS);
@@ -155,13 +183,11 @@ lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p) {
         goto fail;
     }
 
-    if ((st = st_table_open(&s, p->umt5, "umT5")) != LYRA_OK) goto fail;
-    {
-        lyra_text_wsource src = {st_lookup, &s, s.n, s.names};
-        st = lyra_umt5_load(&m->umt5, &src);
+    if (!(m->umt5_path = strdup(p->umt5))) {
+        st = lyra_error(LYRA_ERR_OOM, "umT5: out of memory");
+        goto fail;
     }
-    st_table_free(&s);
-    if (st != LYRA_OK) goto fail;
+    if ((st = lyra_ar_umt5_load(&m->umt5, p->umt5)) != LYRA_OK) goto fail;
     if (m->umt5.cfg.dim != m->text_dim) {
         st = lyra_error(LYRA_ERR_FORMAT, "%s: umT5 width %lld differs from the DiT's text width %d", p->umt5,
                         (long long)m->umt5.cfg.dim, m->text_dim);
@@ -191,7 +217,7 @@ lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p) {
     if ((st = load_negative(m, p->negative_prompt)) != LYRA_OK) goto fail;
 
     if ((st = lyra_backend_cpu_init(&m->be, p->n_threads)) != LYRA_OK) goto fail;
-    m->loaded |= 2;
+    m->loaded |= LOADED_BACKEND;
     size_t a = lyra_umt5_arena_bytes(&m->umt5.cfg, 1, LYRA_AR_TEXT_LEN), b = lyra_clip_arena_bytes(&m->clip.cfg, 1);
     if ((st = lyra_arena_init(&m->arena, a > b ? a : b)) != LYRA_OK) goto fail;
     return LYRA_OK;
@@ -200,34 +226,81 @@ fail:
     return st;
 }
 
-/* ---- encoders ---- */
+/* ---- placement ---- */
 
-lyra_status lyra_ar_encode_text(lyra_ar_models *m, const char *caption, float *out) {
-    char *clean = NULL;
-    size_t clean_len = 0;
-    LYRA_TRY(lyra_text_clean(caption, strlen(caption), &clean, &clean_len));
-    int64_t ids64[LYRA_AR_TEXT_LEN], mask64[LYRA_AR_TEXT_LEN];
-    lyra_status st = lyra_tokenizer_encode(m->tok, clean, clean_len, LYRA_AR_TEXT_LEN, ids64, mask64);
-    free(clean);
-    LYRA_TRY(st);
-    int32_t ids[LYRA_AR_TEXT_LEN];
-    uint8_t mask[LYRA_AR_TEXT_LEN];
-    for (int i = 0; i < LYRA_AR_TEXT_LEN; i++) {
-        ids[i] = (int32_t)ids64[i];
-        mask[i] = (uint8_t)(mask64[i] != 0);
+lyra_status lyra_ar_models_dit_fp8(lyra_ar_models *m, int use_dmd) {
+    if (m->fp8_dmd >= 0) {
+        if (m->fp8_dmd == !!use_dmd) return LYRA_OK;
+        return lyra_error(LYRA_ERR_ARG, "dit_dtype='fp8': these models were quantized for use_dmd=%s; load them "
+                          "again", m->fp8_dmd ? "True" : "False");
     }
-    lyra_tensor o = lyra_tensor_3d(out, LYRA_DTYPE_F32, 1, LYRA_AR_TEXT_LEN, m->text_dim);
-    size_t mark = lyra_arena_mark(&m->arena);
-    st = lyra_umt5_encode(&m->umt5, &m->be, &m->arena, &o, ids, mask, 1, LYRA_AR_TEXT_LEN, 1);
-    lyra_arena_reset(&m->arena, mark);
+    if (use_dmd && m->dmd_adapter < 0)
+        return lyra_error(LYRA_ERR_UNSUPPORTED, "use_dmd: the checkpoint folder has no DMD LoRA "
+                          "(lora_dmd.safetensors); pass use_dmd=False or convert the LoRA");
+    if (m->dmd_adapter >= 0) m->dit.adapters[m->dmd_adapter].weight = use_dmd ? 1.0f : 0.0f;
+    LYRA_TRY(lyra_dit_lora_merge(&m->dit)); /* W += Σ w_a·B_a·A_a: the DMD LoRA at 0 adds nothing */
+    m->dmd_adapter = -1;
+    LYRA_TRY(lyra_dit_quantize_fp8(&m->dit));
+    m->fp8_dmd = !!use_dmd;
+    return LYRA_OK;
+}
+
+lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dtype policy) {
+    if (device == LYRA_DEVICE_CPU) {
+        if (m->loaded & LOADED_PLACED)
+            return lyra_error(LYRA_ERR_UNSUPPORTED, "generate models: placed on the %s device, their host weights "
+                              "are gone; load them again for the CPU", m->dit.be.ops->name);
+        return LYRA_OK;
+    }
+    if (m->loaded & LOADED_PLACED) return LYRA_OK;
+    LYRA_TRY(lyra_dit_place(&m->dit, device));
+    const int f32 = policy == LYRA_DTYPE_F32; /* the parity mode: every network in f32 */
+    LYRA_TRY(lyra_dit_set_precision(&m->dit, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16));
+    lyra_backend *be = &m->dit.be;
+    /* From here the encoders' arena and the negative embedding move to the device: mark first so that a failure
+     * below releases what was placed through the right backend. */
+    float *neg_host = m->negative;
+    m->negative = NULL;
+    lyra_arena_free(&m->arena);
+    m->loaded |= LOADED_PLACED;
+    lyra_umt5_free(&m->umt5); /* device runs load it per new caption (ar_text.c) */
+    lyra_status st = lyra_clip_place(&m->clip, be, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_F16);
+    if (st == LYRA_OK) {
+        const size_t bytes = sizeof(float) * LYRA_AR_TEXT_LEN * (size_t)m->text_dim;
+        m->negative = be->ops->alloc(be, bytes);
+        if (!m->negative)
+            st = lyra_error(LYRA_ERR_OOM, "negative prompt: cannot place %zu bytes on the %s device", bytes,
+                            be->ops->name);
+    }
+    if (st == LYRA_OK) {
+        lyra_tensor h = lyra_tensor_2d(neg_host, LYRA_DTYPE_F32, LYRA_AR_TEXT_LEN, m->text_dim), d = h;
+        h.name = d.name = "negative prompt embedding";
+        d.data = m->negative;
+        d.device = be->device;
+        st = lyra_op_upload(be, &d, &h);
+    }
+    free(neg_host);
+    if (st == LYRA_OK) st = lyra_vae_place(m->vae, device, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16);
     return st;
 }
 
-lyra_status lyra_ar_encode_image(lyra_ar_models *m, const float *frame, int height, int width, float *out) {
-    lyra_tensor x = lyra_tensor_4d((void *)frame, LYRA_DTYPE_F32, 1, 3, height, width);
-    lyra_tensor o = lyra_tensor_3d(out, LYRA_DTYPE_F32, 1, m->clip.cfg.tokens, m->clip.cfg.width);
+/* Grows the encoders' arena to the bytes an encode measured (device) or the load sized (CPU: the cost model). */
+static lyra_status encoder_arena(lyra_ar_models *m, size_t need) {
+    if (!(m->loaded & LOADED_PLACED)) return LYRA_OK;
+    return lyra_backend_arena_reserve(&m->dit.be, &m->arena, need, "text/image encoder activations");
+}
+
+/* ---- encoders ---- */
+
+lyra_status lyra_ar_encode_image(lyra_ar_models *m, const lyra_tensor *frame, lyra_tensor *out) {
+    lyra_backend *be = lyra_ar_backend(m);
+    if (m->loaded & LOADED_PLACED) {
+        size_t need = 0;
+        LYRA_TRY(lyra_clip_arena_measure(&m->clip, be->device, frame, &need));
+        LYRA_TRY(encoder_arena(m, need));
+    }
     size_t mark = lyra_arena_mark(&m->arena);
-    lyra_status st = lyra_clip_encode(&m->clip, &m->be, &m->arena, &o, &x);
+    lyra_status st = lyra_clip_encode(&m->clip, be, &m->arena, out, frame);
     lyra_arena_reset(&m->arena, mark);
     return st;
 }

@@ -3,14 +3,21 @@
  *   _core.ar_models_load(paths: dict, layout: str, n_threads: int, styles=()) -> capsule
  *       paths: {"dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt"[, "lora_dmd"]} file paths;
  *       styles: (name, path, weight) of each style LoRA applied in every run (at most 4).
- *   _core.ar_models_info(capsule) -> dict (layout sizes, widths, has_dmd, style_loras [(name, weight)])
+ *   _core.ar_models_place(capsule, device: "cpu" | "cuda", precision="bf16") -> None: every network to the device
+ *       (irreversible; block streaming is set before, with ar_models_dit_streaming); precision: "bf16" =
+ *       upstream's GPU precision of every network (docs/PRECISION.md), "f32" = everything f32 (parity mode)
+ *   _core.ar_models_dit_fp8(capsule, use_dmd) -> None: the LoRAs merged (DMD at 1 or 0), the DiT's blocks fp8
+ *       e4m3, for runs of that use_dmd only (before streaming and placement)
+ *   _core.ar_models_info(capsule) -> dict (layout sizes, widths, has_dmd, style_loras [(name, weight)], dit_dtype)
  *   _core.ar_generate(models, image (3, H, W) f32 in [-1, 1], depth (H, W) f32, w2c (N, 4, 4), K (N, 3, 3),
  *                     captions: list[str] (one per chunk), use_dmd, guidance, num_steps, shift, seed, label,
- *                     depth_window, progress, log, want_warp)
+ *                     depth_window, progress, log, want_warp, device="cpu", precision="bf16")
  *       -> (frames uint8 (N, H, W, 3), warp uint8 (N, H, W, 3) or None, timings dict: stage seconds, dit_calls,
  *          cache_frames = frames in the spatial memory at the end)
  *       depth_window(images uint8 (n, H, W, 3), w2c (n, 4, 4), K (n, 3, 3)) -> depth (n, H, W), or None;
  *       progress(stage: str, done: int, total: int) and log(message: str), or None.
+ *       device "cuda": the captions are embedded (umT5 loaded onto the device for them, then freed), then every
+ *       other network is placed there once (lyra_ar_models_place) in `precision` ("bf16": upstream's, "f32": parity).
  * The run releases the GIL; callbacks take it back. Ctrl-C (a pending signal, checked before every network
  * evaluation and stage) stops the run: the KeyboardInterrupt is raised and nothing is returned. An exception
  * raised by a callback stops the run the same way and is re-raised. */
@@ -144,6 +151,51 @@ static PyObject *py_ar_models_dit_streaming(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ar_models_dit_fp8(models, use_dmd) -> None: lyra_ar_models_dit_fp8 (LoRAs merged, the DiT's blocks e4m3; for
+ * runs of that use_dmd only). Before streaming and placement. */
+static PyObject *py_ar_models_dit_fp8(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    int use_dmd;
+    if (!PyArg_ParseTuple(args, "Op:ar_models_dit_fp8", &cap, &use_dmd)) return NULL;
+    py_models *p = PyCapsule_GetPointer(cap, MODELS_CAPSULE);
+    if (!p) return NULL;
+    if (p->busy) return PyErr_Format(PyExc_RuntimeError, "generate: the models are in use by another thread");
+    lyra_status st;
+    p->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = lyra_ar_models_dit_fp8(&p->m, use_dmd);
+    Py_END_ALLOW_THREADS
+    p->busy = 0;
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+/* ar_models_place(models, device, precision="bf16") -> None: lyra_ar_models_place ("cuda": the GPU, or the
+ * emulated device). */
+static PyObject *py_ar_models_place(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    const char *device, *precision = "bf16";
+    if (!PyArg_ParseTuple(args, "Os|s:ar_models_place", &cap, &device, &precision)) return NULL;
+    if (strcmp(precision, "bf16") && strcmp(precision, "f32"))
+        return PyErr_Format(PyExc_ValueError, "precision: '%s' is not allowed; expected 'bf16' or 'f32'", precision);
+    py_models *p = PyCapsule_GetPointer(cap, MODELS_CAPSULE);
+    if (!p) return NULL;
+    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
+        return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
+    if (p->busy) return PyErr_Format(PyExc_RuntimeError, "generate: the models are in use by another thread");
+    lyra_status st;
+    p->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = lyra_ar_models_place(&p->m, strcmp(device, "cuda") ? LYRA_DEVICE_CPU : LYRA_DEVICE_CUDA,
+                              strcmp(precision, "f32") ? LYRA_DTYPE_BF16 : LYRA_DTYPE_F32);
+    Py_END_ALLOW_THREADS
+    p->busy = 0;
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_ar_models_info(PyObject *self, PyObject *cap) {
     (void)self;
     py_models *p = PyCapsule_GetPointer(cap, MODELS_CAPSULE);
@@ -173,11 +225,13 @@ static PyObject *py_ar_models_info(PyObject *self, PyObject *cap) {
         Py_DECREF(styles);
         return NULL;
     }
-    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:O,s:i,s:N,s:N}", "new_latents", fp->n_new, "history_latents",
+    return Py_BuildValue("{s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:O,s:i,s:N,s:N,s:s}", "device",
+                         lyra_ar_backend(&p->m)->ops->name, "new_latents", fp->n_new, "history_latents",
                          fp->n_history, "spatial_slots", fp->n_spatial, "frames_per_chunk", 4 * fp->n_new, "dit_dim",
                          p->m.dit.cfg.dim, "text_dim", p->m.text_dim, "has_dmd",
-                         p->m.dmd_adapter >= 0 ? Py_True : Py_False, "vae_dim", lyra_vae_dim(p->m.vae),
-                         "style_loras", styles, "dit_config", dcfg);
+                         p->m.dmd_adapter >= 0 || p->m.fp8_dmd == 1 ? Py_True : Py_False, "vae_dim",
+                         lyra_vae_dim(p->m.vae), "style_loras", styles, "dit_config", dcfg, "dit_dtype",
+                         p->m.fp8_dmd >= 0 ? "fp8" : "bf16");
 }
 
 /* ---- callbacks (run without the GIL; each takes it back) ---- */
@@ -266,11 +320,15 @@ static PyObject *py_ar_generate(PyObject *self, PyObject *args) {
     int use_dmd, num_steps, want_warp;
     double guidance, shift;
     unsigned long long seed;
-    const char *label;
-    if (!PyArg_ParseTuple(args, "OOOOOO!pdidKsOOOp:ar_generate", &cap, &o_img, &o_depth, &o_w2c, &o_K, &PyList_Type,
+    const char *label, *device = "cpu", *precision = "bf16";
+    if (!PyArg_ParseTuple(args, "OOOOOO!pdidKsOOOp|ss:ar_generate", &cap, &o_img, &o_depth, &o_w2c, &o_K, &PyList_Type,
                           &captions, &use_dmd, &guidance, &num_steps, &shift, &seed, &label, &depth_fn, &progress_fn,
-                          &log_fn, &want_warp))
+                          &log_fn, &want_warp, &device, &precision))
         return NULL;
+    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
+        return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
+    if (strcmp(precision, "bf16") && strcmp(precision, "f32"))
+        return PyErr_Format(PyExc_ValueError, "precision: '%s' is not allowed; expected 'bf16' or 'f32'", precision);
     py_models *pm = PyCapsule_GetPointer(cap, MODELS_CAPSULE);
     if (!pm) return NULL;
     if (pm->busy) return PyErr_Format(PyExc_RuntimeError, "generate: the models are in use by another thread");
@@ -314,6 +372,8 @@ static PyObject *py_ar_generate(PyObject *self, PyObject *args) {
     ctx.progress_fn = progress_fn == Py_None ? NULL : progress_fn;
     ctx.log_fn = log_fn == Py_None ? NULL : log_fn;
     lyra_ar_run run = {
+        .device = strcmp(device, "cuda") ? LYRA_DEVICE_CPU : LYRA_DEVICE_CUDA,
+        .policy = strcmp(precision, "f32") ? LYRA_DTYPE_BF16 : LYRA_DTYPE_F32,
         .models = &pm->m, .height = (int)H, .width = (int)W, .num_frames = N, .image = PyArray_DATA(img),
         .depth = PyArray_DATA(depth), .w2c = PyArray_DATA(w2c), .K = PyArray_DATA(K), .captions = caps,
         .use_dmd = use_dmd, .guidance = (float)guidance, .num_steps = num_steps, .shift = shift,
@@ -349,6 +409,11 @@ finally:
 }
 
 static PyMethodDef run_methods[] = {
+    {"ar_models_dit_fp8", py_ar_models_dit_fp8, METH_VARARGS,
+     "ar_models_dit_fp8(models, use_dmd): LoRAs merged, the DiT's blocks fp8 e4m3 (before streaming and placement)."},
+    {"ar_models_place", py_ar_models_place, METH_VARARGS,
+     "ar_models_place(models, device, precision='bf16') -> None: every network of the run to 'cuda' "
+     "(irreversible) or stay on 'cpu'"},
     {"ar_models_load", py_ar_models_load, METH_VARARGS,
      "ar_models_load(paths, layout, n_threads, styles=()) -> capsule: the generate-mode networks of a converted "
      "folder."},

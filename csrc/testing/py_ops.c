@@ -873,6 +873,43 @@ static PyObject *py_avg_pool3d(PyObject *self, PyObject *args, PyObject *kw) {
 }
 
 
+/* gs_rasterize(means (N,3), scales (N,3), rotations (N,4), harmonics (N,3,d_sh), opacities (N), w2c (4,4), K (3,3),
+ *              height, width, background=(0,0,0), near=0.01) -> (H, W, 5) f32 (r, g, b, alpha, depth) */
+static PyObject *py_gs_rasterize(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"means", "scales", "rotations", "harmonics", "opacities", "w2c", "K", "height", "width",
+                          "background", "near", NULL};
+    PyObject *o[5], *w2c_o, *k_o;
+    int h, w;
+    float bg[3] = {0, 0, 0}, near_plane = 0.01f;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOii|(fff)f", kws, &o[0], &o[1], &o[2], &o[3], &o[4], &w2c_o,
+                                     &k_o, &h, &w, &bg[0], &bg[1], &bg[2], &near_plane))
+        return NULL;
+    lyra_splat_camera cam = {.near_plane = near_plane, .background = {bg[0], bg[1], bg[2]}};
+    PyArrayObject *wa = lyra_py_array(w2c_o, NPY_FLOAT32, 2, "w2c"), *ka = wa ? lyra_py_array(k_o, NPY_FLOAT32, 2, "K") : NULL;
+    int ok = ka && PyArray_SIZE(wa) == 16 && PyArray_SIZE(ka) == 9;
+    if (ok) {
+        memcpy(cam.w2c, PyArray_DATA(wa), sizeof cam.w2c);
+        memcpy(cam.K, PyArray_DATA(ka), sizeof cam.K);
+    } else if (ka) {
+        PyErr_SetString(PyExc_ValueError, "w2c (4, 4) and K (3, 3) expected");
+    }
+    Py_XDECREF(wa);
+    Py_XDECREF(ka);
+    if (!ok) return NULL;
+    keep k = {0};
+    int err = 0;
+    static const char *names[5] = {"means", "scales", "rotations", "harmonics", "opacities"};
+    lyra_tensor t[5], y;
+    for (int i = 0; i < 5 && !err; i++) in_param(&k, o[i], names[i], &t[i], 0, &err);
+    if (err) FAIL(&k);
+    int64_t ne[3] = {h, w, 5};
+    if (h < 1 || w < 1) { PyErr_SetString(PyExc_ValueError, "height and width must be >= 1"); FAIL(&k); }
+    PyArrayObject *out = out_f32(&k, 3, ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_gs_rasterize(be, &y, &t[0], &t[1], &t[2], &t[3], &t[4], &cam));
+}
+
 /* ---------------- descriptor helpers (core/tensor.h, core/arena.h) ---------------- */
 
 static int parse_dtype(const char *s, lyra_dtype *d) {
@@ -1221,6 +1258,64 @@ static PyObject *py_linear_fp8(PyObject *self, PyObject *args, PyObject *kw) {
     RUN_OP(&k, out, fp8_linear(be, &y, &x, &w, b, pc));
 }
 
+/* A contiguous output of numpy type npt / dtype dt with staging role `role` (OPS_OUT or OPS_OUT_F32). */
+static PyArrayObject *out_typed(keep *k, int ndim, const int64_t *ne, lyra_tensor *t, int npt, lyra_dtype dt,
+                                ops_role role) {
+    npy_intp dims[LYRA_MAX_DIMS];
+    for (int i = 0; i < ndim; i++) dims[i] = (npy_intp)ne[i];
+    PyArrayObject *a = (PyArrayObject *)PyArray_SimpleNew(ndim, dims, npt);
+    if (!a) return NULL;
+    k->objs[k->n++] = (PyObject *)a;
+    *t = desc_of(a, dt);
+    int err = 0;
+    if (stage(k, t, role, &err) < 0) return NULL;
+    return a;
+}
+
+/* quantize_fp8_rows(x (..., K)) -> (q uint8 (M, K), s float32 (M)): lyra_op_quantize_fp8_rows. */
+static PyObject *py_quantize_fp8_rows(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", NULL};
+    PyObject *xo;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O", kws, &xo)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, q, sc;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (err) FAIL(&k);
+    if (x.ndim < 1) { PyErr_SetString(PyExc_ValueError, "x must have at least one dim"); FAIL(&k); }
+    int64_t K = x.ne[x.ndim - 1], M = 1;
+    for (int i = 0; i < x.ndim - 1; i++) M *= x.ne[i];
+    PyArrayObject *qa = out_typed(&k, 2, (int64_t[]){M, K}, &q, NPY_UINT8, LYRA_DTYPE_U8, OPS_OUT);
+    PyArrayObject *sa = qa ? out_typed(&k, 1, &M, &sc, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT_F32) : NULL;
+    if (!sa) FAIL(&k);
+    PyObject *pair = PyTuple_Pack(2, (PyObject *)qa, (PyObject *)sa);
+    if (!pair) FAIL(&k);
+    k.objs[k.n++] = pair;
+    RUN_OP(&k, pair, lyra_op_quantize_fp8_rows(be, &q, &sc, &x));
+}
+
+/* linear_fp8_tokens(q uint8 (M, K), s (M), w8 uint8 (N, K), ws (N), b=None) -> y (M, N): lyra_op_linear_fp8. */
+static PyObject *py_linear_fp8_tokens(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"q", "s", "w8", "ws", "b", NULL};
+    PyObject *qo, *so, *wo, *wso, *bo = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|O", kws, &qo, &so, &wo, &wso, &bo)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor q, sc, w8, ws, bt, y, *b = NULL;
+    in_array(&k, qo, "q", &q, NPY_UINT8, LYRA_DTYPE_U8, 0, &err);
+    if (!err) in_param(&k, so, "s", &sc, 0, &err);
+    if (!err) in_array(&k, wo, "w8", &w8, NPY_UINT8, LYRA_DTYPE_U8, 0, &err);
+    if (!err) in_param(&k, wso, "ws", &ws, 0, &err);
+    if (!err) b = in_param(&k, bo, "b", &bt, 1, &err);
+    if (err) FAIL(&k);
+    if (q.ndim != 2 || w8.ndim != 2) { PyErr_SetString(PyExc_ValueError, "q (M, K), w8 (N, K)"); FAIL(&k); }
+    PyArrayObject *out = out_f32(&k, 2, (int64_t[]){q.ne[0], w8.ne[0]}, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_linear_fp8(be, &y, &q, &sc, &w8, &ws, b));
+}
+
 /* ---------------- CUDA measurements (benchmarks/kernels.py) ---------------- */
 
 #ifdef LYRA2_WITH_CUDA
@@ -1389,7 +1484,8 @@ BK(py_copy) BK(py_concat) BK(py_pad) BK(py_patchify) BK(py_unpatchify) BK(py_emb
 BK(py_linear_act) BK(py_linear_fp8) BK(py_matmul) BK(py_attention) BK(py_rms_norm) BK(py_layer_norm)
 BK(py_l2norm_channels) BK(py_group_norm) BK(py_softmax) BK(py_unary) BK(py_glu) BK(py_add) BK(py_mul)
 BK(py_scale) BK(py_sincos) BK(py_modulate) BK(py_gate) BK(py_rope) BK(py_conv2d) BK(py_conv3d) BK(py_conv_transpose2d)
-BK(py_upsample_nearest2x) BK(py_resize) BK(py_avg_pool3d)
+BK(py_upsample_nearest2x) BK(py_resize) BK(py_avg_pool3d) BK(py_gs_rasterize) BK(py_quantize_fp8_rows)
+BK(py_linear_fp8_tokens)
 
 #define KW(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, doc}
 
@@ -1413,6 +1509,8 @@ static PyMethodDef ops_methods[] = {
     KW("embedding", py_embedding_bk, "embedding(table (V,D), ids, wdtype='f32')."),
     KW("linear", py_linear_bk, "linear(x (...,K), w (N,K), b=None, wdtype='f32'|'bf16'|'f16')."),
     KW("linear_act", py_linear_act_bk, "linear_act(x, w, b=None, act='gelu_tanh', wdtype='f32'): act(x·wᵀ + b), fused where possible."),
+    KW("quantize_fp8_rows", py_quantize_fp8_rows_bk, "quantize_fp8_rows(x (..., K)) -> (q uint8 (M, K), s (M)): per-token e4m3."),
+    KW("linear_fp8_tokens", py_linear_fp8_tokens_bk, "linear_fp8_tokens(q, s, w8, ws, b=None): (q·w8ᵀ)·s[m]·ws[n] + b."),
     KW("linear_fp8", py_linear_fp8_bk, "linear_fp8(x, w, b=None, per_channel=False): e4m3 weights/activations (backend='cuda')."),
 #ifdef LYRA2_WITH_CUDA
     KW("cuda_bench_linear", py_cuda_bench_linear, "cuda_bench_linear(M, N, K, mode=0, repeat=5) -> median ms."),
@@ -1444,6 +1542,8 @@ static PyMethodDef ops_methods[] = {
     KW("upsample_nearest2x", py_upsample_nearest2x_bk, "upsample_nearest2x(x (..., H, W))."),
     KW("resize", py_resize_bk, "resize(x, size, mode='bilinear', align_corners=False, antialias=False, ratio=None)."),
     KW("avg_pool3d", py_avg_pool3d_bk, "avg_pool3d(x (..., T, H, W), kt, kh, kw)."),
+    KW("gs_rasterize", py_gs_rasterize_bk, "gs_rasterize(means, scales, rotations, harmonics, opacities, w2c, K, "
+       "height, width, background=(0,0,0), near=0.01) -> (H, W, 5): r, g, b, alpha, depth."),
     {NULL, NULL, 0, NULL},
 };
 

@@ -54,6 +54,8 @@ static const lyra_backend_ops cpu_ops = {
     .linear_act = cpu_linear_act,
     .matmul = cpu_matmul,
     .attention = cpu_attention,
+    .quantize_fp8_rows = cpu_quantize_fp8_rows,
+    .linear_fp8 = cpu_linear_fp8,
     .rms_norm = cpu_rms_norm,
     .layer_norm = cpu_layer_norm,
     .l2norm_channels = cpu_l2norm_channels,
@@ -74,6 +76,7 @@ static const lyra_backend_ops cpu_ops = {
     .upsample_nearest2x = cpu_upsample_nearest2x,
     .resize = cpu_resize,
     .avg_pool3d = cpu_avg_pool3d,
+    .gs_rasterize = cpu_gs_rasterize,
 };
 
 lyra_status lyra_backend_cpu_init(lyra_backend *be, int n_threads) {

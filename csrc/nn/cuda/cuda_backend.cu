@@ -182,6 +182,8 @@ static const lyra_backend_ops cuda_ops = {
     /* .linear_act = */ ON_DEVICE(cu_op_linear_act),
     /* .matmul = */ ON_DEVICE(cu_op_matmul),
     /* .attention = */ ON_DEVICE(cu_op_attention),
+    /* .quantize_fp8_rows = */ ON_DEVICE(cu_op_quantize_fp8_rows),
+    /* .linear_fp8 = */ ON_DEVICE(cu_op_linear_fp8),
     /* .rms_norm = */ ON_DEVICE(cu_op_rms_norm),
     /* .layer_norm = */ ON_DEVICE(cu_op_layer_norm),
     /* .l2norm_channels = */ ON_DEVICE(cu_op_l2norm_channels),
@@ -202,6 +204,7 @@ static const lyra_backend_ops cuda_ops = {
     /* .upsample_nearest2x = */ ON_DEVICE(cu_op_upsample_nearest2x),
     /* .resize = */ ON_DEVICE(cu_op_resize),
     /* .avg_pool3d = */ ON_DEVICE(cu_op_avg_pool3d),
+    /* .gs_rasterize = */ ON_DEVICE(cu_op_gs_rasterize),
 };
 
 extern "C" lyra_status lyra_backend_cuda_init(lyra_backend *be, int device) {

@@ -277,6 +277,9 @@ lyra_status cu_op_group_norm(lyra_backend *, lyra_tensor *, const lyra_tensor *,
 lyra_status cu_op_softmax(lyra_backend *, lyra_tensor *, const lyra_tensor *, float);
 lyra_status cu_op_rope(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, lyra_rope_mode, int);
 lyra_status cu_op_sincos(lyra_backend *, lyra_tensor *, const lyra_tensor *, int);
+lyra_status cu_op_quantize_fp8_rows(lyra_backend *, lyra_tensor *, lyra_tensor *, const lyra_tensor *);
+lyra_status cu_op_linear_fp8(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *,
+                             const lyra_tensor *, const lyra_tensor *, const lyra_tensor *);
 
 lyra_status cu_op_linear(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *,
                          const lyra_tensor *);
@@ -294,6 +297,9 @@ lyra_status cu_op_conv_transpose2d(lyra_backend *, lyra_tensor *, const lyra_ten
                                    const lyra_tensor *, int, int);
 lyra_status cu_op_resize(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_resize_params *);
 void cu_resize_cache_free(lyra_backend *be);
+
+lyra_status cu_op_gs_rasterize(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *,
+                               const lyra_tensor *, const lyra_tensor *, const lyra_tensor *, const lyra_splat_camera *);
 
 /* The fused flash-attention kernel (cuda_attention_flash.cu): 1 when it handled the call (status in *st),
  * 0 when the case is outside what it supports (dtype, head dim, alignment) and the caller falls back. */

@@ -141,6 +141,15 @@ static lyra_status m_matmul(lyra_backend *be, lyra_tensor *c, const lyra_tensor 
     (void)b; (void)tb; (void)alpha;
     return count(be, 2.0 * (double)lyra_tensor_numel(c) * (double)a->ne[a->ndim - 1]);
 }
+static lyra_status m_quantize_fp8_rows(lyra_backend *be, lyra_tensor *q, lyra_tensor *s, const lyra_tensor *x) {
+    (void)q; (void)s; (void)x;
+    return count(be, 0);
+}
+static lyra_status m_linear_fp8(lyra_backend *be, lyra_tensor *y, const lyra_tensor *q, const lyra_tensor *s,
+                                const lyra_tensor *w8, const lyra_tensor *ws, const lyra_tensor *b) {
+    (void)q; (void)s; (void)ws; (void)b;
+    return count(be, 2.0 * rows_of(y) * (double)w8->ne[0] * (double)w8->ne[1]);
+}
 /* q/o (B, Lq, H, D), k/v (B, Lk, H, D): QKᵀ and PV, 2·2·B·H·Lq·Lk·D. */
 static lyra_status m_attention(lyra_backend *be, lyra_tensor *o, const lyra_tensor *q, const lyra_tensor *k,
                                const lyra_tensor *v, const lyra_tensor *bias, const lyra_tensor *mask, float scale) {
@@ -229,6 +238,14 @@ static lyra_status m_pool3d(lyra_backend *be, lyra_tensor *y, const lyra_tensor 
     (void)y; (void)x; (void)kt; (void)kh; (void)kw;
     return count(be, 0);
 }
+/* A render is not part of any measured network: counted with no FLOPs (the splat count sets its cost). */
+static lyra_status m_gs_rasterize(lyra_backend *be, lyra_tensor *y, const lyra_tensor *means,
+                                  const lyra_tensor *scales, const lyra_tensor *rotations,
+                                  const lyra_tensor *harmonics, const lyra_tensor *opacities,
+                                  const lyra_splat_camera *cam) {
+    (void)y; (void)means; (void)scales; (void)rotations; (void)harmonics; (void)opacities; (void)cam;
+    return count(be, 0);
+}
 
 static const lyra_backend_ops measure_ops = {
     .name = "measure",
@@ -249,6 +266,8 @@ static const lyra_backend_ops measure_ops = {
     .linear_act = m_linear_act,
     .matmul = m_matmul,
     .attention = m_attention,
+    .quantize_fp8_rows = m_quantize_fp8_rows,
+    .linear_fp8 = m_linear_fp8,
     .rms_norm = m_rms,
     .layer_norm = m_ln,
     .l2norm_channels = m_ln,
@@ -269,6 +288,7 @@ static const lyra_backend_ops measure_ops = {
     .upsample_nearest2x = m_up2x,
     .resize = m_resize,
     .avg_pool3d = m_pool3d,
+    .gs_rasterize = m_gs_rasterize,
 };
 
 lyra_status lyra_backend_measure_init(lyra_backend *be, lyra_device device) {

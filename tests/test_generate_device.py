@@ -1,0 +1,221 @@
+"""Generate mode with every network on the device, checked on the emulated CUDA device (LYRA2_EMULATED_CUDA=1: the
+CPU kernels behind a separate memory pool that refuses host pointers, counts transfers and stores activations in
+the dtypes the CUDA backend keeps) against the CPU run of the same tiny random checkpoint (lyra2.testing, 32x48).
+
+Two precisions, two claims:
+* f32 on the device (generate.DIT_DEVICE_PRECISION = "f32") is the CPU computation moved: the frames agree to the
+  float rounding of a different summation order (measured: max 1 level of 255), so placement, uploads and the
+  device-resident conditioning carry no error of their own.
+* upstream's GPU precision (generate.DIT_DEVICE_PRECISION = "bf16", docs/PRECISION.md: the DiT's bf16 policy, the
+  Wan VAE and umT5 in bf16, CLIP in f16) rounds activations to 8 (bf16) or 11 (f16) mantissa bits, a relative 2^-9
+  per rounding. Measured here with the DiT alone in bf16: max 3, mean 0.18 levels (81 frames, DMD); with every
+  network in its policy: max 16, mean 0.66 (81 and 161 frames, DMD) — the bf16 VAE decoder of this random tiny
+  checkpoint amplifies its roundings into a few isolated pixels. UniPC with CFG at guidance g evaluates
+  u + g·(c − u): the two calls' rounding errors enter with weights g + 1 and g, so the mean grows with g: measured
+  max 17, mean 1.21 at g = 5 (161 frames, 2 steps).
+  Bounds: DMD max <= 32, mean <= 1.5; CFG 5 max <= 40, mean <= 2.5 (about twice the measured values; a misplaced
+  or stale tensor reads the pool's NaN poison or wrong data and moves frames by tens of levels on average).
+"""
+import collections
+import os
+
+import numpy as np
+import pytest
+
+import lyra2
+import importlib
+
+from lyra2 import fields, testing
+from lyra2.geometry import trajectory
+from lyra2.progress import Progress
+
+gen = importlib.import_module("lyra2.generate")
+
+H, W = 32, 48
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    old = os.environ.get("LYRA2_NUM_THREADS")
+    os.environ["LYRA2_NUM_THREADS"] = "1"  # 2 shared cores: one thread per network (the emulated device too)
+    path = testing.make_tiny_checkpoint(str(tmp_path_factory.mktemp("tiny")), seed=0)
+    yield path
+    gen.release_models()
+    if old is None:
+        os.environ.pop("LYRA2_NUM_THREADS", None)
+    else:
+        os.environ["LYRA2_NUM_THREADS"] = old
+
+
+@pytest.fixture(scope="module")
+def image():
+    y, x = np.mgrid[0:H, 0:W]
+    return (np.stack([x * 5, y * 7, (x + y) * 3], -1) % 256).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def depth():
+    y = np.arange(H, dtype=np.float32)[:, None]
+    return np.broadcast_to(2.0 + 0.05 * y, (H, W)).astype(np.float32).copy()
+
+
+@pytest.fixture
+def emulated(monkeypatch):
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA", "1")
+    yield
+    gen.release_models()  # the placed models hold pool memory
+
+
+def run(ckpt, image, depth, device, logs=None, **kw):
+    args = fields.validate({"prompt": "a quiet street", "seed": 0, **kw}, require_image=False)
+    args["resolution"] = (H, W)
+    report = Progress(bar=False, on_log=None if logs is None else logs.append)
+    return gen.run_generate(image, args, checkpoint_folder=ckpt, device=device, report=report, depth=depth)
+
+
+CASES = {"dmd-81": dict(num_frames=81), "dmd-161": dict(num_frames=161),
+         "unipc-cfg-161": dict(num_frames=161, use_dmd=False, num_inference_steps=2, guidance_scale=5.0)}
+BF16_BOUND = {"dmd-81": (32, 1.5), "dmd-161": (32, 1.5), "unipc-cfg-161": (40, 2.5)}  # (max, mean) levels
+
+
+@pytest.fixture(scope="module")
+def cpu_runs(ckpt, image, depth):
+    return {k: run(ckpt, image, depth, "cpu", **kw) for k, kw in CASES.items()}
+
+
+def level_diff(a, b):
+    assert a.shape == b.shape
+    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return int(d.max()), float(d.mean())
+
+
+def test_f32_on_the_device_is_the_cpu_run(ckpt, image, depth, cpu_runs, emulated, monkeypatch):
+    monkeypatch.setattr(gen, "DIT_DEVICE_PRECISION", "f32")
+    logs = []
+    v = run(ckpt, image, depth, "cuda", logs, **CASES["unipc-cfg-161"])
+    assert any("networks on the cuda-emulated backend" in e["message"] for e in logs)
+    assert any("1 new caption(s) through umT5 on the device (loaded for them, then freed)" in e["message"] for e in logs)
+    mx, mean = level_diff(v.frames, cpu_runs["unipc-cfg-161"].frames)
+    assert mx <= 1 and mean <= 0.01, (mx, mean)
+    assert testing.emulated_cuda_stats()["refused"] == 0
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bf16_policy_within_its_tolerance(ckpt, image, depth, cpu_runs, emulated, case):
+    v = run(ckpt, image, depth, "cuda", **CASES[case])
+    ref = cpu_runs[case]
+    mx, mean = level_diff(v.frames, ref.frames)
+    print(f"{case}: bf16 device vs CPU max {mx} mean {mean:.3f} levels")
+    assert mx <= BF16_BOUND[case][0] and mean <= BF16_BOUND[case][1], (case, mx, mean)
+    np.testing.assert_array_equal(v.frames[0], ref.frames[0])  # the anchor frame is the input itself
+    st = v.stage_timings["in"]
+    assert st["dit_calls"] == ref.stage_timings["in"]["dit_calls"]
+    assert st["cache_frames"] == ref.stage_timings["in"]["cache_frames"]
+
+
+# What crosses between host and device in a run once the models are placed (names as the driver and the networks
+# give them to the emulated device's transfer log), per run, per chunk or per DiT call. Everything else that goes
+# up is a weight upload, which happens at placement only.
+PER_CALL = {("upload", "latent x"), ("download", "velocity"),
+            ("upload", "time sinusoid")}   # the DiT's host-built time features (1 KB)
+PER_CHUNK = {("upload", "condition y"), ("upload", "correspondence buffer"), ("upload", "clip frame")}
+PER_RUN = {("upload", "text embeddings")}  # the captions' (cached after the first run with them: no umT5 at all)
+# A run with a caption not seen before loads umT5 onto the device for it and frees it before the chunks.
+NEW_CAPTION = {("upload", "umT5 encoder weights"), ("upload", "umT5 ids"), ("upload", "umT5 mask"),
+               ("upload", "umT5 buckets"), ("download", "caption embedding")}
+# The VAE streams take host frames (their pushes upload the frames, download latents/frames); the depth window
+# runs DA3 through its Python class on the device (pixels and a few per-call tensors).
+VAE = {("upload", "Wan VAE video"), ("upload", "Wan VAE latents"), ("download", "Wan VAE mu"), ("download", "decoded frames"),
+       ("download", "Wan VAE frames")}
+
+
+def test_transfers_of_a_run(ckpt, image, depth, emulated):
+    run(ckpt, image, depth, "cuda", num_frames=161)       # loads and places the models
+    testing.emulated_cuda_reset()
+    logs = []
+    v = run(ckpt, image, depth, "cuda", logs, num_frames=161)   # cached: no weight moves again
+    assert any("every caption embedded before (cached), umT5 not loaded" in e["message"] for e in logs)
+    stats = testing.emulated_cuda_stats()
+    assert stats["refused"] == 0
+    log = testing.emulated_cuda_transfers()
+    count = collections.Counter((d, name) for d, _, name in log)
+    calls, chunks = v.stage_timings["in"]["dit_calls"], 2
+    assert calls == 8
+    for k in PER_CALL:
+        assert count[k] == calls, (k, count[k])
+    for k in PER_CHUNK:
+        assert count[k] == chunks, (k, count[k])
+    for k in PER_RUN:
+        assert count[k] == 1, (k, count[k])
+    # the RoPE table is built once per latent grid and stays in the DiT's arena (none in a second run)
+    assert count[("upload", "rope angles")] == 0
+    # the re-encode reads the decoded frames in the VAE's memory: frames go up only for the fresh encodes of the
+    # chunk inputs (the buffer warp and the spatial images), never the decoded ones
+    assert count[("download", "decoded frames")] == chunks * info_new_latents(ckpt), count
+    assert count[("download", "Wan VAE frames")] == 0  # the decoder's priming output stays on the device
+    assert not [k for k in count if "weights" in k[1] or "LoRA" in k[1] or "negative" in k[1]], count
+    unexplained = {k for k in count if k not in PER_CALL | PER_CHUNK | PER_RUN | VAE and not k[1].startswith("DA3")
+                   and not k[1].startswith("ViT")}
+    assert not unexplained, unexplained
+    # a new caption: umT5 alone on the device for it, then freed (the pool's live bytes return to where they were)
+    live = testing.emulated_cuda_stats()["live_bytes"]
+    testing.emulated_cuda_reset()
+    logs = []
+    run(ckpt, image, depth, "cuda", logs, num_frames=81, prompt="a new caption")
+    new = collections.Counter((d, name) for d, _, name in testing.emulated_cuda_transfers())
+    for k in NEW_CAPTION:
+        assert new[k] == 1, (k, new[k])
+    assert any("1 new caption(s) through umT5 on the device" in e["message"] for e in logs)
+    assert testing.emulated_cuda_stats()["live_bytes"] == live
+    # the per-call latent is the sampler's state only: (C, T, h, w) f32 up, (C, G, h, w) down
+    sizes = {(d, name): b for d, b, name in log}
+    assert sizes[("download", "velocity")] == 4 * 16 * info_new_latents(ckpt) * (H // 8) * (W // 8)
+
+
+def info_new_latents(ckpt):
+    return gen.load_models(ckpt, "cuda")[1]["new_latents"]
+
+
+def test_out_of_device_memory_is_a_lyra2error_and_writes_nothing(ckpt, image, depth, emulated, monkeypatch, tmp_path):
+    gen.release_models()
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA_MEMORY", "4M")  # less than the tiny DiT's weights
+    out = tmp_path / "v.mp4"
+    w2c, K = trajectory("horizontal_zoom", 81, 0.5, depth)
+    with pytest.raises(lyra2.Lyra2Error, match="bytes"):
+        lyra2.generate(image, w2c, K, "a", checkpoint_dir=ckpt, device="cuda", depth=depth, progress=False,
+                       output_path=str(out))
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_failed_chunk_writes_no_video(ckpt, image, depth, emulated, monkeypatch, tmp_path):
+    """A failure in chunk 2 (here the depth-window update after chunk 1 raising) ends the run with that error and
+    no output file, as on the CPU."""
+    class Boom(Exception):
+        pass
+
+    def failing(da3):
+        def depth_window(images, w2c, K):
+            raise Boom("depth window")
+        return depth_window
+
+    monkeypatch.setattr(gen, "_depth_window_fn", failing)
+    out = tmp_path / "v.mp4"
+    w2c, K = trajectory("horizontal_zoom", 161, 0.5, depth)
+    with pytest.raises(Boom):
+        lyra2.generate(image, w2c, K, "a", checkpoint_dir=ckpt, device="cuda", depth=depth, progress=False,
+                       output_path=str(out))
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+@pytest.mark.cuda
+def test_generate_on_the_gpu_matches_the_cpu(ckpt, image, depth, cpu_runs):
+    """On a real GPU (benchmarks/device_check.sh): the same bf16 tolerance as on the emulated device."""
+    b = lyra2.backends()
+    if b["emulated"] or b["cuda_emulation_build"]:
+        pytest.skip("a real GPU run (the emulated device is covered above; the kernel-emulation build runs the "
+                    "kernels one thread at a time, too slow for whole runs)")
+    for case, kw in CASES.items():
+        v = run(ckpt, image, depth, "cuda", **kw)
+        mx, mean = level_diff(v.frames, cpu_runs[case].frames)
+        assert mx <= BF16_BOUND[case][0] and mean <= BF16_BOUND[case][1], (case, mx, mean)
+    gen.release_models()
