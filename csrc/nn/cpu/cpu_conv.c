@@ -1,10 +1,10 @@
 /* CPU convolutions: conv3d (conv2d is the T = 1 case) as a blocked implicit GEMM, y (Co, pixels) = W (Co, K) ·
- * col (K, pixels) with K = Ci·kt·kh·kw: the weights are packed once per call into 6-row panels, each thread packs
- * the im2col columns of its own tile of output pixels straight into 16-pixel panels (no full column matrix, no
- * second copy inside a BLAS), and a register-tiled micro-kernel (cpu_convgemm.c) multiplies them. Tiles are
- * handed out dynamically from one OpenMP region, so a core that is slowed by other processes does not hold the
- * others at a barrier. The causal time prefix (cached frames) is read in place. ConvTranspose2d is GEMM + col2im.
- */
+ * col (K, pixels) with K = Ci·kt·kh·kw. Each task is a tile of output pixels of one frame: its im2col columns, one
+ * k block at a time, are written once into a small per-thread buffer (no full column matrix, no second copy inside
+ * a BLAS) and a register-tiled micro-kernel (cpu_convgemm.c) multiplies them by the weights read where they are
+ * stored (no per-call packing). Tiles are handed out dynamically from one OpenMP region, so a core slowed by other
+ * processes does not hold the others at a barrier. The causal time prefix (cached frames) is read in place.
+ * ConvTranspose2d is GEMM + col2im. */
 #include "nn/cpu/cpu_convgemm.h"
 #include "nn/cpu/cpu_internal.h"
 
@@ -12,9 +12,9 @@
 #include <omp.h>
 #endif
 
-#define COL_FLOATS ((int64_t)1 << 22)
+#define COL_FLOATS ((int64_t)1 << 22) /* conv_transpose2d: floats per column tile */
 #define KC_MAX 160        /* k steps per block (measured on Zen 4, AVX2: 160 beats 256 and 512) */
-#define TILE_PIXELS 128   /* output pixels per task: 8 B panels, 128 KB per k block (L2) */
+#define TILE_PIXELS 128   /* output pixels per task: with k blocks of 160, a 92 KB column tile (L2) */
 
 enum { MR = CPU_CONV_MR, NR = CPU_CONV_NR };
 
