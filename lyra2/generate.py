@@ -26,13 +26,14 @@ the folder (DA3 alone without MoGe), else the preview's heuristic prior, with a 
 updates (upstream AR:1059-1060, AR:1071-1393, AR:261-366) use DA3 when available; without it every chunk warps with
 frame 0's depth re-rendered into its buffer camera and the spatial memory keeps frame 0 only (logged).
 
-Device: "cuda" places every network on the GPU (or the emulated device under ``LYRA2_EMULATED_CUDA=1``): the DiT
-with upstream's bf16 policy (docs/PRECISION.md), umT5 and CLIP on the DiT's backend, the Wan VAE, DA3 and MoGe;
-the caption and negative-prompt embeddings, the CLIP tokens, each chunk's conditioning and correspondence buffer
-stay in device memory, and per network call only the sampler's latent goes up and the velocity comes back. The
-chunk inputs (retrieval, warps) are still assembled on the host and uploaded once per chunk, and the VAE streams
-take host frames (docs/PRECISION.md#generate-on-the-device lists the transfers). "auto" is "cuda" when a real GPU
-answers, else "cpu". Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core).
+Device: "cuda" runs every network on the GPU (or the emulated device under ``LYRA2_EMULATED_CUDA=1``) in upstream's
+precision (docs/PRECISION.md): the captions first, through umT5 loaded onto the device for them and freed (cached
+per caption), then the DiT, CLIP, the Wan VAE, DA3 and MoGe, placed once per folder. The caption and
+negative-prompt embeddings, the CLIP tokens, each chunk's conditioning and correspondence buffer stay in device
+memory; per network call only the sampler's latent goes up and the velocity comes back. The chunk inputs
+(retrieval, warps) are still assembled on the host and uploaded once per chunk
+(docs/PRECISION.md#generate-on-the-device lists the transfers). "auto" is "cuda" when a real GPU answers, else
+"cpu". Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core).
 """
 from __future__ import annotations
 
@@ -61,8 +62,8 @@ _MODEL_FILES = ("dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt", "l
     tuple(c for c, _, _ in STYLE_LORAS)
 _cache = {}            # (folder, file stamps, threads, layout, device, ...) -> models capsule (one entry: the last used)
 _da3_cache = {}        # (file, stamps, device) -> DepthAnything3 of the depth-window updates
-# The DiT's activations on a device: "bf16" is upstream's inference policy (docs/PRECISION.md); tests set "f32" to
-# check the placement and the transfers apart from the precision.
+# The networks' precision on a device: "bf16" is upstream's inference policy for each (docs/PRECISION.md: DiT, VAE and
+# umT5 bf16, CLIP f16); tests set "f32" to check the placement and the transfers apart from the precision.
 DIT_DEVICE_PRECISION = "bf16"
 
 
@@ -92,9 +93,10 @@ def _check_device(device):
 
 
 def load_models(folder, device="cpu", plan=None, log=print):
-    """The C networks of a converted folder on `device`, with the DiT's block streaming of `plan` (None: every
-    block resident): on the CPU set for every run, on a device before placement (the streamed blocks stay in host
-    memory). Cached: the same folder, device and (on a device) streaming are loaded once."""
+    """The C networks of a converted folder for runs on `device`, with the DiT's block streaming of `plan` (None:
+    every block resident): set for every CPU run, and on a device once, before the first run places the models
+    (the streamed blocks stay in host memory). Cached: the same folder, device and (on a device) streaming are
+    loaded once; the first device run embeds its captions with umT5 alone on the device, then places the rest."""
     from . import checkpoint, io
     from .memory import apply_dit_streaming
 
@@ -111,14 +113,10 @@ def load_models(folder, device="cpu", plan=None, log=print):
     if key not in _cache:
         _cache.clear()  # one set of models at a time: a placed set holds the device memory
         styles = [(name, paths[c], w) for c, name, w in STYLE_LORAS if c in paths]
-        models = _core.ar_models_load(paths, layout, _threads(), styles)
-        if device != "cpu":
-            apply_dit_streaming(models, _core.ar_models_info(models), plan, log)
-            _core.ar_models_place(models, device, DIT_DEVICE_PRECISION)
-        _cache[key] = models
+        _cache[key] = _core.ar_models_load(paths, layout, _threads(), styles)
     models = _cache[key]
     info = _core.ar_models_info(models)
-    if device == "cpu":
+    if info["device"] == "cpu":  # not placed yet
         apply_dit_streaming(models, info, plan, log)
     return models, info
 
@@ -194,17 +192,22 @@ def _log_loras(info, use_dmd, report):
 
 
 def _run_direction(models, img, depth, w2c, K, captions, *, seed, use_dmd, guidance, steps, label, report,
-                   depth_window):
+                   depth_window, device="cpu"):
     x = np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0) * np.float32(2.0) \
         - np.float32(1.0)
 
     def progress(stage, done, total):
         report.update(f"{label} {stage}" if stage == "denoise" else stage, done, total)
 
-    frames, warp, t = _core.ar_generate(
-        models, x, np.ascontiguousarray(depth, np.float32), np.ascontiguousarray(w2c, np.float32),
-        np.ascontiguousarray(K, np.float32), list(captions), bool(use_dmd), float(guidance), int(steps), SHIFT,
-        int(seed), label, depth_window, progress, report.log, True)
+    try:
+        frames, warp, t = _core.ar_generate(
+            models, x, np.ascontiguousarray(depth, np.float32), np.ascontiguousarray(w2c, np.float32),
+            np.ascontiguousarray(K, np.float32), list(captions), bool(use_dmd), float(guidance), int(steps), SHIFT,
+            int(seed), label, depth_window, progress, report.log, True, device, DIT_DEVICE_PRECISION)
+    except Lyra2Error:
+        if device != "cpu":
+            release_models()  # a failed placement may have left the models half on the device: load them again
+        raise
     frames[0] = img  # the anchor frame is the input itself (the float round trip can lose 1 in the last bit)
     return frames, warp, t
 
@@ -260,7 +263,6 @@ def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=Non
     raw = read_image(image_u8)
     img = read_image(raw, resolution=(h, w))
     models, info = load_models(checkpoint_folder, device, plan, report.log)
-    report.log(f"generate: networks on the {info['device']} backend")
     da3 = _da3(checkpoint_folder, device)
     d, mask, K0, depth_source = first_frame_depth(raw, img, depth, checkpoint_folder, report, da3=da3, device=device)
     n = args["num_frames"]
@@ -286,7 +288,8 @@ def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=Non
         frames, _, st = _run_direction(models, img, d, w2c, K, [args["prompt"]] * n_chunks, seed=args["seed"],
                                        use_dmd=args["use_dmd"], guidance=args["guidance_scale"],
                                        steps=args["num_inference_steps"], label=label, report=report,
-                                       depth_window=recording_depth_window(_depth_window_fn(da3), views))
+                                       depth_window=recording_depth_window(_depth_window_fn(da3), views),
+                                       device=device)
         rendered[direction] = frames
         timings["encode_s"] += st["text_s"]
         timings[f"zoom_{direction}_s"] = time.perf_counter() - t - st["text_s"]
@@ -372,7 +375,6 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     plan = log_run_plan((h, w), N, max_gpu_memory, device, report.log)
     t0 = time.perf_counter()
     models, info = load_models(folder, device, plan, report.log)
-    report.log(f"generate: networks on the {info['device']} backend")
     F = info["frames_per_chunk"]
     if N < 1 + F or (N - 1) % F:
         raise ValueError(f"w2c: {N} cameras; expected 1 + {F}k (k >= 1 chunks of {F} frames)")
@@ -386,7 +388,7 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     views = DepthViews()  # the depth-window estimates, for Video.point_cloud
     frames, _, st = _run_direction(models, img, d, w2c, K, caps, seed=seed, use_dmd=use_dmd,
                                    guidance=float(guidance_scale), steps=steps, label="generate", report=report,
-                                   depth_window=recording_depth_window(_depth_window_fn(da3), views))
+                                   depth_window=recording_depth_window(_depth_window_fn(da3), views), device=device)
     timings["encode_s"] += st["text_s"]
     timings["generate_s"] = time.perf_counter() - t - st["text_s"]
     video = Video(frames=frames, fps=fps, seed=seed, timings=timings, w2c=np.ascontiguousarray(w2c, np.float32),

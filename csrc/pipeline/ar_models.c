@@ -72,6 +72,15 @@ static const lyra_tensor *st_lookup(void *src, const char *name) {
 
 /* ---- loading ---- */
 
+lyra_status lyra_ar_umt5_load(lyra_umt5 *u, const char *path) {
+    st_table s;
+    LYRA_TRY(st_table_open(&s, path, "umT5"));
+    lyra_text_wsource src = {st_lookup, &s, s.n, s.names};
+    lyra_status st = lyra_umt5_load(u, &src);
+    st_table_free(&s);
+    return st;
+}
+
 #define LOADED_DIT 1
 #define LOADED_BACKEND 2
 #define LOADED_PLACED 4 /* the encoders, their arena and the negative embedding live on the DiT's device backend */
@@ -93,6 +102,11 @@ void lyra_ar_models_free(lyra_ar_models *m) {
     if (m->vae) lyra_vae_free(m->vae);
     if (m->tok) lyra_tokenizer_free(m->tok);
     if (m->loaded & LOADED_BACKEND) lyra_backend_free(&m->be);
+    free(m->umt5_path);
+    for (int i = 0; i < LYRA_AR_TEXT_CACHE; i++) {
+        free(m->text_cache[i].caption);
+        free(m->text_cache[i].emb);
+    }
     memset(m, 0, sizeof *m);
 }
 
@@ -168,13 +182,11 @@ lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p) {
         goto fail;
     }
 
-    if ((st = st_table_open(&s, p->umt5, "umT5")) != LYRA_OK) goto fail;
-    {
-        lyra_text_wsource src = {st_lookup, &s, s.n, s.names};
-        st = lyra_umt5_load(&m->umt5, &src);
+    if (!(m->umt5_path = strdup(p->umt5))) {
+        st = lyra_error(LYRA_ERR_OOM, "umT5: out of memory");
+        goto fail;
     }
-    st_table_free(&s);
-    if (st != LYRA_OK) goto fail;
+    if ((st = lyra_ar_umt5_load(&m->umt5, p->umt5)) != LYRA_OK) goto fail;
     if (m->umt5.cfg.dim != m->text_dim) {
         st = lyra_error(LYRA_ERR_FORMAT, "%s: umT5 width %lld differs from the DiT's text width %d", p->umt5,
                         (long long)m->umt5.cfg.dim, m->text_dim);
@@ -215,7 +227,7 @@ fail:
 
 /* ---- placement ---- */
 
-lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dtype dit_act) {
+lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dtype policy) {
     if (device == LYRA_DEVICE_CPU) {
         if (m->loaded & LOADED_PLACED)
             return lyra_error(LYRA_ERR_UNSUPPORTED, "generate models: placed on the %s device, their host weights "
@@ -224,7 +236,8 @@ lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dty
     }
     if (m->loaded & LOADED_PLACED) return LYRA_OK;
     LYRA_TRY(lyra_dit_place(&m->dit, device));
-    LYRA_TRY(lyra_dit_set_precision(&m->dit, dit_act));
+    const int f32 = policy == LYRA_DTYPE_F32; /* the parity mode: every network in f32 */
+    LYRA_TRY(lyra_dit_set_precision(&m->dit, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16));
     lyra_backend *be = &m->dit.be;
     /* From here the encoders' arena and the negative embedding move to the device: mark first so that a failure
      * below releases what was placed through the right backend. */
@@ -232,8 +245,8 @@ lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dty
     m->negative = NULL;
     lyra_arena_free(&m->arena);
     m->loaded |= LOADED_PLACED;
-    lyra_status st = lyra_umt5_place(&m->umt5, be);
-    if (st == LYRA_OK) st = lyra_clip_place(&m->clip, be);
+    lyra_umt5_free(&m->umt5); /* device runs load it per new caption (ar_text.c) */
+    lyra_status st = lyra_clip_place(&m->clip, be, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_F16);
     if (st == LYRA_OK) {
         const size_t bytes = sizeof(float) * LYRA_AR_TEXT_LEN * (size_t)m->text_dim;
         m->negative = be->ops->alloc(be, bytes);
@@ -249,7 +262,7 @@ lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dty
         st = lyra_op_upload(be, &d, &h);
     }
     free(neg_host);
-    if (st == LYRA_OK) st = lyra_vae_place(m->vae, device);
+    if (st == LYRA_OK) st = lyra_vae_place(m->vae, device, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16);
     return st;
 }
 
@@ -260,32 +273,6 @@ static lyra_status encoder_arena(lyra_ar_models *m, size_t need) {
 }
 
 /* ---- encoders ---- */
-
-lyra_status lyra_ar_encode_text(lyra_ar_models *m, const char *caption, lyra_tensor *out) {
-    char *clean = NULL;
-    size_t clean_len = 0;
-    LYRA_TRY(lyra_text_clean(caption, strlen(caption), &clean, &clean_len));
-    int64_t ids64[LYRA_AR_TEXT_LEN], mask64[LYRA_AR_TEXT_LEN];
-    lyra_status st = lyra_tokenizer_encode(m->tok, clean, clean_len, LYRA_AR_TEXT_LEN, ids64, mask64);
-    free(clean);
-    LYRA_TRY(st);
-    int32_t ids[LYRA_AR_TEXT_LEN];
-    uint8_t mask[LYRA_AR_TEXT_LEN];
-    for (int i = 0; i < LYRA_AR_TEXT_LEN; i++) {
-        ids[i] = (int32_t)ids64[i];
-        mask[i] = (uint8_t)(mask64[i] != 0);
-    }
-    lyra_backend *be = lyra_ar_backend(m);
-    if (m->loaded & LOADED_PLACED) {
-        size_t need = 0;
-        LYRA_TRY(lyra_umt5_arena_measure(&m->umt5, be->device, ids, mask, 1, LYRA_AR_TEXT_LEN, 1, &need));
-        LYRA_TRY(encoder_arena(m, need));
-    }
-    size_t mark = lyra_arena_mark(&m->arena);
-    st = lyra_umt5_encode(&m->umt5, be, &m->arena, out, ids, mask, 1, LYRA_AR_TEXT_LEN, 1);
-    lyra_arena_reset(&m->arena, mark);
-    return st;
-}
 
 lyra_status lyra_ar_encode_image(lyra_ar_models *m, const lyra_tensor *frame, lyra_tensor *out) {
     lyra_backend *be = lyra_ar_backend(m);
