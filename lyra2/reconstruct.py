@@ -388,7 +388,8 @@ def reconstruct(video_or_frames, w2c=None, intrinsics=None, checkpoint_dir=None,
                      run on the host
     precision        DA3's backbones on "cuda": None / "bf16" (upstream's torch.autocast(bfloat16) of the recon
                      script's DA3 inference, lyra2.models.DepthAnything3) or "f32" (parity with the CPU); the GS
-                     head computes in f32 on either device"""
+                     head computes in f32 on either device, as upstream runs it with autocast disabled
+                     (upstream DA3net:155)"""
     from .render import resolve_device
 
     frames, w2c, K = _check_inputs(video_or_frames, w2c, intrinsics)
