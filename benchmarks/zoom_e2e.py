@@ -8,7 +8,8 @@ Prints, per run: text (umT5), VAE priming, CLIP, chunk inputs (retrieval, warps,
 encodes, rays), DiT (calls, seconds, TFLOP/s and % of the card's dense bf16 peak), VAE decode, re-encode, depth
 update, MP4 write, total, the process's peak resident memory and (on a device) the device's peak memory. Every
 run is repeated with the variants asked for: ``--variants bf16,fp8,stream24`` (fp8 DiT blocks; DiT block
-streaming at a 24 GB budget). The DiT FLOPs are measured: one forward of the loaded configuration on the
+streaming at a 24 GB budget); an fp8 run after a bf16 one also prints its drift against it (max and mean
+levels of 255 over the frames). The DiT FLOPs are measured: one forward of the loaded configuration on the
 measuring backend (csrc/nn/measure), the same count lyra2.memory_plan reports.
 
 The memory plans of the released sizes (480p/720p, bf16 resident, bf16 and fp8 streamed at 24 GB) are printed
@@ -117,6 +118,7 @@ def main():
     runs = [("DMD", dict(use_dmd=True))] + ([] if a.skip_cfg else [(
         f"UniPC {a.cfg_steps or a.steps} + CFG", dict(use_dmd=False, num_inference_steps=a.cfg_steps or a.steps))])
     report["runs"] = []
+    seen = {}   # (variant, run) -> frames, for the fp8 drift against bf16
     for variant in a.variants.split(","):
         if variant not in ("bf16", "fp8", "stream24"):
             ap.error(f"--variants: {variant!r} is not one of bf16, fp8, stream24")
@@ -128,6 +130,15 @@ def main():
                 # a variant this build cannot run yet is reported, not hidden: the message says what is missing
                 rec["error"] = f"{type(e).__name__}: {e}"
                 print(f"\n== {variant} {rname}: not run: {rec['error']}")
+            frames = rec.pop("frames_array", None)
+            if frames is not None:
+                seen[(variant, rname)] = frames
+            base = seen.get(("bf16", rname))
+            if variant == "fp8" and frames is not None and base is not None:
+                # the drift the fp8 DiT costs: the same run with the checkpoint's weights (levels of 255)
+                d = np.abs(frames.astype(np.int16) - base.astype(np.int16))
+                rec["drift_vs_bf16"] = {"max_levels": int(d.max()), "mean_levels": float(d.mean())}
+                print(f"  fp8 vs bf16 ({rname}): max {int(d.max())}, mean {float(d.mean()):.3f} levels of 255")
             report["runs"].append(rec)
     report["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"\npeak resident memory: {report['peak_rss_gib']:.2f} GiB")
@@ -137,9 +148,6 @@ def main():
 def _one_run(folder, img, depth, H, W, kw, variant, device, flops, peak):
     args = fields.validate({"prompt": "a quiet street at dusk", "seed": 0, **kw}, require_image=False)
     args["resolution"] = (H, W)
-    if variant == "fp8":
-        raise NotImplementedError("the generate path has no dit_dtype option yet (LyraDiT.quantize_fp8() is the "
-                                  "CPU reference; the device FP8 GEMM path is not wired into the pipeline)")
     budget = 24 if variant == "stream24" else None
     # load the models as the run will use them (device, streaming) outside the timed run; the first device run
     # then places them (part of its "text"/total time, printed as place_s below)
@@ -154,7 +162,8 @@ def _one_run(folder, img, depth, H, W, kw, variant, device, flops, peak):
     t = time.perf_counter()
     logs = []
     v = gen.run_generate(img, args, checkpoint_folder=folder, device=device, report=Progress(bar=False,
-                         on_log=logs.append), depth=depth, max_gpu_memory=budget)
+                         on_log=logs.append), depth=depth, max_gpu_memory=budget,
+                         dit_dtype="fp8" if variant == "fp8" else "bf16")
     total = time.perf_counter() - t
     t = time.perf_counter()
     v.save(os.path.join(tempfile.mkdtemp(), "out.mp4"))
@@ -177,6 +186,7 @@ def _one_run(folder, img, depth, H, W, kw, variant, device, flops, peak):
                    dit_pct_peak=100 * rate / peak if peak else None)
     if dev_peak is not None:
         print(f"  device peak memory: {dev_peak / 1e9:.3f} GB")
+    rec["frames_array"] = v.frames
     return rec
 
 

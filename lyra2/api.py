@@ -10,7 +10,7 @@ def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajector
          zoom_in_strength=0.5, zoom_out_trajectory="horizontal_zoom", zoom_out_strength=1.5, resolution="480p",
          use_dmd=True, guidance_scale=5.0, num_inference_steps=28, frames_per_second=16, seed=None,
          checkpoint_dir=None, device="auto", mode="auto", output_path=None, progress=True, depth=None,
-         max_gpu_memory=None, reconstruct=False, ply_path=None):
+         max_gpu_memory=None, reconstruct=False, ply_path=None, dit_dtype="bf16"):
     """One image + a prompt -> a camera-controlled video (lyra2.Video).
 
     `image`: http(s)/file:// URL, data: URI, local path (str or pathlib.Path), bytes, or a uint8 array (H, W, 3)
@@ -25,6 +25,9 @@ def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajector
       max_gpu_memory  GPU memory budget in GB (1e9 bytes): the run's memory plan (lyra2.memory_plan: what is
                       resident, which DiT blocks stream, the expected peak) goes to the logs; a budget below the
                       plan's minimum is a ValueError naming it
+      dit_dtype       "bf16" (the checkpoint's weights) or "fp8": the DiT's attention-block Linears as e4m3 with
+                      per-channel and per-token scales, about half the DiT's memory (docs/PRECISION.md); the
+                      LoRAs are merged for the run's use_dmd; on the CPU this runs the fp8 CPU reference
       reconstruct     also lift the video to 3D Gaussian splats (lyra2.reconstruct with the run's cameras and the
                       folder's DA3 GS head): video.gaussians
       ply_path        also write the run's point cloud there (Video.save_ply; video.to_fal() then has a
@@ -46,7 +49,7 @@ def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajector
         _check_ply_path(ply_path)  # before the run, not after it
     video = _zoom_validated(image, args, checkpoint_dir=checkpoint_dir, device=device, mode=mode,
                             output_path=output_path, progress=progress, depth=depth, max_gpu_memory=max_gpu_memory,
-                            reconstruct=reconstruct)
+                            reconstruct=reconstruct, dit_dtype=dit_dtype)
     if ply_path is not None:
         video.save_ply(ply_path)
     return video
@@ -54,13 +57,14 @@ def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajector
 
 def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="auto", output_path=None,
                     progress=True, on_log=None, depth=None, max_gpu_memory=None, check_stop=None,
-                    reconstruct=False):
+                    reconstruct=False, dit_dtype="bf16"):
     from . import checkpoint
-    from .memory import check_max_gpu_memory
+    from .memory import check_dit_dtype, check_max_gpu_memory
     from .progress import Progress
 
     check_options(device, mode, output_path, progress)
     check_max_gpu_memory(max_gpu_memory)
+    check_dit_dtype(dit_dtype)
     folder = checkpoint.resolve_dir(checkpoint_dir)
     if reconstruct:
         from .reconstruct import _weights_from_folder
@@ -90,7 +94,7 @@ def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="au
         from .generate import run_generate
 
         video = run_generate(image, args, checkpoint_folder=folder, device=device, report=report, depth=depth,
-                             max_gpu_memory=max_gpu_memory)
+                             max_gpu_memory=max_gpu_memory, dit_dtype=dit_dtype)
     else:
         from .preview import run_preview
 

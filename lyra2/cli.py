@@ -42,6 +42,9 @@ def _zoom_parser(sub):
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--max-gpu-memory", type=float, default=None, metavar="GB",
                    help="GPU memory budget in GB: DiT blocks beyond it stream from host memory; the plan is logged")
+    p.add_argument("--dit-dtype", choices=("bf16", "fp8"), default="bf16",
+                   help="the DiT's attention-block weights: bf16 as converted, or fp8 e4m3 (per-channel and "
+                        "per-token scales; about half the DiT's memory)")
     p.add_argument("--mode", choices=("auto", "preview", "generate"), default="auto")
     p.add_argument("--ply", default=None, metavar="OUT.ply",
                    help="also write the run's point cloud (binary PLY: x y z red green blue)")
@@ -63,7 +66,7 @@ def _run_zoom(ns):
         if value is not None and not value.endswith(ext):
             raise ValueError(f"{flag}: {value!r} must end in {ext}")
     video = zoom(ns.image, progress=not ns.no_progress, checkpoint_dir=ns.checkpoint_dir, device=ns.device,
-                 max_gpu_memory=ns.max_gpu_memory, mode=ns.mode, output_path=ns.output,
+                 max_gpu_memory=ns.max_gpu_memory, dit_dtype=ns.dit_dtype, mode=ns.mode, output_path=ns.output,
                  reconstruct=ns.splats is not None, **fields)
     written = []
     if ns.ply is not None:

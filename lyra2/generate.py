@@ -92,11 +92,14 @@ def _check_device(device):
     return "cuda"
 
 
-def load_models(folder, device="cpu", plan=None, log=print):
+def load_models(folder, device="cpu", plan=None, log=print, dit_dtype="bf16", use_dmd=True):
     """The C networks of a converted folder for runs on `device`, with the DiT's block streaming of `plan` (None:
     every block resident): set for every CPU run, and on a device once, before the first run places the models
-    (the streamed blocks stay in host memory). Cached: the same folder, device and (on a device) streaming are
-    loaded once; the first device run embeds its captions with umT5 alone on the device, then places the rest."""
+    (the streamed blocks stay in host memory). dit_dtype="fp8": the LoRAs merged (the DMD LoRA at 1 for use_dmd
+    runs, left out otherwise) and the attention blocks quantized to e4m3 before placement, on the CPU too (the CPU
+    reference of the device's fp8 path, docs/PRECISION.md). Cached: the same folder, device, (on a device)
+    streaming and (fp8) use_dmd are loaded once; the first device run embeds its captions with umT5 alone on the
+    device, then places the rest."""
     from . import checkpoint, io
     from .memory import apply_dit_streaming
 
@@ -109,11 +112,15 @@ def load_models(folder, device="cpu", plan=None, log=print):
     layout = io.safetensors_info(paths["dit"])["metadata"].get("framepack_type", DEFAULT_LAYOUT)
     streamed = plan["resident_blocks"] if device != "cpu" and plan is not None and plan["streamed_blocks"] else None
     key = (os.path.abspath(folder), tuple((c, os.path.getmtime(p), os.path.getsize(p)) for c, p in sorted(paths.items())),
-           _threads(), layout, device, streamed, DIT_DEVICE_PRECISION if device != "cpu" else None)
+           _threads(), layout, device, streamed, DIT_DEVICE_PRECISION if device != "cpu" else None,
+           dit_dtype, bool(use_dmd) if dit_dtype == "fp8" else None)
     if key not in _cache:
         _cache.clear()  # one set of models at a time: a placed set holds the device memory
         styles = [(name, paths[c], w) for c, name, w in STYLE_LORAS if c in paths]
-        _cache[key] = _core.ar_models_load(paths, layout, _threads(), styles)
+        models = _core.ar_models_load(paths, layout, _threads(), styles)
+        if dit_dtype == "fp8":
+            _core.ar_models_dit_fp8(models, bool(use_dmd))  # an fp8 DiT is specific to use_dmd (its LoRAs merged)
+        _cache[key] = models
     models = _cache[key]
     info = _core.ar_models_info(models)
     if info["device"] == "cpu":  # not placed yet
@@ -248,7 +255,8 @@ def _chunk_captions(captions, n_chunks, frames_per_chunk):
     return out
 
 
-def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=None, max_gpu_memory=None):
+def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=None, max_gpu_memory=None,
+                 dit_dtype="bf16"):
     """The zoom job in generate mode (fields validated by lyra2.fields.validate) -> lyra2.Video."""
     from .fields import output_size
     from .geometry import direction_cameras
@@ -258,11 +266,11 @@ def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=Non
 
     h, w = output_size(args["resolution"])  # tests pass a tiny (H, W)
     device = _check_device(device)
-    plan = log_run_plan((h, w), args["num_frames"], max_gpu_memory, device, report.log)
+    plan = log_run_plan((h, w), args["num_frames"], max_gpu_memory, device, report.log, dit_dtype)
     t0 = time.perf_counter()
     raw = read_image(image_u8)
     img = read_image(raw, resolution=(h, w))
-    models, info = load_models(checkpoint_folder, device, plan, report.log)
+    models, info = load_models(checkpoint_folder, device, plan, report.log, dit_dtype, args["use_dmd"])
     da3 = _da3(checkpoint_folder, device)
     d, mask, K0, depth_source = first_frame_depth(raw, img, depth, checkpoint_folder, report, da3=da3, device=device)
     n = args["num_frames"]
@@ -313,7 +321,7 @@ def _as_int(value, name):
 
 def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, use_dmd=True, guidance_scale=5.0,
              num_inference_steps=28, device="auto", progress=True, depth=None, resolution=None, fps=16,
-             output_path=None, max_gpu_memory=None):
+             output_path=None, max_gpu_memory=None, dit_dtype="bf16"):
     """Upstream's custom-trajectory mode: one image, a camera path and captions -> lyra2.Video (mode "generate").
 
     image: what ``lyra2.read_image`` accepts; used at its own size, or resized to ``resolution`` ((H, W) or
@@ -329,14 +337,17 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     output_path: also write the MP4 there (only after the whole run finished).
     max_gpu_memory: GPU memory budget in GB; the memory plan (lyra2.memory_plan at the image size) goes to the
         logs, and a budget below its minimum is a ValueError.
+    dit_dtype: "bf16" (the checkpoint's weights) or "fp8": the DiT's attention-block Linears as e4m3 codes with
+        per-channel and per-token scales (docs/PRECISION.md), the LoRAs merged for this use_dmd.
     """
     from . import checkpoint
     from .media import read_image
-    from .memory import check_max_gpu_memory, log_run_plan
+    from .memory import check_dit_dtype, check_max_gpu_memory, log_run_plan
     from .progress import Progress
     from .video import Video
 
     check_max_gpu_memory(max_gpu_memory)
+    check_dit_dtype(dit_dtype)
     device = _check_device(device)
     check_options(device, "generate", output_path, progress)
     seed = _as_int(seed, "seed")
@@ -372,9 +383,9 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     if not (np.isfinite(w2c).all() and np.isfinite(K).all()):
         raise ValueError("w2c, intrinsics: must be finite")
     report = Progress(bar=progress)
-    plan = log_run_plan((h, w), N, max_gpu_memory, device, report.log)
+    plan = log_run_plan((h, w), N, max_gpu_memory, device, report.log, dit_dtype)
     t0 = time.perf_counter()
-    models, info = load_models(folder, device, plan, report.log)
+    models, info = load_models(folder, device, plan, report.log, dit_dtype, use_dmd)
     F = info["frames_per_chunk"]
     if N < 1 + F or (N - 1) % F:
         raise ValueError(f"w2c: {N} cameras; expected 1 + {F}k (k >= 1 chunks of {F} frames)")

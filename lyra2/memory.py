@@ -44,7 +44,7 @@ import numbers
 from . import _core
 from .fields import NUM_FRAMES, RESOLUTIONS
 
-__all__ = ["memory_plan", "format_memory_plan", "log_run_plan", "check_max_gpu_memory", "apply_dit_streaming", "DIT_14B", "DIT_LAYOUT"]
+__all__ = ["memory_plan", "format_memory_plan", "log_run_plan", "check_max_gpu_memory", "check_dit_dtype", "apply_dit_streaming", "DIT_14B", "DIT_LAYOUT"]
 
 #: The released Lyra-2 DiT (a Wan 2.1 14B I2V with Lyra's inputs; upstream EXP:21-62, NETCFG:30), as detection reads it from
 #: the weights' names and shapes.
@@ -88,14 +88,20 @@ def check_max_gpu_memory(max_gpu_memory):
     return float(max_gpu_memory)
 
 
+def check_dit_dtype(dit_dtype):
+    """"bf16" or "fp8" (the DiT's attention-block Linear weights); ValueError naming the field otherwise."""
+    if not isinstance(dit_dtype, str) or dit_dtype not in DIT_DTYPES:
+        raise ValueError(f"dit_dtype: {dit_dtype!r} is not allowed; expected one of {list(DIT_DTYPES)}")
+    return dit_dtype
+
+
 def _check_args(resolution, num_frames, dit_dtype, max_gpu_memory):
     _frame_size(resolution)
     if isinstance(num_frames, bool) or not isinstance(num_frames, numbers.Integral):
         raise TypeError(f"num_frames: expected an int, one of {list(NUM_FRAMES)}; got {num_frames!r}")
     if int(num_frames) not in NUM_FRAMES:
         raise ValueError(f"num_frames: {num_frames!r} is not allowed; expected one of {list(NUM_FRAMES)}")
-    if not isinstance(dit_dtype, str) or dit_dtype not in DIT_DTYPES:
-        raise ValueError(f"dit_dtype: {dit_dtype!r} is not allowed; expected one of {list(DIT_DTYPES)}")
+    check_dit_dtype(dit_dtype)
     check_max_gpu_memory(max_gpu_memory)
 
 
@@ -195,9 +201,11 @@ def memory_plan(resolution="480p", num_frames=81, dit_dtype="bf16", max_gpu_memo
     latents = 1 + (int(num_frames) - 1) // 4
     new = 16 * 20 * h * w * 4
     chunk = 16 * latents * h * w * 4 + 2 * TEXT_TOKENS * DIT_14B["text_dim"] * 4 + 3 * new
-    # fp8: the GEMM's e4m3 copy of its input, one byte per element of the widest block Linear input (the FFN's
-    # second layer); the activations themselves are the measured (unquantized) forward's.
-    fp8_copy = dit["tokens"] * DIT_14B["ffn_dim"] if dit_dtype == "fp8" else 0
+    # fp8: the e4m3 codes of a block Linear's input (one byte per element of the widest input, the FFN's second
+    # layer) with one f32 scale per token (lyra_op_quantize_fp8_rows, in the DiT's arena), and the f32 sums tile
+    # of the CUDA FP8 GEMM (64 MiB at most, csrc/nn/cuda/cuda_fp8.cu); the activations themselves are the
+    # measured (unquantized) forward's.
+    fp8_copy = dit["tokens"] * (DIT_14B["ffn_dim"] + 4) + (64 << 20) if dit_dtype == "fp8" else 0
 
     def plan_for(resident, keep_da3):
         streamed = layers - resident
@@ -261,13 +269,13 @@ def format_memory_plan(plan) -> str:
     return "\n".join(lines)
 
 
-def log_run_plan(resolution, num_frames, max_gpu_memory, device, log):
+def log_run_plan(resolution, num_frames, max_gpu_memory, device, log, dit_dtype="bf16"):
     """The plan of a generate run, written to `log` line by line, when the run asked for a budget or for the
-    GPU (the plan is of the released network sizes at the run's frame size). Raises ValueError when the budget
-    is below the minimum. Returns the plan or None."""
+    GPU (the plan is of the released network sizes at the run's frame size, with the run's dit_dtype). Raises
+    ValueError when the budget is below the minimum. Returns the plan or None."""
     if max_gpu_memory is None and device != "cuda":
         return None
-    plan = memory_plan(resolution, num_frames, "bf16", max_gpu_memory)
+    plan = memory_plan(resolution, num_frames, dit_dtype, max_gpu_memory)
     for line in format_memory_plan(plan).splitlines():
         log(line)
     return plan

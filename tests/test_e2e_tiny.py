@@ -381,7 +381,10 @@ def test_first_frame_depth_and_trajectory(ckpt, g, device):
     from lyra2.depth import estimate_depth
     from lyra2.geometry import trajectory
 
-    est = estimate_depth(g["input_rgb"], ckpt, size=(H, W), device=device)
+    # f32 on both devices (the networks' parity mode; their 16-bit device policy is checked against their goldens
+    # in tests/device_checks/check_da3.py and check_moge.py)
+    est = estimate_depth(g["input_rgb"], ckpt, size=(H, W), device=device, da3_options={"precision": "f32"},
+                         moge_options={"precision": "f32"})
     np.testing.assert_array_equal(est["mask"], g["da3_mask"])
     np.testing.assert_array_equal(est["moge_mask"], g["moge_mask"].astype(bool))
     np.testing.assert_allclose(est["intrinsics"], g["K"], rtol=1e-6)
@@ -411,7 +414,7 @@ def test_depth_window(ckpt, g, device):
     pick = np.searchsorted(g["frames_index"], g["da3win0_frames"])
     x = g["frames_float"][pick].transpose(0, 2, 3, 1) * np.float32(0.5) + np.float32(0.5)
     images = (np.clip(x, np.float32(0), np.float32(1)) * np.float32(255) + np.float32(0.5)).astype(np.uint8)
-    da3 = DepthAnything3(os.path.join(ckpt, FILES["da3"]), device=device)
+    da3 = DepthAnything3(os.path.join(ckpt, FILES["da3"]), device=device, precision="f32")  # parity mode
     pred = da3(images, g["w2c"][g["da3win0_frames"]], g["Ks"][g["da3win0_frames"]])
     s = stats(pred["depth"], g["da3win0_depth"])
     print("window depth", s)

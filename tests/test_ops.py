@@ -467,6 +467,72 @@ def test_sincos_buffer_features(ops, kind):
         ops.sincos(x, octaves=0)
 
 
+def e4m3_values():
+    """The 127 non-negative finite e4m3fn values by code (bias 7, 3 mantissa bits, code 0x7E = 448)."""
+    c = np.arange(127)
+    e, m = c >> 3, c & 7
+    return np.where(e > 0, (1 + m / 8) * 2.0 ** (e - 7), m / 8 * 2.0 ** -6)
+
+
+def e4m3_encode(v):
+    """Codes of float32 values: nearest e4m3 value, ties to the even code, saturating at ±448 (NumPy, vectorised,
+    written from the format's definition, independent of the C conversion)."""
+    table = e4m3_values()
+    a = np.minimum(np.abs(v.astype(np.float64)), 448.0)
+    hi = np.clip(np.searchsorted(table, a), 1, 126)
+    lo = hi - 1
+    dlo, dhi = a - table[lo], table[hi] - a
+    code = np.where(dlo < dhi, lo, np.where(dhi < dlo, hi, np.where(lo % 2 == 0, lo, hi)))
+    return (code | np.where(np.signbit(v), 0x80, 0)).astype(np.uint8)
+
+
+def e4m3_decode(q):
+    table = np.concatenate([e4m3_values(), [np.nan]])
+    return np.where(q & 0x80, -1.0, 1.0) * table[q & 0x7F]
+
+
+@pytest.mark.parametrize("kind", ROW_LAYOUTS)
+def test_fp8_quantize_rows(ops, kind):
+    # per-token e4m3 (the DiT's fp8 activations): s = f32(max|row|) / 448 and q = e4m3(f32(x / s)), both f32
+    # divisions correctly rounded on every backend, so the scales and the codes are exact (no tolerance)
+    x = rnd(3, 7, 40, scale=2.0)
+    x[1, 2] = 0.0                           # an all-zero token: scale 1, codes 0
+    x[2, 3] *= 1e-3                         # a small token: its own scale keeps 3 significant bits
+    x[0, 0, :5] = [1e-9, -1e-9, 3.0, -3.0, 0.5]
+    q, sc = ops.quantize_fp8_rows(layout(x, kind))
+    rows = x.reshape(-1, 40)
+    s_ref = np.abs(rows).max(axis=1).astype(np.float32) / np.float32(448.0)
+    s_ref[s_ref == 0] = 1.0
+    np.testing.assert_array_equal(sc, s_ref)
+    np.testing.assert_array_equal(q, e4m3_encode(rows / s_ref[:, None]))
+    assert q.shape == (21, 40) and q.dtype == np.uint8 and not (q[9] & 0x7F).any()
+
+
+def test_fp8_linear_tokens(ops):
+    # y = (Σ_k e4m3(q)·e4m3(w8))·s[m]·ws[n] + b: every product is exact in f32, only the f32 summation over K
+    # rounds (order differs per backend): |err| <= 1e-5·Σ_k |terms| (K = 48 roundings of 2^-24 each, with margin)
+    M, N, K = 37, 29, 48
+    rng = np.random.default_rng(7)
+    q = rng.integers(0, 256, (M, K)).astype(np.uint8)
+    w8 = rng.integers(0, 256, (N, K)).astype(np.uint8)
+    q[(q & 0x7F) == 0x7F] = 0x3F            # no NaN codes
+    w8[(w8 & 0x7F) == 0x7F] = 0x41
+    s = (rng.random(M) * 0.01 + 1e-4).astype(np.float32)
+    ws = (rng.random(N) * 0.002 + 1e-5).astype(np.float32)
+    b = rnd(N)
+    xd, wd = e4m3_decode(q), e4m3_decode(w8)
+    scale = s.astype(np.float64)[:, None] * ws.astype(np.float64)[None, :]
+    ref = (xd @ wd.T) * scale + b
+    bound = (np.abs(xd) @ np.abs(wd).T) * scale
+    out = ops.linear_fp8_tokens(q, s, w8, ws, b)
+    assert out.shape == (M, N)
+    err = np.abs(out - ref)
+    assert (err <= 1e-5 * bound + 1e-6 * np.abs(ref)).all(), f"fp8 linear: worst excess {(err - 1e-5 * bound).max():.3g}"
+    np.testing.assert_allclose(ops.linear_fp8_tokens(q, s, w8, ws), ref - b, rtol=0, atol=float(1e-5 * bound.max()))
+    with pytest.raises(ValueError, match="w8"):
+        ops.linear_fp8_tokens(q, s, w8[:, :40], ws)
+
+
 def rope_ref(x, ang, mode, n_sections=1):
     x = x.astype(np.float64)
     B, L, H, D = x.shape

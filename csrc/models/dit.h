@@ -54,7 +54,9 @@ typedef struct lyra_dit_linear {
     lyra_tensor w;        /* (out, in), f32/bf16/f16 */
     lyra_tensor b;        /* (out) f32, or data NULL when the Linear has no bias */
     lyra_dit_lora_term lora[LYRA_DIT_MAX_ADAPTERS];
-    int fp8;              /* 1: e4m3 weights (dequantized in w) and per-token e4m3 activations (dit_fp8.c) */
+    int fp8;              /* 1: w holds e4m3 codes (u8, (out, in)) with w_scale, and the input is quantized per
+                             token on the model's backend (dit_fp8.c) */
+    lyra_tensor w_scale;  /* fp8: (out) f32 per-output-channel scales, w ≈ w_scale[n]·e4m3(w[n, :]) */
 } lyra_dit_linear;
 
 typedef struct lyra_dit_block {
@@ -182,9 +184,12 @@ lyra_status lyra_dit_lora_merge(lyra_dit *m);
  * block once, from its place in the weight allocation (host memory). LYRA_ERR_ARG outside 0..num_layers. */
 lyra_status lyra_dit_set_streaming(lyra_dit *m, int resident);
 
-/* Makes the attention blocks' Linears fp8 e4m3 (per-output-channel weight scales, per-token activation scales),
- * CPU reference numerics, see dit_fp8.c. The weights must still be in host memory and the LoRA adapters merged
- * (LYRA_ERR_ARG naming merge_lora otherwise). Irreversible; a second call does nothing. */
+/* Makes the attention blocks' Linears fp8 e4m3 (per-output-channel weight scales, per-token activation scales,
+ * see dit_fp8.c): their weights become 1-byte codes + one f32 scale per row in a new weight allocation, and
+ * their inputs are quantized per token by lyra_op_quantize_fp8_rows on the model's backend (the CPU reference
+ * and every device run the same ops). The weights must still be in host memory (quantize before lyra_dit_place)
+ * and the LoRA adapters merged (LYRA_ERR_ARG naming merge_lora otherwise), streaming not set yet (set it after).
+ * Irreversible; a second call does nothing. */
 lyra_status lyra_dit_quantize_fp8(lyra_dit *m);
 
 typedef struct lyra_dit_inputs {

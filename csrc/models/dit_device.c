@@ -99,7 +99,12 @@ lyra_status lyra_dit_place(lyra_dit *m, lyra_device device) {
         return st;
     }
     if (!streaming)
-        for (int i = 0; i < m->n_params; i++) rebase(m->params[i].dst, m->weight_mem, m->weight_bytes, w, device);
+        for (int i = 0; i < m->n_params; i++) {
+            lyra_dit_linear *lin = m->params[i].linear;
+            rebase(m->params[i].dst, m->weight_mem, m->weight_bytes, w, device);
+            if (lin && lin->fp8 && m->params[i].dst == &lin->w) /* its scales follow the codes (dit_fp8.c) */
+                rebase(&lin->w_scale, m->weight_mem, m->weight_bytes, w, device);
+        }
     free(m->weight_mem);
     m->weight_mem = w;
     for (int a = 0; a < m->n_adapters; a++) {

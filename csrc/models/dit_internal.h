@@ -5,7 +5,7 @@
  *   dit_device.c   placement on a device backend: weights and adapters uploaded once (lyra_dit_place)
  *   dit_weights.c  the parameter table, loading, freeing
  *   dit_lora.c     LoRA adapters: attach, merge
- *   dit_run.c      the helpers of one forward pass (arena tensors, probe, upload, Linear + LoRA terms, fp8 input)
+ *   dit_run.c      the helpers of one forward pass (arena tensors, probe, upload, Linear + LoRA terms, fp8 Linear)
  *   dit_tokens.c, dit_rope.c, dit_embed.c, dit_block.c, dit_head.c   the stages, each on dit_run.c only
  *   dit_measure.c  the arena a forward needs, measured by running the forward it is given on a measuring backend
  *   dit_forward.c  dit_forward_run (checks, then the stages in call order) and lyra_dit_forward (measure, reserve,
@@ -88,9 +88,6 @@ lyra_status dit_linear(dit_run *r, lyra_tensor *y, const lyra_tensor *x, const l
 /* Uploads a small host-built table (RoPE angles, time sinusoid) into dst on the model's backend (a copy on
  * every backend, logged by the emulated device under dst's name). */
 lyra_status dit_upload(dit_run *r, lyra_tensor *dst, const void *host, size_t bytes);
-
-/* xq (same shape, f32 from the arena) = x rounded to e4m3 token by token with scale max|row| / 448. */
-lyra_status dit_fp8_activations(dit_run *r, lyra_tensor *xq, const lyra_tensor *x);
 
 /* ---- the stages, in the forward's call order (dit_tokens.c, dit_rope.c, dit_embed.c, dit_block.c, dit_head.c) */
 

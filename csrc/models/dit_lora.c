@@ -204,6 +204,9 @@ lyra_status lyra_dit_lora_add(lyra_dit *m, const lyra_dit_named *src, int n, con
     if (m->n_adapters == LYRA_DIT_MAX_ADAPTERS)
         return lyra_error(LYRA_ERR_ARG, "LoRA '%s': at most %d adapters can be active", name, LYRA_DIT_MAX_ADAPTERS);
     if (!isfinite(weight)) return lyra_error(LYRA_ERR_ARG, "LoRA '%s': weight must be finite", name);
+    if (m->fp8)
+        return lyra_error(LYRA_ERR_UNSUPPORTED, "LoRA '%s': the model's blocks are fp8 already; add and merge "
+                          "adapters before quantize_fp8()", name);
     if (n < 1) return lyra_error(LYRA_ERR_FORMAT, "LoRA '%s': no tensors", name);
     module_keys *mods = calloc((size_t)n, sizeof *mods);
     if (!mods) return lyra_error(LYRA_ERR_OOM, "LoRA: out of memory");

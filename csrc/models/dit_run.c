@@ -1,10 +1,8 @@
 /* The helpers every stage of the DiT forward is built on (the bottom of dit_tokens.c ... dit_forward.c): arena
  * activations on the run's device, the probe, host-table uploads, and the Linear with its run-time LoRA terms
- * (loaded by dit_lora.c). */
-#include <math.h>
+ * (loaded by dit_lora.c), or the fp8 Linear of a quantized block (dit_fp8.c). */
 #include <string.h>
 
-#include "core/fp8.h"
 #include "models/dit_internal.h"
 #include "nn/measure/measure.h"
 
@@ -30,35 +28,18 @@ lyra_status dit_upload(dit_run *r, lyra_tensor *dst, const void *host, size_t by
     return lyra_op_upload(r->be, dst, &h);
 }
 
-/* xq (same shape, f32 from the arena) = x rounded to e4m3 token by token with scale max|row| / 448: the
- * activation side of an fp8 block Linear (dit_fp8.c). */
-static lyra_status fp8_activations(dit_run *r, lyra_tensor *xq, const lyra_tensor *x) {
-    int64_t ne[LYRA_MAX_DIMS];
-    memcpy(ne, x->ne, sizeof ne);
-    LYRA_TRY(dit_alloc(r, xq, x->ndim, ne, "fp8 activations"));
-    if (lyra_backend_is_measuring(r->be)) return LYRA_OK; /* host arithmetic: nothing to measure */
-    if (r->be->device != LYRA_DEVICE_CPU || x->dtype != LYRA_DTYPE_F32)
-        return lyra_error(LYRA_ERR_UNSUPPORTED, "dit: the per-token fp8 activation rounding exists only on the CPU "
-                          "backend (the reference); the device path quantizes inside its FP8 GEMM");
-    LYRA_TRY(lyra_op_copy(r->be, xq, x)); /* contiguous f32 rows */
-    int64_t cols = x->ne[x->ndim - 1], rows = lyra_tensor_numel(x) / cols;
-    float *p = xq->data;
-    for (int64_t t = 0; t < rows; t++, p += cols) {
-        float mx = 0.0f;
-        for (int64_t c = 0; c < cols; c++) mx = fmaxf(mx, fabsf(p[c]));
-        float s = mx > 0.0f ? mx / LYRA_E4M3_MAX : 1.0f;
-        for (int64_t c = 0; c < cols; c++) p[c] = lyra_e4m3_round(p[c] / s) * s;
-    }
-    return LYRA_OK;
-}
-
 lyra_status dit_linear(dit_run *r, lyra_tensor *y, const lyra_tensor *x, const lyra_dit_linear *lin) {
     if (lin->fp8) {
-        /* fp8 blocks have no adapters (merged before quantizing), so x is only needed rounded */
+        /* x's tokens as e4m3 codes + one f32 scale each, on the backend, then the scaled FP8 GEMM (dit_fp8.c);
+         * fp8 blocks have no adapters (merged before quantizing) */
         size_t mark = lyra_arena_mark(r->a);
-        lyra_tensor xq;
-        LYRA_TRY(fp8_activations(r, &xq, x));
-        LYRA_TRY(lyra_op_linear(r->be, y, &xq, &lin->w, lin->b.data ? &lin->b : NULL));
+        int64_t K = x->ne[x->ndim - 1], M = lyra_tensor_numel(x) / (K ? K : 1);
+        lyra_tensor q, s;
+        LYRA_TRY(lyra_arena_tensor(r->a, &q, LYRA_DTYPE_U8, 2, (int64_t[]){M, K}, "fp8 activations"));
+        LYRA_TRY(lyra_arena_tensor(r->a, &s, LYRA_DTYPE_F32, 1, &M, "fp8 activation scales"));
+        q.device = s.device = r->be->device;
+        LYRA_TRY(lyra_op_quantize_fp8_rows(r->be, &q, &s, x));
+        LYRA_TRY(lyra_op_linear_fp8(r->be, y, &q, &s, &lin->w, &lin->w_scale, lin->b.data ? &lin->b : NULL));
         lyra_arena_reset(r->a, mark);
         return LYRA_OK;
     }

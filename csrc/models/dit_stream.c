@@ -21,11 +21,12 @@ static int block_tensors(lyra_dit_block *b, lyra_tensor **t) {
     for (int i = 0; i < n_lin; i++) {
         t[n++] = &lin[i]->w;
         t[n++] = &lin[i]->b;
+        t[n++] = &lin[i]->w_scale; /* fp8 blocks only (dit_fp8.c); data NULL otherwise */
     }
     for (size_t i = 0; i < sizeof vec / sizeof *vec; i++) t[n++] = vec[i];
     return n;
 }
-#define BLOCK_TENSORS_MAX 40
+#define BLOCK_TENSORS_MAX 64
 
 /* [lo, hi) of block b's checkpoint tensors. */
 static void block_span(lyra_dit_block *b, char **lo, char **hi) {
@@ -147,8 +148,14 @@ lyra_status dit_stream_place(lyra_dit *m, lyra_backend *dev, void **w_out) {
         return st;
     }
     memcpy(host, lo, cut);
-    for (int i = 0; i < m->n_params; i++) {
-        lyra_tensor *t = m->params[i].dst;
+    for (int i = 0; i < 2 * m->n_params; i++) {
+        /* every parameter, then the scales of the fp8 weights among them (they follow their codes) */
+        lyra_dit_param *pa = &m->params[i % m->n_params];
+        lyra_tensor *t = pa->dst;
+        if (i >= m->n_params) {
+            if (!pa->linear || !pa->linear->fp8 || pa->dst != &pa->linear->w) continue;
+            t = &pa->linear->w_scale;
+        }
         char *p = t->data;
         if (!p || p < base || p >= base + m->weight_bytes) continue;
         if (p >= lo && p < hi) {

@@ -126,6 +126,11 @@ typedef struct lyra_backend_ops {
     lyra_status (*attention)(lyra_backend *be, lyra_tensor *o, const lyra_tensor *q, const lyra_tensor *k,
                              const lyra_tensor *v, const lyra_tensor *bias, const lyra_tensor *key_mask,
                              float scale);
+    /* FP8 (e4m3): per-token quantization q (M, K) u8, s (M) f32 of x (..., K); the scaled FP8 GEMM
+     * y (..., N) = (q·w8ᵀ)·s[m]·ws[n] + b with w8 (N, K) u8, ws (N) f32 (see lyra_op_quantize_fp8_rows) */
+    lyra_status (*quantize_fp8_rows)(lyra_backend *be, lyra_tensor *q, lyra_tensor *s, const lyra_tensor *x);
+    lyra_status (*linear_fp8)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *q, const lyra_tensor *s,
+                              const lyra_tensor *w8, const lyra_tensor *ws, const lyra_tensor *b);
 
     /* normalisation */
     lyra_status (*rms_norm)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w, float eps);

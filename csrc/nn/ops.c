@@ -351,6 +351,62 @@ lyra_status lyra_op_attention(lyra_backend *be, lyra_tensor *o, const lyra_tenso
     return be->ops->attention(be, o, q, k, v, bias, key_mask, scale);
 }
 
+/* A contiguous tensor of dtype dt and shape (ne0) or (ne0, ne1) (ndim 1 or 2). */
+static lyra_status check_plain(lyra_backend *be, const char *op, const char *arg, const lyra_tensor *t, lyra_dtype dt,
+                               int ndim, int64_t ne0, int64_t ne1) {
+    LYRA_TRY(check_tensor(be, op, arg, t, 0));
+    if (t->dtype != dt)
+        return lyra_error(LYRA_ERR_TYPE, "%s: %s has dtype %s, expected %s", op, arg, lyra_dtype_name(t->dtype),
+                          lyra_dtype_name(dt));
+    LYRA_TRY(check_shape(op, arg, t, ndim, (int64_t[]){ne0, ne1}));
+    return check_contiguous(op, arg, t);
+}
+
+static int64_t rows_of(const lyra_tensor *t) {
+    int64_t r = 1;
+    for (int i = 0; i < t->ndim - 1; i++) r *= t->ne[i];
+    return r;
+}
+
+lyra_status lyra_op_quantize_fp8_rows(lyra_backend *be, lyra_tensor *q, lyra_tensor *s, const lyra_tensor *x) {
+    const char *op = "quantize_fp8_rows";
+    LYRA_TRY(check_tensor(be, op, "x", x, 1));
+    if (x->ndim < 1) return lyra_error(LYRA_ERR_ARG, "%s: x must have at least one dim", op);
+    LYRA_TRY(check_rows(op, "x", x));
+    int64_t K = x->ne[x->ndim - 1], M = rows_of(x);
+    LYRA_TRY(check_plain(be, op, "q (output)", q, LYRA_DTYPE_U8, 2, M, K));
+    LYRA_TRY(check_plain(be, op, "s (output)", s, LYRA_DTYPE_F32, 1, M, 0));
+    LYRA_TRY(check_alias(op, "x", q, x, 0));
+    LYRA_TRY(check_alias(op, "x", s, x, 0));
+    LYRA_TRY(check_alias(op, "q", s, q, 0));
+    return be->ops->quantize_fp8_rows(be, q, s, x);
+}
+
+lyra_status lyra_op_linear_fp8(lyra_backend *be, lyra_tensor *y, const lyra_tensor *q, const lyra_tensor *s,
+                               const lyra_tensor *w8, const lyra_tensor *ws, const lyra_tensor *b) {
+    const char *op = "linear_fp8";
+    LYRA_TRY(check_out(be, op, y));
+    if (!lyra_dtype_is_float(y->dtype))
+        return lyra_error(LYRA_ERR_TYPE, "%s: y has dtype %s, expected f32, bf16 or f16", op, lyra_dtype_name(y->dtype));
+    if (y->ndim < 1) return lyra_error(LYRA_ERR_ARG, "%s: y must have at least one dim", op);
+    LYRA_TRY(check_rows(op, "y", y));
+    LYRA_TRY(check_tensor(be, op, "w8", w8, 0));
+    if (w8->ndim != 2) return lyra_error(LYRA_ERR_ARG, "%s: w8 must be (out, in), got %d dims", op, w8->ndim);
+    int64_t N = w8->ne[0], K = w8->ne[1], M = rows_of(y);
+    if (y->ne[y->ndim - 1] != N) {
+        char sy[96], sw[96];
+        return lyra_error(LYRA_ERR_ARG, "%s: y %s last dim != w8 %s out-features", op, SHAPE(y, sy), SHAPE(w8, sw));
+    }
+    LYRA_TRY(check_plain(be, op, "w8", w8, LYRA_DTYPE_U8, 2, N, K));
+    LYRA_TRY(check_plain(be, op, "ws", ws, LYRA_DTYPE_F32, 1, N, 0));
+    LYRA_TRY(check_plain(be, op, "q", q, LYRA_DTYPE_U8, 2, M, K));
+    LYRA_TRY(check_plain(be, op, "s", s, LYRA_DTYPE_F32, 1, M, 0));
+    LYRA_TRY(check_vec(be, op, "b", b, N));
+    LYRA_TRY(check_alias(op, "q", y, q, 0));
+    LYRA_TRY(check_alias(op, "s", y, s, 0));
+    return be->ops->linear_fp8(be, y, q, s, w8, ws, b);
+}
+
 /* ---------------- normalisation ---------------- */
 
 static lyra_status check_rowop(lyra_backend *be, const char *op, lyra_tensor *y, const lyra_tensor *x) {

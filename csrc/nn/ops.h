@@ -105,6 +105,18 @@ lyra_status lyra_op_attention(lyra_backend *be, lyra_tensor *o, const lyra_tenso
                               const lyra_tensor *v, const lyra_tensor *bias, const lyra_tensor *key_mask,
                               float scale);
 
+/* FP8 (e4m3, core/fp8.h): the two halves of an FP8 tensor-core Linear with a per-token activation scale and a
+ * per-output-channel weight scale (the DiT's fp8 blocks, models/dit_fp8.c).
+ * quantize_fp8_rows: x (..., K) f32/bf16/f16 with M = numel/K rows (last dim contiguous); q (M, K) u8 and s (M)
+ *   f32, contiguous: s[m] = max_k |x[m, k]| / 448 (1 for an all-zero row), q[m, k] = e4m3(x[m, k] / s[m]) rounded to
+ *   nearest even, saturating at ±448 (an f32 division, so every backend produces the same codes).
+ * linear_fp8: y (..., N) f32/bf16/f16 with M rows (rows contiguous) = acc[m, n]·(s[m]·ws[n]) + b[n], where
+ *   acc[m, n] = Σ_k e4m3(q[m, k])·e4m3(w8[n, k]) accumulated in f32 (each product is exact in f32); w8 (N, K) u8
+ *   and ws (N) f32 contiguous; b (N) float or NULL. Only the summation order differs between backends. */
+lyra_status lyra_op_quantize_fp8_rows(lyra_backend *be, lyra_tensor *q, lyra_tensor *s, const lyra_tensor *x);
+lyra_status lyra_op_linear_fp8(lyra_backend *be, lyra_tensor *y, const lyra_tensor *q, const lyra_tensor *s,
+                               const lyra_tensor *w8, const lyra_tensor *ws, const lyra_tensor *b);
+
 /* ---------------- normalisation ---------------- */
 
 /* y = x / sqrt(mean(x², last dim) + eps) · w. x, y (..., D); w (D) or NULL (f32/bf16/f16).

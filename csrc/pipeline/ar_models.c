@@ -142,6 +142,7 @@ done:
 lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p) {
     memset(m, 0, sizeof *m);
     m->dmd_adapter = -1;
+    m->fp8_dmd = -1;
     m->n_threads = p->n_threads;
     st_table s;
     lyra_status st;
@@ -226,6 +227,23 @@ fail:
 }
 
 /* ---- placement ---- */
+
+lyra_status lyra_ar_models_dit_fp8(lyra_ar_models *m, int use_dmd) {
+    if (m->fp8_dmd >= 0) {
+        if (m->fp8_dmd == !!use_dmd) return LYRA_OK;
+        return lyra_error(LYRA_ERR_ARG, "dit_dtype='fp8': these models were quantized for use_dmd=%s; load them "
+                          "again", m->fp8_dmd ? "True" : "False");
+    }
+    if (use_dmd && m->dmd_adapter < 0)
+        return lyra_error(LYRA_ERR_UNSUPPORTED, "use_dmd: the checkpoint folder has no DMD LoRA "
+                          "(lora_dmd.safetensors); pass use_dmd=False or convert the LoRA");
+    if (m->dmd_adapter >= 0) m->dit.adapters[m->dmd_adapter].weight = use_dmd ? 1.0f : 0.0f;
+    LYRA_TRY(lyra_dit_lora_merge(&m->dit)); /* W += Σ w_a·B_a·A_a: the DMD LoRA at 0 adds nothing */
+    m->dmd_adapter = -1;
+    LYRA_TRY(lyra_dit_quantize_fp8(&m->dit));
+    m->fp8_dmd = !!use_dmd;
+    return LYRA_OK;
+}
 
 lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dtype policy) {
     if (device == LYRA_DEVICE_CPU) {

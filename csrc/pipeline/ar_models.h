@@ -45,6 +45,7 @@ typedef struct lyra_ar_models {
     float *negative;        /* (512, text_dim) f32 in the memory of lyra_ar_backend(m) */
     int text_dim;
     int dmd_adapter;        /* index of the DMD LoRA among dit.adapters, or -1 */
+    int fp8_dmd;            /* -1: bf16 DiT; 0/1: fp8 DiT quantized without / with the DMD LoRA merged */
     lyra_backend be;        /* CPU backend of the text and image encoders until placement */
     lyra_arena arena;       /* their activations, in the memory of lyra_ar_backend(m) */
     int n_threads;          /* CPU threads of every network (0 = all cores) */
@@ -65,6 +66,11 @@ lyra_status lyra_ar_umt5_load(lyra_umt5 *u, const char *path);
 /* Loads everything on the CPU; on failure *m is left freed. */
 lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p);
 void lyra_ar_models_free(lyra_ar_models *m);
+
+/* Makes the DiT's attention blocks fp8 (lyra_dit_quantize_fp8) for runs with use_dmd (the DMD LoRA merged at
+ * weight 1) or without (merged at weight 0: left out), the style LoRAs merged at their weights first: an fp8
+ * DiT serves only runs of that use_dmd (lyra_ar_generate refuses the other). Before streaming and placement. */
+lyra_status lyra_ar_models_dit_fp8(lyra_ar_models *m, int use_dmd);
 
 /* Moves every network to `device` (LYRA_DEVICE_CUDA: the GPU, or the emulated device under
  * LYRA2_EMULATED_CUDA=1), each in upstream's GPU precision when `policy` is LYRA_DTYPE_BF16 (docs/PRECISION.md: the

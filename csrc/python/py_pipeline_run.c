@@ -6,7 +6,9 @@
  *   _core.ar_models_place(capsule, device: "cpu" | "cuda", precision="bf16") -> None: every network to the device
  *       (irreversible; block streaming is set before, with ar_models_dit_streaming); precision: "bf16" =
  *       upstream's GPU precision of every network (docs/PRECISION.md), "f32" = everything f32 (parity mode)
- *   _core.ar_models_info(capsule) -> dict (layout sizes, widths, has_dmd, style_loras [(name, weight)])
+ *   _core.ar_models_dit_fp8(capsule, use_dmd) -> None: the LoRAs merged (DMD at 1 or 0), the DiT's blocks fp8
+ *       e4m3, for runs of that use_dmd only (before streaming and placement)
+ *   _core.ar_models_info(capsule) -> dict (layout sizes, widths, has_dmd, style_loras [(name, weight)], dit_dtype)
  *   _core.ar_generate(models, image (3, H, W) f32 in [-1, 1], depth (H, W) f32, w2c (N, 4, 4), K (N, 3, 3),
  *                     captions: list[str] (one per chunk), use_dmd, guidance, num_steps, shift, seed, label,
  *                     depth_window, progress, log, want_warp, device="cpu", precision="bf16")
@@ -149,6 +151,26 @@ static PyObject *py_ar_models_dit_streaming(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ar_models_dit_fp8(models, use_dmd) -> None: lyra_ar_models_dit_fp8 (LoRAs merged, the DiT's blocks e4m3; for
+ * runs of that use_dmd only). Before streaming and placement. */
+static PyObject *py_ar_models_dit_fp8(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    int use_dmd;
+    if (!PyArg_ParseTuple(args, "Op:ar_models_dit_fp8", &cap, &use_dmd)) return NULL;
+    py_models *p = PyCapsule_GetPointer(cap, MODELS_CAPSULE);
+    if (!p) return NULL;
+    if (p->busy) return PyErr_Format(PyExc_RuntimeError, "generate: the models are in use by another thread");
+    lyra_status st;
+    p->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = lyra_ar_models_dit_fp8(&p->m, use_dmd);
+    Py_END_ALLOW_THREADS
+    p->busy = 0;
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    Py_RETURN_NONE;
+}
+
 /* ar_models_place(models, device, precision="bf16") -> None: lyra_ar_models_place ("cuda": the GPU, or the
  * emulated device). */
 static PyObject *py_ar_models_place(PyObject *self, PyObject *args) {
@@ -203,12 +225,13 @@ static PyObject *py_ar_models_info(PyObject *self, PyObject *cap) {
         Py_DECREF(styles);
         return NULL;
     }
-    return Py_BuildValue("{s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:O,s:i,s:N,s:N}", "device",
+    return Py_BuildValue("{s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:O,s:i,s:N,s:N,s:s}", "device",
                          lyra_ar_backend(&p->m)->ops->name, "new_latents", fp->n_new, "history_latents",
                          fp->n_history, "spatial_slots", fp->n_spatial, "frames_per_chunk", 4 * fp->n_new, "dit_dim",
                          p->m.dit.cfg.dim, "text_dim", p->m.text_dim, "has_dmd",
-                         p->m.dmd_adapter >= 0 ? Py_True : Py_False, "vae_dim", lyra_vae_dim(p->m.vae),
-                         "style_loras", styles, "dit_config", dcfg);
+                         p->m.dmd_adapter >= 0 || p->m.fp8_dmd == 1 ? Py_True : Py_False, "vae_dim",
+                         lyra_vae_dim(p->m.vae), "style_loras", styles, "dit_config", dcfg, "dit_dtype",
+                         p->m.fp8_dmd >= 0 ? "fp8" : "bf16");
 }
 
 /* ---- callbacks (run without the GIL; each takes it back) ---- */
@@ -386,6 +409,8 @@ finally:
 }
 
 static PyMethodDef run_methods[] = {
+    {"ar_models_dit_fp8", py_ar_models_dit_fp8, METH_VARARGS,
+     "ar_models_dit_fp8(models, use_dmd): LoRAs merged, the DiT's blocks fp8 e4m3 (before streaming and placement)."},
     {"ar_models_place", py_ar_models_place, METH_VARARGS,
      "ar_models_place(models, device, precision='bf16') -> None: every network of the run to 'cuda' "
      "(irreversible) or stay on 'cpu'"},

@@ -1258,6 +1258,64 @@ static PyObject *py_linear_fp8(PyObject *self, PyObject *args, PyObject *kw) {
     RUN_OP(&k, out, fp8_linear(be, &y, &x, &w, b, pc));
 }
 
+/* A contiguous output of numpy type npt / dtype dt with staging role `role` (OPS_OUT or OPS_OUT_F32). */
+static PyArrayObject *out_typed(keep *k, int ndim, const int64_t *ne, lyra_tensor *t, int npt, lyra_dtype dt,
+                                ops_role role) {
+    npy_intp dims[LYRA_MAX_DIMS];
+    for (int i = 0; i < ndim; i++) dims[i] = (npy_intp)ne[i];
+    PyArrayObject *a = (PyArrayObject *)PyArray_SimpleNew(ndim, dims, npt);
+    if (!a) return NULL;
+    k->objs[k->n++] = (PyObject *)a;
+    *t = desc_of(a, dt);
+    int err = 0;
+    if (stage(k, t, role, &err) < 0) return NULL;
+    return a;
+}
+
+/* quantize_fp8_rows(x (..., K)) -> (q uint8 (M, K), s float32 (M)): lyra_op_quantize_fp8_rows. */
+static PyObject *py_quantize_fp8_rows(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", NULL};
+    PyObject *xo;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O", kws, &xo)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, q, sc;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (err) FAIL(&k);
+    if (x.ndim < 1) { PyErr_SetString(PyExc_ValueError, "x must have at least one dim"); FAIL(&k); }
+    int64_t K = x.ne[x.ndim - 1], M = 1;
+    for (int i = 0; i < x.ndim - 1; i++) M *= x.ne[i];
+    PyArrayObject *qa = out_typed(&k, 2, (int64_t[]){M, K}, &q, NPY_UINT8, LYRA_DTYPE_U8, OPS_OUT);
+    PyArrayObject *sa = qa ? out_typed(&k, 1, &M, &sc, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT_F32) : NULL;
+    if (!sa) FAIL(&k);
+    PyObject *pair = PyTuple_Pack(2, (PyObject *)qa, (PyObject *)sa);
+    if (!pair) FAIL(&k);
+    k.objs[k.n++] = pair;
+    RUN_OP(&k, pair, lyra_op_quantize_fp8_rows(be, &q, &sc, &x));
+}
+
+/* linear_fp8_tokens(q uint8 (M, K), s (M), w8 uint8 (N, K), ws (N), b=None) -> y (M, N): lyra_op_linear_fp8. */
+static PyObject *py_linear_fp8_tokens(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"q", "s", "w8", "ws", "b", NULL};
+    PyObject *qo, *so, *wo, *wso, *bo = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|O", kws, &qo, &so, &wo, &wso, &bo)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor q, sc, w8, ws, bt, y, *b = NULL;
+    in_array(&k, qo, "q", &q, NPY_UINT8, LYRA_DTYPE_U8, 0, &err);
+    if (!err) in_param(&k, so, "s", &sc, 0, &err);
+    if (!err) in_array(&k, wo, "w8", &w8, NPY_UINT8, LYRA_DTYPE_U8, 0, &err);
+    if (!err) in_param(&k, wso, "ws", &ws, 0, &err);
+    if (!err) b = in_param(&k, bo, "b", &bt, 1, &err);
+    if (err) FAIL(&k);
+    if (q.ndim != 2 || w8.ndim != 2) { PyErr_SetString(PyExc_ValueError, "q (M, K), w8 (N, K)"); FAIL(&k); }
+    PyArrayObject *out = out_f32(&k, 2, (int64_t[]){q.ne[0], w8.ne[0]}, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_linear_fp8(be, &y, &q, &sc, &w8, &ws, b));
+}
+
 /* ---------------- CUDA measurements (benchmarks/kernels.py) ---------------- */
 
 #ifdef LYRA2_WITH_CUDA
@@ -1426,7 +1484,8 @@ BK(py_copy) BK(py_concat) BK(py_pad) BK(py_patchify) BK(py_unpatchify) BK(py_emb
 BK(py_linear_act) BK(py_linear_fp8) BK(py_matmul) BK(py_attention) BK(py_rms_norm) BK(py_layer_norm)
 BK(py_l2norm_channels) BK(py_group_norm) BK(py_softmax) BK(py_unary) BK(py_glu) BK(py_add) BK(py_mul)
 BK(py_scale) BK(py_sincos) BK(py_modulate) BK(py_gate) BK(py_rope) BK(py_conv2d) BK(py_conv3d) BK(py_conv_transpose2d)
-BK(py_upsample_nearest2x) BK(py_resize) BK(py_avg_pool3d) BK(py_gs_rasterize)
+BK(py_upsample_nearest2x) BK(py_resize) BK(py_avg_pool3d) BK(py_gs_rasterize) BK(py_quantize_fp8_rows)
+BK(py_linear_fp8_tokens)
 
 #define KW(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, doc}
 
@@ -1450,6 +1509,8 @@ static PyMethodDef ops_methods[] = {
     KW("embedding", py_embedding_bk, "embedding(table (V,D), ids, wdtype='f32')."),
     KW("linear", py_linear_bk, "linear(x (...,K), w (N,K), b=None, wdtype='f32'|'bf16'|'f16')."),
     KW("linear_act", py_linear_act_bk, "linear_act(x, w, b=None, act='gelu_tanh', wdtype='f32'): act(x·wᵀ + b), fused where possible."),
+    KW("quantize_fp8_rows", py_quantize_fp8_rows_bk, "quantize_fp8_rows(x (..., K)) -> (q uint8 (M, K), s (M)): per-token e4m3."),
+    KW("linear_fp8_tokens", py_linear_fp8_tokens_bk, "linear_fp8_tokens(q, s, w8, ws, b=None): (q·w8ᵀ)·s[m]·ws[n] + b."),
     KW("linear_fp8", py_linear_fp8_bk, "linear_fp8(x, w, b=None, per_channel=False): e4m3 weights/activations (backend='cuda')."),
 #ifdef LYRA2_WITH_CUDA
     KW("cuda_bench_linear", py_cuda_bench_linear, "cuda_bench_linear(M, N, K, mode=0, repeat=5) -> median ms."),

@@ -53,8 +53,9 @@ lyra_status ops_stage_in(lyra_backend *be, ops_stage *s, lyra_dtype act) {
     size_t aes = lyra_dtype_size(act);
     for (int i = 0; i < s->n; i++) {
         lyra_tensor *t = s->t[i];
-        int convert = s->role[i] != OPS_IN_KEEP && t->dtype == LYRA_DTYPE_F32 && act != LYRA_DTYPE_F32;
-        if (s->role[i] == OPS_OUT) {
+        int convert = (s->role[i] == OPS_IN_ACT || s->role[i] == OPS_OUT) && t->dtype == LYRA_DTYPE_F32 &&
+                      act != LYRA_DTYPE_F32;
+        if (s->role[i] == OPS_OUT || s->role[i] == OPS_OUT_F32) {
             /* outputs are fresh contiguous NumPy arrays; on the device, contiguous or a column slice */
             lyra_dtype odt = convert && !s->out_f32 ? act : t->dtype;
             lyra_tensor d = lyra_tensor_make(NULL, odt, t->ndim, t->ne);
@@ -103,10 +104,11 @@ lyra_status ops_stage_in(lyra_backend *be, ops_stage *s, lyra_dtype act) {
 
 lyra_status ops_stage_out(lyra_backend *be, ops_stage *s) {
     for (int i = 0; i < s->n; i++) {
-        if (s->role[i] != OPS_OUT) continue;
+        if (s->role[i] != OPS_OUT && s->role[i] != OPS_OUT_F32) continue;
         lyra_tensor *t = s->t[i];
         size_t bytes = (size_t)lyra_tensor_numel(t) * lyra_dtype_size(t->dtype);
-        if (t->dtype == LYRA_DTYPE_F32 && lyra_tensor_is_contiguous(t)) {
+        /* f32 as it is; codes (u8: the FP8 ops) byte for byte into their uint8 array */
+        if ((t->dtype == LYRA_DTYPE_F32 || !lyra_dtype_is_float(t->dtype)) && lyra_tensor_is_contiguous(t)) {
             LYRA_TRY(download_bytes(be, s->host[i], t->data, bytes));
             continue;
         }

@@ -12,7 +12,9 @@
 typedef enum ops_role {
     OPS_IN_ACT = 0, /* an activation: float32 host data converted to the call's activation dtype */
     OPS_IN_KEEP,    /* uploaded with its own dtype (weights, biases, angles, masks, ids) */
-    OPS_OUT         /* a contiguous output: allocated on the device, downloaded as float32 after the op */
+    OPS_OUT,        /* a contiguous output: allocated on the device, downloaded after the op (float32, or a u8
+                       output byte for byte) */
+    OPS_OUT_F32     /* the same, float32 on the device whatever the activation dtype (the FP8 scales) */
 } ops_role;
 
 typedef struct ops_stage {

@@ -72,12 +72,16 @@ class LyraDiT:
     n_threads: CPU threads (0 = all).
     resident_blocks: blocks whose weights stay on the device; the others stay in host memory and stream through
         two block buffers, uploaded just before they run (default: all resident; see ``set_streaming``).
+    dtype: the attention blocks' Linear weights, "bf16" (as the checkpoint stores them, the default) or "fp8":
+        e4m3 codes (1 byte per weight) with a float32 scale per output channel and the inputs quantized per token
+        on the model's device (``quantize_fp8``); the constructor's LoRAs are merged first (an fp8 model is
+        specific to its adapters and their weights).
 
     Missing, unexpected or mis-shaped tensors raise ``lyra2.Lyra2Error`` naming the tensor."""
 
     def __init__(self, weights, framepack: str = DEFAULT_FRAMEPACK, lora=(), device: str = "cpu", *,
                  num_heads: int | None = None, n_threads: int = 0, precision: str | None = None,
-                 resident_blocks: int | None = None):
+                 resident_blocks: int | None = None, dtype: str = "bf16"):
         if not isinstance(framepack, str):
             raise TypeError(f"framepack must be a layout string, got {type(framepack).__name__}")
         if device not in ("cpu", "cuda"):
@@ -88,6 +92,8 @@ class LyraDiT:
             raise ValueError(f"precision must be 'bf16' or 'f32', got {precision!r}")
         if precision == "bf16" and device != "cuda":
             raise ValueError("precision='bf16' needs device='cuda' (the CPU backend computes f32 activations)")
+        if dtype not in ("bf16", "fp8"):
+            raise ValueError(f"dtype: {dtype!r} is not allowed; expected 'bf16' or 'fp8'")
         self.precision = precision
         if not _is_source(weights):
             raise TypeError("weights must be a safetensors path or a mapping of name -> array, "
@@ -105,6 +111,9 @@ class LyraDiT:
                 self.add_lora(item[0], float(item[1]))
             else:
                 self.add_lora(item, 1.0)
+        if dtype == "fp8":
+            self.merge_lora()                     # the codes are of the merged weights
+            self.quantize_fp8()                   # in host memory, before the placement uploads the codes
         if resident_blocks is not None:
             self.set_streaming(resident_blocks)   # before the placement: streamed blocks stay in host memory
         if device == "cuda":
@@ -138,9 +147,11 @@ class LyraDiT:
     # ---------------- memory ----------------
 
     def quantize_fp8(self) -> None:
-        """Makes the attention blocks' Linear layers fp8 e4m3: a scale per output channel for the weights (max|row|
-        / 448) and per token for the activations, products accumulated in float32 (the CPU reference of the
-        GPU's FP8 GEMM, ``csrc/models/dit_fp8.c``). Merge the LoRA adapters first (``merge_lora``). Irreversible."""
+        """Makes the attention blocks' Linear layers fp8 e4m3: 1-byte codes with a scale per output channel for the
+        weights (max|row| / 448) and per token for the activations (quantized by a backend op on the model's
+        device), products summed in float32 (``csrc/models/dit_fp8.c``). Merge the LoRA adapters first
+        (``merge_lora``) and quantize before the model is on the device (``LyraDiT(..., dtype="fp8")`` does both).
+        Irreversible."""
         _core.dit_quantize_fp8(self._model)
 
     @property

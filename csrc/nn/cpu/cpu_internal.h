@@ -108,6 +108,10 @@ lyra_status cpu_modulate(lyra_backend *, lyra_tensor *, const lyra_tensor *, con
 lyra_status cpu_gate(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, const lyra_tensor *);
 lyra_status cpu_rope(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, lyra_rope_mode, int);
 lyra_status cpu_sincos(lyra_backend *, lyra_tensor *, const lyra_tensor *, int);
+/* cpu_fp8.c */
+lyra_status cpu_quantize_fp8_rows(lyra_backend *, lyra_tensor *, lyra_tensor *, const lyra_tensor *);
+lyra_status cpu_linear_fp8(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *,
+                           const lyra_tensor *, const lyra_tensor *, const lyra_tensor *);
 
 lyra_status cpu_conv2d(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, const lyra_tensor *,
                        const lyra_conv2d_params *);

@@ -277,6 +277,9 @@ lyra_status cu_op_group_norm(lyra_backend *, lyra_tensor *, const lyra_tensor *,
 lyra_status cu_op_softmax(lyra_backend *, lyra_tensor *, const lyra_tensor *, float);
 lyra_status cu_op_rope(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, lyra_rope_mode, int);
 lyra_status cu_op_sincos(lyra_backend *, lyra_tensor *, const lyra_tensor *, int);
+lyra_status cu_op_quantize_fp8_rows(lyra_backend *, lyra_tensor *, lyra_tensor *, const lyra_tensor *);
+lyra_status cu_op_linear_fp8(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *,
+                             const lyra_tensor *, const lyra_tensor *, const lyra_tensor *);
 
 lyra_status cu_op_linear(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *,
                          const lyra_tensor *);

@@ -318,6 +318,29 @@ static lyra_status emu_attention(lyra_backend *be, lyra_tensor *o, const lyra_te
     return RUN(c.cpu->ops->attention(c.cpu, O, Q, K, V, Bi, M, scale));
 }
 
+/* e4m3 codes and f32 scales are read and written as stored (what the CUDA kernels store); a 16-bit x is widened
+ * exactly and a 16-bit y rounded once, as the kernels' loads and stores do. */
+static lyra_status emu_quantize_fp8_rows(lyra_backend *be, lyra_tensor *q, lyra_tensor *s, const lyra_tensor *x) {
+    emu_call c;
+    begin(&c, be, "quantize_fp8_rows");
+    const lyra_tensor *X = in(&c, "x", x, 0);
+    lyra_tensor S = *s;
+    S.device = LYRA_DEVICE_CPU;
+    if (c.st == LYRA_OK) c.st = check_resident(c.op, "s (output)", s);
+    lyra_tensor *Q = out(&c, q, 1);
+    return RUN(c.cpu->ops->quantize_fp8_rows(c.cpu, Q, &S, X));
+}
+
+static lyra_status emu_linear_fp8(lyra_backend *be, lyra_tensor *y, const lyra_tensor *q, const lyra_tensor *s,
+                                  const lyra_tensor *w8, const lyra_tensor *ws, const lyra_tensor *b) {
+    emu_call c;
+    begin(&c, be, "linear_fp8");
+    const lyra_tensor *Q = in(&c, "q", q, 1), *S = in(&c, "s", s, 1), *W = in(&c, "w8", w8, 1);
+    const lyra_tensor *WS = in(&c, "ws", ws, 1), *B = in(&c, "b", b, 1);
+    lyra_tensor *Y = out(&c, y, 0);
+    return RUN(c.cpu->ops->linear_fp8(c.cpu, Y, Q, S, W, WS, B));
+}
+
 /* ---------------------------------------------------------------- normalisation */
 
 static lyra_status emu_rms_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
@@ -539,6 +562,8 @@ static const lyra_backend_ops emu_ops = {
     .linear_act = emu_linear_act,
     .matmul = emu_matmul,
     .attention = emu_attention,
+    .quantize_fp8_rows = emu_quantize_fp8_rows,
+    .linear_fp8 = emu_linear_fp8,
     .rms_norm = emu_rms_norm,
     .layer_norm = emu_layer_norm,
     .l2norm_channels = emu_l2norm_channels,

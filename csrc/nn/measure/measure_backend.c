@@ -141,6 +141,15 @@ static lyra_status m_matmul(lyra_backend *be, lyra_tensor *c, const lyra_tensor 
     (void)b; (void)tb; (void)alpha;
     return count(be, 2.0 * (double)lyra_tensor_numel(c) * (double)a->ne[a->ndim - 1]);
 }
+static lyra_status m_quantize_fp8_rows(lyra_backend *be, lyra_tensor *q, lyra_tensor *s, const lyra_tensor *x) {
+    (void)q; (void)s; (void)x;
+    return count(be, 0);
+}
+static lyra_status m_linear_fp8(lyra_backend *be, lyra_tensor *y, const lyra_tensor *q, const lyra_tensor *s,
+                                const lyra_tensor *w8, const lyra_tensor *ws, const lyra_tensor *b) {
+    (void)q; (void)s; (void)ws; (void)b;
+    return count(be, 2.0 * rows_of(y) * (double)w8->ne[0] * (double)w8->ne[1]);
+}
 /* q/o (B, Lq, H, D), k/v (B, Lk, H, D): QKᵀ and PV, 2·2·B·H·Lq·Lk·D. */
 static lyra_status m_attention(lyra_backend *be, lyra_tensor *o, const lyra_tensor *q, const lyra_tensor *k,
                                const lyra_tensor *v, const lyra_tensor *bias, const lyra_tensor *mask, float scale) {
@@ -257,6 +266,8 @@ static const lyra_backend_ops measure_ops = {
     .linear_act = m_linear_act,
     .matmul = m_matmul,
     .attention = m_attention,
+    .quantize_fp8_rows = m_quantize_fp8_rows,
+    .linear_fp8 = m_linear_fp8,
     .rms_norm = m_rms,
     .layer_norm = m_ln,
     .l2norm_channels = m_ln,

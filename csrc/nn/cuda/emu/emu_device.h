@@ -170,6 +170,8 @@ static inline T atomicCAS(T *p, T cmp, T v) {
 
 /* GPU: 2 ulp for |y| in [2^-126, 2^126]. Here: IEEE division (correctly rounded). */
 static inline float __fdividef(float x, float y) { return x / y; }
+static inline float __fmul_rn(float x, float y) { return x * y; }
+static inline float __fadd_rn(float x, float y) { return x + y; }
 /* GPU: rsqrt.approx, 2 ulp. Here: 1 / sqrtf(x), two correctly rounded steps. */
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 
