@@ -183,14 +183,14 @@ class _Networks:
         self.device = device
 
     @classmethod
-    def get(cls, weights, device="cpu"):
+    def get(cls, weights, device="cpu", precision=None):
         if isinstance(weights, (str, os.PathLike)):
-            key = (os.path.abspath(os.fspath(weights)), device)
+            key = (os.path.abspath(os.fspath(weights)), device, precision)
             if key not in cls._cache:
                 cls._cache.clear()  # one model at a time: DA3-giant is several GB
-                cls._cache[key] = cls(key[0], device)
+                cls._cache[key] = cls(key[0], device, precision=precision)
             return cls._cache[key]
-        return cls(weights, device)
+        return cls(weights, device, precision=precision)
 
 
 def _weights_from_folder(checkpoint_dir):
@@ -369,7 +369,7 @@ def _int_option(v, what, lo, allow_none=False):
 
 def reconstruct(video_or_frames, w2c=None, intrinsics=None, checkpoint_dir=None, *, weights=None, max_views=128,
                 chunk_size=32, chunk_overlap=4, down_ratio=2, scale_multiplier=1.0, process_res=None, progress=None,
-                device="auto"):
+                device="auto", precision=None):
     """3D Gaussian splats of a video with known cameras (see the module docstring) -> Gaussians.
 
     video_or_frames  a lyra2.Video (cameras taken from it) or uint8 frames (T, H, W, 3) with w2c (T, 4, 4) and
@@ -385,7 +385,9 @@ def reconstruct(video_or_frames, w2c=None, intrinsics=None, checkpoint_dir=None,
     device           "auto" (the GPU when lyra2.backends() has one), "cpu" or "cuda": where DA3 and the GS head
                      run (weights uploaded once, activations in device memory, as lyra2.models.DepthAnything3 with
                      device="cuda"); the adapter (per-pixel arithmetic on the head's maps) and the camera alignment
-                     run on the host"""
+                     run on the host
+    precision        DA3's on the device (lyra2.models.DepthAnything3): None is upstream's bf16 autocast of its
+                     backbones (the GS head runs f32, as upstream's), "f32" the parity mode; the CPU computes f32"""
     from .render import resolve_device
 
     frames, w2c, K = _check_inputs(video_or_frames, w2c, intrinsics)
@@ -406,7 +408,9 @@ def reconstruct(video_or_frames, w2c=None, intrinsics=None, checkpoint_dir=None,
         raise TypeError(f"progress: expected a callable(done, total) or None; got {progress!r}")
     if weights is None:
         weights = _weights_from_folder(checkpoint_dir)
-    nets = _Networks.get(weights, device)
+    if device == "cpu" and precision not in (None, "f32"):
+        raise ValueError(f"precision: {precision!r} needs device='cuda' (the CPU computes f32)")
+    nets = _Networks.get(weights, device, precision)
     T = len(frames)
     sel = list(range(T)) if T <= max_views else \
         np.floor(np.linspace(0, T - 1, num=max_views)).astype(np.int64).tolist()
