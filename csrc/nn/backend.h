@@ -214,10 +214,11 @@ void lyra_backend_arena_free(lyra_backend *be, lyra_arena *a);
  * device has no room. A no-op on the CPU backend. */
 lyra_status lyra_backend_place_weights(lyra_backend *be, void **mem, lyra_tensor *const *tensors, int n,
                                        const char *what);
-/* As lyra_backend_place_weights, with tensor i stored on the device as dtypes[i] (float dtypes; a tensor that
- * changes dtype must be contiguous and share no bytes with another): the block is re-laid out and converted on the
- * host (f32 -> bf16/f16 rounds to nearest even, as torch's .to()), then uploaded once. A network's 16-bit device
- * policy (docs/PRECISION.md) stores its weights this way; descriptors get the new dtype and contiguous strides. */
+/* As lyra_backend_place_weights, with tensor i stored on the device as dtypes[i] (float dtypes; when any dtype
+ * changes, every tensor must be contiguous and share no bytes with another): the block is re-laid out and converted
+ * on the host (f32 -> bf16/f16 rounds to nearest even, as torch's .to()), then uploaded once. A network's 16-bit
+ * device policy (docs/PRECISION.md) stores its weights this way; descriptors get the new dtype and contiguous
+ * strides. */
 lyra_status lyra_backend_place_weights_as(lyra_backend *be, void **mem, lyra_tensor *const *tensors,
                                           const lyra_dtype *dtypes, int n, const char *what);
 /* Transfers between a host tensor and a device tensor of the same shape whose float dtypes may differ (host f32
