@@ -219,3 +219,22 @@ def test_generate_on_the_gpu_matches_the_cpu(ckpt, image, depth, cpu_runs):
         mx, mean = level_diff(v.frames, cpu_runs[case].frames)
         assert mx <= BF16_BOUND[case][0] and mean <= BF16_BOUND[case][1], (case, mx, mean)
     gen.release_models()
+
+
+def test_da3_follows_the_plan_under_a_budget(ckpt, image, depth, emulated):
+    """With a max_gpu_memory whose plan does not keep DA3 resident (lyra2.memory_plan(...)["da3_resident"] False,
+    here 11.65 GB at this frame size: the chunk stages then have DA3's 3.7 GB back), DA3 is loaded for the depth
+    call and freed after it, in every run; without a budget it stays resident (cached) between runs."""
+    budget = 11.65
+    assert not lyra2.memory_plan((H, W), 161, "bf16", budget)["da3_resident"]
+    for _ in range(2):
+        testing.emulated_cuda_reset()
+        logs = []
+        args = fields.validate({"prompt": "a quiet street", "seed": 0, "num_frames": 161}, require_image=False)
+        args["resolution"] = (H, W)
+        gen.run_generate(image, args, checkpoint_folder=ckpt, device="cuda", depth=depth, max_gpu_memory=budget,
+                         report=Progress(bar=False, on_log=logs.append))
+        assert any("DA3 is loaded for each depth call" in e["message"] for e in logs)
+        ups = [n for d, _, n in testing.emulated_cuda_transfers() if d == "upload"]
+        assert ups.count("Depth Anything 3 weights") == 1   # 161 frames: one depth-window update
+        assert not gen._da3_cache
