@@ -14,7 +14,7 @@
 #        run(command="bash benchmarks/device_check.sh", carry=[".debs"], timeout_s=560)
 #      (no kind: an H100; name kind="nvidia-h200" only if no H100 opens). Then give_back unless rerunning.
 #   3. read $OUT's files from the reply's files_at: device_check.log (everything), build.log, pytest.log,
-#      pytest.xml, kernels.log, kernels.json, env.txt, zoom_e2e_*.log, plans/ and tiny/zoom_e2e.json. Record card,
+#      pytest.xml, kernels.log, kernels.json, gs3d.log, env.txt, zoom_e2e_*.log, plans/ and tiny/zoom_e2e.json. Record card,
 #      date and numbers in benchmarks/RESULTS.md.
 #
 # WHAT THE GPU IMAGE HAS (see /work/.library/device/KINDS.md): python3 3.12 with numpy, pytest, scipy, torch,
@@ -188,7 +188,7 @@ stamp "pytest -m cuda"
 PYTHONUNBUFFERED=1 LYRA2_REQUIRE_CUDA=1 timeout 300 $PY -m pytest -m cuda -q -p no:cacheprovider -rs \
     --junitxml="$OUT/pytest.xml" tests tests/device_checks/check_dit.py tests/device_checks/check_umt5.py \
     tests/device_checks/check_clip.py tests/device_checks/check_vae.py tests/device_checks/check_da3.py \
-    tests/device_checks/check_moge.py > "$OUT/pytest.log" 2>&1
+    tests/device_checks/check_moge.py tests/device_checks/check_gs.py > "$OUT/pytest.log" 2>&1
 TEST_RC=$?
 tail -40 "$OUT/pytest.log"
 echo "-- device lines (timings, slow-path counters):"
@@ -203,6 +203,15 @@ KRC=$?
 cat "$OUT/kernels.log"
 echo "kernels.py exit status $KRC"
 [ $KRC = 0 ] || FAIL=1
+
+# ------------------------------------------------------------------ 3D export
+# the Gaussian rasterizer (CPU and CUDA: ms per 480p frame, splats/s, their ratio) and the tiny reconstruct per device
+stamp "benchmarks/gs3d.py --parts gaussians,render"
+PYTHONUNBUFFERED=1 timeout 120 $PY benchmarks/gs3d.py --parts gaussians,render > "$OUT/gs3d.log" 2>&1
+GRC=$?
+cat "$OUT/gs3d.log"
+echo "gs3d.py exit status $GRC"
+[ $GRC = 0 ] || FAIL=1
 
 # ------------------------------------------------------------------ end to end
 # The memory plans of the released sizes (measured DiT forward, no weights), then the whole generate path at tiny

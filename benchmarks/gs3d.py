@@ -1,15 +1,18 @@
-"""3D export throughput on this machine (CPU): point-cloud fusion, the DA3 GS head + adapter, the rasterizer.
+"""3D export throughput: point-cloud fusion, the DA3 GS head + adapter, the Gaussian rasterizer; CPU, and CUDA
+when this build has a usable device.
 
-    python benchmarks/gs3d.py [--quick]
+    python benchmarks/gs3d.py [--quick] [--parts pointcloud,gaussians,render]
 
 Prints, in one run:
   * point cloud: views fused per second and points per second (Video.point_cloud on 480p / 720p views of a
     synthetic scene; stride 4 and 1) and the peak extra memory of fusing 60 views at 720p;
   * Gaussians: lyra2.reconstruct on the tiny random checkpoint (lyra2.testing; the real DA3-giant costs ~1000x
-    more FLOPs per view) at 476x826 (480p processed), Gaussians per second, and the adapter alone (C, host)
-    on a real-size raw map (Gaussians per second);
-  * render: ms per 480x832 frame for 100k and 1M splats (csrc/render/gs_raster.c, the CPU reference).
-There is no CUDA rasterizer or CUDA GS head in this build, so there is no device column.
+    more FLOPs per view) at 476x826 (480p processed), Gaussians per second per device, and the adapter alone (C,
+    host) on a real-size raw map (Gaussians per second);
+  * render: ms per 480x832 frame and splats per second for 100k and 1M splats per device (op gs_rasterize: the
+    CPU reference csrc/nn/cpu/cpu_splat.c, the CUDA kernels csrc/nn/cuda/cuda_splat.cu), measured as the
+    difference between rendering 9 cameras and 1 camera in one call (so the backend start and the scene upload,
+    printed separately, are not in the per-frame number), and the CUDA / CPU speed ratio of the same run.
 """
 import argparse
 import os
@@ -68,8 +71,7 @@ def bench_point_cloud(quick):
           f"(the views themselves: {len(vs) * 720 * 1280 * 7 / 2**20:.0f} MiB)")
 
 
-def bench_gaussians(quick):
-    print("Gaussians (lyra2.reconstruct, tiny random DA3 + GS head, CPU)")
+def bench_gaussians(quick, devices):
     with tempfile.TemporaryDirectory() as d:
         ckpt = testing.make_tiny_checkpoint(d)
         h, w = 476, 826
@@ -80,10 +82,12 @@ def bench_gaussians(quick):
         w2c[:, 0, 3] = np.linspace(0, 0.3, n)
         w2c[:, 1, 3] = np.linspace(0, 0.05, n) ** 2
         K = np.repeat(np.array([[400.0, 0, w / 2], [0, 400.0, h / 2], [0, 0, 1]], np.float32)[None], n, 0)
-        lyra2.reconstruct(frames[:2], w2c[:2], K[:2], ckpt, chunk_size=None)  # load + warm up
-        t, g = best(lambda: lyra2.reconstruct(frames, w2c, K, ckpt, chunk_size=None), 1)
-        print(f"  {n} views at {h}x{w} (GS grid {h // 2}x{w // 2}): {t:.2f} s, {len(g) / t / 1e3:.1f} k Gaussians/s "
-              "(DA3 forward + GS head + adapter; tiny widths)")
+        for dev in devices:
+            print(f"Gaussians (lyra2.reconstruct, tiny random DA3 + GS head, device={dev})")
+            lyra2.reconstruct(frames[:2], w2c[:2], K[:2], ckpt, chunk_size=None, device=dev)  # load + warm up
+            t, g = best(lambda: lyra2.reconstruct(frames, w2c, K, ckpt, chunk_size=None, device=dev), 1)
+            print(f"  {n} views at {h}x{w} (GS grid {h // 2}x{w // 2}): {t:.2f} s, {len(g) / t / 1e3:.1f} k "
+                  "Gaussians/s (DA3 forward + GS head + adapter; tiny widths)")
     hg, wg, v = 238, 413, 4
     raw = (0.1 * np.random.default_rng(1).standard_normal((v, 38, hg, wg))).astype(np.float32)
     depth = np.full((v, hg, wg), 2.0, np.float32)
@@ -104,26 +108,49 @@ def scene(n, seed=0):
     return Gaussians(means, scales, q, harm, rng.uniform(0.3, 1.0, n).astype(np.float32))
 
 
-def bench_render(quick):
-    print("render (CPU reference rasterizer, 480x832, SH degree 2)")
+def bench_render(quick, devices):
+    from lyra2.render import render_float
+
+    print("render (op gs_rasterize, 480x832, SH degree 2; per frame = (9 cameras - 1 camera) / 8, one call each)")
     K = np.array([[500.0, 0, 416], [0, 500.0, 240], [0, 0, 1]], np.float32)
+    w2c = np.repeat(np.eye(4, dtype=np.float32)[None], 9, 0)
+    w2c[:, 0, 3] = np.linspace(0, 0.2, 9)  # a short dolly: every frame renders a slightly different view
     for n in ((100_000,) if quick else (100_000, 1_000_000)):
         g = scene(n)
-        g.render(np.eye(4, dtype=np.float32), K, (480, 832))
-        t, _ = best(lambda: g.render(np.eye(4, dtype=np.float32), K, (480, 832)), 3)
-        print(f"  {n:9d} splats: {t * 1e3:8.1f} ms / frame (threads: LYRA2_NUM_THREADS="
-              f"{os.environ.get('LYRA2_NUM_THREADS', 'default')})")
+        per = {}
+        for dev in devices:
+            render_float(g, w2c[:1], K, (480, 832), device=dev)  # warm up (the device's first context)
+            t1, _ = best(lambda: render_float(g, w2c[:1], K, (480, 832), device=dev), 3)
+            t9, _ = best(lambda: render_float(g, w2c, K, (480, 832), device=dev), 3)
+            per[dev] = max(t9 - t1, 1e-9) / 8
+            threads = f", LYRA2_NUM_THREADS={os.environ.get('LYRA2_NUM_THREADS', 'default')}" if dev == "cpu" else ""
+            print(f"  {dev:4s} {n:9d} splats: {per[dev] * 1e3:8.2f} ms / frame, {n / per[dev] / 1e6:8.1f} M splats/s; "
+                  f"one-frame call {t1 * 1e3:8.1f} ms (backend start + scene upload + frame){threads}")
+        if len(per) == 2:
+            print(f"  cuda / cpu speed ratio at {n} splats: {per['cpu'] / per['cuda']:.1f}x")
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes (CI smoke run)")
+    ap.add_argument("--parts", default="pointcloud,gaussians,render",
+                    help="comma-separated subset of pointcloud, gaussians, render")
     a = ap.parse_args()
+    parts = set(a.parts.split(","))
+    if not parts <= {"pointcloud", "gaussians", "render"}:
+        ap.error(f"--parts: {a.parts!r}; expected a subset of pointcloud,gaussians,render")
+    b = lyra2.backends()
+    devices = ["cpu", "cuda"] if b["cuda"] else ["cpu"]
+    gpu = b["devices"][0]["name"] if b["cuda"] and b["devices"] else "none"
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (a shared machine slows every "
-          f"number by about that load / CPUs); {time.strftime('%Y-%m-%d %H:%M')}")
-    bench_point_cloud(a.quick)
-    bench_gaussians(a.quick)
-    bench_render(a.quick)
+          f"number by about that load / CPUs); GPU: {gpu}{' (emulated: CPU kernels)' if b['emulated'] else ''}; "
+          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    if "pointcloud" in parts:
+        bench_point_cloud(a.quick)
+    if "gaussians" in parts:
+        bench_gaussians(a.quick, devices)
+    if "render" in parts:
+        bench_render(a.quick, devices)
 
 
 if __name__ == "__main__":

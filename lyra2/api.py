@@ -10,7 +10,7 @@ def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajector
          zoom_in_strength=0.5, zoom_out_trajectory="horizontal_zoom", zoom_out_strength=1.5, resolution="480p",
          use_dmd=True, guidance_scale=5.0, num_inference_steps=28, frames_per_second=16, seed=None,
          checkpoint_dir=None, device="auto", mode="auto", output_path=None, progress=True, depth=None,
-         max_gpu_memory=None, reconstruct=False, dit_dtype="bf16"):
+         max_gpu_memory=None, reconstruct=False, ply_path=None, dit_dtype="bf16"):
     """One image + a prompt -> a camera-controlled video (lyra2.Video).
 
     `image`: http(s)/file:// URL, data: URI, local path (str or pathlib.Path), bytes, or a uint8 array (H, W, 3)
@@ -30,6 +30,8 @@ def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajector
                       LoRAs are merged for the run's use_dmd; on the CPU this runs the fp8 CPU reference
       reconstruct     also lift the video to 3D Gaussian splats (lyra2.reconstruct with the run's cameras and the
                       folder's DA3 GS head): video.gaussians
+      ply_path        also write the run's point cloud there (Video.save_ply; video.to_fal() then has a
+                      "point_cloud" file entry)
     """
     fields = dict(prompt=prompt, zoom_direction=zoom_direction, num_frames=num_frames,
                   zoom_in_trajectory=zoom_in_trajectory, zoom_in_strength=zoom_in_strength,
@@ -41,9 +43,16 @@ def zoom(image, prompt, *, zoom_direction="in", num_frames=81, zoom_in_trajector
     args = validate(fields, require_image=False)
     if not isinstance(reconstruct, bool):
         raise TypeError(f"reconstruct: expected a bool; got {reconstruct!r}")
-    return _zoom_validated(image, args, checkpoint_dir=checkpoint_dir, device=device, mode=mode,
-                           output_path=output_path, progress=progress, depth=depth, max_gpu_memory=max_gpu_memory,
-                           reconstruct=reconstruct, dit_dtype=dit_dtype)
+    if ply_path is not None:
+        from .fal_client import _check_ply_path
+
+        _check_ply_path(ply_path)  # before the run, not after it
+    video = _zoom_validated(image, args, checkpoint_dir=checkpoint_dir, device=device, mode=mode,
+                            output_path=output_path, progress=progress, depth=depth, max_gpu_memory=max_gpu_memory,
+                            reconstruct=reconstruct, dit_dtype=dit_dtype)
+    if ply_path is not None:
+        video.save_ply(ply_path)
+    return video
 
 
 def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="auto", output_path=None,
@@ -97,6 +106,6 @@ def _zoom_validated(image, args, *, checkpoint_dir=None, device="auto", mode="au
 
         t = time.perf_counter()
         report.log(f"reconstruct: 3D Gaussians from {len(video)} frames")
-        video.gaussians = lift(video, checkpoint_dir=folder)
+        video.gaussians = lift(video, checkpoint_dir=folder, device=device)
         video.timings["reconstruct_s"] = time.perf_counter() - t
     return video

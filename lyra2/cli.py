@@ -105,6 +105,8 @@ def _reconstruct_parser(sub):
                    help="drop this fraction of the least opaque splats from the PLY (e.g. 0.1)")
     p.add_argument("--no-border-prune", action="store_true", help="keep the splats of each view's outer 8/256")
     p.add_argument("--sh-rest", action="store_true", help="write f_rest_* (SH bands above DC) too")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where DA3, the GS head and the flythrough render run (auto: the GPU when one is usable)")
     p.add_argument("--json", action="store_true", help="print a result dict as JSON")
     return p
 
@@ -128,14 +130,14 @@ def _run_reconstruct(ns):
     if len(w2c) != len(frames):
         raise ValueError(f"--cameras: {len(w2c)} cameras for {len(frames)} frames of {ns.video!r}")
     g = reconstruct(frames, w2c, K, ns.checkpoint_dir, max_views=ns.max_views, chunk_size=ns.chunk_size,
-                    chunk_overlap=ns.chunk_overlap, down_ratio=ns.down_ratio)
+                    chunk_overlap=ns.chunk_overlap, down_ratio=ns.down_ratio, device=ns.device)
     path = g.save_ply(ns.output, prune_border=not ns.no_border_prune, opacity_percentile=ns.opacity_percentile,
                       sh_dc_only=not ns.sh_rest)
     rows = int(g._ply_mask(not ns.no_border_prune, ns.opacity_percentile).sum())
     result = {"ply": path, "ply_rows": rows, "gaussians": len(g), "frames": len(frames)}
     if ns.render is not None:
         result["render"] = g.render_video(ns.render, w2c, K, frames.shape[1:3],
-                                          fps=int(np.clip(round(fps or 16), 8, 24)))
+                                          fps=int(np.clip(round(fps or 16), 8, 24)), device=ns.device)
     if ns.json:
         print(json.dumps(result, indent=2))
     else:

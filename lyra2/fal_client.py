@@ -38,7 +38,7 @@ from typing import Any, Optional
 from .fields import KNOWN_APPLICATIONS, validate
 
 DEFAULT_QUEUE_POLL_INTERVAL = 0.1
-_LYRA2_OPTIONS = ("checkpoint_dir", "device", "mode", "output_path", "depth")
+_LYRA2_OPTIONS = ("checkpoint_dir", "device", "mode", "output_path", "depth", "ply_path")
 
 
 # ------------------------------------------------------------------------------------------------ errors
@@ -349,6 +349,8 @@ class SyncClient:
 
         merged = {**self._options, **(extras or {})}
         check_options(merged["device"], merged["mode"], merged.get("output_path"), False)
+        if merged.get("ply_path") is not None:  # checked before the run, not after it
+            _check_ply_path(merged["ply_path"])
         request_id, _ = self._queue.get().submit(app, args, image, start_timeout=start_timeout, extras=extras,
                                                  priority=priority or "normal")
         return request_id
@@ -605,6 +607,16 @@ _option_clients = {}
 _option_lock = threading.Lock()
 
 
+def _check_ply_path(path):
+    """ply_path: a str or PathLike ending in .ply in an existing folder -> its absolute path."""
+    from .scene3d import _check_path
+
+    path = _check_path(path, "ply_path")
+    if not path.lower().endswith(".ply"):
+        raise ValueError(f"ply_path: {path!r} must end in .ply")
+    return os.path.abspath(path)
+
+
 def _client_for(options):
     """The module-level client, or one configured with lyra2-only options (checkpoint_dir, device, mode)."""
     unknown = [k for k in options if k not in _LYRA2_OPTIONS]
@@ -612,7 +624,7 @@ def _client_for(options):
         raise TypeError(f"subscribe() got an unexpected keyword argument {unknown[0]!r}; lyra2 options are "
                         f"{sorted(_LYRA2_OPTIONS)}")
     base = {k: options[k] for k in ("checkpoint_dir", "device", "mode") if options.get(k) is not None}
-    extras = {k: options[k] for k in ("output_path", "depth") if options.get(k) is not None}
+    extras = {k: options[k] for k in ("output_path", "depth", "ply_path") if options.get(k) is not None}
     if not base:
         return sync_client, extras
     key = tuple(sorted((k, os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in base.items()))
@@ -626,7 +638,8 @@ def subscribe(application, arguments, *, path="", hint=None, with_logs=False, in
               on_enqueue=None, on_queue_update=None, priority=None, headers={}, start_timeout=None,
               client_timeout=None, **options):
     """fal_client.subscribe, run here; returns the endpoint's result dict. Extra lyra2-only keyword options:
-    checkpoint_dir, device, mode, output_path, depth (see lyra2.zoom)."""
+    checkpoint_dir, device, mode, output_path, depth, ply_path (see lyra2.zoom; with ply_path the run's point
+    cloud is written there too and the result gains a "point_cloud" file entry, as Video.to_fal())."""
     client, extras = _client_for(options)
     return client.subscribe(application, arguments, path=path, hint=hint, with_logs=with_logs, interval=interval,
                             on_enqueue=on_enqueue, on_queue_update=on_queue_update, priority=priority,

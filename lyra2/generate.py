@@ -61,8 +61,8 @@ _MODEL_FILES = ("dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt", "l
     tuple(c for c, _, _ in STYLE_LORAS)
 _cache = {}            # (folder, file stamps, threads, layout, device, ...) -> models capsule (one entry: the last used)
 _da3_cache = {}        # (file, stamps, device) -> DepthAnything3 of the depth-window updates
-# The DiT's activations on a device: "bf16" is upstream's inference policy (docs/PRECISION.md); tests set "f32" to
-# check the placement and the transfers apart from the precision.
+# The networks' precision on a device: "bf16" is upstream's inference policy for each (docs/PRECISION.md: DiT, VAE and
+# umT5 bf16, CLIP f16); tests set "f32" to check the placement and the transfers apart from the precision.
 DIT_DEVICE_PRECISION = "bf16"
 
 

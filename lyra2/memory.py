@@ -121,12 +121,12 @@ def _network_costs(resolution):
 
     H, W = resolution
     dh, dw = H // 14 * 14, W // 14 * 14   # DA3's input: the largest multiples of its 14-pixel patch inside
-    t5 = umt5_cost(UMT5_XXL, tokens=TEXT_TOKENS)
-    clip = clip_cost()
+    t5 = umt5_cost(UMT5_XXL, tokens=TEXT_TOKENS, precision="bf16")
+    clip = clip_cost(precision="f16")
     da3_one = da3_cost(1, dh, dw, False)
     da3_win = da3_cost(DEPTH_WINDOW, dh, dw, True)
     moge = moge_cost(H, W)
-    vae = vae_plan(dim=96, height=H, width=W, frames=81)
+    vae = vae_plan(dim=96, height=H, width=W, frames=81, precision="bf16")
     vae_params = sum(_numel(shape) for _, shape in vae_tensor_shapes(96, 16))
     return {
         "umt5": (t5["params"] * BF16, t5["arena_bytes"]),

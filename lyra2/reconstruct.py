@@ -141,19 +141,21 @@ class Gaussians:
         names, table = self.ply_rows(prune_border, opacity_percentile, sh_dc_only)
         return write_vertex_ply(path, [(n, table[:, i]) for i, n in enumerate(names)])
 
-    def render(self, w2c, K, size, background=(0.0, 0.0, 0.0)):
+    def render(self, w2c, K, size, background=(0.0, 0.0, 0.0), device="auto"):
         """Renders the splats from camera(s) w2c (4, 4) or (T, 4, 4) with pixel intrinsics K (3, 3) or (T, 3, 3)
-        at size = (height, width): uint8 (H, W, 3), or (T, H, W, 3) for several cameras. CPU rasterizer
-        (csrc/render/gs_raster.c): tile-binned, depth-sorted, front-to-back alpha compositing as 3DGS/gsplat."""
+        at size = (height, width): uint8 (H, W, 3), or (T, H, W, 3) for several cameras. Tile-binned, depth-sorted,
+        front-to-back alpha compositing as 3DGS/gsplat (lyra2/render.py); device "auto" (the GPU when one is
+        usable), "cpu" (the C reference) or "cuda"."""
         from .render import render_gaussians
 
-        return render_gaussians(self, w2c, K, size, background=background)
+        return render_gaussians(self, w2c, K, size, background=background, device=device)
 
-    def render_video(self, path, w2c, K, size, fps=16, background=(0.0, 0.0, 0.0)):
+    def render_video(self, path, w2c, K, size, fps=16, background=(0.0, 0.0, 0.0), device="auto"):
         """A flythrough MP4 along the cameras (T, 4, 4) / (T, 3, 3), as upstream's gs_trajectory.mp4."""
         from .media import write_video
 
-        frames = self.render(np.asarray(w2c).reshape(-1, 4, 4), np.asarray(K).reshape(-1, 3, 3), size, background)
+        frames = self.render(np.asarray(w2c).reshape(-1, 4, 4), np.asarray(K).reshape(-1, 3, 3), size, background,
+                             device)
         path = os.fspath(path)
         write_video(frames, path, fps=fps)
         return os.path.abspath(path)
@@ -168,25 +170,27 @@ def load_gs_head(weights):
 
 
 class _Networks:
-    """DA3 nested + its GS head, loaded once per weights file."""
+    """DA3 nested + its GS head on one device ("cpu" or "cuda"), loaded once per weights file and device."""
     _cache = {}
 
-    def __init__(self, weights, **da3_options):
+    def __init__(self, weights, device="cpu", **da3_options):
         from .models.depth import DepthAnything3
 
-        self.gs = load_gs_head(weights)  # first: a file without the GS head fails here, before DA3 loads
+        # first: a file without the GS head fails here, before DA3 loads
+        self.gs = _core.gs_load(weights, device)
         self.gs_config = _core.gs_config(self.gs)
-        self.da3 = DepthAnything3(weights, **da3_options)
+        self.da3 = DepthAnything3(weights, device=device, **da3_options)
+        self.device = device
 
     @classmethod
-    def get(cls, weights):
+    def get(cls, weights, device="cpu"):
         if isinstance(weights, (str, os.PathLike)):
-            key = os.path.abspath(os.fspath(weights))
+            key = (os.path.abspath(os.fspath(weights)), device)
             if key not in cls._cache:
                 cls._cache.clear()  # one model at a time: DA3-giant is several GB
-                cls._cache[key] = cls(key)
+                cls._cache[key] = cls(key[0], device)
             return cls._cache[key]
-        return cls(weights)
+        return cls(weights, device)
 
 
 def _weights_from_folder(checkpoint_dir):
@@ -364,7 +368,8 @@ def _int_option(v, what, lo, allow_none=False):
 
 
 def reconstruct(video_or_frames, w2c=None, intrinsics=None, checkpoint_dir=None, *, weights=None, max_views=128,
-                chunk_size=32, chunk_overlap=4, down_ratio=2, scale_multiplier=1.0, process_res=None, progress=None):
+                chunk_size=32, chunk_overlap=4, down_ratio=2, scale_multiplier=1.0, process_res=None, progress=None,
+                device="auto"):
     """3D Gaussian splats of a video with known cameras (see the module docstring) -> Gaussians.
 
     video_or_frames  a lyra2.Video (cameras taken from it) or uint8 frames (T, H, W, 3) with w2c (T, 4, 4) and
@@ -376,8 +381,15 @@ def reconstruct(video_or_frames, w2c=None, intrinsics=None, checkpoint_dir=None,
     down_ratio       the GS grid is the processed image / down_ratio (upstream --gs_down_ratio 2); 1, 2, 7 or 14
     scale_multiplier upstream --gs_scale_extra_multiplier
     process_res      DA3's processing size (default: the frames' longest side, as the recon script)
-    progress         callable(done_views, total_views) or None"""
+    progress         callable(done_views, total_views) or None
+    device           "auto" (the GPU when lyra2.backends() has one), "cpu" or "cuda": where DA3 and the GS head
+                     run (weights uploaded once, activations in device memory, as lyra2.models.DepthAnything3 with
+                     device="cuda"); the adapter (per-pixel arithmetic on the head's maps) and the camera alignment
+                     run on the host"""
+    from .render import resolve_device
+
     frames, w2c, K = _check_inputs(video_or_frames, w2c, intrinsics)
+    device = resolve_device(device)
     max_views = _int_option(max_views, "max_views", 1)
     chunk_size = _int_option(chunk_size, "chunk_size", 2, allow_none=True)
     chunk_overlap = _int_option(chunk_overlap, "chunk_overlap", 0)
@@ -394,7 +406,7 @@ def reconstruct(video_or_frames, w2c=None, intrinsics=None, checkpoint_dir=None,
         raise TypeError(f"progress: expected a callable(done, total) or None; got {progress!r}")
     if weights is None:
         weights = _weights_from_folder(checkpoint_dir)
-    nets = _Networks.get(weights)
+    nets = _Networks.get(weights, device)
     T = len(frames)
     sel = list(range(T)) if T <= max_views else \
         np.floor(np.linspace(0, T - 1, num=max_views)).astype(np.int64).tolist()

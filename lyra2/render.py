@@ -1,9 +1,11 @@
-"""Rendering of Gaussian splats (lyra2.Gaussians) with the C reference rasterizer (csrc/render/gs_raster.c).
+"""Rendering of Gaussian splats (lyra2.Gaussians) with the backends' rasterizer (op gs_rasterize).
 
-``render_gaussians(g, w2c, K, size)`` -> uint8 frames; ``render_float(...)`` -> (rgb, alpha, depth) float32.
-The model is 3DGS's forward pass as gsplat runs it for Depth Anything 3 (gs_raster.h); upstream renders its
-``gs_trajectory.mp4`` that way along the video's cameras. CPU only in this build: a CUDA rasterizer is not
-implemented yet."""
+``render_gaussians(g, w2c, K, size, device=...)`` -> uint8 frames; ``render_float(...)`` -> (rgb, alpha, depth)
+float32. The model is 3DGS's forward pass as gsplat runs it for Depth Anything 3 (csrc/nn/splat_math.h);
+upstream renders its ``gs_trajectory.mp4`` that way along the video's cameras. device="cpu" runs the C reference
+(csrc/nn/cpu/cpu_splat.c), "cuda" the tile-binned CUDA kernels (csrc/nn/cuda/cuda_splat.cu), "auto" the GPU when
+one is usable. Both composite every pixel's splats in the same (depth, index) order, so they agree to float
+rounding (tests/test_cuda_splat.py states the tolerance)."""
 from __future__ import annotations
 
 import os
@@ -12,7 +14,7 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["render_gaussians", "render_float"]
+__all__ = ["render_gaussians", "render_float", "resolve_device"]
 
 NEAR = 0.01  # gsplat rasterization() near_plane default
 
@@ -51,20 +53,39 @@ def _size(size):
     return h, w
 
 
-def render_float(g, w2c, K, size, background=(0.0, 0.0, 0.0)):
+def resolve_device(device):
+    """"auto" -> "cuda" when lyra2.backends() has a usable CUDA device, else "cpu"; "cuda" without one is a
+    Lyra2Error saying why; anything else a ValueError."""
+    if not isinstance(device, str) or device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device: {device!r} is not allowed; expected one of ['auto', 'cpu', 'cuda']")
+    if device == "cpu":
+        return "cpu"
+    from . import backends
+
+    b = backends()
+    if b["cuda"]:
+        return "cuda"
+    if device == "cuda":
+        raise _core.Lyra2Error(f"device='cuda': no usable CUDA device here ({b['cuda_error']}); use device='cpu' "
+                               "or 'auto'")
+    return "cpu"
+
+
+def render_float(g, w2c, K, size, background=(0.0, 0.0, 0.0), device="cpu"):
     """(rgb (T, H, W, 3), alpha (T, H, W), depth (T, H, W)) float32 of Gaussians `g` seen from w2c / K."""
+    device = resolve_device(device)
     w2c, K, _ = _cameras(w2c, K)
     h, w = _size(size)
     bg = tuple(float(v) for v in background)
     if len(bg) != 3:
         raise ValueError(f"background: expected 3 numbers (RGB in [0, 1]); got {background!r}")
     return _core.gs_render(g.means, g.scales, g.rotations, g.harmonics, g.opacities, w2c, K, h, w, bg, NEAR,
-                           _threads())
+                           _threads(), device)
 
 
-def render_gaussians(g, w2c, K, size, background=(0.0, 0.0, 0.0)):
+def render_gaussians(g, w2c, K, size, background=(0.0, 0.0, 0.0), device="cpu"):
     """uint8 (H, W, 3) for one camera, (T, H, W, 3) for several (colours clamped to [0, 1], rounded)."""
     single = np.asarray(w2c).ndim == 2
-    rgb, _, _ = render_float(g, w2c, K, size, background)
+    rgb, _, _ = render_float(g, w2c, K, size, background, device)
     out = (np.clip(rgb, 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
     return out[0] if single else out

@@ -81,6 +81,12 @@ def run_device_checks(*files):
     assert " passed" in r.stdout and "failed" not in r.stdout and "skipped" not in r.stdout
 
 
+def test_gaussian_splats_on_the_emulated_device():
+    """tests/device_checks/check_gs.py: Gaussians.render(device="cuda") and lyra2.reconstruct(device="cuda") (DA3 and
+    the GS head on the device) equal the CPU; the scene goes up once per render call."""
+    run_device_checks("tests/device_checks/check_gs.py")
+
+
 def test_networks_on_the_emulated_device():
     """tests/device_checks/check_{dit,umt5,clip,vae,da3,moge}.py in one interpreter (start-up is most of their cost): LyraDiT
     (f32 golden, upstream's bf16 policy, LoRAs, transfers, device OOM), UMT5Encoder and CLIPVision (goldens,

@@ -178,3 +178,23 @@ def test_async_client_awaits_callbacks(outdir):
     result, again = asyncio.run(main())
     assert result["seed"] == 5 and again["seed"] == 6 and seen["enqueue"] == 1 and seen["updates"] >= 2
     assert lfc.subscribe_async.__self__ is lfc.async_client and lfc.run_async.__self__ is lfc.async_client
+
+
+def test_ply_path_adds_the_point_cloud_file_entry(outdir, tmp_path):
+    """lyra2's ply_path option (subscribe/run(..., ply_path=...), as the module-level functions pass it to the
+    queue): the run's point cloud is written there and the result gains a "point_cloud" file entry, as
+    Video.to_fal() after save_ply(); a bad path is refused before the job is queued."""
+    plyfile = pytest.importorskip("plyfile")
+    ply = tmp_path / "cloud.ply"
+    result = lfc.SyncClient(render_size=SMALL).subscribe(APP, ARGS, _extras={"ply_path": str(ply)})
+    entry = result["point_cloud"]
+    assert entry["url"] == ply.resolve().as_uri() and entry["file_name"] == "cloud.ply"
+    assert entry["content_type"] == "application/octet-stream" and entry["file_size"] == os.path.getsize(ply)
+    vertex = plyfile.PlyData.read(str(ply))["vertex"]
+    assert vertex.count > 100 and [p.name for p in vertex.properties] == ["x", "y", "z", "red", "green", "blue"]
+    assert "point_cloud" not in lfc.SyncClient(render_size=SMALL).subscribe(APP, ARGS)
+    for bad, why in ((tmp_path / "cloud.txt", "must end in .ply"), (tmp_path / "no" / "c.ply", "does not exist")):
+        with pytest.raises(ValueError, match=why):
+            lfc.subscribe(APP, ARGS, ply_path=str(bad))
+        with pytest.raises(ValueError, match=why):
+            lyra2.zoom(EXAMPLE, "cup", ply_path=str(bad), progress=False)

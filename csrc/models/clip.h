@@ -44,6 +44,7 @@ typedef struct lyra_clip {
     char *names;
     void *mem;                      /* the one weight allocation: host, or device memory of `placed` */
     lyra_backend *placed;           /* the device backend holding mem after lyra_clip_place, else NULL */
+    lyra_dtype act;                 /* weight and residual-stream storage: f32, or f16 on a device */
 } lyra_clip;
 
 /* Detects the configuration and loads the used tensors. heads <= 0 means width / 80 (ViT-H/14's head width),
@@ -51,9 +52,14 @@ typedef struct lyra_clip {
  * post_norm and head are ignored; any other tensor is an error. Free with lyra_clip_free (also after failure). */
 lyra_status lyra_clip_load(lyra_clip *m, const lyra_text_wsource *src, int64_t heads);
 void lyra_clip_free(lyra_clip *m);
-/* Uploads the weights once to be's device (lyra_backend_place_weights); be must outlive the model. Afterwards
- * lyra_clip_preprocess/encode take that backend, an arena in its memory and device tensors. No-op on the CPU. */
-lyra_status lyra_clip_place(lyra_clip *m, lyra_backend *be);
+/* Uploads the weights once to be's device (lyra_backend_place_weights_as); be must outlive the model. Afterwards
+ * lyra_clip_preprocess/encode take that backend, an arena in its memory and device tensors. `act`:
+ * LYRA_DTYPE_F16 is upstream's GPU policy (the tower built in fp16 and run under fp16 autocast, upstream
+ * CLIP:496, CLIP:526: every parameter, the patch-conv input, the residual stream and every GEMM output f16,
+ * LayerNorm statistics f32 (upstream CLIP:44-46), q/k/v cast to bf16 for the attention and its bf16 output
+ * (upstream ATT:101-112)); LYRA_DTYPE_F32 is a parity mode keeping the loaded dtypes. No-op on the CPU (f32
+ * only). */
+lyra_status lyra_clip_place(lyra_clip *m, lyra_backend *be, lyra_dtype act);
 
 /* The tower's input: y (B, 3, S, S) f32 from image (B, 3, H, W) f32 in [−1, 1] (both on be's device). */
 lyra_status lyra_clip_preprocess(const lyra_clip *m, lyra_backend *be, lyra_tensor *y, const lyra_tensor *image);
@@ -66,7 +72,10 @@ lyra_status lyra_clip_encode(const lyra_clip *m, lyra_backend *be, lyra_arena *a
 /* The arena bytes lyra_clip_encode needs for an image of image's shape and dtype, measured by running it on the
  * measuring backend presenting itself as `device` (clip_measure.c). */
 lyra_status lyra_clip_arena_measure(const lyra_clip *m, lyra_device device, const lyra_tensor *image, size_t *need);
-/* The no-weights cost model of the same (an upper bound; tests compare it with the measurement). */
+/* The no-weights cost model of the same (an upper bound; tests compare it with the measurement), with the
+ * activations of a model placed as `act`. */
+size_t lyra_clip_arena_bytes_as(const lyra_clip_config *cfg, int64_t B, lyra_dtype act);
+/* The same for f32 activations (the CPU backend). */
 size_t lyra_clip_arena_bytes(const lyra_clip_config *cfg, int64_t B);
 /* Parameters of the used part (embeddings, pre-norm, used blocks) and FLOPs (2 per MAC) of one forward:
  * patch conv, qkv/proj/MLP linears, QKᵀ and PV. The resize and norms are O(pixels + T·W) and left out. */

@@ -106,11 +106,24 @@ lyra_status lyra_clip_load(lyra_clip *m, const lyra_text_wsource *src, int64_t h
     return lyra_text_wlist_load(&l, src, ignore_unused, c, WHAT, &m->mem);
 }
 
-lyra_status lyra_clip_place(lyra_clip *m, lyra_backend *be) {
-    if (be->device == LYRA_DEVICE_CPU || m->placed) return LYRA_OK;
+lyra_status lyra_clip_place(lyra_clip *m, lyra_backend *be, lyra_dtype act) {
+    if (act != LYRA_DTYPE_F32 && act != LYRA_DTYPE_F16)
+        return lyra_error(LYRA_ERR_ARG, WHAT ": precision %s is not allowed; expected f32 or f16", lyra_dtype_name(act));
+    if (be->device == LYRA_DEVICE_CPU) {
+        if (act != LYRA_DTYPE_F32)
+            return lyra_error(LYRA_ERR_UNSUPPORTED, WHAT ": %s activations need a device (the CPU computes f32)",
+                              lyra_dtype_name(act));
+        return LYRA_OK;
+    }
+    if (m->placed) return LYRA_OK;
     int64_t n = 5 + 12 * m->cfg.used_layers;
     lyra_tensor **ts = malloc(sizeof *ts * (size_t)n);
-    if (!ts) return lyra_error(LYRA_ERR_OOM, WHAT ": out of memory");
+    lyra_dtype *dt = malloc(sizeof *dt * (size_t)n);
+    if (!ts || !dt) {
+        free(ts);
+        free(dt);
+        return lyra_error(LYRA_ERR_OOM, WHAT ": out of memory");
+    }
     int k = 0;
     lyra_tensor *top[5] = {&m->patch_w, &m->cls, &m->pos, &m->pre_w, &m->pre_b};
     for (int j = 0; j < 5; j++) ts[k++] = top[j];
@@ -120,9 +133,15 @@ lyra_status lyra_clip_place(lyra_clip *m, lyra_backend *be) {
                                &b->norm2_w, &b->norm2_b, &b->fc1_w, &b->fc1_b, &b->fc2_w, &b->fc2_b};
         for (int j = 0; j < 12; j++) ts[k++] = bt[j];
     }
-    lyra_status s = lyra_backend_place_weights(be, &m->mem, ts, k, WHAT " weights");
+    /* f16: every parameter, vectors included (upstream's model is fp16 throughout, upstream CLIP:429, CLIP:496) */
+    for (int j = 0; j < k; j++) dt[j] = act == LYRA_DTYPE_F32 ? ts[j]->dtype : act;
+    lyra_status s = lyra_backend_place_weights_as(be, &m->mem, ts, dt, k, WHAT " weights");
     free(ts);
-    if (s == LYRA_OK) m->placed = be;
+    free(dt);
+    if (s == LYRA_OK) {
+        m->placed = be;
+        m->act = act;
+    }
     return s;
 }
 

@@ -22,12 +22,16 @@ typedef struct lyra_da3_gs {
     int sh_degree;                      /* from out_dim: 2 + 3 + 4 + 3·(deg+1)² + 1 (+ 1 density) */
     lyra_vit_wlist wlist;
     void *mem;
+    lyra_backend *placed;               /* the device backend holding mem after lyra_da3_gs_place, else NULL */
 } lyra_da3_gs;
 
 /* Loads "da3.gs_head.*" from src (other tensors are ignored: the same file holds the whole DA3). Errors name the
  * tensor. Free with lyra_da3_gs_free, also after a failure. */
 lyra_status lyra_da3_gs_load(lyra_da3_gs *g, const lyra_text_wsource *src);
 void lyra_da3_gs_free(lyra_da3_gs *g);
+/* Moves the weights into be's device memory once (a no-op on the CPU backend); head runs on be then read them
+ * there. LYRA_ERR_OOM naming the head when the device has no room (the weights stay on the host then). */
+lyra_status lyra_da3_gs_place(lyra_da3_gs *g, lyra_backend *be);
 
 /* One view. taps: 4 × (G, dim_in) host floats (the any-view taps, G = gh·gw), pixels (3, h, w) host (the normalised
  * network input, h = 14·gh, w = 14·gw); out (out_dim, h/r, w/r) host: the head's raw logits (no activation).

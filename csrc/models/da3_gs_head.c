@@ -77,9 +77,17 @@ lyra_status lyra_da3_gs_load(lyra_da3_gs *g, const lyra_text_wsource *src) {
     return lyra_vit_wlist_load(l, src, only_gs_head, g, WHAT, &g->mem);
 }
 
+lyra_status lyra_da3_gs_place(lyra_da3_gs *g, lyra_backend *be) {
+    if (be->device == LYRA_DEVICE_CPU || g->placed) return LYRA_OK;
+    LYRA_TRY(lyra_vit_wlist_place(&g->wlist, be, &g->mem, WHAT " weights"));
+    g->placed = be;
+    return LYRA_OK;
+}
+
 void lyra_da3_gs_free(lyra_da3_gs *g) {
     if (!g) return;
-    free(g->mem);
+    if (g->placed) g->placed->ops->release(g->placed, g->mem);
+    else free(g->mem);
     lyra_vit_wlist_free(&g->wlist);
     memset(g, 0, sizeof *g);
 }

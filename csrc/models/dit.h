@@ -135,6 +135,10 @@ typedef struct lyra_dit {
                                  activation dtype, fp8, device) */
     int64_t arena_key[8];
     lyra_dtype act_dtype;     /* activation storage (docs/PRECISION.md): f32, or bf16 on a device backend */
+    struct {                  /* the RoPE table left in the arena by the last forward (dit_rope.c) */
+        const void *data;     /* where it lies; NULL: none (the arena was reserved again since) */
+        int64_t H, W;         /* the latent grid it is for (the layout is fixed per model) */
+    } rope_kept;
 } lyra_dit;
 
 /* Detects the configuration from the tensors (src[0..n-1]) and checks it against the layout: the clean patch

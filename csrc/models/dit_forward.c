@@ -93,6 +93,12 @@ lyra_status lyra_dit_forward(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor
     size_t need;
     LYRA_TRY(dit_arena_need(m, dit_forward_run, in, out, &need));
     m->arena.used = 0;
+    const void *base = m->arena.base;
+    const size_t capacity = m->arena.capacity;
     LYRA_TRY(lyra_backend_arena_reserve(&m->be, &m->arena, need, "dit forward"));
-    return dit_forward_run(m, in, out, probe, probe_ctx);
+    /* a new or regrown arena (or a first one after placement freed the old) holds no RoPE table */
+    if (!base || base != m->arena.base || capacity != m->arena.capacity) m->rope_kept.data = NULL;
+    lyra_status st = dit_forward_run(m, in, out, probe, probe_ctx);
+    if (st != LYRA_OK) m->rope_kept.data = NULL; /* a failed forward may have stopped mid-upload */
+    return st;
 }

@@ -47,14 +47,18 @@ lyra_status lyra_umt5_position_bias(const lyra_umt5 *m, int64_t layer, int64_t L
 
 /* Mirrors the allocations of lyra_umt5_encode (with L for the computed length, its maximum). */
 size_t lyra_umt5_arena_bytes(const lyra_umt5_config *c, int64_t B, int64_t L) {
-    int64_t D = c->dim, A = c->dim_attn, F = c->ffn, H = c->heads, BL = B * L;
-    size_t bias = lyra_arena_size(H * L * L * 4);
+    return lyra_umt5_arena_bytes_as(c, B, L, LYRA_DTYPE_F32);
+}
+
+size_t lyra_umt5_arena_bytes_as(const lyra_umt5_config *c, int64_t B, int64_t L, lyra_dtype act) {
+    int64_t D = c->dim, A = c->dim_attn, F = c->ffn, H = c->heads, BL = B * L, e = (int64_t)lyra_dtype_size(act);
+    size_t bias = lyra_arena_size(H * L * L * 4); /* f32 position bias (the attention kernels' bias dtype) */
     size_t persistent = lyra_arena_size(BL * 4) + lyra_arena_size(BL) + lyra_arena_size(L * L * 4) +
-                        lyra_arena_size(BL * D * 4) + (c->shared_pos ? bias : 0);
-    size_t attn = lyra_arena_size(BL * D * 4) + 3 * lyra_arena_size(BL * A * 4) + (c->shared_pos ? 0 : bias);
-    size_t attn_tail = lyra_arena_size(BL * A * 4) + lyra_arena_size(BL * D * 4);
+                        lyra_arena_size(BL * D * e) + (c->shared_pos ? bias : 0);
+    size_t attn = lyra_arena_size(BL * D * e) + 3 * lyra_arena_size(BL * A * e) + (c->shared_pos ? 0 : bias);
+    size_t attn_tail = lyra_arena_size(BL * A * e) + lyra_arena_size(BL * D * e);
     attn += bias > attn_tail ? bias : attn_tail; /* the bias gather temp, then attention output + projection */
-    size_t ffn = lyra_arena_size(BL * D * 4) + 2 * lyra_arena_size(BL * F * 4) + lyra_arena_size(BL * D * 4);
+    size_t ffn = lyra_arena_size(BL * D * e) + 2 * lyra_arena_size(BL * F * e) + lyra_arena_size(BL * D * e);
     size_t peak = attn > ffn ? attn : ffn;
     if (c->shared_pos && bias > peak) peak = bias;
     return persistent + peak;
@@ -106,6 +110,7 @@ typedef struct run {
     lyra_backend *be;
     lyra_arena *a;
     int64_t B, L;           /* L = the computed length */
+    lyra_dtype act;         /* activation storage (m->act): the residual stream and every GEMM output */
     lyra_tensor x;          /* (B, L, D) residual stream */
     lyra_tensor mask;       /* (B, L) u8 */
     lyra_tensor buckets;    /* (L, L) i32 */
@@ -118,11 +123,11 @@ static lyra_status attn_part(run *r, const lyra_umt5_block *b) {
     int64_t B = r->B, L = r->L, D = c->dim, A = c->dim_attn, H = c->heads;
     const int64_t ned[3] = {B, L, D}, nea[3] = {B, L, A};
     lyra_tensor h, q, k, v, bias, o, t, q4, k4, v4, o4;
-    LYRA_TRY(lyra_arena_tensor(r->a, &h, LYRA_DTYPE_F32, 3, ned, "umT5 norm1"));
+    LYRA_TRY(lyra_arena_tensor(r->a, &h, r->act, 3, ned, "umT5 norm1"));
     LYRA_TRY(lyra_op_rms_norm(be, &h, &r->x, &b->norm1, RMS_EPS));
-    LYRA_TRY(lyra_arena_tensor(r->a, &q, LYRA_DTYPE_F32, 3, nea, "umT5 q"));
-    LYRA_TRY(lyra_arena_tensor(r->a, &k, LYRA_DTYPE_F32, 3, nea, "umT5 k"));
-    LYRA_TRY(lyra_arena_tensor(r->a, &v, LYRA_DTYPE_F32, 3, nea, "umT5 v"));
+    LYRA_TRY(lyra_arena_tensor(r->a, &q, r->act, 3, nea, "umT5 q"));
+    LYRA_TRY(lyra_arena_tensor(r->a, &k, r->act, 3, nea, "umT5 k"));
+    LYRA_TRY(lyra_arena_tensor(r->a, &v, r->act, 3, nea, "umT5 v"));
     LYRA_TRY(lyra_op_linear(be, &q, &h, &b->q, NULL));
     LYRA_TRY(lyra_op_linear(be, &k, &h, &b->k, NULL));
     LYRA_TRY(lyra_op_linear(be, &v, &h, &b->v, NULL));
@@ -132,7 +137,7 @@ static lyra_status attn_part(run *r, const lyra_umt5_block *b) {
         LYRA_TRY(lyra_arena_tensor(r->a, &bias, LYRA_DTYPE_F32, 4, (int64_t[]){1, H, L, L}, "umT5 position bias"));
         LYRA_TRY(gather_bias(be, r->a, &bias, &b->pos, &r->buckets));
     }
-    LYRA_TRY(lyra_arena_tensor(r->a, &o, LYRA_DTYPE_F32, 3, nea, "umT5 attention"));
+    LYRA_TRY(lyra_arena_tensor(r->a, &o, r->act, 3, nea, "umT5 attention"));
     /* Head n = features [n·Dh, (n+1)·Dh) of q/k/v and of o's input (upstream T5:130-331 head layout). */
     LYRA_TRY(view4(&q4, &q, B, L, H, A / H));
     LYRA_TRY(view4(&k4, &k, B, L, H, A / H));
@@ -141,7 +146,7 @@ static lyra_status attn_part(run *r, const lyra_umt5_block *b) {
     /* T5 has no 1/sqrt(d) scaling; padded keys get probability exactly 0, as upstream's finfo.min fill does
      * (</s> is always a real key, upstream T5:130-331). */
     LYRA_TRY(lyra_op_attention(be, &o4, &q4, &k4, &v4, &bias, &r->mask, 1.0f));
-    LYRA_TRY(lyra_arena_tensor(r->a, &t, LYRA_DTYPE_F32, 3, ned, "umT5 attention projection"));
+    LYRA_TRY(lyra_arena_tensor(r->a, &t, r->act, 3, ned, "umT5 attention projection"));
     LYRA_TRY(lyra_op_linear(be, &t, &o, &b->o, NULL));
     return lyra_op_add(be, &r->x, &r->x, &t);
 }
@@ -151,14 +156,14 @@ static lyra_status ffn_part(run *r, const lyra_umt5_block *b) {
     lyra_backend *be = r->be;
     const int64_t ned[3] = {r->B, r->L, c->dim}, nef[3] = {r->B, r->L, c->ffn};
     lyra_tensor h, u, g, t;
-    LYRA_TRY(lyra_arena_tensor(r->a, &h, LYRA_DTYPE_F32, 3, ned, "umT5 norm2"));
+    LYRA_TRY(lyra_arena_tensor(r->a, &h, r->act, 3, ned, "umT5 norm2"));
     LYRA_TRY(lyra_op_rms_norm(be, &h, &r->x, &b->norm2, RMS_EPS));
-    LYRA_TRY(lyra_arena_tensor(r->a, &u, LYRA_DTYPE_F32, 3, nef, "umT5 ffn fc1"));
-    LYRA_TRY(lyra_arena_tensor(r->a, &g, LYRA_DTYPE_F32, 3, nef, "umT5 ffn gate"));
+    LYRA_TRY(lyra_arena_tensor(r->a, &u, r->act, 3, nef, "umT5 ffn fc1"));
+    LYRA_TRY(lyra_arena_tensor(r->a, &g, r->act, 3, nef, "umT5 ffn gate"));
     LYRA_TRY(lyra_op_linear(be, &u, &h, &b->fc1, NULL));
     LYRA_TRY(lyra_op_linear(be, &g, &h, &b->gate, NULL));
     LYRA_TRY(lyra_op_glu(be, &u, &u, &g, LYRA_ACT_GELU_TANH)); /* fc1(h) ⊙ gelu_tanh(gate(h)) */
-    LYRA_TRY(lyra_arena_tensor(r->a, &t, LYRA_DTYPE_F32, 3, ned, "umT5 ffn fc2"));
+    LYRA_TRY(lyra_arena_tensor(r->a, &t, r->act, 3, ned, "umT5 ffn fc2"));
     LYRA_TRY(lyra_op_linear(be, &t, &u, &b->fc2, NULL));
     return lyra_op_add(be, &r->x, &r->x, &t);
 }
@@ -197,10 +202,10 @@ static lyra_status stage_inputs(run *r, lyra_tensor *tids, const int32_t *ids, c
 static lyra_status encode(const lyra_umt5 *m, lyra_backend *be, lyra_arena *a, lyra_tensor *out, const int32_t *ids,
                           const uint8_t *mask, int64_t B, int64_t Lfull, int64_t L) {
     const lyra_umt5_config *c = &m->cfg;
-    run r = {.m = m, .be = be, .a = a, .B = B, .L = L};
+    run r = {.m = m, .be = be, .a = a, .B = B, .L = L, .act = m->act};
     lyra_tensor tids;
     LYRA_TRY(stage_inputs(&r, &tids, ids, mask, Lfull));
-    LYRA_TRY(lyra_arena_tensor(a, &r.x, LYRA_DTYPE_F32, 3, (int64_t[]){B, L, c->dim}, "umT5 residual"));
+    LYRA_TRY(lyra_arena_tensor(a, &r.x, r.act, 3, (int64_t[]){B, L, c->dim}, "umT5 residual"));
     LYRA_TRY(lyra_op_embedding(be, &r.x, &m->token_embedding, &tids)); /* no sqrt(d) scaling (upstream T5:130-331) */
     if (c->shared_pos) {
         LYRA_TRY(lyra_arena_tensor(a, &r.bias, LYRA_DTYPE_F32, 4, (int64_t[]){1, c->heads, L, L}, "umT5 bias"));

@@ -39,6 +39,7 @@ typedef struct lyra_umt5 {
     char *names;                 /* storage of the tensor names */
     void *mem;                   /* the one weight allocation: host, or device memory of `placed` */
     lyra_backend *placed;        /* the device backend holding mem after lyra_umt5_place, else NULL */
+    lyra_dtype act;              /* activation storage: f32, or bf16 on a device (lyra_umt5_place) */
 } lyra_umt5;
 
 /* Detects the configuration, checks and copies every tensor (see text_weights.h for the checks). *m is
@@ -46,9 +47,13 @@ typedef struct lyra_umt5 {
 lyra_status lyra_umt5_load(lyra_umt5 *m, const lyra_text_wsource *src);
 /* Frees the weights (a placed model: before its backend is freed). */
 void lyra_umt5_free(lyra_umt5 *m);
-/* Uploads the weights once to be's device (lyra_backend_place_weights); be must outlive the model. Afterwards
- * lyra_umt5_encode takes that backend, an arena in its memory and a device output. No-op on the CPU. */
-lyra_status lyra_umt5_place(lyra_umt5 *m, lyra_backend *be);
+/* Uploads the weights once to be's device (lyra_backend_place_weights_as); be must outlive the model. Afterwards
+ * lyra_umt5_encode takes that backend, an arena in its memory and a device output. `act` is the activation
+ * storage there: LYRA_DTYPE_BF16 is upstream's GPU policy (the encoder built in bf16, upstream T5:496; the
+ * matrices are stored bf16 too, the norm and position-bias vectors stay f32 as their bf16 values; RMS statistics
+ * and softmax in f32 inside the kernels, docs/PRECISION.md), LYRA_DTYPE_F32 a parity mode that keeps the
+ * checkpoint's dtypes. The CPU (a no-op) computes f32 only. */
+lyra_status lyra_umt5_place(lyra_umt5 *m, lyra_backend *be, lyra_dtype act);
 
 /* Bucket of relative position d = key − query (bidirectional; upstream T5RelativeEmbedding, T5:259-296).
  * Evaluated in float32 in upstream's operation order so that any (buckets, max_dist) matches torch. */
@@ -73,8 +78,10 @@ lyra_status lyra_umt5_encode(const lyra_umt5 *m, lyra_backend *be, lyra_arena *a
  * backend presenting itself as `device` (umt5_measure.c). The encode's callers size their arena with it. */
 lyra_status lyra_umt5_arena_measure(const lyra_umt5 *m, lyra_device device, const int32_t *ids, const uint8_t *mask,
                                     int64_t B, int64_t L, int zero_padded, size_t *need);
-/* The no-weights cost model of the same (an upper bound, alignment included; tests compare it with the
- * measurement). */
+/* The no-weights cost model of the same with activations stored as `act` (an upper bound, alignment included;
+ * tests compare it with the measurement). */
+size_t lyra_umt5_arena_bytes_as(const lyra_umt5_config *cfg, int64_t B, int64_t L, lyra_dtype act);
+/* The same for f32 activations (the CPU backend). */
 size_t lyra_umt5_arena_bytes(const lyra_umt5_config *cfg, int64_t B, int64_t L);
 /* Parameters of the encoder, and multiply-add FLOPs (2 per MAC) of one forward over (B, L) tokens: the
  * projections, QKᵀ and PV, and the FFN (norms, softmax and bias gathers are O(L·D) and left out). */

@@ -94,23 +94,48 @@ lyra_status lyra_umt5_load(lyra_umt5 *m, const lyra_text_wsource *src) {
     return LYRA_OK;
 }
 
-lyra_status lyra_umt5_place(lyra_umt5 *m, lyra_backend *be) {
-    if (be->device == LYRA_DEVICE_CPU || m->placed) return LYRA_OK;
+lyra_status lyra_umt5_place(lyra_umt5 *m, lyra_backend *be, lyra_dtype act) {
+    if (act != LYRA_DTYPE_F32 && act != LYRA_DTYPE_BF16)
+        return lyra_error(LYRA_ERR_ARG, WHAT ": precision %s is not allowed; expected f32 or bf16",
+                          lyra_dtype_name(act));
+    if (be->device == LYRA_DEVICE_CPU) {
+        if (act != LYRA_DTYPE_F32)
+            return lyra_error(LYRA_ERR_UNSUPPORTED, WHAT ": %s activations need a device (the CPU computes f32)",
+                              lyra_dtype_name(act));
+        return LYRA_OK;
+    }
+    if (m->placed) return LYRA_OK;
     int64_t n = 3 + 10 * m->cfg.layers;
     lyra_tensor **ts = malloc(sizeof *ts * (size_t)n);
-    if (!ts) return lyra_error(LYRA_ERR_OOM, WHAT ": out of memory");
+    lyra_dtype *dt = malloc(sizeof *dt * (size_t)n);
+    if (!ts || !dt) {
+        free(ts);
+        free(dt);
+        return lyra_error(LYRA_ERR_OOM, WHAT ": out of memory");
+    }
     int k = 0;
-    ts[k++] = &m->token_embedding;
-    ts[k++] = &m->norm;
-    ts[k++] = &m->shared_pos;
+    /* matrices in the activation dtype under bf16 (f32 mode: as loaded); vectors stay f32 */
+#define ADD(t, matrix) (dt[k] = (matrix) && act != LYRA_DTYPE_F32 ? act : (t)->dtype, ts[k++] = (t))
+    ADD(&m->token_embedding, 1);
+    ADD(&m->norm, 0);
+    ADD(&m->shared_pos, 0);
     for (int64_t i = 0; i < m->cfg.layers; i++) {
         lyra_umt5_block *b = &m->blocks[i];
         lyra_tensor *bt[10] = {&b->norm1, &b->q, &b->k, &b->v, &b->o, &b->norm2, &b->gate, &b->fc1, &b->fc2, &b->pos};
-        for (int j = 0; j < 10; j++) ts[k++] = bt[j];
+        static const int matrix[10] = {0, 1, 1, 1, 1, 0, 1, 1, 1, 0};
+        for (int j = 0; j < 10; j++)
+            if (j < 9 || !m->cfg.shared_pos) ADD(bt[j], matrix[j]); /* T5: one shared table, re-copied below */
     }
-    lyra_status s = lyra_backend_place_weights(be, &m->mem, ts, k, WHAT " weights");
+#undef ADD
+    lyra_status s = lyra_backend_place_weights_as(be, &m->mem, ts, dt, k, WHAT " weights");
     free(ts);
-    if (s == LYRA_OK) m->placed = be;
+    free(dt);
+    if (s == LYRA_OK) {
+        m->placed = be;
+        m->act = act;
+        if (m->cfg.shared_pos) /* the blocks hold copies of the shared table's descriptor */
+            for (int64_t i = 0; i < m->cfg.layers; i++) m->blocks[i].pos = m->shared_pos;
+    }
     return s;
 }
 

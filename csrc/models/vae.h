@@ -32,16 +32,23 @@ typedef struct lyra_vae_session lyra_vae_session;
  * tensors: LYRA_ERR_FORMAT naming the tensor. */
 lyra_status lyra_vae_load(lyra_vae **out, lyra_tensor_lookup_fn lookup, void *source, const char *const *names,
                           int n_names);
-/* A weightless model of the given widths, for lyra_vae_plan_session (its weight descriptors have no data). */
-lyra_status lyra_vae_shapes(lyra_vae **out, int dim, int z_dim);
-/* Uploads the weights once to a backend of `device` that the model then owns (lyra_backend_place_weights); its
+/* A weightless model of the given widths, for lyra_vae_plan_session (its weight descriptors have no data), planned
+ * with weights and activations stored as `act` (f32, or bf16 as a placed model runs on a device). */
+lyra_status lyra_vae_shapes(lyra_vae **out, int dim, int z_dim, lyra_dtype act);
+/* Uploads the weights once to a backend of `device` that the model then owns (lyra_backend_place_weights_as); its
  * sessions run there, with their caches and arena in that device's memory, and their pushes take host frames
- * (uploaded into the arena) and return host frames (downloaded). No-op for the CPU. On failure (LYRA_ERR_OOM
- * naming the bytes) the model is unchanged and stays usable on the CPU. */
-lyra_status lyra_vae_place(lyra_vae *vae, lyra_device device);
+ * (uploaded into the arena) and return host frames (downloaded). `precision` is the storage of weights,
+ * activations and caches there: LYRA_DTYPE_BF16 is upstream's GPU policy (the model and its input cast to bf16,
+ * upstream TOK:864, TOK:881, TOK:900-901; norm statistics and softmax in f32 inside the kernels,
+ * docs/PRECISION.md), LYRA_DTYPE_F32 a parity mode. Host frames stay f32 either way. No-op for the CPU (which
+ * computes f32 only). On failure (LYRA_ERR_OOM naming the bytes) the model is unchanged and stays usable on the
+ * CPU. */
+lyra_status lyra_vae_place(lyra_vae *vae, lyra_device device, lyra_dtype precision);
 void lyra_vae_free(lyra_vae *vae);
 int lyra_vae_dim(const lyra_vae *vae);
 int lyra_vae_z_dim(const lyra_vae *vae);
+/* Storage dtype of the weights, activations and caches: f32, or bf16 on a device (lyra_vae_place). */
+lyra_dtype lyra_vae_precision(const lyra_vae *vae);
 
 /* ---- streaming sessions ---- */
 
@@ -59,7 +66,8 @@ lyra_status lyra_vae_session_out_frames(const lyra_vae_session *s, int64_t n_in,
 /* Encoder push. x (B, 3, T, H, W) f32 host, H and W multiples of 8, B/H/W equal on every push;
  * mu (B, z_dim, T', H/8, W/8) f32 host (raw encoder mean, conv1 channels [0, z_dim), not normalised).
  * On a placed model x and mu (here and in the decoder push) may instead be tensors in the session's device memory
- * (any strides, e.g. frame ranges of one staged block): they are then copied on the device, not transferred. */
+ * (any strides, e.g. frame ranges of one staged block; f32 or the model's precision): they are then copied on the
+ * device, not transferred. */
 lyra_status lyra_vae_encode_push(lyra_vae_session *s, const lyra_tensor *x, lyra_tensor *mu);
 /* Decoder push. z (B, z_dim, n, h, w) f32 host (un-normalised latents, before conv2);
  * video (B, 3, T', 8h, 8w) f32 host. */

@@ -79,12 +79,13 @@ static lyra_status run_attention(vae_ctx *c, const vae_layer *L, lyra_tensor *y,
     lyra_tensor q = qkv, k, v;
     q.ndim = 4;
     q.ne[0] = T; q.ne[1] = n; q.ne[2] = 1; q.ne[3] = C;
-    q.nb[0] = n * 3 * C * (int64_t)sizeof(float); q.nb[1] = 3 * C * (int64_t)sizeof(float);
-    q.nb[2] = C * (int64_t)sizeof(float); q.nb[3] = sizeof(float);
+    int64_t es = (int64_t)lyra_dtype_size(qkv.dtype);
+    q.nb[0] = n * 3 * C * es; q.nb[1] = 3 * C * es;
+    q.nb[2] = C * es; q.nb[3] = es;
     k = q;
     v = q;
-    k.data = (char *)qkv.data + C * sizeof(float);
-    v.data = (char *)qkv.data + 2 * C * sizeof(float);
+    k.data = (char *)qkv.data + C * es;
+    v.data = (char *)qkv.data + 2 * C * es;
     LYRA_TRY(vx_alloc_tokens(c, &o, 4, (int64_t[]){T, n, 1, C}, "attention.out"));
     LYRA_TRY(vx_attention(c, &o, &q, &k, &v, (float)(1.0 / sqrt((double)C))));
     LYRA_TRY(lyra_tensor_reshape(&o4, &o, 4, (int64_t[]){1, T, n, C}));

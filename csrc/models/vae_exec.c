@@ -10,7 +10,7 @@
  * region that is never dereferenced. */
 #define VAE_FAKE_BASE ((void *)(uintptr_t)4096)
 
-size_t vae_shape_bytes(vae_shape s) { return (size_t)(s.C * s.T * s.H * s.W) * sizeof(float); }
+size_t vae_shape_bytes(vae_shape s, lyra_dtype dt) { return (size_t)(s.C * s.T * s.H * s.W) * lyra_dtype_size(dt); }
 
 vae_shape vx_shape(const lyra_tensor *x) {
     vae_shape s = {x->ne[1], x->ne[2], x->ne[3], x->ne[4]};
@@ -22,7 +22,7 @@ static void note_temp(vae_ctx *c) {
 }
 
 static lyra_status alloc_nd(vae_ctx *c, lyra_tensor *t, int ndim, const int64_t *ne, const char *what) {
-    LYRA_TRY(lyra_arena_tensor(c->arena, t, LYRA_DTYPE_F32, ndim, ne, what));
+    LYRA_TRY(lyra_arena_tensor(c->arena, t, c->act, ndim, ne, what));
     note_temp(c);
     return LYRA_OK;
 }
@@ -48,7 +48,7 @@ lyra_status vx_slot(vae_ctx *c, int i, int cap, const lyra_tensor *like, vae_slo
         /* Frames outermost, (cap, B, C, h, w): each cached frame is one contiguous block, so shifting a frame
          * inside the slot is a copy between disjoint ranges. */
         int64_t ne[5] = {cap, c->B, like->ne[1], like->ne[3], like->ne[4]};
-        s->t = lyra_tensor_make(NULL, LYRA_DTYPE_F32, 5, ne);
+        s->t = lyra_tensor_make(NULL, c->act, 5, ne);
         s->t.device = c->be->device;
         s->cap = cap;
         size_t bytes = lyra_tensor_nbytes(&s->t);
@@ -116,7 +116,7 @@ lyra_status vx_conv3d(vae_ctx *c, lyra_tensor *y, const lyra_tensor *x, const ly
     if (c->cur) {
         double k = (double)(w->ne[1] * w->ne[2] * w->ne[3] * w->ne[4]);
         c->cur->flops += 2.0 * k * numel(y);
-        size_t col = (size_t)(k * numel(y) / (double)w->ne[0]) * sizeof(float);
+        size_t col = (size_t)(k * numel(y) / (double)w->ne[0]) * lyra_dtype_size(y->dtype);
         if (col > c->cur->im2col_bytes) c->cur->im2col_bytes = col;
     }
     return c->dry ? LYRA_OK : lyra_op_conv3d(c->be, y, x, w, b, prefix, p);

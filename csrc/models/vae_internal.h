@@ -52,6 +52,9 @@ struct lyra_vae {
     vae_layer enc[LYRA_VAE_MAX_LAYERS]; /* encoder ... head, then the top-level conv1 (mu rows only) */
     vae_layer dec[LYRA_VAE_MAX_LAYERS]; /* top-level conv2, decoder.conv1 ... head */
     int enc_slots, dec_slots;
+    lyra_dtype act;           /* storage of weights, activations and caches: f32, or bf16 on a device (upstream
+                                 TOK:864, TOK:881, TOK:900-901 casts the model and its input to bf16;
+                                 docs/PRECISION.md) */
     lyra_backend be;          /* owns the weight block (CPU) */
     void *block;              /* one allocation carved into every w[] (NULL for a shapes-only model) */
 };
@@ -80,23 +83,24 @@ typedef struct vae_ctx {
     lyra_vae_layer_stats *cur; /* the layer being run (accounting target) */
     size_t temp_base;         /* arena offset where the layer's temporaries start */
     const char *stage;        /* "Wan VAE encode" / "Wan VAE decode", for out-of-memory messages */
+    lyra_dtype act;           /* activation and cache storage (the model's act) */
 } vae_ctx;
 
 /* 5-d (1, C, T, H, W) shape helpers. */
 typedef struct vae_shape {
     int64_t C, T, H, W;
 } vae_shape;
-size_t vae_shape_bytes(vae_shape s);
+size_t vae_shape_bytes(vae_shape s, lyra_dtype dt);
 
 /* ---- vae_weights.c ---- */
 /* Fills vae->enc/dec (kinds, channels, names, slots) for the given widths. */
 void vae_build_layers(lyra_vae *vae, int dim, int z_dim);
 
 /* ---- vae_exec.c: allocation, cache slots and op wrappers ---- */
-/* A contiguous (1, C, T, H, W) f32 tensor from the arena (a counted placeholder when dry). */
+/* A contiguous (1, C, T, H, W) tensor of the activation dtype from the arena (a counted placeholder when dry). */
 lyra_status vx_alloc(vae_ctx *c, lyra_tensor *t, vae_shape s, const char *what);
 /* Frames [t0, t1) of a (1, C, T, H, W) tensor: a strided view unless it is all of T or C == 1. */
-/* Any contiguous f32 tensor from the arena (token layouts of the attention block). */
+/* Any contiguous tensor of the activation dtype from the arena (token layouts of the attention block). */
 lyra_status vx_alloc_tokens(vae_ctx *c, lyra_tensor *t, int ndim, const int64_t *ne, const char *what);
 lyra_tensor vx_frames(const lyra_tensor *x, int64_t t0, int64_t t1);
 vae_shape vx_shape(const lyra_tensor *x);

@@ -96,7 +96,7 @@ static lyra_status run_up3d(vae_ctx *c, const vae_layer *L, int first, lyra_tens
         LYRA_TRY(vx_alloc(c, &tc, st, "upsample3d.time_conv"));
         LYRA_TRY(vx_causal_conv(c, L->slot, &tc, &src, &L->w[VW_TW], &L->w[VW_TB]));
         /* Interleave: tc[s·C + ch, i] -> mid[ch, off + 2i + s], both viewed as (C, n, 2, H, W). */
-        int64_t hw = s.H * s.W, f = sizeof(float);
+        int64_t hw = s.H * s.W, f = (int64_t)lyra_dtype_size(tc.dtype);
         lyra_tensor from = tc, to = mid;
         from.ndim = to.ndim = 5;
         int64_t ne[5] = {s.C, n, 2, s.H, s.W};

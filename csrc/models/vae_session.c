@@ -118,18 +118,18 @@ static lyra_status plan_shapes(const lyra_vae_session *s, vae_shape in, push_pla
     pp->n = s->decoder ? s->vae->n_dec : s->vae->n_enc;
     pp->first = s->frames_in == 0;
     pp->shape[0] = in;
-    pp->stream = vae_shape_bytes(in);
+    pp->stream = vae_shape_bytes(in, s->vae->act);
     for (int i = 0; i < pp->n; i++) {
         LYRA_TRY(vae_layer_out(&pp->layers[i], pp->first, pp->shape[i], &pp->shape[i + 1]));
-        size_t bytes = vae_shape_bytes(pp->shape[i + 1]);
+        size_t bytes = vae_shape_bytes(pp->shape[i + 1], s->vae->act);
         if (bytes > pp->stream) pp->stream = bytes;
     }
     return LYRA_OK;
 }
 
-static lyra_tensor stream_view(const lyra_arena *arena, void *data, vae_shape s) {
+static lyra_tensor stream_view(const lyra_arena *arena, void *data, vae_shape s, lyra_dtype act) {
     int64_t ne[5] = {1, s.C, s.T, s.H, s.W};
-    lyra_tensor t = lyra_tensor_make(data, LYRA_DTYPE_F32, 5, ne);
+    lyra_tensor t = lyra_tensor_make(data, act, 5, ne);
     t.device = arena->device;
     return t;
 }
@@ -139,7 +139,8 @@ static const char *stage_name(const lyra_vae_session *s) { return s->decoder ? "
 /* One batch element through every layer. host_in / host_out are its (1, ...) slices (NULL data when dry). */
 static lyra_status run_element(lyra_vae_session *s, lyra_arena *arena, int dry, int b, const push_plan *pp,
                                const lyra_tensor *host_in, lyra_tensor *host_out, lyra_vae_stats *stats) {
-    vae_ctx c = {&s->be, arena, dry, b, s->B, s->slots, stats, NULL, 0, stage_name(s)};
+    lyra_dtype act = s->vae->act;
+    vae_ctx c = {&s->be, arena, dry, b, s->B, s->slots, stats, NULL, 0, stage_name(s), act};
     arena->used = 0;
     void *buf[2];
     for (int i = 0; i < 2; i++) {
@@ -148,16 +149,18 @@ static lyra_status run_element(lyra_vae_session *s, lyra_arena *arena, int dry, 
     }
     size_t base = lyra_arena_mark(arena);
     if (stats) stats->stream_bytes = base;
-    lyra_tensor x = stream_view(arena, buf[0], pp->shape[0]);
-    /* The one upload of a push (named for the device's transfer log): the host frames into the stream buffer. */
+    lyra_tensor x = stream_view(arena, buf[0], pp->shape[0], act);
+    /* The one upload of a push (named for the device's transfer log): the host frames into the stream buffer,
+     * rounded to the activation dtype (upstream TOK:881: videos.to(bf16); TOK:891 the latents) on the host or,
+     * staged, on the device. */
     x.name = s->decoder ? "Wan VAE latents" : "Wan VAE video";
     if (!dry && host_in->device == s->be.device && s->be.device != LYRA_DEVICE_CPU)
         LYRA_TRY(lyra_op_copy(&s->be, &x, host_in)); /* already staged on the device by the caller */
     else if (!dry)
-        LYRA_TRY(lyra_op_upload(&s->be, &x, host_in));
+        LYRA_TRY(lyra_backend_upload_as(&s->be, &x, host_in));
     for (int i = 0; i < pp->n; i++) {
         const vae_layer *L = &pp->layers[i];
-        lyra_tensor y = stream_view(arena, buf[(i + 1) & 1], pp->shape[i + 1]);
+        lyra_tensor y = stream_view(arena, buf[(i + 1) & 1], pp->shape[i + 1], act);
         if (stats) {
             lyra_vae_layer_stats *ls = &stats->layer[i];
             memcpy(ls->name, L->name, sizeof ls->name);
@@ -166,7 +169,7 @@ static lyra_status run_element(lyra_vae_session *s, lyra_arena *arena, int dry, 
             int64_t in4[4] = {a.C, a.T, a.H, a.W}, out4[4] = {o.C, o.T, o.H, o.W};
             memcpy(ls->in, in4, sizeof in4);
             memcpy(ls->out, out4, sizeof out4);
-            ls->out_bytes = vae_shape_bytes(o);
+            ls->out_bytes = vae_shape_bytes(o, act);
             c.cur = ls;
         }
         c.temp_base = base;
@@ -178,7 +181,7 @@ static lyra_status run_element(lyra_vae_session *s, lyra_arena *arena, int dry, 
     x.name = s->decoder ? "Wan VAE frames" : "Wan VAE mu";
     if (dry) return LYRA_OK;
     if (host_out->device == s->be.device && s->be.device != LYRA_DEVICE_CPU) return lyra_op_copy(&s->be, host_out, &x);
-    return lyra_op_download(&s->be, host_out, &x);
+    return lyra_backend_download_as(&s->be, host_out, &x);
 }
 
 /* Arena bytes a push needs: a dry walk of batch element 0 on a copy of the cache state. */
@@ -213,8 +216,11 @@ static lyra_status check_host(const lyra_vae_session *s, const lyra_tensor *t, c
     if (on_device && (s->dry || t->device != s->be.device))
         return lyra_error(LYRA_ERR_ARG, "vae: %s is in device memory but this stream runs on the %s backend", what,
                           s->be.ops->name);
-    if (t->ndim != 5 || t->dtype != LYRA_DTYPE_F32 || (!s->dry && !on_device && !lyra_tensor_is_contiguous(t)))
+    if (t->ndim != 5 || (!s->dry && !on_device && !lyra_tensor_is_contiguous(t)))
         return lyra_error(LYRA_ERR_ARG, "vae: %s must be a contiguous 5-d f32 array", what);
+    if (t->dtype != LYRA_DTYPE_F32 && !(on_device && t->dtype == s->vae->act))
+        return lyra_error(LYRA_ERR_ARG, "vae: %s has dtype %s; host arrays are f32, device tensors f32 or the "
+                          "model's %s", what, lyra_dtype_name(t->dtype), lyra_dtype_name(s->vae->act));
     if (t->ne[1] != c1 || t->ne[2] != t2 || t->ne[3] != h3 || t->ne[4] != w4) {
         char got[96];
         return lyra_error(LYRA_ERR_ARG, "vae: %s has shape %s, expected (B, %lld, %lld, %lld, %lld)", what,

@@ -162,9 +162,8 @@ static int all_entries(lyra_vae *vae, wentry *e) {
 static lyra_status carve_all(lyra_vae *vae, wentry *e, int n, void *base, size_t cap, size_t *used) {
     lyra_carver cv;
     lyra_carver_init(&cv, base, cap, LYRA_DEVICE_CPU);
-    for (int i = 0; i < n; i++) LYRA_TRY(lyra_carve(&cv, e[i].dst, NULL, LYRA_DTYPE_F32, e[i].use_ndim, e[i].use_ne));
+    for (int i = 0; i < n; i++) LYRA_TRY(lyra_carve(&cv, e[i].dst, NULL, vae->act, e[i].use_ndim, e[i].use_ne));
     *used = cv.used;
-    (void)vae;
     return LYRA_OK;
 }
 
@@ -184,12 +183,20 @@ static lyra_vae *vae_alloc(void) {
     return vae;
 }
 
-lyra_status lyra_vae_shapes(lyra_vae **out, int dim, int z_dim) {
+static lyra_status check_precision(lyra_dtype act) {
+    if (act != LYRA_DTYPE_F32 && act != LYRA_DTYPE_BF16)
+        return lyra_error(LYRA_ERR_ARG, "vae: precision %s is not allowed; expected f32 or bf16", lyra_dtype_name(act));
+    return LYRA_OK;
+}
+
+lyra_status lyra_vae_shapes(lyra_vae **out, int dim, int z_dim, lyra_dtype act) {
     *out = NULL;
     if (dim < 1 || dim > 4096 || z_dim < 1 || z_dim > 4096)
         return lyra_error(LYRA_ERR_ARG, "vae: dim and z_dim must be in 1..4096, got %d and %d", dim, z_dim);
+    LYRA_TRY(check_precision(act));
     lyra_vae *vae = vae_alloc();
     if (!vae) return LYRA_ERR_OOM;
+    vae->act = act;
     vae_build_layers(vae, dim, z_dim);
     wentry *e = malloc(sizeof(wentry) * MAX_ENTRIES);
     if (!e) { free(vae); return lyra_error(LYRA_ERR_OOM, "vae: out of host memory"); }
@@ -289,10 +296,18 @@ done:
     return LYRA_OK;
 }
 
-lyra_status lyra_vae_place(lyra_vae *vae, lyra_device device) {
-    if (device == LYRA_DEVICE_CPU || vae->be.device == device) return LYRA_OK;
+lyra_status lyra_vae_place(lyra_vae *vae, lyra_device device, lyra_dtype precision) {
+    LYRA_TRY(check_precision(precision));
+    if (device == LYRA_DEVICE_CPU) {
+        if (precision != LYRA_DTYPE_F32)
+            return lyra_error(LYRA_ERR_UNSUPPORTED, "vae: %s activations need a device (the CPU backend computes f32)",
+                              lyra_dtype_name(precision));
+        return LYRA_OK;
+    }
+    if (vae->be.device == device) return LYRA_OK;
     if (!vae->block) return lyra_error(LYRA_ERR_ARG, "vae: a shapes-only model has no weights to place");
     lyra_tensor *ts[2 * LYRA_VAE_MAX_LAYERS * VAE_W_MAX];
+    lyra_dtype dt[2 * LYRA_VAE_MAX_LAYERS * VAE_W_MAX];
     int k = 0;
     for (int d = 0; d < 2; d++) {
         vae_layer *layers = d ? vae->dec : vae->enc;
@@ -301,17 +316,19 @@ lyra_status lyra_vae_place(lyra_vae *vae, lyra_device device) {
             for (int j = 0; j < VAE_W_MAX; j++) {
                 lyra_tensor *t = &layers[i].w[j];
                 if (!t->data) continue;
+                dt[k] = precision; /* every parameter, gammas and biases included: upstream TOK:864 */
                 ts[k++] = t;
             }
     }
     lyra_backend dev;
     LYRA_TRY(lyra_backend_init(&dev, device, 0));
     /* The host block came from the CPU backend's aligned_alloc, which place_weights may free(). */
-    lyra_status st = lyra_backend_place_weights(&dev, &vae->block, ts, k, "Wan VAE weights");
+    lyra_status st = lyra_backend_place_weights_as(&dev, &vae->block, ts, dt, k, "Wan VAE weights");
     if (st != LYRA_OK) {
         lyra_backend_free(&dev);
         return st;
     }
+    vae->act = precision;
     lyra_backend_free(&vae->be);
     vae->be = dev;
     return LYRA_OK;
@@ -326,3 +343,4 @@ void lyra_vae_free(lyra_vae *vae) {
 
 int lyra_vae_dim(const lyra_vae *vae) { return vae->dim; }
 int lyra_vae_z_dim(const lyra_vae *vae) { return vae->z_dim; }
+lyra_dtype lyra_vae_precision(const lyra_vae *vae) { return vae->act; }

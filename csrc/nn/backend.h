@@ -82,6 +82,14 @@ typedef struct lyra_conv3d_params {
     lyra_pad_mode pad_mode;
 } lyra_conv3d_params;
 
+/* The camera of a Gaussian-splat render (op gs_rasterize; the model is in nn/splat_math.h). */
+typedef struct lyra_splat_camera {
+    float w2c[16];           /* row-major world-to-camera (OpenCV axes) */
+    float K[9];              /* row-major pixel intrinsics; skew is ignored (gsplat's pinhole) */
+    float near_plane;        /* > 0; gsplat's default is 0.01 */
+    float background[3];
+} lyra_splat_camera;
+
 typedef struct lyra_backend lyra_backend;
 
 typedef struct lyra_backend_ops {
@@ -158,6 +166,14 @@ typedef struct lyra_backend_ops {
     lyra_status (*upsample_nearest2x)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x);
     lyra_status (*resize)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_resize_params *p);
     lyra_status (*avg_pool3d)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int kt, int kh, int kw);
+
+    /* rendering: y (H, W, 5) f32 = (r, g, b, alpha, depth) of the Gaussian splats means (N, 3), scales (N, 3),
+     * rotations (N, 4) wxyz, harmonics (N, 3, d_sh) with d_sh 1, 4 or 9, opacities (N), all contiguous f32,
+     * seen by cam (nn/splat_math.h). Deterministic: each tile's splats in the total order (depth, index). */
+    lyra_status (*gs_rasterize)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *means,
+                                const lyra_tensor *scales, const lyra_tensor *rotations,
+                                const lyra_tensor *harmonics, const lyra_tensor *opacities,
+                                const lyra_splat_camera *cam);
 } lyra_backend_ops;
 
 struct lyra_backend {
@@ -191,6 +207,18 @@ void lyra_backend_arena_free(lyra_backend *be, lyra_arena *a);
  * device has no room. A no-op on the CPU backend. */
 lyra_status lyra_backend_place_weights(lyra_backend *be, void **mem, lyra_tensor *const *tensors, int n,
                                        const char *what);
+/* As lyra_backend_place_weights, with tensor i stored on the device as dtypes[i] (float dtypes; a tensor that
+ * changes dtype must be contiguous and share no bytes with another): the block is re-laid out and converted on the
+ * host (f32 -> bf16/f16 rounds to nearest even, as torch's .to()), then uploaded once. A network's 16-bit device
+ * policy (docs/PRECISION.md) stores its weights this way; descriptors get the new dtype and contiguous strides. */
+lyra_status lyra_backend_place_weights_as(lyra_backend *be, void **mem, lyra_tensor *const *tensors,
+                                          const lyra_dtype *dtypes, int n, const char *what);
+/* Transfers between a host tensor and a device tensor of the same shape whose float dtypes may differ (host f32
+ * frames into bf16 activations and back): the conversion runs on the host around one transfer of the device
+ * dtype's bytes, so no device memory is needed for it. Equal dtypes: lyra_op_upload / lyra_op_download. The host
+ * side must be contiguous when the dtypes differ. */
+lyra_status lyra_backend_upload_as(lyra_backend *be, lyra_tensor *dst, const lyra_tensor *host_src);
+lyra_status lyra_backend_download_as(lyra_backend *be, lyra_tensor *host_dst, const lyra_tensor *src);
 
 /* One workspace buffer of at least `bytes` bytes (64-byte aligned), valid until the next call; an op that
  * needs several workspaces asks once for their sum and partitions it. The buffer only grows (when a call asks

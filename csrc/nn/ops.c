@@ -692,6 +692,59 @@ lyra_status lyra_op_avg_pool3d(lyra_backend *be, lyra_tensor *y, const lyra_tens
     return be->ops->avg_pool3d(be, y, x, kt, kh, kw);
 }
 
+/* ---------------- rendering ---------------- */
+
+/* One f32 contiguous splat attribute (N, cols...) of the op. */
+static lyra_status check_splat_field(lyra_backend *be, const char *arg, const lyra_tensor *t, int ndim,
+                                     const int64_t *ne) {
+    LYRA_TRY(check_tensor(be, "gs_rasterize", arg, t, 0));
+    if (t->dtype != LYRA_DTYPE_F32)
+        return lyra_error(LYRA_ERR_TYPE, "gs_rasterize: %s has dtype %s, expected f32", arg, lyra_dtype_name(t->dtype));
+    LYRA_TRY(check_shape("gs_rasterize", arg, t, ndim, ne));
+    return lyra_tensor_numel(t) ? check_contiguous("gs_rasterize", arg, t) : LYRA_OK; /* no splats: any strides */
+}
+
+lyra_status lyra_op_gs_rasterize(lyra_backend *be, lyra_tensor *y, const lyra_tensor *means, const lyra_tensor *scales,
+                                 const lyra_tensor *rotations, const lyra_tensor *harmonics,
+                                 const lyra_tensor *opacities, const lyra_splat_camera *cam) {
+    const char *op = "gs_rasterize";
+    if (!cam) return lyra_error(LYRA_ERR_ARG, "%s: the camera is missing", op);
+    LYRA_TRY(check_tensor(be, op, "means", means, 0));
+    LYRA_TRY(check_tensor(be, op, "harmonics", harmonics, 0));
+    if (means->ndim != 2 || harmonics->ndim != 3)
+        return lyra_error(LYRA_ERR_ARG, "%s: expected means (N, 3) and harmonics (N, 3, d_sh); got %d and %d dims",
+                          op, means->ndim, harmonics->ndim);
+    int64_t n = means->ne[0], d_sh = harmonics->ne[2];
+    if (d_sh != 1 && d_sh != 4 && d_sh != 9)
+        return lyra_error(LYRA_ERR_ARG, "%s: harmonics has %lld coefficients per channel; expected 1, 4 or 9 (SH "
+                          "degree 0, 1 or 2)", op, (long long)d_sh);
+    int64_t s3[2] = {n, 3}, s4[2] = {n, 4}, sh[3] = {n, 3, d_sh}, s1[1] = {n};
+    LYRA_TRY(check_splat_field(be, "means", means, 2, s3));
+    LYRA_TRY(check_splat_field(be, "scales", scales, 2, s3));
+    LYRA_TRY(check_splat_field(be, "rotations", rotations, 2, s4));
+    LYRA_TRY(check_splat_field(be, "harmonics", harmonics, 3, sh));
+    LYRA_TRY(check_splat_field(be, "opacities", opacities, 1, s1));
+    LYRA_TRY(check_out(be, op, y));
+    if (y->ndim != 3 || y->ne[2] != 5 || y->ne[0] < 1 || y->ne[1] < 1 || y->ne[0] > 16384 || y->ne[1] > 16384) {
+        char got[96];
+        return lyra_error(LYRA_ERR_ARG, "%s: y has shape %s, expected (H, W, 5) with H and W from 1 to 16384", op,
+                          SHAPE(y, got));
+    }
+    if (y->dtype != LYRA_DTYPE_F32)
+        return lyra_error(LYRA_ERR_TYPE, "%s: y has dtype %s, expected f32", op, lyra_dtype_name(y->dtype));
+    LYRA_TRY(check_contiguous(op, "y (output)", y));
+    const lyra_tensor *in[5] = {means, scales, rotations, harmonics, opacities};
+    static const char *names[5] = {"means", "scales", "rotations", "harmonics", "opacities"};
+    for (int i = 0; i < 5; i++) LYRA_TRY(check_alias(op, names[i], y, in[i], 0));
+    if (!(cam->K[0] > 0) || !(cam->K[4] > 0))
+        return lyra_error(LYRA_ERR_ARG, "%s: the focal lengths must be positive (K[0,0] = %g, K[1,1] = %g)", op,
+                          (double)cam->K[0], (double)cam->K[4]);
+    if (!(cam->near_plane > 0))
+        return lyra_error(LYRA_ERR_ARG, "%s: near_plane %g must be > 0", op, (double)cam->near_plane);
+    if (n > INT32_MAX) return lyra_error(LYRA_ERR_ARG, "%s: %lld splats (at most 2^31 - 1)", op, (long long)n);
+    return be->ops->gs_rasterize(be, y, means, scales, rotations, harmonics, opacities, cam);
+}
+
 /* ---------------- host helpers ---------------- */
 
 void lyra_rope_angles_video(float *phi, const float *pos, int64_t L, int head_dim, double theta) {

@@ -198,6 +198,14 @@ lyra_status lyra_op_resize(lyra_backend *be, lyra_tensor *y, const lyra_tensor *
  * x (..., T, H, W), y (..., T/kt, H/kh, W/kw). */
 lyra_status lyra_op_avg_pool3d(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, int kt, int kh, int kw);
 
+/* Gaussian-splat render (the model in nn/splat_math.h): y (H, W, 5) f32 = (r, g, b, alpha, depth) of the splats
+ * means (N, 3), scales (N, 3) (standard deviations), rotations (N, 4) (quaternions w, x, y, z; normalised here),
+ * harmonics (N, 3, d_sh) (d_sh = 1, 4 or 9: SH degree 0, 1 or 2), opacities (N), all contiguous f32, seen by cam
+ * (positive focal lengths, near_plane > 0). H and W from 1 to 16384. */
+lyra_status lyra_op_gs_rasterize(lyra_backend *be, lyra_tensor *y, const lyra_tensor *means, const lyra_tensor *scales,
+                                 const lyra_tensor *rotations, const lyra_tensor *harmonics,
+                                 const lyra_tensor *opacities, const lyra_splat_camera *cam);
+
 /* ---------------- host helpers (no backend: they fill small host tables) ---------------- */
 
 /* Wan 3-axis RoPE angles (upstream W:93-188, W:203-232, WL:586-596). head_dim D (even); the D/2 pair angles split into

@@ -44,6 +44,7 @@ typedef struct driver {
     float *frame;           /* (3, H, W): that frame, the CLIP input */
     float *x, *y, *buf;     /* the chunk's latent (per network call), conditioning and correspondence buffer */
     float *v;               /* (C, G, h, w): the velocity of one network call */
+    float *pix;             /* (3, 4, H, W) in the VAE's memory: one latent's decoded frames, re-encoded from there */
     int depth_logged;
     /* per-network-call progress */
     int calls_done, calls_total;
@@ -111,28 +112,32 @@ static void pack_video(const float *const *frames, int n, int64_t HW, float *x) 
         for (int t = 0; t < n; t++) memcpy(x + ((int64_t)c * n + t) * HW, frames[t] + c * HW, sizeof(float) * (size_t)HW);
 }
 
-/* One encoder push of n frames -> L latents, normalised, written frame-major to out (L, C, h, w). */
-static lyra_status encode_push(driver *d, lyra_vae_session *s, const float *const *frames, int n, float *out) {
+/* One encoder push of x (1, 3, n, H, W): host frames, or the decoder's frames in the VAE's memory -> L latents,
+ * normalised, written frame-major to out (L, C, h, w). */
+static lyra_status encode_tensor(driver *d, lyra_vae_session *s, const lyra_tensor *x, float *out) {
     int64_t L = 0;
-    LYRA_TRY(lyra_vae_session_out_frames(s, n, &L));
-    float *x = malloc(sizeof(float) * (size_t)(3 * n * d->HW));
+    LYRA_TRY(lyra_vae_session_out_frames(s, x->ne[2], &L));
     float *mu = malloc(sizeof(float) * (size_t)(d->C * L * d->hw));
-    lyra_status st = LYRA_OK;
-    if (!x || !mu) {
-        st = lyra_error(LYRA_ERR_OOM, "VAE encode: out of memory");
-        goto done;
-    }
+    if (!mu) return lyra_error(LYRA_ERR_OOM, "VAE encode: out of memory");
+    lyra_tensor tm = lyra_tensor_5d(mu, LYRA_DTYPE_F32, 1, d->C, L, d->h, d->w);
+    lyra_status st = lyra_vae_encode_push(s, x, &tm);
+    if (st == LYRA_OK) st = lyra_vae_normalize(&tm, LYRA_VAE_CONST_BF16);
+    if (st == LYRA_OK)
+        for (int64_t l = 0; l < L; l++)
+            for (int c = 0; c < d->C; c++)
+                memcpy(out + (l * d->C + c) * d->hw, mu + ((int64_t)c * L + l) * d->hw, sizeof(float) * (size_t)d->hw);
+    free(mu);
+    return st;
+}
+
+/* One encoder push of host frames[0..n) (3, H, W) -> L latents, frame-major to out (L, C, h, w). */
+static lyra_status encode_push(driver *d, lyra_vae_session *s, const float *const *frames, int n, float *out) {
+    float *x = malloc(sizeof(float) * (size_t)(3 * n * d->HW));
+    if (!x) return lyra_error(LYRA_ERR_OOM, "VAE encode: out of memory");
     pack_video(frames, n, d->HW, x);
     lyra_tensor tx = lyra_tensor_5d(x, LYRA_DTYPE_F32, 1, 3, n, d->H, d->W);
-    lyra_tensor tm = lyra_tensor_5d(mu, LYRA_DTYPE_F32, 1, d->C, L, d->h, d->w);
-    if ((st = lyra_vae_encode_push(s, &tx, &tm)) != LYRA_OK) goto done;
-    if ((st = lyra_vae_normalize(&tm, LYRA_VAE_CONST_BF16)) != LYRA_OK) goto done;
-    for (int64_t l = 0; l < L; l++)
-        for (int c = 0; c < d->C; c++)
-            memcpy(out + (l * d->C + c) * d->hw, mu + ((int64_t)c * L + l) * d->hw, sizeof(float) * (size_t)d->hw);
-done:
+    lyra_status st = encode_tensor(d, s, &tx, out);
     free(x);
-    free(mu);
     return st;
 }
 
@@ -164,8 +169,9 @@ static lyra_status fresh_encode(void *ctx, const float *video, int64_t T, int he
 }
 
 /* Decodes one normalised latent (C, h, w) through the persistent decoder: frames out[0..n) (3, H, W) or NULL
- * (priming discards them). */
-static lyra_status decode_push(driver *d, const float *latent, float **out, int *n_out) {
+ * (priming discards them). With `keep` (1, 3, 4, H, W) in the VAE's memory the frames are decoded there (and
+ * downloaded for out), so the re-encode reads them without another upload. */
+static lyra_status decode_push(driver *d, const float *latent, float **out, int *n_out, lyra_tensor *keep) {
     int64_t T = 0;
     LYRA_TRY(lyra_vae_session_out_frames(d->dec, 1, &T));
     float *z = malloc(sizeof(float) * (size_t)(d->C * d->hw));
@@ -178,8 +184,17 @@ static lyra_status decode_push(driver *d, const float *latent, float **out, int 
     memcpy(z, latent, sizeof(float) * (size_t)(d->C * d->hw));
     lyra_tensor tz = lyra_tensor_5d(z, LYRA_DTYPE_F32, 1, d->C, 1, d->h, d->w);
     lyra_tensor tv = lyra_tensor_5d(v, LYRA_DTYPE_F32, 1, 3, T, d->H, d->W);
+    if (keep && (keep->ne[2] != T || T > LYRA_PREP_FRAMES_PER_LATENT)) {
+        st = lyra_error(LYRA_ERR_INTERNAL, "decode: %lld frames from one latent, expected %lld", (long long)T,
+                        (long long)keep->ne[2]);
+        goto done;
+    }
     if ((st = lyra_vae_denormalize(&tz, LYRA_VAE_CONST_BF16)) != LYRA_OK) goto done;
-    if ((st = lyra_vae_decode_push(d->dec, &tz, &tv)) != LYRA_OK) goto done;
+    if ((st = lyra_vae_decode_push(d->dec, &tz, keep ? keep : &tv)) != LYRA_OK) goto done;
+    if (keep && out) {
+        tv.name = "decoded frames";
+        if ((st = lyra_op_download(lyra_vae_session_backend(d->dec), &tv, keep)) != LYRA_OK) goto done;
+    }
     if (out)
         for (int64_t t = 0; t < T; t++)
             for (int c = 0; c < 3; c++) memcpy(out[t] + c * d->HW, v + ((int64_t)c * T + t) * d->HW, sizeof(float) * (size_t)d->HW);
@@ -197,6 +212,14 @@ static lyra_status prime(driver *d) {
     double t0 = now();
     LYRA_TRY(lyra_vae_session_new(&d->enc, d->m->vae, 0, d->m->n_threads));
     LYRA_TRY(lyra_vae_session_new(&d->dec, d->m->vae, 1, d->m->n_threads));
+    lyra_backend *vb = lyra_vae_session_backend(d->dec);
+    const size_t pix_bytes = sizeof(float) * (size_t)(3 * LYRA_PREP_FRAMES_PER_LATENT * d->HW);
+    if (!(d->pix = vb->ops->alloc(vb, pix_bytes))) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", lyra_error_message());
+        return lyra_error(LYRA_ERR_OOM, "generate: cannot allocate the decoded frames (%zu bytes) on the %s device (%s)",
+                          pix_bytes, vb->ops->name, why);
+    }
     /* The image repeated 4(n_hist0 − 1) + 1 times through the encoder stream: alone, then groups of 4. */
     const float *fr[4] = {d->frames[0], d->frames[0], d->frames[0], d->frames[0]};
     LYRA_TRY(encode_push(d, d->enc, fr, 1, d->latents));
@@ -205,10 +228,17 @@ static lyra_status prime(driver *d) {
         LYRA_TRY(encode_push(d, d->enc, fr, 4, d->latents + (int64_t)l * d->C * d->hw));
     }
     d->n_latents = d->n_hist0;
-    /* Decoder priming with those latents, output discarded (AR:517-527). */
+    /* Decoder priming with those latents, output discarded (AR:517-527): decoded into the VAE's memory and left
+     * there. */
     for (int l = 0; l < d->n_hist0; l++) {
         LYRA_TRY(check_stop(d));
-        LYRA_TRY(decode_push(d, d->latents + (int64_t)l * d->C * d->hw, NULL, NULL));
+        int64_t T = 0;
+        LYRA_TRY(lyra_vae_session_out_frames(d->dec, 1, &T));
+        const int64_t np[5] = {1, 3, T, d->H, d->W};
+        lyra_tensor keep = lyra_tensor_make(d->pix, LYRA_DTYPE_F32, 5, np);
+        keep.device = vb->device;
+        keep.name = "decoded frames";
+        LYRA_TRY(decode_push(d, d->latents + (int64_t)l * d->C * d->hw, NULL, NULL, &keep));
     }
     LYRA_TRY(lyra_scache_init(&d->cache, d->H, d->W));
     LYRA_TRY(lyra_scache_add(&d->cache, r->depth, r->w2c, r->K, 0, 0));
@@ -445,10 +475,13 @@ static lyra_status run_chunk(driver *d, int a) {
     if (st != LYRA_OK) goto done;
     lyra_latent_gen_get(&shape, x, gen);
 
-    /* decode (upstream AR:989-1057, AR:98-198): one latent at a time through the persistent decoder, never clamped */
-    t0 = now();
+    /* decode (upstream AR:989-1057, AR:98-198): one latent at a time through the persistent decoder, never clamped,
+     * and the re-encode of its 4 frames as history (the re-encoded latents, not the sampled ones). Upstream decodes
+     * the whole chunk first; the two streams have separate caches, so interleaving them per latent gives the same
+     * numbers and lets the re-encode read the frames where the decoder left them (the VAE's memory). */
     for (int j = 0; j < d->G; j++) {
         if ((st = check_stop(d)) != LYRA_OK) goto done;
+        t0 = now();
         float *out[LYRA_PREP_FRAMES_PER_LATENT];
         for (int i = 0; i < LYRA_PREP_FRAMES_PER_LATENT; i++) {
             int64_t f = base + 1 + (int64_t)LYRA_PREP_FRAMES_PER_LATENT * j + i;
@@ -466,29 +499,21 @@ static lyra_status run_chunk(driver *d, int a) {
         }
         for (int c = 0; c < d->C; c++)
             memcpy(lat + (int64_t)c * d->hw, gen + ((int64_t)c * d->G + j) * d->hw, sizeof(float) * (size_t)d->hw);
+        const int64_t np[5] = {1, 3, LYRA_PREP_FRAMES_PER_LATENT, d->H, d->W};
+        lyra_tensor keep = lyra_tensor_make(d->pix, LYRA_DTYPE_F32, 5, np);
+        keep.device = lyra_vae_session_backend(d->dec)->device;
+        keep.name = "decoded frames";
         int n_out = 0;
-        st = decode_push(d, lat, out, &n_out);
+        st = decode_push(d, lat, out, &n_out, &keep);
         free(lat);
         if (st != LYRA_OK) goto done;
-        if (n_out != LYRA_PREP_FRAMES_PER_LATENT) {
-            st = lyra_error(LYRA_ERR_INTERNAL, "decode: %d frames from one latent, expected 4", n_out);
-            goto done;
-        }
-    }
-    r->timings.decode += now() - t0;
-    for (int f = 1; f <= d->F; f++) to_u8(d->frames[base + f], d->HW, r->out_frames + (base + f) * 3 * d->HW);
-
-    /* re-encode the new frames as history (upstream AR:989-1057, AR:98-198): the re-encoded latents, not the sampled
-     * ones */
-    t0 = now();
-    for (int j = 0; j < d->G; j++) {
-        if ((st = check_stop(d)) != LYRA_OK) goto done;
-        const float *fr[4];
-        for (int i = 0; i < 4; i++) fr[i] = d->frames[base + 1 + 4 * j + i];
-        if ((st = encode_push(d, d->enc, fr, 4, d->latents + (d->n_latents + j) * d->C * d->hw)) != LYRA_OK) goto done;
+        r->timings.decode += now() - t0;
+        t0 = now();
+        if ((st = encode_tensor(d, d->enc, &keep, d->latents + (d->n_latents + j) * d->C * d->hw)) != LYRA_OK) goto done;
+        r->timings.reencode += now() - t0;
     }
     d->n_latents += d->G;
-    r->timings.reencode += now() - t0;
+    for (int f = 1; f <= d->F; f++) to_u8(d->frames[base + f], d->HW, r->out_frames + (base + f) * 3 * d->HW);
 
     /* depth window (upstream AR:1059-1060, AR:1071-1393, AR:261-366), not after the last chunk */
     if (a + 1 < d->n_chunks) {
@@ -621,6 +646,7 @@ done:
     dev_free(d, &d->y);
     dev_free(d, &d->buf);
     dev_free(d, &d->v);
+    if (d->pix) lyra_vae_session_backend(d->dec)->ops->release(lyra_vae_session_backend(d->dec), d->pix);
     if (d->enc) lyra_vae_session_free(d->enc);
     if (d->dec) lyra_vae_session_free(d->dec);
     r->timings.cache_frames = d->cache.n;

@@ -233,7 +233,7 @@ lyra_status lyra_ar_models_dit_fp8(lyra_ar_models *m, int use_dmd) {
     return LYRA_OK;
 }
 
-lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dtype dit_act) {
+lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dtype policy) {
     if (device == LYRA_DEVICE_CPU) {
         if (m->loaded & LOADED_PLACED)
             return lyra_error(LYRA_ERR_UNSUPPORTED, "generate models: placed on the %s device, their host weights "
@@ -242,7 +242,8 @@ lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dty
     }
     if (m->loaded & LOADED_PLACED) return LYRA_OK;
     LYRA_TRY(lyra_dit_place(&m->dit, device));
-    LYRA_TRY(lyra_dit_set_precision(&m->dit, dit_act));
+    const int f32 = policy == LYRA_DTYPE_F32; /* the parity mode: every network in f32 */
+    LYRA_TRY(lyra_dit_set_precision(&m->dit, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16));
     lyra_backend *be = &m->dit.be;
     /* From here the encoders' arena and the negative embedding move to the device: mark first so that a failure
      * below releases what was placed through the right backend. */
@@ -250,8 +251,8 @@ lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dty
     m->negative = NULL;
     lyra_arena_free(&m->arena);
     m->loaded |= LOADED_PLACED;
-    lyra_status st = lyra_umt5_place(&m->umt5, be);
-    if (st == LYRA_OK) st = lyra_clip_place(&m->clip, be);
+    lyra_status st = lyra_umt5_place(&m->umt5, be, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16);
+    if (st == LYRA_OK) st = lyra_clip_place(&m->clip, be, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_F16);
     if (st == LYRA_OK) {
         const size_t bytes = sizeof(float) * LYRA_AR_TEXT_LEN * (size_t)m->text_dim;
         m->negative = be->ops->alloc(be, bytes);
@@ -267,7 +268,7 @@ lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dty
         st = lyra_op_upload(be, &d, &h);
     }
     free(neg_host);
-    if (st == LYRA_OK) st = lyra_vae_place(m->vae, device);
+    if (st == LYRA_OK) st = lyra_vae_place(m->vae, device, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16);
     return st;
 }
 

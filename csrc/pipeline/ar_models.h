@@ -61,12 +61,14 @@ void lyra_ar_models_free(lyra_ar_models *m);
 lyra_status lyra_ar_models_dit_fp8(lyra_ar_models *m, int use_dmd);
 
 /* Moves every network to `device` (LYRA_DEVICE_CUDA: the GPU, or the emulated device under
- * LYRA2_EMULATED_CUDA=1): the DiT with activation dtype `dit_act` (LYRA_DTYPE_BF16: upstream's policy; F32: the
- * parity mode that isolates the placement from the precision, docs/PRECISION.md) on its own backend, which the umT5 and CLIP encoders then share (one stream: their outputs feed the DiT with no
- * synchronisation), the negative-prompt embedding uploaded once, the Wan VAE on its backend (lyra_vae_place).
- * Block streaming (lyra_dit_set_streaming) is set before. Irreversible (the host weights are freed); a no-op when
- * already there. On failure the models are unusable (the caller frees them): LYRA_ERR_OOM names the network. */
-lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dtype dit_act);
+ * LYRA2_EMULATED_CUDA=1), each in upstream's GPU precision when `policy` is LYRA_DTYPE_BF16 (docs/PRECISION.md: the
+ * DiT's bf16 policy, the Wan VAE and umT5 in bf16, CLIP in f16) or everything in f32 with LYRA_DTYPE_F32 (the parity
+ * mode that isolates the placement from the precision). The DiT gets its own backend, which the umT5 and CLIP
+ * encoders then share (one stream: their outputs feed the DiT with no synchronisation), the negative-prompt
+ * embedding is uploaded once, the Wan VAE gets its backend (lyra_vae_place). Block streaming
+ * (lyra_dit_set_streaming) is set before. Irreversible (the host weights are freed); a no-op when already there.
+ * On failure the models are unusable (the caller frees them): LYRA_ERR_OOM names the network. */
+lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dtype policy);
 
 /* The backend whose memory holds the DiT's inputs (and the encoders' outputs): the CPU backend before placement,
  * the device backend after. */

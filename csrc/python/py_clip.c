@@ -28,23 +28,25 @@ static lyra_status clip_load(lyra_py_netcap *net, const lyra_text_wsource *src, 
     return lyra_clip_load(&((clipnet *)net)->clip, src, *(const long long *)arg);
 }
 
-/* clip_load(weights, heads=0, device="cpu"): "cuda" moves the network to the device backend and uploads its
- * weights once (lyra_clip_place). */
+/* clip_load(weights, heads=0, device="cpu", precision=None): "cuda" moves the network to the device backend and
+ * uploads its weights once (lyra_clip_place) as precision ("f16", the default there, or "f32"). */
 static PyObject *py_clip_load(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *weights;
     long long heads = 0;
-    const char *device = "cpu";
-    if (!PyArg_ParseTuple(args, "O|Ls:clip_load", &weights, &heads, &device)) return NULL;
+    const char *device = "cpu", *precision = NULL;
+    if (!PyArg_ParseTuple(args, "O|Lsz:clip_load", &weights, &heads, &device, &precision)) return NULL;
     if (strcmp(device, "cpu") && strcmp(device, "cuda"))
         return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
+    lyra_dtype act;
+    if (lyra_py_precision(precision, !strcmp(device, "cuda"), LYRA_DTYPE_F16, &act) < 0) return NULL;
     PyObject *cap = lyra_py_netcap_load(weights, NULL, sizeof(clipnet), clipnet_free_model, clip_load, &heads, CAPSULE);
     if (!cap || !strcmp(device, "cpu")) return cap;
     clipnet *t = get_net(cap);
     lyra_status s;
     LYRA_PY_NETCAP_LOCKED(&t->net, {
         s = lyra_py_netcap_to_device(&t->net, LYRA_DEVICE_CUDA);
-        if (s == LYRA_OK) s = lyra_clip_place(&t->clip, &t->net.be);
+        if (s == LYRA_OK) s = lyra_clip_place(&t->clip, &t->net.be, act);
     });
     if (s != LYRA_OK) {
         Py_DECREF(cap);
@@ -132,12 +134,16 @@ finally:
     return out;
 }
 
-/* clip_plan(config dict with width, heads, layers, mlp, patch, image_size; batch) -> {params, flops, arena_bytes} */
+/* clip_plan(config dict with width, heads, layers, mlp, patch, image_size; batch, precision="f32") -> {params,
+ * flops, arena_bytes} */
 static PyObject *py_clip_plan(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *d;
     long long B;
-    if (!PyArg_ParseTuple(args, "O!L:clip_plan", &PyDict_Type, &d, &B)) return NULL;
+    const char *precision = "f32";
+    if (!PyArg_ParseTuple(args, "O!L|s:clip_plan", &PyDict_Type, &d, &B, &precision)) return NULL;
+    lyra_dtype act;
+    if (lyra_py_precision(precision, 1, LYRA_DTYPE_F16, &act) < 0) return NULL;
     lyra_clip_config c = {0};
     if (lyra_py_cfg_int(d, "width", &c.width) || lyra_py_cfg_int(d, "heads", &c.heads) ||
         lyra_py_cfg_int(d, "layers", &c.layers) || lyra_py_cfg_int(d, "mlp", &c.mlp) ||
@@ -151,7 +157,7 @@ static PyObject *py_clip_plan(PyObject *self, PyObject *args) {
     c.grid = c.image_size / c.patch;
     c.tokens = 1 + c.grid * c.grid;
     return Py_BuildValue("{s:L,s:d,s:n}", "params", (long long)lyra_clip_params(&c), "flops",
-                         lyra_clip_flops(&c, B), "arena_bytes", (Py_ssize_t)lyra_clip_arena_bytes(&c, B));
+                         lyra_clip_flops(&c, B), "arena_bytes", (Py_ssize_t)lyra_clip_arena_bytes_as(&c, B, act));
 }
 
 /* clip_arena(net) -> (capacity, peak): the activation arena (sized by measuring each encode) and its real

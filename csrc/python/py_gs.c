@@ -20,12 +20,28 @@ static lyra_status gsnet_load(lyra_py_netcap *net, const lyra_text_wsource *src,
     return lyra_da3_gs_load(&((gsnet *)net)->m, src);
 }
 
-/* gs_load(weights) -> capsule */
+/* gs_load(weights, device="cpu") -> capsule; "cuda": the head runs on the device backend, its weights uploaded
+ * once (lyra_da3_gs_place) */
 static PyObject *py_gs_load(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *weights;
-    if (!PyArg_ParseTuple(args, "O:gs_load", &weights)) return NULL;
-    return lyra_py_netcap_load(weights, "model.", sizeof(gsnet), gsnet_free_model, gsnet_load, NULL, CAPSULE);
+    const char *device = "cpu";
+    if (!PyArg_ParseTuple(args, "O|s:gs_load", &weights, &device)) return NULL;
+    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
+        return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
+    PyObject *cap = lyra_py_netcap_load(weights, "model.", sizeof(gsnet), gsnet_free_model, gsnet_load, NULL, CAPSULE);
+    if (!cap || !strcmp(device, "cpu")) return cap;
+    gsnet *t = PyCapsule_GetPointer(cap, CAPSULE);
+    lyra_status s;
+    LYRA_PY_NETCAP_LOCKED(&t->net, {
+        s = lyra_py_netcap_to_device(&t->net, LYRA_DEVICE_CUDA);
+        if (s == LYRA_OK) s = lyra_da3_gs_place(&t->m, &t->net.be);
+    });
+    if (s != LYRA_OK) {
+        Py_DECREF(cap);
+        return lyra_py_raise(s);
+    }
+    return cap;
 }
 
 /* gs_config(net) -> {dim_in, features, out_channels, out_dim, sh_degree} */
@@ -201,7 +217,7 @@ static PyObject *py_sh_rotation(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef gs_methods[] = {
-    {"gs_load", py_gs_load, METH_VARARGS, "gs_load(weights) -> DA3 GS head capsule"},
+    {"gs_load", py_gs_load, METH_VARARGS, "gs_load(weights, device='cpu') -> DA3 GS head capsule"},
     {"gs_config", py_gs_config, METH_VARARGS, "gs_config(net) -> dict"},
     {"gs_head", py_gs_head, METH_VARARGS, "gs_head(net, taps, pixels, down_ratio) -> raw (S, D, h/r, w/r)"},
     {"gs_adapt", py_gs_adapt, METH_VARARGS,

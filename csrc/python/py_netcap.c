@@ -93,3 +93,22 @@ int lyra_py_cfg_int(PyObject *config, const char *key, int64_t *v) {
     *v = x;
     return 0;
 }
+
+int lyra_py_precision(const char *precision, int on_device, lyra_dtype policy, lyra_dtype *out) {
+    if (!precision) {
+        *out = on_device ? policy : LYRA_DTYPE_F32;
+        return 0;
+    }
+    if (!strcmp(precision, "f32")) *out = LYRA_DTYPE_F32;
+    else if (!strcmp(precision, lyra_dtype_name(policy))) *out = policy;
+    else {
+        PyErr_Format(PyExc_ValueError, "precision: '%s' is not allowed; expected 'f32' or '%s'", precision,
+                     lyra_dtype_name(policy));
+        return -1;
+    }
+    if (*out != LYRA_DTYPE_F32 && !on_device) {
+        PyErr_Format(PyExc_ValueError, "precision: '%s' needs device='cuda' (the CPU backend computes f32)", precision);
+        return -1;
+    }
+    return 0;
+}

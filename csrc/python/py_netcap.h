@@ -80,4 +80,10 @@ lyra_status lyra_py_netcap_to_device(lyra_py_netcap *net, lyra_device device);
  * conversion's error. */
 int lyra_py_cfg_int(PyObject *config, const char *key, int64_t *v);
 
+/* The storage dtype of a network's `precision` argument (docs/PRECISION.md): NULL is the default, `policy` (the
+ * network's upstream GPU dtype, bf16 or f16) on a device and f32 on the CPU; allowed are "f32" and the policy's
+ * name. A 16-bit precision needs a device (the CPU backend computes f32). 0, or -1 with a ValueError naming
+ * `precision`, the value and what is allowed. */
+int lyra_py_precision(const char *precision, int on_device, lyra_dtype policy, lyra_dtype *out);
+
 #endif

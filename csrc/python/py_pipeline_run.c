@@ -4,8 +4,8 @@
  *       paths: {"dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt"[, "lora_dmd"]} file paths;
  *       styles: (name, path, weight) of each style LoRA applied in every run (at most 4).
  *   _core.ar_models_place(capsule, device: "cpu" | "cuda", precision="bf16") -> None: every network to the device
- *       (irreversible; block streaming is set before, with ar_models_dit_streaming); precision: the DiT's
- *       activations on the device, "bf16" (upstream's policy) or "f32" (parity mode)
+ *       (irreversible; block streaming is set before, with ar_models_dit_streaming); precision: "bf16" =
+ *       upstream's GPU precision of every network (docs/PRECISION.md), "f32" = everything f32 (parity mode)
  *   _core.ar_models_dit_fp8(capsule, use_dmd) -> None: the LoRAs merged (DMD at 1 or 0), the DiT's blocks fp8
  *       e4m3, for runs of that use_dmd only (before streaming and placement)
  *   _core.ar_models_info(capsule) -> dict (layout sizes, widths, has_dmd, style_loras [(name, weight)], dit_dtype)

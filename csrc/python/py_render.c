@@ -7,16 +7,21 @@
 #include "render/video_read.h"
 
 /* gs_render(means (N,3), scales (N,3), rotations (N,4) wxyz, harmonics (N,3,d_sh), opacities (N), w2c (T,4,4),
- *           K (T,3,3), height, width, background (3 floats), near, threads)
- *   -> (rgb (T,H,W,3) f32, alpha (T,H,W) f32, depth (T,H,W) f32) */
+ *           K (T,3,3), height, width, background (3 floats), near, threads, device "cpu" | "cuda")
+ *   -> (rgb (T,H,W,3) f32, alpha (T,H,W) f32, depth (T,H,W) f32)
+ * A backend of `device` is made for the call (threads: the CPU backend's team) and freed after it, so a device
+ * holds the scene only while it renders. */
 static PyObject *py_gs_render(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *o[7];
     int H, W, threads;
     float bg[3], near_plane;
-    if (!PyArg_ParseTuple(args, "OOOOOOOii(fff)fi:gs_render", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &H,
-                          &W, &bg[0], &bg[1], &bg[2], &near_plane, &threads))
+    const char *device = "cpu";
+    if (!PyArg_ParseTuple(args, "OOOOOOOii(fff)fi|s:gs_render", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &H,
+                          &W, &bg[0], &bg[1], &bg[2], &near_plane, &threads, &device))
         return NULL;
+    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
+        return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
     static const char *names[7] = {"means", "scales", "rotations", "harmonics", "opacities", "w2c", "K"};
     static const int nd[7] = {2, 2, 2, 3, 1, 3, 3};
     PyArrayObject *a[7] = {0}, *rgb = NULL, *al = NULL, *dp = NULL;
@@ -51,18 +56,27 @@ static PyObject *py_gs_render(PyObject *self, PyObject *args) {
                         .rotations = PyArray_DATA(a[2]), .harmonics = PyArray_DATA(a[3]),
                         .opacities = PyArray_DATA(a[4]), .sh_degree = deg};
     const float *w2c = PyArray_DATA(a[5]), *K = PyArray_DATA(a[6]);
-    float *out = PyArray_DATA(rgb), *oa = PyArray_DATA(al), *od = PyArray_DATA(dp);
-    size_t px = (size_t)H * (size_t)W;
-    lyra_status s = LYRA_OK;
-    Py_BEGIN_ALLOW_THREADS
-    for (npy_intp t = 0; t < T && s == LYRA_OK; t++) {
-        lyra_gs_camera cam = {.width = W, .height = H, .near_plane = near_plane,
-                              .background = {bg[0], bg[1], bg[2]}};
-        memcpy(cam.w2c, w2c + 16 * t, sizeof cam.w2c);
-        memcpy(cam.K, K + 9 * t, sizeof cam.K);
-        s = lyra_gs_render(&sc, &cam, out + (size_t)t * px * 3, oa + (size_t)t * px, od + (size_t)t * px, threads);
+    lyra_splat_camera *cams = PyMem_Calloc((size_t)(T > 0 ? T : 1), sizeof *cams);
+    if (!cams) {
+        PyErr_NoMemory();
+        goto finally;
     }
+    for (npy_intp t = 0; t < T; t++) {
+        cams[t].near_plane = near_plane;
+        memcpy(cams[t].background, bg, sizeof bg);
+        memcpy(cams[t].w2c, w2c + 16 * t, sizeof cams[t].w2c);
+        memcpy(cams[t].K, K + 9 * t, sizeof cams[t].K);
+    }
+    lyra_status s;
+    Py_BEGIN_ALLOW_THREADS
+    lyra_backend be;
+    s = lyra_backend_init(&be, strcmp(device, "cuda") ? LYRA_DEVICE_CPU : LYRA_DEVICE_CUDA,
+                          strcmp(device, "cuda") ? threads : 0);
+    if (s == LYRA_OK)
+        s = lyra_gs_render(&be, &sc, cams, T, W, H, PyArray_DATA(rgb), PyArray_DATA(al), PyArray_DATA(dp));
+    lyra_backend_free(&be);
     Py_END_ALLOW_THREADS
+    PyMem_Free(cams);
     if (s != LYRA_OK) {
         lyra_py_raise(s);
         goto finally;
@@ -106,8 +120,8 @@ static PyObject *py_video_read(PyObject *self, PyObject *args) {
 static PyMethodDef render_methods[] = {
     {"video_read", py_video_read, METH_VARARGS, "video_read(path, max_frames=0) -> (frames uint8 (T,H,W,3), fps)"},
     {"gs_render", py_gs_render, METH_VARARGS,
-     "gs_render(means, scales, rotations, harmonics, opacities, w2c, K, height, width, background, near, threads) "
-     "-> (rgb, alpha, depth)"},
+     "gs_render(means, scales, rotations, harmonics, opacities, w2c, K, height, width, background, near, threads, "
+     "device='cpu') -> (rgb, alpha, depth)"},
     {NULL, NULL, 0, NULL},
 };
 

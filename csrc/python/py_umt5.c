@@ -29,22 +29,24 @@ static lyra_status umt5_load(lyra_py_netcap *net, const lyra_text_wsource *src, 
     return lyra_umt5_load(&((umt5net *)net)->umt5, src);
 }
 
-/* umt5_load(weights, device="cpu"): "cuda" moves the network to the device backend and uploads its weights
- * once (lyra_umt5_place). */
+/* umt5_load(weights, device="cpu", precision=None): "cuda" moves the network to the device backend and uploads
+ * its weights once (lyra_umt5_place), activations stored as precision ("bf16", the default there, or "f32"). */
 static PyObject *py_umt5_load(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *weights;
-    const char *device = "cpu";
-    if (!PyArg_ParseTuple(args, "O|s:umt5_load", &weights, &device)) return NULL;
+    const char *device = "cpu", *precision = NULL;
+    if (!PyArg_ParseTuple(args, "O|sz:umt5_load", &weights, &device, &precision)) return NULL;
     if (strcmp(device, "cpu") && strcmp(device, "cuda"))
         return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
+    lyra_dtype act;
+    if (lyra_py_precision(precision, !strcmp(device, "cuda"), LYRA_DTYPE_BF16, &act) < 0) return NULL;
     PyObject *cap = lyra_py_netcap_load(weights, NULL, sizeof(umt5net), umt5net_free_model, umt5_load, NULL, CAPSULE);
     if (!cap || !strcmp(device, "cpu")) return cap;
     umt5net *t = get_net(cap);
     lyra_status s;
     LYRA_PY_NETCAP_LOCKED(&t->net, {
         s = lyra_py_netcap_to_device(&t->net, LYRA_DEVICE_CUDA);
-        if (s == LYRA_OK) s = lyra_umt5_place(&t->umt5, &t->net.be);
+        if (s == LYRA_OK) s = lyra_umt5_place(&t->umt5, &t->net.be, act);
     });
     if (s != LYRA_OK) {
         Py_DECREF(cap);
@@ -180,12 +182,15 @@ static PyObject *py_umt5_bucket(PyObject *self, PyObject *args) {
     return out;
 }
 
-/* umt5_plan(config dict, batch, tokens) -> {params, flops, arena_bytes} (no weights needed). */
+/* umt5_plan(config dict, batch, tokens, precision="f32") -> {params, flops, arena_bytes} (no weights needed). */
 static PyObject *py_umt5_plan(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *d;
     long long B, L;
-    if (!PyArg_ParseTuple(args, "O!LL:umt5_plan", &PyDict_Type, &d, &B, &L)) return NULL;
+    const char *precision = "f32";
+    if (!PyArg_ParseTuple(args, "O!LL|s:umt5_plan", &PyDict_Type, &d, &B, &L, &precision)) return NULL;
+    lyra_dtype act;
+    if (lyra_py_precision(precision, 1, LYRA_DTYPE_BF16, &act) < 0) return NULL;
     lyra_umt5_config c = {0};
     if (lyra_py_cfg_int(d, "vocab", &c.vocab) || lyra_py_cfg_int(d, "dim", &c.dim) ||
         lyra_py_cfg_int(d, "dim_attn", &c.dim_attn) || lyra_py_cfg_int(d, "heads", &c.heads) ||
@@ -195,7 +200,7 @@ static PyObject *py_umt5_plan(PyObject *self, PyObject *args) {
     PyObject *sp = PyDict_GetItemString(d, "shared_pos");
     c.shared_pos = sp ? PyObject_IsTrue(sp) : 0;
     return Py_BuildValue("{s:L,s:d,s:n}", "params", (long long)lyra_umt5_params(&c), "flops",
-                         lyra_umt5_flops(&c, B, L), "arena_bytes", (Py_ssize_t)lyra_umt5_arena_bytes(&c, B, L));
+                         lyra_umt5_flops(&c, B, L), "arena_bytes", (Py_ssize_t)lyra_umt5_arena_bytes_as(&c, B, L, act));
 }
 
 /* umt5_arena(net) -> (capacity, peak): the activation arena (sized by measuring each encode) and its real

@@ -1,10 +1,12 @@
 /* Python glue for the Wan VAE (csrc/models/vae.h): private functions of lyra2._core behind lyra2/models/vae.py.
  *
- *   vae_load(weights: dict[str, ndarray], device="cpu") -> model capsule ("cuda": weights placed on the device;
- *       its sessions keep caches and activations there and stage each push's frames up and its output down)
+ *   vae_load(weights: dict[str, ndarray], device="cpu", precision=None) -> model capsule ("cuda": weights placed
+ *       on the device, stored as `precision`, "bf16" (the default there) or "f32"; its sessions keep caches and
+ *       activations there in that dtype and stage each push's frames up and its output down)
  *   vae_info(model) -> (dim, z_dim)
  *   vae_session(model, decoder: bool, n_threads) -> session capsule (keeps the model alive)
- *   vae_plan_session(dim, z_dim, decoder) -> session capsule over a weightless model (dry runs only)
+ *   vae_plan_session(dim, z_dim, decoder, precision="f32") -> session capsule over a weightless model (dry runs
+ *       only), its bytes counted for "f32" or "bf16" storage
  *   vae_push(session, array, constants, first_alone=False, window=-1) -> ndarray
  *       constants: -1 raw, 0 bf16 tables, 1 fp32 tables; window >= 0 (device streams only): the whole array staged
  *       on the device once and pushed in chunks (the lone first frame, then window frames; 0 = all at once)
@@ -13,7 +15,7 @@
  *   vae_copy(session) -> session capsule
  *   vae_stats(session) -> dict of the last push
  *   vae_constants(constants) -> (mean, inv_std) float32 arrays */
-#include "py_weight_source.h"
+#include "py_netcap.h"
 
 #include "models/vae.h"
 #include "nn/ops.h"
@@ -27,6 +29,7 @@ typedef struct py_session {
     lyra_vae *owned;      /* the weightless model of a plan session */
     int decoder;
     int z_dim;
+    lyra_dtype act;       /* the model's storage dtype: device frames are staged in it */
     int busy;             /* a push is running with the GIL released */
 } py_session;
 
@@ -54,6 +57,7 @@ static PyObject *session_capsule(lyra_vae_session *s, PyObject *model, lyra_vae 
     ps->owned = owned;
     ps->decoder = decoder;
     ps->z_dim = z_dim;
+    ps->act = lyra_vae_precision(owned ? owned : PyCapsule_GetPointer(model, MODEL_CAPSULE));
     PyObject *cap = PyCapsule_New(ps, SESSION_CAPSULE, session_destroy);
     if (!cap) {
         Py_XDECREF(model);
@@ -69,11 +73,13 @@ static PyObject *session_capsule(lyra_vae_session *s, PyObject *model, lyra_vae 
 static PyObject *py_vae_load(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *dict, *result = NULL;
-    const char *device = "cpu";
-    if (!PyArg_ParseTuple(args, "O!|s:vae_load", &PyDict_Type, &dict, &device)) return NULL;
+    const char *device = "cpu", *precision = NULL;
+    if (!PyArg_ParseTuple(args, "O!|sz:vae_load", &PyDict_Type, &dict, &device, &precision)) return NULL;
     if (strcmp(device, "cpu") && strcmp(device, "cuda"))
         return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
     lyra_device dev = strcmp(device, "cuda") ? LYRA_DEVICE_CPU : LYRA_DEVICE_CUDA;
+    lyra_dtype act;
+    if (lyra_py_precision(precision, dev != LYRA_DEVICE_CPU, LYRA_DTYPE_BF16, &act) < 0) return NULL;
     /* A snapshot: converting a value may run user code (__array__) that changes the dict. float64 is not
      * narrowed: the VAE takes float32/float16 arrays only. */
     lyra_py_wsource ws;
@@ -96,7 +102,7 @@ static PyObject *py_vae_load(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     st = lyra_vae_load(&vae, lyra_py_wsource_lookup, &ws, ws.names, (int)ws.n);
     /* device: the weights go up once here; sessions of the model then run there */
-    if (st == LYRA_OK) st = lyra_vae_place(vae, dev);
+    if (st == LYRA_OK) st = lyra_vae_place(vae, dev, act);
     Py_END_ALLOW_THREADS
     if (st != LYRA_OK) {
         lyra_vae_free(vae);
@@ -137,10 +143,13 @@ static PyObject *py_vae_session(PyObject *self, PyObject *args) {
 static PyObject *py_vae_plan_session(PyObject *self, PyObject *args) {
     (void)self;
     int dim, z_dim, decoder;
-    if (!PyArg_ParseTuple(args, "iip:vae_plan_session", &dim, &z_dim, &decoder)) return NULL;
+    const char *precision = "f32";
+    if (!PyArg_ParseTuple(args, "iip|s:vae_plan_session", &dim, &z_dim, &decoder, &precision)) return NULL;
+    lyra_dtype act;
+    if (lyra_py_precision(precision, 1, LYRA_DTYPE_BF16, &act) < 0) return NULL;
     lyra_vae *vae;
     lyra_vae_session *s;
-    lyra_status st = lyra_vae_shapes(&vae, dim, z_dim);
+    lyra_status st = lyra_vae_shapes(&vae, dim, z_dim, act);
     if (st != LYRA_OK) return lyra_py_raise(st);
     st = lyra_vae_plan_session(&s, vae, decoder);
     if (st != LYRA_OK) {
@@ -188,11 +197,14 @@ static lyra_status push_range(py_session *ps, const lyra_tensor *dx, const lyra_
 
 /* A device stream: the call's frames are uploaded once into one device block and pushed as frame ranges of it
  * (the lone first frame when first_alone, then `window` frames at a time, 0 = the rest at once), the outputs are
- * gathered in a second device block and downloaded once: transfers only at the Python boundary. */
+ * gathered in a second device block and downloaded once: transfers only at the Python boundary. Both blocks hold
+ * the model's storage dtype (bf16 frames and latents as upstream TOK:881, TOK:891 casts them; converted on the
+ * host around the transfers). */
 static lyra_status push_staged(py_session *ps, const lyra_tensor *x, lyra_tensor *y, int first_alone, int64_t window) {
     lyra_backend *be = lyra_vae_session_backend(ps->s);
     const char *stage = ps->decoder ? "Wan VAE decode" : "Wan VAE encode";
-    size_t bx = lyra_tensor_nbytes(x), by = lyra_tensor_nbytes(y);
+    lyra_tensor dx = lyra_tensor_make(NULL, ps->act, 5, x->ne), dy = lyra_tensor_make(NULL, ps->act, 5, y->ne);
+    size_t bx = lyra_tensor_nbytes(&dx), by = lyra_tensor_nbytes(&dy);
     void *mx = be->ops->alloc(be, bx), *my = mx ? be->ops->alloc(be, by) : NULL;
     lyra_status st = LYRA_OK;
     if (!mx || !my) {
@@ -202,11 +214,12 @@ static lyra_status push_staged(py_session *ps, const lyra_tensor *x, lyra_tensor
                         stage, bx + by, be->ops->name, why);
         goto done;
     }
-    lyra_tensor dx = lyra_tensor_make(mx, LYRA_DTYPE_F32, 5, x->ne), dy = lyra_tensor_make(my, LYRA_DTYPE_F32, 5, y->ne);
+    dx.data = mx;
+    dy.data = my;
     dx.device = dy.device = be->device;
     dx.name = ps->decoder ? "Wan VAE latents" : "Wan VAE video";
     dy.name = ps->decoder ? "Wan VAE frames" : "Wan VAE mu";
-    st = lyra_op_upload(be, &dx, x);
+    st = lyra_backend_upload_as(be, &dx, x);
     int64_t n = x->ne[2], t = 0, o = 0, step = window > 0 ? window : n;
     int pushed = 0;
     if (st == LYRA_OK && first_alone) {
@@ -223,7 +236,7 @@ static lyra_status push_staged(py_session *ps, const lyra_tensor *x, lyra_tensor
     if (st == LYRA_OK && o != y->ne[2])
         st = lyra_error(LYRA_ERR_INTERNAL, "%s: the pushes returned %lld frames, expected %lld", stage, (long long)o,
                         (long long)y->ne[2]);
-    if (st == LYRA_OK) st = lyra_op_download(be, y, &dy);
+    if (st == LYRA_OK) st = lyra_backend_download_as(be, y, &dy);
     /* Failed after some pushes advanced the caches: the call cannot be retried on this stream. (A failure in the
      * first push leaves it usable: sessions reserve their arena before any cache moves.) */
     if (st != LYRA_OK && pushed) lyra_vae_session_abandon(ps->s);
@@ -356,7 +369,7 @@ static PyObject *py_vae_copy(PyObject *self, PyObject *args) {
     lyra_vae *owned = NULL;
     if (ps->owned) {
         /* A plan session's weightless model belongs to its capsule: the copy gets its own. */
-        st = lyra_vae_shapes(&owned, lyra_vae_dim(ps->owned), lyra_vae_z_dim(ps->owned));
+        st = lyra_vae_shapes(&owned, lyra_vae_dim(ps->owned), lyra_vae_z_dim(ps->owned), lyra_vae_precision(ps->owned));
         if (st != LYRA_OK) {
             lyra_vae_session_free(s);
             return lyra_py_raise(st);

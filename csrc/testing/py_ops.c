@@ -873,6 +873,43 @@ static PyObject *py_avg_pool3d(PyObject *self, PyObject *args, PyObject *kw) {
 }
 
 
+/* gs_rasterize(means (N,3), scales (N,3), rotations (N,4), harmonics (N,3,d_sh), opacities (N), w2c (4,4), K (3,3),
+ *              height, width, background=(0,0,0), near=0.01) -> (H, W, 5) f32 (r, g, b, alpha, depth) */
+static PyObject *py_gs_rasterize(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"means", "scales", "rotations", "harmonics", "opacities", "w2c", "K", "height", "width",
+                          "background", "near", NULL};
+    PyObject *o[5], *w2c_o, *k_o;
+    int h, w;
+    float bg[3] = {0, 0, 0}, near_plane = 0.01f;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOii|(fff)f", kws, &o[0], &o[1], &o[2], &o[3], &o[4], &w2c_o,
+                                     &k_o, &h, &w, &bg[0], &bg[1], &bg[2], &near_plane))
+        return NULL;
+    lyra_splat_camera cam = {.near_plane = near_plane, .background = {bg[0], bg[1], bg[2]}};
+    PyArrayObject *wa = lyra_py_array(w2c_o, NPY_FLOAT32, 2, "w2c"), *ka = wa ? lyra_py_array(k_o, NPY_FLOAT32, 2, "K") : NULL;
+    int ok = ka && PyArray_SIZE(wa) == 16 && PyArray_SIZE(ka) == 9;
+    if (ok) {
+        memcpy(cam.w2c, PyArray_DATA(wa), sizeof cam.w2c);
+        memcpy(cam.K, PyArray_DATA(ka), sizeof cam.K);
+    } else if (ka) {
+        PyErr_SetString(PyExc_ValueError, "w2c (4, 4) and K (3, 3) expected");
+    }
+    Py_XDECREF(wa);
+    Py_XDECREF(ka);
+    if (!ok) return NULL;
+    keep k = {0};
+    int err = 0;
+    static const char *names[5] = {"means", "scales", "rotations", "harmonics", "opacities"};
+    lyra_tensor t[5], y;
+    for (int i = 0; i < 5 && !err; i++) in_param(&k, o[i], names[i], &t[i], 0, &err);
+    if (err) FAIL(&k);
+    int64_t ne[3] = {h, w, 5};
+    if (h < 1 || w < 1) { PyErr_SetString(PyExc_ValueError, "height and width must be >= 1"); FAIL(&k); }
+    PyArrayObject *out = out_f32(&k, 3, ne, &y);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_gs_rasterize(be, &y, &t[0], &t[1], &t[2], &t[3], &t[4], &cam));
+}
+
 /* ---------------- descriptor helpers (core/tensor.h, core/arena.h) ---------------- */
 
 static int parse_dtype(const char *s, lyra_dtype *d) {
@@ -1447,7 +1484,8 @@ BK(py_copy) BK(py_concat) BK(py_pad) BK(py_patchify) BK(py_unpatchify) BK(py_emb
 BK(py_linear_act) BK(py_linear_fp8) BK(py_matmul) BK(py_attention) BK(py_rms_norm) BK(py_layer_norm)
 BK(py_l2norm_channels) BK(py_group_norm) BK(py_softmax) BK(py_unary) BK(py_glu) BK(py_add) BK(py_mul)
 BK(py_scale) BK(py_sincos) BK(py_modulate) BK(py_gate) BK(py_rope) BK(py_conv2d) BK(py_conv3d) BK(py_conv_transpose2d)
-BK(py_upsample_nearest2x) BK(py_resize) BK(py_avg_pool3d) BK(py_quantize_fp8_rows) BK(py_linear_fp8_tokens)
+BK(py_upsample_nearest2x) BK(py_resize) BK(py_avg_pool3d) BK(py_gs_rasterize) BK(py_quantize_fp8_rows)
+BK(py_linear_fp8_tokens)
 
 #define KW(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, doc}
 
@@ -1504,6 +1542,8 @@ static PyMethodDef ops_methods[] = {
     KW("upsample_nearest2x", py_upsample_nearest2x_bk, "upsample_nearest2x(x (..., H, W))."),
     KW("resize", py_resize_bk, "resize(x, size, mode='bilinear', align_corners=False, antialias=False, ratio=None)."),
     KW("avg_pool3d", py_avg_pool3d_bk, "avg_pool3d(x (..., T, H, W), kt, kh, kw)."),
+    KW("gs_rasterize", py_gs_rasterize_bk, "gs_rasterize(means, scales, rotations, harmonics, opacities, w2c, K, "
+       "height, width, background=(0,0,0), near=0.01) -> (H, W, 5): r, g, b, alpha, depth."),
     {NULL, NULL, 0, NULL},
 };
 

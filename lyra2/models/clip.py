@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from .umt5 import check_device
+from .umt5 import check_device, check_precision
 
 __all__ = ["CLIPVision", "clip_cost", "CLIP_VIT_H14", "CLIP_MEAN", "CLIP_STD"]
 
@@ -29,11 +29,12 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CLIP_VIT_H14 = {"width": 1280, "heads": 16, "layers": 32, "mlp": 5120, "patch": 14, "image_size": 224}
 
 
-def clip_cost(config=None, batch=1) -> dict:
-    """Parameters of the used part, weight bytes (fp16/bf16 and float32), activation arena bytes and FLOPs
-    (2 per multiply-add: patch conv, linears, QKᵀ, PV) of one forward over ``batch`` frames (default ViT-H/14)."""
+def clip_cost(config=None, batch=1, precision="f32") -> dict:
+    """Parameters of the used part, weight bytes (fp16/bf16 and float32), activation arena bytes (a model placed
+    as ``precision``: "f32" as on the CPU, "f16" as on a device) and FLOPs (2 per multiply-add: patch conv,
+    linears, QKᵀ, PV) of one forward over ``batch`` frames (default ViT-H/14)."""
     cfg = dict(CLIP_VIT_H14 if config is None else config)
-    plan = _core.clip_plan(cfg, int(batch))
+    plan = _core.clip_plan(cfg, int(batch), precision)
     return {"params": plan["params"], "weight_bytes_bf16": 2 * plan["params"],
             "weight_bytes_f32": 4 * plan["params"], "arena_bytes": plan["arena_bytes"], "flops": plan["flops"]}
 
@@ -48,14 +49,19 @@ def _image(image) -> np.ndarray:
 
 
 class CLIPVision:
-    """The CLIP vision tower on the lyra2 runtime (see the module docstring)."""
+    """The CLIP vision tower on the lyra2 runtime (see the module docstring).
 
-    def __init__(self, weights, device="cpu", num_heads=None):
+    ``precision`` on "cuda": "f16" (the default there: upstream builds the tower in fp16 and runs it under fp16
+    autocast, CLIP:496, CLIP:526; LayerNorm statistics f32, q/k/v cast to bf16 for the attention, ATT:101-112;
+    docs/PRECISION.md) or "f32" (a parity mode); the CPU computes "f32" only. The output is float32 either way."""
+
+    def __init__(self, weights, device="cpu", num_heads=None, precision=None):
         check_device(device, placed=True)
         if num_heads is not None and (not isinstance(num_heads, (int, np.integer)) or num_heads < 1):
             raise ValueError(f"num_heads must be a positive int, got {num_heads!r}")
         self.device = device
-        self._net = _core.clip_load(weights, 0 if num_heads is None else int(num_heads), device)
+        self.precision = check_precision(device, precision, ("f16", "f32"))
+        self._net = _core.clip_load(weights, 0 if num_heads is None else int(num_heads), device, self.precision)
         self.config = _core.clip_config(self._net)
 
     def preprocess(self, image) -> np.ndarray:

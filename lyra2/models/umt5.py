@@ -54,18 +54,30 @@ def _int_array(value, name) -> np.ndarray:
     return a
 
 
+def check_precision(device, precision, allowed=("bf16", "f32")) -> str:
+    """The storage precision of a network's activations (docs/PRECISION.md): None is upstream's GPU policy on
+    "cuda" (``allowed[0]``) and "f32" on "cpu" (the only one the CPU backend computes)."""
+    if precision is None:
+        return allowed[0] if device == "cuda" else "f32"
+    if precision not in allowed:
+        raise ValueError(f"precision must be one of {list(allowed)}, got {precision!r}")
+    if precision != "f32" and device != "cuda":
+        raise ValueError(f"precision={precision!r} needs device='cuda' (the CPU backend computes f32)")
+    return precision
+
+
 def relative_position_bucket(rel, num_buckets=32, max_dist=128) -> np.ndarray:
     """Bucket of each relative position ``key − query`` (bidirectional, as T5RelativeEmbedding; upstream T5:259-296),
     computed by the C encoder's own function."""
     return _core.umt5_bucket(np.ascontiguousarray(rel, dtype=np.int64), int(num_buckets), int(max_dist))
 
 
-def umt5_cost(config=None, tokens=512, batch=1) -> dict:
-    """Parameters, weight bytes (bf16 and float32), activation arena bytes and FLOPs (2 per multiply-add:
-    projections, QKᵀ, PV, FFN) of one forward over ``batch`` sequences of ``tokens`` tokens, from a config dict
-    (default: umT5-XXL)."""
+def umt5_cost(config=None, tokens=512, batch=1, precision="f32") -> dict:
+    """Parameters, weight bytes (bf16 and float32), activation arena bytes (activations stored as ``precision``,
+    "f32" as on the CPU or "bf16" as on a device) and FLOPs (2 per multiply-add: projections, QKᵀ, PV, FFN) of one
+    forward over ``batch`` sequences of ``tokens`` tokens, from a config dict (default: umT5-XXL)."""
     cfg = dict(UMT5_XXL if config is None else config)
-    plan = _core.umt5_plan(cfg, int(batch), int(tokens))
+    plan = _core.umt5_plan(cfg, int(batch), int(tokens), precision)
     return {"params": plan["params"], "weight_bytes_bf16": 2 * plan["params"],
             "weight_bytes_f32": 4 * plan["params"], "arena_bytes": plan["arena_bytes"], "flops": plan["flops"]}
 
@@ -76,16 +88,20 @@ class UMT5Encoder:
     ``enc(ids, mask=None)``: ids int (B, L) (Lyra uses L = 512, padded with 0), mask (B, L) nonzero on the real
     tokens (default ``ids != 0``) -> float32 (B, L, dim); with ``seq_len`` = number of nonzero mask entries of a
     row, rows >= seq_len are exactly 0 (upstream T5:522-537). When every mask row is a prefix only the first
-    max(seq_len) positions are computed (identical result: padded keys have probability exactly 0)."""
+    max(seq_len) positions are computed (identical result: padded keys have probability exactly 0).
 
-    def __init__(self, weights, device="cpu"):
+    ``precision``: activation storage on "cuda", "bf16" (the default there: upstream builds the encoder in bf16,
+    T5:496; matrices stored bf16, RMS statistics and softmax in f32, docs/PRECISION.md) or "f32" (a parity mode);
+    the CPU computes "f32" only. The output is float32 either way."""
+
+    def __init__(self, weights, device="cpu", precision=None):
         check_device(device, placed=True)
         if isinstance(weights, UMT5Encoder):
             raise TypeError("weights must be a safetensors path or a mapping name -> array")
         self.device = device
-        # "cuda": weights uploaded once; each call stages ids/mask/buckets and downloads the output (f32
-        # activations on the device for now, docs/PRECISION.md)
-        self._net = _core.umt5_load(weights, device)
+        self.precision = check_precision(device, precision)
+        # "cuda": weights uploaded once; each call stages ids/mask/buckets and downloads the output
+        self._net = _core.umt5_load(weights, device, self.precision)
         self.config = _core.umt5_config(self._net)
 
     @property

@@ -58,12 +58,23 @@ class WanVAE:
     modules of upstream TOK:306-546) to float32/float16 arrays; the width (dim, 96 for the real model) is read from the shapes.
     `constants`: latent normalisation tables, "bf16" (Lyra) or "fp32". `threads`: CPU threads (0 = all).
     `device="cuda"`: the weights are uploaded once; every stream keeps its causal caches and activations in
-    device memory, and a call uploads its input frames and downloads its output once (f32 activations for now,
-    docs/PRECISION.md). A device out-of-memory raises Lyra2Error naming the stage and the bytes."""
+    device memory, and a call uploads its input frames and downloads its output once. A device out-of-memory
+    raises Lyra2Error naming the stage and the bytes.
+    `precision`: what weights, activations and caches are stored as on the device: "bf16" (the default there:
+    upstream casts the VAE and its input to bf16, TOK:864, TOK:881, TOK:900-901; norm statistics and softmax stay
+    f32 inside the kernels, docs/PRECISION.md) or "f32" (a parity mode); the CPU computes "f32" only. Host arrays
+    in and out are float32 either way."""
 
-    def __init__(self, weights, device="cpu", constants="bf16", threads=0):
+    def __init__(self, weights, device="cpu", constants="bf16", threads=0, precision=None):
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if precision is None:
+            precision = "bf16" if device == "cuda" else "f32"
+        if precision not in ("bf16", "f32"):
+            raise ValueError(f"precision must be 'bf16' or 'f32', got {precision!r}")
+        if precision == "bf16" and device != "cuda":
+            raise ValueError("precision='bf16' needs device='cuda' (the CPU backend computes f32)")
+        self.precision = precision
         self._code = _constants_code(constants)
         self.constants = constants
         self.device = device
@@ -73,7 +84,7 @@ class WanVAE:
             weights = load_safetensors(weights)
         if not isinstance(weights, Mapping):
             raise TypeError("weights must be a safetensors path or a mapping {name: array}")
-        self._model = _core.vae_load(dict(weights), device)
+        self._model = _core.vae_load(dict(weights), device, precision)
         self.dim, self.z_dim = _core.vae_info(self._model)
 
     def encode(self, video, normalize=True, window=4):
@@ -237,9 +248,9 @@ class VAEStream:
 # ---------------------------------------------------------------------------------------------------------
 # Memory / FLOP plan: dry runs of the C layer list (no weights, nothing computed).
 
-def _plan_pushes(dim, z_dim, decoder, shapes):
+def _plan_pushes(dim, z_dim, decoder, shapes, precision="f32"):
     """Dry-pushes each (B, C, T, H, W) shape through a fresh plan stream; returns the per-push stats."""
-    session = _core.vae_plan_session(dim, z_dim, decoder)
+    session = _core.vae_plan_session(dim, z_dim, decoder, precision)
     out = []
     for shape in shapes:
         _core.vae_plan_push(session, tuple(int(v) for v in shape))
@@ -273,9 +284,9 @@ def _summarise(pushes):
     }
 
 
-def memory_plan(dim=96, z_dim=16, height=480, width=832, frames=81, batch=1):
-    """Dry-run accounting (f32 activations, one batch element per pass) of the C layer list for one
-    `frames`-frame chunk at height×width:
+def memory_plan(dim=96, z_dim=16, height=480, width=832, frames=81, batch=1, precision="f32"):
+    """Dry-run accounting (activations and caches stored as `precision`, "f32" as on the CPU or "bf16" as on a
+    device; one batch element per pass) of the C layer list for one `frames`-frame chunk at height×width:
       "encode_stream":  frame 0, then 4-frame pushes (how Lyra encodes);
       "encode_full":    all frames in one push (the full-sequence path);
       "decode_stream":  1 + (frames-1)/4 latents, one per push (how Lyra decodes);
@@ -289,11 +300,12 @@ def memory_plan(dim=96, z_dim=16, height=480, width=832, frames=81, batch=1):
     enc = [(batch, 3, 1, height, width)] + [(batch, 3, 4, height, width)] * k
     dec = [(batch, z_dim, 1, h, w)] * (k + 1)
     plan = {
-        "config": {"dim": dim, "z_dim": z_dim, "height": height, "width": width, "frames": frames, "batch": batch},
-        "encode_stream": _summarise(_plan_pushes(dim, z_dim, False, enc)),
-        "encode_full": _summarise(_plan_pushes(dim, z_dim, False, [(batch, 3, frames, height, width)])),
-        "decode_stream": _summarise(_plan_pushes(dim, z_dim, True, dec)),
-        "decode_full": _summarise(_plan_pushes(dim, z_dim, True, [(batch, z_dim, k + 1, h, w)])),
+        "config": {"dim": dim, "z_dim": z_dim, "height": height, "width": width, "frames": frames, "batch": batch,
+                   "precision": precision},
+        "encode_stream": _summarise(_plan_pushes(dim, z_dim, False, enc, precision)),
+        "encode_full": _summarise(_plan_pushes(dim, z_dim, False, [(batch, 3, frames, height, width)], precision)),
+        "decode_stream": _summarise(_plan_pushes(dim, z_dim, True, dec, precision)),
+        "decode_full": _summarise(_plan_pushes(dim, z_dim, True, [(batch, z_dim, k + 1, h, w)], precision)),
     }
     return plan
 
@@ -306,7 +318,7 @@ def format_memory_plan(plan):
     """A readable table of memory_plan()'s result (MiB, GFLOP)."""
     c = plan["config"]
     lines = [f"Wan VAE plan: dim {c['dim']}, {c['frames']} frames at {c['height']}x{c['width']}, "
-             f"batch {c['batch']} (f32 bytes; bf16 halves every byte figure)"]
+             f"batch {c['batch']}, {c['precision']} storage"]
     for key in ("encode_stream", "decode_stream"):
         p = plan[key]
         lines.append("")

@@ -390,10 +390,11 @@ class Worker(threading.Thread):
     def run_job(self, job):
         from .. import api
         from .._core import Lyra2Error
-        from ..video import fal_result
+        from ..video import fal_result, file_entry
 
         request_id = job["id"]
         extras = dict(job["extras"])
+        ply_path = extras.pop("ply_path", None)  # lyra2.fal_client's in-process option: the point cloud too
         try:
             path, url = self.place_output(request_id, extras.pop("output_path", None))
             self.store.set_output_path(request_id, path)
@@ -423,6 +424,8 @@ class Worker(threading.Thread):
                                         check_stop=check_stop, **options)
             result = fal_result(path, video.seed, video.timings, mode=video.mode)
             result["video"]["url"] = url
+            if ply_path is not None:
+                result["point_cloud"] = file_entry(video.save_ply(ply_path), "application/octet-stream")
             if not self.store.finish(request_id, result, time.perf_counter() - t0):
                 _remove_output(path)
         except JobCancelled:

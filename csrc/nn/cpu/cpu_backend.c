@@ -76,6 +76,7 @@ static const lyra_backend_ops cpu_ops = {
     .upsample_nearest2x = cpu_upsample_nearest2x,
     .resize = cpu_resize,
     .avg_pool3d = cpu_avg_pool3d,
+    .gs_rasterize = cpu_gs_rasterize,
 };
 
 lyra_status lyra_backend_cpu_init(lyra_backend *be, int n_threads) {

@@ -123,4 +123,8 @@ lyra_status cpu_upsample_nearest2x(lyra_backend *, lyra_tensor *, const lyra_ten
 lyra_status cpu_resize(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_resize_params *);
 lyra_status cpu_avg_pool3d(lyra_backend *, lyra_tensor *, const lyra_tensor *, int, int, int);
 
+/* cpu_splat.c */
+lyra_status cpu_gs_rasterize(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *,
+                             const lyra_tensor *, const lyra_tensor *, const lyra_tensor *, const lyra_splat_camera *);
+
 #endif

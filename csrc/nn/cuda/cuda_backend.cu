@@ -204,6 +204,7 @@ static const lyra_backend_ops cuda_ops = {
     /* .upsample_nearest2x = */ ON_DEVICE(cu_op_upsample_nearest2x),
     /* .resize = */ ON_DEVICE(cu_op_resize),
     /* .avg_pool3d = */ ON_DEVICE(cu_op_avg_pool3d),
+    /* .gs_rasterize = */ ON_DEVICE(cu_op_gs_rasterize),
 };
 
 extern "C" lyra_status lyra_backend_cuda_init(lyra_backend *be, int device) {

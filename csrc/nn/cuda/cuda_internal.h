@@ -298,6 +298,9 @@ lyra_status cu_op_conv_transpose2d(lyra_backend *, lyra_tensor *, const lyra_ten
 lyra_status cu_op_resize(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_resize_params *);
 void cu_resize_cache_free(lyra_backend *be);
 
+lyra_status cu_op_gs_rasterize(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *,
+                               const lyra_tensor *, const lyra_tensor *, const lyra_tensor *, const lyra_splat_camera *);
+
 /* The fused flash-attention kernel (cuda_attention_flash.cu): 1 when it handled the call (status in *st),
  * 0 when the case is outside what it supports (dtype, head dim, alignment) and the caller falls back. */
 int cu_flash_attention(lyra_backend *be, lyra_tensor *o, const lyra_tensor *q, const lyra_tensor *k,

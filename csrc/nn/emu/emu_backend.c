@@ -518,6 +518,21 @@ static lyra_status emu_avg_pool3d(lyra_backend *be, lyra_tensor *y, const lyra_t
     return RUN(c.cpu->ops->avg_pool3d(c.cpu, Y, X, kt, kh, kw));
 }
 
+/* ---------------------------------------------------------------- rendering */
+
+static lyra_status emu_gs_rasterize(lyra_backend *be, lyra_tensor *y, const lyra_tensor *means,
+                                    const lyra_tensor *scales, const lyra_tensor *rotations,
+                                    const lyra_tensor *harmonics, const lyra_tensor *opacities,
+                                    const lyra_splat_camera *cam) {
+    emu_call c;
+    begin(&c, be, "gs_rasterize");
+    const lyra_tensor *M = in(&c, "means", means, 1), *S = in(&c, "scales", scales, 1);
+    const lyra_tensor *R = in(&c, "rotations", rotations, 1), *H = in(&c, "harmonics", harmonics, 1);
+    const lyra_tensor *O = in(&c, "opacities", opacities, 1);
+    lyra_tensor *Y = out(&c, y, 1);
+    return RUN(c.cpu->ops->gs_rasterize(c.cpu, Y, M, S, R, H, O, cam));
+}
+
 /* ---------------------------------------------------------------- table and lifetime */
 
 static void emu_destroy(lyra_backend *be) {
@@ -569,6 +584,7 @@ static const lyra_backend_ops emu_ops = {
     .upsample_nearest2x = emu_upsample_nearest2x,
     .resize = emu_resize,
     .avg_pool3d = emu_avg_pool3d,
+    .gs_rasterize = emu_gs_rasterize,
 };
 
 lyra_status lyra_backend_emu_init(lyra_backend *be, int n_threads) {

@@ -238,6 +238,14 @@ static lyra_status m_pool3d(lyra_backend *be, lyra_tensor *y, const lyra_tensor 
     (void)y; (void)x; (void)kt; (void)kh; (void)kw;
     return count(be, 0);
 }
+/* A render is not part of any measured network: counted with no FLOPs (the splat count sets its cost). */
+static lyra_status m_gs_rasterize(lyra_backend *be, lyra_tensor *y, const lyra_tensor *means,
+                                  const lyra_tensor *scales, const lyra_tensor *rotations,
+                                  const lyra_tensor *harmonics, const lyra_tensor *opacities,
+                                  const lyra_splat_camera *cam) {
+    (void)y; (void)means; (void)scales; (void)rotations; (void)harmonics; (void)opacities; (void)cam;
+    return count(be, 0);
+}
 
 static const lyra_backend_ops measure_ops = {
     .name = "measure",
@@ -280,6 +288,7 @@ static const lyra_backend_ops measure_ops = {
     .upsample_nearest2x = m_up2x,
     .resize = m_resize,
     .avg_pool3d = m_pool3d,
+    .gs_rasterize = m_gs_rasterize,
 };
 
 lyra_status lyra_backend_measure_init(lyra_backend *be, lyra_device device) {
