@@ -180,6 +180,12 @@ echo "build exit status $BUILD_RC"
 [ $BUILD_RC = 0 ] || FAIL=1
 $PY -c "import lyra2; print('backends:', lyra2.backends())" || FAIL=1
 
+if [ "${DEVICE_CHECK_BUILD_ONLY:-0}" = 1 ]; then # benchmarks/device_full.sh: the build alone
+    stamp "build only (DEVICE_CHECK_BUILD_ONLY=1; failures: $FAIL)"
+    sleep 1
+    exit $FAIL
+fi
+
 # ------------------------------------------------------------------ tests
 stamp "pytest -m cuda"
 # -m cuda selects the slow-marked device cases too (issue 18: L = 38,246 attention, > 2^31-element add) and, like
@@ -230,5 +236,6 @@ echo "zoom_e2e.py --tiny exit status $ERC (1 = a variant did not run: see the 'n
 [ $ERC = 0 ] || FAIL=1
 
 stamp "done (failures: $FAIL)"
+echo "next, on the same warm machine: the full-size run, benchmarks/device_full.sh (a second call)"
 sleep 1 # let tee finish device_check.log before the files are collected
 exit $FAIL

@@ -26,13 +26,14 @@ the folder (DA3 alone without MoGe), else the preview's heuristic prior, with a 
 updates (upstream AR:1059-1060, AR:1071-1393, AR:261-366) use DA3 when available; without it every chunk warps with
 frame 0's depth re-rendered into its buffer camera and the spatial memory keeps frame 0 only (logged).
 
-Device: "cuda" places every network on the GPU (or the emulated device under ``LYRA2_EMULATED_CUDA=1``): the DiT
-with upstream's bf16 policy (docs/PRECISION.md), umT5 and CLIP on the DiT's backend, the Wan VAE, DA3 and MoGe;
-the caption and negative-prompt embeddings, the CLIP tokens, each chunk's conditioning and correspondence buffer
-stay in device memory, and per network call only the sampler's latent goes up and the velocity comes back. The
-chunk inputs (retrieval, warps) are still assembled on the host and uploaded once per chunk, and the VAE streams
-take host frames (docs/PRECISION.md#generate-on-the-device lists the transfers). "auto" is "cuda" when a real GPU
-answers, else "cpu". Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core).
+Device: "cuda" runs every network on the GPU (or the emulated device under ``LYRA2_EMULATED_CUDA=1``) in upstream's
+precision (docs/PRECISION.md): the captions first, through umT5 loaded onto the device for them and freed (cached
+per caption), then the DiT, CLIP, the Wan VAE, DA3 and MoGe, placed once per folder. The caption and
+negative-prompt embeddings, the CLIP tokens, each chunk's conditioning and correspondence buffer stay in device
+memory; per network call only the sampler's latent goes up and the velocity comes back. The chunk inputs
+(retrieval, warps) are still assembled on the host and uploaded once per chunk
+(docs/PRECISION.md#generate-on-the-device lists the transfers). "auto" is "cuda" when a real GPU answers, else
+"cpu". Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core).
 """
 from __future__ import annotations
 
@@ -92,12 +93,13 @@ def _check_device(device):
 
 
 def load_models(folder, device="cpu", plan=None, log=print, dit_dtype="bf16", use_dmd=True):
-    """The C networks of a converted folder on `device`, with the DiT's block streaming of `plan` (None: every
-    block resident): on the CPU set for every run, on a device before placement (the streamed blocks stay in host
-    memory). dit_dtype="fp8": the LoRAs merged (the DMD LoRA at 1 for use_dmd runs, left out otherwise) and the
-    attention blocks quantized to e4m3 before placement, on the CPU too (the CPU reference of the device's fp8
-    path, docs/PRECISION.md). Cached: the same folder, device, (on a device) streaming and (fp8) use_dmd are
-    loaded once."""
+    """The C networks of a converted folder for runs on `device`, with the DiT's block streaming of `plan` (None:
+    every block resident): set for every CPU run, and on a device once, before the first run places the models
+    (the streamed blocks stay in host memory). dit_dtype="fp8": the LoRAs merged (the DMD LoRA at 1 for use_dmd
+    runs, left out otherwise) and the attention blocks quantized to e4m3 before placement, on the CPU too (the CPU
+    reference of the device's fp8 path, docs/PRECISION.md). Cached: the same folder, device, (on a device)
+    streaming and (fp8) use_dmd are loaded once; the first device run embeds its captions with umT5 alone on the
+    device, then places the rest."""
     from . import checkpoint, io
     from .memory import apply_dit_streaming
 
@@ -118,13 +120,10 @@ def load_models(folder, device="cpu", plan=None, log=print, dit_dtype="bf16", us
         models = _core.ar_models_load(paths, layout, _threads(), styles)
         if dit_dtype == "fp8":
             _core.ar_models_dit_fp8(models, bool(use_dmd))  # an fp8 DiT is specific to use_dmd (its LoRAs merged)
-        if device != "cpu":
-            apply_dit_streaming(models, _core.ar_models_info(models), plan, log)
-            _core.ar_models_place(models, device, DIT_DEVICE_PRECISION)
         _cache[key] = models
     models = _cache[key]
     info = _core.ar_models_info(models)
-    if device == "cpu":
+    if info["device"] == "cpu":  # not placed yet
         apply_dit_streaming(models, info, plan, log)
     return models, info
 
@@ -200,17 +199,22 @@ def _log_loras(info, use_dmd, report):
 
 
 def _run_direction(models, img, depth, w2c, K, captions, *, seed, use_dmd, guidance, steps, label, report,
-                   depth_window):
+                   depth_window, device="cpu"):
     x = np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0) * np.float32(2.0) \
         - np.float32(1.0)
 
     def progress(stage, done, total):
         report.update(f"{label} {stage}" if stage == "denoise" else stage, done, total)
 
-    frames, warp, t = _core.ar_generate(
-        models, x, np.ascontiguousarray(depth, np.float32), np.ascontiguousarray(w2c, np.float32),
-        np.ascontiguousarray(K, np.float32), list(captions), bool(use_dmd), float(guidance), int(steps), SHIFT,
-        int(seed), label, depth_window, progress, report.log, True)
+    try:
+        frames, warp, t = _core.ar_generate(
+            models, x, np.ascontiguousarray(depth, np.float32), np.ascontiguousarray(w2c, np.float32),
+            np.ascontiguousarray(K, np.float32), list(captions), bool(use_dmd), float(guidance), int(steps), SHIFT,
+            int(seed), label, depth_window, progress, report.log, True, device, DIT_DEVICE_PRECISION)
+    except Lyra2Error:
+        if device != "cpu":
+            release_models()  # a failed placement may have left the models half on the device: load them again
+        raise
     frames[0] = img  # the anchor frame is the input itself (the float round trip can lose 1 in the last bit)
     return frames, warp, t
 
@@ -267,7 +271,6 @@ def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=Non
     raw = read_image(image_u8)
     img = read_image(raw, resolution=(h, w))
     models, info = load_models(checkpoint_folder, device, plan, report.log, dit_dtype, args["use_dmd"])
-    report.log(f"generate: networks on the {info['device']} backend")
     da3 = _da3(checkpoint_folder, device)
     d, mask, K0, depth_source = first_frame_depth(raw, img, depth, checkpoint_folder, report, da3=da3, device=device)
     n = args["num_frames"]
@@ -293,7 +296,8 @@ def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=Non
         frames, _, st = _run_direction(models, img, d, w2c, K, [args["prompt"]] * n_chunks, seed=args["seed"],
                                        use_dmd=args["use_dmd"], guidance=args["guidance_scale"],
                                        steps=args["num_inference_steps"], label=label, report=report,
-                                       depth_window=recording_depth_window(_depth_window_fn(da3), views))
+                                       depth_window=recording_depth_window(_depth_window_fn(da3), views),
+                                       device=device)
         rendered[direction] = frames
         timings["encode_s"] += st["text_s"]
         timings[f"zoom_{direction}_s"] = time.perf_counter() - t - st["text_s"]
@@ -382,7 +386,6 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     plan = log_run_plan((h, w), N, max_gpu_memory, device, report.log, dit_dtype)
     t0 = time.perf_counter()
     models, info = load_models(folder, device, plan, report.log, dit_dtype, use_dmd)
-    report.log(f"generate: networks on the {info['device']} backend")
     F = info["frames_per_chunk"]
     if N < 1 + F or (N - 1) % F:
         raise ValueError(f"w2c: {N} cameras; expected 1 + {F}k (k >= 1 chunks of {F} frames)")
@@ -396,7 +399,7 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     views = DepthViews()  # the depth-window estimates, for Video.point_cloud
     frames, _, st = _run_direction(models, img, d, w2c, K, caps, seed=seed, use_dmd=use_dmd,
                                    guidance=float(guidance_scale), steps=steps, label="generate", report=report,
-                                   depth_window=recording_depth_window(_depth_window_fn(da3), views))
+                                   depth_window=recording_depth_window(_depth_window_fn(da3), views), device=device)
     timings["encode_s"] += st["text_s"]
     timings["generate_s"] = time.perf_counter() - t - st["text_s"]
     video = Video(frames=frames, fps=fps, seed=seed, timings=timings, w2c=np.ascontiguousarray(w2c, np.float32),

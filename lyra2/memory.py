@@ -12,9 +12,13 @@ on the device in each stage of the job, what streams, and the expected peak. Its
 * umT5-XXL, CLIP ViT-H, DA3 and MoGe: the C cost models of their loaders (``umt5_cost``, ``clip_cost``,
   ``da3_cost``, ``moge_cost``: parameters from the real shapes, activation arenas as the forwards reserve them).
 
-Activation bytes are those of the current forwards (f32 activations); weights are counted as the converted
-checkpoint stores them (bf16; the DiT's vectors f32 as its loader keeps them; ``dit_dtype="fp8"`` stores the
-attention blocks' Linear weights as e4m3 with one f32 scale per output channel).
+Every network is counted in the precision it runs in on the device (docs/PRECISION.md, upstream's GPU policy): the
+DiT's measured forward with bf16 activations; the VAE's dry walk and umT5's cost model with bf16 activations
+and caches; CLIP's cost model with f16 activations; DA3's (bf16 backbone GEMMs, f32 residual stream and heads) and
+MoGe's (f16 backbone GEMMs and head) cost models. Weights are counted as they are placed: the DiT as its loader
+carves them (bf16 matrices, f32 vectors; ``dit_dtype="fp8"`` stores the attention blocks' Linear weights as e4m3
+with one f32 scale per output channel), umT5, CLIP and the VAE at 2 bytes per parameter, DA3 and MoGe from their
+cost models' ``weight_bytes`` (GEMM and head-conv weights 2 bytes, the rest f32).
 
 The schedule (stages in run order):
 
@@ -123,16 +127,16 @@ def _network_costs(resolution):
     dh, dw = H // 14 * 14, W // 14 * 14   # DA3's input: the largest multiples of its 14-pixel patch inside
     t5 = umt5_cost(UMT5_XXL, tokens=TEXT_TOKENS, precision="bf16")
     clip = clip_cost(precision="f16")
-    da3_one = da3_cost(1, dh, dw, False)
-    da3_win = da3_cost(DEPTH_WINDOW, dh, dw, True)
-    moge = moge_cost(H, W)
+    da3_one = da3_cost(1, dh, dw, False, precision="bf16")
+    da3_win = da3_cost(DEPTH_WINDOW, dh, dw, True, precision="bf16")
+    moge = moge_cost(H, W, precision="f16")
     vae = vae_plan(dim=96, height=H, width=W, frames=81, precision="bf16")
     vae_params = sum(_numel(shape) for _, shape in vae_tensor_shapes(96, 16))
     return {
         "umt5": (t5["params"] * BF16, t5["arena_bytes"]),
         "clip": (clip["params"] * BF16, clip["arena_bytes"]),
-        "da3": (da3_one["params"] * BF16, da3_one["arena_bytes"], da3_win["arena_bytes"]),
-        "moge": (moge["params"] * BF16, moge["arena_bytes"]),
+        "da3": (da3_one["weight_bytes"], da3_one["arena_bytes"], da3_win["arena_bytes"]),
+        "moge": (moge["weight_bytes"], moge["arena_bytes"]),
         "vae": (vae_params * BF16,
                 vae["encode_stream"]["arena_peak"] + vae["encode_stream"]["cache_bytes"],
                 vae["decode_stream"]["arena_peak"] + vae["decode_stream"]["cache_bytes"]),

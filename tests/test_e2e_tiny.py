@@ -3,15 +3,19 @@ end to end on a 80x136 image at 48x128, 161 frames (2 chunks of 80), UniPC 2 ste
 DA3 depth-window update after chunk 0, every network tiny and fp32.
 
 The upstream-named weights go through the project's converter (lyra2.convert) into a checkpoint folder, and the
-public generate path (lyra2.generate) must give upstream's frames; the component checks (umT5, CLIP, DiT, VAE
-stream, first-frame depth and trajectory, the DA3 depth window, the chunk inputs, chunk 0 sampled from the public
-pieces) localise a mismatch to one stage.
+public generate path must give upstream's frames: lyra2.generate (upstream's custom-trajectory mode, any size)
+with the golden's cameras, since lyra2.zoom's endpoint fields allow only 480p/720p. The component checks (umT5,
+CLIP, DiT, VAE stream, first-frame depth and trajectory, the DA3 depth window, the chunk inputs, chunk 0 sampled
+from the public pieces) localise a mismatch to one stage.
 
 Every test runs on two devices: "cpu", and "cuda-emulated" = device="cuda" on the emulated device
 (LYRA2_EMULATED_CUDA=1, tests/test_emulated_device.py). The variable is read when the backend is created, so the
 "cuda-emulated" cases of a session run together in one fresh interpreter (this file under pytest, with the
-variable set) and each case here reports the outcome of its twin there. Tolerances follow docs/PRECISION.md: the
-device keeps f32 activations everywhere except in the DiT, which stores bf16 activations as upstream's GPU run."""
+variable set) and each case here reports the outcome of its twin there. Tolerances: on the CPU (f32, as the
+golden) the networks' f32 golden tolerances; on the device each network runs in upstream's GPU precision
+(docs/PRECISION.md: DiT, umT5 and the VAE in bf16, CLIP in f16, DA3 and MoGe f32) and meets the golden within the
+16-bit bound of tests/device_checks/bf16_tolerance.py (rms-relative distance in (3e-4, tol], the largest element
+within 2·tol of max|ref|), with each network's tol from its device check."""
 import json
 import os
 import subprocess
@@ -24,6 +28,7 @@ import pytest
 import lyra2
 from conftest import DATA, ROOT
 from lyra2 import _core, io as lio
+from device_checks.bf16_tolerance import bf16_close
 from lyra2.checkpoint import FILES
 
 EMULATED = lyra2.backends()["emulated"]
@@ -36,11 +41,9 @@ LAYOUT = "f1k1f4s2f1s1f16k4f2k2f1k1_g20"
 DA3_CONFIG = {"metric_heads": 3, "cam_enc_heads": 2, "taps": [3, 5, 7, 9], "metric_taps": [1, 2, 4, 5]}
 MOGE_CONFIG = {"num_heads": 4}
 MOGE_MODEL_CONFIG = {"num_tokens_range": [30, 60]}
-
-GENERATE_ON_DEVICE = pytest.mark.xfail(
-    strict=True, raises=lyra2.Lyra2Error,
-    reason="the generate path does not run on the device yet (lyra2.generate(device='cuda') raises Lyra2Error: the "
-           "AR driver keeps its state in host memory); the coordinator moves it onto the device")
+# 16-bit bounds of the device checks (2·sqrt(R)·s1, measured on the golden tiny networks, which have the sizes of
+# these or the same blocks): tests/device_checks/check_{dit,umt5,clip,vae}.py
+DIT_TOL, UMT5_TOL, CLIP_TOL, VAE_TOL = 1e-2, 1.8e-2, 1.1e-2, 4e-2
 
 
 # ---------------------------------------------------------------- data, checkpoint, device
@@ -110,8 +113,8 @@ def emulated_outcomes(request, tmp_path_factory):
            if os.path.abspath(str(item.fspath)) == here and item.name.endswith("[cuda-emulated]")]
     report = tmp_path_factory.mktemp("emulated") / "report.xml"
     env = dict(os.environ, LYRA2_EMULATED_CUDA="1", LYRA2_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "", f"--junitxml={report}",
-                        *ids], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "", f"--junitxml={report}", *ids]
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     if not report.exists():
         pytest.fail(f"the emulated-device run did not report (exit {r.returncode}):\n{r.stdout[-4000:]}\n"
                     f"{r.stderr[-4000:]}")
@@ -140,7 +143,7 @@ def device(request):
     if EMULATED:
         return "cuda"
     outcome, message = request.getfixturevalue("emulated_outcomes").get(request.node.name,
-                                                                         ("missing", "not reported"))
+                                                                         ("failed", "the case did not run there"))
     if outcome == "failed":
         pytest.fail(f"on the emulated device: {message}", pytrace=False)
     if outcome == "xfailed":
@@ -198,26 +201,29 @@ def frame_diffs(video, g):
 
 
 def device_frames_ok(c0, c1):
-    """Frames of a device run vs upstream's f32 ones (uint8 level differences of chunk 0 and chunk 1). Chunk 0: the
-    bounds of test_chunk0_from_the_public_pieces, the same computation (mean 1.5, 99.9th percentile 10; measured
-    there 0.73 and 4 with the DiT's bf16 activations, docs/PRECISION.md). Chunk 1 starts from chunk 0's frames and
-    DA3 window, so it drifts further: provisional bounds mean 4, 99.9th percentile 48, to be set from the
-    measurement once the AR driver runs on the device."""
+    """Frames of a device run vs upstream's f32 ones (uint8 level differences of chunk 0 and chunk 1), each network in
+    upstream's GPU precision (docs/PRECISION.md: the DiT's bf16 activations, ~5e-3 rms-relative per call, through
+    CFG 5 and two solver steps; the bf16 VAE alone moves the frames by ~0.6 levels on average, test_vae_stream).
+    Chunk 0: the bounds of test_chunk0_from_the_public_pieces, the same computation (mean 1.5, 99.9th percentile 10;
+    measured on the emulated device 0.99 and 6, max 13). Chunk 1 starts from chunk 0's frames, history latents and
+    DA3 window, so it may drift further: mean 2.5, 99.9th percentile 20 (measured 1.11 and 7, max 13)."""
     print(f"device frames: chunk0 mean {c0.mean():.3f} p99.9 {np.percentile(c0, 99.9)}, chunk1 mean {c1.mean():.3f} "
           f"p99.9 {np.percentile(c1, 99.9)}")
-    return (c0.mean() <= 1.5 and np.percentile(c0, 99.9) <= 10 and c1.mean() <= 4
-            and np.percentile(c1, 99.9) <= 48)
+    return (c0.mean() <= 1.5 and np.percentile(c0, 99.9) <= 10 and c1.mean() <= 2.5
+            and np.percentile(c1, 99.9) <= 20)
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda-emulated", marks=GENERATE_ON_DEVICE)], indirect=True)
 def test_generate_replays_upstream(ckpt, g, device):
     """lyra2.generate with upstream's cameras and first-frame depth gives upstream's frames to rounding.
 
     CPU (f32 everywhere, as the golden): max 2 levels, mean 0.05 over frames 1..160 (measured max 2, mean 0.024;
-    chunk 0 mean 2e-4, chunk 1 4.5e-2: the float32 differences of the two implementations, ~1e-6, flip a few
-    discrete decisions after chunk 0 (the DA3 window's RANSAC and the spatial cache's z-tests); the golden README
-    expects mean 0.01-0.03, max 2). Frame 0 is the input image resized: upstream's truncating conversion of it
-    loses up to 1 level. Device: see device_frames_ok."""
+    the golden README expects mean 0.01-0.03, max 2). Chunk 0 is at rounding level (mean 2e-4); chunk 1's 4.5e-2
+    (4.5 % of values off by one level, a few by two) comes from the DA3 window's depth, 1e-6 relative from
+    upstream's (test_depth_window): fed to chunk 1's preparation instead of upstream's window depth it flips a few
+    forward-warp decisions (measured 1253 of 5.5 M correspondence-buffer values change, by up to 2.0, and the
+    conditioning latent by up to 0.09), which the DiT's attention spreads over the frames at a fraction of a level.
+    Frame 0 is the input image resized: upstream's truncating conversion of it loses up to 1 level. Device: see
+    device_frames_ok."""
     if device is None:
         return
     v = generate(ckpt, g, device, g["depth0"])
@@ -235,13 +241,13 @@ def test_generate_replays_upstream(ckpt, g, device):
 
 
 @pytest.mark.slow  # a second 161-frame run (~20 s on 2 cores); its parts are checked by the always-on tests
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda-emulated", marks=GENERATE_ON_DEVICE)], indirect=True)
 def test_generate_with_own_first_frame_depth(ckpt, g, device):
     """No depth=: frame 0's depth is our DA3 aligned to our MoGe (within 1e-6 relative of upstream's depth0, see
     test_first_frame_depth_and_trajectory), the rest as above. Chunk 0 stays at rounding level (bound mean 0.1,
     max 2; measured 0.039, 1); chunk 1 moves more because the 1e-6 depth change flips discrete steps (z-tests,
     retrieval, RANSAC): bound mean 0.5, max 12, at most 1 % of values off by more than 2 levels (measured mean
-    0.21, max 5; the golden README expects ~0.1-0.2 on average). Device: as test_generate_replays_upstream."""
+    0.21, max 5; the golden README expects ~0.1-0.2 on average). Device: device_frames_ok (measured chunk 0 mean
+    1.00, chunk 1 1.09: the 16-bit drift dominates the depth's)."""
     if device is None:
         return
     v = generate(ckpt, g, device, None)
@@ -261,8 +267,9 @@ def test_generate_with_own_first_frame_depth(ckpt, g, device):
 # ---------------------------------------------------------------- the stages
 
 def test_text_encoder(ckpt, g, device):
-    """Tokenizer ids exact; umT5 of the caption and of the negative string vs t5 / neg_t5: abs 1e-5 (|ref| <= 4;
-    measured 9.5e-7 on both devices: umT5 keeps f32 activations there, docs/PRECISION.md)."""
+    """Tokenizer ids exact; umT5 of the caption and of the negative string vs t5 / neg_t5, the padded rows exactly 0.
+    CPU: abs 1e-5 (|ref| <= 4; measured 9.5e-7). Device (bf16): UMT5_TOL (measured rms-rel 4.9e-3, max-rel
+    6.1e-3)."""
     if device is None:
         return
     from lyra2.models import Tokenizer, UMT5Encoder
@@ -272,23 +279,34 @@ def test_text_encoder(ckpt, g, device):
     np.testing.assert_array_equal(mask, g["caption_mask"][0])
     enc = UMT5Encoder(os.path.join(ckpt, FILES["umt5"]), device=device)
     for name, key in (("caption_ids", "t5"), ("neg_ids", "neg_t5")):
-        s = stats(enc(g[name], g[name.replace("ids", "mask")]), g[key])
+        mask = g[name.replace("ids", "mask")]
+        out, real = enc(g[name], mask), mask[0] != 0
+        assert not out[0, ~real].any()
+        s = stats(out[0, real], g[key][0, real])
         print(key, s)
-        assert s["max"] <= 1e-5
+        if device == "cpu":
+            assert s["max"] <= 1e-5
+        else:
+            bf16_close(out[0, real], g[key][0, real], UMT5_TOL)
 
 
 def test_clip(ckpt, g, device):
     """CLIP tokens of each chunk's last history frame (the input image, then the last decoded frame) vs
-    chunk{c}_clip_tokens: abs 1e-5 · max|ref| (measured 6e-7 relative on both devices: f32 there)."""
+    chunk{c}_clip_tokens. CPU: abs 1e-5 · max|ref| (measured 6e-7 relative). Device (f16, bf16 attention):
+    CLIP_TOL (measured rms-rel 1.8e-3, max-rel 1.4e-3)."""
     if device is None:
         return
     from lyra2.models import CLIPVision
 
     clip = CLIPVision(os.path.join(ckpt, FILES["clip"]), device=device)
     for c in (0, 1):
-        s = stats(clip(g[f"chunk{c}_inf_last_hist_frame"]), g[f"chunk{c}_clip_tokens"])
+        out = clip(g[f"chunk{c}_inf_last_hist_frame"])
+        s = stats(out, g[f"chunk{c}_clip_tokens"])
         print(f"chunk {c}", s)
-        assert s["max"] <= 1e-5 * s["max_ref"]
+        if device == "cpu":
+            assert s["max"] <= 1e-5 * s["max_ref"]
+        else:
+            bf16_close(out, g[f"chunk{c}_clip_tokens"], CLIP_TOL)
 
 
 def dit_inputs(g, c, step):
@@ -298,18 +316,11 @@ def dit_inputs(g, c, step):
                 y_buffer_B_C_T_H_W=g[f"chunk{c}_prep_buffer"])
 
 
-def dit_tolerance_ok(s, device):
-    """CPU: the f32 golden tolerance of the DiT (abs 5e-5; measured 8.5e-6 at |ref| <= 5.2). Device, bf16
-    activations as upstream's GPU run (docs/PRECISION.md): rms-relative 1e-2 and max 1.5e-2 · max|ref| (measured
-    4.5-5.1e-3 and 4.5-7.0e-3; upstream's own bf16 run is 4.6-5.1e-3 rms from its f32 one)."""
-    if device == "cpu":
-        return s["max"] <= 5e-5
-    return s["rms_rel"] <= 1e-2 and s["max"] <= 1.5e-2 * s["max_ref"]
-
-
 def test_dit(ckpt, g, device):
     """LyraDiT on the recorded UniPC state of one step per chunk (chunk 0 step 0, chunk 1 step 1) with the recorded
-    chunk inputs, positive and negative text, vs the recorded velocities."""
+    chunk inputs, positive and negative text, vs the recorded velocities. CPU: the DiT's f32 golden tolerance, abs
+    5e-5 (measured 6.3e-6 at |ref| <= 5.2). Device (bf16 activations): DIT_TOL (measured rms-rel 4.7-4.8e-3, max-rel
+    4.5-7.0e-3; upstream's own bf16 run is 4.6-5.1e-3 rms from its f32 one, docs/PRECISION.md)."""
     if device is None:
         return
     from lyra2.models import LyraDiT
@@ -320,30 +331,44 @@ def test_dit(ckpt, g, device):
             v = dit(crossattn_emb=g[text], **dit_inputs(g, c, step))
             s = stats(v, g[f"chunk{c}_step{step}_v_{key}"])
             print(f"chunk {c} step {step} {key}", s)
-            assert dit_tolerance_ok(s, device), s
+            if device == "cpu":
+                assert s["max"] <= 5e-5
+            else:
+                bf16_close(v, g[f"chunk{c}_step{step}_v_{key}"], DIT_TOL)
 
 
 def test_vae_stream(vae_session, g, device):
     """The AR session's VAE stream: priming with the input image (25 history latents) vs prime_history_latents, then
     the two chunks' sampled latents decoded in turn vs upstream's decoded frames (stored: chunk 0 frames 0-3, chunk 1
-    frames 76-79; abs 1e-4 as the VAE golden, measured 1.1e-5) and, for all 160 frames, upstream's uint8 frames
-    (within 1 level: the truncating conversion of values 1e-5 apart; at most 0.5 % of values differ, measured
-    0.02 %). f32 on both devices (docs/PRECISION.md)."""
+    frames 76-79) and, for all 160 frames, upstream's uint8 frames. CPU: abs 1e-4 as the VAE golden (measured
+    1.1e-5); uint8 within 1 level (the truncating conversion of values 1e-5 apart), at most 0.5 % of values off
+    (measured 0.005 %). Device (bf16 weights, activations and caches): VAE_TOL on the latents and the stored frames
+    (measured: priming rms-rel 1.0e-2, max-rel 1.5e-2; frames rms-rel 2.5e-2 and 8.9e-3, max-rel 3.9e-2 and 1.2e-2);
+    uint8 mean 1.5 levels, 99.9th percentile 12 (measured mean 0.61 and 0.48, 99.9th percentile 6 and 3, max 12
+    and 5)."""
     if device is None:
         return
     _, stream, history = vae_session(device)
     s = stats(history, g["prime_history_latents"])
     print("priming", s)
-    assert s["max"] <= 1e-4
+    if device == "cpu":
+        assert s["max"] <= 1e-4
+    else:
+        bf16_close(history, g["prime_history_latents"], VAE_TOL)
     ref_u8 = g["frames_uint8"]
     for c, stored, sl in ((0, "chunk0_decoded_0_4", slice(0, 4)), (1, "chunk1_decoded_76_80", slice(76, 80))):
         frames = stream.decode(g[f"chunk{c}_inf_out"])
         assert frames.shape == (1, 3, 80, H, W)
-        s = stats(frames[:, :, sl], g[stored])
+        s = stats(frames[0, :, sl], g[stored])
         d8 = np.abs(to_uint8(frames[0]).astype(np.int32) - ref_u8[:, 1 + 80 * c:81 + 80 * c])
-        print(f"chunk {c} decode", s, "uint8 max", d8.max(), "fraction off", (d8 > 0).mean())
-        assert s["max"] <= 1e-4
-        assert d8.max() <= 1 and (d8 > 0).mean() <= 5e-3
+        print(f"chunk {c} decode", s, "uint8 max", d8.max(), "mean", d8.mean(), "p99.9", np.percentile(d8, 99.9),
+              "fraction off", (d8 > 0).mean())
+        if device == "cpu":
+            assert s["max"] <= 1e-4
+            assert d8.max() <= 1 and (d8 > 0).mean() <= 5e-3
+        else:
+            bf16_close(frames[0, :, sl], g[stored], VAE_TOL)
+            assert d8.mean() <= 1.5 and np.percentile(d8, 99.9) <= 12
 
 
 def test_first_frame_depth_and_trajectory(ckpt, g, device):
@@ -356,7 +381,10 @@ def test_first_frame_depth_and_trajectory(ckpt, g, device):
     from lyra2.depth import estimate_depth
     from lyra2.geometry import trajectory
 
-    est = estimate_depth(g["input_rgb"], ckpt, size=(H, W), device=device)
+    # f32 on both devices (the networks' parity mode; their 16-bit device policy is checked against their goldens
+    # in tests/device_checks/check_da3.py and check_moge.py)
+    est = estimate_depth(g["input_rgb"], ckpt, size=(H, W), device=device, da3_options={"precision": "f32"},
+                         moge_options={"precision": "f32"})
     np.testing.assert_array_equal(est["mask"], g["da3_mask"])
     np.testing.assert_array_equal(est["moge_mask"], g["moge_mask"].astype(bool))
     np.testing.assert_allclose(est["intrinsics"], g["K"], rtol=1e-6)
@@ -386,7 +414,7 @@ def test_depth_window(ckpt, g, device):
     pick = np.searchsorted(g["frames_index"], g["da3win0_frames"])
     x = g["frames_float"][pick].transpose(0, 2, 3, 1) * np.float32(0.5) + np.float32(0.5)
     images = (np.clip(x, np.float32(0), np.float32(1)) * np.float32(255) + np.float32(0.5)).astype(np.uint8)
-    da3 = DepthAnything3(os.path.join(ckpt, FILES["da3"]), device=device)
+    da3 = DepthAnything3(os.path.join(ckpt, FILES["da3"]), device=device, precision="f32")  # parity mode
     pred = da3(images, g["w2c"][g["da3win0_frames"]], g["Ks"][g["da3win0_frames"]])
     s = stats(pred["depth"], g["da3win0_depth"])
     print("window depth", s)
@@ -416,9 +444,11 @@ def prepare_chunk(g, c, vae):
 
 
 def test_chunk_inputs(vae_session, g, device):
-    """Each chunk's DiT inputs from the golden's state, the VAE encodes on `device`: retrieval (exact), latents and
-    conditioning latent (abs 1e-4 as tests/test_pipeline_prep.py; measured 2.3e-6), mask (exact), correspondence
-    buffer (abs 1e-5; measured 4.8e-7)."""
+    """Each chunk's DiT inputs from the golden's state, the VAE encodes on `device`: retrieval and mask exact; the
+    correspondence buffer and the Plücker rays (host-built) abs 1e-5 (measured 4.8e-7, 2e-6 with the rays); the
+    latents and the conditioning latent's 16 latent channels (history copies and fresh VAE encodes): CPU abs 1e-4 as
+    tests/test_pipeline_prep.py (measured 2.3e-6), device (bf16 VAE) VAE_TOL (measured rms-rel 2.0e-3 and 1.6e-3,
+    max-rel 3.6e-3 and 4.8e-3; conditioning latents rms-rel 4.5e-3, max-rel 8.7e-3 and 1.1e-2)."""
     if device is None:
         return
     vae = vae_session(device)[0]
@@ -426,20 +456,29 @@ def test_chunk_inputs(vae_session, g, device):
         out = prepare_chunk(g, c, vae)
         np.testing.assert_array_equal(out["retrieved"], g[f"chunk{c}_retrieved"])
         np.testing.assert_array_equal(out["y"][:4], g[f"chunk{c}_prep_mask"][0])
-        for key, ours, tol in (("latents", out["x"], 1e-4), ("cond_latent", out["y"][4:], 1e-4),
-                               ("buffer", out["buffer"], 1e-5)):
-            s = stats(ours, g[f"chunk{c}_prep_{key}"][0])
+        cond = g[f"chunk{c}_prep_cond_latent"][0]
+        for key, ours, ref in (("rays", out["y"][20:], cond[16:]),
+                               ("buffer", out["buffer"], g[f"chunk{c}_prep_buffer"][0])):
+            s = stats(ours, ref)
             print(f"chunk {c} {key}", s)
-            assert s["max"] <= tol, (c, key, s)
+            assert s["max"] <= 1e-5, (c, key, s)
+        for key, ours, ref in (("latents", out["x"], g[f"chunk{c}_prep_latents"][0]),
+                               ("cond latents", out["y"][4:20], cond[:16])):
+            s = stats(ours, ref)
+            print(f"chunk {c} {key}", s)
+            if device == "cpu":
+                assert s["max"] <= 1e-4, (c, key, s)
+            else:
+                bf16_close(ours, ref, VAE_TOL)
 
 
 def test_chunk0_from_the_public_pieces(ckpt, vae_session, g, device):
     """Chunk 0 composed from the public pieces: its inputs (as test_chunk_inputs), UniPC 2 steps + CFG 5 with
     LyraDiT (lyra2.sampling.unipc_sample, noise RandomState(3)), the VAE stream's decode -> vs upstream's sampled
     latents and uint8 frames 1..80. CPU: latents abs 1e-4 (measured 3.3e-5 at |ref| <= 6.3), frames max 1 level,
-    mean 0.01 (measured 1, 2e-4). Device, the DiT's bf16 activations (docs/PRECISION.md) through CFG 5 and two
-    solver steps: latents rms-relative 3e-2 (measured 1.6e-2), frames mean 1.5 levels, 99.9th percentile 10
-    (measured 0.73, 4; max 9)."""
+    mean 0.01 (measured 1, 2e-4). Device, upstream's GPU precision (docs/PRECISION.md; the DiT's bf16 activations
+    through CFG 5 and two solver steps, then the bf16 VAE decode): latents rms-relative 3e-2 (measured 1.6e-2),
+    frames mean 1.5 levels, 99.9th percentile 10 (measured 0.99, 6; max 14)."""
     if device is None:
         return
     from lyra2.models import LyraDiT

@@ -94,6 +94,7 @@ def test_f32_on_the_device_is_the_cpu_run(ckpt, image, depth, cpu_runs, emulated
     logs = []
     v = run(ckpt, image, depth, "cuda", logs, **CASES["unipc-cfg-161"])
     assert any("networks on the cuda-emulated backend" in e["message"] for e in logs)
+    assert any("1 new caption(s) through umT5 on the device (loaded for them, then freed)" in e["message"] for e in logs)
     mx, mean = level_diff(v.frames, cpu_runs["unipc-cfg-161"].frames)
     assert mx <= 1 and mean <= 0.01, (mx, mean)
     assert testing.emulated_cuda_stats()["refused"] == 0
@@ -118,7 +119,10 @@ def test_bf16_policy_within_its_tolerance(ckpt, image, depth, cpu_runs, emulated
 PER_CALL = {("upload", "latent x"), ("download", "velocity"),
             ("upload", "time sinusoid")}   # the DiT's host-built time features (1 KB)
 PER_CHUNK = {("upload", "condition y"), ("upload", "correspondence buffer"), ("upload", "clip frame")}
-PER_RUN = {("upload", "umT5 ids"), ("upload", "umT5 mask"), ("upload", "umT5 buckets")}
+PER_RUN = {("upload", "text embeddings")}  # the captions' (cached after the first run with them: no umT5 at all)
+# A run with a caption not seen before loads umT5 onto the device for it and frees it before the chunks.
+NEW_CAPTION = {("upload", "umT5 encoder weights"), ("upload", "umT5 ids"), ("upload", "umT5 mask"),
+               ("upload", "umT5 buckets"), ("download", "caption embedding")}
 # The VAE streams take host frames (their pushes upload the frames, download latents/frames); the depth window
 # runs DA3 through its Python class on the device (pixels and a few per-call tensors).
 VAE = {("upload", "Wan VAE video"), ("upload", "Wan VAE latents"), ("download", "Wan VAE mu"), ("download", "decoded frames"),
@@ -128,7 +132,9 @@ VAE = {("upload", "Wan VAE video"), ("upload", "Wan VAE latents"), ("download", 
 def test_transfers_of_a_run(ckpt, image, depth, emulated):
     run(ckpt, image, depth, "cuda", num_frames=161)       # loads and places the models
     testing.emulated_cuda_reset()
-    v = run(ckpt, image, depth, "cuda", num_frames=161)   # cached: no weight moves again
+    logs = []
+    v = run(ckpt, image, depth, "cuda", logs, num_frames=161)   # cached: no weight moves again
+    assert any("every caption embedded before (cached), umT5 not loaded" in e["message"] for e in logs)
     stats = testing.emulated_cuda_stats()
     assert stats["refused"] == 0
     log = testing.emulated_cuda_transfers()
@@ -151,6 +157,16 @@ def test_transfers_of_a_run(ckpt, image, depth, emulated):
     unexplained = {k for k in count if k not in PER_CALL | PER_CHUNK | PER_RUN | VAE and not k[1].startswith("DA3")
                    and not k[1].startswith("ViT")}
     assert not unexplained, unexplained
+    # a new caption: umT5 alone on the device for it, then freed (the pool's live bytes return to where they were)
+    live = testing.emulated_cuda_stats()["live_bytes"]
+    testing.emulated_cuda_reset()
+    logs = []
+    run(ckpt, image, depth, "cuda", logs, num_frames=81, prompt="a new caption")
+    new = collections.Counter((d, name) for d, _, name in testing.emulated_cuda_transfers())
+    for k in NEW_CAPTION:
+        assert new[k] == 1, (k, new[k])
+    assert any("1 new caption(s) through umT5 on the device" in e["message"] for e in logs)
+    assert testing.emulated_cuda_stats()["live_bytes"] == live
     # the per-call latent is the sampler's state only: (C, T, h, w) f32 up, (C, G, h, w) down
     sizes = {(d, name): b for d, b, name in log}
     assert sizes[("download", "velocity")] == 4 * 16 * info_new_latents(ckpt) * (H // 8) * (W // 8)

@@ -78,8 +78,12 @@ typedef struct lyra_da3 {
 lyra_status lyra_da3_load(lyra_da3 *m, const lyra_text_wsource *src, const lyra_da3_options *opt);
 void lyra_da3_free(lyra_da3 *m);
 /* Moves the weights into be's device memory once (a no-op on the CPU backend or when already placed); be must
- * outlive the model. LYRA_ERR_OOM naming the weights and their size when the device has no room. */
-lyra_status lyra_da3_place(lyra_da3 *m, lyra_backend *be);
+ * outlive the model. LYRA_ERR_OOM naming the weights and their size when the device has no room. `autocast`:
+ * LYRA_DTYPE_BF16 is upstream's GPU policy (the two backbones under torch.autocast(bfloat16), upstream
+ * DA3api:143-145: their GEMM weights and outputs and the attention's q/k/v bf16, residual stream, LayerNorms and
+ * RoPE f32; the camera encoder and every head with autocast disabled, upstream DA3net:139-140, DA3net:155, so
+ * f32); LYRA_DTYPE_F32 is a parity mode. */
+lyra_status lyra_da3_place(lyra_da3 *m, lyra_backend *be, lyra_dtype autocast);
 
 /* ---- preprocessing (upstream DA3in:219-257) ---- */
 /* Processed size for an h0×w0 image: longest side scaled to process_res (round()), then each side to the nearest

@@ -244,9 +244,24 @@ lyra_status lyra_da3_load(lyra_da3 *m, const lyra_text_wsource *src, const lyra_
     return lyra_vit_wlist_load(l, src, ignore_unused, m, WHAT, &m->mem);
 }
 
-lyra_status lyra_da3_place(lyra_da3 *m, lyra_backend *be) {
-    if (be->device == LYRA_DEVICE_CPU || m->placed) return LYRA_OK;
-    LYRA_TRY(lyra_vit_wlist_place(&m->wlist, be, &m->mem, WHAT " weights"));
+lyra_status lyra_da3_place(lyra_da3 *m, lyra_backend *be, lyra_dtype autocast) {
+    if (autocast != LYRA_DTYPE_F32 && autocast != LYRA_DTYPE_BF16)
+        return lyra_error(LYRA_ERR_ARG, WHAT ": precision %s is not allowed; expected f32 or bf16",
+                          lyra_dtype_name(autocast));
+    if (be->device == LYRA_DEVICE_CPU) {
+        if (autocast != LYRA_DTYPE_F32)
+            return lyra_error(LYRA_ERR_UNSUPPORTED, WHAT ": %s autocast needs a device (the CPU computes f32)",
+                              lyra_dtype_name(autocast));
+        return LYRA_OK;
+    }
+    if (m->placed) return LYRA_OK;
+    lyra_vit *vits[2] = {&m->anyview, &m->metric};
+    for (int i = 0; i < 2; i++) LYRA_TRY(lyra_vit_set_autocast(vits[i], autocast));
+    lyra_status s = lyra_vit_wlist_place_as(&m->wlist, be, &m->mem, WHAT " weights", vits, 2);
+    if (s != LYRA_OK) {
+        for (int i = 0; i < 2; i++) vits[i]->cfg.gemm = LYRA_DTYPE_F32; /* unplaced: the CPU runs f32 */
+        return s;
+    }
     m->placed = be;
     return LYRA_OK;
 }

@@ -9,8 +9,9 @@
 #include "models/moge.h"
 #include "nn/ops.h"
 
-static lyra_status map(lyra_arena *a, lyra_tensor *t, int64_t c, int64_t h, int64_t w, const char *what) {
-    return lyra_arena_tensor(a, t, LYRA_DTYPE_F32, 4, (int64_t[]){1, c, h, w}, what);
+static lyra_status map(lyra_arena *a, lyra_tensor *t, lyra_dtype dt, int64_t c, int64_t h, int64_t w,
+                       const char *what) {
+    return lyra_arena_tensor(a, t, dt, 4, (int64_t[]){1, c, h, w}, what);
 }
 
 /* Channels [c0, c1) of x (1, C, h, w): contiguous because the batch is 1. */
@@ -32,7 +33,7 @@ static lyra_status put_uv(lyra_backend *be, lyra_tensor *dst, double aspect) {
         planar[h * w + p] = inter[2 * p + 1];
     }
     lyra_tensor host = lyra_tensor_4d(planar, LYRA_DTYPE_F32, 1, 2, h, w);
-    lyra_status s = be->ops->upload(be, dst, &host);
+    lyra_status s = lyra_backend_upload_as(be, dst, &host); /* UV in the head's dtype (dtype=x.dtype, MOGE:125) */
     free(inter);
     return s;
 }
@@ -51,15 +52,16 @@ static lyra_status res_block(lyra_backend *be, lyra_arena *a, lyra_tensor *x, co
     int64_t c = x->ne[1], h = x->ne[2], w = x->ne[3];
     size_t mark = lyra_arena_mark(a);
     lyra_tensor g, c1, g2, c2;
-    LYRA_TRY(map(a, &g, c, h, w, "MoGe res-block norm"));
+    lyra_dtype dt = x->dtype; /* GroupNorm in f32 inside the kernel, cast for the conv as autocast does */
+    LYRA_TRY(map(a, &g, dt, c, h, w, "MoGe res-block norm"));
     LYRA_TRY(lyra_op_group_norm(be, &g, x, 1, &r->gn1_w, &r->gn1_b, 1e-5f));
     LYRA_TRY(lyra_op_unary(be, &g, &g, LYRA_ACT_RELU));
-    LYRA_TRY(map(a, &c1, hidden, h, w, "MoGe res-block hidden"));
+    LYRA_TRY(map(a, &c1, dt, hidden, h, w, "MoGe res-block hidden"));
     LYRA_TRY(conv(be, &c1, &g, &r->conv1_w, &r->conv1_b));
-    LYRA_TRY(map(a, &g2, hidden, h, w, "MoGe res-block hidden norm"));
+    LYRA_TRY(map(a, &g2, dt, hidden, h, w, "MoGe res-block hidden norm"));
     LYRA_TRY(lyra_op_group_norm(be, &g2, &c1, (int)(hidden / 32), &r->gn2_w, &r->gn2_b, 1e-5f));
     LYRA_TRY(lyra_op_unary(be, &g2, &g2, LYRA_ACT_RELU));
-    LYRA_TRY(map(a, &c2, c, h, w, "MoGe res-block out"));
+    LYRA_TRY(map(a, &c2, dt, c, h, w, "MoGe res-block out"));
     LYRA_TRY(conv(be, &c2, &g2, &r->conv2_w, &r->conv2_b));
     LYRA_TRY(lyra_op_add(be, x, x, &c2));
     lyra_arena_reset(a, mark);
@@ -69,7 +71,7 @@ static lyra_status res_block(lyra_backend *be, lyra_arena *a, lyra_tensor *x, co
 static lyra_status capture(lyra_backend *be, float *host, const lyra_tensor *t) {
     if (!host) return LYRA_OK;
     lyra_tensor h = lyra_tensor_make(host, LYRA_DTYPE_F32, t->ndim, t->ne);
-    return be->ops->download(be, &h, t);
+    return lyra_backend_download_as(be, &h, t);
 }
 
 /* x0 (1, P + 2, gh, gw) with channels [0, P) = Σ_k proj_k(tap_k) (1×1 convs as Linear over the tokens). */
@@ -79,8 +81,8 @@ static lyra_status project(const lyra_moge *m, lyra_backend *be, lyra_arena *a, 
     int64_t P = c->dim_proj, G = g->gh * g->gw;
     size_t mark = lyra_arena_mark(a);
     lyra_tensor acc, t, tap, w, accp, acc4, y;
-    LYRA_TRY(lyra_arena_tensor(a, &acc, LYRA_DTYPE_F32, 3, (int64_t[]){1, G, P}, "MoGe projections"));
-    LYRA_TRY(lyra_arena_tensor(a, &t, LYRA_DTYPE_F32, 3, (int64_t[]){1, G, P}, "MoGe projection"));
+    LYRA_TRY(lyra_arena_tensor(a, &acc, x0->dtype, 3, (int64_t[]){1, G, P}, "MoGe projections"));
+    LYRA_TRY(lyra_arena_tensor(a, &t, x0->dtype, 3, (int64_t[]){1, G, P}, "MoGe projection"));
     for (int k = 0; k < (int)c->n_features; k++) {
         LYRA_TRY(lyra_tensor_slice(&tap, taps, 0, k, k + 1));
         LYRA_TRY(lyra_tensor_reshape(&w, &m->proj_w[k], 2, (int64_t[]){P, c->dim}));
@@ -110,10 +112,13 @@ lyra_status lyra_moge_forward(const lyra_moge *m, lyra_backend *be, lyra_arena *
 
     /* upstream MOGE:269-283: bicubic (a = −0.5) antialias to (h1, w1), ImageNet normalisation, bilinear antialias to
      * ·/14·14. */
-    LYRA_TRY(map(a, &img, 3, H, W, "MoGe image"));
+    /* under upstream's fp16 autocast (MOGE:348) the resizes and the normalisation stay in the image's f32, the
+     * backbone's GEMMs and the whole head run in f16 (m->vit.cfg.gemm) */
+    lyra_dtype act = m->vit.cfg.gemm;
+    LYRA_TRY(map(a, &img, LYRA_DTYPE_F32, 3, H, W, "MoGe image"));
     lyra_tensor host = lyra_tensor_4d((void *)image, LYRA_DTYPE_F32, 1, 3, H, W);
     LYRA_TRY(be->ops->upload(be, &img, &host));
-    LYRA_TRY(map(a, &rs, 3, g.h1, g.w1, "MoGe resized image"));
+    LYRA_TRY(map(a, &rs, LYRA_DTYPE_F32, 3, g.h1, g.w1, "MoGe resized image"));
     lyra_resize_params cubic = {.mode = LYRA_RESIZE_BICUBIC, .antialias = 1};
     LYRA_TRY(lyra_op_resize(be, &rs, &img, &cubic));
     for (int k = 0; k < 3; k++) {
@@ -122,14 +127,15 @@ lyra_status lyra_moge_forward(const lyra_moge *m, lyra_backend *be, lyra_arena *
         LYRA_TRY(lyra_op_scale(be, &ch, &ch, 1.0f / m->std[k], 0.0f));
     }
     LYRA_TRY(capture(be, cap->image_resized, &rs));
-    LYRA_TRY(map(a, &p14, 3, g.h14, g.w14, "MoGe backbone input"));
+    LYRA_TRY(map(a, &p14, LYRA_DTYPE_F32, 3, g.h14, g.w14, "MoGe backbone input"));
     lyra_resize_params lin = {.mode = LYRA_RESIZE_BILINEAR, .antialias = 1};
     LYRA_TRY(lyra_op_resize(be, &p14, &rs, &lin));
     LYRA_TRY(capture(be, cap->image_14, &p14));
 
     /* upstream MHUB:18-82, MVIT: the last n_features blocks, final-normed, class token dropped. */
     int64_t F = c->n_features, G = g.gh * g.gw, depth = m->vit.cfg.depth;
-    LYRA_TRY(lyra_arena_tensor(a, &taps, LYRA_DTYPE_F32, 3, (int64_t[]){F, G, c->dim}, "MoGe taps"));
+    /* the taps feed only the head's projections: stored in their dtype (autocast's one rounding) */
+    LYRA_TRY(lyra_arena_tensor(a, &taps, act, 3, (int64_t[]){F, G, c->dim}, "MoGe taps"));
     lyra_tensor tap_views[LYRA_MOGE_MAX_FEATURES], *tap_ptrs[LYRA_MOGE_MAX_FEATURES];
     int idx[LYRA_MOGE_MAX_FEATURES];
     for (int k = 0; k < (int)F; k++) {
@@ -145,7 +151,7 @@ lyra_status lyra_moge_forward(const lyra_moge *m, lyra_backend *be, lyra_arena *
     double aspect = (double)g.w1 / (double)g.h1;
     lyra_tensor x, y, uv, t;
     int64_t cin = c->dim_proj;
-    LYRA_TRY(map(a, &x, cin + 2, g.gh, g.gw, "MoGe head input"));
+    LYRA_TRY(map(a, &x, act, cin + 2, g.gh, g.gw, "MoGe head input"));
     LYRA_TRY(project(m, be, a, &taps, &g, &x));
     LYRA_TRY(channels(&uv, &x, cin, cin + 2));
     LYRA_TRY(put_uv(be, &uv, aspect));
@@ -153,10 +159,10 @@ lyra_status lyra_moge_forward(const lyra_moge *m, lyra_backend *be, lyra_arena *
         const lyra_moge_stage *s = &m->stages[b];
         int64_t out = c->dim_up[b], h = 2 * x.ne[2], w = 2 * x.ne[3], extra = b + 1 < c->n_stages ? 2 : 0;
         lyra_tensor xb;
-        LYRA_TRY(map(a, &xb, out + extra, h, w, "MoGe upsample stage"));
+        LYRA_TRY(map(a, &xb, act, out + extra, h, w, "MoGe upsample stage"));
         LYRA_TRY(channels(&y, &xb, 0, out));
         size_t mark = lyra_arena_mark(a);
-        LYRA_TRY(map(a, &t, out, h, w, "MoGe transposed conv"));
+        LYRA_TRY(map(a, &t, act, out, h, w, "MoGe transposed conv"));
         LYRA_TRY(lyra_op_conv_transpose2d(be, &t, &x, &s->up_w, &s->up_b, 2, 0));
         LYRA_TRY(conv(be, &y, &t, &s->conv_w, &s->conv_b));
         lyra_arena_reset(a, mark);
@@ -171,17 +177,17 @@ lyra_status lyra_moge_forward(const lyra_moge *m, lyra_backend *be, lyra_arena *
     }
     lyra_tensor xf, heads, last;
     LYRA_TRY(channels(&last, &x, 0, cin));
-    LYRA_TRY(map(a, &xf, cin + 2, g.h1, g.w1, "MoGe head at image size"));
+    LYRA_TRY(map(a, &xf, act, cin + 2, g.h1, g.w1, "MoGe head at image size"));
     LYRA_TRY(channels(&y, &xf, 0, cin));
     lyra_resize_params bil = {.mode = LYRA_RESIZE_BILINEAR};
     LYRA_TRY(lyra_op_resize(be, &y, &last, &bil));
     LYRA_TRY(channels(&uv, &xf, cin, cin + 2));
     LYRA_TRY(put_uv(be, &uv, aspect));
-    LYRA_TRY(map(a, &heads, 4, g.h1, g.w1, "MoGe head outputs"));
+    LYRA_TRY(map(a, &heads, act, 4, g.h1, g.w1, "MoGe head outputs"));
     for (int o = 0; o < 2; o++) {
         const lyra_moge_out *ob = &m->out[o];
         size_t mark = lyra_arena_mark(a);
-        LYRA_TRY(map(a, &t, c->last_ch, g.h1, g.w1, "MoGe output block"));
+        LYRA_TRY(map(a, &t, act, c->last_ch, g.h1, g.w1, "MoGe output block"));
         LYRA_TRY(conv(be, &t, &xf, &ob->conv0_w, &ob->conv0_b));
         for (int r = 0; r < (int)c->last_res; r++) LYRA_TRY(res_block(be, a, &t, &ob->res[r], c->last_hidden));
         LYRA_TRY(lyra_op_unary(be, &t, &t, LYRA_ACT_RELU));
@@ -194,10 +200,10 @@ lyra_status lyra_moge_forward(const lyra_moge *m, lyra_backend *be, lyra_arena *
     /* upstream MOGE:286-299: bilinear (no antialias) back to the input size; the exp remap and the rest happen on the
      * host. */
     lyra_tensor outhw;
-    LYRA_TRY(map(a, &outhw, 4, H, W, "MoGe outputs at the input size"));
+    LYRA_TRY(map(a, &outhw, act, 4, H, W, "MoGe outputs at the input size"));
     LYRA_TRY(lyra_op_resize(be, &outhw, &heads, &bil));
     lyra_tensor hraw = lyra_tensor_4d(raw, LYRA_DTYPE_F32, 1, 4, H, W);
-    LYRA_TRY(be->ops->download(be, &hraw, &outhw));
+    LYRA_TRY(lyra_backend_download_as(be, &hraw, &outhw)); /* f16 maps widened as infer's x.float() (MOGE:354) */
     lyra_arena_reset(arena, mark0);
     return LYRA_OK;
 }
@@ -222,34 +228,35 @@ lyra_status lyra_moge_infer(const float *raw, int64_t H, int64_t W, float thresh
 
 /* ---------------------------------------------------------------- cost model */
 
-static size_t res_temps(int64_t c, int64_t hid, int64_t area) {
-    return 2 * lyra_arena_f32(c * area) + 2 * lyra_arena_f32(hid * area);
+static size_t res_temps(int64_t c, int64_t hid, int64_t area, int64_t e) {
+    return 2 * lyra_arena_size(c * area * e) + 2 * lyra_arena_size(hid * area * e);
 }
 
 size_t lyra_moge_arena_bytes(const lyra_moge_config *c, const lyra_vit_config *vc, int64_t H, int64_t W) {
     lyra_moge_geometry g;
     if (lyra_moge_geometry_of(c, H, W, &g) != LYRA_OK) return 0;
-    int64_t G = g.gh * g.gw, P = c->dim_proj, A1 = g.h1 * g.w1;
-    /* mirrors lyra_moge_forward's allocation order */
+    int64_t G = g.gh * g.gw, P = c->dim_proj, A1 = g.h1 * g.w1, e = (int64_t)lyra_dtype_size(vc->gemm);
+    /* mirrors lyra_moge_forward's allocation order; the head's maps in the autocast dtype (vc->gemm) */
     size_t cur = lyra_arena_f32(3 * H * W) + lyra_arena_f32(3 * A1) + lyra_arena_f32(3 * g.h14 * g.w14) +
-                 lyra_arena_f32(c->n_features * G * c->dim);
+                 lyra_arena_size(c->n_features * G * c->dim * e);
     size_t peak = cur + lyra_vit_arena_bytes(vc, 1, g.gh, g.gw);
-    cur += lyra_arena_f32((P + 2) * G);
-    peak = lyra_size_max(peak, cur + 2 * lyra_arena_f32(G * P));
+    cur += lyra_arena_size((P + 2) * G * e);
+    peak = lyra_size_max(peak, cur + 2 * lyra_arena_size(G * P * e));
     int64_t h = g.gh, w = g.gw, cin = P;
     for (int b = 0; b < (int)c->n_stages; b++) {
         int64_t out = c->dim_up[b], extra = b + 1 < c->n_stages ? 2 : 0;
         h *= 2, w *= 2;
-        cur += lyra_arena_f32((out + extra) * h * w);
-        size_t tmp = lyra_arena_f32(out * h * w);
-        if (c->n_res > 0) tmp = lyra_size_max(tmp, res_temps(out, c->hidden[b], h * w));
+        cur += lyra_arena_size((out + extra) * h * w * e);
+        size_t tmp = lyra_arena_size(out * h * w * e);
+        if (c->n_res > 0) tmp = lyra_size_max(tmp, res_temps(out, c->hidden[b], h * w, e));
         peak = lyra_size_max(peak, cur + tmp);
         cin = out;
     }
-    cur += lyra_arena_f32((cin + 2) * A1) + lyra_arena_f32(4 * A1);
-    size_t tmp = lyra_arena_f32(c->last_ch * A1) + (c->last_res > 0 ? res_temps(c->last_ch, c->last_hidden, A1) : 0);
+    cur += lyra_arena_size((cin + 2) * A1 * e) + lyra_arena_size(4 * A1 * e);
+    size_t tmp = lyra_arena_size(c->last_ch * A1 * e) +
+                 (c->last_res > 0 ? res_temps(c->last_ch, c->last_hidden, A1, e) : 0);
     peak = lyra_size_max(peak, cur + tmp);
-    peak = lyra_size_max(peak, cur + lyra_arena_f32(4 * H * W));
+    peak = lyra_size_max(peak, cur + lyra_arena_size(4 * H * W * e));
     return peak + 8 * LYRA_ARENA_ALIGN;
 }
 
@@ -268,6 +275,20 @@ int64_t lyra_moge_params(const lyra_moge_config *c, const lyra_vit_config *vc) {
              d * c->last_ch * c->last_k * c->last_k + d;
     }
     return n;
+}
+
+size_t lyra_moge_weight_bytes(const lyra_moge_config *c, const lyra_vit_config *vc) {
+    int64_t conv = c->n_features * c->dim_proj * c->dim, in = c->dim_proj;
+    for (int b = 0; b < (int)c->n_stages; b++) {
+        int64_t out = c->dim_up[b], hid = c->hidden[b];
+        conv += (in + 2) * out * 4 + out * out * 9 + c->n_res * 2 * hid * out * 9;
+        in = out;
+    }
+    for (int o = 0; o < 2; o++)
+        conv += c->last_ch * (in + 2) * 9 + c->last_res * 2 * c->last_hidden * c->last_ch * 9 +
+                (o ? 1 : 3) * c->last_ch * c->last_k * c->last_k;
+    int64_t gemm = conv + lyra_vit_gemm_params(vc);
+    return (size_t)lyra_moge_params(c, vc) * 4 - (size_t)gemm * (4 - lyra_dtype_size(vc->gemm));
 }
 
 double lyra_moge_flops(const lyra_moge_config *c, const lyra_vit_config *vc, int64_t H, int64_t W) {

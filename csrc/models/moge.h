@@ -148,8 +148,12 @@ typedef struct lyra_moge {
 lyra_status lyra_moge_load(lyra_moge *m, const lyra_text_wsource *src, const lyra_moge_options *opt);
 void lyra_moge_free(lyra_moge *m);
 /* Moves the weights into be's device memory once (a no-op on the CPU backend or when already placed); be must
- * outlive the model. LYRA_ERR_OOM naming the weights and their size when the device has no room. */
-lyra_status lyra_moge_place(lyra_moge *m, lyra_backend *be);
+ * outlive the model. LYRA_ERR_OOM naming the weights and their size when the device has no room. `autocast`:
+ * LYRA_DTYPE_F16 is upstream's GPU policy (infer(use_fp16=True) runs the forward under fp16 autocast, upstream
+ * MOGE:348: the backbone's GEMMs and the attention in f16 with its residual stream, LayerNorms and RoPE f32, the
+ * whole head (its convs, the UV planes, the skip adds) in f16 with GroupNorm statistics f32, the input resizes in
+ * f32; the outputs widened to f32 for the host-side solve, MOGE:353-354); LYRA_DTYPE_F32 is a parity mode. */
+lyra_status lyra_moge_place(lyra_moge *m, lyra_backend *be, lyra_dtype autocast);
 
 /* Sizes of one forward on an H×W image (upstream Z:378): tokens, the bicubic size (h1, w1), the backbone input
  * (h14, w14) and its patch grid. */
@@ -180,6 +184,9 @@ lyra_status lyra_moge_infer(const float *raw, int64_t H, int64_t W, float thresh
  * They take the configurations only, so costs can be planned without weights (vc: the backbone's). */
 size_t lyra_moge_arena_bytes(const lyra_moge_config *c, const lyra_vit_config *vc, int64_t H, int64_t W);
 int64_t lyra_moge_params(const lyra_moge_config *c, const lyra_vit_config *vc);
+/* Bytes of those parameters as lyra_moge_place stores them: the backbone's GEMM weights and the head's convs in
+ * vc->gemm, the rest f32 (per-tensor alignment not counted). */
+size_t lyra_moge_weight_bytes(const lyra_moge_config *c, const lyra_vit_config *vc);
 double lyra_moge_flops(const lyra_moge_config *c, const lyra_vit_config *vc, int64_t H, int64_t W);
 
 #ifdef __cplusplus

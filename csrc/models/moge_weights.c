@@ -202,9 +202,58 @@ lyra_status lyra_moge_load(lyra_moge *m, const lyra_text_wsource *src, const lyr
     return LYRA_OK;
 }
 
-lyra_status lyra_moge_place(lyra_moge *m, lyra_backend *be) {
-    if (be->device == LYRA_DEVICE_CPU || m->placed) return LYRA_OK;
-    LYRA_TRY(lyra_vit_wlist_place(&m->wl, be, &m->mem, WHAT " weights"));
+/* 1 when t is one of the head's convolution weights (the projections, transposed convs, 3×3 convs). */
+static int head_conv(const lyra_moge *m, const lyra_tensor *t) {
+    const lyra_moge_config *c = &m->cfg;
+    for (int k = 0; k < (int)c->n_features; k++)
+        if (t == &m->proj_w[k]) return 1;
+    for (int b = 0; b < (int)c->n_stages; b++) {
+        const lyra_moge_stage *s = &m->stages[b];
+        if (t == &s->up_w || t == &s->conv_w) return 1;
+        for (int r = 0; r < (int)c->n_res; r++)
+            if (t == &s->res[r].conv1_w || t == &s->res[r].conv2_w) return 1;
+    }
+    for (int o = 0; o < 2; o++) {
+        const lyra_moge_out *ob = &m->out[o];
+        if (t == &ob->conv0_w || t == &ob->conv_w) return 1;
+        for (int r = 0; r < (int)c->last_res; r++)
+            if (t == &ob->res[r].conv1_w || t == &ob->res[r].conv2_w) return 1;
+    }
+    return 0;
+}
+
+lyra_status lyra_moge_place(lyra_moge *m, lyra_backend *be, lyra_dtype autocast) {
+    if (autocast != LYRA_DTYPE_F32 && autocast != LYRA_DTYPE_F16)
+        return lyra_error(LYRA_ERR_ARG, WHAT ": precision %s is not allowed; expected f32 or f16",
+                          lyra_dtype_name(autocast));
+    if (be->device == LYRA_DEVICE_CPU) {
+        if (autocast != LYRA_DTYPE_F32)
+            return lyra_error(LYRA_ERR_UNSUPPORTED, WHAT ": %s autocast needs a device (the CPU computes f32)",
+                              lyra_dtype_name(autocast));
+        return LYRA_OK;
+    }
+    if (m->placed) return LYRA_OK;
+    LYRA_TRY(lyra_vit_set_autocast(&m->vit, autocast));
+    int n = m->wl.n;
+    lyra_tensor **ts = malloc(sizeof *ts * (size_t)(n ? n : 1));
+    lyra_dtype *dt = malloc(sizeof *dt * (size_t)(n ? n : 1));
+    lyra_status s = ts && dt ? LYRA_OK : lyra_error(LYRA_ERR_OOM, WHAT ": out of memory");
+    int k = 0;
+    for (int i = 0; s == LYRA_OK && i < n; i++) {
+        lyra_tensor *t = m->wl.specs[i].dst;
+        if (!t->data) continue;
+        /* the backbone's GEMM weights and the head's convs in the autocast dtype; norms and biases f32 */
+        int g = lyra_vit_gemm_weight(&m->vit, t);
+        dt[k] = g >= 0 ? (lyra_dtype)g : head_conv(m, t) ? autocast : t->dtype;
+        ts[k++] = t;
+    }
+    if (s == LYRA_OK) s = lyra_backend_place_weights_as(be, &m->mem, ts, dt, k, WHAT " weights");
+    free(ts);
+    free(dt);
+    if (s != LYRA_OK) {
+        m->vit.cfg.gemm = LYRA_DTYPE_F32; /* unplaced: the CPU runs f32 */
+        return s;
+    }
     m->placed = be;
     return LYRA_OK;
 }

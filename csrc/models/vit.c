@@ -9,12 +9,18 @@
 
 size_t lyra_vit_arena_bytes(const lyra_vit_config *c, int64_t S, int64_t gh, int64_t gw) {
     int64_t C = c->dim, G = gh * gw, N = 1 + c->registers + G, F = c->ffn_hidden, half = c->head_dim / 2;
+    int64_t e = (int64_t)lyra_dtype_size(c->gemm), P = c->patch;
+    int cast = c->gemm != LYRA_DTYPE_F32;
     size_t x = lyra_arena_size(S * N * C * 4);
     size_t tables = c->opt.rope_start >= 0 ? lyra_arena_size(N * half * 4) + lyra_arena_size(S * N * half * 4) : 0;
-    size_t embed = lyra_arena_size((1 + G) * C * 4) + lyra_arena_size(C * G * 4) + lyra_arena_size(S * C * G * 4);
-    size_t attn = 5 * lyra_arena_size(S * N * C * 4) + lyra_arena_size(S * N * 3 * C * 4);
-    size_t ffn = 2 * lyra_arena_size(S * N * C * 4) + lyra_arena_size(S * N * 2 * F * 4) +
-                 lyra_arena_size(S * N * F * 4);
+    /* pos-embed, its resized grid, the patch conv's output, and under autocast the pixels cast for the conv */
+    size_t embed = lyra_arena_size((1 + G) * C * 4) + lyra_arena_size(C * G * 4) + lyra_arena_size(S * C * G * e) +
+                   (cast ? lyra_arena_size(S * 3 * gh * P * gw * P * e) : 0);
+    /* norm1, qkv, q and k (f32 for the q/k norm and RoPE, then cast), attention output, projection */
+    size_t attn = lyra_arena_size(S * N * C * e) + lyra_arena_size(S * N * 3 * C * e) +
+                  2 * lyra_arena_size(S * N * C * 4) + (cast ? 2 * lyra_arena_size(S * N * C * e) : 0) +
+                  2 * lyra_arena_size(S * N * C * e);
+    size_t ffn = 2 * lyra_arena_size(S * N * C * e) + lyra_arena_size(S * N * 2 * F * e) + lyra_arena_size(S * N * F * e);
     return x + tables + lyra_size_max(embed, lyra_size_max(attn, ffn)) + 4 * LYRA_ARENA_ALIGN;
 }
 
@@ -45,9 +51,10 @@ static lyra_tensor qkv_part(const lyra_tensor *qkv, int which, int64_t H, int jo
     v.ne[3] = Dh;
     v.nb[0] = joined ? S * qkv->nb[0] : qkv->nb[0];
     v.nb[1] = qkv->nb[1];
-    v.nb[2] = Dh * 4;
-    v.nb[3] = 4;
-    v.data = (char *)qkv->data + (size_t)which * (size_t)C * 4;
+    int64_t e = (int64_t)lyra_dtype_size(qkv->dtype);
+    v.nb[2] = Dh * e;
+    v.nb[3] = e;
+    v.data = (char *)qkv->data + (size_t)which * (size_t)C * (size_t)e;
     return v;
 }
 
@@ -150,10 +157,17 @@ lyra_status lyra_vit_embed(const lyra_vit *m, lyra_backend *be, lyra_arena *a, c
     lyra_tensor pos, p, pf, pt, xp, xc, cls, pos_p, pos_c, pos_pe, pos_ce;
     lyra_status s = lyra_arena_tensor(a, &pos, LYRA_DTYPE_F32, 3, (int64_t[]){1, 1 + G, C}, "ViT pos-embed");
     if (s == LYRA_OK) s = lyra_vit_pos_embed(m, be, a, &pos, run->gh, run->gw);
-    if (s == LYRA_OK) s = lyra_arena_tensor(a, &p, LYRA_DTYPE_F32, 4, (int64_t[]){S, C, run->gh, run->gw},
+    /* under autocast the patch conv runs on the pixels cast to the autocast dtype; the pos-embed add promotes
+     * its output back to the f32 residual stream (upstream DA3vit:263-264: cat with the f32 cls token) */
+    lyra_tensor px = *pixels;
+    if (s == LYRA_OK && c->gemm != pixels->dtype) {
+        s = lyra_arena_tensor(a, &px, c->gemm, 4, pixels->ne, "ViT pixels (autocast)");
+        if (s == LYRA_OK) s = lyra_op_copy(be, &px, pixels);
+    }
+    if (s == LYRA_OK) s = lyra_arena_tensor(a, &p, c->gemm, 4, (int64_t[]){S, C, run->gh, run->gw},
                                             "ViT patch embedding");
     lyra_conv2d_params cp = {.stride_h = (int)P, .stride_w = (int)P};
-    if (s == LYRA_OK) s = lyra_op_conv2d(be, &p, pixels, &m->patch_w, &m->patch_b, &cp);
+    if (s == LYRA_OK) s = lyra_op_conv2d(be, &p, &px, &m->patch_w, &m->patch_b, &cp);
     /* tokens: [cls, registers, patches (row-major)]; pos-embed on cls and patches only (DINOv2 order). */
     if (s == LYRA_OK) s = lyra_tensor_reshape(&pf, &p, 3, (int64_t[]){S, C, G});
     if (s == LYRA_OK) s = lyra_tensor_permute(&pt, &pf, (int[]){0, 2, 1});
@@ -200,9 +214,10 @@ static lyra_status attention(const lyra_vit *m, lyra_backend *be, lyra_arena *a,
     int64_t B = joined ? 1 : S, L = joined ? S * N : N;
     int rope = c->opt.rope_start >= 0 && i >= c->opt.rope_start;
     lyra_tensor h, qkv, o, t, q, k;
-    LYRA_TRY(lyra_arena_tensor(a, &h, LYRA_DTYPE_F32, 3, x->ne, "ViT norm1"));
+    /* the LayerNorm output feeds a GEMM only: stored in its dtype, the one rounding autocast applies there */
+    LYRA_TRY(lyra_arena_tensor(a, &h, c->gemm, 3, x->ne, "ViT norm1"));
     LYRA_TRY(lyra_op_layer_norm(be, &h, x, &b->norm1_w, &b->norm1_b, c->opt.ln_eps));
-    LYRA_TRY(lyra_arena_tensor(a, &qkv, LYRA_DTYPE_F32, 3, (int64_t[]){S, N, 3 * C}, "ViT qkv"));
+    LYRA_TRY(lyra_arena_tensor(a, &qkv, c->gemm, 3, (int64_t[]){S, N, 3 * C}, "ViT qkv"));
     LYRA_TRY(lyra_op_linear(be, &qkv, &h, &b->qkv_w, &b->qkv_b));
     lyra_tensor qv = qkv_part(&qkv, 0, H, joined), kv = qkv_part(&qkv, 1, H, joined), vv = qkv_part(&qkv, 2, H, joined);
     const lyra_tensor *qp = &qv, *kp = &kv;
@@ -212,14 +227,23 @@ static lyra_status attention(const lyra_vit *m, lyra_backend *be, lyra_arena *a,
         LYRA_TRY(lyra_arena_tensor(a, &k, LYRA_DTYPE_F32, 4, (int64_t[]){B, L, H, Dh}, "ViT k"));
         LYRA_TRY(qk_prepare(be, &q, &qv, &b->q_norm_w, &b->q_norm_b, c->opt.qk_norm_eps, ang));
         LYRA_TRY(qk_prepare(be, &k, &kv, &b->k_norm_w, &b->k_norm_b, c->opt.qk_norm_eps, ang));
+        if (c->gemm != LYRA_DTYPE_F32) { /* f32 norm and RoPE, cast by the autocast attention */
+            lyra_tensor q16, k16;
+            LYRA_TRY(lyra_arena_tensor(a, &q16, c->gemm, 4, q.ne, "ViT q (autocast)"));
+            LYRA_TRY(lyra_arena_tensor(a, &k16, c->gemm, 4, k.ne, "ViT k (autocast)"));
+            LYRA_TRY(lyra_op_copy(be, &q16, &q));
+            LYRA_TRY(lyra_op_copy(be, &k16, &k));
+            q = q16;
+            k = k16;
+        }
         qp = &q;
         kp = &k;
     }
-    LYRA_TRY(lyra_arena_tensor(a, &o, LYRA_DTYPE_F32, 4, (int64_t[]){B, L, H, Dh}, "ViT attention"));
+    LYRA_TRY(lyra_arena_tensor(a, &o, c->gemm, 4, (int64_t[]){B, L, H, Dh}, "ViT attention"));
     LYRA_TRY(lyra_op_attention(be, &o, qp, kp, &vv, NULL, NULL, 1.0f / sqrtf((float)Dh)));
     lyra_tensor o3;
     LYRA_TRY(lyra_tensor_reshape(&o3, &o, 3, (int64_t[]){S, N, C}));
-    LYRA_TRY(lyra_arena_tensor(a, &t, LYRA_DTYPE_F32, 3, x->ne, "ViT attention projection"));
+    LYRA_TRY(lyra_arena_tensor(a, &t, c->gemm, 3, x->ne, "ViT attention projection"));
     LYRA_TRY(lyra_op_linear(be, &t, &o3, &b->proj_w, &b->proj_b));
     return residual(be, x, &b->ls1, &t);
 }
@@ -229,7 +253,7 @@ static lyra_status ffn(const lyra_vit *m, lyra_backend *be, lyra_arena *a, lyra_
     const lyra_vit_block *b = &m->blocks[i];
     int64_t S = x->ne[0], N = x->ne[1], F = c->ffn_hidden;
     lyra_tensor h, u, t;
-    LYRA_TRY(lyra_arena_tensor(a, &h, LYRA_DTYPE_F32, 3, x->ne, "ViT norm2"));
+    LYRA_TRY(lyra_arena_tensor(a, &h, c->gemm, 3, x->ne, "ViT norm2"));
     LYRA_TRY(lyra_op_layer_norm(be, &h, x, &b->norm2_w, &b->norm2_b, c->opt.ln_eps));
     lyra_tensor *hidden = &u;
     lyra_tensor g;
@@ -237,19 +261,19 @@ static lyra_status ffn(const lyra_vit *m, lyra_backend *be, lyra_arena *a, lyra_
         /* w3(silu(x1)·x2), [x1 | x2] = w12(h) split in halves (upstream DA3dino:22-64, DA3vit:454-466,
          * DA3cfg/da3-giant:6-17). */
         lyra_tensor x1, x2;
-        LYRA_TRY(lyra_arena_tensor(a, &u, LYRA_DTYPE_F32, 3, (int64_t[]){S, N, 2 * F}, "ViT w12"));
+        LYRA_TRY(lyra_arena_tensor(a, &u, c->gemm, 3, (int64_t[]){S, N, 2 * F}, "ViT w12"));
         LYRA_TRY(lyra_op_linear(be, &u, &h, &b->fc1_w, &b->fc1_b));
         LYRA_TRY(lyra_tensor_slice(&x1, &u, 2, 0, F));
         LYRA_TRY(lyra_tensor_slice(&x2, &u, 2, F, 2 * F));
-        LYRA_TRY(lyra_arena_tensor(a, &g, LYRA_DTYPE_F32, 3, (int64_t[]){S, N, F}, "ViT SwiGLU"));
+        LYRA_TRY(lyra_arena_tensor(a, &g, c->gemm, 3, (int64_t[]){S, N, F}, "ViT SwiGLU"));
         LYRA_TRY(lyra_op_glu(be, &g, &x2, &x1, LYRA_ACT_SILU));
         hidden = &g;
     } else {
-        LYRA_TRY(lyra_arena_tensor(a, &u, LYRA_DTYPE_F32, 3, (int64_t[]){S, N, F}, "ViT fc1"));
+        LYRA_TRY(lyra_arena_tensor(a, &u, c->gemm, 3, (int64_t[]){S, N, F}, "ViT fc1"));
         LYRA_TRY(lyra_op_linear(be, &u, &h, &b->fc1_w, &b->fc1_b));
         LYRA_TRY(lyra_op_gelu(be, &u, &u, 0)); /* nn.GELU(): exact erf */
     }
-    LYRA_TRY(lyra_arena_tensor(a, &t, LYRA_DTYPE_F32, 3, x->ne, "ViT ffn out"));
+    LYRA_TRY(lyra_arena_tensor(a, &t, c->gemm, 3, x->ne, "ViT ffn out"));
     LYRA_TRY(lyra_op_linear(be, &t, hidden, &b->fc2_w, &b->fc2_b));
     return residual(be, x, &b->ls2, &t);
 }

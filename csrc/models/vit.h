@@ -59,6 +59,11 @@ typedef struct lyra_vit_config {
     lyra_vit_ffn ffn;
     int qk_norm_start;    /* first block with q_norm/k_norm (all later blocks must have them); -1 none */
     int layer_scale;      /* 1 when ls1/ls2 gammas exist */
+    lyra_dtype gemm;      /* storage of the GEMM weights, inputs and outputs (patch conv, qkv, proj, FFN) and of
+                             the attention's q/k/v: f32, or the autocast dtype of upstream's GPU run (bf16 for DA3,
+                             f16 for MoGe; lyra_vit_set_autocast). The block LayerNorms compute in f32 and store
+                             their output in it (autocast's one cast at the GEMM); the residual stream, the q/k
+                             norms, RoPE and the final norm (the taps) stay f32, as autocast keeps them. */
 } lyra_vit_config;
 
 typedef struct lyra_vit_block {
@@ -102,8 +107,18 @@ lyra_status lyra_vit_wlist_load(lyra_vit_wlist *l, const lyra_text_wsource *src,
  * re-points every listed tensor (lyra_backend_place_weights; *mem becomes the device block, released with
  * be->ops->release). A no-op on the CPU backend. */
 lyra_status lyra_vit_wlist_place(lyra_vit_wlist *l, lyra_backend *be, void **mem, const char *what);
+/* As lyra_vit_wlist_place, with the GEMM weights of the listed ViTs (patch conv, qkv, proj, FFN matrices) stored
+ * in each ViT's cfg.gemm dtype (lyra_backend_place_weights_as); everything else keeps its loaded dtype. */
+lyra_status lyra_vit_wlist_place_as(lyra_vit_wlist *l, lyra_backend *be, void **mem, const char *what,
+                                    lyra_vit *const *vits, int n_vits);
 /* Frees the spec array and the names (only after the loaded tensors are no longer used). */
 void lyra_vit_wlist_free(lyra_vit_wlist *l);
+/* cfg.gemm when t is one of m's GEMM weights (patch conv, qkv, proj, FFN matrices) and cfg.gemm is not f32, else
+ * -1. */
+int lyra_vit_gemm_weight(const lyra_vit *m, const lyra_tensor *t);
+/* Sets the dtype the ViT's GEMMs store their weights and outputs in (cfg.gemm): upstream's autocast on a device.
+ * Call before the weights are placed (lyra_vit_wlist_place_as reads it). f32, bf16 or f16. */
+lyra_status lyra_vit_set_autocast(lyra_vit *m, lyra_dtype gemm);
 
 lyra_vit_options lyra_vit_default_options(int64_t heads);
 
@@ -159,11 +174,15 @@ lyra_status lyra_vit_taps(const lyra_vit *m, lyra_backend *be, lyra_arena *a, co
                           int n_taps, const int *idx, lyra_tensor *const *taps, lyra_tensor *cls);
 
 /* Arena bytes for lyra_vit_taps / lyra_vit_embed + blocks (residual stream, tables, one block's temporaries,
- * the pos-embed resize), for S views of gh×gw patches. */
+ * the pos-embed resize), for S views of gh×gw patches, with the GEMM outputs stored as c->gemm. */
 size_t lyra_vit_arena_bytes(const lyra_vit_config *c, int64_t S, int64_t gh, int64_t gw);
 /* Parameters of the ViT and FLOPs (2 per MAC) of embedding + `blocks` blocks on S views of gh×gw patches
  * (global blocks attend over S·N tokens; counted per alternation when alt_start >= 0). */
 int64_t lyra_vit_params(const lyra_vit_config *c);
+/* The GEMM weights among them (patch conv, qkv, proj, FFN matrices), and the bytes of all parameters with those
+ * stored as c->gemm and the rest f32 (as lyra_vit_wlist_place_as places them; per-tensor alignment not counted). */
+int64_t lyra_vit_gemm_params(const lyra_vit_config *c);
+size_t lyra_vit_weight_bytes(const lyra_vit_config *c);
 double lyra_vit_flops(const lyra_vit_config *c, int64_t S, int64_t gh, int64_t gw, int blocks);
 
 #endif

@@ -52,6 +52,48 @@ lyra_status lyra_vit_wlist_place(lyra_vit_wlist *l, lyra_backend *be, void **mem
     return s;
 }
 
+int lyra_vit_gemm_weight(const lyra_vit *m, const lyra_tensor *t) {
+    if (m->cfg.gemm == LYRA_DTYPE_F32 || !t->data) return -1;
+    if (t == &m->patch_w) return (int)m->cfg.gemm;
+    for (int64_t i = 0; m->blocks && i < m->cfg.depth; i++) {
+        const lyra_vit_block *b = &m->blocks[i];
+        if (t == &b->qkv_w || t == &b->proj_w || t == &b->fc1_w || t == &b->fc2_w) return (int)m->cfg.gemm;
+    }
+    return -1;
+}
+
+lyra_status lyra_vit_wlist_place_as(lyra_vit_wlist *l, lyra_backend *be, void **mem, const char *what,
+                                    lyra_vit *const *vits, int n_vits) {
+    if (be->device == LYRA_DEVICE_CPU) return LYRA_OK;
+    lyra_tensor **ts = malloc(sizeof *ts * (size_t)(l->n ? l->n : 1));
+    lyra_dtype *dt = malloc(sizeof *dt * (size_t)(l->n ? l->n : 1));
+    if (!ts || !dt) {
+        free(ts);
+        free(dt);
+        return lyra_error(LYRA_ERR_OOM, "%s: out of memory", what);
+    }
+    int k = 0;
+    for (int i = 0; i < l->n; i++) {
+        lyra_tensor *t = l->specs[i].dst;
+        if (!t->data) continue;
+        int g = -1;
+        for (int v = 0; v < n_vits && g < 0; v++) g = lyra_vit_gemm_weight(vits[v], t);
+        dt[k] = g < 0 ? t->dtype : (lyra_dtype)g;
+        ts[k++] = t;
+    }
+    lyra_status s = lyra_backend_place_weights_as(be, mem, ts, dt, k, what);
+    free(ts);
+    free(dt);
+    return s;
+}
+
+lyra_status lyra_vit_set_autocast(lyra_vit *m, lyra_dtype gemm) {
+    if (!lyra_dtype_is_float(gemm))
+        return lyra_error(LYRA_ERR_ARG, "ViT: autocast dtype %s is not a float dtype", lyra_dtype_name(gemm));
+    m->cfg.gemm = gemm;
+    return LYRA_OK;
+}
+
 void lyra_vit_wlist_free(lyra_vit_wlist *l) {
     if (!l) return;
     for (int i = 0; i < l->n; i++) free(l->names[i]);
@@ -265,4 +307,15 @@ int64_t lyra_vit_params(const lyra_vit_config *c) {
     int64_t qk = c->qk_norm_start >= 0 ? (c->depth - c->qk_norm_start) * 4 * c->head_dim : 0;
     return C * 3 * P * P + C + C + (c->registers + c->cam_tokens) * C + (1 + c->pos_grid * c->pos_grid) * C +
            2 * C + c->depth * block + qk;
+}
+
+int64_t lyra_vit_gemm_params(const lyra_vit_config *c) {
+    int64_t C = c->dim, F = c->ffn_hidden, P = c->patch;
+    int64_t ffn = c->ffn == LYRA_VIT_FFN_SWIGLU ? 3 * F * C : 2 * F * C;
+    return C * 3 * P * P + c->depth * (4 * C * C + ffn);
+}
+
+size_t lyra_vit_weight_bytes(const lyra_vit_config *c) {
+    int64_t g = lyra_vit_gemm_params(c);
+    return (size_t)g * lyra_dtype_size(c->gemm) + (size_t)(lyra_vit_params(c) - g) * 4;
 }

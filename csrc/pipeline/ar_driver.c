@@ -577,7 +577,7 @@ lyra_status lyra_ar_generate(lyra_ar_run *r) {
     memset(d, 0, sizeof D);
     d->r = r;
     d->m = r->models;
-    d->be = lyra_ar_backend(d->m);
+    d->be = lyra_ar_backend(d->m); /* until the placement below */
     d->fp = &d->m->dit.fp;
     d->H = r->height;
     d->W = r->width;
@@ -602,26 +602,34 @@ lyra_status lyra_ar_generate(lyra_ar_run *r) {
         st = lyra_error(LYRA_ERR_OOM, "generate: out of memory for the %dx%d history", d->H, d->W);
         goto done;
     }
-    if ((st = dev_buffers(d)) != LYRA_OK) goto done;
     memcpy(d->frames[0], r->image, sizeof(float) * (size_t)(3 * d->HW));
     to_u8(d->frames[0], d->HW, r->out_frames);
     if (r->out_warp) memcpy(r->out_warp, r->out_frames, (size_t)(3 * d->HW));
 
-    /* Text once before the loop: each distinct caption encoded once (upstream M:568-671, CONDM:462-486, CL2:37-55). */
+    /* Text once before the loop, each distinct caption once (upstream M:568-671, CONDM:462-486, CL2:37-55), before
+     * the models are placed: on a device umT5 runs alone and is freed (lyra_ar_encode_texts). */
     double t0 = now();
-    for (int a = 0; a < d->n_chunks; a++) {
-        const int64_t nt[3] = {1, LYRA_AR_TEXT_LEN, d->m->text_dim};
-        lyra_tensor dst = dev_tensor(d, d->texts + (int64_t)a * LYRA_AR_TEXT_LEN * d->m->text_dim, 3, nt, "text embedding");
-        int same = -1;
-        for (int b = 0; b < a && same < 0; b++)
-            if (strcmp(r->captions[a], r->captions[b]) == 0) same = b;
-        if (same >= 0) {
-            lyra_tensor src = dev_tensor(d, d->texts + (int64_t)same * LYRA_AR_TEXT_LEN * d->m->text_dim, 3, nt,
-                                         "text embedding");
-            st = lyra_op_copy(d->be, &dst, &src);
-        } else {
-            st = lyra_ar_encode_text(d->m, r->captions[a], &dst);
+    {
+        const int64_t per = (int64_t)LYRA_AR_TEXT_LEN * d->m->text_dim;
+        float *texts = malloc(sizeof(float) * (size_t)(d->n_chunks * per));
+        int n_encoded = 0;
+        st = texts ? lyra_ar_encode_texts(d->m, r->device, r->policy, d->n_chunks, r->captions, texts, &n_encoded)
+                   : lyra_error(LYRA_ERR_OOM, "generate: out of memory for the caption embeddings");
+        if (st == LYRA_OK && r->device != LYRA_DEVICE_CPU) {
+            if (n_encoded) logf_(d, "text: %d new caption(s) through umT5 on the device (loaded for them, then freed)",
+                                 n_encoded);
+            else logf_(d, "text: every caption embedded before (cached), umT5 not loaded");
         }
+        if (st == LYRA_OK) st = lyra_ar_models_place(d->m, r->device, r->policy);
+        d->be = lyra_ar_backend(d->m);
+        if (st == LYRA_OK) logf_(d, "generate: networks on the %s backend", d->be->ops->name);
+        if (st == LYRA_OK) st = dev_buffers(d);
+        if (st == LYRA_OK) {
+            const int64_t nt[3] = {d->n_chunks, LYRA_AR_TEXT_LEN, d->m->text_dim};
+            lyra_tensor t = dev_tensor(d, d->texts, 3, nt, "text embeddings");
+            st = upload(d, &t, texts);
+        }
+        free(texts);
         if (st != LYRA_OK) goto done;
     }
     r->timings.text += now() - t0;

@@ -40,6 +40,9 @@ typedef struct lyra_ar_timings {
 
 typedef struct lyra_ar_run {
     lyra_ar_models *models;
+    lyra_device device;             /* where the networks run: the captions are embedded first (umT5 alone on the
+                                       device), then the models are placed there (lyra_ar_models_place) */
+    lyra_dtype policy;              /* on a device: LYRA_DTYPE_BF16 = upstream's precision, F32 = parity mode */
     int height, width;              /* multiples of 16 */
     int64_t num_frames;             /* 1 + F·k, k >= 1 */
     const float *image;             /* (3, H, W) in [−1, 1] */

@@ -72,6 +72,15 @@ static const lyra_tensor *st_lookup(void *src, const char *name) {
 
 /* ---- loading ---- */
 
+lyra_status lyra_ar_umt5_load(lyra_umt5 *u, const char *path) {
+    st_table s;
+    LYRA_TRY(st_table_open(&s, path, "umT5"));
+    lyra_text_wsource src = {st_lookup, &s, s.n, s.names};
+    lyra_status st = lyra_umt5_load(u, &src);
+    st_table_free(&s);
+    return st;
+}
+
 #define LOADED_DIT 1
 #define LOADED_BACKEND 2
 #define LOADED_PLACED 4 /* the encoders, their arena and the negative embedding live on the DiT's device backend */
@@ -93,6 +102,11 @@ void lyra_ar_models_free(lyra_ar_models *m) {
     if (m->vae) lyra_vae_free(m->vae);
     if (m->tok) lyra_tokenizer_free(m->tok);
     if (m->loaded & LOADED_BACKEND) lyra_backend_free(&m->be);
+    free(m->umt5_path);
+    for (int i = 0; i < LYRA_AR_TEXT_CACHE; i++) {
+        free(m->text_cache[i].caption);
+        free(m->text_cache[i].emb);
+    }
     memset(m, 0, sizeof *m);
 }
 
@@ -169,13 +183,11 @@ lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p) {
         goto fail;
     }
 
-    if ((st = st_table_open(&s, p->umt5, "umT5")) != LYRA_OK) goto fail;
-    {
-        lyra_text_wsource src = {st_lookup, &s, s.n, s.names};
-        st = lyra_umt5_load(&m->umt5, &src);
+    if (!(m->umt5_path = strdup(p->umt5))) {
+        st = lyra_error(LYRA_ERR_OOM, "umT5: out of memory");
+        goto fail;
     }
-    st_table_free(&s);
-    if (st != LYRA_OK) goto fail;
+    if ((st = lyra_ar_umt5_load(&m->umt5, p->umt5)) != LYRA_OK) goto fail;
     if (m->umt5.cfg.dim != m->text_dim) {
         st = lyra_error(LYRA_ERR_FORMAT, "%s: umT5 width %lld differs from the DiT's text width %d", p->umt5,
                         (long long)m->umt5.cfg.dim, m->text_dim);
@@ -251,8 +263,8 @@ lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dty
     m->negative = NULL;
     lyra_arena_free(&m->arena);
     m->loaded |= LOADED_PLACED;
-    lyra_status st = lyra_umt5_place(&m->umt5, be, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16);
-    if (st == LYRA_OK) st = lyra_clip_place(&m->clip, be, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_F16);
+    lyra_umt5_free(&m->umt5); /* device runs load it per new caption (ar_text.c) */
+    lyra_status st = lyra_clip_place(&m->clip, be, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_F16);
     if (st == LYRA_OK) {
         const size_t bytes = sizeof(float) * LYRA_AR_TEXT_LEN * (size_t)m->text_dim;
         m->negative = be->ops->alloc(be, bytes);
@@ -279,32 +291,6 @@ static lyra_status encoder_arena(lyra_ar_models *m, size_t need) {
 }
 
 /* ---- encoders ---- */
-
-lyra_status lyra_ar_encode_text(lyra_ar_models *m, const char *caption, lyra_tensor *out) {
-    char *clean = NULL;
-    size_t clean_len = 0;
-    LYRA_TRY(lyra_text_clean(caption, strlen(caption), &clean, &clean_len));
-    int64_t ids64[LYRA_AR_TEXT_LEN], mask64[LYRA_AR_TEXT_LEN];
-    lyra_status st = lyra_tokenizer_encode(m->tok, clean, clean_len, LYRA_AR_TEXT_LEN, ids64, mask64);
-    free(clean);
-    LYRA_TRY(st);
-    int32_t ids[LYRA_AR_TEXT_LEN];
-    uint8_t mask[LYRA_AR_TEXT_LEN];
-    for (int i = 0; i < LYRA_AR_TEXT_LEN; i++) {
-        ids[i] = (int32_t)ids64[i];
-        mask[i] = (uint8_t)(mask64[i] != 0);
-    }
-    lyra_backend *be = lyra_ar_backend(m);
-    if (m->loaded & LOADED_PLACED) {
-        size_t need = 0;
-        LYRA_TRY(lyra_umt5_arena_measure(&m->umt5, be->device, ids, mask, 1, LYRA_AR_TEXT_LEN, 1, &need));
-        LYRA_TRY(encoder_arena(m, need));
-    }
-    size_t mark = lyra_arena_mark(&m->arena);
-    st = lyra_umt5_encode(&m->umt5, be, &m->arena, out, ids, mask, 1, LYRA_AR_TEXT_LEN, 1);
-    lyra_arena_reset(&m->arena, mark);
-    return st;
-}
 
 lyra_status lyra_ar_encode_image(lyra_ar_models *m, const lyra_tensor *frame, lyra_tensor *out) {
     lyra_backend *be = lyra_ar_backend(m);

@@ -18,6 +18,7 @@
 #include "nn/backend.h"
 
 #define LYRA_AR_TEXT_LEN 512
+#define LYRA_AR_TEXT_CACHE 8      /* caption embeddings kept between runs */
 #define LYRA_AR_MAX_STYLE_LORAS 4 /* + the DMD LoRA: within LYRA_DIT_MAX_ADAPTERS */
 
 typedef struct lyra_ar_style_lora {
@@ -49,7 +50,18 @@ typedef struct lyra_ar_models {
     lyra_arena arena;       /* their activations, in the memory of lyra_ar_backend(m) */
     int n_threads;          /* CPU threads of every network (0 = all cores) */
     int loaded;
+    char *umt5_path;        /* the umT5 file: a device run loads it for its captions and frees it (ar_text.c) */
+    struct {                /* caption -> embedding (512, text_dim) host f32, of the device and precision used */
+        char *caption;
+        float *emb;
+        lyra_device device;
+        lyra_dtype policy;
+    } text_cache[LYRA_AR_TEXT_CACHE];
+    int text_cache_next;    /* the entry replaced next (round robin) */
 } lyra_ar_models;
+
+/* The umT5 encoder of a safetensors file, in host memory (free with lyra_umt5_free, also after a failure). */
+lyra_status lyra_ar_umt5_load(lyra_umt5 *u, const char *path);
 
 /* Loads everything on the CPU; on failure *m is left freed. */
 lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p);
@@ -62,10 +74,11 @@ lyra_status lyra_ar_models_dit_fp8(lyra_ar_models *m, int use_dmd);
 
 /* Moves every network to `device` (LYRA_DEVICE_CUDA: the GPU, or the emulated device under
  * LYRA2_EMULATED_CUDA=1), each in upstream's GPU precision when `policy` is LYRA_DTYPE_BF16 (docs/PRECISION.md: the
- * DiT's bf16 policy, the Wan VAE and umT5 in bf16, CLIP in f16) or everything in f32 with LYRA_DTYPE_F32 (the parity
- * mode that isolates the placement from the precision). The DiT gets its own backend, which the umT5 and CLIP
- * encoders then share (one stream: their outputs feed the DiT with no synchronisation), the negative-prompt
- * embedding is uploaded once, the Wan VAE gets its backend (lyra_vae_place). Block streaming
+ * DiT's bf16 policy, the Wan VAE in bf16, CLIP in f16) or everything in f32 with LYRA_DTYPE_F32 (the parity mode
+ * that isolates the placement from the precision). The DiT gets its own backend, which the CLIP encoder then
+ * shares (one stream: its tokens feed the DiT with no synchronisation), the negative-prompt embedding is uploaded
+ * once, the Wan VAE gets its backend (lyra_vae_place). umT5 is not placed: its host copy is freed and a device run
+ * loads it for its new captions only (lyra_ar_encode_texts). Block streaming
  * (lyra_dit_set_streaming) is set before. Irreversible (the host weights are freed); a no-op when already there.
  * On failure the models are unusable (the caller frees them): LYRA_ERR_OOM names the network. */
 lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dtype policy);
@@ -74,10 +87,14 @@ lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dty
  * the device backend after. */
 lyra_backend *lyra_ar_backend(lyra_ar_models *m);
 
-/* umT5 embedding of a caption as Lyra feeds the DiT (upstream M:568-671, CONDM:462-486, CL2:37-55): cleaned, tokenised
- * to 512 with </s>, rows past the real tokens zero. out (1, 512, text_dim) f32 contiguous in lyra_ar_backend's
- * memory. */
-lyra_status lyra_ar_encode_text(lyra_ar_models *m, const char *caption, lyra_tensor *out);
+/* umT5 embeddings of n captions as Lyra feeds the DiT (upstream M:568-671, CONDM:462-486, CL2:37-55): cleaned,
+ * tokenised to 512 with </s>, rows past the real tokens zero. out (n, 512, text_dim) host f32. Captions embedded
+ * before on the same device and precision come from the models' cache; the others run through umT5 on `device`
+ * with the precision `policy` (lyra_ar_models_place): on the CPU the loaded encoder, on a device an encoder loaded
+ * from its file, placed on a backend of its own and freed before this returns, so umT5 (11 GB in bf16 at full
+ * size) never stays beside the DiT (upstream runs it once per prompt and offloads it). *n_encoded: how many ran. */
+lyra_status lyra_ar_encode_texts(lyra_ar_models *m, lyra_device device, lyra_dtype policy, int n,
+                                 const char *const *captions, float *out, int *n_encoded);
 
 /* CLIP tokens of a frame (1, 3, H, W) f32 in [−1, 1] (unclamped, as upstream passes it): out (1, tokens, width); both
  * in lyra_ar_backend's memory. */

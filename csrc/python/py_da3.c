@@ -59,12 +59,14 @@ static PyObject *py_da3_load(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *weights, *av_taps = Py_None, *met_taps = Py_None;
     long long av_heads = 0, met_heads = 0, ce_heads = 0;
-    const char *device = "cpu";
-    if (!PyArg_ParseTuple(args, "O|LLLOOs:da3_load", &weights, &av_heads, &met_heads, &ce_heads, &av_taps, &met_taps,
-                          &device))
+    const char *device = "cpu", *precision = NULL;
+    if (!PyArg_ParseTuple(args, "O|LLLOOsz:da3_load", &weights, &av_heads, &met_heads, &ce_heads, &av_taps, &met_taps,
+                          &device, &precision))
         return NULL;
     if (strcmp(device, "cpu") && strcmp(device, "cuda"))
         return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
+    lyra_dtype autocast;
+    if (lyra_py_precision(precision, !strcmp(device, "cuda"), LYRA_DTYPE_BF16, &autocast) < 0) return NULL;
     lyra_da3_options opt = {.anyview_heads = av_heads, .metric_heads = met_heads, .cam_enc_heads = ce_heads};
     if (parse_taps(av_taps, opt.anyview_taps, "taps") < 0 || parse_taps(met_taps, opt.metric_taps, "metric_taps") < 0)
         return NULL;
@@ -76,7 +78,7 @@ static PyObject *py_da3_load(PyObject *self, PyObject *args) {
     lyra_status s;
     LYRA_PY_NETCAP_LOCKED(&t->net, {
         s = lyra_py_netcap_to_device(&t->net, LYRA_DEVICE_CUDA);
-        if (s == LYRA_OK) s = lyra_da3_place(&t->m, &t->net.be);
+        if (s == LYRA_OK) s = lyra_da3_place(&t->m, &t->net.be, autocast);
     });
     if (s != LYRA_OK) {
         Py_DECREF(cap);
@@ -111,6 +113,19 @@ static PyObject *py_da3_config(PyObject *self, PyObject *args) {
                          (long long)m->cam_enc.trunk.cfg.heads, "params", (long long)lyra_da3_params(m));
 }
 
+/* {params, flops, arena_bytes, weight_bytes}: weight_bytes as placed on a device, the backbones' GEMM matrices in
+ * their autocast dtype (cfg.gemm) and everything else f32. */
+static PyObject *plan_dict(const lyra_da3 *m, long long S, long long h, long long w, int poses) {
+    int64_t params = lyra_da3_params(m);
+    size_t weight_bytes = (size_t)params * 4;
+    const lyra_vit_config *vc[2] = {&m->anyview.cfg, &m->metric.cfg};
+    for (int i = 0; i < 2; i++)
+        weight_bytes -= (size_t)lyra_vit_gemm_params(vc[i]) * (4 - lyra_dtype_size(vc[i]->gemm));
+    return Py_BuildValue("{s:L,s:d,s:K,s:K}", "params", (long long)params, "flops", lyra_da3_flops(m, S, h, w, poses),
+                         "arena_bytes", (unsigned long long)lyra_da3_arena_bytes(m, S, h, w), "weight_bytes",
+                         (unsigned long long)weight_bytes);
+}
+
 static PyObject *py_da3_plan(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *cap;
@@ -123,9 +138,7 @@ static PyObject *py_da3_plan(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "da3_plan: need S >= 1 and h, w positive multiples of 14");
         return NULL;
     }
-    return Py_BuildValue("{s:L,s:d,s:K}", "params", (long long)lyra_da3_params(&t->m), "flops",
-                         lyra_da3_flops(&t->m, S, h, w, poses), "arena_bytes",
-                         (unsigned long long)lyra_da3_arena_bytes(&t->m, S, h, w));
+    return plan_dict(&t->m, S, h, w, poses);
 }
 
 static int dict_int(PyObject *d, const char *key, long long *v) {
@@ -146,7 +159,10 @@ static PyObject *py_da3_cost(PyObject *self, PyObject *args) {
     PyObject *d;
     long long S, h, w;
     int poses;
-    if (!PyArg_ParseTuple(args, "O!LLLp:da3_cost", &PyDict_Type, &d, &S, &h, &w, &poses)) return NULL;
+    const char *precision = "f32";
+    if (!PyArg_ParseTuple(args, "O!LLLp|s:da3_cost", &PyDict_Type, &d, &S, &h, &w, &poses, &precision)) return NULL;
+    lyra_dtype autocast;
+    if (lyra_py_precision(precision, 1, LYRA_DTYPE_BF16, &autocast) < 0) return NULL;
     static const char *keys[] = {"dim", "depth", "heads", "ffn_hidden", "pos_grid", "alt_start", "metric_dim",
                                  "metric_depth", "metric_heads", "metric_ffn_hidden", "features", "oc0", "oc1", "oc2",
                                  "oc3", "cam_enc_depth", "cam_enc_heads", "tap3", "metric_tap3"};
@@ -172,6 +188,7 @@ static PyObject *py_da3_cost(PyObject *self, PyObject *args) {
     *ce = (lyra_vit_config){.dim = v[0], .depth = v[15], .heads = v[16], .head_dim = v[0] / v[16],
                             .ffn_hidden = 4 * v[0], .ffn = LYRA_VIT_FFN_MLP, .qk_norm_start = -1, .layer_scale = 1};
     ce->opt = lyra_vit_default_options(v[16]);
+    a->gemm = mc->gemm = autocast; /* the camera encoder runs with autocast disabled */
     m.has_cam_enc = 1;
     m.cam_dec.dim = 2 * v[0];
     lyra_da3_head *hs[2] = {&m.head, &m.metric_head};
@@ -185,9 +202,7 @@ static PyObject *py_da3_cost(PyObject *self, PyObject *args) {
     }
     m.opt.anyview_taps[3] = (int)v[17];
     m.opt.metric_taps[3] = (int)v[18];
-    return Py_BuildValue("{s:L,s:d,s:K}", "params", (long long)lyra_da3_params(&m), "flops",
-                         lyra_da3_flops(&m, S, h, w, poses), "arena_bytes",
-                         (unsigned long long)lyra_da3_arena_bytes(&m, S, h, w));
+    return plan_dict(&m, S, h, w, poses);
 }
 
 /* images uint8 (S, H, W, 3), process_res -> (pixels f32 (S, 3, h, w), (h1, w1, h, w)) */

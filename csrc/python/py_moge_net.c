@@ -34,10 +34,13 @@ static PyObject *py_moge_load(PyObject *self, PyObject *args) {
     lyra_moge_options opt = {0};
     long long heads, tmin, tmax;
     double thr;
-    const char *device = "cpu";
-    if (!PyArg_ParseTuple(args, "OLLLd|s:moge_load", &weights, &heads, &tmin, &tmax, &thr, &device)) return NULL;
+    const char *device = "cpu", *precision = NULL;
+    if (!PyArg_ParseTuple(args, "OLLLd|sz:moge_load", &weights, &heads, &tmin, &tmax, &thr, &device, &precision))
+        return NULL;
     if (strcmp(device, "cpu") && strcmp(device, "cuda"))
         return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
+    lyra_dtype autocast;
+    if (lyra_py_precision(precision, !strcmp(device, "cuda"), LYRA_DTYPE_F16, &autocast) < 0) return NULL;
     opt.heads = heads, opt.tokens_min = tmin, opt.tokens_max = tmax, opt.mask_threshold = (float)thr;
     PyObject *cap = lyra_py_netcap_load(weights, NULL, sizeof(mogenet), mogenet_free_model, mogenet_load, &opt,
                                         CAPSULE);
@@ -46,7 +49,7 @@ static PyObject *py_moge_load(PyObject *self, PyObject *args) {
     lyra_status s;
     LYRA_PY_NETCAP_LOCKED(&t->net, {
         s = lyra_py_netcap_to_device(&t->net, LYRA_DEVICE_CUDA);
-        if (s == LYRA_OK) s = lyra_moge_place(&t->moge, &t->net.be);
+        if (s == LYRA_OK) s = lyra_moge_place(&t->moge, &t->net.be, autocast);
     });
     if (s != LYRA_OK) {
         Py_DECREF(cap);
@@ -220,12 +223,16 @@ static int dict_list(PyObject *d, const char *key, int64_t *v, int64_t *n) {
     return rc;
 }
 
-/* moge_plan(config dict as moge_config returns, H, W) -> {params, flops, arena_bytes, tokens, h1, w1, h14, w14} */
+/* moge_plan(config dict as moge_config returns, H, W, precision="f32") -> {params, flops, arena_bytes,
+ * weight_bytes, tokens, h1, w1, h14, w14}, for a model placed as precision ("f32", or "f16" on a device) */
 static PyObject *py_moge_plan(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *d;
     long long H, W;
-    if (!PyArg_ParseTuple(args, "O!LL:moge_plan", &PyDict_Type, &d, &H, &W)) return NULL;
+    const char *precision = "f32";
+    if (!PyArg_ParseTuple(args, "O!LL|s:moge_plan", &PyDict_Type, &d, &H, &W, &precision)) return NULL;
+    lyra_dtype autocast;
+    if (lyra_py_precision(precision, 1, LYRA_DTYPE_F16, &autocast) < 0) return NULL;
     lyra_moge_config c;
     lyra_vit_config v;
     memset(&c, 0, sizeof c);
@@ -252,11 +259,14 @@ static PyObject *py_moge_plan(PyObject *self, PyObject *args) {
     v.layer_scale = 1;
     v.qk_norm_start = -1;
     v.opt = lyra_vit_default_options(v.heads);
+    v.gemm = autocast;
     lyra_moge_geometry g;
     lyra_status s = lyra_moge_geometry_of(&c, H, W, &g);
     if (s != LYRA_OK) return lyra_py_raise(s);
-    return Py_BuildValue("{s:L,s:d,s:n,s:L,s:L,s:L,s:L,s:L}", "params", (long long)lyra_moge_params(&c, &v), "flops",
-                         lyra_moge_flops(&c, &v, H, W), "arena_bytes", (Py_ssize_t)lyra_moge_arena_bytes(&c, &v, H, W),
+    return Py_BuildValue("{s:L,s:d,s:n,s:n,s:L,s:L,s:L,s:L,s:L}", "params", (long long)lyra_moge_params(&c, &v),
+                         "flops", lyra_moge_flops(&c, &v, H, W), "arena_bytes",
+                         (Py_ssize_t)lyra_moge_arena_bytes(&c, &v, H, W), "weight_bytes",
+                         (Py_ssize_t)lyra_moge_weight_bytes(&c, &v),
                          "tokens", (long long)g.tokens, "h1", (long long)g.h1, "w1", (long long)g.w1, "h14",
                          (long long)g.h14, "w14", (long long)g.w14);
 }

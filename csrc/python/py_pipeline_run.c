@@ -11,11 +11,13 @@
  *   _core.ar_models_info(capsule) -> dict (layout sizes, widths, has_dmd, style_loras [(name, weight)], dit_dtype)
  *   _core.ar_generate(models, image (3, H, W) f32 in [-1, 1], depth (H, W) f32, w2c (N, 4, 4), K (N, 3, 3),
  *                     captions: list[str] (one per chunk), use_dmd, guidance, num_steps, shift, seed, label,
- *                     depth_window, progress, log, want_warp)
+ *                     depth_window, progress, log, want_warp, device="cpu", precision="bf16")
  *       -> (frames uint8 (N, H, W, 3), warp uint8 (N, H, W, 3) or None, timings dict: stage seconds, dit_calls,
  *          cache_frames = frames in the spatial memory at the end)
  *       depth_window(images uint8 (n, H, W, 3), w2c (n, 4, 4), K (n, 3, 3)) -> depth (n, H, W), or None;
  *       progress(stage: str, done: int, total: int) and log(message: str), or None.
+ *       device "cuda": the captions are embedded (umT5 loaded onto the device for them, then freed), then every
+ *       other network is placed there once (lyra_ar_models_place) in `precision` ("bf16": upstream's, "f32": parity).
  * The run releases the GIL; callbacks take it back. Ctrl-C (a pending signal, checked before every network
  * evaluation and stage) stops the run: the KeyboardInterrupt is raised and nothing is returned. An exception
  * raised by a callback stops the run the same way and is re-raised. */
@@ -318,11 +320,15 @@ static PyObject *py_ar_generate(PyObject *self, PyObject *args) {
     int use_dmd, num_steps, want_warp;
     double guidance, shift;
     unsigned long long seed;
-    const char *label;
-    if (!PyArg_ParseTuple(args, "OOOOOO!pdidKsOOOp:ar_generate", &cap, &o_img, &o_depth, &o_w2c, &o_K, &PyList_Type,
+    const char *label, *device = "cpu", *precision = "bf16";
+    if (!PyArg_ParseTuple(args, "OOOOOO!pdidKsOOOp|ss:ar_generate", &cap, &o_img, &o_depth, &o_w2c, &o_K, &PyList_Type,
                           &captions, &use_dmd, &guidance, &num_steps, &shift, &seed, &label, &depth_fn, &progress_fn,
-                          &log_fn, &want_warp))
+                          &log_fn, &want_warp, &device, &precision))
         return NULL;
+    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
+        return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
+    if (strcmp(precision, "bf16") && strcmp(precision, "f32"))
+        return PyErr_Format(PyExc_ValueError, "precision: '%s' is not allowed; expected 'bf16' or 'f32'", precision);
     py_models *pm = PyCapsule_GetPointer(cap, MODELS_CAPSULE);
     if (!pm) return NULL;
     if (pm->busy) return PyErr_Format(PyExc_RuntimeError, "generate: the models are in use by another thread");
@@ -366,6 +372,8 @@ static PyObject *py_ar_generate(PyObject *self, PyObject *args) {
     ctx.progress_fn = progress_fn == Py_None ? NULL : progress_fn;
     ctx.log_fn = log_fn == Py_None ? NULL : log_fn;
     lyra_ar_run run = {
+        .device = strcmp(device, "cuda") ? LYRA_DEVICE_CPU : LYRA_DEVICE_CUDA,
+        .policy = strcmp(precision, "f32") ? LYRA_DTYPE_BF16 : LYRA_DTYPE_F32,
         .models = &pm->m, .height = (int)H, .width = (int)W, .num_frames = N, .image = PyArray_DATA(img),
         .depth = PyArray_DATA(depth), .w2c = PyArray_DATA(w2c), .K = PyArray_DATA(K), .captions = caps,
         .use_dmd = use_dmd, .guidance = (float)guidance, .num_steps = num_steps, .shift = shift,

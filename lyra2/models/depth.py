@@ -49,12 +49,13 @@ REAL_SIZES = {
 }
 
 
-def da3_cost(views, height, width, poses=True, sizes=None):
+def da3_cost(views, height, width, poses=True, sizes=None, precision="f32"):
     """Parameters, FLOPs (2 per MAC) and activation-arena bytes of one DA3 call on ``views`` processed images of
-    height x width (multiples of 14), from the C cost model without loading weights. ``sizes`` defaults to
-    REAL_SIZES. Weights take 4 bytes per parameter in float32 (2 in bf16)."""
+    height x width (multiples of 14), from the C cost model without loading weights, for a model placed as
+    ``precision`` ("f32", or "bf16": the backbones' autocast on a device). ``sizes`` defaults to REAL_SIZES.
+    Weights take 4 bytes per parameter in float32 (2 in bf16)."""
     return _core.da3_cost(dict(REAL_SIZES if sizes is None else sizes), int(views), int(height), int(width),
-                          bool(poses))
+                          bool(poses), precision)
 
 
 class DepthAnything3:
@@ -69,13 +70,20 @@ class DepthAnything3:
 
     ``device="cuda"``: the weights are uploaded once and the activation arena lives in device memory; a call
     uploads the processed pixels once and downloads the heads' maps and the pose for the host-side resize and
-    metric merge (f32 activations, docs/PRECISION.md). A device out-of-memory raises Lyra2Error naming the stage
-    and the bytes."""
+    metric merge. A device out-of-memory raises Lyra2Error naming the stage and the bytes.
+
+    ``precision`` on "cuda": "bf16" (the default there: upstream runs the two backbones under
+    ``torch.autocast(bfloat16)``, DA3api:143-145, so their GEMM weights and outputs and the attention inputs are
+    bf16 while the residual stream, LayerNorms and RoPE stay f32; the camera encoder and the heads run with
+    autocast disabled, DA3net:139-140, DA3net:155, in f32; docs/PRECISION.md) or "f32" (a parity mode); the CPU
+    computes "f32" only."""
 
     def __init__(self, weights, device="cpu", *, heads=None, metric_heads=None, cam_enc_heads=None, taps=None,
-                 metric_taps=None):
+                 metric_taps=None, precision=None):
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        from .umt5 import check_precision
+        self.precision = check_precision(device, precision)
         cfg = lyra2_config(weights, ("heads", "metric_heads", "cam_enc_heads", "taps", "metric_taps"))
         heads = cfg.get("heads") if heads is None else heads
         metric_heads = cfg.get("metric_heads") if metric_heads is None else metric_heads
@@ -85,7 +93,8 @@ class DepthAnything3:
         self.device = device
         self._net = _core.da3_load(weights, int(heads or 0), int(metric_heads or 0), int(cam_enc_heads or 0),
                                    None if taps is None else tuple(int(t) for t in taps),
-                                   None if metric_taps is None else tuple(int(t) for t in metric_taps), device)
+                                   None if metric_taps is None else tuple(int(t) for t in metric_taps), device,
+                                   self.precision)
         self.config = _core.da3_config(self._net)
 
     def sizes(self):

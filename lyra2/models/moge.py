@@ -31,7 +31,7 @@ import numpy as np
 from .. import _core
 from .._core import Lyra2Error
 from .depth import lyra2_config
-from .umt5 import check_device
+from .umt5 import check_device, check_precision
 
 __all__ = ["MoGe", "moge_cost", "solve_focal_shift", "recover_focal_shift", "lyra_depth", "MOGE_V1_VITL"]
 
@@ -54,12 +54,13 @@ MoGe v1 ViT-L, computed by moge_cost() (314,172,996 parameters used: all but the
 """
 
 
-def moge_cost(height=480, width=832, config=None) -> dict:
+def moge_cost(height=480, width=832, config=None, precision="f32") -> dict:
     """Parameters, weight bytes, activation-arena bytes and FLOPs (2 per multiply-add: backbone, head convs and
     transposed convs) of one MoGe forward on a height x width image, for the released ViT-L unless ``config``
-    (a dict like ``MOGE_V1_VITL`` or ``MoGe.config``) is given. Also the resize chain's sizes."""
+    (a dict like ``MOGE_V1_VITL`` or ``MoGe.config``) is given, with the model placed as ``precision`` ("f32", or
+    "f16": upstream's autocast on a device; ``weight_bytes`` is that placement's). Also the resize chain's sizes."""
     cfg = dict(MOGE_V1_VITL if config is None else config)
-    plan = _core.moge_plan(cfg, int(height), int(width))
+    plan = _core.moge_plan(cfg, int(height), int(width), precision)
     plan["weight_bytes_bf16"] = 2 * plan["params"]
     plan["weight_bytes_f32"] = 4 * plan["params"]
     return plan
@@ -121,11 +122,17 @@ class MoGe:
     """MoGe v1 on the lyra2 runtime (see the module docstring).
 
     ``device="cuda"``: the weights are uploaded once and the activation arena lives in device memory; a call
-    uploads the image once and downloads the head's output once for the host-side focal/shift solve (f32
-    activations, docs/PRECISION.md). A device out-of-memory raises Lyra2Error naming the stage and the bytes."""
+    uploads the image once and downloads the head's output once for the host-side focal/shift solve. A device
+    out-of-memory raises Lyra2Error naming the stage and the bytes.
 
-    def __init__(self, weights, device="cpu", *, num_heads=None, num_tokens_range=None, mask_threshold=None):
+    ``precision`` on "cuda": "f16" (the default there: upstream's ``infer(use_fp16=True)`` runs the forward under
+    fp16 autocast, MOGE:348; the backbone's GEMMs and the whole head in f16, its residual stream, norms and the
+    input resizes f32; docs/PRECISION.md) or "f32" (a parity mode); the CPU computes "f32" only."""
+
+    def __init__(self, weights, device="cpu", *, num_heads=None, num_tokens_range=None, mask_threshold=None,
+                 precision=None):
         check_device(device, placed=True)
+        self.precision = check_precision(device, precision, ("f16", "f32"))
         cfg = _model_config(weights)
         if num_heads is None:
             num_heads = lyra2_config(weights, ("num_heads",)).get("num_heads")
@@ -146,7 +153,8 @@ class MoGe:
         if num_heads is not None and (not isinstance(num_heads, (int, np.integer)) or num_heads < 1):
             raise ValueError(f"num_heads must be a positive int, got {num_heads!r}")
         self.device = device
-        self._net = _core.moge_load(weights, 0 if num_heads is None else int(num_heads), lo, hi, thr, device)
+        self._net = _core.moge_load(weights, 0 if num_heads is None else int(num_heads), lo, hi, thr, device,
+                                    self.precision)
         self.config = _core.moge_config(self._net)
 
     def __call__(self, image) -> dict:

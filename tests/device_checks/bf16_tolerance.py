@@ -25,12 +25,14 @@ def max_rel(out, ref):
     return float(np.abs(np.asarray(out, np.float64) - ref).max() / max(float(np.abs(ref).max()), 1e-30))
 
 
-def bf16_close(out, ref, tol):
-    """out (a 16-bit device run) against ref (the f32 golden): MIN_RMS_REL < rms-rel <= tol, max-rel <= 2·tol."""
+def bf16_close(out, ref, tol, min_rms=MIN_RMS_REL):
+    """out (a 16-bit device run) against ref (the f32 golden): min_rms < rms-rel <= tol, max-rel <= 2·tol.
+    min_rms = 0 for outputs of f32 stages fed by 16-bit ones (a head after an autocast backbone), which damp the
+    rounding."""
     out, ref = np.asarray(out), np.asarray(ref)
     assert out.shape == ref.shape, (out.shape, ref.shape)
     r, m = rms_rel(out, ref), max_rel(out, ref)
-    assert MIN_RMS_REL < r <= tol, f"rms-rel distance {r:.3g} outside ({MIN_RMS_REL:.3g}, {tol:.3g}]"
+    assert min_rms < r <= tol, f"rms-rel distance {r:.3g} outside ({min_rms:.3g}, {tol:.3g}]"
     assert m <= 2 * tol, f"max-rel distance {m:.3g} > {2 * tol:.3g}"
     return r, m
 

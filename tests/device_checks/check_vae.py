@@ -226,3 +226,35 @@ def test_out_of_device_memory_is_a_lyra2_error_with_size_and_stage(weights, gold
     bf16_close(s.push(golden["video"]), golden["latent"], BF16_TOL)
     bf16_close(d.push(golden["latent"]), golden["decoded"], BF16_TOL)
     assert lyra2.testing.emulated_cuda_stats()["refused"] == 0
+
+
+@pytest.mark.skipif(not EMULATED, reason="the emulated pool's byte counts")
+def test_bf16_plan_is_the_device_run(weights):
+    """lyra2.memory_plan's VAE numbers (the dry walk with precision "bf16") are the bf16 device stream's own: the same
+    arena peak and caches (half the f32 plan's), and the pool grows by exactly the weights, the staged frames, the
+    caches and the arena during a push."""
+    gc.collect()
+    base = lyra2.testing.emulated_cuda_stats()["live_bytes"]
+    vae = WanVAE(weights, device="cuda", threads=1)
+    weights_bytes = lyra2.testing.emulated_cuda_stats()["live_bytes"] - base
+    video = np.zeros((1, 3, 5, 16, 24), np.float32)
+    s = vae.encode_stream(normalize=False)
+    s.push(video[:, :, :1], window=None)
+    lyra2.testing.emulated_cuda_reset()
+    s.push(video[:, :, 1:], window=None)
+    real = s.stats()
+    plan = lyra2._core.vae_plan_session(vae.dim, vae.z_dim, False, "bf16")
+    plan32 = lyra2._core.vae_plan_session(vae.dim, vae.z_dim, False)
+    for p in (plan, plan32):
+        lyra2._core.vae_plan_push(p, (1, 3, 1, 16, 24))
+        lyra2._core.vae_plan_push(p, (1, 3, 4, 16, 24))
+    dry, dry32 = lyra2._core.vae_stats(plan), lyra2._core.vae_stats(plan32)
+    assert dry["arena_peak"] == real["arena_peak"] and dry["cache_bytes"] == real["cache_bytes"]
+    assert dry32["cache_bytes"] == 2 * dry["cache_bytes"] and dry["arena_peak"] < dry32["arena_peak"]
+    # the pool during the push: weights, caches, the call's staged bf16 frames (4 in, 1 latent out) and the arena
+    # (reserved at the measured need plus an eighth), each block rounded to cudaMalloc's 256 bytes (32 cache slots
+    # at most)
+    staged = (4 * 3 * 16 * 24 + 1 * 16 * 2 * 3) * 2
+    peak = lyra2.testing.emulated_cuda_stats()["peak_bytes"] - base
+    assert weights_bytes + dry["cache_bytes"] + dry["arena_peak"] <= peak
+    assert peak <= weights_bytes + dry["cache_bytes"] + staged + dry["arena_peak"] * 9 // 8 + 256 * 36
