@@ -376,6 +376,10 @@ def test_l2norm_channels_wan_vae(ops, kind):
     xi = rnd(1, 6, 4, 3)
     refi = xi / np.sqrt((xi.astype(np.float64) ** 2).sum(1, keepdims=True)) * math.sqrt(6)
     check(ops.l2norm_channels(xi), refi, 1e-6, 2e-6, "l2norm_channels image")
+    # more positions than one block of the contiguous path (256), the last block partial, in place
+    xb = rnd(2, 5, 3, 10, 11)
+    refb = xb / np.sqrt((xb.astype(np.float64) ** 2).sum(1, keepdims=True)) * math.sqrt(5)
+    check(ops.l2norm_channels(xb), refb, 1e-6, 2e-6, "l2norm_channels blocks")
 
 
 def test_group_norm(ops):
@@ -719,6 +723,33 @@ def test_conv3d_streaming_equals_full(ops):
     check(np.concatenate([first, rest], 2), full, 1e-5, 1e-5, "conv3d streaming")
     with pytest.raises(ValueError, match="prefix"):
         ops.conv3d(x, w, prefix=rnd(1, 3, 3, 5, 4), pad=pad)
+
+
+@pytest.mark.parametrize("kind", ["contiguous", "transposed"])
+def test_conv_blocked_sizes(ops, kind):
+    # Sizes past the CPU conv's blocking: K = Ci*27 = 648 in three k blocks, 13 output channels (a partial
+    # 6-channel tile), 13x23 = 299 pixels per frame (three 128-pixel tiles, the last partial, tiles crossing
+    # output rows), two cached prefix frames. tolerance: f32 sums of 648 terms: atol 1e-4, rtol 1e-5
+    x, w, b = rnd(1, 24, 3, 13, 23), rnd(13, 24, 3, 3, 3), rnd(13)
+    prefix = rnd(1, 24, 2, 13, 23)
+    pad = (2, 0, 1, 1, 1, 1)
+    out = ops.conv3d(layout(x, kind), w, b, prefix=layout(prefix, kind), pad=pad)
+    check(out, conv3d_ref(x, w, b, prefix, (1, 1, 1), pad), 1e-4, 1e-5, f"conv3d blocked {kind}")
+    # stride 2 with replicate padding (per-element gather path), K = 30*9 = 270 in two blocks
+    x2, w2 = rnd(2, 30, 17, 33), rnd(8, 30, 3, 3)
+    out2 = ops.conv2d(layout(x2, kind), w2, None, stride=(2, 2), pad=(1, 1, 0, 1), pad_mode="replicate")
+    check(out2, conv2d_ref(x2, w2, None, (2, 2), (1, 1, 0, 1), "replicate"), 1e-4, 1e-5, f"conv2d blocked {kind}")
+
+
+def test_conv_portable_kernel():
+    # The CPU convolutions' portable C micro-kernel (used where AVX2+FMA is missing; LYRA2_CPU_SIMD=0 forces it)
+    # passes the same convolution tests, in a fresh process since the choice is made once per process.
+    env = dict(os.environ, LYRA2_CPU_SIMD="0")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+                        "conv and not portable and not torch and not cuda"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert " passed" in r.stdout
 
 
 def test_conv_transpose2d(ops):

@@ -201,6 +201,20 @@ def test_fp8_on_device_equals_the_cpu_reference(weights, golden, case):
     assert 1e-3 < drift_bf16 < 0.1   # fp8 really rounds, and stays within a few percent
 
 
+def test_streamed_blocks_prefetch_on_the_copy_stream(weights, golden):
+    """Block streaming on the device: block i+1 uploads on the backend's copy stream while block i runs (CUDA; the
+    emulated device uploads in order): the output equals the resident model's bit for bit, in two forwards in a row
+    (the second starts without a stale prefetch), and each forward uploads every streamed block once."""
+    args = case_inputs(golden, "b")
+    ref = LyraDiT(weights, num_heads=4, device="cuda")(**args)
+    for resident in (0, 1):
+        m = LyraDiT(weights, num_heads=4, device="cuda", resident_blocks=resident)
+        streamed = m.config["num_layers"] - resident
+        for k in (1, 2):
+            np.testing.assert_array_equal(m(**args), ref)
+            assert m.streaming_stats()["uploads"] == k * streamed
+
+
 def test_fp8_device_storage_streaming_and_lora(weights, golden):
     """fp8 blocks stream bit for bit on the device; their weights go up as codes (1 byte per block weight + f32
     scales: fewer bytes than the checkpoint dtype); the constructor's LoRA is merged before quantizing, as on

@@ -1,9 +1,22 @@
-/* CPU convolutions: one im2col + SGEMM core for conv3d (conv2d is the T = 1 case), tiled over output rows so
- * the column buffer stays ~16 MB (a 3×3×3 conv at 480×832 would otherwise need gigabytes); ConvTranspose2d
- * as GEMM + col2im. */
+/* CPU convolutions: conv3d (conv2d is the T = 1 case) as a blocked implicit GEMM, y (Co, pixels) = W (Co, K) ·
+ * col (K, pixels) with K = Ci·kt·kh·kw: the weights are packed once per call into 6-row panels, each thread packs
+ * the im2col columns of its own tile of output pixels straight into 16-pixel panels (no full column matrix, no
+ * second copy inside a BLAS), and a register-tiled micro-kernel (cpu_convgemm.c) multiplies them. Tiles are
+ * handed out dynamically from one OpenMP region, so a core that is slowed by other processes does not hold the
+ * others at a barrier. The causal time prefix (cached frames) is read in place. ConvTranspose2d is GEMM + col2im.
+ */
+#include "nn/cpu/cpu_convgemm.h"
 #include "nn/cpu/cpu_internal.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #define COL_FLOATS ((int64_t)1 << 22)
+#define KC_MAX 256        /* k steps per block: a 16-pixel B panel (16 KB) stays in L1 */
+#define TILE_PIXELS 128   /* output pixels per task: 8 B panels, 128 KB per k block (L2) */
+
+enum { MR = CPU_CONV_MR, NR = CPU_CONV_NR };
 
 typedef struct conv_geom {
     int64_t B, Ci, T, H, W, Co, kt, kh, kw, To, Ho, Wo;
@@ -11,103 +24,152 @@ typedef struct conv_geom {
     lyra_pad_mode mode;
 } conv_geom;
 
-/* Weights (Co, Ci·kt·kh·kw) as contiguous f32 in buf (or w's own data). */
-static const float *weights_f32(const lyra_tensor *w, float *buf) { return cpu_as_f32(w, buf); }
+/* The input plane (H, W) feeding output frame `to` through time tap `a`: a frame of x, a cached frame of the
+ * prefix (times −m..−1), or NULL for a zero frame; *src gets the tensor whose row/column strides apply. */
+static const char *input_plane(const conv_geom *g, const lyra_tensor *x, const lyra_tensor *prefix, int64_t b,
+                               int64_t ci, int64_t to, int64_t a, const lyra_tensor **src) {
+    int64_t m = prefix ? prefix->ne[2] : 0, ti = to * g->st + a - g->pf;
+    *src = x;
+    if (ti >= 0 && ti < g->T) return (const char *)x->data + b * x->nb[0] + ci * x->nb[1] + ti * x->nb[2];
+    if (ti < 0 && ti >= -m) {
+        *src = prefix;
+        return (const char *)prefix->data + b * prefix->nb[0] + ci * prefix->nb[1] + (m + ti) * prefix->nb[2];
+    }
+    return NULL;
+}
 
-static void im2col(float *col, const conv_geom *g, const lyra_tensor *x, const lyra_tensor *prefix, int64_t b,
-                   int64_t to, int64_t oh0, int64_t nrows, int nt) {
-    int64_t KK = g->Ci * g->kt * g->kh * g->kw, n = nrows * g->Wo;
-    int64_t m = prefix ? prefix->ne[2] : 0;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t kk = 0; kk < KK; kk++) {
-        int64_t s = kk % g->kw, r = (kk / g->kw) % g->kh, a = (kk / (g->kw * g->kh)) % g->kt;
-        int64_t ci = kk / (g->kw * g->kh * g->kt);
-        float *dst = col + kk * n;
-        int64_t ti = to * g->st + a - g->pf;
-        const char *plane = NULL; /* (H, W) plane with strides nb3, nb4 of `src` */
-        const lyra_tensor *src = x;
-        if (ti >= 0 && ti < g->T) {
-            plane = (const char *)x->data + b * x->nb[0] + ci * x->nb[1] + ti * x->nb[2];
-        } else if (ti < 0 && ti >= -m) { /* cached frames occupy times −m..−1 */
-            src = prefix;
-            plane = (const char *)prefix->data + b * prefix->nb[0] + ci * prefix->nb[1] + (m + ti) * prefix->nb[2];
-        }
+/* A stretch of one output row inside a tile: pixels (oy, ox0 .. ox0 + n) at tile columns idx .. idx + n. */
+typedef struct pixel_run {
+    int64_t oy, ox0, n, idx;
+} pixel_run;
+
+/* The rows crossed by pixels [p0, p0 + np) (p = oy·Wo + ox); returns the number of runs. */
+static int64_t tile_runs(const conv_geom *g, int64_t p0, int64_t np, pixel_run *runs) {
+    int64_t nrun = 0;
+    for (int64_t p = p0; p < p0 + np;) {
+        int64_t oy = p / g->Wo, ox0 = p - oy * g->Wo, n = g->Wo - ox0;
+        if (n > p0 + np - p) n = p0 + np - p;
+        runs[nrun++] = (pixel_run){oy, ox0, n, p - p0};
+        p += n;
+    }
+    return nrun;
+}
+
+/* im2col of one tile: bp[kk·ldb + idx] = column k0 + kk of tile pixel idx, for kk < kc and idx < np; columns
+ * np .. ldb stay as they are (zeroed once by the caller so the kernel's padding lanes read zeros). */
+static void pack_cols(float *bp, int64_t ldb, const conv_geom *g, const lyra_tensor *x, const lyra_tensor *prefix,
+                      int64_t b, int64_t to, const pixel_run *runs, int64_t nrun, int64_t np, int64_t k0, int64_t kc) {
+    /* k = ((ci·kt + a)·kh + r)·kw + s, stepped instead of divided per k */
+    int64_t s = k0 % g->kw, r = (k0 / g->kw) % g->kh, a = (k0 / (g->kw * g->kh)) % g->kt;
+    int64_t ci = k0 / (g->kw * g->kh * g->kt);
+    for (int64_t kk = 0; kk < kc; kk++) {
+        float *d0 = bp + kk * ldb;
+        const lyra_tensor *src;
+        const char *plane = input_plane(g, x, prefix, b, ci, to, a, &src);
         if (!plane) {
-            memset(dst, 0, (size_t)n * sizeof(float));
-            continue;
+            memset(d0, 0, (size_t)np * sizeof(float));
+        } else {
+            int unit = g->sw == 1 && src->nb[4] == 4;
+            /* ox range whose input column ox·sw + s − pl is inside [0, W) */
+            int64_t lo = g->pl - s > 0 ? (g->pl - s + g->sw - 1) / g->sw : 0;
+            int64_t hi = (g->W - 1 + g->pl - s) >= 0 ? (g->W - 1 + g->pl - s) / g->sw + 1 : 0;
+            if (hi > g->Wo) hi = g->Wo;
+            if (hi < lo) hi = lo;
+            for (int64_t u = 0; u < nrun; u++) {
+                const pixel_run *ru = &runs[u];
+                float *d = d0 + ru->idx;
+                int64_t iy = ru->oy * g->sh + r - g->pt;
+                if (iy < 0 || iy >= g->H) {
+                    if (g->mode == LYRA_PAD_ZERO) {
+                        memset(d, 0, (size_t)ru->n * sizeof(float));
+                        continue;
+                    }
+                    iy = iy < 0 ? 0 : g->H - 1;
+                }
+                const char *row = plane + iy * src->nb[3];
+                float left = 0.0f, right = 0.0f;
+                if (g->mode != LYRA_PAD_ZERO) {
+                    left = *(const float *)row;
+                    right = *(const float *)(row + (g->W - 1) * src->nb[4]);
+                }
+                int64_t e0 = ru->ox0, e1 = ru->ox0 + ru->n;
+                int64_t m0 = lo > e0 ? (lo < e1 ? lo : e1) : e0, m1 = hi < e1 ? (hi > m0 ? hi : m0) : e1;
+                for (int64_t ox = e0; ox < m0; ox++) d[ox - e0] = left;
+                if (unit) {
+                    /* the in-bounds span is one copy: a bounds check and a strided load per element otherwise */
+                    if (m1 > m0) memcpy(d + m0 - e0, (const float *)row + m0 + s - g->pl, (size_t)(m1 - m0) * 4);
+                } else {
+                    for (int64_t ox = m0; ox < m1; ox++)
+                        d[ox - e0] = *(const float *)(row + (ox * g->sw + s - g->pl) * src->nb[4]);
+                }
+                for (int64_t ox = m1; ox < e1; ox++) d[ox - e0] = right;
+            }
         }
-        for (int64_t oy = 0; oy < nrows; oy++) {
-            int64_t iy = (oh0 + oy) * g->sh + r - g->pt;
-            float *d = dst + oy * g->Wo;
-            if (iy < 0 || iy >= g->H) {
-                if (g->mode == LYRA_PAD_ZERO) {
-                    memset(d, 0, (size_t)g->Wo * sizeof(float));
-                    continue;
-                }
-                iy = iy < 0 ? 0 : g->H - 1;
-            }
-            const char *row = plane + iy * src->nb[3];
-            if (g->sw == 1 && src->nb[4] == 4) {
-                /* unit stride (every 3×3 conv): the in-bounds span is one memcpy and the padded edges are
-                 * fills, instead of a bounds check and a strided load per element */
-                int64_t lo = g->pl - s, hi = g->W + g->pl - s; /* ox with 0 <= ox + s - pl < W */
-                if (lo < 0) lo = 0;
-                if (hi > g->Wo) hi = g->Wo;
-                if (hi < lo) hi = lo;
-                const float *rf = (const float *)row;
-                float left = g->mode == LYRA_PAD_ZERO ? 0.0f : rf[0];
-                float right = g->mode == LYRA_PAD_ZERO ? 0.0f : rf[g->W - 1];
-                for (int64_t ox = 0; ox < lo; ox++) d[ox] = left;
-                if (hi > lo) memcpy(d + lo, rf + lo + s - g->pl, (size_t)(hi - lo) * sizeof(float));
-                for (int64_t ox = hi; ox < g->Wo; ox++) d[ox] = right;
-                continue;
-            }
-            for (int64_t ox = 0; ox < g->Wo; ox++) {
-                int64_t ix = ox * g->sw + s - g->pl;
-                if (ix < 0 || ix >= g->W) {
-                    if (g->mode == LYRA_PAD_ZERO) { d[ox] = 0.0f; continue; }
-                    ix = ix < 0 ? 0 : g->W - 1;
-                }
-                d[ox] = *(const float *)(row + ix * src->nb[4]);
+        if (++s == g->kw) {
+            s = 0;
+            if (++r == g->kh) {
+                r = 0;
+                if (++a == g->kt) { a = 0; ci++; }
             }
         }
     }
 }
 
+/* k blocks of nearly equal length, none over KC_MAX. */
+static int64_t k_block(int64_t K) {
+    int64_t nkb = (K + KC_MAX - 1) / KC_MAX;
+    return nkb ? (K + nkb - 1) / nkb : 1;
+}
+
 static lyra_status conv_core(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *w,
                              const lyra_tensor *b, const lyra_tensor *prefix, const conv_geom *g) {
-    int64_t KK = g->Ci * g->kt * g->kh * g->kw, plane = g->Ho * g->Wo, vol = g->To * plane;
-    int pointwise = g->kt == 1 && g->kh == 1 && g->kw == 1 && g->st == 1 && g->sh == 1 && g->sw == 1 &&
-                    g->pf == 0 && g->pt == 0 && g->pl == 0 && g->To == g->T && g->Ho == g->H && g->Wo == g->W &&
-                    lyra_tensor_is_contiguous(x);
-    int64_t rows = (KK > 0 && g->Wo > 0) ? COL_FLOATS / (KK * g->Wo) : g->Ho;
-    if (rows < 1) rows = 1;
-    if (rows > g->Ho) rows = g->Ho;
-    int64_t nw = cpu_f32_need(w), nbias = cpu_f32_need(b), ncol = pointwise ? 0 : KK * rows * g->Wo;
-    float *ws = lyra_backend_scratch(be, (size_t)(nw + nbias + ncol) * sizeof(float), "conv");
+    int64_t K = g->Ci * g->kt * g->kh * g->kw, plane = g->Ho * g->Wo, vol = g->To * plane, kcb = k_block(K);
+    int64_t tiles = (plane + TILE_PIXELS - 1) / TILE_PIXELS, tasks = g->B * g->To * tiles;
+    /* B tile rows padded past a multiple of 16 floats: rows 2^k bytes apart would share a few L1 sets */
+    int64_t ldb = (TILE_PIXELS + NR - 1) / NR * NR + NR, bsize = ldb * kcb;
+    int nt = cpu_threads(be, g->Co * K * vol * g->B / 64);
+    if (nt > tasks) nt = (int)(tasks > 0 ? tasks : 1);
+    int64_t nw = cpu_f32_need(w), nbias = cpu_f32_need(b);
+    float *ws = lyra_backend_scratch(be, (size_t)(nw + nbias + nt * bsize) * sizeof(float), "conv");
     if (!ws) return LYRA_ERR_OOM;
-    const float *W = weights_f32(w, ws);
+    const float *W = cpu_as_f32(w, ws); /* (Co, K) rows, read in place by the kernel */
     const float *bias = cpu_as_f32(b, ws + nw);
-    float *col = ws + nw + nbias;
-    int nt = cpu_threads(be, KK * rows * g->Wo);
-    for (int64_t bi = 0; bi < g->B; bi++) {
-        float *yb = (float *)y->data + bi * g->Co * vol;
-        if (pointwise) {
-            const float *xb = (const float *)((const char *)x->data + bi * x->nb[0]);
-            cpu_sgemm(0, g->Co, vol, KK, 1.0f, W, KK, xb, vol, 0.0f, yb, vol, be->n_threads);
-        } else {
-            for (int64_t to = 0; to < g->To; to++)
-                for (int64_t oh0 = 0; oh0 < g->Ho; oh0 += rows) {
-                    int64_t nr = g->Ho - oh0 < rows ? g->Ho - oh0 : rows;
-                    im2col(col, g, x, prefix, bi, to, oh0, nr, nt);
-                    cpu_sgemm(0, g->Co, nr * g->Wo, KK, 1.0f, W, KK, col, nr * g->Wo, 0.0f,
-                              yb + to * plane + oh0 * g->Wo, vol, be->n_threads);
+    float *bufs = ws + nw + nbias;
+    cpu_conv_kernel kernel = cpu_conv_kernel_select();
+    if (K == 0) { /* no inputs: the bias alone */
+        for (int64_t i = 0; i < g->B * g->Co; i++)
+            for (int64_t v = 0; v < vol; v++) ((float *)y->data)[i * vol + v] = bias ? bias[i % g->Co] : 0.0f;
+        return LYRA_OK;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *bp = bufs + tid * bsize;
+        memset(bp, 0, (size_t)bsize * sizeof(float));
+        pixel_run runs[TILE_PIXELS + 1];
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t task = 0; task < tasks; task++) {
+            int64_t bi = task / (g->To * tiles), to = task / tiles % g->To, p0 = task % tiles * TILE_PIXELS;
+            int64_t np = plane - p0 < TILE_PIXELS ? plane - p0 : TILE_PIXELS;
+            int64_t nrun = tile_runs(g, p0, np, runs);
+            if (np < TILE_PIXELS) /* a short last tile: its padding lanes must read zeros */
+                for (int64_t kk = 0; kk < kcb; kk++) memset(bp + kk * ldb + np, 0, (size_t)(ldb - np) * 4);
+            float *yt = (float *)y->data + bi * g->Co * vol + to * plane + p0;
+            for (int64_t k0 = 0; k0 < K; k0 += kcb) {
+                int64_t kc = K - k0 < kcb ? K - k0 : kcb;
+                pack_cols(bp, ldb, g, x, prefix, bi, to, runs, nrun, np, k0, kc);
+                for (int64_t i = 0; i < g->Co; i += MR) {
+                    int mr = g->Co - i < MR ? (int)(g->Co - i) : MR;
+                    for (int64_t j = 0; j < np; j += NR) {
+                        int nr = np - j < NR ? (int)(np - j) : NR;
+                        kernel(kc, W + i * K + k0, K, bp + j, ldb, yt + i * vol + j, vol, k0 > 0,
+                               bias ? bias + i : NULL, mr, nr);
+                    }
                 }
-        }
-        if (bias) {
-#pragma omp parallel for num_threads(cpu_threads(be, g->Co * vol)) schedule(static)
-            for (int64_t co = 0; co < g->Co; co++)
-                for (int64_t i = 0; i < vol; i++) yb[co * vol + i] += bias[co];
+            }
         }
     }
     return LYRA_OK;
