@@ -17,7 +17,6 @@ Two precisions, two claims:
   or stale tensor reads the pool's NaN poison or wrong data and moves frames by tens of levels on average).
 """
 import collections
-import os
 
 import numpy as np
 import pytest
@@ -29,34 +28,9 @@ from lyra2 import fields, testing
 from lyra2.geometry import trajectory
 from lyra2.progress import Progress
 
+from tiny_generate import H, W, ckpt, depth, image  # noqa: F401 (fixtures)
+
 gen = importlib.import_module("lyra2.generate")
-
-H, W = 32, 48
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    old = os.environ.get("LYRA2_NUM_THREADS")
-    os.environ["LYRA2_NUM_THREADS"] = "1"  # 2 shared cores: one thread per network (the emulated device too)
-    path = testing.make_tiny_checkpoint(str(tmp_path_factory.mktemp("tiny")), seed=0)
-    yield path
-    gen.release_models()
-    if old is None:
-        os.environ.pop("LYRA2_NUM_THREADS", None)
-    else:
-        os.environ["LYRA2_NUM_THREADS"] = old
-
-
-@pytest.fixture(scope="module")
-def image():
-    y, x = np.mgrid[0:H, 0:W]
-    return (np.stack([x * 5, y * 7, (x + y) * 3], -1) % 256).astype(np.uint8)
-
-
-@pytest.fixture(scope="module")
-def depth():
-    y = np.arange(H, dtype=np.float32)[:, None]
-    return np.broadcast_to(2.0 + 0.05 * y, (H, W)).astype(np.float32).copy()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ Claims and bounds (levels of 255 over every frame):
 * fp8 against bf16 (the drift the option costs), CPU reference and device alike: printed, with bounds about 2.5x
   the measured values; it must also be nonzero (the option really quantizes).
 """
-import os
 
 import importlib
 
@@ -25,34 +24,9 @@ import lyra2
 from lyra2 import _core, fields, testing
 from lyra2.progress import Progress
 
+from tiny_generate import H, W, ckpt, depth, image  # noqa: F401 (fixtures)
+
 gen = importlib.import_module("lyra2.generate")
-
-H, W = 32, 48
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    old = os.environ.get("LYRA2_NUM_THREADS")
-    os.environ["LYRA2_NUM_THREADS"] = "1"
-    path = testing.make_tiny_checkpoint(str(tmp_path_factory.mktemp("tiny8")), seed=0)
-    yield path
-    gen.release_models()
-    if old is None:
-        os.environ.pop("LYRA2_NUM_THREADS", None)
-    else:
-        os.environ["LYRA2_NUM_THREADS"] = old
-
-
-@pytest.fixture(scope="module")
-def image():
-    y, x = np.mgrid[0:H, 0:W]
-    return (np.stack([x * 5, y * 7, (x + y) * 3], -1) % 256).astype(np.uint8)
-
-
-@pytest.fixture(scope="module")
-def depth():
-    y = np.arange(H, dtype=np.float32)[:, None]
-    return np.broadcast_to(2.0 + 0.05 * y, (H, W)).astype(np.float32).copy()
 
 
 def run(ckpt, image, depth, device, dit_dtype, **kw):
