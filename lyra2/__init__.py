@@ -6,6 +6,7 @@ endpoint's arguments and result shape, on your own machine. Without weights it r
 import os
 
 from . import _openblas_env  # noqa: F401  (must run before _core loads OpenBLAS)
+from . import _omp_env  # noqa: F401  (must run before _core loads libgomp)
 from . import _core
 from ._core import Lyra2Error
 from .api import zoom
@@ -25,6 +26,7 @@ from . import memory
 from .memory import memory_plan
 
 convert = _convert_module.convert
+_omp_env.restore()  # libgomp (loaded with _core) has read its wait policy
 
 __version__ = "0.1.0"
 

@@ -50,6 +50,7 @@ AVX2 static void kernel_avx2(int64_t kc, const float *a, int64_t lda, const floa
         c##r##0 = _mm256_fmadd_ps(ar, b0, c##r##0);                                                               \
         c##r##1 = _mm256_fmadd_ps(ar, b1, c##r##1);                                                               \
     }
+#pragma GCC unroll 4
     for (int64_t k = 0; k < kc; k++, b += ldb) {
         __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
         ROWS6(STEP)
