@@ -143,7 +143,7 @@ def main():
     devices = ["cpu", "cuda"] if b["cuda"] else ["cpu"]
     gpu = b["devices"][0]["name"] if b["cuda"] and b["devices"] else "none"
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (a shared machine slows every "
-          f"number by about that load / CPUs); GPU: {gpu}{' (emulated: CPU kernels)' if b['emulated'] else ''}; "
+          f"number by about that load / CPUs); GPU: {gpu}; "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     if "pointcloud" in parts:
         bench_point_cloud(a.quick)

@@ -61,6 +61,9 @@ def main():
                 ops.cuda_bench_linear(M, N, K, mode=2, repeat=a.repeat), PEAK_FP8, "% of fp8 peak")
         row(rows, "GEMM FFN up fp8 per-channel (incl. rescale)", 2.0 * M * FFN * DIM,
             ops.cuda_bench_linear(M, FFN, DIM, mode=3, repeat=a.repeat), PEAK_FP8, "% of fp8 peak")
+        for name, K, N in gemms:  # the DiT's dit_dtype="fp8" Linear (per-token codes on the device + scale pass)
+            row(rows, f"GEMM {name} fp8 per-token x per-channel + bias (DiT fp8)", 2.0 * M * N * K,
+                ops.cuda_bench_linear(M, N, K, mode=5, repeat=a.repeat), PEAK_FP8, "% of fp8 peak")
         row(rows, "GEMM O fp32 (exact, parity path)", 2.0 * M * DIM * DIM,
             ops.cuda_bench_linear(M, DIM, DIM, mode=4, repeat=max(1, a.repeat // 2)), 67.0, "% of 67 TF fp32")
 

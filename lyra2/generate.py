@@ -171,6 +171,42 @@ def release_models():
     _da3_cache.clear()
 
 
+class _DA3PerCall:
+    """DA3 loaded for each depth-window call and freed after it: the memory plan's schedule when the budget does not
+    keep DA3 resident through the chunk loop (lyra2.memory_plan(...)["da3_resident"] False)."""
+
+    def __init__(self, path, device):
+        self.path, self.device = path, device
+
+    def __call__(self, images, w2c, K):
+        from .models.depth import DepthAnything3
+
+        model = DepthAnything3(self.path, device=self.device)
+        try:
+            return model(images, w2c, K)
+        finally:
+            del model  # its device memory goes back before the next chunk
+
+
+def _da3_for_run(folder, device, plan, log):
+    """(DA3 for the first-frame depth or None to load it there, DA3 for the depth window or None): resident (cached)
+    unless the run gave a max_gpu_memory whose plan loads it per depth call (without a budget the device's memory
+    is the limit, and a resident DA3 saves a reload per chunk)."""
+    if device == "cpu" or plan is None or plan["max_gpu_memory"] is None or plan["da3_resident"]:
+        da3 = _da3(folder, device)
+        return da3, da3
+    from . import checkpoint
+
+    path = checkpoint.components(folder).get("da3")
+    release = [k for k in _da3_cache]
+    _da3_cache.clear()  # a resident DA3 from an earlier run would hold the memory the plan gives the chunks
+    if path is None:
+        return None, None
+    log("memory plan: DA3 is loaded for each depth call and freed after it" + (" (the resident one released)"
+                                                                              if release else ""))
+    return None, _DA3PerCall(path, device)
+
+
 def _depth_window_fn(da3):
     """The driver's depth_window callback over DepthAnything3 (upstream AR:1059-1060, AR:1071-1393, AR:261-366): DA3
     with poses, aligned to them, depth
@@ -271,7 +307,7 @@ def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=Non
     raw = read_image(image_u8)
     img = read_image(raw, resolution=(h, w))
     models, info = load_models(checkpoint_folder, device, plan, report.log, dit_dtype, args["use_dmd"])
-    da3 = _da3(checkpoint_folder, device)
+    da3, da3_window = _da3_for_run(checkpoint_folder, device, plan, report.log)
     d, mask, K0, depth_source = first_frame_depth(raw, img, depth, checkpoint_folder, report, da3=da3, device=device)
     n = args["num_frames"]
     if (n - 1) % info["frames_per_chunk"]:
@@ -296,7 +332,7 @@ def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=Non
         frames, _, st = _run_direction(models, img, d, w2c, K, [args["prompt"]] * n_chunks, seed=args["seed"],
                                        use_dmd=args["use_dmd"], guidance=args["guidance_scale"],
                                        steps=args["num_inference_steps"], label=label, report=report,
-                                       depth_window=recording_depth_window(_depth_window_fn(da3), views),
+                                       depth_window=recording_depth_window(_depth_window_fn(da3_window), views),
                                        device=device)
         rendered[direction] = frames
         timings["encode_s"] += st["text_s"]
@@ -391,7 +427,7 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
         raise ValueError(f"w2c: {N} cameras; expected 1 + {F}k (k >= 1 chunks of {F} frames)")
     n_chunks = (N - 1) // F
     caps = _chunk_captions(captions, n_chunks, F)
-    da3 = _da3(folder, device)
+    da3, da3_window = _da3_for_run(folder, device, plan, report.log)
     d, _, _, depth_source = first_frame_depth(raw, img, depth, folder, report, da3=da3, device=device)
     timings = {"encode_s": time.perf_counter() - t0}
     _log_loras(info, use_dmd, report)
@@ -399,7 +435,8 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     views = DepthViews()  # the depth-window estimates, for Video.point_cloud
     frames, _, st = _run_direction(models, img, d, w2c, K, caps, seed=seed, use_dmd=use_dmd,
                                    guidance=float(guidance_scale), steps=steps, label="generate", report=report,
-                                   depth_window=recording_depth_window(_depth_window_fn(da3), views), device=device)
+                                   depth_window=recording_depth_window(_depth_window_fn(da3_window), views),
+                                   device=device)
     timings["encode_s"] += st["text_s"]
     timings["generate_s"] = time.perf_counter() - t - st["text_s"]
     video = Video(frames=frames, fps=fps, seed=seed, timings=timings, w2c=np.ascontiguousarray(w2c, np.float32),

@@ -173,24 +173,24 @@ class _Networks:
     """DA3 nested + its GS head on one device ("cpu" or "cuda"), loaded once per weights file and device."""
     _cache = {}
 
-    def __init__(self, weights, device="cpu", **da3_options):
+    def __init__(self, weights, device="cpu", precision=None, **da3_options):
         from .models.depth import DepthAnything3
 
         # first: a file without the GS head fails here, before DA3 loads
         self.gs = _core.gs_load(weights, device)
         self.gs_config = _core.gs_config(self.gs)
-        self.da3 = DepthAnything3(weights, device=device, **da3_options)
+        self.da3 = DepthAnything3(weights, device=device, precision=precision, **da3_options)
         self.device = device
 
     @classmethod
-    def get(cls, weights, device="cpu"):
+    def get(cls, weights, device="cpu", precision=None):
         if isinstance(weights, (str, os.PathLike)):
-            key = (os.path.abspath(os.fspath(weights)), device)
+            key = (os.path.abspath(os.fspath(weights)), device, precision)
             if key not in cls._cache:
                 cls._cache.clear()  # one model at a time: DA3-giant is several GB
-                cls._cache[key] = cls(key[0], device)
+                cls._cache[key] = cls(key[0], device, precision)
             return cls._cache[key]
-        return cls(weights, device)
+        return cls(weights, device, precision)
 
 
 def _weights_from_folder(checkpoint_dir):
@@ -369,7 +369,7 @@ def _int_option(v, what, lo, allow_none=False):
 
 def reconstruct(video_or_frames, w2c=None, intrinsics=None, checkpoint_dir=None, *, weights=None, max_views=128,
                 chunk_size=32, chunk_overlap=4, down_ratio=2, scale_multiplier=1.0, process_res=None, progress=None,
-                device="auto"):
+                device="auto", precision=None):
     """3D Gaussian splats of a video with known cameras (see the module docstring) -> Gaussians.
 
     video_or_frames  a lyra2.Video (cameras taken from it) or uint8 frames (T, H, W, 3) with w2c (T, 4, 4) and
@@ -385,7 +385,11 @@ def reconstruct(video_or_frames, w2c=None, intrinsics=None, checkpoint_dir=None,
     device           "auto" (the GPU when lyra2.backends() has one), "cpu" or "cuda": where DA3 and the GS head
                      run (weights uploaded once, activations in device memory, as lyra2.models.DepthAnything3 with
                      device="cuda"); the adapter (per-pixel arithmetic on the head's maps) and the camera alignment
-                     run on the host"""
+                     run on the host
+    precision        DA3's backbones on "cuda": None / "bf16" (upstream's torch.autocast(bfloat16) of the recon
+                     script's DA3 inference, lyra2.models.DepthAnything3) or "f32" (parity with the CPU); the GS
+                     head computes in f32 on either device, as upstream runs it with autocast disabled
+                     (upstream DA3net:155)"""
     from .render import resolve_device
 
     frames, w2c, K = _check_inputs(video_or_frames, w2c, intrinsics)
@@ -406,7 +410,10 @@ def reconstruct(video_or_frames, w2c=None, intrinsics=None, checkpoint_dir=None,
         raise TypeError(f"progress: expected a callable(done, total) or None; got {progress!r}")
     if weights is None:
         weights = _weights_from_folder(checkpoint_dir)
-    nets = _Networks.get(weights, device)
+    from .models.umt5 import check_precision
+
+    precision = check_precision(device, precision)
+    nets = _Networks.get(weights, device, precision)
     T = len(frames)
     sel = list(range(T)) if T <= max_views else \
         np.floor(np.linspace(0, T - 1, num=max_views)).astype(np.int64).tolist()

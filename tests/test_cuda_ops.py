@@ -405,7 +405,7 @@ def test_out_of_memory_is_an_error():
 def test_bench_entry_points_small():
     ms = _ops.cuda_bench_linear(256, 128, 64, mode=0, repeat=2)
     assert ms > 0
-    for mode in (1, 2, 3, 4):
+    for mode in (1, 2, 3, 4, 5):
         assert _ops.cuda_bench_linear(256, 128, 64, mode=mode, repeat=1) > 0
     assert _ops.cuda_bench_attention(200, 150, 2, 128, repeat=1) > 0
     t = _ops.cuda_bench_dit_block(300, 4, 64, 512, 16, 9, repeat=1)

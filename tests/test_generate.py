@@ -14,42 +14,11 @@ import importlib
 
 from lyra2 import _core, fields, testing
 
+from tiny_generate import H, W, ckpt, depth, image, zoom_args  # noqa: F401 (fixtures)
+
 gen = importlib.import_module("lyra2.generate")  # the module; lyra2.generate itself is the generate() function
 from lyra2.geometry import trajectory
 from lyra2.progress import Progress
-
-H, W = 32, 48
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    old = os.environ.get("LYRA2_NUM_THREADS")
-    os.environ["LYRA2_NUM_THREADS"] = "1"  # 2 shared cores: one thread per network is fastest here
-    path = testing.make_tiny_checkpoint(str(tmp_path_factory.mktemp("tiny")), seed=0)
-    yield path
-    if old is None:
-        os.environ.pop("LYRA2_NUM_THREADS", None)
-    else:
-        os.environ["LYRA2_NUM_THREADS"] = old
-
-
-@pytest.fixture(scope="module")
-def image():
-    y, x = np.mgrid[0:H, 0:W]
-    img = np.stack([x * 5, y * 7, (x + y) * 3], -1) % 256
-    return img.astype(np.uint8)
-
-
-@pytest.fixture(scope="module")
-def depth():
-    y = np.arange(H, dtype=np.float32)[:, None]
-    return np.broadcast_to(2.0 + 0.05 * y, (H, W)).astype(np.float32).copy()
-
-
-def zoom_args(**kw):
-    args = fields.validate({"prompt": "a quiet street", "seed": 0, **kw}, require_image=False)
-    args["resolution"] = (H, W)
-    return args
 
 
 def run(ckpt, image, depth, logs=None, device="auto", **kw):

@@ -17,7 +17,6 @@ Two precisions, two claims:
   or stale tensor reads the pool's NaN poison or wrong data and moves frames by tens of levels on average).
 """
 import collections
-import os
 
 import numpy as np
 import pytest
@@ -29,34 +28,9 @@ from lyra2 import fields, testing
 from lyra2.geometry import trajectory
 from lyra2.progress import Progress
 
+from tiny_generate import H, W, ckpt, depth, image  # noqa: F401 (fixtures)
+
 gen = importlib.import_module("lyra2.generate")
-
-H, W = 32, 48
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    old = os.environ.get("LYRA2_NUM_THREADS")
-    os.environ["LYRA2_NUM_THREADS"] = "1"  # 2 shared cores: one thread per network (the emulated device too)
-    path = testing.make_tiny_checkpoint(str(tmp_path_factory.mktemp("tiny")), seed=0)
-    yield path
-    gen.release_models()
-    if old is None:
-        os.environ.pop("LYRA2_NUM_THREADS", None)
-    else:
-        os.environ["LYRA2_NUM_THREADS"] = old
-
-
-@pytest.fixture(scope="module")
-def image():
-    y, x = np.mgrid[0:H, 0:W]
-    return (np.stack([x * 5, y * 7, (x + y) * 3], -1) % 256).astype(np.uint8)
-
-
-@pytest.fixture(scope="module")
-def depth():
-    y = np.arange(H, dtype=np.float32)[:, None]
-    return np.broadcast_to(2.0 + 0.05 * y, (H, W)).astype(np.float32).copy()
 
 
 @pytest.fixture
@@ -219,3 +193,22 @@ def test_generate_on_the_gpu_matches_the_cpu(ckpt, image, depth, cpu_runs):
         mx, mean = level_diff(v.frames, cpu_runs[case].frames)
         assert mx <= BF16_BOUND[case][0] and mean <= BF16_BOUND[case][1], (case, mx, mean)
     gen.release_models()
+
+
+def test_da3_follows_the_plan_under_a_budget(ckpt, image, depth, emulated):
+    """With a max_gpu_memory whose plan does not keep DA3 resident (lyra2.memory_plan(...)["da3_resident"] False,
+    here 11.65 GB at this frame size: the chunk stages then have DA3's 3.7 GB back), DA3 is loaded for the depth
+    call and freed after it, in every run; without a budget it stays resident (cached) between runs."""
+    budget = 11.65
+    assert not lyra2.memory_plan((H, W), 161, "bf16", budget)["da3_resident"]
+    for _ in range(2):
+        testing.emulated_cuda_reset()
+        logs = []
+        args = fields.validate({"prompt": "a quiet street", "seed": 0, "num_frames": 161}, require_image=False)
+        args["resolution"] = (H, W)
+        gen.run_generate(image, args, checkpoint_folder=ckpt, device="cuda", depth=depth, max_gpu_memory=budget,
+                         report=Progress(bar=False, on_log=logs.append))
+        assert any("DA3 is loaded for each depth call" in e["message"] for e in logs)
+        ups = [n for d, _, n in testing.emulated_cuda_transfers() if d == "upload"]
+        assert ups.count("Depth Anything 3 weights") == 1   # 161 frames: one depth-window update
+        assert not gen._da3_cache

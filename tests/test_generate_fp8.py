@@ -14,7 +14,6 @@ Claims and bounds (levels of 255 over every frame):
 * fp8 against bf16 (the drift the option costs), CPU reference and device alike: printed, with bounds about 2.5x
   the measured values; it must also be nonzero (the option really quantizes).
 """
-import os
 
 import importlib
 
@@ -25,34 +24,9 @@ import lyra2
 from lyra2 import _core, fields, testing
 from lyra2.progress import Progress
 
+from tiny_generate import H, W, ckpt, depth, image  # noqa: F401 (fixtures)
+
 gen = importlib.import_module("lyra2.generate")
-
-H, W = 32, 48
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    old = os.environ.get("LYRA2_NUM_THREADS")
-    os.environ["LYRA2_NUM_THREADS"] = "1"
-    path = testing.make_tiny_checkpoint(str(tmp_path_factory.mktemp("tiny8")), seed=0)
-    yield path
-    gen.release_models()
-    if old is None:
-        os.environ.pop("LYRA2_NUM_THREADS", None)
-    else:
-        os.environ["LYRA2_NUM_THREADS"] = old
-
-
-@pytest.fixture(scope="module")
-def image():
-    y, x = np.mgrid[0:H, 0:W]
-    return (np.stack([x * 5, y * 7, (x + y) * 3], -1) % 256).astype(np.uint8)
-
-
-@pytest.fixture(scope="module")
-def depth():
-    y = np.arange(H, dtype=np.float32)[:, None]
-    return np.broadcast_to(2.0 + 0.05 * y, (H, W)).astype(np.float32).copy()
 
 
 def run(ckpt, image, depth, device, dit_dtype, **kw):
@@ -107,14 +81,14 @@ def test_fp8_f32_on_the_device_is_the_cpu_fp8_run(ckpt, image, depth, cpu_runs, 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_fp8_on_the_device(ckpt, image, depth, cpu_runs, emulated, case):
     """Device fp8 (bf16 activations) against the CPU fp8 reference and against the device's bf16 run: measured
-    DMD 81 max 16 / mean 0.93 and max 20 / mean 1.74; UniPC+CFG 5 max 51 / mean 4.37 and max 45 / mean 3.81
-    (bounds 2.5x)."""
+    DMD 81 max 16 / mean 1.10 and max 22 / mean 1.77; UniPC+CFG 5 max 50 / mean 4.33 and max 59 / mean 3.85
+    (every network in upstream's device precision; bounds 2.5x)."""
     v8 = run(ckpt, image, depth, "cuda", "fp8", **CASES[case])
     v16 = run(ckpt, image, depth, "cuda", "bf16", **CASES[case])
     mx, mean = level_diff(v8.frames, cpu_runs[(case, "fp8")].frames)
     mx16, mean16 = level_diff(v8.frames, v16.frames)
     print(f"{case}: device fp8 vs CPU fp8 max {mx} mean {mean:.3f}; vs device bf16 max {mx16} mean {mean16:.3f}")
-    b8, b16 = {"dmd-81": ((40, 2.3), (50, 4.4)), "unipc-cfg-81": ((128, 11.0), (115, 9.5))}[case]
+    b8, b16 = {"dmd-81": ((40, 2.75), (55, 4.4)), "unipc-cfg-81": ((125, 10.8), (148, 9.6))}[case]
     assert mx <= b8[0] and mean <= b8[1], (case, mx, mean)
     assert 0 < mean16 and mx16 <= b16[0] and mean16 <= b16[1], (case, mx16, mean16)
     np.testing.assert_array_equal(v8.frames[0], cpu_runs[(case, "fp8")].frames[0])  # the input frame

@@ -205,7 +205,8 @@ def test_cli_reconstruct_from_an_mp4(ckpt, clip, tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT, "LYRA2_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "lyra2", "reconstruct", str(mp4), "-o", str(tmp_path / "s.ply"),
                         "--checkpoint-dir", ckpt, "--render", str(tmp_path / "fly.mp4"), "--chunk-size", "4",
-                        "--chunk-overlap", "2", "--json"], capture_output=True, text=True, env=env, cwd=ROOT)
+                        "--chunk-overlap", "2", "--device", "cpu", "--json"], capture_output=True, text=True, env=env,
+                       cwd=ROOT)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["frames"] == T and out["gaussians"] == T * N_VIEW

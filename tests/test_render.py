@@ -196,3 +196,19 @@ def test_uint8_frames_video_and_errors(tmp_path):
         g.render(np.eye(3), K, (H, W))
     with pytest.raises(ValueError, match="focal"):
         g.render(EYE, np.diag([0.0, 1.0, 1.0]).astype(np.float32), (H, W))
+
+
+def test_device_argument():
+    """device= of render/render_float/reconstruct: "auto" | "cpu" | "cuda"; "cuda" without a usable device says
+    why (the CPU/CUDA agreement itself: tests/test_cuda_splat.py, tests/device_checks/check_gs.py)."""
+    import lyra2
+
+    g = scene([[0, 0, 2.0]], [0.05], [[1.0, 0.5, 0.25]], [0.8])
+    with pytest.raises(ValueError, match="device: 'gpu' is not allowed"):
+        render_float(g, EYE, K, (H, W), device="gpu")
+    with pytest.raises(ValueError, match="device"):
+        lyra2.reconstruct(np.zeros((1, 28, 28, 3), np.uint8), EYE[None], K[None], weights={}, device=None)
+    np.testing.assert_array_equal(g.render(EYE, K, (H, W), device="auto"), g.render(EYE, K, (H, W), device="cpu"))
+    if not lyra2.backends()["cuda"]:
+        with pytest.raises(lyra2.Lyra2Error, match="no usable CUDA device"):
+            g.render(EYE, K, (H, W), device="cuda")

@@ -108,7 +108,8 @@ lyra_status lyra_clip_load(lyra_clip *m, const lyra_text_wsource *src, int64_t h
 
 lyra_status lyra_clip_place(lyra_clip *m, lyra_backend *be, lyra_dtype act) {
     if (act != LYRA_DTYPE_F32 && act != LYRA_DTYPE_F16)
-        return lyra_error(LYRA_ERR_ARG, WHAT ": precision %s is not allowed; expected f32 or f16", lyra_dtype_name(act));
+        return lyra_error(LYRA_ERR_ARG, WHAT ": precision %s is not allowed; expected f32 or f16",
+                          lyra_dtype_name(act));
     if (be->device == LYRA_DEVICE_CPU) {
         if (act != LYRA_DTYPE_F32)
             return lyra_error(LYRA_ERR_UNSUPPORTED, WHAT ": %s activations need a device (the CPU computes f32)",

@@ -113,6 +113,7 @@ typedef struct lyra_dit_stream {
     void *slot[2];            /* the two block buffers on the backend (be->ops->alloc) */
     void *host;               /* after placement: the streamed blocks' weights, in host memory */
     lyra_dit_block view[2];   /* the streamed block's descriptors rebased into its buffer */
+    int prefetched;           /* the block already on its way into its buffer (lyra_op_upload_async), or -1 */
     int64_t uploads;          /* blocks uploaded since load */
     size_t upload_bytes;
 } lyra_dit_stream;

@@ -5,8 +5,10 @@
  * The loader carves the parameters in table order (dit_weights.c), so one block's tensors are one contiguous
  * byte span of the weight allocation, of the same size for every block: a block streams with ONE upload of its
  * span, and its descriptors are rebased into the buffer. Adapter (LoRA) tensors live outside the span and are
- * used where they are. The two buffers are the double buffer of the CUDA copy stream (block i+1 uploads into the
- * other buffer while block i runs); through the backend table the uploads are issued in order, block by block. */
+ * used where they are. The two buffers are a double buffer: when block i is about to run, block i+1 starts uploading
+ * into the other buffer on the backend's copy stream (lyra_op_upload_async, from page-locked host memory), after
+ * block i−1, which used that buffer, has finished; block i+1 then waits for its copy only. Backends without a copy
+ * stream (CPU, emulated device) upload in order, block by block, with the same results. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,11 +45,13 @@ static void block_span(lyra_dit_block *b, char **lo, char **hi) {
 }
 
 void dit_stream_release(lyra_dit *m) {
+    if (m->stream.slot[0] || m->stream.host) lyra_op_synchronize(&m->be); /* no copy may still write a buffer */
     for (int k = 0; k < 2; k++)
         if (m->stream.slot[k]) m->be.ops->release(&m->be, m->stream.slot[k]);
-    free(m->stream.host);
+    lyra_backend_host_release(&m->be, m->stream.host);
     memset(&m->stream, 0, sizeof m->stream);
     m->stream.resident = m->cfg.num_layers;
+    m->stream.prefetched = -1;
 }
 
 lyra_status lyra_dit_set_streaming(lyra_dit *m, int resident) {
@@ -81,20 +85,18 @@ lyra_status lyra_dit_set_streaming(lyra_dit *m, int resident) {
     return LYRA_OK;
 }
 
-lyra_status dit_stream_block(dit_run *r, int i, const lyra_dit_block **blk) {
+/* Starts the upload of streamed block i into its buffer (ticket = buffer) and points s->view[buffer] at it. */
+static lyra_status start_upload(dit_run *r, int i) {
     lyra_dit *m = r->m;
     lyra_dit_stream *s = &m->stream;
-    if (!s->slot[0] || i < s->resident) {
-        *blk = &m->w.blocks[i];
-        return LYRA_OK;
-    }
     int k = (i - s->resident) & 1;
     char *lo, *hi;
     block_span(&m->w.blocks[i], &lo, &hi);
     lyra_tensor host = lyra_tensor_1d(lo, LYRA_DTYPE_U8, (int64_t)s->span);
     lyra_tensor dev = lyra_tensor_1d(s->slot[k], LYRA_DTYPE_U8, (int64_t)s->span);
     dev.device = r->be->device;
-    LYRA_TRY(lyra_op_upload(r->be, &dev, &host));
+    host.name = dev.name = "streamed DiT block";
+    LYRA_TRY(lyra_op_upload_async(r->be, &dev, &host, k));
     s->uploads++;
     s->upload_bytes += s->span;
     s->view[k] = m->w.blocks[i];
@@ -105,8 +107,28 @@ lyra_status dit_stream_block(dit_run *r, int i, const lyra_dit_block **blk) {
         t[j]->data = (char *)s->slot[k] + ((char *)t[j]->data - lo);
         t[j]->device = r->be->device;
     }
-    *blk = &s->view[k];
     return LYRA_OK;
+}
+
+lyra_status dit_stream_block(dit_run *r, int i, const lyra_dit_block **blk) {
+    lyra_dit *m = r->m;
+    lyra_dit_stream *s = &m->stream;
+    if (!s->slot[0] || i < s->resident) {
+        *blk = &m->w.blocks[i];
+        return LYRA_OK;
+    }
+    int k = (i - s->resident) & 1;
+    if (i == s->resident) s->prefetched = -1; /* a new forward (the last one may have stopped half way) */
+    lyra_status st = s->prefetched == i ? LYRA_OK : start_upload(r, i);
+    s->prefetched = -1;
+    if (st == LYRA_OK) st = lyra_op_upload_wait(r->be, k);
+    /* block i+1 into the other buffer, after block i-1 (queued before this point) is done with it */
+    if (st == LYRA_OK && i + 1 < m->cfg.num_layers) {
+        st = start_upload(r, i + 1);
+        if (st == LYRA_OK) s->prefetched = i + 1;
+    }
+    *blk = &s->view[k];
+    return st;
 }
 
 /* Offset of p in the device block of dit_stream_place: the streamed range [lo, hi) is cut out. */
@@ -122,7 +144,7 @@ lyra_status dit_stream_place(lyra_dit *m, lyra_backend *dev, void **w_out) {
     block_span(&m->w.blocks[layers - 1], &y, &hi);
     size_t cut = (size_t)(hi - lo), total = m->weight_bytes - cut;
     /* the streamed blocks stay in host memory (the source of every upload); the device gets the rest */
-    char *host = malloc(cut);
+    char *host = lyra_backend_host_alloc(dev, cut, "dit: the streamed blocks");
     void *w = dev->ops->alloc(dev, total ? total : 1);
     void *slot[2] = {dev->ops->alloc(dev, s->span), dev->ops->alloc(dev, s->span)};
     lyra_status st = LYRA_OK;
@@ -141,7 +163,7 @@ lyra_status dit_stream_place(lyra_dit *m, lyra_backend *dev, void **w_out) {
         if (st == LYRA_OK && tail) st = lyra_op_upload(dev, &d2, &h2);
     }
     if (st != LYRA_OK) {
-        free(host);
+        lyra_backend_host_release(dev, host);
         if (w) dev->ops->release(dev, w);
         for (int k = 0; k < 2; k++)
             if (slot[k]) dev->ops->release(dev, slot[k]);

@@ -20,7 +20,8 @@ size_t lyra_vit_arena_bytes(const lyra_vit_config *c, int64_t S, int64_t gh, int
     size_t attn = lyra_arena_size(S * N * C * e) + lyra_arena_size(S * N * 3 * C * e) +
                   2 * lyra_arena_size(S * N * C * 4) + (cast ? 2 * lyra_arena_size(S * N * C * e) : 0) +
                   2 * lyra_arena_size(S * N * C * e);
-    size_t ffn = 2 * lyra_arena_size(S * N * C * e) + lyra_arena_size(S * N * 2 * F * e) + lyra_arena_size(S * N * F * e);
+    size_t ffn = 2 * lyra_arena_size(S * N * C * e) + lyra_arena_size(S * N * 2 * F * e) +
+                 lyra_arena_size(S * N * F * e);
     return x + tables + lyra_size_max(embed, lyra_size_max(attn, ffn)) + 4 * LYRA_ARENA_ALIGN;
 }
 

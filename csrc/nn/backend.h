@@ -174,6 +174,13 @@ typedef struct lyra_backend_ops {
                                 const lyra_tensor *scales, const lyra_tensor *rotations,
                                 const lyra_tensor *harmonics, const lyra_tensor *opacities,
                                 const lyra_splat_camera *cam);
+
+    /* overlapped uploads (optional: NULL falls back to the synchronous upload, lyra_op_upload_async below) */
+    lyra_status (*upload_async)(lyra_backend *be, lyra_tensor *dst, const lyra_tensor *host_src, int ticket);
+    lyra_status (*upload_wait)(lyra_backend *be, int ticket);
+    /* host memory the device copies from asynchronously (pinned on CUDA); NULL: malloc / free */
+    void *(*host_alloc)(lyra_backend *be, size_t bytes);
+    void (*host_release)(lyra_backend *be, void *ptr);
 } lyra_backend_ops;
 
 struct lyra_backend {
@@ -207,10 +214,11 @@ void lyra_backend_arena_free(lyra_backend *be, lyra_arena *a);
  * device has no room. A no-op on the CPU backend. */
 lyra_status lyra_backend_place_weights(lyra_backend *be, void **mem, lyra_tensor *const *tensors, int n,
                                        const char *what);
-/* As lyra_backend_place_weights, with tensor i stored on the device as dtypes[i] (float dtypes; a tensor that
- * changes dtype must be contiguous and share no bytes with another): the block is re-laid out and converted on the
- * host (f32 -> bf16/f16 rounds to nearest even, as torch's .to()), then uploaded once. A network's 16-bit device
- * policy (docs/PRECISION.md) stores its weights this way; descriptors get the new dtype and contiguous strides. */
+/* As lyra_backend_place_weights, with tensor i stored on the device as dtypes[i] (float dtypes; when any dtype
+ * changes, every tensor must be contiguous and share no bytes with another): the block is re-laid out and converted
+ * on the host (f32 -> bf16/f16 rounds to nearest even, as torch's .to()), then uploaded once. A network's 16-bit
+ * device policy (docs/PRECISION.md) stores its weights this way; descriptors get the new dtype and contiguous
+ * strides. */
 lyra_status lyra_backend_place_weights_as(lyra_backend *be, void **mem, lyra_tensor *const *tensors,
                                           const lyra_dtype *dtypes, int n, const char *what);
 /* Transfers between a host tensor and a device tensor of the same shape whose float dtypes may differ (host f32
@@ -219,6 +227,18 @@ lyra_status lyra_backend_place_weights_as(lyra_backend *be, void **mem, lyra_ten
  * side must be contiguous when the dtypes differ. */
 lyra_status lyra_backend_upload_as(lyra_backend *be, lyra_tensor *dst, const lyra_tensor *host_src);
 lyra_status lyra_backend_download_as(lyra_backend *be, lyra_tensor *host_dst, const lyra_tensor *src);
+
+/* Overlapped upload (DiT block streaming): starts copying host_src into dst (both contiguous) on the backend's copy
+ * stream once the work queued so far has finished with dst (it may still be reading it), so the copy runs beside the
+ * work queued next. `ticket` (0 or 1) names the copy; lyra_op_upload_wait(ticket) makes the work queued after it
+ * wait for the copy. host_src must stay unchanged until then, and should come from lyra_backend_host_alloc (pinned:
+ * a pageable source is copied synchronously by CUDA). Backends without a copy stream upload synchronously. */
+lyra_status lyra_op_upload_async(lyra_backend *be, lyra_tensor *dst, const lyra_tensor *host_src, int ticket);
+lyra_status lyra_op_upload_wait(lyra_backend *be, int ticket);
+/* Host memory for lyra_op_upload_async sources (page-locked on CUDA, malloc elsewhere); NULL + LYRA_ERR_OOM
+ * message. Release with lyra_backend_host_release on the same backend. */
+void *lyra_backend_host_alloc(lyra_backend *be, size_t bytes, const char *what);
+void lyra_backend_host_release(lyra_backend *be, void *ptr);
 
 /* One workspace buffer of at least `bytes` bytes (64-byte aligned), valid until the next call; an op that
  * needs several workspaces asks once for their sum and partitions it. The buffer only grows (when a call asks

@@ -88,12 +88,15 @@ lyra_status lyra_backend_place_weights_as(lyra_backend *be, void **mem, lyra_ten
     for (int i = 0; i < n; i++)
         if (tensors[i]->data && dtypes[i] != tensors[i]->dtype) same = 0;
     if (same) return lyra_backend_place_weights(be, mem, tensors, n, what);
+    /* every tensor is copied as numel contiguous elements into the new layout */
     for (int i = 0; i < n; i++) {
         const lyra_tensor *t = tensors[i];
-        if (!t->data || dtypes[i] == t->dtype) continue;
-        if (!lyra_dtype_is_float(t->dtype) || !lyra_dtype_is_float(dtypes[i]) || !lyra_tensor_is_contiguous(t))
-            return lyra_error(LYRA_ERR_INTERNAL, "%s: tensor %d (%s, %s) cannot be stored as %s", what, i,
-                              t->name ? t->name : "?", lyra_dtype_name(t->dtype), lyra_dtype_name(dtypes[i]));
+        if (!t->data) continue;
+        if (!lyra_tensor_is_contiguous(t) ||
+            (dtypes[i] != t->dtype && (!lyra_dtype_is_float(t->dtype) || !lyra_dtype_is_float(dtypes[i]))))
+            return lyra_error(LYRA_ERR_INTERNAL, "%s: tensor %d (%s, %s%s) cannot be stored as %s", what, i,
+                              t->name ? t->name : "?", lyra_dtype_name(t->dtype),
+                              lyra_tensor_is_contiguous(t) ? "" : ", strided", lyra_dtype_name(dtypes[i]));
     }
     /* Tensors are re-laid out one after the other, so two that share bytes (a view of another) cannot follow. */
     placed *order = malloc(sizeof *order * (size_t)(n ? n : 1));

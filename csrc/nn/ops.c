@@ -127,6 +127,19 @@ lyra_status lyra_op_download(lyra_backend *be, lyra_tensor *host_dst, const lyra
 
 lyra_status lyra_op_synchronize(lyra_backend *be) { return be->ops->synchronize(be); }
 
+lyra_status lyra_op_upload_async(lyra_backend *be, lyra_tensor *dst, const lyra_tensor *host_src, int ticket) {
+    LYRA_TRY(check_transfer("upload", dst, host_src, LYRA_DEVICE_CPU, be));
+    if (ticket < 0 || ticket > 1) return lyra_error(LYRA_ERR_ARG, "upload_async: ticket %d is not 0 or 1", ticket);
+    if (!be->ops->upload_async || !lyra_tensor_is_contiguous(dst) || !lyra_tensor_is_contiguous(host_src))
+        return be->ops->upload(be, dst, host_src);
+    return be->ops->upload_async(be, dst, host_src, ticket);
+}
+
+lyra_status lyra_op_upload_wait(lyra_backend *be, int ticket) {
+    if (ticket < 0 || ticket > 1) return lyra_error(LYRA_ERR_ARG, "upload_wait: ticket %d is not 0 or 1", ticket);
+    return be->ops->upload_wait ? be->ops->upload_wait(be, ticket) : LYRA_OK;
+}
+
 /* ---------------- layout ---------------- */
 
 lyra_status lyra_op_copy(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x) {

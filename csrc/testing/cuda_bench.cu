@@ -126,7 +126,7 @@ extern "C" lyra_status lyra_cuda_bench_linear(lyra_backend *be, int64_t M, int64
                                               double *ms) {
     LYRA_TRY(need_cuda(be));
     cu_device_scope on(cu_st(be)->device); /* its events and timings belong to the backend's device */
-    if (mode < 0 || mode > 4) return lyra_error(LYRA_ERR_ARG, "bench_linear: mode must be 0..4");
+    if (mode < 0 || mode > 5) return lyra_error(LYRA_ERR_ARG, "bench_linear: mode must be 0..5");
     bench_mem mem{be, {}, 0, 1};
     lyra_dtype dt = mode == 4 ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16;
     lyra_tensor x, w, y, b, w8, sc;
@@ -140,6 +140,18 @@ extern "C" lyra_status lyra_cuda_bench_linear(lyra_backend *be, int64_t M, int64
         LYRA_TRY(mem.tensor(&sc, LYRA_DTYPE_F32, {mode == 2 ? 1 : N}, 0.0f));
         LYRA_TRY(lyra_cuda_quantize_fp8(be, &w8, &sc, &w));
         return time_median(be, repeat, [&]() { return lyra_cuda_linear_fp8(be, &y, &x, &w8, &sc, NULL); }, ms);
+    }
+    if (mode == 5) { /* the DiT's fp8 Linear: per-token codes of x on the device, then the scaled FP8 GEMM */
+        lyra_tensor q, xs;
+        LYRA_TRY(mem.tensor(&w8, LYRA_DTYPE_U8, {N, K}, 0.0f));
+        LYRA_TRY(mem.tensor(&sc, LYRA_DTYPE_F32, {N}, 0.0f));
+        LYRA_TRY(mem.tensor(&q, LYRA_DTYPE_U8, {M, K}, 0.0f));
+        LYRA_TRY(mem.tensor(&xs, LYRA_DTYPE_F32, {M}, 0.0f));
+        LYRA_TRY(lyra_cuda_quantize_fp8(be, &w8, &sc, &w));
+        return time_median(be, repeat, [&]() {
+            lyra_status s = lyra_op_quantize_fp8_rows(be, &q, &xs, &x);
+            return s == LYRA_OK ? lyra_op_linear_fp8(be, &y, &q, &xs, &w8, &sc, &b) : s;
+        }, ms);
     }
     if (mode == 1)
         return time_median(be, repeat, [&]() { return lyra_op_linear_act(be, &y, &x, &w, &b, LYRA_ACT_GELU_TANH); }, ms);

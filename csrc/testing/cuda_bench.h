@@ -13,7 +13,8 @@ extern "C" {
 /* Each runs on random bf16 device data, flushes the L2 cache before every timed repeat, times with CUDA events
  * and returns the median milliseconds over `repeat` runs (after one untimed warm-up). */
 /* y (M, N) = x (M, K) · wᵀ; mode 0 bf16, 1 bf16 + bias + GELU epilogue, 2 fp8 per-tensor, 3 fp8 per-channel,
- * 4 f32 (exact fp32). */
+ * 4 f32 (exact fp32), 5 fp8 per-token x per-channel + bias (the DiT's fp8 Linear: lyra_op_quantize_fp8_rows +
+ * lyra_op_linear_fp8). */
 lyra_status lyra_cuda_bench_linear(lyra_backend *be, int64_t M, int64_t N, int64_t K, int mode, int repeat,
                                    double *ms);
 /* o = attention(q, k, v) with q (1, Lq, H, D), k/v (1, Lk, H, D), bf16. */

@@ -1,8 +1,13 @@
 """3D Gaussian splats on the device: Gaussians.render(device="cuda") and lyra2.reconstruct(device="cuda") against
 the CPU. Run by tests/test_emulated_device.py under LYRA2_EMULATED_CUDA=1 and by benchmarks/device_check.sh on a
-GPU. The rasterizer's CPU/CUDA tolerance is tests/test_cuda_splat.py's; reconstruct runs DA3 and the GS head
-with f32 activations on the device (docs/PRECISION.md), so its Gaussians equal the CPU's within 1e-4 relative
-(1e-5 absolute on values near zero), as tests/device_checks/check_da3.py holds DA3 within 1e-5."""
+GPU. The rasterizer's CPU/CUDA tolerance is tests/test_cuda_splat.py's. reconstruct(precision="f32") runs DA3
+and the GS head with f32 activations on the device, so each field of its Gaussians equals the CPU's within 2e-5 of
+the field's largest magnitude: through the CUDA kernels (kernel-emulation build) the largest difference measured
+is 4.8e-6 of it (means: 1.4e-4 on positions up to 28.5; the GEMMs and convolutions sum in another order and the
+camera alignment carries that into every splat); on the emulated device 2.7e-7. The default on "cuda" is
+upstream's bf16 autocast of DA3's backbones (docs/PRECISION.md; its tolerance is check_da3.py's): on this tiny
+random network the camera alignment turns that rounding into percent-level moves of the splats (means 1.9e-2 of
+the largest, measured), so that run is checked for its policy, count and finite values only."""
 import os
 import sys
 
@@ -34,10 +39,10 @@ def clip():
 
 
 def close(dev, cpu, what):
-    """|dev - cpu| <= 1e-4·|cpu| + 1e-5 elementwise (the rasterizer: test_cuda_splat.py's rule on 8-bit frames)."""
+    """|dev - cpu| <= 2e-5 · max|cpu| elementwise."""
     dev, cpu = np.asarray(dev, np.float64), np.asarray(cpu, np.float64)
-    bad = np.abs(dev - cpu) > 1e-4 * np.abs(cpu) + 1e-5
-    assert not bad.any(), f"{what}: {bad.sum()} of {bad.size} values differ (max {np.abs(dev - cpu).max():.3g})"
+    err = np.abs(dev - cpu).max() / max(np.abs(cpu).max(), 1e-30)
+    assert err <= 2e-5, f"{what}: max difference {err:.3g} of the largest value"
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +89,20 @@ def test_auto_picks_the_device():
 
 
 def test_reconstruct_on_device_equals_cpu(ckpt):
-    """The tiny checkpoint's DA3 + GS head with device="cuda" (two chunks): the same Gaussians as on the CPU."""
+    """The tiny checkpoint's DA3 + GS head with device="cuda" (two chunks): in the f32 parity mode the same
+    Gaussians as on the CPU; in the default bf16 policy the same count, finite."""
+    from lyra2.checkpoint import FILES
+    from lyra2.reconstruct import _Networks
+
     frames, w2c, K = clip()
-    dev = lyra2.reconstruct(frames, w2c, K, ckpt, chunk_size=3, chunk_overlap=1, device="cuda")
     cpu = lyra2.reconstruct(frames, w2c, K, ckpt, chunk_size=3, chunk_overlap=1, device="cpu")
+    dev = lyra2.reconstruct(frames, w2c, K, ckpt, chunk_size=3, chunk_overlap=1, device="cuda", precision="f32")
     assert len(dev) == len(cpu) > 0 and dev.grid == cpu.grid
     for name in ("means", "scales", "rotations", "harmonics", "opacities"):
         close(getattr(dev, name), getattr(cpu, name), name)
+    bf = lyra2.reconstruct(frames, w2c, K, ckpt, chunk_size=3, chunk_overlap=1, device="cuda")
+    nets = _Networks.get(os.path.join(ckpt, FILES["da3"]), "cuda", "bf16")
+    assert nets.da3.precision == "bf16" and nets.device == "cuda"
+    assert len(bf) == len(cpu) and all(np.isfinite(getattr(bf, n)).all() for n in ("means", "scales", "opacities"))
+    with pytest.raises(ValueError, match="precision"):
+        lyra2.reconstruct(frames, w2c, K, ckpt, device="cpu", precision="bf16")

@@ -125,6 +125,52 @@ static lyra_status be_download(lyra_backend *be, lyra_tensor *host_dst, const ly
     return s;
 }
 
+/* dst <- host_src (both contiguous) on the copy stream, after the work queued so far on the compute stream (which
+ * may still read dst): the copy overlaps the work queued next; be_upload_wait orders later work after it. */
+static lyra_status be_upload_async(lyra_backend *be, lyra_tensor *dst, const lyra_tensor *host_src, int ticket) {
+    LYRA_TRY(check_transfer(dst, host_src, "cuda upload_async"));
+    cuda_state *st = cu_st(be);
+    if (!st->copy_stream) {
+        CU_TRY(cudaStreamCreateWithFlags(&st->copy_stream, cudaStreamNonBlocking), "cuda copy stream");
+        for (int k = 0; k < 2; k++) {
+            CU_TRY(cudaEventCreate(&st->copy_free[k]), "cuda copy events");
+            CU_TRY(cudaEventCreate(&st->copy_done[k]), "cuda copy events");
+        }
+    }
+    size_t bytes = lyra_tensor_nbytes(host_src);
+    CU_TRY(cudaEventRecord(st->copy_free[ticket], st->stream), "cuda upload_async");
+    CU_TRY(cudaStreamWaitEvent(st->copy_stream, st->copy_free[ticket], 0), "cuda upload_async");
+    if (bytes) CU_TRY(cudaMemcpyAsync(dst->data, host_src->data, bytes, cudaMemcpyHostToDevice, st->copy_stream),
+                      "cuda upload_async");
+    CU_TRY(cudaEventRecord(st->copy_done[ticket], st->copy_stream), "cuda upload_async");
+    return LYRA_OK;
+}
+
+static lyra_status be_upload_wait(lyra_backend *be, int ticket) {
+    cuda_state *st = cu_st(be);
+    if (!st->copy_stream) return LYRA_OK; /* nothing was copied asynchronously */
+    CU_TRY(cudaStreamWaitEvent(st->stream, st->copy_done[ticket], 0), "cuda upload_wait");
+    return LYRA_OK;
+}
+
+/* Page-locked host memory: cudaMemcpyAsync from it is a DMA that really runs beside the kernels. */
+static void *be_host_alloc(lyra_backend *be, size_t bytes) {
+    (void)be;
+    void *p = NULL;
+    cudaError_t e = cudaHostAlloc(&p, bytes, cudaHostAllocDefault);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        (void)cu_error(e, "cuda host alloc");
+        return NULL;
+    }
+    return p;
+}
+
+static void be_host_release(lyra_backend *be, void *ptr) {
+    (void)be;
+    cudaFreeHost(ptr);
+}
+
 static lyra_status be_synchronize(lyra_backend *be) {
     CU_TRY(cudaStreamSynchronize(cu_st(be)->stream), "cuda synchronize");
     return LYRA_OK;
@@ -142,6 +188,14 @@ static void be_destroy(lyra_backend *be) {
     if (st->lt) cublasLtDestroy(st->lt);
     for (int i = 0; i < st->n_blocks; i++) cudaFree(st->blocks[i].ptr);
     free(st->blocks);
+    if (st->copy_stream) {
+        cudaStreamSynchronize(st->copy_stream);
+        for (int k = 0; k < 2; k++) {
+            cudaEventDestroy(st->copy_free[k]);
+            cudaEventDestroy(st->copy_done[k]);
+        }
+        cudaStreamDestroy(st->copy_stream);
+    }
     if (st->stream) cudaStreamDestroy(st->stream);
     cudaGetLastError();
     free(st);
@@ -205,6 +259,10 @@ static const lyra_backend_ops cuda_ops = {
     /* .resize = */ ON_DEVICE(cu_op_resize),
     /* .avg_pool3d = */ ON_DEVICE(cu_op_avg_pool3d),
     /* .gs_rasterize = */ ON_DEVICE(cu_op_gs_rasterize),
+    /* .upload_async = */ ON_DEVICE(be_upload_async),
+    /* .upload_wait = */ ON_DEVICE(be_upload_wait),
+    /* .host_alloc = */ ON_DEVICE(be_host_alloc),
+    /* .host_release = */ ON_DEVICE(be_host_release),
 };
 
 extern "C" lyra_status lyra_backend_cuda_init(lyra_backend *be, int device) {

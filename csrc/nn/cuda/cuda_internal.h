@@ -48,6 +48,10 @@ typedef struct cuda_state {
     struct cu_plan_cache *plans; /* GEMM plan cache (cuda_gemm.cu), made on first use */
     struct cu_resize_cache *resize_tables; /* resize tables on the device (cuda_resample.cu), made on first use */
     int *d_flag;                /* one device int for error flags reported by kernels */
+    /* overlapped uploads (cuda_backend.cu be_upload_async): a copy stream, made on first use, and per ticket the
+     * event "the compute stream is done with the destination" and the event "the copy is done" */
+    cudaStream_t copy_stream;
+    cudaEvent_t copy_free[2], copy_done[2];
 } cuda_state;
 
 static inline cuda_state *cu_st(lyra_backend *be) { return (cuda_state *)be->impl; }

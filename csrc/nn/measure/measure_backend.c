@@ -92,6 +92,29 @@ static lyra_status measure_sync(lyra_backend *be) {
     return LYRA_OK;
 }
 
+/* An overlapped upload counts as an upload; the wait orders nothing on a backend that runs nothing. */
+static lyra_status measure_upload_async(lyra_backend *be, lyra_tensor *dst, const lyra_tensor *src, int ticket) {
+    (void)ticket;
+    return measure_upload(be, dst, src);
+}
+
+static lyra_status measure_upload_wait(lyra_backend *be, int ticket) {
+    (void)be;
+    (void)ticket;
+    return LYRA_OK;
+}
+
+/* Host memory is real host memory (it is the source of the counted uploads, never device memory). */
+static void *measure_host_alloc(lyra_backend *be, size_t bytes) {
+    (void)be;
+    return malloc(bytes ? bytes : 1);
+}
+
+static void measure_host_release(lyra_backend *be, void *ptr) {
+    (void)be;
+    free(ptr);
+}
+
 /* One counted op, `flops` floating-point operations. */
 static lyra_status count(lyra_backend *be, double flops) {
     state(be)->stats.n_ops++;
@@ -289,6 +312,10 @@ static const lyra_backend_ops measure_ops = {
     .resize = m_resize,
     .avg_pool3d = m_pool3d,
     .gs_rasterize = m_gs_rasterize,
+    .upload_async = measure_upload_async,
+    .upload_wait = measure_upload_wait,
+    .host_alloc = measure_host_alloc,
+    .host_release = measure_host_release,
 };
 
 lyra_status lyra_backend_measure_init(lyra_backend *be, lyra_device device) {

@@ -225,6 +225,25 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s) {
     return take_error();
 }
 
+/* Every stream's work ran at enqueue time, in enqueue order: a wait orders nothing more. Waiting on an event never
+ * recorded is a no-op on the GPU; the emulation reports it (cudaErrorInvalidResourceHandle) because lyra2 always
+ * records before it waits, so it would be an ordering bug. */
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags) {
+    (void)s;
+    (void)flags;
+    return e && e->recorded ? cudaSuccess : cudaErrorInvalidResourceHandle;
+}
+/* Host memory stays host memory here (page-locking only changes how the GPU's DMA reads it). */
+cudaError_t cudaHostAlloc(void **ptr, size_t bytes, unsigned flags) {
+    (void)flags;
+    *ptr = malloc(bytes ? bytes : 1);
+    return *ptr ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaFreeHost(void *ptr) {
+    free(ptr);
+    return cudaSuccess;
+}
+
 cudaError_t cudaEventCreate(cudaEvent_t *e) {
     *e = new lyra_cuemu_event{0.0, 0};
     return cudaSuccess;

@@ -46,6 +46,7 @@ typedef enum cudaFuncAttribute {
 } cudaFuncAttribute;
 
 enum { cudaStreamDefault = 0, cudaStreamNonBlocking = 1 };
+enum { cudaHostAllocDefault = 0 };
 
 typedef struct cudaDeviceProp {
     char name[256];
@@ -82,6 +83,9 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
 cudaError_t cudaStreamDestroy(cudaStream_t s);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
 
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags = 0);
+cudaError_t cudaHostAlloc(void **ptr, size_t bytes, unsigned flags);
+cudaError_t cudaFreeHost(void *ptr);
 cudaError_t cudaEventCreate(cudaEvent_t *e);
 cudaError_t cudaEventDestroy(cudaEvent_t e);
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = 0);
