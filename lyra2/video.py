@@ -48,12 +48,13 @@ class Video:
         return (f"lyra2.Video(mode={self.mode!r}, frames={t}, size={w}x{h}, fps={self.fps}, seed={self.seed}, "
                 f"path={self.path!r})")
 
-    def save(self, path, crf=25):
-        """Writes the frames as an H.264 MP4 (atomically: temp file + rename) and returns the path."""
-        from .media import write_video
+    def save(self, path, crf=25, preset=None):
+        """Writes the frames as an H.264 MP4 (atomically: temp file + rename) and returns the path. crf and preset:
+        as lyra2.media.write_video (preset None: its default)."""
+        from .media import DEFAULT_PRESET, write_video
 
         path = os.fspath(path)
-        write_video(self.frames, path, fps=self.fps, crf=crf)
+        write_video(self.frames, path, fps=self.fps, crf=crf, preset=DEFAULT_PRESET if preset is None else preset)
         self.path = os.path.abspath(path)
         return self.path
 

@@ -481,6 +481,7 @@ def test_video_bad_arguments(tmp_path):
         (dict(fps=16.0), TypeError, "fps"), (dict(fps=True), TypeError, "fps"),
         (dict(crf=-1), ValueError, "crf"), (dict(crf=52), ValueError, "crf"), (dict(crf="25"), TypeError, "crf"),
         (dict(path=3), TypeError, "path"),
+        (dict(preset="turbo"), ValueError, "preset"), (dict(preset=None), ValueError, "preset"),
     ]
     for kw, exc, match in cases:
         args = dict(frames=good, path=path, fps=16, crf=25)
@@ -492,7 +493,24 @@ def test_video_bad_arguments(tmp_path):
         _core.video_write(np.zeros((1, 15, 16, 3), np.uint8), str(path), 16, 25)
     with pytest.raises(ValueError, match="fps"):
         _core.video_write(good, str(path), 30, 25)
+    with pytest.raises(ValueError, match="preset"):
+        _core.video_write(good, str(path), 16, 25, "turbo")
     assert not path.exists()
+
+
+@needs_ffmpeg
+def test_video_presets(tmp_path):
+    """Every x264 preset writes a decodable video of the frames; "fast" is the default (lyra2.media.DEFAULT_PRESET)
+    and Video.save uses it."""
+    frames = moving_frames(6, 64, 64)
+    assert media.DEFAULT_PRESET == "fast"
+    for preset in ("ultrafast", "fast", "medium"):
+        path = str(tmp_path / f"{preset}.mp4")
+        media.write_video(frames, path, fps=12, preset=preset)
+        assert psnr(decode_video(path, 64, 64), frames) >= 35.0
+    media.write_video(frames, str(tmp_path / "default.mp4"), fps=12)
+    with open(tmp_path / "default.mp4", "rb") as a, open(tmp_path / "fast.mp4", "rb") as b:
+        assert a.read() == b.read()
 
 
 def test_video_failed_write_leaves_nothing(tmp_path):

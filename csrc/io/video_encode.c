@@ -60,7 +60,8 @@ static lyra_status encode(encoder *e, const AVFrame *frame, const char *path) {
     }
 }
 
-static lyra_status encoder_open(encoder *e, const char *url, const char *path, int h, int w, int fps, int crf) {
+static lyra_status encoder_open(encoder *e, const char *url, const char *path, int h, int w, int fps, int crf,
+                                const char *preset) {
     const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
     if (!codec)
         return lyra_error(LYRA_ERR_UNSUPPORTED,
@@ -83,7 +84,7 @@ static lyra_status encoder_open(encoder *e, const char *url, const char *path, i
     cc->colorspace = AVCOL_SPC_SMPTE170M;
     if (e->oc->oformat->flags & AVFMT_GLOBALHEADER) cc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     AVDictionary *opts = NULL;
-    av_dict_set(&opts, "preset", "medium", 0);
+    av_dict_set(&opts, "preset", preset, 0);
     av_dict_set_int(&opts, "crf", crf, 0);
     err = avcodec_open2(cc, codec, &opts);
     av_dict_free(&opts);
@@ -113,9 +114,9 @@ static lyra_status encoder_open(encoder *e, const char *url, const char *path, i
 }
 
 static lyra_status write_all(const char *url, const char *path, const uint8_t *frames, int t, int h, int w,
-                             int fps, int crf) {
+                             int fps, int crf, const char *preset) {
     encoder e = {0};
-    lyra_status st = encoder_open(&e, url, path, h, w, fps, crf);
+    lyra_status st = encoder_open(&e, url, path, h, w, fps, crf, preset);
     size_t frame_bytes = (size_t)h * w * 3;
     for (int i = 0; st == LYRA_OK && i < t; i++) {
         int err = av_frame_make_writable(e.frame);
@@ -172,8 +173,15 @@ static lyra_status temp_create(const char *path, char **tmp) {
     return lyra_error(LYRA_ERR_IO, "video %s: cannot find a free temporary name beside it", path);
 }
 
-lyra_status lyra_video_write(const char *path, const uint8_t *frames, int t, int h, int w, int fps, int crf) {
+lyra_status lyra_video_write(const char *path, const uint8_t *frames, int t, int h, int w, int fps, int crf,
+                             const char *preset) {
     LYRA_ASSERT(path && frames);
+    static const char *const presets[] = {LYRA_VIDEO_PRESETS};
+    int known = 0;
+    for (size_t i = 0; preset && i < sizeof presets / sizeof *presets; i++) known |= !strcmp(preset, presets[i]);
+    if (!known)
+        return lyra_error(LYRA_ERR_ARG, "video preset: '%s' is not an x264 preset (ultrafast .. veryslow)",
+                          preset ? preset : "(null)");
     if (!path[0]) return lyra_error(LYRA_ERR_ARG, "video path: must not be empty");
     if (t < 1) return lyra_error(LYRA_ERR_ARG, "video frames: need at least 1 frame, got %d", t);
     if (h < 2 || w < 2 || h > LYRA_VIDEO_MAX_SIDE || w > LYRA_VIDEO_MAX_SIDE || h % 2 || w % 2)
@@ -198,7 +206,7 @@ lyra_status lyra_video_write(const char *path, const uint8_t *frames, int t, int
         st = lyra_error(LYRA_ERR_OOM, "video %s: out of memory", path);
     else {
         snprintf(url, url_len, "file:%s", tmp);
-        st = write_all(url, path, frames, t, h, w, fps, crf);
+        st = write_all(url, path, frames, t, h, w, fps, crf, preset);
     }
     if (st == LYRA_OK && rename(tmp, path) != 0)
         st = lyra_error(LYRA_ERR_IO, "video %s: cannot move the finished file into place (%s)", path, strerror(errno));

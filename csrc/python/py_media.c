@@ -129,7 +129,9 @@ static PyObject *py_video_write(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *obj, *path_bytes = NULL;
     int fps, crf;
-    if (!PyArg_ParseTuple(args, "OO&ii:video_write", &obj, PyUnicode_FSConverter, &path_bytes, &fps, &crf))
+    const char *preset = "medium";
+    if (!PyArg_ParseTuple(args, "OO&ii|s:video_write", &obj, PyUnicode_FSConverter, &path_bytes, &fps, &crf,
+                          &preset))
         return NULL;
     PyObject *result = NULL;
     PyArrayObject *frames = uint8_array(obj, 4, 4, "frames");
@@ -147,7 +149,7 @@ static PyObject *py_video_write(PyObject *self, PyObject *args) {
     const char *path = PyBytes_AS_STRING(path_bytes);
     lyra_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = lyra_video_write(path, PyArray_DATA(frames), (int)t, (int)h, (int)w, fps, crf);
+    st = lyra_video_write(path, PyArray_DATA(frames), (int)t, (int)h, (int)w, fps, crf, preset);
     Py_END_ALLOW_THREADS
     if (st != LYRA_OK) {
         lyra_py_raise(st);
