@@ -107,15 +107,8 @@ lyra_status lyra_clip_load(lyra_clip *m, const lyra_text_wsource *src, int64_t h
 }
 
 lyra_status lyra_clip_place(lyra_clip *m, lyra_backend *be, lyra_dtype act) {
-    if (act != LYRA_DTYPE_F32 && act != LYRA_DTYPE_F16)
-        return lyra_error(LYRA_ERR_ARG, WHAT ": precision %s is not allowed; expected f32 or f16",
-                          lyra_dtype_name(act));
-    if (be->device == LYRA_DEVICE_CPU) {
-        if (act != LYRA_DTYPE_F32)
-            return lyra_error(LYRA_ERR_UNSUPPORTED, WHAT ": %s activations need a device (the CPU computes f32)",
-                              lyra_dtype_name(act));
-        return LYRA_OK;
-    }
+    LYRA_TRY(lyra_place_precision_check(be, act, LYRA_DTYPE_F16, WHAT));
+    if (be->device == LYRA_DEVICE_CPU) return LYRA_OK;
     if (m->placed) return LYRA_OK;
     int64_t n = 5 + 12 * m->cfg.used_layers;
     lyra_tensor **ts = malloc(sizeof *ts * (size_t)n);

@@ -245,15 +245,8 @@ lyra_status lyra_da3_load(lyra_da3 *m, const lyra_text_wsource *src, const lyra_
 }
 
 lyra_status lyra_da3_place(lyra_da3 *m, lyra_backend *be, lyra_dtype autocast) {
-    if (autocast != LYRA_DTYPE_F32 && autocast != LYRA_DTYPE_BF16)
-        return lyra_error(LYRA_ERR_ARG, WHAT ": precision %s is not allowed; expected f32 or bf16",
-                          lyra_dtype_name(autocast));
-    if (be->device == LYRA_DEVICE_CPU) {
-        if (autocast != LYRA_DTYPE_F32)
-            return lyra_error(LYRA_ERR_UNSUPPORTED, WHAT ": %s autocast needs a device (the CPU computes f32)",
-                              lyra_dtype_name(autocast));
-        return LYRA_OK;
-    }
+    LYRA_TRY(lyra_place_precision_check(be, autocast, LYRA_DTYPE_BF16, WHAT));
+    if (be->device == LYRA_DEVICE_CPU) return LYRA_OK;
     if (m->placed) return LYRA_OK;
     lyra_vit *vits[2] = {&m->anyview, &m->metric};
     for (int i = 0; i < 2; i++) LYRA_TRY(lyra_vit_set_autocast(vits[i], autocast));

@@ -223,15 +223,8 @@ static int head_conv(const lyra_moge *m, const lyra_tensor *t) {
 }
 
 lyra_status lyra_moge_place(lyra_moge *m, lyra_backend *be, lyra_dtype autocast) {
-    if (autocast != LYRA_DTYPE_F32 && autocast != LYRA_DTYPE_F16)
-        return lyra_error(LYRA_ERR_ARG, WHAT ": precision %s is not allowed; expected f32 or f16",
-                          lyra_dtype_name(autocast));
-    if (be->device == LYRA_DEVICE_CPU) {
-        if (autocast != LYRA_DTYPE_F32)
-            return lyra_error(LYRA_ERR_UNSUPPORTED, WHAT ": %s autocast needs a device (the CPU computes f32)",
-                              lyra_dtype_name(autocast));
-        return LYRA_OK;
-    }
+    LYRA_TRY(lyra_place_precision_check(be, autocast, LYRA_DTYPE_F16, WHAT));
+    if (be->device == LYRA_DEVICE_CPU) return LYRA_OK;
     if (m->placed) return LYRA_OK;
     LYRA_TRY(lyra_vit_set_autocast(&m->vit, autocast));
     int n = m->wl.n;

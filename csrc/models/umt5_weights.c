@@ -95,15 +95,8 @@ lyra_status lyra_umt5_load(lyra_umt5 *m, const lyra_text_wsource *src) {
 }
 
 lyra_status lyra_umt5_place(lyra_umt5 *m, lyra_backend *be, lyra_dtype act) {
-    if (act != LYRA_DTYPE_F32 && act != LYRA_DTYPE_BF16)
-        return lyra_error(LYRA_ERR_ARG, WHAT ": precision %s is not allowed; expected f32 or bf16",
-                          lyra_dtype_name(act));
-    if (be->device == LYRA_DEVICE_CPU) {
-        if (act != LYRA_DTYPE_F32)
-            return lyra_error(LYRA_ERR_UNSUPPORTED, WHAT ": %s activations need a device (the CPU computes f32)",
-                              lyra_dtype_name(act));
-        return LYRA_OK;
-    }
+    LYRA_TRY(lyra_place_precision_check(be, act, LYRA_DTYPE_BF16, WHAT));
+    if (be->device == LYRA_DEVICE_CPU) return LYRA_OK;
     if (m->placed) return LYRA_OK;
     int64_t n = 3 + 10 * m->cfg.layers;
     lyra_tensor **ts = malloc(sizeof *ts * (size_t)n);

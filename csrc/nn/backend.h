@@ -207,6 +207,11 @@ lyra_status lyra_backend_arena_reserve(lyra_backend *be, lyra_arena *a, size_t b
 /* Frees an arena made by lyra_backend_arena_reserve (or lyra_arena_init) on `be`; safe on a zeroed arena. */
 void lyra_backend_arena_free(lyra_backend *be, lyra_arena *a);
 
+/* The precision argument of a network's placement: f32 (the parity mode, and the only one of the CPU) or the
+ * network's 16-bit device dtype `device16`. LYRA_ERR_ARG for another dtype, LYRA_ERR_UNSUPPORTED for a 16-bit one
+ * on the CPU backend (which computes f32); `what` names the network. */
+lyra_status lyra_place_precision_check(const lyra_backend *be, lyra_dtype act, lyra_dtype device16, const char *what);
+
 /* Weight placement: uploads the host weight block of a network, *mem up to the end of its last tensor, into one
  * block of be's device memory, re-points each of the n descriptors (data and device; every non-NULL one must have
  * been carved from *mem, NULL ones are skipped), frees the host block (free()) and sets *mem to the device block

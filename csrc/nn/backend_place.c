@@ -169,3 +169,13 @@ lyra_status lyra_backend_place_weights_as(lyra_backend *be, void **mem, lyra_ten
     *mem = dev;
     return LYRA_OK;
 }
+
+lyra_status lyra_place_precision_check(const lyra_backend *be, lyra_dtype act, lyra_dtype device16, const char *what) {
+    if (act != LYRA_DTYPE_F32 && act != device16)
+        return lyra_error(LYRA_ERR_ARG, "%s: precision %s is not allowed; expected f32 or %s", what,
+                          lyra_dtype_name(act), lyra_dtype_name(device16));
+    if (be->device == LYRA_DEVICE_CPU && act != LYRA_DTYPE_F32)
+        return lyra_error(LYRA_ERR_UNSUPPORTED, "%s: %s precision needs a device (the CPU computes f32)", what,
+                          lyra_dtype_name(act));
+    return LYRA_OK;
+}
