@@ -28,6 +28,12 @@ static lyra_status clip_load(lyra_py_netcap *net, const lyra_text_wsource *src, 
     return lyra_clip_load(&((clipnet *)net)->clip, src, *(const long long *)arg);
 }
 
+/* lyra_py_netcap_place's callback: the weights to net->be. */
+static lyra_status clip_place(lyra_py_netcap *net, lyra_dtype act) {
+    clipnet *t = (clipnet *)net;
+    return lyra_clip_place(&t->clip, &t->net.be, act);
+}
+
 /* clip_load(weights, heads=0, device="cpu", precision=None): "cuda" moves the network to the device backend and
  * uploads its weights once (lyra_clip_place) as precision ("f16", the default there, or "f32"). */
 static PyObject *py_clip_load(PyObject *self, PyObject *args) {
@@ -41,18 +47,7 @@ static PyObject *py_clip_load(PyObject *self, PyObject *args) {
     lyra_dtype act;
     if (lyra_py_precision(precision, !strcmp(device, "cuda"), LYRA_DTYPE_F16, &act) < 0) return NULL;
     PyObject *cap = lyra_py_netcap_load(weights, NULL, sizeof(clipnet), clipnet_free_model, clip_load, &heads, CAPSULE);
-    if (!cap || !strcmp(device, "cpu")) return cap;
-    clipnet *t = get_net(cap);
-    lyra_status s;
-    LYRA_PY_NETCAP_LOCKED(&t->net, {
-        s = lyra_py_netcap_to_device(&t->net, LYRA_DEVICE_CUDA);
-        if (s == LYRA_OK) s = lyra_clip_place(&t->clip, &t->net.be, act);
-    });
-    if (s != LYRA_OK) {
-        Py_DECREF(cap);
-        return lyra_py_raise(s);
-    }
-    return cap;
+    return lyra_py_netcap_place(cap, CAPSULE, device, clip_place, act);
 }
 
 static PyObject *clip_config_dict(const lyra_clip_config *c) {

@@ -55,6 +55,12 @@ static lyra_status da3net_load(lyra_py_netcap *net, const lyra_text_wsource *src
     return lyra_da3_load(&((da3net *)net)->m, src, arg);
 }
 
+/* lyra_py_netcap_place's callback: the weights to net->be. */
+static lyra_status da3_place(lyra_py_netcap *net, lyra_dtype act) {
+    da3net *t = (da3net *)net;
+    return lyra_da3_place(&t->m, &t->net.be, act);
+}
+
 static PyObject *py_da3_load(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *weights, *av_taps = Py_None, *met_taps = Py_None;
@@ -72,19 +78,7 @@ static PyObject *py_da3_load(PyObject *self, PyObject *args) {
         return NULL;
     PyObject *cap = lyra_py_netcap_load(weights, "model.", sizeof(da3net), da3net_free_model, da3net_load, &opt,
                                         CAPSULE);
-    if (!cap || !strcmp(device, "cpu")) return cap;
-    /* "cuda": the network moves to the device backend and its weights are uploaded once (lyra_da3_place) */
-    da3net *t = PyCapsule_GetPointer(cap, CAPSULE);
-    lyra_status s;
-    LYRA_PY_NETCAP_LOCKED(&t->net, {
-        s = lyra_py_netcap_to_device(&t->net, LYRA_DEVICE_CUDA);
-        if (s == LYRA_OK) s = lyra_da3_place(&t->m, &t->net.be, autocast);
-    });
-    if (s != LYRA_OK) {
-        Py_DECREF(cap);
-        return lyra_py_raise(s);
-    }
-    return cap;
+    return lyra_py_netcap_place(cap, CAPSULE, device, da3_place, autocast);
 }
 
 static PyObject *vit_cfg_dict(const lyra_vit_config *c) {

@@ -20,6 +20,13 @@ static lyra_status gsnet_load(lyra_py_netcap *net, const lyra_text_wsource *src,
     return lyra_da3_gs_load(&((gsnet *)net)->m, src);
 }
 
+/* lyra_py_netcap_place's callback: the weights to net->be. */
+static lyra_status gs_place(lyra_py_netcap *net, lyra_dtype act) {
+    gsnet *t = (gsnet *)net;
+    (void)act; /* the GS head computes f32 on every device */
+    return lyra_da3_gs_place(&t->m, &t->net.be);
+}
+
 /* gs_load(weights, device="cpu") -> capsule; "cuda": the head runs on the device backend, its weights uploaded
  * once (lyra_da3_gs_place) */
 static PyObject *py_gs_load(PyObject *self, PyObject *args) {
@@ -30,18 +37,7 @@ static PyObject *py_gs_load(PyObject *self, PyObject *args) {
     if (strcmp(device, "cpu") && strcmp(device, "cuda"))
         return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
     PyObject *cap = lyra_py_netcap_load(weights, "model.", sizeof(gsnet), gsnet_free_model, gsnet_load, NULL, CAPSULE);
-    if (!cap || !strcmp(device, "cpu")) return cap;
-    gsnet *t = PyCapsule_GetPointer(cap, CAPSULE);
-    lyra_status s;
-    LYRA_PY_NETCAP_LOCKED(&t->net, {
-        s = lyra_py_netcap_to_device(&t->net, LYRA_DEVICE_CUDA);
-        if (s == LYRA_OK) s = lyra_da3_gs_place(&t->m, &t->net.be);
-    });
-    if (s != LYRA_OK) {
-        Py_DECREF(cap);
-        return lyra_py_raise(s);
-    }
-    return cap;
+    return lyra_py_netcap_place(cap, CAPSULE, device, gs_place, LYRA_DTYPE_F32);
 }
 
 /* gs_config(net) -> {dim_in, features, out_channels, out_dim, sh_degree} */

@@ -26,6 +26,12 @@ static lyra_status mogenet_load(lyra_py_netcap *net, const lyra_text_wsource *sr
     return lyra_moge_load(&((mogenet *)net)->moge, src, arg);
 }
 
+/* lyra_py_netcap_place's callback: the weights to net->be. */
+static lyra_status moge_place(lyra_py_netcap *net, lyra_dtype act) {
+    mogenet *t = (mogenet *)net;
+    return lyra_moge_place(&t->moge, &t->net.be, act);
+}
+
 /* moge_load(weights, heads, tokens_min, tokens_max, mask_threshold, device="cpu") -> network; "cuda" moves the
  * network to the device backend and uploads its weights once (lyra_moge_place). */
 static PyObject *py_moge_load(PyObject *self, PyObject *args) {
@@ -44,18 +50,7 @@ static PyObject *py_moge_load(PyObject *self, PyObject *args) {
     opt.heads = heads, opt.tokens_min = tmin, opt.tokens_max = tmax, opt.mask_threshold = (float)thr;
     PyObject *cap = lyra_py_netcap_load(weights, NULL, sizeof(mogenet), mogenet_free_model, mogenet_load, &opt,
                                         CAPSULE);
-    if (!cap || !strcmp(device, "cpu")) return cap;
-    mogenet *t = PyCapsule_GetPointer(cap, CAPSULE);
-    lyra_status s;
-    LYRA_PY_NETCAP_LOCKED(&t->net, {
-        s = lyra_py_netcap_to_device(&t->net, LYRA_DEVICE_CUDA);
-        if (s == LYRA_OK) s = lyra_moge_place(&t->moge, &t->net.be, autocast);
-    });
-    if (s != LYRA_OK) {
-        Py_DECREF(cap);
-        return lyra_py_raise(s);
-    }
-    return cap;
+    return lyra_py_netcap_place(cap, CAPSULE, device, moge_place, autocast);
 }
 
 static PyObject *int_list(const int64_t *v, int64_t n) {

@@ -68,7 +68,8 @@ lyra_status lyra_py_netcap_arena(lyra_py_netcap *net, size_t bytes) {
     return lyra_backend_arena_reserve(&net->be, &net->arena, bytes, "activations");
 }
 
-lyra_status lyra_py_netcap_to_device(lyra_py_netcap *net, lyra_device device) {
+/* Replaces net's backend by one of `device`, freeing the arena of the old one. */
+static lyra_status to_device(lyra_py_netcap *net, lyra_device device) {
     if (net->be.device == device) return LYRA_OK;
     lyra_backend dev;
     LYRA_TRY(lyra_backend_init(&dev, device, 0));
@@ -76,6 +77,26 @@ lyra_status lyra_py_netcap_to_device(lyra_py_netcap *net, lyra_device device) {
     lyra_backend_free(&net->be);
     net->be = dev;
     return LYRA_OK;
+}
+
+PyObject *lyra_py_netcap_place(PyObject *cap, const char *name, const char *device, lyra_py_netcap_place_fn place,
+                               lyra_dtype act) {
+    if (!cap || !strcmp(device, "cpu")) return cap;
+    lyra_py_netcap *net = PyCapsule_GetPointer(cap, name);
+    if (!net) {
+        Py_DECREF(cap);
+        return NULL;
+    }
+    lyra_status s;
+    LYRA_PY_NETCAP_LOCKED(net, {
+        s = to_device(net, LYRA_DEVICE_CUDA);
+        if (s == LYRA_OK) s = place(net, act);
+    });
+    if (s != LYRA_OK) {
+        Py_DECREF(cap);
+        return lyra_py_raise(s);
+    }
+    return cap;
 }
 
 int lyra_py_cfg_int(PyObject *config, const char *key, int64_t *v) {

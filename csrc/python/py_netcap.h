@@ -70,10 +70,15 @@ void *lyra_py_netcap_get(PyObject *cap, const char *name, const char *what);
  * contents need not survive). LYRA_ERR_OOM with a message on failure. */
 lyra_status lyra_py_netcap_arena(lyra_py_netcap *net, size_t bytes);
 
-/* Replaces net's CPU backend by a backend of `device` (the arena is freed; the next lyra_py_netcap_arena
- * reserves device memory). The model's weights must then be placed on it (the network's *_place function).
- * Call with the lock held or before the capsule is shared. */
-lyra_status lyra_py_netcap_to_device(lyra_py_netcap *net, lyra_device device);
+/* Uploads the model of the struct that starts with `net` onto net->be (the network's *_place function) in
+ * precision `act`; runs WITHOUT the GIL (no Python API). */
+typedef lyra_status (*lyra_py_netcap_place_fn)(lyra_py_netcap *net, lyra_dtype act);
+
+/* The end of a *_load with a device argument: "cpu" returns cap as it is; "cuda" replaces the network's CPU backend
+ * by a device backend (its arena freed: the next lyra_py_netcap_arena reserves device memory) and runs place(net,
+ * act), under the lock. Returns cap, or NULL with the exception set and cap released. */
+PyObject *lyra_py_netcap_place(PyObject *cap, const char *name, const char *device, lyra_py_netcap_place_fn place,
+                               lyra_dtype act);
 
 /* The non-negative integer config[key] of a *_plan function's config dict (as the *_config functions return it)
  * into *v: 0, or -1 with KeyError "config: missing 'key'", ValueError "config: 'key' must be >= 0", or the

@@ -29,6 +29,12 @@ static lyra_status umt5_load(lyra_py_netcap *net, const lyra_text_wsource *src, 
     return lyra_umt5_load(&((umt5net *)net)->umt5, src);
 }
 
+/* lyra_py_netcap_place's callback: the weights to net->be. */
+static lyra_status umt5_place(lyra_py_netcap *net, lyra_dtype act) {
+    umt5net *t = (umt5net *)net;
+    return lyra_umt5_place(&t->umt5, &t->net.be, act);
+}
+
 /* umt5_load(weights, device="cpu", precision=None): "cuda" moves the network to the device backend and uploads
  * its weights once (lyra_umt5_place), activations stored as precision ("bf16", the default there, or "f32"). */
 static PyObject *py_umt5_load(PyObject *self, PyObject *args) {
@@ -41,18 +47,7 @@ static PyObject *py_umt5_load(PyObject *self, PyObject *args) {
     lyra_dtype act;
     if (lyra_py_precision(precision, !strcmp(device, "cuda"), LYRA_DTYPE_BF16, &act) < 0) return NULL;
     PyObject *cap = lyra_py_netcap_load(weights, NULL, sizeof(umt5net), umt5net_free_model, umt5_load, NULL, CAPSULE);
-    if (!cap || !strcmp(device, "cpu")) return cap;
-    umt5net *t = get_net(cap);
-    lyra_status s;
-    LYRA_PY_NETCAP_LOCKED(&t->net, {
-        s = lyra_py_netcap_to_device(&t->net, LYRA_DEVICE_CUDA);
-        if (s == LYRA_OK) s = lyra_umt5_place(&t->umt5, &t->net.be, act);
-    });
-    if (s != LYRA_OK) {
-        Py_DECREF(cap);
-        return lyra_py_raise(s);
-    }
-    return cap;
+    return lyra_py_netcap_place(cap, CAPSULE, device, umt5_place, act);
 }
 
 static PyObject *umt5_config_dict(const lyra_umt5_config *c) {
