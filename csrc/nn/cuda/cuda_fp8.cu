@@ -25,17 +25,11 @@ __global__ void quantize_rows_kernel(uint8_t *q, float *s, cu_tensor x, int64_t 
         const char *xr = x.data + off;
         float m = 0.0f;
         for (int64_t c = threadIdx.x; c < K; c += blockDim.x) m = fmaxf(m, fabsf(cu_load(xr + c * sx, x.dtype)));
-        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = m;
-        __syncthreads();
-        if (threadIdx.x < 32) {
-            m = threadIdx.x < (blockDim.x >> 5) ? sh[threadIdx.x] : 0.0f;
-            for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-            if (threadIdx.x == 0) {
-                float sc = m > 0.0f ? m / E4M3_MAX : 1.0f; /* IEEE division (no fast-math): the CPU's value */
-                row_scale = sc;
-                s[r] = sc;
-            }
+        m = cu_block_max_nonneg(m, sh);
+        if (threadIdx.x == 0) {
+            float sc = m > 0.0f ? m / E4M3_MAX : 1.0f; /* IEEE division (no fast-math): the CPU's value */
+            row_scale = sc;
+            s[r] = sc;
         }
         __syncthreads();
         float sc = row_scale;

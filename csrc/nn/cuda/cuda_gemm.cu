@@ -540,14 +540,8 @@ __global__ void amax_kernel(cu_tensor t, int64_t total, unsigned *amax) {
         }
         m = fmaxf(m, fabsf(cu_load(t.data + off, t.dtype)));
     }
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = m;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        m = threadIdx.x < (blockDim.x >> 5) ? sh[threadIdx.x] : 0.0f;
-        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        if (threadIdx.x == 0) atomicMax(amax, __float_as_uint(m));
-    }
+    m = cu_block_max_nonneg(m, sh);
+    if (threadIdx.x == 0) atomicMax(amax, __float_as_uint(m));
 }
 
 /* scale[r] = max |w[r, :]| / 448 (1 for an all-zero row), one block per row of a 2-d tensor. */
@@ -556,14 +550,8 @@ __global__ void row_scale_kernel(cu_tensor w, float *scale) {
     int64_t r = blockIdx.x, K = w.ne[1];
     float m = 0.0f;
     for (int64_t k = threadIdx.x; k < K; k += blockDim.x) m = fmaxf(m, fabsf(cu_load(w.data + r * w.nb[0] + k * w.nb[1], w.dtype)));
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = m;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        m = threadIdx.x < (blockDim.x >> 5) ? sh[threadIdx.x] : 0.0f;
-        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        if (threadIdx.x == 0) scale[r] = m > 0.0f ? m / E4M3_MAX : 1.0f;
-    }
+    m = cu_block_max_nonneg(m, sh);
+    if (threadIdx.x == 0) scale[r] = m > 0.0f ? m / E4M3_MAX : 1.0f;
 }
 
 __global__ void amax_to_scale_kernel(const unsigned *amax, float *scale) {
@@ -619,14 +607,8 @@ __global__ void amax_contig_kernel(const char *x, int dt, int64_t n8, unsigned *
 #pragma unroll
         for (int e = 0; e < 8; e++) m = fmaxf(m, fabsf(v[e]));
     }
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = m;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        m = threadIdx.x < (blockDim.x >> 5) ? sh[threadIdx.x] : 0.0f;
-        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        if (threadIdx.x == 0) atomicMax(amax, __float_as_uint(m));
-    }
+    m = cu_block_max_nonneg(m, sh);
+    if (threadIdx.x == 0) atomicMax(amax, __float_as_uint(m));
 }
 
 /* q = x / scale[0] as e4m3 (saturating), 8 contiguous elements per step, one 8-byte store each. */

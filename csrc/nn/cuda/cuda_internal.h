@@ -145,6 +145,20 @@ __host__ __device__ __forceinline__ int cu_esize(int dt) {
 }
 
 /* Activations, the same formulas as the CPU backend (accurate libdevice functions, no fast-math). */
+/* The max over the block of non-negative values v (blockDim.x a multiple of 32, at most 1024), in thread 0 (the
+ * other threads get partial maxima). Every thread of the block calls it; sh: 32 floats of shared memory, which a
+ * caller reusing it in a loop guards with a __syncthreads() before the next call. */
+__device__ __forceinline__ float cu_block_max_nonneg(float v, float *sh) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        v = threadIdx.x < (blockDim.x >> 5) ? sh[threadIdx.x] : 0.0f;
+        for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    }
+    return v;
+}
+
 __device__ __forceinline__ float cu_act(int act, float x) {
     switch (act) {
     case LYRA_ACT_GELU_ERF: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
