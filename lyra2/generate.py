@@ -198,12 +198,12 @@ def _da3_for_run(folder, device, plan, log):
     from . import checkpoint
 
     path = checkpoint.components(folder).get("da3")
-    release = [k for k in _da3_cache]
+    released = bool(_da3_cache)
     _da3_cache.clear()  # a resident DA3 from an earlier run would hold the memory the plan gives the chunks
     if path is None:
         return None, None
-    log("memory plan: DA3 is loaded for each depth call and freed after it" + (" (the resident one released)"
-                                                                              if release else ""))
+    log("memory plan: DA3 is loaded for each depth call and freed after it" +
+        (" (the resident one released)" if released else ""))
     return None, _DA3PerCall(path, device)
 
 

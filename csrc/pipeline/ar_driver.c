@@ -86,21 +86,21 @@ static lyra_status upload(driver *d, const lyra_tensor *dst, const float *host) 
     return lyra_op_upload(d->be, &t, &h);
 }
 
-/* One buffer of the DiT's backend for `elems` floats; NULL with the error set. */
-static float *dev_alloc(driver *d, int64_t elems, const char *what) {
+/* One buffer of be's memory (the DiT's, or the VAE's) for `elems` floats; NULL with the error set. */
+static float *dev_alloc(lyra_backend *be, int64_t elems, const char *what) {
     const size_t bytes = sizeof(float) * (size_t)(elems > 0 ? elems : 1);
-    float *p = d->be->ops->alloc(d->be, bytes);
+    float *p = be->ops->alloc(be, bytes);
     if (!p) {
         char why[256];
         snprintf(why, sizeof why, "%s", lyra_error_message());
         (void)lyra_error(LYRA_ERR_OOM, "generate: cannot allocate %s (%zu bytes, %.2f GiB) on the %s device (%s)", what,
-                   bytes, (double)bytes / (1 << 30), d->be->ops->name, why);
+                         bytes, (double)bytes / (1 << 30), be->ops->name, why);
     }
     return p;
 }
 
-static void dev_free(driver *d, float **p) {
-    if (*p) d->be->ops->release(d->be, *p);
+static void dev_free(lyra_backend *be, float **p) {
+    if (*p) be->ops->release(be, *p);
     *p = NULL;
 }
 
@@ -213,13 +213,7 @@ static lyra_status prime(driver *d) {
     LYRA_TRY(lyra_vae_session_new(&d->enc, d->m->vae, 0, d->m->n_threads));
     LYRA_TRY(lyra_vae_session_new(&d->dec, d->m->vae, 1, d->m->n_threads));
     lyra_backend *vb = lyra_vae_session_backend(d->dec);
-    const size_t pix_bytes = sizeof(float) * (size_t)(3 * LYRA_PREP_FRAMES_PER_LATENT * d->HW);
-    if (!(d->pix = vb->ops->alloc(vb, pix_bytes))) {
-        char why[256];
-        snprintf(why, sizeof why, "%s", lyra_error_message());
-        return lyra_error(LYRA_ERR_OOM, "generate: cannot allocate the decoded frames (%zu bytes) on the %s device (%s)",
-                          pix_bytes, vb->ops->name, why);
-    }
+    if (!(d->pix = dev_alloc(vb, 3 * LYRA_PREP_FRAMES_PER_LATENT * d->HW, "the decoded frames"))) return LYRA_ERR_OOM;
     /* The image repeated 4(n_hist0 − 1) + 1 times through the encoder stream: alone, then groups of 4. */
     const float *fr[4] = {d->frames[0], d->frames[0], d->frames[0], d->frames[0]};
     LYRA_TRY(encode_push(d, d->enc, fr, 1, d->latents));
@@ -545,7 +539,7 @@ static lyra_status dev_buffers(driver *d) {
         {&d->v, d->C * (int64_t)d->G * hw, "the velocity"},
     };
     for (size_t i = 0; i < sizeof b / sizeof *b; i++)
-        if (!(*b[i].p = dev_alloc(d, b[i].n, b[i].what))) return LYRA_ERR_OOM;
+        if (!(*b[i].p = dev_alloc(d->be, b[i].n, b[i].what))) return LYRA_ERR_OOM;
     return LYRA_OK;
 }
 
@@ -647,14 +641,14 @@ done:
     free(d->frames);
     free(d->latents);
     free(d->buffer_depth);
-    dev_free(d, &d->texts);
-    dev_free(d, &d->clip);
-    dev_free(d, &d->frame);
-    dev_free(d, &d->x);
-    dev_free(d, &d->y);
-    dev_free(d, &d->buf);
-    dev_free(d, &d->v);
-    if (d->pix) lyra_vae_session_backend(d->dec)->ops->release(lyra_vae_session_backend(d->dec), d->pix);
+    dev_free(d->be, &d->texts);
+    dev_free(d->be, &d->clip);
+    dev_free(d->be, &d->frame);
+    dev_free(d->be, &d->x);
+    dev_free(d->be, &d->y);
+    dev_free(d->be, &d->buf);
+    dev_free(d->be, &d->v);
+    if (d->dec) dev_free(lyra_vae_session_backend(d->dec), &d->pix);
     if (d->enc) lyra_vae_session_free(d->enc);
     if (d->dec) lyra_vae_session_free(d->dec);
     r->timings.cache_frames = d->cache.n;

@@ -3,9 +3,6 @@
  *   _core.ar_models_load(paths: dict, layout: str, n_threads: int, styles=()) -> capsule
  *       paths: {"dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt"[, "lora_dmd"]} file paths;
  *       styles: (name, path, weight) of each style LoRA applied in every run (at most 4).
- *   _core.ar_models_place(capsule, device: "cpu" | "cuda", precision="bf16") -> None: every network to the device
- *       (irreversible; block streaming is set before, with ar_models_dit_streaming); precision: "bf16" =
- *       upstream's GPU precision of every network (docs/PRECISION.md), "f32" = everything f32 (parity mode)
  *   _core.ar_models_dit_fp8(capsule, use_dmd) -> None: the LoRAs merged (DMD at 1 or 0), the DiT's blocks fp8
  *       e4m3, for runs of that use_dmd only (before streaming and placement)
  *   _core.ar_models_info(capsule) -> dict (layout sizes, widths, has_dmd, style_loras [(name, weight)], dit_dtype)
@@ -165,31 +162,6 @@ static PyObject *py_ar_models_dit_fp8(PyObject *self, PyObject *args) {
     p->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     st = lyra_ar_models_dit_fp8(&p->m, use_dmd);
-    Py_END_ALLOW_THREADS
-    p->busy = 0;
-    if (st != LYRA_OK) return lyra_py_raise(st);
-    Py_RETURN_NONE;
-}
-
-/* ar_models_place(models, device, precision="bf16") -> None: lyra_ar_models_place ("cuda": the GPU, or the
- * emulated device). */
-static PyObject *py_ar_models_place(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *cap;
-    const char *device, *precision = "bf16";
-    if (!PyArg_ParseTuple(args, "Os|s:ar_models_place", &cap, &device, &precision)) return NULL;
-    if (strcmp(precision, "bf16") && strcmp(precision, "f32"))
-        return PyErr_Format(PyExc_ValueError, "precision: '%s' is not allowed; expected 'bf16' or 'f32'", precision);
-    py_models *p = PyCapsule_GetPointer(cap, MODELS_CAPSULE);
-    if (!p) return NULL;
-    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
-        return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
-    if (p->busy) return PyErr_Format(PyExc_RuntimeError, "generate: the models are in use by another thread");
-    lyra_status st;
-    p->busy = 1;
-    Py_BEGIN_ALLOW_THREADS
-    st = lyra_ar_models_place(&p->m, strcmp(device, "cuda") ? LYRA_DEVICE_CPU : LYRA_DEVICE_CUDA,
-                              strcmp(precision, "f32") ? LYRA_DTYPE_BF16 : LYRA_DTYPE_F32);
     Py_END_ALLOW_THREADS
     p->busy = 0;
     if (st != LYRA_OK) return lyra_py_raise(st);
@@ -411,9 +383,6 @@ finally:
 static PyMethodDef run_methods[] = {
     {"ar_models_dit_fp8", py_ar_models_dit_fp8, METH_VARARGS,
      "ar_models_dit_fp8(models, use_dmd): LoRAs merged, the DiT's blocks fp8 e4m3 (before streaming and placement)."},
-    {"ar_models_place", py_ar_models_place, METH_VARARGS,
-     "ar_models_place(models, device, precision='bf16') -> None: every network of the run to 'cuda' "
-     "(irreversible) or stay on 'cpu'"},
     {"ar_models_load", py_ar_models_load, METH_VARARGS,
      "ar_models_load(paths, layout, n_threads, styles=()) -> capsule: the generate-mode networks of a converted "
      "folder."},
