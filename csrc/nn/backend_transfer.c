@@ -15,6 +15,23 @@ static lyra_status host_twin(lyra_tensor *out, void **mem, const lyra_tensor *t,
     return LYRA_OK;
 }
 
+/* dst (n elements of dtype dd) <- src (dtype sd), both float dtypes: directly when one side is f32, else through
+ * an f32 buffer. */
+static lyra_status convert(void *dst, lyra_dtype dd, const void *src, lyra_dtype sd, int64_t n, const char *op) {
+    if (sd == LYRA_DTYPE_F32) {
+        lyra_convert_from_f32(dst, dd, src, n);
+    } else if (dd == LYRA_DTYPE_F32) {
+        lyra_convert_to_f32(dst, src, sd, n);
+    } else {
+        float *f = malloc(sizeof(float) * (size_t)(n ? n : 1));
+        if (!f) return lyra_error(LYRA_ERR_OOM, "%s: cannot allocate %lld floats of host memory", op, (long long)n);
+        lyra_convert_to_f32(f, src, sd, n);
+        lyra_convert_from_f32(dst, dd, f, n);
+        free(f);
+    }
+    return LYRA_OK;
+}
+
 static lyra_status check_host(const char *op, const lyra_tensor *host, const lyra_tensor *dev) {
     if (!lyra_dtype_is_float(host->dtype) || !lyra_dtype_is_float(dev->dtype))
         return lyra_error(LYRA_ERR_TYPE, "%s: cannot convert %s to %s", op, lyra_dtype_name(host->dtype),
@@ -29,21 +46,9 @@ lyra_status lyra_backend_upload_as(lyra_backend *be, lyra_tensor *dst, const lyr
     lyra_tensor h;
     void *mem;
     LYRA_TRY(host_twin(&h, &mem, host_src, dst->dtype, "upload"));
-    int64_t n = lyra_tensor_numel(host_src);
-    if (host_src->dtype == LYRA_DTYPE_F32) {
-        lyra_convert_from_f32(h.data, dst->dtype, host_src->data, n);
-    } else {
-        float *f = malloc(sizeof(float) * (size_t)(n ? n : 1));
-        if (!f) {
-            free(mem);
-            return lyra_error(LYRA_ERR_OOM, "upload: cannot allocate %lld floats of host memory", (long long)n);
-        }
-        lyra_convert_to_f32(f, host_src->data, host_src->dtype, n);
-        lyra_convert_from_f32(h.data, dst->dtype, f, n);
-        free(f);
-    }
+    lyra_status st = convert(h.data, dst->dtype, host_src->data, host_src->dtype, lyra_tensor_numel(host_src), "upload");
     h.name = dst->name ? dst->name : host_src->name;
-    lyra_status st = lyra_op_upload(be, dst, &h);
+    if (st == LYRA_OK) st = lyra_op_upload(be, dst, &h);
     free(mem);
     return st;
 }
@@ -55,18 +60,8 @@ lyra_status lyra_backend_download_as(lyra_backend *be, lyra_tensor *host_dst, co
     void *mem;
     LYRA_TRY(host_twin(&h, &mem, host_dst, src->dtype, "download"));
     lyra_status st = lyra_op_download(be, &h, src);
-    int64_t n = lyra_tensor_numel(host_dst);
-    if (st == LYRA_OK && host_dst->dtype == LYRA_DTYPE_F32) {
-        lyra_convert_to_f32(host_dst->data, h.data, src->dtype, n);
-    } else if (st == LYRA_OK) {
-        float *f = malloc(sizeof(float) * (size_t)(n ? n : 1));
-        if (!f) st = lyra_error(LYRA_ERR_OOM, "download: cannot allocate %lld floats of host memory", (long long)n);
-        else {
-            lyra_convert_to_f32(f, h.data, src->dtype, n);
-            lyra_convert_from_f32(host_dst->data, host_dst->dtype, f, n);
-            free(f);
-        }
-    }
+    if (st == LYRA_OK)
+        st = convert(host_dst->data, host_dst->dtype, h.data, src->dtype, lyra_tensor_numel(host_dst), "download");
     free(mem);
     return st;
 }
