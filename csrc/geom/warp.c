@@ -5,6 +5,13 @@
 
 #include "geom/warp.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+static int omp_default_threads(void) { return omp_get_max_threads(); }
+#else
+static int omp_default_threads(void) { return 1; }
+#endif
+
 static lyra_status check_finite(const float *v, int64_t count, const char *what) {
     for (int64_t i = 0; i < count; i++)
         if (!isfinite(v[i]))
@@ -26,6 +33,7 @@ lyra_status lyra_warp_forward(const lyra_warp_forward_args *a) {
     LYRA_TRY(check_finite(a->tgt_K, 9 * (int64_t)N, "tgt_K"));
 
     const int64_t HW = (int64_t)H * W;
+    const int threads = a->n_threads > 0 ? a->n_threads : omp_default_threads();
     lyra_status st = LYRA_OK;
     float *depth = a->out_depth_sanitized ? a->out_depth_sanitized : malloc(sizeof(float) * HW);
     uint8_t *reliable = a->out_reliable ? a->out_reliable : malloc(HW);
@@ -44,7 +52,7 @@ lyra_status lyra_warp_forward(const lyra_warp_forward_args *a) {
     if (st != LYRA_OK) goto done;
 
     /* Phase 1: per-target max depth, then one normaliser per batch of norm_batch targets. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(threads)
     for (int t = 0; t < N; t++) log_norm[t] = lyra_warp_max_depth(points, HW, a->tgt_w2c + 16 * t, a->tgt_K + 9 * t);
     const int batch = a->norm_batch > 0 ? a->norm_batch : (N > 0 ? N : 1);
     for (int b0 = 0; b0 < N; b0 += batch) {
@@ -57,7 +65,7 @@ lyra_status lyra_warp_forward(const lyra_warp_forward_args *a) {
 
     /* Phase 2: the splats, one target per thread at a time, each with its own scratch. */
     int failed = 0;
-#pragma omp parallel
+#pragma omp parallel num_threads(threads)
     {
         lyra_warp_scratch scratch;
         memset(&scratch, 0, sizeof(scratch));

@@ -101,6 +101,7 @@ typedef struct lyra_warp_forward_args {
     float *out_depth_sanitized;
     uint8_t *out_reliable;
     float *out_points;
+    int n_threads;            /* OpenMP threads; <= 0: OpenMP's default */
 } lyra_warp_forward_args;
 
 lyra_status lyra_warp_forward(const lyra_warp_forward_args *a);

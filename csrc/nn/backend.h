@@ -90,6 +90,18 @@ typedef struct lyra_splat_camera {
     float background[3];
 } lyra_splat_camera;
 
+/* The cameras of a forward warp (op warp_forward; the model is geom/warp.h's lyra_warp_forward). Host memory:
+ * a few floats per target, read when the op is queued. */
+typedef struct lyra_warp_params {
+    int n_targets;            /* N >= 1 */
+    int clean_points;         /* drop source points that fail the depth-continuity test (upstream clean_points) */
+    int norm_batch;           /* targets per depth-weight normaliser batch, from target 0 (0: all N in one) */
+    const float *src_w2c;     /* (4, 4) row-major world-to-camera of the source view */
+    const float *src_K;       /* (3, 3) row-major pixel intrinsics of the source view */
+    const float *tgt_w2c;     /* (N, 4, 4) of the targets */
+    const float *tgt_K;       /* (N, 3, 3) of the targets */
+} lyra_warp_params;
+
 typedef struct lyra_backend lyra_backend;
 
 typedef struct lyra_backend_ops {
@@ -181,6 +193,12 @@ typedef struct lyra_backend_ops {
     /* host memory the device copies from asynchronously (pinned on CUDA); NULL: malloc / free */
     void *(*host_alloc)(lyra_backend *be, size_t bytes);
     void (*host_release)(lyra_backend *be, void *ptr);
+
+    /* geometry: the forward warp (soft z-buffer bilinear splat) of one source view into N targets, see
+     * lyra_op_warp_forward; out_mask and out_depth may be NULL. NULL entry: the backend has no kernel. */
+    lyra_status (*warp_forward)(lyra_backend *be, lyra_tensor *out_image, lyra_tensor *out_mask,
+                                lyra_tensor *out_depth, const lyra_tensor *image, const lyra_tensor *depth,
+                                const lyra_warp_params *p);
 } lyra_backend_ops;
 
 struct lyra_backend {

@@ -778,3 +778,64 @@ void lyra_rope_angles_2d(float *phi, const float *pos, int64_t L, int head_dim, 
             for (int k = 0; k < q; k++)
                 phi[l * half + s * q + k] = (float)(pos[2 * l + s] * pow(theta, -4.0 * k / head_dim));
 }
+
+/* ---------------- geometry ---------------- */
+
+static lyra_status check_warp_f32(lyra_backend *be, const char *arg, const lyra_tensor *t, int ndim, const int64_t *ne,
+                                  int output) {
+    const char *op = "warp_forward";
+    LYRA_TRY(output ? check_out(be, op, (lyra_tensor *)t) : check_tensor(be, op, arg, t, 0));
+    if (t->dtype != LYRA_DTYPE_F32)
+        return lyra_error(LYRA_ERR_TYPE, "%s: %s has dtype %s, expected f32", op, arg, lyra_dtype_name(t->dtype));
+    LYRA_TRY(check_shape(op, arg, t, ndim, ne));
+    return check_contiguous(op, arg, t);
+}
+
+static lyra_status check_finite_host(const float *v, int n, const char *what) {
+    if (!v) return lyra_error(LYRA_ERR_ARG, "warp_forward: %s is missing", what);
+    for (int i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return lyra_error(LYRA_ERR_ARG, "warp_forward: %s element %d is %g; camera matrices must be finite", what,
+                              i, (double)v[i]);
+    return LYRA_OK;
+}
+
+lyra_status lyra_op_warp_forward(lyra_backend *be, lyra_tensor *out_image, lyra_tensor *out_mask,
+                                 lyra_tensor *out_depth, const lyra_tensor *image, const lyra_tensor *depth,
+                                 const lyra_warp_params *p) {
+    const char *op = "warp_forward";
+    if (!p) return lyra_error(LYRA_ERR_ARG, "%s: the cameras are missing", op);
+    if (p->n_targets < 1) return lyra_error(LYRA_ERR_ARG, "%s: n_targets %d must be >= 1", op, p->n_targets);
+    if (p->norm_batch < 0) return lyra_error(LYRA_ERR_ARG, "%s: norm_batch %d must be >= 0", op, p->norm_batch);
+    LYRA_TRY(check_tensor(be, op, "image", image, 0));
+    if (image->ndim != 3 || image->ne[0] < 1 || image->ne[1] < 1 || image->ne[2] < 1) {
+        char got[96];
+        return lyra_error(LYRA_ERR_ARG, "%s: image has shape %s, expected (C, H, W) with C, H, W >= 1", op,
+                          SHAPE(image, got));
+    }
+    const int64_t N = p->n_targets, C = image->ne[0], H = image->ne[1], W = image->ne[2];
+    if ((H + 2) * (W + 2) > INT32_MAX / 2)
+        return lyra_error(LYRA_ERR_ARG, "%s: image %lldx%lld is too large", op, (long long)H, (long long)W);
+    const int64_t s_img[3] = {C, H, W}, s_dep[2] = {H, W}, s_out[4] = {N, C, H, W}, s_plane[3] = {N, H, W};
+    LYRA_TRY(check_warp_f32(be, "image", image, 3, s_img, 0));
+    LYRA_TRY(check_warp_f32(be, "depth", depth, 2, s_dep, 0));
+    LYRA_TRY(check_warp_f32(be, "out_image", out_image, 4, s_out, 1));
+    if (out_mask) LYRA_TRY(check_warp_f32(be, "out_mask", out_mask, 3, s_plane, 1));
+    if (out_depth) LYRA_TRY(check_warp_f32(be, "out_depth", out_depth, 3, s_plane, 1));
+    lyra_tensor *outs[3] = {out_image, out_mask, out_depth};
+    static const char *out_names[3] = {"out_image", "out_mask", "out_depth"};
+    for (int i = 0; i < 3; i++) {
+        if (!outs[i]) continue;
+        LYRA_TRY(check_alias(op, "image", outs[i], image, 0));
+        LYRA_TRY(check_alias(op, "depth", outs[i], depth, 0));
+        for (int j = 0; j < i; j++)
+            if (outs[j]) LYRA_TRY(check_alias(op, out_names[j], outs[i], outs[j], 0));
+    }
+    LYRA_TRY(check_finite_host(p->src_w2c, 16, "src_w2c"));
+    LYRA_TRY(check_finite_host(p->src_K, 9, "src_K"));
+    LYRA_TRY(check_finite_host(p->tgt_w2c, 16 * p->n_targets, "tgt_w2c"));
+    LYRA_TRY(check_finite_host(p->tgt_K, 9 * p->n_targets, "tgt_K"));
+    if (!be->ops->warp_forward)
+        return lyra_error(LYRA_ERR_UNSUPPORTED, "%s: the %s backend has no forward-warp kernel", op, be->ops->name);
+    return be->ops->warp_forward(be, out_image, out_mask, out_depth, image, depth, p);
+}

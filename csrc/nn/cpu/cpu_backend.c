@@ -77,6 +77,7 @@ static const lyra_backend_ops cpu_ops = {
     .resize = cpu_resize,
     .avg_pool3d = cpu_avg_pool3d,
     .gs_rasterize = cpu_gs_rasterize,
+    .warp_forward = cpu_warp_forward,
 };
 
 lyra_status lyra_backend_cpu_init(lyra_backend *be, int n_threads) {

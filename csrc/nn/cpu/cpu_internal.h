@@ -126,5 +126,7 @@ lyra_status cpu_avg_pool3d(lyra_backend *, lyra_tensor *, const lyra_tensor *, i
 /* cpu_splat.c */
 lyra_status cpu_gs_rasterize(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *,
                              const lyra_tensor *, const lyra_tensor *, const lyra_tensor *, const lyra_splat_camera *);
+lyra_status cpu_warp_forward(lyra_backend *, lyra_tensor *, lyra_tensor *, lyra_tensor *, const lyra_tensor *,
+                             const lyra_tensor *, const lyra_warp_params *);
 
 #endif

@@ -533,6 +533,29 @@ static lyra_status emu_gs_rasterize(lyra_backend *be, lyra_tensor *y, const lyra
     return RUN(c.cpu->ops->gs_rasterize(c.cpu, Y, M, S, R, H, O, cam));
 }
 
+/* ---------------------------------------------------------------- geometry */
+
+/* An optional f32 output of the warp as a host view (the CUDA kernel writes f32 too). */
+static lyra_tensor *warp_out(emu_call *c, const char *arg, lyra_tensor *t, lyra_tensor *view) {
+    if (!t) return NULL;
+    *view = *t;
+    view->device = LYRA_DEVICE_CPU;
+    if (c->st == LYRA_OK) c->st = check_resident(c->op, arg, t);
+    return view;
+}
+
+static lyra_status emu_warp_forward(lyra_backend *be, lyra_tensor *out_image, lyra_tensor *out_mask,
+                                    lyra_tensor *out_depth, const lyra_tensor *image, const lyra_tensor *depth,
+                                    const lyra_warp_params *p) {
+    emu_call c;
+    begin(&c, be, "warp_forward");
+    const lyra_tensor *I = in(&c, "image", image, 1), *D = in(&c, "depth", depth, 1);
+    lyra_tensor mv, dv;
+    lyra_tensor *M = warp_out(&c, "out_mask", out_mask, &mv), *DO = warp_out(&c, "out_depth", out_depth, &dv);
+    lyra_tensor *Y = out(&c, out_image, 1);
+    return RUN(c.cpu->ops->warp_forward(c.cpu, Y, M, DO, I, D, p));
+}
+
 /* ---------------------------------------------------------------- table and lifetime */
 
 static void emu_destroy(lyra_backend *be) {
@@ -585,6 +608,7 @@ static const lyra_backend_ops emu_ops = {
     .resize = emu_resize,
     .avg_pool3d = emu_avg_pool3d,
     .gs_rasterize = emu_gs_rasterize,
+    .warp_forward = emu_warp_forward,
 };
 
 lyra_status lyra_backend_emu_init(lyra_backend *be, int n_threads) {

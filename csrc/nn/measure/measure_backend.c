@@ -270,6 +270,14 @@ static lyra_status m_gs_rasterize(lyra_backend *be, lyra_tensor *y, const lyra_t
     return count(be, 0);
 }
 
+/* The warp builds a network's inputs, it is no part of one: counted with no FLOPs. */
+static lyra_status m_warp_forward(lyra_backend *be, lyra_tensor *out_image, lyra_tensor *out_mask,
+                                  lyra_tensor *out_depth, const lyra_tensor *image, const lyra_tensor *depth,
+                                  const lyra_warp_params *p) {
+    (void)out_image; (void)out_mask; (void)out_depth; (void)image; (void)depth; (void)p;
+    return count(be, 0);
+}
+
 static const lyra_backend_ops measure_ops = {
     .name = "measure",
     .destroy = measure_destroy,
@@ -316,6 +324,7 @@ static const lyra_backend_ops measure_ops = {
     .upload_wait = measure_upload_wait,
     .host_alloc = measure_host_alloc,
     .host_release = measure_host_release,
+    .warp_forward = m_warp_forward,
 };
 
 lyra_status lyra_backend_measure_init(lyra_backend *be, lyra_device device) {
