@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "geom/inpaint.h"
-#include "geom/warp.h"
+#include "nn/warp.h"
 #include "geom/warp_preview.h"
 
 static lyra_status check_finite(const float *v, int64_t count, const char *what) {

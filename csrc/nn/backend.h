@@ -90,7 +90,7 @@ typedef struct lyra_splat_camera {
     float background[3];
 } lyra_splat_camera;
 
-/* The cameras of a forward warp (op warp_forward; the model is geom/warp.h's lyra_warp_forward). Host memory:
+/* The cameras of a forward warp (op warp_forward; the model is nn/warp.h's lyra_warp_forward). Host memory:
  * a few floats per target, read when the op is queued. */
 typedef struct lyra_warp_params {
     int n_targets;            /* N >= 1 */

@@ -207,7 +207,7 @@ lyra_status lyra_op_gs_rasterize(lyra_backend *be, lyra_tensor *y, const lyra_te
                                  const lyra_tensor *opacities, const lyra_splat_camera *cam);
 
 /* Forward warp of one source view into p->n_targets cameras, upstream's `forward_warp_multiframes` with v = 1,
- * is_image and render_depth (upstream M:1601-1822, FW:57-150, FW:302-419); the CPU reference is geom/warp.h's
+ * is_image and render_depth (upstream M:1601-1822, FW:57-150, FW:302-419); the CPU reference is nn/warp.h's
  * lyra_warp_forward, whose comments list the upstream quirks kept. image (C, H, W) f32 source values (C >= 1),
  * depth (H, W) f32 raw z-depth (NaN / inf / <= 0 allowed: sanitized as upstream); out_image (N, C, H, W) f32
  * (holes -1, clamped to [-1, 1]), out_mask (N, H, W) f32 0/1 or NULL, out_depth (N, H, W) f32 (holes 0) or NULL.

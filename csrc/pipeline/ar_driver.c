@@ -10,7 +10,7 @@
 
 #include "geom/camera.h"
 #include "nn/ops.h"
-#include "geom/warp.h"
+#include "nn/warp.h"
 #include "pipeline/prep.h"
 #include "sample/cfg.h"
 #include "sample/denoise.h"

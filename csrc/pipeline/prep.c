@@ -9,7 +9,7 @@
 
 #include "geom/camera.h"
 #include "geom/rays.h"
-#include "geom/warp.h"
+#include "nn/warp.h"
 
 void lyra_prep_temporal_indices(int64_t t_hist_total, int n_k, int64_t *out) {
     if (n_k <= 0) return;

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "geom/warp.h"
+#include "nn/warp.h"
 
 lyra_status lyra_scache_init(lyra_scache *c, int height, int width) {
     memset(c, 0, sizeof *c);

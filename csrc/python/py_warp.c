@@ -1,12 +1,12 @@
 /* Python glue for the warp area: forward warp, rays, hole filling, the heuristic depth prior and the
- * preview renderer (csrc/geom/warp*.c, rays.c, inpaint.c, depth_prior.c). lyra2/warp.py and
+ * preview renderer (csrc/nn/cpu/cpu_warp*.c, csrc/geom/rays.c, inpaint.c, depth_prior.c). lyra2/warp.py and
  * lyra2/preview.py hold the documented Python surface; these functions check shapes and dtypes. */
 #include "py_common.h"
 
 #include "geom/depth_prior.h"
 #include "geom/inpaint.h"
 #include "geom/rays.h"
-#include "geom/warp.h"
+#include "nn/warp.h"
 #include "geom/warp_preview.h"
 
 #define ANY_SIZE (-1)  /* any size >= 1 */

@@ -1,9 +1,9 @@
-/* CPU reference of the forward warp (op warp_forward): geom/warp.c's lyra_warp_forward on the op's tensors, with
- * the backend's thread count. The mask is always computed there, so a caller that does not want it gets a
- * temporary. */
+/* CPU reference of the forward warp (op warp_forward): lyra_warp_forward (nn/warp.h, cpu_warp_forward.c) on the
+ * op's tensors, with the backend's thread count. The mask is always computed there, so a caller that does not want
+ * it gets a temporary. */
 #include <stdlib.h>
 
-#include "geom/warp.h"
+#include "nn/warp.h"
 #include "nn/cpu/cpu_internal.h"
 
 lyra_status cpu_warp_forward(lyra_backend *be, lyra_tensor *out_image, lyra_tensor *out_mask, lyra_tensor *out_depth,

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "geom/warp.h"
+#include "nn/warp.h"
 
 #ifdef _OPENMP
 #include <omp.h>

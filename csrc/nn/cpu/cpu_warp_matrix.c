@@ -9,7 +9,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "geom/warp.h"
+#include "nn/warp.h"
 
 lyra_status lyra_warp_invert(const float *a, int n, float *out, const char *what) {
     LYRA_ASSERT(n == 3 || n == 4);

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "geom/warp.h"
-#include "geom/warp_w2c.h"
+#include "nn/warp.h"
+#include "nn/warp_w2c.h"
 
 float lyra_warp_max_depth(const float *points, int64_t count, const float *w2c, const float *K) {
     float zmax = 0.0f;

@@ -3,8 +3,8 @@
 #include <float.h>
 #include <math.h>
 
-#include "geom/warp.h"
-#include "geom/warp_w2c.h"
+#include "nn/warp.h"
+#include "nn/warp_w2c.h"
 
 void lyra_warp_sanitize_depth(const float *depth, int64_t count, float *out) {
     for (int64_t i = 0; i < count; i++) {

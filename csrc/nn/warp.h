@@ -1,18 +1,20 @@
-/* Forward warping of one source view into N target cameras (upstream M:1601-1822, FW, FW:57-150).
+/* Forward warping of one source view into N target cameras (upstream M:1601-1822, FW, FW:57-150): the CPU reference
+ * of op warp_forward (nn/ops.h), in nn so that the backends can run it; the preview renderer, the spatial cache and
+ * the chunk inputs above use it too.
  *
  * Conventions: OpenCV camera axes, w2c row-major 4x4 with the translation in column 3, K row-major 3x3,
  * images channel-first (C,H,W), integer pixel coordinates (x = column, y = row) for the warp (rays use
  * pixel centres, see rays.h). All arithmetic is float32 in upstream's op order so that points landing
  * exactly on integer pixels (the floor = ceil double splat, docs/REFERENCES.md#upstream-quirks-kept-on-purpose item
  * 13) land where upstream's do. */
-#ifndef LYRA_GEOM_WARP_H
-#define LYRA_GEOM_WARP_H
+#ifndef LYRA_NN_WARP_H
+#define LYRA_NN_WARP_H
 
 #include <stdint.h>
 
 #include "lyra2.h"
 
-/* ---- warp_matrix.c ---- */
+/* ---- nn/cpu/cpu_warp_matrix.c ---- */
 
 /* inv(a) for a row-major n x n float32 matrix (n = 3 or 4), rounded as torch 1.13 CPU `linalg.inv`
  * rounds it (upstream M:1601-1822, FW): LU of aᵀ with partial pivoting (column scaled by the pivot's reciprocal),
@@ -20,7 +22,7 @@
  * a: (n,n), out: (n,n). LYRA_ERR_ARG (message names `what`) when a pivot is 0 or the result not finite. */
 lyra_status lyra_warp_invert(const float *a, int n, float *out, const char *what);
 
-/* ---- warp_source.c ---- */
+/* ---- nn/cpu/cpu_warp_source.c ---- */
 
 /* depth (H*W) -> out (H*W): clamp(nan_to_num(d, nan=1e4, inf=FLT_MAX), 0, 1e4) (FW:99-100). */
 void lyra_warp_sanitize_depth(const float *depth, int64_t count, float *out);
@@ -39,7 +41,7 @@ lyra_status lyra_warp_unproject(const float *depth, const uint8_t *valid, int he
  * points: (count,3), w2c: (4,4), K: (3,3), out: (count,3). */
 void lyra_warp_project(const float *points, int64_t count, const float *w2c, const float *K, float *out);
 
-/* ---- warp_splat.c ---- */
+/* ---- nn/cpu/cpu_warp_splat.c ---- */
 
 /* Largest projected depth max(q_z, 0) over all H*W source points, valid or not: upstream's depth-weight
  * normaliser max(log1p(z)) is taken over every point of the batch, masked ones included
@@ -80,7 +82,7 @@ typedef struct lyra_warp_splat_args {
 
 void lyra_warp_splat(const lyra_warp_splat_args *a, lyra_warp_scratch *s);
 
-/* ---- warp.c ---- */
+/* ---- nn/cpu/cpu_warp_forward.c ---- */
 
 /* The forward warp of one source view into N targets, as `forward_warp_multiframes` with v = 1,
  * is_image = True and render_depth = True, multithreaded (OpenMP) over targets.

@@ -1,7 +1,7 @@
-/* The world -> camera step of the warp, shared by the projection (warp_source.c) and the batch depth
- * maximum (warp_splat.c) so both round the same way. Private to csrc/geom. */
-#ifndef LYRA_GEOM_WARP_W2C_H
-#define LYRA_GEOM_WARP_W2C_H
+/* The world -> camera step of the warp, shared by the projection (cpu_warp_source.c) and the batch depth
+ * maximum (cpu_warp_splat.c) so both round the same way (and by the CUDA kernels of op warp_forward). */
+#ifndef LYRA_NN_WARP_W2C_H
+#define LYRA_NN_WARP_W2C_H
 
 /* cam[0..2] = rows 0..2 of w2c (4, 4 row-major) times (X[0], X[1], X[2], 1), in float32, summed in
  * upstream's order (x, y, z terms, then the translation); the golden warp tests pin this order. */
