@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA
+from numpy_refs import absd, rel
 from lyra2 import _core, _testops
 from lyra2.models.depth import (DepthAnything3, align_poses_umeyama, da3_cost, normalize_extrinsics,
                                 umeyama_alignment)
@@ -15,15 +16,6 @@ GOLD = np.load(os.path.join(DATA, "da3_tiny.npz"))
 WEIGHTS = dict(np.load(os.path.join(DATA, "da3_tiny_weights.npz")))
 # not stored in the weights: tiny head counts and tap blocks (golden JSON config)
 TINY = dict(metric_heads=3, cam_enc_heads=2, taps=(3, 5, 7, 9), metric_taps=(1, 2, 4, 5))
-
-
-def rel(a, b, floor=1e-6):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float((np.abs(a - b) / np.maximum(np.abs(b), floor)).max())
-
-
-def absd(a, b):
-    return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from lyra2.checkpoint import FILES
 from lyra2.progress import Progress
 from lyra2.reconstruct import _Networks, reconstruct_chunk
 from lyra2.video import Video
+from synthetic_clip import synthetic_clip
 
 plyfile = pytest.importorskip("plyfile")
 
@@ -38,16 +39,7 @@ def ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clip():
-    y, x = np.mgrid[0:H, 0:W]
-    frames = np.stack([np.stack([(x * 3 + 7 * i) % 256, (y * 4) % 256, ((x + y) * 2 + i) % 256], -1)
-                       for i in range(T)]).astype(np.uint8)
-    w2c = np.repeat(np.eye(4, dtype=np.float32)[None], T, 0)
-    for i in range(T):
-        a = 0.02 * i
-        w2c[i, :3, :3] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
-        w2c[i, :3, 3] = [0.05 * i, 0.0, -0.1 * i]
-    K = np.repeat(np.array([[60.0, 0, 42.0], [0, 60.0, 28.0], [0, 0, 1]], np.float32)[None], T, 0)
-    return frames, w2c, K
+    return synthetic_clip(H, W, T)
 
 
 @pytest.fixture(scope="module")

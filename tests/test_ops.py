@@ -19,6 +19,7 @@ import pytest
 
 import lyra2
 from lyra2 import _testops as _ops
+from numpy_refs import attention_ref
 
 try:
     from scipy.special import erf as _erf
@@ -231,23 +232,6 @@ def test_sgemm_fallback_kernel():
 
 
 # ---------------------------------------------------------------- attention
-
-def attention_ref(q, k, v, scale, bias=None, mask=None):
-    q, k, v = (np.asarray(t, np.float64) for t in (q, k, v))
-    H, Hk = q.shape[2], k.shape[2]
-    k = np.repeat(k, H // Hk, axis=2)
-    v = np.repeat(v, H // Hk, axis=2)
-    s = np.einsum("blhd,bmhd->bhlm", q, k) * scale
-    if bias is not None:
-        s = s + bias
-    if mask is not None:
-        s = np.where(mask[:, None, None, :] != 0, s, -np.inf)
-    mx = s.max(-1, keepdims=True)
-    p = np.exp(s - np.where(np.isfinite(mx), mx, 0))
-    den = p.sum(-1, keepdims=True)
-    p = np.where(den > 0, p / np.where(den > 0, den, 1), 0)
-    return np.einsum("bhlm,bmhd->blhd", p, v)
-
 
 @pytest.mark.parametrize("kind", ROW_LAYOUTS)
 def test_attention(ops, kind):

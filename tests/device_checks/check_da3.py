@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import lyra2  # noqa: E402
 from bf16_tolerance import bf16_close, input_ulp_sensitivity, max_rel  # noqa: E402
 from conftest import DATA  # noqa: E402
+from numpy_refs import absd, rel  # noqa: E402
 from lyra2 import Lyra2Error  # noqa: E402
 from lyra2.models.depth import DepthAnything3  # noqa: E402
 
@@ -28,15 +29,6 @@ TINY = dict(metric_heads=3, cam_enc_heads=2, taps=(3, 5, 7, 9), metric_taps=(1, 
 # bf16 bound (bf16_tolerance.py): 2·sqrt(R)·s1 with R = 396 ops per call and s1 = 3.6e-4 (the two heads' depth
 # after one bf16 rounding of the pixels, CPU reference) measured on the tiny model: 1.43e-2
 BF16_TOL = 1.4e-2
-
-
-def rel(a, b, floor=1e-6):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float((np.abs(a - b) / np.maximum(np.abs(b), floor)).max())
-
-
-def absd(a, b):
-    return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import lyra2  # noqa: E402
 from lyra2 import testing  # noqa: E402
 from lyra2.reconstruct import Gaussians  # noqa: E402
+from synthetic_clip import synthetic_clip  # noqa: E402
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not lyra2.backends()["cuda"], reason="no CUDA device (or emulated device) here")]
@@ -26,16 +27,7 @@ H, W, T = 56, 84, 4
 
 
 def clip():
-    y, x = np.mgrid[0:H, 0:W]
-    frames = np.stack([np.stack([(x * 3 + 7 * i) % 256, (y * 4) % 256, ((x + y) * 2 + i) % 256], -1)
-                       for i in range(T)]).astype(np.uint8)
-    w2c = np.repeat(np.eye(4, dtype=np.float32)[None], T, 0)
-    for i in range(T):
-        a = 0.02 * i
-        w2c[i, :3, :3] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
-        w2c[i, :3, 3] = [0.05 * i, 0.0, -0.1 * i]
-    K = np.repeat(np.array([[60.0, 0, 42.0], [0, 60.0, 28.0], [0, 0, 1]], np.float32)[None], T, 0)
-    return frames, w2c, K
+    return synthetic_clip(H, W, T)
 
 
 def close(dev, cpu, what):

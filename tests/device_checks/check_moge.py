@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import lyra2  # noqa: E402
 from bf16_tolerance import bf16_close, input_ulp_sensitivity, max_rel  # noqa: E402
 from conftest import DATA  # noqa: E402
+from numpy_refs import rel  # noqa: E402
 from lyra2 import Lyra2Error  # noqa: E402
 from lyra2.models import MoGe  # noqa: E402
 
@@ -29,11 +30,6 @@ TINY = dict(num_heads=4, num_tokens_range=(30, 60))
 # per call and s1 = 7.0e-4 (the head's output after one rounding of the image, CPU reference) on the tiny model
 TOL = 1.6e-2
 MIN_F16 = 1e-4  # f16 rounds 4x finer than bf16; an f32 run stays near 1e-6
-
-
-def rel(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float((np.abs(a - b) / np.maximum(np.abs(b), 1e-6)).max())
 
 
 @pytest.fixture(scope="module")
