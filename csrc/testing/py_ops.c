@@ -16,6 +16,7 @@
 #include "python/py_common.h"
 
 #include <math.h>
+#include <time.h>
 
 #include "nn/cpu/cpu_internal.h"
 #include "nn/measure/measure.h"
@@ -1479,21 +1480,47 @@ static PyObject *with_backend(kw_fn fn, PyObject *self, PyObject *args, PyObject
     return r;
 }
 
+/* The op once (the result), then with bench_repeat > 0 that many more runs, each between two synchronizations of
+ * the backend, host-timed: *ms = their median in milliseconds (launch costs included, as a caller pays them). */
+static lyra_status warp_forward_timed(lyra_backend *be, lyra_tensor *oi, lyra_tensor *om, lyra_tensor *od,
+                                      const lyra_tensor *img, const lyra_tensor *dep, const lyra_warp_params *p,
+                                      int repeat, double *ms) {
+    LYRA_TRY(lyra_op_warp_forward(be, oi, om, od, img, dep, p));
+    if (repeat <= 0) return LYRA_OK;
+    double t[64];
+    if (repeat > 64) repeat = 64;
+    for (int r = 0; r < repeat; r++) {
+        struct timespec a, b;
+        LYRA_TRY(lyra_op_synchronize(be));
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        LYRA_TRY(lyra_op_warp_forward(be, oi, om, od, img, dep, p));
+        LYRA_TRY(lyra_op_synchronize(be));
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        double v = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) * 1e-6;
+        int i = r;
+        for (; i > 0 && t[i - 1] > v; i--) t[i] = t[i - 1]; /* insertion sort */
+        t[i] = v;
+    }
+    *ms = repeat % 2 ? t[repeat / 2] : 0.5 * (t[repeat / 2 - 1] + t[repeat / 2]);
+    return LYRA_OK;
+}
+
 /* warp_forward(image (C,H,W), depth (H,W), src_w2c (4,4), src_K (3,3), tgt_w2c (N,4,4), tgt_K (N,3,3),
- *              clean_points=1, norm_batch=0, with_mask=True, with_depth=True, alias=None)
+ *              clean_points=1, norm_batch=0, with_mask=True, with_depth=True, alias=None, bench_repeat=0)
  *   -> (image (N,C,H,W), mask (N,H,W) or None, depth (N,H,W) or None), op warp_forward. The image is an activation
  * (dtype='bf16' on the device hands the op a bf16 image, which it refuses), the depth stays f32. alias (CPU only,
  * for the argument checks): "mask=depth" makes out_depth share out_mask's memory, "depth=input" puts out_depth
- * (N = 1) on the input depth. */
+ * (N = 1) on the input depth. bench_repeat = R > 0 adds a fourth element, a (1,) float64 array: the median ms of R
+ * more runs on the already staged data (benchmarks/kernels.py). */
 static PyObject *py_warp_forward(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
     static char *kws[] = {"image", "depth", "src_w2c", "src_K", "tgt_w2c", "tgt_K", "clean_points", "norm_batch",
-                          "with_mask", "with_depth", "alias", NULL};
+                          "with_mask", "with_depth", "alias", "bench_repeat", NULL};
     PyObject *io, *dpo, *cam_o[4];
-    int clean = 1, norm_batch = 0, with_mask = 1, with_depth = 1;
+    int clean = 1, norm_batch = 0, with_mask = 1, with_depth = 1, bench_repeat = 0;
     const char *alias = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOO|iippz", kws, &io, &dpo, &cam_o[0], &cam_o[1], &cam_o[2],
-                                     &cam_o[3], &clean, &norm_batch, &with_mask, &with_depth, &alias))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOO|iippzi", kws, &io, &dpo, &cam_o[0], &cam_o[1], &cam_o[2],
+                                     &cam_o[3], &clean, &norm_batch, &with_mask, &with_depth, &alias, &bench_repeat))
         return NULL;
     keep k = {0};
     static const char *cam_names[4] = {"src_w2c", "src_K", "tgt_w2c", "tgt_K"};
@@ -1533,7 +1560,13 @@ static PyObject *py_warp_forward(PyObject *self, PyObject *args, PyObject *kw) {
         else if (!strcmp(alias, "depth=input") && da && N == 1) od.data = dep.data;
         else { PyErr_Format(PyExc_ValueError, "alias: unknown or inapplicable '%s'", alias); FAIL(&k); }
     }
-    PyObject *res = PyTuple_Pack(3, (PyObject *)ia, ma ? (PyObject *)ma : Py_None, da ? (PyObject *)da : Py_None);
+    npy_intp one = 1;
+    PyArrayObject *msa = (PyArrayObject *)PyArray_ZEROS(1, &one, NPY_FLOAT64, 0);
+    if (!msa) FAIL(&k);
+    k.objs[k.n++] = (PyObject *)msa;
+    PyObject *mo = ma ? (PyObject *)ma : Py_None, *dob = da ? (PyObject *)da : Py_None;
+    PyObject *res = bench_repeat > 0 ? PyTuple_Pack(4, (PyObject *)ia, mo, dob, (PyObject *)msa)
+                                     : PyTuple_Pack(3, (PyObject *)ia, mo, dob);
     if (!res) FAIL(&k);
     k.objs[k.n++] = res;
     lyra_warp_params p = {
@@ -1541,7 +1574,8 @@ static PyObject *py_warp_forward(PyObject *self, PyObject *args, PyObject *kw) {
         .src_w2c = PyArray_DATA(cams[0]), .src_K = PyArray_DATA(cams[1]),
         .tgt_w2c = PyArray_DATA(cams[2]), .tgt_K = PyArray_DATA(cams[3]),
     };
-    RUN_OP(&k, res, lyra_op_warp_forward(be, &oi, ma ? &om : NULL, da ? &od : NULL, &img, &dep, &p));
+    RUN_OP(&k, res, warp_forward_timed(be, &oi, ma ? &om : NULL, da ? &od : NULL, &img, &dep, &p, bench_repeat,
+                                       (double *)PyArray_DATA(msa)));
 }
 
 /* warp_forward_measure(channels, height, width, n_targets, device='cuda') -> {"alloc_peak", "alloc_live",
@@ -1672,8 +1706,8 @@ static PyMethodDef ops_methods[] = {
     KW("gs_rasterize", py_gs_rasterize_bk, "gs_rasterize(means, scales, rotations, harmonics, opacities, w2c, K, "
        "height, width, background=(0,0,0), near=0.01) -> (H, W, 5): r, g, b, alpha, depth."),
     KW("warp_forward", py_warp_forward_bk, "warp_forward(image (C,H,W), depth (H,W), src_w2c, src_K, tgt_w2c (N,4,4), "
-       "tgt_K (N,3,3), clean_points=1, norm_batch=0, with_mask=True, with_depth=True, alias=None) -> (image "
-       "(N,C,H,W), mask (N,H,W), depth (N,H,W)): the forward warp."),
+       "tgt_K (N,3,3), clean_points=1, norm_batch=0, with_mask=True, with_depth=True, alias=None, bench_repeat=0) "
+       "-> (image (N,C,H,W), mask (N,H,W), depth (N,H,W)[, median ms]): the forward warp."),
     KW("warp_forward_measure", py_warp_forward_measure, "warp_forward_measure(channels, height, width, n_targets, "
        "device='cuda') -> {alloc_peak, alloc_live, n_ops}: the warp on a measuring backend."),
     {NULL, NULL, 0, NULL},
