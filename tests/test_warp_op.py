@@ -1,5 +1,5 @@
 """The forward-warp backend op (lyra_op_warp_forward, nn/ops.h) through lyra2._testops.warp_forward, CPU suite:
-the op on the CPU backend equals lyra2.warp.forward_warp (geom/warp.c, itself pinned to the upstream golden in
+the op on the CPU backend equals lyra2.warp.forward_warp (lyra_warp_forward, itself pinned to the upstream golden in
 tests/test_warp.py) bit for bit; the emulated device (LYRA2_EMULATED_CUDA=1) runs tests/test_cuda_warp.py, which
 then requires CUDA == CPU bit for bit, and refuses a bf16 image; bad arguments raise exceptions naming the field;
 the measuring backend records the CUDA kernel's device temporaries."""

@@ -1,7 +1,7 @@
 // The forward warp on the device (op warp_forward, upstream M:1601-1822, FW:38-54, FW:99-150, FW:188-215,
 // FW:280-419): one source view with depth, soft-z-buffer splatted bilinearly into N target cameras. The CPU
-// reference is geom/warp.c (+ warp_source.c, warp_splat.c); every float operation here is the reference's, in its
-// order, with explicit roundings (__fmul_rn / __fadd_rn) where nvcc would otherwise contract a product and a sum
+// reference is the CPU backend's op (lyra_warp_forward and the steps named at each kernel below); every float
+// operation here is the reference's, in its order, with explicit roundings (__fmul_rn / __fadd_rn) where nvcc would otherwise contract a product and a sum
 // into an FMA, because the last bit of a splat position decides which points land exactly on integer pixels (the
 // floor = ceil double splat, docs/REFERENCES.md#upstream-quirks-kept-on-purpose item 13).
 //
@@ -29,9 +29,10 @@
 #include "cuda_internal.h"
 #include "nn/measure/warp_device_temps.h"
 
-extern "C" {
-#include "geom/warp.h"
-}
+/* The CPU reference's float32 inverse, rounded as upstream's torch.linalg.inv. Its header (the warp header of the
+ * CPU reference) moved from geom/ to nn/ while this kernel was written: declared here so the kernel builds against
+ * either; include that header instead once both are merged. */
+extern "C" lyra_status lyra_warp_invert(const float *a, int n, float *out, const char *what);
 
 namespace {
 
@@ -43,13 +44,14 @@ struct warp_cams {
     float K[LYRA_WARP_MAX_SUB_BATCH][9];
 };
 
-/* The source camera's inverses (host-computed, rounded as upstream's torch.linalg.inv, geom/warp_matrix.c). */
+/* The source camera's inverses (host-computed by lyra_warp_invert). */
 struct warp_src_cam {
     float kinv[9];
     float c2w[16];
 };
 
-/* q = K·(w2c·[X;1])[:3], each row a sequential f32 sum from 0 (geom/warp_w2c.h, then warp_splat.c's K rows). */
+/* q = K·(w2c·[X;1])[:3], each row a sequential f32 sum from 0 (lyra_warp_w2c_apply, then the K rows of the
+ * reference's splat_prepare / lyra_warp_max_depth). */
 __device__ __forceinline__ void warp_project(const float *w2c, const float *K, float X0, float X1, float X2,
                                              float q[3]) {
     float cam[3];
@@ -71,7 +73,7 @@ __device__ __forceinline__ void warp_project(const float *w2c, const float *K, f
 /* v < lo ? lo : (v > hi ? hi : v): NaN passes through, as the reference's clampf (fminf/fmaxf would drop it). */
 __device__ __forceinline__ float warp_clamp(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-/* clamp(nan_to_num(d, nan=1e4, inf=FLT_MAX), 0, 1e4) (geom/warp_source.c lyra_warp_sanitize_depth). */
+/* clamp(nan_to_num(d, nan=1e4, inf=FLT_MAX), 0, 1e4) (lyra_warp_sanitize_depth). */
 __global__ void sanitize_kernel(int64_t n, const float *depth, float *out) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         float d = depth[i];
@@ -82,7 +84,7 @@ __global__ void sanitize_kernel(int64_t n, const float *depth, float *out) {
 
 /* Per pixel: the depth-continuity test over the 5x5 window (row-major window order; max/min over the pixels inside,
  * the mean over 25 with the zero padding), the splat flag, and the world point (0 when not splatted)
- * (geom/warp_source.c lyra_warp_reliable_mask + lyra_warp_unproject). */
+ * (lyra_warp_reliable_mask + lyra_warp_unproject). */
 __global__ void source_kernel(int height, int width, const float *depth, int clean_points, warp_src_cam cam,
                               float *points, uint8_t *valid) {
     int64_t n = (int64_t)height * width;
@@ -127,7 +129,7 @@ __global__ void source_kernel(int height, int width, const float *depth, int cle
 }
 
 /* zmax_bits[t] = max(0, max over every source point of its projected depth in target t) as f32 bits
- * (geom/warp_splat.c lyra_warp_max_depth; masked points count, upstream quirk item 6). grid (slices, targets). */
+ * (lyra_warp_max_depth; masked points count, upstream quirk item 6). grid (slices, targets). */
 __global__ void max_depth_kernel(int64_t n, const float *points, warp_cams cams, unsigned *zmax_bits) {
     __shared__ float sh[32];
     const int t = blockIdx.y;
@@ -155,7 +157,7 @@ __global__ void normaliser_kernel(int n_targets, int batch, const unsigned *zmax
     log_norm[t] = log1pf(zmax);
 }
 
-/* One corner of the splat (geom/warp_splat.c splat_prepare + the corner's accumulation): thread (point i, target
+/* One corner of the splat (the reference's splat_prepare + the corner's accumulation in lyra_warp_splat): thread (point i, target
  * blockIdx.y) adds value·w for each channel, depth·w and w at its corner's canvas pixel. No grid-stride loop, so
  * that the emulation runs the points of a target in ascending order, as the reference's loop. */
 __global__ void splat_kernel(int corner, int channels, int height, int width, const float *image,
@@ -200,7 +202,7 @@ __global__ void splat_kernel(int corner, int channels, int height, int width, co
     atomicAdd(&acc[channels + 1], w);
 }
 
-/* The normalised outputs of one sub-batch (geom/warp_splat.c lyra_warp_splat's last loop); out_image, out_mask and
+/* The normalised outputs of one sub-batch (lyra_warp_splat's last loop); out_image, out_mask and
  * out_depth point at the sub-batch's first target; mask and depth may be NULL. */
 __global__ void normalise_kernel(int channels, int height, int width, const float *canvas, int64_t canvas_target,
                                  float *out_image, float *out_mask, float *out_depth) {
@@ -295,7 +297,7 @@ lyra_status cu_op_warp_forward(lyra_backend *be, lyra_tensor *out_image, lyra_te
                                lyra_tensor *out_depth, const lyra_tensor *image, const lyra_tensor *depth,
                                const lyra_warp_params *p) {
     const int C = (int)image->ne[0], H = (int)image->ne[1], W = (int)image->ne[2];
-    /* the source inverses on the host, rounded as the CPU reference's (same function, same error messages) */
+    /* the source inverses on the host, as the CPU reference's lyra_warp_unproject (same function, same errors) */
     warp_src_cam src;
     LYRA_TRY(lyra_warp_invert(p->src_K, 3, src.kinv, "src_K"));
     LYRA_TRY(lyra_warp_invert(p->src_w2c, 4, src.c2w, "src_w2c"));
