@@ -70,6 +70,16 @@ def test_optional_outputs_leave_the_image_unchanged():
         assert (out[1] is None) == (not kw.get("with_mask", True)) and (out[2] is None) == (not kw.get("with_depth", True))
 
 
+def test_bench_repeat_times_the_same_op():
+    """benchmarks/kernels.py's timing path: the result is the op's, plus the median ms of the repeated runs."""
+    args = case(3, N=2)
+    plain = ops.warp_forward(*args)
+    timed = ops.warp_forward(*args, bench_repeat=3)
+    assert len(plain) == 3 and len(timed) == 4 and timed[3].shape == (1,) and timed[3][0] > 0
+    for x, y in zip(plain, timed):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_emulated_device_equals_cpu():
     """tests/test_cuda_warp.py on the emulated device: every case bit-exact against the CPU backend (EXACT there),
     including the refusal of a bf16 image (the op takes f32 only) on a device-resident call."""
