@@ -16,8 +16,10 @@
 #include "python/py_common.h"
 
 #include <math.h>
+#include <time.h>
 
 #include "nn/cpu/cpu_internal.h"
+#include "nn/measure/measure.h"
 #include "nn/ops.h"
 #include "py_ops_stage.h"
 #include "testops.h"
@@ -1478,13 +1480,172 @@ static PyObject *with_backend(kw_fn fn, PyObject *self, PyObject *args, PyObject
     return r;
 }
 
+/* The op once (the result), then with bench_repeat > 0 that many more runs, each between two synchronizations of
+ * the backend, host-timed: *ms = their median in milliseconds (launch costs included, as a caller pays them). */
+static lyra_status warp_forward_timed(lyra_backend *be, lyra_tensor *oi, lyra_tensor *om, lyra_tensor *od,
+                                      const lyra_tensor *img, const lyra_tensor *dep, const lyra_warp_params *p,
+                                      int repeat, double *ms) {
+    LYRA_TRY(lyra_op_warp_forward(be, oi, om, od, img, dep, p));
+    if (repeat <= 0) return LYRA_OK;
+    double t[64];
+    if (repeat > 64) repeat = 64;
+    for (int r = 0; r < repeat; r++) {
+        struct timespec a, b;
+        LYRA_TRY(lyra_op_synchronize(be));
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        LYRA_TRY(lyra_op_warp_forward(be, oi, om, od, img, dep, p));
+        LYRA_TRY(lyra_op_synchronize(be));
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        double v = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) * 1e-6;
+        int i = r;
+        for (; i > 0 && t[i - 1] > v; i--) t[i] = t[i - 1]; /* insertion sort */
+        t[i] = v;
+    }
+    *ms = repeat % 2 ? t[repeat / 2] : 0.5 * (t[repeat / 2 - 1] + t[repeat / 2]);
+    return LYRA_OK;
+}
+
+/* warp_forward(image (C,H,W), depth (H,W), src_w2c (4,4), src_K (3,3), tgt_w2c (N,4,4), tgt_K (N,3,3),
+ *              clean_points=1, norm_batch=0, with_mask=True, with_depth=True, alias=None, bench_repeat=0)
+ *   -> (image (N,C,H,W), mask (N,H,W) or None, depth (N,H,W) or None), op warp_forward. The image is an activation
+ * (dtype='bf16' on the device hands the op a bf16 image, which it refuses), the depth stays f32. alias (CPU only,
+ * for the argument checks): "mask=depth" makes out_depth share out_mask's memory, "depth=input" puts out_depth
+ * (N = 1) on the input depth. bench_repeat = R > 0 adds a fourth element, a (1,) float64 array: the median ms of R
+ * more runs on the already staged data (benchmarks/kernels.py). */
+static PyObject *py_warp_forward(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"image", "depth", "src_w2c", "src_K", "tgt_w2c", "tgt_K", "clean_points", "norm_batch",
+                          "with_mask", "with_depth", "alias", "bench_repeat", NULL};
+    PyObject *io, *dpo, *cam_o[4];
+    int clean = 1, norm_batch = 0, with_mask = 1, with_depth = 1, bench_repeat = 0;
+    const char *alias = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOO|iippzi", kws, &io, &dpo, &cam_o[0], &cam_o[1], &cam_o[2],
+                                     &cam_o[3], &clean, &norm_batch, &with_mask, &with_depth, &alias, &bench_repeat))
+        return NULL;
+    keep k = {0};
+    static const char *cam_names[4] = {"src_w2c", "src_K", "tgt_w2c", "tgt_K"};
+    static const int cam_ndim[4] = {2, 2, 3, 3};
+    PyArrayObject *cams[4];
+    for (int i = 0; i < 4; i++) {
+        cams[i] = lyra_py_array(cam_o[i], NPY_FLOAT32, cam_ndim[i], cam_names[i]);
+        if (!cams[i]) FAIL(&k);
+        k.objs[k.n++] = (PyObject *)cams[i];
+    }
+    npy_intp *dw = PyArray_DIMS(cams[0]), *dk = PyArray_DIMS(cams[1]), *dtw = PyArray_DIMS(cams[2]),
+             *dtk = PyArray_DIMS(cams[3]);
+    if (dw[0] != 4 || dw[1] != 4) { PyErr_SetString(PyExc_ValueError, "src_w2c: expected shape (4, 4)"); FAIL(&k); }
+    if (dk[0] != 3 || dk[1] != 3) { PyErr_SetString(PyExc_ValueError, "src_K: expected shape (3, 3)"); FAIL(&k); }
+    if (dtw[1] != 4 || dtw[2] != 4) { PyErr_SetString(PyExc_ValueError, "tgt_w2c: expected shape (N, 4, 4)"); FAIL(&k); }
+    if (dtk[0] != dtw[0] || dtk[1] != 3 || dtk[2] != 3) {
+        PyErr_SetString(PyExc_ValueError, "tgt_K: expected shape (N, 3, 3) with tgt_w2c's N");
+        FAIL(&k);
+    }
+    if (dtw[0] > INT32_MAX) { PyErr_SetString(PyExc_ValueError, "tgt_w2c: too many targets"); FAIL(&k); }
+    int err = 0;
+    lyra_tensor img, dep, oi, om, od;
+    in_f32(&k, io, "image", &img, 0, &err);
+    if (!err) in_param(&k, dpo, "depth", &dep, 0, &err);
+    if (err) FAIL(&k);
+    if (img.ndim != 3) { PyErr_SetString(PyExc_ValueError, "image: expected (C, H, W)"); FAIL(&k); }
+    int64_t N = dtw[0], C = img.ne[0], H = img.ne[1], W = img.ne[2];
+    int64_t s_img[4] = {N, C, H, W}, s_plane[3] = {N, H, W};
+    PyArrayObject *ia = out_typed(&k, 4, s_img, &oi, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT_F32);
+    if (!ia) FAIL(&k);
+    PyArrayObject *ma = NULL, *da = NULL;
+    if (with_mask && !(ma = out_typed(&k, 3, s_plane, &om, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT_F32))) FAIL(&k);
+    if (with_depth && !(da = out_typed(&k, 3, s_plane, &od, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT_F32))) FAIL(&k);
+    if (alias) {
+        if (g_ctx.cuda) { PyErr_SetString(PyExc_ValueError, "alias: CPU backend only"); FAIL(&k); }
+        if (!strcmp(alias, "mask=depth") && ma && da) od.data = om.data;
+        else if (!strcmp(alias, "depth=input") && da && N == 1) od.data = dep.data;
+        else { PyErr_Format(PyExc_ValueError, "alias: unknown or inapplicable '%s'", alias); FAIL(&k); }
+    }
+    npy_intp one = 1;
+    PyArrayObject *msa = (PyArrayObject *)PyArray_ZEROS(1, &one, NPY_FLOAT64, 0);
+    if (!msa) FAIL(&k);
+    k.objs[k.n++] = (PyObject *)msa;
+    PyObject *mo = ma ? (PyObject *)ma : Py_None, *dob = da ? (PyObject *)da : Py_None;
+    PyObject *res = bench_repeat > 0 ? PyTuple_Pack(4, (PyObject *)ia, mo, dob, (PyObject *)msa)
+                                     : PyTuple_Pack(3, (PyObject *)ia, mo, dob);
+    if (!res) FAIL(&k);
+    k.objs[k.n++] = res;
+    lyra_warp_params p = {
+        .n_targets = (int)N, .clean_points = clean, .norm_batch = norm_batch,
+        .src_w2c = PyArray_DATA(cams[0]), .src_K = PyArray_DATA(cams[1]),
+        .tgt_w2c = PyArray_DATA(cams[2]), .tgt_K = PyArray_DATA(cams[3]),
+    };
+    RUN_OP(&k, res, warp_forward_timed(be, &oi, ma ? &om : NULL, da ? &od : NULL, &img, &dep, &p, bench_repeat,
+                                       (double *)PyArray_DATA(msa)));
+}
+
+/* warp_forward_measure(channels, height, width, n_targets, device='cuda') -> {"alloc_peak", "alloc_live",
+ * "n_ops"}: op warp_forward on a measuring backend presenting `device` (tensors in reserved address space), i.e.
+ * the device temporaries a memory plan sees for one warp. */
+static PyObject *py_warp_forward_measure(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"channels", "height", "width", "n_targets", "device", NULL};
+    int C, H, W, N;
+    const char *device = "cuda";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iiii|s", kws, &C, &H, &W, &N, &device)) return NULL;
+    if (C < 1 || H < 1 || W < 1 || N < 1) {
+        PyErr_SetString(PyExc_ValueError, "channels, height, width and n_targets must be >= 1");
+        return NULL;
+    }
+    lyra_device dev;
+    if (!strcmp(device, "cuda")) dev = LYRA_DEVICE_CUDA;
+    else if (!strcmp(device, "cpu")) dev = LYRA_DEVICE_CPU;
+    else return PyErr_Format(PyExc_ValueError, "device must be 'cpu' or 'cuda', got '%s'", device);
+    size_t HW = (size_t)H * (size_t)W, n = (size_t)N;
+    size_t bytes = 4 * (((size_t)C + 2 * n + (size_t)C * n + 2) * HW) + 5 * 4096; /* + alignment */
+    float *cams = malloc(sizeof(float) * (32 + 25 * n));
+    if (!cams) return PyErr_NoMemory();
+    float *w2c = cams, *K = cams + 16, *tw = cams + 25, *tk = cams + 25 + 16 * n;
+    memset(cams, 0, sizeof(float) * (32 + 25 * n));
+    for (size_t t = 0; t <= n; t++) {
+        float *w = t ? tw + 16 * (t - 1) : w2c, *k = t ? tk + 9 * (t - 1) : K;
+        w[0] = w[5] = w[10] = w[15] = 1.0f;
+        k[0] = k[4] = (float)W;
+        k[2] = 0.5f * (float)W;
+        k[5] = 0.5f * (float)H;
+        k[8] = 1.0f;
+    }
+    lyra_backend be;
+    lyra_arena a;
+    lyra_status st = lyra_backend_measure_init(&be, dev);
+    if (st != LYRA_OK) {
+        free(cams);
+        return lyra_py_raise(st);
+    }
+    st = lyra_measure_arena_init(&a, bytes, dev);
+    lyra_measure_stats stats = {0};
+    if (st == LYRA_OK) {
+        int64_t s_img[3] = {C, H, W}, s_dep[2] = {H, W}, s_out[4] = {N, C, H, W}, s_pl[3] = {N, H, W};
+        lyra_tensor img, dep, oi, om, od;
+        lyra_tensor *ts[5] = {&img, &dep, &oi, &om, &od};
+        const int64_t *shapes[5] = {s_img, s_dep, s_out, s_pl, s_pl};
+        static const int nd[5] = {3, 2, 4, 3, 3};
+        for (int i = 0; i < 5 && st == LYRA_OK; i++) st = lyra_arena_tensor(&a, ts[i], LYRA_DTYPE_F32, nd[i], shapes[i], "warp");
+        lyra_warp_params p = {.n_targets = N, .clean_points = 1, .norm_batch = 0,
+                              .src_w2c = w2c, .src_K = K, .tgt_w2c = tw, .tgt_K = tk};
+        if (st == LYRA_OK) st = lyra_op_warp_forward(&be, &oi, &om, &od, &img, &dep, &p);
+        stats = *lyra_backend_measure_stats(&be);
+        lyra_measure_arena_free(&a);
+    }
+    lyra_backend_free(&be);
+    free(cams);
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    return Py_BuildValue("{s:n,s:n,s:L}", "alloc_peak", (Py_ssize_t)stats.alloc_peak, "alloc_live",
+                         (Py_ssize_t)stats.alloc_live, "n_ops", (long long)stats.n_ops);
+}
+
 #define BK(fn)                                                                                              \
     static PyObject *fn##_bk(PyObject *s, PyObject *a, PyObject *k) { return with_backend(fn, s, a, k); }
 BK(py_copy) BK(py_concat) BK(py_pad) BK(py_patchify) BK(py_unpatchify) BK(py_embedding) BK(py_linear)
 BK(py_linear_act) BK(py_linear_fp8) BK(py_matmul) BK(py_attention) BK(py_rms_norm) BK(py_layer_norm)
 BK(py_l2norm_channels) BK(py_group_norm) BK(py_softmax) BK(py_unary) BK(py_glu) BK(py_add) BK(py_mul)
 BK(py_scale) BK(py_sincos) BK(py_modulate) BK(py_gate) BK(py_rope) BK(py_conv2d) BK(py_conv3d) BK(py_conv_transpose2d)
-BK(py_upsample_nearest2x) BK(py_resize) BK(py_avg_pool3d) BK(py_gs_rasterize) BK(py_quantize_fp8_rows)
+BK(py_upsample_nearest2x) BK(py_resize) BK(py_avg_pool3d) BK(py_gs_rasterize) BK(py_warp_forward)
+BK(py_quantize_fp8_rows)
 BK(py_linear_fp8_tokens)
 
 #define KW(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, doc}
@@ -1544,6 +1705,11 @@ static PyMethodDef ops_methods[] = {
     KW("avg_pool3d", py_avg_pool3d_bk, "avg_pool3d(x (..., T, H, W), kt, kh, kw)."),
     KW("gs_rasterize", py_gs_rasterize_bk, "gs_rasterize(means, scales, rotations, harmonics, opacities, w2c, K, "
        "height, width, background=(0,0,0), near=0.01) -> (H, W, 5): r, g, b, alpha, depth."),
+    KW("warp_forward", py_warp_forward_bk, "warp_forward(image (C,H,W), depth (H,W), src_w2c, src_K, tgt_w2c (N,4,4), "
+       "tgt_K (N,3,3), clean_points=1, norm_batch=0, with_mask=True, with_depth=True, alias=None, bench_repeat=0) "
+       "-> (image (N,C,H,W), mask (N,H,W), depth (N,H,W)[, median ms]): the forward warp."),
+    KW("warp_forward_measure", py_warp_forward_measure, "warp_forward_measure(channels, height, width, n_targets, "
+       "device='cuda') -> {alloc_peak, alloc_live, n_ops}: the warp on a measuring backend."),
     {NULL, NULL, 0, NULL},
 };
 

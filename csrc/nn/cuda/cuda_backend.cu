@@ -263,7 +263,7 @@ static const lyra_backend_ops cuda_ops = {
     /* .upload_wait = */ ON_DEVICE(be_upload_wait),
     /* .host_alloc = */ ON_DEVICE(be_host_alloc),
     /* .host_release = */ ON_DEVICE(be_host_release),
-    /* .warp_forward = */ NULL, /* no kernel yet: lyra_op_warp_forward says so */
+    /* .warp_forward = */ ON_DEVICE(cu_op_warp_forward),
 };
 
 extern "C" lyra_status lyra_backend_cuda_init(lyra_backend *be, int device) {

@@ -318,6 +318,8 @@ void cu_resize_cache_free(lyra_backend *be);
 
 lyra_status cu_op_gs_rasterize(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *,
                                const lyra_tensor *, const lyra_tensor *, const lyra_tensor *, const lyra_splat_camera *);
+lyra_status cu_op_warp_forward(lyra_backend *, lyra_tensor *, lyra_tensor *, lyra_tensor *, const lyra_tensor *,
+                               const lyra_tensor *, const lyra_warp_params *);
 
 /* The fused flash-attention kernel (cuda_attention_flash.cu): 1 when it handled the call (status in *st),
  * 0 when the case is outside what it supports (dtype, head dim, alignment) and the caller falls back. */

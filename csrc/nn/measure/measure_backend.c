@@ -1,6 +1,7 @@
 /* The measuring backend (nn/measure/measure.h): a table of ops that count instead of computing, and address
  * ranges that are reserved but never committed. */
 #include "nn/measure/measure.h"
+#include "nn/measure/warp_device_temps.h"
 
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -270,11 +271,27 @@ static lyra_status m_gs_rasterize(lyra_backend *be, lyra_tensor *y, const lyra_t
     return count(be, 0);
 }
 
-/* The warp builds a network's inputs, it is no part of one: counted with no FLOPs. */
+/* The warp builds a network's inputs, it is no part of one: counted with no FLOPs. Planned for the GPU, it records
+ * the device temporaries the CUDA kernel takes from its pool (nn/measure/warp_device_temps.h: the source block, then
+ * the canvases of one sub-batch, both released at the end), so a plan that includes a warp sees its peak; the CPU
+ * reference's scratch is host memory and is not recorded. */
 static lyra_status m_warp_forward(lyra_backend *be, lyra_tensor *out_image, lyra_tensor *out_mask,
                                   lyra_tensor *out_depth, const lyra_tensor *image, const lyra_tensor *depth,
                                   const lyra_warp_params *p) {
-    (void)out_image; (void)out_mask; (void)out_depth; (void)image; (void)depth; (void)p;
+    (void)out_image; (void)out_mask; (void)out_depth; (void)depth;
+    if (be->device == LYRA_DEVICE_CUDA) {
+        lyra_warp_device_temps t =
+            lyra_warp_device_temps_of((int)image->ne[0], (int)image->ne[1], (int)image->ne[2], p->n_targets);
+        void *source = measure_alloc(be, t.source_bytes);
+        if (!source) return LYRA_ERR_OOM;
+        void *canvas = measure_alloc(be, t.canvas_bytes);
+        if (!canvas) {
+            measure_release(be, source);
+            return LYRA_ERR_OOM;
+        }
+        measure_release(be, canvas);
+        measure_release(be, source);
+    }
     return count(be, 0);
 }
 
