@@ -14,6 +14,10 @@
 
 #include "lyra2.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---- nn/cpu/cpu_warp_matrix.c ---- */
 
 /* inv(a) for a row-major n x n float32 matrix (n = 3 or 4), rounded as torch 1.13 CPU `linalg.inv`
@@ -107,5 +111,9 @@ typedef struct lyra_warp_forward_args {
 } lyra_warp_forward_args;
 
 lyra_status lyra_warp_forward(const lyra_warp_forward_args *a);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

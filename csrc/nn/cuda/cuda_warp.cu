@@ -28,11 +28,7 @@
 
 #include "cuda_internal.h"
 #include "nn/measure/warp_device_temps.h"
-
-/* The CPU reference's float32 inverse, rounded as upstream's torch.linalg.inv. Its header (the warp header of the
- * CPU reference) moved from geom/ to nn/ while this kernel was written: declared here so the kernel builds against
- * either; include that header instead once both are merged. */
-extern "C" lyra_status lyra_warp_invert(const float *a, int n, float *out, const char *what);
+#include "nn/warp.h" /* lyra_warp_invert: the CPU reference's float32 inverse, rounded as upstream's torch.linalg.inv */
 
 namespace {
 
