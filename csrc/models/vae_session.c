@@ -56,6 +56,10 @@ void lyra_vae_session_free(lyra_vae_session *s) {
     free(s);
 }
 
+void lyra_vae_session_release_arena(lyra_vae_session *s) {
+    if (s && !s->dry) lyra_backend_arena_free(&s->be, &s->arena);
+}
+
 lyra_status lyra_vae_session_copy(lyra_vae_session **out, const lyra_vae_session *s) {
     lyra_vae_session *c;
     LYRA_TRY(session_alloc(&c, s->vae, s->decoder, s->dry, s->be.n_threads));
