@@ -120,19 +120,39 @@ static PyObject *plan_dict(const lyra_da3 *m, long long S, long long h, long lon
                          (unsigned long long)weight_bytes);
 }
 
+/* da3_plan(cap, S, h, w, poses[, precision]): the cost model of a loaded DA3; with `precision` ("f32", "bf16",
+ * "f16": the autocast of a device placement) weight_bytes are what that placement allocates for this model's
+ * loaded tensors (lyra_vit_wlist_placed_bytes: GEMM weights in the autocast dtype, the rest in its loaded dtype,
+ * alignment included) instead of the no-weights count. */
 static PyObject *py_da3_plan(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *cap;
     long long S, h, w;
     int poses;
-    if (!PyArg_ParseTuple(args, "OLLLp:da3_plan", &cap, &S, &h, &w, &poses)) return NULL;
+    const char *precision = NULL;
+    if (!PyArg_ParseTuple(args, "OLLLp|s:da3_plan", &cap, &S, &h, &w, &poses, &precision)) return NULL;
     da3net *t = PyCapsule_GetPointer(cap, CAPSULE);
     if (!t) return NULL;
     if (S < 1 || h < 14 || w < 14 || h % 14 || w % 14) {
         PyErr_SetString(PyExc_ValueError, "da3_plan: need S >= 1 and h, w positive multiples of 14");
         return NULL;
     }
-    return plan_dict(&t->m, S, h, w, poses);
+    PyObject *d = plan_dict(&t->m, S, h, w, poses);
+    if (!d || !precision) return d;
+    lyra_dtype autocast;
+    if (lyra_py_precision(precision, 1, LYRA_DTYPE_BF16, &autocast) < 0) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    lyra_vit *vits[2] = {&t->m.anyview, &t->m.metric};
+    PyObject *wb = PyLong_FromSize_t(lyra_vit_wlist_placed_bytes(&t->m.wlist, vits, 2, autocast));
+    if (!wb || PyDict_SetItemString(d, "weight_bytes", wb) < 0) {
+        Py_XDECREF(wb);
+        Py_DECREF(d);
+        return NULL;
+    }
+    Py_DECREF(wb);
+    return d;
 }
 
 static int dict_int(PyObject *d, const char *key, long long *v) {
