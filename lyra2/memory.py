@@ -29,15 +29,16 @@ The schedule (stages in run order), each counting what the code holds on the dev
                  through a new encoder stream (_prep_stage; the warps and the slot assembly run on the host).
 ``clip``         CLIP ViT-H on the chunk's last frame.
 ``dit``          one DiT forward: its measured activation arena (and, for fp8, the activation codes).
-``vae_decode``   the chunk's latents through the streaming decoder, each decoded latent re-encoded at once (the
-                 priming before chunk 1 runs both streams too).
+``vae_decode``   the chunk's latents through the streaming decoder (and the decoder's priming before chunk 1).
+``vae_encode``   the re-encode of the decoded frames through the streaming encoder (and its priming).
 ``depth_update`` DA3 on the depth window (up to 10 views with poses) and its pixels.
 
 Through the chunk loop the device holds the placed networks (the DiT, its LoRA adapters, CLIP and its arena, the
-negative prompt, the VAE), the driver's buffers (the captions, CLIP tokens and frame, the latent x, the condition y
-and the correspondence buffer in bf16, the velocity), the two VAE streams' causal caches and the decoded frames.
-The DiT's and the VAE streams' activation arenas are given back between the phases (ar_driver.c
-release_scratch), so each lives in its own stage only. DA3 stays resident (weights and its largest arena, the
+negative prompt, the VAE), the driver's buffers (the captions, CLIP tokens and frame, the latent x, the
+velocity) and the decoded frames. The chunk's condition y and correspondence buffer (bf16) live from its prep to
+the end of its sampling; the DiT's and the VAE streams' activation arenas are given back between the phases, and
+each VAE stream's causal caches are parked in host memory outside its own phase (ar_driver.c release_scratch,
+vae_phase), so each lives in its own stages only. DA3 stays resident (weights and its largest arena, the
 depth window's) unless a budget's plan loads it per call (MoGe is only needed for the first frame). When the
 budget is below what a resident DiT needs, its attention blocks stream from pinned host memory:
 ``resident_blocks`` stay on the device, the others pass through two block-sized buffers (double buffering: block
@@ -190,10 +191,13 @@ def _costs(net, H, W, num_frames, dit_dtype):
         raise ValueError(f"num_frames: {num_frames} is not 1 + {per_chunk}k for this layout")
     n_chunks = (int(num_frames) - 1) // per_chunk
     text = TEXT_TOKENS * net["text_dim"] * 4
-    # dev_buffers: the captions (one per chunk), the CLIP tokens, the CLIP frame, x, y, buffer, velocity. The
-    # measured forward's inputs are x, one caption, the CLIP tokens, y and the buffer (bf16, as the driver keeps
-    # them) and the velocity.
-    driver = dit["io_bytes"] + (n_chunks - 1) * text + 3 * H * W * 4
+    # The chunk's condition y and correspondence buffer (bf16, as the driver keeps them on a device: cond_buffers,
+    # from the chunk's prep to the end of its sampling), and the run's buffers (dev_buffers): the captions (one per
+    # chunk), the CLIP tokens, the CLIP frame, x and the velocity. The measured forward's inputs are x, one caption,
+    # the CLIP tokens, y, the buffer and the velocity.
+    T, hw = _core.dit_framepack(layout)["total_frames"], h * w
+    cond = BF16 * (cfg["in_dim"] - cfg["out_dim"] + cfg["cam_dim"] // 4 + cfg["buffer_embed_dim"] // 16) * T * hw
+    driver = dit["io_bytes"] - cond + (n_chunks - 1) * text + 3 * H * W * 4
     vz, zc, vae_w = net["vae"]
     vae = vae_plan(dim=vz, z_dim=zc, height=H, width=W, frames=1 + per_chunk, precision="bf16")
     enc, dec = vae["encode_stream"], vae["decode_stream"]
@@ -210,7 +214,7 @@ def _costs(net, H, W, num_frames, dit_dtype):
     fp8_copy = dit["tokens"] * (cfg["ffn_dim"] + 4) + (64 << 20) if dit_dtype == "fp8" else 0
     return {
         "n_chunks": n_chunks, "dit": dit, "dit_fixed": fixed + net["adapter_bytes"], "dit_block": block, "layers": cfg["num_layers"],
-        "fp8_copy": fp8_copy, "driver": driver, "negative": text, "text_out": text,
+        "fp8_copy": fp8_copy, "driver": driver, "cond": cond, "negative": text, "text_out": text,
         "umt5": net["umt5"], "clip": net["clip"], "moge": net["moge"],
         "vae_w": vae_w, "enc_cache": enc["cache_bytes"], "dec_cache": dec["cache_bytes"], "enc_arena": enc_arena,
         "dec_arena": dec_arena, "pix": 3 * 4 * H * W * 4,
@@ -220,11 +224,12 @@ def _costs(net, H, W, num_frames, dit_dtype):
 
 
 def _prep_stage(c):
-    """The device memory of the chunk-input assembly beyond what stays through the loop: today the fresh encodes of
-    the warped chunk and the spatial images (a new encoder stream each: its caches and its arena,
-    ar_driver.c fresh_encode); the warps and the slot assembly run on the host. Device buffers the assembly
-    comes to use belong here."""
-    return {"fresh vae encode caches": c["enc_cache"], "fresh vae encode activations": c["enc_arena"]}
+    """The device memory of the chunk-input assembly beyond what stays through the loop: the chunk's y and buffer it
+    fills (bf16), and today the fresh encodes of the warped chunk and the spatial images (a new encoder stream
+    each: its caches and its arena, ar_driver.c fresh_encode); the warps and the slot assembly run on the host.
+    Device buffers the assembly comes to use belong here."""
+    return {"chunk condition": c["cond"], "fresh vae encode caches": c["enc_cache"],
+            "fresh vae encode activations": c["enc_arena"]}
 
 
 def _stages(c, resident, keep_da3, first_frame_depth):
@@ -238,9 +243,11 @@ def _stages(c, resident, keep_da3, first_frame_depth):
     da3_arena = c["da3_aw"] if updates else (c["da3_a1"] if first_frame_depth else 0)
     da3 = {"da3 weights": c["da3_w"], "da3 activations": da3_arena} if keep_da3 else {}
     # through the chunk loop (placed once; the driver's buffers and the VAE streams' caches for the run)
+    # (the VAE streams' caches are parked in host memory outside their own phases, ar_driver.c vae_phase and
+    # release_scratch)
     loop = dict({"dit weights": dit_w, "clip weights": c["clip"][0], "clip activations": c["clip"][1],
-                 "negative prompt": c["negative"], "vae weights": c["vae_w"], "dit inputs": c["driver"],
-                 "vae stream caches": c["enc_cache"] + c["dec_cache"], "decoded frames": c["pix"]}, **da3)
+                 "negative prompt": c["negative"], "vae weights": c["vae_w"], "run buffers": c["driver"],
+                 "decoded frames": c["pix"]}, **da3)
     before = {"da3 weights": c["da3_w"], "da3 activations": c["da3_a1"]} if keep_da3 and first_frame_depth else {}
     st = {
         # umT5 runs before the other networks are placed (a resident DA3 is placed first, with its
@@ -249,10 +256,12 @@ def _stages(c, resident, keep_da3, first_frame_depth):
                       "caption embedding": c["text_out"]}, **before),
         "prep": dict(loop, **_prep_stage(c)),
         "clip": dict(loop),
-        "dit": dict(loop, **{"dit activations": c["dit"]["arena_peak"]},
+        "dit": dict(loop, **{"chunk condition": c["cond"], "dit activations": c["dit"]["arena_peak"]},
                     **({"fp8 activation copy": c["fp8_copy"]} if c["fp8_copy"] else {})),
-        # decode and re-encode alternate per latent (and the priming before chunk 1 runs both streams)
-        "vae_decode": dict(loop, **{"vae decode activations": c["dec_arena"], "vae encode activations": c["enc_arena"]}),
+        # the chunk's decode, then its re-encode (and the priming before chunk 1: encode, then decode), each stream
+        # alone on the device with its caches and arena (ar_driver.c vae_phase parks the other's in host memory)
+        "vae_decode": dict(loop, **{"vae decoder caches": c["dec_cache"], "vae decode activations": c["dec_arena"]}),
+        "vae_encode": dict(loop, **{"vae encoder caches": c["enc_cache"], "vae encode activations": c["enc_arena"]}),
     }
     if updates:
         st["depth_update"] = dict(loop, **{"da3 weights": c["da3_w"], "da3 activations": c["da3_aw"],
@@ -260,7 +269,7 @@ def _stages(c, resident, keep_da3, first_frame_depth):
     if first_frame_depth:
         st["depth"] = {"da3 weights": c["da3_w"], "moge weights": c["moge"][0], "da3 activations": c["da3_a1"],
                        "moge activations": c["moge"][1], "da3 pixels": c["da3_pix1"]}
-    order = ("text", "depth", "prep", "clip", "dit", "vae_decode", "depth_update")
+    order = ("text", "depth", "prep", "clip", "dit", "vae_decode", "vae_encode", "depth_update")
     for k in st:
         st[k]["allocation rounding"] = ALLOC_ROUNDING
     return {k: (sum(st[k].values()), st[k]) for k in order if k in st}

@@ -131,8 +131,8 @@ static void pack_video(const float *const *frames, int n, int64_t HW, float *x) 
         for (int t = 0; t < n; t++) memcpy(x + ((int64_t)c * n + t) * HW, frames[t] + c * HW, sizeof(float) * (size_t)HW);
 }
 
-/* One encoder push of x (1, 3, n, H, W): host frames, or the decoder's frames in the VAE's memory -> L latents,
- * normalised, written frame-major to out (L, C, h, w). */
+/* One encoder push of x (1, 3, n, H, W), host frames -> L latents, normalised, written frame-major to out
+ * (L, C, h, w). */
 static lyra_status encode_tensor(driver *d, lyra_vae_session *s, const lyra_tensor *x, float *out) {
     int64_t L = 0;
     LYRA_TRY(lyra_vae_session_out_frames(s, x->ne[2], &L));
@@ -224,14 +224,29 @@ done:
     return st;
 }
 
-/* Gives back the activation arenas that sit idle between the chunk's phases (the DiT's after sampling, the VAE
- * streams' after their pushes; their caches stay): the decode, the depth window and the next chunk's prep then
- * do not sit beside them. Each is reserved again by its next forward or push (the DiT rebuilds its RoPE table
- * there, 10 MB at 480p once per chunk). lyra2.memory_plan's stages count exactly this. */
-static void release_scratch(driver *d) {
+/* Gives back the device memory that sits idle between the chunk's phases: the DiT's activation arena and the
+ * chunk's y and buffer after sampling, the VAE streams' arenas after their pushes, and their causal caches, parked
+ * in host memory until the streams' next push. The decode, the depth window, CLIP and the next chunk's prep then do
+ * not sit beside them. Each comes back with its next use (the DiT rebuilds its RoPE table in its arena, 10 MB at
+ * 480p once per chunk; the caches cross twice per chunk, 3.0 GB each way at 480p). lyra2.memory_plan's stages
+ * count exactly this. */
+static lyra_status release_scratch(driver *d) {
     lyra_dit_arena_release(&d->m->dit);
+    dev_release(d->be, d->y);
+    dev_release(d->be, d->buf);
+    d->y = d->buf = NULL;
     lyra_vae_session_release_arena(d->enc);
     lyra_vae_session_release_arena(d->dec);
+    LYRA_TRY(lyra_vae_session_park(d->enc));
+    return lyra_vae_session_park(d->dec);
+}
+
+/* Makes stream s the only VAE stream with device memory: the other gives back its arena and parks its caches in
+ * host memory (s's own come back with its next push). */
+static lyra_status vae_phase(driver *d, lyra_vae_session *s) {
+    lyra_vae_session *other = s == d->enc ? d->dec : d->enc;
+    lyra_vae_session_release_arena(other);
+    return lyra_vae_session_park(other);
 }
 
 /* ---- state initialisation (upstream AR:469-677) ---- */
@@ -253,6 +268,7 @@ static lyra_status prime(driver *d) {
     d->n_latents = d->n_hist0;
     /* Decoder priming with those latents, output discarded (AR:517-527): decoded into the VAE's memory and left
      * there. */
+    LYRA_TRY(vae_phase(d, d->dec));
     for (int l = 0; l < d->n_hist0; l++) {
         LYRA_TRY(check_stop(d));
         int64_t T = 0;
@@ -266,7 +282,7 @@ static lyra_status prime(driver *d) {
     LYRA_TRY(lyra_scache_init(&d->cache, d->H, d->W));
     LYRA_TRY(lyra_scache_add(&d->cache, r->depth, r->w2c, r->K, 0, 0));
     memcpy(d->buffer_depth, r->depth, sizeof(float) * (size_t)d->HW);
-    release_scratch(d);
+    LYRA_TRY(release_scratch(d));
     r->timings.prime += now() - t0;
     return LYRA_OK;
 }
@@ -422,6 +438,19 @@ done:
     return st;
 }
 
+/* The chunk's y and buffer in the DiT's memory, from the chunk's prep until its sampling is done (release_scratch
+ * gives them back; the layout's T slots every chunk). */
+static lyra_status cond_buffers(driver *d) {
+    const int64_t T = d->fp->n_total, hw = d->hw;
+    if (!d->y && !(d->y = dev_alloc_as(d->be, (LYRA_PREP_MASK_CHANNELS + d->C + LYRA_PREP_RAY_CHANNELS) * T * hw,
+                                       d->cond_dtype, "the condition")))
+        return LYRA_ERR_OOM;
+    if (!d->buf && !(d->buf = dev_alloc_as(d->be, (int64_t)LYRA_PREP_SLOT_CHANNELS * d->S * T * hw, d->cond_dtype,
+                                           "the correspondence buffer")))
+        return LYRA_ERR_OOM;
+    return LYRA_OK;
+}
+
 /* ---- one chunk (upstream AR:817-1066) ---- */
 
 static lyra_status run_chunk(driver *d, int a) {
@@ -468,6 +497,7 @@ static lyra_status run_chunk(driver *d, int a) {
     if ((st = lyra_prep_chunk(pa)) != LYRA_OK) goto done;
     {   /* the conditioning, once per chunk (the latent x goes up with every network call) */
         const int64_t ny[4] = {Ty, T, d->h, d->w}, nb[4] = {Tb, T, d->h, d->w};
+        if ((st = cond_buffers(d)) != LYRA_OK) goto done;
         lyra_tensor ty = dev_tensor_as(d, d->y, d->cond_dtype, 4, ny, "condition y");
         lyra_tensor tb = dev_tensor_as(d, d->buf, d->cond_dtype, 4, nb, "correspondence buffer");
         if ((st = upload(d, &ty, y)) != LYRA_OK || (st = upload(d, &tb, buf)) != LYRA_OK) goto done;
@@ -497,14 +527,14 @@ static lyra_status run_chunk(driver *d, int a) {
         lyra_cfg cfg = {dit_denoise, &cond, dit_denoise, &uncond, r->guidance, scratch};
         st = lyra_unipc_sample(&shape, r->num_steps, r->shift, x, lyra_cfg_denoise, &cfg, NULL);
     }
-    if (st != LYRA_OK) goto done;
-    release_scratch(d);
+    if (st != LYRA_OK || (st = release_scratch(d)) != LYRA_OK) goto done;
     lyra_latent_gen_get(&shape, x, gen);
 
-    /* decode (upstream AR:989-1057, AR:98-198): one latent at a time through the persistent decoder, never clamped,
-     * and the re-encode of its 4 frames as history (the re-encoded latents, not the sampled ones). Upstream decodes
-     * the whole chunk first; the two streams have separate caches, so interleaving them per latent gives the same
-     * numbers and lets the re-encode read the frames where the decoder left them (the VAE's memory). */
+    /* decode (upstream AR:989-1057, AR:98-198): the chunk's latents one at a time through the persistent decoder,
+     * never clamped, then the re-encode of the decoded frames, 4 at a time, as history (the re-encoded latents, not
+     * the sampled ones), in upstream's order: one stream's caches and activations on the device at a time
+     * (vae_phase parks the other's in host memory). */
+    if ((st = vae_phase(d, d->dec)) != LYRA_OK) goto done;
     for (int j = 0; j < d->G; j++) {
         if ((st = check_stop(d)) != LYRA_OK) goto done;
         t0 = now();
@@ -534,12 +564,19 @@ static lyra_status run_chunk(driver *d, int a) {
         free(lat);
         if (st != LYRA_OK) goto done;
         r->timings.decode += now() - t0;
-        t0 = now();
-        if ((st = encode_tensor(d, d->enc, &keep, d->latents + (d->n_latents + j) * d->C * d->hw)) != LYRA_OK) goto done;
-        r->timings.reencode += now() - t0;
     }
+    t0 = now();
+    if ((st = vae_phase(d, d->enc)) != LYRA_OK) goto done;
+    for (int j = 0; j < d->G; j++) {
+        if ((st = check_stop(d)) != LYRA_OK) goto done;
+        const float *const *fr = (const float *const *)(d->frames + base + 1 + (int64_t)LYRA_PREP_FRAMES_PER_LATENT * j);
+        if ((st = encode_push(d, d->enc, fr, LYRA_PREP_FRAMES_PER_LATENT, d->latents + (d->n_latents + j) * d->C * d->hw)) !=
+            LYRA_OK)
+            goto done;
+    }
+    r->timings.reencode += now() - t0;
     d->n_latents += d->G;
-    release_scratch(d);
+    if ((st = release_scratch(d)) != LYRA_OK) goto done;
     for (int f = 1; f <= d->F; f++) to_u8(d->frames[base + f], d->HW, r->out_frames + (base + f) * 3 * d->HW);
 
     /* depth window (upstream AR:1059-1060, AR:1071-1393, AR:261-366), not after the last chunk */
@@ -559,7 +596,8 @@ done:
     return st;
 }
 
-/* The run's buffers in the DiT's memory (sizes fixed for the run: the layout's T slots every chunk). */
+/* The run's buffers in the DiT's memory (sizes fixed for the run: the layout's T slots every chunk); y and the
+ * buffer live per chunk (cond_buffers). */
 static lyra_status dev_buffers(driver *d) {
     const int64_t T = d->fp->n_total, hw = d->hw;
     struct { float **p; int64_t n; const char *what; } b[] = {
@@ -572,12 +610,6 @@ static lyra_status dev_buffers(driver *d) {
     for (size_t i = 0; i < sizeof b / sizeof *b; i++)
         if (!(*b[i].p = dev_alloc(d->be, b[i].n, b[i].what))) return LYRA_ERR_OOM;
     d->cond_dtype = d->be->device == LYRA_DEVICE_CPU ? LYRA_DTYPE_F32 : d->m->dit.act_dtype;
-    if (!(d->y = dev_alloc_as(d->be, (LYRA_PREP_MASK_CHANNELS + d->C + LYRA_PREP_RAY_CHANNELS) * T * hw, d->cond_dtype,
-                              "the condition")))
-        return LYRA_ERR_OOM;
-    if (!(d->buf = dev_alloc_as(d->be, (int64_t)LYRA_PREP_SLOT_CHANNELS * d->S * T * hw, d->cond_dtype,
-                                "the correspondence buffer")))
-        return LYRA_ERR_OOM;
     return LYRA_OK;
 }
 
