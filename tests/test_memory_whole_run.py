@@ -50,3 +50,33 @@ def test_whole_run_peak_is_within_the_plan(ckpt, image, depth, emulated, case):
     assert plan["peak_bytes"] - peak <= memory.ALLOC_ROUNDING + 0.01 * peak
     # the peak is a chunk-loop stage (the DiT's forward here), not the text stage
     assert worst == "dit"
+
+
+def test_parked_vae_stream_goes_on_bit_for_bit(ckpt, emulated):
+    """A stream whose causal caches were parked in host memory (lyra_vae_session_park, what the generate driver does
+    outside each stream's phase) gives back their device memory and, at its next push, goes on exactly as the
+    stream that kept them: the same latents, bit for bit (encoder and decoder, parked twice)."""
+    import numpy as np
+
+    from lyra2 import _core, checkpoint
+    from lyra2.models.vae import WanVAE
+
+    vae = WanVAE(checkpoint.components(ckpt)["vae"], device="cuda", threads=1)
+    rng = np.random.default_rng(0)
+    video = rng.uniform(-1, 1, (1, 3, 13, H, W)).astype(np.float32)
+    lat = rng.standard_normal((1, 16, 4, H // 8, W // 8)).astype(np.float32)
+    for make, data, pieces in ((vae.encode_stream, video, [(0, 1), (1, 5), (5, 9), (9, 13)]),
+                               (vae.decode_stream, lat, [(0, 1), (1, 2), (2, 3), (3, 4)])):
+        kept, parked = make(), make()
+        for i, (t0, t1) in enumerate(pieces):
+            a = kept.push(data[:, :, t0:t1])
+            if i:
+                live = testing.emulated_cuda_stats()["live_bytes"]
+                _core.vae_park(parked._session)
+                _core.vae_park(parked._session)           # parking twice moves nothing more
+                freed = live - testing.emulated_cuda_stats()["live_bytes"]
+                assert freed == parked.stats()["cache_bytes"] > 0   # the caches' blocks (256-byte multiples here)
+                with pytest.raises(ValueError, match="parked"):   # a copy needs the caches on the device
+                    parked.copy()
+            b = parked.push(data[:, :, t0:t1])
+            np.testing.assert_array_equal(a, b)
