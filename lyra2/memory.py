@@ -154,8 +154,7 @@ def _released_networks(H, W):
     clip = clip_cost(precision="f16")
     moge = moge_cost(H, W, precision="f16")
     return {
-        "dit": (DIT_14B, DIT_LAYOUT), "clip_tokens": CLIP_TOKENS, "clip_width": DIT_14B["clip_dim"],
-        "text_dim": DIT_14B["text_dim"], "adapter_bytes": 0,
+        "dit": (DIT_14B, DIT_LAYOUT), "clip_tokens": CLIP_TOKENS, "text_dim": DIT_14B["text_dim"], "adapter_bytes": 0,
         "umt5": (t5["params"] * BF16, t5["arena_bytes"]),
         "clip": (clip["params"] * BF16, clip["arena_bytes"]),
         "da3": lambda views, h, w, poses: _pair(da3_cost(views, h, w, poses, precision="bf16")),
@@ -276,8 +275,12 @@ def _stages(c, resident, keep_da3, first_frame_depth):
 
 
 def _plan(net, H, W, num_frames, dit_dtype, max_gpu_memory, label, first_frame_depth=True):
-    """The plan of a run of the networks `net` (the byte terms of _released_networks; a test passes its tiny
-    checkpoint's) at H x W. first_frame_depth: the first frame's depth is estimated (DA3 + MoGe) rather than given."""
+    """The plan of a run of the networks `net` at H x W: a dict with "dit" (configuration, FramePack layout; its
+    forward is measured), "clip_tokens", "text_dim", "adapter_bytes" (LoRA adapters beside the weights), "umt5",
+    "clip", "moge" ((weight bytes, arena bytes) each), "da3" (a function (views, h, w, poses) -> (weight bytes,
+    arena bytes)) and "vae" ((dim, z_dim, weight bytes)). _released_networks gives the released checkpoint's,
+    lyra2.testing.run_networks any folder's. first_frame_depth: the first frame's depth is estimated (DA3 + MoGe)
+    rather than given."""
     c = _costs(net, H, W, num_frames, dit_dtype)
     layers, block = c["layers"], c["dit_block"]
 

@@ -597,8 +597,7 @@ def run_networks(folder):
     da3 = DepthAnything3(comps["da3"])
     grid = cc["image_size"] // cc["patch"]
     vz = info["vae_dim"]
-    return {"dit": (info["dit_config"], layout), "clip_tokens": grid * grid + 1,
-            "clip_width": info["dit_config"]["clip_dim"], "text_dim": info["text_dim"],
+    return {"dit": (info["dit_config"], layout), "clip_tokens": grid * grid + 1, "text_dim": info["text_dim"],
             "adapter_bytes": info["adapter_bytes"], "umt5": (t5["params"] * 2, t5["arena_bytes"]),
             "clip": (clip["params"] * 2, clip["arena_bytes"]),
             "da3": lambda views, h, w, poses: _pair(da3.plan(views, h, w, poses, "bf16")), "moge": (0, 0),
