@@ -52,6 +52,29 @@ def test_whole_run_peak_is_within_the_plan(ckpt, image, depth, emulated, case):
     assert worst == "dit"
 
 
+def test_whole_run_with_da3_per_call_is_within_the_plan(ckpt, image, depth, emulated):
+    """Under a budget whose plan loads DA3 for each depth call (11.65 GB at this frame size, as in
+    test_generate_device), DA3's weights, arena and pixels are on the device in the depth update only: the peak is
+    the plan's with DA3 not resident, to the same tolerance."""
+    import lyra2
+
+    budget = 11.65
+    assert not lyra2.memory_plan((H, W), 161, "bf16", budget)["da3_resident"]
+    net = testing.run_networks(ckpt)
+    gen.release_models()
+    c = memory._costs(net, H, W, 161, "bf16")
+    stages = memory._stages(c, c["layers"], False, False)   # the tiny DiT's 2 blocks stay resident
+    plan = max(v[0] for v in stages.values())
+    testing.emulated_cuda_reset()
+    args = fields.validate({"prompt": "a quiet street", "seed": 0, "num_frames": 161}, require_image=False)
+    args["resolution"] = (H, W)
+    gen.run_generate(image, args, checkpoint_folder=ckpt, device="cuda", depth=depth, max_gpu_memory=budget,
+                     report=Progress(bar=False, on_log=None))
+    peak = testing.emulated_cuda_stats()["peak_bytes"]
+    print(f"DA3 per call: emulated pool peak {peak} bytes, plan {plan}, plan - peak = {plan - peak}")
+    assert peak <= plan <= peak + memory.ALLOC_ROUNDING + 0.01 * peak
+
+
 def test_parked_vae_stream_goes_on_bit_for_bit(ckpt, emulated):
     """A stream whose causal caches were parked in host memory (lyra_vae_session_park, what the generate driver does
     outside each stream's phase) gives back their device memory and, at its next push, goes on exactly as the
