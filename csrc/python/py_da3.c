@@ -155,6 +155,27 @@ static PyObject *py_da3_plan(PyObject *self, PyObject *args) {
     return d;
 }
 
+/* da3_arena(cap, S, h, w, poses) -> (measured arena bytes, lyra_da3_arena_bytes): the forward on the measuring
+ * backend of the model's device, against the cost model the forward reserves. */
+static PyObject *py_da3_arena(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    long long S, h, w;
+    int poses;
+    if (!PyArg_ParseTuple(args, "OLLLp:da3_arena", &cap, &S, &h, &w, &poses)) return NULL;
+    da3net *t = PyCapsule_GetPointer(cap, CAPSULE);
+    if (!t) return NULL;
+    if (S < 1 || h < 14 || w < 14 || h % 14 || w % 14) {
+        PyErr_SetString(PyExc_ValueError, "da3_arena: need S >= 1 and h, w positive multiples of 14");
+        return NULL;
+    }
+    size_t need = 0;
+    lyra_status s;
+    LYRA_PY_NETCAP_LOCKED(&t->net, { s = lyra_da3_arena_measure(&t->m, t->net.be.device, S, h, w, poses, &need); });
+    if (s != LYRA_OK) return lyra_py_raise(s);
+    return Py_BuildValue("(KK)", (unsigned long long)need, (unsigned long long)lyra_da3_arena_bytes(&t->m, S, h, w));
+}
+
 static int dict_int(PyObject *d, const char *key, long long *v) {
     PyObject *o = PyDict_GetItemString(d, key);
     if (!o) {
@@ -471,6 +492,7 @@ static PyMethodDef da3_methods[] = {
      "da3_load(weights, anyview_heads=0, metric_heads=0, cam_enc_heads=0, taps=None, metric_taps=None) -> capsule"},
     {"da3_config", py_da3_config, METH_VARARGS, "da3_config(net) -> dict"},
     {"da3_plan", py_da3_plan, METH_VARARGS, "da3_plan(net, S, h, w, poses) -> {params, flops, arena_bytes}"},
+    {"da3_arena", py_da3_arena, METH_VARARGS, "da3_arena(cap, S, h, w, poses) -> (measured, cost model) arena bytes"},
     {"da3_cost", py_da3_cost, METH_VARARGS, "da3_cost(sizes dict, S, h, w, poses) -> {params, flops, arena_bytes}"},
     {"da3_preprocess", py_da3_preprocess, METH_VARARGS,
      "da3_preprocess(images uint8 (V,H,W,3), process_res) -> (pixels (V,3,h,w), (h1, w1, h, w))"},
