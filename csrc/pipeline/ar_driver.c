@@ -50,7 +50,7 @@ typedef struct driver {
     void *y, *buf;
     lyra_dtype cond_dtype;
     float *v;               /* (C, G, h, w): the velocity of one network call */
-    float *pix;             /* (3, 4, H, W) in the VAE's memory: one latent's decoded frames, re-encoded from there */
+    float *pix;             /* (3, 4, H, W) in the VAE's memory: one latent's decoded frames (downloaded from there) */
     int depth_logged;
     /* per-network-call progress */
     int calls_done, calls_total;
