@@ -20,21 +20,33 @@ carves them (bf16 matrices, f32 vectors; ``dit_dtype="fp8"`` stores the attentio
 with one f32 scale per output channel), umT5, CLIP and the VAE at 2 bytes per parameter, DA3 and MoGe from their
 cost models' ``weight_bytes`` (GEMM and head-conv weights 2 bytes, the rest f32).
 
-The schedule (stages in run order):
+The schedule (stages in run order), each counting what the code holds on the device while it runs:
 
-``text``        umT5-XXL alone: it runs once per prompt and is freed before the DiT is made resident.
-``depth``       DA3 + MoGe on the input frame (before the DiT is loaded).
-``clip``        CLIP ViT-H on the chunk's last frame.
-``vae_encode``  the warped chunk through the streaming encoder (and the history re-encode, same size).
-``dit``         one DiT forward (the sampler's state and the CFG pair of velocities beside it).
-``vae_decode``  the chunk's 21 latents through the streaming decoder.
-``depth_update`` DA3 on the depth window (up to 10 views with poses) when the DiT's activations are gone.
+``text``         umT5-XXL with its activations and the caption's embedding; it runs before the other networks are
+                 placed and is freed (a DA3 kept resident is placed before it, with its first-frame arena).
+``depth``        DA3 + MoGe on the input frame (when the run estimates the first frame's depth).
+``prep``         the chunk-input assembly: the fresh VAE encodes of the warped chunk and the spatial images, each
+                 through a new encoder stream (_prep_stage; the warps and the slot assembly run on the host).
+``clip``         CLIP ViT-H on the chunk's last frame.
+``dit``          one DiT forward: its measured activation arena (and, for fp8, the activation codes).
+``vae_decode``   the chunk's latents through the streaming decoder (and the decoder's priming before chunk 1).
+``vae_encode``   the re-encode of the decoded frames through the streaming encoder (and its priming).
+``depth_update`` DA3 on the depth window (up to 10 views with poses) and its pixels.
 
-The DiT, the VAE and CLIP stay resident through the chunk loop; the DMD LoRA is merged into the DiT once, so
-it adds nothing. DA3 stays resident when the budget allows, else it is loaded for each depth call (MoGe is only
-needed for the first frame). When the budget is below what a resident DiT needs, its attention blocks stream
-from pinned host memory: ``resident_blocks`` stay on the device, the others pass through two block-sized
-buffers (double buffering: block i+1 is uploaded on a copy stream while block i runs).
+Through the chunk loop the device holds the placed networks (the DiT, its LoRA adapters, CLIP and its arena, the
+negative prompt, the VAE), the driver's buffers (the captions, CLIP tokens and frame, the latent x, the
+velocity) and the decoded frames. The chunk's condition y and correspondence buffer (bf16) live from its prep to
+the end of its sampling; the DiT's and the VAE streams' activation arenas are given back between the phases, and
+each VAE stream's causal caches are parked in host memory outside its own phase (ar_driver.c release_scratch,
+vae_phase), so each lives in its own stages only. DA3 stays resident (weights and its largest arena, the
+depth window's) unless a budget's plan loads it per call (MoGe is only needed for the first frame). When the
+budget is below what a resident DiT needs, its attention blocks stream from pinned host memory:
+``resident_blocks`` stay on the device, the others pass through two block-sized buffers (double buffering: block
+i+1 is uploaded on a copy stream while block i runs).
+
+Not in the plan: a later run in the same process with a caption not embedded before loads umT5 beside the placed
+networks (the text stage of a first run only has umT5); the plan of the released sizes counts no LoRA adapters
+(their ranks are the files', see _released_networks).
 """
 from __future__ import annotations
 
@@ -56,6 +68,11 @@ CLIP_TOKENS = 257            # ViT-H/14 at 224 px: 16·16 patches + the class to
 TEXT_TOKENS = 512
 DEPTH_WINDOW = 10            # DA3 views per depth update (csrc/pipeline/ar_driver.h LYRA_AR_DEPTH_WINDOW)
 DIT_DTYPES = ("bf16", "fp8")
+#: What the byte terms leave out: each device block is rounded up by the allocator (256 B in the emulated pool, 512 B
+#: by cudaMalloc) and each weight tensor starts on a 64-byte boundary inside its network's block. A run holds about
+#: a hundred blocks and a few thousand weight tensors at once; this allowance covers both (the whole-run test on
+#: the emulated device measures the rest of the plan to the byte).
+ALLOC_ROUNDING = 128 << 10
 BF16 = 2
 GB = 1e9
 
@@ -105,42 +122,13 @@ def _check_args(resolution, num_frames, dit_dtype, max_gpu_memory):
     check_max_gpu_memory(max_gpu_memory)
 
 
-def _dit_weights(m, dtype):
+def _dit_weights(m, dtype, layers):
     """(non-block bytes, one block's bytes) of the DiT weights in `dtype`, from the measured parameter table."""
-    layers = DIT_14B["num_layers"]
     block = m["block_bytes"]
     if dtype == "fp8":
         # e4m3 matrices (1 byte) + one f32 scale per output channel; the block's vectors stay f32.
         block = m["block_matrix_elems"] + 4 * m["block_matrix_rows"] + 4 * m["block_vector_elems"]
     return m["weight_bytes"] - layers * m["block_bytes"], block
-
-
-def _network_costs(resolution):
-    from .models.clip import clip_cost
-    from .models.depth import da3_cost
-    from .models.moge import moge_cost
-    from .models.umt5 import UMT5_XXL, umt5_cost
-    from .models.vae import memory_plan as vae_plan
-    from .testing import vae_tensor_shapes
-
-    H, W = resolution
-    dh, dw = H // 14 * 14, W // 14 * 14   # DA3's input: the largest multiples of its 14-pixel patch inside
-    t5 = umt5_cost(UMT5_XXL, tokens=TEXT_TOKENS, precision="bf16")
-    clip = clip_cost(precision="f16")
-    da3_one = da3_cost(1, dh, dw, False, precision="bf16")
-    da3_win = da3_cost(DEPTH_WINDOW, dh, dw, True, precision="bf16")
-    moge = moge_cost(H, W, precision="f16")
-    vae = vae_plan(dim=96, height=H, width=W, frames=81, precision="bf16")
-    vae_params = sum(_numel(shape) for _, shape in vae_tensor_shapes(96, 16))
-    return {
-        "umt5": (t5["params"] * BF16, t5["arena_bytes"]),
-        "clip": (clip["params"] * BF16, clip["arena_bytes"]),
-        "da3": (da3_one["weight_bytes"], da3_one["arena_bytes"], da3_win["arena_bytes"]),
-        "moge": (moge["weight_bytes"], moge["arena_bytes"]),
-        "vae": (vae_params * BF16,
-                vae["encode_stream"]["arena_peak"] + vae["encode_stream"]["cache_bytes"],
-                vae["decode_stream"]["arena_peak"] + vae["decode_stream"]["cache_bytes"]),
-    }
 
 
 def _numel(shape):
@@ -150,29 +138,191 @@ def _numel(shape):
     return n
 
 
-def _stages(dit_fixed, dit_blocks_resident, net, dit, chunk, keep_da3, fp8_copy):
-    """{stage: (bytes, {what: bytes})} for a DiT whose resident weights are dit_fixed + dit_blocks_resident."""
-    umt5_w, umt5_a = net["umt5"]
-    clip_w, clip_a = net["clip"]
-    da3_w, da3_a1, da3_aw = net["da3"]
-    moge_w, moge_a = net["moge"]
-    vae_w, vae_enc, vae_dec = net["vae"]
-    dit_w = dit_fixed + dit_blocks_resident
-    loop = {"dit weights": dit_w, "vae weights": vae_w, "clip weights": clip_w, "chunk state": chunk}
-    if keep_da3:
-        loop["da3 weights"] = da3_w
-    st = {
-        "text": {"umt5 weights": umt5_w, "umt5 activations": umt5_a},
-        "depth": {"da3 weights": da3_w, "moge weights": moge_w, "da3 activations": da3_a1,
-                  "moge activations": moge_a},
-        "clip": dict(loop, **{"clip activations": clip_a}),
-        "vae_encode": dict(loop, **{"vae encode activations": vae_enc}),
-        "dit": dict(loop, **{"dit activations": dit["arena_peak"], "dit inputs": dit["io_bytes"]},
-                    **({"fp8 activation copy": fp8_copy} if fp8_copy else {})),
-        "vae_decode": dict(loop, **{"vae decode activations": vae_dec}),
-        "depth_update": dict(loop, **{"da3 weights": da3_w, "da3 activations": da3_aw}),
+def _released_networks(H, W):
+    """The per-network byte terms of the released checkpoint at H x W (see _plan for the keys): the C cost models
+    of umT5-XXL, CLIP ViT-H, DA3-giant and MoGe ViT-L in their device precision, the Wan VAE's dry walk. The
+    DMD and style LoRAs stay adapters beside bf16 weights; their ranks are the files', so this plan of the
+    released sizes, made without the files, counts none (a run's models report theirs:
+    lyra2.testing.run_networks)."""
+    from .models.clip import clip_cost
+    from .models.depth import da3_cost
+    from .models.moge import moge_cost
+    from .models.umt5 import UMT5_XXL, umt5_cost
+    from .testing import vae_tensor_shapes
+
+    t5 = umt5_cost(UMT5_XXL, tokens=TEXT_TOKENS, precision="bf16")
+    clip = clip_cost(precision="f16")
+    moge = moge_cost(H, W, precision="f16")
+    return {
+        "dit": (DIT_14B, DIT_LAYOUT), "clip_tokens": CLIP_TOKENS, "text_dim": DIT_14B["text_dim"], "adapter_bytes": 0,
+        "umt5": (t5["params"] * BF16, t5["arena_bytes"]),
+        "clip": (clip["params"] * BF16, clip["arena_bytes"]),
+        "da3": lambda views, h, w, poses: _pair(da3_cost(views, h, w, poses, precision="bf16")),
+        "moge": (moge["weight_bytes"], moge["arena_bytes"]),
+        "vae": (96, 16, sum(_numel(shape) for _, shape in vae_tensor_shapes(96, 16)) * BF16),
     }
-    return {k: (sum(v.values()), v) for k, v in st.items()}
+
+
+def _pair(cost):
+    return cost["weight_bytes"], cost["arena_bytes"]
+
+
+def _da3_size(H, W):
+    """DA3's processed size of an H x W frame, as DepthAnything3.preprocess makes it (longest side kept, both sides
+    to multiples of its 14-pixel patch)."""
+    import numpy as np
+
+    return tuple(_core.da3_preprocess(np.zeros((1, H, W, 3), np.uint8), max(H, W))[1][2:])
+
+
+def _costs(net, H, W, num_frames, dit_dtype):
+    """Every byte term of the run at H x W, from the code: the DiT's measured forward, the networks' cost models,
+    the VAE's dry walk and the sizes of the driver's own device buffers (csrc/pipeline/ar_driver.c dev_buffers)."""
+    from .models.vae import memory_plan as vae_plan
+
+    cfg, layout = net["dit"]
+    h, w = H // 8, W // 8
+    dit = _core.dit_measure(cfg, layout, h, w, net["clip_tokens"], "bf16", "cuda")
+    fixed, block = _dit_weights(dit, dit_dtype, cfg["num_layers"])
+    G = _core.dit_framepack(layout)["new_frames"]
+    per_chunk = 4 * G
+    if (int(num_frames) - 1) % per_chunk:
+        raise ValueError(f"num_frames: {num_frames} is not 1 + {per_chunk}k for this layout")
+    n_chunks = (int(num_frames) - 1) // per_chunk
+    text = TEXT_TOKENS * net["text_dim"] * 4
+    # The chunk's condition y and correspondence buffer (bf16, as the driver keeps them on a device: cond_buffers,
+    # from the chunk's prep to the end of its sampling), and the run's buffers (dev_buffers): the captions (one per
+    # chunk), the CLIP tokens, the CLIP frame, x and the velocity. The measured forward's inputs are x, one caption,
+    # the CLIP tokens, y, the buffer and the velocity.
+    T, hw = _core.dit_framepack(layout)["total_frames"], h * w
+    cond = BF16 * (cfg["in_dim"] - cfg["out_dim"] + cfg["cam_dim"] // 4 + cfg["buffer_embed_dim"] // 16) * T * hw
+    driver = dit["io_bytes"] - cond + (n_chunks - 1) * text + 3 * H * W * 4
+    vz, zc, vae_w = net["vae"]
+    vae = vae_plan(dim=vz, z_dim=zc, height=H, width=W, frames=1 + per_chunk, precision="bf16")
+    enc, dec = vae["encode_stream"], vae["decode_stream"]
+    # a session reserves its arena with 1/8 headroom over the push's measured need (vae_session.c push)
+    enc_arena = enc["arena_peak"] + enc["arena_peak"] // 8
+    dec_arena = dec["arena_peak"] + dec["arena_peak"] // 8
+    dh, dw = _da3_size(H, W)
+    da3_w, da3_a1 = net["da3"](1, dh, dw, False)
+    _, da3_aw = net["da3"](DEPTH_WINDOW, dh, dw, True)
+    # fp8: the e4m3 codes of a block Linear's input (one byte per element of the widest input, the FFN's second
+    # layer) with one f32 scale per token (lyra_op_quantize_fp8_rows, in the DiT's arena), and the f32 sums tile
+    # of the CUDA FP8 GEMM (64 MiB at most, csrc/nn/cuda/cuda_fp8.cu); the activations themselves are the
+    # measured (unquantized) forward's.
+    fp8_copy = dit["tokens"] * (cfg["ffn_dim"] + 4) + (64 << 20) if dit_dtype == "fp8" else 0
+    return {
+        "n_chunks": n_chunks, "dit": dit, "dit_fixed": fixed + net["adapter_bytes"], "dit_block": block, "layers": cfg["num_layers"],
+        "fp8_copy": fp8_copy, "driver": driver, "cond": cond, "negative": text, "text_out": text,
+        "umt5": net["umt5"], "clip": net["clip"], "moge": net["moge"],
+        "vae_w": vae_w, "enc_cache": enc["cache_bytes"], "dec_cache": dec["cache_bytes"], "enc_arena": enc_arena,
+        "dec_arena": dec_arena, "pix": 3 * 4 * H * W * 4,
+        "da3_w": da3_w, "da3_a1": da3_a1, "da3_aw": da3_aw,
+        "da3_pix1": 3 * dh * dw * 4, "da3_pixw": DEPTH_WINDOW * 3 * dh * dw * 4,
+    }
+
+
+def _prep_stage(c):
+    """The device memory of the chunk-input assembly beyond what stays through the loop: the chunk's y and buffer it
+    fills (bf16), and today the fresh encodes of the warped chunk and the spatial images (a new encoder stream
+    each: its caches and its arena, ar_driver.c fresh_encode); the warps and the slot assembly run on the host.
+    Device buffers the assembly comes to use belong here."""
+    return {"chunk condition": c["cond"], "fresh vae encode caches": c["enc_cache"],
+            "fresh vae encode activations": c["enc_arena"]}
+
+
+def _stages(c, resident, keep_da3, first_frame_depth):
+    """{stage: {what: bytes}} for a DiT with `resident` attention blocks on the device (the rest streamed through
+    two block buffers), DA3 kept resident (its weights and its largest arena, the depth window's) or loaded per
+    call. Each stage lists what is allocated on the device while it runs, as the code allocates and frees it."""
+    streamed = c["layers"] - resident
+    dit_w = c["dit_fixed"] + resident * c["dit_block"] + (2 * c["dit_block"] if streamed else 0)
+    # the depth window runs after every chunk but the last; a resident DA3 keeps the largest arena it reserved
+    updates = c["n_chunks"] > 1
+    da3_arena = c["da3_aw"] if updates else (c["da3_a1"] if first_frame_depth else 0)
+    da3 = {"da3 weights": c["da3_w"], "da3 activations": da3_arena} if keep_da3 else {}
+    # through the chunk loop (placed once; the driver's buffers and the VAE streams' caches for the run)
+    # (the VAE streams' caches are parked in host memory outside their own phases, ar_driver.c vae_phase and
+    # release_scratch)
+    loop = dict({"dit weights": dit_w, "clip weights": c["clip"][0], "clip activations": c["clip"][1],
+                 "negative prompt": c["negative"], "vae weights": c["vae_w"], "run buffers": c["driver"],
+                 "decoded frames": c["pix"]}, **da3)
+    before = {"da3 weights": c["da3_w"], "da3 activations": c["da3_a1"]} if keep_da3 and first_frame_depth else {}
+    st = {
+        # umT5 runs before the other networks are placed (a resident DA3 is placed first, with its
+        # first-frame arena)
+        "text": dict({"umt5 weights": c["umt5"][0], "umt5 activations": c["umt5"][1],
+                      "caption embedding": c["text_out"]}, **before),
+        "prep": dict(loop, **_prep_stage(c)),
+        "clip": dict(loop),
+        "dit": dict(loop, **{"chunk condition": c["cond"], "dit activations": c["dit"]["arena_peak"]},
+                    **({"fp8 activation copy": c["fp8_copy"]} if c["fp8_copy"] else {})),
+        # the chunk's decode, then its re-encode (and the priming before chunk 1: encode, then decode), each stream
+        # alone on the device with its caches and arena (ar_driver.c vae_phase parks the other's in host memory)
+        "vae_decode": dict(loop, **{"vae decoder caches": c["dec_cache"], "vae decode activations": c["dec_arena"]}),
+        "vae_encode": dict(loop, **{"vae encoder caches": c["enc_cache"], "vae encode activations": c["enc_arena"]}),
+    }
+    if updates:
+        st["depth_update"] = dict(loop, **{"da3 weights": c["da3_w"], "da3 activations": c["da3_aw"],
+                                           "da3 pixels": c["da3_pixw"]})
+    if first_frame_depth:
+        st["depth"] = {"da3 weights": c["da3_w"], "moge weights": c["moge"][0], "da3 activations": c["da3_a1"],
+                       "moge activations": c["moge"][1], "da3 pixels": c["da3_pix1"]}
+    order = ("text", "depth", "prep", "clip", "dit", "vae_decode", "vae_encode", "depth_update")
+    for k in st:
+        st[k]["allocation rounding"] = ALLOC_ROUNDING
+    return {k: (sum(st[k].values()), st[k]) for k in order if k in st}
+
+
+def _plan(net, H, W, num_frames, dit_dtype, max_gpu_memory, label, first_frame_depth=True):
+    """The plan of a run of the networks `net` at H x W: a dict with "dit" (configuration, FramePack layout; its
+    forward is measured), "clip_tokens", "text_dim", "adapter_bytes" (LoRA adapters beside the weights), "umt5",
+    "clip", "moge" ((weight bytes, arena bytes) each), "da3" (a function (views, h, w, poses) -> (weight bytes,
+    arena bytes)) and "vae" ((dim, z_dim, weight bytes)). _released_networks gives the released checkpoint's,
+    lyra2.testing.run_networks any folder's. first_frame_depth: the first frame's depth is estimated (DA3 + MoGe)
+    rather than given."""
+    c = _costs(net, H, W, num_frames, dit_dtype)
+    layers, block = c["layers"], c["dit_block"]
+
+    # Preference: as many DiT blocks resident as fit (they run 4 to 56 times per chunk), then DA3 resident
+    # (it runs once per chunk). Without a budget the run keeps every block and DA3 resident
+    # (lyra2.generate._da3_for_run: the device's memory is the limit).
+    budget = None if max_gpu_memory is None else int(float(max_gpu_memory) * GB)
+    choice = None
+    for resident in range(layers, -1, -1):
+        for keep_da3 in (True, False) if budget is not None else (True,):
+            stages = _stages(c, resident, keep_da3, first_frame_depth)
+            peak = max(v[0] for v in stages.values())
+            if budget is None or peak <= budget:
+                choice = (resident, keep_da3, stages, peak)
+                break
+        if choice:
+            break
+    if choice is None:
+        stages = _stages(c, 0, False, first_frame_depth)
+        minimum = max(v[0] for v in stages.values())
+        worst = max(stages, key=lambda k: stages[k][0])
+        minimum_gb = math.ceil(minimum / GB * 100) / 100   # rounded up: the printed minimum is a valid budget
+        raise ValueError(f"max_gpu_memory: {max_gpu_memory!r} GB is below the minimum of {minimum_gb:.2f} GB for "
+                         f"{label} with dit_dtype={dit_dtype!r} (every DiT block streamed, DA3 loaded per call; "
+                         f"the largest stage is {worst!r})")
+    resident, keep_da3, stages, peak = choice
+    streamed = layers - resident
+    dit = c["dit"]
+    return {
+        "num_frames": int(num_frames), "dit_dtype": dit_dtype, "max_gpu_memory": max_gpu_memory,
+        "peak_bytes": int(peak),
+        "stage_peaks": {k: int(v[0]) for k, v in stages.items()},
+        "stages": {k: {n: int(b) for n, b in v[1].items()} for k, v in stages.items()},
+        "resident_blocks": resident, "streamed_blocks": streamed,
+        "stream_buffer_bytes": int(2 * block if streamed else 0), "pinned_host_bytes": int(streamed * block),
+        "da3_resident": keep_da3,
+        "dit": {"tokens": dit["tokens"], "arena_bytes": dit["arena_peak"], "input_bytes": dit["io_bytes"],
+                "weight_bytes": int(c["dit_fixed"] + layers * block), "block_bytes": int(block), "flops": dit["flops"],
+                "params": dit["matrix_elems"] + dit["vector_elems"]},
+        "weights": {"dit": int(c["dit_fixed"] + layers * block), "umt5": c["umt5"][0], "clip": c["clip"][0],
+                    "vae": c["vae_w"], "da3": c["da3_w"], "moge": c["moge"][0]},
+    }
 
 
 def memory_plan(resolution="480p", num_frames=81, dit_dtype="bf16", max_gpu_memory=None) -> dict:
@@ -190,68 +340,10 @@ def memory_plan(resolution="480p", num_frames=81, dit_dtype="bf16", max_gpu_memo
     the minimum."""
     _check_args(resolution, num_frames, dit_dtype, max_gpu_memory)
     H, W = _frame_size(resolution)
-    h, w = H // 8, W // 8
-    dit = _core.dit_measure(DIT_14B, DIT_LAYOUT, h, w, CLIP_TOKENS, "bf16", "cuda")
-    fixed, block = _dit_weights(dit, dit_dtype)
-    layers = DIT_14B["num_layers"]
-    net = _network_costs((H, W))
-    # Device state that lives through the chunk loop: the history latents of every generated frame (f32,
-    # 16 channels, one latent per 4 frames), the text embeddings of prompt and negative prompt, the velocity
-    # pair of CFG and the sampler's latent.
-    latents = 1 + (int(num_frames) - 1) // 4
-    new = 16 * 20 * h * w * 4
-    chunk = 16 * latents * h * w * 4 + 2 * TEXT_TOKENS * DIT_14B["text_dim"] * 4 + 3 * new
-    # fp8: the e4m3 codes of a block Linear's input (one byte per element of the widest input, the FFN's second
-    # layer) with one f32 scale per token (lyra_op_quantize_fp8_rows, in the DiT's arena), and the f32 sums tile
-    # of the CUDA FP8 GEMM (64 MiB at most, csrc/nn/cuda/cuda_fp8.cu); the activations themselves are the
-    # measured (unquantized) forward's.
-    fp8_copy = dit["tokens"] * (DIT_14B["ffn_dim"] + 4) + (64 << 20) if dit_dtype == "fp8" else 0
-
-    def plan_for(resident, keep_da3):
-        streamed = layers - resident
-        buffers = 2 * block if streamed else 0
-        stages = _stages(fixed + buffers, resident * block, net, dit, chunk, keep_da3, fp8_copy)
-        return stages, buffers
-
-    # Preference: as many DiT blocks resident as fit (they run 4 to 56 times per chunk), then DA3 resident
-    # (it runs once per chunk). Without a budget: every block resident, DA3 loaded per call (the smallest
-    # fully resident peak).
-    budget = None if max_gpu_memory is None else int(float(max_gpu_memory) * GB)
-    choice = None
-    for resident in range(layers, -1, -1):
-        for keep_da3 in ((True, False) if budget is not None else (False,)):
-            stages, buffers = plan_for(resident, keep_da3)
-            peak = max(v[0] for v in stages.values())
-            if budget is None or peak <= budget:
-                choice = (resident, keep_da3, stages, buffers, peak)
-                break
-        if choice:
-            break
-    if choice is None:
-        stages, _ = plan_for(0, False)
-        minimum = max(v[0] for v in stages.values())
-        worst = max(stages, key=lambda k: stages[k][0])
-        minimum_gb = math.ceil(minimum / GB * 100) / 100   # rounded up: the printed minimum is a valid budget
-        raise ValueError(f"max_gpu_memory: {max_gpu_memory!r} GB is below the minimum of {minimum_gb:.2f} GB for "
-                         f"{resolution if isinstance(resolution, str) else f'{H}x{W}'} with dit_dtype={dit_dtype!r} (every DiT block streamed, DA3 loaded per call; "
-                         f"the largest stage is {worst!r})")
-    resident, keep_da3, stages, buffers, peak = choice
-    streamed = layers - resident
-    return {
-        "resolution": resolution if isinstance(resolution, str) else (H, W), "num_frames": int(num_frames), "dit_dtype": dit_dtype,
-        "max_gpu_memory": max_gpu_memory,
-        "peak_bytes": int(peak),
-        "stage_peaks": {k: int(v[0]) for k, v in stages.items()},
-        "stages": {k: {n: int(b) for n, b in v[1].items()} for k, v in stages.items()},
-        "resident_blocks": resident, "streamed_blocks": streamed,
-        "stream_buffer_bytes": int(buffers), "pinned_host_bytes": int(streamed * block),
-        "da3_resident": keep_da3,
-        "dit": {"tokens": dit["tokens"], "arena_bytes": dit["arena_peak"], "input_bytes": dit["io_bytes"],
-                "weight_bytes": int(fixed + layers * block), "block_bytes": int(block), "flops": dit["flops"],
-                "params": dit["matrix_elems"] + dit["vector_elems"]},
-        "weights": {"dit": int(fixed + layers * block), "umt5": net["umt5"][0], "clip": net["clip"][0],
-                    "vae": net["vae"][0], "da3": net["da3"][0], "moge": net["moge"][0]},
-    }
+    label = resolution if isinstance(resolution, str) else f"{H}x{W}"
+    plan = _plan(_released_networks(H, W), H, W, num_frames, dit_dtype, max_gpu_memory, label)
+    plan["resolution"] = resolution if isinstance(resolution, str) else (H, W)
+    return plan
 
 
 def format_memory_plan(plan) -> str:

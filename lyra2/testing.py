@@ -37,7 +37,7 @@ from .io import save_safetensors
 
 __all__ = ["make_tiny_checkpoint", "TINY", "vae_tensor_shapes", "dit_tensor_shapes", "umt5_tensor_shapes",
            "clip_tensor_shapes", "da3_tensor_shapes", "da3_gs_tensor_shapes", "moge_tensor_shapes", "tiny_spm_model",
-           "emulated_cuda_stats", "emulated_cuda_reset", "emulated_cuda_transfers"]
+           "emulated_cuda_stats", "emulated_cuda_reset", "emulated_cuda_transfers", "run_networks"]
 
 LAYOUT = "f1k1f4s2f1s1f16k4f2k2f1k1_g20"
 TINY = {
@@ -568,3 +568,37 @@ def emulated_cuda_transfers():
 
     log, _ = _core.emulated_cuda_transfers()
     return log
+
+
+# ---------------------------------------------------------------- memory plans of any checkpoint
+
+def run_networks(folder):
+    """The byte terms lyra2.memory's planner takes (``lyra2.memory._plan``; ``memory_plan`` builds those of the
+    released sizes) for the networks of a converted checkpoint folder, e.g. a tiny one: the DiT's configuration and
+    layout (its forward is measured by the planner), umT5's and CLIP's cost models in their device precision, DA3's
+    cost model with the weight bytes a bf16 placement gives its loaded tensors, the VAE's width, and the LoRA
+    adapters the generate models keep beside their bf16 weights. MoGe is left out (runs given ``depth=`` do not
+    load it)."""
+    import importlib
+
+    from . import checkpoint, io
+    from .memory import _pair, _numel
+    from .models.clip import CLIPVision, clip_cost
+    from .models.depth import DepthAnything3
+    from .models.umt5 import UMT5Encoder, umt5_cost
+
+    gen = importlib.import_module("lyra2.generate")
+    comps = checkpoint.components(folder)
+    info = gen.load_models(folder, "cpu")[1]   # the generate models' summary (their LoRA adapters, DiT configuration)
+    layout = io.safetensors_info(comps["dit"])["metadata"].get("framepack_type", gen.DEFAULT_LAYOUT)
+    t5 = umt5_cost(UMT5Encoder(comps["umt5"]).config, 512, precision="bf16")
+    cc = CLIPVision(comps["clip"]).config
+    clip = clip_cost(cc, precision="f16")
+    da3 = DepthAnything3(comps["da3"])
+    grid = cc["image_size"] // cc["patch"]
+    vz = info["vae_dim"]
+    return {"dit": (info["dit_config"], layout), "clip_tokens": grid * grid + 1, "text_dim": info["text_dim"],
+            "adapter_bytes": info["adapter_bytes"], "umt5": (t5["params"] * 2, t5["arena_bytes"]),
+            "clip": (clip["params"] * 2, clip["arena_bytes"]),
+            "da3": lambda views, h, w, poses: _pair(da3.plan(views, h, w, poses, "bf16")), "moge": (0, 0),
+            "vae": (vz, 16, sum(_numel(s) for _, s in vae_tensor_shapes(vz, 16)) * 2)}

@@ -92,15 +92,19 @@ def test_bf16_policy_within_its_tolerance(ckpt, image, depth, cpu_runs, emulated
 # up is a weight upload, which happens at placement only.
 PER_CALL = {("upload", "latent x"), ("download", "velocity"),
             ("upload", "time sinusoid")}   # the DiT's host-built time features (1 KB)
-PER_CHUNK = {("upload", "condition y"), ("upload", "correspondence buffer"), ("upload", "clip frame")}
+# The RoPE table (10 MB at 480p) is rebuilt in the DiT's arena once per chunk: the driver gives that arena back after
+# the chunk's sampling, so the VAE decode and the depth window do not sit beside it (lyra2.memory_plan).
+PER_CHUNK = {("upload", "condition y"), ("upload", "correspondence buffer"), ("upload", "clip frame"),
+             ("upload", "rope angles")}
 PER_RUN = {("upload", "text embeddings")}  # the captions' (cached after the first run with them: no umT5 at all)
 # A run with a caption not seen before loads umT5 onto the device for it and frees it before the chunks.
 NEW_CAPTION = {("upload", "umT5 encoder weights"), ("upload", "umT5 ids"), ("upload", "umT5 mask"),
                ("upload", "umT5 buckets"), ("download", "caption embedding")}
-# The VAE streams take host frames (their pushes upload the frames, download latents/frames); the depth window
+# The VAE streams take host frames (their pushes upload the frames, download latents/frames) and park their causal
+# caches in host memory outside their own phase (down when parked, up at the stream's next push); the depth window
 # runs DA3 through its Python class on the device (pixels and a few per-call tensors).
 VAE = {("upload", "Wan VAE video"), ("upload", "Wan VAE latents"), ("download", "Wan VAE mu"), ("download", "decoded frames"),
-       ("download", "Wan VAE frames")}
+       ("download", "Wan VAE frames"), ("upload", "Wan VAE cache"), ("download", "Wan VAE cache")}
 
 
 def test_transfers_of_a_run(ckpt, image, depth, emulated):
@@ -121,11 +125,20 @@ def test_transfers_of_a_run(ckpt, image, depth, emulated):
         assert count[k] == chunks, (k, count[k])
     for k in PER_RUN:
         assert count[k] == 1, (k, count[k])
-    # the RoPE table is built once per latent grid and stays in the DiT's arena (none in a second run)
-    assert count[("upload", "rope angles")] == 0
-    # the re-encode reads the decoded frames in the VAE's memory: frames go up only for the fresh encodes of the
-    # chunk inputs (the buffer warp and the spatial images), never the decoded ones
-    assert count[("download", "decoded frames")] == chunks * info_new_latents(ckpt), count
+    # the chunk decodes into the VAE's memory and each latent's frames come down once; the re-encode then takes
+    # them from the host, 4 per push (upstream's order: decode the chunk, then re-encode it)
+    G = info_new_latents(ckpt)
+    assert count[("download", "decoded frames")] == chunks * G, count
+    video = [b for d, b, name in log if (d, name) == ("upload", "Wan VAE video")]
+    assert sum(b == 4 * 3 * H * W * 2 for b in video) >= chunks * G   # 4 frames in the VAE's bf16
+    # each stream's caches are parked once per chunk and once after the priming, and come back once per chunk:
+    # the bytes of the two streams' caches (lyra2.memory's dry walk of the VAE, in bf16)
+    vplan = lyra2.models.vae.memory_plan(dim=gen.load_models(ckpt, "cuda")[1]["vae_dim"], height=H, width=W,
+                                         frames=81, precision="bf16")
+    caches = vplan["encode_stream"]["cache_bytes"] + vplan["decode_stream"]["cache_bytes"]
+    down = sum(b for d, b, name in log if (d, name) == ("download", "Wan VAE cache"))
+    up = sum(b for d, b, name in log if (d, name) == ("upload", "Wan VAE cache"))
+    assert (down, up) == ((chunks + 1) * caches, chunks * caches), (down, up, caches)
     assert count[("download", "Wan VAE frames")] == 0  # the decoder's priming output stays on the device
     assert not [k for k in count if "weights" in k[1] or "LoRA" in k[1] or "negative" in k[1]], count
     unexplained = {k for k in count if k not in PER_CALL | PER_CHUNK | PER_RUN | VAE and not k[1].startswith("DA3")
@@ -144,6 +157,11 @@ def test_transfers_of_a_run(ckpt, image, depth, emulated):
     # the per-call latent is the sampler's state only: (C, T, h, w) f32 up, (C, G, h, w) down
     sizes = {(d, name): b for d, b, name in log}
     assert sizes[("download", "velocity")] == 4 * 16 * info_new_latents(ckpt) * (H // 8) * (W // 8)
+    # the condition and the buffer go up in bf16 (the DiT's bf16 policy stores them so, as upstream does): half the
+    # bytes of their f32 host arrays
+    info = gen.load_models(ckpt, "cuda")[1]
+    T = info["history_latents"] + info["new_latents"]
+    assert sizes[("upload", "condition y")] == 2 * (4 + 16 + 384) * T * (H // 8) * (W // 8)
 
 
 def info_new_latents(ckpt):

@@ -108,20 +108,54 @@ def test_measure_validates_the_configuration():
 
 
 def test_plan_fully_resident_480p():
-    p = lyra2.memory_plan()
+    p = lyra2.memory_plan(num_frames=161)
     assert p["resident_blocks"] == 40 and p["streamed_blocks"] == 0 and p["stream_buffer_bytes"] == 0
-    assert set(p["stage_peaks"]) == {"text", "depth", "clip", "vae_encode", "dit", "vae_decode", "depth_update"}
+    assert list(p["stage_peaks"]) == ["text", "depth", "prep", "clip", "dit", "vae_decode", "vae_encode",
+                                      "depth_update"]
     assert p["peak_bytes"] == max(p["stage_peaks"].values())
     for k, parts in p["stages"].items():
         assert p["stage_peaks"][k] == sum(parts.values())
     # umT5 is never resident beside the DiT
     assert "umt5 weights" in p["stages"]["text"] and "dit weights" not in p["stages"]["text"]
     assert all("umt5 weights" not in p["stages"][k] for k in p["stages"] if k != "text")
+    # the arenas the driver gives back between phases are counted in their own stage only
+    assert [k for k in p["stages"] if "dit activations" in p["stages"][k]] == ["dit"]
+    assert [k for k in p["stages"] if "vae decode activations" in p["stages"][k]] == ["vae_decode"]
+    # each VAE stream's caches only in its own phase (parked in host memory otherwise); y and the buffer from the
+    # chunk's prep to its sampling
+    assert [k for k in p["stages"] if "vae decoder caches" in p["stages"][k]] == ["vae_decode"]
+    assert [k for k in p["stages"] if "vae encoder caches" in p["stages"][k]] == ["vae_encode"]
+    assert [k for k in p["stages"] if "chunk condition" in p["stages"][k]] == ["prep", "dit"]
+    # without a budget the run keeps DA3 resident (lyra2.generate._da3_for_run), with its window arena
+    assert p["da3_resident"] and p["stages"]["dit"]["da3 activations"] == p["stages"]["depth_update"]["da3 activations"]
     dit = p["stages"]["dit"]
     m = _core.dit_measure(DIT_14B, DIT_LAYOUT, 60, 104, 257, "bf16", "cuda")
     assert dit["dit weights"] == m["weight_bytes"] and dit["dit activations"] == m["arena_peak"]
     assert p["dit"]["tokens"] == 38246
-    assert 30e9 < p["peak_bytes"] < 48e9
+    # the driver's buffers: the measured forward's inputs (y and the buffer in bf16 on the device), one caption
+    # per chunk (2 here) and the CLIP frame
+    fp = lyra2.models.dit.framepack_layout(DIT_LAYOUT, (60, 104))
+    T, hw, Cb = fp["total_frames"], 60 * 104, DIT_14B["buffer_embed_dim"] // 16
+    cond = 2 * (404 + Cb) * T * hw
+    assert m["io_bytes"] == 4 * (16 * T * hw + 512 * 4096 + 257 * 1280 + 16 * 20 * hw) + cond
+    assert dit["chunk condition"] == cond
+    assert dit["run buffers"] == m["io_bytes"] - cond + 512 * 4096 * 4 + 3 * 480 * 832 * 4
+    assert 40e9 < p["peak_bytes"] < 50e9
+    # 81 frames: one chunk, no depth-window update
+    assert "depth_update" not in lyra2.memory_plan()["stages"]
+
+
+def test_480p_bf16_fits_40_gb_with_every_dit_block_resident():
+    """Issue 14's target: at 480p in bf16 a 40 GB budget keeps all 40 DiT blocks on the device (DA3 loaded for its
+    calls). Runs past one chunk add the depth-window update, where the resident DiT beside DA3 and its 10-view
+    arena alone come close to 40 GB: there the plan streams a few blocks."""
+    p = lyra2.memory_plan("480p", 81, "bf16", 40)
+    assert p["resident_blocks"] == 40 and p["streamed_blocks"] == 0 and not p["da3_resident"]
+    assert p["peak_bytes"] <= 40 * GB
+    p2 = lyra2.memory_plan("480p", 161, "bf16", 40)
+    assert p2["peak_bytes"] <= 40 * GB and 0 < p2["streamed_blocks"] <= 4
+    upd = p2["stages"]["depth_update"]
+    assert upd["da3 weights"] + upd["da3 activations"] + p["weights"]["dit"] > 39e9
 
 
 def test_plan_720p_is_reported():
@@ -130,9 +164,14 @@ def test_plan_720p_is_reported():
     assert p["peak_bytes"] > lyra2.memory_plan()["peak_bytes"]
 
 
+def test_fp8_480p_one_chunk_fits_24_gb_fully_resident():
+    p = lyra2.memory_plan(dit_dtype="fp8", max_gpu_memory=24)
+    assert p["peak_bytes"] <= 24 * GB and p["resident_blocks"] == 40 and not p["da3_resident"]
+
+
 @pytest.mark.parametrize("dtype", ["bf16", "fp8"])
 def test_plan_streams_within_24_gb(dtype):
-    p = lyra2.memory_plan(dit_dtype=dtype, max_gpu_memory=24)
+    p = lyra2.memory_plan(num_frames=161, dit_dtype=dtype, max_gpu_memory=24)
     assert p["peak_bytes"] <= 24 * GB
     assert p["streamed_blocks"] > 0 and p["resident_blocks"] + p["streamed_blocks"] == 40
     blk = p["dit"]["block_bytes"]
@@ -438,3 +477,23 @@ def test_clip_arena_is_measured_and_the_cost_model_bounds_it():
     bound = _core.clip_plan(clip.config, 2)["arena_bytes"]
     assert peak <= bound
     print(f"CLIP tiny B=2: measured arena {peak} bytes, cost model {bound} bytes")
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_da3_arena_is_measured_and_the_cost_model_bounds_it(device, monkeypatch):
+    """DA3's forward measured on the measuring backend (lyra_da3_arena_measure) against the cost model the forward
+    reserves and the memory plan counts (lyra_da3_arena_bytes): the model bounds the measurement, for one view
+    without poses and the depth window's 10 views with poses, on the CPU (f32) and on the emulated device (bf16
+    autocast). Measured on the golden tiny model at 28 x 42: 405 856 vs 465 984 bytes (1 view), 447 328 vs
+    606 848 bytes (10 views): the cost model reserves 15 % and 36 % more than the forward uses."""
+    from lyra2.models.depth import DepthAnything3
+
+    if device == "cuda":
+        monkeypatch.setenv("LYRA2_EMULATED_CUDA", "1")
+    weights = {"model." + k: v for k, v in np.load(f"{DATA}/da3_tiny_weights.npz").items()}
+    d = DepthAnything3(weights, device=device, metric_heads=3, cam_enc_heads=2, taps=(3, 5, 7, 9),
+                       metric_taps=(1, 2, 4, 5))
+    for views, poses in ((1, False), (10, True)):
+        measured, model = _core.da3_arena(d._net, views, 28, 42, poses)
+        assert 0 < measured <= model
+        print(f"DA3 tiny {device} {views} view(s): measured arena {measured} bytes, cost model {model} bytes")

@@ -131,6 +131,10 @@ typedef struct lyra_da3_out {
 lyra_status lyra_da3_forward(const lyra_da3 *m, lyra_backend *be, lyra_arena *a, const lyra_tensor *pixels,
                              const float *ext, const float *K, lyra_da3_out *out, lyra_da3_trace *trace);
 size_t lyra_da3_arena_bytes(const lyra_da3 *m, int64_t S, int64_t h, int64_t w);
+/* The arena one call on S views of h x w (with poses or not) really uses, from running the forward on the measuring
+ * backend presenting `device` (da3_measure.c); lyra_da3_arena_bytes bounds it. */
+lyra_status lyra_da3_arena_measure(const lyra_da3 *m, lyra_device device, int64_t S, int64_t h, int64_t w, int poses,
+                                   size_t *need);
 
 /* The nested merge alone (upstream DA3net:499-567, DA3aln) on host arrays: scales metric_depth in place by mean focal /
  * 300, fits σ, scales depth and the extrinsics' translations, fills sky. Fails (LYRA_ERR_ARG) with <= 10 non-sky

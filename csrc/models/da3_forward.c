@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "models/da3.h"
+#include "nn/measure/measure.h"
 #include "nn/ops.h"
 
 size_t lyra_da3_arena_bytes(const lyra_da3 *m, int64_t S, int64_t h, int64_t w) {
@@ -232,7 +233,8 @@ lyra_status lyra_da3_forward(const lyra_da3 *m, lyra_backend *be, lyra_arena *a,
     if (s == LYRA_OK) s = heads_per_view(&m->metric_head, be, a, mt, gh, gw, h, w, met, out->sky, NULL);
     lyra_arena_reset(a, mark0);
     if (s == LYRA_OK && tr && tr->met_depth) memcpy(tr->met_depth, met, sizeof(float) * (size_t)(S * h * w));
-    if (s == LYRA_OK)
+    /* the merge is host arithmetic on the downloaded maps: a measured forward (da3_measure.c) has none to merge */
+    if (s == LYRA_OK && !lyra_backend_is_measuring(be))
         s = lyra_da3_merge(S, h, w, out->depth, out->conf, met, out->sky, out->extrinsics, out->intrinsics, tr,
                            &out->scale);
     free(met);

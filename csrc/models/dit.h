@@ -198,8 +198,8 @@ typedef struct lyra_dit_inputs {
     double t;                  /* timesteps_B_T[0, 0], flow time in [0, 1000] */
     const lyra_tensor *text;   /* crossattn_emb (1, 512, text_dim) */
     const lyra_tensor *clip;   /* frame_cond_crossattn_emb_B_L_D (1, Lc, clip_dim), Lc = 257 */
-    const lyra_tensor *y;      /* y_B_C_T_H_W (1, in_dim − out_dim + cam_channels, T, H, W) */
-    const lyra_tensor *buffer; /* y_buffer_B_C_T_H_W (1, buffer_in_dim, T, H, W) */
+    const lyra_tensor *y;      /* y_B_C_T_H_W (1, in_dim − out_dim + cam_channels, T, H, W), f32 or bf16 */
+    const lyra_tensor *buffer; /* y_buffer_B_C_T_H_W (1, buffer_in_dim, T, H, W), f32 or bf16 */
 } lyra_dit_inputs;
 
 /* Called during the forward with intermediate tensors (contiguous, on the backend's device): "tokens" (1, L, D),
@@ -212,6 +212,11 @@ typedef void (*lyra_dit_probe_fn)(void *ctx, const char *name, const lyra_tensor
  * = the layout's total frames. */
 lyra_status lyra_dit_forward(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor *out, lyra_dit_probe_fn probe,
                              void *probe_ctx);
+/* Gives the activation arena of a model on a device back to its pool (the next forward reserves it again and
+ * rebuilds the RoPE table kept there). The generate driver calls it once a chunk's sampling is done, so the VAE
+ * decode and the depth window do not sit beside the DiT's activations (lyra2.memory_plan counts it so). A no-op on
+ * the CPU, where the arena is host memory reused by every forward. */
+void lyra_dit_arena_release(lyra_dit *m);
 
 /* RoPE angles of the packed sequence (upstream W:93-188, W:203-232, WL:586-596), host memory: phi (L, head_dim/2) for
  * the chunks of a latent grid, pooled history tokens getting the average of their cell's (replicate-padded) angles. */
@@ -223,7 +228,8 @@ void lyra_dit_rope_angles(float *phi, const lyra_fp_chunk *chunks, int n_chunks,
 typedef struct lyra_dit_measurement {
     int64_t tokens;            /* L: packed sequence length */
     size_t arena_peak;         /* activation arena high-water mark of one forward (bytes) */
-    size_t io_bytes;           /* the forward's inputs and output (x, text, clip, y, buffer, velocity), f32 */
+    size_t io_bytes;           /* the forward's inputs and output (x, text, clip, y, buffer, velocity): f32, y and the
+                                * buffer bf16 on a device (as the generate driver stores them) */
     size_t weight_bytes;       /* every parameter as the loader carves it (matrices in matrix_dtype, vectors f32) */
     size_t block_bytes;        /* one attention block's parameters, carved alike (all blocks have the same shapes) */
     int64_t matrix_elems, matrix_rows, vector_elems;       /* whole model: Linear weights, their rows, f32 vectors */

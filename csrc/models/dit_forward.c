@@ -7,10 +7,13 @@
 
 #include "models/dit_internal.h"
 
-/* Checks one input: f32, on the model's device, shape (want[0..ndim-1]); a want entry of -1 accepts any size >= 1. */
-static lyra_status check_input(const lyra_dit *m, const lyra_tensor *t, const char *arg, int ndim, const int64_t *want) {
+/* Checks one input: f32 (or, with bf16_ok, bf16), on the model's device, shape (want[0..ndim-1]); a want entry of
+ * -1 accepts any size >= 1. */
+static lyra_status check_input_as(const lyra_dit *m, const lyra_tensor *t, const char *arg, int ndim,
+                                  const int64_t *want, int bf16_ok) {
     if (!t || !t->data) return lyra_error(LYRA_ERR_ARG, "dit: %s is required", arg);
-    if (t->dtype != LYRA_DTYPE_F32) return lyra_error(LYRA_ERR_TYPE, "dit: %s must be float32", arg);
+    if (t->dtype != LYRA_DTYPE_F32 && !(bf16_ok && t->dtype == LYRA_DTYPE_BF16))
+        return lyra_error(LYRA_ERR_TYPE, "dit: %s must be float32%s", arg, bf16_ok ? " or bfloat16" : "");
     if (t->device != m->be.device) return lyra_error(LYRA_ERR_ARG, "dit: %s is not on the model's device", arg);
     int ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = want[i] < 0 ? t->ne[i] >= 1 : t->ne[i] == want[i];
@@ -25,6 +28,10 @@ static lyra_status check_input(const lyra_dit *m, const lyra_tensor *t, const ch
                           lyra_tensor_shape_str(t, got, sizeof got), exp);
     }
     return LYRA_OK;
+}
+
+static lyra_status check_input(const lyra_dit *m, const lyra_tensor *t, const char *arg, int ndim, const int64_t *want) {
+    return check_input_as(m, t, arg, ndim, want, 0);
 }
 
 /* The forward on m's backend and arena, which must already be large enough (lyra_dit_forward sizes it by
@@ -50,9 +57,11 @@ lyra_status dit_forward_run(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor 
     r.Hb = r.H / 2;
     r.Wb = r.W / 2;
     int64_t Cy = cfg->in_dim - cfg->out_dim + cfg->cam_channels;
-    LYRA_TRY(check_input(m, in->y, "y_B_C_T_H_W", 5, (int64_t[]){1, Cy, r.T, r.H, r.W}));
-    LYRA_TRY(check_input(m, in->buffer, "y_buffer_B_C_T_H_W", 5,
-                         (int64_t[]){1, cfg->buffer_in_dim, r.T, r.H, r.W}));
+    /* the condition and the correspondence buffer may be stored in bf16, as upstream keeps them on the GPU
+     * (dit_tokens.c widens each chunk's slots to f32 as it tokenizes them) */
+    LYRA_TRY(check_input_as(m, in->y, "y_B_C_T_H_W", 5, (int64_t[]){1, Cy, r.T, r.H, r.W}, 1));
+    LYRA_TRY(check_input_as(m, in->buffer, "y_buffer_B_C_T_H_W", 5, (int64_t[]){1, cfg->buffer_in_dim, r.T, r.H, r.W},
+                            1));
     LYRA_TRY(check_input(m, in->text, "crossattn_emb", 3, (int64_t[]){1, LYRA_DIT_TEXT_TOKENS, cfg->text_dim}));
     LYRA_TRY(check_input(m, in->clip, "frame_cond_crossattn_emb_B_L_D", 3, (int64_t[]){1, -1, cfg->clip_dim}));
     LYRA_TRY(check_input(m, out, "output", 5, (int64_t[]){1, cfg->out_dim, m->fp.n_new, r.H, r.W}));
@@ -101,4 +110,10 @@ lyra_status lyra_dit_forward(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor
     lyra_status st = dit_forward_run(m, in, out, probe, probe_ctx);
     if (st != LYRA_OK) m->rope_kept.data = NULL; /* a failed forward may have stopped mid-upload */
     return st;
+}
+
+void lyra_dit_arena_release(lyra_dit *m) {
+    if (m->be.device == LYRA_DEVICE_CPU || !m->arena.base) return;
+    lyra_backend_arena_free(&m->be, &m->arena);
+    m->rope_kept.data = NULL;
 }

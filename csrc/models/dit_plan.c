@@ -91,8 +91,11 @@ lyra_status lyra_dit_measure(const lyra_dit_config *cfg, const char *layout, int
     lyra_tensor x = lyra_tensor_5d(NULL, LYRA_DTYPE_F32, 1, c->out_dim, Tt, H, W);
     lyra_tensor text = lyra_tensor_3d(NULL, LYRA_DTYPE_F32, 1, LYRA_DIT_TEXT_TOKENS, c->text_dim);
     lyra_tensor clip = lyra_tensor_3d(NULL, LYRA_DTYPE_F32, 1, Lc, c->clip_dim);
-    lyra_tensor y = lyra_tensor_5d(NULL, LYRA_DTYPE_F32, 1, Cy, Tt, H, W);
-    lyra_tensor buf = lyra_tensor_5d(NULL, LYRA_DTYPE_F32, 1, c->buffer_in_dim, Tt, H, W);
+    /* the condition and the buffer as the generate driver stores them: bf16 on a device (upstream's bf16 inputs),
+     * f32 on the CPU */
+    const lyra_dtype cond = device == LYRA_DEVICE_CPU ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16;
+    lyra_tensor y = lyra_tensor_5d(NULL, cond, 1, Cy, Tt, H, W);
+    lyra_tensor buf = lyra_tensor_5d(NULL, cond, 1, c->buffer_in_dim, Tt, H, W);
     lyra_tensor v = lyra_tensor_5d(NULL, LYRA_DTYPE_F32, 1, c->out_dim, m.fp.n_new, H, W);
     lyra_tensor *all[] = {&x, &text, &clip, &y, &buf, &v};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) {

@@ -21,13 +21,28 @@ static lyra_status pad_end(dit_run *r, lyra_tensor *dst, const lyra_tensor *src,
     return lyra_op_pad(r->be, dst, src, pads, LYRA_PAD_REPLICATE);
 }
 
-/* Patch tokens of chunk c (upstream WL:555-803): replicate-pad to the patch, flatten (c slowest, w fastest), Linear. */
-static lyra_status patch_tokens(dit_run *r, const lyra_tensor *X, const lyra_fp_chunk *c) {
+/* The slots of chunk c of a (1, C, T, H, W) input, in f32: a view of an f32 input; a bf16 input (the driver stores
+ * the condition and the buffer in bf16 on a device, as upstream does) is widened into the arena, one chunk at a
+ * time, so the widened copy never holds more than the largest chunk's slots. */
+static lyra_status chunk_slots_f32(dit_run *r, lyra_tensor *dst, const lyra_tensor *in, const lyra_fp_chunk *c,
+                                   const char *what) {
+    lyra_tensor s;
+    LYRA_TRY(lyra_tensor_slice(&s, in, 2, c->slot0, c->slot0 + c->frames));
+    if (s.dtype == LYRA_DTYPE_F32) {
+        *dst = s;
+        return LYRA_OK;
+    }
+    LYRA_TRY(dit_alloc(r, dst, 5, s.ne, what));
+    return lyra_op_copy(r->be, dst, &s);
+}
+
+/* Patch tokens of chunk c (upstream WL:555-803) from xc, its slots of [x | y]: replicate-pad to the patch, flatten
+ * (c slowest, w fastest), Linear. */
+static lyra_status patch_tokens(dit_run *r, const lyra_tensor *xc, const lyra_fp_chunk *c) {
     const lyra_dit_linear *lin = c->kernel_id < 0 ? &r->m->w.patch : &r->m->w.clean[c->kernel_id];
-    lyra_tensor xc, xp, p, dst;
-    LYRA_TRY(lyra_tensor_slice(&xc, X, 2, c->slot0, c->slot0 + c->frames));
-    LYRA_TRY(pad_end(r, &xp, &xc, c->f * c->pt, c->h * c->ph, c->w * c->pw, "padded chunk"));
-    LYRA_TRY(dit_alloc(r, &p, 3, (int64_t[]){1, c->n_tokens, X->ne[1] * c->pt * c->ph * c->pw}, "patches"));
+    lyra_tensor xp, p, dst;
+    LYRA_TRY(pad_end(r, &xp, xc, c->f * c->pt, c->h * c->ph, c->w * c->pw, "padded chunk"));
+    LYRA_TRY(dit_alloc(r, &p, 3, (int64_t[]){1, c->n_tokens, xc->ne[1] * c->pt * c->ph * c->pw}, "patches"));
     LYRA_TRY(lyra_op_patchify(r->be, &p, &xp, c->pt, c->ph, c->pw, LYRA_PATCH_C_SLOWEST));
     LYRA_TRY(lyra_tensor_slice(&dst, &r->x, 1, c->token0, c->token0 + c->n_tokens));
     return dit_linear(r, &dst, &p, lin);
@@ -36,16 +51,15 @@ static lyra_status patch_tokens(dit_run *r, const lyra_tensor *X, const lyra_fp_
 /* Camera tokens of chunk c (upstream WL:661-667, WL:766-789). The 2×2 unshuffle of the Plücker channels is a (1, 2, 2)
  * patchify; history chunks then average-pool the token grid over (qt, qh, qw) after replicate-padding it (the time
  * padding repeats the last slot, WL:766-789). Pooling works channel-first on a permuted view of the tokens. */
-static lyra_status camera_tokens(dit_run *r, const lyra_tensor *cam5, const lyra_fp_chunk *c) {
+static lyra_status camera_tokens(dit_run *r, const lyra_tensor *cc, const lyra_fp_chunk *c) {
     int64_t C = r->m->cfg.cam_dim;
-    lyra_tensor cc, dst;
-    LYRA_TRY(lyra_tensor_slice(&cc, cam5, 2, c->slot0, c->slot0 + c->frames));
+    lyra_tensor dst;
     LYRA_TRY(lyra_tensor_slice(&dst, &r->camtok, 1, c->token0, c->token0 + c->n_tokens));
-    if (c->qt == 1 && c->qh == 1 && c->qw == 1) return lyra_op_patchify(r->be, &dst, &cc, 1, 2, 2, LYRA_PATCH_C_SLOWEST);
+    if (c->qt == 1 && c->qh == 1 && c->qw == 1) return lyra_op_patchify(r->be, &dst, cc, 1, 2, 2, LYRA_PATCH_C_SLOWEST);
 
     lyra_tensor q, grid, chw, padded, pooled, pooled_t, dst4;
     LYRA_TRY(dit_alloc(r, &q, 3, (int64_t[]){1, c->frames * r->Hb * r->Wb, C}, "camera tokens"));
-    LYRA_TRY(lyra_op_patchify(r->be, &q, &cc, 1, 2, 2, LYRA_PATCH_C_SLOWEST));
+    LYRA_TRY(lyra_op_patchify(r->be, &q, cc, 1, 2, 2, LYRA_PATCH_C_SLOWEST));
     LYRA_TRY(lyra_tensor_reshape(&grid, &q, 4, (int64_t[]){c->frames, r->Hb, r->Wb, C}));
     LYRA_TRY(lyra_tensor_permute(&chw, &grid, (int[]){3, 0, 1, 2}));
     LYRA_TRY(pad_end(r, &padded, &chw, c->f * c->qt, c->h * c->qh, c->w * c->qw, "padded camera grid"));
@@ -70,7 +84,7 @@ static lyra_status buffer_tokens(dit_run *r, const lyra_tensor *buf, const lyra_
         return lyra_op_fill(r->be, &val, 0.0f);
     }
     lyra_tensor bc, src, padded, p;
-    LYRA_TRY(lyra_tensor_slice(&bc, buf, 2, c->slot0, c->slot0 + c->frames));
+    LYRA_TRY(chunk_slots_f32(r, &bc, buf, c, "buffer slots"));
     src = bc;
     if (c->K > 1) {
         LYRA_TRY(dit_alloc(r, &src, 5, (int64_t[]){1, Cb, c->frames, r->H / c->K, r->W / c->K}, "pooled buffer"));
@@ -93,23 +107,27 @@ static lyra_status buffer_tokens(dit_run *r, const lyra_tensor *buf, const lyra_
 
 lyra_status dit_tokenize(dit_run *r, const lyra_dit_inputs *in) {
     const lyra_dit_config *cfg = &r->m->cfg;
-    size_t mark = lyra_arena_mark(r->a);
-    /* upstream WL:902-912: X = [x | y without its last cam_channels channels] (WL:827-828, WL:902-907). */
-    int64_t Cy = in->y->ne[1];
-    lyra_tensor X, ylat, cam5;
-    LYRA_TRY(dit_alloc(r, &X, 5, (int64_t[]){1, cfg->in_dim, r->T, r->H, r->W}, "x+y"));
-    LYRA_TRY(lyra_tensor_slice(&ylat, in->y, 1, 0, Cy - cfg->cam_channels));
-    LYRA_TRY(lyra_tensor_slice(&cam5, in->y, 1, Cy - cfg->cam_channels, Cy));
-    const lyra_tensor *parts[2] = {in->x, &ylat};
-    LYRA_TRY(lyra_op_concat(r->be, &X, parts, 2, 1));
+    /* upstream WL:902-912: X = [x | y without its last cam_channels channels] (WL:827-828, WL:902-907), built per
+     * chunk from its slots; the last cam_channels channels of y are the Plücker camera input. */
+    int64_t Cy = in->y->ne[1], Cx = in->x->ne[1];
     for (int k = 0; k < r->n_chunks; k++) {
+        const lyra_fp_chunk *c = &r->chunks[k];
         size_t m2 = lyra_arena_mark(r->a);
-        LYRA_TRY(patch_tokens(r, &X, &r->chunks[k]));
-        LYRA_TRY(camera_tokens(r, &cam5, &r->chunks[k]));
-        LYRA_TRY(buffer_tokens(r, in->buffer, &r->chunks[k]));
+        lyra_tensor yc, xc, X, Xx, Xy, ylat, cam;
+        LYRA_TRY(chunk_slots_f32(r, &yc, in->y, c, "condition slots"));
+        LYRA_TRY(lyra_tensor_slice(&xc, in->x, 2, c->slot0, c->slot0 + c->frames));
+        LYRA_TRY(lyra_tensor_slice(&ylat, &yc, 1, 0, Cy - cfg->cam_channels));
+        LYRA_TRY(lyra_tensor_slice(&cam, &yc, 1, Cy - cfg->cam_channels, Cy));
+        LYRA_TRY(dit_alloc(r, &X, 5, (int64_t[]){1, cfg->in_dim, c->frames, r->H, r->W}, "x+y"));
+        LYRA_TRY(lyra_tensor_slice(&Xx, &X, 1, 0, Cx));
+        LYRA_TRY(lyra_tensor_slice(&Xy, &X, 1, Cx, cfg->in_dim));
+        LYRA_TRY(lyra_op_copy(r->be, &Xx, &xc));
+        LYRA_TRY(lyra_op_copy(r->be, &Xy, &ylat));
+        LYRA_TRY(patch_tokens(r, &X, c));
+        LYRA_TRY(camera_tokens(r, &cam, c));
+        LYRA_TRY(buffer_tokens(r, in->buffer, c));
         lyra_arena_reset(r->a, m2);
     }
-    lyra_arena_reset(r->a, mark);
     dit_probe(r, "tokens", &r->x);
     dit_probe(r, "camera_tokens", &r->camtok);
     dit_probe(r, "buffer_tokens", &r->buftok);

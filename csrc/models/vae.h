@@ -60,6 +60,15 @@ lyra_status lyra_vae_plan_session(lyra_vae_session **out, const lyra_vae *vae, i
 /* Deep copy of the caches and counters (the GUI's undo snapshot, lyra2_ar_inference.py:683-798). */
 lyra_status lyra_vae_session_copy(lyra_vae_session **out, const lyra_vae_session *s);
 void lyra_vae_session_free(lyra_vae_session *s);
+/* Gives the session's activation arena back to its backend; the causal caches stay, and the next push reserves the
+ * arena again. The generate driver calls it between its VAE phases so the DiT and the depth window do not sit
+ * beside idle VAE temporaries (lyra2.memory_plan counts them so). */
+void lyra_vae_session_release_arena(lyra_vae_session *s);
+/* Moves the session's causal caches to host memory (page-locked on CUDA) and gives their device memory back; the
+ * next push brings them back first, so the stream goes on bit for bit. A no-op on the CPU backend. The generate
+ * driver parks its two streams outside the VAE phases, so the DiT's forward and the depth window do not sit beside
+ * them (3.0 GB at 480p in bf16, 2 × 3.0 GB of transfers per chunk). On failure nothing has moved. */
+lyra_status lyra_vae_session_park(lyra_vae_session *s);
 
 /* Frames a push of n_in frames returns, or LYRA_ERR_ARG naming the allowed counts. */
 lyra_status lyra_vae_session_out_frames(const lyra_vae_session *s, int64_t n_in, int64_t *n_out);

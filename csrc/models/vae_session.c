@@ -1,6 +1,7 @@
 /* Streaming sessions: frame-count rules, the push driver (two ping-pong stream buffers at the bottom of the
  * arena, each layer's temporaries above them), cache ownership, copies for undo, and dry planning sessions. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "models/vae_internal.h"
@@ -15,6 +16,9 @@ struct lyra_vae_session {
     int64_t B, H, W;              /* geometry of the pushed frames, fixed by the first push */
     int64_t frames_in;            /* frames pushed so far */
     vae_slot slots[VAE_MAX_SLOTS];
+    void *parked[VAE_MAX_SLOTS];  /* host memory (page-locked on CUDA) the caches are parked in, allocated at the
+                                   * first park and kept for the next ones (pinning GBs again every chunk is slow) */
+    int is_parked;                /* the caches are in parked[], not on the device */
     lyra_vae_stats stats;
 };
 
@@ -48,6 +52,8 @@ lyra_status lyra_vae_plan_session(lyra_vae_session **out, const lyra_vae *vae, i
 
 void lyra_vae_session_free(lyra_vae_session *s) {
     if (!s) return;
+    for (int i = 0; i < VAE_MAX_SLOTS; i++)
+        if (s->parked[i]) lyra_backend_host_release(&s->be, s->parked[i]);
     if (!s->dry)
         for (int i = 0; i < VAE_MAX_SLOTS; i++)
             if (s->slots[i].mem) s->be.ops->release(&s->be, s->slots[i].mem);
@@ -56,7 +62,62 @@ void lyra_vae_session_free(lyra_vae_session *s) {
     free(s);
 }
 
+void lyra_vae_session_release_arena(lyra_vae_session *s) {
+    if (s && !s->dry) lyra_backend_arena_free(&s->be, &s->arena);
+}
+
+/* The cache slot tensor i as a host tensor over `data` (for the park copies). */
+static lyra_tensor host_slot(const vae_slot *sl, void *data) {
+    lyra_tensor h = lyra_tensor_make(data, sl->t.dtype, sl->t.ndim, sl->t.ne);
+    h.name = "Wan VAE cache";
+    return h;
+}
+
+lyra_status lyra_vae_session_park(lyra_vae_session *s) {
+    if (!s || s->dry || s->is_parked || s->be.device == LYRA_DEVICE_CPU) return LYRA_OK;
+    for (int i = 0; i < VAE_MAX_SLOTS; i++) { /* copies first: on failure the device caches stay as they were */
+        vae_slot *sl = &s->slots[i];
+        if (!sl->mem) continue;
+        if (!s->parked[i] && !(s->parked[i] = lyra_backend_host_alloc(&s->be, lyra_tensor_nbytes(&sl->t), "Wan VAE cache")))
+            return LYRA_ERR_OOM;
+        lyra_tensor h = host_slot(sl, s->parked[i]);
+        sl->t.name = "Wan VAE cache";
+        LYRA_TRY(lyra_op_download(&s->be, &h, &sl->t));
+    }
+    for (int i = 0; i < VAE_MAX_SLOTS; i++)
+        if (s->slots[i].mem) {
+            s->be.ops->release(&s->be, s->slots[i].mem);
+            s->slots[i].mem = s->slots[i].t.data = NULL;
+        }
+    s->is_parked = 1;
+    return LYRA_OK;
+}
+
+/* Brings parked caches back to the device (before a push, a copy or a read of the caches). */
+static lyra_status unpark(lyra_vae_session *s) {
+    if (!s->is_parked) return LYRA_OK;
+    for (int i = 0; i < VAE_MAX_SLOTS; i++) {
+        vae_slot *sl = &s->slots[i];
+        if (!s->parked[i] || sl->mem) continue;
+        size_t bytes = lyra_tensor_nbytes(&sl->t);
+        if (!(sl->mem = s->be.ops->alloc(&s->be, bytes))) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", lyra_error_message());
+            return lyra_error(LYRA_ERR_OOM, "Wan VAE stream: cannot allocate %zu bytes on the %s device to bring its "
+                              "causal cache slot %d back (%s)", bytes, s->be.ops->name, i, why);
+        }
+        sl->t.data = sl->mem;
+        lyra_tensor h = host_slot(sl, s->parked[i]);
+        LYRA_TRY(lyra_op_upload(&s->be, &sl->t, &h));
+    }
+    s->is_parked = 0;
+    return LYRA_OK;
+}
+
 lyra_status lyra_vae_session_copy(lyra_vae_session **out, const lyra_vae_session *s) {
+    if (s->is_parked)
+        return lyra_error(LYRA_ERR_ARG, "Wan VAE stream copy: the stream's caches are parked in host memory; push to "
+                          "it (which brings them back) before copying it");
     lyra_vae_session *c;
     LYRA_TRY(session_alloc(&c, s->vae, s->decoder, s->dry, s->be.n_threads));
     c->B = s->B;
@@ -232,6 +293,7 @@ static lyra_status check_host(const lyra_vae_session *s, const lyra_tensor *t, c
 
 static lyra_status push(lyra_vae_session *s, const lyra_tensor *in, lyra_tensor *out) {
     push_plan pp;
+    LYRA_TRY(unpark(s));
     vae_shape sin = {in->ne[1], in->ne[2], in->ne[3], in->ne[4]};
     LYRA_TRY(plan_shapes(s, sin, &pp));
     if (!s->dry) {

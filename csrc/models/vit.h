@@ -111,6 +111,9 @@ lyra_status lyra_vit_wlist_place(lyra_vit_wlist *l, lyra_backend *be, void **mem
  * in each ViT's cfg.gemm dtype (lyra_backend_place_weights_as); everything else keeps its loaded dtype. */
 lyra_status lyra_vit_wlist_place_as(lyra_vit_wlist *l, lyra_backend *be, void **mem, const char *what,
                                     lyra_vit *const *vits, int n_vits);
+/* The bytes lyra_vit_wlist_place_as gives the loaded tensors of l (alignment included) when the listed ViTs' GEMM
+ * weights are stored as `gemm` (f32: every tensor keeps its loaded dtype). */
+size_t lyra_vit_wlist_placed_bytes(const lyra_vit_wlist *l, lyra_vit *const *vits, int n_vits, lyra_dtype gemm);
 /* Frees the spec array and the names (only after the loaded tensors are no longer used). */
 void lyra_vit_wlist_free(lyra_vit_wlist *l);
 /* cfg.gemm when t is one of m's GEMM weights (patch conv, qkv, proj, FFN matrices) and cfg.gemm is not f32, else

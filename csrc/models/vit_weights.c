@@ -52,14 +52,33 @@ lyra_status lyra_vit_wlist_place(lyra_vit_wlist *l, lyra_backend *be, void **mem
     return s;
 }
 
-int lyra_vit_gemm_weight(const lyra_vit *m, const lyra_tensor *t) {
-    if (m->cfg.gemm == LYRA_DTYPE_F32 || !t->data) return -1;
-    if (t == &m->patch_w) return (int)m->cfg.gemm;
+/* 1 when t is one of m's GEMM weights (patch conv, qkv, proj, FFN matrices). */
+static int is_gemm_weight(const lyra_vit *m, const lyra_tensor *t) {
+    if (t == &m->patch_w) return 1;
     for (int64_t i = 0; m->blocks && i < m->cfg.depth; i++) {
         const lyra_vit_block *b = &m->blocks[i];
-        if (t == &b->qkv_w || t == &b->proj_w || t == &b->fc1_w || t == &b->fc2_w) return (int)m->cfg.gemm;
+        if (t == &b->qkv_w || t == &b->proj_w || t == &b->fc1_w || t == &b->fc2_w) return 1;
     }
-    return -1;
+    return 0;
+}
+
+int lyra_vit_gemm_weight(const lyra_vit *m, const lyra_tensor *t) {
+    if (m->cfg.gemm == LYRA_DTYPE_F32 || !t->data) return -1;
+    return is_gemm_weight(m, t) ? (int)m->cfg.gemm : -1;
+}
+
+size_t lyra_vit_wlist_placed_bytes(const lyra_vit_wlist *l, lyra_vit *const *vits, int n_vits, lyra_dtype gemm) {
+    size_t total = 0;
+    for (int i = 0; i < l->n; i++) {
+        const lyra_tensor *t = l->specs[i].dst;
+        if (!t->data) continue;
+        int g = 0;
+        for (int v = 0; v < n_vits && !g; v++) g = is_gemm_weight(vits[v], t);
+        /* as lyra_backend_place_weights_as lays them out: each tensor from a LYRA_CARVE_ALIGN boundary */
+        total += (size_t)lyra_tensor_numel(t) * lyra_dtype_size(g && gemm != LYRA_DTYPE_F32 ? gemm : t->dtype);
+        total = (total + LYRA_CARVE_ALIGN - 1) & ~(size_t)(LYRA_CARVE_ALIGN - 1);
+    }
+    return total;
 }
 
 lyra_status lyra_vit_wlist_place_as(lyra_vit_wlist *l, lyra_backend *be, void **mem, const char *what,

@@ -42,9 +42,15 @@ typedef struct driver {
     float *texts;           /* (k, 512, text_dim): per-chunk caption embeddings (once per run) */
     float *clip;            /* (tokens, clip width): CLIP of the chunk's last history frame (once per chunk) */
     float *frame;           /* (3, H, W): that frame, the CLIP input */
-    float *x, *y, *buf;     /* the chunk's latent (per network call), conditioning and correspondence buffer */
+    float *x;               /* the chunk's latent (per network call) */
+    /* The chunk's conditioning y and correspondence buffer (once per chunk), stored as cond_dtype: bf16 where the
+     * DiT keeps bf16 activations, as upstream holds its assembled inputs in bf16 on the GPU (the VAE latents and the
+     * Plücker rays cast to the video's bf16, upstream M:196, M:1171-1173, M:1888; the buffer to cond_latent's dtype,
+     * M:2211-2214, M:2242, M:2262); f32 on the CPU and in the f32 parity mode. */
+    void *y, *buf;
+    lyra_dtype cond_dtype;
     float *v;               /* (C, G, h, w): the velocity of one network call */
-    float *pix;             /* (3, 4, H, W) in the VAE's memory: one latent's decoded frames, re-encoded from there */
+    float *pix;             /* (3, 4, H, W) in the VAE's memory: one latent's decoded frames (downloaded from there) */
     int depth_logged;
     /* per-network-call progress */
     int calls_done, calls_total;
@@ -71,25 +77,30 @@ static void logf_(driver *d, const char *fmt, ...) {
 
 /* ---- the DiT's inputs in its backend's memory ---- */
 
-/* A contiguous f32 descriptor of dims ne over `data` in the memory of d->be. */
-static lyra_tensor dev_tensor(driver *d, void *data, int ndim, const int64_t *ne, const char *name) {
-    lyra_tensor t = lyra_tensor_make(data, LYRA_DTYPE_F32, ndim, ne);
+/* A contiguous descriptor of dims ne and dtype dt over `data` in the memory of d->be. */
+static lyra_tensor dev_tensor_as(driver *d, void *data, lyra_dtype dt, int ndim, const int64_t *ne, const char *name) {
+    lyra_tensor t = lyra_tensor_make(data, dt, ndim, ne);
     t.device = d->be->device;
     t.name = name;
     return t;
 }
 
-/* dst (in d->be's memory, contiguous f32 of dst's shape) <- host f32 array of the same size. */
+static lyra_tensor dev_tensor(driver *d, void *data, int ndim, const int64_t *ne, const char *name) {
+    return dev_tensor_as(d, data, LYRA_DTYPE_F32, ndim, ne, name);
+}
+
+/* dst (in d->be's memory, contiguous, of dst's shape and dtype) <- host f32 array of the same size (converted on the
+ * host when dst is not f32, so the bytes that cross are dst's). */
 static lyra_status upload(driver *d, const lyra_tensor *dst, const float *host) {
     lyra_tensor h = lyra_tensor_make((void *)host, LYRA_DTYPE_F32, dst->ndim, dst->ne), t = *dst;
     h.name = dst->name;
-    return lyra_op_upload(d->be, &t, &h);
+    return lyra_backend_upload_as(d->be, &t, &h);
 }
 
-/* One buffer of be's memory (the DiT's, or the VAE's) for `elems` floats; NULL with the error set. */
-static float *dev_alloc(lyra_backend *be, int64_t elems, const char *what) {
-    const size_t bytes = sizeof(float) * (size_t)(elems > 0 ? elems : 1);
-    float *p = be->ops->alloc(be, bytes);
+/* One buffer of be's memory (the DiT's, or the VAE's) for `elems` elements of dt; NULL with the error set. */
+static void *dev_alloc_as(lyra_backend *be, int64_t elems, lyra_dtype dt, const char *what) {
+    const size_t bytes = lyra_dtype_size(dt) * (size_t)(elems > 0 ? elems : 1);
+    void *p = be->ops->alloc(be, bytes);
     if (!p) {
         char why[256];
         snprintf(why, sizeof why, "%s", lyra_error_message());
@@ -99,8 +110,16 @@ static float *dev_alloc(lyra_backend *be, int64_t elems, const char *what) {
     return p;
 }
 
+static float *dev_alloc(lyra_backend *be, int64_t elems, const char *what) {
+    return dev_alloc_as(be, elems, LYRA_DTYPE_F32, what);
+}
+
+static void dev_release(lyra_backend *be, void *p) {
+    if (p) be->ops->release(be, p);
+}
+
 static void dev_free(lyra_backend *be, float **p) {
-    if (*p) be->ops->release(be, *p);
+    dev_release(be, *p);
     *p = NULL;
 }
 
@@ -112,8 +131,8 @@ static void pack_video(const float *const *frames, int n, int64_t HW, float *x) 
         for (int t = 0; t < n; t++) memcpy(x + ((int64_t)c * n + t) * HW, frames[t] + c * HW, sizeof(float) * (size_t)HW);
 }
 
-/* One encoder push of x (1, 3, n, H, W): host frames, or the decoder's frames in the VAE's memory -> L latents,
- * normalised, written frame-major to out (L, C, h, w). */
+/* One encoder push of x (1, 3, n, H, W), host frames -> L latents, normalised, written frame-major to out
+ * (L, C, h, w). */
 static lyra_status encode_tensor(driver *d, lyra_vae_session *s, const lyra_tensor *x, float *out) {
     int64_t L = 0;
     LYRA_TRY(lyra_vae_session_out_frames(s, x->ne[2], &L));
@@ -205,6 +224,31 @@ done:
     return st;
 }
 
+/* Gives back the device memory that sits idle between the chunk's phases: the DiT's activation arena and the
+ * chunk's y and buffer after sampling, the VAE streams' arenas after their pushes, and their causal caches, parked
+ * in host memory until the streams' next push. The decode, the depth window, CLIP and the next chunk's prep then do
+ * not sit beside them. Each comes back with its next use (the DiT rebuilds its RoPE table in its arena, 10 MB at
+ * 480p once per chunk; the caches cross twice per chunk, 3.0 GB each way at 480p). lyra2.memory_plan's stages
+ * count exactly this. */
+static lyra_status release_scratch(driver *d) {
+    lyra_dit_arena_release(&d->m->dit);
+    dev_release(d->be, d->y);
+    dev_release(d->be, d->buf);
+    d->y = d->buf = NULL;
+    lyra_vae_session_release_arena(d->enc);
+    lyra_vae_session_release_arena(d->dec);
+    LYRA_TRY(lyra_vae_session_park(d->enc));
+    return lyra_vae_session_park(d->dec);
+}
+
+/* Makes stream s the only VAE stream with device memory: the other gives back its arena and parks its caches in
+ * host memory (s's own come back with its next push). */
+static lyra_status vae_phase(driver *d, lyra_vae_session *s) {
+    lyra_vae_session *other = s == d->enc ? d->dec : d->enc;
+    lyra_vae_session_release_arena(other);
+    return lyra_vae_session_park(other);
+}
+
 /* ---- state initialisation (upstream AR:469-677) ---- */
 
 static lyra_status prime(driver *d) {
@@ -224,6 +268,7 @@ static lyra_status prime(driver *d) {
     d->n_latents = d->n_hist0;
     /* Decoder priming with those latents, output discarded (AR:517-527): decoded into the VAE's memory and left
      * there. */
+    LYRA_TRY(vae_phase(d, d->dec));
     for (int l = 0; l < d->n_hist0; l++) {
         LYRA_TRY(check_stop(d));
         int64_t T = 0;
@@ -237,6 +282,7 @@ static lyra_status prime(driver *d) {
     LYRA_TRY(lyra_scache_init(&d->cache, d->H, d->W));
     LYRA_TRY(lyra_scache_add(&d->cache, r->depth, r->w2c, r->K, 0, 0));
     memcpy(d->buffer_depth, r->depth, sizeof(float) * (size_t)d->HW);
+    LYRA_TRY(release_scratch(d));
     r->timings.prime += now() - t0;
     return LYRA_OK;
 }
@@ -260,8 +306,8 @@ static lyra_status dit_denoise(void *ctx, const lyra_latent_shape *shape, const 
     const int64_t nb[5] = {1, (int64_t)LYRA_PREP_SLOT_CHANNELS * d->S, T, d->h, d->w};
     const int64_t nt[3] = {1, LYRA_AR_TEXT_LEN, cfg->text_dim}, nc[3] = {1, d->m->clip.cfg.tokens, d->m->clip.cfg.width};
     const int64_t nv[5] = {1, d->C, shape->t_new, d->h, d->w};
-    lyra_tensor tx = dev_tensor(d, d->x, 5, nx, "latent x"), ty = dev_tensor(d, d->y, 5, ny, "condition y");
-    lyra_tensor tb = dev_tensor(d, d->buf, 5, nb, "correspondence buffer");
+    lyra_tensor tx = dev_tensor(d, d->x, 5, nx, "latent x"), ty = dev_tensor_as(d, d->y, d->cond_dtype, 5, ny, "condition y");
+    lyra_tensor tb = dev_tensor_as(d, d->buf, d->cond_dtype, 5, nb, "correspondence buffer");
     lyra_tensor tt = dev_tensor(d, c->text, 3, nt, "text embedding"), tc = dev_tensor(d, d->clip, 3, nc, "clip tokens");
     lyra_tensor to = dev_tensor(d, d->v, 5, nv, "velocity");
     lyra_dit_inputs in = {&tx, (double)t, &tt, &tc, &ty, &tb};
@@ -392,6 +438,19 @@ done:
     return st;
 }
 
+/* The chunk's y and buffer in the DiT's memory, from the chunk's prep until its sampling is done (release_scratch
+ * gives them back; the layout's T slots every chunk). */
+static lyra_status cond_buffers(driver *d) {
+    const int64_t T = d->fp->n_total, hw = d->hw;
+    if (!d->y && !(d->y = dev_alloc_as(d->be, (LYRA_PREP_MASK_CHANNELS + d->C + LYRA_PREP_RAY_CHANNELS) * T * hw,
+                                       d->cond_dtype, "the condition")))
+        return LYRA_ERR_OOM;
+    if (!d->buf && !(d->buf = dev_alloc_as(d->be, (int64_t)LYRA_PREP_SLOT_CHANNELS * d->S * T * hw, d->cond_dtype,
+                                           "the correspondence buffer")))
+        return LYRA_ERR_OOM;
+    return LYRA_OK;
+}
+
 /* ---- one chunk (upstream AR:817-1066) ---- */
 
 static lyra_status run_chunk(driver *d, int a) {
@@ -438,7 +497,9 @@ static lyra_status run_chunk(driver *d, int a) {
     if ((st = lyra_prep_chunk(pa)) != LYRA_OK) goto done;
     {   /* the conditioning, once per chunk (the latent x goes up with every network call) */
         const int64_t ny[4] = {Ty, T, d->h, d->w}, nb[4] = {Tb, T, d->h, d->w};
-        lyra_tensor ty = dev_tensor(d, d->y, 4, ny, "condition y"), tb = dev_tensor(d, d->buf, 4, nb, "correspondence buffer");
+        if ((st = cond_buffers(d)) != LYRA_OK) goto done;
+        lyra_tensor ty = dev_tensor_as(d, d->y, d->cond_dtype, 4, ny, "condition y");
+        lyra_tensor tb = dev_tensor_as(d, d->buf, d->cond_dtype, 4, nb, "correspondence buffer");
         if ((st = upload(d, &ty, y)) != LYRA_OK || (st = upload(d, &tb, buf)) != LYRA_OK) goto done;
     }
     r->timings.prep += now() - t0;
@@ -466,13 +527,14 @@ static lyra_status run_chunk(driver *d, int a) {
         lyra_cfg cfg = {dit_denoise, &cond, dit_denoise, &uncond, r->guidance, scratch};
         st = lyra_unipc_sample(&shape, r->num_steps, r->shift, x, lyra_cfg_denoise, &cfg, NULL);
     }
-    if (st != LYRA_OK) goto done;
+    if (st != LYRA_OK || (st = release_scratch(d)) != LYRA_OK) goto done;
     lyra_latent_gen_get(&shape, x, gen);
 
-    /* decode (upstream AR:989-1057, AR:98-198): one latent at a time through the persistent decoder, never clamped,
-     * and the re-encode of its 4 frames as history (the re-encoded latents, not the sampled ones). Upstream decodes
-     * the whole chunk first; the two streams have separate caches, so interleaving them per latent gives the same
-     * numbers and lets the re-encode read the frames where the decoder left them (the VAE's memory). */
+    /* decode (upstream AR:989-1057, AR:98-198): the chunk's latents one at a time through the persistent decoder,
+     * never clamped, then the re-encode of the decoded frames, 4 at a time, as history (the re-encoded latents, not
+     * the sampled ones), in upstream's order: one stream's caches and activations on the device at a time
+     * (vae_phase parks the other's in host memory). */
+    if ((st = vae_phase(d, d->dec)) != LYRA_OK) goto done;
     for (int j = 0; j < d->G; j++) {
         if ((st = check_stop(d)) != LYRA_OK) goto done;
         t0 = now();
@@ -502,11 +564,19 @@ static lyra_status run_chunk(driver *d, int a) {
         free(lat);
         if (st != LYRA_OK) goto done;
         r->timings.decode += now() - t0;
-        t0 = now();
-        if ((st = encode_tensor(d, d->enc, &keep, d->latents + (d->n_latents + j) * d->C * d->hw)) != LYRA_OK) goto done;
-        r->timings.reencode += now() - t0;
     }
+    t0 = now();
+    if ((st = vae_phase(d, d->enc)) != LYRA_OK) goto done;
+    for (int j = 0; j < d->G; j++) {
+        if ((st = check_stop(d)) != LYRA_OK) goto done;
+        const float *const *fr = (const float *const *)(d->frames + base + 1 + (int64_t)LYRA_PREP_FRAMES_PER_LATENT * j);
+        if ((st = encode_push(d, d->enc, fr, LYRA_PREP_FRAMES_PER_LATENT, d->latents + (d->n_latents + j) * d->C * d->hw)) !=
+            LYRA_OK)
+            goto done;
+    }
+    r->timings.reencode += now() - t0;
     d->n_latents += d->G;
+    if ((st = release_scratch(d)) != LYRA_OK) goto done;
     for (int f = 1; f <= d->F; f++) to_u8(d->frames[base + f], d->HW, r->out_frames + (base + f) * 3 * d->HW);
 
     /* depth window (upstream AR:1059-1060, AR:1071-1393, AR:261-366), not after the last chunk */
@@ -526,7 +596,8 @@ done:
     return st;
 }
 
-/* The run's buffers in the DiT's memory (sizes fixed for the run: the layout's T slots every chunk). */
+/* The run's buffers in the DiT's memory (sizes fixed for the run: the layout's T slots every chunk); y and the
+ * buffer live per chunk (cond_buffers). */
 static lyra_status dev_buffers(driver *d) {
     const int64_t T = d->fp->n_total, hw = d->hw;
     struct { float **p; int64_t n; const char *what; } b[] = {
@@ -534,12 +605,11 @@ static lyra_status dev_buffers(driver *d) {
         {&d->clip, (int64_t)d->m->clip.cfg.tokens * d->m->clip.cfg.width, "the CLIP tokens"},
         {&d->frame, 3 * d->HW, "the CLIP frame"},
         {&d->x, d->C * T * hw, "the latent"},
-        {&d->y, (LYRA_PREP_MASK_CHANNELS + d->C + LYRA_PREP_RAY_CHANNELS) * T * hw, "the condition"},
-        {&d->buf, (int64_t)LYRA_PREP_SLOT_CHANNELS * d->S * T * hw, "the correspondence buffer"},
         {&d->v, d->C * (int64_t)d->G * hw, "the velocity"},
     };
     for (size_t i = 0; i < sizeof b / sizeof *b; i++)
         if (!(*b[i].p = dev_alloc(d->be, b[i].n, b[i].what))) return LYRA_ERR_OOM;
+    d->cond_dtype = d->be->device == LYRA_DEVICE_CPU ? LYRA_DTYPE_F32 : d->m->dit.act_dtype;
     return LYRA_OK;
 }
 
@@ -645,8 +715,8 @@ done:
     dev_free(d->be, &d->clip);
     dev_free(d->be, &d->frame);
     dev_free(d->be, &d->x);
-    dev_free(d->be, &d->y);
-    dev_free(d->be, &d->buf);
+    dev_release(d->be, d->y);
+    dev_release(d->be, d->buf);
     dev_free(d->be, &d->v);
     if (d->dec) dev_free(lyra_vae_session_backend(d->dec), &d->pix);
     if (d->enc) lyra_vae_session_free(d->enc);

@@ -120,19 +120,60 @@ static PyObject *plan_dict(const lyra_da3 *m, long long S, long long h, long lon
                          (unsigned long long)weight_bytes);
 }
 
+/* da3_plan(cap, S, h, w, poses[, precision]): the cost model of a loaded DA3; with `precision` ("f32", "bf16",
+ * "f16": the autocast of a device placement) weight_bytes are what that placement allocates for this model's
+ * loaded tensors (lyra_vit_wlist_placed_bytes: GEMM weights in the autocast dtype, the rest in its loaded dtype,
+ * alignment included) instead of the no-weights count. */
 static PyObject *py_da3_plan(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *cap;
     long long S, h, w;
     int poses;
-    if (!PyArg_ParseTuple(args, "OLLLp:da3_plan", &cap, &S, &h, &w, &poses)) return NULL;
+    const char *precision = NULL;
+    if (!PyArg_ParseTuple(args, "OLLLp|s:da3_plan", &cap, &S, &h, &w, &poses, &precision)) return NULL;
     da3net *t = PyCapsule_GetPointer(cap, CAPSULE);
     if (!t) return NULL;
     if (S < 1 || h < 14 || w < 14 || h % 14 || w % 14) {
         PyErr_SetString(PyExc_ValueError, "da3_plan: need S >= 1 and h, w positive multiples of 14");
         return NULL;
     }
-    return plan_dict(&t->m, S, h, w, poses);
+    PyObject *d = plan_dict(&t->m, S, h, w, poses);
+    if (!d || !precision) return d;
+    lyra_dtype autocast;
+    if (lyra_py_precision(precision, 1, LYRA_DTYPE_BF16, &autocast) < 0) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    lyra_vit *vits[2] = {&t->m.anyview, &t->m.metric};
+    PyObject *wb = PyLong_FromSize_t(lyra_vit_wlist_placed_bytes(&t->m.wlist, vits, 2, autocast));
+    if (!wb || PyDict_SetItemString(d, "weight_bytes", wb) < 0) {
+        Py_XDECREF(wb);
+        Py_DECREF(d);
+        return NULL;
+    }
+    Py_DECREF(wb);
+    return d;
+}
+
+/* da3_arena(cap, S, h, w, poses) -> (measured arena bytes, lyra_da3_arena_bytes): the forward on the measuring
+ * backend of the model's device, against the cost model the forward reserves. */
+static PyObject *py_da3_arena(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    long long S, h, w;
+    int poses;
+    if (!PyArg_ParseTuple(args, "OLLLp:da3_arena", &cap, &S, &h, &w, &poses)) return NULL;
+    da3net *t = PyCapsule_GetPointer(cap, CAPSULE);
+    if (!t) return NULL;
+    if (S < 1 || h < 14 || w < 14 || h % 14 || w % 14) {
+        PyErr_SetString(PyExc_ValueError, "da3_arena: need S >= 1 and h, w positive multiples of 14");
+        return NULL;
+    }
+    size_t need = 0;
+    lyra_status s;
+    LYRA_PY_NETCAP_LOCKED(&t->net, { s = lyra_da3_arena_measure(&t->m, t->net.be.device, S, h, w, poses, &need); });
+    if (s != LYRA_OK) return lyra_py_raise(s);
+    return Py_BuildValue("(KK)", (unsigned long long)need, (unsigned long long)lyra_da3_arena_bytes(&t->m, S, h, w));
 }
 
 static int dict_int(PyObject *d, const char *key, long long *v) {
@@ -451,6 +492,7 @@ static PyMethodDef da3_methods[] = {
      "da3_load(weights, anyview_heads=0, metric_heads=0, cam_enc_heads=0, taps=None, metric_taps=None) -> capsule"},
     {"da3_config", py_da3_config, METH_VARARGS, "da3_config(net) -> dict"},
     {"da3_plan", py_da3_plan, METH_VARARGS, "da3_plan(net, S, h, w, poses) -> {params, flops, arena_bytes}"},
+    {"da3_arena", py_da3_arena, METH_VARARGS, "da3_arena(cap, S, h, w, poses) -> (measured, cost model) arena bytes"},
     {"da3_cost", py_da3_cost, METH_VARARGS, "da3_cost(sizes dict, S, h, w, poses) -> {params, flops, arena_bytes}"},
     {"da3_preprocess", py_da3_preprocess, METH_VARARGS,
      "da3_preprocess(images uint8 (V,H,W,3), process_res) -> (pixels (V,3,h,w), (h1, w1, h, w))"},

@@ -197,13 +197,15 @@ static PyObject *py_ar_models_info(PyObject *self, PyObject *cap) {
         Py_DECREF(styles);
         return NULL;
     }
-    return Py_BuildValue("{s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:O,s:i,s:N,s:N,s:s}", "device",
+    unsigned long long adapter_bytes = 0; /* LoRA adapters kept beside the weights (lyra2.memory plans them) */
+    for (int a = 0; a < p->m.dit.n_adapters; a++) adapter_bytes += (unsigned long long)p->m.dit.adapters[a].bytes;
+    return Py_BuildValue("{s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:O,s:i,s:N,s:N,s:s,s:K}", "device",
                          lyra_ar_backend(&p->m)->ops->name, "new_latents", fp->n_new, "history_latents",
                          fp->n_history, "spatial_slots", fp->n_spatial, "frames_per_chunk", 4 * fp->n_new, "dit_dim",
                          p->m.dit.cfg.dim, "text_dim", p->m.text_dim, "has_dmd",
                          p->m.dmd_adapter >= 0 || p->m.fp8_dmd == 1 ? Py_True : Py_False, "vae_dim",
                          lyra_vae_dim(p->m.vae), "style_loras", styles, "dit_config", dcfg, "dit_dtype",
-                         p->m.fp8_dmd >= 0 ? "fp8" : "bf16");
+                         p->m.fp8_dmd >= 0 ? "fp8" : "bf16", "adapter_bytes", adapter_bytes);
 }
 
 /* ---- callbacks (run without the GIL; each takes it back) ---- */

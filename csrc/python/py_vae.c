@@ -357,6 +357,18 @@ static PyObject *py_vae_out_frames(PyObject *self, PyObject *args) {
     return PyLong_FromLongLong(out);
 }
 
+/* vae_park(session): the stream's causal caches to host memory until its next push (lyra_vae_session_park). */
+static PyObject *py_vae_park(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    if (!PyArg_ParseTuple(args, "O:vae_park", &cap)) return NULL;
+    py_session *ps = get_session(cap);
+    if (!ps) return NULL;
+    lyra_status st = lyra_vae_session_park(ps->s);
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_vae_copy(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *cap;
@@ -450,6 +462,7 @@ static PyMethodDef vae_methods[] = {
     {"vae_load", py_vae_load, METH_VARARGS, "Wan VAE weights (dict of upstream names) -> model capsule."},
     {"vae_info", py_vae_info, METH_VARARGS, "(dim, z_dim) of a model capsule."},
     {"vae_session", py_vae_session, METH_VARARGS, "New encoder/decoder stream over a model."},
+    {"vae_park", py_vae_park, METH_VARARGS, "Parks a stream's causal caches in host memory until its next push."},
     {"vae_plan_session", py_vae_plan_session, METH_VARARGS, "Dry stream over a weightless model of given widths."},
     {"vae_push", py_vae_push, METH_VARARGS, "Push frames through a stream; returns its output frames."},
     {"vae_plan_push", py_vae_plan_push, METH_VARARGS, "Dry push of a (B, C, T, H, W) input shape."},

@@ -109,10 +109,13 @@ class DepthAnything3:
                 "cam_enc_depth": c["cam_enc_depth"], "cam_enc_heads": c["cam_enc_heads"], "tap3": c["taps"][3],
                 "metric_tap3": c["metric_taps"][3]}
 
-    def plan(self, views, height, width, poses=True):
-        """``{"params", "flops", "arena_bytes"}`` for one call on ``views`` images of height x width (processed
-        size, multiples of 14)."""
-        return _core.da3_plan(self._net, int(views), int(height), int(width), bool(poses))
+    def plan(self, views, height, width, poses=True, precision=None):
+        """``{"params", "flops", "arena_bytes", "weight_bytes"}`` for one call on ``views`` images of height x width
+        (processed size, multiples of 14). With ``precision`` (a device placement's: "f32", "bf16", "f16"),
+        ``weight_bytes`` are the bytes that placement gives this model's loaded tensors."""
+        if precision is None:
+            return _core.da3_plan(self._net, int(views), int(height), int(width), bool(poses))
+        return _core.da3_plan(self._net, int(views), int(height), int(width), bool(poses), str(precision))
 
     def preprocess(self, images, intrinsics=None, process_res=None):
         """(pixels (V,3,h,w) float32, K (V,3,3) at h x w or None) as DA3's InputProcessor makes them."""
