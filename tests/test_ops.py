@@ -471,6 +471,44 @@ def test_sincos_buffer_features(ops, kind):
         ops.sincos(x, octaves=0)
 
 
+def test_sincos_wide_range_and_octants(ops):
+    # The vector kernel's π/4 reduction over its whole range (octant boundaries, |x·f| up to 8192) and the libm
+    # fallback beyond it and for non-finite values; same measure as above (atol 2e-6 on the rounded argument).
+    quarter = np.arange(-64, 65, dtype=np.float64) * (np.pi / 4) / np.pi  # multiples of π/4, in units of π
+    x = np.concatenate([quarter, np.nextafter(quarter, 10), np.nextafter(quarter, -10),
+                        RNG.uniform(-1, 1, 500) * 1300, RNG.uniform(-1, 1, 300) * 5000]).astype(np.float32)
+    x = np.concatenate([x, np.zeros(-x.size % 8 + 3, np.float32)])  # a scalar tail after the 8-lane groups
+    ref = []
+    for o in range(2):
+        a = (x * np.float32(np.ldexp(np.pi, o))).astype(np.float32).astype(np.float64)
+        ref += [np.sin(a), np.cos(a)]
+    check(ops.sincos(x[None], octaves=2), np.concatenate(ref)[None], 2e-6, 0, "sincos wide range")
+    bad = np.array([np.inf, -np.inf, np.nan, 1.0, 2.0, 3.0, 4.0, 5.0], np.float32)
+    out = ops.sincos(bad[None], octaves=1)[0]
+    assert np.isnan(out[[0, 1, 2, 8, 9, 10]]).all()
+    np.testing.assert_allclose(out[[3, 11]], [np.sin(np.float32(np.pi)), np.cos(np.float32(np.pi))], atol=2e-6)
+
+
+@pytest.mark.parametrize("act", ["gelu_tanh", "silu"])
+def test_unary_wide_range(ops, act):
+    # The vector GELU/SiLU (x / (1 + e^−u)) where e^−u over- and underflows, and around 0; tolerance as unary
+    x = np.concatenate([np.linspace(-40, 40, 401), np.linspace(-1e-3, 1e-3, 41), [1e-30, -1e-30, 0.0]])
+    x = x.astype(np.float32).reshape(1, -1)
+    check(ops.unary(x, act), act_ref(x, act), 1e-6, 1e-6, f"unary {act} wide")
+    check(ops.glu(np.ones_like(x), x, act), act_ref(x, act), 1e-6, 1e-6, f"glu {act} wide")
+
+
+def test_pointwise_portable_kernels():
+    # sincos and the activations through their scalar (libm) loops (LYRA2_CPU_SIMD=0), in a fresh process since
+    # the choice is made once per process.
+    env = dict(os.environ, LYRA2_CPU_SIMD="0")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+                        "(sincos or unary or glu) and not portable and not torch and not cuda"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert " passed" in r.stdout
+
+
 def e4m3_values():
     """The 127 non-negative finite e4m3fn values by code (bias 7, 3 mantissa bits, code 0x7E = 448)."""
     c = np.arange(127)

@@ -4,13 +4,14 @@
  * 6 rows × 16 value columns (12 ymm); each loaded vector feeds 6 FMAs, so the 2 loads + 6 broadcasts per step
  * stay under the FMA time (with 4 rows the loads were the limit). */
 #include "nn/cpu/cpu_flash.h"
+#include "nn/cpu/cpu_vecmath.h"
 
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { KP = CPU_FLASH_KP, MR = CPU_FLASH_MR };
+enum { KP = CPU_FLASH_KP, MR = CPU_FLASH_MR, VP = CPU_FLASH_VP };
 
 /* ---------------- portable C ---------------- */
 
@@ -28,14 +29,17 @@ static void scores_c(const float *Q, int64_t nr, int64_t D, const float *Kt, int
     }
 }
 
-static void pv_c(const float *P, int64_t ldp, int64_t nr, int64_t nk, const float *V, int64_t ldv, int64_t Dv,
+static void pv_c(const float *P, int64_t ldp, int64_t nr, int64_t nk, const float *V, int64_t vps, int64_t Dvp,
                  float *O, int64_t ldo) {
-    for (int64_t i = 0; i < nr; i++)
-        for (int64_t j = 0; j < nk; j++) {
-            float p = P[i * ldp + j];
-            if (p == 0.0f) continue;
-            for (int64_t c = 0; c < Dv; c++) O[i * ldo + c] += p * V[j * ldv + c];
-        }
+    for (int64_t c0 = 0; c0 < Dvp; c0 += VP) {
+        const float *Vc = V + (c0 / VP) * vps;
+        for (int64_t i = 0; i < nr; i++)
+            for (int64_t j = 0; j < nk; j++) {
+                float p = P[i * ldp + j];
+                if (p == 0.0f) continue;
+                for (int c = 0; c < VP; c++) O[i * ldo + c0 + c] += p * Vc[j * VP + c];
+            }
+    }
 }
 
 static float exp_sum_c(float *s, int64_t n, float m) {
@@ -86,17 +90,17 @@ AVX2 static void scores_avx2(const float *Q, int64_t nr, int64_t D, const float 
     }
 }
 
-AVX2 static void pv_avx2(const float *P, int64_t ldp, int64_t nr, int64_t nk, const float *V, int64_t ldv,
-                         int64_t Dv, float *O, int64_t ldo) {
-    int64_t c = 0;
-    for (; c + 16 <= Dv; c += 16)
+AVX2 static void pv_avx2(const float *P, int64_t ldp, int64_t nr, int64_t nk, const float *V, int64_t vps,
+                         int64_t Dvp, float *O, int64_t ldo) {
+    for (int64_t c = 0; c < Dvp; c += VP) {
+        const float *Vc = V + (c / VP) * vps;
         for (int64_t i = 0; i < nr; i += MR) {
 #define DECL(r) float *o##r = O + (i + r) * ldo + c; const float *p##r = P + (i + r) * ldp; \
                 __m256 a##r##0 = _mm256_loadu_ps(o##r), a##r##1 = _mm256_loadu_ps(o##r + 8);
             ROWS6(DECL)
 #undef DECL
             for (int64_t j = 0; j < nk; j++) {
-                const float *v = V + j * ldv + c;
+                const float *v = Vc + j * VP;
                 __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8), b;
 #define FMA(r) b = _mm256_broadcast_ss(p##r + j); a##r##0 = _mm256_fmadd_ps(v0, b, a##r##0); \
                a##r##1 = _mm256_fmadd_ps(v1, b, a##r##1);
@@ -107,47 +111,13 @@ AVX2 static void pv_avx2(const float *P, int64_t ldp, int64_t nr, int64_t nk, co
             ROWS6(STORE)
 #undef STORE
         }
-    if (c < Dv) /* column tail (Dv not a multiple of 16) */
-        for (int64_t i = 0; i < nr; i++)
-            for (int64_t j = 0; j < nk; j++) {
-                float p = P[i * ldp + j];
-                for (int64_t cc = c; cc < Dv; cc++) O[i * ldo + cc] += p * V[j * ldv + cc];
-            }
-}
-
-/* e^x on 8 lanes, ~2 ulp: x = n·ln2 + r (two-constant Cody–Waite), e^r by the degree-6 polynomial of Cephes
- * expf, 2^n as two exponent-bit factors so that n = 128 (x near 88.7) stays finite. x < −87.34 (and −inf)
- * gives 0; x > 88.72 gives +inf; NaN stays NaN. */
-AVX2 static inline __m256 exp8(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(-87.33654f), hi = _mm256_set1_ps(88.72283f);
-    const __m256 magic = _mm256_set1_ps(12582912.0f); /* 1.5·2^23: adding it rounds to the nearest integer */
-    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ), over = _mm256_cmp_ps(x, hi, _CMP_GT_OQ);
-    __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
-    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
-    __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), magic);
-    __m256 n = _mm256_sub_ps(t, magic);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i ni = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(magic));
-    __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1), bias = _mm256_set1_epi32(127);
-    __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23)));
-    y = _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23)));
-    y = _mm256_andnot_ps(under, y);
-    y = _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), over);
-    return _mm256_blendv_ps(y, x, nan);
+    }
 }
 
 AVX2 static float exp_sum_avx2(float *s, int64_t n, float m) {
     __m256 mv = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
     for (int64_t j = 0; j < n; j += 8) {
-        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv));
+        __m256 e = cpu_exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv));
         _mm256_storeu_ps(s + j, e);
         acc = _mm256_add_ps(acc, e);
     }
