@@ -296,7 +296,7 @@ def test_attention_long_keys_tiled(ops):
 
 
 def test_attention_flash_block_edges(ops):
-    # The CPU kernel works in blocks of 60 queries x 256 keys, 6-row and 16-key steps, 16-column value steps:
+    # The CPU kernel works in blocks of 60 queries x 256 keys, 6-row and 16-key steps, 16-column value panels:
     # 130 queries (a ragged last block and row step), 600 keys (a ragged key block and panel), Dv = 40 (a
     # column tail), head dim 128 as in the DiT, grouped kv heads, bias and mask. Scores grow from block to
     # block (the running max is raised and earlier partial sums rescaled), and batch 1 masks the whole first
@@ -314,12 +314,18 @@ def test_attention_flash_block_edges(ops):
     check(ops.attention(q, k, v, s, bias=bias, key_mask=mask), attention_ref(q, k, v, s, bias, mask), 1e-5, 1e-4,
           "attention flash edges")
     check(ops.attention(q, k, v, s), attention_ref(q, k, v, s), 1e-5, 1e-4, "attention flash edges, no bias")
+    # 270 keys: an odd number of 16-key panels in the last key block (the AVX-512 kernels take panels in pairs;
+    # Dv = 40 gives an odd number of value panels too)
+    k2, v2 = k[:, :270], v[:, :270]
+    check(ops.attention(q, k2, v2, s), attention_ref(q, k2, v2, s), 1e-5, 1e-4, "attention flash odd panels")
 
 
-def test_attention_portable_kernels():
-    # The CPU attention's portable C kernels (used where AVX2+FMA is missing; LYRA2_CPU_SIMD=0 forces them)
-    # pass the same attention tests, in a fresh process since the choice is made once per process.
-    env = dict(os.environ, LYRA2_CPU_SIMD="0")
+@pytest.mark.parametrize("simd", ["0", "avx2"])
+def test_attention_portable_kernels(simd):
+    # The CPU attention's portable C kernels (used where AVX2+FMA is missing; LYRA2_CPU_SIMD=0 forces them) and
+    # its AVX2 kernels (used where AVX-512 is missing; LYRA2_CPU_SIMD=avx2 forces them) pass the same attention
+    # tests, in a fresh process since the choice is made once per process.
+    env = dict(os.environ, LYRA2_CPU_SIMD=simd)
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
                         "attention and not portable and not torch and not cuda"],
                        env=env, capture_output=True, text=True, timeout=600)

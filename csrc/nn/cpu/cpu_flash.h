@@ -1,6 +1,6 @@
 /* Inner kernels of the flash-style CPU attention (cpu_attention.c): scores against packed key panels, P·V
  * accumulation and the in-place exponential of a score row. One portable C set and, on x86-64, an AVX2+FMA
- * set selected at run time (the build has no -march flag, so the wheel runs on any x86-64). */
+ * set and an AVX-512 set, selected at run time (the build has no -march flag, so the wheel runs on any x86-64). */
 #ifndef LYRA_CPU_FLASH_H
 #define LYRA_CPU_FLASH_H
 
@@ -29,8 +29,9 @@ typedef struct {
     float (*exp_sum)(float *s, int64_t n, float m);
 } cpu_flash_kernels;
 
-/* The fastest kernel set this CPU runs, checked once; LYRA2_CPU_SIMD=0 in the environment forces the portable
- * set (tests/test_ops.py runs the attention tests both ways). */
+/* The fastest kernel set this CPU runs (AVX-512, else AVX2+FMA, else portable C), checked once; LYRA2_CPU_SIMD=0
+ * in the environment forces the portable set, LYRA2_CPU_SIMD=avx2 the AVX2 set (tests/test_ops.py runs the
+ * attention tests each way). */
 const cpu_flash_kernels *cpu_flash_select(void);
 
 #endif
