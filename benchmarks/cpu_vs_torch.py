@@ -28,6 +28,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # this checkout's build
+sys.path.insert(1, os.path.join(ROOT, "benchmarks"))  # torch_dit
 
 try:
     import torch
@@ -346,6 +347,63 @@ def vae_flops(ref, video):
     return fc.get_total_flops()
 
 
+# ---------------------------------------------------------------- Lyra-2 DiT (benchmarks/torch_dit.py)
+
+def dit_config(dim, layers, small):
+    """The issue's DiT sizes: real text/CLIP/camera/buffer widths and FramePack layout, FFN 3·dim, squeeze 256."""
+    from lyra2 import testing
+    return {"dim": dim, "ffn": 3 * dim, "layers": layers, "text_dim": 256 if small else 4096, "freq_dim": 256,
+            "clip_dim": 1280, "squeeze": 64 if small else 256, "in_dim": 36, "out_dim": 16, "cam_dim": 1536,
+            "buffer_in": 1280, "layout": testing.LAYOUT}
+
+
+def dit_inputs(rng, cfg, T, H, W):
+    """Inputs of the real kinds: latents ~N(0, 1), mask ones, Plücker origins/directions in [-1, 1], buffer
+    canonical coordinates and depth in [-1, 1] (holes -1), umT5 rows with zero padding, CLIP tokens."""
+    x = rnd(rng, 1, cfg["out_dim"], T, H, W)
+    mask = np.ones((1, 4, T, H, W), np.float32)
+    cond = rnd(rng, 1, cfg["in_dim"] - cfg["out_dim"] - 4, T, H, W)
+    plucker = rng.uniform(-1, 1, (1, 384, T, H, W)).astype(np.float32)
+    buf = rng.uniform(-1, 1, (1, cfg["buffer_in"], T, H, W)).astype(np.float32)
+    buf[rng.random(buf.shape) < 0.2] = -1.0  # warp holes
+    text = rnd(rng, 1, 512, cfg["text_dim"], scale=0.2)
+    text[:, 40:] = 0  # padded prompt rows
+    clip = rnd(rng, 1, 257, cfg["clip_dim"])
+    return {"x_B_C_T_H_W": x, "timesteps_B_T": np.array([[937.5]], np.float32), "crossattn_emb": text,
+            "frame_cond_crossattn_emb_B_L_D": clip, "y_B_C_T_H_W": np.concatenate([mask, cond, plucker], 1),
+            "y_buffer_B_C_T_H_W": buf}
+
+
+def dit_flops(ref, args):
+    from torch.utils.flop_counter import FlopCounterMode
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        ref(*args)
+    return fc.get_total_flops()
+
+
+def case_dit(a, rng, dim, heads, layers):
+    from lyra2.models.dit import LyraDiT
+    from torch_dit import TorchDiT, dit_weights
+    H, W = (30, 52) if not a.small else (12, 20)
+    if a.small:
+        dim, heads = dim // 4, heads // 2
+    cfg = dit_config(dim, layers, a.small)
+    w = dit_weights(rng, cfg)
+    net = LyraDiT(w, cfg["layout"], num_heads=heads, n_threads=a.threads)
+    T = net.layout["total_frames"]
+    ref = TorchDiT(w, cfg["layout"], heads, (H, W))
+    inp = dit_inputs(rng, cfg, T, H, W)
+    targs = [torch.from_numpy(inp[k]) for k in ("x_B_C_T_H_W", "timesteps_B_T", "crossattn_emb",
+                                                 "frame_cond_crossattn_emb_B_L_D", "y_B_C_T_H_W",
+                                                 "y_buffer_B_C_T_H_W")]
+    del w
+    with torch.no_grad():
+        t = interleaved({"lyra2": lambda: net(**inp), "torch": lambda: ref(*targs)}, a.repeat)
+        out_t = ref(*targs).numpy()
+    return report(f"DiT dim {dim}, {heads}x{dim // heads}, {layers} block(s), {ref.L} tokens", dit_flops(ref, targs),
+                  net(**inp), out_t, t)
+
+
 # ---------------------------------------------------------------- DiT-size attention
 
 def case_attention(a, rng, L, H, D, label):
@@ -367,7 +425,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--only", default="attention,umt5,clip,vae")
+    ap.add_argument("--only", default="dit,attention,umt5,clip,vae")
     ap.add_argument("--small", action="store_true")
     ap.add_argument("--vae-size", default="5x128x224", help="frames x height x width of the VAE video")
     a = ap.parse_args()
@@ -383,13 +441,16 @@ def main():
     rng = np.random.default_rng(0)
     ok = True
     for name in a.only.split(","):
-        if name == "attention":
+        if name == "dit":
+            ok &= case_dit(a, rng, 512, 4, 2)
+            ok &= case_dit(a, rng, 1024, 8, 1)
+        elif name == "attention":
             ok &= case_attention(a, rng, 9602, 4, 128, "DiT dim 512")
             ok &= case_attention(a, rng, 9602, 8, 128, "DiT dim 1024")
         elif name in ("umt5", "clip", "vae"):
             ok &= globals()["case_" + name](a, rng)
         else:
-            raise SystemExit(f"--only: unknown case {name!r} (allowed: attention, umt5, clip, vae)")
+            raise SystemExit(f"--only: unknown case {name!r} (allowed: dit, attention, umt5, clip, vae)")
     del lyra2
     return 0 if ok else 1
 

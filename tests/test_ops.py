@@ -280,7 +280,7 @@ def test_attention_long_keys_tiled(ops):
 
 
 def test_attention_flash_block_edges(ops):
-    # The CPU kernel works in blocks of 60 queries x 256 keys, 6-row and 16-key steps, 16-column value steps:
+    # The CPU kernel works in blocks of 60 queries x 256 keys, 6-row and 16-key steps, 16-column value panels:
     # 130 queries (a ragged last block and row step), 600 keys (a ragged key block and panel), Dv = 40 (a
     # column tail), head dim 128 as in the DiT, grouped kv heads, bias and mask. Scores grow from block to
     # block (the running max is raised and earlier partial sums rescaled), and batch 1 masks the whole first
@@ -298,12 +298,18 @@ def test_attention_flash_block_edges(ops):
     check(ops.attention(q, k, v, s, bias=bias, key_mask=mask), attention_ref(q, k, v, s, bias, mask), 1e-5, 1e-4,
           "attention flash edges")
     check(ops.attention(q, k, v, s), attention_ref(q, k, v, s), 1e-5, 1e-4, "attention flash edges, no bias")
+    # 270 keys: an odd number of 16-key panels in the last key block (the AVX-512 kernels take panels in pairs;
+    # Dv = 40 gives an odd number of value panels too)
+    k2, v2 = k[:, :270], v[:, :270]
+    check(ops.attention(q, k2, v2, s), attention_ref(q, k2, v2, s), 1e-5, 1e-4, "attention flash odd panels")
 
 
-def test_attention_portable_kernels():
-    # The CPU attention's portable C kernels (used where AVX2+FMA is missing; LYRA2_CPU_SIMD=0 forces them)
-    # pass the same attention tests, in a fresh process since the choice is made once per process.
-    env = dict(os.environ, LYRA2_CPU_SIMD="0")
+@pytest.mark.parametrize("simd", ["0", "avx2"])
+def test_attention_portable_kernels(simd):
+    # The CPU attention's portable C kernels (used where AVX2+FMA is missing; LYRA2_CPU_SIMD=0 forces them) and
+    # its AVX2 kernels (used where AVX-512 is missing; LYRA2_CPU_SIMD=avx2 forces them) pass the same attention
+    # tests, in a fresh process since the choice is made once per process.
+    env = dict(os.environ, LYRA2_CPU_SIMD=simd)
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
                         "attention and not portable and not torch and not cuda"],
                        env=env, capture_output=True, text=True, timeout=600)
@@ -453,6 +459,44 @@ def test_sincos_buffer_features(ops, kind):
     check(ops.sincos(layout(x, kind), octaves=2), ref, 2e-6, 0, "sincos")
     with pytest.raises(ValueError, match="octaves"):
         ops.sincos(x, octaves=0)
+
+
+def test_sincos_wide_range_and_octants(ops):
+    # The vector kernel's π/4 reduction over its whole range (octant boundaries, |x·f| up to 8192) and the libm
+    # fallback beyond it and for non-finite values; same measure as above (atol 2e-6 on the rounded argument).
+    quarter = np.arange(-64, 65, dtype=np.float64) * (np.pi / 4) / np.pi  # multiples of π/4, in units of π
+    x = np.concatenate([quarter, np.nextafter(quarter, 10), np.nextafter(quarter, -10),
+                        RNG.uniform(-1, 1, 500) * 1300, RNG.uniform(-1, 1, 300) * 5000]).astype(np.float32)
+    x = np.concatenate([x, np.zeros(-x.size % 8 + 3, np.float32)])  # a scalar tail after the 8-lane groups
+    ref = []
+    for o in range(2):
+        a = (x * np.float32(np.ldexp(np.pi, o))).astype(np.float32).astype(np.float64)
+        ref += [np.sin(a), np.cos(a)]
+    check(ops.sincos(x[None], octaves=2), np.concatenate(ref)[None], 2e-6, 0, "sincos wide range")
+    bad = np.array([np.inf, -np.inf, np.nan, 1.0, 2.0, 3.0, 4.0, 5.0], np.float32)
+    out = ops.sincos(bad[None], octaves=1)[0]
+    assert np.isnan(out[[0, 1, 2, 8, 9, 10]]).all()
+    np.testing.assert_allclose(out[[3, 11]], [np.sin(np.float32(np.pi)), np.cos(np.float32(np.pi))], atol=2e-6)
+
+
+@pytest.mark.parametrize("act", ["gelu_tanh", "silu"])
+def test_unary_wide_range(ops, act):
+    # The vector GELU/SiLU (x / (1 + e^−u)) where e^−u over- and underflows, and around 0; tolerance as unary
+    x = np.concatenate([np.linspace(-40, 40, 401), np.linspace(-1e-3, 1e-3, 41), [1e-30, -1e-30, 0.0]])
+    x = x.astype(np.float32).reshape(1, -1)
+    check(ops.unary(x, act), act_ref(x, act), 1e-6, 1e-6, f"unary {act} wide")
+    check(ops.glu(np.ones_like(x), x, act), act_ref(x, act), 1e-6, 1e-6, f"glu {act} wide")
+
+
+def test_pointwise_portable_kernels():
+    # sincos and the activations through their scalar (libm) loops (LYRA2_CPU_SIMD=0), in a fresh process since
+    # the choice is made once per process.
+    env = dict(os.environ, LYRA2_CPU_SIMD="0")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+                        "(sincos or unary or glu) and not portable and not torch and not cuda"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert " passed" in r.stdout
 
 
 def e4m3_values():

@@ -1,7 +1,8 @@
 /* CPU attention, flash style: softmax(scale·Q·Kᵀ + bias, masked keys -> -inf)·V without an Lq×Lk matrix.
  *
  * Per (batch, kv head) the keys are packed once, transposed in panels of KP keys (D × KP floats each), so the
- * score kernel streams one panel row per multiply. Then blocks of BQ queries (of every head and batch whose
+ * score kernel streams one panel row per multiply; the values are packed in panels of VP columns (Lk × VP floats),
+ * so P·V streams contiguous lines too. Then blocks of BQ queries (of every head and batch whose
  * keys are packed) run in parallel, each against blocks of BK keys: S = (scale·Q)·Kᵀ for the block, an online softmax in f32
  * (running row max m and sum l; O is rescaled by e^(m_old − m_new) when the max grows), O += P·V. The per
  * thread working set (BQ×(D + BK + Dv) floats, ~170 KB at D = 128) stays in L2, where the two-SGEMM version
@@ -18,6 +19,7 @@
 
 enum {
     KP = CPU_FLASH_KP, /* keys per packed panel */
+    VP = CPU_FLASH_VP, /* value columns per packed panel */
     MR = CPU_FLASH_MR, /* query rows per micro-kernel step */
     BK = 256,          /* keys per online-softmax block */
     BQ = 60,           /* query rows per task (a multiple of MR) */
@@ -29,13 +31,13 @@ static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 typedef struct {
     const cpu_flash_kernels *kern;
     const float *Kt;   /* packed keys of this kv head: panels of (D, KP), Lk rounded up to KP */
-    const float *V;    /* value rows of this kv head */
-    int64_t ldv;       /* row stride of V in floats */
+    const float *V;    /* packed values of this kv head: column panels of (Lk rounded up to KP, VP) */
+    int64_t vps;       /* floats from one value column panel to the next */
     const char *bias;  /* bias of (b, h) at query row 0, or NULL; element (i, j) at i·bias_ri + j·bias_cj bytes */
     int64_t bias_ri, bias_cj;
     const uint8_t *mask; /* key mask of batch b (stride mask_s bytes), or NULL */
     int64_t mask_s;
-    int64_t D, Dv, Lk;
+    int64_t D, Dv, Dvp, Lk; /* Dvp: Dv rounded up to VP (zero columns) */
 } attn_head;
 
 /* Online softmax over one block of scores for nq rows (row stride BK): bias, mask, padding -> -inf;
@@ -62,7 +64,7 @@ static void softmax_block(const attn_head *h, int64_t q0, int64_t nq, int64_t k0
         float alpha = m[i] == -INFINITY ? 0.0f : expf(m[i] - mx);
         if (alpha != 1.0f) {
             float *o = O + i * ldo;
-            for (int64_t d = 0; d < h->Dv; d++) o[d] *= alpha;
+            for (int64_t d = 0; d < h->Dvp; d++) o[d] *= alpha;
         }
         l[i] = l[i] * alpha + sum;
         m[i] = mx;
@@ -81,7 +83,7 @@ static void attend_rows(const attn_head *h, int64_t q0, int64_t nq, const float 
         h->kern->scores(Q, nr, h->D, h->Kt + k0 * h->D, round_up(nk, KP), S, BK);
         softmax_block(h, q0, nq, k0, nk, S, m, l, O, ldo);
         for (int64_t i = nq; i < nr; i++) memset(S + i * BK, 0, (size_t)nk * sizeof(float)); /* padding rows */
-        h->kern->pv(S, BK, nr, nk, h->V + k0 * h->ldv, h->ldv, h->Dv, O, ldo);
+        h->kern->pv(S, BK, nr, nk, h->V + k0 * VP, h->vps, h->Dvp, O, ldo);
     }
 }
 
@@ -99,7 +101,21 @@ static void pack_panel(float *Kt, const char *base, int64_t rs, int64_t Lk, int6
     }
 }
 
-/* Packed keys (and values) of several (batch, kv head) units are built at once, up to this many floats, so a
+/* Packs the values of key panel p (keys p·KP..) of the (Lk, Dv) values at base (row stride rs bytes) into the
+ * column panels of Vp (panel c at Vp + c·vps, key j's row at j·VP), zero-padded past Lk and Dv. */
+static void pack_values(float *Vp, int64_t vps, const char *base, int64_t rs, int64_t Lk, int64_t Dv, int64_t p) {
+    for (int64_t c0 = 0; c0 < Dv; c0 += VP) {
+        int64_t n = Dv - c0 < VP ? Dv - c0 : VP;
+        float *dst = Vp + (c0 / VP) * vps + p * KP * VP;
+        for (int64_t j = 0; j < KP; j++, dst += VP) {
+            int64_t key = p * KP + j, have = key < Lk ? n : 0;
+            if (have) memcpy(dst, base + key * rs + c0 * 4, (size_t)have * 4);
+            for (int64_t c = have; c < VP; c++) dst[c] = 0.0f;
+        }
+    }
+}
+
+/* Packed keys and values of several (batch, kv head) units are built at once, up to this many floats, so a
  * whole attention is usually one OpenMP region with one barrier (between packing and the query tasks). */
 #define PACK_FLOATS ((int64_t)16 << 20)
 
@@ -112,11 +128,10 @@ lyra_status cpu_attention(lyra_backend *be, lyra_tensor *o, const lyra_tensor *q
     if (Lk == 0) { /* softmax over no keys: defined as zero rows */
         return cpu_fill(be, o, 0.0f);
     }
-    /* V rows are read in place when their stride is usable (aligned, not overlapping), else packed. */
-    int v_direct = Lk <= 1 || (v->nb[1] > 0 && v->nb[1] % 4 == 0 && v->nb[1] / 4 >= Dv);
     const cpu_flash_kernels *kern = cpu_flash_select();
-    int64_t nblk = (Lq + BQ - 1) / BQ, npanel = round_up(Lk, KP) / KP, ldo = round_up(Dv, 16);
-    int64_t kt_n = round_up(npanel * KP * D, 16), vp_n = v_direct ? 0 : round_up(Lk * Dv, 16);
+    int64_t nblk = (Lq + BQ - 1) / BQ, npanel = round_up(Lk, KP) / KP, ldo = round_up(Dv, VP);
+    int64_t vps = npanel * KP * VP;
+    int64_t kt_n = round_up(npanel * KP * D, 16), vp_n = (ldo / VP) * vps;
     int64_t units = B * Hk, per_chunk = PACK_FLOATS / (kt_n + vp_n);
     if (per_chunk < 1) per_chunk = 1;
     if (per_chunk > units) per_chunk = units;
@@ -141,11 +156,8 @@ lyra_status cpu_attention(lyra_backend *be, lyra_tensor *o, const lyra_tensor *q
                 int64_t u = u0 + t / npanel, b = u / Hk, hk = u % Hk;
                 pack_panel(Kt + (t / npanel) * kt_n, (const char *)k->data + b * k->nb[0] + hk * k->nb[2], k->nb[1],
                            Lk, D, t % npanel);
-                if (!v_direct && t % npanel == 0) {
-                    const char *vb = (const char *)v->data + b * v->nb[0] + hk * v->nb[2];
-                    float *dst = Vp + (t / npanel) * vp_n;
-                    for (int64_t j = 0; j < Lk; j++) memcpy(dst + j * Dv, vb + j * v->nb[1], (size_t)Dv * 4);
-                }
+                pack_values(Vp + (t / npanel) * vp_n, vps, (const char *)v->data + b * v->nb[0] + hk * v->nb[2],
+                            v->nb[1], Lk, Dv, t % npanel);
             }
             float *Qb = tbuf + tid * per_thread, *S = Qb + round_up(BQ * D, 16), *O = S + BQ * BK;
             float *m = O + BQ * ldo, *l = m + BQ;
@@ -154,14 +166,8 @@ lyra_status cpu_attention(lyra_backend *be, lyra_tensor *o, const lyra_tensor *q
                 int64_t ui = t / (group * nblk), u = u0 + ui, b = u / Hk, hk = u % Hk;
                 int64_t hh = hk * group + (t / nblk) % group, q0 = (t % nblk) * BQ;
                 int64_t nq = Lq - q0 < BQ ? Lq - q0 : BQ;
-                attn_head h = {.kern = kern, .Kt = Kt + ui * kt_n, .D = D, .Dv = Dv, .Lk = Lk};
-                if (v_direct) {
-                    h.V = (const float *)((const char *)v->data + b * v->nb[0] + hk * v->nb[2]);
-                    h.ldv = Lk <= 1 ? Dv : v->nb[1] / 4;
-                } else {
-                    h.V = Vp + ui * vp_n;
-                    h.ldv = Dv;
-                }
+                attn_head h = {.kern = kern, .Kt = Kt + ui * kt_n, .V = Vp + ui * vp_n, .vps = vps, .D = D, .Dv = Dv,
+                               .Dvp = ldo, .Lk = Lk};
                 if (key_mask) {
                     h.mask = (const uint8_t *)key_mask->data + b * key_mask->nb[0];
                     h.mask_s = key_mask->nb[1];

@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "nn/cpu/cpu_internal.h"
+#include "nn/cpu/cpu_vecmath.h"
 
 #define ROW_PTR(t, shape, r) ((char *)(t)->data + cpu_row_offset((t), (shape), (r)))
 
@@ -51,15 +52,42 @@ static inline float act_apply(lyra_act act, float x) {
     }
 }
 
+#if CPU_VEC_X86
+/* GELU (tanh form) and SiLU on 8 lanes of a unit-stride row, as x·sigmoid(u) = x / (1 + e^(−u)) with u = 2·tanh
+ * argument (GELU: 0.5·x·(1 + tanh(t)) = x·sigmoid(2t)) or u = x (SiLU); e^ by cpu_exp8 (~2 ulp). Returns the first
+ * element not done (the < 8 tail). The FFN's GELU over 9,602 × 3·dim values ran libm's tanhf per element. */
+CPU_AVX2 static int64_t act_row_avx2(float *y, const float *x, int64_t n, lyra_act act) {
+    const __m256 one = _mm256_set1_ps(1.0f), c2 = _mm256_set1_ps(-2.0f * 0.79788456080286536f),
+                 k = _mm256_set1_ps(0.044715f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i), nu; /* nu = −u */
+        if (act == LYRA_ACT_GELU_TANH)
+            nu = _mm256_mul_ps(c2, _mm256_fmadd_ps(_mm256_mul_ps(k, v), _mm256_mul_ps(v, v), v));
+        else
+            nu = _mm256_sub_ps(_mm256_setzero_ps(), v);
+        _mm256_storeu_ps(y + i, _mm256_div_ps(v, _mm256_add_ps(one, cpu_exp8(nu))));
+    }
+    return i;
+}
+#endif
+
 lyra_status cpu_unary(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, lyra_act act) {
     LYRA_TRY(cpu_require_f32("unary", 2, y, x));
     int64_t rows = cpu_rows(y), n = cpu_inner(y), sy = cpu_inner_stride(y, y), sx = cpu_inner_stride(x, y);
+    int vec = CPU_VEC_X86 && cpu_vec_avx2() && sy == 1 && sx == 1 &&
+              (act == LYRA_ACT_GELU_TANH || act == LYRA_ACT_SILU);
 #pragma omp parallel for num_threads(cpu_threads(be, 8 * rows * n)) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         float *yp = (float *)ROW_PTR(y, y, r);
         const float *xp = (const float *)ROW_PTR(x, y, r);
-        for (int64_t i = 0; i < n; i++) yp[i * sy] = act_apply(act, xp[i * sx]);
+        int64_t i = 0;
+#if CPU_VEC_X86
+        if (vec) i = act_row_avx2(yp, xp, n, act);
+#endif
+        for (; i < n; i++) yp[i * sy] = act_apply(act, xp[i * sx]);
     }
+    (void)vec;
     return LYRA_OK;
 }
 
