@@ -193,3 +193,20 @@ def test_a_later_run_with_a_new_caption_stays_within_the_plan(ckpt, image, depth
     subprocess.run([sys.executable, "-c", FRESH_RUN, ckpt, str(tmp_path / "image.npy"), str(tmp_path / "depth.npy"),
                     "a harbour at dusk", str(tmp_path / "fresh.npy")], check=True, cwd=root, env=env, timeout=600)
     np.testing.assert_array_equal(second.frames, np.load(tmp_path / "fresh.npy"))
+
+
+def test_texts_missing_counts_the_captions_a_run_would_encode(ckpt):
+    """_core.ar_texts_missing: the distinct captions not in the models' cache for the device and precision (what
+    lyra2.generate asks before deciding whether the placed networks may stay beside umT5); bad arguments name the
+    field."""
+    from lyra2 import _core
+
+    models = gen.load_models(ckpt, "cpu")[0]
+    assert _core.ar_texts_missing(models, ["a harbour", "a harbour", "a street"], "cpu", "bf16") == 2
+    assert _core.ar_texts_missing(models, [], "cpu", "bf16") == 0
+    with pytest.raises(ValueError, match="device"):
+        _core.ar_texts_missing(models, ["a"], "tpu", "bf16")
+    with pytest.raises(ValueError, match="precision"):
+        _core.ar_texts_missing(models, ["a"], "cpu", "fp16")
+    with pytest.raises(TypeError, match=r"captions\[1\]"):
+        _core.ar_texts_missing(models, ["a", 3], "cpu", "bf16")
