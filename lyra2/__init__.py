@@ -31,9 +31,24 @@ _omp_env.restore()  # libgomp (loaded with _core) has read its wait policy
 __version__ = "0.1.0"
 
 
+def _emulated_card_bytes():
+    """The emulated card's size, LYRA2_EMULATED_CUDA_MEMORY (bytes, a K/M/G suffix of 1024s allowed), read as the
+    emulated pool reads it (csrc/nn/emu/emu_pool.c card_bytes); 0 = unset (the pool is limited by host memory)."""
+    v = os.environ.get("LYRA2_EMULATED_CUDA_MEMORY", "").strip()
+    if not v:
+        return 0
+    unit = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(v[-1].lower(), 1)
+    try:
+        x = float(v[:-1] if unit > 1 else v)
+    except ValueError:
+        return 0
+    return int(x * unit) if x > 0 else 0
+
+
 def backends():
     """What this build can run: {"cpu": True, "cuda": bool, "cuda_compiled": bool, "emulated": bool,
-    "cuda_error": str | None, "cuda_emulation_build": bool, "devices": [{"index", "name", "memory_bytes"}],
+    "cuda_error": str | None, "cuda_emulation_build": bool, "devices": [{"index", "name", "memory_bytes"}] (the emulated
+    device's memory_bytes: LYRA2_EMULATED_CUDA_MEMORY when set, else the host's memory),
     "cuda_fallbacks": {kind: {"count", "first"}}, "cblas": bool}.
     "cuda" is True when the build has the CUDA part and a GPU is usable, or when the emulated device is on
     (``LYRA2_EMULATED_CUDA=1``: device="cuda" then runs the CPU kernels behind a separate memory pool that behaves
@@ -47,7 +62,7 @@ def backends():
     emulated = bool(info["emulated_cuda"])
     if emulated:
         devices = [{"index": 0, "name": "emulated CUDA device (CPU kernels, LYRA2_EMULATED_CUDA=1)",
-                    "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}]
+                    "memory_bytes": _emulated_card_bytes() or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}]
     else:
         devices = [{"index": i, "name": n, "memory_bytes": b} for i, n, b in _core.cuda_devices()]
     fallbacks = {k: {"count": n, "first": first} for k, (n, first) in _core.cuda_fallbacks().items()}

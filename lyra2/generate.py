@@ -28,7 +28,10 @@ frame 0's depth re-rendered into its buffer camera and the spatial memory keeps 
 
 Device: "cuda" runs every network on the GPU (or the emulated device under ``LYRA2_EMULATED_CUDA=1``) in upstream's
 precision (docs/PRECISION.md): the captions first, through umT5 loaded onto the device for them and freed (cached
-per caption), then the DiT, CLIP, the Wan VAE, DA3 and MoGe, placed once per folder. The caption and
+per caption), then the DiT, CLIP, the Wan VAE, DA3 and MoGe, placed once per folder. The run follows the memory
+plan (lyra2.memory_plan of the GPU's memory or the budget): the VAE caches wait in host memory between their
+phases only when it says so, and a later run with a new caption gives the placed networks back before umT5 when
+umT5 beside them would not fit (``_room_for_text``). The caption and
 negative-prompt embeddings, the CLIP tokens, each chunk's conditioning and correspondence buffer stay in device
 memory; per network call only the sampler's latent goes up and the velocity comes back. The chunk inputs
 (retrieval, warps) are still assembled on the host and uploaded once per chunk
@@ -235,7 +238,7 @@ def _log_loras(info, use_dmd, report):
 
 
 def _run_direction(models, img, depth, w2c, K, captions, *, seed, use_dmd, guidance, steps, label, report,
-                   depth_window, device="cpu"):
+                   depth_window, device="cpu", plan=None):
     x = np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0) * np.float32(2.0) \
         - np.float32(1.0)
 
@@ -246,13 +249,37 @@ def _run_direction(models, img, depth, w2c, K, captions, *, seed, use_dmd, guida
         frames, warp, t = _core.ar_generate(
             models, x, np.ascontiguousarray(depth, np.float32), np.ascontiguousarray(w2c, np.float32),
             np.ascontiguousarray(K, np.float32), list(captions), bool(use_dmd), float(guidance), int(steps), SHIFT,
-            int(seed), label, depth_window, progress, report.log, True, device, DIT_DEVICE_PRECISION)
+            int(seed), label, depth_window, progress, report.log, True, device, DIT_DEVICE_PRECISION,
+            bool(device != "cpu" and plan is not None and plan["vae_parked"]))
     except Lyra2Error:
         if device != "cpu":
             release_models()  # a failed placement may have left the models half on the device: load them again
         raise
     frames[0] = img  # the anchor frame is the input itself (the float round trip can lose 1 in the last bit)
     return frames, warp, t
+
+
+def _room_for_text(models, info, captions, folder, device, plan, log, dit_dtype, use_dmd):
+    """The models for a run whose captions are `captions`. A caption not embedded before loads umT5 onto the device
+    beside the networks an earlier run placed (lyra_ar_encode_texts); when the plan says that exceeds the budget or
+    the device's memory (plan["new_caption_releases_placed"]) the placed networks and a resident DA3 are given back
+    first and the models loaded again, so the run embeds its captions with umT5 alone, as a first run does, and
+    places the networks after the text. The cost: their files are read and uploaded again (logged)."""
+    if device == "cpu" or plan is None or info["device"] == "cpu" or not plan["new_caption_releases_placed"]:
+        return models, info
+    missing = _core.ar_texts_missing(models, list(captions), device, DIT_DEVICE_PRECISION)
+    if not missing:
+        return models, info
+    w = plan["weights"]
+    again = w["dit"] + w["clip"] + w["vae"] + (w["da3"] if _da3_cache else 0)
+    limit = plan["max_gpu_memory"] * 1e9 if plan["max_gpu_memory"] is not None else plan["device_memory"]
+    log(f"memory plan: {missing} new caption(s): umT5 beside the placed networks would hold "
+        f"{plan['later_text_bytes'] / 1e9:.2f} GB, over the {'budget' if plan['max_gpu_memory'] is not None else 'device'}"
+        f"'s {limit / 1e9:.2f} GB; the placed networks{' and DA3' if _da3_cache else ''} are given back, umT5 runs "
+        f"alone, and they are loaded and placed again after the text (about {again / 1e9:.2f} GB read and uploaded "
+        "again, at the released sizes)")
+    release_models()
+    return load_models(folder, device, plan, log, dit_dtype, use_dmd)
 
 
 def _chunk_captions(captions, n_chunks, frames_per_chunk):
@@ -307,11 +334,13 @@ def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=Non
     raw = read_image(image_u8)
     img = read_image(raw, resolution=(h, w))
     models, info = load_models(checkpoint_folder, device, plan, report.log, dit_dtype, args["use_dmd"])
-    da3, da3_window = _da3_for_run(checkpoint_folder, device, plan, report.log)
-    d, mask, K0, depth_source = first_frame_depth(raw, img, depth, checkpoint_folder, report, da3=da3, device=device)
     n = args["num_frames"]
     if (n - 1) % info["frames_per_chunk"]:
         raise ValueError(f"num_frames: {n} is not 1 + {info['frames_per_chunk']}k for this checkpoint")
+    models, info = _room_for_text(models, info, [args["prompt"]], checkpoint_folder, device, plan, report.log,
+                                  dit_dtype, args["use_dmd"])
+    da3, da3_window = _da3_for_run(checkpoint_folder, device, plan, report.log)
+    d, mask, K0, depth_source = first_frame_depth(raw, img, depth, checkpoint_folder, report, da3=da3, device=device)
     cams = direction_cameras(args["zoom_direction"], n, d, K0, zoom_in_trajectory=args["zoom_in_trajectory"],
                              zoom_in_strength=args["zoom_in_strength"], zoom_out_trajectory=args["zoom_out_trajectory"],
                              zoom_out_strength=args["zoom_out_strength"], mask=mask)
@@ -333,7 +362,7 @@ def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=Non
                                        use_dmd=args["use_dmd"], guidance=args["guidance_scale"],
                                        steps=args["num_inference_steps"], label=label, report=report,
                                        depth_window=recording_depth_window(_depth_window_fn(da3_window), views),
-                                       device=device)
+                                       device=device, plan=plan)
         rendered[direction] = frames
         timings["encode_s"] += st["text_s"]
         timings[f"zoom_{direction}_s"] = time.perf_counter() - t - st["text_s"]
@@ -427,6 +456,7 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
         raise ValueError(f"w2c: {N} cameras; expected 1 + {F}k (k >= 1 chunks of {F} frames)")
     n_chunks = (N - 1) // F
     caps = _chunk_captions(captions, n_chunks, F)
+    models, info = _room_for_text(models, info, caps, folder, device, plan, report.log, dit_dtype, use_dmd)
     da3, da3_window = _da3_for_run(folder, device, plan, report.log)
     d, _, _, depth_source = first_frame_depth(raw, img, depth, folder, report, da3=da3, device=device)
     timings = {"encode_s": time.perf_counter() - t0}
@@ -436,7 +466,7 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     frames, _, st = _run_direction(models, img, d, w2c, K, caps, seed=seed, use_dmd=use_dmd,
                                    guidance=float(guidance_scale), steps=steps, label="generate", report=report,
                                    depth_window=recording_depth_window(_depth_window_fn(da3_window), views),
-                                   device=device)
+                                   device=device, plan=plan)
     timings["encode_s"] += st["text_s"]
     timings["generate_s"] = time.perf_counter() - t - st["text_s"]
     video = Video(frames=frames, fps=fps, seed=seed, timings=timings, w2c=np.ascontiguousarray(w2c, np.float32),

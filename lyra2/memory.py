@@ -35,18 +35,28 @@ The schedule (stages in run order), each counting what the code holds on the dev
 
 Through the chunk loop the device holds the placed networks (the DiT, its LoRA adapters, CLIP and its arena, the
 negative prompt, the VAE), the driver's buffers (the captions, CLIP tokens and frame, the latent x, the
-velocity) and the decoded frames. The chunk's condition y and correspondence buffer (bf16) live from its prep to
-the end of its sampling; the DiT's and the VAE streams' activation arenas are given back between the phases, and
-each VAE stream's causal caches are parked in host memory outside its own phase (ar_driver.c release_scratch,
-vae_phase), so each lives in its own stages only. DA3 stays resident (weights and its largest arena, the
-depth window's) unless a budget's plan loads it per call (MoGe is only needed for the first frame). When the
-budget is below what a resident DiT needs, its attention blocks stream from pinned host memory:
-``resident_blocks`` stay on the device, the others pass through two block-sized buffers (double buffering: block
-i+1 is uploaded on a copy stream while block i runs).
+velocity), the decoded frames and the two VAE streams' causal caches. The chunk's condition y and correspondence
+buffer (bf16) live from its prep to the end of its sampling; the DiT's and the VAE streams' activation arenas are
+given back between the phases (ar_driver.c release_scratch, vae_phase), so each lives in its own stage only. DA3
+stays resident (weights and its largest arena, the depth window's) unless a budget's plan loads it per call (MoGe
+is only needed for the first frame).
 
-Not in the plan: a later run in the same process with a caption not embedded before loads umT5 beside the placed
-networks (the text stage of a first run only has umT5); the plan of the released sizes counts no LoRA adapters
-(their ranks are the files', see _released_networks).
+What the plan gives up, cheapest first, when the run would not fit (the budget ``max_gpu_memory``, or without one
+the device's memory when it is known, ``device_memory``; without a budget nothing else is given up):
+1. ``vae_parked``: each VAE stream's causal caches wait in pinned host memory outside its own phase
+   (lyra_vae_session_park; at 480p 1.1 + 1.9 GB, crossing twice per chunk: about 0.25 s per chunk at 25 GB/s);
+   the caches then live in their stream's stage only. The frames are bit-identical either way.
+2. DA3 loaded for each depth call instead of kept resident (budget only).
+3. DiT attention blocks streamed from pinned host memory: ``resident_blocks`` stay on the device, the others pass
+   through two block-sized buffers (double buffering: block i+1 is uploaded on a copy stream while block i runs)
+   (budget only).
+
+A later run in the same process with a caption not embedded before loads umT5 beside the networks an earlier run
+placed: ``later_text_bytes`` counts that (the placed networks, DA3 if resident, umT5 and its activations); when it
+exceeds the budget or the device's memory, ``new_caption_releases_placed`` is True and lyra2.generate gives the
+placed networks back before the text and places them again after it (their files are read again), so that run
+stays within this plan. The plan of the released sizes counts no LoRA adapters (their ranks are the files', see
+_released_networks).
 """
 from __future__ import annotations
 
@@ -56,7 +66,8 @@ import numbers
 from . import _core
 from .fields import NUM_FRAMES, RESOLUTIONS
 
-__all__ = ["memory_plan", "format_memory_plan", "log_run_plan", "check_max_gpu_memory", "check_dit_dtype", "apply_dit_streaming", "DIT_14B", "DIT_LAYOUT"]
+__all__ = ["memory_plan", "format_memory_plan", "log_run_plan", "check_max_gpu_memory", "check_dit_dtype", "apply_dit_streaming",
+           "device_memory_bytes", "DIT_14B", "DIT_LAYOUT"]
 
 #: The released Lyra-2 DiT (a Wan 2.1 14B I2V with Lyra's inputs; upstream EXP:21-62, NETCFG:30), as detection reads it from
 #: the weights' names and shapes.
@@ -231,22 +242,41 @@ def _prep_stage(c):
             "fresh vae encode activations": c["enc_arena"]}
 
 
-def _stages(c, resident, keep_da3, first_frame_depth):
-    """{stage: {what: bytes}} for a DiT with `resident` attention blocks on the device (the rest streamed through
-    two block buffers), DA3 kept resident (its weights and its largest arena, the depth window's) or loaded per
-    call. Each stage lists what is allocated on the device while it runs, as the code allocates and frees it."""
+def _placed(c, resident, keep_da3, first_frame_depth):
+    """{what: bytes} of what a run leaves placed on the device for the next one: the networks (the DiT with
+    `resident` attention blocks, the rest streamed through two block buffers; CLIP and its arena; the negative
+    prompt; the VAE) and a resident DA3 (its weights and the largest arena it reserved)."""
     streamed = c["layers"] - resident
     dit_w = c["dit_fixed"] + resident * c["dit_block"] + (2 * c["dit_block"] if streamed else 0)
     # the depth window runs after every chunk but the last; a resident DA3 keeps the largest arena it reserved
     updates = c["n_chunks"] > 1
     da3_arena = c["da3_aw"] if updates else (c["da3_a1"] if first_frame_depth else 0)
     da3 = {"da3 weights": c["da3_w"], "da3 activations": da3_arena} if keep_da3 else {}
-    # through the chunk loop (placed once; the driver's buffers and the VAE streams' caches for the run)
-    # (the VAE streams' caches are parked in host memory outside their own phases, ar_driver.c vae_phase and
-    # release_scratch)
-    loop = dict({"dit weights": dit_w, "clip weights": c["clip"][0], "clip activations": c["clip"][1],
-                 "negative prompt": c["negative"], "vae weights": c["vae_w"], "run buffers": c["driver"],
-                 "decoded frames": c["pix"]}, **da3)
+    return dict({"dit weights": dit_w, "clip weights": c["clip"][0], "clip activations": c["clip"][1],
+                 "negative prompt": c["negative"], "vae weights": c["vae_w"]}, **da3)
+
+
+def _later_text(c, resident, keep_da3, first_frame_depth):
+    """{what: bytes} while a later run in the process embeds a caption not embedded before with the networks an
+    earlier run placed still there: umT5 with its activations and the caption's embedding beside them
+    (csrc/pipeline/ar_text.c encode_on_device)."""
+    st = dict(_placed(c, resident, keep_da3, first_frame_depth), **{
+        "umt5 weights": c["umt5"][0], "umt5 activations": c["umt5"][1], "caption embedding": c["text_out"]})
+    st["allocation rounding"] = ALLOC_ROUNDING
+    return st
+
+
+def _stages(c, resident, keep_da3, first_frame_depth, vae_parked=True):
+    """{stage: {what: bytes}} for a DiT with `resident` attention blocks on the device (the rest streamed through
+    two block buffers), DA3 kept resident (its weights and its largest arena, the depth window's) or loaded per
+    call, the VAE streams' causal caches parked in host memory outside their own phase or kept on the device for
+    the run. Each stage lists what is allocated on the device while it runs, as the code allocates and frees it."""
+    updates = c["n_chunks"] > 1
+    # through the chunk loop (placed once; the driver's buffers, and the VAE streams' caches when not parked, for
+    # the run: ar_driver.c release_scratch and vae_phase park them only when the run's park_vae_caches says so)
+    vae_caches = {"vae encoder caches": c["enc_cache"], "vae decoder caches": c["dec_cache"]}
+    loop = dict(_placed(c, resident, keep_da3, first_frame_depth), **{"run buffers": c["driver"],
+                "decoded frames": c["pix"]}, **({} if vae_parked else vae_caches))
     before = {"da3 weights": c["da3_w"], "da3 activations": c["da3_a1"]} if keep_da3 and first_frame_depth else {}
     st = {
         # umT5 runs before the other networks are placed (a resident DA3 is placed first, with its
@@ -258,7 +288,7 @@ def _stages(c, resident, keep_da3, first_frame_depth):
         "dit": dict(loop, **{"chunk condition": c["cond"], "dit activations": c["dit"]["arena_peak"]},
                     **({"fp8 activation copy": c["fp8_copy"]} if c["fp8_copy"] else {})),
         # the chunk's decode, then its re-encode (and the priming before chunk 1: encode, then decode), each stream
-        # alone on the device with its caches and arena (ar_driver.c vae_phase parks the other's in host memory)
+        # with its arena alone on the device (and its caches when parked: vae_phase parks the other's)
         "vae_decode": dict(loop, **{"vae decoder caches": c["dec_cache"], "vae decode activations": c["dec_arena"]}),
         "vae_encode": dict(loop, **{"vae encoder caches": c["enc_cache"], "vae encode activations": c["enc_arena"]}),
     }
@@ -274,41 +304,53 @@ def _stages(c, resident, keep_da3, first_frame_depth):
     return {k: (sum(st[k].values()), st[k]) for k in order if k in st}
 
 
-def _plan(net, H, W, num_frames, dit_dtype, max_gpu_memory, label, first_frame_depth=True):
+def _plan(net, H, W, num_frames, dit_dtype, max_gpu_memory, label, first_frame_depth=True, device_memory=None,
+          vae_parked=None):
     """The plan of a run of the networks `net` at H x W: a dict with "dit" (configuration, FramePack layout; its
     forward is measured), "clip_tokens", "text_dim", "adapter_bytes" (LoRA adapters beside the weights), "umt5",
     "clip", "moge" ((weight bytes, arena bytes) each), "da3" (a function (views, h, w, poses) -> (weight bytes,
     arena bytes)) and "vae" ((dim, z_dim, weight bytes)). _released_networks gives the released checkpoint's,
     lyra2.testing.run_networks any folder's. first_frame_depth: the first frame's depth is estimated (DA3 + MoGe)
-    rather than given."""
+    rather than given. device_memory: the device's bytes when known (without a budget it decides the parking).
+    vae_parked: None = the plan decides, True / False = as given (tests)."""
     c = _costs(net, H, W, num_frames, dit_dtype)
     layers, block = c["layers"], c["dit_block"]
 
-    # Preference: as many DiT blocks resident as fit (they run 4 to 56 times per chunk), then DA3 resident
-    # (it runs once per chunk). Without a budget the run keeps every block and DA3 resident
-    # (lyra2.generate._da3_for_run: the device's memory is the limit).
+    # Preference: as many DiT blocks resident as fit (they run 4 to 56 times per chunk), then DA3 resident (it
+    # runs once per chunk and is read from its file when loaded per call), then the VAE caches on the device (parked,
+    # they cross twice per chunk: the cheapest concession, tried first). Without a budget the run keeps every block
+    # and DA3 resident (lyra2.generate._da3_for_run) and parks only when the device's memory is known and the
+    # unparked plan exceeds it.
     budget = None if max_gpu_memory is None else int(float(max_gpu_memory) * GB)
+    parks = (False, True) if vae_parked is None else (bool(vae_parked),)
     choice = None
     for resident in range(layers, -1, -1):
         for keep_da3 in (True, False) if budget is not None else (True,):
-            stages = _stages(c, resident, keep_da3, first_frame_depth)
-            peak = max(v[0] for v in stages.values())
-            if budget is None or peak <= budget:
-                choice = (resident, keep_da3, stages, peak)
+            for parked in parks:
+                stages = _stages(c, resident, keep_da3, first_frame_depth, parked)
+                peak = max(v[0] for v in stages.values())
+                if (peak <= budget if budget is not None
+                        else parked == parks[-1] or device_memory is None or peak <= device_memory):
+                    choice = (resident, keep_da3, parked, stages, peak)
+                    break
+            if choice:
                 break
         if choice:
             break
     if choice is None:
-        stages = _stages(c, 0, False, first_frame_depth)
+        stages = _stages(c, 0, False, first_frame_depth, True)
         minimum = max(v[0] for v in stages.values())
         worst = max(stages, key=lambda k: stages[k][0])
         minimum_gb = math.ceil(minimum / GB * 100) / 100   # rounded up: the printed minimum is a valid budget
         raise ValueError(f"max_gpu_memory: {max_gpu_memory!r} GB is below the minimum of {minimum_gb:.2f} GB for "
                          f"{label} with dit_dtype={dit_dtype!r} (every DiT block streamed, DA3 loaded per call; "
                          f"the largest stage is {worst!r})")
-    resident, keep_da3, stages, peak = choice
+    resident, keep_da3, parked, stages, peak = choice
     streamed = layers - resident
     dit = c["dit"]
+    # a later run with a new caption: umT5 beside what this run leaves placed, against the same limit
+    later = _later_text(c, resident, keep_da3, first_frame_depth)
+    limit = budget if budget is not None else device_memory
     return {
         "num_frames": int(num_frames), "dit_dtype": dit_dtype, "max_gpu_memory": max_gpu_memory,
         "peak_bytes": int(peak),
@@ -317,6 +359,10 @@ def _plan(net, H, W, num_frames, dit_dtype, max_gpu_memory, label, first_frame_d
         "resident_blocks": resident, "streamed_blocks": streamed,
         "stream_buffer_bytes": int(2 * block if streamed else 0), "pinned_host_bytes": int(streamed * block),
         "da3_resident": keep_da3,
+        "vae_parked": bool(parked), "vae_cache_bytes": int(c["enc_cache"] + c["dec_cache"]),
+        "device_memory": None if device_memory is None else int(device_memory),
+        "later_text_bytes": int(sum(later.values())),
+        "new_caption_releases_placed": bool(limit is not None and sum(later.values()) > limit),
         "dit": {"tokens": dit["tokens"], "arena_bytes": dit["arena_peak"], "input_bytes": dit["io_bytes"],
                 "weight_bytes": int(c["dit_fixed"] + layers * block), "block_bytes": int(block), "flops": dit["flops"],
                 "params": dit["matrix_elems"] + dit["vector_elems"]},
@@ -325,7 +371,27 @@ def _plan(net, H, W, num_frames, dit_dtype, max_gpu_memory, label, first_frame_d
     }
 
 
-def memory_plan(resolution="480p", num_frames=81, dit_dtype="bf16", max_gpu_memory=None) -> dict:
+def check_device_memory(device_memory):
+    """None or a positive int of bytes; TypeError / ValueError naming the field otherwise."""
+    if device_memory is None:
+        return None
+    if isinstance(device_memory, bool) or not isinstance(device_memory, numbers.Integral):
+        raise TypeError(f"device_memory: expected an int of bytes or None; got {device_memory!r}")
+    if device_memory <= 0:
+        raise ValueError(f"device_memory: {device_memory!r} bytes is not allowed; expected a positive number")
+    return int(device_memory)
+
+
+def device_memory_bytes():
+    """The CUDA device's total memory in bytes as lyra2.backends() reports it (the first device; on the emulated
+    device LYRA2_EMULATED_CUDA_MEMORY when set, else the host's memory), or None when no device answers."""
+    from . import backends
+
+    b = backends()
+    return int(b["devices"][0]["memory_bytes"]) if b["cuda"] and b["devices"] else None
+
+
+def memory_plan(resolution="480p", num_frames=81, dit_dtype="bf16", max_gpu_memory=None, device_memory=None) -> dict:
     """The device memory plan of a run (see the module docstring) at "480p" / "720p" (or an (H, W) pair of
     multiples of 16). Returns a dict:
 
@@ -333,15 +399,21 @@ def memory_plan(resolution="480p", num_frames=81, dit_dtype="bf16", max_gpu_memo
     ``resident_blocks`` / ``streamed_blocks`` (DiT attention blocks kept on the device / streamed),
     ``stream_buffer_bytes`` (the two block buffers, 0 without streaming), ``pinned_host_bytes`` (streamed
     blocks in host memory), ``da3_resident`` (kept through the chunk loop), ``dit`` (the measured forward:
-    tokens, arena, weights, FLOPs), ``weights`` {network: bytes}, ``max_gpu_memory`` and the arguments.
+    tokens, arena, weights, FLOPs), ``weights`` {network: bytes}, ``vae_parked`` (the VAE streams' caches wait
+    in host memory outside their phase), ``vae_cache_bytes`` (both streams' caches: what crosses each way per
+    chunk when parked), ``later_text_bytes`` / ``new_caption_releases_placed`` (a later run with a new caption, see
+    the module docstring), ``max_gpu_memory``, ``device_memory`` and the arguments.
 
-    With ``max_gpu_memory`` (GB, 1e9 bytes) the plan keeps as many DiT blocks resident as fit and streams the
-    rest; a budget below the smallest plan (every block streamed, DA3 loaded per call) raises ValueError naming
-    the minimum."""
+    With ``max_gpu_memory`` (GB, 1e9 bytes) the plan parks the VAE caches, loads DA3 per call and streams DiT
+    blocks, in that order, until the run fits; a budget below the smallest plan (every block streamed, DA3 loaded
+    per call, caches parked) raises ValueError naming the minimum. Without a budget, ``device_memory`` (bytes, e.g.
+    ``lyra2.memory.device_memory_bytes()``; None = unknown) decides the parking alone."""
     _check_args(resolution, num_frames, dit_dtype, max_gpu_memory)
+    check_device_memory(device_memory)
     H, W = _frame_size(resolution)
     label = resolution if isinstance(resolution, str) else f"{H}x{W}"
-    plan = _plan(_released_networks(H, W), H, W, num_frames, dit_dtype, max_gpu_memory, label)
+    plan = _plan(_released_networks(H, W), H, W, num_frames, dit_dtype, max_gpu_memory, label,
+                 device_memory=device_memory)
     plan["resolution"] = resolution if isinstance(resolution, str) else (H, W)
     return plan
 
@@ -356,18 +428,26 @@ def format_memory_plan(plan) -> str:
              f"  DiT: {plan['resident_blocks']} blocks resident, {plan['streamed_blocks']} streamed from pinned host "
              f"memory ({g(plan['pinned_host_bytes'])}, two buffers {g(plan['stream_buffer_bytes'])}); "
              f"{plan['dit']['tokens']} tokens, activations {g(plan['dit']['arena_bytes'])}",
-             f"  umT5 runs first and is freed; DA3 {'stays resident' if plan['da3_resident'] else 'loads per depth call'}"]
+             f"  umT5 runs first and is freed; DA3 {'stays resident' if plan['da3_resident'] else 'loads per depth call'}",
+             f"  VAE caches ({g(plan['vae_cache_bytes'])}): " +
+             (f"parked in pinned host memory outside their stream's phase ({g(plan['vae_cache_bytes'])} each way per "
+              "chunk)" if plan["vae_parked"] else "kept on the device for the run"),
+             f"  a later run with a new caption: umT5 beside the placed networks {g(plan['later_text_bytes'])}" +
+             ("; over the limit: the placed networks are given back first and placed again after the text"
+              if plan["new_caption_releases_placed"] else "")]
     lines += [f"  {k:13s} {g(v)}" for k, v in plan["stage_peaks"].items()]
     return "\n".join(lines)
 
 
 def log_run_plan(resolution, num_frames, max_gpu_memory, device, log, dit_dtype="bf16"):
     """The plan of a generate run, written to `log` line by line, when the run asked for a budget or for the
-    GPU (the plan is of the released network sizes at the run's frame size, with the run's dit_dtype). Raises
+    GPU (the plan is of the released network sizes at the run's frame size, with the run's dit_dtype, and on the
+    GPU of its memory, lyra2.backends()). Raises
     ValueError when the budget is below the minimum. Returns the plan or None."""
     if max_gpu_memory is None and device != "cuda":
         return None
-    plan = memory_plan(resolution, num_frames, dit_dtype, max_gpu_memory)
+    plan = memory_plan(resolution, num_frames, dit_dtype, max_gpu_memory,
+                       device_memory_bytes() if device == "cuda" else None)
     for line in format_memory_plan(plan).splitlines():
         log(line)
     return plan

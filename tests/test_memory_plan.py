@@ -121,10 +121,12 @@ def test_plan_fully_resident_480p():
     # the arenas the driver gives back between phases are counted in their own stage only
     assert [k for k in p["stages"] if "dit activations" in p["stages"][k]] == ["dit"]
     assert [k for k in p["stages"] if "vae decode activations" in p["stages"][k]] == ["vae_decode"]
-    # each VAE stream's caches only in its own phase (parked in host memory otherwise); y and the buffer from the
-    # chunk's prep to its sampling
-    assert [k for k in p["stages"] if "vae decoder caches" in p["stages"][k]] == ["vae_decode"]
-    assert [k for k in p["stages"] if "vae encoder caches" in p["stages"][k]] == ["vae_encode"]
+    # without a budget or a known device memory the VAE streams' caches stay on the device through the chunk loop
+    # (nothing to make room for); y and the buffer from the chunk's prep to its sampling
+    loop = ["prep", "clip", "dit", "vae_decode", "vae_encode", "depth_update"]
+    assert not p["vae_parked"] and p["device_memory"] is None
+    assert [k for k in p["stages"] if "vae decoder caches" in p["stages"][k]] == loop
+    assert [k for k in p["stages"] if "vae encoder caches" in p["stages"][k]] == loop
     assert [k for k in p["stages"] if "chunk condition" in p["stages"][k]] == ["prep", "dit"]
     # without a budget the run keeps DA3 resident (lyra2.generate._da3_for_run), with its window arena
     assert p["da3_resident"] and p["stages"]["dit"]["da3 activations"] == p["stages"]["depth_update"]["da3 activations"]
@@ -143,6 +145,62 @@ def test_plan_fully_resident_480p():
     assert 40e9 < p["peak_bytes"] < 50e9
     # 81 frames: one chunk, no depth-window update
     assert "depth_update" not in lyra2.memory_plan()["stages"]
+
+
+def test_vae_caches_are_parked_only_when_the_run_needs_it():
+    """Parking the VAE streams' caches in host memory (3.0 GB each way per 480p chunk) is the plan's first
+    concession: without a budget only when the device's memory is known and the unparked plan exceeds it, with a
+    budget when the unparked plan exceeds the budget (before DA3 per call or streamed blocks). Parked, each stream's
+    caches are counted in its own phase only; the difference is the caches, in every stage from the prep on."""
+    kept = lyra2.memory_plan(num_frames=161)
+    assert not lyra2.memory_plan(num_frames=161, device_memory=80 * 10**9)["vae_parked"]   # an 80 GB card
+    assert not lyra2.memory_plan(num_frames=161, device_memory=kept["peak_bytes"])["vae_parked"]
+    p = lyra2.memory_plan(num_frames=161, device_memory=kept["peak_bytes"] - 1)
+    assert p["vae_parked"] and p["device_memory"] == kept["peak_bytes"] - 1
+    # no budget: the rest is as without one (every block and DA3 resident), even on a card too small for it all
+    assert p["resident_blocks"] == 40 and p["da3_resident"]
+    assert not lyra2.memory_plan(num_frames=161, device_memory=10**9)["streamed_blocks"]
+    assert [k for k in p["stages"] if "vae decoder caches" in p["stages"][k]] == ["vae_decode"]
+    assert [k for k in p["stages"] if "vae encoder caches" in p["stages"][k]] == ["vae_encode"]
+    caches = p["vae_cache_bytes"]
+    assert caches == p["stages"]["vae_decode"]["vae decoder caches"] + p["stages"]["vae_encode"]["vae encoder caches"]
+    assert 2.5e9 < caches < 3.5e9   # 480p: 1.1 + 1.9 GB
+    for k in ("prep", "clip", "dit", "depth_update"):
+        assert kept["stage_peaks"][k] - p["stage_peaks"][k] == caches
+    assert kept["stage_peaks"]["text"] == p["stage_peaks"]["text"]
+    # a budget the kept plan fits keeps them; one just below parks, with the same blocks and DA3
+    assert not lyra2.memory_plan(num_frames=161, max_gpu_memory=kept["peak_bytes"] / GB)["vae_parked"]
+    b = lyra2.memory_plan(num_frames=161, max_gpu_memory=(kept["peak_bytes"] - 1) / GB)
+    assert b["vae_parked"] and b["resident_blocks"] == 40 and b["da3_resident"]
+    assert b["peak_bytes"] == p["peak_bytes"]
+    # the 40 GB budget parks too (the target is met with the caches parked)
+    assert lyra2.memory_plan("480p", 81, "bf16", 40)["vae_parked"]
+    text = lyra2.memory.format_memory_plan(p)
+    assert "VAE caches" in text and "parked in pinned host memory" in text
+    assert "kept on the device for the run" in lyra2.memory.format_memory_plan(kept)
+    with pytest.raises(TypeError, match="device_memory"):
+        lyra2.memory_plan(device_memory=4.0e10)
+    with pytest.raises(ValueError, match="device_memory"):
+        lyra2.memory_plan(device_memory=0)
+
+
+def test_a_later_caption_beside_the_placed_networks_is_planned():
+    """A later run with a new caption loads umT5 (11.5 GB) beside what the first run left placed: later_text_bytes.
+    It exceeds 40 GB at 480p, so a 40 GB budget's plan (and an 80 GB card's, not) says to give the placed networks
+    back first."""
+    p = lyra2.memory_plan(num_frames=161)
+    placed = p["stages"]["dit"]
+    umt5 = p["stages"]["text"]
+    expect = (placed["dit weights"] + placed["clip weights"] + placed["clip activations"] + placed["negative prompt"]
+              + placed["vae weights"] + placed["da3 weights"] + placed["da3 activations"] + umt5["umt5 weights"]
+              + umt5["umt5 activations"] + umt5["caption embedding"] + lyra2.memory.ALLOC_ROUNDING)
+    assert p["later_text_bytes"] == expect and 45e9 < expect < 60e9
+    assert not p["new_caption_releases_placed"]                        # no limit known
+    assert not lyra2.memory_plan(num_frames=161, device_memory=80 * 10**9)["new_caption_releases_placed"]
+    assert lyra2.memory_plan(num_frames=161, device_memory=48 * 10**9)["new_caption_releases_placed"]
+    b = lyra2.memory_plan("480p", 81, "bf16", 40)
+    assert b["new_caption_releases_placed"] and b["later_text_bytes"] > 40 * GB
+    assert "given back first" in lyra2.memory.format_memory_plan(b)
 
 
 def test_480p_bf16_fits_40_gb_with_every_dit_block_resident():

@@ -228,8 +228,8 @@ done:
  * chunk's y and buffer after sampling, the VAE streams' arenas after their pushes, and their causal caches, parked
  * in host memory until the streams' next push. The decode, the depth window, CLIP and the next chunk's prep then do
  * not sit beside them. Each comes back with its next use (the DiT rebuilds its RoPE table in its arena, 10 MB at
- * 480p once per chunk; the caches cross twice per chunk, 3.0 GB each way at 480p). lyra2.memory_plan's stages
- * count exactly this. */
+ * 480p once per chunk; parked caches cross twice per chunk, 3.0 GB each way at 480p, so they are parked only when
+ * the run's plan needs it: r->park_vae_caches). lyra2.memory_plan's stages count exactly this. */
 static lyra_status release_scratch(driver *d) {
     lyra_dit_arena_release(&d->m->dit);
     dev_release(d->be, d->y);
@@ -237,16 +237,17 @@ static lyra_status release_scratch(driver *d) {
     d->y = d->buf = NULL;
     lyra_vae_session_release_arena(d->enc);
     lyra_vae_session_release_arena(d->dec);
+    if (!d->r->park_vae_caches) return LYRA_OK;
     LYRA_TRY(lyra_vae_session_park(d->enc));
     return lyra_vae_session_park(d->dec);
 }
 
-/* Makes stream s the only VAE stream with device memory: the other gives back its arena and parks its caches in
- * host memory (s's own come back with its next push). */
+/* Makes stream s the only VAE stream with activations on the device: the other gives back its arena and, when the
+ * run parks them, its caches go to host memory (s's own come back with its next push). */
 static lyra_status vae_phase(driver *d, lyra_vae_session *s) {
     lyra_vae_session *other = s == d->enc ? d->dec : d->enc;
     lyra_vae_session_release_arena(other);
-    return lyra_vae_session_park(other);
+    return d->r->park_vae_caches ? lyra_vae_session_park(other) : LYRA_OK;
 }
 
 /* ---- state initialisation (upstream AR:469-677) ---- */
@@ -532,8 +533,8 @@ static lyra_status run_chunk(driver *d, int a) {
 
     /* decode (upstream AR:989-1057, AR:98-198): the chunk's latents one at a time through the persistent decoder,
      * never clamped, then the re-encode of the decoded frames, 4 at a time, as history (the re-encoded latents, not
-     * the sampled ones), in upstream's order: one stream's caches and activations on the device at a time
-     * (vae_phase parks the other's in host memory). */
+     * the sampled ones), in upstream's order: one stream's activations on the device at a time (vae_phase; the
+     * other's caches wait in host memory when the run parks them). */
     if ((st = vae_phase(d, d->dec)) != LYRA_OK) goto done;
     for (int j = 0; j < d->G; j++) {
         if ((st = check_stop(d)) != LYRA_OK) goto done;

@@ -56,6 +56,10 @@ typedef struct lyra_ar_run {
     uint32_t seed;                  /* chunk a draws its noise with seed + a */
     int warp_chunk;                 /* LYRA_AR_WARP_CHUNK */
     const char *label;              /* progress stage name, e.g. "zoom-in" */
+    int park_vae_caches;            /* nonzero: each VAE stream's causal caches wait in pinned host memory outside
+                                       its own phase (3.0 GB each way per 480p chunk), the memory plan's choice when
+                                       the run would not fit the budget or the card otherwise (lyra2.memory_plan
+                                       "vae_parked"); 0: they stay on the device for the run */
 
     lyra_ar_depth_fn depth_window;  /* NULL: no depth model; see lyra_ar_generate */
     void *depth_ctx;

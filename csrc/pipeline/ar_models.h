@@ -96,6 +96,12 @@ lyra_backend *lyra_ar_backend(lyra_ar_models *m);
 lyra_status lyra_ar_encode_texts(lyra_ar_models *m, lyra_device device, lyra_dtype policy, int n,
                                  const char *const *captions, float *out, int *n_encoded);
 
+/* How many distinct captions of the n a run would send through umT5 (not in the models' cache for device and
+ * policy): nonzero means lyra_ar_encode_texts loads umT5 onto the device, beside whatever is placed there (the
+ * caller's memory plan decides whether the placed networks may stay, lyra2.generate). */
+int lyra_ar_texts_missing(const lyra_ar_models *m, lyra_device device, lyra_dtype policy, int n,
+                          const char *const *captions);
+
 /* CLIP tokens of a frame (1, 3, H, W) f32 in [−1, 1] (unclamped, as upstream passes it): out (1, tokens, width); both
  * in lyra_ar_backend's memory. */
 lyra_status lyra_ar_encode_image(lyra_ar_models *m, const lyra_tensor *frame, lyra_tensor *out);

@@ -103,6 +103,17 @@ static lyra_status encode_on_device(lyra_ar_models *m, lyra_device device, lyra_
     return st;
 }
 
+int lyra_ar_texts_missing(const lyra_ar_models *m, lyra_device device, lyra_dtype policy, int n,
+                          const char *const *captions) {
+    int missing = 0;
+    for (int i = 0; i < n; i++) {
+        int seen = cached(m, captions[i], device, policy) >= 0;
+        for (int j = 0; j < i && !seen; j++) seen = !strcmp(captions[i], captions[j]);
+        missing += !seen;
+    }
+    return missing;
+}
+
 lyra_status lyra_ar_encode_texts(lyra_ar_models *m, lyra_device device, lyra_dtype policy, int n,
                                  const char *const *captions, float *out, int *n_encoded) {
     const int64_t per = (int64_t)LYRA_AR_TEXT_LEN * m->text_dim;

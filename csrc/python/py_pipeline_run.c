@@ -208,6 +208,34 @@ static PyObject *py_ar_models_info(PyObject *self, PyObject *cap) {
                          p->m.fp8_dmd >= 0 ? "fp8" : "bf16", "adapter_bytes", adapter_bytes);
 }
 
+static PyObject *py_ar_texts_missing(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap, *captions;
+    const char *device, *precision;
+    if (!PyArg_ParseTuple(args, "OO!ss:ar_texts_missing", &cap, &PyList_Type, &captions, &device, &precision)) return NULL;
+    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
+        return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
+    if (strcmp(precision, "bf16") && strcmp(precision, "f32"))
+        return PyErr_Format(PyExc_ValueError, "precision: '%s' is not allowed; expected 'bf16' or 'f32'", precision);
+    py_models *pm = PyCapsule_GetPointer(cap, MODELS_CAPSULE);
+    if (!pm) return NULL;
+    const Py_ssize_t n = PyList_GET_SIZE(captions);
+    const char **caps = calloc((size_t)n + 1, sizeof *caps);
+    if (!caps) return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *s = PyList_GET_ITEM(captions, i);
+        if (!PyUnicode_Check(s) || !(caps[i] = PyUnicode_AsUTF8(s))) {
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_TypeError, "captions[%zd]: expected str", i);
+            free(caps);
+            return NULL;
+        }
+    }
+    int missing = lyra_ar_texts_missing(&pm->m, strcmp(device, "cuda") ? LYRA_DEVICE_CPU : LYRA_DEVICE_CUDA,
+                                        strcmp(precision, "f32") ? LYRA_DTYPE_BF16 : LYRA_DTYPE_F32, (int)n, caps);
+    free(caps);
+    return PyLong_FromLong(missing);
+}
+
 /* ---- callbacks (run without the GIL; each takes it back) ---- */
 
 typedef struct py_run_ctx {
@@ -291,13 +319,13 @@ done:
 static PyObject *py_ar_generate(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *cap, *o_img, *o_depth, *o_w2c, *o_K, *captions, *depth_fn, *progress_fn, *log_fn;
-    int use_dmd, num_steps, want_warp;
+    int use_dmd, num_steps, want_warp, park_vae = 0;
     double guidance, shift;
     unsigned long long seed;
     const char *label, *device = "cpu", *precision = "bf16";
-    if (!PyArg_ParseTuple(args, "OOOOOO!pdidKsOOOp|ss:ar_generate", &cap, &o_img, &o_depth, &o_w2c, &o_K, &PyList_Type,
+    if (!PyArg_ParseTuple(args, "OOOOOO!pdidKsOOOp|ssp:ar_generate", &cap, &o_img, &o_depth, &o_w2c, &o_K, &PyList_Type,
                           &captions, &use_dmd, &guidance, &num_steps, &shift, &seed, &label, &depth_fn, &progress_fn,
-                          &log_fn, &want_warp, &device, &precision))
+                          &log_fn, &want_warp, &device, &precision, &park_vae))
         return NULL;
     if (strcmp(device, "cpu") && strcmp(device, "cuda"))
         return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
@@ -351,7 +379,7 @@ static PyObject *py_ar_generate(PyObject *self, PyObject *args) {
         .models = &pm->m, .height = (int)H, .width = (int)W, .num_frames = N, .image = PyArray_DATA(img),
         .depth = PyArray_DATA(depth), .w2c = PyArray_DATA(w2c), .K = PyArray_DATA(K), .captions = caps,
         .use_dmd = use_dmd, .guidance = (float)guidance, .num_steps = num_steps, .shift = shift,
-        .seed = (uint32_t)seed, .warp_chunk = LYRA_AR_WARP_CHUNK, .label = label,
+        .seed = (uint32_t)seed, .warp_chunk = LYRA_AR_WARP_CHUNK, .label = label, .park_vae_caches = park_vae,
         .depth_window = ctx.depth_fn ? cb_depth : NULL, .depth_ctx = &ctx, .interrupted = cb_interrupted,
         .interrupt_ctx = &ctx, .progress = cb_progress, .log = cb_log, .report_ctx = &ctx,
         .out_frames = PyArray_DATA((PyArrayObject *)frames),
@@ -393,7 +421,11 @@ static PyMethodDef run_methods[] = {
      "ar_models_dit_streaming(models, resident) -> None"},
     {"ar_generate", py_ar_generate, METH_VARARGS,
      "ar_generate(models, image, depth, w2c, K, captions, use_dmd, guidance, num_steps, shift, seed, label, "
-     "depth_window, progress, log, want_warp) -> (frames, warp, timings)"},
+     "depth_window, progress, log, want_warp, device='cpu', precision='bf16', park_vae_caches=False) -> (frames, "
+     "warp, timings)"},
+    {"ar_texts_missing", py_ar_texts_missing, METH_VARARGS,
+     "ar_texts_missing(models, captions, device, precision) -> int: distinct captions not embedded before (a run "
+     "with them loads umT5 onto the device)"},
     {NULL, NULL, 0, NULL},
 };
 
