@@ -2,18 +2,23 @@
 
 For each case the network is built twice: by lyra2 (the C engine) and here in plain PyTorch, written from the
 networks' definitions (the float64 NumPy references of tests/test_umt5.py, test_clip.py and test_vae.py,
-ported to torch), with the same random weights. The outputs are compared (max abs error relative to
-max |torch output|; parity bound 1e-4), then both sides are timed interleaved (lyra2, torch, lyra2, torch,
-...) after a warm-up, each on the same thread count, and the median ratio torch_time / lyra2_time is printed
-(> 1: lyra2 is faster).
+ported to torch; the DiT from its definition in benchmarks/torch_dit.py), with the same random weights. The outputs
+are compared (max abs error relative to max |torch output|; parity bound 1e-4), then both sides are timed
+interleaved (lyra2, torch, lyra2, torch, ...) after a warm-up, each on the same thread count, and the median ratio
+torch_time / lyra2_time is printed (> 1: lyra2 is faster).
 
-    python benchmarks/cpu_vs_torch.py [--threads 2] [--repeat 5] [--only umt5,clip,vae,attention] [--small]
+    python benchmarks/cpu_vs_torch.py [--threads 2] [--repeat 5] [--only dit,attention,umt5,clip,vae] [--small]
                                       [--vae-size 5x128x224]
 
-Cases (issue 19): umT5 encoder dim 1024, 4 layers, 512 tokens; CLIP vision tower width 1280, 4 blocks run,
-224 px; Wan VAE real channels (96, z 16) encode 5 frames 128×224 + decode; self-attention of the DiT size of the
-issue (9,602 tokens, 4 heads × 128) and of one dim-1024 block (8 heads × 128). `--small` shrinks every case
-(for a quick check on a busy machine). The full DiT is not ported to torch yet (see benchmarks/RESULTS.md).
+Cases (issue 19): the Lyra-2 DiT at dim 512 (4 heads × 128, 2 blocks) and one block at dim 1024 (8 × 128), FFN
+3·dim, real text/CLIP/camera/buffer widths, the released FramePack layout on a 30 × 52 latent (9,602 tokens);
+umT5 encoder dim 1024, 4 layers, 512 tokens; CLIP vision tower width 1280, 4 blocks run, 224 px; Wan VAE real
+channels (96, z 16) encode 5 frames 128×224 + decode; self-attention of the DiT sizes alone (9,602 tokens,
+4 heads × 128 and 8 × 128). `--small` shrinks every case (for a quick check on a busy machine).
+
+One process holds both engines: torch is imported first and its bundled libgomp.so.1 is the one lyra2's extension
+binds to (same soname), so both run with torch's default OpenMP wait policy (lyra2 alone runs PASSIVE, see
+lyra2/_omp_env.py).
 
 Needs torch (an optional reference, never a runtime dependency): exits 0 with a message without it.
 """
@@ -375,10 +380,24 @@ def dit_inputs(rng, cfg, T, H, W):
 
 
 def dit_flops(ref, args):
+    """Torch's FlopCounterMode over one forward, plus 2·H·Lq·Lk·(d + dv) per attention: the counter does not count
+    torch's fused CPU attention kernel."""
+    import torch_dit
     from torch.utils.flop_counter import FlopCounterMode
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        ref(*args)
-    return fc.get_total_flops()
+    attn = [0]
+    plain = torch_dit.sdpa
+
+    def counted(q, k, v):
+        attn[0] += 2 * q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
+        return plain(q, k, v)
+
+    torch_dit.sdpa = counted
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            ref(*args)
+    finally:
+        torch_dit.sdpa = plain
+    return fc.get_total_flops() + attn[0]
 
 
 def case_dit(a, rng, dim, heads, layers):

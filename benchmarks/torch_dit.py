@@ -1,11 +1,11 @@
 """The Lyra-2 DiT forward in plain PyTorch (fp32), for benchmarks/cpu_vs_torch.py (issue 19).
 
-Written from the network's definition (docs/network.md §3 and the stage comments of csrc/models/dit_*.c), not from
-upstream code: tokenization of the packed FramePack sequence (patch, camera and correspondence-buffer tokens),
-3-D RoPE with pooled history angles, time embedding, text/CLIP context, the Lyra-2 blocks (adaLN self-attention with
-the camera + buffer q/k bias, two-softmax cross-attention, modulated FFN) and the head with its channel-fastest
-unpatchify. Only the layout parser (chunk geometry: slots, kernels, token grids) comes from lyra2
-(`lyra2.models.dit.framepack_layout`), as plain integers.
+Written from the network's definition (the stage comments of csrc/models/dit_*.c; upstream WL:555-803,
+WL:150-212, W:280-437, W:532-566), not from upstream code: tokenization of the packed FramePack sequence (patch,
+camera and correspondence-buffer tokens), 3-D RoPE with pooled history angles, time embedding, text/CLIP context, the
+Lyra-2 blocks (adaLN self-attention with the camera + buffer q/k bias, two-softmax cross-attention, modulated FFN) and
+the head with its channel-fastest unpatchify. Only the layout parser (chunk geometry: slots, kernels, token grids)
+comes from lyra2 (`lyra2.models.dit.framepack_layout`), as plain integers.
 
 Weights: the checkpoint's names (lyra2.testing.dit_tensor_shapes) as float32 arrays.
 """
@@ -41,8 +41,8 @@ def dit_weights(rng, cfg):
 
 def _pool_cells(g, frames, q, grid):
     """Average of g (C, frames, Hb, Wb) over the (qt, qh, qw) cells of a history chunk: slots repeated (last one) up
-    to frames padded to a multiple of qt, rows/columns replicate-padded to multiples of qh/qw (docs/network.md §3.3,
-    §3.5). grid: the chunk's token grid (f, h, w)."""
+    to frames padded to a multiple of qt, rows/columns replicate-padded to multiples of qh/qw (upstream
+    WL:742-789). grid: the chunk's token grid (f, h, w)."""
     qt, qh, qw = q
     f, h, w = grid
     if (qt, qh, qw) == (1, 1, 1):

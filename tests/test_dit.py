@@ -252,3 +252,29 @@ def test_concurrent_calls_wait_for_the_model(model, golden):
         t.join()
     assert not failures, failures
     assert len(results) == 8 and all(np.array_equal(r, ref) for r in results)
+
+
+def test_matches_plain_torch_port():
+    # The whole forward against benchmarks/torch_dit.py, the plain-PyTorch port of the network that
+    # benchmarks/cpu_vs_torch.py times (fp32, written from the network's definition), on random weights of a small
+    # config with the real text/CLIP/camera/buffer widths and the released layout: max error relative to
+    # max |torch| <= 1e-5 (the golden intermediates' bound).
+    torch = pytest.importorskip("torch")
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    import cpu_vs_torch as bench
+    from torch_dit import TorchDiT, dit_weights
+    rng = np.random.default_rng(3)
+    cfg = dict(bench.dit_config(64, 2, True), text_dim=32, squeeze=16)
+    w = dit_weights(rng, cfg)
+    net = LyraDiT(w, cfg["layout"], num_heads=2, n_threads=2)
+    H, W = 6, 10
+    inp = bench.dit_inputs(rng, cfg, net.layout["total_frames"], H, W)
+    ref = TorchDiT(w, cfg["layout"], 2, (H, W))
+    with torch.no_grad():
+        want = ref(*(torch.from_numpy(np.asarray(inp[k], np.float32)) for k in INPUTS)).numpy()
+    got = net(**inp)
+    assert got.shape == want.shape
+    err = float(np.abs(got.astype(np.float64) - want).max()) / float(np.abs(want).max())
+    assert err <= 1e-5, err

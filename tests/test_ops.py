@@ -769,10 +769,12 @@ def test_conv_blocked_sizes(ops, kind):
     check(out2, conv2d_ref(x2, w2, None, (2, 2), (1, 1, 0, 1), "replicate"), 1e-4, 1e-5, f"conv2d blocked {kind}")
 
 
-def test_conv_portable_kernel():
-    # The CPU convolutions' portable C micro-kernel (used where AVX2+FMA is missing; LYRA2_CPU_SIMD=0 forces it)
-    # passes the same convolution tests, in a fresh process since the choice is made once per process.
-    env = dict(os.environ, LYRA2_CPU_SIMD="0")
+@pytest.mark.parametrize("simd", ["0", "avx2"])
+def test_conv_portable_kernel(simd):
+    # The CPU convolutions' portable C micro-kernel (used where AVX2+FMA is missing; LYRA2_CPU_SIMD=0 forces it) and
+    # AVX2 one (used where AVX-512 is missing; LYRA2_CPU_SIMD=avx2) pass the same convolution tests, in a fresh
+    # process since the choice is made once per process.
+    env = dict(os.environ, LYRA2_CPU_SIMD=simd)
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
                         "conv and not portable and not torch and not cuda"],
                        env=env, capture_output=True, text=True, timeout=600)

@@ -108,7 +108,8 @@ def wait_in_progress(handle, timeout=60.0):
 def test_sigkill_mid_job_then_restart_completes_it_once(tiny_server, image_host, monkeypatch):
     patch_fal_client(monkeypatch, tiny_server)
     client = fal_client.SyncClient(key=KEY)
-    handle = client.submit(APP, {"image_url": image_host, "prompt": "a quiet street", "seed": 3})
+    # 481 frames = 6 chunks: with the faster CPU kernels one 81-frame tiny job can finish inside the 1 s below
+    handle = client.submit(APP, {"image_url": image_host, "prompt": "a quiet street", "seed": 3, "num_frames": 481})
     wait_in_progress(handle)
     time.sleep(1.0)
     server_pid = tiny_server.proc.pid

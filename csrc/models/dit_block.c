@@ -11,11 +11,7 @@
 /* Rows per tile of the buffer sin/cos features, so the (rows, 20480) feature matrix stays ~16 MB. */
 #define SINCOS_TILE_BYTES ((size_t)16 << 20)
 
-/* kq (1, L, D) = cam_encoder(CamTok) + validity · buffer_encoder(sincos(BufTok)) (WL:166-196).
- * The validity is 0 exactly on the tokens of 'k' history chunks (dit_tokens.c): their buffer embedding is a finite
- * value times 0, so their squeezed rows are set to 0 instead of computed (the same kq: x + 0 = x + (−0)); the
- * sin/cos features and the squeeze GEMM (K = 16·buffer channels, most of a block's non-attention FLOPs) then run on
- * the other tokens only (10 % fewer at the released layout). */
+/* kq (1, L, D) = cam_encoder(CamTok) + validity · buffer_encoder(sincos(BufTok)) (WL:166-196). */
 static lyra_status kq_bias(dit_run *r, const lyra_dit_block *blk, lyra_tensor *kq) {
     const lyra_dit_config *cfg = &r->m->cfg;
     int64_t L = r->L, S = cfg->buffer_squeeze, E = cfg->buffer_embed_dim, Cb4 = 4 * (int64_t)cfg->buffer_in_dim;
@@ -27,25 +23,15 @@ static lyra_status kq_bias(dit_run *r, const lyra_dit_block *blk, lyra_tensor *k
     if (tile > L) tile = L;
     LYRA_TRY(dit_alloc_act(r, &hb, 3, (int64_t[]){1, L, S}, "buffer squeeze"));
     LYRA_TRY(dit_alloc_act(r, &z, 3, (int64_t[]){1, tile, E}, "buffer sin/cos"));
-    for (int c = 0; c < r->n_chunks; c++) {
-        const lyra_fp_chunk *ch = &r->chunks[c];
-        int64_t end = ch->token0 + ch->n_tokens;
-        if (ch->type == 'k') {
-            lyra_tensor hk;
-            LYRA_TRY(lyra_tensor_slice(&hk, &hb, 1, ch->token0, end));
-            LYRA_TRY(lyra_op_fill(r->be, &hk, 0.0f));
-            continue;
-        }
-        for (int64_t l0 = ch->token0; l0 < end; l0 += tile) {
-            int64_t n = end - l0 < tile ? end - l0 : tile;
-            lyra_tensor zt, rows, ut, ht;
-            LYRA_TRY(lyra_tensor_slice(&zt, &z, 1, 0, n));
-            LYRA_TRY(lyra_tensor_slice(&rows, &r->buftok, 1, l0, l0 + n));
-            LYRA_TRY(lyra_tensor_slice(&ut, &rows, 2, 0, Cb4));
-            LYRA_TRY(lyra_tensor_slice(&ht, &hb, 1, l0, l0 + n));
-            LYRA_TRY(lyra_op_sincos(r->be, &zt, &ut, LYRA_DIT_BUFFER_MULTIRES));
-            LYRA_TRY(dit_linear(r, &ht, &zt, &blk->buf0));
-        }
+    for (int64_t l0 = 0; l0 < L; l0 += tile) {
+        int64_t n = L - l0 < tile ? L - l0 : tile;
+        lyra_tensor zt, rows, ut, ht;
+        LYRA_TRY(lyra_tensor_slice(&zt, &z, 1, 0, n));
+        LYRA_TRY(lyra_tensor_slice(&rows, &r->buftok, 1, l0, l0 + n));
+        LYRA_TRY(lyra_tensor_slice(&ut, &rows, 2, 0, Cb4));
+        LYRA_TRY(lyra_tensor_slice(&ht, &hb, 1, l0, l0 + n));
+        LYRA_TRY(lyra_op_sincos(r->be, &zt, &ut, LYRA_DIT_BUFFER_MULTIRES));
+        LYRA_TRY(dit_linear(r, &ht, &zt, &blk->buf0));
     }
     LYRA_TRY(dit_alloc_act(r, &buf, 3, (int64_t[]){1, L, cfg->dim}, "buffer embedding"));
     LYRA_TRY(dit_linear(r, &buf, &hb, &blk->buf1));

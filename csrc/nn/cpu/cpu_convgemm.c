@@ -76,13 +76,54 @@ AVX2 static void kernel_avx2(int64_t kc, const float *a, int64_t lda, const floa
     store_tile(acc, c, ldc, accumulate, bias, mr, nr);
 }
 
+/* The same tile with one 16-lane register per row: the same products summed in the same order as the AVX2
+ * kernel (bit-identical results), half the instructions. */
+#define AVX512 __attribute__((target("avx512f,fma")))
+
+AVX512 static void kernel_avx512(int64_t kc, const float *a, int64_t lda, const float *b, int64_t ldb, float *c,
+                                 int64_t ldc, int accumulate, const float *bias, int mr, int nr) {
+#define ROWPTR(r) const float *a##r = a + (r < mr ? r : 0) * lda;
+    ROWS6(ROWPTR)
+#undef ROWPTR
+#define DECL(r) __m512 c##r = _mm512_setzero_ps();
+    ROWS6(DECL)
+#undef DECL
+#define STEP(r) c##r = _mm512_fmadd_ps(_mm512_set1_ps(a##r[k]), b0, c##r);
+#pragma GCC unroll 4
+    for (int64_t k = 0; k < kc; k++, b += ldb) {
+        __m512 b0 = _mm512_loadu_ps(b);
+        ROWS6(STEP)
+    }
+#undef STEP
+    if (mr == MR && nr == NR) {
+#define STORE(r)                                                                                                  \
+    {                                                                                                             \
+        float *cr = c + r * ldc;                                                                                  \
+        __m512 o = accumulate ? _mm512_loadu_ps(cr) : _mm512_set1_ps(bias ? bias[r] : 0.0f);                      \
+        _mm512_storeu_ps(cr, _mm512_add_ps(o, c##r));                                                             \
+    }
+        ROWS6(STORE)
+#undef STORE
+        return;
+    }
+    float acc[MR * NR];
+#define SPILL(r) _mm512_storeu_ps(acc + r * NR, c##r);
+    ROWS6(SPILL)
+#undef SPILL
+    store_tile(acc, c, ldc, accumulate, bias, mr, nr);
+}
+
 cpu_conv_kernel cpu_conv_kernel_select(void) {
     static cpu_conv_kernel chosen;
     if (!chosen) { /* a benign race: every thread computes the same answer */
-        const char *env = getenv("LYRA2_CPU_SIMD"); /* "0": the portable kernel (tests compare the two) */
+        /* LYRA2_CPU_SIMD: "0" the portable kernel, "avx2" no AVX-512 (tests compare them) */
+        const char *env = getenv("LYRA2_CPU_SIMD");
         __builtin_cpu_init();
-        int simd = !(env && strcmp(env, "0") == 0);
-        chosen = simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? kernel_avx2 : kernel_c;
+        int simd = !(env && strcmp(env, "0") == 0), wide = !(env && strcmp(env, "avx2") == 0);
+        int has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        chosen = simd && has2 && wide && __builtin_cpu_supports("avx512f") ? kernel_avx512
+                 : simd && has2                                           ? kernel_avx2
+                                                                          : kernel_c;
     }
     return chosen;
 }

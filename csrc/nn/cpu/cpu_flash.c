@@ -165,7 +165,8 @@ AVX512 static void scores_avx512(const float *Q, int64_t nr, int64_t D, const fl
                 ROWS6(FMA)
 #undef FMA
             }
-#define STORE(r) _mm512_storeu_ps(S + (i + r) * lds + p, a##r##0); _mm512_storeu_ps(S + (i + r) * lds + p + KP, a##r##1);
+#define STORE(r) _mm512_storeu_ps(S + (i + r) * lds + p, a##r##0); \
+                 _mm512_storeu_ps(S + (i + r) * lds + p + KP, a##r##1);
             ROWS6(STORE)
 #undef STORE
         }

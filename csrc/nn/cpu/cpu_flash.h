@@ -9,7 +9,8 @@
 /* Keys per packed panel: panel p holds keys [p·16, p·16 + 16) transposed, (D, 16) floats, zero-padded. */
 #define CPU_FLASH_KP 16
 /* Value columns per packed panel: a panel's rows are contiguous, so P·V streams 64-byte lines (value rows read
- * in place, H·Dv floats apart, hit the same L1 sets: 4 KB apart at dim 1024, and P·V ran 40 % slower than Q·Kᵀ). */
+ * in place, H·Dv floats apart, hit the same L1 sets: 4 KB apart at dim 1024, and P·V ran 40 % slower than
+ * Q·Kᵀ). */
 #define CPU_FLASH_VP 16
 /* Query rows per micro-kernel step; callers pad the query block to a multiple (padding rows are ignored). */
 #define CPU_FLASH_MR 6

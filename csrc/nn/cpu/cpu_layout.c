@@ -67,7 +67,8 @@ static int64_t *patch_offsets(lyra_backend *be, const lyra_tensor *v, int kt, in
         for (int a = 0; a < kt; a++)
             for (int r = 0; r < kh; r++)
                 for (int s = 0; s < kw; s++)
-                    for (int64_t c = 0; c < C; c++) rel[e++] = c * v->nb[1] + a * v->nb[2] + r * v->nb[3] + s * v->nb[4];
+                    for (int64_t c = 0; c < C; c++)
+                        rel[e++] = c * v->nb[1] + a * v->nb[2] + r * v->nb[3] + s * v->nb[4];
     }
     return rel;
 }
