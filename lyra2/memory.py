@@ -295,3 +295,45 @@ def apply_dit_streaming(models, info, plan, log):
                 f"{DIT_14B['num_layers']}: every block stays resident")
     _core.ar_models_dit_streaming(models, resident)
     return resident
+
+
+def prep_stage_bytes(resolution="480p", num_frames=81) -> dict:
+    """Device memory of the chunk-input stage (issue 14: the chunk inputs built on the device, in the VAE's
+    memory; csrc/pipeline/ar_driver.c ``prep_buffers`` / ``frame_needed`` and csrc/pipeline/prep.c
+    ``lyra_prep_scratch_bytes``), all f32 unless said otherwise. Not yet part of ``memory_plan``'s stages.
+
+    ``run``: live through the chunk loop: the canonical coordinate images of the S spatial slots (constant per run),
+    the decoded frames kept for later steps (frame 0, every spatial-memory frame, the next buffer frame, the next
+    depth window's frames: an upper bound of cache entries + window + 1), the spatial memory's full-resolution
+    depths, the buffer depth, the uint8 staging of the output / DA3 frames (u8) and one encoder latent with the
+    latent constants. (The history latents are already in ``memory_plan``'s "chunk state"; the VAE's decoded-frame
+    block ``pix`` predates this stage.)
+    ``scratch``: live while one chunk's inputs are assembled (the fresh VAE encodes run inside it): the buffer warp
+    image (F, 3, H, W), reused for each correspondence warp, the warped depth (F, H, W), the camera latents
+    (16, G + 1, h, w), the spatial latents (S, 16, h, w) and the depth range.
+    Returns {"run_bytes", "scratch_bytes", "run": {what: bytes}, "scratch": {what: bytes}}."""
+    H, W = _frame_size(resolution)
+    HW, hw, f32, C = H * W, (H // 8) * (W // 8), 4, 16
+    fp = _core.dit_framepack(DIT_LAYOUT)
+    S, G = fp["spatial_frames"], fp["new_frames"]
+    F = 4 * G
+    n_chunks = max(1, (int(num_frames) - 1) // F)
+    interval = 8  # LYRA_AR_DEPTH_INTERVAL: every 8th frame of each depth window joins the spatial memory
+    cache_entries = 1 + (F * (n_chunks - 1)) // interval
+    kept_frames = cache_entries + (DEPTH_WINDOW + 1 if n_chunks > 1 else 0)
+    run = {
+        "canonical coordinates": S * 3 * HW * f32,
+        "kept frames": kept_frames * 3 * HW * f32,
+        "spatial-memory depths": cache_entries * HW * f32,
+        "buffer depth": HW * f32,
+        "uint8 frames": max(4, DEPTH_WINDOW) * HW * 3,
+        "encoder latent": C * hw * f32 + 2 * C * f32,
+    }
+    scratch = {
+        "warp image": F * 3 * HW * f32,
+        "warp depth": F * HW * f32,
+        "camera latents": C * (G + 1) * hw * f32,
+        "spatial latents": S * C * hw * f32,
+        "depth range": 2 * f32,
+    }
+    return {"run_bytes": sum(run.values()), "scratch_bytes": sum(scratch.values()), "run": run, "scratch": scratch}

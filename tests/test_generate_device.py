@@ -89,18 +89,28 @@ def test_bf16_policy_within_its_tolerance(ckpt, image, depth, cpu_runs, emulated
 
 # What crosses between host and device in a run once the models are placed (names as the driver and the networks
 # give them to the emulated device's transfer log), per run, per chunk or per DiT call. Everything else that goes
-# up is a weight upload, which happens at placement only.
+# up is a weight upload, which happens at placement only. The chunk inputs (x, y, the correspondence buffer), the
+# history latents, the VAE's inputs and outputs and the kept frames are built and stay on the device; the host sees
+# the input image, the cameras, the uint8 frames and what the depth callback exchanges.
 PER_CALL = {("upload", "latent x"), ("download", "velocity"),
             ("upload", "time sinusoid")}   # the DiT's host-built time features (1 KB)
-PER_CHUNK = {("upload", "condition y"), ("upload", "correspondence buffer"), ("upload", "clip frame")}
-PER_RUN = {("upload", "text embeddings")}  # the captions' (cached after the first run with them: no umT5 at all)
+PER_CHUNK = {("download", "chunk latent x")}  # the sampler's (host) copy of the assembled latent, C·T·h·w f32
+PER_LATENT = {("download", "video frames"),   # the output: 4 uint8 frames per latent (+ frame 0 once per run)
+              ("upload", "Wan VAE latents")}  # the sampler's latent into the decoder
+PER_RUN = {("upload", "text embeddings"),  # the captions' (cached after the first run with them: no umT5 at all)
+           ("upload", "input image"), ("upload", "first-frame depth"), ("upload", "canonical coordinates"),
+           ("upload", "Wan VAE latent mean"), ("upload", "Wan VAE latent scale"),
+           ("download", "priming latents")}  # the decoder priming takes host latents, as the sampler's
+# Per depth-window update: the window's frames come down as uint8 (DA3 runs through its Python class, which
+# uploads its pixels), the new buffer depth goes up, and each frame added to the spatial memory its depth.
+PER_UPDATE = {("download", "depth window frames"), ("upload", "buffer depth"), ("upload", "spatial-memory depth")}
 # A run with a caption not seen before loads umT5 onto the device for it and frees it before the chunks.
 NEW_CAPTION = {("upload", "umT5 encoder weights"), ("upload", "umT5 ids"), ("upload", "umT5 mask"),
                ("upload", "umT5 buckets"), ("download", "caption embedding")}
-# The VAE streams take host frames (their pushes upload the frames, download latents/frames); the depth window
-# runs DA3 through its Python class on the device (pixels and a few per-call tensors).
-VAE = {("upload", "Wan VAE video"), ("upload", "Wan VAE latents"), ("download", "Wan VAE mu"), ("download", "decoded frames"),
-       ("download", "Wan VAE frames")}
+# Gone since the chunk inputs are assembled on the device (issue 14): what used to cross per chunk.
+NEVER = {("upload", "condition y"), ("upload", "correspondence buffer"), ("upload", "clip frame"),
+         ("upload", "Wan VAE video"), ("download", "Wan VAE mu"), ("download", "decoded frames"),
+         ("download", "Wan VAE frames")}
 
 
 def test_transfers_of_a_run(ckpt, image, depth, emulated):
@@ -113,24 +123,34 @@ def test_transfers_of_a_run(ckpt, image, depth, emulated):
     assert stats["refused"] == 0
     log = testing.emulated_cuda_transfers()
     count = collections.Counter((d, name) for d, _, name in log)
-    calls, chunks = v.stage_timings["in"]["dit_calls"], 2
+    calls, chunks, G = v.stage_timings["in"]["dit_calls"], 2, info_new_latents(ckpt)
     assert calls == 8
     for k in PER_CALL:
         assert count[k] == calls, (k, count[k])
     for k in PER_CHUNK:
         assert count[k] == chunks, (k, count[k])
+    assert count[("download", "video frames")] == 1 + chunks * G
+    assert count[("upload", "Wan VAE latents")] == chunks * G + gen.load_models(ckpt, "cuda")[1]["history_latents"]
     for k in PER_RUN:
         assert count[k] == 1, (k, count[k])
+    # one depth-window update (after chunk 1 of 2): the window of 10 frames (8, 16, .., 80), the buffer depth, and
+    # one spatial-memory depth per cache entry (frame 0's at the start, then each window frame added)
+    cached = v.stage_timings["in"]["cache_frames"]
+    assert cached == 11
+    assert count[("download", "depth window frames")] == 10
+    assert count[("upload", "buffer depth")] == chunks - 1
+    assert count[("upload", "spatial-memory depth")] == cached
+    for k in NEVER:
+        assert count[k] == 0, (k, count[k])
     # the RoPE table is built once per latent grid and stays in the DiT's arena (none in a second run)
     assert count[("upload", "rope angles")] == 0
-    # the re-encode reads the decoded frames in the VAE's memory: frames go up only for the fresh encodes of the
-    # chunk inputs (the buffer warp and the spatial images), never the decoded ones
-    assert count[("download", "decoded frames")] == chunks * info_new_latents(ckpt), count
-    assert count[("download", "Wan VAE frames")] == 0  # the decoder's priming output stays on the device
     assert not [k for k in count if "weights" in k[1] or "LoRA" in k[1] or "negative" in k[1]], count
-    unexplained = {k for k in count if k not in PER_CALL | PER_CHUNK | PER_RUN | VAE and not k[1].startswith("DA3")
-                   and not k[1].startswith("ViT")}
+    unexplained = {k for k in count if k not in PER_CALL | PER_CHUNK | PER_LATENT | PER_RUN | PER_UPDATE
+                   and not k[1].startswith("DA3") and not k[1].startswith("ViT")}
     assert not unexplained, unexplained
+    # only uint8 frames come down: 3 bytes per pixel
+    sizes = {(d, name): b for d, b, name in log}
+    assert sum(b for d, b, n in log if n == "video frames") == (1 + 4 * chunks * G) * H * W * 3
     # a new caption: umT5 alone on the device for it, then freed (the pool's live bytes return to where they were)
     live = testing.emulated_cuda_stats()["live_bytes"]
     testing.emulated_cuda_reset()
@@ -142,8 +162,7 @@ def test_transfers_of_a_run(ckpt, image, depth, emulated):
     assert any("1 new caption(s) through umT5 on the device" in e["message"] for e in logs)
     assert testing.emulated_cuda_stats()["live_bytes"] == live
     # the per-call latent is the sampler's state only: (C, T, h, w) f32 up, (C, G, h, w) down
-    sizes = {(d, name): b for d, b, name in log}
-    assert sizes[("download", "velocity")] == 4 * 16 * info_new_latents(ckpt) * (H // 8) * (W // 8)
+    assert sizes[("download", "velocity")] == 4 * 16 * G * (H // 8) * (W // 8)
 
 
 def info_new_latents(ckpt):
