@@ -308,9 +308,10 @@ def prep_stage_bytes(resolution="480p", num_frames=81) -> dict:
     depths, the buffer depth, the uint8 staging of the output / DA3 frames (u8) and one encoder latent with the
     latent constants. (The history latents are already in ``memory_plan``'s "chunk state"; the VAE's decoded-frame
     block ``pix`` predates this stage.)
-    ``scratch``: live while one chunk's inputs are assembled (the fresh VAE encodes run inside it): the buffer warp
-    image (F, 3, H, W), reused for each correspondence warp, the warped depth (F, H, W), the camera latents
-    (16, G + 1, h, w), the spatial latents (S, 16, h, w) and the depth range.
+    ``scratch``: live while one chunk's inputs are assembled (the fresh VAE encodes run inside it): one batch of
+    16 warped images (16, 3, H, W) (the warps run 16 targets at a time, LYRA_AR_WARP_CHUNK, each batch's frames
+    encoded before the next; reused by the correspondence warps), their warped depths (16, H, W), the camera latents
+    (G + 1, 16, h, w), the spatial latents (S, 16, h, w) and the depth range.
     Returns {"run_bytes", "scratch_bytes", "run": {what: bytes}, "scratch": {what: bytes}}."""
     H, W = _frame_size(resolution)
     HW, hw, f32, C = H * W, (H // 8) * (W // 8), 4, 16
@@ -329,9 +330,10 @@ def prep_stage_bytes(resolution="480p", num_frames=81) -> dict:
         "uint8 frames": max(4, DEPTH_WINDOW) * HW * 3,
         "encoder latent": C * hw * f32 + 2 * C * f32,
     }
+    batch = 16  # LYRA_AR_WARP_CHUNK
     scratch = {
-        "warp image": F * 3 * HW * f32,
-        "warp depth": F * HW * f32,
+        "warp image": batch * 3 * HW * f32,
+        "warp depth": batch * HW * f32,
         "camera latents": C * (G + 1) * hw * f32,
         "spatial latents": S * C * hw * f32,
         "depth range": 2 * f32,

@@ -39,6 +39,7 @@ typedef struct driver {
     float *latents;         /* (n_hist0 + G·k, C, h, w) history latents, frame-major, in vb's memory */
     int64_t n_latents;
     lyra_vae_session *enc, *dec;
+    lyra_vae_session *fresh;    /* the prep's fresh encoder stream while one is open */
     lyra_scache cache;      /* host: its 1/4-resolution points drive the retrieval */
     float **cache_depth;    /* (cache capacity) each entry's full-resolution depth (H, W) in vb's memory */
     int cache_depth_cap;
@@ -164,24 +165,28 @@ static lyra_status encode_dev(driver *d, lyra_vae_session *s, const lyra_tensor 
     return lyra_op_copy(d->vb, out, &m3);
 }
 
-/* The prep's fresh encode: frames[0..T) (3, H, W) in vb's memory -> latents (C, 1 + (T−1)/4, h, w), frame 0 alone then
- * windows of 4 through a new encoder stream (the Wan encode upstream's model.encode runs), staged in d->pix (free
- * while the prep runs: the decoded frames it held were copied out). */
-static lyra_status fresh_encode(void *ctx, const lyra_tensor *const *frames, int64_t T, lyra_tensor *latents) {
+/* The prep's fresh encoder stream (lyra_prep_encoder; the Wan encode upstream's model.encode runs): a new session per
+ * stream, each push staged in d->pix (free while the prep runs: the decoded frames it held were copied out). */
+static lyra_status fresh_begin(void *ctx) {
     driver *d = ctx;
-    lyra_vae_session *s = NULL;
-    LYRA_TRY(lyra_vae_session_new(&s, d->m->vae, 0, d->m->n_threads));
-    lyra_status st = LYRA_OK;
-    for (int64_t t = 0, l = 0; st == LYRA_OK && t < T; l++) {
-        const int n = t == 0 ? 1 : 4;
-        lyra_tensor video, out;
-        if ((st = stage_frames(d, frames + t, n, &video)) != LYRA_OK) break;
-        if ((st = lyra_tensor_select(&out, latents, 1, l)) != LYRA_OK) break;
-        st = encode_dev(d, s, &video, &out);
-        t += n;
-    }
-    lyra_vae_session_free(s);
-    return st;
+    lyra_vae_session_free(d->fresh);
+    d->fresh = NULL;
+    return lyra_vae_session_new(&d->fresh, d->m->vae, 0, d->m->n_threads);
+}
+
+static lyra_status fresh_push(void *ctx, const lyra_tensor *const *frames, int n, lyra_tensor *out) {
+    driver *d = ctx;
+    lyra_tensor video;
+    LYRA_TRY(stage_frames(d, frames, n, &video));
+    return encode_dev(d, d->fresh, &video, out);
+}
+
+static lyra_status fresh_end(void *ctx, int ok) {
+    driver *d = ctx;
+    (void)ok;
+    lyra_vae_session_free(d->fresh);
+    d->fresh = NULL;
+    return LYRA_OK;
 }
 
 /* Decodes one normalised host latent (C, h, w) (the sampler's output) through the persistent decoder into `keep`
@@ -549,7 +554,8 @@ static lyra_status run_chunk(driver *d, int a) {
             .be = d->vb, .fp = d->fp, .height = d->H, .width = d->W, .latent_c = d->C, .chunk = a, .history = &th,
             .t_hist_total = t_hist_total, .frames = d->frames, .w2c = r->w2c, .K = r->K,
             .buffer_depth = d->buffer_depth, .cache = &d->cache, .cache_depth = d->cache_depth, .canon = d->canon,
-            .warp_chunk = r->warp_chunk, .encode = fresh_encode, .encode_ctx = d, .x = &tx, .y = &ty, .buffer = &tb,
+            .warp_chunk = r->warp_chunk, .encoder = {fresh_begin, fresh_push, fresh_end, d}, .x = &tx, .y = &ty,
+            .buffer = &tb,
             .warp_u8 = r->out_warp ? &tw : NULL,
         };
         if ((st = lyra_prep_chunk(pa)) != LYRA_OK) goto done;
@@ -768,6 +774,7 @@ done:
     dev_free(d->be, &d->buf);
     dev_free(d->be, &d->v);
     if (d->dec) dev_free(lyra_vae_session_backend(d->dec), &d->pix);
+    lyra_vae_session_free(d->fresh);
     if (d->enc) lyra_vae_session_free(d->enc);
     if (d->dec) lyra_vae_session_free(d->dec);
     r->timings.cache_frames = d->cache.n;

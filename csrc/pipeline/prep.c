@@ -109,12 +109,18 @@ void lyra_prep_canonical_coords(int S, int H, int W, float *out) {
     }
 }
 
-int64_t lyra_prep_scratch_bytes(const lyra_framepack *fp, int height, int width, int latent_c) {
+/* Targets per warp call: warp_chunk when the encoder's windows of 4 fit its batches, else all F at once. Each call
+ * recomputes the source's points, so batches of the normaliser's size give the single call's result. */
+static int64_t warp_batch(int warp_chunk, int64_t F) {
+    return warp_chunk > 0 && warp_chunk % LYRA_PREP_FRAMES_PER_LATENT == 0 && warp_chunk < F ? warp_chunk : F;
+}
+
+int64_t lyra_prep_scratch_bytes(const lyra_framepack *fp, int height, int width, int latent_c, int warp_chunk) {
     const int64_t HW = (int64_t)height * width, hw = HW / 64, F = (int64_t)LYRA_PREP_FRAMES_PER_LATENT * fp->n_new;
-    const int64_t S = fp->n_spatial > 0 ? fp->n_spatial : 1;
-    /* warp image (F, 3, H, W), warp depth (F, H, W), camera latents (C, G + 1, h, w), spatial latents (S, C, h, w),
-     * the depth range (2) */
-    return (int64_t)sizeof(float) * (F * 3 * HW + F * HW + latent_c * (fp->n_new + 1) * hw + S * latent_c * hw + 2);
+    const int64_t S = fp->n_spatial > 0 ? fp->n_spatial : 1, nb = warp_batch(warp_chunk, F);
+    /* one batch of warped images (nb, 3, H, W) and depths (nb, H, W), camera latents (G + 1, C, h, w), spatial
+     * latents (S, C, h, w), the depth range (2) */
+    return (int64_t)sizeof(float) * (nb * 3 * HW + nb * HW + latent_c * (fp->n_new + 1) * hw + S * latent_c * hw + 2);
 }
 
 static lyra_status check_args(const lyra_prep_args *a) {
@@ -135,7 +141,8 @@ static lyra_status check_args(const lyra_prep_args *a) {
         return lyra_error(LYRA_ERR_ARG, "prepare: the spatial cache must hold %dx%d depths", a->height, a->width);
     if (fp->n_spatial > 0 && (!a->cache_depth || !a->canon))
         return lyra_error(LYRA_ERR_ARG, "prepare: the cache depths and canonical coordinates must be on the backend");
-    if (!a->encode) return lyra_error(LYRA_ERR_ARG, "prepare: no encoder");
+    if (!a->encoder.begin || !a->encoder.push || !a->encoder.end)
+        return lyra_error(LYRA_ERR_ARG, "prepare: no encoder");
     if (!a->history || !a->frames || !a->buffer_depth || !a->x || !a->y || !a->buffer)
         return lyra_error(LYRA_ERR_ARG, "prepare: history, frames, buffer depth and the outputs x, y, buffer are "
                           "required");
@@ -210,59 +217,74 @@ lyra_status lyra_prep_chunk(lyra_prep_args *a) {
     for (int j = 0; j < S; j++) LYRA_TRY(frame_of(a, spatial_ids[j], "a spatial-memory frame", &fsp[j]));
 
     lyra_status st = LYRA_OK;
-    float *rgb = a->warp_rgb ? a->warp_rgb->data : scratch(be, F * 3 * HW, &st);
-    float *coords = a->warp_rgb ? scratch(be, F * 3 * HW, &st) : rgb; /* the warp image is encoded before the groups */
-    float *wdepth = scratch(be, F * HW, &st);
+    const int64_t nb = warp_batch(a->warp_chunk, F);
+    float *rgb = a->warp_rgb ? NULL : scratch(be, nb * 3 * HW, &st);
+    float *coords = a->warp_rgb ? scratch(be, nb * 3 * HW, &st) : rgb; /* the warp image is encoded before the groups */
+    float *wdepth = scratch(be, nb * HW, &st);
     float *cam_lat = scratch(be, C * (G + 1) * hw, &st);
     float *sp_lat = scratch(be, (S > 0 ? S : 1) * C * hw, &st);
     float *mm = scratch(be, 2, &st);
     if (st != LYRA_OK) goto done;
-    const int64_t ne_img[4] = {F, 3, H, W}, nb_img[4] = {3 * HW * f4, HW * f4, W * f4, f4};
-    const int64_t ne_dep[3] = {F, H, W}, nb_dep[3] = {HW * f4, W * f4, f4}, ne_hw[2] = {H, W}, nb_hw[2] = {W * f4, f4};
+    const int64_t nb_img[4] = {3 * HW * f4, HW * f4, W * f4, f4}, nb_dep[3] = {HW * f4, W * f4, f4};
+    const int64_t ne_hw[2] = {H, W}, nb_hw[2] = {W * f4, f4}, ne_lat[3] = {C, h, w}, nb_lat[3] = {hw * f4, w * f4, f4};
     const int64_t two = 2, one = f4;
-    lyra_tensor t_rgb = view(rgb, 0, dev, 4, ne_img, nb_img, "buffer warp");
-    lyra_tensor t_coords = view(coords, 0, dev, 4, ne_img, nb_img, "correspondence warp");
-    lyra_tensor t_wdepth = view(wdepth, 0, dev, 3, ne_dep, nb_dep, "correspondence depth");
     lyra_tensor t_mm = view(mm, 0, dev, 1, &two, &one, "correspondence depth range");
+    const float *tgt_w2c = a->w2c + 16 * (buf_frame + 1), *tgt_K = a->K + 9 * (buf_frame + 1);
 
-    /* ---- buffer warp of frame F·a into the F target cameras (upstream M:1601-1822, FW A) ---- */
+    /* ---- buffer warp of frame F·a into the F target cameras (upstream M:1601-1822, FW A), one batch of nb targets
+     * at a time, each batch's frames straight into the camera latent's encoder stream (upstream M:1184-1206,
+     * M:1823-1828: encode [warp_0, warp_0 .. warp_{F−1}], the first latent dropped) ---- */
     {
         lyra_tensor dep = view(a->buffer_depth, 0, dev, 2, ne_hw, nb_hw, "buffer depth");
-        lyra_warp_params wp = {.n_targets = (int)F, .clean_points = 1, .norm_batch = a->warp_chunk, .src_w2c = w2c_ref,
-                               .src_K = a->K + 9 * buf_frame, .tgt_w2c = a->w2c + 16 * (buf_frame + 1),
-                               .tgt_K = a->K + 9 * (buf_frame + 1)};
-        if ((st = lyra_op_warp_forward(be, &t_rgb, NULL, NULL, &fbuf, &dep, &wp)) != LYRA_OK) goto done;
-        if (a->warp_u8 && (st = lyra_op_to_u8(be, a->warp_u8, &t_rgb, LYRA_U8_VIDEO)) != LYRA_OK) goto done;
-    }
-
-    /* ---- camera latent (upstream M:1184-1206, M:1823-1828): encode [warp_0, warp_0 .. warp_{F−1}], drop the first
-     * latent ---- */
-    {
-        lyra_tensor *wf = malloc(sizeof *wf * (size_t)F);
-        const lyra_tensor **vid = malloc(sizeof *vid * (size_t)(F + 1));
-        if (!wf || !vid) st = lyra_error(LYRA_ERR_OOM, "prepare: out of host memory");
-        for (int64_t f = 0; st == LYRA_OK && f < F; f++) {
-            wf[f] = view(rgb, f * 3 * HW * f4, dev, 3, ne_img + 1, nb_img + 1, "buffer warp frame");
-            vid[f + 1] = &wf[f];
+        if ((st = a->encoder.begin(a->encoder.ctx)) != LYRA_OK) goto done;
+        for (int64_t b0 = 0; b0 < F; b0 += nb) {
+            const int64_t n_b = F - b0 < nb ? F - b0 : nb, ne_b[4] = {n_b, 3, H, W};
+            float *dst = a->warp_rgb ? (float *)a->warp_rgb->data + b0 * 3 * HW : rgb;
+            lyra_tensor t_rgb = view(dst, 0, dev, 4, ne_b, nb_img, "buffer warp");
+            lyra_warp_params wp = {.n_targets = (int)n_b, .clean_points = 1, .norm_batch = a->warp_chunk,
+                                   .src_w2c = w2c_ref, .src_K = a->K + 9 * buf_frame, .tgt_w2c = tgt_w2c + 16 * b0,
+                                   .tgt_K = tgt_K + 9 * b0};
+            st = lyra_op_warp_forward(be, &t_rgb, NULL, NULL, &fbuf, &dep, &wp);
+            if (st == LYRA_OK && a->warp_u8) {
+                const int64_t ne_u[4] = {n_b, H, W, 3};
+                lyra_tensor u = lyra_tensor_make((uint8_t *)a->warp_u8->data + b0 * 3 * HW, LYRA_DTYPE_U8, 4, ne_u);
+                u.device = dev;
+                u.name = a->warp_u8->name;
+                st = lyra_op_to_u8(be, &u, &t_rgb, LYRA_U8_VIDEO);
+            }
+            lyra_tensor fr[LYRA_PREP_FRAMES_PER_LATENT];
+            const lyra_tensor *win[LYRA_PREP_FRAMES_PER_LATENT];
+            for (int64_t f = 0; f < n_b; f++) {
+                fr[f % LYRA_PREP_FRAMES_PER_LATENT] = view(dst, f * 3 * HW * f4, dev, 3, ne_b + 1, nb_img + 1,
+                                                           "buffer warp frame");
+                win[f % LYRA_PREP_FRAMES_PER_LATENT] = &fr[f % LYRA_PREP_FRAMES_PER_LATENT];
+                if (st == LYRA_OK && b0 + f == 0) { /* the video's frame 0: warp_0 alone */
+                    lyra_tensor out = view(cam_lat, 0, dev, 3, ne_lat, nb_lat, "camera latent");
+                    st = a->encoder.push(a->encoder.ctx, win, 1, &out);
+                }
+                if (st == LYRA_OK && f % LYRA_PREP_FRAMES_PER_LATENT == LYRA_PREP_FRAMES_PER_LATENT - 1) {
+                    const int64_t l = 1 + (b0 + f) / LYRA_PREP_FRAMES_PER_LATENT;
+                    lyra_tensor out = view(cam_lat, l * C * hw * f4, dev, 3, ne_lat, nb_lat, "camera latent");
+                    st = a->encoder.push(a->encoder.ctx, win, LYRA_PREP_FRAMES_PER_LATENT, &out);
+                }
+            }
+            if (st != LYRA_OK) break;
         }
-        if (st == LYRA_OK) {
-            vid[0] = &wf[0];
-            const int64_t ne_l[4] = {C, G + 1, h, w}, nb_l[4] = {(G + 1) * hw * f4, hw * f4, w * f4, f4};
-            lyra_tensor lat = view(cam_lat, 0, dev, 4, ne_l, nb_l, "camera latents");
-            st = a->encode(a->encode_ctx, vid, F + 1, &lat);
-        }
-        free(wf);
-        free(vid);
+        lyra_status end_st = a->encoder.end(a->encoder.ctx, st == LYRA_OK);
+        if (st == LYRA_OK) st = end_st;
         if (st != LYRA_OK) goto done;
     }
 
     /* ---- spatial image latents (upstream M:2077-2187): R left-padded with frame 0, one fresh single-frame encode
      * each ---- */
     for (int j = 0; j < S; j++) {
-        const int64_t ne_s[4] = {C, 1, h, w}, nb_s[4] = {hw * f4, hw * f4, w * f4, f4};
-        lyra_tensor lat = view(sp_lat, (int64_t)j * C * hw * f4, dev, 4, ne_s, nb_s, "spatial latents");
+        lyra_tensor out = view(sp_lat, (int64_t)j * C * hw * f4, dev, 3, ne_lat, nb_lat, "spatial latent");
         const lyra_tensor *one_frame = &fsp[j];
-        if ((st = a->encode(a->encode_ctx, &one_frame, 1, &lat)) != LYRA_OK) goto done;
+        if ((st = a->encoder.begin(a->encoder.ctx)) != LYRA_OK) goto done;
+        st = a->encoder.push(a->encoder.ctx, &one_frame, 1, &out);
+        lyra_status end_st = a->encoder.end(a->encoder.ctx, st == LYRA_OK);
+        if (st == LYRA_OK) st = end_st;
+        if (st != LYRA_OK) goto done;
     }
 
     /* ---- correspondence warps (upstream M:1601-1822, FW), buffer tail ---- */
@@ -288,29 +310,36 @@ lyra_status lyra_prep_chunk(lyra_prep_args *a) {
             lyra_tensor canon = view(a->canon, (int64_t)(S - n + k) * 3 * HW * f4, dev, 3, ne_c, nb_img + 1,
                                      "canonical coordinates");
             lyra_tensor dep = view(a->cache_depth[e], 0, dev, 2, ne_hw, nb_hw, "spatial-memory depth");
-            lyra_warp_params wp = {.n_targets = (int)F, .clean_points = 1, .norm_batch = a->warp_chunk,
-                                   .src_w2c = a->w2c + 16 * fid, .src_K = a->K + 9 * fid,
-                                   .tgt_w2c = a->w2c + 16 * (buf_frame + 1), .tgt_K = a->K + 9 * (buf_frame + 1)};
-            if ((st = lyra_op_warp_forward(be, &t_coords, NULL, &t_wdepth, &canon, &dep, &wp)) != LYRA_OK) goto done;
-            if (a->warp_coords) {
-                lyra_tensor dst = view(a->warp_coords->data, (int64_t)g * F * 3 * HW * f4, dev, 4, ne_img, nb_img,
-                                       "warp coordinates");
-                if ((st = lyra_op_copy(be, &dst, &t_coords)) != LYRA_OK) goto done;
-            }
-            /* min / max over every frame and pixel of every group, holes (0) included (M:1787-1793) */
-            if ((st = lyra_op_minmax(be, &t_mm, &t_wdepth, g ? &t_mm : NULL)) != LYRA_OK) goto done;
-            for (int j = 0; j < G; j++) {
-                const int64_t f = (int64_t)LYRA_PREP_FRAMES_PER_LATENT * j + LYRA_PREP_FRAMES_PER_LATENT - 1;
-                const int64_t ch = (int64_t)g * LYRA_PREP_SLOT_CHANNELS;
-                if ((st = unshuffle(be, coords + f * 3 * HW, 3, HW * f4, H, W, B, ch, n_hist0 + j)) != LYRA_OK ||
-                    (st = unshuffle(be, wdepth + f * HW, 1, HW * f4, H, W, B, ch + 192, n_hist0 + j)) != LYRA_OK)
-                    goto done;
+            for (int64_t b0 = 0; b0 < F; b0 += nb) {
+                const int64_t n_b = F - b0 < nb ? F - b0 : nb, ne_b[4] = {n_b, 3, H, W};
+                lyra_tensor t_coords = view(coords, 0, dev, 4, ne_b, nb_img, "correspondence warp");
+                const int64_t ne_d[3] = {n_b, H, W};
+                lyra_tensor t_wdepth = view(wdepth, 0, dev, 3, ne_d, nb_dep, "correspondence depth");
+                lyra_warp_params wp = {.n_targets = (int)n_b, .clean_points = 1, .norm_batch = a->warp_chunk,
+                                       .src_w2c = a->w2c + 16 * fid, .src_K = a->K + 9 * fid,
+                                       .tgt_w2c = tgt_w2c + 16 * b0, .tgt_K = tgt_K + 9 * b0};
+                if ((st = lyra_op_warp_forward(be, &t_coords, NULL, &t_wdepth, &canon, &dep, &wp)) != LYRA_OK) goto done;
+                if (a->warp_coords) {
+                    lyra_tensor dst = view(a->warp_coords->data, ((int64_t)g * F + b0) * 3 * HW * f4, dev, 4, ne_b,
+                                           nb_img, "warp coordinates");
+                    if ((st = lyra_op_copy(be, &dst, &t_coords)) != LYRA_OK) goto done;
+                }
+                /* min / max over every frame and pixel of every group, holes (0) included (M:1787-1793) */
+                if ((st = lyra_op_minmax(be, &t_mm, &t_wdepth, g || b0 ? &t_mm : NULL)) != LYRA_OK) goto done;
+                for (int j = 0; j < G; j++) {
+                    const int64_t f = (int64_t)LYRA_PREP_FRAMES_PER_LATENT * j + LYRA_PREP_FRAMES_PER_LATENT - 1 - b0;
+                    const int64_t ch = (int64_t)g * LYRA_PREP_SLOT_CHANNELS;
+                    if (f < 0 || f >= n_b) continue;
+                    if ((st = unshuffle(be, coords + f * 3 * HW, 3, HW * f4, H, W, B, ch, n_hist0 + j)) != LYRA_OK ||
+                        (st = unshuffle(be, wdepth + f * HW, 1, HW * f4, H, W, B, ch + 192, n_hist0 + j)) != LYRA_OK)
+                        goto done;
+                }
             }
         }
         if (n_u > 0) { /* the kept depths, normalised to [-1, 1] over the range of all groups */
             const int64_t ne[5] = {n_u, 64, G, h, w};
-            const int64_t nb[5] = {LYRA_PREP_SLOT_CHANNELS * B->nb[0], B->nb[0], B->nb[1], B->nb[2], B->nb[3]};
-            lyra_tensor d = view(B->data, 192 * B->nb[0] + n_hist0 * B->nb[1], dev, 5, ne, nb, "buffer depth");
+            const int64_t nb5[5] = {LYRA_PREP_SLOT_CHANNELS * B->nb[0], B->nb[0], B->nb[1], B->nb[2], B->nb[3]};
+            lyra_tensor d = view(B->data, 192 * B->nb[0] + n_hist0 * B->nb[1], dev, 5, ne, nb5, "buffer depth");
             if ((st = lyra_op_range_norm(be, &d, &d, &t_mm, 1e-6f)) != LYRA_OK) goto done;
         }
         /* Missing groups: coordinates −1, depth +1 (M:1802-1812). */
@@ -340,8 +369,7 @@ lyra_status lyra_prep_chunk(lyra_prep_args *a) {
                     wf = a->w2c + 16 * f;
                     kf = a->K + 9 * f;
                 } else {
-                    const int64_t ne_s[3] = {C, h, w}, nb_s[3] = {hw * f4, w * f4, f4};
-                    src = view(sp_lat, (int64_t)sj * C * hw * f4, dev, 3, ne_s, nb_s, "spatial latents");
+                    src = view(sp_lat, (int64_t)sj * C * hw * f4, dev, 3, ne_lat, nb_lat, "spatial latent");
                     wf = a->w2c + 16 * spatial_ids[sj];
                     kf = a->K + 9 * spatial_ids[sj];
                     /* History buffer of s-slot j: its canonical coordinates in every group, depth −1 in group 0
@@ -362,8 +390,7 @@ lyra_status lyra_prep_chunk(lyra_prep_args *a) {
                     goto done;
             }
         for (int j = 0; j < G; j++) {
-            const int64_t ne_l[3] = {C, h, w}, nb_l[3] = {(G + 1) * hw * f4, w * f4, f4};
-            lyra_tensor src = view(cam_lat, (int64_t)(1 + j) * hw * f4, dev, 3, ne_l, nb_l, "camera latents");
+            lyra_tensor src = view(cam_lat, (int64_t)(1 + j) * C * hw * f4, dev, 3, ne_lat, nb_lat, "camera latent");
             lyra_tensor ys = slot_channels(Y, LYRA_PREP_MASK_CHANNELS, C, n_hist0 + j);
             if ((st = lyra_op_copy(be, &ys, &src)) != LYRA_OK) goto done;
             const int64_t f = lyra_prep_latent_frame(a->t_hist_total + j, n_hist0);
@@ -373,11 +400,7 @@ lyra_status lyra_prep_chunk(lyra_prep_args *a) {
     }
 
 done:
-    if (a->warp_rgb) {
-        if (coords) be->ops->release(be, coords);
-    } else if (rgb) {
-        be->ops->release(be, rgb);
-    }
+    if (coords) be->ops->release(be, coords); /* rgb, when it is the scratch */
     if (wdepth) be->ops->release(be, wdepth);
     if (cam_lat) be->ops->release(be, cam_lat);
     if (sp_lat) be->ops->release(be, sp_lat);

@@ -26,11 +26,17 @@
 #define LYRA_PREP_SLOT_CHANNELS 256  /* (x, y, z, depth) × 8 × 8 per spatial slot */
 #define LYRA_PREP_FRAMES_PER_LATENT 4
 
-/* A fresh (cache-less) VAE encode: frames[t] (3, H, W) f32 contiguous, t < T = 1 + 4k, in the memory of the prep's
- * backend -> latents (C, 1 + k, H/8, W/8) f32 contiguous there, normalised. The driver plugs the Wan VAE in; the
- * parity test a linear stand-in. */
-typedef lyra_status (*lyra_prep_encode_fn)(void *ctx, const lyra_tensor *const *frames, int64_t T,
-                                           lyra_tensor *latents);
+/* A fresh (cache-less) VAE encoder stream, as upstream's model.encode runs one: begin, pushes of frame 0 alone and
+ * then of windows of 4 frames, each giving one latent, then end. frames[i] (3, H, W) f32 contiguous in the prep
+ * backend's memory (valid during the push only); out (C, h, w) f32 contiguous there, normalised, written by the
+ * time `end` returns (a stand-in may encode the whole video at the end). end(ctx, 0) abandons the stream. The driver
+ * plugs the Wan VAE in; the parity test a linear stand-in. */
+typedef struct lyra_prep_encoder {
+    lyra_status (*begin)(void *ctx);
+    lyra_status (*push)(void *ctx, const lyra_tensor *const *frames, int n, lyra_tensor *out);
+    lyra_status (*end)(void *ctx, int ok);
+    void *ctx;
+} lyra_prep_encoder;
 
 /* Every tensor and pointer marked "dev" lives in the memory of `be` (the device of the run: the VAE's backend in the
  * driver, whose frames and latents are there; the outputs may be another backend's memory of the same device, the
@@ -52,9 +58,10 @@ typedef struct lyra_prep_args {
     const lyra_scache *cache;     /* host spatial memory (full-resolution H×W entries): retrieval */
     float *const *cache_depth;    /* dev cache_depth[e]: (H, W) the depth of cache entry e */
     const float *canon;           /* dev (S, 3, H, W): lyra_prep_canonical_coords, once per run */
-    int warp_chunk;               /* targets per soft z-buffer normaliser batch (16) */
-    lyra_prep_encode_fn encode;
-    void *encode_ctx;
+    int warp_chunk;               /* targets per soft z-buffer normaliser batch (16); the warps run in batches of
+                                     this many targets when it is a multiple of 4 (the encoder's windows), so only
+                                     one batch of warped frames is in memory at a time */
+    lyra_prep_encoder encoder;
 
     lyra_tensor *x;               /* out dev (C, T, h, w) f32 contiguous */
     lyra_tensor *y;               /* out dev (4 + C + 384, T, h, w) f32 contiguous */
@@ -73,9 +80,9 @@ typedef struct lyra_prep_args {
  * frame / depth (named), LYRA_ERR_OOM, or what the encoder or an op returns. */
 lyra_status lyra_prep_chunk(lyra_prep_args *a);
 
-/* Bytes of the backend memory lyra_prep_chunk allocates for its temporaries (warp image and depth, encoder latents,
- * range) at this layout and size, when the caller gives no warp_rgb. */
-int64_t lyra_prep_scratch_bytes(const lyra_framepack *fp, int height, int width, int latent_c);
+/* Bytes of the backend memory lyra_prep_chunk allocates for its temporaries (one batch of warped images and depths,
+ * the encoder latents, the depth range) at this layout, size and warp_chunk, when the caller gives no warp_rgb. */
+int64_t lyra_prep_scratch_bytes(const lyra_framepack *fp, int height, int width, int latent_c, int warp_chunk);
 
 /* The canonical coordinate images of the S spatial slots (upstream M:1525-1546), host (S, 3, H, W): x = linspace(−1,
  * 1, W) per column, y = linspace(−1, 1, H) per row, z = the slot's code. Constant per run: the driver uploads them

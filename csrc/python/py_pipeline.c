@@ -27,25 +27,51 @@ typedef struct py_encode_ctx {
     lyra_backend *be;
     int64_t C;
     int H, W;
+    float *video;             /* the stream's frames so far (n, 3, H, W), host */
+    int64_t n, cap;
+    lyra_tensor out[1 + 4096]; /* the stream's latent outputs, in push order */
+    int n_out;
 } py_encode_ctx;
 
-/* The encoder stand-in: the frames come down from the backend into one (T, 3, H, W) array for the Python callable
- * (with the GIL held: pipeline_prepare keeps it), its latents go back up. */
-static lyra_status py_encode(void *ctx, const lyra_tensor *const *frames, int64_t T, lyra_tensor *latents) {
+/* The encoder stand-in as a stream: each push's frames come down from the backend into one host video; at the end
+ * the Python callable encodes the whole (T, 3, H, W) video (with the GIL held: pipeline_prepare keeps it) and its
+ * latents go back up into the pushes' outputs. */
+static lyra_status py_begin(void *ctx) {
     py_encode_ctx *e = ctx;
+    e->n = 0;
+    e->n_out = 0;
+    return LYRA_OK;
+}
+
+static lyra_status py_push(void *ctx, const lyra_tensor *const *frames, int n, lyra_tensor *out) {
+    py_encode_ctx *e = ctx;
+    const int64_t fsz = 3LL * e->H * e->W;
+    if (e->n_out == (int)(sizeof e->out / sizeof *e->out))
+        return lyra_error(LYRA_ERR_ARG, "encode: too many pushes in one stream");
+    if (e->n + n > e->cap) {
+        int64_t cap = 2 * (e->n + n);
+        float *v = realloc(e->video, sizeof(float) * (size_t)(cap * fsz));
+        if (!v) return lyra_error(LYRA_ERR_OOM, "encode: out of memory");
+        e->video = v;
+        e->cap = cap;
+    }
+    for (int i = 0; i < n; i++) {
+        lyra_tensor h = lyra_tensor_3d(e->video + (e->n + i) * fsz, LYRA_DTYPE_F32, 3, e->H, e->W);
+        LYRA_TRY(lyra_op_download(e->be, &h, frames[i]));
+    }
+    e->n += n;
+    e->out[e->n_out++] = *out;
+    return LYRA_OK;
+}
+
+static lyra_status py_end(void *ctx, int ok) {
+    py_encode_ctx *e = ctx;
+    if (!ok) return LYRA_OK;
     const int H = e->H, W = e->W;
-    npy_intp dims[4] = {(npy_intp)T, 3, H, W};
+    npy_intp dims[4] = {(npy_intp)e->n, 3, H, W};
     PyObject *arr = PyArray_SimpleNew(4, dims, NPY_FLOAT32);
     if (!arr) return lyra_error(LYRA_ERR_OOM, "encode: out of memory");
-    float *v = PyArray_DATA((PyArrayObject *)arr);
-    for (int64_t t = 0; t < T; t++) {
-        lyra_tensor h = lyra_tensor_3d(v + t * 3 * H * W, LYRA_DTYPE_F32, 3, H, W);
-        lyra_status st = lyra_op_download(e->be, &h, frames[t]);
-        if (st != LYRA_OK) {
-            Py_DECREF(arr);
-            return st;
-        }
-    }
+    memcpy(PyArray_DATA((PyArrayObject *)arr), e->video, sizeof(float) * (size_t)(e->n * 3 * H * W));
     PyObject *res = PyObject_CallOneArg(e->fn, arr);
     Py_DECREF(arr);
     if (!res) return lyra_error(LYRA_ERR_ARG, "encode: the callable raised");
@@ -53,15 +79,20 @@ static lyra_status py_encode(void *ctx, const lyra_tensor *const *frames, int64_
     Py_DECREF(res);
     if (!out) return lyra_error(LYRA_ERR_ARG, "encode: the result is not a float32 (C, L, h, w) array");
     npy_intp *s = PyArray_DIMS(out);
-    int64_t L = 1 + (T - 1) / 4;
-    if (s[0] != e->C || s[1] != L || s[2] != H / 8 || s[3] != W / 8) {
+    if (s[0] != e->C || s[1] != e->n_out || s[2] != H / 8 || s[3] != W / 8) {
         Py_DECREF(out);
         PyErr_Clear();
-        return lyra_error(LYRA_ERR_ARG, "encode: expected a (%lld, %lld, %d, %d) result", (long long)e->C,
-                          (long long)L, H / 8, W / 8);
+        return lyra_error(LYRA_ERR_ARG, "encode: expected a (%lld, %d, %d, %d) result", (long long)e->C, e->n_out,
+                          H / 8, W / 8);
     }
-    lyra_tensor h = lyra_tensor_4d(PyArray_DATA(out), LYRA_DTYPE_F32, e->C, L, H / 8, W / 8);
-    lyra_status st = lyra_op_upload(e->be, latents, &h);
+    /* latent l of the result (C, L, h, w) is the strided host view [:, l] */
+    lyra_status st = LYRA_OK;
+    for (int l = 0; st == LYRA_OK && l < e->n_out; l++) {
+        lyra_tensor h = lyra_tensor_3d((float *)PyArray_DATA(out) + (int64_t)l * (H / 8) * (W / 8), LYRA_DTYPE_F32,
+                                       e->C, H / 8, W / 8);
+        h.nb[0] = (int64_t)e->n_out * (H / 8) * (W / 8) * (int64_t)sizeof(float);
+        st = lyra_op_upload(e->be, &e->out[l], &h);
+    }
     Py_DECREF(out);
     return st;
 }
@@ -123,6 +154,7 @@ static PyObject *py_pipeline_prepare(PyObject *self, PyObject *args) {
     PyArrayObject *hist = NULL, *frames = NULL, *w2c = NULL, *K = NULL, *bd = NULL, *cd = NULL, *ci = NULL;
     PyObject *result = NULL, *x = NULL, *y = NULL, *buf = NULL, *wrgb = NULL, *wco = NULL, *ret = NULL;
     float **fptr = NULL, **dptr = NULL, *canon = NULL;
+    py_encode_ctx *ectx_keep = NULL;
     lyra_backend be;
     memset(&be, 0, sizeof be);
     dev_blocks blk = {.be = &be};
@@ -207,14 +239,17 @@ static PyObject *py_pipeline_prepare(PyObject *self, PyObject *args) {
     lyra_tensor th = dev_view(&blk, d_hist, 4, ne_h);
     th.nb[0] = hw * (int64_t)sizeof(float);
     th.nb[1] = hs[1] * hw * (int64_t)sizeof(float);
-    py_encode_ctx ectx = {fn, &be, C, H, W};
+    py_encode_ctx *ectx = calloc(1, sizeof *ectx);
+    if (!ectx) { PyErr_NoMemory(); goto finally; }
+    *ectx = (py_encode_ctx){.fn = fn, .be = &be, .C = C, .H = H, .W = W};
+    ectx_keep = ectx;
     lyra_prep_args *pa = calloc(1, sizeof *pa);
     if (!pa) { PyErr_NoMemory(); goto finally; }
     *pa = (lyra_prep_args){
         .be = &be, .fp = &fp, .height = H, .width = W, .latent_c = (int)C, .chunk = chunk, .history = &th,
         .t_hist_total = hs[1], .frames = fptr, .w2c = PyArray_DATA(w2c), .K = PyArray_DATA(K), .buffer_depth = d_bd,
-        .cache = &cache, .cache_depth = dptr, .canon = d_canon, .warp_chunk = warp_chunk, .encode = py_encode,
-        .encode_ctx = &ectx, .x = &tx, .y = &ty, .buffer = &tb, .warp_rgb = &tw, .warp_coords = &tc,
+        .cache = &cache, .cache_depth = dptr, .canon = d_canon, .warp_chunk = warp_chunk,
+        .encoder = {py_begin, py_push, py_end, ectx}, .x = &tx, .y = &ty, .buffer = &tb, .warp_rgb = &tw, .warp_coords = &tc,
     };
     st = lyra_prep_chunk(pa);
     if (st != LYRA_OK) {
@@ -256,6 +291,8 @@ fail:
 finally:
     for (int i = 0; i < blk.n; i++) be.ops->release(&be, blk.p[i]);
     free(blk.p);
+    if (ectx_keep) free(ectx_keep->video);
+    free(ectx_keep);
     if (be.ops) lyra_backend_free(&be);
     lyra_scache_free(&cache);
     free(fptr);
