@@ -32,7 +32,7 @@ def camera():
 def test_rays_planes_are_the_host_rays(backend, moment):
     K, c2w = camera()
     ref = lyra2.rays(K[None], c2w[None], 32, 48, moment=moment)[0]          # (H, W, 6), geom/rays.c
-    got = op("rays", backend, K, c2w, 32, 48, unshuffle=1, moment=moment)   # (6, H, W)
+    got = op("ray_image", backend, K, c2w, 32, 48, unshuffle=1, moment=moment)   # (6, H, W)
     np.testing.assert_array_equal(got, ref.transpose(2, 0, 1))
 
 
@@ -42,19 +42,19 @@ def test_rays_unshuffled_8x8(backend):
     K, c2w = camera()
     planes = lyra2.rays(K[None], c2w[None], 32, 48)[0].transpose(2, 0, 1)  # (6, 32, 48)
     ref = planes.reshape(6, 4, 8, 6, 8).transpose(0, 2, 4, 1, 3).reshape(384, 4, 6)
-    np.testing.assert_array_equal(op("rays", backend, K, c2w, 32, 48, unshuffle=8), ref)
+    np.testing.assert_array_equal(op("ray_image", backend, K, c2w, 32, 48, unshuffle=8), ref)
 
 
 def test_rays_bad_inputs_name_the_field():
     K, c2w = camera()
     with pytest.raises(ValueError, match="multiple of unshuffle"):
-        _ops.rays(K, c2w, 30, 48, unshuffle=8)
+        _ops.ray_image(K, c2w, 30, 48, unshuffle=8)
     with pytest.raises(ValueError, match="fx and fy"):
-        _ops.rays(np.array([0, 1, 2, 3], np.float32), c2w, 32, 48)
+        _ops.ray_image(np.array([0, 1, 2, 3], np.float32), c2w, 32, 48)
     bad = c2w.copy()
     bad[1, 2] = np.nan
     with pytest.raises(ValueError, match="c2w element 6"):
-        _ops.rays(K, bad, 32, 48)
+        _ops.ray_image(K, bad, 32, 48)
 
 
 def u8_ref(x, mode):

@@ -1478,7 +1478,7 @@ static PyObject *with_backend(kw_fn fn, PyObject *self, PyObject *args, PyObject
     return r;
 }
 
-/* rays(K (4) = fx, fy, cx, cy, c2w (4, 4), height, width, unshuffle=1, moment=False) -> (6·u², H/u, W/u). */
+/* ray_image(K (4) = fx, fy, cx, cy, c2w (4, 4), height, width, unshuffle=1, moment=False) -> (6·u², H/u, W/u). */
 static PyObject *py_rays(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
     static char *kws[] = {"K", "c2w", "height", "width", "unshuffle", "moment", NULL};
@@ -1634,7 +1634,7 @@ static PyMethodDef ops_methods[] = {
     KW("avg_pool3d", py_avg_pool3d_bk, "avg_pool3d(x (..., T, H, W), kt, kh, kw)."),
     KW("gs_rasterize", py_gs_rasterize_bk, "gs_rasterize(means, scales, rotations, harmonics, opacities, w2c, K, "
        "height, width, background=(0,0,0), near=0.01) -> (H, W, 5): r, g, b, alpha, depth."),
-    KW("rays", py_rays_bk, "rays(K (fx, fy, cx, cy), c2w (4, 4), height, width, unshuffle=1, moment=False) -> "
+    KW("ray_image", py_rays_bk, "ray_image(K (fx, fy, cx, cy), c2w (4, 4), height, width, unshuffle=1, moment=False) -> "
        "(6·u², H/u, W/u): [origin, direction] planes, pixel-unshuffled u×u."),
     KW("to_u8", py_to_u8_bk, "to_u8(x (N, C, H, W), mode='video'|'round') -> uint8 (N, H, W, C)."),
     KW("minmax", py_minmax_bk, "minmax(x, prev=None) -> [min, max] (NaNs skipped), combined with prev (2,)."),
