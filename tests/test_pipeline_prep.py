@@ -137,3 +137,12 @@ def test_on_the_emulated_device_equals_the_cpu(g, run, monkeypatch):
     assert len(calls) == len(cpu_calls)
     for a, b in zip(calls, cpu_calls):
         np.testing.assert_array_equal(a, b)
+
+
+def test_memory_plan_counts_the_prep_scratch():
+    """lyra2.memory.prep_stage_bytes' scratch is what lyra_prep_chunk allocates (at the released layout, warp batches
+    of 16 targets)."""
+    from lyra2 import memory
+    for res, (H, W) in (("480p", (480, 832)), ("720p", (720, 1280))):
+        plan = memory.prep_stage_bytes(res, 161)
+        assert plan["scratch_bytes"] == _core.prep_scratch_bytes(memory.DIT_LAYOUT, H, W, 16, 16), res

@@ -1,9 +1,9 @@
-/* Ray conditioning (upstream M:1830-1888, PL:28-74): the per-pixel arithmetic is geom/rays_math.h (shared with the
+/* Ray conditioning (upstream M:1830-1888, PL:28-74): the per-pixel arithmetic is nn/rays_math.h (shared with the
  * rays op's CUDA kernel). */
 #include <math.h>
 
 #include "geom/rays.h"
-#include "geom/rays_math.h"
+#include "nn/rays_math.h"
 
 lyra_status lyra_rays_compute(const float *K, const float *c2w, int views, int height, int width, int moment,
                               float *out) {

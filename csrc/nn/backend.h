@@ -102,7 +102,7 @@ typedef struct lyra_warp_params {
     const float *tgt_K;       /* (N, 3, 3) of the targets */
 } lyra_warp_params;
 
-/* The camera of a ray image (op rays; the per-pixel model is geom/rays_math.h). Host memory, read when the op is
+/* The camera of a ray image (op rays; the per-pixel model is nn/rays_math.h). Host memory, read when the op is
  * queued. */
 typedef struct lyra_ray_params {
     float K[4];               /* fx, fy, cx, cy (pixels; fx, fy finite and non-zero) */

@@ -218,7 +218,7 @@ lyra_status lyra_op_warp_forward(lyra_backend *be, lyra_tensor *out_image, lyra_
 
 /* ---------------- chunk inputs (pipeline/prep.c) ---------------- */
 
-/* Ray image of one camera (upstream M:1830-1888, PL:28-74; per-pixel arithmetic geom/rays_math.h, the CPU reference
+/* Ray image of one camera (upstream M:1830-1888, PL:28-74; per-pixel arithmetic nn/rays_math.h, the CPU reference
  * geom/rays.c): per pixel centre the unit direction d = R·normalize(((i+0.5-cx)/fx, (j+0.5-cy)/fy, 1)) and the
  * origin o = c2w[:3, 3] (or the moment o×d). y f32, any strides, (6·u², height/u, width/u) for p->unshuffle = u
  * (height, width multiples of u): channel c·u² + r·u + q at (i, j) holds component c of pixel (u·i + r, u·j + q),

@@ -304,7 +304,20 @@ finally:
     return result;
 }
 
+static PyObject *py_prep_scratch_bytes(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *layout;
+    int H, W, C, warp_chunk;
+    if (!PyArg_ParseTuple(args, "siiii", &layout, &H, &W, &C, &warp_chunk)) return NULL;
+    lyra_framepack fp;
+    lyra_status st = lyra_framepack_parse(&fp, layout);
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    return PyLong_FromLongLong((long long)lyra_prep_scratch_bytes(&fp, H, W, C, warp_chunk));
+}
+
 static PyMethodDef pipeline_methods[] = {
+    {"prep_scratch_bytes", py_prep_scratch_bytes, METH_VARARGS,
+     "prep_scratch_bytes(layout, H, W, C, warp_chunk) -> bytes of the temporaries lyra_prep_chunk allocates."},
     {"pipeline_prepare", py_pipeline_prepare, METH_VARARGS,
      "pipeline_prepare(layout, chunk, history, frames, w2c, K, buffer_depth, cache_depths, cache_ids, warp_chunk, "
      "encode, device='cpu') -> dict: one chunk's network inputs (upstream M:1488-1493, M:1495-1523, M:2024-2033, M:1955-1999)."},

@@ -1,10 +1,10 @@
 /* CPU references of the chunk-input ops (nn/ops.h "chunk inputs"): ray images (the arithmetic of
- * geom/rays_math.h, as geom/rays.c), uint8 frames, a running min/max and the range normalisation. Each writes the
+ * nn/rays_math.h, as geom/rays.c), uint8 frames, a running min/max and the range normalisation. Each writes the
  * formula of its op comment in f32 with one rounding per step, so the CUDA kernels (nn/cuda/cuda_prep.cu) can match
  * bit for bit. */
 #include <math.h>
 
-#include "geom/rays_math.h"
+#include "nn/rays_math.h"
 #include "nn/cpu/cpu_internal.h"
 
 /* Element pointer of t at the flat index `idx` of its own shape (outermost-first, any strides). */

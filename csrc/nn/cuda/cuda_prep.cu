@@ -7,7 +7,7 @@
 #define RAYS_FN static __device__ inline
 #define RAYS_MUL(a, b) __fmul_rn((a), (b))
 #define RAYS_ADD(a, b) __fadd_rn((a), (b))
-#include "geom/rays_math.h"
+#include "nn/rays_math.h"
 
 namespace {
 

@@ -7,8 +7,8 @@
  *
  * RAYS_FN is `static inline` in C; the CUDA file defines it (`static __device__ inline`, with RAYS_MUL and RAYS_ADD)
  * first. */
-#ifndef LYRA_GEOM_RAYS_MATH_H
-#define LYRA_GEOM_RAYS_MATH_H
+#ifndef LYRA_NN_RAYS_MATH_H
+#define LYRA_NN_RAYS_MATH_H
 
 #include <math.h>
 
