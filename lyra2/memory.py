@@ -310,7 +310,8 @@ def prep_stage_bytes(resolution="480p", num_frames=81) -> dict:
     block ``pix`` predates this stage.)
     ``scratch``: live while one chunk's inputs are assembled (the fresh VAE encodes run inside it): one batch of
     16 warped images (16, 3, H, W) (the warps run 16 targets at a time, LYRA_AR_WARP_CHUNK, each batch's frames
-    encoded before the next; reused by the correspondence warps), their warped depths (16, H, W), the camera latents
+    encoded before the next; reused by the correspondence warps), their warped depths (16, H, W), the warped depths
+    of the kept frames (S, G, H, W: normalised over the range of all groups at the end), the camera latents
     (G + 1, 16, h, w), the spatial latents (S, 16, h, w) and the depth range.
     Returns {"run_bytes", "scratch_bytes", "run": {what: bytes}, "scratch": {what: bytes}}."""
     H, W = _frame_size(resolution)
@@ -334,6 +335,7 @@ def prep_stage_bytes(resolution="480p", num_frames=81) -> dict:
     scratch = {
         "warp image": batch * 3 * HW * f32,
         "warp depth": batch * HW * f32,
+        "kept depths": S * G * HW * f32,
         "camera latents": C * (G + 1) * hw * f32,
         "spatial latents": S * C * hw * f32,
         "depth range": 2 * f32,

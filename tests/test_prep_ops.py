@@ -117,3 +117,21 @@ def test_range_norm_exact(backend):
                                   range_ref(flat, 2.0, 2.0, 1e-6))
     with pytest.raises(ValueError, match="eps"):
         op("range_norm", backend, flat, mm, eps=0.0)
+
+
+def bf16(x):
+    """float32 -> nearest-even bf16 -> float32, written independently of the C helpers."""
+    u = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    return (((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16).astype(np.uint32).view(np.float32)
+
+
+@pytest.mark.cuda
+def test_16bit_outputs_are_the_f32_results_rounded_once():
+    # the DiT's condition (y, the correspondence buffer) may be bf16 on a device: rays and range_norm compute in f32
+    # and round once when they store
+    K, c2w = camera()
+    ref = op("ray_image", "cpu", K, c2w, 32, 48, unshuffle=8)
+    np.testing.assert_array_equal(op("ray_image", "cuda", K, c2w, 32, 48, unshuffle=8, dtype="bf16"), bf16(ref))
+    x = (RNG.random((4, 8, 6)) * 3 + 0.5).astype(np.float32)
+    mm = np.array([x.min(), x.max()], np.float32)
+    np.testing.assert_array_equal(op("range_norm", "cuda", x, mm, dtype="bf16"), bf16(range_ref(x, *mm, 1e-6)))

@@ -865,7 +865,8 @@ lyra_status lyra_op_rays(lyra_backend *be, lyra_tensor *y, int height, int width
         if (!isfinite(p->c2w[k])) return lyra_error(LYRA_ERR_ARG, "%s: c2w element %d must be finite", op, k);
     const int64_t ne[3] = {6LL * u * u, height / u, width / u};
     LYRA_TRY(check_out(be, op, y));
-    LYRA_TRY(check_prep_f32(be, op, "y", y, 3, ne));
+    LYRA_TRY(check_tensor(be, op, "y", y, 1));
+    LYRA_TRY(check_shape(op, "y", y, 3, ne));
     return be->ops->rays(be, y, height, width, p);
 }
 
@@ -908,7 +909,8 @@ lyra_status lyra_op_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_tens
     if (!(eps > 0.0f) || !isfinite(eps)) return lyra_error(LYRA_ERR_ARG, "%s: eps %g must be finite and > 0", op, eps);
     LYRA_TRY(check_out(be, op, y));
     LYRA_TRY(check_prep_f32(be, op, "x", x, 0, NULL));
-    LYRA_TRY(check_prep_f32(be, op, "y", y, x->ndim, x->ne));
+    LYRA_TRY(check_tensor(be, op, "y", y, 1));
+    LYRA_TRY(check_shape(op, "y", y, x->ndim, x->ne));
     LYRA_TRY(check_prep_f32(be, op, "mm", mm, 1, &two));
     LYRA_TRY(check_alias(op, "x", y, x, 1));
     LYRA_TRY(check_alias(op, "mm", y, mm, 0));

@@ -52,10 +52,17 @@ static lyra_tensor view(const void *base, int64_t off, lyra_device dev, int ndim
     return t;
 }
 
+/* A strided view of an output (y, buffer: f32, or the DiT's 16-bit condition dtype on a device) in its dtype. */
+static lyra_tensor view_of(const lyra_tensor *dst, int64_t off, int ndim, const int64_t *ne, const int64_t *nb) {
+    lyra_tensor t = view(dst->data, off, dst->device, ndim, ne, nb, dst->name);
+    t.dtype = dst->dtype;
+    return t;
+}
+
 /* Channels [ch0, ch0 + n) of slot t of dst (Cd, T, h, w) contiguous: (n, h, w). */
 static lyra_tensor slot_channels(const lyra_tensor *dst, int64_t ch0, int64_t n, int64_t t) {
     const int64_t ne[3] = {n, dst->ne[2], dst->ne[3]}, nb[3] = {dst->nb[0], dst->nb[2], dst->nb[3]};
-    return view(dst->data, ch0 * dst->nb[0] + t * dst->nb[1], dst->device, 3, ne, nb, dst->name);
+    return view_of(dst, ch0 * dst->nb[0] + t * dst->nb[1], 3, ne, nb);
 }
 
 /* Pixel-unshuffle 8×8 of n_planes planes (H, W) f32 at src (plane stride plane_bytes) into channels
@@ -67,7 +74,7 @@ static lyra_status unshuffle(lyra_backend *be, const float *src, int64_t n_plane
     const int64_t nb_s[5] = {plane_bytes, W * f, f, 8 * W * f, 8 * f};
     const int64_t nb_d[5] = {64 * dst->nb[0], 8 * dst->nb[0], dst->nb[0], dst->nb[2], dst->nb[3]};
     lyra_tensor s = view(src, 0, dst->device, 5, ne, nb_s, "unshuffle source");
-    lyra_tensor d = view(dst->data, ch0 * dst->nb[0] + t * dst->nb[1], dst->device, 5, ne, nb_d, dst->name);
+    lyra_tensor d = view_of(dst, ch0 * dst->nb[0] + t * dst->nb[1], 5, ne, nb_d);
     return lyra_op_copy(be, &d, &s);
 }
 
@@ -77,8 +84,7 @@ static lyra_status fill_groups(lyra_backend *be, const lyra_tensor *buf, int g0,
     if (g1 <= g0 || nt <= 0) return LYRA_OK;
     const int64_t ne[5] = {g1 - g0, n, nt, buf->ne[2], buf->ne[3]};
     const int64_t nb[5] = {LYRA_PREP_SLOT_CHANNELS * buf->nb[0], buf->nb[0], buf->nb[1], buf->nb[2], buf->nb[3]};
-    lyra_tensor d = view(buf->data, ((int64_t)g0 * LYRA_PREP_SLOT_CHANNELS + c0) * buf->nb[0] + t0 * buf->nb[1],
-                         buf->device, 5, ne, nb, buf->name);
+    lyra_tensor d = view_of(buf, ((int64_t)g0 * LYRA_PREP_SLOT_CHANNELS + c0) * buf->nb[0] + t0 * buf->nb[1], 5, ne, nb);
     return lyra_op_fill(be, &d, v);
 }
 
@@ -118,9 +124,10 @@ static int64_t warp_batch(int warp_chunk, int64_t F) {
 int64_t lyra_prep_scratch_bytes(const lyra_framepack *fp, int height, int width, int latent_c, int warp_chunk) {
     const int64_t HW = (int64_t)height * width, hw = HW / 64, F = (int64_t)LYRA_PREP_FRAMES_PER_LATENT * fp->n_new;
     const int64_t S = fp->n_spatial > 0 ? fp->n_spatial : 1, nb = warp_batch(warp_chunk, F);
-    /* one batch of warped images (nb, 3, H, W) and depths (nb, H, W), camera latents (G + 1, C, h, w), spatial
-     * latents (S, C, h, w), the depth range (2) */
-    return (int64_t)sizeof(float) * (nb * 3 * HW + nb * HW + latent_c * (fp->n_new + 1) * hw + S * latent_c * hw + 2);
+    /* one batch of warped images (nb, 3, H, W) and depths (nb, H, W), the kept warped depths (S, G, H, W), camera
+     * latents (G + 1, C, h, w), spatial latents (S, C, h, w), the depth range (2) */
+    return (int64_t)sizeof(float) * (nb * 3 * HW + nb * HW + S * fp->n_new * HW + latent_c * (fp->n_new + 1) * hw +
+                                     S * latent_c * hw + 2);
 }
 
 static lyra_status check_args(const lyra_prep_args *a) {
@@ -153,9 +160,10 @@ static lyra_status check_args(const lyra_prep_args *a) {
     for (int i = 0; i < 3; i++) {
         const lyra_tensor *t = out[i].t;
         if (t->ndim != 4 || t->ne[0] != out[i].c || t->ne[1] != T || t->ne[2] != h || t->ne[3] != w ||
-            t->dtype != LYRA_DTYPE_F32 || !lyra_tensor_is_contiguous(t))
-            return lyra_error(LYRA_ERR_ARG, "prepare: %s must be a contiguous f32 (%lld, %lld, %lld, %lld) tensor",
-                              out[i].what, (long long)out[i].c, (long long)T, (long long)h, (long long)w);
+            !lyra_dtype_is_float(t->dtype) || (i == 0 && t->dtype != LYRA_DTYPE_F32) || !lyra_tensor_is_contiguous(t))
+            return lyra_error(LYRA_ERR_ARG, "prepare: %s must be a contiguous %s (%lld, %lld, %lld, %lld) tensor",
+                              out[i].what, i == 0 ? "f32" : "float", (long long)out[i].c, (long long)T, (long long)h,
+                              (long long)w);
     }
     const lyra_tensor *hi = a->history;
     if (hi->ndim != 4 || hi->ne[0] != a->t_hist_total || hi->ne[1] != C || hi->ne[2] != h || hi->ne[3] != w ||
@@ -221,6 +229,7 @@ lyra_status lyra_prep_chunk(lyra_prep_args *a) {
     float *rgb = a->warp_rgb ? NULL : scratch(be, nb * 3 * HW, &st);
     float *coords = a->warp_rgb ? scratch(be, nb * 3 * HW, &st) : rgb; /* the warp image is encoded before the groups */
     float *wdepth = scratch(be, nb * HW, &st);
+    float *kd = scratch(be, (S > 0 ? S : 1) * G * HW, &st); /* the kept frames' warped depths, normalised at the end */
     float *cam_lat = scratch(be, C * (G + 1) * hw, &st);
     float *sp_lat = scratch(be, (S > 0 ? S : 1) * C * hw, &st);
     float *mm = scratch(be, 2, &st);
@@ -330,17 +339,23 @@ lyra_status lyra_prep_chunk(lyra_prep_args *a) {
                     const int64_t f = (int64_t)LYRA_PREP_FRAMES_PER_LATENT * j + LYRA_PREP_FRAMES_PER_LATENT - 1 - b0;
                     const int64_t ch = (int64_t)g * LYRA_PREP_SLOT_CHANNELS;
                     if (f < 0 || f >= n_b) continue;
+                    lyra_tensor src = view(wdepth, f * HW * f4, dev, 2, ne_hw, nb_hw, "correspondence depth");
+                    lyra_tensor dst = view(kd, ((int64_t)g * G + j) * HW * f4, dev, 2, ne_hw, nb_hw, "kept depth");
                     if ((st = unshuffle(be, coords + f * 3 * HW, 3, HW * f4, H, W, B, ch, n_hist0 + j)) != LYRA_OK ||
-                        (st = unshuffle(be, wdepth + f * HW, 1, HW * f4, H, W, B, ch + 192, n_hist0 + j)) != LYRA_OK)
+                        (st = lyra_op_copy(be, &dst, &src)) != LYRA_OK)
                         goto done;
                 }
             }
         }
-        if (n_u > 0) { /* the kept depths, normalised to [-1, 1] over the range of all groups */
-            const int64_t ne[5] = {n_u, 64, G, h, w};
-            const int64_t nb5[5] = {LYRA_PREP_SLOT_CHANNELS * B->nb[0], B->nb[0], B->nb[1], B->nb[2], B->nb[3]};
-            lyra_tensor d = view(B->data, 192 * B->nb[0] + n_hist0 * B->nb[1], dev, 5, ne, nb5, "buffer depth");
-            if ((st = lyra_op_range_norm(be, &d, &d, &t_mm, 1e-6f)) != LYRA_OK) goto done;
+        /* the kept depths, normalised to [-1, 1] over the range of all groups and pixel-unshuffled into channels
+         * 192 + r·8 + q of each group's generated slots: one op per group, (G, 8, 8, h, w) */
+        for (int g = 0; g < n_u; g++) {
+            const int64_t ne[5] = {G, 8, 8, h, w}, nb_s[5] = {HW * f4, W * f4, f4, 8 * W * f4, 8 * f4};
+            const int64_t nb_d[5] = {B->nb[1], 8 * B->nb[0], B->nb[0], B->nb[2], B->nb[3]};
+            lyra_tensor src = view(kd, (int64_t)g * G * HW * f4, dev, 5, ne, nb_s, "kept depth");
+            lyra_tensor d = view_of(B, ((int64_t)g * LYRA_PREP_SLOT_CHANNELS + 192) * B->nb[0] + n_hist0 * B->nb[1], 5,
+                                    ne, nb_d);
+            if ((st = lyra_op_range_norm(be, &d, &src, &t_mm, 1e-6f)) != LYRA_OK) goto done;
         }
         /* Missing groups: coordinates −1, depth +1 (M:1802-1812). */
         if ((st = fill_groups(be, B, n_u, S, 0, 192, n_hist0, G, -1.0f)) != LYRA_OK ||
@@ -352,8 +367,8 @@ lyra_status lyra_prep_chunk(lyra_prep_args *a) {
     /* ---- slot assembly (upstream M:2046-2265) ---- */
     if ((st = lyra_op_fill(be, (lyra_tensor *)X, 0.0f)) != LYRA_OK) goto done;
     {   /* mask: ones everywhere (docs/REFERENCES.md#upstream-quirks-kept-on-purpose) */
-        const int64_t ne[2] = {LYRA_PREP_MASK_CHANNELS, T * hw}, nb[2] = {Y->nb[0], f4};
-        lyra_tensor m = view(Y->data, 0, dev, 2, ne, nb, "mask");
+        const int64_t ne[2] = {LYRA_PREP_MASK_CHANNELS, T * hw}, nb[2] = {Y->nb[0], Y->nb[3]};
+        lyra_tensor m = view_of(Y, 0, 2, ne, nb);
         if ((st = lyra_op_fill(be, &m, 1.0f)) != LYRA_OK) goto done;
     }
     {
@@ -402,6 +417,7 @@ lyra_status lyra_prep_chunk(lyra_prep_args *a) {
 done:
     if (coords) be->ops->release(be, coords); /* rgb, when it is the scratch */
     if (wdepth) be->ops->release(be, wdepth);
+    if (kd) be->ops->release(be, kd);
     if (cam_lat) be->ops->release(be, cam_lat);
     if (sp_lat) be->ops->release(be, sp_lat);
     if (mm) be->ops->release(be, mm);

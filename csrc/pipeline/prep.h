@@ -64,8 +64,9 @@ typedef struct lyra_prep_args {
     lyra_prep_encoder encoder;
 
     lyra_tensor *x;               /* out dev (C, T, h, w) f32 contiguous */
-    lyra_tensor *y;               /* out dev (4 + C + 384, T, h, w) f32 contiguous */
-    lyra_tensor *buffer;          /* out dev (256·S, T, h, w) f32 contiguous */
+    lyra_tensor *y;               /* out dev (4 + C + 384, T, h, w) contiguous, f32 or (on a device) the DiT's 16-bit
+                                     condition dtype: every value computed in f32 and rounded once */
+    lyra_tensor *buffer;          /* out dev (256·S, T, h, w) contiguous, y's dtype */
     lyra_tensor *warp_rgb;        /* out dev (F, 3, H, W) f32 the buffer warp (holes −1), or NULL */
     lyra_tensor *warp_coords;     /* out dev (S, F, 3, H, W) f32 warped coordinates in group order, or NULL */
     lyra_tensor *warp_u8;         /* out dev (F, H, W, 3) u8 the buffer warp as video frames, or NULL */

@@ -2,7 +2,7 @@
  * test and for inspection) and, in py_pipeline_run.c, the autoregressive driver used by lyra2/generate.py.
  *
  *   _core.pipeline_prepare(layout, chunk, history, frames, w2c, K, buffer_depth, cache_depths, cache_ids,
- *                          warp_chunk, encode, device="cpu") -> dict
+ *                          warp_chunk, encode, device="cpu", cond_dtype="f32") -> dict
  *       history (C, T_hist, h, w); frames (n, 3, H, W) absolute frames 0..F·a; w2c (m, 4, 4) and K (m, 3, 3) of
  *       frames 0..end−1; buffer_depth (H, W); cache_depths (n_c, H, W) with frame ids cache_ids (n_c) int64 added
  *       to an empty spatial cache in order (latent index = frame id); encode(video (T, 3, H, W)) -> latents
@@ -10,7 +10,7 @@
  *       Returns {"x", "y", "buffer", "warp_rgb" (F, 3, H, W), "warp_coords" (n_groups, F, 3, H, W),
  *       "retrieved" (n, 2) int64 (latent index, frame id)}. The inputs go up to the backend of `device` ("cuda": the
  *       device, or the emulated one under LYRA2_EMULATED_CUDA=1), the chunk is assembled there by lyra_prep_chunk and
- *       the outputs come back. */
+ *       the outputs come back; cond_dtype="bf16" assembles y and the buffer in bf16 there (returned widened to f32). */
 #include "py_common.h"
 
 #include <stdlib.h>
@@ -136,18 +136,21 @@ static lyra_tensor dev_view(dev_blocks *b, float *d, int ndim, const int64_t *ne
 
 static lyra_status dev_get(dev_blocks *b, PyObject *arr, const lyra_tensor *t) {
     lyra_tensor h = lyra_tensor_make(PyArray_DATA((PyArrayObject *)arr), LYRA_DTYPE_F32, t->ndim, t->ne);
-    return lyra_op_download(b->be, &h, t);
+    return lyra_backend_download_as(b->be, &h, t); /* a bf16 condition widened to f32 */
 }
 
 static PyObject *py_pipeline_prepare(PyObject *self, PyObject *args) {
     (void)self;
-    const char *layout, *device = "cpu";
+    const char *layout, *device = "cpu", *cond_dtype = "f32";
     long long chunk;
     int warp_chunk;
     PyObject *o_hist, *o_frames, *o_w2c, *o_K, *o_bd, *o_cd, *o_ci, *fn;
-    if (!PyArg_ParseTuple(args, "sLOOOOOOOiO|s", &layout, &chunk, &o_hist, &o_frames, &o_w2c, &o_K, &o_bd, &o_cd,
-                          &o_ci, &warp_chunk, &fn, &device))
+    if (!PyArg_ParseTuple(args, "sLOOOOOOOiO|ss", &layout, &chunk, &o_hist, &o_frames, &o_w2c, &o_K, &o_bd, &o_cd,
+                          &o_ci, &warp_chunk, &fn, &device, &cond_dtype))
         return NULL;
+    if (strcmp(cond_dtype, "f32") && strcmp(cond_dtype, "bf16"))
+        return PyErr_Format(PyExc_ValueError, "cond_dtype: '%s' is not allowed; expected 'f32' or 'bf16'", cond_dtype);
+    const lyra_dtype cdt = strcmp(cond_dtype, "bf16") ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16;
     if (!PyCallable_Check(fn)) return PyErr_Format(PyExc_TypeError, "encode: expected a callable");
     if (strcmp(device, "cpu") && strcmp(device, "cuda"))
         return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
@@ -233,6 +236,9 @@ static PyObject *py_pipeline_prepare(PyObject *self, PyObject *args) {
     const int64_t ne_x[4] = {C, T, H / 8, W / 8}, ne_y[4] = {Cy, T, H / 8, W / 8}, ne_b[4] = {Cb, T, H / 8, W / 8};
     const int64_t ne_w[4] = {F, 3, H, W}, ne_c[5] = {fp.n_spatial, F, 3, H, W};
     lyra_tensor tx = dev_view(&blk, d_x, 4, ne_x), ty = dev_view(&blk, d_y, 4, ne_y), tb = dev_view(&blk, d_b, 4, ne_b);
+    ty = lyra_tensor_make(d_y, cdt, 4, ne_y);
+    tb = lyra_tensor_make(d_b, cdt, 4, ne_b);
+    ty.device = tb.device = be.device;
     lyra_tensor tw = dev_view(&blk, d_rgb, 4, ne_w), tc = dev_view(&blk, d_co, 5, ne_c);
     /* history (C, T, h, w) as the prep reads it: (T, C, h, w), a permuted view */
     const int64_t ne_h[4] = {hs[1], C, H / 8, W / 8};
@@ -320,7 +326,7 @@ static PyMethodDef pipeline_methods[] = {
      "prep_scratch_bytes(layout, H, W, C, warp_chunk) -> bytes of the temporaries lyra_prep_chunk allocates."},
     {"pipeline_prepare", py_pipeline_prepare, METH_VARARGS,
      "pipeline_prepare(layout, chunk, history, frames, w2c, K, buffer_depth, cache_depths, cache_ids, warp_chunk, "
-     "encode, device='cpu') -> dict: one chunk's network inputs (upstream M:1488-1493, M:1495-1523, M:2024-2033, M:1955-1999)."},
+     "encode, device='cpu', cond_dtype='f32') -> dict: one chunk's network inputs (upstream M:1488-1493, M:1495-1523, M:2024-2033, M:1955-1999)."},
     {NULL, NULL, 0, NULL},
 };
 

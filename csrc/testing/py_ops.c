@@ -1504,7 +1504,7 @@ static PyObject *py_rays(PyObject *self, PyObject *args, PyObject *kw) {
     lyra_tensor y;
     const int u = unshuffle > 0 ? unshuffle : 1;
     int64_t ne[3] = {6LL * u * u, height / u, width / u};
-    PyArrayObject *out = out_typed(&k, 3, ne, &y, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT_F32);
+    PyArrayObject *out = out_typed(&k, 3, ne, &y, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT); /* dtype= on the device */
     if (!out) FAIL(&k);
     RUN_OP(&k, out, lyra_op_rays(be, &y, height, width, &p));
 }
@@ -1563,7 +1563,7 @@ static PyObject *py_range_norm(PyObject *self, PyObject *args, PyObject *kw) {
     in_param(&k, xo, "x", &x, 0, &err);
     if (!err) in_param(&k, mo, "mm", &m, 0, &err);
     if (err) FAIL(&k);
-    PyArrayObject *out = out_typed(&k, x.ndim, x.ne, &y, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT_F32);
+    PyArrayObject *out = out_typed(&k, x.ndim, x.ne, &y, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT); /* dtype= on the device */
     if (!out) FAIL(&k);
     RUN_OP(&k, out, lyra_op_range_norm(be, &y, &x, &m, eps));
 }

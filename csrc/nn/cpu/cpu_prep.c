@@ -18,6 +18,7 @@ static char *elem(const lyra_tensor *t, int64_t idx) {
 }
 
 lyra_status cpu_rays(lyra_backend *be, lyra_tensor *y, int height, int width, const lyra_ray_params *p) {
+    LYRA_TRY(cpu_require_f32("rays", 1, y));
     const int u = p->unshuffle, uu = u * u;
     const int64_t HW = (int64_t)height * width;
     char *base = y->data;
@@ -83,6 +84,7 @@ lyra_status cpu_minmax(lyra_backend *be, lyra_tensor *mm, const lyra_tensor *x, 
 }
 
 lyra_status cpu_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *mm, float eps) {
+    LYRA_TRY(cpu_require_f32("range_norm", 1, y));
     const float lo = *(const float *)mm->data, hi = *(const float *)((const char *)mm->data + mm->nb[0]);
     const float range = hi - lo > eps ? hi - lo : eps;
     const int64_t n = lyra_tensor_numel(x);

@@ -1,7 +1,8 @@
 // The chunk-input ops (nn/ops.h "chunk inputs") on the device: ray images, uint8 frames, a running min/max and the
 // range normalisation. Each rounds every step in f32 exactly as its CPU reference (nn/cpu/cpu_prep.c): products and
 // sums through __fmul_rn / __fadd_rn so nvcc cannot contract them into FMAs, '/' and sqrtf IEEE-rounded (nvcc's
-// -prec-div / -prec-sqrt defaults). The results are bit-identical to the CPU's.
+// -prec-div / -prec-sqrt defaults). The results are bit-identical to the CPU's (a bf16/f16 output of rays and
+// range_norm is that f32 result rounded once to nearest even).
 #include "cuda_internal.h"
 
 #define RAYS_FN static __device__ inline
@@ -22,7 +23,7 @@ __device__ __forceinline__ int64_t cu_offset(const cu_tensor &t, int64_t idx) {
 }
 
 // One thread per pixel: its 6 components into the channels of its unshuffle position.
-__global__ void rays_kernel(char *y, int64_t nb0, int64_t nb1, int64_t nb2, int height, int width,
+__global__ void rays_kernel(char *y, int ydt, int64_t nb0, int64_t nb1, int64_t nb2, int height, int width,
                             lyra_ray_params p) {
     const int u = p.unshuffle, uu = u * u;
     const int64_t HW = (int64_t)height * width;
@@ -31,7 +32,7 @@ __global__ void rays_kernel(char *y, int64_t nb0, int64_t nb1, int64_t nb2, int 
         float px[6];
         lyra_ray_pixel(p.K, p.c2w, i, j, p.moment, px);
         const int64_t ch = (int64_t)(j % u) * u + i % u, off = (j / u) * nb1 + (i / u) * nb2;
-        for (int c = 0; c < 6; c++) *(float *)(y + (c * uu + ch) * nb0 + off) = px[c];
+        for (int c = 0; c < 6; c++) cu_store(y + (c * uu + ch) * nb0 + off, ydt, px[c]);
     }
 }
 
@@ -91,7 +92,7 @@ __global__ void range_norm_kernel(cu_tensor y, cu_tensor x, const float *mm, flo
     const float lo = mm[0], hi = mm[1], d = __fadd_rn(hi, -lo), range = d > eps ? d : eps;
     for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < n; k += (int64_t)gridDim.x * blockDim.x) {
         const float v = *(const float *)(x.data + cu_offset(x, k));
-        *(float *)(y.data + cu_offset(y, k)) = __fadd_rn(__fmul_rn(2.0f, __fadd_rn(v, -lo)) / range, -1.0f);
+        cu_store(y.data + cu_offset(y, k), y.dtype, __fadd_rn(__fmul_rn(2.0f, __fadd_rn(v, -lo)) / range, -1.0f));
     }
 }
 
@@ -99,8 +100,9 @@ __global__ void range_norm_kernel(cu_tensor y, cu_tensor x, const float *mm, flo
 
 lyra_status cu_op_rays(lyra_backend *be, lyra_tensor *y, int height, int width, const lyra_ray_params *p) {
     const int64_t HW = (int64_t)height * width;
-    cu_launch(rays_kernel, cu_blocks(HW, 256), 256, 0, cu_st(be)->stream, (char *)y->data, y->nb[0], y->nb[1], y->nb[2],
-              height, width, *p);
+    if (!cu_is_float(y->dtype)) return lyra_error(LYRA_ERR_TYPE, "rays: y must be f32, bf16 or f16");
+    cu_launch(rays_kernel, cu_blocks(HW, 256), 256, 0, cu_st(be)->stream, (char *)y->data, (int)y->dtype, y->nb[0],
+              y->nb[1], y->nb[2], height, width, *p);
     CU_LAUNCHED("rays");
     return LYRA_OK;
 }

@@ -561,7 +561,7 @@ static lyra_status emu_warp_forward(lyra_backend *be, lyra_tensor *out_image, ly
 static lyra_status emu_rays(lyra_backend *be, lyra_tensor *y, int height, int width, const lyra_ray_params *p) {
     emu_call c;
     begin(&c, be, "rays");
-    lyra_tensor *Y = out(&c, y, 1);
+    lyra_tensor *Y = out(&c, y, 0); /* a 16-bit y: the f32 result rounded once, as the CUDA kernel stores it */
     return RUN(c.cpu->ops->rays(c.cpu, Y, height, width, p));
 }
 
@@ -586,7 +586,7 @@ static lyra_status emu_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_t
     emu_call c;
     begin(&c, be, "range_norm");
     const lyra_tensor *X = in(&c, "x", x, 1), *M = in(&c, "mm", mm, 1);
-    lyra_tensor *Y = out(&c, y, 1);
+    lyra_tensor *Y = out(&c, y, 0);
     return RUN(c.cpu->ops->range_norm(c.cpu, Y, X, M, eps));
 }
 
