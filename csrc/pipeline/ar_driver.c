@@ -58,7 +58,8 @@ typedef struct driver {
     float *frame;           /* (3, H, W): that frame, the CLIP input */
     float *x, *y, *buf;     /* the chunk's latent (per network call), conditioning and correspondence buffer */
     float *v;               /* (C, G, h, w): the velocity of one network call */
-    float *pix;             /* (3, 4, H, W) in the VAE's memory: one latent's decoded frames, re-encoded from there */
+    float *pix;             /* (3, 4, H, W) in the VAE's memory: one latent's decoded frames, re-encoded from there;
+                               between decodes the staging block of the prep's encoder pushes */
     int depth_logged;
     /* per-network-call progress */
     int calls_done, calls_total;
