@@ -30,8 +30,9 @@ Device: "cuda" runs every network on the GPU (or the emulated device under ``LYR
 precision (docs/PRECISION.md): the captions first, through umT5 loaded onto the device for them and freed (cached
 per caption), then the DiT, CLIP, the Wan VAE, DA3 and MoGe, placed once per folder. The caption and
 negative-prompt embeddings, the CLIP tokens, each chunk's conditioning and correspondence buffer stay in device
-memory; per network call only the sampler's latent goes up and the velocity comes back. The chunk inputs
-(retrieval, warps) are still assembled on the host and uploaded once per chunk
+memory; per network call only the sampler's latent goes up and the velocity comes back. The chunk inputs (warps,
+VAE encodes, rays, slot assembly), the history latents and the frames later chunks read are built and kept on the
+device (only the spatial retrieval runs on the host), and only uint8 frames come down
 (docs/PRECISION.md#generate-on-the-device lists the transfers). "auto" is "cuda" when a real GPU answers, else
 "cpu". Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core).
 """
@@ -246,7 +247,7 @@ def _run_direction(models, img, depth, w2c, K, captions, *, seed, use_dmd, guida
         frames, warp, t = _core.ar_generate(
             models, x, np.ascontiguousarray(depth, np.float32), np.ascontiguousarray(w2c, np.float32),
             np.ascontiguousarray(K, np.float32), list(captions), bool(use_dmd), float(guidance), int(steps), SHIFT,
-            int(seed), label, depth_window, progress, report.log, True, device, DIT_DEVICE_PRECISION)
+            int(seed), label, depth_window, progress, report.log, False, device, DIT_DEVICE_PRECISION)
     except Lyra2Error:
         if device != "cpu":
             release_models()  # a failed placement may have left the models half on the device: load them again
