@@ -621,8 +621,8 @@ static lyra_status run_chunk(driver *d, int a) {
         const int64_t nh[4] = {t_hist_total, d->C, d->h, d->w}, nx[4] = {d->C, T, d->h, d->w};
         const int64_t ny[4] = {Ty, T, d->h, d->w}, nb[4] = {Tb, T, d->h, d->w}, nw[4] = {d->F, d->H, d->W, 3};
         lyra_tensor th = vb_tensor(d, d->latents, 4, nh, "history latents");
-        lyra_tensor tx = dev_tensor(d, d->x, 4, nx, "chunk latent x"), ty = dev_tensor_as(d, d->y, d->cond_dtype, 4, ny,
-                                                                                      "condition y");
+        lyra_tensor tx = dev_tensor(d, d->x, 4, nx, "chunk latent x");
+        lyra_tensor ty = dev_tensor_as(d, d->y, d->cond_dtype, 4, ny, "condition y");
         lyra_tensor tb = dev_tensor_as(d, d->buf, d->cond_dtype, 4, nb, "correspondence buffer");
         lyra_tensor tw = lyra_tensor_make(d->warp_u8, LYRA_DTYPE_U8, 4, nw);
         tw.device = d->vb->device;
