@@ -33,8 +33,9 @@ plan (lyra2.memory_plan of the GPU's memory or the budget): the VAE caches wait 
 phases only when it says so, and a later run with a new caption gives the placed networks back before umT5 when
 umT5 beside them would not fit (``_room_for_text``). The caption and
 negative-prompt embeddings, the CLIP tokens, each chunk's conditioning and correspondence buffer stay in device
-memory; per network call only the sampler's latent goes up and the velocity comes back. The chunk inputs
-(retrieval, warps) are still assembled on the host and uploaded once per chunk
+memory; per network call only the sampler's latent goes up and the velocity comes back. The chunk inputs (warps,
+VAE encodes, rays, slot assembly), the history latents and the frames later chunks read are built and kept on the
+device (only the spatial retrieval runs on the host), and only uint8 frames come down
 (docs/PRECISION.md#generate-on-the-device lists the transfers). "auto" is "cuda" when a real GPU answers, else
 "cpu". Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core).
 """
@@ -249,7 +250,7 @@ def _run_direction(models, img, depth, w2c, K, captions, *, seed, use_dmd, guida
         frames, warp, t = _core.ar_generate(
             models, x, np.ascontiguousarray(depth, np.float32), np.ascontiguousarray(w2c, np.float32),
             np.ascontiguousarray(K, np.float32), list(captions), bool(use_dmd), float(guidance), int(steps), SHIFT,
-            int(seed), label, depth_window, progress, report.log, True, device, DIT_DEVICE_PRECISION,
+            int(seed), label, depth_window, progress, report.log, False, device, DIT_DEVICE_PRECISION,
             bool(device != "cpu" and plan is not None and plan["vae_parked"]))
     except Lyra2Error:
         if device != "cpu":

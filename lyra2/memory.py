@@ -25,21 +25,29 @@ The schedule (stages in run order), each counting what the code holds on the dev
 ``text``         umT5-XXL with its activations and the caption's embedding; it runs before the other networks are
                  placed and is freed (a DA3 kept resident is placed before it, with its first-frame arena).
 ``depth``        DA3 + MoGe on the input frame (when the run estimates the first frame's depth).
-``prep``         the chunk-input assembly: the fresh VAE encodes of the warped chunk and the spatial images, each
-                 through a new encoder stream (_prep_stage; the warps and the slot assembly run on the host).
+``prep``         the chunk-input assembly, on the device in the VAE's memory: its scratch, the forward warps'
+                 temporaries and the fresh VAE encodes of the warped chunk and the spatial images, each through a
+                 new encoder stream (_prep_stage).
 ``clip``         CLIP ViT-H on the chunk's last frame.
 ``dit``          one DiT forward: its measured activation arena (and, for fp8, the activation codes).
-``vae_decode``   the chunk's latents through the streaming decoder (and the decoder's priming before chunk 1).
-``vae_encode``   the re-encode of the decoded frames through the streaming encoder (and its priming).
+``vae_decode``   the chunk's latents through the streaming decoder (and the decoder's priming before chunk 1), the
+                 chunk's decoded frames gathered in the VAE's bf16 for the re-encode.
+``vae_encode``   the re-encode of those frames through the streaming encoder (and its priming).
 ``depth_update`` DA3 on the depth window (up to 10 views with poses) and its pixels.
 
 Through the chunk loop the device holds the placed networks (the DiT, its LoRA adapters, CLIP and its arena, the
 negative prompt, the VAE), the driver's buffers (the captions, CLIP tokens and frame, the latent x, the
-velocity), the decoded frames and the two VAE streams' causal caches. The chunk's condition y and correspondence
-buffer (bf16) live from its prep to the end of its sampling; the DiT's and the VAE streams' activation arenas are
-given back between the phases (ar_driver.c release_scratch, vae_phase), so each lives in its own stage only. DA3
-stays resident (weights and its largest arena, the depth window's) unless a budget's plan loads it per call (MoGe
-is only needed for the first frame).
+velocity), the decoded frames, and the chunk-input prep's run buffers in the VAE's memory (the history latents,
+the canonical coordinates, the buffer depth, the uint8 staging, and the decoded frames and spatial-memory depths a
+later step reads, as many as the driver keeps in that stage: _kept), and the two VAE streams' causal caches unless
+the run parks them (``vae_parked``: then each stream's caches wait in host memory outside its own phase). The
+chunk's condition y and correspondence buffer (bf16) live from its prep to the end of its sampling; the DiT's and
+the VAE streams' activation arenas are given back between the phases (ar_driver.c release_scratch, vae_phase), so
+each lives in its own stage only. DA3 stays resident (weights and its largest arena, the depth window's) unless a
+budget's plan loads it per call (MoGe is only needed for the first frame). When the budget is below what a
+resident DiT needs, its attention blocks stream from pinned host memory: ``resident_blocks`` stay on the device,
+the others pass through two block-sized buffers (double buffering: block i+1 is uploaded on a copy stream while
+block i runs).
 
 What the plan gives up, cheapest first, when the run would not fit (the budget ``max_gpu_memory``, or without one
 the device's memory when it is known, ``device_memory``; without a budget nothing else is given up):
@@ -78,6 +86,7 @@ DIT_LAYOUT = "f1k1f4s2f1s1f16k4f2k2f1k1_g20"
 CLIP_TOKENS = 257            # ViT-H/14 at 224 px: 16·16 patches + the class token
 TEXT_TOKENS = 512
 DEPTH_WINDOW = 10            # DA3 views per depth update (csrc/pipeline/ar_driver.h LYRA_AR_DEPTH_WINDOW)
+WARP_CHUNK = 16              # forward-warp targets per batch in the chunk-input prep (LYRA_AR_WARP_CHUNK)
 DIT_DTYPES = ("bf16", "fp8")
 #: What the byte terms leave out: each device block is rounded up by the allocator (256 B in the emulated pool, 512 B
 #: by cudaMalloc) and each weight tensor starts on a 64-byte boundary inside its network's block. A run holds about
@@ -222,6 +231,15 @@ def _costs(net, H, W, num_frames, dit_dtype):
     # of the CUDA FP8 GEMM (64 MiB at most, csrc/nn/cuda/cuda_fp8.cu); the activations themselves are the
     # measured (unquantized) forward's.
     fp8_copy = dit["tokens"] * (cfg["ffn_dim"] + 4) + (64 << 20) if dit_dtype == "fp8" else 0
+    # The chunk inputs are built in the VAE's memory (ar_driver.c prep_buffers, csrc/pipeline/prep.c): for the run,
+    # the history latents (f32, every chunk's appended), the canonical coordinate images of the S spatial slots, the
+    # buffer depth, the uint8 staging of the output / DA3 frames, one encoder latent and the latent constants; per
+    # stage the kept frames and the spatial memory's depths (_kept); during the prep its scratch
+    # (lyra_prep_scratch_bytes) and, on CUDA, the forward warp's temporaries; from the decode to the end of the
+    # re-encode the chunk's decoded frames in the VAE's bf16 (the re-encode reads them there).
+    HW = H * W
+    prep_run = _prep_run(layout, H, W, n_chunks, zc)
+    prep_scratch = _core.prep_scratch_bytes(layout, H, W, zc, WARP_CHUNK)
     return {
         "n_chunks": n_chunks, "dit": dit, "dit_fixed": fixed + net["adapter_bytes"], "dit_block": block, "layers": cfg["num_layers"],
         "fp8_copy": fp8_copy, "driver": driver, "cond": cond, "negative": text, "text_out": text,
@@ -230,16 +248,87 @@ def _costs(net, H, W, num_frames, dit_dtype):
         "dec_arena": dec_arena, "pix": 3 * 4 * H * W * 4,
         "da3_w": da3_w, "da3_a1": da3_a1, "da3_aw": da3_aw,
         "da3_pix1": 3 * dh * dw * 4, "da3_pixw": DEPTH_WINDOW * 3 * dh * dw * 4,
+        "prep_run": prep_run, "prep_scratch": prep_scratch,
+        "warp_temps": _warp_device_temps(3, H, W, min(WARP_CHUNK, per_chunk)),
+        "kept": _kept(n_chunks, per_chunk), "frame": 3 * HW * 4, "depth_map": HW * 4,
+        "chunk_frames": per_chunk * 3 * HW * BF16,
     }
+
+
+def _prep_run(layout, H, W, n_chunks, C):
+    """The device buffers of the chunk-input prep that live through the chunk loop (ar_driver.c prep_buffers; the
+    kept frames and spatial-memory depths are per stage, _kept): the history latents (f32, n_history + G per chunk),
+    the canonical coordinate images of the S spatial slots, the buffer depth, the uint8 staging of the output / DA3
+    frames, one encoder latent and the latent normalisation's constants."""
+    fp = _core.dit_framepack(layout)
+    HW, hw = H * W, (H // 8) * (W // 8)
+    return {"history latents": (fp["history_frames"] + fp["new_frames"] * n_chunks) * C * hw * 4,
+            "canonical coordinates": fp["spatial_frames"] * 3 * HW * 4, "buffer depth": HW * 4,
+            "uint8 frames": 4 * ((max(4, DEPTH_WINDOW) * 3 * HW + 3) // 4),
+            "encoder latent": C * hw * 4 + 2 * C * 4}
+
+
+def _warp_device_temps(channels, H, W, n_targets):
+    """The CUDA forward warp's device temporaries (op warp_forward; the formula of
+    csrc/nn/measure/warp_device_temps.h lyra_warp_device_temps_of, which the kernel and the measuring backend use):
+    the source block (sanitized depth, world points, splat flags, per-target maxima and normalisers, 256-byte
+    aligned parts) and one sub-batch of accumulation canvases. The emulated device warps on the host and allocates
+    none of them."""
+    a = lambda n: (n + 255) & ~255
+    hw, n = H * W, max(1, n_targets)
+    source = a(hw * 4) + a(3 * hw * 4) + a(hw) + a(n * 4) + n * 4
+    canvas = (H + 2) * (W + 2) * (channels + 2)
+    fit = min(max(1, (256 << 20) // (canvas * 4)), 32)
+    n_sub = -(-n // fit)
+    return source + (-(-n // n_sub)) * canvas * 4
+
+
+def _kept(n_chunks, F):
+    """The frames (3, H, W) and spatial-memory depths (H, W) the driver holds in the VAE's memory in each stage, the
+    largest over the run's chunks: the driver's own bookkeeping replayed (ar_driver.c frame_needed, prune_frames,
+    update_depth: frame 0 and every spatial-memory frame, the next chunk's buffer frame, the frames of the depth
+    windows not run yet; every 8th window frame joins the spatial memory). The depth update has two moments: DA3's
+    call (its pixels on the device, the depths of before) and after it (the new depths added)."""
+    interval = 8   # LYRA_AR_DEPTH_INTERVAL
+    cache, kept, out = {0}, {0}, {}
+
+    def needed(f, nxt, pending):
+        if f == 0 or f in cache or (nxt < n_chunks and f == F * nxt):
+            return True
+        return any(F * b - f >= 0 and (F * b - f) % interval == 0 and (F * b - f) // interval < DEPTH_WINDOW
+                   for b in range(pending, n_chunks))
+
+    def note(stage, value):
+        out[stage] = tuple(max(x, y) for x, y in zip(out.get(stage, value), value))
+
+    for a in range(n_chunks):
+        for stage in ("prep", "clip", "dit"):
+            note(stage, (len(kept), len(cache)))
+        kept |= {f for f in range(F * a + 1, F * (a + 1) + 1) if needed(f, a + 1, a + 1)}
+        note("vae_decode", (len(kept), len(cache)))
+        note("vae_encode", (len(kept), len(cache)))
+        if a + 1 < n_chunks:
+            L = F * (a + 1)
+            note("depth_update_call", (len(kept), len(cache)))
+            cache |= {f for f in (L - interval * k for k in range(DEPTH_WINDOW)) if f >= 0 and f % interval == 0}
+            note("depth_update_after", (len(kept), len(cache)))
+        kept = {f for f in kept if needed(f, a + 1, a + 2)}
+    return out
 
 
 def _prep_stage(c):
     """The device memory of the chunk-input assembly beyond what stays through the loop: the chunk's y and buffer it
-    fills (bf16), and today the fresh encodes of the warped chunk and the spatial images (a new encoder stream
-    each: its caches and its arena, ar_driver.c fresh_encode); the warps and the slot assembly run on the host.
-    Device buffers the assembly comes to use belong here."""
-    return {"chunk condition": c["cond"], "fresh vae encode caches": c["enc_cache"],
-            "fresh vae encode activations": c["enc_arena"]}
+    fills (bf16, ar_driver.c cond_buffers), its scratch (lyra_prep_scratch_bytes: one batch of warped images and
+    depths, the kept frames' warped depths, the camera and spatial latents, the depth range), the CUDA forward
+    warp's temporaries, and the fresh encodes of the warped chunk and the spatial images (a new encoder stream each:
+    its caches and its arena, ar_driver.c fresh_begin)."""
+    return {"chunk condition": c["cond"], "prep scratch": c["prep_scratch"], "warp temporaries": c["warp_temps"],
+            "fresh vae encode caches": c["enc_cache"], "fresh vae encode activations": c["enc_arena"]}
+
+
+def _kept_terms(c, stage):
+    frames, depths = c["kept"].get(stage, (1, 1))
+    return {"kept frames": frames * c["frame"], "spatial-memory depths": depths * c["depth_map"]}
 
 
 def _placed(c, resident, keep_da3, first_frame_depth):
@@ -276,25 +365,35 @@ def _stages(c, resident, keep_da3, first_frame_depth, vae_parked=True):
     # the run: ar_driver.c release_scratch and vae_phase park them only when the run's park_vae_caches says so)
     vae_caches = {"vae encoder caches": c["enc_cache"], "vae decoder caches": c["dec_cache"]}
     loop = dict(_placed(c, resident, keep_da3, first_frame_depth), **{"run buffers": c["driver"],
-                "decoded frames": c["pix"]}, **({} if vae_parked else vae_caches))
+                "decoded frames": c["pix"]}, **c["prep_run"], **({} if vae_parked else vae_caches))
+    kept = lambda stage: dict(loop, **_kept_terms(c, stage))
     before = {"da3 weights": c["da3_w"], "da3 activations": c["da3_a1"]} if keep_da3 and first_frame_depth else {}
     st = {
         # umT5 runs before the other networks are placed (a resident DA3 is placed first, with its
         # first-frame arena)
         "text": dict({"umt5 weights": c["umt5"][0], "umt5 activations": c["umt5"][1],
                       "caption embedding": c["text_out"]}, **before),
-        "prep": dict(loop, **_prep_stage(c)),
-        "clip": dict(loop),
-        "dit": dict(loop, **{"chunk condition": c["cond"], "dit activations": c["dit"]["arena_peak"]},
+        "prep": dict(kept("prep"), **_prep_stage(c)),
+        "clip": kept("clip"),
+        "dit": dict(kept("dit"), **{"chunk condition": c["cond"], "dit activations": c["dit"]["arena_peak"]},
                     **({"fp8 activation copy": c["fp8_copy"]} if c["fp8_copy"] else {})),
         # the chunk's decode, then its re-encode (and the priming before chunk 1: encode, then decode), each stream
-        # with its arena alone on the device (and its caches when parked: vae_phase parks the other's)
-        "vae_decode": dict(loop, **{"vae decoder caches": c["dec_cache"], "vae decode activations": c["dec_arena"]}),
-        "vae_encode": dict(loop, **{"vae encoder caches": c["enc_cache"], "vae encode activations": c["enc_arena"]}),
+        # with its arena alone on the device (and its caches when parked: vae_phase parks the other's),
+        # beside the chunk's decoded frames in the VAE's bf16, which the re-encode reads
+        "vae_decode": dict(kept("vae_decode"), **{"vae decoder caches": c["dec_cache"],
+                                                  "vae decode activations": c["dec_arena"],
+                                                  "chunk frames": c["chunk_frames"]}),
+        "vae_encode": dict(kept("vae_encode"), **{"vae encoder caches": c["enc_cache"],
+                                                  "vae encode activations": c["enc_arena"],
+                                                  "chunk frames": c["chunk_frames"]}),
     }
     if updates:
-        st["depth_update"] = dict(loop, **{"da3 weights": c["da3_w"], "da3 activations": c["da3_aw"],
-                                           "da3 pixels": c["da3_pixw"]})
+        # DA3's call (its pixels on the device) or just after it (the window's new spatial-memory depths added,
+        # DA3's pixels given back; a DA3 loaded per call is gone too), whichever holds more
+        call = dict(kept("depth_update_call"), **{"da3 weights": c["da3_w"], "da3 activations": c["da3_aw"],
+                                                  "da3 pixels": c["da3_pixw"]})
+        after = dict(kept("depth_update_after"), **da3)
+        st["depth_update"] = max(call, after, key=lambda v: sum(v.values()))
     if first_frame_depth:
         st["depth"] = {"da3 weights": c["da3_w"], "moge weights": c["moge"][0], "da3 activations": c["da3_a1"],
                        "moge activations": c["moge"][1], "da3 pixels": c["da3_pix1"]}
@@ -467,3 +566,41 @@ def apply_dit_streaming(models, info, plan, log):
                 f"{DIT_14B['num_layers']}: every block stays resident")
     _core.ar_models_dit_streaming(models, resident)
     return resident
+
+
+def prep_stage_bytes(resolution="480p", num_frames=81) -> dict:
+    """Device memory of the chunk-input prep (issue 14: the chunk inputs built on the device, in the VAE's memory;
+    csrc/pipeline/ar_driver.c ``prep_buffers`` / ``frame_needed`` and csrc/pipeline/prep.c
+    ``lyra_prep_scratch_bytes``), all f32 unless said otherwise; ``memory_plan``'s stages count the same terms
+    (``_prep_run``, ``_kept`` and the prep stage's scratch).
+
+    ``run``: live through the chunk loop: ``_prep_run``'s buffers (the history latents, the canonical coordinates,
+    the buffer depth, the uint8 staging, one encoder latent with the latent constants) and the largest number of
+    kept decoded frames and spatial-memory depths of any stage (``_kept``).
+    ``scratch``: live while one chunk's inputs are assembled (the fresh VAE encodes run inside it), written out here
+    independently of the C function: one batch of 16 warped images (16, 3, H, W) (the warps run 16 targets at a
+    time, LYRA_AR_WARP_CHUNK, each batch's frames encoded before the next; reused by the correspondence warps),
+    their warped depths (16, H, W), the warped depths of the kept frames (S, G, H, W: normalised over the range of
+    all groups at the end), the camera latents (G + 1, 16, h, w), the spatial latents (S, 16, h, w) and the depth
+    range. (On CUDA the forward warp adds its own temporaries, ``_warp_device_temps``.)
+    Returns {"run_bytes", "scratch_bytes", "run": {what: bytes}, "scratch": {what: bytes}}."""
+    H, W = _frame_size(resolution)
+    HW, hw, f32, C = H * W, (H // 8) * (W // 8), 4, 16
+    fp = _core.dit_framepack(DIT_LAYOUT)
+    S, G = fp["spatial_frames"], fp["new_frames"]
+    F = 4 * G
+    n_chunks = max(1, (int(num_frames) - 1) // F)
+    kept = _kept(n_chunks, F).values()
+    run = dict(_prep_run(DIT_LAYOUT, H, W, n_chunks, C),
+               **{"kept frames": max(k[0] for k in kept) * 3 * HW * f32,
+                  "spatial-memory depths": max(k[1] for k in kept) * HW * f32})
+    batch = WARP_CHUNK
+    scratch = {
+        "warp image": batch * 3 * HW * f32,
+        "warp depth": batch * HW * f32,
+        "kept depths": S * G * HW * f32,
+        "camera latents": C * (G + 1) * hw * f32,
+        "spatial latents": S * C * hw * f32,
+        "depth range": 2 * f32,
+    }
+    return {"run_bytes": sum(run.values()), "scratch_bytes": sum(scratch.values()), "run": run, "scratch": scratch}

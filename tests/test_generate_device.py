@@ -92,24 +92,35 @@ def test_bf16_policy_within_its_tolerance(ckpt, image, depth, cpu_runs, emulated
 
 # What crosses between host and device in a run once the models are placed (names as the driver and the networks
 # give them to the emulated device's transfer log), per run, per chunk or per DiT call. Everything else that goes
-# up is a weight upload, which happens at placement only.
+# up is a weight upload, which happens at placement only. The chunk inputs (x, y, the correspondence buffer), the
+# history latents, the VAE's inputs and outputs and the kept frames are built and stay on the device; the host sees
+# the input image, the cameras, the uint8 frames and what the depth callback exchanges.
 PER_CALL = {("upload", "latent x"), ("download", "velocity"),
             ("upload", "time sinusoid")}   # the DiT's host-built time features (1 KB)
-# The RoPE table (10 MB at 480p) is rebuilt in the DiT's arena once per chunk: the driver gives that arena back after
-# the chunk's sampling, so the VAE decode and the depth window do not sit beside it (lyra2.memory_plan).
-PER_CHUNK = {("upload", "condition y"), ("upload", "correspondence buffer"), ("upload", "clip frame"),
-             ("upload", "rope angles")}
-PER_RUN = {("upload", "text embeddings")}  # the captions' (cached after the first run with them: no umT5 at all)
+# Per chunk: the sampler's (host) copy of the assembled latent, C·T·h·w f32; the RoPE table (10 MB at 480p), rebuilt
+# in the DiT's arena once per chunk: the driver gives that arena back after the chunk's sampling, so the VAE decode
+# and the depth window do not sit beside it (lyra2.memory_plan).
+PER_CHUNK = {("download", "chunk latent x"), ("upload", "rope angles")}
+PER_LATENT = {("download", "video frames"),   # the output: 4 uint8 frames per latent (+ frame 0 once per run)
+              ("upload", "Wan VAE latents")}  # the sampler's latent into the decoder
+PER_RUN = {("upload", "text embeddings"),  # the captions' (cached after the first run with them: no umT5 at all)
+           ("upload", "input image"), ("upload", "first-frame depth"), ("upload", "canonical coordinates"),
+           ("upload", "Wan VAE latent mean"), ("upload", "Wan VAE latent scale"),
+           ("download", "priming latents")}  # the decoder priming takes host latents, as the sampler's
+# Per depth-window update: the window's frames come down as uint8 (DA3 runs through its Python class, which
+# uploads its pixels), the new buffer depth goes up, and each frame added to the spatial memory its depth.
+PER_UPDATE = {("download", "depth window frames"), ("upload", "buffer depth"), ("upload", "spatial-memory depth")}
+# Only when the run's memory plan parks them (vae_parked): the VAE streams' causal caches wait in host memory outside
+# their own phase (down when parked, up at the stream's next push).
+VAE_CACHE = {("upload", "Wan VAE cache"), ("download", "Wan VAE cache")}
 # A run with a caption not seen before loads umT5 onto the device for it and frees it before the chunks.
 NEW_CAPTION = {("upload", "umT5 encoder weights"), ("upload", "umT5 ids"), ("upload", "umT5 mask"),
                ("upload", "umT5 buckets"), ("download", "caption embedding")}
-# The VAE streams take host frames (their pushes upload the frames, download latents/frames); the depth window runs
-# DA3 through its Python class on the device (pixels and a few per-call tensors).
-VAE = {("upload", "Wan VAE video"), ("upload", "Wan VAE latents"), ("download", "Wan VAE mu"), ("download", "decoded frames"),
-       ("download", "Wan VAE frames")}
-# Only when the run's memory plan parks them (vae_parked): the streams' causal caches wait in host memory outside
-# their own phase (down when parked, up at the stream's next push).
-PARKED = {("upload", "Wan VAE cache"), ("download", "Wan VAE cache")}
+# Gone since the chunk inputs are assembled on the device (issue 14): what used to cross per chunk (the re-encode
+# reads the chunk's decoded frames from the VAE's memory, in its bf16).
+NEVER = {("upload", "condition y"), ("upload", "correspondence buffer"), ("upload", "clip frame"),
+         ("upload", "Wan VAE video"), ("download", "Wan VAE mu"), ("download", "decoded frames"),
+         ("download", "Wan VAE frames")}
 
 
 @pytest.mark.parametrize("parked", [False, True], ids=["caches-kept", "caches-parked"])
@@ -130,20 +141,25 @@ def test_transfers_of_a_run(ckpt, image, depth, emulated, monkeypatch, parked):
     assert stats["refused"] == 0
     log = testing.emulated_cuda_transfers()
     count = collections.Counter((d, name) for d, _, name in log)
-    calls, chunks = v.stage_timings["in"]["dit_calls"], 2
+    calls, chunks, G = v.stage_timings["in"]["dit_calls"], 2, info_new_latents(ckpt)
     assert calls == 8
     for k in PER_CALL:
         assert count[k] == calls, (k, count[k])
     for k in PER_CHUNK:
         assert count[k] == chunks, (k, count[k])
+    assert count[("download", "video frames")] == 1 + chunks * G
+    assert count[("upload", "Wan VAE latents")] == chunks * G + gen.load_models(ckpt, "cuda")[1]["history_latents"]
     for k in PER_RUN:
         assert count[k] == 1, (k, count[k])
-    # the chunk decodes into the VAE's memory and each latent's frames come down once; the re-encode then takes
-    # them from the host, 4 per push (upstream's order: decode the chunk, then re-encode it)
-    G = info_new_latents(ckpt)
-    assert count[("download", "decoded frames")] == chunks * G, count
-    video = [b for d, b, name in log if (d, name) == ("upload", "Wan VAE video")]
-    assert sum(b == 4 * 3 * H * W * 2 for b in video) >= chunks * G   # 4 frames in the VAE's bf16
+    # one depth-window update (after chunk 1 of 2): the window of 10 frames (8, 16, .., 80), the buffer depth, and
+    # one spatial-memory depth per cache entry (frame 0's at the start, then each window frame added)
+    cached = v.stage_timings["in"]["cache_frames"]
+    assert cached == 11
+    assert count[("download", "depth window frames")] == 10
+    assert count[("upload", "buffer depth")] == chunks - 1
+    assert count[("upload", "spatial-memory depth")] == cached
+    for k in NEVER:
+        assert count[k] == 0, (k, count[k])
     # parked: each stream's caches are parked once per chunk and once after the priming, and come back once per
     # chunk: the bytes of the two streams' caches (lyra2.memory's dry walk of the VAE, in bf16); kept: none move
     vplan = lyra2.models.vae.memory_plan(dim=gen.load_models(ckpt, "cuda")[1]["vae_dim"], height=H, width=W,
@@ -152,11 +168,12 @@ def test_transfers_of_a_run(ckpt, image, depth, emulated, monkeypatch, parked):
     down = sum(b for d, b, name in log if (d, name) == ("download", "Wan VAE cache"))
     up = sum(b for d, b, name in log if (d, name) == ("upload", "Wan VAE cache"))
     assert (down, up) == (((chunks + 1) * caches, chunks * caches) if parked else (0, 0)), (down, up, caches)
-    assert count[("download", "Wan VAE frames")] == 0  # the decoder's priming output stays on the device
     assert not [k for k in count if "weights" in k[1] or "LoRA" in k[1] or "negative" in k[1]], count
-    unexplained = {k for k in count if k not in PER_CALL | PER_CHUNK | PER_RUN | VAE | (PARKED if parked else set())
-                   and not k[1].startswith("DA3") and not k[1].startswith("ViT")}
+    unexplained = {k for k in count if k not in PER_CALL | PER_CHUNK | PER_LATENT | PER_RUN | PER_UPDATE
+                   | (VAE_CACHE if parked else set()) and not k[1].startswith("DA3") and not k[1].startswith("ViT")}
     assert not unexplained, unexplained
+    # only uint8 frames come down: 3 bytes per pixel
+    assert sum(b for d, b, n in log if n == "video frames") == (1 + 4 * chunks * G) * H * W * 3
     if parked:   # the card also refuses a new caption's umT5 beside the placed networks (test_memory_whole_run)
         return
     # a new caption: umT5 on the device for it beside the placed networks (they fit this card), then freed (the
@@ -171,13 +188,7 @@ def test_transfers_of_a_run(ckpt, image, depth, emulated, monkeypatch, parked):
     assert any("1 new caption(s) through umT5 on the device" in e["message"] for e in logs)
     assert testing.emulated_cuda_stats()["live_bytes"] == live
     # the per-call latent is the sampler's state only: (C, T, h, w) f32 up, (C, G, h, w) down
-    sizes = {(d, name): b for d, b, name in log}
-    assert sizes[("download", "velocity")] == 4 * 16 * info_new_latents(ckpt) * (H // 8) * (W // 8)
-    # the condition and the buffer go up in bf16 (the DiT's bf16 policy stores them so, as upstream does): half the
-    # bytes of their f32 host arrays
-    info = gen.load_models(ckpt, "cuda")[1]
-    T = info["history_latents"] + info["new_latents"]
-    assert sizes[("upload", "condition y")] == 2 * (4 + 16 + 384) * T * (H // 8) * (W // 8)
+    assert sizes[("download", "velocity")] == 4 * 16 * G * (H // 8) * (W // 8)
 
 
 def info_new_latents(ckpt):

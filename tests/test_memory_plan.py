@@ -142,6 +142,20 @@ def test_plan_fully_resident_480p():
     assert m["io_bytes"] == 4 * (16 * T * hw + 512 * 4096 + 257 * 1280 + 16 * 20 * hw) + cond
     assert dit["chunk condition"] == cond
     assert dit["run buffers"] == m["io_bytes"] - cond + 512 * 4096 * 4 + 3 * 480 * 832 * 4
+    # the chunk-input prep on the device: its scratch and the CUDA warp's temporaries in the prep stage only (as the
+    # C function and the measuring backend size them), the re-encode's chunk block (20 latents' 4 frames in the
+    # VAE's bf16) in the decode and the re-encode only, the history latents through the loop (25 + 20 per chunk)
+    prep = p["stages"]["prep"]
+    assert prep["prep scratch"] == _core.prep_scratch_bytes(DIT_LAYOUT, 480, 832, 16, 16)
+    testops = pytest.importorskip("lyra2._testops")
+    assert prep["warp temporaries"] == testops.warp_forward_measure(3, 480, 832, 16)["alloc_peak"]
+    assert [k for k in p["stages"] if "warp temporaries" in p["stages"][k]] == ["prep"]
+    assert [k for k in p["stages"] if "chunk frames" in p["stages"][k]] == ["vae_decode", "vae_encode"]
+    assert p["stages"]["vae_decode"]["chunk frames"] == 80 * 3 * 480 * 832 * 2
+    assert dit["history latents"] == (25 + 20 * 2) * 16 * hw * 4
+    # kept frames: frame 0 and the spatial memory (1 + the 10 frames of the one window), plus, from the decode of
+    # chunk 1 to the window's update, those 10 frames before they join it
+    assert dit["kept frames"] == 11 * 3 * 480 * 832 * 4 and dit["spatial-memory depths"] == 11 * 480 * 832 * 4
     assert 40e9 < p["peak_bytes"] < 50e9
     # 81 frames: one chunk, no depth-window update
     assert "depth_update" not in lyra2.memory_plan()["stages"]

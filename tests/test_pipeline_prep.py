@@ -116,3 +116,61 @@ def test_rejects_wrong_history_length():
                                np.tile(np.eye(4, dtype=np.float32), (17, 1, 1)),
                                np.tile(np.eye(3, dtype=np.float32), (17, 1, 1)), np.ones((32, 48), np.float32),
                                np.ones((1, 32, 48), np.float32), np.zeros(1, np.int64), 3, lambda v: v)
+
+
+def test_on_the_emulated_device_equals_the_cpu(g, run, monkeypatch):
+    """The assembly runs as backend ops (warps, rays, strided copies, fills, range normalisation): on the emulated
+    device (a separate pool that refuses host pointers) the same ops give the CPU backend's result bit for bit, and
+    the encoder stand-in sees the same pixels."""
+    from lyra2 import testing
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA", "1")
+    encode, calls = stand_in(g["prep_encode_A"], g["prep_encode_bias"])
+    frames = np.ascontiguousarray(g["prep_video"][0].transpose(1, 0, 2, 3))
+    testing.emulated_cuda_reset()
+    dev = _core.pipeline_prepare(LAYOUT, 1, g["prep_history_full"][0], frames, g["prep_camera_w2c"][0],
+                                 g["prep_intrinsics"][0], g["prep_buffer_depth"][0, 0], g["prep_cache_depth"][:, 0, 0],
+                                 g["prep_cache_frame_ids"], 3, encode, "cuda")
+    assert testing.emulated_cuda_stats()["refused"] == 0
+    cpu, cpu_calls = run
+    for k in ("x", "y", "buffer", "warp_rgb", "warp_coords", "retrieved"):
+        np.testing.assert_array_equal(dev[k], cpu[k], err_msg=k)
+    assert len(calls) == len(cpu_calls)
+    for a, b in zip(calls, cpu_calls):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_memory_plan_counts_the_prep_scratch():
+    """lyra2.memory.prep_stage_bytes' scratch is what lyra_prep_chunk allocates (at the released layout, warp batches
+    of 16 targets)."""
+    from lyra2 import memory
+    for res, (H, W) in (("480p", (480, 832)), ("720p", (720, 1280))):
+        plan = memory.prep_stage_bytes(res, 161)
+        assert plan["scratch_bytes"] == _core.prep_scratch_bytes(memory.DIT_LAYOUT, H, W, 16, 16), res
+
+
+def bf16_round(x):
+    """float32 -> nearest-even bf16 -> float32, written independently of the C helpers."""
+    u = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    return (((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16).astype(np.uint32).view(np.float32)
+
+
+def test_bf16_condition_is_the_f32_one_rounded_once(g, run, monkeypatch):
+    """On a device the DiT may keep y and the buffer in bf16 (upstream's dtype for them): the prep then writes every
+    value computed in f32 and rounded once (copies convert, the rays and the depth normalisation store their f32
+    results rounded), so the bf16 condition is exactly the f32 condition rounded to nearest even."""
+    from lyra2 import testing
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA", "1")
+    encode, _ = stand_in(g["prep_encode_A"], g["prep_encode_bias"])
+    frames = np.ascontiguousarray(g["prep_video"][0].transpose(1, 0, 2, 3))
+    dev = _core.pipeline_prepare(LAYOUT, 1, g["prep_history_full"][0], frames, g["prep_camera_w2c"][0],
+                                 g["prep_intrinsics"][0], g["prep_buffer_depth"][0, 0], g["prep_cache_depth"][:, 0, 0],
+                                 g["prep_cache_frame_ids"], 3, encode, "cuda", "bf16")
+    assert testing.emulated_cuda_stats()["refused"] == 0
+    cpu, _ = run
+    np.testing.assert_array_equal(dev["x"], cpu["x"])  # the sampler's latent stays f32
+    for k in ("y", "buffer"):
+        np.testing.assert_array_equal(dev[k], bf16_round(cpu[k]), err_msg=k)
+    with pytest.raises(ValueError, match="cond_dtype"):
+        _core.pipeline_prepare(LAYOUT, 1, g["prep_history_full"][0], frames, g["prep_camera_w2c"][0],
+                               g["prep_intrinsics"][0], g["prep_buffer_depth"][0, 0], g["prep_cache_depth"][:, 0, 0],
+                               g["prep_cache_frame_ids"], 3, encode, "cpu", "f16")

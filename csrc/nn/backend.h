@@ -102,6 +102,22 @@ typedef struct lyra_warp_params {
     const float *tgt_K;       /* (N, 3, 3) of the targets */
 } lyra_warp_params;
 
+/* The camera of a ray image (op rays; the per-pixel model is nn/rays_math.h). Host memory, read when the op is
+ * queued. */
+typedef struct lyra_ray_params {
+    float K[4];               /* fx, fy, cx, cy (pixels; fx, fy finite and non-zero) */
+    float c2w[16];            /* row-major camera-to-world (finite) */
+    int moment;               /* 0: [origin, direction] (upstream use_ray_o, the inference setting); 1: [o x d, d] */
+    int unshuffle;            /* u >= 1: y is (6·u·u, H/u, W/u), channel c·u² + r·u + q holding pixel (u·i + r, u·j + q) */
+} lyra_ray_params;
+
+/* The uint8 conversion of frames in [-1, 1] (op to_u8). */
+typedef enum lyra_u8_mode {
+    LYRA_U8_VIDEO = 0,        /* (clamp(x, -1, 1) + 1) / 2 · 255, truncated (the output video, upstream VID:45-97) */
+    LYRA_U8_ROUND             /* clamp(x·0.5 + 0.5, 0, 1) · 255 + 0.5, truncated (the depth window's DA3 input,
+                                 upstream AR:325-328) */
+} lyra_u8_mode;
+
 typedef struct lyra_backend lyra_backend;
 
 typedef struct lyra_backend_ops {
@@ -199,6 +215,14 @@ typedef struct lyra_backend_ops {
     lyra_status (*warp_forward)(lyra_backend *be, lyra_tensor *out_image, lyra_tensor *out_mask,
                                 lyra_tensor *out_depth, const lyra_tensor *image, const lyra_tensor *depth,
                                 const lyra_warp_params *p);
+
+    /* chunk inputs (pipeline/prep.c; see nn/ops.h): ray images, uint8 frames, a running min/max and the
+     * min/max range normalisation of the correspondence depth */
+    lyra_status (*rays)(lyra_backend *be, lyra_tensor *y, int height, int width, const lyra_ray_params *p);
+    lyra_status (*to_u8)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, lyra_u8_mode mode);
+    lyra_status (*minmax)(lyra_backend *be, lyra_tensor *mm, const lyra_tensor *x, const lyra_tensor *prev);
+    lyra_status (*range_norm)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *mm,
+                              float eps);
 } lyra_backend_ops;
 
 struct lyra_backend {

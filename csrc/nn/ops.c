@@ -839,3 +839,80 @@ lyra_status lyra_op_warp_forward(lyra_backend *be, lyra_tensor *out_image, lyra_
         return lyra_error(LYRA_ERR_UNSUPPORTED, "%s: the %s backend has no forward-warp kernel", op, be->ops->name);
     return be->ops->warp_forward(be, out_image, out_mask, out_depth, image, depth, p);
 }
+
+/* ---------------- chunk inputs ---------------- */
+
+/* An f32 tensor argument of the prep ops: present, on the backend's device, the given shape (ne NULL: any). */
+static lyra_status check_prep_f32(lyra_backend *be, const char *op, const char *arg, const lyra_tensor *t, int ndim,
+                                  const int64_t *ne) {
+    LYRA_TRY(check_tensor(be, op, arg, t, 0));
+    if (t->dtype != LYRA_DTYPE_F32)
+        return lyra_error(LYRA_ERR_TYPE, "%s: %s has dtype %s, expected f32", op, arg, lyra_dtype_name(t->dtype));
+    return ne ? check_shape(op, arg, t, ndim, ne) : LYRA_OK;
+}
+
+lyra_status lyra_op_rays(lyra_backend *be, lyra_tensor *y, int height, int width, const lyra_ray_params *p) {
+    const char *op = "rays";
+    if (!p) return lyra_error(LYRA_ERR_ARG, "%s: the camera is missing", op);
+    const int u = p->unshuffle;
+    if (u < 1 || height < 1 || width < 1 || height % u || width % u)
+        return lyra_error(LYRA_ERR_ARG, "%s: image %dx%d must be a positive multiple of unshuffle %d", op, height, width,
+                          u);
+    if (!(p->K[0] != 0.0f && p->K[1] != 0.0f) || !isfinite(p->K[0]) || !isfinite(p->K[1]) || !isfinite(p->K[2]) ||
+        !isfinite(p->K[3]))
+        return lyra_error(LYRA_ERR_ARG, "%s: K: fx and fy must be finite and non-zero, cx and cy finite", op);
+    for (int k = 0; k < 16; k++)
+        if (!isfinite(p->c2w[k])) return lyra_error(LYRA_ERR_ARG, "%s: c2w element %d must be finite", op, k);
+    const int64_t ne[3] = {6LL * u * u, height / u, width / u};
+    LYRA_TRY(check_out(be, op, y));
+    LYRA_TRY(check_tensor(be, op, "y", y, 1));
+    LYRA_TRY(check_shape(op, "y", y, 3, ne));
+    return be->ops->rays(be, y, height, width, p);
+}
+
+lyra_status lyra_op_to_u8(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, lyra_u8_mode mode) {
+    const char *op = "to_u8";
+    if (mode != LYRA_U8_VIDEO && mode != LYRA_U8_ROUND) return lyra_error(LYRA_ERR_ARG, "%s: unknown mode %d", op, mode);
+    LYRA_TRY(check_tensor(be, op, "x", x, 1));
+    if (x->ndim != 4) {
+        char got[96];
+        return lyra_error(LYRA_ERR_ARG, "%s: x has shape %s, expected (N, C, H, W)", op, SHAPE(x, got));
+    }
+    LYRA_TRY(check_out(be, op, y));
+    if (y->dtype != LYRA_DTYPE_U8)
+        return lyra_error(LYRA_ERR_TYPE, "%s: y has dtype %s, expected u8", op, lyra_dtype_name(y->dtype));
+    const int64_t ne[4] = {x->ne[0], x->ne[2], x->ne[3], x->ne[1]};
+    LYRA_TRY(check_shape(op, "y", y, 4, ne));
+    LYRA_TRY(check_contiguous(op, "y", y));
+    LYRA_TRY(check_alias(op, "x", y, x, 0));
+    return be->ops->to_u8(be, y, x, mode);
+}
+
+lyra_status lyra_op_minmax(lyra_backend *be, lyra_tensor *mm, const lyra_tensor *x, const lyra_tensor *prev) {
+    const char *op = "minmax";
+    const int64_t two = 2;
+    LYRA_TRY(check_out(be, op, mm));
+    LYRA_TRY(check_prep_f32(be, op, "mm", mm, 1, &two));
+    LYRA_TRY(check_prep_f32(be, op, "x", x, 0, NULL));
+    if (prev) {
+        LYRA_TRY(check_prep_f32(be, op, "prev", prev, 1, &two));
+        LYRA_TRY(check_alias(op, "prev", mm, prev, 1));
+    }
+    LYRA_TRY(check_alias(op, "x", mm, x, 0));
+    return be->ops->minmax(be, mm, x, prev);
+}
+
+lyra_status lyra_op_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *mm,
+                               float eps) {
+    const char *op = "range_norm";
+    const int64_t two = 2;
+    if (!(eps > 0.0f) || !isfinite(eps)) return lyra_error(LYRA_ERR_ARG, "%s: eps %g must be finite and > 0", op, eps);
+    LYRA_TRY(check_out(be, op, y));
+    LYRA_TRY(check_prep_f32(be, op, "x", x, 0, NULL));
+    LYRA_TRY(check_tensor(be, op, "y", y, 1));
+    LYRA_TRY(check_shape(op, "y", y, x->ndim, x->ne));
+    LYRA_TRY(check_prep_f32(be, op, "mm", mm, 1, &two));
+    LYRA_TRY(check_alias(op, "x", y, x, 1));
+    LYRA_TRY(check_alias(op, "mm", y, mm, 0));
+    return be->ops->range_norm(be, y, x, mm, eps);
+}

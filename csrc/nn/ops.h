@@ -216,6 +216,27 @@ lyra_status lyra_op_warp_forward(lyra_backend *be, lyra_tensor *out_image, lyra_
                                  lyra_tensor *out_depth, const lyra_tensor *image, const lyra_tensor *depth,
                                  const lyra_warp_params *p);
 
+/* ---------------- chunk inputs (pipeline/prep.c) ---------------- */
+
+/* Ray image of one camera (upstream M:1830-1888, PL:28-74; per-pixel arithmetic nn/rays_math.h, the CPU reference
+ * geom/rays.c): per pixel centre the unit direction d = R·normalize(((i+0.5-cx)/fx, (j+0.5-cy)/fy, 1)) and the
+ * origin o = c2w[:3, 3] (or the moment o×d), computed in f32 and stored in y's float dtype (f32 on the CPU backend;
+ * bf16/f16 on a device round once). y any strides, (6·u², height/u, width/u) for p->unshuffle = u
+ * (height, width multiples of u): channel c·u² + r·u + q at (i, j) holds component c of pixel (u·i + r, u·j + q),
+ * components [o, d] (u = 1: plain planes; u = 8: the DiT's pixel-unshuffled condition). */
+lyra_status lyra_op_rays(lyra_backend *be, lyra_tensor *y, int height, int width, const lyra_ray_params *p);
+/* uint8 frames: x (N, C, H, W) float, any strides -> y (N, H, W, C) u8 contiguous, per lyra_u8_mode (every
+ * backend rounds each step in f32 as the mode's formula is written). */
+lyra_status lyra_op_to_u8(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, lyra_u8_mode mode);
+/* Running minimum and maximum: mm (2) f32 = [min(prev[0], min x), max(prev[1], max x)] (prev NULL: +inf, -inf);
+ * NaNs in x are skipped. x f32, any shape and strides; prev (2) f32 or NULL, may be mm itself (accumulate). */
+lyra_status lyra_op_minmax(lyra_backend *be, lyra_tensor *mm, const lyra_tensor *x, const lyra_tensor *prev);
+/* Range normalisation to [-1, 1] with the range in device memory (upstream M:1787-1793):
+ * y = 2·(x − mm[0]) / r − 1 with r = mm[1] − mm[0] when > eps, else eps, each step rounded in f32, stored in y's
+ * float dtype (f32 on the CPU backend). x f32, y same shape, any strides (y == x in place allowed); mm (2) f32. */
+lyra_status lyra_op_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *mm,
+                               float eps);
+
 /* ---------------- host helpers (no backend: they fill small host tables) ---------------- */
 
 /* Wan 3-axis RoPE angles (upstream W:93-188, W:203-232, WL:586-596). head_dim D (even); the D/2 pair angles split into

@@ -30,12 +30,26 @@ typedef struct driver {
     const lyra_framepack *fp;
     int H, W, h, w, C, G, F, S, n_hist0, n_chunks;
     int64_t HW, hw;
-    float **frames;         /* (num_frames) pixel frames (3, H, W); NULL until generated */
-    float *latents;         /* (n_hist0 + G·k, C, h, w) history latents, frame-major */
+    /* The chunk inputs are built on the VAE's backend (vb, the decoder stream's), where the frames and latents are:
+     * host memory on the CPU, the device pool after placement. Kept there for the run: */
+    lyra_backend *vb;
+    float **frames;         /* (num_frames) pixel frames (3, H, W) in vb's memory; NULL unless a later chunk reads
+                               the frame (frame 0, every spatial-memory frame, the next buffer frame, the next depth
+                               window's frames: frame_needed) */
+    float *latents;         /* (n_hist0 + G·k, C, h, w) history latents, frame-major, in vb's memory */
     int64_t n_latents;
     lyra_vae_session *enc, *dec;
-    lyra_scache cache;
-    float *buffer_depth;    /* (H, W) */
+    lyra_vae_session *fresh;    /* the prep's fresh encoder stream while one is open */
+    lyra_scache cache;      /* host: its 1/4-resolution points drive the retrieval */
+    float **cache_depth;    /* (cache capacity) each entry's full-resolution depth (H, W) in vb's memory */
+    int cache_depth_cap;
+    float *buffer_depth;    /* (H, W) in vb's memory */
+    float *canon;           /* (S, 3, H, W) canonical coordinates in vb's memory (once per run) */
+    float *lat_mean, *lat_inv; /* (C) the latent normalisation's −mean and inv_std in vb's memory */
+    uint8_t *u8;            /* (max(4, window), H, W, 3) uint8 frames in vb's memory, downloaded from there */
+    uint8_t *warp_u8;       /* (F, H, W, 3) the buffer warp as uint8 (only when r->out_warp) */
+    float *mu;              /* (C, h, w) one encoder push's latent, normalised there */
+    int pending_update;     /* the next chunk boundary b whose depth-window update (L = F·b) has not run */
     /* The DiT's inputs live where it runs (lyra_ar_backend: host memory on the CPU, the device pool after
      * placement); each is written once per run, chunk or network call, see dev_buffers. */
     lyra_backend *be;
@@ -50,7 +64,10 @@ typedef struct driver {
     void *y, *buf;
     lyra_dtype cond_dtype;
     float *v;               /* (C, G, h, w): the velocity of one network call */
-    float *pix;             /* (3, 4, H, W) in the VAE's memory: one latent's decoded frames (downloaded from there) */
+    float *pix;             /* (3, 4, H, W) in the VAE's memory: one latent's decoded frames (made uint8 and kept
+                               from there); between decodes the staging block of the prep's encoder pushes */
+    void *chunk_pix;        /* (G, 3, 4, H, W) in vb's memory, the VAE's activation dtype: the chunk's decoded frames
+                               from the decode to the end of the re-encode (upstream's order: decode, then re-encode) */
     int depth_logged;
     /* per-network-call progress */
     int calls_done, calls_total;
@@ -125,102 +142,91 @@ static void dev_free(lyra_backend *be, float **p) {
 
 /* ---- VAE streams ---- */
 
-/* Packs frames[0..n) (3, H, W) into x (1, 3, n, H, W). */
-static void pack_video(const float *const *frames, int n, int64_t HW, float *x) {
-    for (int c = 0; c < 3; c++)
-        for (int t = 0; t < n; t++) memcpy(x + ((int64_t)c * n + t) * HW, frames[t] + c * HW, sizeof(float) * (size_t)HW);
+/* A contiguous f32 tensor over `data` in vb's memory. */
+static lyra_tensor vb_tensor(driver *d, void *data, int ndim, const int64_t *ne, const char *name) {
+    lyra_tensor t = lyra_tensor_make(data, LYRA_DTYPE_F32, ndim, ne);
+    t.device = d->vb->device;
+    t.name = name;
+    return t;
 }
 
-/* One encoder push of x (1, 3, n, H, W), host frames -> L latents, normalised, written frame-major to out
- * (L, C, h, w). */
-static lyra_status encode_tensor(driver *d, lyra_vae_session *s, const lyra_tensor *x, float *out) {
+/* frames[0..n) (3, H, W) in vb's memory -> video (1, 3, n, H, W), n <= 4, contiguous at the start of d->pix (the
+ * CPU stream takes host arrays only contiguous): frame i, channel c at (c·n + i)·HW. */
+static lyra_status stage_frames(driver *d, const lyra_tensor *const *frames, int n, lyra_tensor *video) {
+    const int64_t ne[5] = {1, 3, n, d->H, d->W}, nf[3] = {3, d->H, d->W}, f4 = sizeof(float);
+    *video = vb_tensor(d, d->pix, 5, ne, "encoder frames");
+    for (int i = 0; i < n; i++) {
+        lyra_tensor dst = vb_tensor(d, (char *)d->pix + i * d->HW * f4, 3, nf, "encoder frames");
+        dst.nb[0] = n * d->HW * f4;
+        LYRA_TRY(lyra_op_copy(d->vb, &dst, frames[i]));
+    }
+    return LYRA_OK;
+}
+
+/* One encoder push of x (1, 3, n, H, W) in vb's memory -> one latent, normalised (upstream TOK:810-848 with the
+ * bf16 tables: (mu + (−mean))·inv_std, the host arithmetic of lyra_vae_normalize as two ops), copied into out (C, h, w)
+ * (any strides) in vb's memory. The session may run on its own stream: it waits for vb's work before the push and vb
+ * waits for it after. */
+static lyra_status encode_dev(driver *d, lyra_vae_session *s, const lyra_tensor *x, lyra_tensor *out) {
     int64_t L = 0;
     LYRA_TRY(lyra_vae_session_out_frames(s, x->ne[2], &L));
-    float *mu = malloc(sizeof(float) * (size_t)(d->C * L * d->hw));
-    if (!mu) return lyra_error(LYRA_ERR_OOM, "VAE encode: out of memory");
-    lyra_tensor tm = lyra_tensor_5d(mu, LYRA_DTYPE_F32, 1, d->C, L, d->h, d->w);
-    lyra_status st = lyra_vae_encode_push(s, x, &tm);
-    if (st == LYRA_OK) st = lyra_vae_normalize(&tm, LYRA_VAE_CONST_BF16);
-    if (st == LYRA_OK)
-        for (int64_t l = 0; l < L; l++)
-            for (int c = 0; c < d->C; c++)
-                memcpy(out + (l * d->C + c) * d->hw, mu + ((int64_t)c * L + l) * d->hw, sizeof(float) * (size_t)d->hw);
-    free(mu);
-    return st;
+    if (L != 1) return lyra_error(LYRA_ERR_INTERNAL, "VAE encode: a push of %lld frames gave %lld latents",
+                                  (long long)x->ne[2], (long long)L);
+    lyra_backend *sb = lyra_vae_session_backend(s);
+    const int64_t ne[5] = {1, d->C, 1, d->h, d->w}, nc[5] = {1, d->C, 1, 1, 1};
+    lyra_tensor mu = vb_tensor(d, d->mu, 5, ne, "latent"), mean = vb_tensor(d, d->lat_mean, 5, nc, "latent mean");
+    lyra_tensor inv = vb_tensor(d, d->lat_inv, 5, nc, "latent scale");
+    if (sb != d->vb) LYRA_TRY(lyra_op_synchronize(d->vb));
+    LYRA_TRY(lyra_vae_encode_push(s, x, &mu));
+    if (sb != d->vb) LYRA_TRY(lyra_op_synchronize(sb));
+    LYRA_TRY(lyra_op_add(d->vb, &mu, &mu, &mean));
+    LYRA_TRY(lyra_op_mul(d->vb, &mu, &mu, &inv));
+    lyra_tensor m3;
+    const int64_t ne3[3] = {d->C, d->h, d->w};
+    LYRA_TRY(lyra_tensor_reshape(&m3, &mu, 3, ne3));
+    return lyra_op_copy(d->vb, out, &m3);
 }
 
-/* One encoder push of host frames[0..n) (3, H, W) -> L latents, frame-major to out (L, C, h, w). */
-static lyra_status encode_push(driver *d, lyra_vae_session *s, const float *const *frames, int n, float *out) {
-    float *x = malloc(sizeof(float) * (size_t)(3 * n * d->HW));
-    if (!x) return lyra_error(LYRA_ERR_OOM, "VAE encode: out of memory");
-    pack_video(frames, n, d->HW, x);
-    lyra_tensor tx = lyra_tensor_5d(x, LYRA_DTYPE_F32, 1, 3, n, d->H, d->W);
-    lyra_status st = encode_tensor(d, s, &tx, out);
-    free(x);
-    return st;
-}
-
-/* The prep's fresh encode: video (T, 3, H, W) -> latents (C, 1 + (T−1)/4, h, w), frame 0 alone then windows of
- * 4 through a new encoder stream (the Wan encode upstream's model.encode runs). */
-static lyra_status fresh_encode(void *ctx, const float *video, int64_t T, int height, int width, float *latents) {
+/* The prep's fresh encoder stream (lyra_prep_encoder; the Wan encode upstream's model.encode runs): a new session per
+ * stream, each push staged in d->pix (free while the prep runs: the decoded frames it held were copied out). */
+static lyra_status fresh_begin(void *ctx) {
     driver *d = ctx;
-    (void)height;
-    (void)width;
-    const int64_t L = 1 + (T - 1) / 4;
-    lyra_vae_session *s = NULL;
-    LYRA_TRY(lyra_vae_session_new(&s, d->m->vae, 0, d->m->n_threads));
-    float *fm = malloc(sizeof(float) * (size_t)(L * d->C * d->hw));
-    lyra_status st = fm ? LYRA_OK : lyra_error(LYRA_ERR_OOM, "VAE encode: out of memory");
-    for (int64_t t = 0; st == LYRA_OK && t < T;) {
-        int n = t == 0 ? 1 : 4;
-        const float *fr[4];
-        for (int i = 0; i < n; i++) fr[i] = video + (t + i) * 3 * d->HW;
-        st = encode_push(d, s, fr, n, fm + (t == 0 ? 0 : (1 + (t - 1) / 4)) * d->C * d->hw);
-        t += n;
-    }
-    if (st == LYRA_OK)
-        for (int64_t l = 0; l < L; l++)
-            for (int c = 0; c < d->C; c++)
-                memcpy(latents + ((int64_t)c * L + l) * d->hw, fm + (l * d->C + c) * d->hw, sizeof(float) * (size_t)d->hw);
-    free(fm);
-    lyra_vae_session_free(s);
-    return st;
+    lyra_vae_session_free(d->fresh);
+    d->fresh = NULL;
+    return lyra_vae_session_new(&d->fresh, d->m->vae, 0, d->m->n_threads);
 }
 
-/* Decodes one normalised latent (C, h, w) through the persistent decoder: frames out[0..n) (3, H, W) or NULL
- * (priming discards them). With `keep` (1, 3, 4, H, W) in the VAE's memory the frames are decoded there (and
- * downloaded for out), so the re-encode reads them without another upload. */
-static lyra_status decode_push(driver *d, const float *latent, float **out, int *n_out, lyra_tensor *keep) {
+static lyra_status fresh_push(void *ctx, const lyra_tensor *const *frames, int n, lyra_tensor *out) {
+    driver *d = ctx;
+    lyra_tensor video;
+    LYRA_TRY(stage_frames(d, frames, n, &video));
+    return encode_dev(d, d->fresh, &video, out);
+}
+
+static lyra_status fresh_end(void *ctx, int ok) {
+    driver *d = ctx;
+    (void)ok;
+    lyra_vae_session_free(d->fresh);
+    d->fresh = NULL;
+    return LYRA_OK;
+}
+
+/* Decodes one normalised host latent (C, h, w) (the sampler's output) through the persistent decoder into `keep`
+ * (1, 3, T, H, W) in vb's memory, where the frames stay: the uint8 conversion, the kept frames and the chunk block
+ * the re-encode reads (d->chunk_pix) take them from there. */
+static lyra_status decode_push(driver *d, const float *latent, lyra_tensor *keep) {
     int64_t T = 0;
     LYRA_TRY(lyra_vae_session_out_frames(d->dec, 1, &T));
+    if (keep->ne[2] != T || T > LYRA_PREP_FRAMES_PER_LATENT)
+        return lyra_error(LYRA_ERR_INTERNAL, "decode: %lld frames from one latent, expected %lld", (long long)T,
+                          (long long)keep->ne[2]);
     float *z = malloc(sizeof(float) * (size_t)(d->C * d->hw));
-    float *v = malloc(sizeof(float) * (size_t)(3 * T * d->HW));
-    lyra_status st = LYRA_OK;
-    if (!z || !v) {
-        st = lyra_error(LYRA_ERR_OOM, "VAE decode: out of memory");
-        goto done;
-    }
+    if (!z) return lyra_error(LYRA_ERR_OOM, "VAE decode: out of memory");
     memcpy(z, latent, sizeof(float) * (size_t)(d->C * d->hw));
     lyra_tensor tz = lyra_tensor_5d(z, LYRA_DTYPE_F32, 1, d->C, 1, d->h, d->w);
-    lyra_tensor tv = lyra_tensor_5d(v, LYRA_DTYPE_F32, 1, 3, T, d->H, d->W);
-    if (keep && (keep->ne[2] != T || T > LYRA_PREP_FRAMES_PER_LATENT)) {
-        st = lyra_error(LYRA_ERR_INTERNAL, "decode: %lld frames from one latent, expected %lld", (long long)T,
-                        (long long)keep->ne[2]);
-        goto done;
-    }
-    if ((st = lyra_vae_denormalize(&tz, LYRA_VAE_CONST_BF16)) != LYRA_OK) goto done;
-    if ((st = lyra_vae_decode_push(d->dec, &tz, keep ? keep : &tv)) != LYRA_OK) goto done;
-    if (keep && out) {
-        tv.name = "decoded frames";
-        if ((st = lyra_op_download(lyra_vae_session_backend(d->dec), &tv, keep)) != LYRA_OK) goto done;
-    }
-    if (out)
-        for (int64_t t = 0; t < T; t++)
-            for (int c = 0; c < 3; c++) memcpy(out[t] + c * d->HW, v + ((int64_t)c * T + t) * d->HW, sizeof(float) * (size_t)d->HW);
-    if (n_out) *n_out = (int)T;
-done:
+    lyra_status st = lyra_vae_denormalize(&tz, LYRA_VAE_CONST_BF16);
+    if (st == LYRA_OK) st = lyra_vae_decode_push(d->dec, &tz, keep);
     free(z);
-    free(v);
     return st;
 }
 
@@ -250,6 +256,126 @@ static lyra_status vae_phase(driver *d, lyra_vae_session *s) {
     return d->r->park_vae_caches ? lyra_vae_session_park(other) : LYRA_OK;
 }
 
+/* ---- the frames kept in vb's memory ---- */
+
+/* Whether a later step reads frame f: frame 0 and every spatial-memory frame (retrieval, spatial slots), the buffer
+ * frame of chunk next_chunk, and the frames of the depth-window updates not run yet (L − 8k, k < window). */
+static int frame_needed(const driver *d, int64_t f, int next_chunk) {
+    if (f == 0 || lyra_scache_find(&d->cache, f) >= 0) return 1;
+    if (next_chunk < d->n_chunks && f == (int64_t)d->F * next_chunk) return 1;
+    if (d->r->depth_window)
+        for (int b = d->pending_update; b < d->n_chunks; b++) {
+            const int64_t back = (int64_t)d->F * b - f;
+            if (back >= 0 && back % LYRA_AR_DEPTH_INTERVAL == 0 && back / LYRA_AR_DEPTH_INTERVAL < LYRA_AR_DEPTH_WINDOW)
+                return 1;
+        }
+    return 0;
+}
+
+/* Frees the kept frames no later step reads. */
+static void prune_frames(driver *d, int next_chunk) {
+    for (int64_t f = 1; f < d->r->num_frames; f++)
+        if (d->frames[f] && !frame_needed(d, f, next_chunk)) dev_free(d->vb, &d->frames[f]);
+}
+
+/* A (3, H, W) view of frame f. */
+static lyra_tensor frame_tensor(driver *d, int64_t f) {
+    const int64_t ne[3] = {3, d->H, d->W};
+    return vb_tensor(d, d->frames[f], 3, ne, "kept frame");
+}
+
+/* The (1, 3, 4, H, W) block of latent j's frames in d->chunk_pix (the VAE's activation dtype). */
+static lyra_tensor chunk_block(driver *d, int j) {
+    const int64_t ne[5] = {1, 3, LYRA_PREP_FRAMES_PER_LATENT, d->H, d->W};
+    const lyra_dtype act = lyra_vae_precision(d->m->vae);
+    lyra_tensor t = lyra_tensor_make((char *)d->chunk_pix + (size_t)j * lyra_dtype_size(act) * 3 *
+                                                                LYRA_PREP_FRAMES_PER_LATENT * (size_t)d->HW,
+                                     act, 5, ne);
+    t.device = d->vb->device;
+    t.name = "chunk frames";
+    return t;
+}
+
+/* x (N, 3, H, W) any strides in vb's memory -> out (N, H, W, 3) host uint8 through d->u8 (mode: lyra_u8_mode). */
+static lyra_status frames_u8(driver *d, const lyra_tensor *x, lyra_u8_mode mode, uint8_t *out, const char *name) {
+    const int64_t ne[4] = {x->ne[0], d->H, d->W, 3};
+    lyra_tensor t = lyra_tensor_make(d->u8, LYRA_DTYPE_U8, 4, ne), h = lyra_tensor_make(out, LYRA_DTYPE_U8, 4, ne);
+    t.device = d->vb->device;
+    t.name = h.name = name;
+    LYRA_TRY(lyra_op_to_u8(d->vb, &t, x, mode));
+    return lyra_op_download(d->vb, &h, &t);
+}
+
+/* Adds frame fid to the spatial memory: its host depth for the retrieval points, a copy in vb's memory for the
+ * correspondence warps (upstream AR:1274-1348). */
+static lyra_status cache_add(driver *d, const float *depth, int64_t fid) {
+    LYRA_TRY(lyra_scache_add(&d->cache, depth, d->r->w2c + 16 * fid, d->r->K + 9 * fid, fid, fid));
+    if (d->cache.n > d->cache_depth_cap) {
+        int cap = d->cache.n * 2;
+        float **p = realloc(d->cache_depth, sizeof *p * (size_t)cap);
+        if (!p) return lyra_error(LYRA_ERR_OOM, "spatial memory: out of host memory");
+        for (int i = d->cache_depth_cap; i < cap; i++) p[i] = NULL;
+        d->cache_depth = p;
+        d->cache_depth_cap = cap;
+    }
+    float **slot = &d->cache_depth[d->cache.n - 1];
+    if (!(*slot = dev_alloc(d->vb, d->HW, "a spatial-memory depth"))) return LYRA_ERR_OOM;
+    const int64_t ne[2] = {d->H, d->W};
+    lyra_tensor t = vb_tensor(d, *slot, 2, ne, "spatial-memory depth"), h = lyra_tensor_make((void *)depth,
+                                                                                             LYRA_DTYPE_F32, 2, ne);
+    return lyra_op_upload(d->vb, &t, &h);
+}
+
+/* The run's buffers in vb's memory (lyra2/memory.py _prep_run, through the chunk loop): the latent constants, the
+ * canonical coordinates, the history latents, the buffer depth, the uint8 staging, frame 0 (the input image). */
+static lyra_status prep_buffers(driver *d) {
+    const int64_t n_lat_max = d->n_hist0 + (int64_t)d->G * d->n_chunks;
+    const int n_u8 = LYRA_AR_DEPTH_WINDOW > LYRA_PREP_FRAMES_PER_LATENT ? LYRA_AR_DEPTH_WINDOW : LYRA_PREP_FRAMES_PER_LATENT;
+    if (!(d->lat_mean = dev_alloc(d->vb, d->C, "the latent constants")) ||
+        !(d->lat_inv = dev_alloc(d->vb, d->C, "the latent constants")) ||
+        !(d->mu = dev_alloc(d->vb, d->C * d->hw, "an encoder latent")) ||
+        !(d->canon = dev_alloc(d->vb, (int64_t)d->S * 3 * d->HW, "the canonical coordinates")) ||
+        !(d->latents = dev_alloc(d->vb, n_lat_max * d->C * d->hw, "the history latents")) ||
+        !(d->buffer_depth = dev_alloc(d->vb, d->HW, "the buffer depth")) ||
+        !(d->u8 = (uint8_t *)dev_alloc(d->vb, (n_u8 * 3 * d->HW + 3) / 4, "the uint8 frames")) ||
+        !(d->frames[0] = dev_alloc(d->vb, 3 * d->HW, "the input image")))
+        return LYRA_ERR_OOM;
+    if (d->r->out_warp && !(d->warp_u8 = (uint8_t *)dev_alloc(d->vb, ((int64_t)d->F * 3 * d->HW + 3) / 4, "the warp frames")))
+        return LYRA_ERR_OOM;
+    float mean[16], inv[16];
+    if (d->C != 16) return lyra_error(LYRA_ERR_ARG, "generate: %d latent channels; the Wan tables have 16", d->C);
+    LYRA_TRY(lyra_vae_latent_constants(LYRA_VAE_CONST_BF16, d->C, mean, inv));
+    for (int c = 0; c < d->C; c++) mean[c] = -mean[c];
+    float *canon = malloc(sizeof(float) * (size_t)(d->S * 3 * d->HW));
+    if (!canon) return lyra_error(LYRA_ERR_OOM, "generate: out of host memory");
+    lyra_prep_canonical_coords(d->S, d->H, d->W, canon);
+    const int64_t nc[1] = {d->C}, ncan[4] = {d->S, 3, d->H, d->W}, nf[3] = {3, d->H, d->W};
+    struct { float *dev; const float *host; int ndim; const int64_t *ne; const char *name; } up[] = {
+        {d->lat_mean, mean, 1, nc, "Wan VAE latent mean"}, {d->lat_inv, inv, 1, nc, "Wan VAE latent scale"},
+        {d->canon, canon, 4, ncan, "canonical coordinates"}, {d->frames[0], d->r->image, 3, nf, "input image"},
+        {d->buffer_depth, d->r->depth, 2, nf + 1, "first-frame depth"},
+    };
+    lyra_status st = LYRA_OK;
+    for (size_t i = 0; st == LYRA_OK && i < sizeof up / sizeof *up; i++) {
+        lyra_tensor t = vb_tensor(d, up[i].dev, up[i].ndim, up[i].ne, up[i].name);
+        lyra_tensor h = lyra_tensor_make((void *)up[i].host, LYRA_DTYPE_F32, up[i].ndim, up[i].ne);
+        h.name = up[i].name;
+        st = lyra_op_upload(d->vb, &t, &h);
+    }
+    free(canon);
+    return st;
+}
+
+static void prep_buffers_free(driver *d) {
+    if (!d->vb) return;
+    if (d->frames)
+        for (int64_t f = 0; f < d->r->num_frames; f++) dev_free(d->vb, &d->frames[f]);
+    for (int i = 0; i < d->cache_depth_cap; i++) dev_free(d->vb, &d->cache_depth[i]);
+    float **b[] = {&d->lat_mean, &d->lat_inv, &d->mu, &d->canon, &d->latents, &d->buffer_depth, (float **)&d->u8,
+                   (float **)&d->warp_u8};
+    for (size_t i = 0; i < sizeof b / sizeof *b; i++) dev_free(d->vb, b[i]);
+}
+
 /* ---- state initialisation (upstream AR:469-677) ---- */
 
 static lyra_status prime(driver *d) {
@@ -257,32 +383,45 @@ static lyra_status prime(driver *d) {
     double t0 = now();
     LYRA_TRY(lyra_vae_session_new(&d->enc, d->m->vae, 0, d->m->n_threads));
     LYRA_TRY(lyra_vae_session_new(&d->dec, d->m->vae, 1, d->m->n_threads));
-    lyra_backend *vb = lyra_vae_session_backend(d->dec);
-    if (!(d->pix = dev_alloc(vb, 3 * LYRA_PREP_FRAMES_PER_LATENT * d->HW, "the decoded frames"))) return LYRA_ERR_OOM;
+    d->vb = lyra_vae_session_backend(d->dec);
+    if (!(d->pix = dev_alloc(d->vb, 3 * LYRA_PREP_FRAMES_PER_LATENT * d->HW, "the decoded frames"))) return LYRA_ERR_OOM;
+    LYRA_TRY(lyra_scache_init(&d->cache, d->H, d->W));
+    LYRA_TRY(prep_buffers(d));
+    lyra_tensor f0 = frame_tensor(d, 0), f0n;
+    const int64_t n4[4] = {1, 3, d->H, d->W};
+    LYRA_TRY(lyra_tensor_reshape(&f0n, &f0, 4, n4));
+    LYRA_TRY(frames_u8(d, &f0n, LYRA_U8_VIDEO, r->out_frames, "video frames"));
+    if (r->out_warp) memcpy(r->out_warp, r->out_frames, (size_t)(3 * d->HW));
     /* The image repeated 4(n_hist0 − 1) + 1 times through the encoder stream: alone, then groups of 4. */
-    const float *fr[4] = {d->frames[0], d->frames[0], d->frames[0], d->frames[0]};
-    LYRA_TRY(encode_push(d, d->enc, fr, 1, d->latents));
-    for (int l = 1; l < d->n_hist0; l++) {
+    const lyra_tensor *fr[4] = {&f0, &f0, &f0, &f0};
+    const int64_t nl[3] = {d->C, d->h, d->w};
+    for (int l = 0; l < d->n_hist0; l++) {
         LYRA_TRY(check_stop(d));
-        LYRA_TRY(encode_push(d, d->enc, fr, 4, d->latents + (int64_t)l * d->C * d->hw));
+        lyra_tensor video, out = vb_tensor(d, d->latents + (int64_t)l * d->C * d->hw, 3, nl, "history latent");
+        LYRA_TRY(stage_frames(d, fr, l == 0 ? 1 : 4, &video));
+        LYRA_TRY(encode_dev(d, d->enc, &video, &out));
     }
     d->n_latents = d->n_hist0;
     /* Decoder priming with those latents, output discarded (AR:517-527): decoded into the VAE's memory and left
-     * there. */
-    LYRA_TRY(vae_phase(d, d->dec));
-    for (int l = 0; l < d->n_hist0; l++) {
-        LYRA_TRY(check_stop(d));
+     * there. The decoder takes host latents (the sampler's are on the host): these come down once per run. */
+    float *host = malloc(sizeof(float) * (size_t)(d->n_hist0 * d->C * d->hw));
+    if (!host) return lyra_error(LYRA_ERR_OOM, "generate: out of host memory");
+    const int64_t np[4] = {d->n_hist0, d->C, d->h, d->w};
+    lyra_tensor tl = vb_tensor(d, d->latents, 4, np, "priming latents"), th = lyra_tensor_make(host, LYRA_DTYPE_F32, 4, np);
+    th.name = tl.name;
+    lyra_status st = lyra_op_download(d->vb, &th, &tl);
+    if (st == LYRA_OK) st = vae_phase(d, d->dec);
+    for (int l = 0; st == LYRA_OK && l < d->n_hist0; l++) {
         int64_t T = 0;
-        LYRA_TRY(lyra_vae_session_out_frames(d->dec, 1, &T));
-        const int64_t np[5] = {1, 3, T, d->H, d->W};
-        lyra_tensor keep = lyra_tensor_make(d->pix, LYRA_DTYPE_F32, 5, np);
-        keep.device = vb->device;
-        keep.name = "decoded frames";
-        LYRA_TRY(decode_push(d, d->latents + (int64_t)l * d->C * d->hw, NULL, NULL, &keep));
+        if ((st = check_stop(d)) != LYRA_OK || (st = lyra_vae_session_out_frames(d->dec, 1, &T)) != LYRA_OK) break;
+        const int64_t nk[5] = {1, 3, T, d->H, d->W};
+        lyra_tensor keep = vb_tensor(d, d->pix, 5, nk, "decoded frames");
+        st = decode_push(d, host + (int64_t)l * d->C * d->hw, &keep);
     }
-    LYRA_TRY(lyra_scache_init(&d->cache, d->H, d->W));
-    LYRA_TRY(lyra_scache_add(&d->cache, r->depth, r->w2c, r->K, 0, 0));
-    memcpy(d->buffer_depth, r->depth, sizeof(float) * (size_t)d->HW);
+    free(host);
+    LYRA_TRY(st);
+    LYRA_TRY(cache_add(d, r->depth, 0));
+    d->pending_update = 1;
     LYRA_TRY(release_scratch(d));
     r->timings.prime += now() - t0;
     return LYRA_OK;
@@ -327,18 +466,6 @@ static lyra_status dit_denoise(void *ctx, const lyra_latent_shape *shape, const 
     return st;
 }
 
-/* ---- outputs ---- */
-
-/* (3, H, W) in [−1, 1] -> (H, W, 3) uint8: (clamp(x, −1, 1) + 1) / 2 · 255 truncated (VID:45-97). */
-static void to_u8(const float *f, int64_t HW, uint8_t *out) {
-    for (int64_t i = 0; i < HW; i++)
-        for (int c = 0; c < 3; c++) {
-            float v = f[c * HW + i];
-            v = v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v);
-            out[3 * i + c] = (uint8_t)(((v + 1.0f) / 2.0f) * 255.0f);
-        }
-}
-
 /* ---- depth-cache update (upstream AR:1059-1060, AR:1071-1393, AR:261-366) ---- */
 
 /* Tiny translation offsets when the window's camera centres coincide (AR:201-258). w2c (n, 4, 4) in place. */
@@ -371,27 +498,24 @@ static lyra_status update_depth(driver *d, int64_t L) {
     lyra_ar_run *r = d->r;
     double t0 = now();
     lyra_status st = LYRA_OK;
+    const int64_t nhw[2] = {d->H, d->W};
     if (!r->depth_window) {
         /* No depth model: keep the cache at frame 0 and re-render frame 0's depth into the new buffer camera. */
         if (!d->depth_logged)
             logf_(d, "no depth model for the window updates (DA3): using the first-frame depth only, re-rendered "
                      "into each chunk's buffer camera; spatial memory keeps frame 0 only");
         d->depth_logged = 1;
-        float *img = malloc(sizeof(float) * (size_t)d->HW), *mask = malloc(sizeof(float) * (size_t)d->HW);
-        if (!img || !mask) {
-            free(img);
-            free(mask);
-            return lyra_error(LYRA_ERR_OOM, "depth update: out of memory");
-        }
-        memset(img, 0, sizeof(float) * (size_t)d->HW);
-        lyra_warp_forward_args wa = {
-            .channels = 1, .height = d->H, .width = d->W, .n_targets = 1, .image = img, .depth = r->depth,
-            .src_w2c = r->w2c, .src_K = r->K, .tgt_w2c = r->w2c + 16 * L, .tgt_K = r->K + 9 * L, .clean_points = 1,
-            .out_image = img, .out_mask = mask, .out_depth = d->buffer_depth,
-        };
-        st = lyra_warp_forward(&wa);
-        free(img);
-        free(mask);
+        float *img = dev_alloc(d->vb, 2 * d->HW, "the depth re-render");
+        if (!img) return LYRA_ERR_OOM;
+        const int64_t ni[3] = {1, d->H, d->W}, no[4] = {1, 1, d->H, d->W}, nd[3] = {1, d->H, d->W};
+        lyra_tensor ti = vb_tensor(d, img, 3, ni, "zero image"), to = vb_tensor(d, img + d->HW, 4, no, "re-render");
+        lyra_tensor src = vb_tensor(d, d->cache_depth[0], 2, nhw, "first-frame depth");
+        lyra_tensor td = vb_tensor(d, d->buffer_depth, 3, nd, "buffer depth");
+        lyra_warp_params wp = {.n_targets = 1, .clean_points = 1, .src_w2c = r->w2c, .src_K = r->K,
+                               .tgt_w2c = r->w2c + 16 * L, .tgt_K = r->K + 9 * L};
+        st = lyra_op_fill(d->vb, &ti, 0.0f);
+        if (st == LYRA_OK) st = lyra_op_warp_forward(d->vb, &to, NULL, &td, &ti, &src, &wp);
+        dev_free(d->vb, &img);
         r->timings.depth += now() - t0;
         return st;
     }
@@ -407,15 +531,17 @@ static lyra_status update_depth(driver *d, int64_t L) {
         goto done;
     }
     for (int i = 0; i < n; i++) {
-        /* (x·0.5 + 0.5).clamp(0, 1)·255 + 0.5, truncated (AR:325-328) */
-        const float *f = d->frames[fids[i]];
-        uint8_t *o = img + (int64_t)i * 3 * d->HW;
-        for (int64_t p = 0; p < d->HW; p++)
-            for (int c = 0; c < 3; c++) {
-                float v = f[c * d->HW + p] * 0.5f + 0.5f;
-                v = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
-                o[3 * p + c] = (uint8_t)(v * 255.0f + 0.5f);
-            }
+        /* (x·0.5 + 0.5).clamp(0, 1)·255 + 0.5, truncated (AR:325-328), on the device; DA3's input comes down as
+         * uint8 (the depth callback runs DA3 through its Python class, which uploads it) */
+        if (!d->frames[fids[i]]) {
+            st = lyra_error(LYRA_ERR_INTERNAL, "depth update: frame %lld was not kept", (long long)fids[i]);
+            goto done;
+        }
+        lyra_tensor f = frame_tensor(d, fids[i]), f4;
+        const int64_t n4[4] = {1, 3, d->H, d->W};
+        if ((st = lyra_tensor_reshape(&f4, &f, 4, n4)) != LYRA_OK ||
+            (st = frames_u8(d, &f4, LYRA_U8_ROUND, img + (int64_t)i * 3 * d->HW, "depth window frames")) != LYRA_OK)
+            goto done;
         memcpy(w2c + 16 * i, r->w2c + 16 * fids[i], sizeof(float) * 16);
         memcpy(K + 9 * i, r->K + 9 * fids[i], sizeof(float) * 9);
     }
@@ -423,12 +549,15 @@ static lyra_status update_depth(driver *d, int64_t L) {
     if ((st = r->depth_window(r->depth_ctx, n, img, w2c, K, d->H, d->W, depth)) != LYRA_OK) goto done;
     for (int i = 0; i < n; i++) {
         const float *di = depth + (int64_t)i * d->HW;
-        if (fids[i] == L) memcpy(d->buffer_depth, di, sizeof(float) * (size_t)d->HW);
+        if (fids[i] == L) {
+            lyra_tensor t = vb_tensor(d, d->buffer_depth, 2, nhw, "buffer depth");
+            lyra_tensor h = lyra_tensor_make((void *)di, LYRA_DTYPE_F32, 2, nhw);
+            h.name = t.name;
+            if ((st = lyra_op_upload(d->vb, &t, &h)) != LYRA_OK) goto done;
+        }
         /* Insert every 8th frame not cached yet, with the pipeline's (not DA3's) camera (AR:1274-1348). */
         if ((fids[i] == 0 || fids[i] % LYRA_AR_DEPTH_INTERVAL == 0) && lyra_scache_find(&d->cache, fids[i]) < 0)
-            if ((st = lyra_scache_add(&d->cache, di, r->w2c + 16 * fids[i], r->K + 9 * fids[i], fids[i], fids[i])) !=
-                LYRA_OK)
-                goto done;
+            if ((st = cache_add(d, di, fids[i])) != LYRA_OK) goto done;
     }
 done:
     free(img);
@@ -460,53 +589,65 @@ static lyra_status run_chunk(driver *d, int a) {
     const int64_t t_hist_total = d->n_latents, base = (int64_t)d->F * a;
     lyra_status st = LYRA_OK;
     const int64_t Tb = (int64_t)LYRA_PREP_SLOT_CHANNELS * d->S;
-    float *hist = malloc(sizeof(float) * (size_t)(d->C * t_hist_total * d->hw));
     float *x = malloc(sizeof(float) * (size_t)(d->C * T * d->hw));
-    float *y = malloc(sizeof(float) * (size_t)(Ty * T * d->hw));
-    float *buf = malloc(sizeof(float) * (size_t)(Tb * T * d->hw));
-    float *warp = malloc(sizeof(float) * (size_t)((int64_t)d->F * 3 * d->HW));
     float *gen = malloc(sizeof(float) * (size_t)(d->C * d->G * d->hw));
     float *scratch = malloc(sizeof(float) * (size_t)(d->C * d->G * d->hw));
     lyra_prep_args *pa = calloc(1, sizeof *pa);
-    if (!hist || !x || !y || !buf || !warp || !gen || !scratch || !pa) {
+    if (!x || !gen || !scratch || !pa) {
         st = lyra_error(LYRA_ERR_OOM, "chunk %d: out of memory for the network inputs", a);
         goto done;
     }
-    /* CLIP of the last history frame (upstream M:568-671, CONDM:462-486, CL2:37-55) */
+    if (!d->frames[base]) {
+        st = lyra_error(LYRA_ERR_INTERNAL, "chunk %d: the buffer frame %lld was not kept", a, (long long)base);
+        goto done;
+    }
+    /* CLIP of the last history frame (upstream M:568-671, CONDM:462-486, CL2:37-55), copied from vb's memory */
     double t0 = now();
     {
         const int64_t nf[4] = {1, 3, d->H, d->W}, nc[3] = {1, d->m->clip.cfg.tokens, d->m->clip.cfg.width};
         lyra_tensor tf = dev_tensor(d, d->frame, 4, nf, "clip frame"), tc = dev_tensor(d, d->clip, 3, nc, "clip tokens");
-        if ((st = upload(d, &tf, d->frames[base])) != LYRA_OK) goto done;
+        lyra_tensor src = vb_tensor(d, d->frames[base], 4, nf, "buffer frame");
+        if ((st = lyra_op_synchronize(d->vb)) != LYRA_OK || (st = lyra_op_copy(d->be, &tf, &src)) != LYRA_OK) goto done;
         if ((st = lyra_ar_encode_image(d->m, &tf, &tc)) != LYRA_OK) goto done;
     }
     r->timings.clip += now() - t0;
     if ((st = check_stop(d)) != LYRA_OK) goto done;
 
-    /* inputs (upstream M:1488-1493, M:1495-1523, M:2024-2033, M:1955-1999) */
+    /* inputs (upstream M:1488-1493, M:1495-1523, M:2024-2033, M:1955-1999), built on vb straight into the DiT's
+     * buffers (y and the buffer allocated for this chunk in cond_dtype, which the prep writes, rounding once); the
+     * sampler's copy of x comes down */
     t0 = now();
-    for (int c = 0; c < d->C; c++)
-        for (int64_t l = 0; l < t_hist_total; l++)
-            memcpy(hist + ((int64_t)c * t_hist_total + l) * d->hw, d->latents + (l * d->C + c) * d->hw,
-                   sizeof(float) * (size_t)d->hw);
-    *pa = (lyra_prep_args){
-        .fp = d->fp, .height = d->H, .width = d->W, .latent_c = d->C, .chunk = a, .history = hist,
-        .t_hist_total = t_hist_total, .frames = (const float *const *)d->frames, .w2c = r->w2c, .K = r->K,
-        .buffer_depth = d->buffer_depth, .cache = &d->cache, .warp_chunk = r->warp_chunk, .encode = fresh_encode,
-        .encode_ctx = d, .x = x, .y = y, .buffer = buf, .warp_rgb = warp,
-    };
-    if ((st = lyra_prep_chunk(pa)) != LYRA_OK) goto done;
-    {   /* the conditioning, once per chunk (the latent x goes up with every network call) */
-        const int64_t ny[4] = {Ty, T, d->h, d->w}, nb[4] = {Tb, T, d->h, d->w};
-        if ((st = cond_buffers(d)) != LYRA_OK) goto done;
+    if ((st = cond_buffers(d)) != LYRA_OK) goto done;
+    {
+        const int64_t nh[4] = {t_hist_total, d->C, d->h, d->w}, nx[4] = {d->C, T, d->h, d->w};
+        const int64_t ny[4] = {Ty, T, d->h, d->w}, nb[4] = {Tb, T, d->h, d->w}, nw[4] = {d->F, d->H, d->W, 3};
+        lyra_tensor th = vb_tensor(d, d->latents, 4, nh, "history latents");
+        lyra_tensor tx = dev_tensor(d, d->x, 4, nx, "chunk latent x");
         lyra_tensor ty = dev_tensor_as(d, d->y, d->cond_dtype, 4, ny, "condition y");
         lyra_tensor tb = dev_tensor_as(d, d->buf, d->cond_dtype, 4, nb, "correspondence buffer");
-        if ((st = upload(d, &ty, y)) != LYRA_OK || (st = upload(d, &tb, buf)) != LYRA_OK) goto done;
+        lyra_tensor tw = lyra_tensor_make(d->warp_u8, LYRA_DTYPE_U8, 4, nw);
+        tw.device = d->vb->device;
+        tw.name = "warp frames";
+        *pa = (lyra_prep_args){
+            .be = d->vb, .fp = d->fp, .height = d->H, .width = d->W, .latent_c = d->C, .chunk = a, .history = &th,
+            .t_hist_total = t_hist_total, .frames = d->frames, .w2c = r->w2c, .K = r->K,
+            .buffer_depth = d->buffer_depth, .cache = &d->cache, .cache_depth = d->cache_depth, .canon = d->canon,
+            .warp_chunk = r->warp_chunk, .encoder = {fresh_begin, fresh_push, fresh_end, d}, .x = &tx, .y = &ty,
+            .buffer = &tb,
+            .warp_u8 = r->out_warp ? &tw : NULL,
+        };
+        if ((st = lyra_prep_chunk(pa)) != LYRA_OK) goto done;
+        if ((st = lyra_op_synchronize(d->vb)) != LYRA_OK) goto done; /* the DiT's stream reads y and the buffer */
+        lyra_tensor hx = lyra_tensor_make(x, LYRA_DTYPE_F32, 4, nx);
+        hx.name = tx.name;
+        if ((st = lyra_op_download(d->vb, &hx, &tx)) != LYRA_OK) goto done;
+        if (r->out_warp) {
+            lyra_tensor hw = lyra_tensor_make(r->out_warp + (base + 1) * 3 * d->HW, LYRA_DTYPE_U8, 4, nw);
+            hw.name = tw.name;
+            if ((st = lyra_op_download(d->vb, &hw, &tw)) != LYRA_OK) goto done;
+        }
     }
     r->timings.prep += now() - t0;
-    if (r->out_warp)
-        for (int f = 0; f < d->F; f++)
-            to_u8(warp + (int64_t)f * 3 * d->HW, d->HW, r->out_warp + (base + 1 + f) * 3 * d->HW);
     logf_(d, "%s chunk %d/%d: %d spatial-memory frame(s) retrieved", r->label ? r->label : "generate", a + 1,
           d->n_chunks, pa->n_retrieved);
 
@@ -534,21 +675,22 @@ static lyra_status run_chunk(driver *d, int a) {
     /* decode (upstream AR:989-1057, AR:98-198): the chunk's latents one at a time through the persistent decoder,
      * never clamped, then the re-encode of the decoded frames, 4 at a time, as history (the re-encoded latents, not
      * the sampled ones), in upstream's order: one stream's activations on the device at a time (vae_phase; the
-     * other's caches wait in host memory when the run parks them). */
+     * other's caches wait in host memory when the run parks them). Each latent's frames are decoded into d->pix (vb's
+     * memory), made uint8 there (only those come down), copied out where a later step reads them (the kept frames),
+     * and copied into d->chunk_pix, the whole chunk in the VAE's activation dtype, which the re-encode reads: the
+     * encoder rounds its input to that dtype anyway, so the latents are the ones the f32 frames give. */
+    d->pending_update = a + 1;
     if ((st = vae_phase(d, d->dec)) != LYRA_OK) goto done;
+    const lyra_dtype act = lyra_vae_precision(d->m->vae);
+    const int64_t per_latent = 3 * (int64_t)LYRA_PREP_FRAMES_PER_LATENT * d->HW;
+    const int64_t np[5] = {1, 3, LYRA_PREP_FRAMES_PER_LATENT, d->H, d->W};
+    if (!(d->chunk_pix = dev_alloc_as(d->vb, per_latent * d->G, act, "the chunk's decoded frames"))) {
+        st = LYRA_ERR_OOM;
+        goto done;
+    }
     for (int j = 0; j < d->G; j++) {
         if ((st = check_stop(d)) != LYRA_OK) goto done;
         t0 = now();
-        float *out[LYRA_PREP_FRAMES_PER_LATENT];
-        for (int i = 0; i < LYRA_PREP_FRAMES_PER_LATENT; i++) {
-            int64_t f = base + 1 + (int64_t)LYRA_PREP_FRAMES_PER_LATENT * j + i;
-            d->frames[f] = malloc(sizeof(float) * (size_t)(3 * d->HW));
-            if (!d->frames[f]) {
-                st = lyra_error(LYRA_ERR_OOM, "decode: out of memory for frame %lld", (long long)f);
-                goto done;
-            }
-            out[i] = d->frames[f];
-        }
         float *lat = malloc(sizeof(float) * (size_t)(d->C * d->hw));
         if (!lat) {
             st = lyra_error(LYRA_ERR_OOM, "decode: out of memory");
@@ -556,41 +698,59 @@ static lyra_status run_chunk(driver *d, int a) {
         }
         for (int c = 0; c < d->C; c++)
             memcpy(lat + (int64_t)c * d->hw, gen + ((int64_t)c * d->G + j) * d->hw, sizeof(float) * (size_t)d->hw);
-        const int64_t np[5] = {1, 3, LYRA_PREP_FRAMES_PER_LATENT, d->H, d->W};
-        lyra_tensor keep = lyra_tensor_make(d->pix, LYRA_DTYPE_F32, 5, np);
-        keep.device = lyra_vae_session_backend(d->dec)->device;
-        keep.name = "decoded frames";
-        int n_out = 0;
-        st = decode_push(d, lat, out, &n_out, &keep);
+        lyra_tensor keep = vb_tensor(d, d->pix, 5, np, "decoded frames");
+        st = decode_push(d, lat, &keep);
         free(lat);
         if (st != LYRA_OK) goto done;
+        if ((st = lyra_op_synchronize(lyra_vae_session_backend(d->dec))) != LYRA_OK) goto done;
+        const int64_t f0 = base + 1 + (int64_t)LYRA_PREP_FRAMES_PER_LATENT * j;
+        lyra_tensor fr; /* (4, 3, H, W): frame i, channel c at (c·4 + i)·HW */
+        const int perm[4] = {1, 0, 2, 3};
+        const int64_t n4[4] = {3, LYRA_PREP_FRAMES_PER_LATENT, d->H, d->W};
+        lyra_tensor k4 = vb_tensor(d, d->pix, 4, n4, "decoded frames");
+        if ((st = lyra_tensor_permute(&fr, &k4, perm)) != LYRA_OK) goto done;
+        if ((st = frames_u8(d, &fr, LYRA_U8_VIDEO, r->out_frames + f0 * 3 * d->HW, "video frames")) != LYRA_OK)
+            goto done;
+        for (int i = 0; i < LYRA_PREP_FRAMES_PER_LATENT; i++) {
+            const int64_t f = f0 + i;
+            if (!frame_needed(d, f, a + 1)) continue;
+            if (!(d->frames[f] = dev_alloc(d->vb, 3 * d->HW, "a kept frame"))) {
+                st = LYRA_ERR_OOM;
+                goto done;
+            }
+            lyra_tensor src, dst = frame_tensor(d, f);
+            if ((st = lyra_tensor_select(&src, &fr, 0, i)) != LYRA_OK || (st = lyra_op_copy(d->vb, &dst, &src)) != LYRA_OK)
+                goto done;
+        }
+        lyra_tensor blk = chunk_block(d, j);
+        if ((st = lyra_op_copy(d->vb, &blk, &keep)) != LYRA_OK) goto done;
         r->timings.decode += now() - t0;
     }
     t0 = now();
     if ((st = vae_phase(d, d->enc)) != LYRA_OK) goto done;
     for (int j = 0; j < d->G; j++) {
         if ((st = check_stop(d)) != LYRA_OK) goto done;
-        const float *const *fr = (const float *const *)(d->frames + base + 1 + (int64_t)LYRA_PREP_FRAMES_PER_LATENT * j);
-        if ((st = encode_push(d, d->enc, fr, LYRA_PREP_FRAMES_PER_LATENT, d->latents + (d->n_latents + j) * d->C * d->hw)) !=
-            LYRA_OK)
-            goto done;
+        const int64_t nl[3] = {d->C, d->h, d->w};
+        lyra_tensor blk = chunk_block(d, j);
+        lyra_tensor out = vb_tensor(d, d->latents + (d->n_latents + j) * d->C * d->hw, 3, nl, "history latent");
+        if ((st = encode_dev(d, d->enc, &blk, &out)) != LYRA_OK) goto done;
     }
     r->timings.reencode += now() - t0;
     d->n_latents += d->G;
+    if ((st = lyra_op_synchronize(d->vb)) != LYRA_OK) goto done; /* the re-encode read the block */
+    dev_release(d->vb, d->chunk_pix);
+    d->chunk_pix = NULL;
     if ((st = release_scratch(d)) != LYRA_OK) goto done;
-    for (int f = 1; f <= d->F; f++) to_u8(d->frames[base + f], d->HW, r->out_frames + (base + f) * 3 * d->HW);
 
     /* depth window (upstream AR:1059-1060, AR:1071-1393, AR:261-366), not after the last chunk */
     if (a + 1 < d->n_chunks) {
         if ((st = check_stop(d)) != LYRA_OK) goto done;
         st = update_depth(d, (int64_t)d->F * (a + 1));
+        d->pending_update = a + 2;
     }
+    prune_frames(d, a + 1);
 done:
-    free(hist);
     free(x);
-    free(y);
-    free(buf);
-    free(warp);
     free(gen);
     free(scratch);
     free(pa);
@@ -659,17 +819,11 @@ lyra_status lyra_ar_generate(lyra_ar_run *r) {
     if (r->warp_chunk <= 0) r->warp_chunk = LYRA_AR_WARP_CHUNK;
     memset(&r->timings, 0, sizeof r->timings);
     lyra_status st = LYRA_OK;
-    const int64_t n_lat_max = d->n_hist0 + (int64_t)d->G * d->n_chunks;
     d->frames = calloc((size_t)r->num_frames, sizeof *d->frames);
-    d->latents = malloc(sizeof(float) * (size_t)(n_lat_max * d->C * d->hw));
-    d->buffer_depth = malloc(sizeof(float) * (size_t)d->HW);
-    if (!d->frames || !d->latents || !d->buffer_depth || !(d->frames[0] = malloc(sizeof(float) * (size_t)(3 * d->HW)))) {
+    if (!d->frames) {
         st = lyra_error(LYRA_ERR_OOM, "generate: out of memory for the %dx%d history", d->H, d->W);
         goto done;
     }
-    memcpy(d->frames[0], r->image, sizeof(float) * (size_t)(3 * d->HW));
-    to_u8(d->frames[0], d->HW, r->out_frames);
-    if (r->out_warp) memcpy(r->out_warp, r->out_frames, (size_t)(3 * d->HW));
 
     /* Text once before the loop, each distinct caption once (upstream M:568-671, CONDM:462-486, CL2:37-55), before
      * the models are placed: on a device umT5 runs alone and is freed (lyra_ar_encode_texts). */
@@ -707,11 +861,9 @@ lyra_status lyra_ar_generate(lyra_ar_run *r) {
         if (r->progress) r->progress(r->report_ctx, r->label ? r->label : "generate", a + 1, d->n_chunks);
     }
 done:
-    if (d->frames)
-        for (int64_t f = 0; f < r->num_frames; f++) free(d->frames[f]);
+    prep_buffers_free(d);
     free(d->frames);
-    free(d->latents);
-    free(d->buffer_depth);
+    free(d->cache_depth);
     dev_free(d->be, &d->texts);
     dev_free(d->be, &d->clip);
     dev_free(d->be, &d->frame);
@@ -720,6 +872,8 @@ done:
     dev_release(d->be, d->buf);
     dev_free(d->be, &d->v);
     if (d->dec) dev_free(lyra_vae_session_backend(d->dec), &d->pix);
+    if (d->dec) dev_release(lyra_vae_session_backend(d->dec), d->chunk_pix);
+    lyra_vae_session_free(d->fresh);
     if (d->enc) lyra_vae_session_free(d->enc);
     if (d->dec) lyra_vae_session_free(d->dec);
     r->timings.cache_frames = d->cache.n;

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "models/framepack.h"
+#include "nn/backend.h"
 #include "pipeline/spatial_cache.h"
 
 #define LYRA_PREP_RAY_CHANNELS 384   /* 6 ray components × 8 × 8 */
@@ -25,32 +26,50 @@
 #define LYRA_PREP_SLOT_CHANNELS 256  /* (x, y, z, depth) × 8 × 8 per spatial slot */
 #define LYRA_PREP_FRAMES_PER_LATENT 4
 
-/* A fresh (cache-less) VAE encode: video (T, 3, H, W) frame-major, T = 1 + 4k -> latents (C, 1 + k, H/8, W/8),
- * normalised. The driver plugs the Wan VAE in; the parity test a linear stand-in. */
-typedef lyra_status (*lyra_prep_encode_fn)(void *ctx, const float *video, int64_t T, int height, int width,
-                                           float *latents);
+/* A fresh (cache-less) VAE encoder stream, as upstream's model.encode runs one: begin, pushes of frame 0 alone and
+ * then of windows of 4 frames, each giving one latent, then end. frames[i] (3, H, W) f32 contiguous in the prep
+ * backend's memory (valid during the push only); out (C, h, w) f32 contiguous there, normalised, written by the
+ * time `end` returns (a stand-in may encode the whole video at the end). end(ctx, 0) abandons the stream. The driver
+ * plugs the Wan VAE in; the parity test a linear stand-in. */
+typedef struct lyra_prep_encoder {
+    lyra_status (*begin)(void *ctx);
+    lyra_status (*push)(void *ctx, const lyra_tensor *const *frames, int n, lyra_tensor *out);
+    lyra_status (*end)(void *ctx, int ok);
+    void *ctx;
+} lyra_prep_encoder;
 
+/* Every tensor and pointer marked "dev" lives in the memory of `be` (the device of the run: the VAE's backend in the
+ * driver, whose frames and latents are there; the outputs may be another backend's memory of the same device, the
+ * DiT's); the ops run on `be`. The cameras and the spatial cache's retrieval points stay on the host. */
 typedef struct lyra_prep_args {
+    struct lyra_backend *be;
     const lyra_framepack *fp;
     int height, width;            /* pixels, multiples of 8 */
     int latent_c;                 /* C (16) */
     int64_t chunk;                /* a >= 0 */
-    const float *history;         /* (C, t_hist_total, h, w) history latents, t_hist_total = n_k + S + G·a */
+    const lyra_tensor *history;   /* dev (t_hist_total, C, h, w) f32, any strides; t_hist_total = n_k + S + G·a */
     int64_t t_hist_total;
-    const float *const *frames;   /* frames[f]: (3, H, W) of absolute frames f = 0 .. F·a */
-    const float *w2c;             /* (F·(a+1) + 1, 4, 4) absolute frames 0 .. end−1 */
-    const float *K;               /* (F·(a+1) + 1, 3, 3) */
-    const float *buffer_depth;    /* (H, W) depth of the buffer frame F·a */
-    const lyra_scache *cache;     /* spatial memory (full-resolution H×W entries) */
-    int warp_chunk;               /* targets per soft z-buffer normaliser batch (16) */
-    lyra_prep_encode_fn encode;
-    void *encode_ctx;
+    float *const *frames;         /* dev frames[f]: (3, H, W) f32 contiguous of absolute frames f = 0 .. F·a; NULL
+                                     for a frame not kept (an error when the chunk reads it: the buffer frame F·a, frame
+                                     0 and each retrieved frame) */
+    const float *w2c;             /* host (F·(a+1) + 1, 4, 4) absolute frames 0 .. end−1 */
+    const float *K;               /* host (F·(a+1) + 1, 3, 3) */
+    const float *buffer_depth;    /* dev (H, W) depth of the buffer frame F·a */
+    const lyra_scache *cache;     /* host spatial memory (full-resolution H×W entries): retrieval */
+    float *const *cache_depth;    /* dev cache_depth[e]: (H, W) the depth of cache entry e */
+    const float *canon;           /* dev (S, 3, H, W): lyra_prep_canonical_coords, once per run */
+    int warp_chunk;               /* targets per soft z-buffer normaliser batch (16); the warps run in batches of
+                                     this many targets when it is a multiple of 4 (the encoder's windows), so only
+                                     one batch of warped frames is in memory at a time */
+    lyra_prep_encoder encoder;
 
-    float *x;                     /* out (C, T, h, w) */
-    float *y;                     /* out (4 + C + 384, T, h, w) */
-    float *buffer;                /* out (256·S, T, h, w) */
-    float *warp_rgb;              /* out (F, 3, H, W) the buffer warp (holes −1), or NULL */
-    float *warp_coords;           /* out (S, F, 3, H, W) warped coordinates in group order, or NULL */
+    lyra_tensor *x;               /* out dev (C, T, h, w) f32 contiguous */
+    lyra_tensor *y;               /* out dev (4 + C + 384, T, h, w) contiguous, f32 or (on a device) the DiT's 16-bit
+                                     condition dtype: every value computed in f32 and rounded once */
+    lyra_tensor *buffer;          /* out dev (256·S, T, h, w) contiguous, y's dtype */
+    lyra_tensor *warp_rgb;        /* out dev (F, 3, H, W) f32 the buffer warp (holes −1), or NULL */
+    lyra_tensor *warp_coords;     /* out dev (S, F, 3, H, W) f32 warped coordinates in group order, or NULL */
+    lyra_tensor *warp_u8;         /* out dev (F, H, W, 3) u8 the buffer warp as video frames, or NULL */
 
     int n_retrieved;              /* out: retrieval result in upstream's order */
     int64_t retrieved_latent[LYRA_FP_MAX_COUNT];
@@ -58,9 +77,18 @@ typedef struct lyra_prep_args {
     int n_groups;                 /* out: warped coordinate groups (distinct retrieved frames) */
 } lyra_prep_args;
 
-/* Fills the outputs of *a (see above). LYRA_ERR_ARG for inconsistent sizes (named), LYRA_ERR_OOM, or what the
- * encoder returns. */
+/* Fills the outputs of *a (see above) through backend ops. LYRA_ERR_ARG for inconsistent sizes or a missing
+ * frame / depth (named), LYRA_ERR_OOM, or what the encoder or an op returns. */
 lyra_status lyra_prep_chunk(lyra_prep_args *a);
+
+/* Bytes of the backend memory lyra_prep_chunk allocates for its temporaries (one batch of warped images and depths,
+ * the encoder latents, the depth range) at this layout, size and warp_chunk, when the caller gives no warp_rgb. */
+int64_t lyra_prep_scratch_bytes(const lyra_framepack *fp, int height, int width, int latent_c, int warp_chunk);
+
+/* The canonical coordinate images of the S spatial slots (upstream M:1525-1546), host (S, 3, H, W): x = linspace(−1,
+ * 1, W) per column, y = linspace(−1, 1, H) per row, z = the slot's code. Constant per run: the driver uploads them
+ * once. */
+void lyra_prep_canonical_coords(int S, int height, int width, float *out);
 
 /* Temporal history picks in k-slot order (upstream M:1488-1493, M:1495-1523, M:2024-2033): [0, T−(n_k−1), …, T−1]. out:
  * (n_k). */

@@ -1638,6 +1638,96 @@ static PyObject *py_warp_forward_measure(PyObject *self, PyObject *args, PyObjec
                          (Py_ssize_t)stats.alloc_live, "n_ops", (long long)stats.n_ops);
 }
 
+/* ray_image(K (4) = fx, fy, cx, cy, c2w (4, 4), height, width, unshuffle=1, moment=False) -> (6·u², H/u, W/u). */
+static PyObject *py_rays(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"K", "c2w", "height", "width", "unshuffle", "moment", NULL};
+    PyObject *ko, *co;
+    int height, width, unshuffle = 1, moment = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOii|ip", kws, &ko, &co, &height, &width, &unshuffle, &moment))
+        return NULL;
+    PyArrayObject *ka = (PyArrayObject *)PyArray_FROMANY(ko, NPY_FLOAT32, 1, 1, NPY_ARRAY_CARRAY | NPY_ARRAY_FORCECAST);
+    PyArrayObject *ca = ka ? (PyArrayObject *)PyArray_FROMANY(co, NPY_FLOAT32, 2, 2, NPY_ARRAY_CARRAY | NPY_ARRAY_FORCECAST)
+                           : NULL;
+    if (!ca || PyArray_SIZE(ka) != 4 || PyArray_SIZE(ca) != 16) {
+        Py_XDECREF(ka);
+        Py_XDECREF(ca);
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "K must have 4 values and c2w 4x4");
+        return NULL;
+    }
+    lyra_ray_params p = {.moment = moment, .unshuffle = unshuffle};
+    memcpy(p.K, PyArray_DATA(ka), sizeof p.K);
+    memcpy(p.c2w, PyArray_DATA(ca), sizeof p.c2w);
+    Py_DECREF(ka);
+    Py_DECREF(ca);
+    keep k = {0};
+    lyra_tensor y;
+    const int u = unshuffle > 0 ? unshuffle : 1;
+    int64_t ne[3] = {6LL * u * u, height / u, width / u};
+    PyArrayObject *out = out_typed(&k, 3, ne, &y, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT); /* dtype= on the device */
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_rays(be, &y, height, width, &p));
+}
+
+/* to_u8(x (N, C, H, W), mode='video'|'round') -> uint8 (N, H, W, C). */
+static PyObject *py_to_u8(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "mode", NULL};
+    PyObject *xo;
+    const char *mode = "video";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|s", kws, &xo, &mode)) return NULL;
+    lyra_u8_mode m;
+    if (!strcmp(mode, "video")) m = LYRA_U8_VIDEO;
+    else if (!strcmp(mode, "round")) m = LYRA_U8_ROUND;
+    else return PyErr_Format(PyExc_ValueError, "mode must be 'video' or 'round', got '%s'", mode);
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, y;
+    in_f32(&k, xo, "x", &x, 0, &err);
+    if (err) FAIL(&k);
+    if (x.ndim != 4) { PyErr_SetString(PyExc_ValueError, "x must be (N, C, H, W)"); FAIL(&k); }
+    int64_t ne[4] = {x.ne[0], x.ne[2], x.ne[3], x.ne[1]};
+    PyArrayObject *out = out_typed(&k, 4, ne, &y, NPY_UINT8, LYRA_DTYPE_U8, OPS_OUT);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_to_u8(be, &y, &x, m));
+}
+
+/* minmax(x, prev=None) -> (2,) [min, max] (NaNs skipped), combined with prev. */
+static PyObject *py_minmax(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "prev", NULL};
+    PyObject *xo, *po = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O", kws, &xo, &po)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, p, y, *pp = NULL;
+    in_param(&k, xo, "x", &x, 0, &err);
+    if (!err) pp = in_param(&k, po, "prev", &p, 1, &err);
+    if (err) FAIL(&k);
+    int64_t two = 2;
+    PyArrayObject *out = out_typed(&k, 1, &two, &y, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT_F32);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_minmax(be, &y, &x, pp));
+}
+
+/* range_norm(x, mm (2), eps=1e-6) -> 2·(x − mm[0]) / max(mm[1] − mm[0], eps) − 1. */
+static PyObject *py_range_norm(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "mm", "eps", NULL};
+    PyObject *xo, *mo;
+    float eps = 1e-6f;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|f", kws, &xo, &mo, &eps)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, m, y;
+    in_param(&k, xo, "x", &x, 0, &err);
+    if (!err) in_param(&k, mo, "mm", &m, 0, &err);
+    if (err) FAIL(&k);
+    PyArrayObject *out = out_typed(&k, x.ndim, x.ne, &y, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT); /* dtype= on the device */
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_range_norm(be, &y, &x, &m, eps));
+}
+
 #define BK(fn)                                                                                              \
     static PyObject *fn##_bk(PyObject *s, PyObject *a, PyObject *k) { return with_backend(fn, s, a, k); }
 BK(py_copy) BK(py_concat) BK(py_pad) BK(py_patchify) BK(py_unpatchify) BK(py_embedding) BK(py_linear)
@@ -1645,8 +1735,7 @@ BK(py_linear_act) BK(py_linear_fp8) BK(py_matmul) BK(py_attention) BK(py_rms_nor
 BK(py_l2norm_channels) BK(py_group_norm) BK(py_softmax) BK(py_unary) BK(py_glu) BK(py_add) BK(py_mul)
 BK(py_scale) BK(py_sincos) BK(py_modulate) BK(py_gate) BK(py_rope) BK(py_conv2d) BK(py_conv3d) BK(py_conv_transpose2d)
 BK(py_upsample_nearest2x) BK(py_resize) BK(py_avg_pool3d) BK(py_gs_rasterize) BK(py_warp_forward)
-BK(py_quantize_fp8_rows)
-BK(py_linear_fp8_tokens)
+BK(py_quantize_fp8_rows) BK(py_linear_fp8_tokens) BK(py_rays) BK(py_to_u8) BK(py_minmax) BK(py_range_norm)
 
 #define KW(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, doc}
 
@@ -1710,6 +1799,11 @@ static PyMethodDef ops_methods[] = {
        "-> (image (N,C,H,W), mask (N,H,W), depth (N,H,W)[, median ms]): the forward warp."),
     KW("warp_forward_measure", py_warp_forward_measure, "warp_forward_measure(channels, height, width, n_targets, "
        "device='cuda') -> {alloc_peak, alloc_live, n_ops}: the warp on a measuring backend."),
+    KW("ray_image", py_rays_bk, "ray_image(K (fx, fy, cx, cy), c2w (4, 4), height, width, unshuffle=1, moment=False) -> "
+       "(6·u², H/u, W/u): [origin, direction] planes, pixel-unshuffled u×u."),
+    KW("to_u8", py_to_u8_bk, "to_u8(x (N, C, H, W), mode='video'|'round') -> uint8 (N, H, W, C)."),
+    KW("minmax", py_minmax_bk, "minmax(x, prev=None) -> [min, max] (NaNs skipped), combined with prev (2,)."),
+    KW("range_norm", py_range_norm_bk, "range_norm(x, mm (2), eps=1e-6): 2·(x − mm[0]) / max(mm[1] − mm[0], eps) − 1."),
     {NULL, NULL, 0, NULL},
 };
 

@@ -78,6 +78,10 @@ static const lyra_backend_ops cpu_ops = {
     .avg_pool3d = cpu_avg_pool3d,
     .gs_rasterize = cpu_gs_rasterize,
     .warp_forward = cpu_warp_forward,
+    .rays = cpu_rays,
+    .to_u8 = cpu_to_u8,
+    .minmax = cpu_minmax,
+    .range_norm = cpu_range_norm,
 };
 
 lyra_status lyra_backend_cpu_init(lyra_backend *be, int n_threads) {

@@ -128,5 +128,10 @@ lyra_status cpu_gs_rasterize(lyra_backend *, lyra_tensor *, const lyra_tensor *,
                              const lyra_tensor *, const lyra_tensor *, const lyra_tensor *, const lyra_splat_camera *);
 lyra_status cpu_warp_forward(lyra_backend *, lyra_tensor *, lyra_tensor *, lyra_tensor *, const lyra_tensor *,
                              const lyra_tensor *, const lyra_warp_params *);
+/* cpu_prep.c */
+lyra_status cpu_rays(lyra_backend *, lyra_tensor *, int, int, const lyra_ray_params *);
+lyra_status cpu_to_u8(lyra_backend *, lyra_tensor *, const lyra_tensor *, lyra_u8_mode);
+lyra_status cpu_minmax(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *);
+lyra_status cpu_range_norm(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, float);
 
 #endif

@@ -264,6 +264,10 @@ static const lyra_backend_ops cuda_ops = {
     /* .host_alloc = */ ON_DEVICE(be_host_alloc),
     /* .host_release = */ ON_DEVICE(be_host_release),
     /* .warp_forward = */ ON_DEVICE(cu_op_warp_forward),
+    /* .rays = */ ON_DEVICE(cu_op_rays),
+    /* .to_u8 = */ ON_DEVICE(cu_op_to_u8),
+    /* .minmax = */ ON_DEVICE(cu_op_minmax),
+    /* .range_norm = */ ON_DEVICE(cu_op_range_norm),
 };
 
 extern "C" lyra_status lyra_backend_cuda_init(lyra_backend *be, int device) {

@@ -321,6 +321,11 @@ lyra_status cu_op_gs_rasterize(lyra_backend *, lyra_tensor *, const lyra_tensor 
 lyra_status cu_op_warp_forward(lyra_backend *, lyra_tensor *, lyra_tensor *, lyra_tensor *, const lyra_tensor *,
                                const lyra_tensor *, const lyra_warp_params *);
 
+lyra_status cu_op_rays(lyra_backend *, lyra_tensor *, int, int, const lyra_ray_params *);
+lyra_status cu_op_to_u8(lyra_backend *, lyra_tensor *, const lyra_tensor *, lyra_u8_mode);
+lyra_status cu_op_minmax(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *);
+lyra_status cu_op_range_norm(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, float);
+
 /* The fused flash-attention kernel (cuda_attention_flash.cu): 1 when it handled the call (status in *st),
  * 0 when the case is outside what it supports (dtype, head dim, alignment) and the caller falls back. */
 int cu_flash_attention(lyra_backend *be, lyra_tensor *o, const lyra_tensor *q, const lyra_tensor *k,

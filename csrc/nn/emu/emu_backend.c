@@ -556,6 +556,40 @@ static lyra_status emu_warp_forward(lyra_backend *be, lyra_tensor *out_image, ly
     return RUN(c.cpu->ops->warp_forward(c.cpu, Y, M, DO, I, D, p));
 }
 
+/* ---------------------------------------------------------------- chunk inputs (f32 in and out, as on CUDA) */
+
+static lyra_status emu_rays(lyra_backend *be, lyra_tensor *y, int height, int width, const lyra_ray_params *p) {
+    emu_call c;
+    begin(&c, be, "rays");
+    lyra_tensor *Y = out(&c, y, 0); /* a 16-bit y: the f32 result rounded once, as the CUDA kernel stores it */
+    return RUN(c.cpu->ops->rays(c.cpu, Y, height, width, p));
+}
+
+static lyra_status emu_to_u8(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, lyra_u8_mode mode) {
+    emu_call c;
+    begin(&c, be, "to_u8");
+    const lyra_tensor *X = in(&c, "x", x, 1); /* the CPU kernel reads f32/bf16/f16 itself */
+    lyra_tensor *Y = out(&c, y, 1);
+    return RUN(c.cpu->ops->to_u8(c.cpu, Y, X, mode));
+}
+
+static lyra_status emu_minmax(lyra_backend *be, lyra_tensor *mm, const lyra_tensor *x, const lyra_tensor *prev) {
+    emu_call c;
+    begin(&c, be, "minmax");
+    const lyra_tensor *X = in(&c, "x", x, 1), *P = in(&c, "prev", prev, 1);
+    lyra_tensor *Y = out(&c, mm, 1);
+    return RUN(c.cpu->ops->minmax(c.cpu, Y, X, P));
+}
+
+static lyra_status emu_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *mm,
+                                  float eps) {
+    emu_call c;
+    begin(&c, be, "range_norm");
+    const lyra_tensor *X = in(&c, "x", x, 1), *M = in(&c, "mm", mm, 1);
+    lyra_tensor *Y = out(&c, y, 0);
+    return RUN(c.cpu->ops->range_norm(c.cpu, Y, X, M, eps));
+}
+
 /* ---------------------------------------------------------------- table and lifetime */
 
 static void emu_destroy(lyra_backend *be) {
@@ -609,6 +643,10 @@ static const lyra_backend_ops emu_ops = {
     .avg_pool3d = emu_avg_pool3d,
     .gs_rasterize = emu_gs_rasterize,
     .warp_forward = emu_warp_forward,
+    .rays = emu_rays,
+    .to_u8 = emu_to_u8,
+    .minmax = emu_minmax,
+    .range_norm = emu_range_norm,
 };
 
 lyra_status lyra_backend_emu_init(lyra_backend *be, int n_threads) {

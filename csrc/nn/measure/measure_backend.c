@@ -295,6 +295,28 @@ static lyra_status m_warp_forward(lyra_backend *be, lyra_tensor *out_image, lyra
     return count(be, 0);
 }
 
+/* The chunk-input ops build a network's inputs, they are no part of one: counted with no FLOPs. */
+static lyra_status m_rays(lyra_backend *be, lyra_tensor *y, int height, int width, const lyra_ray_params *p) {
+    (void)y; (void)height; (void)width; (void)p;
+    return count(be, 0);
+}
+
+static lyra_status m_to_u8(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, lyra_u8_mode mode) {
+    (void)y; (void)x; (void)mode;
+    return count(be, 0);
+}
+
+static lyra_status m_minmax(lyra_backend *be, lyra_tensor *mm, const lyra_tensor *x, const lyra_tensor *prev) {
+    (void)mm; (void)x; (void)prev;
+    return count(be, 0);
+}
+
+static lyra_status m_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *mm,
+                                float eps) {
+    (void)y; (void)x; (void)mm; (void)eps;
+    return count(be, 0);
+}
+
 static const lyra_backend_ops measure_ops = {
     .name = "measure",
     .destroy = measure_destroy,
@@ -342,6 +364,10 @@ static const lyra_backend_ops measure_ops = {
     .host_alloc = measure_host_alloc,
     .host_release = measure_host_release,
     .warp_forward = m_warp_forward,
+    .rays = m_rays,
+    .to_u8 = m_to_u8,
+    .minmax = m_minmax,
+    .range_norm = m_range_norm,
 };
 
 lyra_status lyra_backend_measure_init(lyra_backend *be, lyra_device device) {
