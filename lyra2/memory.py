@@ -367,6 +367,7 @@ def _stages(c, resident, keep_da3, first_frame_depth, vae_parked=True):
     loop = dict(_placed(c, resident, keep_da3, first_frame_depth), **{"run buffers": c["driver"],
                 "decoded frames": c["pix"]}, **c["prep_run"], **({} if vae_parked else vae_caches))
     kept = lambda stage: dict(loop, **_kept_terms(c, stage))
+    da3 = {k: v for k, v in loop.items() if k.startswith("da3 ")}   # a resident DA3 (_placed)
     before = {"da3 weights": c["da3_w"], "da3 activations": c["da3_a1"]} if keep_da3 and first_frame_depth else {}
     st = {
         # umT5 runs before the other networks are placed (a resident DA3 is placed first, with its

@@ -173,6 +173,7 @@ def test_transfers_of_a_run(ckpt, image, depth, emulated, monkeypatch, parked):
                    | (VAE_CACHE if parked else set()) and not k[1].startswith("DA3") and not k[1].startswith("ViT")}
     assert not unexplained, unexplained
     # only uint8 frames come down: 3 bytes per pixel
+    sizes = {(d, name): b for d, b, name in log}
     assert sum(b for d, b, n in log if n == "video frames") == (1 + 4 * chunks * G) * H * W * 3
     if parked:   # the card also refuses a new caption's umT5 beside the placed networks (test_memory_whole_run)
         return
