@@ -482,13 +482,24 @@ def check_device_memory(device_memory):
     return int(device_memory)
 
 
+#: Device memory a real GPU does not give to lyra2's pool: the CUDA context, the cuBLAS / cuBLASLt handles and their
+#: workspaces, the driver's reserve (about 0.5 GB on an H100 with lazy module loading). An allowance, not a
+#: measurement: the first device run (benchmarks/device_check.sh) reports the real figure. The emulated device has
+#: none (its pool is the whole LYRA2_EMULATED_CUDA_MEMORY).
+CUDA_CONTEXT_RESERVE = 1 << 30
+
+
 def device_memory_bytes():
-    """The CUDA device's total memory in bytes as lyra2.backends() reports it (the first device; on the emulated
-    device LYRA2_EMULATED_CUDA_MEMORY when set, else the host's memory), or None when no device answers."""
+    """The CUDA device's memory in bytes that lyra2 can plan with: the first device's total as lyra2.backends()
+    reports it, less CUDA_CONTEXT_RESERVE on a real GPU (on the emulated device LYRA2_EMULATED_CUDA_MEMORY when set,
+    else the host's memory, as is), or None when no device answers."""
     from . import backends
 
     b = backends()
-    return int(b["devices"][0]["memory_bytes"]) if b["cuda"] and b["devices"] else None
+    if not (b["cuda"] and b["devices"]):
+        return None
+    total = int(b["devices"][0]["memory_bytes"])
+    return total if b["emulated"] else max(total - CUDA_CONTEXT_RESERVE, 1)
 
 
 def memory_plan(resolution="480p", num_frames=81, dit_dtype="bf16", max_gpu_memory=None, device_memory=None) -> dict:

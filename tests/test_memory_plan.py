@@ -569,3 +569,19 @@ def test_da3_arena_is_measured_and_the_cost_model_bounds_it(device, monkeypatch)
         measured, model = _core.da3_arena(d._net, views, 28, 42, poses)
         assert 0 < measured <= model
         print(f"DA3 tiny {device} {views} view(s): measured arena {measured} bytes, cost model {model} bytes")
+
+
+def test_device_memory_keeps_the_cuda_context_reserve_on_a_real_gpu(monkeypatch):
+    """The plan's device memory is the card's total less CUDA_CONTEXT_RESERVE on a real GPU (the context and the
+    cuBLAS workspaces are not lyra2's pool), the whole pool on the emulated device, None without a device."""
+    from lyra2 import memory
+
+    def fake(cuda, emulated, total):
+        return lambda: {"cuda": cuda, "emulated": emulated, "devices": [{"memory_bytes": total}] if cuda else []}
+
+    monkeypatch.setattr(lyra2, "backends", fake(True, False, 80 * GB))
+    assert memory.device_memory_bytes() == 80 * GB - memory.CUDA_CONTEXT_RESERVE
+    monkeypatch.setattr(lyra2, "backends", fake(True, True, 80 * GB))
+    assert memory.device_memory_bytes() == 80 * GB
+    monkeypatch.setattr(lyra2, "backends", fake(False, False, 0))
+    assert memory.device_memory_bytes() is None
