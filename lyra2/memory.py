@@ -249,7 +249,7 @@ def _costs(net, H, W, num_frames, dit_dtype):
         "da3_w": da3_w, "da3_a1": da3_a1, "da3_aw": da3_aw,
         "da3_pix1": 3 * dh * dw * 4, "da3_pixw": DEPTH_WINDOW * 3 * dh * dw * 4,
         "prep_run": prep_run, "prep_scratch": prep_scratch,
-        "warp_temps": _warp_device_temps(3, H, W, min(WARP_CHUNK, per_chunk)),
+        "warp_temps": _core.warp_device_temps_bytes(3, H, W, min(WARP_CHUNK, per_chunk)),
         "kept": _kept(n_chunks, per_chunk), "frame": 3 * HW * 4, "depth_map": HW * 4,
         "chunk_frames": per_chunk * 3 * HW * BF16,
     }
@@ -266,21 +266,6 @@ def _prep_run(layout, H, W, n_chunks, C):
             "canonical coordinates": fp["spatial_frames"] * 3 * HW * 4, "buffer depth": HW * 4,
             "uint8 frames": 4 * ((max(4, DEPTH_WINDOW) * 3 * HW + 3) // 4),
             "encoder latent": C * hw * 4 + 2 * C * 4}
-
-
-def _warp_device_temps(channels, H, W, n_targets):
-    """The CUDA forward warp's device temporaries (op warp_forward; the formula of
-    csrc/nn/measure/warp_device_temps.h lyra_warp_device_temps_of, which the kernel and the measuring backend use):
-    the source block (sanitized depth, world points, splat flags, per-target maxima and normalisers, 256-byte
-    aligned parts) and one sub-batch of accumulation canvases. The emulated device warps on the host and allocates
-    none of them."""
-    a = lambda n: (n + 255) & ~255
-    hw, n = H * W, max(1, n_targets)
-    source = a(hw * 4) + a(3 * hw * 4) + a(hw) + a(n * 4) + n * 4
-    canvas = (H + 2) * (W + 2) * (channels + 2)
-    fit = min(max(1, (256 << 20) // (canvas * 4)), 32)
-    n_sub = -(-n // fit)
-    return source + (-(-n // n_sub)) * canvas * 4
 
 
 def _kept(n_chunks, F):
@@ -578,41 +563,3 @@ def apply_dit_streaming(models, info, plan, log):
                 f"{DIT_14B['num_layers']}: every block stays resident")
     _core.ar_models_dit_streaming(models, resident)
     return resident
-
-
-def prep_stage_bytes(resolution="480p", num_frames=81) -> dict:
-    """Device memory of the chunk-input prep (issue 14: the chunk inputs built on the device, in the VAE's memory;
-    csrc/pipeline/ar_driver.c ``prep_buffers`` / ``frame_needed`` and csrc/pipeline/prep.c
-    ``lyra_prep_scratch_bytes``), all f32 unless said otherwise; ``memory_plan``'s stages count the same terms
-    (``_prep_run``, ``_kept`` and the prep stage's scratch).
-
-    ``run``: live through the chunk loop: ``_prep_run``'s buffers (the history latents, the canonical coordinates,
-    the buffer depth, the uint8 staging, one encoder latent with the latent constants) and the largest number of
-    kept decoded frames and spatial-memory depths of any stage (``_kept``).
-    ``scratch``: live while one chunk's inputs are assembled (the fresh VAE encodes run inside it), written out here
-    independently of the C function: one batch of 16 warped images (16, 3, H, W) (the warps run 16 targets at a
-    time, LYRA_AR_WARP_CHUNK, each batch's frames encoded before the next; reused by the correspondence warps),
-    their warped depths (16, H, W), the warped depths of the kept frames (S, G, H, W: normalised over the range of
-    all groups at the end), the camera latents (G + 1, 16, h, w), the spatial latents (S, 16, h, w) and the depth
-    range. (On CUDA the forward warp adds its own temporaries, ``_warp_device_temps``.)
-    Returns {"run_bytes", "scratch_bytes", "run": {what: bytes}, "scratch": {what: bytes}}."""
-    H, W = _frame_size(resolution)
-    HW, hw, f32, C = H * W, (H // 8) * (W // 8), 4, 16
-    fp = _core.dit_framepack(DIT_LAYOUT)
-    S, G = fp["spatial_frames"], fp["new_frames"]
-    F = 4 * G
-    n_chunks = max(1, (int(num_frames) - 1) // F)
-    kept = _kept(n_chunks, F).values()
-    run = dict(_prep_run(DIT_LAYOUT, H, W, n_chunks, C),
-               **{"kept frames": max(k[0] for k in kept) * 3 * HW * f32,
-                  "spatial-memory depths": max(k[1] for k in kept) * HW * f32})
-    batch = WARP_CHUNK
-    scratch = {
-        "warp image": batch * 3 * HW * f32,
-        "warp depth": batch * HW * f32,
-        "kept depths": S * G * HW * f32,
-        "camera latents": C * (G + 1) * hw * f32,
-        "spatial latents": S * C * hw * f32,
-        "depth range": 2 * f32,
-    }
-    return {"run_bytes": sum(run.values()), "scratch_bytes": sum(scratch.values()), "run": run, "scratch": scratch}

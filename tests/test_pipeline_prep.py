@@ -139,13 +139,19 @@ def test_on_the_emulated_device_equals_the_cpu(g, run, monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
-def test_memory_plan_counts_the_prep_scratch():
-    """lyra2.memory.prep_stage_bytes' scratch is what lyra_prep_chunk allocates (at the released layout, warp batches
-    of 16 targets)."""
+def test_prep_scratch_is_the_written_out_count():
+    """What lyra_prep_chunk allocates (lyra_prep_scratch_bytes, which lyra2.memory_plan's prep stage counts), at the
+    released layout with warp batches of 16 targets, equals a count written out here independently, f32 throughout:
+    one batch of warped images (16, 3, H, W) and their depths (16, H, W) (each batch encoded before the next, reused
+    by the correspondence warps), the warped depths of the kept frames (S, G, H, W: normalised over all groups'
+    range at the end), the camera latents (G + 1, 16, h, w), the spatial latents (S, 16, h, w) and the depth range."""
     from lyra2 import memory
-    for res, (H, W) in (("480p", (480, 832)), ("720p", (720, 1280))):
-        plan = memory.prep_stage_bytes(res, 161)
-        assert plan["scratch_bytes"] == _core.prep_scratch_bytes(memory.DIT_LAYOUT, H, W, 16, 16), res
+    fp = _core.dit_framepack(memory.DIT_LAYOUT)
+    S, G, C, batch = fp["spatial_frames"], fp["new_frames"], 16, 16
+    for H, W in ((480, 832), (720, 1280)):
+        HW, hw = H * W, (H // 8) * (W // 8)
+        count = 4 * (batch * 3 * HW + batch * HW + S * G * HW + C * (G + 1) * hw + S * C * hw + 2)
+        assert _core.prep_scratch_bytes(memory.DIT_LAYOUT, H, W, C, batch) == count, (H, W)
 
 
 def bf16_round(x):

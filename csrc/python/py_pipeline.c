@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "models/framepack.h"
+#include "nn/measure/warp_device_temps.h"
 #include "nn/ops.h"
 #include "pipeline/prep.h"
 
@@ -321,7 +322,24 @@ static PyObject *py_prep_scratch_bytes(PyObject *self, PyObject *args) {
     return PyLong_FromLongLong((long long)lyra_prep_scratch_bytes(&fp, H, W, C, warp_chunk));
 }
 
+/* The CUDA forward warp's device temporaries for (C, H, W, n_targets): the source block and one sub-batch of canvases
+ * (the sizing the kernel and the measuring backend share). */
+static PyObject *py_warp_device_temps_bytes(PyObject *self, PyObject *args) {
+    (void)self;
+    int C, H, W, N;
+    if (!PyArg_ParseTuple(args, "iiii", &C, &H, &W, &N)) return NULL;
+    if (C < 1 || H < 1 || W < 1 || N < 1) {
+        PyErr_Format(PyExc_ValueError, "warp_device_temps_bytes: C, H, W and n_targets must be >= 1, got %d, %d, %d, %d",
+                     C, H, W, N);
+        return NULL;
+    }
+    lyra_warp_device_temps t = lyra_warp_device_temps_of(C, H, W, N);
+    return PyLong_FromLongLong((long long)(t.source_bytes + t.canvas_bytes));
+}
+
 static PyMethodDef pipeline_methods[] = {
+    {"warp_device_temps_bytes", py_warp_device_temps_bytes, METH_VARARGS,
+     "warp_device_temps_bytes(C, H, W, n_targets) -> bytes of the CUDA forward warp's device temporaries."},
     {"prep_scratch_bytes", py_prep_scratch_bytes, METH_VARARGS,
      "prep_scratch_bytes(layout, H, W, C, warp_chunk) -> bytes of the temporaries lyra_prep_chunk allocates."},
     {"pipeline_prepare", py_pipeline_prepare, METH_VARARGS,
