@@ -208,15 +208,26 @@ static PyObject *py_ar_models_info(PyObject *self, PyObject *cap) {
                          p->m.fp8_dmd >= 0 ? "fp8" : "bf16", "adapter_bytes", adapter_bytes);
 }
 
+/* The device ('cpu' or 'cuda') and the DiT's device precision ('bf16' or 'f32') of a run: 0, or -1 with a
+ * ValueError naming the field. */
+static int check_run_device(const char *device, const char *precision) {
+    if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
+        PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
+        return -1;
+    }
+    if (strcmp(precision, "bf16") && strcmp(precision, "f32")) {
+        PyErr_Format(PyExc_ValueError, "precision: '%s' is not allowed; expected 'bf16' or 'f32'", precision);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *py_ar_texts_missing(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *cap, *captions;
     const char *device, *precision;
     if (!PyArg_ParseTuple(args, "OO!ss:ar_texts_missing", &cap, &PyList_Type, &captions, &device, &precision)) return NULL;
-    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
-        return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
-    if (strcmp(precision, "bf16") && strcmp(precision, "f32"))
-        return PyErr_Format(PyExc_ValueError, "precision: '%s' is not allowed; expected 'bf16' or 'f32'", precision);
+    if (check_run_device(device, precision) < 0) return NULL;
     py_models *pm = PyCapsule_GetPointer(cap, MODELS_CAPSULE);
     if (!pm) return NULL;
     const Py_ssize_t n = PyList_GET_SIZE(captions);
@@ -327,10 +338,7 @@ static PyObject *py_ar_generate(PyObject *self, PyObject *args) {
                           &captions, &use_dmd, &guidance, &num_steps, &shift, &seed, &label, &depth_fn, &progress_fn,
                           &log_fn, &want_warp, &device, &precision, &park_vae))
         return NULL;
-    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
-        return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
-    if (strcmp(precision, "bf16") && strcmp(precision, "f32"))
-        return PyErr_Format(PyExc_ValueError, "precision: '%s' is not allowed; expected 'bf16' or 'f32'", precision);
+    if (check_run_device(device, precision) < 0) return NULL;
     py_models *pm = PyCapsule_GetPointer(cap, MODELS_CAPSULE);
     if (!pm) return NULL;
     if (pm->busy) return PyErr_Format(PyExc_RuntimeError, "generate: the models are in use by another thread");
