@@ -123,6 +123,9 @@ def load_models(folder, device="cpu", plan=None, log=print, dit_dtype="bf16", us
            _threads(), layout, device, streamed, DIT_DEVICE_PRECISION if device != "cpu" else None,
            dit_dtype, bool(use_dmd) if dit_dtype == "fp8" or device != "cpu" else None)  # the LoRAs folded for it
     if key not in _cache:
+        if any(k[:-1] == key[:-1] for k in _cache):  # the same models with the other use_dmd's LoRAs folded in
+            log(f"LoRAs: the cached models have the LoRAs of use_dmd={not use_dmd} folded into the DiT's weights; "
+                f"loading them again for use_dmd={bool(use_dmd)}")
         _cache.clear()  # one set of models at a time: a placed set holds the device memory
         styles = [(name, paths[c], w) for c, name, w in STYLE_LORAS if c in paths]
         models = _core.ar_models_load(paths, layout, _threads(), styles)

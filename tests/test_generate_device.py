@@ -289,7 +289,9 @@ def test_device_placement_folds_the_loras_once_per_use_dmd(ckpt, image, depth, e
         _core.ar_generate(models, x, depth.astype(np.float32), w2c, K, ["a quiet street"], False, 5.0, 1, 5.0, 0,
                           "generate", None, None, None, False, "cuda", "bf16", False)
     # lyra2.generate loads them again for a UniPC run, folded without the DMD LoRA (the DMD models given back)
-    run(ckpt, image, depth, "cuda", num_frames=81, use_dmd=False, num_inference_steps=1)
+    logs = []
+    run(ckpt, image, depth, "cuda", logs, num_frames=81, use_dmd=False, num_inference_steps=1)
+    assert any("folded into the DiT's weights; loading them again for use_dmd=False" in e["message"] for e in logs)
     other, info = gen.load_models(ckpt, "cuda", use_dmd=False)
     assert other is not models and info["loras_folded"] and not info["has_dmd"] and info["adapter_bytes"] == 0
 
