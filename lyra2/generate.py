@@ -18,7 +18,9 @@ LoRAs (upstream ML:74-92, Z:464-486, CTI:181-199, T2V:353-432, Z:525-530): the s
 ``lora/realism_boost.safetensors`` and ``lora/detail_enhancer.safetensors`` at weight 0.4 each when the folder has them
 (upstream's zoom-GS script default; fal's choice is unknown,
 docs/REFERENCES.md#the-fal-endpoint-and-the-upstream-script), in both samplers, plus the DMD LoRA at 1.0 with
-``use_dmd``. The active ones are logged.
+``use_dmd``. The active ones are logged. The CPU evaluates them as adapters (unfolded, as upstream); a device run
+with the bf16 policy folds them into the DiT's weights once, at placement (docs/PRECISION.md: the drift, and no
+adapter bytes on the device), so placed models serve one ``use_dmd`` and are cached per ``use_dmd``.
 
 Depth of the input (upstream Z:210-212, Z:556-563, DU:149-217, ``lyra2.depth.first_frame_depth``): the caller's
 ``depth``, else Depth Anything 3 aligned to MoGe as upstream when ``da3.safetensors`` and ``moge.safetensors`` are in
@@ -101,9 +103,11 @@ def load_models(folder, device="cpu", plan=None, log=print, dit_dtype="bf16", us
     every block resident): set for every CPU run, and on a device once, before the first run places the models
     (the streamed blocks stay in host memory). dit_dtype="fp8": the LoRAs merged (the DMD LoRA at 1 for use_dmd
     runs, left out otherwise) and the attention blocks quantized to e4m3 before placement, on the CPU too (the CPU
-    reference of the device's fp8 path, docs/PRECISION.md). Cached: the same folder, device, (on a device)
-    streaming and (fp8) use_dmd are loaded once; the first device run embeds its captions with umT5 alone on the
-    device, then places the rest."""
+    reference of the device's fp8 path, docs/PRECISION.md). On a device with the bf16 policy the first run folds the
+    same set into the DiT's weights as it places them (lyra_ar_models_place: no adapter on the device), so those
+    models too serve one use_dmd. Cached: the same folder, device, (on a device) streaming and (fp8 or a device)
+    use_dmd are loaded once; a run of the other use_dmd loads them again. The first device run embeds its captions
+    with umT5 alone on the device, then places the rest."""
     from . import checkpoint, io
     from .memory import apply_dit_streaming
 
@@ -117,8 +121,11 @@ def load_models(folder, device="cpu", plan=None, log=print, dit_dtype="bf16", us
     streamed = plan["resident_blocks"] if device != "cpu" and plan is not None and plan["streamed_blocks"] else None
     key = (os.path.abspath(folder), tuple((c, os.path.getmtime(p), os.path.getsize(p)) for c, p in sorted(paths.items())),
            _threads(), layout, device, streamed, DIT_DEVICE_PRECISION if device != "cpu" else None,
-           dit_dtype, bool(use_dmd) if dit_dtype == "fp8" else None)
+           dit_dtype, bool(use_dmd) if dit_dtype == "fp8" or device != "cpu" else None)  # the LoRAs folded for it
     if key not in _cache:
+        if any(k[:-1] == key[:-1] for k in _cache):  # the same models with the other use_dmd's LoRAs folded in
+            log(f"LoRAs: the cached models have the LoRAs of use_dmd={not use_dmd} folded into the DiT's weights; "
+                f"loading them again for use_dmd={bool(use_dmd)}")
         _cache.clear()  # one set of models at a time: a placed set holds the device memory
         styles = [(name, paths[c], w) for c, name, w in STYLE_LORAS if c in paths]
         models = _core.ar_models_load(paths, layout, _threads(), styles)

@@ -35,7 +35,7 @@ The schedule (stages in run order), each counting what the code holds on the dev
 ``vae_encode``   the re-encode of those frames through the streaming encoder (and its priming).
 ``depth_update`` DA3 on the depth window (up to 10 views with poses) and its pixels.
 
-Through the chunk loop the device holds the placed networks (the DiT, its LoRA adapters, CLIP and its arena, the
+Through the chunk loop the device holds the placed networks (the DiT, CLIP and its arena, the
 negative prompt, the VAE), the driver's buffers (the captions, CLIP tokens and frame, the latent x, the
 velocity), the decoded frames, and the chunk-input prep's run buffers in the VAE's memory (the history latents,
 the canonical coordinates, the buffer depth, the uint8 staging, and the decoded frames and spatial-memory depths a
@@ -63,8 +63,9 @@ A later run in the same process with a caption not embedded before loads umT5 be
 placed: ``later_text_bytes`` counts that (the placed networks, DA3 if resident, umT5 and its activations); when it
 exceeds the budget or the device's memory, ``new_caption_releases_placed`` is True and lyra2.generate gives the
 placed networks back before the text and places them again after it (their files are read again), so that run
-stays within this plan. The plan of the released sizes counts no LoRA adapters (their ranks are the files', see
-_released_networks).
+stays within this plan. LoRA adapters take no device memory: a device run folds its LoRAs (the style ones, and the
+DMD one with use_dmd) into the DiT's weights on the host before placing them (csrc/pipeline/ar_models.c
+lyra_ar_models_place), so the DiT's weight bytes are the loader's, whatever the files' ranks.
 """
 from __future__ import annotations
 
@@ -161,9 +162,7 @@ def _numel(shape):
 def _released_networks(H, W):
     """The per-network byte terms of the released checkpoint at H x W (see _plan for the keys): the C cost models
     of umT5-XXL, CLIP ViT-H, DA3-giant and MoGe ViT-L in their device precision, the Wan VAE's dry walk. The
-    DMD and style LoRAs stay adapters beside bf16 weights; their ranks are the files', so this plan of the
-    released sizes, made without the files, counts none (a run's models report theirs:
-    lyra2.testing.run_networks)."""
+    DMD and style LoRAs are folded into the DiT's weights before placement: no bytes of their own."""
     from .models.clip import clip_cost
     from .models.depth import da3_cost
     from .models.moge import moge_cost
@@ -174,7 +173,7 @@ def _released_networks(H, W):
     clip = clip_cost(precision="f16")
     moge = moge_cost(H, W, precision="f16")
     return {
-        "dit": (DIT_14B, DIT_LAYOUT), "clip_tokens": CLIP_TOKENS, "text_dim": DIT_14B["text_dim"], "adapter_bytes": 0,
+        "dit": (DIT_14B, DIT_LAYOUT), "clip_tokens": CLIP_TOKENS, "text_dim": DIT_14B["text_dim"],
         "umt5": (t5["params"] * BF16, t5["arena_bytes"]),
         "clip": (clip["params"] * BF16, clip["arena_bytes"]),
         "da3": lambda views, h, w, poses: _pair(da3_cost(views, h, w, poses, precision="bf16")),
@@ -241,7 +240,7 @@ def _costs(net, H, W, num_frames, dit_dtype):
     prep_run = _prep_run(layout, H, W, n_chunks, zc)
     prep_scratch = _core.prep_scratch_bytes(layout, H, W, zc, WARP_CHUNK)
     return {
-        "n_chunks": n_chunks, "dit": dit, "dit_fixed": fixed + net["adapter_bytes"], "dit_block": block, "layers": cfg["num_layers"],
+        "n_chunks": n_chunks, "dit": dit, "dit_fixed": fixed, "dit_block": block, "layers": cfg["num_layers"],
         "fp8_copy": fp8_copy, "driver": driver, "cond": cond, "negative": text, "text_out": text,
         "umt5": net["umt5"], "clip": net["clip"], "moge": net["moge"],
         "vae_w": vae_w, "enc_cache": enc["cache_bytes"], "dec_cache": dec["cache_bytes"], "enc_arena": enc_arena,
@@ -392,7 +391,7 @@ def _stages(c, resident, keep_da3, first_frame_depth, vae_parked=True):
 def _plan(net, H, W, num_frames, dit_dtype, max_gpu_memory, label, first_frame_depth=True, device_memory=None,
           vae_parked=None):
     """The plan of a run of the networks `net` at H x W: a dict with "dit" (configuration, FramePack layout; its
-    forward is measured), "clip_tokens", "text_dim", "adapter_bytes" (LoRA adapters beside the weights), "umt5",
+    forward is measured), "clip_tokens", "text_dim", "umt5",
     "clip", "moge" ((weight bytes, arena bytes) each), "da3" (a function (views, h, w, poses) -> (weight bytes,
     arena bytes)) and "vae" ((dim, z_dim, weight bytes)). _released_networks gives the released checkpoint's,
     lyra2.testing.run_networks any folder's. first_frame_depth: the first frame's depth is estimated (DA3 + MoGe)

@@ -576,9 +576,9 @@ def run_networks(folder):
     """The byte terms lyra2.memory's planner takes (``lyra2.memory._plan``; ``memory_plan`` builds those of the
     released sizes) for the networks of a converted checkpoint folder, e.g. a tiny one: the DiT's configuration and
     layout (its forward is measured by the planner), umT5's and CLIP's cost models in their device precision, DA3's
-    cost model with the weight bytes a bf16 placement gives its loaded tensors, the VAE's width, and the LoRA
-    adapters the generate models keep beside their bf16 weights. MoGe is left out (runs given ``depth=`` do not
-    load it)."""
+    cost model with the weight bytes a bf16 placement gives its loaded tensors and the VAE's width (the LoRAs are
+    folded into the DiT's weights before a device placement: no adapter bytes). MoGe is left out (runs given
+    ``depth=`` do not load it)."""
     import importlib
 
     from . import checkpoint, io
@@ -589,7 +589,7 @@ def run_networks(folder):
 
     gen = importlib.import_module("lyra2.generate")
     comps = checkpoint.components(folder)
-    info = gen.load_models(folder, "cpu")[1]   # the generate models' summary (their LoRA adapters, DiT configuration)
+    info = gen.load_models(folder, "cpu")[1]   # the generate models' summary (DiT configuration, VAE width)
     layout = io.safetensors_info(comps["dit"])["metadata"].get("framepack_type", gen.DEFAULT_LAYOUT)
     t5 = umt5_cost(UMT5Encoder(comps["umt5"]).config, 512, precision="bf16")
     cc = CLIPVision(comps["clip"]).config
@@ -598,7 +598,7 @@ def run_networks(folder):
     grid = cc["image_size"] // cc["patch"]
     vz = info["vae_dim"]
     return {"dit": (info["dit_config"], layout), "clip_tokens": grid * grid + 1, "text_dim": info["text_dim"],
-            "adapter_bytes": info["adapter_bytes"], "umt5": (t5["params"] * 2, t5["arena_bytes"]),
+            "umt5": (t5["params"] * 2, t5["arena_bytes"]),
             "clip": (clip["params"] * 2, clip["arena_bytes"]),
             "da3": lambda views, h, w, poses: _pair(da3.plan(views, h, w, poses, "bf16")), "moge": (0, 0),
             "vae": (vz, 16, sum(_numel(s) for _, s in vae_tensor_shapes(vz, 16)) * 2)}

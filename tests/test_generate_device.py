@@ -12,11 +12,13 @@ Two precisions, two claims:
   network in its policy: max 16, mean 0.66 (81 and 161 frames, DMD) — the bf16 VAE decoder of this random tiny
   checkpoint amplifies its roundings into a few isolated pixels. UniPC with CFG at guidance g evaluates
   u + g·(c − u): the two calls' rounding errors enter with weights g + 1 and g, so the mean grows with g: measured
-  max 17, mean 1.21 at g = 5 (161 frames, 2 steps).
+  max 17, mean 1.21 at g = 5 (161 frames, 2 steps). Since the device placement folds the LoRAs into the DiT's bf16
+  weights (docs/PRECISION.md, LoRA fold): DMD max 13 / 15, mean 0.67 / 0.69 (81 / 161 frames); CFG 5 max 15, mean 1.10.
   Bounds: DMD max <= 32, mean <= 1.5; CFG 5 max <= 40, mean <= 2.5 (about twice the measured values; a misplaced
   or stale tensor reads the pool's NaN poison or wrong data and moves frames by tens of levels on average).
 """
 import collections
+import os
 
 import numpy as np
 import pytest
@@ -258,3 +260,61 @@ def test_da3_follows_the_plan_under_a_budget(ckpt, image, depth, emulated):
         ups = [n for d, _, n in testing.emulated_cuda_transfers() if d == "upload"]
         assert ups.count("Depth Anything 3 weights") == 1   # 161 frames: one depth-window update
         assert not gen._da3_cache
+
+
+def test_device_placement_folds_the_loras_once_per_use_dmd(ckpt, image, depth, emulated):
+    """Issue 14's "fixed DMD LoRA merged once": the bf16 placement folds the run's LoRAs (the two style ones, and the
+    DMD one with use_dmd) into the DiT's weights on the host (lyra_ar_models_place), so no adapter is uploaded and
+    the placed DiT holds its weights' bytes only (lyra2.memory plans no adapters). The placed models then serve that
+    use_dmd only: lyra2.generate caches them per use_dmd, and the driver refuses a run of the other. That each fold
+    holds the right adapters is test_bf16_policy_within_its_tolerance (DMD and UniPC runs against the CPU's
+    unfolded adapters) and tests/test_lora.py's drift test."""
+    from lyra2 import _core
+
+    gen.release_models()
+    testing.emulated_cuda_reset()
+    logs = []
+    run(ckpt, image, depth, "cuda", logs, num_frames=81)              # DMD: loads, folds, places
+    assert not [n for _, _, n in testing.emulated_cuda_transfers() if "LoRA" in n]
+    assert any("LoRAs: realism_boost 0.4, detail_enhancer 0.4, dmd_distillation 1" in e["message"] for e in logs)
+    models, info = gen.load_models(ckpt, "cuda")                       # the cached, placed models
+    assert info["device"] == "cuda-emulated" and info["loras_folded"] and info["adapter_bytes"] == 0
+    assert info["has_dmd"] and [(n, round(w, 6)) for n, w in info["style_loras"]] == [("realism_boost", 0.4),
+                                                                                      ("detail_enhancer", 0.4)]
+    # the driver refuses the other use_dmd on these models
+    n = 81
+    x = np.zeros((3, H, W), np.float32)
+    w2c, K = np.tile(np.eye(4, dtype=np.float32), (n, 1, 1)), np.tile(np.eye(3, dtype=np.float32), (n, 1, 1))
+    with pytest.raises(ValueError, match="folded into its weights for use_dmd=True"):
+        _core.ar_generate(models, x, depth.astype(np.float32), w2c, K, ["a quiet street"], False, 5.0, 1, 5.0, 0,
+                          "generate", None, None, None, False, "cuda", "bf16", False)
+    # lyra2.generate loads them again for a UniPC run, folded without the DMD LoRA (the DMD models given back)
+    logs = []
+    run(ckpt, image, depth, "cuda", logs, num_frames=81, use_dmd=False, num_inference_steps=1)
+    assert any("folded into the DiT's weights; loading them again for use_dmd=False" in e["message"] for e in logs)
+    other, info = gen.load_models(ckpt, "cuda", use_dmd=False)
+    assert other is not models and info["loras_folded"] and not info["has_dmd"] and info["adapter_bytes"] == 0
+
+
+def test_a_lora_that_cannot_be_folded_is_a_clear_error(ckpt, image, depth, emulated, tmp_path):
+    """A .diff_b on a Linear without a bias (the camera encoder here; no Wan LoRA targets Lyra's encoders) has no
+    bias to fold into: the device run fails at placement naming the Linear and the way out (the CPU evaluates the
+    adapters unfolded), and writes nothing to the device's weights."""
+    import shutil
+
+    from lyra2 import io as lio
+    from lyra2.checkpoint import FILES
+
+    folder = str(tmp_path / "ckpt")
+    shutil.copytree(ckpt, folder)
+    dit = lio.load_safetensors(os.path.join(folder, FILES["dit"]))
+    out, inp = dit["blocks.0.cam_encoder.weight"].shape
+    rng = np.random.default_rng(0)
+    lio.save_safetensors({"diffusion_model.blocks.0.cam_encoder.lora_down.weight": rng.standard_normal((2, inp)),
+                          "diffusion_model.blocks.0.cam_encoder.lora_up.weight": rng.standard_normal((out, 2)),
+                          "diffusion_model.blocks.0.cam_encoder.diff_b": rng.standard_normal(out)},
+                         os.path.join(folder, FILES["lora_detail"]), dtype="bf16")
+    gen.release_models()
+    with pytest.raises(lyra2.Lyra2Error, match=r"blocks\.0\.cam_encoder\.weight.*no bias.*device='cpu'"):
+        run(folder, image, depth, "cuda", num_frames=81)
+    gen.release_models()

@@ -97,7 +97,7 @@ def test_fp8_on_the_device(ckpt, image, depth, cpu_runs, emulated, case):
 def test_fp8_models_are_specific_to_use_dmd(ckpt):
     models, info = gen.load_models(ckpt, "cpu", None, lambda m: None, "fp8", True)
     assert info["dit_dtype"] == "fp8" and info["has_dmd"]
-    with pytest.raises(ValueError, match="quantized for use_dmd=True"):
+    with pytest.raises(ValueError, match="folded into the DiT.s weights for use_dmd=True"):
         _core.ar_models_dit_fp8(models, False)
     _core.ar_models_dit_fp8(models, True)  # the same use_dmd again: nothing to do
     again, _ = gen.load_models(ckpt, "cpu", None, lambda m: None, "fp8", True)

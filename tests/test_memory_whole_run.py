@@ -10,6 +10,10 @@ block rounded up to 256 bytes, each weight tensor aligned to 64 bytes; measured 
 plan >= peak, and plan - peak <= ALLOC_ROUNDING + 1 % of the peak (the cost models of umT5 and CLIP bound their
 measured arenas from above; umT5's stage is not the peak).
 
+The run's LoRAs (the tiny checkpoint's DMD and two style LoRAs) are folded into the DiT's weights at placement, so
+the plan counts no adapter bytes; with the adapters kept unfolded on the device the run's peak exceeds the plan (by
+155648 bytes here: measured with the fold turned off).
+
 Both residencies of the VAE streams' causal caches are checked: kept on the device for the run (the plan's choice
 when the run fits) and parked in host memory outside their stream's phase (when it does not: the run's plan says
 vae_parked, from the budget or the device's memory, here LYRA2_EMULATED_CUDA_MEMORY)."""

@@ -176,8 +176,9 @@ lyra_status lyra_dit_set_precision(lyra_dit *m, lyra_dtype act);
 lyra_status lyra_dit_lora_add(lyra_dit *m, const lyra_dit_named *src, int n, const char *name, float weight,
                               int *n_ignored);
 /* Folds every adapter into the base weights, W += Σ w_a·B_a·A_a and b += Σ w_a·bias_a (computed in f32, stored
- * in W's dtype), then drops the adapters. Linears without a bias that receive a .diff_b cannot be merged
- * (LYRA_ERR_UNSUPPORTED). */
+ * in W's dtype: one rounding per weight), then drops the adapters (one at weight 0 is dropped without touching a
+ * weight). Linears without a bias that receive a .diff_b of an adapter of nonzero weight cannot be merged
+ * (LYRA_ERR_UNSUPPORTED, nothing changed). */
 lyra_status lyra_dit_lora_merge(lyra_dit *m);
 
 /* Streams the weights of blocks [resident, num_layers) through two block buffers allocated on the model's

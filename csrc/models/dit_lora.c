@@ -3,7 +3,8 @@
  * Upstream injects PEFT adapters with lora_alpha = rank, so an adapter with activation weight w_a adds
  * w_a·(B_a·(A_a·x) + bias_a) to every Linear it targets, after the per-module ".alpha" has been folded into A
  * and B (MU:73-82). We keep the terms unmerged (per-adapter weights stay settable) and can fold them into the
- * base weights on request. Accepted keys (after removing "diffusion_model." and a leading "net."):
+ * base weights on request (lyra_dit_lora_merge; the generate models fold a run's fixed set before a device
+ * placement, docs/PRECISION.md). Accepted keys (after removing "diffusion_model." and a leading "net."):
  *     <module>.lora_A.weight | <module>.lora_down.weight   (r, in)
  *     <module>.lora_B.weight | <module>.lora_up.weight     (out, r)
  *     <module>.alpha                                       scalar: A·B scaled by alpha / r
@@ -285,11 +286,14 @@ static lyra_status merge_linear(lyra_dit *m, lyra_arena *ar, lyra_dit_linear *li
     lyra_backend *be = &m->be;
     int any = 0, bias = 0;
     for (int a = 0; a < m->n_adapters; a++) {
+        if (m->adapters[a].weight == 0.0f) continue; /* adds nothing: the weight stays as it is */
         any |= lin->lora[a].a.data != NULL;
         bias |= lin->lora[a].bias.data != NULL;
     }
     if (!any) return LYRA_OK;
     LYRA_ASSERT(!bias || lin->b.data); /* checked by lyra_dit_lora_merge before any weight changes */
+    /* W + Σ w_a·B_a·A_a accumulated in f32 and rounded once to W's dtype (the placement dtype), so a bf16 weight
+     * takes one rounding for all adapters together */
     int64_t out = lin->w.ne[0], in = lin->w.ne[1];
     lyra_tensor wf, delta, db;
     int own = lin->w.dtype != LYRA_DTYPE_F32;
@@ -303,8 +307,8 @@ static lyra_status merge_linear(lyra_dit *m, lyra_arena *ar, lyra_dit_linear *li
     LYRA_TRY(lyra_arena_tensor(ar, &db, LYRA_DTYPE_F32, 1, &out, "merge bias"));
     for (int a = 0; a < m->n_adapters; a++) {
         const lyra_dit_lora_term *t = &lin->lora[a];
-        if (!t->a.data) continue;
         float wa = m->adapters[a].weight;
+        if (!t->a.data || wa == 0.0f) continue;
         LYRA_TRY(lyra_op_matmul(be, &delta, &t->b, &t->a, 0, wa));
         LYRA_TRY(lyra_op_add(be, &wf, &wf, &delta));
         if (t->bias.data) {
@@ -324,7 +328,7 @@ lyra_status lyra_dit_lora_merge(lyra_dit *m) {
         lyra_dit_linear *lin = m->params[i].linear;
         if (!lin || m->params[i].dst != &lin->w) continue;
         for (int a = 0; a < m->n_adapters; a++)
-            if (lin->lora[a].bias.data && !lin->b.data)
+            if (lin->lora[a].bias.data && !lin->b.data && m->adapters[a].weight != 0.0f)
                 return lyra_error(LYRA_ERR_UNSUPPORTED, "LoRA merge: '%s' has no bias but adapter '%s' adds one "
                                   "(.diff_b); keep the adapters unmerged", lin->w.name, m->adapters[a].name);
         size_t bytes = (size_t)lyra_tensor_numel(&lin->w) * 8 + (size_t)lin->w.ne[0] * 4 + 3 * LYRA_ARENA_ALIGN;

@@ -660,7 +660,7 @@ static lyra_status run_chunk(driver *d, int a) {
     dit_ctx cond = {d, d->texts + (int64_t)a * LYRA_AR_TEXT_LEN * d->m->text_dim}, uncond = {d, d->m->negative};
     d->calls_done = 0;
     if (r->use_dmd) {
-        if (d->m->dmd_adapter >= 0) d->m->dit.adapters[d->m->dmd_adapter].weight = 1.0f; /* else merged (fp8) */
+        if (d->m->dmd_adapter >= 0) d->m->dit.adapters[d->m->dmd_adapter].weight = 1.0f; /* else folded */
         d->calls_total = LYRA_DMD_STEPS;
         st = lyra_dmd_sample(&shape, x, &rng, NULL, dit_denoise, &cond, NULL);
     } else {
@@ -783,10 +783,12 @@ static lyra_status check_run(const lyra_ar_run *r) {
     if (r->num_frames < 1 + F || (r->num_frames - 1) % F)
         return lyra_error(LYRA_ERR_ARG, "num_frames %lld: must be 1 + %d·k with k >= 1 (%d frames per chunk)",
                           (long long)r->num_frames, F, F);
-    if (r->models->fp8_dmd >= 0 && r->models->fp8_dmd != !!r->use_dmd) /* the DMD LoRA is in its fp8 codes, or not */
-        return lyra_error(LYRA_ERR_ARG, "use_dmd=%s: the fp8 DiT was quantized for use_dmd=%s", r->use_dmd ? "True" :
-                          "False", r->models->fp8_dmd ? "True" : "False");
-    if (r->use_dmd && r->models->dmd_adapter < 0 && r->models->fp8_dmd != 1)
+    /* folded LoRAs: the DMD LoRA is in the weights, or not */
+    if (r->models->folded_dmd >= 0 && r->models->folded_dmd != !!r->use_dmd)
+        return lyra_error(LYRA_ERR_ARG, "use_dmd=%s: the DiT's LoRAs were folded into its weights for use_dmd=%s (at "
+                          "placement, or for fp8); load the models again", r->use_dmd ? "True" : "False",
+                          r->models->folded_dmd ? "True" : "False");
+    if (r->use_dmd && r->models->dmd_adapter < 0 && r->models->folded_dmd != 1)
         return lyra_error(LYRA_ERR_UNSUPPORTED, "use_dmd: the checkpoint folder has no DMD LoRA (lora_dmd.safetensors);"
                           " pass use_dmd=False or convert the LoRA");
     if (!r->use_dmd && (r->num_steps < 1 || r->num_steps > LYRA_FLOW_MAX_STEPS))
@@ -839,7 +841,7 @@ lyra_status lyra_ar_generate(lyra_ar_run *r) {
                                  n_encoded);
             else logf_(d, "text: every caption embedded before (cached), umT5 not loaded");
         }
-        if (st == LYRA_OK) st = lyra_ar_models_place(d->m, r->device, r->policy);
+        if (st == LYRA_OK) st = lyra_ar_models_place(d->m, r->device, r->policy, r->use_dmd);
         d->be = lyra_ar_backend(d->m);
         if (st == LYRA_OK) logf_(d, "generate: networks on the %s backend", d->be->ops->name);
         if (st == LYRA_OK) st = dev_buffers(d);

@@ -1,6 +1,7 @@
 /* Loading the generate-mode networks from a converted folder; text and image encoding for the driver. */
 #include "pipeline/ar_models.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,7 +143,7 @@ done:
 lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p) {
     memset(m, 0, sizeof *m);
     m->dmd_adapter = -1;
-    m->fp8_dmd = -1;
+    m->folded_dmd = -1;
     m->n_threads = p->n_threads;
     st_table s;
     lyra_status st;
@@ -163,6 +164,9 @@ lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p) {
         st = lyra_dit_lora_add(&m->dit, s.named, s.n, p->style[i].name, p->style[i].weight, &ignored);
         st_table_free(&s);
         if (st != LYRA_OK) goto fail;
+        snprintf(m->style[i].name, sizeof m->style[i].name, "%s", p->style[i].name);
+        m->style[i].weight = p->style[i].weight;
+        m->n_style = i + 1;
     }
     if (p->lora_dmd) {
         int ignored = 0;
@@ -228,24 +232,39 @@ fail:
 
 /* ---- placement ---- */
 
-lyra_status lyra_ar_models_dit_fp8(lyra_ar_models *m, int use_dmd) {
-    if (m->fp8_dmd >= 0) {
-        if (m->fp8_dmd == !!use_dmd) return LYRA_OK;
-        return lyra_error(LYRA_ERR_ARG, "dit_dtype='fp8': these models were quantized for use_dmd=%s; load them "
-                          "again", m->fp8_dmd ? "True" : "False");
+lyra_status lyra_ar_models_fold_loras(lyra_ar_models *m, int use_dmd) {
+    if (m->folded_dmd >= 0) {
+        if (m->folded_dmd == !!use_dmd) return LYRA_OK;
+        return lyra_error(LYRA_ERR_ARG, "use_dmd=%s: these models' LoRAs were folded into the DiT's weights for "
+                          "use_dmd=%s (at placement, or for fp8); load them again", use_dmd ? "True" : "False",
+                          m->folded_dmd ? "True" : "False");
     }
     if (use_dmd && m->dmd_adapter < 0)
         return lyra_error(LYRA_ERR_UNSUPPORTED, "use_dmd: the checkpoint folder has no DMD LoRA "
                           "(lora_dmd.safetensors); pass use_dmd=False or convert the LoRA");
+    if (m->dit.be.device != LYRA_DEVICE_CPU)
+        return lyra_error(LYRA_ERR_UNSUPPORTED, "LoRA fold: the DiT is placed already; fold before placement");
     if (m->dmd_adapter >= 0) m->dit.adapters[m->dmd_adapter].weight = use_dmd ? 1.0f : 0.0f;
-    LYRA_TRY(lyra_dit_lora_merge(&m->dit)); /* W += Σ w_a·B_a·A_a: the DMD LoRA at 0 adds nothing */
+    lyra_status st = lyra_dit_lora_merge(&m->dit); /* the DMD LoRA at 0 is dropped, its weight untouched */
+    if (st != LYRA_OK) {
+        if (m->dmd_adapter >= 0) m->dit.adapters[m->dmd_adapter].weight = 0.0f; /* refused: nothing changed */
+        if (st != LYRA_ERR_UNSUPPORTED) return st;
+        char why[512];
+        snprintf(why, sizeof why, "%s", lyra_error_message());
+        return lyra_error(st, "%s (a device run or dit_dtype='fp8' folds the LoRAs into the DiT's weights; "
+                          "device='cpu' evaluates them unfolded)", why);
+    }
     m->dmd_adapter = -1;
-    LYRA_TRY(lyra_dit_quantize_fp8(&m->dit));
-    m->fp8_dmd = !!use_dmd;
+    m->folded_dmd = !!use_dmd;
     return LYRA_OK;
 }
 
-lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dtype policy) {
+lyra_status lyra_ar_models_dit_fp8(lyra_ar_models *m, int use_dmd) {
+    LYRA_TRY(lyra_ar_models_fold_loras(m, use_dmd)); /* the codes are of the folded weights */
+    return lyra_dit_quantize_fp8(&m->dit);           /* a second call does nothing */
+}
+
+lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dtype policy, int use_dmd) {
     if (device == LYRA_DEVICE_CPU) {
         if (m->loaded & LOADED_PLACED)
             return lyra_error(LYRA_ERR_UNSUPPORTED, "generate models: placed on the %s device, their host weights "
@@ -253,8 +272,13 @@ lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dty
         return LYRA_OK;
     }
     if (m->loaded & LOADED_PLACED) return LYRA_OK;
-    LYRA_TRY(lyra_dit_place(&m->dit, device));
     const int f32 = policy == LYRA_DTYPE_F32; /* the parity mode: every network in f32 */
+    /* The run's LoRAs are fixed: folded once here, on the host, so no adapter goes to the device (its memory is the
+     * weights' alone, lyra2.memory plans none) and the bf16 GEMMs skip the adapters' two extra ones per Linear.
+     * Upstream evaluates them unfolded in bf16; the drift is measured in docs/PRECISION.md. The parity mode keeps
+     * the adapters, as the CPU runs them, so that its frames stay the CPU's. */
+    if (!f32) LYRA_TRY(lyra_ar_models_fold_loras(m, use_dmd));
+    LYRA_TRY(lyra_dit_place(&m->dit, device));
     LYRA_TRY(lyra_dit_set_precision(&m->dit, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16));
     lyra_backend *be = &m->dit.be;
     /* From here the encoders' arena and the negative embedding move to the device: mark first so that a failure

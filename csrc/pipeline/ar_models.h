@@ -5,7 +5,9 @@
  * name the file and the tensor). The DiT's FramePack layout is given (the released one unless a test says
  * otherwise). Its LoRA adapters, in upstream's loading order (Z:173-176 then Z:464-486): the style LoRAs with
  * fixed weights (the zoom-GS script's realism_boost and detail_enhancer at 0.4 each, upstream ML:74-92, Z:464-486,
- * CTI:181-199), then the optional DMD distillation LoRA (weight set per run: 1 with use_dmd, else 0). */
+ * CTI:181-199), then the optional DMD distillation LoRA (weight set per run: 1 with use_dmd, else 0). CPU runs
+ * evaluate them as adapters, unfolded, as upstream does; a device run folds the run's fixed set into the DiT's
+ * weights once, at placement (lyra_ar_models_place), so the device holds no adapter (docs/PRECISION.md). */
 #ifndef LYRA_PIPELINE_AR_MODELS_H
 #define LYRA_PIPELINE_AR_MODELS_H
 
@@ -44,8 +46,14 @@ typedef struct lyra_ar_models {
     lyra_tokenizer *tok;
     float *negative;        /* (512, text_dim) f32 in the memory of lyra_ar_backend(m) */
     int text_dim;
-    int dmd_adapter;        /* index of the DMD LoRA among dit.adapters, or -1 */
-    int fp8_dmd;            /* -1: bf16 DiT; 0/1: fp8 DiT quantized without / with the DMD LoRA merged */
+    int dmd_adapter;        /* index of the DMD LoRA among dit.adapters, or -1 (none, or folded) */
+    int folded_dmd;         /* -1: the LoRAs are adapters; 0/1: folded into the DiT's weights without / with the
+                               DMD LoRA (lyra_ar_models_fold_loras): the models serve runs of that use_dmd only */
+    struct {                /* the style LoRAs as loaded (their adapters are gone once folded) */
+        char name[96];
+        float weight;
+    } style[LYRA_AR_MAX_STYLE_LORAS];
+    int n_style;
     lyra_backend be;        /* CPU backend of the text and image encoders until placement */
     lyra_arena arena;       /* their activations, in the memory of lyra_ar_backend(m) */
     int n_threads;          /* CPU threads of every network (0 = all cores) */
@@ -67,21 +75,31 @@ lyra_status lyra_ar_umt5_load(lyra_umt5 *u, const char *path);
 lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p);
 void lyra_ar_models_free(lyra_ar_models *m);
 
-/* Makes the DiT's attention blocks fp8 (lyra_dit_quantize_fp8) for runs with use_dmd (the DMD LoRA merged at
- * weight 1) or without (merged at weight 0: left out), the style LoRAs merged at their weights first: an fp8
- * DiT serves only runs of that use_dmd (lyra_ar_generate refuses the other). Before streaming and placement. */
+/* Folds the LoRAs a run of `use_dmd` applies into the DiT's weights (lyra_dit_lora_merge: W + Σ w_a·B_a·A_a and
+ * b + Σ w_a·bias_a in f32, rounded once to W's dtype): the style LoRAs at their weights, the DMD LoRA at 1 with
+ * use_dmd, and left out (dropped) without; the adapters are freed. From then on the models serve runs of that
+ * use_dmd only (lyra_ar_generate refuses the other: load them again). The weights must be in host memory (before
+ * placement); a second call with the same use_dmd does nothing. LYRA_ERR_UNSUPPORTED for use_dmd without a DMD
+ * LoRA, and for a .diff_b on a Linear without a bias (lyra_dit_lora_merge). */
+lyra_status lyra_ar_models_fold_loras(lyra_ar_models *m, int use_dmd);
+
+/* Makes the DiT's attention blocks fp8 (lyra_dit_quantize_fp8) for runs with use_dmd or without, the LoRAs folded
+ * first (lyra_ar_models_fold_loras): an fp8 DiT serves only runs of that use_dmd. Before streaming and placement. */
 lyra_status lyra_ar_models_dit_fp8(lyra_ar_models *m, int use_dmd);
 
 /* Moves every network to `device` (LYRA_DEVICE_CUDA: the GPU, or the emulated device under
  * LYRA2_EMULATED_CUDA=1), each in upstream's GPU precision when `policy` is LYRA_DTYPE_BF16 (docs/PRECISION.md: the
  * DiT's bf16 policy, the Wan VAE in bf16, CLIP in f16) or everything in f32 with LYRA_DTYPE_F32 (the parity mode
- * that isolates the placement from the precision). The DiT gets its own backend, which the CLIP encoder then
+ * that isolates the placement from the precision). With the bf16 policy the LoRAs of a run of `use_dmd` are folded
+ * into the DiT's weights first, on the host (lyra_ar_models_fold_loras: no adapter goes to the device, and the
+ * models then serve runs of that use_dmd only); the parity mode keeps them as adapters, as the CPU runs them. The
+ * DiT gets its own backend, which the CLIP encoder then
  * shares (one stream: its tokens feed the DiT with no synchronisation), the negative-prompt embedding is uploaded
  * once, the Wan VAE gets its backend (lyra_vae_place). umT5 is not placed: its host copy is freed and a device run
  * loads it for its new captions only (lyra_ar_encode_texts). Block streaming
  * (lyra_dit_set_streaming) is set before. Irreversible (the host weights are freed); a no-op when already there.
  * On failure the models are unusable (the caller frees them): LYRA_ERR_OOM names the network. */
-lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dtype policy);
+lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dtype policy, int use_dmd);
 
 /* The backend whose memory holds the DiT's inputs (and the encoders' outputs): the CPU backend before placement,
  * the device backend after. */

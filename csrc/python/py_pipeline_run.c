@@ -3,9 +3,10 @@
  *   _core.ar_models_load(paths: dict, layout: str, n_threads: int, styles=()) -> capsule
  *       paths: {"dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt"[, "lora_dmd"]} file paths;
  *       styles: (name, path, weight) of each style LoRA applied in every run (at most 4).
- *   _core.ar_models_dit_fp8(capsule, use_dmd) -> None: the LoRAs merged (DMD at 1 or 0), the DiT's blocks fp8
- *       e4m3, for runs of that use_dmd only (before streaming and placement)
- *   _core.ar_models_info(capsule) -> dict (layout sizes, widths, has_dmd, style_loras [(name, weight)], dit_dtype)
+ *   _core.ar_models_dit_fp8(capsule, use_dmd) -> None: the LoRAs folded (DMD at 1 or left out), the DiT's blocks
+ *       fp8 e4m3, for runs of that use_dmd only (before streaming and placement)
+ *   _core.ar_models_info(capsule) -> dict (layout sizes, widths, has_dmd, style_loras [(name, weight)], dit_dtype,
+ *       adapter_bytes: the LoRA adapters' bytes still kept unfolded, loras_folded)
  *   _core.ar_generate(models, image (3, H, W) f32 in [-1, 1], depth (H, W) f32, w2c (N, 4, 4), K (N, 3, 3),
  *                     captions: list[str] (one per chunk), use_dmd, guidance, num_steps, shift, seed, label,
  *                     depth_window, progress, log, want_warp, device="cpu", precision="bf16")
@@ -14,7 +15,8 @@
  *       depth_window(images uint8 (n, H, W, 3), w2c (n, 4, 4), K (n, 3, 3)) -> depth (n, H, W), or None;
  *       progress(stage: str, done: int, total: int) and log(message: str), or None.
  *       device "cuda": the captions are embedded (umT5 loaded onto the device for them, then freed), then every
- *       other network is placed there once (lyra_ar_models_place) in `precision` ("bf16": upstream's, "f32": parity).
+ *       other network is placed there once (lyra_ar_models_place) in `precision` ("bf16": upstream's, the run's LoRAs
+ *       folded into the DiT's weights first, so the models then serve runs of that use_dmd only; "f32": parity).
  * The run releases the GIL; callbacks take it back. Ctrl-C (a pending signal, checked before every network
  * evaluation and stage) stops the run: the KeyboardInterrupt is raised and nothing is returned. An exception
  * raised by a callback stops the run the same way and is re-raised. */
@@ -175,10 +177,8 @@ static PyObject *py_ar_models_info(PyObject *self, PyObject *cap) {
     const lyra_framepack *fp = &p->m.dit.fp;
     PyObject *styles = PyList_New(0);
     if (!styles) return NULL;
-    for (int a = 0; a < p->m.dit.n_adapters; a++) {
-        if (a == p->m.dmd_adapter) continue;
-        const lyra_dit_adapter *ad = &p->m.dit.adapters[a];
-        PyObject *t = Py_BuildValue("(sd)", ad->name, (double)ad->weight);
+    for (int i = 0; i < p->m.n_style; i++) { /* as loaded: a folded model has no adapters left */
+        PyObject *t = Py_BuildValue("(sd)", p->m.style[i].name, (double)p->m.style[i].weight);
         if (!t || PyList_Append(styles, t) < 0) {
             Py_XDECREF(t);
             Py_DECREF(styles);
@@ -197,15 +197,16 @@ static PyObject *py_ar_models_info(PyObject *self, PyObject *cap) {
         Py_DECREF(styles);
         return NULL;
     }
-    unsigned long long adapter_bytes = 0; /* LoRA adapters kept beside the weights (lyra2.memory plans them) */
+    unsigned long long adapter_bytes = 0; /* LoRA adapters kept beside the weights (none once folded) */
     for (int a = 0; a < p->m.dit.n_adapters; a++) adapter_bytes += (unsigned long long)p->m.dit.adapters[a].bytes;
-    return Py_BuildValue("{s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:O,s:i,s:N,s:N,s:s,s:K}", "device",
+    return Py_BuildValue("{s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:O,s:i,s:N,s:N,s:s,s:K,s:O}", "device",
                          lyra_ar_backend(&p->m)->ops->name, "new_latents", fp->n_new, "history_latents",
                          fp->n_history, "spatial_slots", fp->n_spatial, "frames_per_chunk", 4 * fp->n_new, "dit_dim",
                          p->m.dit.cfg.dim, "text_dim", p->m.text_dim, "has_dmd",
-                         p->m.dmd_adapter >= 0 || p->m.fp8_dmd == 1 ? Py_True : Py_False, "vae_dim",
+                         p->m.dmd_adapter >= 0 || p->m.folded_dmd == 1 ? Py_True : Py_False, "vae_dim",
                          lyra_vae_dim(p->m.vae), "style_loras", styles, "dit_config", dcfg, "dit_dtype",
-                         p->m.fp8_dmd >= 0 ? "fp8" : "bf16", "adapter_bytes", adapter_bytes);
+                         p->m.dit.fp8 ? "fp8" : "bf16", "adapter_bytes", adapter_bytes, "loras_folded",
+                         p->m.folded_dmd >= 0 ? Py_True : Py_False);
 }
 
 /* The device ('cpu' or 'cuda') and the DiT's device precision ('bf16' or 'f32') of a run: 0, or -1 with a

@@ -60,8 +60,11 @@ class LyraDiT:
     weights: a safetensors path or a mapping name -> array with the upstream parameter names (a leading "net."
         is accepted). Matrices keep the file's dtype (bf16 stays bf16), everything else is float32.
     framepack: the FramePack layout string; its history segments must match the clean patch embeddings.
-    lora: adapters applied at run time, unmerged; each item is a source (path or mapping, weight 1.0) or a
-        ``(source, weight)`` pair.
+    lora: adapters applied at run time, unmerged (as upstream evaluates them; their weights stay settable per call,
+        ``set_lora_weights``); each item is a source (path or mapping, weight 1.0) or a ``(source, weight)`` pair.
+    fold_lora: fold the constructor's LoRAs into the weights before the placement (``merge_lora``: float32 sums,
+        one rounding to the weights' dtype), as the generate pipeline does on a device: no adapter memory and no
+        adapter GEMMs, but the weights are fixed (docs/PRECISION.md measures the bf16 drift).
     device: "cpu", or "cuda": the weights and adapters are uploaded to the GPU once (after the constructor's
         LoRAs; later ones are uploaded when added), activations live in device memory, each call uploads its
         inputs and downloads the output. With ``LYRA2_EMULATED_CUDA=1`` "cuda" is the emulated device
@@ -81,7 +84,7 @@ class LyraDiT:
 
     def __init__(self, weights, framepack: str = DEFAULT_FRAMEPACK, lora=(), device: str = "cpu", *,
                  num_heads: int | None = None, n_threads: int = 0, precision: str | None = None,
-                 resident_blocks: int | None = None, dtype: str = "bf16"):
+                 resident_blocks: int | None = None, dtype: str = "bf16", fold_lora: bool = False):
         if not isinstance(framepack, str):
             raise TypeError(f"framepack must be a layout string, got {type(framepack).__name__}")
         if device not in ("cpu", "cuda"):
@@ -94,6 +97,8 @@ class LyraDiT:
             raise ValueError("precision='bf16' needs device='cuda' (the CPU backend computes f32 activations)")
         if dtype not in ("bf16", "fp8"):
             raise ValueError(f"dtype: {dtype!r} is not allowed; expected 'bf16' or 'fp8'")
+        if not isinstance(fold_lora, bool):
+            raise TypeError(f"fold_lora: expected a bool, got {fold_lora!r}")
         self.precision = precision
         if not _is_source(weights):
             raise TypeError("weights must be a safetensors path or a mapping of name -> array, "
@@ -111,6 +116,8 @@ class LyraDiT:
                 self.add_lora(item[0], float(item[1]))
             else:
                 self.add_lora(item, 1.0)
+        if fold_lora and dtype != "fp8":
+            self.merge_lora()                     # in host memory: only the folded weights are placed
         if dtype == "fp8":
             self.merge_lora()                     # the codes are of the merged weights
             self.quantize_fp8()                   # in host memory, before the placement uploads the codes
