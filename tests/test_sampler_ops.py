@@ -122,3 +122,100 @@ def test_bad_arguments_name_the_field():
         _ops.latent_update("x0", [x, x[:, :2]])
     with pytest.raises(ValueError, match="kind must be one of"):
         _ops.latent_update("euler", [x, x])
+
+
+# ---- the tensor samplers on a backend (lyra_unipc_run, lyra_dmd_run) against the host API ----
+
+T_HIST, T_NEW, C, h, w = 3, 2, 4, 3, 5
+
+
+def toy_cond(x, t):
+    return np.ascontiguousarray(x[:, :, T_HIST:])              # v = the generated frames of x
+
+
+def toy_uncond(x, t):
+    g = x[:, :, T_HIST:]
+    return g * g                                                # one f32 rounding, as the op mul
+
+
+def chunk(seed):
+    r = np.random.default_rng(seed)
+    hist = (0.5 * r.standard_normal((C, T_HIST, h, w))).astype(f32)
+    noise = r.standard_normal((C, T_NEW, h, w)).astype(f32)
+    renoise = r.standard_normal((3, T_HIST + T_NEW, C, h, w)).astype(f32)
+    return hist, noise, renoise
+
+
+def host_run(kind, hist, noise, renoise, num_steps, guidance):
+    from lyra2 import sampling
+    if kind == "dmd":
+        return sampling.dmd_sample(toy_cond, hist[None], 0, T_NEW, noise=noise[None], renoise=renoise)[0]
+    cfg = {} if guidance is None else {"uncond": toy_uncond, "guidance": guidance}
+    return sampling.unipc_sample(toy_cond, hist[None], 0, num_steps, 5.0, T_NEW, noise=noise[None], **cfg)[0]
+
+
+RUNS = {"unipc-1": ("unipc", 1, None), "unipc-3": ("unipc", 3, None), "unipc-cfg-3": ("unipc", 3, 5.0),
+        "dmd": ("dmd", 4, None)}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("run_id", sorted(RUNS))
+def test_tensor_sampler_is_the_host_sampler(backend, run_id):
+    # UniPC with 3 steps runs orders 1, 2, 1 and both corrector orders; with CFG the guided velocity
+    kind, steps, g = RUNS[run_id]
+    hist, noise, renoise = chunk(len(run_id))
+    ref = host_run(kind, hist, noise, renoise, steps, g)
+    got = _ops.sampler_run(kind, hist, noise, num_steps=steps, guidance=g,
+                           renoise=renoise if kind == "dmd" else None, backend=backend)
+    assert got.shape == (C, T_HIST + T_NEW, h, w)
+    check(got[:, T_HIST:], ref)
+    if kind == "dmd":   # DMD restores the history exactly
+        check(got[:, :T_HIST], hist)
+
+
+MOVES = """
+import json, sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+import lyra2
+from lyra2 import _testops, testing
+from test_sampler_ops import RUNS, chunk, host_run, bits
+kind, steps, g = RUNS[{run_id!r}]
+hist, noise, renoise = chunk(7)
+testing.emulated_cuda_reset()
+got = _testops.sampler_run(kind, hist, noise, num_steps=steps, guidance=g, renoise=renoise if kind == "dmd" else None,
+                           backend="cuda")
+log = [list(e) for e in testing.emulated_cuda_transfers()]
+same = bool((bits(got[:, 3:]) == bits(host_run(kind, hist, noise, renoise, steps, g))).all())
+print(json.dumps({{"log": log, "refused": testing.emulated_cuda_stats()["refused"], "same": same}}))
+"""
+
+
+@pytest.mark.parametrize("run_id", ["unipc-cfg-3", "dmd"])
+def test_tensor_sampler_moves_only_the_noise(run_id):
+    """On the emulated device (its transfer log; a fresh interpreter, as the variable is read when the backend is
+    created): the history and the noise go up (the initial block once, each DMD re-noise step's generated frames),
+    the final state comes down; per network call nothing crosses, and the result is the host sampler's."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import lyra2
+    if lyra2.backends()["cuda_compiled"]:
+        pytest.skip("a CUDA build: the transfer log is the emulated device's (CPU builds)")
+    tests = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(tests)
+    env = dict(os.environ, LYRA2_EMULATED_CUDA="1", LYRA2_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {root!r})\n" +
+                        MOVES.format(tests=tests, run_id=run_id)], cwd=root, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    kind = RUNS[run_id][0]
+    gen_bytes = 4 * C * T_NEW * h * w
+    want = [["upload", 4 * C * T_HIST * h * w, "history"], ["upload", gen_bytes, "initial noise"]]
+    want += [["upload", gen_bytes, "re-noise"]] * (3 if kind == "dmd" else 0)
+    want += [["download", 4 * C * (T_HIST + T_NEW) * h * w, "sampler state x"]]
+    assert out["log"] == want
+    assert out["refused"] == 0 and out["same"]
