@@ -124,11 +124,11 @@ typedef enum lyra_u8_mode {
 typedef enum lyra_latent_kind {
     LYRA_LATENT_CFG = 0,       /* y = u + g·(c − u): x = (c, u) (classifier-free guidance, sample/cfg.h) */
     LYRA_LATENT_X0,            /* y = x − σ·v: x = (x, v) (UniPC's x0 prediction, f32) */
-    LYRA_LATENT_X0_F64,        /* y = f32(f64(x) − f64(σ)·f64(v)): x = (x, v) (DMD's x0, upstream's double round trip) */
+    LYRA_LATENT_X0_F64,        /* y = f32(f64(x) − f64(σ)·f64(v)): x = (x, v) (DMD's x0, upstream's f64 round trip) */
     LYRA_LATENT_RENOISE,       /* y = α·x + σ·ε: x = (x, ε) (DMD's re-noise to the next σ) */
     LYRA_LATENT_UNIPC_CORRECT, /* UniC: x = (L, M_i, M_{i−1}) (order 1) or (L, M_i, M_{i−1}, M_{i−2}) (order 2) */
     LYRA_LATENT_UNIPC_PREDICT, /* UniP: x = (X^c, M_i) (order 1) or (X^c, M_i, M_{i−1}) (order 2) */
-    LYRA_LATENT_DENORM,        /* y = z / inv_std + mean: x = (z, inv_std, mean) (the Wan VAE's latent denormalisation) */
+    LYRA_LATENT_DENORM,        /* y = z / inv_std + mean: x = (z, inv_std, mean) (the Wan VAE's denormalisation) */
     LYRA_LATENT_KIND_COUNT
 } lyra_latent_kind;
 
@@ -138,7 +138,7 @@ typedef struct lyra_latent_update {
     float sigma;               /* X0, X0_F64: σ; RENOISE: σ of ε */
     float alpha;               /* RENOISE: α of x */
     float guidance;            /* CFG: g */
-    float c1, c2, rinv;        /* UniPC: the step's σ_{t}/σ_s, α_t·expm1(−h) (= c3 under bh2) and 1/r (sample/unipc.h) */
+    float c1, c2, rinv;        /* UniPC: the step's σ_t/σ_s, α_t·expm1(−h) (= c3 under bh2), 1/r (sample/unipc.h) */
     float rho0, rho1;          /* UNIPC_CORRECT: the corrector's weights */
 } lyra_latent_update;
 

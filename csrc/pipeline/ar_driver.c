@@ -216,12 +216,12 @@ static lyra_status fresh_end(void *ctx, int ok) {
     return LYRA_OK;
 }
 
-/* Decodes one normalised latent z (1, C, 1, h, w), any strides in the device memory the VAE's backend reads (a generated
- * frame of the sampler's x in the DiT's memory, or a history latent in vb's), through the persistent decoder into
- * `keep` (1, 3, T, H, W) in vb's memory, where the frames stay: the uint8 conversion, the kept frames and the chunk
- * block the re-encode read them from there. The denormalisation z / inv_std + mean (upstream TOK:810-848, the bf16
- * tables) runs on vb into d->mu (the latent_update op's LYRA_LATENT_DENORM: lyra_vae_denormalize's arithmetic), which
- * the decoder reads on the device: no latent crosses to or from the host. */
+/* Decodes one normalised latent z (1, C, 1, h, w), any strides in the device memory the VAE's backend reads (a
+ * generated frame of the sampler's x in the DiT's memory, or a history latent in vb's), through the persistent
+ * decoder into `keep` (1, 3, T, H, W) in vb's memory, where the frames stay: the uint8 conversion, the kept frames
+ * and the chunk block the re-encode read them from there. The denormalisation z / inv_std + mean (upstream
+ * TOK:810-848, the bf16 tables) runs on vb into d->mu (the latent_update op's LYRA_LATENT_DENORM:
+ * lyra_vae_denormalize's arithmetic), which the decoder reads on the device: no latent crosses to or from the host. */
 static lyra_status decode_push(driver *d, const lyra_tensor *z, lyra_tensor *keep) {
     int64_t T = 0;
     LYRA_TRY(lyra_vae_session_out_frames(d->dec, 1, &T));
@@ -381,8 +381,8 @@ static void prep_buffers_free(driver *d) {
     if (d->frames)
         for (int64_t f = 0; f < d->r->num_frames; f++) dev_free(d->vb, &d->frames[f]);
     for (int i = 0; i < d->cache_depth_cap; i++) dev_free(d->vb, &d->cache_depth[i]);
-    float **b[] = {&d->lat_mean, &d->lat_inv, &d->lat_mean_pos, &d->mu, &d->canon, &d->latents, &d->buffer_depth, (float **)&d->u8,
-                   (float **)&d->warp_u8};
+    float **b[] = {&d->lat_mean, &d->lat_inv, &d->lat_mean_pos, &d->mu, &d->canon, &d->latents, &d->buffer_depth,
+                   (float **)&d->u8, (float **)&d->warp_u8};
     for (size_t i = 0; i < sizeof b / sizeof *b; i++) dev_free(d->vb, b[i]);
 }
 
@@ -654,7 +654,7 @@ static lyra_status run_chunk(driver *d, int a) {
      * here on the host, all of the chunk's at once, and uploaded: the numpy-legacy MT19937 stream (sample/rng.h) is
      * sequential, and it makes the run reproducible, seedable and equal to golden/sampler.npz. What crosses is the
      * initial noise (C·G·h·w f32 once) and, on the DMD path, the generated frames' part of each re-noise block (the
-     * same size, 3 steps): 4 × 8.0 MB per chunk at 480p, against the DiT's minutes. */
+     * same size, 3 steps): 4 × 8.0 MB per chunk at 480p, negligible beside the DiT's forward. */
     lyra_latent_shape shape = {d->C, d->n_hist0, d->G, d->h, d->w};
     const int64_t n_state = lyra_latent_numel(&shape);
     lyra_rng rng;
@@ -683,7 +683,8 @@ static lyra_status run_chunk(driver *d, int a) {
                             NULL);
     }
     /* the decoder (vb) reads x's generated frames in the DiT's memory */
-    if (st != LYRA_OK || (st = lyra_op_synchronize(d->be)) != LYRA_OK || (st = release_scratch(d)) != LYRA_OK) goto done;
+    if (st != LYRA_OK || (st = lyra_op_synchronize(d->be)) != LYRA_OK || (st = release_scratch(d)) != LYRA_OK)
+        goto done;
 
     /* decode (upstream AR:989-1057, AR:98-198): the chunk's latents one at a time through the persistent decoder,
      * never clamped, then the re-encode of the decoded frames, 4 at a time, as history (the re-encoded latents, not

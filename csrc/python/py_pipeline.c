@@ -349,7 +349,8 @@ static PyObject *py_sampler_work_bytes(PyObject *self, PyObject *args) {
                      "%lld, %lld, %lld, %lld", C, th, tn, h, w);
         return NULL;
     }
-    return PyLong_FromLongLong((long long)sizeof(float) * (long long)lyra_ar_sampler_work_numel(C, th, tn, h, w, use_dmd));
+    const int64_t n = lyra_ar_sampler_work_numel(C, th, tn, h, w, use_dmd);
+    return PyLong_FromLongLong((long long)sizeof(float) * (long long)n);
 }
 
 static PyMethodDef pipeline_methods[] = {

@@ -79,7 +79,8 @@ lyra_status lyra_dmd_sample(const lyra_latent_shape *shape, float *x, lyra_rng *
     lyra_status st = work ? LYRA_OK : lyra_error(LYRA_ERR_OOM, "DMD: cannot allocate the sampler state (%lld floats)",
                                                   (long long)lyra_dmd_work_numel(shape));
     lyra_denoise_host host = {denoise, ctx};
-    if (st == LYRA_OK) st = lyra_dmd_run(&cpu, shape, x, work, NULL, rng, renoise, lyra_denoise_host_call, &host, trace);
+    if (st == LYRA_OK)
+        st = lyra_dmd_run(&cpu, shape, x, work, NULL, rng, renoise, lyra_denoise_host_call, &host, trace);
     free(work);
     lyra_backend_free(&cpu);
     return st;

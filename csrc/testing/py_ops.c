@@ -1732,7 +1732,8 @@ static PyObject *py_range_norm(PyObject *self, PyObject *args, PyObject *kw) {
  * broadcast shape of xs: the samplers' elementwise updates (nn/latent_math.h). */
 static PyObject *py_latent_update(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
-    static char *kws[] = {"kind", "xs", "order", "sigma", "alpha", "guidance", "c1", "c2", "rinv", "rho0", "rho1", NULL};
+    static char *kws[] = {"kind", "xs", "order", "sigma", "alpha", "guidance", "c1", "c2", "rinv", "rho0", "rho1",
+                          NULL};
     static const char *kinds[LYRA_LATENT_KIND_COUNT] = {"cfg", "x0", "x0_f64", "renoise", "unipc_correct",
                                                         "unipc_predict", "denorm"};
     const char *ks;
@@ -1791,7 +1792,8 @@ BK(py_linear_act) BK(py_linear_fp8) BK(py_matmul) BK(py_attention) BK(py_rms_nor
 BK(py_l2norm_channels) BK(py_group_norm) BK(py_softmax) BK(py_unary) BK(py_glu) BK(py_add) BK(py_mul)
 BK(py_scale) BK(py_sincos) BK(py_modulate) BK(py_gate) BK(py_rope) BK(py_conv2d) BK(py_conv3d) BK(py_conv_transpose2d)
 BK(py_upsample_nearest2x) BK(py_resize) BK(py_avg_pool3d) BK(py_gs_rasterize) BK(py_warp_forward)
-BK(py_quantize_fp8_rows) BK(py_linear_fp8_tokens) BK(py_rays) BK(py_to_u8) BK(py_minmax) BK(py_range_norm) BK(py_latent_update)
+BK(py_quantize_fp8_rows) BK(py_linear_fp8_tokens) BK(py_rays) BK(py_to_u8) BK(py_minmax) BK(py_range_norm)
+BK(py_latent_update)
 
 #define KW(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, doc}
 
@@ -1860,8 +1862,8 @@ static PyMethodDef ops_methods[] = {
     KW("to_u8", py_to_u8_bk, "to_u8(x (N, C, H, W), mode='video'|'round') -> uint8 (N, H, W, C)."),
     KW("minmax", py_minmax_bk, "minmax(x, prev=None) -> [min, max] (NaNs skipped), combined with prev (2,)."),
     KW("range_norm", py_range_norm_bk, "range_norm(x, mm (2), eps=1e-6): 2·(x − mm[0]) / max(mm[1] − mm[0], eps) − 1."),
-    KW("latent_update", py_latent_update_bk, "latent_update(kind, xs, order=1, sigma=0, alpha=0, guidance=0, c1=0, c2=0, "
-       "rinv=0, rho0=0, rho1=0): the samplers' elementwise updates (cfg, x0, x0_f64, renoise, unipc_correct, "
+    KW("latent_update", py_latent_update_bk, "latent_update(kind, xs, order=1, sigma=0, alpha=0, guidance=0, c1=0, "
+       "c2=0, rinv=0, rho0=0, rho1=0): the samplers' elementwise updates (cfg, x0, x0_f64, renoise, unipc_correct, "
        "unipc_predict, denorm) over xs broadcast to one shape."),
     {NULL, NULL, 0, NULL},
 };

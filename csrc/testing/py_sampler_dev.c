@@ -36,7 +36,8 @@ static lyra_status run_on(lyra_backend *be, const lyra_latent_shape *shape, int 
                           float *x_out) {
     const int64_t n = lyra_latent_numel(shape), ngen = lyra_latent_gen_numel(shape);
     const int64_t work_n = dmd ? lyra_dmd_work_numel(shape) : lyra_unipc_work_numel(shape) + ngen;
-    float *x = be->ops->alloc(be, sizeof(float) * (size_t)n), *work = be->ops->alloc(be, sizeof(float) * (size_t)work_n);
+    float *x = be->ops->alloc(be, sizeof(float) * (size_t)n);
+    float *work = be->ops->alloc(be, sizeof(float) * (size_t)work_n);
     lyra_status st = x && work ? LYRA_OK : lyra_error(LYRA_ERR_OOM, "sampler_run: out of device memory");
     lyra_tensor tx = lyra_state_tensor(be, shape, x, "sampler state x");
     if (st == LYRA_OK && shape->t_hist > 0) { /* the history frames; the generated ones come from `noise` */
@@ -51,8 +52,9 @@ static lyra_status run_on(lyra_backend *be, const lyra_latent_shape *shape, int 
                            dmd ? NULL : work + lyra_unipc_work_numel(shape)};
     if (st == LYRA_OK) {
         if (dmd) st = lyra_dmd_run(be, shape, x, work, noise, NULL, renoise, toy_denoise, &cond, NULL);
-        else st = lyra_unipc_run(be, shape, num_steps, shift, x, work, noise, cfg_on ? lyra_cfg_tensor_denoise : toy_denoise,
-                                 cfg_on ? (void *)&cfg : (void *)&cond, NULL);
+        else st = lyra_unipc_run(be, shape, num_steps, shift, x, work, noise,
+                                 cfg_on ? lyra_cfg_tensor_denoise : toy_denoise, cfg_on ? (void *)&cfg : (void *)&cond,
+                                 NULL);
     }
     if (st == LYRA_OK) st = lyra_state_trace(be, &tx, x_out);
     if (x) be->ops->release(be, x);
