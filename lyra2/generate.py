@@ -337,7 +337,7 @@ def run_generate(image_u8, args, *, checkpoint_folder, device, report, depth=Non
 
     h, w = output_size(args["resolution"])  # tests pass a tiny (H, W)
     device = _check_device(device)
-    plan = log_run_plan((h, w), args["num_frames"], max_gpu_memory, device, report.log, dit_dtype)
+    plan = log_run_plan((h, w), args["num_frames"], max_gpu_memory, device, report.log, dit_dtype, args["use_dmd"])
     t0 = time.perf_counter()
     raw = read_image(image_u8)
     img = read_image(raw, resolution=(h, w))
@@ -456,7 +456,7 @@ def generate(image, w2c, intrinsics, captions, *, checkpoint_dir=None, seed=0, u
     if not (np.isfinite(w2c).all() and np.isfinite(K).all()):
         raise ValueError("w2c, intrinsics: must be finite")
     report = Progress(bar=progress)
-    plan = log_run_plan((h, w), N, max_gpu_memory, device, report.log, dit_dtype)
+    plan = log_run_plan((h, w), N, max_gpu_memory, device, report.log, dit_dtype, use_dmd)
     t0 = time.perf_counter()
     models, info = load_models(folder, device, plan, report.log, dit_dtype, use_dmd)
     F = info["frames_per_chunk"]

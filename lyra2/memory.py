@@ -35,19 +35,19 @@ The schedule (stages in run order), each counting what the code holds on the dev
 ``vae_encode``   the re-encode of those frames through the streaming encoder (and its priming).
 ``depth_update`` DA3 on the depth window (up to 10 views with poses) and its pixels.
 
-Through the chunk loop the device holds the placed networks (the DiT, CLIP and its arena, the
-negative prompt, the VAE), the driver's buffers (the captions, CLIP tokens and frame, the latent x, the
-velocity), the decoded frames, and the chunk-input prep's run buffers in the VAE's memory (the history latents,
-the canonical coordinates, the buffer depth, the uint8 staging, and the decoded frames and spatial-memory depths a
-later step reads, as many as the driver keeps in that stage: _kept), and the two VAE streams' causal caches unless
-the run parks them (``vae_parked``: then each stream's caches wait in host memory outside its own phase). The
-chunk's condition y and correspondence buffer (bf16) live from its prep to the end of its sampling; the DiT's and
-the VAE streams' activation arenas are given back between the phases (ar_driver.c release_scratch, vae_phase), so
-each lives in its own stage only. DA3 stays resident (weights and its largest arena, the depth window's) unless a
-budget's plan loads it per call (MoGe is only needed for the first frame). When the budget is below what a
-resident DiT needs, its attention blocks stream from pinned host memory: ``resident_blocks`` stay on the device,
-the others pass through two block-sized buffers (double buffering: block i+1 is uploaded on a copy stream while
-block i runs).
+Through the chunk loop the device holds the placed networks (the DiT with the run's LoRAs folded in, CLIP and its
+arena, the negative prompt, the VAE), the driver's buffers (the captions, CLIP tokens and frame, the latent x and the
+sampler's state beside it: the velocity, UniPC's x0 history and CFG's second velocity), the decoded frames, and the
+chunk-input prep's run buffers in the VAE's memory (the history latents, the canonical coordinates, the buffer
+depth, the uint8 staging, and the decoded frames and spatial-memory depths a later step reads, as many as the driver
+keeps in that stage: _kept), and the two VAE streams' causal caches unless the run parks them (``vae_parked``: then
+each stream's caches wait in host memory outside its own phase). The chunk's condition y and correspondence buffer
+(bf16) live from its prep to the end of its sampling; the DiT's and the VAE streams' activation arenas are given
+back between the phases (ar_driver.c release_scratch, vae_phase), so each lives in its own stage only. DA3 stays
+resident (weights and its largest arena, the depth window's) unless a budget's plan loads it per call (MoGe is only
+needed for the first frame). When the budget is below what a resident DiT needs, its attention blocks stream from
+pinned host memory: ``resident_blocks`` stay on the device, the others pass through two block-sized buffers (double
+buffering: block i+1 is uploaded on a copy stream while block i runs).
 
 What the plan gives up, cheapest first, when the run would not fit (the budget ``max_gpu_memory``, or without one
 the device's memory when it is known, ``device_memory``; without a budget nothing else is given up):
@@ -194,9 +194,10 @@ def _da3_size(H, W):
     return tuple(_core.da3_preprocess(np.zeros((1, H, W, 3), np.uint8), max(H, W))[1][2:])
 
 
-def _costs(net, H, W, num_frames, dit_dtype):
+def _costs(net, H, W, num_frames, dit_dtype, use_dmd=True):
     """Every byte term of the run at H x W, from the code: the DiT's measured forward, the networks' cost models,
-    the VAE's dry walk and the sizes of the driver's own device buffers (csrc/pipeline/ar_driver.c dev_buffers)."""
+    the VAE's dry walk and the sizes of the driver's own device buffers (csrc/pipeline/ar_driver.c dev_buffers), the
+    sampler's for use_dmd (DMD) or not (UniPC + CFG)."""
     from .models.vae import memory_plan as vae_plan
 
     cfg, layout = net["dit"]
@@ -211,11 +212,16 @@ def _costs(net, H, W, num_frames, dit_dtype):
     text = TEXT_TOKENS * net["text_dim"] * 4
     # The chunk's condition y and correspondence buffer (bf16, as the driver keeps them on a device: cond_buffers,
     # from the chunk's prep to the end of its sampling), and the run's buffers (dev_buffers): the captions (one per
-    # chunk), the CLIP tokens, the CLIP frame, x and the velocity. The measured forward's inputs are x, one caption,
-    # the CLIP tokens, y, the buffer and the velocity.
-    T, hw = _core.dit_framepack(layout)["total_frames"], h * w
+    # chunk), the CLIP tokens, the CLIP frame, x and the sampler's state beside it (ar_driver.c
+    # lyra_ar_sampler_work_numel: the velocity, and for UniPC its x0 history, the corrected sample and CFG's
+    # unconditional velocity, 4·C·T·h·w + C·G·h·w f32 more than DMD's, 80 MB at 480p). The measured forward's inputs
+    # are x, one caption, the CLIP tokens, y, the buffer and the velocity (part of the sampler's state).
+    fp = _core.dit_framepack(layout)
+    T, hw = fp["total_frames"], h * w
     cond = BF16 * (cfg["in_dim"] - cfg["out_dim"] + cfg["cam_dim"] // 4 + cfg["buffer_embed_dim"] // 16) * T * hw
-    driver = dit["io_bytes"] - cond + (n_chunks - 1) * text + 3 * H * W * 4
+    velocity = 4 * cfg["out_dim"] * G * hw
+    sampler = _core.sampler_work_bytes(cfg["out_dim"], fp["history_frames"], G, h, w, bool(use_dmd))
+    driver = dit["io_bytes"] - cond + (n_chunks - 1) * text + 3 * H * W * 4 + sampler - velocity
     vz, zc, vae_w = net["vae"]
     vae = vae_plan(dim=vz, z_dim=zc, height=H, width=W, frames=1 + per_chunk, precision="bf16")
     enc, dec = vae["encode_stream"], vae["decode_stream"]
@@ -258,13 +264,14 @@ def _prep_run(layout, H, W, n_chunks, C):
     """The device buffers of the chunk-input prep that live through the chunk loop (ar_driver.c prep_buffers; the
     kept frames and spatial-memory depths are per stage, _kept): the history latents (f32, n_history + G per chunk),
     the canonical coordinate images of the S spatial slots, the buffer depth, the uint8 staging of the output / DA3
-    frames, one encoder latent and the latent normalisation's constants."""
+    frames, one encoder latent (the decoder's denormalised input too) and the latent normalisation's constants (−mean
+    and inv_std for the encoder, +mean for the decoder)."""
     fp = _core.dit_framepack(layout)
     HW, hw = H * W, (H // 8) * (W // 8)
     return {"history latents": (fp["history_frames"] + fp["new_frames"] * n_chunks) * C * hw * 4,
             "canonical coordinates": fp["spatial_frames"] * 3 * HW * 4, "buffer depth": HW * 4,
             "uint8 frames": 4 * ((max(4, DEPTH_WINDOW) * 3 * HW + 3) // 4),
-            "encoder latent": C * hw * 4 + 2 * C * 4}
+            "encoder latent": C * hw * 4 + 3 * C * 4}
 
 
 def _kept(n_chunks, F):
@@ -389,15 +396,16 @@ def _stages(c, resident, keep_da3, first_frame_depth, vae_parked=True):
 
 
 def _plan(net, H, W, num_frames, dit_dtype, max_gpu_memory, label, first_frame_depth=True, device_memory=None,
-          vae_parked=None):
+          vae_parked=None, use_dmd=True):
     """The plan of a run of the networks `net` at H x W: a dict with "dit" (configuration, FramePack layout; its
     forward is measured), "clip_tokens", "text_dim", "umt5",
     "clip", "moge" ((weight bytes, arena bytes) each), "da3" (a function (views, h, w, poses) -> (weight bytes,
     arena bytes)) and "vae" ((dim, z_dim, weight bytes)). _released_networks gives the released checkpoint's,
     lyra2.testing.run_networks any folder's. first_frame_depth: the first frame's depth is estimated (DA3 + MoGe)
     rather than given. device_memory: the device's bytes when known (without a budget it decides the parking).
-    vae_parked: None = the plan decides, True / False = as given (tests)."""
-    c = _costs(net, H, W, num_frames, dit_dtype)
+    vae_parked: None = the plan decides, True / False = as given (tests). use_dmd: the run's sampler (DMD, or UniPC
+    + CFG, whose state on the device is larger)."""
+    c = _costs(net, H, W, num_frames, dit_dtype, use_dmd)
     layers, block = c["layers"], c["dit_block"]
 
     # Preference: as many DiT blocks resident as fit (they run 4 to 56 times per chunk), then DA3 resident (it
@@ -437,7 +445,7 @@ def _plan(net, H, W, num_frames, dit_dtype, max_gpu_memory, label, first_frame_d
     limit = budget if budget is not None else device_memory
     return {
         "num_frames": int(num_frames), "dit_dtype": dit_dtype, "max_gpu_memory": max_gpu_memory,
-        "peak_bytes": int(peak),
+        "use_dmd": bool(use_dmd), "peak_bytes": int(peak),
         "stage_peaks": {k: int(v[0]) for k, v in stages.items()},
         "stages": {k: {n: int(b) for n, b in v[1].items()} for k, v in stages.items()},
         "resident_blocks": resident, "streamed_blocks": streamed,
@@ -486,7 +494,8 @@ def device_memory_bytes():
     return total if b["emulated"] else max(total - CUDA_CONTEXT_RESERVE, 1)
 
 
-def memory_plan(resolution="480p", num_frames=81, dit_dtype="bf16", max_gpu_memory=None, device_memory=None) -> dict:
+def memory_plan(resolution="480p", num_frames=81, dit_dtype="bf16", max_gpu_memory=None, device_memory=None,
+                use_dmd=True) -> dict:
     """The device memory plan of a run (see the module docstring) at "480p" / "720p" (or an (H, W) pair of
     multiples of 16). Returns a dict:
 
@@ -502,13 +511,15 @@ def memory_plan(resolution="480p", num_frames=81, dit_dtype="bf16", max_gpu_memo
     With ``max_gpu_memory`` (GB, 1e9 bytes) the plan parks the VAE caches, loads DA3 per call and streams DiT
     blocks, in that order, until the run fits; a budget below the smallest plan (every block streamed, DA3 loaded
     per call, caches parked) raises ValueError naming the minimum. Without a budget, ``device_memory`` (bytes, e.g.
-    ``lyra2.memory.device_memory_bytes()``; None = unknown) decides the parking alone."""
+    ``lyra2.memory.device_memory_bytes()``; None = unknown) decides the parking alone. ``use_dmd``: the run's sampler,
+    DMD (the default, as generate's) or UniPC + CFG, whose state beside the latent is larger (4·C·T·h·w + C·G·h·w f32
+    more, 80 MB at 480p)."""
     _check_args(resolution, num_frames, dit_dtype, max_gpu_memory)
     check_device_memory(device_memory)
     H, W = _frame_size(resolution)
     label = resolution if isinstance(resolution, str) else f"{H}x{W}"
     plan = _plan(_released_networks(H, W), H, W, num_frames, dit_dtype, max_gpu_memory, label,
-                 device_memory=device_memory)
+                 device_memory=device_memory, use_dmd=use_dmd)
     plan["resolution"] = resolution if isinstance(resolution, str) else (H, W)
     return plan
 
@@ -534,7 +545,7 @@ def format_memory_plan(plan) -> str:
     return "\n".join(lines)
 
 
-def log_run_plan(resolution, num_frames, max_gpu_memory, device, log, dit_dtype="bf16"):
+def log_run_plan(resolution, num_frames, max_gpu_memory, device, log, dit_dtype="bf16", use_dmd=True):
     """The plan of a generate run, written to `log` line by line, when the run asked for a budget or for the
     GPU (the plan is of the released network sizes at the run's frame size, with the run's dit_dtype, and on the
     GPU of its memory, lyra2.backends()). Raises
@@ -542,7 +553,7 @@ def log_run_plan(resolution, num_frames, max_gpu_memory, device, log, dit_dtype=
     if max_gpu_memory is None and device != "cuda":
         return None
     plan = memory_plan(resolution, num_frames, dit_dtype, max_gpu_memory,
-                       device_memory_bytes() if device == "cuda" else None)
+                       device_memory_bytes() if device == "cuda" else None, use_dmd)
     for line in format_memory_plan(plan).splitlines():
         log(line)
     return plan

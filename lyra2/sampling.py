@@ -1,7 +1,9 @@
 """Lyra 2.0 samplers with a Python denoiser: numpy-identical noise, flow schedules, UniPC + CFG, DMD.
 
 The arithmetic runs in C (csrc/sample) exactly in upstream's operation order (upstream UNI, SF, M; tags in
-docs/REFERENCES.md); this module is the thin Python face used by tests and experiments.
+docs/REFERENCES.md); this module is the thin Python face used by tests and experiments. The solver loops are the
+ones the generate driver runs on the DiT's device (lyra_unipc_run, lyra_dmd_run, their element-wise updates the
+backend op latent_update), here on a CPU backend over host memory, so these results are the device sampler's too.
 
 A denoiser is a callable ``denoise(x, t) -> v``: ``x`` is the whole float32 state
 ``(1, C, T_hist + num_new, h, w)`` (a fresh copy each call), ``t`` the network timestep (a Python int

@@ -96,19 +96,22 @@ def test_bf16_policy_within_its_tolerance(ckpt, image, depth, cpu_runs, emulated
 # give them to the emulated device's transfer log), per run, per chunk or per DiT call. Everything else that goes
 # up is a weight upload, which happens at placement only. The chunk inputs (x, y, the correspondence buffer), the
 # history latents, the VAE's inputs and outputs and the kept frames are built and stay on the device; the host sees
-# the input image, the cameras, the uint8 frames and what the depth callback exchanges.
-PER_CALL = {("upload", "latent x"), ("download", "velocity"),
-            ("upload", "time sinusoid")}   # the DiT's host-built time features (1 KB)
-# Per chunk: the sampler's (host) copy of the assembled latent, C·T·h·w f32; the RoPE table (10 MB at 480p), rebuilt
-# in the DiT's arena once per chunk: the driver gives that arena back after the chunk's sampling, so the VAE decode
-# and the depth window do not sit beside it (lyra2.memory_plan).
-PER_CHUNK = {("download", "chunk latent x"), ("upload", "rope angles")}
-PER_LATENT = {("download", "video frames"),   # the output: 4 uint8 frames per latent (+ frame 0 once per run)
-              ("upload", "Wan VAE latents")}  # the sampler's latent into the decoder
+# the input image, the cameras, the uint8 frames, the sampler's noise and what the depth callback exchanges. The sampler
+# runs on the DiT's backend (its state x, the velocities and UniPC's history stay there) and the decoder reads the
+# generated latents from x there, so no latent crosses per network call or per decoded latent.
+PER_CALL = {("upload", "time sinusoid")}   # the DiT's host-built time features (1 KB)
+# Per chunk: the RoPE table (10 MB at 480p), rebuilt in the DiT's arena once per chunk: the driver gives that arena
+# back after the chunk's sampling, so the VAE decode and the depth window do not sit beside it (lyra2.memory_plan);
+# the initial noise of the generated frames, C·G·h·w f32, drawn on the host from the seedable numpy-legacy stream
+# (sample/rng.h, sample/dmd.h).
+PER_CHUNK = {("upload", "rope angles"), ("upload", "initial noise")}
+# Per DMD re-noise step (3 per chunk): the generated frames' part of that step's ε block, C·G·h·w f32, the same stream.
+PER_RENOISE = {("upload", "re-noise")}
+PER_LATENT = {("download", "video frames")}   # the output: 4 uint8 frames per latent (+ frame 0 once per run)
 PER_RUN = {("upload", "text embeddings"),  # the captions' (cached after the first run with them: no umT5 at all)
            ("upload", "input image"), ("upload", "first-frame depth"), ("upload", "canonical coordinates"),
            ("upload", "Wan VAE latent mean"), ("upload", "Wan VAE latent scale"),
-           ("download", "priming latents")}  # the decoder priming takes host latents, as the sampler's
+           ("upload", "Wan VAE latent mean (decoder)")}
 # Per depth-window update: the window's frames come down as uint8 (DA3 runs through its Python class, which
 # uploads its pixels), the new buffer depth goes up, and each frame added to the spatial memory its depth.
 PER_UPDATE = {("download", "depth window frames"), ("upload", "buffer depth"), ("upload", "spatial-memory depth")}
@@ -122,7 +125,11 @@ NEW_CAPTION = {("upload", "umT5 encoder weights"), ("upload", "umT5 ids"), ("upl
 # reads the chunk's decoded frames from the VAE's memory, in its bf16).
 NEVER = {("upload", "condition y"), ("upload", "correspondence buffer"), ("upload", "clip frame"),
          ("upload", "Wan VAE video"), ("download", "Wan VAE mu"), ("download", "decoded frames"),
-         ("download", "Wan VAE frames")}
+         ("download", "Wan VAE frames"),
+         # gone since the sampler runs on the device: the per-call latent up and velocity down, the sampler's host
+         # copy of the assembled latent, the decoder's latent uploads and the priming latents' download
+         ("upload", "latent x"), ("download", "velocity"), ("download", "chunk latent x"),
+         ("upload", "Wan VAE latents"), ("download", "priming latents")}
 
 
 @pytest.mark.parametrize("parked", [False, True], ids=["caches-kept", "caches-parked"])
@@ -149,8 +156,9 @@ def test_transfers_of_a_run(ckpt, image, depth, emulated, monkeypatch, parked):
         assert count[k] == calls, (k, count[k])
     for k in PER_CHUNK:
         assert count[k] == chunks, (k, count[k])
+    for k in PER_RENOISE:   # DMD: 4 calls per chunk, a re-noise between each two
+        assert count[k] == calls - chunks, (k, count[k])
     assert count[("download", "video frames")] == 1 + chunks * G
-    assert count[("upload", "Wan VAE latents")] == chunks * G + gen.load_models(ckpt, "cuda")[1]["history_latents"]
     for k in PER_RUN:
         assert count[k] == 1, (k, count[k])
     # one depth-window update (after chunk 1 of 2): the window of 10 frames (8, 16, .., 80), the buffer depth, and
@@ -171,12 +179,15 @@ def test_transfers_of_a_run(ckpt, image, depth, emulated, monkeypatch, parked):
     up = sum(b for d, b, name in log if (d, name) == ("upload", "Wan VAE cache"))
     assert (down, up) == (((chunks + 1) * caches, chunks * caches) if parked else (0, 0)), (down, up, caches)
     assert not [k for k in count if "weights" in k[1] or "LoRA" in k[1] or "negative" in k[1]], count
-    unexplained = {k for k in count if k not in PER_CALL | PER_CHUNK | PER_LATENT | PER_RUN | PER_UPDATE
+    unexplained = {k for k in count if k not in PER_CALL | PER_CHUNK | PER_RENOISE | PER_LATENT | PER_RUN | PER_UPDATE
                    | (VAE_CACHE if parked else set()) and not k[1].startswith("DA3") and not k[1].startswith("ViT")}
     assert not unexplained, unexplained
     # only uint8 frames come down: 3 bytes per pixel
-    sizes = {(d, name): b for d, b, name in log}
     assert sum(b for d, b, n in log if n == "video frames") == (1 + 4 * chunks * G) * H * W * 3
+    # the noise is the generated frames' only: (C, G, h, w) f32 per upload, the initial block and each re-noise
+    gen_bytes = 4 * 16 * G * (H // 8) * (W // 8)
+    assert sum(b for d, b, n in log if n == "initial noise") == chunks * gen_bytes
+    assert sum(b for d, b, n in log if n == "re-noise") == (calls - chunks) * gen_bytes
     if parked:   # the card also refuses a new caption's umT5 beside the placed networks (test_memory_whole_run)
         return
     # a new caption: umT5 on the device for it beside the placed networks (they fit this card), then freed (the
@@ -190,8 +201,6 @@ def test_transfers_of_a_run(ckpt, image, depth, emulated, monkeypatch, parked):
         assert new[k] == 1, (k, new[k])
     assert any("1 new caption(s) through umT5 on the device" in e["message"] for e in logs)
     assert testing.emulated_cuda_stats()["live_bytes"] == live
-    # the per-call latent is the sampler's state only: (C, T, h, w) f32 up, (C, G, h, w) down
-    assert sizes[("download", "velocity")] == 4 * 16 * G * (H // 8) * (W // 8)
 
 
 def info_new_latents(ckpt):

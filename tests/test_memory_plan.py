@@ -135,13 +135,18 @@ def test_plan_fully_resident_480p():
     assert dit["dit weights"] == m["weight_bytes"] and dit["dit activations"] == m["arena_peak"]
     assert p["dit"]["tokens"] == 38246
     # the driver's buffers: the measured forward's inputs (y and the buffer in bf16 on the device), one caption
-    # per chunk (2 here) and the CLIP frame
+    # per chunk (2 here), the CLIP frame, and the sampler's state beside x: DMD's is the velocity alone (one of the
+    # forward's inputs); UniPC's adds its three x0 predictions and the corrected sample (C, T, h, w) each and CFG's
+    # unconditional velocity (C, G, h, w)
     fp = lyra2.models.dit.framepack_layout(DIT_LAYOUT, (60, 104))
     T, hw, Cb = fp["total_frames"], 60 * 104, DIT_14B["buffer_embed_dim"] // 16
     cond = 2 * (404 + Cb) * T * hw
     assert m["io_bytes"] == 4 * (16 * T * hw + 512 * 4096 + 257 * 1280 + 16 * 20 * hw) + cond
     assert dit["chunk condition"] == cond
     assert dit["run buffers"] == m["io_bytes"] - cond + 512 * 4096 * 4 + 3 * 480 * 832 * 4
+    cfg = lyra2.memory_plan(num_frames=161, use_dmd=False)
+    assert p["use_dmd"] and not cfg["use_dmd"]
+    assert cfg["stages"]["dit"]["run buffers"] - dit["run buffers"] == 4 * (4 * 16 * T * hw + 16 * 20 * hw)
     # the chunk-input prep on the device: its scratch and the CUDA warp's temporaries in the prep stage only (as the
     # C function and the measuring backend size them), the re-encode's chunk block (20 latents' 4 frames in the
     # VAE's bf16) in the decode and the re-encode only, the history latents through the loop (25 + 20 per chunk)

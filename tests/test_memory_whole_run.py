@@ -48,11 +48,12 @@ def test_whole_run_peak_is_within_the_plan(ckpt, image, depth, emulated, monkeyp
     sizes' plan, so the run parks, and any allocation past the plan fails."""
     net = testing.run_networks(ckpt)
     gen.release_models()
+    use_dmd = case.get("use_dmd", True)   # the sampler's state on the device differs (UniPC + CFG: larger)
     plan = memory._plan(net, H, W, case["num_frames"], "bf16", None, "tiny", first_frame_depth=False,
-                        vae_parked=parked)
+                        vae_parked=parked, use_dmd=use_dmd)
     if parked:
         monkeypatch.setenv("LYRA2_EMULATED_CUDA_MEMORY", str(plan["peak_bytes"]))
-    run_plan = memory.memory_plan((H, W), case["num_frames"], "bf16", None, memory.device_memory_bytes())
+    run_plan = memory.memory_plan((H, W), case["num_frames"], "bf16", None, memory.device_memory_bytes(), use_dmd)
     assert run_plan["vae_parked"] == parked
     testing.emulated_cuda_reset()
     assert testing.emulated_cuda_stats()["live_bytes"] == 0

@@ -4,9 +4,13 @@
  * mean rounded to bf16 and inv_std = bf16(1 / bf16(std)) (wan2pt1.py:846-848). Those are the latents the Lyra
  * DiT was trained on, so LYRA_VAE_CONST_BF16 is the default; the plain fp32 tables (what a dtype=float32
  * wrapper uses) are kept for comparison with fp32 references. The arithmetic itself is fp32 in both cases
- * (the latents are fp32 on the way in and out, lyra2_ar_inference.py:116-148). This runs on the host: the
- * session returns latents through host memory anyway, and a per-channel division has no runtime op. */
+ * (the latents are fp32 on the way in and out, lyra2_ar_inference.py:116-148). These host functions serve the
+ * Python API; the generate driver runs the same arithmetic on the device (the encoder side as add and mul ops, the
+ * decoder side as the latent_update op's LYRA_LATENT_DENORM, whose per-element formula nn/latent_math.h this file
+ * uses too). */
 #include "models/vae.h"
+
+#include "nn/latent_math.h"
 
 /* wan2pt1.py:810-845 (the Wan 2.1 statistics, as Python floats). */
 static const double WAN_MEAN[16] = {-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653,  -0.1517, 1.5508,
@@ -45,9 +49,10 @@ static lyra_status latent_apply(lyra_tensor *x, lyra_vae_constants which, int in
     for (int64_t b = 0; b < x->ne[0]; b++)
         for (int64_t k = 0; k < 16; k++, p += inner) {
             /* Separate sub/mul and div/add steps, as upstream: no fused or reciprocal shortcuts. */
-            if (inverse)
-                for (int64_t i = 0; i < inner; i++) p[i] = p[i] / inv[k] + mean[k];
-            else
+            if (inverse) {
+                const lyra_latent_update d = {.kind = LYRA_LATENT_DENORM};
+                for (int64_t i = 0; i < inner; i++) p[i] = lyra_latent_elem(&d, p[i], inv[k], mean[k], 0.0f);
+            } else
                 for (int64_t i = 0; i < inner; i++) p[i] = (p[i] - mean[k]) * inv[k];
         }
     return LYRA_OK;

@@ -118,6 +118,30 @@ typedef enum lyra_u8_mode {
                                  upstream AR:325-328) */
 } lyra_u8_mode;
 
+/* The elementwise latent updates of the samplers and of the decoder's input (op latent_update; the per-element
+ * formulas are nn/latent_math.h, shared by the host sampler, the CPU reference and the CUDA kernel). Inputs x[0..n),
+ * n fixed by the kind; "order" picks UniPC's first- or second-order form (it sets n too). */
+typedef enum lyra_latent_kind {
+    LYRA_LATENT_CFG = 0,       /* y = u + g·(c − u): x = (c, u) (classifier-free guidance, sample/cfg.h) */
+    LYRA_LATENT_X0,            /* y = x − σ·v: x = (x, v) (UniPC's x0 prediction, f32) */
+    LYRA_LATENT_X0_F64,        /* y = f32(f64(x) − f64(σ)·f64(v)): x = (x, v) (DMD's x0, upstream's f64 round trip) */
+    LYRA_LATENT_RENOISE,       /* y = α·x + σ·ε: x = (x, ε) (DMD's re-noise to the next σ) */
+    LYRA_LATENT_UNIPC_CORRECT, /* UniC: x = (L, M_i, M_{i−1}) (order 1) or (L, M_i, M_{i−1}, M_{i−2}) (order 2) */
+    LYRA_LATENT_UNIPC_PREDICT, /* UniP: x = (X^c, M_i) (order 1) or (X^c, M_i, M_{i−1}) (order 2) */
+    LYRA_LATENT_DENORM,        /* y = z / inv_std + mean: x = (z, inv_std, mean) (the Wan VAE's denormalisation) */
+    LYRA_LATENT_KIND_COUNT
+} lyra_latent_kind;
+
+typedef struct lyra_latent_update {
+    lyra_latent_kind kind;
+    int order;                 /* UniPC kinds: 1 or 2 */
+    float sigma;               /* X0, X0_F64: σ; RENOISE: σ of ε */
+    float alpha;               /* RENOISE: α of x */
+    float guidance;            /* CFG: g */
+    float c1, c2, rinv;        /* UniPC: the step's σ_t/σ_s, α_t·expm1(−h) (= c3 under bh2), 1/r (sample/unipc.h) */
+    float rho0, rho1;          /* UNIPC_CORRECT: the corrector's weights */
+} lyra_latent_update;
+
 typedef struct lyra_backend lyra_backend;
 
 typedef struct lyra_backend_ops {
@@ -223,6 +247,11 @@ typedef struct lyra_backend_ops {
     lyra_status (*minmax)(lyra_backend *be, lyra_tensor *mm, const lyra_tensor *x, const lyra_tensor *prev);
     lyra_status (*range_norm)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *mm,
                               float eps);
+
+    /* the samplers' elementwise updates (see lyra_op_latent_update): y and x[0..n) f32 of y's shape, any strides
+     * (stride 0 for a broadcast dim), y == x[i] in place allowed */
+    lyra_status (*latent_update)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *const *x, int n,
+                                 const lyra_latent_update *p);
 } lyra_backend_ops;
 
 struct lyra_backend {

@@ -1,5 +1,6 @@
 /* Validation and dispatch of the lyra_op_* wrappers (shapes documented in nn/ops.h). */
 #include "nn/ops.h"
+#include "nn/latent_math.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -915,4 +916,36 @@ lyra_status lyra_op_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_tens
     LYRA_TRY(check_alias(op, "x", y, x, 1));
     LYRA_TRY(check_alias(op, "mm", y, mm, 0));
     return be->ops->range_norm(be, y, x, mm, eps);
+}
+
+/* ---------------- sampler state ---------------- */
+
+lyra_status lyra_op_latent_update(lyra_backend *be, lyra_tensor *y, const lyra_tensor *const *x, int n,
+                                  const lyra_latent_update *p) {
+    const char *op = "latent_update";
+    static const char *names[4] = {"x[0]", "x[1]", "x[2]", "x[3]"};
+    if (!p || (unsigned)p->kind >= LYRA_LATENT_KIND_COUNT)
+        return lyra_error(LYRA_ERR_ARG, "%s: unknown update kind %d", op, p ? (int)p->kind : -1);
+    const int want = lyra_latent_inputs(p);
+    if (!want) return lyra_error(LYRA_ERR_ARG, "%s: UniPC order %d (1 or 2 allowed)", op, p->order);
+    if (n != want) return lyra_error(LYRA_ERR_ARG, "%s: kind %d takes %d inputs, got %d", op, (int)p->kind, want, n);
+    if (!x) return lyra_error(LYRA_ERR_ARG, "%s: the inputs are missing", op);
+    LYRA_TRY(check_out(be, op, y));
+    LYRA_TRY(check_prep_f32(be, op, "y", y, 0, NULL));
+    /* the backends see every input at y's shape: a broadcast dim becomes stride 0 */
+    lyra_tensor v[4];
+    const lyra_tensor *pv[4];
+    for (int i = 0; i < n; i++) {
+        LYRA_TRY(check_prep_f32(be, op, names[i], x[i], 0, NULL));
+        LYRA_TRY(check_broadcast(op, names[i], x[i], y));
+        LYRA_TRY(check_alias(op, names[i], y, x[i], 1));
+        v[i] = *x[i];
+        for (int d = 0; d < y->ndim; d++)
+            if (v[i].ne[d] != y->ne[d]) {
+                v[i].ne[d] = y->ne[d];
+                v[i].nb[d] = 0;
+            }
+        pv[i] = &v[i];
+    }
+    return be->ops->latent_update(be, y, pv, n, p);
 }

@@ -237,6 +237,17 @@ lyra_status lyra_op_minmax(lyra_backend *be, lyra_tensor *mm, const lyra_tensor 
 lyra_status lyra_op_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *mm,
                                float eps);
 
+/* ---------------- sampler state (sample/unipc.c, sample/dmd.c, pipeline/ar_driver.c) ---------------- */
+
+/* The samplers' elementwise latent updates, y[i] = f(x[0][i], ..., x[n−1][i]) with f the formula of p->kind
+ * (nn/backend.h lyra_latent_kind; per element nn/latent_math.h, every step one f32 rounding, X0_F64 in f64 as
+ * upstream): the CFG combination, the x0 predictions, DMD's re-noise, UniPC's corrector and predictor, and the VAE's
+ * latent denormalisation. y and every x[i] f32, any strides; each x[i] has y's ndim with each dim equal to y's or 1
+ * (broadcast, e.g. the per-channel tables of DENORM). n must be the kind's input count (lyra_latent_inputs). y may be
+ * an input itself (same data and strides: in place); otherwise it must not overlap one. */
+lyra_status lyra_op_latent_update(lyra_backend *be, lyra_tensor *y, const lyra_tensor *const *x, int n,
+                                  const lyra_latent_update *p);
+
 /* ---------------- host helpers (no backend: they fill small host tables) ---------------- */
 
 /* Wan 3-axis RoPE angles (upstream W:93-188, W:203-232, WL:586-596). head_dim D (even); the D/2 pair angles split into

@@ -46,9 +46,11 @@ typedef struct driver {
     float *buffer_depth;    /* (H, W) in vb's memory */
     float *canon;           /* (S, 3, H, W) canonical coordinates in vb's memory (once per run) */
     float *lat_mean, *lat_inv; /* (C) the latent normalisation's −mean and inv_std in vb's memory */
+    float *lat_mean_pos;    /* (C) its +mean there: the decoder's denormalisation z / inv_std + mean */
     uint8_t *u8;            /* (max(4, window), H, W, 3) uint8 frames in vb's memory, downloaded from there */
     uint8_t *warp_u8;       /* (F, H, W, 3) the buffer warp as uint8 (only when r->out_warp) */
-    float *mu;              /* (C, h, w) one encoder push's latent, normalised there */
+    float *mu;              /* (C, h, w) one encoder push's latent, normalised there; in the decode, the decoder's
+                               denormalised input latent */
     int pending_update;     /* the next chunk boundary b whose depth-window update (L = F·b) has not run */
     /* The DiT's inputs live where it runs (lyra_ar_backend: host memory on the CPU, the device pool after
      * placement); each is written once per run, chunk or network call, see dev_buffers. */
@@ -56,14 +58,17 @@ typedef struct driver {
     float *texts;           /* (k, 512, text_dim): per-chunk caption embeddings (once per run) */
     float *clip;            /* (tokens, clip width): CLIP of the chunk's last history frame (once per chunk) */
     float *frame;           /* (3, H, W): that frame, the CLIP input */
-    float *x;               /* the chunk's latent (per network call) */
+    float *x;               /* (C, T, h, w) the chunk's latent: the prep writes it, the sampler updates it in place,
+                               the decoder reads the generated frames from it */
     /* The chunk's conditioning y and correspondence buffer (once per chunk), stored as cond_dtype: bf16 where the
      * DiT keeps bf16 activations, as upstream holds its assembled inputs in bf16 on the GPU (the VAE latents and the
      * Plücker rays cast to the video's bf16, upstream M:196, M:1171-1173, M:1888; the buffer to cond_latent's dtype,
      * M:2211-2214, M:2242, M:2262); f32 on the CPU and in the f32 parity mode. */
     void *y, *buf;
     lyra_dtype cond_dtype;
-    float *v;               /* (C, G, h, w): the velocity of one network call */
+    /* The sampler's work memory (sample/unipc.h, sample/dmd.h: the velocity, UniPC's x0 history and corrected
+     * sample; DMD's uploaded re-noise), and for CFG the unconditional velocity after it: sampler_work_numel. */
+    float *work;
     float *pix;             /* (3, 4, H, W) in the VAE's memory: one latent's decoded frames (made uint8 and kept
                                from there); between decodes the staging block of the prep's encoder pushes */
     void *chunk_pix;        /* (G, 3, 4, H, W) in vb's memory, the VAE's activation dtype: the chunk's decoded frames
@@ -211,23 +216,26 @@ static lyra_status fresh_end(void *ctx, int ok) {
     return LYRA_OK;
 }
 
-/* Decodes one normalised host latent (C, h, w) (the sampler's output) through the persistent decoder into `keep`
- * (1, 3, T, H, W) in vb's memory, where the frames stay: the uint8 conversion, the kept frames and the chunk block
- * the re-encode reads (d->chunk_pix) take them from there. */
-static lyra_status decode_push(driver *d, const float *latent, lyra_tensor *keep) {
+/* Decodes one normalised latent z (1, C, 1, h, w), any strides in the device memory the VAE's backend reads (a
+ * generated frame of the sampler's x in the DiT's memory, or a history latent in vb's), through the persistent
+ * decoder into `keep` (1, 3, T, H, W) in vb's memory, where the frames stay: the uint8 conversion, the kept frames
+ * and the chunk block the re-encode read them from there. The denormalisation z / inv_std + mean (upstream
+ * TOK:810-848, the bf16 tables) runs on vb into d->mu (the latent_update op's LYRA_LATENT_DENORM:
+ * lyra_vae_denormalize's arithmetic), which the decoder reads on the device: no latent crosses to or from the host. */
+static lyra_status decode_push(driver *d, const lyra_tensor *z, lyra_tensor *keep) {
     int64_t T = 0;
     LYRA_TRY(lyra_vae_session_out_frames(d->dec, 1, &T));
     if (keep->ne[2] != T || T > LYRA_PREP_FRAMES_PER_LATENT)
         return lyra_error(LYRA_ERR_INTERNAL, "decode: %lld frames from one latent, expected %lld", (long long)T,
                           (long long)keep->ne[2]);
-    float *z = malloc(sizeof(float) * (size_t)(d->C * d->hw));
-    if (!z) return lyra_error(LYRA_ERR_OOM, "VAE decode: out of memory");
-    memcpy(z, latent, sizeof(float) * (size_t)(d->C * d->hw));
-    lyra_tensor tz = lyra_tensor_5d(z, LYRA_DTYPE_F32, 1, d->C, 1, d->h, d->w);
-    lyra_status st = lyra_vae_denormalize(&tz, LYRA_VAE_CONST_BF16);
-    if (st == LYRA_OK) st = lyra_vae_decode_push(d->dec, &tz, keep);
-    free(z);
-    return st;
+    const int64_t ne[5] = {1, d->C, 1, d->h, d->w}, nc[5] = {1, d->C, 1, 1, 1};
+    lyra_tensor in = vb_tensor(d, d->mu, 5, ne, "decoder latent");
+    lyra_tensor inv = vb_tensor(d, d->lat_inv, 5, nc, "latent scale"), mean = vb_tensor(d, d->lat_mean_pos, 5, nc,
+                                                                                        "latent mean");
+    const lyra_latent_update p = {.kind = LYRA_LATENT_DENORM};
+    const lyra_tensor *x[3] = {z, &inv, &mean};
+    LYRA_TRY(lyra_op_latent_update(d->vb, &in, x, 3, &p));
+    return lyra_vae_decode_push(d->dec, &in, keep);
 }
 
 /* Gives back the device memory that sits idle between the chunk's phases: the DiT's activation arena and the
@@ -333,6 +341,7 @@ static lyra_status prep_buffers(driver *d) {
     const int n_u8 = LYRA_AR_DEPTH_WINDOW > LYRA_PREP_FRAMES_PER_LATENT ? LYRA_AR_DEPTH_WINDOW : LYRA_PREP_FRAMES_PER_LATENT;
     if (!(d->lat_mean = dev_alloc(d->vb, d->C, "the latent constants")) ||
         !(d->lat_inv = dev_alloc(d->vb, d->C, "the latent constants")) ||
+        !(d->lat_mean_pos = dev_alloc(d->vb, d->C, "the latent constants")) ||
         !(d->mu = dev_alloc(d->vb, d->C * d->hw, "an encoder latent")) ||
         !(d->canon = dev_alloc(d->vb, (int64_t)d->S * 3 * d->HW, "the canonical coordinates")) ||
         !(d->latents = dev_alloc(d->vb, n_lat_max * d->C * d->hw, "the history latents")) ||
@@ -342,16 +351,17 @@ static lyra_status prep_buffers(driver *d) {
         return LYRA_ERR_OOM;
     if (d->r->out_warp && !(d->warp_u8 = (uint8_t *)dev_alloc(d->vb, ((int64_t)d->F * 3 * d->HW + 3) / 4, "the warp frames")))
         return LYRA_ERR_OOM;
-    float mean[16], inv[16];
+    float mean[16], neg[16], inv[16];
     if (d->C != 16) return lyra_error(LYRA_ERR_ARG, "generate: %d latent channels; the Wan tables have 16", d->C);
     LYRA_TRY(lyra_vae_latent_constants(LYRA_VAE_CONST_BF16, d->C, mean, inv));
-    for (int c = 0; c < d->C; c++) mean[c] = -mean[c];
+    for (int c = 0; c < d->C; c++) neg[c] = -mean[c];
     float *canon = malloc(sizeof(float) * (size_t)(d->S * 3 * d->HW));
     if (!canon) return lyra_error(LYRA_ERR_OOM, "generate: out of host memory");
     lyra_prep_canonical_coords(d->S, d->H, d->W, canon);
     const int64_t nc[1] = {d->C}, ncan[4] = {d->S, 3, d->H, d->W}, nf[3] = {3, d->H, d->W};
     struct { float *dev; const float *host; int ndim; const int64_t *ne; const char *name; } up[] = {
-        {d->lat_mean, mean, 1, nc, "Wan VAE latent mean"}, {d->lat_inv, inv, 1, nc, "Wan VAE latent scale"},
+        {d->lat_mean, neg, 1, nc, "Wan VAE latent mean"}, {d->lat_inv, inv, 1, nc, "Wan VAE latent scale"},
+        {d->lat_mean_pos, mean, 1, nc, "Wan VAE latent mean (decoder)"},
         {d->canon, canon, 4, ncan, "canonical coordinates"}, {d->frames[0], d->r->image, 3, nf, "input image"},
         {d->buffer_depth, d->r->depth, 2, nf + 1, "first-frame depth"},
     };
@@ -371,8 +381,8 @@ static void prep_buffers_free(driver *d) {
     if (d->frames)
         for (int64_t f = 0; f < d->r->num_frames; f++) dev_free(d->vb, &d->frames[f]);
     for (int i = 0; i < d->cache_depth_cap; i++) dev_free(d->vb, &d->cache_depth[i]);
-    float **b[] = {&d->lat_mean, &d->lat_inv, &d->mu, &d->canon, &d->latents, &d->buffer_depth, (float **)&d->u8,
-                   (float **)&d->warp_u8};
+    float **b[] = {&d->lat_mean, &d->lat_inv, &d->lat_mean_pos, &d->mu, &d->canon, &d->latents, &d->buffer_depth,
+                   (float **)&d->u8, (float **)&d->warp_u8};
     for (size_t i = 0; i < sizeof b / sizeof *b; i++) dev_free(d->vb, b[i]);
 }
 
@@ -402,24 +412,18 @@ static lyra_status prime(driver *d) {
         LYRA_TRY(encode_dev(d, d->enc, &video, &out));
     }
     d->n_latents = d->n_hist0;
-    /* Decoder priming with those latents, output discarded (AR:517-527): decoded into the VAE's memory and left
-     * there. The decoder takes host latents (the sampler's are on the host): these come down once per run. */
-    float *host = malloc(sizeof(float) * (size_t)(d->n_hist0 * d->C * d->hw));
-    if (!host) return lyra_error(LYRA_ERR_OOM, "generate: out of host memory");
-    const int64_t np[4] = {d->n_hist0, d->C, d->h, d->w};
-    lyra_tensor tl = vb_tensor(d, d->latents, 4, np, "priming latents"), th = lyra_tensor_make(host, LYRA_DTYPE_F32, 4, np);
-    th.name = tl.name;
-    lyra_status st = lyra_op_download(d->vb, &th, &tl);
-    if (st == LYRA_OK) st = vae_phase(d, d->dec);
-    for (int l = 0; st == LYRA_OK && l < d->n_hist0; l++) {
+    /* Decoder priming with those latents, output discarded (AR:517-527): read where the encoder left them, decoded
+     * into the VAE's memory and left there. */
+    LYRA_TRY(vae_phase(d, d->dec));
+    for (int l = 0; l < d->n_hist0; l++) {
         int64_t T = 0;
-        if ((st = check_stop(d)) != LYRA_OK || (st = lyra_vae_session_out_frames(d->dec, 1, &T)) != LYRA_OK) break;
-        const int64_t nk[5] = {1, 3, T, d->H, d->W};
+        LYRA_TRY(check_stop(d));
+        LYRA_TRY(lyra_vae_session_out_frames(d->dec, 1, &T));
+        const int64_t nk[5] = {1, 3, T, d->H, d->W}, nz[5] = {1, d->C, 1, d->h, d->w};
         lyra_tensor keep = vb_tensor(d, d->pix, 5, nk, "decoded frames");
-        st = decode_push(d, host + (int64_t)l * d->C * d->hw, &keep);
+        lyra_tensor z = vb_tensor(d, d->latents + (int64_t)l * d->C * d->hw, 5, nz, "priming latent");
+        LYRA_TRY(decode_push(d, &z, &keep));
     }
-    free(host);
-    LYRA_TRY(st);
     LYRA_TRY(cache_add(d, r->depth, 0));
     d->pending_update = 1;
     LYRA_TRY(release_scratch(d));
@@ -434,9 +438,11 @@ typedef struct dit_ctx {
     float *text;            /* (512, text_dim) in d->be's memory: the caption's or the negative prompt's */
 } dit_ctx;
 
-/* One network call: the sampler's latent (host, a few MB) goes up, the velocity comes back; the conditioning
- * (y, buffer, text, CLIP) is already in the DiT's memory. */
-static lyra_status dit_denoise(void *ctx, const lyra_latent_shape *shape, const float *x, float t, float *v_out) {
+/* One network call on the sampler's state in the DiT's memory: x (C, T, h, w) and the velocity v_out (C, G, h, w)
+ * live there (the sampler's, sample/unipc.h lyra_unipc_run), as does the conditioning (y, buffer, text, CLIP):
+ * nothing crosses to or from the host but the DiT's own time features. */
+static lyra_status dit_denoise(void *ctx, const lyra_latent_shape *shape, const lyra_tensor *x, float t,
+                               lyra_tensor *v_out) {
     dit_ctx *c = ctx;
     driver *d = c->d;
     LYRA_TRY(check_stop(d));
@@ -446,19 +452,16 @@ static lyra_status dit_denoise(void *ctx, const lyra_latent_shape *shape, const 
     const int64_t nb[5] = {1, (int64_t)LYRA_PREP_SLOT_CHANNELS * d->S, T, d->h, d->w};
     const int64_t nt[3] = {1, LYRA_AR_TEXT_LEN, cfg->text_dim}, nc[3] = {1, d->m->clip.cfg.tokens, d->m->clip.cfg.width};
     const int64_t nv[5] = {1, d->C, shape->t_new, d->h, d->w};
-    lyra_tensor tx = dev_tensor(d, d->x, 5, nx, "latent x"), ty = dev_tensor_as(d, d->y, d->cond_dtype, 5, ny, "condition y");
+    lyra_tensor tx, to;
+    LYRA_TRY(lyra_tensor_reshape(&tx, x, 5, nx));
+    LYRA_TRY(lyra_tensor_reshape(&to, v_out, 5, nv));
+    lyra_tensor ty = dev_tensor_as(d, d->y, d->cond_dtype, 5, ny, "condition y");
     lyra_tensor tb = dev_tensor_as(d, d->buf, d->cond_dtype, 5, nb, "correspondence buffer");
     lyra_tensor tt = dev_tensor(d, c->text, 3, nt, "text embedding"), tc = dev_tensor(d, d->clip, 3, nc, "clip tokens");
-    lyra_tensor to = dev_tensor(d, d->v, 5, nv, "velocity");
     lyra_dit_inputs in = {&tx, (double)t, &tt, &tc, &ty, &tb};
     double t0 = now();
-    lyra_status st = upload(d, &tx, x);
-    if (st == LYRA_OK) st = lyra_dit_forward(&d->m->dit, &in, &to, NULL, NULL);
-    if (st == LYRA_OK) {
-        lyra_tensor h = lyra_tensor_make(v_out, LYRA_DTYPE_F32, 5, nv);
-        h.name = "velocity";
-        st = lyra_op_download(d->be, &h, &to);
-    }
+    lyra_status st = lyra_dit_forward(&d->m->dit, &in, &to, NULL, NULL);
+    if (st == LYRA_OK) st = lyra_op_synchronize(d->be); /* timings.dit: the forward's time, not its queueing */
     d->r->timings.dit += now() - t0;
     d->r->timings.dit_calls++;
     d->calls_done++;
@@ -589,11 +592,9 @@ static lyra_status run_chunk(driver *d, int a) {
     const int64_t t_hist_total = d->n_latents, base = (int64_t)d->F * a;
     lyra_status st = LYRA_OK;
     const int64_t Tb = (int64_t)LYRA_PREP_SLOT_CHANNELS * d->S;
-    float *x = malloc(sizeof(float) * (size_t)(d->C * T * d->hw));
-    float *gen = malloc(sizeof(float) * (size_t)(d->C * d->G * d->hw));
-    float *scratch = malloc(sizeof(float) * (size_t)(d->C * d->G * d->hw));
+    float *gen = malloc(sizeof(float) * (size_t)(d->C * d->G * d->hw)), *renoise = NULL; /* host noise */
     lyra_prep_args *pa = calloc(1, sizeof *pa);
-    if (!x || !gen || !scratch || !pa) {
+    if (!gen || !pa) {
         st = lyra_error(LYRA_ERR_OOM, "chunk %d: out of memory for the network inputs", a);
         goto done;
     }
@@ -614,8 +615,8 @@ static lyra_status run_chunk(driver *d, int a) {
     if ((st = check_stop(d)) != LYRA_OK) goto done;
 
     /* inputs (upstream M:1488-1493, M:1495-1523, M:2024-2033, M:1955-1999), built on vb straight into the DiT's
-     * buffers (y and the buffer allocated for this chunk in cond_dtype, which the prep writes, rounding once); the
-     * sampler's copy of x comes down */
+     * buffers (y and the buffer allocated for this chunk in cond_dtype, which the prep writes, rounding once); x's
+     * history frames are the sampler's initial state there */
     t0 = now();
     if ((st = cond_buffers(d)) != LYRA_OK) goto done;
     {
@@ -637,10 +638,7 @@ static lyra_status run_chunk(driver *d, int a) {
             .warp_u8 = r->out_warp ? &tw : NULL,
         };
         if ((st = lyra_prep_chunk(pa)) != LYRA_OK) goto done;
-        if ((st = lyra_op_synchronize(d->vb)) != LYRA_OK) goto done; /* the DiT's stream reads y and the buffer */
-        lyra_tensor hx = lyra_tensor_make(x, LYRA_DTYPE_F32, 4, nx);
-        hx.name = tx.name;
-        if ((st = lyra_op_download(d->vb, &hx, &tx)) != LYRA_OK) goto done;
+        if ((st = lyra_op_synchronize(d->vb)) != LYRA_OK) goto done; /* the DiT's stream reads x, y and the buffer */
         if (r->out_warp) {
             lyra_tensor hw = lyra_tensor_make(r->out_warp + (base + 1) * 3 * d->HW, LYRA_DTYPE_U8, 4, nw);
             hw.name = tw.name;
@@ -651,26 +649,42 @@ static lyra_status run_chunk(driver *d, int a) {
     logf_(d, "%s chunk %d/%d: %d spatial-memory frame(s) retrieved", r->label ? r->label : "generate", a + 1,
           d->n_chunks, pa->n_retrieved);
 
-    /* sampling (upstream M:568-671, CONDM:462-486, CL2:37-55, M:693-853) */
+    /* sampling (upstream M:568-671, CONDM:462-486, CL2:37-55, M:693-853), on the DiT's backend: the state x, the
+     * velocities and the sampler's history stay in its memory (lyra_unipc_run, lyra_dmd_run). The noise is drawn
+     * here on the host, all of the chunk's at once, and uploaded: the numpy-legacy MT19937 stream (sample/rng.h) is
+     * sequential, and it makes the run reproducible, seedable and equal to golden/sampler.npz. What crosses is the
+     * initial noise (C·G·h·w f32 once) and, on the DMD path, the generated frames' part of each re-noise block (the
+     * same size, 3 steps): 4 × 8.0 MB per chunk at 480p, negligible beside the DiT's forward. */
     lyra_latent_shape shape = {d->C, d->n_hist0, d->G, d->h, d->w};
+    const int64_t n_state = lyra_latent_numel(&shape);
     lyra_rng rng;
     lyra_rng_seed(&rng, r->seed + (uint32_t)a);
     lyra_rng_fill_normal_f32(&rng, gen, d->C * d->G * d->hw);
-    lyra_latent_gen_set(&shape, x, gen);
+    if (r->use_dmd) {
+        /* ε_0..2, [T, C, h, w] each, continuing the stream after the initial noise (sample/dmd.h) */
+        if (!(renoise = malloc(sizeof(float) * (size_t)((LYRA_DMD_STEPS - 1) * n_state)))) {
+            st = lyra_error(LYRA_ERR_OOM, "chunk %d: out of host memory for the re-noise blocks", a);
+            goto done;
+        }
+        lyra_rng_fill_normal_f32(&rng, renoise, (LYRA_DMD_STEPS - 1) * n_state);
+    }
     dit_ctx cond = {d, d->texts + (int64_t)a * LYRA_AR_TEXT_LEN * d->m->text_dim}, uncond = {d, d->m->negative};
     d->calls_done = 0;
     if (r->use_dmd) {
         if (d->m->dmd_adapter >= 0) d->m->dit.adapters[d->m->dmd_adapter].weight = 1.0f; /* else folded */
         d->calls_total = LYRA_DMD_STEPS;
-        st = lyra_dmd_sample(&shape, x, &rng, NULL, dit_denoise, &cond, NULL);
+        st = lyra_dmd_run(d->be, &shape, d->x, d->work, gen, &rng, renoise, dit_denoise, &cond, NULL);
     } else {
         if (d->m->dmd_adapter >= 0) d->m->dit.adapters[d->m->dmd_adapter].weight = 0.0f;
         d->calls_total = 2 * r->num_steps;
-        lyra_cfg cfg = {dit_denoise, &cond, dit_denoise, &uncond, r->guidance, scratch};
-        st = lyra_unipc_sample(&shape, r->num_steps, r->shift, x, lyra_cfg_denoise, &cfg, NULL);
+        lyra_cfg_tensor cfg = {d->be, dit_denoise, &cond, dit_denoise, &uncond, r->guidance,
+                               d->work + lyra_unipc_work_numel(&shape)};
+        st = lyra_unipc_run(d->be, &shape, r->num_steps, r->shift, d->x, d->work, gen, lyra_cfg_tensor_denoise, &cfg,
+                            NULL);
     }
-    if (st != LYRA_OK || (st = release_scratch(d)) != LYRA_OK) goto done;
-    lyra_latent_gen_get(&shape, x, gen);
+    /* the decoder (vb) reads x's generated frames in the DiT's memory */
+    if (st != LYRA_OK || (st = lyra_op_synchronize(d->be)) != LYRA_OK || (st = release_scratch(d)) != LYRA_OK)
+        goto done;
 
     /* decode (upstream AR:989-1057, AR:98-198): the chunk's latents one at a time through the persistent decoder,
      * never clamped, then the re-encode of the decoded frames, 4 at a time, as history (the re-encoded latents, not
@@ -691,17 +705,13 @@ static lyra_status run_chunk(driver *d, int a) {
     for (int j = 0; j < d->G; j++) {
         if ((st = check_stop(d)) != LYRA_OK) goto done;
         t0 = now();
-        float *lat = malloc(sizeof(float) * (size_t)(d->C * d->hw));
-        if (!lat) {
-            st = lyra_error(LYRA_ERR_OOM, "decode: out of memory");
-            goto done;
-        }
-        for (int c = 0; c < d->C; c++)
-            memcpy(lat + (int64_t)c * d->hw, gen + ((int64_t)c * d->G + j) * d->hw, sizeof(float) * (size_t)d->hw);
+        /* generated latent j: frame n_hist0 + j of x (1, C, T, h, w) in the DiT's memory, a strided view */
+        const int64_t nx5[5] = {1, d->C, T, d->h, d->w};
+        lyra_tensor x5 = dev_tensor(d, d->x, 5, nx5, "generated latent"), z;
         lyra_tensor keep = vb_tensor(d, d->pix, 5, np, "decoded frames");
-        st = decode_push(d, lat, &keep);
-        free(lat);
-        if (st != LYRA_OK) goto done;
+        if ((st = lyra_tensor_slice(&z, &x5, 2, d->n_hist0 + j, d->n_hist0 + j + 1)) != LYRA_OK ||
+            (st = decode_push(d, &z, &keep)) != LYRA_OK)
+            goto done;
         if ((st = lyra_op_synchronize(lyra_vae_session_backend(d->dec))) != LYRA_OK) goto done;
         const int64_t f0 = base + 1 + (int64_t)LYRA_PREP_FRAMES_PER_LATENT * j;
         lyra_tensor fr; /* (4, 3, H, W): frame i, channel c at (c·4 + i)·HW */
@@ -750,9 +760,8 @@ static lyra_status run_chunk(driver *d, int a) {
     }
     prune_frames(d, a + 1);
 done:
-    free(x);
     free(gen);
-    free(scratch);
+    free(renoise);
     free(pa);
     return st;
 }
@@ -766,12 +775,18 @@ static lyra_status dev_buffers(driver *d) {
         {&d->clip, (int64_t)d->m->clip.cfg.tokens * d->m->clip.cfg.width, "the CLIP tokens"},
         {&d->frame, 3 * d->HW, "the CLIP frame"},
         {&d->x, d->C * T * hw, "the latent"},
-        {&d->v, d->C * (int64_t)d->G * hw, "the velocity"},
+        {&d->work, lyra_ar_sampler_work_numel(d->C, d->n_hist0, d->G, d->h, d->w, d->r->use_dmd),
+         "the sampler's state"},
     };
     for (size_t i = 0; i < sizeof b / sizeof *b; i++)
         if (!(*b[i].p = dev_alloc(d->be, b[i].n, b[i].what))) return LYRA_ERR_OOM;
     d->cond_dtype = d->be->device == LYRA_DEVICE_CPU ? LYRA_DTYPE_F32 : d->m->dit.act_dtype;
     return LYRA_OK;
+}
+
+int64_t lyra_ar_sampler_work_numel(int64_t c, int64_t t_hist, int64_t t_new, int64_t h, int64_t w, int use_dmd) {
+    const lyra_latent_shape shape = {c, t_hist, t_new, h, w};
+    return use_dmd ? lyra_dmd_work_numel(&shape) : lyra_unipc_work_numel(&shape) + lyra_latent_gen_numel(&shape);
 }
 
 static lyra_status check_run(const lyra_ar_run *r) {
@@ -872,7 +887,7 @@ done:
     dev_free(d->be, &d->x);
     dev_release(d->be, d->y);
     dev_release(d->be, d->buf);
-    dev_free(d->be, &d->v);
+    dev_free(d->be, &d->work);
     if (d->dec) dev_free(lyra_vae_session_backend(d->dec), &d->pix);
     if (d->dec) dev_release(lyra_vae_session_backend(d->dec), d->chunk_pix);
     lyra_vae_session_free(d->fresh);

@@ -79,4 +79,9 @@ typedef struct lyra_ar_run {
  * LYRA_ERR_INTERRUPTED when `interrupted` said stop (nothing is written past the last finished chunk). */
 lyra_status lyra_ar_generate(lyra_ar_run *r);
 
+/* Floats of the sampler's work memory the driver keeps in the DiT's backend beside the latent x (C, t_hist + t_new,
+ * h, w) for a run (lyra2.memory_plan counts it): DMD's velocity / re-noise buffer (lyra_dmd_work_numel), or UniPC's
+ * state (lyra_unipc_work_numel) and CFG's unconditional velocity (C, t_new, h, w). */
+int64_t lyra_ar_sampler_work_numel(int64_t c, int64_t t_hist, int64_t t_new, int64_t h, int64_t w, int use_dmd);
+
 #endif

@@ -19,6 +19,7 @@
 #include "models/framepack.h"
 #include "nn/measure/warp_device_temps.h"
 #include "nn/ops.h"
+#include "pipeline/ar_driver.h"
 #include "pipeline/prep.h"
 
 int lyra_py_add_pipeline_run(PyObject *m);
@@ -337,7 +338,24 @@ static PyObject *py_warp_device_temps_bytes(PyObject *self, PyObject *args) {
     return PyLong_FromLongLong((long long)(t.source_bytes + t.canvas_bytes));
 }
 
+/* The sampler's work memory the generate driver keeps in the DiT's memory beside x (lyra_ar_sampler_work_numel). */
+static PyObject *py_sampler_work_bytes(PyObject *self, PyObject *args) {
+    (void)self;
+    long long C, th, tn, h, w;
+    int use_dmd;
+    if (!PyArg_ParseTuple(args, "LLLLLp", &C, &th, &tn, &h, &w, &use_dmd)) return NULL;
+    if (C < 1 || th < 0 || tn < 1 || h < 1 || w < 1) {
+        PyErr_Format(PyExc_ValueError, "sampler_work_bytes: C, t_new, h and w must be >= 1 and t_hist >= 0, got %lld, "
+                     "%lld, %lld, %lld, %lld", C, th, tn, h, w);
+        return NULL;
+    }
+    const int64_t n = lyra_ar_sampler_work_numel(C, th, tn, h, w, use_dmd);
+    return PyLong_FromLongLong((long long)sizeof(float) * (long long)n);
+}
+
 static PyMethodDef pipeline_methods[] = {
+    {"sampler_work_bytes", py_sampler_work_bytes, METH_VARARGS,
+     "sampler_work_bytes(C, t_hist, t_new, h, w, use_dmd) -> bytes of the generate driver's sampler state beside x."},
     {"warp_device_temps_bytes", py_warp_device_temps_bytes, METH_VARARGS,
      "warp_device_temps_bytes(C, H, W, n_targets) -> bytes of the CUDA forward warp's device temporaries."},
     {"prep_scratch_bytes", py_prep_scratch_bytes, METH_VARARGS,

@@ -26,4 +26,21 @@ typedef struct lyra_cfg {
 /* lyra_denoise_fn: cond into v_out, uncond into scratch, then v_out = u + g·(c − u). */
 lyra_status lyra_cfg_denoise(void *cfg, const lyra_latent_shape *shape, const float *x, float t, float *v_out);
 
+/* The guided denoiser over backend tensors (the AR driver's, state and velocities in the DiT's memory): cond into
+ * v_out, uncond into scratch, then v_out = u + g·(c − u) as one latent_update op (LYRA_LATENT_CFG, the formula
+ * lyra_cfg_combine uses). The same three steps as lyra_cfg_denoise, on tensors rather than host arrays (that one
+ * serves the host API's Python callables; both end in nn/latent_math.h's formula). */
+typedef struct lyra_cfg_tensor {
+    struct lyra_backend *be; /* where the tensors live */
+    lyra_denoise_tensor_fn cond;
+    void *cond_ctx;
+    lyra_denoise_tensor_fn uncond;
+    void *uncond_ctx;
+    float guidance;
+    float *scratch; /* (C, t_new, H, W) f32 in be's memory, owned by the caller: the unconditional velocity */
+} lyra_cfg_tensor;
+
+lyra_status lyra_cfg_tensor_denoise(void *cfg, const lyra_latent_shape *shape, const lyra_tensor *x, float t,
+                                    lyra_tensor *v_out);
+
 #endif

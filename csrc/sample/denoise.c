@@ -51,3 +51,10 @@ void lyra_latent_init(const lyra_latent_shape *s, const float *history, lyra_rng
     /* C order of (1, C, t_new, H, W) = channel by channel, each a contiguous run of the state. */
     for (int64_t c = 0; c < s->c; c++) lyra_rng_fill_normal_f32(rng, x + (c * t + s->t_hist) * hw, s->t_new * hw);
 }
+
+lyra_status lyra_denoise_host_call(void *host, const lyra_latent_shape *shape, const lyra_tensor *x, float t,
+                                   lyra_tensor *v_out) {
+    const lyra_denoise_host *h = host;
+    LYRA_ASSERT(x->device == LYRA_DEVICE_CPU && v_out->device == LYRA_DEVICE_CPU);
+    return h->fn(h->ctx, shape, x->data, t, v_out->data);
+}

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "lyra2.h"
+#include "nn/backend.h"
 #include "sample/rng.h"
 
 typedef struct lyra_latent_shape {
@@ -26,6 +27,23 @@ typedef struct lyra_latent_shape {
  * Returns LYRA_OK, or a failing status (with its message set) that the sampler passes back unchanged. */
 typedef lyra_status (*lyra_denoise_fn)(void *ctx, const lyra_latent_shape *shape, const float *x, float t,
                                        float *v_out);
+
+/* The same denoiser over backend tensors: the samplers keep their state in a backend's memory (sample/unipc.h
+ * lyra_unipc_run, sample/dmd.h lyra_dmd_run), the AR driver's DiT reads and writes it there with no host round trip.
+ * x:     (C, t_hist + t_new, H, W) f32 contiguous in that memory (read only)
+ * v_out: (C, t_new, H, W) f32 contiguous in that memory, to be filled; the work may still be queued on the backend
+ *        when this returns (the sampler's next op runs after it on the same backend) */
+typedef lyra_status (*lyra_denoise_tensor_fn)(void *ctx, const lyra_latent_shape *shape, const lyra_tensor *x,
+                                              float t, lyra_tensor *v_out);
+
+/* A host denoiser as a tensor denoiser over host memory: the host entry points (lyra_unipc_sample, lyra_dmd_sample)
+ * run the tensor samplers on a CPU backend, so one sampler loop serves the host API and the device driver. */
+typedef struct lyra_denoise_host {
+    lyra_denoise_fn fn;
+    void *ctx;
+} lyra_denoise_host;
+lyra_status lyra_denoise_host_call(void *host, const lyra_latent_shape *shape, const lyra_tensor *x, float t,
+                                   lyra_tensor *v_out);
 
 /* Elements of the full state [C, t_hist + t_new, H, W] and of the generated part [C, t_new, H, W]. */
 int64_t lyra_latent_numel(const lyra_latent_shape *shape);

@@ -34,4 +34,19 @@ typedef struct lyra_dmd_trace {
 lyra_status lyra_dmd_sample(const lyra_latent_shape *shape, float *x, lyra_rng *rng, const float *renoise,
                             lyra_denoise_fn denoise, void *ctx, lyra_dmd_trace *trace);
 
+/* The same sampler with its state in be's memory (what lyra_dmd_sample runs on a CPU backend over host memory, and
+ * the AR driver on the DiT's backend): x0 and the re-noise are latent_update ops. The noise stays on the host: the
+ * numpy-legacy MT19937 stream is sequential (each normal needs the generator state the previous one left), and it is
+ * what makes a run reproducible and seedable and equal to golden/sampler.npz; each re-noise step draws its [T, C, H,
+ * W] block there (while the device runs that step's network call) and uploads the generated frames' part, t_new·C·H·W
+ * f32 (8.0 MB per step at 480p, 3 steps per chunk: negligible beside the DiT's forward).
+ * x:     (C, T, H, W) f32 contiguous in be's memory, in/out as lyra_dmd_sample's
+ * work:  lyra_dmd_work_numel(shape) f32 in be's memory: the velocity, then each step's uploaded ε (C, t_new, H, W)
+ * noise: NULL (x holds the initial state), or (C, t_new, H, W) host f32: uploaded once into x's generated frames
+ * trace: NULL or host buffers (filled by downloads). */
+int64_t lyra_dmd_work_numel(const lyra_latent_shape *shape);
+lyra_status lyra_dmd_run(struct lyra_backend *be, const lyra_latent_shape *shape, float *x, float *work,
+                         const float *noise, lyra_rng *rng, const float *renoise, lyra_denoise_tensor_fn denoise,
+                         void *ctx, lyra_dmd_trace *trace);
+
 #endif

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/latent_math.h"
+#include "nn/ops.h"
+#include "sample/latent_state.h"
 #include "sample/schedules.h"
 
 /* Correctly rounded float32 log / expm1 via float64 (the convention of the docs/REFERENCES.md#sampler-test-vectors
@@ -98,102 +101,76 @@ lyra_status lyra_unipc_plan(const float *sigmas, int n, lyra_unipc_step *steps, 
     return LYRA_OK;
 }
 
-/* x0 conversion M = X − σ·V over the full state (upstream UNI:272-324). */
-static void unipc_x0(const float *x, const float *v, float sigma, int64_t n, float *m) {
-    for (int64_t e = 0; e < n; e++) m[e] = x[e] - sigma * v[e];
+int64_t lyra_unipc_work_numel(const lyra_latent_shape *shape) {
+    return 4 * lyra_latent_numel(shape) + lyra_latent_gen_numel(shape);
 }
 
-/* UniC: x (in: X_i, out: X_i^c) from L = X_{i−1}^c, M_i, M_{i−1}, M_{i−2} (upstream UNI:214-224, UNI:636-719,
- * M:656-668). `prev` holds the pair's c1, c2 = c3 and 1/r; `cur` the order and ρ. */
-static void unipc_correct(const lyra_unipc_step *prev, const lyra_unipc_step *cur, const float *last,
-                          const float *m, const float *m1, const float *m2, int64_t n, float *x) {
-    const float c1 = prev->c1, c2 = prev->c2, c3 = prev->c2;
-    if (cur->corr_order == 1) {
-        const float rho = cur->rho1;
-        for (int64_t e = 0; e < n; e++) {
-            float y = c1 * last[e] - c2 * m1[e];
-            float dt = m[e] - m1[e];
-            float k = 0.0f + rho * dt; /* upstream: corr_res (the int 0) + ρ·D_t */
-            x[e] = y - c3 * k;
-        }
-    } else {
-        const float rinv = prev->rinv, rho0 = cur->rho0, rho1 = cur->rho1;
-        for (int64_t e = 0; e < n; e++) {
-            float y = c1 * last[e] - c2 * m1[e];
-            float dt = m[e] - m1[e];
-            float d1 = (m2[e] - m1[e]) * rinv;
-            float k = rho0 * d1 + rho1 * dt;
-            x[e] = y - c3 * k;
-        }
-    }
+/* One latent_update of the step's scalars over the full state: y = f(x[0..n)). */
+static lyra_status unipc_op(lyra_backend *be, lyra_latent_kind kind, const lyra_unipc_step *pair,
+                            const lyra_unipc_step *cur, int order, lyra_tensor *y, const lyra_tensor *a,
+                            const lyra_tensor *b, const lyra_tensor *c, const lyra_tensor *d) {
+    const lyra_latent_update p = {.kind = kind, .order = order, .c1 = pair->c1, .c2 = pair->c2, .rinv = pair->rinv,
+                                  .rho0 = cur->rho0, .rho1 = cur->rho1};
+    const lyra_tensor *in[4] = {a, b, c, d};
+    return lyra_op_latent_update(be, y, in, lyra_latent_inputs(&p), &p);
 }
 
-/* UniP from s = i to i+1: x_next from X_i^c (`xc`), M_i and M_{i−1} (upstream UNI:214-224, UNI:636-719, M:656-668). */
-static void unipc_predict(const lyra_unipc_step *st, const float *xc, const float *m, const float *m1,
-                          int64_t n, float *x_next) {
-    const float c1 = st->c1, c2 = st->c2, c3 = st->c2;
-    if (st->order == 1) {
-        for (int64_t e = 0; e < n; e++) {
-            float y = c1 * xc[e] - c2 * m[e];
-            x_next[e] = y - c3 * 0.0f; /* upstream subtracts α_t·B·0; only a zero's sign can change */
-        }
-    } else {
-        const float rinv = st->rinv;
-        for (int64_t e = 0; e < n; e++) {
-            float y = c1 * xc[e] - c2 * m[e];
-            float d1 = (m1[e] - m[e]) * rinv;
-            x_next[e] = y - c3 * (0.5f * d1); /* the predictor's ρ is the fixed [0.5] */
-        }
-    }
-}
-
-lyra_status lyra_unipc_sample(const lyra_latent_shape *shape, int num_steps, double shift, float *x,
-                              lyra_denoise_fn denoise, void *ctx, lyra_unipc_trace *trace) {
+lyra_status lyra_unipc_run(lyra_backend *be, const lyra_latent_shape *shape, int num_steps, double shift, float *x,
+                           float *work, const float *noise, lyra_denoise_tensor_fn denoise, void *ctx,
+                           lyra_unipc_trace *trace) {
     LYRA_TRY(lyra_latent_shape_check(shape, "UniPC state"));
     if (num_steps < 1 || num_steps > LYRA_FLOW_MAX_STEPS)
         return lyra_error(LYRA_ERR_ARG, "num_steps must be in [1, %d], got %d", LYRA_FLOW_MAX_STEPS,
                           num_steps);
-    const int64_t n = lyra_latent_numel(shape), ngen = lyra_latent_gen_numel(shape);
-    const size_t fbytes = (size_t)n * sizeof(float);
+    const int64_t n = lyra_latent_numel(shape);
     lyra_status st = LYRA_OK;
     int64_t *timesteps = malloc((size_t)num_steps * sizeof(int64_t));
     float *sigmas = malloc((size_t)(num_steps + 1) * sizeof(float));
     lyra_unipc_step *plan = malloc((size_t)num_steps * sizeof(lyra_unipc_step));
-    float *buf = malloc(5 * fbytes + (size_t)ngen * sizeof(float));
-    if (!timesteps || !sigmas || !plan || !buf) {
-        st = lyra_error(LYRA_ERR_OOM, "UniPC: cannot allocate the solver state (%lld floats)",
-                        (long long)(6 * n));
+    if (!timesteps || !sigmas || !plan) {
+        st = lyra_error(LYRA_ERR_OOM, "UniPC: cannot allocate the solver plan (%d steps)", num_steps);
         goto finally;
     }
     if ((st = lyra_flow_schedule(num_steps, shift, timesteps, sigmas, NULL)) != LYRA_OK) goto finally;
     if ((st = lyra_unipc_plan(sigmas, num_steps, plan, NULL)) != LYRA_OK) goto finally;
 
-    /* v (full, zero on history), the three x0 predictions M_i, M_{i−1}, M_{i−2} (rotated), the
-     * corrected sample L and the denoiser's output. */
-    float *v = buf, *m = buf + n, *m1 = buf + 2 * n, *m2 = buf + 3 * n, *last = buf + 4 * n;
-    float *vgen = buf + 5 * n;
-    memset(v, 0, fbytes);
-    if (trace && trace->x) memcpy(trace->x, x, fbytes);
+    /* The three x0 predictions M_i, M_{i−1}, M_{i−2} (rotated), the corrected sample L and the denoiser's velocity,
+     * all in be's memory. */
+    lyra_tensor tx = lyra_state_tensor(be, shape, x, "sampler state x");
+    lyra_tensor m = lyra_state_tensor(be, shape, work, "x0 prediction");
+    lyra_tensor m1 = lyra_state_tensor(be, shape, work + n, "x0 prediction");
+    lyra_tensor m2 = lyra_state_tensor(be, shape, work + 2 * n, "x0 prediction");
+    lyra_tensor last = lyra_state_tensor(be, shape, work + 3 * n, "corrected sample");
+    lyra_tensor v = lyra_gen_tensor(be, shape, work + 4 * n, "velocity");
+    if (noise && (st = lyra_state_set_noise(be, shape, &tx, &v, "initial noise", noise)) != LYRA_OK) goto finally;
+    if (trace && trace->x && (st = lyra_state_trace(be, &tx, trace->x)) != LYRA_OK) goto finally;
 
     for (int i = 0; i < num_steps; i++) {
         const lyra_unipc_step *cur = &plan[i];
-        if ((st = denoise(ctx, shape, x, (float)timesteps[i], vgen)) != LYRA_OK) goto finally;
-        lyra_latent_gen_set(shape, v, vgen);
-        unipc_x0(x, v, cur->sigma, n, m);
-        if (i >= 1) unipc_correct(&plan[i - 1], cur, last, m, m1, m2, n, x);
-        memcpy(last, x, fbytes);
-        unipc_predict(cur, last, m, m1, n, x);
+        if ((st = denoise(ctx, shape, &tx, (float)timesteps[i], &v)) != LYRA_OK) goto finally;
+        /* M_i = X − σ·V with V = 0 on the history: there σ·0 = +0 and X − (+0) is X bit for bit (−0 and NaN
+         * included), so the history's M is a copy of X and only the generated frames go through the x0 formula. */
+        if ((st = lyra_state_x0(be, shape, LYRA_LATENT_X0, cur->sigma, &m, &tx, &v)) != LYRA_OK) goto finally;
+        /* UniC writes X_i^c over L (in place: each element reads its L before writing it); the first step has no
+         * corrector, so L = X_0. */
+        if (i >= 1) st = unipc_op(be, LYRA_LATENT_UNIPC_CORRECT, &plan[i - 1], cur, cur->corr_order, &last, &last, &m,
+                                  &m1, &m2);
+        else st = lyra_op_copy(be, &last, &tx);
+        if (st != LYRA_OK) goto finally;
+        if ((st = unipc_op(be, LYRA_LATENT_UNIPC_PREDICT, cur, cur, cur->order, &tx, &last, &m, &m1, NULL)) != LYRA_OK)
+            goto finally;
 
         if (trace) {
             size_t off = (size_t)i * (size_t)n;
-            if (trace->v) memcpy(trace->v + off, v, fbytes);
-            if (trace->x0) memcpy(trace->x0 + off, m, fbytes);
-            if (trace->x_corrected) memcpy(trace->x_corrected + off, last, fbytes);
-            if (trace->x) memcpy(trace->x + off + (size_t)n, x, fbytes);
+            if (trace->v && (st = lyra_state_trace_v(be, shape, &v, trace->v + off)) != LYRA_OK) goto finally;
+            if (trace->x0 && (st = lyra_state_trace(be, &m, trace->x0 + off)) != LYRA_OK) goto finally;
+            if (trace->x_corrected && (st = lyra_state_trace(be, &last, trace->x_corrected + off)) != LYRA_OK)
+                goto finally;
+            if (trace->x && (st = lyra_state_trace(be, &tx, trace->x + off + (size_t)n)) != LYRA_OK) goto finally;
             if (trace->order) trace->order[i] = cur->order;
         }
         /* Push M_i: the two-entry history becomes (M_i, M_{i−1}). */
-        float *tmp = m2;
+        lyra_tensor tmp = m2;
         m2 = m1;
         m1 = m;
         m = tmp;
@@ -202,6 +179,21 @@ finally:
     free(timesteps);
     free(sigmas);
     free(plan);
-    free(buf);
+    return st;
+}
+
+lyra_status lyra_unipc_sample(const lyra_latent_shape *shape, int num_steps, double shift, float *x,
+                              lyra_denoise_fn denoise, void *ctx, lyra_unipc_trace *trace) {
+    LYRA_TRY(lyra_latent_shape_check(shape, "UniPC state"));
+    lyra_backend cpu;
+    LYRA_TRY(lyra_backend_cpu_init(&cpu, 1));
+    float *work = malloc((size_t)lyra_unipc_work_numel(shape) * sizeof(float));
+    lyra_status st = work ? LYRA_OK : lyra_error(LYRA_ERR_OOM, "UniPC: cannot allocate the solver state (%lld floats)",
+                                                  (long long)lyra_unipc_work_numel(shape));
+    lyra_denoise_host host = {denoise, ctx};
+    if (st == LYRA_OK) st = lyra_unipc_run(&cpu, shape, num_steps, shift, x, work, NULL, lyra_denoise_host_call, &host,
+                                           trace);
+    free(work);
+    lyra_backend_free(&cpu);
     return st;
 }

@@ -50,4 +50,18 @@ typedef struct lyra_unipc_trace {
 lyra_status lyra_unipc_sample(const lyra_latent_shape *shape, int num_steps, double shift, float *x,
                               lyra_denoise_fn denoise, void *ctx, lyra_unipc_trace *trace);
 
+/* The same solver with its state in be's memory (what lyra_unipc_sample runs on a CPU backend over host memory, and
+ * the AR driver on the DiT's backend): every elementwise update is a latent_update op, so per network call nothing
+ * crosses between host and device.
+ * x:     (C, T, H, W) f32 contiguous in be's memory, in/out as lyra_unipc_sample's
+ * work:  lyra_unipc_work_numel(shape) f32 in be's memory: the x0 predictions M_i, M_{i−1}, M_{i−2}, the corrected
+ *        sample and the denoiser's velocity (C, t_new, H, W)
+ * noise: NULL (x holds the initial state), or (C, t_new, H, W) host f32 normals: uploaded once (through the velocity
+ *        buffer) into x's generated frames before the first step
+ * trace: NULL or host buffers (filled by downloads). */
+int64_t lyra_unipc_work_numel(const lyra_latent_shape *shape);
+lyra_status lyra_unipc_run(struct lyra_backend *be, const lyra_latent_shape *shape, int num_steps, double shift,
+                           float *x, float *work, const float *noise, lyra_denoise_tensor_fn denoise, void *ctx,
+                           lyra_unipc_trace *trace);
+
 #endif

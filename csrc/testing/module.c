@@ -27,7 +27,8 @@ PyMODINIT_FUNC PyInit__testops(void) {
     if (!lyra_py_error) return NULL;
     PyObject *m = PyModule_Create(&testops_module);
     if (!m) return NULL;
-    if (lyra_testops_add_ops(m) < 0 || lyra_testops_add_vit(m) < 0 || lyra_testops_add_fp8(m) < 0) {
+    if (lyra_testops_add_ops(m) < 0 || lyra_testops_add_vit(m) < 0 || lyra_testops_add_fp8(m) < 0 ||
+        lyra_testops_add_sampler(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -1728,6 +1728,63 @@ static PyObject *py_range_norm(PyObject *self, PyObject *args, PyObject *kw) {
     RUN_OP(&k, out, lyra_op_range_norm(be, &y, &x, &m, eps));
 }
 
+/* latent_update(kind, xs, order=1, sigma=0, alpha=0, guidance=0, c1=0, c2=0, rinv=0, rho0=0, rho1=0) -> y of the
+ * broadcast shape of xs: the samplers' elementwise updates (nn/latent_math.h). */
+static PyObject *py_latent_update(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"kind", "xs", "order", "sigma", "alpha", "guidance", "c1", "c2", "rinv", "rho0", "rho1",
+                          NULL};
+    static const char *kinds[LYRA_LATENT_KIND_COUNT] = {"cfg", "x0", "x0_f64", "renoise", "unipc_correct",
+                                                        "unipc_predict", "denorm"};
+    const char *ks;
+    PyObject *xso;
+    lyra_latent_update p = {0};
+    p.order = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sO|iffffffff", kws, &ks, &xso, &p.order, &p.sigma, &p.alpha,
+                                     &p.guidance, &p.c1, &p.c2, &p.rinv, &p.rho0, &p.rho1))
+        return NULL;
+    int kind = -1;
+    for (int i = 0; i < LYRA_LATENT_KIND_COUNT; i++)
+        if (!strcmp(ks, kinds[i])) kind = i;
+    if (kind < 0) {
+        PyErr_Format(PyExc_ValueError, "kind must be one of cfg, x0, x0_f64, renoise, unipc_correct, unipc_predict, "
+                     "denorm; got '%s'", ks);
+        return NULL;
+    }
+    p.kind = (lyra_latent_kind)kind;
+    if (!PyList_Check(xso) && !PyTuple_Check(xso)) {
+        PyErr_SetString(PyExc_TypeError, "xs must be a list of arrays");
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Size(xso);
+    if (n < 1 || n > 4) {
+        PyErr_Format(PyExc_ValueError, "xs: 1 to 4 arrays, got %zd", n);
+        return NULL;
+    }
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x[4], y;
+    const lyra_tensor *xp[4];
+    static const char *names[4] = {"xs[0]", "xs[1]", "xs[2]", "xs[3]"};
+    for (Py_ssize_t i = 0; i < n && !err; i++) {
+        PyObject *o = PySequence_GetItem(xso, i);
+        if (!o) FAIL(&k);
+        in_param(&k, o, names[i], &x[i], 0, &err);
+        Py_DECREF(o);
+        xp[i] = &x[i];
+    }
+    if (err) FAIL(&k);
+    int64_t ne[LYRA_MAX_DIMS];
+    for (int d = 0; d < x[0].ndim; d++) {
+        ne[d] = 1;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (d < x[i].ndim && x[i].ne[d] > ne[d]) ne[d] = x[i].ne[d];
+    }
+    PyArrayObject *out = out_typed(&k, x[0].ndim, ne, &y, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT_F32);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_latent_update(be, &y, xp, (int)n, &p));
+}
+
 #define BK(fn)                                                                                              \
     static PyObject *fn##_bk(PyObject *s, PyObject *a, PyObject *k) { return with_backend(fn, s, a, k); }
 BK(py_copy) BK(py_concat) BK(py_pad) BK(py_patchify) BK(py_unpatchify) BK(py_embedding) BK(py_linear)
@@ -1736,6 +1793,7 @@ BK(py_l2norm_channels) BK(py_group_norm) BK(py_softmax) BK(py_unary) BK(py_glu) 
 BK(py_scale) BK(py_sincos) BK(py_modulate) BK(py_gate) BK(py_rope) BK(py_conv2d) BK(py_conv3d) BK(py_conv_transpose2d)
 BK(py_upsample_nearest2x) BK(py_resize) BK(py_avg_pool3d) BK(py_gs_rasterize) BK(py_warp_forward)
 BK(py_quantize_fp8_rows) BK(py_linear_fp8_tokens) BK(py_rays) BK(py_to_u8) BK(py_minmax) BK(py_range_norm)
+BK(py_latent_update)
 
 #define KW(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, doc}
 
@@ -1804,6 +1862,9 @@ static PyMethodDef ops_methods[] = {
     KW("to_u8", py_to_u8_bk, "to_u8(x (N, C, H, W), mode='video'|'round') -> uint8 (N, H, W, C)."),
     KW("minmax", py_minmax_bk, "minmax(x, prev=None) -> [min, max] (NaNs skipped), combined with prev (2,)."),
     KW("range_norm", py_range_norm_bk, "range_norm(x, mm (2), eps=1e-6): 2·(x − mm[0]) / max(mm[1] − mm[0], eps) − 1."),
+    KW("latent_update", py_latent_update_bk, "latent_update(kind, xs, order=1, sigma=0, alpha=0, guidance=0, c1=0, "
+       "c2=0, rinv=0, rho0=0, rho1=0): the samplers' elementwise updates (cfg, x0, x0_f64, renoise, unipc_correct, "
+       "unipc_predict, denorm) over xs broadcast to one shape."),
     {NULL, NULL, 0, NULL},
 };
 

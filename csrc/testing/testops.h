@@ -10,5 +10,7 @@ int lyra_testops_add_ops(PyObject *m);
 int lyra_testops_add_vit(PyObject *m);
 /* Adds fp8_e4m3, the e4m3 conversion on arrays (py_fp8.c). */
 int lyra_testops_add_fp8(PyObject *m);
+/* Adds sampler_run, the tensor samplers on a backend with a toy denoiser (py_sampler_dev.c). */
+int lyra_testops_add_sampler(PyObject *m);
 
 #endif

@@ -590,6 +590,19 @@ static lyra_status emu_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_t
     return RUN(c.cpu->ops->range_norm(c.cpu, Y, X, M, eps));
 }
 
+/* ---------------------------------------------------------------- sampler state (f32 in and out, as on CUDA) */
+
+static lyra_status emu_latent_update(lyra_backend *be, lyra_tensor *y, const lyra_tensor *const *x, int n,
+                                     const lyra_latent_update *p) {
+    static const char *names[4] = {"x[0]", "x[1]", "x[2]", "x[3]"};
+    emu_call c;
+    begin(&c, be, "latent_update");
+    const lyra_tensor *X[4] = {NULL, NULL, NULL, NULL};
+    for (int i = 0; i < n && i < 4; i++) X[i] = in(&c, names[i], x[i], 1);
+    lyra_tensor *Y = out(&c, y, 1);
+    return RUN(c.cpu->ops->latent_update(c.cpu, Y, X, n, p));
+}
+
 /* ---------------------------------------------------------------- table and lifetime */
 
 static void emu_destroy(lyra_backend *be) {
@@ -647,6 +660,7 @@ static const lyra_backend_ops emu_ops = {
     .to_u8 = emu_to_u8,
     .minmax = emu_minmax,
     .range_norm = emu_range_norm,
+    .latent_update = emu_latent_update,
 };
 
 lyra_status lyra_backend_emu_init(lyra_backend *be, int n_threads) {

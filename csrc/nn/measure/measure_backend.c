@@ -317,6 +317,13 @@ static lyra_status m_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_ten
     return count(be, 0);
 }
 
+/* The samplers' elementwise updates run beside the networks, no part of one: counted with no FLOPs. */
+static lyra_status m_latent_update(lyra_backend *be, lyra_tensor *y, const lyra_tensor *const *x, int n,
+                                   const lyra_latent_update *p) {
+    (void)y; (void)x; (void)n; (void)p;
+    return count(be, 0);
+}
+
 static const lyra_backend_ops measure_ops = {
     .name = "measure",
     .destroy = measure_destroy,
@@ -368,6 +375,7 @@ static const lyra_backend_ops measure_ops = {
     .to_u8 = m_to_u8,
     .minmax = m_minmax,
     .range_norm = m_range_norm,
+    .latent_update = m_latent_update,
 };
 
 lyra_status lyra_backend_measure_init(lyra_backend *be, lyra_device device) {
