@@ -107,9 +107,11 @@ PER_RUN = {("upload", "text embeddings"),  # the captions' (cached after the fir
            ("upload", "input image"), ("upload", "first-frame depth"), ("upload", "canonical coordinates"),
            ("upload", "Wan VAE latent mean"), ("upload", "Wan VAE latent scale"),
            ("download", "priming latents")}  # the decoder priming takes host latents, as the sampler's
-# Per depth-window update: the window's frames come down as uint8 (DA3 runs through its Python class, which
-# uploads its pixels), the new buffer depth goes up, and each frame added to the spatial memory its depth.
-PER_UPDATE = {("download", "depth window frames"), ("upload", "buffer depth"), ("upload", "spatial-memory depth")}
+# Per depth-window update: DA3 reads the window where the frames are (its pixels built there from the uint8 frames,
+# pipeline/depth_window.c); the window's views come down once as uint8 for the Python API's point cloud (recorded
+# views), DA3's forward brings its heads' maps down for the nested merge (names "DA3 ...", not counted here), the new
+# buffer depth goes up, and each frame added to the spatial memory its depth.
+PER_UPDATE = {("download", "depth window views"), ("upload", "buffer depth"), ("upload", "spatial-memory depth")}
 # Only when the run's memory plan parks them (vae_parked): the VAE streams' causal caches wait in host memory outside
 # their own phase (down when parked, up at the stream's next push).
 VAE_CACHE = {("upload", "Wan VAE cache"), ("download", "Wan VAE cache")}
@@ -118,9 +120,11 @@ NEW_CAPTION = {("upload", "umT5 encoder weights"), ("upload", "umT5 ids"), ("upl
                ("upload", "umT5 buckets"), ("download", "caption embedding")}
 # Gone since the chunk inputs are assembled on the device (issue 14): what used to cross per chunk (the re-encode
 # reads the chunk's decoded frames from the VAE's memory, in its bf16).
+# Gone since the depth window runs DA3 where the frames are: the frames one by one for a host callback and DA3's pixels
+# uploaded by its Python class.
 NEVER = {("upload", "condition y"), ("upload", "correspondence buffer"), ("upload", "clip frame"),
          ("upload", "Wan VAE video"), ("download", "Wan VAE mu"), ("download", "decoded frames"),
-         ("download", "Wan VAE frames")}
+         ("download", "Wan VAE frames"), ("download", "depth window frames"), ("upload", "DA3 pixels")}
 
 
 @pytest.mark.parametrize("parked", [False, True], ids=["caches-kept", "caches-parked"])
@@ -151,11 +155,17 @@ def test_transfers_of_a_run(ckpt, image, depth, emulated, monkeypatch, parked):
     assert count[("upload", "Wan VAE latents")] == chunks * G + gen.load_models(ckpt, "cuda")[1]["history_latents"]
     for k in PER_RUN:
         assert count[k] == 1, (k, count[k])
-    # one depth-window update (after chunk 1 of 2): the window of 10 frames (8, 16, .., 80), the buffer depth, and
-    # one spatial-memory depth per cache entry (frame 0's at the start, then each window frame added)
+    # one depth-window update (after chunk 1 of 2): the window of 10 frames (8, 16, .., 80) down once as the recorded
+    # views, the buffer depth, and one spatial-memory depth per cache entry (frame 0's at the start, then each window
+    # frame added); nothing of DA3's goes up
     cached = v.stage_timings["in"]["cache_frames"]
     assert cached == 11
-    assert count[("download", "depth window frames")] == 10
+    assert count[("download", "depth window views")] == chunks - 1
+    assert sizes_of(log, "download", "depth window views") == [10 * H * W * 3]
+    # DA3's pixels are built on the device; what DA3's forward itself still uploads is its host-built position tables
+    # (the heads' UV embeddings, the pose encoding), nothing of the frames
+    assert {k for k in count if k[0] == "upload" and k[1].startswith("DA3")} <= {("upload", "DA3 UV embedding"),
+                                                                                ("upload", "DA3 pose encoding")}
     assert count[("upload", "buffer depth")] == chunks - 1
     assert count[("upload", "spatial-memory depth")] == cached
     for k in NEVER:
@@ -190,6 +200,10 @@ def test_transfers_of_a_run(ckpt, image, depth, emulated, monkeypatch, parked):
     assert testing.emulated_cuda_stats()["live_bytes"] == live
     # the per-call latent is the sampler's state only: (C, T, h, w) f32 up, (C, G, h, w) down
     assert sizes[("download", "velocity")] == 4 * 16 * G * (H // 8) * (W // 8)
+
+
+def sizes_of(log, direction, name):
+    return [b for d, b, n in log if (d, n) == (direction, name)]
 
 
 def info_new_latents(ckpt):

@@ -325,6 +325,7 @@ lyra_status cu_op_rays(lyra_backend *, lyra_tensor *, int, int, const lyra_ray_p
 lyra_status cu_op_to_u8(lyra_backend *, lyra_tensor *, const lyra_tensor *, lyra_u8_mode);
 lyra_status cu_op_minmax(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *);
 lyra_status cu_op_range_norm(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, float);
+lyra_status cu_op_u8_pixels(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_u8_pixels_params *);
 
 /* The fused flash-attention kernel (cuda_attention_flash.cu): 1 when it handled the call (status in *st),
  * 0 when the case is outside what it supports (dtype, head dim, alignment) and the caller falls back. */

@@ -590,6 +590,14 @@ static lyra_status emu_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_t
     return RUN(c.cpu->ops->range_norm(c.cpu, Y, X, M, eps));
 }
 
+static lyra_status emu_u8_pixels(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_u8_pixels_params *p) {
+    emu_call c;
+    begin(&c, be, "u8_pixels");
+    const lyra_tensor *X = in(&c, "x", x, 1); /* uint8 in, f32 out: no conversion around the CPU kernel */
+    lyra_tensor *Y = out(&c, y, 1);
+    return RUN(c.cpu->ops->u8_pixels(c.cpu, Y, X, p));
+}
+
 /* ---------------------------------------------------------------- table and lifetime */
 
 static void emu_destroy(lyra_backend *be) {
@@ -647,6 +655,7 @@ static const lyra_backend_ops emu_ops = {
     .to_u8 = emu_to_u8,
     .minmax = emu_minmax,
     .range_norm = emu_range_norm,
+    .u8_pixels = emu_u8_pixels,
 };
 
 lyra_status lyra_backend_emu_init(lyra_backend *be, int n_threads) {
