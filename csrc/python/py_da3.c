@@ -239,7 +239,7 @@ static PyObject *py_da3_cost(PyObject *self, PyObject *args) {
         hs[i]->features = v[10];
         for (int k = 0; k < 4; k++) hs[i]->oc[k] = v[11 + k];
         hs[i]->out_dim = i ? 1 : 2;
-        hs[i]->dual = !i;
+        hs[i]->dual = hs[i]->pos_embed = !i; /* as da3_weights.c: the DualDPT adds the UV embedding */
         hs[i]->sky = i;
     }
     m.opt.anyview_taps[3] = (int)v[17];
