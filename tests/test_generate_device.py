@@ -17,6 +17,7 @@ Two precisions, two claims:
   or stale tensor reads the pool's NaN poison or wrong data and moves frames by tens of levels on average).
 """
 import collections
+import os
 
 import numpy as np
 import pytest
@@ -239,6 +240,22 @@ def test_a_failed_chunk_writes_no_video(ckpt, image, depth, emulated, monkeypatc
         lyra2.generate(image, w2c, K, "a", checkpoint_dir=ckpt, device="cuda", depth=depth, progress=False,
                        output_path=str(out))
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_depth_model_off_the_frames_device_is_refused(ckpt, image, depth, emulated, monkeypatch, tmp_path):
+    """DA3 reads the window where the frames are: a DA3 placed on the CPU for a run on the device is an error naming
+    both devices, and no video is written."""
+    from lyra2.checkpoint import FILES
+    from lyra2.models.depth import DepthAnything3, DepthWindow
+
+    cpu_da3 = DepthAnything3(os.path.join(ckpt, FILES["da3"]), device="cpu")
+    monkeypatch.setattr(gen, "_depth_window_fn", lambda da3: DepthWindow(cpu_da3))
+    out = tmp_path / "v.mp4"
+    w2c, K = trajectory("horizontal_zoom", 161, 0.5, depth)
+    with pytest.raises(ValueError, match="DA3 is on the CPU but the frames are on the GPU"):
+        lyra2.generate(image, w2c, K, "a", checkpoint_dir=ckpt, device="cuda", depth=depth, progress=False,
+                       output_path=str(out))
+    assert not out.exists()
 
 
 @pytest.mark.cuda

@@ -4,10 +4,10 @@
  * arithmetic reordered per output pixel, which changes no rounding: the area filter's horizontal sums run over the
  * same table entries in the same order, its vertical sum starts from the first row's term (0 + x = x), and the cubic
  * filter is integer arithmetic horizontally and the same four-term float sum vertically. Shared word for word by the
- * CPU kernel (nn/cpu/cpu_prep.c) and the CUDA kernel (nn/cuda/cuda_prep.cu): U8P_MUL / U8P_ADD / U8P_SUB (and the f64
- * U8P_DMUL / U8P_DADD of the source coordinates) are plain operators in C (no FMA contraction on the x86-64 baseline) and __fmul_rn / __fadd_rn / __fsub_rn / __dmul_rn / __dadd_rn in the CUDA
- * file,
- * U8P_RINT lrintf / __float2int_rn (both round half to even), '/' is IEEE-rounded under nvcc's defaults: the
+ * CPU kernel (nn/cpu/cpu_prep.c) and the CUDA kernel (nn/cuda/cuda_prep.cu): U8P_MUL / U8P_ADD / U8P_SUB (and the
+ * f64 U8P_DMUL / U8P_DADD of the source coordinates) are plain operators in C (no FMA contraction on the x86-64
+ * baseline) and __fmul_rn / __fadd_rn / __fsub_rn / __dmul_rn / __dadd_rn in the CUDA file, U8P_RINT lrintf /
+ * __float2int_rn (both round half to even), '/' is IEEE-rounded under nvcc's defaults: the
  * backends agree bit for bit.
  *
  * U8P_FN is `static inline` in C; the CUDA file defines it (`static __device__ inline`, with the operators) first. */

@@ -66,8 +66,8 @@ lyra_status lyra_ar_da3_window(const lyra_ar_depth_model *dm, lyra_backend *vb, 
     const int64_t hw = (int64_t)h * w;
     float *buf = malloc(sizeof(float) * (size_t)(n * (3 * hw + 16 + 9 + 12 + 9)));
     if (!buf) return lyra_error(LYRA_ERR_OOM, "depth update: out of host memory");
-    float *dmap = buf, *conf = dmap + n * hw, *sky = conf + n * hw, *ext_norm = sky + n * hw, *K_proc = ext_norm + 16 * n;
-    float *est = K_proc + 9 * n, *est_K = est + 12 * n;
+    float *dmap = buf, *conf = dmap + n * hw, *sky = conf + n * hw, *ext_norm = sky + n * hw;
+    float *K_proc = ext_norm + 16 * n, *est = K_proc + 9 * n, *est_K = est + 12 * n;
     lyra_da3_out out = {.depth = dmap, .conf = conf, .sky = sky, .extrinsics = est, .intrinsics = est_K};
     /* the pixels (n, 3, h, w) f32 in the frames' memory, from the uint8 frames */
     const int64_t np[4] = {n, 3, h, w};
@@ -87,10 +87,12 @@ lyra_status lyra_ar_da3_window(const lyra_ar_depth_model *dm, lyra_backend *vb, 
     const lyra_da3 *m = NULL;
     lyra_backend *be = NULL;
     lyra_arena *arena = NULL;
-    if (st == LYRA_OK && (st = dm->acquire(dm->ctx, n, H, W, h, w, w2c, K, ext_norm, K_proc, &m, &be, &arena)) == LYRA_OK) {
+    if (st == LYRA_OK) st = dm->acquire(dm->ctx, n, H, W, h, w, w2c, K, ext_norm, K_proc, &m, &be, &arena);
+    if (st == LYRA_OK) {
         if (be->device != vb->device)
             st = lyra_error(LYRA_ERR_ARG, "depth update: DA3 is on the %s but the frames are on the %s",
-                            be->device == LYRA_DEVICE_CPU ? "CPU" : "GPU", vb->device == LYRA_DEVICE_CPU ? "CPU" : "GPU");
+                            be->device == LYRA_DEVICE_CPU ? "CPU" : "GPU",
+                            vb->device == LYRA_DEVICE_CPU ? "CPU" : "GPU");
         if (st == LYRA_OK) st = lyra_da3_forward(m, be, arena, &tp, ext_norm, K_proc, &out, NULL);
         dm->release(dm->ctx);
     }

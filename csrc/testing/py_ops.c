@@ -1738,7 +1738,8 @@ static PyObject *py_u8_pixels(PyObject *self, PyObject *args, PyObject *kw) {
     int resample;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OLLiOO", kws, &xo, &Ho, &Wo, &resample, &mo, &so)) return NULL;
     lyra_u8_pixels_params p = {.resample = (lyra_u8_resample)resample};
-    PyObject *ms = PySequence_Fast(mo, "mean must be a sequence"), *ss = ms ? PySequence_Fast(so, "std must be a sequence") : NULL;
+    PyObject *ms = PySequence_Fast(mo, "mean must be a sequence");
+    PyObject *ss = ms ? PySequence_Fast(so, "std must be a sequence") : NULL;
     int bad = !ms || !ss;
     Py_ssize_t nm = bad ? 0 : PySequence_Fast_GET_SIZE(ms);
     if (!bad && (nm > 4 || PySequence_Fast_GET_SIZE(ss) != nm)) {

@@ -107,7 +107,8 @@ lyra_status cpu_u8_pixels(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x
         const int n = (int)(row / ((int64_t)C * Ho)), c = (int)(row / Ho % C), yy = (int)(row % Ho);
         const uint8_t *img = src + (int64_t)n * H * W * C;
         for (int xx = 0; xx < Wo; xx++)
-            out[row * Wo + xx] = lyra_u8p_pixel(img, H, W, C, Ho, Wo, (int)p->resample, yy, xx, c, p->mean[c], p->std[c]);
+            out[row * Wo + xx] =
+                lyra_u8p_pixel(img, H, W, C, Ho, Wo, (int)p->resample, yy, xx, c, p->mean[c], p->std[c]);
     }
     return LYRA_OK;
 }

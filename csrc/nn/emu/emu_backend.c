@@ -590,7 +590,8 @@ static lyra_status emu_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_t
     return RUN(c.cpu->ops->range_norm(c.cpu, Y, X, M, eps));
 }
 
-static lyra_status emu_u8_pixels(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_u8_pixels_params *p) {
+static lyra_status emu_u8_pixels(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x,
+                                 const lyra_u8_pixels_params *p) {
     emu_call c;
     begin(&c, be, "u8_pixels");
     const lyra_tensor *X = in(&c, "x", x, 1); /* uint8 in, f32 out: no conversion around the CPU kernel */
