@@ -37,7 +37,8 @@ umT5 beside them would not fit (``_room_for_text``). The caption and
 negative-prompt embeddings, the CLIP tokens, each chunk's conditioning and correspondence buffer stay in device
 memory; per network call only the sampler's latent goes up and the velocity comes back. The chunk inputs (warps,
 VAE encodes, rays, slot assembly), the history latents and the frames later chunks read are built and kept on the
-device (only the spatial retrieval runs on the host), and only uint8 frames come down
+device (only the spatial retrieval runs on the host); DA3 reads each depth window there (its pixels built from the
+frames' uint8 on the device, lyra2.models.depth.DepthWindow), and only uint8 frames come down
 (docs/PRECISION.md#generate-on-the-device lists the transfers). "auto" is "cuda" when a real GPU answers, else
 "cpu". Threads: ``$LYRA2_NUM_THREADS`` (default 0 = every core).
 """
@@ -189,14 +190,12 @@ class _DA3PerCall:
     def __init__(self, path, device):
         self.path, self.device = path, device
 
-    def __call__(self, images, w2c, K):
+    def load(self):
+        """A fresh DepthAnything3 for one depth call; DepthWindow drops it after the call, which frees its memory
+        before the next chunk."""
         from .models.depth import DepthAnything3
 
-        model = DepthAnything3(self.path, device=self.device)
-        try:
-            return model(images, w2c, K)
-        finally:
-            del model  # its device memory goes back before the next chunk
+        return DepthAnything3(self.path, device=self.device)
 
 
 def _da3_for_run(folder, device, plan, log):
@@ -219,20 +218,14 @@ def _da3_for_run(folder, device, plan, log):
 
 
 def _depth_window_fn(da3):
-    """The driver's depth_window callback over DepthAnything3 (upstream AR:1059-1060, AR:1071-1393, AR:261-366): DA3
-    with poses, aligned to them, depth
-    resized bilinearly to the frames' size."""
+    """The driver's depth-window model over DepthAnything3 (upstream AR:1059-1060, AR:1071-1393, AR:261-366): DA3 with
+    poses on the window where the frames are, aligned to the poses, depth resized bilinearly to the frames' size
+    (lyra2.models.depth.DepthWindow; the same arithmetic as DA3's __call__ followed by _bilinear)."""
     if da3 is None:
         return None
+    from .models.depth import DepthWindow
 
-    def depth_window(images, w2c, K):
-        pred = da3(images, w2c, K)
-        d = np.asarray(pred["depth"], dtype=np.float32)
-        if d.shape[1:] != images.shape[1:3]:
-            d = _bilinear(d, images.shape[1], images.shape[2])
-        return d
-
-    return depth_window
+    return DepthWindow(da3)
 
 
 # ---------------------------------------------------------------- the run

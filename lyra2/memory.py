@@ -33,7 +33,8 @@ The schedule (stages in run order), each counting what the code holds on the dev
 ``vae_decode``   the chunk's latents through the streaming decoder (and the decoder's priming before chunk 1), the
                  chunk's decoded frames gathered in the VAE's bf16 for the re-encode.
 ``vae_encode``   the re-encode of those frames through the streaming encoder (and its priming).
-``depth_update`` DA3 on the depth window (up to 10 views with poses) and its pixels.
+``depth_update`` DA3 on the depth window (up to 10 views with poses) and its pixels (built on the device from the
+                 window's uint8 frames in the run buffers' staging, csrc/pipeline/depth_window.c).
 
 Through the chunk loop the device holds the placed networks (the DiT with the run's LoRAs folded in, CLIP and its
 arena, the negative prompt, the VAE), the driver's buffers (the captions, CLIP tokens and frame, the latent x and the

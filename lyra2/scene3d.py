@@ -62,9 +62,21 @@ class DepthViews:
 
 
 def recording_depth_window(depth_window, views):
-    """Wraps the driver's depth_window callback so that every view it estimates is also kept in `views`."""
+    """Every view the driver's depth window estimates is also kept in `views`: a DA3 model of the device form
+    (lyra2.models.depth.DepthWindow) gets `views` as its record hook; a host depth_window function is wrapped."""
     if depth_window is None:
         return None
+    if hasattr(depth_window, "acquire"):
+        before = depth_window.record   # a record hook already set runs first
+
+        def add(images, depth, w2c, K):
+            if before is not None:
+                before(images, depth, w2c, K)
+            for i in range(len(images)):
+                views.add(images[i], depth[i], w2c[i], K[i])
+
+        depth_window.record = add
+        return depth_window
 
     def record(images, w2c, K):
         d = depth_window(images, w2c, K)

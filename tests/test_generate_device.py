@@ -112,9 +112,11 @@ PER_RUN = {("upload", "text embeddings"),  # the captions' (cached after the fir
            ("upload", "input image"), ("upload", "first-frame depth"), ("upload", "canonical coordinates"),
            ("upload", "Wan VAE latent mean"), ("upload", "Wan VAE latent scale"),
            ("upload", "Wan VAE latent mean (decoder)")}
-# Per depth-window update: the window's frames come down as uint8 (DA3 runs through its Python class, which
-# uploads its pixels), the new buffer depth goes up, and each frame added to the spatial memory its depth.
-PER_UPDATE = {("download", "depth window frames"), ("upload", "buffer depth"), ("upload", "spatial-memory depth")}
+# Per depth-window update: DA3 reads the window where the frames are (its pixels built there from the uint8 frames,
+# pipeline/depth_window.c); the window's views come down once as uint8 for the Python API's point cloud (recorded
+# views), DA3's forward brings its heads' maps down for the nested merge (names "DA3 ...", not counted here), the new
+# buffer depth goes up, and each frame added to the spatial memory its depth.
+PER_UPDATE = {("download", "depth window views"), ("upload", "buffer depth"), ("upload", "spatial-memory depth")}
 # Only when the run's memory plan parks them (vae_parked): the VAE streams' causal caches wait in host memory outside
 # their own phase (down when parked, up at the stream's next push).
 VAE_CACHE = {("upload", "Wan VAE cache"), ("download", "Wan VAE cache")}
@@ -123,9 +125,11 @@ NEW_CAPTION = {("upload", "umT5 encoder weights"), ("upload", "umT5 ids"), ("upl
                ("upload", "umT5 buckets"), ("download", "caption embedding")}
 # Gone since the chunk inputs are assembled on the device (issue 14): what used to cross per chunk (the re-encode
 # reads the chunk's decoded frames from the VAE's memory, in its bf16).
+# Gone since the depth window runs DA3 where the frames are: the frames one by one for a host callback and DA3's pixels
+# uploaded by its Python class.
 NEVER = {("upload", "condition y"), ("upload", "correspondence buffer"), ("upload", "clip frame"),
          ("upload", "Wan VAE video"), ("download", "Wan VAE mu"), ("download", "decoded frames"),
-         ("download", "Wan VAE frames"),
+         ("download", "Wan VAE frames"), ("download", "depth window frames"), ("upload", "DA3 pixels"),
          # gone since the sampler runs on the device: the per-call latent up and velocity down, the sampler's host
          # copy of the assembled latent, the decoder's latent uploads and the priming latents' download
          ("upload", "latent x"), ("download", "velocity"), ("download", "chunk latent x"),
@@ -161,11 +165,17 @@ def test_transfers_of_a_run(ckpt, image, depth, emulated, monkeypatch, parked):
     assert count[("download", "video frames")] == 1 + chunks * G
     for k in PER_RUN:
         assert count[k] == 1, (k, count[k])
-    # one depth-window update (after chunk 1 of 2): the window of 10 frames (8, 16, .., 80), the buffer depth, and
-    # one spatial-memory depth per cache entry (frame 0's at the start, then each window frame added)
+    # one depth-window update (after chunk 1 of 2): the window of 10 frames (8, 16, .., 80) down once as the recorded
+    # views, the buffer depth, and one spatial-memory depth per cache entry (frame 0's at the start, then each window
+    # frame added); nothing of DA3's goes up
     cached = v.stage_timings["in"]["cache_frames"]
     assert cached == 11
-    assert count[("download", "depth window frames")] == 10
+    assert count[("download", "depth window views")] == chunks - 1
+    assert sizes_of(log, "download", "depth window views") == [10 * H * W * 3]
+    # DA3's pixels are built on the device; what DA3's forward itself still uploads is its host-built position tables
+    # (the heads' UV embeddings, the pose encoding), nothing of the frames
+    assert {k for k in count if k[0] == "upload" and k[1].startswith("DA3")} <= {("upload", "DA3 UV embedding"),
+                                                                                ("upload", "DA3 pose encoding")}
     assert count[("upload", "buffer depth")] == chunks - 1
     assert count[("upload", "spatial-memory depth")] == cached
     for k in NEVER:
@@ -203,6 +213,10 @@ def test_transfers_of_a_run(ckpt, image, depth, emulated, monkeypatch, parked):
     assert testing.emulated_cuda_stats()["live_bytes"] == live
 
 
+def sizes_of(log, direction, name):
+    return [b for d, b, n in log if (d, n) == (direction, name)]
+
+
 def info_new_latents(ckpt):
     return gen.load_models(ckpt, "cuda")[1]["new_latents"]
 
@@ -236,6 +250,22 @@ def test_a_failed_chunk_writes_no_video(ckpt, image, depth, emulated, monkeypatc
         lyra2.generate(image, w2c, K, "a", checkpoint_dir=ckpt, device="cuda", depth=depth, progress=False,
                        output_path=str(out))
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_depth_model_off_the_frames_device_is_refused(ckpt, image, depth, emulated, monkeypatch, tmp_path):
+    """DA3 reads the window where the frames are: a DA3 placed on the CPU for a run on the device is an error naming
+    both devices, and no video is written."""
+    from lyra2.checkpoint import FILES
+    from lyra2.models.depth import DepthAnything3, DepthWindow
+
+    cpu_da3 = DepthAnything3(os.path.join(ckpt, FILES["da3"]), device="cpu")
+    monkeypatch.setattr(gen, "_depth_window_fn", lambda da3: DepthWindow(cpu_da3))
+    out = tmp_path / "v.mp4"
+    w2c, K = trajectory("horizontal_zoom", 161, 0.5, depth)
+    with pytest.raises(ValueError, match="DA3 is on the CPU but the frames are on the GPU"):
+        lyra2.generate(image, w2c, K, "a", checkpoint_dir=ckpt, device="cuda", depth=depth, progress=False,
+                       output_path=str(out))
+    assert not out.exists()
 
 
 @pytest.mark.cuda

@@ -171,6 +171,20 @@ def test_recording_depth_window_keeps_every_view_and_replaces_repeats():
     assert recording_depth_window(None, views) is None
 
 
+def test_recording_depth_window_of_the_device_form_records_through_its_hook():
+    """DA3 on the device (lyra2.models.depth.DepthWindow): the driver calls its record hook with each window's views;
+    recording_depth_window sets that hook, after any hook already there."""
+    from lyra2.models.depth import DepthWindow
+
+    views, seen = DepthViews(), []
+    window = DepthWindow(da3=None, record=lambda images, depth, w2c, K: seen.append(len(images)))
+    assert recording_depth_window(window, views) is window
+    w2c = np.stack([_pose(0.01 * i, [0, 0, 0.1 * i]) for i in range(3)]).astype(np.float32)
+    window.record(_frames(3), np.full((3,) + _frames(3).shape[1:3], 2.5, np.float32), w2c, np.repeat(K[None], 3, 0))
+    assert seen == [3] and len(views) == 3
+    assert all(float(d[0, 0]) == 2.5 for _, d, _, _, _ in views)
+
+
 @pytest.fixture
 def no_checkpoint(monkeypatch, tmp_path):
     monkeypatch.delenv("LYRA2_CHECKPOINT_DIR", raising=False)

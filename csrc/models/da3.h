@@ -95,6 +95,8 @@ void lyra_da3_processed_size(int h0, int w0, int process_res, int *h1, int *w1, 
 lyra_status lyra_da3_resize_u8(uint8_t *dst, int Ho, int Wo, const uint8_t *src, int H, int W, int method);
 /* pixels (3, h, w) f32 <- ImageNet normalisation of img (h, w, 3) uint8: (x/255 − mean)/std. */
 void lyra_da3_normalize(float *pixels, const uint8_t *img, int h, int w);
+/* The ImageNet normalisation lyra_da3_normalize applies (per RGB channel; op u8_pixels takes them too). */
+extern const float lyra_da3_mean[3], lyra_da3_std[3];
 
 /* ---- forward ---- */
 /* Optional intermediates for tests (each NULL or a host buffer of the given shape; S views, G = gh·gw,

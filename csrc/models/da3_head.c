@@ -58,10 +58,12 @@ double lyra_da3_head_flops(const lyra_da3_head *hd, int64_t gh, int64_t gw, int6
     return f;
 }
 
-/* 0.1 · UV sin/cos embedding (Cc, ph, pw) of DA3's DualDPT (head_utils create_uv_grid + position_grid_to_embed,
- * upstream DA3dual:30-364), in float32 like upstream (linspace as PyTorch's kernel: start + step·i for the first half,
- * end − step·(n−1−i) for the second). aspect = image w / h. */
-static int uv_embed(float *dst, int64_t Cc, int64_t ph, int64_t pw, double aspect) {
+/* 0.1 · UV sin/cos embedding of DA3's DualDPT (head_utils create_uv_grid + position_grid_to_embed, upstream
+ * DA3dual:30-364), in float32 like upstream (linspace as PyTorch's kernel: start + step·i for the first half,
+ * end − step·(n−1−i) for the second). aspect = image w / h. Channel c of the (Cc, ph, pw) embedding reads only the
+ * column's u (c < 2q, q = Cc / 4: sin then cos) or only the row's v (the rest), so it is kept as its two factors:
+ * ue (2q, pw) and ve (Cc − 2q, ph). */
+static int uv_embed(float *ue, float *ve, int64_t Cc, int64_t ph, int64_t pw, double aspect) {
     double diag = sqrt(aspect * aspect + 1.0);
     double sx = aspect / diag, sy = 1.0 / diag;
     int64_t q = Cc / 4;
@@ -84,31 +86,42 @@ static int uv_embed(float *dst, int64_t Cc, int64_t ph, int64_t pw, double aspec
     for (int64_t m = 0; m < q; m++) om[m] = 1.0f / powf(100.0f, (float)m / ((float)Cc / 4.0f));
     for (int64_t c = 0; c < Cc; c++) {
         int64_t blk = c / q, mm = c % q;
-        for (int64_t i = 0; i < ph; i++)
-            for (int64_t j = 0; j < pw; j++) {
-                float p = (blk < 2 ? u[j] : v[i]) * om[mm];
-                float e = (blk % 2 == 0) ? sinf(p) : cosf(p);
-                dst[(c * ph + i) * pw + j] = e * 0.1f;
-            }
+        const int col = blk < 2;
+        const float *pos = col ? u : v;
+        float *dst = col ? ue + c * pw : ve + (c - 2 * q) * ph;
+        for (int64_t i = 0, n = col ? pw : ph; i < n; i++) {
+            float p = pos[i] * om[mm];
+            float e = (blk % 2 == 0) ? sinf(p) : cosf(p);
+            dst[i] = e * 0.1f;
+        }
     }
     free(u);
     free(om);
     return 0;
 }
 
-/* x (1, Cc, ph, pw) += 0.1·UV embedding, built on the host and uploaded into the arena. */
+/* x (1, Cc, ph, pw) += 0.1·UV embedding: its two factors built on the host, uploaded into the arena (2q·pw +
+ * (Cc − 2q)·ph floats, not Cc·ph·pw) and added broadcast over the rows / the columns, the same f32 sums. */
 lyra_status lyra_da3_add_uv(lyra_backend *be, lyra_arena *a, lyra_tensor *x, double aspect) {
-    int64_t Cc = x->ne[1], ph = x->ne[2], pw = x->ne[3];
+    int64_t Cc = x->ne[1], ph = x->ne[2], pw = x->ne[3], q = Cc / 4, cu = 2 * q, cv = Cc - cu;
+    if (q < 1) return lyra_error(LYRA_ERR_ARG, "DA3 UV embedding: %lld channels, at least 4 needed", (long long)Cc);
     size_t mark = lyra_arena_mark(a);
-    lyra_tensor t;
-    LYRA_TRY(lyra_arena_tensor(a, &t, LYRA_DTYPE_F32, 4, (int64_t[]){1, Cc, ph, pw}, "DA3 UV embedding"));
-    float *host = malloc(sizeof *host * (size_t)(Cc * ph * pw));
+    lyra_tensor tu, tv, xu, xv;
+    LYRA_TRY(lyra_arena_tensor(a, &tu, LYRA_DTYPE_F32, 4, (int64_t[]){1, cu, 1, pw}, "DA3 UV embedding"));
+    LYRA_TRY(lyra_arena_tensor(a, &tv, LYRA_DTYPE_F32, 4, (int64_t[]){1, cv, ph, 1}, "DA3 UV embedding"));
+    float *host = malloc(sizeof *host * (size_t)(cu * pw + cv * ph));
     if (!host) return lyra_error(LYRA_ERR_OOM, "DA3 UV embedding: out of memory");
-    lyra_tensor ht = lyra_tensor_4d(host, LYRA_DTYPE_F32, 1, Cc, ph, pw);
-    lyra_status s = uv_embed(host, Cc, ph, pw, aspect) == 0 ? be->ops->upload(be, &t, &ht)
-                                                           : lyra_error(LYRA_ERR_OOM, "DA3 UV embedding: out of memory");
+    lyra_tensor hu = lyra_tensor_4d(host, LYRA_DTYPE_F32, 1, cu, 1, pw);
+    lyra_tensor hv = lyra_tensor_4d(host + cu * pw, LYRA_DTYPE_F32, 1, cv, ph, 1);
+    lyra_status s = uv_embed(host, host + cu * pw, Cc, ph, pw, aspect) == 0
+                        ? be->ops->upload(be, &tu, &hu)
+                        : lyra_error(LYRA_ERR_OOM, "DA3 UV embedding: out of memory");
+    if (s == LYRA_OK) s = be->ops->upload(be, &tv, &hv);
     free(host);
-    if (s == LYRA_OK) s = lyra_op_add(be, x, x, &t);
+    if (s == LYRA_OK) s = lyra_tensor_slice(&xu, x, 1, 0, cu);
+    if (s == LYRA_OK) s = lyra_tensor_slice(&xv, x, 1, cu, Cc);
+    if (s == LYRA_OK) s = lyra_op_add(be, &xu, &xu, &tu);
+    if (s == LYRA_OK) s = lyra_op_add(be, &xv, &xv, &tv);
     lyra_arena_reset(a, mark);
     return s;
 }

@@ -8,8 +8,8 @@
 
 #include "models/da3.h"
 
-static const float MEAN[3] = {0.485f, 0.456f, 0.406f};
-static const float STD[3] = {0.229f, 0.224f, 0.225f};
+const float lyra_da3_mean[3] = {0.485f, 0.456f, 0.406f};
+const float lyra_da3_std[3] = {0.229f, 0.224f, 0.225f};
 
 static int nearest_multiple(int x, int p) {
     int down = (x / p) * p, up = down + p;
@@ -189,6 +189,6 @@ void lyra_da3_normalize(float *pixels, const uint8_t *img, int h, int w) {
     for (int c = 0; c < 3; c++)
         for (int i = 0; i < h * w; i++) {
             float v = (float)img[i * 3 + c] / 255.0f;     /* ToTensor */
-            pixels[(size_t)c * h * w + i] = (v - MEAN[c]) / STD[c]; /* Normalize: sub then div */
+            pixels[(size_t)c * h * w + i] = (v - lyra_da3_mean[c]) / lyra_da3_std[c]; /* Normalize: sub then div */
         }
 }

@@ -142,6 +142,20 @@ typedef struct lyra_latent_update {
     float rho0, rho1;          /* UNIPC_CORRECT: the corrector's weights */
 } lyra_latent_update;
 
+/* Image preprocessing from uint8 (op u8_pixels, the per-pixel arithmetic nn/u8_pixels_math.h): OpenCV's uint8
+ * resampling, then ToTensor and a per-channel mean/std normalisation (DA3's InputProcessor, upstream DA3in:219-257,
+ * DA3in:316-383). */
+typedef enum lyra_u8_resample {
+    LYRA_U8_RESAMPLE_NONE = 0,  /* same size */
+    LYRA_U8_RESAMPLE_AREA = 1,  /* cv2.INTER_AREA, shrinking only */
+    LYRA_U8_RESAMPLE_CUBIC = 2  /* cv2.INTER_CUBIC */
+} lyra_u8_resample;
+
+typedef struct lyra_u8_pixels_params {
+    lyra_u8_resample resample;
+    float mean[4], std[4];      /* per channel (the first C used); std finite and non-zero */
+} lyra_u8_pixels_params;
+
 typedef struct lyra_backend lyra_backend;
 
 typedef struct lyra_backend_ops {
@@ -252,6 +266,8 @@ typedef struct lyra_backend_ops {
      * (stride 0 for a broadcast dim), y == x[i] in place allowed */
     lyra_status (*latent_update)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *const *x, int n,
                                  const lyra_latent_update *p);
+    /* the depth window's DA3 pixels from the uint8 frames (see nn/ops.h) */
+    lyra_status (*u8_pixels)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_u8_pixels_params *p);
 } lyra_backend_ops;
 
 struct lyra_backend {

@@ -949,3 +949,45 @@ lyra_status lyra_op_latent_update(lyra_backend *be, lyra_tensor *y, const lyra_t
     }
     return be->ops->latent_update(be, y, pv, n, p);
 }
+
+lyra_status lyra_op_u8_pixels(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_u8_pixels_params *p) {
+    const char *op = "u8_pixels";
+    char got[96];
+    if (!p) return lyra_error(LYRA_ERR_ARG, "%s: params are missing", op);
+    LYRA_TRY(check_tensor(be, op, "x", x, 0));
+    if (x->dtype != LYRA_DTYPE_U8 || x->ndim != 4 || x->ne[3] < 1 || x->ne[3] > 4)
+        return lyra_error(LYRA_ERR_ARG, "%s: x is %s %s, expected u8 (N, H, W, C) with 1 <= C <= 4", op,
+                          lyra_dtype_name(x->dtype), SHAPE(x, got));
+    LYRA_TRY(check_contiguous(op, "x", x));
+    LYRA_TRY(check_out(be, op, y));
+    LYRA_TRY(check_tensor(be, op, "y", y, 1));
+    if (y->dtype != LYRA_DTYPE_F32 || y->ndim != 4 || y->ne[0] != x->ne[0] || y->ne[1] != x->ne[3])
+        return lyra_error(LYRA_ERR_ARG, "%s: y is %s %s, expected f32 (%lld, %lld, Ho, Wo)", op,
+                          lyra_dtype_name(y->dtype), SHAPE(y, got), (long long)x->ne[0], (long long)x->ne[3]);
+    LYRA_TRY(check_contiguous(op, "y", y));
+    const int64_t H = x->ne[1], W = x->ne[2], Ho = y->ne[2], Wo = y->ne[3];
+    if (H > INT32_MAX / 4 || W > INT32_MAX / 4 || Ho > INT32_MAX / 4 || Wo > INT32_MAX / 4)
+        return lyra_error(LYRA_ERR_ARG, "%s: sizes %lldx%lld -> %lldx%lld too large", op, (long long)H, (long long)W,
+                          (long long)Ho, (long long)Wo);
+    switch (p->resample) {
+    case LYRA_U8_RESAMPLE_NONE:
+        if (Ho != H || Wo != W)
+            return lyra_error(LYRA_ERR_ARG, "%s: resample none needs y's size %lldx%lld to equal x's %lldx%lld", op,
+                              (long long)Ho, (long long)Wo, (long long)H, (long long)W);
+        break;
+    case LYRA_U8_RESAMPLE_AREA:
+        if (Ho > H || Wo > W)
+            return lyra_error(LYRA_ERR_ARG, "%s: resample area only shrinks (%lldx%lld -> %lldx%lld)", op, (long long)H,
+                              (long long)W, (long long)Ho, (long long)Wo);
+        break;
+    case LYRA_U8_RESAMPLE_CUBIC: break;
+    default: return lyra_error(LYRA_ERR_ARG, "%s: unknown resample %d", op, (int)p->resample);
+    }
+    for (int64_t c = 0; c < x->ne[3]; c++)
+        if (!isfinite(p->mean[c]) || !isfinite(p->std[c]) || p->std[c] == 0.0f)
+            return lyra_error(LYRA_ERR_ARG, "%s: mean[%lld] and std[%lld] must be finite, std non-zero", op,
+                              (long long)c, (long long)c);
+    LYRA_TRY(check_alias(op, "x", y, x, 0));
+    if (!lyra_tensor_numel(y)) return LYRA_OK;
+    return be->ops->u8_pixels(be, y, x, p);
+}

@@ -236,6 +236,11 @@ lyra_status lyra_op_minmax(lyra_backend *be, lyra_tensor *mm, const lyra_tensor 
  * float dtype (f32 on the CPU backend). x f32, y same shape, any strides (y == x in place allowed); mm (2) f32. */
 lyra_status lyra_op_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *mm,
                                float eps);
+/* DA3's input pixels from uint8 frames on the backend (upstream DA3in:219-257, DA3in:316-383; the reference is
+ * models/da3_preproc.c, the per-pixel arithmetic nn/u8_pixels_math.h, bit-identical on every backend):
+ * x (N, H, W, C) u8 contiguous, 1 <= C <= 4 -> y (N, C, Ho, Wo) f32 contiguous, y = (resample(x) / 255 − mean) / std.
+ * p->resample NONE needs Ho = H, Wo = W; AREA shrinks only (Ho <= H, Wo <= W). */
+lyra_status lyra_op_u8_pixels(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_u8_pixels_params *p);
 
 /* ---------------- sampler state (sample/unipc.c, sample/dmd.c, pipeline/ar_driver.c) ---------------- */
 

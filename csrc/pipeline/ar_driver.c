@@ -11,6 +11,7 @@
 #include "geom/camera.h"
 #include "nn/ops.h"
 #include "nn/warp.h"
+#include "pipeline/depth_window.h"
 #include "pipeline/prep.h"
 #include "sample/cfg.h"
 #include "sample/denoise.h"
@@ -271,7 +272,7 @@ static lyra_status vae_phase(driver *d, lyra_vae_session *s) {
 static int frame_needed(const driver *d, int64_t f, int next_chunk) {
     if (f == 0 || lyra_scache_find(&d->cache, f) >= 0) return 1;
     if (next_chunk < d->n_chunks && f == (int64_t)d->F * next_chunk) return 1;
-    if (d->r->depth_window)
+    if (d->r->depth_model || d->r->depth_window)
         for (int b = d->pending_update; b < d->n_chunks; b++) {
             const int64_t back = (int64_t)d->F * b - f;
             if (back >= 0 && back % LYRA_AR_DEPTH_INTERVAL == 0 && back / LYRA_AR_DEPTH_INTERVAL < LYRA_AR_DEPTH_WINDOW)
@@ -502,7 +503,7 @@ static lyra_status update_depth(driver *d, int64_t L) {
     double t0 = now();
     lyra_status st = LYRA_OK;
     const int64_t nhw[2] = {d->H, d->W};
-    if (!r->depth_window) {
+    if (!r->depth_model && !r->depth_window) {
         /* No depth model: keep the cache at frame 0 and re-render frame 0's depth into the new buffer camera. */
         if (!d->depth_logged)
             logf_(d, "no depth model for the window updates (DA3): using the first-frame depth only, re-rendered "
@@ -526,30 +527,43 @@ static lyra_status update_depth(driver *d, int64_t L) {
     int n = 0;
     for (int k = LYRA_AR_DEPTH_WINDOW - 1; k >= 0; k--) /* ascending: L − 8k, f >= 0 (AR:294-311) */
         if (L - (int64_t)LYRA_AR_DEPTH_INTERVAL * k >= 0) fids[n++] = L - (int64_t)LYRA_AR_DEPTH_INTERVAL * k;
-    uint8_t *img = malloc((size_t)n * 3 * d->HW);
+    const int on_device = r->depth_model != NULL; /* else the host form: the frames come down for the callback */
+    uint8_t *img = on_device ? NULL : malloc((size_t)n * 3 * d->HW);
     float *w2c = malloc(sizeof(float) * 16 * n), *K = malloc(sizeof(float) * 9 * n);
     float *depth = malloc(sizeof(float) * (size_t)(n * d->HW));
-    if (!img || !w2c || !K || !depth) {
+    if ((!on_device && !img) || !w2c || !K || !depth) {
         st = lyra_error(LYRA_ERR_OOM, "depth update: out of memory");
         goto done;
     }
+    const int64_t nu[4] = {n, d->H, d->W, 3};
+    lyra_tensor u8 = lyra_tensor_make(d->u8, LYRA_DTYPE_U8, 4, nu);
+    u8.device = d->vb->device;
+    u8.name = "depth window frames";
     for (int i = 0; i < n; i++) {
-        /* (x·0.5 + 0.5).clamp(0, 1)·255 + 0.5, truncated (AR:325-328), on the device; DA3's input comes down as
-         * uint8 (the depth callback runs DA3 through its Python class, which uploads it) */
+        /* (x·0.5 + 0.5).clamp(0, 1)·255 + 0.5, truncated (AR:325-328), on the device into the uint8 staging */
         if (!d->frames[fids[i]]) {
             st = lyra_error(LYRA_ERR_INTERNAL, "depth update: frame %lld was not kept", (long long)fids[i]);
             goto done;
         }
-        lyra_tensor f = frame_tensor(d, fids[i]), f4;
+        lyra_tensor f = frame_tensor(d, fids[i]), f4, ui;
         const int64_t n4[4] = {1, 3, d->H, d->W};
-        if ((st = lyra_tensor_reshape(&f4, &f, 4, n4)) != LYRA_OK ||
-            (st = frames_u8(d, &f4, LYRA_U8_ROUND, img + (int64_t)i * 3 * d->HW, "depth window frames")) != LYRA_OK)
+        if ((st = lyra_tensor_reshape(&f4, &f, 4, n4)) != LYRA_OK) goto done;
+        if (on_device) {
+            if ((st = lyra_tensor_slice(&ui, &u8, 0, i, i + 1)) != LYRA_OK ||
+                (st = lyra_op_to_u8(d->vb, &ui, &f4, LYRA_U8_ROUND)) != LYRA_OK)
+                goto done;
+        } else if ((st = frames_u8(d, &f4, LYRA_U8_ROUND, img + (int64_t)i * 3 * d->HW, "depth window frames")) !=
+                   LYRA_OK) {
             goto done;
+        }
         memcpy(w2c + 16 * i, r->w2c + 16 * fids[i], sizeof(float) * 16);
         memcpy(K + 9 * i, r->K + 9 * fids[i], sizeof(float) * 9);
     }
     pose_alignment_offsets(w2c, n);
-    if ((st = r->depth_window(r->depth_ctx, n, img, w2c, K, d->H, d->W, depth)) != LYRA_OK) goto done;
+    /* DA3 reads the window where the frames are (pipeline/depth_window.c); the host form gets them as uint8 */
+    st = on_device ? lyra_ar_da3_window(r->depth_model, d->vb, &u8, w2c, K, depth)
+                   : r->depth_window(r->depth_ctx, n, img, w2c, K, d->H, d->W, depth);
+    if (st != LYRA_OK) goto done;
     for (int i = 0; i < n; i++) {
         const float *di = depth + (int64_t)i * d->HW;
         if (fids[i] == L) {

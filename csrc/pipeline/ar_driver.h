@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 
+#include "models/da3.h"
 #include "pipeline/ar_models.h"
 
 #define LYRA_AR_DEPTH_INTERVAL 8      /* DA3 window stride and cache insertion stride (Z:213, EXP:59) */
@@ -27,6 +28,28 @@
  * input extrinsics). */
 typedef lyra_status (*lyra_ar_depth_fn)(void *ctx, int n, const uint8_t *images, const float *w2c, const float *K,
                                         int height, int width, float *depth);
+/* The depth-window model on the driver's device (pipeline/depth_window.c): the window's uint8 frames, DA3's input
+ * pixels and DA3's forward stay where the frames are; the caller lends DA3 for the call and the small host steps
+ * around it (camera matrices only). Every hook runs on the thread of lyra_ar_generate.
+ *   acquire: DA3 for one call on n views of h x w (its network, backend and arena, the arena reserved for that call;
+ *            held until release) and its cameras: w2c (n, 4, 4) (pipeline units, with the pose-alignment offsets)
+ *            and K (n, 3, 3) at H x W -> ext_norm (n, 4, 4) DA3's normalised extrinsics, K_proc (n, 3, 3) at h x w
+ *            (upstream DA3api:397-436, DA3in:219-257).
+ *   release: gives DA3 back (a DA3 loaded for this call is freed). Called once after every acquire that succeeded.
+ *   align:   the Umeyama Sim(3) scale s of DA3's estimated extrinsics est (n, 3, 4) onto w2c (n, 4, 4) (upstream
+ *            DA3out:42-148; RANSAC from 10 views).
+ *   record:  NULL, or the window's views as the Python API keeps them: images (n, H, W, 3) uint8, depth (n, H, W),
+ *            w2c (n, 4, 4), K (n, 3, 3), all host. */
+typedef struct lyra_ar_depth_model {
+    void *ctx;
+    lyra_status (*acquire)(void *ctx, int n, int height, int width, int h, int w, const float *w2c, const float *K,
+                           float *ext_norm, float *K_proc, const lyra_da3 **m, lyra_backend **be, lyra_arena **arena);
+    void (*release)(void *ctx);
+    lyra_status (*align)(void *ctx, int n, const float *est, const float *w2c, double *s);
+    lyra_status (*record)(void *ctx, int n, const uint8_t *images, const float *depth, const float *w2c,
+                          const float *K);
+} lyra_ar_depth_model;
+
 /* Nonzero: stop at the next check (between network evaluations and stages). */
 typedef int (*lyra_ar_interrupt_fn)(void *ctx);
 typedef void (*lyra_ar_progress_fn)(void *ctx, const char *stage, int done, int total);
@@ -61,7 +84,9 @@ typedef struct lyra_ar_run {
                                        the run would not fit the budget or the card otherwise (lyra2.memory_plan
                                        "vae_parked"); 0: they stay on the device for the run */
 
-    lyra_ar_depth_fn depth_window;  /* NULL: no depth model; see lyra_ar_generate */
+    const lyra_ar_depth_model *depth_model; /* DA3 on the device (preferred); NULL: depth_window, if any */
+    lyra_ar_depth_fn depth_window;  /* the host form: frames down, depths up (custom depth functions); NULL with no
+                                       depth_model: no depth model, see lyra_ar_generate */
     void *depth_ctx;
     lyra_ar_interrupt_fn interrupted;
     void *interrupt_ctx;

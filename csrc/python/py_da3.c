@@ -61,6 +61,13 @@ static lyra_status da3_place(lyra_py_netcap *net, lyra_dtype act) {
     return lyra_da3_place(&t->m, &t->net.be, act);
 }
 
+const lyra_da3 *lyra_py_da3_borrow(PyObject *cap, lyra_py_netcap **net) {
+    da3net *t = PyCapsule_GetPointer(cap, CAPSULE);
+    if (!t) return NULL;
+    *net = &t->net;
+    return &t->m;
+}
+
 static PyObject *py_da3_load(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *weights, *av_taps = Py_None, *met_taps = Py_None;
@@ -232,7 +239,7 @@ static PyObject *py_da3_cost(PyObject *self, PyObject *args) {
         hs[i]->features = v[10];
         for (int k = 0; k < 4; k++) hs[i]->oc[k] = v[11 + k];
         hs[i]->out_dim = i ? 1 : 2;
-        hs[i]->dual = !i;
+        hs[i]->dual = hs[i]->pos_embed = !i; /* as da3_weights.c: the DualDPT adds the UV embedding */
         hs[i]->sky = i;
     }
     m.opt.anyview_taps[3] = (int)v[17];

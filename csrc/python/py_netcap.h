@@ -16,6 +16,7 @@
 #include <pythread.h>
 
 #include "core/arena.h"
+#include "models/da3.h"
 #include "nn/backend.h"
 
 typedef struct lyra_py_netcap lyra_py_netcap;
@@ -90,5 +91,10 @@ int lyra_py_cfg_int(PyObject *config, const char *key, int64_t *v);
  * name. A 16-bit precision needs a device (the CPU backend computes f32). 0, or -1 with a ValueError naming
  * `precision`, the value and what is allowed. */
 int lyra_py_precision(const char *precision, int on_device, lyra_dtype policy, lyra_dtype *out);
+
+/* The DA3 network of a lyra2._core.da3 capsule (py_da3.c) for a caller that runs it itself (the depth window of
+ * py_pipeline_run.c): its model and its netcap (lock, backend, arena). With the GIL; NULL + exception when cap is
+ * not a DA3 capsule. The capsule must stay referenced while they are used. */
+const lyra_da3 *lyra_py_da3_borrow(PyObject *cap, lyra_py_netcap **net);
 
 #endif

@@ -12,7 +12,12 @@
  *                     depth_window, progress, log, want_warp, device="cpu", precision="bf16")
  *       -> (frames uint8 (N, H, W, 3), warp uint8 (N, H, W, 3) or None, timings dict: stage seconds, dit_calls,
  *          cache_frames = frames in the spatial memory at the end)
- *       depth_window(images uint8 (n, H, W, 3), w2c (n, 4, 4), K (n, 3, 3)) -> depth (n, H, W), or None;
+ *       depth_window: None; or DA3 on the run's device (the window stays there, pipeline/depth_window.c), an object
+ *           with acquire(n, H, W, h, w, w2c (n, 4, 4), K (n, 3, 3)) -> (DA3 capsule, ext_norm (n, 4, 4), K_proc
+ *           (n, 3, 3) at h x w), release(), align(est (n, 3, 4), w2c (n, 4, 4)) -> Umeyama scale, and record(images
+ *           uint8 (n, H, W, 3), depth (n, H, W), w2c, K) or record = None (lyra2.generate.DA3Window); or the host
+ *           form, a function depth_window(images uint8 (n, H, W, 3), w2c (n, 4, 4), K (n, 3, 3)) -> depth (n, H, W)
+ *           (the frames come down, the depths go up);
  *       progress(stage: str, done: int, total: int) and log(message: str), or None.
  *       device "cuda": the captions are embedded (umT5 loaded onto the device for them, then freed), then every
  *       other network is placed there once (lyra_ar_models_place) in `precision` ("bf16": upstream's, the run's LoRAs
@@ -22,10 +27,12 @@
  * raised by a callback stops the run the same way and is re-raised. */
 #include "py_common.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pipeline/ar_driver.h"
+#include "py_netcap.h"
 
 #define MODELS_CAPSULE "lyra2.ARModels"
 
@@ -252,6 +259,9 @@ static PyObject *py_ar_texts_missing(PyObject *self, PyObject *args) {
 
 typedef struct py_run_ctx {
     PyObject *depth_fn, *progress_fn, *log_fn;
+    int height, width;
+    PyObject *da3_cap;          /* the DA3 capsule lent between acquire and release (the device form) */
+    lyra_py_netcap *da3_net;
     PyObject *exc_type, *exc_value, *exc_tb; /* the first exception, re-raised after the run */
 } py_run_ctx;
 
@@ -328,6 +338,137 @@ done:
     return st;
 }
 
+/* ---- the depth window's DA3 on the device (lyra_ar_depth_model over a Python object, see the top comment) ---- */
+
+/* A float32 array result of `shape` copied into dst; -1 with an exception otherwise. */
+static int copy_f32(PyObject *o, int nd, const npy_intp *shape, float *dst, const char *what) {
+    PyArrayObject *a = lyra_py_array(o, NPY_FLOAT32, nd, what);
+    if (!a) return -1;
+    for (int i = 0; i < nd; i++)
+        if (PyArray_DIM(a, i) != shape[i]) {
+            PyErr_Format(PyExc_ValueError, "%s: expected %d dims of sizes (%ld, %ld, %ld)", what, nd, (long)shape[0],
+                         (long)shape[1], nd > 2 ? (long)shape[2] : 1L);
+            Py_DECREF(a);
+            return -1;
+        }
+    memcpy(dst, PyArray_DATA(a), PyArray_NBYTES(a));
+    Py_DECREF(a);
+    return 0;
+}
+
+static PyObject *f32_array(int nd, npy_intp *dims, const float *src) {
+    PyObject *a = PyArray_SimpleNew(nd, dims, NPY_FLOAT32);
+    if (a) memcpy(PyArray_DATA((PyArrayObject *)a), src, PyArray_NBYTES((PyArrayObject *)a));
+    return a;
+}
+
+static lyra_status dm_acquire(void *ctx, int n, int height, int width, int h, int w, const float *w2c, const float *K,
+                              float *ext_norm, float *K_proc, const lyra_da3 **m, lyra_backend **be,
+                              lyra_arena **arena) {
+    py_run_ctx *c = ctx;
+    lyra_status st = LYRA_OK;
+    PyGILState_STATE g = PyGILState_Ensure();
+    npy_intp dw[3] = {n, 4, 4}, dk[3] = {n, 3, 3};
+    PyObject *aw = f32_array(3, dw, w2c), *ak = f32_array(3, dk, K), *res = NULL;
+    const lyra_da3 *model = NULL;
+    if (!aw || !ak) goto fail;
+    res = PyObject_CallMethod(c->depth_fn, "acquire", "iiiiiOO", n, height, width, h, w, aw, ak);
+    if (!res) goto fail;
+    if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 3) {
+        PyErr_SetString(PyExc_TypeError, "depth window acquire: expected (DA3 network, ext_norm, K_proc)");
+        goto fail;
+    }
+    if (copy_f32(PyTuple_GET_ITEM(res, 1), 3, dw, ext_norm, "depth window acquire: ext_norm") < 0 ||
+        copy_f32(PyTuple_GET_ITEM(res, 2), 3, dk, K_proc, "depth window acquire: K_proc") < 0)
+        goto fail;
+    if (!(model = lyra_py_da3_borrow(PyTuple_GET_ITEM(res, 0), &c->da3_net))) goto fail;
+    c->da3_cap = PyTuple_GET_ITEM(res, 0);
+    Py_INCREF(c->da3_cap);
+    goto done;
+fail:
+    stash(c);
+    st = lyra_error(LYRA_ERR_INTERRUPTED, "depth window: acquire raised");
+done:
+    Py_XDECREF(aw); Py_XDECREF(ak); Py_XDECREF(res);
+    PyGILState_Release(g);
+    if (st != LYRA_OK) return st;
+    /* the capsule's lock (without the GIL: another thread may hold it while it waits for the GIL), then the arena
+     * the call needs */
+    PyThread_acquire_lock(c->da3_net->lock, WAIT_LOCK);
+    st = lyra_py_netcap_arena(c->da3_net, lyra_da3_arena_bytes(model, n, h, w));
+    if (st != LYRA_OK) {
+        PyThread_release_lock(c->da3_net->lock);
+        g = PyGILState_Ensure();
+        Py_CLEAR(c->da3_cap);
+        PyObject *r = PyObject_CallMethod(c->depth_fn, "release", NULL);
+        if (!r) PyErr_Clear(); /* the allocation error is the one to report */
+        Py_XDECREF(r);
+        PyGILState_Release(g);
+        return st;
+    }
+    *m = model, *be = &c->da3_net->be, *arena = &c->da3_net->arena;
+    return LYRA_OK;
+}
+
+static void dm_release(void *ctx) {
+    py_run_ctx *c = ctx;
+    c->da3_net->arena.used = 0;
+    PyThread_release_lock(c->da3_net->lock);
+    PyGILState_STATE g = PyGILState_Ensure();
+    Py_CLEAR(c->da3_cap);
+    PyObject *r = PyObject_CallMethod(c->depth_fn, "release", NULL);
+    if (!r) stash(c); /* seen at the next interrupt check */
+    Py_XDECREF(r);
+    PyGILState_Release(g);
+}
+
+static lyra_status dm_align(void *ctx, int n, const float *est, const float *w2c, double *s) {
+    py_run_ctx *c = ctx;
+    lyra_status st = LYRA_OK;
+    PyGILState_STATE g = PyGILState_Ensure();
+    npy_intp de[3] = {n, 3, 4}, dw[3] = {n, 4, 4};
+    PyObject *ae = f32_array(3, de, est), *aw = f32_array(3, dw, w2c), *res = NULL;
+    if (!ae || !aw || !(res = PyObject_CallMethod(c->depth_fn, "align", "OO", ae, aw))) goto fail;
+    *s = PyFloat_AsDouble(res);
+    if (*s == -1.0 && PyErr_Occurred()) goto fail;
+    if (!(*s > 0.0) || !isfinite(*s)) {
+        PyErr_Format(PyExc_ValueError, "depth window align: the Umeyama scale %g must be finite and > 0", *s);
+        goto fail;
+    }
+    goto done;
+fail:
+    stash(c);
+    st = lyra_error(LYRA_ERR_INTERRUPTED, "depth window: align raised");
+done:
+    Py_XDECREF(ae); Py_XDECREF(aw); Py_XDECREF(res);
+    PyGILState_Release(g);
+    return st;
+}
+
+static lyra_status dm_record(void *ctx, int n, const uint8_t *images, const float *depth, const float *w2c,
+                             const float *K) {
+    py_run_ctx *c = ctx;
+    lyra_status st = LYRA_OK;
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *img = NULL, *ad = NULL, *aw = NULL, *ak = NULL, *res = NULL;
+    PyObject *fn = PyObject_GetAttrString(c->depth_fn, "record");
+    if (!fn) goto fail;
+    const int H = c->height, W = c->width;
+    npy_intp di[4] = {n, H, W, 3}, dd[3] = {n, H, W}, dw[3] = {n, 4, 4}, dk[3] = {n, 3, 3};
+    if (!(img = PyArray_SimpleNew(4, di, NPY_UINT8))) goto fail;
+    memcpy(PyArray_DATA((PyArrayObject *)img), images, PyArray_NBYTES((PyArrayObject *)img));
+    if (!(ad = f32_array(3, dd, depth)) || !(aw = f32_array(3, dw, w2c)) || !(ak = f32_array(3, dk, K))) goto fail;
+    if (!(res = PyObject_CallFunctionObjArgs(fn, img, ad, aw, ak, NULL))) goto fail;
+    goto done;
+fail:
+    stash(c);
+    st = lyra_error(LYRA_ERR_INTERRUPTED, "depth window: record raised");
+done:
+    Py_XDECREF(fn); Py_XDECREF(img); Py_XDECREF(ad); Py_XDECREF(aw); Py_XDECREF(ak); Py_XDECREF(res);
+    PyGILState_Release(g);
+    return st;
+}
+
 static PyObject *py_ar_generate(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *cap, *o_img, *o_depth, *o_w2c, *o_K, *captions, *depth_fn, *progress_fn, *log_fn;
@@ -380,6 +521,16 @@ static PyObject *py_ar_generate(PyObject *self, PyObject *args) {
     if (!(frames = PyArray_ZEROS(4, dims, NPY_UINT8, 0))) goto finally;
     if (want_warp && !(warp = PyArray_ZEROS(4, dims, NPY_UINT8, 0))) goto finally;
     ctx.depth_fn = depth_fn == Py_None ? NULL : depth_fn;
+    ctx.height = (int)H, ctx.width = (int)W;
+    /* the device form: an object with acquire / release / align (and record, or record = None) */
+    lyra_ar_depth_model dm = {.ctx = &ctx, .acquire = dm_acquire, .release = dm_release, .align = dm_align};
+    const int device_form = ctx.depth_fn && PyObject_HasAttrString(ctx.depth_fn, "acquire");
+    if (device_form) {
+        PyObject *rec = PyObject_GetAttrString(ctx.depth_fn, "record");
+        if (!rec) PyErr_Clear();
+        if (rec && rec != Py_None) dm.record = dm_record;
+        Py_XDECREF(rec);
+    }
     ctx.progress_fn = progress_fn == Py_None ? NULL : progress_fn;
     ctx.log_fn = log_fn == Py_None ? NULL : log_fn;
     lyra_ar_run run = {
@@ -389,7 +540,8 @@ static PyObject *py_ar_generate(PyObject *self, PyObject *args) {
         .depth = PyArray_DATA(depth), .w2c = PyArray_DATA(w2c), .K = PyArray_DATA(K), .captions = caps,
         .use_dmd = use_dmd, .guidance = (float)guidance, .num_steps = num_steps, .shift = shift,
         .seed = (uint32_t)seed, .warp_chunk = LYRA_AR_WARP_CHUNK, .label = label, .park_vae_caches = park_vae,
-        .depth_window = ctx.depth_fn ? cb_depth : NULL, .depth_ctx = &ctx, .interrupted = cb_interrupted,
+        .depth_model = device_form ? &dm : NULL, .depth_window = ctx.depth_fn && !device_form ? cb_depth : NULL,
+        .depth_ctx = &ctx, .interrupted = cb_interrupted,
         .interrupt_ctx = &ctx, .progress = cb_progress, .log = cb_log, .report_ctx = &ctx,
         .out_frames = PyArray_DATA((PyArrayObject *)frames),
         .out_warp = warp ? PyArray_DATA((PyArrayObject *)warp) : NULL,

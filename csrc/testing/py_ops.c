@@ -1785,6 +1785,47 @@ static PyObject *py_latent_update(PyObject *self, PyObject *args, PyObject *kw) 
     RUN_OP(&k, out, lyra_op_latent_update(be, &y, xp, (int)n, &p));
 }
 
+/* u8_pixels(x uint8 (N, H, W, C), Ho, Wo, resample=0 none | 1 area | 2 cubic, mean=(C floats), std=(C floats))
+ * -> float32 (N, C, Ho, Wo). */
+static PyObject *py_u8_pixels(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "Ho", "Wo", "resample", "mean", "std", NULL};
+    PyObject *xo, *mo, *so;
+    long long Ho, Wo;
+    int resample;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OLLiOO", kws, &xo, &Ho, &Wo, &resample, &mo, &so)) return NULL;
+    lyra_u8_pixels_params p = {.resample = (lyra_u8_resample)resample};
+    PyObject *ms = PySequence_Fast(mo, "mean must be a sequence");
+    PyObject *ss = ms ? PySequence_Fast(so, "std must be a sequence") : NULL;
+    int bad = !ms || !ss;
+    Py_ssize_t nm = bad ? 0 : PySequence_Fast_GET_SIZE(ms);
+    if (!bad && (nm > 4 || PySequence_Fast_GET_SIZE(ss) != nm)) {
+        PyErr_SetString(PyExc_ValueError, "mean and std: the same length, at most 4");
+        bad = 1;
+    }
+    for (Py_ssize_t i = 0; !bad && i < nm; i++) {
+        p.mean[i] = (float)PyFloat_AsDouble(PySequence_Fast_GET_ITEM(ms, i));
+        p.std[i] = (float)PyFloat_AsDouble(PySequence_Fast_GET_ITEM(ss, i));
+        bad = PyErr_Occurred() != NULL;
+    }
+    Py_XDECREF(ms);
+    Py_XDECREF(ss);
+    if (bad) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, y;
+    in_array(&k, xo, "x", &x, NPY_UINT8, LYRA_DTYPE_U8, 0, &err);
+    if (err) FAIL(&k);
+    if (x.ndim != 4 || x.ne[3] != nm) {
+        PyErr_SetString(PyExc_ValueError, "x must be (N, H, W, C) with C = len(mean)");
+        FAIL(&k);
+    }
+    int64_t ne[4] = {x.ne[0], x.ne[3], Ho, Wo};
+    PyArrayObject *out = out_typed(&k, 4, ne, &y, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT_F32);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_u8_pixels(be, &y, &x, &p));
+}
+
 #define BK(fn)                                                                                              \
     static PyObject *fn##_bk(PyObject *s, PyObject *a, PyObject *k) { return with_backend(fn, s, a, k); }
 BK(py_copy) BK(py_concat) BK(py_pad) BK(py_patchify) BK(py_unpatchify) BK(py_embedding) BK(py_linear)
@@ -1794,6 +1835,7 @@ BK(py_scale) BK(py_sincos) BK(py_modulate) BK(py_gate) BK(py_rope) BK(py_conv2d)
 BK(py_upsample_nearest2x) BK(py_resize) BK(py_avg_pool3d) BK(py_gs_rasterize) BK(py_warp_forward)
 BK(py_quantize_fp8_rows) BK(py_linear_fp8_tokens) BK(py_rays) BK(py_to_u8) BK(py_minmax) BK(py_range_norm)
 BK(py_latent_update)
+BK(py_u8_pixels)
 
 #define KW(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, doc}
 
@@ -1859,6 +1901,8 @@ static PyMethodDef ops_methods[] = {
        "device='cuda') -> {alloc_peak, alloc_live, n_ops}: the warp on a measuring backend."),
     KW("ray_image", py_rays_bk, "ray_image(K (fx, fy, cx, cy), c2w (4, 4), height, width, unshuffle=1, moment=False) -> "
        "(6·u², H/u, W/u): [origin, direction] planes, pixel-unshuffled u×u."),
+    KW("u8_pixels", py_u8_pixels_bk, "u8_pixels(x uint8 (N, H, W, C), Ho, Wo, resample, mean, std) -> float32 "
+       "(N, C, Ho, Wo): (resample(x) / 255 - mean) / std, resample 0 none, 1 area, 2 cubic."),
     KW("to_u8", py_to_u8_bk, "to_u8(x (N, C, H, W), mode='video'|'round') -> uint8 (N, H, W, C)."),
     KW("minmax", py_minmax_bk, "minmax(x, prev=None) -> [min, max] (NaNs skipped), combined with prev (2,)."),
     KW("range_norm", py_range_norm_bk, "range_norm(x, mm (2), eps=1e-6): 2·(x − mm[0]) / max(mm[1] − mm[0], eps) − 1."),

@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import _core
 
-__all__ = ["DepthAnything3", "da3_cost", "REAL_SIZES", "umeyama_alignment", "align_poses_umeyama",
+__all__ = ["DepthAnything3", "DepthWindow", "da3_cost", "REAL_SIZES", "umeyama_alignment", "align_poses_umeyama",
            "normalize_extrinsics"]
 
 #: The released DA3NESTED-GIANT-LARGE sizes (upstream DA3dino:22-64, DA3vit:454-466, DA3cfg/da3-giant:6-17, DA3net:484;
@@ -123,14 +123,7 @@ class DepthAnything3:
         V, H, W, _ = images.shape
         res = int(process_res) if process_res is not None else max(H, W)
         pixels, (h1, w1, h, w) = _core.da3_preprocess(images, res)
-        K = None
-        if intrinsics is not None:
-            K = np.array(intrinsics, dtype=np.float32, copy=True)
-            if K.shape != (V, 3, 3):
-                raise ValueError(f"intrinsics must be ({V}, 3, 3), got {K.shape}")
-            for (a, b), (c, d) in (((H, W), (h1, w1)), ((h1, w1), (h, w))):
-                K[:, :1] *= np.float32(d / float(b))   # InputProcessor._resize_ixt, per step
-                K[:, 1:2] *= np.float32(c / float(a))
+        K = None if intrinsics is None else _resize_intrinsics(intrinsics, V, (H, W), (h1, w1), (h, w))
         return pixels, K
 
     def __call__(self, images, extrinsics=None, intrinsics=None, *, process_res=None, align_to_input=True,
@@ -233,6 +226,54 @@ class DepthAnything3:
         pred["api_in_images"] = np.stack(images)
         pred["api_in_extrinsics"] = ext
         return {"frame_indices": frames, "prediction": pred}
+
+
+class DepthWindow:
+    """DA3 for the AR driver's depth-window update where the frames are (``_core.ar_generate``'s device form;
+    csrc/pipeline/depth_window.c): the driver builds DA3's input pixels from the window's uint8 frames in their own
+    memory and runs the forward on them; this object lends the network and does the host steps on camera matrices
+    that ``DepthAnything3.__call__`` does around it (the intrinsics resized to the processed size, the extrinsics
+    normalised, the Umeyama alignment to the input poses). The depth / s and the bilinear resize to the frame size
+    follow in C with the same arithmetic.
+
+    ``da3``: a ``DepthAnything3``, or an object whose ``load()`` returns one for each call (the memory plan's
+    per-call schedule; the model is dropped in ``release``). ``record``: None, or ``record(images uint8 (n, H, W, 3),
+    depth (n, H, W), w2c (n, 4, 4), K (n, 3, 3))`` called with every window's views (the frames then come down)."""
+
+    def __init__(self, da3, record=None):
+        self.da3 = da3
+        self.record = record
+        self._model = None
+
+    def acquire(self, n, H, W, h, w, w2c, K):
+        model = self.da3.load() if hasattr(self.da3, "load") else self.da3
+        ext = np.asarray(w2c, dtype=np.float32)
+        if ext.shape != (n, 4, 4):
+            raise ValueError(f"extrinsics must be ({n}, 4, 4) world-to-camera matrices, got {ext.shape}")
+        K_proc = _resize_intrinsics(K, n, (H, W), (H, W), (h, w))   # process_res = the longest side: one resize
+        self._model = model
+        return model._net, normalize_extrinsics(ext), K_proc
+
+    def release(self):
+        self._model = None   # a model loaded for the call gives its memory back here
+
+    @staticmethod
+    def align(est, w2c):
+        """The Umeyama scale s of DA3's extrinsics est (n, 3, 4) onto w2c (n, 4, 4), as ``__call__`` aligns."""
+        est = np.asarray(est, dtype=np.float32)
+        return float(align_poses_umeyama(est, np.asarray(w2c, dtype=np.float32), ransac=len(est) >= 10,
+                                         random_state=42)[2])
+
+
+def _resize_intrinsics(intrinsics, V, size0, size1, size2):
+    """K (V, 3, 3) at size0 rescaled to size2 through size1 as InputProcessor._resize_ixt does, per step, in float32."""
+    K = np.array(intrinsics, dtype=np.float32, copy=True)
+    if K.shape != (V, 3, 3):
+        raise ValueError(f"intrinsics must be ({V}, 3, 3), got {K.shape}")
+    for (a, b), (c, d) in ((size0, size1), (size1, size2)):
+        K[:, :1] *= np.float32(d / float(b))
+        K[:, 1:2] *= np.float32(c / float(a))
+    return K
 
 
 def lyra2_config(weights, allowed):

@@ -116,15 +116,24 @@ def test_golden_first_frame_on_device(dev):
         log = lyra2.testing.emulated_cuda_transfers()
         print("DA3 case a transfers:", s["uploads"], "up", s["upload_bytes"], "B,", s["downloads"], "down",
               s["download_bytes"], "B")
-        # the pixels once; no weights again. Still per call today: the host-built RoPE and UV-embedding tables
-        # go up, and each head's maps come down per view (the merge runs on the host).
+        # the pixels once; no weights again. Still per call today: the host-built RoPE tables and the DualDPT's UV
+        # embedding as its column and row factors (lyra_da3_add_uv) go up, and each head's maps come down per view
+        # (the merge runs on the host).
         ups = [name for d, _, name in log if d == "upload"]
         downs = [name for d, _, name in log if d == "download"]
         assert s["refused"] == 0
         assert ups[0] == "DA3 pixels" and ups.count("DA3 pixels") == 1
         assert set(ups) == {"DA3 pixels", "ViT RoPE local", "ViT RoPE global", "DA3 UV embedding"}
         assert sorted(set(downs)) == ["DA3 head logits", "DA3 pose encoding", "DA3 sky"]
-        assert len(downs) == 5 and s["upload_bytes"] == 409808 and s["download_bytes"] == 141156
+        assert len(downs) == 5 and s["upload_bytes"] == 117328 and s["download_bytes"] == 141156
+        # the UV factors: (2q, 1, w) + (C - 2q, h, 1) f32, q = C / 4, at each head level (oc_k, gh, gw) and at the
+        # output (features / 2, h, w); the full maps were C·h·w each
+        _, _, h, w = p["pixels"].shape
+        def factors(C, ph, pw):
+            return 4 * (2 * (C // 4) * pw + (C - 2 * (C // 4)) * ph)
+        uv = sum(factors(c, h // 14, w // 14) for c in dev.config["out_channels"]) + factors(
+            dev.config["features"] // 2, h, w)
+        assert sum(b for d, b, n in log if (d, n) == ("upload", "DA3 UV embedding")) == uv
     assert rel(p["depth"], GOLD["a_pred_depth"]) < 3e-5
     assert rel(p["conf"], GOLD["a_pred_conf"]) < 2e-5
     assert (p["sky"] == GOLD["a_pred_sky"]).all()

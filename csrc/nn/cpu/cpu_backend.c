@@ -83,6 +83,7 @@ static const lyra_backend_ops cpu_ops = {
     .minmax = cpu_minmax,
     .range_norm = cpu_range_norm,
     .latent_update = cpu_latent_update,
+    .u8_pixels = cpu_u8_pixels,
 };
 
 lyra_status lyra_backend_cpu_init(lyra_backend *be, int n_threads) {

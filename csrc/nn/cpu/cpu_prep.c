@@ -1,10 +1,11 @@
 /* CPU references of the chunk-input ops (nn/ops.h "chunk inputs"): ray images (the arithmetic of
  * nn/rays_math.h, as geom/rays.c), uint8 frames, a running min/max and the range normalisation. Each writes the
  * formula of its op comment in f32 with one rounding per step, so the CUDA kernels (nn/cuda/cuda_prep.cu) can match
- * bit for bit. */
+ * bit for bit. u8_pixels (DA3's input pixels) is nn/u8_pixels_math.h's arithmetic per output element. */
 #include <math.h>
 
 #include "nn/rays_math.h"
+#include "nn/u8_pixels_math.h"
 #include "nn/cpu/cpu_internal.h"
 
 /* Element pointer of t at the flat index `idx` of its own shape (outermost-first, any strides). */
@@ -92,6 +93,22 @@ lyra_status cpu_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor *
     for (int64_t i = 0; i < n; i++) {
         const float v = *(const float *)elem(x, i);
         *(float *)elem(y, i) = 2.0f * (v - lo) / range - 1.0f;
+    }
+    return LYRA_OK;
+}
+
+lyra_status cpu_u8_pixels(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_u8_pixels_params *p) {
+    const int N = (int)x->ne[0], H = (int)x->ne[1], W = (int)x->ne[2], C = (int)x->ne[3];
+    const int Ho = (int)y->ne[2], Wo = (int)y->ne[3];
+    const uint8_t *src = x->data;
+    float *out = y->data;
+#pragma omp parallel for num_threads(cpu_threads(be, (int64_t)N * C * Ho * Wo * 16)) schedule(static)
+    for (int64_t row = 0; row < (int64_t)N * C * Ho; row++) {
+        const int n = (int)(row / ((int64_t)C * Ho)), c = (int)(row / Ho % C), yy = (int)(row % Ho);
+        const uint8_t *img = src + (int64_t)n * H * W * C;
+        for (int xx = 0; xx < Wo; xx++)
+            out[row * Wo + xx] =
+                lyra_u8p_pixel(img, H, W, C, Ho, Wo, (int)p->resample, yy, xx, c, p->mean[c], p->std[c]);
     }
     return LYRA_OK;
 }

@@ -269,6 +269,7 @@ static const lyra_backend_ops cuda_ops = {
     /* .minmax = */ ON_DEVICE(cu_op_minmax),
     /* .range_norm = */ ON_DEVICE(cu_op_range_norm),
     /* .latent_update = */ ON_DEVICE(cu_op_latent_update),
+    /* .u8_pixels = */ ON_DEVICE(cu_op_u8_pixels),
 };
 
 extern "C" lyra_status lyra_backend_cuda_init(lyra_backend *be, int device) {

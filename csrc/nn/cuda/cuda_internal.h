@@ -328,6 +328,7 @@ lyra_status cu_op_range_norm(lyra_backend *, lyra_tensor *, const lyra_tensor *,
 /* cuda_latent.cu */
 lyra_status cu_op_latent_update(lyra_backend *, lyra_tensor *, const lyra_tensor *const *, int,
                                 const lyra_latent_update *);
+lyra_status cu_op_u8_pixels(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_u8_pixels_params *);
 
 /* The fused flash-attention kernel (cuda_attention_flash.cu): 1 when it handled the call (status in *st),
  * 0 when the case is outside what it supports (dtype, head dim, alignment) and the caller falls back. */

@@ -2,13 +2,23 @@
 // range normalisation. Each rounds every step in f32 exactly as its CPU reference (nn/cpu/cpu_prep.c): products and
 // sums through __fmul_rn / __fadd_rn so nvcc cannot contract them into FMAs, '/' and sqrtf IEEE-rounded (nvcc's
 // -prec-div / -prec-sqrt defaults). The results are bit-identical to the CPU's (a bf16/f16 output of rays and
-// range_norm is that f32 result rounded once to nearest even).
+// range_norm is that f32 result rounded once to nearest even). u8_pixels, DA3's input pixels, is
+// nn/u8_pixels_math.h's arithmetic with the same rounding operators, bit-identical too.
 #include "cuda_internal.h"
 
 #define RAYS_FN static __device__ inline
 #define RAYS_MUL(a, b) __fmul_rn((a), (b))
 #define RAYS_ADD(a, b) __fadd_rn((a), (b))
 #include "nn/rays_math.h"
+
+#define U8P_FN static __device__ inline
+#define U8P_MUL(a, b) __fmul_rn((a), (b))
+#define U8P_ADD(a, b) __fadd_rn((a), (b))
+#define U8P_SUB(a, b) __fsub_rn((a), (b))
+#define U8P_RINT(v) __float2int_rn(v)
+#define U8P_DMUL(a, b) __dmul_rn((a), (b))
+#define U8P_DADD(a, b) __dadd_rn((a), (b))
+#include "nn/u8_pixels_math.h"
 
 namespace {
 
@@ -44,6 +54,16 @@ __device__ __forceinline__ uint8_t u8_of(float v, int mode) {
     v = __fadd_rn(__fmul_rn(v, 0.5f), 0.5f);
     v = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
     return (uint8_t)(int)__fadd_rn(__fmul_rn(v, 255.0f), 0.5f);
+}
+
+// One thread per output element of y (N, C, Ho, Wo) f32 contiguous, from x (N, H, W, C) u8 contiguous.
+__global__ void u8_pixels_kernel(float *y, const uint8_t *x, int H, int W, int C, int Ho, int Wo,
+                                 lyra_u8_pixels_params p, int64_t total) {
+    for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < total; k += (int64_t)gridDim.x * blockDim.x) {
+        const int xx = (int)(k % Wo), yy = (int)(k / Wo % Ho), c = (int)(k / ((int64_t)Wo * Ho) % C);
+        const int64_t n = k / ((int64_t)Wo * Ho * C);
+        y[k] = lyra_u8p_pixel(x + n * H * W * C, H, W, C, Ho, Wo, (int)p.resample, yy, xx, c, p.mean[c], p.std[c]);
+    }
 }
 
 // One thread per output byte of y (N, H, W, C).
@@ -132,5 +152,14 @@ lyra_status cu_op_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_tensor
     cu_launch(range_norm_kernel, cu_blocks(n, 256), 256, 0, cu_st(be)->stream, cu_tensor_of(y), cu_tensor_of(x),
               (const float *)mm->data, eps, n);
     CU_LAUNCHED("range_norm");
+    return LYRA_OK;
+}
+
+lyra_status cu_op_u8_pixels(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_u8_pixels_params *p) {
+    const int64_t total = lyra_tensor_numel(y);
+    cu_launch(u8_pixels_kernel, cu_blocks(total, 256), 256, 0, cu_st(be)->stream, (float *)y->data,
+              (const uint8_t *)x->data, (int)x->ne[1], (int)x->ne[2], (int)x->ne[3], (int)y->ne[2], (int)y->ne[3], *p,
+              total);
+    CU_LAUNCHED("u8_pixels");
     return LYRA_OK;
 }

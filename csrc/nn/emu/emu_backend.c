@@ -603,6 +603,15 @@ static lyra_status emu_latent_update(lyra_backend *be, lyra_tensor *y, const lyr
     return RUN(c.cpu->ops->latent_update(c.cpu, Y, X, n, p));
 }
 
+static lyra_status emu_u8_pixels(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x,
+                                 const lyra_u8_pixels_params *p) {
+    emu_call c;
+    begin(&c, be, "u8_pixels");
+    const lyra_tensor *X = in(&c, "x", x, 1); /* uint8 in, f32 out: no conversion around the CPU kernel */
+    lyra_tensor *Y = out(&c, y, 1);
+    return RUN(c.cpu->ops->u8_pixels(c.cpu, Y, X, p));
+}
+
 /* ---------------------------------------------------------------- table and lifetime */
 
 static void emu_destroy(lyra_backend *be) {
@@ -661,6 +670,7 @@ static const lyra_backend_ops emu_ops = {
     .minmax = emu_minmax,
     .range_norm = emu_range_norm,
     .latent_update = emu_latent_update,
+    .u8_pixels = emu_u8_pixels,
 };
 
 lyra_status lyra_backend_emu_init(lyra_backend *be, int n_threads) {

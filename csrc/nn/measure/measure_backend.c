@@ -324,6 +324,11 @@ static lyra_status m_latent_update(lyra_backend *be, lyra_tensor *y, const lyra_
     return count(be, 0);
 }
 
+static lyra_status m_u8_pixels(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_u8_pixels_params *p) {
+    (void)y; (void)x; (void)p;
+    return count(be, 0);
+}
+
 static const lyra_backend_ops measure_ops = {
     .name = "measure",
     .destroy = measure_destroy,
@@ -376,6 +381,7 @@ static const lyra_backend_ops measure_ops = {
     .minmax = m_minmax,
     .range_norm = m_range_norm,
     .latent_update = m_latent_update,
+    .u8_pixels = m_u8_pixels,
 };
 
 lyra_status lyra_backend_measure_init(lyra_backend *be, lyra_device device) {

@@ -175,6 +175,9 @@ static inline float __fadd_rn(float x, float y) { return x + y; }
 static inline float __fsub_rn(float x, float y) { return x - y; }
 static inline double __dmul_rn(double x, double y) { return x * y; }
 static inline double __dsub_rn(double x, double y) { return x - y; }
+static inline double __dadd_rn(double x, double y) { return x + y; }
+/* round to nearest, ties to even (the default rounding mode), as the GPU's cvt.rni */
+static inline int __float2int_rn(float x) { return (int)lrintf(x); }
 /* GPU: rsqrt.approx, 2 ulp. Here: 1 / sqrtf(x), two correctly rounded steps. */
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 
