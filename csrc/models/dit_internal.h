@@ -39,6 +39,9 @@ const lyra_dit_named *dit_find(const lyra_dit_named *src, int n, const char *nam
 /* Uploads adapter a to the model's device when the model is placed (no-op on the CPU); on failure the adapter
  * is removed again. */
 lyra_status dit_adapter_place(lyra_dit *m, int a);
+/* Random weights (dit_random.c): fills every parameter on be, each descriptor read as if the host block starting at
+ * `host` lay at `base` on be's device (base == host: the host block itself). */
+lyra_status dit_random_fill(lyra_dit *m, lyra_backend *be, const void *host, void *base);
 /* Frees adapter a's tensors wherever they live. */
 void dit_adapter_free(lyra_dit *m, int a);
 

@@ -63,6 +63,7 @@ lyra_status lyra_dit_set_streaming(lyra_dit *m, int resident) {
                           "(placement keeps the streamed blocks in host memory)", m->be.ops->name);
     dit_stream_release(m);
     if (resident == layers) return LYRA_OK;
+    LYRA_TRY(lyra_dit_random_materialize(m)); /* the streamed blocks are uploaded from the host block */
     size_t span = 0;
     for (int i = 0; i < layers; i++) {
         char *lo, *hi;

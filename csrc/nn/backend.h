@@ -118,6 +118,14 @@ typedef enum lyra_u8_mode {
                                  upstream AR:325-328) */
 } lyra_u8_mode;
 
+/* The values of one random weight tensor (op fill_random, nn/ops.h lyra_op_fill_random). */
+typedef struct lyra_random_fill {
+    uint64_t key;    /* the seed mixed with the tensor's name (lyra_random_fill_rule) */
+    float scale;     /* std·√3/65536: s·scale has standard deviation std */
+    float mean;
+    int bf16_values; /* round each value to bf16 first: the values a bf16 checkpoint holds, whatever y's dtype */
+} lyra_random_fill;
+
 typedef struct lyra_backend lyra_backend;
 
 typedef struct lyra_backend_ops {
@@ -223,6 +231,9 @@ typedef struct lyra_backend_ops {
     lyra_status (*minmax)(lyra_backend *be, lyra_tensor *mm, const lyra_tensor *x, const lyra_tensor *prev);
     lyra_status (*range_norm)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_tensor *mm,
                               float eps);
+
+    /* random weights of the real shapes, written where they are used (lyra_op_fill_random) */
+    lyra_status (*fill_random)(lyra_backend *be, lyra_tensor *y, const lyra_random_fill *r);
 } lyra_backend_ops;
 
 struct lyra_backend {

@@ -147,9 +147,14 @@ lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p) {
     st_table s;
     lyra_status st;
 
-    if ((st = st_table_open(&s, p->dit, "DiT")) != LYRA_OK) goto fail;
-    st = lyra_dit_load(&m->dit, s.named, s.n, p->layout, 0, p->n_threads);
-    st_table_free(&s); /* the loader copied every tensor */
+    if (p->dit_random) {
+        st = lyra_dit_load_random(&m->dit, p->dit_random, p->dit_random_n, p->layout, 0, p->n_threads,
+                                  p->dit_random_seed, p->dit_random_defer);
+    } else {
+        if ((st = st_table_open(&s, p->dit, "DiT")) != LYRA_OK) goto fail;
+        st = lyra_dit_load(&m->dit, s.named, s.n, p->layout, 0, p->n_threads);
+        st_table_free(&s); /* the loader copied every tensor */
+    }
     if (st != LYRA_OK) goto fail;
     m->loaded |= LOADED_DIT;
     m->text_dim = m->dit.cfg.text_dim;

@@ -34,6 +34,12 @@ typedef struct lyra_ar_paths {
     int n_style;
     const char *layout;     /* FramePack layout of the DiT */
     int n_threads;          /* 0 = all cores */
+    /* random DiT weights of the real shapes instead of the dit file (lyra2.testing.random_weights): the tensors'
+     * names, shapes and dtypes (data unused), filled per models/dit.h lyra_dit_load_random; dit is then unused */
+    const lyra_dit_named *dit_random;
+    int dit_random_n;
+    uint64_t dit_random_seed;
+    int dit_random_defer;   /* filled on the device at placement, the host block never written */
 } lyra_ar_paths;
 
 typedef struct lyra_ar_models {

@@ -1,7 +1,9 @@
 /* Python glue of the autoregressive driver (csrc/pipeline/ar_driver.c), used by lyra2/generate.py.
  *
- *   _core.ar_models_load(paths: dict, layout: str, n_threads: int, styles=()) -> capsule
- *       paths: {"dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt"[, "lora_dmd"]} file paths;
+ *   _core.ar_models_load(paths: dict, layout: str, n_threads: int, styles=(), defer=False) -> capsule
+ *       paths: {"dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt"[, "lora_dmd"]} file paths; "dit" may
+ *       be random weights of the real shapes (lyra2.testing.random_weights, no file): filled in host memory, or
+ *       with defer on the device when the models are placed (models/dit.h lyra_dit_load_random);
  *       styles: (name, path, weight) of each style LoRA applied in every run (at most 4).
  *   _core.ar_models_dit_fp8(capsule, use_dmd) -> None: the LoRAs merged (DMD at 1 or 0), the DiT's blocks fp8
  *       e4m3, for runs of that use_dmd only (before streaming and placement)
@@ -24,6 +26,7 @@
 #include <string.h>
 
 #include "pipeline/ar_driver.h"
+#include "py_weight_source.h"
 
 #define MODELS_CAPSULE "lyra2.ARModels"
 
@@ -89,27 +92,52 @@ done:
     return rc;
 }
 
+/* paths["dit"] as random weights (lyra2.testing.random_weights) into *ws and *named; 0 when it is a path, 1 when
+ * random, -1 with an exception. */
+static int random_dit(PyObject *paths, lyra_py_wsource *ws, lyra_dit_named **named, lyra_ar_paths *p, int defer) {
+    PyObject *v = PyDict_GetItemString(paths, "dit");
+    if (!v || !PyObject_HasAttrString(v, "_lyra2_random_weights")) return 0;
+    if (lyra_py_wsource_open_random(ws, v, "paths['dit']", 0, NULL) < 0) return -1;
+    if (!(*named = PyMem_Calloc((size_t)ws->n + 1, sizeof **named))) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < ws->n; i++) (*named)[i] = (lyra_dit_named){ws->names[i], ws->tensors[i]};
+    p->dit_random = *named;
+    p->dit_random_n = (int)ws->n;
+    p->dit_random_seed = ws->seed;
+    p->dit_random_defer = defer;
+    return 1;
+}
+
 static PyObject *py_ar_models_load(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *paths, *styles = NULL;
     const char *layout;
-    int n_threads;
-    if (!PyArg_ParseTuple(args, "O!si|O:ar_models_load", &PyDict_Type, &paths, &layout, &n_threads, &styles))
+    int n_threads, defer = 0;
+    if (!PyArg_ParseTuple(args, "O!si|Op:ar_models_load", &PyDict_Type, &paths, &layout, &n_threads, &styles, &defer))
         return NULL;
     PyObject *keep = PyList_New(0);
     if (!keep) return NULL;
     lyra_ar_paths p = {.layout = layout, .n_threads = n_threads};
-    if (path_item(paths, "dit", 1, &keep, &p.dit) < 0 || path_item(paths, "vae", 1, &keep, &p.vae) < 0 ||
+    lyra_py_wsource ws = {0};
+    lyra_dit_named *named = NULL;
+    int rnd = random_dit(paths, &ws, &named, &p, defer);
+    if (rnd < 0 || (!rnd && path_item(paths, "dit", 1, &keep, &p.dit) < 0) || path_item(paths, "vae", 1, &keep, &p.vae) < 0 ||
         path_item(paths, "umt5", 1, &keep, &p.umt5) < 0 || path_item(paths, "tokenizer", 1, &keep, &p.tokenizer) < 0 ||
         path_item(paths, "clip", 1, &keep, &p.clip) < 0 ||
         path_item(paths, "negative_prompt", 1, &keep, &p.negative_prompt) < 0 ||
         path_item(paths, "lora_dmd", 0, &keep, &p.lora_dmd) < 0 || style_items(styles, &keep, &p) < 0) {
         Py_DECREF(keep);
+        PyMem_Free(named);
+        lyra_py_wsource_free(&ws);
         return NULL;
     }
     py_models *pm = calloc(1, sizeof *pm);
     if (!pm) {
         Py_DECREF(keep);
+        PyMem_Free(named);
+        lyra_py_wsource_free(&ws);
         return PyErr_NoMemory();
     }
     lyra_status st;
@@ -117,6 +145,8 @@ static PyObject *py_ar_models_load(PyObject *self, PyObject *args) {
     st = lyra_ar_models_load(&pm->m, &p);
     Py_END_ALLOW_THREADS
     Py_DECREF(keep);
+    PyMem_Free(named);
+    lyra_py_wsource_free(&ws);
     if (st != LYRA_OK) {
         free(pm);
         return lyra_py_raise(st);
@@ -422,7 +452,7 @@ static PyMethodDef run_methods[] = {
     {"ar_models_dit_fp8", py_ar_models_dit_fp8, METH_VARARGS,
      "ar_models_dit_fp8(models, use_dmd): LoRAs merged, the DiT's blocks fp8 e4m3 (before streaming and placement)."},
     {"ar_models_load", py_ar_models_load, METH_VARARGS,
-     "ar_models_load(paths, layout, n_threads, styles=()) -> capsule: the generate-mode networks of a converted "
+     "ar_models_load(paths, layout, n_threads, styles=(), defer=False) -> capsule: the generate-mode networks of a converted "
      "folder."},
     {"ar_models_info", py_ar_models_info, METH_O, "ar_models_info(models) -> dict"},
     {"ar_models_dit_streaming", py_ar_models_dit_streaming, METH_VARARGS,

@@ -82,6 +82,7 @@ static const lyra_backend_ops cpu_ops = {
     .to_u8 = cpu_to_u8,
     .minmax = cpu_minmax,
     .range_norm = cpu_range_norm,
+    .fill_random = cpu_fill_random,
 };
 
 lyra_status lyra_backend_cpu_init(lyra_backend *be, int n_threads) {

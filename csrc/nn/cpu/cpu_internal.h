@@ -133,5 +133,6 @@ lyra_status cpu_rays(lyra_backend *, lyra_tensor *, int, int, const lyra_ray_par
 lyra_status cpu_to_u8(lyra_backend *, lyra_tensor *, const lyra_tensor *, lyra_u8_mode);
 lyra_status cpu_minmax(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *);
 lyra_status cpu_range_norm(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, float);
+lyra_status cpu_fill_random(lyra_backend *, lyra_tensor *, const lyra_random_fill *);
 
 #endif

@@ -268,6 +268,7 @@ static const lyra_backend_ops cuda_ops = {
     /* .to_u8 = */ ON_DEVICE(cu_op_to_u8),
     /* .minmax = */ ON_DEVICE(cu_op_minmax),
     /* .range_norm = */ ON_DEVICE(cu_op_range_norm),
+    /* .fill_random = */ ON_DEVICE(cu_op_fill_random),
 };
 
 extern "C" lyra_status lyra_backend_cuda_init(lyra_backend *be, int device) {

@@ -590,6 +590,15 @@ static lyra_status emu_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_t
     return RUN(c.cpu->ops->range_norm(c.cpu, Y, X, M, eps));
 }
 
+/* ---------------------------------------------------------------- random weights */
+
+static lyra_status emu_fill_random(lyra_backend *be, lyra_tensor *y, const lyra_random_fill *r) {
+    emu_call c;
+    begin(&c, be, "fill_random");
+    lyra_tensor *Y = out(&c, y, 1); /* the CPU kernel stores y's dtype itself, rounding once as the CUDA kernel */
+    return RUN(c.cpu->ops->fill_random(c.cpu, Y, r));
+}
+
 /* ---------------------------------------------------------------- table and lifetime */
 
 static void emu_destroy(lyra_backend *be) {
@@ -647,6 +656,7 @@ static const lyra_backend_ops emu_ops = {
     .to_u8 = emu_to_u8,
     .minmax = emu_minmax,
     .range_norm = emu_range_norm,
+    .fill_random = emu_fill_random,
 };
 
 lyra_status lyra_backend_emu_init(lyra_backend *be, int n_threads) {

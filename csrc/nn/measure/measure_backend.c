@@ -317,6 +317,11 @@ static lyra_status m_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_ten
     return count(be, 0);
 }
 
+static lyra_status m_fill_random(lyra_backend *be, lyra_tensor *y, const lyra_random_fill *r) {
+    (void)y; (void)r;
+    return count(be, 0);
+}
+
 static const lyra_backend_ops measure_ops = {
     .name = "measure",
     .destroy = measure_destroy,
@@ -368,6 +373,7 @@ static const lyra_backend_ops measure_ops = {
     .to_u8 = m_to_u8,
     .minmax = m_minmax,
     .range_norm = m_range_norm,
+    .fill_random = m_fill_random,
 };
 
 lyra_status lyra_backend_measure_init(lyra_backend *be, lyra_device device) {
