@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The full-size generate run on a GPU machine (issue 14: one 81-frame 480p chunk with DMD and one UniPC+CFG step, per-
 # stage times, DiT TFLOP/s and % of peak, device memory; the same with DiT block streaming at a 24 GB budget, and
-# with fp8 when the build has it), with random weights of the real shapes: the 33 GB DiT is created on the device
-# when the models are placed (benchmarks/zoom_e2e.py --random-weights real: lyra2.testing.random_weights, the backend
-# op fill_random; no file, no host copy, nothing uploaded). The networks that still load from files (umT5 ~11 GB,
-# CLIP, VAE, negative prompt, DMD LoRA: ~12.6 GB) are written to local disk first (make_random_checkpoint.py
-# --no-dit, reused when present). Streaming and the fp8 DMD run (its LoRA merged on the host) write the DiT's random
-# values into host memory first (~33 GB of the machine's 128 GB).
+# with fp8 when the build has it), with random weights of the real shapes: the 33 GB DiT and the 11 GB umT5 are
+# created on the device when placed (benchmarks/zoom_e2e.py --random-weights real: lyra2.testing.random_weights, the
+# backend op fill_random; no file, no host copy, nothing uploaded). The small networks that still load from files
+# (CLIP, VAE, negative prompt, DMD LoRA: ~1.6 GB) are written to local disk first (make_random_checkpoint.py --small,
+# reused when present). Streaming and the fp8 DMD run (its LoRA merged on the host) write the DiT's random values
+# into host memory first (~33 GB of the machine's 128 GB).
 #
 # HOW TO RUN IT: a SECOND device call, on the machine benchmarks/device_check.sh left warm (its build is reused):
 #     run(command="bash benchmarks/device_full.sh", carry=[".debs"], timeout_s=580)
@@ -22,7 +22,7 @@ exec > >(tee "$OUT/device_full.log") 2>&1
 T0=$(date +%s)
 stamp() { echo "== [$(( $(date +%s) - T0 ))s] $*"; }
 PY=${PYTHON:-python3}
-CK=${LYRA2_FULL_WORK:-/tmp/lyra2-random-nodit}
+CK=${LYRA2_FULL_WORK:-/tmp/lyra2-random-small}
 FAIL=0
 
 stamp "build (reused when device_check.sh built here)"
@@ -34,9 +34,9 @@ fi
 $PY -c "import lyra2; b = lyra2.backends(); print('backends:', b); assert b['cuda'] and not b['emulated']" || exit 1
 nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv
 
-stamp "random real-size networks but the DiT -> $CK (free disk: $(df -h --output=avail "$(dirname "$CK")" | tail -1))"
-if [ ! -f "$CK/$($PY -c 'from lyra2.checkpoint import FILES; print(FILES["umt5"])')" ]; then
-    PYTHONUNBUFFERED=1 timeout 240 $PY benchmarks/make_random_checkpoint.py "$CK" --no-dit \
+stamp "random real-size small networks -> $CK (free disk: $(df -h --output=avail "$(dirname "$CK")" | tail -1))"
+if [ ! -f "$CK/$($PY -c 'from lyra2.checkpoint import FILES; print(FILES["lora_dmd"])')" ]; then
+    PYTHONUNBUFFERED=1 timeout 240 $PY benchmarks/make_random_checkpoint.py "$CK" --small \
         > "$OUT/make_random_checkpoint.log" 2>&1
     RC=$?
     tail -8 "$OUT/make_random_checkpoint.log"
@@ -47,7 +47,8 @@ du -sh "$CK"
 # The same script at tiny size first (seconds): what the full run exercises, found before its minutes start.
 stamp "benchmarks/zoom_e2e.py --random-weights tiny (dry run, 32x48)"
 PYTHONUNBUFFERED=1 LYRA2_REQUIRE_CUDA=1 timeout 120 $PY benchmarks/zoom_e2e.py --random-weights tiny --device cuda \
-    --cfg-steps 1 --variants "${LYRA2_FULL_VARIANTS:-bf16,stream24,fp8}" --out "$OUT/tiny" > "$OUT/zoom_e2e_tiny.log" 2>&1
+    --cfg-steps 1 --variants "${LYRA2_FULL_VARIANTS:-bf16,stream24,fp8}" --out "$OUT/tiny" \
+    > "$OUT/zoom_e2e_tiny.log" 2>&1
 RC=$?
 tail -4 "$OUT/zoom_e2e_tiny.log"
 [ $RC = 0 ] || { echo "tiny dry run failed ($RC): see zoom_e2e_tiny.log"; FAIL=1; }

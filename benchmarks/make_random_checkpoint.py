@@ -1,13 +1,13 @@
 """Writes a converted-layout checkpoint folder with random bf16 weights, for timing without a download.
 
     python benchmarks/make_random_checkpoint.py OUT            # real sizes (16B DiT, Wan VAE, umT5-XXL, CLIP-H)
-    python benchmarks/make_random_checkpoint.py OUT --no-dit   # the same without the 33 GB DiT file
+    python benchmarks/make_random_checkpoint.py OUT --small    # only the small networks (no DiT, no umT5: ~1.6 GB)
     python benchmarks/make_random_checkpoint.py OUT --tiny     # lyra2.testing.make_tiny_checkpoint (CPU, seconds)
 
-The GPU benchmark no longer needs the DiT file: benchmarks/zoom_e2e.py --random-weights real creates the DiT's
-random weights on the device (lyra2.testing.random_weights, filled at placement: no file, no host copy) and uses
-this script (make_real with skip=("dit",)) only for the networks that still load from files: umT5 (~11 GB), CLIP,
-the VAE, the negative prompt and the DMD LoRA. The sizes are lyra2.testing.REAL.
+The GPU benchmark no longer needs the large files: benchmarks/zoom_e2e.py --random-weights real creates the DiT's
+and umT5's random weights on the device (lyra2.testing.random_weights, filled at placement: no file, no host copy)
+and uses this script (make_real with skip=("dit", "umt5"), --small) only for the networks that still load from
+files: CLIP, the VAE, the negative prompt and the DMD LoRA (~1.6 GB). The sizes are lyra2.testing.REAL.
 
 Real size: ~33 GB DiT + 11 GB umT5 + 1.3 GB CLIP + 0.25 GB VAE + a rank-64 DMD LoRA, streamed one tensor at a
 time (lyra2.io.write_safetensors). Values are a fixed block of N(0, 1) draws tiled with a per-tensor offset and
@@ -90,14 +90,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out")
     ap.add_argument("--tiny", action="store_true", help="tiny CPU-sized folder (lyra2.testing)")
-    ap.add_argument("--no-dit", action="store_true", help="real sizes without the DiT (zoom_e2e.py --random-weights)")
+    ap.add_argument("--small", action="store_true",
+                    help="real sizes without the DiT and umT5 (zoom_e2e.py --random-weights creates those)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     t = time.perf_counter()
     if a.tiny:
         testing.make_tiny_checkpoint(a.out, seed=a.seed)
     else:
-        make_real(a.out, seed=a.seed, skip=("dit",) if a.no_dit else ())
+        make_real(a.out, seed=a.seed, skip=("dit", "umt5") if a.small else ())
     print(f"wrote {a.out} in {time.perf_counter() - t:.1f} s")
 
 

@@ -6,12 +6,13 @@
     python benchmarks/zoom_e2e.py --random-weights tiny --device cuda                    # its dry run, emulated
     python benchmarks/zoom_e2e.py --plan-only                                            # the memory plans only
 
---random-weights SIZE (tiny, or real: the released sizes of lyra2.testing.REAL): the DiT has random weights of
-those shapes created where it runs (lyra2.testing.random_weights + use_random_dit): on a device they are filled
-there when the models are placed — no DiT file, no host copy, nothing uploaded. The other networks load from small
-random files written first into --work (real: benchmarks/make_random_checkpoint.py without the DiT, ~12.6 GB, umT5
-most of it; tiny: lyra2.testing.make_tiny_checkpoint without the DiT). Streaming (stream24) and the fp8 DMD run
-(its LoRA merged on the host) write the DiT's random values into host memory first (models/dit.h).
+--random-weights SIZE (tiny, or real: the released sizes of lyra2.testing.REAL): the DiT (33 GB) and umT5 (11 GB)
+have random weights of those shapes created where they run (lyra2.testing.random_weights + use_random_weights): on
+a device they are filled there when placed — no file, no host copy, nothing uploaded. The small networks load from
+random files written first into --work (real: benchmarks/make_random_checkpoint.py without the DiT and umT5,
+~1.6 GB: CLIP, VAE, negative prompt, DMD LoRA; tiny: lyra2.testing.make_tiny_checkpoint without them). Streaming
+(stream24) and the fp8 DMD run (its LoRA merged on the host) write the DiT's random values into host memory first
+(models/dit.h).
 
 Prints, per run: text (umT5), VAE priming, CLIP, chunk inputs (retrieval, warps, camera-latent and spatial VAE
 encodes, rays), DiT (calls, seconds, TFLOP/s and % of the card's dense bf16 peak), VAE decode, re-encode, depth
@@ -165,8 +166,8 @@ def main():
 
 
 def random_folder(size, work, seed):
-    """A checkpoint folder for --random-weights: every network but the DiT as small random files, the DiT random
-    weights of `size` (lyra2.testing.random_weights) registered for the folder (lyra2.testing.use_random_dit)."""
+    """A checkpoint folder for --random-weights: the small networks as random files, the DiT's and umT5's random
+    weights of `size` (lyra2.testing.random_weights) registered for the folder (lyra2.testing.use_random_weights)."""
     folder = work or tempfile.mkdtemp(prefix=f"lyra2-random-{size}-")
     os.makedirs(folder, exist_ok=True)
     from lyra2.checkpoint import FILES
@@ -175,16 +176,17 @@ def random_folder(size, work, seed):
     have = {c for c in FILES if os.path.isfile(os.path.join(folder, FILES[c]))}
     if size == "tiny":
         testing.make_tiny_checkpoint(folder, seed=seed)
-        os.remove(os.path.join(folder, FILES["dit"]))
-    elif not {"vae", "umt5", "clip", "tokenizer", "negative_prompt", "lora_dmd"} <= have:  # reused when there
+        for c in ("dit", "umt5"):
+            os.remove(os.path.join(folder, FILES[c]))
+    elif not {"vae", "clip", "tokenizer", "negative_prompt", "lora_dmd"} <= have:  # reused when there
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from make_random_checkpoint import make_real
 
-        make_real(folder, seed=seed, skip=("dit",))
-    dit = testing.random_weights("dit", size, seed=seed)
-    testing.use_random_dit(folder, dit)
-    print(f"random weights: {dit} created on the device at placement; the other networks' files in {folder} "
-          f"({time.perf_counter() - t:.1f} s)")
+        make_real(folder, seed=seed, skip=("dit", "umt5"))
+    random = {c: testing.random_weights(c, size, seed=seed) for c in ("dit", "umt5")}
+    testing.use_random_weights(folder, **random)
+    print(f"random weights: {random['dit']} and {random['umt5']} created on the device when placed; the other "
+          f"networks' files in {folder} ({time.perf_counter() - t:.1f} s)")
     return folder
 
 

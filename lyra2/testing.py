@@ -35,7 +35,8 @@ import numpy as np
 from .checkpoint import FILES
 from .io import save_safetensors
 
-__all__ = ["make_tiny_checkpoint", "TINY", "REAL", "random_weights", "RandomWeights", "use_random_dit", "vae_tensor_shapes", "dit_tensor_shapes", "umt5_tensor_shapes",
+__all__ = ["make_tiny_checkpoint", "TINY", "REAL", "random_weights", "RandomWeights", "use_random_weights",
+           "vae_tensor_shapes", "dit_tensor_shapes", "umt5_tensor_shapes",
            "clip_tensor_shapes", "da3_tensor_shapes", "da3_gs_tensor_shapes", "moge_tensor_shapes", "tiny_spm_model",
            "emulated_cuda_stats", "emulated_cuda_reset", "emulated_cuda_transfers", "run_networks"]
 
@@ -558,10 +559,10 @@ def make_tiny_checkpoint(path, seed=0):
 
 class RandomWeights:
     """Random weights of a network's shapes with no data behind them: the tensors' names, shapes and dtype, and a
-    seed. A network that supports them (``lyra2.models.dit.LyraDiT``, the generate models' DiT through
-    :func:`use_random_dit`) fills each tensor where it lives with the backend op fill_random (csrc/nn/ops.h
-    lyra_op_fill_random: a counter-based hash of (seed, tensor name, element index), bit-identical on every
-    backend): on a device at placement, so a full-size DiT costs no host memory, no file and no upload. Values:
+    seed. A network that supports them (``LyraDiT``, ``UMT5Encoder``, ``CLIPVision``; the generate models' DiT and
+    umT5 through :func:`use_random_weights`) fills each tensor where it lives with the backend op fill_random
+    (csrc/nn/ops.h lyra_op_fill_random: a counter-based hash of (seed, tensor name, element index), bit-identical on
+    every backend): on a device at placement, so a full-size DiT costs no host memory, no file and no upload. Values:
     biases 0.02·N, gains (1-D, "gamma") 1 + 0.1·N, everything else N / sqrt(fan_in), N an approximate normal (a sum
     of four uniforms), rounded to bf16 for dtype "bf16" (csrc/nn/ops.h lyra_random_fill_rule).
 
@@ -596,7 +597,7 @@ class RandomWeights:
         shape = dict(self.shapes).get(name)
         if shape is None:
             raise KeyError(f"random weights: no tensor {name!r} in the {self.network}")
-        a = _core.fill_random(shape, name, self.seed, self.dtype == "bf16")
+        a = _core.random_weight_values(shape, name, self.seed, self.dtype == "bf16")
         return a.astype(np.float16).astype(np.float32) if self.dtype == "f16" else a
 
     def arrays(self):
@@ -612,7 +613,8 @@ def random_weights(network, config="tiny", seed=0, dtype="bf16"):
     """Random weights of `network` ("dit", "vae", "umt5", "clip") at `config`: "tiny" (TINY), "real" (REAL, the
     released sizes) or a dict with the keys of TINY[network] (umT5: plus "vocab") -> :class:`RandomWeights`.
 
-    >>> dit = LyraDiT(random_weights("dit", "real"), device="cuda")   # 34 GB filled on the device, no file"""
+    >>> dit = LyraDiT(random_weights("dit", "real"), device="cuda")   # 34 GB filled on the device, no file
+    >>> t5 = UMT5Encoder(random_weights("umt5", "real"), device="cuda")   # 11 GB"""
     sizes = {"tiny": TINY, "real": REAL}
     if isinstance(config, str):
         if config not in sizes:
@@ -636,20 +638,25 @@ def random_weights(network, config="tiny", seed=0, dtype="bf16"):
     return RandomWeights(network, c, shapes, seed, dtype)
 
 
-def use_random_dit(folder, dit):
-    """Makes the generate models of checkpoint `folder` use `dit` (a :class:`RandomWeights` of the DiT, or None to
-    stop) instead of the folder's DiT file, which may then be absent: a run at the released sizes with no 34 GB
-    file, the DiT filled on the device when the models are placed (benchmarks/zoom_e2e.py --random-weights)."""
+def use_random_weights(folder, **networks):
+    """Makes the generate models of checkpoint `folder` use random weights instead of files, which may then be
+    absent: ``use_random_weights(folder, dit=random_weights("dit", "real"), umt5=random_weights("umt5", "real"))``;
+    with no network the folder's files are used again. On a device the random networks are filled there when they
+    are placed — no file, no host copy, nothing uploaded (benchmarks/zoom_e2e.py --random-weights); the DiT's
+    block streaming and merging LoRAs into it first write its values into host memory (csrc/models/dit.h)."""
     import importlib
 
     gen = importlib.import_module("lyra2.generate")
+    for name, w in networks.items():
+        if name not in ("dit", "umt5"):
+            raise ValueError(f"{name}: only the DiT and umT5 of the generate models take random weights")
+        if not isinstance(w, RandomWeights) or w.network != name:
+            raise TypeError(f"{name}: expected lyra2.testing.random_weights({name!r}, ...)")
     key = os.path.abspath(os.fspath(folder))
-    if dit is None:
-        gen.RANDOM_DIT.pop(key, None)
-    elif not isinstance(dit, RandomWeights) or dit.network != "dit":
-        raise TypeError("dit: expected lyra2.testing.random_weights('dit', ...)")
+    if networks:
+        gen.RANDOM_WEIGHTS[key] = dict(networks)
     else:
-        gen.RANDOM_DIT[key] = dit
+        gen.RANDOM_WEIGHTS.pop(key, None)
     gen.release_models()
 
 

@@ -56,29 +56,30 @@ def ref_fill(shape, name, seed, bf16):
 
 
 CASES = [((64, 96), "blocks.0.self_attn.q.weight"), ((96,), "blocks.0.self_attn.q.bias"),
-         ((333,), "blocks.1.norm3.weight"), ((8, 4, 3, 3, 3), "decoder.conv.weight"), ((1, 6, 32), "blocks.0.modulation"),
+         ((333,), "blocks.1.norm3.weight"), ((8, 4, 3, 3, 3), "decoder.conv.weight"),
+         ((1, 6, 32), "blocks.0.modulation"),
          ((16, 1, 1, 1), "encoder.head.0.gamma"), ((0, 5), "empty.weight")]
 
 
 @pytest.mark.parametrize("shape,name", CASES)
 @pytest.mark.parametrize("bf16", [False, True])
 def test_cpu_fill_is_the_formula(shape, name, bf16):
-    got = _core.fill_random(shape, name, 12345, bf16)
+    got = _core.random_weight_values(shape, name, 12345, bf16)
     np.testing.assert_array_equal(got, ref_fill(shape, name, 12345, bf16))
 
 
 def test_fill_statistics_follow_the_rule():
-    w = _core.fill_random((1024, 2048), "a.weight", 1)
+    w = _core.random_weight_values((1024, 2048), "a.weight", 1)
     assert abs(w.mean()) < 1e-3 / np.sqrt(2048) * 30 and abs(w.std() * np.sqrt(2048) - 1) < 0.01
     assert np.abs(w).max() <= 2 * np.sqrt(3) / np.sqrt(2048) * 1.0001   # |s| <= 2·65535: a bounded "normal"
-    g = _core.fill_random((100000,), "a.norm.weight", 1)
+    g = _core.random_weight_values((100000,), "a.norm.weight", 1)
     assert abs(g.mean() - 1) < 2e-3 and abs(g.std() - 0.1) < 2e-3
-    b = _core.fill_random((100000,), "a.bias", 1)
+    b = _core.random_weight_values((100000,), "a.bias", 1)
     assert abs(b.mean()) < 5e-4 and abs(b.std() - 0.02) < 5e-4
     # the values depend on the seed and the name, not on anything else
-    assert not np.array_equal(w, _core.fill_random((1024, 2048), "a.weight", 2))
-    assert not np.array_equal(w, _core.fill_random((1024, 2048), "b.weight", 1))
-    np.testing.assert_array_equal(w, _core.fill_random((1024, 2048), "a.weight", 1))
+    assert not np.array_equal(w, _core.random_weight_values((1024, 2048), "a.weight", 2))
+    assert not np.array_equal(w, _core.random_weight_values((1024, 2048), "b.weight", 1))
+    np.testing.assert_array_equal(w, _core.random_weight_values((1024, 2048), "a.weight", 1))
 
 
 @pytest.mark.cuda
@@ -88,7 +89,7 @@ def test_device_fill_is_the_cpu_fill(dtype, bf16):
     from lyra2 import _testops
 
     shape, name = (300, 517), "blocks.3.ffn.0.weight"
-    ref = _core.fill_random(shape, name, 99, bf16)
+    ref = _core.random_weight_values(shape, name, 99, bf16)
     got = _testops.fill_random(shape, name, seed=99, bf16_values=bf16, backend="cuda", dtype=dtype)
     want = {"f32": ref, "f16": ref.astype(np.float16).astype(np.float32),
             "bf16": bf16_bits_to_f32(to_bf16_bits(ref))}[dtype]
@@ -104,9 +105,13 @@ def test_bad_arguments_name_the_field():
         testing.random_weights("dit", dtype="f64")
     with pytest.raises(ValueError, match="seed"):
         testing.random_weights("dit", seed=-1)
-    from lyra2.models.clip import CLIPVision
+    from lyra2.models.moge import MoGe
     with pytest.raises(TypeError, match="random weights .* not supported by this network"):
-        CLIPVision(testing.random_weights("clip"))
+        MoGe(testing.random_weights("clip"))
+    with pytest.raises(ValueError, match="only the DiT and umT5"):
+        testing.use_random_weights(".", vae=testing.random_weights("vae"))
+    with pytest.raises(TypeError, match="umt5: expected"):
+        testing.use_random_weights(".", umt5=testing.random_weights("dit"))
     with pytest.raises(TypeError, match="LoRA source"):
         LyraDiT(testing.random_weights("dit"), lora=[testing.random_weights("dit")], num_heads=1)
 
@@ -242,22 +247,23 @@ def test_medium_random_dit_makes_no_host_copy():
     assert grown < 1.15 * r["weight_bytes"] + 48e6, (grown, r["weight_bytes"])
 
 
-# ---------------------------------------------------------------- the generate models (use_random_dit)
+# ---------------------------------------------------------------- the generate models (use_random_weights)
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    """Two tiny checkpoint folders: `ref` with the DiT file of the random values, `rnd` without a DiT file and the
-    random weights registered for it."""
+    """Two tiny checkpoint folders: `ref` with DiT and umT5 files of the random values, `rnd` without those files
+    and the random weights registered for it."""
     from lyra2.checkpoint import FILES
 
-    rw = testing.random_weights("dit", "tiny", seed=5)
+    rws = {c: testing.random_weights(c, "tiny", seed=5) for c in ("dit", "umt5")}
     ref = testing.make_tiny_checkpoint(str(tmp_path_factory.mktemp("ref")))
-    save_safetensors(rw.arrays(), os.path.join(ref, FILES["dit"]), dtype="bf16")
     rnd = testing.make_tiny_checkpoint(str(tmp_path_factory.mktemp("rnd")))
-    os.remove(os.path.join(rnd, FILES["dit"]))
-    testing.use_random_dit(rnd, rw)
+    for c, rw in rws.items():
+        save_safetensors(rw.arrays(), os.path.join(ref, FILES[c]), dtype="bf16")
+        os.remove(os.path.join(rnd, FILES[c]))
+    testing.use_random_weights(rnd, **rws)
     yield ref, rnd
-    testing.use_random_dit(rnd, None)
+    testing.use_random_weights(rnd)
 
 
 def generate_run(folder, device):
@@ -289,7 +295,7 @@ def test_generate_with_a_random_dit_is_the_file_run(folders, monkeypatch):
     got = generate_run(rnd, "cuda")
     np.testing.assert_array_equal(got, want)
     ups = [(n, b) for d, b, n in testing.emulated_cuda_transfers() if d == "upload"]
-    assert not [u for u in ups if u[0] == "the weights"], ups          # the DiT's block: filled, not uploaded
+    assert not [u for u in ups if u[0] in ("the weights", "umT5 encoder weights")], ups   # filled, not uploaded
     assert any(n == "Wan VAE weights" for n, _ in ups)                  # the other networks still upload theirs
 
 
@@ -307,7 +313,7 @@ def test_benchmark_dry_run_with_random_weights(tmp_path):
     assert [(r["variant"], r["run"][:3]) for r in report["runs"]] == [
         (v, r) for v in ("bf16", "stream24", "fp8") for r in ("DMD", "Uni")]
     assert all(r["frames"] == 81 and r["dit_calls"] > 0 for r in report["runs"])
-    assert "random weights: RandomWeights('dit'" in out.stdout
+    assert "random weights: RandomWeights('dit'" in out.stdout and "RandomWeights('umt5'" in out.stdout
 
 
 def test_real_folder_writer_at_tiny_size(tmp_path, monkeypatch):
@@ -323,12 +329,60 @@ def test_real_folder_writer_at_tiny_size(tmp_path, monkeypatch):
     tiny["umt5"]["vocab"] = testing.tiny_spm_model()[1] + 300
     monkeypatch.setattr(mrc, "REAL", tiny)
     folder = str(tmp_path / "nodit")
-    mrc.make_real(folder, seed=1, skip=("dit",))
+    mrc.make_real(folder, seed=1, skip=("dit", "umt5"))
     assert not os.path.exists(os.path.join(folder, "dit.safetensors"))
-    testing.use_random_dit(folder, testing.random_weights("dit", "tiny"))
+    testing.use_random_weights(folder, dit=testing.random_weights("dit", "tiny"),
+                               umt5=testing.random_weights("umt5", "tiny"))
     try:
         gen = importlib.import_module("lyra2.generate")
         info = gen.load_models(folder, "cpu", None, lambda m: None)[1]
         assert info["dit_config"]["dim"] == testing.TINY["dit"]["dim"] and info["has_dmd"]
     finally:
-        testing.use_random_dit(folder, None)
+        testing.use_random_weights(folder)
+
+
+# ---------------------------------------------------------------- umT5 and CLIP (text_weights.h loaders)
+
+@pytest.fixture(scope="module")
+def encoders(tmp_path_factory):
+    out = {}
+    for net in ("umt5", "clip"):
+        rw = testing.random_weights(net, "tiny", seed=11)
+        path = str(tmp_path_factory.mktemp(net) / f"{net}.safetensors")
+        save_safetensors(rw.arrays(), path, dtype="bf16")
+        out[net] = (rw, path)
+    return out
+
+
+def encode(net, model):
+    if net == "umt5":
+        ids = np.random.default_rng(0).integers(0, model.config["vocab"], (2, 9))
+        return model.encode_raw(ids, np.ones((2, 9), np.uint8))
+    return model(np.random.default_rng(0).uniform(-1, 1, (1, 3, 40, 50)).astype(np.float32))
+
+
+def make(net, weights, device):
+    from lyra2.models.clip import CLIPVision
+    from lyra2.models.umt5 import UMT5Encoder
+
+    return UMT5Encoder(weights, device) if net == "umt5" else CLIPVision(weights, device, num_heads=1)
+
+
+@pytest.mark.parametrize("net", ["umt5", "clip"])
+def test_cpu_random_encoder_is_the_file_encoder(encoders, net):
+    rw, path = encoders[net]
+    np.testing.assert_array_equal(encode(net, make(net, rw, "cpu")), encode(net, make(net, path, "cpu")))
+
+
+@pytest.mark.parametrize("net", ["umt5", "clip"])
+def test_device_random_encoder_is_filled_there(encoders, net, device):
+    rw, path = encoders[net]
+    emulated = lyra2.backends()["emulated"]
+    if emulated:
+        testing.emulated_cuda_reset()
+    a = make(net, rw, device)
+    if emulated:
+        st = testing.emulated_cuda_stats()
+        assert st["uploads"] == 0 and st["upload_bytes"] == 0, st
+    b = make(net, path, device)
+    np.testing.assert_array_equal(encode(net, a), encode(net, b))   # the same weights on the device, the same run

@@ -279,6 +279,13 @@ lyra_status lyra_backend_place_weights(lyra_backend *be, void **mem, lyra_tensor
  * strides. */
 lyra_status lyra_backend_place_weights_as(lyra_backend *be, void **mem, lyra_tensor *const *tensors,
                                           const lyra_dtype *dtypes, int n, const char *what);
+/* As lyra_backend_place_weights_as for random weights (lyra2.testing.random_weights) whose host block was reserved
+ * but never written: the same device layout, each tensor filled there with the values of nn/ops.h
+ * lyra_random_fill_rule(seed, its name, its shape, bf16_values) in dtypes[i] — nothing staged, nothing uploaded;
+ * the host block is freed. On the CPU backend the host block itself is filled. */
+lyra_status lyra_backend_place_weights_random(lyra_backend *be, void **mem, lyra_tensor *const *tensors,
+                                              const lyra_dtype *dtypes, int n, const char *what, uint64_t seed,
+                                              int bf16_values);
 /* Transfers between a host tensor and a device tensor of the same shape whose float dtypes may differ (host f32
  * frames into bf16 activations and back): the conversion runs on the host around one transfer of the device
  * dtype's bytes, so no device memory is needed for it. Equal dtypes: lyra_op_upload / lyra_op_download. The host

@@ -928,6 +928,7 @@ lyra_status lyra_op_fill_random(lyra_backend *be, lyra_tensor *y, const lyra_ran
     LYRA_TRY(check_out(be, op, y));
     LYRA_TRY(check_tensor(be, op, "y", y, 1));
     LYRA_TRY(check_contiguous(op, "y", y));
-    if (!be->ops->fill_random) return lyra_error(LYRA_ERR_UNSUPPORTED, "%s: the %s backend has no kernel", op, be->ops->name);
+    if (!be->ops->fill_random)
+        return lyra_error(LYRA_ERR_UNSUPPORTED, "%s: the %s backend has no kernel", op, be->ops->name);
     return be->ops->fill_random(be, y, r);
 }

@@ -397,17 +397,17 @@ static PyObject *py_unpickle(PyObject *self, PyObject *args) {
     return result;
 }
 
-/* fill_random(shape, name, seed=0, bf16_values=False) -> float32 array: the random weight tensor `name` of that
- * shape (nn/ops.h lyra_random_fill_rule and lyra_op_fill_random on the CPU backend), as lyra2.testing.
- * random_weights fills it where the network lives. */
-static PyObject *py_fill_random(PyObject *self, PyObject *args) {
+/* random_weight_values(shape, name, seed=0, bf16_values=False) -> float32 array: the random weight tensor `name`
+ * of that shape (nn/ops.h lyra_random_fill_rule and lyra_op_fill_random on the CPU backend), as
+ * lyra2.testing.random_weights fills it where the network lives. */
+static PyObject *py_random_weight_values(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *shape_o;
     const char *name;
     unsigned long long seed = 0;
     int b16 = 0;
-    if (!PyArg_ParseTuple(args, "Os|Kp:fill_random", &shape_o, &name, &seed, &b16)) return NULL;
-    PyObject *seq = PySequence_Fast(shape_o, "fill_random: shape must be a sequence of ints");
+    if (!PyArg_ParseTuple(args, "Os|Kp:random_weight_values", &shape_o, &name, &seed, &b16)) return NULL;
+    PyObject *seq = PySequence_Fast(shape_o, "random_weight_values: shape must be a sequence of ints");
     if (!seq) return NULL;
     Py_ssize_t nd = PySequence_Fast_GET_SIZE(seq);
     npy_intp dims[LYRA_MAX_DIMS];
@@ -422,8 +422,8 @@ static PyObject *py_fill_random(PyObject *self, PyObject *args) {
     }
     Py_DECREF(seq);
     if (bad == 1)
-        return PyErr_Format(PyExc_ValueError, "fill_random: shape has a negative size or more than %d dims",
-                            LYRA_MAX_DIMS);
+        return PyErr_Format(PyExc_ValueError, "random_weight_values: shape has a negative size or more than %d "
+                            "dims", LYRA_MAX_DIMS);
     if (bad) return NULL;
     PyArrayObject *a = (PyArrayObject *)PyArray_SimpleNew((int)nd, dims, NPY_FLOAT32);
     if (!a) return NULL;
@@ -446,8 +446,9 @@ static PyObject *py_fill_random(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef weights_methods[] = {
-    {"fill_random", py_fill_random, METH_VARARGS,
-     "fill_random(shape, name, seed=0, bf16_values=False) -> float32 array: random weights (lyra2.testing.random_weights)."},
+    {"random_weight_values", py_random_weight_values, METH_VARARGS,
+     "random_weight_values(shape, name, seed=0, bf16_values=False) -> float32 array: random weights "
+     "(lyra2.testing.random_weights)."},
     {"st_info", py_st_info, METH_VARARGS, "st_info(path) -> (tensors, metadata): validated safetensors header."},
     {"st_load", py_st_load, METH_VARARGS, "st_load(path, names=None) -> (dict of arrays, metadata)."},
     {"f32_to_bf16", py_f32_to_bf16, METH_VARARGS, "Float32 array -> uint16 bf16 bits (round to nearest even)."},

@@ -1754,7 +1754,8 @@ static PyObject *py_fill_random(PyObject *self, PyObject *args, PyObject *kw) {
     }
     keep k = {0};
     lyra_tensor y;
-    PyArrayObject *out = out_typed(&k, (int)nd, ne, &y, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT); /* dtype= on the device */
+    /* dtype= on the device */
+    PyArrayObject *out = out_typed(&k, (int)nd, ne, &y, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT);
     if (!out) FAIL(&k);
     lyra_random_fill r;
     lyra_random_fill_rule(&r, (uint64_t)seed, name, (int)nd, ne, b16);
