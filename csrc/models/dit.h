@@ -163,8 +163,9 @@ lyra_status lyra_dit_load(lyra_dit *m, const lyra_dit_named *src, int n, const c
  * lyra_random_fill_rule for (seed, its name, its shape), bf16-rounded when its source dtype is bf16. defer = 0:
  * written into the host block now (the CPU backend's fill_random); defer = 1: the host block is reserved but never
  * written (untouched pages cost no RAM) and lyra_dit_place fills every tensor on the device instead of uploading
- * — no host copy, no transfer. A deferred model is written in host memory when it first needs the host copy (a CPU
- * forward, block streaming, merging LoRAs: lyra_dit_random_materialize). */
+ * — no host copy, no transfer (with block streaming: the resident part there, the streamed blocks in their pinned
+ * host copy). A deferred model is written in host memory when it first needs the host copy (a CPU forward, merging
+ * LoRAs: lyra_dit_random_materialize). */
 lyra_status lyra_dit_load_random(lyra_dit *m, const lyra_dit_named *src, int n, const char *layout, int num_heads,
                                  int n_threads, uint64_t seed, int defer);
 /* Writes a deferred random model's values into its host block (no-op otherwise; the model must be on the CPU). */

@@ -84,7 +84,7 @@ lyra_status lyra_dit_place(lyra_dit *m, lyra_device device) {
     void *w = NULL;
     int streaming = m->stream.slot[0] != NULL;
     /* random weights (lyra_dit_load_random, deferred): the block is filled on the device, nothing is uploaded
-     * (streaming wrote them into host memory when it was set: the streamed blocks are uploaded from there) */
+     * (streaming: dit_stream_place fills the resident part there and the streamed blocks in host memory) */
     const int fill = m->random.pending && !streaming;
     lyra_status st = streaming ? LYRA_OK : upload_block(&dev, fill ? NULL : m->weight_mem, m->weight_bytes,
                                                         "the weights", &w);

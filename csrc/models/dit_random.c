@@ -5,36 +5,56 @@
  * to a loaded checkpoint's weights, so the codes and scales equal those of the same values quantized on the host. */
 #include "models/dit_internal.h"
 
-/* t points into [host, host + bytes): the same offset of base, on be's device. */
-static lyra_tensor moved(const lyra_tensor *t, const void *host, void *base, const lyra_backend *be) {
-    lyra_tensor r = *t;
-    r.data = (char *)base + ((const char *)t->data - (const char *)host);
-    r.device = be->device;
-    return r;
-}
-
 static int is_fp8_weight(const lyra_dit_param *p) { return p->linear && p->linear->fp8 && p->dst == &p->linear->w; }
 
-lyra_status dit_random_fill(lyra_dit *m, lyra_backend *be, const void *host, void *base) {
-    int64_t tmp_numel = 0; /* the largest fp8 matrix: its f32 values before quantizing */
-    for (int i = 0; i < m->n_params; i++)
-        if (m->params[i].dst->data && is_fp8_weight(&m->params[i])) {
-            int64_t k = lyra_tensor_numel(m->params[i].dst);
-            if (k > tmp_numel) tmp_numel = k;
+/* The f32 scratch of an fp8 matrix on each backend the fill writes to (at most two: the device and, for the
+ * streamed blocks, the host), grown to the largest matrix and kept to the end. */
+typedef struct scratch {
+    lyra_backend *be[2];
+    void *p[2];
+    int64_t cap[2];
+} scratch;
+
+static float *scratch_get(scratch *sc, lyra_backend *be, int64_t numel) {
+    int k = sc->be[0] == be || !sc->be[0] ? 0 : 1;
+    if (sc->be[k] && sc->cap[k] >= numel) return sc->p[k];
+    if (sc->p[k]) {
+        lyra_op_synchronize(be); /* a quantization may still read it */
+        be->ops->release(be, sc->p[k]);
+    }
+    sc->be[k] = be;
+    sc->cap[k] = numel;
+    sc->p[k] = be->ops->alloc(be, sizeof(float) * (size_t)numel);
+    return sc->p[k];
+}
+
+static void scratch_free(scratch *sc) {
+    for (int k = 0; k < 2; k++)
+        if (sc->p[k]) {
+            lyra_op_synchronize(sc->be[k]);
+            sc->be[k]->ops->release(sc->be[k], sc->p[k]);
         }
-    void *tmp = NULL;
-    if (tmp_numel && !(tmp = be->ops->alloc(be, sizeof(float) * (size_t)tmp_numel)))
-        return lyra_error(LYRA_ERR_OOM, "dit random weights: cannot allocate %lld floats on the %s device for the fp8 "
-                          "quantization", (long long)tmp_numel, be->ops->name);
+}
+
+lyra_status dit_random_fill_at(lyra_dit *m, dit_random_where_fn where, void *ctx) {
+    scratch sc = {{0}, {0}, {0}};
     lyra_status st = LYRA_OK;
     for (int i = 0; i < m->n_params && st == LYRA_OK; i++) {
         const lyra_dit_param *p = &m->params[i];
         if (!p->dst->data) continue;
         lyra_random_fill r;
         lyra_random_fill_rule(&r, m->random.seed, p->name, p->ndim, p->ne, m->random.bf16_values);
-        lyra_tensor t = moved(p->dst, host, base, be);
-        if (is_fp8_weight(p)) {
-            lyra_tensor s = moved(&p->linear->w_scale, host, base, be);
+        lyra_tensor t = *p->dst;
+        lyra_backend *be = where(ctx, &t);
+        if (is_fp8_weight(p)) { /* its scales follow its codes (dit_fp8.c): the same memory */
+            lyra_tensor s = p->linear->w_scale;
+            where(ctx, &s);
+            float *tmp = scratch_get(&sc, be, lyra_tensor_numel(p->dst));
+            if (!tmp) {
+                st = lyra_error(LYRA_ERR_OOM, "dit random weights: cannot allocate %lld floats on the %s device for the "
+                                "fp8 quantization", (long long)lyra_tensor_numel(p->dst), be->ops->name);
+                break;
+            }
             lyra_tensor x = lyra_tensor_make(tmp, LYRA_DTYPE_F32, 2, p->ne);
             x.device = be->device;
             x.name = p->name;
@@ -44,11 +64,27 @@ lyra_status dit_random_fill(lyra_dit *m, lyra_backend *be, const void *host, voi
             st = lyra_op_fill_random(be, &t, &r);
         }
     }
-    if (tmp) {
-        lyra_op_synchronize(be); /* the last quantization may still read tmp */
-        be->ops->release(be, tmp);
-    }
+    scratch_free(&sc);
     return st;
+}
+
+typedef struct moved {
+    lyra_backend *be;
+    const char *host;
+    char *base;
+} moved;
+
+/* t points into the host block: the same offset of the block on be. */
+static lyra_backend *to_block(void *ctx, lyra_tensor *t) {
+    moved *mv = ctx;
+    t->data = mv->base + ((const char *)t->data - mv->host);
+    t->device = mv->be->device;
+    return mv->be;
+}
+
+lyra_status dit_random_fill(lyra_dit *m, lyra_backend *be, const void *host, void *base) {
+    moved mv = {be, host, base};
+    return dit_random_fill_at(m, to_block, &mv);
 }
 
 lyra_status lyra_dit_random_materialize(lyra_dit *m) {
