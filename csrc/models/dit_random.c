@@ -51,8 +51,8 @@ lyra_status dit_random_fill_at(lyra_dit *m, dit_random_where_fn where, void *ctx
             where(ctx, &s);
             float *tmp = scratch_get(&sc, be, lyra_tensor_numel(p->dst));
             if (!tmp) {
-                st = lyra_error(LYRA_ERR_OOM, "dit random weights: cannot allocate %lld floats on the %s device for the "
-                                "fp8 quantization", (long long)lyra_tensor_numel(p->dst), be->ops->name);
+                st = lyra_error(LYRA_ERR_OOM, "dit random weights: cannot allocate %lld floats on the %s device for "
+                                "the fp8 quantization", (long long)lyra_tensor_numel(p->dst), be->ops->name);
                 break;
             }
             lyra_tensor x = lyra_tensor_make(tmp, LYRA_DTYPE_F32, 2, p->ne);
