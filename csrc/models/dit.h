@@ -132,6 +132,11 @@ typedef struct lyra_dit {
     lyra_arena arena;
     lyra_dit_stream stream;
     int fp8;                  /* the attention blocks' Linears are fp8 (lyra_dit_quantize_fp8) */
+    struct {                  /* random weights (lyra_dit_load_random) */
+        int pending;          /* the host block is reserved but unwritten: placement fills on the device */
+        uint64_t seed;
+        int bf16_values;      /* the values a bf16 checkpoint would hold */
+    } random;
     size_t arena_need;        /* measured activation peak for arena_key (H, W, Lc, max LoRA rank, adapters,
                                  activation dtype, fp8, device) */
     int64_t arena_key[8];
@@ -153,6 +158,21 @@ lyra_status lyra_dit_config_detect(lyra_dit_config *cfg, const lyra_dit_named *s
  * tensor), CPU backend with n_threads (0 = all). On failure *m is left freed. */
 lyra_status lyra_dit_load(lyra_dit *m, const lyra_dit_named *src, int n, const char *layout, int num_heads,
                           int n_threads);
+/* The same model with random weights of the real shapes and no checkpoint (lyra2.testing.random_weights): src
+ * names the tensors with their shapes and dtypes (data NULL, not read); each tensor's values are the rule of nn/ops.h
+ * lyra_random_fill_rule for (seed, its name, its shape), bf16-rounded when its source dtype is bf16. defer = 0:
+ * written into the host block now (the CPU backend's fill_random); defer = 1: the host block is reserved but never
+ * written (untouched pages cost no RAM) and lyra_dit_place fills every tensor on the device instead of uploading
+ * — no host copy, no transfer (with block streaming: the resident part there, the streamed blocks in their pinned
+ * host copy). A deferred model is written in host memory when it first needs the host copy (a CPU forward, merging
+ * LoRAs: lyra_dit_random_materialize). */
+lyra_status lyra_dit_load_random(lyra_dit *m, const lyra_dit_named *src, int n, const char *layout, int num_heads,
+                                 int n_threads, uint64_t seed, int defer);
+/* Writes a deferred random model's values into its host block (no-op otherwise; the model must be on the CPU). */
+lyra_status lyra_dit_random_materialize(lyra_dit *m);
+/* The stored tensor of parameter `name` (host or device memory), or NULL; *fp8_scale: its row scales when it is an
+ * fp8 Linear's codes, else NULL. */
+const lyra_tensor *lyra_dit_param_tensor(const lyra_dit *m, const char *name, const lyra_tensor **fp8_scale);
 void lyra_dit_free(lyra_dit *m);
 
 /* Moves the model to `device` (LYRA_DEVICE_CUDA: the GPU, or the emulated device under LYRA2_EMULATED_CUDA=1):

@@ -5,7 +5,7 @@
 
 #include "models/dit_internal.h"
 
-/* One device block holding a copy of host[0..bytes). */
+/* One device block holding a copy of host[0..bytes); host NULL: left unwritten (random weights, filled there). */
 static lyra_status upload_block(lyra_backend *be, const void *host, size_t bytes, const char *name, void **dev) {
     *dev = be->ops->alloc(be, bytes ? bytes : 1);
     if (!*dev) {
@@ -18,7 +18,7 @@ static lyra_status upload_block(lyra_backend *be, const void *host, size_t bytes
     h.name = d.name = name;
     d.data = *dev;
     d.device = be->device;
-    lyra_status st = bytes ? lyra_op_upload(be, &d, &h) : LYRA_OK;
+    lyra_status st = bytes && host ? lyra_op_upload(be, &d, &h) : LYRA_OK;
     if (st != LYRA_OK) {
         be->ops->release(be, *dev);
         *dev = NULL;
@@ -83,7 +83,12 @@ lyra_status lyra_dit_place(lyra_dit *m, lyra_device device) {
     LYRA_TRY(lyra_backend_init(&dev, device, 0));
     void *w = NULL;
     int streaming = m->stream.slot[0] != NULL;
-    lyra_status st = streaming ? LYRA_OK : upload_block(&dev, m->weight_mem, m->weight_bytes, "the weights", &w);
+    /* random weights (lyra_dit_load_random, deferred): the block is filled on the device, nothing is uploaded
+     * (streaming: dit_stream_place fills the resident part there and the streamed blocks in host memory) */
+    const int fill = m->random.pending && !streaming;
+    lyra_status st = streaming ? LYRA_OK : upload_block(&dev, fill ? NULL : m->weight_mem, m->weight_bytes,
+                                                        "the weights", &w);
+    if (st == LYRA_OK && fill) st = dit_random_fill(m, &dev, m->weight_mem, w);
     void *ad_dev[LYRA_DIT_MAX_ADAPTERS] = {0};
     for (int a = 0; a < m->n_adapters && st == LYRA_OK; a++) {
         char name[128];
@@ -107,6 +112,7 @@ lyra_status lyra_dit_place(lyra_dit *m, lyra_device device) {
         }
     free(m->weight_mem);
     m->weight_mem = w;
+    m->random.pending = 0;
     for (int a = 0; a < m->n_adapters; a++) {
         rebase_adapter(m, a, m->adapters[a].mem, m->adapters[a].bytes, ad_dev[a], device);
         free(m->adapters[a].mem);

@@ -99,7 +99,8 @@ lyra_status lyra_dit_quantize_fp8(lyra_dit *m) {
         lyra_carver_init(&cv, mem, bytes, LYRA_DEVICE_CPU);
         st = carve_all(m, &cv, nt, ns);
     }
-    for (int i = 0; i < m->n_params && st == LYRA_OK; i++) {
+    /* deferred random weights (models/dit.h): nothing to convert, placement fills the codes and scales */
+    for (int i = 0; i < m->n_params && st == LYRA_OK && !m->random.pending; i++) {
         const lyra_dit_param *p = &m->params[i];
         if (!p->dst->data) continue;
         if (fp8_weight(p))

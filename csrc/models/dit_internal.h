@@ -39,6 +39,13 @@ const lyra_dit_named *dit_find(const lyra_dit_named *src, int n, const char *nam
 /* Uploads adapter a to the model's device when the model is placed (no-op on the CPU); on failure the adapter
  * is removed again. */
 lyra_status dit_adapter_place(lyra_dit *m, int a);
+/* Random weights (dit_random.c): fills every parameter on be, each descriptor read as if the host block starting at
+ * `host` lay at `base` on be's device (base == host: the host block itself). */
+lyra_status dit_random_fill(lyra_dit *m, lyra_backend *be, const void *host, void *base);
+/* The same with each parameter where `where` says: it rebases a copy of the host-block descriptor t (codes and fp8
+ * scales alike) and returns the backend whose memory that is (block streaming: device or pinned host memory). */
+typedef lyra_backend *(*dit_random_where_fn)(void *ctx, lyra_tensor *t);
+lyra_status dit_random_fill_at(lyra_dit *m, dit_random_where_fn where, void *ctx);
 /* Frees adapter a's tensors wherever they live. */
 void dit_adapter_free(lyra_dit *m, int a);
 

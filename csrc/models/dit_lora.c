@@ -322,6 +322,7 @@ static lyra_status merge_linear(lyra_dit *m, lyra_arena *ar, lyra_dit_linear *li
 
 lyra_status lyra_dit_lora_merge(lyra_dit *m) {
     if (!m->n_adapters) return LYRA_OK;
+    LYRA_TRY(lyra_dit_random_materialize(m)); /* deferred random weights: merging reads the host copy */
     /* Check everything before touching a weight, so a refused merge leaves the model unchanged. */
     size_t need = 0;
     for (int i = 0; i < m->n_params; i++) {

@@ -36,7 +36,26 @@ typedef struct lyra_ar_paths {
     int n_style;
     const char *layout;     /* FramePack layout of the DiT */
     int n_threads;          /* 0 = all cores */
+    /* random weights of the real shapes instead of the dit / umt5 file (lyra2.testing.random_weights): the tensors'
+     * names, shapes and dtypes (data unused), filled per models/dit.h lyra_dit_load_random and text_weights.h; the
+     * path is then unused */
+    const lyra_dit_named *dit_random;
+    int dit_random_n;
+    uint64_t dit_random_seed;
+    const lyra_dit_named *umt5_random;
+    int umt5_random_n;
+    uint64_t umt5_random_seed;
+    int random_defer;       /* filled on the device at placement, the host blocks never written */
 } lyra_ar_paths;
+
+/* A random-weights umT5 (names, shapes, dtypes; the models' own copy): a device run loads umT5 for its captions
+ * and frees it (ar_text.c), each time filled on the device. */
+typedef struct lyra_ar_random_spec {
+    int n;
+    char **names;
+    lyra_tensor *t;         /* t[i].name == names[i]; data NULL */
+    uint64_t seed;
+} lyra_ar_random_spec;
 
 typedef struct lyra_ar_models {
     lyra_dit dit;
@@ -59,6 +78,7 @@ typedef struct lyra_ar_models {
     int n_threads;          /* CPU threads of every network (0 = all cores) */
     int loaded;
     char *umt5_path;        /* the umT5 file: a device run loads it for its captions and frees it (ar_text.c) */
+    lyra_ar_random_spec umt5_random; /* or random umT5 weights (n > 0) instead of the file */
     struct {                /* caption -> embedding (512, text_dim) host f32, of the device and precision used */
         char *caption;
         float *emb;
@@ -70,6 +90,9 @@ typedef struct lyra_ar_models {
 
 /* The umT5 encoder of a safetensors file, in host memory (free with lyra_umt5_free, also after a failure). */
 lyra_status lyra_ar_umt5_load(lyra_umt5 *u, const char *path);
+/* The umT5 encoder of the models: their file, or their random weights (filled now, or with defer by
+ * lyra_umt5_place). */
+lyra_status lyra_ar_umt5_load_models(const lyra_ar_models *m, lyra_umt5 *u, int defer);
 
 /* Loads everything on the CPU; on failure *m is left freed. */
 lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p);

@@ -58,7 +58,9 @@ class LyraDiT:
     """The Lyra-2 DiT on the C core.
 
     weights: a safetensors path or a mapping name -> array with the upstream parameter names (a leading "net."
-        is accepted). Matrices keep the file's dtype (bf16 stays bf16), everything else is float32.
+        is accepted). Matrices keep the file's dtype (bf16 stays bf16), everything else is float32. Or random
+        weights of any size without a file (``lyra2.testing.random_weights("dit", ...)``): filled in host memory on
+        "cpu", on the device at placement on "cuda" (no host copy, nothing uploaded).
     framepack: the FramePack layout string; its history segments must match the clean patch embeddings.
     lora: adapters applied at run time, unmerged (as upstream evaluates them; their weights stay settable per call,
         ``set_lora_weights``); each item is a source (path or mapping, weight 1.0) or a ``(source, weight)`` pair.
@@ -100,14 +102,17 @@ class LyraDiT:
         if not isinstance(fold_lora, bool):
             raise TypeError(f"fold_lora: expected a bool, got {fold_lora!r}")
         self.precision = precision
-        if not _is_source(weights):
-            raise TypeError("weights must be a safetensors path or a mapping of name -> array, "
-                            f"got {type(weights).__name__}")
+        random = hasattr(weights, "_lyra2_random_weights")  # lyra2.testing.RandomWeights
+        if not random and not _is_source(weights):
+            raise TypeError("weights must be a safetensors path, a mapping of name -> array or "
+                            f"lyra2.testing.random_weights('dit', ...), got {type(weights).__name__}")
         if num_heads is not None and (not isinstance(num_heads, int) or num_heads < 1):
             raise ValueError(f"num_heads must be a positive int, got {num_heads!r}")
         self.device = device
         self.framepack = framepack
-        self._model = _core.dit_load(weights, framepack, int(num_heads or 0), int(n_threads))
+        # random weights on "cuda": filled there at placement, their host block never written
+        self._model = _core.dit_load(weights, framepack, int(num_heads or 0), int(n_threads),
+                                     random and device == "cuda")
         self.config = _core.dit_config(self._model)
         self.layout = framepack_layout(framepack)
         self.ignored_lora_keys = 0
