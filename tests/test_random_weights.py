@@ -289,7 +289,7 @@ def folders(tmp_path_factory):
     testing.use_random_weights(rnd)
 
 
-def generate_run(folder, device):
+def generate_run(folder, device, **kw):
     import importlib
 
     from lyra2 import fields
@@ -303,7 +303,7 @@ def generate_run(folder, device):
     args = fields.validate({"prompt": "a quiet street", "seed": 0}, require_image=False)
     args["resolution"] = (H, W)
     v = gen.run_generate(image, args, checkpoint_folder=folder, device=device, report=Progress(bar=False),
-                         depth=depth)
+                         depth=depth, **kw)
     gen.release_models()
     return v.frames
 
@@ -320,6 +320,24 @@ def test_generate_with_a_random_dit_is_the_file_run(folders, monkeypatch):
     ups = [(n, b) for d, b, n in testing.emulated_cuda_transfers() if d == "upload"]
     assert not [u for u in ups if u[0] in ("the weights", "umT5 encoder weights")], ups   # filled, not uploaded
     assert any(n == "Wan VAE weights" for n, _ in ups)                  # the other networks still upload theirs
+
+
+def test_generate_fp8_with_a_random_dit_folds_and_quantizes_on_the_device(folders, monkeypatch):
+    # fp8 with the DMD and style LoRAs: the random DiT's block Linears are filled, folded and quantized on the device
+    # (models/dit_lora_fold.c), nothing uploaded; the file run folds and quantizes on the host. The two folds differ
+    # only by the GEMM's summation order (1-ulp bf16 elements, tests/test_lora_fold.py), so the frames agree closely.
+    ref, rnd = folders
+    monkeypatch.setenv("LYRA2_NUM_THREADS", "1")
+    monkeypatch.setenv("LYRA2_EMULATED_CUDA", "1")
+    want = generate_run(ref, "cuda", dit_dtype="fp8")
+    testing.emulated_cuda_reset()
+    got = generate_run(rnd, "cuda", dit_dtype="fp8")
+    ups = {n for d, _, n in testing.emulated_cuda_transfers() if d == "upload"}
+    assert not ups & {"the weights", "umT5 encoder weights"}, ups
+    assert "LoRA fold: A" in ups                                        # the factors, once per folded Linear
+    d = np.abs(got.astype(np.int16) - want.astype(np.int16))
+    print(f"fp8 frames, device fold vs host fold: max {d.max()}, mean {d.mean():.4f} levels of 255")
+    assert d.mean() <= 0.5 and d.max() <= 16, (d.mean(), d.max())
 
 
 def test_benchmark_dry_run_with_random_weights(tmp_path):

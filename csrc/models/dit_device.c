@@ -1,5 +1,6 @@
 /* Placement of the DiT on a device backend (lyra_dit_place, models/dit.h): the weights and LoRA adapters are
- * uploaded once, each as one block, and every descriptor pointing into the host copy is re-pointed. */
+ * uploaded once, each as one block, and every descriptor pointing into the host copy is re-pointed; or the adapters
+ * are folded into the placed weights (models/dit_lora_fold.c) and never uploaded. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -90,7 +91,8 @@ lyra_status lyra_dit_place(lyra_dit *m, lyra_device device) {
                                                         "the weights", &w);
     if (st == LYRA_OK && fill) st = dit_random_fill(m, &dev, m->weight_mem, w);
     void *ad_dev[LYRA_DIT_MAX_ADAPTERS] = {0};
-    for (int a = 0; a < m->n_adapters && st == LYRA_OK; a++) {
+    /* adapters folded at placement (lyra_dit_lora_fold_at_placement) stay on the host and are freed after the fold */
+    for (int a = 0; a < m->n_adapters && st == LYRA_OK && !m->lora_fold; a++) {
         char name[128];
         snprintf(name, sizeof name, "LoRA '%s'", m->adapters[a].name);
         st = upload_block(&dev, m->adapters[a].mem, m->adapters[a].bytes, name, &ad_dev[a]);
@@ -112,7 +114,18 @@ lyra_status lyra_dit_place(lyra_dit *m, lyra_device device) {
         }
     free(m->weight_mem);
     m->weight_mem = w;
+    const int filled = m->random.pending;
     m->random.pending = 0;
+    if (m->lora_fold) {
+        /* each weight where it now lies, one Linear at a time (the device's transient: one f32 delta); a failure
+         * here leaves the model half folded: unusable, the caller frees it */
+        lyra_backend cpu = m->be;
+        m->be = dev;
+        st = dit_lora_fold_placed(m, &cpu, &dev, filled);
+        lyra_backend_arena_free(&cpu, &m->arena);
+        lyra_backend_free(&cpu);
+        return st;
+    }
     for (int a = 0; a < m->n_adapters; a++) {
         rebase_adapter(m, a, m->adapters[a].mem, m->adapters[a].bytes, ad_dev[a], device);
         free(m->adapters[a].mem);

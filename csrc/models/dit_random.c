@@ -7,24 +7,25 @@
 
 static int is_fp8_weight(const lyra_dit_param *p) { return p->linear && p->linear->fp8 && p->dst == &p->linear->w; }
 
-/* The f32 scratch of an fp8 matrix on each backend the fill writes to (at most two: the device and, for the
- * streamed blocks, the host), grown to the largest matrix and kept to the end. */
+/* The scratch of an fp8 matrix before quantization (f32, or bf16 when a LoRA is folded into it) on each backend the
+ * fill writes to (at most two: the device and, for the streamed blocks, the host), grown to the largest matrix and
+ * kept to the end. */
 typedef struct scratch {
     lyra_backend *be[2];
     void *p[2];
     int64_t cap[2];
 } scratch;
 
-static float *scratch_get(scratch *sc, lyra_backend *be, int64_t numel) {
+static void *scratch_get(scratch *sc, lyra_backend *be, int64_t bytes) {
     int k = sc->be[0] == be || !sc->be[0] ? 0 : 1;
-    if (sc->be[k] && sc->cap[k] >= numel) return sc->p[k];
+    if (sc->be[k] && sc->cap[k] >= bytes) return sc->p[k];
     if (sc->p[k]) {
         lyra_op_synchronize(be); /* a quantization may still read it */
         be->ops->release(be, sc->p[k]);
     }
     sc->be[k] = be;
-    sc->cap[k] = numel;
-    sc->p[k] = be->ops->alloc(be, sizeof(float) * (size_t)numel);
+    sc->cap[k] = bytes;
+    sc->p[k] = be->ops->alloc(be, (size_t)bytes);
     return sc->p[k];
 }
 
@@ -49,16 +50,22 @@ lyra_status dit_random_fill_at(lyra_dit *m, dit_random_where_fn where, void *ctx
         if (is_fp8_weight(p)) { /* its scales follow its codes (dit_fp8.c): the same memory */
             lyra_tensor s = p->linear->w_scale;
             where(ctx, &s);
-            float *tmp = scratch_get(&sc, be, lyra_tensor_numel(p->dst));
+            /* adapters folded at placement (models/dit_lora_fold.c): into the weight as the checkpoint would hold
+             * it (bf16 values: a bf16 matrix, so the fold rounds once to bf16 as on the host), then quantized */
+            const int fold = m->lora_fold && dit_lora_folds(m, p->linear);
+            lyra_dtype dt = fold && m->random.bf16_values ? LYRA_DTYPE_BF16 : LYRA_DTYPE_F32;
+            int64_t bytes = lyra_tensor_numel(p->dst) * (int64_t)lyra_dtype_size(dt);
+            void *tmp = scratch_get(&sc, be, bytes);
             if (!tmp) {
-                st = lyra_error(LYRA_ERR_OOM, "dit random weights: cannot allocate %lld floats on the %s device for "
-                                "the fp8 quantization", (long long)lyra_tensor_numel(p->dst), be->ops->name);
+                st = lyra_error(LYRA_ERR_OOM, "dit random weights: cannot allocate %lld bytes on the %s device for "
+                                "the fp8 quantization", (long long)bytes, be->ops->name);
                 break;
             }
-            lyra_tensor x = lyra_tensor_make(tmp, LYRA_DTYPE_F32, 2, p->ne);
+            lyra_tensor x = lyra_tensor_make(tmp, dt, 2, p->ne);
             x.device = be->device;
             x.name = p->name;
             st = lyra_op_fill_random(be, &x, &r);
+            if (st == LYRA_OK && fold) st = dit_lora_fold_linear(m, be, p->linear, &x, NULL);
             if (st == LYRA_OK) st = lyra_op_quantize_fp8_rows(be, &t, &s, &x);
         } else {
             st = lyra_op_fill_random(be, &t, &r);
@@ -93,5 +100,7 @@ lyra_status lyra_dit_random_materialize(lyra_dit *m) {
         return lyra_error(LYRA_ERR_INTERNAL, "dit random weights: pending on the %s device", m->be.ops->name);
     LYRA_TRY(dit_random_fill(m, &m->be, m->weight_mem, m->weight_mem));
     m->random.pending = 0;
+    /* adapters meant for the fold at placement: folded here, on the host (the fp8 weights were as they were filled) */
+    if (m->lora_fold) LYRA_TRY(dit_lora_fold_placed(m, &m->be, &m->be, 1));
     return LYRA_OK;
 }

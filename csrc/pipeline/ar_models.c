@@ -291,7 +291,7 @@ fail:
 
 /* ---- placement ---- */
 
-lyra_status lyra_ar_models_fold_loras(lyra_ar_models *m, int use_dmd) {
+lyra_status lyra_ar_models_fold_loras(lyra_ar_models *m, int use_dmd, int on_device) {
     if (m->folded_dmd >= 0) {
         if (m->folded_dmd == !!use_dmd) return LYRA_OK;
         return lyra_error(LYRA_ERR_ARG, "use_dmd=%s: these models' LoRAs were folded into the DiT's weights for "
@@ -304,7 +304,8 @@ lyra_status lyra_ar_models_fold_loras(lyra_ar_models *m, int use_dmd) {
     if (m->dit.be.device != LYRA_DEVICE_CPU)
         return lyra_error(LYRA_ERR_UNSUPPORTED, "LoRA fold: the DiT is placed already; fold before placement");
     if (m->dmd_adapter >= 0) m->dit.adapters[m->dmd_adapter].weight = use_dmd ? 1.0f : 0.0f;
-    lyra_status st = lyra_dit_lora_merge(&m->dit); /* the DMD LoRA at 0 is dropped, its weight untouched */
+    /* the DMD LoRA at 0 is dropped, its weight untouched */
+    lyra_status st = on_device ? lyra_dit_lora_fold_at_placement(&m->dit) : lyra_dit_lora_merge(&m->dit);
     if (st != LYRA_OK) {
         if (m->dmd_adapter >= 0) m->dit.adapters[m->dmd_adapter].weight = 0.0f; /* refused: nothing changed */
         if (st != LYRA_ERR_UNSUPPORTED) return st;
@@ -319,7 +320,9 @@ lyra_status lyra_ar_models_fold_loras(lyra_ar_models *m, int use_dmd) {
 }
 
 lyra_status lyra_ar_models_dit_fp8(lyra_ar_models *m, int use_dmd) {
-    LYRA_TRY(lyra_ar_models_fold_loras(m, use_dmd)); /* the codes are of the folded weights */
+    /* the codes are of the folded weights: a deferred random DiT is filled, folded and quantized on the device at
+     * placement (it has no host copy to fold); a loaded one is folded and quantized here, on the host */
+    LYRA_TRY(lyra_ar_models_fold_loras(m, use_dmd, m->dit.random.pending));
     return lyra_dit_quantize_fp8(&m->dit);           /* a second call does nothing */
 }
 
@@ -332,11 +335,13 @@ lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dty
     }
     if (m->loaded & LOADED_PLACED) return LYRA_OK;
     const int f32 = policy == LYRA_DTYPE_F32; /* the parity mode: every network in f32 */
-    /* The run's LoRAs are fixed: folded once here, on the host, so no adapter goes to the device (its memory is the
-     * weights' alone, lyra2.memory plans none) and the bf16 GEMMs skip the adapters' two extra ones per Linear.
-     * Upstream evaluates them unfolded in bf16; the drift is measured in docs/PRECISION.md. The parity mode keeps
-     * the adapters, as the CPU runs them, so that its frames stay the CPU's. */
-    if (!f32) LYRA_TRY(lyra_ar_models_fold_loras(m, use_dmd));
+    /* The run's LoRAs are fixed: folded once, as the weights are placed, on the device (lyra_dit_place with
+     * lyra_dit_lora_fold_at_placement: the adapters' factors go up one Linear at a time and are freed), so no adapter
+     * stays on the device (its memory is the weights' alone, lyra2.memory plans none) and the bf16 GEMMs skip the
+     * adapters' two extra ones per Linear. Upstream evaluates them unfolded in bf16; the drift is measured in
+     * docs/PRECISION.md. The parity mode keeps the adapters, as the CPU runs them, so that its frames stay the
+     * CPU's. */
+    if (!f32) LYRA_TRY(lyra_ar_models_fold_loras(m, use_dmd, 1));
     LYRA_TRY(lyra_dit_place(&m->dit, device));
     LYRA_TRY(lyra_dit_set_precision(&m->dit, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16));
     lyra_backend *be = &m->dit.be;

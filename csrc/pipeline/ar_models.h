@@ -98,13 +98,13 @@ lyra_status lyra_ar_umt5_load_models(const lyra_ar_models *m, lyra_umt5 *u, int 
 lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p);
 void lyra_ar_models_free(lyra_ar_models *m);
 
-/* Folds the LoRAs a run of `use_dmd` applies into the DiT's weights (lyra_dit_lora_merge: W + Σ w_a·B_a·A_a and
- * b + Σ w_a·bias_a in f32, rounded once to W's dtype): the style LoRAs at their weights, the DMD LoRA at 1 with
- * use_dmd, and left out (dropped) without; the adapters are freed. From then on the models serve runs of that
- * use_dmd only (lyra_ar_generate refuses the other: load them again). The weights must be in host memory (before
- * placement); a second call with the same use_dmd does nothing. LYRA_ERR_UNSUPPORTED for use_dmd without a DMD
- * LoRA, and for a .diff_b on a Linear without a bias (lyra_dit_lora_merge). */
-lyra_status lyra_ar_models_fold_loras(lyra_ar_models *m, int use_dmd);
+/* Folds the LoRAs a run of `use_dmd` applies into the DiT's weights (W + Σ w_a·B_a·A_a and b + Σ w_a·bias_a in
+ * f32, rounded once to W's dtype): the style LoRAs at their weights, the DMD LoRA at 1 with use_dmd, and left out
+ * (dropped) without; the adapters are freed. on_device = 0: now, on the host (lyra_dit_lora_merge); 1: by the
+ * placement, on the device (lyra_dit_lora_fold_at_placement). From then on the models serve runs of that use_dmd
+ * only (lyra_ar_generate refuses the other: load them again). Before placement; a second call with the same use_dmd
+ * does nothing. LYRA_ERR_UNSUPPORTED for use_dmd without a DMD LoRA, and for a .diff_b on a Linear without a bias. */
+lyra_status lyra_ar_models_fold_loras(lyra_ar_models *m, int use_dmd, int on_device);
 
 /* Makes the DiT's attention blocks fp8 (lyra_dit_quantize_fp8) for runs with use_dmd or without, the LoRAs folded
  * first (lyra_ar_models_fold_loras): an fp8 DiT serves only runs of that use_dmd. Before streaming and placement. */
@@ -114,7 +114,7 @@ lyra_status lyra_ar_models_dit_fp8(lyra_ar_models *m, int use_dmd);
  * LYRA2_EMULATED_CUDA=1), each in upstream's GPU precision when `policy` is LYRA_DTYPE_BF16 (docs/PRECISION.md: the
  * DiT's bf16 policy, the Wan VAE in bf16, CLIP in f16) or everything in f32 with LYRA_DTYPE_F32 (the parity mode
  * that isolates the placement from the precision). With the bf16 policy the LoRAs of a run of `use_dmd` are folded
- * into the DiT's weights first, on the host (lyra_ar_models_fold_loras: no adapter goes to the device, and the
+ * into the DiT's weights as they are placed, on the device (lyra_ar_models_fold_loras: no adapter stays there, the
  * models then serve runs of that use_dmd only); the parity mode keeps them as adapters, as the CPU runs them. The
  * DiT gets its own backend, which the CLIP encoder then
  * shares (one stream: its tokens feed the DiT with no synchronisation), the negative-prompt embedding is uploaded

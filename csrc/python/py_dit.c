@@ -384,6 +384,16 @@ static PyObject *py_dit_lora_merge(PyObject *self, PyObject *cap) {
     Py_RETURN_NONE;
 }
 
+static PyObject *py_dit_lora_fold_at_placement(PyObject *self, PyObject *cap) {
+    (void)self;
+    py_dit *d = get_model(cap);
+    if (!d) return NULL;
+    lyra_status st;
+    LYRA_PY_NETCAP_LOCKED(&d->net, st = lyra_dit_lora_fold_at_placement(&d->m));
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_dit_quantize_fp8(PyObject *self, PyObject *cap) {
     (void)self;
     py_dit *d = get_model(cap);
@@ -654,6 +664,8 @@ static PyMethodDef dit_methods[] = {
     {"dit_lora_add", py_dit_lora_add, METH_VARARGS, "Adds a LoRA adapter."},
     {"dit_lora_adapters", py_dit_lora_adapters, METH_VARARGS, "Lists (and sets the weights of) the adapters."},
     {"dit_lora_merge", py_dit_lora_merge, METH_O, "Folds the adapters into the base weights."},
+    {"dit_lora_fold_at_placement", py_dit_lora_fold_at_placement, METH_O,
+     "The adapters are folded into the weights by dit_place, on the device (lyra_dit_lora_fold_at_placement)."},
     {"dit_param", py_dit_param, METH_VARARGS, "dit_param(capsule, name) -> (values, fp8 scales or None), for tests."},
     {"dit_place", py_dit_place, METH_VARARGS, "Moves the weights and adapters to a device ('cuda')."},
     {"dit_forward", py_dit_forward, METH_VARARGS, "Runs the DiT forward pass."},

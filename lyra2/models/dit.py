@@ -64,9 +64,10 @@ class LyraDiT:
     framepack: the FramePack layout string; its history segments must match the clean patch embeddings.
     lora: adapters applied at run time, unmerged (as upstream evaluates them; their weights stay settable per call,
         ``set_lora_weights``); each item is a source (path or mapping, weight 1.0) or a ``(source, weight)`` pair.
-    fold_lora: fold the constructor's LoRAs into the weights before the placement (``merge_lora``: float32 sums,
-        one rounding to the weights' dtype), as the generate pipeline does on a device: no adapter memory and no
-        adapter GEMMs, but the weights are fixed (docs/PRECISION.md measures the bf16 drift).
+    fold_lora: fold the constructor's LoRAs into the weights (float32 sums, one rounding to the weights' dtype),
+        as the generate pipeline does on a device: no adapter memory and no adapter GEMMs, but the weights are fixed
+        (docs/PRECISION.md measures the bf16 drift). On "cuda" the placement folds them on the device, one Linear
+        at a time (``csrc/models/dit_lora_fold.c``; the host keeps no folded copy); on "cpu" ``merge_lora``.
     device: "cpu", or "cuda": the weights and adapters are uploaded to the GPU once (after the constructor's
         LoRAs; later ones are uploaded when added), activations live in device memory, each call uploads its
         inputs and downloads the output. With ``LYRA2_EMULATED_CUDA=1`` "cuda" is the emulated device
@@ -121,11 +122,15 @@ class LyraDiT:
                 self.add_lora(item[0], float(item[1]))
             else:
                 self.add_lora(item, 1.0)
-        if fold_lora and dtype != "fp8":
-            self.merge_lora()                     # in host memory: only the folded weights are placed
+        deferred = random and device == "cuda"
+        if fold_lora and device == "cuda" and (dtype != "fp8" or deferred):
+            # folded into the weights where the placement puts them, on the device (csrc/models/dit_lora_fold.c);
+            # fp8 random weights are filled, folded and quantized there
+            _core.dit_lora_fold_at_placement(self._model)
+        elif fold_lora or dtype == "fp8":
+            self.merge_lora()                     # in host memory; fp8: the codes are of the merged weights
         if dtype == "fp8":
-            self.merge_lora()                     # the codes are of the merged weights
-            self.quantize_fp8()                   # in host memory, before the placement uploads the codes
+            self.quantize_fp8()                   # before the placement (deferred random weights: codes made there)
         if resident_blocks is not None:
             self.set_streaming(resident_blocks)   # before the placement: streamed blocks stay in host memory
         if device == "cuda":
