@@ -166,9 +166,13 @@ def test_fp8_random_dit_is_filled_folded_and_quantized_on_the_device(tiny, devic
         ups = {n for d, _, n in testing.emulated_cuda_transfers() if d == "upload"}
         assert ups <= {"LoRA fold: A", "LoRA fold: B", "LoRA fold: diff_b"}, ups
     b = LyraDiT(path, **kw)   # host: merged, quantized, uploaded
-    n_codes = 0
+    n_codes, folded = 0, set(folded_names(rw))
     for name, _ in rw.shapes:
         (va, sa), (vb, sb) = _core.dit_param(a._model, name), _core.dit_param(b._model, name)
+        if sa is None and not emulated and name in folded:   # a bf16 Linear folded by the GPU's GEMM
+            worst, frac = compare(a, b, [name], exact=False)
+            assert worst <= 1 and frac <= ULP_FRACTION, name
+            continue
         if sa is None or emulated:   # one adapter on the emulated device: the host's GEMM, the host's codes
             np.testing.assert_array_equal(va, vb, err_msg=name)
             if sa is not None:

@@ -165,12 +165,13 @@ lyra_status dit_lora_fold_placed(lyra_dit *m, lyra_backend *cpu, lyra_backend *d
         LYRA_ASSERT(!lin->fp8 || fp8_done);
         st = dit_lora_fold_linear(m, holder(&lin->w, cpu, dev), lin, lin->fp8 ? NULL : &lin->w, &lin->b);
     }
-    if (st != LYRA_OK) return st;
+    /* the adapters go also after a failure (the model is unusable then): their memory is the host's, which the
+     * placed model's backend could not release */
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].linear) memset(m->params[i].linear->lora, 0, sizeof m->params[i].linear->lora);
     for (int a = 0; a < m->n_adapters; a++) free(m->adapters[a].mem); /* host memory: never uploaded */
     memset(m->adapters, 0, sizeof m->adapters);
     m->n_adapters = 0;
     m->lora_fold = 0;
-    return LYRA_OK;
+    return st;
 }
