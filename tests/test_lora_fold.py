@@ -1,6 +1,7 @@
 """The LoRA fold at placement (csrc/models/dit_lora_fold.c, lyra_dit_lora_fold_at_placement): a device run folds its
 fixed adapters into the weights where the placement puts them, with the ops of the backend that holds them, one Linear
-at a time: delta = [w_1·B_1 | w_2·B_2 | …]·[A_1; A_2; …] in one f32 GEMM, W = round(f32(W) + delta) once, b += w_a·diff_b.
+at a time: delta = [w_1·B_1 | w_2·B_2 | …]·[A_1; A_2; …] in one f32 GEMM, W = round(f32(W) + delta) once,
+b += w_a·diff_b.
 
 Reference: the host fold of the same model and adapters (lyra_dit_lora_merge, ``merge_lora`` on the CPU), which sums
 w_a·(B_a·A_a) adapter by adapter. The two differ only by the f32 summation order of delta, so after the bf16 rounding

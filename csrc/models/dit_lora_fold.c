@@ -93,7 +93,8 @@ lyra_status dit_lora_fold_linear(lyra_dit *m, lyra_backend *be, lyra_dit_linear 
     /* the factors packed on the host (the adapters' tensors stay there): columns of adapter a in B scaled by w_a */
     float *hb = malloc(sizeof(float) * (size_t)(out * R + 1)), *ha = malloc(sizeof(float) * (size_t)(R * in + 1));
     lyra_tensor B = {0}, A = {0}, delta = {0}, db = {0}, hbias = {0};
-    lyra_status st = hb && ha ? LYRA_OK : lyra_error(LYRA_ERR_OOM, "LoRA fold: out of host memory for '%s'", lin->w.name);
+    lyra_status st = hb && ha ? LYRA_OK
+                              : lyra_error(LYRA_ERR_OOM, "LoRA fold: out of host memory for '%s'", lin->w.name);
     for (int a = 0, r0 = 0; a < m->n_adapters && st == LYRA_OK && R; a++) {
         if (!active(m, lin, a)) continue;
         const lyra_dit_lora_term *t = &lin->lora[a];
