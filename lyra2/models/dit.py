@@ -81,7 +81,8 @@ class LyraDiT:
     dtype: the attention blocks' Linear weights, "bf16" (as the checkpoint stores them, the default) or "fp8":
         e4m3 codes (1 byte per weight) with a float32 scale per output channel and the inputs quantized per token
         on the model's device (``quantize_fp8``); the constructor's LoRAs are merged first (an fp8 model is
-        specific to its adapters and their weights).
+        specific to its adapters and their weights): on the host, or with ``fold_lora`` and random weights on "cuda"
+        on the device, each block Linear filled, folded and quantized there.
 
     Missing, unexpected or mis-shaped tensors raise ``lyra2.Lyra2Error`` naming the tensor."""
 
