@@ -1,7 +1,13 @@
 """Writes a converted-layout checkpoint folder with random bf16 weights, for timing without a download.
 
     python benchmarks/make_random_checkpoint.py OUT            # real sizes (16B DiT, Wan VAE, umT5-XXL, CLIP-H)
+    python benchmarks/make_random_checkpoint.py OUT --small    # only the small networks (no DiT, no umT5: ~1.6 GB)
     python benchmarks/make_random_checkpoint.py OUT --tiny     # lyra2.testing.make_tiny_checkpoint (CPU, seconds)
+
+The GPU benchmark no longer needs the large files: benchmarks/zoom_e2e.py --random-weights real creates the DiT's
+and umT5's random weights on the device (lyra2.testing.random_weights, filled at placement: no file, no host copy)
+and uses this script (make_real with skip=("dit", "umt5"), --small) only for the networks that still load from
+files: CLIP, the VAE, the negative prompt and the DMD LoRA (~1.6 GB). The sizes are lyra2.testing.REAL.
 
 Real size: ~33 GB DiT + 11 GB umT5 + 1.3 GB CLIP + 0.25 GB VAE + a rank-64 DMD LoRA, streamed one tensor at a
 time (lyra2.io.write_safetensors). Values are a fixed block of N(0, 1) draws tiled with a per-tensor offset and
@@ -21,14 +27,7 @@ from lyra2 import testing  # noqa: E402
 from lyra2.checkpoint import FILES  # noqa: E402
 from lyra2.io import to_bf16_bits, write_safetensors  # noqa: E402
 
-REAL = {
-    "dit": {"dim": 5120, "ffn": 13824, "layers": 40, "text_dim": 4096, "freq_dim": 256, "clip_dim": 1280,
-            "squeeze": 256, "in_dim": 36, "out_dim": 16, "cam_dim": 1536, "buffer_in": 1280, "layout": testing.LAYOUT},
-    "vae": {"dim": 96, "z_dim": 16},
-    "umt5": {"dim": 4096, "heads": 64, "ffn": 10240, "layers": 24, "buckets": 32, "vocab": 256384},
-    "clip": {"width": 1280, "patch": 14, "grid": 16, "layers": 32, "mlp": 5120, "embed": 1024},
-    "lora_rank": 64,
-}
+REAL = testing.REAL  # the released sizes, shared with lyra2.testing.random_weights(..., "real")
 
 
 def tiled_writer(path, shapes, seed, metadata):
@@ -55,8 +54,10 @@ def tiled_writer(path, shapes, seed, metadata):
     write_safetensors(path, entries, metadata=metadata)
 
 
-def make_real(out, seed=0):
-    os.makedirs(out, exist_ok=True)
+def make_real(out, seed=0, skip=()):
+    """Writes the real-size folder at `out`, leaving out the components named in `skip` (e.g. "dit")."""
+    for name in FILES.values():  # some components live in sub-folders (tokenizer/, lora/)
+        os.makedirs(os.path.dirname(os.path.join(out, name)), exist_ok=True)
     meta = {"lyra2": "random real-size checkpoint", "seed": str(seed)}
     spm, _ = testing.tiny_spm_model()
     with open(os.path.join(out, FILES["tokenizer"]), "wb") as f:
@@ -73,9 +74,11 @@ def make_real(out, seed=0):
             ("vae", testing.vae_tensor_shapes(**REAL["vae"])),
             ("umt5", testing.umt5_tensor_shapes(REAL["umt5"], REAL["umt5"]["vocab"])),
             ("clip", testing.clip_tensor_shapes(REAL["clip"])),
-            ("negative_prompt", [("t5_text_embeddings", (1, 512, 4096))]),
+            ("negative_prompt", [("t5_text_embeddings", (1, 512, REAL["dit"]["text_dim"]))]),
             ("lora_dmd", lora)]
     for k, (component, shapes) in enumerate(jobs):
+        if component in skip:
+            continue
         t = time.perf_counter()
         path = os.path.join(out, FILES[component])
         tiled_writer(path, shapes, seed + k, meta)
@@ -87,13 +90,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out")
     ap.add_argument("--tiny", action="store_true", help="tiny CPU-sized folder (lyra2.testing)")
+    ap.add_argument("--small", action="store_true",
+                    help="real sizes without the DiT and umT5 (zoom_e2e.py --random-weights creates those)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     t = time.perf_counter()
     if a.tiny:
         testing.make_tiny_checkpoint(a.out, seed=a.seed)
     else:
-        make_real(a.out, seed=a.seed)
+        make_real(a.out, seed=a.seed, skip=("dit", "umt5") if a.small else ())
     print(f"wrote {a.out} in {time.perf_counter() - t:.1f} s")
 
 

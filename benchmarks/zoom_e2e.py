@@ -1,8 +1,18 @@
 """End-to-end generate-mode timing: one chunk (81 frames) with DMD and one with UniPC + CFG, per-stage times.
 
-    python benchmarks/zoom_e2e.py --checkpoint DIR [--resolution 480p] [--steps 28]     # the GPU session
+    python benchmarks/zoom_e2e.py --random-weights real [--resolution 480p]              # the GPU session
+    python benchmarks/zoom_e2e.py --checkpoint DIR [--resolution 480p] [--steps 28]     # a converted folder
     python benchmarks/zoom_e2e.py --tiny [--device cuda]                                 # CPU / emulated device
+    python benchmarks/zoom_e2e.py --random-weights tiny --device cuda                    # its dry run, emulated
     python benchmarks/zoom_e2e.py --plan-only                                            # the memory plans only
+
+--random-weights SIZE (tiny, or real: the released sizes of lyra2.testing.REAL): the DiT (33 GB) and umT5 (11 GB)
+have random weights of those shapes created where they run (lyra2.testing.random_weights + use_random_weights): on
+a device they are filled there when placed — no file, no host copy, nothing uploaded. The small networks load from
+random files written first into --work (real: benchmarks/make_random_checkpoint.py without the DiT and umT5,
+~1.6 GB: CLIP, VAE, negative prompt, DMD LoRA; tiny: lyra2.testing.make_tiny_checkpoint without them). With
+streaming (stream24) the streamed blocks are filled in host memory; the fp8 runs (their LoRA merged on the host)
+write the DiT's random values into host memory first (models/dit.h).
 
 Prints, per run: text (umT5), VAE priming, CLIP, chunk inputs (retrieval, warps, camera-latent and spatial VAE
 encodes, rays), DiT (calls, seconds, TFLOP/s and % of the card's dense bf16 peak), VAE decode, re-encode, depth
@@ -81,6 +91,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint")
     ap.add_argument("--tiny", action="store_true", help="tiny random checkpoint at 32x48")
+    ap.add_argument("--random-weights", choices=("tiny", "real"), default=None,
+                    help="the DiT's random weights created on the device (no DiT file); see above")
+    ap.add_argument("--work", default=None, help="folder for --random-weights' other networks (default: a temp dir)")
+    ap.add_argument("--seed", type=int, default=0, help="the random weights' seed")
     ap.add_argument("--plan-only", action="store_true", help="print the memory plans and stop")
     ap.add_argument("--resolution", default=None, help="480p, 720p or HxW (tiny default 32x48)")
     ap.add_argument("--steps", type=int, default=28)
@@ -94,12 +108,15 @@ def main():
     report = {"plans": plans()}
     if a.plan_only:
         return _write(a.out, report)
-    if a.tiny:
+    if a.random_weights:
+        folder = random_folder(a.random_weights, a.work, a.seed)
+        res = a.resolution or ("32x48" if a.random_weights == "tiny" else "480p")
+    elif a.tiny:
         folder = testing.make_tiny_checkpoint(tempfile.mkdtemp(prefix="lyra2-tiny-"))
         res = a.resolution or "32x48"
     else:
         if not a.checkpoint:
-            ap.error("--checkpoint DIR, --tiny or --plan-only")
+            ap.error("--checkpoint DIR, --random-weights SIZE, --tiny or --plan-only")
         folder = a.checkpoint
         res = a.resolution or "480p"
     H, W = fields.RESOLUTIONS[res] if res in fields.RESOLUTIONS else tuple(int(v) for v in res.split("x"))
@@ -109,8 +126,11 @@ def main():
     img = (np.stack([x * 255 // W, y * 255 // H, (x + y) * 127 // (H + W)], -1)).astype(np.uint8)
     depth = (2.0 + 3.0 * y / H).astype(np.float32)
     t = time.perf_counter()
-    models, info = gen.load_models(folder)  # host load, for the configuration (each run loads for its device)
-    print(f"load models (host): {time.perf_counter() - t:.2f} s")
+    # the configuration: a host load (each run loads for its device); random weights load for the device, deferred
+    # (their values are written at placement, not here)
+    where = gen._check_device(a.device) if a.random_weights else "cpu"
+    models, info = gen.load_models(folder, where, None, lambda m: None)
+    print(f"load models ({where}{', random DiT deferred' if where != 'cpu' else ''}): {time.perf_counter() - t:.2f} s")
     cfg = info["dit_config"]
     flops = dit_flops(cfg, gen.DEFAULT_LAYOUT, H // 8, W // 8)
     name, _ = device_peak()
@@ -143,6 +163,31 @@ def main():
     report["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"\npeak resident memory: {report['peak_rss_gib']:.2f} GiB")
     return _write(a.out, report)
+
+
+def random_folder(size, work, seed):
+    """A checkpoint folder for --random-weights: the small networks as random files, the DiT's and umT5's random
+    weights of `size` (lyra2.testing.random_weights) registered for the folder (lyra2.testing.use_random_weights)."""
+    folder = work or tempfile.mkdtemp(prefix=f"lyra2-random-{size}-")
+    os.makedirs(folder, exist_ok=True)
+    from lyra2.checkpoint import FILES
+
+    t = time.perf_counter()
+    have = {c for c in FILES if os.path.isfile(os.path.join(folder, FILES[c]))}
+    if size == "tiny":
+        testing.make_tiny_checkpoint(folder, seed=seed)
+        for c in ("dit", "umt5"):
+            os.remove(os.path.join(folder, FILES[c]))
+    elif not {"vae", "clip", "tokenizer", "negative_prompt", "lora_dmd"} <= have:  # reused when there
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from make_random_checkpoint import make_real
+
+        make_real(folder, seed=seed, skip=("dit", "umt5"))
+    random = {c: testing.random_weights(c, size, seed=seed) for c in ("dit", "umt5")}
+    testing.use_random_weights(folder, **random)
+    print(f"random weights: {random['dit']} and {random['umt5']} created on the device when placed; the other "
+          f"networks' files in {folder} ({time.perf_counter() - t:.1f} s)")
+    return folder
 
 
 def _one_run(folder, img, depth, H, W, kw, variant, device, flops, peak):

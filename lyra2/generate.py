@@ -69,6 +69,8 @@ _MODEL_FILES = ("dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt", "l
     tuple(c for c, _, _ in STYLE_LORAS)
 _cache = {}            # (folder, file stamps, threads, layout, device, ...) -> models capsule (one entry: the last used)
 _da3_cache = {}        # (file, stamps, device) -> DepthAnything3 of the depth-window updates
+RANDOM_WEIGHTS = {}    # folder (absolute) -> {"dit"/"umt5": lyra2.testing.RandomWeights} used instead of those files
+                       # (lyra2.testing.use_random_weights)
 # The networks' precision on a device: "bf16" is upstream's inference policy for each (docs/PRECISION.md: DiT, VAE and
 # umT5 bf16, CLIP f16); tests set "f32" to check the placement and the transfers apart from the precision.
 DIT_DEVICE_PRECISION = "bf16"
@@ -113,14 +115,19 @@ def load_models(folder, device="cpu", plan=None, log=print, dit_dtype="bf16", us
     from .memory import apply_dit_streaming
 
     have = checkpoint.components(folder)
-    missing = [checkpoint.FILES[c] for c in checkpoint.GENERATE_NEEDS if c not in have]
+    random = RANDOM_WEIGHTS.get(os.path.abspath(folder), {})  # random weights, filled where the network lives
+    for c in random:
+        have.pop(c, None)
+    missing = [checkpoint.FILES[c] for c in checkpoint.GENERATE_NEEDS if c not in have and c not in random]
     if missing:
         raise Lyra2Error(f"generate: the checkpoint folder {folder!r} lacks {missing}; convert the upstream weights "
                          "with `lyra2 convert SRC DST`")
     paths = {c: have[c] for c in _MODEL_FILES if c in have}
-    layout = io.safetensors_info(paths["dit"])["metadata"].get("framepack_type", DEFAULT_LAYOUT)
+    layout = random["dit"].config["layout"] if "dit" in random else \
+        io.safetensors_info(paths["dit"])["metadata"].get("framepack_type", DEFAULT_LAYOUT)
     streamed = plan["resident_blocks"] if device != "cpu" and plan is not None and plan["streamed_blocks"] else None
     key = (os.path.abspath(folder), tuple((c, os.path.getmtime(p), os.path.getsize(p)) for c, p in sorted(paths.items())),
+           tuple((c, id(w)) for c, w in sorted(random.items())),
            _threads(), layout, device, streamed, DIT_DEVICE_PRECISION if device != "cpu" else None,
            dit_dtype, bool(use_dmd) if dit_dtype == "fp8" or device != "cpu" else None)  # the LoRAs folded for it
     if key not in _cache:
@@ -129,7 +136,9 @@ def load_models(folder, device="cpu", plan=None, log=print, dit_dtype="bf16", us
                 f"loading them again for use_dmd={bool(use_dmd)}")
         _cache.clear()  # one set of models at a time: a placed set holds the device memory
         styles = [(name, paths[c], w) for c, name, w in STYLE_LORAS if c in paths]
-        models = _core.ar_models_load(paths, layout, _threads(), styles)
+        paths.update(random)
+        # defer: on a device random weights are filled there at placement, their host blocks never written
+        models = _core.ar_models_load(paths, layout, _threads(), styles, bool(random) and device != "cpu")
         if dit_dtype == "fp8":
             _core.ar_models_dit_fp8(models, bool(use_dmd))  # an fp8 DiT is specific to use_dmd (its LoRAs merged)
         _cache[key] = models

@@ -65,8 +65,9 @@ placed: ``later_text_bytes`` counts that (the placed networks, DA3 if resident, 
 exceeds the budget or the device's memory, ``new_caption_releases_placed`` is True and lyra2.generate gives the
 placed networks back before the text and places them again after it (their files are read again), so that run
 stays within this plan. LoRA adapters take no device memory: a device run folds its LoRAs (the style ones, and the
-DMD one with use_dmd) into the DiT's weights on the host before placing them (csrc/pipeline/ar_models.c
-lyra_ar_models_place), so the DiT's weight bytes are the loader's, whatever the files' ranks.
+DMD one with use_dmd) into the DiT's weights as it places them, on the device (csrc/models/dit_lora_fold.c, one
+Linear at a time: a transient of the largest Linear's f32 delta, smaller than the CLIP and VAE weights placed right
+after it, which the CLIP stage counts), so the DiT's weight bytes are the loader's, whatever the files' ranks.
 """
 from __future__ import annotations
 
@@ -163,7 +164,7 @@ def _numel(shape):
 def _released_networks(H, W):
     """The per-network byte terms of the released checkpoint at H x W (see _plan for the keys): the C cost models
     of umT5-XXL, CLIP ViT-H, DA3-giant and MoGe ViT-L in their device precision, the Wan VAE's dry walk. The
-    DMD and style LoRAs are folded into the DiT's weights before placement: no bytes of their own."""
+    DMD and style LoRAs are folded into the DiT's weights at placement: no bytes of their own."""
     from .models.clip import clip_cost
     from .models.depth import da3_cost
     from .models.moge import moge_cost

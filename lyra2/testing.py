@@ -35,7 +35,8 @@ import numpy as np
 from .checkpoint import FILES
 from .io import save_safetensors
 
-__all__ = ["make_tiny_checkpoint", "TINY", "vae_tensor_shapes", "dit_tensor_shapes", "umt5_tensor_shapes",
+__all__ = ["make_tiny_checkpoint", "TINY", "REAL", "random_weights", "RandomWeights", "use_random_weights",
+           "vae_tensor_shapes", "dit_tensor_shapes", "umt5_tensor_shapes",
            "clip_tensor_shapes", "da3_tensor_shapes", "da3_gs_tensor_shapes", "moge_tensor_shapes", "tiny_spm_model",
            "emulated_cuda_stats", "emulated_cuda_reset", "emulated_cuda_transfers", "run_networks"]
 
@@ -55,6 +56,18 @@ TINY = {
     "moge": {"dim": 64, "depth": 6, "grid": 6, "dim_proj": 32, "dim_up": [32, 16, 16], "last_ch": 8},
     "moge_options": {"num_heads": 4},
     "moge_model_config": {"num_tokens_range": [30, 60], "mask_threshold": 0.5, "remap_output": "exp"},
+}
+
+#: The released sizes (16B Lyra-2 DiT, Wan 2.1 VAE, umT5-XXL, open-clip ViT-H/14 and a rank-64 DMD LoRA), in the keys
+#: of TINY: random_weights(network, "real") creates them where the network lives, benchmarks/make_random_checkpoint.py
+#: writes them to a folder.
+REAL = {
+    "dit": {"dim": 5120, "ffn": 13824, "layers": 40, "text_dim": 4096, "freq_dim": 256, "clip_dim": 1280,
+            "squeeze": 256, "in_dim": 36, "out_dim": 16, "cam_dim": 1536, "buffer_in": 1280, "layout": LAYOUT},
+    "vae": {"dim": 96, "z_dim": 16},
+    "umt5": {"dim": 4096, "heads": 64, "ffn": 10240, "layers": 24, "buckets": 32, "vocab": 256384},
+    "clip": {"width": 1280, "patch": 14, "grid": 16, "layers": 32, "mlp": 5120, "embed": 1024},
+    "lora_rank": 64,
 }
 
 
@@ -540,6 +553,112 @@ def make_tiny_checkpoint(path, seed=0):
     with open(os.path.join(path, FILES["tokenizer"]), "wb") as f:
         f.write(spm)
     return path
+
+
+# ---------------------------------------------------------------- random weights of any size, without a file
+
+class RandomWeights:
+    """Random weights of a network's shapes with no data behind them: the tensors' names, shapes and dtype, and a
+    seed. A network that supports them (``LyraDiT``, ``UMT5Encoder``, ``CLIPVision``; the generate models' DiT and
+    umT5 through :func:`use_random_weights`) fills each tensor where it lives with the backend op fill_random
+    (csrc/nn/ops.h lyra_op_fill_random: a counter-based hash of (seed, tensor name, element index), bit-identical on
+    every backend): on a device at placement, so a full-size DiT costs no host memory, no file and no upload. Values:
+    biases 0.02·N, gains (1-D, "gamma") 1 + 0.1·N, everything else N / sqrt(fan_in), N an approximate normal (a sum
+    of four uniforms), rounded to bf16 for dtype "bf16" (csrc/nn/ops.h lyra_random_fill_rule).
+
+    ``arrays()`` computes the same values on the CPU as a mapping name -> float32 array, for networks without
+    their own fill and for comparisons."""
+
+    def __init__(self, network, config, shapes, seed=0, dtype="bf16"):
+        if dtype not in ("bf16", "f32", "f16"):
+            raise ValueError(f"dtype: {dtype!r} is not one of 'bf16', 'f32', 'f16'")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
+            raise ValueError(f"seed: expected an int in [0, 2**64), got {seed!r}")
+        self.network, self.config, self.seed, self.dtype = network, config, int(seed), dtype
+        self.shapes = [(str(n), tuple(int(d) for d in s)) for n, s in shapes]
+
+    @property
+    def _lyra2_random_weights(self):
+        """(seed, [(name, shape, dtype)]): what the C weight sources read (csrc/python/py_weight_source.h)."""
+        return (self.seed, [(n, s, self.dtype) for n, s in self.shapes])
+
+    @property
+    def numel(self):
+        return sum(int(np.prod(s)) for _, s in self.shapes)
+
+    @property
+    def nbytes(self):
+        return self.numel * {"bf16": 2, "f16": 2, "f32": 4}[self.dtype]
+
+    def array(self, name):
+        """The float32 values of tensor `name` (bf16-rounded for dtype "bf16"), computed on the CPU."""
+        from . import _core
+
+        shape = dict(self.shapes).get(name)
+        if shape is None:
+            raise KeyError(f"random weights: no tensor {name!r} in the {self.network}")
+        a = _core.random_weight_values(shape, name, self.seed, self.dtype == "bf16")
+        return a.astype(np.float16).astype(np.float32) if self.dtype == "f16" else a
+
+    def arrays(self):
+        """{name: float32 array} of every tensor (host memory: for tiny sizes and for comparisons)."""
+        return {n: self.array(n) for n, _ in self.shapes}
+
+    def __repr__(self):
+        return (f"RandomWeights({self.network!r}, {len(self.shapes)} tensors, {self.numel / 1e9:.3f} G params, "
+                f"{self.dtype}, seed={self.seed})")
+
+
+def random_weights(network, config="tiny", seed=0, dtype="bf16"):
+    """Random weights of `network` ("dit", "vae", "umt5", "clip") at `config`: "tiny" (TINY), "real" (REAL, the
+    released sizes) or a dict with the keys of TINY[network] (umT5: plus "vocab") -> :class:`RandomWeights`.
+
+    >>> dit = LyraDiT(random_weights("dit", "real"), device="cuda")   # 34 GB filled on the device, no file
+    >>> t5 = UMT5Encoder(random_weights("umt5", "real"), device="cuda")   # 11 GB"""
+    sizes = {"tiny": TINY, "real": REAL}
+    if isinstance(config, str):
+        if config not in sizes:
+            raise ValueError(f"config: {config!r} is not 'tiny', 'real' or a dict")
+        c = dict(sizes[config][network]) if network in sizes[config] else None
+    elif isinstance(config, dict):
+        c = dict(config)
+    else:
+        raise TypeError(f"config: expected 'tiny', 'real' or a dict, got {type(config).__name__}")
+    if network == "dit":
+        shapes = dit_tensor_shapes(c)
+    elif network == "vae":
+        shapes = vae_tensor_shapes(c["dim"], c["z_dim"])
+    elif network == "umt5":
+        vocab = c.get("vocab") or tiny_spm_model()[1] + 300
+        shapes = umt5_tensor_shapes(c, vocab)
+    elif network == "clip":
+        shapes = clip_tensor_shapes(c)
+    else:
+        raise ValueError(f"network: {network!r} is not one of 'dit', 'vae', 'umt5', 'clip'")
+    return RandomWeights(network, c, shapes, seed, dtype)
+
+
+def use_random_weights(folder, **networks):
+    """Makes the generate models of checkpoint `folder` use random weights instead of files, which may then be
+    absent: ``use_random_weights(folder, dit=random_weights("dit", "real"), umt5=random_weights("umt5", "real"))``;
+    with no network the folder's files are used again. On a device the random networks are filled there when they
+    are placed — no file, no host copy, nothing uploaded (benchmarks/zoom_e2e.py --random-weights); with block
+    streaming the DiT's streamed blocks are filled in host memory, and merging LoRAs into it (fp8) first writes its
+    values into host memory (csrc/models/dit.h)."""
+    import importlib
+
+    gen = importlib.import_module("lyra2.generate")
+    for name, w in networks.items():
+        if name not in ("dit", "umt5"):
+            raise ValueError(f"{name}: only the DiT and umT5 of the generate models take random weights")
+        if not isinstance(w, RandomWeights) or w.network != name:
+            raise TypeError(f"{name}: expected lyra2.testing.random_weights({name!r}, ...)")
+    key = os.path.abspath(os.fspath(folder))
+    if networks:
+        gen.RANDOM_WEIGHTS[key] = dict(networks)
+    else:
+        gen.RANDOM_WEIGHTS.pop(key, None)
+    gen.release_models()
 
 
 # ---------------------------------------------------------------- the emulated CUDA device

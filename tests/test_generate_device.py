@@ -303,8 +303,10 @@ def test_da3_follows_the_plan_under_a_budget(ckpt, image, depth, emulated):
 
 def test_device_placement_folds_the_loras_once_per_use_dmd(ckpt, image, depth, emulated):
     """Issue 14's "fixed DMD LoRA merged once": the bf16 placement folds the run's LoRAs (the two style ones, and the
-    DMD one with use_dmd) into the DiT's weights on the host (lyra_ar_models_place), so no adapter is uploaded and
-    the placed DiT holds its weights' bytes only (lyra2.memory plans no adapters). The placed models then serve that
+    DMD one with use_dmd) into the DiT's weights on the device as it places them (lyra_ar_models_place ->
+    lyra_dit_place, models/dit_lora_fold.c): each folded Linear's packed factors go up once, f32, and are freed, no
+    adapter block is uploaded, and the placed DiT holds its weights' bytes only (lyra2.memory plans no adapters;
+    tests/test_lora_fold.py checks the fold's values). The placed models then serve that
     use_dmd only: lyra2.generate caches them per use_dmd, and the driver refuses a run of the other. That each fold
     holds the right adapters is test_bf16_policy_within_its_tolerance (DMD and UniPC runs against the CPU's
     unfolded adapters) and tests/test_lora.py's drift test."""
@@ -313,7 +315,14 @@ def test_device_placement_folds_the_loras_once_per_use_dmd(ckpt, image, depth, e
     gen.release_models()
     testing.emulated_cuda_reset()
     logs = []
-    run(ckpt, image, depth, "cuda", logs, num_frames=81)              # DMD: loads, folds, places
+    run(ckpt, image, depth, "cuda", logs, num_frames=81)              # DMD: loads, places, folds
+    lora_ups = [(b, n) for d, b, n in testing.emulated_cuda_transfers() if "LoRA" in n]
+    assert {n for _, n in lora_ups} <= {"LoRA fold: A", "LoRA fold: B", "LoRA fold: diff_b"}  # no adapter block
+    # the factors of the three adapters, f32, each once (packed per Linear: B (out, Σr), A (Σr, in))
+    assert sum(b for b, n in lora_ups if n != "LoRA fold: diff_b") == \
+        factor_bytes(ckpt, ("lora_realism", "lora_detail", "lora_dmd"))
+    testing.emulated_cuda_reset()
+    run(ckpt, image, depth, "cuda", logs, num_frames=81)              # the placed models: nothing folded again
     assert not [n for _, _, n in testing.emulated_cuda_transfers() if "LoRA" in n]
     assert any("LoRAs: realism_boost 0.4, detail_enhancer 0.4, dmd_distillation 1" in e["message"] for e in logs)
     models, info = gen.load_models(ckpt, "cuda")                       # the cached, placed models
@@ -333,6 +342,19 @@ def test_device_placement_folds_the_loras_once_per_use_dmd(ckpt, image, depth, e
     assert any("folded into the DiT's weights; loading them again for use_dmd=False" in e["message"] for e in logs)
     other, info = gen.load_models(ckpt, "cuda", use_dmd=False)
     assert other is not models and info["loras_folded"] and not info["has_dmd"] and info["adapter_bytes"] == 0
+
+
+def factor_bytes(folder, components):
+    """f32 bytes of the lora_A/lora_B (lora_down/lora_up) factors of the folder's LoRA files `components`."""
+    from lyra2 import io as lio
+    from lyra2.checkpoint import FILES
+
+    total = 0
+    for c in components:
+        for k, v in lio.load_safetensors(os.path.join(folder, FILES[c])).items():
+            if k.endswith((".lora_A.weight", ".lora_B.weight", ".lora_down.weight", ".lora_up.weight")):
+                total += 4 * v.size
+    return total
 
 
 def test_a_lora_that_cannot_be_folded_is_a_clear_error(ckpt, image, depth, emulated, tmp_path):

@@ -155,6 +155,8 @@ static lyra_status block(const lyra_clip *m, lyra_backend *be, lyra_arena *a, ly
 
 lyra_status lyra_clip_encode(const lyra_clip *m, lyra_backend *be, lyra_arena *arena, lyra_tensor *out,
                              const lyra_tensor *image) {
+    if (m->random.pending) /* deferred random weights (clip.h): lyra_clip_place fills them, on any backend */
+        return lyra_error(LYRA_ERR_INTERNAL, "CLIP: its random weights are not filled yet (lyra_clip_place)");
     const lyra_clip_config *c = &m->cfg;
     if (image->ndim != 4 || image->ne[0] < 1)
         return lyra_error(LYRA_ERR_ARG, "CLIP: image must be (B, 3, H, W) with B >= 1");

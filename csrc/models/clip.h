@@ -45,6 +45,7 @@ typedef struct lyra_clip {
     void *mem;                      /* the one weight allocation: host, or device memory of `placed` */
     lyra_backend *placed;           /* the device backend holding mem after lyra_clip_place, else NULL */
     lyra_dtype act;                 /* weight and residual-stream storage: f32, or f16 on a device */
+    lyra_text_random random;        /* random weights (a source with `random`, text_weights.h): pending until filled */
 } lyra_clip;
 
 /* Detects the configuration and loads the used tensors. heads <= 0 means width / 80 (ViT-H/14's head width),

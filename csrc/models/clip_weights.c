@@ -103,12 +103,14 @@ lyra_status lyra_clip_load(lyra_clip *m, const lyra_text_wsource *src, int64_t h
         BLOCK(fc2_b, "mlp.2.bias", 1, 1, W);
     }
 #undef BLOCK
-    return lyra_text_wlist_load(&l, src, ignore_unused, c, WHAT, &m->mem);
+    lyra_status s = lyra_text_wlist_load(&l, src, ignore_unused, c, WHAT, &m->mem);
+    if (s == LYRA_OK) m->random = l.random;
+    return s;
 }
 
 lyra_status lyra_clip_place(lyra_clip *m, lyra_backend *be, lyra_dtype act) {
     LYRA_TRY(lyra_place_precision_check(be, act, LYRA_DTYPE_F16, WHAT));
-    if (be->device == LYRA_DEVICE_CPU) return LYRA_OK;
+    if (be->device == LYRA_DEVICE_CPU && !m->random.pending) return LYRA_OK;
     if (m->placed) return LYRA_OK;
     int64_t n = 5 + 12 * m->cfg.used_layers;
     lyra_tensor **ts = malloc(sizeof *ts * (size_t)n);
@@ -129,10 +131,14 @@ lyra_status lyra_clip_place(lyra_clip *m, lyra_backend *be, lyra_dtype act) {
     }
     /* f16: every parameter, vectors included (upstream's model is fp16 throughout, upstream CLIP:429, CLIP:496) */
     for (int j = 0; j < k; j++) dt[j] = act == LYRA_DTYPE_F32 ? ts[j]->dtype : act;
-    lyra_status s = lyra_backend_place_weights_as(be, &m->mem, ts, dt, k, WHAT " weights");
+    /* random weights (pending): filled where they go, nothing uploaded; on the CPU the host block itself */
+    lyra_status s = m->random.pending ? lyra_backend_place_weights_random(be, &m->mem, ts, dt, k, WHAT " weights",
+                                                                          m->random.seed, m->random.bf16_values)
+                                      : lyra_backend_place_weights_as(be, &m->mem, ts, dt, k, WHAT " weights");
     free(ts);
     free(dt);
-    if (s == LYRA_OK) {
+    if (s == LYRA_OK) m->random.pending = 0;
+    if (s == LYRA_OK && be->device != LYRA_DEVICE_CPU) {
         m->placed = be;
         m->act = act;
     }

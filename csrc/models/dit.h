@@ -132,6 +132,13 @@ typedef struct lyra_dit {
     lyra_arena arena;
     lyra_dit_stream stream;
     int fp8;                  /* the attention blocks' Linears are fp8 (lyra_dit_quantize_fp8) */
+    int lora_fold;            /* the adapters are folded into the weights at placement, on the device
+                                 (lyra_dit_lora_fold_at_placement) */
+    struct {                  /* random weights (lyra_dit_load_random) */
+        int pending;          /* the host block is reserved but unwritten: placement fills on the device */
+        uint64_t seed;
+        int bf16_values;      /* the values a bf16 checkpoint would hold */
+    } random;
     size_t arena_need;        /* measured activation peak for arena_key (H, W, Lc, max LoRA rank, adapters,
                                  activation dtype, fp8, device) */
     int64_t arena_key[8];
@@ -153,6 +160,21 @@ lyra_status lyra_dit_config_detect(lyra_dit_config *cfg, const lyra_dit_named *s
  * tensor), CPU backend with n_threads (0 = all). On failure *m is left freed. */
 lyra_status lyra_dit_load(lyra_dit *m, const lyra_dit_named *src, int n, const char *layout, int num_heads,
                           int n_threads);
+/* The same model with random weights of the real shapes and no checkpoint (lyra2.testing.random_weights): src
+ * names the tensors with their shapes and dtypes (data NULL, not read); each tensor's values are the rule of nn/ops.h
+ * lyra_random_fill_rule for (seed, its name, its shape), bf16-rounded when its source dtype is bf16. defer = 0:
+ * written into the host block now (the CPU backend's fill_random); defer = 1: the host block is reserved but never
+ * written (untouched pages cost no RAM) and lyra_dit_place fills every tensor on the device instead of uploading
+ * — no host copy, no transfer (with block streaming: the resident part there, the streamed blocks in their pinned
+ * host copy). A deferred model is written in host memory when it first needs the host copy (a CPU forward, merging
+ * LoRAs: lyra_dit_random_materialize). */
+lyra_status lyra_dit_load_random(lyra_dit *m, const lyra_dit_named *src, int n, const char *layout, int num_heads,
+                                 int n_threads, uint64_t seed, int defer);
+/* Writes a deferred random model's values into its host block (no-op otherwise; the model must be on the CPU). */
+lyra_status lyra_dit_random_materialize(lyra_dit *m);
+/* The stored tensor of parameter `name` (host or device memory), or NULL; *fp8_scale: its row scales when it is an
+ * fp8 Linear's codes, else NULL. */
+const lyra_tensor *lyra_dit_param_tensor(const lyra_dit *m, const char *name, const lyra_tensor **fp8_scale);
 void lyra_dit_free(lyra_dit *m);
 
 /* Moves the model to `device` (LYRA_DEVICE_CUDA: the GPU, or the emulated device under LYRA2_EMULATED_CUDA=1):
@@ -180,6 +202,14 @@ lyra_status lyra_dit_lora_add(lyra_dit *m, const lyra_dit_named *src, int n, con
  * weight). Linears without a bias that receive a .diff_b of an adapter of nonzero weight cannot be merged
  * (LYRA_ERR_UNSUPPORTED, nothing changed). */
 lyra_status lyra_dit_lora_merge(lyra_dit *m);
+/* Asks lyra_dit_place to fold every adapter into the weights where they land, with the ops of the backend that
+ * holds them (the device's GEMM; the streamed blocks' pinned host copy on the CPU), one Linear at a time, and to
+ * free the adapters instead of uploading them (models/dit_lora_fold.c: the same sums as lyra_dit_lora_merge, one
+ * rounding per weight, only the GEMM's summation order differs). A random DiT (lyra_dit_load_random, deferred) is
+ * never written in host memory; with lyra_dit_quantize_fp8 after this call its block Linears are filled, folded and
+ * quantized on the device. Checks now what lyra_dit_lora_merge refuses (LYRA_ERR_UNSUPPORTED, nothing changed);
+ * before placement only. */
+lyra_status lyra_dit_lora_fold_at_placement(lyra_dit *m);
 
 /* Streams the weights of blocks [resident, num_layers) through two block buffers allocated on the model's
  * backend (resident = num_layers turns streaming off and frees them). Each forward then uploads every streamed
@@ -190,7 +220,9 @@ lyra_status lyra_dit_set_streaming(lyra_dit *m, int resident);
  * see dit_fp8.c): their weights become 1-byte codes + one f32 scale per row in a new weight allocation, and
  * their inputs are quantized per token by lyra_op_quantize_fp8_rows on the model's backend (the CPU reference
  * and every device run the same ops). The weights must still be in host memory (quantize before lyra_dit_place)
- * and the LoRA adapters merged (LYRA_ERR_ARG naming merge_lora otherwise), streaming not set yet (set it after).
+ * and the LoRA adapters merged (LYRA_ERR_ARG naming merge_lora otherwise; a deferred random model whose adapters
+ * are folded at placement, lyra_dit_lora_fold_at_placement, is quantized there after the fold), streaming not set
+ * yet (set it after).
  * Irreversible; a second call does nothing. */
 lyra_status lyra_dit_quantize_fp8(lyra_dit *m);
 

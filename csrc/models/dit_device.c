@@ -1,11 +1,12 @@
 /* Placement of the DiT on a device backend (lyra_dit_place, models/dit.h): the weights and LoRA adapters are
- * uploaded once, each as one block, and every descriptor pointing into the host copy is re-pointed. */
+ * uploaded once, each as one block, and every descriptor pointing into the host copy is re-pointed; or the adapters
+ * are folded into the placed weights (models/dit_lora_fold.c) and never uploaded. */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "models/dit_internal.h"
 
-/* One device block holding a copy of host[0..bytes). */
+/* One device block holding a copy of host[0..bytes); host NULL: left unwritten (random weights, filled there). */
 static lyra_status upload_block(lyra_backend *be, const void *host, size_t bytes, const char *name, void **dev) {
     *dev = be->ops->alloc(be, bytes ? bytes : 1);
     if (!*dev) {
@@ -18,7 +19,7 @@ static lyra_status upload_block(lyra_backend *be, const void *host, size_t bytes
     h.name = d.name = name;
     d.data = *dev;
     d.device = be->device;
-    lyra_status st = bytes ? lyra_op_upload(be, &d, &h) : LYRA_OK;
+    lyra_status st = bytes && host ? lyra_op_upload(be, &d, &h) : LYRA_OK;
     if (st != LYRA_OK) {
         be->ops->release(be, *dev);
         *dev = NULL;
@@ -83,9 +84,15 @@ lyra_status lyra_dit_place(lyra_dit *m, lyra_device device) {
     LYRA_TRY(lyra_backend_init(&dev, device, 0));
     void *w = NULL;
     int streaming = m->stream.slot[0] != NULL;
-    lyra_status st = streaming ? LYRA_OK : upload_block(&dev, m->weight_mem, m->weight_bytes, "the weights", &w);
+    /* random weights (lyra_dit_load_random, deferred): the block is filled on the device, nothing is uploaded
+     * (streaming: dit_stream_place fills the resident part there and the streamed blocks in host memory) */
+    const int fill = m->random.pending && !streaming;
+    lyra_status st = streaming ? LYRA_OK : upload_block(&dev, fill ? NULL : m->weight_mem, m->weight_bytes,
+                                                        "the weights", &w);
+    if (st == LYRA_OK && fill) st = dit_random_fill(m, &dev, m->weight_mem, w);
     void *ad_dev[LYRA_DIT_MAX_ADAPTERS] = {0};
-    for (int a = 0; a < m->n_adapters && st == LYRA_OK; a++) {
+    /* adapters folded at placement (lyra_dit_lora_fold_at_placement) stay on the host and are freed after the fold */
+    for (int a = 0; a < m->n_adapters && st == LYRA_OK && !m->lora_fold; a++) {
         char name[128];
         snprintf(name, sizeof name, "LoRA '%s'", m->adapters[a].name);
         st = upload_block(&dev, m->adapters[a].mem, m->adapters[a].bytes, name, &ad_dev[a]);
@@ -107,6 +114,18 @@ lyra_status lyra_dit_place(lyra_dit *m, lyra_device device) {
         }
     free(m->weight_mem);
     m->weight_mem = w;
+    const int filled = m->random.pending;
+    m->random.pending = 0;
+    if (m->lora_fold) {
+        /* each weight where it now lies, one Linear at a time (the device's transient: one f32 delta); a failure
+         * here leaves the model half folded: unusable, the caller frees it */
+        lyra_backend cpu = m->be;
+        m->be = dev;
+        st = dit_lora_fold_placed(m, &cpu, &dev, filled);
+        lyra_backend_arena_free(&cpu, &m->arena);
+        lyra_backend_free(&cpu);
+        return st;
+    }
     for (int a = 0; a < m->n_adapters; a++) {
         rebase_adapter(m, a, m->adapters[a].mem, m->adapters[a].bytes, ad_dev[a], device);
         free(m->adapters[a].mem);

@@ -99,6 +99,7 @@ done:
 /* The forward sized by measuring itself first (dit_measure.c), then run. */
 lyra_status lyra_dit_forward(lyra_dit *m, const lyra_dit_inputs *in, lyra_tensor *out, lyra_dit_probe_fn probe,
                              void *probe_ctx) {
+    LYRA_TRY(lyra_dit_random_materialize(m)); /* deferred random weights used on the CPU (models/dit.h) */
     size_t need;
     LYRA_TRY(dit_arena_need(m, dit_forward_run, in, out, &need));
     m->arena.used = 0;

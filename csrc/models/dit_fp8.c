@@ -70,7 +70,7 @@ lyra_status lyra_dit_quantize_fp8(lyra_dit *m) {
     if (m->be.device != LYRA_DEVICE_CPU)
         return lyra_error(LYRA_ERR_UNSUPPORTED, "dit: fp8 blocks are quantized in host memory, before the weights "
                           "move to the device");
-    if (m->n_adapters)
+    if (m->n_adapters && !(m->lora_fold && m->random.pending)) /* else: filled, folded, quantized at placement */
         return lyra_error(LYRA_ERR_ARG, "dit: merge the %d LoRA adapter(s) before quantizing to fp8 (the DMD LoRA "
                           "is fixed: merge_lora() folds it into the weights once)", m->n_adapters);
     if (m->stream.slot[0]) /* its buffers are sized to the block span, which quantizing changes */
@@ -99,7 +99,8 @@ lyra_status lyra_dit_quantize_fp8(lyra_dit *m) {
         lyra_carver_init(&cv, mem, bytes, LYRA_DEVICE_CPU);
         st = carve_all(m, &cv, nt, ns);
     }
-    for (int i = 0; i < m->n_params && st == LYRA_OK; i++) {
+    /* deferred random weights (models/dit.h): nothing to convert, placement fills the codes and scales */
+    for (int i = 0; i < m->n_params && st == LYRA_OK && !m->random.pending; i++) {
         const lyra_dit_param *p = &m->params[i];
         if (!p->dst->data) continue;
         if (fp8_weight(p))

@@ -5,6 +5,7 @@
  *   dit_device.c   placement on a device backend: weights and adapters uploaded once (lyra_dit_place)
  *   dit_weights.c  the parameter table, loading, freeing
  *   dit_lora.c     LoRA adapters: attach, merge
+ *   dit_lora_fold.c  the LoRA fold at placement, with the ops of the backend that holds each weight
  *   dit_run.c      the helpers of one forward pass (arena tensors, probe, upload, Linear + LoRA terms, fp8 Linear)
  *   dit_tokens.c, dit_rope.c, dit_embed.c, dit_block.c, dit_head.c   the stages, each on dit_run.c only
  *   dit_measure.c  the arena a forward needs, measured by running the forward it is given on a measuring backend
@@ -39,8 +40,32 @@ const lyra_dit_named *dit_find(const lyra_dit_named *src, int n, const char *nam
 /* Uploads adapter a to the model's device when the model is placed (no-op on the CPU); on failure the adapter
  * is removed again. */
 lyra_status dit_adapter_place(lyra_dit *m, int a);
+/* Random weights (dit_random.c): fills every parameter on be, each descriptor read as if the host block starting at
+ * `host` lay at `base` on be's device (base == host: the host block itself). */
+lyra_status dit_random_fill(lyra_dit *m, lyra_backend *be, const void *host, void *base);
+/* The same with each parameter where `where` says: it rebases a copy of the host-block descriptor t (codes and fp8
+ * scales alike) and returns the backend whose memory that is (block streaming: device or pinned host memory). */
+typedef lyra_backend *(*dit_random_where_fn)(void *ctx, lyra_tensor *t);
+lyra_status dit_random_fill_at(lyra_dit *m, dit_random_where_fn where, void *ctx);
 /* Frees adapter a's tensors wherever they live. */
 void dit_adapter_free(lyra_dit *m, int a);
+
+/* ---- dit_lora_fold.c */
+
+/* LYRA_ERR_UNSUPPORTED (prefixed with `what`) when an adapter of nonzero weight adds a .diff_b to a Linear without a
+ * bias: such a set cannot be folded. */
+lyra_status dit_lora_check_foldable(const lyra_dit *m, const char *what);
+/* 1 when an adapter of nonzero weight touches lin. */
+int dit_lora_folds(const lyra_dit *m, const lyra_dit_linear *lin);
+/* Folds lin's adapters of nonzero weight into w (NULL: skipped) and bias (NULL: skipped), tensors on be laid out as
+ * lin's: w = round(f32(w) + Σ w_a·B_a·A_a) (one GEMM over the packed factors, one rounding), bias += w_a·diff_b_a.
+ * The adapters' tensors are read in host memory; be's transient is one f32 (out, in) delta + the factors. */
+lyra_status dit_lora_fold_linear(lyra_dit *m, lyra_backend *be, lyra_dit_linear *lin, lyra_tensor *w,
+                                 lyra_tensor *bias);
+/* After placement (m->lora_fold): folds every Linear where its weight now lies (cpu: the streamed blocks' pinned
+ * host copy; dev: the device block) and frees the adapters. fp8_done: the fp8 weights were folded as they were
+ * filled (only their biases are left). */
+lyra_status dit_lora_fold_placed(lyra_dit *m, lyra_backend *cpu, lyra_backend *dev, int fp8_done);
 
 /* ---- dit_weights.c */
 

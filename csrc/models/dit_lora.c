@@ -322,15 +322,16 @@ static lyra_status merge_linear(lyra_dit *m, lyra_arena *ar, lyra_dit_linear *li
 
 lyra_status lyra_dit_lora_merge(lyra_dit *m) {
     if (!m->n_adapters) return LYRA_OK;
+    if (m->lora_fold)
+        return lyra_error(LYRA_ERR_UNSUPPORTED, "LoRA merge: the adapters are folded at placement already "
+                          "(lyra_dit_lora_fold_at_placement)");
     /* Check everything before touching a weight, so a refused merge leaves the model unchanged. */
+    LYRA_TRY(dit_lora_check_foldable(m, "LoRA merge"));
+    LYRA_TRY(lyra_dit_random_materialize(m)); /* deferred random weights: merging reads the host copy */
     size_t need = 0;
     for (int i = 0; i < m->n_params; i++) {
         lyra_dit_linear *lin = m->params[i].linear;
         if (!lin || m->params[i].dst != &lin->w) continue;
-        for (int a = 0; a < m->n_adapters; a++)
-            if (lin->lora[a].bias.data && !lin->b.data && m->adapters[a].weight != 0.0f)
-                return lyra_error(LYRA_ERR_UNSUPPORTED, "LoRA merge: '%s' has no bias but adapter '%s' adds one "
-                                  "(.diff_b); keep the adapters unmerged", lin->w.name, m->adapters[a].name);
         size_t bytes = (size_t)lyra_tensor_numel(&lin->w) * 8 + (size_t)lin->w.ne[0] * 4 + 3 * LYRA_ARENA_ALIGN;
         if (bytes > need) need = bytes;
     }

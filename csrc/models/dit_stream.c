@@ -136,6 +136,26 @@ static size_t placed_offset(const char *p, const char *base, const char *lo, con
     return p < lo ? (size_t)(p - base) : (size_t)(p - base) - (size_t)(hi - lo);
 }
 
+/* Where dit_stream_place puts a host-block tensor: the streamed range into the pinned host copy, the rest into
+ * the device block. */
+typedef struct placement {
+    lyra_backend *cpu, *dev;
+    char *base, *lo, *hi, *host;
+    void *w;
+} placement;
+
+static lyra_backend *placed_at(void *ctx, lyra_tensor *t) {
+    placement *pl = ctx;
+    char *p = t->data;
+    if (p >= pl->lo && p < pl->hi) {
+        t->data = pl->host + (p - pl->lo);
+        return pl->cpu;
+    }
+    t->data = (char *)pl->w + placed_offset(p, pl->base, pl->lo, pl->hi);
+    t->device = pl->dev->device;
+    return pl->dev;
+}
+
 lyra_status dit_stream_place(lyra_dit *m, lyra_backend *dev, void **w_out) {
     lyra_dit_stream *s = &m->stream;
     int layers = m->cfg.num_layers;
@@ -155,7 +175,14 @@ lyra_status dit_stream_place(lyra_dit *m, lyra_backend *dev, void **w_out) {
     size_t head = (size_t)(lo - base), tail = m->weight_bytes - (size_t)(hi - base);
     lyra_tensor h1 = lyra_tensor_1d(base, LYRA_DTYPE_U8, (int64_t)head), d1 = h1;
     lyra_tensor h2 = lyra_tensor_1d(hi, LYRA_DTYPE_U8, (int64_t)tail), d2 = h2;
-    if (st == LYRA_OK) {
+    /* random weights (lyra_dit_load_random, deferred): the resident part filled on the device, the streamed blocks
+     * in their pinned host copy; the host block stays unwritten and nothing is uploaded */
+    const int fill = m->random.pending;
+    if (st == LYRA_OK && fill) {
+        placement pl = {&m->be, dev, base, lo, hi, host, w};
+        st = dit_random_fill_at(m, placed_at, &pl);
+    }
+    if (st == LYRA_OK && !fill) {
         d1.data = w;
         d2.data = (char *)w + head;
         d1.device = d2.device = dev->device;
@@ -169,7 +196,7 @@ lyra_status dit_stream_place(lyra_dit *m, lyra_backend *dev, void **w_out) {
             if (slot[k]) dev->ops->release(dev, slot[k]);
         return st;
     }
-    memcpy(host, lo, cut);
+    if (!fill) memcpy(host, lo, cut);
     for (int i = 0; i < 2 * m->n_params; i++) {
         /* every parameter, then the scales of the fp8 weights among them (they follow their codes) */
         lyra_dit_param *pa = &m->params[i % m->n_params];

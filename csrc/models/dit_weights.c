@@ -126,6 +126,17 @@ lyra_dit_linear *dit_find_linear(lyra_dit *m, const char *module, const lyra_dit
     return NULL;
 }
 
+const lyra_tensor *lyra_dit_param_tensor(const lyra_dit *m, const char *name, const lyra_tensor **fp8_scale) {
+    *fp8_scale = NULL;
+    for (int i = 0; i < m->n_params; i++) {
+        const lyra_dit_param *p = &m->params[i];
+        if (strcmp(p->name, name) || !p->dst->data) continue;
+        if (p->linear && p->linear->fp8 && p->dst == &p->linear->w) *fp8_scale = &p->linear->w_scale;
+        return p->dst;
+    }
+    return NULL;
+}
+
 /* Copies n elements of src (host, possibly unaligned) into dst converting to `to` (same dtype: raw bytes). */
 static void convert(void *dst, lyra_dtype to, const void *src, lyra_dtype from, int64_t n) {
     if (to == from) {
@@ -185,8 +196,14 @@ static lyra_status match(lyra_dit *m, const lyra_dit_named *src, int n, int *idx
     return st;
 }
 
-lyra_status lyra_dit_load(lyra_dit *m, const lyra_dit_named *src, int n, const char *layout, int num_heads,
-                          int n_threads) {
+/* random: NULL for a checkpoint (every tensor copied); else the tensors' data are not read (lyra_dit_load_random). */
+typedef struct random_spec {
+    uint64_t seed;
+    int defer;
+} random_spec;
+
+static lyra_status load(lyra_dit *m, const lyra_dit_named *src, int n, const char *layout, int num_heads,
+                        int n_threads, const random_spec *random) {
     memset(m, 0, sizeof *m);
     int *idx = NULL;
     lyra_status st;
@@ -197,6 +214,10 @@ lyra_status lyra_dit_load(lyra_dit *m, const lyra_dit_named *src, int n, const c
     idx = malloc(sizeof *idx * (size_t)m->n_params);
     if (!idx) T(lyra_error(LYRA_ERR_OOM, "dit: out of memory"));
     T(match(m, src, n, idx));
+    if (random) {
+        m->random.seed = random->seed;
+        m->random.bf16_values = 1; /* cleared below when a source tensor is not bf16 */
+    }
 
     /* Two carving passes: measure, then fill (core/tensor.h). Matrices keep the checkpoint dtype; vectors are
      * f32 because the norm / bias / modulation ops take f32 on the CPU backend. */
@@ -208,7 +229,8 @@ lyra_status lyra_dit_load(lyra_dit *m, const lyra_dit_named *src, int n, const c
             const lyra_tensor *s = &src[idx[i]].t;
             lyra_dtype dt = p->matrix ? s->dtype : LYRA_DTYPE_F32;
             T(lyra_carve(&cv, p->dst, p->name, dt, p->ndim, p->ne));
-            if (pass) convert(p->dst->data, dt, s->data, s->dtype, lyra_tensor_numel(s));
+            if (pass && !random) convert(p->dst->data, dt, s->data, s->dtype, lyra_tensor_numel(s));
+            if (random && s->dtype != LYRA_DTYPE_BF16) m->random.bf16_values = 0;
         }
         if (!pass) {
             m->weight_bytes = cv.used;
@@ -219,6 +241,10 @@ lyra_status lyra_dit_load(lyra_dit *m, const lyra_dit_named *src, int n, const c
         }
     }
     T(lyra_backend_cpu_init(&m->be, n_threads));
+    if (random) {
+        m->random.pending = 1; /* the block (aligned_alloc: fresh pages for a large one) is not written yet */
+        if (!random->defer) T(lyra_dit_random_materialize(m));
+    }
     free(idx);
     return LYRA_OK;
 #undef T
@@ -226,6 +252,17 @@ fail:
     free(idx);
     lyra_dit_free(m);
     return st;
+}
+
+lyra_status lyra_dit_load(lyra_dit *m, const lyra_dit_named *src, int n, const char *layout, int num_heads,
+                          int n_threads) {
+    return load(m, src, n, layout, num_heads, n_threads, NULL);
+}
+
+lyra_status lyra_dit_load_random(lyra_dit *m, const lyra_dit_named *src, int n, const char *layout, int num_heads,
+                                 int n_threads, uint64_t seed, int defer) {
+    random_spec r = {seed, defer};
+    return load(m, src, n, layout, num_heads, n_threads, &r);
 }
 
 void lyra_dit_free(lyra_dit *m) {

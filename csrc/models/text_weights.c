@@ -1,6 +1,8 @@
 /* Named checkpoint tensors -> one carved host allocation (see text_weights.h). */
 #include "models/text_weights.h"
 
+#include "nn/ops.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +63,17 @@ static int in_specs(const lyra_text_wspec *specs, int n, const char *name) {
     return 0;
 }
 
+lyra_status lyra_text_random_fill(lyra_backend *be, lyra_tensor *const *tensors, int n, const lyra_text_random *r) {
+    for (int i = 0; i < n; i++) {
+        lyra_tensor *t = tensors[i];
+        if (!t->data) continue;
+        lyra_random_fill f;
+        lyra_random_fill_rule(&f, r->seed, t->name ? t->name : "", t->ndim, t->ne, r->bf16_values);
+        LYRA_TRY(lyra_op_fill_random(be, t, &f));
+    }
+    return LYRA_OK;
+}
+
 lyra_status lyra_text_weights_load(lyra_text_wspec *specs, int n, const lyra_text_wsource *src,
                                    lyra_text_ignore_fn ignore, const void *ignore_ctx, const char *what,
                                    void **mem) {
@@ -106,8 +119,21 @@ lyra_status lyra_text_weights_load(lyra_text_wspec *specs, int n, const lyra_tex
         s = lyra_carve(&c, d, specs[i].name, specs[i].as_f32 ? LYRA_DTYPE_F32 : found[i]->dtype, found[i]->ndim,
                        found[i]->ne);
         if (s != LYRA_OK) break;
+        if (src->random) continue; /* no data: random values, filled below or at placement */
         if (d->dtype == found[i]->dtype) memcpy(d->data, found[i]->data, lyra_tensor_nbytes(d));
         else copy_to_f32(d->data, found[i]->data, found[i]->dtype, lyra_tensor_numel(d));
+    }
+    if (src->random && s == LYRA_OK && !src->random->pending) { /* now, in host memory */
+        lyra_text_random r = *src->random;
+        lyra_tensor **ts = malloc(sizeof *ts * (size_t)(n > 0 ? n : 1));
+        lyra_backend be;
+        s = ts ? lyra_backend_cpu_init(&be, 0) : lyra_error(LYRA_ERR_OOM, "%s weights: out of memory", what);
+        if (s == LYRA_OK) {
+            for (int i = 0; i < n; i++) ts[i] = specs[i].dst;
+            s = lyra_text_random_fill(&be, ts, n, &r);
+            lyra_backend_free(&be);
+        }
+        free(ts);
     }
     free(found);
     if (s != LYRA_OK) {
@@ -153,9 +179,20 @@ void lyra_text_wlist_add(lyra_text_wlist *l, const char *name, lyra_tensor *dst,
 lyra_status lyra_text_wlist_load(lyra_text_wlist *l, const lyra_text_wsource *src, lyra_text_ignore_fn ignore,
                                  const void *ignore_ctx, const char *what, void **mem) {
     *mem = NULL;
+    memset(&l->random, 0, sizeof l->random);
+    lyra_text_wsource s2 = *src;
+    if (src->random) { /* the values are bf16-rounded when every tensor of the spec is bf16 */
+        l->random = *src->random;
+        l->random.bf16_values = 1;
+        for (int i = 0; i < l->n; i++) {
+            const lyra_tensor *t = src->lookup(src->ctx, l->specs[i].name);
+            if (t && t->dtype != LYRA_DTYPE_BF16) l->random.bf16_values = 0;
+        }
+        s2.random = &l->random;
+    }
     lyra_status s = l->overflow ? lyra_error(LYRA_ERR_INTERNAL, "%s weights: internal error: spec list too short",
                                              what)
-                                : lyra_text_weights_load(l->specs, l->n, src, ignore, ignore_ctx, what, mem);
+                                : lyra_text_weights_load(l->specs, l->n, &s2, ignore, ignore_ctx, what, mem);
     free(l->specs);
     l->specs = NULL;
     return s;

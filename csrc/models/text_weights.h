@@ -9,6 +9,7 @@
 #define LYRA_TEXT_WEIGHTS_H
 
 #include "core/tensor.h"
+#include "nn/backend.h"
 
 /* One needed tensor. ne[i] = -1 accepts any size in that dim (the network checks it afterwards). */
 typedef struct lyra_text_wspec {
@@ -20,14 +21,26 @@ typedef struct lyra_text_wspec {
                                   pointwise ops read); 0: GEMM matrices keep the checkpoint's float dtype */
 } lyra_text_wspec;
 
+/* Random weights instead of a checkpoint (lyra2.testing.random_weights): every tensor holds the values of nn/ops.h
+ * lyra_random_fill_rule(seed, its name, its shape, bf16_values). */
+typedef struct lyra_text_random {
+    int pending;          /* the host block is reserved but unwritten: placement fills it on the device
+                             (lyra_backend_place_weights_random); a source's `defer` */
+    uint64_t seed;
+    int bf16_values;      /* every source tensor is bf16: the values a bf16 checkpoint would hold */
+} lyra_text_random;
+
 /* Where checkpoint tensors come from. lookup returns NULL for an unknown name; a descriptor whose dtype is not
  * a float dtype (or is LYRA_DTYPE_COUNT for "not representable") is reported as a wrong dtype. Source data may
- * be unaligned (safetensors mmap). names[0..n_names-1] lists every tensor of the source. */
+ * be unaligned (safetensors mmap). names[0..n_names-1] lists every tensor of the source. random: NULL for a
+ * checkpoint; else the descriptors have no data (names, shapes, dtypes only) and the loader fills the tensors
+ * with random values — now, in host memory, or (random->pending set) at placement on the device. */
 typedef struct lyra_text_wsource {
     lyra_tensor_lookup_fn lookup;
     void *ctx;
     int64_t n_names;
     const char *const *names;
+    const lyra_text_random *random;
 } lyra_text_wsource;
 
 /* 1 when the network knowingly does not use `name` (e.g. CLIP's text tower); such tensors are not checked. */
@@ -50,6 +63,8 @@ typedef struct lyra_text_wlist {
     int n, cap;
     int overflow;              /* an add found the list full: the load fails with LYRA_ERR_INTERNAL */
     char *names;               /* [cap][LYRA_TEXT_NAME_LEN] */
+    lyra_text_random random;   /* set by the load from a random source (seed 0, pending 0 for a checkpoint): the
+                                  network keeps it for its placement */
 } lyra_text_wlist;
 
 /* Allocates room for cap specs and names; LYRA_ERR_OOM "<what>: out of memory" with nothing allocated. */
@@ -63,6 +78,9 @@ void lyra_text_wlist_add(lyra_text_wlist *l, const char *name, lyra_tensor *dst,
 /* lyra_text_weights_load over the list, then frees l->specs (l->names stays with the network). */
 lyra_status lyra_text_wlist_load(lyra_text_wlist *l, const lyra_text_wsource *src, lyra_text_ignore_fn ignore,
                                  const void *ignore_ctx, const char *what, void **mem);
+
+/* Fills tensors[0..n-1] (any memory of be; NULL data skipped) with their random values (r: seed, bf16_values). */
+lyra_status lyra_text_random_fill(lyra_backend *be, lyra_tensor *const *tensors, int n, const lyra_text_random *r);
 
 /* The descriptor of `name` in src after checking that it exists, is a float tensor and has ndim dims (used by
  * config detection before the full spec list exists). */

@@ -231,6 +231,8 @@ static lyra_status encode(const lyra_umt5 *m, lyra_backend *be, lyra_arena *a, l
 lyra_status lyra_umt5_encode(const lyra_umt5 *m, lyra_backend *be, lyra_arena *arena, lyra_tensor *out,
                              const int32_t *ids, const uint8_t *mask, int64_t B, int64_t L, int zero_padded) {
     const lyra_umt5_config *c = &m->cfg;
+    if (m->random.pending) /* deferred random weights (umt5.h): lyra_umt5_place fills them, on any backend */
+        return lyra_error(LYRA_ERR_INTERNAL, "umT5: its random weights are not filled yet (lyra_umt5_place)");
     if (B < 1 || L < 1) return lyra_error(LYRA_ERR_ARG, "umT5: ids must be (B, L) with B, L >= 1");
     if (out->dtype != LYRA_DTYPE_F32 || out->ndim != 3 || out->ne[0] != B || out->ne[1] != L ||
         out->ne[2] != c->dim || !lyra_tensor_is_contiguous(out))

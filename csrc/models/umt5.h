@@ -40,10 +40,13 @@ typedef struct lyra_umt5 {
     void *mem;                   /* the one weight allocation: host, or device memory of `placed` */
     lyra_backend *placed;        /* the device backend holding mem after lyra_umt5_place, else NULL */
     lyra_dtype act;              /* activation storage: f32, or bf16 on a device (lyra_umt5_place) */
+    lyra_text_random random;     /* random weights (a source with `random`, text_weights.h): pending until filled */
 } lyra_umt5;
 
 /* Detects the configuration, checks and copies every tensor (see text_weights.h for the checks). *m is
- * zeroed first; free with lyra_umt5_free (also after a failed load). */
+ * zeroed first; free with lyra_umt5_free (also after a failed load). A random source (src->random, text_weights.h)
+ * gives random weights of its shapes: filled now, or with random->pending by lyra_umt5_place on the device (no host
+ * copy, no upload). */
 lyra_status lyra_umt5_load(lyra_umt5 *m, const lyra_text_wsource *src);
 /* Frees the weights (a placed model: before its backend is freed). */
 void lyra_umt5_free(lyra_umt5 *m);

@@ -89,6 +89,7 @@ lyra_status lyra_umt5_load(lyra_umt5 *m, const lyra_text_wsource *src) {
 #undef BLOCK
     lyra_status s = lyra_text_wlist_load(&l, src, NULL, NULL, WHAT, &m->mem);
     if (s != LYRA_OK) return s;
+    m->random = l.random;
     if (c->shared_pos)
         for (int i = 0; i < (int)c->layers; i++) m->blocks[i].pos = m->shared_pos;
     return LYRA_OK;
@@ -96,7 +97,7 @@ lyra_status lyra_umt5_load(lyra_umt5 *m, const lyra_text_wsource *src) {
 
 lyra_status lyra_umt5_place(lyra_umt5 *m, lyra_backend *be, lyra_dtype act) {
     LYRA_TRY(lyra_place_precision_check(be, act, LYRA_DTYPE_BF16, WHAT));
-    if (be->device == LYRA_DEVICE_CPU) return LYRA_OK;
+    if (be->device == LYRA_DEVICE_CPU && !m->random.pending) return LYRA_OK;
     if (m->placed) return LYRA_OK;
     int64_t n = 3 + 10 * m->cfg.layers;
     lyra_tensor **ts = malloc(sizeof *ts * (size_t)n);
@@ -120,9 +121,18 @@ lyra_status lyra_umt5_place(lyra_umt5 *m, lyra_backend *be, lyra_dtype act) {
             if (j < 9 || !m->cfg.shared_pos) ADD(bt[j], matrix[j]); /* T5: one shared table, re-copied below */
     }
 #undef ADD
-    lyra_status s = lyra_backend_place_weights_as(be, &m->mem, ts, dt, k, WHAT " weights");
+    /* random weights (pending): filled where they go, nothing uploaded; on the CPU the host block itself */
+    lyra_status s = m->random.pending ? lyra_backend_place_weights_random(be, &m->mem, ts, dt, k, WHAT " weights",
+                                                                          m->random.seed, m->random.bf16_values)
+                                      : lyra_backend_place_weights_as(be, &m->mem, ts, dt, k, WHAT " weights");
     free(ts);
     free(dt);
+    if (s == LYRA_OK) m->random.pending = 0;
+    if (s == LYRA_OK && be->device == LYRA_DEVICE_CPU) {
+        if (m->cfg.shared_pos)
+            for (int64_t i = 0; i < m->cfg.layers; i++) m->blocks[i].pos = m->shared_pos;
+        return LYRA_OK;
+    }
     if (s == LYRA_OK) {
         m->placed = be;
         m->act = act;

@@ -156,6 +156,14 @@ typedef struct lyra_u8_pixels_params {
     float mean[4], std[4];      /* per channel (the first C used); std finite and non-zero */
 } lyra_u8_pixels_params;
 
+/* The values of one random weight tensor (op fill_random, nn/ops.h lyra_op_fill_random). */
+typedef struct lyra_random_fill {
+    uint64_t key;    /* the seed mixed with the tensor's name (lyra_random_fill_rule) */
+    float scale;     /* std·√3/65536: s·scale has standard deviation std */
+    float mean;
+    int bf16_values; /* round each value to bf16 first: the values a bf16 checkpoint holds, whatever y's dtype */
+} lyra_random_fill;
+
 typedef struct lyra_backend lyra_backend;
 
 typedef struct lyra_backend_ops {
@@ -268,6 +276,8 @@ typedef struct lyra_backend_ops {
                                  const lyra_latent_update *p);
     /* the depth window's DA3 pixels from the uint8 frames (see nn/ops.h) */
     lyra_status (*u8_pixels)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_u8_pixels_params *p);
+    /* random weights of the real shapes, written where they are used (lyra_op_fill_random) */
+    lyra_status (*fill_random)(lyra_backend *be, lyra_tensor *y, const lyra_random_fill *r);
 } lyra_backend_ops;
 
 struct lyra_backend {
@@ -313,6 +323,13 @@ lyra_status lyra_backend_place_weights(lyra_backend *be, void **mem, lyra_tensor
  * strides. */
 lyra_status lyra_backend_place_weights_as(lyra_backend *be, void **mem, lyra_tensor *const *tensors,
                                           const lyra_dtype *dtypes, int n, const char *what);
+/* As lyra_backend_place_weights_as for random weights (lyra2.testing.random_weights) whose host block was reserved
+ * but never written: the same device layout, each tensor filled there with the values of nn/ops.h
+ * lyra_random_fill_rule(seed, its name, its shape, bf16_values) in dtypes[i] — nothing staged, nothing uploaded;
+ * the host block is freed. On the CPU backend the host block itself is filled. */
+lyra_status lyra_backend_place_weights_random(lyra_backend *be, void **mem, lyra_tensor *const *tensors,
+                                              const lyra_dtype *dtypes, int n, const char *what, uint64_t seed,
+                                              int bf16_values);
 /* Transfers between a host tensor and a device tensor of the same shape whose float dtypes may differ (host f32
  * frames into bf16 activations and back): the conversion runs on the host around one transfer of the device
  * dtype's bytes, so no device memory is needed for it. Equal dtypes: lyra_op_upload / lyra_op_download. The host

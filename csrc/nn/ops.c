@@ -991,3 +991,19 @@ lyra_status lyra_op_u8_pixels(lyra_backend *be, lyra_tensor *y, const lyra_tenso
     if (!lyra_tensor_numel(y)) return LYRA_OK;
     return be->ops->u8_pixels(be, y, x, p);
 }
+
+/* ---------------- random weights ---------------- */
+
+lyra_status lyra_op_fill_random(lyra_backend *be, lyra_tensor *y, const lyra_random_fill *r) {
+    const char *op = "fill_random";
+    if (!r) return lyra_error(LYRA_ERR_ARG, "%s: the rule is missing", op);
+    if (!isfinite(r->scale) || !isfinite(r->mean))
+        return lyra_error(LYRA_ERR_ARG, "%s: scale and mean must be finite", op);
+    if (y && !y->data && lyra_tensor_numel(y) == 0) return LYRA_OK;
+    LYRA_TRY(check_out(be, op, y));
+    LYRA_TRY(check_tensor(be, op, "y", y, 1));
+    LYRA_TRY(check_contiguous(op, "y", y));
+    if (!be->ops->fill_random)
+        return lyra_error(LYRA_ERR_UNSUPPORTED, "%s: the %s backend has no kernel", op, be->ops->name);
+    return be->ops->fill_random(be, y, r);
+}

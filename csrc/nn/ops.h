@@ -253,6 +253,24 @@ lyra_status lyra_op_u8_pixels(lyra_backend *be, lyra_tensor *y, const lyra_tenso
 lyra_status lyra_op_latent_update(lyra_backend *be, lyra_tensor *y, const lyra_tensor *const *x, int n,
                                   const lyra_latent_update *p);
 
+/* ---------------- random weights (lyra2.testing.random_weights: the real shapes without a checkpoint) --------- */
+
+/* One tensor's random values (nn/random_fill_math.h): element i (the flat index, outermost first) is
+ *   v = mean + s·scale,  s = Σ_{j<4} u_j − 131070, u_j the 16-bit quarters of splitmix64(key + (i + 1)·φ64)
+ * (an Irwin–Hall sum of four uniforms: approximately normal, |s| ≤ 131070, exact in f32), the product and the sum
+ * each rounded once in f32, then rounded to bf16 (nearest even) when bf16_values, then stored in y's dtype. Integer
+ * hashing and two IEEE-rounded f32 steps: every backend writes the same bits. */
+/* (lyra_random_fill: nn/backend.h) */
+
+/* The rule of a weight tensor, by its name and shape (as benchmarks/make_random_checkpoint.py draws them): a name
+ * ending in "bias" 0.02·N; a gain (1-D, or a name ending in "gamma") 1 + 0.1·N; anything else N / sqrt(fan_in) with
+ * fan_in = ne[1]·…·ne[ndim-1] (at least 1). key = splitmix64(seed ^ splitmix64(FNV-1a-64(name))), so a tensor's
+ * values depend on the seed and its name only, not on the order of the loader's table. */
+void lyra_random_fill_rule(lyra_random_fill *r, uint64_t seed, const char *name, int ndim, const int64_t *ne,
+                           int bf16_values);
+/* Fills y (f32/bf16/f16, contiguous, any shape) with the values of r. */
+lyra_status lyra_op_fill_random(lyra_backend *be, lyra_tensor *y, const lyra_random_fill *r);
+
 /* ---------------- host helpers (no backend: they fill small host tables) ---------------- */
 
 /* Wan 3-axis RoPE angles (upstream W:93-188, W:203-232, WL:586-596). head_dim D (even); the D/2 pair angles split into

@@ -76,10 +76,59 @@ static const lyra_tensor *st_lookup(void *src, const char *name) {
 lyra_status lyra_ar_umt5_load(lyra_umt5 *u, const char *path) {
     st_table s;
     LYRA_TRY(st_table_open(&s, path, "umT5"));
-    lyra_text_wsource src = {st_lookup, &s, s.n, s.names};
+    lyra_text_wsource src = {st_lookup, &s, s.n, s.names, NULL};
     lyra_status st = lyra_umt5_load(u, &src);
     st_table_free(&s);
     return st;
+}
+
+/* ---- random umT5 weights: the models' copy of the spec ---- */
+
+static void random_spec_free(lyra_ar_random_spec *s) {
+    for (int i = 0; i < s->n && s->names; i++) free(s->names[i]);
+    free(s->names);
+    free(s->t);
+    memset(s, 0, sizeof *s);
+}
+
+static lyra_status random_spec_copy(lyra_ar_random_spec *s, const lyra_dit_named *src, int n, uint64_t seed) {
+    memset(s, 0, sizeof *s);
+    s->names = calloc((size_t)n + 1, sizeof *s->names);
+    s->t = calloc((size_t)n + 1, sizeof *s->t);
+    if (!s->names || !s->t) {
+        random_spec_free(s);
+        return lyra_error(LYRA_ERR_OOM, "umT5: out of memory for the random weights' table");
+    }
+    s->n = n;
+    s->seed = seed;
+    for (int i = 0; i < n; i++) {
+        if (!(s->names[i] = strdup(src[i].name))) {
+            random_spec_free(s);
+            return lyra_error(LYRA_ERR_OOM, "umT5: out of memory for the random weights' table");
+        }
+        s->t[i] = src[i].t;
+        s->t[i].data = NULL;
+        s->t[i].name = s->names[i];
+    }
+    return LYRA_OK;
+}
+
+static const lyra_tensor *random_lookup(void *ctx, const char *name) {
+    const lyra_ar_random_spec *s = ctx;
+    for (int i = 0; i < s->n; i++)
+        if (!strcmp(s->names[i], name)) return &s->t[i];
+    return NULL;
+}
+
+lyra_status lyra_ar_umt5_load_models(const lyra_ar_models *m, lyra_umt5 *u, int defer) {
+    if (!m->umt5_random.n) {
+        if (!m->umt5_path) return lyra_error(LYRA_ERR_INTERNAL, "umT5: the models have no umT5 file to load");
+        return lyra_ar_umt5_load(u, m->umt5_path);
+    }
+    lyra_text_random r = {defer, m->umt5_random.seed, 0};
+    lyra_text_wsource src = {random_lookup, (void *)&m->umt5_random, m->umt5_random.n,
+                             (const char *const *)m->umt5_random.names, &r};
+    return lyra_umt5_load(u, &src);
 }
 
 #define LOADED_DIT 1
@@ -104,6 +153,7 @@ void lyra_ar_models_free(lyra_ar_models *m) {
     if (m->tok) lyra_tokenizer_free(m->tok);
     if (m->loaded & LOADED_BACKEND) lyra_backend_free(&m->be);
     free(m->umt5_path);
+    random_spec_free(&m->umt5_random);
     for (int i = 0; i < LYRA_AR_TEXT_CACHE; i++) {
         free(m->text_cache[i].caption);
         free(m->text_cache[i].emb);
@@ -148,9 +198,14 @@ lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p) {
     st_table s;
     lyra_status st;
 
-    if ((st = st_table_open(&s, p->dit, "DiT")) != LYRA_OK) goto fail;
-    st = lyra_dit_load(&m->dit, s.named, s.n, p->layout, 0, p->n_threads);
-    st_table_free(&s); /* the loader copied every tensor */
+    if (p->dit_random) {
+        st = lyra_dit_load_random(&m->dit, p->dit_random, p->dit_random_n, p->layout, 0, p->n_threads,
+                                  p->dit_random_seed, p->random_defer);
+    } else {
+        if ((st = st_table_open(&s, p->dit, "DiT")) != LYRA_OK) goto fail;
+        st = lyra_dit_load(&m->dit, s.named, s.n, p->layout, 0, p->n_threads);
+        st_table_free(&s); /* the loader copied every tensor */
+    }
     if (st != LYRA_OK) goto fail;
     m->loaded |= LOADED_DIT;
     m->text_dim = m->dit.cfg.text_dim;
@@ -187,20 +242,24 @@ lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p) {
         goto fail;
     }
 
-    if (!(m->umt5_path = strdup(p->umt5))) {
+    if (p->umt5_random) { /* a device run fills it on the device, each time it loads it (ar_text.c) */
+        if ((st = random_spec_copy(&m->umt5_random, p->umt5_random, p->umt5_random_n, p->umt5_random_seed)) != LYRA_OK)
+            goto fail;
+    } else if (!(m->umt5_path = strdup(p->umt5))) {
         st = lyra_error(LYRA_ERR_OOM, "umT5: out of memory");
         goto fail;
     }
-    if ((st = lyra_ar_umt5_load(&m->umt5, p->umt5)) != LYRA_OK) goto fail;
+    if ((st = lyra_ar_umt5_load_models(m, &m->umt5, p->random_defer)) != LYRA_OK) goto fail;
     if (m->umt5.cfg.dim != m->text_dim) {
-        st = lyra_error(LYRA_ERR_FORMAT, "%s: umT5 width %lld differs from the DiT's text width %d", p->umt5,
+        st = lyra_error(LYRA_ERR_FORMAT, "%s: umT5 width %lld differs from the DiT's text width %d",
+                        p->umt5_random ? "random umT5 weights" : p->umt5,
                         (long long)m->umt5.cfg.dim, m->text_dim);
         goto fail;
     }
 
     if ((st = st_table_open(&s, p->clip, "CLIP")) != LYRA_OK) goto fail;
     {
-        lyra_text_wsource src = {st_lookup, &s, s.n, s.names};
+        lyra_text_wsource src = {st_lookup, &s, s.n, s.names, NULL};
         st = lyra_clip_load(&m->clip, &src, 0);
     }
     st_table_free(&s);
@@ -232,7 +291,7 @@ fail:
 
 /* ---- placement ---- */
 
-lyra_status lyra_ar_models_fold_loras(lyra_ar_models *m, int use_dmd) {
+lyra_status lyra_ar_models_fold_loras(lyra_ar_models *m, int use_dmd, int on_device) {
     if (m->folded_dmd >= 0) {
         if (m->folded_dmd == !!use_dmd) return LYRA_OK;
         return lyra_error(LYRA_ERR_ARG, "use_dmd=%s: these models' LoRAs were folded into the DiT's weights for "
@@ -245,7 +304,8 @@ lyra_status lyra_ar_models_fold_loras(lyra_ar_models *m, int use_dmd) {
     if (m->dit.be.device != LYRA_DEVICE_CPU)
         return lyra_error(LYRA_ERR_UNSUPPORTED, "LoRA fold: the DiT is placed already; fold before placement");
     if (m->dmd_adapter >= 0) m->dit.adapters[m->dmd_adapter].weight = use_dmd ? 1.0f : 0.0f;
-    lyra_status st = lyra_dit_lora_merge(&m->dit); /* the DMD LoRA at 0 is dropped, its weight untouched */
+    /* the DMD LoRA at 0 is dropped, its weight untouched */
+    lyra_status st = on_device ? lyra_dit_lora_fold_at_placement(&m->dit) : lyra_dit_lora_merge(&m->dit);
     if (st != LYRA_OK) {
         if (m->dmd_adapter >= 0) m->dit.adapters[m->dmd_adapter].weight = 0.0f; /* refused: nothing changed */
         if (st != LYRA_ERR_UNSUPPORTED) return st;
@@ -260,7 +320,9 @@ lyra_status lyra_ar_models_fold_loras(lyra_ar_models *m, int use_dmd) {
 }
 
 lyra_status lyra_ar_models_dit_fp8(lyra_ar_models *m, int use_dmd) {
-    LYRA_TRY(lyra_ar_models_fold_loras(m, use_dmd)); /* the codes are of the folded weights */
+    /* the codes are of the folded weights: a deferred random DiT is filled, folded and quantized on the device at
+     * placement (it has no host copy to fold); a loaded one is folded and quantized here, on the host */
+    LYRA_TRY(lyra_ar_models_fold_loras(m, use_dmd, m->dit.random.pending));
     return lyra_dit_quantize_fp8(&m->dit);           /* a second call does nothing */
 }
 
@@ -273,11 +335,13 @@ lyra_status lyra_ar_models_place(lyra_ar_models *m, lyra_device device, lyra_dty
     }
     if (m->loaded & LOADED_PLACED) return LYRA_OK;
     const int f32 = policy == LYRA_DTYPE_F32; /* the parity mode: every network in f32 */
-    /* The run's LoRAs are fixed: folded once here, on the host, so no adapter goes to the device (its memory is the
-     * weights' alone, lyra2.memory plans none) and the bf16 GEMMs skip the adapters' two extra ones per Linear.
-     * Upstream evaluates them unfolded in bf16; the drift is measured in docs/PRECISION.md. The parity mode keeps
-     * the adapters, as the CPU runs them, so that its frames stay the CPU's. */
-    if (!f32) LYRA_TRY(lyra_ar_models_fold_loras(m, use_dmd));
+    /* The run's LoRAs are fixed: folded once, as the weights are placed, on the device (lyra_dit_place with
+     * lyra_dit_lora_fold_at_placement: the adapters' factors go up one Linear at a time and are freed), so no adapter
+     * stays on the device (its memory is the weights' alone, lyra2.memory plans none) and the bf16 GEMMs skip the
+     * adapters' two extra ones per Linear. Upstream evaluates them unfolded in bf16; the drift is measured in
+     * docs/PRECISION.md. The parity mode keeps the adapters, as the CPU runs them, so that its frames stay the
+     * CPU's. */
+    if (!f32) LYRA_TRY(lyra_ar_models_fold_loras(m, use_dmd, 1));
     LYRA_TRY(lyra_dit_place(&m->dit, device));
     LYRA_TRY(lyra_dit_set_precision(&m->dit, f32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16));
     lyra_backend *be = &m->dit.be;

@@ -36,7 +36,26 @@ typedef struct lyra_ar_paths {
     int n_style;
     const char *layout;     /* FramePack layout of the DiT */
     int n_threads;          /* 0 = all cores */
+    /* random weights of the real shapes instead of the dit / umt5 file (lyra2.testing.random_weights): the tensors'
+     * names, shapes and dtypes (data unused), filled per models/dit.h lyra_dit_load_random and text_weights.h; the
+     * path is then unused */
+    const lyra_dit_named *dit_random;
+    int dit_random_n;
+    uint64_t dit_random_seed;
+    const lyra_dit_named *umt5_random;
+    int umt5_random_n;
+    uint64_t umt5_random_seed;
+    int random_defer;       /* filled on the device at placement, the host blocks never written */
 } lyra_ar_paths;
+
+/* A random-weights umT5 (names, shapes, dtypes; the models' own copy): a device run loads umT5 for its captions
+ * and frees it (ar_text.c), each time filled on the device. */
+typedef struct lyra_ar_random_spec {
+    int n;
+    char **names;
+    lyra_tensor *t;         /* t[i].name == names[i]; data NULL */
+    uint64_t seed;
+} lyra_ar_random_spec;
 
 typedef struct lyra_ar_models {
     lyra_dit dit;
@@ -59,6 +78,7 @@ typedef struct lyra_ar_models {
     int n_threads;          /* CPU threads of every network (0 = all cores) */
     int loaded;
     char *umt5_path;        /* the umT5 file: a device run loads it for its captions and frees it (ar_text.c) */
+    lyra_ar_random_spec umt5_random; /* or random umT5 weights (n > 0) instead of the file */
     struct {                /* caption -> embedding (512, text_dim) host f32, of the device and precision used */
         char *caption;
         float *emb;
@@ -70,18 +90,21 @@ typedef struct lyra_ar_models {
 
 /* The umT5 encoder of a safetensors file, in host memory (free with lyra_umt5_free, also after a failure). */
 lyra_status lyra_ar_umt5_load(lyra_umt5 *u, const char *path);
+/* The umT5 encoder of the models: their file, or their random weights (filled now, or with defer by
+ * lyra_umt5_place). */
+lyra_status lyra_ar_umt5_load_models(const lyra_ar_models *m, lyra_umt5 *u, int defer);
 
 /* Loads everything on the CPU; on failure *m is left freed. */
 lyra_status lyra_ar_models_load(lyra_ar_models *m, const lyra_ar_paths *p);
 void lyra_ar_models_free(lyra_ar_models *m);
 
-/* Folds the LoRAs a run of `use_dmd` applies into the DiT's weights (lyra_dit_lora_merge: W + Σ w_a·B_a·A_a and
- * b + Σ w_a·bias_a in f32, rounded once to W's dtype): the style LoRAs at their weights, the DMD LoRA at 1 with
- * use_dmd, and left out (dropped) without; the adapters are freed. From then on the models serve runs of that
- * use_dmd only (lyra_ar_generate refuses the other: load them again). The weights must be in host memory (before
- * placement); a second call with the same use_dmd does nothing. LYRA_ERR_UNSUPPORTED for use_dmd without a DMD
- * LoRA, and for a .diff_b on a Linear without a bias (lyra_dit_lora_merge). */
-lyra_status lyra_ar_models_fold_loras(lyra_ar_models *m, int use_dmd);
+/* Folds the LoRAs a run of `use_dmd` applies into the DiT's weights (W + Σ w_a·B_a·A_a and b + Σ w_a·bias_a in
+ * f32, rounded once to W's dtype): the style LoRAs at their weights, the DMD LoRA at 1 with use_dmd, and left out
+ * (dropped) without; the adapters are freed. on_device = 0: now, on the host (lyra_dit_lora_merge); 1: by the
+ * placement, on the device (lyra_dit_lora_fold_at_placement). From then on the models serve runs of that use_dmd
+ * only (lyra_ar_generate refuses the other: load them again). Before placement; a second call with the same use_dmd
+ * does nothing. LYRA_ERR_UNSUPPORTED for use_dmd without a DMD LoRA, and for a .diff_b on a Linear without a bias. */
+lyra_status lyra_ar_models_fold_loras(lyra_ar_models *m, int use_dmd, int on_device);
 
 /* Makes the DiT's attention blocks fp8 (lyra_dit_quantize_fp8) for runs with use_dmd or without, the LoRAs folded
  * first (lyra_ar_models_fold_loras): an fp8 DiT serves only runs of that use_dmd. Before streaming and placement. */
@@ -91,7 +114,7 @@ lyra_status lyra_ar_models_dit_fp8(lyra_ar_models *m, int use_dmd);
  * LYRA2_EMULATED_CUDA=1), each in upstream's GPU precision when `policy` is LYRA_DTYPE_BF16 (docs/PRECISION.md: the
  * DiT's bf16 policy, the Wan VAE in bf16, CLIP in f16) or everything in f32 with LYRA_DTYPE_F32 (the parity mode
  * that isolates the placement from the precision). With the bf16 policy the LoRAs of a run of `use_dmd` are folded
- * into the DiT's weights first, on the host (lyra_ar_models_fold_loras: no adapter goes to the device, and the
+ * into the DiT's weights as they are placed, on the device (lyra_ar_models_fold_loras: no adapter stays there, the
  * models then serve runs of that use_dmd only); the parity mode keeps them as adapters, as the CPU runs them. The
  * DiT gets its own backend, which the CLIP encoder then
  * shares (one stream: its tokens feed the DiT with no synchronisation), the negative-prompt embedding is uploaded

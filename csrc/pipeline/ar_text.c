@@ -77,10 +77,10 @@ static lyra_status encode_one(lyra_ar_models *m, const lyra_umt5 *u, lyra_backen
     return st;
 }
 
-/* umT5 loaded from its file onto a fresh backend of `device` for the captions marked in todo, then freed. */
+/* umT5 loaded from its file (or its random weights, filled on the device) onto a fresh backend of `device` for the
+ * captions marked in todo, then freed. */
 static lyra_status encode_on_device(lyra_ar_models *m, lyra_device device, lyra_dtype policy, int n,
                                     const char *const *captions, const int *todo, float *out) {
-    if (!m->umt5_path) return lyra_error(LYRA_ERR_INTERNAL, "umT5: the models have no umT5 file to load");
     lyra_backend be;
     LYRA_TRY(lyra_backend_init(&be, device, 0));
     lyra_umt5 u;
@@ -89,7 +89,7 @@ static lyra_status encode_on_device(lyra_ar_models *m, lyra_device device, lyra_
     memset(&arena, 0, sizeof arena);
     float *dev_out = NULL;
     const size_t bytes = sizeof(float) * LYRA_AR_TEXT_LEN * (size_t)m->text_dim;
-    lyra_status st = lyra_ar_umt5_load(&u, m->umt5_path);
+    lyra_status st = lyra_ar_umt5_load_models(m, &u, 1);
     if (st == LYRA_OK) st = lyra_umt5_place(&u, &be, policy == LYRA_DTYPE_F32 ? LYRA_DTYPE_F32 : LYRA_DTYPE_BF16);
     if (st == LYRA_OK && !(dev_out = be.ops->alloc(&be, bytes)))
         st = lyra_error(LYRA_ERR_OOM, "umT5: cannot allocate the caption embedding (%zu bytes) on the %s device",

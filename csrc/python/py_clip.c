@@ -46,7 +46,8 @@ static PyObject *py_clip_load(PyObject *self, PyObject *args) {
         return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
     lyra_dtype act;
     if (lyra_py_precision(precision, !strcmp(device, "cuda"), LYRA_DTYPE_F16, &act) < 0) return NULL;
-    PyObject *cap = lyra_py_netcap_load(weights, NULL, sizeof(clipnet), clipnet_free_model, clip_load, &heads, CAPSULE);
+    PyObject *cap = lyra_py_netcap_load_random(weights, sizeof(clipnet), clipnet_free_model, clip_load, &heads, CAPSULE,
+                                               !strcmp(device, "cuda")); /* random weights: filled on the device */
     return lyra_py_netcap_place(cap, CAPSULE, device, clip_place, act);
 }
 

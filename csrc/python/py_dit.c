@@ -67,16 +67,16 @@ static int check_entry(const source *s, Py_ssize_t i, const char *what) {
     return 0;
 }
 
-static int source_open(source *s, PyObject *obj, const char *what) {
+static int source_open(source *s, PyObject *obj, const char *what, int allow_random) {
     memset(s, 0, sizeof *s);
-    if (lyra_py_wsource_open(&s->ws, obj, what, 1, NULL) < 0) return -1;
+    if ((allow_random ? lyra_py_wsource_open_random : lyra_py_wsource_open)(&s->ws, obj, what, 1, NULL) < 0) return -1;
     s->t = PyMem_Calloc((size_t)s->ws.n + 1, sizeof *s->t);
     if (!s->t) {
         PyErr_NoMemory();
         goto fail;
     }
     for (Py_ssize_t i = 0; i < s->ws.n; i++) {
-        if (check_entry(s, i, what) < 0) goto fail;
+        if (!s->ws.random && check_entry(s, i, what) < 0) goto fail;
         s->t[i].name = s->ws.names[i];
         s->t[i].t = s->ws.tensors[i]; /* .name is the checkpoint key too */
     }
@@ -169,15 +169,16 @@ static PyObject *py_dit_rope_angles(PyObject *self, PyObject *args) {
     return (PyObject *)out;
 }
 
-/* dit_load(weights, layout, num_heads, n_threads) -> capsule */
+/* dit_load(weights, layout, num_heads, n_threads, defer=False) -> capsule; random weights (lyra2.testing.
+ * random_weights) are filled in host memory, or with defer at placement on the device (lyra_dit_load_random). */
 static PyObject *py_dit_load(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *weights;
     const char *layout;
-    int num_heads, n_threads;
-    if (!PyArg_ParseTuple(args, "Osii", &weights, &layout, &num_heads, &n_threads)) return NULL;
+    int num_heads, n_threads, defer = 0;
+    if (!PyArg_ParseTuple(args, "Osii|p", &weights, &layout, &num_heads, &n_threads, &defer)) return NULL;
     source src;
-    if (source_open(&src, weights, "LyraDiT weights") < 0) return NULL;
+    if (source_open(&src, weights, "LyraDiT weights", 1) < 0) return NULL;
     py_dit *d = (py_dit *)lyra_py_netcap_new(sizeof *d, dit_free_model, 0);
     if (!d) {
         source_free(&src);
@@ -185,7 +186,8 @@ static PyObject *py_dit_load(PyObject *self, PyObject *args) {
     }
     lyra_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = lyra_dit_load(&d->m, src.t, src.n, layout, num_heads, n_threads);
+    st = src.ws.random ? lyra_dit_load_random(&d->m, src.t, src.n, layout, num_heads, n_threads, src.ws.seed, defer)
+                       : lyra_dit_load(&d->m, src.t, src.n, layout, num_heads, n_threads);
     Py_END_ALLOW_THREADS
     source_free(&src);
     if (st != LYRA_OK) {
@@ -234,7 +236,7 @@ static PyObject *py_dit_lora_add(PyObject *self, PyObject *args) {
     py_dit *d = get_model(cap);
     if (!d) return NULL;
     source src;
-    if (source_open(&src, obj, "LoRA") < 0) return NULL;
+    if (source_open(&src, obj, "LoRA", 0) < 0) return NULL;
     lyra_status st;
     int ignored = 0;
     LYRA_PY_NETCAP_LOCKED(&d->net, st = lyra_dit_lora_add(&d->m, src.t, src.n, name, weight, &ignored));
@@ -288,6 +290,64 @@ static PyObject *py_dit_lora_adapters(PyObject *self, PyObject *args) {
     return l;
 }
 
+/* A copy of t (contiguous) in host memory as a new array: float32 for a float dtype, uint8 for u8. */
+static PyObject *host_copy(lyra_backend *be, const lyra_tensor *t) {
+    npy_intp dims[LYRA_MAX_DIMS];
+    for (int i = 0; i < t->ndim; i++) dims[i] = (npy_intp)t->ne[i];
+    const int u8 = t->dtype == LYRA_DTYPE_U8;
+    PyArrayObject *a = (PyArrayObject *)PyArray_SimpleNew(t->ndim, dims, u8 ? NPY_UINT8 : NPY_FLOAT32);
+    size_t bytes = lyra_tensor_nbytes(t);
+    void *raw = u8 ? NULL : malloc(bytes ? bytes : 1);
+    if (!a || (!u8 && !raw)) {
+        Py_XDECREF(a);
+        free(raw);
+        return a ? PyErr_NoMemory() : NULL;
+    }
+    void *dst = u8 ? PyArray_DATA(a) : raw;
+    lyra_status st = LYRA_OK;
+    if (t->device == LYRA_DEVICE_CPU) {
+        memcpy(dst, t->data, bytes);
+    } else {
+        lyra_tensor h = *t;
+        h.data = dst;
+        h.device = LYRA_DEVICE_CPU;
+        st = lyra_op_download(be, &h, t);
+    }
+    if (st == LYRA_OK && !u8) lyra_convert_to_f32(PyArray_DATA(a), raw, t->dtype, lyra_tensor_numel(t));
+    free(raw);
+    if (st != LYRA_OK) {
+        Py_DECREF(a);
+        return lyra_py_raise(st);
+    }
+    return (PyObject *)a;
+}
+
+/* dit_param(capsule, name) -> (values, scales): parameter `name` as the model stores it, copied from wherever it
+ * lives (host or device): float32 values (bf16/f32 storage) and None, or an fp8 Linear's uint8 e4m3 codes and
+ * float32 row scales. For tests (random weights filled on the device equal the CPU-filled ones). */
+static PyObject *py_dit_param(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    const char *name;
+    if (!PyArg_ParseTuple(args, "Os:dit_param", &cap, &name)) return NULL;
+    py_dit *d = get_model(cap);
+    if (!d) return NULL;
+    const lyra_tensor *scale = NULL;
+    const lyra_tensor *t = lyra_dit_param_tensor(&d->m, name, &scale);
+    if (!t) return PyErr_Format(PyExc_KeyError, "dit_param: no parameter '%s'", name);
+    lyra_status st = LYRA_OK;
+    LYRA_PY_NETCAP_LOCKED(&d->net, { st = lyra_dit_random_materialize(&d->m); }); /* a deferred model: on the host */
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    PyObject *v = host_copy(&d->m.be, t);
+    if (!v) return NULL;
+    PyObject *s = scale ? host_copy(&d->m.be, scale) : (Py_INCREF(Py_None), Py_None);
+    if (!s) {
+        Py_DECREF(v);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", v, s);
+}
+
 /* dit_place(capsule, device, precision) with device "cuda": weights and adapters to the device (lyra_dit_place),
  * then the activation dtype "f32" or "bf16" (lyra_dit_set_precision). */
 static PyObject *py_dit_place(PyObject *self, PyObject *args) {
@@ -320,6 +380,16 @@ static PyObject *py_dit_lora_merge(PyObject *self, PyObject *cap) {
     if (!d) return NULL;
     lyra_status st;
     LYRA_PY_NETCAP_LOCKED(&d->net, st = lyra_dit_lora_merge(&d->m));
+    if (st != LYRA_OK) return lyra_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_dit_lora_fold_at_placement(PyObject *self, PyObject *cap) {
+    (void)self;
+    py_dit *d = get_model(cap);
+    if (!d) return NULL;
+    lyra_status st;
+    LYRA_PY_NETCAP_LOCKED(&d->net, st = lyra_dit_lora_fold_at_placement(&d->m));
     if (st != LYRA_OK) return lyra_py_raise(st);
     Py_RETURN_NONE;
 }
@@ -594,6 +664,9 @@ static PyMethodDef dit_methods[] = {
     {"dit_lora_add", py_dit_lora_add, METH_VARARGS, "Adds a LoRA adapter."},
     {"dit_lora_adapters", py_dit_lora_adapters, METH_VARARGS, "Lists (and sets the weights of) the adapters."},
     {"dit_lora_merge", py_dit_lora_merge, METH_O, "Folds the adapters into the base weights."},
+    {"dit_lora_fold_at_placement", py_dit_lora_fold_at_placement, METH_O,
+     "The adapters are folded into the weights by dit_place, on the device (lyra_dit_lora_fold_at_placement)."},
+    {"dit_param", py_dit_param, METH_VARARGS, "dit_param(capsule, name) -> (values, fp8 scales or None), for tests."},
     {"dit_place", py_dit_place, METH_VARARGS, "Moves the weights and adapters to a device ('cuda')."},
     {"dit_forward", py_dit_forward, METH_VARARGS, "Runs the DiT forward pass."},
     {"dit_quantize_fp8", py_dit_quantize_fp8, METH_O, "Makes the attention blocks fp8 (e4m3)."},

@@ -35,11 +35,15 @@ PyObject *lyra_py_netcap_capsule(lyra_py_netcap *net, const char *name) {
     return cap;
 }
 
-PyObject *lyra_py_netcap_load(PyObject *weights, const char *strip_prefix, size_t size,
-                              lyra_py_netcap_free_fn free_model, lyra_py_netcap_load_fn load, const void *arg,
-                              const char *name) {
+static PyObject *load_any(PyObject *weights, const char *strip_prefix, size_t size, lyra_py_netcap_free_fn free_model,
+                          lyra_py_netcap_load_fn load, const void *arg, const char *name, int allow_random,
+                          int defer) {
     lyra_py_wsource ws;
-    if (lyra_py_wsource_open(&ws, weights, "weights", 1, strip_prefix) < 0) return NULL;
+    if ((allow_random ? lyra_py_wsource_open_random : lyra_py_wsource_open)(&ws, weights, "weights", 1,
+                                                                            strip_prefix) < 0)
+        return NULL;
+    lyra_text_random random = {defer, ws.seed, 0};
+    if (ws.random) ws.src.random = &random; /* the loader fills (or reserves) the tensors itself */
     lyra_py_netcap *net = lyra_py_netcap_new(size, free_model, 1);
     lyra_status s = LYRA_OK;
     if (net) {
@@ -54,6 +58,17 @@ PyObject *lyra_py_netcap_load(PyObject *weights, const char *strip_prefix, size_
         return lyra_py_raise(s);
     }
     return lyra_py_netcap_capsule(net, name);
+}
+
+PyObject *lyra_py_netcap_load(PyObject *weights, const char *strip_prefix, size_t size,
+                              lyra_py_netcap_free_fn free_model, lyra_py_netcap_load_fn load, const void *arg,
+                              const char *name) {
+    return load_any(weights, strip_prefix, size, free_model, load, arg, name, 0, 0);
+}
+
+PyObject *lyra_py_netcap_load_random(PyObject *weights, size_t size, lyra_py_netcap_free_fn free_model,
+                                     lyra_py_netcap_load_fn load, const void *arg, const char *name, int defer) {
+    return load_any(weights, NULL, size, free_model, load, arg, name, 1, defer);
 }
 
 void *lyra_py_netcap_get(PyObject *cap, const char *name, const char *what) {

@@ -62,6 +62,10 @@ PyObject *lyra_py_netcap_capsule(lyra_py_netcap *net, const char *name);
 PyObject *lyra_py_netcap_load(PyObject *weights, const char *strip_prefix, size_t size,
                               lyra_py_netcap_free_fn free_model, lyra_py_netcap_load_fn load, const void *arg,
                               const char *name);
+/* The same for a loader built on text_weights.h, which also takes random weights (lyra2.testing.random_weights;
+ * defer: reserved now, filled by the placement on the device). */
+PyObject *lyra_py_netcap_load_random(PyObject *weights, size_t size, lyra_py_netcap_free_fn free_model,
+                                     lyra_py_netcap_load_fn load, const void *arg, const char *name, int defer);
 
 /* The network in capsule `cap` named `name`; NULL with a TypeError "expected a <what> network" when cap is a
  * capsule of another name (another kind of network), or PyCapsule_GetPointer's error for anything else. */

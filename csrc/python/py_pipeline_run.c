@@ -1,7 +1,9 @@
 /* Python glue of the autoregressive driver (csrc/pipeline/ar_driver.c), used by lyra2/generate.py.
  *
- *   _core.ar_models_load(paths: dict, layout: str, n_threads: int, styles=()) -> capsule
- *       paths: {"dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt"[, "lora_dmd"]} file paths;
+ *   _core.ar_models_load(paths: dict, layout: str, n_threads: int, styles=(), defer=False) -> capsule
+ *       paths: {"dit", "vae", "umt5", "tokenizer", "clip", "negative_prompt"[, "lora_dmd"]} file paths; "dit" and
+ *       "umt5" may be random weights of the real shapes (lyra2.testing.random_weights, no file): filled in host
+ *       memory, or with defer on the device when placed (models/dit.h lyra_dit_load_random, text_weights.h);
  *       styles: (name, path, weight) of each style LoRA applied in every run (at most 4).
  *   _core.ar_models_dit_fp8(capsule, use_dmd) -> None: the LoRAs folded (DMD at 1 or left out), the DiT's blocks
  *       fp8 e4m3, for runs of that use_dmd only (before streaming and placement)
@@ -33,6 +35,7 @@
 
 #include "pipeline/ar_driver.h"
 #include "py_netcap.h"
+#include "py_weight_source.h"
 
 #define MODELS_CAPSULE "lyra2.ARModels"
 
@@ -98,27 +101,68 @@ done:
     return rc;
 }
 
+/* paths[key] as random weights (lyra2.testing.random_weights) into *ws and *named; 0 when it is a path, 1 when
+ * random, -1 with an exception. */
+static int random_item(PyObject *paths, const char *key, lyra_py_wsource *ws, lyra_dit_named **named) {
+    PyObject *v = PyDict_GetItemString(paths, key);
+    if (!v || !PyObject_HasAttrString(v, "_lyra2_random_weights")) return 0;
+    char what[32];
+    snprintf(what, sizeof what, "paths['%s']", key);
+    if (lyra_py_wsource_open_random(ws, v, what, 0, NULL) < 0) return -1;
+    if (!(*named = PyMem_Calloc((size_t)ws->n + 1, sizeof **named))) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < ws->n; i++) (*named)[i] = (lyra_dit_named){ws->names[i], ws->tensors[i]};
+    return 1;
+}
+
 static PyObject *py_ar_models_load(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *paths, *styles = NULL;
     const char *layout;
-    int n_threads;
-    if (!PyArg_ParseTuple(args, "O!si|O:ar_models_load", &PyDict_Type, &paths, &layout, &n_threads, &styles))
+    int n_threads, defer = 0;
+    if (!PyArg_ParseTuple(args, "O!si|Op:ar_models_load", &PyDict_Type, &paths, &layout, &n_threads, &styles, &defer))
         return NULL;
     PyObject *keep = PyList_New(0);
     if (!keep) return NULL;
     lyra_ar_paths p = {.layout = layout, .n_threads = n_threads};
-    if (path_item(paths, "dit", 1, &keep, &p.dit) < 0 || path_item(paths, "vae", 1, &keep, &p.vae) < 0 ||
-        path_item(paths, "umt5", 1, &keep, &p.umt5) < 0 || path_item(paths, "tokenizer", 1, &keep, &p.tokenizer) < 0 ||
+    lyra_py_wsource ws = {0}, ws5 = {0};
+    lyra_dit_named *named = NULL, *named5 = NULL;
+    int rnd = random_item(paths, "dit", &ws, &named);
+    int rnd5 = rnd < 0 ? 0 : random_item(paths, "umt5", &ws5, &named5);
+    p.random_defer = defer;
+    if (rnd > 0) {
+        p.dit_random = named;
+        p.dit_random_n = (int)ws.n;
+        p.dit_random_seed = ws.seed;
+    }
+    if (rnd5 > 0) {
+        p.umt5_random = named5;
+        p.umt5_random_n = (int)ws5.n;
+        p.umt5_random_seed = ws5.seed;
+    }
+    if (rnd < 0 || rnd5 < 0 || (!rnd && path_item(paths, "dit", 1, &keep, &p.dit) < 0) ||
+        path_item(paths, "vae", 1, &keep, &p.vae) < 0 ||
+        (!rnd5 && path_item(paths, "umt5", 1, &keep, &p.umt5) < 0) ||
+        path_item(paths, "tokenizer", 1, &keep, &p.tokenizer) < 0 ||
         path_item(paths, "clip", 1, &keep, &p.clip) < 0 ||
         path_item(paths, "negative_prompt", 1, &keep, &p.negative_prompt) < 0 ||
         path_item(paths, "lora_dmd", 0, &keep, &p.lora_dmd) < 0 || style_items(styles, &keep, &p) < 0) {
         Py_DECREF(keep);
+        PyMem_Free(named);
+        PyMem_Free(named5);
+        lyra_py_wsource_free(&ws);
+        lyra_py_wsource_free(&ws5);
         return NULL;
     }
     py_models *pm = calloc(1, sizeof *pm);
     if (!pm) {
         Py_DECREF(keep);
+        PyMem_Free(named);
+        PyMem_Free(named5);
+        lyra_py_wsource_free(&ws);
+        lyra_py_wsource_free(&ws5);
         return PyErr_NoMemory();
     }
     lyra_status st;
@@ -126,6 +170,10 @@ static PyObject *py_ar_models_load(PyObject *self, PyObject *args) {
     st = lyra_ar_models_load(&pm->m, &p);
     Py_END_ALLOW_THREADS
     Py_DECREF(keep);
+    PyMem_Free(named);
+    PyMem_Free(named5);
+    lyra_py_wsource_free(&ws);
+    lyra_py_wsource_free(&ws5);
     if (st != LYRA_OK) {
         free(pm);
         return lyra_py_raise(st);
@@ -575,8 +623,8 @@ static PyMethodDef run_methods[] = {
     {"ar_models_dit_fp8", py_ar_models_dit_fp8, METH_VARARGS,
      "ar_models_dit_fp8(models, use_dmd): LoRAs merged, the DiT's blocks fp8 e4m3 (before streaming and placement)."},
     {"ar_models_load", py_ar_models_load, METH_VARARGS,
-     "ar_models_load(paths, layout, n_threads, styles=()) -> capsule: the generate-mode networks of a converted "
-     "folder."},
+     "ar_models_load(paths, layout, n_threads, styles=(), defer=False) -> capsule: the generate-mode networks of a "
+     "converted folder."},
     {"ar_models_info", py_ar_models_info, METH_O, "ar_models_info(models) -> dict"},
     {"ar_models_dit_streaming", py_ar_models_dit_streaming, METH_VARARGS,
      "ar_models_dit_streaming(models, resident) -> None"},

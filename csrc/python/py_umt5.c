@@ -46,7 +46,8 @@ static PyObject *py_umt5_load(PyObject *self, PyObject *args) {
         return PyErr_Format(PyExc_ValueError, "device: '%s' is not allowed; expected 'cpu' or 'cuda'", device);
     lyra_dtype act;
     if (lyra_py_precision(precision, !strcmp(device, "cuda"), LYRA_DTYPE_BF16, &act) < 0) return NULL;
-    PyObject *cap = lyra_py_netcap_load(weights, NULL, sizeof(umt5net), umt5net_free_model, umt5_load, NULL, CAPSULE);
+    PyObject *cap = lyra_py_netcap_load_random(weights, sizeof(umt5net), umt5net_free_model, umt5_load, NULL, CAPSULE,
+                                               !strcmp(device, "cuda")); /* random weights: filled on the device */
     return lyra_py_netcap_place(cap, CAPSULE, device, umt5_place, act);
 }
 

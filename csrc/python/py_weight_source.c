@@ -113,13 +113,73 @@ static int from_mapping(lyra_py_wsource *ws, PyObject *mapping, const char *what
     return 0;
 }
 
-int lyra_py_wsource_open(lyra_py_wsource *ws, PyObject *weights, const char *what, int narrow_f64,
-                         const char *strip_prefix) {
+/* spec = (seed, [(name, shape, dtype)]) of a random-weights object (see py_weight_source.h). */
+static int from_random(lyra_py_wsource *ws, PyObject *spec, const char *what) {
+    unsigned long long seed;
+    PyObject *entries;
+    if (!PyArg_ParseTuple(spec, "KO!;random weights: expected (seed, [(name, shape, dtype)])", &seed, &PyList_Type,
+                          &entries))
+        return -1;
+    ws->random = 1;
+    ws->seed = (uint64_t)seed;
+    Py_INCREF(entries);
+    ws->items = entries; /* the names point into its strings */
+    if (alloc_table(ws, PyList_GET_SIZE(entries)) < 0) return -1;
+    for (Py_ssize_t i = 0; i < ws->n; i++) {
+        PyObject *name_o, *shape_o;
+        const char *dt;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(entries, i), "UOs;random weights: each entry must be (name, shape, "
+                              "dtype)", &name_o, &shape_o, &dt))
+            return -1;
+        const char *name = PyUnicode_AsUTF8(name_o);
+        if (!name) return -1;
+        lyra_dtype d = !strcmp(dt, "f32") ? LYRA_DTYPE_F32 : !strcmp(dt, "bf16") ? LYRA_DTYPE_BF16
+                       : !strcmp(dt, "f16") ? LYRA_DTYPE_F16 : LYRA_DTYPE_COUNT;
+        if (d == LYRA_DTYPE_COUNT) {
+            PyErr_Format(PyExc_ValueError, "%s: tensor '%s' has dtype '%s'; expected 'f32', 'bf16' or 'f16'", what,
+                         name, dt);
+            return -1;
+        }
+        PyObject *seq = PySequence_Fast(shape_o, "random weights: a shape must be a sequence of ints");
+        if (!seq) return -1;
+        Py_ssize_t nd = PySequence_Fast_GET_SIZE(seq);
+        int64_t shape[LYRA_MAX_DIMS];
+        int bad = nd > LYRA_MAX_DIMS;
+        for (Py_ssize_t k = 0; !bad && k < nd; k++) {
+            long long v = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, k));
+            if (v == -1 && PyErr_Occurred()) bad = 2;
+            else if (v < 0) bad = 1;
+            else shape[k] = v;
+        }
+        Py_DECREF(seq);
+        if (bad) {
+            if (bad == 1)
+                PyErr_Format(PyExc_ValueError, "%s: tensor '%s' has a negative size or more than %d dims", what, name,
+                             LYRA_MAX_DIMS);
+            return -1;
+        }
+        set_entry(ws, i, name, NULL, NULL, d, (int)nd, shape);
+    }
+    return 0;
+}
+
+static int open_source(lyra_py_wsource *ws, PyObject *weights, const char *what, int narrow_f64,
+                       const char *strip_prefix, int allow_random) {
     memset(ws, 0, sizeof *ws);
-    int kind = lyra_py_weights_kind(weights, what);
-    int rc = kind == LYRA_PY_WEIGHTS_PATH      ? from_file(ws, weights, strip_prefix)
+    PyObject *spec = PyObject_GetAttrString(weights, "_lyra2_random_weights");
+    if (!spec) PyErr_Clear();
+    if (spec && !allow_random) {
+        Py_DECREF(spec);
+        PyErr_Format(PyExc_TypeError, "%s: random weights (lyra2.testing.random_weights) are not supported by this "
+                     "network; pass a safetensors path or a mapping of arrays (RandomWeights.arrays())", what);
+        return -1;
+    }
+    int kind = spec ? -1 : lyra_py_weights_kind(weights, what);
+    int rc = spec                              ? from_random(ws, spec, what)
+             : kind == LYRA_PY_WEIGHTS_PATH    ? from_file(ws, weights, strip_prefix)
              : kind == LYRA_PY_WEIGHTS_MAPPING ? from_mapping(ws, weights, what, narrow_f64, strip_prefix)
                                                : -1;
+    Py_XDECREF(spec);
     if (rc < 0) {
         lyra_py_wsource_free(ws);
         return -1;
@@ -129,4 +189,14 @@ int lyra_py_wsource_open(lyra_py_wsource *ws, PyObject *weights, const char *wha
     ws->src.n_names = ws->n;
     ws->src.names = ws->names;
     return 0;
+}
+
+int lyra_py_wsource_open(lyra_py_wsource *ws, PyObject *weights, const char *what, int narrow_f64,
+                         const char *strip_prefix) {
+    return open_source(ws, weights, what, narrow_f64, strip_prefix, 0);
+}
+
+int lyra_py_wsource_open_random(lyra_py_wsource *ws, PyObject *weights, const char *what, int narrow_f64,
+                                const char *strip_prefix) {
+    return open_source(ws, weights, what, narrow_f64, strip_prefix, 1);
 }

@@ -6,7 +6,12 @@
  * allocation), or a mapping name -> array, snapshotted by lyra_py_named_arrays. The descriptors point into that
  * mmap or into the snapshot's arrays, so they are valid until lyra_py_wsource_free; loaders copy what they keep.
  * Which dtypes and ranks a network accepts is the loader's business: a dtype or rank the runtime cannot
- * describe is marked LYRA_DTYPE_COUNT and reported by name when (and only when) the network needs that tensor. */
+ * describe is marked LYRA_DTYPE_COUNT and reported by name when (and only when) the network needs that tensor.
+ *
+ * A third kind: random weights of given shapes (lyra2.testing.RandomWeights, any object with a
+ * `_lyra2_random_weights` attribute = (seed, [(name, shape, dtype)]), dtype "f32", "bf16" or "f16"): descriptors
+ * with names, shapes and dtypes but no data (data NULL, `random` set); only loaders that fill random weights
+ * themselves (models/dit.h lyra_dit_load_random) accept them. */
 #ifndef LYRA_PY_WEIGHT_SOURCE_H
 #define LYRA_PY_WEIGHT_SOURCE_H
 
@@ -23,6 +28,8 @@ typedef struct lyra_py_wsource {
     lyra_st_file *file;     /* from a path: the open file, entry i is file->tensors[i]; else NULL */
     PyObject *items;        /* from a mapping: the (str, ndarray) list of lyra_py_named_arrays, entry i is
                                items[i]; else NULL */
+    int random;             /* random weights: the descriptors have no data, `seed` picks the values */
+    uint64_t seed;
 } lyra_py_wsource;
 
 /* Fills *ws from `weights` (a path or a mapping, see above). `what` names the argument in messages ("weights",
@@ -31,6 +38,10 @@ typedef struct lyra_py_wsource {
  * released while the file is opened. Returns 0, or -1 with a Python exception set and *ws empty (safe to free). */
 int lyra_py_wsource_open(lyra_py_wsource *ws, PyObject *weights, const char *what, int narrow_f64,
                          const char *strip_prefix);
+
+/* The same, also accepting random weights (ws->random: descriptors without data) for a loader that fills them. */
+int lyra_py_wsource_open_random(lyra_py_wsource *ws, PyObject *weights, const char *what, int narrow_f64,
+                                const char *strip_prefix);
 
 /* The descriptor named `name` (ctx is a lyra_py_wsource), or NULL; a lyra_tensor_lookup_fn. Linear search: the
  * loaders look each tensor up once. */

@@ -7,6 +7,7 @@
 
 #include "io/safetensors.h"
 #include "io/unpickle.h"
+#include "nn/ops.h"
 
 /* NumPy type a safetensors dtype loads as; BF16 widens to float32 (NumPy has no bfloat16). -1: none. */
 static int npy_type_of(lyra_st_dtype d) {
@@ -396,7 +397,58 @@ static PyObject *py_unpickle(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* random_weight_values(shape, name, seed=0, bf16_values=False) -> float32 array: the random weight tensor `name`
+ * of that shape (nn/ops.h lyra_random_fill_rule and lyra_op_fill_random on the CPU backend), as
+ * lyra2.testing.random_weights fills it where the network lives. */
+static PyObject *py_random_weight_values(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *shape_o;
+    const char *name;
+    unsigned long long seed = 0;
+    int b16 = 0;
+    if (!PyArg_ParseTuple(args, "Os|Kp:random_weight_values", &shape_o, &name, &seed, &b16)) return NULL;
+    PyObject *seq = PySequence_Fast(shape_o, "random_weight_values: shape must be a sequence of ints");
+    if (!seq) return NULL;
+    Py_ssize_t nd = PySequence_Fast_GET_SIZE(seq);
+    npy_intp dims[LYRA_MAX_DIMS];
+    int64_t ne[LYRA_MAX_DIMS];
+    int bad = nd > LYRA_MAX_DIMS;
+    for (Py_ssize_t i = 0; !bad && i < nd; i++) {
+        long long v = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (v == -1 && PyErr_Occurred()) bad = 2;
+        else if (v < 0) bad = 1;
+        dims[i] = (npy_intp)v;
+        ne[i] = v;
+    }
+    Py_DECREF(seq);
+    if (bad == 1)
+        return PyErr_Format(PyExc_ValueError, "random_weight_values: shape has a negative size or more than %d "
+                            "dims", LYRA_MAX_DIMS);
+    if (bad) return NULL;
+    PyArrayObject *a = (PyArrayObject *)PyArray_SimpleNew((int)nd, dims, NPY_FLOAT32);
+    if (!a) return NULL;
+    lyra_random_fill r;
+    lyra_random_fill_rule(&r, (uint64_t)seed, name, (int)nd, ne, b16);
+    lyra_tensor y = lyra_tensor_make(PyArray_DATA(a), LYRA_DTYPE_F32, (int)nd, ne);
+    lyra_backend be;
+    lyra_status st = lyra_backend_cpu_init(&be, 0);
+    if (st == LYRA_OK) {
+        Py_BEGIN_ALLOW_THREADS
+        st = lyra_op_fill_random(&be, &y, &r);
+        Py_END_ALLOW_THREADS
+        lyra_backend_free(&be);
+    }
+    if (st != LYRA_OK) {
+        Py_DECREF(a);
+        return lyra_py_raise(st);
+    }
+    return (PyObject *)a;
+}
+
 static PyMethodDef weights_methods[] = {
+    {"random_weight_values", py_random_weight_values, METH_VARARGS,
+     "random_weight_values(shape, name, seed=0, bf16_values=False) -> float32 array: random weights "
+     "(lyra2.testing.random_weights)."},
     {"st_info", py_st_info, METH_VARARGS, "st_info(path) -> (tensors, metadata): validated safetensors header."},
     {"st_load", py_st_load, METH_VARARGS, "st_load(path, names=None) -> (dict of arrays, metadata)."},
     {"f32_to_bf16", py_f32_to_bf16, METH_VARARGS, "Float32 array -> uint16 bf16 bits (round to nearest even)."},

@@ -1826,6 +1826,40 @@ static PyObject *py_u8_pixels(PyObject *self, PyObject *args, PyObject *kw) {
     RUN_OP(&k, out, lyra_op_u8_pixels(be, &y, &x, &p));
 }
 
+/* fill_random(shape, name, seed=0, bf16_values=False) -> float32: lyra_op_fill_random with the rule of (seed, name,
+ * shape); on a device y has the call's dtype (dtype=). */
+static PyObject *py_fill_random(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"shape", "name", "seed", "bf16_values", NULL};
+    PyObject *so;
+    const char *name;
+    unsigned long long seed = 0;
+    int b16 = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Os|Kp", kws, &so, &name, &seed, &b16)) return NULL;
+    PyObject *seq = PySequence_Fast(so, "shape must be a sequence of ints");
+    if (!seq) return NULL;
+    Py_ssize_t nd = PySequence_Fast_GET_SIZE(seq);
+    int64_t ne[LYRA_MAX_DIMS];
+    int bad = nd > LYRA_MAX_DIMS;
+    for (Py_ssize_t i = 0; !bad && i < nd; i++) {
+        ne[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
+        bad = ne[i] < 0;
+    }
+    Py_DECREF(seq);
+    if (bad) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "shape: negative size or too many dims");
+        return NULL;
+    }
+    keep k = {0};
+    lyra_tensor y;
+    /* dtype= on the device */
+    PyArrayObject *out = out_typed(&k, (int)nd, ne, &y, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT);
+    if (!out) FAIL(&k);
+    lyra_random_fill r;
+    lyra_random_fill_rule(&r, (uint64_t)seed, name, (int)nd, ne, b16);
+    RUN_OP(&k, out, lyra_op_fill_random(be, &y, &r));
+}
+
 #define BK(fn)                                                                                              \
     static PyObject *fn##_bk(PyObject *s, PyObject *a, PyObject *k) { return with_backend(fn, s, a, k); }
 BK(py_copy) BK(py_concat) BK(py_pad) BK(py_patchify) BK(py_unpatchify) BK(py_embedding) BK(py_linear)
@@ -1836,6 +1870,7 @@ BK(py_upsample_nearest2x) BK(py_resize) BK(py_avg_pool3d) BK(py_gs_rasterize) BK
 BK(py_quantize_fp8_rows) BK(py_linear_fp8_tokens) BK(py_rays) BK(py_to_u8) BK(py_minmax) BK(py_range_norm)
 BK(py_latent_update)
 BK(py_u8_pixels)
+BK(py_fill_random)
 
 #define KW(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, doc}
 
@@ -1903,6 +1938,8 @@ static PyMethodDef ops_methods[] = {
        "(6·u², H/u, W/u): [origin, direction] planes, pixel-unshuffled u×u."),
     KW("u8_pixels", py_u8_pixels_bk, "u8_pixels(x uint8 (N, H, W, C), Ho, Wo, resample, mean, std) -> float32 "
        "(N, C, Ho, Wo): (resample(x) / 255 - mean) / std, resample 0 none, 1 area, 2 cubic."),
+    KW("fill_random", py_fill_random_bk, "fill_random(shape, name, seed=0, bf16_values=False) -> float32: "
+       "lyra_op_fill_random with the rule of (seed, name, shape)."),
     KW("to_u8", py_to_u8_bk, "to_u8(x (N, C, H, W), mode='video'|'round') -> uint8 (N, H, W, C)."),
     KW("minmax", py_minmax_bk, "minmax(x, prev=None) -> [min, max] (NaNs skipped), combined with prev (2,)."),
     KW("range_norm", py_range_norm_bk, "range_norm(x, mm (2), eps=1e-6): 2·(x − mm[0]) / max(mm[1] − mm[0], eps) − 1."),

@@ -58,13 +58,16 @@ class LyraDiT:
     """The Lyra-2 DiT on the C core.
 
     weights: a safetensors path or a mapping name -> array with the upstream parameter names (a leading "net."
-        is accepted). Matrices keep the file's dtype (bf16 stays bf16), everything else is float32.
+        is accepted). Matrices keep the file's dtype (bf16 stays bf16), everything else is float32. Or random
+        weights of any size without a file (``lyra2.testing.random_weights("dit", ...)``): filled in host memory on
+        "cpu", on the device at placement on "cuda" (no host copy, nothing uploaded).
     framepack: the FramePack layout string; its history segments must match the clean patch embeddings.
     lora: adapters applied at run time, unmerged (as upstream evaluates them; their weights stay settable per call,
         ``set_lora_weights``); each item is a source (path or mapping, weight 1.0) or a ``(source, weight)`` pair.
-    fold_lora: fold the constructor's LoRAs into the weights before the placement (``merge_lora``: float32 sums,
-        one rounding to the weights' dtype), as the generate pipeline does on a device: no adapter memory and no
-        adapter GEMMs, but the weights are fixed (docs/PRECISION.md measures the bf16 drift).
+    fold_lora: fold the constructor's LoRAs into the weights (float32 sums, one rounding to the weights' dtype),
+        as the generate pipeline does on a device: no adapter memory and no adapter GEMMs, but the weights are fixed
+        (docs/PRECISION.md measures the bf16 drift). On "cuda" the placement folds them on the device, one Linear
+        at a time (``csrc/models/dit_lora_fold.c``; the host keeps no folded copy); on "cpu" ``merge_lora``.
     device: "cpu", or "cuda": the weights and adapters are uploaded to the GPU once (after the constructor's
         LoRAs; later ones are uploaded when added), activations live in device memory, each call uploads its
         inputs and downloads the output. With ``LYRA2_EMULATED_CUDA=1`` "cuda" is the emulated device
@@ -78,7 +81,8 @@ class LyraDiT:
     dtype: the attention blocks' Linear weights, "bf16" (as the checkpoint stores them, the default) or "fp8":
         e4m3 codes (1 byte per weight) with a float32 scale per output channel and the inputs quantized per token
         on the model's device (``quantize_fp8``); the constructor's LoRAs are merged first (an fp8 model is
-        specific to its adapters and their weights).
+        specific to its adapters and their weights): on the host, or with ``fold_lora`` and random weights on "cuda"
+        on the device, each block Linear filled, folded and quantized there.
 
     Missing, unexpected or mis-shaped tensors raise ``lyra2.Lyra2Error`` naming the tensor."""
 
@@ -100,14 +104,17 @@ class LyraDiT:
         if not isinstance(fold_lora, bool):
             raise TypeError(f"fold_lora: expected a bool, got {fold_lora!r}")
         self.precision = precision
-        if not _is_source(weights):
-            raise TypeError("weights must be a safetensors path or a mapping of name -> array, "
-                            f"got {type(weights).__name__}")
+        random = hasattr(weights, "_lyra2_random_weights")  # lyra2.testing.RandomWeights
+        if not random and not _is_source(weights):
+            raise TypeError("weights must be a safetensors path, a mapping of name -> array or "
+                            f"lyra2.testing.random_weights('dit', ...), got {type(weights).__name__}")
         if num_heads is not None and (not isinstance(num_heads, int) or num_heads < 1):
             raise ValueError(f"num_heads must be a positive int, got {num_heads!r}")
         self.device = device
         self.framepack = framepack
-        self._model = _core.dit_load(weights, framepack, int(num_heads or 0), int(n_threads))
+        # random weights on "cuda": filled there at placement, their host block never written
+        self._model = _core.dit_load(weights, framepack, int(num_heads or 0), int(n_threads),
+                                     random and device == "cuda")
         self.config = _core.dit_config(self._model)
         self.layout = framepack_layout(framepack)
         self.ignored_lora_keys = 0
@@ -116,11 +123,15 @@ class LyraDiT:
                 self.add_lora(item[0], float(item[1]))
             else:
                 self.add_lora(item, 1.0)
-        if fold_lora and dtype != "fp8":
-            self.merge_lora()                     # in host memory: only the folded weights are placed
+        deferred = random and device == "cuda"
+        if fold_lora and device == "cuda" and (dtype != "fp8" or deferred):
+            # folded into the weights where the placement puts them, on the device (csrc/models/dit_lora_fold.c);
+            # fp8 random weights are filled, folded and quantized there
+            _core.dit_lora_fold_at_placement(self._model)
+        elif fold_lora or dtype == "fp8":
+            self.merge_lora()                     # in host memory; fp8: the codes are of the merged weights
         if dtype == "fp8":
-            self.merge_lora()                     # the codes are of the merged weights
-            self.quantize_fp8()                   # in host memory, before the placement uploads the codes
+            self.quantize_fp8()                   # before the placement (deferred random weights: codes made there)
         if resident_blocks is not None:
             self.set_streaming(resident_blocks)   # before the placement: streamed blocks stay in host memory
         if device == "cuda":

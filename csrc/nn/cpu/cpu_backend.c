@@ -84,6 +84,7 @@ static const lyra_backend_ops cpu_ops = {
     .range_norm = cpu_range_norm,
     .latent_update = cpu_latent_update,
     .u8_pixels = cpu_u8_pixels,
+    .fill_random = cpu_fill_random,
 };
 
 lyra_status lyra_backend_cpu_init(lyra_backend *be, int n_threads) {

@@ -137,5 +137,6 @@ lyra_status cpu_range_norm(lyra_backend *, lyra_tensor *, const lyra_tensor *, c
 lyra_status cpu_latent_update(lyra_backend *, lyra_tensor *, const lyra_tensor *const *, int,
                               const lyra_latent_update *);
 lyra_status cpu_u8_pixels(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_u8_pixels_params *);
+lyra_status cpu_fill_random(lyra_backend *, lyra_tensor *, const lyra_random_fill *);
 
 #endif

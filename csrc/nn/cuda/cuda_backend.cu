@@ -270,6 +270,7 @@ static const lyra_backend_ops cuda_ops = {
     /* .range_norm = */ ON_DEVICE(cu_op_range_norm),
     /* .latent_update = */ ON_DEVICE(cu_op_latent_update),
     /* .u8_pixels = */ ON_DEVICE(cu_op_u8_pixels),
+    /* .fill_random = */ ON_DEVICE(cu_op_fill_random),
 };
 
 extern "C" lyra_status lyra_backend_cuda_init(lyra_backend *be, int device) {

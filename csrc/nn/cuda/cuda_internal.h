@@ -323,6 +323,7 @@ lyra_status cu_op_warp_forward(lyra_backend *, lyra_tensor *, lyra_tensor *, lyr
 
 lyra_status cu_op_rays(lyra_backend *, lyra_tensor *, int, int, const lyra_ray_params *);
 lyra_status cu_op_to_u8(lyra_backend *, lyra_tensor *, const lyra_tensor *, lyra_u8_mode);
+lyra_status cu_op_fill_random(lyra_backend *, lyra_tensor *, const lyra_random_fill *);
 lyra_status cu_op_minmax(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *);
 lyra_status cu_op_range_norm(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_tensor *, float);
 /* cuda_latent.cu */

@@ -612,6 +612,15 @@ static lyra_status emu_u8_pixels(lyra_backend *be, lyra_tensor *y, const lyra_te
     return RUN(c.cpu->ops->u8_pixels(c.cpu, Y, X, p));
 }
 
+/* ---------------------------------------------------------------- random weights */
+
+static lyra_status emu_fill_random(lyra_backend *be, lyra_tensor *y, const lyra_random_fill *r) {
+    emu_call c;
+    begin(&c, be, "fill_random");
+    lyra_tensor *Y = out(&c, y, 1); /* the CPU kernel stores y's dtype itself, rounding once as the CUDA kernel */
+    return RUN(c.cpu->ops->fill_random(c.cpu, Y, r));
+}
+
 /* ---------------------------------------------------------------- table and lifetime */
 
 static void emu_destroy(lyra_backend *be) {
@@ -671,6 +680,7 @@ static const lyra_backend_ops emu_ops = {
     .range_norm = emu_range_norm,
     .latent_update = emu_latent_update,
     .u8_pixels = emu_u8_pixels,
+    .fill_random = emu_fill_random,
 };
 
 lyra_status lyra_backend_emu_init(lyra_backend *be, int n_threads) {

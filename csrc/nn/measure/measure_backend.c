@@ -329,6 +329,11 @@ static lyra_status m_u8_pixels(lyra_backend *be, lyra_tensor *y, const lyra_tens
     return count(be, 0);
 }
 
+static lyra_status m_fill_random(lyra_backend *be, lyra_tensor *y, const lyra_random_fill *r) {
+    (void)y; (void)r;
+    return count(be, 0);
+}
+
 static const lyra_backend_ops measure_ops = {
     .name = "measure",
     .destroy = measure_destroy,
@@ -382,6 +387,7 @@ static const lyra_backend_ops measure_ops = {
     .range_norm = m_range_norm,
     .latent_update = m_latent_update,
     .u8_pixels = m_u8_pixels,
+    .fill_random = m_fill_random,
 };
 
 lyra_status lyra_backend_measure_init(lyra_backend *be, lyra_device device) {
