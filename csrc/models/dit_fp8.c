@@ -9,11 +9,9 @@
  * lyra2.memory_plan(dit_dtype="fp8") plans. The activations are quantized per token by a backend op
  * (lyra_op_quantize_fp8_rows, dit_run.c), so the CPU reference, the emulated device and the GPU run the same
  * arithmetic; only the GEMM's summation order differs. */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/fp8.h"
 #include "models/dit_internal.h"
 
 int dit_block_linears(lyra_dit_block *b, lyra_dit_linear **out) {
@@ -24,23 +22,13 @@ int dit_block_linears(lyra_dit_block *b, lyra_dit_linear **out) {
     return n;
 }
 
-/* codes (rows, cols) and scale (rows) of a contiguous float matrix w: per row s = max|w| / 448 (1 for a zero
- * row) and codes = e4m3(w / s), the same f32 formulas as lyra_op_quantize_fp8_rows. */
-static lyra_status quantize_rows(uint8_t *codes, float *scale, const lyra_tensor *w) {
-    int64_t rows = w->ne[0], cols = w->ne[1];
-    size_t es = lyra_dtype_size(w->dtype);
-    float *tmp = malloc(sizeof(float) * (size_t)(cols ? cols : 1));
-    if (!tmp) return lyra_error(LYRA_ERR_OOM, "dit fp8: out of memory");
-    for (int64_t r = 0; r < rows; r++) {
-        lyra_convert_to_f32(tmp, (const char *)w->data + (size_t)(r * cols) * es, w->dtype, cols);
-        float m = 0.0f;
-        for (int64_t c = 0; c < cols; c++) m = fmaxf(m, fabsf(tmp[c]));
-        float s = m > 0.0f ? m / LYRA_E4M3_MAX : 1.0f;
-        scale[r] = s;
-        for (int64_t c = 0; c < cols; c++) codes[r * cols + c] = lyra_f32_to_e4m3(tmp[c] / s);
-    }
-    free(tmp);
-    return LYRA_OK;
+/* codes (rows, cols) and scale (rows) of a contiguous float matrix w, by the op the activations use
+ * (lyra_op_quantize_fp8_rows: per row s = max|w| / 448, 1 for a zero row, codes = e4m3(w / s)) on the DiT's CPU
+ * backend, so its threads share the work: a real-size checkpoint has 16 G block weights to quantize. */
+static lyra_status quantize_rows(lyra_backend *be, uint8_t *codes, float *scale, const lyra_tensor *w) {
+    lyra_tensor q = lyra_tensor_make(codes, LYRA_DTYPE_U8, 2, w->ne), s = lyra_tensor_1d(scale, LYRA_DTYPE_F32, w->ne[0]);
+    q.name = s.name = w->name;
+    return lyra_op_quantize_fp8_rows(be, &q, &s, w);
 }
 
 /* The fp8 Linear of parameter p (its ".weight" entry), or NULL. */
@@ -104,7 +92,7 @@ lyra_status lyra_dit_quantize_fp8(lyra_dit *m) {
         const lyra_dit_param *p = &m->params[i];
         if (!p->dst->data) continue;
         if (fp8_weight(p))
-            st = quantize_rows(nt[i].data, ns[i].data, p->dst);
+            st = quantize_rows(&m->be, nt[i].data, ns[i].data, p->dst);
         else
             memcpy(nt[i].data, p->dst->data, lyra_tensor_nbytes(p->dst));
     }
