@@ -268,6 +268,10 @@ typedef struct lyra_backend_ops {
                                  const lyra_latent_update *p);
     /* the depth window's DA3 pixels from the uint8 frames (see nn/ops.h) */
     lyra_status (*u8_pixels)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_u8_pixels_params *p);
+    /* DA3's activations and nested merge, and the depth maps' resize (see nn/ops.h); tensors validated there */
+    lyra_status (*da3_merge)(lyra_backend *be, lyra_tensor *stats, lyra_tensor *depth, lyra_tensor *conf,
+                             lyra_tensor *metric, const lyra_tensor *sky, const float *metric_factor);
+    lyra_status (*depth_resize)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, double divisor);
 } lyra_backend_ops;
 
 struct lyra_backend {

@@ -270,6 +270,8 @@ static const lyra_backend_ops cuda_ops = {
     /* .range_norm = */ ON_DEVICE(cu_op_range_norm),
     /* .latent_update = */ ON_DEVICE(cu_op_latent_update),
     /* .u8_pixels = */ ON_DEVICE(cu_op_u8_pixels),
+    /* .da3_merge = */ ON_DEVICE(cu_op_da3_merge),
+    /* .depth_resize = */ ON_DEVICE(cu_op_depth_resize),
 };
 
 extern "C" lyra_status lyra_backend_cuda_init(lyra_backend *be, int device) {
