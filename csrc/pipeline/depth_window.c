@@ -63,6 +63,7 @@ lyra_status lyra_ar_da3_window(const lyra_ar_depth_model *dm, lyra_backend *vb, 
     if (st == LYRA_OK) st = lyra_op_depth_resize(be, &depth, &dd, s);
     if (st == LYRA_OK) st = lyra_op_synchronize(be); /* the frames' stream reads it */
     if (st == LYRA_OK) st = take(take_ctx, &depth);
+    if (st == LYRA_OK) st = lyra_op_synchronize(vb); /* its copies have read the depths before the arena goes back */
     if (st == LYRA_OK && dm->record) {
         /* the Python API's recorded views (Video.point_cloud): the window's frames and depths come down once */
         uint8_t *img = malloc((size_t)n * H * W * 3);

@@ -21,7 +21,6 @@
 
 #include <math.h>
 #include <stddef.h>
-#include <string.h>
 #include <stdint.h>
 
 #include "emu_types.h"
@@ -172,17 +171,6 @@ static inline T atomicCAS(T *p, T cmp, T v) {
 /* GPU: 2 ulp for |y| in [2^-126, 2^126]. Here: IEEE division (correctly rounded). */
 static inline float __fdividef(float x, float y) { return x / y; }
 static inline float __fmul_rn(float x, float y) { return x * y; }
-/* the bits of a float and back (the GPU's reinterpretations) */
-static inline unsigned int __float_as_uint(float x) {
-    unsigned int u;
-    memcpy(&u, &x, sizeof u);
-    return u;
-}
-static inline float __uint_as_float(unsigned int u) {
-    float x;
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
 static inline float __fadd_rn(float x, float y) { return x + y; }
 static inline float __fsub_rn(float x, float y) { return x - y; }
 static inline double __dmul_rn(double x, double y) { return x * y; }
