@@ -115,8 +115,8 @@ PER_RUN = {("upload", "text embeddings"),  # the captions' (cached after the fir
            ("upload", "spatial-memory depth")}   # frame 0's (the first-frame depth); the window's stay on the device
 # Per depth-window update: DA3 reads the window where the frames are (its pixels built there from the uint8 frames,
 # pipeline/depth_window.c), merges its heads' maps there (op da3_merge: only its four scalars come down, "DA3 merge
-# scalars") and divides and resizes the depth there (op depth_resize); the buffer depth and the new spatial-memory depths
-# are device copies of it. What comes down: the window's views and their depths once for the Python API's point cloud
+# scalars") and divides and resizes the depth there (op depth_resize); the buffer depth and the new spatial-memory
+# depths are device copies of it. What comes down: the window's views and their depths once for the Python API's point cloud
 # (recorded views), and for each frame added to the spatial memory its depth[::4, ::4] (the retrieval's points).
 PER_UPDATE = {("download", "depth window views"), ("download", "depth window view depths"),
               ("download", "spatial-memory points' depth")}

@@ -349,9 +349,10 @@ static lyra_status cache_add_dev(driver *d, const lyra_tensor *depth, int64_t fi
     const int h4 = (d->H + LYRA_SCACHE_DOWNSAMPLE - 1) / LYRA_SCACHE_DOWNSAMPLE;
     const int w4 = (d->W + LYRA_SCACHE_DOWNSAMPLE - 1) / LYRA_SCACHE_DOWNSAMPLE;
     const int64_t n4[2] = {h4, w4};
-    float *host = malloc(sizeof(float) * (size_t)h4 * w4), *tmp = dev_alloc(d->vb, (int64_t)h4 * w4, "the "
-                                                                               "spatial-memory points' depth");
-    lyra_status st = host && tmp ? LYRA_OK : lyra_error(LYRA_ERR_OOM, "spatial memory: out of memory");
+    float *tmp = dev_alloc(d->vb, (int64_t)h4 * w4, "the spatial-memory points' depth"); /* says why if NULL */
+    float *host = malloc(sizeof(float) * (size_t)h4 * w4);
+    lyra_status st = !tmp ? LYRA_ERR_OOM
+                          : host ? LYRA_OK : lyra_error(LYRA_ERR_OOM, "spatial memory: out of host memory");
     lyra_tensor sub = *depth, ts = vb_tensor(d, tmp, 2, n4, "spatial-memory points' depth");
     lyra_tensor hs = lyra_tensor_make(host, LYRA_DTYPE_F32, 2, n4);
     hs.name = ts.name;
@@ -555,8 +556,9 @@ static lyra_status take_window_depth(void *ctx, const lyra_tensor *depth) {
             lyra_tensor t = vb_tensor(d, d->buffer_depth, 2, nhw, "buffer depth");
             LYRA_TRY(lyra_op_copy(d->vb, &t, &di));
         }
-        if ((w->fids[i] == 0 || w->fids[i] % LYRA_AR_DEPTH_INTERVAL == 0) && lyra_scache_find(&d->cache, w->fids[i]) < 0)
-            LYRA_TRY(cache_add_dev(d, &di, w->fids[i]));
+        const int64_t f = w->fids[i];
+        if ((f == 0 || f % LYRA_AR_DEPTH_INTERVAL == 0) && lyra_scache_find(&d->cache, f) < 0)
+            LYRA_TRY(cache_add_dev(d, &di, f));
     }
     return LYRA_OK;
 }
