@@ -383,7 +383,10 @@ def _stages(c, resident, keep_da3, first_frame_depth, vae_parked=True):
     }
     if updates:
         # DA3's call (its pixels on the device) or just after it (the window's new spatial-memory depths added,
-        # DA3's pixels given back; a DA3 loaded per call is gone too), whichever holds more
+        # DA3's pixels given back; a DA3 loaded per call is gone too), whichever holds more. The new depths are copied
+        # from DA3's arena while DA3 is still held, after its pixels are given back: that moment is within the call's,
+        # since the new depths (at most n x H x W f32, and one H/4 x W/4 staging) are smaller than the pixels
+        # (n x 3 x h x w f32, h and w within 7 of H and W)
         call = dict(kept("depth_update_call"), **{"da3 weights": c["da3_w"], "da3 activations": c["da3_aw"],
                                                   "da3 pixels": c["da3_pixw"]})
         after = dict(kept("depth_update_after"), **da3)

@@ -111,12 +111,15 @@ PER_LATENT = {("download", "video frames")}   # the output: 4 uint8 frames per l
 PER_RUN = {("upload", "text embeddings"),  # the captions' (cached after the first run with them: no umT5 at all)
            ("upload", "input image"), ("upload", "first-frame depth"), ("upload", "canonical coordinates"),
            ("upload", "Wan VAE latent mean"), ("upload", "Wan VAE latent scale"),
-           ("upload", "Wan VAE latent mean (decoder)")}
+           ("upload", "Wan VAE latent mean (decoder)"),
+           ("upload", "spatial-memory depth")}   # frame 0's (the first-frame depth); the window's stay on the device
 # Per depth-window update: DA3 reads the window where the frames are (its pixels built there from the uint8 frames,
-# pipeline/depth_window.c); the window's views come down once as uint8 for the Python API's point cloud (recorded
-# views), DA3's forward brings its heads' maps down for the nested merge (names "DA3 ...", not counted here), the new
-# buffer depth goes up, and each frame added to the spatial memory its depth.
-PER_UPDATE = {("download", "depth window views"), ("upload", "buffer depth"), ("upload", "spatial-memory depth")}
+# pipeline/depth_window.c), merges its heads' maps there (op da3_merge: only its four scalars come down, "DA3 merge
+# scalars") and divides and resizes the depth there (op depth_resize); the buffer depth and the new spatial-memory
+# depths are device copies of it. What comes down: the window's views and their depths once for the Python API's point cloud
+# (recorded views), and for each frame added to the spatial memory its depth[::4, ::4] (the retrieval's points).
+PER_UPDATE = {("download", "depth window views"), ("download", "depth window view depths"),
+              ("download", "spatial-memory points' depth")}
 # Only when the run's memory plan parks them (vae_parked): the VAE streams' causal caches wait in host memory outside
 # their own phase (down when parked, up at the stream's next push).
 VAE_CACHE = {("upload", "Wan VAE cache"), ("download", "Wan VAE cache")}
@@ -127,9 +130,12 @@ NEW_CAPTION = {("upload", "umT5 encoder weights"), ("upload", "umT5 ids"), ("upl
 # reads the chunk's decoded frames from the VAE's memory, in its bf16).
 # Gone since the depth window runs DA3 where the frames are: the frames one by one for a host callback and DA3's pixels
 # uploaded by its Python class.
+# Gone since DA3's nested merge and the depth's resize run on the device: the heads' maps down, the buffer depth and the
+# spatial-memory depths of the window up.
 NEVER = {("upload", "condition y"), ("upload", "correspondence buffer"), ("upload", "clip frame"),
          ("upload", "Wan VAE video"), ("download", "Wan VAE mu"), ("download", "decoded frames"),
          ("download", "Wan VAE frames"), ("download", "depth window frames"), ("upload", "DA3 pixels"),
+         ("download", "DA3 head maps"), ("upload", "buffer depth"),
          # gone since the sampler runs on the device: the per-call latent up and velocity down, the sampler's host
          # copy of the assembled latent, the decoder's latent uploads and the priming latents' download
          ("upload", "latent x"), ("download", "velocity"), ("download", "chunk latent x"),
@@ -166,18 +172,23 @@ def test_transfers_of_a_run(ckpt, image, depth, emulated, monkeypatch, parked):
     for k in PER_RUN:
         assert count[k] == 1, (k, count[k])
     # one depth-window update (after chunk 1 of 2): the window of 10 frames (8, 16, .., 80) down once as the recorded
-    # views, the buffer depth, and one spatial-memory depth per cache entry (frame 0's at the start, then each window
-    # frame added); nothing of DA3's goes up
+    # views with their depths; the buffer depth and the 10 new spatial-memory depths stay on the device (only frame 0's
+    # goes up, at the start), each new entry's depth[::4, ::4] comes down; nothing of DA3's goes up
     cached = v.stage_timings["in"]["cache_frames"]
     assert cached == 11
     assert count[("download", "depth window views")] == chunks - 1
     assert sizes_of(log, "download", "depth window views") == [10 * H * W * 3]
+    assert sizes_of(log, "download", "depth window view depths") == [10 * H * W * 4]
+    assert sizes_of(log, "download", "spatial-memory points' depth") == [4 * -(-H // 4) * -(-W // 4)] * (cached - 1)
+    assert count[("upload", "spatial-memory depth")] == 1
     # DA3's pixels are built on the device; what DA3's forward itself still uploads is its host-built position tables
-    # (the heads' UV embeddings, the pose encoding), nothing of the frames
+    # (the heads' UV embeddings, the pose encoding), nothing of the frames; what comes down is the pose (CameraDec's
+    # 9 numbers per view) and the merge's 4 scalars, never its maps
     assert {k for k in count if k[0] == "upload" and k[1].startswith("DA3")} <= {("upload", "DA3 UV embedding"),
                                                                                 ("upload", "DA3 pose encoding")}
-    assert count[("upload", "buffer depth")] == chunks - 1
-    assert count[("upload", "spatial-memory depth")] == cached
+    da3_down = {k: sum(b for d, b, n in log if (d, n) == k) for k in count if k[0] == "download" and "DA3" in k[1]}
+    assert sum(da3_down.values()) <= (chunks - 1) * (10 * 9 + 4) * 4, da3_down
+    assert sizes_of(log, "download", "DA3 merge scalars") == [16] * (chunks - 1)
     for k in NEVER:
         assert count[k] == 0, (k, count[k])
     # parked: each stream's caches are parked once per chunk and once after the priming, and come back once per

@@ -125,6 +125,11 @@ typedef struct lyra_da3_out {
     float *extrinsics;  /* (S, 3, 4) predicted w2c, translations σ-scaled */
     float *intrinsics;  /* (S, 3, 3) predicted K at h×w */
     float scale;        /* σ */
+    /* NULL: the host form (depth, conf and sky above are filled, the maps come down for the merge on the host).
+     * Else the device form: op da3_merge runs where the maps are, depth / conf / sky are not touched, and *depth_dev
+     * receives the merged depth (S, h, w) f32 in the arena, valid until the caller resets it (only the merge's four
+     * scalars come down; the trace's map fields are not filled). */
+    lyra_tensor *depth_dev;
 } lyra_da3_out;
 
 /* pixels (S, 3, h, w) f32 on be's device; ext (S, 4, 4) normalised w2c and K (S, 3, 3) at h×w (host, both or
@@ -145,9 +150,10 @@ lyra_status lyra_da3_merge(int64_t S, int64_t h, int64_t w, float *depth, float 
                            const float *sky, float *extrinsics, const float *intrinsics, lyra_da3_trace *trace,
                            float *scale);
 
-/* torch.quantile(x, q) (linear interpolation, float32 rank and lerp as PyTorch's CPU kernel) over n values;
- * x is sorted in place. */
-float lyra_da3_quantile(float *x, int64_t n, float q);
+/* LYRA_ERR_ARG unless more than 10 pixels are non-sky (upstream asserts). */
+lyra_status lyra_da3_merge_check(int64_t non_sky);
+/* The predicted extrinsics' (S, 3, 4) translations ·= σ (the nested merge's metric scale). */
+void lyra_da3_scale_extrinsics(float *extrinsics, int64_t S, float sigma);
 
 /* ---- cost model ---- */
 /* Parameters used by Lyra's calls and FLOPs (2 per MAC) of one forward on S views at h×w (poses: camera encoder
@@ -156,8 +162,10 @@ int64_t lyra_da3_params(const lyra_da3 *m);
 double lyra_da3_flops(const lyra_da3 *m, int64_t S, int64_t h, int64_t w, int poses);
 
 /* internal pieces shared by the da3_*.c files */
+/* One view's head: out0 (1, 1, h, w) the first logit channel (depth), out1 (1, 1, h, w) the second (the DualDPT's
+ * confidence) or the sky map (ReLU'd, a DPT with sky), both in the backend's memory; no activation on the logits. */
 lyra_status lyra_da3_head_run(const lyra_da3_head *hd, lyra_backend *be, lyra_arena *a, const lyra_tensor *const *feats,
-                              int64_t gh, int64_t gw, int64_t h, int64_t w, float *out0, float *out1,
+                              int64_t gh, int64_t gw, int64_t h, int64_t w, lyra_tensor *out0, lyra_tensor *out1,
                               float *output_conv1);
 /* The head's first half for one view: levels, top-down fusion and output_conv1 into *c1 (1, F/2, 8gh, 8gw),
  * allocated in the arena (the caller resets it). aspect = image w / h (UV embedding). */

@@ -26,7 +26,8 @@ size_t lyra_da3_arena_bytes(const lyra_da3 *m, int64_t S, int64_t h, int64_t w) 
     size_t mtaps = 4 * lyra_arena_size(S * G * mc->dim * 4);
     size_t metric = mtaps + lyra_size_max(lyra_vit_arena_bytes(mc, S, gh, gw),
                                           lyra_da3_head_arena_bytes(&m->metric_head, gh, gw, h, w));
-    return lyra_size_max(anyview, metric) + 16 * LYRA_ARENA_ALIGN;
+    size_t maps = lyra_arena_size(4 * S * h * w * 4) + lyra_arena_size(4 * 4); /* the heads' maps, the scalars */
+    return maps + lyra_size_max(anyview, metric) + 16 * LYRA_ARENA_ALIGN;
 }
 
 int64_t lyra_da3_params(const lyra_da3 *m) {
@@ -150,21 +151,75 @@ static lyra_status anyview(const lyra_da3 *m, lyra_backend *be, lyra_arena *a, c
     return s;
 }
 
-/* The head on one view at a time: feats[k] (S, G, D) sliced to (1, G, D). */
+/* The head on one view at a time: feats[k] (S, G, D) sliced to (1, G, D); its maps into view v of map0 / map1
+ * (S, h, w) in the arena. */
 static lyra_status heads_per_view(const lyra_da3_head *hd, lyra_backend *be, lyra_arena *a, const lyra_tensor *feats,
-                                  int64_t gh, int64_t gw, int64_t h, int64_t w, float *out0, float *out1,
-                                  float *conv1_trace) {
+                                  int64_t gh, int64_t gw, int64_t h, int64_t w, const lyra_tensor *map0,
+                                  const lyra_tensor *map1, float *conv1_trace) {
     int64_t S = feats[0].ne[0], F = hd->features;
     for (int64_t v = 0; v < S; v++) {
-        lyra_tensor fv[4];
+        lyra_tensor fv[4], o[2], o4[2];
         const lyra_tensor *fp[4];
         for (int k = 0; k < 4; k++) {
             LYRA_TRY(lyra_tensor_slice(&fv[k], &feats[k], 0, v, v + 1));
             fp[k] = &fv[k];
         }
+        const lyra_tensor *maps[2] = {map0, map1};
+        for (int i = 0; i < 2; i++) {
+            LYRA_TRY(lyra_tensor_slice(&o[i], maps[i], 0, v, v + 1));
+            LYRA_TRY(lyra_tensor_reshape(&o4[i], &o[i], 4, (int64_t[]){1, 1, h, w}));
+        }
         float *c1 = conv1_trace ? conv1_trace + v * (F / 2) * (8 * gh) * (8 * gw) : NULL;
-        LYRA_TRY(lyra_da3_head_run(hd, be, a, fp, gh, gw, h, w, out0 + v * h * w, out1 ? out1 + v * h * w : NULL, c1));
+        LYRA_TRY(lyra_da3_head_run(hd, be, a, fp, gh, gw, h, w, &o4[0], &o4[1], c1));
     }
+    return LYRA_OK;
+}
+
+/* The host form's end: the four maps down, the activations (exp; exp + 1) and the merge on the host
+ * (models/da3_merge.c), the traces of the raw head outputs. */
+static lyra_status merge_on_host(lyra_backend *be, const lyra_tensor *maps, float *met, lyra_da3_out *out,
+                                 lyra_da3_trace *tr) {
+    const int64_t S = maps->ne[1], h = maps->ne[2], w = maps->ne[3], n = S * h * w;
+    float *dst[4] = {out->depth, out->conf, met, out->sky};
+    for (int k = 0; k < 4; k++) {
+        lyra_tensor mk;
+        LYRA_TRY(lyra_tensor_select(&mk, maps, 0, k));
+        LYRA_TRY(to_host(be, dst[k], &mk));
+    }
+    for (int64_t i = 0; i < n; i++) {
+        out->depth[i] = expf(out->depth[i]);
+        out->conf[i] = expf(out->conf[i]) + 1.0f;
+        met[i] = expf(met[i]);
+    }
+    if (tr && tr->av_depth) memcpy(tr->av_depth, out->depth, sizeof(float) * (size_t)n);
+    if (tr && tr->av_conf) memcpy(tr->av_conf, out->conf, sizeof(float) * (size_t)n);
+    if (tr && tr->met_depth) memcpy(tr->met_depth, met, sizeof(float) * (size_t)n);
+    return lyra_da3_merge(S, h, w, out->depth, out->conf, met, out->sky, out->extrinsics, out->intrinsics, tr,
+                          &out->scale);
+}
+
+/* The device form's end: op da3_merge where the maps are; only its four scalars come down. */
+static lyra_status merge_on_device(lyra_backend *be, const lyra_tensor *maps, const lyra_tensor *stats,
+                                   lyra_da3_out *out, lyra_da3_trace *tr) {
+    const int64_t S = maps->ne[1];
+    lyra_tensor mk[4];
+    for (int k = 0; k < 4; k++) LYRA_TRY(lyra_tensor_select(&mk[k], maps, 0, k));
+    float *factor = malloc(sizeof *factor * (size_t)S), st[4] = {0, 0, 0, 0};
+    if (!factor) return lyra_error(LYRA_ERR_OOM, "Depth Anything 3: out of memory");
+    for (int64_t v = 0; v < S; v++) { /* mean predicted focal / 300 (DA3aln apply_metric_scaling) */
+        const float *K = out->intrinsics + v * 9, f = (K[0] + K[4]) / 2.0f;
+        factor[v] = f / 300.0f;
+    }
+    lyra_tensor ts = *stats;
+    lyra_status s = lyra_op_da3_merge(be, &ts, &mk[0], &mk[1], &mk[2], &mk[3], factor);
+    free(factor);
+    *out->depth_dev = mk[0];
+    if (s != LYRA_OK || lyra_backend_is_measuring(be)) return s;
+    LYRA_TRY(to_host(be, st, stats));
+    LYRA_TRY(lyra_da3_merge_check((int64_t)st[3]));
+    lyra_da3_scale_extrinsics(out->extrinsics, S, st[1]);
+    if (tr) tr->median_conf = st[0], tr->scale = st[1], tr->sky_fill = st[2];
+    out->scale = st[1];
     return LYRA_OK;
 }
 
@@ -184,12 +239,21 @@ lyra_status lyra_da3_forward(const lyra_da3 *m, lyra_backend *be, lyra_arena *a,
                           "reference-view selection (S >= 3), which Lyra never uses and this port does not implement; "
                           "pass extrinsics and intrinsics, or at most 2 views", (long long)S);
     int64_t gh = h / P, gw = w / P, G = gh * gw, C = ac->dim;
+    const int on_device = out->depth_dev != NULL;
+    /* the heads' maps (any-view depth and confidence logits, metric depth logits, sky) and the merge's scalars stay
+     * in the arena to the end: the device form hands the depth back there */
+    size_t mark_in = lyra_arena_mark(a);
+    lyra_tensor maps, stats, mv[4];
+    LYRA_TRY(lyra_arena_tensor(a, &maps, LYRA_DTYPE_F32, 4, (int64_t[]){4, S, h, w}, "DA3 head maps"));
+    LYRA_TRY(lyra_arena_tensor(a, &stats, LYRA_DTYPE_F32, 1, (int64_t[]){4}, "DA3 merge scalars"));
+    for (int k = 0; k < 4; k++) LYRA_TRY(lyra_tensor_select(&mv[k], &maps, 0, k));
     size_t mark0 = lyra_arena_mark(a);
-    float *met = malloc(sizeof *met * (size_t)(S * h * w));
+    float *met = on_device ? NULL : malloc(sizeof *met * (size_t)(S * h * w));
     float *pose = malloc(sizeof *pose * (size_t)(S * 9));
-    if (!met || !pose) {
+    if ((!on_device && !met) || !pose) {
         free(met);
         free(pose);
+        lyra_arena_reset(a, mark_in);
         return lyra_error(LYRA_ERR_OOM, "Depth Anything 3: out of memory");
     }
     lyra_tensor feats[4], cams[4], camtok;
@@ -210,13 +274,11 @@ lyra_status lyra_da3_forward(const lyra_da3 *m, lyra_backend *be, lyra_arena *a,
     }
     if (s == LYRA_OK) s = anyview(m, be, a, pixels, cam_tok, feats, cams, tr);
     if (s == LYRA_OK)
-        s = heads_per_view(&m->head, be, a, feats, gh, gw, h, w, out->depth, out->conf, tr ? tr->av_output_conv1 : NULL);
+        s = heads_per_view(&m->head, be, a, feats, gh, gw, h, w, &mv[0], &mv[1], tr ? tr->av_output_conv1 : NULL);
     if (s == LYRA_OK) s = lyra_da3_cam_dec_run(&m->cam_dec, be, a, &cams[3], pose);
     if (s == LYRA_OK) {
         lyra_da3_pose_decode(pose, S, h, w, out->extrinsics, out->intrinsics);
         if (tr && tr->pose_enc) memcpy(tr->pose_enc, pose, sizeof *pose * (size_t)(S * 9));
-        if (tr && tr->av_depth) memcpy(tr->av_depth, out->depth, sizeof(float) * (size_t)(S * h * w));
-        if (tr && tr->av_conf) memcpy(tr->av_conf, out->conf, sizeof(float) * (size_t)(S * h * w));
     }
     lyra_arena_reset(a, mark0);
 
@@ -230,13 +292,12 @@ lyra_status lyra_da3_forward(const lyra_da3 *m, lyra_backend *be, lyra_arena *a,
     if (s == LYRA_OK) s = lyra_vit_taps(&m->metric, be, a, pixels, 4, m->opt.metric_taps, mtp, NULL);
     for (int k = 0; k < 4 && s == LYRA_OK && tr; k++)
         if (tr->met_taps[k]) s = to_host(be, tr->met_taps[k], &mt[k]);
-    if (s == LYRA_OK) s = heads_per_view(&m->metric_head, be, a, mt, gh, gw, h, w, met, out->sky, NULL);
+    if (s == LYRA_OK) s = heads_per_view(&m->metric_head, be, a, mt, gh, gw, h, w, &mv[2], &mv[3], NULL);
     lyra_arena_reset(a, mark0);
-    if (s == LYRA_OK && tr && tr->met_depth) memcpy(tr->met_depth, met, sizeof(float) * (size_t)(S * h * w));
-    /* the merge is host arithmetic on the downloaded maps: a measured forward (da3_measure.c) has none to merge */
-    if (s == LYRA_OK && !lyra_backend_is_measuring(be))
-        s = lyra_da3_merge(S, h, w, out->depth, out->conf, met, out->sky, out->extrinsics, out->intrinsics, tr,
-                           &out->scale);
+    if (s == LYRA_OK && on_device) s = merge_on_device(be, &maps, &stats, out, tr);
+    /* the host merge is arithmetic on the downloaded maps: a measured forward (da3_measure.c) has none to merge */
+    else if (s == LYRA_OK && !lyra_backend_is_measuring(be)) s = merge_on_host(be, &maps, met, out, tr);
+    if (!on_device || s != LYRA_OK) lyra_arena_reset(a, mark_in);
     free(met);
     free(pose);
     return s;

@@ -231,12 +231,12 @@ lyra_status lyra_da3_head_neck(const lyra_da3_head *hd, lyra_backend *be, lyra_a
 }
 
 lyra_status lyra_da3_head_run(const lyra_da3_head *hd, lyra_backend *be, lyra_arena *a, const lyra_tensor *const *feats,
-                              int64_t gh, int64_t gw, int64_t h, int64_t w, float *out0, float *out1,
+                              int64_t gh, int64_t gw, int64_t h, int64_t w, lyra_tensor *out0, lyra_tensor *out1,
                               float *output_conv1) {
     int64_t F = hd->features;
     double aspect = (double)w / (double)h;
     size_t mark = lyra_arena_mark(a);
-    lyra_tensor c1, u, hm, lo, sk, sk2;
+    lyra_tensor c1, u, hm, lo, sk;
     lyra_status s = lyra_da3_head_neck(hd, be, a, feats, gh, gw, aspect, &c1);
     if (s == LYRA_OK && output_conv1) s = to_host(be, output_conv1, &c1);
     /* to the patch-aligned image size, bilinear align_corners=True (custom_interpolate) */
@@ -253,26 +253,18 @@ lyra_status lyra_da3_head_run(const lyra_da3_head *hd, lyra_backend *be, lyra_ar
         s = new4(a, &sk, 32, h, w, "DA3 sky hidden");
         if (s == LYRA_OK) s = conv(be, &sk, &u, &hd->sky_a_w, &hd->sky_a_b, 1, 1);
         if (s == LYRA_OK) s = lyra_op_unary(be, &sk, &sk, LYRA_ACT_RELU);
-        if (s == LYRA_OK) s = new4(a, &sk2, 1, h, w, "DA3 sky");
-        if (s == LYRA_OK) s = conv(be, &sk2, &sk, &hd->sky_b_w, &hd->sky_b_b, 1, 0);
-        if (s == LYRA_OK) s = lyra_op_unary(be, &sk2, &sk2, LYRA_ACT_RELU); /* sky activation "relu" */
-        if (s == LYRA_OK) s = to_host(be, out1, &sk2);
+        if (s == LYRA_OK) s = conv(be, out1, &sk, &hd->sky_b_w, &hd->sky_b_b, 1, 0);
+        if (s == LYRA_OK) s = lyra_op_unary(be, out1, out1, LYRA_ACT_RELU); /* sky activation "relu" */
     }
     if (s == LYRA_OK) {
-        /* exp / exp + 1 activations on the host (no exp op in the runtime; candidate for csrc/nn) */
+        /* the logits stay where they are: exp / exp + 1 run with the nested merge (op da3_merge, or the host path) */
         lyra_tensor ch;
-        s = lyra_tensor_select(&ch, &lo, 1, 0);
-        if (s == LYRA_OK) s = to_host(be, out0, &ch);
+        s = lyra_tensor_slice(&ch, &lo, 1, 0, 1);
+        if (s == LYRA_OK) s = lyra_op_copy(be, out0, &ch);
         if (s == LYRA_OK && hd->dual) {
-            s = lyra_tensor_select(&ch, &lo, 1, 1);
-            if (s == LYRA_OK) s = to_host(be, out1, &ch);
+            s = lyra_tensor_slice(&ch, &lo, 1, 1, 2);
+            if (s == LYRA_OK) s = lyra_op_copy(be, out1, &ch);
         }
-    }
-    if (s == LYRA_OK) {
-        int64_t n = h * w;
-        for (int64_t i = 0; i < n; i++) out0[i] = expf(out0[i]);
-        if (hd->dual)
-            for (int64_t i = 0; i < n; i++) out1[i] = expf(out1[i]) + 1.0f;
     }
     lyra_arena_reset(a, mark);
     return s;

@@ -35,7 +35,7 @@ lyra_status lyra_da3_arena_measure(const lyra_da3 *m, lyra_device device, int64_
             K[9 * i] = K[9 * i + 4] = K[9 * i + 8] = 1.0f;
         }
         float *depth = malloc(maps), *conf = malloc(maps), *sky = malloc(maps);
-        lyra_da3_out out = {depth, conf, sky, extr, intr, 0.0f};
+        lyra_da3_out out = {.depth = depth, .conf = conf, .sky = sky, .extrinsics = extr, .intrinsics = intr};
         st = depth && conf && sky ? lyra_da3_forward(m, &be, &a, &pix, poses ? ext : NULL, poses ? K : NULL, &out, NULL)
                                   : lyra_error(LYRA_ERR_OOM, "Depth Anything 3 measure: out of memory");
         free(depth);

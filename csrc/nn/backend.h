@@ -278,6 +278,10 @@ typedef struct lyra_backend_ops {
     lyra_status (*u8_pixels)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_u8_pixels_params *p);
     /* random weights of the real shapes, written where they are used (lyra_op_fill_random) */
     lyra_status (*fill_random)(lyra_backend *be, lyra_tensor *y, const lyra_random_fill *r);
+    /* DA3's activations and nested merge, and the depth maps' resize (see nn/ops.h); tensors validated there */
+    lyra_status (*da3_merge)(lyra_backend *be, lyra_tensor *stats, lyra_tensor *depth, lyra_tensor *conf,
+                             lyra_tensor *metric, const lyra_tensor *sky, const float *metric_factor);
+    lyra_status (*depth_resize)(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, double divisor);
 } lyra_backend_ops;
 
 struct lyra_backend {

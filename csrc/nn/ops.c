@@ -1007,3 +1007,54 @@ lyra_status lyra_op_fill_random(lyra_backend *be, lyra_tensor *y, const lyra_ran
         return lyra_error(LYRA_ERR_UNSUPPORTED, "%s: the %s backend has no kernel", op, be->ops->name);
     return be->ops->fill_random(be, y, r);
 }
+
+/* f32 and contiguous, of shape ne (ndim 3): the maps of da3_merge / depth_resize. */
+static lyra_status check_map(lyra_backend *be, const char *op, const char *arg, const lyra_tensor *t, int ndim,
+                             const int64_t *ne) {
+    LYRA_TRY(check_tensor(be, op, arg, t, 1));
+    if (t->dtype != LYRA_DTYPE_F32) return lyra_error(LYRA_ERR_TYPE, "%s: %s must be f32", op, arg);
+    if (ne) LYRA_TRY(check_shape(op, arg, t, ndim, ne));
+    else if (t->ndim != ndim)
+        return lyra_error(LYRA_ERR_ARG, "%s: %s has %d dims, expected %d", op, arg, t->ndim, ndim);
+    return check_contiguous(op, arg, t);
+}
+
+lyra_status lyra_op_da3_merge(lyra_backend *be, lyra_tensor *stats, lyra_tensor *depth, lyra_tensor *conf,
+                              lyra_tensor *metric, const lyra_tensor *sky, const float *metric_factor) {
+    const char *op = "da3_merge";
+    LYRA_TRY(check_map(be, op, "depth", depth, 3, NULL));
+    LYRA_TRY(check_map(be, op, "conf", conf, 3, depth->ne));
+    LYRA_TRY(check_map(be, op, "metric", metric, 3, depth->ne));
+    LYRA_TRY(check_map(be, op, "sky", sky, 3, depth->ne));
+    LYRA_TRY(check_map(be, op, "stats", stats, 1, (int64_t[]){4}));
+    if (!metric_factor) return lyra_error(LYRA_ERR_ARG, "%s: metric_factor is missing", op);
+    for (int64_t v = 0; v < depth->ne[0]; v++)
+        if (!isfinite(metric_factor[v]))
+            return lyra_error(LYRA_ERR_ARG, "%s: metric_factor[%lld] is not finite", op, (long long)v);
+    const lyra_tensor *t[5] = {depth, conf, metric, sky, stats};
+    static const char *names[5] = {"depth", "conf", "metric", "sky", "stats"};
+    for (int i = 0; i < 5; i++)
+        for (int j = i + 1; j < 5; j++)
+            if (check_alias(op, names[i], t[j], t[i], 0) != LYRA_OK)
+                return lyra_error(LYRA_ERR_ARG, "%s: %s and %s overlap", op, names[i], names[j]);
+    if (!lyra_tensor_numel(depth)) return lyra_error(LYRA_ERR_ARG, "%s: the maps are empty", op);
+    return be->ops->da3_merge(be, stats, depth, conf, metric, sky, metric_factor);
+}
+
+lyra_status lyra_op_depth_resize(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, double divisor) {
+    const char *op = "depth_resize";
+    LYRA_TRY(check_map(be, op, "x", x, 3, NULL));
+    LYRA_TRY(check_out(be, op, y));
+    LYRA_TRY(check_map(be, op, "y", y, 3, NULL));
+    if (y->ne[0] != x->ne[0])
+        return lyra_error(LYRA_ERR_ARG, "%s: y has %lld maps, x %lld", op, (long long)y->ne[0], (long long)x->ne[0]);
+    for (int d = 1; d < 3; d++)
+        if (x->ne[d] < 1 || y->ne[d] < 1 || x->ne[d] > INT32_MAX / 4 || y->ne[d] > INT32_MAX / 4)
+            return lyra_error(LYRA_ERR_ARG, "%s: sizes %lldx%lld -> %lldx%lld must be positive and below 2^29", op,
+                              (long long)x->ne[1], (long long)x->ne[2], (long long)y->ne[1], (long long)y->ne[2]);
+    if (!(divisor > 0.0) || !isfinite(divisor))
+        return lyra_error(LYRA_ERR_ARG, "%s: divisor %g must be finite and > 0", op, divisor);
+    LYRA_TRY(check_alias(op, "x", y, x, 0));
+    if (!lyra_tensor_numel(y)) return LYRA_OK;
+    return be->ops->depth_resize(be, y, x, divisor);
+}

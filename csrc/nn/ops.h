@@ -241,6 +241,21 @@ lyra_status lyra_op_range_norm(lyra_backend *be, lyra_tensor *y, const lyra_tens
  * x (N, H, W, C) u8 contiguous, 1 <= C <= 4 -> y (N, C, Ho, Wo) f32 contiguous, y = (resample(x) / 255 − mean) / std.
  * p->resample NONE needs Ho = H, Wo = W; AREA shrinks only (Ho <= H, Wo <= W). */
 lyra_status lyra_op_u8_pixels(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const lyra_u8_pixels_params *p);
+/* DA3's head activations and nested merge where the heads' maps are (upstream DA3dpt output activations, DA3net:499-567,
+ * DA3aln; the arithmetic of lyra_da3_merge_host below). depth, conf, metric and sky are f32 (S, h, w) contiguous;
+ * depth, conf and metric hold the heads' logits on entry and are rewritten in place: conf = exp(conf) + 1 (1 at the
+ * sky), metric = exp(metric)·metric_factor[v], depth = σ·exp(depth) with the sky filled; sky is read. metric_factor:
+ * host, S values (each view's mean predicted focal / 300). stats (4) f32 = [median confidence, σ, sky fill, non-sky
+ * count (exact below 2^24)]; with at most 10 non-sky pixels only the activations run and stats = [NaN, NaN, NaN,
+ * count] (the caller refuses, as upstream asserts). CPU: bit-identical to lyra_da3_merge_host; CUDA: exact selections
+ * (a radix select over the float bits), the f64 least-squares sums in another order (σ within 1 f32 ulp), expf
+ * within CUDA's 2 ulp. */
+lyra_status lyra_op_da3_merge(lyra_backend *be, lyra_tensor *stats, lyra_tensor *depth, lyra_tensor *conf,
+                              lyra_tensor *metric, const lyra_tensor *sky, const float *metric_factor);
+/* Depth maps to the frames' size: y = bilinear(x / divisor) with f64 source coordinates (lyra2.generate._bilinear,
+ * align_corners=False; each source value (float)((double)x / divisor)), per element nn/depth_resize_math.h,
+ * bit-identical on every backend. x (N, h, w) f32 contiguous, y (N, H, W) f32 contiguous, divisor finite and > 0. */
+lyra_status lyra_op_depth_resize(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, double divisor);
 
 /* ---------------- sampler state (sample/unipc.c, sample/dmd.c, pipeline/ar_driver.c) ---------------- */
 
@@ -272,6 +287,23 @@ void lyra_random_fill_rule(lyra_random_fill *r, uint64_t seed, const char *name,
 lyra_status lyra_op_fill_random(lyra_backend *be, lyra_tensor *y, const lyra_random_fill *r);
 
 /* ---------------- host helpers (no backend: they fill small host tables) ---------------- */
+
+/* DA3's nested merge on host maps, after the activations and the metric scaling (upstream DA3net:499-567, DA3aln):
+ * over the n pixels of all views, non-sky = sky < 0.3; median confidence over the non-sky pixels; σ = Σ m·d / max(Σ d·d,
+ * 1e-12) (f64 sums in index order) over conf >= median, non-sky, m > 0.01, d > 0.001; depth ·= σ; the sky filled with
+ * min(q0.99 of the non-sky depth, 200), its confidence 1. The quantiles are torch.quantile's linear interpolation over
+ * ALL non-sky values (upstream samples 100 000 when more qualify; see models/da3_merge.c). align_mask and non_sky
+ * (n uint8) may be NULL. With at most 10 non-sky pixels nothing is changed and stats = [NaN, NaN, NaN, count].
+ * LYRA_ERR_OOM when the selection buffer cannot be allocated. */
+typedef struct lyra_da3_merge_stats {
+    float median, sigma, fill;
+    int64_t non_sky;
+} lyra_da3_merge_stats;
+lyra_status lyra_da3_merge_host(int64_t n, float *depth, float *conf, const float *metric, const float *sky,
+                                lyra_da3_merge_stats *stats, uint8_t *align_mask, uint8_t *non_sky);
+/* torch.quantile(x, q) (linear interpolation, float32 rank and lerp as PyTorch's CPU kernel) over n values;
+ * x is sorted in place. */
+float lyra_quantile_f32(float *x, int64_t n, float q);
 
 /* Wan 3-axis RoPE angles (upstream W:93-188, W:203-232, WL:586-596). head_dim D (even); the D/2 pair angles split into
  * dt/2 = (D − 4·(D/6))/2 time, dh/2 = dw/2 = D/6 height and width pairs; ω_axis[j] = theta^(−2j/d_axis).

@@ -315,10 +315,8 @@ static lyra_status frames_u8(driver *d, const lyra_tensor *x, lyra_u8_mode mode,
     return lyra_op_download(d->vb, &h, &t);
 }
 
-/* Adds frame fid to the spatial memory: its host depth for the retrieval points, a copy in vb's memory for the
- * correspondence warps (upstream AR:1274-1348). */
-static lyra_status cache_add(driver *d, const float *depth, int64_t fid) {
-    LYRA_TRY(lyra_scache_add(&d->cache, depth, d->r->w2c + 16 * fid, d->r->K + 9 * fid, fid, fid));
+/* A slot in vb's memory for the newest spatial-memory entry's depth. */
+static lyra_status cache_slot(driver *d, float **out) {
     if (d->cache.n > d->cache_depth_cap) {
         int cap = d->cache.n * 2;
         float **p = realloc(d->cache_depth, sizeof *p * (size_t)cap);
@@ -329,10 +327,50 @@ static lyra_status cache_add(driver *d, const float *depth, int64_t fid) {
     }
     float **slot = &d->cache_depth[d->cache.n - 1];
     if (!(*slot = dev_alloc(d->vb, d->HW, "a spatial-memory depth"))) return LYRA_ERR_OOM;
+    *out = *slot;
+    return LYRA_OK;
+}
+
+/* Adds frame fid to the spatial memory from a host depth (frame 0, the host depth callback): its retrieval points,
+ * and a copy in vb's memory for the correspondence warps (upstream AR:1274-1348). */
+static lyra_status cache_add(driver *d, const float *depth, int64_t fid) {
+    LYRA_TRY(lyra_scache_add(&d->cache, depth, d->r->w2c + 16 * fid, d->r->K + 9 * fid, fid, fid));
+    float *slot;
+    LYRA_TRY(cache_slot(d, &slot));
     const int64_t ne[2] = {d->H, d->W};
-    lyra_tensor t = vb_tensor(d, *slot, 2, ne, "spatial-memory depth"), h = lyra_tensor_make((void *)depth,
-                                                                                             LYRA_DTYPE_F32, 2, ne);
+    lyra_tensor t = vb_tensor(d, slot, 2, ne, "spatial-memory depth"), h = lyra_tensor_make((void *)depth,
+                                                                                            LYRA_DTYPE_F32, 2, ne);
     return lyra_op_upload(d->vb, &t, &h);
+}
+
+/* The same from a depth (H, W) already in vb's memory (DA3's window depth): a device copy for the warps, and only
+ * depth[::4, ::4] comes down for the retrieval points. */
+static lyra_status cache_add_dev(driver *d, const lyra_tensor *depth, int64_t fid) {
+    const int h4 = (d->H + LYRA_SCACHE_DOWNSAMPLE - 1) / LYRA_SCACHE_DOWNSAMPLE;
+    const int w4 = (d->W + LYRA_SCACHE_DOWNSAMPLE - 1) / LYRA_SCACHE_DOWNSAMPLE;
+    const int64_t n4[2] = {h4, w4};
+    float *tmp = dev_alloc(d->vb, (int64_t)h4 * w4, "the spatial-memory points' depth"); /* says why if NULL */
+    float *host = malloc(sizeof(float) * (size_t)h4 * w4);
+    lyra_status st = !tmp ? LYRA_ERR_OOM
+                          : host ? LYRA_OK : lyra_error(LYRA_ERR_OOM, "spatial memory: out of host memory");
+    lyra_tensor sub = *depth, ts = vb_tensor(d, tmp, 2, n4, "spatial-memory points' depth");
+    lyra_tensor hs = lyra_tensor_make(host, LYRA_DTYPE_F32, 2, n4);
+    hs.name = ts.name;
+    sub.ne[0] = h4, sub.ne[1] = w4;
+    sub.nb[0] = depth->nb[0] * LYRA_SCACHE_DOWNSAMPLE, sub.nb[1] = depth->nb[1] * LYRA_SCACHE_DOWNSAMPLE;
+    if (st == LYRA_OK) st = lyra_op_copy(d->vb, &ts, &sub);
+    if (st == LYRA_OK) st = lyra_op_download(d->vb, &hs, &ts);
+    if (st == LYRA_OK) st = lyra_scache_add_sub(&d->cache, host, d->r->w2c + 16 * fid, d->r->K + 9 * fid, fid, fid);
+    dev_free(d->vb, &tmp);
+    free(host);
+    float *slot;
+    if (st == LYRA_OK) st = cache_slot(d, &slot);
+    if (st == LYRA_OK) {
+        const int64_t ne[2] = {d->H, d->W};
+        lyra_tensor t = vb_tensor(d, slot, 2, ne, "spatial-memory depth");
+        st = lyra_op_copy(d->vb, &t, depth);
+    }
+    return st;
 }
 
 /* The run's buffers in vb's memory (lyra2/memory.py _prep_run, through the chunk loop): the latent constants, the
@@ -498,6 +536,33 @@ static void pose_alignment_offsets(float *w2c, int n) {
     }
 }
 
+/* The device form's window depths (n, H, W) in vb's memory -> the buffer depth (frame L) and the spatial memory's new
+ * entries (every 8th frame not cached yet, with the pipeline's, not DA3's, camera; AR:1274-1348). */
+typedef struct window_take {
+    driver *d;
+    const int64_t *fids;
+    int n;
+    int64_t L;
+} window_take;
+
+static lyra_status take_window_depth(void *ctx, const lyra_tensor *depth) {
+    window_take *w = ctx;
+    driver *d = w->d;
+    const int64_t nhw[2] = {d->H, d->W};
+    for (int i = 0; i < w->n; i++) {
+        lyra_tensor di;
+        LYRA_TRY(lyra_tensor_select(&di, depth, 0, i));
+        if (w->fids[i] == w->L) {
+            lyra_tensor t = vb_tensor(d, d->buffer_depth, 2, nhw, "buffer depth");
+            LYRA_TRY(lyra_op_copy(d->vb, &t, &di));
+        }
+        const int64_t f = w->fids[i];
+        if ((f == 0 || f % LYRA_AR_DEPTH_INTERVAL == 0) && lyra_scache_find(&d->cache, f) < 0)
+            LYRA_TRY(cache_add_dev(d, &di, f));
+    }
+    return LYRA_OK;
+}
+
 static lyra_status update_depth(driver *d, int64_t L) {
     lyra_ar_run *r = d->r;
     double t0 = now();
@@ -530,8 +595,8 @@ static lyra_status update_depth(driver *d, int64_t L) {
     const int on_device = r->depth_model != NULL; /* else the host form: the frames come down for the callback */
     uint8_t *img = on_device ? NULL : malloc((size_t)n * 3 * d->HW);
     float *w2c = malloc(sizeof(float) * 16 * n), *K = malloc(sizeof(float) * 9 * n);
-    float *depth = malloc(sizeof(float) * (size_t)(n * d->HW));
-    if ((!on_device && !img) || !w2c || !K || !depth) {
+    float *depth = on_device ? NULL : malloc(sizeof(float) * (size_t)(n * d->HW));
+    if ((!on_device && (!img || !depth)) || !w2c || !K) {
         st = lyra_error(LYRA_ERR_OOM, "depth update: out of memory");
         goto done;
     }
@@ -561,8 +626,13 @@ static lyra_status update_depth(driver *d, int64_t L) {
     }
     pose_alignment_offsets(w2c, n);
     /* DA3 reads the window where the frames are (pipeline/depth_window.c); the host form gets them as uint8 */
-    st = on_device ? lyra_ar_da3_window(r->depth_model, d->vb, &u8, w2c, K, depth)
-                   : r->depth_window(r->depth_ctx, n, img, w2c, K, d->H, d->W, depth);
+    if (on_device) {
+        /* DA3's depths stay in the device's memory: copied into the buffer depth and the new spatial-memory slots */
+        window_take wt = {.d = d, .fids = fids, .n = n, .L = L};
+        st = lyra_ar_da3_window(r->depth_model, d->vb, &u8, w2c, K, take_window_depth, &wt);
+        goto done;
+    }
+    st = r->depth_window(r->depth_ctx, n, img, w2c, K, d->H, d->W, depth);
     if (st != LYRA_OK) goto done;
     for (int i = 0; i < n; i++) {
         const float *di = depth + (int64_t)i * d->HW;

@@ -5,16 +5,18 @@
 
 #include "pipeline/ar_driver.h"
 
-/* u8 (n, H, W, 3) contiguous uint8 frames in vb's memory (the window, clamp(x·0.5 + 0.5)·255 + 0.5 truncated);
- * w2c (n, 4, 4) with the pose-alignment offsets and K (n, 3, 3), host -> depth (n, H, W) host f32: DA3's depth at
- * its processed size (the longest side kept, both sides to the nearest multiple of 14), divided by the Umeyama
- * scale and resized bilinearly (align_corners=False) to H x W. DA3's pixels are built on vb (op u8_pixels) and read
- * there by the forward; the frames come down only for dm->record (then also called here). */
-lyra_status lyra_ar_da3_window(const lyra_ar_depth_model *dm, lyra_backend *vb, const lyra_tensor *u8,
-                               const float *w2c, const float *K, float *depth);
+/* The depths of a window, handed to the driver while they are valid: depth (n, H, W) f32 in the frames' device
+ * memory (DA3's arena, given back after take returns). */
+typedef lyra_status (*lyra_ar_depth_take)(void *ctx, const lyra_tensor *depth);
 
-/* lyra2.generate._bilinear (F.interpolate bilinear, align_corners=False, f64 source coordinates, f32 blends) of
- * n maps (n, h, w) -> (n, H, W), host. */
-lyra_status lyra_ar_depth_bilinear(const float *x, int n, int h, int w, float *y, int H, int W);
+/* u8 (n, H, W, 3) contiguous uint8 frames in vb's memory (the window, clamp(x·0.5 + 0.5)·255 + 0.5 truncated);
+ * w2c (n, 4, 4) with the pose-alignment offsets and K (n, 3, 3), host -> take(take_ctx, depth (n, H, W)): DA3's depth
+ * at its processed size (the longest side kept, both sides to the nearest multiple of 14), merged on the device (op
+ * da3_merge), divided by the Umeyama scale and resized bilinearly (align_corners=False) to H x W (op depth_resize),
+ * all where the frames are. DA3's pixels are built on vb (op u8_pixels) and read there by the forward. What comes
+ * down: the merge's four scalars and DA3's pose; the frames and the depths only for dm->record (then also called
+ * here). */
+lyra_status lyra_ar_da3_window(const lyra_ar_depth_model *dm, lyra_backend *vb, const lyra_tensor *u8,
+                               const float *w2c, const float *K, lyra_ar_depth_take take, void *take_ctx);
 
 #endif

@@ -20,7 +20,6 @@ lyra_status lyra_scache_init(lyra_scache *c, int height, int width) {
 void lyra_scache_free(lyra_scache *c) {
     for (int i = 0; i < c->n; i++) {
         free(c->entries[i].points);
-        free(c->entries[i].depth);
     }
     free(c->entries);
     memset(c, 0, sizeof *c);
@@ -28,9 +27,9 @@ void lyra_scache_free(lyra_scache *c) {
 
 static int down(int n) { return (n + LYRA_SCACHE_DOWNSAMPLE - 1) / LYRA_SCACHE_DOWNSAMPLE; }
 
-lyra_status lyra_scache_add(lyra_scache *c, const float *depth, const float *w2c, const float *K, int64_t latent_index,
-                            int64_t frame_id) {
-    const int H = c->height, W = c->width, h4 = down(H), w4 = down(W);
+lyra_status lyra_scache_add_sub(lyra_scache *c, const float *ds, const float *w2c, const float *K, int64_t latent_index,
+                                int64_t frame_id) {
+    const int h4 = down(c->height), w4 = down(c->width);
     if (c->n == c->capacity) {
         int cap = c->capacity ? 2 * c->capacity : 16;
         lyra_scache_entry *e = realloc(c->entries, sizeof *e * (size_t)cap);
@@ -41,25 +40,17 @@ lyra_status lyra_scache_add(lyra_scache *c, const float *depth, const float *w2c
     lyra_scache_entry *e = &c->entries[c->n];
     memset(e, 0, sizeof *e);
     e->points = malloc(sizeof(float) * 3 * (size_t)h4 * w4);
-    e->depth = malloc(sizeof(float) * (size_t)H * W);
-    float *ds = malloc(sizeof(float) * (size_t)h4 * w4);
     uint8_t *valid = malloc((size_t)h4 * w4);
     lyra_status st = LYRA_OK;
-    if (!e->points || !e->depth || !ds || !valid) {
-        st = lyra_error(LYRA_ERR_OOM, "spatial cache: out of memory for a %dx%d entry", H, W);
+    if (!e->points || !valid) {
+        st = lyra_error(LYRA_ERR_OOM, "spatial cache: out of memory for a %dx%d entry", c->height, c->width);
         goto fail;
     }
-    memcpy(e->depth, depth, sizeof(float) * (size_t)H * W);
     memcpy(e->w2c, w2c, sizeof e->w2c);
     memcpy(e->K, K, sizeof e->K);
-    /* depth[::4, ::4] and K·1/4 (fx, fy, cx, cy; M:2510-2534); the raw depth decides validity (d > 0), there
-     * is no sanitising here, unlike the warp. */
-    for (int y = 0; y < h4; y++)
-        for (int x = 0; x < w4; x++) {
-            float d = depth[(int64_t)(y * LYRA_SCACHE_DOWNSAMPLE) * W + x * LYRA_SCACHE_DOWNSAMPLE];
-            ds[(int64_t)y * w4 + x] = d;
-            valid[(int64_t)y * w4 + x] = d > 0.0f;
-        }
+    /* K·1/4 (fx, fy, cx, cy; M:2510-2534); the raw depth decides validity (d > 0), there is no sanitising here,
+     * unlike the warp. */
+    for (int64_t i = 0; i < (int64_t)h4 * w4; i++) valid[i] = ds[i] > 0.0f;
     float Ks[9];
     memcpy(Ks, K, sizeof Ks);
     Ks[0] *= 0.25f;
@@ -71,14 +62,25 @@ lyra_status lyra_scache_add(lyra_scache *c, const float *depth, const float *w2c
     e->latent_index = latent_index;
     e->frame_id = frame_id;
     c->n++;
-    free(ds);
     free(valid);
     return LYRA_OK;
 fail:
     free(e->points);
-    free(e->depth);
-    free(ds);
     free(valid);
+    return st;
+}
+
+lyra_status lyra_scache_add(lyra_scache *c, const float *depth, const float *w2c, const float *K, int64_t latent_index,
+                            int64_t frame_id) {
+    const int W = c->width, h4 = down(c->height), w4 = down(W);
+    float *ds = malloc(sizeof(float) * (size_t)h4 * w4);
+    if (!ds) return lyra_error(LYRA_ERR_OOM, "spatial cache: out of memory for a %dx%d entry", c->height, W);
+    /* depth[::4, ::4] (M:2510-2534) */
+    for (int y = 0; y < h4; y++)
+        for (int x = 0; x < w4; x++)
+            ds[(int64_t)y * w4 + x] = depth[(int64_t)(y * LYRA_SCACHE_DOWNSAMPLE) * W + x * LYRA_SCACHE_DOWNSAMPLE];
+    lyra_status st = lyra_scache_add_sub(c, ds, w2c, K, latent_index, frame_id);
+    free(ds);
     return st;
 }
 

@@ -2,9 +2,9 @@
  * autoregressive loop uses it (downsample 4, values stored, max-coverage retrieval from one target view).
  *
  * An entry keeps, for one past frame: its world points from the depth subsampled every 4th row and column
- * (H4 = ceil(H/4), W4 = ceil(W/4)) with K scaled by 1/4, zero where the depth is not > 0; the full-resolution
- * depth (the correspondence warp's source, upstream M:1601-1822, FW); its w2c and K; its frame id (= latent index at
- * inference).
+ * (H4 = ceil(H/4), W4 = ceil(W/4)) with K scaled by 1/4, zero where the depth is not > 0; its w2c and K; its frame id
+ * (= latent index at inference). The full-resolution depth, the correspondence warp's source (upstream M:1601-1822,
+ * FW), is kept by the caller where the warp runs (the AR driver: in the device's memory).
  *
  * Retrieval (upstream M:1955-1999, M:2646-2849) projects every stored point, the zero points of invalid pixels included
  * (quirk docs/REFERENCES.md#upstream-quirks-kept-on-purpose), into the target camera at 1/4 resolution, rounds to
@@ -26,7 +26,6 @@ typedef struct lyra_scache_entry {
     int64_t frame_id;
     int64_t latent_index;
     float *points;   /* (H4, W4, 3) world points */
-    float *depth;    /* (H, W) full-resolution depth as given */
     float w2c[16];   /* (4, 4) */
     float K[9];      /* (3, 3) */
 } lyra_scache_entry;
@@ -44,6 +43,10 @@ void lyra_scache_free(lyra_scache *c);
 /* Appends an entry. depth (H, W), w2c (4, 4), K (3, 3). LYRA_ERR_ARG when a camera is singular. */
 lyra_status lyra_scache_add(lyra_scache *c, const float *depth, const float *w2c, const float *K, int64_t latent_index,
                             int64_t frame_id);
+/* The same from depth[::4, ::4] alone, ds (H4, W4): all an entry reads of its depth (the AR driver keeps the full
+ * depth in the device's memory and brings only these points down). */
+lyra_status lyra_scache_add_sub(lyra_scache *c, const float *ds, const float *w2c, const float *K, int64_t latent_index,
+                                int64_t frame_id);
 
 /* Index of the most recent entry with this frame id, or -1 (upstream get_rgbd_by_frame_id). */
 int lyra_scache_find(const lyra_scache *c, int64_t frame_id);

@@ -1860,6 +1860,76 @@ static PyObject *py_fill_random(PyObject *self, PyObject *args, PyObject *kw) {
     RUN_OP(&k, out, lyra_op_fill_random(be, &y, &r));
 }
 
+/* y (4·S·h·w + 4) = [x's four maps merged in place by op da3_merge, its stats]: x (4, S, h, w) = [depth logits,
+ * confidence logits, metric depth logits, sky] is copied into y's memory first (the op rewrites its maps). */
+static lyra_status da3_merge_into(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, const float *factor) {
+    const int64_t S = x->ne[1], h = x->ne[2], w = x->ne[3], n = S * h * w;
+    lyra_tensor ym, yv, ys, m[4];
+    LYRA_TRY(lyra_tensor_slice(&yv, y, 0, 0, 4 * n));
+    LYRA_TRY(lyra_tensor_reshape(&ym, &yv, 4, x->ne));
+    LYRA_TRY(lyra_tensor_slice(&ys, y, 0, 4 * n, 4 * n + 4));
+    LYRA_TRY(lyra_op_copy(be, &ym, x));
+    for (int i = 0; i < 4; i++) LYRA_TRY(lyra_tensor_select(&m[i], &ym, 0, i));
+    return lyra_op_da3_merge(be, &ys, &m[0], &m[1], &m[2], &m[3], factor);
+}
+
+/* da3_merge(maps float32 (4, S, h, w), metric_factor (S floats)) -> float32 (4·S·h·w + 4): the merged depth,
+ * confidence and metric depth maps, the sky as given, then [median, σ, sky fill, non-sky count]. */
+static PyObject *py_da3_merge(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"maps", "metric_factor", NULL};
+    PyObject *xo, *fo;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO", kws, &xo, &fo)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, y;
+    in_param(&k, xo, "maps", &x, 0, &err);
+    if (err) FAIL(&k);
+    if (x.ndim != 4 || x.ne[0] != 4) {
+        PyErr_SetString(PyExc_ValueError, "maps must be (4, S, h, w)");
+        FAIL(&k);
+    }
+    PyObject *fs = PySequence_Fast(fo, "metric_factor must be a sequence");
+    if (!fs) FAIL(&k);
+    float *factor = malloc(sizeof *factor * (size_t)(x.ne[1] > 0 ? x.ne[1] : 1));
+    int bad = !factor || PySequence_Fast_GET_SIZE(fs) != x.ne[1];
+    if (bad) PyErr_SetString(PyExc_ValueError, "metric_factor must have one value per view");
+    for (Py_ssize_t i = 0; !bad && i < x.ne[1]; i++) {
+        factor[i] = (float)PyFloat_AsDouble(PySequence_Fast_GET_ITEM(fs, i));
+        bad = PyErr_Occurred() != NULL;
+    }
+    Py_DECREF(fs);
+    if (factor) k.bufs[k.nbufs++] = factor;
+    if (bad) FAIL(&k);
+    int64_t ne = 4 * x.ne[1] * x.ne[2] * x.ne[3] + 4;
+    PyArrayObject *out = out_typed(&k, 1, &ne, &y, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT_F32);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, da3_merge_into(be, &y, &x, factor));
+}
+
+/* depth_resize(x float32 (N, h, w), H, W, divisor) -> float32 (N, H, W): lyra_op_depth_resize. */
+static PyObject *py_depth_resize(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kws[] = {"x", "H", "W", "divisor", NULL};
+    PyObject *xo;
+    long long H, W;
+    double divisor;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OLLd", kws, &xo, &H, &W, &divisor)) return NULL;
+    keep k = {0};
+    int err = 0;
+    lyra_tensor x, y;
+    in_param(&k, xo, "x", &x, 0, &err);
+    if (err) FAIL(&k);
+    if (x.ndim != 3 || H < 0 || W < 0) {
+        PyErr_SetString(PyExc_ValueError, "x must be (N, h, w) and H, W >= 0");
+        FAIL(&k);
+    }
+    int64_t ne[3] = {x.ne[0], H, W};
+    PyArrayObject *out = out_typed(&k, 3, ne, &y, NPY_FLOAT32, LYRA_DTYPE_F32, OPS_OUT_F32);
+    if (!out) FAIL(&k);
+    RUN_OP(&k, out, lyra_op_depth_resize(be, &y, &x, divisor));
+}
+
 #define BK(fn)                                                                                              \
     static PyObject *fn##_bk(PyObject *s, PyObject *a, PyObject *k) { return with_backend(fn, s, a, k); }
 BK(py_copy) BK(py_concat) BK(py_pad) BK(py_patchify) BK(py_unpatchify) BK(py_embedding) BK(py_linear)
@@ -1871,6 +1941,7 @@ BK(py_quantize_fp8_rows) BK(py_linear_fp8_tokens) BK(py_rays) BK(py_to_u8) BK(py
 BK(py_latent_update)
 BK(py_u8_pixels)
 BK(py_fill_random)
+BK(py_da3_merge) BK(py_depth_resize)
 
 #define KW(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_VARARGS | METH_KEYWORDS, doc}
 
@@ -1941,6 +2012,10 @@ static PyMethodDef ops_methods[] = {
     KW("fill_random", py_fill_random_bk, "fill_random(shape, name, seed=0, bf16_values=False) -> float32: "
        "lyra_op_fill_random with the rule of (seed, name, shape)."),
     KW("to_u8", py_to_u8_bk, "to_u8(x (N, C, H, W), mode='video'|'round') -> uint8 (N, H, W, C)."),
+    KW("da3_merge", py_da3_merge_bk, "da3_merge(maps (4, S, h, w), metric_factor (S)) -> (4·S·h·w + 4): op da3_merge "
+       "on [depth, conf, metric logits, sky], then [median, sigma, sky fill, non-sky count]."),
+    KW("depth_resize", py_depth_resize_bk, "depth_resize(x (N, h, w), H, W, divisor) -> (N, H, W): bilinear of x / "
+       "divisor with f64 source coordinates."),
     KW("minmax", py_minmax_bk, "minmax(x, prev=None) -> [min, max] (NaNs skipped), combined with prev (2,)."),
     KW("range_norm", py_range_norm_bk, "range_norm(x, mm (2), eps=1e-6): 2·(x − mm[0]) / max(mm[1] − mm[0], eps) − 1."),
     KW("latent_update", py_latent_update_bk, "latent_update(kind, xs, order=1, sigma=0, alpha=0, guidance=0, c1=0, "

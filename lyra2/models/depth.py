@@ -28,9 +28,11 @@ parameters used = docs/REFERENCES.md#weight-names's "needed by Lyra", 6.6 GB in 
 MAC; arena =
 activations in float32 besides the weights and the backend's attention scratch):
 
-* 480p (476x826, 34x59 patches): 1 view 8.05 TFLOP, arena 0.89 GB; 10 views with poses 111.7 TFLOP (global
-  attention over 20 070 tokens in 14 blocks), arena 2.59 GB.
-* 720p (714x1274, 51x91 patches): 1 view 22.8 TFLOP, arena 2.06 GB; 10 views with poses 395 TFLOP, arena 6.0 GB.
+* 480p (476x826, 34x59 patches): 1 view 8.05 TFLOP, arena 0.90 GB; 10 views with poses 111.7 TFLOP (global
+  attention over 20 070 tokens in 14 blocks), arena 2.66 GB.
+* 720p (714x1274, 51x91 patches): 1 view 22.8 TFLOP, arena 2.08 GB; 10 views with poses 395 TFLOP, arena 6.1 GB.
+  Each arena holds the heads' four maps (S x h x w f32 each: depth and confidence logits, metric depth logits, sky)
+  to the end of the call, where the nested merge runs (on the device for the depth window, op da3_merge).
 """
 import numpy as np
 

@@ -117,14 +117,15 @@ def test_golden_first_frame_on_device(dev):
         print("DA3 case a transfers:", s["uploads"], "up", s["upload_bytes"], "B,", s["downloads"], "down",
               s["download_bytes"], "B")
         # the pixels once; no weights again. Still per call today: the host-built RoPE tables and the DualDPT's UV
-        # embedding as its column and row factors (lyra_da3_add_uv) go up, and each head's maps come down per view
-        # (the merge runs on the host).
+        # embedding as its column and row factors (lyra_da3_add_uv) go up. This Python class is DA3's host form: its
+        # four maps (depth and confidence logits, metric logits, sky) come down once each for the merge on the host
+        # (the depth window's device form merges where they are, op da3_merge).
         ups = [name for d, _, name in log if d == "upload"]
         downs = [name for d, _, name in log if d == "download"]
         assert s["refused"] == 0
         assert ups[0] == "DA3 pixels" and ups.count("DA3 pixels") == 1
         assert set(ups) == {"DA3 pixels", "ViT RoPE local", "ViT RoPE global", "DA3 UV embedding"}
-        assert sorted(set(downs)) == ["DA3 head logits", "DA3 pose encoding", "DA3 sky"]
+        assert sorted(set(downs)) == ["DA3 head maps", "DA3 pose encoding"] and downs.count("DA3 head maps") == 4
         assert len(downs) == 5 and s["upload_bytes"] == 117328 and s["download_bytes"] == 141156
         # the UV factors: (2q, 1, w) + (C - 2q, h, 1) f32, q = C / 4, at each head level (oc_k, gh, gw) and at the
         # output (features / 2, h, w); the full maps were C·h·w each

@@ -85,6 +85,8 @@ static const lyra_backend_ops cpu_ops = {
     .latent_update = cpu_latent_update,
     .u8_pixels = cpu_u8_pixels,
     .fill_random = cpu_fill_random,
+    .da3_merge = cpu_da3_merge,
+    .depth_resize = cpu_depth_resize,
 };
 
 lyra_status lyra_backend_cpu_init(lyra_backend *be, int n_threads) {

@@ -138,5 +138,9 @@ lyra_status cpu_latent_update(lyra_backend *, lyra_tensor *, const lyra_tensor *
                               const lyra_latent_update *);
 lyra_status cpu_u8_pixels(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_u8_pixels_params *);
 lyra_status cpu_fill_random(lyra_backend *, lyra_tensor *, const lyra_random_fill *);
+/* cpu_da3_merge.c */
+lyra_status cpu_da3_merge(lyra_backend *, lyra_tensor *, lyra_tensor *, lyra_tensor *, lyra_tensor *,
+                          const lyra_tensor *, const float *);
+lyra_status cpu_depth_resize(lyra_backend *, lyra_tensor *, const lyra_tensor *, double);
 
 #endif

@@ -271,6 +271,8 @@ static const lyra_backend_ops cuda_ops = {
     /* .latent_update = */ ON_DEVICE(cu_op_latent_update),
     /* .u8_pixels = */ ON_DEVICE(cu_op_u8_pixels),
     /* .fill_random = */ ON_DEVICE(cu_op_fill_random),
+    /* .da3_merge = */ ON_DEVICE(cu_op_da3_merge),
+    /* .depth_resize = */ ON_DEVICE(cu_op_depth_resize),
 };
 
 extern "C" lyra_status lyra_backend_cuda_init(lyra_backend *be, int device) {

@@ -330,6 +330,10 @@ lyra_status cu_op_range_norm(lyra_backend *, lyra_tensor *, const lyra_tensor *,
 lyra_status cu_op_latent_update(lyra_backend *, lyra_tensor *, const lyra_tensor *const *, int,
                                 const lyra_latent_update *);
 lyra_status cu_op_u8_pixels(lyra_backend *, lyra_tensor *, const lyra_tensor *, const lyra_u8_pixels_params *);
+/* cuda_da3_merge.cu */
+lyra_status cu_op_da3_merge(lyra_backend *, lyra_tensor *, lyra_tensor *, lyra_tensor *, lyra_tensor *,
+                            const lyra_tensor *, const float *);
+lyra_status cu_op_depth_resize(lyra_backend *, lyra_tensor *, const lyra_tensor *, double);
 
 /* The fused flash-attention kernel (cuda_attention_flash.cu): 1 when it handled the call (status in *st),
  * 0 when the case is outside what it supports (dtype, head dim, alignment) and the caller falls back. */

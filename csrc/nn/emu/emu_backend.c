@@ -621,6 +621,28 @@ static lyra_status emu_fill_random(lyra_backend *be, lyra_tensor *y, const lyra_
     return RUN(c.cpu->ops->fill_random(c.cpu, Y, r));
 }
 
+/* ---------------------------------------------------------------- DA3's merge, the depth maps' resize (f32) */
+
+static lyra_status emu_da3_merge(lyra_backend *be, lyra_tensor *stats, lyra_tensor *depth, lyra_tensor *conf,
+                                 lyra_tensor *metric, const lyra_tensor *sky, const float *metric_factor) {
+    emu_call c;
+    begin(&c, be, "da3_merge");
+    /* the maps are rewritten in place: f32 views of the device memory, no conversions */
+    lyra_tensor *D = (lyra_tensor *)in(&c, "depth", depth, 1), *C = (lyra_tensor *)in(&c, "conf", conf, 1);
+    lyra_tensor *M = (lyra_tensor *)in(&c, "metric", metric, 1);
+    const lyra_tensor *K = in(&c, "sky", sky, 1);
+    lyra_tensor *Y = out(&c, stats, 1);
+    return RUN(c.cpu->ops->da3_merge(c.cpu, Y, D, C, M, K, metric_factor));
+}
+
+static lyra_status emu_depth_resize(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, double divisor) {
+    emu_call c;
+    begin(&c, be, "depth_resize");
+    const lyra_tensor *X = in(&c, "x", x, 1);
+    lyra_tensor *Y = out(&c, y, 1);
+    return RUN(c.cpu->ops->depth_resize(c.cpu, Y, X, divisor));
+}
+
 /* ---------------------------------------------------------------- table and lifetime */
 
 static void emu_destroy(lyra_backend *be) {
@@ -681,6 +703,8 @@ static const lyra_backend_ops emu_ops = {
     .latent_update = emu_latent_update,
     .u8_pixels = emu_u8_pixels,
     .fill_random = emu_fill_random,
+    .da3_merge = emu_da3_merge,
+    .depth_resize = emu_depth_resize,
 };
 
 lyra_status lyra_backend_emu_init(lyra_backend *be, int n_threads) {

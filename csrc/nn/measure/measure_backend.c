@@ -334,6 +334,18 @@ static lyra_status m_fill_random(lyra_backend *be, lyra_tensor *y, const lyra_ra
     return count(be, 0);
 }
 
+/* DA3's merge and the depth resize run beside the network's layers: counted with no FLOPs, as the prep ops. */
+static lyra_status m_da3_merge(lyra_backend *be, lyra_tensor *stats, lyra_tensor *depth, lyra_tensor *conf,
+                               lyra_tensor *metric, const lyra_tensor *sky, const float *metric_factor) {
+    (void)stats; (void)depth; (void)conf; (void)metric; (void)sky; (void)metric_factor;
+    return count(be, 0);
+}
+
+static lyra_status m_depth_resize(lyra_backend *be, lyra_tensor *y, const lyra_tensor *x, double divisor) {
+    (void)y; (void)x; (void)divisor;
+    return count(be, 0);
+}
+
 static const lyra_backend_ops measure_ops = {
     .name = "measure",
     .destroy = measure_destroy,
@@ -388,6 +400,8 @@ static const lyra_backend_ops measure_ops = {
     .latent_update = m_latent_update,
     .u8_pixels = m_u8_pixels,
     .fill_random = m_fill_random,
+    .da3_merge = m_da3_merge,
+    .depth_resize = m_depth_resize,
 };
 
 lyra_status lyra_backend_measure_init(lyra_backend *be, lyra_device device) {
