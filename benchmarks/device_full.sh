@@ -5,8 +5,9 @@
 # created on the device when placed (benchmarks/zoom_e2e.py --random-weights real: lyra2.testing.random_weights, the
 # backend op fill_random; no file, no host copy, nothing uploaded). The small networks that still load from files
 # (CLIP, VAE, negative prompt, DMD LoRA: ~1.6 GB) are written to local disk first (make_random_checkpoint.py --small,
-# reused when present). stream24 fills its streamed blocks in host memory; the fp8 runs (their LoRA merged on the
-# host) write the DiT's random values into host memory first (~33 GB of the machine's 128 GB).
+# reused when present). The run's LoRAs are folded on the device after placement (models/dit_lora_fold.c); the fp8
+# runs fill each block Linear in bf16 on the device, fold, then quantize it there. stream24 fills (and folds) its
+# streamed blocks in their pinned host copy.
 #
 # HOW TO RUN IT: a SECOND device call, on the machine benchmarks/device_check.sh left warm (its build is reused):
 #     run(command="bash benchmarks/device_full.sh", carry=[".debs"], timeout_s=580)
