@@ -118,6 +118,16 @@ struct cu_tensor {
 };
 cu_tensor cu_tensor_of(const lyra_tensor *t);
 
+/* Byte offset of the flat index idx (outermost-first over t's own shape) in t; a stride-0 dim broadcasts. */
+__device__ __forceinline__ int64_t cu_offset(const cu_tensor &t, int64_t idx) {
+    int64_t off = 0;
+    for (int d = t.ndim - 1; d >= 0; d--) {
+        off += (idx % t.ne[d]) * t.nb[d];
+        idx /= t.ne[d];
+    }
+    return off;
+}
+
 __device__ __forceinline__ float cu_load(const char *p, int dt) {
     switch (dt) {
     case LYRA_DTYPE_F32: return *(const float *)p;

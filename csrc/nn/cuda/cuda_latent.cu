@@ -17,16 +17,6 @@
 
 namespace {
 
-// Byte offset of the flat index idx (outermost-first over t's own shape) in t; stride-0 dims broadcast.
-__device__ __forceinline__ int64_t latent_offset(const cu_tensor &t, int64_t idx) {
-    int64_t off = 0;
-    for (int d = t.ndim - 1; d >= 0; d--) {
-        off += (idx % t.ne[d]) * t.nb[d];
-        idx /= t.ne[d];
-    }
-    return off;
-}
-
 struct latent_args {
     cu_tensor y;
     cu_tensor x[4];
@@ -39,10 +29,10 @@ __global__ void latent_update_kernel(latent_args a, lyra_latent_update p, int64_
         float in[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         for (int i = 0; i < a.n; i++)
             in[i] = a.contiguous ? ((const float *)a.x[i].data)[k]
-                                 : *(const float *)(a.x[i].data + latent_offset(a.x[i], k));
+                                 : *(const float *)(a.x[i].data + cu_offset(a.x[i], k));
         const float v = lyra_latent_elem(&p, in[0], in[1], in[2], in[3]);
         if (a.contiguous) ((float *)a.y.data)[k] = v;
-        else *(float *)(a.y.data + latent_offset(a.y, k)) = v;
+        else *(float *)(a.y.data + cu_offset(a.y, k)) = v;
     }
 }
 

@@ -22,15 +22,6 @@
 
 namespace {
 
-// Byte offset of the flat index idx (outermost-first over t's own shape) in t.
-__device__ __forceinline__ int64_t cu_offset(const cu_tensor &t, int64_t idx) {
-    int64_t off = 0;
-    for (int d = t.ndim - 1; d >= 0; d--) {
-        off += (idx % t.ne[d]) * t.nb[d];
-        idx /= t.ne[d];
-    }
-    return off;
-}
 
 // One thread per pixel: its 6 components into the channels of its unshuffle position.
 __global__ void rays_kernel(char *y, int ydt, int64_t nb0, int64_t nb1, int64_t nb2, int height, int width,
