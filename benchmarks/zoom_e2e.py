@@ -11,8 +11,8 @@ have random weights of those shapes created where they run (lyra2.testing.random
 a device they are filled there when placed — no file, no host copy, nothing uploaded. The small networks load from
 random files written first into --work (real: benchmarks/make_random_checkpoint.py without the DiT and umT5,
 ~1.6 GB: CLIP, VAE, negative prompt, DMD LoRA; tiny: lyra2.testing.make_tiny_checkpoint without them). With
-streaming (stream24) the streamed blocks are filled in host memory; the fp8 runs (their LoRA merged on the host)
-write the DiT's random values into host memory first (models/dit.h).
+streaming (stream24) the streamed blocks are filled in host memory; the run's LoRAs are folded where the weights
+lie (models/dit_lora_fold.c; the fp8 runs fill each block Linear in bf16, fold, then quantize it there).
 
 Prints, per run: text (umT5), VAE priming, CLIP, chunk inputs (retrieval, warps, camera-latent and spatial VAE
 encodes, rays), DiT (calls, seconds, TFLOP/s and % of the card's dense bf16 peak), VAE decode, re-encode, depth
