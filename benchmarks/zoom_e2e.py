@@ -11,8 +11,8 @@ have random weights of those shapes created where they run (lyra2.testing.random
 a device they are filled there when placed — no file, no host copy, nothing uploaded. The small networks load from
 random files written first into --work (real: benchmarks/make_random_checkpoint.py without the DiT and umT5,
 ~1.6 GB: CLIP, VAE, negative prompt, DMD LoRA; tiny: lyra2.testing.make_tiny_checkpoint without them). With
-streaming (stream24) the streamed blocks are filled in host memory; the fp8 runs (their LoRA merged on the host)
-write the DiT's random values into host memory first (models/dit.h).
+streaming (stream24) the streamed blocks are filled in host memory; the run's LoRAs are folded where the weights
+lie (models/dit_lora_fold.c; the fp8 runs fill each block Linear in bf16, fold, then quantize it there).
 
 Prints, per run: text (umT5), VAE priming, CLIP, chunk inputs (retrieval, warps, camera-latent and spatial VAE
 encodes, rays), DiT (calls, seconds, TFLOP/s and % of the card's dense bf16 peak), VAE decode, re-encode, depth
@@ -128,8 +128,10 @@ def main():
     t = time.perf_counter()
     # the configuration: a host load (each run loads for its device); random weights load for the device, deferred
     # (their values are written at placement, not here)
+    # (only the info is kept: the cache holds the models, so a run of another key frees them when it clears the cache;
+    # a reference here would keep the first device run's placed networks, 35 GB at 480p, through every later run)
     where = gen._check_device(a.device) if a.random_weights else "cpu"
-    models, info = gen.load_models(folder, where, None, lambda m: None)
+    info = gen.load_models(folder, where, None, lambda m: None)[1]
     print(f"load models ({where}{', random DiT deferred' if where != 'cpu' else ''}): {time.perf_counter() - t:.2f} s")
     cfg = info["dit_config"]
     flops = dit_flops(cfg, gen.DEFAULT_LAYOUT, H // 8, W // 8)
@@ -200,7 +202,9 @@ def _one_run(folder, img, depth, H, W, kw, variant, device, flops, peak):
 
     dev = gen._check_device(device)
     t = time.perf_counter()
-    gen.load_models(folder, dev, log_run_plan((H, W), 81, budget, dev, lambda m: None), lambda m: None)
+    dtype = "fp8" if variant == "fp8" else "bf16"
+    gen.load_models(folder, dev, log_run_plan((H, W), 81, budget, dev, lambda m: None, dtype, kw["use_dmd"]),
+                    lambda m: None, dtype, kw["use_dmd"])
     load_s = time.perf_counter() - t
     if lyra2.backends().get("emulated"):
         testing.emulated_cuda_reset()
@@ -208,7 +212,7 @@ def _one_run(folder, img, depth, H, W, kw, variant, device, flops, peak):
     logs = []
     v = gen.run_generate(img, args, checkpoint_folder=folder, device=device, report=Progress(bar=False,
                          on_log=logs.append), depth=depth, max_gpu_memory=budget,
-                         dit_dtype="fp8" if variant == "fp8" else "bf16")
+                         dit_dtype=dtype)
     total = time.perf_counter() - t
     t = time.perf_counter()
     v.save(os.path.join(tempfile.mkdtemp(), "out.mp4"))

@@ -643,8 +643,8 @@ def use_random_weights(folder, **networks):
     absent: ``use_random_weights(folder, dit=random_weights("dit", "real"), umt5=random_weights("umt5", "real"))``;
     with no network the folder's files are used again. On a device the random networks are filled there when they
     are placed — no file, no host copy, nothing uploaded (benchmarks/zoom_e2e.py --random-weights); with block
-    streaming the DiT's streamed blocks are filled in host memory, and merging LoRAs into it (fp8) first writes its
-    values into host memory (csrc/models/dit.h)."""
+    streaming the DiT's streamed blocks are filled in host memory; the run's LoRAs are folded where the weights lie,
+    fp8 included (csrc/models/dit_lora_fold.c), so the DiT is never written in host memory (csrc/models/dit.h)."""
     import importlib
 
     gen = importlib.import_module("lyra2.generate")

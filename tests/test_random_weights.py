@@ -357,6 +357,34 @@ def test_benchmark_dry_run_with_random_weights(tmp_path):
     assert "random weights: RandomWeights('dit'" in out.stdout and "RandomWeights('umt5'" in out.stdout
 
 
+def test_benchmark_runs_do_not_hold_each_others_models(tmp_path):
+    # zoom_e2e.py's configuration load must not keep a reference to the models: the cache is then their only
+    # holder, so a run of another key (use_dmd, streaming, fp8) frees the previous run's placed networks (35 GB at
+    # 480p; held, the UniPC run's umT5 and DiT would not fit beside them on an 80 GB card). The untimed load before
+    # each run is the run's own (its dit_dtype and use_dmd), so each run starts with an empty device.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = f"""
+import sys
+sys.path.insert(0, {os.path.join(root, "benchmarks")!r})
+import zoom_e2e as z
+from lyra2 import testing
+run = z.gen.run_generate
+def probe(*a, **k):
+    z.gen._da3_cache.clear()  # the depth window's DA3 stays by design (the next run's _da3_for_run decides)
+    print("live at the run's start:", testing.emulated_cuda_stats()["live_bytes"])
+    return run(*a, **k)
+z.gen.run_generate = probe
+sys.argv = ["zoom_e2e.py", "--random-weights", "tiny", "--device", "cuda", "--cfg-steps", "1", "--variants", "bf16",
+            "--work", {str(tmp_path / "work")!r}]
+sys.exit(z.main())
+"""
+    env = dict(os.environ, LYRA2_EMULATED_CUDA="1", LYRA2_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600, cwd=root)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    live = [int(line.split(":")[1]) for line in out.stdout.splitlines() if line.startswith("live at the run's")]
+    assert live == [0, 0], live
+
+
 def test_real_folder_writer_at_tiny_size(tmp_path, monkeypatch):
     # benchmarks/make_random_checkpoint.py's real-size writer (the networks --random-weights real still loads from
     # files), with its size table swapped for tiny sizes: the folder it writes without the DiT loads with a random DiT
