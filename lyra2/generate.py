@@ -261,9 +261,11 @@ def _run_direction(models, img, depth, w2c, K, captions, *, seed, use_dmd, guida
             np.ascontiguousarray(K, np.float32), list(captions), bool(use_dmd), float(guidance), int(steps), SHIFT,
             int(seed), label, depth_window, progress, report.log, False, device, DIT_DEVICE_PRECISION,
             bool(device != "cpu" and plan is not None and plan["vae_parked"]))
-    except Lyra2Error:
+    except BaseException:  # noqa: B036 - any failure, an interrupt included, before the models are trusted again
         if device != "cpu":
-            release_models()  # a failed placement may have left the models half on the device: load them again
+            # a failed placement or LoRA fold may have left the models half on the device or half folded: load
+            # them again rather than run on them
+            release_models()
         raise
     frames[0] = img  # the anchor frame is the input itself (the float round trip can lose 1 in the last bit)
     return frames, warp, t
