@@ -2,6 +2,8 @@
 import os
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
@@ -63,3 +65,18 @@ def pytest_terminal_summary(terminalreporter):
     for kind, v in b["cuda_fallbacks"].items():
         terminalreporter.write_line(f"[device] CUDA slow-path calls, {kind}: {v['count']}"
                                     + (f" (first: {v['first']})" if v["count"] else ""))
+
+
+# ---------------------------------------------------------------- device="cuda" without a GPU
+@pytest.fixture(params=["emulated", pytest.param("cuda", marks=pytest.mark.cuda)])
+def device(request, monkeypatch):
+    """The device string for a test of the device path: "cuda" twice, on the emulated device
+    (LYRA2_EMULATED_CUDA=1, in a CPU build) and, marked `cuda`, on the real backend. A file with its own `device`
+    fixture (test_e2e_tiny.py) overrides this one."""
+    import lyra2
+
+    if request.param == "emulated":
+        if lyra2.backends()["cuda"] and not lyra2.backends()["emulated"]:
+            pytest.skip("a CUDA build: the cuda-marked case covers the device")
+        monkeypatch.setenv("LYRA2_EMULATED_CUDA", "1")
+    return "cuda"

@@ -32,15 +32,6 @@ def tiny(tmp_path_factory):
     return rw, path
 
 
-@pytest.fixture(params=["emulated", pytest.param("cuda", marks=pytest.mark.cuda)])
-def device(request, monkeypatch):
-    if request.param == "emulated":
-        if lyra2.backends()["cuda"] and not lyra2.backends()["emulated"]:
-            pytest.skip("a CUDA build: the cuda-marked case covers the device")
-        monkeypatch.setenv("LYRA2_EMULATED_CUDA", "1")
-    return "cuda"
-
-
 def modules(rw):
     return [f"blocks.{i}.{m}" for i in range(rw.config["layers"]) for m in LINEARS] + ["patch_embedding", "head.head"]
 

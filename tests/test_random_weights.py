@@ -139,15 +139,6 @@ def tiny(tmp_path_factory):
     return rw, path
 
 
-@pytest.fixture(params=["emulated", pytest.param("cuda", marks=pytest.mark.cuda)])
-def device(request, monkeypatch):
-    if request.param == "emulated":
-        if lyra2.backends()["cuda"] and not lyra2.backends()["emulated"]:
-            pytest.skip("a CUDA build: the cuda-marked case covers the device")
-        monkeypatch.setenv("LYRA2_EMULATED_CUDA", "1")
-    return "cuda"
-
-
 def lora_mapping(rw):
     rng = np.random.default_rng(1)
     D = rw.config["dim"]
