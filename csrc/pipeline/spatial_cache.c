@@ -27,6 +27,15 @@ void lyra_scache_free(lyra_scache *c) {
 
 static int down(int n) { return (n + LYRA_SCACHE_DOWNSAMPLE - 1) / LYRA_SCACHE_DOWNSAMPLE; }
 
+/* K of the 1/4-resolution grid the entries live on: fx, fy, cx, cy times 1/4 (M:2510-2534, M:2716-2734). */
+static void quarter_K(const float *K, float *Ks) {
+    memcpy(Ks, K, 9 * sizeof *Ks);
+    Ks[0] *= 0.25f;
+    Ks[4] *= 0.25f;
+    Ks[2] *= 0.25f;
+    Ks[5] *= 0.25f;
+}
+
 lyra_status lyra_scache_add_sub(lyra_scache *c, const float *ds, const float *w2c, const float *K, int64_t latent_index,
                                 int64_t frame_id) {
     const int h4 = down(c->height), w4 = down(c->width);
@@ -48,15 +57,10 @@ lyra_status lyra_scache_add_sub(lyra_scache *c, const float *ds, const float *w2
     }
     memcpy(e->w2c, w2c, sizeof e->w2c);
     memcpy(e->K, K, sizeof e->K);
-    /* K·1/4 (fx, fy, cx, cy; M:2510-2534); the raw depth decides validity (d > 0), there is no sanitising here,
-     * unlike the warp. */
+    /* the raw depth decides validity (d > 0), there is no sanitising here, unlike the warp */
     for (int64_t i = 0; i < (int64_t)h4 * w4; i++) valid[i] = ds[i] > 0.0f;
     float Ks[9];
-    memcpy(Ks, K, sizeof Ks);
-    Ks[0] *= 0.25f;
-    Ks[4] *= 0.25f;
-    Ks[2] *= 0.25f;
-    Ks[5] *= 0.25f;
+    quarter_K(K, Ks);
     st = lyra_warp_unproject(ds, valid, h4, w4, Ks, w2c, e->points);
     if (st != LYRA_OK) goto fail;
     e->latent_index = latent_index;
@@ -122,11 +126,7 @@ lyra_status lyra_scache_retrieve(const lyra_scache *c, const float *w2c, const f
     const int ht = down(c->height), wt = down(c->width);
     const int64_t P = (int64_t)ht * wt, hw4 = P; /* entries are stored at the same 1/4 grid */
     float Ks[9];
-    memcpy(Ks, K, sizeof Ks);
-    Ks[0] *= 0.25f;
-    Ks[4] *= 0.25f;
-    Ks[2] *= 0.25f;
-    Ks[5] *= 0.25f;
+    quarter_K(K, Ks);
 
     int64_t *pix = malloc(sizeof(int64_t) * (size_t)n * hw4);
     float *zs = malloc(sizeof(float) * (size_t)n * hw4);
