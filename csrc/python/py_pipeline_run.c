@@ -410,6 +410,25 @@ static PyObject *f32_array(int nd, npy_intp *dims, const float *src) {
     return a;
 }
 
+/* Gives the borrowed DA3 back: its arena emptied, the capsule's lock released (without the GIL, as it was taken),
+ * then the capsule and the Python side's release(), whose error is stashed for the driver when `report`, else
+ * dropped. */
+static void da3_give_back(py_run_ctx *c, int report) {
+    c->da3_net->arena.used = 0;
+    PyThread_release_lock(c->da3_net->lock);
+    PyGILState_STATE g = PyGILState_Ensure();
+    Py_CLEAR(c->da3_cap);
+    PyObject *r = PyObject_CallMethod(c->depth_fn, "release", NULL);
+    if (!r) {
+        if (report)
+            stash(c);
+        else
+            PyErr_Clear();
+    }
+    Py_XDECREF(r);
+    PyGILState_Release(g);
+}
+
 static lyra_status dm_acquire(void *ctx, int n, int height, int width, int h, int w, const float *w2c, const float *K,
                               float *ext_norm, float *K_proc, const lyra_da3 **m, lyra_backend **be,
                               lyra_arena **arena) {
@@ -445,30 +464,14 @@ done:
     PyThread_acquire_lock(c->da3_net->lock, WAIT_LOCK);
     st = lyra_py_netcap_arena(c->da3_net, lyra_da3_arena_bytes(model, n, h, w));
     if (st != LYRA_OK) {
-        PyThread_release_lock(c->da3_net->lock);
-        g = PyGILState_Ensure();
-        Py_CLEAR(c->da3_cap);
-        PyObject *r = PyObject_CallMethod(c->depth_fn, "release", NULL);
-        if (!r) PyErr_Clear(); /* the allocation error is the one to report */
-        Py_XDECREF(r);
-        PyGILState_Release(g);
+        da3_give_back(c, 0); /* the allocation error is the one to report */
         return st;
     }
     *m = model, *be = &c->da3_net->be, *arena = &c->da3_net->arena;
     return LYRA_OK;
 }
 
-static void dm_release(void *ctx) {
-    py_run_ctx *c = ctx;
-    c->da3_net->arena.used = 0;
-    PyThread_release_lock(c->da3_net->lock);
-    PyGILState_STATE g = PyGILState_Ensure();
-    Py_CLEAR(c->da3_cap);
-    PyObject *r = PyObject_CallMethod(c->depth_fn, "release", NULL);
-    if (!r) stash(c); /* seen at the next interrupt check */
-    Py_XDECREF(r);
-    PyGILState_Release(g);
-}
+static void dm_release(void *ctx) { da3_give_back(ctx, 1); /* its error is seen at the next interrupt check */ }
 
 static lyra_status dm_align(void *ctx, int n, const float *est, const float *w2c, double *s) {
     py_run_ctx *c = ctx;
